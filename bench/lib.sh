@@ -5,7 +5,7 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 IMAGES_DIR="${HAKO_TEST_IMAGES:-/var/cache/hako-test-images}"
 BUNDLE_DIR="${HAKO_BENCH_BUNDLE:-$IMAGES_DIR/bundle}"
-DOCKERD_PIDFILE=/run/hako-bench-dockerd.pid
+DOCKERD_PIDFILE="${HAKO_BENCH_DOCKERD_PIDFILE:-/run/hako-bench-dockerd.pid}"
 DOCKERD_LOG=/var/log/hako-bench-dockerd.log
 # Image name the peers are loaded with (from busybox.tar).
 PEER_IMAGE="${HAKO_BENCH_IMAGE:-busybox:latest}"
