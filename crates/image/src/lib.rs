@@ -1,1 +1,64 @@
-//! placeholder
+//! Local image store for hako: content-addressed blobs, unpacked layers used
+//! as overlayfs lower directories, and image/tag metadata in SQLite.
+//!
+//! Layout under the state root `R`:
+//! - `R/hako.db`: SQLite database (shared with the engine's own tables).
+//! - `R/blobs/sha256/<hex>`: layer blobs as given, config and manifest JSON.
+//! - `R/layers/<chain-id hex>/diff`: unpacked layers.
+//! - `R/tmp/<pid>-<random>`: work in progress; swept at open when the owning
+//!   process is gone.
+//! - `R/store.lock`: `flock`ed exclusively around every write.
+#![deny(missing_docs)]
+
+mod changes;
+mod extract;
+mod reference;
+mod store;
+mod time;
+
+pub use extract::Compression;
+pub use reference::Reference;
+pub use store::{Image, ImageStore, ImageSummary, ImportOptions, RemoveEvent};
+
+/// Errors returned by the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The string is not a valid image reference; the message says why.
+    #[error("{0}")]
+    InvalidReference(String),
+    /// No image matches the given name or ID.
+    #[error("No such image: {0}")]
+    NotFound(String),
+    /// An ID prefix matches more than one image.
+    #[error("multiple IDs found with provided prefix: {0}")]
+    Ambiguous(String),
+    /// The import input is not a usable tar archive (corrupt, truncated,
+    /// empty, or trying to escape the layer directory).
+    #[error("invalid tar archive: {0}")]
+    InvalidArchive(String),
+    /// A `--change` instruction could not be applied.
+    #[error("invalid change: {0}")]
+    InvalidChange(String),
+    /// The image is used by a container and `force` was not given.
+    #[error(
+        "conflict: unable to delete {image} (must be forced) - image is being used by container {container}"
+    )]
+    InUse {
+        /// Short image ID.
+        image: String,
+        /// The description returned by the `in_use` callback.
+        container: String,
+    },
+    /// Any other refusal that `force` would override.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored metadata or blobs do not make sense.
+    #[error("image store is corrupt: {0}")]
+    Corrupt(String),
+    /// A filesystem operation failed; the message names the path.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The database failed.
+    #[error("image database: {0}")]
+    Db(#[from] rusqlite::Error),
+}

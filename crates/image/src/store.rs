@@ -1,0 +1,828 @@
+//! The image store proper: database, blobs, layers and the rmi/tag logic.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::image::{
+    Arch, Config, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageManifestBuilder, MediaType, Os, RootFsBuilder, Sha256Digest,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use crate::extract::{extract_layer, io_ctx};
+use crate::{changes, time, Error, Reference};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS images(
+    id TEXT PRIMARY KEY,
+    config_digest TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    created TEXT,
+    size INTEGER NOT NULL,
+    added INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags(
+    name TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_image_id ON tags(image_id);
+CREATE TABLE IF NOT EXISTS layers(
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    blob_digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    parent TEXT
+);
+CREATE TABLE IF NOT EXISTS image_layers(
+    image_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    chain_id TEXT NOT NULL,
+    PRIMARY KEY(image_id, position)
+);
+CREATE INDEX IF NOT EXISTS image_layers_chain_id ON image_layers(chain_id);
+";
+
+/// Options for [`ImageStore::import`] (`docker import`).
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Tag to give the new image.
+    pub reference: Option<Reference>,
+    /// Dockerfile instructions (`docker import --change`): CMD, ENTRYPOINT,
+    /// ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR.
+    pub changes: Vec<String>,
+    /// Commit message recorded in the history instead of
+    /// "Imported from <source>".
+    pub message: Option<String>,
+    /// Where the tarball came from (a path, a URL or "-"), for the history.
+    pub source: String,
+}
+
+/// A resolved image, ready to be run.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// `sha256:<hex>` of the config blob.
+    pub id: String,
+    /// The OCI image configuration.
+    pub config: ImageConfiguration,
+    /// Unpacked layer directories, bottom → top (overlayfs wants them the
+    /// other way round in `lowerdir`).
+    pub layers: Vec<PathBuf>,
+    /// Sum of the uncompressed layer sizes in bytes.
+    pub size: u64,
+    /// Tags pointing at this image.
+    pub repo_tags: Vec<Reference>,
+}
+
+/// One row of `hako images`.
+#[derive(Clone, Debug)]
+pub struct ImageSummary {
+    /// `sha256:<hex>`.
+    pub id: String,
+    /// Tags pointing at this image, sorted.
+    pub repo_tags: Vec<Reference>,
+    /// Creation time from the config (RFC 3339).
+    pub created: Option<String>,
+    /// Sum of the uncompressed layer sizes in bytes.
+    pub size: u64,
+}
+
+/// What [`ImageStore::remove`] did, in order, like `docker rmi` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoveEvent {
+    /// A tag was removed (familiar form, e.g. `busybox:latest`).
+    Untagged(String),
+    /// The image was deleted (full `sha256:` ID).
+    Deleted(String),
+}
+
+/// Handle on the store under one state root.
+pub struct ImageStore {
+    root: PathBuf,
+    conn: Connection,
+}
+
+impl std::fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+/// Removes a temporary file or directory unless it was moved into place.
+struct TmpGuard {
+    path: Option<PathBuf>,
+}
+
+impl TmpGuard {
+    fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+    fn disarm(&mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            remove_any(&p);
+        }
+    }
+}
+
+fn remove_any(p: &Path) {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => {
+            let _ = fs::remove_dir_all(p);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(p);
+        }
+        Err(_) => {}
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_ctx(e, "fsync", dir))
+}
+
+/// Go's GOARCH spelling of the architecture this binary was built for.
+fn go_arch() -> Arch {
+    let a = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        "mips64" if cfg!(target_endian = "little") => "mips64le",
+        "mips" if cfg!(target_endian = "little") => "mipsle",
+        other => other,
+    };
+    Arch::from(a)
+}
+
+fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(parent) => format!("sha256:{}", sha256_hex(format!("{parent} {d}").as_bytes())),
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn hex_part(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn short_id(id: &str) -> String {
+    hex_part(id).chars().take(12).collect()
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn spec_err(e: oci_spec::OciSpecError) -> Error {
+    Error::Corrupt(format!("building OCI metadata: {e}"))
+}
+
+/// How a name passed to resolve/remove matched.
+enum Match {
+    Id(String),
+    Tag(String, Reference),
+}
+
+impl Match {
+    fn id(&self) -> &str {
+        match self {
+            Match::Id(id) | Match::Tag(id, _) => id,
+        }
+    }
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store under `root`.
+    ///
+    /// Cheap: creates missing directories and tables, and sweeps the few
+    /// leftovers in `tmp/` whose owning process is gone.
+    pub fn open(root: &Path) -> Result<Self, Error> {
+        for d in ["blobs/sha256", "layers", "tmp"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(|e| io_ctx(e, "create", &p))?;
+        }
+        sweep_tmp(&root.join("tmp"));
+        let conn = Connection::open(root.join("hako.db"))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Corrupt(format!(
+                "cannot switch database to WAL mode (got {mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Skip the DDL (and its write lock) when the schema is already there:
+        // open() is on the hot path of every `hako run`.
+        let have: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='image_layers'",
+            [],
+            |r| r.get(0),
+        )?;
+        if have == 0 {
+            conn.execute_batch(SCHEMA)?;
+        }
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// The state root this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The shared database connection; other crates keep their own tables
+    /// in the same database.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Path of a blob by digest (`sha256:<hex>` or bare hex).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex_part(digest))
+    }
+
+    /// Unpacked directory of the layer with this chain ID.
+    pub fn layer_path(&self, chain_id: &str) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(hex_part(chain_id))
+            .join("diff")
+    }
+
+    fn tmp_path(&self) -> Result<PathBuf, Error> {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        Ok(self
+            .root
+            .join("tmp")
+            .join(format!("{}-{}", std::process::id(), hex::encode(r))))
+    }
+
+    fn lock(&self) -> Result<Flock<File>, Error> {
+        let p = self.root.join("store.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io_ctx(e, "open", &p))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_ctx(io::Error::from(e), "lock", &p))
+    }
+
+    fn begin(&self) -> Result<Transaction<'_>, Error> {
+        Ok(Transaction::new_unchecked(
+            &self.conn,
+            TransactionBehavior::Immediate,
+        )?)
+    }
+
+    /// Moves `tmp` to blobs/sha256/<hex> unless that blob already exists
+    /// (content addressing makes the existing one equally good).
+    fn put_blob_file(&self, tmp: &mut TmpGuard, hex: &str) -> Result<(), Error> {
+        let dst = self.blob_path(hex);
+        if !dst.exists() {
+            fs::rename(tmp.path(), &dst).map_err(|e| io_ctx(e, "store blob", &dst))?;
+            tmp.disarm();
+        }
+        Ok(())
+    }
+
+    fn put_blob_bytes(&self, data: &[u8]) -> Result<String, Error> {
+        let hex = sha256_hex(data);
+        if self.blob_path(&hex).exists() {
+            return Ok(hex);
+        }
+        let mut tmp = TmpGuard {
+            path: Some(self.tmp_path()?),
+        };
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(tmp.path())
+            .map_err(|e| io_ctx(e, "create", tmp.path()))?;
+        f.write_all(data)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_ctx(e, "write", tmp.path()))?;
+        self.put_blob_file(&mut tmp, &hex)?;
+        Ok(hex)
+    }
+
+    /// Imports a rootfs tarball (plain, gzip or zstd, detected by magic
+    /// bytes) as a one-layer image.
+    ///
+    /// On any error nothing is left behind in the store.
+    pub fn import(&self, reader: impl Read, opts: &ImportOptions) -> Result<Image, Error> {
+        if let Some(r) = &opts.reference {
+            check_taggable(r)?;
+        }
+        // Validate the changes before spending time on the tarball.
+        let mut run_config = Config::default();
+        changes::apply(&mut run_config, &opts.changes)?;
+
+        let mut work = TmpGuard {
+            path: Some(self.tmp_path()?),
+        };
+        fs::create_dir(work.path()).map_err(|e| io_ctx(e, "create", work.path()))?;
+        let diff_dir = work.path().join("diff");
+        fs::create_dir(&diff_dir).map_err(|e| io_ctx(e, "create", &diff_dir))?;
+        let mut blob_tmp = TmpGuard {
+            path: Some(self.tmp_path()?),
+        };
+        let ex = extract_layer(reader, blob_tmp.path(), &diff_dir)?;
+
+        let diff_id = format!("sha256:{}", ex.diff_hex);
+        let chain_id = chain_ids(std::slice::from_ref(&diff_id))
+            .pop()
+            .unwrap_or_else(|| diff_id.clone());
+        let created = time::now_rfc3339();
+        let comment = match &opts.message {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => format!("Imported from {}", opts.source),
+        };
+        let history = HistoryBuilder::default()
+            .created(created.clone())
+            .comment(comment)
+            .build()
+            .map_err(spec_err)?;
+        let rootfs = RootFsBuilder::default()
+            .typ("layers")
+            .diff_ids(vec![diff_id.clone()])
+            .build()
+            .map_err(spec_err)?;
+        let mut builder = ImageConfigurationBuilder::default()
+            .created(created.clone())
+            .architecture(go_arch())
+            .os(Os::Linux)
+            .rootfs(rootfs)
+            .history(vec![history]);
+        if !opts.changes.is_empty() {
+            builder = builder.config(run_config);
+        }
+        let config = builder.build().map_err(spec_err)?;
+        let config_bytes = serde_json::to_vec(&config)
+            .map_err(|e| Error::Corrupt(format!("serializing config: {e}")))?;
+        let id_hex = sha256_hex(&config_bytes);
+        let id = format!("sha256:{id_hex}");
+
+        let digest = |hex: &str| Sha256Digest::from_str(hex).map_err(spec_err);
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                digest(&id_hex)?,
+            ))
+            .layers(vec![Descriptor::new(
+                ex.compression.media_type(),
+                ex.blob_size,
+                digest(&ex.blob_hex)?,
+            )])
+            .build()
+            .map_err(spec_err)?;
+        let manifest_bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| Error::Corrupt(format!("serializing manifest: {e}")))?;
+
+        let _lock = self.lock()?;
+        let tx = self.begin()?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM images WHERE id = ?1", [&id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            let layer_root = self.root.join("layers").join(hex_part(&chain_id));
+            let known: bool = tx
+                .query_row(
+                    "SELECT 1 FROM layers WHERE chain_id = ?1",
+                    [&chain_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !(known && layer_root.join("diff").is_dir()) {
+                if fs::symlink_metadata(&layer_root).is_ok() {
+                    // Left over from a crash between rename and commit.
+                    self.discard(&layer_root)?;
+                }
+                fs::rename(work.path(), &layer_root)
+                    .map_err(|e| io_ctx(e, "install layer", &layer_root))?;
+                work.disarm();
+                fsync_dir(&self.root.join("layers"))?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO layers(chain_id, diff_id, blob_digest, size, parent)
+                     VALUES (?1, ?2, ?3, ?4, NULL)",
+                    params![
+                        chain_id,
+                        diff_id,
+                        format!("sha256:{}", ex.blob_hex),
+                        ex.diff_size as i64
+                    ],
+                )?;
+            }
+            self.put_blob_file(&mut blob_tmp, &ex.blob_hex)?;
+            self.put_blob_bytes(&config_bytes)?;
+            let manifest_hex = self.put_blob_bytes(&manifest_bytes)?;
+            fsync_dir(&self.root.join("blobs/sha256"))?;
+            tx.execute(
+                "INSERT INTO images(id, config_digest, manifest_digest, created, size, added)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    id,
+                    format!("sha256:{manifest_hex}"),
+                    created,
+                    ex.diff_size as i64,
+                    time::unix_now()
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO image_layers(image_id, position, chain_id) VALUES (?1, 0, ?2)",
+                params![id, chain_id],
+            )?;
+        }
+        if let Some(r) = &opts.reference {
+            tx.execute(
+                "INSERT OR REPLACE INTO tags(name, image_id) VALUES (?1, ?2)",
+                params![r.to_string(), id],
+            )?;
+        }
+        tx.commit()?;
+        self.load(&id)
+    }
+
+    /// Moves a directory out of the way atomically, then deletes it; if the
+    /// deletion is interrupted the remains are swept from tmp/ later.
+    fn discard(&self, path: &Path) -> Result<(), Error> {
+        let tmp = self.tmp_path()?;
+        fs::rename(path, &tmp).map_err(|e| io_ctx(e, "remove", path))?;
+        remove_any(&tmp);
+        Ok(())
+    }
+
+    /// All images, newest first.
+    pub fn list(&self) -> Result<Vec<ImageSummary>, Error> {
+        let mut tags: HashMap<String, Vec<Reference>> = HashMap::new();
+        let mut stmt = self.conn.prepare("SELECT name, image_id FROM tags")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (name, id) = row?;
+            if let Ok(r) = Reference::parse(&name) {
+                tags.entry(id).or_default().push(r);
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, created, size, added FROM images")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, created, size, added) = row?;
+            let mut repo_tags = tags.remove(&id).unwrap_or_default();
+            repo_tags.sort_by_key(|r| r.to_string());
+            out.push((
+                created.as_deref().map(time::sort_key),
+                added,
+                ImageSummary {
+                    id,
+                    repo_tags,
+                    created,
+                    size: size as u64,
+                },
+            ));
+        }
+        out.sort_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
+        Ok(out.into_iter().map(|(_, _, s)| s).collect())
+    }
+
+    /// Finds an image by tag (`busybox`, `busybox:1`,
+    /// `docker.io/library/busybox:latest`), by manifest digest
+    /// (`busybox@sha256:…`), by full ID (`sha256:<hex>` or 64 hex), or by a
+    /// unique ID prefix.
+    pub fn resolve(&self, name_or_id: &str) -> Result<Image, Error> {
+        let m = self.lookup(name_or_id)?;
+        self.load(m.id())
+    }
+
+    fn lookup(&self, name: &str) -> Result<Match, Error> {
+        let not_found = || Error::NotFound(name.to_string());
+        if let Some(hex) = name.strip_prefix("sha256:") {
+            if hex.is_empty() || hex.len() > 64 || !is_hex(hex) {
+                return Err(not_found());
+            }
+            return self.by_prefix(hex)?.map(Match::Id).ok_or_else(not_found);
+        }
+        if let Ok(r) = Reference::parse(name) {
+            if let Some(d) = r.digest() {
+                let id: Option<String> = self
+                    .conn
+                    .query_row(
+                        "SELECT id FROM images WHERE manifest_digest = ?1 OR id = ?1
+                         ORDER BY added DESC LIMIT 1",
+                        [d],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                return id.map(Match::Id).ok_or_else(not_found);
+            }
+            let id: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT image_id FROM tags WHERE name = ?1",
+                    [r.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(id) = id {
+                return Ok(Match::Tag(id, r));
+            }
+        }
+        // Like docker, anything hex that is not a known tag may be an ID prefix.
+        if !name.is_empty() && name.len() <= 64 && is_hex(name) {
+            if let Some(id) = self.by_prefix(name)? {
+                return Ok(Match::Id(id));
+            }
+        }
+        Err(not_found())
+    }
+
+    fn by_prefix(&self, hex: &str) -> Result<Option<String>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM images WHERE id GLOB ?1 LIMIT 2")?;
+        let ids: Vec<String> = stmt
+            .query_map([format!("sha256:{hex}*")], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ids.len() {
+            0 => Ok(None),
+            1 => Ok(ids.into_iter().next()),
+            _ => Err(Error::Ambiguous(hex.to_string())),
+        }
+    }
+
+    fn tags_of(&self, id: &str) -> Result<Vec<Reference>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM tags WHERE image_id = ?1 ORDER BY name")?;
+        let names: Vec<String> = stmt
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(names
+            .iter()
+            .filter_map(|n| Reference::parse(n).ok())
+            .collect())
+    }
+
+    fn load(&self, id: &str) -> Result<Image, Error> {
+        let (config_digest, size): (String, i64) = self
+            .conn
+            .query_row(
+                "SELECT config_digest, size FROM images WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let path = self.blob_path(&config_digest);
+        let f = File::open(&path).map_err(|e| io_ctx(e, "open config", &path))?;
+        let config = ImageConfiguration::from_reader(io::BufReader::new(f))
+            .map_err(|e| Error::Corrupt(format!("config {}: {e}", path.display())))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT chain_id FROM image_layers WHERE image_id = ?1 ORDER BY position",
+        )?;
+        let layers = stmt
+            .query_map([id], |r| r.get::<_, String>(0))?
+            .map(|c| c.map(|c| self.layer_path(&c)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Image {
+            id: id.to_string(),
+            config,
+            layers,
+            size: size as u64,
+            repo_tags: self.tags_of(id)?,
+        })
+    }
+
+    /// Points `reference` at an image (given by ID, ID prefix or another
+    /// tag), moving the tag if it pointed elsewhere.
+    pub fn tag(&self, image_id: &str, reference: &Reference) -> Result<(), Error> {
+        check_taggable(reference)?;
+        let _lock = self.lock()?;
+        let tx = self.begin()?;
+        let id = self.lookup(image_id)?.id().to_string();
+        tx.execute(
+            "INSERT OR REPLACE INTO tags(name, image_id) VALUES (?1, ?2)",
+            params![reference.to_string(), id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `docker rmi` for one argument.
+    ///
+    /// By tag: the tag is removed, and the image with it when that was its
+    /// last tag. By ID: the image is deleted with all its tags; tags in
+    /// several repositories need `force`. Deleting an image that `in_use`
+    /// reports a container for needs `force` too. `in_use` runs inside the
+    /// write transaction, so no container can start using the image between
+    /// the check and the deletion.
+    pub fn remove(
+        &self,
+        name_or_id: &str,
+        force: bool,
+        in_use: &dyn Fn(&Connection, &str) -> rusqlite::Result<Option<String>>,
+    ) -> Result<Vec<RemoveEvent>, Error> {
+        let _lock = self.lock()?;
+        let tx = self.begin()?;
+        let m = self.lookup(name_or_id)?;
+        let id = m.id().to_string();
+        let tags = self.tags_of(&id)?;
+        let mut events = Vec::new();
+        let check_in_use = || -> Result<(), Error> {
+            if force {
+                return Ok(());
+            }
+            match in_use(&self.conn, &id)? {
+                Some(container) => Err(Error::InUse {
+                    image: short_id(&id),
+                    container,
+                }),
+                None => Ok(()),
+            }
+        };
+        match &m {
+            Match::Tag(_, r) if tags.len() > 1 => {
+                tx.execute("DELETE FROM tags WHERE name = ?1", [r.to_string()])?;
+                events.push(RemoveEvent::Untagged(r.familiar()));
+                tx.commit()?;
+                return Ok(events);
+            }
+            Match::Tag(..) => check_in_use()?,
+            Match::Id(_) => {
+                let repos: HashSet<String> = tags.iter().map(Reference::repository).collect();
+                if repos.len() > 1 && !force {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        short_id(&id)
+                    )));
+                }
+                check_in_use()?;
+            }
+        }
+        for t in &tags {
+            tx.execute("DELETE FROM tags WHERE name = ?1", [t.to_string()])?;
+            events.push(RemoveEvent::Untagged(t.familiar()));
+        }
+        let doomed = self.delete_image_rows(&id)?;
+        tx.commit()?;
+        events.push(RemoveEvent::Deleted(id));
+        // The database no longer references these; failing to delete them
+        // only wastes space (and layer dirs end up in tmp/, swept later).
+        for dir in doomed.layer_dirs {
+            if fs::symlink_metadata(&dir).is_ok() {
+                let _ = self.discard(&dir);
+            }
+        }
+        for blob in doomed.blobs {
+            let _ = fs::remove_file(self.blob_path(&blob));
+        }
+        Ok(events)
+    }
+
+    fn delete_image_rows(&self, id: &str) -> Result<Doomed, Error> {
+        let (config_digest, manifest_digest): (String, String) = self.conn.query_row(
+            "SELECT config_digest, manifest_digest FROM images WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let chains: Vec<String> = self
+            .conn
+            .prepare(
+                "SELECT chain_id FROM image_layers WHERE image_id = ?1 ORDER BY position DESC",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        self.conn
+            .execute("DELETE FROM image_layers WHERE image_id = ?1", [id])?;
+        self.conn
+            .execute("DELETE FROM images WHERE id = ?1", [id])?;
+        let mut doomed = Doomed {
+            layer_dirs: Vec::new(),
+            blobs: vec![config_digest, manifest_digest],
+        };
+        for chain in chains {
+            let used: i64 = self.conn.query_row(
+                "SELECT count(*) FROM image_layers WHERE chain_id = ?1",
+                [&chain],
+                |r| r.get(0),
+            )?;
+            let children: i64 = self.conn.query_row(
+                "SELECT count(*) FROM layers WHERE parent = ?1",
+                [&chain],
+                |r| r.get(0),
+            )?;
+            if used > 0 || children > 0 {
+                continue;
+            }
+            let blob: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT blob_digest FROM layers WHERE chain_id = ?1",
+                    [&chain],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            self.conn
+                .execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
+            doomed
+                .layer_dirs
+                .push(self.root.join("layers").join(hex_part(&chain)));
+            if let Some(blob) = blob {
+                let shared: i64 = self.conn.query_row(
+                    "SELECT count(*) FROM layers WHERE blob_digest = ?1",
+                    [&blob],
+                    |r| r.get(0),
+                )?;
+                if shared == 0 {
+                    doomed.blobs.push(blob);
+                }
+            }
+        }
+        Ok(doomed)
+    }
+}
+
+struct Doomed {
+    layer_dirs: Vec<PathBuf>,
+    blobs: Vec<String>,
+}
+
+fn check_taggable(r: &Reference) -> Result<(), Error> {
+    if r.digest().is_some() || r.tag().is_none() {
+        return Err(Error::InvalidReference(format!(
+            "refusing to create a tag with a digest reference: {}",
+            r.familiar()
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes tmp/ entries whose creator ("<pid>-…") is no longer running.
+fn sweep_tmp(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let pid = name
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<i32>().ok())
+            .filter(|p| *p > 0);
+        let alive = match pid {
+            Some(p) => !matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
+                Err(nix::errno::Errno::ESRCH)
+            ),
+            None => false,
+        };
+        if !alive {
+            remove_any(&e.path());
+        }
+    }
+}
