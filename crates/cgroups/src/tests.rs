@@ -1,0 +1,487 @@
+//! Tests against a fake cgroup tree in a temporary directory. See `fs.rs`
+//! for how the fake tree stands in for kernfs.
+
+use super::*;
+use std::fs as stdfs;
+
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Self {
+        Tree {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn file(&self, rel: &str, content: &str) {
+        let path = self.p(rel);
+        stdfs::create_dir_all(path.parent().unwrap()).unwrap();
+        stdfs::write(path, content).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> String {
+        stdfs::read_to_string(self.p(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    fn mountinfo_line(&self, id: u32, root: &str, mnt: &str, tail: &str) -> String {
+        format!(
+            "{id} 1 0:{id} {root} {} rw,relatime shared:{id} - {tail}\n",
+            self.p(mnt).display()
+        )
+    }
+
+    /// v1 hierarchies; the caller's memory cgroup is /agent/x, others at /.
+    fn v1(&self) -> (String, String) {
+        let mut mi = String::from("20 1 0:20 / / rw - ext4 /dev/vda rw\n");
+        let mounts = [
+            ("cpu,cpuacct", "cpu,cpuacct"),
+            ("cpuset", "cpuset"),
+            ("memory", "memory"),
+            ("pids", "pids"),
+            ("freezer", "freezer"),
+            ("systemd", "xattr,name=systemd"),
+            ("rdma", "rdma"),
+        ];
+        for (i, (dir, opts)) in mounts.iter().enumerate() {
+            stdfs::create_dir_all(self.p(dir)).unwrap();
+            mi +=
+                &self.mountinfo_line(30 + i as u32, "/", dir, &format!("cgroup cgroup rw,{opts}"));
+        }
+        self.file("cpuset/cpuset.cpus", "0-3\n");
+        self.file("cpuset/cpuset.mems", "0\n");
+        stdfs::create_dir_all(self.p("memory/agent/x")).unwrap();
+        let cg = "9:rdma:/\n8:name=systemd:/\n7:freezer:/\n6:pids:/\n4:memory:/agent/x\n\
+                  3:cpuset:/\n2:cpu,cpuacct:/\n0::/\n"
+            .to_owned();
+        (mi, cg)
+    }
+
+    /// Pure v2; the caller sits in /user.slice/x.
+    fn v2(&self) -> (String, String) {
+        let all = "cpuset cpu io memory hugetlb pids rdma\n";
+        self.file("unified/cgroup.controllers", all);
+        self.file("unified/cgroup.subtree_control", "cpu memory\n");
+        self.file("unified/user.slice/cgroup.controllers", all);
+        self.file("unified/user.slice/cgroup.subtree_control", all);
+        self.file("unified/user.slice/x/cgroup.controllers", all);
+        self.file("unified/user.slice/x/cgroup.subtree_control", "memory\n");
+        let mi = self.mountinfo_line(40, "/", "unified", "cgroup2 cgroup2 rw,nsdelegate");
+        (mi, "0::/user.slice/x\n".to_owned())
+    }
+}
+
+#[test]
+fn v1_create_nests_under_caller_and_copies_cpuset() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    assert_eq!(sys.mode(), Mode::V1);
+    // rdma is not ours; cpu,cpuacct is one hierarchy.
+    assert_eq!(sys.mount_points().count(), 6);
+
+    let c = sys.create(None, "c1").unwrap();
+    assert_eq!(c.relative_path(), "/agent/x/c1");
+    let expect: Vec<PathBuf> = [
+        "cpu,cpuacct/c1",
+        "cpuset/c1",
+        "memory/agent/x/c1",
+        "pids/c1",
+        "freezer/c1",
+        "systemd/c1",
+    ]
+    .iter()
+    .map(|r| t.p(r))
+    .collect();
+    assert_eq!(c.paths(), &expect[..]);
+    for p in c.paths() {
+        assert!(p.is_dir(), "{}", p.display());
+    }
+    assert_eq!(t.read("cpuset/c1/cpuset.cpus"), "0-3");
+    assert_eq!(t.read("cpuset/c1/cpuset.mems"), "0");
+
+    // Idempotent, and existing values are left alone.
+    t.file("cpuset/c1/cpuset.cpus", "1\n");
+    let again = sys.create(None, "c1").unwrap();
+    assert_eq!(again.paths(), c.paths());
+    assert_eq!(t.read("cpuset/c1/cpuset.cpus"), "1\n");
+}
+
+#[test]
+fn v1_parent_creates_levels_and_fills_each_cpuset() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(Some("hako/sub"), "c").unwrap();
+    assert_eq!(c.relative_path(), "/hako/sub/c");
+    assert_eq!(c.paths()[2], t.p("memory/hako/sub/c"));
+    for lvl in ["hako", "hako/sub", "hako/sub/c"] {
+        assert_eq!(t.read(&format!("cpuset/{lvl}/cpuset.cpus")), "0-3");
+        assert_eq!(t.read(&format!("cpuset/{lvl}/cpuset.mems")), "0");
+    }
+    // An intermediate level someone else left empty gets filled too.
+    t.file("cpuset/hako/other/cpuset.cpus", "");
+    sys.create(Some("/hako/other"), "d").unwrap();
+    assert_eq!(t.read("cpuset/hako/other/cpuset.cpus"), "0-3");
+    assert_eq!(t.read("cpuset/hako/other/d/cpuset.cpus"), "0-3");
+
+    c.remove().unwrap();
+    assert!(!t.p("memory/hako/sub/c").exists());
+    // Shared parents stay.
+    assert!(t.p("memory/hako/sub").is_dir());
+}
+
+#[test]
+fn v1_add_task_apply_and_stats() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.add_task(4242).unwrap();
+    for p in c.paths() {
+        assert_eq!(
+            stdfs::read_to_string(p.join("cgroup.procs")).unwrap(),
+            "4242"
+        );
+    }
+
+    c.apply(&Resources {
+        memory_limit: Some(1 << 20),
+        memory_swap: Some(2 << 20),
+        cpu_shares: Some(512),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        cpuset_cpus: Some("1-2".into()),
+        cpuset_mems: None,
+        pids_limit: Some(-1),
+    })
+    .unwrap();
+    assert_eq!(t.read("memory/agent/x/c/memory.limit_in_bytes"), "1048576");
+    assert_eq!(
+        t.read("memory/agent/x/c/memory.memsw.limit_in_bytes"),
+        "2097152"
+    );
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.shares"), "512");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.cfs_quota_us"), "50000");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.cfs_period_us"), "100000");
+    assert_eq!(t.read("cpuset/c/cpuset.cpus"), "1-2");
+    assert_eq!(t.read("pids/c/pids.max"), "max");
+
+    c.apply(&Resources {
+        memory_limit: Some(-1),
+        cpu_quota: Some(-1),
+        pids_limit: Some(10),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(t.read("memory/agent/x/c/memory.limit_in_bytes"), "-1");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.cfs_quota_us"), "-1");
+    assert_eq!(t.read("pids/c/pids.max"), "10");
+
+    t.file("memory/agent/x/c/memory.usage_in_bytes", "12345\n");
+    t.file("pids/c/pids.current", "3\n");
+    t.file("cpu,cpuacct/c/cpuacct.usage", "999\n");
+    assert_eq!(
+        c.stats().unwrap(),
+        Stats {
+            memory_usage: Some(12345),
+            pids_current: Some(3),
+            cpu_usage_ns: Some(999),
+        }
+    );
+}
+
+#[test]
+fn swap_needs_memory() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let c = CgroupSystem::from_parts(&mi, &cg)
+        .unwrap()
+        .create(None, "c")
+        .unwrap();
+    let swap_only = Resources {
+        memory_swap: Some(1 << 20),
+        ..Default::default()
+    };
+    assert!(matches!(
+        c.apply(&swap_only),
+        Err(Error::InvalidResources(_))
+    ));
+    let too_small = Resources {
+        memory_limit: Some(2 << 20),
+        memory_swap: Some(1 << 20),
+        ..Default::default()
+    };
+    assert!(matches!(
+        c.apply(&too_small),
+        Err(Error::InvalidResources(_))
+    ));
+}
+
+#[test]
+fn pids_union_and_remove_with_sub_cgroups() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    t.file("memory/agent/x/c/cgroup.procs", "7\n3\n");
+    t.file("pids/c/cgroup.procs", "3\n");
+    // A sub-cgroup made by the container itself.
+    t.file("pids/c/inner/cgroup.procs", "");
+    t.file("pids/c/inner/deeper/cgroup.procs", "11\n");
+    assert_eq!(c.pids().unwrap(), vec![3, 7, 11]);
+
+    c.remove().unwrap();
+    for p in c.paths() {
+        assert!(!p.exists(), "{}", p.display());
+    }
+    assert!(t.p("memory/agent/x").is_dir());
+    // Already gone is fine.
+    c.remove().unwrap();
+    assert_eq!(c.pids().unwrap(), Vec::<i32>::new());
+    // Nothing inside: returns at once.
+    c.kill_all().unwrap();
+}
+
+#[test]
+fn failed_create_rolls_back() {
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    // A blkio hierarchy whose mount point is missing makes mkdir fail late.
+    mi += &t.mountinfo_line(60, "/", "blkio", "cgroup cgroup rw,blkio");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let err = sys.create(Some("hako"), "c").unwrap_err();
+    assert!(matches!(err, Error::Create { .. }), "{err}");
+    assert!(!t.p("cpuset/hako").exists());
+    assert!(!t.p("memory/hako").exists());
+    assert!(t.p("memory/agent/x").is_dir());
+}
+
+#[test]
+fn mount_root_is_stripped() {
+    let t = Tree::new();
+    stdfs::create_dir_all(t.p("memory/x")).unwrap();
+    let mi = t.mountinfo_line(30, "/agent", "memory", "cgroup cgroup rw,memory");
+    let sys = CgroupSystem::from_parts(&mi, "4:memory:/agent/x\n").unwrap();
+    let c = sys.create(None, "c").unwrap();
+    assert_eq!(c.paths(), &[t.p("memory/x/c")][..]);
+    assert_eq!(c.relative_path(), "/x/c");
+}
+
+#[test]
+fn duplicate_mount_prefers_reachable_one() {
+    let t = Tree::new();
+    let mut mi = t.mountinfo_line(30, "/other", "m1", "cgroup cgroup rw,memory");
+    mi += &t.mountinfo_line(31, "/", "m2", "cgroup cgroup rw,memory");
+    let sys = CgroupSystem::from_parts(&mi, "4:memory:/agent/x\n").unwrap();
+    let c = sys.open(None, "c");
+    assert_eq!(c.paths(), &[t.p("m2/agent/x/c")][..]);
+}
+
+#[test]
+fn hybrid_includes_unified() {
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    mi += &t.mountinfo_line(50, "/", "unified", "cgroup2 cgroup2 rw");
+    t.file("unified/cgroup.controllers", "");
+    t.file("unified/cgroup.subtree_control", "");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    assert_eq!(sys.mode(), Mode::Hybrid);
+    let c = sys.create(None, "c").unwrap();
+    assert_eq!(c.paths().len(), 7);
+    assert!(t.p("unified/c").is_dir());
+    assert_eq!(c.relative_path(), "/agent/x/c");
+    assert_eq!(c.relative_paths()[6], "/c");
+    // Controllers are bound to v1: nothing to enable in cgroup2.
+    assert_eq!(t.read("unified/cgroup.subtree_control"), "");
+    // Limits go to v1 even though cgroup2 is present.
+    c.apply(&Resources {
+        pids_limit: Some(5),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(t.read("pids/c/pids.max"), "5");
+    assert!(!t.p("unified/c/pids.max").exists());
+    c.add_task(9).unwrap();
+    assert_eq!(t.read("unified/c/cgroup.procs"), "9");
+    c.remove().unwrap();
+    assert!(!t.p("unified/c").exists());
+}
+
+#[test]
+fn v2_enables_missing_controllers_and_applies() {
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    assert_eq!(sys.mode(), Mode::V2);
+    let c = sys.create(None, "c").unwrap();
+    assert_eq!(c.paths(), &[t.p("unified/user.slice/x/c")][..]);
+    assert_eq!(c.relative_path(), "/user.slice/x/c");
+    assert_eq!(
+        t.read("unified/user.slice/x/cgroup.subtree_control"),
+        "+cpuset +cpu +io +pids"
+    );
+
+    c.apply(&Resources {
+        memory_limit: Some(100 << 20),
+        memory_swap: Some(150 << 20),
+        cpu_shares: Some(1024),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        cpuset_cpus: Some("0".into()),
+        cpuset_mems: Some("0".into()),
+        pids_limit: Some(100),
+    })
+    .unwrap();
+    let f = |n: &str| t.read(&format!("unified/user.slice/x/c/{n}"));
+    assert_eq!(f("memory.max"), (100u64 << 20).to_string());
+    assert_eq!(f("memory.swap.max"), (50u64 << 20).to_string());
+    assert_eq!(f("cpu.weight"), "39");
+    assert_eq!(f("cpu.max"), "50000 100000");
+    assert_eq!(f("cpuset.cpus"), "0");
+    assert_eq!(f("cpuset.mems"), "0");
+    assert_eq!(f("pids.max"), "100");
+
+    c.apply(&Resources {
+        memory_limit: Some(-1),
+        memory_swap: Some(-1),
+        cpu_shares: Some(2),
+        cpu_quota: Some(-1),
+        cpu_period: Some(100_000),
+        pids_limit: Some(0),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(f("memory.max"), "max");
+    assert_eq!(f("memory.swap.max"), "max");
+    assert_eq!(f("cpu.weight"), "1");
+    assert_eq!(f("cpu.max"), "max 100000");
+    assert_eq!(f("pids.max"), "max");
+    c.apply(&Resources {
+        cpu_shares: Some(262_144),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(f("cpu.weight"), "10000");
+
+    t.file("unified/user.slice/x/c/memory.current", "4096\n");
+    t.file("unified/user.slice/x/c/pids.current", "2\n");
+    t.file(
+        "unified/user.slice/x/c/cpu.stat",
+        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+    );
+    assert_eq!(
+        c.stats().unwrap(),
+        Stats {
+            memory_usage: Some(4096),
+            pids_current: Some(2),
+            cpu_usage_ns: Some(1_500_000),
+        }
+    );
+
+    c.remove().unwrap();
+    assert!(!t.p("unified/user.slice/x/c").exists());
+    assert!(t.p("unified/user.slice/x").is_dir());
+}
+
+#[test]
+fn v2_leaves_enabled_controllers_alone() {
+    let t = Tree::new();
+    let (mi, _) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, "0::/user.slice/x\n").unwrap();
+    sys.create(Some("/user.slice"), "c").unwrap();
+    // user.slice already has everything: untouched.
+    assert_eq!(
+        t.read("unified/user.slice/cgroup.subtree_control"),
+        "cpuset cpu io memory hugetlb pids rdma\n"
+    );
+    // The root had only cpu and memory.
+    assert_eq!(
+        t.read("unified/cgroup.subtree_control"),
+        "+cpuset +io +pids"
+    );
+    t.file(
+        "unified/cgroup.subtree_control",
+        "cpuset cpu io memory pids\n",
+    );
+    sys.create(Some("/hako"), "c").unwrap();
+    assert_eq!(
+        t.read("unified/cgroup.subtree_control"),
+        "cpuset cpu io memory pids\n"
+    );
+    assert!(t.p("unified/hako/c").is_dir());
+}
+
+#[test]
+fn v1_only_systemd_and_v2_is_v2() {
+    let t = Tree::new();
+    let (mut mi, _) = t.v2();
+    stdfs::create_dir_all(t.p("systemd")).unwrap();
+    mi += &t.mountinfo_line(41, "/", "systemd", "cgroup cgroup rw,name=systemd");
+    let sys = CgroupSystem::from_parts(&mi, "1:name=systemd:/\n0::/user.slice/x\n").unwrap();
+    assert_eq!(sys.mode(), Mode::V2);
+    assert_eq!(sys.mount_points().count(), 1);
+}
+
+#[test]
+fn names_are_validated() {
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    for (parent, name) in [
+        (None, ".."),
+        (None, "a/../../b"),
+        (None, "a\0b"),
+        (None, ""),
+        (None, "/"),
+        (Some("../x"), "c"),
+        (Some("x\0"), "c"),
+    ] {
+        assert!(
+            matches!(sys.create(parent, name), Err(Error::InvalidName(_))),
+            "{parent:?} {name:?}"
+        );
+        assert!(sys.open(parent, name).paths().is_empty());
+    }
+    assert!(sys.open(None, "..").remove().is_ok());
+    assert_eq!(sys.open(Some("/"), "c").paths(), &[t.p("unified/c")][..]);
+}
+
+#[test]
+fn no_cgroup_fs() {
+    let err = CgroupSystem::from_parts("20 1 0:20 / / rw - ext4 /dev/vda rw\n", "").unwrap_err();
+    assert!(matches!(err, Error::NoCgroupFs));
+}
+
+#[test]
+fn unsupported_controller_is_reported() {
+    let t = Tree::new();
+    stdfs::create_dir_all(t.p("memory")).unwrap();
+    let mi = t.mountinfo_line(30, "/", "memory", "cgroup cgroup rw,memory");
+    let c = CgroupSystem::from_parts(&mi, "4:memory:/\n")
+        .unwrap()
+        .create(None, "c")
+        .unwrap();
+    let err = c
+        .apply(&Resources {
+            pids_limit: Some(3),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                controller: "pids",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    c.remove().unwrap();
+}
