@@ -1,1 +1,482 @@
-fn main() {}
+//! `hako`: the docker-compatible command line. It stays single-threaded on purpose: the runtime
+//! clones the container straight out of this process.
+
+mod fmt;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hako_engine::{Engine, Network, RunOptions, State};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tabwriter::TabWriter;
+
+#[derive(Parser)]
+#[command(name = "hako", version, about = "A daemonless container engine", disable_help_subcommand = true)]
+struct Cli {
+    /// State root (images, containers, the state database)
+    #[arg(long, global = true, env = "HAKO_ROOT", default_value = "/var/lib/hako")]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an image from a root filesystem tarball (a file, or - for stdin)
+    Import(ImportArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag {
+        /// Existing image
+        source: String,
+        /// New reference
+        target: String,
+    },
+    /// Create and run a new container from an image
+    Run(Box<RunArgs>),
+    /// List containers
+    Ps(PsArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Show the hako version
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Create an image from a root filesystem tarball
+    Import(ImportArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// List containers
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Create and run a new container
+    Run(Box<RunArgs>),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image (ENV, CMD, ENTRYPOINT, WORKDIR, USER, ...)
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// Commit message recorded in the image history
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Tarball path, or - to read standard input
+    file: String,
+    /// REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Show all images (accepted for compatibility; hako has no intermediate images)
+    #[arg(short, long)]
+    all: bool,
+    /// Only images of this REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+struct RmiArgs {
+    /// Remove even if a container uses the image
+    #[arg(short, long)]
+    force: bool,
+    /// Images
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(Args)]
+struct RmArgs {
+    /// Kill a running container before removing it
+    #[arg(short, long)]
+    force: bool,
+    /// Containers (name or id)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+// Docker uses -h for --hostname, so clap's automatic -h is switched off here.
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+struct RunArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables (K=V, or K to copy it from this environment)
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Connect a container to a network (none, host)
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Run container in background
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    read_only: bool,
+    /// Optional parent cgroup for the container
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    /// Seconds to wait after a forwarded stop signal before killing the container
+    #[arg(long)]
+    stop_timeout: Option<u64>,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Image
+    image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// An error with the exit status Docker would use for it.
+struct Failure {
+    code: i32,
+    err: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: 1, err: e.into() }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors of `run` are engine errors for Docker (125); help/version are not errors.
+            return ExitCode::from(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 125,
+            });
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(f) => {
+            eprintln!("hako: {:#}", f.err);
+            ExitCode::from(f.code.clamp(1, 255) as u8)
+        }
+    }
+}
+
+fn open(root: &std::path::Path) -> anyhow::Result<Engine> {
+    Engine::open(root).with_context(|| format!("cannot open state root {}", root.display()))
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    match cli.command {
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import(&cli.root, a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images(&cli.root, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi(&cli.root, a),
+        Command::Tag { source, target } => {
+            let engine = open(&cli.root)?;
+            let image = engine.images().resolve(&source)?;
+            let reference = hako_engine::hako_image::Reference::parse(&target)?;
+            engine.images().tag(&image.id, &reference)?;
+            Ok(0)
+        }
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps(&cli.root, a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
+        Command::Version => {
+            println!("hako version {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+    }
+}
+
+fn import(root: &std::path::Path, a: ImportArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let reference = a
+        .reference
+        .as_deref()
+        .map(hako_engine::hako_image::Reference::parse)
+        .transpose()?;
+    let opts = hako_engine::hako_image::ImportOptions {
+        reference,
+        changes: a.change,
+        message: a.message,
+        source: a.file.clone(),
+    };
+    let image = if a.file == "-" {
+        engine.images().import(std::io::stdin().lock(), &opts)?
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
+        engine.images().import(std::io::BufReader::with_capacity(1 << 20, f), &opts)?
+    };
+    println!("{}", image.id);
+    Ok(0)
+}
+
+fn since(nanos_or_rfc3339: Option<SystemTime>) -> String {
+    match nanos_or_rfc3339 {
+        Some(t) => {
+            let d = SystemTime::now().duration_since(t).unwrap_or(Duration::ZERO);
+            format!("{} ago", fmt::human_duration(d))
+        }
+        None => "N/A".into(),
+    }
+}
+
+fn from_nanos(n: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+fn images(root: &std::path::Path, a: ImagesArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let filter = a
+        .reference
+        .as_deref()
+        .map(hako_engine::hako_image::Reference::parse)
+        .transpose()?;
+    let list = engine.images().list()?;
+    let mut out = TabWriter::new(std::io::stdout().lock()).minwidth(10).padding(3);
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for img in &list {
+            if seen.insert(img.id.clone()) {
+                writeln!(out, "{}", if a.no_trunc { img.id.as_str() } else { short_id(&img.id) })?;
+            }
+        }
+        out.flush()?;
+        return Ok(0);
+    }
+    writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")?;
+    for img in &list {
+        let created = img
+            .created
+            .as_deref()
+            .and_then(fmt::parse_rfc3339)
+            .map(|t| since(Some(t)))
+            .unwrap_or_else(|| "N/A".into());
+        let id = if a.no_trunc { img.id.clone() } else { short_id(&img.id).to_string() };
+        let rows: Vec<(String, String)> = if img.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.repo_tags
+                .iter()
+                .map(|r| (r.familiar_repository(), r.tag().unwrap_or("<none>").to_string()))
+                .collect()
+        };
+        for (repo, tag) in rows {
+            if let Some(f) = &filter {
+                if repo != f.familiar_repository() || (f.tag().is_some() && Some(tag.as_str()) != f.tag()) {
+                    continue;
+                }
+            }
+            writeln!(out, "{repo}\t{tag}\t{id}\t{created}\t{}", fmt::human_size(img.size))?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn rmi(root: &std::path::Path, a: RmiArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let mut code = 0;
+    for name in &a.images {
+        match engine.remove_image(name, a.force) {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("Untagged: {r}"),
+                        hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hako: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
+    let engine_err = |e: anyhow::Error| Failure { code: 125, err: e };
+    if a.tty {
+        return Err(engine_err(anyhow::anyhow!(
+            "pseudo-TTY allocation (-t) is not supported yet; run without -t (stdin with -i works)"
+        )));
+    }
+    if a.detach {
+        return Err(engine_err(anyhow::anyhow!(
+            "detached mode (-d) is not supported yet: hako has no container monitor so far"
+        )));
+    }
+    let network: Network = match a.network.as_deref() {
+        None => Network::Default,
+        Some(n) => n.parse().map_err(|e: hako_engine::Error| engine_err(e.into()))?,
+    };
+    let engine = open(root).map_err(engine_err)?;
+    let opts = RunOptions {
+        image: a.image,
+        cmd: a.command,
+        name: a.name,
+        env: a.env,
+        workdir: a.workdir,
+        hostname: a.hostname,
+        entrypoint: a.entrypoint,
+        user: a.user,
+        network,
+        auto_remove: a.rm,
+        interactive: a.interactive,
+        read_only: a.read_only,
+        cgroup_parent: a.cgroup_parent,
+        stop_timeout: a.stop_timeout,
+    };
+    let result = engine.run(&opts, &mut |started| {
+        for w in started.warnings {
+            eprintln!("WARNING: {w}");
+        }
+    });
+    match result {
+        Ok(code) => Ok(code),
+        Err(e @ hako_engine::Error::ImageNotFound(_)) => {
+            eprintln!("{e}");
+            Err(engine_err(anyhow::anyhow!(
+                "pull is not available: hako has no registry client yet; import the image with `hako import ROOTFS.tar NAME`"
+            )))
+        }
+        Err(e) => Err(Failure {
+            code: e.exit_code(),
+            err: e.into(),
+        }),
+    }
+}
+
+fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let list = engine.list(a.all)?;
+    let mut out = TabWriter::new(std::io::stdout().lock()).minwidth(10).padding(3);
+    if a.quiet {
+        for c in &list {
+            writeln!(out, "{}", if a.no_trunc { &c.id } else { &c.id[..12] })?;
+        }
+        out.flush()?;
+        return Ok(0);
+    }
+    writeln!(out, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")?;
+    for c in &list {
+        let command = c.command.join(" ");
+        let command = if a.no_trunc { command } else { fmt::ellipsis(&command, 20) };
+        let status = match c.state {
+            State::Running => format!(
+                "Up {}",
+                fmt::human_duration(
+                    SystemTime::now()
+                        .duration_since(from_nanos(c.started_at.unwrap_or(c.created)))
+                        .unwrap_or(Duration::ZERO)
+                )
+            ),
+            State::Exited => format!(
+                "Exited ({}) {}",
+                c.exit_code.unwrap_or(0),
+                since(c.finished_at.map(from_nanos))
+            ),
+            State::Created => "Created".to_string(),
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t\t{}",
+            if a.no_trunc { &c.id } else { &c.id[..12] },
+            c.image,
+            fmt::go_quote(&command),
+            since(Some(from_nanos(c.created))),
+            status,
+            c.name
+        )?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let mut code = 0;
+    for key in &a.containers {
+        match engine.remove(key, a.force) {
+            Ok(_) => println!("{key}"),
+            Err(e) => {
+                eprintln!("hako: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}

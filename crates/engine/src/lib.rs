@@ -1,1 +1,798 @@
-//! placeholder
+//! hako's engine: containers and their state, orchestrating the image store, cgroups and the
+//! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
+#![deny(missing_docs)]
+
+pub mod names;
+pub mod spec;
+pub mod user;
+
+use hako_cgroups::CgroupSystem;
+use hako_image::ImageStore;
+use rusqlite::{params, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use hako_image;
+pub use hako_runtime;
+
+/// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The image is not in the local store (and there is no registry client yet).
+    #[error("Unable to find image '{0}' locally")]
+    ImageNotFound(String),
+    /// `--name` is taken.
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameConflict {
+        /// The requested name.
+        name: String,
+        /// The container holding it.
+        id: String,
+    },
+    /// A user-supplied value is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Neither the image nor the command line gives a command.
+    #[error("No command specified")]
+    NoCommand,
+    /// No container matches.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// `rm` without `-f` on a running container.
+    #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
+    Running(String),
+    /// The image's USER cannot be resolved.
+    #[error(transparent)]
+    User(#[from] user::UserError),
+    /// Image store failure.
+    #[error(transparent)]
+    Image(#[from] hako_image::Error),
+    /// The runtime failed to create or start the process.
+    #[error(transparent)]
+    Runtime(#[from] hako_runtime::Error),
+    /// cgroup setup or teardown failed.
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] hako_cgroups::Error),
+    /// The state database failed.
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A filesystem operation on the state root failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Docker's exit status for a failed `run`: 126/127 for commands that cannot be executed or
+    /// found, 125 for everything the engine itself refused or failed at.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Runtime(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// The lifecycle state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Recorded but never started (or its start failed).
+    Created,
+    /// Its process is alive.
+    Running,
+    /// Its process has exited.
+    Exited,
+}
+
+impl State {
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "exited" => State::Exited,
+            _ => State::Created,
+        }
+    }
+}
+
+/// A container as `ps` shows it.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    /// 64-hex id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's id.
+    pub image_id: String,
+    /// argv of the main process.
+    pub command: Vec<String>,
+    /// Creation time, nanoseconds since the epoch.
+    pub created: i64,
+    /// Lifecycle state.
+    pub state: State,
+    /// Exit status once exited (or of the failed start).
+    pub exit_code: Option<i32>,
+    /// When it started, nanoseconds since the epoch.
+    pub started_at: Option<i64>,
+    /// When it exited, nanoseconds since the epoch.
+    pub finished_at: Option<i64>,
+}
+
+/// Network choice for `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// No `--network`: an isolated namespace with loopback until bridge networking exists.
+    #[default]
+    Default,
+    /// `--network none`.
+    None,
+    /// `--network host`.
+    Host,
+}
+
+impl std::str::FromStr for Network {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            "default" => Ok(Network::Default),
+            "bridge" => Err(Error::Invalid(
+                "network \"bridge\" is not available yet: hako has no bridge networking so far; use --network none or host".into(),
+            )),
+            other => Err(Error::Invalid(format!("network {other} not found"))),
+        }
+    }
+}
+
+/// What `hako run` was asked to do.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Image reference or id.
+    pub image: String,
+    /// Command (replaces the image's Cmd).
+    pub cmd: Vec<String>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `-e K=V` or `-e K` (taken from hako's environment when set there).
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--entrypoint` (`Some("")` clears the image's entrypoint).
+    pub entrypoint: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--network`.
+    pub network: Network,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
+    /// `--stop-timeout` in seconds (grace period after a forwarded stop signal).
+    pub stop_timeout: Option<u64>,
+}
+
+/// Reported once the container's process is running.
+#[derive(Debug)]
+pub struct Started<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// Non-fatal problems (e.g. clamped rlimits).
+    pub warnings: &'a [String],
+}
+
+/// An open hako state root.
+pub struct Engine {
+    root: PathBuf,
+    store: ImageStore,
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| Error::io("generate container id", std::io::Error::other(e.to_string())))?;
+    Ok(hex::encode(b))
+}
+
+/// Field 22 of /proc/PID/stat: tells a container's process from a later one reusing its pid.
+fn process_start_time(pid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    command TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER,
+    pid_start INTEGER,
+    exit_code INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER,
+    auto_remove INTEGER NOT NULL DEFAULT 0,
+    cgroup_parent TEXT
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+";
+
+/// Names of the blocked signals while `run` holds state that must be cleaned up.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut s = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+        s.add(sig);
+    }
+    s
+}
+
+impl Engine {
+    /// Opens (creating if needed) the state under `root`.
+    pub fn open(root: &Path) -> Result<Engine> {
+        std::fs::create_dir_all(root.join("containers"))
+            .map_err(|e| Error::io(format!("create state root {}", root.display()), e))?;
+        let store = ImageStore::open(root)?;
+        store.conn().execute_batch(SCHEMA)?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            store,
+        })
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.store
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Removes an image unless a container uses it (`force` overrides).
+    pub fn remove_image(&self, name_or_id: &str, force: bool) -> Result<Vec<hako_image::RemoveEvent>> {
+        let in_use = |conn: &rusqlite::Connection, image_id: &str| -> rusqlite::Result<Option<String>> {
+            conn.query_row(
+                "SELECT id FROM containers WHERE image_id = ?1 LIMIT 1",
+                [image_id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|o| o.map(|id| id[..12].to_string()))
+        };
+        Ok(self.store.remove(name_or_id, force, &in_use)?)
+    }
+
+    /// Runs a container in the foreground and returns its exit status (Docker's convention).
+    ///
+    /// The calling process must be single-threaded (see `hako_runtime::spawn`).
+    pub fn run(&self, opts: &RunOptions, on_start: &mut dyn FnMut(&Started<'_>)) -> Result<i32> {
+        use nix::sys::signal::{sigprocmask, SigmaskHow};
+        // Ctrl-C before the container exists must not kill us halfway through creating it, and
+        // one after it exits must not interrupt the cleanup: hold stop signals for the whole
+        // call. While the container runs, the runtime relays them to it.
+        let mut old = nix::sys::signal::SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), Some(&mut old))
+            .map_err(|e| Error::io("block signals", e.into()))?;
+        let result = self.run_blocked(opts, on_start);
+        let pending = stop_signals();
+        // A signal that arrived after the container finished was meant for it; drop it.
+        while pending.timed_wait_zero() {}
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        result
+    }
+
+    fn run_blocked(&self, opts: &RunOptions, on_start: &mut dyn FnMut(&Started<'_>)) -> Result<i32> {
+        let image = match self.store.resolve(&opts.image) {
+            Ok(i) => i,
+            Err(hako_image::Error::NotFound(_)) => {
+                let shown = match hako_image::Reference::parse(&opts.image) {
+                    Ok(r) => r.familiar(),
+                    Err(_) => opts.image.clone(),
+                };
+                return Err(Error::ImageNotFound(shown));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cfg = image.config.config().clone().unwrap_or_default();
+
+        // Docker's precedence: --entrypoint replaces the image's Entrypoint and drops its Cmd;
+        // otherwise the command line replaces Cmd only.
+        let (entrypoint, cmd): (Vec<String>, Vec<String>) = match &opts.entrypoint {
+            Some(e) if e.is_empty() => (Vec::new(), opts.cmd.clone()),
+            Some(e) => (vec![e.clone()], opts.cmd.clone()),
+            None => (
+                cfg.entrypoint().clone().unwrap_or_default(),
+                if opts.cmd.is_empty() {
+                    cfg.cmd().clone().unwrap_or_default()
+                } else {
+                    opts.cmd.clone()
+                },
+            ),
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() {
+            return Err(Error::NoCommand);
+        }
+
+        let workdir = match (&opts.workdir, cfg.working_dir()) {
+            (Some(w), _) => {
+                if !user::is_absolute(w) {
+                    return Err(Error::Invalid(format!(
+                        "the working directory '{w}' is invalid, it needs to be an absolute path"
+                    )));
+                }
+                w.clone()
+            }
+            (None, Some(w)) if !w.is_empty() => w.clone(),
+            _ => "/".to_string(),
+        };
+        if let Some(n) = &opts.name {
+            if !names::valid(n) {
+                return Err(Error::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+        }
+        if let Some(h) = &opts.hostname {
+            if h.is_empty() || h.len() > 64 || h.contains(['/', '\0', ' ']) {
+                return Err(Error::Invalid(format!("invalid hostname {h:?}")));
+            }
+        }
+        let layers_top_first: Vec<PathBuf> = image.layers.iter().rev().cloned().collect();
+        let user_spec = opts.user.clone().or_else(|| cfg.user().clone()).unwrap_or_default();
+        let user = user::resolve(&user_spec, &layers_top_first)?;
+
+        let id = random_id()?;
+        let hostname = match (&opts.hostname, opts.network) {
+            (Some(h), _) => h.clone(),
+            (None, Network::Host) => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| id[..12].to_string()),
+            (None, _) => id[..12].to_string(),
+        };
+        let env = build_env(cfg.env().as_deref().unwrap_or(&[]), &opts.env, &hostname, &user.home);
+
+        let name = self.insert_container(&id, opts, &image.id, &args)?;
+        let dir = self.container_dir(&id);
+        let result = self.start_and_wait(&id, &dir, opts, &image, args, env, &workdir, &user, &hostname, on_start);
+        match &result {
+            Ok(_) => {}
+            Err(e) => {
+                // A container whose start failed stays "Created" like Docker's, unless --rm.
+                if opts.auto_remove {
+                    self.delete_container(&id, &dir);
+                } else {
+                    let _ = self.store.conn().execute(
+                        "UPDATE containers SET state = 'created', exit_code = ?2 WHERE id = ?1",
+                        params![id, e.exit_code()],
+                    );
+                }
+            }
+        }
+        let _ = name;
+        result
+    }
+
+    fn insert_container(&self, id: &str, opts: &RunOptions, image_id: &str, args: &[String]) -> Result<String> {
+        let command = serde_json::to_string(args).map_err(|e| Error::Invalid(e.to_string()))?;
+        for attempt in 0..16 {
+            let name = match &opts.name {
+                Some(n) => n.clone(),
+                None => names::generate(),
+            };
+            let r = self.store.conn().execute(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, cgroup_parent)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8 WHERE EXISTS (SELECT 1 FROM images WHERE id = ?4)",
+                params![id, name, opts.image, image_id, command, now_nanos(), opts.auto_remove, opts.cgroup_parent],
+            );
+            match r {
+                Ok(1) => return Ok(name),
+                // The image was removed between resolve and insert.
+                Ok(_) => return Err(Error::ImageNotFound(opts.image.clone())),
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    if opts.name.is_some() || attempt == 15 {
+                        let holder: String = self
+                            .store
+                            .conn()
+                            .query_row("SELECT id FROM containers WHERE name = ?1", [&name], |r| r.get(0))
+                            .unwrap_or_default();
+                        return Err(Error::NameConflict { name, id: holder });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_and_wait(
+        &self,
+        id: &str,
+        dir: &Path,
+        opts: &RunOptions,
+        image: &hako_image::Image,
+        args: Vec<String>,
+        env: Vec<String>,
+        workdir: &str,
+        user: &user::ResolvedUser,
+        hostname: &str,
+        on_start: &mut dyn FnMut(&Started<'_>),
+    ) -> Result<i32> {
+        let rootfs = dir.join("rootfs");
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        for d in [&rootfs, &upper, &work] {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
+        }
+        let etc = write_etc_files(dir, hostname, opts.network)?;
+        let spec = spec::build(&spec::SpecInput {
+            rootfs: &rootfs,
+            args,
+            env,
+            cwd: workdir,
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids.clone(),
+            hostname,
+            net: if opts.network == Network::Host {
+                spec::NetMode::Host
+            } else {
+                spec::NetMode::Isolated
+            },
+            etc_files: etc,
+            readonly_root: opts.read_only,
+        })
+        .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
+
+        let overlay = hako_runtime::Overlay {
+            lower: image.layers.iter().rev().cloned().collect(),
+            upper,
+            work,
+        };
+        let cgroups = CgroupSystem::detect()?;
+        let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;
+        let spawned = hako_runtime::spawn(
+            &spec,
+            &hako_runtime::SpawnOptions {
+                overlay: Some(&overlay),
+                cgroup: Some(&cgroup),
+                kill_with_parent: true,
+                stdin: if opts.interactive {
+                    hako_runtime::Stdin::Inherit
+                } else {
+                    hako_runtime::Stdin::Null
+                },
+            },
+        );
+        let running = match spawned {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+        };
+        let pid = running.pid();
+        let recorded = self.store.conn().execute(
+            "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1",
+            params![id, pid, process_start_time(pid), now_nanos()],
+        );
+        if let Err(e) = recorded {
+            drop(running);
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+            return Err(e.into());
+        }
+        on_start(&Started {
+            id,
+            warnings: running.warnings(),
+        });
+        let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
+        // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
+        let _ = cgroup.kill_all();
+        let cg_result = cgroup.remove();
+        let code = status?.code();
+        self.finish(id, dir, code, opts.auto_remove)?;
+        cg_result?;
+        Ok(code)
+    }
+
+    /// Records an exit (or deletes the container when it was started with `--rm`). Idempotent:
+    /// only the first caller for a running container does the work.
+    fn finish(&self, id: &str, dir: &Path, code: i32, auto_remove: bool) -> Result<()> {
+        if auto_remove {
+            self.delete_container(id, dir);
+            return Ok(());
+        }
+        self.store.conn().execute(
+            "UPDATE containers SET state = 'exited', exit_code = ?2, finished_at = ?3, pid = NULL WHERE id = ?1 AND state != 'exited'",
+            params![id, code, now_nanos()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_container(&self, id: &str, dir: &Path) {
+        // Row first: a crash after it leaves only a directory, which `reconcile` sweeps.
+        let _ = self.store.conn().execute("DELETE FROM containers WHERE id = ?1", [id]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Fixes up containers whose process died without hako recording it (hako was killed).
+    pub fn reconcile(&self) -> Result<()> {
+        let rows: Vec<(String, Option<i32>, Option<i64>, bool, Option<String>)> = {
+            let mut st = self.store.conn().prepare(
+                "SELECT id, pid, pid_start, auto_remove, cgroup_parent FROM containers WHERE state = 'running'",
+            )?;
+            let it = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            it.collect::<rusqlite::Result<_>>()?
+        };
+        let mut cgroups = None;
+        for (id, pid, start, auto_remove, parent) in rows {
+            let alive = pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start);
+            if alive {
+                continue;
+            }
+            if cgroups.is_none() {
+                cgroups = Some(CgroupSystem::detect()?);
+            }
+            if let Some(cs) = &cgroups {
+                let cg = cs.open(parent.as_deref(), &format!("hako-{id}"));
+                let _ = cg.kill_all();
+                let _ = cg.remove();
+            }
+            // The exit status was lost with the hako process that waited for it.
+            self.finish(&id, &self.container_dir(&id), 255, auto_remove)?;
+        }
+        // Directories without a row are left from a crash between the two steps of a removal.
+        if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let known: bool = self
+                    .store
+                    .conn()
+                    .query_row("SELECT EXISTS(SELECT 1 FROM containers WHERE id = ?1)", [&name], |r| r.get(0))?;
+                if !known {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Containers, newest first; only running ones unless `all`.
+    pub fn list(&self, all: bool) -> Result<Vec<ContainerInfo>> {
+        self.reconcile()?;
+        let mut st = self.store.conn().prepare(
+            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at
+             FROM containers ORDER BY created DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            let command: String = r.get(4)?;
+            Ok(ContainerInfo {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                image: r.get(2)?,
+                image_id: r.get(3)?,
+                command: serde_json::from_str(&command).unwrap_or_default(),
+                created: r.get(5)?,
+                state: State::parse(&r.get::<_, String>(6)?),
+                exit_code: r.get(7)?,
+                started_at: r.get(8)?,
+                finished_at: r.get(9)?,
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let c = row?;
+            if all || c.state == State::Running {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a container by full id, unique id prefix or name.
+    pub fn find(&self, key: &str) -> Result<ContainerInfo> {
+        let all = self.list(true)?;
+        if let Some(c) = all.iter().find(|c| c.id == key || c.name == key.trim_start_matches('/')) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<_> = all.iter().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(Error::NoSuchContainer(key.to_string())),
+            _ => Err(Error::Invalid(format!(
+                "multiple IDs found with provided prefix: {key}"
+            ))),
+        }
+    }
+
+    /// Removes a container and its writable layer; `force` kills it first if it runs.
+    pub fn remove(&self, key: &str, force: bool) -> Result<String> {
+        let c = self.find(key)?;
+        if c.state == State::Running {
+            if !force {
+                return Err(Error::Running(c.id));
+            }
+            let (pid, start, parent): (Option<i32>, Option<i64>, Option<String>) = self.store.conn().query_row(
+                "SELECT pid, pid_start, cgroup_parent FROM containers WHERE id = ?1",
+                [&c.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let cs = CgroupSystem::detect()?;
+            let cg = cs.open(parent.as_deref(), &format!("hako-{}", c.id));
+            if let Some(p) = pid.filter(|&p| process_start_time(p) == start) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+            cg.kill_all()?;
+            let _ = cg.remove();
+        }
+        self.delete_container(&c.id, &self.container_dir(&c.id));
+        Ok(c.id)
+    }
+}
+
+trait TimedWaitZero {
+    fn timed_wait_zero(&self) -> bool;
+}
+
+impl TimedWaitZero for nix::sys::signal::SigSet {
+    /// Consumes one pending signal of the set, if any.
+    fn timed_wait_zero(&self) -> bool {
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid sigset and timespec pointers for the duration of the call.
+        unsafe { libc::sigtimedwait(self.as_ref(), std::ptr::null_mut(), &ts) > 0 }
+    }
+}
+
+/// The container's environment, in Docker's order and precedence: PATH default, HOSTNAME, the
+/// image's Env, then `-e` (replacing same-named entries), then HOME if still unset.
+pub fn build_env(image_env: &[String], user_env: &[String], hostname: &str, home: &str) -> Vec<String> {
+    let mut env: Vec<String> = Vec::with_capacity(image_env.len() + user_env.len() + 3);
+    fn set(env: &mut Vec<String>, kv: String) {
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key.as_str())) {
+            Some(slot) => *slot = kv,
+            None => env.push(kv),
+        }
+    }
+    set(&mut env, format!("PATH={}", hako_runtime::DEFAULT_PATH));
+    set(&mut env, format!("HOSTNAME={hostname}"));
+    for e in image_env {
+        set(&mut env, e.clone());
+    }
+    for e in user_env {
+        if e.contains('=') {
+            set(&mut env, e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            set(&mut env, format!("{e}={v}"));
+        }
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+fn write_etc_files(dir: &Path, hostname: &str, net: Network) -> Result<[(&'static str, PathBuf); 3]> {
+    let hosts = if net == Network::Host {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
+    };
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = if net == Network::Host {
+        host_resolv
+    } else {
+        container_resolv_conf(&host_resolv)
+    };
+    let files = [
+        ("/etc/hosts", dir.join("hosts"), hosts),
+        ("/etc/hostname", dir.join("hostname"), format!("{hostname}\n")),
+        ("/etc/resolv.conf", dir.join("resolv.conf"), resolv),
+    ];
+    for (_, path, content) in &files {
+        std::fs::write(path, content).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    }
+    let [(a, pa, _), (b, pb, _), (c, pc, _)] = files;
+    Ok([(a, pa), (b, pb), (c, pc)])
+}
+
+/// The host's resolv.conf without loopback nameservers, which are unreachable from another
+/// network namespace; Docker falls back to public resolvers when none remain.
+pub fn container_resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_precedence() {
+        let env = build_env(
+            &["PATH=/custom".into(), "A=1".into(), "B=2".into()],
+            &["B=3".into(), "C=4".into()],
+            "h1",
+            "/root",
+        );
+        assert_eq!(env, vec!["PATH=/custom", "HOSTNAME=h1", "A=1", "B=3", "C=4", "HOME=/root"]);
+        let env = build_env(&[], &["HOME=/x".into()], "h", "/root");
+        assert_eq!(env[0], format!("PATH={}", hako_runtime::DEFAULT_PATH));
+        assert_eq!(env.last().unwrap(), "HOME=/x");
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback() {
+        assert_eq!(
+            container_resolv_conf("search x\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n"),
+            "search x\nnameserver 10.0.0.2\n"
+        );
+        assert!(container_resolv_conf("nameserver ::1\n").contains("8.8.8.8"));
+    }
+
+    #[test]
+    fn network_names() {
+        assert_eq!("none".parse::<Network>().unwrap(), Network::None);
+        assert!("bridge".parse::<Network>().is_err());
+        assert!("nope".parse::<Network>().is_err());
+    }
+
+    #[test]
+    fn start_time_of_self() {
+        assert!(process_start_time(std::process::id() as i32).is_some());
+        assert!(process_start_time(i32::MAX).is_none());
+    }
+}

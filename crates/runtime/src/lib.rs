@@ -1,1 +1,481 @@
-//! placeholder
+//! hako's OCI runtime library: an OCI runtime spec in, an isolated running process out.
+//!
+//! The engine calls [`spawn`] in-process (no runtime binary is exec'd, which is where hako's
+//! start-up speed comes from); a runc-compatible command line can sit on top of the same calls.
+//!
+//! The calling process must be single-threaded when it calls [`spawn`]: the container is created
+//! with a raw `clone(2)` carrying the new namespaces, and the child keeps running Rust code until
+//! it `execve`s the container's command.
+#![deny(missing_docs)]
+
+mod child;
+mod error;
+pub mod fsutil;
+pub mod mounts;
+mod process;
+
+pub use error::{Error, ExecFailure};
+pub use process::{ExitStatus, Running};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Default `PATH` when neither the image nor the user sets one (Docker's value).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// An overlay filesystem to mount as the container's root before anything else.
+///
+/// It is mounted inside the container's own mount namespace, so the kernel tears it down when
+/// the last process of the container exits: nothing can leak onto the host, even after `kill -9`.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    /// Read-only layers, topmost first (overlayfs `lowerdir` order).
+    pub lower: Vec<PathBuf>,
+    /// The container's writable layer.
+    pub upper: PathBuf,
+    /// overlayfs scratch directory on the same filesystem as `upper`.
+    pub work: PathBuf,
+}
+
+/// Where the container's standard input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stdin {
+    /// `/dev/null`, like `docker run` without `-i`.
+    #[default]
+    Null,
+    /// The caller's standard input.
+    Inherit,
+}
+
+/// Options that are not part of the OCI spec.
+#[derive(Debug, Default)]
+pub struct SpawnOptions<'a> {
+    /// Root filesystem to assemble from layers at `spec.root.path`.
+    pub overlay: Option<&'a Overlay>,
+    /// cgroup the process joins before it runs anything of the container.
+    pub cgroup: Option<&'a hako_cgroups::Cgroup>,
+    /// SIGKILL the container when the calling process dies (foreground `run`).
+    pub kill_with_parent: bool,
+    /// Standard input of the container process.
+    pub stdin: Stdin,
+}
+
+/// Starts the container described by `spec` and returns once its command has been exec'd.
+///
+/// On error nothing is left running: the child, if it was created, has been killed and reaped.
+pub fn spawn(spec: &Spec, opts: &SpawnOptions<'_>) -> Result<Running, Error> {
+    let prepared = Prepared::from_spec(spec, opts)?;
+    process::start(prepared, opts.cgroup)
+}
+
+/// Everything the child needs, decoded in the parent so the child only makes system calls.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub root: PathBuf,
+    pub root_readonly: bool,
+    pub overlay_data: Option<CString>,
+    pub clone_flags: CloneFlags,
+    pub join: Vec<(OwnedFd, CloneFlags)>,
+    pub new_cgroupns: bool,
+    pub hostname: Option<String>,
+    pub mounts: Vec<mounts::MountPlan>,
+    pub rootfs_propagation: nix::mount::MsFlags,
+    pub devices: Vec<Device>,
+    pub default_dev_links: bool,
+    pub masked: Vec<PathBuf>,
+    pub readonly: Vec<PathBuf>,
+    pub sysctl: Vec<(PathBuf, String)>,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub warnings: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: u32,
+    pub caps: Option<CapSets>,
+    pub no_new_privs: bool,
+    pub oom_score_adj: Option<i32>,
+    pub cwd: PathBuf,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub path_env: String,
+    pub stdin_null: Option<OwnedFd>,
+    pub kill_with_parent: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Device {
+    pub path: PathBuf,
+    pub kind: nix::sys::stat::SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct CapSets {
+    pub bounding: HashSet<caps::Capability>,
+    pub effective: HashSet<caps::Capability>,
+    pub permitted: HashSet<caps::Capability>,
+    pub inheritable: HashSet<caps::Capability>,
+    pub ambient: HashSet<caps::Capability>,
+}
+
+fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, Error> {
+    CString::new(s.as_ref()).map_err(|_| Error::InvalidSpec(format!("{what} contains a NUL byte")))
+}
+
+fn convert_caps(set: &Option<oci_spec::runtime::Capabilities>) -> Result<HashSet<caps::Capability>, Error> {
+    let mut out = HashSet::new();
+    for c in set.iter().flatten() {
+        let name = format!("CAP_{c}");
+        let cap = name
+            .parse::<caps::Capability>()
+            .map_err(|_| Error::InvalidSpec(format!("unknown capability {name}")))?;
+        out.insert(cap);
+    }
+    Ok(out)
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+impl Prepared {
+    fn from_spec(spec: &Spec, opts: &SpawnOptions<'_>) -> Result<Self, Error> {
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("root is missing".into()))?;
+        let root_path = root.path().clone();
+        if !root_path.is_absolute() {
+            return Err(Error::InvalidSpec(format!(
+                "root path {} must be absolute",
+                root_path.display()
+            )));
+        }
+        if !root_path.is_dir() {
+            return Err(Error::InvalidSpec(format!(
+                "root path {} is not a directory",
+                root_path.display()
+            )));
+        }
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("process is missing".into()))?;
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err(Error::InvalidSpec("process.args must not be empty".into()));
+        }
+        let linux = spec.linux().as_ref();
+
+        let mut clone_flags = CloneFlags::empty();
+        let mut join = Vec::new();
+        let mut new_cgroupns = false;
+        let mut has_mnt = false;
+        let mut new_uts = false;
+        for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+            let flag = match ns.typ() {
+                LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+                LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+                LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                other => {
+                    return Err(Error::InvalidSpec(format!(
+                        "{other:?} namespaces are not supported yet"
+                    )))
+                }
+            };
+            if flag == CloneFlags::CLONE_NEWNS {
+                has_mnt = true;
+            }
+            match ns.path() {
+                Some(p) => {
+                    if flag == CloneFlags::CLONE_NEWPID || flag == CloneFlags::CLONE_NEWNS {
+                        return Err(Error::InvalidSpec(format!(
+                            "joining an existing {:?} namespace is not supported yet",
+                            ns.typ()
+                        )));
+                    }
+                    let fd = std::fs::File::open(p)
+                        .map_err(|e| Error::sys(format!("open namespace {}", p.display()), e))?;
+                    join.push((fd.into(), flag));
+                }
+                None if flag == CloneFlags::CLONE_NEWCGROUP => new_cgroupns = true,
+                None => {
+                    if flag == CloneFlags::CLONE_NEWUTS {
+                        new_uts = true;
+                    }
+                    clone_flags.insert(flag)
+                }
+            }
+        }
+        if !has_mnt {
+            return Err(Error::InvalidSpec(
+                "a mount namespace is required (the root filesystem is assembled inside it)".into(),
+            ));
+        }
+
+        let mut mounts = Vec::new();
+        let mut default_dev_links = false;
+        for m in spec.mounts().iter().flatten() {
+            if !m.destination().is_absolute() {
+                return Err(Error::InvalidSpec(format!(
+                    "mount destination {} must be absolute",
+                    m.destination().display()
+                )));
+            }
+            let plan = mounts::plan(
+                m.destination().clone(),
+                m.typ().as_deref(),
+                m.source().clone(),
+                m.options().as_deref().unwrap_or(&[]),
+            );
+            if plan.fstype.as_deref() == Some("cgroup") {
+                return Err(Error::InvalidSpec(
+                    "cgroup filesystem mounts are not supported yet".into(),
+                ));
+            }
+            if m.destination() == Path::new("/dev") && plan.fstype.as_deref() == Some("tmpfs") {
+                default_dev_links = true;
+            }
+            mounts.push(plan);
+        }
+
+        let rootfs_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            None | Some("") | Some("rprivate") => nix::mount::MsFlags::MS_PRIVATE | nix::mount::MsFlags::MS_REC,
+            Some("rslave") => nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_REC,
+            Some("rshared") => nix::mount::MsFlags::MS_SHARED | nix::mount::MsFlags::MS_REC,
+            Some(other) => {
+                return Err(Error::InvalidSpec(format!(
+                    "rootfsPropagation {other:?} is not supported"
+                )))
+            }
+        };
+
+        let mut devices = Vec::new();
+        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+            use oci_spec::runtime::LinuxDeviceType as T;
+            let kind = match d.typ() {
+                T::C | T::U => nix::sys::stat::SFlag::S_IFCHR,
+                T::B => nix::sys::stat::SFlag::S_IFBLK,
+                T::P => nix::sys::stat::SFlag::S_IFIFO,
+                T::A => return Err(Error::InvalidSpec("device type 'a' cannot be created".into())),
+            };
+            devices.push(Device {
+                path: d.path().clone(),
+                kind,
+                major: d.major() as u64,
+                minor: d.minor() as u64,
+                mode: d.file_mode().unwrap_or(0o666),
+                uid: d.uid().unwrap_or(0),
+                gid: d.gid().unwrap_or(0),
+            });
+        }
+
+        let mut warnings = Vec::new();
+        let mut rlimits = Vec::new();
+        for r in process.rlimits().iter().flatten() {
+            let name = r.typ().to_string();
+            let res = rlimit_resource(&name)
+                .ok_or_else(|| Error::InvalidSpec(format!("unknown rlimit {name}")))?;
+            let (mut soft, mut hard) = (r.soft(), r.hard());
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+            if unsafe { libc::getrlimit(res, &mut cur) } == 0 && hard > cur.rlim_max {
+                // Raising a hard limit needs CAP_SYS_RESOURCE, which many hosts (and rootless
+                // users) lack; Docker users expect the container to start anyway.
+                warnings.push(format!(
+                    "{name} hard limit {hard} exceeds the host's {}; clamped",
+                    cur.rlim_max
+                ));
+                hard = cur.rlim_max;
+                soft = soft.min(hard);
+            }
+            rlimits.push((res, soft, hard));
+        }
+
+        let caps = match process.capabilities() {
+            Some(c) => Some(CapSets {
+                bounding: convert_caps(c.bounding())?,
+                effective: convert_caps(c.effective())?,
+                permitted: convert_caps(c.permitted())?,
+                inheritable: convert_caps(c.inheritable())?,
+                ambient: convert_caps(c.ambient())?,
+            }),
+            None => None,
+        };
+
+        let env: Vec<String> = process.env().clone().unwrap_or_default();
+        let path_env = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
+        let user = process.user();
+        let stdin_null = match opts.stdin {
+            Stdin::Null => Some(
+                std::fs::File::open("/dev/null")
+                    .map_err(|e| Error::sys("open /dev/null", e))?
+                    .into(),
+            ),
+            Stdin::Inherit => None,
+        };
+
+        let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
+        if hostname.is_some() && !new_uts {
+            return Err(Error::InvalidSpec(
+                "a hostname needs a new UTS namespace".into(),
+            ));
+        }
+
+        Ok(Prepared {
+            root: root_path,
+            root_readonly: root.readonly().unwrap_or(false),
+            overlay_data: opts.overlay.map(overlay_data).transpose()?,
+            clone_flags,
+            join,
+            new_cgroupns,
+            hostname,
+            mounts,
+            rootfs_propagation,
+            devices,
+            default_dev_links,
+            masked: linux
+                .and_then(|l| l.masked_paths().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            readonly: linux
+                .and_then(|l| l.readonly_paths().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            sysctl: linux
+                .and_then(|l| l.sysctl().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (PathBuf::from("/proc/sys").join(k.replace('.', "/")), v))
+                .collect(),
+            rlimits,
+            warnings,
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask().unwrap_or(0o022),
+            caps,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            oom_score_adj: process.oom_score_adj(),
+            cwd: process.cwd().clone(),
+            args: args
+                .iter()
+                .map(|a| cstring(a, "an argument"))
+                .collect::<Result<_, _>>()?,
+            env: env
+                .iter()
+                .map(|e| cstring(e, "an environment variable"))
+                .collect::<Result<_, _>>()?,
+            path_env,
+            stdin_null,
+            kill_with_parent: opts.kill_with_parent,
+        })
+    }
+}
+
+fn overlay_data(o: &Overlay) -> Result<CString, Error> {
+    if o.lower.is_empty() {
+        return Err(Error::InvalidSpec("an overlay needs at least one lower layer".into()));
+    }
+    let mut data = Vec::from(&b"lowerdir="[..]);
+    for (i, l) in o.lower.iter().enumerate() {
+        if i > 0 {
+            data.push(b':');
+        }
+        data.extend_from_slice(&escape_overlay(l.as_os_str().as_bytes()));
+    }
+    data.extend_from_slice(b",upperdir=");
+    data.extend_from_slice(&escape_overlay(o.upper.as_os_str().as_bytes()));
+    data.extend_from_slice(b",workdir=");
+    data.extend_from_slice(&escape_overlay(o.work.as_os_str().as_bytes()));
+    // The kernel copies at most one page of mount options.
+    if data.len() >= 4096 {
+        return Err(Error::InvalidSpec(format!(
+            "overlay mount options are {} bytes, more than the kernel's 4096-byte limit (too many layers)",
+            data.len()
+        )));
+    }
+    cstring(data, "an overlay path")
+}
+
+/// overlayfs splits options on `,` and lower dirs on `:`; both must be escaped in paths.
+fn escape_overlay(p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    for &b in p {
+        if b == b',' || b == b':' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_are_escaped() {
+        let o = Overlay {
+            lower: vec!["/l/a:b".into(), "/l/c".into()],
+            upper: "/u,x".into(),
+            work: "/w".into(),
+        };
+        assert_eq!(
+            overlay_data(&o).unwrap().to_str().unwrap(),
+            "lowerdir=/l/a\\:b:/l/c,upperdir=/u\\,x,workdir=/w"
+        );
+    }
+
+    #[test]
+    fn too_long_overlay_options_are_refused() {
+        let o = Overlay {
+            lower: (0..200).map(|i| PathBuf::from(format!("/var/lib/hako/layers/{i:064}"))).collect(),
+            upper: "/u".into(),
+            work: "/w".into(),
+        };
+        assert!(matches!(overlay_data(&o), Err(Error::InvalidSpec(_))));
+    }
+}

@@ -1,0 +1,194 @@
+//! Docker's human-readable formats, so `hako images` and `hako ps` read like `docker`'s.
+
+use std::time::Duration;
+
+/// Docker's `HumanDuration` ("Less than a second", "About a minute", "3 weeks").
+pub fn human_duration(d: Duration) -> String {
+    let seconds = d.as_secs();
+    if d.as_secs_f64() < 1.0 {
+        return "Less than a second".into();
+    }
+    if seconds == 1 {
+        return "1 second".into();
+    }
+    if seconds < 60 {
+        return format!("{seconds} seconds");
+    }
+    let minutes = seconds / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (d.as_secs_f64() / 3600.0).round() as u64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", seconds / 3600 / 24 / 365)
+}
+
+/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B").
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    // Three significant digits, trailing zeros trimmed, like Go's %.3g for these magnitudes.
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", UNITS[i])
+}
+
+/// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= max {
+        return s.to_string();
+    }
+    let mut out: String = chars[..max - 1].iter().collect();
+    out.push('…');
+    out
+}
+
+/// Go's `strconv.Quote` for the printable strings container commands usually are.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_like_docker() {
+        let s = Duration::from_secs;
+        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(human_duration(s(1)), "1 second");
+        assert_eq!(human_duration(s(5)), "5 seconds");
+        assert_eq!(human_duration(s(61)), "About a minute");
+        assert_eq!(human_duration(s(150)), "2 minutes");
+        assert_eq!(human_duration(s(3600)), "About an hour");
+        assert_eq!(human_duration(s(5 * 3600)), "5 hours");
+        assert_eq!(human_duration(s(3 * 86400)), "3 days");
+        assert_eq!(human_duration(s(21 * 86400)), "3 weeks");
+        assert_eq!(human_duration(s(90 * 86400)), "3 months");
+        assert_eq!(human_duration(s(800 * 86400)), "2 years");
+    }
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_234), "4.26MB");
+        assert_eq!(human_size(125_000_000), "125MB");
+        assert_eq!(human_size(1_200_000_000), "1.2GB");
+        assert_eq!(human_size(12_340), "12.3kB");
+    }
+
+    #[test]
+    fn commands_like_docker() {
+        assert_eq!(ellipsis("sh -c 'exit 3'", 20), "sh -c 'exit 3'");
+        assert_eq!(ellipsis("sh -c 'sleep 1000 && echo done'", 20), "sh -c 'sleep 1000 &…");
+        assert_eq!(go_quote("sh -c \"x\""), "\"sh -c \\\"x\\\"\"");
+    }
+}
+
+/// Parses the RFC 3339 UTC timestamps image configs carry (`2026-11-22T18:30:00.5Z`, or with a
+/// `+hh:mm` offset). Returns `None` for anything else rather than guessing.
+pub fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
+        let mut n: u64 = frac[..digits].parse().ok()?;
+        for _ in digits..9 {
+            n *= 10;
+        }
+        for _ in 9..digits {
+            n /= 10;
+        }
+        nanos = n as u32;
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from the civil date (proleptic Gregorian), Howard Hinnant's well-known formula.
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + h * 3600 + mi * 60 + sec - offset;
+    if secs < 0 {
+        return None;
+    }
+    Some(std::time::UNIX_EPOCH + Duration::new(secs as u64, nanos))
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+
+    #[test]
+    fn parses_utc_and_offsets() {
+        let t = |s| parse_rfc3339(s).map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap());
+        assert_eq!(t("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
+        assert_eq!(t("2000-03-01T00:00:01.5Z"), Some(Duration::new(951_868_801, 500_000_000)));
+        assert_eq!(t("2000-03-01T09:00:01+09:00"), Some(Duration::new(951_868_801, 0)));
+        assert_eq!(t("not a time"), None);
+    }
+}

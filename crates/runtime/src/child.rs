@@ -1,0 +1,621 @@
+//! The container side of `spawn`: runs in the freshly cloned child, inside the new namespaces,
+//! and ends in `execve` of the container's command (or in `_exit` after reporting why not).
+//!
+//! The parent is single-threaded, so allocating here is safe; everything that can be decided
+//! without the new namespaces was decided in `Prepared::from_spec`.
+
+use crate::fsutil::{self, Kind};
+use crate::mounts::MountPlan;
+use crate::{Error, ExecFailure, Prepared};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const SETUP: u8 = 0;
+const EXEC_NOT_FOUND: u8 = 1;
+const EXEC_CANNOT: u8 = 2;
+
+enum Failure {
+    Setup(String),
+    Exec(ExecFailure, String),
+    /// The parent went away before telling us to start: nobody to report to.
+    Abandoned,
+}
+
+type Res<T> = Result<T, Failure>;
+
+trait Context<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Res<T>;
+}
+
+impl<T, E: Into<io::Error>> Context<T> for Result<T, E> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Res<T> {
+        self.map_err(|e| {
+            let e: io::Error = e.into();
+            Failure::Setup(format!("{}: {}", what(), strip_os_error(&e)))
+        })
+    }
+}
+
+/// `io::Error`'s Display appends " (os error N)"; Docker users see plain strerror text.
+fn strip_os_error(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s,
+    }
+}
+
+/// Entry point of the child. Never returns.
+pub(crate) fn run(p: &Prepared, go: OwnedFd, report: OwnedFd) -> ! {
+    let failure = match setup_and_exec(p, go) {
+        Err(f) => f,
+        Ok(never) => match never {},
+    };
+    let (kind, msg) = match failure {
+        Failure::Setup(m) => (SETUP, m),
+        Failure::Exec(ExecFailure::NotFound, m) => (EXEC_NOT_FOUND, m),
+        Failure::Exec(ExecFailure::CannotExecute, m) => (EXEC_CANNOT, m),
+        // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers and buffers.
+        Failure::Abandoned => unsafe { libc::_exit(1) },
+    };
+    let mut buf = Vec::with_capacity(msg.len() + 1);
+    buf.push(kind);
+    buf.extend_from_slice(msg.as_bytes());
+    let _ = nix::unistd::write(&report, &buf);
+    // SAFETY: as above; the parent learns the outcome from the report pipe.
+    unsafe { libc::_exit(1) }
+}
+
+/// Parent side: turns the child's report into an error.
+pub(crate) fn decode_report(buf: &[u8]) -> Error {
+    let msg = String::from_utf8_lossy(&buf[1..]).into_owned();
+    match buf[0] {
+        EXEC_NOT_FOUND => Error::Exec {
+            kind: ExecFailure::NotFound,
+            message: msg,
+        },
+        EXEC_CANNOT => Error::Exec {
+            kind: ExecFailure::CannotExecute,
+            message: msg,
+        },
+        _ => Error::Setup(msg),
+    }
+}
+
+enum Never {}
+
+fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
+    if p.kill_with_parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "set parent-death signal".into())?;
+    }
+    // The parent puts us into the cgroup first, so the cgroup namespace below is rooted there.
+    let mut b = [0u8; 1];
+    match nix::unistd::read(&go, &mut b) {
+        Ok(1) => {}
+        _ => return Err(Failure::Abandoned),
+    }
+    drop(go);
+    // Device nodes and mount points get exactly the modes we ask for.
+    nix::sys::stat::umask(Mode::empty());
+
+    for (fd, flag) in &p.join {
+        nix::sched::setns(fd, *flag).ctx(|| format!("join namespace {flag:?}"))?;
+    }
+    if p.new_cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace".into())?;
+    }
+
+    mount(None::<&str>, "/", None::<&str>, p.rootfs_propagation, None::<&str>)
+        .ctx(|| "set propagation of /".into())?;
+    match &p.overlay_data {
+        Some(data) => mount(
+            Some("overlay"),
+            &p.root,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_c_str()),
+        )
+        .ctx(|| format!("mount overlay root filesystem on {}", p.root.display()))?,
+        // pivot_root needs the new root to be a mount point.
+        None => mount(
+            Some(&p.root),
+            &p.root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mount root {}", p.root.display()))?,
+    }
+    let root: OwnedFd = nix::fcntl::open(
+        &p.root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open root {}", p.root.display()))?;
+
+    for m in &p.mounts {
+        mount_one(root.as_raw_fd(), m)?;
+    }
+    for d in &p.devices {
+        make_device(root.as_raw_fd(), d)?;
+    }
+    if p.default_dev_links {
+        dev_links(root.as_raw_fd())?;
+    }
+
+    nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
+    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+    // The old root is now stacked under the new one at "."; detaching it hides the host.
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    drop(root);
+    let root: OwnedFd = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open new root".into())?;
+
+    if let Some(h) = &p.hostname {
+        nix::unistd::sethostname(h).ctx(|| format!("set hostname {h:?}"))?;
+    }
+    if p.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        loopback_up().ctx(|| "bring up the loopback interface".into())?;
+    }
+    for (path, value) in &p.sysctl {
+        std::fs::write(path, value).ctx(|| format!("write sysctl {}", path.display()))?;
+    }
+    for path in &p.masked {
+        mask_path(root.as_raw_fd(), path)?;
+    }
+    for path in &p.readonly {
+        readonly_path(root.as_raw_fd(), path)?;
+    }
+    if p.root_readonly {
+        let flags = mount_flags_of(root.as_raw_fd()).ctx(|| "stat /".into())?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+            None::<&str>,
+        )
+        .ctx(|| "make the root filesystem read-only".into())?;
+    }
+
+    for &(res, soft, hard) in &p.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(io::Error::last_os_error()).ctx(|| format!("setrlimit {res}"));
+        }
+    }
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx(|| "set oom_score_adj".into())?;
+    }
+
+    // The container must not share the caller's session: a terminal's Ctrl-C goes to hako,
+    // which decides what the container receives.
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if let Some(null) = &p.stdin_null {
+        nix::unistd::dup2_stdin(null).ctx(|| "redirect stdin".into())?;
+    }
+
+    // Resolved with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so `/proc/self/fd/N` working
+    // directories (CVE-2024-21626) and symlinks out of the root are refused.
+    let cwd = fsutil::ensure_in_root(root.as_raw_fd(), &p.cwd, Kind::Dir)
+        .ctx(|| format!("working directory {}", p.cwd.display()))?;
+    nix::unistd::fchdir(&cwd).ctx(|| format!("chdir to {}", p.cwd.display()))?;
+    drop(cwd);
+    drop(root);
+
+    switch_user(p)?;
+    if p.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
+    }
+    nix::sys::stat::umask(Mode::from_bits_truncate(p.umask as libc::mode_t));
+    reset_signals();
+    // Everything inherited from hako (the state database, the store lock) must not reach the
+    // container; CLOEXEC rather than close so the report pipe still works until exec succeeds.
+    // SAFETY: close_range only flags our own descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+
+    exec(p)
+}
+
+fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
+    let dest = &m.destination;
+    if m.is_bind() {
+        let src = m
+            .source
+            .as_ref()
+            .ok_or_else(|| Failure::Setup(format!("bind mount on {} has no source", dest.display())))?;
+        let meta = std::fs::metadata(src).ctx(|| format!("bind mount source {}", src.display()))?;
+        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+        let target = fsutil::ensure_in_root(root, dest, kind).ctx(|| format!("mount point {}", dest.display()))?;
+        mount(
+            Some(src.as_path()),
+            fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mount {} on {}", src.display(), dest.display()))?;
+        let extra = m.flags
+            & (MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC
+                | MsFlags::MS_NOATIME
+                | MsFlags::MS_NODIRATIME
+                | MsFlags::MS_RELATIME
+                | MsFlags::MS_STRICTATIME);
+        if !extra.is_empty() {
+            // A fresh descriptor names the new mount rather than the directory under it.
+            let target = fsutil::open_in_root(root, dest, libc::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+            mount(
+                None::<&str>,
+                fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                None::<&str>,
+            )
+            .ctx(|| format!("remount {} with its options", dest.display()))?;
+        }
+    } else {
+        let target = fsutil::ensure_in_root(root, dest, Kind::Dir).ctx(|| format!("mount point {}", dest.display()))?;
+        let fstype = m.fstype.as_deref().unwrap_or("none");
+        let source = m
+            .source
+            .as_ref()
+            .map(|s| s.as_os_str().to_owned())
+            .unwrap_or_else(|| fstype.into());
+        mount(
+            Some(source.as_os_str()),
+            fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+            Some(fstype),
+            m.flags,
+            if m.data.is_empty() { None } else { Some(m.data.as_str()) },
+        )
+        .ctx(|| format!("mount {fstype} on {}", dest.display()))?;
+    }
+    if !m.propagation.is_empty() {
+        let target = fsutil::open_in_root(root, dest, libc::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+        mount(
+            None::<&str>,
+            fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+            None::<&str>,
+            m.propagation,
+            None::<&str>,
+        )
+        .ctx(|| format!("set propagation of {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+fn split_parent(path: &Path) -> Res<(PathBuf, CString)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Failure::Setup(format!("invalid path {}", path.display())))?;
+    let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = CString::new(name.as_bytes()).map_err(|_| Failure::Setup("NUL in path".into()))?;
+    Ok((parent, name))
+}
+
+fn make_device(root: RawFd, d: &crate::Device) -> Res<()> {
+    let (parent, name) = split_parent(&d.path)?;
+    let dir = fsutil::ensure_in_root(root, &parent, Kind::Dir).ctx(|| format!("directory {}", parent.display()))?;
+    let mode = d.kind.bits() | (d.mode & 0o7777);
+    // SAFETY: mknodat/fchownat on a directory descriptor we own with a valid C string name.
+    let r = unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            mode,
+            libc::makedev(d.major as u32, d.minor as u32),
+        )
+    };
+    if r != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EEXIST) {
+            return Err(err).ctx(|| format!("create device {}", d.path.display()));
+        }
+    }
+    // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps a planted symlink from redirecting the chown.
+    let r = unsafe { libc::fchownat(dir.as_raw_fd(), name.as_ptr(), d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW) };
+    if r != 0 {
+        return Err(io::Error::last_os_error()).ctx(|| format!("chown device {}", d.path.display()));
+    }
+    Ok(())
+}
+
+fn dev_links(root: RawFd) -> Res<()> {
+    let dev = fsutil::open_in_root(root, Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY).ctx(|| "open /dev".into())?;
+    let mut links: Vec<(&CStr, &CStr)> = vec![
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+        (c"pts/ptmx", c"ptmx"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push((c"/proc/kcore", c"core"));
+    }
+    for (target, name) in links {
+        // SAFETY: symlinkat with valid C strings and a directory descriptor we own.
+        let r = unsafe { libc::symlinkat(target.as_ptr(), dev.as_raw_fd(), name.as_ptr()) };
+        if r != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err).ctx(|| format!("create /dev/{}", name.to_string_lossy()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket(2) call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket owned by nobody else.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data for which all-zero bytes are valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifr.ifr_name[0] = b'l' as libc::c_char;
+    ifr.ifr_name[1] = b'o' as libc::c_char;
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Mount flags a bind remount must repeat, read from the mount the descriptor is on.
+fn mount_flags_of(fd: RawFd) -> io::Result<MsFlags> {
+    use nix::sys::statvfs::FsFlags;
+    // SAFETY: the descriptor is valid for the duration of the call.
+    let st = nix::sys::statvfs::fstatvfs(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })?;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (s, m) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    Ok(out)
+}
+
+fn mask_path(root: RawFd, path: &Path) -> Res<()> {
+    let target = match fsutil::open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("masked path {}", path.display())),
+    };
+    let st = nix::sys::stat::fstat(&target).ctx(|| format!("stat {}", path.display()))?;
+    let tpath = fsutil::proc_fd_path(target.as_raw_fd());
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+        mount(
+            Some("tmpfs"),
+            tpath.as_c_str(),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .ctx(|| format!("mask {}", path.display()))?;
+    } else {
+        // Only a real /dev/null may be bound over the path (CVE-2025-31133: a swapped
+        // /dev/null symlink would otherwise expose what it points at).
+        let null = fsutil::open_in_root(root, Path::new("/dev/null"), libc::O_PATH).ctx(|| "open /dev/null".into())?;
+        let nst = nix::sys::stat::fstat(&null).ctx(|| "stat /dev/null".into())?;
+        if SFlag::from_bits_truncate(nst.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
+            || nst.st_rdev != libc::makedev(1, 3)
+        {
+            return Err(Failure::Setup("/dev/null in the container is not the null device".into()));
+        }
+        mount(
+            Some(fsutil::proc_fd_path(null.as_raw_fd()).as_c_str()),
+            tpath.as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("mask {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn readonly_path(root: RawFd, path: &Path) -> Res<()> {
+    let target = match fsutil::open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("read-only path {}", path.display())),
+    };
+    let tpath = fsutil::proc_fd_path(target.as_raw_fd());
+    mount(
+        Some(tpath.as_c_str()),
+        tpath.as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind {} read-only", path.display()))?;
+    let target = fsutil::open_in_root(root, path, libc::O_PATH).ctx(|| format!("reopen {}", path.display()))?;
+    let flags = mount_flags_of(target.as_raw_fd()).ctx(|| format!("stat {}", path.display()))?;
+    mount(
+        None::<&str>,
+        fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&str>,
+    )
+    .ctx(|| format!("remount {} read-only", path.display()))?;
+    Ok(())
+}
+
+fn switch_user(p: &Prepared) -> Res<()> {
+    use caps::CapSet;
+    if let Some(c) = &p.caps {
+        for cap in caps::runtime::thread_all_supported() {
+            if !c.bounding.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| Failure::Setup(format!("drop {cap}: {e}")))?;
+            }
+        }
+    }
+    // Keep the permitted set across the uid change so the spec's capabilities can be applied
+    // to a non-root user below.
+    nix::sys::prctl::set_keepcaps(true).ctx(|| "keep capabilities".into())?;
+    let gids: Vec<nix::unistd::Gid> = p.additional_gids.iter().map(|&g| nix::unistd::Gid::from_raw(g)).collect();
+    nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
+    let gid = nix::unistd::Gid::from_raw(p.gid);
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setgid {}", p.gid))?;
+    let uid = nix::unistd::Uid::from_raw(p.uid);
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setuid {}", p.uid))?;
+    nix::sys::prctl::set_keepcaps(false).ctx(|| "reset keepcaps".into())?;
+    if let Some(c) = &p.caps {
+        // Effective first: capset refuses an effective set larger than the permitted one.
+        for (set, value) in [
+            (CapSet::Effective, &c.effective),
+            (CapSet::Permitted, &c.permitted),
+            (CapSet::Inheritable, &c.inheritable),
+        ] {
+            caps::set(None, set, value).map_err(|e| Failure::Setup(format!("set {set:?} capabilities: {e}")))?;
+        }
+        for cap in &c.ambient {
+            caps::raise(None, CapSet::Ambient, *cap)
+                .map_err(|e| Failure::Setup(format!("raise ambient {cap}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: restoring the default disposition is always valid; failures (for signals
+        // glibc reserves) are harmless and ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+}
+
+/// Go's exec.LookPath rules, which is what Docker users' error messages come from.
+fn executable(path: &Path) -> Result<(), io::Error> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EACCES));
+    }
+    let _ = meta.mode();
+    Ok(())
+}
+
+fn lookup(name: &str, path_env: &str) -> Res<PathBuf> {
+    if name.contains('/') {
+        return match executable(Path::new(name)) {
+            Ok(()) => Ok(PathBuf::from(name)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ENOTDIR) => Err(
+                Failure::Exec(ExecFailure::NotFound, format!("exec: {name:?}: stat {name}: {}", strip_os_error(&e))),
+            ),
+            Err(e) => Err(Failure::Exec(
+                ExecFailure::CannotExecute,
+                format!("exec: {name:?}: {}", strip_os_error(&e)),
+            )),
+        };
+    }
+    for dir in path_env.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        if executable(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(Failure::Exec(
+        ExecFailure::NotFound,
+        format!("exec: {name:?}: executable file not found in $PATH"),
+    ))
+}
+
+fn exec(p: &Prepared) -> Res<Never> {
+    let name = p.args[0].to_string_lossy().into_owned();
+    let path = lookup(&name, &p.path_env)?;
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Failure::Setup("NUL in path".into()))?;
+    let err = nix::unistd::execve(&cpath, &p.args, &p.env).unwrap_err();
+    let e = io::Error::from(err);
+    let msg = format!("exec {}: {}", path.display(), strip_os_error(&e));
+    Err(match err {
+        nix::errno::Errno::ENOENT => Failure::Exec(ExecFailure::NotFound, msg),
+        _ => Failure::Exec(ExecFailure::CannotExecute, msg),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_follows_go_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.path().join("data");
+        std::fs::write(&plain, "x").unwrap();
+        let path_env = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(lookup("tool", &path_env).ok(), Some(exe.clone()));
+        // A non-executable match is skipped, so the result is "not found", as with Docker.
+        match lookup("data", &path_env) {
+            Err(Failure::Exec(ExecFailure::NotFound, m)) => {
+                assert_eq!(m, "exec: \"data\": executable file not found in $PATH")
+            }
+            _ => panic!("expected not found"),
+        }
+        match lookup(plain.to_str().unwrap(), &path_env) {
+            Err(Failure::Exec(ExecFailure::CannotExecute, m)) => assert!(m.ends_with(": permission denied"), "{m}"),
+            _ => panic!("expected permission denied"),
+        }
+        match lookup("/no/such", &path_env) {
+            Err(Failure::Exec(ExecFailure::NotFound, m)) => {
+                assert_eq!(m, "exec: \"/no/such\": stat /no/such: no such file or directory")
+            }
+            _ => panic!("expected not found"),
+        }
+    }
+
+    #[test]
+    fn reports_round_trip() {
+        let e = decode_report(&[EXEC_CANNOT, b'x']);
+        assert_eq!(e.exit_code(), 126);
+        let e = decode_report(&[SETUP, b'y']);
+        assert_eq!(e.exit_code(), 125);
+    }
+}

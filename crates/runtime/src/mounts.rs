@@ -1,0 +1,159 @@
+//! Translation of OCI mount entries into mount(2) arguments.
+
+use nix::mount::MsFlags;
+use std::path::PathBuf;
+
+/// One mount of the spec, decoded before the container process is created so the child only
+/// performs system calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Where inside the container.
+    pub destination: PathBuf,
+    /// Filesystem type (`proc`, `tmpfs`, ...), or `None` for bind mounts.
+    pub fstype: Option<String>,
+    /// Device or host path.
+    pub source: Option<PathBuf>,
+    /// Flags applied when mounting (bind mounts get these in a second, remounting call).
+    pub flags: MsFlags,
+    /// Propagation change applied after mounting (`rprivate`, `slave`, ...).
+    pub propagation: MsFlags,
+    /// Filesystem-specific data (`mode=755,size=65536k`).
+    pub data: String,
+}
+
+impl MountPlan {
+    /// Whether this is a bind mount of a host path.
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// Decodes an OCI mount's type, source and options into a plan.
+pub fn plan(
+    destination: PathBuf,
+    typ: Option<&str>,
+    source: Option<PathBuf>,
+    options: &[String],
+) -> MountPlan {
+    let mut flags = MsFlags::empty();
+    let mut propagation = MsFlags::empty();
+    let mut data: Vec<&str> = Vec::new();
+    for opt in options {
+        let (set, clear, prop): (MsFlags, MsFlags, MsFlags) = match opt.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty(), MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty(), MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty(), MsFlags::empty()),
+            "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
+            "rprivate" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
+            "rshared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
+            "rslave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
+            "runbindable" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+            ),
+            // Docker and Podman annotations the kernel must not see.
+            "tmpcopyup" | "notmpcopyup" | "z" | "Z" | "U" | "idmap" | "copy" | "nocopy" => {
+                (MsFlags::empty(), MsFlags::empty(), MsFlags::empty())
+            }
+            other => {
+                data.push(other);
+                (MsFlags::empty(), MsFlags::empty(), MsFlags::empty())
+            }
+        };
+        flags.insert(set);
+        flags.remove(clear);
+        propagation.insert(prop);
+    }
+    let fstype = match typ {
+        Some("bind") | Some("none") | Some("") | None if flags.contains(MsFlags::MS_BIND) => None,
+        Some("bind") => {
+            flags.insert(MsFlags::MS_BIND);
+            None
+        }
+        Some(t) => Some(t.to_string()),
+        None => None,
+    };
+    MountPlan {
+        destination,
+        fstype,
+        source,
+        flags,
+        propagation,
+        data: data.join(","),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(o: &[&str]) -> Vec<String> {
+        o.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn dev_tmpfs_like_docker() {
+        let p = plan(
+            "/dev".into(),
+            Some("tmpfs"),
+            Some("tmpfs".into()),
+            &opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        );
+        assert_eq!(p.fstype.as_deref(), Some("tmpfs"));
+        assert_eq!(p.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(p.data, "mode=755,size=65536k");
+        assert!(!p.is_bind());
+    }
+
+    #[test]
+    fn bind_with_ro_and_propagation() {
+        let p = plan(
+            "/etc/hosts".into(),
+            Some("bind"),
+            Some("/x/hosts".into()),
+            &opts(&["rbind", "ro", "rprivate"]),
+        );
+        assert!(p.is_bind());
+        assert!(p.flags.contains(MsFlags::MS_REC | MsFlags::MS_RDONLY));
+        assert_eq!(p.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(p.fstype, None);
+        assert_eq!(p.data, "");
+    }
+
+    #[test]
+    fn type_bind_without_option_is_still_bind() {
+        let p = plan("/a".into(), Some("bind"), Some("/b".into()), &[]);
+        assert!(p.is_bind());
+    }
+
+    #[test]
+    fn later_options_override() {
+        let p = plan("/a".into(), Some("tmpfs"), None, &opts(&["ro", "rw"]));
+        assert!(!p.flags.contains(MsFlags::MS_RDONLY));
+    }
+}

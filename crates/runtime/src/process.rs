@@ -1,0 +1,202 @@
+//! Creating the container process and supervising it until it exits.
+
+use crate::{child, Error, Prepared};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// How the container's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called exit with this code.
+    Exited(i32),
+    /// It was killed by this signal number.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Docker's convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Signals `hako run` relays to the container while it waits.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+fn supervised_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// A started container process. Dropping it without waiting kills the container.
+#[derive(Debug)]
+pub struct Running {
+    pid: Pid,
+    old_mask: SigSet,
+    reaped: bool,
+    warnings: Vec<String>,
+}
+
+pub(crate) fn start(prepared: Prepared, cgroup: Option<&hako_cgroups::Cgroup>) -> Result<Running, Error> {
+    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+
+    // Block the signals we supervise before the child exists, so none can be lost between the
+    // clone and the wait loop; the child unblocks them before exec.
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised_set()), Some(&mut old_mask))?;
+
+    let flags = prepared.clone_flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long;
+    // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
+    // gets a copy of our address space. The caller guarantees this process is single-threaded,
+    // so no lock (e.g. in malloc) can be held by a thread that does not exist in the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        let err = std::io::Error::last_os_error();
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+        return Err(Error::sys("clone the container process", err));
+    }
+    if ret == 0 {
+        drop(go_w);
+        drop(err_r);
+        child::run(&prepared, go_r, err_w);
+    }
+    let pid = Pid::from_raw(ret as i32);
+    drop(go_r);
+    drop(err_w);
+    let mut running = Running {
+        pid,
+        old_mask,
+        reaped: false,
+        warnings: prepared.warnings.clone(),
+    };
+
+    if let Some(cg) = cgroup {
+        // Dropping `running` on error kills and reaps the child, which still waits for `go`.
+        cg.add_task(pid.as_raw())?;
+    }
+    nix::unistd::write(&go_w, &[1u8]).map_err(|e| Error::sys("start the container process", e))?;
+    drop(go_w);
+
+    let mut report = Vec::new();
+    std::fs::File::from(err_r)
+        .read_to_end(&mut report)
+        .map_err(|e| Error::sys("read the container's start-up report", e))?;
+    if !report.is_empty() {
+        let _ = waitpid(pid, None);
+        running.reaped = true;
+        return Err(child::decode_report(&report));
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// The container process's pid on the host.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Non-fatal problems met while starting (e.g. rlimits clamped to the host's hard limit).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Waits for the container to exit, relaying SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+    /// SIGUSR2 and SIGWINCH to it.
+    ///
+    /// A PID 1 without a handler ignores forwarded signals, so a stopping signal (INT, TERM, HUP)
+    /// starts a `stop_timeout` grace period after which the container is killed, and a second
+    /// one kills it at once — the way `docker stop` and a double Ctrl-C behave.
+    pub fn wait(mut self, stop_timeout: Duration) -> Result<ExitStatus, Error> {
+        let set = supervised_set();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.reaped = true;
+                    return Ok(ExitStatus::Exited(code));
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    self.reaped = true;
+                    return Ok(ExitStatus::Signaled(sig as i32));
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("wait for the container", e)),
+            }
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout == Some(Duration::ZERO) {
+                let _ = kill(self.pid, Signal::SIGKILL);
+                deadline = None;
+                continue;
+            }
+            match wait_signal(&set, timeout) {
+                Some(Signal::SIGCHLD) | None => {}
+                Some(sig) => {
+                    let stopping = matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP);
+                    if stopping && deadline.is_some() {
+                        let _ = kill(self.pid, Signal::SIGKILL);
+                    } else {
+                        let _ = kill(self.pid, sig);
+                        if stopping {
+                            deadline = Some(Instant::now() + stop_timeout);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills the container's main process (and so, as it is PID 1, its whole pid namespace).
+    pub fn kill(&self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+    }
+}
+
+/// sigtimedwait on `set`; `None` on timeout or interruption.
+fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `set` is a valid sigset, the info pointer may be NULL and `ts_ptr` is NULL or
+    // points at a timespec that lives until the call returns.
+    let r = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };
+    if r < 0 {
+        return None;
+    }
+    Signal::try_from(r).ok()
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+        // Signals that arrived while we supervised were meant for the container; discard them
+        // rather than let them hit this process once unblocked.
+        let set = supervised_set();
+        while wait_signal(&set, Some(Duration::ZERO)).is_some() {}
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+    }
+}
