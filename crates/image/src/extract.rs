@@ -368,7 +368,12 @@ fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error> {
         if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
             special(&ctx, &rel, &entry)?;
         } else {
-            let ok = entry.unpack_in(&root).map_err(classify)?;
+            if kind.is_hard_link() {
+                check_link_target(&entry, &raw_path)?;
+            }
+            let ok = entry
+                .unpack_in(&root)
+                .map_err(|e| entry_error(e, &raw_path, &root))?;
             if !ok {
                 return Err(invalid(format!(
                     "entry {} points outside of the layer",
@@ -409,7 +414,46 @@ fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+/// Makes the tar crate's messages about an entry readable: no temporary
+/// paths, and a plain statement when it refused to write outside the layer.
+fn entry_error(e: io::Error, entry: &Path, root: &Path) -> Error {
+    match classify(e) {
+        Error::InvalidArchive(msg) if msg.contains("outside of destination path") => invalid(
+            format!("entry {} points outside of the layer", entry.display()),
+        ),
+        Error::InvalidArchive(msg) => invalid(msg.replace(&*root.to_string_lossy(), "")),
+        other => other,
+    }
+}
+
+/// Hard link targets are names inside the archive; one climbing above the
+/// root can only be an attempt to reach host files.
+fn check_link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &Path) -> Result<(), Error> {
+    let Some(target) = entry.link_name().map_err(classify)? else {
+        return Ok(());
+    };
+    let mut depth = 0usize;
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir if depth == 0 => {
+                return Err(invalid(format!(
+                    "hard link {} -> {} points outside of the layer",
+                    path.display(),
+                    target.display()
+                )))
+            }
+            Component::ParentDir => depth -= 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Extended attribute name and value pairs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Xattrs, Error> {
     let mut out = Vec::new();
     if let Some(exts) = entry.pax_extensions().map_err(classify)? {
         for ext in exts {

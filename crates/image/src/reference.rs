@@ -351,7 +351,17 @@ mod tests {
     #[test]
     fn normalization_table() {
         let d = "sha256:".to_string() + &"a".repeat(64);
-        let cases: Vec<(String, &str, &str, Option<&str>, Option<&str>, String, &str)> = vec![
+        // input, domain, path, tag, digest, familiar, familiar repository
+        type Case<'a> = (
+            String,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            String,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "busybox".into(),
                 "docker.io",

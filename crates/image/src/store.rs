@@ -826,3 +826,7 @@ fn sweep_tmp(tmp: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,689 @@
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+fn sha(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn header(path: &str, kind: tar::EntryType, mode: u32, uid: u64, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(path).unwrap();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(uid);
+    h.set_mtime(1_600_000_000);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}
+
+/// A small rootfs exercising every entry type the importer must handle.
+fn sample_tar() -> Vec<u8> {
+    use tar::EntryType as T;
+    let mut b = tar::Builder::new(Vec::new());
+    for d in ["etc/", "bin/", "opq/", "dev/", "run/"] {
+        b.append(&header(d, T::Directory, 0o755, 0, 0), &[][..])
+            .unwrap();
+    }
+    let mut h = header("etc/hello", T::Regular, 0o640, 1000, 3);
+    h.set_mtime(12345);
+    h.set_cksum();
+    b.append(&h, &b"hi\n"[..]).unwrap();
+    b.append(&header("bin/su", T::Regular, 0o4755, 0, 2), &b"su"[..])
+        .unwrap();
+    let mut h = header("etc/link", T::Symlink, 0o777, 0, 0);
+    h.set_link_name("hello").unwrap();
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let mut h = header("etc/hard", T::Link, 0o640, 1000, 0);
+    h.set_link_name("etc/hello").unwrap();
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    b.append(&header("etc/.wh.gone", T::Regular, 0o644, 0, 0), &[][..])
+        .unwrap();
+    b.append(
+        &header("opq/.wh..wh..opq", T::Regular, 0o644, 0, 0),
+        &[][..],
+    )
+    .unwrap();
+    b.append(&header("run/fifo", T::Fifo, 0o600, 0, 0), &[][..])
+        .unwrap();
+    let mut h = header("dev/null", T::Char, 0o666, 0, 0);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    b.append_pax_extensions([("SCHILY.xattr.user.hako", &b"yes"[..])])
+        .unwrap();
+    b.append(&header("etc/xattr", T::Regular, 0o644, 0, 1), &b"x"[..])
+        .unwrap();
+    // Directories listed after their content still get their mtime.
+    let mut h = header("late/", T::Directory, 0o700, 0, 0);
+    h.set_mtime(777);
+    h.set_cksum();
+    b.append(&header("late/f", T::Regular, 0o644, 0, 0), &[][..])
+        .unwrap();
+    b.append(&h, &[][..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn tiny_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(
+        &header(
+            name,
+            tar::EntryType::Regular,
+            0o644,
+            0,
+            content.len() as u64,
+        ),
+        content,
+    )
+    .unwrap();
+    b.into_inner().unwrap()
+}
+
+fn opts(reference: Option<&str>) -> ImportOptions {
+    ImportOptions {
+        reference: reference.map(|r| Reference::parse(r).unwrap()),
+        changes: vec![],
+        message: None,
+        source: "-".into(),
+    }
+}
+
+fn count(store: &ImageStore, table: &str) -> i64 {
+    store
+        .conn()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+fn dir_len(p: &Path) -> usize {
+    fs::read_dir(p).unwrap().count()
+}
+
+fn assert_empty(store: &ImageStore) {
+    let r = store.root();
+    assert_eq!(dir_len(&r.join("blobs/sha256")), 0, "blobs");
+    assert_eq!(dir_len(&r.join("layers")), 0, "layers");
+    assert_eq!(dir_len(&r.join("tmp")), 0, "tmp");
+    for t in ["images", "tags", "layers", "image_layers"] {
+        assert_eq!(count(store, t), 0, "{t}");
+    }
+}
+
+fn no_use(_: &Connection, _: &str) -> rusqlite::Result<Option<String>> {
+    Ok(None)
+}
+
+#[test]
+fn import_plain_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let tar = sample_tar();
+    let img = store.import(&tar[..], &opts(Some("busybox"))).unwrap();
+
+    // IDs and digests.
+    let cfg_bytes = fs::read(store.blob_path(&img.id)).unwrap();
+    assert_eq!(img.id, format!("sha256:{}", sha(&cfg_bytes)));
+    let diff_id = format!("sha256:{}", sha(&tar));
+    assert_eq!(img.config.rootfs().diff_ids(), &vec![diff_id.clone()]);
+    assert_eq!(img.config.os(), &Os::Linux);
+    assert_eq!(img.config.architecture(), &go_arch());
+    let hist = img.config.history().as_ref().unwrap();
+    assert_eq!(hist[0].comment().as_deref(), Some("Imported from -"));
+    assert_eq!(img.size, tar.len() as u64);
+    for e in fs::read_dir(dir.path().join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let data = fs::read(e.path()).unwrap();
+        assert_eq!(e.file_name().to_string_lossy(), sha(&data));
+    }
+    let manifest_digest: String = store
+        .conn()
+        .query_row("SELECT manifest_digest FROM images", [], |r| r.get(0))
+        .unwrap();
+    let manifest =
+        oci_spec::image::ImageManifest::from_file(store.blob_path(&manifest_digest)).unwrap();
+    assert_eq!(manifest.media_type(), &Some(MediaType::ImageManifest));
+    assert_eq!(manifest.config().digest().to_string(), img.id);
+    assert_eq!(manifest.config().size(), cfg_bytes.len() as u64);
+    let layer = &manifest.layers()[0];
+    assert_eq!(layer.media_type(), &MediaType::ImageLayer);
+    assert_eq!(layer.digest().to_string(), diff_id);
+    assert_eq!(layer.size(), tar.len() as u64);
+    assert!(store.blob_path(&diff_id).is_file());
+
+    // Layer contents.
+    assert_eq!(img.layers, vec![store.layer_path(&diff_id)]);
+    let root = &img.layers[0];
+    let hello = fs::symlink_metadata(root.join("etc/hello")).unwrap();
+    assert_eq!(hello.mode() & 0o7777, 0o640);
+    assert_eq!((hello.uid(), hello.gid()), (1000, 1000));
+    assert_eq!(hello.mtime(), 12345);
+    assert_eq!(fs::read(root.join("etc/hello")).unwrap(), b"hi\n");
+    let su = fs::metadata(root.join("bin/su")).unwrap();
+    assert_eq!(su.mode() & 0o7777, 0o4755);
+    assert_eq!(
+        fs::read_link(root.join("etc/link")).unwrap(),
+        Path::new("hello")
+    );
+    let hard = fs::metadata(root.join("etc/hard")).unwrap();
+    assert_eq!(hard.ino(), hello.ino());
+    let gone = fs::symlink_metadata(root.join("etc/gone")).unwrap();
+    assert!(gone.file_type().is_char_device());
+    assert_eq!(gone.rdev(), 0);
+    assert!(!root.join("etc/.wh.gone").exists());
+    assert!(!root.join("opq/.wh..wh..opq").exists());
+    let opaque = xattr(&root.join("opq"), "trusted.overlay.opaque");
+    assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
+    assert!(fs::symlink_metadata(root.join("run/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let null = fs::symlink_metadata(root.join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+    assert_eq!(null.mode() & 0o7777, 0o666);
+    match xattr(&root.join("etc/xattr"), "user.hako") {
+        Some(v) => assert_eq!(v, b"yes"),
+        None => eprintln!("user xattrs unsupported here; not checked"),
+    }
+    let late = fs::metadata(root.join("late")).unwrap();
+    assert_eq!(late.mtime(), 777);
+    assert_eq!(late.mode() & 0o7777, 0o700);
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+
+    // Metadata.
+    assert_eq!(
+        img.repo_tags,
+        vec![Reference::parse("docker.io/library/busybox:latest").unwrap()]
+    );
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, img.id);
+    assert_eq!(list[0].created.as_deref(), img.config.created().as_deref());
+    assert_eq!(list[0].size, tar.len() as u64);
+    let (size, parent): (i64, Option<String>) = store
+        .conn()
+        .query_row("SELECT size, parent FROM layers", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((size as usize, parent), (tar.len(), None));
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = [0u8; 256];
+    // SAFETY: NUL-terminated strings and a buffer whose length is passed.
+    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (rc >= 0).then(|| buf[..rc as usize].to_vec())
+}
+
+#[test]
+fn import_compressed() {
+    let tar = sample_tar();
+    let diff_id = format!("sha256:{}", sha(&tar));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    for (data, media) in [
+        (gz, MediaType::ImageLayerGzip),
+        (zst, MediaType::ImageLayerZstd),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let img = store.import(&data[..], &opts(None)).unwrap();
+        assert_eq!(img.config.rootfs().diff_ids(), &vec![diff_id.clone()]);
+        assert_eq!(img.size, tar.len() as u64);
+        let blob = format!("sha256:{}", sha(&data));
+        assert_eq!(fs::read(store.blob_path(&blob)).unwrap(), data);
+        let (blob_digest, mdigest): (String, String) = store
+            .conn()
+            .query_row(
+                "SELECT blob_digest, manifest_digest FROM layers, images",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(blob_digest, blob);
+        let m = oci_spec::image::ImageManifest::from_file(store.blob_path(&mdigest)).unwrap();
+        assert_eq!(m.layers()[0].media_type(), &media);
+        assert_eq!(m.layers()[0].size(), data.len() as u64);
+        assert_eq!(fs::read(img.layers[0].join("etc/hello")).unwrap(), b"hi\n");
+        assert!(img.repo_tags.is_empty());
+    }
+}
+
+#[test]
+fn import_changes_and_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let mut o = opts(Some("app:1"));
+    o.changes = vec![
+        "CMD [\"/bin/sh\"]".into(),
+        "ENV A=1".into(),
+        "EXPOSE 80".into(),
+    ];
+    o.message = Some("hello".into());
+    let img = store.import(&tiny_tar("f", b"1")[..], &o).unwrap();
+    let c = img.config.config().as_ref().unwrap();
+    assert_eq!(c.cmd().as_ref().unwrap(), &vec!["/bin/sh"]);
+    assert_eq!(c.env().as_ref().unwrap(), &vec!["A=1"]);
+    assert_eq!(c.exposed_ports().as_ref().unwrap(), &vec!["80/tcp"]);
+    let h = img.config.history().as_ref().unwrap();
+    assert_eq!(h[0].comment().as_deref(), Some("hello"));
+    assert_eq!(h[0].created(), img.config.created());
+
+    o.changes = vec!["RUN rm -rf /".into()];
+    assert!(matches!(
+        store.import(&tiny_tar("f", b"2")[..], &o),
+        Err(Error::InvalidChange(_))
+    ));
+    assert_eq!(count(&store, "images"), 1);
+}
+
+#[test]
+fn resolve_by_name_id_and_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let img = store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("busybox")))
+        .unwrap();
+    let hex = img.id.strip_prefix("sha256:").unwrap().to_string();
+    for name in [
+        "busybox",
+        "busybox:latest",
+        "docker.io/library/busybox:latest",
+        "index.docker.io/library/busybox",
+        img.id.as_str(),
+        hex.as_str(),
+        &hex[..12],
+        &hex[..1],
+        &format!("sha256:{}", &hex[..5]),
+    ] {
+        assert_eq!(store.resolve(name).unwrap().id, img.id, "{name}");
+    }
+    let mdigest: String = store
+        .conn()
+        .query_row("SELECT manifest_digest FROM images", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        store.resolve(&format!("busybox@{mdigest}")).unwrap().id,
+        img.id
+    );
+    for name in ["busybox:1", "other", "sha256:zz", "", "Busybox"] {
+        assert!(
+            matches!(store.resolve(name), Err(Error::NotFound(_))),
+            "{name}"
+        );
+    }
+    let other = if hex.starts_with('0') { "1" } else { "0" };
+    assert!(matches!(store.resolve(other), Err(Error::NotFound(_))));
+
+    // Two IDs sharing a prefix.
+    for suffix in ["1", "2"] {
+        store
+            .conn()
+            .execute(
+                "INSERT INTO images VALUES (?1, ?1, 'x', NULL, 0, 0)",
+                [format!("sha256:{}{suffix}", "ab".repeat(31) + "c")],
+            )
+            .unwrap();
+    }
+    assert!(matches!(store.resolve("abab"), Err(Error::Ambiguous(_))));
+    assert!(matches!(
+        store.resolve("sha256:abab"),
+        Err(Error::Ambiguous(_))
+    ));
+    let msg = store.resolve("abab").unwrap_err().to_string();
+    assert_eq!(msg, "multiple IDs found with provided prefix: abab");
+}
+
+#[test]
+fn tag_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let a = store.import(&tiny_tar("a", b"a")[..], &opts(None)).unwrap();
+    let b = store
+        .import(&tiny_tar("b", b"b")[..], &opts(Some("b")))
+        .unwrap();
+    let r = Reference::parse("localhost:5000/x/y:t").unwrap();
+    store.tag(&a.id, &r).unwrap();
+    assert_eq!(store.resolve("localhost:5000/x/y:t").unwrap().id, a.id);
+    // Moving a tag.
+    store.tag(&b.id, &r).unwrap();
+    assert_eq!(store.resolve("localhost:5000/x/y:t").unwrap().id, b.id);
+    // Tagging by name.
+    store.tag("b", &Reference::parse("c").unwrap()).unwrap();
+    assert_eq!(store.resolve("c").unwrap().id, b.id);
+    let digest_ref = Reference::parse(&format!("x@sha256:{}", "1".repeat(64))).unwrap();
+    assert!(matches!(
+        store.tag(&b.id, &digest_ref),
+        Err(Error::InvalidReference(_))
+    ));
+    assert!(matches!(store.tag("nope", &r), Err(Error::NotFound(_))));
+
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, b.id, "newest first");
+    let tags: Vec<String> = list[0].repo_tags.iter().map(|t| t.familiar()).collect();
+    assert_eq!(tags, vec!["b:latest", "c:latest", "localhost:5000/x/y:t"]);
+    assert!(list[1].repo_tags.is_empty());
+}
+
+#[test]
+fn remove_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let img = store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("a:1")))
+        .unwrap();
+    store
+        .tag(&img.id, &Reference::parse("a:2").unwrap())
+        .unwrap();
+
+    // By tag with other tags left: only untag, no in-use check.
+    let refuse =
+        |_: &Connection, _: &str| -> rusqlite::Result<Option<String>> { Ok(Some("ctr1".into())) };
+    assert_eq!(
+        store.remove("a:1", false, &refuse).unwrap(),
+        vec![RemoveEvent::Untagged("a:1".into())]
+    );
+    // Last tag of an image in use.
+    let err = store.remove("a:2", false, &refuse).unwrap_err();
+    assert!(
+        matches!(&err, Error::InUse { container, .. } if container == "ctr1"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ctr1"));
+    assert_eq!(store.resolve("a:2").unwrap().id, img.id);
+
+    // The callback sees the image ID inside the transaction.
+    let seen = std::cell::RefCell::new(None);
+    let record = |conn: &Connection, id: &str| -> rusqlite::Result<Option<String>> {
+        *seen.borrow_mut() = Some(id.to_string());
+        assert!(!conn.is_autocommit());
+        Ok(None)
+    };
+    assert_eq!(
+        store.remove("a:2", false, &record).unwrap(),
+        vec![
+            RemoveEvent::Untagged("a:2".into()),
+            RemoveEvent::Deleted(img.id.clone())
+        ]
+    );
+    assert_eq!(seen.borrow().as_deref(), Some(img.id.as_str()));
+    assert_empty(&store);
+
+    // By ID: tags in several repositories need force.
+    let img = store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("x")))
+        .unwrap();
+    store.tag(&img.id, &Reference::parse("y").unwrap()).unwrap();
+    let short = &img.id[7..19];
+    assert!(matches!(
+        store.remove(short, false, &no_use),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.remove(short, true, &refuse),
+        Ok(ev) if ev.len() == 3
+    ));
+    assert_empty(&store);
+
+    // By ID with tags in one repository, and untagged by ID.
+    let img = store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("x:1")))
+        .unwrap();
+    store
+        .tag(&img.id, &Reference::parse("x:2").unwrap())
+        .unwrap();
+    assert_eq!(
+        store.remove(&img.id, false, &no_use).unwrap(),
+        vec![
+            RemoveEvent::Untagged("x:1".into()),
+            RemoveEvent::Untagged("x:2".into()),
+            RemoveEvent::Deleted(img.id.clone())
+        ]
+    );
+    let img = store.import(&tiny_tar("a", b"a")[..], &opts(None)).unwrap();
+    assert!(matches!(
+        store.remove(&img.id, false, &refuse),
+        Err(Error::InUse { .. })
+    ));
+    assert_eq!(
+        store.remove(&img.id, false, &no_use).unwrap(),
+        vec![RemoveEvent::Deleted(img.id.clone())]
+    );
+    assert_empty(&store);
+    assert!(matches!(
+        store.remove("nothing", false, &no_use),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn shared_layer_is_reused_and_refcounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let tar = tiny_tar("a", b"same");
+    let one = store.import(&tar[..], &opts(Some("one"))).unwrap();
+    let two = store.import(&tar[..], &opts(Some("two"))).unwrap();
+    assert_ne!(one.id, two.id, "created differs");
+    assert_eq!(one.layers, two.layers);
+    assert_eq!(count(&store, "layers"), 1);
+    assert_eq!(dir_len(&dir.path().join("layers")), 1);
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+    store.remove("one", false, &no_use).unwrap();
+    assert!(two.layers[0].join("a").is_file());
+    assert!(store.blob_path(&format!("sha256:{}", sha(&tar))).is_file());
+    store.remove("two", false, &no_use).unwrap();
+    assert_empty(&store);
+}
+
+/// A tar whose single entry has a name the tar crate's builder would refuse.
+fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(if kind.is_file() { 4 } else { 0 });
+        h.set_cksum();
+        let data: &[u8] = if kind.is_file() { b"evil" } else { b"" };
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn malicious_tars_do_not_escape() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = dir.path().join("store");
+    let store = ImageStore::open(&root).unwrap();
+    let evil_name = format!("hako-evil-{}", std::process::id());
+    let cases = vec![
+        raw_tar(&[("../evil", T::Regular, "")]),
+        raw_tar(&[("a/../../evil", T::Regular, "")]),
+        raw_tar(&[("/../evil", T::Regular, "")]),
+        raw_tar(&[
+            ("link", T::Symlink, "/"),
+            (&format!("link/etc/{evil_name}"), T::Regular, ""),
+        ]),
+        raw_tar(&[
+            ("link", T::Symlink, outside.to_str().unwrap()),
+            ("link/evil", T::Regular, ""),
+        ]),
+        raw_tar(&[
+            ("link", T::Symlink, "../../../../outside"),
+            ("link/evil", T::Regular, ""),
+        ]),
+        raw_tar(&[("hard", T::Link, "/etc/passwd")]),
+        raw_tar(&[("hard", T::Link, "../../../../../etc/passwd")]),
+        raw_tar(&[
+            ("link", T::Symlink, outside.to_str().unwrap()),
+            ("link/.wh.x", T::Regular, ""),
+        ]),
+        raw_tar(&[
+            ("link", T::Symlink, outside.to_str().unwrap()),
+            ("link/dev", T::Fifo, ""),
+        ]),
+    ];
+    for (i, tar) in cases.iter().enumerate() {
+        let err = store.import(&tar[..], &opts(Some("evil"))).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArchive(_) | Error::Io(_)),
+            "case {i}: {err:?}"
+        );
+        eprintln!("case {i}: {err}");
+        assert!(!err.to_string().contains('\n'));
+        assert_empty(&store);
+        assert_eq!(dir_len(&outside), 0, "case {i}");
+        assert!(!dir.path().join("evil").exists(), "case {i}");
+        assert!(!root.join("evil").exists(), "case {i}");
+        assert!(!Path::new("/etc").join(&evil_name).exists(), "case {i}");
+    }
+    // An absolute path is taken relative to the layer root, like docker.
+    let img = store
+        .import(&raw_tar(&[("/abs", T::Regular, "")])[..], &opts(None))
+        .unwrap();
+    assert!(img.layers[0].join("abs").is_file());
+    // A relative symlink that stays inside is followed.
+    let img = store
+        .import(
+            &raw_tar(&[
+                ("d/", T::Directory, ""),
+                ("link", T::Symlink, "d"),
+                ("link/f", T::Regular, ""),
+            ])[..],
+            &opts(None),
+        )
+        .unwrap();
+    assert!(img.layers[0].join("d/f").is_file());
+}
+
+#[test]
+fn corrupt_inputs_leave_store_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let tar = sample_tar();
+    let big = tiny_tar("big", &vec![7u8; 100_000]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&big).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&big[..], 3).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("text", b"this is not a tarball\n".repeat(40)),
+        ("empty", vec![]),
+        ("zero blocks", vec![0u8; 1024]),
+        ("one byte", vec![1]),
+        ("truncated in data", big[..5000].to_vec()),
+        ("truncated in header", tar[..700].to_vec()),
+        ("truncated gzip", gz[..gz.len() / 2].to_vec()),
+        ("gzip of text", {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&b"hello world\n".repeat(100)).unwrap();
+            e.finish().unwrap()
+        }),
+        ("truncated zstd", zst[..zst.len() / 2].to_vec()),
+        ("gzip magic only", vec![0x1f, 0x8b]),
+    ];
+    for (what, data) in cases {
+        let err = store.import(&data[..], &opts(Some("x"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::InvalidArchive(_)), "{what}: {err:?}");
+        assert!(msg.starts_with("invalid tar archive: "), "{what}: {msg}");
+        assert!(!msg.contains('\n'), "{what}: {msg}");
+        assert_empty(&store);
+    }
+    let err = store.import(&[0u8; 10240][..], &opts(None)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid tar archive: archive contains no files"
+    );
+}
+
+#[test]
+fn open_sweeps_dead_tmp_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(ImageStore::open(dir.path()).unwrap());
+    let tmp = dir.path().join("tmp");
+    // Above any pid_max, so certainly not running.
+    let dead = tmp.join("999999999-0123abcd");
+    fs::create_dir_all(dead.join("diff/sub")).unwrap();
+    fs::write(dead.join("diff/sub/f"), b"x").unwrap();
+    fs::set_permissions(dead.join("diff/sub"), fs::Permissions::from_mode(0o500)).unwrap();
+    fs::write(tmp.join("999999998-blob"), b"x").unwrap();
+    fs::write(tmp.join("junk"), b"x").unwrap();
+    let live = tmp.join(format!("{}-live", std::process::id()));
+    fs::create_dir(&live).unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left, vec![live]);
+    // Reopening an existing store keeps its data.
+    store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("keep")))
+        .unwrap();
+    drop(store);
+    let store = ImageStore::open(dir.path()).unwrap();
+    assert!(store.resolve("keep").is_ok());
+    let mode: String = store
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn concurrent_stores_on_one_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    ImageStore::open(&root).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let store = ImageStore::open(&root).unwrap();
+                let tar = tiny_tar("f", format!("{i}").as_bytes());
+                let tag = format!("img{i}");
+                store.import(&tar[..], &opts(Some(&tag))).unwrap();
+                store
+                    .tag(&tag, &Reference::parse("shared").unwrap())
+                    .unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let store = ImageStore::open(&root).unwrap();
+    assert_eq!(store.list().unwrap().len(), 4);
+    assert!(store.resolve("shared").is_ok());
+}
