@@ -409,7 +409,7 @@ impl Cgroup {
         &self.paths
     }
 
-    /// Path relative to the hierarchy root, e.g. "/process_api/x/hako-<id>".
+    /// Path relative to the hierarchy root, e.g. `/process_api/x/hako-<id>`.
     ///
     /// With v1 hierarchies the caller may sit at different places in each
     /// one; this is the path in the memory hierarchy (v1/hybrid) or the
@@ -431,6 +431,16 @@ impl Cgroup {
             fs::write(&dir.join("cgroup.procs"), value.bytes())?;
         }
         Ok(())
+    }
+
+    /// This cgroup's directory in the cgroup2 hierarchy, if there is one.
+    ///
+    /// Useful for clone3(CLONE_INTO_CGROUP): starting the container process
+    /// directly in its cgroup avoids the migration that makes the first
+    /// `cgroup.procs` write cost milliseconds (the kernel waits for an RCU
+    /// grace period when taking the threadgroup lock for writing).
+    pub fn unified_path(&self) -> Option<&Path> {
+        self.v2_dir()
     }
 
     fn v2_dir(&self) -> Option<&Path> {
@@ -707,7 +717,8 @@ impl Cgroup {
         let start = Instant::now();
         let kill_file = self.v2_dir().map(|d| d.join("cgroup.kill"));
         let mut use_kill_file = kill_file.is_some();
-        let mut delay = Duration::from_millis(1);
+        // SIGKILLed processes are usually gone within a few hundred µs.
+        let mut delay = Duration::from_micros(200);
         let mut pids = self.pids()?;
         loop {
             if pids.is_empty() {
