@@ -94,23 +94,12 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     if p.kill_with_parent {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "set parent-death signal".into())?;
     }
-    // The parent puts us into the cgroup first, so the cgroup namespace below is rooted there.
-    let mut b = [0u8; 1];
-    match nix::unistd::read(&go, &mut b) {
-        Ok(1) => {}
-        _ => return Err(Failure::Abandoned),
-    }
-    drop(go);
     // Device nodes and mount points get exactly the modes we ask for.
     nix::sys::stat::umask(Mode::empty());
 
     for (fd, flag) in &p.join {
         nix::sched::setns(fd, *flag).ctx(|| format!("join namespace {flag:?}"))?;
     }
-    if p.new_cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace".into())?;
-    }
-
     mount(None::<&str>, "/", None::<&str>, p.rootfs_propagation, None::<&str>)
         .ctx(|| "set propagation of /".into())?;
     match &p.overlay_data {
@@ -187,6 +176,19 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
             None::<&str>,
         )
         .ctx(|| "make the root filesystem read-only".into())?;
+    }
+
+    // Moving a process into a v1 cgroup waits for an RCU grace period (~10-15 ms), so the
+    // parent does it while we build the root filesystem above, and we only wait here, before
+    // anything of the container runs. The cgroup namespace is then rooted at that cgroup.
+    let mut b = [0u8; 1];
+    match nix::unistd::read(&go, &mut b) {
+        Ok(1) => {}
+        _ => return Err(Failure::Abandoned),
+    }
+    drop(go);
+    if p.new_cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace".into())?;
     }
 
     for &(res, soft, hard) in &p.rlimits {

@@ -89,11 +89,22 @@ pub(crate) fn start(prepared: Prepared, cgroup: Option<&hako_cgroups::Cgroup>) -
         warnings: prepared.warnings.clone(),
     };
 
-    if let Some(cg) = cgroup {
-        // Dropping `running` on error kills and reaps the child, which still waits for `go`.
-        cg.add_task(pid.as_raw())?;
+    // The child builds its root filesystem meanwhile and waits for `go` before running
+    // anything of the container. If it failed already, its report explains the failure better
+    // than the ESRCH or EPIPE we would see here.
+    let joined = match cgroup {
+        Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
+        None => Ok(()),
+    };
+    let started = joined.and_then(|()| {
+        nix::unistd::write(&go_w, &[1u8])
+            .map(|_| ())
+            .map_err(|e| Error::sys("start the container process", e))
+    });
+    if started.is_err() {
+        // A child still waiting for `go` exits when it reads EOF instead.
+        running.kill();
     }
-    nix::unistd::write(&go_w, &[1u8]).map_err(|e| Error::sys("start the container process", e))?;
     drop(go_w);
 
     let mut report = Vec::new();
@@ -105,6 +116,7 @@ pub(crate) fn start(prepared: Prepared, cgroup: Option<&hako_cgroups::Cgroup>) -
         running.reaped = true;
         return Err(child::decode_report(&report));
     }
+    started?;
     Ok(running)
 }
 
