@@ -66,6 +66,15 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+    /// The cgroup did not reach the frozen state in time (e.g. a task
+    /// stuck in uninterruptible sleep); it has been thawed again.
+    #[error("cgroup not frozen after {waited:?} ({path})")]
+    FreezeTimeout {
+        /// State file that was polled.
+        path: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// No usable cgroup (v1 or v2) filesystem is mounted.
     #[error("no cgroup filesystem is mounted")]
     NoCgroupFs,

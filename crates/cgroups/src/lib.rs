@@ -691,10 +691,9 @@ impl Cgroup {
             }
             if start.elapsed() >= FREEZE_TIMEOUT {
                 let _ = self.set_frozen(false);
-                return Err(Error::Write {
+                return Err(Error::FreezeTimeout {
                     path: state,
-                    value: "freeze".into(),
-                    source: io::Error::from(io::ErrorKind::TimedOut),
+                    waited: start.elapsed(),
                 });
             }
             std::thread::sleep(delay);
