@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn durations_like_docker() {
         let s = Duration::from_secs;
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(s(1)), "1 second");
         assert_eq!(human_duration(s(5)), "5 seconds");
         assert_eq!(human_duration(s(61)), "About a minute");
@@ -127,7 +130,10 @@ mod tests {
     #[test]
     fn commands_like_docker() {
         assert_eq!(ellipsis("sh -c 'exit 3'", 20), "sh -c 'exit 3'");
-        assert_eq!(ellipsis("sh -c 'sleep 1000 && echo done'", 20), "sh -c 'sleep 1000 &…");
+        assert_eq!(
+            ellipsis("sh -c 'sleep 1000 && echo done'", 20),
+            "sh -c 'sleep 1000 &…"
+        );
         assert_eq!(go_quote("sh -c \"x\""), "\"sh -c \\\"x\\\"\"");
     }
 }
@@ -136,7 +142,11 @@ mod tests {
 /// `+hh:mm` offset). Returns `None` for anything else rather than guessing.
 pub fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -187,8 +197,14 @@ mod rfc3339_tests {
     fn parses_utc_and_offsets() {
         let t = |s| parse_rfc3339(s).map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap());
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
-        assert_eq!(t("2000-03-01T00:00:01.5Z"), Some(Duration::new(951_868_801, 500_000_000)));
-        assert_eq!(t("2000-03-01T09:00:01+09:00"), Some(Duration::new(951_868_801, 0)));
+        assert_eq!(
+            t("2000-03-01T00:00:01.5Z"),
+            Some(Duration::new(951_868_801, 500_000_000))
+        );
+        assert_eq!(
+            t("2000-03-01T09:00:01+09:00"),
+            Some(Duration::new(951_868_801, 0))
+        );
         assert_eq!(t("not a time"), None);
     }
 }

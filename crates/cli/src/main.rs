@@ -13,10 +13,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tabwriter::TabWriter;
 
 #[derive(Parser)]
-#[command(name = "hako", version, about = "A daemonless container engine", disable_help_subcommand = true)]
+#[command(
+    name = "hako",
+    version,
+    about = "A daemonless container engine",
+    disable_help_subcommand = true
+)]
 struct Cli {
     /// State root (images, containers, the state database)
-    #[arg(long, global = true, env = "HAKO_ROOT", default_value = "/var/lib/hako")]
+    #[arg(
+        long,
+        global = true,
+        env = "HAKO_ROOT",
+        default_value = "/var/lib/hako"
+    )]
     root: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -203,7 +213,10 @@ struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure { code: 1, err: e.into() }
+        Failure {
+            code: 1,
+            err: e.into(),
+        }
     }
 }
 
@@ -271,7 +284,9 @@ fn import(root: &std::path::Path, a: ImportArgs) -> Result<i32, Failure> {
         engine.images().import(std::io::stdin().lock(), &opts)?
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
-        engine.images().import(std::io::BufReader::with_capacity(1 << 20, f), &opts)?
+        engine
+            .images()
+            .import(std::io::BufReader::with_capacity(1 << 20, f), &opts)?
     };
     println!("{}", image.id);
     Ok(0)
@@ -280,7 +295,9 @@ fn import(root: &std::path::Path, a: ImportArgs) -> Result<i32, Failure> {
 fn since(nanos_or_rfc3339: Option<SystemTime>) -> String {
     match nanos_or_rfc3339 {
         Some(t) => {
-            let d = SystemTime::now().duration_since(t).unwrap_or(Duration::ZERO);
+            let d = SystemTime::now()
+                .duration_since(t)
+                .unwrap_or(Duration::ZERO);
             format!("{} ago", fmt::human_duration(d))
         }
         None => "N/A".into(),
@@ -304,12 +321,22 @@ fn images(root: &std::path::Path, a: ImagesArgs) -> Result<i32, Failure> {
         .map(hako_engine::hako_image::Reference::parse)
         .transpose()?;
     let list = engine.images().list()?;
-    let mut out = TabWriter::new(std::io::stdout().lock()).minwidth(10).padding(3);
+    let mut out = TabWriter::new(std::io::stdout().lock())
+        .minwidth(7)
+        .padding(3);
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
         for img in &list {
             if seen.insert(img.id.clone()) {
-                writeln!(out, "{}", if a.no_trunc { img.id.as_str() } else { short_id(&img.id) })?;
+                writeln!(
+                    out,
+                    "{}",
+                    if a.no_trunc {
+                        img.id.as_str()
+                    } else {
+                        short_id(&img.id)
+                    }
+                )?;
             }
         }
         out.flush()?;
@@ -323,22 +350,37 @@ fn images(root: &std::path::Path, a: ImagesArgs) -> Result<i32, Failure> {
             .and_then(fmt::parse_rfc3339)
             .map(|t| since(Some(t)))
             .unwrap_or_else(|| "N/A".into());
-        let id = if a.no_trunc { img.id.clone() } else { short_id(&img.id).to_string() };
+        let id = if a.no_trunc {
+            img.id.clone()
+        } else {
+            short_id(&img.id).to_string()
+        };
         let rows: Vec<(String, String)> = if img.repo_tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
             img.repo_tags
                 .iter()
-                .map(|r| (r.familiar_repository(), r.tag().unwrap_or("<none>").to_string()))
+                .map(|r| {
+                    (
+                        r.familiar_repository(),
+                        r.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
                 .collect()
         };
         for (repo, tag) in rows {
             if let Some(f) = &filter {
-                if repo != f.familiar_repository() || (f.tag().is_some() && Some(tag.as_str()) != f.tag()) {
+                if repo != f.familiar_repository()
+                    || (f.tag().is_some() && Some(tag.as_str()) != f.tag())
+                {
                     continue;
                 }
             }
-            writeln!(out, "{repo}\t{tag}\t{id}\t{created}\t{}", fmt::human_size(img.size))?;
+            writeln!(
+                out,
+                "{repo}\t{tag}\t{id}\t{created}\t{}",
+                fmt::human_size(img.size)
+            )?;
         }
     }
     out.flush()?;
@@ -353,8 +395,12 @@ fn rmi(root: &std::path::Path, a: RmiArgs) -> Result<i32, Failure> {
             Ok(events) => {
                 for e in events {
                     match e {
-                        hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("Untagged: {r}"),
-                        hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("Deleted: {id}"),
+                        hako_engine::hako_image::RemoveEvent::Untagged(r) => {
+                            println!("Untagged: {r}")
+                        }
+                        hako_engine::hako_image::RemoveEvent::Deleted(id) => {
+                            println!("Deleted: {id}")
+                        }
                     }
                 }
             }
@@ -381,7 +427,9 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     }
     let network: Network = match a.network.as_deref() {
         None => Network::Default,
-        Some(n) => n.parse().map_err(|e: hako_engine::Error| engine_err(e.into()))?,
+        Some(n) => n
+            .parse()
+            .map_err(|e: hako_engine::Error| engine_err(e.into()))?,
     };
     let engine = open(root).map_err(engine_err)?;
     let opts = RunOptions {
@@ -423,7 +471,9 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let list = engine.list(a.all)?;
-    let mut out = TabWriter::new(std::io::stdout().lock()).minwidth(10).padding(3);
+    let mut out = TabWriter::new(std::io::stdout().lock())
+        .minwidth(7)
+        .padding(3);
     if a.quiet {
         for c in &list {
             writeln!(out, "{}", if a.no_trunc { &c.id } else { &c.id[..12] })?;
@@ -431,10 +481,17 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         out.flush()?;
         return Ok(0);
     }
-    writeln!(out, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")?;
+    writeln!(
+        out,
+        "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES"
+    )?;
     for c in &list {
         let command = c.command.join(" ");
-        let command = if a.no_trunc { command } else { fmt::ellipsis(&command, 20) };
+        let command = if a.no_trunc {
+            command
+        } else {
+            fmt::ellipsis(&command, 20)
+        };
         let status = match c.state {
             State::Running => format!(
                 "Up {}",

@@ -87,6 +87,9 @@ impl Error {
 
 type Result<T> = std::result::Result<T, Error>;
 
+/// id, pid, pid start time, auto-remove, cgroup parent of a container recorded as running.
+type RunningRow = (String, Option<i32>, Option<i64>, bool, Option<String>);
+
 /// The lifecycle state of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -217,7 +220,12 @@ fn now_nanos() -> i64 {
 
 fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| Error::io("generate container id", std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut b).map_err(|e| {
+        Error::io(
+            "generate container id",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     Ok(hex::encode(b))
 }
 
@@ -252,7 +260,12 @@ CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 fn stop_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut s = SigSet::empty();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         s.add(sig);
     }
     s
@@ -281,16 +294,21 @@ impl Engine {
     }
 
     /// Removes an image unless a container uses it (`force` overrides).
-    pub fn remove_image(&self, name_or_id: &str, force: bool) -> Result<Vec<hako_image::RemoveEvent>> {
-        let in_use = |conn: &rusqlite::Connection, image_id: &str| -> rusqlite::Result<Option<String>> {
-            conn.query_row(
-                "SELECT id FROM containers WHERE image_id = ?1 LIMIT 1",
-                [image_id],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map(|o| o.map(|id| id[..12].to_string()))
-        };
+    pub fn remove_image(
+        &self,
+        name_or_id: &str,
+        force: bool,
+    ) -> Result<Vec<hako_image::RemoveEvent>> {
+        let in_use =
+            |conn: &rusqlite::Connection, image_id: &str| -> rusqlite::Result<Option<String>> {
+                conn.query_row(
+                    "SELECT id FROM containers WHERE image_id = ?1 LIMIT 1",
+                    [image_id],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map(|o| o.map(|id| id[..12].to_string()))
+            };
         Ok(self.store.remove(name_or_id, force, &in_use)?)
     }
 
@@ -313,7 +331,11 @@ impl Engine {
         result
     }
 
-    fn run_blocked(&self, opts: &RunOptions, on_start: &mut dyn FnMut(&Started<'_>)) -> Result<i32> {
+    fn run_blocked(
+        &self,
+        opts: &RunOptions,
+        on_start: &mut dyn FnMut(&Started<'_>),
+    ) -> Result<i32> {
         let image = match self.store.resolve(&opts.image) {
             Ok(i) => i,
             Err(hako_image::Error::NotFound(_)) => {
@@ -371,7 +393,11 @@ impl Engine {
             }
         }
         let layers_top_first: Vec<PathBuf> = image.layers.iter().rev().cloned().collect();
-        let user_spec = opts.user.clone().or_else(|| cfg.user().clone()).unwrap_or_default();
+        let user_spec = opts
+            .user
+            .clone()
+            .or_else(|| cfg.user().clone())
+            .unwrap_or_default();
         let user = user::resolve(&user_spec, &layers_top_first)?;
 
         let id = random_id()?;
@@ -382,11 +408,18 @@ impl Engine {
                 .unwrap_or_else(|_| id[..12].to_string()),
             (None, _) => id[..12].to_string(),
         };
-        let env = build_env(cfg.env().as_deref().unwrap_or(&[]), &opts.env, &hostname, &user.home);
+        let env = build_env(
+            cfg.env().as_deref().unwrap_or(&[]),
+            &opts.env,
+            &hostname,
+            &user.home,
+        );
 
         let name = self.insert_container(&id, opts, &image.id, &args)?;
         let dir = self.container_dir(&id);
-        let result = self.start_and_wait(&id, &dir, opts, &image, args, env, &workdir, &user, &hostname, on_start);
+        let result = self.start_and_wait(
+            &id, &dir, opts, &image, args, env, &workdir, &user, &hostname, on_start,
+        );
         match &result {
             Ok(_) => {}
             Err(e) => {
@@ -405,7 +438,13 @@ impl Engine {
         result
     }
 
-    fn insert_container(&self, id: &str, opts: &RunOptions, image_id: &str, args: &[String]) -> Result<String> {
+    fn insert_container(
+        &self,
+        id: &str,
+        opts: &RunOptions,
+        image_id: &str,
+        args: &[String],
+    ) -> Result<String> {
         let command = serde_json::to_string(args).map_err(|e| Error::Invalid(e.to_string()))?;
         for attempt in 0..16 {
             let name = match &opts.name {
@@ -428,7 +467,9 @@ impl Engine {
                         let holder: String = self
                             .store
                             .conn()
-                            .query_row("SELECT id FROM containers WHERE name = ?1", [&name], |r| r.get(0))
+                            .query_row("SELECT id FROM containers WHERE name = ?1", [&name], |r| {
+                                r.get(0)
+                            })
                             .unwrap_or_default();
                         return Err(Error::NameConflict { name, id: holder });
                     }
@@ -457,7 +498,8 @@ impl Engine {
         let upper = dir.join("upper");
         let work = dir.join("work");
         for d in [&rootfs, &upper, &work] {
-            std::fs::create_dir_all(d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
         let etc = write_etc_files(dir, hostname, opts.network)?;
         let spec = spec::build(&spec::SpecInput {
@@ -548,22 +590,28 @@ impl Engine {
 
     fn delete_container(&self, id: &str, dir: &Path) {
         // Row first: a crash after it leaves only a directory, which `reconcile` sweeps.
-        let _ = self.store.conn().execute("DELETE FROM containers WHERE id = ?1", [id]);
+        let _ = self
+            .store
+            .conn()
+            .execute("DELETE FROM containers WHERE id = ?1", [id]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
     /// Fixes up containers whose process died without hako recording it (hako was killed).
     pub fn reconcile(&self) -> Result<()> {
-        let rows: Vec<(String, Option<i32>, Option<i64>, bool, Option<String>)> = {
+        let rows: Vec<RunningRow> = {
             let mut st = self.store.conn().prepare(
                 "SELECT id, pid, pid_start, auto_remove, cgroup_parent FROM containers WHERE state = 'running'",
             )?;
-            let it = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let it = st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             it.collect::<rusqlite::Result<_>>()?
         };
         let mut cgroups = None;
         for (id, pid, start, auto_remove, parent) in rows {
-            let alive = pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start);
+            let alive = pid
+                .is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start);
             if alive {
                 continue;
             }
@@ -582,10 +630,11 @@ impl Engine {
         if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
             for entry in rd.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let known: bool = self
-                    .store
-                    .conn()
-                    .query_row("SELECT EXISTS(SELECT 1 FROM containers WHERE id = ?1)", [&name], |r| r.get(0))?;
+                let known: bool = self.store.conn().query_row(
+                    "SELECT EXISTS(SELECT 1 FROM containers WHERE id = ?1)",
+                    [&name],
+                    |r| r.get(0),
+                )?;
                 if !known {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
@@ -629,10 +678,16 @@ impl Engine {
     /// Finds a container by full id, unique id prefix or name.
     pub fn find(&self, key: &str) -> Result<ContainerInfo> {
         let all = self.list(true)?;
-        if let Some(c) = all.iter().find(|c| c.id == key || c.name == key.trim_start_matches('/')) {
+        if let Some(c) = all
+            .iter()
+            .find(|c| c.id == key || c.name == key.trim_start_matches('/'))
+        {
             return Ok(c.clone());
         }
-        let matches: Vec<_> = all.iter().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        let matches: Vec<_> = all
+            .iter()
+            .filter(|c| !key.is_empty() && c.id.starts_with(key))
+            .collect();
         match matches.len() {
             1 => Ok(matches[0].clone()),
             0 => Err(Error::NoSuchContainer(key.to_string())),
@@ -649,15 +704,19 @@ impl Engine {
             if !force {
                 return Err(Error::Running(c.id));
             }
-            let (pid, start, parent): (Option<i32>, Option<i64>, Option<String>) = self.store.conn().query_row(
-                "SELECT pid, pid_start, cgroup_parent FROM containers WHERE id = ?1",
-                [&c.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            let (pid, start, parent): (Option<i32>, Option<i64>, Option<String>) =
+                self.store.conn().query_row(
+                    "SELECT pid, pid_start, cgroup_parent FROM containers WHERE id = ?1",
+                    [&c.id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
             let cs = CgroupSystem::detect()?;
             let cg = cs.open(parent.as_deref(), &format!("hako-{}", c.id));
             if let Some(p) = pid.filter(|&p| process_start_time(p) == start) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             cg.kill_all()?;
             let _ = cg.remove();
@@ -674,7 +733,10 @@ trait TimedWaitZero {
 impl TimedWaitZero for nix::sys::signal::SigSet {
     /// Consumes one pending signal of the set, if any.
     fn timed_wait_zero(&self) -> bool {
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid sigset and timespec pointers for the duration of the call.
         unsafe { libc::sigtimedwait(self.as_ref(), std::ptr::null_mut(), &ts) > 0 }
     }
@@ -682,11 +744,19 @@ impl TimedWaitZero for nix::sys::signal::SigSet {
 
 /// The container's environment, in Docker's order and precedence: PATH default, HOSTNAME, the
 /// image's Env, then `-e` (replacing same-named entries), then HOME if still unset.
-pub fn build_env(image_env: &[String], user_env: &[String], hostname: &str, home: &str) -> Vec<String> {
+pub fn build_env(
+    image_env: &[String],
+    user_env: &[String],
+    hostname: &str,
+    home: &str,
+) -> Vec<String> {
     let mut env: Vec<String> = Vec::with_capacity(image_env.len() + user_env.len() + 3);
     fn set(env: &mut Vec<String>, kv: String) {
         let key = kv.split('=').next().unwrap_or("").to_string();
-        match env.iter_mut().find(|e| e.split('=').next() == Some(key.as_str())) {
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(key.as_str()))
+        {
             Some(slot) => *slot = kv,
             None => env.push(kv),
         }
@@ -709,7 +779,11 @@ pub fn build_env(image_env: &[String], user_env: &[String], hostname: &str, home
     env
 }
 
-fn write_etc_files(dir: &Path, hostname: &str, net: Network) -> Result<[(&'static str, PathBuf); 3]> {
+fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    net: Network,
+) -> Result<[(&'static str, PathBuf); 3]> {
     let hosts = if net == Network::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
@@ -723,11 +797,16 @@ fn write_etc_files(dir: &Path, hostname: &str, net: Network) -> Result<[(&'stati
     };
     let files = [
         ("/etc/hosts", dir.join("hosts"), hosts),
-        ("/etc/hostname", dir.join("hostname"), format!("{hostname}\n")),
+        (
+            "/etc/hostname",
+            dir.join("hostname"),
+            format!("{hostname}\n"),
+        ),
         ("/etc/resolv.conf", dir.join("resolv.conf"), resolv),
     ];
     for (_, path, content) in &files {
-        std::fs::write(path, content).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        std::fs::write(path, content)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     }
     let [(a, pa, _), (b, pb, _), (c, pc, _)] = files;
     Ok([(a, pa), (b, pb), (c, pc)])
@@ -768,7 +847,17 @@ mod tests {
             "h1",
             "/root",
         );
-        assert_eq!(env, vec!["PATH=/custom", "HOSTNAME=h1", "A=1", "B=3", "C=4", "HOME=/root"]);
+        assert_eq!(
+            env,
+            vec![
+                "PATH=/custom",
+                "HOSTNAME=h1",
+                "A=1",
+                "B=3",
+                "C=4",
+                "HOME=/root"
+            ]
+        );
         let env = build_env(&[], &["HOME=/x".into()], "h", "/root");
         assert_eq!(env[0], format!("PATH={}", hako_runtime::DEFAULT_PATH));
         assert_eq!(env.last().unwrap(), "HOME=/x");

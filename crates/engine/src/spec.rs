@@ -103,6 +103,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        // Unset sets would take oci-spec's defaults (which raise ambient capabilities); Docker
+        // gives none.
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
         .build()?;
     let process = ProcessBuilder::default()
         .terminal(false)
@@ -122,19 +126,51 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
 
     let mut mounts = vec![
         m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         m(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
-        m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-        m("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        m("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+        m(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        m(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
     ];
     for (dest, src) in &input.etc_files {
-        mounts.push(m(dest, "bind", &src.to_string_lossy(), &["rbind", "rprivate"]));
+        mounts.push(m(
+            dest,
+            "bind",
+            &src.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
     }
 
     let mut namespaces = Vec::new();
@@ -148,7 +184,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         namespaces.push(LinuxNamespaceBuilder::default().typ(t).build()?);
     }
     if input.net == NetMode::Isolated {
-        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).build()?);
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()?,
+        );
     }
 
     let devices = [
@@ -220,12 +260,28 @@ mod tests {
         };
         let spec = build(&input).unwrap();
         let linux = spec.linux().as_ref().unwrap();
-        let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        let ns: Vec<_> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
         assert!(!ns.contains(&LinuxNamespaceType::Network));
         assert!(ns.contains(&LinuxNamespaceType::Cgroup));
-        let caps = spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
-        assert!(!caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        assert!(!caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
         assert_eq!(spec.mounts().as_ref().unwrap().len(), 9);
     }
 }

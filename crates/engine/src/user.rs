@@ -67,7 +67,11 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             Some(GroupEntry {
                 name: f[0].to_string(),
                 gid: f[2].parse().ok()?,
-                members: f[3].split(',').filter(|m| !m.is_empty()).map(String::from).collect(),
+                members: f[3]
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(String::from)
+                    .collect(),
             })
         })
         .collect()
@@ -95,7 +99,11 @@ pub fn resolve(spec: &str, layers_top_first: &[PathBuf]) -> Result<ResolvedUser,
     resolve_with(spec, &passwd, &groups)
 }
 
-fn resolve_with(spec: &str, passwd: &[PasswdEntry], groups: &[GroupEntry]) -> Result<ResolvedUser, UserError> {
+fn resolve_with(
+    spec: &str,
+    passwd: &[PasswdEntry],
+    groups: &[GroupEntry],
+) -> Result<ResolvedUser, UserError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -130,7 +138,7 @@ fn resolve_with(spec: &str, passwd: &[PasswdEntry], groups: &[GroupEntry]) -> Re
         (Some(e), None) => {
             let mut v: Vec<u32> = groups
                 .iter()
-                .filter(|g| g.members.iter().any(|m| *m == e.name) && g.gid != gid)
+                .filter(|g| g.members.contains(&e.name) && g.gid != gid)
                 .map(|g| g.gid)
                 .collect();
             v.dedup();
@@ -171,7 +179,10 @@ mod tests {
         assert_eq!(r("").unwrap().uid, 0);
         assert_eq!(r("").unwrap().home, "/root");
         let h = r("hako").unwrap();
-        assert_eq!((h.uid, h.gid, h.additional_gids.clone(), h.home.as_str()), (1234, 1234, vec![10], "/home/hako"));
+        assert_eq!(
+            (h.uid, h.gid, h.additional_gids.clone(), h.home.as_str()),
+            (1234, 1234, vec![10], "/home/hako")
+        );
         assert_eq!(r("1234").unwrap().gid, 1234);
         // Unknown numeric ids are allowed, with gid 0 and HOME=/.
         let u = r("4242").unwrap();

@@ -92,7 +92,8 @@ enum Never {}
 
 fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     if p.kill_with_parent {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "set parent-death signal".into())?;
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .ctx(|| "set parent-death signal".into())?;
     }
     // Device nodes and mount points get exactly the modes we ask for.
     nix::sys::stat::umask(Mode::empty());
@@ -100,8 +101,14 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     for (fd, flag) in &p.join {
         nix::sched::setns(fd, *flag).ctx(|| format!("join namespace {flag:?}"))?;
     }
-    mount(None::<&str>, "/", None::<&str>, p.rootfs_propagation, None::<&str>)
-        .ctx(|| "set propagation of /".into())?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        p.rootfs_propagation,
+        None::<&str>,
+    )
+    .ctx(|| "set propagation of /".into())?;
     match &p.overlay_data {
         Some(data) => mount(
             Some("overlay"),
@@ -188,7 +195,8 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     }
     drop(go);
     if p.new_cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).ctx(|| "create cgroup namespace".into())?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "create cgroup namespace".into())?;
     }
 
     for &(res, soft, hard) in &p.rlimits {
@@ -202,7 +210,8 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
         }
     }
     if let Some(adj) = p.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx(|| "set oom_score_adj".into())?;
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| "set oom_score_adj".into())?;
     }
 
     // The container must not share the caller's session: a terminal's Ctrl-C goes to hako,
@@ -229,7 +238,14 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     // Everything inherited from hako (the state database, the store lock) must not reach the
     // container; CLOEXEC rather than close so the report pipe still works until exec succeeds.
     // SAFETY: close_range only flags our own descriptors.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
 
     exec(p)
 }
@@ -237,13 +253,13 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
 fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
     let dest = &m.destination;
     if m.is_bind() {
-        let src = m
-            .source
-            .as_ref()
-            .ok_or_else(|| Failure::Setup(format!("bind mount on {} has no source", dest.display())))?;
+        let src = m.source.as_ref().ok_or_else(|| {
+            Failure::Setup(format!("bind mount on {} has no source", dest.display()))
+        })?;
         let meta = std::fs::metadata(src).ctx(|| format!("bind mount source {}", src.display()))?;
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        let target = fsutil::ensure_in_root(root, dest, kind).ctx(|| format!("mount point {}", dest.display()))?;
+        let target = fsutil::ensure_in_root(root, dest, kind)
+            .ctx(|| format!("mount point {}", dest.display()))?;
         mount(
             Some(src.as_path()),
             fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
@@ -263,7 +279,8 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
                 | MsFlags::MS_STRICTATIME);
         if !extra.is_empty() {
             // A fresh descriptor names the new mount rather than the directory under it.
-            let target = fsutil::open_in_root(root, dest, libc::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+            let target = fsutil::open_in_root(root, dest, libc::O_PATH)
+                .ctx(|| format!("reopen {}", dest.display()))?;
             mount(
                 None::<&str>,
                 fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
@@ -274,7 +291,8 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
             .ctx(|| format!("remount {} with its options", dest.display()))?;
         }
     } else {
-        let target = fsutil::ensure_in_root(root, dest, Kind::Dir).ctx(|| format!("mount point {}", dest.display()))?;
+        let target = fsutil::ensure_in_root(root, dest, Kind::Dir)
+            .ctx(|| format!("mount point {}", dest.display()))?;
         let fstype = m.fstype.as_deref().unwrap_or("none");
         let source = m
             .source
@@ -286,12 +304,17 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
             fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
             Some(fstype),
             m.flags,
-            if m.data.is_empty() { None } else { Some(m.data.as_str()) },
+            if m.data.is_empty() {
+                None
+            } else {
+                Some(m.data.as_str())
+            },
         )
         .ctx(|| format!("mount {fstype} on {}", dest.display()))?;
     }
     if !m.propagation.is_empty() {
-        let target = fsutil::open_in_root(root, dest, libc::O_PATH).ctx(|| format!("reopen {}", dest.display()))?;
+        let target = fsutil::open_in_root(root, dest, libc::O_PATH)
+            .ctx(|| format!("reopen {}", dest.display()))?;
         mount(
             None::<&str>,
             fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
@@ -315,7 +338,8 @@ fn split_parent(path: &Path) -> Res<(PathBuf, CString)> {
 
 fn make_device(root: RawFd, d: &crate::Device) -> Res<()> {
     let (parent, name) = split_parent(&d.path)?;
-    let dir = fsutil::ensure_in_root(root, &parent, Kind::Dir).ctx(|| format!("directory {}", parent.display()))?;
+    let dir = fsutil::ensure_in_root(root, &parent, Kind::Dir)
+        .ctx(|| format!("directory {}", parent.display()))?;
     let mode = d.kind.bits() | (d.mode & 0o7777);
     // SAFETY: mknodat/fchownat on a directory descriptor we own with a valid C string name.
     let r = unsafe {
@@ -333,15 +357,25 @@ fn make_device(root: RawFd, d: &crate::Device) -> Res<()> {
         }
     }
     // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps a planted symlink from redirecting the chown.
-    let r = unsafe { libc::fchownat(dir.as_raw_fd(), name.as_ptr(), d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW) };
+    let r = unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            d.uid,
+            d.gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if r != 0 {
-        return Err(io::Error::last_os_error()).ctx(|| format!("chown device {}", d.path.display()));
+        return Err(io::Error::last_os_error())
+            .ctx(|| format!("chown device {}", d.path.display()));
     }
     Ok(())
 }
 
 fn dev_links(root: RawFd) -> Res<()> {
-    let dev = fsutil::open_in_root(root, Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY).ctx(|| "open /dev".into())?;
+    let dev = fsutil::open_in_root(root, Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY)
+        .ctx(|| "open /dev".into())?;
     let mut links: Vec<(&CStr, &CStr)> = vec![
         (c"/proc/self/fd", c"fd"),
         (c"/proc/self/fd/0", c"stdin"),
@@ -432,12 +466,15 @@ fn mask_path(root: RawFd, path: &Path) -> Res<()> {
     } else {
         // Only a real /dev/null may be bound over the path (CVE-2025-31133: a swapped
         // /dev/null symlink would otherwise expose what it points at).
-        let null = fsutil::open_in_root(root, Path::new("/dev/null"), libc::O_PATH).ctx(|| "open /dev/null".into())?;
+        let null = fsutil::open_in_root(root, Path::new("/dev/null"), libc::O_PATH)
+            .ctx(|| "open /dev/null".into())?;
         let nst = nix::sys::stat::fstat(&null).ctx(|| "stat /dev/null".into())?;
         if SFlag::from_bits_truncate(nst.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
             || nst.st_rdev != libc::makedev(1, 3)
         {
-            return Err(Failure::Setup("/dev/null in the container is not the null device".into()));
+            return Err(Failure::Setup(
+                "/dev/null in the container is not the null device".into(),
+            ));
         }
         mount(
             Some(fsutil::proc_fd_path(null.as_raw_fd()).as_c_str()),
@@ -466,7 +503,8 @@ fn readonly_path(root: RawFd, path: &Path) -> Res<()> {
         None::<&str>,
     )
     .ctx(|| format!("bind {} read-only", path.display()))?;
-    let target = fsutil::open_in_root(root, path, libc::O_PATH).ctx(|| format!("reopen {}", path.display()))?;
+    let target = fsutil::open_in_root(root, path, libc::O_PATH)
+        .ctx(|| format!("reopen {}", path.display()))?;
     let flags = mount_flags_of(target.as_raw_fd()).ctx(|| format!("stat {}", path.display()))?;
     mount(
         None::<&str>,
@@ -484,14 +522,19 @@ fn switch_user(p: &Prepared) -> Res<()> {
     if let Some(c) = &p.caps {
         for cap in caps::runtime::thread_all_supported() {
             if !c.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| Failure::Setup(format!("drop {cap}: {e}")))?;
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| Failure::Setup(format!("drop {cap}: {e}")))?;
             }
         }
     }
     // Keep the permitted set across the uid change so the spec's capabilities can be applied
     // to a non-root user below.
     nix::sys::prctl::set_keepcaps(true).ctx(|| "keep capabilities".into())?;
-    let gids: Vec<nix::unistd::Gid> = p.additional_gids.iter().map(|&g| nix::unistd::Gid::from_raw(g)).collect();
+    let gids: Vec<nix::unistd::Gid> = p
+        .additional_gids
+        .iter()
+        .map(|&g| nix::unistd::Gid::from_raw(g))
+        .collect();
     nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
     let gid = nix::unistd::Gid::from_raw(p.gid);
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setgid {}", p.gid))?;
@@ -505,7 +548,8 @@ fn switch_user(p: &Prepared) -> Res<()> {
             (CapSet::Permitted, &c.permitted),
             (CapSet::Inheritable, &c.inheritable),
         ] {
-            caps::set(None, set, value).map_err(|e| Failure::Setup(format!("set {set:?} capabilities: {e}")))?;
+            caps::set(None, set, value)
+                .map_err(|e| Failure::Setup(format!("set {set:?} capabilities: {e}")))?;
         }
         for cap in &c.ambient {
             caps::raise(None, CapSet::Ambient, *cap)
@@ -525,7 +569,11 @@ fn reset_signals() {
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     let empty = nix::sys::signal::SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
 }
 
 /// Go's exec.LookPath rules, which is what Docker users' error messages come from.
@@ -545,9 +593,15 @@ fn lookup(name: &str, path_env: &str) -> Res<PathBuf> {
     if name.contains('/') {
         return match executable(Path::new(name)) {
             Ok(()) => Ok(PathBuf::from(name)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ENOTDIR) => Err(
-                Failure::Exec(ExecFailure::NotFound, format!("exec: {name:?}: stat {name}: {}", strip_os_error(&e))),
-            ),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                Err(Failure::Exec(
+                    ExecFailure::NotFound,
+                    format!("exec: {name:?}: stat {name}: {}", strip_os_error(&e)),
+                ))
+            }
             Err(e) => Err(Failure::Exec(
                 ExecFailure::CannotExecute,
                 format!("exec: {name:?}: {}", strip_os_error(&e)),
@@ -570,7 +624,8 @@ fn lookup(name: &str, path_env: &str) -> Res<PathBuf> {
 fn exec(p: &Prepared) -> Res<Never> {
     let name = p.args[0].to_string_lossy().into_owned();
     let path = lookup(&name, &p.path_env)?;
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Failure::Setup("NUL in path".into()))?;
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Failure::Setup("NUL in path".into()))?;
     let err = nix::unistd::execve(&cpath, &p.args, &p.env).unwrap_err();
     let e = io::Error::from(err);
     let msg = format!("exec {}: {}", path.display(), strip_os_error(&e));
@@ -602,12 +657,17 @@ mod tests {
             _ => panic!("expected not found"),
         }
         match lookup(plain.to_str().unwrap(), &path_env) {
-            Err(Failure::Exec(ExecFailure::CannotExecute, m)) => assert!(m.ends_with(": permission denied"), "{m}"),
+            Err(Failure::Exec(ExecFailure::CannotExecute, m)) => {
+                assert!(m.ends_with(": permission denied"), "{m}")
+            }
             _ => panic!("expected permission denied"),
         }
         match lookup("/no/such", &path_env) {
             Err(Failure::Exec(ExecFailure::NotFound, m)) => {
-                assert_eq!(m, "exec: \"/no/such\": stat /no/such: no such file or directory")
+                assert_eq!(
+                    m,
+                    "exec: \"/no/such\": stat /no/such: no such file or directory"
+                )
             }
             _ => panic!("expected not found"),
         }

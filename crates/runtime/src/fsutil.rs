@@ -9,7 +9,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 #[repr(C)]
@@ -81,6 +81,16 @@ pub enum Kind {
 /// Ensures `path` exists inside `root`, creating missing directories (mode 0755) and, for
 /// `Kind::File`, an empty final file. Returns an `O_PATH` descriptor of the result.
 pub fn ensure_in_root(root: RawFd, path: &Path, kind: Kind) -> io::Result<OwnedFd> {
+    ensure_depth(root, path, kind, 0)
+}
+
+/// Linux's own limit on symlinks followed in one lookup.
+const MAX_SYMLINKS: usize = 40;
+
+fn ensure_depth(root: RawFd, path: &Path, kind: Kind, depth: usize) -> io::Result<OwnedFd> {
+    if depth > MAX_SYMLINKS {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
     match open_in_root(root, path, libc::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -100,9 +110,27 @@ pub fn ensure_in_root(root: RawFd, path: &Path, kind: Kind) -> io::Result<OwnedF
         match open_in_root(root, &next, libc::O_PATH) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let parent = open_in_root(root, &prefix_or_dot(&prefix), libc::O_PATH | libc::O_DIRECTORY)?;
+                let parent = open_in_root(
+                    root,
+                    &prefix_or_dot(&prefix),
+                    libc::O_PATH | libc::O_DIRECTORY,
+                )?;
                 let cname = CString::new(name.as_bytes())
                     .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                // A dangling symlink (an image's `/dev -> /somewhere`): create what it points
+                // to, resolved inside the root like every other lookup here.
+                if let Some(target) = symlink_target(&parent, &cname)? {
+                    let base = if target.is_absolute() {
+                        PathBuf::from("/")
+                    } else {
+                        prefix.clone()
+                    };
+                    let mut redirected = base.join(target);
+                    for rest in &comps[i + 1..] {
+                        redirected.push(rest);
+                    }
+                    return ensure_depth(root, &redirected, kind, depth + 1);
+                }
                 let r = if last && kind == Kind::File {
                     // SAFETY: plain syscall on a descriptor we own with a valid C string.
                     let fd = unsafe {
@@ -138,6 +166,58 @@ pub fn ensure_in_root(root: RawFd, path: &Path, kind: Kind) -> io::Result<OwnedF
     open_in_root(root, &rel, libc::O_PATH)
 }
 
+/// The target of `name` in `dir` if it is a symlink.
+fn symlink_target(dir: &OwnedFd, name: &CString) -> io::Result<Option<PathBuf>> {
+    // SAFETY: an all-zero stat is a valid output buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, C string and output buffer for the duration of the call.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return Ok(None);
+    }
+    // procfs links (`/proc/self/fd/N`, `/proc/self/cwd`) are magic: their text names whatever
+    // the process has open, possibly on the host (CVE-2024-21626). Never follow them.
+    // SAFETY: an all-zero statfs is a valid output buffer.
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and output buffer for the duration of the call.
+    if unsafe { libc::fstatfs(dir.as_raw_fd(), &mut sfs) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if sfs.f_type == libc::PROC_SUPER_MAGIC {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the buffer is writable for its full length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(Some(PathBuf::from(std::ffi::OsString::from_vec(buf))))
+}
+
 fn prefix_or_dot(p: &Path) -> PathBuf {
     if p.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -164,7 +244,10 @@ mod tests {
 
     #[test]
     fn relative_strips_root() {
-        assert_eq!(relative(Path::new("/etc/hosts")), PathBuf::from("etc/hosts"));
+        assert_eq!(
+            relative(Path::new("/etc/hosts")),
+            PathBuf::from("etc/hosts")
+        );
         assert_eq!(relative(Path::new("/")), PathBuf::from("."));
         assert_eq!(relative(Path::new("./a")), PathBuf::from("a"));
     }
@@ -179,11 +262,24 @@ mod tests {
         let rfd = open_dir(&root);
         // Through the absolute symlink the file is created inside the root, not on the host.
         let name = format!("hako-test-{}", std::process::id());
-        ensure_in_root(rfd.as_raw_fd(), &Path::new("/escape").join(&name), Kind::File).unwrap();
+        ensure_in_root(
+            rfd.as_raw_fd(),
+            &Path::new("/escape").join(&name),
+            Kind::File,
+        )
+        .unwrap();
         assert!(root.join(&name).exists());
         assert!(!Path::new("/").join(&name).exists());
         ensure_in_root(rfd.as_raw_fd(), Path::new("/up/a/b"), Kind::Dir).unwrap();
         assert!(root.join("a/b").is_dir());
+        // A dangling absolute symlink gets its target created inside the root.
+        symlink("/elsewhere/dev", root.join("dev")).unwrap();
+        ensure_in_root(rfd.as_raw_fd(), Path::new("/dev/pts"), Kind::Dir).unwrap();
+        assert!(root.join("elsewhere/dev/pts").is_dir());
+        // A symlink loop ends with ELOOP rather than recursing forever.
+        symlink("/loop", root.join("loop")).unwrap();
+        let err = ensure_in_root(rfd.as_raw_fd(), Path::new("/loop/x"), Kind::Dir).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
     }
 
     #[test]

@@ -131,7 +131,9 @@ fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, Error> {
     CString::new(s.as_ref()).map_err(|_| Error::InvalidSpec(format!("{what} contains a NUL byte")))
 }
 
-fn convert_caps(set: &Option<oci_spec::runtime::Capabilities>) -> Result<HashSet<caps::Capability>, Error> {
+fn convert_caps(
+    set: &Option<oci_spec::runtime::Capabilities>,
+) -> Result<HashSet<caps::Capability>, Error> {
     let mut out = HashSet::new();
     for c in set.iter().flatten() {
         let name = format!("CAP_{c}");
@@ -199,7 +201,11 @@ impl Prepared {
         let mut new_cgroupns = false;
         let mut has_mnt = false;
         let mut new_uts = false;
-        for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
             let flag = match ns.typ() {
                 LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
                 LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
@@ -270,7 +276,9 @@ impl Prepared {
         }
 
         let rootfs_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-            None | Some("") | Some("rprivate") => nix::mount::MsFlags::MS_PRIVATE | nix::mount::MsFlags::MS_REC,
+            None | Some("") | Some("rprivate") => {
+                nix::mount::MsFlags::MS_PRIVATE | nix::mount::MsFlags::MS_REC
+            }
             Some("rslave") => nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_REC,
             Some("rshared") => nix::mount::MsFlags::MS_SHARED | nix::mount::MsFlags::MS_REC,
             Some(other) => {
@@ -281,13 +289,21 @@ impl Prepared {
         };
 
         let mut devices = Vec::new();
-        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
             use oci_spec::runtime::LinuxDeviceType as T;
             let kind = match d.typ() {
                 T::C | T::U => nix::sys::stat::SFlag::S_IFCHR,
                 T::B => nix::sys::stat::SFlag::S_IFBLK,
                 T::P => nix::sys::stat::SFlag::S_IFIFO,
-                T::A => return Err(Error::InvalidSpec("device type 'a' cannot be created".into())),
+                T::A => {
+                    return Err(Error::InvalidSpec(
+                        "device type 'a' cannot be created".into(),
+                    ))
+                }
             };
             devices.push(Device {
                 path: d.path().clone(),
@@ -417,7 +433,9 @@ impl Prepared {
 
 fn overlay_data(o: &Overlay) -> Result<CString, Error> {
     if o.lower.is_empty() {
-        return Err(Error::InvalidSpec("an overlay needs at least one lower layer".into()));
+        return Err(Error::InvalidSpec(
+            "an overlay needs at least one lower layer".into(),
+        ));
     }
     let mut data = Vec::from(&b"lowerdir="[..]);
     for (i, l) in o.lower.iter().enumerate() {
@@ -472,7 +490,9 @@ mod tests {
     #[test]
     fn too_long_overlay_options_are_refused() {
         let o = Overlay {
-            lower: (0..200).map(|i| PathBuf::from(format!("/var/lib/hako/layers/{i:064}"))).collect(),
+            lower: (0..200)
+                .map(|i| PathBuf::from(format!("/var/lib/hako/layers/{i:064}")))
+                .collect(),
             upper: "/u".into(),
             work: "/w".into(),
         };

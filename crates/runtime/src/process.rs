@@ -55,14 +55,21 @@ pub struct Running {
     warnings: Vec<String>,
 }
 
-pub(crate) fn start(prepared: Prepared, cgroup: Option<&hako_cgroups::Cgroup>) -> Result<Running, Error> {
+pub(crate) fn start(
+    prepared: Prepared,
+    cgroup: Option<&hako_cgroups::Cgroup>,
+) -> Result<Running, Error> {
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
 
     // Block the signals we supervise before the child exists, so none can be lost between the
     // clone and the wait loop; the child unblocks them before exec.
     let mut old_mask = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised_set()), Some(&mut old_mask))?;
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&supervised_set()),
+        Some(&mut old_mask),
+    )?;
 
     let flags = prepared.clone_flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long;
     // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
@@ -189,7 +196,9 @@ fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
         tv_sec: t.as_secs() as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `set` is a valid sigset, the info pointer may be NULL and `ts_ptr` is NULL or
     // points at a timespec that lives until the call returns.
     let r = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };

@@ -1,0 +1,184 @@
+//! Shared helpers of the end-to-end tests: a private state root per test, the test images, and
+//! leak checks (mounts, cgroups, container directories) run after every test.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+/// Container tests run one at a time so the cgroup leak check can compare before and after.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Directory with busybox.tar and trixie.tar from scripts/make-test-images.sh.
+pub fn images_dir() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("HAKO_TEST_IMAGES").unwrap_or_else(|_| "/var/cache/hako-test-images".into()),
+    );
+    for name in ["busybox.tar", "trixie.tar"] {
+        assert!(
+            dir.join(name).is_file(),
+            "{} is missing: run scripts/make-test-images.sh first (the test suite needs real images)",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// A private HAKO_ROOT, checked for leaks when dropped.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+    cgroups_before: BTreeSet<PathBuf>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+pub fn hako_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hako")
+}
+
+impl Root {
+    pub fn new() -> Root {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            nix_is_root(),
+            "the end-to-end tests create namespaces, mounts and cgroups: run them as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("hako-e2e-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        Root {
+            dir,
+            cgroups_before: hako_cgroup_dirs(),
+            _serial: serial,
+        }
+    }
+
+    /// A root with busybox imported as `busybox`.
+    pub fn with_busybox() -> Root {
+        let r = Root::new();
+        let out = r.hako(&[
+            "import",
+            images_dir().join("busybox.tar").to_str().unwrap(),
+            "busybox",
+        ]);
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(hako_bin());
+        c.args(args)
+            .env("HAKO_ROOT", self.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn hako(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run hako")
+    }
+
+    /// Runs hako and returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.hako(args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs hako and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "hako {args:?} failed: {err}");
+        out
+    }
+
+    fn check_leaks(&self) {
+        let root = self.path().to_string_lossy().into_owned();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let leaked: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&root)).collect();
+        assert!(
+            leaked.is_empty(),
+            "mounts left under the state root: {leaked:?}"
+        );
+        let new: Vec<_> = hako_cgroup_dirs()
+            .difference(&self.cgroups_before)
+            .cloned()
+            .collect();
+        assert!(new.is_empty(), "cgroups left behind: {new:?}");
+        let containers = self.path().join("containers");
+        if containers.is_dir() {
+            let listed = self.hako(&["ps", "-a", "-q", "--no-trunc"]);
+            let ids: BTreeSet<String> = String::from_utf8_lossy(&listed.stdout)
+                .lines()
+                .map(String::from)
+                .collect();
+            for e in std::fs::read_dir(&containers).unwrap().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    ids.contains(&name),
+                    "container directory {name} has no container"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.check_leaks();
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Every `hako-*` directory in every cgroup hierarchy, a few levels deep.
+pub fn hako_cgroup_dirs() -> BTreeSet<PathBuf> {
+    fn walk(dir: &Path, depth: usize, out: &mut BTreeSet<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with("hako-") {
+                out.insert(p.clone());
+            }
+            if depth > 0 {
+                walk(&p, depth - 1, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(Path::new("/sys/fs/cgroup"), 5, &mut out);
+    out
+}
+
+/// Waits until `f` is true, for at most `secs` seconds.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

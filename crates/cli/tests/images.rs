@@ -1,0 +1,165 @@
+//! `hako import`, `images`, `rmi` and `tag` end to end.
+
+mod common;
+
+use common::{images_dir, Root};
+use std::io::Write;
+use std::process::Stdio;
+
+fn blob_count(r: &Root) -> usize {
+    std::fs::read_dir(r.path().join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn import_makes_a_content_addressed_image() {
+    let r = Root::new();
+    let tar = images_dir().join("busybox.tar");
+    let id = r
+        .ok(&["import", tar.to_str().unwrap(), "busybox"])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    // The id is the digest of the config blob, which lists the layer's diff id.
+    let config_path = r.path().join("blobs/sha256").join(&id[7..]);
+    let config = std::fs::read(&config_path).unwrap();
+    let digest = std::process::Command::new("sha256sum")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&digest.stdout).starts_with(&id[7..]));
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["architecture"], "amd64");
+    assert!(config["created"].as_str().unwrap().ends_with('Z'));
+    let tar_digest = std::process::Command::new("sha256sum")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let tar_digest = String::from_utf8_lossy(&tar_digest.stdout)[..64].to_string();
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        format!("sha256:{tar_digest}")
+    );
+    assert!(config["history"][0]["comment"]
+        .as_str()
+        .unwrap()
+        .contains("Imported from"));
+
+    let images = r.ok(&["images"]);
+    let lines: Vec<&str> = images.lines().collect();
+    assert!(
+        lines[0].starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"),
+        "{images}"
+    );
+    assert!(lines[0].ends_with("SIZE"), "{images}");
+    let cols: Vec<&str> = lines[1]
+        .split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(cols[0], "busybox");
+    assert_eq!(cols[1], "latest");
+    assert_eq!(cols[2], &id[7..19]);
+    assert!(cols[3].ends_with("ago"), "{images}");
+    assert!(cols[4].ends_with("MB"), "{images}");
+
+    // Same content again: a new image (its config records a new creation time, as Docker's
+    // does) sharing the one unpacked layer.
+    assert_eq!(
+        r.ok(&["import", tar.to_str().unwrap(), "other:v1"])
+            .trim()
+            .len(),
+        71
+    );
+    assert_eq!(r.ok(&["images", "-q"]).lines().count(), 2);
+    assert_eq!(
+        std::fs::read_dir(r.path().join("layers")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn import_from_stdin_and_bad_archives() {
+    let r = Root::new();
+    let tar = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let mut child = r
+        .cmd(&["import", "-", "fromstdin:latest"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tar).unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(r.ok(&["images"]).contains("fromstdin"));
+    let before = blob_count(&r);
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "this is not a tarball\n".repeat(100)).unwrap();
+    let truncated = dir.path().join("truncated.tar");
+    std::fs::write(&truncated, &tar[..tar.len() / 2 + 100]).unwrap();
+    let empty = dir.path().join("empty.tar");
+    std::fs::write(&empty, b"").unwrap();
+    for bad in [&text, &truncated, &empty] {
+        let (code, _, err) = r.run(&["import", bad.to_str().unwrap(), "bad"]);
+        assert_eq!(code, 1, "{}", bad.display());
+        assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+        assert!(!r.ok(&["images"]).contains("bad"));
+        assert_eq!(
+            blob_count(&r),
+            before,
+            "nothing added to the store for {}",
+            bad.display()
+        );
+        assert_eq!(std::fs::read_dir(r.path().join("tmp")).unwrap().count(), 0);
+    }
+    let (code, _, err) = r.run(&["import", "/no/such.tar"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such.tar"), "{err}");
+    let (code, _, err) = r.run(&[
+        "import",
+        images_dir().join("busybox.tar").to_str().unwrap(),
+        "UPPER",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.to_lowercase().contains("invalid reference") || err.contains("lowercase"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rmi_refuses_images_in_use_and_untags_like_docker() {
+    let r = Root::with_busybox();
+    r.ok(&["tag", "busybox", "mybox:2"]);
+    let images = r.ok(&["images"]);
+    assert!(
+        images.contains("mybox") && images.contains("busybox"),
+        "{images}"
+    );
+    // Removing one of two tags only untags.
+    assert_eq!(r.ok(&["rmi", "mybox:2"]), "Untagged: mybox:2\n");
+
+    r.ok(&["run", "--name", "user", "busybox", "true"]);
+    let (code, _, err) = r.run(&["rmi", "busybox"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is being used by container"), "{err}");
+    assert!(r.ok(&["images"]).contains("busybox"));
+    r.ok(&["rm", "user"]);
+    let out = r.ok(&["rmi", "busybox"]);
+    assert!(
+        out.starts_with("Untagged: busybox:latest\nDeleted: sha256:"),
+        "{out}"
+    );
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!(
+        std::fs::read_dir(r.path().join("layers")).unwrap().count(),
+        0,
+        "layer removed"
+    );
+    let (code, _, err) = r.run(&["rmi", "busybox"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such image"), "{err}");
+}

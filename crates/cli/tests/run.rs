@@ -1,0 +1,608 @@
+//! `hako run` end to end: real namespaces, overlay mounts and cgroups, checked as a user sees
+//! them (output, exit codes, files on the host).
+
+mod common;
+
+use common::{images_dir, wait_for, Root};
+use std::process::Stdio;
+use std::time::Duration;
+
+#[test]
+fn trixie_runs_on_the_bookworm_host_with_the_host_kernel() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let os = r.ok(&["run", "--rm", "trixie", "cat", "/etc/os-release"]);
+    assert!(os.contains("VERSION_ID=\"13\""), "not Debian 13: {os}");
+    assert!(os.contains("trixie"), "{os}");
+    let host = std::fs::read_to_string("/etc/os-release").unwrap();
+    assert!(
+        host.contains("VERSION_ID=\"12\""),
+        "the host is expected to be Debian 12"
+    );
+    let kernel = r.ok(&["run", "--rm", "trixie", "uname", "-r"]);
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(kernel.trim(), host_kernel.trim());
+    // A glibc userland from another Debian release works too, not just static busybox.
+    let ls = r.ok(&[
+        "run",
+        "--rm",
+        "trixie",
+        "sh",
+        "-c",
+        "ls /usr/bin/apt && id -un",
+    ]);
+    assert_eq!(ls, "/usr/bin/apt\nroot\n");
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let r = Root::with_busybox();
+    assert_eq!(r.run(&["run", "--rm", "busybox", "true"]).0, 0);
+    assert_eq!(
+        r.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]).0,
+        3
+    );
+
+    let (code, _, err) = r.run(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(code, 126);
+    assert!(
+        err.contains("exec: \"/etc/passwd\": permission denied"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+
+    let (code, _, err) = r.run(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(code, 127);
+    assert!(
+        err.contains("exec: \"nosuchcommand\": executable file not found in $PATH"),
+        "{err}"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "busybox", "/no/such/file"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("no such file or directory"), "{err}");
+
+    // PID 1 ignores signals it has no handler for, even from itself, so a child shell dies.
+    let (code, _, _) = r.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "sh -c 'kill -SEGV $$'; exit $?",
+    ]);
+    assert_eq!(code, 139);
+    // ...and a PID 1 killed with SIGKILL from the host gives 128+9 (see the kill test below).
+}
+
+#[test]
+fn pid_one_hostname_and_process_isolation() {
+    let r = Root::with_busybox();
+    assert_eq!(
+        r.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]),
+        "1\n"
+    );
+    assert_eq!(
+        r.ok(&["run", "--rm", "--hostname", "box1", "busybox", "hostname"]),
+        "box1\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            "-h",
+            "box2",
+            "busybox",
+            "cat",
+            "/etc/hostname"
+        ]),
+        "box2\n"
+    );
+    // By default the hostname is the short container id.
+    r.ok(&[
+        "run",
+        "--name",
+        "named",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname > /hn",
+    ]);
+    let id = r.ok(&["ps", "-a", "-q", "--no-trunc"]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    let upper = r.path().join("containers").join(&id).join("upper/hn");
+    assert_eq!(std::fs::read_to_string(upper).unwrap().trim(), &id[..12]);
+    r.ok(&["rm", "named"]);
+
+    let ps = r.ok(&["run", "--rm", "busybox", "ps", "-o", "pid,comm"]);
+    let lines: Vec<&str> = ps.lines().skip(1).collect();
+    assert_eq!(lines.len(), 1, "only ps itself is visible: {ps}");
+    assert!(lines[0].trim().starts_with("1 "), "{ps}");
+    let ps = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 5 & ps -o pid,comm; kill %1",
+    ]);
+    assert_eq!(ps.lines().count(), 4, "sh, sleep and ps only: {ps}");
+}
+
+#[test]
+fn standard_streams_pass_through() {
+    let r = Root::with_busybox();
+    let (code, out, err) = r.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 5",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (5, "out\n", "err\n"));
+    // Without -i the container's stdin is /dev/null; with -i it is ours.
+    let mut child = r
+        .cmd(&["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\n");
+    assert_eq!(r.ok(&["run", "--rm", "busybox", "cat"]), "");
+}
+
+#[test]
+fn image_config_precedence_like_docker() {
+    let r = Root::new();
+    let tar = images_dir().join("busybox.tar");
+    r.ok(&[
+        "import",
+        "-c",
+        "ENV GREETING=hello PATH=/bin:/usr/bin",
+        "-c",
+        "WORKDIR /srv/app",
+        "-c",
+        "USER hako",
+        "-c",
+        "ENTRYPOINT [\"echo\", \"ep\"]",
+        "-c",
+        "CMD [\"default\"]",
+        tar.to_str().unwrap(),
+        "cfg:1",
+    ]);
+    assert_eq!(r.ok(&["run", "--rm", "cfg:1"]), "ep default\n");
+    assert_eq!(r.ok(&["run", "--rm", "cfg:1", "given"]), "ep given\n");
+    // --entrypoint drops the image's Cmd as well.
+    assert_eq!(
+        r.ok(&["run", "--rm", "--entrypoint", "pwd", "cfg:1"]),
+        "/srv/app\n"
+    );
+    assert_eq!(
+        r.ok(&["run", "--rm", "--entrypoint", "", "cfg:1", "id", "-u"]),
+        "1234\n"
+    );
+    let env = r.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=bye",
+        "-e",
+        "EXTRA=1",
+        "--entrypoint",
+        "env",
+        "cfg:1",
+    ]);
+    assert!(
+        env.contains("GREETING=bye\n") && env.contains("EXTRA=1\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains("PATH=/bin:/usr/bin\n") && env.contains("HOME=/home/hako\n"),
+        "{env}"
+    );
+    assert!(env.contains("HOSTNAME="), "{env}");
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            "-w",
+            "/tmp",
+            "-u",
+            "0",
+            "--entrypoint",
+            "sh",
+            "cfg:1",
+            "-c",
+            "pwd; id -u"
+        ]),
+        "/tmp\n0\n"
+    );
+    // USER name:group and an unknown user.
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            "-u",
+            "hako:root",
+            "--entrypoint",
+            "id",
+            "cfg:1",
+            "-g"
+        ]),
+        "0\n"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "-u", "ghost", "cfg:1"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unable to find user ghost"), "{err}");
+    let (code, _, err) = r.run(&["run", "--rm", "-w", "relative", "cfg:1"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("absolute path"), "{err}");
+    // No command anywhere.
+    r.ok(&["import", tar.to_str().unwrap(), "nocmd"]);
+    let (code, _, err) = r.run(&["run", "--rm", "nocmd"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("No command specified"), "{err}");
+}
+
+#[test]
+fn container_filesystem_is_isolated_and_docker_shaped() {
+    let r = Root::with_busybox();
+    let script = "set -e; \
+        test -c /dev/null && test -c /dev/zero && test -c /dev/urandom && test -c /dev/tty; \
+        test -d /dev/pts && test -d /dev/shm && test -d /dev/mqueue; \
+        test -L /dev/fd && test -L /dev/ptmx; \
+        grep -q ' /sys sysfs ro' /proc/mounts; \
+        grep -q ' /proc proc rw' /proc/mounts; \
+        test ! -s /proc/kcore; \
+        ! touch /proc/sys/kernel/hostname 2>/dev/null; \
+        test -s /etc/resolv.conf; grep -q localhost /etc/hosts; \
+        grep CapBnd /proc/self/status; \
+        ip link 2>/dev/null | grep -c 'state' || true; \
+        echo written > /created-in-container";
+    let out = r.ok(&["run", "--name", "fs", "busybox", "sh", "-c", script]);
+    assert!(
+        out.contains("00000000a80425fb"),
+        "Docker's default capabilities: {out}"
+    );
+    // The write went to the container's upper layer, not to the image.
+    let id = r.ok(&["ps", "-a", "-q", "--no-trunc"]).trim().to_string();
+    assert!(r
+        .path()
+        .join("containers")
+        .join(&id)
+        .join("upper/created-in-container")
+        .exists());
+    let (code, _, _) = r.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "test",
+        "-e",
+        "/created-in-container",
+    ]);
+    assert_eq!(code, 1);
+    // Only loopback, and it is up.
+    let links = r.ok(&["run", "--rm", "busybox", "cat", "/proc/net/dev"]);
+    assert_eq!(links.lines().count(), 3, "{links}");
+    assert!(r
+        .ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "127.0.0.1"
+        ])
+        .contains("1 packets received"));
+    // --read-only makes the root filesystem read-only.
+    let (code, _, _) = r.run(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_eq!(code, 1);
+    r.ok(&["rm", "fs"]);
+    assert!(
+        !r.path().join("containers").join(&id).exists(),
+        "rm removes the upper dir"
+    );
+}
+
+#[test]
+fn exited_containers_are_listed_and_removed_like_docker() {
+    let r = Root::with_busybox();
+    assert_eq!(r.run(&["run", "busybox", "sh", "-c", "exit 3"]).0, 3);
+    r.ok(&["run", "--name", "second", "busybox", "true"]);
+    let ps = r.ok(&["ps", "-a"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    for col in ["COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+        assert!(lines[0].contains(col), "{ps}");
+    }
+    assert_eq!(lines.len(), 3, "{ps}");
+    assert!(
+        lines[1].contains("second") && lines[1].contains("Exited (0)"),
+        "{ps}"
+    );
+    assert!(
+        lines[2].contains("Exited (3)") && lines[2].contains("ago"),
+        "{ps}"
+    );
+    assert!(lines[2].contains("\"sh -c exit 3\""), "{ps}");
+    let generated = lines[2].split_whitespace().last().unwrap();
+    let (adj, noun) = generated.split_once('_').expect("adjective_noun name");
+    assert!(!adj.is_empty() && !noun.is_empty());
+    // Running containers only by default.
+    assert_eq!(r.ok(&["ps"]).lines().count(), 1);
+    // Name conflicts are refused with Docker's message.
+    let (code, _, err) = r.run(&["run", "--name", "second", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("is already in use by container"), "{err}");
+    let (code, _, err) = r.run(&["rm", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    r.ok(&["rm", "second", generated]);
+    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    let r = Root::with_busybox();
+    let (code, _, err) = r.run(&["run", "--rm", "nosuchimage"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.starts_with("Unable to find image 'nosuchimage:latest' locally\n"),
+        "{err}"
+    );
+    assert!(err.contains("registry"), "says why: {err}");
+    let (code, _, err) = r.run(&["run", "--rm", "--network", "bogus", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("network bogus not found"), "{err}");
+    let (code, _, _) = r.run(&["run", "--rm", "--bogus-flag", "busybox", "true"]);
+    assert_eq!(code, 125);
+    let (code, _, err) = r.run(&["run", "--name", "bad/name", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("Invalid container name"), "{err}");
+    // Failed starts leave nothing running and nothing mounted (checked on drop), and a failed
+    // start without --rm stays "Created" like Docker's.
+    assert_eq!(
+        r.run(&["run", "--name", "broken", "busybox", "nosuch"]).0,
+        127
+    );
+    assert!(r.ok(&["ps", "-a"]).contains("Created"));
+    r.ok(&["rm", "broken"]);
+}
+
+#[test]
+fn cgroup_is_nested_under_the_caller_and_removed() {
+    let r = Root::with_busybox();
+    let out = r.ok(&["run", "--rm", "busybox", "cat", "/proc/self/cgroup"]);
+    // The cgroup namespace hides the host path from the container.
+    assert!(out.lines().all(|l| l.ends_with(":/")), "{out}");
+
+    let mut child = r
+        .cmd(&["run", "--rm", "busybox", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let pid = wait_for_container_pid(&r, "sleep 30");
+    let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for line in mine.lines() {
+        let (prefix, path) = line.rsplit_once(':').unwrap();
+        let theirs = host_view
+            .lines()
+            .find(|l| l.starts_with(&format!("{prefix}:")))
+            .unwrap();
+        let expected = format!("{}/hako-", path.trim_end_matches('/'));
+        assert!(
+            theirs.contains(&expected),
+            "{theirs} is not nested under {path}"
+        );
+    }
+    nix_kill(pid, libc::SIGKILL);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+}
+
+/// Finds the host pid of a container process by its command line.
+fn wait_for_container_pid(_r: &Root, cmdline: &str) -> i32 {
+    let mut found = 0;
+    let ok = wait_for(10, || {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cl) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cl = String::from_utf8_lossy(&cl).replace('\0', " ");
+            if cl.trim_end() == cmdline {
+                found = pid;
+                return true;
+            }
+        }
+        false
+    });
+    assert!(ok, "container process {cmdline:?} did not appear");
+    found
+}
+
+fn nix_kill(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+#[test]
+fn signals_are_forwarded_and_ctrl_c_stops_the_container() {
+    let r = Root::with_busybox();
+    // SIGTERM reaches a PID 1 that handles it.
+    let mut child = r
+        .cmd(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    use std::io::Read;
+    stdout.read_exact(&mut buf).unwrap();
+    nix_kill(child.id() as i32, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+
+    // A PID 1 without a handler ignores SIGINT; a second Ctrl-C kills it, and hako cleans up.
+    let mut child = r
+        .cmd(&["run", "--name", "sleeper", "busybox", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    wait_for_container_pid(&r, "sleep 1000");
+    assert!(r.ok(&["ps"]).contains("sleeper"));
+    nix_kill(child.id() as i32, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    nix_kill(child.id() as i32, libc::SIGINT);
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(130 + 7),
+        "killed: 128+SIGKILL"
+    );
+    assert!(r.ok(&["ps", "-a"]).contains("Exited (137)"));
+    r.ok(&["rm", "sleeper"]);
+
+    // --stop-timeout bounds the grace period after a single signal.
+    let mut child = r
+        .cmd(&[
+            "run",
+            "--rm",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .spawn()
+        .unwrap();
+    wait_for_container_pid(&r, "sleep 1000");
+    let t = std::time::Instant::now();
+    nix_kill(child.id() as i32, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn killing_hako_kills_the_container_and_state_recovers() {
+    let r = Root::with_busybox();
+    let mut child = r
+        .cmd(&["run", "--name", "orphan", "busybox", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let pid = wait_for_container_pid(&r, "sleep 1000");
+    nix_kill(child.id() as i32, libc::SIGKILL);
+    child.wait().unwrap();
+    assert!(
+        wait_for(5, || !std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()),
+        "container outlived hako"
+    );
+    // The next command notices the dead run, records it and removes its cgroup.
+    let ps = r.ok(&["ps", "-a"]);
+    assert!(ps.contains("orphan") && ps.contains("Exited (255)"), "{ps}");
+    r.ok(&["rm", "orphan"]);
+
+    // Same with --rm: the container disappears entirely.
+    let mut child = r
+        .cmd(&["run", "--rm", "busybox", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    wait_for_container_pid(&r, "sleep 1000");
+    nix_kill(child.id() as i32, libc::SIGKILL);
+    child.wait().unwrap();
+    assert!(wait_for(5, || r.ok(&["ps", "-a", "-q"]).is_empty()));
+}
+
+#[test]
+fn rm_force_kills_a_running_container() {
+    let r = Root::with_busybox();
+    let mut child = r
+        .cmd(&["run", "--name", "victim", "busybox", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    wait_for_container_pid(&r, "sleep 1000");
+    let (code, _, err) = r.run(&["rm", "victim"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("You cannot remove a running container"),
+        "{err}"
+    );
+    r.ok(&["rm", "-f", "victim"]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn image_symlinks_cannot_redirect_mounts_or_workdir_to_the_host() {
+    let r = Root::new();
+    let staging = tempfile::tempdir().unwrap();
+    let rootfs = staging.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    let st = std::process::Command::new("tar")
+        .args([
+            "-xf",
+            images_dir().join("busybox.tar").to_str().unwrap(),
+            "-C",
+            rootfs.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // /etc/hosts and /dev point at host paths; mounting through them must stay in the rootfs.
+    let marker = format!("/var/tmp/hako-escape-{}", std::process::id());
+    std::os::unix::fs::symlink(&marker, rootfs.join("etc/hosts")).unwrap();
+    std::fs::remove_dir(rootfs.join("dev")).unwrap();
+    std::os::unix::fs::symlink(format!("{marker}-dev"), rootfs.join("dev")).unwrap();
+    let tar = staging.path().join("evil.tar");
+    let st = std::process::Command::new("tar")
+        .args([
+            "-cf",
+            tar.to_str().unwrap(),
+            "-C",
+            rootfs.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    r.ok(&["import", tar.to_str().unwrap(), "evil"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "evil",
+        "sh",
+        "-c",
+        "cat /etc/hosts | head -1; test -c /dev/null && echo dev-ok",
+    ]);
+    assert!(out.contains("localhost") && out.contains("dev-ok"), "{out}");
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "a mount followed an image symlink to the host"
+    );
+    assert!(!std::path::Path::new(&format!("{marker}-dev")).exists());
+    // CVE-2024-21626: a working directory through /proc/self/fd must be refused.
+    // Whatever descriptor number it names, open or not, it never becomes the working directory.
+    for fd in 3..12 {
+        let dir = format!("/proc/self/fd/{fd}");
+        let (code, _, err) = r.run(&["run", "--rm", "-w", &dir, "evil", "pwd"]);
+        assert_eq!(code, 125, "{dir}: {err}");
+        assert!(err.contains("working directory"), "{err}");
+    }
+}
