@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout on Debian 12, as root.
+#
+# Installs what it needs (apt packages by name; Rust through rustup only when cargo is missing
+# or older than the workspace's rust-version), builds the test images (cached), then checks
+# formatting and lints and runs every unit and end-to-end test. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ $EUID -ne 0 ]]; then
+    echo "scripts/test.sh: run as root (the tests create namespaces, mounts and cgroups)" >&2
+    exit 1
+fi
+
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+apt_install busybox-static debootstrap tar coreutils build-essential pkg-config ca-certificates curl
+ensure_rust
+
+scripts/make-test-images.sh
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
