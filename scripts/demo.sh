@@ -27,6 +27,7 @@ IMAGES=${HAKO_TEST_IMAGES:-/var/cache/hako-test-images}
 set -x
 "$HAKO" import "$IMAGES/busybox.tar" busybox
 "$HAKO" images
+# shellcheck disable=SC2016 # expanded inside the container
 "$HAKO" run --rm busybox sh -c 'echo "hello from $(hostname), PID $$, as $(id -un)"; ps'
 "$HAKO" run --name demo busybox sh -c 'exit 3' || echo "exit status: $?"
 "$HAKO" ps -a

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by scripts/demo.sh and scripts/test.sh (sourced, not run).
 
 # apt_install PKG...: installs the packages that dpkg does not report as installed.
@@ -19,10 +20,12 @@ apt_install() {
 ensure_rust() {
     local need
     need=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+    # shellcheck source=/dev/null
     [[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
     if ! command -v cargo >/dev/null || ! version_at_least "$(cargo --version | awk '{print $2}')" "$need"; then
         echo "installing Rust $need or newer with rustup" >&2
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        # shellcheck source=/dev/null
         . "$HOME/.cargo/env"
     fi
     if command -v rustup >/dev/null; then
