@@ -278,17 +278,7 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
                 | MsFlags::MS_RELATIME
                 | MsFlags::MS_STRICTATIME);
         if !extra.is_empty() {
-            // A fresh descriptor names the new mount rather than the directory under it.
-            let target = fsutil::open_in_root(root, dest, libc::O_PATH)
-                .ctx(|| format!("reopen {}", dest.display()))?;
-            mount(
-                None::<&str>,
-                fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
-                None::<&str>,
-            )
-            .ctx(|| format!("remount {} with its options", dest.display()))?;
+            change_mount(root, dest, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra)?;
         }
     } else {
         let target = fsutil::ensure_in_root(root, dest, Kind::Dir)
@@ -313,18 +303,24 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
         .ctx(|| format!("mount {fstype} on {}", dest.display()))?;
     }
     if !m.propagation.is_empty() {
-        let target = fsutil::open_in_root(root, dest, libc::O_PATH)
-            .ctx(|| format!("reopen {}", dest.display()))?;
-        mount(
-            None::<&str>,
-            fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
-            None::<&str>,
-            m.propagation,
-            None::<&str>,
-        )
-        .ctx(|| format!("set propagation of {}", dest.display()))?;
+        change_mount(root, dest, m.propagation)?;
     }
     Ok(())
+}
+
+/// Changes flags or propagation of the mount at `dest`. The descriptor is opened afresh so it
+/// names the mount just made rather than the directory underneath it.
+fn change_mount(root: RawFd, dest: &Path, flags: MsFlags) -> Res<()> {
+    let target = fsutil::open_in_root(root, dest, libc::O_PATH)
+        .ctx(|| format!("reopen {}", dest.display()))?;
+    mount(
+        None::<&str>,
+        fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .ctx(|| format!("change mount flags of {}", dest.display()))
 }
 
 fn split_parent(path: &Path) -> Res<(PathBuf, CString)> {
@@ -446,11 +442,18 @@ fn mount_flags_of(fd: RawFd) -> io::Result<MsFlags> {
     Ok(out)
 }
 
+/// Opens `path` in the root, or `None` when it does not exist (nothing to mask or protect).
+fn open_existing(root: RawFd, path: &Path, what: &str) -> Res<Option<OwnedFd>> {
+    match fsutil::open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e).ctx(|| format!("{what} {}", path.display())),
+    }
+}
+
 fn mask_path(root: RawFd, path: &Path) -> Res<()> {
-    let target = match fsutil::open_in_root(root, path, libc::O_PATH) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e).ctx(|| format!("masked path {}", path.display())),
+    let Some(target) = open_existing(root, path, "masked path")? else {
+        return Ok(());
     };
     let st = nix::sys::stat::fstat(&target).ctx(|| format!("stat {}", path.display()))?;
     let tpath = fsutil::proc_fd_path(target.as_raw_fd());
@@ -489,10 +492,8 @@ fn mask_path(root: RawFd, path: &Path) -> Res<()> {
 }
 
 fn readonly_path(root: RawFd, path: &Path) -> Res<()> {
-    let target = match fsutil::open_in_root(root, path, libc::O_PATH) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e).ctx(|| format!("read-only path {}", path.display())),
+    let Some(target) = open_existing(root, path, "read-only path")? else {
+        return Ok(());
     };
     let tpath = fsutil::proc_fd_path(target.as_raw_fd());
     mount(
