@@ -539,6 +539,7 @@ impl Engine {
                 } else {
                     hako_runtime::Stdin::Null
                 },
+                ..Default::default()
             },
         );
         let running = match spawned {

@@ -53,7 +53,7 @@ pub enum Stdin {
 }
 
 /// Options that are not part of the OCI spec.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SpawnOptions<'a> {
     /// Root filesystem to assemble from layers at `spec.root.path`.
     pub overlay: Option<&'a Overlay>,
@@ -63,6 +63,10 @@ pub struct SpawnOptions<'a> {
     pub kill_with_parent: bool,
     /// Standard input of the container process.
     pub stdin: Stdin,
+    /// Called with the container's host pid after its namespaces exist and before its command
+    /// runs: the place to wire its network namespace (`/proc/PID/ns/net`). An error aborts the
+    /// start and kills the child.
+    pub before_start: Option<&'a dyn Fn(i32) -> Result<(), String>>,
 }
 
 /// Starts the container described by `spec` and returns once its command has been exec'd.
@@ -70,7 +74,7 @@ pub struct SpawnOptions<'a> {
 /// On error nothing is left running: the child, if it was created, has been killed and reaped.
 pub fn spawn(spec: &Spec, opts: &SpawnOptions<'_>) -> Result<Running, Error> {
     let prepared = Prepared::from_spec(spec, opts)?;
-    process::start(prepared, opts.cgroup)
+    process::start(prepared, opts.cgroup, opts.before_start)
 }
 
 /// Everything the child needs, decoded in the parent so the child only makes system calls.

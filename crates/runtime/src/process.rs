@@ -58,6 +58,7 @@ pub struct Running {
 pub(crate) fn start(
     prepared: Prepared,
     cgroup: Option<&hako_cgroups::Cgroup>,
+    before_start: Option<&dyn Fn(i32) -> Result<(), String>>,
 ) -> Result<Running, Error> {
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -103,6 +104,10 @@ pub(crate) fn start(
         Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
         None => Ok(()),
     };
+    let joined = joined.and_then(|()| match before_start {
+        Some(hook) => hook(pid.as_raw()).map_err(Error::Setup),
+        None => Ok(()),
+    });
     let started = joined.and_then(|()| {
         nix::unistd::write(&go_w, &[1u8])
             .map(|_| ())
