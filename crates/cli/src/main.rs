@@ -59,6 +59,24 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Record the exit of a detached container (run by its monitor)
+    #[command(hide = true)]
+    ContainerFinish {
+        /// Container id
+        id: String,
+    },
     /// Show the hako version
     Version,
 }
@@ -147,6 +165,41 @@ struct RmArgs {
     /// Containers (name or id)
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
+    time: u64,
+    /// Containers
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long, default_value = "KILL")]
+    signal: String,
+    /// Containers
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Number of lines to show from the end of the logs ("all" for everything)
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Container
+    container: String,
 }
 
 // Docker uses -h for --hostname, so clap's automatic -h is switched off here.
@@ -260,6 +313,27 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps(&cli.root, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
+        Command::Stop(a) => stop(&cli.root, a),
+        Command::Kill(a) => kill(&cli.root, a),
+        Command::Logs(a) => logs(&cli.root, a),
+        Command::Wait { containers } => {
+            let engine = open(&cli.root)?;
+            let mut code = 0;
+            for c in &containers {
+                match engine.wait(c) {
+                    Ok(status) => println!("{status}"),
+                    Err(e) => {
+                        eprintln!("hako: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::ContainerFinish { id } => {
+            open(&cli.root)?.finish_detached(&id)?;
+            Ok(0)
+        }
         Command::Version => {
             println!("hako version {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -420,9 +494,9 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
             "pseudo-TTY allocation (-t) is not supported yet; run without -t (stdin with -i works)"
         )));
     }
-    if a.detach {
+    if a.detach && a.rm && a.interactive {
         return Err(engine_err(anyhow::anyhow!(
-            "detached mode (-d) is not supported yet: hako has no container monitor so far"
+            "-i with -d is not supported yet: a detached container's stdin is /dev/null"
         )));
     }
     let network: Network = match a.network.as_deref() {
@@ -447,10 +521,15 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
         read_only: a.read_only,
         cgroup_parent: a.cgroup_parent,
         stop_timeout: a.stop_timeout,
+        detach: a.detach,
     };
+    let detach = opts.detach;
     let result = engine.run(&opts, &mut |started| {
         for w in started.warnings {
             eprintln!("WARNING: {w}");
+        }
+        if detach {
+            println!("{}", started.id);
         }
     });
     match result {
@@ -536,4 +615,154 @@ fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
         }
     }
     Ok(code)
+}
+
+fn each_container(
+    root: &std::path::Path,
+    containers: &[String],
+    f: impl Fn(&Engine, &str) -> Result<String, hako_engine::Error>,
+) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let mut code = 0;
+    for key in containers {
+        match f(&engine, key) {
+            Ok(_) => println!("{key}"),
+            Err(e) => {
+                eprintln!("hako: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn stop(root: &std::path::Path, a: StopArgs) -> Result<i32, Failure> {
+    each_container(root, &a.containers, |e, k| {
+        e.stop(k, Duration::from_secs(a.time))
+    })
+}
+
+/// Signal names as docker accepts them: KILL, SIGKILL, sigterm, 9.
+fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return None,
+    };
+    Some(n)
+}
+
+fn kill(root: &std::path::Path, a: KillArgs) -> Result<i32, Failure> {
+    let sig =
+        parse_signal(&a.signal).ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
+    each_container(root, &a.containers, |e, k| e.kill(k, sig))
+}
+
+fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
+    use std::io::{BufRead, Seek};
+    let engine = open(root)?;
+    let (id, path) = engine.log_file(&a.container)?;
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("invalid value for --tail: {n}"))?,
+        ),
+    };
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        // A foreground container's output went to the terminal that ran it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(anyhow::anyhow!("read log {}: {e}", path.display()).into()),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let mut emit = |line: &str| -> std::io::Result<()> {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return Ok(());
+        };
+        let text = v["log"].as_str().unwrap_or("");
+        let prefix = if a.timestamps {
+            format!("{} ", v["time"].as_str().unwrap_or(""))
+        } else {
+            String::new()
+        };
+        if v["stream"] == "stderr" {
+            write!(err, "{prefix}{text}")
+        } else {
+            write!(out, "{prefix}{text}")?;
+            out.flush()
+        }
+    };
+    let mut reader = std::io::BufReader::new(&mut file);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 {
+        if line.ends_with('\n') {
+            lines.push(std::mem::take(&mut line));
+        } else {
+            break;
+        }
+    }
+    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for l in &lines[skip..] {
+        emit(l)?;
+    }
+    if !a.follow {
+        return Ok(0);
+    }
+    // Follow: poll for appended lines until the container has exited and the log is drained.
+    let mut pos = reader.stream_position()? - line.len() as u64;
+    drop(reader);
+    loop {
+        let running = engine.is_running(&id)?;
+        file.seek(std::io::SeekFrom::Start(pos))?;
+        let mut reader = std::io::BufReader::new(&mut file);
+        let mut buf = String::new();
+        while reader.read_line(&mut buf)? > 0 {
+            if !buf.ends_with('\n') {
+                break;
+            }
+            emit(&buf)?;
+            pos += buf.len() as u64;
+            buf.clear();
+        }
+        if !running {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -2,6 +2,7 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+mod monitor;
 pub mod names;
 pub mod spec;
 pub mod user;
@@ -38,6 +39,9 @@ pub enum Error {
     /// No container matches.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// The operation needs a running container.
+    #[error("Container {0} is not running")]
+    NotRunning(String),
     /// `rm` without `-f` on a running container.
     #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
     Running(String),
@@ -194,6 +198,8 @@ pub struct RunOptions {
     pub cgroup_parent: Option<String>,
     /// `--stop-timeout` in seconds (grace period after a forwarded stop signal).
     pub stop_timeout: Option<u64>,
+    /// `-d`: start under a monitor process and return at once.
+    pub detach: bool,
 }
 
 /// Reported once the container's process is running.
@@ -205,13 +211,20 @@ pub struct Started<'a> {
     pub warnings: &'a [String],
 }
 
+/// A container ready to be spawned: its spec, root filesystem layers and cgroup.
+pub(crate) struct Prepared {
+    pub(crate) spec: oci_spec::runtime::Spec,
+    pub(crate) overlay: hako_runtime::Overlay,
+    pub(crate) cgroup: hako_cgroups::Cgroup,
+}
+
 /// An open hako state root.
 pub struct Engine {
     root: PathBuf,
     store: ImageStore,
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -230,7 +243,7 @@ fn random_id() -> Result<String> {
 }
 
 /// Field 22 of /proc/PID/stat: tells a container's process from a later one reusing its pid.
-fn process_start_time(pid: i32) -> Option<i64> {
+pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     after.split(' ').nth(19)?.parse().ok()
@@ -284,12 +297,17 @@ impl Engine {
         })
     }
 
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The image store.
     pub fn images(&self) -> &ImageStore {
         &self.store
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
 
@@ -417,9 +435,22 @@ impl Engine {
 
         let name = self.insert_container(&id, opts, &image.id, &args)?;
         let dir = self.container_dir(&id);
-        let result = self.start_and_wait(
-            &id, &dir, opts, &image, args, env, &workdir, &user, &hostname, on_start,
-        );
+        let result = self
+            .prepare_start(
+                &id, &dir, opts, &image, args, env, &workdir, &user, &hostname,
+            )
+            .and_then(|prepared| {
+                if opts.detach {
+                    monitor::start_detached(self, &id, &dir, opts, &prepared).inspect(|_| {
+                        on_start(&Started {
+                            id: &id,
+                            warnings: &[],
+                        })
+                    })
+                } else {
+                    self.start_and_wait(&id, &dir, opts, &prepared, on_start)
+                }
+            });
         match &result {
             Ok(_) => {}
             Err(e) => {
@@ -481,7 +512,7 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_and_wait(
+    fn prepare_start(
         &self,
         id: &str,
         dir: &Path,
@@ -492,8 +523,7 @@ impl Engine {
         workdir: &str,
         user: &user::ResolvedUser,
         hostname: &str,
-        on_start: &mut dyn FnMut(&Started<'_>),
-    ) -> Result<i32> {
+    ) -> Result<Prepared> {
         let rootfs = dir.join("rootfs");
         let upper = dir.join("upper");
         let work = dir.join("work");
@@ -528,11 +558,28 @@ impl Engine {
         };
         let cgroups = CgroupSystem::detect()?;
         let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;
+        Ok(Prepared {
+            spec,
+            overlay,
+            cgroup,
+        })
+    }
+
+    /// Foreground `run`: the container is our child; we relay signals and wait for it.
+    fn start_and_wait(
+        &self,
+        id: &str,
+        dir: &Path,
+        opts: &RunOptions,
+        prepared: &Prepared,
+        on_start: &mut dyn FnMut(&Started<'_>),
+    ) -> Result<i32> {
+        let cgroup = &prepared.cgroup;
         let spawned = hako_runtime::spawn(
-            &spec,
+            &prepared.spec,
             &hako_runtime::SpawnOptions {
-                overlay: Some(&overlay),
-                cgroup: Some(&cgroup),
+                overlay: Some(&prepared.overlay),
+                cgroup: Some(cgroup),
                 kill_with_parent: true,
                 stdin: if opts.interactive {
                     hako_runtime::Stdin::Inherit
@@ -577,7 +624,7 @@ impl Engine {
 
     /// Records an exit (or deletes the container when it was started with `--rm`). Idempotent:
     /// only the first caller for a running container does the work.
-    fn finish(&self, id: &str, dir: &Path, code: i32, auto_remove: bool) -> Result<()> {
+    pub(crate) fn finish(&self, id: &str, dir: &Path, code: i32, auto_remove: bool) -> Result<()> {
         if auto_remove {
             self.delete_container(id, dir);
             return Ok(());
@@ -589,7 +636,7 @@ impl Engine {
         Ok(())
     }
 
-    fn delete_container(&self, id: &str, dir: &Path) {
+    pub(crate) fn delete_container(&self, id: &str, dir: &Path) {
         // Row first: a crash after it leaves only a directory, which `reconcile` sweeps.
         let _ = self
             .store
@@ -624,8 +671,11 @@ impl Engine {
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
-            // The exit status was lost with the hako process that waited for it.
-            self.finish(&id, &self.container_dir(&id), 255, auto_remove)?;
+            // A monitor records the status in the exit file; without one (a foreground run
+            // whose hako was killed) it was lost, and Docker reports 255 for that.
+            let dir = self.container_dir(&id);
+            let code = monitor::read_exit_file(&dir).unwrap_or(255);
+            self.finish(&id, &dir, code, auto_remove)?;
         }
         // Directories without a row are left from a crash between the two steps of a removal.
         if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {

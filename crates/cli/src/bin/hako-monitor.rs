@@ -1,0 +1,190 @@
+//! `hako-monitor`: the small process that supervises one detached container.
+//!
+//! It is exec'd by the process that spawned the container, so the container stays its child.
+//! Arguments: ID PID LOG EXIT_FILE HAKO ROOT; fd 3 and fd 4 are the container's stdout and stderr.
+//! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
+//! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `HAKO --root ROOT
+//! container-finish ID`. Only std and libc, so one stays near 1 MiB of memory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 7 {
+        eprintln!("hako-monitor is started by hako for detached containers; it is not run by hand");
+        std::process::exit(2);
+    }
+    let (id, log, exit_file, hako, root) = (&args[1], &args[3], &args[4], &args[5], &args[6]);
+    let init: i32 = args[2].parse().unwrap_or(-1);
+    // The spawning process blocked the signals it relays; we need SIGCHLD-free blocking waits
+    // only, but the container must not inherit a blocked mask through us, and we want to die
+    // only by SIGKILL, so ignore the terminal-style signals.
+    // SAFETY: plain signal-mask and disposition changes in a single-threaded process.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    let mut out = match OpenOptions::new().create(true).append(true).open(log) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("hako-monitor: open {log}: {e}");
+            None
+        }
+    };
+    pump(&mut out);
+    let code = reap_all(init);
+    let finished = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = format!("{exit_file}.tmp");
+    if std::fs::write(&tmp, format!("{code} {finished}\n")).is_ok() {
+        let _ = std::fs::rename(&tmp, exit_file);
+    }
+    let err = std::process::Command::new(hako)
+        .args(["--root", root, "container-finish", id])
+        .exec();
+    eprintln!("hako-monitor: exec {hako}: {err}");
+    std::process::exit(1);
+}
+
+/// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed.
+fn pump(out: &mut Option<File>) {
+    let mut fds = [
+        libc::pollfd {
+            fd: 3,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: 4,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut buf = vec![0u8; 64 * 1024];
+    while fds.iter().any(|f| f.fd >= 0) {
+        // SAFETY: `fds` is a valid array of two pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        for (i, f) in fds.iter_mut().enumerate() {
+            if f.fd < 0 || f.revents == 0 {
+                continue;
+            }
+            // SAFETY: reading into our own buffer from a descriptor we own.
+            let r = unsafe { libc::read(f.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if r <= 0 {
+                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // SAFETY: closing our own descriptor once.
+                unsafe { libc::close(f.fd) };
+                f.fd = -1;
+                if !partial[i].is_empty() {
+                    let rest = std::mem::take(&mut partial[i]);
+                    write_line(out, i, &rest);
+                }
+                continue;
+            }
+            partial[i].extend_from_slice(&buf[..r as usize]);
+            while let Some(pos) = partial[i].iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial[i].drain(..=pos).collect();
+                write_line(out, i, &line);
+            }
+            // Docker splits very long lines too, so a line without newline cannot grow forever.
+            if partial[i].len() >= 16 * 1024 {
+                let chunk = std::mem::take(&mut partial[i]);
+                write_line(out, i, &chunk);
+            }
+        }
+    }
+}
+
+fn write_line(out: &mut Option<File>, stream: usize, line: &[u8]) {
+    let Some(f) = out else { return };
+    let mut s = String::with_capacity(line.len() + 80);
+    s.push_str("{\"log\":\"");
+    for c in String::from_utf8_lossy(line).chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push_str("\",\"stream\":\"");
+    s.push_str(if stream == 0 { "stdout" } else { "stderr" });
+    s.push_str("\",\"time\":\"");
+    s.push_str(&rfc3339_now());
+    s.push_str("\"}\n");
+    let _ = f.write_all(s.as_bytes());
+}
+
+/// Waits for every child (orphans of the container are reparented to us) and returns the
+/// container init's status in Docker's convention.
+fn reap_all(init: i32) -> i32 {
+    let mut code = 255;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into our local variable.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if pid == init {
+            code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                255
+            };
+        }
+    }
+    code
+}
+
+fn rfc3339_now() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}

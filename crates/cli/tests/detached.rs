@@ -1,0 +1,161 @@
+//! Detached containers: `run -d`, the monitor, `logs`, `stop`, `kill`, `wait`, `rm -f`.
+
+mod common;
+
+use common::{wait_for, Root};
+
+/// Monitors still running for this state root.
+fn monitors(r: &Root) -> Vec<i32> {
+    let root = r.path().to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cl) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cl = String::from_utf8_lossy(&cl);
+        if cl.contains("hako-monitor") && cl.contains(&root) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn run_detached_logs_and_wait() {
+    let r = Root::with_busybox();
+    let (code, out, err) = r.run(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; sleep 1; echo three; exit 4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim();
+    assert_eq!(id.len(), 64, "prints the full id: {out}");
+    assert!(r.ok(&["ps"]).contains("bg"), "listed as running");
+    assert_eq!(monitors(&r).len(), 1, "one monitor per container");
+    assert_eq!(r.ok(&["wait", "bg"]), "4\n");
+    let (code, out, err) = r.run(&["logs", "bg"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "one\nthree\n", "two\n")
+    );
+    assert_eq!(r.ok(&["logs", "--tail", "1", "bg"]), "three\n");
+    let ts = r.ok(&["logs", "-t", "bg"]);
+    assert!(ts.starts_with("20") && ts.contains("Z one\n"), "{ts}");
+    // The log is Docker's json-file format.
+    let log = std::fs::read_to_string(
+        r.path()
+            .join("containers")
+            .join(id)
+            .join(format!("{id}-json.log")),
+    )
+    .unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["log"], "one\n");
+    assert_eq!(first["stream"], "stdout");
+    assert!(r.ok(&["ps", "-a"]).contains("Exited (4)"));
+    assert!(
+        wait_for(5, || monitors(&r).is_empty()),
+        "the monitor exits with its container"
+    );
+    r.ok(&["rm", "bg"]);
+}
+
+#[test]
+fn logs_follow_until_exit() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; sleep 0.2; done",
+    ]);
+    assert_eq!(r.ok(&["logs", "-f", "follow"]), "1\n2\n3\n");
+    r.ok(&["rm", "follow"]);
+}
+
+#[test]
+fn stop_runs_the_term_handler_then_kills() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 7' TERM; while true; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(r.ok(&["stop", "polite"]), "polite\n");
+    assert_eq!(r.ok(&["logs", "polite"]), "bye\n");
+    assert!(r.ok(&["ps", "-a"]).contains("Exited (7)"));
+
+    r.ok(&[
+        "run", "-d", "--name", "stubborn", "busybox", "sleep", "1000",
+    ]);
+    let t = std::time::Instant::now();
+    r.ok(&["stop", "-t", "1", "stubborn"]);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    assert!(r.ok(&["ps", "-a"]).contains("Exited (137)"));
+    // Stopping a stopped container is not an error, as with Docker.
+    r.ok(&["stop", "stubborn"]);
+    r.ok(&["rm", "polite", "stubborn"]);
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}
+
+#[test]
+fn kill_rm_force_and_auto_remove() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "-d", "--name", "kk", "busybox", "sleep", "1000"]);
+    r.ok(&["kill", "-s", "TERM", "kk"]);
+    // PID 1 has no TERM handler, so the container survives; KILL ends it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(r.ok(&["ps"]).contains("kk"));
+    r.ok(&["kill", "kk"]);
+    assert_eq!(r.ok(&["wait", "kk"]), "137\n");
+    let (code, _, err) = r.run(&["kill", "kk"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not running"), "{err}");
+    let (code, _, err) = r.run(&["kill", "-s", "NOPE", "kk"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid signal"), "{err}");
+    r.ok(&["rm", "kk"]);
+
+    r.ok(&["run", "-d", "--name", "forced", "busybox", "sleep", "1000"]);
+    r.ok(&["rm", "-f", "forced"]);
+    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+
+    r.ok(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sh", "-c", "exit 0",
+    ]);
+    assert!(
+        wait_for(5, || r.ok(&["ps", "-a", "-q"]).is_empty()),
+        "--rm removes it after exit"
+    );
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}
+
+#[test]
+fn detached_start_failures_are_reported() {
+    let r = Root::with_busybox();
+    let (code, _, err) = r.run(&["run", "-d", "--name", "bad", "busybox", "nosuchcmd"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    assert!(r.ok(&["ps", "-a"]).contains("Created"));
+    r.ok(&["rm", "bad"]);
+    assert!(monitors(&r).is_empty());
+}

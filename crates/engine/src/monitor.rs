@@ -1,0 +1,312 @@
+//! Detached containers and their monitor.
+//!
+//! `run -d` forks a process that becomes a child subreaper, spawns the container (so it is the
+//! container's parent and can reap it), and then execs the tiny `hako-monitor` binary, which
+//! keeps the container as its child across the exec. The monitor writes the container's output
+//! to a log in Docker's json-file format, waits for the exit, writes the status to
+//! `containers/<id>/exit` and execs `hako container-finish <id>` to record it and clean up.
+//! No daemon, and one ~1 MiB process per container instead of a full `hako`.
+
+use crate::{now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions};
+use nix::unistd::{fork, ForkResult};
+use rusqlite::params;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Name of the json-file log inside the container directory (Docker's naming).
+pub fn log_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}-json.log"))
+}
+
+fn exit_path(dir: &Path) -> PathBuf {
+    dir.join("exit")
+}
+
+fn monitor_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("locate the hako binary", e))?;
+    let mon = exe.with_file_name("hako-monitor");
+    if !mon.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is missing: it must be installed next to hako to run detached containers",
+            mon.display()
+        )));
+    }
+    Ok(mon)
+}
+
+fn cstr(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid(format!("NUL in path {}", p.display())))
+}
+
+/// Starts the container under a monitor and returns once its command runs.
+pub(crate) fn start_detached(
+    engine: &Engine,
+    id: &str,
+    dir: &Path,
+    opts: &RunOptions,
+    prepared: &Prepared,
+) -> Result<i32> {
+    let monitor = monitor_binary()?;
+    let hako = std::env::current_exe().map_err(|e| Error::io("locate the hako binary", e))?;
+    let argv: Vec<CString> = vec![
+        cstr(&monitor)?,
+        CString::new(id).map_err(|_| Error::Invalid("bad id".into()))?,
+        cstr(&log_path(dir, id))?,
+        cstr(&exit_path(dir))?,
+        cstr(&hako)?,
+        cstr(engine.root())?,
+    ];
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::io("create a pipe", e.into()))?;
+
+    // SAFETY: hako is single-threaded here (the runtime requires it too), so the child may do
+    // anything the parent could.
+    match unsafe { fork() }.map_err(|e| Error::io("fork the monitor", e.into()))? {
+        ForkResult::Child => {
+            drop(report_r);
+            let (msg, pid) = match become_monitor(prepared) {
+                Err(e) => (format!("E{} {}", e.exit_code(), e), None),
+                Ok(pid) => (format!("P{pid}"), Some(pid)),
+            };
+            let _ = nix::unistd::write(&report_w, msg.as_bytes());
+            if let Some(pid) = pid {
+                drop(report_w);
+                let mut argv = argv;
+                argv.insert(2, CString::new(pid.to_string()).expect("digits"));
+                exec_monitor(&argv);
+            }
+            // SAFETY: _exit skips destructors of state shared with the parent (the database).
+            unsafe { libc::_exit(1) }
+        }
+        ForkResult::Parent { child } => {
+            drop(report_w);
+            let mut report = String::new();
+            let _ = std::fs::File::from(report_r).read_to_string(&mut report);
+            if let Some(pid) = report.strip_prefix('P').and_then(|p| p.parse::<i32>().ok()) {
+                // The monitor may already have recorded an exit: only a created row turns running.
+                engine.store.conn().execute(
+                    "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1 AND state = 'created'",
+                    params![id, pid, process_start_time(pid), now_nanos()],
+                )?;
+                return Ok(0);
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            let _ = prepared.cgroup.kill_all();
+            let _ = prepared.cgroup.remove();
+            let _ = opts;
+            Err(
+                match report.strip_prefix('E').and_then(|r| r.split_once(' ')) {
+                    Some(("126", m)) => Error::Runtime(hako_runtime::Error::Exec {
+                        kind: hako_runtime::ExecFailure::CannotExecute,
+                        message: m.to_string(),
+                    }),
+                    Some(("127", m)) => Error::Runtime(hako_runtime::Error::Exec {
+                        kind: hako_runtime::ExecFailure::NotFound,
+                        message: m.to_string(),
+                    }),
+                    Some((_, m)) => Error::Invalid(m.to_string()),
+                    None => Error::Invalid(
+                        "the container monitor died while starting the container".into(),
+                    ),
+                },
+            )
+        }
+    }
+}
+
+/// In the forked monitor: detach from the caller, spawn the container with its output on pipes.
+fn become_monitor(prepared: &Prepared) -> Result<i32> {
+    nix::unistd::setsid().map_err(|e| Error::io("setsid", e.into()))?;
+    // Orphans of the container are reparented to us rather than to the host's init, so every
+    // process of the container is reaped by its monitor.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::io("become subreaper", e.into()))?;
+    let (out_r, out_w) = nix::unistd::pipe().map_err(|e| Error::io("create a pipe", e.into()))?;
+    let (err_r, err_w) = nix::unistd::pipe().map_err(|e| Error::io("create a pipe", e.into()))?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Error::io("open /dev/null", e))?;
+    nix::unistd::dup2_stdout(&out_w).map_err(|e| Error::io("redirect stdout", e.into()))?;
+    nix::unistd::dup2_stderr(&err_w).map_err(|e| Error::io("redirect stderr", e.into()))?;
+    drop(out_w);
+    drop(err_w);
+    let spawned = hako_runtime::spawn(
+        &prepared.spec,
+        &hako_runtime::SpawnOptions {
+            overlay: Some(&prepared.overlay),
+            cgroup: Some(&prepared.cgroup),
+            kill_with_parent: false,
+            stdin: hako_runtime::Stdin::Null,
+            ..Default::default()
+        },
+    );
+    // Our own stdout/stderr must not keep the log pipes open.
+    let _ = nix::unistd::dup2_stdout(&null);
+    let _ = nix::unistd::dup2_stderr(&null);
+    let running = spawned?;
+    let pid = running.pid();
+    // The monitor binary waits for it; dropping `running` here would kill it.
+    std::mem::forget(running);
+    // fds 3 and 4 of the monitor are the read ends of the container's stdout and stderr.
+    move_fd(out_r, 3)?;
+    move_fd(err_r, 4)?;
+    Ok(pid)
+}
+
+fn move_fd(fd: OwnedFd, target: i32) -> Result<()> {
+    let raw = fd.into_raw_fd();
+    if raw != target {
+        // SAFETY: dup2 onto a fixed number we reserve for the monitor; `raw` is ours.
+        if unsafe { libc::dup2(raw, target) } < 0 {
+            return Err(Error::io(
+                "pass a log pipe",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `raw` is ours and no longer needed.
+        unsafe { libc::close(raw) };
+    } else {
+        // SAFETY: clearing FD_CLOEXEC on our own descriptor.
+        unsafe { libc::fcntl(raw, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+fn exec_monitor(argv: &[CString]) -> ! {
+    let env: [CString; 0] = [];
+    let _ = nix::unistd::execve(&argv[0], argv, &env);
+    // SAFETY: exec failed; leave without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+impl Engine {
+    /// Called by the monitor (through `hako container-finish`) once the container has exited:
+    /// records the status from the exit file, frees the cgroup, and honours `--rm`.
+    pub fn finish_detached(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id);
+        let code = read_exit_file(&dir).unwrap_or(255);
+        let row: Option<(bool, Option<String>)> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT auto_remove, cgroup_parent FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let Some((auto_remove, parent)) = row else {
+            return Ok(());
+        };
+        let cgroups = hako_cgroups::CgroupSystem::detect()?;
+        let cg = cgroups.open(parent.as_deref(), &format!("hako-{id}"));
+        let _ = cg.kill_all();
+        let _ = cg.remove();
+        self.finish(id, &dir, code, auto_remove)
+    }
+
+    /// Sends `signal` to the container's main process.
+    pub fn kill(&self, key: &str, signal: i32) -> Result<String> {
+        let c = self.find(key)?;
+        let pid = self
+            .live_pid(&c.id)?
+            .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|_| Error::Invalid(format!("invalid signal: {signal}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .map_err(|e| Error::io(format!("kill container {}", &c.id[..12]), e.into()))?;
+        Ok(c.id)
+    }
+
+    /// The host pid of a running container, checked against its recorded start time.
+    fn live_pid(&self, id: &str) -> Result<Option<i32>> {
+        let (state, pid, start): (String, Option<i32>, Option<i64>) = self.store.conn().query_row(
+            "SELECT state, pid, pid_start FROM containers WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(pid.filter(|&p| state == "running" && process_start_time(p) == start))
+    }
+
+    /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
+    pub fn stop(&self, key: &str, timeout: Duration) -> Result<String> {
+        let c = self.find(key)?;
+        let Some(pid) = self.live_pid(&c.id)? else {
+            return Ok(c.id);
+        };
+        let target = nix::unistd::Pid::from_raw(pid);
+        let start = process_start_time(pid);
+        let alive = || process_start_time(pid).is_some() && process_start_time(pid) == start;
+        if !timeout.is_zero() {
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + timeout;
+            while alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if alive() {
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+        }
+        self.wait_exited(&c.id, Duration::from_secs(10))?;
+        Ok(c.id)
+    }
+
+    /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.
+    pub fn wait(&self, key: &str) -> Result<i32> {
+        let c = self.find(key)?;
+        self.wait_exited(&c.id, Duration::MAX)
+    }
+
+    fn wait_exited(&self, id: &str, limit: Duration) -> Result<i32> {
+        let start = Instant::now();
+        loop {
+            self.reconcile()?;
+            let row: Option<(String, Option<i32>)> = self
+                .store
+                .conn()
+                .query_row(
+                    "SELECT state, exit_code FROM containers WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .ok();
+            match row {
+                None => return Ok(read_exit_file(&self.container_dir(id)).unwrap_or(0)),
+                Some((state, code)) if state != "running" => return Ok(code.unwrap_or(0)),
+                _ => {}
+            }
+            if start.elapsed() > limit {
+                return Err(Error::Invalid(format!(
+                    "container {} did not stop",
+                    &id[..12]
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The container's log file, if it has one (detached containers).
+    pub fn log_file(&self, key: &str) -> Result<(String, PathBuf)> {
+        let c = self.find(key)?;
+        let p = log_path(&self.container_dir(&c.id), &c.id);
+        Ok((c.id, p))
+    }
+
+    /// Whether the container is still running (for `logs -f`).
+    pub fn is_running(&self, id: &str) -> Result<bool> {
+        self.reconcile()?;
+        Ok(self.live_pid(id)?.is_some())
+    }
+}
+
+/// The status the monitor recorded: "CODE FINISHED_NANOS".
+pub(crate) fn read_exit_file(dir: &Path) -> Option<i32> {
+    let s = std::fs::read_to_string(exit_path(dir)).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
