@@ -139,6 +139,19 @@ pub(crate) fn extract_layer(
     blob_path: &Path,
     diff_dir: &Path,
 ) -> Result<Extracted, Error> {
+    extract_layer_verified(input, blob_path, diff_dir, None)
+}
+
+/// [`extract_layer`] for a blob whose digest is known in advance (a registry
+/// or an archive named it). A mismatch is reported as such even when the
+/// tampered bytes also break decompression or the tar format, because the
+/// rest of the stream is still hashed before giving up.
+pub(crate) fn extract_layer_verified(
+    input: impl Read,
+    blob_path: &Path,
+    diff_dir: &Path,
+    expected: Option<&str>,
+) -> Result<Extracted, Error> {
     let blob = File::options()
         .write(true)
         .create_new(true)
@@ -169,7 +182,7 @@ pub(crate) fn extract_layer(
         Compression::None
     };
 
-    let (diff_hex, diff_size) = {
+    let unpacked = (|| -> Result<(String, u64), Error> {
         let raw = io::Cursor::new(magic[..got].to_vec()).chain(&mut tee);
         let decoder: Box<dyn Read + '_> = match compression {
             // Multi-member gzip is valid and some tools emit it.
@@ -188,10 +201,25 @@ pub(crate) fn extract_layer(
         // The tar reader stops at the first end-of-archive block; the second
         // zero block and any record padding are part of the diff ID too.
         io::copy(&mut hr, &mut io::sink()).map_err(classify)?;
-        (hex::encode(hr.hasher.finalize()), hr.n)
-    };
+        Ok((hex::encode(hr.hasher.finalize()), hr.n))
+    })();
     // Trailing bytes after the compressed stream still belong to the blob.
-    io::copy(&mut tee, &mut io::sink()).map_err(classify)?;
+    let drained = if unpacked.is_ok() || expected.is_some() {
+        io::copy(&mut tee, &mut io::sink()).map_err(classify)
+    } else {
+        Ok(0)
+    };
+    if let Some(want) = expected {
+        let got = format!("sha256:{}", hex::encode(tee.hasher.clone().finalize()));
+        if drained.is_ok() && got != want {
+            return Err(Error::DigestMismatch {
+                expected: want.to_string(),
+                actual: got,
+            });
+        }
+    }
+    let (diff_hex, diff_size) = unpacked?;
+    drained?;
 
     let file = tee
         .out

@@ -12,11 +12,13 @@
 
 mod changes;
 mod extract;
+mod ingest;
 mod reference;
 mod store;
 mod time;
 
 pub use extract::Compression;
+pub use ingest::{NewImage, NewLayer, StagedLayer, Stager};
 pub use reference::Reference;
 pub use store::{Image, ImageStore, ImageSummary, ImportOptions, RemoveEvent};
 
@@ -52,6 +54,14 @@ pub enum Error {
     /// Any other refusal that `force` would override.
     #[error("{0}")]
     Conflict(String),
+    /// Content did not hash to the digest that named it.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest the manifest or archive announced.
+        expected: String,
+        /// The digest of the bytes actually received.
+        actual: String,
+    },
     /// Stored metadata or blobs do not make sense.
     #[error("image store is corrupt: {0}")]
     Corrupt(String),

@@ -46,6 +46,13 @@ CREATE TABLE IF NOT EXISTS image_layers(
     PRIMARY KEY(image_id, position)
 );
 CREATE INDEX IF NOT EXISTS image_layers_chain_id ON image_layers(chain_id);
+CREATE TABLE IF NOT EXISTS repo_digests(
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    PRIMARY KEY(repository, digest)
+);
+CREATE INDEX IF NOT EXISTS repo_digests_image_id ON repo_digests(image_id);
 ";
 
 /// Options for [`ImageStore::import`] (`docker import`).
@@ -116,15 +123,15 @@ impl std::fmt::Debug for ImageStore {
 }
 
 /// Removes a temporary file or directory unless it was moved into place.
-struct TmpGuard {
-    path: Option<PathBuf>,
+pub(crate) struct TmpGuard {
+    pub(crate) path: Option<PathBuf>,
 }
 
 impl TmpGuard {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.path = None;
     }
 }
@@ -137,7 +144,17 @@ impl Drop for TmpGuard {
     }
 }
 
-fn remove_any(p: &Path) {
+/// A fresh `tmp/<pid>-<random>` path; the pid lets `open` sweep it once
+/// this process is gone.
+pub(crate) fn tmp_path_in(root: &Path) -> Result<PathBuf, Error> {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    Ok(root
+        .join("tmp")
+        .join(format!("{}-{}", std::process::id(), hex::encode(r))))
+}
+
+pub(crate) fn remove_any(p: &Path) {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => {
             let _ = fs::remove_dir_all(p);
@@ -149,11 +166,11 @@ fn remove_any(p: &Path) {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| io_ctx(e, "fsync", dir))
@@ -175,7 +192,7 @@ fn go_arch() -> Arch {
     Arch::from(a)
 }
 
-fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
         let next = match out.last() {
@@ -187,11 +204,11 @@ fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-fn hex_part(digest: &str) -> &str {
+pub(crate) fn hex_part(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-fn short_id(id: &str) -> String {
+pub(crate) fn short_id(id: &str) -> String {
     hex_part(id).chars().take(12).collect()
 }
 
@@ -199,7 +216,7 @@ fn is_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn spec_err(e: oci_spec::OciSpecError) -> Error {
+pub(crate) fn spec_err(e: oci_spec::OciSpecError) -> Error {
     Error::Corrupt(format!("building OCI metadata: {e}"))
 }
 
@@ -240,7 +257,7 @@ impl ImageStore {
         // Skip the DDL (and its write lock) when the schema is already there:
         // open() is on the hot path of every `hako run`.
         let have: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='image_layers'",
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='repo_digests'",
             [],
             |r| r.get(0),
         )?;
@@ -277,16 +294,11 @@ impl ImageStore {
             .join("diff")
     }
 
-    fn tmp_path(&self) -> Result<PathBuf, Error> {
-        let mut r = [0u8; 8];
-        getrandom::fill(&mut r).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        Ok(self
-            .root
-            .join("tmp")
-            .join(format!("{}-{}", std::process::id(), hex::encode(r))))
+    pub(crate) fn tmp_path(&self) -> Result<PathBuf, Error> {
+        tmp_path_in(&self.root)
     }
 
-    fn lock(&self) -> Result<Flock<File>, Error> {
+    pub(crate) fn lock(&self) -> Result<Flock<File>, Error> {
         let p = self.root.join("store.lock");
         let f = File::options()
             .create(true)
@@ -298,7 +310,7 @@ impl ImageStore {
             .map_err(|(_, e)| io_ctx(io::Error::from(e), "lock", &p))
     }
 
-    fn begin(&self) -> Result<Transaction<'_>, Error> {
+    pub(crate) fn begin(&self) -> Result<Transaction<'_>, Error> {
         Ok(Transaction::new_unchecked(
             &self.conn,
             TransactionBehavior::Immediate,
@@ -307,7 +319,7 @@ impl ImageStore {
 
     /// Moves `tmp` to blobs/sha256/<hex> unless that blob already exists
     /// (content addressing makes the existing one equally good).
-    fn put_blob_file(&self, tmp: &mut TmpGuard, hex: &str) -> Result<(), Error> {
+    pub(crate) fn put_blob_file(&self, tmp: &mut TmpGuard, hex: &str) -> Result<(), Error> {
         let dst = self.blob_path(hex);
         if !dst.exists() {
             fs::rename(tmp.path(), &dst).map_err(|e| io_ctx(e, "store blob", &dst))?;
@@ -316,7 +328,7 @@ impl ImageStore {
         Ok(())
     }
 
-    fn put_blob_bytes(&self, data: &[u8]) -> Result<String, Error> {
+    pub(crate) fn put_blob_bytes(&self, data: &[u8]) -> Result<String, Error> {
         let hex = sha256_hex(data);
         if self.blob_path(&hex).exists() {
             return Ok(hex);
@@ -481,7 +493,7 @@ impl ImageStore {
 
     /// Moves a directory out of the way atomically, then deletes it; if the
     /// deletion is interrupted the remains are swept from tmp/ later.
-    fn discard(&self, path: &Path) -> Result<(), Error> {
+    pub(crate) fn discard(&self, path: &Path) -> Result<(), Error> {
         let tmp = self.tmp_path()?;
         fs::rename(path, &tmp).map_err(|e| io_ctx(e, "remove", path))?;
         remove_any(&tmp);
@@ -549,15 +561,26 @@ impl ImageStore {
         }
         if let Ok(r) = Reference::parse(name) {
             if let Some(d) = r.digest() {
-                let id: Option<String> = self
+                let by_repo: Option<String> = self
                     .conn
                     .query_row(
-                        "SELECT id FROM images WHERE manifest_digest = ?1 OR id = ?1
-                         ORDER BY added DESC LIMIT 1",
-                        [d],
+                        "SELECT image_id FROM repo_digests WHERE repository = ?1 AND digest = ?2",
+                        [r.repository().as_str(), d],
                         |row| row.get(0),
                     )
                     .optional()?;
+                let id: Option<String> = match by_repo {
+                    Some(id) => Some(id),
+                    None => self
+                        .conn
+                        .query_row(
+                            "SELECT id FROM images WHERE manifest_digest = ?1 OR id = ?1
+                             ORDER BY added DESC LIMIT 1",
+                            [d],
+                            |row| row.get(0),
+                        )
+                        .optional()?,
+                };
                 return id.map(Match::Id).ok_or_else(not_found);
             }
             let id: Option<String> = self
@@ -608,7 +631,7 @@ impl ImageStore {
             .collect())
     }
 
-    fn load(&self, id: &str) -> Result<Image, Error> {
+    pub(crate) fn load(&self, id: &str) -> Result<Image, Error> {
         let (config_digest, size): (String, i64) = self
             .conn
             .query_row(
@@ -741,6 +764,8 @@ impl ImageStore {
             .execute("DELETE FROM image_layers WHERE image_id = ?1", [id])?;
         self.conn
             .execute("DELETE FROM images WHERE id = ?1", [id])?;
+        self.conn
+            .execute("DELETE FROM repo_digests WHERE image_id = ?1", [id])?;
         let mut doomed = Doomed {
             layer_dirs: Vec::new(),
             blobs: vec![config_digest, manifest_digest],
@@ -792,7 +817,7 @@ struct Doomed {
     blobs: Vec<String>,
 }
 
-fn check_taggable(r: &Reference) -> Result<(), Error> {
+pub(crate) fn check_taggable(r: &Reference) -> Result<(), Error> {
     if r.digest().is_some() || r.tag().is_none() {
         return Err(Error::InvalidReference(format!(
             "refusing to create a tag with a digest reference: {}",
