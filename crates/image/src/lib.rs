@@ -10,6 +10,7 @@
 //! - `R/store.lock`: `flock`ed exclusively around every write.
 #![deny(missing_docs)]
 
+mod archive;
 mod changes;
 mod extract;
 mod ingest;
@@ -17,6 +18,7 @@ mod reference;
 mod store;
 mod time;
 
+pub use archive::Loaded;
 pub use extract::Compression;
 pub use ingest::{NewImage, NewLayer, StagedLayer, Stager};
 pub use reference::Reference;

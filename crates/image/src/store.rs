@@ -177,7 +177,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), Error> {
 }
 
 /// Go's GOARCH spelling of the architecture this binary was built for.
-fn go_arch() -> Arch {
+pub(crate) fn go_arch() -> Arch {
     let a = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "x86" => "386",

@@ -1,0 +1,411 @@
+//! `save` and `load`: image archives in Docker's format (`manifest.json`,
+//! `repositories`) that are at the same time OCI image layouts
+//! (`oci-layout`, `index.json`, `blobs/`), as Docker 25+ writes them.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Component, Path};
+
+use serde_json::{json, Value};
+
+use crate::extract::io_ctx;
+use crate::ingest::config_diff_ids;
+use crate::store::{hex_part, sha256_hex, TmpGuard};
+use crate::{Compression, Error, Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// One image loaded by [`ImageStore::load_archive`].
+#[derive(Debug)]
+pub struct Loaded {
+    /// The image.
+    pub image: Image,
+    /// The tags the archive gave it (possibly none).
+    pub tags: Vec<Reference>,
+}
+
+fn corrupt(msg: impl Into<String>) -> Error {
+    Error::InvalidArchive(msg.into())
+}
+
+fn append(
+    tar: &mut tar::Builder<impl Write>,
+    name: &str,
+    size: u64,
+    data: impl Read,
+) -> Result<(), Error> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, name, data)
+        .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("writing archive: {e}"))))
+}
+
+impl ImageStore {
+    /// Writes `images` (each with the tags to record for it) as one
+    /// archive loadable by `docker load`, `hako load` and OCI tools. Layers
+    /// are written as stored (compressed), which `docker load` accepts.
+    pub fn save(&self, images: &[(Image, Vec<Reference>)], out: impl Write) -> Result<(), Error> {
+        let mut tar = tar::Builder::new(out);
+        let mut written: HashSet<String> = HashSet::new();
+        let mut manifest_json = Vec::new();
+        let mut index = Vec::new();
+        let mut repositories = serde_json::Map::new();
+        append(&mut tar, "blobs/", 0, io::empty())?;
+        append(&mut tar, "blobs/sha256/", 0, io::empty())?;
+        for (image, tags) in images {
+            let (mdigest, mbytes) = self.manifest_of(&image.id)?;
+            let manifest: Value = serde_json::from_slice(&mbytes)
+                .map_err(|e| Error::Corrupt(format!("manifest {mdigest}: {e}")))?;
+            let mut blobs = vec![image.id.clone(), mdigest.clone()];
+            let mut layer_paths = Vec::new();
+            for l in manifest["layers"].as_array().into_iter().flatten() {
+                let d = l["digest"].as_str().unwrap_or_default().to_string();
+                layer_paths.push(format!("blobs/sha256/{}", hex_part(&d)));
+                blobs.push(d);
+            }
+            for d in blobs {
+                if !written.insert(d.clone()) {
+                    continue;
+                }
+                let p = self.existing_blob(&d)?;
+                let f = File::open(&p).map_err(|e| io_ctx(e, "open", &p))?;
+                let len = f.metadata().map_err(|e| io_ctx(e, "stat", &p))?.len();
+                append(
+                    &mut tar,
+                    &format!("blobs/sha256/{}", hex_part(&d)),
+                    len,
+                    BufReader::with_capacity(1 << 20, f),
+                )?;
+            }
+            let repo_tags: Vec<String> = tags.iter().map(Reference::familiar).collect();
+            manifest_json.push(json!({
+                "Config": format!("blobs/sha256/{}", hex_part(&image.id)),
+                "RepoTags": if repo_tags.is_empty() { Value::Null } else { json!(repo_tags) },
+                "Layers": layer_paths,
+            }));
+            let media_type = manifest["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
+            let descriptor = |annotations: Value| {
+                json!({
+                    "mediaType": media_type,
+                    "digest": mdigest,
+                    "size": mbytes.len(),
+                    "annotations": annotations,
+                })
+            };
+            if tags.is_empty() {
+                index.push(descriptor(json!({})));
+            }
+            for t in tags {
+                index.push(descriptor(json!({
+                    "io.containerd.image.name": t.to_string(),
+                    "org.opencontainers.image.ref.name": t.tag().unwrap_or("latest"),
+                })));
+                let top = layer_paths
+                    .last()
+                    .map(|p| p.trim_start_matches("blobs/sha256/").to_string())
+                    .unwrap_or_default();
+                let entry = repositories
+                    .entry(t.familiar_repository())
+                    .or_insert_with(|| json!({}));
+                if let Some(o) = entry.as_object_mut() {
+                    o.insert(t.tag().unwrap_or("latest").to_string(), json!(top));
+                }
+            }
+        }
+        let docs = [
+            ("oci-layout", json!({"imageLayoutVersion": "1.0.0"})),
+            (
+                "index.json",
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}),
+            ),
+            ("manifest.json", Value::Array(manifest_json)),
+            ("repositories", Value::Object(repositories)),
+        ];
+        for (name, v) in docs {
+            let bytes = serde_json::to_vec(&v)
+                .map_err(|e| Error::Corrupt(format!("serializing {name}: {e}")))?;
+            append(&mut tar, name, bytes.len() as u64, &bytes[..])?;
+        }
+        tar.into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("writing archive: {e}"))))
+    }
+
+    /// Loads a Docker archive (`docker save`) or an OCI archive, plain or
+    /// compressed. Layers are unpacked in parallel; every image is committed
+    /// only once all its layers checked out.
+    pub fn load_archive(&self, input: impl Read) -> Result<Vec<Loaded>, Error> {
+        let dir = TmpGuard {
+            path: Some(self.tmp_path()?),
+        };
+        fs::create_dir(dir.path()).map_err(|e| io_ctx(e, "create", dir.path()))?;
+        unpack_plain(input, dir.path())?;
+        let root = dir.path();
+        let mut out = Vec::new();
+        if root.join("index.json").is_file() {
+            let index = read_json(root, "index.json")?;
+            let mut seen: Vec<(String, Vec<Reference>)> = Vec::new();
+            for d in index["manifests"].as_array().into_iter().flatten() {
+                let digest = d["digest"].as_str().unwrap_or_default().to_string();
+                let mt = d["mediaType"].as_str().unwrap_or_default();
+                let digest = if mt == OCI_INDEX || mt == DOCKER_LIST {
+                    pick_from_index(root, &digest)?
+                } else {
+                    digest
+                };
+                let name = d["annotations"]["io.containerd.image.name"]
+                    .as_str()
+                    .or_else(|| d["annotations"]["org.opencontainers.image.ref.name"].as_str())
+                    .and_then(|n| {
+                        (n.contains(':') || n.contains('/')).then(|| Reference::parse(n).ok())
+                    })
+                    .flatten();
+                match seen.iter_mut().find(|(m, _)| *m == digest) {
+                    Some((_, tags)) => tags.extend(name),
+                    None => seen.push((digest, name.into_iter().collect())),
+                }
+            }
+            for (digest, tags) in seen {
+                let manifest = read_blob_file(root, &digest)?;
+                let m: Value = serde_json::from_slice(&manifest)
+                    .map_err(|e| corrupt(format!("manifest {digest}: {e}")))?;
+                let config = read_blob_file(root, m["config"]["digest"].as_str().unwrap_or(""))?;
+                let layers: Vec<(String, Option<String>)> = m["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| {
+                        let d = l["digest"].as_str().unwrap_or_default().to_string();
+                        (format!("blobs/sha256/{}", hex_part(&d)), Some(d))
+                    })
+                    .collect();
+                out.push(self.load_one(root, Some(manifest), config, &layers, tags)?);
+            }
+        } else if root.join("manifest.json").is_file() {
+            let list = read_json(root, "manifest.json")?;
+            for entry in list.as_array().into_iter().flatten() {
+                let cfg_path = entry["Config"].as_str().unwrap_or_default();
+                let config = read_rel(root, cfg_path)?;
+                let layers: Vec<(String, Option<String>)> = entry["Layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| {
+                        let p = l.as_str().unwrap_or_default().to_string();
+                        let d = p
+                            .strip_prefix("blobs/sha256/")
+                            .map(|h| format!("sha256:{h}"));
+                        (p, d)
+                    })
+                    .collect();
+                let tags = entry["RepoTags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().and_then(|t| Reference::parse(t).ok()))
+                    .collect();
+                out.push(self.load_one(root, None, config, &layers, tags)?);
+            }
+        } else {
+            return Err(corrupt(
+                "neither manifest.json nor index.json found: not an image archive",
+            ));
+        }
+        Ok(out)
+    }
+
+    fn load_one(
+        &self,
+        root: &Path,
+        manifest: Option<Vec<u8>>,
+        config: Vec<u8>,
+        layers: &[(String, Option<String>)],
+        tags: Vec<Reference>,
+    ) -> Result<Loaded, Error> {
+        let (_, diff_ids) = config_diff_ids(&config)?;
+        if diff_ids.len() != layers.len() {
+            return Err(corrupt(format!(
+                "config lists {} layers, archive has {}",
+                diff_ids.len(),
+                layers.len()
+            )));
+        }
+        let stager = self.stager();
+        let staged: Vec<Result<StagedLayer, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = layers
+                .iter()
+                .map(|(path, digest)| {
+                    let stager = &stager;
+                    s.spawn(move || -> Result<StagedLayer, Error> {
+                        let p = safe_rel(root, path)?;
+                        let f = File::open(&p).map_err(|e| io_ctx(e, "open", &p))?;
+                        stager.stage_layer(BufReader::with_capacity(1 << 20, f), digest.as_deref())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
+                })
+                .collect()
+        });
+        let staged: Vec<StagedLayer> = staged.into_iter().collect::<Result<_, _>>()?;
+        let manifest = match manifest {
+            Some(m) => m,
+            None => {
+                let layer_descs: Vec<Value> = staged
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "mediaType": Compression::media_type(s.compression).to_string(),
+                            "digest": s.blob_digest,
+                            "size": s.blob_size,
+                        })
+                    })
+                    .collect();
+                serde_json::to_vec(&json!({
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {
+                        "mediaType": OCI_CONFIG,
+                        "digest": format!("sha256:{}", sha256_hex(&config)),
+                        "size": config.len(),
+                    },
+                    "layers": layer_descs,
+                }))
+                .map_err(|e| Error::Corrupt(format!("serializing manifest: {e}")))?
+            }
+        };
+        let mut image = self.commit_image(NewImage {
+            manifest,
+            config,
+            layers: staged.into_iter().map(NewLayer::Staged).collect(),
+            tag: None,
+            repo_digest: None,
+        })?;
+        for t in &tags {
+            self.tag(&image.id, t)?;
+        }
+        if !tags.is_empty() {
+            image = self.load(&image.id)?;
+        }
+        Ok(Loaded { image, tags })
+    }
+}
+
+/// In a nested index, the manifest for this host (or the only one).
+fn pick_from_index(root: &Path, digest: &str) -> Result<String, Error> {
+    let idx: Value = serde_json::from_slice(&read_blob_file(root, digest)?)
+        .map_err(|e| corrupt(format!("index {digest}: {e}")))?;
+    let entries = idx["manifests"].as_array().cloned().unwrap_or_default();
+    let host_arch = crate::store::go_arch().to_string();
+    entries
+        .iter()
+        .find(|e| {
+            e["platform"]["os"].as_str() == Some("linux")
+                && e["platform"]["architecture"].as_str() == Some(host_arch.as_str())
+        })
+        .or_else(|| (entries.len() == 1).then(|| &entries[0]))
+        .and_then(|e| e["digest"].as_str().map(str::to_string))
+        .ok_or_else(|| {
+            corrupt(format!(
+                "no manifest for linux/{host_arch} in index {digest}"
+            ))
+        })
+}
+
+fn read_json(root: &Path, name: &str) -> Result<Value, Error> {
+    serde_json::from_slice(&read_rel(root, name)?).map_err(|e| corrupt(format!("{name}: {e}")))
+}
+
+fn read_blob_file(root: &Path, digest: &str) -> Result<Vec<u8>, Error> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| corrupt(format!("unsupported digest {digest:?}")))?;
+    let data = read_rel(root, &format!("blobs/sha256/{hex}"))?;
+    if sha256_hex(&data) != hex {
+        return Err(Error::DigestMismatch {
+            expected: digest.to_string(),
+            actual: format!("sha256:{}", sha256_hex(&data)),
+        });
+    }
+    Ok(data)
+}
+
+/// A path named inside the archive, refused if it climbs out of it.
+fn safe_rel(root: &Path, rel: &str) -> Result<std::path::PathBuf, Error> {
+    let p = Path::new(rel);
+    if rel.is_empty()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(corrupt(format!("invalid path {rel:?} in archive")));
+    }
+    Ok(root.join(p))
+}
+
+fn read_rel(root: &Path, rel: &str) -> Result<Vec<u8>, Error> {
+    let p = safe_rel(root, rel)?;
+    fs::read(&p).map_err(|_| corrupt(format!("{rel} is missing from the archive")))
+}
+
+/// Unpacks the archive's regular files and directories (nothing else is
+/// meaningful in an image archive), decompressing it first if needed.
+fn unpack_plain(input: impl Read, dir: &Path) -> Result<(), Error> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let magic = {
+        use std::io::BufRead;
+        input
+            .fill_buf()
+            .map_err(Error::Io)?
+            .get(..4)
+            .map(|m| m.to_vec())
+    };
+    let reader: Box<dyn Read> = match magic.as_deref() {
+        Some([0x1f, 0x8b, ..]) => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| corrupt(format!("zstd: {e}")))?,
+        ),
+        _ => Box::new(input),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| corrupt(format!("reading archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(format!("reading archive: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| corrupt(format!("reading archive: {e}")))?
+            .to_string_lossy()
+            .into_owned();
+        let kind = entry.header().entry_type();
+        let rel = path.trim_start_matches("./").trim_end_matches('/');
+        if rel.is_empty() {
+            continue;
+        }
+        let dst = safe_rel(dir, rel)?;
+        if kind.is_dir() {
+            fs::create_dir_all(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
+        } else if kind.is_file() {
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent).map_err(|e| io_ctx(e, "create", parent))?;
+            }
+            let mut f = File::create(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
+            io::copy(&mut entry, &mut f)
+                .map_err(|e| corrupt(format!("reading {rel} from archive: {e}")))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Registry client for hako: pull and push images over the OCI
+//! distribution spec (v2 API), with Docker's reference, platform and
+//! authentication rules.
+//!
+//! Every call returns with the process single-threaded again: layer
+//! downloads run on scoped threads that are joined before returning, and the
+//! HTTP client never starts background threads. `hako run` relies on that,
+//! because it clones the container straight out of the same process.
+#![deny(missing_docs)]
+
+mod auth;
+mod client;
+mod manifest;
+mod pull;
+mod push;
+
+use std::path::PathBuf;
+
+pub use auth::{docker_config_dir, Credentials};
+pub use manifest::Platform;
+pub use pull::{pull, PullOptions, Pulled};
+pub use push::push;
+
+/// Errors of registry operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The registry could not be reached or the connection broke.
+    #[error("{url}: {message}")]
+    Network {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The registry refused the credentials or demanded ones we lack.
+    #[error("unauthorized: {registry}: {message}")]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// The reason.
+        message: String,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{url}: {status}: {message}")]
+    Status {
+        /// The URL requested.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's explanation.
+        message: String,
+    },
+    /// The tag or digest is not in the repository (Docker's wording).
+    #[error("manifest for {0} not found: manifest unknown")]
+    ManifestUnknown(String),
+    /// The repository does not exist or access was refused.
+    #[error("pull access denied for {0}, repository does not exist or may require 'hako login'")]
+    AccessDenied(String),
+    /// A Docker schema 1 manifest, which current clients no longer accept.
+    #[error("{0} uses Docker image manifest version 2, schema 1, which is not supported; push it again with a current client")]
+    Schema1(String),
+    /// A manifest or index that is not JSON of the expected shape.
+    #[error("malformed manifest for {reference}: {message}")]
+    BadManifest {
+        /// The reference being pulled.
+        reference: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A media type hako does not know how to handle.
+    #[error("unsupported media type {0}")]
+    UnsupportedMediaType(String),
+    /// The image is for another operating system.
+    #[error("image operating system \"{0}\" cannot be used on this platform")]
+    OsMismatch(String),
+    /// No manifest in an index matches the wanted platform.
+    #[error("no matching manifest for {0} in the manifest list entries")]
+    NoMatchingPlatform(String),
+    /// `--platform` asked for a platform the single-platform image is not.
+    #[error("image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}")]
+    PlatformMismatch {
+        /// The reference.
+        reference: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The image's platform.
+        actual: String,
+    },
+    /// `--platform` could not be parsed.
+    #[error("invalid platform {0:?}: expected os/arch[/variant]")]
+    InvalidPlatform(String),
+    /// Content received did not hash to its digest.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Which blob or manifest.
+        what: String,
+        /// The announced digest.
+        expected: String,
+        /// The digest of what arrived.
+        actual: String,
+    },
+    /// The Docker client configuration could not be read or written.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The local image store failed.
+    #[error(transparent)]
+    Store(#[from] hako_image::Error),
+    /// Writing progress output failed.
+    #[error("writing progress: {0}")]
+    Output(std::io::Error),
+}
+
+/// Logs in to a registry: checks the credentials against it, then records
+/// them in the Docker client config. Returns the config file written.
+pub fn login(domain: &str, creds: &Credentials) -> Result<PathBuf, Error> {
+    // The catalog-less ping needs some repository name for a token scope;
+    // registries grant anonymous-looking scopes to any authenticated user.
+    let client =
+        client::Client::new(domain, "hako-login-check", false)?.with_credentials(creds.clone());
+    client.ping()?;
+    auth::store(domain, creds)
+}
+
+/// Forgets stored credentials for `domain`; `false` if there were none.
+pub fn logout(domain: &str) -> Result<bool, Error> {
+    auth::erase(domain)
+}
+
+/// The registry host for a `hako login [SERVER]` argument (Docker Hub when
+/// absent).
+pub fn login_domain(server: Option<&str>) -> String {
+    match server {
+        None => "docker.io".into(),
+        Some(s) => {
+            let s = s
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            let host = s.split('/').next().unwrap_or(s);
+            match host {
+                "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
+                h => h.to_string(),
+            }
+        }
+    }
+}
+
+pub(crate) fn short(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}
+
+pub(crate) fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}

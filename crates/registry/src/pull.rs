@@ -1,0 +1,321 @@
+//! `hako pull`: manifest resolution, then every missing layer streamed once
+//! through digest check, decompression and extraction, all in parallel.
+
+use std::io::Write;
+use std::sync::mpsc;
+
+use hako_image::{Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
+
+use crate::client::{read_small, status_error, Client, Payload};
+use crate::manifest::{self, classify, Descriptor, Kind, Manifest, Platform};
+use crate::{sha256_digest, short, Error};
+
+/// Options of [`pull`].
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    /// The platform to pick from a multi-platform image; the host's when
+    /// `None`.
+    pub platform: Option<Platform>,
+}
+
+/// The outcome of [`pull`].
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    /// The image now in the store.
+    pub image: Image,
+    /// Digest of the manifest (or index) the reference resolved to.
+    pub digest: String,
+    /// `false` when the image was already there under this reference
+    /// (Docker's "Image is up to date").
+    pub downloaded: bool,
+}
+
+const LAYER_TYPES: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd",
+];
+
+fn out_err(e: std::io::Error) -> Error {
+    Error::Output(e)
+}
+
+/// Fetches a manifest by tag or digest; returns its bytes, content type
+/// and digest (checked when `target` is a digest).
+fn fetch_manifest(
+    client: &Client,
+    target: &str,
+    reference: &Reference,
+) -> Result<(Vec<u8>, String, String), Error> {
+    let url = client.url(&format!("manifests/{target}"));
+    let resp = client.send("GET", &url, &[("Accept", manifest::ACCEPT)], Payload::Empty)?;
+    let status = resp.status().as_u16();
+    match status {
+        200 => {}
+        404 => {
+            let body = read_small(resp, &url).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let code = v["errors"][0]["code"].as_str().unwrap_or("");
+            return Err(if code == "NAME_UNKNOWN" {
+                Error::AccessDenied(reference.familiar_repository())
+            } else {
+                Error::ManifestUnknown(reference.familiar())
+            });
+        }
+        401 | 403 => return Err(Error::AccessDenied(reference.familiar_repository())),
+        s => return Err(status_error(resp, &url, s)),
+    }
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = read_small(resp, &url)?;
+    let digest = sha256_digest(&body);
+    if target.starts_with("sha256:") && digest != target {
+        return Err(Error::DigestMismatch {
+            what: format!("manifest {target}"),
+            expected: target.to_string(),
+            actual: digest,
+        });
+    }
+    Ok((body, ct, digest))
+}
+
+fn fetch_blob_small(client: &Client, d: &Descriptor) -> Result<Vec<u8>, Error> {
+    let url = client.url(&format!("blobs/{}", d.digest));
+    let resp = client.send("GET", &url, &[], Payload::Empty)?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(status_error(resp, &url, status));
+    }
+    let body = read_small(resp, &url)?;
+    let actual = sha256_digest(&body);
+    if actual != d.digest || (d.size > 0 && body.len() as i64 != d.size) {
+        return Err(Error::DigestMismatch {
+            what: format!("blob {}", d.digest),
+            expected: d.digest.clone(),
+            actual,
+        });
+    }
+    Ok(body)
+}
+
+fn stage(
+    client: &Client,
+    store_stager: &hako_image::Stager,
+    d: &Descriptor,
+) -> Result<StagedLayer, Error> {
+    let url = client.url(&format!("blobs/{}", d.digest));
+    let resp = client.send("GET", &url, &[], Payload::Empty)?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(status_error(resp, &url, status));
+    }
+    let reader = resp.into_body().into_reader();
+    store_stager
+        .stage_layer(reader, Some(&d.digest))
+        .map_err(|e| match e {
+            hako_image::Error::DigestMismatch { expected, actual } => Error::DigestMismatch {
+                what: format!("layer {}", d.digest),
+                expected,
+                actual,
+            },
+            other => Error::Store(other),
+        })
+}
+
+/// Pulls `reference` into `store`, writing Docker's plain progress lines
+/// to `progress` (pass `std::io::sink()` for `-q`).
+///
+/// Nothing becomes visible in the store unless every blob checked out:
+/// layers are staged under `tmp/` and committed together at the end.
+/// All worker threads are joined before this returns.
+pub fn pull(
+    store: &ImageStore,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: &mut dyn Write,
+) -> Result<Pulled, Error> {
+    let client = Client::new(reference.domain(), reference.path(), false)?;
+    let target = reference
+        .digest()
+        .or(reference.tag())
+        .unwrap_or("latest")
+        .to_string();
+    writeln!(progress, "{target}: Pulling from {}", reference.path()).map_err(out_err)?;
+
+    let (top, ct, digest) = fetch_manifest(&client, &target, reference)?;
+    let (manifest_bytes, manifest) = match classify(&ct, &top, &reference.familiar())? {
+        Kind::Manifest => (top.clone(), parse_manifest(&top, reference)?),
+        Kind::Index => {
+            let index: manifest::Index =
+                serde_json::from_slice(&top).map_err(|e| Error::BadManifest {
+                    reference: reference.familiar(),
+                    message: e.to_string(),
+                })?;
+            let want = opts.platform.clone().unwrap_or_else(Platform::host);
+            let entry = manifest::select(&index, &want)?;
+            let (bytes, ct, _) = fetch_manifest(&client, &entry.digest, reference)?;
+            if classify(&ct, &bytes, &reference.familiar())? != Kind::Manifest {
+                return Err(Error::BadManifest {
+                    reference: reference.familiar(),
+                    message: "index entry is not an image manifest".into(),
+                });
+            }
+            let m = parse_manifest(&bytes, reference)?;
+            (bytes, m)
+        }
+    };
+    for l in &manifest.layers {
+        if !l.media_type.is_empty() && !LAYER_TYPES.contains(&l.media_type.as_str()) {
+            return Err(Error::UnsupportedMediaType(format!(
+                "{} (layer {})",
+                l.media_type, l.digest
+            )));
+        }
+    }
+
+    let config = fetch_blob_small(&client, &manifest.config)?;
+    check_platform(&config, reference, opts, progress)?;
+    let chains = ImageStore::chain_ids_of(&config)?;
+    if chains.len() != manifest.layers.len() {
+        return Err(Error::BadManifest {
+            reference: reference.familiar(),
+            message: format!(
+                "manifest has {} layers but the config lists {}",
+                manifest.layers.len(),
+                chains.len()
+            ),
+        });
+    }
+    let image_id = sha256_digest(&config);
+
+    let mut missing = Vec::new();
+    for (i, (l, chain)) in manifest.layers.iter().zip(&chains).enumerate() {
+        if store.has_layer(chain)? && store.has_blob(&l.digest) {
+            writeln!(progress, "{}: Already exists", short(&l.digest)).map_err(out_err)?;
+        } else {
+            writeln!(progress, "{}: Pulling fs layer", short(&l.digest)).map_err(out_err)?;
+            missing.push(i);
+        }
+    }
+
+    let mut staged: Vec<Option<Result<StagedLayer, Error>>> =
+        (0..manifest.layers.len()).map(|_| None).collect();
+    if !missing.is_empty() {
+        let stager = store.stager();
+        let (tx, rx) = mpsc::channel::<(usize, Result<StagedLayer, Error>)>();
+        std::thread::scope(|s| -> Result<(), Error> {
+            for &i in &missing {
+                let tx = tx.clone();
+                let (client, stager, d) = (&client, &stager, &manifest.layers[i]);
+                s.spawn(move || {
+                    let _ = tx.send((i, stage(client, stager, d)));
+                });
+            }
+            drop(tx);
+            // Printing happens here, on the caller's thread, as layers land.
+            for (i, r) in rx {
+                let id = short(&manifest.layers[i].digest);
+                if r.is_ok() {
+                    writeln!(progress, "{id}: Download complete").map_err(out_err)?;
+                    writeln!(progress, "{id}: Pull complete").map_err(out_err)?;
+                }
+                staged[i] = Some(r);
+            }
+            Ok(())
+        })?;
+    }
+
+    let mut layers = Vec::with_capacity(staged.len());
+    for slot in staged {
+        match slot {
+            None => layers.push(NewLayer::Existing),
+            Some(Ok(s)) => layers.push(NewLayer::Staged(s)),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    let up_to_date = missing.is_empty()
+        && reference.tag().is_some()
+        && store
+            .resolve(&reference.to_string())
+            .is_ok_and(|i| i.id == image_id);
+    let tag = reference.tag().map(|_| reference.clone());
+    let image = store.commit_image(NewImage {
+        manifest: manifest_bytes,
+        config,
+        layers,
+        tag,
+        repo_digest: Some((reference.repository(), digest.clone())),
+    })?;
+    writeln!(progress, "Digest: {digest}").map_err(out_err)?;
+    if up_to_date {
+        writeln!(
+            progress,
+            "Status: Image is up to date for {}",
+            reference.familiar()
+        )
+    } else {
+        writeln!(
+            progress,
+            "Status: Downloaded newer image for {}",
+            reference.familiar()
+        )
+    }
+    .map_err(out_err)?;
+    Ok(Pulled {
+        image,
+        digest,
+        downloaded: !up_to_date,
+    })
+}
+
+fn parse_manifest(bytes: &[u8], reference: &Reference) -> Result<Manifest, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadManifest {
+        reference: reference.familiar(),
+        message: e.to_string(),
+    })
+}
+
+/// Refuses images for another OS; for another architecture, refuses when
+/// `--platform` asked otherwise, and warns (as Docker does) when not.
+fn check_platform(
+    config: &[u8],
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: &mut dyn Write,
+) -> Result<(), Error> {
+    let v: serde_json::Value = serde_json::from_slice(config).map_err(|e| Error::BadManifest {
+        reference: reference.familiar(),
+        message: format!("image config: {e}"),
+    })?;
+    let actual = Platform {
+        os: v["os"].as_str().unwrap_or("linux").to_string(),
+        architecture: v["architecture"].as_str().unwrap_or("").to_string(),
+        variant: v["variant"].as_str().map(str::to_string),
+    };
+    if actual.os != "linux" {
+        return Err(Error::OsMismatch(actual.os));
+    }
+    let want = opts.platform.clone().unwrap_or_else(Platform::host);
+    if actual.architecture == want.architecture {
+        return Ok(());
+    }
+    if opts.platform.is_some() {
+        return Err(Error::PlatformMismatch {
+            reference: reference.familiar(),
+            wanted: want.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    writeln!(
+        progress,
+        "WARNING: The requested image's platform ({actual}) does not match the detected host platform ({want}) and no specific platform was requested"
+    )
+    .map_err(out_err)
+}

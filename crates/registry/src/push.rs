@@ -1,0 +1,182 @@
+//! `hako push`: blobs the registry lacks (monolithic uploads, in
+//! parallel), then the manifest, byte for byte as stored.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+
+use hako_image::{ImageStore, Reference};
+
+use crate::client::{status_error, Client, Payload};
+use crate::manifest::{Manifest, OCI_MANIFEST};
+use crate::{short, Error};
+
+fn out_err(e: std::io::Error) -> Error {
+    Error::Output(e)
+}
+
+fn blob_exists(client: &Client, digest: &str) -> Result<bool, Error> {
+    let url = client.url(&format!("blobs/{digest}"));
+    let resp = client.send("HEAD", &url, &[], Payload::Empty)?;
+    match resp.status().as_u16() {
+        200 => Ok(true),
+        404 => Ok(false),
+        s => Err(status_error(resp, &url, s)),
+    }
+}
+
+fn encode_digest(d: &str) -> String {
+    d.replace(':', "%3A")
+}
+
+/// Starts an upload session and sends the whole blob in its closing PUT.
+fn upload(client: &Client, digest: &str, path: &Path) -> Result<(), Error> {
+    let url = client.url("blobs/uploads/");
+    let resp = client.send("POST", &url, &[("Content-Length", "0")], Payload::Empty)?;
+    let status = resp.status().as_u16();
+    if status != 202 {
+        return Err(status_error(resp, &url, status));
+    }
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Status {
+            url: url.clone(),
+            status,
+            message: "upload started without a Location".into(),
+        })?;
+    let loc = client.absolute(location);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put = format!("{loc}{sep}digest={}", encode_digest(digest));
+    let resp = client.send(
+        "PUT",
+        &put,
+        &[("Content-Type", "application/octet-stream")],
+        Payload::File(path),
+    )?;
+    match resp.status().as_u16() {
+        201 | 204 => Ok(()),
+        s => Err(status_error(resp, &put, s)),
+    }
+}
+
+fn is_foreign(media_type: &str) -> bool {
+    media_type.contains("foreign") || media_type.contains("nondistributable")
+}
+
+/// Pushes the local image tagged `reference` to its registry, printing
+/// Docker's progress lines. Returns the manifest digest.
+pub fn push(
+    store: &ImageStore,
+    reference: &Reference,
+    progress: &mut dyn Write,
+) -> Result<String, Error> {
+    let reference = match reference.tag() {
+        Some(_) => reference.clone(),
+        None => reference.with_tag("latest")?,
+    };
+    let image = match store.resolve(&reference.to_string()) {
+        Ok(i) => i,
+        Err(hako_image::Error::NotFound(_)) => {
+            return Err(Error::Store(hako_image::Error::NotFound(format!(
+                "An image does not exist locally with the tag: {}",
+                reference.familiar_repository()
+            ))))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    writeln!(
+        progress,
+        "The push refers to repository [{}]",
+        reference.repository()
+    )
+    .map_err(out_err)?;
+    let (digest, manifest_bytes) = store.manifest_of(&image.id)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::BadManifest {
+            reference: reference.familiar(),
+            message: e.to_string(),
+        })?;
+    let diff_ids = image.config.rootfs().diff_ids().to_vec();
+    let label = |i: usize| -> String {
+        short(diff_ids.get(i).map_or(&manifest.layers[i].digest, |d| d)).to_string()
+    };
+    let client = Client::new(reference.domain(), reference.path(), true)?;
+
+    let order: Vec<usize> = (0..manifest.layers.len()).rev().collect();
+    for &i in &order {
+        writeln!(progress, "{}: Preparing", label(i)).map_err(out_err)?;
+    }
+    let mut paths = Vec::with_capacity(manifest.layers.len());
+    for l in &manifest.layers {
+        paths.push(if is_foreign(&l.media_type) {
+            None
+        } else {
+            Some(store.existing_blob(&l.digest)?)
+        });
+    }
+    // Authenticate once up front so the parallel uploads share a token.
+    blob_exists(&client, &manifest.config.digest)?;
+
+    let (tx, rx) = mpsc::channel::<(usize, Result<&'static str, Error>)>();
+    let mut first_err = None;
+    std::thread::scope(|s| -> Result<(), Error> {
+        for &i in &order {
+            let tx = tx.clone();
+            let (client, d, path) = (&client, &manifest.layers[i], &paths[i]);
+            s.spawn(move || {
+                let r = match path {
+                    None => Ok("Skipped foreign layer"),
+                    Some(p) => match blob_exists(client, &d.digest) {
+                        Ok(true) => Ok("Layer already exists"),
+                        Ok(false) => upload(client, &d.digest, p).map(|_| "Pushed"),
+                        Err(e) => Err(e),
+                    },
+                };
+                let _ = tx.send((i, r));
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            match r {
+                Ok(what) => writeln!(progress, "{}: {what}", label(i)).map_err(out_err)?,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    if !blob_exists(&client, &manifest.config.digest)? {
+        let p = store.existing_blob(&manifest.config.digest)?;
+        upload(&client, &manifest.config.digest, &p)?;
+    }
+    let tag = reference.tag().unwrap_or("latest");
+    let media_type = manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| OCI_MANIFEST.to_string());
+    let url = client.url(&format!("manifests/{tag}"));
+    let resp = client.send(
+        "PUT",
+        &url,
+        &[("Content-Type", media_type.as_str())],
+        Payload::Bytes(&manifest_bytes),
+    )?;
+    match resp.status().as_u16() {
+        200 | 201 | 202 => {}
+        s => return Err(status_error(resp, &url, s)),
+    }
+    writeln!(
+        progress,
+        "{tag}: digest: {digest} size: {}",
+        manifest_bytes.len()
+    )
+    .map_err(out_err)?;
+    Ok(digest)
+}
