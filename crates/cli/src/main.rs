@@ -2,6 +2,7 @@
 //! clones the container straight out of this process.
 
 mod fmt;
+mod images;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -35,14 +36,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create an image from a root filesystem tarball (a file, or - for stdin)
-    Import(ImportArgs),
+    Import(images::ImportArgs),
     /// List images
-    Images(ImagesArgs),
+    Images(images::ImagesArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
     /// Remove one or more images
-    Rmi(RmiArgs),
+    Rmi(images::RmiArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag {
         /// Existing image
@@ -50,6 +51,20 @@ enum Command {
         /// New reference
         target: String,
     },
+    /// Download an image from a registry
+    Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(images::LoadArgs),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Log in to a registry
+    Login(images::LoginArgs),
+    /// Log out from a registry
+    Logout(images::LogoutArgs),
     /// Create and run a new container from an image
     Run(Box<RunArgs>),
     /// List containers
@@ -59,6 +74,19 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Create a new container without starting it
+    Create(Box<RunArgs>),
+    /// Start one or more stopped containers
+    Start {
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -85,12 +113,31 @@ enum Command {
 enum ImageCommand {
     /// List images
     #[command(alias = "list")]
-    Ls(ImagesArgs),
+    Ls(images::ImagesArgs),
     /// Create an image from a root filesystem tarball
-    Import(ImportArgs),
+    Import(images::ImportArgs),
     /// Remove one or more images
     #[command(alias = "remove")]
-    Rm(RmiArgs),
+    Rm(images::RmiArgs),
+    /// Download an image from a registry
+    Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
+    /// Save one or more images to a tar archive
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(images::LoadArgs),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Display detailed information on one or more images
+    Inspect(images::InspectArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag {
+        /// Existing image
+        source: String,
+        /// New reference
+        target: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,45 +150,6 @@ enum ContainerCommand {
     Rm(RmArgs),
     /// Create and run a new container
     Run(Box<RunArgs>),
-}
-
-#[derive(Args)]
-struct ImportArgs {
-    /// Apply a Dockerfile instruction to the image (ENV, CMD, ENTRYPOINT, WORKDIR, USER, ...)
-    #[arg(short = 'c', long = "change")]
-    change: Vec<String>,
-    /// Commit message recorded in the image history
-    #[arg(short = 'm', long)]
-    message: Option<String>,
-    /// Tarball path, or - to read standard input
-    file: String,
-    /// REPOSITORY[:TAG]
-    reference: Option<String>,
-}
-
-#[derive(Args)]
-struct ImagesArgs {
-    /// Only show image IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Don't truncate output
-    #[arg(long)]
-    no_trunc: bool,
-    /// Show all images (accepted for compatibility; hako has no intermediate images)
-    #[arg(short, long)]
-    all: bool,
-    /// Only images of this REPOSITORY[:TAG]
-    reference: Option<String>,
-}
-
-#[derive(Args)]
-struct RmiArgs {
-    /// Remove even if a container uses the image
-    #[arg(short, long)]
-    force: bool,
-    /// Images
-    #[arg(required = true)]
-    images: Vec<String>,
 }
 
 #[derive(Args)]
@@ -162,9 +170,56 @@ struct RmArgs {
     /// Kill a running container before removing it
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
     /// Containers (name or id)
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Create a volume
+    Create {
+        /// Set metadata for a volume
+        #[arg(short = 'l', long = "label")]
+        label: Vec<String>,
+        /// Volume name (generated when omitted)
+        name: Option<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        /// Only display volume names
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        /// Volumes
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        /// Accepted for compatibility; volumes in use are never removed
+        #[arg(short, long)]
+        force: bool,
+        /// Volumes
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused volumes (anonymous ones; all unused with -a)
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args)]
@@ -248,14 +303,79 @@ struct RunArgs {
     /// Seconds to wait after a forwarded stop signal before killing the container
     #[arg(long)]
     stop_timeout: Option<u64>,
+    /// Memory limit (e.g. 512m, 1g)
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long)]
+    memory_swap: Option<String>,
+    /// Number of CPUs (e.g. 1.5)
+    #[arg(long)]
+    cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Bind mount a volume ([SRC:]DST[:OPTS])
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Mount a tmpfs directory (DST[:OPTS])
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long)]
+    add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Add additional groups to join
+    #[arg(long)]
+    group_add: Vec<String>,
+    /// Sysctl options
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Size of /dev/shm
+    #[arg(long)]
+    shm_size: Option<String>,
+    /// Security options (no-new-privileges)
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    env_file: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// Image
-    image: String,
-    /// Command and arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// IMAGE [COMMAND] [ARG...]: everything from the image on belongs to the container, as
+    /// with Docker (so `-c` after the image is the command's, not `--cpu-shares`).
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    image_and_command: Vec<String>,
 }
 
 /// An error with the exit status Docker would use for it.
@@ -300,19 +420,39 @@ fn open(root: &std::path::Path) -> anyhow::Result<Engine> {
 
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => import(&cli.root, a),
-        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images(&cli.root, a),
-        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi(&cli.root, a),
-        Command::Tag { source, target } => {
-            let engine = open(&cli.root)?;
-            let image = engine.images().resolve(&source)?;
-            let reference = hako_engine::hako_image::Reference::parse(&target)?;
-            engine.images().tag(&image.id, &reference)?;
-            Ok(0)
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            images::import(&cli.root, a)
         }
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::images(&cli.root, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::rmi(&cli.root, a),
+        Command::Tag { source, target } | Command::Image(ImageCommand::Tag { source, target }) => {
+            images::tag(&cli.root, &source, &target)
+        }
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => images::pull(&cli.root, a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => images::push(&cli.root, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => images::save(&cli.root, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => images::load(&cli.root, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            images::history(&cli.root, a)
+        }
+        Command::Image(ImageCommand::Inspect(a)) => images::inspect(&cli.root, a),
+        Command::Login(a) => images::login(a),
+        Command::Logout(a) => images::logout(a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps(&cli.root, a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
+        Command::Create(a) => {
+            let opts = run_options(*a)?;
+            let engine = open(&cli.root).map_err(engine_err)?;
+            println!("{}", run_result(engine.create(&opts))?);
+            Ok(0)
+        }
+        Command::Start { containers } => each_container(&cli.root, &containers, |e, k| e.start(k)),
+        Command::Restart(a) => each_container(&cli.root, &a.containers, |e, k| {
+            e.stop(k, Duration::from_secs(a.time))?;
+            e.start(k)
+        }),
+        Command::Volume(v) => volume(&cli.root, v),
         Command::Stop(a) => stop(&cli.root, a),
         Command::Kill(a) => kill(&cli.root, a),
         Command::Logs(a) => logs(&cli.root, a),
@@ -341,31 +481,6 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
-fn import(root: &std::path::Path, a: ImportArgs) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    let reference = a
-        .reference
-        .as_deref()
-        .map(hako_engine::hako_image::Reference::parse)
-        .transpose()?;
-    let opts = hako_engine::hako_image::ImportOptions {
-        reference,
-        changes: a.change,
-        message: a.message,
-        source: a.file.clone(),
-    };
-    let image = if a.file == "-" {
-        engine.images().import(std::io::stdin().lock(), &opts)?
-    } else {
-        let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
-        engine
-            .images()
-            .import(std::io::BufReader::with_capacity(1 << 20, f), &opts)?
-    };
-    println!("{}", image.id);
-    Ok(0)
-}
-
 fn since(nanos_or_rfc3339: Option<SystemTime>) -> String {
     match nanos_or_rfc3339 {
         Some(t) => {
@@ -387,108 +502,12 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-fn images(root: &std::path::Path, a: ImagesArgs) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    let filter = a
-        .reference
-        .as_deref()
-        .map(hako_engine::hako_image::Reference::parse)
-        .transpose()?;
-    let list = engine.images().list()?;
-    let mut out = TabWriter::new(std::io::stdout().lock())
-        .minwidth(7)
-        .padding(3);
-    if a.quiet {
-        let mut seen = std::collections::HashSet::new();
-        for img in &list {
-            if seen.insert(img.id.clone()) {
-                writeln!(
-                    out,
-                    "{}",
-                    if a.no_trunc {
-                        img.id.as_str()
-                    } else {
-                        short_id(&img.id)
-                    }
-                )?;
-            }
-        }
-        out.flush()?;
-        return Ok(0);
-    }
-    writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")?;
-    for img in &list {
-        let created = img
-            .created
-            .as_deref()
-            .and_then(fmt::parse_rfc3339)
-            .map(|t| since(Some(t)))
-            .unwrap_or_else(|| "N/A".into());
-        let id = if a.no_trunc {
-            img.id.clone()
-        } else {
-            short_id(&img.id).to_string()
-        };
-        let rows: Vec<(String, String)> = if img.repo_tags.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            img.repo_tags
-                .iter()
-                .map(|r| {
-                    (
-                        r.familiar_repository(),
-                        r.tag().unwrap_or("<none>").to_string(),
-                    )
-                })
-                .collect()
-        };
-        for (repo, tag) in rows {
-            if let Some(f) = &filter {
-                if repo != f.familiar_repository()
-                    || (f.tag().is_some() && Some(tag.as_str()) != f.tag())
-                {
-                    continue;
-                }
-            }
-            writeln!(
-                out,
-                "{repo}\t{tag}\t{id}\t{created}\t{}",
-                fmt::human_size(img.size)
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(0)
+fn engine_err(e: anyhow::Error) -> Failure {
+    Failure { code: 125, err: e }
 }
 
-fn rmi(root: &std::path::Path, a: RmiArgs) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    let mut code = 0;
-    for name in &a.images {
-        match engine.remove_image(name, a.force) {
-            Ok(events) => {
-                for e in events {
-                    match e {
-                        hako_engine::hako_image::RemoveEvent::Untagged(r) => {
-                            println!("Untagged: {r}")
-                        }
-                        hako_engine::hako_image::RemoveEvent::Deleted(id) => {
-                            println!("Deleted: {id}")
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("hako: {e}");
-                code = 1;
-            }
-        }
-    }
-    Ok(code)
-}
-
-fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
-    let engine_err = |e: anyhow::Error| Failure { code: 125, err: e };
+/// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
+fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
     if a.tty {
         return Err(engine_err(anyhow::anyhow!(
             "pseudo-TTY allocation (-t) is not supported yet; run without -t (stdin with -i works)"
@@ -505,12 +524,39 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
             .parse()
             .map_err(|e: hako_engine::Error| engine_err(e.into()))?,
     };
-    let engine = open(root).map_err(engine_err)?;
-    let opts = RunOptions {
-        image: a.image,
-        cmd: a.command,
+    let mut no_new_privileges = false;
+    for o in &a.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                no_new_privileges = true
+            }
+            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
+            other => {
+                return Err(engine_err(anyhow::anyhow!(
+                    "security option {other:?} is not supported yet (no-new-privileges is)"
+                )))
+            }
+        }
+    }
+    // --env-file first, so -e given on the command line wins, as with Docker.
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| engine_err(anyhow::anyhow!("open {f}: {e}")))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            env.push(line.to_string());
+        }
+    }
+    env.extend(a.env);
+    Ok(RunOptions {
+        image: a.image_and_command[0].clone(),
+        cmd: a.image_and_command[1..].to_vec(),
         name: a.name,
-        env: a.env,
+        env,
         workdir: a.workdir,
         hostname: a.hostname,
         entrypoint: a.entrypoint,
@@ -522,7 +568,31 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
         cgroup_parent: a.cgroup_parent,
         stop_timeout: a.stop_timeout,
         detach: a.detach,
-    };
+        memory: a.memory,
+        memory_swap: a.memory_swap,
+        cpus: a.cpus,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus,
+        pids_limit: a.pids_limit,
+        ulimits: a.ulimit,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        privileged: a.privileged,
+        volumes: a.volume,
+        tmpfs: a.tmpfs,
+        labels: a.label,
+        add_hosts: a.add_host,
+        dns: a.dns,
+        group_add: a.group_add,
+        sysctls: a.sysctl,
+        shm_size: a.shm_size,
+        no_new_privileges,
+    })
+}
+
+fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
+    let opts = run_options(a)?;
+    let engine = open(root).map_err(engine_err)?;
     let detach = opts.detach;
     let result = engine.run(&opts, &mut |started| {
         for w in started.warnings {
@@ -532,8 +602,13 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
             println!("{}", started.id);
         }
     });
+    run_result(result)
+}
+
+/// Docker's reporting of a failed `run`/`create`: a missing image gets its own first line.
+fn run_result<T>(result: Result<T, hako_engine::Error>) -> Result<T, Failure> {
     match result {
-        Ok(code) => Ok(code),
+        Ok(v) => Ok(v),
         Err(e @ hako_engine::Error::ImageNotFound(_)) => {
             eprintln!("{e}");
             Err(engine_err(anyhow::anyhow!(
@@ -606,7 +681,7 @@ fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let mut code = 0;
     for key in &a.containers {
-        match engine.remove(key, a.force) {
+        match engine.remove(key, a.force, a.volumes) {
             Ok(_) => println!("{key}"),
             Err(e) => {
                 eprintln!("hako: {e}");
@@ -764,5 +839,79 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    match cmd {
+        VolumeCommand::Create { label, name } => {
+            println!("{}", engine.volume_create(name.as_deref(), &label)?);
+            Ok(0)
+        }
+        VolumeCommand::Ls { quiet } => {
+            let list = engine.volume_list()?;
+            let mut out = TabWriter::new(std::io::stdout().lock())
+                .minwidth(7)
+                .padding(3);
+            if !quiet {
+                writeln!(out, "DRIVER\tVOLUME NAME")?;
+            }
+            for v in list {
+                if quiet {
+                    writeln!(out, "{}", v.name)?;
+                } else {
+                    writeln!(out, "{}\t{}", v.driver, v.name)?;
+                }
+            }
+            out.flush()?;
+            Ok(0)
+        }
+        VolumeCommand::Inspect { names } => {
+            let mut found = Vec::new();
+            let mut code = 0;
+            for n in &names {
+                match engine.volume_inspect(n) {
+                    Ok(v) => found.push(v),
+                    Err(e) => {
+                        eprintln!("hako: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&found)?);
+            Ok(code)
+        }
+        VolumeCommand::Rm { names, .. } => {
+            let mut code = 0;
+            for n in &names {
+                match engine.volume_remove(n) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("hako: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        VolumeCommand::Prune { all, force } => {
+            if !force {
+                return Err(anyhow::anyhow!(
+                    "volume prune asks for confirmation, which needs a terminal: pass -f to confirm"
+                )
+                .into());
+            }
+            let (removed, freed) = engine.volume_prune(all)?;
+            if !removed.is_empty() {
+                println!("Deleted Volumes:");
+                for n in &removed {
+                    println!("{n}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", fmt::human_size(freed));
+            Ok(0)
+        }
     }
 }

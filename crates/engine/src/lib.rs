@@ -2,10 +2,13 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+mod limits;
 mod monitor;
 pub mod names;
+pub mod options;
 pub mod spec;
 pub mod user;
+pub mod volumes;
 
 use hako_cgroups::CgroupSystem;
 use hako_image::ImageStore;
@@ -141,7 +144,7 @@ pub struct ContainerInfo {
 }
 
 /// Network choice for `run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// No `--network`: an isolated namespace with loopback until bridge networking exists.
     #[default]
@@ -167,8 +170,9 @@ impl std::str::FromStr for Network {
     }
 }
 
-/// What `hako run` was asked to do.
-#[derive(Debug, Default, Clone)]
+/// What `hako run` was asked to do. Stored with the container so `start` can repeat it.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RunOptions {
     /// Image reference or id.
     pub image: String,
@@ -200,6 +204,44 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `-d`: start under a monitor process and return at once.
     pub detach: bool,
+    /// `-m/--memory`, e.g. "512m".
+    pub memory: Option<String>,
+    /// `--memory-swap` ("-1" for unlimited).
+    pub memory_swap: Option<String>,
+    /// `--cpus`, e.g. "1.5".
+    pub cpus: Option<String>,
+    /// `--cpu-shares`.
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: Option<String>,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+    /// `--ulimit name=soft[:hard]`.
+    pub ulimits: Vec<String>,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `-v [SRC:]DST[:OPTS]`.
+    pub volumes: Vec<String>,
+    /// `--tmpfs DST[:OPTS]`.
+    pub tmpfs: Vec<String>,
+    /// `-l/--label K=V`.
+    pub labels: Vec<String>,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--dns IP`.
+    pub dns: Vec<String>,
+    /// `--group-add GROUP`.
+    pub group_add: Vec<String>,
+    /// `--sysctl K=V`.
+    pub sysctls: Vec<String>,
+    /// `--shm-size`.
+    pub shm_size: Option<String>,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
 }
 
 /// Reported once the container's process is running.
@@ -216,12 +258,55 @@ pub(crate) struct Prepared {
     pub(crate) spec: oci_spec::runtime::Spec,
     pub(crate) overlay: hako_runtime::Overlay,
     pub(crate) cgroup: hako_cgroups::Cgroup,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// A container's options resolved against its image.
+pub(crate) struct Plan {
+    pub(crate) image: hako_image::Image,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) workdir: String,
+    pub(crate) user: user::ResolvedUser,
+    pub(crate) hostname: String,
+    pub(crate) limits: limits::Limits,
+    pub(crate) image_volumes: Vec<String>,
 }
 
 /// An open hako state root.
 pub struct Engine {
     root: PathBuf,
     store: ImageStore,
+}
+
+/// RFC 3339 UTC with nanoseconds, as Docker prints times.
+pub(crate) fn rfc3339(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let sub = nanos.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{sub:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// This process as the owner of a container being started.
+pub(crate) fn self_owner() -> (i32, Option<i64>) {
+    let me = std::process::id() as i32;
+    (me, process_start_time(me))
 }
 
 pub(crate) fn now_nanos() -> i64 {
@@ -231,7 +316,7 @@ pub(crate) fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-fn random_id() -> Result<String> {
+pub(crate) fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| {
         Error::io(
@@ -264,7 +349,21 @@ CREATE TABLE IF NOT EXISTS containers (
     started_at INTEGER,
     finished_at INTEGER,
     auto_remove INTEGER NOT NULL DEFAULT 0,
-    cgroup_parent TEXT
+    cgroup_parent TEXT,
+    config TEXT NOT NULL DEFAULT '{}',
+    owner_pid INTEGER,
+    owner_start INTEGER
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS container_volumes (
+    container_id TEXT NOT NULL,
+    volume TEXT NOT NULL,
+    PRIMARY KEY (container_id, volume)
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 ";
@@ -291,6 +390,23 @@ impl Engine {
             .map_err(|e| Error::io(format!("create state root {}", root.display()), e))?;
         let store = ImageStore::open(root)?;
         store.conn().execute_batch(SCHEMA)?;
+        // State roots made by earlier versions lack these columns.
+        for (column, decl) in [
+            ("config", "TEXT NOT NULL DEFAULT '{}'"),
+            ("owner_pid", "INTEGER"),
+            ("owner_start", "INTEGER"),
+        ] {
+            let has: bool = store.conn().query_row(
+                "SELECT EXISTS(SELECT 1 FROM pragma_table_info('containers') WHERE name = ?1)",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !has {
+                store.conn().execute_batch(&format!(
+                    "ALTER TABLE containers ADD COLUMN {column} {decl}"
+                ))?;
+            }
+        }
         Ok(Engine {
             root: root.to_path_buf(),
             store,
@@ -349,22 +465,22 @@ impl Engine {
         result
     }
 
-    fn run_blocked(
-        &self,
-        opts: &RunOptions,
-        on_start: &mut dyn FnMut(&Started<'_>),
-    ) -> Result<i32> {
-        let image = match self.store.resolve(&opts.image) {
-            Ok(i) => i,
+    fn resolve_image(&self, name: &str) -> Result<hako_image::Image> {
+        match self.store.resolve(name) {
+            Ok(i) => Ok(i),
             Err(hako_image::Error::NotFound(_)) => {
-                let shown = match hako_image::Reference::parse(&opts.image) {
+                let shown = match hako_image::Reference::parse(name) {
                     Ok(r) => r.familiar(),
-                    Err(_) => opts.image.clone(),
+                    Err(_) => name.to_string(),
                 };
-                return Err(Error::ImageNotFound(shown));
+                Err(Error::ImageNotFound(shown))
             }
-            Err(e) => return Err(e.into()),
-        };
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Everything about a container that follows from its options and image, validated.
+    fn plan(&self, id: &str, opts: &RunOptions, image: hako_image::Image) -> Result<Plan> {
         let cfg = image.config.config().clone().unwrap_or_default();
 
         // Docker's precedence: --entrypoint replaces the image's Entrypoint and drops its Cmd;
@@ -385,7 +501,6 @@ impl Engine {
         if args.is_empty() {
             return Err(Error::NoCommand);
         }
-
         let workdir = match (&opts.workdir, cfg.working_dir()) {
             (Some(w), _) => {
                 if !user::is_absolute(w) {
@@ -416,9 +531,16 @@ impl Engine {
             .clone()
             .or_else(|| cfg.user().clone())
             .unwrap_or_default();
-        let user = user::resolve(&user_spec, &layers_top_first)?;
-
-        let id = random_id()?;
+        let mut user = user::resolve(&user_spec, &layers_top_first)?;
+        for g in &opts.group_add {
+            let gid = match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => user::resolve(&format!("0:{g}"), &layers_top_first)?.gid,
+            };
+            if !user.additional_gids.contains(&gid) {
+                user.additional_gids.push(gid);
+            }
+        }
         let hostname = match (&opts.hostname, opts.network) {
             (Some(h), _) => h.clone(),
             (None, Network::Host) => nix::unistd::gethostname()
@@ -432,60 +554,142 @@ impl Engine {
             &hostname,
             &user.home,
         );
+        let limits = limits::Limits::parse(opts)?;
+        let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
+        Ok(Plan {
+            image,
+            args,
+            env,
+            workdir,
+            user,
+            hostname,
+            limits,
+            image_volumes,
+        })
+    }
 
-        let name = self.insert_container(&id, opts, &image.id, &args)?;
-        let dir = self.container_dir(&id);
+    fn run_blocked(
+        &self,
+        opts: &RunOptions,
+        on_start: &mut dyn FnMut(&Started<'_>),
+    ) -> Result<i32> {
+        let image = self.resolve_image(&opts.image)?;
+        let id = random_id()?;
+        let plan = self.plan(&id, opts, image)?;
+        self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
+        self.launch(&id, opts, &plan, opts.detach, on_start)
+    }
+
+    /// `docker create`: records the container; `start` runs it.
+    pub fn create(&self, opts: &RunOptions) -> Result<String> {
+        let image = self.resolve_image(&opts.image)?;
+        let id = random_id()?;
+        let plan = self.plan(&id, opts, image)?;
+        self.insert_container(&id, opts, &plan.image.id, &plan.args, None)?;
+        Ok(id)
+    }
+
+    /// `docker start`: runs a created or exited container again, detached, with its stored
+    /// options and its writable layer as it was left.
+    pub fn start(&self, key: &str) -> Result<String> {
+        let c = self.find(key)?;
+        if c.state == State::Running {
+            return Ok(c.id);
+        }
+        let stored: String = self.store.conn().query_row(
+            "SELECT config FROM containers WHERE id = ?1",
+            [&c.id],
+            |r| r.get(0),
+        )?;
+        let opts: RunOptions = serde_json::from_str(&stored)
+            .map_err(|e| Error::Invalid(format!("stored configuration of {}: {e}", &c.id[..12])))?;
+        let image = self.resolve_image(&c.image_id)?;
+        let plan = self.plan(&c.id, &opts, image)?;
+        let dir = self.container_dir(&c.id);
+        let _ = std::fs::remove_file(dir.join("exit"));
+        let (me, my_start) = self_owner();
+        self.store.conn().execute(
+            "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
+            params![&c.id, me, my_start],
+        )?;
+        let opts = RunOptions {
+            auto_remove: opts.auto_remove,
+            ..opts
+        };
+        self.launch(&c.id, &opts, &plan, true, &mut |_| {})?;
+        Ok(c.id)
+    }
+
+    fn launch(
+        &self,
+        id: &str,
+        opts: &RunOptions,
+        plan: &Plan,
+        detach: bool,
+        on_start: &mut dyn FnMut(&Started<'_>),
+    ) -> Result<i32> {
+        let dir = self.container_dir(id);
         let result = self
-            .prepare_start(
-                &id, &dir, opts, &image, args, env, &workdir, &user, &hostname,
-            )
+            .prepare_start(id, &dir, opts, plan)
             .and_then(|prepared| {
-                if opts.detach {
-                    monitor::start_detached(self, &id, &dir, opts, &prepared).inspect(|_| {
+                if detach {
+                    monitor::start_detached(self, id, &dir, opts, &prepared).inspect(|_| {
                         on_start(&Started {
-                            id: &id,
-                            warnings: &[],
+                            id,
+                            warnings: &prepared.warnings,
                         })
                     })
                 } else {
-                    self.start_and_wait(&id, &dir, opts, &prepared, on_start)
+                    self.start_and_wait(id, &dir, opts, &prepared, on_start)
                 }
             });
-        match &result {
-            Ok(_) => {}
-            Err(e) => {
-                // A container whose start failed stays "Created" like Docker's, unless --rm.
-                if opts.auto_remove {
-                    self.delete_container(&id, &dir);
-                } else {
-                    let _ = self.store.conn().execute(
-                        "UPDATE containers SET state = 'created', exit_code = ?2 WHERE id = ?1",
-                        params![id, e.exit_code()],
-                    );
-                }
+        if let Err(e) = &result {
+            // A container whose start failed stays "Created" like Docker's, unless --rm.
+            if opts.auto_remove {
+                self.delete_container(id, &dir);
+            } else {
+                let _ = self.store.conn().execute(
+                    "UPDATE containers SET state = 'created', exit_code = ?2 WHERE id = ?1",
+                    params![id, e.exit_code()],
+                );
             }
         }
-        let _ = name;
         result
     }
 
+    /// Records a new container. `owner` is the process that will start it (this one for
+    /// `run`), so a crash before the start is recorded can be recognised; `None` for `create`.
     fn insert_container(
         &self,
         id: &str,
         opts: &RunOptions,
         image_id: &str,
         args: &[String],
+        owner: Option<(i32, Option<i64>)>,
     ) -> Result<String> {
         let command = serde_json::to_string(args).map_err(|e| Error::Invalid(e.to_string()))?;
+        let config = serde_json::to_string(opts).map_err(|e| Error::Invalid(e.to_string()))?;
         for attempt in 0..16 {
             let name = match &opts.name {
                 Some(n) => n.clone(),
                 None => names::generate(),
             };
             let r = self.store.conn().execute(
-                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, cgroup_parent)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8 WHERE EXISTS (SELECT 1 FROM images WHERE id = ?4)",
-                params![id, name, opts.image, image_id, command, now_nanos(), opts.auto_remove, opts.cgroup_parent],
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, cgroup_parent, config, owner_pid, owner_start)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?8, ?9, ?10, ?11 WHERE EXISTS (SELECT 1 FROM images WHERE id = ?4)",
+                params![
+                    id,
+                    name,
+                    opts.image,
+                    image_id,
+                    command,
+                    now_nanos(),
+                    opts.auto_remove,
+                    opts.cgroup_parent,
+                    config,
+                    owner.map(|(p, _)| p),
+                    owner.and_then(|(_, t)| t)
+                ],
             );
             match r {
                 Ok(1) => return Ok(name),
@@ -511,18 +715,12 @@ impl Engine {
         unreachable!("the loop returns on its last attempt")
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn prepare_start(
         &self,
         id: &str,
         dir: &Path,
         opts: &RunOptions,
-        image: &hako_image::Image,
-        args: Vec<String>,
-        env: Vec<String>,
-        workdir: &str,
-        user: &user::ResolvedUser,
-        hostname: &str,
+        plan: &Plan,
     ) -> Result<Prepared> {
         let rootfs = dir.join("rootfs");
         let upper = dir.join("upper");
@@ -531,16 +729,22 @@ impl Engine {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
-        let etc = write_etc_files(dir, hostname, opts.network)?;
+        let mut hosts_extra = Vec::new();
+        for h in &opts.add_hosts {
+            hosts_extra.push(options::parse_add_host(h)?);
+        }
+        let etc = write_etc_files(dir, &plan.hostname, opts.network, &hosts_extra, &opts.dns)?;
+        let mounts = self.container_mounts(id, opts, plan)?;
+        let mut warnings = Vec::new();
         let spec = spec::build(&spec::SpecInput {
             rootfs: &rootfs,
-            args,
-            env,
-            cwd: workdir,
-            uid: user.uid,
-            gid: user.gid,
-            additional_gids: user.additional_gids.clone(),
-            hostname,
+            args: plan.args.clone(),
+            env: plan.env.clone(),
+            cwd: &plan.workdir,
+            uid: plan.user.uid,
+            gid: plan.user.gid,
+            additional_gids: plan.user.additional_gids.clone(),
+            hostname: &plan.hostname,
             net: if opts.network == Network::Host {
                 spec::NetMode::Host
             } else {
@@ -548,20 +752,39 @@ impl Engine {
             },
             etc_files: etc,
             readonly_root: opts.read_only,
+            extra_mounts: mounts,
+            caps: plan.limits.capabilities.clone(),
+            privileged: opts.privileged,
+            rlimits: plan.limits.rlimits.clone(),
+            sysctl: plan.limits.sysctls.clone(),
+            shm_size: plan.limits.shm_size,
+            no_new_privileges: opts.no_new_privileges,
         })
         .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
 
         let overlay = hako_runtime::Overlay {
-            lower: image.layers.iter().rev().cloned().collect(),
+            lower: plan.image.layers.iter().rev().cloned().collect(),
             upper,
             work,
         };
         let cgroups = CgroupSystem::detect()?;
         let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;
+        if let Err(e) = cgroup.apply(&plan.limits.resources) {
+            let _ = cgroup.remove();
+            return Err(e.into());
+        }
+        if plan.limits.resources.memory_swap.is_none()
+            && plan.limits.resources.memory_limit.is_some()
+        {
+            // Docker allows as much swap again as memory by default; v1 hosts without swap
+            // accounting cannot enforce it, which Docker also only warns about.
+            warnings.extend(plan.limits.warnings.iter().cloned());
+        }
         Ok(Prepared {
             spec,
             overlay,
             cgroup,
+            warnings,
         })
     }
 
@@ -637,6 +860,12 @@ impl Engine {
     }
 
     pub(crate) fn delete_container(&self, id: &str, dir: &Path) {
+        self.delete_container_with(id, dir, true)
+    }
+
+    /// Deletes the row, then the directory; anonymous volumes go too when `volumes` is set.
+    pub(crate) fn delete_container_with(&self, id: &str, dir: &Path, volumes: bool) {
+        self.release_volumes(id, volumes);
         // Row first: a crash after it leaves only a directory, which `reconcile` sweeps.
         let _ = self
             .store
@@ -676,6 +905,45 @@ impl Engine {
             let dir = self.container_dir(&id);
             let code = monitor::read_exit_file(&dir).unwrap_or(255);
             self.finish(&id, &dir, code, auto_remove)?;
+        }
+        // A start whose owner died before recording the container's process.
+        let orphans: Vec<(String, bool, Option<String>)> = {
+            let mut st = self.store.conn().prepare(
+                "SELECT id, auto_remove, cgroup_parent, owner_pid, owner_start FROM containers WHERE state = 'created' AND owner_pid IS NOT NULL",
+            )?;
+            let it = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i32>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            it.filter_map(|row| row.ok())
+                .filter(|(_, _, _, pid, start)| {
+                    process_start_time(*pid).is_none() || process_start_time(*pid) != *start
+                })
+                .map(|(id, auto, parent, _, _)| (id, auto, parent))
+                .collect()
+        };
+        for (id, auto_remove, parent) in orphans {
+            if cgroups.is_none() {
+                cgroups = Some(CgroupSystem::detect()?);
+            }
+            if let Some(cs) = &cgroups {
+                let cg = cs.open(parent.as_deref(), &format!("hako-{id}"));
+                let _ = cg.kill_all();
+                let _ = cg.remove();
+            }
+            if auto_remove {
+                self.delete_container(&id, &self.container_dir(&id));
+            } else {
+                self.store.conn().execute(
+                    "UPDATE containers SET owner_pid = NULL, owner_start = NULL WHERE id = ?1",
+                    [&id],
+                )?;
+            }
         }
         // Directories without a row are left from a crash between the two steps of a removal.
         if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
@@ -749,7 +1017,7 @@ impl Engine {
     }
 
     /// Removes a container and its writable layer; `force` kills it first if it runs.
-    pub fn remove(&self, key: &str, force: bool) -> Result<String> {
+    pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String> {
         let c = self.find(key)?;
         if c.state == State::Running {
             if !force {
@@ -769,10 +1037,16 @@ impl Engine {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            cg.kill_all()?;
+            // The container's own hako may remove the cgroup at the same moment; only a
+            // process that survives is a failure.
+            if let Err(e) = cg.kill_all() {
+                if pid.is_some_and(|p| process_start_time(p) == start) {
+                    return Err(e.into());
+                }
+            }
             let _ = cg.remove();
         }
-        self.delete_container(&c.id, &self.container_dir(&c.id));
+        self.delete_container_with(&c.id, &self.container_dir(&c.id), volumes);
         Ok(c.id)
     }
 }
@@ -834,14 +1108,34 @@ fn write_etc_files(
     dir: &Path,
     hostname: &str,
     net: Network,
+    extra_hosts: &[String],
+    dns: &[String],
 ) -> Result<[(&'static str, PathBuf); 3]> {
-    let hosts = if net == Network::Host {
+    let mut hosts = if net == Network::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
     };
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv = if net == Network::Host {
+    for line in extra_hosts {
+        hosts.push_str(line);
+        hosts.push('\n');
+    }
+    let resolv = if !dns.is_empty() {
+        // --dns replaces the nameservers and keeps the host's search domains, as Docker does.
+        let mut r: String = host_resolv
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("nameserver"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for d in dns {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::Invalid(format!("{d} is not an ip address")));
+            }
+            r.push_str(&format!("nameserver {d}\n"));
+        }
+        r
+    } else if net == Network::Host {
         host_resolv
     } else {
         container_resolv_conf(&host_resolv)

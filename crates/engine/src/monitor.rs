@@ -89,9 +89,10 @@ pub(crate) fn start_detached(
             let _ = std::fs::File::from(report_r).read_to_string(&mut report);
             if let Some(pid) = report.strip_prefix('P').and_then(|p| p.parse::<i32>().ok()) {
                 // The monitor may already have recorded an exit: only a created row turns running.
+                let monitor = child.as_raw();
                 engine.store.conn().execute(
-                    "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1 AND state = 'created'",
-                    params![id, pid, process_start_time(pid), now_nanos()],
+                    "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4, owner_pid = ?5, owner_start = ?6 WHERE id = ?1 AND state = 'created'",
+                    params![id, pid, process_start_time(pid), now_nanos(), monitor, process_start_time(monitor)],
                 )?;
                 return Ok(0);
             }

@@ -3,8 +3,8 @@
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceBuilder, LinuxDeviceType,
-    LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder, ProcessBuilder, RootBuilder, Spec,
-    SpecBuilder, UserBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,20 @@ pub struct SpecInput<'a> {
     pub etc_files: [(&'a str, PathBuf); 3],
     /// `--read-only`.
     pub readonly_root: bool,
+    /// Volumes, binds and tmpfs mounts from the command line and the image.
+    pub extra_mounts: Vec<oci_spec::runtime::Mount>,
+    /// Capabilities of the process (bounding, effective and permitted).
+    pub caps: HashSet<Capability>,
+    /// `--privileged`: no masked or read-only paths, writable /sys, the host's devices.
+    pub privileged: bool,
+    /// `--ulimit`: (RLIMIT_NAME, soft, hard).
+    pub rlimits: Vec<(String, u64, u64)>,
+    /// `--sysctl`.
+    pub sysctl: Vec<(String, String)>,
+    /// `--shm-size` in bytes.
+    pub shm_size: Option<i64>,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
 }
 
 fn m(dest: &str, typ: &str, source: &str, opts: &[&str]) -> oci_spec::runtime::Mount {
@@ -98,7 +112,7 @@ fn m(dest: &str, typ: &str, source: &str, opts: &[&str]) -> oci_spec::runtime::M
 
 /// Builds the spec.
 pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
-    let caps: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    let caps = input.caps.clone();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -121,7 +135,23 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         .env(input.env.clone())
         .cwd(input.cwd)
         .capabilities(capabilities)
-        .no_new_privileges(false)
+        .no_new_privileges(input.no_new_privileges)
+        .rlimits(
+            input
+                .rlimits
+                .iter()
+                .map(|(name, soft, hard)| {
+                    let typ = name.parse::<PosixRlimitType>().map_err(|_| {
+                        oci_spec::OciSpecError::Other(format!("unknown rlimit {name}"))
+                    })?;
+                    PosixRlimitBuilder::default()
+                        .typ(typ)
+                        .soft(*soft)
+                        .hard(*hard)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )
         .build()?;
 
     let mut mounts = vec![
@@ -149,7 +179,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            if input.privileged {
+                &["nosuid", "noexec", "nodev", "rw"]
+            } else {
+                &["nosuid", "noexec", "nodev", "ro"]
+            },
         ),
         m(
             "/dev/mqueue",
@@ -161,7 +195,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                "mode=1777",
+                &format!("size={}", input.shm_size.unwrap_or(64 << 20)),
+            ],
         ),
     ];
     for (dest, src) in &input.etc_files {
@@ -172,6 +212,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             &["rbind", "rprivate"],
         ));
     }
+    mounts.extend(input.extra_mounts.iter().cloned());
 
     let mut namespaces = Vec::new();
     for t in [
@@ -191,7 +232,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
 
-    let devices = [
+    let mut devices = [
         ("/dev/null", 1, 3),
         ("/dev/zero", 1, 5),
         ("/dev/full", 1, 7),
@@ -212,12 +253,27 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             .build()
     })
     .collect::<Result<Vec<_>, _>>()?;
+    if input.privileged {
+        devices.extend(host_devices()?);
+    }
 
+    let (masked, readonly): (&[&str], &[&str]) = if input.privileged {
+        (&[], &[])
+    } else {
+        (MASKED, READONLY)
+    };
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .devices(devices)
-        .masked_paths(MASKED.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .sysctl(
+            input
+                .sysctl
+                .iter()
+                .cloned()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
+        .masked_paths(masked.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(readonly.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
 
     SpecBuilder::default()
@@ -233,6 +289,43 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         .mounts(mounts)
         .linux(linux)
         .build()
+}
+
+/// The host's device nodes in /dev and /dev/net, for `--privileged` (Docker gives them all).
+fn host_devices() -> Result<Vec<oci_spec::runtime::LinuxDevice>, oci_spec::OciSpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for dir in ["/dev", "/dev/net"] {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            let rdev = meta.rdev();
+            out.push(
+                LinuxDeviceBuilder::default()
+                    .path(e.path())
+                    .typ(typ)
+                    .major(libc::major(rdev) as i64)
+                    .minor(libc::minor(rdev) as i64)
+                    .file_mode(meta.mode() & 0o7777)
+                    .uid(meta.uid())
+                    .gid(meta.gid())
+                    .build()?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -257,6 +350,13 @@ mod tests {
                 ("/etc/resolv.conf", "/c/resolv.conf".into()),
             ],
             readonly_root: false,
+            extra_mounts: vec![],
+            caps: DEFAULT_CAPS.into_iter().collect(),
+            privileged: false,
+            rlimits: vec![("RLIMIT_NOFILE".into(), 10, 20)],
+            sysctl: vec![],
+            shm_size: None,
+            no_new_privileges: false,
         };
         let spec = build(&input).unwrap();
         let linux = spec.linux().as_ref().unwrap();

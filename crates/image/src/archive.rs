@@ -40,9 +40,14 @@ fn append(
 ) -> Result<(), Error> {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
-    h.set_mode(0o644);
     h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
+    if name.ends_with('/') {
+        h.set_mode(0o755);
+        h.set_entry_type(tar::EntryType::Directory);
+    } else {
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+    }
     tar.append_data(&mut h, name, data)
         .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("writing archive: {e}"))))
 }
@@ -391,12 +396,13 @@ fn unpack_plain(input: impl Read, dir: &Path) -> Result<(), Error> {
             .to_string_lossy()
             .into_owned();
         let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir() || path.ends_with('/');
         let rel = path.trim_start_matches("./").trim_end_matches('/');
         if rel.is_empty() {
             continue;
         }
         let dst = safe_rel(dir, rel)?;
-        if kind.is_dir() {
+        if is_dir {
             fs::create_dir_all(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
         } else if kind.is_file() {
             if let Some(parent) = dst.parent() {

@@ -68,7 +68,7 @@ pub enum Error {
     #[error("image store is corrupt: {0}")]
     Corrupt(String),
     /// A filesystem operation failed; the message names the path.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The database failed.
     #[error("image database: {0}")]

@@ -146,7 +146,7 @@ impl Client {
             Payload::File(p) => {
                 let f = File::open(p).map_err(|e| Error::Io {
                     path: p.to_path_buf(),
-                    source: e,
+                    error: e,
                 })?;
                 let req = b.body(f).map_err(build)?;
                 self.agent.run(req).map_err(net)

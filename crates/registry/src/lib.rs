@@ -108,12 +108,12 @@ pub enum Error {
         message: String,
     },
     /// A local file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The local image store failed.
     #[error(transparent)]

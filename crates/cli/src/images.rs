@@ -1,0 +1,575 @@
+//! Image commands: import, images, rmi, tag, pull, push, save, load,
+//! history, image inspect, login, logout.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Args;
+use hako_engine::hako_image::{self, ImportOptions, Reference, RemoveEvent};
+use tabwriter::TabWriter;
+
+use crate::{fmt, open, short_id, since, Failure};
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image (ENV, CMD, ENTRYPOINT, WORKDIR, USER, ...)
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// Commit message recorded in the image history
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Tarball path, or - to read standard input
+    file: String,
+    /// REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Show digests
+    #[arg(long)]
+    digests: bool,
+    /// Show all images (accepted for compatibility; hako has no intermediate images)
+    #[arg(short, long)]
+    all: bool,
+    /// Only images of this REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Remove even if a container uses the image
+    #[arg(short, long)]
+    force: bool,
+    /// Images
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    name: String,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short, long)]
+    quiet: bool,
+    /// NAME[:TAG]
+    name: String,
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    output: Option<String>,
+    /// Images
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short, long)]
+    input: Option<String>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Image
+    image: String,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Images
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short, long)]
+    username: Option<String>,
+    /// Password
+    #[arg(short, long)]
+    password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    password_stdin: bool,
+    /// Registry server (Docker Hub when omitted)
+    server: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// Registry server (Docker Hub when omitted)
+    server: Option<String>,
+}
+
+fn parse_ref(s: &str) -> anyhow::Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
+
+pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let reference = a.reference.as_deref().map(parse_ref).transpose()?;
+    let opts = ImportOptions {
+        reference,
+        changes: a.change,
+        message: a.message,
+        source: a.file.clone(),
+    };
+    let image = if a.file == "-" {
+        engine.images().import(std::io::stdin().lock(), &opts)?
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
+        engine
+            .images()
+            .import(std::io::BufReader::with_capacity(1 << 20, f), &opts)?
+    };
+    println!("{}", image.id);
+    Ok(0)
+}
+
+pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let filter = a.reference.as_deref().map(parse_ref).transpose()?;
+    let list = engine.images().list()?;
+    let mut out = TabWriter::new(std::io::stdout().lock())
+        .minwidth(7)
+        .padding(3);
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for img in &list {
+            if seen.insert(img.id.clone()) {
+                writeln!(
+                    out,
+                    "{}",
+                    if a.no_trunc {
+                        img.id.as_str()
+                    } else {
+                        short_id(&img.id)
+                    }
+                )?;
+            }
+        }
+        out.flush()?;
+        return Ok(0);
+    }
+    if a.digests {
+        writeln!(out, "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE")?;
+    } else {
+        writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")?;
+    }
+    for img in &list {
+        let created = img
+            .created
+            .as_deref()
+            .and_then(fmt::parse_rfc3339)
+            .map(|t| since(Some(t)))
+            .unwrap_or_else(|| "N/A".into());
+        let id = if a.no_trunc {
+            img.id.clone()
+        } else {
+            short_id(&img.id).to_string()
+        };
+        let digests = if a.digests {
+            engine.images().repo_digests(&img.id)?
+        } else {
+            Vec::new()
+        };
+        let rows: Vec<(String, String)> = if img.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.repo_tags
+                .iter()
+                .map(|r| {
+                    (
+                        r.familiar_repository(),
+                        r.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (repo, tag) in rows {
+            if let Some(f) = &filter {
+                if repo != f.familiar_repository()
+                    || (f.tag().is_some() && Some(tag.as_str()) != f.tag())
+                {
+                    continue;
+                }
+            }
+            if a.digests {
+                let digest = digests
+                    .iter()
+                    .filter_map(|d| d.split_once('@'))
+                    .find(|(r, _)| {
+                        Reference::parse(r).is_ok_and(|r| r.familiar_repository() == repo)
+                    })
+                    .map_or("<none>", |(_, d)| d);
+                writeln!(
+                    out,
+                    "{repo}\t{tag}\t{digest}\t{id}\t{created}\t{}",
+                    fmt::human_size(img.size)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{repo}\t{tag}\t{id}\t{created}\t{}",
+                    fmt::human_size(img.size)
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let mut code = 0;
+    for name in &a.images {
+        match engine.remove_image(name, a.force) {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        RemoveEvent::Untagged(r) => println!("Untagged: {r}"),
+                        RemoveEvent::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hako: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn tag(root: &Path, source: &str, target: &str) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let image = engine.images().resolve(source)?;
+    let reference = parse_ref(target)?;
+    engine.images().tag(&image.id, &reference)?;
+    Ok(0)
+}
+
+pub fn pull(root: &Path, a: PullArgs) -> Result<i32, Failure> {
+    let reference = parse_ref(&a.name)?;
+    let platform = a
+        .platform
+        .as_deref()
+        .map(hako_registry::Platform::parse)
+        .transpose()?;
+    let engine = open(root)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut sink = std::io::sink();
+    let progress: &mut dyn Write = if a.quiet { &mut sink } else { &mut stdout };
+    // Docker says this only when the user typed neither tag nor digest.
+    let bare =
+        !a.name.contains('@') && !a.name[a.name.rfind('/').map_or(0, |i| i + 1)..].contains(':');
+    if bare {
+        writeln!(progress, "Using default tag: latest")?;
+    }
+    let opts = hako_registry::PullOptions { platform };
+    hako_registry::pull(engine.images(), &reference, &opts, progress)
+        .with_context(|| format!("pull {}", reference.familiar()))?;
+    writeln!(stdout, "{reference}")?;
+    Ok(0)
+}
+
+pub fn push(root: &Path, a: PushArgs) -> Result<i32, Failure> {
+    let reference = parse_ref(&a.name)?;
+    let engine = open(root)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut sink = std::io::sink();
+    let progress: &mut dyn Write = if a.quiet { &mut sink } else { &mut stdout };
+    hako_registry::push(engine.images(), &reference, progress)
+        .with_context(|| format!("push {}", reference.familiar()))?;
+    if a.quiet {
+        writeln!(stdout, "{reference}")?;
+    }
+    Ok(0)
+}
+
+pub fn save(root: &Path, a: SaveArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let mut list = Vec::new();
+    for name in &a.images {
+        let image = engine.images().resolve(name)?;
+        // Like docker: saving by tag records that tag, by ID records all.
+        let tags = match Reference::parse(name) {
+            Ok(r) if r.tag().is_some() && image.repo_tags.contains(&r) => vec![r],
+            _ => image.repo_tags.clone(),
+        };
+        match list
+            .iter_mut()
+            .find(|(i, _): &&mut (hako_image::Image, Vec<Reference>)| i.id == image.id)
+        {
+            Some((_, t)) => t.extend(tags),
+            None => list.push((image, tags)),
+        }
+    }
+    match a.output.as_deref() {
+        Some(path) if path != "-" => {
+            let tmp = format!("{path}.hako-tmp");
+            let f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
+            let res = engine
+                .images()
+                .save(&list, std::io::BufWriter::with_capacity(1 << 20, &f))
+                .map_err(anyhow::Error::from)
+                .and_then(|_| f.sync_all().with_context(|| format!("write {tmp}")))
+                .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("write {path}")));
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        }
+        _ => {
+            let stdout = std::io::stdout();
+            if std::io::IsTerminal::is_terminal(&stdout) {
+                return Err(anyhow::anyhow!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                )
+                .into());
+            }
+            engine.images().save(
+                &list,
+                std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+pub fn load(root: &Path, a: LoadArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let loaded = match a.input.as_deref() {
+        Some(p) if p != "-" => {
+            let f = std::fs::File::open(p).with_context(|| format!("open {p}"))?;
+            engine.images().load_archive(f)?
+        }
+        _ => engine.images().load_archive(std::io::stdin().lock())?,
+    };
+    if !a.quiet {
+        for l in &loaded {
+            if l.tags.is_empty() {
+                println!("Loaded image ID: {}", l.image.id);
+            }
+            for t in &l.tags {
+                println!("Loaded image: {}", t.familiar());
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let image = engine.images().resolve(&a.image)?;
+    let sizes = engine.images().layer_sizes(&image.id)?;
+    let history = image.config.history().clone().unwrap_or_default();
+    // Sizes belong to the history entries that made a layer, in order.
+    let mut layer = 0usize;
+    let mut rows = Vec::new();
+    for h in &history {
+        let size = if h.empty_layer().unwrap_or(false) {
+            0
+        } else {
+            let s = sizes.get(layer).copied().unwrap_or(0);
+            layer += 1;
+            s
+        };
+        rows.push((h, size));
+    }
+    let mut out = TabWriter::new(std::io::stdout().lock())
+        .minwidth(7)
+        .padding(3);
+    if !a.quiet {
+        writeln!(out, "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT")?;
+    }
+    for (i, (h, size)) in rows.into_iter().rev().enumerate() {
+        let id = if i == 0 {
+            if a.no_trunc {
+                image.id.clone()
+            } else {
+                short_id(&image.id).to_string()
+            }
+        } else {
+            "<missing>".to_string()
+        };
+        if a.quiet {
+            writeln!(out, "{id}")?;
+            continue;
+        }
+        let created = h
+            .created()
+            .as_deref()
+            .and_then(fmt::parse_rfc3339)
+            .map(|t| since(Some(t)))
+            .unwrap_or_else(|| "N/A".into());
+        let by = h
+            .created_by()
+            .clone()
+            .unwrap_or_default()
+            .replace('\t', " ");
+        let by = if a.no_trunc {
+            by
+        } else {
+            fmt::ellipsis(&by, 45)
+        };
+        writeln!(
+            out,
+            "{id}\t{created}\t{by}\t{}\t{}",
+            fmt::human_size(size),
+            h.comment().clone().unwrap_or_default()
+        )?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let mut docs = Vec::new();
+    let mut code = 0;
+    for name in &a.images {
+        let image = match engine.images().resolve(name) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+                continue;
+            }
+        };
+        let raw: serde_json::Value =
+            serde_json::from_slice(&engine.images().read_blob(&image.id)?)?;
+        let repo_digests: Vec<String> = engine
+            .images()
+            .repo_digests(&image.id)?
+            .into_iter()
+            .map(|d| match d.split_once('@') {
+                Some((r, dg)) => match Reference::parse(r) {
+                    Ok(r) => format!("{}@{dg}", r.familiar_repository()),
+                    Err(_) => d.clone(),
+                },
+                None => d,
+            })
+            .collect();
+        let mut doc = serde_json::json!({
+            "Id": image.id,
+            "RepoTags": image.repo_tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
+            "RepoDigests": repo_digests,
+            "Parent": "",
+            "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
+            "Created": raw["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
+            "DockerVersion": raw["docker_version"].as_str().unwrap_or(""),
+            "Author": raw["author"].as_str().unwrap_or(""),
+            "Config": raw.get("config").cloned().unwrap_or(serde_json::Value::Null),
+            "Architecture": raw["architecture"],
+            "Os": raw["os"],
+            "Size": image.size,
+            "GraphDriver": {
+                "Data": {
+                    "LowerDir": image.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                },
+                "Name": "overlay",
+            },
+            "RootFS": {
+                "Type": "layers",
+                "Layers": raw["rootfs"]["diff_ids"],
+            },
+            "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+        });
+        if let Some(v) = raw["variant"].as_str() {
+            doc["Variant"] = v.into();
+        }
+        docs.push(doc);
+    }
+    println!("{}", serde_json::to_string_pretty(&docs)?);
+    Ok(code)
+}
+
+pub fn login(a: LoginArgs) -> Result<i32, Failure> {
+    let domain = hako_registry::login_domain(a.server.as_deref());
+    let username = match a.username {
+        Some(u) => u,
+        None => {
+            eprint!("Username: ");
+            let mut u = String::new();
+            std::io::stdin().lock().read_line(&mut u)?;
+            u.trim().to_string()
+        }
+    };
+    let password = match (a.password, a.password_stdin) {
+        (Some(_), true) => {
+            return Err(
+                anyhow::anyhow!("--password and --password-stdin are mutually exclusive").into(),
+            )
+        }
+        (Some(p), false) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            p
+        }
+        (None, _) => {
+            let mut p = String::new();
+            std::io::stdin().lock().read_line(&mut p)?;
+            p.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    if username.is_empty() || password.is_empty() {
+        return Err(anyhow::anyhow!("username and password are required").into());
+    }
+    let creds = hako_registry::Credentials { username, password };
+    let path = hako_registry::login(&domain, &creds).with_context(|| format!("login {domain}"))?;
+    eprintln!(
+        "WARNING! Your password will be stored unencrypted in {}.",
+        path.display()
+    );
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(a: LogoutArgs) -> Result<i32, Failure> {
+    let domain = hako_registry::login_domain(a.server.as_deref());
+    let shown = if domain == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        domain.clone()
+    };
+    if hako_registry::logout(&domain)? {
+        println!("Removing login credentials for {shown}");
+    } else {
+        println!("Not logged in to {shown}");
+    }
+    Ok(0)
+}

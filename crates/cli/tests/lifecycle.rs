@@ -1,0 +1,410 @@
+//! create/start/restart, resource limits, capabilities, ulimits, volumes and other `run` flags.
+
+mod common;
+
+use common::Root;
+
+/// The container's cgroup directory in the v1 pids hierarchy (or the v2 tree).
+fn cgroup_file(id: &str, v1_controller: &str, file: &str) -> String {
+    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let hierarchy = if std::path::Path::new("/sys/fs/cgroup")
+        .join(v1_controller)
+        .is_dir()
+    {
+        v1_controller
+    } else {
+        ""
+    };
+    let base = mine
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            let matches = if hierarchy.is_empty() {
+                ctrl.is_empty()
+            } else {
+                ctrl.split(',').any(|c| c == v1_controller)
+            };
+            matches.then(|| path.to_string())
+        })
+        .unwrap();
+    let p = std::path::Path::new("/sys/fs/cgroup")
+        .join(hierarchy)
+        .join(base.trim_start_matches('/'))
+        .join(format!("hako-{id}"))
+        .join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn limits_reach_the_cgroup_and_bad_values_are_refused() {
+    let r = Root::with_busybox();
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    let id = id.trim();
+    assert_eq!(
+        cgroup_file(id, "memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(id, "pids", "pids.max"), "20");
+    assert_eq!(cgroup_file(id, "cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file(id, "cpu", "cpu.shares"), "512");
+    // The pids limit is enforced.
+    let (code, out, err) = r.run(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; echo spawned",
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(out, "");
+    assert!(err.contains("can't fork"), "{err}");
+    r.ok(&["rm", "-f", id]);
+
+    let (code, _, err) = r.run(&["run", "--rm", "-m", "lots", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'"),
+        "{err}"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--cap-add", "FLY", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown capability: \"FLY\""), "{err}");
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "kernel.panic=1",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not allowed"), "{err}");
+}
+
+#[test]
+fn capabilities_ulimits_and_security_options() {
+    let r = Root::with_busybox();
+    let caps = r.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    // Docker's default set (0xa80425fb) plus NET_ADMIN (bit 12) minus CHOWN (bit 0).
+    assert!(caps.contains("00000000a80435fa"), "{caps}");
+    let caps = r.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert!(caps.contains("0000000000000000"), "{caps}");
+    let (code, _, _) = r.run(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "chown",
+        "1:1",
+        "/tmp",
+    ]);
+    assert_eq!(code, 1, "without CAP_CHOWN chown fails");
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=100:200",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn"
+        ]),
+        "100\n200\n"
+    );
+    // Above the host's hard limit: clamped with a warning, never a failure.
+    let (code, out, err) = r.run(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=1048576:1048576",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -Hn",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let host_hard = nix_hard_nofile();
+    if host_hard < 1_048_576 {
+        assert!(err.contains("WARNING") && err.contains("clamped"), "{err}");
+        assert_eq!(out.trim(), host_hard.to_string());
+    }
+    let nnp = r.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(nnp.contains('1'), "{nnp}");
+    // --privileged: all capabilities, writable /sys, no masked paths.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; grep ' /sys ' /proc/mounts",
+    ]);
+    let held = std::fs::read_to_string("/proc/self/status").unwrap();
+    let held = held
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        out.contains(&held) && out.contains("sysfs rw"),
+        "{out} (hako holds {held})"
+    );
+}
+
+fn nix_hard_nofile() -> u64 {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
+    l.rlim_max
+}
+
+#[test]
+fn volumes_binds_and_tmpfs() {
+    let r = Root::with_busybox();
+    assert_eq!(r.ok(&["volume", "create", "data"]), "data\n");
+    r.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/srv",
+        "busybox",
+        "sh",
+        "-c",
+        "echo persisted > /srv/f",
+    ]);
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/srv:ro",
+            "busybox",
+            "cat",
+            "/srv/f"
+        ]),
+        "persisted\n"
+    );
+    let (code, _, _) = r.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/srv:ro",
+        "busybox",
+        "touch",
+        "/srv/g",
+    ]);
+    assert_eq!(code, 1, "read-only volume");
+    // A new named volume is filled with the image's content at its mount point.
+    assert!(r
+        .ok(&["run", "--rm", "-v", "etcvol:/etc", "busybox", "ls", "/etc"])
+        .contains("passwd"));
+    let ls = r.ok(&["volume", "ls"]);
+    assert!(
+        ls.starts_with("DRIVER    VOLUME NAME") && ls.contains("data") && ls.contains("etcvol"),
+        "{ls}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&r.ok(&["volume", "inspect", "data"])).unwrap();
+    assert_eq!(inspect[0]["Name"], "data");
+    assert_eq!(inspect[0]["Driver"], "local");
+
+    // In use → refused; free again after rm.
+    r.ok(&[
+        "run",
+        "--name",
+        "user",
+        "-v",
+        "data:/srv",
+        "busybox",
+        "true",
+    ]);
+    let (code, _, err) = r.run(&["volume", "rm", "data"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("volume is in use"), "{err}");
+    r.ok(&["rm", "user"]);
+    r.ok(&["volume", "rm", "data", "etcvol"]);
+
+    // Anonymous volume: kept by rm, removed by rm -v and by --rm.
+    r.ok(&[
+        "run", "--name", "anon", "-v", "/cache", "busybox", "touch", "/cache/x",
+    ]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    r.ok(&["rm", "-v", "anon"]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "");
+    r.ok(&["run", "--rm", "-v", "/cache", "busybox", "true"]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "");
+
+    // Bind mounts: a missing host directory is created, as Docker's -v does.
+    let host = tempfile::tempdir().unwrap();
+    let src = host.path().join("made-by-hako");
+    let spec = format!("{}:/b", src.display());
+    r.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /b/x",
+    ]);
+    assert_eq!(std::fs::read_to_string(src.join("x")).unwrap(), "hi\n");
+    let ro = format!("{}:/b:ro", src.display());
+    assert_eq!(
+        r.run(&["run", "--rm", "-v", &ro, "busybox", "touch", "/b/y"])
+            .0,
+        1
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "-v", "relative/path:/x", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid"), "{err}");
+
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "busybox",
+        "grep",
+        "/scratch",
+        "/proc/mounts",
+    ]);
+    assert!(out.contains("tmpfs") && out.contains("size=1024k"), "{out}");
+}
+
+#[test]
+fn create_start_restart_keep_the_writable_layer() {
+    let r = Root::with_busybox();
+    let id = r.ok(&[
+        "create",
+        "--name",
+        "job",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /runs; cat /runs | wc -l",
+    ]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(r.ok(&["ps", "-a"]).contains("Created"));
+    assert_eq!(r.ok(&["start", "job"]), "job\n");
+    assert_eq!(r.ok(&["wait", "job"]), "0\n");
+    r.ok(&["start", "job"]);
+    r.ok(&["wait", "job"]);
+    assert_eq!(r.ok(&["logs", "job"]), "1\n2\n");
+    r.ok(&["rm", "job"]);
+
+    r.ok(&["run", "-d", "--name", "svc", "busybox", "sleep", "1000"]);
+    assert_eq!(r.ok(&["restart", "-t", "0", "svc"]), "svc\n");
+    assert!(r.ok(&["ps"]).contains("svc"));
+    r.ok(&["rm", "-f", "svc"]);
+}
+
+#[test]
+fn hosts_dns_env_file_and_group_add() {
+    let r = Root::with_busybox();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "9.9.9.9",
+        "busybox",
+        "sh",
+        "-c",
+        "grep db /etc/hosts; grep nameserver /etc/resolv.conf",
+    ]);
+    assert_eq!(out, "10.1.2.3\tdb\nnameserver 9.9.9.9\n");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("env");
+    std::fs::write(&f, "# comment\nA=from-file\nB=from-file\n").unwrap();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        f.to_str().unwrap(),
+        "-e",
+        "B=from-flag",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $B",
+    ]);
+    assert_eq!(out, "from-file from-flag\n");
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            "-u",
+            "hako",
+            "--group-add",
+            "1234",
+            "--group-add",
+            "65534",
+            "busybox",
+            "id",
+            "-G"
+        ]),
+        "1234 65534\n"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--add-host", "bad", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("bad format for add-host"), "{err}");
+}

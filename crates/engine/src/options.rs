@@ -1,0 +1,313 @@
+//! Parsing of Docker's value syntaxes: sizes (`512m`), `--cpus`, `--ulimit`, `-v`, `--tmpfs`,
+//! `--add-host`, capability names. Error texts follow Docker's where it has one.
+
+use crate::{Error, Result};
+
+/// Docker's `RAMInBytes`: a number with an optional b/k/m/g/t/p suffix (binary multiples).
+pub fn parse_size(s: &str, flag: &str) -> Result<i64> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'"
+        ))
+    };
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && !r.ends_with('b'))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('p') => (&t[..t.len() - 1], 1 << 50),
+        _ => (t, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as i64)
+}
+
+/// `--cpus 1.5` → (quota, period) in microseconds with Docker's 100 ms period.
+pub fn parse_cpus(s: &str) -> Result<(i64, u64)> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| Error::Invalid(format!("invalid argument \"{s}\" for \"--cpus\" flag: failed to parse {s} as a rational number")))?;
+    if v <= 0.0 || !v.is_finite() {
+        return Err(Error::Invalid(format!(
+            "Range of CPUs is from 0.01 to the number of CPUs available, got {s}"
+        )));
+    }
+    Ok(((v * 100_000.0).round() as i64, 100_000))
+}
+
+/// `--ulimit nofile=1024:2048` → (OCI name, soft, hard).
+pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+    let bad = |why: &str| {
+        Error::Invalid(format!(
+            "invalid argument \"{s}\" for \"--ulimit\" flag: {why}"
+        ))
+    };
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| bad("expected name=soft[:hard]"))?;
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !known.contains(&name) {
+        return Err(bad(&format!("invalid ulimit type: {name}")));
+    }
+    let parse = |v: &str| -> Result<u64> {
+        if v == "-1" || v == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            v.parse()
+                .map_err(|_| bad(&format!("invalid ulimit value: {v}")))
+        }
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let v = parse(vals)?;
+            (v, v)
+        }
+    };
+    if soft > hard {
+        return Err(bad(&format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
+}
+
+/// A `-v` or `--mount` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSpec {
+    /// A host path bind-mounted into the container.
+    Bind {
+        /// Absolute host path.
+        source: String,
+        /// Absolute container path.
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+        /// Propagation option (`rprivate` unless given).
+        propagation: String,
+    },
+    /// A named (or anonymous, when `name` is None) volume.
+    Volume {
+        /// Volume name; `None` creates an anonymous volume.
+        name: Option<String>,
+        /// Absolute container path.
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+}
+
+/// Docker's `-v [SRC:]DST[:OPTS]`.
+pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
+    let bad = |why: &str| Error::Invalid(format!("invalid volume specification: '{s}': {why}"));
+    let parts: Vec<&str> = s.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [d] => (None, *d, ""),
+        [a, b] if b.starts_with('/') => (Some(*a), *b, ""),
+        [d, o] => (None, *d, *o),
+        [a, b, o] => (Some(*a), *b, *o),
+        _ => return Err(bad("too many colons")),
+    };
+    if !dst.starts_with('/') {
+        return Err(bad(
+            "invalid mount config: the mount destination must be an absolute path",
+        ));
+    }
+    if dst == "/" {
+        return Err(bad("invalid mount config: destination can't be '/'"));
+    }
+    let mut readonly = false;
+    let mut propagation = "rprivate".to_string();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" => readonly = false,
+            "z" | "Z" | "nocopy" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                propagation = o.to_string()
+            }
+            other => return Err(bad(&format!("invalid mode: {other}"))),
+        }
+    }
+    Ok(match src {
+        Some(p) if p.starts_with('/') => VolumeSpec::Bind {
+            source: p.to_string(),
+            target: dst.to_string(),
+            readonly,
+            propagation,
+        },
+        Some(name) => {
+            if !crate::names::valid(name) {
+                return Err(bad(&format!(
+                    "\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+                )));
+            }
+            VolumeSpec::Volume {
+                name: Some(name.to_string()),
+                target: dst.to_string(),
+                readonly,
+            }
+        }
+        None => VolumeSpec::Volume {
+            name: None,
+            target: dst.to_string(),
+            readonly,
+        },
+    })
+}
+
+/// `--tmpfs /run:rw,size=64m` → (target, mount options).
+pub fn parse_tmpfs(s: &str) -> Result<(String, Vec<String>)> {
+    let (target, opts) = s.split_once(':').unwrap_or((s, ""));
+    if !target.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid tmpfs mount '{s}': the destination must be an absolute path"
+        )));
+    }
+    let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
+    o.extend(opts.split(',').filter(|x| !x.is_empty()).map(String::from));
+    Ok((target.to_string(), o))
+}
+
+/// `--add-host name:ip` (also `name=ip`) → an /etc/hosts line.
+pub fn parse_add_host(s: &str) -> Result<String> {
+    let (name, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(|| Error::Invalid(format!("invalid argument \"{s}\" for \"--add-host\" flag: bad format for add-host: \"{s}\"")))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if ip.parse::<std::net::IpAddr>().is_err() && ip != "host-gateway" {
+        return Err(Error::Invalid(format!("invalid argument \"{s}\" for \"--add-host\" flag: invalid IP address in add-host: \"{ip}\"")));
+    }
+    if ip == "host-gateway" {
+        return Err(Error::Invalid(
+            "--add-host host-gateway needs bridge networking, which hako does not have yet".into(),
+        ));
+    }
+    Ok(format!("{ip}\t{name}"))
+}
+
+/// A capability name as Docker accepts it (`NET_ADMIN`, `cap_net_admin`, `ALL`).
+pub fn parse_capability(s: &str) -> Result<Option<oci_spec::runtime::Capability>> {
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("CAP_").unwrap_or(&up);
+    if name == "ALL" {
+        return Ok(None);
+    }
+    name.parse::<oci_spec::runtime::Capability>()
+        .map(Some)
+        .map_err(|_| Error::Invalid(format!("unknown capability: \"{s}\"")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512m", "--memory").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1g", "--memory").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1.5k", "--memory").unwrap(), 1536);
+        assert_eq!(parse_size("100", "--memory").unwrap(), 100);
+        assert_eq!(parse_size("64mb", "--memory").unwrap(), 64 << 20);
+        let e = parse_size("lots", "-m, --memory").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'"
+        );
+        assert!(parse_size("-1m", "--memory").is_err());
+    }
+
+    #[test]
+    fn cpus_and_ulimits() {
+        assert_eq!(parse_cpus("1.5").unwrap(), (150_000, 100_000));
+        assert!(parse_cpus("0").is_err());
+        assert_eq!(
+            parse_ulimit("nofile=1024:2048").unwrap(),
+            ("RLIMIT_NOFILE".into(), 1024, 2048)
+        );
+        assert_eq!(parse_ulimit("core=-1").unwrap().1, u64::MAX);
+        assert!(parse_ulimit("nofile=10:5").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+    }
+
+    #[test]
+    fn volumes() {
+        assert_eq!(
+            parse_volume("/h:/c:ro").unwrap(),
+            VolumeSpec::Bind {
+                source: "/h".into(),
+                target: "/c".into(),
+                readonly: true,
+                propagation: "rprivate".into()
+            }
+        );
+        assert_eq!(
+            parse_volume("data:/var/lib/x").unwrap(),
+            VolumeSpec::Volume {
+                name: Some("data".into()),
+                target: "/var/lib/x".into(),
+                readonly: false
+            }
+        );
+        assert_eq!(
+            parse_volume("/anon").unwrap(),
+            VolumeSpec::Volume {
+                name: None,
+                target: "/anon".into(),
+                readonly: false
+            }
+        );
+        assert!(parse_volume("rel:dst").is_err());
+        assert!(parse_volume("/h:/c:bogus").is_err());
+        assert!(parse_volume("/h:/").is_err());
+    }
+
+    #[test]
+    fn hosts_tmpfs_caps() {
+        assert_eq!(parse_add_host("db:10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("v6=[::1]").unwrap(), "::1\tv6");
+        assert!(parse_add_host("nohost").is_err());
+        assert!(parse_add_host("x:notanip").is_err());
+        assert_eq!(
+            parse_tmpfs("/run:size=1m").unwrap().1.last().unwrap(),
+            "size=1m"
+        );
+        assert!(parse_tmpfs("run").is_err());
+        assert_eq!(
+            parse_capability("net_admin").unwrap(),
+            Some(oci_spec::runtime::Capability::NetAdmin)
+        );
+        assert_eq!(
+            parse_capability("CAP_SYS_ADMIN").unwrap(),
+            Some(oci_spec::runtime::Capability::SysAdmin)
+        );
+        assert_eq!(parse_capability("ALL").unwrap(), None);
+        assert!(parse_capability("FLY").is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! Volumes and the container's extra mounts (`-v`, `--tmpfs`, the image's VOLUME).
+//!
+//! A volume is a directory `ROOT/volumes/<name>/_data`, recorded in the `volumes` table;
+//! `container_volumes` says which containers use which, so in-use volumes are never removed.
+
+use crate::options::{self, VolumeSpec};
+use crate::{now_nanos, random_id, Engine, Error, Plan, Result, RunOptions};
+use oci_spec::runtime::{Mount, MountBuilder};
+use rusqlite::{params, OptionalExtension};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A volume as `volume ls` / `volume inspect` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VolumeInfo {
+    /// Name (64 hex for anonymous volumes).
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Always "local".
+    #[serde(rename = "Driver")]
+    pub driver: &'static str,
+    /// Host directory holding the data.
+    #[serde(rename = "Mountpoint")]
+    pub mountpoint: PathBuf,
+    /// Creation time, RFC 3339.
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    /// `--label` values.
+    #[serde(rename = "Labels")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// "local".
+    #[serde(rename = "Scope")]
+    pub scope: &'static str,
+    #[serde(skip)]
+    /// Created implicitly for a container.
+    pub anonymous: bool,
+}
+
+fn mount(dest: &str, typ: &str, source: &str, opts: Vec<String>) -> Result<Mount> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(opts)
+        .build()
+        .map_err(|e| Error::Invalid(format!("mount {dest}: {e}")))
+}
+
+impl Engine {
+    fn volume_dir(&self, name: &str) -> PathBuf {
+        self.root().join("volumes").join(name).join("_data")
+    }
+
+    /// Creates a volume (idempotent for an existing name, like Docker). Returns its name.
+    pub fn volume_create(&self, name: Option<&str>, labels: &[String]) -> Result<String> {
+        let (name, anonymous) = match name {
+            Some(n) => {
+                if !crate::names::valid(n) {
+                    return Err(Error::Invalid(format!(
+                        "create {n}: \"{n}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+                    )));
+                }
+                (n.to_string(), false)
+            }
+            None => (random_id()?, true),
+        };
+        self.ensure_volume(&name, anonymous, labels)?;
+        Ok(name)
+    }
+
+    /// Returns true when the volume was created by this call.
+    fn ensure_volume(&self, name: &str, anonymous: bool, labels: &[String]) -> Result<bool> {
+        let dir = self.volume_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create volume {name}"), e))?;
+        let labels = serde_json::to_string(labels).unwrap_or_else(|_| "[]".into());
+        let n = self.store.conn().execute(
+            "INSERT OR IGNORE INTO volumes (name, created, anonymous, labels) VALUES (?1, ?2, ?3, ?4)",
+            params![name, now_nanos(), anonymous, labels],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// All volumes, by name.
+    pub fn volume_list(&self) -> Result<Vec<VolumeInfo>> {
+        let mut st = self
+            .store
+            .conn()
+            .prepare("SELECT name, created, anonymous, labels FROM volumes ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, created, anonymous, labels) = row?;
+            let labels: Vec<String> = serde_json::from_str(&labels).unwrap_or_default();
+            out.push(VolumeInfo {
+                mountpoint: self.volume_dir(&name),
+                name,
+                driver: "local",
+                created_at: crate::rfc3339(created),
+                labels: labels
+                    .iter()
+                    .map(|l| match l.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (l.clone(), String::new()),
+                    })
+                    .collect(),
+                scope: "local",
+                anonymous,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One volume.
+    pub fn volume_inspect(&self, name: &str) -> Result<VolumeInfo> {
+        self.volume_list()?
+            .into_iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| Error::Invalid(format!("get {name}: no such volume")))
+    }
+
+    /// Removes a volume unless a container uses it (`force` does not override that, as with Docker).
+    pub fn volume_remove(&self, name: &str) -> Result<()> {
+        self.reconcile()?;
+        let exists: bool = self.store.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM volumes WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(Error::Invalid(format!("get {name}: no such volume")));
+        }
+        let users: Vec<String> = {
+            let mut st = self
+                .store
+                .conn()
+                .prepare("SELECT container_id FROM container_volumes WHERE volume = ?1")?;
+            let rows = st.query_map([name], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if !users.is_empty() {
+            return Err(Error::Invalid(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        self.store
+            .conn()
+            .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
+        let _ = std::fs::remove_dir_all(self.root().join("volumes").join(name));
+        Ok(())
+    }
+
+    /// Removes anonymous volumes no container uses (Docker's default `volume prune`), or all
+    /// unused volumes with `all`. Returns the names and the bytes freed.
+    pub fn volume_prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
+        self.reconcile()?;
+        let names: Vec<String> = {
+            let mut st = self.store.conn().prepare(
+                "SELECT name FROM volumes WHERE (anonymous = 1 OR ?1) AND name NOT IN (SELECT volume FROM container_volumes)",
+            )?;
+            let rows = st.query_map([all], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut freed = 0;
+        for n in &names {
+            freed += disk_usage(&self.volume_dir(n));
+            self.volume_remove(n)?;
+        }
+        Ok((names, freed))
+    }
+
+    /// Forgets a container's volume uses; its anonymous volumes go too when `anonymous` is set
+    /// (`--rm`, `rm -v`).
+    pub(crate) fn release_volumes(&self, id: &str, anonymous: bool) {
+        let anon: Vec<String> = self
+            .store
+            .conn()
+            .prepare(
+                "SELECT v.name FROM container_volumes cv JOIN volumes v ON v.name = cv.volume WHERE cv.container_id = ?1 AND v.anonymous = 1",
+            )
+            .and_then(|mut st| {
+                let rows = st.query_map([id], |r| r.get::<_, String>(0))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap_or_default();
+        let _ = self.store.conn().execute(
+            "DELETE FROM container_volumes WHERE container_id = ?1",
+            [id],
+        );
+        if anonymous {
+            for n in anon {
+                let _ = self.volume_remove(&n);
+            }
+        }
+    }
+
+    /// The mounts of `-v`, `--tmpfs` and the image's VOLUMEs, creating volumes (and missing `-v`
+    /// host directories, as Docker does) on the way.
+    pub(crate) fn container_mounts(
+        &self,
+        id: &str,
+        opts: &RunOptions,
+        plan: &Plan,
+    ) -> Result<Vec<Mount>> {
+        let mut mounts = Vec::new();
+        let mut targets = Vec::new();
+        let mut specs = Vec::new();
+        for v in &opts.volumes {
+            specs.push(options::parse_volume(v)?);
+        }
+        for v in &plan.image_volumes {
+            let covered = specs.iter().any(|s| match s {
+                VolumeSpec::Bind { target, .. } | VolumeSpec::Volume { target, .. } => target == v,
+            });
+            if !covered {
+                specs.push(VolumeSpec::Volume {
+                    name: None,
+                    target: v.clone(),
+                    readonly: false,
+                });
+            }
+        }
+        // Reuse a container's anonymous volumes when it is started again.
+        let mut previous: Vec<(String, String)> = {
+            let mut st = self.store.conn().prepare(
+                "SELECT v.name, '' FROM container_volumes cv JOIN volumes v ON v.name = cv.volume WHERE cv.container_id = ?1 AND v.anonymous = 1 ORDER BY v.name",
+            )?;
+            let rows = st.query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for spec in specs {
+            match spec {
+                VolumeSpec::Bind {
+                    source,
+                    target,
+                    readonly,
+                    propagation,
+                } => {
+                    if !Path::new(&source).exists() {
+                        std::fs::create_dir_all(&source).map_err(|e| {
+                            Error::io(format!("create bind mount source {source}"), e)
+                        })?;
+                    }
+                    let mut o = vec!["rbind".to_string(), propagation];
+                    if readonly {
+                        o.push("ro".into());
+                    }
+                    mounts.push(mount(&target, "bind", &source, o)?);
+                    targets.push(target);
+                }
+                VolumeSpec::Volume {
+                    name,
+                    target,
+                    readonly,
+                } => {
+                    let (name, anonymous) = match name {
+                        Some(n) => (n, false),
+                        None => match previous.pop() {
+                            Some((n, _)) => (n, true),
+                            None => (random_id()?, true),
+                        },
+                    };
+                    let created = self.ensure_volume(&name, anonymous, &[])?;
+                    let data = self.volume_dir(&name);
+                    if created || dir_is_empty(&data) {
+                        // Docker fills an empty volume with what the image has at the mount point.
+                        if let Some(src) = find_in_layers(&plan.image.layers, &target) {
+                            copy_tree(&src, &data).map_err(|e| {
+                                Error::io(format!("fill volume {name} from the image"), e)
+                            })?;
+                        }
+                    }
+                    self.store.conn().execute(
+                        "INSERT OR IGNORE INTO container_volumes (container_id, volume) VALUES (?1, ?2)",
+                        params![id, name],
+                    )?;
+                    let mut o = vec!["rbind".to_string(), "rprivate".to_string()];
+                    if readonly {
+                        o.push("ro".into());
+                    }
+                    mounts.push(mount(&target, "bind", &data.to_string_lossy(), o)?);
+                    targets.push(target);
+                }
+            }
+        }
+        for t in &opts.tmpfs {
+            let (target, o) = options::parse_tmpfs(t)?;
+            mounts.push(mount(&target, "tmpfs", "tmpfs", o)?);
+            targets.push(target);
+        }
+        targets.sort();
+        if let Some(w) = targets.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Invalid(format!("Duplicate mount point: {}", w[0])));
+        }
+        Ok(mounts)
+    }
+
+    /// Whether a volume exists.
+    pub fn volume_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .conn()
+            .query_row("SELECT 1 FROM volumes WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+}
+
+/// Bytes of regular files under `p` (what Docker counts as reclaimed).
+fn disk_usage(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn dir_is_empty(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+/// The directory at `target` in the topmost layer that has it (layers bottom → top).
+fn find_in_layers(layers: &[PathBuf], target: &str) -> Option<PathBuf> {
+    let rel = target.trim_start_matches('/');
+    layers.iter().rev().map(|l| l.join(rel)).find(|p| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+    })
+}
+
+/// Copies a directory tree keeping modes, owners and symlinks (not following them).
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(src)?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()))?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let m = std::fs::symlink_metadata(&from)?;
+        let ft = m.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+            std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        }
+        // Device nodes, sockets and FIFOs are not copied into volumes, as with Docker.
+    }
+    Ok(())
+}
