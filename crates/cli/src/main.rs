@@ -3,6 +3,7 @@
 
 mod fmt;
 mod images;
+mod template;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -87,6 +88,58 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Display detailed information on containers
+    Inspect {
+        /// Format output using a Go template
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Pause all processes within one or more containers
+    Pause {
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container
+    Rename {
+        /// Container
+        container: String,
+        /// New name
+        new_name: String,
+    },
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff {
+        /// Container
+        container: String,
+    },
+    /// Display the running processes of a container
+    Top {
+        /// Container
+        container: String,
+        /// ps options (default: -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Display a live stream of container resource usage
+    Stats {
+        /// Disable streaming stats and only pull the first result
+        #[arg(long)]
+        no_stream: bool,
+        /// Show all containers (default shows just running)
+        #[arg(short, long)]
+        all: bool,
+        /// Containers (default: all running)
+        containers: Vec<String>,
+    },
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -142,6 +195,21 @@ enum ImageCommand {
 
 #[derive(Subcommand)]
 enum ContainerCommand {
+    /// Remove all stopped containers
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Display detailed information on one or more containers
+    Inspect {
+        /// Format output using a Go template
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List containers
     #[command(alias = "list")]
     Ls(PsArgs),
@@ -163,6 +231,18 @@ struct PsArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    latest: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last")]
+    last: Option<usize>,
+    /// Filter output (status=, name=, id=, ancestor=, label=, exited=)
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Format output using a Go template, or "json"
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -394,6 +474,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `hako ps | head` into a panic; a CLI should just end.
+    // SAFETY: restoring the default disposition of one signal before anything else runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -440,6 +523,27 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Logout(a) => images::logout(a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps(&cli.root, a),
+        Command::Container(ContainerCommand::Prune { force }) => {
+            if !force {
+                return Err(anyhow::anyhow!(
+                    "container prune asks for confirmation, which needs a terminal: pass -f to confirm"
+                )
+                .into());
+            }
+            let engine = open(&cli.root)?;
+            let removed = engine.prune()?;
+            if !removed.is_empty() {
+                println!("Deleted Containers:");
+                for id in &removed {
+                    println!("{id}");
+                }
+                println!();
+            }
+            Ok(0)
+        }
+        Command::Container(ContainerCommand::Inspect { format, containers }) => {
+            inspect(&cli.root, format, &containers)
+        }
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
         Command::Create(a) => {
             let opts = run_options(*a)?;
@@ -453,6 +557,30 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             e.start(k)
         }),
         Command::Volume(v) => volume(&cli.root, v),
+        Command::Inspect { format, containers } => inspect(&cli.root, format, &containers),
+        Command::Pause { containers } => each_container(&cli.root, &containers, |e, k| e.pause(k)),
+        Command::Unpause { containers } => {
+            each_container(&cli.root, &containers, |e, k| e.unpause(k))
+        }
+        Command::Rename {
+            container,
+            new_name,
+        } => {
+            open(&cli.root)?.rename(&container, &new_name)?;
+            Ok(0)
+        }
+        Command::Diff { container } => {
+            for (kind, path) in open(&cli.root)?.diff(&container)? {
+                println!("{kind} {path}");
+            }
+            Ok(0)
+        }
+        Command::Top { container, ps_args } => top(&cli.root, &container, &ps_args),
+        Command::Stats {
+            no_stream,
+            all,
+            containers,
+        } => stats(&cli.root, no_stream, all, containers),
         Command::Stop(a) => stop(&cli.root, a),
         Command::Kill(a) => kill(&cli.root, a),
         Command::Logs(a) => logs(&cli.root, a),
@@ -624,7 +752,80 @@ fn run_result<T>(result: Result<T, hako_engine::Error>) -> Result<T, Failure> {
 
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let list = engine.list(a.all)?;
+    let limited = a.latest || a.last.is_some();
+    let mut list = engine.list(a.all || limited || !a.filter.is_empty())?;
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+        list.retain(|c| match k {
+            "status" => {
+                let s = match c.state {
+                    State::Running => "running",
+                    State::Exited => "exited",
+                    State::Created => "created",
+                };
+                s == v
+            }
+            "name" => c.name.contains(v),
+            "id" => c.id.starts_with(v),
+            "ancestor" => {
+                c.image == v
+                    || c.image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
+            }
+            "exited" => {
+                c.state == State::Exited
+                    && c.exit_code.map(|e| e.to_string()) == Some(v.to_string())
+            }
+            "label" => engine
+                .inspect(&c.id)
+                .map(|i| {
+                    let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+                    i["Config"]["Labels"]
+                        .get(lk)
+                        .is_some_and(|x| lv.is_empty() || x == lv)
+                })
+                .unwrap_or(false),
+            _ => true,
+        });
+        if !["status", "name", "id", "ancestor", "exited", "label"].contains(&k) {
+            return Err(anyhow::anyhow!("invalid filter '{k}'").into());
+        }
+    }
+    if !a.all
+        && a.filter.iter().all(|f| !f.starts_with("status="))
+        && !limited
+        && !a.filter.is_empty()
+    {
+        list.retain(|c| c.state == State::Running);
+    }
+    if a.latest {
+        list.truncate(1);
+    } else if let Some(n) = a.last {
+        list.truncate(n);
+    }
+    if let Some(f) = &a.format {
+        let tmpl = template::Format::parse(f)?;
+        let mut out = std::io::stdout().lock();
+        for c in &list {
+            let command = c.command.join(" ");
+            let item = serde_json::json!({
+                "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
+                "Image": c.image,
+                "Command": fmt::go_quote(&if a.no_trunc { command.clone() } else { fmt::ellipsis(&command, 20) }),
+                "CreatedAt": engine_time(c.created),
+                "RunningFor": since(Some(from_nanos(c.created))),
+                "State": match c.state { State::Running => "running", State::Exited => "exited", State::Created => "created" },
+                "Status": status_text(c),
+                "Ports": "",
+                "Names": c.name,
+            });
+            writeln!(out, "{}", tmpl.render(&item)?)?;
+        }
+        return Ok(0);
+    }
     let mut out = TabWriter::new(std::io::stdout().lock())
         .minwidth(7)
         .padding(3);
@@ -646,22 +847,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         } else {
             fmt::ellipsis(&command, 20)
         };
-        let status = match c.state {
-            State::Running => format!(
-                "Up {}",
-                fmt::human_duration(
-                    SystemTime::now()
-                        .duration_since(from_nanos(c.started_at.unwrap_or(c.created)))
-                        .unwrap_or(Duration::ZERO)
-                )
-            ),
-            State::Exited => format!(
-                "Exited ({}) {}",
-                c.exit_code.unwrap_or(0),
-                since(c.finished_at.map(from_nanos))
-            ),
-            State::Created => "Created".to_string(),
-        };
+        let status = status_text(c);
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t\t{}",
@@ -913,5 +1099,174 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             println!("Total reclaimed space: {}", fmt::human_size(freed));
             Ok(0)
         }
+    }
+}
+
+/// Docker's STATUS column: "Up 5 seconds", "Exited (3) 2 minutes ago", "Created".
+fn status_text(c: &hako_engine::ContainerInfo) -> String {
+    match c.state {
+        State::Running => format!(
+            "Up {}",
+            fmt::human_duration(
+                SystemTime::now()
+                    .duration_since(from_nanos(c.started_at.unwrap_or(c.created)))
+                    .unwrap_or(Duration::ZERO)
+            )
+        ),
+        State::Exited => format!(
+            "Exited ({}) {}",
+            c.exit_code.unwrap_or(0),
+            since(c.finished_at.map(from_nanos))
+        ),
+        State::Created => "Created".to_string(),
+    }
+}
+
+/// Docker's CreatedAt format: "2026-11-22 18:30:00 +0000 UTC".
+fn engine_time(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn inspect(
+    root: &std::path::Path,
+    format: Option<String>,
+    keys: &[String],
+) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+    let mut docs = Vec::new();
+    let mut code = 0;
+    for k in keys {
+        match engine.inspect(k) {
+            Ok(d) => docs.push(d),
+            Err(hako_engine::Error::NoSuchContainer(_)) => {
+                eprintln!("hako: Error: No such object: {k}");
+                code = 1;
+            }
+            Err(e) => {
+                eprintln!("hako: {e}");
+                code = 1;
+            }
+        }
+    }
+    match tmpl {
+        Some(t) => {
+            for d in &docs {
+                println!("{}", t.render(d)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&docs)?),
+    }
+    Ok(code)
+}
+
+fn top(root: &std::path::Path, key: &str, ps_args: &[String]) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let pids = engine.pids(key)?;
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-f".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    // The host's ps, limited to the container's processes, as `docker top` does.
+    let status = std::process::Command::new("ps")
+        .args(&args)
+        .arg("-p")
+        .arg(list.join(","))
+        .status()
+        .map_err(|e| anyhow::anyhow!("run ps: {e}"))?;
+    Ok(if status.success() { 0 } else { 1 })
+}
+
+fn stats(
+    root: &std::path::Path,
+    no_stream: bool,
+    all: bool,
+    keys: Vec<String>,
+) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let keys: Vec<String> = if keys.is_empty() {
+        engine.list(all)?.into_iter().map(|c| c.id).collect()
+    } else {
+        keys
+    };
+    let total_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    let sample = |engine: &Engine| -> Result<Vec<hako_engine::ContainerStats>, Failure> {
+        keys.iter()
+            .map(|k| engine.stats(k).map_err(Failure::from))
+            .collect()
+    };
+    let mut prev = sample(&engine)?;
+    let mut prev_t = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(if no_stream { 200 } else { 1000 }));
+        let now = sample(&engine)?;
+        let dt = prev_t.elapsed().as_nanos() as f64;
+        prev_t = std::time::Instant::now();
+        let mut out = TabWriter::new(std::io::stdout().lock())
+            .minwidth(7)
+            .padding(3);
+        if !no_stream {
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
+        writeln!(
+            out,
+            "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
+        )?;
+        for (s, p) in now.iter().zip(prev.iter()) {
+            let cpu = match (s.cpu_ns, p.cpu_ns) {
+                (Some(a), Some(b)) if dt > 0.0 => (a.saturating_sub(b) as f64 / dt) * 100.0,
+                _ => 0.0,
+            };
+            let mem = s.memory.unwrap_or(0);
+            let limit = s.memory_limit.unwrap_or(total_mem);
+            let pct = if limit > 0 {
+                mem as f64 / limit as f64 * 100.0
+            } else {
+                0.0
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{:.2}%\t{} / {}\t{:.2}%\t--\t--\t{}",
+                &s.id[..12],
+                s.name,
+                cpu,
+                fmt::human_binary_size(mem),
+                fmt::human_binary_size(limit),
+                pct,
+                s.pids.unwrap_or(0)
+            )?;
+        }
+        out.flush()?;
+        if no_stream {
+            return Ok(0);
+        }
+        prev = now;
     }
 }

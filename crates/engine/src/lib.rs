@@ -2,6 +2,7 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+mod inspect;
 mod limits;
 mod monitor;
 pub mod names;
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use hako_image;
 pub use hako_runtime;
+pub use inspect::ContainerStats;
 
 /// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,173 @@
+//! inspect, ps filters and formats, pause/unpause, rename, diff, top, stats, container prune.
+
+mod common;
+
+use common::Root;
+
+#[test]
+fn inspect_is_docker_shaped_and_templated() {
+    let r = Root::with_busybox();
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-m",
+        "64m",
+        "-e",
+        "A=1",
+        "-l",
+        "tier=front",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let doc: serde_json::Value = serde_json::from_str(&r.ok(&["inspect", "web"])).unwrap();
+    let c = &doc[0];
+    assert_eq!(c["Id"], id);
+    assert_eq!(c["Name"], "/web");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Running"], true);
+    assert!(c["State"]["Pid"].as_i64().unwrap() > 1);
+    assert_eq!(c["Path"], "sleep");
+    assert_eq!(c["Args"][0], "100");
+    assert_eq!(c["HostConfig"]["Memory"], 64 << 20);
+    assert!(c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "A=1"));
+    assert_eq!(c["Config"]["Labels"]["tier"], "front");
+    assert!(c["Image"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Config.Hostname}}",
+            "web"
+        ]),
+        format!("running {}\n", &id[..12])
+    );
+    assert_eq!(
+        r.ok(&["inspect", "--format", "{{json .Config.Labels}}", "web"]),
+        "{\"tier\":\"front\"}\n"
+    );
+    let (code, _, err) = r.run(&["inspect", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such object: nosuch"), "{err}");
+
+    r.ok(&["pause", "web"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "paused\n"
+    );
+    let (code, _, err) = r.run(&["pause", "web"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already paused"), "{err}");
+    r.ok(&["unpause", "web"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "running\n"
+    );
+
+    let top = r.ok(&["top", "web"]);
+    assert!(
+        top.contains("sleep 100") && top.lines().count() == 2,
+        "{top}"
+    );
+    let stats = r.ok(&["stats", "--no-stream", "web"]);
+    assert!(
+        stats.starts_with("CONTAINER ID")
+            && stats.contains("MEM USAGE / LIMIT")
+            && stats.contains("/ 64MiB"),
+        "{stats}"
+    );
+
+    r.ok(&["rename", "web", "web2"]);
+    assert!(r.ok(&["ps"]).contains("web2"));
+    r.ok(&["rm", "-f", "web2"]);
+}
+
+#[test]
+fn ps_filters_formats_and_prune() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "--name", "ok0", "busybox", "true"]);
+    assert_eq!(
+        r.run(&["run", "--name", "bad3", "busybox", "sh", "-c", "exit 3"])
+            .0,
+        3
+    );
+    r.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "100"]);
+    assert_eq!(r.ok(&["ps", "--format", "{{.Names}}"]), "live\n");
+    assert_eq!(
+        r.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "bad3\nok0\n"
+    );
+    assert_eq!(
+        r.ok(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"]),
+        "bad3\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "ps",
+            "--filter",
+            "name=ok",
+            "-a",
+            "--format",
+            "{{.Names}} {{.State}}"
+        ]),
+        "ok0 exited\n"
+    );
+    assert_eq!(r.ok(&["ps", "-l", "--format", "{{.Names}}"]), "live\n");
+    assert_eq!(
+        r.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]),
+        "live\nbad3\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(r.ok(&["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(json["Names"], "live");
+    assert_eq!(r.run(&["ps", "--filter", "bogus=1"]).0, 1);
+
+    let out = r.ok(&["container", "prune", "-f"]);
+    assert!(
+        out.starts_with("Deleted Containers:\n") && out.lines().count() == 4,
+        "{out}"
+    );
+    assert_eq!(r.ok(&["ps", "-a", "--format", "{{.Names}}"]), "live\n");
+    r.ok(&["rm", "-f", "live"]);
+}
+
+#[test]
+fn diff_shows_the_writable_layer() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "--name",
+        "changer",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /newfile; rm /etc/group; mkdir /tmp/d",
+    ]);
+    let diff = r.ok(&["diff", "changer"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    assert!(lines.contains(&"A /newfile"), "{diff}");
+    assert!(lines.contains(&"D /etc/group"), "{diff}");
+    assert!(
+        lines.contains(&"C /tmp") && lines.contains(&"A /tmp/d"),
+        "{diff}"
+    );
+    assert!(
+        !lines.contains(&"A /etc/hosts"),
+        "hako's own mount points are hidden: {diff}"
+    );
+    r.ok(&["rm", "changer"]);
+}

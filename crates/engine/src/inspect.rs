@@ -1,0 +1,399 @@
+//! Docker-shaped views of containers: `inspect`, `top`, `stats`, `diff`, plus the small
+//! lifecycle commands that need nothing else (`pause`, `unpause`, `rename`, `prune`).
+
+use crate::{monitor, rfc3339, Engine, Error, Result, RunOptions, State};
+use rusqlite::params;
+use serde_json::{json, Value};
+use std::path::Path;
+
+struct Row {
+    pid: Option<i32>,
+    config: String,
+    cgroup_parent: Option<String>,
+}
+
+impl Engine {
+    fn row(&self, id: &str) -> Result<Row> {
+        Ok(self.store.conn().query_row(
+            "SELECT pid, config, cgroup_parent FROM containers WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Row {
+                    pid: r.get(0)?,
+                    config: r.get(1)?,
+                    cgroup_parent: r.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    fn cgroup_of(&self, id: &str, parent: Option<&str>) -> Result<hako_cgroups::Cgroup> {
+        Ok(hako_cgroups::CgroupSystem::detect()?.open(parent, &format!("hako-{id}")))
+    }
+
+    /// `docker inspect` of a container.
+    pub fn inspect(&self, key: &str) -> Result<Value> {
+        let c = self.find(key)?;
+        let row = self.row(&c.id)?;
+        let opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
+        let dir = self.container_dir(&c.id);
+        let paused =
+            c.state == State::Running && self.is_paused(&c.id, row.cgroup_parent.as_deref());
+        let status = match (c.state, paused) {
+            (State::Running, true) => "paused",
+            (State::Running, false) => "running",
+            (State::Exited, _) => "exited",
+            (State::Created, _) => "created",
+        };
+        let plan = self
+            .resolve_image(&c.image_id)
+            .and_then(|img| self.plan(&c.id, &opts, img))
+            .ok();
+        let (env, workdir, hostname, lowers) = match &plan {
+            Some(p) => (
+                p.env.clone(),
+                p.workdir.clone(),
+                p.hostname.clone(),
+                p.image
+                    .layers
+                    .iter()
+                    .rev()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            None => (
+                Vec::new(),
+                String::new(),
+                c.id[..12].to_string(),
+                String::new(),
+            ),
+        };
+        let mounts: Vec<Value> = self
+            .container_mount_views(&c.id, &opts)
+            .into_iter()
+            .collect();
+        let zero_time = "0001-01-01T00:00:00Z".to_string();
+        Ok(json!({
+            "Id": c.id,
+            "Created": rfc3339(c.created),
+            "Path": c.command.first().cloned().unwrap_or_default(),
+            "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
+            "State": {
+                "Status": status,
+                "Running": c.state == State::Running,
+                "Paused": paused,
+                "Restarting": false,
+                "OOMKilled": false,
+                "Dead": false,
+                "Pid": if c.state == State::Running { row.pid.unwrap_or(0) } else { 0 },
+                "ExitCode": c.exit_code.unwrap_or(0),
+                "Error": "",
+                "StartedAt": c.started_at.map(rfc3339).unwrap_or_else(|| zero_time.clone()),
+                "FinishedAt": c.finished_at.map(rfc3339).unwrap_or(zero_time),
+            },
+            "Image": c.image_id,
+            "LogPath": if opts.detach { monitor::log_path(&dir, &c.id).to_string_lossy().into_owned() } else { String::new() },
+            "Name": format!("/{}", c.name),
+            "RestartCount": 0,
+            "Driver": "overlay",
+            "Platform": "linux",
+            "HostConfig": {
+                "AutoRemove": opts.auto_remove,
+                "Binds": opts.volumes,
+                "NetworkMode": match opts.network { crate::Network::Host => "host", crate::Network::None => "none", crate::Network::Default => "default" },
+                "Privileged": opts.privileged,
+                "ReadonlyRootfs": opts.read_only,
+                "CapAdd": opts.cap_add,
+                "CapDrop": opts.cap_drop,
+                "Dns": opts.dns,
+                "ExtraHosts": opts.add_hosts,
+                "GroupAdd": opts.group_add,
+                "Memory": opts.memory.as_deref().and_then(|m| crate::options::parse_size(m, "--memory").ok()).unwrap_or(0),
+                "NanoCpus": opts.cpus.as_deref().and_then(|c| c.parse::<f64>().ok()).map(|c| (c * 1e9) as i64).unwrap_or(0),
+                "CpuShares": opts.cpu_shares.unwrap_or(0),
+                "CpusetCpus": opts.cpuset_cpus.clone().unwrap_or_default(),
+                "PidsLimit": opts.pids_limit,
+                "CgroupParent": opts.cgroup_parent.clone().unwrap_or_default(),
+                "Tmpfs": opts.tmpfs,
+                "Ulimits": opts.ulimits,
+            },
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {
+                    "LowerDir": lowers,
+                    "UpperDir": dir.join("upper"),
+                    "WorkDir": dir.join("work"),
+                    "MergedDir": dir.join("rootfs"),
+                },
+            },
+            "Mounts": mounts,
+            "Config": {
+                "Hostname": hostname,
+                "User": opts.user.clone().unwrap_or_default(),
+                "AttachStdin": opts.interactive,
+                "Tty": false,
+                "OpenStdin": opts.interactive,
+                "Env": env,
+                "Cmd": opts.cmd,
+                "Image": c.image,
+                "WorkingDir": workdir,
+                "Entrypoint": opts.entrypoint.as_ref().map(|e| vec![e.clone()]),
+                "Labels": opts.labels.iter().map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                    (k.to_string(), Value::String(v.to_string()))
+                }).collect::<serde_json::Map<_, _>>(),
+                "StopTimeout": opts.stop_timeout,
+            },
+            "NetworkSettings": {},
+        }))
+    }
+
+    fn container_mount_views(&self, id: &str, opts: &RunOptions) -> Vec<Value> {
+        let mut out = Vec::new();
+        for v in &opts.volumes {
+            if let Ok(crate::options::VolumeSpec::Bind {
+                source,
+                target,
+                readonly,
+                propagation,
+            }) = crate::options::parse_volume(v)
+            {
+                out.push(json!({"Type": "bind", "Source": source, "Destination": target, "Mode": "", "RW": !readonly, "Propagation": propagation}));
+            }
+        }
+        let vols: Vec<String> = self
+            .store
+            .conn()
+            .prepare("SELECT volume FROM container_volumes WHERE container_id = ?1 ORDER BY volume")
+            .and_then(|mut st| st.query_map([id], |r| r.get::<_, String>(0))?.collect())
+            .unwrap_or_default();
+        for v in vols {
+            out.push(json!({"Type": "volume", "Name": v, "Source": self.root().join("volumes").join(&v).join("_data"), "Driver": "local", "RW": true}));
+        }
+        out
+    }
+
+    fn is_paused(&self, id: &str, parent: Option<&str>) -> bool {
+        let Ok(cg) = self.cgroup_of(id, parent) else {
+            return false;
+        };
+        cg.paths().iter().any(|p| {
+            std::fs::read_to_string(p.join("freezer.state"))
+                .map(|s| s.trim() == "FROZEN")
+                .unwrap_or(false)
+                || std::fs::read_to_string(p.join("cgroup.freeze"))
+                    .map(|s| s.trim() == "1")
+                    .unwrap_or(false)
+        })
+    }
+
+    /// `docker pause`: freezes every process of the container.
+    pub fn pause(&self, key: &str) -> Result<String> {
+        let c = self.find(key)?;
+        if c.state != State::Running {
+            return Err(Error::NotRunning(c.id));
+        }
+        let row = self.row(&c.id)?;
+        if self.is_paused(&c.id, row.cgroup_parent.as_deref()) {
+            return Err(Error::Invalid(format!(
+                "Container {} is already paused",
+                c.id
+            )));
+        }
+        self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
+            .freeze()?;
+        Ok(c.id)
+    }
+
+    /// `docker unpause`.
+    pub fn unpause(&self, key: &str) -> Result<String> {
+        let c = self.find(key)?;
+        let row = self.row(&c.id)?;
+        if !self.is_paused(&c.id, row.cgroup_parent.as_deref()) {
+            return Err(Error::Invalid(format!("Container {} is not paused", c.id)));
+        }
+        self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
+            .thaw()?;
+        Ok(c.id)
+    }
+
+    /// `docker rename`.
+    pub fn rename(&self, key: &str, new_name: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let new_name = new_name.trim_start_matches('/');
+        if !crate::names::valid(new_name) {
+            return Err(Error::Invalid(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        match self.store.conn().execute(
+            "UPDATE containers SET name = ?2 WHERE id = ?1",
+            params![c.id, new_name],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let holder = self.find(new_name).map(|h| h.id).unwrap_or_default();
+                Err(Error::NameConflict {
+                    name: new_name.to_string(),
+                    id: holder,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `docker container prune`: removes every stopped container; returns their ids.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let stopped: Vec<String> = self
+            .list(true)?
+            .into_iter()
+            .filter(|c| c.state != State::Running)
+            .map(|c| c.id)
+            .collect();
+        for id in &stopped {
+            self.delete_container_with(id, &self.container_dir(id), false);
+        }
+        Ok(stopped)
+    }
+
+    /// `docker diff`: changes of the writable layer, as (kind, path) with kind A, C or D.
+    pub fn diff(&self, key: &str) -> Result<Vec<(char, String)>> {
+        let c = self.find(key)?;
+        let image = self.resolve_image(&c.image_id)?;
+        let upper = self.container_dir(&c.id).join("upper");
+        let mut out = Vec::new();
+        walk_upper(&upper, &upper, &image.layers, &mut out);
+        // Mount points hako made for the container are not changes the user made, so Docker
+        // leaves them out (they live in its "init" layer).
+        let row = self.row(&c.id)?;
+        let opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
+        let mut hidden: Vec<String> = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for v in &opts.volumes {
+            if let Ok(
+                crate::options::VolumeSpec::Bind { target, .. }
+                | crate::options::VolumeSpec::Volume { target, .. },
+            ) = crate::options::parse_volume(v)
+            {
+                hidden.push(target);
+            }
+        }
+        for t in &opts.tmpfs {
+            if let Ok((target, _)) = crate::options::parse_tmpfs(t) {
+                hidden.push(target);
+            }
+        }
+        out.retain(|(kind, path)| *kind != 'A' || !hidden.contains(path));
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// Host pids of the container's processes (for `top`).
+    pub fn pids(&self, key: &str) -> Result<Vec<i32>> {
+        let c = self.find(key)?;
+        if c.state != State::Running {
+            return Err(Error::Invalid(format!("Container {} is not running", c.id)));
+        }
+        let row = self.row(&c.id)?;
+        let mut pids = self
+            .cgroup_of(&c.id, row.cgroup_parent.as_deref())?
+            .pids()?;
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
+    }
+
+    /// Resource usage for `stats`: (id, name, cpu ns, memory bytes, memory limit, pids).
+    pub fn stats(&self, key: &str) -> Result<ContainerStats> {
+        let c = self.find(key)?;
+        let row = self.row(&c.id)?;
+        let cg = self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?;
+        let s = if c.state == State::Running {
+            cg.stats().unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        let limit = cg
+            .paths()
+            .iter()
+            .find_map(|p| {
+                std::fs::read_to_string(p.join("memory.limit_in_bytes"))
+                    .or_else(|_| std::fs::read_to_string(p.join("memory.max")))
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .filter(|&l| l < (1 << 62));
+        Ok(ContainerStats {
+            id: c.id,
+            name: c.name,
+            cpu_ns: s.cpu_usage_ns,
+            memory: s.memory_usage,
+            memory_limit: limit,
+            pids: s.pids_current,
+        })
+    }
+}
+
+/// One container's usage, as `stats` shows it.
+#[derive(Debug, Clone)]
+pub struct ContainerStats {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Cumulative CPU time in nanoseconds.
+    pub cpu_ns: Option<u64>,
+    /// Memory in use, bytes.
+    pub memory: Option<u64>,
+    /// Memory limit, bytes (None: the host's memory).
+    pub memory_limit: Option<u64>,
+    /// Number of tasks.
+    pub pids: Option<u64>,
+}
+
+fn exists_in_layers(layers: &[std::path::PathBuf], rel: &Path) -> bool {
+    layers
+        .iter()
+        .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+}
+
+fn walk_upper(
+    root: &Path,
+    dir: &Path,
+    layers: &[std::path::PathBuf],
+    out: &mut Vec<(char, String)>,
+) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+        let shown = format!("/{}", rel.display());
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        // overlayfs records deletions as 0:0 character devices.
+        if m.file_type().is_char_device() && m.rdev() == 0 {
+            out.push(('D', shown));
+            continue;
+        }
+        out.push((
+            if exists_in_layers(layers, &rel) {
+                'C'
+            } else {
+                'A'
+            },
+            shown,
+        ));
+        if m.is_dir() {
+            walk_upper(root, &p, layers, out);
+        }
+    }
+}
