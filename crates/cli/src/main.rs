@@ -158,6 +158,12 @@ enum Command {
         /// Container id
         id: String,
     },
+    /// Display system-wide information
+    Info {
+        /// Format output using a Go template, or "json"
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Show the hako version
     Version,
 }
@@ -602,6 +608,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             open(&cli.root)?.finish_detached(&id)?;
             Ok(0)
         }
+        Command::Info { format } => info(&cli.root, format),
         Command::Version => {
             println!("hako version {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -1269,4 +1276,42 @@ fn stats(
         }
         prev = now;
     }
+}
+
+fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let i = engine.info()?;
+    if let Some(f) = format {
+        let doc = serde_json::to_value(&i)?;
+        println!("{}", template::Format::parse(&f)?.render(&doc)?);
+        return Ok(0);
+    }
+    println!("Client:");
+    println!(" Version:    {}", env!("CARGO_PKG_VERSION"));
+    println!(" Context:    daemonless (no server process)");
+    println!();
+    println!("Server:");
+    println!(" Containers: {}", i.containers);
+    println!("  Running: {}", i.containers_running);
+    println!("  Paused: {}", i.containers_paused);
+    println!("  Stopped: {}", i.containers_stopped);
+    println!(" Images: {}", i.images);
+    println!(" Volumes: {}", i.volumes);
+    println!(" Storage Driver: {}", i.driver);
+    println!(" Logging Driver: json-file");
+    println!(" Cgroup Driver: {}", i.cgroup_driver);
+    println!(" Cgroup Version: {}", i.cgroup_version);
+    println!(" Runtime: hako (in-process)");
+    println!(" Security Options:");
+    for s in &i.security_options {
+        println!("  {s}");
+    }
+    println!(" Kernel Version: {}", i.kernel_version);
+    println!(" Operating System: {}", i.operating_system);
+    println!(" OSType: linux");
+    println!(" Architecture: {}", i.architecture);
+    println!(" CPUs: {}", i.ncpu);
+    println!(" Total Memory: {}", fmt::human_binary_size(i.mem_total));
+    println!(" Hako Root Dir: {}", i.root_dir);
+    Ok(0)
 }

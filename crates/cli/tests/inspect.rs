@@ -171,3 +171,27 @@ fn diff_shows_the_writable_layer() {
     );
     r.ok(&["rm", "changer"]);
 }
+
+#[test]
+fn info_counts_and_describes_the_host() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "--name", "stopped", "busybox", "true"]);
+    let info = r.ok(&["info"]);
+    assert!(
+        info.contains(" Containers: 1\n")
+            && info.contains("  Stopped: 1\n")
+            && info.contains(" Images: 1\n"),
+        "{info}"
+    );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(
+        info.contains(&format!(" Kernel Version: {}", kernel.trim())),
+        "{info}"
+    );
+    assert!(info.contains(" Cgroup Version: "), "{info}");
+    assert_eq!(
+        r.ok(&["info", "--format", "{{.Containers}} {{.Images}}"]),
+        "1 1\n"
+    );
+    r.ok(&["rm", "stopped"]);
+}

@@ -397,3 +397,104 @@ fn walk_upper(
         }
     }
 }
+
+/// What `hako info` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SystemInfo {
+    /// All containers.
+    pub containers: usize,
+    /// Running ones.
+    pub containers_running: usize,
+    /// Paused ones.
+    pub containers_paused: usize,
+    /// Stopped or created ones.
+    pub containers_stopped: usize,
+    /// Images in the store.
+    pub images: usize,
+    /// Volumes.
+    pub volumes: usize,
+    /// How container root filesystems are made.
+    pub driver: String,
+    /// "cgroupfs".
+    pub cgroup_driver: String,
+    /// "1", "1 (hybrid)" or "2".
+    pub cgroup_version: String,
+    /// `uname -r`.
+    pub kernel_version: String,
+    /// PRETTY_NAME of the host's os-release.
+    pub operating_system: String,
+    /// uname machine.
+    pub architecture: String,
+    /// Online CPUs.
+    pub ncpu: usize,
+    /// Bytes of RAM.
+    pub mem_total: u64,
+    /// The state root.
+    pub root_dir: String,
+    /// Security features in force.
+    pub security_options: Vec<String>,
+}
+
+impl Engine {
+    /// `hako info`.
+    pub fn info(&self) -> Result<SystemInfo> {
+        let list = self.list(true)?;
+        let running: Vec<_> = list.iter().filter(|c| c.state == State::Running).collect();
+        let paused = running
+            .iter()
+            .filter(|c| {
+                self.row(&c.id)
+                    .map(|r| self.is_paused(&c.id, r.cgroup_parent.as_deref()))
+                    .unwrap_or(false)
+            })
+            .count();
+        let uts = nix::sys::utsname::uname().map_err(|e| Error::Invalid(format!("uname: {e}")))?;
+        let os = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| "Linux".into());
+        let mem_total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .map(|kb| kb * 1024)
+            .unwrap_or(0);
+        let cgroup_version = match hako_cgroups::CgroupSystem::detect()?.mode() {
+            hako_cgroups::Mode::V1 => "1",
+            hako_cgroups::Mode::Hybrid => "1 (hybrid: cgroup2 mounted alongside)",
+            hako_cgroups::Mode::V2 => "2",
+        };
+        Ok(SystemInfo {
+            containers: list.len(),
+            containers_running: running.len() - paused,
+            containers_paused: paused,
+            containers_stopped: list.len() - running.len(),
+            images: self.store.list()?.len(),
+            volumes: self.volume_list()?.len(),
+            driver: "overlay (mounted inside each container's mount namespace)".into(),
+            cgroup_driver: "cgroupfs".into(),
+            cgroup_version: cgroup_version.into(),
+            kernel_version: uts.release().to_string_lossy().into_owned(),
+            operating_system: os,
+            architecture: uts.machine().to_string_lossy().into_owned(),
+            ncpu: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            mem_total,
+            root_dir: self.root().display().to_string(),
+            security_options: vec![
+                "capabilities (Docker's default set)".into(),
+                "masked and read-only /proc paths".into(),
+                "seccomp: not enforced yet".into(),
+            ],
+        })
+    }
+}
