@@ -159,3 +159,36 @@ fn detached_start_failures_are_reported() {
     r.ok(&["rm", "bad"]);
     assert!(monitors(&r).is_empty());
 }
+
+#[test]
+fn a_hundred_concurrent_detached_runs_all_succeed() {
+    let r = Root::with_busybox();
+    let children: Vec<_> = (0..100)
+        .map(|_| {
+            r.cmd(&["run", "-d", "busybox", "sleep", "60"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.insert(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    assert_eq!(ids.len(), 100, "distinct ids");
+    let names = r.ok(&["ps", "--format", "{{.Names}}"]);
+    let distinct: std::collections::BTreeSet<&str> = names.lines().collect();
+    assert_eq!(distinct.len(), 100, "distinct names, all running");
+    let all: Vec<String> = ids.into_iter().collect();
+    let mut args = vec!["rm", "-f"];
+    args.extend(all.iter().map(String::as_str));
+    r.ok(&args);
+    assert!(wait_for(10, || monitors(&r).is_empty()));
+}
