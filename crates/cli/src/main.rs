@@ -158,6 +158,19 @@ enum Command {
         /// Container id
         id: String,
     },
+    /// Copy files between a container and the host (CONTAINER:PATH on one side; - for a tar stream)
+    Cp {
+        /// Archive mode (keep uid/gid of copied files)
+        #[arg(short, long)]
+        archive: bool,
+        /// Always follow symlinks in SRC (accepted; container-side links are never followed)
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        /// Source
+        src: String,
+        /// Destination
+        dst: String,
+    },
     /// Display system-wide information
     Info {
         /// Format output using a Go template, or "json"
@@ -609,6 +622,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Info { format } => info(&cli.root, format),
+        Command::Cp {
+            archive, src, dst, ..
+        } => cp(&cli.root, archive, &src, &dst),
         Command::Version => {
             println!("hako version {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -1313,5 +1329,48 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
     println!(" CPUs: {}", i.ncpu);
     println!(" Total Memory: {}", fmt::human_binary_size(i.mem_total));
     println!(" Hako Root Dir: {}", i.root_dir);
+    Ok(0)
+}
+
+/// Docker's rule: `NAME:PATH` names a container unless the part before ':' looks like a path.
+fn container_part(arg: &str) -> Option<(&str, &str)> {
+    let (c, p) = arg.split_once(':')?;
+    if c.is_empty() || c.contains('/') || c.starts_with('.') {
+        return None;
+    }
+    Some((c, p))
+}
+
+fn cp(root: &std::path::Path, archive: bool, src: &str, dst: &str) -> Result<i32, Failure> {
+    use hako_engine::copy::{HostEnd, HostSink};
+    let engine = open(root)?;
+    match (container_part(src), container_part(dst)) {
+        (Some((c, p)), None) => {
+            if dst == "-" {
+                let mut out = std::io::stdout().lock();
+                engine.copy_from(c, p, HostSink::Tar(&mut out))?;
+            } else {
+                engine.copy_from(c, p, HostSink::Path(std::path::Path::new(dst)))?;
+            }
+        }
+        (None, Some((c, p))) => {
+            if src == "-" {
+                let mut input = std::io::stdin().lock();
+                engine.copy_to(c, p, HostEnd::Tar(&mut input), archive)?;
+            } else {
+                let src_path = std::path::Path::new(src);
+                if std::fs::symlink_metadata(src_path).is_err() {
+                    return Err(anyhow::anyhow!("no such file or directory: {src}").into());
+                }
+                engine.copy_to(c, p, HostEnd::Path(src_path), archive)?;
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(anyhow::anyhow!("copying between containers is not supported").into())
+        }
+        (None, None) => {
+            return Err(anyhow::anyhow!("must specify at least one container source").into())
+        }
+    }
     Ok(0)
 }
