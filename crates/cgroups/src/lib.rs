@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use error::Error;
-use parse::{Kind, CPU, CPUACCT, CPUSET, FREEZER, MEMORY, PIDS, SYSTEMD};
+use parse::{Kind, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, MEMORY, PIDS, SYSTEMD};
 
 /// How cgroups are laid out on the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +160,49 @@ impl CgroupSystem {
             rels: Vec::new(),
             primary: 0,
         })
+    }
+
+    /// Handle to the cgroup whose directories are `dirs` (as returned by
+    /// [`Cgroup::paths`], e.g. recorded by another process). Directories
+    /// outside every known hierarchy are skipped.
+    pub fn open_dirs(&self, dirs: &[PathBuf]) -> Cgroup {
+        let mut cg = Cgroup {
+            paths: Vec::new(),
+            kinds: Vec::new(),
+            rels: Vec::new(),
+            primary: 0,
+        };
+        for dir in dirs {
+            let Some(h) = self
+                .hierarchies
+                .iter()
+                .filter(|h| dir.starts_with(&h.mount_point))
+                .max_by_key(|h| h.mount_point.as_os_str().len())
+            else {
+                continue;
+            };
+            let Ok(rest) = dir.strip_prefix(&h.mount_point) else {
+                continue;
+            };
+            let Some(rel) = rest.to_str().and_then(|r| parse::normalize(r).ok()) else {
+                continue;
+            };
+            if rel.is_empty() {
+                // Never operate on a hierarchy's root.
+                continue;
+            }
+            let is_primary = match self.mode {
+                Mode::V2 => h.kind == Kind::V2,
+                Mode::V1 | Mode::Hybrid => matches!(h.kind, Kind::V1(m) if m & MEMORY != 0),
+            };
+            if is_primary {
+                cg.primary = cg.paths.len();
+            }
+            cg.paths.push(h.mount_point.join(&rel[1..]));
+            cg.kinds.push(h.kind);
+            cg.rels.push(rel);
+        }
+        cg
     }
 
     fn layout(&self, parent: Option<&str>, name: &str) -> Result<Cgroup, Error> {
@@ -353,6 +396,40 @@ pub struct Resources {
     pub cpuset_mems: Option<String>,
     /// Maximum number of tasks.
     pub pids_limit: Option<i64>,
+    /// Device access rules, applied in order (the OCI `linux.resources.devices` list).
+    pub devices: Option<Vec<DeviceRule>>,
+}
+
+/// One device cgroup rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRule {
+    /// Allow (true) or deny (false).
+    pub allow: bool,
+    /// `'a'` (all), `'c'` (character) or `'b'` (block).
+    pub kind: char,
+    /// Major number, `None` for any.
+    pub major: Option<i64>,
+    /// Minor number, `None` for any.
+    pub minor: Option<i64>,
+    /// Any of `r`, `w`, `m`.
+    pub access: String,
+}
+
+impl DeviceRule {
+    /// The line the v1 `devices.allow`/`devices.deny` files take, e.g. `c 1:3 rwm`.
+    pub fn v1_line(&self) -> String {
+        let num = |n: Option<i64>| n.map_or_else(|| "*".to_owned(), |n| n.to_string());
+        if self.kind == 'a' {
+            return format!("a *:* {}", self.access);
+        }
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            num(self.major),
+            num(self.minor),
+            self.access
+        )
+    }
 }
 
 /// Point-in-time usage of a cgroup; `None` when the controller is absent.
@@ -509,6 +586,9 @@ impl Cgroup {
         }
         self.apply_memory(res)?;
         self.apply_cpu(res)?;
+        if let Some(rules) = &res.devices {
+            self.apply_devices(rules)?;
+        }
         if let Some(limit) = res.pids_limit {
             let (dir, _) = self.controller_dir(PIDS, "pids")?;
             let value = if limit > 0 {
@@ -517,6 +597,32 @@ impl Cgroup {
                 Fmt::new(format_args!("max"))
             };
             Self::set(dir, "pids.max", value.bytes(), "pids")?;
+        }
+        Ok(())
+    }
+
+    fn apply_devices(&self, rules: &[DeviceRule]) -> Result<(), Error> {
+        // cgroup v2 filters devices with an eBPF program only; refusing is safer than running
+        // the container with every device open.
+        let dir = self.v1_dir(DEVICES).ok_or_else(|| Error::Unsupported {
+            controller: "devices",
+            path: self.paths.first().cloned().unwrap_or_default(),
+        })?;
+        for rule in rules {
+            if !matches!(rule.kind, 'a' | 'c' | 'b')
+                || rule.access.is_empty()
+                || !rule.access.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
+            {
+                return Err(Error::InvalidResources(
+                    "device rules need type a, c or b and access made of r, w, m",
+                ));
+            }
+            let file = if rule.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            Self::set(dir, file, rule.v1_line().as_bytes(), "devices")?;
         }
         Ok(())
     }
@@ -698,6 +804,23 @@ impl Cgroup {
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Whether the cgroup is (being) frozen.
+    pub fn is_frozen(&self) -> Result<bool, Error> {
+        let mut buf = Vec::new();
+        let (path, frozen): (PathBuf, fn(&str) -> bool) = if let Some(dir) = self.v1_dir(FREEZER) {
+            (dir.join("freezer.state"), |s| s.trim() != "THAWED")
+        } else if let Some(dir) = self.v2_dir() {
+            (dir.join("cgroup.freeze"), |s| s.trim() == "1")
+        } else {
+            return Ok(false);
+        };
+        match fs::read_small(&path, &mut buf) {
+            Ok(s) => Ok(frozen(s)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Read { path, source }),
         }
     }
 

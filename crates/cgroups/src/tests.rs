@@ -159,6 +159,7 @@ fn v1_add_task_apply_and_stats() {
         cpuset_cpus: Some("1-2".into()),
         cpuset_mems: None,
         pids_limit: Some(-1),
+        devices: None,
     })
     .unwrap();
     assert_eq!(t.read("memory/agent/x/c/memory.limit_in_bytes"), "1048576");
@@ -336,6 +337,7 @@ fn v2_enables_missing_controllers_and_applies() {
         cpuset_cpus: Some("0".into()),
         cpuset_mems: Some("0".into()),
         pids_limit: Some(100),
+        devices: None,
     })
     .unwrap();
     let f = |n: &str| t.read(&format!("unified/user.slice/x/c/{n}"));
@@ -484,4 +486,18 @@ fn unsupported_controller_is_reported() {
         "{err}"
     );
     c.remove().unwrap();
+}
+
+#[test]
+fn device_rules_in_v1_syntax() {
+    let rule = |kind, major, minor| crate::DeviceRule {
+        allow: true,
+        kind,
+        major,
+        minor,
+        access: "rwm".into(),
+    };
+    assert_eq!(rule('a', None, None).v1_line(), "a *:* rwm");
+    assert_eq!(rule('c', Some(1), Some(3)).v1_line(), "c 1:3 rwm");
+    assert_eq!(rule('c', Some(136), None).v1_line(), "c 136:* rwm");
 }

@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 const SETUP: u8 = 0;
 const EXEC_NOT_FOUND: u8 = 1;
 const EXEC_CANNOT: u8 = 2;
+/// Sent on the report pipe by a `create`d child once it waits for `start`.
+pub(crate) const READY: u8 = 3;
+/// First byte a `create`d child writes into the exec FIFO when `start` opens it.
+pub(crate) const RELEASED: u8 = b'0';
 
 enum Failure {
     Setup(String),
@@ -51,9 +55,20 @@ fn strip_os_error(e: &io::Error) -> String {
     }
 }
 
+/// Where the child reports a failure: the report pipe until a `create`d child announced it is
+/// ready, then the exec FIFO that `start` reads, and stderr when neither is open.
+struct Channel {
+    report: Option<OwnedFd>,
+    fifo: Option<OwnedFd>,
+}
+
 /// Entry point of the child. Never returns.
 pub(crate) fn run(p: &Prepared, go: OwnedFd, report: OwnedFd) -> ! {
-    let failure = match setup_and_exec(p, go) {
+    let mut channel = Channel {
+        report: Some(report),
+        fifo: None,
+    };
+    let failure = match setup_and_exec(p, go, &mut channel) {
         Err(f) => f,
         Ok(never) => match never {},
     };
@@ -64,12 +79,61 @@ pub(crate) fn run(p: &Prepared, go: OwnedFd, report: OwnedFd) -> ! {
         // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers and buffers.
         Failure::Abandoned => unsafe { libc::_exit(1) },
     };
+    let code = match kind {
+        EXEC_NOT_FOUND => 127,
+        EXEC_CANNOT => 126,
+        _ => 1,
+    };
     let mut buf = Vec::with_capacity(msg.len() + 1);
     buf.push(kind);
     buf.extend_from_slice(msg.as_bytes());
-    let _ = nix::unistd::write(&report, &buf);
+    match channel.report.as_ref().or(channel.fifo.as_ref()) {
+        Some(fd) => {
+            let _ = nix::unistd::write(fd, &buf);
+        }
+        None => {
+            let line = format!("hako-runtime: {msg}\n");
+            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+        }
+    }
     // SAFETY: as above; the parent learns the outcome from the report pipe.
-    unsafe { libc::_exit(1) }
+    unsafe { libc::_exit(code) }
+}
+
+/// For `create`: tells the parent the container is ready, then blocks until `start` opens the
+/// exec FIFO for reading. The FIFO is reopened for writing through the host's /proc, because its
+/// path is outside the container's root.
+fn wait_for_start(p: &Prepared, channel: &mut Channel) -> Res<()> {
+    let Some((fifo, proc)) = &p.exec_fifo else {
+        return Ok(());
+    };
+    if let Some(report) = channel.report.take() {
+        nix::unistd::write(&report, &[READY]).ctx(|| "report readiness".into())?;
+    }
+    let path = CString::new(format!("thread-self/fd/{}", fifo.as_raw_fd()))
+        .map_err(|_| Failure::Setup("NUL in path".into()))?;
+    let w = loop {
+        // SAFETY: openat on a directory descriptor we own with a valid C string; the result is
+        // checked and owned below.
+        let r = unsafe {
+            libc::openat(
+                proc.as_raw_fd(),
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
+        };
+        if r >= 0 {
+            // SAFETY: a fresh descriptor nothing else owns.
+            break unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) };
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e).ctx(|| "open the exec FIFO".into());
+        }
+    };
+    nix::unistd::write(&w, &[RELEASED]).ctx(|| "write the exec FIFO".into())?;
+    channel.fifo = Some(w);
+    Ok(())
 }
 
 /// Parent side: turns the child's report into an error.
@@ -90,7 +154,7 @@ pub(crate) fn decode_report(buf: &[u8]) -> Error {
 
 enum Never {}
 
-fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
+fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never> {
     if p.kill_with_parent {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .ctx(|| "set parent-death signal".into())?;
@@ -146,9 +210,15 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     }
 
     nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
-    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-    // The old root is now stacked under the new one at "."; detaching it hides the host.
-    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
+    if p.no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "move the root to /".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        // The old root is now stacked under the new one at "."; detaching it hides the host.
+        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
+    }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
     drop(root);
     let root: OwnedFd = nix::fcntl::open(
@@ -194,6 +264,21 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
         _ => return Err(Failure::Abandoned),
     }
     drop(go);
+    if p.new_session_keyring {
+        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name creates an anonymous keyring and
+        // reads no memory of ours.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                libc::KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>(),
+            )
+        };
+        // Kernels without keyrings (or seccomp'd hosts) answer ENOSYS; runc goes on there too.
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return Err(io::Error::last_os_error()).ctx(|| "join a new session keyring".into());
+        }
+    }
     if p.new_cgroupns {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .ctx(|| "create cgroup namespace".into())?;
@@ -229,6 +314,7 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     drop(cwd);
     drop(root);
 
+    wait_for_start(p, channel)?;
     switch_user(p)?;
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
@@ -241,7 +327,7 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd) -> Res<Never> {
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            3u32.saturating_add(p.preserve_fds),
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

@@ -45,6 +45,9 @@ pub enum Error {
         /// Docker-style message, e.g. `exec: "foo": executable file not found in $PATH`.
         message: String,
     },
+    /// `start` found no exec FIFO: the container was started already or never created.
+    #[error("the container is not in the created state")]
+    NotCreated,
     /// Putting the new process into its cgroup failed.
     #[error("cgroup: {0}")]
     Cgroup(#[from] hako_cgroups::Error),

@@ -15,7 +15,7 @@ pub mod mounts;
 mod process;
 
 pub use error::{Error, ExecFailure};
-pub use process::{ExitStatus, Running};
+pub use process::{start, Created, ExitStatus, Running};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -67,6 +67,15 @@ pub struct SpawnOptions<'a> {
     /// runs: the place to wire its network namespace (`/proc/PID/ns/net`). An error aborts the
     /// start and kills the child.
     pub before_start: Option<&'a dyn Fn(i32) -> Result<(), String>>,
+    /// Descriptors 3 to 3+N-1 of the caller stay open in the container (runc's `--preserve-fds`,
+    /// e.g. for socket activation); every other inherited descriptor is closed on exec.
+    pub preserve_fds: u32,
+    /// Enter the root with `MS_MOVE` and `chroot` instead of `pivot_root` (runc's `--no-pivot`),
+    /// for roots on filesystems that cannot be pivoted, such as an initramfs.
+    pub no_pivot: bool,
+    /// Join a fresh anonymous session keyring, so the container cannot use the caller's keys
+    /// (runc's default; its `--no-new-keyring` turns it off).
+    pub new_session_keyring: bool,
 }
 
 /// Starts the container described by `spec` and returns once its command has been exec'd.
@@ -74,7 +83,49 @@ pub struct SpawnOptions<'a> {
 /// On error nothing is left running: the child, if it was created, has been killed and reaped.
 pub fn spawn(spec: &Spec, opts: &SpawnOptions<'_>) -> Result<Running, Error> {
     let prepared = Prepared::from_spec(spec, opts)?;
-    process::start(prepared, opts.cgroup, opts.before_start)
+    process::launch(prepared, opts.cgroup, opts.before_start)
+}
+
+/// Creates the container described by `spec` without running its command: the OCI `create`.
+///
+/// The returned process has built its whole environment (namespaces, root filesystem, mounts,
+/// cgroup, working directory) and waits, before `execve`, until someone opens `exec_fifo` for
+/// reading; [`start`] does that. The FIFO is made here and must not exist yet. The child does
+/// not depend on the calling process, which may exit (the child is then reparented to the
+/// nearest subreaper), so `opts.kill_with_parent` should be false for a detached container.
+///
+/// On error nothing is left: the child is killed and reaped and the FIFO removed.
+pub fn create(spec: &Spec, opts: &SpawnOptions<'_>, exec_fifo: &Path) -> Result<Created, Error> {
+    let mut prepared = Prepared::from_spec(spec, opts)?;
+    nix::unistd::mkfifo(exec_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::sys(format!("create {}", exec_fifo.display()), e))?;
+    let opened = (|| -> Result<(OwnedFd, OwnedFd), Error> {
+        let fifo = nix::fcntl::open(
+            exec_fifo,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open {}", exec_fifo.display()), e))?;
+        // The child reopens the FIFO for writing after pivot_root, when its path is no longer
+        // reachable; the host's /proc gives it a way back to that inode through its descriptor.
+        let proc = nix::fcntl::open(
+            "/proc",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open /proc", e))?;
+        Ok((fifo, proc))
+    })();
+    let result = opened.and_then(|(fifo, proc)| {
+        prepared.exec_fifo = Some((fifo, proc));
+        process::create(prepared, opts.cgroup, opts.before_start)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(exec_fifo);
+    }
+    result
 }
 
 /// Everything the child needs, decoded in the parent so the child only makes system calls.
@@ -109,6 +160,11 @@ pub(crate) struct Prepared {
     pub path_env: String,
     pub stdin_null: Option<OwnedFd>,
     pub kill_with_parent: bool,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub new_session_keyring: bool,
+    /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
+    pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
 }
 
 #[derive(Debug)]
@@ -346,13 +402,33 @@ impl Prepared {
         }
 
         let caps = match process.capabilities() {
-            Some(c) => Some(CapSets {
-                bounding: convert_caps(c.bounding())?,
-                effective: convert_caps(c.effective())?,
-                permitted: convert_caps(c.permitted())?,
-                inheritable: convert_caps(c.inheritable())?,
-                ambient: convert_caps(c.ambient())?,
-            }),
+            Some(c) => {
+                let mut sets = CapSets {
+                    bounding: convert_caps(c.bounding())?,
+                    effective: convert_caps(c.effective())?,
+                    permitted: convert_caps(c.permitted())?,
+                    inheritable: convert_caps(c.inheritable())?,
+                    ambient: convert_caps(c.ambient())?,
+                };
+                // The kernel only raises an ambient capability that is both permitted and
+                // inheritable; runc's own default spec asks for others, and runc skips them.
+                let mut skipped: Vec<String> = sets
+                    .ambient
+                    .iter()
+                    .filter(|c| !sets.permitted.contains(c) || !sets.inheritable.contains(c))
+                    .map(|c| c.to_string())
+                    .collect();
+                if !skipped.is_empty() {
+                    skipped.sort();
+                    warnings.push(format!(
+                        "ambient capabilities {} are not both permitted and inheritable; not raised",
+                        skipped.join(", ")
+                    ));
+                    let (p, i) = (sets.permitted.clone(), sets.inheritable.clone());
+                    sets.ambient.retain(|c| p.contains(c) && i.contains(c));
+                }
+                Some(sets)
+            }
             None => None,
         };
 
@@ -431,6 +507,10 @@ impl Prepared {
             path_env,
             stdin_null,
             kill_with_parent: opts.kill_with_parent,
+            preserve_fds: opts.preserve_fds,
+            no_pivot: opts.no_pivot,
+            new_session_keyring: opts.new_session_keyring,
+            exec_fifo: None,
         })
     }
 }

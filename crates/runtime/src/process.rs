@@ -55,11 +55,59 @@ pub struct Running {
     warnings: Vec<String>,
 }
 
-pub(crate) fn start(
+pub(crate) fn launch(
     prepared: Prepared,
     cgroup: Option<&hako_cgroups::Cgroup>,
     before_start: Option<&dyn Fn(i32) -> Result<(), String>>,
 ) -> Result<Running, Error> {
+    let (running, report) = clone_and_start(prepared, cgroup, before_start)?;
+    // EOF without a report means the exec succeeded (the pipe is close-on-exec).
+    if let Some(report) = report {
+        return Err(report.into_error(running));
+    }
+    Ok(running)
+}
+
+pub(crate) fn create(
+    prepared: Prepared,
+    cgroup: Option<&hako_cgroups::Cgroup>,
+    before_start: Option<&dyn Fn(i32) -> Result<(), String>>,
+) -> Result<Created, Error> {
+    let (running, report) = clone_and_start(prepared, cgroup, before_start)?;
+    match report {
+        Some(Report(buf)) if buf == [child::READY] => Ok(Created {
+            running: Some(running),
+        }),
+        Some(report) => Err(report.into_error(running)),
+        // The child closes the report pipe only after announcing it is ready, so silence means
+        // it died (e.g. killed) during setup.
+        None => {
+            drop(running);
+            Err(Error::Setup(
+                "the container process exited during setup".into(),
+            ))
+        }
+    }
+}
+
+/// What the child wrote on the report pipe before closing it.
+struct Report(Vec<u8>);
+
+impl Report {
+    fn into_error(self, mut running: Running) -> Error {
+        let _ = waitpid(running.pid, None);
+        running.reaped = true;
+        child::decode_report(&self.0)
+    }
+}
+
+/// Clones the child, lets it join its cgroup and run `before_start`, and reads its report
+/// (`None`: EOF without a word).
+fn clone_and_start(
+    prepared: Prepared,
+    cgroup: Option<&hako_cgroups::Cgroup>,
+    before_start: Option<&dyn Fn(i32) -> Result<(), String>>,
+) -> Result<(Running, Option<Report>), Error> {
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
 
@@ -90,7 +138,7 @@ pub(crate) fn start(
     let pid = Pid::from_raw(ret as i32);
     drop(go_r);
     drop(err_w);
-    let mut running = Running {
+    let running = Running {
         pid,
         old_mask,
         reaped: false,
@@ -123,13 +171,128 @@ pub(crate) fn start(
     std::fs::File::from(err_r)
         .read_to_end(&mut report)
         .map_err(|e| Error::sys("read the container's start-up report", e))?;
-    if !report.is_empty() {
-        let _ = waitpid(pid, None);
-        running.reaped = true;
-        return Err(child::decode_report(&report));
+    if !report.is_empty() && report != [child::READY] {
+        return Ok((running, Some(Report(report))));
     }
     started?;
-    Ok(running)
+    Ok((running, (!report.is_empty()).then_some(Report(report))))
+}
+
+/// A container whose process has set everything up and waits for [`start`] before exec.
+///
+/// Dropping it without [`detach`](Self::detach) or [`into_running`](Self::into_running) kills
+/// the container, so an error between `create` and recording its state leaves nothing behind.
+#[derive(Debug)]
+pub struct Created {
+    running: Option<Running>,
+}
+
+impl Created {
+    /// The container process's pid on the host.
+    pub fn pid(&self) -> i32 {
+        self.running.as_ref().map_or(0, Running::pid)
+    }
+
+    /// Non-fatal problems met while creating (e.g. rlimits clamped to the host's hard limit).
+    pub fn warnings(&self) -> &[String] {
+        self.running.as_ref().map_or(&[], Running::warnings)
+    }
+
+    /// Lets the container live on without this handle (and without this process: it is
+    /// reparented to the nearest subreaper when the caller exits). Returns its pid.
+    pub fn detach(mut self) -> i32 {
+        let running = self
+            .running
+            .take()
+            .expect("a Created always holds its process");
+        let pid = running.pid;
+        let mask = running.old_mask;
+        std::mem::forget(running);
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+        pid.as_raw()
+    }
+
+    /// Keeps supervising the container from this process (its parent), e.g. for a foreground
+    /// `run`: call [`start`] and then [`Running::wait`].
+    pub fn into_running(mut self) -> Running {
+        self.running
+            .take()
+            .expect("a Created always holds its process")
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        // Running's Drop kills and reaps the child and restores the signal mask.
+        self.running.take();
+    }
+}
+
+/// How often `start` checks that a container it waits for is still alive.
+const START_POLL: Duration = Duration::from_millis(50);
+
+/// Lets a container made by [`crate::create`] exec its command: opens its exec FIFO, waits for
+/// the process to check in, removes the FIFO (so a second `start` finds none) and returns once
+/// the command was exec'd or the reason it could not be.
+pub fn start(exec_fifo: &std::path::Path, pid: i32) -> Result<(), Error> {
+    use nix::fcntl::OFlag;
+    let fd = match nix::fcntl::open(
+        exec_fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Err(Error::NotCreated),
+        Err(e) => return Err(Error::sys(format!("open {}", exec_fifo.display()), e)),
+    };
+    let _ = std::fs::remove_file(exec_fifo);
+    // A FIFO reader that never had a writer sees neither data nor a hangup, so poll until the
+    // child opens its end, and meanwhile make sure it has not died.
+    loop {
+        let mut pfd = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(
+            &mut pfd,
+            nix::poll::PollTimeout::from(START_POLL.as_millis() as u16),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {
+                if !process_alive(pid) {
+                    return Err(Error::Setup(
+                        "the container process exited before it was started".into(),
+                    ));
+                }
+            }
+            Ok(_) => break,
+            Err(e) => return Err(Error::sys("wait for the container process", e)),
+        }
+    }
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
+        .map_err(|e| Error::sys("make the exec FIFO blocking", e))?;
+    let mut buf = Vec::new();
+    std::fs::File::from(fd)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::sys("read the container's start report", e))?;
+    match buf.split_first() {
+        Some((&child::RELEASED, [])) => Ok(()),
+        Some((&child::RELEASED, report)) => Err(child::decode_report(report)),
+        _ => Err(Error::Setup(
+            "the container process exited before it was started".into(),
+        )),
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub(crate) fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
 }
 
 impl Running {

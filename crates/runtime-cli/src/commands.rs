@@ -1,0 +1,760 @@
+//! The container life-cycle commands: create, start, run, state, kill, delete, list, ps,
+//! pause and resume.
+
+use crate::hooks;
+use crate::state::{self, fifo_path, Container, Saved, Status};
+use crate::{CreateArgs, Logger};
+use anyhow::{anyhow, bail, Context, Result};
+use hako_cgroups::{Cgroup, CgroupSystem, DeviceRule, Resources};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Everything `create` made, undone unless it completes.
+struct Rollback {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Rollback {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all();
+            let _ = cg.remove();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let spec: Spec =
+        serde_json::from_slice(&data).map_err(|e| anyhow!("invalid {}: {e}", path.display()))?;
+    let major = spec.version().split('.').next().unwrap_or("");
+    if major != "1" {
+        bail!(
+            "invalid {}: ociVersion {:?} is not supported (this runtime implements 1.x)",
+            path.display(),
+            spec.version()
+        );
+    }
+    Ok(spec)
+}
+
+/// Where linux.cgroupsPath puts the container: `(parent, name)` for `CgroupSystem::create`.
+fn cgroup_location(spec: &Spec, id: &str) -> Result<(Option<String>, String)> {
+    let path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.is_empty() {
+        // Nested under the caller's cgroup, like a relative path: a runtime invoked from a
+        // delegated subtree must stay inside it.
+        return Ok((None, id.to_owned()));
+    }
+    if path.contains(':') {
+        bail!("linux.cgroupsPath {path:?} is in systemd's slice:prefix:name form, which needs the systemd cgroup driver (not supported yet)");
+    }
+    if let Some(abs) = path.strip_prefix('/') {
+        let abs = abs.trim_end_matches('/');
+        return Ok(match abs.rsplit_once('/') {
+            Some((parent, name)) => (Some(format!("/{parent}")), name.to_owned()),
+            None if abs.is_empty() => bail!("linux.cgroupsPath must not be the root cgroup"),
+            None => (Some("/".to_owned()), abs.to_owned()),
+        });
+    }
+    Ok((None, path))
+}
+
+/// runc allows these on top of the spec's device rules, as every container needs them.
+const DEFAULT_DEVICE_RULES: [(char, Option<i64>, Option<i64>, &str); 11] = [
+    ('c', None, None, "m"),
+    ('b', None, None, "m"),
+    ('c', Some(1), Some(3), "rwm"),
+    ('c', Some(1), Some(8), "rwm"),
+    ('c', Some(1), Some(7), "rwm"),
+    ('c', Some(5), Some(0), "rwm"),
+    ('c', Some(1), Some(5), "rwm"),
+    ('c', Some(1), Some(9), "rwm"),
+    ('c', Some(5), Some(1), "rwm"),
+    ('c', Some(136), None, "rwm"),
+    ('c', Some(5), Some(2), "rwm"),
+];
+
+fn resources(spec: &Spec) -> Result<Option<Resources>> {
+    let Some(linux) = spec.linux() else {
+        return Ok(None);
+    };
+    let Some(r) = linux.resources() else {
+        return Ok(None);
+    };
+    let unsupported = |what: &str| anyhow!("linux.resources.{what} is not supported yet");
+    let mut out = Resources::default();
+    if let Some(m) = r.memory() {
+        out.memory_limit = m.limit();
+        out.memory_swap = m.swap();
+        if m.reservation().is_some_and(|v| v > 0) {
+            return Err(unsupported("memory.reservation"));
+        }
+        if m.kernel().is_some_and(|v| v > 0) || m.kernel_tcp().is_some_and(|v| v > 0) {
+            return Err(unsupported("memory.kernel"));
+        }
+        if m.swappiness().is_some() {
+            return Err(unsupported("memory.swappiness"));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            return Err(unsupported("memory.disableOOMKiller"));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        out.cpu_shares = c.shares();
+        out.cpu_quota = c.quota();
+        out.cpu_period = c.period();
+        out.cpuset_cpus = c.cpus().clone().filter(|s| !s.is_empty());
+        out.cpuset_mems = c.mems().clone().filter(|s| !s.is_empty());
+        if c.realtime_runtime().is_some_and(|v| v != 0)
+            || c.realtime_period().is_some_and(|v| v != 0)
+        {
+            return Err(unsupported("cpu.realtimeRuntime/realtimePeriod"));
+        }
+        if c.idle().is_some_and(|v| v != 0) {
+            return Err(unsupported("cpu.idle"));
+        }
+    }
+    if let Some(p) = r.pids() {
+        out.pids_limit = Some(p.limit());
+    }
+    if let Some(b) = r.block_io() {
+        let set = b.weight().is_some_and(|w| w != 0)
+            || b.leaf_weight().is_some_and(|w| w != 0)
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_read_bps_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            || b.throttle_write_bps_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            || b.throttle_read_iops_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            || b.throttle_write_iops_device()
+                .as_ref()
+                .is_some_and(|v| !v.is_empty());
+        if set {
+            return Err(unsupported("blockIO"));
+        }
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("hugepageLimits"));
+    }
+    if r.network().is_some() {
+        return Err(unsupported("network"));
+    }
+    if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("rdma"));
+    }
+    if r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("unified"));
+    }
+    if let Some(devs) = r.devices() {
+        let mut rules = Vec::new();
+        for d in devs {
+            use oci_spec::runtime::LinuxDeviceType as T;
+            let kind = match d.typ() {
+                None | Some(T::A) => 'a',
+                Some(T::C) | Some(T::U) => 'c',
+                Some(T::B) => 'b',
+                Some(T::P) => continue,
+            };
+            rules.push(DeviceRule {
+                allow: d.allow(),
+                kind,
+                major: d.major(),
+                minor: d.minor(),
+                access: d.access().clone().unwrap_or_else(|| "rwm".into()),
+            });
+        }
+        for (kind, major, minor, access) in DEFAULT_DEVICE_RULES {
+            rules.push(DeviceRule {
+                allow: true,
+                kind,
+                major,
+                minor,
+                access: access.into(),
+            });
+        }
+        // The devices the spec asks us to create must be usable.
+        for d in linux.devices().iter().flatten() {
+            use oci_spec::runtime::LinuxDeviceType as T;
+            let kind = match d.typ() {
+                T::C | T::U => 'c',
+                T::B => 'b',
+                _ => continue,
+            };
+            rules.push(DeviceRule {
+                allow: true,
+                kind,
+                major: Some(d.major()),
+                minor: Some(d.minor()),
+                access: "rwm".into(),
+            });
+        }
+        out.devices = Some(rules);
+    }
+    Ok(Some(out))
+}
+
+/// runc creates these in every container, whether the spec lists them or not.
+fn add_default_devices(spec: &mut Spec) -> Result<()> {
+    use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType};
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    for (path, major, minor) in [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ] {
+        if devices.iter().any(|d| d.path() == Path::new(path)) {
+            continue;
+        }
+        devices.push(
+            LinuxDeviceBuilder::default()
+                .path(path)
+                .typ(LinuxDeviceType::C)
+                .major(major)
+                .minor(minor)
+                .file_mode(0o666u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .context("default device")?,
+        );
+    }
+    linux.set_devices(Some(devices));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+/// Refuses what the library would otherwise silently skip.
+fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("invalid config.json: process is missing"))?;
+    if process.terminal() == Some(true) {
+        if args.console_socket.is_none() {
+            bail!("process.terminal is true but no --console-socket was given");
+        }
+        bail!("process.terminal (a console socket) is not supported yet");
+    }
+    if let Some(h) = spec.hooks() {
+        if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
+            bail!("hooks.createContainer is not supported yet");
+        }
+        if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
+            bail!("hooks.startContainer is not supported yet");
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        if linux.seccomp().is_some() {
+            bail!("linux.seccomp is not supported yet");
+        }
+        if linux.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || linux.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            bail!("linux.uidMappings/gidMappings (user namespaces) are not supported yet");
+        }
+    }
+    Ok(())
+}
+
+/// A prepared, not yet started container and what `run` needs to finish it.
+struct Made {
+    created: hako_runtime::Created,
+    container: Container,
+    rollback: Rollback,
+}
+
+fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
+    state::validate_id(&args.id)?;
+    let bundle = std::fs::canonicalize(&args.bundle)
+        .with_context(|| format!("bundle {}", args.bundle.display()))?;
+    let mut spec = load_spec(&bundle)?;
+    check_supported(&spec, args)?;
+    let rootfs = {
+        let r = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| anyhow!("invalid config.json: root is missing"))?;
+        let p = bundle.join(r.path());
+        if !p.is_dir() {
+            bail!(
+                "root.path {} does not exist or is not a directory",
+                p.display()
+            );
+        }
+        let p = std::fs::canonicalize(&p)?;
+        let mut r = r.clone();
+        r.set_path(p.clone());
+        spec.set_root(Some(r));
+        p
+    };
+    add_default_devices(&mut spec)?;
+    let res = resources(&spec)?;
+    let (cg_parent, cg_name) = cgroup_location(&spec, &args.id)?;
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("create {}", root.display()))?;
+    let dir = root.join(&args.id);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container with id {} already exists", args.id)
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+    }
+    let mut rollback = Rollback {
+        dir: Some(dir.clone()),
+        cgroup: None,
+    };
+
+    let system = CgroupSystem::detect().context("detect cgroups")?;
+    let cgroup = system
+        .create(cg_parent.as_deref(), &cg_name)
+        .context("create cgroup")?;
+    rollback.cgroup = Some(cgroup.clone());
+    if let Some(res) = &res {
+        cgroup.apply(res).context("apply linux.resources")?;
+    }
+    logger.log("debug", &format!("cgroup {}", cgroup.relative_path()));
+
+    let mut saved = Saved {
+        id: args.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.clone(),
+        rootfs,
+        created: state::rfc3339_now(),
+        owner: String::new(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup_dirs: cgroup.paths().to_vec(),
+        hooks: spec.hooks().clone(),
+    };
+
+    // prestart (deprecated) and createRuntime hooks run in the runtime's namespaces once the
+    // container's namespaces exist.
+    let hooks_before = saved.hooks.clone();
+    let state_for_hooks = |pid: i32| -> Result<(), String> {
+        let Some(h) = &hooks_before else {
+            return Ok(());
+        };
+        let mut s = saved.clone();
+        s.pid = pid;
+        let c = Container {
+            dir: dir.clone(),
+            saved: s,
+        };
+        let mut json =
+            serde_json::to_value(c.oci_state(Status::Created)).map_err(|e| e.to_string())?;
+        json["status"] = "creating".into();
+        let json = json.to_string();
+        hooks::run("prestart", h.prestart().as_ref(), json.as_bytes())
+            .and_then(|()| {
+                hooks::run(
+                    "createRuntime",
+                    h.create_runtime().as_ref(),
+                    json.as_bytes(),
+                )
+            })
+            .map_err(|e| format!("{e:#}"))
+    };
+    let opts = hako_runtime::SpawnOptions {
+        cgroup: Some(&cgroup),
+        stdin: hako_runtime::Stdin::Inherit,
+        kill_with_parent: false,
+        preserve_fds: args.preserve_fds,
+        no_pivot: args.no_pivot,
+        new_session_keyring: !args.no_new_keyring,
+        before_start: Some(&state_for_hooks),
+        ..Default::default()
+    };
+    let created = hako_runtime::create(&spec, &opts, &fifo_path(&dir))?;
+    for w in created.warnings() {
+        logger.log("warning", w);
+        eprintln!("hako-runtime: warning: {w}");
+    }
+    saved.pid = created.pid();
+    saved.pid_start = state::pid_start_time(saved.pid)
+        .ok_or_else(|| anyhow!("the container process exited during creation"))?;
+    let container = Container { dir, saved };
+    container.save()?;
+    if let Some(pid_file) = &args.pid_file {
+        write_pid_file(pid_file, container.saved.pid)?;
+    }
+    Ok(Made {
+        created,
+        container,
+        rollback,
+    })
+}
+
+/// Written to a temporary name and renamed, so a reader never sees a partial pid.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
+}
+
+pub fn create(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<()> {
+    let mut made = make(root, args, logger)?;
+    made.rollback.disarm();
+    made.created.detach();
+    Ok(())
+}
+
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start container {id}: it is stopped"),
+        s => bail!("cannot start container {id}: it is already {}", s.as_str()),
+    }
+    start_created(&c)
+}
+
+fn start_created(c: &Container) -> Result<()> {
+    hako_runtime::start(&fifo_path(&c.dir), c.saved.pid).map_err(|e| match e {
+        hako_runtime::Error::NotCreated => anyhow!(
+            "cannot start container {}: it is not in the created state",
+            c.saved.id
+        ),
+        e => anyhow!(e),
+    })?;
+    if let Some(h) = &c.saved.hooks {
+        let json = serde_json::to_string(&c.oci_state(Status::Running))?;
+        for w in hooks::run_all("poststart", h.poststart().as_ref(), json.as_bytes()) {
+            eprintln!("hako-runtime: warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+pub fn run(
+    root: &Path,
+    args: &CreateArgs,
+    detach: bool,
+    keep: bool,
+    logger: &Logger,
+) -> Result<i32> {
+    let mut made = make(root, args, logger)?;
+    if detach {
+        start_created(&made.container)?;
+        made.rollback.disarm();
+        made.created.detach();
+        return Ok(0);
+    }
+    // In the foreground this process stays the container's parent: it relays signals and
+    // reaps it, then cleans up like `delete`.
+    let running = made.created.into_running();
+    let result = start_created(&made.container).and_then(|()| {
+        // runc run relays signals for as long as the container lives, with no stop timeout.
+        running
+            .wait(Duration::from_secs(u32::MAX.into()))
+            .map_err(anyhow::Error::from)
+    });
+    made.rollback.disarm();
+    if keep {
+        return result.map(|s| s.code());
+    }
+    let cleaned = destroy(&made.container);
+    let status = result?;
+    cleaned?;
+    Ok(status.code())
+}
+
+pub fn state(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let status = c.status();
+    println!("{}", serde_json::to_string_pretty(&c.oci_state(status))?);
+    Ok(())
+}
+
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {s:?}"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow!("unknown signal {s:?}"))
+}
+
+pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
+    let sig = parse_signal(signal.unwrap_or("SIGTERM"))?;
+    let c = Container::load(root, id)?;
+    if c.status() == Status::Stopped {
+        bail!("cannot kill container {id}: it is not running");
+    }
+    if all {
+        if let Some(cg) = c.cgroup() {
+            for pid in cg.pids().context("list the container's processes")? {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+            return Ok(());
+        }
+    }
+    nix::sys::signal::kill(Pid::from_raw(c.saved.pid), sig)
+        .with_context(|| format!("send {sig} to pid {}", c.saved.pid))
+}
+
+/// Kills whatever is left, removes the cgroup and the state directory, runs poststop hooks.
+fn destroy(c: &Container) -> Result<()> {
+    let cg = c.cgroup();
+    if c.alive() {
+        if let Some(cg) = &cg {
+            let _ = cg.thaw();
+        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(c.saved.pid), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    if let Some(cg) = &cg {
+        cg.kill_all().context("kill the container's processes")?;
+        cg.remove().context("remove the container's cgroup")?;
+    }
+    if let Some(h) = &c.saved.hooks {
+        let json = serde_json::to_string(&c.oci_state(Status::Stopped))?;
+        for w in hooks::run_all("poststop", h.poststop().as_ref(), json.as_bytes()) {
+            eprintln!("hako-runtime: warning: {w}");
+        }
+    }
+    std::fs::remove_dir_all(&c.dir).with_context(|| format!("remove {}", c.dir.display()))
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
+        // runc: deleting a container that does not exist is fine with --force.
+        Err(_) if force && state::validate_id(id).is_ok() && !root.join(id).exists() => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    match c.status() {
+        // A created container never ran anything; runc deletes it without --force.
+        Status::Stopped | Status::Created => {}
+        s if !force => bail!(
+            "cannot delete container {id} that is not stopped: it is {} (use --force)",
+            s.as_str()
+        ),
+        _ => {}
+    }
+    destroy(&c)
+}
+
+fn containers(root: &Path) -> Result<Vec<Container>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", root.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Directories without a state file are creations in progress.
+        if let Ok(c) = Container::load(root, &name) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| a.saved.created.cmp(&b.saved.created));
+    Ok(out)
+}
+
+pub fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
+    let all = containers(root)?;
+    if quiet {
+        for c in &all {
+            println!("{}", c.saved.id);
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let states: Vec<_> = all.iter().map(|c| c.oci_state(c.status())).collect();
+            println!("{}", serde_json::to_string(&states)?);
+        }
+        "table" => {
+            let rows: Vec<[String; 6]> = all
+                .iter()
+                .map(|c| {
+                    let s = c.status();
+                    [
+                        c.saved.id.clone(),
+                        if s == Status::Stopped { 0 } else { c.saved.pid }.to_string(),
+                        s.as_str().to_owned(),
+                        c.saved.bundle.display().to_string(),
+                        c.saved.created.clone(),
+                        c.saved.owner.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = [0usize; 6];
+            for row in std::iter::once(&header).chain(&rows) {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let mut line = String::new();
+                for (i, cell) in row.iter().enumerate() {
+                    if i + 1 < row.len() {
+                        line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+                    } else {
+                        line.push_str(cell);
+                    }
+                }
+                println!("{}", line.trim_end());
+            }
+        }
+        other => bail!("invalid format {other:?}: use table or json"),
+    }
+    Ok(())
+}
+
+pub fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let pids = match c.cgroup() {
+        Some(cg) if c.status() != Status::Stopped => {
+            cg.pids().context("list the container's processes")?
+        }
+        _ => Vec::new(),
+    };
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .context("run ps")?;
+            if !out.status.success() {
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            let col = header
+                .split_whitespace()
+                .position(|h| h == "PID")
+                .ok_or_else(|| anyhow!("ps output has no PID column"))?;
+            println!("{header}");
+            for line in lines {
+                let pid = line
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok());
+                if pid.is_some_and(|p| pids.contains(&p)) {
+                    println!("{line}");
+                }
+            }
+        }
+        other => bail!("invalid format {other:?}: use table or json"),
+    }
+    Ok(())
+}
+
+pub fn pause(root: &Path, id: &str, freeze: bool) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let status = c.status();
+    let cg = c
+        .cgroup()
+        .ok_or_else(|| anyhow!("container {id} has no cgroup to freeze"))?;
+    if freeze {
+        if status != Status::Running {
+            bail!("cannot pause container {id}: it is {}", status.as_str());
+        }
+        cg.freeze().context("freeze")
+    } else {
+        if status != Status::Paused {
+            bail!("cannot resume container {id}: it is {}", status.as_str());
+        }
+        cg.thaw().context("thaw")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    fn spec_with_cgroups_path(p: &str) -> Spec {
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_cgroups_path(Some(p.into()));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    #[test]
+    fn cgroups_path_forms() {
+        let l = |p: &str| cgroup_location(&spec_with_cgroups_path(p), "id");
+        assert_eq!(l("").unwrap(), (None, "id".into()));
+        assert_eq!(l("a/b").unwrap(), (None, "a/b".into()));
+        assert_eq!(l("/a/b/c").unwrap(), (Some("/a/b".into()), "c".into()));
+        assert_eq!(l("/c").unwrap(), (Some("/".into()), "c".into()));
+        assert!(l("system.slice:hako:id").is_err());
+        assert!(l("/").is_err());
+    }
+}

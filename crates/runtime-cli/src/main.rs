@@ -1,0 +1,262 @@
+//! `hako-runtime`: runc's command line over hako's OCI runtime library, so containerd, Docker
+//! and Podman can drive hako containers the way they drive runc.
+
+mod commands;
+mod defaults;
+mod hooks;
+mod state;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "hako-runtime",
+    version,
+    about = "Run OCI containers with hako (runc-compatible command line)"
+)]
+struct Cli {
+    /// Directory for container state
+    #[arg(long, global = true, default_value = "/run/hako-runtime")]
+    root: PathBuf,
+    /// Append errors (and with --debug, progress) to this file instead of only stderr
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Format of --log lines
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log progress as well as errors
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use the systemd cgroup driver (not available)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode: auto, true or false
+    #[arg(long, global = true, default_value = "auto", num_args = 0..=1, default_missing_value = "true")]
+    rootless: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct CreateArgs {
+    /// Bundle directory (holding config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pseudo-terminal master of a `terminal: true` process
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container process's pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Enter the root with MS_MOVE + chroot instead of pivot_root
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass descriptors 3..3+N-1 on to the container
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Container ID
+    pub id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container: set it up, stopped just before running its process
+    Create(CreateArgs),
+    /// Run the process of a created container
+    Start { id: String },
+    /// Create and start a container; without -d, wait for it and exit with its status
+    Run {
+        /// Do not wait for the container
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits (foreground only)
+        #[arg(long)]
+        keep: bool,
+        #[command(flatten)]
+        create: CreateArgs,
+    },
+    /// Print the container's OCI state
+    State { id: String },
+    /// Send a signal (name or number, default SIGTERM) to the container's process
+    Kill {
+        /// Signal every process in the container's cgroup
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Delete a stopped (or, with --force, any) container and everything it holds
+    Delete {
+        /// Kill the container first if it is still running
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers
+    #[command(alias = "ls")]
+    List {
+        /// table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Print only the IDs
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle directory
+    Spec {
+        /// Bundle directory
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        // `spec --rootless` is the global --rootless: one flag cannot be defined twice.
+    },
+    /// Print what this runtime supports, as the OCI features JSON
+    Features,
+    /// List the container's processes
+    Ps {
+        /// table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Options for ps(1) (table format; default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of the container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Run a process in a running container (not available yet)
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Change a container's resource limits (not available yet)
+    Update {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Stream a container's events and statistics (not available yet)
+    Events {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Where errors (and debug lines) go besides stderr.
+struct Logger {
+    file: Option<std::fs::File>,
+    json: bool,
+    debug: bool,
+}
+
+impl Logger {
+    fn log(&self, level: &str, msg: &str) {
+        if level == "debug" && !self.debug {
+            return;
+        }
+        let Some(mut f) = self.file.as_ref() else {
+            return;
+        };
+        let line = if self.json {
+            // containerd's shim parses these lines to report why runc failed.
+            format!(
+                "{}\n",
+                serde_json::json!({"level": level, "msg": msg, "time": state::rfc3339_now()})
+            )
+        } else {
+            format!(
+                "time=\"{}\" level={level} msg={msg:?}\n",
+                state::rfc3339_now()
+            )
+        };
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let logger = Logger {
+        file: cli.log.as_ref().and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        }),
+        json: cli.log_format == LogFormat::Json,
+        debug: cli.debug,
+    };
+    let code = match dispatch(&cli, &logger) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logger.log("error", &msg);
+            eprintln!("hako-runtime: {msg}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs paths in linux.cgroupsPath");
+    }
+    let root = &cli.root;
+    // Writing a spec or printing features runs no container, so rootless is only a choice of
+    // spec there.
+    match &cli.command {
+        Command::Spec { bundle } => {
+            return defaults::write_spec(bundle, cli.rootless == "true").map(|()| 0)
+        }
+        Command::Features => return defaults::print_features().map(|()| 0),
+        _ => {}
+    }
+    match cli.rootless.as_str() {
+        "false" => {}
+        "auto" if nix::unistd::geteuid().is_root() => {}
+        "auto" | "true" => {
+            bail!("rootless mode is not supported yet: run hako-runtime as root")
+        }
+        other => bail!("--rootless must be auto, true or false, not {other:?}"),
+    }
+    logger.log("debug", &format!("root {}", root.display()));
+    match &cli.command {
+        Command::Create(args) => commands::create(root, args, logger).map(|()| 0),
+        Command::Start { id } => commands::start(root, id).map(|()| 0),
+        Command::Run {
+            detach,
+            keep,
+            create,
+        } => commands::run(root, create, *detach, *keep, logger),
+        Command::State { id } => commands::state(root, id).map(|()| 0),
+        Command::Kill { all, id, signal } => {
+            commands::kill(root, id, signal.as_deref(), *all).map(|()| 0)
+        }
+        Command::Delete { force, id } => commands::delete(root, id, *force).map(|()| 0),
+        Command::List { format, quiet } => commands::list(root, format, *quiet).map(|()| 0),
+        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => commands::ps(root, id, format, ps_args).map(|()| 0),
+        Command::Pause { id } => commands::pause(root, id, true).map(|()| 0),
+        Command::Resume { id } => commands::pause(root, id, false).map(|()| 0),
+        Command::Exec { .. } => bail!("exec is not supported yet"),
+        Command::Update { .. } => bail!("update is not supported yet"),
+        Command::Events { .. } => bail!("events is not supported yet"),
+    }
+}

@@ -1,0 +1,583 @@
+//! End-to-end tests of the `hako-runtime` binary: real containers from the busybox test image,
+//! each under a private `--root`, each checked for leftovers (state dirs, cgroups, mounts).
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn busybox_tar() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("HAKO_TEST_IMAGES").unwrap_or_else(|_| "/var/cache/hako-test-images".into()),
+    );
+    let tar = dir.join("busybox.tar");
+    assert!(
+        tar.is_file(),
+        "{} is missing: run scripts/make-test-images.sh --only busybox",
+        tar.display()
+    );
+    tar
+}
+
+/// A bundle with a busybox rootfs and a private state root, checked for leaks on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    id: String,
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests create namespaces, mounts and cgroups: run them as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("hako-runtime-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        let st = Command::new("tar")
+            .arg("-xf")
+            .arg(busybox_tar())
+            .arg("-C")
+            .arg(&rootfs)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let id = format!(
+            "t{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let b = Bundle {
+            root: dir.path().join("state"),
+            dir,
+            id,
+        };
+        let out = b.rt(&["spec", "--bundle", b.path().to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        b
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path().join("config.json")).unwrap()).unwrap()
+    }
+
+    fn set_config(&self, v: &Value) {
+        std::fs::write(self.path().join("config.json"), v.to_string()).unwrap();
+    }
+
+    fn set_args(&self, args: &[&str]) {
+        let mut c = self.config();
+        c["process"]["args"] = json!(args);
+        self.set_config(&c);
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hako-runtime"));
+        c.arg("--root").arg(&self.root).args(args);
+        c.current_dir(self.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn rt(&self, args: &[&str]) -> Output {
+        output(self.cmd(args))
+    }
+
+    fn create(&self) -> Output {
+        self.rt(&[
+            "create",
+            "--bundle",
+            self.path().to_str().unwrap(),
+            &self.id,
+        ])
+    }
+
+    fn status(&self) -> String {
+        let out = self.rt(&["state", &self.id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["status"].as_str().unwrap().to_owned()
+    }
+
+    fn wait_status(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self.status();
+            if s == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status stayed {s}, wanted {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The container's cgroup directory in the memory hierarchy (nested under ours).
+    fn memory_cgroup(&self) -> PathBuf {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let rel = own
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+                ctrl.split(',')
+                    .any(|c| c == "memory")
+                    .then(|| path.to_owned())
+            })
+            .unwrap_or_default();
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel.trim_start_matches('/'))
+            .join(&self.id)
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = self.rt(&["delete", "--force", &self.id]);
+        if std::thread::panicking() {
+            return;
+        }
+        assert!(
+            !self.root.join(&self.id).exists(),
+            "state directory left behind"
+        );
+        assert!(!self.memory_cgroup().exists(), "cgroup left behind");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(self.path().to_str().unwrap()),
+            "mount left behind"
+        );
+    }
+}
+
+/// Runs `c` with its stdout and stderr in files: a created or detached container inherits
+/// them, so pipes would never reach EOF while it lives.
+fn output(mut c: Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    c.stdout(out.try_clone().unwrap());
+    c.stderr(err.try_clone().unwrap());
+    let status = c.status().unwrap();
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A clear one-line error naming what is wrong, a non-zero exit, and no state left.
+fn assert_one_line_error(b: &Bundle, o: &Output, needle: &str) {
+    assert!(!o.status.success(), "unexpected success: {}", stdout(o));
+    let e = stderr(o);
+    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
+    assert!(e.contains(needle), "{e:?} does not mention {needle:?}");
+    assert!(!b.root.join(&b.id).exists(), "state directory left behind");
+}
+
+#[test]
+fn run_returns_the_exit_code_and_output() {
+    let b = Bundle::new();
+    b.set_args(&["sh", "-c", "echo hello from $(hostname); exit 7"]);
+    let out = b.rt(&["run", &b.id]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from hako\n");
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let pid_file = b.path().join("pid");
+    let out = b.rt(&[
+        "create",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let state: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], b.id.as_str());
+    assert_eq!(state["ociVersion"], "1.2.0");
+    assert_eq!(state["bundle"], b.path().to_str().unwrap());
+    let pid = state["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    // Blocked before execve: still our binary, not sleep.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.to_string_lossy().contains("hako-runtime"), "{exe:?}");
+    assert!(b.memory_cgroup().exists());
+
+    let list = stdout(&b.rt(&["list"]));
+    assert!(list.contains(&b.id) && list.contains("created"), "{list}");
+
+    let out = b.rt(&["start", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(b.status(), "running");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("busybox"), "{exe:?}");
+
+    let out = b.rt(&["start", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    let ps: Vec<i64> =
+        serde_json::from_slice(&b.rt(&["ps", "--format", "json", &b.id]).stdout).unwrap();
+    assert_eq!(ps, vec![pid]);
+
+    let out = b.rt(&["pause", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(b.status(), "paused");
+    let out = b.rt(&["resume", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(b.status(), "running");
+
+    let out = b.rt(&["delete", &b.id]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("not stopped") && e.contains("running"), "{e}");
+
+    let out = b.rt(&["kill", &b.id, "KILL"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.wait_status("stopped");
+    let out = b.rt(&["delete", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!b.root.join(&b.id).exists());
+    assert!(!b.memory_cgroup().exists());
+    let out = b.rt(&["state", &b.id]);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn delete_force_kills_a_running_container() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(b.rt(&["start", &b.id]).status.success());
+    let out = b.rt(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!b.root.join(&b.id).exists());
+}
+
+#[test]
+fn created_container_can_be_deleted_without_running() {
+    let b = Bundle::new();
+    b.set_args(&["sh", "-c", "touch /tmp/ran"]);
+    assert!(b.create().status.success());
+    let out = b.rt(&["delete", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn run_detached_then_kill_by_number() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(b.status(), "running");
+    assert!(b.rt(&["kill", &b.id, "9"]).status.success());
+    b.wait_status("stopped");
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}
+
+#[test]
+fn exec_failure_is_reported_by_start() {
+    let b = Bundle::new();
+    b.set_args(&["/no/such/binary"]);
+    let out = b.rt(&["run", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/no/such/binary"), "{}", stderr(&out));
+    assert!(!b.root.join(&b.id).exists());
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let b = Bundle::new();
+    std::fs::write(b.path().join("config.json"), "{ not json").unwrap();
+    let out = b.create();
+    assert_one_line_error(&b, &out, "config.json");
+}
+
+#[test]
+fn unsupported_oci_version_is_refused() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["ociVersion"] = json!("2.0.0");
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "ociVersion");
+}
+
+#[test]
+fn missing_rootfs_is_refused() {
+    let b = Bundle::new();
+    std::fs::remove_dir_all(b.path().join("rootfs")).unwrap();
+    assert_one_line_error(&b, &b.create(), "root.path");
+}
+
+#[test]
+fn missing_namespace_path_is_refused() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "ipc", "path": "/proc/self/ns/nonexistent"}));
+    c["linux"]["namespaces"] = json!(c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| *n != &json!({"type": "ipc"}))
+        .cloned()
+        .collect::<Vec<_>>());
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "/proc/self/ns/nonexistent");
+}
+
+#[test]
+fn systemd_cgroups_path_is_refused() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["cgroupsPath"] = json!("system.slice:hako:x");
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "cgroupsPath");
+}
+
+#[test]
+fn duplicate_id_is_refused() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    assert!(b.create().status.success());
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    // The first container is untouched.
+    assert_eq!(b.status(), "created");
+}
+
+#[test]
+fn unknown_signal_is_refused() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    assert!(b.create().status.success());
+    let out = b.rt(&["kill", &b.id, "SIGNOPE"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown signal"), "{}", stderr(&out));
+    assert_eq!(b.status(), "created");
+}
+
+#[test]
+fn relative_cgroups_path_nests_under_the_caller_and_limits_apply() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["cgroupsPath"] = json!(b.id);
+    c["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    c["linux"]["resources"]["pids"] = json!({"limit": 50});
+    c["process"]["args"] = json!(["sleep", "100"]);
+    b.set_config(&c);
+    assert!(b.create().status.success());
+    let limit = std::fs::read_to_string(b.memory_cgroup().join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+}
+
+#[test]
+fn device_cgroup_denies_other_devices() {
+    let b = Bundle::new();
+    // /dev/sda-like block device: denied by the spec's default deny-all rule even with
+    // CAP_MKNOD.
+    let mut c = b.config();
+    c["process"]["capabilities"]["bounding"] = json!(["CAP_MKNOD"]);
+    c["process"]["capabilities"]["effective"] = json!(["CAP_MKNOD"]);
+    c["process"]["capabilities"]["permitted"] = json!(["CAP_MKNOD"]);
+    c["process"]["capabilities"]["ambient"] = json!([]);
+    c["root"]["readonly"] = json!(false);
+    c["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "mknod /tmp/disk b 8 0 && head -c1 /tmp/disk >/dev/null && echo READ; cat /dev/null && echo NULL_OK"
+    ]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    let o = stdout(&out);
+    assert!(!o.contains("READ"), "{o}");
+    assert!(o.contains("NULL_OK"), "{o} {}", stderr(&out));
+}
+
+#[test]
+fn cwd_through_proc_self_fd_is_refused() {
+    // CVE-2024-21626: a leaked host directory fd as working directory.
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["process"]["cwd"] = json!("/proc/self/fd/3");
+    c["process"]["args"] = json!(["pwd"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("working directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn host_fds_do_not_leak_unless_preserved() {
+    use std::os::unix::process::CommandExt;
+    let b = Bundle::new();
+    b.set_args(&[
+        "sh",
+        "-c",
+        "[ -e /proc/self/fd/5 ] && echo LEAKED || echo CLEAN",
+    ]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.push(&b.id);
+        let mut c = b.cmd(&args);
+        let file = std::fs::File::open("/etc/hostname").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: dup2 and fcntl on descriptors of the forked child, before exec; both are
+        // async-signal-safe.
+        unsafe {
+            c.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec, so clear it explicitly.
+                if libc::dup2(fd, 5) < 0 || libc::fcntl(5, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let out = output(c);
+        drop(file);
+        out
+    };
+    let out = run(&[]);
+    assert_eq!(stdout(&out), "CLEAN\n", "{}", stderr(&out));
+    let out = run(&["--preserve-fds", "3"]);
+    assert_eq!(stdout(&out), "LEAKED\n", "{}", stderr(&out));
+}
+
+#[test]
+fn dev_symlink_in_the_image_cannot_redirect_mounts() {
+    let b = Bundle::new();
+    let host_dir = b.path().join("host-target");
+    std::fs::create_dir(&host_dir).unwrap();
+    let dev = b.path().join("rootfs/dev");
+    let _ = std::fs::remove_dir_all(&dev);
+    std::os::unix::fs::symlink(&host_dir, &dev).unwrap();
+    b.set_args(&["sh", "-c", "ls /dev/null >/dev/null && echo OK"]);
+    let out = b.rt(&["run", &b.id]);
+    // Whatever happens inside, nothing lands in the host directory the link points at.
+    assert_eq!(
+        std::fs::read_dir(&host_dir).unwrap().count(),
+        0,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn masked_paths_need_a_real_dev_null() {
+    // CVE-2025-31133: without a /dev tmpfs, the image's /dev/null is a symlink to a file the
+    // mask would expose; the runtime must refuse instead of binding it.
+    let b = Bundle::new();
+    let mut c = b.config();
+    let mounts: Vec<Value> = c["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !m["destination"].as_str().unwrap().starts_with("/dev"))
+        .cloned()
+        .collect();
+    c["mounts"] = json!(mounts);
+    c["process"]["args"] = json!(["true"]);
+    b.set_config(&c);
+    let dev = b.path().join("rootfs/dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    let _ = std::fs::remove_file(dev.join("null"));
+    std::os::unix::fs::symlink("/etc/passwd", dev.join("null")).unwrap();
+    let out = b.rt(&["run", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/dev/null"), "{}", stderr(&out));
+}
+
+#[test]
+fn spec_and_features() {
+    let b = Bundle::new();
+    let out = b.rt(&["spec", "--bundle", b.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "spec must not overwrite config.json");
+    let out = b.rt(&["features"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ociVersionMax"], "1.2.0");
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pid")));
+}
+
+#[test]
+fn unsupported_modes_fail_clearly() {
+    let b = Bundle::new();
+    let out = b.rt(&["--systemd-cgroup", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("systemd"));
+    let mut c = b.config();
+    c["process"]["terminal"] = json!(true);
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "console-socket");
+}
+
+#[test]
+fn hooks_receive_the_state() {
+    let b = Bundle::new();
+    let log = b.path().join("hooks.log");
+    let mut c = b.config();
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(cat) >> {}", log.display())]});
+    c["hooks"] = json!({
+        "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")]
+    });
+    c["process"]["args"] = json!(["true"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("createRuntime {") && lines[0].contains("\"creating\""));
+    assert!(lines[1].starts_with("poststart {") && lines[1].contains(&b.id));
+    assert!(lines[2].starts_with("poststop {") && lines[2].contains("\"stopped\""));
+}
