@@ -462,6 +462,9 @@ struct RunArgs {
     /// Read in a file of environment variables
     #[arg(long)]
     env_file: Vec<String>,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
+    #[arg(long)]
+    restart: Option<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -738,6 +741,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         sysctls: a.sysctl,
         shm_size: a.shm_size,
         no_new_privileges,
+        restart: a.restart,
     })
 }
 

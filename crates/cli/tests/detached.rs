@@ -192,3 +192,82 @@ fn a_hundred_concurrent_detached_runs_all_succeed() {
     r.ok(&args);
     assert!(wait_for(10, || monitors(&r).is_empty()));
 }
+
+#[test]
+fn restart_policies_follow_docker() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    assert!(
+        wait_for(10, || r.ok(&["logs", "flaky"]) == "run\nrun\nrun\n"
+            && r.ok(&["inspect", "-f", "{{.State.Status}}", "flaky"])
+                == "exited\n"),
+        "one run and two restarts"
+    );
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}",
+            "flaky"
+        ]),
+        "2 on-failure\n"
+    );
+    // A successful exit is not a failure.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fine",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.ok(&["wait", "fine"]), "0\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(r.ok(&["inspect", "-f", "{{.RestartCount}}", "fine"]), "0\n");
+    // always: restarts until the user stops it.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "0.1",
+    ]);
+    assert!(wait_for(10, || r
+        .ok(&["inspect", "-f", "{{.RestartCount}}", "loop"])
+        .trim()
+        != "0"));
+    r.ok(&["stop", "loop"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "loop"]),
+        "exited\n"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("Conflicting options: --restart and --rm"),
+        "{err}"
+    );
+    let (code, _, err) = r.run(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid restart policy"), "{err}");
+    r.ok(&["rm", "-f", "flaky", "fine", "loop"]);
+    assert!(wait_for(10, || monitors(&r).is_empty()));
+}

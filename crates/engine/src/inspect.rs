@@ -10,18 +10,20 @@ struct Row {
     pid: Option<i32>,
     config: String,
     cgroup_parent: Option<String>,
+    restart_count: i64,
 }
 
 impl Engine {
     fn row(&self, id: &str) -> Result<Row> {
         Ok(self.store.conn().query_row(
-            "SELECT pid, config, cgroup_parent FROM containers WHERE id = ?1",
+            "SELECT pid, config, cgroup_parent, restart_count FROM containers WHERE id = ?1",
             [id],
             |r| {
                 Ok(Row {
                     pid: r.get(0)?,
                     config: r.get(1)?,
                     cgroup_parent: r.get(2)?,
+                    restart_count: r.get(3)?,
                 })
             },
         )?)
@@ -95,7 +97,7 @@ impl Engine {
             "Image": c.image_id,
             "LogPath": if opts.detach { monitor::log_path(&dir, &c.id).to_string_lossy().into_owned() } else { String::new() },
             "Name": format!("/{}", c.name),
-            "RestartCount": 0,
+            "RestartCount": row.restart_count,
             "Driver": "overlay",
             "Platform": "linux",
             "HostConfig": {
@@ -117,6 +119,10 @@ impl Engine {
                 "CgroupParent": opts.cgroup_parent.clone().unwrap_or_default(),
                 "Tmpfs": opts.tmpfs,
                 "Ulimits": opts.ulimits,
+                "RestartPolicy": {
+                    "Name": opts.restart.as_deref().map(|r| r.split(':').next().unwrap_or("no")).unwrap_or("no"),
+                    "MaximumRetryCount": opts.restart.as_deref().and_then(|r| r.split_once(':')).and_then(|(_, n)| n.parse::<u32>().ok()).unwrap_or(0),
+                },
             },
             "GraphDriver": {
                 "Name": "overlay",

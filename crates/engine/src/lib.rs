@@ -173,6 +173,47 @@ impl std::str::FromStr for Network {
     }
 }
 
+/// A parsed `--restart` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Never restart.
+    No,
+    /// Restart after a non-zero exit, at most this many times (0 = no limit).
+    OnFailure(u32),
+    /// Always restart (unless stopped by the user).
+    Always,
+    /// Like always; in Docker they differ only at daemon start, which hako does not have.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Docker's syntax.
+    pub fn parse(s: &str) -> Result<RestartPolicy> {
+        match s {
+            "" | "no" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure(0)),
+            other => match other.strip_prefix("on-failure:").map(|n| n.parse::<u32>()) {
+                Some(Ok(n)) => Ok(RestartPolicy::OnFailure(n)),
+                Some(Err(_)) => Err(Error::Invalid(format!(
+                    "invalid restart policy: maximum retry count must be an integer: {other}"
+                ))),
+                None => Err(Error::Invalid(format!("invalid restart policy '{other}'"))),
+            },
+        }
+    }
+
+    /// Whether a container that exited with `code`, restarted `count` times so far, restarts.
+    pub fn restarts(self, code: i32, count: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure(max) => code != 0 && (max == 0 || count < max),
+        }
+    }
+}
+
 /// What `hako run` was asked to do. Stored with the container so `start` can repeat it.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -245,6 +286,8 @@ pub struct RunOptions {
     pub shm_size: Option<String>,
     /// `--security-opt no-new-privileges`.
     pub no_new_privileges: bool,
+    /// `--restart no|on-failure[:N]|always|unless-stopped`.
+    pub restart: Option<String>,
 }
 
 /// Reported once the container's process is running.
@@ -355,7 +398,9 @@ CREATE TABLE IF NOT EXISTS containers (
     cgroup_parent TEXT,
     config TEXT NOT NULL DEFAULT '{}',
     owner_pid INTEGER,
-    owner_start INTEGER
+    owner_start INTEGER,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    stop_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
@@ -398,6 +443,8 @@ impl Engine {
             ("config", "TEXT NOT NULL DEFAULT '{}'"),
             ("owner_pid", "INTEGER"),
             ("owner_start", "INTEGER"),
+            ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
+            ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             let has: bool = store.conn().query_row(
                 "SELECT EXISTS(SELECT 1 FROM pragma_table_info('containers') WHERE name = ?1)",
@@ -558,6 +605,14 @@ impl Engine {
             &user.home,
         );
         let limits = limits::Limits::parse(opts)?;
+        if let Some(policy) = &opts.restart {
+            let parsed = RestartPolicy::parse(policy)?;
+            if opts.auto_remove && parsed != RestartPolicy::No {
+                return Err(Error::Invalid(
+                    "Conflicting options: --restart and --rm".into(),
+                ));
+            }
+        }
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
         Ok(Plan {
             image,
@@ -595,6 +650,16 @@ impl Engine {
     /// `docker start`: runs a created or exited container again, detached, with its stored
     /// options and its writable layer as it was left.
     pub fn start(&self, key: &str) -> Result<String> {
+        let c = self.find(key)?;
+        self.store.conn().execute(
+            "UPDATE containers SET restart_count = 0, stop_requested = 0 WHERE id = ?1",
+            [&c.id],
+        )?;
+        self.start_again(&c.id)
+    }
+
+    /// Starts an existing container (by full id) with its stored options, detached.
+    pub(crate) fn start_again(&self, key: &str) -> Result<String> {
         let c = self.find(key)?;
         if c.state == State::Running {
             return Ok(c.id);

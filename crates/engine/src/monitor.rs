@@ -209,12 +209,64 @@ impl Engine {
         let cg = cgroups.open(parent.as_deref(), &format!("hako-{id}"));
         let _ = cg.kill_all();
         let _ = cg.remove();
-        self.finish(id, &dir, code, auto_remove)
+        self.finish(id, &dir, code, auto_remove)?;
+        self.maybe_restart(id, code)
+    }
+
+    /// Applies the container's `--restart` policy after an exit recorded by its monitor.
+    fn maybe_restart(&self, id: &str, code: i32) -> Result<()> {
+        let row: Option<(String, u32, bool)> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT config, restart_count, stop_requested FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok();
+        let Some((config, count, stopped)) = row else {
+            return Ok(());
+        };
+        let opts: RunOptions = serde_json::from_str(&config).unwrap_or_default();
+        let policy = crate::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))?;
+        if stopped || !policy.restarts(code, count) {
+            return Ok(());
+        }
+        // Docker's back-off: 100 ms doubling per restart; capped here at 10 s because a
+        // daemonless restart holds this short-lived process meanwhile.
+        let delay = Duration::from_millis(100u64.saturating_mul(1 << count.min(7)))
+            .min(Duration::from_secs(10));
+        std::thread::sleep(delay);
+        // A `stop` or `rm` during the back-off wins.
+        let still: Option<(bool, String)> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT stop_requested, state FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        if !matches!(still, Some((false, ref state)) if state == "exited") {
+            return Ok(());
+        }
+        self.store.conn().execute(
+            "UPDATE containers SET restart_count = restart_count + 1 WHERE id = ?1",
+            [id],
+        )?;
+        self.start_again(id).map(|_| ())
     }
 
     /// Sends `signal` to the container's main process.
     pub fn kill(&self, key: &str, signal: i32) -> Result<String> {
         let c = self.find(key)?;
+        if signal == libc::SIGKILL || signal == libc::SIGTERM {
+            // As with `stop`: the user ended it, the restart policy must not bring it back.
+            self.store.conn().execute(
+                "UPDATE containers SET stop_requested = 1 WHERE id = ?1",
+                [&c.id],
+            )?;
+        }
         let pid = self
             .live_pid(&c.id)?
             .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
@@ -238,6 +290,11 @@ impl Engine {
     /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
     pub fn stop(&self, key: &str, timeout: Duration) -> Result<String> {
         let c = self.find(key)?;
+        // A stopped container is not restarted by its policy.
+        self.store.conn().execute(
+            "UPDATE containers SET stop_requested = 1 WHERE id = ?1",
+            [&c.id],
+        )?;
         let Some(pid) = self.live_pid(&c.id)? else {
             return Ok(c.id);
         };
