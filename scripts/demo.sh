@@ -18,7 +18,7 @@ fi
 apt_install busybox-static build-essential pkg-config ca-certificates curl
 ensure_rust
 
-cargo build --release
+scripts/build-release.sh
 HAKO=target/release/hako
 
 scripts/make-test-images.sh --only busybox
