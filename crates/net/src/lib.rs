@@ -1,0 +1,1599 @@
+#![deny(missing_docs)]
+//! hako's container networking: Linux bridges, veth pairs, a persistent IPAM in the shared
+//! SQLite database, outbound NAT and published ports in one nftables table owned by hako.
+//!
+//! # How the engine uses it
+//!
+//! ```text
+//! let nets = Networks::open(&conn)?;                  // cheap: CREATE TABLE IF NOT EXISTS
+//! let specs = parse_port_spec("8080:80")?;            // while parsing `run` options (fail early)
+//! // write /etc/resolv.conf from resolv_conf_for_container(&host_resolv)
+//! runtime::spawn(.. before_start: Some(&|pid| {
+//!     nets.attach("bridge", &id, pid, &AttachOptions { ports: specs.clone(), ..Default::default() })
+//!         .map(|a| { /* record a.ip for /etc/hosts, `ps` PORTS */ })
+//!         .map_err(|e| e.to_string())
+//! }))?;
+//! // ... the container runs ...
+//! nets.detach(&id)?;                                  // on stop / rm; idempotent
+//! nets.reconcile(&|id| engine_knows_it_is_running(id))?; // at the start of any command
+//! ```
+//!
+//! `attach` runs in the runtime's `before_start(pid)` hook: the container's network namespace
+//! exists (`/proc/PID/ns/net`) and its command has not started yet, so the container never sees
+//! a half-configured network, and a host port already in use fails the run before the command
+//! starts. When `attach` returns, no thread, socket or process of ours is left behind.
+//!
+//! # Kernel state
+//!
+//! - One bridge per network (`hako0` for the default network `bridge`) with the gateway address,
+//!   `route_localnet` on (so DNAT from 127.0.0.1 can leave through it) and `ip_forward` on.
+//! - Per container and network, a veth pair: the host end enslaved to the bridge with hairpin
+//!   mode on, the other end created directly in the container's namespace as `eth0` (`eth1`, ...
+//!   for further networks), up, with the leased address, the MAC `02:42:<ip>` and a default
+//!   route via the gateway (none on `internal` networks).
+//! - One nftables table (`inet hako`) whose rules never change after creation: they match sets
+//!   and maps (`bridges`, `nets`, `natnets`, `internal`, `pany`, `pip`), and networks and
+//!   published ports are elements of those. Adding or removing a port is one element
+//!   operation, with no rule handles to track. The table is created by the first network and
+//!   deleted with the last.
+//!
+//! # State
+//!
+//! Tables `net_networks`, `net_leases` and `net_ports` in the engine's database. Address and
+//! port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE` constraints back them
+//! up, so concurrent `hako run`s never share an address or a host port. The connection should
+//! have a busy timeout (the image store sets 5 s).
+//!
+//! # Known limits
+//!
+//! - IPv4 only: `CreateOptions::ipv6` and IPv6 host addresses in `-p` are refused with a clear
+//!   error.
+//! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
+//!   it enables forwarding itself), forwarded container traffic is dropped by Docker's chain,
+//!   which hako does not touch. The administrator can allow it in Docker's `DOCKER-USER` chain,
+//!   e.g. `iptables -I DOCKER-USER -i hako0 -j ACCEPT` and
+//!   `iptables -I DOCKER-USER -o hako0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`.
+//! - A published host port is checked free at `attach` but not held open (there is no proxy
+//!   process); DNAT takes precedence over a host process that binds it later.
+
+mod cidr;
+mod netlink;
+mod nft;
+mod ports;
+mod resolv;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+pub use cidr::Cidr4;
+pub use ports::{parse_port_spec, PortSpec, Proto};
+pub use resolv::resolv_conf_for_container;
+
+use netlink::Netlink;
+
+/// Errors of this crate. Messages follow Docker's where Docker has one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `-p` value that cannot be parsed.
+    #[error("invalid port spec {spec:?}: {reason}")]
+    InvalidPortSpec {
+        /// The value given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An invalid subnet, gateway, range, address, MAC, name or option.
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        /// Which input.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `create` with a name that is taken.
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    /// No network of that name.
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
+    /// `remove` of a network that containers are attached to.
+    #[error("error while removing network: network {name} has active endpoints ({containers})")]
+    NetworkInUse {
+        /// The network.
+        name: String,
+        /// The attached containers' IDs, comma separated.
+        containers: String,
+    },
+    /// A requested subnet overlapping another network or a host route.
+    #[error("subnet {subnet} overlaps with {other}")]
+    SubnetOverlap {
+        /// The requested subnet.
+        subnet: Cidr4,
+        /// What it overlaps, e.g. `network foo (10.89.0.0/16)` or `host route 192.0.2.0/24`.
+        other: String,
+    },
+    /// No candidate subnet is free.
+    #[error("could not find a free subnet for network {0}; give one with --subnet")]
+    NoFreeSubnet(String),
+    /// `--ip` outside the network's range.
+    #[error("address {ip} is outside the address range {range} of network {network}")]
+    IpOutOfRange {
+        /// The requested address.
+        ip: Ipv4Addr,
+        /// The network.
+        network: String,
+        /// Its allocation range.
+        range: Cidr4,
+    },
+    /// `--ip` already leased (or the gateway).
+    #[error("address {ip} is already in use on network {network}")]
+    IpInUse {
+        /// The requested address.
+        ip: Ipv4Addr,
+        /// The network.
+        network: String,
+    },
+    /// Every address of the range is leased.
+    #[error("no available IPv4 address left on network {0}")]
+    NetworkFull(String),
+    /// The container already has an endpoint on this network.
+    #[error("container {container} is already attached to network {network}")]
+    AlreadyAttached {
+        /// The container.
+        container: String,
+        /// The network.
+        network: String,
+    },
+    /// A host port that another container publishes or a host process listens on.
+    #[error("Bind for {addr}:{port} failed: port is already allocated")]
+    PortAllocated {
+        /// The host address.
+        addr: Ipv4Addr,
+        /// The host port.
+        port: u16,
+    },
+    /// No free port in a requested host port range.
+    #[error("no free host port in {lo}-{hi}/{proto}")]
+    NoFreePort {
+        /// Range start.
+        lo: u16,
+        /// Range end.
+        hi: u16,
+        /// Protocol.
+        proto: &'static str,
+    },
+    /// A feature that is not implemented yet.
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
+    /// A netlink request failed.
+    #[error("{op}: {source}")]
+    Netlink {
+        /// What we were doing.
+        op: String,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// An nftables script failed.
+    #[error("nftables: {0}")]
+    Nft(String),
+    /// The container's network namespace cannot be opened.
+    #[error("cannot open the network namespace of process {pid}: {source}")]
+    Netns {
+        /// The process.
+        pid: i32,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file (e.g. a sysctl) cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state database.
+    #[error("network state: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn nl_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let op = op.into();
+    move |source| Error::Netlink { op, source }
+}
+
+/// Names and defaults, injectable so tests never collide with real use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The default network's name (`bridge`), created on first use by `attach`.
+    pub default_network: String,
+    /// The default network's bridge (`hako0`).
+    pub default_bridge: String,
+    /// The default network's subnet; `None` picks the first of 10.88.0.0/16, 10.89.0.0/16, ...
+    /// that overlaps neither a host route nor another network.
+    pub default_subnet: Option<Cidr4>,
+    /// The nftables table (family `inet`) holding NAT and port rules (`hako`).
+    pub nft_table: String,
+    /// Prefix of host-side veth names (`veth`, at most 7 bytes).
+    pub veth_prefix: String,
+    /// Prefix of user-defined networks' bridge names (`hk-`, at most 3 bytes).
+    pub bridge_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            default_network: "bridge".into(),
+            default_bridge: "hako0".into(),
+            default_subnet: None,
+            nft_table: "hako".into(),
+            veth_prefix: "veth".into(),
+            bridge_prefix: "hk-".into(),
+        }
+    }
+}
+
+/// Options of `network create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// `--subnet`; `None` picks a free /16 from 10.89.0.0 upwards.
+    pub subnet: Option<String>,
+    /// `--gateway`; defaults to the subnet's first address.
+    pub gateway: Option<String>,
+    /// `--ip-range`: a sub-prefix of the subnet that addresses are leased from.
+    pub ip_range: Option<String>,
+    /// `--internal`: no outbound NAT, no default route, no forwarding off the bridge.
+    pub internal: bool,
+    /// `--ipv6` (refused for now).
+    pub ipv6: bool,
+    /// `--label k=v`.
+    pub labels: BTreeMap<String, String>,
+    /// `-o k=v`: `com.docker.network.bridge.name` names the bridge,
+    /// `com.docker.network.driver.mtu` sets the MTU (default: the host uplink's).
+    pub options: BTreeMap<String, String>,
+}
+
+/// A container's endpoint on a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The container ID.
+    pub container_id: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Its MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// The interface name inside the container (`eth0`).
+    pub interface: String,
+    /// The host end of the veth pair.
+    pub host_veth: String,
+    /// `--network-alias` names.
+    pub aliases: Vec<String>,
+}
+
+/// A network as `network inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// Its name.
+    pub name: String,
+    /// Its 64-hex-digit ID.
+    pub id: String,
+    /// Always `bridge` for now.
+    pub driver: String,
+    /// The Linux bridge.
+    pub bridge: String,
+    /// The subnet.
+    pub subnet: Cidr4,
+    /// The gateway (the bridge's address).
+    pub gateway: Ipv4Addr,
+    /// The range addresses are leased from (the subnet unless `--ip-range`).
+    pub ip_range: Option<Cidr4>,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--ipv6`.
+    pub ipv6: bool,
+    /// The MTU of the bridge and veths.
+    pub mtu: u32,
+    /// The nftables table (family `inet`) of its rules.
+    pub nft_table: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+    /// Attached containers.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Options of `attach` (`run --ip`, `-p`, `--network-alias`, `--mac-address`).
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// A fixed address; must lie in the network's range and be free.
+    pub ip: Option<IpAddr>,
+    /// Ports to publish.
+    pub ports: Vec<PortSpec>,
+    /// DNS aliases (recorded for the network's name service).
+    pub aliases: Vec<String>,
+    /// A fixed MAC address; default `02:42:` followed by the IPv4 address.
+    pub mac: Option<String>,
+}
+
+/// A published port, as `hako port` and `ps` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// The host address (`0.0.0.0`: all).
+    pub host_ip: Ipv4Addr,
+    /// The host port.
+    pub host_port: u16,
+    /// The container port.
+    pub container_port: u16,
+    /// The protocol.
+    pub proto: Proto,
+}
+
+/// The result of `attach`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The network's name.
+    pub network: String,
+    /// The container's address.
+    pub ip: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The gateway.
+    pub gateway: Ipv4Addr,
+    /// The MAC address.
+    pub mac: String,
+    /// The interface inside the container.
+    pub interface: String,
+    /// The host end of the veth pair.
+    pub host_veth: String,
+    /// Published ports, with random host ports resolved.
+    pub ports: Vec<PublishedPort>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS net_networks (
+    name TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    bridge TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    ip_range TEXT,
+    internal INTEGER NOT NULL,
+    ipv6 INTEGER NOT NULL,
+    mtu INTEGER NOT NULL,
+    nft_table TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    options TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_leases (
+    network TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    interface TEXT NOT NULL,
+    host_veth TEXT NOT NULL UNIQUE,
+    aliases TEXT NOT NULL,
+    PRIMARY KEY (network, container_id),
+    UNIQUE (network, ip)
+);
+CREATE TABLE IF NOT EXISTS net_ports (
+    proto TEXT NOT NULL,
+    host_ip TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    container_id TEXT NOT NULL,
+    network TEXT NOT NULL,
+    container_ip TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    nft_table TEXT NOT NULL,
+    PRIMARY KEY (proto, host_ip, host_port)
+);
+CREATE INDEX IF NOT EXISTS net_ports_container ON net_ports (container_id);
+CREATE INDEX IF NOT EXISTS net_leases_container ON net_leases (container_id);
+";
+
+/// The networks of one hako state root; open one per command.
+pub struct Networks<'c> {
+    conn: &'c Connection,
+    cfg: Config,
+}
+
+fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        what,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', ':', ' ', '\0'])
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| Error::Io {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// FNV-1a: a stable short hash for veth names (no randomness needed, only spread).
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    })
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *m = u8::from_str_radix(p, 16).ok()?;
+    }
+    // A multicast MAC (low bit of the first byte) cannot be an interface's address.
+    (mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    // Read first: writing an unchanged value is not free (ip_forward resets all devices'
+    // forwarding settings) and may be refused where /proc/sys is read-only.
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
+        return Ok(());
+    }
+    std::fs::write(path, value).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// The table's fixed ruleset; see the crate docs for the sets and maps it matches.
+fn table_script(t: &str) -> String {
+    format!(
+        "create table inet {t}
+add set inet {t} bridges {{ type ifname; }}
+add set inet {t} internal {{ type ifname; }}
+add set inet {t} natnets {{ type ipv4_addr; flags interval; }}
+add set inet {t} nets {{ type ipv4_addr; flags interval; }}
+add map inet {t} pany {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+add map inet {t} pip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
+add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain inet {t} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain inet {t} ports
+add rule inet {t} prerouting fib daddr type local jump ports
+add rule inet {t} output fib daddr type local jump ports
+add rule inet {t} ports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @pip
+add rule inet {t} ports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pany
+add rule inet {t} postrouting ip saddr @natnets oifname != @bridges masquerade
+add rule inet {t} postrouting oifname @bridges ct status dnat fib saddr type local masquerade
+add rule inet {t} postrouting oifname @bridges ct status dnat ip saddr @nets masquerade
+add rule inet {t} forward iifname @internal oifname != @internal drop
+add rule inet {t} forward oifname @internal iifname != @internal drop
+"
+    )
+}
+
+/// The set elements describing one network.
+fn network_elements(verb: &str, n: &NetworkInfo) -> String {
+    let t = &n.nft_table;
+    let mut s = format!(
+        "{verb} element inet {t} bridges {{ \"{b}\" }}\n{verb} element inet {t} nets {{ {s} }}\n",
+        b = n.bridge,
+        s = n.subnet
+    );
+    if n.internal {
+        s += &format!("{verb} element inet {t} internal {{ \"{}\" }}\n", n.bridge);
+    } else {
+        s += &format!("{verb} element inet {t} natnets {{ {} }}\n", n.subnet);
+    }
+    s
+}
+
+struct PortRow {
+    proto: Proto,
+    host_ip: Ipv4Addr,
+    host_port: u16,
+    container_ip: Ipv4Addr,
+    container_port: u16,
+    nft_table: String,
+}
+
+fn port_element(verb: &str, p: &PortRow) -> String {
+    let t = &p.nft_table;
+    let key = if p.host_ip.is_unspecified() {
+        format!("pany {{ {} . {}", p.proto.as_str(), p.host_port)
+    } else {
+        format!(
+            "pip {{ {} . {} . {}",
+            p.host_ip,
+            p.proto.as_str(),
+            p.host_port
+        )
+    };
+    if verb == "add" {
+        format!(
+            "add element inet {t} {key} : {} . {} }}\n",
+            p.container_ip, p.container_port
+        )
+    } else {
+        format!("delete element inet {t} {key} }}\n")
+    }
+}
+
+/// Runs a delete script; if the batch fails because something is already gone, retries line by
+/// line, ignoring what is missing (teardown must be idempotent).
+fn nft_delete(script: &str) -> Result<()> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    match nft::run(script) {
+        Ok(_) => Ok(()),
+        Err(e) if nft::is_missing(&e) => {
+            for line in script.lines() {
+                match nft::run(line) {
+                    Ok(_) => {}
+                    Err(e) if nft::is_missing(&e) => {}
+                    Err(e) => return Err(Error::Nft(e)),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::Nft(e)),
+    }
+}
+
+fn is_busy_or_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl<'c> Networks<'c> {
+    /// Opens the networks with the default [`Config`]; creates the tables if missing.
+    pub fn open(conn: &'c Connection) -> Result<Networks<'c>> {
+        Networks::open_with(conn, Config::default())
+    }
+
+    /// Opens the networks with explicit names and defaults.
+    pub fn open_with(conn: &'c Connection, cfg: Config) -> Result<Networks<'c>> {
+        if cfg.veth_prefix.len() > 7 || !valid_ifname(&cfg.veth_prefix) {
+            return Err(invalid("veth prefix", &cfg.veth_prefix, "1 to 7 bytes"));
+        }
+        if cfg.bridge_prefix.len() > 3 || !valid_ifname(&cfg.bridge_prefix) {
+            return Err(invalid("bridge prefix", &cfg.bridge_prefix, "1 to 3 bytes"));
+        }
+        if !cfg
+            .nft_table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || cfg.nft_table.is_empty()
+        {
+            return Err(invalid(
+                "nftables table name",
+                &cfg.nft_table,
+                "use [A-Za-z0-9_]",
+            ));
+        }
+        conn.execute_batch(SCHEMA)?;
+        Ok(Networks { conn, cfg })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn immediate(&self) -> Result<Transaction<'c>> {
+        Ok(Transaction::new_unchecked(
+            self.conn,
+            TransactionBehavior::Immediate,
+        )?)
+    }
+
+    /// Creates a network: validates everything, then the bridge and nftables elements, then
+    /// records it. On any failure nothing is left behind.
+    pub fn create(&self, name: &str, opts: &CreateOptions) -> Result<NetworkInfo> {
+        self.create_inner(name, opts, None)
+    }
+
+    fn create_inner(
+        &self,
+        name: &str,
+        opts: &CreateOptions,
+        bridge: Option<&str>,
+    ) -> Result<NetworkInfo> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || !name.chars().next().unwrap().is_ascii_alphanumeric()
+        {
+            return Err(invalid(
+                "network name",
+                name,
+                "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            ));
+        }
+        if opts.ipv6 {
+            return Err(Error::Unsupported("IPv6 (--ipv6)"));
+        }
+        let subnet = opts
+            .subnet
+            .as_deref()
+            .map(|s| s.parse::<Cidr4>().map_err(|e| invalid("subnet", s, e.0)))
+            .transpose()?;
+        if let Some(s) = subnet {
+            if s.prefix > 30 {
+                return Err(invalid("subnet", &s.to_string(), "too small (at most /30)"));
+            }
+        }
+        let ip_range = opts
+            .ip_range
+            .as_deref()
+            .map(|s| s.parse::<Cidr4>().map_err(|e| invalid("ip range", s, e.0)))
+            .transpose()?;
+        let gateway = opts
+            .gateway
+            .as_deref()
+            .map(|s| {
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| invalid("gateway", s, "not an IPv4 address"))
+            })
+            .transpose()?;
+        if subnet.is_none() && (ip_range.is_some() || gateway.is_some()) {
+            return Err(invalid(
+                "gateway or ip range",
+                opts.gateway
+                    .as_deref()
+                    .or(opts.ip_range.as_deref())
+                    .unwrap_or(""),
+                "needs --subnet",
+            ));
+        }
+        let bridge = match (bridge, opts.options.get("com.docker.network.bridge.name")) {
+            (Some(b), _) => b.to_string(),
+            (None, Some(b)) => b.clone(),
+            (None, None) => String::new(), // derived from the ID below
+        };
+        if !bridge.is_empty() && !valid_ifname(&bridge) {
+            return Err(invalid(
+                "bridge name",
+                &bridge,
+                "1 to 15 bytes, no / : or space",
+            ));
+        }
+        let mtu = match opts.options.get("com.docker.network.driver.mtu") {
+            Some(m) => m
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (68..=65535).contains(m))
+                .ok_or_else(|| invalid("mtu", m, "a number from 68 to 65535"))?,
+            None => uplink_mtu()?,
+        };
+
+        let tx = self.immediate()?;
+        if tx
+            .query_row("SELECT 1 FROM net_networks WHERE name = ?1", [name], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some()
+        {
+            return Err(Error::NetworkExists(name.to_string()));
+        }
+        let existing = self.list_in(&tx)?;
+        let routes = Netlink::open()
+            .and_then(|mut nl| nl.routes4())
+            .map_err(nl_err("listing host routes"))?;
+        let is_ours = |c: &Cidr4| existing.iter().any(|n| n.subnet == *c);
+        let conflict = |c: &Cidr4| -> Option<String> {
+            if let Some(n) = existing.iter().find(|n| n.subnet.overlaps(c)) {
+                return Some(format!("network {} ({})", n.name, n.subnet));
+            }
+            routes
+                .iter()
+                .map(|r| Cidr4::new(r.dst, r.prefix))
+                // The default route overlaps everything; our own bridges' routes are covered
+                // by the network check above.
+                .find(|r| r.prefix > 0 && r.overlaps(c) && !is_ours(r))
+                .map(|r| format!("host route {r}"))
+        };
+        let subnet = match subnet {
+            Some(s) => {
+                if let Some(other) = conflict(&s) {
+                    return Err(Error::SubnetOverlap { subnet: s, other });
+                }
+                s
+            }
+            None => {
+                let first: u8 = if bridge == self.cfg.default_bridge {
+                    88
+                } else {
+                    89
+                };
+                let picked = match (bridge == self.cfg.default_bridge, self.cfg.default_subnet) {
+                    (true, Some(s)) => match conflict(&s) {
+                        Some(other) => return Err(Error::SubnetOverlap { subnet: s, other }),
+                        None => Some(s),
+                    },
+                    _ => (first..=254)
+                        .map(|b| Cidr4::new(Ipv4Addr::new(10, b, 0, 0), 16))
+                        .find(|c| conflict(c).is_none()),
+                };
+                picked.ok_or_else(|| Error::NoFreeSubnet(name.to_string()))?
+            }
+        };
+        let gateway = match gateway {
+            Some(g) => {
+                let gu = u32::from(g);
+                if !subnet.contains(g) || gu == subnet.first() || gu == subnet.last() {
+                    return Err(invalid(
+                        "gateway",
+                        &g.to_string(),
+                        format!("not a usable address of {subnet}"),
+                    ));
+                }
+                g
+            }
+            None => Ipv4Addr::from(subnet.first() + 1),
+        };
+        if let Some(r) = ip_range {
+            if !subnet.covers(&r) {
+                return Err(invalid(
+                    "ip range",
+                    &r.to_string(),
+                    format!("not inside the subnet {subnet}"),
+                ));
+            }
+        }
+        let id = random_hex(32)?;
+        let bridge = if bridge.is_empty() {
+            format!("{}{}", self.cfg.bridge_prefix, &id[..12])
+        } else {
+            bridge
+        };
+        if let Some(n) = existing.iter().find(|n| n.bridge == bridge) {
+            return Err(invalid(
+                "bridge name",
+                &bridge,
+                format!("already used by network {}", n.name),
+            ));
+        }
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let info = NetworkInfo {
+            name: name.to_string(),
+            id,
+            driver: "bridge".into(),
+            bridge,
+            subnet,
+            gateway,
+            ip_range,
+            internal: opts.internal,
+            ipv6: false,
+            mtu,
+            nft_table: self.cfg.nft_table.clone(),
+            labels: opts.labels.clone(),
+            options: opts.options.clone(),
+            created,
+            endpoints: Vec::new(),
+        };
+        tx.execute(
+            "INSERT INTO net_networks (name, id, bridge, subnet, gateway, ip_range, internal, ipv6,
+                mtu, nft_table, labels, options, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                info.name,
+                info.id,
+                info.bridge,
+                info.subnet.to_string(),
+                info.gateway.to_string(),
+                info.ip_range.map(|r| r.to_string()),
+                info.internal,
+                info.mtu,
+                info.nft_table,
+                serde_json::to_string(&info.labels).unwrap_or_default(),
+                serde_json::to_string(&info.options).unwrap_or_default(),
+                info.created,
+            ],
+        )?;
+        // The kernel side last, inside the transaction: if it fails, the row is rolled back and
+        // whatever was made is undone, so a failed create leaves nothing.
+        let made_bridge = match self.ensure_kernel(&info) {
+            Ok(made) => made,
+            Err(e) => {
+                let others = existing.iter().any(|n| n.nft_table == info.nft_table);
+                let _ = teardown_kernel(&info, !others, true);
+                return Err(e);
+            }
+        };
+        if let Err(e) = tx.commit() {
+            let others = existing.iter().any(|n| n.nft_table == info.nft_table);
+            let _ = teardown_kernel(&info, !others, made_bridge);
+            return Err(e.into());
+        }
+        Ok(info)
+    }
+
+    /// Makes the bridge, sysctls and nftables state of `n` exist (idempotent). Returns whether
+    /// the bridge was created by this call.
+    fn ensure_kernel(&self, n: &NetworkInfo) -> Result<bool> {
+        match nft::run(&table_script(&n.nft_table)) {
+            Ok(_) => {}
+            Err(e) if nft::is_exists(&e) => {}
+            Err(e) => return Err(Error::Nft(e)),
+        }
+        nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
+        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let made = match nl.create_bridge(&n.bridge, n.mtu) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+            Err(e) => return Err(nl_err(format!("creating bridge {}", n.bridge))(e)),
+        };
+        let link = nl
+            .link_by_name(&n.bridge)
+            .map_err(nl_err("looking up the bridge"))?
+            .ok_or_else(|| Error::Netlink {
+                op: format!("bridge {} vanished", n.bridge),
+                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+            })?;
+        nl.add_addr4(link.index, n.gateway, n.subnet.prefix)
+            .map_err(nl_err(format!("adding {} to {}", n.gateway, n.bridge)))?;
+        nl.set_up(link.index)
+            .map_err(nl_err(format!("setting {} up", n.bridge)))?;
+        // route_localnet: lets DNATed packets from 127.0.0.1 leave through the bridge (the
+        // masquerade rule then gives them the gateway's address).
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
+            "1",
+        )?;
+        if !n.internal {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
+        Ok(made)
+    }
+
+    /// All networks.
+    pub fn list(&self) -> Result<Vec<NetworkInfo>> {
+        self.list_in(self.conn)
+    }
+
+    fn list_in(&self, conn: &Connection) -> Result<Vec<NetworkInfo>> {
+        let mut st = conn.prepare_cached(
+            "SELECT name, id, bridge, subnet, gateway, ip_range, internal, ipv6, mtu, nft_table,
+                    labels, options, created FROM net_networks ORDER BY name",
+        )?;
+        let rows = st.query_map([], row_to_network)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let mut n = r?;
+            n.endpoints = endpoints(conn, &n.name)?;
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// One network by name, or [`Error::NetworkNotFound`]. A unique ID prefix also works.
+    pub fn inspect(&self, name: &str) -> Result<NetworkInfo> {
+        let mut n = self
+            .conn
+            .query_row(
+                "SELECT name, id, bridge, subnet, gateway, ip_range, internal, ipv6, mtu,
+                        nft_table, labels, options, created
+                 FROM net_networks WHERE name = ?1
+                    OR (length(?1) >= 3 AND id LIKE ?1 || '%'
+                        AND (SELECT count(*) FROM net_networks WHERE id LIKE ?1 || '%') = 1)",
+                [name],
+                row_to_network,
+            )
+            .optional()?
+            .ok_or_else(|| Error::NetworkNotFound(name.to_string()))?;
+        n.endpoints = endpoints(self.conn, &n.name)?;
+        Ok(n)
+    }
+
+    /// Removes a network that no container is attached to: its bridge, its nftables elements,
+    /// and the table itself when no other network uses it.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let n = self.inspect(name)?;
+        let tx = self.immediate()?;
+        let users: Vec<String> = {
+            let mut st = tx.prepare("SELECT container_id FROM net_leases WHERE network = ?1")?;
+            let v = st
+                .query_map([&n.name], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        if !users.is_empty() {
+            return Err(Error::NetworkInUse {
+                name: n.name,
+                containers: users.join(", "),
+            });
+        }
+        tx.execute("DELETE FROM net_networks WHERE name = ?1", [&n.name])?;
+        let others: i64 = tx.query_row(
+            "SELECT count(*) FROM net_networks WHERE nft_table = ?1",
+            [&n.nft_table],
+            |r| r.get(0),
+        )?;
+        teardown_kernel(&n, others == 0, true)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The network `name`, creating the default network on first use.
+    fn network_for_attach(&self, name: &str) -> Result<NetworkInfo> {
+        match self.inspect(name) {
+            Err(Error::NetworkNotFound(_)) if name == self.cfg.default_network => {
+                let bridge = self.cfg.default_bridge.clone();
+                match self.create_inner(name, &CreateOptions::default(), Some(&bridge)) {
+                    Ok(n) => Ok(n),
+                    // Another hako created it meanwhile.
+                    Err(Error::NetworkExists(_)) => self.inspect(name),
+                    Err(e) => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// Wires the network namespace of process `pid` (`/proc/PID/ns/net`) to `network`.
+    ///
+    /// In order: lease an address and host ports (one transaction; a host port that another
+    /// container publishes or a host socket listens on fails here), make sure the bridge and
+    /// table exist (they vanish on reboot), create the veth pair with the container end
+    /// directly in the namespace, configure address, loopback and default route there, and add
+    /// the DNAT map elements. Any failure undoes all of it.
+    pub fn attach(
+        &self,
+        network: &str,
+        container_id: &str,
+        pid: i32,
+        opts: &AttachOptions,
+    ) -> Result<Attachment> {
+        let net = self.network_for_attach(network)?;
+        let ns = File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|source| Error::Netns { pid, source })?;
+        let want_ip = match opts.ip {
+            None => None,
+            Some(IpAddr::V4(ip)) => Some(ip),
+            Some(IpAddr::V6(_)) => return Err(Error::Unsupported("an IPv6 --ip")),
+        };
+        let want_mac = opts
+            .mac
+            .as_deref()
+            .map(|m| {
+                parse_mac(m).ok_or_else(|| {
+                    invalid("MAC address", m, "expected a unicast aa:bb:cc:dd:ee:ff")
+                })
+            })
+            .transpose()?;
+        for p in &opts.ports {
+            if matches!(p.host_ip, Some(IpAddr::V6(_))) {
+                return Err(Error::Unsupported("publishing on an IPv6 host address"));
+            }
+        }
+
+        let (att, rows) = self.lease(&net, container_id, want_ip, want_mac, opts)?;
+        let undo = |e: Error| -> Error {
+            let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&att.host_veth));
+            let _ = self.forget(container_id, Some(&net.name));
+            e
+        };
+        if let Err(e) = self.wire(&net, &ns, &att) {
+            return Err(undo(e));
+        }
+        if !rows.is_empty() {
+            let script: String = rows.iter().map(|r| port_element("add", r)).collect();
+            if let Err(e) = nft::run(&script) {
+                return Err(undo(Error::Nft(e)));
+            }
+        }
+        Ok(att)
+    }
+
+    /// The database half of `attach`: address, MAC, interface name and host ports.
+    fn lease(
+        &self,
+        net: &NetworkInfo,
+        container_id: &str,
+        want_ip: Option<Ipv4Addr>,
+        want_mac: Option<[u8; 6]>,
+        opts: &AttachOptions,
+    ) -> Result<(Attachment, Vec<PortRow>)> {
+        let tx = self.immediate()?;
+        if tx
+            .query_row(
+                "SELECT 1 FROM net_leases WHERE network = ?1 AND container_id = ?2",
+                [&net.name, container_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some()
+        {
+            return Err(Error::AlreadyAttached {
+                container: container_id.to_string(),
+                network: net.name.clone(),
+            });
+        }
+        let used: HashSet<u32> = {
+            let mut st = tx.prepare_cached("SELECT ip FROM net_leases WHERE network = ?1")?;
+            let v = st
+                .query_map([&net.name], |r| r.get::<_, String>(0))?
+                .filter_map(|r| r.ok()?.parse::<Ipv4Addr>().ok().map(u32::from))
+                .collect();
+            v
+        };
+        let range = net.ip_range.unwrap_or(net.subnet);
+        let reserved = |ip: u32| {
+            ip == net.subnet.first() || ip == net.subnet.last() || ip == u32::from(net.gateway)
+        };
+        let ip = match want_ip {
+            Some(ip) => {
+                if !range.contains(ip)
+                    || reserved(u32::from(ip)) && u32::from(ip) != u32::from(net.gateway)
+                {
+                    return Err(Error::IpOutOfRange {
+                        ip,
+                        network: net.name.clone(),
+                        range,
+                    });
+                }
+                if used.contains(&u32::from(ip)) || ip == net.gateway {
+                    return Err(Error::IpInUse {
+                        ip,
+                        network: net.name.clone(),
+                    });
+                }
+                ip
+            }
+            None => (range.first()..=range.last())
+                .find(|a| !reserved(*a) && !used.contains(a))
+                .map(Ipv4Addr::from)
+                .ok_or_else(|| Error::NetworkFull(net.name.clone()))?,
+        };
+        let mac = want_mac.unwrap_or_else(|| {
+            let o = ip.octets();
+            [0x02, 0x42, o[0], o[1], o[2], o[3]]
+        });
+        let interface = {
+            let mut st =
+                tx.prepare_cached("SELECT interface FROM net_leases WHERE container_id = ?1")?;
+            let taken: HashSet<String> = st
+                .query_map([container_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !taken.contains(n))
+                .expect("an unbounded range has a free name")
+        };
+        let host_veth = format!(
+            "{}{:08x}",
+            self.cfg.veth_prefix,
+            fnv(&format!("{}/{}", net.id, container_id))
+        );
+        tx.execute(
+            "INSERT INTO net_leases (network, container_id, ip, mac, interface, host_veth, aliases)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                net.name,
+                container_id,
+                ip.to_string(),
+                fmt_mac(&mac),
+                interface,
+                host_veth,
+                serde_json::to_string(&opts.aliases).unwrap_or_default(),
+            ],
+        )
+        .map_err(|e| {
+            if is_busy_or_constraint(&e) {
+                Error::IpInUse {
+                    ip,
+                    network: net.name.clone(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        let mut rows = Vec::new();
+        for spec in &opts.ports {
+            let host_ip = match spec.host_ip {
+                Some(IpAddr::V4(a)) => a,
+                _ => Ipv4Addr::UNSPECIFIED,
+            };
+            let port = pick_port(&tx, spec, host_ip)?;
+            tx.execute(
+                "INSERT INTO net_ports (proto, host_ip, host_port, container_id, network,
+                    container_ip, container_port, nft_table)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    spec.proto.as_str(),
+                    host_ip.to_string(),
+                    port,
+                    container_id,
+                    net.name,
+                    ip.to_string(),
+                    spec.container_port,
+                    net.nft_table,
+                ],
+            )
+            .map_err(|e| {
+                if is_busy_or_constraint(&e) {
+                    Error::PortAllocated {
+                        addr: host_ip,
+                        port,
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+            rows.push(PortRow {
+                proto: spec.proto,
+                host_ip,
+                host_port: port,
+                container_ip: ip,
+                container_port: spec.container_port,
+                nft_table: net.nft_table.clone(),
+            });
+        }
+        tx.commit()?;
+        let att = Attachment {
+            network: net.name.clone(),
+            ip,
+            prefix: net.subnet.prefix,
+            gateway: net.gateway,
+            mac: fmt_mac(&mac),
+            interface,
+            host_veth,
+            ports: rows
+                .iter()
+                .map(|r| PublishedPort {
+                    host_ip: r.host_ip,
+                    host_port: r.host_port,
+                    container_port: r.container_port,
+                    proto: r.proto,
+                })
+                .collect(),
+        };
+        Ok((att, rows))
+    }
+
+    /// The kernel half of `attach`: veth pair, addresses, routes.
+    fn wire(&self, net: &NetworkInfo, ns: &File, att: &Attachment) -> Result<()> {
+        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let bridge = match nl
+            .link_by_name(&net.bridge)
+            .map_err(nl_err("looking up the bridge"))?
+        {
+            Some(l) => l,
+            None => {
+                // After a reboot the database outlives the kernel state.
+                self.ensure_kernel(net)?;
+                nl.link_by_name(&net.bridge)
+                    .map_err(nl_err("looking up the bridge"))?
+                    .ok_or_else(|| Error::Netlink {
+                        op: format!("bridge {} vanished", net.bridge),
+                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                    })?
+            }
+        };
+        let mac = parse_mac(&att.mac).expect("we formatted it");
+        let create = |nl: &mut Netlink| {
+            nl.create_veth(
+                &att.host_veth,
+                bridge.index,
+                net.mtu,
+                &att.interface,
+                ns,
+                mac,
+            )
+        };
+        match create(&mut nl) {
+            Ok(()) => {}
+            // A leftover of a crashed run with the same name: replace it.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let _ = nl.delete_link(&att.host_veth);
+                create(&mut nl).map_err(nl_err(format!("creating veth {}", att.host_veth)))?;
+            }
+            Err(e) => return Err(nl_err(format!("creating veth {}", att.host_veth))(e)),
+        }
+        let host = nl
+            .link_by_name(&att.host_veth)
+            .map_err(nl_err("looking up the veth"))?
+            .ok_or_else(|| Error::Netlink {
+                op: format!("veth {} vanished", att.host_veth),
+                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+            })?;
+        nl.set_hairpin(host.index)
+            .map_err(nl_err(format!("hairpin mode on {}", att.host_veth)))?;
+        nl.set_up(host.index)
+            .map_err(nl_err(format!("setting {} up", att.host_veth)))?;
+
+        let mut cnl = Netlink::open_in(ns).map_err(nl_err("netlink socket in the container"))?;
+        if let Some(lo) = cnl.link_by_name("lo").map_err(nl_err("container lo"))? {
+            cnl.set_up(lo.index).map_err(nl_err("setting lo up"))?;
+        }
+        let eth = cnl
+            .link_by_name(&att.interface)
+            .map_err(nl_err("container interface"))?
+            .ok_or_else(|| Error::Netlink {
+                op: format!("{} missing in the container", att.interface),
+                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+            })?;
+        cnl.add_addr4(eth.index, att.ip, att.prefix)
+            .map_err(nl_err(format!("adding {} in the container", att.ip)))?;
+        cnl.set_up(eth.index)
+            .map_err(nl_err(format!("setting {} up", att.interface)))?;
+        if !net.internal {
+            cnl.add_default_route4(eth.index, net.gateway)
+                .map_err(nl_err("adding the default route in the container"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes database rows of a container (on one network, or all).
+    fn forget(&self, container_id: &str, network: Option<&str>) -> Result<()> {
+        let tx = self.immediate()?;
+        match network {
+            Some(n) => {
+                tx.execute(
+                    "DELETE FROM net_leases WHERE container_id = ?1 AND network = ?2",
+                    [container_id, n],
+                )?;
+                tx.execute(
+                    "DELETE FROM net_ports WHERE container_id = ?1 AND network = ?2",
+                    [container_id, n],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM net_leases WHERE container_id = ?1",
+                    [container_id],
+                )?;
+                tx.execute(
+                    "DELETE FROM net_ports WHERE container_id = ?1",
+                    [container_id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Releases everything of a container on every network: DNAT elements, veth pairs, leases
+    /// and port rows. Idempotent; kernel state goes first, so a crash halfway leaves rows that
+    /// the next `detach` or `reconcile` finishes.
+    pub fn detach(&self, container_id: &str) -> Result<()> {
+        let ports = self.port_rows(container_id)?;
+        let script: String = ports.iter().map(|r| port_element("delete", r)).collect();
+        nft_delete(&script)?;
+        let veths: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT host_veth FROM net_leases WHERE container_id = ?1")?;
+            let v = st
+                .query_map([container_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        if !veths.is_empty() {
+            let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+            for v in &veths {
+                // Gone already when the container's namespace died with its last process.
+                nl.delete_link(v).map_err(nl_err(format!("deleting {v}")))?;
+            }
+        }
+        self.forget(container_id, None)
+    }
+
+    fn port_rows(&self, container_id: &str) -> Result<Vec<PortRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT proto, host_ip, host_port, container_ip, container_port, nft_table
+             FROM net_ports WHERE container_id = ?1 ORDER BY container_port, proto",
+        )?;
+        let rows = st
+            .query_map([container_id], |r| {
+                Ok(PortRow {
+                    proto: Proto::parse(&r.get::<_, String>(0)?).unwrap_or(Proto::Tcp),
+                    host_ip: r
+                        .get::<_, String>(1)?
+                        .parse()
+                        .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    host_port: r.get(2)?,
+                    container_ip: r
+                        .get::<_, String>(3)?
+                        .parse()
+                        .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    container_port: r.get(4)?,
+                    nft_table: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The ports a container publishes (for `hako port` and the PORTS column of `ps`).
+    pub fn ports(&self, container_id: &str) -> Result<Vec<PublishedPort>> {
+        Ok(self
+            .port_rows(container_id)?
+            .into_iter()
+            .map(|r| PublishedPort {
+                host_ip: r.host_ip,
+                host_port: r.host_port,
+                container_port: r.container_port,
+                proto: r.proto,
+            })
+            .collect())
+    }
+
+    /// Detaches every container that has network state but is not live any more (its `hako`
+    /// process died): call at the start of commands, with the engine's liveness test.
+    pub fn reconcile(&self, is_live: &dyn Fn(&str) -> bool) -> Result<()> {
+        let ids: Vec<String> = {
+            let mut st = self.conn.prepare(
+                "SELECT container_id FROM net_leases UNION SELECT container_id FROM net_ports",
+            )?;
+            let v = st
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        for id in ids.iter().filter(|id| !is_live(id)) {
+            self.detach(id)?;
+        }
+        Ok(())
+    }
+}
+
+fn row_to_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkInfo> {
+    let parse_err = |i: usize, s: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("bad value {s:?}").into(),
+        )
+    };
+    let subnet: String = r.get(3)?;
+    let gateway: String = r.get(4)?;
+    let ip_range: Option<String> = r.get(5)?;
+    Ok(NetworkInfo {
+        name: r.get(0)?,
+        id: r.get(1)?,
+        driver: "bridge".into(),
+        bridge: r.get(2)?,
+        subnet: subnet.parse().map_err(|_| parse_err(3, &subnet))?,
+        gateway: gateway.parse().map_err(|_| parse_err(4, &gateway))?,
+        ip_range: match ip_range {
+            Some(s) => Some(s.parse().map_err(|_| parse_err(5, &s))?),
+            None => None,
+        },
+        internal: r.get(6)?,
+        ipv6: r.get(7)?,
+        mtu: r.get(8)?,
+        nft_table: r.get(9)?,
+        labels: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+        options: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
+        created: r.get(12)?,
+        endpoints: Vec::new(),
+    })
+}
+
+fn endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
+    let mut st = conn.prepare_cached(
+        "SELECT container_id, ip, mac, interface, host_veth, aliases FROM net_leases
+         WHERE network = ?1 ORDER BY container_id",
+    )?;
+    let v = st
+        .query_map([network], |r| {
+            Ok(Endpoint {
+                container_id: r.get(0)?,
+                ip: r
+                    .get::<_, String>(1)?
+                    .parse()
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                mac: r.get(2)?,
+                interface: r.get(3)?,
+                host_veth: r.get(4)?,
+                aliases: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(v)
+}
+
+/// Removes a network's kernel state: elements, bridge (if `bridge`), and the whole table (if
+/// `last`). Missing pieces are not errors.
+fn teardown_kernel(n: &NetworkInfo, last: bool, bridge: bool) -> Result<()> {
+    if last {
+        match nft::run(&format!("delete table inet {}", n.nft_table)) {
+            Ok(_) => {}
+            Err(e) if nft::is_missing(&e) => {}
+            Err(e) => return Err(Error::Nft(e)),
+        }
+    } else {
+        nft_delete(&network_elements("delete", n))?;
+    }
+    if bridge {
+        Netlink::open()
+            .and_then(|mut nl| nl.delete_link(&n.bridge))
+            .map_err(nl_err(format!("deleting bridge {}", n.bridge)))?;
+    }
+    Ok(())
+}
+
+/// True if a host socket could bind `addr:port` now (nothing listens there).
+fn host_port_free(proto: Proto, addr: Ipv4Addr, port: u16) -> bool {
+    let sa = SocketAddrV4::new(addr, port);
+    match proto {
+        // std sets SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) makes this fail.
+        Proto::Tcp => TcpListener::bind(sa).is_ok(),
+        Proto::Udp => UdpSocket::bind(sa).is_ok(),
+    }
+}
+
+/// A port the kernel considers free right now (bind to port 0).
+fn kernel_free_port(proto: Proto, addr: Ipv4Addr) -> Option<u16> {
+    let sa = SocketAddrV4::new(addr, 0);
+    match proto {
+        Proto::Tcp => TcpListener::bind(sa).and_then(|l| l.local_addr()).ok(),
+        Proto::Udp => UdpSocket::bind(sa).and_then(|l| l.local_addr()).ok(),
+    }
+    .map(|a| a.port())
+}
+
+/// Chooses the host port for `spec`: free both in our table (no other container publishes it
+/// on an overlapping address) and on the host (nothing listens).
+fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result<u16> {
+    let taken = |port: u16| -> Result<bool> {
+        Ok(tx
+            .prepare_cached(
+                "SELECT 1 FROM net_ports WHERE proto = ?1 AND host_port = ?2
+                 AND (host_ip = ?3 OR host_ip = '0.0.0.0' OR ?3 = '0.0.0.0')",
+            )?
+            .query_row(
+                params![spec.proto.as_str(), port, host_ip.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    };
+    let (lo, hi) = spec.host_port;
+    if lo == 0 {
+        for _ in 0..32 {
+            if let Some(p) = kernel_free_port(spec.proto, host_ip) {
+                if !taken(p)? {
+                    return Ok(p);
+                }
+            }
+        }
+        return Err(Error::NoFreePort {
+            lo: 1,
+            hi: 65535,
+            proto: spec.proto.as_str(),
+        });
+    }
+    if lo == hi {
+        if taken(lo)? || !host_port_free(spec.proto, host_ip, lo) {
+            return Err(Error::PortAllocated {
+                addr: host_ip,
+                port: lo,
+            });
+        }
+        return Ok(lo);
+    }
+    for p in lo..=hi {
+        if !taken(p)? && host_port_free(spec.proto, host_ip, p) {
+            return Ok(p);
+        }
+    }
+    Err(Error::NoFreePort {
+        lo,
+        hi,
+        proto: spec.proto.as_str(),
+    })
+}
+
+/// The MTU of the link carrying the default route (Docker uses 1500; a smaller uplink MTU,
+/// e.g. on a VPN or cloud VM, would otherwise black-hole large packets). 1500 if none.
+fn uplink_mtu() -> Result<u32> {
+    let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+    let oif = nl
+        .route_oif(Ipv4Addr::new(1, 1, 1, 1))
+        .map_err(nl_err("looking up the default route"))?;
+    let mtu = match oif {
+        Some(i) => nl
+            .link_by_index(i)
+            .map_err(nl_err("looking up the uplink"))?
+            .and_then(|l| l.mtu),
+        None => None,
+    };
+    Ok(mtu.unwrap_or(1500))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            parse_mac("02:42:0a:58:00:02"),
+            Some([2, 0x42, 10, 88, 0, 2])
+        );
+        assert_eq!(fmt_mac(&[2, 0x42, 10, 88, 0, 2]), "02:42:0a:58:00:02");
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "02:42:0a:58:00",
+            "zz:42:0a:58:00:02",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_elements() {
+        let mut r = PortRow {
+            proto: Proto::Tcp,
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8080,
+            container_ip: Ipv4Addr::new(10, 88, 0, 2),
+            container_port: 80,
+            nft_table: "hako".into(),
+        };
+        assert_eq!(
+            port_element("add", &r),
+            "add element inet hako pany { tcp . 8080 : 10.88.0.2 . 80 }\n"
+        );
+        r.host_ip = Ipv4Addr::LOCALHOST;
+        assert_eq!(
+            port_element("delete", &r),
+            "delete element inet hako pip { 127.0.0.1 . tcp . 8080 }\n"
+        );
+    }
+
+    #[test]
+    fn open_is_idempotent_and_validates_config() {
+        let conn = Connection::open_in_memory().unwrap();
+        Networks::open(&conn).unwrap();
+        Networks::open(&conn).unwrap();
+        let cfg = Config {
+            nft_table: "bad name".into(),
+            ..Config::default()
+        };
+        assert!(Networks::open_with(&conn, cfg).is_err());
+    }
+}

@@ -1,0 +1,491 @@
+//! A small synchronous rtnetlink client over a raw `AF_NETLINK` socket.
+//!
+//! Why hand-written instead of `rtnetlink`: that crate needs a tokio runtime whose worker threads
+//! would outlive the call, and `hako run` must stay single-threaded (fork-safe) for later clones.
+//! `netlink-packet-route` alone would work synchronously, but the handful of messages we send
+//! (links, veth, addresses, routes) fit in a few hundred lines with no moving API underneath.
+//! Every request is one `send` and one or two `recv`s on a blocking socket: a few microseconds.
+
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+// Message types and flags (linux/rtnetlink.h, linux/netlink.h).
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
+
+// Link attributes (linux/if_link.h).
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
+const IFLA_BRPORT_MODE: u16 = 4;
+const IFF_UP: u32 = 1;
+
+// Address and route attributes (linux/if_addr.h, linux/rtnetlink.h).
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_BROADCAST: u16 = 4;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_TABLE: u16 = 15;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_BOOT: u8 = 3;
+const RTN_UNICAST: u8 = 1;
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub index: i32,
+    pub mtu: Option<u32>,
+}
+
+/// An IPv4 route of the main table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route4 {
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// A netlink message under construction: header, fixed part, then attributes.
+struct Msg {
+    buf: Vec<u8>,
+    nests: Vec<usize>,
+}
+
+impl Msg {
+    fn new(ty: u16, flags: u16) -> Msg {
+        let mut buf = vec![0u8; 16];
+        buf[4..6].copy_from_slice(&ty.to_ne_bytes());
+        buf[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        Msg {
+            buf,
+            nests: Vec::new(),
+        }
+    }
+
+    fn pad(&mut self) {
+        while self.buf.len() % 4 != 0 {
+            self.buf.push(0);
+        }
+    }
+
+    /// `struct ifinfomsg` (16 bytes).
+    fn ifinfo(mut self, family: u8, index: i32, flags: u32, change: u32) -> Msg {
+        self.buf.extend_from_slice(&[family, 0, 0, 0]);
+        self.buf.extend_from_slice(&index.to_ne_bytes());
+        self.buf.extend_from_slice(&flags.to_ne_bytes());
+        self.buf.extend_from_slice(&change.to_ne_bytes());
+        self
+    }
+
+    fn attr(&mut self, ty: u16, data: &[u8]) {
+        let len = (4 + data.len()) as u16;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn attr_str(&mut self, ty: u16, s: &str) {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        self.attr(ty, &v);
+    }
+
+    fn attr_u32(&mut self, ty: u16, v: u32) {
+        self.attr(ty, &v.to_ne_bytes());
+    }
+
+    fn begin(&mut self, ty: u16) {
+        self.nests.push(self.buf.len());
+        self.buf.extend_from_slice(&[0, 0]);
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+    }
+
+    fn end(&mut self) {
+        let start = self.nests.pop().expect("end() without begin()");
+        let len = (self.buf.len() - start) as u16;
+        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    fn finish(mut self, seq: u32) -> Vec<u8> {
+        let len = self.buf.len() as u32;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        self.buf
+    }
+}
+
+/// Iterates over `(type, payload)` of the route attributes in `data`.
+fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let ty = u16::from_ne_bytes([data[2], data[3]]) & !NLA_F_NESTED;
+        if len < 4 || len > data.len() {
+            return None;
+        }
+        let payload = &data[4..len];
+        let adv = (len + 3) & !3;
+        data = &data[adv.min(data.len())..];
+        Some((ty, payload))
+    })
+}
+
+fn u32_of(p: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(p.get(..4)?.try_into().ok()?))
+}
+
+/// A blocking rtnetlink socket bound to one network namespace (the one current when it was made).
+pub(crate) struct Netlink {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    /// A socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Netlink> {
+        // SAFETY: plain socket(2) call; the returned fd is checked and owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Netlink {
+            fd,
+            seq: 0,
+            buf: vec![0u8; 32 * 1024],
+        })
+    }
+
+    /// A socket inside the network namespace `ns` (an open `/proc/PID/ns/net`).
+    ///
+    /// A netlink socket stays in the namespace it was created in, so the calling thread enters
+    /// `ns` only for the `socket(2)` call and returns at once; nothing else runs meanwhile.
+    pub fn open_in(ns: &File) -> io::Result<Netlink> {
+        // /proc/thread-self, not /proc/self: only this thread switches, and it must come back to
+        // its own namespace even if other threads (e.g. test harness threads) live elsewhere.
+        let home = File::open("/proc/thread-self/ns/net")?;
+        setns(ns)?;
+        let sock = Netlink::open();
+        if let Err(e) = setns(&home) {
+            // Staying in the container's namespace would silently misconfigure everything after.
+            panic!("cannot return to the original network namespace: {e}");
+        }
+        sock
+    }
+
+    fn send(&mut self, msg: Msg) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let bytes = msg.finish(seq);
+        // SAFETY: bytes is a valid buffer of bytes.len() bytes; the kernel only reads it.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(seq)
+    }
+
+    /// Receives datagrams, handing each message of sequence `seq` to `f`, until an ACK/error
+    /// (request) or `NLMSG_DONE` (dump). Returns the kernel's error as an `io::Error`.
+    fn recv(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
+        loop {
+            // SAFETY: self.buf is a writable buffer of self.buf.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut data = &self.buf[..n as usize];
+            let mut finished = false;
+            while data.len() >= 16 {
+                let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
+                let ty = u16::from_ne_bytes([data[4], data[5]]);
+                let mseq = u32::from_ne_bytes(data[8..12].try_into().unwrap());
+                if len < 16 || len > data.len() {
+                    break;
+                }
+                let payload = &data[16..len];
+                if mseq == seq {
+                    match ty {
+                        NLMSG_ERROR => {
+                            let code = i32::from_ne_bytes(payload[0..4].try_into().unwrap());
+                            if code != 0 {
+                                return Err(io::Error::from_raw_os_error(-code));
+                            }
+                            finished = true;
+                        }
+                        NLMSG_DONE => finished = true,
+                        _ => f(ty, payload),
+                    }
+                }
+                data = &data[((len + 3) & !3).min(data.len())..];
+            }
+            if finished {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends a request that changes state and waits for its acknowledgement.
+    fn exec(&mut self, msg: Msg) -> io::Result<()> {
+        let seq = self.send(msg)?;
+        self.recv(seq, |_, _| {})
+    }
+
+    /// The link named `name`, or `None` if there is none.
+    pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
+        let mut m = Msg::new(RTM_GETLINK, NLM_F_ACK).ifinfo(0, 0, 0, 0);
+        m.attr_str(IFLA_IFNAME, name);
+        self.get_link(m)
+    }
+
+    /// The link with index `index`.
+    pub fn link_by_index(&mut self, index: i32) -> io::Result<Option<Link>> {
+        let m = Msg::new(RTM_GETLINK, NLM_F_ACK).ifinfo(0, index, 0, 0);
+        self.get_link(m)
+    }
+
+    fn get_link(&mut self, m: Msg) -> io::Result<Option<Link>> {
+        let seq = self.send(m)?;
+        let mut out = None;
+        let r = self.recv(seq, |ty, p| {
+            if ty == RTM_NEWLINK && p.len() >= 16 {
+                let index = i32::from_ne_bytes(p[4..8].try_into().unwrap());
+                let mtu = attrs(&p[16..])
+                    .find(|(t, _)| *t == IFLA_MTU)
+                    .and_then(|(_, v)| u32_of(v));
+                out = Some(Link { index, mtu });
+            }
+        });
+        match r {
+            Ok(()) => Ok(out),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a bridge (fails with `EEXIST` if the name is taken).
+    pub fn create_bridge(&mut self, name: &str, mtu: u32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0, 0);
+        m.attr_str(IFLA_IFNAME, name);
+        m.attr_u32(IFLA_MTU, mtu);
+        m.begin(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_KIND, "bridge");
+        m.end();
+        self.exec(m)
+    }
+
+    /// Creates a veth pair: `host` enslaved to bridge `master` in this namespace, and `peer`
+    /// created directly inside the namespace `peer_ns` (so it never appears on the host), with
+    /// MAC address `peer_mac`.
+    pub fn create_veth(
+        &mut self,
+        host: &str,
+        master: i32,
+        mtu: u32,
+        peer: &str,
+        peer_ns: &File,
+        peer_mac: [u8; 6],
+    ) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0, 0);
+        m.attr_str(IFLA_IFNAME, host);
+        m.attr_u32(IFLA_MTU, mtu);
+        m.attr_u32(IFLA_MASTER, master as u32);
+        m.begin(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_KIND, "veth");
+        m.begin(IFLA_INFO_DATA);
+        m.begin(VETH_INFO_PEER);
+        // The peer's attributes follow its own ifinfomsg header inside VETH_INFO_PEER.
+        m.buf.extend_from_slice(&[0u8; 16]);
+        m.attr_str(IFLA_IFNAME, peer);
+        m.attr_u32(IFLA_MTU, mtu);
+        m.attr(IFLA_ADDRESS, &peer_mac);
+        m.attr_u32(IFLA_NET_NS_FD, peer_ns.as_raw_fd() as u32);
+        m.end();
+        m.end();
+        m.end();
+        self.exec(m)
+    }
+
+    /// Sets a link up.
+    pub fn set_up(&mut self, index: i32) -> io::Result<()> {
+        let m = Msg::new(RTM_NEWLINK, NLM_F_ACK).ifinfo(0, index, IFF_UP, IFF_UP);
+        self.exec(m)
+    }
+
+    /// Turns on hairpin mode on a bridge port, so a container can reach its own published ports
+    /// through the host's addresses (the DNATed packet goes back out the port it came in on).
+    pub fn set_hairpin(&mut self, index: i32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK).ifinfo(libc::AF_BRIDGE as u8, index, 0, 0);
+        m.begin(IFLA_PROTINFO);
+        m.attr(IFLA_BRPORT_MODE, &[1]);
+        m.end();
+        self.exec(m)
+    }
+
+    /// Deletes a link by name; `Ok(false)` if it did not exist.
+    pub fn delete_link(&mut self, name: &str) -> io::Result<bool> {
+        let mut m = Msg::new(RTM_DELLINK, NLM_F_ACK).ifinfo(0, 0, 0, 0);
+        m.attr_str(IFLA_IFNAME, name);
+        match self.exec(m) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `addr/prefix` to link `index` (`EEXIST` is success: the call is idempotent).
+    pub fn add_addr4(&mut self, index: i32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        m.buf
+            .extend_from_slice(&[libc::AF_INET as u8, prefix, 0, 0]);
+        m.buf.extend_from_slice(&(index as u32).to_ne_bytes());
+        m.attr(IFA_LOCAL, &addr.octets());
+        m.attr(IFA_ADDRESS, &addr.octets());
+        if prefix < 31 {
+            let bcast = u32::from(addr) | (u32::MAX >> prefix);
+            m.attr(IFA_BROADCAST, &Ipv4Addr::from(bcast).octets());
+        }
+        match self.exec(m) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Adds a default route via `gateway` on link `index` (`EEXIST` is success).
+    pub fn add_default_route4(&mut self, index: i32, gateway: Ipv4Addr) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        m.buf.extend_from_slice(&[
+            libc::AF_INET as u8,
+            0,
+            0,
+            0,
+            RT_TABLE_MAIN,
+            RTPROT_BOOT,
+            0, // RT_SCOPE_UNIVERSE
+            RTN_UNICAST,
+        ]);
+        m.buf.extend_from_slice(&0u32.to_ne_bytes());
+        m.attr(RTA_GATEWAY, &gateway.octets());
+        m.attr_u32(RTA_OIF, index as u32);
+        match self.exec(m) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// The IPv4 routes of the main table.
+    pub fn routes4(&mut self) -> io::Result<Vec<Route4>> {
+        let mut m = Msg::new(RTM_GETROUTE, NLM_F_DUMP);
+        m.buf
+            .extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0]);
+        m.buf.extend_from_slice(&0u32.to_ne_bytes());
+        let seq = self.send(m)?;
+        let mut out = Vec::new();
+        self.recv(seq, |ty, p| {
+            if ty != RTM_NEWROUTE || p.len() < 12 {
+                return;
+            }
+            let prefix = p[1];
+            let mut table = p[4] as u32;
+            let mut dst = Ipv4Addr::UNSPECIFIED;
+            for (t, v) in attrs(&p[12..]) {
+                match t {
+                    RTA_TABLE => table = u32_of(v).unwrap_or(table),
+                    RTA_DST if v.len() == 4 => dst = Ipv4Addr::new(v[0], v[1], v[2], v[3]),
+                    _ => {}
+                }
+            }
+            if table == RT_TABLE_MAIN as u32 {
+                out.push(Route4 { dst, prefix });
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The output link of the route the kernel would use to reach `dst`, if any.
+    pub fn route_oif(&mut self, dst: Ipv4Addr) -> io::Result<Option<i32>> {
+        let mut m = Msg::new(RTM_GETROUTE, NLM_F_ACK);
+        m.buf
+            .extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
+        m.buf.extend_from_slice(&0u32.to_ne_bytes());
+        m.attr(RTA_DST, &dst.octets());
+        let seq = self.send(m)?;
+        let mut oif = None;
+        let r = self.recv(seq, |ty, p| {
+            if ty == RTM_NEWROUTE && p.len() >= 12 {
+                oif = attrs(&p[12..])
+                    .find(|(t, _)| *t == RTA_OIF)
+                    .and_then(|(_, v)| u32_of(v))
+                    .map(|v| v as i32);
+            }
+        });
+        match r {
+            Ok(()) => Ok(oif),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Moves the calling thread into the network namespace `ns`.
+fn setns(ns: &File) -> io::Result<()> {
+    // SAFETY: setns(2) on a valid, open namespace fd; it changes only this thread's namespace.
+    let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
