@@ -171,6 +171,22 @@ enum Command {
         /// Destination
         dst: String,
     },
+    /// Create a new image from a container's changes
+    Commit {
+        /// Author (e.g. "Jane Doe <jane@example.com>")
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Commit message
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Apply Dockerfile instruction to the created image
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        /// Container
+        container: String,
+        /// REPOSITORY[:TAG]
+        reference: Option<String>,
+    },
     /// Display system-wide information
     Info {
         /// Format output using a Go template, or "json"
@@ -625,6 +641,30 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Info { format } => info(&cli.root, format),
+        Command::Commit {
+            author,
+            message,
+            change,
+            container,
+            reference,
+        } => {
+            let engine = open(&cli.root)?;
+            let reference = reference
+                .as_deref()
+                .map(hako_engine::hako_image::Reference::parse)
+                .transpose()?;
+            let id = engine.commit(
+                &container,
+                &hako_engine::commit::CommitOptions {
+                    message,
+                    author,
+                    changes: change,
+                    reference,
+                },
+            )?;
+            println!("{id}");
+            Ok(0)
+        }
         Command::Cp {
             archive, src, dst, ..
         } => cp(&cli.root, archive, &src, &dst),

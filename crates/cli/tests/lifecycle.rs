@@ -408,3 +408,65 @@ fn hosts_dns_env_file_and_group_add() {
     assert_eq!(code, 125);
     assert!(err.contains("bad format for add-host"), "{err}");
 }
+
+#[test]
+fn commit_makes_a_new_layered_image() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /greeting; rm /etc/group; mkdir /data",
+    ]);
+    let id = r.ok(&[
+        "commit",
+        "-m",
+        "add greeting",
+        "-a",
+        "Lab <lab@example.com>",
+        "-c",
+        "CMD [\"cat\", \"/greeting\"]",
+        "src",
+        "mybox:v2",
+    ]);
+    assert!(id.starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    assert!(r.ok(&["images"]).contains("mybox"));
+    assert_eq!(r.ok(&["run", "--rm", "mybox:v2"]), "hello\n");
+    // The deletion is a whiteout in the new layer.
+    assert_eq!(r.run(&["run", "--rm", "mybox:v2", "ls", "/etc/group"]).0, 1);
+    assert_eq!(
+        r.run(&["run", "--rm", "mybox:v2", "test", "-d", "/data"]).0,
+        0
+    );
+    // hako's own files are not part of the image.
+    assert!(
+        r.ok(&["run", "--rm", "mybox:v2", "cat", "/etc/hostname"])
+            .trim()
+            .len()
+            == 12
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&r.ok(&["inspect", "src"])).unwrap();
+    assert_eq!(inspect[0]["State"]["Status"], "exited");
+    // A running container can be committed too (it is frozen meanwhile).
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /x; sleep 100",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    r.ok(&["commit", "live", "live:snap"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "live"]),
+        "running\n"
+    );
+    assert_eq!(r.ok(&["run", "--rm", "live:snap", "cat", "/x"]), "x\n");
+    r.ok(&["rm", "-f", "live", "src"]);
+}

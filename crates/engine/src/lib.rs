@@ -2,6 +2,7 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+pub mod commit;
 pub mod copy;
 mod inspect;
 mod limits;

@@ -11,7 +11,7 @@ fn bad(msg: impl Into<String>) -> Error {
 }
 
 /// Applies `changes` in order to `config`.
-pub(crate) fn apply(config: &mut Config, changes: &[String]) -> Result<(), Error> {
+pub fn apply(config: &mut Config, changes: &[String]) -> Result<(), Error> {
     for change in changes {
         let line = change.trim();
         if line.is_empty() {

@@ -19,6 +19,7 @@ mod store;
 mod time;
 
 pub use archive::Loaded;
+pub use changes::apply as apply_changes;
 pub use extract::Compression;
 pub use ingest::{NewImage, NewLayer, StagedLayer, Stager};
 pub use reference::Reference;
