@@ -187,6 +187,9 @@ enum Command {
         /// REPOSITORY[:TAG]
         reference: Option<String>,
     },
+    /// Manage hako: disk usage, pruning, information
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Display system-wide information
     Info {
         /// Format output using a Go template, or "json"
@@ -291,6 +294,30 @@ struct RmArgs {
     /// Containers (name or id)
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show hako disk usage
+    Df,
+    /// Remove stopped containers, unused images and (with --volumes) unused anonymous volumes
+    Prune {
+        /// Remove all unused images, not just dangling ones
+        #[arg(short, long)]
+        all: bool,
+        /// Prune anonymous volumes
+        #[arg(long)]
+        volumes: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Display system-wide information
+    Info {
+        /// Format output using a Go template, or "json"
+        #[arg(short, long)]
+        format: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -640,7 +667,39 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             open(&cli.root)?.finish_detached(&id)?;
             Ok(0)
         }
-        Command::Info { format } => info(&cli.root, format),
+        Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
+            info(&cli.root, format)
+        }
+        Command::System(SystemCommand::Df) => {
+            let engine = open(&cli.root)?;
+            let mut out = TabWriter::new(std::io::stdout().lock())
+                .minwidth(7)
+                .padding(3);
+            writeln!(out, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")?;
+            for r in engine.disk_usage()? {
+                let pct = if r.size > 0 {
+                    r.reclaimable * 100 / r.size
+                } else {
+                    0
+                };
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{} ({pct}%)",
+                    r.kind,
+                    r.total,
+                    r.active,
+                    fmt::human_size(r.size),
+                    fmt::human_size(r.reclaimable)
+                )?;
+            }
+            out.flush()?;
+            Ok(0)
+        }
+        Command::System(SystemCommand::Prune {
+            all,
+            volumes,
+            force,
+        }) => system_prune(&cli.root, all, volumes, force),
         Command::Commit {
             author,
             message,
@@ -1416,5 +1475,71 @@ fn cp(root: &std::path::Path, archive: bool, src: &str, dst: &str) -> Result<i32
             return Err(anyhow::anyhow!("must specify at least one container source").into())
         }
     }
+    Ok(0)
+}
+
+fn system_prune(
+    root: &std::path::Path,
+    all: bool,
+    volumes: bool,
+    force: bool,
+) -> Result<i32, Failure> {
+    let mut warning = vec!["all stopped containers"];
+    if volumes {
+        warning.push("all anonymous volumes not used by at least one container");
+    }
+    warning.push(if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    });
+    if !force {
+        use std::io::BufRead;
+        println!("WARNING! This will remove:");
+        for w in &warning {
+            println!("  - {w}");
+        }
+        print!("\nAre you sure you want to continue? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let engine = open(root)?;
+    let mut freed = 0u64;
+    let containers = engine.prune()?;
+    if !containers.is_empty() {
+        println!("Deleted Containers:");
+        for c in &containers {
+            println!("{c}");
+        }
+        println!();
+    }
+    if volumes {
+        let (names, bytes) = engine.volume_prune(false)?;
+        freed += bytes;
+        if !names.is_empty() {
+            println!("Deleted Volumes:");
+            for n in &names {
+                println!("{n}");
+            }
+            println!();
+        }
+    }
+    let (events, bytes) = engine.image_prune(all)?;
+    freed += bytes;
+    if !events.is_empty() {
+        println!("Deleted Images:");
+        for e in events {
+            match e {
+                hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("untagged: {r}"),
+                hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("deleted: {id}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", fmt::human_size(freed));
     Ok(0)
 }

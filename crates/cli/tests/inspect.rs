@@ -195,3 +195,38 @@ fn info_counts_and_describes_the_host() {
     );
     r.ok(&["rm", "stopped"]);
 }
+
+#[test]
+fn system_df_and_prune() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "--name",
+        "done",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /file",
+    ]);
+    r.ok(&["commit", "done", "snap:1"]);
+    let df = r.ok(&["system", "df"]);
+    assert!(
+        df.starts_with("TYPE")
+            && df.contains("Images")
+            && df.contains("Containers")
+            && df.contains("Local Volumes"),
+        "{df}"
+    );
+    let out = r.ok(&["system", "prune", "-a", "-f"]);
+    assert!(
+        out.contains("Deleted Containers:") && out.contains("Deleted Images:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("untagged: snap:1") && out.contains("untagged: busybox:latest"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("MB"), "{out}");
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+}

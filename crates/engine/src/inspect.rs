@@ -504,3 +504,135 @@ impl Engine {
         })
     }
 }
+
+/// One row of `system df`.
+#[derive(Debug, Clone)]
+pub struct DfRow {
+    /// "Images", "Containers", "Local Volumes".
+    pub kind: &'static str,
+    /// How many.
+    pub total: usize,
+    /// How many are in use.
+    pub active: usize,
+    /// Bytes used.
+    pub size: u64,
+    /// Bytes a prune would free.
+    pub reclaimable: u64,
+}
+
+/// Bytes of regular files below `p`, without following symlinks.
+pub(crate) fn du(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match std::fs::symlink_metadata(e.path()) {
+            Ok(m) if m.is_dir() => du(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+impl Engine {
+    /// `system df`.
+    pub fn disk_usage(&self) -> Result<Vec<DfRow>> {
+        let containers = self.list(true)?;
+        let images = self.store.list()?;
+        let used_images: std::collections::HashSet<&str> =
+            containers.iter().map(|c| c.image_id.as_str()).collect();
+        let img_size: u64 = images.iter().map(|i| i.size).sum();
+        let img_reclaim: u64 = images
+            .iter()
+            .filter(|i| !used_images.contains(i.id.as_str()))
+            .map(|i| i.size)
+            .sum();
+        let mut c_size = 0;
+        let mut c_reclaim = 0;
+        for c in &containers {
+            let s = du(&self.container_dir(&c.id).join("upper"));
+            c_size += s;
+            if c.state != State::Running {
+                c_reclaim += s;
+            }
+        }
+        let vols = self.volume_list()?;
+        let used_vols: std::collections::HashSet<String> = self
+            .store
+            .conn()
+            .prepare("SELECT DISTINCT volume FROM container_volumes")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut v_size = 0;
+        let mut v_reclaim = 0;
+        for v in &vols {
+            let s = du(&v.mountpoint);
+            v_size += s;
+            if !used_vols.contains(&v.name) {
+                v_reclaim += s;
+            }
+        }
+        Ok(vec![
+            DfRow {
+                kind: "Images",
+                total: images.len(),
+                active: images
+                    .iter()
+                    .filter(|i| used_images.contains(i.id.as_str()))
+                    .count(),
+                size: img_size,
+                reclaimable: img_reclaim,
+            },
+            DfRow {
+                kind: "Containers",
+                total: containers.len(),
+                active: containers
+                    .iter()
+                    .filter(|c| c.state == State::Running)
+                    .count(),
+                size: c_size,
+                reclaimable: c_reclaim,
+            },
+            DfRow {
+                kind: "Local Volumes",
+                total: vols.len(),
+                active: used_vols.len(),
+                size: v_size,
+                reclaimable: v_reclaim,
+            },
+        ])
+    }
+
+    /// Removes images no container uses: untagged ones, or all with `all`. Returns the events
+    /// and the bytes freed.
+    pub fn image_prune(&self, all: bool) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
+        let used: std::collections::HashSet<String> =
+            self.list(true)?.into_iter().map(|c| c.image_id).collect();
+        let mut events = Vec::new();
+        // Layers are shared between images: count each freed layer once, and only when no
+        // remaining image still uses it.
+        let mut candidates = std::collections::HashMap::new();
+        let mut kept_layers = std::collections::HashSet::new();
+        for img in self.store.list()? {
+            let full = self.store.resolve(&img.id)?;
+            let sizes = self.store.layer_sizes(&img.id).unwrap_or_default();
+            let doomed = !used.contains(&img.id) && (all || img.repo_tags.is_empty());
+            for (i, layer) in full.layers.iter().enumerate() {
+                if doomed {
+                    candidates.insert(layer.clone(), sizes.get(i).copied().unwrap_or(0));
+                } else {
+                    kept_layers.insert(layer.clone());
+                }
+            }
+            if doomed {
+                events.extend(self.remove_image(&img.id, true)?);
+            }
+        }
+        let freed = candidates
+            .iter()
+            .filter(|(l, _)| !kept_layers.contains(*l))
+            .map(|(_, s)| s)
+            .sum();
+        Ok((events, freed))
+    }
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use hako_image;
 pub use hako_runtime;
-pub use inspect::{ContainerStats, SystemInfo};
+pub use inspect::{ContainerStats, DfRow, SystemInfo};
 
 /// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
 #[derive(Debug, thiserror::Error)]
