@@ -790,6 +790,19 @@ impl<'c> Networks<'c> {
                 format!("already used by network {}", n.name),
             ));
         }
+        // Never adopt a link we did not make: configuring (and on failure deleting) someone
+        // else's interface would be far worse than refusing.
+        if Netlink::open()
+            .and_then(|mut nl| nl.link_by_name(&bridge))
+            .map_err(nl_err("looking up links"))?
+            .is_some()
+        {
+            return Err(invalid(
+                "bridge name",
+                &bridge,
+                "a network interface of that name already exists",
+            ));
+        }
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -832,25 +845,21 @@ impl<'c> Networks<'c> {
         )?;
         // The kernel side last, inside the transaction: if it fails, the row is rolled back and
         // whatever was made is undone, so a failed create leaves nothing.
-        let made_bridge = match self.ensure_kernel(&info) {
-            Ok(made) => made,
-            Err(e) => {
-                let others = existing.iter().any(|n| n.nft_table == info.nft_table);
-                let _ = teardown_kernel(&info, !others, true);
-                return Err(e);
-            }
-        };
+        // The link did not exist a moment ago, so on failure the bridge is ours to delete.
+        let others = existing.iter().any(|n| n.nft_table == info.nft_table);
+        if let Err(e) = self.ensure_kernel(&info) {
+            let _ = teardown_kernel(&info, !others, true);
+            return Err(e);
+        }
         if let Err(e) = tx.commit() {
-            let others = existing.iter().any(|n| n.nft_table == info.nft_table);
-            let _ = teardown_kernel(&info, !others, made_bridge);
+            let _ = teardown_kernel(&info, !others, true);
             return Err(e.into());
         }
         Ok(info)
     }
 
-    /// Makes the bridge, sysctls and nftables state of `n` exist (idempotent). Returns whether
-    /// the bridge was created by this call.
-    fn ensure_kernel(&self, n: &NetworkInfo) -> Result<bool> {
+    /// Makes the bridge, sysctls and nftables state of `n` exist (idempotent).
+    fn ensure_kernel(&self, n: &NetworkInfo) -> Result<()> {
         match nft::run(&table_script(&n.nft_table)) {
             Ok(_) => {}
             Err(e) if nft::is_exists(&e) => {}
@@ -858,11 +867,11 @@ impl<'c> Networks<'c> {
         }
         nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
         let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
-        let made = match nl.create_bridge(&n.bridge, n.mtu) {
-            Ok(()) => true,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+        match nl.create_bridge(&n.bridge, n.mtu) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(nl_err(format!("creating bridge {}", n.bridge))(e)),
-        };
+        }
         let link = nl
             .link_by_name(&n.bridge)
             .map_err(nl_err("looking up the bridge"))?
@@ -883,7 +892,7 @@ impl<'c> Networks<'c> {
         if !n.internal {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         }
-        Ok(made)
+        Ok(())
     }
 
     /// All networks.

@@ -107,7 +107,7 @@ fn default_bridge_nat_and_published_ports() {
     assert!(info.endpoints.iter().all(|e| e.container_id != "ctr-b"));
     let rules = sh(&format!("nft list table inet {table}"));
     assert!(!rules.contains("8080"), "{rules}");
-    assert!(b.try_sh("ip link show eth0").0 == false);
+    assert!(!b.try_sh("ip link show eth0").0);
     nets.detach("ctr-b").unwrap(); // idempotent
 
     nets.detach("ctr-a").unwrap();
