@@ -259,11 +259,11 @@ fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("invalid config.json: process is missing"))?;
-    if process.terminal() == Some(true) {
-        if args.console_socket.is_none() {
-            bail!("process.terminal is true but no --console-socket was given");
-        }
-        bail!("process.terminal (a console socket) is not supported yet");
+    if process.terminal() == Some(true) && args.console_socket.is_none() {
+        bail!("process.terminal is true but no --console-socket was given");
+    }
+    if process.terminal() != Some(true) && args.console_socket.is_some() {
+        bail!("--console-socket was given but process.terminal is not true");
     }
     if let Some(h) = spec.hooks() {
         if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
@@ -394,7 +394,14 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
             })
             .map_err(|e| format!("{e:#}"))
     };
+    // The pty is opened here and its master handed to the caller over the console socket
+    // before the container runs anything, as runc does.
+    let console = match &args.console_socket {
+        Some(sock) => Some(open_console(&spec, sock)?),
+        None => None,
+    };
     let opts = hako_runtime::SpawnOptions {
+        console: console.as_ref().map(std::os::fd::AsFd::as_fd),
         cgroup: Some(&cgroup),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
@@ -422,6 +429,58 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         container,
         rollback,
     })
+}
+
+/// Opens a pseudo-terminal sized per `process.consoleSize`, sends its master to the console
+/// socket (SCM_RIGHTS, with the slave's name as payload, like runc) and returns the slave.
+fn open_console(spec: &Spec, socket: &Path) -> Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{
+        connect, sendmsg, socket as mksocket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let size = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.console_size())
+        .map(|b| nix::pty::Winsize {
+            ws_row: b.height() as u16,
+            ws_col: b.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+    let pty = nix::pty::openpty(size.as_ref(), None).context("open a pseudo-terminal")?;
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .context("set close-on-exec on the pseudo-terminal")?;
+    }
+    let name = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sock = mksocket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("create a unix socket")?;
+    let addr = UnixAddr::new(socket).context("console socket path")?;
+    connect(sock.as_raw_fd(), &addr)
+        .with_context(|| format!("connect to console socket {}", socket.display()))?;
+    let fds = [pty.master.as_raw_fd()];
+    let payload = [std::io::IoSlice::new(name.as_bytes())];
+    sendmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &payload,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .with_context(|| format!("send the console to {}", socket.display()))?;
+    Ok(pty.slave)
 }
 
 /// Written to a temporary name and renamed, so a reader never sees a partial pid.

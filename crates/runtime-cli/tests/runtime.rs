@@ -560,6 +560,63 @@ fn unsupported_modes_fail_clearly() {
 }
 
 #[test]
+fn terminal_is_handed_over_the_console_socket() {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["process"]["terminal"] = json!(true);
+    c["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    c["process"]["args"] = json!(["sh", "-c", "stty size; [ -t 0 ] && echo TTY; echo done"]);
+    b.set_config(&c);
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = b.rt(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<UnixAddr>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("no descriptor received");
+    // SAFETY: the descriptor was just received over SCM_RIGHTS and belongs to nobody else.
+    let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+    assert!(b.rt(&["start", &b.id]).status.success());
+    let mut text = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&text).contains("done") {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("33 111"), "{text}");
+    assert!(text.contains("TTY"), "{text}");
+}
+
+#[test]
 fn hooks_receive_the_state() {
     let b = Bundle::new();
     let log = b.path().join("hooks.log");

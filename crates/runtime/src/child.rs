@@ -305,6 +305,20 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     if let Some(null) = &p.stdin_null {
         nix::unistd::dup2_stdin(null).ctx(|| "redirect stdin".into())?;
     }
+    if let Some(console) = p.console {
+        for target in 0..3 {
+            // SAFETY: dup2 between descriptor numbers; the console fd stays open in this
+            // process until exec.
+            if unsafe { libc::dup2(console, target) } < 0 {
+                return Err(io::Error::last_os_error()).ctx(|| "attach the console".into());
+            }
+        }
+        // SAFETY: TIOCSCTTY on our stdin, now the pty slave, in the session setsid just made.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+            return Err(io::Error::last_os_error())
+                .ctx(|| "make the console the controlling terminal".into());
+        }
+    }
 
     // Resolved with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so `/proc/self/fd/N` working
     // directories (CVE-2024-21626) and symlinks out of the root are refused.

@@ -76,6 +76,9 @@ pub struct SpawnOptions<'a> {
     /// Join a fresh anonymous session keyring, so the container cannot use the caller's keys
     /// (runc's default; its `--no-new-keyring` turns it off).
     pub new_session_keyring: bool,
+    /// A pseudo-terminal slave that becomes the container's stdin, stdout, stderr and
+    /// controlling terminal (OCI `process.terminal`); `stdin` is then ignored.
+    pub console: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Starts the container described by `spec` and returns once its command has been exec'd.
@@ -163,6 +166,7 @@ pub(crate) struct Prepared {
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub new_session_keyring: bool,
+    pub console: Option<std::os::fd::RawFd>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
 }
@@ -441,6 +445,7 @@ impl Prepared {
             .to_string();
         let user = process.user();
         let stdin_null = match opts.stdin {
+            _ if opts.console.is_some() => None,
             Stdin::Null => Some(
                 std::fs::File::open("/dev/null")
                     .map_err(|e| Error::sys("open /dev/null", e))?
@@ -510,6 +515,7 @@ impl Prepared {
             preserve_fds: opts.preserve_fds,
             no_pivot: opts.no_pivot,
             new_session_keyring: opts.new_session_keyring,
+            console: opts.console.map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd)),
             exec_fifo: None,
         })
     }
