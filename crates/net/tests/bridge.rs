@@ -251,3 +251,50 @@ fn concurrent_attaches_get_distinct_addresses() {
     }
     nets.remove("busy").unwrap();
 }
+
+/// Prints attach/detach costs (no assertion on time) and checks that attach leaves no thread
+/// behind (the process must stay fork-safe for later clones).
+#[test]
+fn attach_cost_and_no_threads_left() {
+    private_host();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db(&dir);
+    let nets = Networks::open_with(&conn, config("10.206.0.0/24")).unwrap();
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    let before = threads();
+    let warm = Netns::new();
+    nets.attach("bridge", "warm", warm.pid(), &AttachOptions::default())
+        .unwrap();
+    let (mut plain, mut ported, mut det) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..15 {
+        let c = Netns::new();
+        let id = format!("t{i}");
+        let t = Instant::now();
+        let opts = if i % 2 == 0 {
+            AttachOptions::default()
+        } else {
+            AttachOptions {
+                ports: parse_port_spec("8080:80").unwrap(),
+                ..Default::default()
+            }
+        };
+        nets.attach("bridge", &id, c.pid(), &opts).unwrap();
+        if i % 2 == 0 { &mut plain } else { &mut ported }.push(ms(t));
+        let t = Instant::now();
+        nets.detach(&id).unwrap();
+        det.push(ms(t));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    println!(
+        "median attach {:.2} ms, attach with -p {:.2} ms, detach {:.2} ms",
+        med(&mut plain),
+        med(&mut ported),
+        med(&mut det)
+    );
+    assert_eq!(threads(), before);
+    nets.detach("warm").unwrap();
+    nets.remove("bridge").unwrap();
+}
