@@ -274,9 +274,6 @@ fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
         }
     }
     if let Some(linux) = spec.linux() {
-        if linux.seccomp().is_some() {
-            bail!("linux.seccomp is not supported yet");
-        }
         if linux.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
             || linux.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
         {

@@ -617,6 +617,54 @@ fn terminal_is_handed_over_the_console_socket() {
 }
 
 #[test]
+fn seccomp_denies_with_eperm_and_answers_enosys_for_newer_syscalls() {
+    let b = Bundle::new();
+    // perl's syscall() reaches any syscall number; the Debian image has perl-base.
+    let trixie = busybox_tar().with_file_name("trixie.tar");
+    assert!(trixie.is_file(), "{} is missing", trixie.display());
+    let rootfs = b.path().join("rootfs");
+    std::fs::remove_dir_all(&rootfs).unwrap();
+    std::fs::create_dir(&rootfs).unwrap();
+    assert!(Command::new("tar")
+        .arg("-xf")
+        .arg(&trixie)
+        .arg("-C")
+        .arg(&rootfs)
+        .status()
+        .unwrap()
+        .success());
+    // A profile that "knows" syscalls up to rseq (334): it allows all of them but mkdir and
+    // mkdirat. clone3 (435) is newer than the profile, so it must answer ENOSYS (38).
+    let header = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+        .expect("linux-libc-dev's unistd_64.h");
+    let names: Vec<String> = header
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("#define __NR_")?.split_whitespace();
+            let (name, nr) = (f.next()?, f.next()?.parse::<u32>().ok()?);
+            (nr <= 334 && name != "mkdir" && name != "mkdirat").then(|| name.to_owned())
+        })
+        .collect();
+    assert!(names.len() > 300);
+    let mut c = b.config();
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+    });
+    c["root"]["readonly"] = json!(false);
+    c["process"]["args"] = json!([
+        "perl",
+        "-e",
+        "syscall(435, 0, 0); print $!+0, \" \"; mkdir(\"/tmp/x\") or print $!+0; print \"\\n\""
+    ]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "38 1\n", "{}", stderr(&out));
+}
+
+#[test]
 fn hooks_receive_the_state() {
     let b = Bundle::new();
     let log = b.path().join("hooks.log");

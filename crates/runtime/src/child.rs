@@ -329,9 +329,17 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     drop(root);
 
     wait_for_start(p, channel)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
+    // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
+    if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
+        crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+    }
     switch_user(p)?;
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
+        if let Some(prog) = &p.seccomp {
+            crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+        }
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(p.umask as libc::mode_t));
     reset_signals();

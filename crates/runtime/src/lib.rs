@@ -13,6 +13,7 @@ mod error;
 pub mod fsutil;
 pub mod mounts;
 mod process;
+mod seccomp;
 
 pub use error::{Error, ExecFailure};
 pub use process::{start, Created, ExitStatus, Running};
@@ -167,6 +168,7 @@ pub(crate) struct Prepared {
     pub no_pivot: bool,
     pub new_session_keyring: bool,
     pub console: Option<std::os::fd::RawFd>,
+    pub seccomp: Option<seccomp::Program>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
 }
@@ -516,6 +518,10 @@ impl Prepared {
             no_pivot: opts.no_pivot,
             new_session_keyring: opts.new_session_keyring,
             console: opts.console.map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            seccomp: linux
+                .and_then(|l| l.seccomp().as_ref())
+                .map(seccomp::compile)
+                .transpose()?,
             exec_fifo: None,
         })
     }

@@ -1,0 +1,215 @@
+//! OCI seccomp profiles compiled to a BPF program in the parent, so the child only makes one
+//! `seccomp(2)` call right before exec.
+//!
+//! A profile names the syscalls it knows. A syscall newer than the profile (clone3 against an
+//! old Docker profile, say) must answer ENOSYS, not the profile's default EPERM, or glibc will
+//! not fall back to the older call. So, like runc, a short stub is put in front of libseccomp's
+//! program: on the native architecture, a syscall number above the highest one the profile
+//! names returns ENOSYS.
+
+use crate::Error;
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use std::io::{Read, Seek};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A compiled filter, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
+#[derive(Debug)]
+pub(crate) struct Program {
+    pub filter: Vec<libc::sock_filter>,
+    pub flags: libc::c_ulong,
+}
+
+fn invalid(msg: String) -> Error {
+    Error::InvalidSpec(format!("linux.seccomp: {msg}"))
+}
+
+fn action(
+    a: LinuxSeccompAction,
+    errno: Option<u32>,
+    default_errno: u32,
+) -> Result<ScmpAction, Error> {
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(default_errno) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(0) as u16),
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err(invalid("SCMP_ACT_NOTIFY is not supported yet".into()))
+        }
+    })
+}
+
+fn compare(a: &oci_spec::runtime::LinuxSeccompArg) -> ScmpArgCompare {
+    use LinuxSeccompOperator as O;
+    let (op, datum) = match a.op() {
+        O::ScmpCmpNe => (ScmpCompareOp::NotEqual, a.value()),
+        O::ScmpCmpLt => (ScmpCompareOp::Less, a.value()),
+        O::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, a.value()),
+        O::ScmpCmpEq => (ScmpCompareOp::Equal, a.value()),
+        O::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, a.value()),
+        O::ScmpCmpGt => (ScmpCompareOp::Greater, a.value()),
+        O::ScmpCmpMaskedEq => (
+            ScmpCompareOp::MaskedEqual(a.value()),
+            a.value_two().unwrap_or(0),
+        ),
+    };
+    ScmpArgCompare::new(a.index() as u32, op, datum)
+}
+
+#[cfg(target_arch = "x86_64")]
+const NATIVE_AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const NATIVE_AUDIT_ARCH: u32 = 0xC000_00B7;
+
+fn sys(msg: &str, e: libseccomp::error::SeccompError) -> Error {
+    invalid(format!("{msg}: {e}"))
+}
+
+/// Compiles `profile`.
+pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
+    let default_errno = profile.default_errno_ret().unwrap_or(libc::EPERM as u32);
+    let default = action(profile.default_action(), None, default_errno)?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| sys("create filter", e))?;
+    for arch in profile.architectures().iter().flatten() {
+        let name = serde_json::to_value(arch)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let arch: ScmpArch = name
+            .parse()
+            .map_err(|_| invalid(format!("unknown architecture {name}")))?;
+        ctx.add_arch(arch).map_err(|e| sys("add architecture", e))?;
+    }
+    let mut max_native: Option<i32> = None;
+    for rule in profile.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret(), default_errno)?;
+        for name in rule.names() {
+            // Names this libseccomp does not know cannot be filtered (runc skips them too);
+            // they still count for the ENOSYS stub when the native table knows them.
+            if let Ok(nr) = ScmpSyscall::from_name_by_arch(name, ScmpArch::native()) {
+                let raw = nr.as_raw_syscall();
+                if raw >= 0 {
+                    max_native = Some(max_native.map_or(raw, |m| m.max(raw)));
+                }
+            }
+            let Ok(call) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            if act == default {
+                continue;
+            }
+            let args = rule.args().clone().unwrap_or_default();
+            let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
+            indexes.sort_unstable();
+            indexes.dedup();
+            if args.is_empty() {
+                ctx.add_rule(act, call).map_err(|e| sys(name, e))?;
+            } else if indexes.len() == args.len() {
+                let cmps: Vec<ScmpArgCompare> = args.iter().map(compare).collect();
+                ctx.add_rule_conditional(act, call, &cmps)
+                    .map_err(|e| sys(name, e))?;
+            } else {
+                // Several conditions on one argument cannot be ANDed by libseccomp; runc
+                // treats them as alternatives, one rule each.
+                for a in &args {
+                    ctx.add_rule_conditional(act, call, &[compare(a)])
+                        .map_err(|e| sys(name, e))?;
+                }
+            }
+        }
+    }
+
+    let mut flags: libc::c_ulong = 0;
+    for f in profile.flags().iter().flatten() {
+        let name = serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        flags |= match name.as_str() {
+            "SECCOMP_FILTER_FLAG_TSYNC" => 1,
+            "SECCOMP_FILTER_FLAG_LOG" => 2,
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => 4,
+            other => return Err(invalid(format!("unsupported flag {other}"))),
+        };
+    }
+
+    let bpf = export(&ctx)?;
+    let mut filter = Vec::with_capacity(bpf.len() / 8 + 5);
+    let stub_applies = !matches!(default, ScmpAction::Allow | ScmpAction::Log);
+    if let Some(max) = max_native.filter(|_| stub_applies) {
+        let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+        let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+        let jgt = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+        let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+        let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        // seccomp_data: nr at offset 0, arch at offset 4.
+        filter.push(ins(ld, 0, 0, 4));
+        filter.push(ins(jeq, 0, 3, NATIVE_AUDIT_ARCH));
+        filter.push(ins(ld, 0, 0, 0));
+        filter.push(ins(jgt, 0, 1, max as u32));
+        filter.push(ins(
+            ret,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ));
+    }
+    for c in bpf.chunks_exact(8) {
+        filter.push(libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        });
+    }
+    Ok(Program { filter, flags })
+}
+
+/// libseccomp 2.5 exports only to a descriptor; a memfd keeps it off the filesystem.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, Error> {
+    // SAFETY: memfd_create with a valid C string; the result is checked and owned below.
+    let fd = unsafe { libc::memfd_create(c"hako-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::sys("memfd_create", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    ctx.export_bpf(&fd).map_err(|e| sys("export", e))?;
+    let mut f = std::fs::File::from(fd);
+    let mut out = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut out))
+        .map_err(|e| Error::sys("read the seccomp program", e))?;
+    Ok(out)
+}
+
+/// Installs `p` on the calling thread. Async-signal-safe: one system call.
+pub(crate) fn load(p: &Program) -> std::io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: p.filter.len() as u16,
+        filter: p.filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `p.filter`, which outlives the call; the kernel copies it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            p.flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
