@@ -3,7 +3,7 @@
 
 use crate::hooks;
 use crate::state::{self, fifo_path, Container, Saved, Status};
-use crate::{CreateArgs, Logger};
+use crate::{CreateArgs, ExecArgs, Logger};
 use anyhow::{anyhow, bail, Context, Result};
 use hako_cgroups::{Cgroup, CgroupSystem, DeviceRule, Resources};
 use nix::sys::signal::Signal;
@@ -554,6 +554,135 @@ pub fn run(
     let status = result?;
     cleaned?;
     Ok(status.code())
+}
+
+/// The process `exec` runs: `--process` verbatim, or the container's own process with the
+/// command and flags applied (as runc does).
+fn exec_process(spec: &Spec, args: &ExecArgs) -> Result<oci_spec::runtime::Process> {
+    if let Some(file) = &args.process {
+        let data = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+        return serde_json::from_slice(&data)
+            .map_err(|e| anyhow!("invalid process file {}: {e}", file.display()));
+    }
+    if args.command.is_empty() {
+        bail!("exec needs a command or --process");
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(args.command.clone()));
+    p.set_terminal(Some(args.tty));
+    if let Some(cwd) = &args.cwd {
+        p.set_cwd(cwd.into());
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(args.env.iter().cloned());
+    p.set_env(Some(env));
+    if let Some(u) = &args.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (u.as_str(), None),
+        };
+        let mut user = p.user().clone();
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| anyhow!("--user {u:?}: use uid[:gid]"))?,
+        );
+        if let Some(g) = gid {
+            user.set_gid(
+                g.parse()
+                    .map_err(|_| anyhow!("--user {u:?}: use uid[:gid]"))?,
+            );
+        }
+        p.set_user(user);
+    }
+    if !args.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let mut extra = std::collections::HashSet::new();
+        for c in &args.cap {
+            let name = c.to_ascii_uppercase();
+            let name = name.strip_prefix("CAP_").unwrap_or(&name);
+            extra.insert(
+                name.parse::<oci_spec::runtime::Capability>()
+                    .map_err(|_| anyhow!("unknown capability {c:?}"))?,
+            );
+        }
+        let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+            let mut s = set.clone().unwrap_or_default();
+            s.extend(extra.iter().cloned());
+            Some(s)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+        p.set_capabilities(Some(caps));
+    }
+    if args.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
+    let c = Container::load(root, &args.id)?;
+    match c.status() {
+        Status::Running => {}
+        s => bail!("cannot exec in container {}: it is {}", args.id, s.as_str()),
+    }
+    let mut spec = load_spec(&c.saved.bundle)?;
+    let process = exec_process(&spec, args)?;
+    if process.terminal() == Some(true) && args.console_socket.is_none() {
+        bail!("a terminal needs --console-socket");
+    }
+    spec.set_process(Some(process));
+    let mut r = spec.root().clone().unwrap_or_default();
+    r.set_path(c.saved.rootfs.clone());
+    spec.set_root(Some(r));
+    spec.set_hostname(None);
+    spec.set_hooks(None);
+    // Every namespace of the container is joined through its init process.
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for ns in &mut namespaces {
+        use oci_spec::runtime::LinuxNamespaceType as T;
+        let name = match ns.typ() {
+            T::Pid => "pid",
+            T::Network => "net",
+            T::Mount => "mnt",
+            T::Ipc => "ipc",
+            T::Uts => "uts",
+            T::Cgroup => "cgroup",
+            T::User => "user",
+            T::Time => "time",
+        };
+        ns.set_path(Some(format!("/proc/{}/ns/{name}", c.saved.pid).into()));
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+
+    let cgroup = c.cgroup();
+    let console = match &args.console_socket {
+        Some(sock) => Some(open_console(&spec, sock)?),
+        None => None,
+    };
+    let opts = hako_runtime::SpawnOptions {
+        cgroup: cgroup.as_ref(),
+        stdin: hako_runtime::Stdin::Inherit,
+        kill_with_parent: false,
+        preserve_fds: args.preserve_fds,
+        console: console.as_ref().map(std::os::fd::AsFd::as_fd),
+        ..Default::default()
+    };
+    let running = hako_runtime::spawn(&spec, &opts)?;
+    for w in running.warnings() {
+        logger.log("warning", w);
+    }
+    if let Some(pid_file) = &args.pid_file {
+        write_pid_file(pid_file, running.pid())?;
+    }
+    if args.detach {
+        running.detach();
+        return Ok(0);
+    }
+    Ok(running.wait(Duration::from_secs(u32::MAX.into()))?.code())
 }
 
 pub fn state(root: &Path, id: &str) -> Result<()> {

@@ -70,6 +70,48 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+#[derive(Args, Clone, Default)]
+pub struct ExecArgs {
+    /// JSON file with the OCI process to run (instead of COMMAND)
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal (needs --console-socket)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Do not wait for the process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Working directory
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Extra environment variables (NAME=VALUE)
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// User as uid[:gid]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional capabilities
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Write the process's pid to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pseudo-terminal master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Pass descriptors 3..3+N-1 on to the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Container ID
+    pub id: String,
+    /// Command and arguments (unless --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container: set it up, stopped just before running its process
@@ -137,11 +179,8 @@ enum Command {
     Pause { id: String },
     /// Thaw a paused container
     Resume { id: String },
-    /// Run a process in a running container (not available yet)
-    Exec {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Run a process in a running container
+    Exec(ExecArgs),
     /// Change a container's resource limits (not available yet)
     Update {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -204,7 +243,11 @@ fn main() {
             let msg = format!("{e:#}");
             logger.log("error", &msg);
             eprintln!("hako-runtime: {msg}");
-            1
+            // A command that cannot be executed reports 126/127, as a shell would.
+            match e.downcast_ref::<hako_runtime::Error>() {
+                Some(err @ hako_runtime::Error::Exec { .. }) => err.exit_code(),
+                _ => 1,
+            }
         }
     };
     std::process::exit(code);
@@ -255,7 +298,7 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
         } => commands::ps(root, id, format, ps_args).map(|()| 0),
         Command::Pause { id } => commands::pause(root, id, true).map(|()| 0),
         Command::Resume { id } => commands::pause(root, id, false).map(|()| 0),
-        Command::Exec { .. } => bail!("exec is not supported yet"),
+        Command::Exec(args) => commands::exec(root, args, logger),
         Command::Update { .. } => bail!("update is not supported yet"),
         Command::Events { .. } => bail!("events is not supported yet"),
     }

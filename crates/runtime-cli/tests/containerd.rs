@@ -128,7 +128,78 @@ fn ctr_run_uses_hako_runtime_and_returns_the_exit_code() {
         "hello from containerd\n"
     );
 
-    // The runtime removed the container's cgroup; its parent is the test's to remove.
+    // A long-running task, then `ctr task exec` into it.
+    let id2 = format!("{id}-x");
+    let cgroup2 = format!("hako-ctr-test/{id2}");
+    let out = ctrd
+        .ctr()
+        .args(["run", "-d", "--cgroup", &cgroup2, "--runc-binary"])
+        .arg(env!("CARGO_BIN_EXE_hako-runtime"))
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .arg(&id2)
+        .args(["sleep", "100"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctrd
+        .ctr()
+        .args([
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id2,
+            "sh",
+            "-c",
+            "echo exec $$; exit 6",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("exec "));
+    let out = ctrd
+        .ctr()
+        .args(["task", "kill", "-s", "SIGKILL", &id2])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ctrd.ctr().args(["task", "delete", &id2]).output().unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task delete: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ctrd
+        .ctr()
+        .args(["container", "delete", &id2])
+        .status()
+        .unwrap()
+        .success());
+
+    // The runtime removed the containers' cgroups; their parent is the test's to remove.
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     for line in own.lines() {
         let mut f = line.splitn(3, ':');
@@ -142,11 +213,13 @@ fn ctr_run_uses_hako_runtime_and_returns_the_exit_code() {
             .join(&mount)
             .join(path.trim_start_matches('/'))
             .join("hako-ctr-test");
-        assert!(
-            !parent.join(&id).exists(),
-            "cgroup {} left behind",
-            parent.join(&id).display()
-        );
+        for leaf in [&id, &id2] {
+            assert!(
+                !parent.join(leaf).exists(),
+                "cgroup {} left behind",
+                parent.join(leaf).display()
+            );
+        }
         let _ = std::fs::remove_dir(&parent);
     }
 }

@@ -313,6 +313,46 @@ fn run_detached_then_kill_by_number() {
 }
 
 #[test]
+fn exec_joins_the_running_container() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    assert!(b.rt(&["run", "-d", &b.id]).status.success());
+    let out = b.rt(&[
+        "exec",
+        "--env",
+        "EXTRA=1",
+        &b.id,
+        "sh",
+        "-c",
+        "echo $$ $(hostname) $EXTRA; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // pid 1 is the container's init, so the exec'd shell is 2 in its pid namespace.
+    assert_eq!(stdout(&out), "2 hako 1\n");
+
+    let pid_file = b.path().join("exec.pid");
+    let out = b.rt(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+        "sleep",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let ps: Vec<i64> =
+        serde_json::from_slice(&b.rt(&["ps", "--format", "json", &b.id]).stdout).unwrap();
+    assert!(ps.contains(&pid) && ps.len() == 2, "{ps:?}");
+
+    let out = b.rt(&["exec", &b.id, "/no/such"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    // delete --force kills the exec'd process with the rest of the cgroup.
+    assert!(b.rt(&["delete", "--force", &b.id]).status.success());
+}
+
+#[test]
 fn exec_failure_is_reported_by_start() {
     let b = Bundle::new();
     b.set_args(&["/no/such/binary"]);

@@ -165,95 +165,20 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     for (fd, flag) in &p.join {
         nix::sched::setns(fd, *flag).ctx(|| format!("join namespace {flag:?}"))?;
     }
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        p.rootfs_propagation,
-        None::<&str>,
-    )
-    .ctx(|| "set propagation of /".into())?;
-    match &p.overlay_data {
-        Some(data) => mount(
-            Some("overlay"),
-            &p.root,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_c_str()),
-        )
-        .ctx(|| format!("mount overlay root filesystem on {}", p.root.display()))?,
-        // pivot_root needs the new root to be a mount point.
-        None => mount(
-            Some(&p.root),
-            &p.root,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind mount root {}", p.root.display()))?,
-    }
-    let root: OwnedFd = nix::fcntl::open(
-        &p.root,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("open root {}", p.root.display()))?;
-
-    for m in &p.mounts {
-        mount_one(root.as_raw_fd(), m)?;
-    }
-    for d in &p.devices {
-        make_device(root.as_raw_fd(), d)?;
-    }
-    if p.default_dev_links {
-        dev_links(root.as_raw_fd())?;
-    }
-
-    nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
-    if p.no_pivot {
-        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .ctx(|| "move the root to /".into())?;
-        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
-    } else {
-        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-        // The old root is now stacked under the new one at "."; detaching it hides the host.
-        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
-    }
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    drop(root);
-    let root: OwnedFd = nix::fcntl::open(
-        "/",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| "open new root".into())?;
-
-    if let Some(h) = &p.hostname {
-        nix::unistd::sethostname(h).ctx(|| format!("set hostname {h:?}"))?;
-    }
-    if p.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
-        loopback_up().ctx(|| "bring up the loopback interface".into())?;
-    }
-    for (path, value) in &p.sysctl {
-        std::fs::write(path, value).ctx(|| format!("write sysctl {}", path.display()))?;
-    }
-    for path in &p.masked {
-        mask_path(root.as_raw_fd(), path)?;
-    }
-    for path in &p.readonly {
-        readonly_path(root.as_raw_fd(), path)?;
-    }
-    if p.root_readonly {
-        let flags = mount_flags_of(root.as_raw_fd()).ctx(|| "stat /".into())?;
-        mount(
-            None::<&str>,
+    // Joining the container's mount namespace (exec) lands in its finished root, which
+    // setns made our root and working directory.
+    let root = if p.exec_in_existing_root {
+        nix::fcntl::open(
             "/",
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
-            None::<&str>,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
         )
-        .ctx(|| "make the root filesystem read-only".into())?;
-    }
+        .ctx(|| "open the container's root".into())?
+    } else {
+        build_root(p)?
+    };
 
     // Moving a process into a v1 cgroup waits for an RCU grace period (~10-15 ms), so the
     // parent does it while we build the root filesystem above, and we only wait here, before
@@ -356,6 +281,101 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     };
 
     exec(p)
+}
+
+/// Assembles the container's root filesystem, enters it and applies the root-wide settings.
+/// Returns a descriptor of the new root.
+fn build_root(p: &Prepared) -> Res<OwnedFd> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        p.rootfs_propagation,
+        None::<&str>,
+    )
+    .ctx(|| "set propagation of /".into())?;
+    match &p.overlay_data {
+        Some(data) => mount(
+            Some("overlay"),
+            &p.root,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_c_str()),
+        )
+        .ctx(|| format!("mount overlay root filesystem on {}", p.root.display()))?,
+        // pivot_root needs the new root to be a mount point.
+        None => mount(
+            Some(&p.root),
+            &p.root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mount root {}", p.root.display()))?,
+    }
+    let root: OwnedFd = nix::fcntl::open(
+        &p.root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open root {}", p.root.display()))?;
+
+    for m in &p.mounts {
+        mount_one(root.as_raw_fd(), m)?;
+    }
+    for d in &p.devices {
+        make_device(root.as_raw_fd(), d)?;
+    }
+    if p.default_dev_links {
+        dev_links(root.as_raw_fd())?;
+    }
+
+    nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
+    if p.no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "move the root to /".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        // The old root is now stacked under the new one at "."; detaching it hides the host.
+        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    drop(root);
+    let root: OwnedFd = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open new root".into())?;
+
+    if let Some(h) = &p.hostname {
+        nix::unistd::sethostname(h).ctx(|| format!("set hostname {h:?}"))?;
+    }
+    if p.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        loopback_up().ctx(|| "bring up the loopback interface".into())?;
+    }
+    for (path, value) in &p.sysctl {
+        std::fs::write(path, value).ctx(|| format!("write sysctl {}", path.display()))?;
+    }
+    for path in &p.masked {
+        mask_path(root.as_raw_fd(), path)?;
+    }
+    for path in &p.readonly {
+        readonly_path(root.as_raw_fd(), path)?;
+    }
+    if p.root_readonly {
+        let flags = mount_flags_of(root.as_raw_fd()).ctx(|| "stat /".into())?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+            None::<&str>,
+        )
+        .ctx(|| "make the root filesystem read-only".into())?;
+    }
+    Ok(root)
 }
 
 fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {

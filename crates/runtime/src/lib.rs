@@ -169,6 +169,10 @@ pub(crate) struct Prepared {
     pub new_session_keyring: bool,
     pub console: Option<std::os::fd::RawFd>,
     pub seccomp: Option<seccomp::Program>,
+    /// A pid namespace to create the process in (the parent enters it around the clone).
+    pub join_pid: Option<OwnedFd>,
+    /// The mount namespace is an existing container's: its root is complete, build nothing.
+    pub exec_in_existing_root: bool,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
 }
@@ -267,6 +271,8 @@ impl Prepared {
         let mut new_cgroupns = false;
         let mut has_mnt = false;
         let mut new_uts = false;
+        let mut join_pid = None;
+        let mut exec_in_existing_root = false;
         for ns in linux
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
@@ -290,14 +296,15 @@ impl Prepared {
             }
             match ns.path() {
                 Some(p) => {
-                    if flag == CloneFlags::CLONE_NEWPID || flag == CloneFlags::CLONE_NEWNS {
-                        return Err(Error::InvalidSpec(format!(
-                            "joining an existing {:?} namespace is not supported yet",
-                            ns.typ()
-                        )));
-                    }
                     let fd = std::fs::File::open(p)
                         .map_err(|e| Error::sys(format!("open namespace {}", p.display()), e))?;
+                    if flag == CloneFlags::CLONE_NEWPID {
+                        join_pid = Some(fd.into());
+                        continue;
+                    }
+                    if flag == CloneFlags::CLONE_NEWNS {
+                        exec_in_existing_root = true;
+                    }
                     join.push((fd.into(), flag));
                 }
                 None if flag == CloneFlags::CLONE_NEWCGROUP => new_cgroupns = true,
@@ -522,6 +529,8 @@ impl Prepared {
                 .and_then(|l| l.seccomp().as_ref())
                 .map(seccomp::compile)
                 .transpose()?,
+            join_pid,
+            exec_in_existing_root,
             exec_fifo: None,
         })
     }

@@ -120,11 +120,42 @@ fn clone_and_start(
         Some(&mut old_mask),
     )?;
 
+    // setns(CLONE_NEWPID) only changes the namespace of our future children; we switch back
+    // right after the clone so the caller is left as it was.
+    let own_pid_ns = match &prepared.join_pid {
+        Some(target) => {
+            let own = std::fs::File::open("/proc/self/ns/pid_for_children")
+                .map_err(|e| Error::sys("open /proc/self/ns/pid_for_children", e));
+            let entered = own.and_then(|own| {
+                nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
+                    .map(|()| own)
+                    .map_err(|e| Error::sys("join the container's pid namespace", e))
+            });
+            match entered {
+                Ok(own) => Some(own),
+                Err(e) => {
+                    let _ = nix::sys::signal::sigprocmask(
+                        SigmaskHow::SIG_SETMASK,
+                        Some(&old_mask),
+                        None,
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let flags = prepared.clone_flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long;
     // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
     // gets a copy of our address space. The caller guarantees this process is single-threaded,
     // so no lock (e.g. in malloc) can be held by a thread that does not exist in the child.
     let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret != 0 {
+        if let Some(own) = &own_pid_ns {
+            // Restoring our own namespace cannot fail for lack of rights we just used.
+            let _ = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID);
+        }
+    }
     if ret < 0 {
         let err = std::io::Error::last_os_error();
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
@@ -350,6 +381,16 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// Lets the process live on without this handle (it is reparented to the nearest
+    /// subreaper when the caller exits). Returns its pid.
+    pub fn detach(self) -> i32 {
+        let pid = self.pid.as_raw();
+        let mask = self.old_mask;
+        std::mem::forget(self);
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+        pid
     }
 
     /// Kills the container's main process (and so, as it is PID 1, its whole pid namespace).
