@@ -273,13 +273,6 @@ fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
             bail!("hooks.startContainer is not supported yet");
         }
     }
-    if let Some(linux) = spec.linux() {
-        if linux.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-            || linux.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            bail!("linux.uidMappings/gidMappings (user namespaces) are not supported yet");
-        }
-    }
     Ok(())
 }
 

@@ -705,6 +705,46 @@ fn seccomp_denies_with_eperm_and_answers_enosys_for_newer_syscalls() {
 }
 
 #[test]
+fn user_namespace_with_id_mappings() {
+    let b = Bundle::new();
+    let st = Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(b.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut c = b.config();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["root"]["readonly"] = json!(false);
+    c["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; echo x > /dev/null && touch /tmp/f && stat -c %u /tmp/f"
+    ]);
+    b.set_config(&c);
+    let out = b.rt(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let host_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        host_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    assert!(b.rt(&["start", &b.id]).status.success());
+    b.wait_status("stopped");
+    // Files the container's root creates belong to the mapped host uid.
+    let meta = std::fs::metadata(b.path().join("rootfs/tmp/f")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 200000);
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}
+
+#[test]
 fn hooks_receive_the_state() {
     let b = Bundle::new();
     let log = b.path().join("hooks.log");

@@ -63,12 +63,12 @@ struct Channel {
 }
 
 /// Entry point of the child. Never returns.
-pub(crate) fn run(p: &Prepared, go: OwnedFd, report: OwnedFd) -> ! {
+pub(crate) fn run(p: &Prepared, go: OwnedFd, report: OwnedFd, mapped: OwnedFd) -> ! {
     let mut channel = Channel {
         report: Some(report),
         fifo: None,
     };
-    let failure = match setup_and_exec(p, go, &mut channel) {
+    let failure = match become_root(p, mapped).and_then(|()| setup_and_exec(p, go, &mut channel)) {
         Err(f) => f,
         Ok(never) => match never {},
     };
@@ -153,6 +153,25 @@ pub(crate) fn decode_report(buf: &[u8]) -> Error {
 }
 
 enum Never {}
+
+/// In a new user namespace: waits until the parent wrote the id maps, then takes the
+/// namespace's root ids so files created during setup belong to the container's root.
+fn become_root(p: &Prepared, mapped: OwnedFd) -> Res<()> {
+    if p.id_maps.is_none() {
+        return Ok(());
+    }
+    let mut b = [0u8; 1];
+    match nix::unistd::read(&mapped, &mut b) {
+        Ok(1) => {}
+        _ => return Err(Failure::Abandoned),
+    }
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| "become root in the user namespace (gid)".into())?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .ctx(|| "become root in the user namespace (uid)".into())
+}
 
 fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never> {
     if p.kill_with_parent {
@@ -324,7 +343,7 @@ fn build_root(p: &Prepared) -> Res<OwnedFd> {
         mount_one(root.as_raw_fd(), m)?;
     }
     for d in &p.devices {
-        make_device(root.as_raw_fd(), d)?;
+        make_device(root.as_raw_fd(), d, p.id_maps.is_some())?;
     }
     if p.default_dev_links {
         dev_links(root.as_raw_fd())?;
@@ -460,7 +479,24 @@ fn split_parent(path: &Path) -> Res<(PathBuf, CString)> {
     Ok((parent, name))
 }
 
-fn make_device(root: RawFd, d: &crate::Device) -> Res<()> {
+/// In a user namespace mknod is not allowed: bind the host's node instead (as runc does).
+fn bind_device(root: RawFd, d: &crate::Device) -> Res<()> {
+    let target = fsutil::ensure_in_root(root, &d.path, Kind::File)
+        .ctx(|| format!("device {}", d.path.display()))?;
+    mount(
+        Some(d.path.as_path()),
+        fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind device {}", d.path.display()))
+}
+
+fn make_device(root: RawFd, d: &crate::Device, userns: bool) -> Res<()> {
+    if userns {
+        return bind_device(root, d);
+    }
     let (parent, name) = split_parent(&d.path)?;
     let dir = fsutil::ensure_in_root(root, &parent, Kind::Dir)
         .ctx(|| format!("directory {}", parent.display()))?;

@@ -103,6 +103,27 @@ pub fn create(spec: &Spec, opts: &SpawnOptions<'_>, exec_fifo: &Path) -> Result<
     let mut prepared = Prepared::from_spec(spec, opts)?;
     nix::unistd::mkfifo(exec_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(|e| Error::sys(format!("create {}", exec_fifo.display()), e))?;
+    // The child opens the FIFO as the container's root, which in a user namespace is some
+    // other host uid.
+    if let Some((uid_map, gid_map)) = &prepared.id_maps {
+        let host = |map: &str| {
+            map.lines().find_map(|l| {
+                let mut f = l.split_whitespace().map(|n| n.parse::<u32>().ok());
+                match (f.next()??, f.next()??) {
+                    (0, host) => Some(host),
+                    _ => None,
+                }
+            })
+        };
+        if let Err(e) = nix::unistd::chown(
+            exec_fifo,
+            host(uid_map).map(nix::unistd::Uid::from_raw),
+            host(gid_map).map(nix::unistd::Gid::from_raw),
+        ) {
+            let _ = std::fs::remove_file(exec_fifo);
+            return Err(Error::sys(format!("chown {}", exec_fifo.display()), e));
+        }
+    }
     let opened = (|| -> Result<(OwnedFd, OwnedFd), Error> {
         let fifo = nix::fcntl::open(
             exec_fifo,
@@ -173,6 +194,9 @@ pub(crate) struct Prepared {
     pub join_pid: Option<OwnedFd>,
     /// The mount namespace is an existing container's: its root is complete, build nothing.
     pub exec_in_existing_root: bool,
+    /// For a new user namespace: the uid_map and gid_map the parent writes before the child
+    /// goes on.
+    pub id_maps: Option<(String, String)>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
 }
@@ -285,6 +309,7 @@ impl Prepared {
                 LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
                 LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
                 LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
                 other => {
                     return Err(Error::InvalidSpec(format!(
                         "{other:?} namespaces are not supported yet"
@@ -316,6 +341,8 @@ impl Prepared {
                 }
             }
         }
+        // Joining a user namespace changes which other namespaces we may join: it goes first.
+        join.sort_by_key(|(_, f)| *f != CloneFlags::CLONE_NEWUSER);
         if !has_mnt {
             return Err(Error::InvalidSpec(
                 "a mount namespace is required (the root filesystem is assembled inside it)".into(),
@@ -463,6 +490,37 @@ impl Prepared {
             Stdin::Inherit => None,
         };
 
+        let id_maps = if clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+            let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;
+            let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, what: &str| {
+                let maps = maps.as_deref().unwrap_or_default();
+                if maps.is_empty() {
+                    return Err(Error::InvalidSpec(format!(
+                        "a new user namespace needs linux.{what}"
+                    )));
+                }
+                Ok(maps
+                    .iter()
+                    .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                    .collect::<String>())
+            };
+            Some((
+                fmt(l.uid_mappings(), "uidMappings")?,
+                fmt(l.gid_mappings(), "gidMappings")?,
+            ))
+        } else if !join.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWUSER)
+            && linux.is_some_and(|l| {
+                l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                    || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            })
+        {
+            return Err(Error::InvalidSpec(
+                "linux.uidMappings/gidMappings need a new user namespace".into(),
+            ));
+        } else {
+            None
+        };
+
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         if hostname.is_some() && !new_uts {
             return Err(Error::InvalidSpec(
@@ -531,6 +589,7 @@ impl Prepared {
                 .transpose()?,
             join_pid,
             exec_in_existing_root,
+            id_maps,
             exec_fifo: None,
         })
     }

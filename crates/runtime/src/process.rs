@@ -110,6 +110,7 @@ fn clone_and_start(
 ) -> Result<(Running, Option<Report>), Error> {
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (mapped_r, mapped_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
 
     // Block the signals we supervise before the child exists, so none can be lost between the
     // clone and the wait loop; the child unblocks them before exec.
@@ -164,11 +165,13 @@ fn clone_and_start(
     if ret == 0 {
         drop(go_w);
         drop(err_r);
-        child::run(&prepared, go_r, err_w);
+        drop(mapped_w);
+        child::run(&prepared, go_r, err_w, mapped_r);
     }
     let pid = Pid::from_raw(ret as i32);
     drop(go_r);
     drop(err_w);
+    drop(mapped_r);
     let running = Running {
         pid,
         old_mask,
@@ -179,10 +182,26 @@ fn clone_and_start(
     // The child builds its root filesystem meanwhile and waits for `go` before running
     // anything of the container. If it failed already, its report explains the failure better
     // than the ESRCH or EPIPE we would see here.
-    let joined = match cgroup {
-        Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
+    // A child in a new user namespace owns nothing until it has ids; it waits for these.
+    let mapped = match &prepared.id_maps {
+        Some((uid_map, gid_map)) => std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)
+            .map_err(|e| Error::sys("write uid_map", e))
+            .and_then(|()| {
+                std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)
+                    .map_err(|e| Error::sys("write gid_map", e))
+            })
+            .and_then(|()| {
+                nix::unistd::write(&mapped_w, &[1u8])
+                    .map(drop)
+                    .map_err(|e| Error::sys("release the container process", e))
+            }),
         None => Ok(()),
     };
+    drop(mapped_w);
+    let joined = mapped.and_then(|()| match cgroup {
+        Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
+        None => Ok(()),
+    });
     let joined = joined.and_then(|()| match before_start {
         Some(hook) => hook(pid.as_raw()).map_err(Error::Setup),
         None => Ok(()),
