@@ -745,6 +745,41 @@ fn user_namespace_with_id_mappings() {
 }
 
 #[test]
+fn runtime_process_in_the_container_is_not_dumpable() {
+    // CVE-2019-5736: while it waits for `start`, the container's init still runs the runtime's
+    // binary. Without CAP_SYS_PTRACE (which containers do not get) nobody may open its
+    // /proc/PID/exe, even as the same uid.
+    let b = Bundle::new();
+    b.set_args(&["true"]);
+    assert!(b.create().status.success());
+    let state: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--bounding-set", "-all", "--inh-caps", "-all", "readlink"])
+        .arg(format!("/proc/{pid}/exe"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "readable: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same reader can see an ordinary (dumpable) root process's executable.
+    let out = Command::new("setpriv")
+        .args([
+            "--bounding-set",
+            "-all",
+            "--inh-caps",
+            "-all",
+            "readlink",
+            "/proc/self/exe",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn hooks_receive_the_state() {
     let b = Bundle::new();
     let log = b.path().join("hooks.log");

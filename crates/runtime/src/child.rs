@@ -174,6 +174,11 @@ fn become_root(p: &Prepared, mapped: OwnedFd) -> Res<()> {
 }
 
 fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never> {
+    // Until execve this process is the runtime's binary inside the container's namespaces.
+    // Non-dumpable, its /proc entries (exe, mem, fds) are closed to the container's processes,
+    // which could otherwise reopen the runtime binary for writing (CVE-2019-5736). execve
+    // makes the container's own command dumpable again.
+    nix::sys::prctl::set_dumpable(false).ctx(|| "make the runtime non-dumpable".into())?;
     if p.kill_with_parent {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .ctx(|| "set parent-death signal".into())?;
