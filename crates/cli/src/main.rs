@@ -27,7 +27,7 @@ struct Cli {
         long,
         global = true,
         env = "HAKO_ROOT",
-        default_value = "/var/lib/hako"
+        default_value = hako_engine::DEFAULT_ROOT
     )]
     root: PathBuf,
     #[command(subcommand)]
@@ -190,6 +190,16 @@ enum Command {
     /// Manage hako: disk usage, pruning, information
     #[command(subcommand)]
     System(SystemCommand),
+    /// List port mappings of a container
+    Port {
+        /// Container
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Display system-wide information
     Info {
         /// Format output using a Go template, or "json"
@@ -294,6 +304,62 @@ struct RmArgs {
     /// Containers (name or id)
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Create a network
+    Create {
+        /// Subnet in CIDR format
+        #[arg(long)]
+        subnet: Option<String>,
+        /// IPv4 gateway for the subnet
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Allocate container IPs from a sub-range
+        #[arg(long)]
+        ip_range: Option<String>,
+        /// Restrict external access to the network
+        #[arg(long)]
+        internal: bool,
+        /// Enable IPv6 networking
+        #[arg(long)]
+        ipv6: bool,
+        /// Driver (only "bridge")
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        /// Set metadata on a network
+        #[arg(long)]
+        label: Vec<String>,
+        /// Driver specific options
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        /// Network name
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Only display network IDs
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        /// Networks
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        /// Networks
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network of this state root, the default bridge included (used by tests)
+    #[command(hide = true)]
+    Teardown,
 }
 
 #[derive(Subcommand)]
@@ -508,6 +574,18 @@ struct RunArgs {
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
     #[arg(long)]
     restart: Option<String>,
+    /// Publish a container's port(s) to the host ([ip:]hostPort:containerPort[/proto])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// IPv4 address on the network
+    #[arg(long)]
+    ip: Option<String>,
+    /// Add a network-scoped alias for the container
+    #[arg(long)]
+    network_alias: Vec<String>,
+    /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
+    #[arg(long)]
+    mac_address: Option<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -670,6 +748,40 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
             info(&cli.root, format)
         }
+        Command::Port { container, port } => {
+            let engine = open(&cli.root)?;
+            let c = engine.find(&container)?;
+            let ports =
+                hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &c.id);
+            let mut found = false;
+            for p in ports {
+                let proto = format!("{:?}", p.proto).to_lowercase();
+                let private = format!("{}/{proto}", p.container_port);
+                if let Some(want) = &port {
+                    let want = if want.contains('/') {
+                        want.clone()
+                    } else {
+                        format!("{want}/tcp")
+                    };
+                    if want != private {
+                        continue;
+                    }
+                    println!("{}:{}", p.host_ip, p.host_port);
+                } else {
+                    println!("{private} -> {}:{}", p.host_ip, p.host_port);
+                }
+                found = true;
+            }
+            if port.is_some() && !found {
+                return Err(anyhow::anyhow!(
+                    "No public port '{}' published for {container}",
+                    port.unwrap_or_default()
+                )
+                .into());
+            }
+            Ok(0)
+        }
+        Command::Network(n) => network(&cli.root, n),
         Command::System(SystemCommand::Df) => {
             let engine = open(&cli.root)?;
             let mut out = TabWriter::new(std::io::stdout().lock())
@@ -841,6 +953,10 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         shm_size: a.shm_size,
         no_new_privileges,
         restart: a.restart,
+        publish: a.publish,
+        ip: a.ip,
+        network_aliases: a.network_alias,
+        mac_address: a.mac_address,
     })
 }
 
@@ -945,7 +1061,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
                 "RunningFor": since(Some(from_nanos(c.created))),
                 "State": match c.state { State::Running => "running", State::Exited => "exited", State::Created => "created" },
                 "Status": status_text(c),
-                "Ports": "",
+                "Ports": ports_text(&engine, c),
                 "Names": c.name,
             });
             writeln!(out, "{}", tmpl.render(&item)?)?;
@@ -976,12 +1092,13 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         let status = status_text(c);
         writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             if a.no_trunc { &c.id } else { &c.id[..12] },
             c.image,
             fmt::go_quote(&command),
             since(Some(from_nanos(c.created))),
             status,
+            ports_text(&engine, &c),
             c.name
         )?;
     }
@@ -1542,4 +1659,150 @@ fn system_prune(
     }
     println!("Total reclaimed space: {}", fmt::human_size(freed));
     Ok(0)
+}
+
+/// Docker's PORTS column: "0.0.0.0:8080->80/tcp, 0.0.0.0:5353->53/udp".
+fn ports_text(engine: &Engine, c: &hako_engine::ContainerInfo) -> String {
+    if c.state != State::Running {
+        return String::new();
+    }
+    hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &c.id)
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip,
+                p.host_port,
+                p.container_port,
+                format!("{:?}", p.proto).to_lowercase()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
+    match cmd {
+        NetworkCommand::Create {
+            subnet,
+            gateway,
+            ip_range,
+            internal,
+            ipv6,
+            driver,
+            label,
+            opt,
+            name,
+        } => {
+            if driver != "bridge" {
+                return Err(anyhow::anyhow!(
+                    "plugin \"{driver}\" not found: hako supports the bridge driver"
+                )
+                .into());
+            }
+            let kv = |v: &[String]| -> std::collections::BTreeMap<String, String> {
+                v.iter()
+                    .map(|l| match l.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (l.clone(), String::new()),
+                    })
+                    .collect()
+            };
+            let info = nets.create(
+                &name,
+                &hako_engine::hako_net::CreateOptions {
+                    subnet,
+                    gateway,
+                    ip_range,
+                    internal,
+                    ipv6,
+                    labels: kv(&label),
+                    options: kv(&opt),
+                },
+            )?;
+            hako_engine::netwire::allow_forwarding(&info.bridge);
+            println!("{}", info.id);
+            Ok(0)
+        }
+        NetworkCommand::Ls { quiet } => {
+            let mut out = TabWriter::new(std::io::stdout().lock())
+                .minwidth(7)
+                .padding(3);
+            if !quiet {
+                writeln!(out, "NETWORK ID\tNAME\tDRIVER\tSCOPE")?;
+            }
+            for n in nets.list()? {
+                if quiet {
+                    writeln!(out, "{}", &n.id[..12.min(n.id.len())])?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\tlocal",
+                        &n.id[..12.min(n.id.len())],
+                        n.name,
+                        n.driver
+                    )?;
+                }
+            }
+            out.flush()?;
+            Ok(0)
+        }
+        NetworkCommand::Inspect { names } => {
+            let mut docs = Vec::new();
+            for n in &names {
+                let i = nets.inspect(n)?;
+                docs.push(serde_json::json!({
+                    "Name": i.name,
+                    "Id": i.id,
+                    "Driver": i.driver,
+                    "Scope": "local",
+                    "Internal": i.internal,
+                    "EnableIPv6": i.ipv6,
+                    "IPAM": {"Driver": "default", "Config": [{"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()}]},
+                    "Options": i.options,
+                    "Labels": i.labels,
+                    "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
+                        "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
+                        "MacAddress": e.mac,
+                    }))).collect::<serde_json::Map<_, _>>(),
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+            Ok(0)
+        }
+        NetworkCommand::Teardown => {
+            // Test roots create their own default bridge; this removes it (and the rest) again.
+            for n in nets.list()? {
+                nets.remove(&n.name)?;
+                hako_engine::netwire::disallow_forwarding(&n.bridge);
+            }
+            Ok(0)
+        }
+        NetworkCommand::Rm { names } => {
+            let mut code = 0;
+            for n in &names {
+                if n == "bridge" || n == "host" || n == "none" {
+                    eprintln!("hako: {n} is a pre-defined network and cannot be removed");
+                    code = 1;
+                    continue;
+                }
+                let bridge = nets.inspect(n).map(|i| i.bridge).ok();
+                match nets.remove(n) {
+                    Ok(()) => {
+                        if let Some(b) = bridge {
+                            hako_engine::netwire::disallow_forwarding(&b);
+                        }
+                        println!("{n}")
+                    }
+                    Err(e) => {
+                        eprintln!("hako: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+    }
 }

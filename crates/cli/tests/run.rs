@@ -288,22 +288,31 @@ fn container_filesystem_is_isolated_and_docker_shaped() {
         "/created-in-container",
     ]);
     assert_eq!(code, 1);
-    // Only loopback, and it is up.
-    let links = r.ok(&["run", "--rm", "busybox", "cat", "/proc/net/dev"]);
+    // --network none: only loopback, and it is up.
+    let links = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/net/dev",
+    ]);
     assert_eq!(links.lines().count(), 3, "{links}");
-    assert!(r
-        .ok(&[
-            "run",
-            "--rm",
-            "busybox",
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "1",
-            "127.0.0.1"
-        ])
-        .contains("1 packets received"));
+    let ping = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "127.0.0.1",
+    ]);
+    assert!(ping.contains("1 packets received"), "{ping}");
     // --read-only makes the root filesystem read-only.
     let (code, _, _) = r.run(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_eq!(code, 1);

@@ -103,7 +103,7 @@ impl Engine {
             "HostConfig": {
                 "AutoRemove": opts.auto_remove,
                 "Binds": opts.volumes,
-                "NetworkMode": match opts.network { crate::Network::Host => "host", crate::Network::None => "none", crate::Network::Default => "default" },
+                "NetworkMode": opts.network.mode(),
                 "Privileged": opts.privileged,
                 "ReadonlyRootfs": opts.read_only,
                 "CapAdd": opts.cap_add,

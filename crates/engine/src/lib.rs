@@ -8,6 +8,7 @@ mod inspect;
 mod limits;
 mod monitor;
 pub mod names;
+pub mod netwire;
 pub mod options;
 pub mod spec;
 pub mod user;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use hako_image;
+pub use hako_net;
 pub use hako_runtime;
 pub use inspect::{ContainerStats, DfRow, SystemInfo};
 
@@ -148,15 +150,38 @@ pub struct ContainerInfo {
 }
 
 /// Network choice for `run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Network {
-    /// No `--network`: an isolated namespace with loopback until bridge networking exists.
+    /// No `--network` (or `bridge`): the default bridge, with NAT to the outside.
     #[default]
     Default,
-    /// `--network none`.
+    /// `--network none`: loopback only.
     None,
     /// `--network host`.
     Host,
+    /// A network made with `hako network create`.
+    Named(String),
+}
+
+impl Network {
+    /// The network to attach to, if any.
+    pub fn attach_to(&self) -> Option<&str> {
+        match self {
+            Network::Default => Some("bridge"),
+            Network::Named(n) => Some(n),
+            Network::None | Network::Host => None,
+        }
+    }
+
+    /// Docker's NetworkMode name.
+    pub fn mode(&self) -> &str {
+        match self {
+            Network::Default => "bridge",
+            Network::None => "none",
+            Network::Host => "host",
+            Network::Named(n) => n,
+        }
+    }
 }
 
 impl std::str::FromStr for Network {
@@ -165,14 +190,17 @@ impl std::str::FromStr for Network {
         match s {
             "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
-            "default" => Ok(Network::Default),
-            "bridge" => Err(Error::Invalid(
-                "network \"bridge\" is not available yet: hako has no bridge networking so far; use --network none or host".into(),
+            "default" | "bridge" => Ok(Network::Default),
+            other if other.starts_with("container:") => Err(Error::Invalid(
+                "--network container:NAME is not supported yet".into(),
             )),
-            other => Err(Error::Invalid(format!("network {other} not found"))),
+            other => Ok(Network::Named(other.to_string())),
         }
     }
 }
+
+/// The state root when neither `--root` nor `HAKO_ROOT` is given.
+pub const DEFAULT_ROOT: &str = "/var/lib/hako";
 
 /// A parsed `--restart` policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +317,14 @@ pub struct RunOptions {
     pub no_new_privileges: bool,
     /// `--restart no|on-failure[:N]|always|unless-stopped`.
     pub restart: Option<String>,
+    /// `-p [ip:]hostPort:containerPort[/proto]`.
+    pub publish: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+    /// `--network-alias`.
+    pub network_aliases: Vec<String>,
+    /// `--mac-address`.
+    pub mac_address: Option<String>,
 }
 
 /// Reported once the container's process is running.
@@ -306,6 +342,7 @@ pub(crate) struct Prepared {
     pub(crate) overlay: hako_runtime::Overlay,
     pub(crate) cgroup: hako_cgroups::Cgroup,
     pub(crate) warnings: Vec<String>,
+    pub(crate) net: Option<netwire::NetWire>,
 }
 
 /// A container's options resolved against its image.
@@ -318,6 +355,7 @@ pub(crate) struct Plan {
     pub(crate) hostname: String,
     pub(crate) limits: limits::Limits,
     pub(crate) image_volumes: Vec<String>,
+    pub(crate) attach: Option<(String, hako_net::AttachOptions)>,
 }
 
 /// An open hako state root.
@@ -592,7 +630,7 @@ impl Engine {
                 user.additional_gids.push(gid);
             }
         }
-        let hostname = match (&opts.hostname, opts.network) {
+        let hostname = match (&opts.hostname, &opts.network) {
             (Some(h), _) => h.clone(),
             (None, Network::Host) => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -615,6 +653,48 @@ impl Engine {
             }
         }
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
+        let attach = match opts.network.attach_to() {
+            None => {
+                if !opts.publish.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "published ports are discarded when using {} network mode",
+                        opts.network.mode()
+                    )));
+                }
+                None
+            }
+            Some(net) => {
+                let mut ports = Vec::new();
+                for p in &opts.publish {
+                    ports.extend(
+                        hako_net::parse_port_spec(p).map_err(|e| Error::Invalid(e.to_string()))?,
+                    );
+                }
+                if let Network::Named(n) = &opts.network {
+                    let nets = netwire::networks(self.store.conn(), &self.root)?;
+                    if nets.inspect(n).is_err() {
+                        return Err(Error::Invalid(format!("network {n} not found")));
+                    }
+                }
+                let ip = opts
+                    .ip
+                    .as_deref()
+                    .map(|i| {
+                        i.parse()
+                            .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {i}")))
+                    })
+                    .transpose()?;
+                Some((
+                    net.to_string(),
+                    hako_net::AttachOptions {
+                        ip,
+                        ports,
+                        aliases: opts.network_aliases.clone(),
+                        mac: opts.mac_address.clone(),
+                    },
+                ))
+            }
+        };
         Ok(Plan {
             image,
             args,
@@ -624,6 +704,7 @@ impl Engine {
             hostname,
             limits,
             image_volumes,
+            attach,
         })
     }
 
@@ -802,7 +883,7 @@ impl Engine {
         for h in &opts.add_hosts {
             hosts_extra.push(options::parse_add_host(h)?);
         }
-        let etc = write_etc_files(dir, &plan.hostname, opts.network, &hosts_extra, &opts.dns)?;
+        let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
         let mounts = self.container_mounts(id, opts, plan)?;
         let mut warnings = Vec::new();
         let spec = spec::build(&spec::SpecInput {
@@ -849,11 +930,23 @@ impl Engine {
             // accounting cannot enforce it, which Docker also only warns about.
             warnings.extend(plan.limits.warnings.iter().cloned());
         }
+        let net = plan
+            .attach
+            .as_ref()
+            .map(|(network, attach)| netwire::NetWire {
+                root: self.root.clone(),
+                network: network.clone(),
+                container_id: id.to_string(),
+                opts: attach.clone(),
+                hosts_file: dir.join("hosts"),
+                hostname: plan.hostname.clone(),
+            });
         Ok(Prepared {
             spec,
             overlay,
             cgroup,
             warnings,
+            net,
         })
     }
 
@@ -867,6 +960,10 @@ impl Engine {
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let cgroup = &prepared.cgroup;
+        let hook = |pid: i32| match &prepared.net {
+            Some(n) => n.attach(pid),
+            None => Ok(()),
+        };
         let spawned = hako_runtime::spawn(
             &prepared.spec,
             &hako_runtime::SpawnOptions {
@@ -878,6 +975,7 @@ impl Engine {
                 } else {
                     hako_runtime::Stdin::Null
                 },
+                before_start: Some(&hook),
                 ..Default::default()
             },
         );
@@ -886,6 +984,7 @@ impl Engine {
             Err(e) => {
                 let _ = cgroup.kill_all();
                 let _ = cgroup.remove();
+                let _ = netwire::detach(self.store.conn(), &self.root, id);
                 return Err(e.into());
             }
         };
@@ -908,6 +1007,7 @@ impl Engine {
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
         let cg_result = cgroup.remove();
+        let _ = netwire::detach(self.store.conn(), &self.root, id);
         let code = status?.code();
         self.finish(id, dir, code, opts.auto_remove)?;
         cg_result?;
@@ -1014,6 +1114,16 @@ impl Engine {
                 )?;
             }
         }
+        // Leases, veths and port rules of containers that no longer run.
+        if let Ok(nets) = netwire::networks(self.store.conn(), &self.root) {
+            let running: std::collections::HashSet<String> = self
+                .store
+                .conn()
+                .prepare("SELECT id FROM containers WHERE state = 'running'")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let _ = nets.reconcile(&|cid| running.contains(cid));
+        }
         // Directories without a row are left from a crash between the two steps of a removal.
         if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
             for entry in rd.flatten() {
@@ -1115,6 +1225,7 @@ impl Engine {
             }
             let _ = cg.remove();
         }
+        let _ = netwire::detach(self.store.conn(), &self.root, &c.id);
         self.delete_container_with(&c.id, &self.container_dir(&c.id), volumes);
         Ok(c.id)
     }
@@ -1176,11 +1287,11 @@ pub fn build_env(
 fn write_etc_files(
     dir: &Path,
     hostname: &str,
-    net: Network,
+    net: &Network,
     extra_hosts: &[String],
     dns: &[String],
 ) -> Result<[(&'static str, PathBuf); 3]> {
-    let mut hosts = if net == Network::Host {
+    let mut hosts = if *net == Network::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
@@ -1204,8 +1315,11 @@ fn write_etc_files(
             r.push_str(&format!("nameserver {d}\n"));
         }
         r
-    } else if net == Network::Host {
+    } else if *net == Network::Host {
         host_resolv
+    } else if net.attach_to().is_some() {
+        // On a bridge the host's upstream resolvers are reachable through NAT.
+        hako_net::resolv_conf_for_container(&host_resolv)
     } else {
         container_resolv_conf(&host_resolv)
     };
@@ -1289,6 +1403,11 @@ mod tests {
     #[test]
     fn network_names() {
         assert_eq!("none".parse::<Network>().unwrap(), Network::None);
+        assert_eq!("bridge".parse::<Network>().unwrap(), Network::Default);
+        assert_eq!(
+            "mynet".parse::<Network>().unwrap(),
+            Network::Named("mynet".into())
+        );
         assert!("bridge".parse::<Network>().is_err());
         assert!("nope".parse::<Network>().is_err());
     }

@@ -99,6 +99,7 @@ pub(crate) fn start_detached(
             let _ = nix::sys::wait::waitpid(child, None);
             let _ = prepared.cgroup.kill_all();
             let _ = prepared.cgroup.remove();
+            let _ = crate::netwire::detach(engine.store.conn(), engine.root(), id);
             let _ = opts;
             Err(
                 match report.strip_prefix('E').and_then(|r| r.split_once(' ')) {
@@ -138,6 +139,10 @@ fn become_monitor(prepared: &Prepared) -> Result<i32> {
     nix::unistd::dup2_stderr(&err_w).map_err(|e| Error::io("redirect stderr", e.into()))?;
     drop(out_w);
     drop(err_w);
+    let hook = |pid: i32| match &prepared.net {
+        Some(n) => n.attach(pid),
+        None => Ok(()),
+    };
     let spawned = hako_runtime::spawn(
         &prepared.spec,
         &hako_runtime::SpawnOptions {
@@ -145,6 +150,7 @@ fn become_monitor(prepared: &Prepared) -> Result<i32> {
             cgroup: Some(&prepared.cgroup),
             kill_with_parent: false,
             stdin: hako_runtime::Stdin::Null,
+            before_start: Some(&hook),
             ..Default::default()
         },
     );
@@ -209,6 +215,7 @@ impl Engine {
         let cg = cgroups.open(parent.as_deref(), &format!("hako-{id}"));
         let _ = cg.kill_all();
         let _ = cg.remove();
+        let _ = crate::netwire::detach(self.store.conn(), &self.root, id);
         self.finish(id, &dir, code, auto_remove)?;
         self.maybe_restart(id, code)
     }

@@ -29,6 +29,7 @@ pub fn images_dir() -> PathBuf {
 pub struct Root {
     pub dir: tempfile::TempDir,
     cgroups_before: BTreeSet<PathBuf>,
+    veths_before: BTreeSet<String>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -50,6 +51,7 @@ impl Root {
         Root {
             dir,
             cgroups_before: hako_cgroup_dirs(),
+            veths_before: hako_bridge_ports(),
             _serial: serial,
         }
     }
@@ -139,12 +141,34 @@ impl Drop for Root {
         if !std::thread::panicking() {
             self.check_leaks();
         }
+        // Each test root has its own default bridge and nft table; take them down.
+        let _ = self.hako(&["network", "teardown"]);
     }
 }
 
 fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Interfaces enslaved to one of hako's bridges (hako0, hk-*).
+pub fn hako_bridge_ports() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(rd) = std::fs::read_dir("/sys/class/net") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        if let Ok(master) = std::fs::read_link(e.path().join("master")) {
+            let m = master
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if m.starts_with("hako") || m.starts_with("hk-") {
+                out.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Every `hako-*` directory in every cgroup hierarchy, a few levels deep.

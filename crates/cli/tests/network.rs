@@ -1,0 +1,198 @@
+//! Networking as a user sees it: the default bridge with NAT, published ports, user networks,
+//! `--network none|host`, and nothing left behind.
+
+mod common;
+
+use common::{images_dir, wait_for, Root};
+
+#[test]
+fn default_bridge_gives_an_address_a_route_and_hosts_entry() {
+    let r = Root::with_busybox();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep inet; ip route | grep default; grep box /etc/hosts",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let ip = lines[0]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(lines[1].starts_with("default via "), "{out}");
+    assert_eq!(lines[2], format!("{ip}\tbox"), "{out}");
+    // none: loopback only; host: the host's interfaces.
+    let none = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(none.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    let host = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert!(host.split_whitespace().count() > 1, "{host}");
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("published ports are discarded"), "{err}");
+}
+
+#[test]
+fn published_ports_are_reachable_from_the_host() {
+    let r = Root::with_busybox();
+    let port = 18000 + (std::process::id() % 1000) as u16;
+    let spec = format!("{port}:80");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-from-hako > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-from-hako\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    assert!(r.ok(&["ps"]).contains(&format!("0.0.0.0:{port}->80/tcp")));
+    assert_eq!(
+        r.ok(&["port", "web"]),
+        format!("80/tcp -> 0.0.0.0:{port}\n")
+    );
+    // The same host port cannot be published twice.
+    let (code, _, err) = r.run(&["run", "--rm", "-p", &spec, "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("port is already allocated"), "{err}");
+    let (code, _, err) = r.run(&["run", "--rm", "-p", "notaport", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(!err.is_empty());
+    r.ok(&["rm", "-f", "web"]);
+}
+
+#[test]
+fn user_networks_connect_containers() {
+    let r = Root::with_busybox();
+    let name = format!("hn{}", std::process::id());
+    let subnet = format!(
+        "10.{}.{}.0/24",
+        200 + std::process::id() % 50,
+        std::process::id() % 250
+    );
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    assert!(r.ok(&["network", "ls"]).contains(&name));
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "server",
+        "--network",
+        &name,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let ip = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep inet",
+    ]);
+    assert!(
+        ip.contains(subnet.trim_end_matches(".0/24")),
+        "{ip} not in {subnet}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    let server_ip = doc[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["IPv4Address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ping = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &server_ip,
+    ]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let (code, _, err) = r.run(&["network", "rm", &name]);
+    assert_eq!(code, 1, "in use");
+    assert!(!err.is_empty());
+    r.ok(&["rm", "-f", "server"]);
+    r.ok(&["network", "rm", &name]);
+    let (code, _, err) = r.run(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("network nosuchnet not found"), "{err}");
+}
+
+#[test]
+fn outbound_nat_reaches_the_debian_mirror() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let (code, out, err) = r.run(&["run", "--rm", "trixie", "apt-get", "update"]);
+    assert_eq!(code, 0, "apt-get update through NAT failed: {out}{err}");
+    assert!(out.contains("Reading package lists"), "{out}");
+}
