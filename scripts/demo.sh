@@ -15,7 +15,7 @@ fi
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-apt_install busybox-static build-essential pkg-config ca-certificates curl
+apt_install busybox-static build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables
 ensure_rust
 
 scripts/build-release.sh
