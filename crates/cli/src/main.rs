@@ -200,6 +200,8 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
     /// Display system-wide information
     Info {
         /// Format output using a Go template, or "json"
@@ -304,6 +306,34 @@ struct RmArgs {
     /// Containers (name or id)
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    detach: bool,
+    /// Set environment variables
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Keep STDIN open
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    privileged: bool,
+    /// CONTAINER COMMAND [ARG...]
+    #[arg(value_name = "CONTAINER COMMAND [ARG...]", required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    target: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -782,6 +812,33 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Network(n) => network(&cli.root, n),
+        Command::Exec(a) => {
+            let engine = open(&cli.root)?;
+            let opts = hako_engine::exec::ExecOptions {
+                cmd: a.target[1..].to_vec(),
+                env: a.env,
+                user: a.user,
+                workdir: a.workdir,
+                interactive: a.interactive,
+                tty: a.tty,
+                detach: a.detach,
+                privileged: a.privileged,
+            };
+            match engine.exec(&a.target[0], &opts) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    // Docker's exec reports start failures with the runtime's 126/127, the rest as 1.
+                    let code = match &e {
+                        hako_engine::Error::Runtime(r) if r.exit_code() != 125 => r.exit_code(),
+                        _ => 1,
+                    };
+                    Err(Failure {
+                        code,
+                        err: e.into(),
+                    })
+                }
+            }
+        }
         Command::System(SystemCommand::Df) => {
             let engine = open(&cli.root)?;
             let mut out = TabWriter::new(std::io::stdout().lock())
@@ -873,9 +930,9 @@ fn engine_err(e: anyhow::Error) -> Failure {
 
 /// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
 fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    if a.tty {
+    if a.tty && a.detach {
         return Err(engine_err(anyhow::anyhow!(
-            "pseudo-TTY allocation (-t) is not supported yet; run without -t (stdin with -i works)"
+            "-t with -d is not supported yet: a detached container's monitor does not hold a terminal"
         )));
     }
     if a.detach && a.rm && a.interactive {
@@ -954,6 +1011,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         no_new_privileges,
         restart: a.restart,
         publish: a.publish,
+        tty: a.tty,
         ip: a.ip,
         network_aliases: a.network_alias,
         mac_address: a.mac_address,

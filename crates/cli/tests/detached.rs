@@ -271,3 +271,76 @@ fn restart_policies_follow_docker() {
     r.ok(&["rm", "-f", "flaky", "fine", "loop"]);
     assert!(wait_for(10, || monitors(&r).is_empty()));
 }
+
+#[test]
+fn exec_runs_inside_the_running_container() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "-e",
+        "FROM_RUN=1",
+        "-w",
+        "/srv",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let out = r.ok(&[
+        "exec",
+        "target",
+        "sh",
+        "-c",
+        "echo $FROM_RUN; pwd; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert_eq!(
+        out, "1\n/srv\nsleep 100 ",
+        "same env, cwd and pid namespace as the container"
+    );
+    assert_eq!(
+        r.ok(&[
+            "exec",
+            "-u",
+            "hako",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=2",
+            "target",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $X"
+        ]),
+        "1234\n/tmp\n2\n"
+    );
+    assert_eq!(r.run(&["exec", "target", "sh", "-c", "exit 5"]).0, 5);
+    let (code, _, err) = r.run(&["exec", "target", "nosuch"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("executable file not found"), "{err}");
+    // Input with -i.
+    let mut child = r
+        .cmd(&["exec", "-i", "target", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout),
+        "piped\n"
+    );
+    // A detached exec keeps running in the container.
+    r.ok(&["exec", "-d", "target", "sh", "-c", "sleep 1; touch /done"]);
+    assert!(wait_for(5, || r
+        .run(&["exec", "target", "test", "-e", "/done"])
+        .0
+        == 0));
+    r.ok(&["stop", "-t", "0", "target"]);
+    let (code, _, err) = r.run(&["exec", "target", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not running"), "{err}");
+    r.ok(&["rm", "target"]);
+}

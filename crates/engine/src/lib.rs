@@ -4,13 +4,15 @@
 
 pub mod commit;
 pub mod copy;
+pub mod exec;
 mod inspect;
-mod limits;
+pub(crate) mod limits;
 mod monitor;
 pub mod names;
 pub mod netwire;
 pub mod options;
 pub mod spec;
+mod tty;
 pub mod user;
 pub mod volumes;
 
@@ -319,6 +321,8 @@ pub struct RunOptions {
     pub restart: Option<String>,
     /// `-p [ip:]hostPort:containerPort[/proto]`.
     pub publish: Vec<String>,
+    /// `-t`: a pseudo-terminal as the container's stdio.
+    pub tty: bool,
     /// `--ip`.
     pub ip: Option<String>,
     /// `--network-alias`.
@@ -637,12 +641,15 @@ impl Engine {
                 .unwrap_or_else(|_| id[..12].to_string()),
             (None, _) => id[..12].to_string(),
         };
-        let env = build_env(
+        let mut env = build_env(
             cfg.env().as_deref().unwrap_or(&[]),
             &opts.env,
             &hostname,
             &user.home,
         );
+        if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
         let limits = limits::Limits::parse(opts)?;
         if let Some(policy) = &opts.restart {
             let parsed = RestartPolicy::parse(policy)?;
@@ -964,6 +971,7 @@ impl Engine {
             Some(n) => n.attach(pid),
             None => Ok(()),
         };
+        let pty = if opts.tty { Some(tty::open()?) } else { None };
         let spawned = hako_runtime::spawn(
             &prepared.spec,
             &hako_runtime::SpawnOptions {
@@ -976,6 +984,7 @@ impl Engine {
                     hako_runtime::Stdin::Null
                 },
                 before_start: Some(&hook),
+                console: pty.as_ref().map(|p| std::os::fd::AsFd::as_fd(&p.slave)),
                 ..Default::default()
             },
         );
@@ -1003,7 +1012,17 @@ impl Engine {
             id,
             warnings: running.warnings(),
         });
+        // Our copy of the slave must go, or the master never sees the container hang up.
+        let relay = pty.map(|p| {
+            let raw = opts.interactive.then(tty::RawMode::enter);
+            drop(p.slave);
+            (tty::relay(p.master, opts.interactive), raw)
+        });
         let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
+        if let Some((t, raw)) = relay {
+            let _ = t.join();
+            drop(raw);
+        }
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
         let cg_result = cgroup.remove();

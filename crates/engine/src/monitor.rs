@@ -285,7 +285,7 @@ impl Engine {
     }
 
     /// The host pid of a running container, checked against its recorded start time.
-    fn live_pid(&self, id: &str) -> Result<Option<i32>> {
+    pub(crate) fn live_pid(&self, id: &str) -> Result<Option<i32>> {
         let (state, pid, start): (String, Option<i32>, Option<i64>) = self.store.conn().query_row(
             "SELECT state, pid, pid_start FROM containers WHERE id = ?1",
             [id],

@@ -1,0 +1,157 @@
+//! `hako exec`: another process inside a running container, joining all its namespaces and
+//! its cgroup, with the container's environment, user and working directory as defaults.
+
+use crate::{spec, tty, user, Engine, Error, Result, RunOptions};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+/// Options of `hako exec`.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// Command and arguments.
+    pub cmd: Vec<String>,
+    /// `-e`.
+    pub env: Vec<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-i`.
+    pub interactive: bool,
+    /// `-t`.
+    pub tty: bool,
+    /// `-d`.
+    pub detach: bool,
+    /// `--privileged`.
+    pub privileged: bool,
+}
+
+impl Engine {
+    /// Runs a command in a running container; returns its exit status (0 with `detach`).
+    pub fn exec(&self, key: &str, opts: &ExecOptions) -> Result<i32> {
+        if opts.cmd.is_empty() {
+            return Err(Error::Invalid("exec needs a command to run".into()));
+        }
+        let c = self.find(key)?;
+        let pid = self
+            .live_pid(&c.id)?
+            .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
+        let row: (String, Option<String>) = self.store.conn().query_row(
+            "SELECT config, cgroup_parent FROM containers WHERE id = ?1",
+            [&c.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let run: RunOptions = serde_json::from_str(&row.0).unwrap_or_default();
+        let image = self.resolve_image(&c.image_id)?;
+        let layers_top_first: Vec<std::path::PathBuf> =
+            image.layers.iter().rev().cloned().collect();
+        let plan = self.plan(&c.id, &run, image)?;
+        let who = match &opts.user {
+            Some(u) => user::resolve(u, &layers_top_first)?,
+            None => plan.user.clone(),
+        };
+        let mut env = plan.env.clone();
+        for kv in &opts.env {
+            let k = kv.split('=').next().unwrap_or("");
+            env.retain(|e| e.split('=').next() != Some(k));
+            env.push(kv.clone());
+        }
+        if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        let dir = self.container_dir(&c.id);
+        let mut caps = plan.limits.capabilities.clone();
+        if opts.privileged {
+            let all = crate::RunOptions {
+                privileged: true,
+                ..Default::default()
+            };
+            caps = crate::limits::Limits::parse(&all)?.capabilities;
+        }
+        let mut s = spec::build(&spec::SpecInput {
+            rootfs: &dir.join("rootfs"),
+            args: opts.cmd.clone(),
+            env,
+            cwd: opts.workdir.as_deref().unwrap_or(&plan.workdir),
+            uid: who.uid,
+            gid: who.gid,
+            additional_gids: who.additional_gids.clone(),
+            hostname: &plan.hostname,
+            net: spec::NetMode::Isolated,
+            etc_files: [
+                ("/etc/hosts", dir.join("hosts")),
+                ("/etc/hostname", dir.join("hostname")),
+                ("/etc/resolv.conf", dir.join("resolv.conf")),
+            ],
+            readonly_root: false,
+            extra_mounts: Vec::new(),
+            caps,
+            privileged: false,
+            rlimits: plan.limits.rlimits.clone(),
+            sysctl: Vec::new(),
+            shm_size: None,
+            no_new_privileges: run.no_new_privileges,
+        })
+        .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
+        // Every namespace is the container's, entered through its init process; the runtime
+        // then leaves the (already assembled) root filesystem alone.
+        s.set_hostname(None);
+        let mut linux = s.linux().clone().unwrap_or_default();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        for ns in &mut namespaces {
+            use oci_spec::runtime::LinuxNamespaceType as T;
+            let name = match ns.typ() {
+                T::Pid => "pid",
+                T::Network => "net",
+                T::Mount => "mnt",
+                T::Ipc => "ipc",
+                T::Uts => "uts",
+                T::Cgroup => "cgroup",
+                _ => continue,
+            };
+            ns.set_path(Some(format!("/proc/{pid}/ns/{name}").into()));
+        }
+        if run.network == crate::Network::Host {
+            namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+        }
+        linux.set_namespaces(Some(namespaces));
+        s.set_linux(Some(linux));
+
+        let cgroup =
+            hako_cgroups::CgroupSystem::detect()?.open(row.1.as_deref(), &format!("hako-{}", c.id));
+        let pty = if opts.tty { Some(tty::open()?) } else { None };
+        let running = hako_runtime::spawn(
+            &s,
+            &hako_runtime::SpawnOptions {
+                cgroup: Some(&cgroup),
+                kill_with_parent: !opts.detach,
+                stdin: if opts.interactive {
+                    hako_runtime::Stdin::Inherit
+                } else {
+                    hako_runtime::Stdin::Null
+                },
+                console: pty.as_ref().map(|p| p.slave.as_fd()),
+                ..Default::default()
+            },
+        )?;
+        if opts.detach {
+            running.detach();
+            return Ok(0);
+        }
+        let relay = pty.map(|p| {
+            let raw = if opts.interactive {
+                Some(tty::RawMode::enter())
+            } else {
+                None
+            };
+            drop(p.slave);
+            (tty::relay(p.master, opts.interactive), raw)
+        });
+        let status = running.wait(Duration::from_secs(10));
+        if let Some((t, raw)) = relay {
+            let _ = t.join();
+            drop(raw);
+        }
+        Ok(status?.code())
+    }
+}
