@@ -1026,7 +1026,7 @@ impl Engine {
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
         let cg_result = cgroup.remove();
-        let _ = netwire::detach(self.store.conn(), &self.root, id);
+        let _ = netwire::release_exited(self.store.conn(), &self.root, id);
         let code = status?.code();
         self.finish(id, dir, code, opts.auto_remove)?;
         cg_result?;

@@ -215,7 +215,7 @@ impl Engine {
         let cg = cgroups.open(parent.as_deref(), &format!("hako-{id}"));
         let _ = cg.kill_all();
         let _ = cg.remove();
-        let _ = crate::netwire::detach(self.store.conn(), &self.root, id);
+        let _ = crate::netwire::release_exited(self.store.conn(), &self.root, id);
         self.finish(id, &dir, code, auto_remove)?;
         self.maybe_restart(id, code)
     }

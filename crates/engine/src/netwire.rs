@@ -121,6 +121,14 @@ pub(crate) fn detach(conn: &rusqlite::Connection, root: &Path, id: &str) -> Resu
         .map_err(|e| Error::Invalid(format!("network: {e}")))
 }
 
+/// Releases the network state of a container that has exited (its namespace is gone, and the
+/// kernel removes its veths).
+pub(crate) fn release_exited(conn: &rusqlite::Connection, root: &Path, id: &str) -> Result<()> {
+    networks(conn, root)?
+        .release_exited(id)
+        .map_err(|e| Error::Invalid(format!("network: {e}")))
+}
+
 /// Published ports of a container, as `ps` and `port` show them.
 pub fn published_ports(
     conn: &rusqlite::Connection,

@@ -1312,6 +1312,18 @@ impl<'c> Networks<'c> {
     /// is fast. The engine should therefore call `detach` after it has reported the
     /// container's exit (its exit code does not depend on it).
     pub fn detach(&self, container_id: &str) -> Result<()> {
+        self.detach_inner(container_id, true)
+    }
+
+    /// Like [`Networks::detach`], for a container whose network namespace is already gone:
+    /// the kernel deletes both ends of its veth pairs with the namespace, and deleting them
+    /// ourselves would wait on the kernel's asynchronous namespace cleanup for tens of
+    /// milliseconds (measured: ~40 ms per `run --rm`), so only hako's own state is released.
+    pub fn release_exited(&self, container_id: &str) -> Result<()> {
+        self.detach_inner(container_id, false)
+    }
+
+    fn detach_inner(&self, container_id: &str, delete_links: bool) -> Result<()> {
         let ports = self.port_rows(container_id)?;
         let script: String = ports.iter().map(|r| port_element("delete", r)).collect();
         nft_delete(&script)?;
@@ -1324,7 +1336,7 @@ impl<'c> Networks<'c> {
                 .collect::<rusqlite::Result<_>>()?;
             v
         };
-        if !veths.is_empty() {
+        if delete_links && !veths.is_empty() {
             let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
             for v in &veths {
                 // Gone already when the container's namespace died with its last process.
