@@ -616,6 +616,12 @@ struct RunArgs {
     /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
     #[arg(long)]
     mac_address: Option<String>,
+    /// Pull image before running: always, missing, never
+    #[arg(long, default_value = "missing")]
+    pull: String,
+    /// Platform of the image to pull (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -719,8 +725,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
         Command::Create(a) => {
+            let (pull, platform) = (a.pull.clone(), a.platform.clone());
             let opts = run_options(*a)?;
             let engine = open(&cli.root).map_err(engine_err)?;
+            ensure_image(&engine, &opts.image, &pull, platform.as_deref())?;
             println!("{}", run_result(engine.create(&opts))?);
             Ok(0)
         }
@@ -1018,9 +1026,59 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
     })
 }
 
+/// `--pull`: fetches the image from its registry when asked to, or when it is missing.
+fn ensure_image(
+    engine: &Engine,
+    image: &str,
+    policy: &str,
+    platform: Option<&str>,
+) -> Result<(), Failure> {
+    let present = engine.images().resolve(image).is_ok();
+    let needed = match policy {
+        "always" => true,
+        "missing" => !present,
+        "never" => false,
+        other => return Err(engine_err(anyhow::anyhow!(
+            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
+        ))),
+    };
+    if !needed {
+        return Ok(());
+    }
+    let reference = match hako_engine::hako_image::Reference::parse(image) {
+        Ok(r) => r,
+        // An ID prefix or a malformed name: let `run` report it as not found.
+        Err(_) => return Ok(()),
+    };
+    let mut err = std::io::stderr().lock();
+    if !present {
+        writeln!(
+            err,
+            "Unable to find image '{}' locally",
+            reference.familiar()
+        )?;
+    }
+    let platform = platform
+        .map(hako_registry::Platform::parse)
+        .transpose()
+        .map_err(|e| engine_err(e.into()))?;
+    // All of pull's threads are joined before it returns, so the container can still be
+    // cloned from this process afterwards.
+    hako_registry::pull(
+        engine.images(),
+        &reference,
+        &hako_registry::PullOptions { platform },
+        &mut err,
+    )
+    .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
+    Ok(())
+}
+
 fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
+    let (pull, platform) = (a.pull.clone(), a.platform.clone());
     let opts = run_options(a)?;
     let engine = open(root).map_err(engine_err)?;
+    ensure_image(&engine, &opts.image, &pull, platform.as_deref())?;
     let detach = opts.detach;
     let result = engine.run(&opts, &mut |started| {
         for w in started.warnings {
@@ -1037,11 +1095,8 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
 fn run_result<T>(result: Result<T, hako_engine::Error>) -> Result<T, Failure> {
     match result {
         Ok(v) => Ok(v),
-        Err(e @ hako_engine::Error::ImageNotFound(_)) => {
-            eprintln!("{e}");
-            Err(engine_err(anyhow::anyhow!(
-                "pull is not available: hako has no registry client yet; import the image with `hako import ROOTFS.tar NAME`"
-            )))
+        Err(hako_engine::Error::ImageNotFound(name)) => {
+            Err(engine_err(anyhow::anyhow!("No such image: {name}")))
         }
         Err(e) => Err(Failure {
             code: e.exit_code(),
