@@ -157,6 +157,8 @@ enum Command {
     ContainerFinish {
         /// Container id
         id: String,
+        /// Host pid of the container's init that the monitor supervised
+        pid: Option<i32>,
     },
     /// Copy files between a container and the host (CONTAINER:PATH on one side; - for a tar stream)
     Cp {
@@ -779,8 +781,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(code)
         }
-        Command::ContainerFinish { id } => {
-            open(&cli.root)?.finish_detached(&id)?;
+        Command::ContainerFinish { id, pid } => {
+            open(&cli.root)?.finish_detached(&id, pid)?;
             Ok(0)
         }
         Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
@@ -1038,9 +1040,11 @@ fn ensure_image(
         "always" => true,
         "missing" => !present,
         "never" => false,
-        other => return Err(engine_err(anyhow::anyhow!(
+        other => {
+            return Err(engine_err(anyhow::anyhow!(
             "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
-        ))),
+        )))
+        }
     };
     if !needed {
         return Ok(());

@@ -1163,55 +1163,76 @@ impl Engine {
     /// Containers, newest first; only running ones unless `all`.
     pub fn list(&self, all: bool) -> Result<Vec<ContainerInfo>> {
         self.reconcile()?;
-        let mut st = self.store.conn().prepare(
-            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at
-             FROM containers ORDER BY created DESC",
-        )?;
-        let rows = st.query_map([], |r| {
+        let out = self.query_containers("1 = 1", &[])?;
+        Ok(out
+            .into_iter()
+            .filter(|c| all || c.state == State::Running)
+            .collect())
+    }
+
+    fn query_containers(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ContainerInfo>> {
+        let mut st = self.store.conn().prepare_cached(&format!(
+            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at, pid, pid_start
+             FROM containers WHERE {filter} ORDER BY created DESC"
+        ))?;
+        let rows = st.query_map(args, |r| {
             let command: String = r.get(4)?;
-            Ok(ContainerInfo {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                image: r.get(2)?,
-                image_id: r.get(3)?,
-                command: serde_json::from_str(&command).unwrap_or_default(),
-                created: r.get(5)?,
-                state: State::parse(&r.get::<_, String>(6)?),
-                exit_code: r.get(7)?,
-                started_at: r.get(8)?,
-                finished_at: r.get(9)?,
-            })
+            Ok((
+                ContainerInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    image: r.get(2)?,
+                    image_id: r.get(3)?,
+                    command: serde_json::from_str(&command).unwrap_or_default(),
+                    created: r.get(5)?,
+                    state: State::parse(&r.get::<_, String>(6)?),
+                    exit_code: r.get(7)?,
+                    started_at: r.get(8)?,
+                    finished_at: r.get(9)?,
+                },
+                r.get::<_, Option<i32>>(10)?,
+                r.get::<_, Option<i64>>(11)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let c = row?;
-            if all || c.state == State::Running {
-                out.push(c);
-            }
+            out.push(row?);
         }
-        Ok(out)
+        Ok(out.into_iter().map(|(c, _, _)| c).collect())
     }
 
-    /// Finds a container by full id, unique id prefix or name.
+    /// Finds a container by full id, name or unique id prefix. Looks up only that container
+    /// (commands on one container stay fast with hundreds of others), reconciling everything
+    /// only when its recorded process turns out to be dead.
     pub fn find(&self, key: &str) -> Result<ContainerInfo> {
-        let all = self.list(true)?;
-        if let Some(c) = all
-            .iter()
-            .find(|c| c.id == key || c.name == key.trim_start_matches('/'))
-        {
-            return Ok(c.clone());
+        let name = key.trim_start_matches('/');
+        let mut hits = self.query_containers("id = ?1 OR name = ?2", &[&key, &name])?;
+        if hits.is_empty() && !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let pattern = format!("{key}%");
+            hits = self.query_containers("id LIKE ?1", &[&pattern])?;
+            if hits.len() > 1 {
+                return Err(Error::Invalid(format!(
+                    "multiple IDs found with provided prefix: {key}"
+                )));
+            }
         }
-        let matches: Vec<_> = all
-            .iter()
-            .filter(|c| !key.is_empty() && c.id.starts_with(key))
-            .collect();
-        match matches.len() {
-            1 => Ok(matches[0].clone()),
-            0 => Err(Error::NoSuchContainer(key.to_string())),
-            _ => Err(Error::Invalid(format!(
-                "multiple IDs found with provided prefix: {key}"
-            ))),
+        let c = hits
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        if c.state == State::Running && self.live_pid(&c.id)?.is_none() {
+            self.reconcile()?;
+            return self
+                .query_containers("id = ?1", &[&c.id])?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::NoSuchContainer(key.to_string()));
         }
+        Ok(c)
     }
 
     /// Removes a container and its writable layer; `force` kills it first if it runs.

@@ -196,21 +196,32 @@ fn exec_monitor(argv: &[CString]) -> ! {
 impl Engine {
     /// Called by the monitor (through `hako container-finish`) once the container has exited:
     /// records the status from the exit file, frees the cgroup, and honours `--rm`.
-    pub fn finish_detached(&self, id: &str) -> Result<()> {
+    ///
+    /// `init` is the pid the monitor supervised: when the container has been started again
+    /// since (a restart that raced this call), the new run is left alone.
+    pub fn finish_detached(&self, id: &str, init: Option<i32>) -> Result<()> {
         let dir = self.container_dir(id);
-        let code = read_exit_file(&dir).unwrap_or(255);
-        let row: Option<(bool, Option<String>)> = self
+        let row: Option<(bool, Option<String>, String, Option<i32>)> = self
             .store
             .conn()
             .query_row(
-                "SELECT auto_remove, cgroup_parent FROM containers WHERE id = ?1",
+                "SELECT auto_remove, cgroup_parent, state, pid FROM containers WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .ok();
-        let Some((auto_remove, parent)) = row else {
+        let Some((auto_remove, parent, state, pid)) = row else {
             return Ok(());
         };
+        let newer_run = match (init, pid) {
+            (Some(mine), Some(recorded)) => state == "running" && mine != recorded,
+            (Some(_), None) => state == "created",
+            _ => false,
+        };
+        if newer_run || state == "exited" {
+            return Ok(());
+        }
+        let code = read_exit_file(&dir).unwrap_or(255);
         let cgroups = hako_cgroups::CgroupSystem::detect()?;
         let cg = cgroups.open(parent.as_deref(), &format!("hako-{id}"));
         let _ = cg.kill_all();
@@ -318,8 +329,33 @@ impl Engine {
         if alive() {
             let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
         }
-        self.wait_exited(&c.id, Duration::from_secs(10))?;
+        // The monitor writes the exit file as soon as it has reaped the container; finishing
+        // here rather than waiting for its `container-finish` saves a whole hako start-up.
+        // Both paths are idempotent.
+        let dir = self.container_dir(&c.id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read_exit_file(&dir).is_none() && Instant::now() < deadline {
+            if self.monitor_gone(&c.id)? {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if read_exit_file(&dir).is_some() {
+            self.finish_detached(&c.id, Some(pid))?;
+        } else {
+            self.wait_exited(&c.id, Duration::from_secs(10))?;
+        }
         Ok(c.id)
+    }
+
+    /// Whether the process owning the container (its monitor, or a foreground `hako run`) is gone.
+    fn monitor_gone(&self, id: &str) -> Result<bool> {
+        let (owner, start): (Option<i32>, Option<i64>) = self.store.conn().query_row(
+            "SELECT owner_pid, owner_start FROM containers WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(owner.is_none_or(|p| process_start_time(p).is_none() || process_start_time(p) != start))
     }
 
     /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.

@@ -49,7 +49,7 @@ fn main() {
         let _ = std::fs::rename(&tmp, exit_file);
     }
     let err = std::process::Command::new(hako)
-        .args(["--root", root, "container-finish", id])
+        .args(["--root", root, "container-finish", id, &args[2]])
         .exec();
     eprintln!("hako-monitor: exec {hako}: {err}");
     std::process::exit(1);
