@@ -99,10 +99,11 @@ for e in "${engines[@]}"; do
     START[$e]=$(ms "$t0" "$t1")
 
     log "$e: monitor RSS"
-    $c run -d --name hakobench-rss --network none busybox sleep 1000 >/dev/null
+    rid=$($c run -d --name hakobench-rss --network none busybox sleep 1000)
     sleep 1
     case "$e" in
-        hako) RSS[$e]=$(ps -C hako-monitor -o rss= | sort -n | tail -1) ;;
+        # The monitor of this container only (other hako roots may run monitors too).
+        hako) RSS[$e]=$(ps -o rss= -p "$(pgrep -f "hako-monitor $rid" | head -1)") ;;
         podman) RSS[$e]=$(ps -C conmon -o rss= | sort -n | tail -1) ;;
         docker) RSS[$e]=$(ps -C containerd-shim-runc-v2 -o rss= | sort -n | tail -1) ;;
     esac
