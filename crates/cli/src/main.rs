@@ -579,6 +579,9 @@ struct RunArgs {
     /// Mount a tmpfs directory (DST[:OPTS])
     #[arg(long)]
     tmpfs: Vec<String>,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly])
+    #[arg(long)]
+    mount: Vec<String>,
     /// Set meta data on a container
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
@@ -970,6 +973,14 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
             }
         }
     }
+    let mut volumes = a.volume;
+    let mut tmpfs = a.tmpfs;
+    for m in &a.mount {
+        match hako_engine::options::parse_mount(m).map_err(|e| engine_err(e.into()))? {
+            hako_engine::options::MountFlag::Volume(v) => volumes.push(v),
+            hako_engine::options::MountFlag::Tmpfs(t) => tmpfs.push(t),
+        }
+    }
     // --env-file first, so -e given on the command line wins, as with Docker.
     let mut env = Vec::new();
     for f in &a.env_file {
@@ -1010,8 +1021,8 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         privileged: a.privileged,
-        volumes: a.volume,
-        tmpfs: a.tmpfs,
+        volumes,
+        tmpfs,
         labels: a.label,
         add_hosts: a.add_host,
         dns: a.dns,

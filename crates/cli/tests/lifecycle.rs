@@ -316,6 +316,31 @@ fn volumes_binds_and_tmpfs() {
     assert_eq!(code, 125);
     assert!(err.contains("invalid"), "{err}");
 
+    // --mount: same mounts, but a missing bind source is an error rather than created.
+    let m = format!("type=bind,source={},target=/m,readonly", src.display());
+    assert_eq!(
+        r.ok(&["run", "--rm", "--mount", &m, "busybox", "cat", "/m/x"]),
+        "hi\n"
+    );
+    let missing = format!(
+        "type=bind,source={}/absent,target=/m",
+        host.path().display()
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--mount", &missing, "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("bind source path does not exist"), "{err}");
+    let t = r.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=tmpfs,target=/t",
+        "busybox",
+        "grep",
+        " /t ",
+        "/proc/mounts",
+    ]);
+    assert!(t.contains("tmpfs"), "{t}");
+
     let out = r.ok(&[
         "run",
         "--rm",

@@ -311,3 +311,112 @@ mod tests {
         assert!(parse_capability("FLY").is_err());
     }
 }
+
+/// Docker's `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]`,
+/// translated to a `-v` volume spec or a `--tmpfs` spec. Unlike `-v`, a missing bind source
+/// is an error, as with Docker.
+pub fn parse_mount(s: &str) -> Result<MountFlag> {
+    let bad = |why: String| {
+        Error::Invalid(format!(
+            "invalid argument \"{s}\" for \"--mount\" flag: {why}"
+        ))
+    };
+    let mut typ = "volume".to_string();
+    let (mut source, mut target) = (None::<String>, None::<String>);
+    let mut readonly = false;
+    let mut propagation = None::<String>;
+    let mut tmpfs_opts = Vec::new();
+    for field in s.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (field.trim(), None),
+        };
+        match (k, v) {
+            ("type", Some(t)) => typ = t.to_string(),
+            ("source" | "src", Some(v)) => source = Some(v.to_string()),
+            ("target" | "destination" | "dst", Some(v)) => target = Some(v.to_string()),
+            ("readonly" | "ro", None) => readonly = true,
+            ("readonly" | "ro", Some(v)) => readonly = matches!(v, "1" | "true"),
+            ("bind-propagation", Some(v)) => propagation = Some(v.to_string()),
+            ("tmpfs-size", Some(v)) => {
+                tmpfs_opts.push(format!("size={}", parse_size(v, "--mount")?))
+            }
+            ("tmpfs-mode", Some(v)) => tmpfs_opts.push(format!("mode={v}")),
+            ("volume-nocopy" | "consistency", _) => {}
+            (other, _) => return Err(bad(format!("unexpected key '{other}' in '{field}'"))),
+        }
+    }
+    let target = target.ok_or_else(|| bad("target is required".into()))?;
+    if !target.starts_with('/') {
+        return Err(bad(format!(
+            "invalid mount path: '{target}' mount path must be absolute"
+        )));
+    }
+    let ro = if readonly { ":ro" } else { "" };
+    match typ.as_str() {
+        "bind" => {
+            let src = source.ok_or_else(|| {
+                bad("source is required when specifying volume-specific options".into())
+            })?;
+            if !std::path::Path::new(&src).exists() {
+                return Err(Error::Invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                )));
+            }
+            let prop = propagation.map(|p| format!(",{p}")).unwrap_or_default();
+            let opts = format!("{}{}", if readonly { "ro" } else { "rw" }, prop);
+            Ok(MountFlag::Volume(format!("{src}:{target}:{opts}")))
+        }
+        "volume" => Ok(MountFlag::Volume(match source {
+            Some(name) => format!("{name}:{target}{ro}"),
+            None => format!("{target}{ro}"),
+        })),
+        "tmpfs" => {
+            if source.is_some() {
+                return Err(bad("source is not supported for tmpfs mounts".into()));
+            }
+            Ok(MountFlag::Tmpfs(if tmpfs_opts.is_empty() {
+                target
+            } else {
+                format!("{target}:{}", tmpfs_opts.join(","))
+            }))
+        }
+        other => Err(bad(format!("invalid mount type: {other}"))),
+    }
+}
+
+/// What a `--mount` becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountFlag {
+    /// A `-v` spec.
+    Volume(String),
+    /// A `--tmpfs` spec.
+    Tmpfs(String),
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    #[test]
+    fn mount_flag_translates() {
+        assert_eq!(
+            parse_mount("type=bind,source=/tmp,target=/t,readonly").unwrap(),
+            MountFlag::Volume("/tmp:/t:ro".into())
+        );
+        assert_eq!(
+            parse_mount("type=volume,src=data,dst=/d").unwrap(),
+            MountFlag::Volume("data:/d".into())
+        );
+        assert_eq!(
+            parse_mount("type=tmpfs,target=/run,tmpfs-size=1m").unwrap(),
+            MountFlag::Tmpfs("/run:size=1048576".into())
+        );
+        assert!(parse_mount("type=bind,source=/no/such/dir,target=/t")
+            .unwrap_err()
+            .to_string()
+            .contains("bind source path does not exist"));
+        assert!(parse_mount("type=bind,source=/tmp").is_err());
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+    }
+}
