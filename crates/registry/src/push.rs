@@ -169,7 +169,7 @@ pub fn push(
         Payload::Bytes(&manifest_bytes),
     )?;
     match resp.status().as_u16() {
-        200 | 201 | 202 => {}
+        200..=202 => {}
         s => return Err(status_error(resp, &url, s)),
     }
     writeln!(

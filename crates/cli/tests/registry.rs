@@ -1,0 +1,545 @@
+//! `hako pull`, `push`, `save` and `load` against real peers: Debian's
+//! `docker-registry` on 127.0.0.1 (started and stopped here), `skopeo` to
+//! push test images into it and read back what hako pushed, and `docker`
+//! when a daemon is running.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{images_dir, wait_for, Root};
+use sha2::{Digest, Sha256};
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn need(bin: &str) -> PathBuf {
+    let p = Path::new("/usr/bin").join(bin);
+    assert!(
+        p.is_file(),
+        "{} is missing: apt-get install docker-registry skopeo",
+        p.display()
+    );
+    p
+}
+
+/// A private registry on a free loopback port; stopped (by pid) on drop.
+struct Registry {
+    child: Child,
+    storage: tempfile::TempDir,
+    _config: tempfile::TempDir,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = need("docker-registry");
+        let storage = tempfile::tempdir().unwrap();
+        let config = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let yml = config.path().join("config.yml");
+        std::fs::write(
+            &yml,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&yml)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry {
+            child,
+            storage,
+            _config: config,
+            port,
+        };
+        assert!(
+            wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok()),
+            "docker-registry did not listen on {port}"
+        );
+        reg
+    }
+
+    fn name(&self, repo: &str) -> String {
+        format!("127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// Copies an OCI layout into the registry with skopeo.
+    fn skopeo_push(&self, layout: &Path, tag_in_layout: &str, dest: &str, extra: &[&str]) {
+        let out = Command::new(need("skopeo"))
+            .args(["copy", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!("oci:{}:{tag_in_layout}", layout.display()))
+            .arg(format!("docker://{}", self.name(dest)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The stored data of a blob, as the registry serves it.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage
+            .path()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Comp {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+/// An OCI image layout built from the busybox rootfs, independent of
+/// hako's own code.
+struct Layout {
+    dir: tempfile::TempDir,
+    index: Vec<serde_json::Value>,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        Layout {
+            dir,
+            index: Vec::new(),
+        }
+    }
+
+    fn put(&self, data: &[u8]) -> String {
+        let d = sha(data);
+        std::fs::write(
+            self.dir
+                .path()
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+            data,
+        )
+        .unwrap();
+        d
+    }
+
+    /// Adds a busybox image manifest; returns its descriptor.
+    fn image(&self, comp: Comp, os: &str, arch: &str) -> serde_json::Value {
+        let raw = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+        let (blob, media) = match comp {
+            Comp::Plain => (raw.clone(), "application/vnd.oci.image.layer.v1.tar"),
+            Comp::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&raw).unwrap();
+                (
+                    e.finish().unwrap(),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            }
+            Comp::Zstd => (
+                zstd::encode_all(&raw[..], 3).unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+        };
+        let layer = self.put(&blob);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": os, "created": "2024-01-01T00:00:00Z",
+            "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha(&raw)]},
+            "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "ADD busybox.tar /"}],
+        }))
+        .unwrap();
+        let cfg = self.put(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": config.len()},
+            "layers": [{"mediaType": media, "digest": layer, "size": blob.len()}],
+        }))
+        .unwrap();
+        let m = self.put(&manifest);
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m, "size": manifest.len(),
+            "platform": {"os": os, "architecture": arch},
+        })
+    }
+
+    /// Names a descriptor in index.json.
+    fn tag(&mut self, mut desc: serde_json::Value, tag: &str) {
+        desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+        self.index.push(desc);
+        self.write_index();
+    }
+
+    /// Adds a nested index of `entries` under `tag`.
+    fn tag_index(&mut self, entries: Vec<serde_json::Value>, tag: &str) {
+        let idx = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }))
+        .unwrap();
+        let d = self.put(&idx);
+        self.tag(
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": d, "size": idx.len(),
+            }),
+            tag,
+        );
+    }
+
+    fn write_index(&self) {
+        std::fs::write(
+            self.dir.path().join("index.json"),
+            serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": self.index}))
+                .unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn count_entries(p: &Path) -> usize {
+    std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0)
+}
+
+fn inspect(r: &Root, name: &str) -> serde_json::Value {
+    let out = r.ok(&["image", "inspect", name]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+#[test]
+fn pull_oci_docker_gzip_zstd_plain_and_run() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    let zs = layout.image(Comp::Zstd, "linux", "amd64");
+    layout.tag(zs, "zstd");
+    let plain = layout.image(Comp::Plain, "linux", "amd64");
+    layout.tag(plain, "plain");
+    reg.skopeo_push(layout.path(), "gzip", "bb:latest", &[]);
+    reg.skopeo_push(layout.path(), "gzip", "bb:v2s2", &["--format", "v2s2"]);
+    reg.skopeo_push(layout.path(), "zstd", "bb:zstd", &[]);
+    reg.skopeo_push(layout.path(), "plain", "bb:plain", &[]);
+
+    let r = Root::new();
+    let name = reg.name("bb");
+    let out = r.ok(&["pull", &name]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "Using default tag: latest", "{out}");
+    assert_eq!(lines[1], "latest: Pulling from bb", "{out}");
+    assert!(
+        lines.iter().any(|l| l.ends_with(": Pull complete")),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Digest: sha256:")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}:latest")),
+        "{out}"
+    );
+    assert_eq!(*lines.last().unwrap(), format!("{name}:latest"));
+    assert_eq!(r.ok(&["run", "--rm", &name, "echo", "pulled"]), "pulled\n");
+
+    let again = r.ok(&["pull", &name]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}:latest")),
+        "{again}"
+    );
+    assert!(again.contains(": Already exists") || !again.contains("Pull complete"));
+
+    for tag in ["v2s2", "zstd", "plain"] {
+        let n = format!("{name}:{tag}");
+        let out = r.ok(&["pull", "-q", &n]);
+        assert_eq!(out, format!("{n}\n"), "-q prints only the name");
+        assert_eq!(r.ok(&["run", "--rm", &n, "echo", tag]), format!("{tag}\n"));
+    }
+    // zstd and plain carry other blobs of the same diff, hence the same image.
+    let id = inspect(&r, &format!("{name}:zstd"))["Id"].clone();
+    assert_eq!(inspect(&r, &name)["Id"], id);
+    let digests = inspect(&r, &name)["RepoDigests"].clone();
+    assert!(digests.as_array().unwrap().len() >= 2, "{digests}");
+    // After removing every tag, nothing of the image remains.
+    for tag in ["latest", "v2s2", "zstd", "plain"] {
+        r.ok(&["rmi", &format!("{name}:{tag}")]);
+    }
+    assert_eq!(count_entries(&r.path().join("layers")), 0);
+}
+
+#[test]
+fn index_resolves_platform_and_refuses_windows() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let amd = layout.image(Comp::Gzip, "linux", "amd64");
+    let arm = layout.image(Comp::Gzip, "linux", "arm64");
+    layout.tag_index(vec![arm, amd], "multi");
+    let win = layout.image(Comp::Gzip, "windows", "amd64");
+    layout.tag_index(vec![win.clone()], "win");
+    layout.tag(win, "winsingle");
+    reg.skopeo_push(layout.path(), "multi", "multi:latest", &["--all"]);
+    reg.skopeo_push(layout.path(), "win", "win:latest", &["--all"]);
+    reg.skopeo_push(layout.path(), "winsingle", "win:single", &[]);
+
+    let r = Root::new();
+    let name = reg.name("multi");
+    r.ok(&["pull", &name]);
+    assert_eq!(inspect(&r, &name)["Architecture"], "amd64");
+    r.ok(&["run", "--rm", &name, "true"]);
+    let arm_name = format!("{name}:latest");
+    r.ok(&["pull", "--platform", "linux/arm64", &arm_name]);
+    assert_eq!(inspect(&r, &arm_name)["Architecture"], "arm64");
+
+    let (code, _, err) = r.run(&["pull", "--platform", "linux/s390x", &name]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no matching manifest for linux/s390x"),
+        "{err}"
+    );
+    for n in [reg.name("win"), reg.name("win:single")] {
+        let (code, _, err) = r.run(&["pull", &n]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains(r#"image operating system "windows" cannot be used on this platform"#),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn push_then_skopeo_inspect_and_pull_back() {
+    let reg = Registry::start();
+    let a = Root::with_busybox();
+    let name = reg.name("pushed:v1");
+    a.ok(&["tag", "busybox", &name]);
+    let out = a.ok(&["push", &name]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("The push refers to repository [{}]", reg.name("pushed")),
+        "{out}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with(": Pushed")), "{out}");
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("v1: digest: sha256:"), "{out}");
+    let digest = last.split_whitespace().nth(2).unwrap().to_string();
+
+    let raw = Command::new(need("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(
+        sha(&raw.stdout),
+        digest,
+        "the registry holds hako's manifest byte for byte"
+    );
+    let size: usize = last.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(raw.stdout.len(), size);
+
+    let again = a.ok(&["push", &name]);
+    assert!(again.contains(": Layer already exists"), "{again}");
+    drop(a);
+
+    let b = Root::new();
+    b.ok(&["pull", &name]);
+    assert_eq!(b.ok(&["run", "--rm", &name, "echo", "round"]), "round\n");
+    assert_eq!(
+        inspect(&b, &name)["RepoDigests"][0],
+        format!("{}@{digest}", reg.name("pushed"))
+    );
+}
+
+#[test]
+fn tampered_blob_is_rejected_and_nothing_committed() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    reg.skopeo_push(layout.path(), "gzip", "bad:latest", &[]);
+    let manifest = Command::new(need("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}", reg.name("bad:latest")))
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let file = reg.blob_file(&layer);
+    let mut data = std::fs::read(&file).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&file, &data).unwrap();
+
+    let r = Root::new();
+    let (code, _, err) = r.run(&["pull", &reg.name("bad")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(err.contains(&layer), "{err}");
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!(count_entries(&r.path().join("layers")), 0);
+    assert_eq!(count_entries(&r.path().join("blobs/sha256")), 0);
+    assert_eq!(count_entries(&r.path().join("tmp")), 0);
+}
+
+#[test]
+fn unknown_image_and_unreachable_registry() {
+    let reg = Registry::start();
+    let r = Root::new();
+    let (code, _, err) = r.run(&["pull", &reg.name("nothing:here")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "manifest for {} not found",
+            reg.name("nothing:here")
+        )),
+        "{err}"
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = r.run(&["pull", &format!("127.0.0.1:{port}/x")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Connection refused"), "{err}");
+    let (code, _, err) = r.run(&["push", &reg.name("absent:v1")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist locally"), "{err}");
+}
+
+fn docker_running() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn save_load_round_trip_and_peers() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    reg.skopeo_push(layout.path(), "gzip", "saved:latest", &[]);
+    let a = Root::new();
+    let name = reg.name("saved");
+    a.ok(&["pull", "-q", &name]);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("saved.tar");
+    a.ok(&["save", "-o", archive.to_str().unwrap(), &name]);
+    let id = inspect(&a, &name)["Id"].clone();
+    let docker_tag = format!("hako-save-test:{}", std::process::id());
+    a.ok(&["tag", &name, &docker_tag]);
+    let archive2 = dir.path().join("docker.tar");
+    a.ok(&["save", "-o", archive2.to_str().unwrap(), &docker_tag]);
+    // Roots are serialised: only one may exist at a time.
+    drop(a);
+
+    let b = Root::new();
+    let out = b.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out, format!("Loaded image: {name}:latest\n"));
+    assert_eq!(b.ok(&["run", "--rm", &name, "echo", "loaded"]), "loaded\n");
+    assert_eq!(inspect(&b, &name)["Id"], id);
+    drop(b);
+
+    // stdin, and an OCI archive written by skopeo.
+    let c = Root::new();
+    let mut child = c
+        .cmd(&["load"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::copy(
+        &mut std::fs::File::open(&archive).unwrap(),
+        child.stdin.as_mut().unwrap(),
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait_with_output().unwrap().status.success());
+    let oci = dir.path().join("oci.tar");
+    let st = Command::new(need("skopeo"))
+        .args(["copy", &format!("oci:{}:gzip", layout.path().display())])
+        .arg(format!("oci-archive:{}:ocibox:v1", oci.display()))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = c.ok(&["load", "-i", oci.to_str().unwrap()]);
+    assert_eq!(out, "Loaded image: ocibox:v1\n");
+    assert_eq!(c.ok(&["run", "--rm", "ocibox:v1", "echo", "oci"]), "oci\n");
+    drop(c);
+
+    if docker_running() {
+        let tag = docker_tag;
+        let load = Command::new("docker")
+            .args(["load", "-i"])
+            .arg(&archive2)
+            .output()
+            .unwrap();
+        assert!(
+            load.status.success(),
+            "{}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+        let run = Command::new("docker")
+            .args(["run", "--rm", &tag, "echo", "docker"])
+            .output()
+            .unwrap();
+        let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+        assert_eq!(String::from_utf8_lossy(&run.stdout), "docker\n");
+    } else {
+        eprintln!("docker is not running: skipping the docker load check");
+    }
+}
