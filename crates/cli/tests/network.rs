@@ -174,6 +174,38 @@ fn user_networks_connect_containers() {
         &server_ip,
     ]);
     assert!(ping.contains("1 packets received"), "{ping}");
+    // By name and by alias, in both directions.
+    let ping = r.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "client",
+        "--network",
+        &name,
+        "--network-alias",
+        "cli",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 2 server",
+    ]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "--network",
+        &name,
+        "--network-alias",
+        "db",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let seen = r.ok(&["exec", "server", "ping", "-c", "1", "-W", "2", "db"]);
+    assert!(seen.contains("1 packets received"), "{seen}");
+    r.ok(&["rm", "-f", "second"]);
     let (code, _, err) = r.run(&["network", "rm", &name]);
     assert_eq!(code, 1, "in use");
     assert!(!err.is_empty());

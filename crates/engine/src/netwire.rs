@@ -73,7 +73,67 @@ impl NetWire {
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
         writeln!(f, "{}\t{}", a.ip, self.hostname)
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
+        if a.network != nets.config().default_network {
+            self.publish_names(&conn, &nets, &a);
+        }
         Ok(())
+    }
+
+    /// On user-defined networks containers find each other by name, as with Docker. hako has
+    /// no DNS server yet: names go into the /etc/hosts of every container on the network (each
+    /// file is bind-mounted, so appending reaches the running containers).
+    fn publish_names(
+        &self,
+        conn: &rusqlite::Connection,
+        nets: &Networks<'_>,
+        a: &hako_net::Attachment,
+    ) {
+        let Ok(info) = nets.inspect(&a.network) else {
+            return;
+        };
+        let names_of = |id: &str, aliases: &[String]| -> Vec<String> {
+            let mut n: Vec<String> = conn
+                .query_row("SELECT name FROM containers WHERE id = ?1", [id], |r| {
+                    r.get::<_, String>(0)
+                })
+                .ok()
+                .into_iter()
+                .collect();
+            n.push(id[..12.min(id.len())].to_string());
+            n.extend(aliases.iter().cloned());
+            n
+        };
+        let mine = format!(
+            "{}\t{}\n",
+            a.ip,
+            names_of(&self.container_id, &self.opts.aliases).join(" ")
+        );
+        let mut theirs = String::new();
+        for e in info
+            .endpoints
+            .iter()
+            .filter(|e| e.container_id != self.container_id)
+        {
+            theirs.push_str(&format!(
+                "{}\t{}\n",
+                e.ip,
+                names_of(&e.container_id, &e.aliases).join(" ")
+            ));
+            let other = self
+                .root
+                .join("containers")
+                .join(&e.container_id)
+                .join("hosts");
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(other) {
+                let _ = f.write_all(mine.as_bytes());
+            }
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.hosts_file)
+        {
+            let _ = f.write_all(theirs.as_bytes());
+        }
     }
 }
 
