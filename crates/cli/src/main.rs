@@ -621,6 +621,12 @@ struct RunArgs {
     /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
     #[arg(long)]
     mac_address: Option<String>,
+    /// Log driver options (max-size=10m, max-file=3)
+    #[arg(long)]
+    log_opt: Vec<String>,
+    /// Logging driver (only json-file)
+    #[arg(long)]
+    log_driver: Option<String>,
     /// Pull image before running: always, missing, never
     #[arg(long, default_value = "missing")]
     pull: String,
@@ -973,6 +979,11 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
             }
         }
     }
+    if let Some(d) = a.log_driver.as_deref().filter(|d| *d != "json-file") {
+        return Err(engine_err(anyhow::anyhow!(
+            "logging driver \"{d}\" is not supported: hako writes json-file logs"
+        )));
+    }
     let mut volumes = a.volume;
     let mut tmpfs = a.tmpfs;
     for m in &a.mount {
@@ -1033,6 +1044,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         restart: a.restart,
         publish: a.publish,
         tty: a.tty,
+        log_opts: a.log_opt,
         ip: a.ip,
         network_aliases: a.network_alias,
         mac_address: a.mac_address,
@@ -1359,8 +1371,15 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
             out.flush()
         }
     };
-    let mut reader = std::io::BufReader::new(&mut file);
+    // Rotated files (--log-opt max-file) come first, oldest first, as `docker logs` shows them.
     let mut lines: Vec<String> = Vec::new();
+    for n in (1..100).rev() {
+        let rotated = format!("{}.{n}", path.display());
+        if let Ok(text) = std::fs::read_to_string(&rotated) {
+            lines.extend(text.lines().map(|l| format!("{l}\n")));
+        }
+    }
+    let mut reader = std::io::BufReader::new(&mut file);
     let mut line = String::new();
     while reader.read_line(&mut line)? > 0 {
         if line.ends_with('\n') {

@@ -344,3 +344,47 @@ fn exec_runs_inside_the_running_container() {
     assert!(err.contains("is not running"), "{err}");
     r.ok(&["rm", "target"]);
 }
+
+#[test]
+fn logs_rotate_with_max_size_and_max_file() {
+    let r = Root::with_busybox();
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 100 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done",
+    ]);
+    let id = id.trim();
+    r.ok(&["wait", id]);
+    let dir = r.path().join("containers").join(id);
+    let log = dir.join(format!("{id}-json.log"));
+    for f in [
+        log.clone(),
+        dir.join(format!("{id}-json.log.1")),
+        dir.join(format!("{id}-json.log.2")),
+    ] {
+        let len = std::fs::metadata(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .len();
+        assert!(len <= 1024, "{} is {len} bytes", f.display());
+    }
+    assert!(
+        !dir.join(format!("{id}-json.log.3")).exists(),
+        "at most max-file files"
+    );
+    let logs = r.ok(&["logs", id]);
+    assert!(
+        logs.ends_with("line-99-padding-padding-padding\n"),
+        "{logs}"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--log-opt", "bogus=1", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown log opt"), "{err}");
+    r.ok(&["rm", id]);
+}

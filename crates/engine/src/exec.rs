@@ -119,7 +119,12 @@ impl Engine {
 
         let cgroup =
             hako_cgroups::CgroupSystem::detect()?.open(row.1.as_deref(), &format!("hako-{}", c.id));
-        let pty = if opts.tty { Some(tty::open()?) } else { None };
+        // The container allocates its pty from its own devpts and sends us the master.
+        let console = if opts.tty {
+            Some(tty::open(&mut s)?)
+        } else {
+            None
+        };
         let running = hako_runtime::spawn(
             &s,
             &hako_runtime::SpawnOptions {
@@ -130,7 +135,7 @@ impl Engine {
                 } else {
                     hako_runtime::Stdin::Null
                 },
-                console: pty.as_ref().map(|p| p.slave.as_fd()),
+                console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
                 ..Default::default()
             },
         )?;
@@ -138,15 +143,14 @@ impl Engine {
             running.detach();
             return Ok(0);
         }
-        let relay = pty.map(|p| {
-            let raw = if opts.interactive {
-                Some(tty::RawMode::enter())
-            } else {
-                None
-            };
-            drop(p.slave);
-            (tty::relay(p.master, opts.interactive), raw)
-        });
+        let relay = match console {
+            Some(c) => {
+                let master = c.master()?;
+                let raw = opts.interactive.then(tty::RawMode::enter);
+                Some((tty::relay(master, opts.interactive), raw))
+            }
+            None => None,
+        };
         let status = running.wait(Duration::from_secs(10));
         if let Some((t, raw)) = relay {
             let _ = t.join();

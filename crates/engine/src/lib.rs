@@ -323,6 +323,8 @@ pub struct RunOptions {
     pub publish: Vec<String>,
     /// `-t`: a pseudo-terminal as the container's stdio.
     pub tty: bool,
+    /// `--log-opt max-size=…`, `--log-opt max-file=…`.
+    pub log_opts: Vec<String>,
     /// `--ip`.
     pub ip: Option<String>,
     /// `--network-alias`.
@@ -651,6 +653,7 @@ impl Engine {
             env.push("TERM=xterm".into());
         }
         let limits = limits::Limits::parse(opts)?;
+        monitor::log_rotation(&opts.log_opts)?;
         if let Some(policy) = &opts.restart {
             let parsed = RestartPolicy::parse(policy)?;
             if opts.auto_remove && parsed != RestartPolicy::No {
@@ -971,9 +974,18 @@ impl Engine {
             Some(n) => n.attach(pid),
             None => Ok(()),
         };
-        let pty = if opts.tty { Some(tty::open()?) } else { None };
+        // With -t the container allocates its pty from its own devpts and sends us the master.
+        let mut sized = None;
+        let console = if opts.tty {
+            let mut spec = prepared.spec.clone();
+            let console = tty::open(&mut spec)?;
+            sized = Some(spec);
+            Some(console)
+        } else {
+            None
+        };
         let spawned = hako_runtime::spawn(
-            &prepared.spec,
+            sized.as_ref().unwrap_or(&prepared.spec),
             &hako_runtime::SpawnOptions {
                 overlay: Some(&prepared.overlay),
                 cgroup: Some(cgroup),
@@ -984,17 +996,24 @@ impl Engine {
                     hako_runtime::Stdin::Null
                 },
                 before_start: Some(&hook),
-                console: pty.as_ref().map(|p| std::os::fd::AsFd::as_fd(&p.slave)),
+                console_socket: console
+                    .as_ref()
+                    .map(|c| std::os::fd::AsFd::as_fd(&c.theirs)),
                 ..Default::default()
             },
-        );
-        let running = match spawned {
+        )
+        .map_err(Error::from)
+        .and_then(|r| match console {
+            Some(c) => c.master().map(|m| (r, Some(m))),
+            None => Ok((r, None)),
+        });
+        let (running, master) = match spawned {
             Ok(r) => r,
             Err(e) => {
                 let _ = cgroup.kill_all();
                 let _ = cgroup.remove();
                 let _ = netwire::detach(self.store.conn(), &self.root, id);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let pid = running.pid();
@@ -1012,11 +1031,9 @@ impl Engine {
             id,
             warnings: running.warnings(),
         });
-        // Our copy of the slave must go, or the master never sees the container hang up.
-        let relay = pty.map(|p| {
+        let relay = master.map(|m| {
             let raw = opts.interactive.then(tty::RawMode::enter);
-            drop(p.slave);
-            (tty::relay(p.master, opts.interactive), raw)
+            (tty::relay(m, opts.interactive), raw)
         });
         let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
         if let Some((t, raw)) = relay {

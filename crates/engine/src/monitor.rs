@@ -22,6 +22,36 @@ pub fn log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}-json.log"))
 }
 
+/// `--log-opt` values of the json-file driver: (max-size in bytes, 0 = unlimited; max-file).
+pub(crate) fn log_rotation(opts: &[String]) -> Result<(u64, u32)> {
+    let (mut size, mut files) = (0u64, 1u32);
+    for o in opts {
+        match o.split_once('=') {
+            Some(("max-size", v)) => {
+                size = crate::options::parse_size(v, "--log-opt max-size")? as u64
+            }
+            Some(("max-file", v)) => {
+                files = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| Error::Invalid(format!("invalid value for max-file: {v}")))?
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown log opt '{o}' for json-file log driver"
+                )))
+            }
+        }
+    }
+    if files > 1 && size == 0 {
+        return Err(Error::Invalid(
+            "max-file cannot be set without max-size".into(),
+        ));
+    }
+    Ok((size, files))
+}
+
 fn exit_path(dir: &Path) -> PathBuf {
     dir.join("exit")
 }
@@ -78,6 +108,12 @@ pub(crate) fn start_detached(
                 drop(report_w);
                 let mut argv = argv;
                 argv.insert(2, CString::new(pid.to_string()).expect("digits"));
+                if let Ok((size, files)) = log_rotation(&opts.log_opts) {
+                    if size > 0 {
+                        argv.push(CString::new(size.to_string()).expect("digits"));
+                        argv.push(CString::new(files.to_string()).expect("digits"));
+                    }
+                }
                 exec_monitor(&argv);
             }
             // SAFETY: _exit skips destructors of state shared with the parent (the database).
@@ -100,7 +136,6 @@ pub(crate) fn start_detached(
             let _ = prepared.cgroup.kill_all();
             let _ = prepared.cgroup.remove();
             let _ = crate::netwire::detach(engine.store.conn(), engine.root(), id);
-            let _ = opts;
             Err(
                 match report.strip_prefix('E').and_then(|r| r.split_once(' ')) {
                     Some(("126", m)) => Error::Runtime(hako_runtime::Error::Exec {

@@ -4,10 +4,13 @@
 use crate::{Error, Result};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-/// A pty pair sized like our terminal.
-pub(crate) struct Pty {
-    pub(crate) master: OwnedFd,
-    pub(crate) slave: OwnedFd,
+/// The two ends of the socket over which the container sends the master of the pty it
+/// allocates from its own devpts (so the slave is a `/dev/pts/N` that exists in the container).
+pub(crate) struct Console {
+    /// Ours: the master arrives here.
+    ours: OwnedFd,
+    /// The container's: `SpawnOptions::console_socket`.
+    pub(crate) theirs: OwnedFd,
 }
 
 fn our_size() -> Option<nix::pty::Winsize> {
@@ -22,14 +25,37 @@ fn our_size() -> Option<nix::pty::Winsize> {
     (r == 0 && ws.ws_row > 0).then_some(ws)
 }
 
-pub(crate) fn open() -> Result<Pty> {
-    let size = our_size();
-    let p = nix::pty::openpty(size.as_ref(), None)
-        .map_err(|e| Error::io("allocate a pseudo-terminal", e.into()))?;
-    Ok(Pty {
-        master: p.master,
-        slave: p.slave,
-    })
+/// A socket pair for the container's terminal, and `spec`'s consoleSize set to our terminal's
+/// size (the container applies it before its command runs).
+pub(crate) fn open(spec: &mut oci_spec::runtime::Spec) -> Result<Console> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    if let (Some(ws), Some(mut process)) = (our_size(), spec.process().clone()) {
+        let size = oci_spec::runtime::BoxBuilder::default()
+            .height(ws.ws_row)
+            .width(ws.ws_col)
+            .build()
+            .map_err(|e| Error::Invalid(format!("console size: {e}")))?;
+        process.set_console_size(Some(size));
+        process.set_terminal(Some(true));
+        spec.set_process(Some(process));
+    }
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("create the console socket", e.into()))?;
+    Ok(Console { ours, theirs })
+}
+
+impl Console {
+    /// After a successful spawn: the pty master the container sent.
+    pub(crate) fn master(self) -> Result<OwnedFd> {
+        // Without our copy of their end, a container that sent nothing reads as EOF.
+        drop(self.theirs);
+        Ok(hako_runtime::receive_console(self.ours.as_fd())?.0)
+    }
 }
 
 /// Our terminal in raw mode until dropped (only when stdin is a terminal).

@@ -1,7 +1,7 @@
 //! `hako-monitor`: the small process that supervises one detached container.
 //!
 //! It is exec'd by the process that spawned the container, so the container stays its child.
-//! Arguments: ID PID LOG EXIT_FILE HAKO ROOT; fd 3 and fd 4 are the container's stdout and stderr.
+//! Arguments: ID PID LOG EXIT_FILE HAKO ROOT [MAX_SIZE MAX_FILE]; fd 3 and fd 4 are the container's stdout and stderr.
 //! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
 //! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `HAKO --root ROOT
 //! container-finish ID`. Only std and libc, so one stays near 1 MiB of memory.
@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 7 {
+    if args.len() != 7 && args.len() != 9 {
         eprintln!("hako-monitor is started by hako for detached containers; it is not run by hand");
         std::process::exit(2);
     }
@@ -31,13 +31,11 @@ fn main() {
             libc::signal(sig, libc::SIG_IGN);
         }
     }
-    let mut out = match OpenOptions::new().create(true).append(true).open(log) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            eprintln!("hako-monitor: open {log}: {e}");
-            None
-        }
+    let (max_size, max_file) = match args.get(7..9) {
+        Some([s, f]) => (s.parse().unwrap_or(0), f.parse().unwrap_or(1)),
+        _ => (0, 1),
     };
+    let mut out = Log::open(log.clone(), max_size, max_file);
     pump(&mut out);
     let code = reap_all(init);
     let finished = SystemTime::now()
@@ -56,7 +54,7 @@ fn main() {
 }
 
 /// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed.
-fn pump(out: &mut Option<File>) {
+fn pump(out: &mut Log) {
     let mut fds = [
         libc::pollfd {
             fd: 3,
@@ -113,8 +111,72 @@ fn pump(out: &mut Option<File>) {
     }
 }
 
-fn write_line(out: &mut Option<File>, stream: usize, line: &[u8]) {
-    let Some(f) = out else { return };
+/// The json-file log with Docker's `--log-opt max-size/max-file` rotation: when the file would
+/// exceed `max_size`, it becomes LOG.1 (older ones shift up, the oldest beyond `max_file` goes).
+struct Log {
+    file: Option<File>,
+    path: String,
+    written: u64,
+    max_size: u64,
+    max_file: u32,
+}
+
+impl Log {
+    fn open(path: String, max_size: u64, max_file: u32) -> Log {
+        let file = match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("hako-monitor: open {path}: {e}");
+                None
+            }
+        };
+        let written = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        Log {
+            file,
+            path,
+            written,
+            max_size,
+            max_file: max_file.max(1),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        if self.max_size > 0 && self.written > 0 && self.written + data.len() as u64 > self.max_size
+        {
+            self.rotate();
+        }
+        if let Some(f) = &mut self.file {
+            if f.write_all(data).is_ok() {
+                self.written += data.len() as u64;
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        if self.max_file > 1 {
+            for i in (1..self.max_file - 1).rev() {
+                let _ = std::fs::rename(
+                    format!("{}.{i}", self.path),
+                    format!("{}.{}", self.path, i + 1),
+                );
+            }
+            let _ = std::fs::rename(&self.path, format!("{}.1", self.path));
+        }
+        self.file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.path)
+            .ok();
+        self.written = 0;
+    }
+}
+
+fn write_line(out: &mut Log, stream: usize, line: &[u8]) {
     let mut s = String::with_capacity(line.len() + 80);
     s.push_str("{\"log\":\"");
     for c in String::from_utf8_lossy(line).chars() {
@@ -133,7 +195,7 @@ fn write_line(out: &mut Option<File>, stream: usize, line: &[u8]) {
     s.push_str("\",\"time\":\"");
     s.push_str(&rfc3339_now());
     s.push_str("\"}\n");
-    let _ = f.write_all(s.as_bytes());
+    out.write(s.as_bytes());
 }
 
 /// Waits for every child (orphans of the container are reparented to us) and returns the
