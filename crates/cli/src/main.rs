@@ -621,6 +621,15 @@ struct RunArgs {
     /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
     #[arg(long)]
     mac_address: Option<String>,
+    /// PID namespace to use (host, container:NAME)
+    #[arg(long)]
+    pid: Option<String>,
+    /// IPC mode to use (host, container:NAME, private, shareable)
+    #[arg(long)]
+    ipc: Option<String>,
+    /// UTS namespace to use (host)
+    #[arg(long)]
+    uts: Option<String>,
     /// Log driver options (max-size=10m, max-file=3)
     #[arg(long)]
     log_opt: Vec<String>,
@@ -865,11 +874,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .padding(3);
             writeln!(out, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")?;
             for r in engine.disk_usage()? {
-                let pct = if r.size > 0 {
-                    r.reclaimable * 100 / r.size
-                } else {
-                    0
-                };
+                let pct = (r.reclaimable * 100).checked_div(r.size).unwrap_or(0);
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{} ({pct}%)",
@@ -1043,6 +1048,9 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         no_new_privileges,
         restart: a.restart,
         publish: a.publish,
+        pid_mode: a.pid,
+        ipc_mode: a.ipc,
+        uts_mode: a.uts,
         tty: a.tty,
         log_opts: a.log_opt,
         ip: a.ip,
@@ -1238,7 +1246,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
             fmt::go_quote(&command),
             since(Some(from_nanos(c.created))),
             status,
-            ports_text(&engine, &c),
+            ports_text(&engine, c),
             c.name
         )?;
     }

@@ -495,3 +495,47 @@ fn commit_makes_a_new_layered_image() {
     assert_eq!(r.ok(&["run", "--rm", "live:snap", "cat", "/x"]), "x\n");
     r.ok(&["rm", "-f", "live", "src"]);
 }
+
+#[test]
+fn pid_ipc_uts_modes() {
+    let r = Root::with_busybox();
+    // host pid namespace: the host's processes are visible.
+    let n: usize = r
+        .ok(&[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /proc | grep -c '^[0-9]'",
+        ])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(n > 10, "{n} processes");
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        r.ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]),
+        host_name
+    );
+    r.ok(&["run", "-d", "--name", "shared", "busybox", "sleep", "100"]);
+    let ps = r.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:shared",
+        "--ipc",
+        "container:shared",
+        "busybox",
+        "ps",
+        "-o",
+        "comm",
+    ]);
+    assert!(ps.contains("sleep"), "{ps}");
+    let (code, _, err) = r.run(&["run", "--rm", "--pid", "bogus", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid --pid mode"), "{err}");
+    r.ok(&["rm", "-f", "shared"]);
+}

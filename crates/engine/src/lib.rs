@@ -2,6 +2,7 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+pub mod build_support;
 pub mod commit;
 pub mod copy;
 pub mod exec;
@@ -323,6 +324,12 @@ pub struct RunOptions {
     pub publish: Vec<String>,
     /// `-t`: a pseudo-terminal as the container's stdio.
     pub tty: bool,
+    /// `--pid host|container:NAME`.
+    pub pid_mode: Option<String>,
+    /// `--ipc host|container:NAME|private|shareable`.
+    pub ipc_mode: Option<String>,
+    /// `--uts host`.
+    pub uts_mode: Option<String>,
     /// `--log-opt max-size=…`, `--log-opt max-file=…`.
     pub log_opts: Vec<String>,
     /// `--ip`.
@@ -875,6 +882,57 @@ impl Engine {
         unreachable!("the loop returns on its last attempt")
     }
 
+    /// `--pid`, `--ipc`, `--uts`: share the host's namespace (drop it from the spec) or another
+    /// container's (join it through that container's init).
+    fn apply_namespace_modes(
+        &self,
+        spec: &mut oci_spec::runtime::Spec,
+        opts: &RunOptions,
+    ) -> Result<()> {
+        use oci_spec::runtime::LinuxNamespaceType as T;
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        for (mode, typ, name, flag) in [
+            (&opts.pid_mode, T::Pid, "pid", "--pid"),
+            (&opts.ipc_mode, T::Ipc, "ipc", "--ipc"),
+            (&opts.uts_mode, T::Uts, "uts", "--uts"),
+        ] {
+            match mode.as_deref() {
+                None | Some("") | Some("private") | Some("shareable") => {}
+                Some("host") => {
+                    if typ == T::Uts && opts.hostname.is_some() {
+                        return Err(Error::Invalid(
+                            "conflicting options: hostname and the UTS mode".into(),
+                        ));
+                    }
+                    namespaces.retain(|n| n.typ() != typ);
+                    if typ == T::Uts {
+                        spec.set_hostname(None);
+                    }
+                }
+                Some(m) if m.starts_with("container:") => {
+                    let other = self.find(&m["container:".len()..])?;
+                    let pid = self.live_pid(&other.id)?.ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "cannot join the {name} namespace of {}: it is not running",
+                            other.name
+                        ))
+                    })?;
+                    for n in namespaces.iter_mut().filter(|n| n.typ() == typ) {
+                        n.set_path(Some(format!("/proc/{pid}/ns/{name}").into()));
+                    }
+                    if typ == T::Uts {
+                        spec.set_hostname(None);
+                    }
+                }
+                Some(other) => return Err(Error::Invalid(format!("invalid {flag} mode: {other}"))),
+            }
+        }
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+        Ok(())
+    }
+
     fn prepare_start(
         &self,
         id: &str,
@@ -921,6 +979,8 @@ impl Engine {
             no_new_privileges: opts.no_new_privileges,
         })
         .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
+        let mut spec = spec;
+        self.apply_namespace_modes(&mut spec, opts)?;
 
         let overlay = hako_runtime::Overlay {
             lower: plan.image.layers.iter().rev().cloned().collect(),

@@ -1,0 +1,59 @@
+//! What `hako build` needs from the engine beyond `run` and `commit`: a foreground run that
+//! names its container before the process starts (so `---> Running in <id>` precedes the step's
+//! output, as Docker prints it), and the writable layer of a container as a staged layer,
+//! without the container-config merge `commit` does for `docker commit`.
+
+use crate::{random_id, self_owner, stop_signals, Engine, Error, Result, RunOptions};
+use std::io::Seek;
+
+/// Files hako creates for every container (mount points); they are not part of a layer.
+const MOUNT_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+impl Engine {
+    /// Runs a build step's container in the foreground, like [`Engine::run`] with `--rm` off:
+    /// `named` gets the container id before the process starts. Returns the id and the exit
+    /// status; the container is left for [`Engine::build_layer`] and [`Engine::remove`], and
+    /// is removed here if it could not be started.
+    pub fn run_build_step(
+        &self,
+        opts: &RunOptions,
+        named: &mut dyn FnMut(&str),
+    ) -> Result<(String, i32)> {
+        use nix::sys::signal::{sigprocmask, SigmaskHow};
+        let mut old = nix::sys::signal::SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), Some(&mut old))
+            .map_err(|e| Error::io("block signals", e.into()))?;
+        let result = (|| {
+            let image = self.resolve_image(&opts.image)?;
+            let id = random_id()?;
+            let plan = self.plan(&id, opts, image)?;
+            named(&id);
+            self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
+            match self.launch(&id, opts, &plan, false, &mut |_| {}) {
+                Ok(code) => Ok((id, code)),
+                Err(e) => {
+                    let _ = self.remove(&id, true, true);
+                    Err(e)
+                }
+            }
+        })();
+        let pending = stop_signals();
+        // A stop signal that arrived while the step ran was relayed to it: the step fails with
+        // the container's status and the build cleans up, so the signal is not delivered again.
+        while crate::TimedWaitZero::timed_wait_zero(&pending) {}
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        result
+    }
+
+    /// The container's writable layer as a staged layer (overlay whiteouts converted to OCI
+    /// ones), ready for [`hako_image::ImageStore::commit_image`].
+    pub fn build_layer(&self, id: &str) -> Result<hako_image::StagedLayer> {
+        let upper = self.container_dir(id).join("upper");
+        let mut tmp = tempfile::tempfile_in(self.root().join("tmp"))
+            .map_err(|e| Error::io("create a temporary layer", e))?;
+        crate::commit::write_layer_tar(&upper, &mut tmp, &MOUNT_FILES.map(String::from))
+            .map_err(|e| Error::io("write the layer", e))?;
+        tmp.rewind().map_err(|e| Error::io("rewind the layer", e))?;
+        Ok(self.store.stager().stage_layer(&mut tmp, None)?)
+    }
+}
