@@ -204,6 +204,21 @@ enum Command {
     Network(NetworkCommand),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Get real time events (container create/start/die/stop/kill/destroy/pause/unpause)
+    Events {
+        /// Show events created since this time (RFC 3339, Unix seconds, or a duration like 10m)
+        #[arg(long)]
+        since: Option<String>,
+        /// Stream events until this time
+        #[arg(long)]
+        until: Option<String>,
+        /// Filter output (container=, event=, type=, image=)
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// Format output using a Go template, or "json"
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Display system-wide information
     Info {
         /// Format output using a Go template, or "json"
@@ -840,6 +855,12 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Network(n) => network(&cli.root, n),
+        Command::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => events(&cli.root, since, until, filter, format),
         Command::Exec(a) => {
             let engine = open(&cli.root)?;
             let opts = hako_engine::exec::ExecOptions {
@@ -1959,5 +1980,98 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             }
             Ok(code)
         }
+    }
+}
+
+/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "1h30m").
+fn parse_time_arg(s: &str) -> anyhow::Result<i64> {
+    if let Some(t) = fmt::parse_rfc3339(s) {
+        return Ok(t.duration_since(UNIX_EPOCH)?.as_nanos() as i64);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        if !s.ends_with('s') {
+            return Ok((secs * 1e9) as i64);
+        }
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            continue;
+        }
+        let n: f64 = num
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid time: {s}"))?;
+        num.clear();
+        total += n * match ch {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => anyhow::bail!("invalid time: {s}"),
+        };
+    }
+    if !num.is_empty() {
+        anyhow::bail!("invalid time: {s}");
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
+    Ok(now - (total * 1e9) as i64)
+}
+
+fn events(
+    root: &std::path::Path,
+    since: Option<String>,
+    until: Option<String>,
+    filter: Vec<String>,
+    format: Option<String>,
+) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let since = since.as_deref().map(parse_time_arg).transpose()?;
+    let until = until.as_deref().map(parse_time_arg).transpose()?;
+    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+    let filters: Vec<(String, String)> = filter
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let keep = |e: &hako_engine::events::Event| {
+        filters.iter().all(|(k, v)| match k.as_str() {
+            "container" => e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v),
+            "event" => &e.action == v,
+            "type" => &e.kind == v,
+            "image" => e.attributes.get("image") == Some(v),
+            _ => false,
+        })
+    };
+    // Without --since, Docker shows only what happens from now on.
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let mut last = 0;
+    let mut out = std::io::stdout().lock();
+    loop {
+        for e in engine.events(last, Some(since.unwrap_or(start)), until)? {
+            last = e.seq;
+            if !keep(&e) {
+                continue;
+            }
+            match &tmpl {
+                Some(t) => writeln!(out, "{}", t.render(&serde_json::to_value(&e)?)?)?,
+                None => writeln!(out, "{}", e.line())?,
+            }
+        }
+        out.flush()?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        if until.is_some_and(|u| now >= u) {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

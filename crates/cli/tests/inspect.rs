@@ -230,3 +230,41 @@ fn system_df_and_prune() {
     assert_eq!(r.ok(&["images", "-q"]), "");
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn events_record_the_lifecycle() {
+    let r = Root::with_busybox();
+    assert_eq!(
+        r.run(&["run", "--name", "evt", "busybox", "sh", "-c", "exit 2"])
+            .0,
+        2
+    );
+    r.ok(&["rm", "evt"]);
+    let ev = r.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=evt",
+    ]);
+    let actions: Vec<&str> = ev
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(actions, vec!["create", "start", "die", "destroy"], "{ev}");
+    assert!(ev.contains("exitCode=2"), "{ev}");
+    let fmt = r.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Action}} {{.Attributes.name}}",
+    ]);
+    assert_eq!(fmt, "die evt\n");
+}

@@ -209,6 +209,7 @@ impl Engine {
         }
         self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
             .freeze()?;
+        self.event(&c.id, "pause", &[]);
         Ok(c.id)
     }
 
@@ -221,6 +222,7 @@ impl Engine {
         }
         self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
             .thaw()?;
+        self.event(&c.id, "unpause", &[]);
         Ok(c.id)
     }
 

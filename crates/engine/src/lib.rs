@@ -5,6 +5,7 @@
 pub mod build_support;
 pub mod commit;
 pub mod copy;
+pub mod events;
 pub mod exec;
 mod inspect;
 pub(crate) mod limits;
@@ -490,6 +491,7 @@ impl Engine {
             .map_err(|e| Error::io(format!("create state root {}", root.display()), e))?;
         let store = ImageStore::open(root)?;
         store.conn().execute_batch(SCHEMA)?;
+        store.conn().execute_batch(events::SCHEMA)?;
         // State roots made by earlier versions lack these columns.
         for (column, decl) in [
             ("config", "TEXT NOT NULL DEFAULT '{}'"),
@@ -859,7 +861,10 @@ impl Engine {
                 ],
             );
             match r {
-                Ok(1) => return Ok(name),
+                Ok(1) => {
+                    self.event(id, "create", &[]);
+                    return Ok(name);
+                }
                 // The image was removed between resolve and insert.
                 Ok(_) => return Err(Error::ImageNotFound(opts.image.clone())),
                 Err(rusqlite::Error::SqliteFailure(f, _))
@@ -1087,6 +1092,7 @@ impl Engine {
             let _ = cgroup.remove();
             return Err(e.into());
         }
+        self.event(id, "start", &[]);
         on_start(&Started {
             id,
             warnings: running.warnings(),
@@ -1113,6 +1119,18 @@ impl Engine {
     /// Records an exit (or deletes the container when it was started with `--rm`). Idempotent:
     /// only the first caller for a running container does the work.
     pub(crate) fn finish(&self, id: &str, dir: &Path, code: i32, auto_remove: bool) -> Result<()> {
+        let running: bool = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT state != 'exited' FROM containers WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap_or(false);
+        if running {
+            self.event(id, "die", &[("exitCode", code.to_string())]);
+        }
         if auto_remove {
             self.delete_container(id, dir);
             return Ok(());
@@ -1130,6 +1148,7 @@ impl Engine {
 
     /// Deletes the row, then the directory; anonymous volumes go too when `volumes` is set.
     pub(crate) fn delete_container_with(&self, id: &str, dir: &Path, volumes: bool) {
+        self.event(id, "destroy", &[]);
         self.release_volumes(id, volumes);
         // Row first: a crash after it leaves only a directory, which `reconcile` sweeps.
         let _ = self

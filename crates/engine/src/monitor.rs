@@ -130,6 +130,7 @@ pub(crate) fn start_detached(
                     "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4, owner_pid = ?5, owner_start = ?6 WHERE id = ?1 AND state = 'created'",
                     params![id, pid, process_start_time(pid), now_nanos(), monitor, process_start_time(monitor)],
                 )?;
+                engine.event(id, "start", &[]);
                 return Ok(0);
             }
             let _ = nix::sys::wait::waitpid(child, None);
@@ -327,6 +328,7 @@ impl Engine {
             .map_err(|_| Error::Invalid(format!("invalid signal: {signal}")))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
             .map_err(|e| Error::io(format!("kill container {}", &c.id[..12]), e.into()))?;
+        self.event(&c.id, "kill", &[("signal", signal.to_string())]);
         Ok(c.id)
     }
 
@@ -343,6 +345,7 @@ impl Engine {
     /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
     pub fn stop(&self, key: &str, timeout: Duration) -> Result<String> {
         let c = self.find(key)?;
+        self.event(&c.id, "stop", &[]);
         // A stopped container is not restarted by its policy.
         self.store.conn().execute(
             "UPDATE containers SET stop_requested = 1 WHERE id = ?1",
