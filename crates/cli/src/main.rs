@@ -225,6 +225,11 @@ enum Command {
         #[arg(short, long)]
         format: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion {
+        /// Shell
+        shell: clap_complete::Shell,
+    },
     /// Show the hako version
     Version,
 }
@@ -941,6 +946,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Cp {
             archive, src, dst, ..
         } => cp(&cli.root, archive, &src, &dst),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hako", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Version => {
             println!("hako version {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

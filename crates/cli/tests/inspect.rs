@@ -268,3 +268,15 @@ fn events_record_the_lifecycle() {
     ]);
     assert_eq!(fmt, "die evt\n");
 }
+
+#[test]
+fn shell_completions_are_generated() {
+    let r = Root::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = r.ok(&["completion", shell]);
+        assert!(
+            script.contains("hako") && script.contains("run") && script.lines().count() > 50,
+            "{shell}"
+        );
+    }
+}
