@@ -202,6 +202,17 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Attach to a running container's output (and relay signals to it)
+    Attach {
+        /// Do not attach STDIN (accepted; detached containers have no stdin yet)
+        #[arg(long)]
+        no_stdin: bool,
+        /// Proxy all received signals to the process
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        sig_proxy: bool,
+        /// Container
+        container: String,
+    },
     /// Execute a command in a running container
     Exec(ExecArgs),
     /// Get real time events (container create/start/die/stop/kill/destroy/pause/unpause)
@@ -866,6 +877,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             filter,
             format,
         } => events(&cli.root, since, until, filter, format),
+        Command::Attach {
+            sig_proxy,
+            container,
+            ..
+        } => attach(&cli.root, &container, sig_proxy),
         Command::Exec(a) => {
             let engine = open(&cli.root)?;
             let opts = hako_engine::exec::ExecOptions {
@@ -2083,5 +2099,72 @@ fn events(
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `attach`: the container's output from now on, with Ctrl-C and friends relayed to it (as
+/// Docker's --sig-proxy does), until the container exits.
+fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Failure> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use std::io::{BufRead, Seek};
+    let engine = open(root)?;
+    let (id, path) = engine.log_file(key)?;
+    if !engine.is_running(&id)? {
+        return Err(
+            anyhow::anyhow!("You cannot attach to a stopped container, start it first").into(),
+        );
+    }
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    if sig_proxy {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    }
+    let mut file = std::fs::File::open(&path)
+        .map_err(|e| anyhow::anyhow!("read log {}: {e}", path.display()))?;
+    let mut pos = file.seek(std::io::SeekFrom::End(0))?;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    loop {
+        file.seek(std::io::SeekFrom::Start(pos))?;
+        let mut reader = std::io::BufReader::new(&mut file);
+        let mut buf = String::new();
+        while reader.read_line(&mut buf)? > 0 {
+            if !buf.ends_with('\n') {
+                break;
+            }
+            pos += buf.len() as u64;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&buf) {
+                let text = v["log"].as_str().unwrap_or("");
+                if v["stream"] == "stderr" {
+                    write!(err, "{text}")?;
+                } else {
+                    write!(out, "{text}")?;
+                    out.flush()?;
+                }
+            }
+            buf.clear();
+        }
+        if !engine.is_running(&id)? {
+            return Ok(engine.wait(&id).unwrap_or(0));
+        }
+        if sig_proxy {
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            // SAFETY: valid sigset and timespec for the duration of the call.
+            let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+            if sig > 0 {
+                let _ = engine.kill(&id, sig);
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

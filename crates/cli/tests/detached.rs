@@ -388,3 +388,37 @@ fn logs_rotate_with_max_size_and_max_file() {
     assert!(err.contains("unknown log opt"), "{err}");
     r.ok(&["rm", id]);
 }
+
+#[test]
+fn attach_streams_output_and_relays_ctrl_c() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 3' INT; while true; do echo tick; sleep 0.1; done",
+    ]);
+    let child = r
+        .cmd(&["attach", "chatty"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tick") && text.ends_with("got-int\n"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let (code, _, err) = r.run(&["attach", "chatty"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("stopped container"), "{err}");
+    r.ok(&["rm", "chatty"]);
+}
