@@ -109,6 +109,33 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Update the resource limits (and restart policy) of one or more containers
+    Update {
+        /// Memory limit
+        #[arg(short = 'm', long)]
+        memory: Option<String>,
+        /// Memory plus swap limit; -1 for unlimited swap
+        #[arg(long)]
+        memory_swap: Option<String>,
+        /// Number of CPUs
+        #[arg(long)]
+        cpus: Option<String>,
+        /// CPU shares (relative weight)
+        #[arg(short = 'c', long)]
+        cpu_shares: Option<u64>,
+        /// CPUs in which to allow execution
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        /// Tune container pids limit (-1 for unlimited)
+        #[arg(long, allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        /// Restart policy to apply when a container exits
+        #[arg(long)]
+        restart: Option<String>,
+        /// Containers
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Rename a container
     Rename {
         /// Container
@@ -652,6 +679,9 @@ struct RunArgs {
     /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
     #[arg(long)]
     mac_address: Option<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
+    #[arg(long)]
+    device: Vec<String>,
     /// PID namespace to use (host, container:NAME)
     #[arg(long)]
     pid: Option<String>,
@@ -793,6 +823,28 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Pause { containers } => each_container(&cli.root, &containers, |e, k| e.pause(k)),
         Command::Unpause { containers } => {
             each_container(&cli.root, &containers, |e, k| e.unpause(k))
+        }
+        Command::Update {
+            memory,
+            memory_swap,
+            cpus,
+            cpu_shares,
+            cpuset_cpus,
+            pids_limit,
+            restart,
+            containers,
+        } => {
+            let changes = RunOptions {
+                memory,
+                memory_swap,
+                cpus,
+                cpu_shares,
+                cpuset_cpus,
+                pids_limit,
+                restart,
+                ..Default::default()
+            };
+            each_container(&cli.root, &containers, |e, k| e.update(k, &changes))
         }
         Command::Rename {
             container,
@@ -1095,6 +1147,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         no_new_privileges,
         restart: a.restart,
         publish: a.publish,
+        devices: a.device,
         pid_mode: a.pid,
         ipc_mode: a.ipc,
         uts_mode: a.uts,

@@ -539,3 +539,40 @@ fn pid_ipc_uts_modes() {
     assert!(err.contains("invalid --pid mode"), "{err}");
     r.ok(&["rm", "-f", "shared"]);
 }
+
+#[test]
+fn update_and_devices() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["run", "-d", "--pids-limit", "50", "busybox", "sleep", "100"]);
+    let id = id.trim();
+    r.ok(&["update", "--pids-limit", "7", "-m", "32m", id]);
+    assert_eq!(cgroup_file(id, "pids", "pids.max"), "7");
+    assert_eq!(
+        cgroup_file(id, "memory", "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.PidsLimit}}", id]),
+        "7\n"
+    );
+    let (code, _, err) = r.run(&["update", "-m", "lots", id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid size"), "{err}");
+    r.ok(&["rm", "-f", id]);
+
+    // --device recreates a host device node at the given path.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/xnull",
+        "busybox",
+        "sh",
+        "-c",
+        "test -c /dev/xnull && echo ok > /dev/xnull && echo char",
+    ]);
+    assert_eq!(out, "char\n");
+    let (code, _, err) = r.run(&["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("error gathering device information"), "{err}");
+}

@@ -91,6 +91,7 @@ impl Engine {
             sysctl: Vec::new(),
             shm_size: None,
             no_new_privileges: run.no_new_privileges,
+            devices: Vec::new(),
         })
         .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
         // Every namespace is the container's, entered through its init process; the runtime

@@ -327,6 +327,8 @@ pub struct RunOptions {
     pub tty: bool,
     /// `--pid host|container:NAME`.
     pub pid_mode: Option<String>,
+    /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
+    pub devices: Vec<String>,
     /// `--ipc host|container:NAME|private|shareable`.
     pub ipc_mode: Option<String>,
     /// `--uts host`.
@@ -982,8 +984,21 @@ impl Engine {
             sysctl: plan.limits.sysctls.clone(),
             shm_size: plan.limits.shm_size,
             no_new_privileges: opts.no_new_privileges,
+            devices: opts
+                .devices
+                .iter()
+                .map(|d| {
+                    let mut parts = d.split(':');
+                    let host = PathBuf::from(parts.next().unwrap_or(""));
+                    let inside = parts
+                        .next()
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| host.clone());
+                    (host, inside)
+                })
+                .collect(),
         })
-        .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("{e}")))?;
         let mut spec = spec;
         self.apply_namespace_modes(&mut spec, opts)?;
 

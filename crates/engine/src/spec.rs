@@ -98,6 +98,8 @@ pub struct SpecInput<'a> {
     pub shm_size: Option<i64>,
     /// `--security-opt no-new-privileges`.
     pub no_new_privileges: bool,
+    /// `--device HOST[:CONTAINER]`: (host path, path in the container).
+    pub devices: Vec<(PathBuf, PathBuf)>,
 }
 
 fn m(dest: &str, typ: &str, source: &str, opts: &[&str]) -> oci_spec::runtime::Mount {
@@ -256,6 +258,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     if input.privileged {
         devices.extend(host_devices()?);
     }
+    for (host, inside) in &input.devices {
+        devices.push(device_node(host, inside)?);
+    }
 
     let (masked, readonly): (&[&str], &[&str]) = if input.privileged {
         (&[], &[])
@@ -288,6 +293,46 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         .hostname(input.hostname)
         .mounts(mounts)
         .linux(linux)
+        .build()
+}
+
+/// A host device node recreated at `inside` (same type, numbers, mode and owner).
+fn device_node(
+    host: &Path,
+    inside: &Path,
+) -> Result<oci_spec::runtime::LinuxDevice, oci_spec::OciSpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(host).map_err(|e| {
+        let text = e.to_string();
+        let text = text
+            .split(" (os error")
+            .next()
+            .unwrap_or(&text)
+            .to_lowercase();
+        oci_spec::OciSpecError::Other(format!(
+            "error gathering device information while adding custom device {:?}: {text}",
+            host.display().to_string()
+        ))
+    })?;
+    let typ = if meta.file_type().is_char_device() {
+        LinuxDeviceType::C
+    } else if meta.file_type().is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return Err(oci_spec::OciSpecError::Other(format!(
+            "{} is not a device node",
+            host.display()
+        )));
+    };
+    let rdev = meta.rdev();
+    LinuxDeviceBuilder::default()
+        .path(inside)
+        .typ(typ)
+        .major(libc::major(rdev) as i64)
+        .minor(libc::minor(rdev) as i64)
+        .file_mode(meta.mode() & 0o7777)
+        .uid(meta.uid())
+        .gid(meta.gid())
         .build()
 }
 
@@ -357,6 +402,7 @@ mod tests {
             sysctl: vec![],
             shm_size: None,
             no_new_privileges: false,
+            devices: vec![],
         };
         let spec = build(&input).unwrap();
         let linux = spec.linux().as_ref().unwrap();
