@@ -1,6 +1,7 @@
 //! `hako`: the docker-compatible command line. It stays single-threaded on purpose: the runtime
 //! clones the container straight out of this process.
 
+mod build;
 mod fmt;
 mod images;
 mod template;
@@ -36,6 +37,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Create an image from a root filesystem tarball (a file, or - for stdin)
     Import(images::ImportArgs),
     /// List images
@@ -763,6 +769,8 @@ fn open(root: &std::path::Path) -> anyhow::Result<Engine> {
 
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
+        Command::Build(a) => build::build(&cli.root, a),
+        Command::Builder(c) => build::builder(&cli.root, c),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
             images::import(&cli.root, a)
         }

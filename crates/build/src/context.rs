@@ -1,0 +1,255 @@
+//! The build context: the files of the context directory that `.dockerignore` keeps, the size
+//! Docker would have sent (`Sending build context to …`), and source selection for COPY/ADD.
+
+use crate::ignore::Ignore;
+use crate::Error;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A walked context directory.
+pub struct Context {
+    /// The directory (None when the Dockerfile came on stdin without a context).
+    pub root: Option<PathBuf>,
+    /// Every kept entry, relative `/`-separated path → metadata (symlinks not followed).
+    pub entries: BTreeMap<String, std::fs::Metadata>,
+    /// What Docker's tar of the context would weigh.
+    pub tar_size: u64,
+}
+
+impl Context {
+    /// No context at all (`hako build - < Dockerfile`).
+    pub fn empty() -> Context {
+        Context {
+            root: None,
+            entries: BTreeMap::new(),
+            tar_size: 1024,
+        }
+    }
+
+    /// Walks `root`, dropping what `ignore` excludes.
+    pub fn open(root: &Path, ignore: &Ignore) -> Result<Context, Error> {
+        let mut entries = BTreeMap::new();
+        // Go's tar writer ends the archive with two zero blocks.
+        let mut size = 1024u64;
+        walk(root, "", ignore, &mut entries, &mut size)?;
+        Ok(Context {
+            root: Some(root.to_path_buf()),
+            entries,
+            tar_size: size,
+        })
+    }
+
+    /// Docker's `units.HumanSize` ("%.4g" with decimal units), e.g. `2.048kB`.
+    pub fn human_size(&self) -> String {
+        human_size(self.tar_size)
+    }
+
+    /// The context entries a COPY/ADD source names: an exact path or a wildcard pattern.
+    /// Errors name what is missing or outside the context.
+    pub fn select(&self, src: &str) -> Result<Vec<String>, String> {
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| format!("no build context: cannot copy {src}"))?;
+        let clean = clean_rel(src)
+            .ok_or_else(|| format!("forbidden path outside the build context: {src} ()"))?;
+        if clean.is_empty() {
+            return Ok(vec![String::new()]);
+        }
+        if clean.contains(['*', '?', '[']) {
+            let pat: Vec<char> = clean.chars().collect();
+            let hits: Vec<String> = self
+                .entries
+                .keys()
+                .filter(|k| {
+                    let s: Vec<char> = k.chars().collect();
+                    wild(&pat, &s)
+                })
+                .cloned()
+                .collect();
+            if hits.is_empty() {
+                return Err(format!("no source files were specified (pattern {src})"));
+            }
+            return Ok(hits);
+        }
+        if self.entries.contains_key(&clean) {
+            return Ok(vec![clean]);
+        }
+        if root.join(&clean).symlink_metadata().is_ok() {
+            return Err(format!(
+                "file not found in build context or excluded by .dockerignore: stat {clean}: file does not exist"
+            ));
+        }
+        Err(format!(
+            "file not found in build context or excluded by .dockerignore: stat {clean}: file does not exist"
+        ))
+    }
+
+    /// The kept entries at and under `rel`, in order.
+    pub fn under<'a>(
+        &'a self,
+        rel: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a std::fs::Metadata)> {
+        self.entries
+            .range(rel.to_string()..)
+            .take_while(move |(k, _)| {
+                rel.is_empty()
+                    || k.as_str() == rel
+                    || (k.starts_with(rel) && k.as_bytes().get(rel.len()) == Some(&b'/'))
+            })
+    }
+}
+
+/// Normalises a source path relative to the context; None when it leaves the context.
+pub fn clean_rel(src: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in src.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Go's `filepath.Match` on whole paths (`*` does not cross `/`).
+fn wild(p: &[char], s: &[char]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some('*') => (0..=s.len())
+            .take_while(|&i| i == 0 || s[i - 1] != '/')
+            .any(|i| wild(&p[1..], &s[i..])),
+        Some('?') => !s.is_empty() && s[0] != '/' && wild(&p[1..], &s[1..]),
+        Some('[') => {
+            let Some(end) = p.iter().skip(1).position(|c| *c == ']').map(|e| e + 1) else {
+                return !s.is_empty() && s[0] == '[' && wild(&p[1..], &s[1..]);
+            };
+            let Some(c) = s.first() else { return false };
+            let class = &p[1..end];
+            let (neg, class) = match class.first() {
+                Some('^') | Some('!') => (true, &class[1..]),
+                _ => (false, class),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == '-' {
+                    hit |= class[i] <= *c && *c <= class[i + 2];
+                    i += 3;
+                } else {
+                    hit |= class[i] == *c;
+                    i += 1;
+                }
+            }
+            hit != neg && wild(&p[end + 1..], &s[1..])
+        }
+        Some(c) => !s.is_empty() && s[0] == *c && wild(&p[1..], &s[1..]),
+    }
+}
+
+fn walk(
+    root: &Path,
+    rel: &str,
+    ignore: &Ignore,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+    size: &mut u64,
+) -> Result<(), Error> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let rd = std::fs::read_dir(&dir).map_err(Error::io(format!(
+        "read the build context {}",
+        dir.display()
+    )))?;
+    for e in rd {
+        let e = e.map_err(Error::io(format!("read {}", dir.display())))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let m = std::fs::symlink_metadata(e.path())
+            .map_err(Error::io(format!("stat {}", e.path().display())))?;
+        let excluded = ignore.excluded(&r);
+        if m.is_dir() {
+            if excluded && !ignore.has_exceptions() {
+                continue;
+            }
+            if !excluded {
+                *size += 512;
+                out.insert(r.clone(), m);
+            }
+            walk(root, &r, ignore, out, size)?;
+        } else if !excluded {
+            *size += 512;
+            if m.is_file() {
+                *size += m.len().div_ceil(512) * 512;
+            }
+            out.insert(r, m);
+        }
+    }
+    Ok(())
+}
+
+/// `units.HumanSizeWithPrecision(n, 4)`: decimal units, four significant digits.
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        (v.log10().floor() as i32) + 1
+    };
+    let decimals = (4 - int_digits).max(0) as usize;
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", units[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(2048), "2.048kB");
+        assert_eq!(human_size(39_560_000), "39.56MB");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(10_487_296), "10.49MB");
+    }
+
+    #[test]
+    fn select_and_ignore() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.txt"), "a").unwrap();
+        std::fs::write(d.path().join("b.txt"), "b").unwrap();
+        std::fs::write(d.path().join("secret"), "s").unwrap();
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        std::fs::write(d.path().join("dir/x"), "x").unwrap();
+        let c = Context::open(d.path(), &Ignore::parse("secret\n")).unwrap();
+        assert_eq!(c.select("*.txt").unwrap(), vec!["a.txt", "b.txt"]);
+        assert_eq!(c.select("./dir/../a.txt").unwrap(), vec!["a.txt"]);
+        assert!(c.select("secret").unwrap_err().contains("excluded"));
+        assert!(c.select("../etc/passwd").unwrap_err().contains("outside"));
+        assert!(c.select("nope").is_err());
+        let under: Vec<&String> = c.under("dir").map(|(k, _)| k).collect();
+        assert_eq!(under, vec!["dir", "dir/x"]);
+        assert_eq!(c.under("").count(), 4);
+        // Four headers, three files of one data block each, and the trailer.
+        assert_eq!(c.tar_size, 1024 + 4 * 512 + 3 * 512);
+    }
+}

@@ -1,0 +1,1570 @@
+//! The executor: runs the planned stages step by step through the engine, prints Docker's
+//! classic builder output, and reuses cached steps.
+//!
+//! Every step makes an image, as Docker's classic builder does, so a step's cache key can name
+//! its parent image: the key is the parent's id, the instruction after expansion (as it appears
+//! in the history), the build args a RUN sees, and for COPY/ADD a hash of the content and
+//! metadata of every file copied.
+
+use crate::cache;
+use crate::context::Context;
+use crate::layer::{open_archive, Attrs, LayerWriter};
+use crate::parser::{self, heredoc_markers, Instruction};
+use crate::plan::{self, Plan};
+use crate::union::Union;
+use crate::words::{expand, expand_words, name_values, Vars};
+use crate::Error;
+use hako_engine::hako_image::{NewImage, NewLayer, Reference, StagedLayer};
+use hako_engine::{Engine, RunOptions};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// What to build.
+pub struct BuildOptions {
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+    /// The walked context.
+    pub context: Context,
+    /// `--build-arg NAME=VALUE`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--label K=V`, added as a last LABEL step as Docker's classic builder does.
+    pub labels: Vec<(String, String)>,
+    /// `-t`.
+    pub tags: Vec<Reference>,
+    /// `-q`: no step output (RUN output included).
+    pub quiet: bool,
+}
+
+/// What a successful build produced.
+#[derive(Debug)]
+pub struct BuildOutput {
+    /// `sha256:` id of the final image.
+    pub image_id: String,
+    /// `--build-arg`s no ARG consumed.
+    pub unused_args: Vec<String>,
+}
+
+/// Docker's predefined ARGs: usable without an ARG instruction, and kept out of the history.
+const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// Platform ARGs BuildKit defines in the global scope.
+fn platform_args() -> Vars {
+    let arch = go_arch();
+    let mut v = Vars::new();
+    for (k, val) in [
+        ("TARGETPLATFORM", format!("linux/{arch}")),
+        ("TARGETOS", "linux".into()),
+        ("TARGETARCH", arch.into()),
+        ("TARGETVARIANT", String::new()),
+        ("BUILDPLATFORM", format!("linux/{arch}")),
+        ("BUILDOS", "linux".into()),
+        ("BUILDARCH", arch.into()),
+        ("BUILDVARIANT", String::new()),
+    ] {
+        v.insert(k.into(), val);
+    }
+    v
+}
+
+/// The state of the stage being built.
+struct Stage {
+    image_id: Option<String>,
+    config: Value,
+    manifest: Value,
+    layers: Vec<PathBuf>,
+    /// ARGs declared in this stage: name → value (None: declared without one).
+    args: BTreeMap<String, Option<String>>,
+}
+
+impl Stage {
+    fn cfg(&self) -> &Value {
+        &self.config["config"]
+    }
+
+    fn cfg_mut(&mut self) -> &mut serde_json::Map<String, Value> {
+        if !self.config["config"].is_object() {
+            self.config["config"] = json!({});
+        }
+        self.config["config"]
+            .as_object_mut()
+            .expect("just made an object")
+    }
+
+    fn env(&self) -> Vec<String> {
+        self.cfg()["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Variables for expansion: ARG values, overridden by ENV (Docker's precedence).
+    fn vars(&self) -> Vars {
+        let mut v = Vars::new();
+        for (k, val) in &self.args {
+            if let Some(val) = val {
+                v.insert(k.clone(), val.clone());
+            }
+        }
+        for e in self.env() {
+            if let Some((k, val)) = e.split_once('=') {
+                v.insert(k.to_string(), val.to_string());
+            }
+        }
+        v
+    }
+
+    fn shell(&self) -> Vec<String> {
+        match self.cfg()["Shell"].as_array() {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            _ => vec!["/bin/sh".into(), "-c".into()],
+        }
+    }
+
+    fn workdir(&self) -> String {
+        match self.cfg()["WorkingDir"].as_str() {
+            Some(w) if !w.is_empty() => w.to_string(),
+            _ => "/".into(),
+        }
+    }
+
+    fn parent_key(&self) -> &str {
+        self.image_id.as_deref().unwrap_or("scratch")
+    }
+}
+
+/// Go's `%q` of a string.
+fn go_quote(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Go's `%q` of a string slice: `["a" "b"]`.
+fn go_quote_list(v: &[String]) -> String {
+    format!(
+        "[{}]",
+        v.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(" ")
+    )
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn short(id: &str) -> &str {
+    let h = id.strip_prefix("sha256:").unwrap_or(id);
+    &h[..12.min(h.len())]
+}
+
+/// RFC 3339 UTC with nanoseconds, as Docker writes `created`.
+fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Go's `time.ParseDuration` for HEALTHCHECK options, in nanoseconds.
+fn parse_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += num * mult;
+        rest = &rest[u..];
+    }
+    Some(total as i64)
+}
+
+struct Builder<'a> {
+    engine: &'a Engine,
+    opts: &'a BuildOptions,
+    out: &'a mut dyn Write,
+    escape: char,
+    step: usize,
+    steps: usize,
+    used_args: std::collections::BTreeSet<String>,
+    global: Vars,
+}
+
+/// Runs a build. Output goes to `out`; RUN steps write straight to this process's stdout and
+/// stderr, like Docker's streamed step output.
+pub fn build(
+    engine: &Engine,
+    opts: &BuildOptions,
+    out: &mut dyn Write,
+) -> Result<BuildOutput, Error> {
+    cache::ensure_schema(engine.images().conn())?;
+    let df = parser::parse(&opts.dockerfile)?;
+    // Global ARGs (before the first FROM) are visible to FROM lines only.
+    let mut global = platform_args();
+    let mut used = std::collections::BTreeSet::new();
+    for ins in df.instructions.iter().take_while(|i| i.keyword == "ARG") {
+        for (k, v) in parse_arg(ins, &global, df.escape)? {
+            let val = opts.build_args.get(&k).cloned().or(v);
+            if opts.build_args.contains_key(&k) {
+                used.insert(k.clone());
+            }
+            match val {
+                Some(v) => global.insert(k, v),
+                None => global.remove(&k),
+            };
+        }
+    }
+    let mut plan = plan::split(&df, &global)?;
+    if !opts.labels.is_empty() {
+        let last = match &opts.target {
+            Some(_) => plan
+                .order(opts.target.as_deref())?
+                .last()
+                .copied()
+                .unwrap_or(0),
+            None => plan.stages.len() - 1,
+        };
+        let text = opts
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", go_quote(k), go_quote(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        plan.stages[last].body.push(Instruction {
+            line: 0,
+            keyword: "LABEL".into(),
+            flags: Vec::new(),
+            args: text.clone(),
+            original: format!("LABEL {text}"),
+            heredocs: Vec::new(),
+        });
+    }
+    let order = plan.order(opts.target.as_deref())?;
+    let steps = order.iter().map(|i| 1 + plan.stages[*i].body.len()).sum();
+    let mut b = Builder {
+        engine,
+        opts,
+        out,
+        escape: df.escape,
+        step: 0,
+        steps,
+        used_args: used,
+        global,
+    };
+    let mut results: BTreeMap<usize, String> = BTreeMap::new();
+    let mut last = String::new();
+    for i in order {
+        let id = b.stage(&plan, i, &results)?;
+        results.insert(i, id.clone());
+        last = id;
+    }
+    for t in &opts.tags {
+        engine.images().tag(&last, t)?;
+    }
+    let unused_args = opts
+        .build_args
+        .keys()
+        .filter(|k| !b.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    Ok(BuildOutput {
+        image_id: last,
+        unused_args,
+    })
+}
+
+/// `ARG a=1 b` → [("a", Some("1")), ("b", None)].
+fn parse_arg(
+    ins: &Instruction,
+    vars: &Vars,
+    escape: char,
+) -> Result<Vec<(String, Option<String>)>, Error> {
+    let mut out = Vec::new();
+    for w in crate::words::split_raw(&ins.args, escape) {
+        match w.split_once('=') {
+            Some((k, v)) => {
+                let v = expand(v, vars, escape)
+                    .map_err(|e| Error::at(ins.line, format!("ARG: {}", e.0)))?;
+                out.push((k.to_string(), Some(v)));
+            }
+            None => out.push((w, None)),
+        }
+    }
+    Ok(out)
+}
+
+impl Builder<'_> {
+    fn say(&mut self, s: &str) -> Result<(), Error> {
+        if !self.opts.quiet {
+            writeln!(self.out, "{s}").map_err(Error::io("write the build output"))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+
+    fn load(&self, id: &str) -> Result<(Value, Value, Vec<PathBuf>), Error> {
+        let store = self.engine.images();
+        let image = store.resolve(id)?;
+        let config: Value = serde_json::from_slice(&store.read_blob(&image.id)?)
+            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))?;
+        let (_, m) = store.manifest_of(&image.id)?;
+        let manifest: Value = serde_json::from_slice(&m)
+            .map_err(|e| Error::Invalid(format!("image manifest of {id}: {e}")))?;
+        Ok((config, manifest, image.layers))
+    }
+
+    fn stage(
+        &mut self,
+        plan: &Plan,
+        index: usize,
+        done: &BTreeMap<usize, String>,
+    ) -> Result<String, Error> {
+        let s = &plan.stages[index];
+        self.step += 1;
+        let (n, m) = (self.step, self.steps);
+        self.say(&format!("Step {n}/{m} : {}", s.from.original))?;
+        let mut st = if let Some(dep) = plan.from_stage(s) {
+            let id = done
+                .get(&dep)
+                .ok_or_else(|| Error::at(s.from.line, "FROM: the stage was not built"))?;
+            let (config, manifest, layers) = self.load(id)?;
+            Stage {
+                image_id: Some(id.clone()),
+                config,
+                manifest,
+                layers,
+                args: BTreeMap::new(),
+            }
+        } else if s.base.eq_ignore_ascii_case("scratch") {
+            Stage {
+                image_id: None,
+                config: json!({
+                    "architecture": go_arch(),
+                    "os": "linux",
+                    "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                    "history": []
+                }),
+                manifest: json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "", "size": 0},
+                    "layers": []
+                }),
+                layers: Vec::new(),
+                args: BTreeMap::new(),
+            }
+        } else {
+            let image = match self.engine.images().resolve(&s.base) {
+                Ok(i) => i,
+                Err(hako_engine::hako_image::Error::NotFound(_)) => {
+                    return Err(Error::at(
+                        s.from.line,
+                        format!(
+                            "FROM {}: no such image in the local store (hako pull it first)",
+                            s.base
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (config, manifest, layers) = self.load(&image.id)?;
+            Stage {
+                image_id: Some(image.id),
+                config,
+                manifest,
+                layers,
+                args: BTreeMap::new(),
+            }
+        };
+        if let Some(id) = &st.image_id {
+            self.say(&format!(" ---> {}", short(id)))?;
+        }
+        // ONBUILD triggers of the base run first, then are cleared from the new image.
+        let triggers: Vec<String> = st.cfg()["OnBuild"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            st.cfg_mut().insert("OnBuild".into(), Value::Null);
+            let plural = if triggers.len() == 1 { "" } else { "s" };
+            self.say(&format!(
+                "# Executing {} build trigger{plural}",
+                triggers.len()
+            ))?;
+            for t in &triggers {
+                let parsed = parser::parse(t)
+                    .map_err(|e| Error::at(s.from.line, format!("ONBUILD trigger {t:?}: {e}")))?;
+                for ins in &parsed.instructions {
+                    let ins = Instruction {
+                        line: s.from.line,
+                        ..ins.clone()
+                    };
+                    self.instruction(plan, &mut st, &ins, done)?;
+                }
+            }
+        }
+        for ins in &s.body {
+            self.step += 1;
+            let (n, m) = (self.step, self.steps);
+            self.say(&format!("Step {n}/{m} : {}", ins.original))?;
+            self.instruction(plan, &mut st, ins, done)?;
+        }
+        match st.image_id {
+            Some(id) => Ok(id),
+            // `FROM scratch` and nothing else: an image with no layers, as Docker refuses.
+            None => Err(Error::at(
+                s.from.line,
+                "No image was generated. Is your Dockerfile empty?",
+            )),
+        }
+    }
+
+    /// Commits the stage's config (plus a layer, if any) as a new image.
+    fn commit(
+        &mut self,
+        st: &mut Stage,
+        created_by: &str,
+        layer: Option<StagedLayer>,
+    ) -> Result<String, Error> {
+        let created = rfc3339_now();
+        let mut config = st.config.clone();
+        config["created"] = created.clone().into();
+        let mut hist = json!({"created": created, "created_by": created_by});
+        let mut manifest = st.manifest.clone();
+        let existing = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
+        let mut layers: Vec<NewLayer> = (0..existing).map(|_| NewLayer::Existing).collect();
+        match layer {
+            Some(l) => {
+                config["rootfs"]["diff_ids"]
+                    .as_array_mut()
+                    .ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?
+                    .push(l.diff_id.clone().into());
+                let media = match manifest["mediaType"].as_str() {
+                    Some(m) if m.contains("docker") => {
+                        "application/vnd.docker.image.rootfs.diff.tar"
+                    }
+                    _ => "application/vnd.oci.image.layer.v1.tar",
+                };
+                if !manifest["layers"].is_array() {
+                    manifest["layers"] = json!([]);
+                }
+                manifest["layers"]
+                    .as_array_mut()
+                    .expect("just made an array")
+                    .push(
+                        json!({"mediaType": media, "digest": l.blob_digest, "size": l.blob_size}),
+                    );
+                layers.push(NewLayer::Staged(l));
+            }
+            None => hist["empty_layer"] = true.into(),
+        }
+        match config["history"].as_array_mut() {
+            Some(h) => h.push(hist),
+            None => config["history"] = json!([hist]),
+        }
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        manifest["config"]["digest"] = format!("sha256:{}", sha256_hex(&bytes)).into();
+        manifest["config"]["size"] = bytes.len().into();
+        let image = self.engine.images().commit_image(NewImage {
+            manifest: serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(e.to_string()))?,
+            config: bytes,
+            layers,
+            tag: None,
+            repo_digest: None,
+        })?;
+        st.config = config;
+        st.manifest = manifest;
+        st.layers = image.layers;
+        st.image_id = Some(image.id.clone());
+        Ok(image.id)
+    }
+
+    fn cache_key(&self, st: &Stage, keyword: &str, canonical: &str) -> String {
+        sha256_hex(format!("hako-build-v1\n{}\n{keyword}\n{canonical}", st.parent_key()).as_bytes())
+    }
+
+    /// Reuses a cached step if there is one; prints Docker's lines either way.
+    fn cached(&mut self, st: &mut Stage, key: &str) -> Result<bool, Error> {
+        if self.opts.no_cache {
+            return Ok(false);
+        }
+        let Some(id) = cache::lookup(self.engine.images().conn(), key)? else {
+            return Ok(false);
+        };
+        let (config, manifest, layers) = self.load(&id)?;
+        st.config = config;
+        st.manifest = manifest;
+        st.layers = layers;
+        st.image_id = Some(id.clone());
+        self.say(" ---> Using cache")?;
+        self.say(&format!(" ---> {}", short(&id)))?;
+        Ok(true)
+    }
+
+    /// A step that only changes the config: `mutate` edits it, then an empty-layer image.
+    fn meta(
+        &mut self,
+        st: &mut Stage,
+        keyword: &str,
+        comment: &str,
+        mutate: impl FnOnce(&mut Stage),
+    ) -> Result<(), Error> {
+        let mut shell = st.shell();
+        shell.push("#(nop) ".into());
+        shell.push(comment.to_string());
+        let created_by = shell.join(" ");
+        let key = self.cache_key(st, keyword, &created_by);
+        if self.cached(st, &key)? {
+            return Ok(());
+        }
+        mutate(st);
+        let id = self.commit(st, &created_by, None)?;
+        cache::store(self.engine.images().conn(), &key, &id)?;
+        self.say(&format!(" ---> {}", short(&id)))?;
+        Ok(())
+    }
+
+    fn instruction(
+        &mut self,
+        plan: &Plan,
+        st: &mut Stage,
+        ins: &Instruction,
+        done: &BTreeMap<usize, String>,
+    ) -> Result<(), Error> {
+        let line = ins.line;
+        let kw = ins.keyword.as_str();
+        let esc = self.escape;
+        let werr = |e: crate::words::WordError| Error::at(line, format!("{kw}: {}", e.0));
+        match kw {
+            "RUN" => self.run(st, ins),
+            "COPY" | "ADD" => self.copy(plan, st, ins, done),
+            "WORKDIR" => {
+                ins.check_flags(&[])?;
+                let w = expand(&ins.args, &st.vars(), esc).map_err(werr)?;
+                let abs = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!("{}/{}", st.workdir().trim_end_matches('/'), w)
+                };
+                let comps = Union::new(&st.layers).resolve(&abs, true);
+                let abs_clean = format!("/{}", crate::context::clean_rel(&abs).unwrap_or_default());
+                let created_by = format!("{} #(nop)  WORKDIR {abs_clean}", st.shell().join(" "));
+                let exists = Union::new(&st.layers).metadata(&comps).is_some();
+                if exists || comps.is_empty() {
+                    return self.meta(st, kw, &format!("WORKDIR {abs_clean}"), |st| {
+                        st.cfg_mut()
+                            .insert("WorkingDir".into(), abs_clean.clone().into());
+                    });
+                }
+                // The directory is missing: a small layer creates it, as Docker's mkdir does.
+                let key = self.cache_key(st, kw, &created_by);
+                if self.cached(st, &key)? {
+                    return Ok(());
+                }
+                let image = Union::new(&st.layers);
+                let mut w = LayerWriter::new(&self.engine.root().join("tmp"))?;
+                w.parents(&image, &comps, (0, 0))?;
+                w.dir(&image, &comps, (0, 0), 0o755)?;
+                let staged = self
+                    .engine
+                    .images()
+                    .stager()
+                    .stage_layer(w.finish()?, None)?;
+                st.cfg_mut().insert("WorkingDir".into(), abs_clean.into());
+                let id = self.commit(st, &created_by, Some(staged))?;
+                cache::store(self.engine.images().conn(), &key, &id)?;
+                self.say(&format!(" ---> {}", short(&id)))
+            }
+            "ENV" => {
+                let pairs = name_values(&ins.args, &st.vars(), esc, true).map_err(werr)?;
+                let comment = format!(
+                    "ENV {}",
+                    pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                self.meta(st, kw, &comment, |st| {
+                    let mut env = st.env();
+                    for (k, v) in &pairs {
+                        env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                        env.push(format!("{k}={v}"));
+                    }
+                    st.cfg_mut().insert("Env".into(), json!(env));
+                })
+            }
+            "LABEL" => {
+                let pairs = name_values(&ins.args, &st.vars(), esc, true).map_err(werr)?;
+                let comment = format!(
+                    "LABEL {}",
+                    pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                self.meta(st, kw, &comment, |st| {
+                    let cfg = st.cfg_mut();
+                    if !cfg.get("Labels").is_some_and(|l| l.is_object()) {
+                        cfg.insert("Labels".into(), json!({}));
+                    }
+                    let labels = cfg
+                        .get_mut("Labels")
+                        .and_then(|l| l.as_object_mut())
+                        .expect("just made");
+                    for (k, v) in pairs {
+                        labels.insert(k, v.into());
+                    }
+                })
+            }
+            "MAINTAINER" => {
+                let who = ins.args.clone();
+                self.meta(st, kw, &format!("MAINTAINER {who}"), |st| {
+                    st.config["author"] = who.clone().into();
+                })
+            }
+            "ARG" => {
+                let mut comment = Vec::new();
+                let vars = st.vars();
+                for (k, default) in parse_arg(ins, &vars, esc)? {
+                    let v = if let Some(v) = self.opts.build_args.get(&k) {
+                        self.used_args.insert(k.clone());
+                        Some(v.clone())
+                    } else if default.is_some() {
+                        default
+                    } else {
+                        // `ARG NAME` in a stage re-imports a global ARG's value.
+                        self.global.get(&k).cloned()
+                    };
+                    comment.push(match &v {
+                        Some(v) => format!("{k}={v}"),
+                        None => k.clone(),
+                    });
+                    st.args.insert(k, v);
+                }
+                self.meta(st, kw, &format!("ARG {}", comment.join(" ")), |_| {})
+            }
+            "CMD" | "ENTRYPOINT" => {
+                let v = match ins.json_args() {
+                    Some(v) => v,
+                    None => {
+                        let mut s = st.shell();
+                        s.push(ins.args.clone());
+                        s
+                    }
+                };
+                let key = if kw == "CMD" { "Cmd" } else { "Entrypoint" };
+                let comment = format!("{kw} {}", go_quote_list(&v));
+                self.meta(st, kw, &comment, |st| {
+                    let cfg = st.cfg_mut();
+                    cfg.insert(key.into(), json!(v));
+                    // A new ENTRYPOINT resets the CMD inherited from the base, as in Docker.
+                    if kw == "ENTRYPOINT" {
+                        cfg.insert("Cmd".into(), Value::Null);
+                    }
+                })
+            }
+            "SHELL" => {
+                let v = ins.json_args().filter(|v| !v.is_empty()).ok_or_else(|| {
+                    Error::at(line, "SHELL requires the arguments to be in JSON form")
+                })?;
+                let comment = format!("SHELL [{}]", v.join(" "));
+                self.meta(st, kw, &comment, |st| {
+                    st.cfg_mut().insert("Shell".into(), json!(v));
+                })
+            }
+            "USER" => {
+                let u = expand(&ins.args, &st.vars(), esc).map_err(werr)?;
+                self.meta(st, kw, &format!("USER {u}"), |st| {
+                    st.cfg_mut().insert("User".into(), u.clone().into());
+                })
+            }
+            "STOPSIGNAL" => {
+                let s = expand(&ins.args, &st.vars(), esc).map_err(werr)?;
+                self.meta(st, kw, &format!("STOPSIGNAL {s}"), |st| {
+                    st.cfg_mut().insert("StopSignal".into(), s.clone().into());
+                })
+            }
+            "EXPOSE" => {
+                let mut ports = Vec::new();
+                for p in expand_words(&ins.args, &st.vars(), esc).map_err(werr)? {
+                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                    let proto = proto.to_ascii_lowercase();
+                    let ok_num = num
+                        .split('-')
+                        .all(|n| !n.is_empty() && n.parse::<u16>().is_ok());
+                    if !ok_num || !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+                        return Err(Error::at(line, format!("EXPOSE: invalid port {p:?}")));
+                    }
+                    ports.push(format!("{num}/{proto}"));
+                }
+                self.meta(st, kw, &format!("EXPOSE {}", ports.join(" ")), |st| {
+                    let cfg = st.cfg_mut();
+                    if !cfg.get("ExposedPorts").is_some_and(|l| l.is_object()) {
+                        cfg.insert("ExposedPorts".into(), json!({}));
+                    }
+                    let m = cfg
+                        .get_mut("ExposedPorts")
+                        .and_then(|l| l.as_object_mut())
+                        .expect("just made");
+                    for p in &ports {
+                        m.insert(p.clone(), json!({}));
+                    }
+                })
+            }
+            "VOLUME" => {
+                let vols = match ins.json_args() {
+                    Some(v) => v,
+                    None => expand_words(&ins.args, &st.vars(), esc).map_err(werr)?,
+                };
+                if vols.iter().any(|v| v.is_empty()) {
+                    return Err(Error::at(
+                        line,
+                        "VOLUME specified can not be an empty string",
+                    ));
+                }
+                self.meta(st, kw, &format!("VOLUME [{}]", vols.join(" ")), |st| {
+                    let cfg = st.cfg_mut();
+                    if !cfg.get("Volumes").is_some_and(|l| l.is_object()) {
+                        cfg.insert("Volumes".into(), json!({}));
+                    }
+                    let m = cfg
+                        .get_mut("Volumes")
+                        .and_then(|l| l.as_object_mut())
+                        .expect("just made");
+                    for v in &vols {
+                        m.insert(v.clone(), json!({}));
+                    }
+                })
+            }
+            "ONBUILD" => {
+                let (k, rest) = ins
+                    .args
+                    .trim()
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((ins.args.trim(), ""));
+                let k = k.to_ascii_uppercase();
+                if matches!(k.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(Error::at(
+                        line,
+                        format!("{k} isn't allowed as an ONBUILD trigger"),
+                    ));
+                }
+                if !parser::KNOWN.contains(&k.as_str()) {
+                    return Err(Error::at(
+                        line,
+                        format!("ONBUILD: unknown instruction: {k}"),
+                    ));
+                }
+                let trigger = format!("{k} {}", rest.trim());
+                let comment = format!("ONBUILD {trigger}");
+                self.meta(st, kw, &comment, |st| {
+                    let cfg = st.cfg_mut();
+                    let mut list: Vec<Value> = cfg
+                        .get("OnBuild")
+                        .and_then(|v| v.as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    list.push(trigger.clone().into());
+                    cfg.insert("OnBuild".into(), Value::Array(list));
+                })
+            }
+            "HEALTHCHECK" => {
+                let hc = self.healthcheck(ins)?;
+                let test: Vec<String> = hc["Test"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let ns = |k: &str| hc[k].as_i64().unwrap_or(0);
+                let secs = |n: i64| {
+                    if n == 0 {
+                        "0s".to_string()
+                    } else {
+                        format!("{}s", n as f64 / 1e9)
+                    }
+                };
+                let comment = format!(
+                    "HEALTHCHECK &{{{} {:?} {:?} {:?} {:?} '\\x{:02x}'}}",
+                    go_quote_list(&test),
+                    secs(ns("Interval")),
+                    secs(ns("Timeout")),
+                    secs(ns("StartPeriod")),
+                    secs(ns("StartInterval")),
+                    ns("Retries")
+                );
+                self.meta(st, kw, &comment, |st| {
+                    st.cfg_mut().insert("Healthcheck".into(), hc.clone());
+                })
+            }
+            other => Err(Error::at(line, format!("unknown instruction: {other}"))),
+        }
+    }
+
+    fn healthcheck(&self, ins: &Instruction) -> Result<Value, Error> {
+        let line = ins.line;
+        let args = ins.args.trim();
+        if args.eq_ignore_ascii_case("none") {
+            if !ins.flags.is_empty() {
+                return Err(Error::at(line, "HEALTHCHECK NONE takes no options"));
+            }
+            return Ok(json!({"Test": ["NONE"]}));
+        }
+        ins.check_flags(&[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ])?;
+        let (k, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+        if !k.eq_ignore_ascii_case("cmd") || rest.trim().is_empty() {
+            return Err(Error::at(
+                line,
+                "HEALTHCHECK: expected NONE or CMD <command>",
+            ));
+        }
+        let test: Vec<String> = match parser::parse_json_array(rest) {
+            Some(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
+            None => vec!["CMD-SHELL".into(), rest.trim().into()],
+        };
+        let mut hc = json!({"Test": test});
+        for (flag, key) in [
+            ("interval", "Interval"),
+            ("timeout", "Timeout"),
+            ("start-period", "StartPeriod"),
+            ("start-interval", "StartInterval"),
+        ] {
+            if let Some(v) = ins.flag(flag) {
+                let d = parse_duration(v).ok_or_else(|| {
+                    Error::at(line, format!("HEALTHCHECK: invalid --{flag} {v:?}"))
+                })?;
+                hc[key] = d.into();
+            }
+        }
+        if let Some(r) = ins.flag("retries") {
+            let n: i64 = r
+                .parse()
+                .map_err(|_| Error::at(line, format!("HEALTHCHECK: invalid --retries {r:?}")))?;
+            hc["Retries"] = n.into();
+        }
+        Ok(hc)
+    }
+
+    fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), Error> {
+        let line = ins.line;
+        ins.check_flags(&["network"])?;
+        let network = match ins.flag("network") {
+            None | Some("default") => hako_engine::Network::Default,
+            Some("none") => hako_engine::Network::None,
+            Some("host") => hako_engine::Network::Host,
+            Some(other) => {
+                return Err(Error::at(
+                    line,
+                    format!("RUN: unsupported --network={other}"),
+                ))
+            }
+        };
+        if st.image_id.is_none() {
+            return Err(Error::at(
+                line,
+                "RUN: the stage has no filesystem yet (FROM scratch): nothing to run",
+            ));
+        }
+        let argv: Vec<String> = match ins.json_args() {
+            Some(v) if !v.is_empty() => v,
+            Some(_) => return Err(Error::at(line, "RUN: empty command")),
+            None => {
+                let mut sh = st.shell();
+                let markers = heredoc_markers(&ins.args);
+                let only_heredoc = !ins.heredocs.is_empty()
+                    && ins.args.trim().starts_with("<<")
+                    && markers.len() == 1
+                    && ins.args.split_whitespace().count() == 1;
+                if only_heredoc {
+                    // `RUN <<EOF` alone: the heredoc is the script, as BuildKit runs it.
+                    sh.push(ins.heredocs[0].content.clone());
+                } else if ins.heredocs.is_empty() {
+                    sh.push(ins.args.clone());
+                } else {
+                    // The shell reads the here-documents itself, so quoting and expansion
+                    // follow its rules.
+                    let mut script = ins.args.clone();
+                    script.push('\n');
+                    for h in &ins.heredocs {
+                        script.push_str(&h.content);
+                        script.push_str(&h.name);
+                        script.push('\n');
+                    }
+                    sh.push(script);
+                }
+                sh
+            }
+        };
+        // Build args in effect reach RUN as environment, unless an ENV of the same name wins;
+        // like Docker, they are part of the history line (`|N a=b cmd`) and so of the cache key.
+        let env_names: Vec<String> = st
+            .env()
+            .iter()
+            .map(|e| e.split('=').next().unwrap_or("").to_string())
+            .collect();
+        let mut arg_env: Vec<String> = Vec::new();
+        let mut shown: Vec<String> = Vec::new();
+        for (k, v) in &st.args {
+            if let Some(v) = v {
+                if !env_names.contains(k) {
+                    arg_env.push(format!("{k}={v}"));
+                    if !PROXY_ARGS.contains(&k.as_str()) {
+                        shown.push(format!("{k}={v}"));
+                    }
+                }
+            }
+        }
+        for p in PROXY_ARGS {
+            if let Some(v) = self.opts.build_args.get(p) {
+                if !st.args.contains_key(p) && !env_names.iter().any(|n| n == p) {
+                    arg_env.push(format!("{p}={v}"));
+                }
+            }
+        }
+        let cmdline = argv.join(" ");
+        let created_by = if shown.is_empty() {
+            cmdline.clone()
+        } else {
+            format!("|{} {} {cmdline}", shown.len(), shown.join(" "))
+        };
+        let key = self.cache_key(st, "RUN", &format!("{created_by}\n{network:?}"));
+        if self.cached(st, &key)? {
+            return Ok(());
+        }
+        let opts = RunOptions {
+            image: st.image_id.clone().unwrap_or_default(),
+            cmd: argv,
+            entrypoint: Some(String::new()),
+            env: arg_env,
+            network,
+            ..Default::default()
+        };
+        self.flush();
+        let quiet = self.opts.quiet;
+        let mut said: Option<String> = None;
+        let out = &mut *self.out;
+        let silence = if quiet { Some(Silence::start()?) } else { None };
+        let result = self.engine.run_build_step(&opts, &mut |id: &str| {
+            if !quiet {
+                let _ = writeln!(out, " ---> Running in {}", &id[..12]);
+                let _ = out.flush();
+            }
+            said = Some(id.to_string());
+        });
+        drop(silence);
+        let (cid, code) = match result {
+            Ok(r) => r,
+            Err(e) => return Err(Error::at(line, format!("RUN: {e}"))),
+        };
+        let committed = if code == 0 {
+            self.engine
+                .build_layer(&cid)
+                .map_err(Error::from)
+                .and_then(|l| self.commit(st, &created_by, Some(l)))
+        } else {
+            Err(Error::RunFailed { cmd: cmdline, code })
+        };
+        // The container goes whatever happened: a failed build leaves none behind.
+        let removed = self.engine.remove(&cid, true, true);
+        let id = committed?;
+        removed?;
+        self.say(&format!("Removing intermediate container {}", &cid[..12]))?;
+        cache::store(self.engine.images().conn(), &key, &id)?;
+        self.say(&format!(" ---> {}", short(&id)))
+    }
+
+    fn copy(
+        &mut self,
+        plan: &Plan,
+        st: &mut Stage,
+        ins: &Instruction,
+        done: &BTreeMap<usize, String>,
+    ) -> Result<(), Error> {
+        let line = ins.line;
+        let kw = ins.keyword.as_str();
+        let add = kw == "ADD";
+        if add {
+            ins.check_flags(&["chown", "chmod", "checksum", "keep-git-dir", "link"])?;
+        } else {
+            ins.check_flags(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
+        }
+        let vars = st.vars();
+        let esc = self.escape;
+        let werr = |e: crate::words::WordError| Error::at(line, format!("{kw}: {}", e.0));
+        let mut words = match ins.json_args() {
+            Some(v) => v
+                .iter()
+                .map(|w| expand(&go_quote(w), &vars, esc))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(werr)?,
+            None => expand_words(&ins.args, &vars, esc).map_err(werr)?,
+        };
+        if words.len() < 2 {
+            return Err(Error::at(line, format!("{kw} requires at least two arguments, but only one was provided. Destination could not be determined")));
+        }
+        let dest_raw = words.pop().expect("two words");
+        let image = Union::new(&st.layers);
+        // Ownership: numbers as given, names looked up in the image's own passwd/group.
+        let owner = match ins.flag("chown") {
+            None => (0u64, 0u64),
+            Some(spec) => {
+                let spec = expand(spec, &vars, esc).map_err(werr)?;
+                let (u, g) = spec.split_once(':').unwrap_or((&spec, ""));
+                let top_first: Vec<PathBuf> = st.layers.iter().rev().cloned().collect();
+                let uid = match u.parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) => hako_engine::user::resolve(u, &top_first)
+                        .map_err(|e| Error::at(line, format!("{kw}: --chown={spec}: {e}")))?
+                        .uid
+                        .into(),
+                };
+                let gid = if g.is_empty() {
+                    match u.parse::<u64>() {
+                        Ok(n) => n,
+                        Err(_) => hako_engine::user::resolve(u, &top_first)
+                            .map_err(|e| Error::at(line, format!("{kw}: --chown={spec}: {e}")))?
+                            .gid
+                            .into(),
+                    }
+                } else {
+                    match g.parse::<u64>() {
+                        Ok(n) => n,
+                        Err(_) => hako_engine::user::resolve(&format!("0:{g}"), &top_first)
+                            .map_err(|e| Error::at(line, format!("{kw}: --chown={spec}: {e}")))?
+                            .gid
+                            .into(),
+                    }
+                };
+                (uid, gid)
+            }
+        };
+        let chmod = match ins.flag("chmod") {
+            None => None,
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        Error::at(
+                            line,
+                            format!("{kw}: invalid --chmod={m}: an octal mode is expected"),
+                        )
+                    })?,
+            ),
+        };
+        let attrs = Attrs { owner, chmod };
+
+        // Sources: the context, another stage, or an image.
+        let from_union;
+        let from = match ins.flag("from") {
+            None => None,
+            Some(f) => {
+                let f = expand(f, &vars, esc).map_err(werr)?;
+                let id = match plan.stage_ref(&f) {
+                    Some(i) => done.get(&i).cloned().ok_or_else(|| {
+                        Error::at(
+                            line,
+                            format!("{kw} --from={f}: the stage is not built before this one"),
+                        )
+                    })?,
+                    None => {
+                        self.engine
+                            .images()
+                            .resolve(&f)
+                            .map_err(|_| {
+                                Error::at(
+                                    line,
+                                    format!(
+                                    "{kw} --from={f}: no such stage or image in the local store"
+                                ),
+                                )
+                            })?
+                            .id
+                    }
+                };
+                let (_, _, layers) = self.load(&id)?;
+                from_union = Union::new(&layers);
+                Some((id, &from_union))
+            }
+        };
+
+        // Destination: relative to WORKDIR; a trailing `/` (or `.`) means a directory.
+        let workdir = st.workdir();
+        let dest_abs = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{}", workdir.trim_end_matches('/'), dest_raw)
+        };
+        let dest_is_dir_syntax = dest_raw.ends_with('/')
+            || dest_raw == "."
+            || dest_raw.ends_with("/.")
+            || dest_raw == "..";
+        let dest_comps = image.resolve(&dest_abs, true);
+        let dest_exists_dir = image.metadata(&dest_comps).is_some_and(|(_, m)| m.is_dir());
+
+        // Expand the sources into (source item, is_dir) pairs.
+        enum Item {
+            Ctx(String),
+            Img(Vec<String>),
+            Doc(usize),
+        }
+        let mut items: Vec<Item> = Vec::new();
+        for w in &words {
+            if add && (w.starts_with("http://") || w.starts_with("https://")) {
+                return Err(Error::at(line, format!("ADD {w}: fetching URLs is not supported by hako build yet; download the file into the context and ADD it from there")));
+            }
+            if add && (w.starts_with("git@") || w.ends_with(".git")) {
+                return Err(Error::at(
+                    line,
+                    format!("ADD {w}: git sources are not supported by hako build yet"),
+                ));
+            }
+            if let Some(name) = w.strip_prefix("<<").filter(|_| !ins.heredocs.is_empty()) {
+                // `<<EOF`, `<<-EOF` or a quoted delimiter (its quotes already removed).
+                let name = name.trim_start_matches('-').trim_matches(['"', '\'']);
+                if let Some(pos) = ins.heredocs.iter().position(|h| h.name == name) {
+                    items.push(Item::Doc(pos));
+                    continue;
+                }
+            }
+            match &from {
+                None => {
+                    for rel in self
+                        .opts
+                        .context
+                        .select(w)
+                        .map_err(|e| Error::at(line, format!("{kw} failed: {e}")))?
+                    {
+                        items.push(Item::Ctx(rel));
+                    }
+                }
+                Some((_, u)) => {
+                    let comps = u.resolve(w, true);
+                    if u.metadata(&comps).is_none() {
+                        return Err(Error::at(
+                            line,
+                            format!(
+                                "{kw} --from: {w}: no such file or directory in the source image"
+                            ),
+                        ));
+                    }
+                    items.push(Item::Img(comps));
+                }
+            }
+        }
+        let several = items.len() > 1;
+        if several && !dest_is_dir_syntax && !dest_exists_dir {
+            return Err(Error::at(line, format!("When using {kw} with more than one source file, the destination must be a directory and end with a /")));
+        }
+
+        // The cache key: every source file's path, type, mode, size, link target and content.
+        let conn = self.engine.images().conn();
+        let mut h = Sha256::new();
+        let ctx_root = self.opts.context.root.clone().unwrap_or_default();
+        let mut files = 0usize;
+        let mut hash_file = |h: &mut Sha256,
+                             label: &str,
+                             path: &std::path::Path,
+                             m: &std::fs::Metadata,
+                             cacheable: bool|
+         -> Result<(), Error> {
+            files += 1;
+            h.update(format!("{label}\0{:o}\0{}\0", m.mode(), m.len()).as_bytes());
+            if m.file_type().is_symlink() {
+                h.update(
+                    std::fs::read_link(path)
+                        .map_err(Error::io(format!("read link {}", path.display())))?
+                        .as_os_str()
+                        .as_encoded_bytes(),
+                );
+            } else if m.is_file() {
+                let key = path.to_string_lossy();
+                let stamp = cache::FileStamp::of(m);
+                let sum = match if cacheable {
+                    cache::file_hash(conn, &key, stamp)?
+                } else {
+                    None
+                } {
+                    Some(s) => s,
+                    None => {
+                        let mut f = std::fs::File::open(path)
+                            .map_err(Error::io(format!("open {}", path.display())))?;
+                        let mut fh = Sha256::new();
+                        let mut buf = vec![0u8; 1 << 16];
+                        loop {
+                            let n = f
+                                .read(&mut buf)
+                                .map_err(Error::io(format!("read {}", path.display())))?;
+                            if n == 0 {
+                                break;
+                            }
+                            fh.update(&buf[..n]);
+                        }
+                        let s = hex::encode(fh.finalize());
+                        if cacheable {
+                            cache::remember_file_hash(conn, &key, stamp, &s)?;
+                        }
+                        s
+                    }
+                };
+                h.update(sum.as_bytes());
+            }
+            h.update(b"\n");
+            Ok(())
+        };
+        for it in &items {
+            match it {
+                Item::Ctx(rel) => {
+                    for (r, m) in self.opts.context.under(rel) {
+                        hash_file(&mut h, r, &ctx_root.join(r), m, true)?;
+                    }
+                }
+                Item::Img(comps) => {
+                    let u = from.as_ref().expect("image items come with --from").1;
+                    let mut stack = vec![comps.clone()];
+                    while let Some(c) = stack.pop() {
+                        let Some((p, m)) = u.metadata(&c) else {
+                            continue;
+                        };
+                        hash_file(&mut h, &c.join("/"), &p, &m, false)?;
+                        if m.is_dir() {
+                            for n in u.read_dir(&c).into_iter().rev() {
+                                let mut cc = c.clone();
+                                cc.push(n);
+                                stack.push(cc);
+                            }
+                        }
+                    }
+                }
+                Item::Doc(i) => {
+                    h.update(b"heredoc\0");
+                    h.update(ins.heredocs[*i].content.as_bytes());
+                }
+            }
+        }
+        let digest = hex::encode(h.finalize());
+        let kind = if several {
+            "multi"
+        } else {
+            match items.first() {
+                Some(Item::Ctx(r))
+                    if self.opts.context.entries.get(r).is_some_and(|m| m.is_dir())
+                        || r.is_empty() =>
+                {
+                    "dir"
+                }
+                Some(Item::Img(c))
+                    if from
+                        .as_ref()
+                        .and_then(|(_, u)| u.metadata(c))
+                        .is_some_and(|(_, m)| m.is_dir()) =>
+                {
+                    "dir"
+                }
+                _ => "file",
+            }
+        };
+        let mut shell = st.shell();
+        let from_note = from
+            .as_ref()
+            .map(|(id, _)| format!(" from {}", short(id)))
+            .unwrap_or_default();
+        shell.push(format!(
+            "#(nop) {kw} {kind}:{digest}{from_note} in {dest_raw} "
+        ));
+        let created_by = shell.join(" ");
+        let flags = format!("{:?}", ins.flags);
+        let key = self.cache_key(
+            st,
+            kw,
+            &format!("{created_by}\n{flags}\n{dest_abs}\n{files}"),
+        );
+        if self.cached(st, &key)? {
+            return Ok(());
+        }
+
+        // Write the layer.
+        let mut w = LayerWriter::new(&self.engine.root().join("tmp"))?;
+        let into_dir = several || dest_is_dir_syntax || dest_exists_dir;
+        if into_dir {
+            w.parents(&image, &dest_comps, owner)?;
+            if !dest_comps.is_empty() {
+                w.dir(&image, &dest_comps, owner, 0o755)?;
+            }
+        }
+        let target = |name: &str| -> Vec<String> {
+            let mut c = dest_comps.clone();
+            if into_dir {
+                c.push(name.to_string());
+            }
+            c
+        };
+        for it in &items {
+            match it {
+                Item::Doc(i) => {
+                    let hd = &ins.heredocs[*i];
+                    let body = if hd.expand {
+                        expand(&hd.content, &vars, esc).map_err(werr)?
+                    } else {
+                        hd.content.clone()
+                    };
+                    let t = target(&hd.name);
+                    if !into_dir {
+                        w.parents(&image, &t, owner)?;
+                    }
+                    w.bytes(&t, body.as_bytes(), attrs)?;
+                }
+                Item::Ctx(rel) => {
+                    let is_dir = rel.is_empty()
+                        || self
+                            .opts
+                            .context
+                            .entries
+                            .get(rel)
+                            .is_some_and(|m| m.is_dir());
+                    if is_dir {
+                        // A directory's contents go into the destination, not the directory.
+                        if !into_dir {
+                            w.parents(&image, &dest_comps, owner)?;
+                            w.dir(&image, &dest_comps, owner, 0o755)?;
+                        }
+                        for (r, m) in self.opts.context.under(rel) {
+                            if r == rel {
+                                continue;
+                            }
+                            let sub = if rel.is_empty() {
+                                r.as_str()
+                            } else {
+                                &r[rel.len() + 1..]
+                            };
+                            let mut c = dest_comps.clone();
+                            c.extend(sub.split('/').map(String::from));
+                            w.host(&c, &ctx_root.join(r), m, attrs)?;
+                        }
+                        continue;
+                    }
+                    let m = &self.opts.context.entries[rel];
+                    let name = rel.rsplit('/').next().unwrap_or(rel);
+                    let t = target(name);
+                    if !into_dir {
+                        w.parents(&image, &t, owner)?;
+                    }
+                    if add && m.is_file() {
+                        if let Some(reader) = open_archive(&ctx_root.join(rel))? {
+                            // ADD unpacks a local archive into the destination directory.
+                            let d = dest_comps.clone();
+                            w.parents(&image, &d, owner)?;
+                            if !d.is_empty() {
+                                w.dir(&image, &d, owner, 0o755)?;
+                            }
+                            w.archive(&d, reader)?;
+                            continue;
+                        }
+                    }
+                    w.host(&t, &ctx_root.join(rel), m, attrs)?;
+                }
+                Item::Img(comps) => {
+                    let u = from.as_ref().expect("image items come with --from").1;
+                    let Some((p, m)) = u.metadata(comps) else {
+                        continue;
+                    };
+                    if m.is_dir() {
+                        if !into_dir {
+                            w.parents(&image, &dest_comps, owner)?;
+                            w.dir(&image, &dest_comps, owner, 0o755)?;
+                        }
+                        let mut stack: Vec<Vec<String>> = u
+                            .read_dir(comps)
+                            .into_iter()
+                            .rev()
+                            .map(|n| vec![n])
+                            .collect();
+                        while let Some(sub) = stack.pop() {
+                            let mut src = comps.clone();
+                            src.extend(sub.iter().cloned());
+                            let Some((sp, sm)) = u.metadata(&src) else {
+                                continue;
+                            };
+                            let mut c = dest_comps.clone();
+                            c.extend(sub.iter().cloned());
+                            w.host(&c, &sp, &sm, attrs)?;
+                            if sm.is_dir() {
+                                for n in u.read_dir(&src).into_iter().rev() {
+                                    let mut s2 = sub.clone();
+                                    s2.push(n);
+                                    stack.push(s2);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    let name = comps.last().cloned().unwrap_or_default();
+                    let t = target(&name);
+                    if !into_dir {
+                        w.parents(&image, &t, owner)?;
+                    }
+                    w.host(&t, &p, &m, attrs)?;
+                }
+            }
+        }
+        let staged = self
+            .engine
+            .images()
+            .stager()
+            .stage_layer(w.finish()?, None)?;
+        let id = self.commit(st, &created_by, Some(staged))?;
+        cache::store(self.engine.images().conn(), &key, &id)?;
+        self.say(&format!(" ---> {}", short(&id)))
+    }
+}
+
+/// Points stdout and stderr at /dev/null while a quiet build runs a step; restores them on drop.
+struct Silence {
+    out: std::os::fd::OwnedFd,
+    err: std::os::fd::OwnedFd,
+}
+
+impl Silence {
+    fn start() -> Result<Silence, Error> {
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(Error::io("open /dev/null"))?;
+        let out =
+            nix::unistd::dup(std::io::stdout()).map_err(|e| Error::io("dup stdout")(e.into()))?;
+        let err =
+            nix::unistd::dup(std::io::stderr()).map_err(|e| Error::io("dup stderr")(e.into()))?;
+        nix::unistd::dup2_stdout(&null).map_err(|e| Error::io("redirect stdout")(e.into()))?;
+        nix::unistd::dup2_stderr(&null).map_err(|e| Error::io("redirect stderr")(e.into()))?;
+        Ok(Silence { out, err })
+    }
+}
+
+impl Drop for Silence {
+    fn drop(&mut self) {
+        let _ = nix::unistd::dup2_stdout(&self.out);
+        let _ = nix::unistd::dup2_stderr(&self.err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_quoting() {
+        assert_eq!(
+            go_quote_list(&["/bin/sh".into(), "-c".into(), "cat \"x\"".into()]),
+            r#"["/bin/sh" "-c" "cat \"x\""]"#
+        );
+        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Some(500_000_000));
+        assert_eq!(parse_duration("x"), None);
+        assert!(rfc3339_now().ends_with('Z'));
+    }
+}

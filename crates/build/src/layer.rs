@@ -1,0 +1,293 @@
+//! Layer tars written straight from the context (or another image) for COPY, ADD and WORKDIR:
+//! no container, no overlay mount, just the entries the step adds, with the parent directories
+//! carrying the metadata they already have in the image (overlayfs takes a directory's
+//! attributes from the topmost layer, so a fresh 0755 entry would change `/root`'s mode).
+
+use crate::union::Union;
+use crate::Error;
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Ownership and mode overrides of a COPY/ADD (`--chown`, `--chmod`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attrs {
+    /// uid:gid for everything written (Docker's default is 0:0).
+    pub owner: (u64, u64),
+    /// Permission bits replacing the source's.
+    pub chmod: Option<u32>,
+}
+
+/// A layer tar being written to a temporary file.
+pub struct LayerWriter {
+    b: tar::Builder<File>,
+    written: BTreeSet<String>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl LayerWriter {
+    /// A writer into a fresh temporary file under `tmp`.
+    pub fn new(tmp: &Path) -> Result<LayerWriter, Error> {
+        let f = tempfile_in(tmp)?;
+        let mut b = tar::Builder::new(f);
+        b.follow_symlinks(false);
+        Ok(LayerWriter {
+            b,
+            written: BTreeSet::new(),
+        })
+    }
+
+    /// Directory entries for the ancestors of `comps` (not `comps` itself): as they are in the
+    /// image when they exist there, new ones as 0755 with `owner`.
+    pub fn parents(
+        &mut self,
+        image: &Union,
+        comps: &[String],
+        owner: (u64, u64),
+    ) -> Result<(), Error> {
+        for i in 1..comps.len() {
+            self.dir(image, &comps[..i], owner, 0o755)?;
+        }
+        Ok(())
+    }
+
+    /// A directory entry at `comps`, keeping the image's metadata if it has one there.
+    pub fn dir(
+        &mut self,
+        image: &Union,
+        comps: &[String],
+        owner: (u64, u64),
+        mode: u32,
+    ) -> Result<(), Error> {
+        let path = comps.join("/");
+        if self.written.contains(&path) {
+            return Ok(());
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        match image.metadata(comps) {
+            Some((_, m)) if m.is_dir() => {
+                h.set_mode(m.mode() & 0o7777);
+                h.set_uid(m.uid().into());
+                h.set_gid(m.gid().into());
+                h.set_mtime(m.mtime().max(0) as u64);
+            }
+            Some(_) => {
+                return Err(Error::Invalid(format!(
+                    "cannot copy to /{path}: it exists in the image and is not a directory"
+                )))
+            }
+            None => {
+                h.set_mode(mode);
+                h.set_uid(owner.0);
+                h.set_gid(owner.1);
+                h.set_mtime(now());
+            }
+        }
+        self.b
+            .append_data(&mut h, format!("{path}/"), std::io::empty())
+            .map_err(Error::io("write the layer"))?;
+        self.written.insert(path);
+        Ok(())
+    }
+
+    /// A file, symlink or directory from the host (the context or an image's layer) at `comps`.
+    pub fn host(
+        &mut self,
+        comps: &[String],
+        src: &Path,
+        m: &std::fs::Metadata,
+        attrs: Attrs,
+    ) -> Result<(), Error> {
+        let path = comps.join("/");
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
+        h.set_uid(attrs.owner.0);
+        h.set_gid(attrs.owner.1);
+        if let Some(mode) = attrs.chmod {
+            if !m.file_type().is_symlink() {
+                h.set_mode(mode);
+            }
+        }
+        let ft = m.file_type();
+        let res = if ft.is_symlink() {
+            let target = std::fs::read_link(src)
+                .map_err(Error::io(format!("read link {}", src.display())))?;
+            h.set_size(0);
+            self.b.append_link(&mut h, &path, target)
+        } else if ft.is_dir() {
+            h.set_size(0);
+            self.b
+                .append_data(&mut h, format!("{path}/"), std::io::empty())
+        } else if ft.is_file() {
+            let f = File::open(src).map_err(Error::io(format!("open {}", src.display())))?;
+            h.set_size(m.len());
+            self.b.append_data(&mut h, &path, f.take(m.len()))
+        } else {
+            // Sockets, fifos and devices are not copied, as with Docker's context tar.
+            return Ok(());
+        };
+        res.map_err(Error::io("write the layer"))?;
+        self.written.insert(path);
+        Ok(())
+    }
+
+    /// A regular file with the given contents (a COPY heredoc).
+    pub fn bytes(&mut self, comps: &[String], data: &[u8], attrs: Attrs) -> Result<(), Error> {
+        let path = comps.join("/");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(attrs.chmod.unwrap_or(0o644));
+        h.set_uid(attrs.owner.0);
+        h.set_gid(attrs.owner.1);
+        h.set_mtime(now());
+        self.b
+            .append_data(&mut h, &path, data)
+            .map_err(Error::io("write the layer"))?;
+        self.written.insert(path);
+        Ok(())
+    }
+
+    /// The entries of a local tar archive (plain, gzip, bzip2-free: gzip and zstd detected by
+    /// magic bytes) re-rooted under `dest`, for ADD. Entries that try to leave `dest` are
+    /// refused.
+    pub fn archive(&mut self, dest: &[String], input: Box<dyn Read>) -> Result<(), Error> {
+        let mut a = tar::Archive::new(input);
+        let entries = a.entries().map_err(Error::io("read the archive"))?;
+        for e in entries {
+            let mut e = e.map_err(Error::io("read the archive"))?;
+            let p = e
+                .path()
+                .map_err(Error::io("read the archive"))?
+                .into_owned();
+            let mut comps: Vec<String> = dest.to_vec();
+            for c in p.components() {
+                match c {
+                    std::path::Component::Normal(s) => comps.push(s.to_string_lossy().into_owned()),
+                    std::path::Component::CurDir | std::path::Component::RootDir => {}
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "archive entry {} leaves the destination",
+                            p.display()
+                        )))
+                    }
+                }
+            }
+            if comps.len() == dest.len() {
+                continue;
+            }
+            let mut h = e.header().clone();
+            let path = comps.join("/");
+            let kind = h.entry_type();
+            if kind.is_hard_link() {
+                let target = e
+                    .link_name()
+                    .map_err(Error::io("read the archive"))?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let mut t: Vec<String> = dest.to_vec();
+                t.extend(target.components().filter_map(|c| match c {
+                    std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                    _ => None,
+                }));
+                self.b
+                    .append_link(&mut h, &path, t.join("/"))
+                    .map_err(Error::io("write the layer"))?;
+            } else if kind.is_symlink() {
+                let target = e
+                    .link_name()
+                    .map_err(Error::io("read the archive"))?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                self.b
+                    .append_link(&mut h, &path, target)
+                    .map_err(Error::io("write the layer"))?;
+            } else if kind.is_pax_global_extensions()
+                || kind.is_pax_local_extensions()
+                || kind.is_gnu_longname()
+                || kind.is_gnu_longlink()
+            {
+                continue;
+            } else {
+                let size = h.entry_size().map_err(Error::io("read the archive"))?;
+                h.set_size(size);
+                self.b
+                    .append_data(&mut h, &path, &mut e)
+                    .map_err(Error::io("write the layer"))?;
+            }
+            self.written.insert(path);
+        }
+        Ok(())
+    }
+
+    /// Ends the archive and returns the file, rewound.
+    pub fn finish(self) -> Result<File, Error> {
+        use std::io::Seek;
+        let mut f = self.b.into_inner().map_err(Error::io("write the layer"))?;
+        f.rewind().map_err(Error::io("rewind the layer"))?;
+        Ok(f)
+    }
+}
+
+fn tempfile_in(dir: &Path) -> Result<File, Error> {
+    // An unnamed O_TMPFILE file disappears with us whatever happens to the build.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags_tmpfile()
+        .open(dir)
+        .map_err(Error::io(format!(
+            "create a temporary file in {}",
+            dir.display()
+        )))
+}
+
+trait TmpFile {
+    fn custom_flags_tmpfile(&mut self) -> &mut Self;
+}
+
+impl TmpFile for std::fs::OpenOptions {
+    fn custom_flags_tmpfile(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_TMPFILE).mode(0o600)
+    }
+}
+
+/// Opens a possibly compressed archive, or None when the file is not a tar archive (ADD then
+/// copies it as it is).
+pub fn open_archive(path: &Path) -> Result<Option<Box<dyn Read>>, Error> {
+    let mut f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        let r = f
+            .read(&mut head[n..])
+            .map_err(Error::io(format!("read {}", path.display())))?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Some(Box::new(flate2::read::GzDecoder::new(f))));
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = zstd::Decoder::new(f).map_err(Error::io("read a zstd archive"))?;
+        return Ok(Some(Box::new(d)));
+    }
+    if n == 512 && &head[257..262] == b"ustar" {
+        return Ok(Some(Box::new(f)));
+    }
+    Ok(None)
+}

@@ -1,0 +1,81 @@
+//! `hako build`: a Dockerfile parser, a stage planner, an executor that runs steps through the
+//! engine (RUN in real containers, COPY/ADD as layers written straight from the context), and a
+//! layer cache kept in the state database.
+#![deny(missing_docs)]
+
+pub mod cache;
+pub mod context;
+pub mod exec;
+pub mod ignore;
+mod layer;
+pub mod parser;
+pub mod plan;
+mod union;
+pub mod words;
+
+pub use exec::{build, BuildOptions, BuildOutput};
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A problem with one instruction of the Dockerfile.
+    #[error("Dockerfile line {line}: {msg}")]
+    Line {
+        /// 1-based line of the instruction.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A RUN step exited with a non-zero status (Docker's wording).
+    #[error("The command '{cmd}' returned a non-zero code: {code}")]
+    RunFailed {
+        /// The command as Docker prints it (`/bin/sh -c false`).
+        cmd: String,
+        /// Its exit status.
+        code: i32,
+    },
+    /// A problem with the build as a whole (options, context).
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] hako_engine::Error),
+    /// The image store failed.
+    #[error(transparent)]
+    Image(#[from] hako_image::Error),
+    /// The build cache tables failed.
+    #[error("build cache: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A filesystem operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An error about the instruction on `line`.
+    pub fn at(line: usize, msg: impl Into<String>) -> Error {
+        Error::Line {
+            line,
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+
+    /// The exit status `hako build` should end with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::RunFailed { code, .. } if *code > 0 => *code,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! `hako build` and `hako builder prune`.
+
+use crate::{open, Failure};
+use anyhow::Context as _;
+use hako_build::context::Context;
+use hako_build::ignore::Ignore;
+use hako_engine::hako_image::Reference;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Options of `hako build`.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the "name:tag" format (repeatable)
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    file: Option<String>,
+    /// Set build-time variables (NAME=VALUE, or NAME to take it from the environment)
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    no_cache: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Write the image ID to the file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Remove intermediate containers after a successful build (always done)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    rm: bool,
+    /// Always remove intermediate containers (always done)
+    #[arg(long)]
+    force_rm: bool,
+    /// Build context: a directory, or - to read a Dockerfile from stdin
+    path: String,
+}
+
+/// `hako builder` subcommands.
+#[derive(clap::Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache
+    Prune {
+        /// Remove all unused build cache, not just dangling ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+        /// Provide filter values (e.g. "until=24h")
+        #[arg(long)]
+        filter: Vec<String>,
+    },
+}
+
+fn read_dockerfile(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: no such file or directory",
+            path.display()
+        )
+    })
+}
+
+/// `hako build`.
+pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
+    let mut tags = Vec::new();
+    for t in &a.tags {
+        let r = Reference::parse(t)
+            .map_err(|e| anyhow::anyhow!("invalid argument \"{t}\" for \"-t, --tag\" flag: {e}"))?;
+        let r = if r.tag().is_none() && r.digest().is_none() {
+            r.with_tag("latest")?
+        } else {
+            r
+        };
+        tags.push(r);
+    }
+    let mut build_args = BTreeMap::new();
+    for b in &a.build_args {
+        match b.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                // `--build-arg NAME` takes the value from our environment, or is dropped.
+                if let Ok(v) = std::env::var(b) {
+                    build_args.insert(b.clone(), v);
+                }
+            }
+        }
+    }
+    let mut labels = Vec::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.push((k.to_string(), v.to_string()));
+    }
+
+    let (dockerfile, context) = if a.path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read the Dockerfile from stdin")?;
+        (s, Context::empty())
+    } else {
+        let dir = PathBuf::from(&a.path);
+        if !dir.is_dir() {
+            return Err(anyhow::anyhow!(
+                "unable to prepare context: path \"{}\" not found",
+                a.path
+            )
+            .into());
+        }
+        let df_path = match &a.file {
+            Some(f) if f == "-" => None,
+            Some(f) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
+            Some(f) => Some(if Path::new(f).exists() || !dir.join(f).exists() {
+                PathBuf::from(f)
+            } else {
+                dir.join(f)
+            }),
+            None => Some(dir.join("Dockerfile")),
+        };
+        let text = match df_path {
+            Some(p) => read_dockerfile(&p)?,
+            None => {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("read the Dockerfile from stdin")?;
+                s
+            }
+        };
+        let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
+            Ok(t) => Ignore::parse(&t),
+            Err(_) => Ignore::default(),
+        };
+        (text, Context::open(&dir, &ignore)?)
+    };
+
+    let engine = open(root)?;
+    let quiet = a.quiet;
+    if !quiet {
+        println!("Sending build context to hako  {}", context.human_size());
+    }
+    let opts = hako_build::BuildOptions {
+        dockerfile,
+        context,
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        labels,
+        tags: tags.clone(),
+        quiet,
+    };
+    let mut out = std::io::stdout();
+    let result = hako_build::build(&engine, &opts, &mut out);
+    let _ = out.flush();
+    match result {
+        Ok(done) => {
+            if !done.unused_args.is_empty() && !quiet {
+                println!(
+                    "[Warning] One or more build-args [{}] were not consumed",
+                    done.unused_args.join(" ")
+                );
+            }
+            let hex = done.image_id.trim_start_matches("sha256:");
+            if quiet {
+                println!("{}", done.image_id);
+            } else {
+                println!("Successfully built {}", &hex[..12]);
+                for t in &tags {
+                    println!("Successfully tagged {}", t.familiar());
+                }
+            }
+            if let Some(p) = &a.iidfile {
+                std::fs::write(p, &done.image_id)
+                    .with_context(|| format!("write the image ID to {}", p.display()))?;
+            }
+            Ok(0)
+        }
+        Err(e) => Err(Failure {
+            code: e.exit_code(),
+            err: e.into(),
+        }),
+    }
+}
+
+/// `hako builder prune`.
+pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
+    match c {
+        BuilderCommand::Prune { all, force, filter } => {
+            if !force {
+                return Err(anyhow::anyhow!(
+                    "builder prune asks for confirmation, which needs a terminal: pass -f to confirm"
+                )
+                .into());
+            }
+            let mut older_than = None;
+            for f in &filter {
+                match f.split_once('=') {
+                    Some(("until", d)) => {
+                        let secs = humantime_secs(d)
+                            .ok_or_else(|| anyhow::anyhow!("invalid filter until={d}"))?;
+                        older_than = Some(hako_build::cache::unix_now() - secs);
+                    }
+                    _ => return Err(anyhow::anyhow!("invalid filter '{f}'").into()),
+                }
+            }
+            // Without -a Docker keeps the cache of tagged images' steps; hako's cache
+            // entries are all dangling intermediate steps, so both prune the same.
+            let _ = all;
+            let engine = open(root)?;
+            hako_build::cache::ensure_schema(engine.images().conn())?;
+            let pruned = hako_build::cache::prune(engine.images().conn(), older_than)?;
+            let mut freed = 0u64;
+            let mut deleted = Vec::new();
+            for id in pruned.images {
+                let size = engine.images().resolve(&id).map(|i| i.size).unwrap_or(0);
+                if engine.remove_image(&id, false).is_ok() {
+                    freed += size;
+                    deleted.push(id);
+                }
+            }
+            if !deleted.is_empty() {
+                println!("Deleted build cache objects:");
+                for d in &deleted {
+                    println!("{}", d.trim_start_matches("sha256:"));
+                }
+                println!();
+            }
+            println!(
+                "Total reclaimed space: {}",
+                hako_build::context::human_size(freed)
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// `24h`, `30m`, `10s`, `1h30m` → seconds.
+fn humantime_secs(s: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            let n: i64 = num.parse().ok()?;
+            num.clear();
+            total += n * match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                _ => return None,
+            };
+        }
+    }
+    if !num.is_empty() {
+        total += num.parse::<i64>().ok()?;
+    }
+    Some(total)
+}
