@@ -1089,9 +1089,9 @@ impl Builder<'_> {
         let kw = ins.keyword.as_str();
         let add = kw == "ADD";
         if add {
-            ins.check_flags(&["chown", "chmod", "checksum", "keep-git-dir", "link"])?;
+            ins.check_flags(&["chown", "chmod", "link"])?;
         } else {
-            ins.check_flags(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
+            ins.check_flags(&["from", "chown", "chmod", "link"])?;
         }
         let vars = st.vars();
         let esc = self.escape;
