@@ -384,14 +384,14 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
             })
             .map_err(|e| format!("{e:#}"))
     };
-    // The pty is opened here and its master handed to the caller over the console socket
-    // before the container runs anything, as runc does.
+    // The container allocates its pty from its own devpts and sends the master straight to
+    // the caller's console socket before it runs anything, as runc does.
     let console = match &args.console_socket {
-        Some(sock) => Some(open_console(&spec, sock)?),
+        Some(sock) => Some(connect_console(sock)?),
         None => None,
     };
     let opts = hako_runtime::SpawnOptions {
-        console: console.as_ref().map(std::os::fd::AsFd::as_fd),
+        console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
         cgroup: Some(&cgroup),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
@@ -421,35 +421,13 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
     })
 }
 
-/// Opens a pseudo-terminal sized per `process.consoleSize`, sends its master to the console
-/// socket (SCM_RIGHTS, with the slave's name as payload, like runc) and returns the slave.
-fn open_console(spec: &Spec, socket: &Path) -> Result<std::os::fd::OwnedFd> {
+/// Connects to the caller's console socket; the container sends its terminal's master there
+/// (SCM_RIGHTS, with the slave's name as payload, like runc).
+fn connect_console(socket: &Path) -> Result<std::os::fd::OwnedFd> {
     use nix::sys::socket::{
-        connect, sendmsg, socket as mksocket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
-        SockType, UnixAddr,
+        connect, socket as mksocket, AddressFamily, SockFlag, SockType, UnixAddr,
     };
     use std::os::fd::AsRawFd;
-    let size = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.console_size())
-        .map(|b| nix::pty::Winsize {
-            ws_row: b.height() as u16,
-            ws_col: b.width() as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        });
-    let pty = nix::pty::openpty(size.as_ref(), None).context("open a pseudo-terminal")?;
-    for fd in [&pty.master, &pty.slave] {
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .context("set close-on-exec on the pseudo-terminal")?;
-    }
-    let name = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let sock = mksocket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -460,17 +438,7 @@ fn open_console(spec: &Spec, socket: &Path) -> Result<std::os::fd::OwnedFd> {
     let addr = UnixAddr::new(socket).context("console socket path")?;
     connect(sock.as_raw_fd(), &addr)
         .with_context(|| format!("connect to console socket {}", socket.display()))?;
-    let fds = [pty.master.as_raw_fd()];
-    let payload = [std::io::IoSlice::new(name.as_bytes())];
-    sendmsg::<UnixAddr>(
-        sock.as_raw_fd(),
-        &payload,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .with_context(|| format!("send the console to {}", socket.display()))?;
-    Ok(pty.slave)
+    Ok(sock)
 }
 
 /// Written to a temporary name and renamed, so a reader never sees a partial pid.
@@ -653,7 +621,7 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
 
     let cgroup = c.cgroup();
     let console = match &args.console_socket {
-        Some(sock) => Some(open_console(&spec, sock)?),
+        Some(sock) => Some(connect_console(sock)?),
         None => None,
     };
     let opts = hako_runtime::SpawnOptions {
@@ -661,7 +629,7 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
         preserve_fds: args.preserve_fds,
-        console: console.as_ref().map(std::os::fd::AsFd::as_fd),
+        console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
         ..Default::default()
     };
     let running = hako_runtime::spawn(&spec, &opts)?;

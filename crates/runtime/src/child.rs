@@ -254,19 +254,8 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     if let Some(null) = &p.stdin_null {
         nix::unistd::dup2_stdin(null).ctx(|| "redirect stdin".into())?;
     }
-    if let Some(console) = p.console {
-        for target in 0..3 {
-            // SAFETY: dup2 between descriptor numbers; the console fd stays open in this
-            // process until exec.
-            if unsafe { libc::dup2(console, target) } < 0 {
-                return Err(io::Error::last_os_error()).ctx(|| "attach the console".into());
-            }
-        }
-        // SAFETY: TIOCSCTTY on our stdin, now the pty slave, in the session setsid just made.
-        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-            return Err(io::Error::last_os_error())
-                .ctx(|| "make the console the controlling terminal".into());
-        }
+    if let Some(socket) = p.console_socket {
+        attach_console(p, root.as_raw_fd(), socket)?;
     }
 
     // Resolved with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so `/proc/self/fd/N` working
@@ -305,6 +294,91 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     };
 
     exec(p)
+}
+
+/// Allocates the container's terminal from its own devpts instance (its `/dev/ptmx`, resolved
+/// in `root`, which is the new root or the joined container's), as runc does: the master goes
+/// to the caller over `socket`, the slave becomes stdin, stdout, stderr and the controlling
+/// terminal of this process, which must lead a session without one.
+fn attach_console(p: &Prepared, root: RawFd, socket: RawFd) -> Res<()> {
+    let master = fsutil::open_in_root(root, Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)
+        .ctx(|| "open /dev/ptmx in the container".into())?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK (unlockpt) reads the int we pass; the master is ours.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(io::Error::last_os_error()).ctx(|| "unlock the pseudo-terminal".into());
+    }
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN (ptsname) writes the slave's number into the int we pass.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) } < 0 {
+        return Err(io::Error::last_os_error()).ctx(|| "name the pseudo-terminal".into());
+    }
+    let name = format!("/dev/pts/{number}");
+    if let Some((rows, cols)) = p.console_size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(io::Error::last_os_error()).ctx(|| "set the console size".into());
+        }
+    }
+    // The slave of this very master, through its devpts instance: no path to swap.
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a fresh descriptor or -1.
+    let peer = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    let slave = if peer >= 0 {
+        // SAFETY: a fresh descriptor nothing else owns.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(peer) }
+    } else {
+        // Kernels before 4.13: by name, in the same root.
+        fsutil::open_in_root(root, Path::new(&name), libc::O_RDWR | libc::O_NOCTTY)
+            .ctx(|| format!("open {name}"))?
+    };
+    // The terminal belongs to the container's user, as with runc; a uid the user namespace
+    // does not map (EINVAL) or may not give away (EPERM) leaves it as it is.
+    // SAFETY: fchown on a descriptor we own; -1 keeps the group (devpts' gid= option).
+    if unsafe { libc::fchown(slave.as_raw_fd(), p.uid, libc::gid_t::MAX) } < 0 {
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) {
+            return Err(e).ctx(|| format!("chown {name}"));
+        }
+    }
+
+    let fds = [master.as_raw_fd()];
+    let payload = [io::IoSlice::new(name.as_bytes())];
+    nix::sys::socket::sendmsg::<nix::sys::socket::UnixAddr>(
+        socket,
+        &payload,
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .ctx(|| "send the terminal to the console socket".into())?;
+    drop(master);
+    // Our copy of the caller's socket must not outlive the hand-over into the container.
+    // SAFETY: the descriptor was inherited from the caller for this purpose and is not used
+    // again in this process.
+    unsafe { libc::close(socket) };
+
+    nix::unistd::dup2_stdin(&slave)
+        .and_then(|()| nix::unistd::dup2_stdout(&slave))
+        .and_then(|()| nix::unistd::dup2_stderr(&slave))
+        .ctx(|| "attach the terminal".into())?;
+    // SAFETY: TIOCSCTTY on our stdin, now the pty slave, in the session setsid just made.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error())
+            .ctx(|| "make the terminal the controlling terminal".into());
+    }
+    Ok(())
 }
 
 /// Assembles the container's root filesystem, enters it and applies the root-wide settings.

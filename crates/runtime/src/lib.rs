@@ -22,7 +22,7 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -77,9 +77,62 @@ pub struct SpawnOptions<'a> {
     /// Join a fresh anonymous session keyring, so the container cannot use the caller's keys
     /// (runc's default; its `--no-new-keyring` turns it off).
     pub new_session_keyring: bool,
-    /// A pseudo-terminal slave that becomes the container's stdin, stdout, stderr and
-    /// controlling terminal (OCI `process.terminal`); `stdin` is then ignored.
-    pub console: Option<std::os::fd::BorrowedFd<'a>>,
+    /// Gives the container a terminal (OCI `process.terminal`), as runc's `--console-socket`
+    /// does: one end of a connected unix stream socket (a `socketpair`, or a connection to a
+    /// console socket). The container's process allocates a pseudo-terminal from the
+    /// container's own `/dev/ptmx` (its devpts instance), sizes it per
+    /// `process.consoleSize`, and makes the slave its stdin, stdout, stderr and controlling
+    /// terminal; before it runs the command it sends the master over this socket (SCM_RIGHTS,
+    /// with the slave's path inside the container as payload). [`receive_console`] takes it.
+    /// `stdin` is then ignored.
+    pub console_socket: Option<BorrowedFd<'a>>,
+}
+
+/// Receives the pseudo-terminal master a container sent over its
+/// [`SpawnOptions::console_socket`] (the other end of that socket), with the slave's path
+/// inside the container. Blocks until the message arrives; the container sends it before its
+/// command runs, so after [`spawn`] returned (or [`create`]) it is already there.
+pub fn receive_console(socket: BorrowedFd<'_>) -> Result<(OwnedFd, String), Error> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut name = [0u8; 4096];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let (fd, len) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut name)];
+        match recvmsg::<UnixAddr>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg
+                    .cmsgs()
+                    .map_err(|e| Error::sys("receive the terminal", e))?
+                {
+                    if let ControlMessageOwned::ScmRights(f) = c {
+                        fds.extend(f);
+                    }
+                }
+                break (fds, msg.bytes);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("receive the terminal", e)),
+        }
+    };
+    // SAFETY: descriptors just received over SCM_RIGHTS belong to nobody else in this process.
+    let mut owned: Vec<OwnedFd> = fd
+        .into_iter()
+        .map(|f| unsafe { OwnedFd::from_raw_fd(f) })
+        .collect();
+    if owned.len() != 1 {
+        return Err(Error::Setup(
+            "the container did not send exactly one terminal".into(),
+        ));
+    }
+    let name = String::from_utf8_lossy(&name[..len]).into_owned();
+    Ok((owned.remove(0), name))
 }
 
 /// Starts the container described by `spec` and returns once its command has been exec'd.
@@ -188,7 +241,10 @@ pub(crate) struct Prepared {
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub new_session_keyring: bool,
-    pub console: Option<std::os::fd::RawFd>,
+    /// The caller's console socket (see [`SpawnOptions::console_socket`]).
+    pub console_socket: Option<std::os::fd::RawFd>,
+    /// `process.consoleSize` as (rows, columns).
+    pub console_size: Option<(u16, u16)>,
     pub seccomp: Option<seccomp::Program>,
     /// A pid namespace to create the process in (the parent enters it around the clone).
     pub join_pid: Option<OwnedFd>,
@@ -481,7 +537,7 @@ impl Prepared {
             .to_string();
         let user = process.user();
         let stdin_null = match opts.stdin {
-            _ if opts.console.is_some() => None,
+            _ if opts.console_socket.is_some() => None,
             Stdin::Null => Some(
                 std::fs::File::open("/dev/null")
                     .map_err(|e| Error::sys("open /dev/null", e))?
@@ -582,7 +638,12 @@ impl Prepared {
             preserve_fds: opts.preserve_fds,
             no_pivot: opts.no_pivot,
             new_session_keyring: opts.new_session_keyring,
-            console: opts.console.map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            console_socket: opts
+                .console_socket
+                .map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            console_size: process
+                .console_size()
+                .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
             seccomp: linux
                 .and_then(|l| l.seccomp().as_ref())
                 .map(seccomp::compile)
@@ -593,6 +654,10 @@ impl Prepared {
             exec_fifo: None,
         })
     }
+}
+
+fn clamp_u16(n: u64) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
 fn overlay_data(o: &Overlay) -> Result<CString, Error> {
