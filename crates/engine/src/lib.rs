@@ -1559,8 +1559,8 @@ mod tests {
             "mynet".parse::<Network>().unwrap(),
             Network::Named("mynet".into())
         );
-        assert!("bridge".parse::<Network>().is_err());
-        assert!("nope".parse::<Network>().is_err());
+        assert_eq!("host".parse::<Network>().unwrap(), Network::Host);
+        assert!("container:web".parse::<Network>().is_err(), "not supported yet");
     }
 
     #[test]
