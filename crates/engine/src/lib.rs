@@ -1560,7 +1560,10 @@ mod tests {
             Network::Named("mynet".into())
         );
         assert_eq!("host".parse::<Network>().unwrap(), Network::Host);
-        assert!("container:web".parse::<Network>().is_err(), "not supported yet");
+        assert!(
+            "container:web".parse::<Network>().is_err(),
+            "not supported yet"
+        );
     }
 
     #[test]
