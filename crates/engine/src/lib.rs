@@ -380,13 +380,11 @@ pub struct Engine {
     store: ImageStore,
 }
 
-/// RFC 3339 UTC with nanoseconds, as Docker prints times.
-pub(crate) fn rfc3339(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let sub = nanos.rem_euclid(1_000_000_000);
+/// The UTC calendar date and time of a Unix time in seconds: (year, month, day, hour, minute,
+/// second). Howard Hinnant's days-from-civil inverse; small enough not to need a date crate.
+pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -396,12 +394,14 @@ pub(crate) fn rfc3339(nanos: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{sub:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// RFC 3339 UTC with nanoseconds, as Docker prints times.
+pub fn rfc3339(nanos: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(nanos.div_euclid(1_000_000_000));
+    let sub = nanos.rem_euclid(1_000_000_000);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{sub:09}Z")
 }
 
 /// This process as the owner of a container being started.

@@ -232,7 +232,8 @@ fn rfc3339_now() -> String {
     let secs = d.as_secs() as i64;
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    // Civil date from days since the epoch (Howard Hinnant's algorithm). A copy of
+    // hako_engine::civil: this binary stays std-only to keep its memory small.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
