@@ -117,24 +117,8 @@ enum Command {
     },
     /// Update the resource limits (and restart policy) of one or more containers
     Update {
-        /// Memory limit
-        #[arg(short = 'm', long)]
-        memory: Option<String>,
-        /// Memory plus swap limit; -1 for unlimited swap
-        #[arg(long)]
-        memory_swap: Option<String>,
-        /// Number of CPUs
-        #[arg(long)]
-        cpus: Option<String>,
-        /// CPU shares (relative weight)
-        #[arg(short = 'c', long)]
-        cpu_shares: Option<u64>,
-        /// CPUs in which to allow execution
-        #[arg(long)]
-        cpuset_cpus: Option<String>,
-        /// Tune container pids limit (-1 for unlimited)
-        #[arg(long, allow_hyphen_values = true)]
-        pids_limit: Option<i64>,
+        #[command(flatten)]
+        resources: ResourceArgs,
         /// Restart policy to apply when a container exits
         #[arg(long)]
         restart: Option<String>,
@@ -561,6 +545,41 @@ struct LogsArgs {
     container: String,
 }
 
+/// Resource limits shared by `run`/`create` and `update`.
+#[derive(Args)]
+struct ResourceArgs {
+    /// Memory limit (e.g. 512m, 1g)
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long)]
+    memory_swap: Option<String>,
+    /// Number of CPUs (e.g. 1.5)
+    #[arg(long)]
+    cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+}
+
+impl ResourceArgs {
+    /// Sets the given limits on `opts`, leaving the others as they are.
+    fn apply(&self, opts: &mut RunOptions) {
+        opts.memory = self.memory.clone().or(opts.memory.take());
+        opts.memory_swap = self.memory_swap.clone().or(opts.memory_swap.take());
+        opts.cpus = self.cpus.clone().or(opts.cpus.take());
+        opts.cpu_shares = self.cpu_shares.or(opts.cpu_shares);
+        opts.cpuset_cpus = self.cpuset_cpus.clone().or(opts.cpuset_cpus.take());
+        opts.pids_limit = self.pids_limit.or(opts.pids_limit);
+    }
+}
+
 // Docker uses -h for --hostname, so clap's automatic -h is switched off here.
 #[derive(Args)]
 #[command(disable_help_flag = true)]
@@ -607,24 +626,8 @@ struct RunArgs {
     /// Seconds to wait after a forwarded stop signal before killing the container
     #[arg(long)]
     stop_timeout: Option<u64>,
-    /// Memory limit (e.g. 512m, 1g)
-    #[arg(short = 'm', long)]
-    memory: Option<String>,
-    /// Memory plus swap limit; -1 for unlimited swap
-    #[arg(long)]
-    memory_swap: Option<String>,
-    /// Number of CPUs (e.g. 1.5)
-    #[arg(long)]
-    cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    cpu_shares: Option<u64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    cpuset_cpus: Option<String>,
-    /// Tune container pids limit (-1 for unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
+    #[command(flatten)]
+    resources: ResourceArgs,
     /// Ulimit options (name=soft[:hard])
     #[arg(long)]
     ulimit: Vec<String>,
@@ -833,26 +836,17 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             each_container(&cli.root, &containers, |e, k| e.unpause(k))
         }
         Command::Update {
-            memory,
-            memory_swap,
-            cpus,
-            cpu_shares,
-            cpuset_cpus,
-            pids_limit,
+            resources,
             restart,
             containers,
         } => {
-            let changes = RunOptions {
-                memory,
-                memory_swap,
-                cpus,
-                cpu_shares,
-                cpuset_cpus,
-                pids_limit,
-                restart,
-                ..Default::default()
+            let change = |o: &mut RunOptions| {
+                resources.apply(o);
+                if restart.is_some() {
+                    o.restart = restart.clone();
+                }
             };
-            each_container(&cli.root, &containers, |e, k| e.update(k, &changes))
+            each_container(&cli.root, &containers, |e, k| e.update(k, &change))
         }
         Command::Rename {
             container,
@@ -1118,7 +1112,8 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         }
     }
     env.extend(a.env);
-    Ok(RunOptions {
+    let resources = a.resources;
+    let mut opts = RunOptions {
         image: a.image_and_command[0].clone(),
         cmd: a.image_and_command[1..].to_vec(),
         name: a.name,
@@ -1134,12 +1129,6 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         cgroup_parent: a.cgroup_parent,
         stop_timeout: a.stop_timeout,
         detach: a.detach,
-        memory: a.memory,
-        memory_swap: a.memory_swap,
-        cpus: a.cpus,
-        cpu_shares: a.cpu_shares,
-        cpuset_cpus: a.cpuset_cpus,
-        pids_limit: a.pids_limit,
         ulimits: a.ulimit,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
@@ -1164,7 +1153,10 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         ip: a.ip,
         network_aliases: a.network_alias,
         mac_address: a.mac_address,
-    })
+        ..Default::default()
+    };
+    resources.apply(&mut opts);
+    Ok(opts)
 }
 
 /// `--pull`: fetches the image from its registry when asked to, or when it is missing.

@@ -226,33 +226,14 @@ impl Engine {
         Ok(c.id)
     }
 
-    /// `docker update`: new resource limits for a container, applied to its cgroup at once
-    /// when it runs and kept for its next start.
-    pub fn update(&self, key: &str, changes: &RunOptions) -> Result<String> {
+    /// `docker update`: `change` edits the container's options (resource limits, restart
+    /// policy); the new limits are applied to its cgroup at once when it runs and kept for its
+    /// next start.
+    pub fn update(&self, key: &str, change: &dyn Fn(&mut RunOptions)) -> Result<String> {
         let c = self.find(key)?;
         let row = self.row(&c.id)?;
         let mut opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
-        if changes.memory.is_some() {
-            opts.memory = changes.memory.clone();
-        }
-        if changes.memory_swap.is_some() {
-            opts.memory_swap = changes.memory_swap.clone();
-        }
-        if changes.cpus.is_some() {
-            opts.cpus = changes.cpus.clone();
-        }
-        if changes.cpu_shares.is_some() {
-            opts.cpu_shares = changes.cpu_shares;
-        }
-        if changes.cpuset_cpus.is_some() {
-            opts.cpuset_cpus = changes.cpuset_cpus.clone();
-        }
-        if changes.pids_limit.is_some() {
-            opts.pids_limit = changes.pids_limit;
-        }
-        if changes.restart.is_some() {
-            opts.restart = changes.restart.clone();
-        }
+        change(&mut opts);
         let limits = crate::limits::Limits::parse(&opts)?;
         if c.state == State::Running {
             self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
