@@ -40,28 +40,38 @@ pub fn human_duration(d: Duration) -> String {
     format!("{} years", seconds / 3600 / 24 / 365)
 }
 
-/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B").
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+/// Divides by `base` until below it and prints `digits` significant digits with trailing zeros
+/// trimmed, like Go's `%.Ng` at these magnitudes.
+fn scaled(bytes: u64, base: f64, units: &[&str], digits: usize) -> String {
     let mut v = bytes as f64;
     let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
-    // Three significant digits, trailing zeros trimmed, like Go's %.3g for these magnitudes.
-    let decimals = if v >= 100.0 {
-        0
+    let int_digits = if v >= 100.0 {
+        3
     } else if v >= 10.0 {
-        1
-    } else {
         2
+    } else {
+        1
     };
+    let decimals = digits.saturating_sub(int_digits);
     let mut s = format!("{v:.decimals$}");
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
-    format!("{s}{}", UNITS[i])
+    format!("{s}{}", units[i])
+}
+
+/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B").
+pub fn human_size(bytes: u64) -> String {
+    scaled(
+        bytes,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"],
+        3,
+    )
 }
 
 /// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
@@ -211,23 +221,10 @@ mod rfc3339_tests {
 
 /// Docker's `BytesSize` (binary units) used by `stats`: "1.5MiB", "7.63GiB".
 pub fn human_binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    let decimals = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", UNITS[i])
+    scaled(
+        bytes,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
+        4,
+    )
 }
