@@ -135,6 +135,9 @@ mod tests {
         assert_eq!(human_size(125_000_000), "125MB");
         assert_eq!(human_size(1_200_000_000), "1.2GB");
         assert_eq!(human_size(12_340), "12.3kB");
+        assert_eq!(human_binary_size(64 << 20), "64MiB");
+        assert_eq!(human_binary_size(2_462_000), "2.348MiB");
+        assert_eq!(human_binary_size(512), "512B");
     }
 
     #[test]
