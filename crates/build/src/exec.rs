@@ -202,6 +202,19 @@ fn short(id: &str) -> &str {
     &h[..12.min(h.len())]
 }
 
+/// Adds `keys` to an image-config field that is a set written as `{"key": {}}` (ExposedPorts,
+/// Volumes), creating the field when missing.
+fn add_set_keys(cfg: &mut serde_json::Map<String, Value>, field: &str, keys: &[String]) {
+    let set = cfg.entry(field).or_insert_with(|| json!({}));
+    if !set.is_object() {
+        *set = json!({});
+    }
+    let m = set.as_object_mut().expect("just made an object");
+    for k in keys {
+        m.insert(k.clone(), json!({}));
+    }
+}
+
 /// RFC 3339 UTC with nanoseconds, as Docker writes `created`.
 fn rfc3339_now() -> String {
     let d = std::time::SystemTime::now()
@@ -776,17 +789,7 @@ impl Builder<'_> {
                     ports.push(format!("{num}/{proto}"));
                 }
                 self.meta(st, kw, &format!("EXPOSE {}", ports.join(" ")), |st| {
-                    let cfg = st.cfg_mut();
-                    if !cfg.get("ExposedPorts").is_some_and(|l| l.is_object()) {
-                        cfg.insert("ExposedPorts".into(), json!({}));
-                    }
-                    let m = cfg
-                        .get_mut("ExposedPorts")
-                        .and_then(|l| l.as_object_mut())
-                        .expect("just made");
-                    for p in &ports {
-                        m.insert(p.clone(), json!({}));
-                    }
+                    add_set_keys(st.cfg_mut(), "ExposedPorts", &ports)
                 })
             }
             "VOLUME" => {
@@ -801,17 +804,7 @@ impl Builder<'_> {
                     ));
                 }
                 self.meta(st, kw, &format!("VOLUME [{}]", vols.join(" ")), |st| {
-                    let cfg = st.cfg_mut();
-                    if !cfg.get("Volumes").is_some_and(|l| l.is_object()) {
-                        cfg.insert("Volumes".into(), json!({}));
-                    }
-                    let m = cfg
-                        .get_mut("Volumes")
-                        .and_then(|l| l.as_object_mut())
-                        .expect("just made");
-                    for v in &vols {
-                        m.insert(v.clone(), json!({}));
-                    }
+                    add_set_keys(st.cfg_mut(), "Volumes", &vols)
                 })
             }
             "ONBUILD" => {
