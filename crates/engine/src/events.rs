@@ -81,14 +81,18 @@ impl Engine {
             attrs.insert((*k).to_string(), v.clone());
         }
         let json = serde_json::to_string(&attrs).unwrap_or_default();
-        let _ = self.store.conn().execute(
+        let conn = self.store.conn();
+        let inserted = conn.execute(
             "INSERT INTO events (time, kind, action, id, attributes) VALUES (?1, 'container', ?2, ?3, ?4)",
             params![now_nanos(), action, id, json],
         );
-        let _ = self.store.conn().execute(
-            "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1",
-            [KEEP],
-        );
+        if inserted.is_ok() {
+            // The new row's seq bounds the table: no scan for the maximum on every event.
+            let _ = conn.execute(
+                "DELETE FROM events WHERE seq <= ?1",
+                [conn.last_insert_rowid() - KEEP],
+            );
+        }
     }
 
     /// Events after `after_seq` within [since, until] (nanoseconds), oldest first.

@@ -494,7 +494,12 @@ impl Engine {
         let store = ImageStore::open(root)?;
         store.conn().execute_batch(SCHEMA)?;
         store.conn().execute_batch(events::SCHEMA)?;
-        // State roots made by earlier versions lack these columns.
+        // State roots made by earlier versions lack these columns; one query tells which.
+        let have: std::collections::HashSet<String> = store
+            .conn()
+            .prepare("SELECT name FROM pragma_table_info('containers')")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<_>>()?;
         for (column, decl) in [
             ("config", "TEXT NOT NULL DEFAULT '{}'"),
             ("owner_pid", "INTEGER"),
@@ -502,12 +507,7 @@ impl Engine {
             ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
             ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
         ] {
-            let has: bool = store.conn().query_row(
-                "SELECT EXISTS(SELECT 1 FROM pragma_table_info('containers') WHERE name = ?1)",
-                [column],
-                |r| r.get(0),
-            )?;
-            if !has {
+            if !have.contains(column) {
                 store.conn().execute_batch(&format!(
                     "ALTER TABLE containers ADD COLUMN {column} {decl}"
                 ))?;
