@@ -1462,23 +1462,7 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
     };
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    let mut emit = |line: &str| -> std::io::Result<()> {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            return Ok(());
-        };
-        let text = v["log"].as_str().unwrap_or("");
-        let prefix = if a.timestamps {
-            format!("{} ", v["time"].as_str().unwrap_or(""))
-        } else {
-            String::new()
-        };
-        if v["stream"] == "stderr" {
-            write!(err, "{prefix}{text}")
-        } else {
-            write!(out, "{prefix}{text}")?;
-            out.flush()
-        }
-    };
+    let mut emit = |line: &str| write_log_line(line, a.timestamps, &mut out, &mut err);
     // Rotated files (--log-opt max-file) come first, oldest first, as `docker logs` shows them.
     let mut lines: Vec<String> = Vec::new();
     for n in (1..100).rev() {
@@ -2176,15 +2160,7 @@ fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Fai
                 break;
             }
             pos += buf.len() as u64;
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&buf) {
-                let text = v["log"].as_str().unwrap_or("");
-                if v["stream"] == "stderr" {
-                    write!(err, "{text}")?;
-                } else {
-                    write!(out, "{text}")?;
-                    out.flush()?;
-                }
-            }
+            write_log_line(&buf, false, &mut out, &mut err)?;
             buf.clear();
         }
         if !engine.is_running(&id)? {
@@ -2203,5 +2179,29 @@ fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Fai
         } else {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Prints one json-file log line on the stream it came from (`-t` prefixes its time).
+fn write_log_line(
+    line: &str,
+    timestamps: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        return Ok(());
+    };
+    let text = v["log"].as_str().unwrap_or("");
+    let prefix = if timestamps {
+        format!("{} ", v["time"].as_str().unwrap_or(""))
+    } else {
+        String::new()
+    };
+    if v["stream"] == "stderr" {
+        write!(err, "{prefix}{text}")
+    } else {
+        write!(out, "{prefix}{text}")?;
+        out.flush()
     }
 }
