@@ -9,7 +9,7 @@ use clap::Args;
 use hako_engine::hako_image::{self, ImportOptions, Reference, RemoveEvent};
 use tabwriter::TabWriter;
 
-use crate::{fmt, open, short_id, since, Failure};
+use crate::{fmt, image_filter, open, short_id, since, template, Failure};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -36,10 +36,16 @@ pub struct ImagesArgs {
     /// Show digests
     #[arg(long)]
     digests: bool,
-    /// Show all images (accepted for compatibility; hako has no intermediate images)
+    /// Show all images (by default intermediate build-step images are hidden)
     #[arg(short, long)]
     all: bool,
-    /// Only images of this REPOSITORY[:TAG]
+    /// Filter output based on conditions provided (dangling, reference, label, before, since)
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Format output using a Go template, "table TEMPLATE", or "json"
+    #[arg(long)]
+    format: Option<String>,
+    /// Only images of this REPOSITORY[:TAG] (a glob, as --filter reference=)
     reference: Option<String>,
 }
 
@@ -160,57 +166,91 @@ pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
 }
 
 pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
+    let mut filters = image_filter::Filters::parse(&a.filter)?;
+    if let Some(r) = &a.reference {
+        filters.reference.push(r.clone());
+    }
     let engine = open(root)?;
-    let filter = a.reference.as_deref().map(parse_ref).transpose()?;
-    let list = engine.images().list()?;
-    let mut out = TabWriter::new(std::io::stdout().lock())
-        .minwidth(7)
-        .padding(3);
-    if a.quiet {
-        let mut seen = std::collections::HashSet::new();
-        for img in &list {
-            if seen.insert(img.id.clone()) {
-                writeln!(
-                    out,
-                    "{}",
-                    if a.no_trunc {
-                        img.id.as_str()
-                    } else {
-                        short_id(&img.id)
-                    }
-                )?;
+    let store = engine.images();
+    let list = store.list()?;
+    let chains = store.all_layer_chains()?;
+    let intermediate = image_filter::intermediates(store.conn(), &list, &chains)?;
+    let bound = |name: &Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
+        name.as_deref()
+            .map(|n| {
+                let img = store.resolve(n)?;
+                img.config
+                    .created()
+                    .as_deref()
+                    .and_then(fmt::parse_rfc3339)
+                    .ok_or_else(|| anyhow::anyhow!("image {n} has no creation time"))
+            })
+            .transpose()
+    };
+    let before = bound(&filters.before)?;
+    let since_t = bound(&filters.since)?;
+
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    for img in &list {
+        let dangling = img.repo_tags.is_empty();
+        if dangling && !a.all && intermediate.contains(&img.id) {
+            continue;
+        }
+        if let Some(want) = filters.dangling {
+            if want != dangling {
+                continue;
             }
         }
-        out.flush()?;
-        return Ok(0);
-    }
-    if a.digests {
-        writeln!(out, "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE")?;
-    } else {
-        writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")?;
-    }
-    for img in &list {
-        let created = img
-            .created
-            .as_deref()
-            .and_then(fmt::parse_rfc3339)
-            .map(|t| since(Some(t)))
-            .unwrap_or_else(|| "N/A".into());
+        let created = img.created.as_deref().and_then(fmt::parse_rfc3339);
+        if before.is_some_and(|b| created.is_none_or(|c| c >= b))
+            || since_t.is_some_and(|s| created.is_none_or(|c| c <= s))
+        {
+            continue;
+        }
+        if !filters.label.is_empty() {
+            let full = store.resolve(&img.id)?;
+            let labels = full
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.labels().clone())
+                .unwrap_or_default();
+            if !filters.labels_match(&labels) {
+                continue;
+            }
+        }
+        let tags: Vec<&Reference> = img
+            .repo_tags
+            .iter()
+            .filter(|r| filters.reference_matches(r))
+            .collect();
+        if !filters.reference.is_empty() && tags.is_empty() {
+            continue;
+        }
+        ids.push(img.id.clone());
+        let digests = if a.digests || a.format.is_some() {
+            store.repo_digests(&img.id)?
+        } else {
+            Vec::new()
+        };
+        let digest_of = |repo: &str| -> String {
+            digests
+                .iter()
+                .filter_map(|d| d.split_once('@'))
+                .find(|(r, _)| Reference::parse(r).is_ok_and(|r| r.familiar_repository() == repo))
+                .map_or("<none>", |(_, d)| d)
+                .to_string()
+        };
         let id = if a.no_trunc {
             img.id.clone()
         } else {
             short_id(&img.id).to_string()
         };
-        let digests = if a.digests {
-            engine.images().repo_digests(&img.id)?
-        } else {
-            Vec::new()
-        };
-        let rows: Vec<(String, String)> = if img.repo_tags.is_empty() {
+        let pairs: Vec<(String, String)> = if tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
-            img.repo_tags
-                .iter()
+            tags.iter()
                 .map(|r| {
                     (
                         r.familiar_repository(),
@@ -219,38 +259,75 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
                 })
                 .collect()
         };
-        for (repo, tag) in rows {
-            if let Some(f) = &filter {
-                if repo != f.familiar_repository()
-                    || (f.tag().is_some() && Some(tag.as_str()) != f.tag())
-                {
-                    continue;
-                }
-            }
-            if a.digests {
-                let digest = digests
-                    .iter()
-                    .filter_map(|d| d.split_once('@'))
-                    .find(|(r, _)| {
-                        Reference::parse(r).is_ok_and(|r| r.familiar_repository() == repo)
-                    })
-                    .map_or("<none>", |(_, d)| d);
-                writeln!(
-                    out,
-                    "{repo}\t{tag}\t{digest}\t{id}\t{created}\t{}",
-                    fmt::human_size(img.size)
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "{repo}\t{tag}\t{id}\t{created}\t{}",
-                    fmt::human_size(img.size)
-                )?;
-            }
+        for (repo, tag) in pairs {
+            let digest = digest_of(&repo);
+            rows.push(serde_json::json!({
+                "Containers": "N/A",
+                "CreatedAt": created.map(|c| crate::engine_time(system_nanos(c))).unwrap_or_default(),
+                "CreatedSince": created.map(|c| since(Some(c))).unwrap_or_else(|| "N/A".into()),
+                "Digest": digest,
+                "ID": id,
+                "Repository": repo,
+                "SharedSize": "N/A",
+                "Size": fmt::human_size(img.size),
+                "Tag": tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": fmt::human_size(img.size),
+            }));
         }
     }
-    out.flush()?;
+
+    let stdout = std::io::stdout().lock();
+    if a.quiet {
+        let mut out = std::io::BufWriter::new(stdout);
+        for id in &ids {
+            let shown = if a.no_trunc {
+                id.as_str()
+            } else {
+                short_id(id)
+            };
+            writeln!(out, "{shown}")?;
+        }
+        out.flush()?;
+        return Ok(0);
+    }
+    let default_table = if a.digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    let format = match a.format.as_deref() {
+        None | Some("") | Some("table") => default_table,
+        Some(f) => f,
+    };
+    let (table, body) = match format.strip_prefix("table") {
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+            (true, rest.trim_start())
+        }
+        _ => (false, format),
+    };
+    let tmpl = template::Format::parse(body)?;
+    if table {
+        let mut out = TabWriter::new(stdout).minwidth(7).padding(3);
+        writeln!(out, "{}", tmpl.render(&image_filter::headers())?)?;
+        for row in &rows {
+            writeln!(out, "{}", tmpl.render(row)?)?;
+        }
+        out.flush()?;
+    } else {
+        let mut out = std::io::BufWriter::new(stdout);
+        for row in &rows {
+            writeln!(out, "{}", tmpl.render(row)?)?;
+        }
+        out.flush()?;
+    }
     Ok(0)
+}
+
+fn system_nanos(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32, Failure> {

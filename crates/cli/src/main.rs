@@ -3,6 +3,7 @@
 
 mod build;
 mod fmt;
+mod image_filter;
 mod images;
 mod template;
 

@@ -163,3 +163,136 @@ fn rmi_refuses_images_in_use_and_untags_like_docker() {
     assert_eq!(code, 1);
     assert!(err.contains("No such image"), "{err}");
 }
+
+#[test]
+fn images_filters_and_formats_like_docker() {
+    let r = Root::with_busybox();
+    let tar = images_dir().join("busybox.tar");
+    let tar = tar.to_str().unwrap();
+    r.ok(&[
+        "import",
+        "-c",
+        "LABEL app=web",
+        "-c",
+        "LABEL tier=front",
+        tar,
+        "web:1",
+    ]);
+    r.ok(&["tag", "web:1", "localhost:5000/team/web:2"]);
+    let dangling_id = r.ok(&["import", tar]).trim().to_string();
+    let short = &dangling_id[7..19];
+
+    let fmt = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["images"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = r.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let rt = ["--format", "{{.Repository}}:{{.Tag}}"];
+    assert_eq!(
+        fmt(&rt),
+        [
+            "<none>:<none>",
+            "busybox:latest",
+            "localhost:5000/team/web:2",
+            "web:1"
+        ]
+    );
+    assert_eq!(fmt(&["-f", "dangling=true", "-q"]), [short.to_string()]);
+    assert_eq!(
+        fmt(&["-f", "dangling=false", rt[0], rt[1]]),
+        ["busybox:latest", "localhost:5000/team/web:2", "web:1"]
+    );
+    // Go's path.Match: `*` does not cross `/`; the pattern is tried with and without the tag.
+    assert_eq!(
+        fmt(&["-f", "reference=bu*", rt[0], rt[1]]),
+        ["busybox:latest"]
+    );
+    assert_eq!(fmt(&["-f", "reference=*:1", rt[0], rt[1]]), ["web:1"]);
+    assert_eq!(
+        fmt(&["-f", "reference=localhost:5000/*/*", rt[0], rt[1]]),
+        ["localhost:5000/team/web:2"]
+    );
+    assert_eq!(
+        fmt(&[
+            "-f",
+            "reference=web",
+            "-f",
+            "reference=busybox",
+            rt[0],
+            rt[1]
+        ]),
+        ["busybox:latest", "web:1"],
+        "values of one key are ORed"
+    );
+    assert_eq!(
+        fmt(&["web", rt[0], rt[1]]),
+        ["web:1"],
+        "positional reference"
+    );
+    assert_eq!(
+        fmt(&["-f", "label=app", "-f", "label=tier=front", rt[0], rt[1]]),
+        ["localhost:5000/team/web:2", "web:1"]
+    );
+    assert!(fmt(&["-f", "label=app=db", "-q"]).is_empty());
+    // Ordered by creation: busybox, then web, then the dangling import.
+    assert_eq!(fmt(&["-f", "since=web:1", "-q"]), [short.to_string()]);
+    assert_eq!(
+        fmt(&["-f", "before=web:1", rt[0], rt[1]]),
+        ["busybox:latest"]
+    );
+
+    let table = r.ok(&[
+        "images",
+        "--format",
+        "table {{.Repository}}\\t{{.ID}}\\t{{.Size}}",
+        "busybox",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("REPOSITORY   IMAGE ID"), "{table}");
+    assert!(lines[0].ends_with("SIZE"), "{table}");
+    assert!(lines[1].starts_with("busybox"), "{table}");
+
+    let json = r.ok(&[
+        "images",
+        "--format",
+        "json",
+        "--no-trunc",
+        "-f",
+        "dangling=true",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(doc["ID"], dangling_id.as_str());
+    assert_eq!(doc["Repository"], "<none>");
+    assert_eq!(doc["Tag"], "<none>");
+    assert!(
+        doc["CreatedAt"].as_str().unwrap().ends_with("+0000 UTC"),
+        "{doc}"
+    );
+    assert!(doc["Size"].as_str().unwrap().ends_with("MB"), "{doc}");
+
+    for bad in ["bogus=1", "dangling=maybe", "reference=[abc"] {
+        let (code, _, err) = r.run(&["images", "-f", bad]);
+        assert_eq!(code, 1, "{bad}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn images_hides_intermediate_build_images_without_all() {
+    let r = Root::with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nENV STEP=1\nENV STEP=2\n",
+    )
+    .unwrap();
+    r.ok(&["build", "-q", "-t", "final", ctx.path().to_str().unwrap()]);
+    let shown = r.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!shown.contains("<none>"), "intermediates hidden: {shown}");
+    let all = r.ok(&["images", "-a", "--format", "{{.Repository}}"]);
+    assert!(all.contains("<none>"), "-a shows the build steps: {all}");
+    assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
+}

@@ -542,6 +542,21 @@ impl ImageStore {
         Ok(out.into_iter().map(|(_, _, s)| s).collect())
     }
 
+    /// The chain IDs of every image, bottom first, keyed by image ID: one
+    /// query, for `hako images` to tell intermediate images from the rest.
+    pub fn all_layer_chains(&self) -> Result<HashMap<String, Vec<String>>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT image_id, chain_id FROM image_layers ORDER BY image_id, position")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for row in rows {
+            let (id, chain) = row?;
+            out.entry(id).or_default().push(chain);
+        }
+        Ok(out)
+    }
+
     /// Finds an image by tag (`busybox`, `busybox:1`,
     /// `docker.io/library/busybox:latest`), by manifest digest
     /// (`busybox@sha256:…`), by full ID (`sha256:<hex>` or 64 hex), or by a
