@@ -274,3 +274,128 @@ mod tests {
         assert!(Filters::parse(&["dangling".into()]).is_err());
     }
 }
+
+/// `image prune --filter`: `until=` (a Go duration before now, a Unix time or RFC 3339) and
+/// `label=`/`label!=` (`k` or `k=v`).
+#[derive(Debug, Default)]
+pub struct PruneFilter {
+    until: Option<std::time::SystemTime>,
+    label: Vec<(String, Option<String>)>,
+    not_label: Vec<(String, Option<String>)>,
+}
+
+impl PruneFilter {
+    pub fn parse(args: &[String], now: std::time::SystemTime) -> anyhow::Result<PruneFilter> {
+        let mut f = PruneFilter::default();
+        let kv = |v: &str| match v.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (v.to_string(), None),
+        };
+        for arg in args {
+            if let Some(v) = arg.strip_prefix("label!=") {
+                f.not_label.push(kv(v));
+                continue;
+            }
+            let Some((key, value)) = arg.split_once('=') else {
+                anyhow::bail!("bad format of filter (expected name=value): {arg}");
+            };
+            match key {
+                "until" => f.until = Some(parse_until(value, now)?),
+                "label" => f.label.push(kv(value)),
+                _ => anyhow::bail!("invalid filter '{key}'"),
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn accepts(&self, img: &hako_engine::hako_image::Image) -> bool {
+        if let Some(until) = self.until {
+            let created = img
+                .config
+                .created()
+                .as_deref()
+                .and_then(crate::fmt::parse_rfc3339);
+            if created.is_none_or(|c| c >= until) {
+                return false;
+            }
+        }
+        let labels = img
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().clone())
+            .unwrap_or_default();
+        let has = |(k, v): &(String, Option<String>)| match (labels.get(k), v) {
+            (Some(have), Some(want)) => have == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        self.label.iter().all(has) && !self.not_label.iter().any(has)
+    }
+}
+
+/// Docker's `until` values: `10m`, `1h30m` (before now), `1700000000[.5]`, or RFC 3339.
+fn parse_until(v: &str, now: std::time::SystemTime) -> anyhow::Result<std::time::SystemTime> {
+    use std::time::{Duration, UNIX_EPOCH};
+    if let Some(t) = crate::fmt::parse_rfc3339(v) {
+        return Ok(t);
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs >= 0.0 && secs.is_finite() {
+            return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
+        }
+    }
+    let bad = || anyhow::anyhow!("invalid filter 'until={v}': not a duration or a timestamp");
+    let mut total = 0f64;
+    let mut rest = v;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += number * scale;
+        rest = &rest[u..];
+    }
+    now.checked_sub(Duration::from_secs_f64(total))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn until_values_like_docker() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |v: &str| parse_until(v, now).unwrap();
+        assert_eq!(at("10m"), now - Duration::from_secs(600));
+        assert_eq!(at("1h30m"), now - Duration::from_secs(5400));
+        assert_eq!(at("1.5h"), now - Duration::from_secs(5400));
+        assert_eq!(at("500000"), UNIX_EPOCH + Duration::from_secs(500_000));
+        assert_eq!(
+            at("1970-01-02T00:00:00Z"),
+            UNIX_EPOCH + Duration::from_secs(86_400)
+        );
+        for bad in ["", "10x", "h", "-1h"] {
+            assert!(parse_until(bad, now).is_err(), "{bad}");
+        }
+        assert!(PruneFilter::parse(&["dangling=true".into()], now).is_err());
+    }
+}

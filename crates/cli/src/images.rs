@@ -650,3 +650,52 @@ pub fn logout(a: LogoutArgs) -> Result<i32, Failure> {
     }
     Ok(0)
 }
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Provide filter values (e.g. "until=24h", "label=k=v", "label!=k")
+    #[arg(long)]
+    filter: Vec<String>,
+}
+
+pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
+    let filter = image_filter::PruneFilter::parse(&a.filter, std::time::SystemTime::now())?;
+    if !a.force {
+        println!(
+            "WARNING! This will remove all {}.",
+            if a.all {
+                "images without at least one container associated to them"
+            } else {
+                "dangling images"
+            }
+        );
+        print!("Are you sure you want to continue? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+            return Ok(0);
+        }
+    }
+    let engine = open(root)?;
+    let (events, freed) = engine.image_prune_where(a.all, &|img| filter.accepts(img))?;
+    let mut out = std::io::stdout().lock();
+    if !events.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for e in events {
+            match e {
+                RemoveEvent::Untagged(r) => writeln!(out, "untagged: {r}")?,
+                RemoveEvent::Deleted(id) => writeln!(out, "deleted: {id}")?,
+            }
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", fmt::human_size(freed))?;
+    Ok(0)
+}

@@ -285,6 +285,8 @@ enum ImageCommand {
     History(images::HistoryArgs),
     /// Display detailed information on one or more images
     Inspect(images::InspectArgs),
+    /// Remove unused images
+    Prune(images::PruneArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag {
         /// Existing image
@@ -791,6 +793,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             images::history(&cli.root, a)
         }
         Command::Image(ImageCommand::Inspect(a)) => images::inspect(&cli.root, a),
+        Command::Image(ImageCommand::Prune(a)) => images::prune(&cli.root, a),
         Command::Login(a) => images::login(a),
         Command::Logout(a) => images::logout(a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),

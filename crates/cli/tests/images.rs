@@ -296,3 +296,118 @@ fn images_hides_intermediate_build_images_without_all() {
     assert!(all.contains("<none>"), "-a shows the build steps: {all}");
     assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
 }
+
+fn prune_with_answer(r: &Root, args: &[&str], answer: &str) -> String {
+    let mut child = r
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn image_prune_removes_unused_images_and_collects_garbage() {
+    let r = Root::with_busybox();
+    let tar = images_dir().join("busybox.tar");
+    let tar = tar.to_str().unwrap();
+    let other = images_dir().join("trixie.tar");
+    r.ok(&["import", "-c", "LABEL app=web", tar, "web:1"]);
+    let dangling = r
+        .ok(&["import", other.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let used = r.ok(&["import", tar]).trim().to_string();
+    r.ok(&["run", "--name", "keeper", &used, "true"]);
+    let layers_before = std::fs::read_dir(r.path().join("layers")).unwrap().count();
+    assert_eq!(layers_before, 2);
+
+    let out = prune_with_answer(&r, &["image", "prune"], "n\n");
+    assert_eq!(
+        out,
+        "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] "
+    );
+    assert_eq!(
+        r.ok(&["images", "-q", "-f", "dangling=true"])
+            .lines()
+            .count(),
+        2
+    );
+
+    // Leftovers of a crash between a removal's commit and its unlinks.
+    let orphan_blob = r.path().join("blobs/sha256").join("ab".repeat(32));
+    std::fs::write(&orphan_blob, b"orphan").unwrap();
+    let orphan_layer = r.path().join("layers").join("cd".repeat(32));
+    std::fs::create_dir_all(orphan_layer.join("diff")).unwrap();
+
+    let out = prune_with_answer(&r, &["image", "prune"], "y\n");
+    let expected = format!("Deleted Images:\ndeleted: {dangling}\n\nTotal reclaimed space: ");
+    assert!(out.contains(&expected), "{out}");
+    assert!(
+        out.trim_end().ends_with("MB"),
+        "trixie's layer is counted: {out}"
+    );
+    assert!(
+        !orphan_blob.exists() && !orphan_layer.exists(),
+        "garbage collected"
+    );
+    assert_eq!(
+        std::fs::read_dir(r.path().join("layers")).unwrap().count(),
+        1,
+        "trixie's layer removed, busybox's shared one kept"
+    );
+    let ids = r.ok(&["images", "-a", "-q", "--no-trunc"]);
+    assert!(ids.contains(&used), "image of a container kept: {ids}");
+
+    // -a with a label filter removes only matching tagged images.
+    let out = r.ok(&["image", "prune", "-a", "-f", "--filter", "label=app=web"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: web:1\ndeleted: sha256:"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("Total reclaimed space: 0B\n"),
+        "layer still shared: {out}"
+    );
+    assert!(r.ok(&["images"]).contains("busybox"));
+
+    let out = r.ok(&["image", "prune", "-a", "-f", "--filter", "until=1h"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n", "everything is newer");
+    let out = r.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: busybox:latest\n"),
+        "{out}"
+    );
+    assert_eq!(r.ok(&["images", "-q", "--no-trunc"]).trim(), used);
+    r.ok(&["start", "keeper"]);
+    assert_eq!(
+        r.ok(&["wait", "keeper"]).trim(),
+        "0",
+        "its image still runs"
+    );
+    r.ok(&["rm", "keeper"]);
+    let out = r.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {used}")), "{out}");
+    assert_eq!(
+        std::fs::read_dir(r.path().join("layers")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(r.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let (code, _, err) = r.run(&["image", "prune", "-f", "--filter", "until=soon"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("until=soon"), "{err}");
+}

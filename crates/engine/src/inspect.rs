@@ -629,6 +629,16 @@ impl Engine {
     /// Removes images no container uses: untagged ones, or all with `all`. Returns the events
     /// and the bytes freed.
     pub fn image_prune(&self, all: bool) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
+        self.image_prune_where(all, &|_| true)
+    }
+
+    /// [`Engine::image_prune`] limited to the images `candidate` accepts (`--filter`),
+    /// followed by garbage collection of blobs and layers no image references.
+    pub fn image_prune_where(
+        &self,
+        all: bool,
+        candidate: &dyn Fn(&hako_image::Image) -> bool,
+    ) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
         let used: std::collections::HashSet<String> =
             self.list(true)?.into_iter().map(|c| c.image_id).collect();
         let mut events = Vec::new();
@@ -639,7 +649,8 @@ impl Engine {
         for img in self.store.list()? {
             let full = self.store.resolve(&img.id)?;
             let sizes = self.store.layer_sizes(&img.id).unwrap_or_default();
-            let doomed = !used.contains(&img.id) && (all || img.repo_tags.is_empty());
+            let doomed =
+                !used.contains(&img.id) && (all || img.repo_tags.is_empty()) && candidate(&full);
             for (i, layer) in full.layers.iter().enumerate() {
                 if doomed {
                     candidates.insert(layer.clone(), sizes.get(i).copied().unwrap_or(0));
@@ -655,7 +666,8 @@ impl Engine {
             .iter()
             .filter(|(l, _)| !kept_layers.contains(*l))
             .map(|(_, s)| s)
-            .sum();
-        Ok((events, freed))
+            .sum::<u64>();
+        let gc = self.store.gc()?;
+        Ok((events, freed + gc.bytes))
     }
 }

@@ -23,7 +23,7 @@ pub use changes::apply as apply_changes;
 pub use extract::Compression;
 pub use ingest::{NewImage, NewLayer, StagedLayer, Stager};
 pub use reference::Reference;
-pub use store::{Image, ImageStore, ImageSummary, ImportOptions, RemoveEvent};
+pub use store::{GcReport, Image, ImageStore, ImageSummary, ImportOptions, RemoveEvent};
 
 /// Errors returned by the image store.
 #[derive(Debug, thiserror::Error)]

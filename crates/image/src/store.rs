@@ -108,6 +108,30 @@ pub enum RemoveEvent {
     Deleted(String),
 }
 
+/// What [`ImageStore::gc`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Unreferenced blobs deleted.
+    pub blobs: usize,
+    /// Unreferenced layer directories deleted.
+    pub layers: usize,
+    /// Bytes those took on disk (file sizes).
+    pub bytes: u64,
+}
+
+/// Sum of the regular file sizes under `p`, not following symlinks.
+fn tree_size(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return if m.is_file() { m.len() } else { 0 };
+    }
+    fs::read_dir(p)
+        .map(|d| d.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
 /// Handle on the store under one state root.
 pub struct ImageStore {
     root: PathBuf,
@@ -498,6 +522,57 @@ impl ImageStore {
         fs::rename(path, &tmp).map_err(|e| io_ctx(e, "remove", path))?;
         remove_any(&tmp);
         Ok(())
+    }
+
+    /// Garbage-collects the store: removes blobs and unpacked layers that no
+    /// image record references, such as those a crash left behind between a
+    /// removal's commit and its file deletions, or between a layer's rename
+    /// into place and the commit that would have recorded it.
+    ///
+    /// Runs under the store lock, so no commit can be halfway through; what
+    /// the database references is never touched. Each removal is a single
+    /// unlink or a rename into `tmp/`, so a crash during GC leaves nothing
+    /// half-deleted where a later pull or run would look.
+    pub fn gc(&self) -> Result<GcReport, Error> {
+        let _lock = self.lock()?;
+        let mut blobs: HashSet<String> = HashSet::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT config_digest FROM images UNION SELECT manifest_digest FROM images
+             UNION SELECT blob_digest FROM layers",
+        )?;
+        for d in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            blobs.insert(hex_part(&d?).to_string());
+        }
+        let mut layers: HashSet<String> = HashSet::new();
+        let mut stmt = self.conn.prepare("SELECT chain_id FROM layers")?;
+        for c in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            layers.insert(hex_part(&c?).to_string());
+        }
+        let mut report = GcReport::default();
+        let dir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&dir).map_err(|e| io_ctx(e, "read", &dir))? {
+            let e = e.map_err(|e| io_ctx(e, "read", &dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if blobs.contains(&name) {
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path()).map_err(|err| io_ctx(err, "remove", &e.path()))?;
+            report.blobs += 1;
+            report.bytes += size;
+        }
+        let dir = self.root.join("layers");
+        for e in fs::read_dir(&dir).map_err(|e| io_ctx(e, "read", &dir))? {
+            let e = e.map_err(|e| io_ctx(e, "read", &dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if layers.contains(&name) {
+                continue;
+            }
+            report.bytes += tree_size(&e.path());
+            self.discard(&e.path())?;
+            report.layers += 1;
+        }
+        Ok(report)
     }
 
     /// All images, newest first.

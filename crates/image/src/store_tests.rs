@@ -687,3 +687,35 @@ fn concurrent_stores_on_one_root() {
     assert_eq!(store.list().unwrap().len(), 4);
     assert!(store.resolve("shared").is_ok());
 }
+
+#[test]
+fn gc_removes_only_unreferenced_blobs_and_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let kept = store
+        .import(&tiny_tar("a", b"kept")[..], &opts(Some("kept")))
+        .unwrap();
+    let blobs_before = dir_len(&dir.path().join("blobs/sha256"));
+    assert_eq!(
+        store.gc().unwrap(),
+        GcReport::default(),
+        "nothing to collect"
+    );
+    // What a crash leaves: a blob whose image row was deleted, and a layer dir renamed into
+    // place whose commit never happened.
+    fs::write(store.blob_path(&"ab".repeat(32)), b"orphan").unwrap();
+    let stray = dir.path().join("layers").join("cd".repeat(32));
+    fs::create_dir_all(stray.join("diff/sub")).unwrap();
+    fs::write(stray.join("diff/sub/f"), b"12345").unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!((report.blobs, report.layers, report.bytes), (1, 1, 11));
+    assert!(!stray.exists());
+    assert_eq!(dir_len(&dir.path().join("blobs/sha256")), blobs_before);
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+    let again = store.resolve("kept").unwrap();
+    assert_eq!(again.id, kept.id);
+    assert!(again.layers[0].join("a").is_file(), "referenced layer kept");
+    store.read_blob(&kept.id).unwrap();
+    store.remove("kept", false, &no_use).unwrap();
+    assert_empty(&store);
+}
