@@ -699,3 +699,101 @@ pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
     writeln!(out, "Total reclaimed space: {}", fmt::human_size(freed))?;
     Ok(0)
 }
+
+#[derive(clap::Subcommand)]
+pub enum ManifestCommand {
+    /// Display an image manifest, or manifest list, from a registry
+    Inspect {
+        /// NAME[:TAG|@DIGEST]
+        image: String,
+    },
+}
+
+pub fn manifest(c: ManifestCommand) -> Result<i32, Failure> {
+    match c {
+        ManifestCommand::Inspect { image } => {
+            let reference = parse_ref(&image)?;
+            let raw = hako_registry::fetch_raw_manifest(&reference)
+                .with_context(|| format!("manifest inspect {}", reference.familiar()))?;
+            println!("{}", go_json_indent(&raw));
+            Ok(0)
+        }
+    }
+}
+
+/// Go's `json.Indent(buf, raw, "", "\t")`, which `docker manifest inspect` prints: the
+/// registry's bytes re-indented, key order and number spelling untouched. `raw` must be
+/// valid JSON (the registry client checked it).
+fn go_json_indent(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(raw.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push('\t');
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if matches!(chars.peek(), Some('}' | ']')) {
+                    // Go keeps empty objects and arrays on one line.
+                    out.push(chars.next().unwrap_or(']'));
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_json_indent;
+
+    #[test]
+    fn indents_like_go() {
+        let raw = br#"{"schemaVersion":2, "layers":[{"digest":"sha256:a,b\"}"}],"annotations":{},"x":[]}"#;
+        assert_eq!(
+            go_json_indent(raw),
+            "{\n\t\"schemaVersion\": 2,\n\t\"layers\": [\n\t\t{\n\t\t\t\"digest\": \"sha256:a,b\\\"}\"\n\t\t}\n\t],\n\t\"annotations\": {},\n\t\"x\": []\n}"
+        );
+    }
+}

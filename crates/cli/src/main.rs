@@ -69,6 +69,9 @@ enum Command {
     Load(images::LoadArgs),
     /// Show the history of an image
     History(images::HistoryArgs),
+    /// Inspect distribution manifests and manifest lists in a registry
+    #[command(subcommand)]
+    Manifest(images::ManifestCommand),
     /// Log in to a registry
     Login(images::LoginArgs),
     /// Log out from a registry
@@ -794,6 +797,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Image(ImageCommand::Inspect(a)) => images::inspect(&cli.root, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(&cli.root, a),
+        Command::Manifest(c) => images::manifest(c),
         Command::Login(a) => images::login(a),
         Command::Logout(a) => images::logout(a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),

@@ -543,3 +543,67 @@ fn save_load_round_trip_and_peers() {
         eprintln!("docker is not running: skipping the docker load check");
     }
 }
+
+fn skopeo_raw(name: &str) -> Vec<u8> {
+    let out = Command::new(need("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn manifest_inspect_prints_the_registry_manifest_or_index() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let amd = layout.image(Comp::Gzip, "linux", "amd64");
+    let arm = layout.image(Comp::Zstd, "linux", "arm64");
+    layout.tag_index(vec![amd.clone(), arm], "multi");
+    layout.tag(amd, "single");
+    reg.skopeo_push(layout.path(), "multi", "mi:multi", &["--all"]);
+    reg.skopeo_push(layout.path(), "single", "mi:single", &["--format", "v2s2"]);
+
+    let r = Root::new();
+    for tag in ["multi", "single"] {
+        let name = reg.name(&format!("mi:{tag}"));
+        let out = r.ok(&["manifest", "inspect", &name]);
+        assert!(
+            out.starts_with("{\n\t\""),
+            "tab-indented like docker: {out}"
+        );
+        let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let raw: serde_json::Value = serde_json::from_slice(&skopeo_raw(&name)).unwrap();
+        assert_eq!(shown, raw, "{tag}");
+    }
+    let index: serde_json::Value =
+        serde_json::from_str(&r.ok(&["manifest", "inspect", &reg.name("mi:multi")])).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    let single: serde_json::Value =
+        serde_json::from_str(&r.ok(&["manifest", "inspect", &reg.name("mi:single")])).unwrap();
+    assert_eq!(
+        single["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    // By digest, the platform manifest the index lists.
+    let digest = index["manifests"][1]["digest"].as_str().unwrap();
+    let by_digest = r.ok(&[
+        "manifest",
+        "inspect",
+        &format!("{}@{digest}", reg.name("mi")),
+    ]);
+    let m: serde_json::Value = serde_json::from_str(&by_digest).unwrap();
+    assert!(m["layers"][0]["mediaType"]
+        .as_str()
+        .unwrap()
+        .ends_with("zstd"));
+    let (code, _, err) = r.run(&["manifest", "inspect", &reg.name("mi:nope")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(r.ok(&["images", "-q"]), "", "nothing pulled");
+}

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use auth::{docker_config_dir, Credentials};
 pub use manifest::Platform;
-pub use pull::{pull, PullOptions, Pulled};
+pub use pull::{fetch_raw_manifest, pull, PullOptions, Pulled};
 pub use push::push;
 
 /// Errors of registry operations.

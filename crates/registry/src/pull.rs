@@ -129,6 +129,18 @@ fn stage(
         })
 }
 
+/// The distribution manifest `reference` names, as the registry serves it:
+/// an image manifest, or the index / manifest list of a multi-platform
+/// image (`hako manifest inspect`). The bytes are checked to be JSON of a
+/// known manifest kind, and against the digest when the reference has one.
+pub fn fetch_raw_manifest(reference: &Reference) -> Result<Vec<u8>, Error> {
+    let client = Client::new(reference.domain(), reference.path(), false)?;
+    let target = reference.digest().or(reference.tag()).unwrap_or("latest");
+    let (bytes, ct, _) = fetch_manifest(&client, target, reference)?;
+    classify(&ct, &bytes, &reference.familiar())?;
+    Ok(bytes)
+}
+
 /// Pulls `reference` into `store`, writing Docker's plain progress lines
 /// to `progress` (pass `std::io::sink()` for `-q`).
 ///
