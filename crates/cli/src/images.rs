@@ -19,7 +19,7 @@ pub struct ImportArgs {
     /// Commit message recorded in the image history
     #[arg(short = 'm', long)]
     message: Option<String>,
-    /// Tarball path, or - to read standard input
+    /// Tarball path, http(s) URL, or - to read standard input
     file: String,
     /// REPOSITORY[:TAG]
     reference: Option<String>,
@@ -155,6 +155,11 @@ pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
     };
     let image = if a.file == "-" {
         engine.images().import(std::io::stdin().lock(), &opts)?
+    } else if a.file.starts_with("http://") || a.file.starts_with("https://") {
+        let body = hako_registry::open_url(&a.file)?;
+        engine
+            .images()
+            .import(std::io::BufReader::with_capacity(1 << 20, body), &opts)?
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
         engine
@@ -796,4 +801,49 @@ mod tests {
             "{\n\t\"schemaVersion\": 2,\n\t\"layers\": [\n\t\t{\n\t\t\t\"digest\": \"sha256:a,b\\\"}\"\n\t\t}\n\t],\n\t\"annotations\": {},\n\t\"x\": []\n}"
         );
     }
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    output: Option<String>,
+    /// Container
+    container: String,
+}
+
+pub fn export(root: &Path, a: ExportArgs) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    match a.output.as_deref() {
+        Some(path) if path != "-" => {
+            // Written aside and renamed, so a failed export leaves no truncated archive.
+            let tmp = format!("{path}.hako-tmp");
+            let f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &f);
+            let res = engine
+                .export(&a.container, &mut w)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| w.flush().with_context(|| format!("write {tmp}")))
+                .and_then(|_| f.sync_all().with_context(|| format!("write {tmp}")))
+                .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("write {path}")));
+            if let Err(e) = res {
+                drop(w);
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        }
+        _ => {
+            let stdout = std::io::stdout();
+            if std::io::IsTerminal::is_terminal(&stdout) {
+                return Err(anyhow::anyhow!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                )
+                .into());
+            }
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            engine.export(&a.container, &mut w)?;
+            w.flush()?;
+        }
+    }
+    Ok(0)
 }

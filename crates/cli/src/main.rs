@@ -43,8 +43,10 @@ enum Command {
     /// Manage the build cache
     #[command(subcommand)]
     Builder(build::BuilderCommand),
-    /// Create an image from a root filesystem tarball (a file, or - for stdin)
+    /// Create an image from a root filesystem tarball (a file, an http(s) URL, or - for stdin)
     Import(images::ImportArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(images::ExportArgs),
     /// List images
     Images(images::ImagesArgs),
     /// Manage images
@@ -301,6 +303,8 @@ enum ImageCommand {
 
 #[derive(Subcommand)]
 enum ContainerCommand {
+    /// Export a container's filesystem as a tar archive
+    Export(images::ExportArgs),
     /// Remove all stopped containers
     Prune {
         /// Do not prompt for confirmation
@@ -798,6 +802,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Image(ImageCommand::Inspect(a)) => images::inspect(&cli.root, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(&cli.root, a),
         Command::Manifest(c) => images::manifest(c),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            images::export(&cli.root, a)
+        }
         Command::Login(a) => images::login(a),
         Command::Logout(a) => images::logout(a),
         Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),

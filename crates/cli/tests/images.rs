@@ -411,3 +411,163 @@ fn image_prune_removes_unused_images_and_collects_garbage() {
     assert_eq!(code, 1);
     assert!(err.contains("until=soon"), "{err}");
 }
+
+fn tar_listing(path: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("tar")
+        .arg("tvf")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn entry<'a>(listing: &'a [String], name: &str) -> Option<&'a String> {
+    listing
+        .iter()
+        .find(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} ")))
+}
+
+#[test]
+fn export_writes_the_container_filesystem() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "--name",
+        "exp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /new && rm /bin/ls && mkfifo /fifo && ln /new /newlink",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.tar");
+    r.ok(&["export", "-o", file.to_str().unwrap(), "exp"]);
+    let stdout = r.hako(&["export", "exp"]);
+    assert!(stdout.status.success());
+    assert_eq!(
+        stdout.stdout,
+        std::fs::read(&file).unwrap(),
+        "-o and stdout agree"
+    );
+    let listing = tar_listing(&file);
+    assert!(
+        entry(&listing, "new").is_some_and(|l| l.starts_with("-rw")),
+        "{listing:?}"
+    );
+    assert!(
+        entry(&listing, "fifo").is_some_and(|l| l.starts_with('p')),
+        "{listing:?}"
+    );
+    assert!(
+        entry(&listing, "newlink").is_some_and(|l| l.contains("link to new")),
+        "{listing:?}"
+    );
+    assert!(entry(&listing, "bin/busybox").is_some(), "{listing:?}");
+    assert!(
+        entry(&listing, "bin/ls").is_none(),
+        "deleted file stays deleted"
+    );
+    assert!(
+        !listing.iter().any(|l| l.contains(".wh.")),
+        "no whiteouts leak"
+    );
+    // The archive is a filesystem hako can import and run again.
+    r.ok(&["import", file.to_str().unwrap(), "reborn"]);
+    assert_eq!(r.ok(&["run", "--rm", "reborn", "cat", "/newlink"]), "hi\n");
+    assert_eq!(std::fs::read_dir(r.path().join("tmp")).unwrap().count(), 0);
+    r.ok(&["rm", "exp"]);
+
+    // A running container: its own files, not /proc or volumes.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "-v",
+        "/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /data/vol && echo up > /up && exec sleep 300",
+    ]);
+    let live = dir.path().join("live.tar");
+    assert!(common::wait_for(20, || {
+        r.ok(&["export", "-o", live.to_str().unwrap(), "live"]);
+        entry(&tar_listing(&live), "up").is_some()
+    }));
+    let listing = tar_listing(&live);
+    assert!(!listing.iter().any(|l| l.contains(" proc/")), "{listing:?}");
+    assert!(
+        entry(&listing, "data/vol").is_none(),
+        "volume contents excluded"
+    );
+    assert_eq!(
+        r.ok(&["exec", "live", "cat", "/up"]),
+        "up\n",
+        "still running"
+    );
+    r.ok(&["rm", "-f", "live"]);
+    let (code, _, err) = r.run(&["export", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nosuch"), "{err}");
+}
+
+/// Serves `body` to each connection with status `status` on a free loopback port.
+fn serve(status: &'static str, body: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut req = Vec::new();
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+            if n == 0 {
+                return;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(&body);
+    });
+    (port, h)
+}
+
+#[test]
+fn import_from_a_url() {
+    let r = Root::new();
+    let tar = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let (port, h) = serve("200 OK", tar);
+    let url = format!("http://127.0.0.1:{port}/rootfs.tar");
+    r.ok(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"from-url\"]",
+        &url,
+        "fromurl",
+    ]);
+    h.join().unwrap();
+    assert_eq!(r.ok(&["run", "--rm", "fromurl"]), "from-url\n");
+    let hist = r.ok(&["history", "--no-trunc", "fromurl"]);
+    assert!(hist.contains(&url), "{hist}");
+
+    let (port, h) = serve("404 Not Found", b"no".to_vec());
+    let (code, _, err) = r.run(&["import", &format!("http://127.0.0.1:{port}/x.tar"), "nope"]);
+    h.join().unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+    assert!(!r.ok(&["images"]).contains("nope"));
+}

@@ -7,6 +7,7 @@ pub mod commit;
 pub mod copy;
 pub mod events;
 pub mod exec;
+mod export;
 mod inspect;
 pub(crate) mod limits;
 mod monitor;

@@ -166,3 +166,33 @@ pub(crate) fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
+
+/// Opens an `http://` or `https://` URL for reading, following redirects
+/// (`hako import URL`). Anything but a 200 answer is an error naming the
+/// status.
+pub fn open_url(url: &str) -> Result<Box<dyn std::io::Read + Send>, Error> {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(std::time::Duration::from_secs(30)))
+        .timeout_recv_response(Some(std::time::Duration::from_secs(120)))
+        .user_agent(concat!("hako/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let agent: ureq::Agent = config.into();
+    let resp = agent.get(url).call().map_err(|e| Error::Network {
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(Error::Status {
+            url: url.to_string(),
+            status,
+            message: resp
+                .status()
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_string(),
+        });
+    }
+    Ok(Box::new(resp.into_body().into_reader()))
+}
