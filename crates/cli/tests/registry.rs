@@ -607,3 +607,376 @@ fn manifest_inspect_prints_the_registry_manifest_or_index() {
     assert!(err.contains("not found"), "{err}");
     assert_eq!(r.ok(&["images", "-q"]), "", "nothing pulled");
 }
+
+// ---- Faults: a small HTTP proxy in front of the real registry ----
+
+/// What the proxy does with one request.
+enum Fault {
+    /// Forward it and relay the answer.
+    Pass,
+    /// Answer with this status and a distribution-spec error body.
+    Status(u16),
+    /// Say nothing for this long, then close.
+    Stall(std::time::Duration),
+    /// Relay the head and this many body bytes, then wait this long and close.
+    Cut(usize, std::time::Duration),
+    /// Answer 200 with this content type and body instead of the registry.
+    Respond(&'static str, Vec<u8>),
+}
+
+type Rule = Box<dyn FnMut(&str) -> Fault + Send>;
+
+/// A loopback HTTP/1.1 proxy that forwards to the registry, one request per connection, and
+/// applies `rule` to each request line. Its accept thread ends with the test process.
+struct Proxy {
+    port: u16,
+    /// Request heads in arrival order.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn read_head(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
+            return Some((head, buf[p + 4..].to_vec()));
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+impl Proxy {
+    fn start(upstream: u16, rule: Rule) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rule = std::sync::Arc::new(std::sync::Mutex::new(rule));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let (log, rule) = (log2.clone(), rule.clone());
+                std::thread::spawn(move || {
+                    let Some((head, rest)) = read_head(&mut c) else {
+                        return;
+                    };
+                    log.lock().unwrap().push(head.clone());
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    let fault = (rule.lock().unwrap())(&line);
+                    Proxy::handle(c, upstream, &head, &rest, fault);
+                });
+            }
+        });
+        Proxy { port, log }
+    }
+
+    fn handle(mut c: std::net::TcpStream, upstream: u16, head: &str, rest: &[u8], fault: Fault) {
+        use std::io::Read;
+        let reply = |c: &mut std::net::TcpStream, status: u16, ct: &str, body: &[u8]| {
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(body);
+        };
+        match fault {
+            Fault::Status(s) => {
+                return reply(
+                    &mut c,
+                    s,
+                    "application/json",
+                    br#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#,
+                )
+            }
+            Fault::Stall(d) => return std::thread::sleep(d),
+            Fault::Respond(ct, body) => return reply(&mut c, 200, ct, &body),
+            Fault::Pass | Fault::Cut(..) => {}
+        }
+        // One request per connection keeps the relay simple.
+        let mut fwd: String = head
+            .lines()
+            .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        fwd.push_str("Connection: close\r\n\r\n");
+        let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        up.write_all(fwd.as_bytes()).unwrap();
+        up.write_all(rest).unwrap();
+        let mut resp = Vec::new();
+        let _ = up.read_to_end(&mut resp);
+        match fault {
+            Fault::Cut(n, wait) => {
+                let p = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let _ = c.write_all(&resp[..(p + n).min(resp.len())]);
+                let _ = c.flush();
+                std::thread::sleep(wait);
+            }
+            _ => {
+                let _ = c.write_all(&resp);
+            }
+        }
+    }
+
+    fn name(&self, repo: &str) -> String {
+        format!("127.0.0.1:{}/{repo}", self.port)
+    }
+
+    fn requests(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A registry holding busybox (gzip) as `repo:latest`; returns it with the layer digest.
+fn registry_with_busybox(repo: &str) -> (Registry, String) {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    reg.skopeo_push(layout.path(), "gzip", &format!("{repo}:latest"), &[]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&reg.name(&format!("{repo}:latest")))).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    (reg, layer)
+}
+
+/// Runs hako with a short registry timeout, as a user on a flaky network would set it.
+fn run_quick(r: &Root, args: &[&str]) -> (i32, String, String) {
+    let out = r
+        .cmd(args)
+        .env("HAKO_REGISTRY_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_store_clean(r: &Root) {
+    // Opening the store sweeps what dead processes left in tmp/.
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!(
+        count_entries(&r.path().join("layers")),
+        0,
+        "no layer installed"
+    );
+    assert_eq!(count_entries(&r.path().join("blobs/sha256")), 0, "no blob");
+    assert_eq!(count_entries(&r.path().join("tmp")), 0, "no leftovers");
+}
+
+#[test]
+fn registry_500s_are_retried_then_reported() {
+    let (reg, layer) = registry_with_busybox("flaky");
+    let mut left = 2;
+    let needle = format!("/blobs/{layer}");
+    let n2 = needle.clone();
+    let p = Proxy::start(
+        reg.port,
+        Box::new(move |line| {
+            if line.contains(&n2) && left > 0 {
+                left -= 1;
+                Fault::Status(500)
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let r = Root::new();
+    r.ok(&["pull", &p.name("flaky")]);
+    assert_eq!(p.requests(&needle).len(), 3, "two 500s, then success");
+    assert_eq!(
+        r.ok(&["run", "--rm", &p.name("flaky"), "echo", "ok"]),
+        "ok\n"
+    );
+    drop(r);
+
+    let n3 = needle.clone();
+    let p = Proxy::start(
+        reg.port,
+        Box::new(move |line| {
+            if line.contains(&n3) {
+                Fault::Status(500)
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let r = Root::new();
+    let (code, _, err) = r.run(&["pull", &p.name("flaky")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("500") && err.contains("injected failure"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(p.requests(&needle).len(), 3, "retried, then gave up");
+    assert_store_clean(&r);
+}
+
+#[test]
+fn stalled_and_dropped_connections_are_retried_and_resumed() {
+    let (reg, layer) = registry_with_busybox("stall");
+    let needle = format!("/blobs/{layer}");
+    let n2 = needle.clone();
+    let mut step = 0;
+    let p = Proxy::start(
+        reg.port,
+        Box::new(move |line| {
+            if !line.contains(&n2) {
+                return Fault::Pass;
+            }
+            step += 1;
+            match step {
+                // No answer at all, then an answer that stalls mid-body, then one that is
+                // cut mid-body: each resumed where the last stopped.
+                1 => Fault::Stall(std::time::Duration::from_secs(3)),
+                2 => Fault::Cut(200_000, std::time::Duration::from_secs(3)),
+                3 => Fault::Cut(100_000, std::time::Duration::ZERO),
+                _ => Fault::Pass,
+            }
+        }),
+    );
+    let r = Root::new();
+    let (code, out, err) = run_quick(&r, &["pull", &p.name("stall")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let reqs = p.requests(&needle);
+    assert_eq!(reqs.len(), 4, "{reqs:?}");
+    assert!(!reqs[1].to_lowercase().contains("range:"), "{}", reqs[1]);
+    assert!(
+        reqs[2].contains("Range: bytes=200000-") || reqs[2].contains("range: bytes=200000-"),
+        "{}",
+        reqs[2]
+    );
+    assert!(
+        reqs[3].to_lowercase().contains("range: bytes=300000-"),
+        "{}",
+        reqs[3]
+    );
+    assert_eq!(
+        r.ok(&["run", "--rm", &p.name("stall"), "echo", "whole"]),
+        "whole\n"
+    );
+    drop(r);
+
+    // A registry that never answers: a clear error, not a hang.
+    let n3 = needle.clone();
+    let p = Proxy::start(
+        reg.port,
+        Box::new(move |line| {
+            if line.contains(&n3) {
+                Fault::Stall(std::time::Duration::from_secs(5))
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let r = Root::new();
+    let (code, _, err) = run_quick(&r, &["pull", &p.name("stall")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.to_lowercase().contains("timeout") || err.contains("timed out"),
+        "{err}"
+    );
+    assert_store_clean(&r);
+}
+
+#[test]
+fn malformed_manifest_config_and_unknown_media_type_are_refused() {
+    let (reg, _) = registry_with_busybox("bad");
+    let bad_config = b"{\"architecture\": \"amd64\", \"os\": ".to_vec();
+    let cfg_digest = sha(&bad_config);
+    let manifest_with = |config_digest: &str, config_len: usize, layer_type: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_len},
+            "layers": [{"mediaType": layer_type, "digest": format!("sha256:{}", "0".repeat(64)), "size": 1}],
+        }))
+        .unwrap()
+    };
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let cases: Vec<(&str, Fault, &str)> = vec![
+        (
+            "manifests/latest",
+            Fault::Respond(oci, b"{\"schemaVersion\": 2, \"layers\": [".to_vec()),
+            "malformed manifest",
+        ),
+        (
+            "manifests/latest",
+            Fault::Respond(
+                "application/vnd.example.unknown+json",
+                b"{\"hello\": 1}".to_vec(),
+            ),
+            "unsupported media type application/vnd.example.unknown+json",
+        ),
+        (
+            "manifests/latest",
+            Fault::Respond(
+                oci,
+                manifest_with(
+                    &cfg_digest,
+                    bad_config.len(),
+                    "application/vnd.example.layer.v9",
+                ),
+            ),
+            "unsupported media type application/vnd.example.layer.v9",
+        ),
+    ];
+    for (path, fault, want) in cases {
+        let mut fault = Some(fault);
+        let p = Proxy::start(
+            reg.port,
+            Box::new(move |line| match fault.take() {
+                Some(f) if line.contains(path) => f,
+                Some(f) => {
+                    fault = Some(f);
+                    Fault::Pass
+                }
+                None => Fault::Pass,
+            }),
+        );
+        let r = Root::new();
+        let (code, _, err) = r.run(&["pull", &p.name("bad")]);
+        assert_eq!(code, 1, "{want}");
+        assert!(err.contains(want), "want {want:?}: {err}");
+        assert_store_clean(&r);
+    }
+    // A config blob that matches its digest but is not JSON.
+    let manifest = manifest_with(
+        &cfg_digest,
+        bad_config.len(),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    let cfg_path = format!("blobs/{cfg_digest}");
+    let p = Proxy::start(
+        reg.port,
+        Box::new(move |line| {
+            if line.contains("manifests/latest") {
+                Fault::Respond(oci, manifest.clone())
+            } else if line.contains(&cfg_path) {
+                Fault::Respond("application/octet-stream", bad_config.clone())
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let r = Root::new();
+    let (code, _, err) = r.run(&["pull", &p.name("bad")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("config"), "{err}");
+    assert_store_clean(&r);
+}

@@ -54,7 +54,18 @@ fn insecure_from_env(domain: &str) -> bool {
         .unwrap_or(false)
 }
 
-const RETRIES: u32 = 3;
+pub(crate) const RETRIES: u32 = 3;
+
+/// How long a registry may keep us waiting for a response, or for the next
+/// bytes of one, before the request counts as failed and is retried:
+/// `HAKO_REGISTRY_TIMEOUT` seconds, 60 by default.
+pub(crate) fn io_timeout() -> Duration {
+    std::env::var("HAKO_REGISTRY_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+}
 
 impl Client {
     pub fn new(domain: &str, repo: &str, push: bool) -> Result<Client, Error> {
@@ -74,7 +85,10 @@ impl Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_recv_response(Some(io_timeout()))
+            // An idle timeout, not a total one: a big layer may take long, a
+            // stalled connection must not hang the pull.
+            .timeout_per_read(Some(io_timeout()))
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .user_agent(concat!("hako/", env!("CARGO_PKG_VERSION")))
             .build();

@@ -1,7 +1,7 @@
 //! `hako pull`: manifest resolution, then every missing layer streamed once
 //! through digest check, decompression and extraction, all in parallel.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::sync::mpsc;
 
 use hako_image::{Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
@@ -116,7 +116,14 @@ fn stage(
     if status != 200 {
         return Err(status_error(resp, &url, status));
     }
-    let reader = resp.into_body().into_reader();
+    let reader = Resuming {
+        client,
+        url: url.clone(),
+        body: Some(resp.into_body().into_reader()),
+        offset: 0,
+        size: u64::try_from(d.size).ok().filter(|s| *s > 0),
+        resumes: 0,
+    };
     store_stager
         .stage_layer(reader, Some(&d.digest))
         .map_err(|e| match e {
@@ -127,6 +134,108 @@ fn stage(
             },
             other => Error::Store(other),
         })
+}
+
+/// How many times one blob download may be resumed after its connection
+/// broke or stalled.
+const RESUMES: u32 = 5;
+
+/// A blob body that survives broken connections: on a read error, or an
+/// end before the announced size, it asks again for the rest with
+/// `Range: bytes=<offset>-` and carries on, so the digest check and the
+/// extraction downstream see one unbroken stream.
+struct Resuming<'a> {
+    client: &'a Client,
+    url: String,
+    body: Option<ureq::BodyReader<'static>>,
+    offset: u64,
+    size: Option<u64>,
+    resumes: u32,
+}
+
+impl Resuming<'_> {
+    fn reopen(&mut self) -> std::io::Result<()> {
+        self.body = None;
+        let range = format!("bytes={}-", self.offset);
+        let resp = self
+            .client
+            .send("GET", &self.url, &[("Range", &range)], Payload::Empty)
+            .map_err(std::io::Error::other)?;
+        match resp.status().as_u16() {
+            206 => {
+                let want = format!("bytes {}-", self.offset);
+                let ok = resp
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with(&want));
+                if !ok {
+                    return Err(std::io::Error::other(format!(
+                        "{}: the registry answered the resume from byte {} with another range",
+                        self.url, self.offset
+                    )));
+                }
+                self.body = Some(resp.into_body().into_reader());
+            }
+            200 => {
+                // No range support: start over and skip what was already read.
+                let mut body = resp.into_body().into_reader();
+                let skipped =
+                    std::io::copy(&mut (&mut body).take(self.offset), &mut std::io::sink())?;
+                if skipped != self.offset {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{}: blob shorter on retry", self.url),
+                    ));
+                }
+                self.body = Some(body);
+            }
+            s => {
+                return Err(std::io::Error::other(status_error(resp, &self.url, s)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Read for Resuming<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let err = match self.body.as_mut().map(|b| b.read(buf)) {
+                Some(Ok(0)) if self.size.is_some_and(|s| self.offset < s) => std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before the end of the blob",
+                ),
+                Some(Ok(n)) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Some(Err(e)) => e,
+                None => std::io::Error::other("no connection"),
+            };
+            if self.resumes >= RESUMES {
+                return Err(std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "{}: {err} (gave up after {} resumes at byte {})",
+                        self.url, self.resumes, self.offset
+                    ),
+                ));
+            }
+            self.resumes += 1;
+            std::thread::sleep(std::time::Duration::from_millis(
+                200 * u64::from(self.resumes),
+            ));
+            if let Err(e) = self.reopen() {
+                if self.resumes >= RESUMES {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// The distribution manifest `reference` names, as the registry serves it:
