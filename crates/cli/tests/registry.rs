@@ -653,7 +653,11 @@ fn read_head(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
 
 impl Proxy {
     fn start(upstream: u16, rule: Rule) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Proxy::start_on("127.0.0.1", upstream, rule)
+    }
+
+    fn start_on(addr: &str, upstream: u16, rule: Rule) -> Proxy {
+        let l = TcpListener::bind((addr, 0)).unwrap();
         let port = l.local_addr().unwrap().port();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let rule = std::sync::Arc::new(std::sync::Mutex::new(rule));
@@ -1104,4 +1108,95 @@ fn full_disk_gives_a_clear_error_and_a_consistent_store() {
     );
     r.ok(&["rmi", &reg.name("big")]);
     drop(disk);
+}
+
+/// A non-loopback IPv4 address of this host, if it has one.
+fn host_ipv4() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn config_file_insecure_registries_and_mirrors() {
+    let (reg, _) = registry_with_busybox("library/mirrored");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The first mirror is down: the next one serves Docker Hub names.
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"registry-mirrors": ["http://127.0.0.1:{dead}", "http://127.0.0.1:{}/"]}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    let r = Root::new();
+    let with_config = |args: &[&str]| {
+        // The proxy never answers a TLS hello: time that out quickly.
+        let out = r
+            .cmd(args)
+            .env("HAKO_CONFIG", &config)
+            .env("HAKO_REGISTRY_TIMEOUT", "2")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = with_config(&["pull", "mirrored"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Status: Downloaded newer image for mirrored:latest"),
+        "{out}"
+    );
+    assert_eq!(r.ok(&["run", "--rm", "mirrored", "echo", "hub"]), "hub\n");
+
+    let (code, _, err) = {
+        std::fs::write(&config, "{\"registry-mirrors\": [\"mirror.lan\"]}").unwrap();
+        with_config(&["pull", "mirrored"])
+    };
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(config.to_str().unwrap()) && err.contains("https://"),
+        "{err}"
+    );
+    std::fs::write(&config, "{not json").unwrap();
+    let (code, _, err) = with_config(&["pull", "mirrored"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(config.to_str().unwrap()), "{err}");
+
+    // A registry on a non-loopback address needs TLS unless the config names it insecure.
+    let Some(ip) = host_ipv4() else {
+        eprintln!("skipping the insecure-registry half: this host has no non-loopback IPv4");
+        return;
+    };
+    let p = Proxy::start_on(&ip, reg.port, Box::new(|_| Fault::Pass));
+    let name = format!("{ip}:{}/library/mirrored", p.port);
+    std::fs::write(&config, "{}").unwrap();
+    let (code, _, err) = with_config(&["pull", &name]);
+    assert_eq!(code, 1, "plain HTTP refused without configuration");
+    assert!(err.contains(&format!("https://{ip}:{}", p.port)), "{err}");
+    for entry in [format!("{ip}:{}", p.port), format!("{ip}/32")] {
+        std::fs::write(
+            &config,
+            format!(r#"{{"insecure-registries": ["{entry}"]}}"#),
+        )
+        .unwrap();
+        let (code, out, err) = with_config(&["pull", "-q", &name]);
+        assert_eq!(code, 0, "{entry}: {out}{err}");
+        r.ok(&["rmi", &name]);
+    }
 }

@@ -74,11 +74,28 @@ impl Client {
         } else {
             domain
         };
-        let scheme = if is_loopback(domain) || insecure_from_env(domain) {
-            "http"
-        } else {
-            "https"
-        };
+        let insecure = is_loopback(domain)
+            || insecure_from_env(domain)
+            || crate::config::RegistryConfig::load()?.is_insecure(domain);
+        let scheme = if insecure { "http" } else { "https" };
+        Self::with_base(domain, format!("{scheme}://{host}"), repo, push)
+    }
+
+    /// A client for a Docker Hub mirror (`https://host[:port]`, from the
+    /// config file): same repository path, the mirror's own credentials.
+    pub fn mirror(url: &str, repo: &str) -> Result<Client, Error> {
+        let base = url.trim_end_matches('/').to_string();
+        let domain = base
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        Self::with_base(&domain, base, repo, false)
+    }
+
+    fn with_base(domain: &str, base: String, repo: &str, push: bool) -> Result<Client, Error> {
         // No global or resolve timeout: with either, ureq resolves names on a
         // helper thread that may outlive the call, and `hako run` forks right
         // after a pull, which needs a single-threaded process.
@@ -94,7 +111,7 @@ impl Client {
             .build();
         Ok(Client {
             agent: config.into(),
-            base: format!("{scheme}://{host}"),
+            base,
             domain: domain.to_string(),
             repo: repo.to_string(),
             creds: auth::lookup(domain)?,

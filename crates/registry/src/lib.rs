@@ -10,6 +10,7 @@
 
 mod auth;
 mod client;
+mod config;
 mod manifest;
 mod pull;
 mod push;
@@ -17,6 +18,7 @@ mod push;
 use std::path::PathBuf;
 
 pub use auth::{docker_config_dir, Credentials};
+pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
 pub use pull::{fetch_raw_manifest, pull, PullOptions, Pulled};
 pub use push::push;

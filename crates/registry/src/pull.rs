@@ -238,14 +238,35 @@ impl std::io::Read for Resuming<'_> {
     }
 }
 
+/// The client to pull `reference` with, and its top manifest: for Docker
+/// Hub, the first configured mirror that serves the manifest, else Docker
+/// Hub itself, as dockerd does with `registry-mirrors`.
+fn connect(
+    reference: &Reference,
+    target: &str,
+) -> Result<(Client, (Vec<u8>, String, String)), Error> {
+    if reference.domain() == "docker.io" {
+        for m in &crate::config::RegistryConfig::load()?.registry_mirrors {
+            let Ok(client) = Client::mirror(m, reference.path()) else {
+                continue;
+            };
+            if let Ok(found) = fetch_manifest(&client, target, reference) {
+                return Ok((client, found));
+            }
+        }
+    }
+    let client = Client::new(reference.domain(), reference.path(), false)?;
+    let found = fetch_manifest(&client, target, reference)?;
+    Ok((client, found))
+}
+
 /// The distribution manifest `reference` names, as the registry serves it:
 /// an image manifest, or the index / manifest list of a multi-platform
 /// image (`hako manifest inspect`). The bytes are checked to be JSON of a
 /// known manifest kind, and against the digest when the reference has one.
 pub fn fetch_raw_manifest(reference: &Reference) -> Result<Vec<u8>, Error> {
-    let client = Client::new(reference.domain(), reference.path(), false)?;
     let target = reference.digest().or(reference.tag()).unwrap_or("latest");
-    let (bytes, ct, _) = fetch_manifest(&client, target, reference)?;
+    let (_, (bytes, ct, _)) = connect(reference, target)?;
     classify(&ct, &bytes, &reference.familiar())?;
     Ok(bytes)
 }
@@ -262,7 +283,6 @@ pub fn pull(
     opts: &PullOptions,
     progress: &mut dyn Write,
 ) -> Result<Pulled, Error> {
-    let client = Client::new(reference.domain(), reference.path(), false)?;
     let target = reference
         .digest()
         .or(reference.tag())
@@ -270,7 +290,7 @@ pub fn pull(
         .to_string();
     writeln!(progress, "{target}: Pulling from {}", reference.path()).map_err(out_err)?;
 
-    let (top, ct, digest) = fetch_manifest(&client, &target, reference)?;
+    let (client, (top, ct, digest)) = connect(reference, &target)?;
     let (manifest_bytes, manifest) = match classify(&ct, &top, &reference.familiar())? {
         Kind::Manifest => (top.clone(), parse_manifest(&top, reference)?),
         Kind::Index => {
