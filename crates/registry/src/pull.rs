@@ -43,13 +43,16 @@ fn out_err(e: std::io::Error) -> Error {
     Error::Output(e)
 }
 
+/// A manifest's bytes, content type and digest.
+type FetchedManifest = (Vec<u8>, String, String);
+
 /// Fetches a manifest by tag or digest; returns its bytes, content type
 /// and digest (checked when `target` is a digest).
 fn fetch_manifest(
     client: &Client,
     target: &str,
     reference: &Reference,
-) -> Result<(Vec<u8>, String, String), Error> {
+) -> Result<FetchedManifest, Error> {
     let url = client.url(&format!("manifests/{target}"));
     let resp = client.send("GET", &url, &[("Accept", manifest::ACCEPT)], Payload::Empty)?;
     let status = resp.status().as_u16();
@@ -241,10 +244,7 @@ impl std::io::Read for Resuming<'_> {
 /// The client to pull `reference` with, and its top manifest: for Docker
 /// Hub, the first configured mirror that serves the manifest, else Docker
 /// Hub itself, as dockerd does with `registry-mirrors`.
-fn connect(
-    reference: &Reference,
-    target: &str,
-) -> Result<(Client, (Vec<u8>, String, String)), Error> {
+fn connect(reference: &Reference, target: &str) -> Result<(Client, FetchedManifest), Error> {
     if reference.domain() == "docker.io" {
         for m in &crate::config::RegistryConfig::load()?.registry_mirrors {
             let Ok(client) = Client::mirror(m, reference.path()) else {
