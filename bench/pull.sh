@@ -30,81 +30,31 @@ done
 work=$(mktemp -d /var/tmp/hako-bench-pull.XXXXXX)
 reg_pid=
 cleanup() {
+    [ -x "$work/purge" ] && for cli in "$HAKO" "$(docker_cli)" podman; do
+        command -v "$cli" >/dev/null 2>&1 && "$work/purge" "$cli" 2>/dev/null
+    done
     [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/reg.yml" <<YML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/storage
-http:
-  addr: 127.0.0.1:$port
-YML
-docker-registry serve "$work/reg.yml" >/dev/null 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-
-# A 5-layer OCI layout built from the trixie rootfs.
-python3 - "$images/trixie.tar" "$work/layout" <<'PY'
-import gzip, hashlib, io, json, os, sys, tarfile
-src, out = sys.argv[1], sys.argv[2]
-os.makedirs(out + "/blobs/sha256")
-def put(b):
-    d = hashlib.sha256(b).hexdigest()
-    open(f"{out}/blobs/sha256/{d}", "wb").write(b)
-    return "sha256:" + d, len(b)
-members = []
-with tarfile.open(src) as t:
-    for m in t:
-        members.append((m, t.extractfile(m).read() if m.isfile() else None))
-total = sum(len(d or b"") for _, d in members)
-groups, cur, size = [], [], 0
-for m, d in members:
-    cur.append((m, d)); size += len(d or b"")
-    if size > total / 5 and len(groups) < 4:
-        groups.append(cur); cur, size = [], 0
-groups.append(cur)
-layers, diffs = [], []
-for g in groups:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for m, d in g:
-            t.addfile(m, io.BytesIO(d) if d is not None else None)
-    raw = buf.getvalue()
-    diffs.append("sha256:" + hashlib.sha256(raw).hexdigest())
-    dg, n = put(gzip.compress(raw, 6, mtime=0))
-    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": dg, "size": n})
-cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["bash"]},
-                  "rootfs": {"type": "layers", "diff_ids": diffs}}).encode()
-c, cn = put(cfg)
-man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cn},
-                  "layers": layers}).encode()
-m, mn = put(man)
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-           "digest": m, "size": mn, "annotations": {"org.opencontainers.image.ref.name": "latest"}}]},
-          open(out + "/index.json", "w"))
-open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-print(f"image: {len(layers)} layers, {sum(l['size'] for l in layers)/1e6:.1f} MB compressed, {total/1e6:.1f} MB of file data")
-PY
-img=127.0.0.1:$port/bench/trixie:latest
-skopeo copy -q --dest-tls-verify=false "oci:$work/layout:latest" "docker://$img"
+source "$here/lib.sh"
+source "$here/registry-image.sh"
 
 export HAKO_ROOT=$work/hako-root
-cmds=(-n hako --prepare "$HAKO rmi -f $img >/dev/null 2>&1 || true" "$HAKO pull -q $img")
-if docker info >/dev/null 2>&1; then
-    cmds+=(-n docker --prepare "docker rmi -f $img >/dev/null 2>&1 || true" "docker pull -q $img")
+docker=$(docker_cli)
+cmds=()
+check_fresh_pull "$HAKO" "$HAKO" pull "$img"
+cmds+=(-n hako --prepare "$work/purge $HAKO" "$HAKO pull -q $img")
+if [ -n "$docker" ] && "$docker" info >/dev/null 2>&1; then
+    check_fresh_pull "$docker" "$docker" pull "$img"
+    cmds+=(-n docker --prepare "$work/purge $docker" "$docker pull -q $img")
 else
     echo "docker: not running, skipped (bench/setup-peers.sh starts it)"
 fi
 if command -v podman >/dev/null; then
-    cmds+=(-n podman --prepare "podman rmi -f $img >/dev/null 2>&1 || true" "podman pull -q --tls-verify=false $img")
+    check_fresh_pull podman podman pull --tls-verify=false "$img"
+    cmds+=(-n podman --prepare "$work/purge podman" "podman pull -q --tls-verify=false $img")
 fi
 hyperfine --runs "$runs" --export-json "$work/pull.json" "${cmds[@]}"
 
