@@ -659,7 +659,16 @@ impl Engine {
                 }
             }
             if doomed {
-                events.extend(self.remove_image(&img.id, true)?);
+                // Checked again under the store lock: a container created since the listing
+                // keeps its image.
+                match self.store.remove_unused(&img.id, &crate::container_using)? {
+                    Some(ev) => events.extend(ev),
+                    None => {
+                        for layer in &full.layers {
+                            kept_layers.insert(layer.clone());
+                        }
+                    }
+                }
             }
         }
         let freed = candidates

@@ -105,6 +105,21 @@ impl Error {
 
 type Result<T> = std::result::Result<T, Error>;
 
+/// The short ID of a container that uses image `image_id`, if any: the store's in-use check,
+/// run inside its write transaction.
+pub(crate) fn container_using(
+    conn: &rusqlite::Connection,
+    image_id: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT id FROM containers WHERE image_id = ?1 LIMIT 1",
+        [image_id],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map(|o| o.map(|id| id[..12].to_string()))
+}
+
 /// id, pid, pid start time, auto-remove, cgroup parent of a container recorded as running.
 type RunningRow = (String, Option<i32>, Option<i64>, bool, Option<String>);
 
@@ -540,17 +555,7 @@ impl Engine {
         name_or_id: &str,
         force: bool,
     ) -> Result<Vec<hako_image::RemoveEvent>> {
-        let in_use =
-            |conn: &rusqlite::Connection, image_id: &str| -> rusqlite::Result<Option<String>> {
-                conn.query_row(
-                    "SELECT id FROM containers WHERE image_id = ?1 LIMIT 1",
-                    [image_id],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()
-                .map(|o| o.map(|id| id[..12].to_string()))
-            };
-        Ok(self.store.remove(name_or_id, force, &in_use)?)
+        Ok(self.store.remove(name_or_id, force, &container_using)?)
     }
 
     /// Runs a container in the foreground and returns its exit status (Docker's convention).

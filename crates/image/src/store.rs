@@ -824,8 +824,39 @@ impl ImageStore {
         let doomed = self.delete_image_rows(&id)?;
         tx.commit()?;
         events.push(RemoveEvent::Deleted(id));
-        // The database no longer references these; failing to delete them
-        // only wastes space (and layer dirs end up in tmp/, swept later).
+        self.unlink(doomed);
+        Ok(events)
+    }
+
+    /// `image prune` for one image (full ID): removes it with all its tags
+    /// unless `in_use` names a container for it, checked inside the write
+    /// transaction so no container can start using it in between. `None`
+    /// when it is in use (or already gone).
+    pub fn remove_unused(
+        &self,
+        id: &str,
+        in_use: &dyn Fn(&Connection, &str) -> rusqlite::Result<Option<String>>,
+    ) -> Result<Option<Vec<RemoveEvent>>, Error> {
+        let _lock = self.lock()?;
+        let tx = self.begin()?;
+        if !self.has_image(id)? || in_use(&self.conn, id)?.is_some() {
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        for t in self.tags_of(id)? {
+            tx.execute("DELETE FROM tags WHERE name = ?1", [t.to_string()])?;
+            events.push(RemoveEvent::Untagged(t.familiar()));
+        }
+        let doomed = self.delete_image_rows(id)?;
+        tx.commit()?;
+        events.push(RemoveEvent::Deleted(id.to_string()));
+        self.unlink(doomed);
+        Ok(Some(events))
+    }
+
+    /// Deletes the files of committed removals; failures only waste space
+    /// until [`ImageStore::gc`].
+    fn unlink(&self, doomed: Doomed) {
         for dir in doomed.layer_dirs {
             if fs::symlink_metadata(&dir).is_ok() {
                 let _ = self.discard(&dir);
@@ -834,7 +865,6 @@ impl ImageStore {
         for blob in doomed.blobs {
             let _ = fs::remove_file(self.blob_path(&blob));
         }
-        Ok(events)
     }
 
     fn delete_image_rows(&self, id: &str) -> Result<Doomed, Error> {

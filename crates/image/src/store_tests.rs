@@ -719,3 +719,28 @@ fn gc_removes_only_unreferenced_blobs_and_layers() {
     store.remove("kept", false, &no_use).unwrap();
     assert_empty(&store);
 }
+
+#[test]
+fn remove_unused_keeps_images_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let img = store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("x:1")))
+        .unwrap();
+    store
+        .tag(&img.id, &Reference::parse("y:1").unwrap())
+        .unwrap();
+    let used = |_: &Connection, _: &str| Ok(Some("c0ffee".to_string()));
+    assert_eq!(store.remove_unused(&img.id, &used).unwrap(), None);
+    assert!(store.resolve("x:1").unwrap().layers[0].join("a").is_file());
+    assert_eq!(
+        store.remove_unused(&img.id, &no_use).unwrap(),
+        Some(vec![
+            RemoveEvent::Untagged("x:1".into()),
+            RemoveEvent::Untagged("y:1".into()),
+            RemoveEvent::Deleted(img.id.clone())
+        ])
+    );
+    assert_eq!(store.remove_unused(&img.id, &no_use).unwrap(), None, "gone");
+    assert_empty(&store);
+}
