@@ -266,6 +266,7 @@ struct Builder<'a> {
     steps: usize,
     used_args: std::collections::BTreeSet<String>,
     global: Vars,
+    started_ms: i64,
 }
 
 /// Runs a build. Output goes to `out`; RUN steps write straight to this process's stdout and
@@ -328,6 +329,7 @@ pub fn build(
         steps,
         used_args: used,
         global,
+        started_ms: cache::unix_now_ms(),
     };
     let mut results: BTreeMap<usize, String> = BTreeMap::new();
     let mut last = String::new();
@@ -377,6 +379,13 @@ impl Builder<'_> {
             writeln!(self.out, "{s}").map_err(Error::io("write the build output"))?;
         }
         Ok(())
+    }
+
+    fn used(&self) -> cache::Use {
+        cache::Use {
+            build_ms: self.started_ms,
+            step: self.step,
+        }
     }
 
     fn flush(&mut self) {
@@ -577,7 +586,7 @@ impl Builder<'_> {
         if self.opts.no_cache {
             return Ok(false);
         }
-        let Some(id) = cache::lookup(self.engine.images().conn(), key)? else {
+        let Some(id) = cache::lookup(self.engine.images().conn(), key, self.used())? else {
             return Ok(false);
         };
         let (config, manifest, layers) = self.load(&id)?;
@@ -608,7 +617,7 @@ impl Builder<'_> {
         }
         mutate(st);
         let id = self.commit(st, &created_by, None)?;
-        cache::store(self.engine.images().conn(), &key, &id)?;
+        cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))?;
         Ok(())
     }
@@ -661,7 +670,7 @@ impl Builder<'_> {
                     .stage_layer(w.finish()?, None)?;
                 st.cfg_mut().insert("WorkingDir".into(), abs_clean.into());
                 let id = self.commit(st, &created_by, Some(staged))?;
-                cache::store(self.engine.images().conn(), &key, &id)?;
+                cache::store(self.engine.images().conn(), &key, &id, self.used())?;
                 self.say(&format!(" ---> {}", short(&id)))
             }
             "ENV" => {
@@ -1048,7 +1057,7 @@ impl Builder<'_> {
         let id = committed?;
         removed?;
         self.say(&format!("Removing intermediate container {}", &cid[..12]))?;
-        cache::store(self.engine.images().conn(), &key, &id)?;
+        cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
     }
 
@@ -1492,7 +1501,7 @@ impl Builder<'_> {
             .stager()
             .stage_layer(w.finish()?, None)?;
         let id = self.commit(st, &created_by, Some(staged))?;
-        cache::store(self.engine.images().conn(), &key, &id)?;
+        cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
     }
 }

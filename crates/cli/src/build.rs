@@ -60,6 +60,9 @@ pub enum BuilderCommand {
         /// Provide filter values (e.g. "until=24h")
         #[arg(long)]
         filter: Vec<String>,
+        /// Amount of disk space to keep for cache
+        #[arg(long)]
+        keep_storage: Option<String>,
     },
 }
 
@@ -186,6 +189,10 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
                 std::fs::write(p, &done.image_id)
                     .with_context(|| format!("write the image ID to {}", p.display()))?;
             }
+            // The image is built: a failing collection is worth a warning, not a failed build.
+            if let Err(e) = collect_cache(&engine, &done.image_id) {
+                eprintln!("WARNING: build cache collection: {e:#}");
+            }
             Ok(0)
         }
         Err(e) => Err(Failure {
@@ -195,16 +202,52 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     }
 }
 
+/// Least-recently-used collection after a build, down to the configured maximum (see
+/// [`hako_build::cache::configured_max`]). The image just built is never deleted.
+fn collect_cache(engine: &hako_engine::Engine, keep: &str) -> anyhow::Result<()> {
+    let max = hako_build::cache::configured_max(engine.root())?;
+    hako_build::cache::collect(engine.images().conn(), max, Some(keep), &mut |id| {
+        remove_cache_image(engine, id)
+    })?;
+    Ok(())
+}
+
+fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako_build::Error> {
+    match engine.remove_image(id, false) {
+        Ok(_) => Ok(()),
+        // Another process removed it, or a container started using it since: either way it
+        // is no longer the cache's to delete.
+        Err(hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_)))
+        | Err(hako_engine::Error::Image(hako_engine::hako_image::Error::InUse { .. })) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The `Build Cache` row of `system df` (Docker prints it without a percentage).
+pub fn df_row(engine: &hako_engine::Engine, out: &mut dyn Write) -> anyhow::Result<()> {
+    let conn = engine.images().conn();
+    hako_build::cache::ensure_schema(conn)?;
+    let u = hako_build::cache::usage(conn)?;
+    writeln!(
+        out,
+        "Build Cache\t{}\t{}\t{}\t{}",
+        u.entries,
+        u.active,
+        crate::fmt::human_size(u.size),
+        crate::fmt::human_size(u.reclaimable)
+    )?;
+    Ok(())
+}
+
 /// `hako builder prune`.
 pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
     match c {
-        BuilderCommand::Prune { all, force, filter } => {
-            if !force {
-                return Err(anyhow::anyhow!(
-                    "builder prune asks for confirmation, which needs a terminal: pass -f to confirm"
-                )
-                .into());
-            }
+        BuilderCommand::Prune {
+            all,
+            force,
+            filter,
+            keep_storage,
+        } => {
             let mut older_than = None;
             for f in &filter {
                 match f.split_once('=') {
@@ -216,21 +259,53 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                     _ => return Err(anyhow::anyhow!("invalid filter '{f}'").into()),
                 }
             }
-            // Without -a Docker keeps the cache of tagged images' steps; hako's cache
-            // entries are all dangling intermediate steps, so both prune the same.
-            let _ = all;
-            let engine = open(root)?;
-            hako_build::cache::ensure_schema(engine.images().conn())?;
-            let pruned = hako_build::cache::prune(engine.images().conn(), older_than)?;
-            let mut freed = 0u64;
-            let mut deleted = Vec::new();
-            for id in pruned.images {
-                let size = engine.images().resolve(&id).map(|i| i.size).unwrap_or(0);
-                if engine.remove_image(&id, false).is_ok() {
-                    freed += size;
-                    deleted.push(id);
+            let keep = keep_storage
+                .as_deref()
+                .map(|s| hako_engine::options::parse_size(s, "--keep-storage"))
+                .transpose()?
+                .map(|n| n.max(0) as u64);
+            if !force {
+                use std::io::BufRead;
+                let what = if all { "all" } else { "all dangling" };
+                print!(
+                    "WARNING! This will remove {what} build cache. Are you sure you want to continue? [y/N] "
+                );
+                std::io::stdout().flush().context("write the prompt")?;
+                let mut answer = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut answer)
+                    .context("read the answer")?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(0);
                 }
             }
+            let engine = open(root)?;
+            let conn = engine.images().conn();
+            hako_build::cache::ensure_schema(conn)?;
+            let before = hako_build::cache::stored_layer_bytes(conn)?;
+            let mut deleted = Vec::new();
+            match keep {
+                // `--keep-storage`: the same collection a build runs, down to that size.
+                Some(max) => {
+                    hako_build::cache::collect(conn, max, None, &mut |id| {
+                        remove_cache_image(&engine, id)?;
+                        deleted.push(id.to_string());
+                        Ok(())
+                    })?;
+                }
+                None => {
+                    let pruned = hako_build::cache::prune(
+                        conn,
+                        hako_build::cache::PruneFilter { older_than, all },
+                    )?;
+                    for id in pruned.images {
+                        remove_cache_image(&engine, &id)?;
+                        deleted.push(id);
+                    }
+                }
+            }
+            let freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
             if !deleted.is_empty() {
                 println!("Deleted build cache objects:");
                 for d in &deleted {

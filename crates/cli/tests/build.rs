@@ -329,3 +329,116 @@ fn dockerfile_on_stdin_and_iidfile() {
     assert!(!stdout.contains("quiet-output"), "{stdout}");
     assert_eq!(stdout.trim(), std::fs::read_to_string(&iid).unwrap());
 }
+
+fn build_env(r: &Root, ctx: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    a.push(ctx.to_str().unwrap());
+    let mut c = r.cmd(&a);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn df_build_cache(r: &Root) -> Vec<String> {
+    let df = r.ok(&["system", "df"]);
+    df.lines()
+        .find(|l| l.starts_with("Build Cache"))
+        .unwrap_or_else(|| panic!("no Build Cache row: {df}"))
+        .split_whitespace()
+        .skip(2)
+        .map(String::from)
+        .collect()
+}
+
+/// The cache is bounded (least recently used steps go first once what only the cache keeps
+/// exceeds HAKO_BUILD_CACHE_MAX), `system df` reports it, and `builder prune` keeps tagged
+/// images' steps unless -a.
+#[test]
+fn bounded_cache_lru_df_and_prune() {
+    let r = Root::with_busybox();
+    let (a, b) = (ctx(), ctx());
+    write(
+        a.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 2000000 /dev/urandom > /a\n",
+    );
+    write(
+        b.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 2000000 /dev/urandom > /b\n",
+    );
+    let (code, out, err) = build(&r, a.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = df_build_cache(&r);
+    assert_eq!(row[0], "1", "{row:?}");
+    assert!(row[2].ends_with("MB"), "the 2 MB step is counted: {row:?}");
+
+    // Two 2 MB steps exceed 3 MB: the older (a's) is collected after b's build.
+    let max = [("HAKO_BUILD_CACHE_MAX", "3MB")];
+    let (code, out, err) = build_env(&r, b.path(), &max, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = build_env(&r, b.path(), &max, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" ---> Using cache"), "b is kept: {out}");
+    assert_eq!(df_build_cache(&r)[0], "1");
+    let (code, out, err) = build_env(&r, a.path(), &max, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Running in") && !out.contains("Using cache"),
+        "a was collected: {out}"
+    );
+    let (code, _, err) = build_env(&r, a.path(), &[("HAKO_BUILD_CACHE_MAX", "lots")], &[]);
+    assert_eq!(code, 0, "a bad size warns, the build stands: {err}");
+    assert!(err.contains("HAKO_BUILD_CACHE_MAX"), "{err}");
+
+    // The prompt: anything but y keeps everything.
+    let mut c = r.cmd(&["builder", "prune"]);
+    c.stdin(std::process::Stdio::piped());
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.starts_with("WARNING! This will remove all dangling build cache. Are you sure you want to continue? [y/N] "),
+        "{said}"
+    );
+    assert_eq!(df_build_cache(&r)[0], "1");
+
+    // Entries used within the hour survive `until=1h`.
+    let out = r.ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
+    assert!(out.contains("Total reclaimed space: 0B"), "{out}");
+    assert_eq!(df_build_cache(&r)[0], "1");
+
+    // A tagged image's step stays without -a, goes with it.
+    let (code, out, err) = build(&r, b.path(), &["-t", "kept:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out = r.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache objects:"), "{out}");
+    assert!(
+        !out.contains("Total reclaimed space: 0B"),
+        "a's 2 MB: {out}"
+    );
+    let row = df_build_cache(&r);
+    assert_eq!((row[0].as_str(), row[1].as_str()), ("1", "1"), "{row:?}");
+    let (_, again, _) = build(&r, b.path(), &["-t", "kept:1"]);
+    assert!(again.contains(" ---> Using cache"), "{again}");
+    let out = r.ok(&["builder", "prune", "-af"]);
+    assert!(
+        out.contains("Total reclaimed space: 0B"),
+        "kept:1 holds it: {out}"
+    );
+    assert_eq!(df_build_cache(&r)[0], "0");
+    let (_, again, _) = build(&r, b.path(), &["-t", "kept:1"]);
+    assert!(!again.contains("Using cache"), "{again}");
+    r.ok(&["rmi", "kept:1"]);
+}
