@@ -331,13 +331,9 @@ pub fn build(
         global,
         started_ms: cache::unix_now_ms(),
     };
-    let mut results: BTreeMap<usize, String> = BTreeMap::new();
-    let mut last = String::new();
-    for i in order {
-        let id = b.stage(&plan, i, &results)?;
-        results.insert(i, id.clone());
-        last = id;
-    }
+    let target = *order.last().expect("the target is always in the order");
+    let results = b.stages(&plan, &order)?;
+    let last = results[&target].clone();
     for t in &opts.tags {
         engine.images().tag(&last, t)?;
     }
@@ -373,7 +369,225 @@ fn parse_arg(
     Ok(out)
 }
 
+/// Whether this process runs a single thread, so that a forked child may do anything (the
+/// runtime's fork-safety rule: namespaces and clone need a single-threaded process).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Field 20 (num_threads), counted after the parenthesised command name.
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split(' ').nth(17)?.parse::<u32>().ok()
+        })
+        == Some(1)
+}
+
+/// A stage building in a forked child: its output and its result go to two unlinked files.
+struct StageChild {
+    index: usize,
+    pid: nix::unistd::Pid,
+    output: std::fs::File,
+    result: std::fs::File,
+}
+
+impl StageChild {
+    /// Waits for the child, copies its output to `out`, and returns the stage's image and the
+    /// build args it used.
+    fn finish(mut self, out: &mut dyn Write) -> Result<(String, Vec<String>), Error> {
+        use std::io::Seek;
+        let status = loop {
+            match nix::sys::wait::waitpid(self.pid, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        let _ = self.output.rewind();
+        let _ = std::io::copy(&mut self.output, out);
+        let _ = out.flush();
+        let mut text = String::new();
+        let _ = self.result.rewind();
+        let _ = self.result.read_to_string(&mut text);
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(id) = v["id"].as_str() {
+            let used = v["used"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok((id.to_string(), used));
+        }
+        match v["error"].as_str() {
+            Some(msg) => Err(Error::Stage {
+                msg: msg.to_string(),
+                code: v["code"].as_i64().unwrap_or(1) as i32,
+            }),
+            None => Err(Error::Stage {
+                msg: format!(
+                    "building stage {} in a child process: it ended without a result ({status:?})",
+                    self.index
+                ),
+                code: 1,
+            }),
+        }
+    }
+}
+
 impl Builder<'_> {
+    /// Builds the stages in `order` (dependencies first). Stages whose dependencies are all
+    /// built run at the same time: all but the first of them in forked children whose output
+    /// is printed, in stage order, once the first is done, so the output reads as a
+    /// sequential build's. Step numbers are fixed per stage in advance for the same reason.
+    fn stages(&mut self, plan: &Plan, order: &[usize]) -> Result<BTreeMap<usize, String>, Error> {
+        let mut offsets = BTreeMap::new();
+        let mut n = 0;
+        for i in order {
+            offsets.insert(*i, n);
+            n += 1 + plan.stages[*i].body.len();
+        }
+        let mut results: BTreeMap<usize, String> = BTreeMap::new();
+        let mut pending: Vec<usize> = order.to_vec();
+        while !pending.is_empty() {
+            let ready: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|i| {
+                    plan.deps(&plan.stages[*i])
+                        .iter()
+                        .all(|(d, _)| results.contains_key(d))
+                })
+                .collect();
+            // A dependency outside the order cannot happen (the order is its closure); build
+            // the next one alone rather than spin.
+            let ready = if ready.is_empty() {
+                vec![pending[0]]
+            } else {
+                ready
+            };
+            pending.retain(|i| !ready.contains(i));
+            let mut children = Vec::new();
+            let mut failed = None;
+            if ready.len() > 1 && single_threaded() {
+                for &i in &ready[1..] {
+                    match self.fork_stage(plan, i, offsets[&i], &results) {
+                        Ok(c) => children.push(c),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            let forked: Vec<usize> = children.iter().map(|c| c.index).collect();
+            if failed.is_none() {
+                for &i in ready.iter().filter(|i| !forked.contains(i)) {
+                    self.step = offsets[&i];
+                    match self.stage(plan, i, &results) {
+                        Ok(id) => {
+                            results.insert(i, id);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            // Children are always waited for, so none outlives a failed build.
+            for c in children {
+                let i = c.index;
+                match c.finish(&mut *self.out) {
+                    Ok((id, used)) => {
+                        results.insert(i, id);
+                        self.used_args.extend(used);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(results)
+    }
+
+    fn fork_stage(
+        &mut self,
+        plan: &Plan,
+        index: usize,
+        offset: usize,
+        done: &BTreeMap<usize, String>,
+    ) -> Result<StageChild, Error> {
+        let tmp = self.engine.root().join("tmp");
+        let output = tempfile::tempfile_in(&tmp).map_err(Error::io("create a stage log"))?;
+        let result = tempfile::tempfile_in(&tmp).map_err(Error::io("create a stage result"))?;
+        self.flush();
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: the process is single-threaded (checked by the caller), so the child is a
+        // full copy that may allocate, open the database afresh and create containers; it
+        // leaves through `_exit` without running the parent's destructors.
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => Err(Error::io("fork a stage builder")(e.into())),
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(StageChild {
+                index,
+                pid: child,
+                output,
+                result,
+            }),
+            Ok(nix::unistd::ForkResult::Child) => {
+                let r = self.child_stage(plan, index, offset, done, &output);
+                let v = match r {
+                    Ok((id, used)) => json!({"id": id, "used": used}),
+                    Err(e) => json!({"error": e.to_string(), "code": e.exit_code()}),
+                };
+                let mut result = result;
+                let _ = result.write_all(v.to_string().as_bytes());
+                let _ = std::io::stdout().flush();
+                // SAFETY: ends the forked child without unwinding into the parent's frames or
+                // closing the parent's database connection.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+
+    /// In a forked child: builds one stage through a fresh engine (a database connection must
+    /// not cross a fork), writing everything to `output`.
+    fn child_stage(
+        &self,
+        plan: &Plan,
+        index: usize,
+        offset: usize,
+        done: &BTreeMap<usize, String>,
+        output: &std::fs::File,
+    ) -> Result<(String, Vec<String>), Error> {
+        // If the build dies, the step in flight is stopped (the engine relays SIGTERM to it
+        // and cleans up) instead of building on unobserved.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        nix::unistd::dup2_stdout(output).map_err(|e| Error::io("redirect stdout")(e.into()))?;
+        nix::unistd::dup2_stderr(output).map_err(|e| Error::io("redirect stderr")(e.into()))?;
+        let engine = Engine::open(self.engine.root())?;
+        let mut stdout = std::io::stdout();
+        let mut b = Builder {
+            engine: &engine,
+            opts: self.opts,
+            out: &mut stdout,
+            escape: self.escape,
+            step: offset,
+            steps: self.steps,
+            used_args: std::collections::BTreeSet::new(),
+            global: self.global.clone(),
+            started_ms: self.started_ms,
+        };
+        let id = b.stage(plan, index, done)?;
+        b.flush();
+        Ok((id, b.used_args.into_iter().collect()))
+    }
+
     fn say(&mut self, s: &str) -> Result<(), Error> {
         if !self.opts.quiet {
             writeln!(self.out, "{s}").map_err(Error::io("write the build output"))?;

@@ -34,6 +34,14 @@ pub enum Error {
         /// Its exit status.
         code: i32,
     },
+    /// A stage built in a child process failed; its message, and the exit status it asks for.
+    #[error("{msg}")]
+    Stage {
+        /// The child's error, as it printed it.
+        msg: String,
+        /// The exit status `hako build` should end with.
+        code: i32,
+    },
     /// A problem with the build as a whole (options, context).
     #[error("{0}")]
     Invalid(String),
@@ -75,6 +83,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::RunFailed { code, .. } if *code > 0 => *code,
+            Error::Stage { code, .. } => *code,
             _ => 1,
         }
     }

@@ -442,3 +442,56 @@ fn bounded_cache_lru_df_and_prune() {
     assert!(!again.contains("Using cache"), "{again}");
     r.ok(&["rmi", "kept:1"]);
 }
+
+/// Independent stages run at the same time: a server stage waits for a client stage to
+/// connect, which a sequential build could never satisfy (the server would time out). The
+/// output still reads stage by stage, with each stage's own step numbers; an unused stage is
+/// skipped.
+#[test]
+fn independent_stages_run_in_parallel() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let port = 20000 + std::process::id() % 20000;
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!(
+            "FROM busybox AS server\n\
+             RUN --network=host timeout 60 nc -l -p {port}\n\
+             FROM busybox AS unused\n\
+             RUN echo never-built\n\
+             FROM busybox AS client\n\
+             RUN --network=host sh -c 'for i in $(seq 600); do nc 127.0.0.1 {port} </dev/null && exit 0; sleep 0.1; done; exit 1'\n\
+             FROM busybox\n\
+             COPY --from=server /etc/passwd /server\n\
+             COPY --from=client /etc/group /client\n"
+        ),
+    );
+    let (code, out, err) = build(&r, d.path(), &["-t", "par:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("never-built"), "{out}");
+    let server = out
+        .find("Step 2/7 : RUN --network=host timeout")
+        .expect(&out);
+    let client = out.find("Step 4/7 : RUN --network=host sh").expect(&out);
+    let last = out.find("Step 5/7 : FROM busybox").expect(&out);
+    assert!(server < client && client < last, "{out}");
+    assert_eq!(out.matches("Removing intermediate container").count(), 2);
+    r.ok(&["run", "--rm", "par:1", "test", "-s", "/client"]);
+
+    // A failure in a forked stage fails the build with its message and status, and leaves
+    // no container.
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox AS a\nRUN true\nFROM busybox AS b\nRUN exit 7\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n",
+    );
+    let (code, out, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        err.contains("The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
+        "{err}"
+    );
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    r.ok(&["rmi", "par:1"]);
+}
