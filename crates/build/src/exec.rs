@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub tags: Vec<Reference>,
     /// `-q`: no step output (RUN output included).
     pub quiet: bool,
+    /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret` mounts.
+    pub secrets: crate::mounts::Secrets,
 }
 
 /// What a successful build produced.
@@ -1149,7 +1151,17 @@ impl Builder<'_> {
 
     fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), Error> {
         let line = ins.line;
-        ins.check_flags(&["network"])?;
+        ins.check_flags(&["network", "mount"])?;
+        let mounts = ins
+            .flags
+            .iter()
+            .filter(|(n, _)| n == "mount")
+            .map(|(_, v)| {
+                let v = expand(v, &st.vars(), self.escape).map_err(|e| e.0)?;
+                crate::mounts::parse(&v, &st.workdir())
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| Error::at(line, format!("RUN --mount: {e}")))?;
         let network = match ins.flag("network") {
             None | Some("default") => hako_engine::Network::Default,
             Some("none") => hako_engine::Network::None,
@@ -1229,16 +1241,39 @@ impl Builder<'_> {
         } else {
             format!("|{} {} {cmdline}", shown.len(), shown.join(" "))
         };
-        let key = self.cache_key(st, "RUN", &format!("{created_by}\n{network:?}"));
+        let mut mount_key = String::new();
+        for m in &mounts {
+            mount_key.push_str(&format!("{m:?}\n"));
+            match m {
+                // What a bind mount shows is an input of the step, like COPY's sources.
+                crate::mounts::Mount::Bind { source, .. } => {
+                    mount_key.push_str(&self.context_digest(line, source)?);
+                    mount_key.push('\n');
+                }
+                crate::mounts::Mount::Secret { id, .. } => {
+                    let given = self.opts.secrets.contains_key(id);
+                    mount_key.push_str(&format!("secret given: {given}\n"));
+                }
+                _ => {}
+            }
+        }
+        let key = self.cache_key(
+            st,
+            "RUN",
+            &format!("{created_by}\n{network:?}\n{mount_key}"),
+        );
         if self.cached(st, &key)? {
             return Ok(());
         }
+        let (volumes, tmpfs, stubs) = self.step_mounts(st, line, &mounts)?;
         let opts = RunOptions {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
             entrypoint: Some(String::new()),
             env: arg_env,
             network,
+            volumes,
+            tmpfs,
             ..Default::default()
         };
         self.flush();
@@ -1260,7 +1295,7 @@ impl Builder<'_> {
         };
         let committed = if code == 0 {
             self.engine
-                .build_layer(&cid)
+                .build_layer(&cid, &stubs)
                 .map_err(Error::from)
                 .and_then(|l| self.commit(st, &created_by, Some(l)))
         } else {
@@ -1273,6 +1308,134 @@ impl Builder<'_> {
         self.say(&format!("Removing intermediate container {}", &cid[..12]))?;
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
+    }
+
+    /// A digest of the context files at and under `rel` (path, mode, size, content), through
+    /// the per-file hash cache.
+    fn context_digest(&self, line: usize, rel: &str) -> Result<String, Error> {
+        let ctx = &self.opts.context;
+        let root = ctx.root.clone().ok_or_else(|| {
+            Error::at(
+                line,
+                "RUN --mount=type=bind: there is no build context directory to bind from",
+            )
+        })?;
+        if !rel.is_empty() && !ctx.entries.contains_key(rel) {
+            return Err(Error::at(
+                line,
+                format!("RUN --mount=type=bind: source={rel}: not found in the build context"),
+            ));
+        }
+        let conn = self.engine.images().conn();
+        let mut h = Sha256::new();
+        for (r, m) in ctx.under(rel) {
+            h.update(format!("{r}\0{:o}\0{}\0", m.mode(), m.len()).as_bytes());
+            let path = root.join(r);
+            if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&path)
+                    .map_err(Error::io(format!("read link {}", path.display())))?;
+                h.update(t.as_os_str().as_encoded_bytes());
+            } else if m.is_file() {
+                let key = path.to_string_lossy();
+                let stamp = cache::FileStamp::of(m);
+                let sum = match cache::file_hash(conn, &key, stamp)? {
+                    Some(s) => s,
+                    None => {
+                        let mut f = std::fs::File::open(&path)
+                            .map_err(Error::io(format!("open {}", path.display())))?;
+                        let mut fh = Sha256::new();
+                        let mut buf = vec![0u8; 1 << 16];
+                        loop {
+                            let n = f
+                                .read(&mut buf)
+                                .map_err(Error::io(format!("read {}", path.display())))?;
+                            if n == 0 {
+                                break;
+                            }
+                            fh.update(&buf[..n]);
+                        }
+                        let s = hex::encode(fh.finalize());
+                        cache::remember_file_hash(conn, &key, stamp, &s)?;
+                        s
+                    }
+                };
+                h.update(sum.as_bytes());
+            }
+            h.update(b"\n");
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// The `-v` and `--tmpfs` values of a step's `--mount`s, and for each mount point the image
+    /// lacks, the chain of paths the runtime will create for it (left out of the layer).
+    #[allow(clippy::type_complexity)]
+    fn step_mounts(
+        &self,
+        st: &Stage,
+        line: usize,
+        mounts: &[crate::mounts::Mount],
+    ) -> Result<(Vec<String>, Vec<String>, Vec<Vec<String>>), Error> {
+        use crate::mounts::Mount;
+        let root = self.engine.root();
+        let mut volumes = Vec::new();
+        let mut tmpfs = Vec::new();
+        let mut stubs = Vec::new();
+        let image = Union::new(&st.layers);
+        for m in mounts {
+            let target = m.target();
+            match m {
+                Mount::Cache {
+                    id,
+                    readonly,
+                    mode,
+                    owner,
+                    ..
+                } => {
+                    let dir = crate::mounts::prepare_cache_dir(root, id, *mode, *owner)?;
+                    let ro = if *readonly { ":ro" } else { "" };
+                    volumes.push(format!("{}:{target}{ro}", dir.display()));
+                }
+                Mount::Bind { source, .. } => {
+                    let ctx_root = self.opts.context.root.clone().ok_or_else(|| {
+                        Error::at(line, "RUN --mount=type=bind: there is no build context directory to bind from")
+                    })?;
+                    volumes.push(format!("{}:{target}:ro", ctx_root.join(source).display()));
+                }
+                Mount::Tmpfs { size, .. } => tmpfs.push(match size {
+                    Some(n) => format!("{target}:size={n}"),
+                    None => target.to_string(),
+                }),
+                Mount::Secret { id, required, .. } => match self.opts.secrets.get(id) {
+                    Some(src) => {
+                        if !src.is_file() {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=secret: secret {id}: {} is not a file", src.display()),
+                            ));
+                        }
+                        volumes.push(format!("{}:{target}:ro", src.display()));
+                    }
+                    None if *required => {
+                        return Err(Error::at(
+                            line,
+                            format!("RUN --mount=type=secret: secret {id} not found (pass --secret id={id},src=FILE)"),
+                        ))
+                    }
+                    None => continue,
+                },
+            }
+            let comps = image.resolve(target, true);
+            if let Some(first_missing) =
+                (1..=comps.len()).find(|&k| image.metadata(&comps[..k]).is_none())
+            {
+                stubs.push(
+                    (first_missing..=comps.len())
+                        .map(|k| comps[..k].join("/"))
+                        .collect(),
+                );
+            }
+        }
+        Ok((volumes, tmpfs, stubs))
     }
 
     fn copy(

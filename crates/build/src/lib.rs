@@ -8,6 +8,7 @@ pub mod context;
 pub mod exec;
 pub mod ignore;
 mod layer;
+pub mod mounts;
 pub mod parser;
 pub mod plan;
 mod union;

@@ -42,6 +42,9 @@ pub struct BuildArgs {
     /// Always remove intermediate containers (always done)
     #[arg(long)]
     force_rm: bool,
+    /// Secret to expose to the build (id=ID,src=FILE), for RUN --mount=type=secret
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
     /// Build context: a directory, or - to read a Dockerfile from stdin
     path: String,
 }
@@ -101,6 +104,11 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
                 }
             }
         }
+    }
+    let mut secrets = hako_build::mounts::Secrets::new();
+    for s in &a.secrets {
+        let (id, src) = hako_build::mounts::parse_secret(s).map_err(|e| anyhow::anyhow!(e))?;
+        secrets.insert(id, src);
     }
     let mut labels = Vec::new();
     for l in &a.labels {
@@ -164,6 +172,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         labels,
         tags: tags.clone(),
         quiet,
+        secrets,
     };
     let mut out = std::io::stdout();
     let result = hako_build::build(&engine, &opts, &mut out);
@@ -228,13 +237,16 @@ pub fn df_row(engine: &hako_engine::Engine, out: &mut dyn Write) -> anyhow::Resu
     let conn = engine.images().conn();
     hako_build::cache::ensure_schema(conn)?;
     let u = hako_build::cache::usage(conn)?;
+    // Cache mounts count as entries too; none is in use between builds.
+    let mounts = hako_build::mounts::list_cache_dirs(engine.root());
+    let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
     writeln!(
         out,
         "Build Cache\t{}\t{}\t{}\t{}",
-        u.entries,
+        u.entries + mounts.len() as u64,
         u.active,
-        crate::fmt::human_size(u.size),
-        crate::fmt::human_size(u.reclaimable)
+        crate::fmt::human_size(u.size + mount_bytes),
+        crate::fmt::human_size(u.reclaimable + mount_bytes)
     )?;
     Ok(())
 }
@@ -305,7 +317,12 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                     }
                 }
             }
-            let freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
+            let mut freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
+            if keep.is_none() {
+                let (ids, bytes) = hako_build::mounts::prune_cache_dirs(engine.root(), older_than)?;
+                deleted.extend(ids);
+                freed += bytes;
+            }
             if !deleted.is_empty() {
                 println!("Deleted build cache objects:");
                 for d in &deleted {

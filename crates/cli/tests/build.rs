@@ -495,3 +495,72 @@ fn independent_stages_run_in_parallel() {
     assert_eq!(r.ok(&["ps", "-aq"]), "");
     r.ok(&["rmi", "par:1"]);
 }
+
+fn file_in(r: &Root, image: &str, path: &str) -> String {
+    r.ok(&["run", "--rm", image, "cat", path])
+}
+
+/// RUN --mount: a cache directory persists across builds (even --no-cache ones) until
+/// `builder prune`; a bind mount shows the context and its content keys the step; a secret is
+/// readable but stays out of the image, as do the mount points; tmpfs; --network=none.
+#[test]
+fn run_mounts_and_network() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(d.path(), "data/f", "one\n");
+    write(d.path(), "tok.txt", "s3cret");
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/log; wc -l < /cache/log > /count'\n\
+         RUN --mount=type=bind,source=data,target=/data cat /data/f > /copied\n\
+         RUN --mount=type=secret,id=tok,required=true sh -c 'test \"$(cat /run/secrets/tok)\" = s3cret && echo ok > /secret-ok'\n\
+         RUN --mount=type=tmpfs,target=/scratch sh -c 'echo x > /scratch/f && grep -q \" /scratch tmpfs\" /proc/mounts'\n\
+         RUN --network=none sh -c 'test $(grep -c : /proc/net/dev) = 1'\n",
+    );
+    let secret = format!("id=tok,src={}", d.path().join("tok.txt").display());
+    let (code, out, err) = build(&r, d.path(), &["-t", "mounts:1", "--secret", &secret]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "1");
+    assert_eq!(file_in(&r, "mounts:1", "/copied"), "one\n");
+    assert_eq!(file_in(&r, "mounts:1", "/secret-ok"), "ok\n");
+    for gone in ["/cache", "/data", "/run", "/scratch"] {
+        let (code, _, _) = r.run(&["run", "--rm", "mounts:1", "test", "-e", gone]);
+        assert_eq!(code, 1, "{gone} is a mount point, not part of the image");
+    }
+
+    // The bind source's content is a step input; the cache mount kept its file.
+    write(d.path(), "data/f", "two\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "mounts:1", "--secret", &secret]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches(" ---> Using cache").count(), 1, "{out}");
+    assert_eq!(file_in(&r, "mounts:1", "/copied"), "two\n");
+    let (code, out, err) = build(
+        &r,
+        d.path(),
+        &["--no-cache", "-t", "mounts:1", "--secret", &secret],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "2");
+    assert_eq!(df_build_cache(&r).len(), 4);
+
+    // A required secret that is not given fails on its line; prune -a empties the cache mount.
+    let (code, _, err) = build(&r, d.path(), &["--no-cache"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("line 4: RUN --mount=type=secret: secret tok not found"),
+        "{err}"
+    );
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    let out = r.ok(&["builder", "prune", "-af"]);
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    let (code, out, err) = build(
+        &r,
+        d.path(),
+        &["--no-cache", "-t", "mounts:1", "--secret", &secret],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "1");
+    r.ok(&["rmi", "mounts:1"]);
+}
