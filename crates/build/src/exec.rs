@@ -43,6 +43,32 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret` mounts.
     pub secrets: crate::mounts::Secrets,
+    /// `--pull`: fetch every base image even when it is in the store.
+    pub pull: bool,
+    /// `--rm=false`: keep the containers of successful RUN steps.
+    pub keep_containers: bool,
+    /// Fetches a base image into the store (the registry client), writing progress to the
+    /// writer; used for a FROM image missing locally, or for every one with `pull`.
+    pub fetch: Option<Fetch>,
+}
+
+/// How the builder pulls an image: name, progress output.
+pub type Fetch = Box<dyn Fn(&str, &mut dyn Write) -> Result<(), String>>;
+
+/// Accepts `--platform` / `FROM --platform` values naming this machine's platform (hako
+/// builds natively, with no emulation); anything else is refused.
+pub fn check_platform(p: &str) -> Result<(), String> {
+    let host = format!("linux/{}", go_arch());
+    let mut parts = p.split('/');
+    let (os, arch) = (parts.next().unwrap_or(""), parts.next());
+    let ok = os == "linux" && arch.is_none_or(|a| a == go_arch());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "platform {p:?} is not supported: hako build builds for this machine's platform ({host}) only"
+        ))
+    }
 }
 
 /// What a successful build produced.
@@ -661,6 +687,28 @@ impl Builder<'_> {
                 args: BTreeMap::new(),
             }
         } else {
+            if let Some(p) = s.from.flag("platform") {
+                let p = expand(p, &self.global, self.escape)
+                    .map_err(|e| Error::at(s.from.line, format!("FROM --platform: {}", e.0)))?;
+                check_platform(&p).map_err(|e| Error::at(s.from.line, format!("FROM: {e}")))?;
+            }
+            let missing = matches!(
+                self.engine.images().resolve(&s.base),
+                Err(hako_engine::hako_image::Error::NotFound(_))
+            );
+            if self.opts.pull || missing {
+                if let Some(fetch) = &self.opts.fetch {
+                    self.flush();
+                    let mut sink = std::io::sink();
+                    let out: &mut dyn Write = if self.opts.quiet {
+                        &mut sink
+                    } else {
+                        &mut *self.out
+                    };
+                    fetch(&s.base, out)
+                        .map_err(|e| Error::at(s.from.line, format!("FROM {}: {e}", s.base)))?;
+                }
+            }
             let image = match self.engine.images().resolve(&s.base) {
                 Ok(i) => i,
                 Err(hako_engine::hako_image::Error::NotFound(_)) => {
@@ -1301,7 +1349,13 @@ impl Builder<'_> {
         } else {
             Err(Error::RunFailed { cmd: cmdline, code })
         };
-        // The container goes whatever happened: a failed build leaves none behind.
+        // A failed step's container goes whatever `--rm` says: a failed build leaves none
+        // behind. A successful one's stays with `--rm=false`, as in Docker.
+        if committed.is_ok() && self.opts.keep_containers {
+            let id = committed?;
+            cache::store(self.engine.images().conn(), &key, &id, self.used())?;
+            return self.say(&format!(" ---> {}", short(&id)));
+        }
         let removed = self.engine.remove(&cid, true, true);
         let id = committed?;
         removed?;

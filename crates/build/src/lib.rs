@@ -14,7 +14,7 @@ pub mod plan;
 mod union;
 pub mod words;
 
-pub use exec::{build, BuildOptions, BuildOutput};
+pub use exec::{build, check_platform, BuildOptions, BuildOutput, Fetch};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

@@ -36,12 +36,19 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long)]
     iidfile: Option<PathBuf>,
-    /// Remove intermediate containers after a successful build (always done)
+    /// Remove intermediate containers after a successful build (--rm=false keeps them; a
+    /// failed step's container is always removed)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     rm: bool,
-    /// Always remove intermediate containers (always done)
+    /// Always remove intermediate containers
     #[arg(long)]
     force_rm: bool,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long)]
+    pull: bool,
+    /// Set the target platform for the build (only this machine's is supported)
+    #[arg(long)]
+    platform: Option<String>,
     /// Secret to expose to the build (id=ID,src=FILE), for RUN --mount=type=secret
     #[arg(long = "secret")]
     secrets: Vec<String>,
@@ -116,14 +123,40 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         labels.push((k.to_string(), v.to_string()));
     }
 
-    let (dockerfile, context) = if a.path == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("read the Dockerfile from stdin")?;
-        (s, Context::empty())
+    if let Some(p) = &a.platform {
+        hako_build::check_platform(p).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    // `-` is a tar of the context, or a Dockerfile: stdin goes to a file first to tell which.
+    let mut stdin_context = None;
+    let mut stdin_dockerfile = None;
+    if a.path == "-" {
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        // Named `<pid>-…` so the store's sweep of tmp/ leaves it alone while we run.
+        let prefix = format!("{}-build-", std::process::id());
+        let mut f = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempfile_in(&tmp)
+            .context("create a file for stdin")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read stdin")?;
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&tmp)
+            .context("create a directory for the context")?;
+        if Context::unpack(f.path(), dir.path())? {
+            stdin_context = Some(dir);
+        } else {
+            stdin_dockerfile =
+                Some(std::fs::read_to_string(f.path()).context("read the Dockerfile from stdin")?);
+        }
+    }
+    let (dockerfile, context) = if let Some(text) = stdin_dockerfile {
+        (text, Context::empty())
     } else {
-        let dir = PathBuf::from(&a.path);
+        let dir = match &stdin_context {
+            Some(d) => d.path().to_path_buf(),
+            None => PathBuf::from(&a.path),
+        };
         if !dir.is_dir() {
             return Err(anyhow::anyhow!(
                 "unable to prepare context: path \"{}\" not found",
@@ -133,6 +166,8 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         }
         let df_path = match &a.file {
             Some(f) if f == "-" => None,
+            // With a tar on stdin, -f names a file in it.
+            Some(f) if stdin_context.is_some() => Some(dir.join(f)),
             Some(f) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
             Some(f) => Some(if Path::new(f).exists() || !dir.join(f).exists() {
                 PathBuf::from(f)
@@ -173,6 +208,14 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         tags: tags.clone(),
         quiet,
         secrets,
+        pull: a.pull,
+        keep_containers: !a.rm && !a.force_rm,
+        fetch: Some({
+            let root = root.to_path_buf();
+            Box::new(move |name: &str, out: &mut dyn Write| {
+                pull_base(&root, name, out).map_err(|e| format!("{e:#}"))
+            })
+        }),
     };
     let mut out = std::io::stdout();
     let result = hako_build::build(&engine, &opts, &mut out);
@@ -209,6 +252,21 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             err: e.into(),
         }),
     }
+}
+
+/// Pulls a base image for `FROM` (missing locally, or `--pull`), progress to `out`.
+fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let reference = Reference::parse(name)?;
+    let reference = if reference.tag().is_none() && reference.digest().is_none() {
+        reference.with_tag("latest")?
+    } else {
+        reference
+    };
+    let store = hako_engine::hako_image::ImageStore::open(root)?;
+    let opts = hako_registry::PullOptions { platform: None };
+    hako_registry::pull(&store, &reference, &opts, out)
+        .with_context(|| format!("pull {}", reference.familiar()))?;
+    Ok(())
 }
 
 /// Least-recently-used collection after a build, down to the configured maximum (see

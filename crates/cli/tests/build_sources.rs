@@ -1,0 +1,226 @@
+//! `hako build` inputs beyond a context directory: a tar context on stdin, base images pulled
+//! from a registry (missing, or `--pull`), `--platform`, `--rm=false`, ADD of URLs.
+
+mod common;
+
+use common::{wait_for, Root};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, text).unwrap();
+}
+
+fn ctx() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hako-build-ctx-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+fn with_stdin(r: &Root, args: &[&str], input: &[u8]) -> (i32, String, String) {
+    let mut c = r.cmd(args);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A context as a tar on stdin, with -f naming a Dockerfile inside it.
+#[test]
+fn tar_context_on_stdin() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "sub/Dockerfile.alt",
+        "FROM busybox\nCOPY hello.txt /\n",
+    );
+    write(d.path(), "hello.txt", "from the tar\n");
+    let tar = Command::new("tar")
+        .args(["-C", d.path().to_str().unwrap(), "-czf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let (code, out, err) = with_stdin(
+        &r,
+        &["build", "-f", "sub/Dockerfile.alt", "-t", "fromtar:1", "-"],
+        &tar.stdout,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "fromtar:1", "cat", "/hello.txt"]),
+        "from the tar\n"
+    );
+    // The same tar again: the COPY is cached although the context lives elsewhere now.
+    let (code, again, err) = with_stdin(
+        &r,
+        &["build", "-f", "sub/Dockerfile.alt", "-t", "fromtar:1", "-"],
+        &tar.stdout,
+    );
+    assert_eq!(code, 0, "{again}{err}");
+    assert!(again.contains(" ---> Using cache"), "{again}");
+    let left: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the unpacked context is removed: {left:?}");
+    r.ok(&["rmi", "fromtar:1"]);
+}
+
+/// `--platform` other than this machine's is refused (no emulation); `--rm=false` keeps the
+/// step containers, `--force-rm` does not.
+#[test]
+fn platform_and_rm() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(d.path(), "Dockerfile", "FROM busybox\nRUN echo kept > /k\n");
+    let c = d.path().to_str().unwrap();
+    let (code, _, err) = r.run(&["build", "--platform", "linux/s390x", c]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("platform \"linux/s390x\" is not supported"),
+        "{err}"
+    );
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM --platform=linux/s390x busybox\nRUN true\n",
+    );
+    let (code, _, err) = r.run(&["build", c]);
+    assert_ne!(code, 0);
+    assert!(err.contains("line 1"), "{err}");
+
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM --platform=$BUILDPLATFORM busybox\nRUN echo kept > /k\n",
+    );
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let plat = format!("linux/{arch}");
+    let (code, out, err) = r.run(&["build", "--platform", &plat, "--rm=false", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Removing intermediate container"), "{out}");
+    let kept = r.ok(&["ps", "-aq"]);
+    assert_eq!(kept.lines().count(), 1, "{kept}");
+    r.ok(&["rm", kept.trim()]);
+    let (code, out, err) = r.run(&["build", "--no-cache", "--rm=false", "--force-rm", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Removing intermediate container"), "{out}");
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+}
+
+/// A private registry on a free loopback port; stopped (by pid) on drop.
+struct Registry {
+    child: Child,
+    _storage: tempfile::TempDir,
+    _config: tempfile::TempDir,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = Path::new("/usr/bin/docker-registry");
+        assert!(bin.is_file(), "apt-get install docker-registry");
+        let storage = tempfile::tempdir().unwrap();
+        let config = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let yml = config.path().join("config.yml");
+        std::fs::write(
+            &yml,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&yml)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry {
+            child,
+            _storage: storage,
+            _config: config,
+            port,
+        };
+        assert!(
+            wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok()),
+            "docker-registry did not listen on {port}"
+        );
+        reg
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A FROM image missing locally is pulled; `--pull` pulls one that is present.
+#[test]
+fn base_images_are_pulled() {
+    let reg = Registry::start();
+    let base = format!("127.0.0.1:{}/base:1", reg.port);
+    {
+        let a = Root::with_busybox();
+        a.ok(&["tag", "busybox", &base]);
+        a.ok(&["push", &base]);
+    }
+    let r = Root::new();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo pulled > /p\n"),
+    );
+    let c = d.path().to_str().unwrap();
+    let (code, out, err) = r.run(&["build", "-t", "pulled:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Pulling from base"), "{out}");
+    assert_eq!(r.ok(&["run", "--rm", "pulled:1", "cat", "/p"]), "pulled\n");
+    let (code, out, err) = r.run(&["build", "-t", "pulled:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains("Pulling from"),
+        "present: not pulled again: {out}"
+    );
+    let (code, out, err) = r.run(&["build", "--pull", "-t", "pulled:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Pulling from base"), "{out}");
+    assert!(
+        out.contains(" ---> Using cache"),
+        "same base, same cache: {out}"
+    );
+    r.ok(&["rmi", "pulled:1"]);
+    r.ok(&["rmi", &base]);
+}
