@@ -1364,6 +1364,53 @@ impl Builder<'_> {
         self.say(&format!(" ---> {}", short(&id)))
     }
 
+    /// Downloads `url` for ADD into a temporary file, checking `sha256` (hex) when given.
+    fn download(
+        &self,
+        line: usize,
+        url: &str,
+        sha256: Option<&str>,
+    ) -> Result<tempfile::NamedTempFile, Error> {
+        // Connect and response timeouts only: a global or resolve timeout makes ureq resolve
+        // on a helper thread, and the build forks containers (and stages) afterwards.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(120)))
+            .user_agent(concat!("hako/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let fail = |e: String| Error::at(line, format!("ADD {url}: {e}"));
+        let resp = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+        let tmp = self.engine.root().join("tmp");
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("{}-add-", std::process::id()))
+            .tempfile_in(&tmp)
+            .map_err(Error::io("create a file for a download"))?;
+        let mut body = resp.into_body();
+        let mut reader = body.as_reader();
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            file.write_all(&buf[..n])
+                .map_err(Error::io("write a download"))?;
+        }
+        let got = hex::encode(h.finalize());
+        if let Some(want) = sha256 {
+            if got != want {
+                return Err(fail(format!(
+                    "checksum mismatch: expected sha256:{want}, got sha256:{got}"
+                )));
+            }
+        }
+        file.flush().map_err(Error::io("write a download"))?;
+        Ok(file)
+    }
+
     /// A digest of the context files at and under `rel` (path, mode, size, content), through
     /// the per-file hash cache.
     fn context_digest(&self, line: usize, rel: &str) -> Result<String, Error> {
@@ -1503,7 +1550,7 @@ impl Builder<'_> {
         let kw = ins.keyword.as_str();
         let add = kw == "ADD";
         if add {
-            ins.check_flags(&["chown", "chmod", "link"])?;
+            ins.check_flags(&["chown", "chmod", "link", "checksum"])?;
         } else {
             ins.check_flags(&["from", "chown", "chmod", "link"])?;
         }
@@ -1626,11 +1673,54 @@ impl Builder<'_> {
             Ctx(String),
             Img(Vec<String>),
             Doc(usize),
+            /// A downloaded URL: the URL, the file's name, the download.
+            Url(String, String, tempfile::NamedTempFile),
+        }
+        let checksum = match ins.flag("checksum") {
+            None => None,
+            Some(c) => {
+                let c = expand(c, &vars, esc).map_err(werr)?;
+                let hex = c
+                    .strip_prefix("sha256:")
+                    .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                Some(
+                    hex.ok_or_else(|| {
+                        Error::at(
+                            line,
+                            format!("ADD --checksum={c}: expected sha256:<64 hex digits>"),
+                        )
+                    })?
+                    .to_ascii_lowercase(),
+                )
+            }
+        };
+        let urls = words
+            .iter()
+            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .count();
+        if checksum.is_some() && (urls != 1 || words.len() != 1) {
+            return Err(Error::at(
+                line,
+                "ADD --checksum needs exactly one source, an http(s) URL",
+            ));
         }
         let mut items: Vec<Item> = Vec::new();
         for w in &words {
             if add && (w.starts_with("http://") || w.starts_with("https://")) {
-                return Err(Error::at(line, format!("ADD {w}: fetching URLs is not supported by hako build yet; download the file into the context and ADD it from there")));
+                let file = self.download(line, w, checksum.as_deref())?;
+                // The name is the URL path's last segment, as Docker takes it.
+                let path = w.split(['?', '#']).next().unwrap_or(w);
+                let after_host = path.splitn(4, '/').nth(3).unwrap_or("");
+                let name = after_host
+                    .rsplit('/')
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                if name.is_empty() && (dest_raw.ends_with('/') || dest_exists_dir) {
+                    return Err(Error::at(line, format!("ADD {w}: cannot determine a filename from the URL; give the destination a file name")));
+                }
+                items.push(Item::Url(w.clone(), name, file));
+                continue;
             }
             if add && (w.starts_with("git@") || w.ends_with(".git")) {
                 return Err(Error::at(
@@ -1755,6 +1845,13 @@ impl Builder<'_> {
                         }
                     }
                 }
+                Item::Url(url, _, file) => {
+                    let m = file
+                        .as_file()
+                        .metadata()
+                        .map_err(Error::io("stat a download"))?;
+                    hash_file(&mut h, url, file.path(), &m, false)?;
+                }
                 Item::Doc(i) => {
                     h.update(b"heredoc\0");
                     h.update(ins.heredocs[*i].content.as_bytes());
@@ -1820,6 +1917,22 @@ impl Builder<'_> {
         };
         for it in &items {
             match it {
+                Item::Url(_, name, file) => {
+                    let m = file
+                        .as_file()
+                        .metadata()
+                        .map_err(Error::io("stat a download"))?;
+                    let t = target(name);
+                    if !into_dir {
+                        w.parents(&image, &t, owner)?;
+                    }
+                    // Docker gives remote files mode 0600 unless --chmod says otherwise.
+                    let a = Attrs {
+                        owner,
+                        chmod: Some(chmod.unwrap_or(0o600)),
+                    };
+                    w.host(&t, file.path(), &m, a)?;
+                }
                 Item::Doc(i) => {
                     let hd = &ins.heredocs[*i];
                     let body = if hd.expand {

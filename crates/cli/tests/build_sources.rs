@@ -224,3 +224,98 @@ fn base_images_are_pulled() {
     r.ok(&["rmi", "pulled:1"]);
     r.ok(&["rmi", &base]);
 }
+
+/// Serves `body` at /file.txt (404 elsewhere) on a loopback port, from a thread of the test.
+fn serve(body: &'static str) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let mut s = s;
+            let resp = if first.starts_with("GET /dl/file.txt ") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            };
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    port
+}
+
+/// ADD of an http URL: the file lands with mode 0600 under the URL's name, is cached by
+/// content, and --checksum is verified; a 404 fails on the line.
+#[test]
+fn add_url_with_checksum() {
+    let r = Root::with_busybox();
+    let port = serve("remote content\n");
+    let d = ctx();
+    let c = d.path().to_str().unwrap();
+    let url = format!("http://127.0.0.1:{port}/dl/file.txt");
+    // sha256 of "remote content\n".
+    let sum = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"remote content\n"))
+    };
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nADD {url} /srv/\nADD --checksum=sha256:{sum} {url} /named.txt\n"),
+    );
+    let (code, out, err) = r.run(&["build", "-t", "url:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "url:1", "cat", "/srv/file.txt", "/named.txt"]),
+        "remote content\nremote content\n"
+    );
+    assert_eq!(
+        r.ok(&["run", "--rm", "url:1", "stat", "-c", "%a", "/srv/file.txt"]),
+        "600\n"
+    );
+    let (code, again, err) = r.run(&["build", "-t", "url:1", c]);
+    assert_eq!(code, 0, "{again}{err}");
+    assert_eq!(again.matches(" ---> Using cache").count(), 2, "{again}");
+
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nADD --checksum=sha256:{} {url} /x\n",
+            "0".repeat(64)
+        ),
+    );
+    let (code, _, err) = r.run(&["build", c]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("line 2") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nADD http://127.0.0.1:{port}/nope /x\n"),
+    );
+    let (code, _, err) = r.run(&["build", c]);
+    assert_ne!(code, 0);
+    assert!(err.contains("line 2") && err.contains("404"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "downloads are removed: {left:?}");
+    r.ok(&["rmi", "url:1"]);
+}
