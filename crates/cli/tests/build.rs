@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Root;
+use common::{wait_for, Root};
 use std::path::Path;
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -296,7 +296,7 @@ fn failures_name_the_line_and_leave_nothing() {
         ),
         (
             "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n",
-            "circular dependency",
+            "line 2: circular dependency detected on stage: b",
         ),
     ] {
         write(d.path(), "Dockerfile", df);
@@ -563,4 +563,82 @@ fn run_mounts_and_network() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "1");
     r.ok(&["rmi", "mounts:1"]);
+}
+
+/// Starts `hako build` on `ctx` and returns once a RUN step's container is running.
+fn start_build(r: &Root, ctx: &Path) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut c = r.cmd(&["build", ctx.to_str().unwrap()]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap().contains("---> Running in") {
+            break;
+        }
+    }
+    // Keep draining so the build never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(
+        wait_for(10, || r.ok(&["ps", "-q"]).lines().count() == 1),
+        "the step's container runs"
+    );
+    child
+}
+
+fn assert_nothing_left(r: &Root) {
+    assert!(
+        wait_for(10, || r.ok(&["ps", "-aq"]).is_empty()),
+        "no container is left: {}",
+        r.ok(&["ps", "-a"])
+    );
+    let root = r.path().to_str().unwrap().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root), "no mount under the root");
+    let left: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "no half-written layer: {left:?}");
+    let containers: Vec<_> = std::fs::read_dir(r.path().join("containers"))
+        .unwrap()
+        .collect();
+    assert!(containers.is_empty(), "no container directory");
+    let images = r.ok(&["images"]);
+    assert_eq!(images.lines().count(), 2, "only busybox: {images}");
+}
+
+/// Ctrl-C (SIGINT) during a RUN step stops the step and fails the build; kill -9 of the build
+/// leaves a container that dies with it and that the next command removes. Either way nothing
+/// is left: no container, mount, temporary layer or tag.
+#[test]
+fn interrupted_builds_leave_nothing() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN trap 'exit 130' INT; sleep 60 & wait\nRUN echo never\n",
+    );
+    let mut child = start_build(&r, d.path());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "the step's status: {status:?}");
+    assert_nothing_left(&r);
+
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN sleep 60\nRUN echo never\n",
+    );
+    let mut child = start_build(&r, d.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_nothing_left(&r);
 }

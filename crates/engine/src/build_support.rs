@@ -29,7 +29,19 @@ impl Engine {
             let plan = self.plan(&id, opts, image)?;
             named(&id);
             self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
-            match self.launch(&id, opts, &plan, false, &mut |_| {}) {
+            // Recorded as --rm while the step runs, so that if the build is killed, the next
+            // reconcile deletes the container instead of keeping it as exited; this foreground
+            // run itself keeps it (its `opts` say no --rm) for `build_layer`.
+            let mark = |on: bool| {
+                self.store.conn().execute(
+                    "UPDATE containers SET auto_remove = ?2 WHERE id = ?1",
+                    rusqlite::params![id, on],
+                )
+            };
+            mark(true)?;
+            let launched = self.launch(&id, opts, &plan, false, &mut |_| {});
+            let _ = mark(false);
+            match launched {
                 Ok(code) => Ok((id, code)),
                 Err(e) => {
                     let _ = self.remove(&id, true, true);
