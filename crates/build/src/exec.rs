@@ -43,6 +43,8 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret` mounts.
     pub secrets: crate::mounts::Secrets,
+    /// `--cache-from` images (ids), whose history and layers can stand in for steps.
+    pub cache_from: Vec<String>,
     /// `--pull`: fetch every base image even when it is in the store.
     pub pull: bool,
     /// `--rm=false`: keep the containers of successful RUN steps.
@@ -785,6 +787,18 @@ impl Builder<'_> {
         created_by: &str,
         layer: Option<StagedLayer>,
     ) -> Result<String, Error> {
+        self.commit_layer(st, created_by, layer, None)
+    }
+
+    /// [`Self::commit`], or with `reused` = (diff id, manifest descriptor) of a layer already
+    /// in the store.
+    fn commit_layer(
+        &mut self,
+        st: &mut Stage,
+        created_by: &str,
+        layer: Option<StagedLayer>,
+        reused: Option<(String, Value)>,
+    ) -> Result<String, Error> {
         let created = rfc3339_now();
         let mut config = st.config.clone();
         config["created"] = created.clone().into();
@@ -795,30 +809,48 @@ impl Builder<'_> {
             .map(|a| a.len())
             .unwrap_or(0);
         let mut layers: Vec<NewLayer> = (0..existing).map(|_| NewLayer::Existing).collect();
-        match layer {
-            Some(l) => {
-                config["rootfs"]["diff_ids"]
-                    .as_array_mut()
-                    .ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?
-                    .push(l.diff_id.clone().into());
-                let media = match manifest["mediaType"].as_str() {
-                    Some(m) if m.contains("docker") => {
-                        "application/vnd.docker.image.rootfs.diff.tar"
+        if let Some((diff_id, descriptor)) = reused {
+            // A layer another image in the store has (--cache-from): same chain, no copy.
+            config["rootfs"]["diff_ids"]
+                .as_array_mut()
+                .ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?
+                .push(diff_id.into());
+            if !manifest["layers"].is_array() {
+                manifest["layers"] = json!([]);
+            }
+            manifest["layers"]
+                .as_array_mut()
+                .expect("just made an array")
+                .push(descriptor);
+            layers.push(NewLayer::Existing);
+        } else {
+            match layer {
+                Some(l) => {
+                    config["rootfs"]["diff_ids"]
+                        .as_array_mut()
+                        .ok_or_else(|| {
+                            Error::Invalid("image config has no rootfs.diff_ids".into())
+                        })?
+                        .push(l.diff_id.clone().into());
+                    let media = match manifest["mediaType"].as_str() {
+                        Some(m) if m.contains("docker") => {
+                            "application/vnd.docker.image.rootfs.diff.tar"
+                        }
+                        _ => "application/vnd.oci.image.layer.v1.tar",
+                    };
+                    if !manifest["layers"].is_array() {
+                        manifest["layers"] = json!([]);
                     }
-                    _ => "application/vnd.oci.image.layer.v1.tar",
-                };
-                if !manifest["layers"].is_array() {
-                    manifest["layers"] = json!([]);
-                }
-                manifest["layers"]
+                    manifest["layers"]
                     .as_array_mut()
                     .expect("just made an array")
                     .push(
                         json!({"mediaType": media, "digest": l.blob_digest, "size": l.blob_size}),
                     );
-                layers.push(NewLayer::Staged(l));
+                    layers.push(NewLayer::Staged(l));
+                }
+                None => hist["empty_layer"] = true.into(),
             }
-            None => hist["empty_layer"] = true.into(),
         }
         match config["history"].as_array_mut() {
             Some(h) => h.push(hist),
@@ -861,6 +893,73 @@ impl Builder<'_> {
         self.say(" ---> Using cache")?;
         self.say(&format!(" ---> {}", short(&id)))?;
         Ok(true)
+    }
+
+    /// `--cache-from`, as Docker's classic builder does it: an image whose history and layers
+    /// begin with the stage's so far, and whose next history entry is this step's (same
+    /// CREATED BY, with a layer), gives that layer; the step is committed with it instead of
+    /// running. Returns whether it did.
+    fn from_cache_source(
+        &mut self,
+        st: &mut Stage,
+        key: &str,
+        created_by: &str,
+    ) -> Result<bool, Error> {
+        if self.opts.cache_from.is_empty() || self.opts.no_cache {
+            return Ok(false);
+        }
+        let hist = |c: &Value| -> Vec<(String, bool)> {
+            c["history"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|h| {
+                            (
+                                h["created_by"].as_str().unwrap_or("").to_string(),
+                                h["empty_layer"].as_bool().unwrap_or(false),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let diffs = |c: &Value| -> Vec<String> {
+            c["rootfs"]["diff_ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (ours_h, ours_d) = (hist(&st.config), diffs(&st.config));
+        for source in &self.opts.cache_from {
+            let Ok((config, manifest, _)) = self.load(source) else {
+                continue;
+            };
+            let (h, d) = (hist(&config), diffs(&config));
+            let n = ours_h.len();
+            let k = ours_d.len();
+            let next = h.get(n);
+            let matches = h.len() > n
+                && h[..n] == ours_h[..]
+                && d.len() > k
+                && d[..k] == ours_d[..]
+                && next.is_some_and(|(c, empty)| c == created_by && !empty);
+            if !matches {
+                continue;
+            }
+            let Some(descriptor) = manifest["layers"].get(k).cloned() else {
+                continue;
+            };
+            let id = self.commit_layer(st, created_by, None, Some((d[k].clone(), descriptor)))?;
+            cache::store(self.engine.images().conn(), key, &id, self.used())?;
+            self.say(" ---> Using cache")?;
+            self.say(&format!(" ---> {}", short(&id)))?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// A step that only changes the config: `mutate` edits it, then an empty-layer image.
@@ -1310,7 +1409,7 @@ impl Builder<'_> {
             "RUN",
             &format!("{created_by}\n{network:?}\n{mount_key}"),
         );
-        if self.cached(st, &key)? {
+        if self.cached(st, &key)? || self.from_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
         let (volumes, tmpfs, stubs) = self.step_mounts(st, line, &mounts)?;
@@ -1895,7 +1994,7 @@ impl Builder<'_> {
             kw,
             &format!("{created_by}\n{flags}\n{dest_abs}\n{files}"),
         );
-        if self.cached(st, &key)? {
+        if self.cached(st, &key)? || self.from_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
 

@@ -43,6 +43,9 @@ pub struct BuildArgs {
     /// Always remove intermediate containers
     #[arg(long)]
     force_rm: bool,
+    /// Images to consider as cache sources (pulled when missing)
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
     /// Always attempt to pull a newer version of the base images
     #[arg(long)]
     pull: bool,
@@ -198,7 +201,22 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     if !quiet {
         println!("Sending build context to hako  {}", context.human_size());
     }
+    let mut cache_from = Vec::new();
+    for name in &a.cache_from {
+        if let Ok(i) = engine.images().resolve(name) {
+            cache_from.push(i.id);
+            continue;
+        }
+        // Docker's classic builder only warns about a cache source it cannot get.
+        let got = pull_base(root, name, &mut std::io::sink())
+            .and_then(|_| Ok(engine.images().resolve(name)?.id));
+        match got {
+            Ok(id) => cache_from.push(id),
+            Err(e) => eprintln!("WARNING: --cache-from {name}: {e:#}"),
+        }
+    }
     let opts = hako_build::BuildOptions {
+        cache_from,
         dockerfile,
         context,
         build_args,

@@ -319,3 +319,42 @@ fn add_url_with_checksum() {
     assert!(left.is_empty(), "downloads are removed: {left:?}");
     r.ok(&["rmi", "url:1"]);
 }
+
+/// `--cache-from`: with the step cache emptied, an image built from the same Dockerfile
+/// stands in for its RUN and COPY steps (nothing runs); a changed step runs again.
+#[test]
+fn cache_from_an_image() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(d.path(), "f.txt", "content\n");
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN echo a > /a\nCOPY f.txt /f\nENV X=1\n",
+    );
+    let c = d.path().to_str().unwrap();
+    let (code, out, err) = r.run(&["build", "-t", "src:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    r.ok(&["builder", "prune", "-af"]);
+    let (code, out, err) = r.run(&["build", "--cache-from", "src:1", "-t", "dst:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "{out}");
+    assert_eq!(out.matches(" ---> Using cache").count(), 2, "{out}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "dst:1", "cat", "/a", "/f"]),
+        "a\ncontent\n"
+    );
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN echo b > /a\nCOPY f.txt /f\n",
+    );
+    let (code, out, err) = r.run(&["build", "--cache-from", "src:1", c]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Running in") && !out.contains("Using cache"), "{out}");
+    let (code, _, err) = r.run(&["build", "--cache-from", "nosuch.invalid/x:1", c]);
+    assert_eq!(code, 0, "a missing cache source only warns: {err}");
+    assert!(err.contains("WARNING: --cache-from nosuch.invalid/x:1"), "{err}");
+    r.ok(&["rmi", "src:1"]);
+    r.ok(&["rmi", "dst:1"]);
+}
