@@ -899,7 +899,7 @@ impl Builder<'_> {
     /// begin with the stage's so far, and whose next history entry is this step's (same
     /// CREATED BY, with a layer), gives that layer; the step is committed with it instead of
     /// running. Returns whether it did.
-    fn from_cache_source(
+    fn reuse_cache_source(
         &mut self,
         st: &mut Stage,
         key: &str,
@@ -1409,7 +1409,7 @@ impl Builder<'_> {
             "RUN",
             &format!("{created_by}\n{network:?}\n{mount_key}"),
         );
-        if self.cached(st, &key)? || self.from_cache_source(st, &key, &created_by)? {
+        if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
         let (volumes, tmpfs, stubs) = self.step_mounts(st, line, &mounts)?;
@@ -1994,7 +1994,7 @@ impl Builder<'_> {
             kw,
             &format!("{created_by}\n{flags}\n{dest_abs}\n{files}"),
         );
-        if self.cached(st, &key)? || self.from_cache_source(st, &key, &created_by)? {
+        if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
 
