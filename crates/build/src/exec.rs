@@ -319,6 +319,8 @@ pub fn build(
             }
             match val {
                 Some(v) => global.insert(k, v),
+                // `ARG TARGETARCH` declares a predefined platform ARG: it keeps its value.
+                None if platform_args().contains_key(&k) => None,
                 None => global.remove(&k),
             };
         }

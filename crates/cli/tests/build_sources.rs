@@ -351,10 +351,73 @@ fn cache_from_an_image() {
     );
     let (code, out, err) = r.run(&["build", "--cache-from", "src:1", c]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("Running in") && !out.contains("Using cache"), "{out}");
+    assert!(
+        out.contains("Running in") && !out.contains("Using cache"),
+        "{out}"
+    );
     let (code, _, err) = r.run(&["build", "--cache-from", "nosuch.invalid/x:1", c]);
     assert_eq!(code, 0, "a missing cache source only warns: {err}");
-    assert!(err.contains("WARNING: --cache-from nosuch.invalid/x:1"), "{err}");
+    assert!(
+        err.contains("WARNING: --cache-from nosuch.invalid/x:1"),
+        "{err}"
+    );
     r.ok(&["rmi", "src:1"]);
     r.ok(&["rmi", "dst:1"]);
+}
+
+/// Docker's predefined ARGs: proxy build args reach RUN without an ARG and stay out of the
+/// history and the unused-args warning; TARGETARCH and friends are global ARGs. `-t` may be
+/// given more than once, `--label` adds labels, `-q` prints only the id.
+#[test]
+fn predefined_args_tags_labels() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        "ARG TARGETARCH\nFROM busybox\nARG TARGETARCH\nRUN echo \"$HTTP_PROXY $TARGETARCH\" > /seen\n",
+    );
+    let c = d.path().to_str().unwrap();
+    let (code, out, err) = r.run(&[
+        "build",
+        "--build-arg",
+        "HTTP_PROXY=http://proxy.invalid:3128",
+        "-t",
+        "one:1",
+        "-t",
+        "two:2",
+        "--label",
+        "org.example=yes",
+        c,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Successfully tagged one:1\nSuccessfully tagged two:2\n"),
+        "{out}"
+    );
+    assert!(!out.contains("were not consumed"), "{out}");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    assert_eq!(
+        r.ok(&["run", "--rm", "two:2", "cat", "/seen"]),
+        format!("http://proxy.invalid:3128 {arch}\n")
+    );
+    let history = r.ok(&["history", "--no-trunc", "one:1"]);
+    assert!(!history.contains("proxy.invalid"), "{history}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "one:1"])).unwrap();
+    assert_eq!(
+        inspect[0]["Config"]["Labels"]["org.example"], "yes",
+        "{inspect}"
+    );
+    let (code, out, _) = r.run(&["build", "-q", c]);
+    assert_eq!(code, 0);
+    assert!(
+        out.trim().starts_with("sha256:") && out.lines().count() == 1,
+        "{out}"
+    );
+    r.ok(&["rmi", "one:1", "two:2"]);
 }
