@@ -2195,4 +2195,13 @@ mod tests {
         assert_eq!(parse_duration("x"), None);
         assert!(rfc3339_now().ends_with('Z'));
     }
+
+    #[test]
+    fn platforms() {
+        let host = format!("linux/{}", go_arch());
+        assert!(check_platform(&host).is_ok());
+        assert!(check_platform("linux").is_ok());
+        assert!(check_platform("linux/s390x_nope").is_err());
+        assert!(check_platform("windows/amd64").is_err());
+    }
 }

@@ -295,6 +295,10 @@ fn failures_name_the_line_and_leave_nothing() {
             "line 2: RUN: unterminated heredoc",
         ),
         (
+            "FROM busybox\nENV A=\"abc\n",
+            "line 2: ENV: unexpected end of statement while looking for matching double-quote",
+        ),
+        (
             "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n",
             "line 2: circular dependency detected on stage: b",
         ),
