@@ -306,25 +306,45 @@ fn referenced(conn: &Connection, image_id: &str) -> Result<bool, Error> {
 }
 
 /// Least-recently-used collection: drops the oldest entries (a later step of the same build
-/// before its parent) until what only the cache keeps is at most `max` bytes. Images left
-/// unreferenced are deleted through `remove`, except `keep` (the image a build just produced,
-/// which stays as an untagged image). Returns the number of entries dropped.
+/// before its parent) and the oldest cache mounts of `root` (`RUN --mount=type=cache`) until
+/// what only the cache keeps is at most `max` bytes. Images left unreferenced are deleted
+/// through `remove`, except `keep` (the image a build just produced, which stays as an
+/// untagged image). Returns the number of entries and mounts dropped.
 pub fn collect(
     conn: &Connection,
+    root: Option<&std::path::Path>,
     max: u64,
     keep: Option<&str>,
     remove: &mut dyn FnMut(&str) -> Result<(), Error>,
 ) -> Result<usize, Error> {
+    let mut mounts = root.map(crate::mounts::list_cache_dirs).unwrap_or_default();
+    // Oldest last, to pop.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.2));
     let mut dropped = 0;
-    while usage(conn)?.reclaimable > max {
-        let oldest: Option<(String, String)> = conn
+    loop {
+        let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
+        if usage(conn)?.reclaimable + mount_bytes <= max {
+            break;
+        }
+        let oldest: Option<(String, String, i64)> = conn
             .query_row(
-                "SELECT key, image_id FROM build_cache ORDER BY used_ms ASC, step DESC LIMIT 1",
+                "SELECT key, image_id, used_ms FROM build_cache ORDER BY used_ms ASC, step DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((key, image)) = oldest else { break };
+        let mount_first = match (&oldest, mounts.last()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some((_, _, used_ms)), Some(m)) => m.2 * 1000 < *used_ms,
+        };
+        if mount_first {
+            let (dir, _, _) = mounts.pop().expect("checked above");
+            crate::mounts::remove_cache_dir(&dir)?;
+            dropped += 1;
+            continue;
+        }
+        let Some((key, image, _)) = oldest else { break };
         conn.execute("DELETE FROM build_cache WHERE key = ?1", [&key])?;
         dropped += 1;
         if keep != Some(image.as_str()) && !referenced(conn, &image)? {

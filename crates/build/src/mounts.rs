@@ -335,9 +335,8 @@ pub fn list_cache_dirs(root: &Path) -> Vec<(PathBuf, u64, i64)> {
         .collect()
 }
 
-/// Removes the cache mounts last used before `older_than` (all with `None`): each is renamed
-/// out of the way first, so a removal cut short never leaves a half-emptied cache behind a
-/// valid name; leftovers of such a cut are removed here too. Returns (ids removed, bytes).
+/// Removes the cache mounts last used before `older_than` (all with `None`), and what removals
+/// cut short left. Returns (ids removed, bytes).
 pub fn prune_cache_dirs(root: &Path, older_than: Option<i64>) -> Result<(Vec<String>, u64), Error> {
     let mut gone = Vec::new();
     let mut bytes = 0;
@@ -349,8 +348,7 @@ pub fn prune_cache_dirs(root: &Path, older_than: Option<i64>) -> Result<(Vec<Str
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let doomed = mounts_root(root).join(format!(".gone-{name}"));
-        std::fs::rename(&dir, &doomed).map_err(Error::io(format!("remove {}", dir.display())))?;
+        remove_cache_dir(&dir)?;
         gone.push(name);
         bytes += size;
     }
@@ -363,6 +361,19 @@ pub fn prune_cache_dirs(root: &Path, older_than: Option<i64>) -> Result<(Vec<Str
         }
     }
     Ok((gone, bytes))
+}
+
+/// Removes one cache mount: renamed to `.gone-…` first, so a removal cut short never leaves a
+/// half-emptied cache under a valid name (the next prune finishes it).
+pub fn remove_cache_dir(dir: &Path) -> Result<(), Error> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let doomed = parent.join(format!(".gone-{name}"));
+    std::fs::rename(dir, &doomed).map_err(Error::io(format!("remove {}", dir.display())))?;
+    std::fs::remove_dir_all(&doomed).map_err(Error::io(format!("remove {}", doomed.display())))
 }
 
 fn du(p: &Path) -> u64 {

@@ -291,9 +291,13 @@ fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()>
 /// [`hako_build::cache::configured_max`]). The image just built is never deleted.
 fn collect_cache(engine: &hako_engine::Engine, keep: &str) -> anyhow::Result<()> {
     let max = hako_build::cache::configured_max(engine.root())?;
-    hako_build::cache::collect(engine.images().conn(), max, Some(keep), &mut |id| {
-        remove_cache_image(engine, id)
-    })?;
+    hako_build::cache::collect(
+        engine.images().conn(),
+        Some(engine.root()),
+        max,
+        Some(keep),
+        &mut |id| remove_cache_image(engine, id),
+    )?;
     Ok(())
 }
 
@@ -376,7 +380,7 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             match keep {
                 // `--keep-storage`: the same collection a build runs, down to that size.
                 Some(max) => {
-                    hako_build::cache::collect(conn, max, None, &mut |id| {
+                    hako_build::cache::collect(conn, Some(engine.root()), max, None, &mut |id| {
                         remove_cache_image(&engine, id)?;
                         deleted.push(id.to_string());
                         Ok(())

@@ -566,6 +566,25 @@ fn run_mounts_and_network() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "1");
+
+    // Cache mounts count toward the maximum: a tiny one collects this one after the build.
+    let mounts = r.path().join("build-cache/mounts");
+    let live = || {
+        std::fs::read_dir(&mounts)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!(live(), 1);
+    let (code, out, err) = build_env(
+        &r,
+        d.path(),
+        &[("HAKO_BUILD_CACHE_MAX", "1")],
+        &["-t", "mounts:1", "--secret", &secret],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(live(), 0);
     r.ok(&["rmi", "mounts:1"]);
 }
 
