@@ -297,6 +297,8 @@ struct Builder<'a> {
     used_args: std::collections::BTreeSet<String>,
     global: Vars,
     started_ms: i64,
+    /// In a forked stage builder: the build's pid. Once it is gone, no further step starts.
+    parent: Option<nix::unistd::Pid>,
 }
 
 /// Runs a build. Output goes to `out`; RUN steps write straight to this process's stdout and
@@ -362,6 +364,7 @@ pub fn build(
         used_args: used,
         global,
         started_ms: cache::unix_now_ms(),
+        parent: None,
     };
     let target = *order.last().expect("the target is always in the order");
     let results = b.stages(&plan, &order)?;
@@ -560,6 +563,7 @@ impl Builder<'_> {
         self.flush();
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
+        let me = nix::unistd::getpid();
         // SAFETY: the process is single-threaded (checked by the caller), so the child is a
         // full copy that may allocate, open the database afresh and create containers; it
         // leaves through `_exit` without running the parent's destructors.
@@ -572,7 +576,7 @@ impl Builder<'_> {
                 result,
             }),
             Ok(nix::unistd::ForkResult::Child) => {
-                let r = self.child_stage(plan, index, offset, done, &output);
+                let r = self.child_stage(plan, index, offset, done, &output, me);
                 let v = match r {
                     Ok((id, used)) => json!({"id": id, "used": used}),
                     Err(e) => json!({"error": e.to_string(), "code": e.exit_code()}),
@@ -596,6 +600,7 @@ impl Builder<'_> {
         offset: usize,
         done: &BTreeMap<usize, String>,
         output: &std::fs::File,
+        parent: nix::unistd::Pid,
     ) -> Result<(String, Vec<String>), Error> {
         // If the build dies, the step in flight is stopped (the engine relays SIGTERM to it
         // and cleans up) instead of building on unobserved.
@@ -614,6 +619,7 @@ impl Builder<'_> {
             used_args: std::collections::BTreeSet::new(),
             global: self.global.clone(),
             started_ms: self.started_ms,
+            parent: Some(parent),
         };
         let id = b.stage(plan, index, done)?;
         b.flush();
@@ -767,6 +773,11 @@ impl Builder<'_> {
             }
         }
         for ins in &s.body {
+            if self.parent.is_some_and(|p| nix::unistd::getppid() != p) {
+                return Err(Error::Invalid(
+                    "the build was interrupted: its process is gone".into(),
+                ));
+            }
             self.step += 1;
             let (n, m) = (self.step, self.steps);
             self.say(&format!("Step {n}/{m} : {}", ins.original))?;

@@ -596,16 +596,22 @@ fn start_build(r: &Root, ctx: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null());
     let mut child = c.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
     for l in lines.by_ref() {
-        if l.unwrap().contains("---> Running in") {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("---> Running in") {
             break;
         }
     }
+    assert!(seen.contains("Running in"), "the step starts: {seen}");
     // Keep draining so the build never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     assert!(
-        wait_for(10, || r.ok(&["ps", "-q"]).lines().count() == 1),
-        "the step's container runs"
+        wait_for(30, || r.ok(&["ps", "-q"]).lines().count() == 1),
+        "the step's container runs: {seen}{}",
+        r.ok(&["ps", "-a"])
     );
     child
 }
