@@ -11,7 +11,9 @@ CREATE TABLE IF NOT EXISTS build_cache(
     key TEXT PRIMARY KEY,
     image_id TEXT NOT NULL,
     created INTEGER NOT NULL,
-    last_used INTEGER NOT NULL
+    last_used INTEGER NOT NULL,
+    used_ms INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 CREATE TABLE IF NOT EXISTS build_file_hashes(
@@ -32,21 +34,50 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Creates the tables when missing (cheaply: one query when they exist).
+/// Creates the tables when missing, and adds the LRU columns to a cache made before them
+/// (cheaply: one query when all is there).
 pub fn ensure_schema(conn: &Connection) -> Result<(), Error> {
-    let have: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='build_file_hashes'",
-        [],
-        |r| r.get(0),
-    )?;
-    if have == 0 {
-        conn.execute_batch(SCHEMA)?;
+    let have = |conn: &Connection| -> Result<bool, Error> {
+        Ok(conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('build_cache') WHERE name = 'step'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
+    };
+    if have(conn)? {
+        return Ok(());
+    }
+    conn.execute_batch(SCHEMA)?;
+    if !have(conn)? {
+        conn.execute_batch(
+            "ALTER TABLE build_cache ADD COLUMN used_ms INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE build_cache ADD COLUMN step INTEGER NOT NULL DEFAULT 0;",
+        )?;
     }
     Ok(())
 }
 
+/// When and where in a build an entry was last used, for least-recently-used collection:
+/// every entry a build touches gets the build's start time, and its step number so that a
+/// later step goes before its parent (a step whose parent is gone can never be hit again).
+#[derive(Debug, Clone, Copy)]
+pub struct Use {
+    /// The build's start, ms since the epoch.
+    pub build_ms: i64,
+    /// The step's number in that build.
+    pub step: usize,
+}
+
+/// Milliseconds since the epoch.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The image cached for a step key, if it still exists; touches its LRU time.
-pub fn lookup(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
+pub fn lookup(conn: &Connection, key: &str, used: Use) -> Result<Option<String>, Error> {
     let id: Option<String> = conn
         .query_row(
             "SELECT image_id FROM build_cache WHERE key = ?1",
@@ -66,18 +97,19 @@ pub fn lookup(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
         return Ok(None);
     }
     conn.execute(
-        "UPDATE build_cache SET last_used = ?2 WHERE key = ?1",
-        params![key, unix_now()],
+        "UPDATE build_cache SET last_used = ?2, used_ms = ?3, step = ?4 WHERE key = ?1",
+        params![key, unix_now(), used.build_ms, used.step as i64],
     )?;
     Ok(Some(id))
 }
 
 /// Records that `key` produced `image_id`.
-pub fn store(conn: &Connection, key: &str, image_id: &str) -> Result<(), Error> {
+pub fn store(conn: &Connection, key: &str, image_id: &str, used: Use) -> Result<(), Error> {
     let now = unix_now();
     conn.execute(
-        "INSERT OR REPLACE INTO build_cache(key, image_id, created, last_used) VALUES (?1, ?2, ?3, ?3)",
-        params![key, image_id, now],
+        "INSERT OR REPLACE INTO build_cache(key, image_id, created, last_used, used_ms, step)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+        params![key, image_id, now, used.build_ms, used.step as i64],
     )?;
     Ok(())
 }
@@ -152,6 +184,76 @@ pub fn remember_file_hash(
     Ok(())
 }
 
+/// Images that hold their layers whatever the cache does: tagged ones, ones a container uses,
+/// and ones no build step made (pulled, loaded, committed).
+const KEEPERS: &str = "SELECT image_id FROM tags
+     UNION SELECT image_id FROM containers
+     UNION SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM build_cache)";
+
+/// What the build cache holds, for `system df`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Cache entries (steps).
+    pub entries: u64,
+    /// Entries whose image is tagged or used by a container.
+    pub active: u64,
+    /// Bytes of the layers cache images hold that no image outside the cache does.
+    pub size: u64,
+    /// The part of `size` that pruning the whole cache would free (no tag or container keeps it).
+    pub reclaimable: u64,
+}
+
+/// Sizes the build cache.
+pub fn usage(conn: &Connection) -> Result<Usage, Error> {
+    let (entries, active): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(image_id IN (SELECT image_id FROM tags UNION SELECT image_id FROM containers)), 0)
+         FROM build_cache",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let layers_not_held_by = |holders: &str| -> Result<u64, Error> {
+        let n: i64 = conn.query_row(
+            &format!(
+                "SELECT coalesce(sum(size), 0) FROM layers WHERE chain_id IN
+                   (SELECT chain_id FROM image_layers WHERE image_id IN (SELECT image_id FROM build_cache))
+                 AND chain_id NOT IN
+                   (SELECT chain_id FROM image_layers WHERE image_id IN ({holders}))"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    };
+    let size = layers_not_held_by(
+        "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM build_cache)",
+    )?;
+    let reclaimable = layers_not_held_by(KEEPERS)?;
+    Ok(Usage {
+        entries: entries as u64,
+        active: active as u64,
+        size,
+        reclaimable,
+    })
+}
+
+/// Bytes of every layer in the store: what a prune freed is the difference before and after.
+pub fn stored_layer_bytes(conn: &Connection) -> Result<u64, Error> {
+    let n: i64 = conn.query_row("SELECT coalesce(sum(size), 0) FROM layers", [], |r| {
+        r.get(0)
+    })?;
+    Ok(n.max(0) as u64)
+}
+
+/// Which entries [`prune`] drops.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PruneFilter {
+    /// Only entries last used before this Unix time (`--filter until=`).
+    pub older_than: Option<i64>,
+    /// `-a`: also entries whose image a tag or a container keeps (removing those frees no
+    /// layer, but drops the step from the cache).
+    pub all: bool,
+}
+
 /// What [`prune`] removed.
 #[derive(Debug, Default)]
 pub struct Pruned {
@@ -161,25 +263,28 @@ pub struct Pruned {
     pub images: Vec<String>,
 }
 
-/// Drops cache entries last used before `older_than` (all of them with `None`) and returns the
-/// images that no tag and no remaining entry refer to.
-pub fn prune(conn: &Connection, older_than: Option<i64>) -> Result<Pruned, Error> {
-    let cutoff = older_than.unwrap_or(i64::MAX);
+/// Drops the entries `filter` selects and returns the images that nothing (tag, container,
+/// remaining entry) refers to any more, for the caller to delete.
+pub fn prune(conn: &Connection, filter: PruneFilter) -> Result<Pruned, Error> {
+    let cutoff = filter.older_than.unwrap_or(i64::MAX);
+    let selected = if filter.all {
+        "last_used < ?1"
+    } else {
+        "last_used < ?1 AND image_id NOT IN (SELECT image_id FROM tags UNION SELECT image_id FROM containers)"
+    };
     let ids: Vec<String> = conn
-        .prepare("SELECT DISTINCT image_id FROM build_cache WHERE last_used < ?1")?
+        .prepare(&format!(
+            "SELECT DISTINCT image_id FROM build_cache WHERE {selected}"
+        ))?
         .query_map([cutoff], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let entries = conn.execute("DELETE FROM build_cache WHERE last_used < ?1", [cutoff])?;
+    let entries = conn.execute(
+        &format!("DELETE FROM build_cache WHERE {selected}"),
+        [cutoff],
+    )?;
     let mut images = Vec::new();
     for id in ids {
-        let kept: bool = conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM tags WHERE image_id = ?1)
-                 OR EXISTS(SELECT 1 FROM build_cache WHERE image_id = ?1)
-                 OR EXISTS(SELECT 1 FROM containers WHERE image_id = ?1)",
-            [&id],
-            |r| r.get(0),
-        )?;
-        if !kept {
+        if !referenced(conn, &id)? {
             images.push(id);
         }
     }
@@ -189,3 +294,100 @@ pub fn prune(conn: &Connection, older_than: Option<i64>) -> Result<Pruned, Error
     )?;
     Ok(Pruned { entries, images })
 }
+
+fn referenced(conn: &Connection, image_id: &str) -> Result<bool, Error> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM tags WHERE image_id = ?1)
+             OR EXISTS(SELECT 1 FROM build_cache WHERE image_id = ?1)
+             OR EXISTS(SELECT 1 FROM containers WHERE image_id = ?1)",
+        [image_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Least-recently-used collection: drops the oldest entries (a later step of the same build
+/// before its parent) and the oldest cache mounts of `root` (`RUN --mount=type=cache`) until
+/// what only the cache keeps is at most `max` bytes. Images left unreferenced are deleted
+/// through `remove`, except `keep` (the image a build just produced, which stays as an
+/// untagged image). Returns the number of entries and mounts dropped.
+pub fn collect(
+    conn: &Connection,
+    root: Option<&std::path::Path>,
+    max: u64,
+    keep: Option<&str>,
+    remove: &mut dyn FnMut(&str) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let mut mounts = root.map(crate::mounts::list_cache_dirs).unwrap_or_default();
+    // Oldest last, to pop.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.2));
+    let mut dropped = 0;
+    loop {
+        let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
+        if usage(conn)?.reclaimable + mount_bytes <= max {
+            break;
+        }
+        let oldest: Option<(String, String, i64)> = conn
+            .query_row(
+                "SELECT key, image_id, used_ms FROM build_cache ORDER BY used_ms ASC, step DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let mount_first = match (&oldest, mounts.last()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some((_, _, used_ms)), Some(m)) => m.2 * 1000 < *used_ms,
+        };
+        if mount_first {
+            let (dir, _, _) = mounts.pop().expect("checked above");
+            crate::mounts::remove_cache_dir(&dir)?;
+            dropped += 1;
+            continue;
+        }
+        let Some((key, image, _)) = oldest else { break };
+        conn.execute("DELETE FROM build_cache WHERE key = ?1", [&key])?;
+        dropped += 1;
+        if keep != Some(image.as_str()) && !referenced(conn, &image)? {
+            remove(&image)?;
+        }
+    }
+    Ok(dropped)
+}
+
+/// Where the maximum cache size comes from, in order: `HAKO_BUILD_CACHE_MAX`, then
+/// `builder.gc.defaultKeepStorage` in `ROOT/daemon.json` (the key Docker's daemon.json uses),
+/// then [`DEFAULT_MAX`]. Sizes are Docker's (`512MB`, `20GB`, `1.5g`, plain bytes).
+pub fn configured_max(root: &std::path::Path) -> Result<u64, Error> {
+    let parse = |s: &str, from: &str| -> Result<u64, Error> {
+        hako_engine::options::parse_size(s, from)
+            .map(|n| n.max(0) as u64)
+            .map_err(|_| Error::Invalid(format!("{from}: invalid build cache size {s:?}")))
+    };
+    if let Ok(v) = std::env::var("HAKO_BUILD_CACHE_MAX") {
+        return parse(&v, "HAKO_BUILD_CACHE_MAX");
+    }
+    let path = root.join("daemon.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            match &v["builder"]["gc"]["defaultKeepStorage"] {
+                serde_json::Value::String(s) => parse(s, &path.display().to_string()),
+                serde_json::Value::Number(n) => Ok(n.as_u64().unwrap_or(0)),
+                serde_json::Value::Null => Ok(DEFAULT_MAX),
+                other => Err(Error::Invalid(format!(
+                    "{}: builder.gc.defaultKeepStorage: expected a size, got {other}",
+                    path.display()
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_MAX),
+        Err(e) => Err(Error::Io {
+            what: format!("read {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// The cache size kept when nothing configures one (Docker Desktop's default keep-storage).
+pub const DEFAULT_MAX: u64 = 20 << 30;

@@ -39,6 +39,21 @@ impl Context {
         })
     }
 
+    /// Unpacks `archive` into `dest` when it is a tar (plain, gzip or zstd), for a context
+    /// sent on stdin. Returns false, leaving `dest` alone, when it is not an archive (then it
+    /// is a Dockerfile). The tar crate refuses entries that leave `dest`.
+    pub fn unpack(archive: &Path, dest: &Path) -> Result<bool, Error> {
+        let Some(reader) = crate::layer::open_archive(archive)? else {
+            return Ok(false);
+        };
+        let mut a = tar::Archive::new(reader);
+        a.set_preserve_permissions(true);
+        a.set_overwrite(true);
+        a.unpack(dest)
+            .map_err(Error::io("unpack the build context from stdin"))?;
+        Ok(true)
+    }
+
     /// Docker's `units.HumanSize` ("%.4g" with decimal units), e.g. `2.048kB`.
     pub fn human_size(&self) -> String {
         human_size(self.tar_size)

@@ -41,6 +41,36 @@ pub struct BuildOptions {
     pub tags: Vec<Reference>,
     /// `-q`: no step output (RUN output included).
     pub quiet: bool,
+    /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret` mounts.
+    pub secrets: crate::mounts::Secrets,
+    /// `--cache-from` images (ids), whose history and layers can stand in for steps.
+    pub cache_from: Vec<String>,
+    /// `--pull`: fetch every base image even when it is in the store.
+    pub pull: bool,
+    /// `--rm=false`: keep the containers of successful RUN steps.
+    pub keep_containers: bool,
+    /// Fetches a base image into the store (the registry client), writing progress to the
+    /// writer; used for a FROM image missing locally, or for every one with `pull`.
+    pub fetch: Option<Fetch>,
+}
+
+/// How the builder pulls an image: name, progress output.
+pub type Fetch = Box<dyn Fn(&str, &mut dyn Write) -> Result<(), String>>;
+
+/// Accepts `--platform` / `FROM --platform` values naming this machine's platform (hako
+/// builds natively, with no emulation); anything else is refused.
+pub fn check_platform(p: &str) -> Result<(), String> {
+    let host = format!("linux/{}", go_arch());
+    let mut parts = p.split('/');
+    let (os, arch) = (parts.next().unwrap_or(""), parts.next());
+    let ok = os == "linux" && arch.is_none_or(|a| a == go_arch());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "platform {p:?} is not supported: hako build builds for this machine's platform ({host}) only"
+        ))
+    }
 }
 
 /// What a successful build produced.
@@ -266,6 +296,9 @@ struct Builder<'a> {
     steps: usize,
     used_args: std::collections::BTreeSet<String>,
     global: Vars,
+    started_ms: i64,
+    /// In a forked stage builder: the build's pid. Once it is gone, no further step starts.
+    parent: Option<nix::unistd::Pid>,
 }
 
 /// Runs a build. Output goes to `out`; RUN steps write straight to this process's stdout and
@@ -288,6 +321,8 @@ pub fn build(
             }
             match val {
                 Some(v) => global.insert(k, v),
+                // `ARG TARGETARCH` declares a predefined platform ARG: it keeps its value.
+                None if platform_args().contains_key(&k) => None,
                 None => global.remove(&k),
             };
         }
@@ -328,14 +363,12 @@ pub fn build(
         steps,
         used_args: used,
         global,
+        started_ms: cache::unix_now_ms(),
+        parent: None,
     };
-    let mut results: BTreeMap<usize, String> = BTreeMap::new();
-    let mut last = String::new();
-    for i in order {
-        let id = b.stage(&plan, i, &results)?;
-        results.insert(i, id.clone());
-        last = id;
-    }
+    let target = *order.last().expect("the target is always in the order");
+    let results = b.stages(&plan, &order)?;
+    let last = results[&target].clone();
     for t in &opts.tags {
         engine.images().tag(&last, t)?;
     }
@@ -371,12 +404,240 @@ fn parse_arg(
     Ok(out)
 }
 
+/// Whether this process runs a single thread, so that a forked child may do anything (the
+/// runtime's fork-safety rule: namespaces and clone need a single-threaded process).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Field 20 (num_threads), counted after the parenthesised command name.
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split(' ').nth(17)?.parse::<u32>().ok()
+        })
+        == Some(1)
+}
+
+/// A stage building in a forked child: its output and its result go to two unlinked files.
+struct StageChild {
+    index: usize,
+    pid: nix::unistd::Pid,
+    output: std::fs::File,
+    result: std::fs::File,
+}
+
+impl StageChild {
+    /// Waits for the child, copies its output to `out`, and returns the stage's image and the
+    /// build args it used.
+    fn finish(mut self, out: &mut dyn Write) -> Result<(String, Vec<String>), Error> {
+        use std::io::Seek;
+        let status = loop {
+            match nix::sys::wait::waitpid(self.pid, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        let _ = self.output.rewind();
+        let _ = std::io::copy(&mut self.output, out);
+        let _ = out.flush();
+        let mut text = String::new();
+        let _ = self.result.rewind();
+        let _ = self.result.read_to_string(&mut text);
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(id) = v["id"].as_str() {
+            let used = v["used"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok((id.to_string(), used));
+        }
+        match v["error"].as_str() {
+            Some(msg) => Err(Error::Stage {
+                msg: msg.to_string(),
+                code: v["code"].as_i64().unwrap_or(1) as i32,
+            }),
+            None => Err(Error::Stage {
+                msg: format!(
+                    "building stage {} in a child process: it ended without a result ({status:?})",
+                    self.index
+                ),
+                code: 1,
+            }),
+        }
+    }
+}
+
 impl Builder<'_> {
+    /// Builds the stages in `order` (dependencies first). Stages whose dependencies are all
+    /// built run at the same time: all but the first of them in forked children whose output
+    /// is printed, in stage order, once the first is done, so the output reads as a
+    /// sequential build's. Step numbers are fixed per stage in advance for the same reason.
+    fn stages(&mut self, plan: &Plan, order: &[usize]) -> Result<BTreeMap<usize, String>, Error> {
+        let mut offsets = BTreeMap::new();
+        let mut n = 0;
+        for i in order {
+            offsets.insert(*i, n);
+            n += 1 + plan.stages[*i].body.len();
+        }
+        let mut results: BTreeMap<usize, String> = BTreeMap::new();
+        let mut pending: Vec<usize> = order.to_vec();
+        while !pending.is_empty() {
+            let ready: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|i| {
+                    plan.deps(&plan.stages[*i])
+                        .iter()
+                        .all(|(d, _)| results.contains_key(d))
+                })
+                .collect();
+            // A dependency outside the order cannot happen (the order is its closure); build
+            // the next one alone rather than spin.
+            let ready = if ready.is_empty() {
+                vec![pending[0]]
+            } else {
+                ready
+            };
+            pending.retain(|i| !ready.contains(i));
+            let mut children = Vec::new();
+            let mut failed = None;
+            if ready.len() > 1 && single_threaded() {
+                for &i in &ready[1..] {
+                    match self.fork_stage(plan, i, offsets[&i], &results) {
+                        Ok(c) => children.push(c),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            let forked: Vec<usize> = children.iter().map(|c| c.index).collect();
+            if failed.is_none() {
+                for &i in ready.iter().filter(|i| !forked.contains(i)) {
+                    self.step = offsets[&i];
+                    match self.stage(plan, i, &results) {
+                        Ok(id) => {
+                            results.insert(i, id);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            // Children are always waited for, so none outlives a failed build.
+            for c in children {
+                let i = c.index;
+                match c.finish(&mut *self.out) {
+                    Ok((id, used)) => {
+                        results.insert(i, id);
+                        self.used_args.extend(used);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(results)
+    }
+
+    fn fork_stage(
+        &mut self,
+        plan: &Plan,
+        index: usize,
+        offset: usize,
+        done: &BTreeMap<usize, String>,
+    ) -> Result<StageChild, Error> {
+        let tmp = self.engine.root().join("tmp");
+        let output = tempfile::tempfile_in(&tmp).map_err(Error::io("create a stage log"))?;
+        let result = tempfile::tempfile_in(&tmp).map_err(Error::io("create a stage result"))?;
+        self.flush();
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let me = nix::unistd::getpid();
+        // SAFETY: the process is single-threaded (checked by the caller), so the child is a
+        // full copy that may allocate, open the database afresh and create containers; it
+        // leaves through `_exit` without running the parent's destructors.
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => Err(Error::io("fork a stage builder")(e.into())),
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(StageChild {
+                index,
+                pid: child,
+                output,
+                result,
+            }),
+            Ok(nix::unistd::ForkResult::Child) => {
+                let r = self.child_stage(plan, index, offset, done, &output, me);
+                let v = match r {
+                    Ok((id, used)) => json!({"id": id, "used": used}),
+                    Err(e) => json!({"error": e.to_string(), "code": e.exit_code()}),
+                };
+                let mut result = result;
+                let _ = result.write_all(v.to_string().as_bytes());
+                let _ = std::io::stdout().flush();
+                // SAFETY: ends the forked child without unwinding into the parent's frames or
+                // closing the parent's database connection.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+
+    /// In a forked child: builds one stage through a fresh engine (a database connection must
+    /// not cross a fork), writing everything to `output`.
+    fn child_stage(
+        &self,
+        plan: &Plan,
+        index: usize,
+        offset: usize,
+        done: &BTreeMap<usize, String>,
+        output: &std::fs::File,
+        parent: nix::unistd::Pid,
+    ) -> Result<(String, Vec<String>), Error> {
+        // If the build dies, the step in flight is stopped (the engine relays SIGTERM to it
+        // and cleans up) instead of building on unobserved.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        nix::unistd::dup2_stdout(output).map_err(|e| Error::io("redirect stdout")(e.into()))?;
+        nix::unistd::dup2_stderr(output).map_err(|e| Error::io("redirect stderr")(e.into()))?;
+        let engine = Engine::open(self.engine.root())?;
+        let mut stdout = std::io::stdout();
+        let mut b = Builder {
+            engine: &engine,
+            opts: self.opts,
+            out: &mut stdout,
+            escape: self.escape,
+            step: offset,
+            steps: self.steps,
+            used_args: std::collections::BTreeSet::new(),
+            global: self.global.clone(),
+            started_ms: self.started_ms,
+            parent: Some(parent),
+        };
+        let id = b.stage(plan, index, done)?;
+        b.flush();
+        Ok((id, b.used_args.into_iter().collect()))
+    }
+
     fn say(&mut self, s: &str) -> Result<(), Error> {
         if !self.opts.quiet {
             writeln!(self.out, "{s}").map_err(Error::io("write the build output"))?;
         }
         Ok(())
+    }
+
+    fn used(&self) -> cache::Use {
+        cache::Use {
+            build_ms: self.started_ms,
+            step: self.step,
+        }
     }
 
     fn flush(&mut self) {
@@ -436,6 +697,28 @@ impl Builder<'_> {
                 args: BTreeMap::new(),
             }
         } else {
+            if let Some(p) = s.from.flag("platform") {
+                let p = expand(p, &self.global, self.escape)
+                    .map_err(|e| Error::at(s.from.line, format!("FROM --platform: {}", e.0)))?;
+                check_platform(&p).map_err(|e| Error::at(s.from.line, format!("FROM: {e}")))?;
+            }
+            let missing = matches!(
+                self.engine.images().resolve(&s.base),
+                Err(hako_engine::hako_image::Error::NotFound(_))
+            );
+            if self.opts.pull || missing {
+                if let Some(fetch) = &self.opts.fetch {
+                    self.flush();
+                    let mut sink = std::io::sink();
+                    let out: &mut dyn Write = if self.opts.quiet {
+                        &mut sink
+                    } else {
+                        &mut *self.out
+                    };
+                    fetch(&s.base, out)
+                        .map_err(|e| Error::at(s.from.line, format!("FROM {}: {e}", s.base)))?;
+                }
+            }
             let image = match self.engine.images().resolve(&s.base) {
                 Ok(i) => i,
                 Err(hako_engine::hako_image::Error::NotFound(_)) => {
@@ -490,6 +773,11 @@ impl Builder<'_> {
             }
         }
         for ins in &s.body {
+            if self.parent.is_some_and(|p| nix::unistd::getppid() != p) {
+                return Err(Error::Invalid(
+                    "the build was interrupted: its process is gone".into(),
+                ));
+            }
             self.step += 1;
             let (n, m) = (self.step, self.steps);
             self.say(&format!("Step {n}/{m} : {}", ins.original))?;
@@ -512,6 +800,18 @@ impl Builder<'_> {
         created_by: &str,
         layer: Option<StagedLayer>,
     ) -> Result<String, Error> {
+        self.commit_layer(st, created_by, layer, None)
+    }
+
+    /// [`Self::commit`], or with `reused` = (diff id, manifest descriptor) of a layer already
+    /// in the store.
+    fn commit_layer(
+        &mut self,
+        st: &mut Stage,
+        created_by: &str,
+        layer: Option<StagedLayer>,
+        reused: Option<(String, Value)>,
+    ) -> Result<String, Error> {
         let created = rfc3339_now();
         let mut config = st.config.clone();
         config["created"] = created.clone().into();
@@ -522,30 +822,48 @@ impl Builder<'_> {
             .map(|a| a.len())
             .unwrap_or(0);
         let mut layers: Vec<NewLayer> = (0..existing).map(|_| NewLayer::Existing).collect();
-        match layer {
-            Some(l) => {
-                config["rootfs"]["diff_ids"]
-                    .as_array_mut()
-                    .ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?
-                    .push(l.diff_id.clone().into());
-                let media = match manifest["mediaType"].as_str() {
-                    Some(m) if m.contains("docker") => {
-                        "application/vnd.docker.image.rootfs.diff.tar"
+        if let Some((diff_id, descriptor)) = reused {
+            // A layer another image in the store has (--cache-from): same chain, no copy.
+            config["rootfs"]["diff_ids"]
+                .as_array_mut()
+                .ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?
+                .push(diff_id.into());
+            if !manifest["layers"].is_array() {
+                manifest["layers"] = json!([]);
+            }
+            manifest["layers"]
+                .as_array_mut()
+                .expect("just made an array")
+                .push(descriptor);
+            layers.push(NewLayer::Existing);
+        } else {
+            match layer {
+                Some(l) => {
+                    config["rootfs"]["diff_ids"]
+                        .as_array_mut()
+                        .ok_or_else(|| {
+                            Error::Invalid("image config has no rootfs.diff_ids".into())
+                        })?
+                        .push(l.diff_id.clone().into());
+                    let media = match manifest["mediaType"].as_str() {
+                        Some(m) if m.contains("docker") => {
+                            "application/vnd.docker.image.rootfs.diff.tar"
+                        }
+                        _ => "application/vnd.oci.image.layer.v1.tar",
+                    };
+                    if !manifest["layers"].is_array() {
+                        manifest["layers"] = json!([]);
                     }
-                    _ => "application/vnd.oci.image.layer.v1.tar",
-                };
-                if !manifest["layers"].is_array() {
-                    manifest["layers"] = json!([]);
-                }
-                manifest["layers"]
+                    manifest["layers"]
                     .as_array_mut()
                     .expect("just made an array")
                     .push(
                         json!({"mediaType": media, "digest": l.blob_digest, "size": l.blob_size}),
                     );
-                layers.push(NewLayer::Staged(l));
+                    layers.push(NewLayer::Staged(l));
+                }
+                None => hist["empty_layer"] = true.into(),
             }
-            None => hist["empty_layer"] = true.into(),
         }
         match config["history"].as_array_mut() {
             Some(h) => h.push(hist),
@@ -577,7 +895,7 @@ impl Builder<'_> {
         if self.opts.no_cache {
             return Ok(false);
         }
-        let Some(id) = cache::lookup(self.engine.images().conn(), key)? else {
+        let Some(id) = cache::lookup(self.engine.images().conn(), key, self.used())? else {
             return Ok(false);
         };
         let (config, manifest, layers) = self.load(&id)?;
@@ -588,6 +906,73 @@ impl Builder<'_> {
         self.say(" ---> Using cache")?;
         self.say(&format!(" ---> {}", short(&id)))?;
         Ok(true)
+    }
+
+    /// `--cache-from`, as Docker's classic builder does it: an image whose history and layers
+    /// begin with the stage's so far, and whose next history entry is this step's (same
+    /// CREATED BY, with a layer), gives that layer; the step is committed with it instead of
+    /// running. Returns whether it did.
+    fn reuse_cache_source(
+        &mut self,
+        st: &mut Stage,
+        key: &str,
+        created_by: &str,
+    ) -> Result<bool, Error> {
+        if self.opts.cache_from.is_empty() || self.opts.no_cache {
+            return Ok(false);
+        }
+        let hist = |c: &Value| -> Vec<(String, bool)> {
+            c["history"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|h| {
+                            (
+                                h["created_by"].as_str().unwrap_or("").to_string(),
+                                h["empty_layer"].as_bool().unwrap_or(false),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let diffs = |c: &Value| -> Vec<String> {
+            c["rootfs"]["diff_ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (ours_h, ours_d) = (hist(&st.config), diffs(&st.config));
+        for source in &self.opts.cache_from {
+            let Ok((config, manifest, _)) = self.load(source) else {
+                continue;
+            };
+            let (h, d) = (hist(&config), diffs(&config));
+            let n = ours_h.len();
+            let k = ours_d.len();
+            let next = h.get(n);
+            let matches = h.len() > n
+                && h[..n] == ours_h[..]
+                && d.len() > k
+                && d[..k] == ours_d[..]
+                && next.is_some_and(|(c, empty)| c == created_by && !empty);
+            if !matches {
+                continue;
+            }
+            let Some(descriptor) = manifest["layers"].get(k).cloned() else {
+                continue;
+            };
+            let id = self.commit_layer(st, created_by, None, Some((d[k].clone(), descriptor)))?;
+            cache::store(self.engine.images().conn(), key, &id, self.used())?;
+            self.say(" ---> Using cache")?;
+            self.say(&format!(" ---> {}", short(&id)))?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// A step that only changes the config: `mutate` edits it, then an empty-layer image.
@@ -608,7 +993,7 @@ impl Builder<'_> {
         }
         mutate(st);
         let id = self.commit(st, &created_by, None)?;
-        cache::store(self.engine.images().conn(), &key, &id)?;
+        cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))?;
         Ok(())
     }
@@ -661,7 +1046,7 @@ impl Builder<'_> {
                     .stage_layer(w.finish()?, None)?;
                 st.cfg_mut().insert("WorkingDir".into(), abs_clean.into());
                 let id = self.commit(st, &created_by, Some(staged))?;
-                cache::store(self.engine.images().conn(), &key, &id)?;
+                cache::store(self.engine.images().conn(), &key, &id, self.used())?;
                 self.say(&format!(" ---> {}", short(&id)))
             }
             "ENV" => {
@@ -926,7 +1311,17 @@ impl Builder<'_> {
 
     fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), Error> {
         let line = ins.line;
-        ins.check_flags(&["network"])?;
+        ins.check_flags(&["network", "mount"])?;
+        let mounts = ins
+            .flags
+            .iter()
+            .filter(|(n, _)| n == "mount")
+            .map(|(_, v)| {
+                let v = expand(v, &st.vars(), self.escape).map_err(|e| e.0)?;
+                crate::mounts::parse(&v, &st.workdir())
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| Error::at(line, format!("RUN --mount: {e}")))?;
         let network = match ins.flag("network") {
             None | Some("default") => hako_engine::Network::Default,
             Some("none") => hako_engine::Network::None,
@@ -1006,16 +1401,39 @@ impl Builder<'_> {
         } else {
             format!("|{} {} {cmdline}", shown.len(), shown.join(" "))
         };
-        let key = self.cache_key(st, "RUN", &format!("{created_by}\n{network:?}"));
-        if self.cached(st, &key)? {
+        let mut mount_key = String::new();
+        for m in &mounts {
+            mount_key.push_str(&format!("{m:?}\n"));
+            match m {
+                // What a bind mount shows is an input of the step, like COPY's sources.
+                crate::mounts::Mount::Bind { source, .. } => {
+                    mount_key.push_str(&self.context_digest(line, source)?);
+                    mount_key.push('\n');
+                }
+                crate::mounts::Mount::Secret { id, .. } => {
+                    let given = self.opts.secrets.contains_key(id);
+                    mount_key.push_str(&format!("secret given: {given}\n"));
+                }
+                _ => {}
+            }
+        }
+        let key = self.cache_key(
+            st,
+            "RUN",
+            &format!("{created_by}\n{network:?}\n{mount_key}"),
+        );
+        if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
+        let (volumes, tmpfs, stubs) = self.step_mounts(st, line, &mounts)?;
         let opts = RunOptions {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
             entrypoint: Some(String::new()),
             env: arg_env,
             network,
+            volumes,
+            tmpfs,
             ..Default::default()
         };
         self.flush();
@@ -1037,19 +1455,200 @@ impl Builder<'_> {
         };
         let committed = if code == 0 {
             self.engine
-                .build_layer(&cid)
+                .build_layer(&cid, &stubs)
                 .map_err(Error::from)
                 .and_then(|l| self.commit(st, &created_by, Some(l)))
         } else {
             Err(Error::RunFailed { cmd: cmdline, code })
         };
-        // The container goes whatever happened: a failed build leaves none behind.
+        // A failed step's container goes whatever `--rm` says: a failed build leaves none
+        // behind. A successful one's stays with `--rm=false`, as in Docker.
+        if committed.is_ok() && self.opts.keep_containers {
+            let id = committed?;
+            cache::store(self.engine.images().conn(), &key, &id, self.used())?;
+            return self.say(&format!(" ---> {}", short(&id)));
+        }
         let removed = self.engine.remove(&cid, true, true);
         let id = committed?;
         removed?;
         self.say(&format!("Removing intermediate container {}", &cid[..12]))?;
-        cache::store(self.engine.images().conn(), &key, &id)?;
+        cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
+    }
+
+    /// Downloads `url` for ADD into a temporary file, checking `sha256` (hex) when given.
+    fn download(
+        &self,
+        line: usize,
+        url: &str,
+        sha256: Option<&str>,
+    ) -> Result<tempfile::NamedTempFile, Error> {
+        // Connect and response timeouts only: a global or resolve timeout makes ureq resolve
+        // on a helper thread, and the build forks containers (and stages) afterwards.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(120)))
+            .user_agent(concat!("hako/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let fail = |e: String| Error::at(line, format!("ADD {url}: {e}"));
+        let resp = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+        let tmp = self.engine.root().join("tmp");
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("{}-add-", std::process::id()))
+            .tempfile_in(&tmp)
+            .map_err(Error::io("create a file for a download"))?;
+        let mut body = resp.into_body();
+        let mut reader = body.as_reader();
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            file.write_all(&buf[..n])
+                .map_err(Error::io("write a download"))?;
+        }
+        let got = hex::encode(h.finalize());
+        if let Some(want) = sha256 {
+            if got != want {
+                return Err(fail(format!(
+                    "checksum mismatch: expected sha256:{want}, got sha256:{got}"
+                )));
+            }
+        }
+        file.flush().map_err(Error::io("write a download"))?;
+        Ok(file)
+    }
+
+    /// A digest of the context files at and under `rel` (path, mode, size, content), through
+    /// the per-file hash cache.
+    fn context_digest(&self, line: usize, rel: &str) -> Result<String, Error> {
+        let ctx = &self.opts.context;
+        let root = ctx.root.clone().ok_or_else(|| {
+            Error::at(
+                line,
+                "RUN --mount=type=bind: there is no build context directory to bind from",
+            )
+        })?;
+        if !rel.is_empty() && !ctx.entries.contains_key(rel) {
+            return Err(Error::at(
+                line,
+                format!("RUN --mount=type=bind: source={rel}: not found in the build context"),
+            ));
+        }
+        let conn = self.engine.images().conn();
+        let mut h = Sha256::new();
+        for (r, m) in ctx.under(rel) {
+            h.update(format!("{r}\0{:o}\0{}\0", m.mode(), m.len()).as_bytes());
+            let path = root.join(r);
+            if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&path)
+                    .map_err(Error::io(format!("read link {}", path.display())))?;
+                h.update(t.as_os_str().as_encoded_bytes());
+            } else if m.is_file() {
+                let key = path.to_string_lossy();
+                let stamp = cache::FileStamp::of(m);
+                let sum = match cache::file_hash(conn, &key, stamp)? {
+                    Some(s) => s,
+                    None => {
+                        let mut f = std::fs::File::open(&path)
+                            .map_err(Error::io(format!("open {}", path.display())))?;
+                        let mut fh = Sha256::new();
+                        let mut buf = vec![0u8; 1 << 16];
+                        loop {
+                            let n = f
+                                .read(&mut buf)
+                                .map_err(Error::io(format!("read {}", path.display())))?;
+                            if n == 0 {
+                                break;
+                            }
+                            fh.update(&buf[..n]);
+                        }
+                        let s = hex::encode(fh.finalize());
+                        cache::remember_file_hash(conn, &key, stamp, &s)?;
+                        s
+                    }
+                };
+                h.update(sum.as_bytes());
+            }
+            h.update(b"\n");
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// The `-v` and `--tmpfs` values of a step's `--mount`s, and for each mount point the image
+    /// lacks, the chain of paths the runtime will create for it (left out of the layer).
+    #[allow(clippy::type_complexity)]
+    fn step_mounts(
+        &self,
+        st: &Stage,
+        line: usize,
+        mounts: &[crate::mounts::Mount],
+    ) -> Result<(Vec<String>, Vec<String>, Vec<Vec<String>>), Error> {
+        use crate::mounts::Mount;
+        let root = self.engine.root();
+        let mut volumes = Vec::new();
+        let mut tmpfs = Vec::new();
+        let mut stubs = Vec::new();
+        let image = Union::new(&st.layers);
+        for m in mounts {
+            let target = m.target();
+            match m {
+                Mount::Cache {
+                    id,
+                    readonly,
+                    mode,
+                    owner,
+                    ..
+                } => {
+                    let dir = crate::mounts::prepare_cache_dir(root, id, *mode, *owner)?;
+                    let ro = if *readonly { ":ro" } else { "" };
+                    volumes.push(format!("{}:{target}{ro}", dir.display()));
+                }
+                Mount::Bind { source, .. } => {
+                    let ctx_root = self.opts.context.root.clone().ok_or_else(|| {
+                        Error::at(line, "RUN --mount=type=bind: there is no build context directory to bind from")
+                    })?;
+                    volumes.push(format!("{}:{target}:ro", ctx_root.join(source).display()));
+                }
+                Mount::Tmpfs { size, .. } => tmpfs.push(match size {
+                    Some(n) => format!("{target}:size={n}"),
+                    None => target.to_string(),
+                }),
+                Mount::Secret { id, required, .. } => match self.opts.secrets.get(id) {
+                    Some(src) => {
+                        if !src.is_file() {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=secret: secret {id}: {} is not a file", src.display()),
+                            ));
+                        }
+                        volumes.push(format!("{}:{target}:ro", src.display()));
+                    }
+                    None if *required => {
+                        return Err(Error::at(
+                            line,
+                            format!("RUN --mount=type=secret: secret {id} not found (pass --secret id={id},src=FILE)"),
+                        ))
+                    }
+                    None => continue,
+                },
+            }
+            let comps = image.resolve(target, true);
+            if let Some(first_missing) =
+                (1..=comps.len()).find(|&k| image.metadata(&comps[..k]).is_none())
+            {
+                stubs.push(
+                    (first_missing..=comps.len())
+                        .map(|k| comps[..k].join("/"))
+                        .collect(),
+                );
+            }
+        }
+        Ok((volumes, tmpfs, stubs))
     }
 
     fn copy(
@@ -1063,7 +1662,7 @@ impl Builder<'_> {
         let kw = ins.keyword.as_str();
         let add = kw == "ADD";
         if add {
-            ins.check_flags(&["chown", "chmod", "link"])?;
+            ins.check_flags(&["chown", "chmod", "link", "checksum"])?;
         } else {
             ins.check_flags(&["from", "chown", "chmod", "link"])?;
         }
@@ -1186,11 +1785,54 @@ impl Builder<'_> {
             Ctx(String),
             Img(Vec<String>),
             Doc(usize),
+            /// A downloaded URL: the URL, the file's name, the download.
+            Url(String, String, tempfile::NamedTempFile),
+        }
+        let checksum = match ins.flag("checksum") {
+            None => None,
+            Some(c) => {
+                let c = expand(c, &vars, esc).map_err(werr)?;
+                let hex = c
+                    .strip_prefix("sha256:")
+                    .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                Some(
+                    hex.ok_or_else(|| {
+                        Error::at(
+                            line,
+                            format!("ADD --checksum={c}: expected sha256:<64 hex digits>"),
+                        )
+                    })?
+                    .to_ascii_lowercase(),
+                )
+            }
+        };
+        let urls = words
+            .iter()
+            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .count();
+        if checksum.is_some() && (urls != 1 || words.len() != 1) {
+            return Err(Error::at(
+                line,
+                "ADD --checksum needs exactly one source, an http(s) URL",
+            ));
         }
         let mut items: Vec<Item> = Vec::new();
         for w in &words {
             if add && (w.starts_with("http://") || w.starts_with("https://")) {
-                return Err(Error::at(line, format!("ADD {w}: fetching URLs is not supported by hako build yet; download the file into the context and ADD it from there")));
+                let file = self.download(line, w, checksum.as_deref())?;
+                // The name is the URL path's last segment, as Docker takes it.
+                let path = w.split(['?', '#']).next().unwrap_or(w);
+                let after_host = path.splitn(4, '/').nth(3).unwrap_or("");
+                let name = after_host
+                    .rsplit('/')
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                if name.is_empty() && (dest_raw.ends_with('/') || dest_exists_dir) {
+                    return Err(Error::at(line, format!("ADD {w}: cannot determine a filename from the URL; give the destination a file name")));
+                }
+                items.push(Item::Url(w.clone(), name, file));
+                continue;
             }
             if add && (w.starts_with("git@") || w.ends_with(".git")) {
                 return Err(Error::at(
@@ -1315,6 +1957,13 @@ impl Builder<'_> {
                         }
                     }
                 }
+                Item::Url(url, _, file) => {
+                    let m = file
+                        .as_file()
+                        .metadata()
+                        .map_err(Error::io("stat a download"))?;
+                    hash_file(&mut h, url, file.path(), &m, false)?;
+                }
                 Item::Doc(i) => {
                     h.update(b"heredoc\0");
                     h.update(ins.heredocs[*i].content.as_bytes());
@@ -1358,7 +2007,7 @@ impl Builder<'_> {
             kw,
             &format!("{created_by}\n{flags}\n{dest_abs}\n{files}"),
         );
-        if self.cached(st, &key)? {
+        if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
 
@@ -1380,6 +2029,22 @@ impl Builder<'_> {
         };
         for it in &items {
             match it {
+                Item::Url(_, name, file) => {
+                    let m = file
+                        .as_file()
+                        .metadata()
+                        .map_err(Error::io("stat a download"))?;
+                    let t = target(name);
+                    if !into_dir {
+                        w.parents(&image, &t, owner)?;
+                    }
+                    // Docker gives remote files mode 0600 unless --chmod says otherwise.
+                    let a = Attrs {
+                        owner,
+                        chmod: Some(chmod.unwrap_or(0o600)),
+                    };
+                    w.host(&t, file.path(), &m, a)?;
+                }
                 Item::Doc(i) => {
                     let hd = &ins.heredocs[*i];
                     let body = if hd.expand {
@@ -1492,7 +2157,7 @@ impl Builder<'_> {
             .stager()
             .stage_layer(w.finish()?, None)?;
         let id = self.commit(st, &created_by, Some(staged))?;
-        cache::store(self.engine.images().conn(), &key, &id)?;
+        cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
     }
 }
@@ -1540,5 +2205,14 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_duration("x"), None);
         assert!(rfc3339_now().ends_with('Z'));
+    }
+
+    #[test]
+    fn platforms() {
+        let host = format!("linux/{}", go_arch());
+        assert!(check_platform(&host).is_ok());
+        assert!(check_platform("linux").is_ok());
+        assert!(check_platform("linux/s390x_nope").is_err());
+        assert!(check_platform("windows/amd64").is_err());
     }
 }

@@ -8,12 +8,13 @@ pub mod context;
 pub mod exec;
 pub mod ignore;
 mod layer;
+pub mod mounts;
 pub mod parser;
 pub mod plan;
 mod union;
 pub mod words;
 
-pub use exec::{build, BuildOptions, BuildOutput};
+pub use exec::{build, check_platform, BuildOptions, BuildOutput, Fetch};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,14 @@ pub enum Error {
         /// The command as Docker prints it (`/bin/sh -c false`).
         cmd: String,
         /// Its exit status.
+        code: i32,
+    },
+    /// A stage built in a child process failed; its message, and the exit status it asks for.
+    #[error("{msg}")]
+    Stage {
+        /// The child's error, as it printed it.
+        msg: String,
+        /// The exit status `hako build` should end with.
         code: i32,
     },
     /// A problem with the build as a whole (options, context).
@@ -75,6 +84,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::RunFailed { code, .. } if *code > 0 => *code,
+            Error::Stage { code, .. } => *code,
             _ => 1,
         }
     }

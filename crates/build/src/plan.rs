@@ -126,7 +126,7 @@ impl Plan {
     }
 
     /// The stages another one depends on, with the line of each reference.
-    fn deps(&self, s: &Stage) -> Vec<(usize, usize)> {
+    pub(crate) fn deps(&self, s: &Stage) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         if let Some(i) = self.from_stage(s) {
             out.push((i, s.from.line));

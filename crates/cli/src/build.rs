@@ -36,12 +36,25 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long)]
     iidfile: Option<PathBuf>,
-    /// Remove intermediate containers after a successful build (always done)
+    /// Remove intermediate containers after a successful build (--rm=false keeps them; a
+    /// failed step's container is always removed)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     rm: bool,
-    /// Always remove intermediate containers (always done)
+    /// Always remove intermediate containers
     #[arg(long)]
     force_rm: bool,
+    /// Images to consider as cache sources (pulled when missing)
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long)]
+    pull: bool,
+    /// Set the target platform for the build (only this machine's is supported)
+    #[arg(long)]
+    platform: Option<String>,
+    /// Secret to expose to the build (id=ID,src=FILE), for RUN --mount=type=secret
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
     /// Build context: a directory, or - to read a Dockerfile from stdin
     path: String,
 }
@@ -60,6 +73,9 @@ pub enum BuilderCommand {
         /// Provide filter values (e.g. "until=24h")
         #[arg(long)]
         filter: Vec<String>,
+        /// Amount of disk space to keep for cache
+        #[arg(long)]
+        keep_storage: Option<String>,
     },
 }
 
@@ -99,20 +115,51 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             }
         }
     }
+    let mut secrets = hako_build::mounts::Secrets::new();
+    for s in &a.secrets {
+        let (id, src) = hako_build::mounts::parse_secret(s).map_err(|e| anyhow::anyhow!(e))?;
+        secrets.insert(id, src);
+    }
     let mut labels = Vec::new();
     for l in &a.labels {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.push((k.to_string(), v.to_string()));
     }
 
-    let (dockerfile, context) = if a.path == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("read the Dockerfile from stdin")?;
-        (s, Context::empty())
+    if let Some(p) = &a.platform {
+        hako_build::check_platform(p).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    // `-` is a tar of the context, or a Dockerfile: stdin goes to a file first to tell which.
+    let mut stdin_context = None;
+    let mut stdin_dockerfile = None;
+    if a.path == "-" {
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        // Named `<pid>-…` so the store's sweep of tmp/ leaves it alone while we run.
+        let prefix = format!("{}-build-", std::process::id());
+        let mut f = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempfile_in(&tmp)
+            .context("create a file for stdin")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read stdin")?;
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&tmp)
+            .context("create a directory for the context")?;
+        if Context::unpack(f.path(), dir.path())? {
+            stdin_context = Some(dir);
+        } else {
+            stdin_dockerfile =
+                Some(std::fs::read_to_string(f.path()).context("read the Dockerfile from stdin")?);
+        }
+    }
+    let (dockerfile, context) = if let Some(text) = stdin_dockerfile {
+        (text, Context::empty())
     } else {
-        let dir = PathBuf::from(&a.path);
+        let dir = match &stdin_context {
+            Some(d) => d.path().to_path_buf(),
+            None => PathBuf::from(&a.path),
+        };
         if !dir.is_dir() {
             return Err(anyhow::anyhow!(
                 "unable to prepare context: path \"{}\" not found",
@@ -122,6 +169,8 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         }
         let df_path = match &a.file {
             Some(f) if f == "-" => None,
+            // With a tar on stdin, -f names a file in it.
+            Some(f) if stdin_context.is_some() => Some(dir.join(f)),
             Some(f) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
             Some(f) => Some(if Path::new(f).exists() || !dir.join(f).exists() {
                 PathBuf::from(f)
@@ -152,7 +201,22 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     if !quiet {
         println!("Sending build context to hako  {}", context.human_size());
     }
+    let mut cache_from = Vec::new();
+    for name in &a.cache_from {
+        if let Ok(i) = engine.images().resolve(name) {
+            cache_from.push(i.id);
+            continue;
+        }
+        // Docker's classic builder only warns about a cache source it cannot get.
+        let got = pull_base(root, name, &mut std::io::sink())
+            .and_then(|_| Ok(engine.images().resolve(name)?.id));
+        match got {
+            Ok(id) => cache_from.push(id),
+            Err(e) => eprintln!("WARNING: --cache-from {name}: {e:#}"),
+        }
+    }
     let opts = hako_build::BuildOptions {
+        cache_from,
         dockerfile,
         context,
         build_args,
@@ -161,6 +225,15 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         labels,
         tags: tags.clone(),
         quiet,
+        secrets,
+        pull: a.pull,
+        keep_containers: !a.rm && !a.force_rm,
+        fetch: Some({
+            let root = root.to_path_buf();
+            Box::new(move |name: &str, out: &mut dyn Write| {
+                pull_base(&root, name, out).map_err(|e| format!("{e:#}"))
+            })
+        }),
     };
     let mut out = std::io::stdout();
     let result = hako_build::build(&engine, &opts, &mut out);
@@ -186,6 +259,10 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
                 std::fs::write(p, &done.image_id)
                     .with_context(|| format!("write the image ID to {}", p.display()))?;
             }
+            // The image is built: a failing collection is worth a warning, not a failed build.
+            if let Err(e) = collect_cache(&engine, &done.image_id) {
+                eprintln!("WARNING: build cache collection: {e:#}");
+            }
             Ok(0)
         }
         Err(e) => Err(Failure {
@@ -195,16 +272,74 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     }
 }
 
+/// Pulls a base image for `FROM` (missing locally, or `--pull`), progress to `out`.
+fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let reference = Reference::parse(name)?;
+    let reference = if reference.tag().is_none() && reference.digest().is_none() {
+        reference.with_tag("latest")?
+    } else {
+        reference
+    };
+    let store = hako_engine::hako_image::ImageStore::open(root)?;
+    let opts = hako_registry::PullOptions { platform: None };
+    hako_registry::pull(&store, &reference, &opts, out)
+        .with_context(|| format!("pull {}", reference.familiar()))?;
+    Ok(())
+}
+
+/// Least-recently-used collection after a build, down to the configured maximum (see
+/// [`hako_build::cache::configured_max`]). The image just built is never deleted.
+fn collect_cache(engine: &hako_engine::Engine, keep: &str) -> anyhow::Result<()> {
+    let max = hako_build::cache::configured_max(engine.root())?;
+    hako_build::cache::collect(
+        engine.images().conn(),
+        Some(engine.root()),
+        max,
+        Some(keep),
+        &mut |id| remove_cache_image(engine, id),
+    )?;
+    Ok(())
+}
+
+fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako_build::Error> {
+    match engine.remove_image(id, false) {
+        Ok(_) => Ok(()),
+        // Another process removed it, or a container started using it since: either way it
+        // is no longer the cache's to delete.
+        Err(hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_)))
+        | Err(hako_engine::Error::Image(hako_engine::hako_image::Error::InUse { .. })) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The `Build Cache` row of `system df` (Docker prints it without a percentage).
+pub fn df_row(engine: &hako_engine::Engine, out: &mut dyn Write) -> anyhow::Result<()> {
+    let conn = engine.images().conn();
+    hako_build::cache::ensure_schema(conn)?;
+    let u = hako_build::cache::usage(conn)?;
+    // Cache mounts count as entries too; none is in use between builds.
+    let mounts = hako_build::mounts::list_cache_dirs(engine.root());
+    let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
+    writeln!(
+        out,
+        "Build Cache\t{}\t{}\t{}\t{}",
+        u.entries + mounts.len() as u64,
+        u.active,
+        crate::fmt::human_size(u.size + mount_bytes),
+        crate::fmt::human_size(u.reclaimable + mount_bytes)
+    )?;
+    Ok(())
+}
+
 /// `hako builder prune`.
 pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
     match c {
-        BuilderCommand::Prune { all, force, filter } => {
-            if !force {
-                return Err(anyhow::anyhow!(
-                    "builder prune asks for confirmation, which needs a terminal: pass -f to confirm"
-                )
-                .into());
-            }
+        BuilderCommand::Prune {
+            all,
+            force,
+            filter,
+            keep_storage,
+        } => {
             let mut older_than = None;
             for f in &filter {
                 match f.split_once('=') {
@@ -216,20 +351,57 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                     _ => return Err(anyhow::anyhow!("invalid filter '{f}'").into()),
                 }
             }
-            // Without -a Docker keeps the cache of tagged images' steps; hako's cache
-            // entries are all dangling intermediate steps, so both prune the same.
-            let _ = all;
-            let engine = open(root)?;
-            hako_build::cache::ensure_schema(engine.images().conn())?;
-            let pruned = hako_build::cache::prune(engine.images().conn(), older_than)?;
-            let mut freed = 0u64;
-            let mut deleted = Vec::new();
-            for id in pruned.images {
-                let size = engine.images().resolve(&id).map(|i| i.size).unwrap_or(0);
-                if engine.remove_image(&id, false).is_ok() {
-                    freed += size;
-                    deleted.push(id);
+            let keep = keep_storage
+                .as_deref()
+                .map(|s| hako_engine::options::parse_size(s, "--keep-storage"))
+                .transpose()?
+                .map(|n| n.max(0) as u64);
+            if !force {
+                use std::io::BufRead;
+                let what = if all { "all" } else { "all dangling" };
+                print!(
+                    "WARNING! This will remove {what} build cache. Are you sure you want to continue? [y/N] "
+                );
+                std::io::stdout().flush().context("write the prompt")?;
+                let mut answer = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut answer)
+                    .context("read the answer")?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(0);
                 }
+            }
+            let engine = open(root)?;
+            let conn = engine.images().conn();
+            hako_build::cache::ensure_schema(conn)?;
+            let before = hako_build::cache::stored_layer_bytes(conn)?;
+            let mut deleted = Vec::new();
+            match keep {
+                // `--keep-storage`: the same collection a build runs, down to that size.
+                Some(max) => {
+                    hako_build::cache::collect(conn, Some(engine.root()), max, None, &mut |id| {
+                        remove_cache_image(&engine, id)?;
+                        deleted.push(id.to_string());
+                        Ok(())
+                    })?;
+                }
+                None => {
+                    let pruned = hako_build::cache::prune(
+                        conn,
+                        hako_build::cache::PruneFilter { older_than, all },
+                    )?;
+                    for id in pruned.images {
+                        remove_cache_image(&engine, &id)?;
+                        deleted.push(id);
+                    }
+                }
+            }
+            let mut freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
+            if keep.is_none() {
+                let (ids, bytes) = hako_build::mounts::prune_cache_dirs(engine.root(), older_than)?;
+                deleted.extend(ids);
+                freed += bytes;
             }
             if !deleted.is_empty() {
                 println!("Deleted build cache objects:");

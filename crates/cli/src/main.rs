@@ -996,6 +996,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     fmt::human_size(r.reclaimable)
                 )?;
             }
+            build::df_row(&engine, &mut out)?;
             out.flush()?;
             Ok(0)
         }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Root;
+use common::{wait_for, Root};
 use std::path::Path;
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -295,8 +295,12 @@ fn failures_name_the_line_and_leave_nothing() {
             "line 2: RUN: unterminated heredoc",
         ),
         (
+            "FROM busybox\nENV A=\"abc\n",
+            "line 2: ENV: unexpected end of statement while looking for matching double-quote",
+        ),
+        (
             "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n",
-            "circular dependency",
+            "line 2: circular dependency detected on stage: b",
         ),
     ] {
         write(d.path(), "Dockerfile", df);
@@ -328,4 +332,342 @@ fn dockerfile_on_stdin_and_iidfile() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("quiet-output"), "{stdout}");
     assert_eq!(stdout.trim(), std::fs::read_to_string(&iid).unwrap());
+}
+
+fn build_env(r: &Root, ctx: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    a.push(ctx.to_str().unwrap());
+    let mut c = r.cmd(&a);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn df_build_cache(r: &Root) -> Vec<String> {
+    let df = r.ok(&["system", "df"]);
+    df.lines()
+        .find(|l| l.starts_with("Build Cache"))
+        .unwrap_or_else(|| panic!("no Build Cache row: {df}"))
+        .split_whitespace()
+        .skip(2)
+        .map(String::from)
+        .collect()
+}
+
+/// The cache is bounded (least recently used steps go first once what only the cache keeps
+/// exceeds HAKO_BUILD_CACHE_MAX), `system df` reports it, and `builder prune` keeps tagged
+/// images' steps unless -a.
+#[test]
+fn bounded_cache_lru_df_and_prune() {
+    let r = Root::with_busybox();
+    let (a, b) = (ctx(), ctx());
+    write(
+        a.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 2000000 /dev/urandom > /a\n",
+    );
+    write(
+        b.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 2000000 /dev/urandom > /b\n",
+    );
+    let (code, out, err) = build(&r, a.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = df_build_cache(&r);
+    assert_eq!(row[0], "1", "{row:?}");
+    assert!(row[2].ends_with("MB"), "the 2 MB step is counted: {row:?}");
+
+    // Two 2 MB steps exceed 3 MB: the older (a's) is collected after b's build.
+    let max = [("HAKO_BUILD_CACHE_MAX", "3MB")];
+    let (code, out, err) = build_env(&r, b.path(), &max, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = build_env(&r, b.path(), &max, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" ---> Using cache"), "b is kept: {out}");
+    assert_eq!(df_build_cache(&r)[0], "1");
+    let (code, out, err) = build_env(&r, a.path(), &max, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Running in") && !out.contains("Using cache"),
+        "a was collected: {out}"
+    );
+    let (code, _, err) = build_env(&r, a.path(), &[("HAKO_BUILD_CACHE_MAX", "lots")], &[]);
+    assert_eq!(code, 0, "a bad size warns, the build stands: {err}");
+    assert!(err.contains("HAKO_BUILD_CACHE_MAX"), "{err}");
+
+    // The prompt: anything but y keeps everything.
+    let mut c = r.cmd(&["builder", "prune"]);
+    c.stdin(std::process::Stdio::piped());
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.starts_with("WARNING! This will remove all dangling build cache. Are you sure you want to continue? [y/N] "),
+        "{said}"
+    );
+    assert_eq!(df_build_cache(&r)[0], "1");
+
+    // Entries used within the hour survive `until=1h`.
+    let out = r.ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
+    assert!(out.contains("Total reclaimed space: 0B"), "{out}");
+    assert_eq!(df_build_cache(&r)[0], "1");
+
+    // A tagged image's step stays without -a, goes with it.
+    let (code, out, err) = build(&r, b.path(), &["-t", "kept:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out = r.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache objects:"), "{out}");
+    assert!(
+        !out.contains("Total reclaimed space: 0B"),
+        "a's 2 MB: {out}"
+    );
+    let row = df_build_cache(&r);
+    assert_eq!((row[0].as_str(), row[1].as_str()), ("1", "1"), "{row:?}");
+    let (_, again, _) = build(&r, b.path(), &["-t", "kept:1"]);
+    assert!(again.contains(" ---> Using cache"), "{again}");
+    let out = r.ok(&["builder", "prune", "-af"]);
+    assert!(
+        out.contains("Total reclaimed space: 0B"),
+        "kept:1 holds it: {out}"
+    );
+    assert_eq!(df_build_cache(&r)[0], "0");
+    let (_, again, _) = build(&r, b.path(), &["-t", "kept:1"]);
+    assert!(!again.contains("Using cache"), "{again}");
+    r.ok(&["rmi", "kept:1"]);
+}
+
+/// Independent stages run at the same time: a server stage waits for a client stage to
+/// connect, which a sequential build could never satisfy (the server would time out). The
+/// output still reads stage by stage, with each stage's own step numbers; an unused stage is
+/// skipped.
+#[test]
+fn independent_stages_run_in_parallel() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let port = 20000 + std::process::id() % 20000;
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!(
+            "FROM busybox AS server\n\
+             RUN --network=host timeout 60 nc -l -p {port}\n\
+             FROM busybox AS unused\n\
+             RUN echo never-built\n\
+             FROM busybox AS client\n\
+             RUN --network=host sh -c 'for i in $(seq 600); do nc 127.0.0.1 {port} </dev/null && exit 0; sleep 0.1; done; exit 1'\n\
+             FROM busybox\n\
+             COPY --from=server /etc/passwd /server\n\
+             COPY --from=client /etc/group /client\n"
+        ),
+    );
+    let (code, out, err) = build(&r, d.path(), &["-t", "par:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("never-built"), "{out}");
+    let server = out
+        .find("Step 2/7 : RUN --network=host timeout")
+        .expect(&out);
+    let client = out.find("Step 4/7 : RUN --network=host sh").expect(&out);
+    let last = out.find("Step 5/7 : FROM busybox").expect(&out);
+    assert!(server < client && client < last, "{out}");
+    assert_eq!(out.matches("Removing intermediate container").count(), 2);
+    r.ok(&["run", "--rm", "par:1", "test", "-s", "/client"]);
+
+    // A failure in a forked stage fails the build with its message and status, and leaves
+    // no container.
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox AS a\nRUN true\nFROM busybox AS b\nRUN exit 7\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n",
+    );
+    let (code, out, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        err.contains("The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
+        "{err}"
+    );
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    r.ok(&["rmi", "par:1"]);
+}
+
+fn file_in(r: &Root, image: &str, path: &str) -> String {
+    r.ok(&["run", "--rm", image, "cat", path])
+}
+
+/// RUN --mount: a cache directory persists across builds (even --no-cache ones) until
+/// `builder prune`; a bind mount shows the context and its content keys the step; a secret is
+/// readable but stays out of the image, as do the mount points; tmpfs; --network=none.
+#[test]
+fn run_mounts_and_network() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(d.path(), "data/f", "one\n");
+    write(d.path(), "tok.txt", "s3cret");
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/log; wc -l < /cache/log > /count'\n\
+         RUN --mount=type=bind,source=data,target=/data cat /data/f > /copied\n\
+         RUN --mount=type=secret,id=tok,required=true sh -c 'test \"$(cat /run/secrets/tok)\" = s3cret && echo ok > /secret-ok'\n\
+         RUN --mount=type=tmpfs,target=/scratch sh -c 'echo x > /scratch/f && grep -q \" /scratch tmpfs\" /proc/mounts'\n\
+         RUN --network=none sh -c 'test $(grep -c : /proc/net/dev) = 1'\n",
+    );
+    let secret = format!("id=tok,src={}", d.path().join("tok.txt").display());
+    let (code, out, err) = build(&r, d.path(), &["-t", "mounts:1", "--secret", &secret]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "1");
+    assert_eq!(file_in(&r, "mounts:1", "/copied"), "one\n");
+    assert_eq!(file_in(&r, "mounts:1", "/secret-ok"), "ok\n");
+    for gone in ["/cache", "/data", "/run", "/scratch"] {
+        let (code, _, _) = r.run(&["run", "--rm", "mounts:1", "test", "-e", gone]);
+        assert_eq!(code, 1, "{gone} is a mount point, not part of the image");
+    }
+
+    // The bind source's content is a step input; the cache mount kept its file.
+    write(d.path(), "data/f", "two\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "mounts:1", "--secret", &secret]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches(" ---> Using cache").count(), 1, "{out}");
+    assert_eq!(file_in(&r, "mounts:1", "/copied"), "two\n");
+    let (code, out, err) = build(
+        &r,
+        d.path(),
+        &["--no-cache", "-t", "mounts:1", "--secret", &secret],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "2");
+    assert_eq!(df_build_cache(&r).len(), 4);
+
+    // A required secret that is not given fails on its line; prune -a empties the cache mount.
+    let (code, _, err) = build(&r, d.path(), &["--no-cache"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("line 4: RUN --mount=type=secret: secret tok not found"),
+        "{err}"
+    );
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    let out = r.ok(&["builder", "prune", "-af"]);
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    let (code, out, err) = build(
+        &r,
+        d.path(),
+        &["--no-cache", "-t", "mounts:1", "--secret", &secret],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "mounts:1", "/count").trim(), "1");
+
+    // Cache mounts count toward the maximum: a tiny one collects this one after the build.
+    let mounts = r.path().join("build-cache/mounts");
+    let live = || {
+        std::fs::read_dir(&mounts)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!(live(), 1);
+    let (code, out, err) = build_env(
+        &r,
+        d.path(),
+        &[("HAKO_BUILD_CACHE_MAX", "1")],
+        &["-t", "mounts:1", "--secret", &secret],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(live(), 0);
+    r.ok(&["rmi", "mounts:1"]);
+}
+
+/// Starts `hako build` on `ctx` and returns once a RUN step's container is running.
+fn start_build(r: &Root, ctx: &Path) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut c = r.cmd(&["build", ctx.to_str().unwrap()]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("---> Running in") {
+            break;
+        }
+    }
+    assert!(seen.contains("Running in"), "the step starts: {seen}");
+    // Keep draining so the build never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(
+        wait_for(30, || r.ok(&["ps", "-q"]).lines().count() == 1),
+        "the step's container runs: {seen}{}",
+        r.ok(&["ps", "-a"])
+    );
+    child
+}
+
+fn assert_nothing_left(r: &Root) {
+    assert!(
+        wait_for(10, || r.ok(&["ps", "-aq"]).is_empty()),
+        "no container is left: {}",
+        r.ok(&["ps", "-a"])
+    );
+    let root = r.path().to_str().unwrap().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root), "no mount under the root");
+    let left: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "no half-written layer: {left:?}");
+    let containers: Vec<_> = std::fs::read_dir(r.path().join("containers"))
+        .unwrap()
+        .collect();
+    assert!(containers.is_empty(), "no container directory");
+    let images = r.ok(&["images"]);
+    assert_eq!(images.lines().count(), 2, "only busybox: {images}");
+}
+
+/// Ctrl-C (SIGINT) during a RUN step stops the step and fails the build; kill -9 of the build
+/// leaves a container that dies with it and that the next command removes. Either way nothing
+/// is left: no container, mount, temporary layer or tag.
+#[test]
+fn interrupted_builds_leave_nothing() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN trap 'exit 130' INT; sleep 60 & wait\nRUN echo never\n",
+    );
+    let mut child = start_build(&r, d.path());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "the step's status: {status:?}");
+    assert_nothing_left(&r);
+
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN sleep 60\nRUN echo never\n",
+    );
+    let mut child = start_build(&r, d.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_nothing_left(&r);
 }

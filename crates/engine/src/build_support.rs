@@ -29,7 +29,19 @@ impl Engine {
             let plan = self.plan(&id, opts, image)?;
             named(&id);
             self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
-            match self.launch(&id, opts, &plan, false, &mut |_| {}) {
+            // Recorded as --rm while the step runs, so that if the build is killed, the next
+            // reconcile deletes the container instead of keeping it as exited; this foreground
+            // run itself keeps it (its `opts` say no --rm) for `build_layer`.
+            let mark = |on: bool| {
+                self.store.conn().execute(
+                    "UPDATE containers SET auto_remove = ?2 WHERE id = ?1",
+                    rusqlite::params![id, on],
+                )
+            };
+            mark(true)?;
+            let launched = self.launch(&id, opts, &plan, false, &mut |_| {});
+            let _ = mark(false);
+            match launched {
                 Ok(code) => Ok((id, code)),
                 Err(e) => {
                     let _ = self.remove(&id, true, true);
@@ -47,13 +59,45 @@ impl Engine {
 
     /// The container's writable layer as a staged layer (overlay whiteouts converted to OCI
     /// ones), ready for [`hako_image::ImageStore::commit_image`].
-    pub fn build_layer(&self, id: &str) -> Result<hako_image::StagedLayer> {
+    ///
+    /// `stubs` are the mount points of a step's own mounts (`RUN --mount`) that the image did
+    /// not have, each as the chain of missing paths from the top (`run/secrets`,
+    /// `run/secrets/id`): the runtime created them in the upper dir, and the highest one that
+    /// holds nothing but the rest of its chain is left out of the layer, as BuildKit does.
+    pub fn build_layer(&self, id: &str, stubs: &[Vec<String>]) -> Result<hako_image::StagedLayer> {
         let upper = self.container_dir(id).join("upper");
         let mut tmp = tempfile::tempfile_in(self.root().join("tmp"))
             .map_err(|e| Error::io("create a temporary layer", e))?;
-        crate::commit::write_layer_tar(&upper, &mut tmp, &MOUNT_FILES.map(String::from))
+        let mut skip: Vec<String> = MOUNT_FILES.map(String::from).to_vec();
+        skip.extend(stubs.iter().filter_map(|chain| only_stub(&upper, chain)));
+        crate::commit::write_layer_tar(&upper, &mut tmp, &skip)
             .map_err(|e| Error::io("write the layer", e))?;
         tmp.rewind().map_err(|e| Error::io("rewind the layer", e))?;
         Ok(self.store.stager().stage_layer(&mut tmp, None)?)
     }
+}
+
+/// The highest path of `chain` whose upper-dir tree is nothing but the rest of the chain (each
+/// directory holding only the next, the last an empty file or directory).
+fn only_stub(upper: &std::path::Path, chain: &[String]) -> Option<String> {
+    let last = chain.len().checked_sub(1)?;
+    let is_stub = |from: usize| -> bool {
+        for j in from..last {
+            let names: Vec<_> = match std::fs::read_dir(upper.join(&chain[j])) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+                Err(_) => return false,
+            };
+            let next = std::path::Path::new(&chain[j + 1]).file_name();
+            if names.len() != 1 || Some(names[0].as_os_str()) != next {
+                return false;
+            }
+        }
+        let p = upper.join(&chain[last]);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => m.len() == 0,
+            Ok(m) if m.is_dir() => std::fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none()),
+            _ => false,
+        }
+    };
+    (0..=last).find(|&i| is_stub(i)).map(|i| chain[i].clone())
 }
