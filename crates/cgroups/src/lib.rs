@@ -13,13 +13,15 @@
 mod error;
 mod fs;
 mod parse;
+mod stats;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use error::Error;
-use parse::{Kind, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, MEMORY, PIDS, SYSTEMD};
+use parse::{Kind, BLKIO, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, MEMORY, PIDS, SYSTEMD};
+pub use stats::{CpuStats, MemoryEntry, MemoryStats, PidsStats, ResourceStats};
 
 /// How cgroups are laid out on the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,6 +386,8 @@ pub struct Resources {
     pub memory_limit: Option<i64>,
     /// Memory plus swap limit in bytes (Docker's `--memory-swap`).
     pub memory_swap: Option<i64>,
+    /// Soft memory limit in bytes, reclaimed towards under memory pressure.
+    pub memory_reservation: Option<i64>,
     /// Relative CPU weight in v1 shares (2..=262144, default 1024).
     pub cpu_shares: Option<u64>,
     /// CFS quota in microseconds per period.
@@ -396,6 +400,8 @@ pub struct Resources {
     pub cpuset_mems: Option<String>,
     /// Maximum number of tasks.
     pub pids_limit: Option<i64>,
+    /// Relative block I/O weight, 10..=1000 (v1 blkio scale).
+    pub blkio_weight: Option<u16>,
     /// Device access rules, applied in order (the OCI `linux.resources.devices` list).
     pub devices: Option<Vec<DeviceRule>>,
 }
@@ -598,7 +604,44 @@ impl Cgroup {
             };
             Self::set(dir, "pids.max", value.bytes(), "pids")?;
         }
+        if let Some(w) = res.blkio_weight.filter(|w| *w != 0) {
+            self.apply_blkio_weight(w)?;
+        }
         Ok(())
+    }
+
+    fn apply_blkio_weight(&self, weight: u16) -> Result<(), Error> {
+        if !(10..=1000).contains(&weight) {
+            return Err(Error::InvalidResources(
+                "blkio weight must be between 10 and 1000",
+            ));
+        }
+        let (dir, v2) = self.controller_dir(BLKIO, "blkio")?;
+        // Which file exists depends on the I/O scheduler: CFQ's blkio.weight is gone from
+        // modern kernels, BFQ offers its own on both versions.
+        let candidates: [(&str, Fmt); 2] = if v2 {
+            // io.weight is 1..=10000; io.bfq.weight keeps the blkio scale.
+            let scaled = 1 + (u32::from(weight) - 10) * 9999 / 990;
+            [
+                ("io.bfq.weight", Fmt::new(format_args!("{weight}"))),
+                ("io.weight", Fmt::new(format_args!("default {scaled}"))),
+            ]
+        } else {
+            [
+                ("blkio.weight", Fmt::new(format_args!("{weight}"))),
+                ("blkio.bfq.weight", Fmt::new(format_args!("{weight}"))),
+            ]
+        };
+        for (file, value) in &candidates {
+            if Self::set_optional(dir, file, value.bytes())? {
+                return Ok(());
+            }
+        }
+        Err(Error::Unsupported {
+            // Neither CFQ's nor BFQ's weight file: the disk's I/O scheduler has no weights.
+            controller: "blkio weight",
+            path: dir.to_path_buf(),
+        })
     }
 
     fn apply_devices(&self, rules: &[DeviceRule]) -> Result<(), Error> {
@@ -631,6 +674,18 @@ impl Cgroup {
         // Docker treats 0 as "not set" for both.
         let memory = res.memory_limit.filter(|m| *m != 0);
         let swap = res.memory_swap.filter(|s| *s != 0);
+        if let Some(r) = res.memory_reservation.filter(|r| *r != 0) {
+            let (dir, v2) = self.controller_dir(MEMORY, "memory")?;
+            let (file, value) = match (v2, r > 0) {
+                (true, true) => ("memory.low", Fmt::new(format_args!("{r}"))),
+                (true, false) => ("memory.low", Fmt::new(format_args!("max"))),
+                (false, _) => (
+                    "memory.soft_limit_in_bytes",
+                    Fmt::new(format_args!("{}", r.max(-1))),
+                ),
+            };
+            Self::set(dir, file, value.bytes(), "memory")?;
+        }
         if memory.is_none() && swap.is_none() {
             return Ok(());
         }

@@ -96,21 +96,15 @@ const DEFAULT_DEVICE_RULES: [(char, Option<i64>, Option<i64>, &str); 11] = [
     ('c', Some(5), Some(2), "rwm"),
 ];
 
-fn resources(spec: &Spec) -> Result<Option<Resources>> {
-    let Some(linux) = spec.linux() else {
-        return Ok(None);
-    };
-    let Some(r) = linux.resources() else {
-        return Ok(None);
-    };
+/// The cgroup limits of `linux.resources`, without the device rules (which need the spec's
+/// device list, and which `update` leaves as `create` set them, like runc).
+pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources> {
     let unsupported = |what: &str| anyhow!("linux.resources.{what} is not supported yet");
     let mut out = Resources::default();
     if let Some(m) = r.memory() {
         out.memory_limit = m.limit();
         out.memory_swap = m.swap();
-        if m.reservation().is_some_and(|v| v > 0) {
-            return Err(unsupported("memory.reservation"));
-        }
+        out.memory_reservation = m.reservation();
         if m.kernel().is_some_and(|v| v > 0) || m.kernel_tcp().is_some_and(|v| v > 0) {
             return Err(unsupported("memory.kernel"));
         }
@@ -140,8 +134,8 @@ fn resources(spec: &Spec) -> Result<Option<Resources>> {
         out.pids_limit = Some(p.limit());
     }
     if let Some(b) = r.block_io() {
-        let set = b.weight().is_some_and(|w| w != 0)
-            || b.leaf_weight().is_some_and(|w| w != 0)
+        out.blkio_weight = b.weight().filter(|w| *w != 0);
+        let set = b.leaf_weight().is_some_and(|w| w != 0)
             || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
             || b.throttle_read_bps_device()
                 .as_ref()
@@ -156,7 +150,7 @@ fn resources(spec: &Spec) -> Result<Option<Resources>> {
                 .as_ref()
                 .is_some_and(|v| !v.is_empty());
         if set {
-            return Err(unsupported("blockIO"));
+            return Err(unsupported("blockIO (other than weight)"));
         }
     }
     if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
@@ -171,6 +165,17 @@ fn resources(spec: &Spec) -> Result<Option<Resources>> {
     if r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported("unified"));
     }
+    Ok(out)
+}
+
+fn resources(spec: &Spec) -> Result<Option<Resources>> {
+    let Some(linux) = spec.linux() else {
+        return Ok(None);
+    };
+    let Some(r) = linux.resources() else {
+        return Ok(None);
+    };
+    let mut out = limits(r)?;
     if let Some(devs) = r.devices() {
         let mut rules = Vec::new();
         for d in devs {

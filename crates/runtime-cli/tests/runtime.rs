@@ -127,6 +127,11 @@ impl Bundle {
 
     /// The container's cgroup directory in the memory hierarchy (nested under ours).
     fn memory_cgroup(&self) -> PathBuf {
+        self.cgroup_dir("memory")
+    }
+
+    /// The container's cgroup directory in the v1 hierarchy of `controller`.
+    fn cgroup_dir(&self, controller: &str) -> PathBuf {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let rel = own
             .lines()
@@ -134,11 +139,12 @@ impl Bundle {
                 let mut f = l.splitn(3, ':');
                 let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
                 ctrl.split(',')
-                    .any(|c| c == "memory")
+                    .any(|c| c == controller)
                     .then(|| path.to_owned())
             })
             .unwrap_or_default();
-        Path::new("/sys/fs/cgroup/memory")
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
             .join(rel.trim_start_matches('/'))
             .join(&self.id)
     }
@@ -800,4 +806,156 @@ fn hooks_receive_the_state() {
     assert!(lines[0].starts_with("createRuntime {") && lines[0].contains("\"creating\""));
     assert!(lines[1].starts_with("poststart {") && lines[1].contains(&b.id));
     assert!(lines[2].starts_with("poststop {") && lines[2].contains("\"stopped\""));
+}
+
+fn cgroup_file(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&[
+        "update",
+        "--memory",
+        "32m",
+        "--memory-reservation",
+        "16m",
+        "--pids-limit",
+        "20",
+        "--cpu-shares",
+        "512",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "20000",
+        "--cpuset-cpus",
+        "0",
+        &b.id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mem = b.memory_cgroup();
+    assert_eq!(
+        cgroup_file(&mem, "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(
+        cgroup_file(&mem, "memory.soft_limit_in_bytes"),
+        (16u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(&b.cgroup_dir("pids"), "pids.max"), "20");
+    let cpu = b.cgroup_dir("cpu");
+    assert_eq!(cgroup_file(&cpu, "cpu.shares"), "512");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_quota_us"), "20000");
+    assert_eq!(cgroup_file(&b.cgroup_dir("cpuset"), "cpuset.cpus"), "0");
+
+    // containerd's shim sends the whole linux.resources on stdin.
+    let mut cmd = b.cmd(&["update", "--resources", "-", &b.id]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(br#"{"memory": {"limit": 50331648, "swap": 67108864}, "pids": {"limit": 7}, "cpu": {"quota": -1}}"#)
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cgroup_file(&mem, "memory.limit_in_bytes"), "50331648");
+    if mem.join("memory.memsw.limit_in_bytes").exists() {
+        assert_eq!(cgroup_file(&mem, "memory.memsw.limit_in_bytes"), "67108864");
+    }
+    assert_eq!(cgroup_file(&b.cgroup_dir("pids"), "pids.max"), "7");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_quota_us"), "-1");
+
+    // Weights exist only under an I/O scheduler that has them (BFQ); otherwise the refusal
+    // must say so.
+    let out = b.rt(&["update", "--blkio-weight", "300", &b.id]);
+    let blkio = b.cgroup_dir("blkio");
+    if out.status.success() {
+        let file = ["blkio.weight", "blkio.bfq.weight"]
+            .into_iter()
+            .find(|f| blkio.join(f).exists())
+            .expect("update succeeded without a weight file");
+        assert!(cgroup_file(&blkio, file).contains("300"));
+    } else {
+        let e = stderr(&out);
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains("blkio weight"), "{e}");
+    }
+
+    let out = b.rt(&["update", "--memory", "12q", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--memory"), "{}", stderr(&out));
+
+    assert!(b.rt(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    let out = b.rt(&["update", "--pids-limit", "5", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+}
+
+#[test]
+fn events_reports_stats_once_and_as_a_stream_with_oom() {
+    use std::io::BufRead;
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    c["linux"]["resources"]["pids"] = json!({"limit": 30});
+    // Waits for a line on its stdin (a fifo) before it exhausts its memory, so the test
+    // decides when the OOM happens.
+    c["process"]["args"] = json!(["sh", "-c", "read go < /go; tail /dev/zero"]);
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/go", "type": "bind", "source": b.path().join("go"), "options": ["bind"]
+    }));
+    b.set_config(&c);
+    nix::unistd::mkfifo(
+        &b.path().join("go"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = b.rt(&["events", "--stats", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ev: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], b.id.as_str());
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 16 << 20);
+    assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+    assert_eq!(ev["data"]["pids"]["limit"], 30);
+    assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().is_some());
+
+    let mut cmd = b.cmd(&["events", "--interval", "100ms", &b.id]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let ev: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(ev["type"], "stats");
+    }
+    // The container runs out of memory and is killed: an oom event, then the stream ends.
+    std::fs::write(b.path().join("go"), "go\n").unwrap();
+    let mut saw_oom = false;
+    for line in lines {
+        let ev: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        saw_oom |= ev["type"] == "oom";
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(saw_oom, "no oom event");
+    let out = b.rt(&["events", "--stats", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
 }
