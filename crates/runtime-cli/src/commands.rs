@@ -270,14 +270,6 @@ fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
     if process.terminal() != Some(true) && args.console_socket.is_some() {
         bail!("--console-socket was given but process.terminal is not true");
     }
-    if let Some(h) = spec.hooks() {
-        if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            bail!("hooks.createContainer is not supported yet");
-        }
-        if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            bail!("hooks.startContainer is not supported yet");
-        }
-    }
     Ok(())
 }
 
@@ -395,9 +387,23 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         Some(sock) => Some(connect_console(sock)?),
         None => None,
     };
+    // The library adds status and pid for the hooks it runs in the container's namespaces.
+    let hook_state = {
+        let c = Container {
+            dir: dir.clone(),
+            saved: saved.clone(),
+        };
+        let mut v = serde_json::to_value(c.oci_state(Status::Created))?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+            o.remove("pid");
+        }
+        v.to_string()
+    };
     let opts = hako_runtime::SpawnOptions {
         console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
         cgroup: Some(&cgroup),
+        hook_state: Some(&hook_state),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
         preserve_fds: args.preserve_fds,

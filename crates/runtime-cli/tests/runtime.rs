@@ -959,3 +959,100 @@ fn events_reports_stats_once_and_as_a_stream_with_oom() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
 }
+
+#[test]
+fn container_hooks_run_in_the_container_at_their_moments() {
+    let b = Bundle::new();
+    let log = b.path().join("hooks.log");
+    let mut c = b.config();
+    let host = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    c["hooks"] = json!({
+        "createRuntime": [host(format!("echo createRuntime >> {}", log.display()))],
+        // Resolved in the runtime's filesystem, run in the container's namespaces.
+        "createContainer": [host(format!(
+            "echo createContainer $(readlink /proc/self/ns/mnt) $(cat) >> {}",
+            log.display()
+        ))],
+        // Resolved in the container's root: the image's busybox sh.
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/start.state"], "timeout": 10}]
+    });
+    c["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "cat /tmp/start.state > /tmp/seen; echo >> /tmp/seen; readlink /proc/self/ns/mnt >> /tmp/seen"
+    ]);
+    c["root"]["readonly"] = json!(false);
+    b.set_config(&c);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0], "createRuntime");
+    let fields: Vec<&str> = lines[1].splitn(3, ' ').collect();
+    assert_eq!(fields[0], "createContainer");
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(
+        fields[1],
+        host_mnt.to_str().unwrap(),
+        "ran in the host's mount namespace"
+    );
+    let state: Value = serde_json::from_str(fields[2]).unwrap();
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["id"], b.id.as_str());
+    let pid = state["pid"].as_i64().unwrap();
+    let st: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    assert_eq!(
+        st["pid"].as_i64().unwrap(),
+        pid,
+        "state pid is not the host pid"
+    );
+    // startContainer waits for start.
+    let rootfs = b.path().join("rootfs");
+    assert!(!rootfs.join("tmp/start.state").exists());
+
+    let out = b.rt(&["start", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.wait_status("stopped");
+    let seen = std::fs::read_to_string(rootfs.join("tmp/seen")).unwrap();
+    let (state, mnt) = seen.split_once('\n').unwrap();
+    let state: Value = serde_json::from_str(state).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"].as_i64().unwrap(), pid);
+    assert_eq!(
+        mnt.trim(),
+        fields[1],
+        "createContainer ran outside the container's mount namespace"
+    );
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}
+
+#[test]
+fn failing_or_slow_container_hooks_stop_the_container() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(
+        &b,
+        &out,
+        "createContainer hook /bin/sh: exited with status 4",
+    );
+
+    c["hooks"] =
+        json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.set_config(&c);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&["start", &b.id]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("startContainer hook /bin/sleep: timed out after 1 s"),
+        "{e}"
+    );
+    b.wait_status("stopped");
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}

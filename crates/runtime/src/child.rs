@@ -191,6 +191,17 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     }
     // Joining the container's mount namespace (exec) lands in its finished root, which
     // setns made our root and working directory.
+    // The host's /proc is still ours here, so /proc/self names our pid as the runtime sees it:
+    // the pid the hooks' state carries.
+    let host_pid = if p.create_container_hooks.is_empty() && p.start_container_hooks.is_empty() {
+        0
+    } else {
+        std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|l| l.to_str()?.parse().ok())
+            .ok_or_else(|| Failure::Setup("read our pid from /proc/self".into()))?
+    };
+    let mut go = Some(go);
     let root = if p.exec_in_existing_root {
         nix::fcntl::open(
             "/",
@@ -201,18 +212,15 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
         )
         .ctx(|| "open the container's root".into())?
     } else {
-        build_root(p)?
+        build_root(p, &mut go, host_pid)?
     };
 
     // Moving a process into a v1 cgroup waits for an RCU grace period (~10-15 ms), so the
     // parent does it while we build the root filesystem above, and we only wait here, before
     // anything of the container runs. The cgroup namespace is then rooted at that cgroup.
-    let mut b = [0u8; 1];
-    match nix::unistd::read(&go, &mut b) {
-        Ok(1) => {}
-        _ => return Err(Failure::Abandoned),
+    if let Some(go) = go.take() {
+        wait_go(go)?;
     }
-    drop(go);
     if p.new_session_keyring {
         // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name creates an anonymous keyring and
         // reads no memory of ours.
@@ -267,6 +275,11 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     drop(root);
 
     wait_for_start(p, channel)?;
+    if !p.start_container_hooks.is_empty() {
+        let state = crate::hooks::state_json(&p.hook_state, "created", host_pid);
+        crate::hooks::run("startContainer", &p.start_container_hooks, &state)
+            .map_err(Failure::Setup)?;
+    }
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
     // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
     if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
@@ -383,7 +396,16 @@ fn attach_console(p: &Prepared, root: RawFd, socket: RawFd) -> Res<()> {
 
 /// Assembles the container's root filesystem, enters it and applies the root-wide settings.
 /// Returns a descriptor of the new root.
-fn build_root(p: &Prepared) -> Res<OwnedFd> {
+/// Waits for the parent's `go`: the cgroup is joined and the runtime's own hooks ran.
+fn wait_go(go: OwnedFd) -> Res<()> {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(&go, &mut b) {
+        Ok(1) => Ok(()),
+        _ => Err(Failure::Abandoned),
+    }
+}
+
+fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<OwnedFd> {
     mount(
         None::<&str>,
         "/",
@@ -426,6 +448,17 @@ fn build_root(p: &Prepared) -> Res<OwnedFd> {
     }
     if p.default_dev_links {
         dev_links(root.as_raw_fd())?;
+    }
+
+    if !p.create_container_hooks.is_empty() {
+        // createContainer comes after createRuntime, which the parent runs before `go`; the
+        // hooks' paths resolve in the runtime's filesystem, still ours before pivot_root.
+        if let Some(go) = go.take() {
+            wait_go(go)?;
+        }
+        let state = crate::hooks::state_json(&p.hook_state, "creating", host_pid);
+        crate::hooks::run("createContainer", &p.create_container_hooks, &state)
+            .map_err(Failure::Setup)?;
     }
 
     nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;

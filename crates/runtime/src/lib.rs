@@ -11,6 +11,7 @@
 mod child;
 mod error;
 pub mod fsutil;
+mod hooks;
 pub mod mounts;
 mod process;
 mod seccomp;
@@ -86,6 +87,12 @@ pub struct SpawnOptions<'a> {
     /// with the slave's path inside the container as payload). [`receive_console`] takes it.
     /// `stdin` is then ignored.
     pub console_socket: Option<BorrowedFd<'a>>,
+    /// The container's OCI state as a JSON object without `status` and `pid` (which the
+    /// runtime adds), e.g. `{"ociVersion":"1.2.0","id":"c1","bundle":"/b","annotations":{}}`.
+    /// With it, the spec's `createContainer` and `startContainer` hooks run inside the
+    /// container's namespaces at the moments the spec names, with the state on their stdin;
+    /// without it, a spec that has such hooks is refused.
+    pub hook_state: Option<&'a str>,
 }
 
 /// Receives the pseudo-terminal master a container sent over its
@@ -255,6 +262,10 @@ pub(crate) struct Prepared {
     pub id_maps: Option<(String, String)>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
+    /// `hooks.createContainer` and `hooks.startContainer`, and the state they read.
+    pub create_container_hooks: Vec<hooks::HookPlan>,
+    pub start_container_hooks: Vec<hooks::HookPlan>,
+    pub hook_state: String,
 }
 
 #[derive(Debug)]
@@ -652,8 +663,34 @@ impl Prepared {
             exec_in_existing_root,
             id_maps,
             exec_fifo: None,
+            create_container_hooks: container_hooks(spec, opts, "createContainer")?,
+            start_container_hooks: container_hooks(spec, opts, "startContainer")?,
+            hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
         })
     }
+}
+
+/// The hooks of `kind` that run in the container's namespaces, decoded for the child.
+fn container_hooks(
+    spec: &Spec,
+    opts: &SpawnOptions<'_>,
+    kind: &str,
+) -> Result<Vec<hooks::HookPlan>, Error> {
+    let list = spec.hooks().as_ref().and_then(|h| match kind {
+        "createContainer" => h.create_container().as_ref(),
+        _ => h.start_container().as_ref(),
+    });
+    let Some(list) = list.filter(|l| !l.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if opts.hook_state.is_none() {
+        return Err(Error::InvalidSpec(format!(
+            "hooks.{kind} needs the container's state, which this caller does not provide"
+        )));
+    }
+    list.iter()
+        .map(|h| hooks::HookPlan::from_spec(kind, h))
+        .collect()
 }
 
 fn clamp_u16(n: u64) -> u16 {
