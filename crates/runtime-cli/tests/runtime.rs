@@ -1056,3 +1056,122 @@ fn failing_or_slow_container_hooks_stop_the_container() {
     b.wait_status("stopped");
     assert!(b.rt(&["delete", &b.id]).status.success());
 }
+
+/// CVE-2021-30465: a mount target that is swapped for a symlink while the runtime sets up
+/// mounts must not redirect the mount out of the rootfs. A thread keeps exchanging the target
+/// directory with a symlink to a host directory; a createContainer hook (which runs in the
+/// container's mount namespace before pivot_root, where an escaped mount would still be
+/// visible) records whether anything got mounted on the host directory.
+#[test]
+fn mount_target_swapped_for_a_symlink_stays_in_the_rootfs() {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let b = Bundle::new();
+    let rootfs = b.path().join("rootfs");
+    let outside = b.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let race = rootfs.join("race");
+    std::fs::create_dir_all(race.join("t")).unwrap();
+    std::os::unix::fs::symlink(&outside, race.join("l")).unwrap();
+    let log = b.path().join("escapes.log");
+    let mut c = b.config();
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    for i in 0..20 {
+        mounts.push(json!({"destination": format!("/race/t/m{i}"), "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+    }
+    c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!(
+        "awk -v o={0} '$5 == o || index($5, o \"/\") == 1' /proc/self/mountinfo >> {1}",
+        outside.display(), log.display()
+    )]}]});
+    c["process"]["args"] = json!(["true"]);
+    b.set_config(&c);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let (t, l) = (race.join("t"), race.join("l"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = renameat2(AT_FDCWD, &t, AT_FDCWD, &l, RenameFlags::RENAME_EXCHANGE);
+            }
+        })
+    };
+    let mut outcomes = (0, 0);
+    for _ in 0..30 {
+        let out = b.rt(&["run", &b.id]);
+        if out.status.success() {
+            outcomes.0 += 1;
+        } else {
+            // Refusing a target that is a symlink at the wrong moment is fine; escaping is not.
+            outcomes.1 += 1;
+            let _ = b.rt(&["delete", "--force", &b.id]);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    let escapes = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(escapes.is_empty(), "mounts escaped the rootfs: {escapes}");
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+    assert_eq!(outcomes.0 + outcomes.1, 30);
+}
+
+/// CVE-2022-0492: the container must reach no writable cgroup v1 release_agent, neither in
+/// its cgroup mount nor by mounting a cgroup hierarchy itself (directly, or after unsharing a
+/// user and mount namespace, which the default capabilities must not allow to succeed).
+#[test]
+fn no_writable_release_agent_is_reachable() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["root"]["readonly"] = json!(false);
+    c["process"]["args"] = json!([
+        "sh",
+        "-c",
+        r#"
+        for f in $(find /sys/fs/cgroup -name release_agent 2>/dev/null); do
+            echo /bin/true 2>/dev/null > "$f" && echo "WROTE $f"
+        done
+        mkdir -p /tmp/cg /tmp/cg2
+        mount -t cgroup -o memory cgroup /tmp/cg 2>/dev/null && echo MOUNTED
+        unshare -Urm sh -c 'mount -t cgroup -o memory cgroup /tmp/cg2 && echo /bin/true > /tmp/cg2/release_agent && echo ESCAPED' 2>/dev/null
+        echo done
+    "#
+    ]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "done\n", "{}", stderr(&out));
+}
+
+/// Fork safety: a container that exits at once is never missed. Many `run`s of `/bin/true`
+/// in a row must each return promptly with its status and leave nothing behind (bench/
+/// runtime-loop.sh does the same 1000 times).
+#[test]
+fn many_immediately_exiting_runs_never_hang_or_leak() {
+    let b = Bundle::new();
+    b.set_args(&["true"]);
+    for i in 0..200 {
+        let mut child = b
+            .cmd(&["run", &b.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A generous bound that only a hang exceeds, not a timing assertion.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("run {i} hung");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(status.success(), "run {i} failed: {status}");
+        assert!(!b.root.join(&b.id).exists(), "run {i} left its state");
+        assert!(!b.memory_cgroup().exists(), "run {i} left its cgroup");
+    }
+}
