@@ -486,7 +486,39 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(1);
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 
+/// One hierarchy of a cgroup, as a container's `/sys/fs/cgroup` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// The hierarchy's mount directory name on the host, e.g. `cpu,cpuacct`, `memory`,
+    /// `unified`, `systemd`.
+    pub name: String,
+    /// This cgroup's directory in that hierarchy.
+    pub dir: PathBuf,
+    /// Whether it is the cgroup2 hierarchy.
+    pub unified: bool,
+}
+
 impl Cgroup {
+    /// Each hierarchy's name and this cgroup's directory in it.
+    pub fn views(&self) -> Vec<View> {
+        let mut out = Vec::with_capacity(self.paths.len());
+        for ((dir, rel), kind) in self.paths.iter().zip(&self.rels).zip(&self.kinds) {
+            let mut mount_point = dir.as_path();
+            for _ in Path::new(rel.trim_start_matches('/')).components() {
+                mount_point = mount_point.parent().unwrap_or(mount_point);
+            }
+            let Some(name) = mount_point.file_name() else {
+                continue;
+            };
+            out.push(View {
+                name: name.to_string_lossy().into_owned(),
+                dir: dir.clone(),
+                unified: *kind == Kind::V2,
+            });
+        }
+        out
+    }
+
     /// One directory per hierarchy.
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths

@@ -657,3 +657,27 @@ fn stats_clock_ticks() -> u64 {
     // SAFETY: sysconf only reads a constant of the C library.
     u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap()
 }
+
+#[test]
+fn views_name_each_hierarchy() {
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    mi += &t.mountinfo_line(50, "/", "unified", "cgroup2 cgroup2 rw");
+    t.file("unified/cgroup.controllers", "");
+    t.file("unified/cgroup.subtree_control", "");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    let views = c.views();
+    let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+    assert!(
+        names.contains(&"cpu,cpuacct") && names.contains(&"memory"),
+        "{names:?}"
+    );
+    let mem = views.iter().find(|v| v.name == "memory").unwrap();
+    assert_eq!(mem.dir, t.p("memory/agent/x/c"));
+    assert!(!mem.unified);
+    let uni = views.iter().find(|v| v.name == "unified").unwrap();
+    assert!(uni.unified);
+    assert_eq!(uni.dir, t.p("unified/c"));
+    c.remove().unwrap();
+}

@@ -6,8 +6,8 @@ use std::path::Path;
 
 const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
-/// runc's default spec, minus what hako cannot run yet (a terminal, cgroup filesystem mounts),
-/// so `spec` followed by `run` works as it does with runc.
+/// runc's default spec, minus a terminal (which needs a console socket), so `spec` followed by
+/// `run` works as it does with runc.
 pub fn default_spec(rootless: bool) -> Value {
     let mut spec = json!({
         "ociVersion": crate::state::OCI_VERSION,
@@ -39,7 +39,9 @@ pub fn default_spec(rootless: bool) -> Value {
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
              "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]}
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
         ],
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
@@ -72,6 +74,11 @@ pub fn default_spec(rootless: bool) -> Value {
         linux.as_object_mut().map(|o| o.remove("resources"));
         spec["mounts"][5] = json!({"destination": "/sys", "type": "none", "source": "/sys",
             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        // Without a cgroup of its own there is nothing to show; the rbind of /sys already
+        // carries the host's view, as with runc.
+        if let Some(m) = spec["mounts"].as_array_mut() {
+            m.retain(|m| m["type"] != "cgroup");
+        }
         spec["mounts"][2]["options"] = json!([
             "nosuid",
             "noexec",

@@ -1175,3 +1175,21 @@ fn many_immediately_exiting_runs_never_hang_or_leak() {
         assert!(!b.memory_cgroup().exists(), "run {i} left its cgroup");
     }
 }
+
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] = json!({"limit": 48 << 20});
+    c["linux"]["resources"]["pids"] = json!({"limit": 40});
+    c["process"]["args"] = json!(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; test -e /sys/fs/cgroup/cpu/cpu.shares && echo cpu; grep -q \"^$$\\$\" /sys/fs/cgroup/memory/cgroup.procs && echo own; mkdir /sys/fs/cgroup/memory/x 2>/dev/null || echo ro"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n40\ncpu\nown\nro\n", 48u64 << 20),
+        "{}",
+        stderr(&out)
+    );
+}

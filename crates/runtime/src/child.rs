@@ -443,6 +443,22 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
     for m in &p.mounts {
         mount_one(root.as_raw_fd(), m)?;
     }
+    for (link, target) in &p.cgroup_fixups.links {
+        let (parent, name) = split_parent(link)?;
+        let dir = fsutil::open_in_root(root.as_raw_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY)
+            .ctx(|| format!("open {}", parent.display()))?;
+        nix::unistd::symlinkat(target.as_str(), &dir, name.as_c_str())
+            .ctx(|| format!("symlink {}", link.display()))?;
+    }
+    for dest in &p.cgroup_fixups.readonly {
+        let flags = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        change_mount(root.as_raw_fd(), dest, flags)?;
+    }
     for d in &p.devices {
         make_device(root.as_raw_fd(), d, p.id_maps.is_some())?;
     }

@@ -262,6 +262,8 @@ pub(crate) struct Prepared {
     pub id_maps: Option<(String, String)>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
+    /// What the cgroup mounts need once every mount is in place.
+    pub cgroup_fixups: CgroupFixups,
     /// `hooks.createContainer` and `hooks.startContainer`, and the state they read.
     pub create_container_hooks: Vec<hooks::HookPlan>,
     pub start_container_hooks: Vec<hooks::HookPlan>,
@@ -417,6 +419,7 @@ impl Prepared {
         }
 
         let mut mounts = Vec::new();
+        let mut cgroup_fixups = CgroupFixups::default();
         let mut default_dev_links = false;
         for m in spec.mounts().iter().flatten() {
             if !m.destination().is_absolute() {
@@ -431,10 +434,9 @@ impl Prepared {
                 m.source().clone(),
                 m.options().as_deref().unwrap_or(&[]),
             );
-            if plan.fstype.as_deref() == Some("cgroup") {
-                return Err(Error::InvalidSpec(
-                    "cgroup filesystem mounts are not supported yet".into(),
-                ));
+            if matches!(plan.fstype.as_deref(), Some("cgroup") | Some("cgroup2")) {
+                cgroup_view(plan, opts.cgroup, &mut mounts, &mut cgroup_fixups)?;
+                continue;
             }
             if m.destination() == Path::new("/dev") && plan.fstype.as_deref() == Some("tmpfs") {
                 default_dev_links = true;
@@ -663,11 +665,81 @@ impl Prepared {
             exec_in_existing_root,
             id_maps,
             exec_fifo: None,
+            cgroup_fixups,
             create_container_hooks: container_hooks(spec, opts, "createContainer")?,
             start_container_hooks: container_hooks(spec, opts, "startContainer")?,
             hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
         })
     }
+}
+
+/// Symlinks and read-only remounts that finish the cgroup mounts' views.
+#[derive(Debug, Default)]
+pub(crate) struct CgroupFixups {
+    /// (link inside the container, target), e.g. `/sys/fs/cgroup/cpu` -> `cpu,cpuacct`.
+    pub links: Vec<(PathBuf, String)>,
+    /// tmpfs mounts to make read-only after the links exist.
+    pub readonly: Vec<PathBuf>,
+}
+
+/// A `cgroup` mount becomes the container's own cgroup, not the host's hierarchies: like
+/// runc on cgroup v1, a tmpfs with a bind mount of the container's directory of each
+/// hierarchy (and symlinks for co-mounted controllers); on a pure cgroup2 host, a bind mount of
+/// the container's cgroup2 directory. Neither shows a hierarchy root, so no `release_agent`
+/// is reachable (CVE-2022-0492).
+fn cgroup_view(
+    plan: mounts::MountPlan,
+    cgroup: Option<&hako_cgroups::Cgroup>,
+    mounts: &mut Vec<mounts::MountPlan>,
+    fixups: &mut CgroupFixups,
+) -> Result<(), Error> {
+    use nix::mount::MsFlags;
+    let cg = cgroup.ok_or_else(|| {
+        Error::InvalidSpec(format!(
+            "the cgroup mount on {} needs the container to have a cgroup",
+            plan.destination.display()
+        ))
+    })?;
+    let views = cg.views();
+    let keep = plan.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let ro = plan.flags & MsFlags::MS_RDONLY;
+    let bind = |dest: PathBuf, src: PathBuf| mounts::MountPlan {
+        destination: dest,
+        fstype: None,
+        source: Some(src),
+        flags: MsFlags::MS_BIND | keep | ro,
+        propagation: MsFlags::empty(),
+        data: String::new(),
+    };
+    if let [only] = views.as_slice() {
+        if only.unified {
+            mounts.push(bind(plan.destination, only.dir.clone()));
+            return Ok(());
+        }
+    }
+    mounts.push(mounts::MountPlan {
+        destination: plan.destination.clone(),
+        fstype: Some("tmpfs".into()),
+        source: Some("tmpfs".into()),
+        flags: keep,
+        propagation: MsFlags::empty(),
+        data: "mode=755".into(),
+    });
+    for v in &views {
+        let dest = plan.destination.join(&v.name);
+        mounts.push(bind(dest, v.dir.clone()));
+        if v.name.contains(',') {
+            for part in v.name.split(',') {
+                fixups
+                    .links
+                    .push((plan.destination.join(part), v.name.clone()));
+            }
+        }
+    }
+    if !ro.is_empty() {
+        fixups.readonly.push(plan.destination);
+    }
+    Ok(())
 }
 
 /// The hooks of `kind` that run in the container's namespaces, decoded for the child.
