@@ -260,13 +260,46 @@ fn docker_runs_containers_through_hako_runtime() {
         "docker -H unix://{} run -it --rm --runtime hako --network none busybox:hako sh -c 'tty; exit 5'",
         d.dir.path().join("docker.sock").display()
     );
-    let out = Command::new("script")
+    let mut script = Command::new("script");
+    script
         .args(["-qec", &docker_cmd, "/dev/null"])
-        .env("DOCKER_CONFIG", d.dir.path().join("client"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .env("DOCKER_CONFIG", d.dir.path().join("client"));
+    let out = in_pty(script);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/0"), "{text}\n{}", err(&out));
     assert_eq!(out.status.code(), Some(5), "{text}");
+}
+
+/// Runs `script` (script(1), which gives its command a terminal) with a stdin that stays open
+/// until it exits: at EOF on its stdin, script would end the session early.
+fn in_pty(mut script: Command) -> Output {
+    use std::io::Read;
+    let mut child = script
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) is missing (util-linux)");
+    let stdin = child.stdin.take();
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
