@@ -608,7 +608,10 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
     let mut r = spec.root().clone().unwrap_or_default();
     r.set_path(c.saved.rootfs.clone());
     spec.set_root(Some(r));
+    // What only the container's creation sets up: its mounts, names and clock offsets.
     spec.set_hostname(None);
+    spec.set_domainname(None);
+    spec.set_mounts(None);
     spec.set_hooks(None);
     // Every namespace of the container is joined through its init process.
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -628,6 +631,7 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         ns.set_path(Some(format!("/proc/{}/ns/{name}", c.saved.pid).into()));
     }
     linux.set_namespaces(Some(namespaces));
+    linux.set_time_offsets(None);
     spec.set_linux(Some(linux));
 
     let cgroup = c.cgroup();

@@ -1193,3 +1193,77 @@ fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
         stderr(&out)
     );
 }
+
+#[test]
+fn process_attributes_and_time_namespace_apply() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["domainname"] = json!("example.org");
+    c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 5_000_000}});
+    c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    c["process"]["execCPUAffinity"] = json!({"final": "0"});
+    c["process"]["args"] = json!(["sh", "-c", "cat /proc/sys/kernel/domainname; uname -m; ionice; grep Cpus_allowed_list /proc/self/status | tr -d '\\t'; cut -d' ' -f1 /proc/uptime | cut -d. -f1; cut -d' ' -f19,41 /proc/self/stat; sleep 100"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/time").unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/time")).unwrap();
+    assert_ne!(ours, theirs, "no time namespace");
+    // exec joins the time namespace and sees the same clocks.
+    let out = b.rt(&["exec", &b.id, "sh", "-c", "cat /proc/sys/kernel/domainname; cut -d' ' -f1 /proc/uptime | cut -d. -f1; readlink /proc/self/ns/time"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "example.org");
+    assert!(lines[1].parse::<u64>().unwrap() >= 5_000_000, "{text}");
+    assert_eq!(lines[2], theirs.to_str().unwrap());
+    assert!(b.rt(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+
+    // The same in the foreground, where the output is ours to read.
+    c["process"]["args"][2] = json!(c["process"]["args"][2]
+        .as_str()
+        .unwrap()
+        .replace("; sleep 100", ""));
+    b.set_config(&c);
+    assert!(b.rt(&["delete", &b.id]).status.success());
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(lines[0], "example.org");
+    assert!(
+        lines[1] == "i686" || !cfg!(target_arch = "x86_64"),
+        "{text}"
+    );
+    assert_eq!(lines[2], "best-effort: prio 6");
+    assert_eq!(lines[3], "Cpus_allowed_list:0");
+    assert!(lines[4].parse::<u64>().unwrap() >= 5_000_000, "{text}");
+    // nice 7, policy 3 (SCHED_BATCH)
+    assert_eq!(lines[5], "7 3");
+}
+
+#[test]
+fn unsupported_attributes_are_refused_clearly() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 1}});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "linux.timeOffsets needs a new time namespace");
+    let mut c = b.config();
+    c["linux"].as_object_mut().unwrap().remove("timeOffsets");
+    c["process"]["scheduler"] = json!({"policy": "SCHED_ISO"});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "SCHED_ISO");
+}

@@ -189,6 +189,7 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     for (fd, flag) in &p.join {
         nix::sched::setns(fd, *flag).ctx(|| format!("join namespace {flag:?}"))?;
     }
+    crate::attrs::apply_early(&p.attrs).map_err(Failure::Setup)?;
     // Joining the container's mount namespace (exec) lands in its finished root, which
     // setns made our root and working directory.
     // The host's /proc is still ours here, so /proc/self names our pid as the runtime sees it:
@@ -214,6 +215,8 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     } else {
         build_root(p, &mut go, host_pid)?
     };
+
+    crate::attrs::apply_domainname(&p.attrs).map_err(Failure::Setup)?;
 
     // Moving a process into a v1 cgroup waits for an RCU grace period (~10-15 ms), so the
     // parent does it while we build the root filesystem above, and we only wait here, before
@@ -280,6 +283,7 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
         crate::hooks::run("startContainer", &p.start_container_hooks, &state)
             .map_err(Failure::Setup)?;
     }
+    crate::attrs::apply_late(&p.attrs).map_err(Failure::Setup)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
     // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
     if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {

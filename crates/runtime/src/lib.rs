@@ -8,6 +8,7 @@
 //! it `execve`s the container's command.
 #![deny(missing_docs)]
 
+mod attrs;
 mod child;
 mod error;
 pub mod fsutil;
@@ -262,6 +263,8 @@ pub(crate) struct Prepared {
     pub id_maps: Option<(String, String)>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
+    /// domainname, personality, I/O priority, scheduler, CPU affinity, time namespace.
+    pub attrs: attrs::Attrs,
     /// What the cgroup mounts need once every mount is in place.
     pub cgroup_fixups: CgroupFixups,
     /// `hooks.createContainer` and `hooks.startContainer`, and the state they read.
@@ -364,6 +367,7 @@ impl Prepared {
         let mut new_cgroupns = false;
         let mut has_mnt = false;
         let mut new_uts = false;
+        let mut new_time = false;
         let mut join_pid = None;
         let mut exec_in_existing_root = false;
         for ns in linux
@@ -379,11 +383,9 @@ impl Prepared {
                 LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
                 LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
                 LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-                other => {
-                    return Err(Error::InvalidSpec(format!(
-                        "{other:?} namespaces are not supported yet"
-                    )))
-                }
+                // clone(2) has no bit for it (CLONE_NEWTIME overlaps CSIGNAL): the child
+                // unshares it itself, see attrs.rs.
+                LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
             };
             if flag == CloneFlags::CLONE_NEWNS {
                 has_mnt = true;
@@ -402,6 +404,7 @@ impl Prepared {
                     join.push((fd.into(), flag));
                 }
                 None if flag == CloneFlags::CLONE_NEWCGROUP => new_cgroupns = true,
+                None if flag.bits() == libc::CLONE_NEWTIME => new_time = true,
                 None => {
                     if flag == CloneFlags::CLONE_NEWUTS {
                         new_uts = true;
@@ -666,6 +669,7 @@ impl Prepared {
             id_maps,
             exec_fifo: None,
             cgroup_fixups,
+            attrs: attrs::Attrs::from_spec(spec, new_uts, new_time)?,
             create_container_hooks: container_hooks(spec, opts, "createContainer")?,
             start_container_hooks: container_hooks(spec, opts, "startContainer")?,
             hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
