@@ -1267,3 +1267,82 @@ fn unsupported_attributes_are_refused_clearly() {
     let out = b.create();
     assert_one_line_error(&b, &out, "SCHED_ISO");
 }
+
+/// SCMP_ACT_NOTIFY: the runtime sends the listener descriptor and the container process state
+/// to listenerPath; the agent (a thread here) then answers the container's getppid calls.
+#[test]
+fn seccomp_notify_hands_the_listener_to_the_agent() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let b = Bundle::new();
+    let sock = b.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut c = b.config();
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "hello agent",
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    c["process"]["args"] = json!(["sh", "-c", "echo $PPID"]);
+    b.set_config(&c);
+
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fd = None;
+        for cmsg in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+                // SAFETY: SCM_RIGHTS gave us this new descriptor.
+                fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+            }
+        }
+        let n = msg.bytes;
+        let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = fd.expect("no descriptor with the state");
+        // struct seccomp_notif (80 bytes) and seccomp_notif_resp (24 bytes).
+        const RECV: libc::c_ulong = 0xC050_2100;
+        const SEND: libc::c_ulong = 0xC018_2101;
+        let mut answered = 0;
+        loop {
+            let mut req = [0u8; 80];
+            // SAFETY: the buffer has the size of struct seccomp_notif.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, req.as_mut_ptr()) } != 0 {
+                break; // the container is gone
+            }
+            let mut resp = [0u8; 24];
+            resp[..8].copy_from_slice(&req[..8]); // id
+            resp[8..16].copy_from_slice(&4242i64.to_ne_bytes()); // val
+                                                                 // SAFETY: the buffer has the size of struct seccomp_notif_resp.
+            unsafe { libc::ioctl(fd.as_raw_fd(), SEND, resp.as_mut_ptr()) };
+            answered += 1;
+        }
+        (state, answered)
+    });
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "4242\n");
+    let (state, answered) = agent.join().unwrap();
+    assert!(answered >= 1);
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "hello agent");
+    assert_eq!(state["state"]["id"], b.id.as_str());
+    assert!(state["pid"].as_i64().unwrap() > 1);
+    assert_eq!(state["pid"], state["state"]["pid"]);
+
+    c["linux"]["seccomp"]
+        .as_object_mut()
+        .unwrap()
+        .remove("listenerPath");
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "SCMP_ACT_NOTIFY needs a listenerPath");
+}

@@ -194,7 +194,10 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     // setns made our root and working directory.
     // The host's /proc is still ours here, so /proc/self names our pid as the runtime sees it:
     // the pid the hooks' state carries.
-    let host_pid = if p.create_container_hooks.is_empty() && p.start_container_hooks.is_empty() {
+    let host_pid = if p.create_container_hooks.is_empty()
+        && p.start_container_hooks.is_empty()
+        && p.seccomp_listener.is_none()
+    {
         0
     } else {
         std::fs::read_link("/proc/self")
@@ -287,13 +290,15 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
     // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
     if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
-        crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+        let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+        send_listener(p, listener, host_pid)?;
     }
     switch_user(p)?;
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
         if let Some(prog) = &p.seccomp {
-            crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+            let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+            send_listener(p, listener, host_pid)?;
         }
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(p.umask as libc::mode_t));
@@ -400,6 +405,22 @@ fn attach_console(p: &Prepared, root: RawFd, socket: RawFd) -> Res<()> {
 
 /// Assembles the container's root filesystem, enters it and applies the root-wide settings.
 /// Returns a descriptor of the new root.
+/// Hands the seccomp notification listener to the agent at `listenerPath`.
+fn send_listener(p: &Prepared, listener: Option<OwnedFd>, host_pid: i32) -> Res<()> {
+    let (Some(listener), Some(l)) = (listener, &p.seccomp_listener) else {
+        return Ok(());
+    };
+    let state = crate::hooks::state_json(&p.hook_state, "created", host_pid);
+    let payload = format!(
+        "{{\"ociVersion\":{},\"fds\":[\"seccompFd\"],\"pid\":{host_pid},\"metadata\":{},\"state\":{state}}}",
+        serde_json::Value::from(l.oci_version.as_str()),
+        l.metadata
+    );
+    use std::os::fd::AsFd;
+    crate::seccomp::send_listener(l.socket.as_fd(), &listener, &payload)
+        .ctx(|| "send the seccomp listener to linux.seccomp.listenerPath".into())
+}
+
 /// Waits for the parent's `go`: the cgroup is joined and the runtime's own hooks ran.
 fn wait_go(go: OwnedFd) -> Res<()> {
     let mut b = [0u8; 1];

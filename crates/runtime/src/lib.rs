@@ -254,6 +254,8 @@ pub(crate) struct Prepared {
     /// `process.consoleSize` as (rows, columns).
     pub console_size: Option<(u16, u16)>,
     pub seccomp: Option<seccomp::Program>,
+    /// For SCMP_ACT_NOTIFY: a connection to `listenerPath`, and the message's fixed part.
+    pub seccomp_listener: Option<SeccompListener>,
     /// A pid namespace to create the process in (the parent enters it around the clone).
     pub join_pid: Option<OwnedFd>,
     /// The mount namespace is an existing container's: its root is complete, build nothing.
@@ -600,6 +602,10 @@ impl Prepared {
             ));
         }
 
+        let seccomp = linux
+            .and_then(|l| l.seccomp().as_ref())
+            .map(seccomp::compile)
+            .transpose()?;
         Ok(Prepared {
             root: root_path,
             root_readonly: root.readonly().unwrap_or(false),
@@ -660,10 +666,8 @@ impl Prepared {
             console_size: process
                 .console_size()
                 .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
-            seccomp: linux
-                .and_then(|l| l.seccomp().as_ref())
-                .map(seccomp::compile)
-                .transpose()?,
+            seccomp_listener: seccomp_listener(spec, seccomp.as_ref())?,
+            seccomp,
             join_pid,
             exec_in_existing_root,
             id_maps,
@@ -675,6 +679,39 @@ impl Prepared {
             hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
         })
     }
+}
+
+/// Where the seccomp notification descriptor goes.
+#[derive(Debug)]
+pub(crate) struct SeccompListener {
+    pub socket: OwnedFd,
+    pub oci_version: String,
+    /// `listenerMetadata` as a JSON string.
+    pub metadata: String,
+}
+
+/// Connects to the seccomp agent now, while `listenerPath` (a host path) still resolves.
+fn seccomp_listener(
+    spec: &Spec,
+    program: Option<&seccomp::Program>,
+) -> Result<Option<SeccompListener>, Error> {
+    if !program.is_some_and(|p| p.notify) {
+        return Ok(None);
+    }
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let Some(path) = profile.and_then(|p| p.listener_path().as_ref()) else {
+        return Ok(None);
+    };
+    let stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::sys(format!("linux.seccomp.listenerPath {}", path.display()), e))?;
+    let metadata = profile
+        .and_then(|p| p.listener_metadata().clone())
+        .unwrap_or_default();
+    Ok(Some(SeccompListener {
+        socket: stream.into(),
+        oci_version: spec.version().clone(),
+        metadata: serde_json::Value::from(metadata).to_string(),
+    }))
 }
 
 /// Symlinks and read-only remounts that finish the cgroup mounts' views.
