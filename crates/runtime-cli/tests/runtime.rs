@@ -1346,3 +1346,41 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
     let out = b.create();
     assert_one_line_error(&b, &out, "SCMP_ACT_NOTIFY needs a listenerPath");
 }
+
+#[test]
+fn idmapped_bind_mount_shows_mapped_owners() {
+    use std::os::unix::fs::chown;
+    let b = Bundle::new();
+    let data = b.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a"), "a").unwrap();
+    std::fs::write(data.join("b"), "b").unwrap();
+    chown(data.join("b"), Some(1234), Some(1234)).unwrap();
+    let mut c = b.config();
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/data", "type": "bind", "source": data, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    }));
+    c["process"]["args"] = json!(["stat", "-c", "%u:%g", "/data/a", "/data/b"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "100000:100000\n101234:101234\n");
+    // The host's view is unchanged.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(data.join("b")).unwrap().uid(), 1234);
+
+    let mut c = b.config();
+    c["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove("gidMappings");
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "needs both uidMappings and gidMappings");
+}

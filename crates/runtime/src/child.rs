@@ -465,8 +465,9 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
     )
     .ctx(|| format!("open root {}", p.root.display()))?;
 
-    for m in &p.mounts {
-        mount_one(root.as_raw_fd(), m)?;
+    for (i, m) in p.mounts.iter().enumerate() {
+        let tree = p.idmapped.iter().find(|(j, _)| *j == i).map(|(_, t)| t);
+        mount_one(root.as_raw_fd(), m, tree)?;
     }
     for (link, target) in &p.cgroup_fixups.links {
         let (parent, name) = split_parent(link)?;
@@ -550,7 +551,8 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
     Ok(root)
 }
 
-fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
+/// `tree`: an idmapped clone of a bind mount's source, attached instead of mounting it.
+fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
     let dest = &m.destination;
     if m.is_bind() {
         let src = m.source.as_ref().ok_or_else(|| {
@@ -560,14 +562,19 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
         let target = fsutil::ensure_in_root(root, dest, kind)
             .ctx(|| format!("mount point {}", dest.display()))?;
-        mount(
-            Some(src.as_path()),
-            fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC),
-            None::<&str>,
-        )
-        .ctx(|| format!("bind mount {} on {}", src.display(), dest.display()))?;
+        if let Some(tree) = tree {
+            crate::idmap::attach(tree, &target)
+                .ctx(|| format!("attach idmapped {} on {}", src.display(), dest.display()))?;
+        } else {
+            mount(
+                Some(src.as_path()),
+                fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC),
+                None::<&str>,
+            )
+            .ctx(|| format!("bind mount {} on {}", src.display(), dest.display()))?;
+        }
         let extra = m.flags
             & (MsFlags::MS_RDONLY
                 | MsFlags::MS_NOSUID

@@ -13,6 +13,7 @@ mod child;
 mod error;
 pub mod fsutil;
 mod hooks;
+mod idmap;
 pub mod mounts;
 mod process;
 mod seccomp;
@@ -267,6 +268,8 @@ pub(crate) struct Prepared {
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
     /// domainname, personality, I/O priority, scheduler, CPU affinity, time namespace.
     pub attrs: attrs::Attrs,
+    /// Detached idmapped trees, by index into `mounts`, for the child to attach.
+    pub idmapped: Vec<(usize, OwnedFd)>,
     /// What the cgroup mounts need once every mount is in place.
     pub cgroup_fixups: CgroupFixups,
     /// `hooks.createContainer` and `hooks.startContainer`, and the state they read.
@@ -425,6 +428,7 @@ impl Prepared {
 
         let mut mounts = Vec::new();
         let mut cgroup_fixups = CgroupFixups::default();
+        let mut idmapped = Vec::new();
         let mut default_dev_links = false;
         for m in spec.mounts().iter().flatten() {
             if !m.destination().is_absolute() {
@@ -445,6 +449,9 @@ impl Prepared {
             }
             if m.destination() == Path::new("/dev") && plan.fstype.as_deref() == Some("tmpfs") {
                 default_dev_links = true;
+            }
+            if let Some(tree) = idmap::prepare(m)? {
+                idmapped.push((mounts.len(), tree));
             }
             mounts.push(plan);
         }
@@ -673,6 +680,7 @@ impl Prepared {
             id_maps,
             exec_fifo: None,
             cgroup_fixups,
+            idmapped,
             attrs: attrs::Attrs::from_spec(spec, new_uts, new_time)?,
             create_container_hooks: container_hooks(spec, opts, "createContainer")?,
             start_container_hooks: container_hooks(spec, opts, "startContainer")?,
