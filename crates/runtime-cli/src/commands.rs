@@ -270,6 +270,26 @@ fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
     if process.terminal() != Some(true) && args.console_socket.is_some() {
         bail!("--console-socket was given but process.terminal is not true");
     }
+    if let Some(h) = spec.hooks() {
+        let lists = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ];
+        for (kind, list) in lists {
+            for hook in list.iter().flatten() {
+                if let Some(t) = hook.timeout().filter(|t| *t <= 0) {
+                    bail!(
+                        "hooks.{kind} {}: timeout must be greater than zero, not {t}",
+                        hook.path().display()
+                    );
+                }
+            }
+        }
+    }
     Ok(())
 }
 
