@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use error::Error;
-use parse::{Kind, BLKIO, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, MEMORY, PIDS, SYSTEMD};
+use parse::{
+    Kind, BLKIO, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, HUGETLB, MEMORY, NET_CLS, NET_PRIO, PIDS,
+    SYSTEMD,
+};
 pub use stats::{CpuStats, MemoryEntry, MemoryStats, PidsStats, ResourceStats};
 
 /// How cgroups are laid out on the host.
@@ -404,6 +407,52 @@ pub struct Resources {
     pub blkio_weight: Option<u16>,
     /// Device access rules, applied in order (the OCI `linux.resources.devices` list).
     pub devices: Option<Vec<DeviceRule>>,
+    /// Kernel swappiness for the cgroup's memory, 0..=100 (v1 only).
+    pub memory_swappiness: Option<u64>,
+    /// Pause instead of OOM-killing at the limit (v1 only).
+    pub disable_oom_killer: bool,
+    /// Real-time scheduling budget per period, in microseconds (v1 only).
+    pub cpu_rt_runtime: Option<i64>,
+    /// Real-time scheduling period, in microseconds (v1 only).
+    pub cpu_rt_period: Option<u64>,
+    /// SCHED_IDLE-like weight for the whole cgroup (v2 only): 0 or 1.
+    pub cpu_idle: Option<i64>,
+    /// Per-device I/O limits.
+    pub blkio_throttle: Vec<Throttle>,
+    /// Hugepage limits as (page size such as `2MB`, bytes).
+    pub hugepage_limits: Vec<(String, i64)>,
+    /// net_cls class id (v1 only).
+    pub net_class_id: Option<u32>,
+    /// net_prio priorities as (interface, priority) (v1 only).
+    pub net_priorities: Vec<(String, u32)>,
+    /// Raw cgroup2 files to write (OCI `unified`), as (file, value).
+    pub unified: Vec<(String, String)>,
+}
+
+/// What a [`Throttle`] limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThrottleKind {
+    /// Bytes read per second.
+    ReadBps,
+    /// Bytes written per second.
+    WriteBps,
+    /// Read operations per second.
+    ReadIops,
+    /// Write operations per second.
+    WriteIops,
+}
+
+/// One per-device I/O limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    /// What is limited.
+    pub kind: ThrottleKind,
+    /// Device major number.
+    pub major: i64,
+    /// Device minor number.
+    pub minor: i64,
+    /// The limit, per second.
+    pub rate: u64,
 }
 
 /// One device cgroup rule.
@@ -638,6 +687,131 @@ impl Cgroup {
         }
         if let Some(w) = res.blkio_weight.filter(|w| *w != 0) {
             self.apply_blkio_weight(w)?;
+        }
+        self.apply_more(res)
+    }
+
+    /// A cgroup-version-specific knob on a host of the other version.
+    fn unsupported(&self, what: &'static str) -> Error {
+        Error::Unsupported {
+            controller: what,
+            path: self.paths.first().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn apply_more(&self, res: &Resources) -> Result<(), Error> {
+        if let Some(sw) = res.memory_swappiness {
+            if sw > 100 {
+                return Err(Error::InvalidResources(
+                    "memory swappiness must be between 0 and 100",
+                ));
+            }
+            match self.controller_dir(MEMORY, "memory")? {
+                (dir, false) => {
+                    let v = Fmt::new(format_args!("{sw}"));
+                    Self::set(dir, "memory.swappiness", v.bytes(), "memory")?;
+                }
+                (_, true) => return Err(self.unsupported("memory.swappiness (cgroup v1 only)")),
+            }
+        }
+        if res.disable_oom_killer {
+            match self.controller_dir(MEMORY, "memory")? {
+                (dir, false) => Self::set(dir, "memory.oom_control", b"1", "memory")?,
+                (_, true) => {
+                    return Err(self.unsupported("memory.disableOOMKiller (cgroup v1 only)"))
+                }
+            }
+        }
+        if res.cpu_rt_runtime.is_some() || res.cpu_rt_period.is_some() {
+            match self.controller_dir(CPU, "cpu")? {
+                (dir, false) => {
+                    // Period first: the runtime is checked against it.
+                    if let Some(p) = res.cpu_rt_period {
+                        let v = Fmt::new(format_args!("{p}"));
+                        Self::set(dir, "cpu.rt_period_us", v.bytes(), "cpu (realtime)")?;
+                    }
+                    if let Some(r) = res.cpu_rt_runtime {
+                        let v = Fmt::new(format_args!("{r}"));
+                        Self::set(dir, "cpu.rt_runtime_us", v.bytes(), "cpu (realtime)")?;
+                    }
+                }
+                (_, true) => return Err(self.unsupported("cpu realtime (cgroup v1 only)")),
+            }
+        }
+        if let Some(idle) = res.cpu_idle {
+            match self.controller_dir(CPU, "cpu")? {
+                (dir, true) => {
+                    let v = Fmt::new(format_args!("{idle}"));
+                    Self::set(dir, "cpu.idle", v.bytes(), "cpu")?;
+                }
+                (_, false) => return Err(self.unsupported("cpu.idle (cgroup v2 only)")),
+            }
+        }
+        if !res.blkio_throttle.is_empty() {
+            let (dir, v2) = self.controller_dir(BLKIO, "blkio")?;
+            for t in &res.blkio_throttle {
+                let (v1_file, v2_key) = match t.kind {
+                    ThrottleKind::ReadBps => ("blkio.throttle.read_bps_device", "rbps"),
+                    ThrottleKind::WriteBps => ("blkio.throttle.write_bps_device", "wbps"),
+                    ThrottleKind::ReadIops => ("blkio.throttle.read_iops_device", "riops"),
+                    ThrottleKind::WriteIops => ("blkio.throttle.write_iops_device", "wiops"),
+                };
+                let (maj, min, rate) = (t.major, t.minor, t.rate);
+                if v2 {
+                    let v = Fmt::new(format_args!("{maj}:{min} {v2_key}={rate}"));
+                    Self::set(dir, "io.max", v.bytes(), "io")?;
+                } else {
+                    let v = Fmt::new(format_args!("{maj}:{min} {rate}"));
+                    Self::set(dir, v1_file, v.bytes(), "blkio")?;
+                }
+            }
+        }
+        if !res.hugepage_limits.is_empty() {
+            let (dir, v2) = self.controller_dir(HUGETLB, "hugetlb")?;
+            for (size, limit) in &res.hugepage_limits {
+                if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(Error::InvalidResources(
+                        "hugepage sizes look like 2MB or 1GB",
+                    ));
+                }
+                let file = if v2 {
+                    format!("hugetlb.{size}.max")
+                } else {
+                    format!("hugetlb.{size}.limit_in_bytes")
+                };
+                let v = Fmt::new(format_args!("{limit}"));
+                Self::set(dir, &file, v.bytes(), "hugetlb")?;
+            }
+        }
+        if let Some(id) = res.net_class_id {
+            let dir = self
+                .v1_dir(NET_CLS)
+                .ok_or_else(|| self.unsupported("net_cls"))?;
+            let v = Fmt::new(format_args!("{id}"));
+            Self::set(dir, "net_cls.classid", v.bytes(), "net_cls")?;
+        }
+        if !res.net_priorities.is_empty() {
+            let dir = self
+                .v1_dir(NET_PRIO)
+                .ok_or_else(|| self.unsupported("net_prio"))?;
+            for (ifname, prio) in &res.net_priorities {
+                let line = format!("{ifname} {prio}");
+                Self::set(dir, "net_prio.ifpriomap", line.as_bytes(), "net_prio")?;
+            }
+        }
+        if !res.unified.is_empty() {
+            let dir = self
+                .v2_dir()
+                .ok_or_else(|| self.unsupported("unified (no cgroup2 hierarchy)"))?;
+            for (file, value) in &res.unified {
+                // One file of this cgroup: no paths, no cgroup core files.
+                if file.contains('/') || file.starts_with('.') || file.starts_with("cgroup.") {
+                    return Err(Error::InvalidResources(
+                        "unified keys name a controller file of the cgroup, such as memory.high",
+                    ));
+                }
+                Self::set(dir, file, value.as_bytes(), "unified")?;
+            }
         }
         Ok(())
     }

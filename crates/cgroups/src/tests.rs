@@ -681,3 +681,96 @@ fn views_name_each_hierarchy() {
     assert_eq!(uni.dir, t.p("unified/c"));
     c.remove().unwrap();
 }
+
+#[test]
+fn v1_and_v2_specific_knobs() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        memory_swappiness: Some(10),
+        disable_oom_killer: true,
+        cpu_rt_period: Some(1_000_000),
+        cpu_rt_runtime: Some(5_000),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(t.read("memory/agent/x/c/memory.swappiness"), "10");
+    assert_eq!(t.read("memory/agent/x/c/memory.oom_control"), "1");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.rt_period_us"), "1000000");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.rt_runtime_us"), "5000");
+    for res in [
+        Resources {
+            cpu_idle: Some(1),
+            ..Default::default()
+        },
+        Resources {
+            unified: vec![("memory.high".into(), "1M".into())],
+            ..Default::default()
+        },
+        Resources {
+            net_class_id: Some(1),
+            ..Default::default()
+        },
+        Resources {
+            hugepage_limits: vec![("2MB".into(), 1 << 21)],
+            ..Default::default()
+        },
+    ] {
+        let e = c.apply(&res).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    }
+    assert!(matches!(
+        c.apply(&Resources {
+            memory_swappiness: Some(101),
+            ..Default::default()
+        }),
+        Err(Error::InvalidResources(_))
+    ));
+
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        cpu_idle: Some(1),
+        blkio_throttle: vec![Throttle {
+            kind: ThrottleKind::WriteIops,
+            major: 8,
+            minor: 0,
+            rate: 100,
+        }],
+        hugepage_limits: vec![("2MB".into(), 4 << 21)],
+        unified: vec![("memory.high".into(), "1048576".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let f = |n: &str| t.read(&format!("unified/user.slice/x/c/{n}"));
+    assert_eq!(f("cpu.idle"), "1");
+    assert_eq!(f("io.max"), "8:0 wiops=100");
+    assert_eq!(f("hugetlb.2MB.max"), (4u64 << 21).to_string());
+    assert_eq!(f("memory.high"), "1048576");
+    for res in [
+        Resources {
+            memory_swappiness: Some(1),
+            ..Default::default()
+        },
+        Resources {
+            disable_oom_killer: true,
+            ..Default::default()
+        },
+        Resources {
+            cpu_rt_runtime: Some(1),
+            ..Default::default()
+        },
+    ] {
+        let e = c.apply(&res).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    }
+    let bad = Resources {
+        unified: vec![("../x".into(), "1".into())],
+        ..Default::default()
+    };
+    assert!(matches!(c.apply(&bad), Err(Error::InvalidResources(_))));
+}

@@ -106,14 +106,11 @@ pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources>
         out.memory_swap = m.swap();
         out.memory_reservation = m.reservation();
         if m.kernel().is_some_and(|v| v > 0) || m.kernel_tcp().is_some_and(|v| v > 0) {
+            // Kernel memory limits are gone from Linux 6.x, as from runc.
             return Err(unsupported("memory.kernel"));
         }
-        if m.swappiness().is_some() {
-            return Err(unsupported("memory.swappiness"));
-        }
-        if m.disable_oom_killer() == Some(true) {
-            return Err(unsupported("memory.disableOOMKiller"));
-        }
+        out.memory_swappiness = m.swappiness();
+        out.disable_oom_killer = m.disable_oom_killer() == Some(true);
     }
     if let Some(c) = r.cpu() {
         out.cpu_shares = c.shares();
@@ -121,49 +118,53 @@ pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources>
         out.cpu_period = c.period();
         out.cpuset_cpus = c.cpus().clone().filter(|s| !s.is_empty());
         out.cpuset_mems = c.mems().clone().filter(|s| !s.is_empty());
-        if c.realtime_runtime().is_some_and(|v| v != 0)
-            || c.realtime_period().is_some_and(|v| v != 0)
-        {
-            return Err(unsupported("cpu.realtimeRuntime/realtimePeriod"));
-        }
-        if c.idle().is_some_and(|v| v != 0) {
-            return Err(unsupported("cpu.idle"));
-        }
+        out.cpu_rt_runtime = c.realtime_runtime().filter(|v| *v != 0);
+        out.cpu_rt_period = c.realtime_period().filter(|v| *v != 0);
+        out.cpu_idle = c.idle().filter(|v| *v != 0);
     }
     if let Some(p) = r.pids() {
         out.pids_limit = Some(p.limit());
     }
     if let Some(b) = r.block_io() {
+        use hako_cgroups::{Throttle, ThrottleKind as K};
         out.blkio_weight = b.weight().filter(|w| *w != 0);
-        let set = b.leaf_weight().is_some_and(|w| w != 0)
+        if b.leaf_weight().is_some_and(|w| w != 0)
             || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_read_bps_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_write_bps_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_read_iops_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_write_iops_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty());
-        if set {
-            return Err(unsupported("blockIO (other than weight)"));
+        {
+            return Err(unsupported("blockIO.leafWeight/weightDevice"));
+        }
+        for (kind, list) in [
+            (K::ReadBps, b.throttle_read_bps_device()),
+            (K::WriteBps, b.throttle_write_bps_device()),
+            (K::ReadIops, b.throttle_read_iops_device()),
+            (K::WriteIops, b.throttle_write_iops_device()),
+        ] {
+            for d in list.iter().flatten() {
+                out.blkio_throttle.push(Throttle {
+                    kind,
+                    major: d.major(),
+                    minor: d.minor(),
+                    rate: d.rate(),
+                });
+            }
         }
     }
-    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("hugepageLimits"));
+    for h in r.hugepage_limits().iter().flatten() {
+        out.hugepage_limits.push((h.page_size().clone(), h.limit()));
     }
-    if r.network().is_some() {
-        return Err(unsupported("network"));
+    if let Some(n) = r.network() {
+        out.net_class_id = n.class_id();
+        for p in n.priorities().iter().flatten() {
+            out.net_priorities.push((p.name().clone(), p.priority()));
+        }
     }
     if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported("rdma"));
     }
-    if r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("unified"));
+    if let Some(u) = r.unified() {
+        let mut u: Vec<(String, String)> = u.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        u.sort();
+        out.unified = u;
     }
     Ok(out)
 }

@@ -1408,3 +1408,52 @@ fn idmapped_bind_mount_shows_mapped_owners() {
     let out = b.create();
     assert_one_line_error(&b, &out, "needs both uidMappings and gidMappings");
 }
+
+#[test]
+fn more_v1_limits_reach_the_cgroup_files() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] =
+        json!({"limit": 64 << 20, "swappiness": 20, "disableOOMKiller": true});
+    // A whole disk of this host (throttling takes disks, not partitions).
+    let disk = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            !name.starts_with("loop") && !name.starts_with("zram") && !name.starts_with("ram")
+        })
+        .and_then(|p| std::fs::read_to_string(p.join("dev")).ok());
+    if let Some(dev) = &disk {
+        let (maj, min) = dev.trim().split_once(':').unwrap();
+        c["linux"]["resources"]["blockIO"] = json!({"throttleReadBpsDevice": [
+            {"major": maj.parse::<i64>().unwrap(), "minor": min.parse::<i64>().unwrap(), "rate": 1048576}
+        ]});
+    }
+    c["process"]["args"] = json!(["sleep", "100"]);
+    b.set_config(&c);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mem = b.memory_cgroup();
+    assert_eq!(cgroup_file(&mem, "memory.swappiness"), "20");
+    assert!(cgroup_file(&mem, "memory.oom_control").contains("oom_kill_disable 1"));
+    match &disk {
+        Some(dev) => assert_eq!(
+            cgroup_file(&b.cgroup_dir("blkio"), "blkio.throttle.read_bps_device"),
+            format!("{} 1048576", dev.trim())
+        ),
+        None => eprintln!("no disk in /sys/block: throttling not checked"),
+    }
+    assert!(b.rt(&["delete", &b.id]).status.success());
+
+    // cgroup v2 only: refused clearly where cpu is a v1 controller.
+    if !Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists() {
+        return;
+    }
+    let mut c = b.config();
+    c["linux"]["resources"] = json!({"cpu": {"idle": 1}});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "cpu.idle (cgroup v2 only)");
+}
