@@ -956,8 +956,12 @@ impl Cgroup {
     }
 
     fn apply_cpu(&self, res: &Resources) -> Result<(), Error> {
+        // 0 means "not set" for all three, as in runc: Docker's update sends zeros for what it
+        // leaves alone, and the kernel refuses a zero period or quota anyway.
         let shares = res.cpu_shares.filter(|s| *s != 0);
-        if shares.is_none() && res.cpu_quota.is_none() && res.cpu_period.is_none() {
+        let quota = res.cpu_quota.filter(|q| *q != 0);
+        let period = res.cpu_period.filter(|p| *p != 0);
+        if shares.is_none() && quota.is_none() && period.is_none() {
             return Ok(());
         }
         let (dir, v2) = self.controller_dir(CPU, "cpu")?;
@@ -968,8 +972,8 @@ impl Cgroup {
                 let value = Fmt::new(format_args!("{weight}"));
                 Self::set(dir, "cpu.weight", value.bytes(), "cpu")?;
             }
-            if res.cpu_quota.is_some() || res.cpu_period.is_some() {
-                let value = match (res.cpu_quota.filter(|q| *q > 0), res.cpu_period) {
+            if quota.is_some() || period.is_some() {
+                let value = match (quota.filter(|q| *q > 0), period) {
                     (Some(q), Some(p)) => Fmt::new(format_args!("{q} {p}")),
                     (Some(q), None) => Fmt::new(format_args!("{q}")),
                     (None, Some(p)) => Fmt::new(format_args!("max {p}")),
@@ -984,11 +988,11 @@ impl Cgroup {
             Self::set(dir, "cpu.shares", value.bytes(), "cpu")?;
         }
         // Period first: the quota is validated against the current period.
-        if let Some(p) = res.cpu_period {
+        if let Some(p) = period {
             let value = Fmt::new(format_args!("{p}"));
             Self::set(dir, "cpu.cfs_period_us", value.bytes(), "cpu")?;
         }
-        if let Some(q) = res.cpu_quota {
+        if let Some(q) = quota {
             let value = Fmt::new(format_args!("{}", if q > 0 { q } else { -1 }));
             Self::set(dir, "cpu.cfs_quota_us", value.bytes(), "cpu")?;
         }

@@ -123,7 +123,8 @@ pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources>
         out.cpu_idle = c.idle().filter(|v| *v != 0);
     }
     if let Some(p) = r.pids() {
-        out.pids_limit = Some(p.limit());
+        // 0 is "not set", as in runc (containerd passes Docker's unset limit as 0).
+        out.pids_limit = Some(p.limit()).filter(|l| *l != 0);
     }
     if let Some(b) = r.block_io() {
         use hako_cgroups::{Throttle, ThrottleKind as K};

@@ -244,6 +244,22 @@ fn docker_runs_containers_through_hako_runtime() {
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
     let pids = std::fs::read_to_string(d.cgroup_dir("pids", id).join("pids.max")).unwrap();
     assert_eq!(pids.trim(), "33");
+    // docker update goes through containerd's shim to `hako-runtime update --resources -`.
+    d.ok(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "128m",
+        "--pids-limit",
+        "44",
+        "d1",
+    ]);
+    let limit =
+        std::fs::read_to_string(d.cgroup_dir("memory", id).join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    let pids = std::fs::read_to_string(d.cgroup_dir("pids", id).join("pids.max")).unwrap();
+    assert_eq!(pids.trim(), "44");
     d.ok(&["stop", "-t", "1", "d1"]);
     let state = d.ok(&[
         "inspect",
