@@ -36,8 +36,9 @@ done
 have hyperfine || die "hyperfine is missing (apt-get install hyperfine)"
 HAKO_RUNTIME="${HAKO_RUNTIME:-$REPO_DIR/target/release/hako-runtime}"
 if [[ ! -x "$HAKO_RUNTIME" ]]; then
-    log "building hako-runtime (release)"
-    (cd "$REPO_DIR" && cargo build --release -q -p hako-runtime-cli)
+    log "building hako-runtime (release, static as scripts/build-release.sh builds it)"
+    (cd "$REPO_DIR" && LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="/usr/lib/$(gcc -print-multiarch)" \
+        cargo rustc --release -q -p hako-runtime-cli --bin hako-runtime -- -C target-feature=+crt-static -C relocation-model=static)
 fi
 [[ -f "$IMAGES_DIR/busybox.tar" ]] || "$REPO_DIR/scripts/make-test-images.sh" --only busybox
 

@@ -6,3 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release
 cargo rustc --release -p hako-cli --bin hako-monitor -- -C target-feature=+crt-static -C relocation-model=static
+# hako-runtime the same way, with libseccomp linked in: static and non-PIE, a `run` peaks at
+# about 3.2 MB RSS instead of 4.5 MB (crun: 3.3 MB), since no shared libc or libseccomp is
+# mapped and relocated at every start.
+LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="${LIBSECCOMP_LIB_PATH:-/usr/lib/$(gcc -print-multiarch)}" \
+    cargo rustc --release -p hako-runtime-cli --bin hako-runtime -- -C target-feature=+crt-static -C relocation-model=static

@@ -13,13 +13,18 @@
 mod error;
 mod fs;
 mod parse;
+mod stats;
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use error::Error;
-use parse::{Kind, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, MEMORY, PIDS, SYSTEMD};
+use parse::{
+    Kind, BLKIO, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, HUGETLB, MEMORY, NET_CLS, NET_PRIO, PIDS,
+    SYSTEMD,
+};
+pub use stats::{CpuStats, MemoryEntry, MemoryStats, PidsStats, ResourceStats};
 
 /// How cgroups are laid out on the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,6 +389,8 @@ pub struct Resources {
     pub memory_limit: Option<i64>,
     /// Memory plus swap limit in bytes (Docker's `--memory-swap`).
     pub memory_swap: Option<i64>,
+    /// Soft memory limit in bytes, reclaimed towards under memory pressure.
+    pub memory_reservation: Option<i64>,
     /// Relative CPU weight in v1 shares (2..=262144, default 1024).
     pub cpu_shares: Option<u64>,
     /// CFS quota in microseconds per period.
@@ -396,8 +403,56 @@ pub struct Resources {
     pub cpuset_mems: Option<String>,
     /// Maximum number of tasks.
     pub pids_limit: Option<i64>,
+    /// Relative block I/O weight, 10..=1000 (v1 blkio scale).
+    pub blkio_weight: Option<u16>,
     /// Device access rules, applied in order (the OCI `linux.resources.devices` list).
     pub devices: Option<Vec<DeviceRule>>,
+    /// Kernel swappiness for the cgroup's memory, 0..=100 (v1 only).
+    pub memory_swappiness: Option<u64>,
+    /// Pause instead of OOM-killing at the limit (v1 only).
+    pub disable_oom_killer: bool,
+    /// Real-time scheduling budget per period, in microseconds (v1 only).
+    pub cpu_rt_runtime: Option<i64>,
+    /// Real-time scheduling period, in microseconds (v1 only).
+    pub cpu_rt_period: Option<u64>,
+    /// SCHED_IDLE-like weight for the whole cgroup (v2 only): 0 or 1.
+    pub cpu_idle: Option<i64>,
+    /// Per-device I/O limits.
+    pub blkio_throttle: Vec<Throttle>,
+    /// Hugepage limits as (page size such as `2MB`, bytes).
+    pub hugepage_limits: Vec<(String, i64)>,
+    /// net_cls class id (v1 only).
+    pub net_class_id: Option<u32>,
+    /// net_prio priorities as (interface, priority) (v1 only).
+    pub net_priorities: Vec<(String, u32)>,
+    /// Raw cgroup2 files to write (OCI `unified`), as (file, value).
+    pub unified: Vec<(String, String)>,
+}
+
+/// What a [`Throttle`] limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThrottleKind {
+    /// Bytes read per second.
+    ReadBps,
+    /// Bytes written per second.
+    WriteBps,
+    /// Read operations per second.
+    ReadIops,
+    /// Write operations per second.
+    WriteIops,
+}
+
+/// One per-device I/O limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    /// What is limited.
+    pub kind: ThrottleKind,
+    /// Device major number.
+    pub major: i64,
+    /// Device minor number.
+    pub minor: i64,
+    /// The limit, per second.
+    pub rate: u64,
 }
 
 /// One device cgroup rule.
@@ -480,7 +535,39 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(1);
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 
+/// One hierarchy of a cgroup, as a container's `/sys/fs/cgroup` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// The hierarchy's mount directory name on the host, e.g. `cpu,cpuacct`, `memory`,
+    /// `unified`, `systemd`.
+    pub name: String,
+    /// This cgroup's directory in that hierarchy.
+    pub dir: PathBuf,
+    /// Whether it is the cgroup2 hierarchy.
+    pub unified: bool,
+}
+
 impl Cgroup {
+    /// Each hierarchy's name and this cgroup's directory in it.
+    pub fn views(&self) -> Vec<View> {
+        let mut out = Vec::with_capacity(self.paths.len());
+        for ((dir, rel), kind) in self.paths.iter().zip(&self.rels).zip(&self.kinds) {
+            let mut mount_point = dir.as_path();
+            for _ in Path::new(rel.trim_start_matches('/')).components() {
+                mount_point = mount_point.parent().unwrap_or(mount_point);
+            }
+            let Some(name) = mount_point.file_name() else {
+                continue;
+            };
+            out.push(View {
+                name: name.to_string_lossy().into_owned(),
+                dir: dir.clone(),
+                unified: *kind == Kind::V2,
+            });
+        }
+        out
+    }
+
     /// One directory per hierarchy.
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths
@@ -598,7 +685,169 @@ impl Cgroup {
             };
             Self::set(dir, "pids.max", value.bytes(), "pids")?;
         }
+        if let Some(w) = res.blkio_weight.filter(|w| *w != 0) {
+            self.apply_blkio_weight(w)?;
+        }
+        self.apply_more(res)
+    }
+
+    /// A cgroup-version-specific knob on a host of the other version.
+    fn unsupported(&self, what: &'static str) -> Error {
+        Error::Unsupported {
+            controller: what,
+            path: self.paths.first().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn apply_more(&self, res: &Resources) -> Result<(), Error> {
+        if let Some(sw) = res.memory_swappiness {
+            if sw > 100 {
+                return Err(Error::InvalidResources(
+                    "memory swappiness must be between 0 and 100",
+                ));
+            }
+            match self.controller_dir(MEMORY, "memory")? {
+                (dir, false) => {
+                    let v = Fmt::new(format_args!("{sw}"));
+                    Self::set(dir, "memory.swappiness", v.bytes(), "memory")?;
+                }
+                (_, true) => return Err(self.unsupported("memory.swappiness (cgroup v1 only)")),
+            }
+        }
+        if res.disable_oom_killer {
+            match self.controller_dir(MEMORY, "memory")? {
+                (dir, false) => Self::set(dir, "memory.oom_control", b"1", "memory")?,
+                (_, true) => {
+                    return Err(self.unsupported("memory.disableOOMKiller (cgroup v1 only)"))
+                }
+            }
+        }
+        if res.cpu_rt_runtime.is_some() || res.cpu_rt_period.is_some() {
+            match self.controller_dir(CPU, "cpu")? {
+                (dir, false) => {
+                    // Period first: the runtime is checked against it.
+                    if let Some(p) = res.cpu_rt_period {
+                        let v = Fmt::new(format_args!("{p}"));
+                        Self::set(dir, "cpu.rt_period_us", v.bytes(), "cpu (realtime)")?;
+                    }
+                    if let Some(r) = res.cpu_rt_runtime {
+                        let v = Fmt::new(format_args!("{r}"));
+                        Self::set(dir, "cpu.rt_runtime_us", v.bytes(), "cpu (realtime)")?;
+                    }
+                }
+                (_, true) => return Err(self.unsupported("cpu realtime (cgroup v1 only)")),
+            }
+        }
+        if let Some(idle) = res.cpu_idle {
+            match self.controller_dir(CPU, "cpu")? {
+                (dir, true) => {
+                    let v = Fmt::new(format_args!("{idle}"));
+                    Self::set(dir, "cpu.idle", v.bytes(), "cpu")?;
+                }
+                (_, false) => return Err(self.unsupported("cpu.idle (cgroup v2 only)")),
+            }
+        }
+        if !res.blkio_throttle.is_empty() {
+            let (dir, v2) = self.controller_dir(BLKIO, "blkio")?;
+            for t in &res.blkio_throttle {
+                let (v1_file, v2_key) = match t.kind {
+                    ThrottleKind::ReadBps => ("blkio.throttle.read_bps_device", "rbps"),
+                    ThrottleKind::WriteBps => ("blkio.throttle.write_bps_device", "wbps"),
+                    ThrottleKind::ReadIops => ("blkio.throttle.read_iops_device", "riops"),
+                    ThrottleKind::WriteIops => ("blkio.throttle.write_iops_device", "wiops"),
+                };
+                let (maj, min, rate) = (t.major, t.minor, t.rate);
+                if v2 {
+                    let v = Fmt::new(format_args!("{maj}:{min} {v2_key}={rate}"));
+                    Self::set(dir, "io.max", v.bytes(), "io")?;
+                } else {
+                    let v = Fmt::new(format_args!("{maj}:{min} {rate}"));
+                    Self::set(dir, v1_file, v.bytes(), "blkio")?;
+                }
+            }
+        }
+        if !res.hugepage_limits.is_empty() {
+            let (dir, v2) = self.controller_dir(HUGETLB, "hugetlb")?;
+            for (size, limit) in &res.hugepage_limits {
+                if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(Error::InvalidResources(
+                        "hugepage sizes look like 2MB or 1GB",
+                    ));
+                }
+                let file = if v2 {
+                    format!("hugetlb.{size}.max")
+                } else {
+                    format!("hugetlb.{size}.limit_in_bytes")
+                };
+                let v = Fmt::new(format_args!("{limit}"));
+                Self::set(dir, &file, v.bytes(), "hugetlb")?;
+            }
+        }
+        if let Some(id) = res.net_class_id {
+            let dir = self
+                .v1_dir(NET_CLS)
+                .ok_or_else(|| self.unsupported("net_cls"))?;
+            let v = Fmt::new(format_args!("{id}"));
+            Self::set(dir, "net_cls.classid", v.bytes(), "net_cls")?;
+        }
+        if !res.net_priorities.is_empty() {
+            let dir = self
+                .v1_dir(NET_PRIO)
+                .ok_or_else(|| self.unsupported("net_prio"))?;
+            for (ifname, prio) in &res.net_priorities {
+                let line = format!("{ifname} {prio}");
+                Self::set(dir, "net_prio.ifpriomap", line.as_bytes(), "net_prio")?;
+            }
+        }
+        if !res.unified.is_empty() {
+            let dir = self
+                .v2_dir()
+                .ok_or_else(|| self.unsupported("unified (no cgroup2 hierarchy)"))?;
+            for (file, value) in &res.unified {
+                // One file of this cgroup: no paths, no cgroup core files.
+                if file.contains('/') || file.starts_with('.') || file.starts_with("cgroup.") {
+                    return Err(Error::InvalidResources(
+                        "unified keys name a controller file of the cgroup, such as memory.high",
+                    ));
+                }
+                Self::set(dir, file, value.as_bytes(), "unified")?;
+            }
+        }
         Ok(())
+    }
+
+    fn apply_blkio_weight(&self, weight: u16) -> Result<(), Error> {
+        if !(10..=1000).contains(&weight) {
+            return Err(Error::InvalidResources(
+                "blkio weight must be between 10 and 1000",
+            ));
+        }
+        let (dir, v2) = self.controller_dir(BLKIO, "blkio")?;
+        // Which file exists depends on the I/O scheduler: CFQ's blkio.weight is gone from
+        // modern kernels, BFQ offers its own on both versions.
+        let candidates: [(&str, Fmt); 2] = if v2 {
+            // io.weight is 1..=10000; io.bfq.weight keeps the blkio scale.
+            let scaled = 1 + (u32::from(weight) - 10) * 9999 / 990;
+            [
+                ("io.bfq.weight", Fmt::new(format_args!("{weight}"))),
+                ("io.weight", Fmt::new(format_args!("default {scaled}"))),
+            ]
+        } else {
+            [
+                ("blkio.weight", Fmt::new(format_args!("{weight}"))),
+                ("blkio.bfq.weight", Fmt::new(format_args!("{weight}"))),
+            ]
+        };
+        for (file, value) in &candidates {
+            if Self::set_optional(dir, file, value.bytes())? {
+                return Ok(());
+            }
+        }
+        Err(Error::Unsupported {
+            // Neither CFQ's nor BFQ's weight file: the disk's I/O scheduler has no weights.
+            controller: "blkio weight",
+            path: dir.to_path_buf(),
+        })
     }
 
     fn apply_devices(&self, rules: &[DeviceRule]) -> Result<(), Error> {
@@ -631,6 +880,18 @@ impl Cgroup {
         // Docker treats 0 as "not set" for both.
         let memory = res.memory_limit.filter(|m| *m != 0);
         let swap = res.memory_swap.filter(|s| *s != 0);
+        if let Some(r) = res.memory_reservation.filter(|r| *r != 0) {
+            let (dir, v2) = self.controller_dir(MEMORY, "memory")?;
+            let (file, value) = match (v2, r > 0) {
+                (true, true) => ("memory.low", Fmt::new(format_args!("{r}"))),
+                (true, false) => ("memory.low", Fmt::new(format_args!("max"))),
+                (false, _) => (
+                    "memory.soft_limit_in_bytes",
+                    Fmt::new(format_args!("{}", r.max(-1))),
+                ),
+            };
+            Self::set(dir, file, value.bytes(), "memory")?;
+        }
         if memory.is_none() && swap.is_none() {
             return Ok(());
         }
@@ -695,8 +956,12 @@ impl Cgroup {
     }
 
     fn apply_cpu(&self, res: &Resources) -> Result<(), Error> {
+        // 0 means "not set" for all three, as in runc: Docker's update sends zeros for what it
+        // leaves alone, and the kernel refuses a zero period or quota anyway.
         let shares = res.cpu_shares.filter(|s| *s != 0);
-        if shares.is_none() && res.cpu_quota.is_none() && res.cpu_period.is_none() {
+        let quota = res.cpu_quota.filter(|q| *q != 0);
+        let period = res.cpu_period.filter(|p| *p != 0);
+        if shares.is_none() && quota.is_none() && period.is_none() {
             return Ok(());
         }
         let (dir, v2) = self.controller_dir(CPU, "cpu")?;
@@ -707,8 +972,8 @@ impl Cgroup {
                 let value = Fmt::new(format_args!("{weight}"));
                 Self::set(dir, "cpu.weight", value.bytes(), "cpu")?;
             }
-            if res.cpu_quota.is_some() || res.cpu_period.is_some() {
-                let value = match (res.cpu_quota.filter(|q| *q > 0), res.cpu_period) {
+            if quota.is_some() || period.is_some() {
+                let value = match (quota.filter(|q| *q > 0), period) {
                     (Some(q), Some(p)) => Fmt::new(format_args!("{q} {p}")),
                     (Some(q), None) => Fmt::new(format_args!("{q}")),
                     (None, Some(p)) => Fmt::new(format_args!("max {p}")),
@@ -723,11 +988,11 @@ impl Cgroup {
             Self::set(dir, "cpu.shares", value.bytes(), "cpu")?;
         }
         // Period first: the quota is validated against the current period.
-        if let Some(p) = res.cpu_period {
+        if let Some(p) = period {
             let value = Fmt::new(format_args!("{p}"));
             Self::set(dir, "cpu.cfs_period_us", value.bytes(), "cpu")?;
         }
-        if let Some(q) = res.cpu_quota {
+        if let Some(q) = quota {
             let value = Fmt::new(format_args!("{}", if q > 0 { q } else { -1 }));
             Self::set(dir, "cpu.cfs_quota_us", value.bytes(), "cpu")?;
         }

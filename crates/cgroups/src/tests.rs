@@ -160,6 +160,7 @@ fn v1_add_task_apply_and_stats() {
         cpuset_mems: None,
         pids_limit: Some(-1),
         devices: None,
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(t.read("memory/agent/x/c/memory.limit_in_bytes"), "1048576");
@@ -338,6 +339,7 @@ fn v2_enables_missing_controllers_and_applies() {
         cpuset_mems: Some("0".into()),
         pids_limit: Some(100),
         devices: None,
+        ..Default::default()
     })
     .unwrap();
     let f = |n: &str| t.read(&format!("unified/user.slice/x/c/{n}"));
@@ -500,4 +502,275 @@ fn device_rules_in_v1_syntax() {
     assert_eq!(rule('a', None, None).v1_line(), "a *:* rwm");
     assert_eq!(rule('c', Some(1), Some(3)).v1_line(), "c 1:3 rwm");
     assert_eq!(rule('c', Some(136), None).v1_line(), "c 136:* rwm");
+}
+
+#[test]
+fn memory_reservation_and_blkio_weight() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        memory_reservation: Some(64 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        t.read("memory/agent/x/c/memory.soft_limit_in_bytes"),
+        "67108864"
+    );
+    // No blkio hierarchy in this tree: a clear refusal, not a silent skip.
+    let err = c
+        .apply(&Resources {
+            blkio_weight: Some(500),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        memory_reservation: Some(-1),
+        blkio_weight: Some(300),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(t.read("unified/user.slice/x/c/memory.low"), "max");
+    assert_eq!(t.read("unified/user.slice/x/c/io.bfq.weight"), "300");
+    let err = c
+        .apply(&Resources {
+            blkio_weight: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidResources(_)), "{err}");
+}
+
+#[test]
+fn resource_stats_v1_and_v2() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    t.file("cpu,cpuacct/c/cpuacct.usage", "3000\n");
+    t.file("cpu,cpuacct/c/cpuacct.usage_percpu", "1000 2000 \n");
+    t.file("cpu,cpuacct/c/cpuacct.stat", "user 2\nsystem 1\n");
+    t.file(
+        "cpu,cpuacct/c/cpu.stat",
+        "nr_periods 10\nnr_throttled 3\nthrottled_time 777\n",
+    );
+    t.file("memory/agent/x/c/memory.usage_in_bytes", "4096\n");
+    t.file("memory/agent/x/c/memory.max_usage_in_bytes", "8192\n");
+    t.file("memory/agent/x/c/memory.limit_in_bytes", "1048576\n");
+    t.file("memory/agent/x/c/memory.failcnt", "2\n");
+    t.file("memory/agent/x/c/memory.memsw.usage_in_bytes", "5000\n");
+    t.file("memory/agent/x/c/memory.stat", "cache 123\nrss 456\n");
+    t.file(
+        "memory/agent/x/c/memory.oom_control",
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+    );
+    t.file("pids/c/pids.current", "3\n");
+    t.file("pids/c/pids.max", "max\n");
+    let s = c.resource_stats().unwrap();
+    assert_eq!(s.cpu.total_ns, 3000);
+    assert_eq!(s.cpu.percpu_ns, vec![1000, 2000]);
+    let tick = 1_000_000_000 / stats_clock_ticks();
+    assert_eq!((s.cpu.user_ns, s.cpu.kernel_ns), (2 * tick, tick));
+    assert_eq!(
+        (
+            s.cpu.periods,
+            s.cpu.throttled_periods,
+            s.cpu.throttled_time_ns
+        ),
+        (10, 3, 777)
+    );
+    assert_eq!(
+        s.memory.usage,
+        MemoryEntry {
+            usage: 4096,
+            max: 8192,
+            limit: 1 << 20,
+            failcnt: 2
+        }
+    );
+    assert_eq!(s.memory.swap.usage, 5000);
+    assert_eq!(s.memory.cache, 123);
+    assert_eq!(
+        s.memory.raw,
+        vec![("cache".into(), 123), ("rss".into(), 456)]
+    );
+    assert_eq!(s.memory.oom_kills, 1);
+    assert_eq!(
+        s.pids,
+        PidsStats {
+            current: 3,
+            limit: 0
+        }
+    );
+
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    let f = |name: &str, v: &str| t.file(&format!("unified/user.slice/x/c/{name}"), v);
+    f(
+        "cpu.stat",
+        "usage_usec 15\nuser_usec 10\nsystem_usec 5\nnr_periods 4\nnr_throttled 1\nthrottled_usec 2\n",
+    );
+    f("memory.current", "100\n");
+    f("memory.max", "max\n");
+    f("memory.events", "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n");
+    f("memory.stat", "anon 10\nfile 20\n");
+    f("pids.current", "1\n");
+    f("pids.max", "50\n");
+    let s = c.resource_stats().unwrap();
+    assert_eq!(
+        s.cpu,
+        CpuStats {
+            total_ns: 15_000,
+            percpu_ns: vec![],
+            user_ns: 10_000,
+            kernel_ns: 5_000,
+            periods: 4,
+            throttled_periods: 1,
+            throttled_time_ns: 2_000,
+        }
+    );
+    assert_eq!(s.memory.usage.usage, 100);
+    assert_eq!(s.memory.usage.limit, u64::MAX);
+    assert_eq!(s.memory.usage.failcnt, 7);
+    assert_eq!(s.memory.cache, 20);
+    assert_eq!(s.memory.oom_kills, 1);
+    assert_eq!(
+        s.pids,
+        PidsStats {
+            current: 1,
+            limit: 50
+        }
+    );
+}
+
+fn stats_clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant of the C library.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap()
+}
+
+#[test]
+fn views_name_each_hierarchy() {
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    mi += &t.mountinfo_line(50, "/", "unified", "cgroup2 cgroup2 rw");
+    t.file("unified/cgroup.controllers", "");
+    t.file("unified/cgroup.subtree_control", "");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    let views = c.views();
+    let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+    assert!(
+        names.contains(&"cpu,cpuacct") && names.contains(&"memory"),
+        "{names:?}"
+    );
+    let mem = views.iter().find(|v| v.name == "memory").unwrap();
+    assert_eq!(mem.dir, t.p("memory/agent/x/c"));
+    assert!(!mem.unified);
+    let uni = views.iter().find(|v| v.name == "unified").unwrap();
+    assert!(uni.unified);
+    assert_eq!(uni.dir, t.p("unified/c"));
+    c.remove().unwrap();
+}
+
+#[test]
+fn v1_and_v2_specific_knobs() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        memory_swappiness: Some(10),
+        disable_oom_killer: true,
+        cpu_rt_period: Some(1_000_000),
+        cpu_rt_runtime: Some(5_000),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(t.read("memory/agent/x/c/memory.swappiness"), "10");
+    assert_eq!(t.read("memory/agent/x/c/memory.oom_control"), "1");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.rt_period_us"), "1000000");
+    assert_eq!(t.read("cpu,cpuacct/c/cpu.rt_runtime_us"), "5000");
+    for res in [
+        Resources {
+            cpu_idle: Some(1),
+            ..Default::default()
+        },
+        Resources {
+            unified: vec![("memory.high".into(), "1M".into())],
+            ..Default::default()
+        },
+        Resources {
+            net_class_id: Some(1),
+            ..Default::default()
+        },
+        Resources {
+            hugepage_limits: vec![("2MB".into(), 1 << 21)],
+            ..Default::default()
+        },
+    ] {
+        let e = c.apply(&res).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    }
+    assert!(matches!(
+        c.apply(&Resources {
+            memory_swappiness: Some(101),
+            ..Default::default()
+        }),
+        Err(Error::InvalidResources(_))
+    ));
+
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        cpu_idle: Some(1),
+        blkio_throttle: vec![Throttle {
+            kind: ThrottleKind::WriteIops,
+            major: 8,
+            minor: 0,
+            rate: 100,
+        }],
+        hugepage_limits: vec![("2MB".into(), 4 << 21)],
+        unified: vec![("memory.high".into(), "1048576".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let f = |n: &str| t.read(&format!("unified/user.slice/x/c/{n}"));
+    assert_eq!(f("cpu.idle"), "1");
+    assert_eq!(f("io.max"), "8:0 wiops=100");
+    assert_eq!(f("hugetlb.2MB.max"), (4u64 << 21).to_string());
+    assert_eq!(f("memory.high"), "1048576");
+    for res in [
+        Resources {
+            memory_swappiness: Some(1),
+            ..Default::default()
+        },
+        Resources {
+            disable_oom_killer: true,
+            ..Default::default()
+        },
+        Resources {
+            cpu_rt_runtime: Some(1),
+            ..Default::default()
+        },
+    ] {
+        let e = c.apply(&res).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    }
+    let bad = Resources {
+        unified: vec![("../x".into(), "1".into())],
+        ..Default::default()
+    };
+    assert!(matches!(c.apply(&bad), Err(Error::InvalidResources(_))));
 }

@@ -96,30 +96,21 @@ const DEFAULT_DEVICE_RULES: [(char, Option<i64>, Option<i64>, &str); 11] = [
     ('c', Some(5), Some(2), "rwm"),
 ];
 
-fn resources(spec: &Spec) -> Result<Option<Resources>> {
-    let Some(linux) = spec.linux() else {
-        return Ok(None);
-    };
-    let Some(r) = linux.resources() else {
-        return Ok(None);
-    };
+/// The cgroup limits of `linux.resources`, without the device rules (which need the spec's
+/// device list, and which `update` leaves as `create` set them, like runc).
+pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources> {
     let unsupported = |what: &str| anyhow!("linux.resources.{what} is not supported yet");
     let mut out = Resources::default();
     if let Some(m) = r.memory() {
         out.memory_limit = m.limit();
         out.memory_swap = m.swap();
-        if m.reservation().is_some_and(|v| v > 0) {
-            return Err(unsupported("memory.reservation"));
-        }
+        out.memory_reservation = m.reservation();
         if m.kernel().is_some_and(|v| v > 0) || m.kernel_tcp().is_some_and(|v| v > 0) {
+            // Kernel memory limits are gone from Linux 6.x, as from runc.
             return Err(unsupported("memory.kernel"));
         }
-        if m.swappiness().is_some() {
-            return Err(unsupported("memory.swappiness"));
-        }
-        if m.disable_oom_killer() == Some(true) {
-            return Err(unsupported("memory.disableOOMKiller"));
-        }
+        out.memory_swappiness = m.swappiness();
+        out.disable_oom_killer = m.disable_oom_killer() == Some(true);
     }
     if let Some(c) = r.cpu() {
         out.cpu_shares = c.shares();
@@ -127,50 +118,66 @@ fn resources(spec: &Spec) -> Result<Option<Resources>> {
         out.cpu_period = c.period();
         out.cpuset_cpus = c.cpus().clone().filter(|s| !s.is_empty());
         out.cpuset_mems = c.mems().clone().filter(|s| !s.is_empty());
-        if c.realtime_runtime().is_some_and(|v| v != 0)
-            || c.realtime_period().is_some_and(|v| v != 0)
-        {
-            return Err(unsupported("cpu.realtimeRuntime/realtimePeriod"));
-        }
-        if c.idle().is_some_and(|v| v != 0) {
-            return Err(unsupported("cpu.idle"));
-        }
+        out.cpu_rt_runtime = c.realtime_runtime().filter(|v| *v != 0);
+        out.cpu_rt_period = c.realtime_period().filter(|v| *v != 0);
+        out.cpu_idle = c.idle().filter(|v| *v != 0);
     }
     if let Some(p) = r.pids() {
-        out.pids_limit = Some(p.limit());
+        // 0 is "not set", as in runc (containerd passes Docker's unset limit as 0).
+        out.pids_limit = Some(p.limit()).filter(|l| *l != 0);
     }
     if let Some(b) = r.block_io() {
-        let set = b.weight().is_some_and(|w| w != 0)
-            || b.leaf_weight().is_some_and(|w| w != 0)
+        use hako_cgroups::{Throttle, ThrottleKind as K};
+        out.blkio_weight = b.weight().filter(|w| *w != 0);
+        if b.leaf_weight().is_some_and(|w| w != 0)
             || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_read_bps_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_write_bps_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_read_iops_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty())
-            || b.throttle_write_iops_device()
-                .as_ref()
-                .is_some_and(|v| !v.is_empty());
-        if set {
-            return Err(unsupported("blockIO"));
+        {
+            return Err(unsupported("blockIO.leafWeight/weightDevice"));
+        }
+        for (kind, list) in [
+            (K::ReadBps, b.throttle_read_bps_device()),
+            (K::WriteBps, b.throttle_write_bps_device()),
+            (K::ReadIops, b.throttle_read_iops_device()),
+            (K::WriteIops, b.throttle_write_iops_device()),
+        ] {
+            for d in list.iter().flatten() {
+                out.blkio_throttle.push(Throttle {
+                    kind,
+                    major: d.major(),
+                    minor: d.minor(),
+                    rate: d.rate(),
+                });
+            }
         }
     }
-    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("hugepageLimits"));
+    for h in r.hugepage_limits().iter().flatten() {
+        out.hugepage_limits.push((h.page_size().clone(), h.limit()));
     }
-    if r.network().is_some() {
-        return Err(unsupported("network"));
+    if let Some(n) = r.network() {
+        out.net_class_id = n.class_id();
+        for p in n.priorities().iter().flatten() {
+            out.net_priorities.push((p.name().clone(), p.priority()));
+        }
     }
     if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported("rdma"));
     }
-    if r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("unified"));
+    if let Some(u) = r.unified() {
+        let mut u: Vec<(String, String)> = u.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        u.sort();
+        out.unified = u;
     }
+    Ok(out)
+}
+
+fn resources(spec: &Spec) -> Result<Option<Resources>> {
+    let Some(linux) = spec.linux() else {
+        return Ok(None);
+    };
+    let Some(r) = linux.resources() else {
+        return Ok(None);
+    };
+    let mut out = limits(r)?;
     if let Some(devs) = r.devices() {
         let mut rules = Vec::new();
         for d in devs {
@@ -266,11 +273,23 @@ fn check_supported(spec: &Spec, args: &CreateArgs) -> Result<()> {
         bail!("--console-socket was given but process.terminal is not true");
     }
     if let Some(h) = spec.hooks() {
-        if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            bail!("hooks.createContainer is not supported yet");
-        }
-        if h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
-            bail!("hooks.startContainer is not supported yet");
+        let lists = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ];
+        for (kind, list) in lists {
+            for hook in list.iter().flatten() {
+                if let Some(t) = hook.timeout().filter(|t| *t <= 0) {
+                    bail!(
+                        "hooks.{kind} {}: timeout must be greater than zero, not {t}",
+                        hook.path().display()
+                    );
+                }
+            }
         }
     }
     Ok(())
@@ -390,9 +409,23 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         Some(sock) => Some(connect_console(sock)?),
         None => None,
     };
+    // The library adds status and pid for the hooks it runs in the container's namespaces.
+    let hook_state = {
+        let c = Container {
+            dir: dir.clone(),
+            saved: saved.clone(),
+        };
+        let mut v = serde_json::to_value(c.oci_state(Status::Created))?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+            o.remove("pid");
+        }
+        v.to_string()
+    };
     let opts = hako_runtime::SpawnOptions {
         console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
         cgroup: Some(&cgroup),
+        hook_state: Some(&hook_state),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
         preserve_fds: args.preserve_fds,
@@ -597,7 +630,10 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
     let mut r = spec.root().clone().unwrap_or_default();
     r.set_path(c.saved.rootfs.clone());
     spec.set_root(Some(r));
+    // What only the container's creation sets up: its mounts, names and clock offsets.
     spec.set_hostname(None);
+    spec.set_domainname(None);
+    spec.set_mounts(None);
     spec.set_hooks(None);
     // Every namespace of the container is joined through its init process.
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -617,6 +653,7 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         ns.set_path(Some(format!("/proc/{}/ns/{name}", c.saved.pid).into()));
     }
     linux.set_namespaces(Some(namespaces));
+    linux.set_time_offsets(None);
     spec.set_linux(Some(linux));
 
     let cgroup = c.cgroup();

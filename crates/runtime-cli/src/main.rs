@@ -5,6 +5,7 @@ mod commands;
 mod defaults;
 mod hooks;
 mod state;
+mod update;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -181,16 +182,10 @@ enum Command {
     Resume { id: String },
     /// Run a process in a running container
     Exec(ExecArgs),
-    /// Change a container's resource limits (not available yet)
-    Update {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Stream a container's events and statistics (not available yet)
-    Events {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Change a running container's resource limits
+    Update(update::UpdateArgs),
+    /// Print a container's statistics, once (--stats) or every --interval with OOM events
+    Events(update::EventsArgs),
 }
 
 /// Where errors (and debug lines) go besides stderr.
@@ -299,7 +294,7 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
         Command::Pause { id } => commands::pause(root, id, true).map(|()| 0),
         Command::Resume { id } => commands::pause(root, id, false).map(|()| 0),
         Command::Exec(args) => commands::exec(root, args, logger),
-        Command::Update { .. } => bail!("update is not supported yet"),
-        Command::Events { .. } => bail!("events is not supported yet"),
+        Command::Update(args) => update::update(root, args).map(|()| 0),
+        Command::Events(args) => update::events(root, args).map(|()| 0),
     }
 }

@@ -127,6 +127,11 @@ impl Bundle {
 
     /// The container's cgroup directory in the memory hierarchy (nested under ours).
     fn memory_cgroup(&self) -> PathBuf {
+        self.cgroup_dir("memory")
+    }
+
+    /// The container's cgroup directory in the v1 hierarchy of `controller`.
+    fn cgroup_dir(&self, controller: &str) -> PathBuf {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let rel = own
             .lines()
@@ -134,11 +139,12 @@ impl Bundle {
                 let mut f = l.splitn(3, ':');
                 let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
                 ctrl.split(',')
-                    .any(|c| c == "memory")
+                    .any(|c| c == controller)
                     .then(|| path.to_owned())
             })
             .unwrap_or_default();
-        Path::new("/sys/fs/cgroup/memory")
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
             .join(rel.trim_start_matches('/'))
             .join(&self.id)
     }
@@ -800,4 +806,654 @@ fn hooks_receive_the_state() {
     assert!(lines[0].starts_with("createRuntime {") && lines[0].contains("\"creating\""));
     assert!(lines[1].starts_with("poststart {") && lines[1].contains(&b.id));
     assert!(lines[2].starts_with("poststop {") && lines[2].contains("\"stopped\""));
+}
+
+fn cgroup_file(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&[
+        "update",
+        "--memory",
+        "32m",
+        "--memory-reservation",
+        "16m",
+        "--pids-limit",
+        "20",
+        "--cpu-shares",
+        "512",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "20000",
+        "--cpuset-cpus",
+        "0",
+        &b.id,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mem = b.memory_cgroup();
+    assert_eq!(
+        cgroup_file(&mem, "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(
+        cgroup_file(&mem, "memory.soft_limit_in_bytes"),
+        (16u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(&b.cgroup_dir("pids"), "pids.max"), "20");
+    let cpu = b.cgroup_dir("cpu");
+    assert_eq!(cgroup_file(&cpu, "cpu.shares"), "512");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_quota_us"), "20000");
+    assert_eq!(cgroup_file(&b.cgroup_dir("cpuset"), "cpuset.cpus"), "0");
+
+    // containerd's shim sends the whole linux.resources on stdin.
+    let mut cmd = b.cmd(&["update", "--resources", "-", &b.id]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(br#"{"memory": {"limit": 50331648, "swap": 67108864}, "pids": {"limit": 7}, "cpu": {"quota": -1}}"#)
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cgroup_file(&mem, "memory.limit_in_bytes"), "50331648");
+    if mem.join("memory.memsw.limit_in_bytes").exists() {
+        assert_eq!(cgroup_file(&mem, "memory.memsw.limit_in_bytes"), "67108864");
+    }
+    assert_eq!(cgroup_file(&b.cgroup_dir("pids"), "pids.max"), "7");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_quota_us"), "-1");
+
+    // Weights exist only under an I/O scheduler that has them (BFQ); otherwise the refusal
+    // must say so.
+    let out = b.rt(&["update", "--blkio-weight", "300", &b.id]);
+    let blkio = b.cgroup_dir("blkio");
+    if out.status.success() {
+        let file = ["blkio.weight", "blkio.bfq.weight"]
+            .into_iter()
+            .find(|f| blkio.join(f).exists())
+            .expect("update succeeded without a weight file");
+        assert!(cgroup_file(&blkio, file).contains("300"));
+    } else {
+        let e = stderr(&out);
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains("blkio weight"), "{e}");
+    }
+
+    let out = b.rt(&["update", "--memory", "12q", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--memory"), "{}", stderr(&out));
+
+    assert!(b.rt(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    let out = b.rt(&["update", "--pids-limit", "5", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+}
+
+#[test]
+fn events_reports_stats_once_and_as_a_stream_with_oom() {
+    use std::io::BufRead;
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    c["linux"]["resources"]["pids"] = json!({"limit": 30});
+    // Waits for a line on its stdin (a fifo) before it exhausts its memory, so the test
+    // decides when the OOM happens.
+    c["process"]["args"] = json!(["sh", "-c", "read go < /go; tail /dev/zero"]);
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/go", "type": "bind", "source": b.path().join("go"), "options": ["bind"]
+    }));
+    b.set_config(&c);
+    nix::unistd::mkfifo(
+        &b.path().join("go"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = b.rt(&["events", "--stats", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ev: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], b.id.as_str());
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 16 << 20);
+    assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+    assert_eq!(ev["data"]["pids"]["limit"], 30);
+    assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().is_some());
+
+    let mut cmd = b.cmd(&["events", "--interval", "100ms", &b.id]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let ev: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(ev["type"], "stats");
+    }
+    // Without swap accounting the 16 MB limit would not stop the container from swapping.
+    let swap_on = std::fs::read_to_string("/proc/swaps")
+        .map(|s| s.lines().count() > 1)
+        .unwrap_or(false);
+    if swap_on
+        && !b
+            .memory_cgroup()
+            .join("memory.memsw.limit_in_bytes")
+            .exists()
+    {
+        eprintln!("skipping the OOM part: swap is on and the kernel has no swap accounting");
+        assert!(b.rt(&["kill", &b.id, "KILL"]).status.success());
+        assert!(child.wait().unwrap().success());
+        return;
+    }
+    // The container runs out of memory and is killed: an oom event, then the stream ends.
+    std::fs::write(b.path().join("go"), "go\n").unwrap();
+    let mut saw_oom = false;
+    for line in lines {
+        let ev: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        saw_oom |= ev["type"] == "oom";
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(saw_oom, "no oom event");
+    let out = b.rt(&["events", "--stats", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+}
+
+#[test]
+fn container_hooks_run_in_the_container_at_their_moments() {
+    let b = Bundle::new();
+    let log = b.path().join("hooks.log");
+    let mut c = b.config();
+    let host = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    c["hooks"] = json!({
+        "createRuntime": [host(format!("echo createRuntime >> {}", log.display()))],
+        // Resolved in the runtime's filesystem, run in the container's namespaces.
+        "createContainer": [host(format!(
+            "echo createContainer $(readlink /proc/self/ns/mnt) $(cat) >> {}",
+            log.display()
+        ))],
+        // Resolved in the container's root: the image's busybox sh.
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/start.state"], "timeout": 10}]
+    });
+    c["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "cat /tmp/start.state > /tmp/seen; echo >> /tmp/seen; readlink /proc/self/ns/mnt >> /tmp/seen"
+    ]);
+    c["root"]["readonly"] = json!(false);
+    b.set_config(&c);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0], "createRuntime");
+    let fields: Vec<&str> = lines[1].splitn(3, ' ').collect();
+    assert_eq!(fields[0], "createContainer");
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(
+        fields[1],
+        host_mnt.to_str().unwrap(),
+        "ran in the host's mount namespace"
+    );
+    let state: Value = serde_json::from_str(fields[2]).unwrap();
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["id"], b.id.as_str());
+    let pid = state["pid"].as_i64().unwrap();
+    let st: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    assert_eq!(
+        st["pid"].as_i64().unwrap(),
+        pid,
+        "state pid is not the host pid"
+    );
+    // startContainer waits for start.
+    let rootfs = b.path().join("rootfs");
+    assert!(!rootfs.join("tmp/start.state").exists());
+
+    let out = b.rt(&["start", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.wait_status("stopped");
+    let seen = std::fs::read_to_string(rootfs.join("tmp/seen")).unwrap();
+    let (state, mnt) = seen.split_once('\n').unwrap();
+    let state: Value = serde_json::from_str(state).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"].as_i64().unwrap(), pid);
+    assert_eq!(
+        mnt.trim(),
+        fields[1],
+        "createContainer ran outside the container's mount namespace"
+    );
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}
+
+#[test]
+fn failing_or_slow_container_hooks_stop_the_container() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(
+        &b,
+        &out,
+        "createContainer hook /bin/sh: exited with status 4",
+    );
+
+    c["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": 0}]});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(
+        &b,
+        &out,
+        "hooks.poststop /bin/true: timeout must be greater than zero",
+    );
+
+    c["hooks"] =
+        json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.set_config(&c);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&["start", &b.id]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("startContainer hook /bin/sleep: timed out after 1 s"),
+        "{e}"
+    );
+    b.wait_status("stopped");
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}
+
+/// CVE-2021-30465: a mount target that is swapped for a symlink while the runtime sets up
+/// mounts must not redirect the mount out of the rootfs. A thread keeps exchanging the target
+/// directory with a symlink to a host directory; a createContainer hook (which runs in the
+/// container's mount namespace before pivot_root, where an escaped mount would still be
+/// visible) records whether anything got mounted on the host directory.
+#[test]
+fn mount_target_swapped_for_a_symlink_stays_in_the_rootfs() {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let b = Bundle::new();
+    let rootfs = b.path().join("rootfs");
+    let outside = b.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let race = rootfs.join("race");
+    std::fs::create_dir_all(race.join("t")).unwrap();
+    std::os::unix::fs::symlink(&outside, race.join("l")).unwrap();
+    let log = b.path().join("escapes.log");
+    let mut c = b.config();
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    for i in 0..20 {
+        mounts.push(json!({"destination": format!("/race/t/m{i}"), "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+    }
+    c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!(
+        "awk -v o={0} '$5 == o || index($5, o \"/\") == 1' /proc/self/mountinfo >> {1}",
+        outside.display(), log.display()
+    )]}]});
+    c["process"]["args"] = json!(["true"]);
+    b.set_config(&c);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let (t, l) = (race.join("t"), race.join("l"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = renameat2(AT_FDCWD, &t, AT_FDCWD, &l, RenameFlags::RENAME_EXCHANGE);
+            }
+        })
+    };
+    let mut outcomes = (0, 0);
+    for _ in 0..30 {
+        let out = b.rt(&["run", &b.id]);
+        if out.status.success() {
+            outcomes.0 += 1;
+        } else {
+            // Refusing a target that is a symlink at the wrong moment is fine; escaping is not.
+            outcomes.1 += 1;
+            let _ = b.rt(&["delete", "--force", &b.id]);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    let escapes = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(escapes.is_empty(), "mounts escaped the rootfs: {escapes}");
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+    assert_eq!(outcomes.0 + outcomes.1, 30);
+}
+
+/// CVE-2022-0492: the container must reach no writable cgroup v1 release_agent, neither in
+/// its cgroup mount nor by mounting a cgroup hierarchy itself (directly, or after unsharing a
+/// user and mount namespace, which the default capabilities must not allow to succeed).
+#[test]
+fn no_writable_release_agent_is_reachable() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["root"]["readonly"] = json!(false);
+    c["process"]["args"] = json!([
+        "sh",
+        "-c",
+        r#"
+        for f in $(find /sys/fs/cgroup -name release_agent 2>/dev/null); do
+            echo /bin/true 2>/dev/null > "$f" && echo "WROTE $f"
+        done
+        mkdir -p /tmp/cg /tmp/cg2
+        mount -t cgroup -o memory cgroup /tmp/cg 2>/dev/null && echo MOUNTED
+        unshare -Urm sh -c 'mount -t cgroup -o memory cgroup /tmp/cg2 && echo /bin/true > /tmp/cg2/release_agent && echo ESCAPED' 2>/dev/null
+        echo done
+    "#
+    ]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "done\n", "{}", stderr(&out));
+}
+
+/// Fork safety: a container that exits at once is never missed. Many `run`s of `/bin/true`
+/// in a row must each return promptly with its status and leave nothing behind (bench/
+/// runtime-loop.sh does the same 1000 times).
+#[test]
+fn many_immediately_exiting_runs_never_hang_or_leak() {
+    let b = Bundle::new();
+    b.set_args(&["true"]);
+    for i in 0..200 {
+        let mut child = b
+            .cmd(&["run", &b.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A generous bound that only a hang exceeds, not a timing assertion.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("run {i} hung");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(status.success(), "run {i} failed: {status}");
+        assert!(!b.root.join(&b.id).exists(), "run {i} left its state");
+        assert!(!b.memory_cgroup().exists(), "run {i} left its cgroup");
+    }
+}
+
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] = json!({"limit": 48 << 20});
+    c["linux"]["resources"]["pids"] = json!({"limit": 40});
+    c["process"]["args"] = json!(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; test -e /sys/fs/cgroup/cpu/cpu.shares && echo cpu; grep -q \"^$$\\$\" /sys/fs/cgroup/memory/cgroup.procs && echo own; mkdir /sys/fs/cgroup/memory/x 2>/dev/null || echo ro"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n40\ncpu\nown\nro\n", 48u64 << 20),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn process_attributes_and_time_namespace_apply() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["domainname"] = json!("example.org");
+    c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 5_000_000}});
+    c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    c["process"]["execCPUAffinity"] = json!({"final": "0"});
+    c["process"]["args"] = json!(["sh", "-c", "cat /proc/sys/kernel/domainname; uname -m; ionice; grep Cpus_allowed_list /proc/self/status | tr -d '\\t'; cut -d' ' -f1 /proc/uptime | cut -d. -f1; cut -d' ' -f19,41 /proc/self/stat; sleep 100"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/time").unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/time")).unwrap();
+    assert_ne!(ours, theirs, "no time namespace");
+    // exec joins the time namespace and sees the same clocks.
+    let out = b.rt(&["exec", &b.id, "sh", "-c", "cat /proc/sys/kernel/domainname; cut -d' ' -f1 /proc/uptime | cut -d. -f1; readlink /proc/self/ns/time"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "example.org");
+    assert!(lines[1].parse::<u64>().unwrap() >= 5_000_000, "{text}");
+    assert_eq!(lines[2], theirs.to_str().unwrap());
+    assert!(b.rt(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+
+    // The same in the foreground, where the output is ours to read.
+    c["process"]["args"][2] = json!(c["process"]["args"][2]
+        .as_str()
+        .unwrap()
+        .replace("; sleep 100", ""));
+    b.set_config(&c);
+    assert!(b.rt(&["delete", &b.id]).status.success());
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(lines[0], "example.org");
+    assert!(
+        lines[1] == "i686" || !cfg!(target_arch = "x86_64"),
+        "{text}"
+    );
+    assert_eq!(lines[2], "best-effort: prio 6");
+    assert_eq!(lines[3], "Cpus_allowed_list:0");
+    assert!(lines[4].parse::<u64>().unwrap() >= 5_000_000, "{text}");
+    // nice 7, policy 3 (SCHED_BATCH)
+    assert_eq!(lines[5], "7 3");
+}
+
+#[test]
+fn unsupported_attributes_are_refused_clearly() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 1}});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "linux.timeOffsets needs a new time namespace");
+    let mut c = b.config();
+    c["linux"].as_object_mut().unwrap().remove("timeOffsets");
+    c["process"]["scheduler"] = json!({"policy": "SCHED_ISO"});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "SCHED_ISO");
+}
+
+/// SCMP_ACT_NOTIFY: the runtime sends the listener descriptor and the container process state
+/// to listenerPath; the agent (a thread here) then answers the container's getppid calls.
+#[test]
+fn seccomp_notify_hands_the_listener_to_the_agent() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let b = Bundle::new();
+    let sock = b.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut c = b.config();
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "hello agent",
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    c["process"]["args"] = json!(["sh", "-c", "echo $PPID"]);
+    b.set_config(&c);
+
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fd = None;
+        for cmsg in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+                // SAFETY: SCM_RIGHTS gave us this new descriptor.
+                fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+            }
+        }
+        let n = msg.bytes;
+        let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = fd.expect("no descriptor with the state");
+        // struct seccomp_notif (80 bytes) and seccomp_notif_resp (24 bytes).
+        const RECV: libc::c_ulong = 0xC050_2100;
+        const SEND: libc::c_ulong = 0xC018_2101;
+        let mut answered = 0;
+        loop {
+            let mut req = [0u8; 80];
+            // SAFETY: the buffer has the size of struct seccomp_notif.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, req.as_mut_ptr()) } != 0 {
+                break; // the container is gone
+            }
+            let mut resp = [0u8; 24];
+            resp[..8].copy_from_slice(&req[..8]); // id
+            resp[8..16].copy_from_slice(&4242i64.to_ne_bytes()); // val
+                                                                 // SAFETY: the buffer has the size of struct seccomp_notif_resp.
+            unsafe { libc::ioctl(fd.as_raw_fd(), SEND, resp.as_mut_ptr()) };
+            answered += 1;
+        }
+        (state, answered)
+    });
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "4242\n");
+    let (state, answered) = agent.join().unwrap();
+    assert!(answered >= 1);
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "hello agent");
+    assert_eq!(state["state"]["id"], b.id.as_str());
+    assert!(state["pid"].as_i64().unwrap() > 1);
+    assert_eq!(state["pid"], state["state"]["pid"]);
+
+    c["linux"]["seccomp"]
+        .as_object_mut()
+        .unwrap()
+        .remove("listenerPath");
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "SCMP_ACT_NOTIFY needs a listenerPath");
+}
+
+#[test]
+fn idmapped_bind_mount_shows_mapped_owners() {
+    use std::os::unix::fs::chown;
+    let b = Bundle::new();
+    let data = b.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a"), "a").unwrap();
+    std::fs::write(data.join("b"), "b").unwrap();
+    chown(data.join("b"), Some(1234), Some(1234)).unwrap();
+    let mut c = b.config();
+    c["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/data", "type": "bind", "source": data, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    }));
+    c["process"]["args"] = json!(["stat", "-c", "%u:%g", "/data/a", "/data/b"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "100000:100000\n101234:101234\n");
+    // The host's view is unchanged.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(data.join("b")).unwrap().uid(), 1234);
+
+    let mut c = b.config();
+    c["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove("gidMappings");
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "needs both uidMappings and gidMappings");
+}
+
+#[test]
+fn more_v1_limits_reach_the_cgroup_files() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] =
+        json!({"limit": 64 << 20, "swappiness": 20, "disableOOMKiller": true});
+    // A whole disk of this host (throttling takes disks, not partitions).
+    let disk = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            !name.starts_with("loop") && !name.starts_with("zram") && !name.starts_with("ram")
+        })
+        .and_then(|p| std::fs::read_to_string(p.join("dev")).ok());
+    if let Some(dev) = &disk {
+        let (maj, min) = dev.trim().split_once(':').unwrap();
+        c["linux"]["resources"]["blockIO"] = json!({"throttleReadBpsDevice": [
+            {"major": maj.parse::<i64>().unwrap(), "minor": min.parse::<i64>().unwrap(), "rate": 1048576}
+        ]});
+    }
+    c["process"]["args"] = json!(["sleep", "100"]);
+    b.set_config(&c);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mem = b.memory_cgroup();
+    assert_eq!(cgroup_file(&mem, "memory.swappiness"), "20");
+    assert!(cgroup_file(&mem, "memory.oom_control").contains("oom_kill_disable 1"));
+    match &disk {
+        Some(dev) => assert_eq!(
+            cgroup_file(&b.cgroup_dir("blkio"), "blkio.throttle.read_bps_device"),
+            format!("{} 1048576", dev.trim())
+        ),
+        None => eprintln!("no disk in /sys/block: throttling not checked"),
+    }
+    assert!(b.rt(&["delete", &b.id]).status.success());
+
+    // cgroup v2 only: refused clearly where cpu is a v1 controller.
+    if !Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists() {
+        return;
+    }
+    let mut c = b.config();
+    c["linux"]["resources"] = json!({"cpu": {"idle": 1}});
+    b.set_config(&c);
+    let out = b.create();
+    assert_one_line_error(&b, &out, "cpu.idle (cgroup v2 only)");
 }

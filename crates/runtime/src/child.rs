@@ -189,8 +189,23 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     for (fd, flag) in &p.join {
         nix::sched::setns(fd, *flag).ctx(|| format!("join namespace {flag:?}"))?;
     }
+    crate::attrs::apply_early(&p.attrs).map_err(Failure::Setup)?;
     // Joining the container's mount namespace (exec) lands in its finished root, which
     // setns made our root and working directory.
+    // The host's /proc is still ours here, so /proc/self names our pid as the runtime sees it:
+    // the pid the hooks' state carries.
+    let host_pid = if p.create_container_hooks.is_empty()
+        && p.start_container_hooks.is_empty()
+        && p.seccomp_listener.is_none()
+    {
+        0
+    } else {
+        std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|l| l.to_str()?.parse().ok())
+            .ok_or_else(|| Failure::Setup("read our pid from /proc/self".into()))?
+    };
+    let mut go = Some(go);
     let root = if p.exec_in_existing_root {
         nix::fcntl::open(
             "/",
@@ -201,18 +216,17 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
         )
         .ctx(|| "open the container's root".into())?
     } else {
-        build_root(p)?
+        build_root(p, &mut go, host_pid)?
     };
+
+    crate::attrs::apply_domainname(&p.attrs).map_err(Failure::Setup)?;
 
     // Moving a process into a v1 cgroup waits for an RCU grace period (~10-15 ms), so the
     // parent does it while we build the root filesystem above, and we only wait here, before
     // anything of the container runs. The cgroup namespace is then rooted at that cgroup.
-    let mut b = [0u8; 1];
-    match nix::unistd::read(&go, &mut b) {
-        Ok(1) => {}
-        _ => return Err(Failure::Abandoned),
+    if let Some(go) = go.take() {
+        wait_go(go)?;
     }
-    drop(go);
     if p.new_session_keyring {
         // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name creates an anonymous keyring and
         // reads no memory of ours.
@@ -267,16 +281,24 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     drop(root);
 
     wait_for_start(p, channel)?;
+    if !p.start_container_hooks.is_empty() {
+        let state = crate::hooks::state_json(&p.hook_state, "created", host_pid);
+        crate::hooks::run("startContainer", &p.start_container_hooks, &state)
+            .map_err(Failure::Setup)?;
+    }
+    crate::attrs::apply_late(&p.attrs).map_err(Failure::Setup)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
     // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
     if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
-        crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+        let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+        send_listener(p, listener, host_pid)?;
     }
     switch_user(p)?;
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
         if let Some(prog) = &p.seccomp {
-            crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+            let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+            send_listener(p, listener, host_pid)?;
         }
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(p.umask as libc::mode_t));
@@ -383,7 +405,32 @@ fn attach_console(p: &Prepared, root: RawFd, socket: RawFd) -> Res<()> {
 
 /// Assembles the container's root filesystem, enters it and applies the root-wide settings.
 /// Returns a descriptor of the new root.
-fn build_root(p: &Prepared) -> Res<OwnedFd> {
+/// Hands the seccomp notification listener to the agent at `listenerPath`.
+fn send_listener(p: &Prepared, listener: Option<OwnedFd>, host_pid: i32) -> Res<()> {
+    let (Some(listener), Some(l)) = (listener, &p.seccomp_listener) else {
+        return Ok(());
+    };
+    let state = crate::hooks::state_json(&p.hook_state, "created", host_pid);
+    let payload = format!(
+        "{{\"ociVersion\":{},\"fds\":[\"seccompFd\"],\"pid\":{host_pid},\"metadata\":{},\"state\":{state}}}",
+        serde_json::Value::from(l.oci_version.as_str()),
+        l.metadata
+    );
+    use std::os::fd::AsFd;
+    crate::seccomp::send_listener(l.socket.as_fd(), &listener, &payload)
+        .ctx(|| "send the seccomp listener to linux.seccomp.listenerPath".into())
+}
+
+/// Waits for the parent's `go`: the cgroup is joined and the runtime's own hooks ran.
+fn wait_go(go: OwnedFd) -> Res<()> {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(&go, &mut b) {
+        Ok(1) => Ok(()),
+        _ => Err(Failure::Abandoned),
+    }
+}
+
+fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<OwnedFd> {
     mount(
         None::<&str>,
         "/",
@@ -418,14 +465,42 @@ fn build_root(p: &Prepared) -> Res<OwnedFd> {
     )
     .ctx(|| format!("open root {}", p.root.display()))?;
 
-    for m in &p.mounts {
-        mount_one(root.as_raw_fd(), m)?;
+    for (i, m) in p.mounts.iter().enumerate() {
+        let tree = p.idmapped.iter().find(|(j, _)| *j == i).map(|(_, t)| t);
+        mount_one(root.as_raw_fd(), m, tree)?;
+    }
+    for (link, target) in &p.cgroup_fixups.links {
+        let (parent, name) = split_parent(link)?;
+        let dir = fsutil::open_in_root(root.as_raw_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY)
+            .ctx(|| format!("open {}", parent.display()))?;
+        nix::unistd::symlinkat(target.as_str(), &dir, name.as_c_str())
+            .ctx(|| format!("symlink {}", link.display()))?;
+    }
+    for dest in &p.cgroup_fixups.readonly {
+        let flags = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        change_mount(root.as_raw_fd(), dest, flags)?;
     }
     for d in &p.devices {
         make_device(root.as_raw_fd(), d, p.id_maps.is_some())?;
     }
     if p.default_dev_links {
         dev_links(root.as_raw_fd())?;
+    }
+
+    if !p.create_container_hooks.is_empty() {
+        // createContainer comes after createRuntime, which the parent runs before `go`; the
+        // hooks' paths resolve in the runtime's filesystem, still ours before pivot_root.
+        if let Some(go) = go.take() {
+            wait_go(go)?;
+        }
+        let state = crate::hooks::state_json(&p.hook_state, "creating", host_pid);
+        crate::hooks::run("createContainer", &p.create_container_hooks, &state)
+            .map_err(Failure::Setup)?;
     }
 
     nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
@@ -476,7 +551,8 @@ fn build_root(p: &Prepared) -> Res<OwnedFd> {
     Ok(root)
 }
 
-fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
+/// `tree`: an idmapped clone of a bind mount's source, attached instead of mounting it.
+fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
     let dest = &m.destination;
     if m.is_bind() {
         let src = m.source.as_ref().ok_or_else(|| {
@@ -486,14 +562,19 @@ fn mount_one(root: RawFd, m: &MountPlan) -> Res<()> {
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
         let target = fsutil::ensure_in_root(root, dest, kind)
             .ctx(|| format!("mount point {}", dest.display()))?;
-        mount(
-            Some(src.as_path()),
-            fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC),
-            None::<&str>,
-        )
-        .ctx(|| format!("bind mount {} on {}", src.display(), dest.display()))?;
+        if let Some(tree) = tree {
+            crate::idmap::attach(tree, &target)
+                .ctx(|| format!("attach idmapped {} on {}", src.display(), dest.display()))?;
+        } else {
+            mount(
+                Some(src.as_path()),
+                fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC),
+                None::<&str>,
+            )
+            .ctx(|| format!("bind mount {} on {}", src.display(), dest.display()))?;
+        }
         let extra = m.flags
             & (MsFlags::MS_RDONLY
                 | MsFlags::MS_NOSUID

@@ -8,9 +8,12 @@
 //! it `execve`s the container's command.
 #![deny(missing_docs)]
 
+mod attrs;
 mod child;
 mod error;
 pub mod fsutil;
+mod hooks;
+mod idmap;
 pub mod mounts;
 mod process;
 mod seccomp;
@@ -86,6 +89,12 @@ pub struct SpawnOptions<'a> {
     /// with the slave's path inside the container as payload). [`receive_console`] takes it.
     /// `stdin` is then ignored.
     pub console_socket: Option<BorrowedFd<'a>>,
+    /// The container's OCI state as a JSON object without `status` and `pid` (which the
+    /// runtime adds), e.g. `{"ociVersion":"1.2.0","id":"c1","bundle":"/b","annotations":{}}`.
+    /// With it, the spec's `createContainer` and `startContainer` hooks run inside the
+    /// container's namespaces at the moments the spec names, with the state on their stdin;
+    /// without it, a spec that has such hooks is refused.
+    pub hook_state: Option<&'a str>,
 }
 
 /// Receives the pseudo-terminal master a container sent over its
@@ -246,6 +255,8 @@ pub(crate) struct Prepared {
     /// `process.consoleSize` as (rows, columns).
     pub console_size: Option<(u16, u16)>,
     pub seccomp: Option<seccomp::Program>,
+    /// For SCMP_ACT_NOTIFY: a connection to `listenerPath`, and the message's fixed part.
+    pub seccomp_listener: Option<SeccompListener>,
     /// A pid namespace to create the process in (the parent enters it around the clone).
     pub join_pid: Option<OwnedFd>,
     /// The mount namespace is an existing container's: its root is complete, build nothing.
@@ -255,6 +266,16 @@ pub(crate) struct Prepared {
     pub id_maps: Option<(String, String)>,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
+    /// domainname, personality, I/O priority, scheduler, CPU affinity, time namespace.
+    pub attrs: attrs::Attrs,
+    /// Detached idmapped trees, by index into `mounts`, for the child to attach.
+    pub idmapped: Vec<(usize, OwnedFd)>,
+    /// What the cgroup mounts need once every mount is in place.
+    pub cgroup_fixups: CgroupFixups,
+    /// `hooks.createContainer` and `hooks.startContainer`, and the state they read.
+    pub create_container_hooks: Vec<hooks::HookPlan>,
+    pub start_container_hooks: Vec<hooks::HookPlan>,
+    pub hook_state: String,
 }
 
 #[derive(Debug)]
@@ -351,6 +372,7 @@ impl Prepared {
         let mut new_cgroupns = false;
         let mut has_mnt = false;
         let mut new_uts = false;
+        let mut new_time = false;
         let mut join_pid = None;
         let mut exec_in_existing_root = false;
         for ns in linux
@@ -366,11 +388,9 @@ impl Prepared {
                 LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
                 LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
                 LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-                other => {
-                    return Err(Error::InvalidSpec(format!(
-                        "{other:?} namespaces are not supported yet"
-                    )))
-                }
+                // clone(2) has no bit for it (CLONE_NEWTIME overlaps CSIGNAL): the child
+                // unshares it itself, see attrs.rs.
+                LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
             };
             if flag == CloneFlags::CLONE_NEWNS {
                 has_mnt = true;
@@ -389,6 +409,7 @@ impl Prepared {
                     join.push((fd.into(), flag));
                 }
                 None if flag == CloneFlags::CLONE_NEWCGROUP => new_cgroupns = true,
+                None if flag.bits() == libc::CLONE_NEWTIME => new_time = true,
                 None => {
                     if flag == CloneFlags::CLONE_NEWUTS {
                         new_uts = true;
@@ -406,6 +427,8 @@ impl Prepared {
         }
 
         let mut mounts = Vec::new();
+        let mut cgroup_fixups = CgroupFixups::default();
+        let mut idmapped = Vec::new();
         let mut default_dev_links = false;
         for m in spec.mounts().iter().flatten() {
             if !m.destination().is_absolute() {
@@ -420,13 +443,15 @@ impl Prepared {
                 m.source().clone(),
                 m.options().as_deref().unwrap_or(&[]),
             );
-            if plan.fstype.as_deref() == Some("cgroup") {
-                return Err(Error::InvalidSpec(
-                    "cgroup filesystem mounts are not supported yet".into(),
-                ));
+            if matches!(plan.fstype.as_deref(), Some("cgroup") | Some("cgroup2")) {
+                cgroup_view(plan, opts.cgroup, &mut mounts, &mut cgroup_fixups)?;
+                continue;
             }
             if m.destination() == Path::new("/dev") && plan.fstype.as_deref() == Some("tmpfs") {
                 default_dev_links = true;
+            }
+            if let Some(tree) = idmap::prepare(m)? {
+                idmapped.push((mounts.len(), tree));
             }
             mounts.push(plan);
         }
@@ -584,6 +609,10 @@ impl Prepared {
             ));
         }
 
+        let seccomp = linux
+            .and_then(|l| l.seccomp().as_ref())
+            .map(seccomp::compile)
+            .transpose()?;
         Ok(Prepared {
             root: root_path,
             root_readonly: root.readonly().unwrap_or(false),
@@ -644,16 +673,145 @@ impl Prepared {
             console_size: process
                 .console_size()
                 .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
-            seccomp: linux
-                .and_then(|l| l.seccomp().as_ref())
-                .map(seccomp::compile)
-                .transpose()?,
+            seccomp_listener: seccomp_listener(spec, seccomp.as_ref())?,
+            seccomp,
             join_pid,
             exec_in_existing_root,
             id_maps,
             exec_fifo: None,
+            cgroup_fixups,
+            idmapped,
+            attrs: attrs::Attrs::from_spec(spec, new_uts, new_time)?,
+            create_container_hooks: container_hooks(spec, opts, "createContainer")?,
+            start_container_hooks: container_hooks(spec, opts, "startContainer")?,
+            hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
         })
     }
+}
+
+/// Where the seccomp notification descriptor goes.
+#[derive(Debug)]
+pub(crate) struct SeccompListener {
+    pub socket: OwnedFd,
+    pub oci_version: String,
+    /// `listenerMetadata` as a JSON string.
+    pub metadata: String,
+}
+
+/// Connects to the seccomp agent now, while `listenerPath` (a host path) still resolves.
+fn seccomp_listener(
+    spec: &Spec,
+    program: Option<&seccomp::Program>,
+) -> Result<Option<SeccompListener>, Error> {
+    if !program.is_some_and(|p| p.notify) {
+        return Ok(None);
+    }
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let Some(path) = profile.and_then(|p| p.listener_path().as_ref()) else {
+        return Ok(None);
+    };
+    let stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::sys(format!("linux.seccomp.listenerPath {}", path.display()), e))?;
+    let metadata = profile
+        .and_then(|p| p.listener_metadata().clone())
+        .unwrap_or_default();
+    Ok(Some(SeccompListener {
+        socket: stream.into(),
+        oci_version: spec.version().clone(),
+        metadata: serde_json::Value::from(metadata).to_string(),
+    }))
+}
+
+/// Symlinks and read-only remounts that finish the cgroup mounts' views.
+#[derive(Debug, Default)]
+pub(crate) struct CgroupFixups {
+    /// (link inside the container, target), e.g. `/sys/fs/cgroup/cpu` -> `cpu,cpuacct`.
+    pub links: Vec<(PathBuf, String)>,
+    /// tmpfs mounts to make read-only after the links exist.
+    pub readonly: Vec<PathBuf>,
+}
+
+/// A `cgroup` mount becomes the container's own cgroup, not the host's hierarchies: like
+/// runc on cgroup v1, a tmpfs with a bind mount of the container's directory of each
+/// hierarchy (and symlinks for co-mounted controllers); on a pure cgroup2 host, a bind mount of
+/// the container's cgroup2 directory. Neither shows a hierarchy root, so no `release_agent`
+/// is reachable (CVE-2022-0492).
+fn cgroup_view(
+    plan: mounts::MountPlan,
+    cgroup: Option<&hako_cgroups::Cgroup>,
+    mounts: &mut Vec<mounts::MountPlan>,
+    fixups: &mut CgroupFixups,
+) -> Result<(), Error> {
+    use nix::mount::MsFlags;
+    let cg = cgroup.ok_or_else(|| {
+        Error::InvalidSpec(format!(
+            "the cgroup mount on {} needs the container to have a cgroup",
+            plan.destination.display()
+        ))
+    })?;
+    let views = cg.views();
+    let keep = plan.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let ro = plan.flags & MsFlags::MS_RDONLY;
+    let bind = |dest: PathBuf, src: PathBuf| mounts::MountPlan {
+        destination: dest,
+        fstype: None,
+        source: Some(src),
+        flags: MsFlags::MS_BIND | keep | ro,
+        propagation: MsFlags::empty(),
+        data: String::new(),
+    };
+    if let [only] = views.as_slice() {
+        if only.unified {
+            mounts.push(bind(plan.destination, only.dir.clone()));
+            return Ok(());
+        }
+    }
+    mounts.push(mounts::MountPlan {
+        destination: plan.destination.clone(),
+        fstype: Some("tmpfs".into()),
+        source: Some("tmpfs".into()),
+        flags: keep,
+        propagation: MsFlags::empty(),
+        data: "mode=755".into(),
+    });
+    for v in &views {
+        let dest = plan.destination.join(&v.name);
+        mounts.push(bind(dest, v.dir.clone()));
+        if v.name.contains(',') {
+            for part in v.name.split(',') {
+                fixups
+                    .links
+                    .push((plan.destination.join(part), v.name.clone()));
+            }
+        }
+    }
+    if !ro.is_empty() {
+        fixups.readonly.push(plan.destination);
+    }
+    Ok(())
+}
+
+/// The hooks of `kind` that run in the container's namespaces, decoded for the child.
+fn container_hooks(
+    spec: &Spec,
+    opts: &SpawnOptions<'_>,
+    kind: &str,
+) -> Result<Vec<hooks::HookPlan>, Error> {
+    let list = spec.hooks().as_ref().and_then(|h| match kind {
+        "createContainer" => h.create_container().as_ref(),
+        _ => h.start_container().as_ref(),
+    });
+    let Some(list) = list.filter(|l| !l.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if opts.hook_state.is_none() {
+        return Err(Error::InvalidSpec(format!(
+            "hooks.{kind} needs the container's state, which this caller does not provide"
+        )));
+    }
+    list.iter()
+        .map(|h| hooks::HookPlan::from_spec(kind, h))
+        .collect()
 }
 
 fn clamp_u16(n: u64) -> u16 {

@@ -93,9 +93,9 @@ pub fn plan(
                 MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
             ),
             // Docker and Podman annotations the kernel must not see.
-            "tmpcopyup" | "notmpcopyup" | "z" | "Z" | "U" | "idmap" | "copy" | "nocopy" => {
-                (MsFlags::empty(), MsFlags::empty(), MsFlags::empty())
-            }
+            // idmap/ridmap are done with mount_setattr (idmap.rs), not mount(2) data.
+            "tmpcopyup" | "notmpcopyup" | "z" | "Z" | "U" | "idmap" | "ridmap" | "copy"
+            | "nocopy" => (MsFlags::empty(), MsFlags::empty(), MsFlags::empty()),
             other => {
                 data.push(other);
                 (MsFlags::empty(), MsFlags::empty(), MsFlags::empty())

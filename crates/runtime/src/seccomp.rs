@@ -20,6 +20,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 pub(crate) struct Program {
     pub filter: Vec<libc::sock_filter>,
     pub flags: libc::c_ulong,
+    /// Some rule answers SCMP_ACT_NOTIFY: loading returns a listener descriptor, which goes to
+    /// the process at `linux.seccomp.listenerPath`.
+    pub notify: bool,
 }
 
 fn invalid(msg: String) -> Error {
@@ -43,9 +46,7 @@ fn action(
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(0) as u16),
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(invalid("SCMP_ACT_NOTIFY is not supported yet".into()))
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -78,7 +79,13 @@ fn sys(msg: &str, e: libseccomp::error::SeccompError) -> Error {
 /// Compiles `profile`.
 pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
     let default_errno = profile.default_errno_ret().unwrap_or(libc::EPERM as u32);
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        // Every syscall, the ones the runtime still makes included, would wait for a listener
+        // that has not got the descriptor yet.
+        return Err(invalid("defaultAction must not be SCMP_ACT_NOTIFY".into()));
+    }
     let default = action(profile.default_action(), None, default_errno)?;
+    let mut notify = false;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| sys("create filter", e))?;
     for arch in profile.architectures().iter().flatten() {
         let name = serde_json::to_value(arch)
@@ -93,6 +100,7 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
     let mut max_native: Option<i32> = None;
     for rule in profile.syscalls().iter().flatten() {
         let act = action(rule.action(), rule.errno_ret(), default_errno)?;
+        notify |= act == ScmpAction::Notify;
         for name in rule.names() {
             // Names this libseccomp does not know cannot be filtered (runc skips them too);
             // they still count for the ENOSYS stub when the native table knows them.
@@ -142,6 +150,16 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
             other => return Err(invalid(format!("unsupported flag {other}"))),
         };
     }
+    if notify {
+        if profile.listener_path().is_none() {
+            return Err(invalid(
+                "SCMP_ACT_NOTIFY needs a listenerPath to send the notification descriptor to"
+                    .into(),
+            ));
+        }
+        // SECCOMP_FILTER_FLAG_NEW_LISTENER: seccomp(2) returns the listener descriptor.
+        flags |= 8;
+    }
 
     let bpf = export(&ctx)?;
     let mut filter = Vec::with_capacity(bpf.len() / 8 + 5);
@@ -172,7 +190,11 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
             k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
         });
     }
-    Ok(Program { filter, flags })
+    Ok(Program {
+        filter,
+        flags,
+        notify,
+    })
 }
 
 /// libseccomp 2.5 exports only to a descriptor; a memfd keeps it off the filesystem.
@@ -193,8 +215,9 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// Installs `p` on the calling thread. Async-signal-safe: one system call.
-pub(crate) fn load(p: &Program) -> std::io::Result<()> {
+/// Installs `p` on the calling thread: one system call. Returns the notification listener
+/// when the program has SCMP_ACT_NOTIFY rules.
+pub(crate) fn load(p: &Program) -> std::io::Result<Option<OwnedFd>> {
     let prog = libc::sock_fprog {
         len: p.filter.len() as u16,
         filter: p.filter.as_ptr() as *mut libc::sock_filter,
@@ -211,5 +234,31 @@ pub(crate) fn load(p: &Program) -> std::io::Result<()> {
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    if p.notify {
+        // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER the result is a new descriptor we own.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(r as i32) }));
+    }
+    Ok(None)
+}
+
+/// Sends the listener to the seccomp agent as the spec says: SCM_RIGHTS with the descriptor,
+/// and the container process state (`ociVersion`, `fds`, `pid`, `metadata`, `state`) as JSON.
+pub(crate) fn send_listener(
+    socket: std::os::fd::BorrowedFd<'_>,
+    listener: &OwnedFd,
+    payload: &str,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fds = [listener.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(payload.as_bytes())];
+    sendmsg::<UnixAddr>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(std::io::Error::from)?;
     Ok(())
 }
