@@ -205,11 +205,33 @@ fn user_networks_connect_containers() {
     ]);
     let seen = r.ok(&["exec", "server", "ping", "-c", "1", "-W", "2", "db"]);
     assert!(seen.contains("1 packets received"), "{seen}");
-    r.ok(&["rm", "-f", "second"]);
+    // Names come from our name server on the gateway, one per network, and follow containers.
+    let gateway = doc[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap();
+    let resolv = r.ok(&["exec", "server", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains(&format!("nameserver {gateway}\n")),
+        "{resolv}"
+    );
+    assert_eq!(r.dns_servers().len(), 1, "one name server per network");
+    let second_id = r.ok(&["inspect", "-f", "{{.Id}}", "second"]);
+    let by_id = r.ok(&["exec", "server", "nslookup", &second_id.trim()[..12]]);
+    assert!(by_id.contains("Name:"), "{by_id}");
+    r.ok(&["rename", "second", "renamed"]);
+    let renamed = r.ok(&["exec", "server", "ping", "-c", "1", "-W", "2", "renamed"]);
+    assert!(renamed.contains("1 packets received"), "{renamed}");
+    r.ok(&["rm", "-f", "renamed"]);
+    let (code, out, _) = r.run(&["exec", "server", "nslookup", "db"]);
+    assert_ne!(code, 0, "db is gone but still resolves: {out}");
     let (code, _, err) = r.run(&["network", "rm", &name]);
     assert_eq!(code, 1, "in use");
     assert!(!err.is_empty());
     r.ok(&["rm", "-f", "server"]);
+    // The last container took the name server with it.
+    assert!(
+        wait_for(5, || r.dns_servers().is_empty()),
+        "name server still running: {:?}",
+        r.dns_servers()
+    );
     r.ok(&["network", "rm", &name]);
     let (code, _, err) = r.run(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
     assert_eq!(code, 125);
@@ -227,4 +249,125 @@ fn outbound_nat_reaches_the_debian_mirror() {
     let (code, out, err) = r.run(&["run", "--rm", "trixie", "apt-get", "update"]);
     assert_eq!(code, 0, "apt-get update through NAT failed: {out}{err}");
     assert!(out.contains("Reading package lists"), "{out}");
+}
+
+/// The host's own address on its uplink (a connected UDP socket sends nothing).
+fn host_uplink_ip() -> Option<String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:53").ok()?;
+    Some(s.local_addr().ok()?.ip().to_string())
+}
+
+#[test]
+fn user_network_names_forward_upstream_and_internal_networks_stay_in() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let open = format!("hf{pid}");
+    let closed = format!("hi{pid}");
+    let subnet = |n: u32| format!("10.{}.{}.0/24", 150 + pid % 50, (pid + n) % 250);
+    r.ok(&["network", "create", "--subnet", &subnet(0), &open]);
+    r.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &subnet(1),
+        &closed,
+    ]);
+    // Other names go to the host's resolvers (when the host can resolve this one itself).
+    use std::net::ToSocketAddrs;
+    if ("deb.debian.org", 80).to_socket_addrs().is_ok() {
+        let out = r.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &open,
+            "busybox",
+            "nslookup",
+            "deb.debian.org",
+        ]);
+        assert!(out.contains("Name:\tdeb.debian.org"), "{out}");
+    } else {
+        eprintln!("skipping upstream forwarding: the host cannot resolve deb.debian.org");
+    }
+    let uplink = host_uplink_ip().expect("the host has an uplink address");
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &open,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &uplink,
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+
+    // Internal: names of its own containers resolve, nothing outside does, no route out.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "inside",
+        "--network",
+        &closed,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 2 inside; ip route",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    assert!(
+        !out.contains("default"),
+        "internal network has a route out: {out}"
+    );
+    let (code, out, _) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "nslookup",
+        "deb.debian.org",
+    ]);
+    assert_ne!(
+        code, 0,
+        "an internal network resolved an outside name: {out}"
+    );
+    let (code, out, _) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        &uplink,
+    ]);
+    assert_ne!(
+        code, 0,
+        "an internal network reached the host's uplink: {out}"
+    );
+    r.ok(&["rm", "-f", "inside"]);
+    r.ok(&["network", "rm", &open, &closed]);
+    assert!(
+        wait_for(5, || r.dns_servers().is_empty()),
+        "name servers still running: {:?}",
+        r.dns_servers()
+    );
 }

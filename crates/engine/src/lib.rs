@@ -712,6 +712,7 @@ impl Engine {
                         ports,
                         aliases: opts.network_aliases.clone(),
                         mac: opts.mac_address.clone(),
+                        names: Vec::new(),
                     },
                 ))
             }
@@ -1030,6 +1031,7 @@ impl Engine {
                 opts: attach.clone(),
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
+                resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
             });
         Ok(Prepared {
             spec,

@@ -57,6 +57,7 @@
 //!   process); DNAT takes precedence over a host process that binds it later.
 
 mod cidr;
+pub mod dns;
 mod netlink;
 mod nft;
 mod ports;
@@ -66,6 +67,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::path::PathBuf;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -168,6 +170,9 @@ pub enum Error {
         /// Protocol.
         proto: &'static str,
     },
+    /// A user network's name server cannot be started.
+    #[error("{0}")]
+    Dns(String),
     /// A feature that is not implemented yet.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
@@ -226,6 +231,9 @@ pub struct Config {
     pub veth_prefix: String,
     /// Prefix of user-defined networks' bridge names (`hk-`, at most 3 bytes).
     pub bridge_prefix: String,
+    /// The `hako-dns` binary, started for user-defined networks (see [`dns`]); `None`: no
+    /// name server, and [`Attachment::dns`] stays `None`.
+    pub dns_server: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -237,6 +245,7 @@ impl Default for Config {
             nft_table: "hako".into(),
             veth_prefix: "veth".into(),
             bridge_prefix: "hk-".into(),
+            dns_server: None,
         }
     }
 }
@@ -320,8 +329,11 @@ pub struct AttachOptions {
     pub ip: Option<IpAddr>,
     /// Ports to publish.
     pub ports: Vec<PortSpec>,
-    /// DNS aliases (recorded for the network's name service).
+    /// DNS aliases (`--network-alias`).
     pub aliases: Vec<String>,
+    /// Further names the network's name server answers for (the container's name and short
+    /// ID), before the aliases.
+    pub names: Vec<String>,
     /// A fixed MAC address; default `02:42:` followed by the IPv4 address.
     pub mac: Option<String>,
 }
@@ -358,6 +370,9 @@ pub struct Attachment {
     pub host_veth: String,
     /// Published ports, with random host ports resolved.
     pub ports: Vec<PublishedPort>,
+    /// The network's name server, for the container's resolv.conf (user-defined networks
+    /// with [`Config::dns_server`] set).
+    pub dns: Option<Ipv4Addr>,
 }
 
 const SCHEMA: &str = "
@@ -399,6 +414,19 @@ CREATE TABLE IF NOT EXISTS net_ports (
     PRIMARY KEY (proto, host_ip, host_port)
 );
 CREATE INDEX IF NOT EXISTS net_ports_container ON net_ports (container_id);
+CREATE TABLE IF NOT EXISTS net_names (
+    network TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (network, container_id, ord)
+);
+CREATE INDEX IF NOT EXISTS net_names_name ON net_names (network, name);
+CREATE TABLE IF NOT EXISTS net_dns (
+    network TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start_time INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS net_leases_container ON net_leases (container_id);
 ";
 
@@ -960,7 +988,7 @@ impl<'c> Networks<'c> {
         )?;
         teardown_kernel(&n, others == 0, true)?;
         tx.commit()?;
-        Ok(())
+        self.stop_idle_dns()
     }
 
     /// The network `name`, creating the default network on first use.
@@ -1016,14 +1044,21 @@ impl<'c> Networks<'c> {
             }
         }
 
-        let (att, rows) = self.lease(&net, container_id, want_ip, want_mac, opts)?;
+        let (mut att, rows) = self.lease(&net, container_id, want_ip, want_mac, opts)?;
+        let host_veth = att.host_veth.clone();
         let undo = |e: Error| -> Error {
-            let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&att.host_veth));
+            let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&host_veth));
             let _ = self.forget(container_id, Some(&net.name));
             e
         };
         if let Err(e) = self.wire(&net, &ns, &att) {
             return Err(undo(e));
+        }
+        if net.name != self.cfg.default_network {
+            match self.ensure_dns(&net) {
+                Ok(d) => att.dns = d,
+                Err(e) => return Err(undo(e)),
+            }
         }
         if !rows.is_empty() {
             let script: String = rows.iter().map(|r| port_element("add", r)).collect();
@@ -1137,6 +1172,19 @@ impl<'c> Networks<'c> {
                 e.into()
             }
         })?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO net_names (network, container_id, ord, name)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let names = opts.names.iter().chain(&opts.aliases);
+            for (ord, name) in names.enumerate() {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                if !name.is_empty() {
+                    st.execute(params![net.name, container_id, ord as i64, name])?;
+                }
+            }
+        }
         let mut rows = Vec::new();
         for spec in &opts.ports {
             let host_ip = match spec.host_ip {
@@ -1187,6 +1235,7 @@ impl<'c> Networks<'c> {
             mac: fmt_mac(&mac),
             interface,
             host_veth,
+            dns: None,
             ports: rows
                 .iter()
                 .map(|r| PublishedPort {
@@ -1286,6 +1335,10 @@ impl<'c> Networks<'c> {
                     "DELETE FROM net_ports WHERE container_id = ?1 AND network = ?2",
                     [container_id, n],
                 )?;
+                tx.execute(
+                    "DELETE FROM net_names WHERE container_id = ?1 AND network = ?2",
+                    [container_id, n],
+                )?;
             }
             None => {
                 tx.execute(
@@ -1296,10 +1349,14 @@ impl<'c> Networks<'c> {
                     "DELETE FROM net_ports WHERE container_id = ?1",
                     [container_id],
                 )?;
+                tx.execute(
+                    "DELETE FROM net_names WHERE container_id = ?1",
+                    [container_id],
+                )?;
             }
         }
         tx.commit()?;
-        Ok(())
+        self.stop_idle_dns()
     }
 
     /// Releases everything of a container on every network: DNAT elements, veth pairs, leases
@@ -1401,7 +1458,7 @@ impl<'c> Networks<'c> {
         for id in ids.iter().filter(|id| !is_live(id)) {
             self.detach(id)?;
         }
-        Ok(())
+        self.stop_idle_dns()
     }
 }
 
