@@ -679,6 +679,9 @@ struct RunArgs {
     /// Publish a container's port(s) to the host ([ip:]hostPort:containerPort[/proto])
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// IPv4 address on the network
     #[arg(long)]
     ip: Option<String>,
@@ -1144,6 +1147,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         no_new_privileges,
         restart: a.restart,
         publish: a.publish,
+        publish_all: a.publish_all,
         devices: a.device,
         pid_mode: a.pid,
         ipc_mode: a.ipc,

@@ -371,3 +371,251 @@ fn user_network_names_forward_upstream_and_internal_networks_stay_in() {
         r.dns_servers()
     );
 }
+
+/// Another host: a network namespace made by the test, joined to ours by a veth pair on a
+/// /30 of its own. Removed on drop.
+struct Peer {
+    ns: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let n = std::process::id() % 100_000;
+        let p = Peer {
+            ns: format!("hkpeer{n}"),
+            host_if: format!("hkpa{n}"),
+            host_ip: format!("198.18.{}.1", n % 250),
+        };
+        let peer_ip = format!("198.18.{}.2", n % 250);
+        sh(&format!(
+            "ip netns add {ns} && ip link add {h} type veth peer name hkpb{n} netns {ns} && \
+             ip addr add {hip}/30 dev {h} && ip link set {h} up && \
+             ip -n {ns} addr add {peer_ip}/30 dev hkpb{n} && ip -n {ns} link set hkpb{n} up && \
+             ip -n {ns} link set lo up",
+            ns = p.ns,
+            h = p.host_if,
+            hip = p.host_ip,
+        ));
+        p
+    }
+
+    /// `wget` from the other host; the body, or "" on failure.
+    fn get(&self, url: &str) -> String {
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "wget", "-q", "-O", "-", "-T", "2", url,
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+fn sh(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `hako port NAME` as (container port/proto, host port) pairs.
+fn ports_of(r: &Root, name: &str) -> Vec<(String, u16)> {
+    r.ok(&["port", name])
+        .lines()
+        .map(|l| {
+            let (c, h) = l.split_once(" -> ").unwrap();
+            (
+                c.to_string(),
+                h.rsplit(':').next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Answers one UDP datagram with `echo:` + its payload, from inside the network namespace of
+/// process `pid` (this thread joins it; the test's other threads stay where they are).
+fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on an fd we own; CLONE_NEWNET moves only this thread.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = s.send_to(&reply, from);
+        }
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+#[test]
+fn published_ports_from_another_host_hairpin_random_udp_and_cleanup() {
+    let r = Root::with_busybox();
+    let ports_before = common::hako_bridge_ports();
+    r.ok(&["run", "--name", "base", "busybox", "true"]);
+    r.ok(&[
+        "commit",
+        "-c",
+        "EXPOSE 80/tcp",
+        "-c",
+        "EXPOSE 7/udp",
+        "base",
+        "exposed:1",
+    ]);
+    r.ok(&["rm", "base"]);
+    let serve = "mkdir /www; echo hello-there > /www/index.html; exec httpd -f -p 80 -h /www";
+    // -P: every EXPOSEd port on a random host port.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-P",
+        "exposed:1",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    let ports = ports_of(&r, "web");
+    let tcp = ports.iter().find(|(c, _)| c == "80/tcp").unwrap().1;
+    let udp = ports.iter().find(|(c, _)| c == "7/udp").unwrap().1;
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    // -p containerPort: a random host port too.
+    r.ok(&[
+        "run", "-d", "--name", "web2", "-p", "80", "busybox", "sh", "-c", serve,
+    ]);
+    let random = ports_of(&r, "web2");
+    assert_eq!(random.len(), 1, "{random:?}");
+    assert!(random[0].1 != 0 && random[0].1 != tcp, "{random:?}");
+
+    // From another host, through the host's address on the link to it.
+    let peer = Peer::new();
+    let url = format!("http://{}:{tcp}/", peer.host_ip);
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = peer.get(&url);
+            body == "hello-there\n"
+        }),
+        "GET {url} from another host gave {body:?}"
+    );
+    assert_eq!(
+        peer.get(&format!("http://{}:{}/", peer.host_ip, random[0].1)),
+        "hello-there\n"
+    );
+    // Hairpin: from the host's loopback, and from a container to the host's own address.
+    let local = std::process::Command::new("wget")
+        .args([
+            "-q",
+            "-O",
+            "-",
+            "-T",
+            "2",
+            &format!("http://127.0.0.1:{tcp}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&local.stdout), "hello-there\n");
+    let uplink = host_uplink_ip().expect("the host has an uplink address");
+    // (busybox's wget crashes inside containers here, so plain HTTP through nc.)
+    let hairpin = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {uplink} {tcp}"),
+    ]);
+    assert!(hairpin.ends_with("\r\n\r\nhello-there\n"), "{hairpin:?}");
+
+    // UDP, to the published port on the host's loopback.
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "web"]);
+    let echo = udp_echo_in(pid.trim(), 7);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.send_to(b"ping", ("127.0.0.1", udp)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s
+        .recv(&mut buf)
+        .expect("no UDP reply through the published port");
+    assert_eq!(&buf[..n], b"echo:ping");
+    echo.join().unwrap();
+
+    // A host port a host process listens on: refused before the container exists.
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken = held.local_addr().unwrap().port().to_string();
+    let (code, _, err) = r.run(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "-p",
+        &format!("{taken}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("port is already allocated"), "{err}");
+    drop(held);
+    let leases: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert_eq!(leases[0]["Containers"].as_object().unwrap().len(), 2);
+
+    // After rm: no veth, no DNAT element, no lease.
+    r.ok(&["rm", "-f", "web", "web2"]);
+    let ruleset = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    let ruleset = String::from_utf8_lossy(&ruleset.stdout);
+    for p in [tcp, udp, random[0].1] {
+        assert!(
+            !ruleset.contains(&format!(" . {p} : ")),
+            "port {p} still mapped:\n{ruleset}"
+        );
+    }
+    assert_eq!(
+        common::hako_bridge_ports(),
+        ports_before,
+        "veths left behind"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert_eq!(doc[0]["Containers"], serde_json::json!({}), "leases left");
+    // As with Docker, the container that could not start stays, created and unwired.
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "clash"]),
+        "created\n"
+    );
+    r.ok(&["rm", "clash"]);
+}

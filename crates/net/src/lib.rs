@@ -72,7 +72,7 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 pub use cidr::Cidr4;
-pub use ports::{parse_port_spec, PortSpec, Proto};
+pub use ports::{exposed_port_spec, parse_port_spec, PortSpec, Proto};
 pub use resolv::resolv_conf_for_container;
 
 use netlink::Netlink;
