@@ -458,10 +458,8 @@ fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
     let h = std::thread::spawn(move || {
         use std::os::fd::AsRawFd;
         // SAFETY: setns on an fd we own; CLONE_NEWNET moves only this thread.
-        assert_eq!(
-            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
         let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
