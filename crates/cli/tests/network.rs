@@ -617,3 +617,110 @@ fn published_ports_from_another_host_hairpin_random_udp_and_cleanup() {
     );
     r.ok(&["rm", "clash"]);
 }
+
+#[test]
+fn network_options_connect_disconnect_and_prune() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let lab = format!("ho{pid}");
+    let bridge = format!("hkbr{}", pid % 100_000);
+    let subnet = format!("10.{}.{}.0/24", 100 + pid % 50, pid % 250);
+    let range = subnet.replace(".0/24", ".128/25");
+    r.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet,
+        "--ip-range",
+        &range,
+        "--label",
+        "team=net",
+        "-o",
+        &format!("com.docker.network.bridge.name={bridge}"),
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        &lab,
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &lab])).unwrap();
+    assert_eq!(doc[0]["Labels"]["team"], "net");
+    assert_eq!(doc[0]["IPAM"]["Config"][0]["IPRange"], range.as_str());
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    let unused = format!("hu{pid}");
+    r.ok(&["network", "create", &unused]);
+
+    // connect: a running container on the default bridge gains eth1 on the network, with an
+    // address from --ip-range, the network's MTU, and its names in the network's DNS.
+    r.ok(&["run", "-d", "--name", "roamer", "busybox", "sleep", "100"]);
+    r.ok(&["network", "connect", "--alias", "wanderer", &lab, "roamer"]);
+    let eth1 = r.ok(&[
+        "exec",
+        "roamer",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth1; cat /sys/class/net/eth1/mtu",
+    ]);
+    let prefix = subnet.trim_end_matches(".0/24");
+    let last: u8 = eth1
+        .split_whitespace()
+        .find(|w| w.starts_with(prefix))
+        .and_then(|a| a.split('/').next()?.rsplit('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no address of {subnet} on eth1: {eth1}"));
+    assert!(last >= 128, "{last} outside {range}");
+    assert!(eth1.ends_with("\n1400\n"), "{eth1}");
+    let (code, _, err) = r.run(&["network", "connect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already attached"), "{err}");
+    let ping = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &lab,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "wanderer",
+    ]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    // The network is in use now, so prune keeps it and removes only the unused one.
+    let pruned = r.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, format!("Deleted Networks:\n{unused}\n"));
+
+    // disconnect: the interface and the name go.
+    r.ok(&["network", "disconnect", &lab, "roamer"]);
+    let links = r.ok(&["exec", "roamer", "ls", "/sys/class/net"]);
+    assert!(!links.contains("eth1"), "{links}");
+    let (code, out, _) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &lab,
+        "busybox",
+        "nslookup",
+        "wanderer",
+    ]);
+    assert_ne!(code, 0, "wanderer still resolves: {out}");
+    let (code, _, err) = r.run(&["network", "disconnect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not connected"), "{err}");
+    r.ok(&["stop", "-t", "0", "roamer"]);
+    let (code, _, err) = r.run(&["network", "connect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not running"), "{err}");
+    r.ok(&["rm", "roamer"]);
+    let pruned = r.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, format!("Deleted Networks:\n{lab}\n"));
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    assert!(
+        wait_for(5, || r.dns_servers().is_empty()),
+        "name servers still running: {:?}",
+        r.dns_servers()
+    );
+}

@@ -181,3 +181,57 @@ pub fn published_ports(
         .and_then(|n| n.ports(id).ok())
         .unwrap_or_default()
 }
+
+impl crate::Engine {
+    /// `network connect`: a running container gains an interface on `network` (`eth1`, ...),
+    /// with its name, short ID and `aliases` in the network's name server. The attachment
+    /// lasts until the container stops; it is not repeated by `start`.
+    pub fn network_connect(
+        &self,
+        container: &str,
+        network: &str,
+        ip: Option<&str>,
+        aliases: &[String],
+    ) -> Result<()> {
+        let c = self.find(container)?;
+        let Some(pid) = self.live_pid(&c.id)? else {
+            return Err(Error::Invalid(format!(
+                "container {} is not running: hako connects running containers only",
+                c.name
+            )));
+        };
+        let ip = ip
+            .map(|i| {
+                i.parse()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {i}")))
+            })
+            .transpose()?;
+        let nets = networks(self.store.conn(), &self.root)?;
+        let net = nets
+            .inspect(network)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut opts = AttachOptions {
+            ip,
+            aliases: aliases.to_vec(),
+            ..Default::default()
+        };
+        if net.name != nets.config().default_network {
+            opts.names = vec![c.name.clone(), c.id[..12].to_string()];
+        }
+        let bridge_up = Path::new("/sys/class/net").join(&net.bridge).exists();
+        nets.attach(&net.name, &c.id, pid, &opts)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if !bridge_up {
+            allow_forwarding(&net.bridge);
+        }
+        Ok(())
+    }
+
+    /// `network disconnect`: the container loses its interface on `network`.
+    pub fn network_disconnect(&self, container: &str, network: &str) -> Result<()> {
+        let c = self.find(container)?;
+        networks(self.store.conn(), &self.root)?
+            .detach_from(&c.id, network)
+            .map_err(|e| Error::Invalid(e.to_string()))
+    }
+}

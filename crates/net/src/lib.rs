@@ -152,6 +152,14 @@ pub enum Error {
         /// The network.
         network: String,
     },
+    /// `disconnect` from a network the container is not on.
+    #[error("container {container} is not connected to network {network}")]
+    NotAttached {
+        /// The container.
+        container: String,
+        /// The network.
+        network: String,
+    },
     /// A host port that another container publishes or a host process listens on.
     #[error("Bind for {addr}:{port} failed: port is already allocated")]
     PortAllocated {
@@ -1403,13 +1411,66 @@ impl<'c> Networks<'c> {
         self.forget(container_id, None)
     }
 
+    /// Takes a running container off one network (`network disconnect`): its DNAT elements
+    /// there, the veth pair (the interface vanishes from the container) and the lease.
+    pub fn detach_from(&self, container_id: &str, network: &str) -> Result<()> {
+        let net = self.inspect(network)?;
+        let veth: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT host_veth FROM net_leases WHERE container_id = ?1 AND network = ?2",
+                [container_id, &net.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(veth) = veth else {
+            return Err(Error::NotAttached {
+                container: container_id.to_string(),
+                network: net.name,
+            });
+        };
+        let script: String = self
+            .port_rows_on(container_id, Some(&net.name))?
+            .iter()
+            .map(|r| port_element("delete", r))
+            .collect();
+        nft_delete(&script)?;
+        Netlink::open()
+            .and_then(|mut nl| nl.delete_link(&veth))
+            .map_err(nl_err(format!("deleting {veth}")))?;
+        self.forget(container_id, Some(&net.name))
+    }
+
+    /// Removes every user-defined network that no container is attached to (`network
+    /// prune`); returns them. The default network stays.
+    pub fn prune(&self) -> Result<Vec<NetworkInfo>> {
+        let mut gone = Vec::new();
+        for n in self.list()? {
+            if n.name == self.cfg.default_network || !n.endpoints.is_empty() {
+                continue;
+            }
+            match self.remove(&n.name) {
+                Ok(()) => gone.push(n),
+                // A container attached meanwhile, or another prune was faster.
+                Err(Error::NetworkInUse { .. } | Error::NetworkNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(gone)
+    }
+
     fn port_rows(&self, container_id: &str) -> Result<Vec<PortRow>> {
+        self.port_rows_on(container_id, None)
+    }
+
+    fn port_rows_on(&self, container_id: &str, network: Option<&str>) -> Result<Vec<PortRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT proto, host_ip, host_port, container_ip, container_port, nft_table
-             FROM net_ports WHERE container_id = ?1 ORDER BY container_port, proto",
+             FROM net_ports WHERE container_id = ?1 AND (?2 IS NULL OR network = ?2)
+             ORDER BY container_port, proto",
         )?;
         let rows = st
-            .query_map([container_id], |r| {
+            .query_map(params![container_id, network], |r| {
                 Ok(PortRow {
                     proto: Proto::parse(&r.get::<_, String>(0)?).unwrap_or(Proto::Tcp),
                     host_ip: r
