@@ -106,13 +106,79 @@ fn run_lib(lib: &Lib, script: &str) -> Result<String, String> {
         };
         let out = grab((lib.get_output)(ctx));
         let err = grab((lib.get_error)(ctx));
+        // See `last_close_elsewhere`: after a delete, freeing the context (which closes its
+        // netlink socket) would wait for an RCU grace period.
+        let holder = if rc == 0 && script.contains("delete ") {
+            last_close_elsewhere()
+        } else {
+            None
+        };
         (lib.ctx_free)(ctx);
+        if let Some(release) = holder {
+            release();
+        }
         if rc == 0 {
             Ok(out)
         } else {
             Err(first_error(&err))
         }
     }
+}
+
+/// Lets a short-lived grandchild own the last reference to our open files while the context
+/// is freed; returns the call that lets it go.
+///
+/// Measured with `strace -T` on `hako run --rm -p 18777:80 busybox true` (kernel 6.18): the
+/// `close` of libnftables' netlink socket after the attach's `add element` takes 0.04 ms, after
+/// the detach's `delete element` 8-13 ms (28 ms on a quiet machine's whole `-p` overhead).
+/// Releasing a netfilter netlink socket (NETLINK_URELEASE) makes nf_tables flush its pending
+/// transaction destroy work, and a deleted element's destruction waits for an RCU grace period.
+/// A forked process holding the socket too turns our close into a plain reference drop; the
+/// slow release then happens when that process exits, which nobody waits for. It is a
+/// grandchild (its parent exits at once and is reaped here), so no zombie is left behind.
+pub(crate) fn last_close_elsewhere() -> Option<impl FnOnce()> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    let [rd, wr] = fds;
+    // SAFETY: the child only makes async-signal-safe calls (fork, open, dup2, close, read,
+    // _exit), so forking is sound even if the caller has threads.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; every call takes plain values or our own stack buffers.
+        unsafe {
+            if libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            // Do not keep the caller's stdout and stderr open: whoever reads them to EOF
+            // (a shell's command substitution, a test) must not wait for us.
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::close(wr);
+            let mut b = 0u8;
+            // EOF once the caller has freed its context and closed the write end.
+            while libc::read(rd, (&mut b as *mut u8).cast(), 1) < 0 {}
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: closing our copy of the read end, which we never use.
+    unsafe { libc::close(rd) };
+    if pid < 0 {
+        // SAFETY: our own write end.
+        unsafe { libc::close(wr) };
+        return None;
+    }
+    let mut status = 0;
+    // SAFETY: reaps the intermediate child we just forked (it exits at once).
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Some(move || {
+        // SAFETY: our own write end; closing it releases the grandchild.
+        unsafe { libc::close(wr) };
+    })
 }
 
 fn run_binary(script: &str) -> Result<String, String> {
