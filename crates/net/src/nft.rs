@@ -11,6 +11,10 @@
 //! fork-safe.
 //!
 //! Every script runs as one nftables transaction: it applies completely or not at all.
+//!
+//! Published ports no longer come through here: libnftables fills its cache from the host's
+//! whole ruleset before every command, so their map elements go over our own nfnetlink socket
+//! (`port_elements` in lib.rs). Table and network changes (rare) still use these scripts.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io::Write;
