@@ -129,33 +129,38 @@ fn run_lib(lib: &Lib, script: &str) -> Result<String, String> {
     }
 }
 
-/// Lets a short-lived grandchild own the last reference to our open files while the context
-/// is freed; returns the call that lets it go.
+/// Lets a short-lived child own the last reference to our open files while a netfilter socket
+/// is closed; returns the call that lets it go.
 ///
 /// Measured with `strace -T` on `hako run --rm -p 18777:80 busybox true` (kernel 6.18): the
-/// `close` of libnftables' netlink socket after the attach's `add element` takes 0.04 ms, after
-/// the detach's `delete element` 8-13 ms (28 ms on a quiet machine's whole `-p` overhead).
-/// Releasing a netfilter netlink socket (NETLINK_URELEASE) makes nf_tables flush its pending
-/// transaction destroy work, and a deleted element's destruction waits for an RCU grace period.
-/// A forked process holding the socket too turns our close into a plain reference drop; the
-/// slow release then happens when that process exits, which nobody waits for. It is a
-/// grandchild (its parent exits at once and is reaped here), so no zombie is left behind.
+/// `close` of a netfilter netlink socket after an `add element` takes 0.04 ms, after a
+/// `delete element` 8-13 ms. Releasing such a socket (NETLINK_URELEASE) makes nf_tables flush
+/// its pending transaction destroy work, and a deleted element's destruction waits for an RCU
+/// grace period. A forked process holding the socket too turns our close into a plain
+/// reference drop; the slow release happens when that process exits, which nobody waits for.
+/// Waiting for a double fork's intermediate process cost several ms of scheduling latency on
+/// a busy machine, so the child is not waited for now: it is reaped (if done) by the next call,
+/// and by init once we exit.
 pub(crate) fn last_close_elsewhere() -> Option<impl FnOnce()> {
+    static HOLDERS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+    let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+    holders.retain(|&pid| {
+        let mut status = 0;
+        // SAFETY: polls one of our own children without blocking.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 }
+    });
     let mut fds = [0 as c_int; 2];
     // SAFETY: pipe2 writes two fds into the array we pass.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return None;
     }
     let [rd, wr] = fds;
-    // SAFETY: the child only makes async-signal-safe calls (fork, open, dup2, close, read,
-    // _exit), so forking is sound even if the caller has threads.
+    // SAFETY: the child only makes async-signal-safe calls (open, dup2, close, read, _exit),
+    // so forking is sound even if the caller has threads.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: as above; every call takes plain values or our own stack buffers.
         unsafe {
-            if libc::fork() != 0 {
-                libc::_exit(0);
-            }
             // Do not keep the caller's stdout and stderr open: whoever reads them to EOF
             // (a shell's command substitution, a test) must not wait for us.
             let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
@@ -164,7 +169,7 @@ pub(crate) fn last_close_elsewhere() -> Option<impl FnOnce()> {
             }
             libc::close(wr);
             let mut b = 0u8;
-            // EOF once the caller has freed its context and closed the write end.
+            // EOF once the caller has closed its socket and the write end.
             while libc::read(rd, (&mut b as *mut u8).cast(), 1) < 0 {}
             libc::_exit(0);
         }
@@ -176,11 +181,9 @@ pub(crate) fn last_close_elsewhere() -> Option<impl FnOnce()> {
         unsafe { libc::close(wr) };
         return None;
     }
-    let mut status = 0;
-    // SAFETY: reaps the intermediate child we just forked (it exits at once).
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    holders.push(pid);
     Some(move || {
-        // SAFETY: our own write end; closing it releases the grandchild.
+        // SAFETY: our own write end; closing it releases the child.
         unsafe { libc::close(wr) };
     })
 }
