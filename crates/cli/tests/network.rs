@@ -724,3 +724,37 @@ fn network_options_connect_disconnect_and_prune() {
         r.dns_servers()
     );
 }
+
+#[test]
+fn a_name_server_that_cannot_start_fails_the_run_and_leaves_nothing() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hd{pid}");
+    let subnet = format!("10.{}.{}.0/24", 50 + pid % 50, pid % 250);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    let gateway = subnet.replace(".0/24", ".1");
+    // Something else already answers on the gateway's port 53.
+    let squatter = std::net::UdpSocket::bind((gateway.as_str(), 53)).unwrap();
+    let ports_before = common::hako_bridge_ports();
+    let (code, _, err) = r.run(&["run", "--rm", "--network", &name, "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the name server of network {name} did not start: listening on {gateway}:53/udp"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        common::hako_bridge_ports(),
+        ports_before,
+        "veth left behind"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    assert_eq!(doc[0]["Containers"], serde_json::json!({}), "lease left");
+    assert!(r.dns_servers().is_empty());
+    // Once the port is free, the network works.
+    drop(squatter);
+    r.ok(&["run", "--rm", "--network", &name, "busybox", "true"]);
+    r.ok(&["network", "rm", &name]);
+}
