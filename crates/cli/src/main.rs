@@ -2029,6 +2029,7 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
                     "Options": i.options,
                     "Labels": i.labels,
                     "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
+                        "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),
                         "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
                         "MacAddress": e.mac,
                     }))).collect::<serde_json::Map<_, _>>(),

@@ -148,6 +148,8 @@ fn user_networks_connect_containers() {
     );
     let doc: serde_json::Value =
         serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    let endpoint = doc[0]["Containers"].as_object().unwrap().values().next().unwrap();
+    assert_eq!(endpoint["Name"], "server");
     let server_ip = doc[0]["Containers"]
         .as_object()
         .unwrap()
