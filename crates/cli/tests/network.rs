@@ -148,7 +148,12 @@ fn user_networks_connect_containers() {
     );
     let doc: serde_json::Value =
         serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
-    let endpoint = doc[0]["Containers"].as_object().unwrap().values().next().unwrap();
+    let endpoint = doc[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     assert_eq!(endpoint["Name"], "server");
     let server_ip = doc[0]["Containers"]
         .as_object()
@@ -758,5 +763,97 @@ fn a_name_server_that_cannot_start_fails_the_run_and_leaves_nothing() {
     // Once the port is free, the network works.
     drop(squatter);
     r.ok(&["run", "--rm", "--network", &name, "busybox", "true"]);
+    r.ok(&["network", "rm", &name]);
+}
+
+#[test]
+fn bad_network_input_is_refused_and_leaves_nothing() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hb{pid}");
+    let subnet = format!("10.{}.{}.0/24", pid % 50, 100 + pid % 150);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    let bridges = || {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("bridge").exists())
+            .count()
+    };
+    let before = bridges();
+    let refused = |args: &[&str], code: i32, msg: &str| {
+        let (c, _, err) = r.run(args);
+        assert_eq!(c, code, "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    };
+    let other = format!("{name}x");
+    refused(
+        &["network", "create", "--subnet", &subnet, &other],
+        1,
+        "overlaps with network",
+    );
+    refused(
+        &["network", "create", "--subnet", "10.300.0.0/16", &other],
+        1,
+        "invalid subnet",
+    );
+    refused(
+        &["network", "create", &name],
+        1,
+        &format!("network with name {name} already exists"),
+    );
+    refused(&["network", "create", "--ipv6", &other], 1, "IPv6");
+    assert_eq!(bridges(), before, "a refused create left a bridge");
+    assert!(!r.ok(&["network", "ls"]).contains(&other));
+    let outside = format!("10.{}.{}.9", pid % 50, 101 + pid % 150);
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "--ip",
+            &outside,
+            "busybox",
+            "true",
+        ],
+        125,
+        "is outside the address range",
+    );
+    let inside = subnet.replace(".0/24", ".9");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        &name,
+        "--ip",
+        &inside,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "--ip",
+            &inside,
+            "busybox",
+            "true",
+        ],
+        125,
+        "is already in use",
+    );
+    refused(&["network", "rm", &name], 1, "has active endpoints");
+    refused(
+        &["run", "--rm", "-p", "80:70000", "busybox", "true"],
+        125,
+        "invalid port spec",
+    );
+    r.ok(&["rm", "-f", "holder"]);
     r.ok(&["network", "rm", &name]);
 }
