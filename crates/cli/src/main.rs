@@ -2018,6 +2018,11 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             let mut docs = Vec::new();
             for n in &names {
                 let i = nets.inspect(n)?;
+                let mut options = i.options.clone();
+                // Docker shows the default bridge's name the same way.
+                options
+                    .entry("com.docker.network.bridge.name".into())
+                    .or_insert_with(|| i.bridge.clone());
                 docs.push(serde_json::json!({
                     "Name": i.name,
                     "Id": i.id,
@@ -2026,7 +2031,7 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
                     "Internal": i.internal,
                     "EnableIPv6": i.ipv6,
                     "IPAM": {"Driver": "default", "Config": [ipam_config(&i)]},
-                    "Options": i.options,
+                    "Options": options,
                     "Labels": i.labels,
                     "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
                         "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),

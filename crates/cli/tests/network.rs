@@ -114,11 +114,8 @@ fn published_ports_are_reachable_from_the_host() {
 fn user_networks_connect_containers() {
     let r = Root::with_busybox();
     let name = format!("hn{}", std::process::id());
-    let subnet = format!(
-        "10.{}.{}.0/24",
-        200 + std::process::id() % 50,
-        std::process::id() % 250
-    );
+    // 100.64.0.0/10, away from the 10.x /16s that test roots' default bridges pick.
+    let subnet = format!("100.70.{}.0/24", std::process::id() % 250);
     r.ok(&["network", "create", "--subnet", &subnet, &name]);
     assert!(r.ok(&["network", "ls"]).contains(&name));
     r.ok(&[
@@ -271,7 +268,7 @@ fn user_network_names_forward_upstream_and_internal_networks_stay_in() {
     let pid = std::process::id();
     let open = format!("hf{pid}");
     let closed = format!("hi{pid}");
-    let subnet = |n: u32| format!("10.{}.{}.0/24", 150 + pid % 50, (pid + n) % 250);
+    let subnet = |n: u32| format!("100.{}.{}.0/24", 73 + n, pid % 250);
     r.ok(&["network", "create", "--subnet", &subnet(0), &open]);
     r.ok(&[
         "network",
@@ -443,6 +440,26 @@ fn sh(cmd: &str) {
     );
 }
 
+/// The interfaces enslaved to the bridge of `network` (other tests' containers sit on other
+/// bridges, so this is exact where a host-wide scan is not).
+fn bridge_ports(r: &Root, network: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", network])).unwrap();
+    let bridge = doc[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut v: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// `hako port NAME` as (container port/proto, host port) pairs.
 fn ports_of(r: &Root, name: &str) -> Vec<(String, u16)> {
     r.ok(&["port", name])
@@ -485,7 +502,6 @@ fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
 #[test]
 fn published_ports_from_another_host_hairpin_random_udp_and_cleanup() {
     let r = Root::with_busybox();
-    let ports_before = common::hako_bridge_ports();
     r.ok(&["run", "--name", "base", "busybox", "true"]);
     r.ok(&[
         "commit",
@@ -610,8 +626,8 @@ fn published_ports_from_another_host_hairpin_random_udp_and_cleanup() {
         );
     }
     assert_eq!(
-        common::hako_bridge_ports(),
-        ports_before,
+        bridge_ports(&r, "bridge"),
+        Vec::<String>::new(),
         "veths left behind"
     );
     let doc: serde_json::Value =
@@ -631,7 +647,7 @@ fn network_options_connect_disconnect_and_prune() {
     let pid = std::process::id();
     let lab = format!("ho{pid}");
     let bridge = format!("hkbr{}", pid % 100_000);
-    let subnet = format!("10.{}.{}.0/24", 100 + pid % 50, pid % 250);
+    let subnet = format!("100.72.{}.0/24", pid % 250);
     let range = subnet.replace(".0/24", ".128/25");
     r.ok(&[
         "network",
@@ -737,12 +753,11 @@ fn a_name_server_that_cannot_start_fails_the_run_and_leaves_nothing() {
     let r = Root::with_busybox();
     let pid = std::process::id();
     let name = format!("hd{pid}");
-    let subnet = format!("10.{}.{}.0/24", 50 + pid % 50, pid % 250);
+    let subnet = format!("100.71.{}.0/24", pid % 250);
     r.ok(&["network", "create", "--subnet", &subnet, &name]);
     let gateway = subnet.replace(".0/24", ".1");
     // Something else already answers on the gateway's port 53.
     let squatter = std::net::UdpSocket::bind((gateway.as_str(), 53)).unwrap();
-    let ports_before = common::hako_bridge_ports();
     let (code, _, err) = r.run(&["run", "--rm", "--network", &name, "busybox", "true"]);
     assert_eq!(code, 125, "{err}");
     assert!(
@@ -752,8 +767,8 @@ fn a_name_server_that_cannot_start_fails_the_run_and_leaves_nothing() {
         "{err}"
     );
     assert_eq!(
-        common::hako_bridge_ports(),
-        ports_before,
+        bridge_ports(&r, &name),
+        Vec::<String>::new(),
         "veth left behind"
     );
     let doc: serde_json::Value =
@@ -771,16 +786,23 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
     let r = Root::with_busybox();
     let pid = std::process::id();
     let name = format!("hb{pid}");
-    let subnet = format!("10.{}.{}.0/24", pid % 50, 100 + pid % 150);
+    let subnet = format!("100.75.{}.0/24", pid % 250);
     r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    // Other tests and other roots make bridges at the same time: count only links with an
+    // address in our subnet (a half-made network would have brought one up).
+    let prefix = subnet.trim_end_matches(".0/24").to_string();
     let bridges = || {
-        std::fs::read_dir("/sys/class/net")
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().join("bridge").exists())
+        let out = std::process::Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("inet {prefix}.")))
             .count()
     };
     let before = bridges();
+    assert_eq!(before, 1);
     let refused = |args: &[&str], code: i32, msg: &str| {
         let (c, _, err) = r.run(args);
         assert_eq!(c, code, "{args:?}: {err}");
@@ -805,7 +827,7 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
     refused(&["network", "create", "--ipv6", &other], 1, "IPv6");
     assert_eq!(bridges(), before, "a refused create left a bridge");
     assert!(!r.ok(&["network", "ls"]).contains(&other));
-    let outside = format!("10.{}.{}.9", pid % 50, 101 + pid % 150);
+    let outside = format!("100.76.{}.9", pid % 250);
     refused(
         &[
             "run",
