@@ -37,12 +37,18 @@
 //!   operation, with no rule handles to track. The table is created by the first network and
 //!   deleted with the last.
 //!
+//! # Names
+//!
+//! On user-defined networks, [`Config::dns_server`] names the `hako-dns` binary: `attach`
+//! starts one per network (see [`dns`]), `detach` and `remove` stop it with the network's last
+//! container. Names are rows of `net_names`, read by the server on every query.
+//!
 //! # State
 //!
-//! Tables `net_networks`, `net_leases` and `net_ports` in the engine's database. Address and
-//! port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE` constraints back them
-//! up, so concurrent `hako run`s never share an address or a host port. The connection should
-//! have a busy timeout (the image store sets 5 s).
+//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names` and `net_dns` in the engine's
+//! database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
+//! constraints back them up, so concurrent `hako run`s never share an address or a host port.
+//! The connection should have a busy timeout (the image store sets 5 s).
 //!
 //! # Known limits
 //!
