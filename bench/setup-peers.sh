@@ -2,7 +2,7 @@
 # Prepare the peer engines that bench/run.sh compares hako against.
 #
 #  * installs (apt, only what is missing) docker.io podman runc crun
-#    hyperfine time uidmap jq
+#    hyperfine time uidmap jq iperf3
 #  * makes podman usable without systemd/ulimit surprises via
 #    /etc/containers/containers.conf (merged, existing content kept)
 #  * starts a dockerd unless `docker info` already works; its pid goes to
@@ -21,7 +21,7 @@ set -euo pipefail
 
 # --- packages ---------------------------------------------------------------
 missing=()
-for pkg in docker.io podman runc crun hyperfine time uidmap jq; do
+for pkg in docker.io podman runc crun hyperfine time uidmap jq iperf3; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -447,6 +447,35 @@ enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a running container to a network
+    Connect {
+        /// IPv4 address
+        #[arg(long)]
+        ip: Option<String>,
+        /// Add network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Network
+        network: String,
+        /// Container
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Force the container to disconnect from a network
+        #[arg(short, long)]
+        force: bool,
+        /// Network
+        network: String,
+        /// Container
+        container: String,
+    },
+    /// Remove all unused networks
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Remove every network of this state root, the default bridge included (used by tests)
     #[command(hide = true)]
     Teardown,
@@ -689,6 +718,9 @@ struct RunArgs {
     /// Publish a container's port(s) to the host ([ip:]hostPort:containerPort[/proto])
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// IPv4 address on the network
     #[arg(long)]
     ip: Option<String>,
@@ -1160,6 +1192,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         no_new_privileges,
         restart: a.restart,
         publish: a.publish,
+        publish_all: a.publish_all,
         devices: a.device,
         pid_mode: a.pid,
         ipc_mode: a.ipc,
@@ -1920,6 +1953,15 @@ fn ports_text(engine: &Engine, c: &hako_engine::ContainerInfo) -> String {
         .join(", ")
 }
 
+fn ipam_config(i: &hako_engine::hako_net::NetworkInfo) -> serde_json::Value {
+    let mut c =
+        serde_json::json!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
+    if let Some(r) = i.ip_range {
+        c["IPRange"] = r.to_string().into();
+    }
+    c
+}
+
 fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> {
     let engine = open(root)?;
     let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
@@ -1992,6 +2034,11 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             let mut docs = Vec::new();
             for n in &names {
                 let i = nets.inspect(n)?;
+                let mut options = i.options.clone();
+                // Docker shows the default bridge's name the same way.
+                options
+                    .entry("com.docker.network.bridge.name".into())
+                    .or_insert_with(|| i.bridge.clone());
                 docs.push(serde_json::json!({
                     "Name": i.name,
                     "Id": i.id,
@@ -1999,16 +2046,53 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
                     "Scope": "local",
                     "Internal": i.internal,
                     "EnableIPv6": i.ipv6,
-                    "IPAM": {"Driver": "default", "Config": [{"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()}]},
-                    "Options": i.options,
+                    "IPAM": {"Driver": "default", "Config": [ipam_config(&i)]},
+                    "Options": options,
                     "Labels": i.labels,
                     "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
+                        "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),
                         "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
                         "MacAddress": e.mac,
                     }))).collect::<serde_json::Map<_, _>>(),
                 }));
             }
             println!("{}", serde_json::to_string_pretty(&docs)?);
+            Ok(0)
+        }
+        NetworkCommand::Connect {
+            ip,
+            alias,
+            network,
+            container,
+        } => {
+            engine.network_connect(&container, &network, ip.as_deref(), &alias)?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect {
+            force: _,
+            network,
+            container,
+        } => {
+            engine.network_disconnect(&container, &network)?;
+            Ok(0)
+        }
+        NetworkCommand::Prune { force } => {
+            if !force {
+                eprint!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(0);
+                }
+            }
+            let gone = nets.prune()?;
+            if !gone.is_empty() {
+                println!("Deleted Networks:");
+                for n in gone {
+                    hako_engine::netwire::disallow_forwarding(&n.bridge);
+                    println!("{}", n.name);
+                }
+            }
             Ok(0)
         }
         NetworkCommand::Teardown => {

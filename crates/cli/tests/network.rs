@@ -114,11 +114,8 @@ fn published_ports_are_reachable_from_the_host() {
 fn user_networks_connect_containers() {
     let r = Root::with_busybox();
     let name = format!("hn{}", std::process::id());
-    let subnet = format!(
-        "10.{}.{}.0/24",
-        200 + std::process::id() % 50,
-        std::process::id() % 250
-    );
+    // 100.64.0.0/10, away from the 10.x /16s that test roots' default bridges pick.
+    let subnet = format!("100.70.{}.0/24", std::process::id() % 250);
     r.ok(&["network", "create", "--subnet", &subnet, &name]);
     assert!(r.ok(&["network", "ls"]).contains(&name));
     r.ok(&[
@@ -148,6 +145,13 @@ fn user_networks_connect_containers() {
     );
     let doc: serde_json::Value =
         serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    let endpoint = doc[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(endpoint["Name"], "server");
     let server_ip = doc[0]["Containers"]
         .as_object()
         .unwrap()
@@ -205,11 +209,33 @@ fn user_networks_connect_containers() {
     ]);
     let seen = r.ok(&["exec", "server", "ping", "-c", "1", "-W", "2", "db"]);
     assert!(seen.contains("1 packets received"), "{seen}");
-    r.ok(&["rm", "-f", "second"]);
+    // Names come from our name server on the gateway, one per network, and follow containers.
+    let gateway = doc[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap();
+    let resolv = r.ok(&["exec", "server", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains(&format!("nameserver {gateway}\n")),
+        "{resolv}"
+    );
+    assert_eq!(r.dns_servers().len(), 1, "one name server per network");
+    let second_id = r.ok(&["inspect", "-f", "{{.Id}}", "second"]);
+    let by_id = r.ok(&["exec", "server", "nslookup", &second_id.trim()[..12]]);
+    assert!(by_id.contains("Name:"), "{by_id}");
+    r.ok(&["rename", "second", "renamed"]);
+    let renamed = r.ok(&["exec", "server", "ping", "-c", "1", "-W", "2", "renamed"]);
+    assert!(renamed.contains("1 packets received"), "{renamed}");
+    r.ok(&["rm", "-f", "renamed"]);
+    let (code, out, _) = r.run(&["exec", "server", "nslookup", "db"]);
+    assert_ne!(code, 0, "db is gone but still resolves: {out}");
     let (code, _, err) = r.run(&["network", "rm", &name]);
     assert_eq!(code, 1, "in use");
     assert!(!err.is_empty());
     r.ok(&["rm", "-f", "server"]);
+    // The last container took the name server with it.
+    assert!(
+        wait_for(5, || r.dns_servers().is_empty()),
+        "name server still running: {:?}",
+        r.dns_servers()
+    );
     r.ok(&["network", "rm", &name]);
     let (code, _, err) = r.run(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
     assert_eq!(code, 125);
@@ -227,4 +253,629 @@ fn outbound_nat_reaches_the_debian_mirror() {
     let (code, out, err) = r.run(&["run", "--rm", "trixie", "apt-get", "update"]);
     assert_eq!(code, 0, "apt-get update through NAT failed: {out}{err}");
     assert!(out.contains("Reading package lists"), "{out}");
+}
+
+/// The host's own address on its uplink (a connected UDP socket sends nothing).
+fn host_uplink_ip() -> Option<String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:53").ok()?;
+    Some(s.local_addr().ok()?.ip().to_string())
+}
+
+#[test]
+fn user_network_names_forward_upstream_and_internal_networks_stay_in() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let open = format!("hf{pid}");
+    let closed = format!("hi{pid}");
+    let subnet = |n: u32| format!("100.{}.{}.0/24", 73 + n, pid % 250);
+    r.ok(&["network", "create", "--subnet", &subnet(0), &open]);
+    r.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &subnet(1),
+        &closed,
+    ]);
+    // Other names go to the host's resolvers (when the host can resolve this one itself).
+    use std::net::ToSocketAddrs;
+    if ("deb.debian.org", 80).to_socket_addrs().is_ok() {
+        let out = r.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            &open,
+            "busybox",
+            "nslookup",
+            "deb.debian.org",
+        ]);
+        assert!(out.contains("Name:\tdeb.debian.org"), "{out}");
+    } else {
+        eprintln!("skipping upstream forwarding: the host cannot resolve deb.debian.org");
+    }
+    let uplink = host_uplink_ip().expect("the host has an uplink address");
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &open,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &uplink,
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+
+    // Internal: names of its own containers resolve, nothing outside does, no route out.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "inside",
+        "--network",
+        &closed,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 1 -W 2 inside; ip route",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    assert!(
+        !out.contains("default"),
+        "internal network has a route out: {out}"
+    );
+    let (code, out, _) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "nslookup",
+        "deb.debian.org",
+    ]);
+    assert_ne!(
+        code, 0,
+        "an internal network resolved an outside name: {out}"
+    );
+    let (code, out, _) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        &uplink,
+    ]);
+    assert_ne!(
+        code, 0,
+        "an internal network reached the host's uplink: {out}"
+    );
+    r.ok(&["rm", "-f", "inside"]);
+    r.ok(&["network", "rm", &open, &closed]);
+    assert!(
+        wait_for(5, || r.dns_servers().is_empty()),
+        "name servers still running: {:?}",
+        r.dns_servers()
+    );
+}
+
+/// Another host: a network namespace made by the test, joined to ours by a veth pair on a
+/// /30 of its own. Removed on drop.
+struct Peer {
+    ns: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let n = std::process::id() % 100_000;
+        let p = Peer {
+            ns: format!("hkpeer{n}"),
+            host_if: format!("hkpa{n}"),
+            host_ip: format!("198.18.{}.1", n % 250),
+        };
+        let peer_ip = format!("198.18.{}.2", n % 250);
+        sh(&format!(
+            "ip netns add {ns} && ip link add {h} type veth peer name hkpb{n} netns {ns} && \
+             ip addr add {hip}/30 dev {h} && ip link set {h} up && \
+             ip -n {ns} addr add {peer_ip}/30 dev hkpb{n} && ip -n {ns} link set hkpb{n} up && \
+             ip -n {ns} link set lo up",
+            ns = p.ns,
+            h = p.host_if,
+            hip = p.host_ip,
+        ));
+        p
+    }
+
+    /// `wget` from the other host; the body, or "" on failure.
+    fn get(&self, url: &str) -> String {
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "wget", "-q", "-O", "-", "-T", "2", url,
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+fn sh(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The interfaces enslaved to the bridge of `network` (other tests' containers sit on other
+/// bridges, so this is exact where a host-wide scan is not).
+fn bridge_ports(r: &Root, network: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", network])).unwrap();
+    let bridge = doc[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut v: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `hako port NAME` as (container port/proto, host port) pairs.
+fn ports_of(r: &Root, name: &str) -> Vec<(String, u16)> {
+    r.ok(&["port", name])
+        .lines()
+        .map(|l| {
+            let (c, h) = l.split_once(" -> ").unwrap();
+            (
+                c.to_string(),
+                h.rsplit(':').next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Answers one UDP datagram with `echo:` + its payload, from inside the network namespace of
+/// process `pid` (this thread joins it; the test's other threads stay where they are).
+fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on an fd we own; CLONE_NEWNET moves only this thread.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = s.send_to(&reply, from);
+        }
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+#[test]
+fn published_ports_from_another_host_hairpin_random_udp_and_cleanup() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "--name", "base", "busybox", "true"]);
+    r.ok(&[
+        "commit",
+        "-c",
+        "EXPOSE 80/tcp",
+        "-c",
+        "EXPOSE 7/udp",
+        "base",
+        "exposed:1",
+    ]);
+    r.ok(&["rm", "base"]);
+    let serve = "mkdir /www; echo hello-there > /www/index.html; exec httpd -f -p 80 -h /www";
+    // -P: every EXPOSEd port on a random host port.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-P",
+        "exposed:1",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    let ports = ports_of(&r, "web");
+    let tcp = ports.iter().find(|(c, _)| c == "80/tcp").unwrap().1;
+    let udp = ports.iter().find(|(c, _)| c == "7/udp").unwrap().1;
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    // -p containerPort: a random host port too.
+    r.ok(&[
+        "run", "-d", "--name", "web2", "-p", "80", "busybox", "sh", "-c", serve,
+    ]);
+    let random = ports_of(&r, "web2");
+    assert_eq!(random.len(), 1, "{random:?}");
+    assert!(random[0].1 != 0 && random[0].1 != tcp, "{random:?}");
+
+    // From another host, through the host's address on the link to it.
+    let peer = Peer::new();
+    let url = format!("http://{}:{tcp}/", peer.host_ip);
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = peer.get(&url);
+            body == "hello-there\n"
+        }),
+        "GET {url} from another host gave {body:?}"
+    );
+    assert_eq!(
+        peer.get(&format!("http://{}:{}/", peer.host_ip, random[0].1)),
+        "hello-there\n"
+    );
+    // Hairpin: from the host's loopback, and from a container to the host's own address.
+    let local = std::process::Command::new("wget")
+        .args([
+            "-q",
+            "-O",
+            "-",
+            "-T",
+            "2",
+            &format!("http://127.0.0.1:{tcp}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&local.stdout), "hello-there\n");
+    let uplink = host_uplink_ip().expect("the host has an uplink address");
+    // (busybox's wget crashes inside containers here, so plain HTTP through nc.)
+    let hairpin = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {uplink} {tcp}"),
+    ]);
+    assert!(hairpin.ends_with("\r\n\r\nhello-there\n"), "{hairpin:?}");
+
+    // UDP, to the published port on the host's loopback.
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "web"]);
+    let echo = udp_echo_in(pid.trim(), 7);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.send_to(b"ping", ("127.0.0.1", udp)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s
+        .recv(&mut buf)
+        .expect("no UDP reply through the published port");
+    assert_eq!(&buf[..n], b"echo:ping");
+    echo.join().unwrap();
+
+    // A host port a host process listens on: refused before the container exists.
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken = held.local_addr().unwrap().port().to_string();
+    let (code, _, err) = r.run(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "-p",
+        &format!("{taken}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("port is already allocated"), "{err}");
+    drop(held);
+    let leases: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert_eq!(leases[0]["Containers"].as_object().unwrap().len(), 2);
+
+    // After rm: no veth, no DNAT element, no lease.
+    r.ok(&["rm", "-f", "web", "web2"]);
+    let ruleset = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    let ruleset = String::from_utf8_lossy(&ruleset.stdout);
+    for p in [tcp, udp, random[0].1] {
+        assert!(
+            !ruleset.contains(&format!(" . {p} : ")),
+            "port {p} still mapped:\n{ruleset}"
+        );
+    }
+    assert_eq!(
+        bridge_ports(&r, "bridge"),
+        Vec::<String>::new(),
+        "veths left behind"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert_eq!(doc[0]["Containers"], serde_json::json!({}), "leases left");
+    // As with Docker, the container that could not start stays, created and unwired.
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "clash"]),
+        "created\n"
+    );
+    r.ok(&["rm", "clash"]);
+}
+
+#[test]
+fn network_options_connect_disconnect_and_prune() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let lab = format!("ho{pid}");
+    let bridge = format!("hkbr{}", pid % 100_000);
+    let subnet = format!("100.72.{}.0/24", pid % 250);
+    let range = subnet.replace(".0/24", ".128/25");
+    r.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet,
+        "--ip-range",
+        &range,
+        "--label",
+        "team=net",
+        "-o",
+        &format!("com.docker.network.bridge.name={bridge}"),
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        &lab,
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &lab])).unwrap();
+    assert_eq!(doc[0]["Labels"]["team"], "net");
+    assert_eq!(doc[0]["IPAM"]["Config"][0]["IPRange"], range.as_str());
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    let unused = format!("hu{pid}");
+    r.ok(&["network", "create", &unused]);
+
+    // connect: a running container on the default bridge gains eth1 on the network, with an
+    // address from --ip-range, the network's MTU, and its names in the network's DNS.
+    r.ok(&["run", "-d", "--name", "roamer", "busybox", "sleep", "100"]);
+    r.ok(&["network", "connect", "--alias", "wanderer", &lab, "roamer"]);
+    let eth1 = r.ok(&[
+        "exec",
+        "roamer",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth1; cat /sys/class/net/eth1/mtu",
+    ]);
+    let prefix = subnet.trim_end_matches(".0/24");
+    let last: u8 = eth1
+        .split_whitespace()
+        .find(|w| w.starts_with(prefix))
+        .and_then(|a| a.split('/').next()?.rsplit('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no address of {subnet} on eth1: {eth1}"));
+    assert!(last >= 128, "{last} outside {range}");
+    assert!(eth1.ends_with("\n1400\n"), "{eth1}");
+    let (code, _, err) = r.run(&["network", "connect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already attached"), "{err}");
+    let ping = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &lab,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "wanderer",
+    ]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    // The network is in use now, so prune keeps it and removes only the unused one.
+    let pruned = r.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, format!("Deleted Networks:\n{unused}\n"));
+
+    // disconnect: the interface and the name go.
+    r.ok(&["network", "disconnect", &lab, "roamer"]);
+    let links = r.ok(&["exec", "roamer", "ls", "/sys/class/net"]);
+    assert!(!links.contains("eth1"), "{links}");
+    let (code, out, _) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &lab,
+        "busybox",
+        "nslookup",
+        "wanderer",
+    ]);
+    assert_ne!(code, 0, "wanderer still resolves: {out}");
+    let (code, _, err) = r.run(&["network", "disconnect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not connected"), "{err}");
+    r.ok(&["stop", "-t", "0", "roamer"]);
+    let (code, _, err) = r.run(&["network", "connect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not running"), "{err}");
+    r.ok(&["rm", "roamer"]);
+    let pruned = r.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, format!("Deleted Networks:\n{lab}\n"));
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    assert!(
+        wait_for(5, || r.dns_servers().is_empty()),
+        "name servers still running: {:?}",
+        r.dns_servers()
+    );
+}
+
+#[test]
+fn a_name_server_that_cannot_start_fails_the_run_and_leaves_nothing() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hd{pid}");
+    let subnet = format!("100.71.{}.0/24", pid % 250);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    let gateway = subnet.replace(".0/24", ".1");
+    // Something else already answers on the gateway's port 53.
+    let squatter = std::net::UdpSocket::bind((gateway.as_str(), 53)).unwrap();
+    let (code, _, err) = r.run(&["run", "--rm", "--network", &name, "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the name server of network {name} did not start: listening on {gateway}:53/udp"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        bridge_ports(&r, &name),
+        Vec::<String>::new(),
+        "veth left behind"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    assert_eq!(doc[0]["Containers"], serde_json::json!({}), "lease left");
+    assert!(r.dns_servers().is_empty());
+    // Once the port is free, the network works.
+    drop(squatter);
+    r.ok(&["run", "--rm", "--network", &name, "busybox", "true"]);
+    r.ok(&["network", "rm", &name]);
+}
+
+#[test]
+fn bad_network_input_is_refused_and_leaves_nothing() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hb{pid}");
+    let subnet = format!("100.75.{}.0/24", pid % 250);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    // Other tests and other roots make bridges at the same time: count only links with an
+    // address in our subnet (a half-made network would have brought one up).
+    let prefix = subnet.trim_end_matches(".0/24").to_string();
+    let bridges = || {
+        let out = std::process::Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("inet {prefix}.")))
+            .count()
+    };
+    let before = bridges();
+    assert_eq!(before, 1);
+    let refused = |args: &[&str], code: i32, msg: &str| {
+        let (c, _, err) = r.run(args);
+        assert_eq!(c, code, "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    };
+    let other = format!("{name}x");
+    refused(
+        &["network", "create", "--subnet", &subnet, &other],
+        1,
+        "overlaps with network",
+    );
+    refused(
+        &["network", "create", "--subnet", "10.300.0.0/16", &other],
+        1,
+        "invalid subnet",
+    );
+    refused(
+        &["network", "create", &name],
+        1,
+        &format!("network with name {name} already exists"),
+    );
+    refused(&["network", "create", "--ipv6", &other], 1, "IPv6");
+    assert_eq!(bridges(), before, "a refused create left a bridge");
+    assert!(!r.ok(&["network", "ls"]).contains(&other));
+    let outside = format!("100.76.{}.9", pid % 250);
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "--ip",
+            &outside,
+            "busybox",
+            "true",
+        ],
+        125,
+        "is outside the address range",
+    );
+    let inside = subnet.replace(".0/24", ".9");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        &name,
+        "--ip",
+        &inside,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "--ip",
+            &inside,
+            "busybox",
+            "true",
+        ],
+        125,
+        "is already in use",
+    );
+    refused(&["network", "rm", &name], 1, "has active endpoints");
+    refused(
+        &["run", "--rm", "-p", "80:70000", "busybox", "true"],
+        125,
+        "invalid port spec",
+    );
+    r.ok(&["rm", "-f", "holder"]);
+    r.ok(&["network", "rm", &name]);
 }

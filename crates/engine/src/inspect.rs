@@ -260,7 +260,9 @@ impl Engine {
             "UPDATE containers SET name = ?2 WHERE id = ?1",
             params![c.id, new_name],
         ) {
-            Ok(_) => Ok(()),
+            Ok(_) => crate::netwire::networks(self.store.conn(), &self.root)?
+                .rename(&c.id, new_name)
+                .map_err(|e| Error::Invalid(format!("network: {e}"))),
             Err(rusqlite::Error::SqliteFailure(f, _))
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {

@@ -339,6 +339,8 @@ pub struct RunOptions {
     pub restart: Option<String>,
     /// `-p [ip:]hostPort:containerPort[/proto]`.
     pub publish: Vec<String>,
+    /// `-P`: every port the image EXPOSEs, on a random host port.
+    pub publish_all: bool,
     /// `-t`: a pseudo-terminal as the container's stdio.
     pub tty: bool,
     /// `--pid host|container:NAME`.
@@ -697,6 +699,18 @@ impl Engine {
                         hako_net::parse_port_spec(p).map_err(|e| Error::Invalid(e.to_string()))?,
                     );
                 }
+                if opts.publish_all {
+                    for e in cfg.exposed_ports().as_deref().unwrap_or(&[]) {
+                        let spec = hako_net::exposed_port_spec(e)
+                            .map_err(|e| Error::Invalid(e.to_string()))?;
+                        // An explicit -p for the same port wins, as with Docker.
+                        if !ports.iter().any(|p| {
+                            p.container_port == spec.container_port && p.proto == spec.proto
+                        }) {
+                            ports.push(spec);
+                        }
+                    }
+                }
                 if let Network::Named(n) = &opts.network {
                     let nets = netwire::networks(self.store.conn(), &self.root)?;
                     if nets.inspect(n).is_err() {
@@ -718,6 +732,7 @@ impl Engine {
                         ports,
                         aliases: opts.network_aliases.clone(),
                         mac: opts.mac_address.clone(),
+                        names: Vec::new(),
                     },
                 ))
             }
@@ -1036,6 +1051,7 @@ impl Engine {
                 opts: attach.clone(),
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
+                resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
             });
         Ok(Prepared {
             spec,

@@ -20,6 +20,11 @@ pub fn config_for(root: &Path) -> hako_net::Config {
         cfg.default_bridge = format!("hako{tag}");
         cfg.nft_table = format!("hako_{tag}");
     }
+    // Installed next to `hako`, as hako-monitor is; a missing one fails the first `run` on a
+    // user network with a message naming it.
+    cfg.dns_server = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name("hako-dns"));
     cfg
 }
 
@@ -37,6 +42,9 @@ pub(crate) struct NetWire {
     pub(crate) opts: AttachOptions,
     pub(crate) hosts_file: PathBuf,
     pub(crate) hostname: String,
+    /// The container's resolv.conf, to point at the network's name server; `None` with
+    /// `--dns`, whose servers stay.
+    pub(crate) resolv_file: Option<PathBuf>,
 }
 
 fn open_db(root: &Path) -> std::result::Result<rusqlite::Connection, String> {
@@ -57,8 +65,21 @@ impl NetWire {
             .inspect(&self.network)
             .map(|n| Path::new("/sys/class/net").join(&n.bridge).exists())
             .unwrap_or(false);
+        let mut opts = self.opts.clone();
+        if self.network != nets.config().default_network {
+            // The name server answers for the container's name and short ID, as Docker's does.
+            if let Ok(name) = conn.query_row(
+                "SELECT name FROM containers WHERE id = ?1",
+                [&self.container_id],
+                |r| r.get::<_, String>(0),
+            ) {
+                opts.names.push(name);
+            }
+            opts.names
+                .push(self.container_id[..12.min(self.container_id.len())].to_string());
+        }
         let a = nets
-            .attach(&self.network, &self.container_id, pid, &self.opts)
+            .attach(&self.network, &self.container_id, pid, &opts)
             .map_err(|e| e.to_string())?;
         if !bridge_was_up {
             if let Ok(info) = nets.inspect(&a.network) {
@@ -73,68 +94,28 @@ impl NetWire {
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
         writeln!(f, "{}\t{}", a.ip, self.hostname)
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
-        if a.network != nets.config().default_network {
-            self.publish_names(&conn, &nets, &a);
+        if let (Some(dns), Some(path)) = (a.dns, &self.resolv_file) {
+            if let Err(e) = point_resolv_conf(path, dns) {
+                let _ = nets.detach(&self.container_id);
+                return Err(e);
+            }
         }
         Ok(())
     }
+}
 
-    /// On user-defined networks containers find each other by name, as with Docker. hako has
-    /// no DNS server yet: names go into the /etc/hosts of every container on the network (each
-    /// file is bind-mounted, so appending reaches the running containers).
-    fn publish_names(
-        &self,
-        conn: &rusqlite::Connection,
-        nets: &Networks<'_>,
-        a: &hako_net::Attachment,
-    ) {
-        let Ok(info) = nets.inspect(&a.network) else {
-            return;
-        };
-        let names_of = |id: &str, aliases: &[String]| -> Vec<String> {
-            let mut n: Vec<String> = conn
-                .query_row("SELECT name FROM containers WHERE id = ?1", [id], |r| {
-                    r.get::<_, String>(0)
-                })
-                .ok()
-                .into_iter()
-                .collect();
-            n.push(id[..12.min(id.len())].to_string());
-            n.extend(aliases.iter().cloned());
-            n
-        };
-        let mine = format!(
-            "{}\t{}\n",
-            a.ip,
-            names_of(&self.container_id, &self.opts.aliases).join(" ")
-        );
-        let mut theirs = String::new();
-        for e in info
-            .endpoints
-            .iter()
-            .filter(|e| e.container_id != self.container_id)
-        {
-            theirs.push_str(&format!(
-                "{}\t{}\n",
-                e.ip,
-                names_of(&e.container_id, &e.aliases).join(" ")
-            ));
-            let other = self
-                .root
-                .join("containers")
-                .join(&e.container_id)
-                .join("hosts");
-            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(other) {
-                let _ = f.write_all(mine.as_bytes());
-            }
-        }
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.hosts_file)
-        {
-            let _ = f.write_all(theirs.as_bytes());
+/// Replaces the nameservers of a container's resolv.conf with the network's name server,
+/// keeping search domains and options. Written in place: the file is bind-mounted already.
+fn point_resolv_conf(path: &Path, dns: std::net::Ipv4Addr) -> std::result::Result<(), String> {
+    let old = std::fs::read_to_string(path).map_err(|e| format!("read resolv.conf: {e}"))?;
+    let mut new = format!("nameserver {dns}\n");
+    for l in old.lines() {
+        if !l.trim_start().starts_with("nameserver") {
+            new.push_str(l);
+            new.push('\n');
         }
     }
+    std::fs::write(path, new).map_err(|e| format!("write resolv.conf: {e}"))
 }
 
 fn iptables(args: &[&str]) -> bool {
@@ -199,4 +180,58 @@ pub fn published_ports(
         .ok()
         .and_then(|n| n.ports(id).ok())
         .unwrap_or_default()
+}
+
+impl crate::Engine {
+    /// `network connect`: a running container gains an interface on `network` (`eth1`, ...),
+    /// with its name, short ID and `aliases` in the network's name server. The attachment
+    /// lasts until the container stops; it is not repeated by `start`.
+    pub fn network_connect(
+        &self,
+        container: &str,
+        network: &str,
+        ip: Option<&str>,
+        aliases: &[String],
+    ) -> Result<()> {
+        let c = self.find(container)?;
+        let Some(pid) = self.live_pid(&c.id)? else {
+            return Err(Error::Invalid(format!(
+                "container {} is not running: hako connects running containers only",
+                c.name
+            )));
+        };
+        let ip = ip
+            .map(|i| {
+                i.parse()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {i}")))
+            })
+            .transpose()?;
+        let nets = networks(self.store.conn(), &self.root)?;
+        let net = nets
+            .inspect(network)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut opts = AttachOptions {
+            ip,
+            aliases: aliases.to_vec(),
+            ..Default::default()
+        };
+        if net.name != nets.config().default_network {
+            opts.names = vec![c.name.clone(), c.id[..12].to_string()];
+        }
+        let bridge_up = Path::new("/sys/class/net").join(&net.bridge).exists();
+        nets.attach(&net.name, &c.id, pid, &opts)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if !bridge_up {
+            allow_forwarding(&net.bridge);
+        }
+        Ok(())
+    }
+
+    /// `network disconnect`: the container loses its interface on `network`.
+    pub fn network_disconnect(&self, container: &str, network: &str) -> Result<()> {
+        let c = self.find(container)?;
+        networks(self.store.conn(), &self.root)?
+            .detach_from(&c.id, network)
+            .map_err(|e| Error::Invalid(e.to_string()))
+    }
 }

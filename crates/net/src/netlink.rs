@@ -53,6 +53,28 @@ const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_BOOT: u8 = 3;
 const RTN_UNICAST: u8 = 1;
 
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+/// nf_tables' `inet` family.
+pub(crate) const NFPROTO_INET: u8 = 1;
+
+/// One element of an nf_tables set or map, in register layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetElem {
+    pub key: Vec<u8>,
+    pub data: Option<Vec<u8>>,
+}
+
 /// A link as the kernel reports it.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
@@ -88,6 +110,13 @@ impl Msg {
         while self.buf.len() & 3 != 0 {
             self.buf.push(0);
         }
+    }
+
+    /// `struct nfgenmsg` (4 bytes): family, version 0, resource id (big-endian).
+    fn nfgen(mut self, family: u8, res_id: u16) -> Msg {
+        self.buf.extend_from_slice(&[family, 0]);
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        self
     }
 
     /// `struct ifinfomsg` (16 bytes).
@@ -170,14 +199,18 @@ pub(crate) struct Netlink {
 impl Netlink {
     /// A socket in the calling thread's network namespace.
     pub fn open() -> io::Result<Netlink> {
+        Netlink::open_proto(libc::NETLINK_ROUTE)
+    }
+
+    /// A netfilter (nfnetlink) socket, for nf_tables set elements.
+    pub fn open_netfilter() -> io::Result<Netlink> {
+        Netlink::open_proto(libc::NETLINK_NETFILTER)
+    }
+
+    fn open_proto(proto: libc::c_int) -> io::Result<Netlink> {
         // SAFETY: plain socket(2) call; the returned fd is checked and owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
+        let fd =
+            unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -268,6 +301,65 @@ impl Netlink {
                 return Ok(());
             }
         }
+    }
+
+    /// Adds (`add`) or deletes elements of the nf_tables set or map `set` of table `table`
+    /// (family `family`, e.g. `NFPROTO_INET`) in one transaction: a batch of begin, one
+    /// NEWSETELEM/DELSETELEM message and end. Keys and data are in register layout (each field
+    /// padded to 4 bytes). A missing table, set or element fails with `ENOENT`; adding an
+    /// element that exists with `EEXIST`.
+    pub fn set_elements(
+        &mut self,
+        add: bool,
+        family: u8,
+        table: &str,
+        set: &str,
+        elems: &[SetElem],
+    ) -> io::Result<()> {
+        let mut batch = Vec::new();
+        self.seq = self.seq.wrapping_add(1);
+        batch.extend(
+            Msg::new(NFNL_MSG_BATCH_BEGIN, 0)
+                .nfgen(libc::AF_UNSPEC as u8, NFNL_SUBSYS_NFTABLES)
+                .finish(self.seq),
+        );
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let (op, flags) = if add {
+            (NFT_MSG_NEWSETELEM, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+        } else {
+            (NFT_MSG_DELSETELEM, NLM_F_ACK)
+        };
+        let mut m = Msg::new(NFNL_SUBSYS_NFTABLES << 8 | op, flags).nfgen(family, 0);
+        m.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        m.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+        m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for e in elems {
+            m.begin(NFTA_LIST_ELEM);
+            m.begin(NFTA_SET_ELEM_KEY);
+            m.attr(NFTA_DATA_VALUE, &e.key);
+            m.end();
+            if let Some(d) = &e.data {
+                m.begin(NFTA_SET_ELEM_DATA);
+                m.attr(NFTA_DATA_VALUE, d);
+                m.end();
+            }
+            m.end();
+        }
+        m.end();
+        batch.extend(m.finish(seq));
+        self.seq = self.seq.wrapping_add(1);
+        batch.extend(
+            Msg::new(NFNL_MSG_BATCH_END, 0)
+                .nfgen(libc::AF_UNSPEC as u8, NFNL_SUBSYS_NFTABLES)
+                .finish(self.seq),
+        );
+        // SAFETY: batch is a valid buffer of batch.len() bytes; the kernel only reads it.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), batch.as_ptr().cast(), batch.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.recv(seq, |_, _| {})
     }
 
     /// Sends a request that changes state and waits for its acknowledgement.

@@ -47,6 +47,29 @@ pub struct PortSpec {
     pub proto: Proto,
 }
 
+/// A random host port for an image's `EXPOSE` entry (`80/tcp`, `53/udp`, `8080`), as `-P`
+/// publishes it. Ranges (`8000-8002/tcp`) are refused, since each would need its own entry.
+pub fn exposed_port_spec(exposed: &str) -> Result<PortSpec, Error> {
+    let (port, proto) = match exposed.split_once('/') {
+        Some((p, proto)) => (
+            p,
+            Proto::parse(&proto.to_ascii_lowercase())
+                .ok_or_else(|| bad(exposed, "the protocol must be tcp or udp"))?,
+        ),
+        None => (exposed, Proto::Tcp),
+    };
+    let container_port = match port.parse::<u16>() {
+        Ok(0) | Err(_) => return Err(bad(exposed, &format!("invalid exposed port {port:?}"))),
+        Ok(p) => p,
+    };
+    Ok(PortSpec {
+        host_ip: None,
+        host_port: (0, 0),
+        container_port,
+        proto,
+    })
+}
+
 fn bad(spec: &str, why: &str) -> Error {
     Error::InvalidPortSpec {
         spec: spec.to_string(),
@@ -145,6 +168,19 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortSpec>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exposed_ports() {
+        let p = exposed_port_spec("53/UDP").unwrap();
+        assert_eq!(
+            (p.container_port, p.proto, p.host_port),
+            (53, Proto::Udp, (0, 0))
+        );
+        assert_eq!(exposed_port_spec("8080").unwrap().proto, Proto::Tcp);
+        for bad in ["0/tcp", "80/sctp", "x", "8000-8002/tcp"] {
+            assert!(exposed_port_spec(bad).is_err(), "{bad}");
+        }
+    }
 
     fn one(host_ip: Option<&str>, h: (u16, u16), c: u16, proto: Proto) -> PortSpec {
         PortSpec {

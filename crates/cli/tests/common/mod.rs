@@ -143,6 +143,39 @@ impl Drop for Root {
         }
         // Each test root has its own default bridge and nft table; take them down.
         let _ = self.hako(&["network", "teardown"]);
+        if !std::thread::panicking() {
+            // Name servers get SIGTERM when their network empties; give them a moment to go.
+            assert!(
+                wait_for(5, || self.dns_servers().is_empty()),
+                "name servers left running: {:?}",
+                self.dns_servers()
+            );
+        }
+    }
+}
+
+impl Root {
+    /// Pids of the live `hako-dns` processes serving this state root's networks.
+    pub fn dns_servers(&self) -> Vec<i32> {
+        let db = self.path().join("hako.db").to_string_lossy().into_owned();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            // A zombie's cmdline is empty, so only live servers match.
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.first().is_some_and(|a| a.ends_with("hako-dns")) && args.get(1) == Some(&db) {
+                out.push(pid);
+            }
+        }
+        out
     }
 }
 

@@ -40,6 +40,8 @@ pub fn config(subnet: &str) -> Config {
         nft_table: format!("hakotest_{pid}_{n}"),
         veth_prefix: format!("v{}", n % 100),
         bridge_prefix: "ht-".into(),
+        // The name server binary is hako-cli's; the CLI's end-to-end tests cover it.
+        dns_server: None,
     }
 }
 
