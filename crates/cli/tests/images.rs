@@ -145,7 +145,12 @@ fn rmi_refuses_images_in_use_and_untags_like_docker() {
     r.ok(&["run", "--name", "user", "busybox", "true"]);
     let (code, _, err) = r.run(&["rmi", "busybox"]);
     assert_eq!(code, 1);
-    assert!(err.contains("is being used by container"), "{err}");
+    assert!(
+        err.contains(
+            "conflict: unable to remove repository reference \"busybox\" (must force) - container "
+        ) && err.contains(" is using its referenced image "),
+        "{err}"
+    );
     assert!(r.ok(&["images"]).contains("busybox"));
     r.ok(&["rm", "user"]);
     let out = r.ok(&["rmi", "busybox"]);
@@ -162,6 +167,73 @@ fn rmi_refuses_images_in_use_and_untags_like_docker() {
     let (code, _, err) = r.run(&["rmi", "busybox"]);
     assert_eq!(code, 1);
     assert!(err.contains("No such image"), "{err}");
+}
+
+fn layer_dirs(r: &Root) -> usize {
+    std::fs::read_dir(r.path().join("layers")).unwrap().count()
+}
+
+#[test]
+fn rmi_force_refuses_the_image_of_a_running_container() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    let short = &id[7..19];
+    let cid = r.ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "1000"]);
+    let cshort = &cid.trim()[..12];
+    let (layers, blobs) = (layer_dirs(&r), blob_count(&r));
+    for args in [
+        &["rmi", "-f", short][..],
+        &["rmi", "-f", &id],
+        &["rmi", short],
+    ] {
+        let (code, out, err) = r.run(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert_eq!(out, "");
+        assert_eq!(
+            err.trim(),
+            format!("hako: conflict: unable to delete {short} (cannot be forced) - image is being used by running container {cshort}")
+        );
+    }
+    assert_eq!((layer_dirs(&r), blob_count(&r)), (layers, blobs));
+    assert!(r.ok(&["images"]).contains("busybox"));
+    assert_eq!(r.ok(&["exec", "busy", "echo", "alive"]), "alive\n");
+    assert!(r.ok(&["ps"]).contains("busy"));
+    r.ok(&["rm", "-f", "busy"]);
+}
+
+#[test]
+fn rmi_force_untags_a_stopped_containers_image_until_it_is_removed() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    r.ok(&["create", "--name", "idle", "busybox", "echo", "still here"]);
+    let (code, _, err) = r.run(&["rmi", &id[7..19]]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("(must be forced) - image is being used by stopped container"),
+        "{err}"
+    );
+    let (layers, blobs) = (layer_dirs(&r), blob_count(&r));
+    assert_eq!(
+        r.ok(&["rmi", "-f", "busybox"]),
+        "Untagged: busybox:latest\n"
+    );
+    // Kept as a <none> image with its layers and config while the container uses it.
+    assert_eq!(r.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+    assert!(r.ok(&["images"]).contains("<none>"));
+    assert_eq!((layer_dirs(&r), blob_count(&r)), (layers, blobs));
+    assert_eq!(
+        r.ok(&["image", "prune", "-f"]),
+        "Total reclaimed space: 0B\n"
+    );
+    assert_eq!(r.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+    r.ok(&["start", "idle"]);
+    assert_eq!(r.ok(&["wait", "idle"]), "0\n");
+    assert_eq!(r.ok(&["logs", "idle"]), "still here\n");
+    r.ok(&["rm", "idle"]);
+    let out = r.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {id}")), "{out}");
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!((layer_dirs(&r), blob_count(&r)), (0, 0));
 }
 
 #[test]
