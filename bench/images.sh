@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Image-store benchmarks of issue 4, hako side by side with docker (and podman
 # where it has the command), in one run:
-#   - save: `save -o FILE` of the 5-layer trixie image (bench/registry-image.sh);
+#   - save: `save -o FILE` of the 5-layer bench image (bench/registry-image.sh);
 #   - load: `load -i FILE` of each engine's own archive, the image purged first;
 #   - images: `images` with 200 images in the store.
 # Targets: save and load ≤ 0.5 × docker; `hako images` with 200 images ≤ 15 ms.

@@ -20,10 +20,15 @@ docker-registry serve "$work/reg.yml" >/dev/null 2>&1 &
 reg_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 
-# A 5-layer OCI layout built from the trixie rootfs.
+# A 5-layer OCI layout shaped like the pull target of the issue (~245 MB of
+# layer tars, ~80 MB gzip-compressed): the trixie rootfs split into 3 layers,
+# then a layer of incompressible data and one of compressible text, sized so
+# that the totals come out at those figures. All content is deterministic, so
+# every run pushes the same digests.
 python3 - "$images/trixie.tar" "$work/layout" <<'PY'
-import gzip, hashlib, io, json, os, sys, tarfile
+import gzip, hashlib, io, json, os, random, sys, tarfile
 src, out = sys.argv[1], sys.argv[2]
+RAW_TARGET, GZ_TARGET = 245e6, 80e6
 os.makedirs(out + "/blobs/sha256")
 def put(b):
     d = hashlib.sha256(b).hexdigest()
@@ -37,18 +42,47 @@ total = sum(len(d or b"") for _, d in members)
 groups, cur, size = [], [], 0
 for m, d in members:
     cur.append((m, d)); size += len(d or b"")
-    if size > total / 5 and len(groups) < 4:
+    if size > total / 3 and len(groups) < 2:
         groups.append(cur); cur, size = [], 0
 groups.append(cur)
-layers, diffs = [], []
-for g in groups:
+def layer_tar(entries):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for m, d in g:
+        for m, d in entries:
             t.addfile(m, io.BytesIO(d) if d is not None else None)
-    raw = buf.getvalue()
+    return buf.getvalue()
+raws = [layer_tar(g) for g in groups]
+gzs = [gzip.compress(r, 6, mtime=0) for r in raws]
+
+rng = random.Random(245)
+vocab = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
+         for _ in range(256)]
+def text(n):
+    words = rng.randbytes(n // 5)
+    return (b" ".join(vocab[w] for w in words) + b"\n")[:n]
+sample = text(4 << 20)
+ratio = len(sample) / len(gzip.compress(sample, 6, mtime=0))
+# Extra raw bytes E = random R + text C; extra compressed bytes = R + C/ratio.
+extra_raw = max(RAW_TARGET - sum(map(len, raws)), 0)
+extra_gz = max(GZ_TARGET - sum(map(len, gzs)), 0)
+text_bytes = int(min(max((extra_raw - extra_gz) / (1 - 1 / ratio), 0), extra_raw))
+random_bytes = int(extra_raw - text_bytes)
+def data_layer(name, n, gen):
+    entries, i, chunk = [], 0, 8 << 20
+    d = tarfile.TarInfo(f"opt/bench/{name}"); d.type = tarfile.DIRTYPE; d.mode = 0o755
+    entries.append((d, None))
+    while n > 0:
+        b = gen(min(chunk, n)); n -= len(b)
+        f = tarfile.TarInfo(f"opt/bench/{name}/{i:03}"); f.size = len(b); f.mode = 0o644
+        entries.append((f, b)); i += 1
+    return layer_tar(entries)
+for name, n, gen in (("random", random_bytes, rng.randbytes), ("text", text_bytes, text)):
+    raws.append(data_layer(name, n, gen))
+    gzs.append(gzip.compress(raws[-1], 6, mtime=0))
+layers, diffs = [], []
+for raw, gz in zip(raws, gzs):
     diffs.append("sha256:" + hashlib.sha256(raw).hexdigest())
-    dg, n = put(gzip.compress(raw, 6, mtime=0))
+    dg, n = put(gz)
     layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": dg, "size": n})
 cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["bash"]},
                   "rootfs": {"type": "layers", "diff_ids": diffs}}).encode()
@@ -62,7 +96,7 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
           open(out + "/index.json", "w"))
 open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 print(c, file=open(out + "/config-digest", "w"))
-print(f"image: {len(layers)} layers, {sum(l['size'] for l in layers)/1e6:.1f} MB compressed, {total/1e6:.1f} MB of file data")
+print(f"image: {len(layers)} layers, {sum(map(len, gzs))/1e6:.1f} MB compressed, {sum(map(len, raws))/1e6:.1f} MB uncompressed")
 PY
 img=127.0.0.1:$port/bench/trixie:latest
 skopeo copy -q --dest-tls-verify=false "oci:$work/layout:latest" "docker://$img"

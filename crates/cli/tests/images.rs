@@ -145,7 +145,12 @@ fn rmi_refuses_images_in_use_and_untags_like_docker() {
     r.ok(&["run", "--name", "user", "busybox", "true"]);
     let (code, _, err) = r.run(&["rmi", "busybox"]);
     assert_eq!(code, 1);
-    assert!(err.contains("is being used by container"), "{err}");
+    assert!(
+        err.contains(
+            "conflict: unable to remove repository reference \"busybox\" (must force) - container "
+        ) && err.contains(" is using its referenced image "),
+        "{err}"
+    );
     assert!(r.ok(&["images"]).contains("busybox"));
     r.ok(&["rm", "user"]);
     let out = r.ok(&["rmi", "busybox"]);
@@ -162,6 +167,73 @@ fn rmi_refuses_images_in_use_and_untags_like_docker() {
     let (code, _, err) = r.run(&["rmi", "busybox"]);
     assert_eq!(code, 1);
     assert!(err.contains("No such image"), "{err}");
+}
+
+fn layer_dirs(r: &Root) -> usize {
+    std::fs::read_dir(r.path().join("layers")).unwrap().count()
+}
+
+#[test]
+fn rmi_force_refuses_the_image_of_a_running_container() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    let short = &id[7..19];
+    let cid = r.ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "1000"]);
+    let cshort = &cid.trim()[..12];
+    let (layers, blobs) = (layer_dirs(&r), blob_count(&r));
+    for args in [
+        &["rmi", "-f", short][..],
+        &["rmi", "-f", &id],
+        &["rmi", short],
+    ] {
+        let (code, out, err) = r.run(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert_eq!(out, "");
+        assert_eq!(
+            err.trim(),
+            format!("hako: conflict: unable to delete {short} (cannot be forced) - image is being used by running container {cshort}")
+        );
+    }
+    assert_eq!((layer_dirs(&r), blob_count(&r)), (layers, blobs));
+    assert!(r.ok(&["images"]).contains("busybox"));
+    assert_eq!(r.ok(&["exec", "busy", "echo", "alive"]), "alive\n");
+    assert!(r.ok(&["ps"]).contains("busy"));
+    r.ok(&["rm", "-f", "busy"]);
+}
+
+#[test]
+fn rmi_force_untags_a_stopped_containers_image_until_it_is_removed() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    r.ok(&["create", "--name", "idle", "busybox", "echo", "still here"]);
+    let (code, _, err) = r.run(&["rmi", &id[7..19]]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("(must be forced) - image is being used by stopped container"),
+        "{err}"
+    );
+    let (layers, blobs) = (layer_dirs(&r), blob_count(&r));
+    assert_eq!(
+        r.ok(&["rmi", "-f", "busybox"]),
+        "Untagged: busybox:latest\n"
+    );
+    // Kept as a <none> image with its layers and config while the container uses it.
+    assert_eq!(r.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+    assert!(r.ok(&["images"]).contains("<none>"));
+    assert_eq!((layer_dirs(&r), blob_count(&r)), (layers, blobs));
+    assert_eq!(
+        r.ok(&["image", "prune", "-f"]),
+        "Total reclaimed space: 0B\n"
+    );
+    assert_eq!(r.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+    r.ok(&["start", "idle"]);
+    assert_eq!(r.ok(&["wait", "idle"]), "0\n");
+    assert_eq!(r.ok(&["logs", "idle"]), "still here\n");
+    r.ok(&["rm", "idle"]);
+    let out = r.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {id}")), "{out}");
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!((layer_dirs(&r), blob_count(&r)), (0, 0));
 }
 
 #[test]
@@ -505,7 +577,12 @@ fn export_writes_the_container_filesystem() {
         entry(&tar_listing(&live), "up").is_some()
     }));
     let listing = tar_listing(&live);
-    assert!(!listing.iter().any(|l| l.contains(" proc/")), "{listing:?}");
+    assert!(
+        !listing
+            .iter()
+            .any(|l| l.contains(" proc/") && !l.ends_with(" proc/")),
+        "only the empty /proc: {listing:?}"
+    );
     assert!(
         entry(&listing, "data/vol").is_none(),
         "volume contents excluded"
@@ -519,6 +596,87 @@ fn export_writes_the_container_filesystem() {
     let (code, _, err) = r.run(&["export", "nosuch"]);
     assert_eq!(code, 1);
     assert!(err.contains("nosuch"), "{err}");
+}
+
+#[test]
+fn export_names_directories_with_a_slash_keeps_xattrs_and_refuses_a_terminal() {
+    let r = Root::with_busybox();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("etc/deep")).unwrap();
+    std::fs::write(src.join("etc/note"), "n").unwrap();
+    let xattrs = std::process::Command::new("setfattr")
+        .args(["-n", "user.hako", "-v", "kept"])
+        .arg(src.join("etc/note"))
+        .status()
+        .unwrap()
+        .success();
+    if !xattrs {
+        eprintln!("skipping the xattr check: /var/tmp does not take user.* xattrs");
+    }
+    let src_tar = dir.path().join("src.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=user.*", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&src_tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    r.ok(&["import", src_tar.to_str().unwrap(), "xat"]);
+    r.ok(&["create", "--name", "xc", "xat", "true"]);
+    let out = r.hako(&["export", "xc"]);
+    assert!(out.status.success());
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let mut names = Vec::new();
+    let mut note_xattr = None;
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        if e.header().entry_type().is_dir() {
+            assert!(name.ends_with('/'), "directory entry {name}");
+        }
+        if name == "etc/note" {
+            if let Some(pax) = e.pax_extensions().unwrap() {
+                for rec in pax {
+                    let rec = rec.unwrap();
+                    if rec.key().unwrap() == "SCHILY.xattr.user.hako" {
+                        note_xattr = Some(rec.value_bytes().to_vec());
+                    }
+                }
+            }
+        }
+        names.push(name);
+    }
+    assert!(names.contains(&"etc/".to_string()), "{names:?}");
+    assert!(names.contains(&"etc/deep/".to_string()), "{names:?}");
+    assert!(names.contains(&"etc/note".to_string()), "{names:?}");
+    if xattrs {
+        assert_eq!(note_xattr.as_deref(), Some(&b"kept"[..]), "{names:?}");
+    }
+    r.ok(&["rm", "xc"]);
+
+    // On a terminal (a real pty from script(1)) export refuses, as Docker does.
+    r.ok(&["create", "--name", "tty", "busybox", "true"]);
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} export tty", common::hako_bin()),
+            "/dev/null",
+        ])
+        .env("HAKO_ROOT", r.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("cowardly refusing to save to a terminal. Use the -o flag or redirect"),
+        "{shown}"
+    );
+    assert!(shown.len() < 200, "no archive on the terminal: {shown}");
+    r.ok(&["rm", "tty"]);
 }
 
 /// Serves `body` to each connection with status `status` on a free loopback port.

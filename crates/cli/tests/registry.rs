@@ -1089,6 +1089,14 @@ fn full_disk_gives_a_clear_error_and_a_consistent_store() {
     let (code, _, err) = r.run(&["pull", &reg.name("big")]);
     assert_eq!(code, 1);
     assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains("failed to extract layer: bin/busybox: No space left on device"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&*r.path().to_string_lossy()),
+        "no temporary path: {err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(r.ok(&["images", "-q"]), "");
     assert_eq!(count_entries(&r.path().join("layers")), 0);

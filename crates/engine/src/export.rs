@@ -89,6 +89,82 @@ impl Engine {
     }
 }
 
+/// The extended attributes of `path` (not following a symlink) as PAX records, which is how
+/// GNU tar and Docker's archiver carry them. Names that are not UTF-8 cannot be PAX keys.
+fn xattr_records(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let Some(key) = name.to_str() else { continue };
+        if let Some(value) = xattr::get(path, &name)? {
+            out.push((format!("SCHILY.xattr.{key}"), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes a PAX extended header (`records`) that applies to the entry appended next.
+fn append_pax(
+    tar: &mut tar::Builder<&mut dyn Write>,
+    records: &[(String, Vec<u8>)],
+) -> std::io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut data = Vec::new();
+    for (key, value) in records {
+        // "<len> <key>=<value>\n", where len counts the whole record, its own digits included.
+        let rest = 1 + key.len() + 1 + value.len() + 1;
+        let mut len = rest + 1;
+        while len.to_string().len() + rest != len {
+            len = len.to_string().len() + rest;
+        }
+        data.extend_from_slice(format!("{len} {key}=").as_bytes());
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_path("@PaxHeader")?;
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    tar.append(&h, &data[..])
+}
+
+/// Appends a directory entry named `rel/`, as Docker's archiver does (the tar crate drops a
+/// trailing slash); a name too long for the header goes in a PAX `path` record.
+fn append_dir(
+    tar: &mut tar::Builder<&mut dyn Write>,
+    meta: &std::fs::Metadata,
+    rel: &Path,
+    mut records: Vec<(String, Vec<u8>)>,
+) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = rel.as_os_str().as_bytes().to_vec();
+    name.push(b'/');
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    let field = &mut h.as_old_mut().name;
+    if name.len() <= field.len() {
+        field[..name.len()].copy_from_slice(&name);
+    } else {
+        let n = field.len();
+        field.copy_from_slice(&name[..n]);
+        records.push(("path".to_string(), name));
+    }
+    append_pax(tar, &records)?;
+    h.set_cksum();
+    tar.append(&h, std::io::empty())
+}
+
 /// Appends the entries under `dir` (named `rel/…` in the archive), sorted by name; a file with
 /// several links is written once and linked afterwards.
 fn walk(
@@ -126,6 +202,14 @@ fn walk(
             // tar cannot hold sockets; Docker's archiver skips them too.
             continue;
         }
+        let records =
+            xattr_records(&full).map_err(io(format!("read the xattrs of {}", rel.display())))?;
+        if meta.is_dir() {
+            append_dir(tar, &meta, &rel, records).map_err(write)?;
+            walk(tar, dir, &rel, links)?;
+            continue;
+        }
+        append_pax(tar, &records).map_err(io(format!("archive {}", rel.display())))?;
         if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
             // tar's own append_path names special files by their host path: build the header.
             let mut h = tar::Header::new_gnu();
@@ -147,9 +231,6 @@ fn walk(
             continue;
         }
         tar.append_path_with_name(&full, &rel).map_err(write)?;
-        if meta.is_dir() {
-            walk(tar, dir, &rel, links)?;
-        }
     }
     Ok(())
 }

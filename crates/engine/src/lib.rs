@@ -21,7 +21,7 @@ pub mod volumes;
 
 use hako_cgroups::CgroupSystem;
 use hako_image::ImageStore;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,14 +110,43 @@ type Result<T> = std::result::Result<T, Error>;
 pub(crate) fn container_using(
     conn: &rusqlite::Connection,
     image_id: &str,
-) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT id FROM containers WHERE image_id = ?1 LIMIT 1",
-        [image_id],
-        |r| r.get::<_, String>(0),
-    )
-    .optional()
-    .map(|o| o.map(|id| id[..12].to_string()))
+) -> rusqlite::Result<Option<hako_image::ImageUser>> {
+    // A running container whose process is gone (hako was killed) counts as stopped, as
+    // reconcile would record it; one whose start is under way counts as running.
+    let mut st = conn.prepare_cached(
+        "SELECT id, state, pid, pid_start, owner_pid, owner_start FROM containers WHERE image_id = ?1",
+    )?;
+    let rows = st.query_map([image_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<i32>>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<i32>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+        ))
+    })?;
+    let alive = |pid: Option<i32>, start: Option<i64>| {
+        pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start)
+    };
+    let mut first = None;
+    for row in rows {
+        let (id, state, pid, pid_start, owner, owner_start) = row?;
+        let running = match state.as_str() {
+            "running" => alive(pid, pid_start),
+            "created" => alive(owner, owner_start),
+            _ => false,
+        };
+        let user = hako_image::ImageUser {
+            container: id[..12].to_string(),
+            running,
+        };
+        if running {
+            return Ok(Some(user));
+        }
+        first.get_or_insert(user);
+    }
+    Ok(first)
 }
 
 /// id, pid, pid start time, auto-remove, cgroup parent of a container recorded as running.

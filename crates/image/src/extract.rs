@@ -112,6 +112,21 @@ fn has_os_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The innermost OS error in the chain, if any.
+fn os_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    let mut found = None;
+    let mut cur = Some(e);
+    while let Some(s) = cur {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            if io.raw_os_error().is_some() {
+                found = Some(io);
+            }
+        }
+        cur = s.source();
+    }
+    found
+}
+
 /// Errors from the host filesystem (ENOSPC, EACCES, ...) are not the
 /// archive's fault and should not be reported as a malformed input.
 fn classify(e: io::Error) -> Error {
@@ -445,6 +460,14 @@ fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error> {
 /// Makes the tar crate's messages about an entry readable: no temporary
 /// paths, and a plain statement when it refused to write outside the layer.
 fn entry_error(e: io::Error, entry: &Path, root: &Path) -> Error {
+    // The tar crate wraps a host error twice, each time naming the temporary path: keep just
+    // the entry and the OS error.
+    if let Some(os) = os_error(&e) {
+        return Error::Io(io::Error::new(
+            os.kind(),
+            format!("failed to extract layer: {}: {os}", entry.display()),
+        ));
+    }
     match classify(e) {
         Error::InvalidArchive(msg) if msg.contains("outside of destination path") => invalid(
             format!("entry {} points outside of the layer", entry.display()),

@@ -23,7 +23,9 @@ pub use changes::apply as apply_changes;
 pub use extract::Compression;
 pub use ingest::{NewImage, NewLayer, StagedLayer, Stager};
 pub use reference::Reference;
-pub use store::{GcReport, Image, ImageStore, ImageSummary, ImportOptions, RemoveEvent};
+pub use store::{
+    GcReport, Image, ImageStore, ImageSummary, ImageUser, ImportOptions, InUseFn, RemoveEvent,
+};
 
 /// Errors returned by the image store.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +46,32 @@ pub enum Error {
     /// A `--change` instruction could not be applied.
     #[error("invalid change: {0}")]
     InvalidChange(String),
-    /// The image is used by a container and `force` was not given.
+    /// The image is used by a container: a stopped one without `force`, a
+    /// running one even with it.
     #[error(
-        "conflict: unable to delete {image} (must be forced) - image is being used by container {container}"
+        "conflict: unable to delete {image} ({}) - image is being used by {} container {container}",
+        if *.running { "cannot be forced" } else { "must be forced" },
+        if *.running { "running" } else { "stopped" }
     )]
     InUse {
         /// Short image ID.
         image: String,
-        /// The description returned by the `in_use` callback.
+        /// The container the `in_use` callback named.
         container: String,
+        /// Whether that container is running.
+        running: bool,
+    },
+    /// The last tag of an image a container uses, removed without `force`.
+    #[error(
+        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {image}"
+    )]
+    ReferenceInUse {
+        /// The reference as given.
+        reference: String,
+        /// The container the `in_use` callback named.
+        container: String,
+        /// Short image ID.
+        image: String,
     },
     /// Any other refusal that `force` would override.
     #[error("{0}")]

@@ -108,6 +108,21 @@ pub enum RemoveEvent {
     Deleted(String),
 }
 
+/// A container using an image, as the `in_use` callback of
+/// [`ImageStore::remove`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUser {
+    /// Short container ID.
+    pub container: String,
+    /// Whether it is running (or being started): then not even `force`
+    /// removes the image.
+    pub running: bool,
+}
+
+/// Names a container using the image with the given ID, if any; runs inside
+/// the store's write transaction.
+pub type InUseFn<'a> = &'a dyn Fn(&Connection, &str) -> rusqlite::Result<Option<ImageUser>>;
+
 /// What [`ImageStore::gc`] removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -770,15 +785,20 @@ impl ImageStore {
     ///
     /// By tag: the tag is removed, and the image with it when that was its
     /// last tag. By ID: the image is deleted with all its tags; tags in
-    /// several repositories need `force`. Deleting an image that `in_use`
-    /// reports a container for needs `force` too. `in_use` runs inside the
-    /// write transaction, so no container can start using the image between
-    /// the check and the deletion.
+    /// several repositories need `force`.
+    ///
+    /// An image a container uses (as `in_use` reports) is never deleted,
+    /// because the container's root filesystem stacks on its layers. Without
+    /// `force` that is refused; with it the image is untagged and stays as a
+    /// `<none>` image, which `image prune` removes once no container uses it.
+    /// By ID, an image of a running container is refused even with `force`.
+    /// `in_use` runs inside the write transaction, so no container can start
+    /// using the image between the check and the deletion.
     pub fn remove(
         &self,
         name_or_id: &str,
         force: bool,
-        in_use: &dyn Fn(&Connection, &str) -> rusqlite::Result<Option<String>>,
+        in_use: InUseFn<'_>,
     ) -> Result<Vec<RemoveEvent>, Error> {
         let _lock = self.lock()?;
         let tx = self.begin()?;
@@ -786,27 +806,35 @@ impl ImageStore {
         let id = m.id().to_string();
         let tags = self.tags_of(&id)?;
         let mut events = Vec::new();
-        let check_in_use = || -> Result<(), Error> {
-            if force {
-                return Ok(());
-            }
-            match in_use(&self.conn, &id)? {
-                Some(container) => Err(Error::InUse {
-                    image: short_id(&id),
-                    container,
-                }),
-                None => Ok(()),
-            }
-        };
-        match &m {
+        let user = match &m {
             Match::Tag(_, r) if tags.len() > 1 => {
                 tx.execute("DELETE FROM tags WHERE name = ?1", [r.to_string()])?;
                 events.push(RemoveEvent::Untagged(r.familiar()));
                 tx.commit()?;
                 return Ok(events);
             }
-            Match::Tag(..) => check_in_use()?,
+            Match::Tag(..) => {
+                let user = in_use(&self.conn, &id)?;
+                if let (Some(u), false) = (&user, force) {
+                    return Err(Error::ReferenceInUse {
+                        reference: name_or_id.to_string(),
+                        container: u.container.clone(),
+                        image: short_id(&id),
+                    });
+                }
+                user
+            }
             Match::Id(_) => {
+                let user = in_use(&self.conn, &id)?;
+                if let Some(u) = &user {
+                    if u.running || !force {
+                        return Err(Error::InUse {
+                            image: short_id(&id),
+                            container: u.container.clone(),
+                            running: u.running,
+                        });
+                    }
+                }
                 let repos: HashSet<String> = tags.iter().map(Reference::repository).collect();
                 if repos.len() > 1 && !force {
                     return Err(Error::Conflict(format!(
@@ -814,12 +842,16 @@ impl ImageStore {
                         short_id(&id)
                     )));
                 }
-                check_in_use()?;
+                user
             }
-        }
+        };
         for t in &tags {
             tx.execute("DELETE FROM tags WHERE name = ?1", [t.to_string()])?;
             events.push(RemoveEvent::Untagged(t.familiar()));
+        }
+        if user.is_some() {
+            tx.commit()?;
+            return Ok(events);
         }
         let doomed = self.delete_image_rows(&id)?;
         tx.commit()?;
@@ -835,7 +867,7 @@ impl ImageStore {
     pub fn remove_unused(
         &self,
         id: &str,
-        in_use: &dyn Fn(&Connection, &str) -> rusqlite::Result<Option<String>>,
+        in_use: InUseFn<'_>,
     ) -> Result<Option<Vec<RemoveEvent>>, Error> {
         let _lock = self.lock()?;
         let tx = self.begin()?;

@@ -120,8 +120,23 @@ fn assert_empty(store: &ImageStore) {
     }
 }
 
-fn no_use(_: &Connection, _: &str) -> rusqlite::Result<Option<String>> {
+fn no_use(_: &Connection, _: &str) -> rusqlite::Result<Option<ImageUser>> {
     Ok(None)
+}
+
+fn user(container: &str, running: bool) -> ImageUser {
+    ImageUser {
+        container: container.into(),
+        running,
+    }
+}
+
+fn stopped(_: &Connection, _: &str) -> rusqlite::Result<Option<ImageUser>> {
+    Ok(Some(user("ctr1", false)))
+}
+
+fn running(_: &Connection, _: &str) -> rusqlite::Result<Option<ImageUser>> {
+    Ok(Some(user("ctr2", true)))
 }
 
 #[test]
@@ -396,8 +411,7 @@ fn remove_semantics() {
         .unwrap();
 
     // By tag with other tags left: only untag, no in-use check.
-    let refuse =
-        |_: &Connection, _: &str| -> rusqlite::Result<Option<String>> { Ok(Some("ctr1".into())) };
+    let refuse = stopped;
     assert_eq!(
         store.remove("a:1", false, &refuse).unwrap(),
         vec![RemoveEvent::Untagged("a:1".into())]
@@ -405,15 +419,21 @@ fn remove_semantics() {
     // Last tag of an image in use.
     let err = store.remove("a:2", false, &refuse).unwrap_err();
     assert!(
-        matches!(&err, Error::InUse { container, .. } if container == "ctr1"),
+        matches!(&err, Error::ReferenceInUse { container, .. } if container == "ctr1"),
         "{err}"
     );
-    assert!(err.to_string().contains("ctr1"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "conflict: unable to remove repository reference \"a:2\" (must force) - container ctr1 is using its referenced image {}",
+            &img.id[7..19]
+        )
+    );
     assert_eq!(store.resolve("a:2").unwrap().id, img.id);
 
     // The callback sees the image ID inside the transaction.
     let seen = std::cell::RefCell::new(None);
-    let record = |conn: &Connection, id: &str| -> rusqlite::Result<Option<String>> {
+    let record = |conn: &Connection, id: &str| -> rusqlite::Result<Option<ImageUser>> {
         *seen.borrow_mut() = Some(id.to_string());
         assert!(!conn.is_autocommit());
         Ok(None)
@@ -438,10 +458,46 @@ fn remove_semantics() {
         store.remove(short, false, &no_use),
         Err(Error::Conflict(_))
     ));
-    assert!(matches!(
-        store.remove(short, true, &refuse),
-        Ok(ev) if ev.len() == 3
-    ));
+    // Forced while a stopped container uses it: untagged, but kept (layers and config) as a
+    // <none> image until no container uses it.
+    assert_eq!(
+        store.remove(short, true, &refuse).unwrap(),
+        vec![
+            RemoveEvent::Untagged("x:latest".into()),
+            RemoveEvent::Untagged("y:latest".into()),
+        ]
+    );
+    let kept = store.resolve(&img.id).unwrap();
+    assert!(kept.repo_tags.is_empty());
+    assert!(kept.layers[0].join("a").is_file());
+    assert_eq!(store.gc().unwrap(), GcReport::default());
+    assert_eq!(store.remove_unused(&img.id, &refuse).unwrap(), None);
+    assert!(store.remove_unused(&img.id, &no_use).unwrap().is_some());
+    assert_empty(&store);
+
+    // A running container's image: refused by ID even with force; forcing its last tag off
+    // leaves it as a <none> image.
+    let img = store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("r:1")))
+        .unwrap();
+    for force in [false, true] {
+        let err = store.remove(&img.id, force, &running).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "conflict: unable to delete {} (cannot be forced) - image is being used by running container ctr2",
+                &img.id[7..19]
+            )
+        );
+    }
+    assert_eq!(
+        store.remove("r:1", true, &running).unwrap(),
+        vec![RemoveEvent::Untagged("r:1".into())]
+    );
+    assert!(store.resolve(&img.id).unwrap().layers[0]
+        .join("a")
+        .is_file());
+    assert!(store.remove(&img.id, false, &no_use).is_ok());
     assert_empty(&store);
 
     // By ID with tags in one repository, and untagged by ID.
@@ -460,10 +516,14 @@ fn remove_semantics() {
         ]
     );
     let img = store.import(&tiny_tar("a", b"a")[..], &opts(None)).unwrap();
-    assert!(matches!(
-        store.remove(&img.id, false, &refuse),
-        Err(Error::InUse { .. })
-    ));
+    let err = store.remove(&img.id, false, &refuse).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "conflict: unable to delete {} (must be forced) - image is being used by stopped container ctr1",
+            &img.id[7..19]
+        )
+    );
     assert_eq!(
         store.remove(&img.id, false, &no_use).unwrap(),
         vec![RemoveEvent::Deleted(img.id.clone())]
@@ -730,7 +790,7 @@ fn remove_unused_keeps_images_in_use() {
     store
         .tag(&img.id, &Reference::parse("y:1").unwrap())
         .unwrap();
-    let used = |_: &Connection, _: &str| Ok(Some("c0ffee".to_string()));
+    let used = |_: &Connection, _: &str| Ok(Some(user("c0ffee", false)));
     assert_eq!(store.remove_unused(&img.id, &used).unwrap(), None);
     assert!(store.resolve("x:1").unwrap().layers[0].join("a").is_file());
     assert_eq!(
