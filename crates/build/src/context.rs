@@ -100,6 +100,12 @@ impl Context {
         ))
     }
 
+    /// Whether `rel` is in the context: kept, or a directory holding kept entries (an ignored
+    /// directory with `!` exceptions inside).
+    pub fn has(&self, rel: &str) -> bool {
+        rel.is_empty() || self.under(rel).next().is_some()
+    }
+
     /// The kept entries at and under `rel`, in order.
     pub fn under<'a>(
         &'a self,

@@ -671,3 +671,108 @@ fn interrupted_builds_leave_nothing() {
     child.wait().unwrap();
     assert_nothing_left(&r);
 }
+
+/// RUN --mount=type=bind,from=: another stage's or an image's filesystem (a path of it), read-only
+/// with its deletions applied and symlinks kept inside it; `rw` makes it writable but the writes
+/// never reach the stage; the mounted stage is built because of the mount alone, and its content
+/// keys the step.
+#[test]
+fn bind_mounts_from_stages() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox AS tools\n\
+         ARG V=1\n\
+         RUN mkdir -p /opt/t && echo tool > /opt/t/bin.txt && echo gone > /opt/t/del && ln -s ../../../../../etc /opt/esc\n\
+         RUN rm /opt/t/del && echo $V > /opt/t/v\n\
+         FROM busybox AS unused\n\
+         RUN echo never\n\
+         FROM busybox\n\
+         RUN --mount=type=bind,from=tools,source=/opt/t,target=/t sh -c 'cat /t/bin.txt /t/v > /got; test ! -e /t/del || echo del >> /got; if touch /t/x 2>/dev/null; then echo writable; else echo ro; fi > /ro'\n\
+         RUN --mount=from=tools,source=opt/t,target=/w,rw sh -c 'echo scribble > /w/bin.txt && touch /w/new && cat /w/bin.txt > /rw'\n\
+         RUN --mount=from=tools,source=/opt/t,target=/t2 sh -c 'cat /t2/bin.txt > /after; test -e /t2/new || echo clean >> /after'\n\
+         RUN --mount=type=bind,from=tools,source=/opt/t/bin.txt,target=/f,rw sh -c 'echo changed > /f && cat /f > /frw'\n\
+         RUN --mount=from=busybox,source=/bin/busybox,target=/bb cmp /bb /bin/busybox\n\
+         RUN --mount=from=tools,source=/opt/esc,target=/e sh -c 'test -e /e/passwd && test ! -e /e/debian_version && echo confined > /esc'\n",
+    );
+    let (code, out, err) = build(&r, d.path(), &["-t", "bindfrom:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains("echo never"),
+        "the unused stage is skipped: {out}"
+    );
+    assert_eq!(file_in(&r, "bindfrom:1", "/got"), "tool\n1\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/ro"), "ro\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/rw"), "scribble\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/after"), "tool\nclean\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/frw"), "changed\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/esc"), "confined\n");
+    for gone in ["/t", "/w", "/f", "/bb", "/e"] {
+        let (code, _, _) = r.run(&["run", "--rm", "bindfrom:1", "test", "-e", gone]);
+        assert_eq!(code, 1, "{gone} is a mount point, not part of the image");
+    }
+    let scratch: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "no scratch directory is left: {scratch:?}"
+    );
+
+    // The writes of the rw mounts never reached the stage.
+    let (code, out, err) = build(&r, d.path(), &["--target", "tools", "-t", "tools:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    assert_eq!(file_in(&r, "tools:1", "/opt/t/bin.txt"), "tool\n");
+    let (code, _, _) = r.run(&["run", "--rm", "tools:1", "test", "-e", "/opt/t/new"]);
+    assert_eq!(code, 1, "the stage is unchanged");
+
+    // A rebuild is all cache; a change to the mounted stage reruns the step that mounts it,
+    // though its parent is the same.
+    let (code, out, err) = build(&r, d.path(), &["-t", "bindfrom:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    let (code, out, err) = build(&r, d.path(), &["--build-arg", "V=2", "-t", "bindfrom:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "bindfrom:1", "/got"), "tool\n2\n");
+    r.ok(&["rmi", "bindfrom:1", "tools:1"]);
+}
+
+/// Bad from= mounts fail on their line and leave nothing: an unknown stage or image, a source
+/// leaving the stage's root, a missing source, a cycle through mounts.
+#[test]
+fn bind_mount_from_failures() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    for (df, want) in [
+        (
+            "FROM busybox\nRUN --mount=type=bind,from=nope,target=/x true\n",
+            "line 2: RUN --mount from=nope: no such stage or image in the local store",
+        ),
+        (
+            "FROM busybox AS s\nFROM busybox\nRUN --mount=type=bind,from=s,source=../../etc,target=/x true\n",
+            "line 3: RUN --mount: source=../../etc is outside the root of s",
+        ),
+        (
+            "FROM busybox AS s\nFROM busybox\nRUN --mount=type=bind,from=s,source=/no/such,target=/x true\n",
+            "line 3: RUN --mount from=s: source=/no/such: no such file or directory in s",
+        ),
+        (
+            "FROM busybox AS a\nRUN --mount=from=b,target=/x true\nFROM busybox AS b\nRUN --mount=from=a,target=/y true\n",
+            "circular dependency detected on stage: ",
+        ),
+    ] {
+        write(d.path(), "Dockerfile", df);
+        let (code, out, err) = build(&r, d.path(), &["-t", "bad:1"]);
+        assert_eq!(code, 1, "{df}: {out}{err}");
+        assert!(err.contains(want), "{df}: {err}");
+        let images = r.ok(&["images", "-q"]);
+        assert_eq!(images.lines().count(), 1, "only busybox: {images}");
+    }
+    let (code, _, _) = r.run(&["image", "inspect", "bad:1"]);
+    assert_eq!(code, 1);
+}
