@@ -1730,7 +1730,7 @@ impl Builder<'_> {
                         BindSource::Context(rel) => {
                             let ctx = &self.opts.context;
                             let p = ctx.root.clone().unwrap_or_default().join(rel);
-                            (p.clone(), vec![p], Vec::new())
+                            (p.clone(), vec![p], ctx.hidden_under(rel).collect())
                         }
                         BindSource::Image { layers, comps, .. } => {
                             let u = Union::new(layers);

@@ -776,3 +776,93 @@ fn bind_mount_from_failures() {
     let (code, _, _) = r.run(&["image", "inspect", "bad:1"]);
     assert_eq!(code, 1);
 }
+
+/// A context bind mount shows what `.dockerignore` keeps, no more: excluded files and
+/// directories are absent, also inside kept directories and around `!` exceptions; what they
+/// hold does not key the step. `rw` writes never reach the context.
+#[test]
+fn context_bind_mounts_follow_dockerignore() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        ".dockerignore",
+        "secret.txt\nsrc/private\nlogs\n!logs/keep.log\n*.tmp\n",
+    );
+    for f in [
+        "secret.txt",
+        "a.tmp",
+        "src/private/key",
+        "src/notes.txt",
+        "logs/keep.log",
+        "logs/a.log",
+        "logs/old/x",
+    ] {
+        write(d.path(), f, "x\n");
+    }
+    write(d.path(), "src/main.c", "int main;\n");
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'cd /ctx && find . | sort > /listing'\n\
+         RUN --mount=type=bind,source=src,target=/src sh -c 'ls -A /src > /src-list'\n\
+         RUN --mount=type=bind,target=/ctx,rw sh -c 'echo new > /ctx/src/main.c && rm /ctx/Dockerfile && touch /ctx/secret.txt && cat /ctx/src/main.c > /rwctx'\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'cat /ctx/src/main.c > /after && ls -A /ctx > /after-list'\n",
+    );
+    let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        file_in(&r, "ctxbind:1", "/listing"),
+        ".\n./.dockerignore\n./Dockerfile\n./logs\n./logs/keep.log\n./src\n./src/main.c\n./src/notes.txt\n"
+    );
+    assert_eq!(file_in(&r, "ctxbind:1", "/src-list"), "main.c\nnotes.txt\n");
+    assert_eq!(file_in(&r, "ctxbind:1", "/rwctx"), "new\n");
+    assert_eq!(file_in(&r, "ctxbind:1", "/after"), "int main;\n");
+    assert_eq!(
+        file_in(&r, "ctxbind:1", "/after-list"),
+        ".dockerignore\nDockerfile\nlogs\nsrc\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("src/main.c")).unwrap(),
+        "int main;\n",
+        "the context is untouched"
+    );
+    assert!(d.path().join("Dockerfile").exists());
+    let scratch: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "no scratch directory is left: {scratch:?}"
+    );
+
+    // An excluded file is no input of the step; a kept one is.
+    write(d.path(), "src/private/key", "changed\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    write(d.path(), "src/notes.txt", "changed\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Running in"), "the mounts changed: {out}");
+
+    // Excluded sources, and symlinks leaving the context, are not found in it.
+    std::os::unix::fs::symlink("/etc", d.path().join("hostetc")).unwrap();
+    for src in ["src/private/key", "secret.txt", "logs/old", "hostetc"] {
+        write(
+            d.path(),
+            "Dockerfile",
+            &format!("FROM busybox\nRUN --mount=type=bind,source={src},target=/x ls /x\n"),
+        );
+        let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:bad"]);
+        assert_eq!(code, 1, "{src}: {out}{err}");
+        assert!(
+            err.contains(&format!("line 2: RUN --mount=type=bind: source={src}: not found in the build context or excluded by .dockerignore")),
+            "{src}: {err}"
+        );
+    }
+    r.ok(&["rmi", "ctxbind:1"]);
+}
