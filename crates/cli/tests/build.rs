@@ -695,7 +695,8 @@ fn bind_mounts_from_stages() {
          RUN --mount=from=tools,source=/opt/t,target=/t2 sh -c 'cat /t2/bin.txt > /after; test -e /t2/new || echo clean >> /after'\n\
          RUN --mount=type=bind,from=tools,source=/opt/t/bin.txt,target=/f,rw sh -c 'echo changed > /f && cat /f > /frw'\n\
          RUN --mount=from=busybox,source=/bin/busybox,target=/bb cmp /bb /bin/busybox\n\
-         RUN --mount=from=tools,source=/opt/esc,target=/e sh -c 'test -e /e/passwd && test ! -e /e/debian_version && echo confined > /esc'\n",
+         RUN --mount=from=tools,source=/opt/esc,target=/e sh -c 'test -e /e/passwd && test ! -e /e/debian_version && echo confined > /esc'\n\
+         RUN --mount=type=cache,target=/n/c --mount=from=tools,source=/opt/t,target=/n,rw sh -c 'test -d /n/c && test \"$(stat -c %d /n/c)\" != \"$(stat -c %d /n)\" && test -e /n/bin.txt && echo nested > /nested'\n",
     );
     let (code, out, err) = build(&r, d.path(), &["-t", "bindfrom:1"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -709,7 +710,12 @@ fn bind_mounts_from_stages() {
     assert_eq!(file_in(&r, "bindfrom:1", "/after"), "tool\nclean\n");
     assert_eq!(file_in(&r, "bindfrom:1", "/frw"), "changed\n");
     assert_eq!(file_in(&r, "bindfrom:1", "/esc"), "confined\n");
-    for gone in ["/t", "/w", "/f", "/bb", "/e"] {
+    assert_eq!(
+        file_in(&r, "bindfrom:1", "/nested"),
+        "nested\n",
+        "a mount inside another is mounted after it, whatever the flags' order"
+    );
+    for gone in ["/t", "/w", "/f", "/bb", "/e", "/n"] {
         let (code, _, _) = r.run(&["run", "--rm", "bindfrom:1", "test", "-e", gone]);
         assert_eq!(code, 1, "{gone} is a mount point, not part of the image");
     }
