@@ -3,7 +3,7 @@
 
 use crate::ignore::Ignore;
 use crate::Error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// A walked context directory.
@@ -14,6 +14,9 @@ pub struct Context {
     pub entries: BTreeMap<String, std::fs::Metadata>,
     /// What Docker's tar of the context would weigh.
     pub tar_size: u64,
+    /// The topmost entries `.dockerignore` leaves out (nothing under them is kept), so a bind
+    /// mount of the context can hide them.
+    pub hidden: BTreeSet<String>,
 }
 
 impl Context {
@@ -23,19 +26,22 @@ impl Context {
             root: None,
             entries: BTreeMap::new(),
             tar_size: 1024,
+            hidden: BTreeSet::new(),
         }
     }
 
     /// Walks `root`, dropping what `ignore` excludes.
     pub fn open(root: &Path, ignore: &Ignore) -> Result<Context, Error> {
         let mut entries = BTreeMap::new();
+        let mut hidden = BTreeSet::new();
         // Go's tar writer ends the archive with two zero blocks.
         let mut size = 1024u64;
-        walk(root, "", ignore, &mut entries, &mut size)?;
+        walk(root, "", ignore, &mut entries, &mut hidden, &mut size)?;
         Ok(Context {
             root: Some(root.to_path_buf()),
             entries,
             tar_size: size,
+            hidden,
         })
     }
 
@@ -98,6 +104,23 @@ impl Context {
         Err(format!(
             "file not found in build context or excluded by .dockerignore: stat {clean}: file does not exist"
         ))
+    }
+
+    /// Whether `rel` is in the context: kept, or a directory holding kept entries (an ignored
+    /// directory with `!` exceptions inside).
+    pub fn has(&self, rel: &str) -> bool {
+        rel.is_empty() || self.under(rel).next().is_some()
+    }
+
+    /// The hidden entries strictly under `rel`, relative to it.
+    pub fn hidden_under<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.hidden.iter().filter_map(move |h| {
+            if rel.is_empty() {
+                Some(h.as_str())
+            } else {
+                h.strip_prefix(rel).and_then(|r| r.strip_prefix('/'))
+            }
+        })
     }
 
     /// The kept entries at and under `rel`, in order.
@@ -170,6 +193,7 @@ fn walk(
     rel: &str,
     ignore: &Ignore,
     out: &mut BTreeMap<String, std::fs::Metadata>,
+    hidden: &mut BTreeSet<String>,
     size: &mut u64,
 ) -> Result<(), Error> {
     let dir = if rel.is_empty() {
@@ -194,19 +218,36 @@ fn walk(
         let excluded = ignore.excluded(&r);
         if m.is_dir() {
             if excluded && !ignore.has_exceptions() {
+                hidden.insert(r);
                 continue;
             }
             if !excluded {
                 *size += 512;
                 out.insert(r.clone(), m);
             }
-            walk(root, &r, ignore, out, size)?;
+            let kept_before = out.len();
+            walk(root, &r, ignore, out, hidden, size)?;
+            if excluded && out.len() == kept_before {
+                // Nothing kept inside: the directory is hidden as a whole.
+                let inside = format!("{r}/");
+                let within: Vec<String> = hidden
+                    .range(inside.clone()..)
+                    .take_while(|h| h.starts_with(&inside))
+                    .cloned()
+                    .collect();
+                for h in within {
+                    hidden.remove(&h);
+                }
+                hidden.insert(r);
+            }
         } else if !excluded {
             *size += 512;
             if m.is_file() {
                 *size += m.len().div_ceil(512) * 512;
             }
             out.insert(r, m);
+        } else {
+            hidden.insert(r);
         }
     }
     Ok(())
@@ -266,5 +307,25 @@ mod tests {
         assert_eq!(c.under("").count(), 4);
         // Four headers, three files of one data block each, and the trailer.
         assert_eq!(c.tar_size, 1024 + 4 * 512 + 3 * 512);
+        assert_eq!(c.hidden.iter().collect::<Vec<_>>(), vec!["secret"]);
+
+        // Hidden entries are the topmost ones left out; an ignored directory with a kept
+        // exception inside is in the context, its other entries are hidden one by one.
+        std::fs::create_dir_all(d.path().join("logs/old")).unwrap();
+        std::fs::write(d.path().join("logs/old/a"), "a").unwrap();
+        std::fs::write(d.path().join("logs/keep.log"), "k").unwrap();
+        std::fs::write(d.path().join("logs/b.log"), "b").unwrap();
+        std::fs::write(d.path().join("dir/y"), "y").unwrap();
+        let c = Context::open(d.path(), &Ignore::parse("logs\n!logs/keep.log\ndir/y\n")).unwrap();
+        assert_eq!(
+            c.hidden.iter().collect::<Vec<_>>(),
+            vec!["dir/y", "logs/b.log", "logs/old"]
+        );
+        assert!(c.has("logs") && c.has("logs/keep.log") && !c.has("logs/b.log"));
+        assert_eq!(
+            c.hidden_under("logs").collect::<Vec<_>>(),
+            vec!["b.log", "old"]
+        );
+        assert_eq!(c.hidden_under("dir").collect::<Vec<_>>(), vec!["y"]);
     }
 }

@@ -1010,7 +1010,7 @@ impl Builder<'_> {
         let esc = self.escape;
         let werr = |e: crate::words::WordError| Error::at(line, format!("{kw}: {}", e.0));
         match kw {
-            "RUN" => self.run(st, ins),
+            "RUN" => self.run(plan, st, ins, done),
             "COPY" | "ADD" => self.copy(plan, st, ins, done),
             "WORKDIR" => {
                 ins.check_flags(&[])?;
@@ -1309,7 +1309,13 @@ impl Builder<'_> {
         Ok(hc)
     }
 
-    fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<(), Error> {
+    fn run(
+        &mut self,
+        plan: &Plan,
+        st: &mut Stage,
+        ins: &Instruction,
+        done: &BTreeMap<usize, String>,
+    ) -> Result<(), Error> {
         let line = ins.line;
         ins.check_flags(&["network", "mount"])?;
         let mounts = ins
@@ -1402,13 +1408,28 @@ impl Builder<'_> {
             format!("|{} {} {cmdline}", shown.len(), shown.join(" "))
         };
         let mut mount_key = String::new();
+        let mut binds = Vec::new();
         for m in &mounts {
             mount_key.push_str(&format!("{m:?}\n"));
             match m {
-                // What a bind mount shows is an input of the step, like COPY's sources.
-                crate::mounts::Mount::Bind { source, .. } => {
-                    mount_key.push_str(&self.context_digest(line, source)?);
+                // What a bind mount shows is an input of the step, like COPY's sources: the
+                // context's files, or the filesystem (layer digests) of the stage or image.
+                crate::mounts::Mount::Bind { source, from, .. } => {
+                    let b = self.bind_source(plan, done, line, source, from.as_deref())?;
+                    match &b {
+                        BindSource::Context(rel) => {
+                            mount_key.push_str(&self.context_digest(line, rel)?)
+                        }
+                        BindSource::Image {
+                            diff_ids, comps, ..
+                        } => mount_key.push_str(&format!(
+                            "{} /{}",
+                            diff_ids.join(","),
+                            comps.join("/")
+                        )),
+                    }
                     mount_key.push('\n');
+                    binds.push(b);
                 }
                 crate::mounts::Mount::Secret { id, .. } => {
                     let given = self.opts.secrets.contains_key(id);
@@ -1425,7 +1446,9 @@ impl Builder<'_> {
         if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
-        let (volumes, tmpfs, stubs) = self.step_mounts(st, line, &mounts)?;
+        // Scratch directories of the step's overlays live until the step's container is gone.
+        let (volumes, tmpfs, overlays, stubs, _scratch) =
+            self.step_mounts(st, line, &mounts, &binds)?;
         let opts = RunOptions {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
@@ -1434,6 +1457,7 @@ impl Builder<'_> {
             network,
             volumes,
             tmpfs,
+            overlays,
             ..Default::default()
         };
         self.flush();
@@ -1533,7 +1557,7 @@ impl Builder<'_> {
                 "RUN --mount=type=bind: there is no build context directory to bind from",
             )
         })?;
-        if !rel.is_empty() && !ctx.entries.contains_key(rel) {
+        if !ctx.has(rel) {
             return Err(Error::at(
                 line,
                 format!("RUN --mount=type=bind: source={rel}: not found in the build context"),
@@ -1579,20 +1603,110 @@ impl Builder<'_> {
         Ok(hex::encode(h.finalize()))
     }
 
-    /// The `-v` and `--tmpfs` values of a step's `--mount`s, and for each mount point the image
-    /// lacks, the chain of paths the runtime will create for it (left out of the layer).
+    /// Where a bind mount's files come from: `source=` resolved (symlinks followed, confined
+    /// to the context or the stage's root) and checked to exist.
+    fn bind_source(
+        &self,
+        plan: &Plan,
+        done: &BTreeMap<usize, String>,
+        line: usize,
+        source: &str,
+        from: Option<&str>,
+    ) -> Result<BindSource, Error> {
+        let Some(f) = from else {
+            let ctx = &self.opts.context;
+            let root = ctx.root.clone().ok_or_else(|| {
+                Error::at(
+                    line,
+                    "RUN --mount=type=bind: there is no build context directory to bind from",
+                )
+            })?;
+            let rel = Union::new(&[root])
+                .resolve(&format!("/{source}"), true)
+                .join("/");
+            if !ctx.has(&rel) {
+                return Err(Error::at(
+                    line,
+                    format!("RUN --mount=type=bind: source={source}: not found in the build context or excluded by .dockerignore"),
+                ));
+            }
+            return Ok(BindSource::Context(rel));
+        };
+        let id = match plan.stage_ref(f) {
+            Some(i) => done.get(&i).cloned().ok_or_else(|| {
+                Error::at(
+                    line,
+                    format!("RUN --mount from={f}: the stage is not built before this one"),
+                )
+            })?,
+            None => {
+                self.engine
+                    .images()
+                    .resolve(f)
+                    .map_err(|_| {
+                        Error::at(
+                            line,
+                            format!(
+                                "RUN --mount from={f}: no such stage or image in the local store"
+                            ),
+                        )
+                    })?
+                    .id
+            }
+        };
+        let (config, _, layers) = self.load(&id)?;
+        let u = Union::new(&layers);
+        let comps = u.resolve(&format!("/{source}"), true);
+        if u.metadata(&comps).is_none() {
+            return Err(Error::at(
+                line,
+                format!("RUN --mount from={f}: source=/{source}: no such file or directory in {f}"),
+            ));
+        }
+        let diff_ids = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(BindSource::Image {
+            layers,
+            diff_ids,
+            comps,
+        })
+    }
+
+    /// The `-v` and `--tmpfs` values and the overlays of a step's `--mount`s (`binds` are the
+    /// sources of its bind mounts, in order), for each mount point the image lacks the chain
+    /// of paths the runtime will create for it (left out of the layer), and the scratch
+    /// directories the overlays need while the step runs.
     #[allow(clippy::type_complexity)]
     fn step_mounts(
         &self,
         st: &Stage,
         line: usize,
         mounts: &[crate::mounts::Mount],
-    ) -> Result<(Vec<String>, Vec<String>, Vec<Vec<String>>), Error> {
+        binds: &[BindSource],
+    ) -> Result<
+        (
+            Vec<String>,
+            Vec<String>,
+            Vec<hako_engine::build_support::OverlayMount>,
+            Vec<Vec<String>>,
+            Vec<tempfile::TempDir>,
+        ),
+        Error,
+    > {
         use crate::mounts::Mount;
         let root = self.engine.root();
         let mut volumes = Vec::new();
         let mut tmpfs = Vec::new();
+        let mut overlays = Vec::new();
+        let mut scratch = Vec::new();
         let mut stubs = Vec::new();
+        let mut binds = binds.iter();
         let image = Union::new(&st.layers);
         for m in mounts {
             let target = m.target();
@@ -1608,11 +1722,55 @@ impl Builder<'_> {
                     let ro = if *readonly { ":ro" } else { "" };
                     volumes.push(format!("{}:{target}{ro}", dir.display()));
                 }
-                Mount::Bind { source, .. } => {
-                    let ctx_root = self.opts.context.root.clone().ok_or_else(|| {
-                        Error::at(line, "RUN --mount=type=bind: there is no build context directory to bind from")
+                Mount::Bind { readwrite, .. } => {
+                    let b = binds.next().ok_or_else(|| {
+                        Error::Invalid("a bind mount's source was not resolved".into())
                     })?;
-                    volumes.push(format!("{}:{target}:ro", ctx_root.join(source).display()));
+                    let (path, lowers, hidden): (PathBuf, Vec<PathBuf>, Vec<&str>) = match b {
+                        BindSource::Context(rel) => {
+                            let ctx = &self.opts.context;
+                            let p = ctx.root.clone().unwrap_or_default().join(rel);
+                            (p.clone(), vec![p], ctx.hidden_under(rel).collect())
+                        }
+                        BindSource::Image { layers, comps, .. } => {
+                            let u = Union::new(layers);
+                            let (p, _) = u.metadata(comps).ok_or_else(|| {
+                                Error::at(line, format!("RUN --mount: /{} vanished", comps.join("/")))
+                            })?;
+                            (p, u.lowers(comps), Vec::new())
+                        }
+                    };
+                    let meta = std::fs::symlink_metadata(&path)
+                        .map_err(Error::io(format!("stat {}", path.display())))?;
+                    let simple = !*readwrite && hidden.is_empty() && (lowers.len() == 1 || !meta.is_dir());
+                    if simple {
+                        // Exactly the source, read-only: a plain bind mount does.
+                        volumes.push(format!("{}:{target}:ro", path.display()));
+                    } else if !meta.is_dir() {
+                        // A writable file: a copy the step may change.
+                        let dir = self.scratch_dir()?;
+                        let copy = dir.path().join("file");
+                        std::fs::copy(&path, &copy)
+                            .map_err(Error::io(format!("copy {}", path.display())))?;
+                        std::os::unix::fs::chown(&copy, Some(meta.uid()), Some(meta.gid()))
+                            .map_err(Error::io("set a mount copy's owner"))?;
+                        volumes.push(format!("{}:{target}", copy.display()));
+                        scratch.push(dir);
+                    } else {
+                        let dir = self.scratch_dir()?;
+                        let upper = dir.path().join("upper");
+                        let work = dir.path().join("work");
+                        std::fs::create_dir(&work).map_err(Error::io("create an overlay work directory"))?;
+                        crate::mounts::hiding_layer(&upper, &path, &hidden)?;
+                        overlays.push(hako_engine::build_support::OverlayMount {
+                            target: target.to_string(),
+                            lowers,
+                            upper,
+                            work,
+                            readonly: !*readwrite,
+                        });
+                        scratch.push(dir);
+                    }
                 }
                 Mount::Tmpfs { size, .. } => tmpfs.push(match size {
                     Some(n) => format!("{target}:size={n}"),
@@ -1648,7 +1806,16 @@ impl Builder<'_> {
                 );
             }
         }
-        Ok((volumes, tmpfs, stubs))
+        Ok((volumes, tmpfs, overlays, stubs, scratch))
+    }
+
+    /// A scratch directory in `ROOT/tmp`, named for this process so that the store sweeps it if
+    /// the build dies before removing it.
+    fn scratch_dir(&self) -> Result<tempfile::TempDir, Error> {
+        tempfile::Builder::new()
+            .prefix(&format!("{}-mount-", std::process::id()))
+            .tempdir_in(self.engine.root().join("tmp"))
+            .map_err(Error::io("create a scratch directory for a mount"))
     }
 
     fn copy(
@@ -2160,6 +2327,21 @@ impl Builder<'_> {
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
     }
+}
+
+/// Where a `RUN --mount=type=bind` shows files from.
+enum BindSource {
+    /// The context path (relative, resolved inside the context).
+    Context(String),
+    /// A stage's or image's filesystem.
+    Image {
+        /// Its layers, bottom first.
+        layers: Vec<PathBuf>,
+        /// Its layers' diff ids: the content the step sees.
+        diff_ids: Vec<String>,
+        /// The source path, resolved inside it.
+        comps: Vec<String>,
+    },
 }
 
 /// Points stdout and stderr at /dev/null while a quiet build runs a step; restores them on drop.

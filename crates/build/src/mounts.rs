@@ -4,8 +4,10 @@
 //! - `cache` mounts a directory kept in the build cache (`ROOT/build-cache/mounts/`), named by
 //!   its `id` (the target when none is given), so later builds see what earlier ones left;
 //!   `builder prune` removes them.
-//! - `bind` mounts a path of the build context, read-only. Its content is part of the step's
-//!   cache key.
+//! - `bind` mounts a path of the build context (what `.dockerignore` keeps of it), or with
+//!   `from=` of another stage's or image's filesystem, read-only; with `rw` writable, the
+//!   writes going to a scratch overlay layer thrown away after the step. What it shows is part
+//!   of the step's cache key.
 //! - `tmpfs` mounts an empty tmpfs.
 //! - `secret` mounts the file given with `--secret id=ID,src=PATH` read-only, by default at
 //!   `/run/secrets/ID`; it is not part of the cache key and never of a layer.
@@ -31,12 +33,18 @@ pub enum Mount {
         /// `uid=`, `gid=` for a new directory.
         owner: (u32, u32),
     },
-    /// `type=bind` from the context.
+    /// `type=bind`: a path of the context, or of another stage's or image's filesystem.
     Bind {
         /// Where it appears in the container.
         target: String,
-        /// The context path (`source=`, default the context root), cleaned.
+        /// The path (`source=`, default the root) in the context or in `from`, cleaned and
+        /// relative.
         source: String,
+        /// `from=`: the stage (name or index) or image whose filesystem is bound; None for the
+        /// context.
+        from: Option<String>,
+        /// `rw`: writable, the writes thrown away after the step.
+        readwrite: bool,
     },
     /// `type=tmpfs`.
     Tmpfs {
@@ -192,21 +200,27 @@ pub fn parse(spec: &str, workdir: &str) -> Result<Mount, String> {
         }
         "bind" => {
             let target = need_target()?;
-            if get(&["from"]).is_some() {
-                return Err(
-                    "bind mounts from another stage or image (from=) are not supported by hako build yet"
-                        .into(),
-                );
+            // `ro` and `rw` in order, the last one winning, as BuildKit reads them.
+            let mut readwrite = false;
+            for (k, v) in &kv {
+                match k.as_str() {
+                    "rw" | "readwrite" => readwrite = bool_value(k, v.as_deref())?,
+                    "ro" | "readonly" => readwrite = !bool_value(k, v.as_deref())?,
+                    _ => {}
+                }
             }
-            if has(&["rw", "readwrite"])
-                && bool_value("readwrite", get(&["rw", "readwrite"]).as_deref())?
-            {
-                return Err("writable bind mounts (rw) are not supported by hako build yet".into());
-            }
+            let from = get(&["from"]).filter(|f| !f.is_empty());
             let src = get(&["source", "src"]).unwrap_or_default();
-            let source = crate::context::clean_rel(&src)
-                .ok_or_else(|| format!("source={src} is outside the build context"))?;
-            Ok(Mount::Bind { target, source })
+            let source = crate::context::clean_rel(&src).ok_or_else(|| match &from {
+                None => format!("source={src} is outside the build context"),
+                Some(f) => format!("source={src} is outside the root of {f}"),
+            })?;
+            Ok(Mount::Bind {
+                target,
+                source,
+                from,
+                readwrite,
+            })
         }
         "tmpfs" => {
             let size = match get(&["size"]) {
@@ -243,6 +257,21 @@ pub fn parse(spec: &str, workdir: &str) -> Result<Mount, String> {
     }
 }
 
+/// The `from=` of a bind mount spec (unexpanded), for the stage graph.
+pub fn bind_from(spec: &str) -> Option<&str> {
+    let mut kind = "bind";
+    let mut from = None;
+    for field in spec.split(',') {
+        let (k, v) = field.trim().split_once('=').unwrap_or((field.trim(), ""));
+        if k.eq_ignore_ascii_case("type") {
+            kind = v;
+        } else if k.eq_ignore_ascii_case("from") {
+            from = Some(v);
+        }
+    }
+    from.filter(|f| kind == "bind" && !f.is_empty())
+}
+
 /// `--secret id=ID,src=PATH` (also `source=`, and `type=file`); `env=` secrets are refused.
 pub fn parse_secret(spec: &str) -> Result<(String, PathBuf), String> {
     let mut id = None;
@@ -269,6 +298,47 @@ pub fn parse_secret(spec: &str) -> Result<(String, PathBuf), String> {
         .ok_or_else(|| format!("--secret {spec}: an id= is required"))?;
     let src = src.ok_or_else(|| format!("--secret {spec}: a src= file is required"))?;
     Ok((id, src))
+}
+
+/// Makes `upper` the top layer of an overlay over the directory `lower`: it hides the entries
+/// `hidden` (relative paths) with whiteouts, and its directories carry the mode and owner of
+/// the ones they cover (an overlay shows the upper directory's).
+pub(crate) fn hiding_layer(upper: &Path, lower: &Path, hidden: &[&str]) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let mkdir = |rel: &str| -> Result<(), Error> {
+        let up = upper.join(rel);
+        if up.is_dir() {
+            return Ok(());
+        }
+        let low = if rel.is_empty() {
+            lower.to_path_buf()
+        } else {
+            lower.join(rel)
+        };
+        let m = std::fs::metadata(&low).map_err(Error::io(format!("stat {}", low.display())))?;
+        std::fs::create_dir(&up).map_err(Error::io(format!("create {}", up.display())))?;
+        std::os::unix::fs::chown(&up, Some(m.uid()), Some(m.gid()))
+            .map_err(Error::io(format!("chown {}", up.display())))?;
+        std::fs::set_permissions(&up, m.permissions())
+            .map_err(Error::io(format!("chmod {}", up.display())))
+    };
+    mkdir("")?;
+    for h in hidden {
+        let parts: Vec<&str> = h.split('/').collect();
+        for k in 1..parts.len() {
+            mkdir(&parts[..k].join("/"))?;
+        }
+        let p = upper.join(h);
+        // overlayfs's whiteout: a 0:0 character device.
+        nix::sys::stat::mknod(
+            &p,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .map_err(|e| Error::io(format!("hide {}", p.display()))(e.into()))?;
+    }
+    Ok(())
 }
 
 /// The directory of the cache mount `id`.
@@ -416,9 +486,33 @@ mod tests {
             parse("target=src,source=./a/../b", "/work").unwrap(),
             Mount::Bind {
                 target: "/work/src".into(),
-                source: "b".into()
+                source: "b".into(),
+                from: None,
+                readwrite: false,
             }
         );
+        assert_eq!(
+            parse("type=bind,from=build,src=/out/bin,target=/b,rw", "/").unwrap(),
+            Mount::Bind {
+                target: "/b".into(),
+                source: "out/bin".into(),
+                from: Some("build".into()),
+                readwrite: true,
+            }
+        );
+        let rw = |s: &str| match parse(s, "/").unwrap() {
+            Mount::Bind { readwrite, .. } => readwrite,
+            other => panic!("{other:?}"),
+        };
+        assert!(!rw("target=/x,rw,ro"));
+        assert!(rw("target=/x,readonly,readwrite=true"));
+        assert!(!rw("target=/x,rw=false"));
+        let e = parse("type=bind,from=s,source=../../etc,target=/x", "/").unwrap_err();
+        assert!(e.contains("outside the root of s"), "{e}");
+        assert_eq!(bind_from("type=bind,from=base,target=/x"), Some("base"));
+        assert_eq!(bind_from("FROM=base,target=/x"), Some("base"));
+        assert_eq!(bind_from("type=cache,from=base,target=/x"), None);
+        assert_eq!(bind_from("target=/x"), None);
         assert_eq!(
             parse("type=secret,id=tok", "/").unwrap(),
             Mount::Secret {
@@ -437,7 +531,7 @@ mod tests {
         for bad in [
             "type=cache",
             "type=bind,target=/x,source=../etc",
-            "type=bind,target=/x,rw",
+            "type=bind,target=/x,rw=maybe",
             "type=ssh",
             "type=weird,target=/x",
             "type=tmpfs,target=/x,id=1",

@@ -1,6 +1,6 @@
 //! Stages of a multi-stage Dockerfile, and which of them a build needs: the target (named with
-//! `--target`, or the last stage) and, transitively, the stages it starts `FROM` or copies
-//! `--from`. Stages nothing needs are skipped.
+//! `--target`, or the last stage) and, transitively, the stages it starts `FROM`, copies
+//! `--from` or bind-mounts (`RUN --mount=type=bind,from=`). Stages nothing needs are skipped.
 
 use crate::parser::{Dockerfile, Instruction};
 use crate::words::{expand_words, Vars};
@@ -139,6 +139,14 @@ impl Plan {
                     }
                 }
             }
+            if ins.keyword == "RUN" {
+                for (_, spec) in ins.flags.iter().filter(|(n, _)| n == "mount") {
+                    if let Some(i) = crate::mounts::bind_from(spec).and_then(|f| self.stage_ref(f))
+                    {
+                        out.push((i, ins.line));
+                    }
+                }
+            }
         }
         out
     }
@@ -236,6 +244,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn bind_mounts_from_stages_are_dependencies() {
+        let p = plan("FROM busybox AS tools\nRUN x\nFROM busybox AS other\nFROM busybox\nRUN --mount=type=bind,from=tools,target=/t true\n");
+        assert_eq!(p.order(None).unwrap(), vec![0, 2], "other is skipped");
+        let p = plan("FROM busybox AS a\nRUN --mount=from=b,target=/x true\nFROM busybox AS b\nCOPY --from=a /y /y\n");
+        let e = p.order(Some("b")).unwrap_err().to_string();
+        assert!(
+            e.contains("circular dependency") && e.contains("line"),
+            "{e}"
+        );
+        let p = plan("FROM busybox AS a\nRUN --mount=type=bind,from=a,target=/x true\n");
+        assert!(p.order(None).is_err(), "a stage cannot mount itself");
+        let p =
+            plan("FROM busybox AS a\nFROM busybox\nRUN --mount=type=cache,from=a,target=/x true\n");
+        assert_eq!(
+            p.order(None).unwrap(),
+            vec![1],
+            "only bind mounts bind a stage"
+        );
     }
 
     #[test]

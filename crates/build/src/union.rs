@@ -134,6 +134,40 @@ impl Union {
         Some((p, m))
     }
 
+    /// The directory at resolved `comps` in each layer that shows through, topmost first: what
+    /// overlayfs needs as lower layers to present that directory of the union.
+    pub fn lowers(&self, comps: &[String]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            let mut p = layer.clone();
+            let mut present = true;
+            let mut last = false;
+            for c in comps {
+                p.push(c);
+                match std::fs::symlink_metadata(&p) {
+                    Err(_) => {
+                        present = false;
+                        break;
+                    }
+                    Ok(m) if is_whiteout(&m) || !m.is_dir() => {
+                        // Deleted or replaced here: nothing below shows.
+                        present = false;
+                        last = true;
+                        break;
+                    }
+                    Ok(_) => last |= is_opaque(&p),
+                }
+            }
+            if present {
+                out.push(p);
+            }
+            if last {
+                break;
+            }
+        }
+        out
+    }
+
     /// The names in a directory, merged over the layers, sorted.
     pub fn read_dir(&self, comps: &[String]) -> Vec<String> {
         let mut seen = std::collections::BTreeMap::<String, bool>::new();
@@ -169,5 +203,48 @@ impl Union {
             .filter(|(_, live)| *live)
             .map(|(n, _)| n)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowers_stop_at_deletions_and_opaque_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let l: Vec<PathBuf> = (0..3).map(|i| d.path().join(format!("l{i}"))).collect();
+        for p in ["l0/a/x", "l1/a/y", "l2/a/z", "l0/b/x", "l0/c/x"] {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        std::fs::write(d.path().join("l1/b"), "").unwrap();
+        nix::sys::stat::mknod(
+            &d.path().join("l2/c"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let c = std::ffi::CString::new(d.path().join("l1/a").to_str().unwrap()).unwrap();
+        // SAFETY: both strings are NUL-terminated and the value is one readable byte.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(r, 0, "set the opaque xattr (needs root)");
+        let u = Union::new(&l);
+        let a = vec!["a".to_string()];
+        assert_eq!(u.lowers(&a), vec![l[2].join("a"), l[1].join("a")]);
+        assert_eq!(u.read_dir(&a), vec!["y", "z"]);
+        assert!(u.lowers(&["b".to_string()]).is_empty(), "a file hides b");
+        assert!(u.lowers(&["c".to_string()]).is_empty(), "c is deleted");
+        assert_eq!(u.lowers(&[]).len(), 3);
     }
 }

@@ -671,3 +671,204 @@ fn interrupted_builds_leave_nothing() {
     child.wait().unwrap();
     assert_nothing_left(&r);
 }
+
+/// RUN --mount=type=bind,from=: another stage's or an image's filesystem (a path of it), read-only
+/// with its deletions applied and symlinks kept inside it; `rw` makes it writable but the writes
+/// never reach the stage; the mounted stage is built because of the mount alone, and its content
+/// keys the step.
+#[test]
+fn bind_mounts_from_stages() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox AS tools\n\
+         ARG V=1\n\
+         RUN mkdir -p /opt/t && echo tool > /opt/t/bin.txt && echo gone > /opt/t/del && ln -s ../../../../../etc /opt/esc\n\
+         RUN rm /opt/t/del && echo $V > /opt/t/v\n\
+         FROM busybox AS unused\n\
+         RUN echo never\n\
+         FROM busybox\n\
+         RUN --mount=type=bind,from=tools,source=/opt/t,target=/t sh -c 'cat /t/bin.txt /t/v > /got; test ! -e /t/del || echo del >> /got; if touch /t/x 2>/dev/null; then echo writable; else echo ro; fi > /ro'\n\
+         RUN --mount=from=tools,source=opt/t,target=/w,rw sh -c 'echo scribble > /w/bin.txt && touch /w/new && cat /w/bin.txt > /rw'\n\
+         RUN --mount=from=tools,source=/opt/t,target=/t2 sh -c 'cat /t2/bin.txt > /after; test -e /t2/new || echo clean >> /after'\n\
+         RUN --mount=type=bind,from=tools,source=/opt/t/bin.txt,target=/f,rw sh -c 'echo changed > /f && cat /f > /frw'\n\
+         RUN --mount=from=busybox,source=/bin/busybox,target=/bb cmp /bb /bin/busybox\n\
+         RUN --mount=from=tools,source=/opt/esc,target=/e sh -c 'test -e /e/passwd && test ! -e /e/debian_version && echo confined > /esc'\n\
+         RUN --mount=type=cache,target=/n/c --mount=from=tools,source=/opt/t,target=/n,rw sh -c 'test -d /n/c && test \"$(stat -c %d /n/c)\" != \"$(stat -c %d /n)\" && test -e /n/bin.txt && echo nested > /nested'\n",
+    );
+    let (code, out, err) = build(&r, d.path(), &["-t", "bindfrom:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains("echo never"),
+        "the unused stage is skipped: {out}"
+    );
+    assert_eq!(file_in(&r, "bindfrom:1", "/got"), "tool\n1\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/ro"), "ro\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/rw"), "scribble\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/after"), "tool\nclean\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/frw"), "changed\n");
+    assert_eq!(file_in(&r, "bindfrom:1", "/esc"), "confined\n");
+    assert_eq!(
+        file_in(&r, "bindfrom:1", "/nested"),
+        "nested\n",
+        "a mount inside another is mounted after it, whatever the flags' order"
+    );
+    for gone in ["/t", "/w", "/f", "/bb", "/e", "/n"] {
+        let (code, _, _) = r.run(&["run", "--rm", "bindfrom:1", "test", "-e", gone]);
+        assert_eq!(code, 1, "{gone} is a mount point, not part of the image");
+    }
+    let scratch: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "no scratch directory is left: {scratch:?}"
+    );
+
+    // The writes of the rw mounts never reached the stage.
+    let (code, out, err) = build(&r, d.path(), &["--target", "tools", "-t", "tools:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    assert_eq!(file_in(&r, "tools:1", "/opt/t/bin.txt"), "tool\n");
+    let (code, _, _) = r.run(&["run", "--rm", "tools:1", "test", "-e", "/opt/t/new"]);
+    assert_eq!(code, 1, "the stage is unchanged");
+
+    // A rebuild is all cache; a change to the mounted stage reruns the step that mounts it,
+    // though its parent is the same.
+    let (code, out, err) = build(&r, d.path(), &["-t", "bindfrom:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    let (code, out, err) = build(&r, d.path(), &["--build-arg", "V=2", "-t", "bindfrom:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(file_in(&r, "bindfrom:1", "/got"), "tool\n2\n");
+    r.ok(&["rmi", "bindfrom:1", "tools:1"]);
+}
+
+/// Bad from= mounts fail on their line and leave nothing: an unknown stage or image, a source
+/// leaving the stage's root, a missing source, a cycle through mounts.
+#[test]
+fn bind_mount_from_failures() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    for (df, want) in [
+        (
+            "FROM busybox\nRUN --mount=type=bind,from=nope,target=/x true\n",
+            "line 2: RUN --mount from=nope: no such stage or image in the local store",
+        ),
+        (
+            "FROM busybox AS s\nFROM busybox\nRUN --mount=type=bind,from=s,source=../../etc,target=/x true\n",
+            "line 3: RUN --mount: source=../../etc is outside the root of s",
+        ),
+        (
+            "FROM busybox AS s\nFROM busybox\nRUN --mount=type=bind,from=s,source=/no/such,target=/x true\n",
+            "line 3: RUN --mount from=s: source=/no/such: no such file or directory in s",
+        ),
+        (
+            "FROM busybox AS a\nRUN --mount=from=b,target=/x true\nFROM busybox AS b\nRUN --mount=from=a,target=/y true\n",
+            "circular dependency detected on stage: ",
+        ),
+    ] {
+        write(d.path(), "Dockerfile", df);
+        let (code, out, err) = build(&r, d.path(), &["-t", "bad:1"]);
+        assert_eq!(code, 1, "{df}: {out}{err}");
+        assert!(err.contains(want), "{df}: {err}");
+        let images = r.ok(&["images", "-q"]);
+        assert_eq!(images.lines().count(), 1, "only busybox: {images}");
+    }
+    let (code, _, _) = r.run(&["image", "inspect", "bad:1"]);
+    assert_eq!(code, 1);
+}
+
+/// A context bind mount shows what `.dockerignore` keeps, no more: excluded files and
+/// directories are absent, also inside kept directories and around `!` exceptions; what they
+/// hold does not key the step. `rw` writes never reach the context.
+#[test]
+fn context_bind_mounts_follow_dockerignore() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        ".dockerignore",
+        "secret.txt\nsrc/private\nlogs\n!logs/keep.log\n*.tmp\n",
+    );
+    for f in [
+        "secret.txt",
+        "a.tmp",
+        "src/private/key",
+        "src/notes.txt",
+        "logs/keep.log",
+        "logs/a.log",
+        "logs/old/x",
+    ] {
+        write(d.path(), f, "x\n");
+    }
+    write(d.path(), "src/main.c", "int main;\n");
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'cd /ctx && find . | sort > /listing'\n\
+         RUN --mount=type=bind,source=src,target=/src sh -c 'ls -A /src > /src-list'\n\
+         RUN --mount=type=bind,target=/ctx,rw sh -c 'echo new > /ctx/src/main.c && rm /ctx/Dockerfile && touch /ctx/secret.txt && cat /ctx/src/main.c > /rwctx'\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'cat /ctx/src/main.c > /after && ls -A /ctx > /after-list'\n",
+    );
+    let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        file_in(&r, "ctxbind:1", "/listing"),
+        ".\n./.dockerignore\n./Dockerfile\n./logs\n./logs/keep.log\n./src\n./src/main.c\n./src/notes.txt\n"
+    );
+    assert_eq!(file_in(&r, "ctxbind:1", "/src-list"), "main.c\nnotes.txt\n");
+    assert_eq!(file_in(&r, "ctxbind:1", "/rwctx"), "new\n");
+    assert_eq!(file_in(&r, "ctxbind:1", "/after"), "int main;\n");
+    assert_eq!(
+        file_in(&r, "ctxbind:1", "/after-list"),
+        ".dockerignore\nDockerfile\nlogs\nsrc\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("src/main.c")).unwrap(),
+        "int main;\n",
+        "the context is untouched"
+    );
+    assert!(d.path().join("Dockerfile").exists());
+    let scratch: Vec<_> = std::fs::read_dir(r.path().join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "no scratch directory is left: {scratch:?}"
+    );
+
+    // An excluded file is no input of the step; a kept one is.
+    write(d.path(), "src/private/key", "changed\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    write(d.path(), "src/notes.txt", "changed\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Running in"), "the mounts changed: {out}");
+
+    // Excluded sources, and symlinks leaving the context, are not found in it.
+    std::os::unix::fs::symlink("/etc", d.path().join("hostetc")).unwrap();
+    for src in ["src/private/key", "secret.txt", "logs/old", "hostetc"] {
+        write(
+            d.path(),
+            "Dockerfile",
+            &format!("FROM busybox\nRUN --mount=type=bind,source={src},target=/x ls /x\n"),
+        );
+        let (code, out, err) = build(&r, d.path(), &["-t", "ctxbind:bad"]);
+        assert_eq!(code, 1, "{src}: {out}{err}");
+        assert!(
+            err.contains(&format!("line 2: RUN --mount=type=bind: source={src}: not found in the build context or excluded by .dockerignore")),
+            "{src}: {err}"
+        );
+    }
+    r.ok(&["rmi", "ctxbind:1"]);
+}

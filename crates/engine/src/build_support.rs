@@ -5,6 +5,76 @@
 
 use crate::{random_id, self_owner, stop_signals, Engine, Error, Result, RunOptions};
 use std::io::Seek;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// An overlay filesystem a build step's container gets (`RUN --mount=type=bind,from=STAGE`, or a
+/// writable or filtered bind mount). The runtime mounts it inside the container's mount
+/// namespace, so nothing stays mounted on the host if the build dies; writes land in `upper`,
+/// which the builder throws away after the step.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct OverlayMount {
+    /// Where it appears in the container.
+    pub target: String,
+    /// Read-only layers, topmost first.
+    pub lowers: Vec<PathBuf>,
+    /// The writable layer (a scratch directory of the builder's).
+    pub upper: PathBuf,
+    /// overlayfs's work directory, on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+impl OverlayMount {
+    /// The OCI mount the runtime performs.
+    pub(crate) fn oci(&self) -> Result<oci_spec::runtime::Mount> {
+        // overlayfs splits its options on `,` and lower dirs on `:`.
+        let esc = |p: &std::path::Path| -> String {
+            let mut out = String::new();
+            for c in String::from_utf8_lossy(p.as_os_str().as_bytes()).chars() {
+                if matches!(c, ',' | ':' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        };
+        if self.lowers.is_empty() {
+            return Err(Error::Invalid(format!(
+                "mount {}: an overlay needs a lower layer",
+                self.target
+            )));
+        }
+        let lowers: Vec<String> = self.lowers.iter().map(|l| esc(l)).collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            esc(&self.upper),
+            esc(&self.work)
+        );
+        // The kernel reads mount options from one page.
+        if data.len() >= 4096 {
+            return Err(Error::Invalid(format!(
+                "mount {}: {} layers are too many for one overlay ({} bytes of options, more than 4096)",
+                self.target,
+                self.lowers.len(),
+                data.len()
+            )));
+        }
+        let mut options = vec![data];
+        if self.readonly {
+            options.push("ro".into());
+        }
+        oci_spec::runtime::MountBuilder::default()
+            .destination(&self.target)
+            .typ("overlay")
+            .source("overlay")
+            .options(options)
+            .build()
+            .map_err(|e| Error::Invalid(format!("mount {}: {e}", self.target)))
+    }
+}
 
 /// Files hako creates for every container (mount points); they are not part of a layer.
 const MOUNT_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];

@@ -388,6 +388,8 @@ pub struct RunOptions {
     pub network_aliases: Vec<String>,
     /// `--mac-address`.
     pub mac_address: Option<String>,
+    /// Overlays a build step mounts (`RUN --mount=type=bind` of a stage, or a writable one).
+    pub overlays: Vec<build_support::OverlayMount>,
 }
 
 /// Reported once the container's process is running.

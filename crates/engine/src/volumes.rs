@@ -297,6 +297,13 @@ impl Engine {
             mounts.push(mount(&target, "tmpfs", "tmpfs", o)?);
             targets.push(target);
         }
+        for o in &opts.overlays {
+            mounts.push(o.oci()?);
+            targets.push(o.target.clone());
+        }
+        // Parents before what is mounted inside them, as Docker orders mounts (a cache mount
+        // at /src/target inside a bind mount at /src).
+        mounts.sort_by_key(|m| m.destination().components().count());
         targets.sort();
         if let Some(w) = targets.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::Invalid(format!("Duplicate mount point: {}", w[0])));
