@@ -688,6 +688,9 @@ struct RunArgs {
     /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
     #[arg(long)]
     mac_address: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
     /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
     #[arg(long)]
     device: Vec<String>,
@@ -1153,6 +1156,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         ip: a.ip,
         network_aliases: a.network_alias,
         mac_address: a.mac_address,
+        init: a.init,
         ..Default::default()
     };
     resources.apply(&mut opts);

@@ -615,3 +615,87 @@ fn image_symlinks_cannot_redirect_mounts_or_workdir_to_the_host() {
         assert!(err.contains("working directory"), "{err}");
     }
 }
+
+#[test]
+fn init_is_pid_1_reaps_orphans_forwards_signals_and_keeps_exit_codes() {
+    let r = Root::with_busybox();
+    // The inner sh exits at once, so its background sleep is reparented to PID 1 and dies as
+    // an orphan: only a reaping PID 1 keeps it from staying a zombie until the container ends.
+    let ps = r.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "sh -c 'sleep 0.1 &'; sleep 1; ps -o pid,stat,args",
+    ]);
+    let pid1 = ps
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
+    assert!(pid1.contains("/dev/init -- sh -c"), "{ps}");
+    assert!(
+        !ps.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some("Z")),
+        "a zombie was left: {ps}"
+    );
+    assert!(
+        !ps.lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("sleep")),
+        "the orphan still runs: {ps}"
+    );
+
+    assert_eq!(
+        r.run(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 3"])
+            .0,
+        3
+    );
+    assert_eq!(
+        r.run(&["run", "--rm", "--init", "busybox", "sh", "-c", "kill -9 $$"])
+            .0,
+        137
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--init", "busybox", "nosuchcommand"]);
+    assert_eq!(code, 127);
+    assert!(
+        err.contains("\"nosuchcommand\": no such file or directory"),
+        "{err}"
+    );
+
+    // stop's SIGTERM goes to PID 1, the init, which must hand it to the shell's trap.
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    assert!(wait_for(10, || r.ok(&["logs", id]).contains("ready")));
+    r.ok(&["stop", id]);
+    assert_eq!(r.ok(&["logs", id]), "ready\ngot TERM\n");
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.ExitCode}} {{.HostConfig.Init}}",
+            id
+        ]),
+        "7 true\n"
+    );
+    // The command shown is the user's, as in docker; the init is an implementation detail.
+    let ps = r.ok(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
+    assert!(!ps.contains("/dev/init"), "{ps}");
+    r.ok(&["rm", id]);
+    // Nothing of the init lands in the container's writable layer.
+    let id = r.ok(&["create", "--init", "busybox", "true"]);
+    r.ok(&["start", id.trim()]);
+    assert_eq!(r.ok(&["wait", id.trim()]), "0\n");
+    let diff = r.ok(&["diff", id.trim()]);
+    assert!(!diff.contains("/dev"), "{diff}");
+    r.ok(&["rm", id.trim()]);
+}

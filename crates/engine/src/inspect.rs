@@ -105,6 +105,7 @@ impl Engine {
                 "Binds": opts.volumes,
                 "NetworkMode": opts.network.mode(),
                 "Privileged": opts.privileged,
+                "Init": opts.init,
                 "ReadonlyRootfs": opts.read_only,
                 "CapAdd": opts.cap_add,
                 "CapDrop": opts.cap_drop,

@@ -7,6 +7,7 @@ pub mod commit;
 pub mod copy;
 pub mod events;
 pub mod exec;
+mod init;
 mod inspect;
 pub(crate) mod limits;
 mod monitor;
@@ -341,6 +342,8 @@ pub struct RunOptions {
     pub network_aliases: Vec<String>,
     /// `--mac-address`.
     pub mac_address: Option<String>,
+    /// `--init`: run hako-init (at /dev/init) as PID 1 in front of the command.
+    pub init: bool,
 }
 
 /// Reported once the container's process is running.
@@ -959,11 +962,17 @@ impl Engine {
             hosts_extra.push(options::parse_add_host(h)?);
         }
         let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
-        let mounts = self.container_mounts(id, opts, plan)?;
+        let mut mounts = self.container_mounts(id, opts, plan)?;
+        let args = if opts.init {
+            mounts.push(init::mount(&init::host_path(&self.root)?));
+            init::wrap(&plan.args)
+        } else {
+            plan.args.clone()
+        };
         let mut warnings = Vec::new();
         let spec = spec::build(&spec::SpecInput {
             rootfs: &rootfs,
-            args: plan.args.clone(),
+            args,
             env: plan.env.clone(),
             cwd: &plan.workdir,
             uid: plan.user.uid,
