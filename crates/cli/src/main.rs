@@ -1075,15 +1075,24 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
             .map_err(|e: hako_engine::Error| engine_err(e.into()))?,
     };
     let mut no_new_privileges = false;
+    let mut seccomp = hako_engine::seccomp::Seccomp::Default;
     for o in &a.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
+        // Docker accepts both KEY=VALUE and the older KEY:VALUE.
+        let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+        match (key, value) {
+            ("no-new-privileges", "" | "true") => no_new_privileges = true,
+            ("no-new-privileges", "false") => no_new_privileges = false,
+            ("seccomp", v) if !v.is_empty() => {
+                seccomp = hako_engine::seccomp::Seccomp::from_option(v)
+                    .map_err(|e| engine_err(e.into()))?
             }
-            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
-            other => {
+            ("apparmor", v) if !v.is_empty() => lsm_option("apparmor", o)?,
+            ("label", "disable") => {}
+            ("label", v) if !v.is_empty() => lsm_option("selinux", o)?,
+            _ => {
                 return Err(engine_err(anyhow::anyhow!(
-                    "security option {other:?} is not supported yet (no-new-privileges is)"
+                    "Invalid --security-opt: {o:?} (supported: seccomp=FILE|unconfined, \
+                     no-new-privileges[=true|false], apparmor=PROFILE, label=…)"
                 )))
             }
         }
@@ -1157,6 +1166,8 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         network_aliases: a.network_alias,
         mac_address: a.mac_address,
         init: a.init,
+        seccomp,
+        security_opt: a.security_opt,
         ..Default::default()
     };
     resources.apply(&mut opts);
@@ -2208,4 +2219,25 @@ fn write_log_line(
         write!(out, "{prefix}{text}")?;
         out.flush()
     }
+}
+
+/// `--security-opt apparmor=…` / `label=…`: hako cannot apply LSM profiles yet, so on a host
+/// where the LSM is active that is an error (running unconfined would be a silent downgrade);
+/// where it is not, there is nothing to apply, as with docker on such a host, and we say so.
+fn lsm_option(lsm: &str, opt: &str) -> Result<(), Failure> {
+    let active = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.split(',').any(|n| n.trim() == lsm))
+        .unwrap_or(false)
+        || match lsm {
+            "apparmor" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|v| v.trim() == "Y"),
+            _ => std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        };
+    if active {
+        return Err(engine_err(anyhow::anyhow!(
+            "--security-opt {opt}: applying {lsm} profiles is not supported yet"
+        )));
+    }
+    eprintln!("WARNING: {lsm} is not enabled on this host; ignoring --security-opt {opt}");
+    Ok(())
 }

@@ -106,6 +106,7 @@ impl Engine {
                 "NetworkMode": opts.network.mode(),
                 "Privileged": opts.privileged,
                 "Init": opts.init,
+                "SecurityOpt": opts.security_opt,
                 "ReadonlyRootfs": opts.read_only,
                 "CapAdd": opts.cap_add,
                 "CapDrop": opts.cap_drop,
@@ -523,7 +524,7 @@ impl Engine {
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),
-                "seccomp: not enforced yet".into(),
+                "seccomp (Profile: builtin, unknown syscalls answer ENOSYS)".into(),
             ],
         })
     }

@@ -14,6 +14,7 @@ mod monitor;
 pub mod names;
 pub mod netwire;
 pub mod options;
+pub mod seccomp;
 pub mod spec;
 mod tty;
 pub mod user;
@@ -344,6 +345,10 @@ pub struct RunOptions {
     pub mac_address: Option<String>,
     /// `--init`: run hako-init (at /dev/init) as PID 1 in front of the command.
     pub init: bool,
+    /// `--security-opt seccomp=…` (ignored with `--privileged`, as in docker).
+    pub seccomp: seccomp::Seccomp,
+    /// `--security-opt` as given, for inspect's HostConfig.SecurityOpt.
+    pub security_opt: Vec<String>,
 }
 
 /// Reported once the container's process is running.
@@ -1010,6 +1015,12 @@ impl Engine {
         .map_err(|e| Error::Invalid(format!("{e}")))?;
         let mut spec = spec;
         self.apply_namespace_modes(&mut spec, opts)?;
+        if !opts.privileged {
+            let filter = opts.seccomp.resolve(&plan.limits.capabilities)?;
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_seccomp(filter);
+            spec.set_linux(Some(linux));
+        }
 
         let overlay = hako_runtime::Overlay {
             lower: plan.image.layers.iter().rev().cloned().collect(),
