@@ -154,6 +154,9 @@ enum Command {
         /// Show all containers (default shows just running)
         #[arg(short, long)]
         all: bool,
+        /// Format output using a Go template, or json
+        #[arg(long)]
+        format: Option<String>,
         /// Containers (default: all running)
         containers: Vec<String>,
     },
@@ -868,8 +871,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Stats {
             no_stream,
             all,
+            format,
             containers,
-        } => stats(&cli.root, no_stream, all, containers),
+        } => stats(&cli.root, no_stream, all, format, containers),
         Command::Stop(a) => stop(&cli.root, a),
         Command::Kill(a) => kill(&cli.root, a),
         Command::Logs(a) => logs(&cli.root, a),
@@ -1681,9 +1685,11 @@ fn stats(
     root: &std::path::Path,
     no_stream: bool,
     all: bool,
+    format: Option<String>,
     keys: Vec<String>,
 ) -> Result<i32, Failure> {
     let engine = open(root)?;
+    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
     let keys: Vec<String> = if keys.is_empty() {
         engine.list(all)?.into_iter().map(|c| c.id).collect()
     } else {
@@ -1706,43 +1712,46 @@ fn stats(
     let mut prev = sample(&engine)?;
     let mut prev_t = std::time::Instant::now();
     loop {
+        // CPU % is a rate: it needs two samples, as docker's first line does too.
         std::thread::sleep(Duration::from_millis(if no_stream { 200 } else { 1000 }));
         let now = sample(&engine)?;
         let dt = prev_t.elapsed().as_nanos() as f64;
         prev_t = std::time::Instant::now();
+        let rows: Vec<serde_json::Value> = now
+            .iter()
+            .zip(prev.iter())
+            .map(|(s, p)| stats_row(s, p, dt, total_mem))
+            .collect();
         let mut out = TabWriter::new(std::io::stdout().lock())
             .minwidth(7)
             .padding(3);
         if !no_stream {
             write!(out, "\x1b[2J\x1b[H")?;
         }
-        writeln!(
-            out,
-            "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
-        )?;
-        for (s, p) in now.iter().zip(prev.iter()) {
-            let cpu = match (s.cpu_ns, p.cpu_ns) {
-                (Some(a), Some(b)) if dt > 0.0 => (a.saturating_sub(b) as f64 / dt) * 100.0,
-                _ => 0.0,
-            };
-            let mem = s.memory.unwrap_or(0);
-            let limit = s.memory_limit.unwrap_or(total_mem);
-            let pct = if limit > 0 {
-                mem as f64 / limit as f64 * 100.0
-            } else {
-                0.0
-            };
+        if let Some(t) = &tmpl {
+            for r in &rows {
+                writeln!(out, "{}", t.render(r)?)?;
+            }
+        } else {
             writeln!(
                 out,
-                "{}\t{}\t{:.2}%\t{} / {}\t{:.2}%\t--\t--\t{}",
-                &s.id[..12],
-                s.name,
-                cpu,
-                fmt::human_binary_size(mem),
-                fmt::human_binary_size(limit),
-                pct,
-                s.pids.unwrap_or(0)
+                "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
             )?;
+            for r in &rows {
+                let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    f("ID"),
+                    f("Name"),
+                    f("CPUPerc"),
+                    f("MemUsage"),
+                    f("MemPerc"),
+                    f("NetIO"),
+                    f("BlockIO"),
+                    f("PIDs")
+                )?;
+            }
         }
         out.flush()?;
         if no_stream {
@@ -1750,6 +1759,38 @@ fn stats(
         }
         prev = now;
     }
+}
+
+/// One `stats` line with docker's field names (for `--format`) and docker's units: binary
+/// for memory, decimal for network and block I/O.
+fn stats_row(
+    s: &hako_engine::ContainerStats,
+    p: &hako_engine::ContainerStats,
+    dt: f64,
+    total_mem: u64,
+) -> serde_json::Value {
+    let cpu = match (s.cpu_ns, p.cpu_ns) {
+        (Some(a), Some(b)) if dt > 0.0 => (a.saturating_sub(b) as f64 / dt) * 100.0,
+        _ => 0.0,
+    };
+    let mem = s.memory.unwrap_or(0);
+    let limit = s.memory_limit.unwrap_or(total_mem);
+    let pct = if limit > 0 {
+        mem as f64 / limit as f64 * 100.0
+    } else {
+        0.0
+    };
+    serde_json::json!({
+        "ID": &s.id[..12],
+        "Container": &s.id[..12],
+        "Name": s.name,
+        "CPUPerc": format!("{cpu:.2}%"),
+        "MemUsage": format!("{} / {}", fmt::human_binary_size(mem), fmt::human_binary_size(limit)),
+        "MemPerc": format!("{pct:.2}%"),
+        "NetIO": format!("{} / {}", fmt::human_size(s.net_rx), fmt::human_size(s.net_tx)),
+        "BlockIO": format!("{} / {}", fmt::human_size(s.block_read), fmt::human_size(s.block_write)),
+        "PIDs": s.pids.unwrap_or(0).to_string(),
+    })
 }
 
 fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> {

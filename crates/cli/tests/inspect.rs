@@ -280,3 +280,73 @@ fn shell_completions_are_generated() {
         );
     }
 }
+
+#[test]
+fn stats_net_and_block_io_columns_and_formats() {
+    let r = Root::with_busybox();
+    // Traffic to the bridge's gateway is counted on the container's eth0, in both directions.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 3 -W 1 $(ip route | awk '/default/ {print $3}'); echo pinged; sleep 100",
+    ]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hostnet",
+        "--network",
+        "host",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert!(common::wait_for(15, || r
+        .ok(&["logs", "talker"])
+        .contains("pinged")));
+    let line = r.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.NetIO}}|{{.BlockIO}}|{{.PIDs}}",
+        "talker",
+        "hostnet",
+    ]);
+    let rows: Vec<Vec<&str>> = line.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 2, "{line}");
+    assert_eq!(rows[0][0], "talker");
+    let (rx, tx) = rows[0][1].split_once(" / ").unwrap();
+    assert!(rx != "0B" && tx != "0B", "no traffic counted: {line}");
+    // Docker shows nothing for the host's interfaces.
+    assert_eq!(rows[1][1], "0B / 0B", "{line}");
+    assert!(
+        rows[0][2].contains(" / ") && rows[0][2].ends_with('B'),
+        "{line}"
+    );
+    assert_eq!(rows[1][3], "1");
+
+    let json = r.ok(&["stats", "--no-stream", "--format", "json", "talker"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    for k in [
+        "BlockIO",
+        "CPUPerc",
+        "Container",
+        "ID",
+        "MemPerc",
+        "MemUsage",
+        "Name",
+        "NetIO",
+        "PIDs",
+    ] {
+        assert!(v.get(k).is_some(), "{k} missing: {json}");
+    }
+    let table = r.ok(&["stats", "--no-stream"]);
+    let talker = table.lines().find(|l| l.contains("talker")).unwrap();
+    assert!(!talker.contains("--"), "{table}");
+    r.ok(&["rm", "-f", "talker", "hostnet"]);
+}
