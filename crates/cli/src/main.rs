@@ -230,6 +230,9 @@ enum Command {
         /// Proxy all received signals to the process
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         sig_proxy: bool,
+        /// Override the key sequence for detaching a container (-t containers)
+        #[arg(long, default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
         /// Container
         container: String,
     },
@@ -940,9 +943,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         } => events(&cli.root, since, until, filter, format),
         Command::Attach {
             sig_proxy,
+            detach_keys,
             container,
             ..
-        } => attach(&cli.root, &container, sig_proxy),
+        } => attach(&cli.root, &container, sig_proxy, &detach_keys),
         Command::Exec(a) => {
             let engine = open(&cli.root)?;
             let opts = hako_engine::exec::ExecOptions {
@@ -1062,12 +1066,7 @@ fn engine_err(e: anyhow::Error) -> Failure {
 
 /// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
 fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    if a.tty && a.detach {
-        return Err(engine_err(anyhow::anyhow!(
-            "-t with -d is not supported yet: a detached container's monitor does not hold a terminal"
-        )));
-    }
-    if a.detach && a.rm && a.interactive {
+    if a.detach && a.rm && a.interactive && !a.tty {
         return Err(engine_err(anyhow::anyhow!(
             "-i with -d is not supported yet: a detached container's stdin is /dev/null"
         )));
@@ -2181,15 +2180,27 @@ fn events(
 
 /// `attach`: the container's output from now on, with Ctrl-C and friends relayed to it (as
 /// Docker's --sig-proxy does), until the container exits.
-fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Failure> {
+fn attach(
+    root: &std::path::Path,
+    key: &str,
+    sig_proxy: bool,
+    detach_keys: &str,
+) -> Result<i32, Failure> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use std::io::{BufRead, Seek};
     let engine = open(root)?;
+    let keys = hako_engine::tty::parse_detach_keys(detach_keys)?;
     let (id, path) = engine.log_file(key)?;
     if !engine.is_running(&id)? {
         return Err(
             anyhow::anyhow!("You cannot attach to a stopped container, start it first").into(),
         );
+    }
+    // A -t container: its monitor holds the terminal; typed keys (ctrl-c included) go to it.
+    match engine.attach_terminal(&id, &keys)? {
+        Some(hako_engine::tty::AttachEnd::Detached) => return Ok(0),
+        Some(hako_engine::tty::AttachEnd::Closed) => return Ok(engine.wait(&id).unwrap_or(0)),
+        None => {}
     }
     let mut set = SigSet::empty();
     for s in [

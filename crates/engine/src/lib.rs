@@ -16,7 +16,7 @@ pub mod netwire;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
-mod tty;
+pub mod tty;
 pub mod user;
 pub mod volumes;
 

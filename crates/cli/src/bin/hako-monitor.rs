@@ -36,7 +36,23 @@ fn main() {
         _ => (0, 1),
     };
     let mut out = Log::open(log.clone(), max_size, max_file);
-    pump(&mut out);
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(3) } == 1 {
+        // `run -dt`: fd 3 is the master of the container's pty (fd 4 is unused).
+        // SAFETY: closing our own unused descriptor.
+        unsafe { libc::close(4) };
+        // Bound by a relative name from inside the container's directory: a state root's
+        // path can be longer than the 108 bytes a socket address holds.
+        let dir = std::path::Path::new(log)
+            .parent()
+            .unwrap_or(std::path::Path::new("/"));
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("hako-monitor: chdir {}: {e}", dir.display());
+        }
+        pump_tty(&mut out, std::path::Path::new("attach.sock"));
+    } else {
+        pump(&mut out);
+    }
     let code = reap_all(init);
     let finished = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -108,6 +124,187 @@ fn pump(out: &mut Log) {
                 write_line(out, i, &chunk);
             }
         }
+    }
+}
+
+/// `run -dt`: copies the pty's output into the log (as stdout, like docker) and to every
+/// `hako attach` connected to SOCK, and their input and window sizes to the pty, until the
+/// container closes its terminal. SOCK is a SOCK_SEQPACKET socket, so each message an
+/// attach sends arrives whole: `i` + bytes typed, or `w` + rows and columns (u16, LE).
+fn pump_tty(out: &mut Log, sock: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let listener = listen(sock.as_os_str().as_bytes());
+    let mut clients: Vec<i32> = Vec::new();
+    let mut partial = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds: Vec<libc::pollfd> = [3, listener]
+            .iter()
+            .chain(clients.iter())
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: reading into our own buffer from the master we own.
+            let r = unsafe { libc::read(3, buf.as_mut_ptr().cast(), buf.len()) };
+            if r <= 0 {
+                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // EIO: every slave descriptor is closed, the container is gone.
+                break;
+            }
+            let data = &buf[..r as usize];
+            clients.retain(|&c| {
+                // SAFETY: sending our own buffer on a socket we own; a client that cannot keep
+                // up or has gone is dropped rather than allowed to stall the container.
+                let sent = unsafe {
+                    libc::send(
+                        c,
+                        data.as_ptr().cast(),
+                        data.len(),
+                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    )
+                };
+                if sent < 0 {
+                    // SAFETY: closing the client's descriptor once, as we forget it.
+                    unsafe { libc::close(c) };
+                }
+                sent >= 0
+            });
+            partial.extend_from_slice(data);
+            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                write_line(out, 0, &line);
+            }
+            if partial.len() >= 16 * 1024 {
+                let chunk = std::mem::take(&mut partial);
+                write_line(out, 0, &chunk);
+            }
+        }
+        if listener >= 0 && fds[1].revents != 0 {
+            // SAFETY: accept4 on our listening socket; the peer address is not wanted.
+            let c = unsafe {
+                libc::accept4(
+                    listener,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if c >= 0 {
+                clients.push(c);
+            }
+        }
+        let mut gone = Vec::new();
+        for f in fds.iter().skip(2).filter(|f| f.revents != 0) {
+            // SAFETY: receiving into our own buffer from a client socket we own.
+            let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r <= 0 {
+                gone.push(f.fd);
+                continue;
+            }
+            let msg = &buf[..r as usize];
+            match msg.first() {
+                Some(b'i') => write_all(3, &msg[1..]),
+                Some(b'w') if msg.len() >= 5 => {
+                    let ws = libc::winsize {
+                        ws_row: u16::from_le_bytes([msg[1], msg[2]]),
+                        ws_col: u16::from_le_bytes([msg[3], msg[4]]),
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ reads the winsize we pass; the kernel then sends
+                    // SIGWINCH to the terminal's foreground process group.
+                    unsafe { libc::ioctl(3, libc::TIOCSWINSZ, &ws) };
+                }
+                _ => {}
+            }
+        }
+        for c in gone {
+            clients.retain(|&x| x != c);
+            // SAFETY: closing the departed client's descriptor once.
+            unsafe { libc::close(c) };
+        }
+    }
+    if !partial.is_empty() {
+        write_line(out, 0, &partial);
+    }
+    for c in clients {
+        // SAFETY: closing our client descriptors once; attach sees the end of the output.
+        unsafe { libc::close(c) };
+    }
+    let _ = std::fs::remove_file(sock);
+    // SAFETY: closing our own descriptors.
+    unsafe {
+        libc::close(listener);
+        libc::close(3);
+    }
+}
+
+/// A listening SOCK_SEQPACKET socket at `path`, only for root (-1 if it cannot be made:
+/// the container still runs and logs, it just cannot be attached to).
+fn listen(path: &[u8]) -> i32 {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in below, bounds-checked.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if fd < 0 || path.len() >= addr.sun_path.len() {
+        eprintln!("hako-monitor: cannot create the attach socket");
+        return -1;
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(path) {
+        *d = *s as libc::c_char;
+    }
+    let _ =
+        std::fs::remove_file(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
+    // SAFETY: umask is process-wide state of this single-threaded process; bind and listen use
+    // the address we filled in.
+    let ok = unsafe {
+        let old = libc::umask(0o177);
+        let r = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        );
+        libc::umask(old);
+        r == 0 && libc::listen(fd, 8) == 0
+    };
+    if !ok {
+        eprintln!(
+            "hako-monitor: attach socket: {}",
+            io::Error::last_os_error()
+        );
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(fd) };
+        return -1;
+    }
+    fd
+}
+
+fn write_all(fd: i32, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writing from our own buffer to a descriptor we hold.
+        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if w <= 0 {
+            if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        data = &data[w as usize..];
     }
 }
 
