@@ -697,6 +697,12 @@ struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
+    /// Override the key sequence for detaching a container (with -it)
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
+    /// Proxy received signals to the process (with -it)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
     #[arg(long)]
     device: Vec<String>,
@@ -1229,10 +1235,19 @@ fn ensure_image(
 
 fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     let (pull, platform) = (a.pull.clone(), a.platform.clone());
-    let opts = run_options(a)?;
+    let (sig_proxy, detach_keys) = (a.sig_proxy, a.detach_keys.clone());
+    let mut opts = run_options(a)?;
     let engine = open(root).map_err(engine_err)?;
     ensure_image(&engine, &opts.image, &pull, platform.as_deref())?;
     let detach = opts.detach;
+    // `run -it` is `run -dit` plus `attach`, as in docker: the monitor holds the terminal, so
+    // the detach keys can leave the container running.
+    let attach = opts.tty && opts.interactive && !detach;
+    let keys =
+        hako_engine::tty::parse_detach_keys(&detach_keys).map_err(|e| engine_err(e.into()))?;
+    opts.detach |= attach;
+    opts.attach_on_start = attach;
+    let mut id = String::new();
     let result = engine.run(&opts, &mut |started| {
         for w in started.warnings {
             eprintln!("WARNING: {w}");
@@ -1240,8 +1255,17 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
         if detach {
             println!("{}", started.id);
         }
+        id = started.id.to_string();
     });
-    run_result(result)
+    let code = run_result(result)?;
+    if !attach {
+        return Ok(code);
+    }
+    match engine.attach_terminal(&id, &keys, sig_proxy)? {
+        Some(end) => Ok(attach_end(&engine, &id, end)),
+        // It already exited (and its monitor closed the terminal).
+        None => Ok(engine.wait(&id).unwrap_or(0)),
+    }
 }
 
 /// Docker's reporting of a failed `run`/`create`: a missing image gets its own first line.
@@ -2197,10 +2221,8 @@ fn attach(
         );
     }
     // A -t container: its monitor holds the terminal; typed keys (ctrl-c included) go to it.
-    match engine.attach_terminal(&id, &keys)? {
-        Some(hako_engine::tty::AttachEnd::Detached) => return Ok(0),
-        Some(hako_engine::tty::AttachEnd::Closed) => return Ok(engine.wait(&id).unwrap_or(0)),
-        None => {}
+    if let Some(end) = engine.attach_terminal(&id, &keys, sig_proxy)? {
+        return Ok(attach_end(&engine, &id, end));
     }
     let mut set = SigSet::empty();
     for s in [
@@ -2246,6 +2268,20 @@ fn attach(
         } else {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// The status of a terminal attach that ended: 0 when detached; the container's otherwise,
+/// once its exit is recorded (so the next command sees it exited).
+fn attach_end(engine: &Engine, id: &str, end: hako_engine::tty::AttachEnd) -> i32 {
+    use hako_engine::tty::AttachEnd;
+    match end {
+        AttachEnd::Detached => 0,
+        AttachEnd::Exited(code) => {
+            let _ = engine.wait(id);
+            code
+        }
+        AttachEnd::Closed => engine.wait(id).unwrap_or(0),
     }
 }
 

@@ -188,3 +188,36 @@ fn run_dit_keeps_the_terminal_for_attach_detach_keys_and_resize() {
     );
     r.ok(&["rm", "tt"]);
 }
+
+#[test]
+fn run_it_detaches_with_ctrl_p_ctrl_q_and_keeps_exit_codes() {
+    let r = Root::with_busybox();
+    // A command that ends at once still reports its status (and --rm removes it).
+    let (code, shown) = on_terminal(
+        &r,
+        &["run", "--rm", "-it", "busybox", "sh", "-c", "exit 3"],
+        "",
+    );
+    assert_eq!(code, 3, "{shown}");
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    let logs = || {
+        let (_, out, _) = r.run(&["logs", "bg"]);
+        out
+    };
+    let (code, shown) = on_terminal_in_steps(
+        &r,
+        &["run", "--name", "bg", "-it", "busybox", "sh"],
+        "echo up-$((3*3))\r",
+        || logs().contains("up-9"),
+        "\x10\x11",
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("up-9"), "{shown}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "bg"]),
+        "running\n"
+    );
+    let (code, shown) = on_terminal(&r, &["attach", "bg"], "exit 4\r");
+    assert_eq!(code, 4, "{shown}");
+    r.ok(&["rm", "bg"]);
+}

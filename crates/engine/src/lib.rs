@@ -349,6 +349,11 @@ pub struct RunOptions {
     pub seccomp: seccomp::Seccomp,
     /// `--security-opt` as given, for inspect's HostConfig.SecurityOpt.
     pub security_opt: Vec<String>,
+    /// `run -it`: with `detach` and `tty`, the caller attaches at once, so the monitor waits
+    /// for that attach before it reads the terminal (the exit status then reaches it even if
+    /// the command ends at once). Not stored: a later `start` has nobody attaching.
+    #[serde(skip)]
+    pub attach_on_start: bool,
 }
 
 /// Reported once the container's process is running.
@@ -480,6 +485,29 @@ CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 ";
 
 /// Names of the blocked signals while `run` holds state that must be cleaned up.
+/// Blocks the signals an attach proxies; returns the previous mask.
+pub(crate) fn block_signals_for_attach() -> nix::sys::signal::SigSet {
+    let mut old = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&stop_signals()),
+        Some(&mut old),
+    );
+    old
+}
+
+/// Restores a mask saved by [`block_signals_for_attach`], dropping what is still pending.
+pub(crate) fn restore_signal_mask(old: &nix::sys::signal::SigSet) {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid sigset and timespec; draining pending signals before unblocking them.
+    while unsafe { libc::sigtimedwait(stop_signals().as_ref(), std::ptr::null_mut(), &zero) } > 0 {}
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(old), None);
+}
+
 fn stop_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut s = SigSet::empty();

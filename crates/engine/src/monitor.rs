@@ -114,7 +114,7 @@ pub(crate) fn start_detached(
                         argv.push(CString::new(files.to_string()).expect("digits"));
                     }
                 }
-                exec_monitor(&argv);
+                exec_monitor(&argv, opts.tty && opts.attach_on_start);
             }
             // SAFETY: _exit skips destructors of state shared with the parent (the database).
             unsafe { libc::_exit(1) }
@@ -211,6 +211,7 @@ fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
             drop((out_r, err_r));
             move_fd(c.master()?, 3)?;
             move_fd(null.into(), 4)?;
+            move_fd(crate::tty::attach_listener(&prepared.spec)?, 5)?;
         }
         // fds 3 and 4 of the monitor are the read ends of the container's stdout and stderr.
         None => {
@@ -240,8 +241,12 @@ fn move_fd(fd: OwnedFd, target: i32) -> Result<()> {
     Ok(())
 }
 
-fn exec_monitor(argv: &[CString]) -> ! {
-    let env: [CString; 0] = [];
+fn exec_monitor(argv: &[CString], wait_attach: bool) -> ! {
+    let env: Vec<CString> = if wait_attach {
+        vec![c"HAKO_MONITOR_WAIT_ATTACH=1".to_owned()]
+    } else {
+        Vec::new()
+    };
     let _ = nix::unistd::execve(&argv[0], argv, &env);
     // SAFETY: exec failed; leave without running the parent's destructors.
     unsafe { libc::_exit(127) }

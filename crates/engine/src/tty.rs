@@ -197,8 +197,10 @@ pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
 pub enum AttachEnd {
     /// The detach keys were typed; the container runs on.
     Detached,
-    /// The container closed its terminal.
+    /// The container closed its terminal (its status is not known yet).
     Closed,
+    /// The container exited with this status while we were attached.
+    Exited(i32),
 }
 
 /// Recognises the detach sequence in typed input. Bytes that begin the sequence are held back
@@ -235,22 +237,109 @@ impl DetachMatcher {
     }
 }
 
+/// The listening attach socket of a `-t` container, `attach.sock` beside its rootfs.
+///
+/// It is bound through a descriptor of the directory (`/proc/self/fd/N/attach.sock`), because
+/// a state root's path can be longer than the 108 bytes a socket address holds; and with a
+/// umask that leaves it to root alone.
+pub(crate) fn attach_listener(spec: &oci_spec::runtime::Spec) -> Result<OwnedFd> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    let dir = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.path().parent().map(std::path::Path::to_path_buf))
+        .ok_or_else(|| Error::Invalid("container without a root directory".into()))?;
+    let dirfd =
+        std::fs::File::open(&dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("create the attach socket", e.into()))?;
+    let path = format!("/proc/self/fd/{}/attach.sock", dirfd.as_raw_fd());
+    let _ = std::fs::remove_file(&path);
+    let addr = nix::sys::socket::UnixAddr::new(path.as_str())
+        .map_err(|e| Error::io("attach socket path", e.into()))?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = bind(fd.as_raw_fd(), &addr);
+    nix::sys::stat::umask(old);
+    bound.map_err(|e| Error::io("bind the attach socket", e.into()))?;
+    listen(&fd, Backlog::new(8).expect("small backlog"))
+        .map_err(|e| Error::io("listen on the attach socket", e.into()))?;
+    Ok(fd)
+}
+
 impl crate::Engine {
     /// `attach` to a running `-t` container (`None` if the container has no terminal, or no
     /// monitor holding one).
-    pub fn attach_terminal(&self, id: &str, detach_keys: &[u8]) -> Result<Option<AttachEnd>> {
+    ///
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked meanwhile, and those that arrive are
+    /// sent to the container when `sig_proxy`.
+    pub fn attach_terminal(
+        &self,
+        id: &str,
+        detach_keys: &[u8],
+        sig_proxy: bool,
+    ) -> Result<Option<AttachEnd>> {
         let sock = self.container_dir(id).join("attach.sock");
         if !sock.exists() {
             return Ok(None);
         }
-        attach_socket(&sock, detach_keys).map(Some)
+        let owner: Option<(Option<i32>, Option<i64>)> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT owner_pid, owner_start FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let old = crate::block_signals_for_attach();
+        let end = attach_socket(&sock, detach_keys, &mut |sig| {
+            if sig_proxy {
+                let _ = self.kill(id, sig);
+            }
+        });
+        crate::restore_signal_mask(&old);
+        let end = end?;
+        // The exit is not the end: the monitor still frees the cgroup and network and applies
+        // --rm (as `container-finish`, under its pid). Like docker's `run --rm`, return once
+        // that is done, so the next command finds nothing left over. Bounded, because a
+        // restart policy starts the container again.
+        if let (AttachEnd::Exited(_) | AttachEnd::Closed, Some((Some(pid), start))) = (&end, owner) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let reap = || {
+                // After `run -it` the monitor is our own child: reap it, or it would linger
+                // as a zombie that still looks alive. For anyone else's, this is ECHILD.
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            };
+            while {
+                reap();
+                crate::process_start_time(pid) == start
+            }
+                && start.is_some()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        Ok(Some(end))
     }
 }
 
 /// `attach` to a `-t` container through its monitor's socket (see hako-monitor's
 /// `pump_tty`): our terminal in raw mode, its size followed, typed input passed on until
 /// `detach_keys`.
-pub(crate) fn attach_socket(sock: &std::path::Path, detach_keys: &[u8]) -> Result<AttachEnd> {
+pub(crate) fn attach_socket(
+    sock: &std::path::Path,
+    detach_keys: &[u8],
+    proxy: &mut dyn FnMut(i32),
+) -> Result<AttachEnd> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     let fd = socket(
         AddressFamily::Unix,
@@ -286,6 +375,7 @@ pub(crate) fn attach_socket(sock: &std::path::Path, detach_keys: &[u8]) -> Resul
         m.extend_from_slice(&w.ws_col.to_le_bytes());
         send(&m);
     };
+    let proxied = crate::stop_signals();
     let _raw = RawMode::enter();
     let mut size = our_size();
     if let Some(w) = &size {
@@ -319,6 +409,17 @@ pub(crate) fn attach_socket(sock: &std::path::Path, detach_keys: &[u8]) -> Resul
             }
             return Err(Error::io("poll", std::io::Error::last_os_error()));
         }
+        // Signals sent to us (the caller keeps them blocked) go to the container, as docker's
+        // --sig-proxy does; in raw mode a typed ctrl-c is just a byte for the container's tty.
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid sigset and timespec for the duration of the call.
+        let sig = unsafe { libc::sigtimedwait(proxied.as_ref(), std::ptr::null_mut(), &zero) };
+        if sig > 0 {
+            proxy(sig);
+        }
         let now = our_size();
         if now.is_some() && now.map(|w| (w.ws_row, w.ws_col)) != size.map(|w| (w.ws_row, w.ws_col))
         {
@@ -333,7 +434,17 @@ pub(crate) fn attach_socket(sock: &std::path::Path, detach_keys: &[u8]) -> Resul
             if r <= 0 {
                 return Ok(AttachEnd::Closed);
             }
-            write_all(libc::STDOUT_FILENO, &buf[..r as usize]);
+            let msg = &buf[..r as usize];
+            match msg[0] {
+                b'o' => write_all(libc::STDOUT_FILENO, &msg[1..]),
+                b'x' => {
+                    let code = std::str::from_utf8(&msg[1..])
+                        .ok()
+                        .and_then(|c| c.parse().ok());
+                    return Ok(code.map_or(AttachEnd::Closed, AttachEnd::Exited));
+                }
+                _ => {}
+            }
         }
         if stdin_open && fds[1].revents != 0 {
             // SAFETY: reading into our own buffer from our stdin.

@@ -38,22 +38,41 @@ fn main() {
     let mut out = Log::open(log.clone(), max_size, max_file);
     // SAFETY: isatty only inspects the descriptor.
     if unsafe { libc::isatty(3) } == 1 {
-        // `run -dt`: fd 3 is the master of the container's pty (fd 4 is unused).
+        // `run -dt`: fd 3 is the master of the container's pty (fd 4 is unused), fd 5 the
+        // attach socket in the container's directory, which we remove by a relative name.
         // SAFETY: closing our own unused descriptor.
         unsafe { libc::close(4) };
-        // Bound by a relative name from inside the container's directory: a state root's
-        // path can be longer than the 108 bytes a socket address holds.
         let dir = std::path::Path::new(log)
             .parent()
             .unwrap_or(std::path::Path::new("/"));
         if let Err(e) = std::env::set_current_dir(dir) {
             eprintln!("hako-monitor: chdir {}: {e}", dir.display());
         }
-        pump_tty(&mut out, std::path::Path::new("attach.sock"));
+        let clients = pump_tty(&mut out, std::path::Path::new("attach.sock"));
+        let code = reap_all(init);
+        // An attach that is still connected (`run -it` is one) learns the exit status here,
+        // before `container-finish` may remove the container with `--rm`.
+        let msg = format!("x{code}");
+        let mut sink = [0u8; 512];
+        for c in clients {
+            // SAFETY: on a client socket we own: send our own buffer; drain what it sent us
+            // (closing with unread messages would reset the connection and drop ours); close.
+            unsafe {
+                libc::send(c, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL);
+                while libc::recv(c, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) > 0 {}
+                libc::close(c);
+            }
+        }
+        finish(code, exit_file, hako, root, id, &args[2]);
     } else {
         pump(&mut out);
     }
     let code = reap_all(init);
+    finish(code, exit_file, hako, root, id, &args[2]);
+}
+
+/// Records `code` in EXIT_FILE and execs `hako container-finish`.
+fn finish(code: i32, exit_file: &str, hako: &str, root: &str, id: &str, init: &str) -> ! {
     let finished = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -63,7 +82,7 @@ fn main() {
         let _ = std::fs::rename(&tmp, exit_file);
     }
     let err = std::process::Command::new(hako)
-        .args(["--root", root, "container-finish", id, &args[2]])
+        .args(["--root", root, "container-finish", id, init])
         .exec();
     eprintln!("hako-monitor: exec {hako}: {err}");
     std::process::exit(1);
@@ -129,12 +148,39 @@ fn pump(out: &mut Log) {
 
 /// `run -dt`: copies the pty's output into the log (as stdout, like docker) and to every
 /// `hako attach` connected to SOCK, and their input and window sizes to the pty, until the
-/// container closes its terminal. SOCK is a SOCK_SEQPACKET socket, so each message an
-/// attach sends arrives whole: `i` + bytes typed, or `w` + rows and columns (u16, LE).
-fn pump_tty(out: &mut Log, sock: &std::path::Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let listener = listen(sock.as_os_str().as_bytes());
+/// container closes its terminal; returns the attaches still connected. SOCK is a
+/// SOCK_SEQPACKET socket, so every message arrives whole. From an attach: `i` + bytes typed,
+/// or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the exit
+/// status in decimal.
+fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
+    // The spawning process bound and listens on SOCK, as fd 5, so the socket exists by the
+    // time `run` returns.
+    let listener = 5;
     let mut clients: Vec<i32> = Vec::new();
+    if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_some() {
+        // `run -it`: its attach is on the way. Until it connects the terminal is not read, so
+        // neither output nor the exit can pass it by; a `hako` that died before connecting
+        // only costs this wait.
+        let mut p = libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; then accept4 on our own listening socket.
+        unsafe {
+            if libc::poll(&mut p, 1, 10_000) == 1 {
+                let c = libc::accept4(
+                    listener,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                );
+                if c >= 0 {
+                    clients.push(c);
+                }
+            }
+        }
+    }
     let mut partial = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -156,8 +202,9 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) {
             break;
         }
         if fds[0].revents != 0 {
-            // SAFETY: reading into our own buffer from the master we own.
-            let r = unsafe { libc::read(3, buf.as_mut_ptr().cast(), buf.len()) };
+            buf[0] = b'o';
+            // SAFETY: reading into our own buffer, after the message type, from our master.
+            let r = unsafe { libc::read(3, buf[1..].as_mut_ptr().cast(), buf.len() - 1) };
             if r <= 0 {
                 if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -165,15 +212,15 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) {
                 // EIO: every slave descriptor is closed, the container is gone.
                 break;
             }
-            let data = &buf[..r as usize];
+            let data = &buf[1..=r as usize];
             clients.retain(|&c| {
                 // SAFETY: sending our own buffer on a socket we own; a client that cannot keep
                 // up or has gone is dropped rather than allowed to stall the container.
                 let sent = unsafe {
                     libc::send(
                         c,
-                        data.as_ptr().cast(),
-                        data.len(),
+                        buf.as_ptr().cast(),
+                        data.len() + 1,
                         libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
                     )
                 };
@@ -193,7 +240,7 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) {
                 write_line(out, 0, &chunk);
             }
         }
-        if listener >= 0 && fds[1].revents != 0 {
+        if fds[1].revents != 0 {
             // SAFETY: accept4 on our listening socket; the peer address is not wanted.
             let c = unsafe {
                 libc::accept4(
@@ -241,57 +288,13 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) {
     if !partial.is_empty() {
         write_line(out, 0, &partial);
     }
-    for c in clients {
-        // SAFETY: closing our client descriptors once; attach sees the end of the output.
-        unsafe { libc::close(c) };
-    }
     let _ = std::fs::remove_file(sock);
     // SAFETY: closing our own descriptors.
     unsafe {
         libc::close(listener);
         libc::close(3);
     }
-}
-
-/// A listening SOCK_SEQPACKET socket at `path`, only for root (-1 if it cannot be made:
-/// the container still runs and logs, it just cannot be attached to).
-fn listen(path: &[u8]) -> i32 {
-    // SAFETY: socket(2) with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in below, bounds-checked.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if fd < 0 || path.len() >= addr.sun_path.len() {
-        eprintln!("hako-monitor: cannot create the attach socket");
-        return -1;
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in addr.sun_path.iter_mut().zip(path) {
-        *d = *s as libc::c_char;
-    }
-    let _ =
-        std::fs::remove_file(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
-    // SAFETY: umask is process-wide state of this single-threaded process; bind and listen use
-    // the address we filled in.
-    let ok = unsafe {
-        let old = libc::umask(0o177);
-        let r = libc::bind(
-            fd,
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        );
-        libc::umask(old);
-        r == 0 && libc::listen(fd, 8) == 0
-    };
-    if !ok {
-        eprintln!(
-            "hako-monitor: attach socket: {}",
-            io::Error::last_os_error()
-        );
-        // SAFETY: closing our own descriptor.
-        unsafe { libc::close(fd) };
-        return -1;
-    }
-    fd
+    clients
 }
 
 fn write_all(fd: i32, mut data: &[u8]) {
