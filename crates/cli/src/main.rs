@@ -85,6 +85,15 @@ enum Command {
     Create(Box<RunArgs>),
     /// Start one or more stopped containers
     Start {
+        /// Attach STDOUT/STDERR and forward signals
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach container's STDIN (-t containers; others have no stdin)
+        #[arg(short, long)]
+        interactive: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long, default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
         /// Containers
         #[arg(required = true)]
         containers: Vec<String>,
@@ -839,7 +848,17 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             println!("{}", run_result(engine.create(&opts))?);
             Ok(0)
         }
-        Command::Start { containers } => each_container(&cli.root, &containers, |e, k| e.start(k)),
+        Command::Start {
+            attach: false,
+            interactive: false,
+            containers,
+            ..
+        } => each_container(&cli.root, &containers, |e, k| e.start(k)),
+        Command::Start {
+            detach_keys,
+            containers,
+            ..
+        } => start_attached(&cli.root, &containers, &detach_keys),
         Command::Restart(a) => each_container(&cli.root, &a.containers, |e, k| {
             e.stop(k, Duration::from_secs(a.time))?;
             e.start(k)
@@ -2204,18 +2223,54 @@ fn events(
 
 /// `attach`: the container's output from now on, with Ctrl-C and friends relayed to it (as
 /// Docker's --sig-proxy does), until the container exits.
+/// `start -a` / `start -i`: one container, started and attached from its first output on;
+/// the exit status is the container's, as with docker.
+fn start_attached(
+    root: &std::path::Path,
+    keys: &[String],
+    detach_keys: &str,
+) -> Result<i32, Failure> {
+    let [key] = keys else {
+        return Err(
+            anyhow::anyhow!("you cannot start and attach multiple containers at once").into(),
+        );
+    };
+    let parsed = hako_engine::tty::parse_detach_keys(detach_keys)?;
+    let engine = open(root)?;
+    let (id, path) = engine.log_file(key)?;
+    let from = std::fs::metadata(&path).map_or(0, |m| m.len());
+    engine.start_attaching(&id, true)?;
+    if let Some(end) = engine.attach_terminal(&id, &parsed, true)? {
+        return Ok(attach_end(&engine, &id, end));
+    }
+    drop(engine);
+    attach_from(root, &id, true, detach_keys, Some(from))
+}
+
 fn attach(
     root: &std::path::Path,
     key: &str,
     sig_proxy: bool,
     detach_keys: &str,
 ) -> Result<i32, Failure> {
+    attach_from(root, key, sig_proxy, detach_keys, None)
+}
+
+/// `attach`; a log `from` offset instead of its end when the container was just started (its
+/// first lines may already be there).
+fn attach_from(
+    root: &std::path::Path,
+    key: &str,
+    sig_proxy: bool,
+    detach_keys: &str,
+    from: Option<u64>,
+) -> Result<i32, Failure> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use std::io::{BufRead, Seek};
     let engine = open(root)?;
     let keys = hako_engine::tty::parse_detach_keys(detach_keys)?;
     let (id, path) = engine.log_file(key)?;
-    if !engine.is_running(&id)? {
+    if from.is_none() && !engine.is_running(&id)? {
         return Err(
             anyhow::anyhow!("You cannot attach to a stopped container, start it first").into(),
         );
@@ -2238,7 +2293,10 @@ fn attach(
     }
     let mut file = std::fs::File::open(&path)
         .map_err(|e| anyhow::anyhow!("read log {}: {e}", path.display()))?;
-    let mut pos = file.seek(std::io::SeekFrom::End(0))?;
+    let mut pos = match from {
+        Some(p) => p,
+        None => file.seek(std::io::SeekFrom::End(0))?,
+    };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     loop {
         file.seek(std::io::SeekFrom::Start(pos))?;

@@ -789,16 +789,26 @@ impl Engine {
     /// `docker start`: runs a created or exited container again, detached, with its stored
     /// options and its writable layer as it was left.
     pub fn start(&self, key: &str) -> Result<String> {
+        self.start_attaching(key, false)
+    }
+
+    /// `start -a` on a `-t` container: as [`Engine::start`], but its monitor waits for the
+    /// caller's [`Engine::attach_terminal`] before it reads the terminal.
+    pub fn start_attaching(&self, key: &str, attach: bool) -> Result<String> {
         let c = self.find(key)?;
         self.store.conn().execute(
             "UPDATE containers SET restart_count = 0, stop_requested = 0 WHERE id = ?1",
             [&c.id],
         )?;
-        self.start_again(&c.id)
+        self.start_again_with(&c.id, attach)
     }
 
     /// Starts an existing container (by full id) with its stored options, detached.
     pub(crate) fn start_again(&self, key: &str) -> Result<String> {
+        self.start_again_with(key, false)
+    }
+
+    fn start_again_with(&self, key: &str, attach: bool) -> Result<String> {
         let c = self.find(key)?;
         if c.state == State::Running {
             return Ok(c.id);
@@ -821,6 +831,7 @@ impl Engine {
         )?;
         let opts = RunOptions {
             auto_remove: opts.auto_remove,
+            attach_on_start: attach && opts.tty,
             ..opts
         };
         self.launch(&c.id, &opts, &plan, true, &mut |_| {})?;

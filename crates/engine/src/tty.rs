@@ -308,7 +308,8 @@ impl crate::Engine {
         // --rm (as `container-finish`, under its pid). Like docker's `run --rm`, return once
         // that is done, so the next command finds nothing left over. Bounded, because a
         // restart policy starts the container again.
-        if let (AttachEnd::Exited(_) | AttachEnd::Closed, Some((Some(pid), start))) = (&end, owner) {
+        if let (AttachEnd::Exited(_) | AttachEnd::Closed, Some((Some(pid), start))) = (&end, owner)
+        {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             let reap = || {
                 // After `run -it` the monitor is our own child: reap it, or it would linger
@@ -321,8 +322,7 @@ impl crate::Engine {
             while {
                 reap();
                 crate::process_start_time(pid) == start
-            }
-                && start.is_some()
+            } && start.is_some()
                 && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(std::time::Duration::from_millis(5));
