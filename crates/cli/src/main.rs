@@ -556,6 +556,12 @@ struct LogsArgs {
     /// Number of lines to show from the end of the logs ("all" for everything)
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
+    /// Show logs since a time (RFC 3339, Unix seconds, or a duration like 10m)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a time (RFC 3339, Unix seconds, or a duration like 10m)
+    #[arg(long)]
+    until: Option<String>,
     /// Container
     container: String,
 }
@@ -1521,9 +1527,23 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(anyhow::anyhow!("read log {}: {e}", path.display()).into()),
     };
+    let since = a.since.as_deref().map(parse_time_arg).transpose()?;
+    let until = a.until.as_deref().map(parse_time_arg).transpose()?;
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let mut emit = |line: &str| write_log_line(line, a.timestamps, &mut out, &mut err);
+    // Whether a json-file line's own time is inside --since/--until.
+    let in_window = |line: &str| {
+        if since.is_none() && until.is_none() {
+            return true;
+        }
+        let t = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| fmt::parse_rfc3339(v["time"].as_str()?))
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    };
     // Rotated files (--log-opt max-file) come first, oldest first, as `docker logs` shows them.
     let mut lines: Vec<String> = Vec::new();
     for n in (1..100).rev() {
@@ -1541,11 +1561,13 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
             break;
         }
     }
+    lines.retain(|l| in_window(l));
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
         emit(l)?;
     }
-    if !a.follow {
+    let past_until = || until.is_some_and(|u| (now_nanos_cli()) >= u);
+    if !a.follow || past_until() {
         return Ok(0);
     }
     // Follow: poll for appended lines until the container has exited and the log is drained.
@@ -1560,11 +1582,13 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
             if !buf.ends_with('\n') {
                 break;
             }
-            emit(&buf)?;
+            if in_window(&buf) {
+                emit(&buf)?;
+            }
             pos += buf.len() as u64;
             buf.clear();
         }
-        if !running {
+        if !running || past_until() {
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -2126,6 +2150,12 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             Ok(code)
         }
     }
+}
+
+fn now_nanos_cli() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "1h30m").
