@@ -355,6 +355,9 @@ struct PsArgs {
     /// Filter output (status=, name=, id=, ancestor=, label=, exited=)
     #[arg(short, long)]
     filter: Vec<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
     /// Format output using a Go template, or "json"
     #[arg(long)]
     format: Option<String>,
@@ -1363,10 +1366,25 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     } else if let Some(n) = a.last {
         list.truncate(n);
     }
+    let sizes: Vec<String> = if a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")) {
+        engine
+            .container_sizes(&list)?
+            .into_iter()
+            .map(|(rw, virt)| {
+                format!(
+                    "{} (virtual {})",
+                    fmt::human_size(rw),
+                    fmt::human_size(virt)
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     if let Some(f) = &a.format {
         let tmpl = template::Format::parse(f)?;
         let mut out = std::io::stdout().lock();
-        for c in &list {
+        for (n, c) in list.iter().enumerate() {
             let command = c.command.join(" ");
             let item = serde_json::json!({
                 "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
@@ -1378,6 +1396,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
                 "Status": status_text(c),
                 "Ports": ports_text(&engine, c),
                 "Names": c.name,
+                "Size": sizes.get(n).cloned().unwrap_or_default(),
             });
             writeln!(out, "{}", tmpl.render(&item)?)?;
         }
@@ -1395,9 +1414,10 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     }
     writeln!(
         out,
-        "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES"
+        "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES{}",
+        if a.size { "\tSIZE" } else { "" }
     )?;
-    for c in &list {
+    for (n, c) in list.iter().enumerate() {
         let command = c.command.join(" ");
         let command = if a.no_trunc {
             command
@@ -1407,14 +1427,15 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         let status = status_text(c);
         writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}{}",
             if a.no_trunc { &c.id } else { &c.id[..12] },
             c.image,
             fmt::go_quote(&command),
             since(Some(from_nanos(c.created))),
             status,
             ports_text(&engine, c),
-            c.name
+            c.name,
+            sizes.get(n).map(|s| format!("\t{s}")).unwrap_or_default()
         )?;
     }
     out.flush()?;

@@ -350,3 +350,48 @@ fn stats_net_and_block_io_columns_and_formats() {
     assert!(!talker.contains("--"), "{table}");
     r.ok(&["rm", "-f", "talker", "hostnet"]);
 }
+
+#[test]
+fn ps_s_shows_the_writable_layer_and_virtual_size() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "--name",
+        "sz",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 250000 /dev/zero > /big",
+    ]);
+    let table = r.ok(&["ps", "-as"]);
+    assert!(table.lines().next().unwrap().ends_with("SIZE"), "{table}");
+    let row = table.lines().find(|l| l.contains("sz")).unwrap();
+    // The virtual size is the image's plus the 250kB written (both rounded to 3 digits).
+    let mb = |s: &str| s.trim().trim_end_matches("MB").parse::<f64>().unwrap();
+    let images = r.ok(&["images", "busybox"]);
+    let image = mb(images
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap());
+    let virt = row
+        .split("(virtual ")
+        .nth(1)
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap();
+    assert!(row.contains("250kB (virtual "), "{row}");
+    assert!(
+        (mb(virt) - image - 0.25).abs() < 0.011,
+        "{row}, image {image}MB"
+    );
+    let size = r.ok(&["ps", "-a", "--format", "{{.Size}}"]);
+    assert!(
+        size.starts_with("250kB (virtual ") && size.ends_with("B)\n"),
+        "{size}"
+    );
+    // Without -s the column is not computed or shown.
+    assert!(!r.ok(&["ps", "-a"]).contains("SIZE"));
+    r.ok(&["rm", "sz"]);
+}

@@ -681,6 +681,24 @@ pub(crate) fn du(p: &Path) -> u64 {
 }
 
 impl Engine {
+    /// `ps -s`: for each container, the bytes of its writable layer and that plus its image's
+    /// (docker's "virtual" size).
+    pub fn container_sizes(&self, list: &[crate::ContainerInfo]) -> Result<Vec<(u64, u64)>> {
+        let images: std::collections::HashMap<String, u64> = self
+            .store
+            .list()?
+            .into_iter()
+            .map(|i| (i.id, i.size))
+            .collect();
+        Ok(list
+            .iter()
+            .map(|c| {
+                let rw = du(&self.container_dir(&c.id).join("upper"));
+                (rw, rw + images.get(&c.image_id).copied().unwrap_or(0))
+            })
+            .collect())
+    }
+
     /// `system df`.
     pub fn disk_usage(&self) -> Result<Vec<DfRow>> {
         let containers = self.list(true)?;
