@@ -463,7 +463,11 @@ enum NetworkCommand {
 #[derive(Subcommand)]
 enum SystemCommand {
     /// Show hako disk usage
-    Df,
+    Df {
+        /// Show detailed information on space usage
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Remove stopped containers, unused images and (with --volumes) unused anonymous volumes
     Prune {
         /// Remove all unused images, not just dangling ones
@@ -1008,7 +1012,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 }
             }
         }
-        Command::System(SystemCommand::Df) => {
+        Command::System(SystemCommand::Df { verbose: true }) => system_df_verbose(&cli.root),
+        Command::System(SystemCommand::Df { verbose: false }) => {
             let engine = open(&cli.root)?;
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
@@ -2171,6 +2176,71 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             Ok(code)
         }
     }
+}
+
+/// `system df -v`: docker's three tables (images, containers, local volumes). Layers shared
+/// between images are not broken out, so there are no SHARED/UNIQUE SIZE columns.
+fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let containers = engine.list(true)?;
+    let sizes = engine.container_sizes(&containers)?;
+    let (volumes, per_container) = engine.volume_usage()?;
+    let mut out = TabWriter::new(std::io::stdout().lock())
+        .minwidth(7)
+        .padding(3);
+    writeln!(out, "Images space usage:\n")?;
+    writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tCONTAINERS")?;
+    for img in engine.images().list()? {
+        let users = containers.iter().filter(|c| c.image_id == img.id).count();
+        let created = since(img.created.as_deref().and_then(fmt::parse_rfc3339));
+        let tags: Vec<(String, String)> = if img.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.repo_tags
+                .iter()
+                .map(|r| {
+                    (
+                        r.familiar_repository(),
+                        r.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (repo, tag) in tags {
+            writeln!(
+                out,
+                "{repo}\t{tag}\t{}\t{created}\t{}\t{users}",
+                short_id(&img.id),
+                fmt::human_size(img.size)
+            )?;
+        }
+    }
+    writeln!(out, "\nContainers space usage:\n")?;
+    writeln!(
+        out,
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES"
+    )?;
+    for (c, (rw, _)) in containers.iter().zip(&sizes) {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            &c.id[..12],
+            c.image,
+            fmt::go_quote(&fmt::ellipsis(&c.command.join(" "), 20)),
+            per_container.get(&c.id).copied().unwrap_or(0),
+            fmt::human_size(*rw),
+            since(Some(from_nanos(c.created))),
+            status_text(c),
+            c.name
+        )?;
+    }
+    writeln!(out, "\nLocal Volumes space usage:\n")?;
+    writeln!(out, "VOLUME NAME\tLINKS\tSIZE")?;
+    for (name, links, size) in volumes {
+        writeln!(out, "{name}\t{links}\t{}", fmt::human_size(size))?;
+    }
+    out.flush()?;
+    Ok(0)
 }
 
 fn now_nanos_cli() -> i64 {

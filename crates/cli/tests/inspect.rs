@@ -395,3 +395,53 @@ fn ps_s_shows_the_writable_layer_and_virtual_size() {
     assert!(!r.ok(&["ps", "-a"]).contains("SIZE"));
     r.ok(&["rm", "sz"]);
 }
+
+#[test]
+fn system_df_v_lists_images_containers_and_volumes() {
+    let r = Root::with_busybox();
+    r.ok(&["volume", "create", "dfv"]);
+    r.ok(&[
+        "run",
+        "--name",
+        "dfc",
+        "-v",
+        "dfv:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 3000 /dev/zero > /data/f; head -c 1000 /dev/zero > /g",
+    ]);
+    let out = r.ok(&["system", "df", "-v"]);
+    let sections: Vec<&str> = out
+        .lines()
+        .filter(|l| l.ends_with("space usage:"))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "Images space usage:",
+            "Containers space usage:",
+            "Local Volumes space usage:"
+        ],
+        "{out}"
+    );
+    let busybox = out.lines().find(|l| l.starts_with("busybox")).unwrap();
+    assert!(
+        busybox.trim_end().ends_with(" 1"),
+        "one container uses it: {out}"
+    );
+    let dfc = out.lines().find(|l| l.ends_with("dfc")).unwrap();
+    let cols: Vec<&str> = dfc.split("   ").filter(|c| !c.is_empty()).collect();
+    assert!(
+        cols.contains(&" 1") || cols.iter().any(|c| c.trim() == "1"),
+        "{dfc}"
+    );
+    assert!(cols.iter().any(|c| c.trim() == "1kB"), "{dfc}");
+    let vol = out.lines().find(|l| l.starts_with("dfv")).unwrap();
+    assert_eq!(
+        vol.split_whitespace().collect::<Vec<_>>(),
+        ["dfv", "1", "3kB"]
+    );
+    r.ok(&["rm", "dfc"]);
+    r.ok(&["volume", "rm", "dfv"]);
+}

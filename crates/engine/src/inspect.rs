@@ -699,6 +699,36 @@ impl Engine {
             .collect())
     }
 
+    /// `system df -v`: each volume's name, number of containers using it, and size; and how
+    /// many volumes each container uses.
+    pub fn volume_usage(
+        &self,
+    ) -> Result<(
+        Vec<(String, usize, u64)>,
+        std::collections::HashMap<String, usize>,
+    )> {
+        let pairs: Vec<(String, String)> = self
+            .store
+            .conn()
+            .prepare("SELECT container_id, volume FROM container_volumes")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut per_container = std::collections::HashMap::new();
+        for (c, _) in &pairs {
+            *per_container.entry(c.clone()).or_insert(0) += 1;
+        }
+        let vols = self
+            .volume_list()?
+            .into_iter()
+            .map(|v| {
+                let links = pairs.iter().filter(|(_, n)| *n == v.name).count();
+                let size = du(&v.mountpoint);
+                (v.name, links, size)
+            })
+            .collect();
+        Ok((vols, per_container))
+    }
+
     /// `system df`.
     pub fn disk_usage(&self) -> Result<Vec<DfRow>> {
         let containers = self.list(true)?;
