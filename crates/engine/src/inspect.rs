@@ -389,6 +389,13 @@ impl Engine {
     }
 }
 
+/// (volume name, containers using it, bytes) for each volume, and the number of volumes each
+/// container id uses.
+pub type VolumeUsage = (
+    Vec<(String, usize, u64)>,
+    std::collections::HashMap<String, usize>,
+);
+
 /// One container's usage, as `stats` shows it.
 #[derive(Debug, Clone)]
 pub struct ContainerStats {
@@ -701,12 +708,7 @@ impl Engine {
 
     /// `system df -v`: each volume's name, number of containers using it, and size; and how
     /// many volumes each container uses.
-    pub fn volume_usage(
-        &self,
-    ) -> Result<(
-        Vec<(String, usize, u64)>,
-        std::collections::HashMap<String, usize>,
-    )> {
+    pub fn volume_usage(&self) -> Result<VolumeUsage> {
         let pairs: Vec<(String, String)> = self
             .store
             .conn()

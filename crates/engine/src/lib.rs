@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use hako_image;
 pub use hako_net;
 pub use hako_runtime;
-pub use inspect::{ContainerStats, DfRow, SystemInfo};
+pub use inspect::{ContainerStats, DfRow, SystemInfo, VolumeUsage};
 
 /// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
 #[derive(Debug, thiserror::Error)]
