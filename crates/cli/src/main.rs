@@ -504,6 +504,9 @@ enum VolumeCommand {
         /// Only display volume names
         #[arg(short, long)]
         quiet: bool,
+        /// Format output using a Go template, or json
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on one or more volumes
     Inspect {
@@ -1628,7 +1631,29 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             println!("{}", engine.volume_create(name.as_deref(), &label)?);
             Ok(0)
         }
-        VolumeCommand::Ls { quiet } => {
+        VolumeCommand::Ls {
+            format: Some(f),
+            quiet: false,
+        } => {
+            let tmpl = template::Format::parse(&f)?;
+            let mut out = std::io::stdout().lock();
+            for v in engine.volume_list()? {
+                // Docker's `volume ls` fields: Labels is one "k=v,k=v" string there.
+                let labels: Vec<String> =
+                    v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let item = serde_json::json!({
+                    "Name": v.name,
+                    "Driver": v.driver,
+                    "Mountpoint": v.mountpoint,
+                    "CreatedAt": v.created_at,
+                    "Labels": labels.join(","),
+                    "Scope": v.scope,
+                });
+                writeln!(out, "{}", tmpl.render(&item)?)?;
+            }
+            Ok(0)
+        }
+        VolumeCommand::Ls { quiet, .. } => {
             let list = engine.volume_list()?;
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)

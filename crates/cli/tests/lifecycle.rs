@@ -619,3 +619,26 @@ fn start_a_attaches_from_the_first_line_and_returns_the_exit_code() {
     );
     r.ok(&["rm", id, tid.trim()]);
 }
+
+#[test]
+fn volume_ls_format_template_and_json() {
+    let r = Root::new();
+    r.ok(&["volume", "create", "--label", "tier=db", "fmtv"]);
+    assert_eq!(
+        r.ok(&[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Labels}}"
+        ]),
+        "fmtv local tier=db\n"
+    );
+    let json = r.ok(&["volume", "ls", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Name"], "fmtv");
+    assert!(
+        v["Mountpoint"].as_str().unwrap().ends_with("/fmtv/_data"),
+        "{json}"
+    );
+    r.ok(&["volume", "rm", "fmtv"]);
+}
