@@ -91,6 +91,15 @@ enum Command {
     Create(Box<RunArgs>),
     /// Start one or more stopped containers
     Start {
+        /// Attach STDOUT/STDERR and forward signals
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach container's STDIN (-t containers; others have no stdin)
+        #[arg(short, long)]
+        interactive: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long, default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
         /// Containers
         #[arg(required = true)]
         containers: Vec<String>,
@@ -160,6 +169,9 @@ enum Command {
         /// Show all containers (default shows just running)
         #[arg(short, long)]
         all: bool,
+        /// Format output using a Go template, or json
+        #[arg(long)]
+        format: Option<String>,
         /// Containers (default: all running)
         containers: Vec<String>,
     },
@@ -233,6 +245,9 @@ enum Command {
         /// Proxy all received signals to the process
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         sig_proxy: bool,
+        /// Override the key sequence for detaching a container (-t containers)
+        #[arg(long, default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
         /// Container
         container: String,
     },
@@ -350,6 +365,9 @@ struct PsArgs {
     /// Filter output (status=, name=, id=, ancestor=, label=, exited=)
     #[arg(short, long)]
     filter: Vec<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
     /// Format output using a Go template, or "json"
     #[arg(long)]
     format: Option<String>,
@@ -484,7 +502,11 @@ enum NetworkCommand {
 #[derive(Subcommand)]
 enum SystemCommand {
     /// Show hako disk usage
-    Df,
+    Df {
+        /// Show detailed information on space usage
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Remove stopped containers, unused images and (with --volumes) unused anonymous volumes
     Prune {
         /// Remove all unused images, not just dangling ones
@@ -521,6 +543,9 @@ enum VolumeCommand {
         /// Only display volume names
         #[arg(short, long)]
         quiet: bool,
+        /// Format output using a Go template, or json
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on one or more volumes
     Inspect {
@@ -580,6 +605,12 @@ struct LogsArgs {
     /// Number of lines to show from the end of the logs ("all" for everything)
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
+    /// Show logs since a time (RFC 3339, Unix seconds, or a duration like 10m)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a time (RFC 3339, Unix seconds, or a duration like 10m)
+    #[arg(long)]
+    until: Option<String>,
     /// Container
     container: String,
 }
@@ -730,6 +761,15 @@ struct RunArgs {
     /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
     #[arg(long)]
     mac_address: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Override the key sequence for detaching a container (with -it)
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
+    /// Proxy received signals to the process (with -it)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
     #[arg(long)]
     device: Vec<String>,
@@ -871,7 +911,17 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             println!("{}", run_result(engine.create(&opts))?);
             Ok(0)
         }
-        Command::Start { containers } => each_container(&cli.root, &containers, |e, k| e.start(k)),
+        Command::Start {
+            attach: false,
+            interactive: false,
+            containers,
+            ..
+        } => each_container(&cli.root, &containers, |e, k| e.start(k)),
+        Command::Start {
+            detach_keys,
+            containers,
+            ..
+        } => start_attached(&cli.root, &containers, &detach_keys),
         Command::Restart(a) => each_container(&cli.root, &a.containers, |e, k| {
             e.stop(k, Duration::from_secs(a.time))?;
             e.start(k)
@@ -912,8 +962,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Stats {
             no_stream,
             all,
+            format,
             containers,
-        } => stats(&cli.root, no_stream, all, containers),
+        } => stats(&cli.root, no_stream, all, format, containers),
         Command::Stop(a) => stop(&cli.root, a),
         Command::Kill(a) => kill(&cli.root, a),
         Command::Logs(a) => logs(&cli.root, a),
@@ -980,9 +1031,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         } => events(&cli.root, since, until, filter, format),
         Command::Attach {
             sig_proxy,
+            detach_keys,
             container,
             ..
-        } => attach(&cli.root, &container, sig_proxy),
+        } => attach(&cli.root, &container, sig_proxy, &detach_keys),
         Command::Exec(a) => {
             let engine = open(&cli.root)?;
             let opts = hako_engine::exec::ExecOptions {
@@ -1010,7 +1062,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 }
             }
         }
-        Command::System(SystemCommand::Df) => {
+        Command::System(SystemCommand::Df { verbose: true }) => system_df_verbose(&cli.root),
+        Command::System(SystemCommand::Df { verbose: false }) => {
             let engine = open(&cli.root)?;
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
@@ -1103,12 +1156,7 @@ fn engine_err(e: anyhow::Error) -> Failure {
 
 /// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
 fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    if a.tty && a.detach {
-        return Err(engine_err(anyhow::anyhow!(
-            "-t with -d is not supported yet: a detached container's monitor does not hold a terminal"
-        )));
-    }
-    if a.detach && a.rm && a.interactive {
+    if a.detach && a.rm && a.interactive && !a.tty {
         return Err(engine_err(anyhow::anyhow!(
             "-i with -d is not supported yet: a detached container's stdin is /dev/null"
         )));
@@ -1120,15 +1168,24 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
             .map_err(|e: hako_engine::Error| engine_err(e.into()))?,
     };
     let mut no_new_privileges = false;
+    let mut seccomp = hako_engine::seccomp::Seccomp::Default;
     for o in &a.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
+        // Docker accepts both KEY=VALUE and the older KEY:VALUE.
+        let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+        match (key, value) {
+            ("no-new-privileges", "" | "true") => no_new_privileges = true,
+            ("no-new-privileges", "false") => no_new_privileges = false,
+            ("seccomp", v) if !v.is_empty() => {
+                seccomp = hako_engine::seccomp::Seccomp::from_option(v)
+                    .map_err(|e| engine_err(e.into()))?
             }
-            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
-            other => {
+            ("apparmor", v) if !v.is_empty() => lsm_option("apparmor", o)?,
+            ("label", "disable") => {}
+            ("label", v) if !v.is_empty() => lsm_option("selinux", o)?,
+            _ => {
                 return Err(engine_err(anyhow::anyhow!(
-                    "security option {other:?} is not supported yet (no-new-privileges is)"
+                    "Invalid --security-opt: {o:?} (supported: seccomp=FILE|unconfined, \
+                     no-new-privileges[=true|false], apparmor=PROFILE, label=…)"
                 )))
             }
         }
@@ -1202,6 +1259,9 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         ip: a.ip,
         network_aliases: a.network_alias,
         mac_address: a.mac_address,
+        init: a.init,
+        seccomp,
+        security_opt: a.security_opt,
         ..Default::default()
     };
     resources.apply(&mut opts);
@@ -1260,10 +1320,19 @@ fn ensure_image(
 
 fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     let (pull, platform) = (a.pull.clone(), a.platform.clone());
-    let opts = run_options(a)?;
+    let (sig_proxy, detach_keys) = (a.sig_proxy, a.detach_keys.clone());
+    let mut opts = run_options(a)?;
     let engine = open(root).map_err(engine_err)?;
     ensure_image(&engine, &opts.image, &pull, platform.as_deref())?;
     let detach = opts.detach;
+    // `run -it` is `run -dit` plus `attach`, as in docker: the monitor holds the terminal, so
+    // the detach keys can leave the container running.
+    let attach = opts.tty && opts.interactive && !detach;
+    let keys =
+        hako_engine::tty::parse_detach_keys(&detach_keys).map_err(|e| engine_err(e.into()))?;
+    opts.detach |= attach;
+    opts.attach_on_start = attach;
+    let mut id = String::new();
     let result = engine.run(&opts, &mut |started| {
         for w in started.warnings {
             eprintln!("WARNING: {w}");
@@ -1271,8 +1340,17 @@ fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
         if detach {
             println!("{}", started.id);
         }
+        id = started.id.to_string();
     });
-    run_result(result)
+    let code = run_result(result)?;
+    if !attach {
+        return Ok(code);
+    }
+    match engine.attach_terminal(&id, &keys, sig_proxy)? {
+        Some(end) => Ok(attach_end(&engine, &id, end)),
+        // It already exited (and its monitor closed the terminal).
+        None => Ok(engine.wait(&id).unwrap_or(0)),
+    }
 }
 
 /// Docker's reporting of a failed `run`/`create`: a missing image gets its own first line.
@@ -1345,10 +1423,25 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     } else if let Some(n) = a.last {
         list.truncate(n);
     }
+    let sizes: Vec<String> = if a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")) {
+        engine
+            .container_sizes(&list)?
+            .into_iter()
+            .map(|(rw, virt)| {
+                format!(
+                    "{} (virtual {})",
+                    fmt::human_size(rw),
+                    fmt::human_size(virt)
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     if let Some(f) = &a.format {
         let tmpl = template::Format::parse(f)?;
         let mut out = std::io::stdout().lock();
-        for c in &list {
+        for (n, c) in list.iter().enumerate() {
             let command = c.command.join(" ");
             let item = serde_json::json!({
                 "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
@@ -1360,6 +1453,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
                 "Status": status_text(c),
                 "Ports": ports_text(&engine, c),
                 "Names": c.name,
+                "Size": sizes.get(n).cloned().unwrap_or_default(),
             });
             writeln!(out, "{}", tmpl.render(&item)?)?;
         }
@@ -1377,9 +1471,10 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     }
     writeln!(
         out,
-        "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES"
+        "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES{}",
+        if a.size { "\tSIZE" } else { "" }
     )?;
-    for c in &list {
+    for (n, c) in list.iter().enumerate() {
         let command = c.command.join(" ");
         let command = if a.no_trunc {
             command
@@ -1389,14 +1484,15 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         let status = status_text(c);
         writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}{}",
             if a.no_trunc { &c.id } else { &c.id[..12] },
             c.image,
             fmt::go_quote(&command),
             since(Some(from_nanos(c.created))),
             status,
             ports_text(&engine, c),
-            c.name
+            c.name,
+            sizes.get(n).map(|s| format!("\t{s}")).unwrap_or_default()
         )?;
     }
     out.flush()?;
@@ -1509,9 +1605,23 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(anyhow::anyhow!("read log {}: {e}", path.display()).into()),
     };
+    let since = a.since.as_deref().map(parse_time_arg).transpose()?;
+    let until = a.until.as_deref().map(parse_time_arg).transpose()?;
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let mut emit = |line: &str| write_log_line(line, a.timestamps, &mut out, &mut err);
+    // Whether a json-file line's own time is inside --since/--until.
+    let in_window = |line: &str| {
+        if since.is_none() && until.is_none() {
+            return true;
+        }
+        let t = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| fmt::parse_rfc3339(v["time"].as_str()?))
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    };
     // Rotated files (--log-opt max-file) come first, oldest first, as `docker logs` shows them.
     let mut lines: Vec<String> = Vec::new();
     for n in (1..100).rev() {
@@ -1529,11 +1639,13 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
             break;
         }
     }
+    lines.retain(|l| in_window(l));
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
         emit(l)?;
     }
-    if !a.follow {
+    let past_until = || until.is_some_and(|u| (now_nanos_cli()) >= u);
+    if !a.follow || past_until() {
         return Ok(0);
     }
     // Follow: poll for appended lines until the container has exited and the log is drained.
@@ -1548,11 +1660,13 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
             if !buf.ends_with('\n') {
                 break;
             }
-            emit(&buf)?;
+            if in_window(&buf) {
+                emit(&buf)?;
+            }
             pos += buf.len() as u64;
             buf.clear();
         }
-        if !running {
+        if !running || past_until() {
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -1566,7 +1680,29 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             println!("{}", engine.volume_create(name.as_deref(), &label)?);
             Ok(0)
         }
-        VolumeCommand::Ls { quiet } => {
+        VolumeCommand::Ls {
+            format: Some(f),
+            quiet: false,
+        } => {
+            let tmpl = template::Format::parse(&f)?;
+            let mut out = std::io::stdout().lock();
+            for v in engine.volume_list()? {
+                // Docker's `volume ls` fields: Labels is one "k=v,k=v" string there.
+                let labels: Vec<String> =
+                    v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let item = serde_json::json!({
+                    "Name": v.name,
+                    "Driver": v.driver,
+                    "Mountpoint": v.mountpoint,
+                    "CreatedAt": v.created_at,
+                    "Labels": labels.join(","),
+                    "Scope": v.scope,
+                });
+                writeln!(out, "{}", tmpl.render(&item)?)?;
+            }
+            Ok(0)
+        }
+        VolumeCommand::Ls { quiet, .. } => {
             let list = engine.volume_list()?;
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
@@ -1715,9 +1851,11 @@ fn stats(
     root: &std::path::Path,
     no_stream: bool,
     all: bool,
+    format: Option<String>,
     keys: Vec<String>,
 ) -> Result<i32, Failure> {
     let engine = open(root)?;
+    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
     let keys: Vec<String> = if keys.is_empty() {
         engine.list(all)?.into_iter().map(|c| c.id).collect()
     } else {
@@ -1740,43 +1878,46 @@ fn stats(
     let mut prev = sample(&engine)?;
     let mut prev_t = std::time::Instant::now();
     loop {
+        // CPU % is a rate: it needs two samples, as docker's first line does too.
         std::thread::sleep(Duration::from_millis(if no_stream { 200 } else { 1000 }));
         let now = sample(&engine)?;
         let dt = prev_t.elapsed().as_nanos() as f64;
         prev_t = std::time::Instant::now();
+        let rows: Vec<serde_json::Value> = now
+            .iter()
+            .zip(prev.iter())
+            .map(|(s, p)| stats_row(s, p, dt, total_mem))
+            .collect();
         let mut out = TabWriter::new(std::io::stdout().lock())
             .minwidth(7)
             .padding(3);
         if !no_stream {
             write!(out, "\x1b[2J\x1b[H")?;
         }
-        writeln!(
-            out,
-            "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
-        )?;
-        for (s, p) in now.iter().zip(prev.iter()) {
-            let cpu = match (s.cpu_ns, p.cpu_ns) {
-                (Some(a), Some(b)) if dt > 0.0 => (a.saturating_sub(b) as f64 / dt) * 100.0,
-                _ => 0.0,
-            };
-            let mem = s.memory.unwrap_or(0);
-            let limit = s.memory_limit.unwrap_or(total_mem);
-            let pct = if limit > 0 {
-                mem as f64 / limit as f64 * 100.0
-            } else {
-                0.0
-            };
+        if let Some(t) = &tmpl {
+            for r in &rows {
+                writeln!(out, "{}", t.render(r)?)?;
+            }
+        } else {
             writeln!(
                 out,
-                "{}\t{}\t{:.2}%\t{} / {}\t{:.2}%\t--\t--\t{}",
-                &s.id[..12],
-                s.name,
-                cpu,
-                fmt::human_binary_size(mem),
-                fmt::human_binary_size(limit),
-                pct,
-                s.pids.unwrap_or(0)
+                "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
             )?;
+            for r in &rows {
+                let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    f("ID"),
+                    f("Name"),
+                    f("CPUPerc"),
+                    f("MemUsage"),
+                    f("MemPerc"),
+                    f("NetIO"),
+                    f("BlockIO"),
+                    f("PIDs")
+                )?;
+            }
         }
         out.flush()?;
         if no_stream {
@@ -1784,6 +1925,38 @@ fn stats(
         }
         prev = now;
     }
+}
+
+/// One `stats` line with docker's field names (for `--format`) and docker's units: binary
+/// for memory, decimal for network and block I/O.
+fn stats_row(
+    s: &hako_engine::ContainerStats,
+    p: &hako_engine::ContainerStats,
+    dt: f64,
+    total_mem: u64,
+) -> serde_json::Value {
+    let cpu = match (s.cpu_ns, p.cpu_ns) {
+        (Some(a), Some(b)) if dt > 0.0 => (a.saturating_sub(b) as f64 / dt) * 100.0,
+        _ => 0.0,
+    };
+    let mem = s.memory.unwrap_or(0);
+    let limit = s.memory_limit.unwrap_or(total_mem);
+    let pct = if limit > 0 {
+        mem as f64 / limit as f64 * 100.0
+    } else {
+        0.0
+    };
+    serde_json::json!({
+        "ID": &s.id[..12],
+        "Container": &s.id[..12],
+        "Name": s.name,
+        "CPUPerc": format!("{cpu:.2}%"),
+        "MemUsage": format!("{} / {}", fmt::human_binary_size(mem), fmt::human_binary_size(limit)),
+        "MemPerc": format!("{pct:.2}%"),
+        "NetIO": format!("{} / {}", fmt::human_size(s.net_rx), fmt::human_size(s.net_tx)),
+        "BlockIO": format!("{} / {}", fmt::human_size(s.block_read), fmt::human_size(s.block_write)),
+        "PIDs": s.pids.unwrap_or(0).to_string(),
+    })
 }
 
 fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> {
@@ -2130,6 +2303,77 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
     }
 }
 
+/// `system df -v`: docker's three tables (images, containers, local volumes). Layers shared
+/// between images are not broken out, so there are no SHARED/UNIQUE SIZE columns.
+fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
+    let engine = open(root)?;
+    let containers = engine.list(true)?;
+    let sizes = engine.container_sizes(&containers)?;
+    let (volumes, per_container) = engine.volume_usage()?;
+    let mut out = TabWriter::new(std::io::stdout().lock())
+        .minwidth(7)
+        .padding(3);
+    writeln!(out, "Images space usage:\n")?;
+    writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tCONTAINERS")?;
+    for img in engine.images().list()? {
+        let users = containers.iter().filter(|c| c.image_id == img.id).count();
+        let created = since(img.created.as_deref().and_then(fmt::parse_rfc3339));
+        let tags: Vec<(String, String)> = if img.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.repo_tags
+                .iter()
+                .map(|r| {
+                    (
+                        r.familiar_repository(),
+                        r.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (repo, tag) in tags {
+            writeln!(
+                out,
+                "{repo}\t{tag}\t{}\t{created}\t{}\t{users}",
+                short_id(&img.id),
+                fmt::human_size(img.size)
+            )?;
+        }
+    }
+    writeln!(out, "\nContainers space usage:\n")?;
+    writeln!(
+        out,
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES"
+    )?;
+    for (c, (rw, _)) in containers.iter().zip(&sizes) {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            &c.id[..12],
+            c.image,
+            fmt::go_quote(&fmt::ellipsis(&c.command.join(" "), 20)),
+            per_container.get(&c.id).copied().unwrap_or(0),
+            fmt::human_size(*rw),
+            since(Some(from_nanos(c.created))),
+            status_text(c),
+            c.name
+        )?;
+    }
+    writeln!(out, "\nLocal Volumes space usage:\n")?;
+    writeln!(out, "VOLUME NAME\tLINKS\tSIZE")?;
+    for (name, links, size) in volumes {
+        writeln!(out, "{name}\t{links}\t{}", fmt::human_size(size))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn now_nanos_cli() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 /// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "1h30m").
 fn parse_time_arg(s: &str) -> anyhow::Result<i64> {
     if let Some(t) = fmt::parse_rfc3339(s) {
@@ -2225,15 +2469,61 @@ fn events(
 
 /// `attach`: the container's output from now on, with Ctrl-C and friends relayed to it (as
 /// Docker's --sig-proxy does), until the container exits.
-fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Failure> {
+/// `start -a` / `start -i`: one container, started and attached from its first output on;
+/// the exit status is the container's, as with docker.
+fn start_attached(
+    root: &std::path::Path,
+    keys: &[String],
+    detach_keys: &str,
+) -> Result<i32, Failure> {
+    let [key] = keys else {
+        return Err(
+            anyhow::anyhow!("you cannot start and attach multiple containers at once").into(),
+        );
+    };
+    let parsed = hako_engine::tty::parse_detach_keys(detach_keys)?;
+    let engine = open(root)?;
+    let (id, path) = engine.log_file(key)?;
+    let from = std::fs::metadata(&path).map_or(0, |m| m.len());
+    engine.start_attaching(&id, true)?;
+    if let Some(end) = engine.attach_terminal(&id, &parsed, true)? {
+        return Ok(attach_end(&engine, &id, end));
+    }
+    drop(engine);
+    attach_from(root, &id, true, detach_keys, Some(from))
+}
+
+fn attach(
+    root: &std::path::Path,
+    key: &str,
+    sig_proxy: bool,
+    detach_keys: &str,
+) -> Result<i32, Failure> {
+    attach_from(root, key, sig_proxy, detach_keys, None)
+}
+
+/// `attach`; a log `from` offset instead of its end when the container was just started (its
+/// first lines may already be there).
+fn attach_from(
+    root: &std::path::Path,
+    key: &str,
+    sig_proxy: bool,
+    detach_keys: &str,
+    from: Option<u64>,
+) -> Result<i32, Failure> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     use std::io::{BufRead, Seek};
     let engine = open(root)?;
+    let keys = hako_engine::tty::parse_detach_keys(detach_keys)?;
     let (id, path) = engine.log_file(key)?;
-    if !engine.is_running(&id)? {
+    if from.is_none() && !engine.is_running(&id)? {
         return Err(
             anyhow::anyhow!("You cannot attach to a stopped container, start it first").into(),
         );
+    }
+    // A -t container: its monitor holds the terminal; typed keys (ctrl-c included) go to it.
+    if let Some(end) = engine.attach_terminal(&id, &keys, sig_proxy)? {
+        return Ok(attach_end(&engine, &id, end));
     }
     let mut set = SigSet::empty();
     for s in [
@@ -2249,7 +2539,10 @@ fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Fai
     }
     let mut file = std::fs::File::open(&path)
         .map_err(|e| anyhow::anyhow!("read log {}: {e}", path.display()))?;
-    let mut pos = file.seek(std::io::SeekFrom::End(0))?;
+    let mut pos = match from {
+        Some(p) => p,
+        None => file.seek(std::io::SeekFrom::End(0))?,
+    };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     loop {
         file.seek(std::io::SeekFrom::Start(pos))?;
@@ -2282,6 +2575,20 @@ fn attach(root: &std::path::Path, key: &str, sig_proxy: bool) -> Result<i32, Fai
     }
 }
 
+/// The status of a terminal attach that ended: 0 when detached; the container's otherwise,
+/// once its exit is recorded (so the next command sees it exited).
+fn attach_end(engine: &Engine, id: &str, end: hako_engine::tty::AttachEnd) -> i32 {
+    use hako_engine::tty::AttachEnd;
+    match end {
+        AttachEnd::Detached => 0,
+        AttachEnd::Exited(code) => {
+            let _ = engine.wait(id);
+            code
+        }
+        AttachEnd::Closed => engine.wait(id).unwrap_or(0),
+    }
+}
+
 /// Prints one json-file log line on the stream it came from (`-t` prefixes its time).
 fn write_log_line(
     line: &str,
@@ -2304,4 +2611,25 @@ fn write_log_line(
         write!(out, "{prefix}{text}")?;
         out.flush()
     }
+}
+
+/// `--security-opt apparmor=…` / `label=…`: hako cannot apply LSM profiles yet, so on a host
+/// where the LSM is active that is an error (running unconfined would be a silent downgrade);
+/// where it is not, there is nothing to apply, as with docker on such a host, and we say so.
+fn lsm_option(lsm: &str, opt: &str) -> Result<(), Failure> {
+    let active = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.split(',').any(|n| n.trim() == lsm))
+        .unwrap_or(false)
+        || match lsm {
+            "apparmor" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|v| v.trim() == "Y"),
+            _ => std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        };
+    if active {
+        return Err(engine_err(anyhow::anyhow!(
+            "--security-opt {opt}: applying {lsm} profiles is not supported yet"
+        )));
+    }
+    eprintln!("WARNING: {lsm} is not enabled on this host; ignoring --security-opt {opt}");
+    Ok(())
 }

@@ -422,3 +422,42 @@ fn attach_streams_output_and_relays_ctrl_c() {
     assert!(err.contains("stopped container"), "{err}");
     r.ok(&["rm", "chatty"]);
 }
+
+#[test]
+fn logs_since_and_until_select_by_each_lines_time() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tl",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 0.2; echo two; sleep 0.2; echo three",
+    ]);
+    r.ok(&["wait", "tl"]);
+    let stamped = r.ok(&["logs", "-t", "tl"]);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().0)
+        .collect();
+    assert_eq!(times.len(), 3, "{stamped}");
+    assert_eq!(r.ok(&["logs", "--since", times[1], "tl"]), "two\nthree\n");
+    assert_eq!(r.ok(&["logs", "--until", times[1], "tl"]), "one\n");
+    assert_eq!(
+        r.ok(&["logs", "--since", times[1], "--until", times[2], "tl"]),
+        "two\n"
+    );
+    assert_eq!(
+        r.ok(&["logs", "--since", times[1], "--tail", "1", "tl"]),
+        "three\n"
+    );
+    // A duration is counted back from now: everything here is younger than an hour.
+    assert_eq!(r.ok(&["logs", "--since", "1h", "tl"]), "one\ntwo\nthree\n");
+    assert_eq!(r.ok(&["logs", "--until", "1h", "tl"]), "");
+    let (code, _, err) = r.run(&["logs", "--since", "yesterday", "tl"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid time: yesterday"), "{err}");
+    r.ok(&["rm", "tl"]);
+}

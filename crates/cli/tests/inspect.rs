@@ -280,3 +280,168 @@ fn shell_completions_are_generated() {
         );
     }
 }
+
+#[test]
+fn stats_net_and_block_io_columns_and_formats() {
+    let r = Root::with_busybox();
+    // Traffic to the bridge's gateway is counted on the container's eth0, in both directions.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c 3 -W 1 $(ip route | awk '/default/ {print $3}'); echo pinged; sleep 100",
+    ]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hostnet",
+        "--network",
+        "host",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert!(common::wait_for(15, || r
+        .ok(&["logs", "talker"])
+        .contains("pinged")));
+    let line = r.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.NetIO}}|{{.BlockIO}}|{{.PIDs}}",
+        "talker",
+        "hostnet",
+    ]);
+    let rows: Vec<Vec<&str>> = line.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 2, "{line}");
+    assert_eq!(rows[0][0], "talker");
+    let (rx, tx) = rows[0][1].split_once(" / ").unwrap();
+    assert!(rx != "0B" && tx != "0B", "no traffic counted: {line}");
+    // Docker shows nothing for the host's interfaces.
+    assert_eq!(rows[1][1], "0B / 0B", "{line}");
+    assert!(
+        rows[0][2].contains(" / ") && rows[0][2].ends_with('B'),
+        "{line}"
+    );
+    assert_eq!(rows[1][3], "1");
+
+    let json = r.ok(&["stats", "--no-stream", "--format", "json", "talker"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    for k in [
+        "BlockIO",
+        "CPUPerc",
+        "Container",
+        "ID",
+        "MemPerc",
+        "MemUsage",
+        "Name",
+        "NetIO",
+        "PIDs",
+    ] {
+        assert!(v.get(k).is_some(), "{k} missing: {json}");
+    }
+    let table = r.ok(&["stats", "--no-stream"]);
+    let talker = table.lines().find(|l| l.contains("talker")).unwrap();
+    assert!(!talker.contains("--"), "{table}");
+    r.ok(&["rm", "-f", "talker", "hostnet"]);
+}
+
+#[test]
+fn ps_s_shows_the_writable_layer_and_virtual_size() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "--name",
+        "sz",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 250000 /dev/zero > /big",
+    ]);
+    let table = r.ok(&["ps", "-as"]);
+    assert!(table.lines().next().unwrap().ends_with("SIZE"), "{table}");
+    let row = table.lines().find(|l| l.contains("sz")).unwrap();
+    // The virtual size is the image's plus the 250kB written (both rounded to 3 digits).
+    let mb = |s: &str| s.trim().trim_end_matches("MB").parse::<f64>().unwrap();
+    let images = r.ok(&["images", "busybox"]);
+    let image = mb(images
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap());
+    let virt = row
+        .split("(virtual ")
+        .nth(1)
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap();
+    assert!(row.contains("250kB (virtual "), "{row}");
+    assert!(
+        (mb(virt) - image - 0.25).abs() < 0.011,
+        "{row}, image {image}MB"
+    );
+    let size = r.ok(&["ps", "-a", "--format", "{{.Size}}"]);
+    assert!(
+        size.starts_with("250kB (virtual ") && size.ends_with("B)\n"),
+        "{size}"
+    );
+    // Without -s the column is not computed or shown.
+    assert!(!r.ok(&["ps", "-a"]).contains("SIZE"));
+    r.ok(&["rm", "sz"]);
+}
+
+#[test]
+fn system_df_v_lists_images_containers_and_volumes() {
+    let r = Root::with_busybox();
+    r.ok(&["volume", "create", "dfv"]);
+    r.ok(&[
+        "run",
+        "--name",
+        "dfc",
+        "-v",
+        "dfv:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 3000 /dev/zero > /data/f; head -c 1000 /dev/zero > /g",
+    ]);
+    let out = r.ok(&["system", "df", "-v"]);
+    let sections: Vec<&str> = out
+        .lines()
+        .filter(|l| l.ends_with("space usage:"))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "Images space usage:",
+            "Containers space usage:",
+            "Local Volumes space usage:"
+        ],
+        "{out}"
+    );
+    let busybox = out.lines().find(|l| l.starts_with("busybox")).unwrap();
+    assert!(
+        busybox.trim_end().ends_with(" 1"),
+        "one container uses it: {out}"
+    );
+    let dfc = out.lines().find(|l| l.ends_with("dfc")).unwrap();
+    let cols: Vec<&str> = dfc.split("   ").filter(|c| !c.is_empty()).collect();
+    assert!(
+        cols.contains(&" 1") || cols.iter().any(|c| c.trim() == "1"),
+        "{dfc}"
+    );
+    assert!(cols.iter().any(|c| c.trim() == "1kB"), "{dfc}");
+    let vol = out.lines().find(|l| l.starts_with("dfv")).unwrap();
+    assert_eq!(
+        vol.split_whitespace().collect::<Vec<_>>(),
+        ["dfv", "1", "3kB"]
+    );
+    r.ok(&["rm", "dfc"]);
+    r.ok(&["volume", "rm", "dfv"]);
+}

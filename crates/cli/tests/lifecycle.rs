@@ -576,3 +576,69 @@ fn update_and_devices() {
     assert_eq!(code, 125);
     assert!(err.contains("error gathering device information"), "{err}");
 }
+
+#[test]
+fn start_a_attaches_from_the_first_line_and_returns_the_exit_code() {
+    let r = Root::with_busybox();
+    let id = r.ok(&[
+        "create",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 6",
+    ]);
+    let id = id.trim();
+    // Twice: a second start attaches to the new run's output only.
+    for _ in 0..2 {
+        let (code, out, err) = r.run(&["start", "-a", id]);
+        assert_eq!(code, 6, "{err}");
+        assert_eq!(out, "out\n");
+        assert_eq!(err, "err\n");
+    }
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]),
+        "exited 6\n"
+    );
+    // A -t container is attached through its terminal; a quick exit still reports its status.
+    let tid = r.ok(&[
+        "create",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "echo tty-out; exit 7",
+    ]);
+    let (code, out, _) = r.run(&["start", "-a", tid.trim()]);
+    assert_eq!(code, 7);
+    assert!(out.contains("tty-out"), "{out}");
+    let (code, _, err) = r.run(&["start", "-a", id, tid.trim()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot start and attach multiple containers"),
+        "{err}"
+    );
+    r.ok(&["rm", id, tid.trim()]);
+}
+
+#[test]
+fn volume_ls_format_template_and_json() {
+    let r = Root::new();
+    r.ok(&["volume", "create", "--label", "tier=db", "fmtv"]);
+    assert_eq!(
+        r.ok(&[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Labels}}"
+        ]),
+        "fmtv local tier=db\n"
+    );
+    let json = r.ok(&["volume", "ls", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Name"], "fmtv");
+    assert!(
+        v["Mountpoint"].as_str().unwrap().ends_with("/fmtv/_data"),
+        "{json}"
+    );
+    r.ok(&["volume", "rm", "fmtv"]);
+}

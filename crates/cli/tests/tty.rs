@@ -93,3 +93,131 @@ fn exec_t_gets_a_terminal_of_the_containers_devpts() {
     assert!(shown.contains("typed-42"), "{shown}");
     r.ok(&["rm", "-f", "box"]);
 }
+
+/// Like `on_terminal`, but types `first`, waits until `ready()` holds (so hako has put the
+/// terminal in raw mode, where control keys are no longer the line discipline's), then types
+/// `then`.
+fn on_terminal_in_steps(
+    r: &Root,
+    args: &[&str],
+    first: &str,
+    ready: impl FnMut() -> bool,
+    then: &str,
+) -> (i32, String) {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut cmd = format!("stty rows 40 cols 100; exec {}", quote(common::hako_bin()));
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&quote(a));
+    }
+    let mut child = Command::new("timeout")
+        .args(["60", "script", "-qec", &cmd, "/dev/null"])
+        .env("HAKO_ROOT", r.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(first.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert!(common::wait_for(20, ready), "never ready");
+    stdin.write_all(then.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 124, "timed out; the terminal showed: {shown}");
+    (code, shown)
+}
+
+#[test]
+fn run_dit_keeps_the_terminal_for_attach_detach_keys_and_resize() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "-dit", "--name", "tt", "busybox", "sh"]);
+    let logs = || r.ok(&["logs", "tt"]);
+    // ctrl-p ctrl-q detaches; what was typed before it ran, on a terminal of our size.
+    let (code, shown) = on_terminal_in_steps(
+        &r,
+        &["attach", "tt"],
+        "echo hi-$((40+2)); stty size\r",
+        || logs().contains("40 100"),
+        "\x10\x11",
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("hi-42"), "{shown}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "tt"]),
+        "running\n"
+    );
+    // Custom keys; ctrl-p ctrl-q are ordinary keys then (the shell gets them, and a newline).
+    let (code, shown) = on_terminal_in_steps(
+        &r,
+        &["attach", "--detach-keys", "ctrl-a,d", "tt"],
+        "echo second-$((1+1))\r",
+        || logs().contains("second-2"),
+        "\x10\x11\x03echo third\r\x01d",
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        common::wait_for(10, || logs().contains("third")),
+        "{}",
+        logs()
+    );
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "tt"]),
+        "running\n"
+    );
+    // Re-attached once more, the shell's exit ends the attach with its status.
+    let (code, shown) = on_terminal(&r, &["attach", "tt"], "exit 5\r");
+    assert_eq!(code, 5, "{shown}");
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "tt"
+        ]),
+        "exited 5\n"
+    );
+    let (code, _, err) = r.run(&["attach", "--detach-keys", "alt-x", "tt"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Invalid detach keys (alt-x) provided"),
+        "{err}"
+    );
+    r.ok(&["rm", "tt"]);
+}
+
+#[test]
+fn run_it_detaches_with_ctrl_p_ctrl_q_and_keeps_exit_codes() {
+    let r = Root::with_busybox();
+    // A command that ends at once still reports its status (and --rm removes it).
+    let (code, shown) = on_terminal(
+        &r,
+        &["run", "--rm", "-it", "busybox", "sh", "-c", "exit 3"],
+        "",
+    );
+    assert_eq!(code, 3, "{shown}");
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    let logs = || {
+        let (_, out, _) = r.run(&["logs", "bg"]);
+        out
+    };
+    let (code, shown) = on_terminal_in_steps(
+        &r,
+        &["run", "--name", "bg", "-it", "busybox", "sh"],
+        "echo up-$((3*3))\r",
+        || logs().contains("up-9"),
+        "\x10\x11",
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("up-9"), "{shown}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "bg"]),
+        "running\n"
+    );
+    let (code, shown) = on_terminal(&r, &["attach", "bg"], "exit 4\r");
+    assert_eq!(code, 4, "{shown}");
+    r.ok(&["rm", "bg"]);
+}

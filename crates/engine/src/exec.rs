@@ -68,6 +68,7 @@ impl Engine {
             };
             caps = crate::limits::Limits::parse(&all)?.capabilities;
         }
+        let caps_for_filter = caps.clone();
         let mut s = spec::build(&spec::SpecInput {
             rootfs: &dir.join("rootfs"),
             args: opts.cmd.clone(),
@@ -116,6 +117,10 @@ impl Engine {
             namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
         }
         linux.set_namespaces(Some(namespaces));
+        // The container's filter holds for what is exec'd into it, as in docker.
+        if !run.privileged {
+            linux.set_seccomp(run.seccomp.resolve(&caps_for_filter)?);
+        }
         s.set_linux(Some(linux));
 
         let cgroup =

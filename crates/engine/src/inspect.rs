@@ -105,6 +105,8 @@ impl Engine {
                 "Binds": opts.volumes,
                 "NetworkMode": opts.network.mode(),
                 "Privileged": opts.privileged,
+                "Init": opts.init,
+                "SecurityOpt": opts.security_opt,
                 "ReadonlyRootfs": opts.read_only,
                 "CapAdd": opts.cap_add,
                 "CapDrop": opts.cap_drop,
@@ -359,6 +361,21 @@ impl Engine {
                     .and_then(|v| v.trim().parse::<u64>().ok())
             })
             .filter(|&l| l < (1 << 62));
+        let opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
+        // The host's interfaces are not the container's: docker shows 0B for --network host.
+        let net = match self.live_pid(&c.id)? {
+            Some(pid) if opts.network != crate::Network::Host => {
+                std::fs::read_to_string(format!("/proc/{pid}/net/dev"))
+                    .map(|t| net_dev_totals(&t))
+                    .unwrap_or_default()
+            }
+            _ => (0, 0),
+        };
+        let block = if c.state == State::Running {
+            block_io(cg.paths())
+        } else {
+            (0, 0)
+        };
         Ok(ContainerStats {
             id: c.id,
             name: c.name,
@@ -366,9 +383,20 @@ impl Engine {
             memory: s.memory_usage,
             memory_limit: limit,
             pids: s.pids_current,
+            net_rx: net.0,
+            net_tx: net.1,
+            block_read: block.0,
+            block_write: block.1,
         })
     }
 }
+
+/// (volume name, containers using it, bytes) for each volume, and the number of volumes each
+/// container id uses.
+pub type VolumeUsage = (
+    Vec<(String, usize, u64)>,
+    std::collections::HashMap<String, usize>,
+);
 
 /// One container's usage, as `stats` shows it.
 #[derive(Debug, Clone)]
@@ -385,6 +413,108 @@ pub struct ContainerStats {
     pub memory_limit: Option<u64>,
     /// Number of tasks.
     pub pids: Option<u64>,
+    /// Bytes received on the container's interfaces (loopback excluded, as in docker).
+    pub net_rx: u64,
+    /// Bytes sent on the container's interfaces.
+    pub net_tx: u64,
+    /// Bytes read from block devices by the container's cgroup.
+    pub block_read: u64,
+    /// Bytes written to block devices by the container's cgroup.
+    pub block_write: u64,
+}
+
+/// (received, sent) bytes summed over the interfaces of a `/proc/PID/net/dev`, without `lo`.
+fn net_dev_totals(text: &str) -> (u64, u64) {
+    let mut total = (0, 0);
+    for line in text.lines().skip(2) {
+        let Some((name, counters)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = counters
+            .split_whitespace()
+            .map(|n| n.parse().unwrap_or(0))
+            .collect();
+        if f.len() >= 9 {
+            total.0 += f[0];
+            total.1 += f[8];
+        }
+    }
+    total
+}
+
+/// (read, written) bytes of a cgroup: v1 blkio's recursive service bytes, or v2's `io.stat`.
+fn block_io(paths: &[std::path::PathBuf]) -> (u64, u64) {
+    for p in paths {
+        if let Ok(t) = std::fs::read_to_string(p.join("blkio.throttle.io_service_bytes_recursive"))
+        {
+            return blkio_v1(&t);
+        }
+    }
+    for p in paths {
+        if let Ok(t) = std::fs::read_to_string(p.join("io.stat")) {
+            return io_stat_v2(&t);
+        }
+    }
+    (0, 0)
+}
+
+/// Lines like "8:0 Read 4096"; the "Total" lines are skipped.
+fn blkio_v1(text: &str) -> (u64, u64) {
+    let mut total = (0, 0);
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_dev), Some(op), Some(n)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let n: u64 = n.parse().unwrap_or(0);
+        match op {
+            "Read" => total.0 += n,
+            "Write" => total.1 += n,
+            _ => {}
+        }
+    }
+    total
+}
+
+/// Lines like "8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0".
+fn io_stat_v2(text: &str) -> (u64, u64) {
+    let mut total = (0, 0);
+    for kv in text.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("rbytes", n)) => total.0 += n.parse::<u64>().unwrap_or(0),
+            Some(("wbytes", n)) => total.1 += n.parse::<u64>().unwrap_or(0),
+            _ => {}
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod io_tests {
+    use super::*;
+
+    #[test]
+    fn net_dev_skips_loopback_and_headers() {
+        let t = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0:    1500      10    0    0    0     0          0         0      700       7    0    0    0     0       0          0
+  eth1:      20       1    0    0    0     0          0         0        2       1    0    0    0     0       0          0
+";
+        assert_eq!(net_dev_totals(t), (1520, 702));
+    }
+
+    #[test]
+    fn block_counters_v1_and_v2() {
+        let v1 =
+            "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:16 Read 4\n8:0 Total 4608\nTotal 4612\n";
+        assert_eq!(blkio_v1(v1), (4100, 512));
+        let v2 = "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n259:0 rbytes=1 wbytes=2 rios=1 wios=1\n";
+        assert_eq!(io_stat_v2(v2), (4097, 8194));
+    }
 }
 
 fn exists_in_layers(layers: &[std::path::PathBuf], rel: &Path) -> bool {
@@ -524,7 +654,7 @@ impl Engine {
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),
-                "seccomp: not enforced yet".into(),
+                "seccomp (Profile: builtin, unknown syscalls answer ENOSYS)".into(),
             ],
         })
     }
@@ -560,6 +690,49 @@ pub(crate) fn du(p: &Path) -> u64 {
 }
 
 impl Engine {
+    /// `ps -s`: for each container, the bytes of its writable layer and that plus its image's
+    /// (docker's "virtual" size).
+    pub fn container_sizes(&self, list: &[crate::ContainerInfo]) -> Result<Vec<(u64, u64)>> {
+        let images: std::collections::HashMap<String, u64> = self
+            .store
+            .list()?
+            .into_iter()
+            .map(|i| (i.id, i.size))
+            .collect();
+        Ok(list
+            .iter()
+            .map(|c| {
+                let rw = du(&self.container_dir(&c.id).join("upper"));
+                (rw, rw + images.get(&c.image_id).copied().unwrap_or(0))
+            })
+            .collect())
+    }
+
+    /// `system df -v`: each volume's name, number of containers using it, and size; and how
+    /// many volumes each container uses.
+    pub fn volume_usage(&self) -> Result<VolumeUsage> {
+        let pairs: Vec<(String, String)> = self
+            .store
+            .conn()
+            .prepare("SELECT container_id, volume FROM container_volumes")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut per_container = std::collections::HashMap::new();
+        for (c, _) in &pairs {
+            *per_container.entry(c.clone()).or_insert(0) += 1;
+        }
+        let vols = self
+            .volume_list()?
+            .into_iter()
+            .map(|v| {
+                let links = pairs.iter().filter(|(_, n)| *n == v.name).count();
+                let size = du(&v.mountpoint);
+                (v.name, links, size)
+            })
+            .collect();
+        Ok((vols, per_container))
+    }
+
     /// `system df`.
     pub fn disk_usage(&self) -> Result<Vec<DfRow>> {
         let containers = self.list(true)?;

@@ -8,14 +8,16 @@ pub mod copy;
 pub mod events;
 pub mod exec;
 mod export;
+mod init;
 mod inspect;
 pub(crate) mod limits;
 mod monitor;
 pub mod names;
 pub mod netwire;
 pub mod options;
+pub mod seccomp;
 pub mod spec;
-mod tty;
+pub mod tty;
 pub mod user;
 pub mod volumes;
 
@@ -28,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use hako_image;
 pub use hako_net;
 pub use hako_runtime;
-pub use inspect::{ContainerStats, DfRow, SystemInfo};
+pub use inspect::{ContainerStats, DfRow, SystemInfo, VolumeUsage};
 
 /// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -390,6 +392,17 @@ pub struct RunOptions {
     pub mac_address: Option<String>,
     /// Overlays a build step mounts (`RUN --mount=type=bind` of a stage, or a writable one).
     pub overlays: Vec<build_support::OverlayMount>,
+    /// `--init`: run hako-init (at /dev/init) as PID 1 in front of the command.
+    pub init: bool,
+    /// `--security-opt seccomp=…` (ignored with `--privileged`, as in docker).
+    pub seccomp: seccomp::Seccomp,
+    /// `--security-opt` as given, for inspect's HostConfig.SecurityOpt.
+    pub security_opt: Vec<String>,
+    /// `run -it`: with `detach` and `tty`, the caller attaches at once, so the monitor waits
+    /// for that attach before it reads the terminal (the exit status then reaches it even if
+    /// the command ends at once). Not stored: a later `start` has nobody attaching.
+    #[serde(skip)]
+    pub attach_on_start: bool,
 }
 
 /// Reported once the container's process is running.
@@ -521,6 +534,29 @@ CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 ";
 
 /// Names of the blocked signals while `run` holds state that must be cleaned up.
+/// Blocks the signals an attach proxies; returns the previous mask.
+pub(crate) fn block_signals_for_attach() -> nix::sys::signal::SigSet {
+    let mut old = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&stop_signals()),
+        Some(&mut old),
+    );
+    old
+}
+
+/// Restores a mask saved by [`block_signals_for_attach`], dropping what is still pending.
+pub(crate) fn restore_signal_mask(old: &nix::sys::signal::SigSet) {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid sigset and timespec; draining pending signals before unblocking them.
+    while unsafe { libc::sigtimedwait(stop_signals().as_ref(), std::ptr::null_mut(), &zero) } > 0 {}
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(old), None);
+}
+
 fn stop_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut s = SigSet::empty();
@@ -805,16 +841,26 @@ impl Engine {
     /// `docker start`: runs a created or exited container again, detached, with its stored
     /// options and its writable layer as it was left.
     pub fn start(&self, key: &str) -> Result<String> {
+        self.start_attaching(key, false)
+    }
+
+    /// `start -a` on a `-t` container: as [`Engine::start`], but its monitor waits for the
+    /// caller's [`Engine::attach_terminal`] before it reads the terminal.
+    pub fn start_attaching(&self, key: &str, attach: bool) -> Result<String> {
         let c = self.find(key)?;
         self.store.conn().execute(
             "UPDATE containers SET restart_count = 0, stop_requested = 0 WHERE id = ?1",
             [&c.id],
         )?;
-        self.start_again(&c.id)
+        self.start_again_with(&c.id, attach)
     }
 
     /// Starts an existing container (by full id) with its stored options, detached.
     pub(crate) fn start_again(&self, key: &str) -> Result<String> {
+        self.start_again_with(key, false)
+    }
+
+    fn start_again_with(&self, key: &str, attach: bool) -> Result<String> {
         let c = self.find(key)?;
         if c.state == State::Running {
             return Ok(c.id);
@@ -837,6 +883,7 @@ impl Engine {
         )?;
         let opts = RunOptions {
             auto_remove: opts.auto_remove,
+            attach_on_start: attach && opts.tty,
             ..opts
         };
         self.launch(&c.id, &opts, &plan, true, &mut |_| {})?;
@@ -1011,11 +1058,17 @@ impl Engine {
             hosts_extra.push(options::parse_add_host(h)?);
         }
         let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
-        let mounts = self.container_mounts(id, opts, plan)?;
+        let mut mounts = self.container_mounts(id, opts, plan)?;
+        let args = if opts.init {
+            mounts.push(init::mount(&init::host_path(&self.root)?));
+            init::wrap(&plan.args)
+        } else {
+            plan.args.clone()
+        };
         let mut warnings = Vec::new();
         let spec = spec::build(&spec::SpecInput {
             rootfs: &rootfs,
-            args: plan.args.clone(),
+            args,
             env: plan.env.clone(),
             cwd: &plan.workdir,
             uid: plan.user.uid,
@@ -1053,6 +1106,12 @@ impl Engine {
         .map_err(|e| Error::Invalid(format!("{e}")))?;
         let mut spec = spec;
         self.apply_namespace_modes(&mut spec, opts)?;
+        if !opts.privileged {
+            let filter = opts.seccomp.resolve(&plan.limits.capabilities)?;
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_seccomp(filter);
+            spec.set_linux(Some(linux));
+        }
 
         let overlay = hako_runtime::Overlay {
             lower: plan.image.layers.iter().rev().cloned().collect(),

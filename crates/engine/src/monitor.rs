@@ -12,7 +12,7 @@ use nix::unistd::{fork, ForkResult};
 use rusqlite::params;
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -99,7 +99,7 @@ pub(crate) fn start_detached(
     match unsafe { fork() }.map_err(|e| Error::io("fork the monitor", e.into()))? {
         ForkResult::Child => {
             drop(report_r);
-            let (msg, pid) = match become_monitor(prepared) {
+            let (msg, pid) = match become_monitor(prepared, opts.tty) {
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
@@ -114,7 +114,7 @@ pub(crate) fn start_detached(
                         argv.push(CString::new(files.to_string()).expect("digits"));
                     }
                 }
-                exec_monitor(&argv);
+                exec_monitor(&argv, opts.tty && opts.attach_on_start);
             }
             // SAFETY: _exit skips destructors of state shared with the parent (the database).
             unsafe { libc::_exit(1) }
@@ -157,8 +157,9 @@ pub(crate) fn start_detached(
     }
 }
 
-/// In the forked monitor: detach from the caller, spawn the container with its output on pipes.
-fn become_monitor(prepared: &Prepared) -> Result<i32> {
+/// In the forked monitor: detach from the caller, spawn the container with its output on pipes
+/// (or, with `tty`, on a pty whose master the monitor keeps for `attach`).
+fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
     nix::unistd::setsid().map_err(|e| Error::io("setsid", e.into()))?;
     // Orphans of the container are reparented to us rather than to the host's init, so every
     // process of the container is reaped by its monitor.
@@ -179,14 +180,21 @@ fn become_monitor(prepared: &Prepared) -> Result<i32> {
         Some(n) => n.attach(pid),
         None => Ok(()),
     };
+    let mut spec = prepared.spec.clone();
+    let console = if tty {
+        Some(crate::tty::open(&mut spec)?)
+    } else {
+        None
+    };
     let spawned = hako_runtime::spawn(
-        &prepared.spec,
+        &spec,
         &hako_runtime::SpawnOptions {
             overlay: Some(&prepared.overlay),
             cgroup: Some(&prepared.cgroup),
             kill_with_parent: false,
             stdin: hako_runtime::Stdin::Null,
             before_start: Some(&hook),
+            console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
             ..Default::default()
         },
     );
@@ -197,9 +205,20 @@ fn become_monitor(prepared: &Prepared) -> Result<i32> {
     let pid = running.pid();
     // The monitor binary waits for it; dropping `running` here would kill it.
     std::mem::forget(running);
-    // fds 3 and 4 of the monitor are the read ends of the container's stdout and stderr.
-    move_fd(out_r, 3)?;
-    move_fd(err_r, 4)?;
+    match console {
+        // The monitor tells the two apart by isatty(3).
+        Some(c) => {
+            drop((out_r, err_r));
+            move_fd(c.master()?, 3)?;
+            move_fd(null.into(), 4)?;
+            move_fd(crate::tty::attach_listener(&prepared.spec)?, 5)?;
+        }
+        // fds 3 and 4 of the monitor are the read ends of the container's stdout and stderr.
+        None => {
+            move_fd(out_r, 3)?;
+            move_fd(err_r, 4)?;
+        }
+    }
     Ok(pid)
 }
 
@@ -222,8 +241,12 @@ fn move_fd(fd: OwnedFd, target: i32) -> Result<()> {
     Ok(())
 }
 
-fn exec_monitor(argv: &[CString]) -> ! {
-    let env: [CString; 0] = [];
+fn exec_monitor(argv: &[CString], wait_attach: bool) -> ! {
+    let env: Vec<CString> = if wait_attach {
+        vec![c"HAKO_MONITOR_WAIT_ATTACH=1".to_owned()]
+    } else {
+        Vec::new()
+    };
     let _ = nix::unistd::execve(&argv[0], argv, &env);
     // SAFETY: exec failed; leave without running the parent's destructors.
     unsafe { libc::_exit(127) }

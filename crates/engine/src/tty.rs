@@ -168,3 +168,334 @@ fn write_all(fd: i32, mut data: &[u8]) {
         data = &data[w as usize..];
     }
 }
+
+/// Docker's `--detach-keys` syntax ("ctrl-p,ctrl-q", "ctrl-a,d"): the bytes typed.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    let bad = || Error::Invalid(format!("Invalid detach keys ({spec}) provided"));
+    let mut keys = Vec::new();
+    for k in spec.split(',') {
+        let b = match k.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                c @ b'a'..=b'z' => c - b'a' + 1,
+                b'@' => 0,
+                c @ b'['..=b'_' => c - b'[' + 27,
+                _ => return Err(bad()),
+            },
+            None if k.len() == 1 => k.as_bytes()[0],
+            _ => return Err(bad()),
+        };
+        keys.push(b);
+    }
+    if keys.is_empty() {
+        return Err(bad());
+    }
+    Ok(keys)
+}
+
+/// How an attach to a `-t` container ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AttachEnd {
+    /// The detach keys were typed; the container runs on.
+    Detached,
+    /// The container closed its terminal (its status is not known yet).
+    Closed,
+    /// The container exited with this status while we were attached.
+    Exited(i32),
+}
+
+/// Recognises the detach sequence in typed input. Bytes that begin the sequence are held back
+/// until it is complete (detach) or broken (they are passed on), as docker does.
+struct DetachMatcher {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachMatcher {
+    /// Returns the bytes to pass on, and whether the sequence completed.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+                if b == self.keys[0] {
+                    self.held = 1;
+                    if self.keys.len() == 1 {
+                        return (out, true);
+                    }
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+/// The listening attach socket of a `-t` container, `attach.sock` beside its rootfs.
+///
+/// It is bound through a descriptor of the directory (`/proc/self/fd/N/attach.sock`), because
+/// a state root's path can be longer than the 108 bytes a socket address holds; and with a
+/// umask that leaves it to root alone.
+pub(crate) fn attach_listener(spec: &oci_spec::runtime::Spec) -> Result<OwnedFd> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    let dir = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.path().parent().map(std::path::Path::to_path_buf))
+        .ok_or_else(|| Error::Invalid("container without a root directory".into()))?;
+    let dirfd =
+        std::fs::File::open(&dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("create the attach socket", e.into()))?;
+    let path = format!("/proc/self/fd/{}/attach.sock", dirfd.as_raw_fd());
+    let _ = std::fs::remove_file(&path);
+    let addr = nix::sys::socket::UnixAddr::new(path.as_str())
+        .map_err(|e| Error::io("attach socket path", e.into()))?;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = bind(fd.as_raw_fd(), &addr);
+    nix::sys::stat::umask(old);
+    bound.map_err(|e| Error::io("bind the attach socket", e.into()))?;
+    listen(&fd, Backlog::new(8).expect("small backlog"))
+        .map_err(|e| Error::io("listen on the attach socket", e.into()))?;
+    Ok(fd)
+}
+
+impl crate::Engine {
+    /// `attach` to a running `-t` container (`None` if the container has no terminal, or no
+    /// monitor holding one).
+    ///
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked meanwhile, and those that arrive are
+    /// sent to the container when `sig_proxy`.
+    pub fn attach_terminal(
+        &self,
+        id: &str,
+        detach_keys: &[u8],
+        sig_proxy: bool,
+    ) -> Result<Option<AttachEnd>> {
+        let sock = self.container_dir(id).join("attach.sock");
+        if !sock.exists() {
+            return Ok(None);
+        }
+        let owner: Option<(Option<i32>, Option<i64>)> = self
+            .store
+            .conn()
+            .query_row(
+                "SELECT owner_pid, owner_start FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let old = crate::block_signals_for_attach();
+        let end = attach_socket(&sock, detach_keys, &mut |sig| {
+            if sig_proxy {
+                let _ = self.kill(id, sig);
+            }
+        });
+        crate::restore_signal_mask(&old);
+        let end = end?;
+        // The exit is not the end: the monitor still frees the cgroup and network and applies
+        // --rm (as `container-finish`, under its pid). Like docker's `run --rm`, return once
+        // that is done, so the next command finds nothing left over. Bounded, because a
+        // restart policy starts the container again.
+        if let (AttachEnd::Exited(_) | AttachEnd::Closed, Some((Some(pid), start))) = (&end, owner)
+        {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let reap = || {
+                // After `run -it` the monitor is our own child: reap it, or it would linger
+                // as a zombie that still looks alive. For anyone else's, this is ECHILD.
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            };
+            while {
+                reap();
+                crate::process_start_time(pid) == start
+            } && start.is_some()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        Ok(Some(end))
+    }
+}
+
+/// `attach` to a `-t` container through its monitor's socket (see hako-monitor's
+/// `pump_tty`): our terminal in raw mode, its size followed, typed input passed on until
+/// `detach_keys`.
+pub(crate) fn attach_socket(
+    sock: &std::path::Path,
+    detach_keys: &[u8],
+    proxy: &mut dyn FnMut(i32),
+) -> Result<AttachEnd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("create the attach socket", e.into()))?;
+    // Through a descriptor of the directory, so the address stays short whatever the path.
+    let dir = sock.parent().unwrap_or(std::path::Path::new("/"));
+    let dirfd =
+        std::fs::File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    let name = sock.file_name().unwrap_or_default().to_string_lossy();
+    let short = format!("/proc/self/fd/{}/{name}", dirfd.as_raw_fd());
+    let addr =
+        UnixAddr::new(short.as_str()).map_err(|e| Error::io("attach socket path", e.into()))?;
+    connect(fd.as_raw_fd(), &addr)
+        .map_err(|e| Error::io(format!("connect to {}", sock.display()), e.into()))?;
+    let send = |msg: &[u8]| {
+        // SAFETY: sending our own buffer on a socket we own.
+        unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        }
+    };
+    let send_size = |w: &nix::pty::Winsize| {
+        let mut m = vec![b'w'];
+        m.extend_from_slice(&w.ws_row.to_le_bytes());
+        m.extend_from_slice(&w.ws_col.to_le_bytes());
+        send(&m);
+    };
+    let proxied = crate::stop_signals();
+    let _raw = RawMode::enter();
+    let mut size = our_size();
+    if let Some(w) = &size {
+        send_size(w);
+    }
+    let mut matcher = DetachMatcher {
+        keys: detach_keys.to_vec(),
+        held: 0,
+    };
+    let mut stdin_open = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if stdin_open { libc::STDIN_FILENO } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfds for the duration of the call. The
+        // timeout is how often our terminal's size is looked at.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 200) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("poll", std::io::Error::last_os_error()));
+        }
+        // Signals sent to us (the caller keeps them blocked) go to the container, as docker's
+        // --sig-proxy does; in raw mode a typed ctrl-c is just a byte for the container's tty.
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid sigset and timespec for the duration of the call.
+        let sig = unsafe { libc::sigtimedwait(proxied.as_ref(), std::ptr::null_mut(), &zero) };
+        if sig > 0 {
+            proxy(sig);
+        }
+        let now = our_size();
+        if now.is_some() && now.map(|w| (w.ws_row, w.ws_col)) != size.map(|w| (w.ws_row, w.ws_col))
+        {
+            if let Some(w) = &now {
+                send_size(w);
+            }
+            size = now;
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: receiving into our own buffer.
+            let r = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r <= 0 {
+                return Ok(AttachEnd::Closed);
+            }
+            let msg = &buf[..r as usize];
+            match msg[0] {
+                b'o' => write_all(libc::STDOUT_FILENO, &msg[1..]),
+                b'x' => {
+                    let code = std::str::from_utf8(&msg[1..])
+                        .ok()
+                        .and_then(|c| c.parse().ok());
+                    return Ok(code.map_or(AttachEnd::Closed, AttachEnd::Exited));
+                }
+                _ => {}
+            }
+        }
+        if stdin_open && fds[1].revents != 0 {
+            // SAFETY: reading into our own buffer from our stdin.
+            let r = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+            let (pass, detach) = if r <= 0 {
+                stdin_open = false;
+                // End of input: an EOF character tells the program on the terminal.
+                (vec![4], false)
+            } else {
+                matcher.feed(&buf[..r as usize])
+            };
+            for chunk in pass.chunks(32 * 1024) {
+                let mut m = Vec::with_capacity(chunk.len() + 1);
+                m.push(b'i');
+                m.extend_from_slice(chunk);
+                send(&m);
+            }
+            if detach {
+                return Ok(AttachEnd::Detached);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_key_syntax() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), [16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-a,d").unwrap(), [1, b'd']);
+        assert_eq!(
+            parse_detach_keys("ctrl-@,ctrl-[,ctrl-_").unwrap(),
+            [0, 27, 31]
+        );
+        for bad in ["", "ctrl-", "ctrl-pp", "alt-x", "ab", "ctrl-1"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn detach_sequence_is_held_back_then_passed_or_consumed() {
+        let mut m = DetachMatcher {
+            keys: vec![16, 17],
+            held: 0,
+        };
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        // Broken sequence: the held ctrl-p goes through with what broke it.
+        assert_eq!(m.feed(b"x"), (b"\x10x".to_vec(), false));
+        assert_eq!(m.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11rest"), (Vec::new(), true));
+    }
+}

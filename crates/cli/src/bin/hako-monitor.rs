@@ -36,8 +36,43 @@ fn main() {
         _ => (0, 1),
     };
     let mut out = Log::open(log.clone(), max_size, max_file);
-    pump(&mut out);
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(3) } == 1 {
+        // `run -dt`: fd 3 is the master of the container's pty (fd 4 is unused), fd 5 the
+        // attach socket in the container's directory, which we remove by a relative name.
+        // SAFETY: closing our own unused descriptor.
+        unsafe { libc::close(4) };
+        let dir = std::path::Path::new(log)
+            .parent()
+            .unwrap_or(std::path::Path::new("/"));
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("hako-monitor: chdir {}: {e}", dir.display());
+        }
+        let clients = pump_tty(&mut out, std::path::Path::new("attach.sock"));
+        let code = reap_all(init);
+        // An attach that is still connected (`run -it` is one) learns the exit status here,
+        // before `container-finish` may remove the container with `--rm`.
+        let msg = format!("x{code}");
+        let mut sink = [0u8; 512];
+        for c in clients {
+            // SAFETY: on a client socket we own: send our own buffer; drain what it sent us
+            // (closing with unread messages would reset the connection and drop ours); close.
+            unsafe {
+                libc::send(c, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL);
+                while libc::recv(c, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) > 0 {}
+                libc::close(c);
+            }
+        }
+        finish(code, exit_file, hako, root, id, &args[2]);
+    } else {
+        pump(&mut out);
+    }
     let code = reap_all(init);
+    finish(code, exit_file, hako, root, id, &args[2]);
+}
+
+/// Records `code` in EXIT_FILE and execs `hako container-finish`.
+fn finish(code: i32, exit_file: &str, hako: &str, root: &str, id: &str, init: &str) -> ! {
     let finished = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -47,7 +82,7 @@ fn main() {
         let _ = std::fs::rename(&tmp, exit_file);
     }
     let err = std::process::Command::new(hako)
-        .args(["--root", root, "container-finish", id, &args[2]])
+        .args(["--root", root, "container-finish", id, init])
         .exec();
     eprintln!("hako-monitor: exec {hako}: {err}");
     std::process::exit(1);
@@ -108,6 +143,171 @@ fn pump(out: &mut Log) {
                 write_line(out, i, &chunk);
             }
         }
+    }
+}
+
+/// `run -dt`: copies the pty's output into the log (as stdout, like docker) and to every
+/// `hako attach` connected to SOCK, and their input and window sizes to the pty, until the
+/// container closes its terminal; returns the attaches still connected. SOCK is a
+/// SOCK_SEQPACKET socket, so every message arrives whole. From an attach: `i` + bytes typed,
+/// or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the exit
+/// status in decimal.
+fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
+    // The spawning process bound and listens on SOCK, as fd 5, so the socket exists by the
+    // time `run` returns.
+    let listener = 5;
+    let mut clients: Vec<i32> = Vec::new();
+    if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_some() {
+        // `run -it`: its attach is on the way. Until it connects the terminal is not read, so
+        // neither output nor the exit can pass it by; a `hako` that died before connecting
+        // only costs this wait.
+        let mut p = libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; then accept4 on our own listening socket.
+        unsafe {
+            if libc::poll(&mut p, 1, 10_000) == 1 {
+                let c = libc::accept4(
+                    listener,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                );
+                if c >= 0 {
+                    clients.push(c);
+                }
+            }
+        }
+    }
+    let mut partial = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds: Vec<libc::pollfd> = [3, listener]
+            .iter()
+            .chain(clients.iter())
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if fds[0].revents != 0 {
+            buf[0] = b'o';
+            // SAFETY: reading into our own buffer, after the message type, from our master.
+            let r = unsafe { libc::read(3, buf[1..].as_mut_ptr().cast(), buf.len() - 1) };
+            if r <= 0 {
+                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // EIO: every slave descriptor is closed, the container is gone.
+                break;
+            }
+            let data = &buf[1..=r as usize];
+            clients.retain(|&c| {
+                // SAFETY: sending our own buffer on a socket we own; a client that cannot keep
+                // up or has gone is dropped rather than allowed to stall the container.
+                let sent = unsafe {
+                    libc::send(
+                        c,
+                        buf.as_ptr().cast(),
+                        data.len() + 1,
+                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    )
+                };
+                if sent < 0 {
+                    // SAFETY: closing the client's descriptor once, as we forget it.
+                    unsafe { libc::close(c) };
+                }
+                sent >= 0
+            });
+            partial.extend_from_slice(data);
+            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                write_line(out, 0, &line);
+            }
+            if partial.len() >= 16 * 1024 {
+                let chunk = std::mem::take(&mut partial);
+                write_line(out, 0, &chunk);
+            }
+        }
+        if fds[1].revents != 0 {
+            // SAFETY: accept4 on our listening socket; the peer address is not wanted.
+            let c = unsafe {
+                libc::accept4(
+                    listener,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if c >= 0 {
+                clients.push(c);
+            }
+        }
+        let mut gone = Vec::new();
+        for f in fds.iter().skip(2).filter(|f| f.revents != 0) {
+            // SAFETY: receiving into our own buffer from a client socket we own.
+            let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r <= 0 {
+                gone.push(f.fd);
+                continue;
+            }
+            let msg = &buf[..r as usize];
+            match msg.first() {
+                Some(b'i') => write_all(3, &msg[1..]),
+                Some(b'w') if msg.len() >= 5 => {
+                    let ws = libc::winsize {
+                        ws_row: u16::from_le_bytes([msg[1], msg[2]]),
+                        ws_col: u16::from_le_bytes([msg[3], msg[4]]),
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ reads the winsize we pass; the kernel then sends
+                    // SIGWINCH to the terminal's foreground process group.
+                    unsafe { libc::ioctl(3, libc::TIOCSWINSZ, &ws) };
+                }
+                _ => {}
+            }
+        }
+        for c in gone {
+            clients.retain(|&x| x != c);
+            // SAFETY: closing the departed client's descriptor once.
+            unsafe { libc::close(c) };
+        }
+    }
+    if !partial.is_empty() {
+        write_line(out, 0, &partial);
+    }
+    let _ = std::fs::remove_file(sock);
+    // SAFETY: closing our own descriptors.
+    unsafe {
+        libc::close(listener);
+        libc::close(3);
+    }
+    clients
+}
+
+fn write_all(fd: i32, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writing from our own buffer to a descriptor we hold.
+        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if w <= 0 {
+            if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        data = &data[w as usize..];
     }
 }
 
