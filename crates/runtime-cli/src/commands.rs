@@ -42,7 +42,7 @@ fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
     let spec: Spec =
-        serde_json::from_slice(&data).map_err(|e| anyhow!("invalid {}: {e}", path.display()))?;
+        hako_runtime::parse_spec(&data).map_err(|e| anyhow!("invalid {}: {e}", path.display()))?;
     let major = spec.version().split('.').next().unwrap_or("");
     if major != "1" {
         bail!(
@@ -555,7 +555,7 @@ pub fn run(
 fn exec_process(spec: &Spec, args: &ExecArgs) -> Result<oci_spec::runtime::Process> {
     if let Some(file) = &args.process {
         let data = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-        return serde_json::from_slice(&data)
+        return hako_runtime::parse_process(&data)
             .map_err(|e| anyhow!("invalid process file {}: {e}", file.display()));
     }
     if args.command.is_empty() {
