@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub use error::Error;
 use parse::{
     Kind, BLKIO, CPU, CPUACCT, CPUSET, DEVICES, FREEZER, HUGETLB, MEMORY, NET_CLS, NET_PRIO, PIDS,
-    SYSTEMD,
+    RDMA, SYSTEMD,
 };
 pub use stats::{CpuStats, MemoryEntry, MemoryStats, PidsStats, ResourceStats};
 
@@ -56,7 +56,7 @@ pub struct CgroupSystem {
 
 /// Controllers hako enables for children in cgroup v2, in the order the
 /// kernel lists them.
-const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
+const V2_CONTROLLERS: [&str; 6] = ["cpuset", "cpu", "io", "memory", "pids", "rdma"];
 
 impl CgroupSystem {
     /// Parse /proc/self/mountinfo and /proc/self/cgroup.
@@ -419,6 +419,12 @@ pub struct Resources {
     pub cpu_idle: Option<i64>,
     /// Per-device I/O limits.
     pub blkio_throttle: Vec<Throttle>,
+    /// Weight of the cgroup's own tasks against its children, 10..=1000 (v1 CFQ only).
+    pub blkio_leaf_weight: Option<u16>,
+    /// Per-device weights, overriding `blkio_weight` for that device.
+    pub blkio_weight_devices: Vec<WeightDevice>,
+    /// RDMA limits per device.
+    pub rdma: Vec<RdmaLimit>,
     /// Hugepage limits as (page size such as `2MB`, bytes).
     pub hugepage_limits: Vec<(String, i64)>,
     /// net_cls class id (v1 only).
@@ -453,6 +459,30 @@ pub struct Throttle {
     pub minor: i64,
     /// The limit, per second.
     pub rate: u64,
+}
+
+/// A per-device block I/O weight; either weight may be left unset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightDevice {
+    /// Device major number.
+    pub major: i64,
+    /// Device minor number.
+    pub minor: i64,
+    /// Weight, 10..=1000 (v1 blkio scale).
+    pub weight: Option<u16>,
+    /// Leaf weight, 10..=1000 (v1 CFQ only).
+    pub leaf_weight: Option<u16>,
+}
+
+/// RDMA limits of one device (e.g. `mlx5_0`); `None` leaves that resource unlimited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RdmaLimit {
+    /// The RDMA device's name.
+    pub device: String,
+    /// Maximum number of HCA handles.
+    pub hca_handles: Option<u32>,
+    /// Maximum number of HCA objects.
+    pub hca_objects: Option<u32>,
 }
 
 /// One device cgroup rule.
@@ -688,6 +718,8 @@ impl Cgroup {
         if let Some(w) = res.blkio_weight.filter(|w| *w != 0) {
             self.apply_blkio_weight(w)?;
         }
+        self.apply_blkio_more(res)?;
+        self.apply_rdma(&res.rdma)?;
         self.apply_more(res)
     }
 
@@ -848,6 +880,132 @@ impl Cgroup {
             controller: "blkio weight",
             path: dir.to_path_buf(),
         })
+    }
+
+    /// leafWeight and per-device weights. Like the cgroup-wide weight, which file takes them
+    /// depends on the disk's I/O scheduler, so the first that exists is written.
+    fn apply_blkio_more(&self, res: &Resources) -> Result<(), Error> {
+        let leaf = res.blkio_leaf_weight.filter(|w| *w != 0);
+        if leaf.is_none() && res.blkio_weight_devices.is_empty() {
+            return Ok(());
+        }
+        let valid = |w: u16| {
+            if (10..=1000).contains(&w) {
+                Ok(w)
+            } else {
+                Err(Error::InvalidResources(
+                    "blkio weights must be between 10 and 1000",
+                ))
+            }
+        };
+        let (dir, v2) = self.controller_dir(BLKIO, "blkio")?;
+        if let Some(w) = leaf {
+            let w = valid(w)?;
+            if v2 {
+                return Err(self.unsupported("blkio leafWeight (cgroup v1 only)"));
+            }
+            let v = Fmt::new(format_args!("{w}"));
+            Self::set_existing(dir, &["blkio.leaf_weight"], v.bytes(), "blkio leafWeight")?;
+        }
+        for d in &res.blkio_weight_devices {
+            let (maj, min) = (d.major, d.minor);
+            if let Some(w) = d.weight {
+                let w = valid(w)?;
+                if v2 {
+                    // io.bfq.weight keeps the blkio scale, io.weight (iocost) is 1..=10000.
+                    let bfq = Fmt::new(format_args!("{maj}:{min} {w}"));
+                    let scaled = 1 + (u32::from(w) - 10) * 9999 / 990;
+                    let cost = Fmt::new(format_args!("{maj}:{min} {scaled}"));
+                    if !Self::set_if_exists(dir, "io.bfq.weight", bfq.bytes())?
+                        && !Self::set_if_exists(dir, "io.weight", cost.bytes())?
+                    {
+                        return Err(Error::Unsupported {
+                            controller: "blkio weightDevice (neither io.bfq.weight nor io.weight)",
+                            path: dir.to_path_buf(),
+                        });
+                    }
+                } else {
+                    let v = Fmt::new(format_args!("{maj}:{min} {w}"));
+                    Self::set_existing(
+                        dir,
+                        &["blkio.weight_device", "blkio.bfq.weight_device"],
+                        v.bytes(),
+                        "blkio weightDevice",
+                    )?;
+                }
+            }
+            if let Some(w) = d.leaf_weight {
+                let w = valid(w)?;
+                if v2 {
+                    return Err(self.unsupported("blkio weightDevice leafWeight (cgroup v1 only)"));
+                }
+                let v = Fmt::new(format_args!("{maj}:{min} {w}"));
+                Self::set_existing(
+                    dir,
+                    &["blkio.leaf_weight_device"],
+                    v.bytes(),
+                    "blkio weightDevice leafWeight",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `value` to the first of `files` present in `dir`; none present means the kernel
+    /// (or the disk's I/O scheduler) lacks the knob.
+    fn set_existing(
+        dir: &Path,
+        files: &[&str],
+        value: &[u8],
+        what: &'static str,
+    ) -> Result<(), Error> {
+        for file in files {
+            if Self::set_if_exists(dir, file, value)? {
+                return Ok(());
+            }
+        }
+        Err(Error::Unsupported {
+            controller: what,
+            path: dir.join(files[0]),
+        })
+    }
+
+    /// Writes a file only if it exists (checked first, so the test tree, which creates files
+    /// on write, sees the same answer as kernfs).
+    fn set_if_exists(dir: &Path, file: &str, value: &[u8]) -> Result<bool, Error> {
+        let path = dir.join(file);
+        if !path.exists() {
+            return Ok(false);
+        }
+        Self::set_optional(dir, file, value)
+    }
+
+    fn apply_rdma(&self, limits: &[RdmaLimit]) -> Result<(), Error> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let (dir, _) = self.controller_dir(RDMA, "rdma")?;
+        for l in limits {
+            // The kernel parses the line by spaces and '='.
+            if l.device.is_empty() || l.device.contains(|c: char| c.is_whitespace() || c == '=') {
+                return Err(Error::InvalidResources(
+                    "rdma device names must not be empty or contain spaces or '='",
+                ));
+            }
+            if l.hca_handles.is_none() && l.hca_objects.is_none() {
+                continue;
+            }
+            let mut line = l.device.clone();
+            if let Some(h) = l.hca_handles {
+                line.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects {
+                line.push_str(&format!(" hca_object={o}"));
+            }
+            // rdma.max is there whenever the controller is; the kernel refuses unknown devices.
+            Self::set(dir, "rdma.max", line.as_bytes(), "rdma")?;
+        }
+        Ok(())
     }
 
     fn apply_devices(&self, rules: &[DeviceRule]) -> Result<(), Error> {

@@ -17,9 +17,10 @@ pub(crate) const NET_PRIO: u16 = 1 << 9;
 pub(crate) const PERF_EVENT: u16 = 1 << 10;
 pub(crate) const HUGETLB: u16 = 1 << 11;
 pub(crate) const SYSTEMD: u16 = 1 << 12;
+pub(crate) const RDMA: u16 = 1 << 13;
 
 /// Bit for one v1 controller (or the `name=systemd` named hierarchy); 0 for
-/// anything we do not manage, e.g. mount options or `rdma`.
+/// anything we do not manage, e.g. mount options or `misc`.
 fn controller_bit(name: &str) -> u16 {
     match name {
         "cpu" => CPU,
@@ -35,6 +36,7 @@ fn controller_bit(name: &str) -> u16 {
         "perf_event" => PERF_EVENT,
         "hugetlb" => HUGETLB,
         "name=systemd" => SYSTEMD,
+        "rdma" => RDMA,
         _ => 0,
     }
 }
@@ -216,7 +218,7 @@ mod tests {
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
 ";
         let m = parse_mountinfo(text).unwrap();
-        assert_eq!(m.len(), 3);
+        assert_eq!(m.len(), 4);
         assert_eq!(m[0].kind, Kind::V1(CPU | CPUACCT));
         assert_eq!(
             m[0].mount_point,
@@ -225,7 +227,8 @@ mod tests {
         assert_eq!(m[1].kind, Kind::V1(SYSTEMD));
         assert_eq!(m[1].root, "/sub");
         assert_eq!(m[1].mount_point, PathBuf::from("/sys/fs/cgroup/sys temd"));
-        assert_eq!(m[2].kind, Kind::V2);
+        assert_eq!(m[2].kind, Kind::V1(RDMA));
+        assert_eq!(m[3].kind, Kind::V2);
         assert!(parse_mountinfo("garbage\n").is_err());
     }
 
@@ -234,11 +237,12 @@ mod tests {
         let text =
             "12:rdma:/\n4:memory:/a/b\n2:cpu,cpuacct:/\n1:name=systemd:/x (deleted)\n0::/u\n";
         let m = parse_proc_cgroup(text).unwrap();
-        assert_eq!(m.len(), 4);
-        assert_eq!((m[0].kind, m[0].path), (Kind::V1(MEMORY), "/a/b"));
-        assert_eq!(m[1].kind, Kind::V1(CPU | CPUACCT));
-        assert_eq!(m[2].path, "/x");
-        assert_eq!((m[3].kind, m[3].path), (Kind::V2, "/u"));
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].kind, Kind::V1(RDMA));
+        assert_eq!((m[1].kind, m[1].path), (Kind::V1(MEMORY), "/a/b"));
+        assert_eq!(m[2].kind, Kind::V1(CPU | CPUACCT));
+        assert_eq!(m[3].path, "/x");
+        assert_eq!((m[4].kind, m[4].path), (Kind::V2, "/u"));
     }
 
     #[test]

@@ -82,8 +82,8 @@ fn v1_create_nests_under_caller_and_copies_cpuset() {
     let (mi, cg) = t.v1();
     let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
     assert_eq!(sys.mode(), Mode::V1);
-    // rdma is not ours; cpu,cpuacct is one hierarchy.
-    assert_eq!(sys.mount_points().count(), 6);
+    // cpu,cpuacct is one hierarchy.
+    assert_eq!(sys.mount_points().count(), 7);
 
     let c = sys.create(None, "c1").unwrap();
     assert_eq!(c.relative_path(), "/agent/x/c1");
@@ -94,6 +94,7 @@ fn v1_create_nests_under_caller_and_copies_cpuset() {
         "pids/c1",
         "freezer/c1",
         "systemd/c1",
+        "rdma/c1",
     ]
     .iter()
     .map(|r| t.p(r))
@@ -295,7 +296,7 @@ fn hybrid_includes_unified() {
     let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
     assert_eq!(sys.mode(), Mode::Hybrid);
     let c = sys.create(None, "c").unwrap();
-    assert_eq!(c.paths().len(), 7);
+    assert_eq!(c.paths().len(), 8);
     assert!(t.p("unified/c").is_dir());
     assert_eq!(c.relative_path(), "/agent/x/c");
     assert_eq!(c.relative_paths()[6], "/c");
@@ -326,7 +327,7 @@ fn v2_enables_missing_controllers_and_applies() {
     assert_eq!(c.relative_path(), "/user.slice/x/c");
     assert_eq!(
         t.read("unified/user.slice/x/cgroup.subtree_control"),
-        "+cpuset +cpu +io +pids"
+        "+cpuset +cpu +io +pids +rdma"
     );
 
     c.apply(&Resources {
@@ -407,16 +408,16 @@ fn v2_leaves_enabled_controllers_alone() {
     // The root had only cpu and memory.
     assert_eq!(
         t.read("unified/cgroup.subtree_control"),
-        "+cpuset +io +pids"
+        "+cpuset +io +pids +rdma"
     );
     t.file(
         "unified/cgroup.subtree_control",
-        "cpuset cpu io memory pids\n",
+        "cpuset cpu io memory pids rdma\n",
     );
     sys.create(Some("/hako"), "c").unwrap();
     assert_eq!(
         t.read("unified/cgroup.subtree_control"),
-        "cpuset cpu io memory pids\n"
+        "cpuset cpu io memory pids rdma\n"
     );
     assert!(t.p("unified/hako/c").is_dir());
 }
@@ -773,4 +774,172 @@ fn v1_and_v2_specific_knobs() {
         ..Default::default()
     };
     assert!(matches!(c.apply(&bad), Err(Error::InvalidResources(_))));
+}
+
+#[test]
+fn blkio_leaf_and_device_weights_and_rdma_v1() {
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    stdfs::create_dir_all(t.p("blkio")).unwrap();
+    mi += &t.mountinfo_line(60, "/", "blkio", "cgroup cgroup rw,blkio");
+    let cg = format!("10:blkio:/\n{cg}");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    let res = Resources {
+        blkio_leaf_weight: Some(300),
+        blkio_weight_devices: vec![WeightDevice {
+            major: 8,
+            minor: 0,
+            weight: Some(500),
+            leaf_weight: Some(200),
+        }],
+        rdma: vec![RdmaLimit {
+            device: "mlx5_0".into(),
+            hca_handles: Some(3),
+            hca_objects: None,
+        }],
+        ..Default::default()
+    };
+    // A kernel (or I/O scheduler) without the files: named clearly, nothing written.
+    let e = c.apply(&res).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("leafWeight"), "{e}");
+    assert!(!t.p("blkio/c/blkio.leaf_weight").exists());
+
+    for f in [
+        "blkio.leaf_weight",
+        "blkio.weight_device",
+        "blkio.leaf_weight_device",
+    ] {
+        t.file(&format!("blkio/c/{f}"), "");
+    }
+    c.apply(&res).unwrap();
+    assert_eq!(t.read("blkio/c/blkio.leaf_weight"), "300");
+    assert_eq!(t.read("blkio/c/blkio.weight_device"), "8:0 500");
+    assert_eq!(t.read("blkio/c/blkio.leaf_weight_device"), "8:0 200");
+    assert_eq!(t.read("rdma/c/rdma.max"), "mlx5_0 hca_handle=3");
+
+    // BFQ's per-device file where CFQ's is missing.
+    stdfs::remove_file(t.p("blkio/c/blkio.weight_device")).unwrap();
+    t.file("blkio/c/blkio.bfq.weight_device", "");
+    c.apply(&Resources {
+        blkio_weight_devices: vec![WeightDevice {
+            major: 8,
+            minor: 16,
+            weight: Some(10),
+            leaf_weight: None,
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(t.read("blkio/c/blkio.bfq.weight_device"), "8:16 10");
+
+    for bad in [
+        Resources {
+            blkio_leaf_weight: Some(5),
+            ..Default::default()
+        },
+        Resources {
+            rdma: vec![RdmaLimit {
+                device: "a b".into(),
+                hca_handles: Some(1),
+                hca_objects: None,
+            }],
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(c.apply(&bad), Err(Error::InvalidResources(_))));
+    }
+
+    // Without an rdma hierarchy (and no cgroup2 to fall back to) rdma is refused.
+    let t = Tree::new();
+    stdfs::create_dir_all(t.p("memory")).unwrap();
+    let mi = t.mountinfo_line(30, "/", "memory", "cgroup cgroup rw,memory");
+    let sys = CgroupSystem::from_parts(&mi, "4:memory:/\n").unwrap();
+    let c = sys.create(None, "c").unwrap();
+    let e = c
+        .apply(&Resources {
+            rdma: res.rdma.clone(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Unsupported {
+                controller: "rdma",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn blkio_device_weights_and_rdma_v2() {
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let c = sys.create(None, "c").unwrap();
+    let dev = |weight, leaf_weight| Resources {
+        blkio_weight_devices: vec![WeightDevice {
+            major: 259,
+            minor: 1,
+            weight,
+            leaf_weight,
+        }],
+        ..Default::default()
+    };
+    let f = |n: &str| t.p(&format!("unified/user.slice/x/c/{n}"));
+    // Neither BFQ nor iocost weights on this disk.
+    let e = c.apply(&dev(Some(1000), None)).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("io.bfq.weight"), "{e}");
+
+    stdfs::write(f("io.weight"), "default 100\n").unwrap();
+    c.apply(&dev(Some(1000), None)).unwrap();
+    assert_eq!(
+        stdfs::read_to_string(f("io.weight")).unwrap(),
+        "259:1 10000"
+    );
+    stdfs::write(f("io.bfq.weight"), "default 100\n").unwrap();
+    c.apply(&dev(Some(10), None)).unwrap();
+    assert_eq!(
+        stdfs::read_to_string(f("io.bfq.weight")).unwrap(),
+        "259:1 10"
+    );
+
+    // Leaf weights are a CFQ (v1) notion.
+    for res in [
+        dev(None, Some(100)),
+        Resources {
+            blkio_leaf_weight: Some(100),
+            ..Default::default()
+        },
+    ] {
+        let e = c.apply(&res).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("cgroup v1 only"), "{e}");
+    }
+
+    c.apply(&Resources {
+        rdma: vec![
+            RdmaLimit {
+                device: "mlx4_0".into(),
+                hca_handles: Some(2),
+                hca_objects: Some(2000),
+            },
+            RdmaLimit {
+                device: "unset".into(),
+                hca_handles: None,
+                hca_objects: None,
+            },
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        stdfs::read_to_string(f("rdma.max")).unwrap(),
+        "mlx4_0 hca_handle=2 hca_object=2000"
+    );
 }

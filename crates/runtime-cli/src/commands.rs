@@ -42,7 +42,7 @@ fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
     let spec: Spec =
-        serde_json::from_slice(&data).map_err(|e| anyhow!("invalid {}: {e}", path.display()))?;
+        hako_runtime::parse_spec(&data).map_err(|e| anyhow!("invalid {}: {e}", path.display()))?;
     let major = spec.version().split('.').next().unwrap_or("");
     if major != "1" {
         bail!(
@@ -127,12 +127,16 @@ pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources>
         out.pids_limit = Some(p.limit()).filter(|l| *l != 0);
     }
     if let Some(b) = r.block_io() {
-        use hako_cgroups::{Throttle, ThrottleKind as K};
+        use hako_cgroups::{Throttle, ThrottleKind as K, WeightDevice};
         out.blkio_weight = b.weight().filter(|w| *w != 0);
-        if b.leaf_weight().is_some_and(|w| w != 0)
-            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return Err(unsupported("blockIO.leafWeight/weightDevice"));
+        out.blkio_leaf_weight = b.leaf_weight().filter(|w| *w != 0);
+        for d in b.weight_device().iter().flatten() {
+            out.blkio_weight_devices.push(WeightDevice {
+                major: d.major(),
+                minor: d.minor(),
+                weight: d.weight(),
+                leaf_weight: d.leaf_weight(),
+            });
         }
         for (kind, list) in [
             (K::ReadBps, b.throttle_read_bps_device()),
@@ -159,8 +163,18 @@ pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources>
             out.net_priorities.push((p.name().clone(), p.priority()));
         }
     }
-    if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("rdma"));
+    if let Some(rdma) = r.rdma() {
+        let mut limits: Vec<hako_cgroups::RdmaLimit> = rdma
+            .iter()
+            .map(|(device, l)| hako_cgroups::RdmaLimit {
+                device: device.clone(),
+                hca_handles: l.hca_handles(),
+                hca_objects: l.hca_objects(),
+            })
+            .collect();
+        // A map in the spec: write in a stable order.
+        limits.sort_by(|a, b| a.device.cmp(&b.device));
+        out.rdma = limits;
     }
     if let Some(u) = r.unified() {
         let mut u: Vec<(String, String)> = u.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -555,7 +569,7 @@ pub fn run(
 fn exec_process(spec: &Spec, args: &ExecArgs) -> Result<oci_spec::runtime::Process> {
     if let Some(file) = &args.process {
         let data = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-        return serde_json::from_slice(&data)
+        return hako_runtime::parse_process(&data)
             .map_err(|e| anyhow!("invalid process file {}: {e}", file.display()));
     }
     if args.command.is_empty() {
@@ -939,5 +953,34 @@ mod tests {
         assert_eq!(l("/c").unwrap(), (Some("/".into()), "c".into()));
         assert!(l("system.slice:hako:id").is_err());
         assert!(l("/").is_err());
+    }
+
+    #[test]
+    fn blkio_weights_and_rdma_from_the_spec() {
+        let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+            "blockIO": {"weight": 500, "leafWeight": 300,
+                "weightDevice": [{"major": 8, "minor": 0, "weight": 600},
+                                 {"major": 8, "minor": 16, "leafWeight": 20}]},
+            "rdma": {"mlx5_1": {"hcaObjects": 9}, "mlx5_0": {"hcaHandles": 3}}
+        }))
+        .unwrap();
+        let out = limits(&r).unwrap();
+        assert_eq!(out.blkio_weight, Some(500));
+        assert_eq!(out.blkio_leaf_weight, Some(300));
+        let w = &out.blkio_weight_devices;
+        assert_eq!(
+            (w[0].major, w[0].minor, w[0].weight, w[0].leaf_weight),
+            (8, 0, Some(600), None)
+        );
+        assert_eq!(
+            (w[1].minor, w[1].weight, w[1].leaf_weight),
+            (16, None, Some(20))
+        );
+        let rd: Vec<_> = out
+            .rdma
+            .iter()
+            .map(|l| (l.device.as_str(), l.hca_handles, l.hca_objects))
+            .collect();
+        assert_eq!(rd, [("mlx5_0", Some(3), None), ("mlx5_1", None, Some(9))]);
     }
 }

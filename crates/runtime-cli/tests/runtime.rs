@@ -1292,25 +1292,14 @@ fn unsupported_attributes_are_refused_clearly() {
     assert_one_line_error(&b, &out, "SCHED_ISO");
 }
 
-/// SCMP_ACT_NOTIFY: the runtime sends the listener descriptor and the container process state
-/// to listenerPath; the agent (a thread here) then answers the container's getppid calls.
-#[test]
-fn seccomp_notify_hands_the_listener_to_the_agent() {
+/// A seccomp agent (a thread): takes one listener from `listener`, answers getppid with 4242
+/// and lets every other notified call go on. Returns the state it got and how many getppid
+/// calls it answered.
+fn seccomp_agent(
+    listener: std::os::unix::net::UnixListener,
+) -> std::thread::JoinHandle<(Value, usize)> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let b = Bundle::new();
-    let sock = b.path().join("agent.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let mut c = b.config();
-    c["linux"]["seccomp"] = json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "listenerPath": sock,
-        "listenerMetadata": "hello agent",
-        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]
-    });
-    c["process"]["args"] = json!(["sh", "-c", "echo $PPID"]);
-    b.set_config(&c);
-
-    let agent = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
         let mut buf = vec![0u8; 8192];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -1335,6 +1324,7 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
         // struct seccomp_notif (80 bytes) and seccomp_notif_resp (24 bytes).
         const RECV: libc::c_ulong = 0xC050_2100;
         const SEND: libc::c_ulong = 0xC018_2101;
+        const CONTINUE: u32 = 1; // SECCOMP_USER_NOTIF_FLAG_CONTINUE
         let mut answered = 0;
         loop {
             let mut req = [0u8; 80];
@@ -1342,25 +1332,89 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
             if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, req.as_mut_ptr()) } != 0 {
                 break; // the container is gone
             }
+            let nr = i32::from_ne_bytes(req[16..20].try_into().unwrap());
             let mut resp = [0u8; 24];
             resp[..8].copy_from_slice(&req[..8]); // id
-            resp[8..16].copy_from_slice(&4242i64.to_ne_bytes()); // val
-                                                                 // SAFETY: the buffer has the size of struct seccomp_notif_resp.
+            if i64::from(nr) == libc::SYS_getppid {
+                resp[8..16].copy_from_slice(&4242i64.to_ne_bytes()); // val
+                answered += 1;
+            } else {
+                resp[20..24].copy_from_slice(&CONTINUE.to_ne_bytes()); // flags
+            }
+            // SAFETY: the buffer has the size of struct seccomp_notif_resp.
             unsafe { libc::ioctl(fd.as_raw_fd(), SEND, resp.as_mut_ptr()) };
-            answered += 1;
         }
         (state, answered)
-    });
-    let out = b.rt(&["run", &b.id]);
+    })
+}
+
+/// SCMP_ACT_NOTIFY: the runtime sends the listener descriptor and the container process state
+/// to listenerPath; the agent then answers the container's getppid calls. The runtime takes the
+/// listener from outside the filter, so a profile that also notifies on the calls a hand-over
+/// from inside would make (sendmsg, write, read, close...) neither hangs nor loses the listener,
+/// for `run` (create + start) and for `exec`.
+#[test]
+fn seccomp_notify_hands_the_listener_to_the_agent() {
+    let b = Bundle::new();
+    let sock = b.path().join("agent.sock");
+    for extra in [
+        json!([]),
+        json!(["sendmsg", "sendto", "write", "writev", "read", "close", "poll", "ppoll"]),
+    ] {
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let mut c = b.config();
+        let mut names = vec![json!("getppid")];
+        names.extend(extra.as_array().unwrap().iter().cloned());
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "listenerMetadata": "hello agent",
+            "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]
+        });
+        c["process"]["args"] = json!(["sh", "-c", "echo $PPID"]);
+        b.set_config(&c);
+
+        let agent = seccomp_agent(listener);
+        let out = b.rt(&["run", &b.id]);
+        assert!(out.status.success(), "{extra}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "4242\n", "{extra}");
+        let (state, answered) = agent.join().unwrap();
+        assert!(answered >= 1);
+        assert_eq!(state["fds"], json!(["seccompFd"]));
+        assert_eq!(state["metadata"], "hello agent");
+        assert_eq!(state["state"]["id"], b.id.as_str());
+        assert!(state["pid"].as_i64().unwrap() > 1);
+        assert_eq!(state["pid"], state["state"]["pid"]);
+    }
+
+    // exec hands over a listener of its own, from the spawning runtime.
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut c = b.config();
+    c["process"]["args"] = json!(["sleep", "30"]);
+    c["linux"]["seccomp"]["syscalls"][0]["names"] = json!(["getppid", "write", "sendmsg", "read"]);
+    b.set_config(&c);
+    let first = seccomp_agent(listener);
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&["start", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(&sock).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let second = seccomp_agent(listener);
+    let out = b.rt(&["exec", &b.id, "sh", "-c", "echo $PPID"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "4242\n");
-    let (state, answered) = agent.join().unwrap();
+    let (state, answered) = second.join().unwrap();
     assert!(answered >= 1);
     assert_eq!(state["fds"], json!(["seccompFd"]));
-    assert_eq!(state["metadata"], "hello agent");
+    // The container's own agent lives as long as the container.
+    let out = b.rt(&["kill", &b.id, "KILL"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (state, _) = first.join().unwrap();
     assert_eq!(state["state"]["id"], b.id.as_str());
-    assert!(state["pid"].as_i64().unwrap() > 1);
-    assert_eq!(state["pid"], state["state"]["pid"]);
+    let _ = b.rt(&["delete", "--force", &b.id]);
 
     c["linux"]["seccomp"]
         .as_object_mut()

@@ -23,6 +23,12 @@ const EXEC_CANNOT: u8 = 2;
 pub(crate) const READY: u8 = 3;
 /// First byte a `create`d child writes into the exec FIFO when `start` opens it.
 pub(crate) const RELEASED: u8 = b'0';
+/// Seccomp listener hand-over, on the report pipe or the exec FIFO: the number of the write end
+/// of a pipe the runtime takes to acknowledge on (4 bytes, native order).
+pub(crate) const SECCOMP_ACK_PIPE: u8 = 4;
+/// Then, before the filter goes in: the descriptor number the listener will get, that of the
+/// agent's socket, the payload's length (4 bytes each) and the payload.
+pub(crate) const SECCOMP_LISTENER: u8 = 5;
 
 enum Failure {
     Setup(String),
@@ -290,15 +296,13 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
     // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
     if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
-        let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
-        send_listener(p, listener, host_pid)?;
+        load_seccomp(p, prog, channel, host_pid)?;
     }
     switch_user(p)?;
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "set no_new_privs".into())?;
         if let Some(prog) = &p.seccomp {
-            let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
-            send_listener(p, listener, host_pid)?;
+            load_seccomp(p, prog, channel, host_pid)?;
         }
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(p.umask as libc::mode_t));
@@ -405,20 +409,89 @@ fn attach_console(p: &Prepared, root: RawFd, socket: RawFd) -> Res<()> {
 
 /// Assembles the container's root filesystem, enters it and applies the root-wide settings.
 /// Returns a descriptor of the new root.
-/// Hands the seccomp notification listener to the agent at `listenerPath`.
-fn send_listener(p: &Prepared, listener: Option<OwnedFd>, host_pid: i32) -> Res<()> {
-    let (Some(listener), Some(l)) = (listener, &p.seccomp_listener) else {
+/// Installs the seccomp filter. With SCMP_ACT_NOTIFY rules the runtime, outside the filter,
+/// takes the listener from us with pidfd_getfd(2) and sends it to the agent: once the filter is
+/// in, any system call of ours may wait for that agent, so everything the runtime needs is told
+/// beforehand and nothing after the load depends on a call that could be notified.
+fn load_seccomp(
+    p: &Prepared,
+    prog: &crate::seccomp::Program,
+    channel: &Channel,
+    host_pid: i32,
+) -> Res<()> {
+    let Some(l) = p.seccomp_listener.as_ref().filter(|_| prog.notify) else {
+        crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
         return Ok(());
     };
+    let out = channel
+        .report
+        .as_ref()
+        .or(channel.fifo.as_ref())
+        .ok_or_else(|| {
+            Failure::Setup("no channel to the runtime for the seccomp listener".into())
+        })?;
+    // The runtime acknowledges on this pipe; once it holds the only write end, EOF means it is
+    // gone.
+    let (ack_r, ack_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .ctx(|| "create the seccomp hand-over pipe".into())?;
+    let mut msg = vec![SECCOMP_ACK_PIPE];
+    msg.extend_from_slice(&ack_w.as_raw_fd().to_ne_bytes());
+    write_all(out, &msg).ctx(|| "announce the seccomp listener".into())?;
+    wait_ack(&ack_r)?;
+    drop(ack_w);
+
+    // The listener gets the lowest free descriptor: find it now, so the runtime knows where to
+    // look without a word from us once the filter is in.
+    let slot = nix::fcntl::fcntl(&ack_r, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0))
+        .ctx(|| "find a free descriptor".into())?;
+    // SAFETY: closing the probe descriptor we just made; nothing else refers to it.
+    unsafe { libc::close(slot) };
     let state = crate::hooks::state_json(&p.hook_state, "created", host_pid);
     let payload = format!(
         "{{\"ociVersion\":{},\"fds\":[\"seccompFd\"],\"pid\":{host_pid},\"metadata\":{},\"state\":{state}}}",
         serde_json::Value::from(l.oci_version.as_str()),
         l.metadata
     );
-    use std::os::fd::AsFd;
-    crate::seccomp::send_listener(l.socket.as_fd(), &listener, &payload)
-        .ctx(|| "send the seccomp listener to linux.seccomp.listenerPath".into())
+    let mut msg = vec![SECCOMP_LISTENER];
+    msg.extend_from_slice(&slot.to_ne_bytes());
+    msg.extend_from_slice(&l.socket.as_raw_fd().to_ne_bytes());
+    msg.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+    msg.extend_from_slice(payload.as_bytes());
+    write_all(out, &msg).ctx(|| "announce the seccomp listener".into())?;
+
+    let listener = crate::seccomp::load(prog).ctx(|| "load the seccomp filter".into())?;
+    if listener.as_ref().map(|fd| fd.as_raw_fd()) != Some(slot) {
+        // Reporting could itself wait for the agent; the runtime sees us exit instead.
+        // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers.
+        unsafe { libc::_exit(1) }
+    }
+    // Whatever the agent answers for this read, the byte only comes once the runtime took the
+    // listener, and the listener must stay open until then.
+    wait_ack(&ack_r)?;
+    drop(listener);
+    Ok(())
+}
+
+fn wait_ack(ack: &OwnedFd) -> Res<()> {
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(ack, &mut b) {
+            Ok(1) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return Err(Failure::Abandoned),
+        }
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> nix::Result<()> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the parent's `go`: the cgroup is joined and the runtime's own hooks ran.

@@ -10,6 +10,7 @@
 
 mod attrs;
 mod child;
+mod compat;
 mod error;
 pub mod fsutil;
 mod hooks;
@@ -18,6 +19,7 @@ pub mod mounts;
 mod process;
 mod seccomp;
 
+pub use compat::{parse_process, parse_spec};
 pub use error::{Error, ExecFailure};
 pub use process::{start, Created, ExitStatus, Running};
 

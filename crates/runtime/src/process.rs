@@ -5,6 +5,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How the container's main process ended.
@@ -217,10 +218,7 @@ fn clone_and_start(
     }
     drop(go_w);
 
-    let mut report = Vec::new();
-    std::fs::File::from(err_r)
-        .read_to_end(&mut report)
-        .map_err(|e| Error::sys("read the container's start-up report", e))?;
+    let report = read_channel(err_r, pid.as_raw(), "start-up report")?;
     if !report.is_empty() && report != [child::READY] {
         return Ok((running, Some(Report(report))));
     }
@@ -320,10 +318,7 @@ pub fn start(exec_fifo: &std::path::Path, pid: i32) -> Result<(), Error> {
     }
     nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
         .map_err(|e| Error::sys("make the exec FIFO blocking", e))?;
-    let mut buf = Vec::new();
-    std::fs::File::from(fd)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::sys("read the container's start report", e))?;
+    let buf = read_channel(fd, pid, "start report")?;
     match buf.split_first() {
         Some((&child::RELEASED, [])) => Ok(()),
         Some((&child::RELEASED, report)) => Err(child::decode_report(report)),
@@ -331,6 +326,146 @@ pub fn start(exec_fifo: &std::path::Path, pid: i32) -> Result<(), Error> {
             "the container process exited before it was started".into(),
         )),
     }
+}
+
+/// Reads what the child writes on its report pipe or exec FIFO until EOF, and carries out the
+/// seccomp listener hand-over it asks for on the way. Returns everything else it wrote.
+fn read_channel(fd: OwnedFd, pid: i32, what: &str) -> Result<Vec<u8>, Error> {
+    let mut file = std::fs::File::from(fd);
+    let err = |e| Error::sys(format!("read the container's {what}"), e);
+    let mut out = Vec::new();
+    let mut ack: Option<OwnedFd> = None;
+    let mut pidfd: Option<OwnedFd> = None;
+    loop {
+        let mut kind = [0u8; 1];
+        if file.read(&mut kind).map_err(err)? == 0 {
+            return Ok(out);
+        }
+        match kind[0] {
+            child::SECCOMP_ACK_PIPE => {
+                let fd = pidfd_getfd(
+                    pidfd_of(&mut pidfd, pid)?,
+                    read_i32(&mut file).map_err(err)?,
+                )
+                .map_err(|e| Error::sys("take the seccomp hand-over pipe", e))?;
+                nix::unistd::write(&fd, &[1u8])
+                    .map_err(|e| Error::sys("acknowledge the seccomp hand-over", e))?;
+                ack = Some(fd);
+            }
+            child::SECCOMP_LISTENER => {
+                let slot = read_i32(&mut file).map_err(err)?;
+                let socket = read_i32(&mut file).map_err(err)?;
+                let len = read_i32(&mut file).map_err(err)? as u32 as usize;
+                let mut payload = vec![0u8; len];
+                file.read_exact(&mut payload).map_err(err)?;
+                let ack = ack.take().ok_or_else(|| {
+                    Error::Setup("the container process skipped the seccomp hand-over pipe".into())
+                })?;
+                let pidfd = pidfd_of(&mut pidfd, pid)?;
+                if hand_over_listener(&file, pidfd, slot, socket, &payload)? {
+                    nix::unistd::write(&ack, &[1u8])
+                        .map_err(|e| Error::sys("acknowledge the seccomp hand-over", e))?;
+                }
+            }
+            // Single-byte markers; anything else is a failure report running to EOF.
+            child::READY | child::RELEASED => out.push(kind[0]),
+            k => {
+                out.push(k);
+                file.read_to_end(&mut out).map_err(err)?;
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn read_i32(file: &mut std::fs::File) -> std::io::Result<i32> {
+    let mut b = [0u8; 4];
+    file.read_exact(&mut b)?;
+    Ok(i32::from_ne_bytes(b))
+}
+
+fn pidfd_of(slot: &mut Option<OwnedFd>, pid: i32) -> Result<BorrowedFd<'_>, Error> {
+    if slot.is_none() {
+        // SAFETY: pidfd_open takes a pid and flags; the result is checked and owned below.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if r < 0 {
+            return Err(Error::sys(
+                "open a pidfd of the container process",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        *slot = Some(unsafe { OwnedFd::from_raw_fd(r as i32) });
+    }
+    Ok(slot.as_ref().expect("set above").as_fd())
+}
+
+fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes a pidfd, a descriptor number of that process and flags; the
+    // result is a new descriptor of ours (close-on-exec), checked and owned below.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// How long to wait between looks for the listener while the child installs its filter: that
+/// is one system call, so the first or second look finds it.
+const LISTENER_POLL_MS: u16 = 1;
+
+/// Takes the listener from the child once its filter is in and sends it with the state to the
+/// agent. Returns false if the child reported a failure instead (left on `channel` to read).
+fn hand_over_listener(
+    channel: &std::fs::File,
+    pidfd: BorrowedFd<'_>,
+    slot: i32,
+    socket: i32,
+    payload: &[u8],
+) -> Result<bool, Error> {
+    let socket =
+        pidfd_getfd(pidfd, socket).map_err(|e| Error::sys("take the seccomp agent's socket", e))?;
+    let listener = loop {
+        match pidfd_getfd(pidfd, slot) {
+            Ok(fd) => break fd,
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
+            Err(e) => return Err(Error::sys("take the seccomp listener", e)),
+        }
+        // Not there yet. A word from the child now means loading failed; silence with a hangup
+        // means it died.
+        let mut pfd = [nix::poll::PollFd::new(
+            channel.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(LISTENER_POLL_MS)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => {
+                let ev = pfd[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+                if ev.contains(nix::poll::PollFlags::POLLIN) {
+                    return Ok(false);
+                }
+                return Err(Error::Setup(
+                    "the container process exited while installing its seccomp filter".into(),
+                ));
+            }
+            Err(e) => return Err(Error::sys("wait for the container process", e)),
+        }
+    };
+    // The number was free when the child looked, so this can only be its listener; check anyway
+    // rather than hand an agent some other descriptor.
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+        .map_err(|e| Error::sys("inspect the seccomp listener", e))?;
+    if link.as_os_str() != "anon_inode:seccomp notify" {
+        return Err(Error::Setup(format!(
+            "descriptor {slot} of the container process is not its seccomp listener"
+        )));
+    }
+    let payload = std::str::from_utf8(payload)
+        .map_err(|_| Error::Setup("the seccomp state is not UTF-8".into()))?;
+    crate::seccomp::send_listener(socket.as_fd(), &listener, payload)
+        .map_err(|e| Error::sys("send the seccomp listener to linux.seccomp.listenerPath", e))?;
+    Ok(true)
 }
 
 /// Whether `pid` exists and is not a zombie.
