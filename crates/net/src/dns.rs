@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::{Error, NetworkInfo, Networks, Result};
 /// TTL of our answers; Docker's embedded DNS uses 600 s too.
 const TTL: u32 = 600;
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const TYPE_PTR: u16 = 12;
 const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
@@ -100,6 +101,7 @@ pub(crate) fn parse_query(buf: &[u8]) -> Result<Query, Option<u16>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
     Ptr(String),
 }
 
@@ -126,6 +128,7 @@ pub(crate) fn reply(q: &Query, rcode: u8, answers: &[Answer]) -> Vec<u8> {
         out.extend_from_slice(&[0xc0, 0x0c]);
         let (rtype, rdata) = match a {
             Answer::A(ip) => (TYPE_A, ip.octets().to_vec()),
+            Answer::Aaaa(ip) => (TYPE_AAAA, ip.octets().to_vec()),
             Answer::Ptr(name) => {
                 let mut d = Vec::new();
                 encode_name(name, &mut d);
@@ -193,6 +196,19 @@ impl Names {
         Ok(v)
     }
 
+    fn lookup6(&self, name: &str) -> rusqlite::Result<Vec<Ipv6Addr>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT l.ip FROM net_names n JOIN net_leases6 l
+               ON l.network = n.network AND l.container_id = n.container_id
+             WHERE n.network = ?1 AND n.name = ?2 ORDER BY l.ip",
+        )?;
+        let v = st
+            .query_map([&self.network, name], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok()?.parse().ok())
+            .collect();
+        Ok(v)
+    }
+
     fn reverse(&self, ip: Ipv4Addr) -> rusqlite::Result<Option<String>> {
         self.conn
             .prepare_cached(
@@ -217,12 +233,20 @@ impl Names {
             return fail(RCODE_SERVFAIL);
         };
         if !ips.is_empty() {
-            let answers: Vec<Answer> = match q.qtype {
-                TYPE_A | TYPE_ANY => ips.into_iter().map(Answer::A).collect(),
-                // The name exists (IPv4 only): NOERROR with no data, so that resolvers asking
-                // for A and AAAA together still use the A answer.
+            let v6 = match q.qtype {
+                TYPE_AAAA | TYPE_ANY => match self.lookup6(&q.name) {
+                    Ok(v) => v,
+                    Err(_) => return fail(RCODE_SERVFAIL),
+                },
                 _ => Vec::new(),
             };
+            // A name without the asked type gets NOERROR with no data, so that resolvers
+            // asking for A and AAAA together still use the other answer.
+            let mut answers: Vec<Answer> = match q.qtype {
+                TYPE_A | TYPE_ANY => ips.into_iter().map(Answer::A).collect(),
+                _ => Vec::new(),
+            };
+            answers.extend(v6.into_iter().map(Answer::Aaaa));
             return Decision::Reply(reply(q, 0, &answers));
         }
         if q.qtype == TYPE_PTR {
@@ -752,8 +776,6 @@ fn kill(pid: i64, st: i64) {
 mod tests {
     use super::*;
 
-    const TYPE_AAAA: u16 = 28;
-
     fn query(name: &str, qtype: u16) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         encode_name(name, &mut m);
@@ -774,7 +796,8 @@ mod tests {
              INSERT INTO net_names VALUES ('lab', 'c1', 2, 'front');
              INSERT INTO net_names VALUES ('lab', 'c2', 0, 'db');
              INSERT INTO net_names VALUES ('lab', 'c2', 1, 'front');
-             INSERT INTO net_names VALUES ('other', 'c3', 0, 'hidden');",
+             INSERT INTO net_names VALUES ('other', 'c3', 0, 'hidden');
+             INSERT INTO net_leases6 VALUES ('lab', 'c1', 'fd00:1::2');",
         )
         .unwrap();
         Names {
@@ -838,6 +861,11 @@ mod tests {
             answer_ips(&ask("front", TYPE_A).unwrap()),
             vec![Ipv4Addr::new(10, 89, 0, 2), Ipv4Addr::new(10, 89, 0, 3)]
         );
+        // AAAA from the IPv6 lease.
+        let r = ask("web", TYPE_AAAA).unwrap();
+        assert_eq!((r[3] & 0xf, r[7]), (0, 1));
+        let want: Ipv6Addr = "fd00:1::2".parse().unwrap();
+        assert!(r.ends_with(&want.octets()), "{r:?}");
         // Known name, no IPv6 address: NOERROR and no answers.
         let r = ask("db", TYPE_AAAA).unwrap();
         assert_eq!((r[3] & 0xf, r[7]), (0, 0));

@@ -72,12 +72,12 @@ mod resolv;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-pub use cidr::Cidr4;
+pub use cidr::{Cidr4, Cidr6};
 pub use ports::{exposed_port_spec, parse_port_spec, PortSpec, Proto};
 pub use resolv::resolv_conf_for_container;
 
@@ -184,6 +184,17 @@ pub enum Error {
         /// Protocol.
         proto: &'static str,
     },
+    /// A requested IPv6 subnet overlapping another network or a host route.
+    #[error("subnet {subnet} overlaps with {other}")]
+    SubnetOverlap6 {
+        /// The requested subnet.
+        subnet: Cidr6,
+        /// What it overlaps.
+        other: String,
+    },
+    /// `--ipv6` on a host with IPv6 turned off.
+    #[error("IPv6 is disabled on this host (net.ipv6.conf.all.disable_ipv6 is not 0)")]
+    Ipv6Disabled,
     /// A user network's name server cannot be started.
     #[error("{0}")]
     Dns(String),
@@ -275,8 +286,12 @@ pub struct CreateOptions {
     pub ip_range: Option<String>,
     /// `--internal`: no outbound NAT, no default route, no forwarding off the bridge.
     pub internal: bool,
-    /// `--ipv6` (refused for now).
+    /// `--ipv6`: the network also gets an IPv6 subnet, gateway and NAT66.
     pub ipv6: bool,
+    /// An IPv6 `--subnet`; `None` with `ipv6` picks a random ULA /64 (RFC 4193).
+    pub subnet6: Option<String>,
+    /// An IPv6 `--gateway`; defaults to the subnet's first address after the network's.
+    pub gateway6: Option<String>,
     /// `--label k=v`.
     pub labels: BTreeMap<String, String>,
     /// `-o k=v`: `com.docker.network.bridge.name` names the bridge,
@@ -291,6 +306,8 @@ pub struct Endpoint {
     pub container_id: String,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on IPv6 networks.
+    pub ip6: Option<Ipv6Addr>,
     /// Its MAC address, `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// The interface name inside the container (`eth0`).
@@ -322,6 +339,10 @@ pub struct NetworkInfo {
     pub internal: bool,
     /// `--ipv6`.
     pub ipv6: bool,
+    /// The IPv6 subnet (set when `ipv6`).
+    pub subnet6: Option<Cidr6>,
+    /// The IPv6 gateway, on the bridge (set when `ipv6`).
+    pub gateway6: Option<Ipv6Addr>,
     /// The MTU of the bridge and veths.
     pub mtu: u32,
     /// The nftables table (family `inet`) of its rules.
@@ -376,6 +397,8 @@ pub struct Attachment {
     pub prefix: u8,
     /// The gateway.
     pub gateway: Ipv4Addr,
+    /// The IPv6 address, prefix length and gateway, on IPv6 networks.
+    pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
     /// The MAC address.
     pub mac: String,
     /// The interface inside the container.
@@ -442,6 +465,18 @@ CREATE TABLE IF NOT EXISTS net_dns (
     start_time INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS net_leases_container ON net_leases (container_id);
+CREATE TABLE IF NOT EXISTS net_networks6 (
+    network TEXT PRIMARY KEY,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_leases6 (
+    network TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    PRIMARY KEY (network, container_id),
+    UNIQUE (network, ip)
+);
 ";
 
 /// The networks of one hako state root; open one per command.
@@ -527,6 +562,7 @@ add set inet {t} bridges {{ type ifname; }}
 add set inet {t} internal {{ type ifname; }}
 add set inet {t} natnets {{ type ipv4_addr; flags interval; }}
 add set inet {t} nets {{ type ipv4_addr; flags interval; }}
+add set inet {t} natnets6 {{ type ipv6_addr; flags interval; }}
 add map inet {t} pany {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
@@ -539,6 +575,7 @@ add rule inet {t} output fib daddr type local jump ports
 add rule inet {t} ports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @pip
 add rule inet {t} ports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pany
 add rule inet {t} postrouting ip saddr @natnets oifname != @bridges masquerade
+add rule inet {t} postrouting ip6 saddr @natnets6 oifname != @bridges masquerade
 add rule inet {t} postrouting oifname @bridges ct status dnat fib saddr type local masquerade
 add rule inet {t} postrouting oifname @bridges ct status dnat ip saddr @nets masquerade
 add rule inet {t} forward iifname @internal oifname != @internal drop
@@ -559,6 +596,9 @@ fn network_elements(verb: &str, n: &NetworkInfo) -> String {
         s += &format!("{verb} element inet {t} internal {{ \"{}\" }}\n", n.bridge);
     } else {
         s += &format!("{verb} element inet {t} natnets {{ {} }}\n", n.subnet);
+        if let Some(s6) = n.subnet6 {
+            s += &format!("{verb} element inet {t} natnets6 {{ {s6} }}\n");
+        }
     }
     s
 }
@@ -747,8 +787,58 @@ impl<'c> Networks<'c> {
                 "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
             ));
         }
+        if !opts.ipv6 && (opts.subnet6.is_some() || opts.gateway6.is_some()) {
+            return Err(invalid(
+                "subnet or gateway",
+                opts.subnet6
+                    .as_deref()
+                    .or(opts.gateway6.as_deref())
+                    .unwrap_or(""),
+                "an IPv6 address needs --ipv6",
+            ));
+        }
+        let subnet6 = opts
+            .subnet6
+            .as_deref()
+            .map(|s| s.parse::<Cidr6>().map_err(|e| invalid("subnet", s, e.0)))
+            .transpose()?;
+        if let Some(s) = subnet6 {
+            if s.prefix > 120 {
+                return Err(invalid(
+                    "subnet",
+                    &s.to_string(),
+                    "too small (at most /120)",
+                ));
+            }
+            let seg0 = s.addr.segments()[0];
+            if seg0 & 0xff00 == 0xff00 || seg0 & 0xffc0 == 0xfe80 || s.prefix < 8 {
+                return Err(invalid(
+                    "subnet",
+                    &s.to_string(),
+                    "not a unicast prefix for hosts (multicast, link-local or too large)",
+                ));
+            }
+        }
+        let gateway6 = opts
+            .gateway6
+            .as_deref()
+            .map(|s| {
+                s.parse::<Ipv6Addr>()
+                    .map_err(|_| invalid("gateway", s, "not an IPv6 address"))
+            })
+            .transpose()?;
+        if subnet6.is_none() && gateway6.is_some() {
+            return Err(invalid(
+                "gateway",
+                opts.gateway6.as_deref().unwrap_or(""),
+                "needs an IPv6 --subnet",
+            ));
+        }
         if opts.ipv6 {
-            return Err(Error::Unsupported("IPv6 (--ipv6)"));
+            let path = "/proc/sys/net/ipv6/conf/all/disable_ipv6";
+            if std::fs::read_to_string(path).map_or(true, |v| v.trim() != "0") {
+                return Err(Error::Ipv6Disabled);
+            }
         }
         let subnet = opts
             .subnet
@@ -856,6 +946,68 @@ impl<'c> Networks<'c> {
                 picked.ok_or_else(|| Error::NoFreeSubnet(name.to_string()))?
             }
         };
+        let v6 = if opts.ipv6 {
+            let routes6 = Netlink::open()
+                .and_then(|mut nl| nl.routes6())
+                .map_err(nl_err("listing host IPv6 routes"))?;
+            let is_ours6 = |c: &Cidr6| existing.iter().any(|n| n.subnet6 == Some(*c));
+            let conflict6 = |c: &Cidr6| -> Option<String> {
+                if let Some(n) = existing
+                    .iter()
+                    .find(|n| n.subnet6.is_some_and(|s| s.overlaps(c)))
+                {
+                    return Some(format!(
+                        "network {} ({})",
+                        n.name,
+                        n.subnet6.expect("checked")
+                    ));
+                }
+                routes6
+                    .iter()
+                    .map(|r| Cidr6::new(r.dst, r.prefix))
+                    .find(|r| r.prefix > 0 && r.overlaps(c) && !is_ours6(r))
+                    .map(|r| format!("host route {r}"))
+            };
+            let s6 = match subnet6 {
+                Some(s6) => {
+                    if let Some(other) = conflict6(&s6) {
+                        return Err(Error::SubnetOverlap6 { subnet: s6, other });
+                    }
+                    s6
+                }
+                None => {
+                    // RFC 4193: fd00::/8 with a random 40-bit global ID, subnet ID 0.
+                    let mut picked = None;
+                    for _ in 0..16 {
+                        let g = u64::from_str_radix(&random_hex(5)?, 16).unwrap_or(0);
+                        let addr = (0xfdu128 << 120) | ((g as u128) << 80);
+                        let c = Cidr6::new(Ipv6Addr::from(addr), 64);
+                        if conflict6(&c).is_none() {
+                            picked = Some(c);
+                            break;
+                        }
+                    }
+                    picked.ok_or_else(|| Error::NoFreeSubnet(name.to_string()))?
+                }
+            };
+            let g6 = match gateway6 {
+                Some(g) => {
+                    let gu = u128::from(g);
+                    if !s6.contains(g) || gu == s6.first() {
+                        return Err(invalid(
+                            "gateway",
+                            &g.to_string(),
+                            format!("not a usable address of {s6}"),
+                        ));
+                    }
+                    g
+                }
+                None => Ipv6Addr::from(s6.first() + 1),
+            };
+            Some((s6, g6))
+        } else {
+            None
+        };
         let gateway = match gateway {
             Some(g) => {
                 let gu = u32::from(g);
@@ -918,7 +1070,9 @@ impl<'c> Networks<'c> {
             gateway,
             ip_range,
             internal: opts.internal,
-            ipv6: false,
+            ipv6: v6.is_some(),
+            subnet6: v6.map(|v| v.0),
+            gateway6: v6.map(|v| v.1),
             mtu,
             nft_table: self.cfg.nft_table.clone(),
             labels: opts.labels.clone(),
@@ -929,7 +1083,7 @@ impl<'c> Networks<'c> {
         tx.execute(
             "INSERT INTO net_networks (name, id, bridge, subnet, gateway, ip_range, internal, ipv6,
                 mtu, nft_table, labels, options, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 info.name,
                 info.id,
@@ -938,6 +1092,7 @@ impl<'c> Networks<'c> {
                 info.gateway.to_string(),
                 info.ip_range.map(|r| r.to_string()),
                 info.internal,
+                info.ipv6,
                 info.mtu,
                 info.nft_table,
                 serde_json::to_string(&info.labels).unwrap_or_default(),
@@ -945,6 +1100,12 @@ impl<'c> Networks<'c> {
                 info.created,
             ],
         )?;
+        if let Some((s6, g6)) = v6 {
+            tx.execute(
+                "INSERT INTO net_networks6 (network, subnet, gateway) VALUES (?1, ?2, ?3)",
+                params![info.name, s6.to_string(), g6.to_string()],
+            )?;
+        }
         // The kernel side last, inside the transaction: if it fails, the row is rolled back and
         // whatever was made is undone, so a failed create leaves nothing.
         // The link did not exist a moment ago, so on failure the bridge is ours to delete.
@@ -983,6 +1144,18 @@ impl<'c> Networks<'c> {
             })?;
         nl.add_addr4(link.index, n.gateway, n.subnet.prefix)
             .map_err(nl_err(format!("adding {} to {}", n.gateway, n.bridge)))?;
+        if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
+            // A host whose default is IPv6 off for new interfaces would refuse the address.
+            write_sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.bridge),
+                "0",
+            )?;
+            nl.add_addr6(link.index, g6, s6.prefix)
+                .map_err(nl_err(format!("adding {g6} to {}", n.bridge)))?;
+            if !n.internal {
+                write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+            }
+        }
         nl.set_up(link.index)
             .map_err(nl_err(format!("setting {} up", n.bridge)))?;
         // route_localnet: lets DNATed packets from 127.0.0.1 leave through the bridge (the
@@ -1011,6 +1184,7 @@ impl<'c> Networks<'c> {
         let mut out = Vec::new();
         for r in rows {
             let mut n = r?;
+            load_v6(conn, &mut n)?;
             n.endpoints = endpoints(conn, &n.name)?;
             out.push(n);
         }
@@ -1032,6 +1206,7 @@ impl<'c> Networks<'c> {
             )
             .optional()?
             .ok_or_else(|| Error::NetworkNotFound(name.to_string()))?;
+        load_v6(self.conn, &mut n)?;
         n.endpoints = endpoints(self.conn, &n.name)?;
         Ok(n)
     }
@@ -1055,6 +1230,7 @@ impl<'c> Networks<'c> {
             });
         }
         tx.execute("DELETE FROM net_networks WHERE name = ?1", [&n.name])?;
+        tx.execute("DELETE FROM net_networks6 WHERE network = ?1", [&n.name])?;
         let others: i64 = tx.query_row(
             "SELECT count(*) FROM net_networks WHERE nft_table = ?1",
             [&n.nft_table],
@@ -1245,6 +1421,32 @@ impl<'c> Networks<'c> {
                 e.into()
             }
         })?;
+        let ip6 = match (net.subnet6, net.gateway6) {
+            (Some(s6), Some(g6)) => {
+                let used6: HashSet<u128> = {
+                    let mut st =
+                        tx.prepare_cached("SELECT ip FROM net_leases6 WHERE network = ?1")?;
+                    let v = st
+                        .query_map([&net.name], |r| r.get::<_, String>(0))?
+                        .filter_map(|r| r.ok()?.parse::<Ipv6Addr>().ok().map(u128::from))
+                        .collect();
+                    v
+                };
+                // Lowest free first, like the IPv4 side; a bounded scan, since a /64 has
+                // more addresses than any bridge has ports.
+                let ip6 = (s6.first() + 1..=s6.last())
+                    .take(used6.len() + 2)
+                    .find(|a| *a != u128::from(g6) && !used6.contains(a))
+                    .map(Ipv6Addr::from)
+                    .ok_or_else(|| Error::NetworkFull(net.name.clone()))?;
+                tx.execute(
+                    "INSERT INTO net_leases6 (network, container_id, ip) VALUES (?1, ?2, ?3)",
+                    params![net.name, container_id, ip6.to_string()],
+                )?;
+                Some((ip6, s6.prefix, g6))
+            }
+            _ => None,
+        };
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO net_names (network, container_id, ord, name)
@@ -1305,6 +1507,7 @@ impl<'c> Networks<'c> {
             ip,
             prefix: net.subnet.prefix,
             gateway: net.gateway,
+            ip6,
             mac: fmt_mac(&mac),
             interface,
             host_veth,
@@ -1388,9 +1591,17 @@ impl<'c> Networks<'c> {
             .map_err(nl_err(format!("adding {} in the container", att.ip)))?;
         cnl.set_up(eth.index)
             .map_err(nl_err(format!("setting {} up", att.interface)))?;
+        if let Some((ip6, prefix6, _)) = att.ip6 {
+            cnl.add_addr6(eth.index, ip6, prefix6)
+                .map_err(nl_err(format!("adding {ip6} in the container")))?;
+        }
         if !net.internal {
             cnl.add_default_route4(eth.index, net.gateway)
                 .map_err(nl_err("adding the default route in the container"))?;
+            if let Some((_, _, g6)) = att.ip6 {
+                cnl.add_default_route6(eth.index, g6)
+                    .map_err(nl_err("adding the IPv6 default route in the container"))?;
+            }
         }
         Ok(())
     }
@@ -1412,6 +1623,10 @@ impl<'c> Networks<'c> {
                     "DELETE FROM net_names WHERE container_id = ?1 AND network = ?2",
                     [container_id, n],
                 )?;
+                tx.execute(
+                    "DELETE FROM net_leases6 WHERE container_id = ?1 AND network = ?2",
+                    [container_id, n],
+                )?;
             }
             None => {
                 tx.execute(
@@ -1424,6 +1639,10 @@ impl<'c> Networks<'c> {
                 )?;
                 tx.execute(
                     "DELETE FROM net_names WHERE container_id = ?1",
+                    [container_id],
+                )?;
+                tx.execute(
+                    "DELETE FROM net_leases6 WHERE container_id = ?1",
                     [container_id],
                 )?;
             }
@@ -1605,6 +1824,8 @@ fn row_to_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkInfo> {
         },
         internal: r.get(6)?,
         ipv6: r.get(7)?,
+        subnet6: None,
+        gateway6: None,
         mtu: r.get(8)?,
         nft_table: r.get(9)?,
         labels: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
@@ -1614,10 +1835,24 @@ fn row_to_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkInfo> {
     })
 }
 
+fn load_v6(conn: &Connection, n: &mut NetworkInfo) -> Result<()> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT subnet, gateway FROM net_networks6 WHERE network = ?1")?
+        .query_row([&n.name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((s, g)) = row {
+        n.subnet6 = s.parse().ok();
+        n.gateway6 = g.parse().ok();
+    }
+    Ok(())
+}
+
 fn endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
     let mut st = conn.prepare_cached(
-        "SELECT container_id, ip, mac, interface, host_veth, aliases FROM net_leases
-         WHERE network = ?1 ORDER BY container_id",
+        "SELECT l.container_id, l.ip, l.mac, l.interface, l.host_veth, l.aliases, l6.ip
+         FROM net_leases l LEFT JOIN net_leases6 l6
+           ON l6.network = l.network AND l6.container_id = l.container_id
+         WHERE l.network = ?1 ORDER BY l.container_id",
     )?;
     let v = st
         .query_map([network], |r| {
@@ -1631,6 +1866,7 @@ fn endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
                 interface: r.get(3)?,
                 host_veth: r.get(4)?,
                 aliases: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                ip6: r.get::<_, Option<String>>(6)?.and_then(|s| s.parse().ok()),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
