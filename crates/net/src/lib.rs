@@ -1191,6 +1191,22 @@ impl<'c> Networks<'c> {
         Ok(out)
     }
 
+    /// The networks a container is attached to, each with its endpoint there.
+    pub fn container_endpoints(&self, container_id: &str) -> Result<Vec<(NetworkInfo, Endpoint)>> {
+        let mut out = Vec::new();
+        for n in self.list()? {
+            if let Some(e) = n
+                .endpoints
+                .iter()
+                .find(|e| e.container_id == container_id)
+                .cloned()
+            {
+                out.push((n, e));
+            }
+        }
+        Ok(out)
+    }
+
     /// One network by name, or [`Error::NetworkNotFound`]. A unique ID prefix also works.
     pub fn inspect(&self, name: &str) -> Result<NetworkInfo> {
         let mut n = self
