@@ -983,7 +983,43 @@ fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
     assert!(ping.contains("1 packets received"), "{ping}");
     let ping = r.ok(&["exec", "b6", "ping", "-6", "-c", "1", "-W", "2", &gw6]);
     assert!(ping.contains("1 packets received"), "{ping}");
-    r.ok(&["rm", "-f", "a6", "b6"]);
+    // A published port is reachable on the host's IPv6 addresses too (here the bridge's).
+    let port = 19000 + (pid % 1000) as u16;
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        &name,
+        "-p",
+        &format!("{port}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-v6 > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    let url = format!("http://[{gw6}]:{port}/");
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-v6\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    let web6 = format!("{prefix6}:4");
+    let dnat6 = format!("{web6} . 80");
+    assert!(nft_ruleset().contains(&dnat6), "no v6 DNAT element");
+    r.ok(&["rm", "-f", "a6", "b6", "web6"]);
+    assert!(
+        !nft_ruleset().contains(&dnat6),
+        "v6 DNAT element left after rm"
+    );
     // The leases are gone: a new container gets the lowest address again.
     let again = r.ok(&[
         "run",

@@ -565,6 +565,7 @@ add set inet {t} nets {{ type ipv4_addr; flags interval; }}
 add set inet {t} natnets6 {{ type ipv6_addr; flags interval; }}
 add map inet {t} pany {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+add map inet {t} pany6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
@@ -574,6 +575,7 @@ add rule inet {t} prerouting fib daddr type local jump ports
 add rule inet {t} output fib daddr type local jump ports
 add rule inet {t} ports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @pip
 add rule inet {t} ports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pany
+add rule inet {t} ports meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @pany6
 add rule inet {t} postrouting ip saddr @natnets oifname != @bridges masquerade
 add rule inet {t} postrouting ip6 saddr @natnets6 oifname != @bridges masquerade
 add rule inet {t} postrouting oifname @bridges ct status dnat fib saddr type local masquerade
@@ -608,8 +610,24 @@ struct PortRow {
     host_ip: Ipv4Addr,
     host_port: u16,
     container_ip: Ipv4Addr,
+    /// The container's IPv6 address: a port on all host addresses is published on the
+    /// host's IPv6 addresses too, as Docker does.
+    container_ip6: Option<Ipv6Addr>,
     container_port: u16,
     nft_table: String,
+}
+
+/// The IPv6 DNAT element of a published port on all host addresses (`pany6`), if the
+/// container has an IPv6 address.
+fn port_set_elem6(p: &PortRow) -> Option<SetElem> {
+    let ip6 = p.container_ip6.filter(|_| p.host_ip.is_unspecified())?;
+    let (_, v4) = port_set_elem(p);
+    let mut data = ip6.octets().to_vec();
+    data.extend_from_slice(&v4.data.expect("a map element")[4..]);
+    Some(SetElem {
+        key: v4.key,
+        data: Some(data),
+    })
 }
 
 /// The DNAT map element of a published port: (map, element), in nf_tables register layout
@@ -656,6 +674,9 @@ fn port_elements(add: bool, rows: &[PortRow]) -> Result<()> {
     for r in rows {
         let (map, e) = port_set_elem(r);
         groups.entry((&r.nft_table, map)).or_default().push(e);
+        if let Some(e6) = port_set_elem6(r) {
+            groups.entry((&r.nft_table, "pany6")).or_default().push(e6);
+        }
     }
     let mut nl = Netlink::open_netfilter().map_err(nl_err("netfilter netlink socket"))?;
     let verb = if add { "adding" } else { "deleting" };
@@ -1513,6 +1534,7 @@ impl<'c> Networks<'c> {
                 host_ip,
                 host_port: port,
                 container_ip: ip,
+                container_ip6: ip6.map(|v| v.0),
                 container_port: spec.container_port,
                 nft_table: net.nft_table.clone(),
             });
@@ -1758,9 +1780,12 @@ impl<'c> Networks<'c> {
 
     fn port_rows_on(&self, container_id: &str, network: Option<&str>) -> Result<Vec<PortRow>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT proto, host_ip, host_port, container_ip, container_port, nft_table
-             FROM net_ports WHERE container_id = ?1 AND (?2 IS NULL OR network = ?2)
-             ORDER BY container_port, proto",
+            "SELECT p.proto, p.host_ip, p.host_port, p.container_ip, p.container_port,
+                    p.nft_table, l6.ip
+             FROM net_ports p LEFT JOIN net_leases6 l6
+               ON l6.network = p.network AND l6.container_id = p.container_id
+             WHERE p.container_id = ?1 AND (?2 IS NULL OR p.network = ?2)
+             ORDER BY p.container_port, p.proto",
         )?;
         let rows = st
             .query_map(params![container_id, network], |r| {
@@ -1777,6 +1802,7 @@ impl<'c> Networks<'c> {
                         .unwrap_or(Ipv4Addr::UNSPECIFIED),
                     container_port: r.get(4)?,
                     nft_table: r.get(5)?,
+                    container_ip6: r.get::<_, Option<String>>(6)?.and_then(|s| s.parse().ok()),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -2026,6 +2052,7 @@ mod tests {
             host_ip: Ipv4Addr::UNSPECIFIED,
             host_port: 8080,
             container_ip: Ipv4Addr::new(10, 88, 0, 2),
+            container_ip6: Some("fd00::2".parse().unwrap()),
             container_port: 80,
             nft_table: "hako".into(),
         };
@@ -2033,10 +2060,16 @@ mod tests {
         assert_eq!(map, "pany");
         assert_eq!(e.key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(e.data.unwrap(), [10, 88, 0, 2, 0, 80, 0, 0]);
+        let e6 = port_set_elem6(&r).unwrap();
+        assert_eq!(e6.key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        let mut want = vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        want.extend_from_slice(&[0, 80, 0, 0]);
+        assert_eq!(e6.data.unwrap(), want);
         r.host_ip = Ipv4Addr::LOCALHOST;
         r.proto = Proto::Udp;
         let (map, e) = port_set_elem(&r);
         assert_eq!(map, "pip");
+        assert!(port_set_elem6(&r).is_none(), "a v4 host address is v4 only");
         assert_eq!(e.key, [127, 0, 0, 1, 17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
     }
 
