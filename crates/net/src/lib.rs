@@ -586,6 +586,23 @@ add rule inet {t} forward oifname @internal iifname != @internal drop
     )
 }
 
+/// Adds the IPv6 sets and rules to a table made by a hako without IPv6 support, which
+/// otherwise lives on while any network does. Runs inside `create`'s immediate
+/// transaction, so two hakos never add the rules twice.
+fn upgrade_table_v6(t: &str) -> Result<()> {
+    match nft::run(&format!("list set inet {t} natnets6")) {
+        Ok(_) => return Ok(()),
+        Err(e) if nft::is_missing(&e) => {}
+        Err(e) => return Err(Error::Nft(e)),
+    }
+    let v6: String = table_script(t)
+        .lines()
+        .filter(|l| l.contains("natnets6") || l.contains("pany6"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    nft::run(&v6).map(|_| ()).map_err(Error::Nft)
+}
+
 /// The set elements describing one network.
 fn network_elements(verb: &str, n: &NetworkInfo) -> String {
     let t = &n.nft_table;
@@ -1146,7 +1163,11 @@ impl<'c> Networks<'c> {
     fn ensure_kernel(&self, n: &NetworkInfo) -> Result<()> {
         match nft::run(&table_script(&n.nft_table)) {
             Ok(_) => {}
-            Err(e) if nft::is_exists(&e) => {}
+            Err(e) if nft::is_exists(&e) => {
+                if n.subnet6.is_some() {
+                    upgrade_table_v6(&n.nft_table)?;
+                }
+            }
             Err(e) => return Err(Error::Nft(e)),
         }
         nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
@@ -2071,6 +2092,30 @@ mod tests {
         assert_eq!(map, "pip");
         assert!(port_set_elem6(&r).is_none(), "a v4 host address is v4 only");
         assert_eq!(e.key, [127, 0, 0, 1, 17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+    }
+
+    #[test]
+    fn a_table_without_ipv6_gains_its_sets_and_rules_once() {
+        // SAFETY: unshare(2) with CLONE_NEWNET affects only this test's thread.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            eprintln!(
+                "skipped: no CLONE_NEWNET ({})",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        let old: String = table_script("hkup")
+            .lines()
+            .filter(|l| !l.contains("natnets6") && !l.contains("pany6"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        nft::run(&old).unwrap();
+        upgrade_table_v6("hkup").unwrap();
+        upgrade_table_v6("hkup").unwrap();
+        let listed = nft::run("list table inet hkup").unwrap();
+        assert_eq!(listed.matches("saddr @natnets6").count(), 1, "{listed}");
+        assert_eq!(listed.matches("map @pany6").count(), 1, "{listed}");
+        nft::run("delete table inet hkup").unwrap();
     }
 
     #[test]
