@@ -52,8 +52,12 @@
 //!
 //! # Known limits
 //!
-//! - IPv4 only: `CreateOptions::ipv6` and IPv6 host addresses in `-p` are refused with a clear
-//!   error.
+//! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only; a fixed IPv6 address
+//!   (`AttachOptions::ip`) and IPv6 host addresses in `-p` are refused with a clear error. A
+//!   port on all host addresses is DNATed for IPv6 too, but not from `::1` (the kernel does not
+//!   route loopback sources off the host) and without hairpin masquerade between containers.
+//! - Turning IPv6 forwarding on (`net.ipv6.conf.all.forwarding`, as Docker does) makes the
+//!   kernel ignore router advertisements on interfaces with `accept_ra=1`.
 //! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
 //!   it enables forwarding itself), forwarded container traffic is dropped by Docker's chain,
 //!   which hako does not touch. The administrator can allow it in Docker's `DOCKER-USER` chain,
