@@ -976,6 +976,9 @@ fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
     // the gateway over IPv6.
     let aaaa = r.ok(&["exec", "a6", "nslookup", "-type=AAAA", "b6"]);
     assert!(aaaa.contains(b6.trim()), "{aaaa}");
+    // The name server answers on the v6 gateway too.
+    let aaaa = r.ok(&["exec", "a6", "nslookup", "-type=AAAA", "b6", &gw6]);
+    assert!(aaaa.contains(b6.trim()), "{aaaa}");
     let ping = r.ok(&["exec", "a6", "ping", "-6", "-c", "1", "-W", "2", "b6"]);
     assert!(ping.contains("1 packets received"), "{ping}");
     assert!(ping.contains(b6.trim()), "{ping}");

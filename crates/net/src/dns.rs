@@ -461,6 +461,26 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         .map_err(|e| start_error(&format!("listening on {addr}/udp"), e))?;
     let tcp = bind_retrying(addr, TcpListener::bind)
         .map_err(|e| start_error(&format!("listening on {addr}/tcp"), e))?;
+    // On IPv6 networks, UDP on the v6 gateway too, for clients that ask it directly.
+    let gateway6: Option<String> = open_ro(db)?
+        .query_row(
+            "SELECT gateway FROM net_networks6 WHERE network = ?1",
+            [network],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| start_error(&format!("network {network}"), e))?;
+    let udp6 = match gateway6 {
+        Some(g) => {
+            let g: Ipv6Addr = g.parse().map_err(|e| start_error("gateway address", e))?;
+            let addr6 = SocketAddr::from((g, 53));
+            Some(
+                bind_retrying(addr6, UdpSocket::bind)
+                    .map_err(|e| start_error(&format!("listening on {addr6}/udp"), e))?,
+            )
+        }
+        None => None,
+    };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     detach()?;
     // Opened after the fork: SQLite's POSIX locks belong to the process that took them, so a
@@ -483,6 +503,19 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         let network = network.to_string();
         let upstreams = server.upstreams.clone();
         std::thread::spawn(move || serve_tcp(tcp, &tcp_db, &network, internal, upstreams));
+    }
+    if let Some(udp6) = udp6 {
+        // Its own connection: a rusqlite Connection is not shared between threads.
+        let v6 = Server {
+            names: Names {
+                conn: open_ro(db)?,
+                network: network.to_string(),
+                internal,
+            },
+            upstreams: server.upstreams.clone(),
+            in_flight: server.in_flight.clone(),
+        };
+        std::thread::spawn(move || serve_udp(Arc::new(udp6), &v6));
     }
     let udp = Arc::new(udp);
     udp.set_read_timeout(Some(Duration::from_secs(1)))
@@ -517,6 +550,25 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
             Ok(None) => {}
             Err(_) if started.elapsed() > Duration::from_secs(10) => return Ok(()),
             Err(_) => {}
+        }
+    }
+}
+
+/// Answers UDP queries on `udp` until the socket fails (the process exits with the main loop).
+fn serve_udp(udp: Arc<UdpSocket>, server: &Server) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match udp.recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                let out = udp.clone();
+                if let Some(r) = server.handle(&buf[..n], false, move |r| {
+                    let _ = out.send_to(&r, peer);
+                }) {
+                    let _ = udp.send_to(&r, peer);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }

@@ -31,8 +31,9 @@
 //!   mode on, the other end created directly in the container's namespace as `eth0` (`eth1`, ...
 //!   for further networks), up, with the leased address, the MAC `02:42:<ip>` and a default
 //!   route via the gateway (none on `internal` networks).
-//! - One nftables table (`inet hako`) whose rules never change after creation: they match sets
-//!   and maps (`bridges`, `nets`, `natnets`, `internal`, `pany`, `pip`), and networks and
+//! - One nftables table (`inet hako`) whose rules never change after creation (except once,
+//!   to add the IPv6 ones to a table made before them): they match sets and maps (`bridges`,
+//!   `nets`, `natnets`, `natnets6`, `internal`, `pany`, `pip`, `pany6`), and networks and
 //!   published ports are elements of those. Adding or removing a port is one element
 //!   operation, with no rule handles to track. The table is created by the first network and
 //!   deleted with the last.
