@@ -841,6 +841,12 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
         1,
         "needs --ipv6",
     );
+    // The default network is made on first use; its name is taken before that too.
+    refused(
+        &["network", "create", "--ipv6", "bridge"],
+        1,
+        "network with name bridge already exists",
+    );
     assert_eq!(bridges(), before, "a refused create left a bridge");
     assert!(!r.ok(&["network", "ls"]).contains(&other));
     let outside = format!("100.76.{}.9", pid % 250);

@@ -809,6 +809,11 @@ impl<'c> Networks<'c> {
     /// Creates a network: validates everything, then the bridge and nftables elements, then
     /// records it. On any failure nothing is left behind.
     pub fn create(&self, name: &str, opts: &CreateOptions) -> Result<NetworkInfo> {
+        // Docker's predefined networks always exist there; here the default one is made on
+        // first use, and `host` and `none` are modes, not networks, but the names are taken.
+        if name == self.cfg.default_network || name == "host" || name == "none" {
+            return Err(Error::NetworkExists(name.to_string()));
+        }
         self.create_inner(name, opts, None)
     }
 
