@@ -418,12 +418,12 @@ struct ExecArgs {
 enum NetworkCommand {
     /// Create a network
     Create {
-        /// Subnet in CIDR format
+        /// Subnet in CIDR format (once IPv4, once IPv6 with --ipv6)
         #[arg(long)]
-        subnet: Option<String>,
-        /// IPv4 gateway for the subnet
+        subnet: Vec<String>,
+        /// Gateway for the IPv4 or IPv6 subnet
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Vec<String>,
         /// Allocate container IPs from a sub-range
         #[arg(long)]
         ip_range: Option<String>,
@@ -2135,6 +2135,14 @@ fn ipam_config(i: &hako_engine::hako_net::NetworkInfo) -> serde_json::Value {
     c
 }
 
+fn ipam_configs(i: &hako_engine::hako_net::NetworkInfo) -> Vec<serde_json::Value> {
+    let mut v = vec![ipam_config(i)];
+    if let (Some(s), Some(g)) = (i.subnet6, i.gateway6) {
+        v.push(serde_json::json!({"Subnet": s.to_string(), "Gateway": g.to_string()}));
+    }
+    v
+}
+
 fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> {
     let engine = open(root)?;
     let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
@@ -2164,11 +2172,27 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
                     })
                     .collect()
             };
+            // Docker takes one --subnet and --gateway per address family.
+            let split = |v: Vec<String>, what: &str| -> Result<_, Failure> {
+                let (v6, v4): (Vec<String>, Vec<String>) =
+                    v.into_iter().partition(|s| s.contains(':'));
+                if v4.len() > 1 || v6.len() > 1 {
+                    return Err(anyhow::anyhow!(
+                        "invalid {what}: give at most one IPv4 and one IPv6 --{what}"
+                    )
+                    .into());
+                }
+                Ok((v4.into_iter().next(), v6.into_iter().next()))
+            };
+            let (subnet, subnet6) = split(subnet, "subnet")?;
+            let (gateway, gateway6) = split(gateway, "gateway")?;
             let info = nets.create(
                 &name,
                 &hako_engine::hako_net::CreateOptions {
                     subnet,
                     gateway,
+                    subnet6,
+                    gateway6,
                     ip_range,
                     internal,
                     ipv6,
@@ -2219,12 +2243,16 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
                     "Scope": "local",
                     "Internal": i.internal,
                     "EnableIPv6": i.ipv6,
-                    "IPAM": {"Driver": "default", "Config": [ipam_config(&i)]},
+                    "IPAM": {"Driver": "default", "Config": ipam_configs(&i)},
                     "Options": options,
                     "Labels": i.labels,
                     "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
                         "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),
                         "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
+                        "IPv6Address": match (e.ip6, i.subnet6) {
+                            (Some(a), Some(s)) => format!("{a}/{}", s.prefix),
+                            _ => String::new(),
+                        },
                         "MacAddress": e.mac,
                     }))).collect::<serde_json::Map<_, _>>(),
                 }));

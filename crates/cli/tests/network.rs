@@ -824,7 +824,29 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
         1,
         &format!("network with name {name} already exists"),
     );
-    refused(&["network", "create", "--ipv6", &other], 1, "IPv6");
+    refused(
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "fd12:3::1/64",
+            &other,
+        ],
+        1,
+        "host bits are set",
+    );
+    refused(
+        &["network", "create", "--subnet", "fd12:3::/64", &other],
+        1,
+        "needs --ipv6",
+    );
+    // The default network is made on first use; its name is taken before that too.
+    refused(
+        &["network", "create", "--ipv6", "bridge"],
+        1,
+        "network with name bridge already exists",
+    );
     assert_eq!(bridges(), before, "a refused create left a bridge");
     assert!(!r.ok(&["network", "ls"]).contains(&other));
     let outside = format!("100.76.{}.9", pid % 250);
@@ -877,5 +899,163 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
         "invalid port spec",
     );
     r.ok(&["rm", "-f", "holder"]);
+    r.ok(&["network", "rm", &name]);
+}
+
+fn nft_ruleset() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map_or(true, |v| v.trim() != "0")
+    {
+        eprintln!("skipped: IPv6 is disabled on this host");
+        return;
+    }
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("h6{pid}");
+    let subnet = format!("100.77.{}.0/24", pid % 250);
+    // Unique per test process, inside fd00::/8 (ULA) and away from any /64 a host would use.
+    let prefix6 = format!("fd{:02x}:{:x}:6:", pid % 256, pid & 0xffff);
+    let subnet6 = format!("{prefix6}:/64");
+    r.ok(&[
+        "network", "create", "--ipv6", "--subnet", &subnet, "--subnet", &subnet6, &name,
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    assert_eq!(doc[0]["EnableIPv6"], true);
+    assert_eq!(doc[0]["IPAM"]["Config"][1]["Subnet"], subnet6.as_str());
+    let gw6 = format!("{prefix6}:1");
+    assert_eq!(doc[0]["IPAM"]["Config"][1]["Gateway"], gw6.as_str());
+    assert!(
+        nft_ruleset().contains(&subnet6),
+        "no NAT66 element for {subnet6}"
+    );
+    for c in ["a6", "b6"] {
+        r.ok(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--network",
+            &name,
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+    }
+    let addr = r.ok(&["exec", "a6", "ip", "-6", "addr", "show", "eth0"]);
+    let a6 = format!("{prefix6}:2");
+    assert!(
+        addr.contains(&format!("inet6 {a6}/64 scope global")),
+        "{addr}"
+    );
+    let route = r.ok(&["exec", "a6", "ip", "-6", "route"]);
+    assert!(
+        route.contains(&format!("default via {gw6} dev eth0")),
+        "{route}"
+    );
+    let b6 = r.ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{name}\").GlobalIPv6Address}}}}"),
+        "b6",
+    ]);
+    assert_eq!(b6.trim(), format!("{prefix6}:3"));
+    let ep: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    let v6s: Vec<String> = ep[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| e["IPv6Address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(v6s.contains(&format!("{a6}/64")), "{v6s:?}");
+    // Names resolve to the v6 addresses (AAAA), and the containers reach each other and
+    // the gateway over IPv6.
+    let aaaa = r.ok(&["exec", "a6", "nslookup", "-type=AAAA", "b6"]);
+    assert!(aaaa.contains(b6.trim()), "{aaaa}");
+    // The name server answers on the v6 gateway too.
+    let aaaa = r.ok(&["exec", "a6", "nslookup", "-type=AAAA", "b6", &gw6]);
+    assert!(aaaa.contains(b6.trim()), "{aaaa}");
+    let ping = r.ok(&["exec", "a6", "ping", "-6", "-c", "1", "-W", "2", "b6"]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    assert!(ping.contains(b6.trim()), "{ping}");
+    let ping = r.ok(&["exec", "b6", "ping", "-6", "-c", "1", "-W", "2", &a6]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let ping = r.ok(&["exec", "b6", "ping", "-6", "-c", "1", "-W", "2", &gw6]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    // A published port is reachable on the host's IPv6 addresses too (here the bridge's).
+    let port = 19000 + (pid % 1000) as u16;
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        &name,
+        "-p",
+        &format!("{port}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-v6 > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    let url = format!("http://[{gw6}]:{port}/");
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-v6\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    let web6 = format!("{prefix6}:4");
+    let dnat6 = format!("{web6} . 80");
+    assert!(nft_ruleset().contains(&dnat6), "no v6 DNAT element");
+    r.ok(&["rm", "-f", "a6", "b6", "web6"]);
+    assert!(
+        !nft_ruleset().contains(&dnat6),
+        "v6 DNAT element left after rm"
+    );
+    // The leases are gone: a new container gets the lowest address again.
+    let again = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "busybox",
+        "ip",
+        "-6",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(again.contains(&format!("inet6 {a6}/64")), "{again}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    assert_eq!(doc[0]["Containers"].as_object().unwrap().len(), 0);
+    r.ok(&["network", "rm", &name]);
+    assert!(
+        !nft_ruleset().contains(&subnet6),
+        "NAT66 element for {subnet6} left after network rm"
+    );
+    // Without a v6 subnet, a random ULA /64 is picked.
+    r.ok(&["network", "create", "--ipv6", "--subnet", &subnet, &name]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
+    let auto = doc[0]["IPAM"]["Config"][1]["Subnet"].as_str().unwrap();
+    assert!(auto.starts_with("fd") && auto.ends_with("::/64"), "{auto}");
     r.ok(&["network", "rm", &name]);
 }

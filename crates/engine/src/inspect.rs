@@ -153,8 +153,48 @@ impl Engine {
                 }).collect::<serde_json::Map<_, _>>(),
                 "StopTimeout": opts.stop_timeout,
             },
-            "NetworkSettings": {},
+            "NetworkSettings": self.network_settings(&c.id),
         }))
+    }
+
+    /// Docker's NetworkSettings: per network in `Networks`, and at the top level for the
+    /// default network only (as Docker leaves those empty on user-defined networks).
+    fn network_settings(&self, id: &str) -> Value {
+        let Ok(nets) = crate::netwire::networks(self.store.conn(), &self.root) else {
+            return json!({});
+        };
+        let eps = nets.container_endpoints(id).unwrap_or_default();
+        let view = |n: &hako_net::NetworkInfo, e: &hako_net::Endpoint| {
+            json!({
+                "NetworkID": n.id,
+                "Aliases": e.aliases,
+                "MacAddress": e.mac,
+                "IPAddress": e.ip.to_string(),
+                "IPPrefixLen": n.subnet.prefix,
+                "Gateway": n.gateway.to_string(),
+                "GlobalIPv6Address": e.ip6.map(|a| a.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": n.subnet6.map(|s| s.prefix).unwrap_or(0),
+                "IPv6Gateway": n.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+            })
+        };
+        let mut top = eps
+            .iter()
+            .find(|(n, _)| n.name == nets.config().default_network)
+            .map(|(n, e)| view(n, e))
+            .unwrap_or_else(|| {
+                json!({"MacAddress": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
+                       "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": ""})
+            });
+        if let Some(o) = top.as_object_mut() {
+            o.remove("NetworkID");
+            o.remove("Aliases");
+        }
+        top["Networks"] = eps
+            .iter()
+            .map(|(n, e)| (n.name.clone(), view(n, e)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        top
     }
 
     fn container_mount_views(&self, id: &str, opts: &RunOptions) -> Vec<Value> {

@@ -94,6 +94,10 @@ impl NetWire {
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
         writeln!(f, "{}\t{}", a.ip, self.hostname)
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
+        if let Some((ip6, _, _)) = a.ip6 {
+            writeln!(f, "{ip6}\t{}", self.hostname)
+                .map_err(|e| format!("update /etc/hosts: {e}"))?;
+        }
         if let (Some(dns), Some(path)) = (a.dns, &self.resolv_file) {
             if let Err(e) = point_resolv_conf(path, dns) {
                 let _ = nets.detach(&self.container_id);

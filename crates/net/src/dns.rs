@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::{Error, NetworkInfo, Networks, Result};
 /// TTL of our answers; Docker's embedded DNS uses 600 s too.
 const TTL: u32 = 600;
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const TYPE_PTR: u16 = 12;
 const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
@@ -100,6 +101,7 @@ pub(crate) fn parse_query(buf: &[u8]) -> Result<Query, Option<u16>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
     Ptr(String),
 }
 
@@ -126,6 +128,7 @@ pub(crate) fn reply(q: &Query, rcode: u8, answers: &[Answer]) -> Vec<u8> {
         out.extend_from_slice(&[0xc0, 0x0c]);
         let (rtype, rdata) = match a {
             Answer::A(ip) => (TYPE_A, ip.octets().to_vec()),
+            Answer::Aaaa(ip) => (TYPE_AAAA, ip.octets().to_vec()),
             Answer::Ptr(name) => {
                 let mut d = Vec::new();
                 encode_name(name, &mut d);
@@ -193,6 +196,19 @@ impl Names {
         Ok(v)
     }
 
+    fn lookup6(&self, name: &str) -> rusqlite::Result<Vec<Ipv6Addr>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT l.ip FROM net_names n JOIN net_leases6 l
+               ON l.network = n.network AND l.container_id = n.container_id
+             WHERE n.network = ?1 AND n.name = ?2 ORDER BY l.ip",
+        )?;
+        let v = st
+            .query_map([&self.network, name], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok()?.parse().ok())
+            .collect();
+        Ok(v)
+    }
+
     fn reverse(&self, ip: Ipv4Addr) -> rusqlite::Result<Option<String>> {
         self.conn
             .prepare_cached(
@@ -217,12 +233,20 @@ impl Names {
             return fail(RCODE_SERVFAIL);
         };
         if !ips.is_empty() {
-            let answers: Vec<Answer> = match q.qtype {
-                TYPE_A | TYPE_ANY => ips.into_iter().map(Answer::A).collect(),
-                // The name exists (IPv4 only): NOERROR with no data, so that resolvers asking
-                // for A and AAAA together still use the A answer.
+            let v6 = match q.qtype {
+                TYPE_AAAA | TYPE_ANY => match self.lookup6(&q.name) {
+                    Ok(v) => v,
+                    Err(_) => return fail(RCODE_SERVFAIL),
+                },
                 _ => Vec::new(),
             };
+            // A name without the asked type gets NOERROR with no data, so that resolvers
+            // asking for A and AAAA together still use the other answer.
+            let mut answers: Vec<Answer> = match q.qtype {
+                TYPE_A | TYPE_ANY => ips.into_iter().map(Answer::A).collect(),
+                _ => Vec::new(),
+            };
+            answers.extend(v6.into_iter().map(Answer::Aaaa));
             return Decision::Reply(reply(q, 0, &answers));
         }
         if q.qtype == TYPE_PTR {
@@ -437,6 +461,26 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         .map_err(|e| start_error(&format!("listening on {addr}/udp"), e))?;
     let tcp = bind_retrying(addr, TcpListener::bind)
         .map_err(|e| start_error(&format!("listening on {addr}/tcp"), e))?;
+    // On IPv6 networks, UDP on the v6 gateway too, for clients that ask it directly.
+    let gateway6: Option<String> = open_ro(db)?
+        .query_row(
+            "SELECT gateway FROM net_networks6 WHERE network = ?1",
+            [network],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| start_error(&format!("network {network}"), e))?;
+    let udp6 = match gateway6 {
+        Some(g) => {
+            let g: Ipv6Addr = g.parse().map_err(|e| start_error("gateway address", e))?;
+            let addr6 = SocketAddr::from((g, 53));
+            Some(
+                bind_retrying(addr6, UdpSocket::bind)
+                    .map_err(|e| start_error(&format!("listening on {addr6}/udp"), e))?,
+            )
+        }
+        None => None,
+    };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     detach()?;
     // Opened after the fork: SQLite's POSIX locks belong to the process that took them, so a
@@ -459,6 +503,19 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         let network = network.to_string();
         let upstreams = server.upstreams.clone();
         std::thread::spawn(move || serve_tcp(tcp, &tcp_db, &network, internal, upstreams));
+    }
+    if let Some(udp6) = udp6 {
+        // Its own connection: a rusqlite Connection is not shared between threads.
+        let v6 = Server {
+            names: Names {
+                conn: open_ro(db)?,
+                network: network.to_string(),
+                internal,
+            },
+            upstreams: server.upstreams.clone(),
+            in_flight: server.in_flight.clone(),
+        };
+        std::thread::spawn(move || serve_udp(Arc::new(udp6), &v6));
     }
     let udp = Arc::new(udp);
     udp.set_read_timeout(Some(Duration::from_secs(1)))
@@ -493,6 +550,25 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
             Ok(None) => {}
             Err(_) if started.elapsed() > Duration::from_secs(10) => return Ok(()),
             Err(_) => {}
+        }
+    }
+}
+
+/// Answers UDP queries on `udp` until the socket fails (the process exits with the main loop).
+fn serve_udp(udp: Arc<UdpSocket>, server: &Server) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match udp.recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                let out = udp.clone();
+                if let Some(r) = server.handle(&buf[..n], false, move |r| {
+                    let _ = out.send_to(&r, peer);
+                }) {
+                    let _ = udp.send_to(&r, peer);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
@@ -752,8 +828,6 @@ fn kill(pid: i64, st: i64) {
 mod tests {
     use super::*;
 
-    const TYPE_AAAA: u16 = 28;
-
     fn query(name: &str, qtype: u16) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         encode_name(name, &mut m);
@@ -774,7 +848,8 @@ mod tests {
              INSERT INTO net_names VALUES ('lab', 'c1', 2, 'front');
              INSERT INTO net_names VALUES ('lab', 'c2', 0, 'db');
              INSERT INTO net_names VALUES ('lab', 'c2', 1, 'front');
-             INSERT INTO net_names VALUES ('other', 'c3', 0, 'hidden');",
+             INSERT INTO net_names VALUES ('other', 'c3', 0, 'hidden');
+             INSERT INTO net_leases6 VALUES ('lab', 'c1', 'fd00:1::2');",
         )
         .unwrap();
         Names {
@@ -838,6 +913,11 @@ mod tests {
             answer_ips(&ask("front", TYPE_A).unwrap()),
             vec![Ipv4Addr::new(10, 89, 0, 2), Ipv4Addr::new(10, 89, 0, 3)]
         );
+        // AAAA from the IPv6 lease.
+        let r = ask("web", TYPE_AAAA).unwrap();
+        assert_eq!((r[3] & 0xf, r[7]), (0, 1));
+        let want: Ipv6Addr = "fd00:1::2".parse().unwrap();
+        assert!(r.ends_with(&want.octets()), "{r:?}");
         // Known name, no IPv6 address: NOERROR and no answers.
         let r = ask("db", TYPE_AAAA).unwrap();
         assert_eq!((r[3] & 0xf, r[7]), (0, 0));

@@ -31,8 +31,9 @@
 //!   mode on, the other end created directly in the container's namespace as `eth0` (`eth1`, ...
 //!   for further networks), up, with the leased address, the MAC `02:42:<ip>` and a default
 //!   route via the gateway (none on `internal` networks).
-//! - One nftables table (`inet hako`) whose rules never change after creation: they match sets
-//!   and maps (`bridges`, `nets`, `natnets`, `internal`, `pany`, `pip`), and networks and
+//! - One nftables table (`inet hako`) whose rules never change after creation (except once,
+//!   to add the IPv6 ones to a table made before them): they match sets and maps (`bridges`,
+//!   `nets`, `natnets`, `natnets6`, `internal`, `pany`, `pip`, `pany6`), and networks and
 //!   published ports are elements of those. Adding or removing a port is one element
 //!   operation, with no rule handles to track. The table is created by the first network and
 //!   deleted with the last.
@@ -52,8 +53,12 @@
 //!
 //! # Known limits
 //!
-//! - IPv4 only: `CreateOptions::ipv6` and IPv6 host addresses in `-p` are refused with a clear
-//!   error.
+//! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only; a fixed IPv6 address
+//!   (`AttachOptions::ip`) and IPv6 host addresses in `-p` are refused with a clear error. A
+//!   port on all host addresses is DNATed for IPv6 too, but not from `::1` (the kernel does not
+//!   route loopback sources off the host) and without hairpin masquerade between containers.
+//! - Turning IPv6 forwarding on (`net.ipv6.conf.all.forwarding`, as Docker does) makes the
+//!   kernel ignore router advertisements on interfaces with `accept_ra=1`.
 //! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
 //!   it enables forwarding itself), forwarded container traffic is dropped by Docker's chain,
 //!   which hako does not touch. The administrator can allow it in Docker's `DOCKER-USER` chain,
@@ -72,12 +77,12 @@ mod resolv;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-pub use cidr::Cidr4;
+pub use cidr::{Cidr4, Cidr6};
 pub use ports::{exposed_port_spec, parse_port_spec, PortSpec, Proto};
 pub use resolv::resolv_conf_for_container;
 
@@ -184,6 +189,17 @@ pub enum Error {
         /// Protocol.
         proto: &'static str,
     },
+    /// A requested IPv6 subnet overlapping another network or a host route.
+    #[error("subnet {subnet} overlaps with {other}")]
+    SubnetOverlap6 {
+        /// The requested subnet.
+        subnet: Cidr6,
+        /// What it overlaps.
+        other: String,
+    },
+    /// `--ipv6` on a host with IPv6 turned off.
+    #[error("IPv6 is disabled on this host (net.ipv6.conf.all.disable_ipv6 is not 0)")]
+    Ipv6Disabled,
     /// A user network's name server cannot be started.
     #[error("{0}")]
     Dns(String),
@@ -275,8 +291,12 @@ pub struct CreateOptions {
     pub ip_range: Option<String>,
     /// `--internal`: no outbound NAT, no default route, no forwarding off the bridge.
     pub internal: bool,
-    /// `--ipv6` (refused for now).
+    /// `--ipv6`: the network also gets an IPv6 subnet, gateway and NAT66.
     pub ipv6: bool,
+    /// An IPv6 `--subnet`; `None` with `ipv6` picks a random ULA /64 (RFC 4193).
+    pub subnet6: Option<String>,
+    /// An IPv6 `--gateway`; defaults to the subnet's first address after the network's.
+    pub gateway6: Option<String>,
     /// `--label k=v`.
     pub labels: BTreeMap<String, String>,
     /// `-o k=v`: `com.docker.network.bridge.name` names the bridge,
@@ -291,6 +311,8 @@ pub struct Endpoint {
     pub container_id: String,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on IPv6 networks.
+    pub ip6: Option<Ipv6Addr>,
     /// Its MAC address, `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// The interface name inside the container (`eth0`).
@@ -322,6 +344,10 @@ pub struct NetworkInfo {
     pub internal: bool,
     /// `--ipv6`.
     pub ipv6: bool,
+    /// The IPv6 subnet (set when `ipv6`).
+    pub subnet6: Option<Cidr6>,
+    /// The IPv6 gateway, on the bridge (set when `ipv6`).
+    pub gateway6: Option<Ipv6Addr>,
     /// The MTU of the bridge and veths.
     pub mtu: u32,
     /// The nftables table (family `inet`) of its rules.
@@ -376,6 +402,8 @@ pub struct Attachment {
     pub prefix: u8,
     /// The gateway.
     pub gateway: Ipv4Addr,
+    /// The IPv6 address, prefix length and gateway, on IPv6 networks.
+    pub ip6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
     /// The MAC address.
     pub mac: String,
     /// The interface inside the container.
@@ -442,6 +470,18 @@ CREATE TABLE IF NOT EXISTS net_dns (
     start_time INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS net_leases_container ON net_leases (container_id);
+CREATE TABLE IF NOT EXISTS net_networks6 (
+    network TEXT PRIMARY KEY,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_leases6 (
+    network TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    PRIMARY KEY (network, container_id),
+    UNIQUE (network, ip)
+);
 ";
 
 /// The networks of one hako state root; open one per command.
@@ -527,8 +567,10 @@ add set inet {t} bridges {{ type ifname; }}
 add set inet {t} internal {{ type ifname; }}
 add set inet {t} natnets {{ type ipv4_addr; flags interval; }}
 add set inet {t} nets {{ type ipv4_addr; flags interval; }}
+add set inet {t} natnets6 {{ type ipv6_addr; flags interval; }}
 add map inet {t} pany {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+add map inet {t} pany6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
@@ -538,13 +580,32 @@ add rule inet {t} prerouting fib daddr type local jump ports
 add rule inet {t} output fib daddr type local jump ports
 add rule inet {t} ports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @pip
 add rule inet {t} ports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pany
+add rule inet {t} ports meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @pany6
 add rule inet {t} postrouting ip saddr @natnets oifname != @bridges masquerade
+add rule inet {t} postrouting ip6 saddr @natnets6 oifname != @bridges masquerade
 add rule inet {t} postrouting oifname @bridges ct status dnat fib saddr type local masquerade
 add rule inet {t} postrouting oifname @bridges ct status dnat ip saddr @nets masquerade
 add rule inet {t} forward iifname @internal oifname != @internal drop
 add rule inet {t} forward oifname @internal iifname != @internal drop
 "
     )
+}
+
+/// Adds the IPv6 sets and rules to a table made by a hako without IPv6 support, which
+/// otherwise lives on while any network does. Runs inside `create`'s immediate
+/// transaction, so two hakos never add the rules twice.
+fn upgrade_table_v6(t: &str) -> Result<()> {
+    match nft::run(&format!("list set inet {t} natnets6")) {
+        Ok(_) => return Ok(()),
+        Err(e) if nft::is_missing(&e) => {}
+        Err(e) => return Err(Error::Nft(e)),
+    }
+    let v6: String = table_script(t)
+        .lines()
+        .filter(|l| l.contains("natnets6") || l.contains("pany6"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    nft::run(&v6).map(|_| ()).map_err(Error::Nft)
 }
 
 /// The set elements describing one network.
@@ -559,6 +620,9 @@ fn network_elements(verb: &str, n: &NetworkInfo) -> String {
         s += &format!("{verb} element inet {t} internal {{ \"{}\" }}\n", n.bridge);
     } else {
         s += &format!("{verb} element inet {t} natnets {{ {} }}\n", n.subnet);
+        if let Some(s6) = n.subnet6 {
+            s += &format!("{verb} element inet {t} natnets6 {{ {s6} }}\n");
+        }
     }
     s
 }
@@ -568,8 +632,24 @@ struct PortRow {
     host_ip: Ipv4Addr,
     host_port: u16,
     container_ip: Ipv4Addr,
+    /// The container's IPv6 address: a port on all host addresses is published on the
+    /// host's IPv6 addresses too, as Docker does.
+    container_ip6: Option<Ipv6Addr>,
     container_port: u16,
     nft_table: String,
+}
+
+/// The IPv6 DNAT element of a published port on all host addresses (`pany6`), if the
+/// container has an IPv6 address.
+fn port_set_elem6(p: &PortRow) -> Option<SetElem> {
+    let ip6 = p.container_ip6.filter(|_| p.host_ip.is_unspecified())?;
+    let (_, v4) = port_set_elem(p);
+    let mut data = ip6.octets().to_vec();
+    data.extend_from_slice(&v4.data.expect("a map element")[4..]);
+    Some(SetElem {
+        key: v4.key,
+        data: Some(data),
+    })
 }
 
 /// The DNAT map element of a published port: (map, element), in nf_tables register layout
@@ -616,6 +696,9 @@ fn port_elements(add: bool, rows: &[PortRow]) -> Result<()> {
     for r in rows {
         let (map, e) = port_set_elem(r);
         groups.entry((&r.nft_table, map)).or_default().push(e);
+        if let Some(e6) = port_set_elem6(r) {
+            groups.entry((&r.nft_table, "pany6")).or_default().push(e6);
+        }
     }
     let mut nl = Netlink::open_netfilter().map_err(nl_err("netfilter netlink socket"))?;
     let verb = if add { "adding" } else { "deleting" };
@@ -726,6 +809,11 @@ impl<'c> Networks<'c> {
     /// Creates a network: validates everything, then the bridge and nftables elements, then
     /// records it. On any failure nothing is left behind.
     pub fn create(&self, name: &str, opts: &CreateOptions) -> Result<NetworkInfo> {
+        // Docker's predefined networks always exist there; here the default one is made on
+        // first use, and `host` and `none` are modes, not networks, but the names are taken.
+        if name == self.cfg.default_network || name == "host" || name == "none" {
+            return Err(Error::NetworkExists(name.to_string()));
+        }
         self.create_inner(name, opts, None)
     }
 
@@ -747,8 +835,58 @@ impl<'c> Networks<'c> {
                 "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
             ));
         }
+        if !opts.ipv6 && (opts.subnet6.is_some() || opts.gateway6.is_some()) {
+            return Err(invalid(
+                "subnet or gateway",
+                opts.subnet6
+                    .as_deref()
+                    .or(opts.gateway6.as_deref())
+                    .unwrap_or(""),
+                "an IPv6 address needs --ipv6",
+            ));
+        }
+        let subnet6 = opts
+            .subnet6
+            .as_deref()
+            .map(|s| s.parse::<Cidr6>().map_err(|e| invalid("subnet", s, e.0)))
+            .transpose()?;
+        if let Some(s) = subnet6 {
+            if s.prefix > 120 {
+                return Err(invalid(
+                    "subnet",
+                    &s.to_string(),
+                    "too small (at most /120)",
+                ));
+            }
+            let seg0 = s.addr.segments()[0];
+            if seg0 & 0xff00 == 0xff00 || seg0 & 0xffc0 == 0xfe80 || s.prefix < 8 {
+                return Err(invalid(
+                    "subnet",
+                    &s.to_string(),
+                    "not a unicast prefix for hosts (multicast, link-local or too large)",
+                ));
+            }
+        }
+        let gateway6 = opts
+            .gateway6
+            .as_deref()
+            .map(|s| {
+                s.parse::<Ipv6Addr>()
+                    .map_err(|_| invalid("gateway", s, "not an IPv6 address"))
+            })
+            .transpose()?;
+        if subnet6.is_none() && gateway6.is_some() {
+            return Err(invalid(
+                "gateway",
+                opts.gateway6.as_deref().unwrap_or(""),
+                "needs an IPv6 --subnet",
+            ));
+        }
         if opts.ipv6 {
-            return Err(Error::Unsupported("IPv6 (--ipv6)"));
+            let path = "/proc/sys/net/ipv6/conf/all/disable_ipv6";
+            if std::fs::read_to_string(path).map_or(true, |v| v.trim() != "0") {
+                return Err(Error::Ipv6Disabled);
+            }
         }
         let subnet = opts
             .subnet
@@ -856,6 +994,68 @@ impl<'c> Networks<'c> {
                 picked.ok_or_else(|| Error::NoFreeSubnet(name.to_string()))?
             }
         };
+        let v6 = if opts.ipv6 {
+            let routes6 = Netlink::open()
+                .and_then(|mut nl| nl.routes6())
+                .map_err(nl_err("listing host IPv6 routes"))?;
+            let is_ours6 = |c: &Cidr6| existing.iter().any(|n| n.subnet6 == Some(*c));
+            let conflict6 = |c: &Cidr6| -> Option<String> {
+                if let Some(n) = existing
+                    .iter()
+                    .find(|n| n.subnet6.is_some_and(|s| s.overlaps(c)))
+                {
+                    return Some(format!(
+                        "network {} ({})",
+                        n.name,
+                        n.subnet6.expect("checked")
+                    ));
+                }
+                routes6
+                    .iter()
+                    .map(|r| Cidr6::new(r.dst, r.prefix))
+                    .find(|r| r.prefix > 0 && r.overlaps(c) && !is_ours6(r))
+                    .map(|r| format!("host route {r}"))
+            };
+            let s6 = match subnet6 {
+                Some(s6) => {
+                    if let Some(other) = conflict6(&s6) {
+                        return Err(Error::SubnetOverlap6 { subnet: s6, other });
+                    }
+                    s6
+                }
+                None => {
+                    // RFC 4193: fd00::/8 with a random 40-bit global ID, subnet ID 0.
+                    let mut picked = None;
+                    for _ in 0..16 {
+                        let g = u64::from_str_radix(&random_hex(5)?, 16).unwrap_or(0);
+                        let addr = (0xfdu128 << 120) | ((g as u128) << 80);
+                        let c = Cidr6::new(Ipv6Addr::from(addr), 64);
+                        if conflict6(&c).is_none() {
+                            picked = Some(c);
+                            break;
+                        }
+                    }
+                    picked.ok_or_else(|| Error::NoFreeSubnet(name.to_string()))?
+                }
+            };
+            let g6 = match gateway6 {
+                Some(g) => {
+                    let gu = u128::from(g);
+                    if !s6.contains(g) || gu == s6.first() {
+                        return Err(invalid(
+                            "gateway",
+                            &g.to_string(),
+                            format!("not a usable address of {s6}"),
+                        ));
+                    }
+                    g
+                }
+                None => Ipv6Addr::from(s6.first() + 1),
+            };
+            Some((s6, g6))
+        } else {
+            None
+        };
         let gateway = match gateway {
             Some(g) => {
                 let gu = u32::from(g);
@@ -918,7 +1118,9 @@ impl<'c> Networks<'c> {
             gateway,
             ip_range,
             internal: opts.internal,
-            ipv6: false,
+            ipv6: v6.is_some(),
+            subnet6: v6.map(|v| v.0),
+            gateway6: v6.map(|v| v.1),
             mtu,
             nft_table: self.cfg.nft_table.clone(),
             labels: opts.labels.clone(),
@@ -929,7 +1131,7 @@ impl<'c> Networks<'c> {
         tx.execute(
             "INSERT INTO net_networks (name, id, bridge, subnet, gateway, ip_range, internal, ipv6,
                 mtu, nft_table, labels, options, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 info.name,
                 info.id,
@@ -938,6 +1140,7 @@ impl<'c> Networks<'c> {
                 info.gateway.to_string(),
                 info.ip_range.map(|r| r.to_string()),
                 info.internal,
+                info.ipv6,
                 info.mtu,
                 info.nft_table,
                 serde_json::to_string(&info.labels).unwrap_or_default(),
@@ -945,6 +1148,12 @@ impl<'c> Networks<'c> {
                 info.created,
             ],
         )?;
+        if let Some((s6, g6)) = v6 {
+            tx.execute(
+                "INSERT INTO net_networks6 (network, subnet, gateway) VALUES (?1, ?2, ?3)",
+                params![info.name, s6.to_string(), g6.to_string()],
+            )?;
+        }
         // The kernel side last, inside the transaction: if it fails, the row is rolled back and
         // whatever was made is undone, so a failed create leaves nothing.
         // The link did not exist a moment ago, so on failure the bridge is ours to delete.
@@ -964,7 +1173,11 @@ impl<'c> Networks<'c> {
     fn ensure_kernel(&self, n: &NetworkInfo) -> Result<()> {
         match nft::run(&table_script(&n.nft_table)) {
             Ok(_) => {}
-            Err(e) if nft::is_exists(&e) => {}
+            Err(e) if nft::is_exists(&e) => {
+                if n.subnet6.is_some() {
+                    upgrade_table_v6(&n.nft_table)?;
+                }
+            }
             Err(e) => return Err(Error::Nft(e)),
         }
         nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
@@ -983,6 +1196,18 @@ impl<'c> Networks<'c> {
             })?;
         nl.add_addr4(link.index, n.gateway, n.subnet.prefix)
             .map_err(nl_err(format!("adding {} to {}", n.gateway, n.bridge)))?;
+        if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
+            // A host whose default is IPv6 off for new interfaces would refuse the address.
+            write_sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.bridge),
+                "0",
+            )?;
+            nl.add_addr6(link.index, g6, s6.prefix)
+                .map_err(nl_err(format!("adding {g6} to {}", n.bridge)))?;
+            if !n.internal {
+                write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+            }
+        }
         nl.set_up(link.index)
             .map_err(nl_err(format!("setting {} up", n.bridge)))?;
         // route_localnet: lets DNATed packets from 127.0.0.1 leave through the bridge (the
@@ -1011,8 +1236,25 @@ impl<'c> Networks<'c> {
         let mut out = Vec::new();
         for r in rows {
             let mut n = r?;
+            load_v6(conn, &mut n)?;
             n.endpoints = endpoints(conn, &n.name)?;
             out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// The networks a container is attached to, each with its endpoint there.
+    pub fn container_endpoints(&self, container_id: &str) -> Result<Vec<(NetworkInfo, Endpoint)>> {
+        let mut out = Vec::new();
+        for n in self.list()? {
+            if let Some(e) = n
+                .endpoints
+                .iter()
+                .find(|e| e.container_id == container_id)
+                .cloned()
+            {
+                out.push((n, e));
+            }
         }
         Ok(out)
     }
@@ -1032,6 +1274,7 @@ impl<'c> Networks<'c> {
             )
             .optional()?
             .ok_or_else(|| Error::NetworkNotFound(name.to_string()))?;
+        load_v6(self.conn, &mut n)?;
         n.endpoints = endpoints(self.conn, &n.name)?;
         Ok(n)
     }
@@ -1055,6 +1298,7 @@ impl<'c> Networks<'c> {
             });
         }
         tx.execute("DELETE FROM net_networks WHERE name = ?1", [&n.name])?;
+        tx.execute("DELETE FROM net_networks6 WHERE network = ?1", [&n.name])?;
         let others: i64 = tx.query_row(
             "SELECT count(*) FROM net_networks WHERE nft_table = ?1",
             [&n.nft_table],
@@ -1245,6 +1489,32 @@ impl<'c> Networks<'c> {
                 e.into()
             }
         })?;
+        let ip6 = match (net.subnet6, net.gateway6) {
+            (Some(s6), Some(g6)) => {
+                let used6: HashSet<u128> = {
+                    let mut st =
+                        tx.prepare_cached("SELECT ip FROM net_leases6 WHERE network = ?1")?;
+                    let v = st
+                        .query_map([&net.name], |r| r.get::<_, String>(0))?
+                        .filter_map(|r| r.ok()?.parse::<Ipv6Addr>().ok().map(u128::from))
+                        .collect();
+                    v
+                };
+                // Lowest free first, like the IPv4 side; a bounded scan, since a /64 has
+                // more addresses than any bridge has ports.
+                let ip6 = (s6.first() + 1..=s6.last())
+                    .take(used6.len() + 2)
+                    .find(|a| *a != u128::from(g6) && !used6.contains(a))
+                    .map(Ipv6Addr::from)
+                    .ok_or_else(|| Error::NetworkFull(net.name.clone()))?;
+                tx.execute(
+                    "INSERT INTO net_leases6 (network, container_id, ip) VALUES (?1, ?2, ?3)",
+                    params![net.name, container_id, ip6.to_string()],
+                )?;
+                Some((ip6, s6.prefix, g6))
+            }
+            _ => None,
+        };
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO net_names (network, container_id, ord, name)
@@ -1295,6 +1565,7 @@ impl<'c> Networks<'c> {
                 host_ip,
                 host_port: port,
                 container_ip: ip,
+                container_ip6: ip6.map(|v| v.0),
                 container_port: spec.container_port,
                 nft_table: net.nft_table.clone(),
             });
@@ -1305,6 +1576,7 @@ impl<'c> Networks<'c> {
             ip,
             prefix: net.subnet.prefix,
             gateway: net.gateway,
+            ip6,
             mac: fmt_mac(&mac),
             interface,
             host_veth,
@@ -1388,9 +1660,17 @@ impl<'c> Networks<'c> {
             .map_err(nl_err(format!("adding {} in the container", att.ip)))?;
         cnl.set_up(eth.index)
             .map_err(nl_err(format!("setting {} up", att.interface)))?;
+        if let Some((ip6, prefix6, _)) = att.ip6 {
+            cnl.add_addr6(eth.index, ip6, prefix6)
+                .map_err(nl_err(format!("adding {ip6} in the container")))?;
+        }
         if !net.internal {
             cnl.add_default_route4(eth.index, net.gateway)
                 .map_err(nl_err("adding the default route in the container"))?;
+            if let Some((_, _, g6)) = att.ip6 {
+                cnl.add_default_route6(eth.index, g6)
+                    .map_err(nl_err("adding the IPv6 default route in the container"))?;
+            }
         }
         Ok(())
     }
@@ -1412,6 +1692,10 @@ impl<'c> Networks<'c> {
                     "DELETE FROM net_names WHERE container_id = ?1 AND network = ?2",
                     [container_id, n],
                 )?;
+                tx.execute(
+                    "DELETE FROM net_leases6 WHERE container_id = ?1 AND network = ?2",
+                    [container_id, n],
+                )?;
             }
             None => {
                 tx.execute(
@@ -1424,6 +1708,10 @@ impl<'c> Networks<'c> {
                 )?;
                 tx.execute(
                     "DELETE FROM net_names WHERE container_id = ?1",
+                    [container_id],
+                )?;
+                tx.execute(
+                    "DELETE FROM net_leases6 WHERE container_id = ?1",
                     [container_id],
                 )?;
             }
@@ -1523,9 +1811,12 @@ impl<'c> Networks<'c> {
 
     fn port_rows_on(&self, container_id: &str, network: Option<&str>) -> Result<Vec<PortRow>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT proto, host_ip, host_port, container_ip, container_port, nft_table
-             FROM net_ports WHERE container_id = ?1 AND (?2 IS NULL OR network = ?2)
-             ORDER BY container_port, proto",
+            "SELECT p.proto, p.host_ip, p.host_port, p.container_ip, p.container_port,
+                    p.nft_table, l6.ip
+             FROM net_ports p LEFT JOIN net_leases6 l6
+               ON l6.network = p.network AND l6.container_id = p.container_id
+             WHERE p.container_id = ?1 AND (?2 IS NULL OR p.network = ?2)
+             ORDER BY p.container_port, p.proto",
         )?;
         let rows = st
             .query_map(params![container_id, network], |r| {
@@ -1542,6 +1833,7 @@ impl<'c> Networks<'c> {
                         .unwrap_or(Ipv4Addr::UNSPECIFIED),
                     container_port: r.get(4)?,
                     nft_table: r.get(5)?,
+                    container_ip6: r.get::<_, Option<String>>(6)?.and_then(|s| s.parse().ok()),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -1605,6 +1897,8 @@ fn row_to_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkInfo> {
         },
         internal: r.get(6)?,
         ipv6: r.get(7)?,
+        subnet6: None,
+        gateway6: None,
         mtu: r.get(8)?,
         nft_table: r.get(9)?,
         labels: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
@@ -1614,10 +1908,24 @@ fn row_to_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkInfo> {
     })
 }
 
+fn load_v6(conn: &Connection, n: &mut NetworkInfo) -> Result<()> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT subnet, gateway FROM net_networks6 WHERE network = ?1")?
+        .query_row([&n.name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((s, g)) = row {
+        n.subnet6 = s.parse().ok();
+        n.gateway6 = g.parse().ok();
+    }
+    Ok(())
+}
+
 fn endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
     let mut st = conn.prepare_cached(
-        "SELECT container_id, ip, mac, interface, host_veth, aliases FROM net_leases
-         WHERE network = ?1 ORDER BY container_id",
+        "SELECT l.container_id, l.ip, l.mac, l.interface, l.host_veth, l.aliases, l6.ip
+         FROM net_leases l LEFT JOIN net_leases6 l6
+           ON l6.network = l.network AND l6.container_id = l.container_id
+         WHERE l.network = ?1 ORDER BY l.container_id",
     )?;
     let v = st
         .query_map([network], |r| {
@@ -1631,6 +1939,7 @@ fn endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
                 interface: r.get(3)?,
                 host_veth: r.get(4)?,
                 aliases: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                ip6: r.get::<_, Option<String>>(6)?.and_then(|s| s.parse().ok()),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -1774,6 +2083,7 @@ mod tests {
             host_ip: Ipv4Addr::UNSPECIFIED,
             host_port: 8080,
             container_ip: Ipv4Addr::new(10, 88, 0, 2),
+            container_ip6: Some("fd00::2".parse().unwrap()),
             container_port: 80,
             nft_table: "hako".into(),
         };
@@ -1781,11 +2091,41 @@ mod tests {
         assert_eq!(map, "pany");
         assert_eq!(e.key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(e.data.unwrap(), [10, 88, 0, 2, 0, 80, 0, 0]);
+        let e6 = port_set_elem6(&r).unwrap();
+        assert_eq!(e6.key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        let mut want = vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        want.extend_from_slice(&[0, 80, 0, 0]);
+        assert_eq!(e6.data.unwrap(), want);
         r.host_ip = Ipv4Addr::LOCALHOST;
         r.proto = Proto::Udp;
         let (map, e) = port_set_elem(&r);
         assert_eq!(map, "pip");
+        assert!(port_set_elem6(&r).is_none(), "a v4 host address is v4 only");
         assert_eq!(e.key, [127, 0, 0, 1, 17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+    }
+
+    #[test]
+    fn a_table_without_ipv6_gains_its_sets_and_rules_once() {
+        // SAFETY: unshare(2) with CLONE_NEWNET affects only this test's thread.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            eprintln!(
+                "skipped: no CLONE_NEWNET ({})",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        let old: String = table_script("hkup")
+            .lines()
+            .filter(|l| !l.contains("natnets6") && !l.contains("pany6"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        nft::run(&old).unwrap();
+        upgrade_table_v6("hkup").unwrap();
+        upgrade_table_v6("hkup").unwrap();
+        let listed = nft::run("list table inet hkup").unwrap();
+        assert_eq!(listed.matches("saddr @natnets6").count(), 1, "{listed}");
+        assert_eq!(listed.matches("map @pany6").count(), 1, "{listed}");
+        nft::run("delete table inet hkup").unwrap();
     }
 
     #[test]

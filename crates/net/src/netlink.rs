@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 // Message types and flags (linux/rtnetlink.h, linux/netlink.h).
@@ -45,6 +45,9 @@ const IFF_UP: u32 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
+/// No duplicate address detection: the address is usable at once instead of after ~1 s
+/// of "tentative" state; the IPAM already guarantees uniqueness on the bridge.
+const IFA_F_NODAD: u8 = 0x02;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
@@ -80,6 +83,13 @@ pub(crate) struct SetElem {
 pub(crate) struct Link {
     pub index: i32,
     pub mtu: Option<u32>,
+}
+
+/// An IPv6 route of the main table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route6 {
+    pub dst: Ipv6Addr,
+    pub prefix: u8,
 }
 
 /// An IPv4 route of the main table.
@@ -509,6 +519,77 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             r => r,
         }
+    }
+
+    /// Adds `addr/prefix` without duplicate address detection to link `index` (`EEXIST` is
+    /// success).
+    pub fn add_addr6(&mut self, index: i32, addr: Ipv6Addr, prefix: u8) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        // ifaddrmsg: family, prefixlen, flags, scope (universe), index.
+        m.buf
+            .extend_from_slice(&[libc::AF_INET6 as u8, prefix, IFA_F_NODAD, 0]);
+        m.buf.extend_from_slice(&(index as u32).to_ne_bytes());
+        m.attr(IFA_LOCAL, &addr.octets());
+        m.attr(IFA_ADDRESS, &addr.octets());
+        match self.exec(m) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Adds an IPv6 default route via `gateway` on link `index` (`EEXIST` is success).
+    pub fn add_default_route6(&mut self, index: i32, gateway: Ipv6Addr) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        m.buf.extend_from_slice(&[
+            libc::AF_INET6 as u8,
+            0,
+            0,
+            0,
+            RT_TABLE_MAIN,
+            RTPROT_BOOT,
+            0,
+            RTN_UNICAST,
+        ]);
+        m.buf.extend_from_slice(&0u32.to_ne_bytes());
+        m.attr(RTA_GATEWAY, &gateway.octets());
+        m.attr_u32(RTA_OIF, index as u32);
+        match self.exec(m) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// The IPv6 routes of the main table.
+    pub fn routes6(&mut self) -> io::Result<Vec<Route6>> {
+        let mut m = Msg::new(RTM_GETROUTE, NLM_F_DUMP);
+        m.buf
+            .extend_from_slice(&[libc::AF_INET6 as u8, 0, 0, 0, 0, 0, 0, 0]);
+        m.buf.extend_from_slice(&0u32.to_ne_bytes());
+        let seq = self.send(m)?;
+        let mut out = Vec::new();
+        self.recv(seq, |ty, p| {
+            if ty != RTM_NEWROUTE || p.len() < 12 {
+                return;
+            }
+            let prefix = p[1];
+            let mut table = p[4] as u32;
+            let mut dst = Ipv6Addr::UNSPECIFIED;
+            for (t, v) in attrs(&p[12..]) {
+                match t {
+                    RTA_TABLE => table = u32_of(v).unwrap_or(table),
+                    RTA_DST => {
+                        if let Ok(o) = <[u8; 16]>::try_from(v) {
+                            dst = Ipv6Addr::from(o);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if table == RT_TABLE_MAIN as u32 {
+                out.push(Route6 { dst, prefix });
+            }
+        })?;
+        Ok(out)
     }
 
     /// The IPv4 routes of the main table.

@@ -48,9 +48,41 @@ fn create_errors() {
     o.ip_range = Some("10.214.1.0/25".into());
     assert!(err("two", &o).contains("not inside the subnet"));
     o.ip_range = None;
+    // IPv6: bad prefixes, overlaps with a host route or another network, and v6 input
+    // without --ipv6.
+    sh("ip -6 addr add fd77:1::1/64 dev hkdummy0 nodad");
+    o.gateway6 = Some("fd77:2::1".into());
+    assert!(err("two", &o).contains("needs --ipv6"));
+    o.gateway6 = None;
     o.ipv6 = true;
-    assert_eq!(err("two", &o), "IPv6 (--ipv6) is not supported yet");
+    o.subnet6 = Some("fd77:3::1/64".into());
+    assert_eq!(
+        err("two", &o),
+        "invalid subnet \"fd77:3::1/64\": host bits are set; did you mean fd77:3::/64?"
+    );
+    o.subnet6 = Some("fd77::/24".into());
+    assert_eq!(
+        err("two", &o),
+        "subnet fd77::/24 overlaps with host route fd77:1::/64"
+    );
+    o.subnet6 = Some("fe80::/64".into());
+    assert!(err("two", &o).contains("not a unicast prefix"));
+    o.subnet6 = Some("fd78::/64".into());
+    o.gateway6 = Some("fd79::1".into());
+    assert!(err("two", &o).contains("not a usable address of fd78::/64"));
+    o.gateway6 = None;
+    let mut six = subnet("10.216.0.0/24");
+    six.ipv6 = true;
+    six.subnet6 = Some("fd78::/64".into());
+    nets.create("six", &six).unwrap();
+    o.subnet6 = Some("fd78::/56".into());
+    assert_eq!(
+        err("two", &o),
+        "subnet fd78::/56 overlaps with network six (fd78::/64)"
+    );
+    nets.remove("six").unwrap();
     o.ipv6 = false;
+    o.subnet6 = None;
     o.options
         .insert("com.docker.network.bridge.name".into(), "hkdummy0".into());
     // The bridge name is taken by another interface: refused, nothing is touched.
