@@ -105,6 +105,29 @@ impl Root {
         out
     }
 
+    /// Empty `hako-*` cgroups that appeared during the test and stay.
+    ///
+    /// Other suites (or other engineers' runs) on the same host create and remove container
+    /// cgroups at any moment, so a bare before/after difference blames this test for their
+    /// containers. A cgroup that still holds processes belongs to a container that is running;
+    /// if it is one of ours, the container check in `check_leaks` lists it. A leaked cgroup is
+    /// an empty one that stays: one that is empty but goes away within a few seconds is another
+    /// suite's container finishing, or a monitor of ours that is still cleaning up.
+    fn leaked_cgroups(&self) -> Vec<PathBuf> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let empty: Vec<PathBuf> = hako_cgroup_dirs()
+                .difference(&self.cgroups_before)
+                .filter(|p| cgroup_is_empty(p))
+                .cloned()
+                .collect();
+            if empty.is_empty() || std::time::Instant::now() >= deadline {
+                return empty;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn check_leaks(&self) {
         let root = self.path().to_string_lossy().into_owned();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -113,10 +136,7 @@ impl Root {
             leaked.is_empty(),
             "mounts left under the state root: {leaked:?}"
         );
-        let new: Vec<_> = hako_cgroup_dirs()
-            .difference(&self.cgroups_before)
-            .cloned()
-            .collect();
+        let new = self.leaked_cgroups();
         assert!(new.is_empty(), "cgroups left behind: {new:?}");
         let containers = self.path().join("containers");
         if containers.is_dir() {
@@ -202,6 +222,21 @@ pub fn hako_bridge_ports() -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// True if no process is in the cgroup or any cgroup below it (a directory that is already gone
+/// counts as empty: it can only be gone because it was removed).
+fn cgroup_is_empty(dir: &Path) -> bool {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    if !procs.trim().is_empty() {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .all(|e| cgroup_is_empty(&e.path()))
 }
 
 /// Every `hako-*` directory in every cgroup hierarchy, a few levels deep.
