@@ -1578,20 +1578,7 @@ impl Builder<'_> {
                 let sum = match cache::file_hash(conn, &key, stamp)? {
                     Some(s) => s,
                     None => {
-                        let mut f = std::fs::File::open(&path)
-                            .map_err(Error::io(format!("open {}", path.display())))?;
-                        let mut fh = Sha256::new();
-                        let mut buf = vec![0u8; 1 << 16];
-                        loop {
-                            let n = f
-                                .read(&mut buf)
-                                .map_err(Error::io(format!("read {}", path.display())))?;
-                            if n == 0 {
-                                break;
-                            }
-                            fh.update(&buf[..n]);
-                        }
-                        let s = hex::encode(fh.finalize());
+                        let s = sha256_file(&path)?;
                         cache::remember_file_hash(conn, &key, stamp, &s)?;
                         s
                     }
@@ -2075,20 +2062,7 @@ impl Builder<'_> {
                 } {
                     Some(s) => s,
                     None => {
-                        let mut f = std::fs::File::open(path)
-                            .map_err(Error::io(format!("open {}", path.display())))?;
-                        let mut fh = Sha256::new();
-                        let mut buf = vec![0u8; 1 << 16];
-                        loop {
-                            let n = f
-                                .read(&mut buf)
-                                .map_err(Error::io(format!("read {}", path.display())))?;
-                            if n == 0 {
-                                break;
-                            }
-                            fh.update(&buf[..n]);
-                        }
-                        let s = hex::encode(fh.finalize());
+                        let s = sha256_file(path)?;
                         if cacheable {
                             cache::remember_file_hash(conn, &key, stamp, &s)?;
                         }
@@ -2370,6 +2344,22 @@ impl Drop for Silence {
     fn drop(&mut self) {
         let _ = nix::unistd::dup2_stdout(&self.out);
         let _ = nix::unistd::dup2_stderr(&self.err);
+    }
+}
+
+/// The hex sha256 of a file's content, read in 64 KiB pieces.
+fn sha256_file(path: &std::path::Path) -> Result<String, Error> {
+    let mut f = std::fs::File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+    let mut fh = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(Error::io(format!("read {}", path.display())))?;
+        if n == 0 {
+            return Ok(hex::encode(fh.finalize()));
+        }
+        fh.update(&buf[..n]);
     }
 }
 
