@@ -421,35 +421,9 @@ pub fn save(root: &Path, a: SaveArgs) -> Result<i32, Failure> {
             None => list.push((image, tags)),
         }
     }
-    match a.output.as_deref() {
-        Some(path) if path != "-" => {
-            let tmp = format!("{path}.hako-tmp");
-            let f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
-            let res = engine
-                .images()
-                .save(&list, std::io::BufWriter::with_capacity(1 << 20, &f))
-                .map_err(anyhow::Error::from)
-                .and_then(|_| f.sync_all().with_context(|| format!("write {tmp}")))
-                .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("write {path}")));
-            if let Err(e) = res {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        }
-        _ => {
-            let stdout = std::io::stdout();
-            if std::io::IsTerminal::is_terminal(&stdout) {
-                return Err(anyhow::anyhow!(
-                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-                )
-                .into());
-            }
-            engine.images().save(
-                &list,
-                std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
-            )?;
-        }
-    }
+    write_archive(a.output.as_deref(), |w| {
+        engine.images().save(&list, w).map_err(anyhow::Error::from)
+    })?;
     Ok(0)
 }
 
@@ -814,36 +788,45 @@ pub struct ExportArgs {
 
 pub fn export(root: &Path, a: ExportArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
-    match a.output.as_deref() {
+    write_archive(a.output.as_deref(), |w| {
+        engine.export(&a.container, w).map_err(anyhow::Error::from)
+    })?;
+    Ok(0)
+}
+
+/// Writes an archive (`save`, `export`) to `output`, or to stdout for none or `-`.
+///
+/// A file is written aside and renamed once synced, so a failed write never leaves a truncated
+/// archive under the name asked for. A terminal on stdout is refused, as docker does.
+fn write_archive(
+    output: Option<&str>,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match output {
         Some(path) if path != "-" => {
-            // Written aside and renamed, so a failed export leaves no truncated archive.
             let tmp = format!("{path}.hako-tmp");
             let f = std::fs::File::create(&tmp).with_context(|| format!("create {tmp}"))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, &f);
-            let res = engine
-                .export(&a.container, &mut w)
-                .map_err(anyhow::Error::from)
+            let res = write(&mut w)
                 .and_then(|_| w.flush().with_context(|| format!("write {tmp}")))
                 .and_then(|_| f.sync_all().with_context(|| format!("write {tmp}")))
                 .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("write {path}")));
-            if let Err(e) = res {
+            if res.is_err() {
                 drop(w);
                 let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
             }
+            res
         }
         _ => {
             let stdout = std::io::stdout();
             if std::io::IsTerminal::is_terminal(&stdout) {
-                return Err(anyhow::anyhow!(
+                anyhow::bail!(
                     "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-                )
-                .into());
+                );
             }
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            engine.export(&a.container, &mut w)?;
-            w.flush()?;
+            write(&mut w)?;
+            w.flush().context("write to stdout")
         }
     }
-    Ok(0)
 }
