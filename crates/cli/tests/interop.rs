@@ -303,6 +303,31 @@ fn htpasswd_basic_auth_login_push_pull() {
         htpasswd.display()
     ));
     exercise_auth(&reg, "hako", "s3cret");
+
+    // Docker logs in to the same registry and runs what hako pushed there.
+    let docker = Docker::start();
+    let server = format!("127.0.0.1:{}", reg.port);
+    let mut login = docker
+        .cmd(&["login", "-u", "hako", "--password-stdin", &server])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    check(login.wait_with_output().unwrap(), "docker login");
+    let name = reg.name("private/box:v1");
+    docker.ok(&["pull", &name]);
+    let out = docker.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "echo",
+        "docker behind basic auth",
+    ]);
+    assert_eq!(out, "docker behind basic auth\n");
 }
 
 fn b64url(data: &[u8]) -> String {
