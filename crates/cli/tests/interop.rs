@@ -1,5 +1,5 @@
 //! Interop with real peers, all started privately by the tests (see common/peers.rs): images
-//! move between hako and Docker, Podman, skopeo, buildah and umoci through archives and a
+//! move both ways between hako and Docker, Podman, skopeo, and to buildah and umoci, through archives and a
 //! local `docker-registry`, and hako authenticates to that registry with htpasswd Basic auth
 //! and with Bearer tokens from a token server written here.
 
@@ -105,6 +105,24 @@ fn hako_push_then_docker_podman_buildah_skopeo_umoci_read_it() {
             "pulled by docker",
         ]);
         assert_eq!(out, "pulled by docker\n");
+        // And the other way: an image Docker built and pushed.
+        let tar = common::images_dir().join("busybox.tar");
+        docker.ok(&[
+            "import",
+            "-c",
+            r#"CMD ["echo", "pushed by docker"]"#,
+            tar.to_str().unwrap(),
+            &reg.name("docker-pushed:v1"),
+        ]);
+        docker.ok(&["push", &reg.name("docker-pushed:v1")]);
+    }
+    {
+        let r = Root::new();
+        r.ok(&["pull", "-q", &reg.name("docker-pushed:v1")]);
+        assert_eq!(
+            r.ok(&["run", "--rm", &reg.name("docker-pushed:v1")]),
+            "pushed by docker\n"
+        );
     }
 
     let podman = Podman::new();
@@ -119,6 +137,17 @@ fn hako_push_then_docker_podman_buildah_skopeo_umoci_read_it() {
         "pulled by podman",
     ]);
     assert_eq!(out, "pulled by podman\n");
+    let podman_name = reg.name("podman-pushed:v1");
+    podman.ok(&["tag", &name, &podman_name]);
+    podman.ok(&["push", "--tls-verify=false", &podman_name]);
+    {
+        let r = Root::new();
+        r.ok(&["pull", "-q", &podman_name]);
+        assert_eq!(
+            r.ok(&["run", "--rm", &podman_name, "echo", "pushed by podman"]),
+            "pushed by podman\n"
+        );
+    }
 
     // buildah shares podman's private storage; it pulls the image again by itself.
     let d = podman.dir.path();
