@@ -1,7 +1,7 @@
 //! Interop with real peers, all started privately by the tests (see common/peers.rs): images
-//! move both ways between hako and Docker, Podman, skopeo, and to buildah and umoci, through archives and a
-//! local `docker-registry`, and hako authenticates to that registry with htpasswd Basic auth
-//! and with Bearer tokens from a token server written here.
+//! move both ways between hako and Docker, Podman and skopeo, and to buildah and umoci,
+//! through archives and a local `docker-registry`; hako authenticates to that registry with
+//! htpasswd Basic auth and with Bearer tokens from a token server written here.
 
 mod common;
 
