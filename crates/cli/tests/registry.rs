@@ -1,118 +1,21 @@
 //! `hako pull`, `push`, `save` and `load` against real peers: Debian's
 //! `docker-registry` on 127.0.0.1 (started and stopped here), `skopeo` to
-//! push test images into it and read back what hako pushed, and `docker`
-//! when a daemon is running.
+//! push test images into it and read back what hako pushed. Docker, Podman
+//! and the other peers are in interop.rs.
 
 mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::peers::{need, Registry};
 use common::{images_dir, wait_for, Root};
 use sha2::{Digest, Sha256};
 
 fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-fn need(bin: &str) -> PathBuf {
-    let p = Path::new("/usr/bin").join(bin);
-    assert!(
-        p.is_file(),
-        "{} is missing: apt-get install docker-registry skopeo",
-        p.display()
-    );
-    p
-}
-
-/// A private registry on a free loopback port; stopped (by pid) on drop.
-struct Registry {
-    child: Child,
-    storage: tempfile::TempDir,
-    _config: tempfile::TempDir,
-    port: u16,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let bin = need("docker-registry");
-        let storage = tempfile::tempdir().unwrap();
-        let config = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let yml = config.path().join("config.yml");
-        std::fs::write(
-            &yml,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&yml)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Registry {
-            child,
-            storage,
-            _config: config,
-            port,
-        };
-        assert!(
-            wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_ok()),
-            "docker-registry did not listen on {port}"
-        );
-        reg
-    }
-
-    fn name(&self, repo: &str) -> String {
-        format!("127.0.0.1:{}/{repo}", self.port)
-    }
-
-    /// Copies an OCI layout into the registry with skopeo.
-    fn skopeo_push(&self, layout: &Path, tag_in_layout: &str, dest: &str, extra: &[&str]) {
-        let out = Command::new(need("skopeo"))
-            .args(["copy", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(format!("oci:{}:{tag_in_layout}", layout.display()))
-            .arg(format!("docker://{}", self.name(dest)))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The stored data of a blob, as the registry serves it.
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.storage
-            .path()
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -453,15 +356,6 @@ fn unknown_image_and_unreachable_registry() {
     assert!(err.contains("does not exist locally"), "{err}");
 }
 
-fn docker_running() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn save_load_round_trip_and_peers() {
     let reg = Registry::start();
@@ -476,10 +370,6 @@ fn save_load_round_trip_and_peers() {
     let archive = dir.path().join("saved.tar");
     a.ok(&["save", "-o", archive.to_str().unwrap(), &name]);
     let id = inspect(&a, &name)["Id"].clone();
-    let docker_tag = format!("hako-save-test:{}", std::process::id());
-    a.ok(&["tag", &name, &docker_tag]);
-    let archive2 = dir.path().join("docker.tar");
-    a.ok(&["save", "-o", archive2.to_str().unwrap(), &docker_tag]);
     // Roots are serialised: only one may exist at a time.
     drop(a);
 
@@ -520,28 +410,6 @@ fn save_load_round_trip_and_peers() {
     assert_eq!(out, "Loaded image: ocibox:v1\n");
     assert_eq!(c.ok(&["run", "--rm", "ocibox:v1", "echo", "oci"]), "oci\n");
     drop(c);
-
-    if docker_running() {
-        let tag = docker_tag;
-        let load = Command::new("docker")
-            .args(["load", "-i"])
-            .arg(&archive2)
-            .output()
-            .unwrap();
-        assert!(
-            load.status.success(),
-            "{}",
-            String::from_utf8_lossy(&load.stderr)
-        );
-        let run = Command::new("docker")
-            .args(["run", "--rm", &tag, "echo", "docker"])
-            .output()
-            .unwrap();
-        let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
-        assert_eq!(String::from_utf8_lossy(&run.stdout), "docker\n");
-    } else {
-        eprintln!("docker is not running: skipping the docker load check");
-    }
 }
 
 fn skopeo_raw(name: &str) -> Vec<u8> {

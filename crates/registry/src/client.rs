@@ -348,6 +348,13 @@ pub(crate) fn status_error(resp: Response<Body>, url: &str, status: u16) -> Erro
         }
         None => String::from_utf8_lossy(&body).trim().to_string(),
     };
+    // HEAD answers have no body; say what the status means, as Docker does.
+    let message = match (message.is_empty(), status) {
+        (true, 401) => "unauthorized: authentication required".to_string(),
+        (true, 403) => "denied: requested access to the resource is denied".to_string(),
+        (true, _) => format!("HTTP status {status}"),
+        (false, _) => message,
+    };
     Error::Status {
         url: url.to_string(),
         status,

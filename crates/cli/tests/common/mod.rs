@@ -2,6 +2,8 @@
 //! leak checks (mounts, cgroups, container directories) run after every test.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
