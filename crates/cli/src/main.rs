@@ -1156,9 +1156,11 @@ fn engine_err(e: anyhow::Error) -> Failure {
 
 /// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
 fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    if a.detach && a.rm && a.interactive && !a.tty {
+    // Docker keeps such a stdin open for a later attach; hako's monitor forwards input only
+    // to a terminal, so refuse rather than start the command on /dev/null.
+    if a.detach && a.interactive && !a.tty {
         return Err(engine_err(anyhow::anyhow!(
-            "-i with -d is not supported yet: a detached container's stdin is /dev/null"
+            "-d -i without -t is not supported: a detached container's stdin stays open only with a terminal (use -dit)"
         )));
     }
     let network: Network = match a.network.as_deref() {
