@@ -53,12 +53,6 @@ fn open_db(root: &Path) -> std::result::Result<rusqlite::Connection, String> {
         .map_err(|e| format!("state database: {e}"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| format!("state database: {e}"))?;
-    // As in the image store: no checkpoint and WAL removal when this connection closes.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )
-    .map_err(|e| format!("state database: {e}"))?;
     Ok(conn)
 }
 

@@ -293,14 +293,6 @@ impl ImageStore {
             )));
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // Every command is a short-lived process: checkpointing (4 fsyncs) and deleting the WAL
-        // when its last connection closes cost more than the command's own writes. The WAL is
-        // still checkpointed automatically once it grows past 1000 pages, and WAL with
-        // synchronous=NORMAL stays consistent after a crash, so durability is unchanged.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )?;
         // Skip the DDL (and its write lock) when the schema is already there:
         // open() is on the hot path of every `hako run`.
         let have: i64 = conn.query_row(
