@@ -313,22 +313,20 @@ fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako
 }
 
 /// The `Build Cache` row of `system df` (Docker prints it without a percentage).
-pub fn df_row(engine: &hako_engine::Engine, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn df_row(engine: &hako_engine::Engine) -> anyhow::Result<[String; 5]> {
     let conn = engine.images().conn();
     hako_build::cache::ensure_schema(conn)?;
     let u = hako_build::cache::usage(conn)?;
     // Cache mounts count as entries too; none is in use between builds.
     let mounts = hako_build::mounts::list_cache_dirs(engine.root());
     let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
-    writeln!(
-        out,
-        "Build Cache\t{}\t{}\t{}\t{}",
-        u.entries + mounts.len() as u64,
-        u.active,
+    Ok([
+        "Build Cache".to_string(),
+        (u.entries + mounts.len() as u64).to_string(),
+        u.active.to_string(),
         crate::fmt::human_size(u.size + mount_bytes),
-        crate::fmt::human_size(u.reclaimable + mount_bytes)
-    )?;
-    Ok(())
+        crate::fmt::human_size(u.reclaimable + mount_bytes),
+    ])
 }
 
 /// `hako builder prune`.

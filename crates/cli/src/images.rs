@@ -108,6 +108,9 @@ pub struct HistoryArgs {
     /// Only show image IDs
     #[arg(short, long)]
     quiet: bool,
+    /// Format output using a Go template, or json
+    #[arg(long)]
+    format: Option<String>,
     /// Image
     image: String,
 }
@@ -466,6 +469,32 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
             s
         };
         rows.push((h, size));
+    }
+    if let (Some(f), false) = (&a.format, a.quiet) {
+        let tmpl = template::Format::parse(f)?;
+        let mut out = std::io::stdout().lock();
+        for (i, (h, size)) in rows.into_iter().rev().enumerate() {
+            let id = match i {
+                0 if a.no_trunc => image.id.clone(),
+                0 => short_id(&image.id).to_string(),
+                _ => "<missing>".to_string(),
+            };
+            let created = h.created().clone().unwrap_or_default();
+            let by = h.created_by().clone().unwrap_or_default();
+            // Docker's `history` fields; CreatedBy is truncated like the table unless --no-trunc.
+            let item = serde_json::json!({
+                "ID": id,
+                "CreatedAt": created,
+                "CreatedSince": fmt::parse_rfc3339(&created)
+                    .map(|t| since(Some(t)))
+                    .unwrap_or_else(|| "N/A".into()),
+                "CreatedBy": if a.no_trunc { by } else { fmt::ellipsis(&by, 45) },
+                "Size": fmt::human_size(size),
+                "Comment": h.comment().clone().unwrap_or_default(),
+            });
+            writeln!(out, "{}", tmpl.render(&item)?)?;
+        }
+        return Ok(0);
     }
     let mut out = TabWriter::new(std::io::stdout().lock())
         .minwidth(7)

@@ -451,6 +451,9 @@ enum NetworkCommand {
         /// Only display network IDs
         #[arg(short, long)]
         quiet: bool,
+        /// Format output using a Go template, or json
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on one or more networks
     Inspect {
@@ -506,6 +509,9 @@ enum SystemCommand {
         /// Show detailed information on space usage
         #[arg(short, long)]
         verbose: bool,
+        /// Format output using a Go template, or json
+        #[arg(long, conflicts_with = "verbose")]
+        format: Option<String>,
     },
     /// Remove stopped containers, unused images and (with --volumes) unused anonymous volumes
     Prune {
@@ -1062,26 +1068,47 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 }
             }
         }
-        Command::System(SystemCommand::Df { verbose: true }) => system_df_verbose(&cli.root),
-        Command::System(SystemCommand::Df { verbose: false }) => {
+        Command::System(SystemCommand::Df { verbose: true, .. }) => system_df_verbose(&cli.root),
+        Command::System(SystemCommand::Df {
+            verbose: false,
+            format,
+        }) => {
             let engine = open(&cli.root)?;
+            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+            // Docker's fields, all strings (its json prints them quoted too).
+            let mut rows: Vec<[String; 5]> = Vec::new();
+            for r in engine.disk_usage()? {
+                let pct = (r.reclaimable * 100).checked_div(r.size).unwrap_or(0);
+                rows.push([
+                    r.kind.to_string(),
+                    r.total.to_string(),
+                    r.active.to_string(),
+                    fmt::human_size(r.size),
+                    format!("{} ({pct}%)", fmt::human_size(r.reclaimable)),
+                ]);
+            }
+            rows.push(build::df_row(&engine)?);
+            if let Some(t) = tmpl {
+                let mut out = std::io::stdout().lock();
+                for [kind, total, active, size, reclaimable] in rows {
+                    let item = serde_json::json!({
+                        "Type": kind,
+                        "TotalCount": total,
+                        "Active": active,
+                        "Size": size,
+                        "Reclaimable": reclaimable,
+                    });
+                    writeln!(out, "{}", t.render(&item)?)?;
+                }
+                return Ok(0);
+            }
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
                 .padding(3);
             writeln!(out, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")?;
-            for r in engine.disk_usage()? {
-                let pct = (r.reclaimable * 100).checked_div(r.size).unwrap_or(0);
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{} ({pct}%)",
-                    r.kind,
-                    r.total,
-                    r.active,
-                    fmt::human_size(r.size),
-                    fmt::human_size(r.reclaimable)
-                )?;
+            for r in rows {
+                writeln!(out, "{}", r.join("\t"))?;
             }
-            build::df_row(&engine, &mut out)?;
             out.flush()?;
             Ok(0)
         }
@@ -1156,9 +1183,11 @@ fn engine_err(e: anyhow::Error) -> Failure {
 
 /// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
 fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    if a.detach && a.rm && a.interactive && !a.tty {
+    // Docker keeps such a stdin open for a later attach; hako's monitor forwards input only
+    // to a terminal, so refuse rather than start the command on /dev/null.
+    if a.detach && a.interactive && !a.tty {
         return Err(engine_err(anyhow::anyhow!(
-            "-i with -d is not supported yet: a detached container's stdin is /dev/null"
+            "-d -i without -t is not supported: a detached container's stdin stays open only with a terminal (use -dit)"
         )));
     }
     let network: Network = match a.network.as_deref() {
@@ -2204,7 +2233,31 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             println!("{}", info.id);
             Ok(0)
         }
-        NetworkCommand::Ls { quiet } => {
+        NetworkCommand::Ls {
+            format: Some(f),
+            quiet: false,
+        } => {
+            let tmpl = template::Format::parse(&f)?;
+            let mut out = std::io::stdout().lock();
+            for n in nets.list()? {
+                // Docker's `network ls` fields: booleans and Labels as strings.
+                let labels: Vec<String> =
+                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let item = serde_json::json!({
+                    "ID": &n.id[..12.min(n.id.len())],
+                    "Name": n.name,
+                    "Driver": n.driver,
+                    "Scope": "local",
+                    "IPv6": n.ipv6.to_string(),
+                    "Internal": n.internal.to_string(),
+                    "Labels": labels.join(","),
+                    "CreatedAt": engine_time(n.created * 1_000_000_000),
+                });
+                writeln!(out, "{}", tmpl.render(&item)?)?;
+            }
+            Ok(0)
+        }
+        NetworkCommand::Ls { quiet, .. } => {
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
                 .padding(3);

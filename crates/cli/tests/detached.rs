@@ -161,6 +161,19 @@ fn detached_start_failures_are_reported() {
 }
 
 #[test]
+fn detached_interactive_without_a_terminal_is_refused() {
+    // Starting `cat` on /dev/null would make it exit at once, which -i asks not to happen.
+    let r = Root::with_busybox();
+    for args in [&["run", "-d", "-i"][..], &["run", "-d", "-i", "--rm"][..]] {
+        let (code, _, err) = r.run(&[args, &["busybox", "cat"]].concat());
+        assert_eq!(code, 125, "{err}");
+        assert!(err.contains("-d -i without -t is not supported"), "{err}");
+    }
+    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+    assert!(monitors(&r).is_empty());
+}
+
+#[test]
 fn a_hundred_concurrent_detached_runs_all_succeed() {
     let r = Root::with_busybox();
     let children: Vec<_> = (0..100)

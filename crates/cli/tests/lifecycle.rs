@@ -642,3 +642,85 @@ fn volume_ls_format_template_and_json() {
     );
     r.ok(&["volume", "rm", "fmtv"]);
 }
+
+#[test]
+fn system_df_and_network_ls_format_template_and_json() {
+    let r = Root::with_busybox();
+    r.ok(&["create", "--name", "dfc", "busybox", "true"]);
+    let types = r.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}:{{.TotalCount}}:{{.Active}}",
+    ]);
+    assert!(types.starts_with("Images:1:1\nContainers:1:0\n"), "{types}");
+    assert!(types.contains("\nBuild Cache:"), "{types}");
+    let json = r.ok(&["system", "df", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{json}");
+    assert_eq!(rows[1]["Type"], "Containers");
+    // Docker prints every field as a string, the percentage inside Reclaimable.
+    assert_eq!(rows[1]["TotalCount"], "1");
+    assert!(
+        rows[0]["Reclaimable"].as_str().unwrap().ends_with("%)"),
+        "{json}"
+    );
+    let (code, _, err) = r.run(&["system", "df", "-v", "--format", "json"]);
+    assert_ne!(code, 0, "{err}");
+
+    let name = format!("fmtn{}", std::process::id());
+    // 100.64.0.0/10, away from the 10.x /16s that test roots' default bridges pick.
+    let subnet = format!("100.71.{}.0/24", std::process::id() % 250);
+    r.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &subnet,
+        &name,
+    ]);
+    let nets = r.ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}}",
+    ]);
+    assert!(
+        nets.lines().any(|l| l == format!("{name} bridge local")),
+        "{nets}"
+    );
+    let json = r.ok(&["network", "ls", "--format", "json"]);
+    let bridge: serde_json::Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["Name"] == name.as_str())
+        .unwrap();
+    assert_eq!(bridge["Internal"], "true", "{json}");
+    assert_eq!(bridge["ID"].as_str().unwrap().len(), 12, "{json}");
+    r.ok(&["network", "rm", &name]);
+
+    let id = r.ok(&["images", "-q", "busybox"]);
+    let hist = r.ok(&["history", "--format", "{{.ID}} {{.Size}}", "busybox"]);
+    assert!(hist.starts_with(&format!("{} ", id.trim())), "{hist}");
+    let json = r.ok(&["history", "--format", "json", "busybox"]);
+    for l in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(
+            v["CreatedBy"].is_string() && v["CreatedSince"].is_string(),
+            "{l}"
+        );
+    }
+    // Every other listing takes json too.
+    for args in [&["ps", "-a"][..], &["images"][..], &["volume", "ls"][..]] {
+        let out = r.ok(&[args, &["--format", "json"]].concat());
+        for l in out.lines() {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}: {l}"));
+        }
+        assert!(!out.is_empty() || args[0] == "volume", "{args:?}");
+    }
+    r.ok(&["rm", "dfc"]);
+}

@@ -919,7 +919,7 @@ impl Engine {
                 self.delete_container(id, &dir);
             } else {
                 let _ = self.store.conn().execute(
-                    "UPDATE containers SET state = 'created', exit_code = ?2 WHERE id = ?1",
+                    "UPDATE containers SET state = 'created', exit_code = ?2, pid = NULL WHERE id = ?1",
                     params![id, e.exit_code()],
                 );
             }
@@ -1162,9 +1162,21 @@ impl Engine {
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let cgroup = &prepared.cgroup;
-        let hook = |pid: i32| match &prepared.net {
-            Some(n) => n.attach(pid),
-            None => Ok(()),
+        // The pid goes on record before the process is released, so a `hako` killed between the
+        // start and the `running` update leaves a container that `reconcile` reports as exited
+        // (Docker's 255) rather than one that looks never started.
+        let hook = |pid: i32| {
+            self.store
+                .conn()
+                .execute(
+                    "UPDATE containers SET pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1",
+                    params![id, pid, process_start_time(pid), now_nanos()],
+                )
+                .map_err(|e| format!("recording the container's pid: {e}"))?;
+            match &prepared.net {
+                Some(n) => n.attach(pid),
+                None => Ok(()),
+            }
         };
         // With -t the container allocates its pty from its own devpts and sends us the master.
         let mut sized = None;
@@ -1318,9 +1330,9 @@ impl Engine {
             self.finish(&id, &dir, code, auto_remove)?;
         }
         // A start whose owner died before recording the container's process.
-        let orphans: Vec<(String, bool, Option<String>)> = {
+        let orphans: Vec<(String, bool, Option<String>, bool)> = {
             let mut st = self.store.conn().prepare(
-                "SELECT id, auto_remove, cgroup_parent, owner_pid, owner_start FROM containers WHERE state = 'created' AND owner_pid IS NOT NULL",
+                "SELECT id, auto_remove, cgroup_parent, owner_pid, owner_start, pid IS NOT NULL FROM containers WHERE state = 'created' AND owner_pid IS NOT NULL",
             )?;
             let it = st.query_map([], |r| {
                 Ok((
@@ -1329,16 +1341,17 @@ impl Engine {
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, i32>(3)?,
                     r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, bool>(5)?,
                 ))
             })?;
             it.filter_map(|row| row.ok())
-                .filter(|(_, _, _, pid, start)| {
+                .filter(|(_, _, _, pid, start, _)| {
                     process_start_time(*pid).is_none() || process_start_time(*pid) != *start
                 })
-                .map(|(id, auto, parent, _, _)| (id, auto, parent))
+                .map(|(id, auto, parent, _, _, spawned)| (id, auto, parent, spawned))
                 .collect()
         };
-        for (id, auto_remove, parent) in orphans {
+        for (id, auto_remove, parent, spawned) in orphans {
             if cgroups.is_none() {
                 cgroups = Some(CgroupSystem::detect()?);
             }
@@ -1347,7 +1360,11 @@ impl Engine {
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
-            if auto_remove {
+            if spawned {
+                // Its process was created (and likely ran) before the owner died mid-start.
+                let dir = self.container_dir(&id);
+                self.finish(&id, &dir, 255, auto_remove)?;
+            } else if auto_remove {
                 self.delete_container(&id, &self.container_dir(&id));
             } else {
                 self.store.conn().execute(

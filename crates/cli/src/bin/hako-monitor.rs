@@ -103,7 +103,7 @@ fn pump(out: &mut Log) {
         },
     ];
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = IdleBuf::new(64 * 1024);
     while fds.iter().any(|f| f.fd >= 0) {
         // SAFETY: `fds` is a valid array of two pollfd structures.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -182,7 +182,7 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
         }
     }
     let mut partial = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = IdleBuf::new(64 * 1024);
     loop {
         let mut fds: Vec<libc::pollfd> = [3, listener]
             .iter()
@@ -295,6 +295,53 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
         libc::close(3);
     }
     clients
+}
+
+/// A zeroed read buffer whose pages are mapped only once data is read into them: the monitor
+/// of a quiet container then holds none of it. (A heap buffer of this size comes from calloc,
+/// which clears, and so faults in, memory it reuses.)
+struct IdleBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl IdleBuf {
+    fn new(len: usize) -> IdleBuf {
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            eprintln!("hako-monitor: mmap: {}", io::Error::last_os_error());
+            std::process::exit(1);
+        }
+        IdleBuf {
+            ptr: ptr.cast(),
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for IdleBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the mapping is LEN bytes, zero-initialised, and lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for IdleBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; &mut self makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
 }
 
 fn write_all(fd: i32, mut data: &[u8]) {
