@@ -163,6 +163,19 @@ impl Drop for Root {
         if !std::thread::panicking() {
             self.check_leaks();
         }
+        // A test that failed half-way may leave containers running; they must not outlive
+        // their state root (their monitors would keep running with the root deleted).
+        if let Ok(out) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.hako(&args);
+            }
+        }
         // Each test root has its own default bridge and nft table; take them down.
         let _ = self.hako(&["network", "teardown"]);
         if !std::thread::panicking() {
