@@ -131,6 +131,7 @@ impl Engine {
         } else {
             None
         };
+        let seccomp_cache = self.seccomp_cache();
         let running = hako_runtime::spawn(
             &s,
             &hako_runtime::SpawnOptions {
@@ -142,6 +143,7 @@ impl Engine {
                     hako_runtime::Stdin::Null
                 },
                 console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
+                seccomp_cache: Some(&seccomp_cache),
                 ..Default::default()
             },
         )?;

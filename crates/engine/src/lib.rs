@@ -421,6 +421,8 @@ pub(crate) struct Prepared {
     pub(crate) cgroup: hako_cgroups::Cgroup,
     pub(crate) warnings: Vec<String>,
     pub(crate) net: Option<netwire::NetWire>,
+    /// Where the runtime keeps compiled seccomp programs (see [`Engine::seccomp_cache`]).
+    pub(crate) seccomp_cache: PathBuf,
 }
 
 /// A container's options resolved against its image.
@@ -602,6 +604,12 @@ impl Engine {
             root: root.to_path_buf(),
             store,
         })
+    }
+
+    /// Compiled seccomp programs, one per distinct profile: compiling Docker's default profile
+    /// costs more CPU than the rest of a container start.
+    pub(crate) fn seccomp_cache(&self) -> PathBuf {
+        self.root.join("cache").join("seccomp")
     }
 
     /// The state root.
@@ -1149,6 +1157,7 @@ impl Engine {
             cgroup,
             warnings,
             net,
+            seccomp_cache: self.seccomp_cache(),
         })
     }
 
@@ -1203,6 +1212,7 @@ impl Engine {
                 console_socket: console
                     .as_ref()
                     .map(|c| std::os::fd::AsFd::as_fd(&c.theirs)),
+                seccomp_cache: Some(&prepared.seccomp_cache),
                 ..Default::default()
             },
         )

@@ -195,6 +195,7 @@ fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
             stdin: hako_runtime::Stdin::Null,
             before_start: Some(&hook),
             console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
+            seccomp_cache: Some(&prepared.seccomp_cache),
             ..Default::default()
         },
     );

@@ -436,6 +436,7 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         }
         v.to_string()
     };
+    let seccomp_cache = seccomp_cache_dir(root);
     let opts = hako_runtime::SpawnOptions {
         console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
         cgroup: Some(&cgroup),
@@ -446,6 +447,7 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         no_pivot: args.no_pivot,
         new_session_keyring: !args.no_new_keyring,
         before_start: Some(&state_for_hooks),
+        seccomp_cache: Some(&seccomp_cache),
         ..Default::default()
     };
     let created = hako_runtime::create(&spec, &opts, &fifo_path(&dir))?;
@@ -675,12 +677,14 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         Some(sock) => Some(connect_console(sock)?),
         None => None,
     };
+    let seccomp_cache = seccomp_cache_dir(root);
     let opts = hako_runtime::SpawnOptions {
         cgroup: cgroup.as_ref(),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
         preserve_fds: args.preserve_fds,
         console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
+        seccomp_cache: Some(&seccomp_cache),
         ..Default::default()
     };
     let running = hako_runtime::spawn(&spec, &opts)?;
@@ -781,6 +785,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         _ => {}
     }
     destroy(&c)
+}
+
+/// Compiled seccomp programs, beside the containers' state directories. `@` cannot appear in a
+/// container id, so no container can claim the name.
+fn seccomp_cache_dir(root: &Path) -> PathBuf {
+    root.join("@seccomp-cache")
 }
 
 fn containers(root: &Path) -> Result<Vec<Container>> {

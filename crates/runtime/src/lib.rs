@@ -97,6 +97,10 @@ pub struct SpawnOptions<'a> {
     /// container's namespaces at the moments the spec names, with the state on their stdin;
     /// without it, a spec that has such hooks is refused.
     pub hook_state: Option<&'a str>,
+    /// A directory, as trusted as the runtime's state, where compiled seccomp programs are
+    /// kept by profile, so a profile is compiled once rather than at every start; `None`
+    /// compiles every time.
+    pub seccomp_cache: Option<&'a std::path::Path>,
 }
 
 /// Receives the pseudo-terminal master a container sent over its
@@ -613,7 +617,7 @@ impl Prepared {
 
         let seccomp = linux
             .and_then(|l| l.seccomp().as_ref())
-            .map(seccomp::compile)
+            .map(|p| seccomp::compile_cached(p, opts.seccomp_cache))
             .transpose()?;
         Ok(Prepared {
             root: root_path,
