@@ -75,8 +75,8 @@ done
 # Everything below runs in the private mount namespace.
 inner() {
     umount /sys/fs/cgroup/unified 2>/dev/null || true
-    local args=(-N --runs "$RUNS" --warmup "$WARMUP" --export-markdown "$WORK/run.md")
-    local cycle=(--runs "$RUNS" --warmup "$WARMUP" --export-markdown "$WORK/cycle.md")
+    local args=(-N --runs "$RUNS" --warmup "$WARMUP" --export-markdown "$WORK/run.md" --export-json "$WORK/run.json")
+    local cycle=(--runs "$RUNS" --warmup "$WARMUP" --export-markdown "$WORK/cycle.md" --export-json "$WORK/cycle.json")
     local ok=()
     for entry in "${RUNTIMES[@]}"; do
         local rt="${entry%%=*}" bin="${entry#*=}" root="$WORK/state-${entry%%=*}"
@@ -122,6 +122,21 @@ unshare -m --propagation private bash -c 'RUNTIMES=($RUNTIMES_STR); inner'
     echo "### create + start + delete (includes one sh)"
     echo
     cat "$WORK/cycle.md"
+    echo
+    echo "### medians, against crun (targets: hako-runtime ≤ 0.8× crun for both)"
+    echo
+    python3 - "$WORK/run.json" "$WORK/cycle.json" <<'PY'
+import json, sys
+def medians(path):
+    return {r["command"].split(" ")[0]: r["median"] * 1000 for r in json.load(open(path))["results"]}
+run, cycle = medians(sys.argv[1]), medians(sys.argv[2])
+def ratio(m, rt):
+    return "%.2f" % (m[rt] / m["crun"]) if "crun" in m and rt in m else "-"
+print("| runtime | run median ms | × crun | create+start+delete median ms | × crun |")
+print("|:---|---:|---:|---:|---:|")
+for rt in run:
+    print("| %s | %.1f | %s | %.1f | %s |" % (rt, run[rt], ratio(run, rt), cycle.get(rt, float("nan")), ratio(cycle, rt)))
+PY
     echo
     echo "### peak RSS of \`run\` (KiB, max of 5)"
     echo
