@@ -396,9 +396,10 @@ mod tests {
         a.flags == b.flags
             && a.notify == b.notify
             && a.filter.len() == b.filter.len()
-            && a.filter.iter().zip(&b.filter).all(|(x, y)| {
-                (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k)
-            })
+            && a.filter
+                .iter()
+                .zip(&b.filter)
+                .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k))
     }
 
     #[test]
