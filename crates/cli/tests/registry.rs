@@ -944,6 +944,13 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
+        // The network records live on the tmpfs: take the root's bridge and nft table down
+        // while the database still says what they are.
+        let _ = Command::new(common::hako_bin())
+            .args(["network", "teardown"])
+            .env("HAKO_ROOT", &self.0)
+            .stdin(Stdio::null())
+            .output();
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
