@@ -561,42 +561,35 @@ impl Netlink {
 
     /// The IPv6 routes of the main table.
     pub fn routes6(&mut self) -> io::Result<Vec<Route6>> {
-        let mut m = Msg::new(RTM_GETROUTE, NLM_F_DUMP);
-        m.buf
-            .extend_from_slice(&[libc::AF_INET6 as u8, 0, 0, 0, 0, 0, 0, 0]);
-        m.buf.extend_from_slice(&0u32.to_ne_bytes());
-        let seq = self.send(m)?;
-        let mut out = Vec::new();
-        self.recv(seq, |ty, p| {
-            if ty != RTM_NEWROUTE || p.len() < 12 {
-                return;
-            }
-            let prefix = p[1];
-            let mut table = p[4] as u32;
-            let mut dst = Ipv6Addr::UNSPECIFIED;
-            for (t, v) in attrs(&p[12..]) {
-                match t {
-                    RTA_TABLE => table = u32_of(v).unwrap_or(table),
-                    RTA_DST => {
-                        if let Ok(o) = <[u8; 16]>::try_from(v) {
-                            dst = Ipv6Addr::from(o);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if table == RT_TABLE_MAIN as u32 {
-                out.push(Route6 { dst, prefix });
-            }
-        })?;
-        Ok(out)
+        Ok(self
+            .main_routes(libc::AF_INET6 as u8)?
+            .into_iter()
+            .map(|(dst, prefix)| Route6 {
+                dst: <[u8; 16]>::try_from(dst.as_slice())
+                    .map_or(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from),
+                prefix,
+            })
+            .collect())
     }
 
     /// The IPv4 routes of the main table.
     pub fn routes4(&mut self) -> io::Result<Vec<Route4>> {
+        Ok(self
+            .main_routes(libc::AF_INET as u8)?
+            .into_iter()
+            .map(|(dst, prefix)| Route4 {
+                dst: <[u8; 4]>::try_from(dst.as_slice())
+                    .map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from),
+                prefix,
+            })
+            .collect())
+    }
+
+    /// The main table's routes of one address family, as (destination bytes, prefix length);
+    /// the destination is empty for a default route, which carries no RTA_DST.
+    fn main_routes(&mut self, family: u8) -> io::Result<Vec<(Vec<u8>, u8)>> {
         let mut m = Msg::new(RTM_GETROUTE, NLM_F_DUMP);
-        m.buf
-            .extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0]);
+        m.buf.extend_from_slice(&[family, 0, 0, 0, 0, 0, 0, 0]);
         m.buf.extend_from_slice(&0u32.to_ne_bytes());
         let seq = self.send(m)?;
         let mut out = Vec::new();
@@ -606,16 +599,16 @@ impl Netlink {
             }
             let prefix = p[1];
             let mut table = p[4] as u32;
-            let mut dst = Ipv4Addr::UNSPECIFIED;
+            let mut dst = Vec::new();
             for (t, v) in attrs(&p[12..]) {
                 match t {
                     RTA_TABLE => table = u32_of(v).unwrap_or(table),
-                    RTA_DST if v.len() == 4 => dst = Ipv4Addr::new(v[0], v[1], v[2], v[3]),
+                    RTA_DST => dst = v.to_vec(),
                     _ => {}
                 }
             }
             if table == RT_TABLE_MAIN as u32 {
-                out.push(Route4 { dst, prefix });
+                out.push((dst, prefix));
             }
         })?;
         Ok(out)
