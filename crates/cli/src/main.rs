@@ -858,6 +858,36 @@ fn open(root: &std::path::Path) -> anyhow::Result<Engine> {
     Engine::open(root).with_context(|| format!("cannot open state root {}", root.display()))
 }
 
+/// The monitor's last step. Nobody reads its stderr, so a failure (a store that stayed locked
+/// under a burst of starts, say) is retried, then recorded in ROOT/container-finish.log rather
+/// than lost: otherwise a restart policy would silently not apply.
+fn container_finish(root: &std::path::Path, id: &str, pid: Option<i32>) -> Result<i32, Failure> {
+    let mut last = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+        }
+        match open(root).and_then(|e| Ok(e.finish_detached(id, pid)?)) {
+            Ok(()) => return Ok(0),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.expect("three attempts");
+    let line = format!(
+        "{} container-finish {id}: {e:#}\n",
+        hako_engine::rfc3339(hako_engine::now_nanos())
+    );
+    use std::io::Write as _;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("container-finish.log"))
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+    Err(e.into())
+}
+
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Build(a) => build::build(&cli.root, a),
@@ -988,10 +1018,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(code)
         }
-        Command::ContainerFinish { id, pid } => {
-            open(&cli.root)?.finish_detached(&id, pid)?;
-            Ok(0)
-        }
+        Command::ContainerFinish { id, pid } => container_finish(&cli.root, &id, pid),
         Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
             info(&cli.root, format)
         }

@@ -474,7 +474,8 @@ pub(crate) fn self_owner() -> (i32, Option<i64>) {
     (me, process_start_time(me))
 }
 
-pub(crate) fn now_nanos() -> i64 {
+/// Nanoseconds since the Unix epoch, the unit of every time the store records.
+pub fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

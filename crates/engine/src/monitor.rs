@@ -270,9 +270,38 @@ impl Engine {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .ok();
-        let Some((auto_remove, parent, state, pid)) = row else {
+        let Some((auto_remove, parent, mut state, mut pid)) = row else {
             return Ok(());
         };
+        // A container that exits at once can be reaped before the process that started it has
+        // recorded its pid (that process reads the monitor's report, then writes the row): wait
+        // for that write rather than mistake our own run for a newer one.
+        if let (Some(_), None, "created") = (init, pid, state.as_str()) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+                let now: Option<(String, Option<i32>)> = self
+                    .store
+                    .conn()
+                    .query_row(
+                        "SELECT state, pid FROM containers WHERE id = ?1",
+                        [id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .ok();
+                let Some(now) = now else { return Ok(()) };
+                (state, pid) = now;
+                if pid.is_some() || state != "created" {
+                    break;
+                }
+            }
+            // The starter died before writing: a newer start removes the exit file before it
+            // marks the row created, so a present exit file is this run's.
+            if pid.is_none() && state == "created" && read_exit_file(&dir).is_some() {
+                pid = init;
+                state = "running".into();
+            }
+        }
         let newer_run = match (init, pid) {
             (Some(mine), Some(recorded)) => state == "running" && mine != recorded,
             (Some(_), None) => state == "created",
@@ -472,4 +501,90 @@ impl Engine {
 pub(crate) fn read_exit_file(dir: &Path) -> Option<i32> {
     let s = std::fs::read_to_string(exit_path(dir)).ok()?;
     s.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race the CI hit under a burst of starts: the monitor reaps a short-lived container
+    /// before `run -d` has written its pid. The finish must wait for that write, not take the
+    /// exit for a newer run's and leave the container "running" with no restart.
+    #[test]
+    fn finish_waits_for_the_starter_to_record_the_pid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = Engine::open(tmp.path()).unwrap();
+        let id = "f".repeat(64);
+        engine
+            .store
+            .conn()
+            .execute(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
+                 VALUES (?1, 'quick', 'busybox', 'x', 'true', 0, 'created', 0, '{}')",
+                [&id],
+            )
+            .unwrap();
+        let dir = engine.container_dir(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(exit_path(&dir), "3 0\n").unwrap();
+        let root = tmp.path().to_path_buf();
+        let starter = {
+            let id = id.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let late = Engine::open(&root).unwrap();
+                late.store
+                    .conn()
+                    .execute(
+                        "UPDATE containers SET state = 'running', pid = 4242 WHERE id = ?1 AND state = 'created'",
+                        [&id],
+                    )
+                    .unwrap();
+            })
+        };
+        engine.finish_detached(&id, Some(4242)).unwrap();
+        starter.join().unwrap();
+        let (state, code): (String, Option<i32>) = engine
+            .store
+            .conn()
+            .query_row(
+                "SELECT state, exit_code FROM containers WHERE id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), code), ("exited", Some(3)));
+    }
+
+    /// A late finish for an old run, when the row already shows a newer run's pid, leaves that
+    /// run alone.
+    #[test]
+    fn finish_leaves_a_newer_start_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = Engine::open(tmp.path()).unwrap();
+        let id = "e".repeat(64);
+        engine
+            .store
+            .conn()
+            .execute(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
+                 VALUES (?1, 'again', 'busybox', 'x', 'true', 0, 'running', 0, '{}')",
+                [&id],
+            )
+            .unwrap();
+        engine
+            .store
+            .conn()
+            .execute("UPDATE containers SET pid = 777 WHERE id = ?1", [&id])
+            .unwrap();
+        engine.finish_detached(&id, Some(4242)).unwrap();
+        let state: String = engine
+            .store
+            .conn()
+            .query_row("SELECT state FROM containers WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(state, "running");
+    }
 }
