@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{wait_for, Root};
+use common::peers::Registry;
+use common::Root;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 fn write(dir: &Path, name: &str, text: &str) {
     let p = dir.join(name);
@@ -126,64 +127,6 @@ fn platform_and_rm() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Removing intermediate container"), "{out}");
     assert_eq!(r.ok(&["ps", "-aq"]), "");
-}
-
-/// A private registry on a free loopback port; stopped (by pid) on drop.
-struct Registry {
-    child: Child,
-    _storage: tempfile::TempDir,
-    _config: tempfile::TempDir,
-    port: u16,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let bin = Path::new("/usr/bin/docker-registry");
-        assert!(bin.is_file(), "apt-get install docker-registry");
-        let storage = tempfile::tempdir().unwrap();
-        let config = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let yml = config.path().join("config.yml");
-        std::fs::write(
-            &yml,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&yml)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Registry {
-            child,
-            _storage: storage,
-            _config: config,
-            port,
-        };
-        assert!(
-            wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
-                .is_ok()),
-            "docker-registry did not listen on {port}"
-        );
-        reg
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A FROM image missing locally is pulled; `--pull` pulls one that is present.
