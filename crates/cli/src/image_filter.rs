@@ -346,34 +346,8 @@ fn parse_until(v: &str, now: std::time::SystemTime) -> anyhow::Result<std::time:
         }
     }
     let bad = || anyhow::anyhow!("invalid filter 'until={v}': not a duration or a timestamp");
-    let mut total = 0f64;
-    let mut rest = v;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[u..];
-    }
-    now.checked_sub(Duration::from_secs_f64(total))
-        .ok_or_else(bad)
+    let ago = hako_runtime::parse_go_duration(v).ok_or_else(bad)?;
+    now.checked_sub(ago).ok_or_else(bad)
 }
 
 #[cfg(test)]

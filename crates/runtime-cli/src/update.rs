@@ -90,33 +90,8 @@ pub fn parse_size(s: &str) -> Result<i64> {
 /// A Go-style duration as runc takes it: one or more `<number><unit>` with units ns, us, ms,
 /// s, m, h.
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || anyhow!("invalid --interval {s:?}: use e.g. 5s, 500ms or 1m30s");
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..n_end].parse().map_err(|_| bad())?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let secs = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += Duration::try_from_secs_f64(n * secs).map_err(|_| bad())?;
-        rest = &rest[u_end..];
-    }
+    let total = hako_runtime::parse_go_duration(s.trim())
+        .ok_or_else(|| anyhow!("invalid --interval {s:?}: use e.g. 5s, 500ms or 1m30s"))?;
     if total.is_zero() {
         bail!("invalid --interval {s:?}: must be greater than zero");
     }

@@ -11,6 +11,7 @@
 mod attrs;
 mod child;
 mod compat;
+mod duration;
 mod error;
 pub mod fsutil;
 mod hooks;
@@ -20,6 +21,7 @@ mod process;
 mod seccomp;
 
 pub use compat::{parse_process, parse_spec};
+pub use duration::parse_go_duration;
 pub use error::{Error, ExecFailure};
 pub use process::{start, Created, ExitStatus, Running};
 
