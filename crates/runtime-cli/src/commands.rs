@@ -678,8 +678,10 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         None => None,
     };
     let seccomp_cache = seccomp_cache_dir(root);
+    let joined_state = serde_json::to_string(&c.oci_state(Status::Running))?;
     let opts = hako_runtime::SpawnOptions {
         cgroup: cgroup.as_ref(),
+        joined_state: Some(&joined_state),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
         preserve_fds: args.preserve_fds,

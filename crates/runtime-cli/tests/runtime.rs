@@ -1409,6 +1409,11 @@ fn seccomp_notify_hands_the_listener_to_the_agent() {
     let (state, answered) = second.join().unwrap();
     assert!(answered >= 1);
     assert_eq!(state["fds"], json!(["seccompFd"]));
+    // The agent learns which container the exec'd process joined, and that it runs.
+    assert_eq!(state["state"]["id"], b.id.as_str());
+    assert_eq!(state["state"]["status"], "running");
+    assert!(state["state"]["pid"].as_i64().unwrap() > 1);
+    assert_ne!(state["pid"], state["state"]["pid"]);
     // The container's own agent lives as long as the container.
     let out = b.rt(&["kill", &b.id, "KILL"]);
     assert!(out.status.success(), "{}", stderr(&out));

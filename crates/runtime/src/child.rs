@@ -446,7 +446,10 @@ fn load_seccomp(
         .ctx(|| "find a free descriptor".into())?;
     // SAFETY: closing the probe descriptor we just made; nothing else refers to it.
     unsafe { libc::close(slot) };
-    let state = crate::hooks::state_json(&p.hook_state, "created", host_pid);
+    let state = match &p.joined_state {
+        Some(s) => s.clone(),
+        None => crate::hooks::state_json(&p.hook_state, "created", host_pid),
+    };
     let payload = format!(
         "{{\"ociVersion\":{},\"fds\":[\"seccompFd\"],\"pid\":{host_pid},\"metadata\":{},\"state\":{state}}}",
         serde_json::Value::from(l.oci_version.as_str()),

@@ -99,6 +99,10 @@ pub struct SpawnOptions<'a> {
     /// container's namespaces at the moments the spec names, with the state on their stdin;
     /// without it, a spec that has such hooks is refused.
     pub hook_state: Option<&'a str>,
+    /// For a process joining a running container (`exec`): that container's whole OCI state,
+    /// which a seccomp agent at `listenerPath` receives as `state`. Without it, the agent
+    /// gets the state of the container being created, from `hook_state`.
+    pub joined_state: Option<&'a str>,
     /// A directory, as trusted as the runtime's state, where compiled seccomp programs are
     /// kept by profile, so a profile is compiled once rather than at every start; `None`
     /// compiles every time.
@@ -284,6 +288,8 @@ pub(crate) struct Prepared {
     pub create_container_hooks: Vec<hooks::HookPlan>,
     pub start_container_hooks: Vec<hooks::HookPlan>,
     pub hook_state: String,
+    /// `SpawnOptions::joined_state`.
+    pub joined_state: Option<String>,
 }
 
 #[derive(Debug)]
@@ -693,6 +699,7 @@ impl Prepared {
             create_container_hooks: container_hooks(spec, opts, "createContainer")?,
             start_container_hooks: container_hooks(spec, opts, "startContainer")?,
             hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
+            joined_state: opts.joined_state.map(str::to_owned),
         })
     }
 }
