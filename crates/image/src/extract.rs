@@ -236,11 +236,11 @@ pub(crate) fn extract_layer_verified(
     let (diff_hex, diff_size) = unpacked?;
     drained?;
 
-    let file = tee
-        .out
+    // Not synced here: the store records the layer as not yet durable
+    // (durable.rs).
+    tee.out
         .into_inner()
         .map_err(|e| io_ctx(e.into_error(), "write", blob_path))?;
-    file.sync_all().map_err(|e| io_ctx(e, "fsync", blob_path))?;
     Ok(Extracted {
         compression,
         blob_hex: hex::encode(tee.hasher.finalize()),
@@ -450,10 +450,6 @@ fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error> {
     for (dir, mtime) in dir_times.iter().rev() {
         set_mtime(dir, *mtime)?;
     }
-    let fd = File::open(&root).map_err(|e| io_ctx(e, "open", &root))?;
-    // One syncfs instead of an fsync per file: the layer only becomes
-    // visible (renamed into place) after this returns.
-    nix::unistd::syncfs(&fd).map_err(|e| nix_ctx(e, "sync", &root))?;
     Ok(())
 }
 

@@ -25,7 +25,7 @@ pub struct Stager {
 /// A layer unpacked and verified under `tmp/`, not yet part of the store.
 /// Dropping it removes the staged files.
 pub struct StagedLayer {
-    work: TmpGuard,
+    pub(crate) work: TmpGuard,
     blob: TmpGuard,
     /// `sha256:` digest of the blob as received.
     pub blob_digest: String,
@@ -281,6 +281,7 @@ impl ImageStore {
                              VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![chain, diff_ids[i], s.blob_digest, s.diff_size as i64, parent],
                         )?;
+                        crate::durable::record_pending(&tx, chain)?;
                     }
                 }
             }
@@ -292,7 +293,6 @@ impl ImageStore {
             size += layer_size as u64;
             parent = Some(chain);
         }
-        fsync_dir(&self.root().join("layers"))?;
         self.put_blob_bytes(&new.config)?;
         let manifest_hex = self.put_blob_bytes(&new.manifest)?;
         fsync_dir(&self.root().join("blobs/sha256"))?;

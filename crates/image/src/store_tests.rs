@@ -115,7 +115,7 @@ fn assert_empty(store: &ImageStore) {
     assert_eq!(dir_len(&r.join("blobs/sha256")), 0, "blobs");
     assert_eq!(dir_len(&r.join("layers")), 0, "layers");
     assert_eq!(dir_len(&r.join("tmp")), 0, "tmp");
-    for t in ["images", "tags", "layers", "image_layers"] {
+    for t in ["images", "tags", "layers", "image_layers", "layer_sync"] {
         assert_eq!(count(store, t), 0, "{t}");
     }
 }
@@ -802,5 +802,86 @@ fn remove_unused_keeps_images_in_use() {
         ])
     );
     assert_eq!(store.remove_unused(&img.id, &no_use).unwrap(), None, "gone");
+    assert_empty(&store);
+}
+
+#[test]
+fn pending_layers_become_durable_after_the_writeback_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("a")))
+        .unwrap();
+    assert_eq!(count(&store, "layer_sync"), 1);
+    let boot = crate::durable::boot_id();
+    let now = time::unix_now();
+    store.settle_pending(&boot, now).unwrap();
+    assert_eq!(
+        count(&store, "layer_sync"),
+        1,
+        "too young to be written back"
+    );
+    store.settle_pending(&boot, now + 3600).unwrap();
+    assert_eq!(count(&store, "layer_sync"), 0);
+    assert!(store.resolve("a").is_ok());
+    store.remove("a", false, &no_use).unwrap();
+    assert_empty(&store);
+}
+
+#[test]
+fn layers_of_an_earlier_boot_are_unpacked_again_from_their_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let img = store.import(&sample_tar()[..], &opts(Some("s"))).unwrap();
+    let diff = &img.layers[0];
+    // What a power loss can leave of unsynced files: some gone, some empty.
+    fs::remove_file(diff.join("etc/hello")).unwrap();
+    fs::write(diff.join("bin/su"), b"").unwrap();
+    // The boot the layer was written in is not the current one.
+    store
+        .settle_pending("another-boot", time::unix_now())
+        .unwrap();
+    assert_eq!(count(&store, "layer_sync"), 0);
+    assert_eq!(fs::read(diff.join("etc/hello")).unwrap(), b"hi\n");
+    assert_eq!(fs::read(diff.join("bin/su")).unwrap(), b"su");
+    let again = store.resolve("s").unwrap();
+    assert_eq!(again.id, img.id);
+    assert_eq!(again.layers, img.layers);
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+}
+
+#[test]
+fn images_whose_blob_did_not_survive_a_reboot_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let boot = crate::durable::boot_id();
+    let kept = store
+        .import(&tiny_tar("k", b"kept")[..], &opts(Some("kept")))
+        .unwrap();
+    store
+        .settle_pending(&boot, time::unix_now() + 3600)
+        .unwrap();
+    assert_eq!(count(&store, "layer_sync"), 0);
+    let tar = tiny_tar("l", b"lost");
+    let lost = store.import(&tar[..], &opts(Some("lost"))).unwrap();
+    store
+        .tag("lost", &Reference::parse("lost:two").unwrap())
+        .unwrap();
+    // The blob came back from the power loss truncated.
+    fs::write(store.blob_path(&format!("sha256:{}", sha(&tar))), b"").unwrap();
+    store
+        .settle_pending("another-boot", time::unix_now())
+        .unwrap();
+    assert!(matches!(store.resolve("lost"), Err(Error::NotFound(_))));
+    assert!(matches!(store.resolve("lost:two"), Err(Error::NotFound(_))));
+    assert!(!lost.layers[0].exists());
+    assert!(!store.blob_path(&format!("sha256:{}", sha(&tar))).exists());
+    assert_eq!(store.resolve("kept").unwrap().id, kept.id);
+    assert!(kept.layers[0].join("k").is_file());
+    assert_eq!(count(&store, "layer_sync"), 0);
+    assert_eq!(count(&store, "images"), 1);
+    assert_eq!(count(&store, "layers"), 1);
+    assert_eq!(store.gc().unwrap(), GcReport::default());
+    store.remove("kept", false, &no_use).unwrap();
     assert_empty(&store);
 }
