@@ -250,8 +250,7 @@ impl ImageStore {
                     let stager = &stager;
                     s.spawn(move || -> Result<StagedLayer, Error> {
                         let p = safe_rel(root, path)?;
-                        let f = File::open(&p).map_err(|e| io_ctx(e, "open", &p))?;
-                        stager.stage_layer(BufReader::with_capacity(1 << 20, f), digest.as_deref())
+                        stager.stage_layer_file(&p, digest.as_deref())
                     })
                 })
                 .collect();
@@ -408,9 +407,13 @@ fn unpack_plain(input: impl Read, dir: &Path) -> Result<(), Error> {
             if let Some(parent) = dst.parent() {
                 fs::create_dir_all(parent).map_err(|e| io_ctx(e, "create", parent))?;
             }
-            let mut f = File::create(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
-            io::copy(&mut entry, &mut f)
+            let f = File::create(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
+            // io::copy fills a BufWriter's own buffer: 1 MiB writes, not 8 KiB.
+            let mut w = io::BufWriter::with_capacity(1 << 20, f);
+            io::copy(&mut entry, &mut w)
                 .map_err(|e| corrupt(format!("reading {rel} from archive: {e}")))?;
+            w.into_inner()
+                .map_err(|e| io_ctx(e.into_error(), "write", &dst))?;
         }
     }
     Ok(())
