@@ -885,3 +885,93 @@ fn images_whose_blob_did_not_survive_a_reboot_are_removed() {
     store.remove("kept", false, &no_use).unwrap();
     assert_empty(&store);
 }
+
+#[test]
+fn load_of_images_sharing_a_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let tar = tiny_tar("f", b"shared");
+    let mut o = opts(Some("one"));
+    o.changes = vec!["CMD one".into()];
+    let one = store.import(&tar[..], &o).unwrap();
+    let mut o = opts(Some("two"));
+    o.changes = vec!["CMD two".into()];
+    let two = store.import(&tar[..], &o).unwrap();
+    let mut archive = Vec::new();
+    store
+        .save(
+            &[
+                (one.clone(), one.repo_tags.clone()),
+                (two.clone(), two.repo_tags.clone()),
+            ],
+            &mut archive,
+        )
+        .unwrap();
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = ImageStore::open(dir2.path()).unwrap();
+    let loaded = other.load_archive(&archive[..]).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(other.resolve("one").unwrap().id, one.id);
+    let two_loaded = other.resolve("two").unwrap();
+    assert_eq!(two_loaded.id, two.id);
+    assert_eq!(fs::read(two_loaded.layers[0].join("f")).unwrap(), b"shared");
+    assert_eq!(count(&other, "layers"), 1);
+    assert_eq!(dir_len(&dir2.path().join("tmp")), 0);
+    let blob = other.blob_path(&format!("sha256:{}", sha(&tar)));
+    assert_eq!(sha(&fs::read(blob).unwrap()), sha(&tar));
+    assert_eq!(other.gc().unwrap(), GcReport::default());
+}
+
+#[test]
+fn load_of_a_layer_named_twice_never_stores_a_wrong_blob() {
+    let tar = tiny_tar("f", b"real");
+    let hex = sha(&tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&tar))]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", sha(&config)),
+        "RepoTags": ["twice:latest"],
+        "Layers": [format!("blobs/sha256/{hex}")],
+    }]))
+    .unwrap();
+    let forged = tiny_tar("f", b"forged");
+    for contents in [[&tar, &forged], [&forged, &tar]] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add(&format!("blobs/sha256/{}", sha(&config)), &config);
+        for c in contents {
+            add(&format!("blobs/sha256/{hex}"), c);
+        }
+        add("manifest.json", &manifest);
+        let archive = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        match store.load_archive(&archive[..]) {
+            // The last copy is the one the archive holds.
+            Ok(_) if contents[1] == &tar => {
+                let img = store.resolve("twice").unwrap();
+                assert_eq!(fs::read(img.layers[0].join("f")).unwrap(), b"real");
+            }
+            Err(Error::DigestMismatch { .. }) if contents[1] == &forged => assert_empty(&store),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        for e in fs::read_dir(dir.path().join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(
+                sha(&fs::read(e.path()).unwrap()),
+                e.file_name().to_string_lossy()
+            );
+        }
+        assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+    }
+}
