@@ -110,15 +110,28 @@ impl ImageStore {
             // Everything those rows describe was written before they were
             // read, so this sync covers it.
             sync_store(self.root())?;
-            let tx = self.begin()?;
-            for p in &ripe {
-                // A recommit in the meantime has a newer row, which stays.
-                tx.execute(
-                    "DELETE FROM layer_sync WHERE chain_id = ?1 AND boot_id = ?2 AND committed = ?3",
-                    params![p.chain_id, p.boot_id, p.committed],
-                )?;
+            let marked = (|| -> Result<(), Error> {
+                let tx = self.begin()?;
+                for p in &ripe {
+                    // A recommit in the meantime has a newer row, which stays.
+                    tx.execute(
+                        "DELETE FROM layer_sync WHERE chain_id = ?1 AND boot_id = ?2 AND committed = ?3",
+                        params![p.chain_id, p.boot_id, p.committed],
+                    )?;
+                }
+                Ok(tx.commit()?)
+            })();
+            // Marking is an optimisation (it spares a re-extraction after the
+            // next reboot): a database another writer holds for longer than
+            // the busy timeout leaves it to a later command.
+            match marked {
+                Err(Error::Db(rusqlite::Error::SqliteFailure(e, _)))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) => {}
+                other => other?,
             }
-            tx.commit()?;
         }
         if !stale.is_empty() {
             self.recover(&stale, boot)?;
