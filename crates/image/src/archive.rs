@@ -151,8 +151,31 @@ impl ImageStore {
             path: Some(self.tmp_path()?),
         };
         fs::create_dir(dir.path()).map_err(|e| io_ctx(e, "create", dir.path()))?;
-        unpack_plain(input, dir.path())?;
         let root = dir.path();
+        let stager = self.stager();
+        std::thread::scope(|s| {
+            // Which files are layers is only known from manifest.json, which
+            // both Docker and hako write last. A file that looks like a layer
+            // is staged as soon as it is written, while the rest of the
+            // archive is still being read; a guess that no image uses is
+            // dropped with its staging.
+            let mut early = Early::default();
+            unpack_plain(input, root, &mut |rel, path, head| {
+                if !looks_like_layer(head) {
+                    return;
+                }
+                let digest = rel
+                    .strip_prefix("blobs/sha256/")
+                    .map(|h| format!("sha256:{h}"));
+                let stager = &stager;
+                let handle = s.spawn(move || stager.stage_layer_file(&path, digest.as_deref()));
+                early.0.insert(rel.to_string(), handle);
+            })?;
+            self.load_unpacked(root, &mut early)
+        })
+    }
+
+    fn load_unpacked(&self, root: &Path, early: &mut Early<'_>) -> Result<Vec<Loaded>, Error> {
         let mut out = Vec::new();
         if root.join("index.json").is_file() {
             let index = read_json(root, "index.json")?;
@@ -191,7 +214,7 @@ impl ImageStore {
                         (format!("blobs/sha256/{}", hex_part(&d)), Some(d))
                     })
                     .collect();
-                out.push(self.load_one(root, Some(manifest), config, &layers, tags)?);
+                out.push(self.load_one(root, Some(manifest), config, &layers, tags, early)?);
             }
         } else if root.join("manifest.json").is_file() {
             let list = read_json(root, "manifest.json")?;
@@ -216,7 +239,7 @@ impl ImageStore {
                     .flatten()
                     .filter_map(|t| t.as_str().and_then(|t| Reference::parse(t).ok()))
                     .collect();
-                out.push(self.load_one(root, None, config, &layers, tags)?);
+                out.push(self.load_one(root, None, config, &layers, tags, early)?);
             }
         } else {
             return Err(corrupt(
@@ -233,6 +256,7 @@ impl ImageStore {
         config: Vec<u8>,
         layers: &[(String, Option<String>)],
         tags: Vec<Reference>,
+        early: &mut Early<'_>,
     ) -> Result<Loaded, Error> {
         let (_, diff_ids) = config_diff_ids(&config)?;
         if diff_ids.len() != layers.len() {
@@ -247,21 +271,25 @@ impl ImageStore {
             let handles: Vec<_> = layers
                 .iter()
                 .map(|(path, digest)| {
+                    // Staged early under the name its digest gives, or now
+                    // (a layer shared with an image loaded before, whose
+                    // early staging that image took).
+                    let name = path.trim_start_matches("./");
+                    let staged_early = early
+                        .0
+                        .remove(name)
+                        .filter(|_| digest_of_name(name) == *digest);
+                    if let Some(h) = staged_early {
+                        return Pending::Early(h);
+                    }
                     let stager = &stager;
-                    s.spawn(move || -> Result<StagedLayer, Error> {
+                    Pending::Now(s.spawn(move || -> Result<StagedLayer, Error> {
                         let p = safe_rel(root, path)?;
-                        let f = File::open(&p).map_err(|e| io_ctx(e, "open", &p))?;
-                        stager.stage_layer(BufReader::with_capacity(1 << 20, f), digest.as_deref())
-                    })
+                        stager.stage_layer_file(&p, digest.as_deref())
+                    }))
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
-                })
-                .collect()
+            handles.into_iter().map(Pending::join).collect()
         });
         let staged: Vec<StagedLayer> = staged.into_iter().collect::<Result<_, _>>()?;
         let manifest = match manifest {
@@ -305,6 +333,46 @@ impl ImageStore {
         }
         Ok(Loaded { image, tags })
     }
+}
+
+/// Layers staged while the archive was still being read, by their path in
+/// it.
+#[derive(Default)]
+struct Early<'scope>(
+    std::collections::HashMap<
+        String,
+        std::thread::ScopedJoinHandle<'scope, Result<StagedLayer, Error>>,
+    >,
+);
+
+/// A layer being staged by a worker thread of either kind.
+enum Pending<'a, 'b> {
+    Early(std::thread::ScopedJoinHandle<'a, Result<StagedLayer, Error>>),
+    Now(std::thread::ScopedJoinHandle<'b, Result<StagedLayer, Error>>),
+}
+
+impl Pending<'_, '_> {
+    fn join(self) -> Result<StagedLayer, Error> {
+        let r = match self {
+            Pending::Early(h) => h.join(),
+            Pending::Now(h) => h.join(),
+        };
+        r.unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
+    }
+}
+
+/// The digest a `blobs/sha256/<hex>` path names, as [`load_archive`] passes it.
+fn digest_of_name(name: &str) -> Option<String> {
+    name.strip_prefix("blobs/sha256/")
+        .map(|h| format!("sha256:{h}"))
+}
+
+/// Whether a file starting with `head` can be a layer: gzip, zstd, or a tar
+/// header (`ustar` at offset 257). Config and manifest JSON cannot.
+fn looks_like_layer(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || head.get(257..262) == Some(&b"ustar"[..])
 }
 
 /// In a nested index, the manifest for this host (or the only one).
@@ -366,7 +434,14 @@ fn read_rel(root: &Path, rel: &str) -> Result<Vec<u8>, Error> {
 
 /// Unpacks the archive's regular files and directories (nothing else is
 /// meaningful in an image archive), decompressing it first if needed.
-fn unpack_plain(input: impl Read, dir: &Path) -> Result<(), Error> {
+///
+/// `written` is called with the archive path, the file and its first bytes
+/// after each regular file is complete.
+fn unpack_plain(
+    input: impl Read,
+    dir: &Path,
+    written: &mut dyn FnMut(&str, std::path::PathBuf, &[u8]),
+) -> Result<(), Error> {
     let mut input = BufReader::with_capacity(1 << 20, input);
     let magic = {
         use std::io::BufRead;
@@ -408,9 +483,38 @@ fn unpack_plain(input: impl Read, dir: &Path) -> Result<(), Error> {
             if let Some(parent) = dst.parent() {
                 fs::create_dir_all(parent).map_err(|e| io_ctx(e, "create", parent))?;
             }
-            let mut f = File::create(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
-            io::copy(&mut entry, &mut f)
+            // A name given twice gets a new file: the first may already be
+            // hard-linked as a staged blob, which must keep its content.
+            match fs::remove_file(&dst) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_ctx(e, "replace", &dst))
+                }
+                _ => {}
+            }
+            let f = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&dst)
+                .map_err(|e| io_ctx(e, "create", &dst))?;
+            // io::copy fills a BufWriter's own buffer: 1 MiB writes, not 8 KiB.
+            let mut w = io::BufWriter::with_capacity(1 << 20, f);
+            let mut head = [0u8; 512];
+            let mut got = 0;
+            while got < head.len() {
+                match entry.read(&mut head[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(corrupt(format!("reading {rel} from archive: {e}"))),
+                }
+            }
+            w.write_all(&head[..got])
+                .map_err(|e| io_ctx(e, "write", &dst))?;
+            io::copy(&mut entry, &mut w)
                 .map_err(|e| corrupt(format!("reading {rel} from archive: {e}")))?;
+            w.into_inner()
+                .map_err(|e| io_ctx(e.into_error(), "write", &dst))?;
+            written(rel, dst, &head[..got]);
         }
     }
     Ok(())

@@ -53,7 +53,8 @@ pub(crate) struct Extracted {
 /// Copies everything read through it into a file while hashing it.
 struct Tee<R> {
     inner: R,
-    out: BufWriter<File>,
+    /// `None` when the blob is already a file of its own (a loaded archive's).
+    out: Option<BufWriter<File>>,
     hasher: Sha256,
     n: u64,
 }
@@ -61,7 +62,9 @@ struct Tee<R> {
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        if let Some(out) = &mut self.out {
+            out.write_all(&buf[..n])?;
+        }
         self.hasher.update(&buf[..n]);
         self.n += n as u64;
         Ok(n)
@@ -172,9 +175,29 @@ pub(crate) fn extract_layer_verified(
         .create_new(true)
         .open(blob_path)
         .map_err(|e| io_ctx(e, "create", blob_path))?;
+    extract_with(input, Some((blob, blob_path)), diff_dir, expected)
+}
+
+/// [`extract_layer_verified`] of a blob that is a file already: it is only
+/// read, hashed and unpacked, not copied.
+pub(crate) fn extract_layer_from_blob(
+    input: impl Read,
+    diff_dir: &Path,
+    expected: Option<&str>,
+) -> Result<Extracted, Error> {
+    extract_with(input, None, diff_dir, expected)
+}
+
+fn extract_with(
+    input: impl Read,
+    blob: Option<(File, &Path)>,
+    diff_dir: &Path,
+    expected: Option<&str>,
+) -> Result<Extracted, Error> {
+    let blob_path = blob.as_ref().map(|(_, p)| *p);
     let mut tee = Tee {
         inner: BufReader::with_capacity(256 * 1024, input),
-        out: BufWriter::with_capacity(256 * 1024, blob),
+        out: blob.map(|(f, _)| BufWriter::with_capacity(256 * 1024, f)),
         hasher: Sha256::new(),
         n: 0,
     };
@@ -236,11 +259,12 @@ pub(crate) fn extract_layer_verified(
     let (diff_hex, diff_size) = unpacked?;
     drained?;
 
-    let file = tee
-        .out
-        .into_inner()
-        .map_err(|e| io_ctx(e.into_error(), "write", blob_path))?;
-    file.sync_all().map_err(|e| io_ctx(e, "fsync", blob_path))?;
+    // Not synced here: the store records the layer as not yet durable
+    // (durable.rs).
+    if let (Some(out), Some(path)) = (tee.out.take(), blob_path) {
+        out.into_inner()
+            .map_err(|e| io_ctx(e.into_error(), "write", path))?;
+    }
     Ok(Extracted {
         compression,
         blob_hex: hex::encode(tee.hasher.finalize()),
@@ -450,10 +474,6 @@ fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error> {
     for (dir, mtime) in dir_times.iter().rev() {
         set_mtime(dir, *mtime)?;
     }
-    let fd = File::open(&root).map_err(|e| io_ctx(e, "open", &root))?;
-    // One syncfs instead of an fsync per file: the layer only becomes
-    // visible (renamed into place) after this returns.
-    nix::unistd::syncfs(&fd).map_err(|e| nix_ctx(e, "sync", &root))?;
     Ok(())
 }
 

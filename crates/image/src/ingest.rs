@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 use rusqlite::{params, OptionalExtension};
 
-use crate::extract::{extract_layer_verified, io_ctx, Compression};
+use crate::extract::{extract_layer_from_blob, extract_layer_verified, io_ctx, Compression};
 use crate::store::{
     chain_ids, check_taggable, fsync_dir, hex_part, sha256_hex, tmp_path_in, TmpGuard,
 };
@@ -25,7 +25,7 @@ pub struct Stager {
 /// A layer unpacked and verified under `tmp/`, not yet part of the store.
 /// Dropping it removes the staged files.
 pub struct StagedLayer {
-    work: TmpGuard,
+    pub(crate) work: TmpGuard,
     blob: TmpGuard,
     /// `sha256:` digest of the blob as received.
     pub blob_digest: String,
@@ -70,6 +70,49 @@ impl Stager {
             path: Some(tmp_path_in(&self.root)?),
         };
         let ex = extract_layer_verified(input, blob.path(), &diff, expected)?;
+        Ok(StagedLayer {
+            work,
+            blob,
+            blob_digest: format!("sha256:{}", ex.blob_hex),
+            blob_size: ex.blob_size,
+            diff_id: format!("sha256:{}", ex.diff_hex),
+            diff_size: ex.diff_size,
+            compression: ex.compression,
+        })
+    }
+}
+
+impl Stager {
+    /// [`Stager::stage_layer`] of a blob that is already a file on the
+    /// store's filesystem (an unpacked archive's): the file is hard-linked as
+    /// the staged blob instead of copied, and read once to hash and unpack.
+    /// Falls back to a copy where it cannot be linked.
+    pub(crate) fn stage_layer_file(
+        &self,
+        path: &std::path::Path,
+        expected: Option<&str>,
+    ) -> Result<StagedLayer, Error> {
+        let open = || {
+            fs::File::open(path)
+                .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+                .map_err(|e| io_ctx(e, "open", path))
+        };
+        if let Some(d) = expected {
+            check_digest(d)?;
+        }
+        let blob = TmpGuard {
+            path: Some(tmp_path_in(&self.root)?),
+        };
+        if fs::hard_link(path, blob.path()).is_err() {
+            return self.stage_layer(open()?, expected);
+        }
+        let work = TmpGuard {
+            path: Some(tmp_path_in(&self.root)?),
+        };
+        fs::create_dir(work.path()).map_err(|e| io_ctx(e, "create", work.path()))?;
+        let diff = work.path().join("diff");
+        fs::create_dir(&diff).map_err(|e| io_ctx(e, "create", &diff))?;
+        let ex = extract_layer_from_blob(open()?, &diff, expected)?;
         Ok(StagedLayer {
             work,
             blob,
@@ -281,6 +324,7 @@ impl ImageStore {
                              VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![chain, diff_ids[i], s.blob_digest, s.diff_size as i64, parent],
                         )?;
+                        crate::durable::record_pending(&tx, chain)?;
                     }
                 }
             }
@@ -292,7 +336,6 @@ impl ImageStore {
             size += layer_size as u64;
             parent = Some(chain);
         }
-        fsync_dir(&self.root().join("layers"))?;
         self.put_blob_bytes(&new.config)?;
         let manifest_hex = self.put_blob_bytes(&new.manifest)?;
         fsync_dir(&self.root().join("blobs/sha256"))?;

@@ -12,6 +12,7 @@
 
 mod archive;
 mod changes;
+mod durable;
 mod extract;
 mod ingest;
 mod reference;

@@ -115,7 +115,7 @@ fn assert_empty(store: &ImageStore) {
     assert_eq!(dir_len(&r.join("blobs/sha256")), 0, "blobs");
     assert_eq!(dir_len(&r.join("layers")), 0, "layers");
     assert_eq!(dir_len(&r.join("tmp")), 0, "tmp");
-    for t in ["images", "tags", "layers", "image_layers"] {
+    for t in ["images", "tags", "layers", "image_layers", "layer_sync"] {
         assert_eq!(count(store, t), 0, "{t}");
     }
 }
@@ -803,4 +803,175 @@ fn remove_unused_keeps_images_in_use() {
     );
     assert_eq!(store.remove_unused(&img.id, &no_use).unwrap(), None, "gone");
     assert_empty(&store);
+}
+
+#[test]
+fn pending_layers_become_durable_after_the_writeback_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    store
+        .import(&tiny_tar("a", b"a")[..], &opts(Some("a")))
+        .unwrap();
+    assert_eq!(count(&store, "layer_sync"), 1);
+    let boot = crate::durable::boot_id();
+    let now = time::unix_now();
+    store.settle_pending(&boot, now).unwrap();
+    assert_eq!(
+        count(&store, "layer_sync"),
+        1,
+        "too young to be written back"
+    );
+    store.settle_pending(&boot, now + 3600).unwrap();
+    assert_eq!(count(&store, "layer_sync"), 0);
+    assert!(store.resolve("a").is_ok());
+    store.remove("a", false, &no_use).unwrap();
+    assert_empty(&store);
+}
+
+#[test]
+fn layers_of_an_earlier_boot_are_unpacked_again_from_their_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let img = store.import(&sample_tar()[..], &opts(Some("s"))).unwrap();
+    let diff = &img.layers[0];
+    // What a power loss can leave of unsynced files: some gone, some empty.
+    fs::remove_file(diff.join("etc/hello")).unwrap();
+    fs::write(diff.join("bin/su"), b"").unwrap();
+    // The boot the layer was written in is not the current one.
+    store
+        .settle_pending("another-boot", time::unix_now())
+        .unwrap();
+    assert_eq!(count(&store, "layer_sync"), 0);
+    assert_eq!(fs::read(diff.join("etc/hello")).unwrap(), b"hi\n");
+    assert_eq!(fs::read(diff.join("bin/su")).unwrap(), b"su");
+    let again = store.resolve("s").unwrap();
+    assert_eq!(again.id, img.id);
+    assert_eq!(again.layers, img.layers);
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+}
+
+#[test]
+fn images_whose_blob_did_not_survive_a_reboot_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let boot = crate::durable::boot_id();
+    let kept = store
+        .import(&tiny_tar("k", b"kept")[..], &opts(Some("kept")))
+        .unwrap();
+    store
+        .settle_pending(&boot, time::unix_now() + 3600)
+        .unwrap();
+    assert_eq!(count(&store, "layer_sync"), 0);
+    let tar = tiny_tar("l", b"lost");
+    let lost = store.import(&tar[..], &opts(Some("lost"))).unwrap();
+    store
+        .tag("lost", &Reference::parse("lost:two").unwrap())
+        .unwrap();
+    // The blob came back from the power loss truncated.
+    fs::write(store.blob_path(&format!("sha256:{}", sha(&tar))), b"").unwrap();
+    store
+        .settle_pending("another-boot", time::unix_now())
+        .unwrap();
+    assert!(matches!(store.resolve("lost"), Err(Error::NotFound(_))));
+    assert!(matches!(store.resolve("lost:two"), Err(Error::NotFound(_))));
+    assert!(!lost.layers[0].exists());
+    assert!(!store.blob_path(&format!("sha256:{}", sha(&tar))).exists());
+    assert_eq!(store.resolve("kept").unwrap().id, kept.id);
+    assert!(kept.layers[0].join("k").is_file());
+    assert_eq!(count(&store, "layer_sync"), 0);
+    assert_eq!(count(&store, "images"), 1);
+    assert_eq!(count(&store, "layers"), 1);
+    assert_eq!(store.gc().unwrap(), GcReport::default());
+    store.remove("kept", false, &no_use).unwrap();
+    assert_empty(&store);
+}
+
+#[test]
+fn load_of_images_sharing_a_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let tar = tiny_tar("f", b"shared");
+    let mut o = opts(Some("one"));
+    o.changes = vec!["CMD one".into()];
+    let one = store.import(&tar[..], &o).unwrap();
+    let mut o = opts(Some("two"));
+    o.changes = vec!["CMD two".into()];
+    let two = store.import(&tar[..], &o).unwrap();
+    let mut archive = Vec::new();
+    store
+        .save(
+            &[
+                (one.clone(), one.repo_tags.clone()),
+                (two.clone(), two.repo_tags.clone()),
+            ],
+            &mut archive,
+        )
+        .unwrap();
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = ImageStore::open(dir2.path()).unwrap();
+    let loaded = other.load_archive(&archive[..]).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(other.resolve("one").unwrap().id, one.id);
+    let two_loaded = other.resolve("two").unwrap();
+    assert_eq!(two_loaded.id, two.id);
+    assert_eq!(fs::read(two_loaded.layers[0].join("f")).unwrap(), b"shared");
+    assert_eq!(count(&other, "layers"), 1);
+    assert_eq!(dir_len(&dir2.path().join("tmp")), 0);
+    let blob = other.blob_path(&format!("sha256:{}", sha(&tar)));
+    assert_eq!(sha(&fs::read(blob).unwrap()), sha(&tar));
+    assert_eq!(other.gc().unwrap(), GcReport::default());
+}
+
+#[test]
+fn load_of_a_layer_named_twice_never_stores_a_wrong_blob() {
+    let tar = tiny_tar("f", b"real");
+    let hex = sha(&tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&tar))]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", sha(&config)),
+        "RepoTags": ["twice:latest"],
+        "Layers": [format!("blobs/sha256/{hex}")],
+    }]))
+    .unwrap();
+    let forged = tiny_tar("f", b"forged");
+    for contents in [[&tar, &forged], [&forged, &tar]] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add(&format!("blobs/sha256/{}", sha(&config)), &config);
+        for c in contents {
+            add(&format!("blobs/sha256/{hex}"), c);
+        }
+        add("manifest.json", &manifest);
+        let archive = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        match store.load_archive(&archive[..]) {
+            // The last copy is the one the archive holds.
+            Ok(_) if contents[1] == &tar => {
+                let img = store.resolve("twice").unwrap();
+                assert_eq!(fs::read(img.layers[0].join("f")).unwrap(), b"real");
+            }
+            Err(Error::DigestMismatch { .. }) if contents[1] == &forged => assert_empty(&store),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        for e in fs::read_dir(dir.path().join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(
+                sha(&fs::read(e.path()).unwrap()),
+                e.file_name().to_string_lossy()
+            );
+        }
+        assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+    }
 }
