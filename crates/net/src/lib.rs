@@ -1642,13 +1642,12 @@ impl<'c> Networks<'c> {
             })?;
         nl.set_hairpin(host.index)
             .map_err(nl_err(format!("hairpin mode on {}", att.host_veth)))?;
-        nl.set_up(host.index)
-            .map_err(nl_err(format!("setting {} up", att.host_veth)))?;
 
         let mut cnl = Netlink::open_in(ns).map_err(nl_err("netlink socket in the container"))?;
-        if let Some(lo) = cnl.link_by_name("lo").map_err(nl_err("container lo"))? {
-            cnl.set_up(lo.index).map_err(nl_err("setting lo up"))?;
-        }
+        // The runtime brings loopback up itself; `network connect` of a container whose
+        // runtime did not must still leave it usable. Up already is no error.
+        cnl.set_up(netlink::LOOPBACK_INDEX)
+            .map_err(nl_err("setting lo up"))?;
         let eth = cnl
             .link_by_name(&att.interface)
             .map_err(nl_err("container interface"))?
