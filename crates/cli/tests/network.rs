@@ -732,10 +732,27 @@ fn network_options_connect_disconnect_and_prune() {
     assert_eq!(code, 1);
     assert!(err.contains("is not connected"), "{err}");
     r.ok(&["stop", "-t", "0", "roamer"]);
+    // A stopped container: the connection is recorded and made at its next start; the
+    // network counts as used meanwhile.
+    r.ok(&["network", "connect", &lab, "roamer"]);
     let (code, _, err) = r.run(&["network", "connect", &lab, "roamer"]);
     assert_eq!(code, 1);
-    assert!(err.contains("not running"), "{err}");
-    r.ok(&["rm", "roamer"]);
+    assert!(err.contains("already attached"), "{err}");
+    assert_eq!(r.ok(&["network", "prune", "-f"]), "");
+    r.ok(&["start", "roamer"]);
+    let eth1 = r.ok(&["exec", "roamer", "ip", "-4", "-o", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet {prefix}.")), "{eth1}");
+    // Connections last across restarts, as Docker's do, until a disconnect; disconnecting a
+    // stopped container removes the record.
+    r.ok(&["stop", "-t", "0", "roamer"]);
+    r.ok(&["network", "disconnect", &lab, "roamer"]);
+    let (code, _, err) = r.run(&["network", "disconnect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not connected"), "{err}");
+    r.ok(&["start", "roamer"]);
+    let links = r.ok(&["exec", "roamer", "ls", "/sys/class/net"]);
+    assert!(!links.contains("eth1"), "{links}");
+    r.ok(&["rm", "-f", "roamer"]);
     let pruned = r.ok(&["network", "prune", "-f"]);
     assert_eq!(pruned, format!("Deleted Networks:\n{lab}\n"));
     assert!(!std::path::Path::new("/sys/class/net")
@@ -1058,4 +1075,124 @@ fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
     let auto = doc[0]["IPAM"]["Config"][1]["Subnet"].as_str().unwrap();
     assert!(auto.starts_with("fd") && auto.ends_with("::/64"), "{auto}");
     r.ok(&["network", "rm", &name]);
+}
+
+#[test]
+fn fixed_ipv6_addresses_on_run_create_and_connect() {
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map_or(true, |v| v.trim() != "0")
+    {
+        eprintln!("skipped: IPv6 is disabled on this host");
+        return;
+    }
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hf{pid}");
+    let plain = format!("hp{pid}");
+    let subnet = format!("100.78.{}.0/24", pid % 250);
+    let prefix6 = format!("fd{:02x}:{:x}:7:", pid % 256, pid & 0xffff);
+    let subnet6 = format!("{prefix6}:/64");
+    r.ok(&[
+        "network", "create", "--ipv6", "--subnet", &subnet, "--subnet", &subnet6, &name,
+    ]);
+    r.ok(&["network", "create", &plain]);
+    let fixed = format!("{prefix6}:99");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f6",
+        "--network",
+        &name,
+        "--ip6",
+        &fixed,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let addr = r.ok(&["exec", "f6", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(
+        addr.contains(&format!("inet6 {fixed}/64 scope global")),
+        "{addr}"
+    );
+    let count = || r.ok(&["ps", "-aq"]).lines().count();
+    let before = count();
+    let refused = |args: &[&str], msg: &str| {
+        let (c, _, err) = r.run(args);
+        assert_eq!(c, 125, "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    };
+    let outside = "fd00:dead:beef::5";
+    for verb in ["run", "create"] {
+        refused(
+            &[verb, "--network", &name, "--ip6", &fixed, "busybox", "true"],
+            "is already in use",
+        );
+        refused(
+            &[
+                verb,
+                "--network",
+                &name,
+                "--ip6",
+                outside,
+                "busybox",
+                "true",
+            ],
+            "is outside the IPv6 subnet",
+        );
+        refused(
+            &[
+                verb,
+                "--network",
+                &plain,
+                "--ip6",
+                outside,
+                "busybox",
+                "true",
+            ],
+            "create it with --ipv6",
+        );
+        refused(
+            &[
+                verb,
+                "--network",
+                &name,
+                "--ip6",
+                "fd::zz",
+                "busybox",
+                "true",
+            ],
+            "invalid IPv6 address",
+        );
+    }
+    assert_eq!(count(), before, "a refused run or create left a container");
+    // network connect --ip6, to a running container and to a stopped one.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "g6",
+        "--network",
+        &plain,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let (code, _, err) = r.run(&["network", "connect", "--ip6", &fixed, &name, "g6"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is already in use"), "{err}");
+    let second = format!("{prefix6}:98");
+    r.ok(&["network", "connect", "--ip6", &second, &name, "g6"]);
+    let eth1 = r.ok(&["exec", "g6", "ip", "-6", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet6 {second}/64")), "{eth1}");
+    r.ok(&["create", "--name", "s6", "busybox", "sleep", "100"]);
+    let third = format!("{prefix6}:97");
+    r.ok(&["network", "connect", "--ip6", &third, &name, "s6"]);
+    r.ok(&["start", "s6"]);
+    let eth1 = r.ok(&["exec", "s6", "ip", "-6", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet6 {third}/64")), "{eth1}");
+    let ping = r.ok(&["exec", "s6", "ping", "-6", "-c", "1", "-W", "2", &fixed]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    r.ok(&["rm", "-f", "f6", "g6", "s6"]);
+    r.ok(&["network", "rm", &name, &plain]);
 }

@@ -152,6 +152,24 @@ pub enum Error {
         /// The network.
         network: String,
     },
+    /// `--ip6` outside the network's IPv6 subnet, or on a network without one.
+    #[error("address {ip} is outside the IPv6 subnet of network {network} ({subnet})")]
+    Ip6OutOfRange {
+        /// The requested address.
+        ip: Ipv6Addr,
+        /// The network.
+        network: String,
+        /// Its IPv6 subnet, or why it has none.
+        subnet: String,
+    },
+    /// `--ip6` already leased (or the gateway).
+    #[error("address {ip} is already in use on network {network}")]
+    Ip6InUse {
+        /// The requested address.
+        ip: Ipv6Addr,
+        /// The network.
+        network: String,
+    },
     /// Every address of the range is leased.
     #[error("no available IPv4 address left on network {0}")]
     NetworkFull(String),
@@ -365,8 +383,11 @@ pub struct NetworkInfo {
 /// Options of `attach` (`run --ip`, `-p`, `--network-alias`, `--mac-address`).
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
-    /// A fixed address; must lie in the network's range and be free.
+    /// A fixed address; must lie in the network's range and be free. An IPv6 address here
+    /// counts as [`AttachOptions::ip6`].
     pub ip: Option<IpAddr>,
+    /// A fixed IPv6 address (`--ip6`); must lie in the network's IPv6 subnet and be free.
+    pub ip6: Option<Ipv6Addr>,
     /// Ports to publish.
     pub ports: Vec<PortSpec>,
     /// DNS aliases (`--network-alias`).
@@ -474,6 +495,14 @@ CREATE TABLE IF NOT EXISTS net_networks6 (
     network TEXT PRIMARY KEY,
     subnet TEXT NOT NULL,
     gateway TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_connects (
+    container_id TEXT NOT NULL,
+    network TEXT NOT NULL,
+    ip TEXT,
+    ip6 TEXT,
+    aliases TEXT NOT NULL,
+    PRIMARY KEY (container_id, network)
 );
 CREATE TABLE IF NOT EXISTS net_leases6 (
     network TEXT NOT NULL,
@@ -1299,6 +1328,8 @@ impl<'c> Networks<'c> {
         }
         tx.execute("DELETE FROM net_networks WHERE name = ?1", [&n.name])?;
         tx.execute("DELETE FROM net_networks6 WHERE network = ?1", [&n.name])?;
+        // Stopped containers connected to it start without it.
+        tx.execute("DELETE FROM net_connects WHERE network = ?1", [&n.name])?;
         let others: i64 = tx.query_row(
             "SELECT count(*) FROM net_networks WHERE nft_table = ?1",
             [&n.nft_table],
@@ -1342,10 +1373,10 @@ impl<'c> Networks<'c> {
         let net = self.network_for_attach(network)?;
         let ns = File::open(format!("/proc/{pid}/ns/net"))
             .map_err(|source| Error::Netns { pid, source })?;
-        let want_ip = match opts.ip {
-            None => None,
-            Some(IpAddr::V4(ip)) => Some(ip),
-            Some(IpAddr::V6(_)) => return Err(Error::Unsupported("an IPv6 --ip")),
+        let (want_ip, want_ip6) = match opts.ip {
+            None => (None, opts.ip6),
+            Some(IpAddr::V4(ip)) => (Some(ip), opts.ip6),
+            Some(IpAddr::V6(ip)) => (None, Some(ip)),
         };
         let want_mac = opts
             .mac
@@ -1362,7 +1393,8 @@ impl<'c> Networks<'c> {
             }
         }
 
-        let (mut att, rows) = self.lease(&net, container_id, want_ip, want_mac, opts)?;
+        let (mut att, rows) =
+            self.lease(&net, container_id, (want_ip, want_ip6), want_mac, opts)?;
         let host_veth = att.host_veth.clone();
         let undo = |e: Error| -> Error {
             let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&host_veth));
@@ -1386,15 +1418,170 @@ impl<'c> Networks<'c> {
         Ok(att)
     }
 
+    /// Records that a container is connected to `network` (`network connect`), so that each
+    /// start of the container attaches it there too, as Docker keeps a connection in the
+    /// container's configuration. Fixed addresses are checked as for `create`.
+    pub fn record_connect(
+        &self,
+        container_id: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+        aliases: &[String],
+    ) -> Result<()> {
+        let net = self.inspect(network)?;
+        self.check_fixed_addresses(container_id, &net.name, ip, ip6)?;
+        self.conn
+            .execute(
+                "INSERT INTO net_connects (container_id, network, ip, ip6, aliases)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    container_id,
+                    net.name,
+                    ip.map(|i| i.to_string()),
+                    ip6.map(|i| i.to_string()),
+                    serde_json::to_string(aliases).unwrap_or_default(),
+                ],
+            )
+            .map_err(|e| {
+                if is_busy_or_constraint(&e) {
+                    Error::AlreadyAttached {
+                        container: container_id.to_string(),
+                        network: net.name.clone(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Drops the record of [`Networks::record_connect`]; `false` if there was none.
+    pub fn forget_connect(&self, container_id: &str, network: &str) -> Result<bool> {
+        let name = self.inspect(network).map(|n| n.name)?;
+        Ok(self.conn.execute(
+            "DELETE FROM net_connects WHERE container_id = ?1 AND network = ?2",
+            [container_id, &name],
+        )? > 0)
+    }
+
+    /// Drops every connection record of a container (it is being removed).
+    pub fn forget_connects(&self, container_id: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM net_connects WHERE container_id = ?1",
+            [container_id],
+        )?;
+        Ok(())
+    }
+
+    /// The networks a container was connected to with [`Networks::record_connect`], in the
+    /// order of connection, each with the options to attach it with.
+    pub fn recorded_connects(&self, container_id: &str) -> Result<Vec<(String, AttachOptions)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT network, ip, ip6, aliases FROM net_connects WHERE container_id = ?1
+             ORDER BY rowid",
+        )?;
+        let v = st
+            .query_map([container_id], |r| {
+                let ip: Option<String> = r.get(1)?;
+                let ip6: Option<String> = r.get(2)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AttachOptions {
+                        ip: ip.and_then(|s| s.parse().ok()),
+                        ip6: ip6.and_then(|s| s.parse().ok()),
+                        aliases: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                        ..Default::default()
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(v)
+    }
+
+    /// Checks fixed addresses (`--ip`, `--ip6`) against `network` before a container is
+    /// created, so `create` and `run` refuse them with nothing made: outside the range or
+    /// subnet, or leased now. The lease at `attach` stays the authority (it may still find
+    /// an address taken meanwhile). A default network not made yet has nothing to check, and
+    /// the addresses `container_id` holds itself are not taken.
+    pub fn check_fixed_addresses(
+        &self,
+        container_id: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+    ) -> Result<()> {
+        let net = match self.inspect(network) {
+            Err(Error::NetworkNotFound(_)) if network == self.cfg.default_network => return Ok(()),
+            r => r?,
+        };
+        if let Some(ip) = ip {
+            let range = net.ip_range.unwrap_or(net.subnet);
+            let u = u32::from(ip);
+            if !range.contains(ip) || u == net.subnet.first() || u == net.subnet.last() {
+                return Err(Error::IpOutOfRange {
+                    ip,
+                    network: net.name,
+                    range,
+                });
+            }
+            let others = || {
+                net.endpoints
+                    .iter()
+                    .filter(|e| e.container_id != container_id)
+            };
+            if ip == net.gateway || others().any(|e| e.ip == ip) {
+                return Err(Error::IpInUse {
+                    ip,
+                    network: net.name,
+                });
+            }
+        }
+        if let Some(ip6) = ip6 {
+            let Some(s6) = net.subnet6 else {
+                return Err(Error::Ip6OutOfRange {
+                    ip: ip6,
+                    network: net.name,
+                    subnet: "it has none: create it with --ipv6".into(),
+                });
+            };
+            if !s6.contains(ip6) || u128::from(ip6) == s6.first() {
+                return Err(Error::Ip6OutOfRange {
+                    ip: ip6,
+                    network: net.name,
+                    subnet: s6.to_string(),
+                });
+            }
+            let mut others = net
+                .endpoints
+                .iter()
+                .filter(|e| e.container_id != container_id);
+            if net.gateway6 == Some(ip6) || others.any(|e| e.ip6 == Some(ip6)) {
+                return Err(Error::Ip6InUse {
+                    ip: ip6,
+                    network: net.name,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The database half of `attach`: address, MAC, interface name and host ports.
     fn lease(
         &self,
         net: &NetworkInfo,
         container_id: &str,
-        want_ip: Option<Ipv4Addr>,
+        (want_ip, want_ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
         want_mac: Option<[u8; 6]>,
         opts: &AttachOptions,
     ) -> Result<(Attachment, Vec<PortRow>)> {
+        if let (Some(ip), None) = (want_ip6, net.subnet6) {
+            return Err(Error::Ip6OutOfRange {
+                ip,
+                network: net.name.clone(),
+                subnet: "it has none: create it with --ipv6".into(),
+            });
+        }
         let tx = self.immediate()?;
         if tx
             .query_row(
@@ -1500,17 +1687,47 @@ impl<'c> Networks<'c> {
                         .collect();
                     v
                 };
-                // Lowest free first, like the IPv4 side; a bounded scan, since a /64 has
-                // more addresses than any bridge has ports.
-                let ip6 = (s6.first() + 1..=s6.last())
-                    .take(used6.len() + 2)
-                    .find(|a| *a != u128::from(g6) && !used6.contains(a))
-                    .map(Ipv6Addr::from)
-                    .ok_or_else(|| Error::NetworkFull(net.name.clone()))?;
+                let ip6 = match want_ip6 {
+                    Some(ip6) => {
+                        let a = u128::from(ip6);
+                        // The subnet's first address is its subnet-router anycast address.
+                        if !s6.contains(ip6) || a == s6.first() {
+                            return Err(Error::Ip6OutOfRange {
+                                ip: ip6,
+                                network: net.name.clone(),
+                                subnet: s6.to_string(),
+                            });
+                        }
+                        if a == u128::from(g6) || used6.contains(&a) {
+                            return Err(Error::Ip6InUse {
+                                ip: ip6,
+                                network: net.name.clone(),
+                            });
+                        }
+                        ip6
+                    }
+                    // Lowest free first, like the IPv4 side; a bounded scan, since a /64 has
+                    // more addresses than any bridge has ports.
+                    None => (s6.first() + 1..=s6.last())
+                        .take(used6.len() + 2)
+                        .find(|a| *a != u128::from(g6) && !used6.contains(a))
+                        .map(Ipv6Addr::from)
+                        .ok_or_else(|| Error::NetworkFull(net.name.clone()))?,
+                };
                 tx.execute(
                     "INSERT INTO net_leases6 (network, container_id, ip) VALUES (?1, ?2, ?3)",
                     params![net.name, container_id, ip6.to_string()],
-                )?;
+                )
+                .map_err(|e| {
+                    if is_busy_or_constraint(&e) {
+                        Error::Ip6InUse {
+                            ip: ip6,
+                            network: net.name.clone(),
+                        }
+                    } else {
+                        e.into()
+                    }
+                })?;
                 Some((ip6, s6.prefix, g6))
             }
             _ => None,
@@ -1792,6 +2009,15 @@ impl<'c> Networks<'c> {
         let mut gone = Vec::new();
         for n in self.list()? {
             if n.name == self.cfg.default_network || !n.endpoints.is_empty() {
+                continue;
+            }
+            // A stopped container connected to it still uses it, as in Docker.
+            let recorded: bool = self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM net_connects WHERE network = ?1)",
+                [&n.name],
+                |r| r.get(0),
+            )?;
+            if recorded {
                 continue;
             }
             match self.remove(&n.name) {
