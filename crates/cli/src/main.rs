@@ -1046,9 +1046,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     if want != private {
                         continue;
                     }
-                    println!("{}:{}", p.host_ip, p.host_port);
+                    println!("{}", p.host());
                 } else {
-                    println!("{private} -> {}:{}", p.host_ip, p.host_port);
+                    println!("{private} -> {}", p.host());
                 }
                 found = true;
             }
@@ -2178,9 +2178,8 @@ fn ports_text(engine: &Engine, c: &hako_engine::ContainerInfo) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{}:{}->{}/{}",
-                p.host_ip,
-                p.host_port,
+                "{}->{}/{}",
+                p.host(),
                 p.container_port,
                 format!("{:?}", p.proto).to_lowercase()
             )

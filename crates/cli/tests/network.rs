@@ -477,6 +477,11 @@ fn ports_of(r: &Root, name: &str) -> Vec<(String, u16)> {
 /// Answers one UDP datagram with `echo:` + its payload, from inside the network namespace of
 /// process `pid` (this thread joins it; the test's other threads stay where they are).
 fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
+    udp_echo_on(pid, "0.0.0.0", port)
+}
+
+/// [`udp_echo_in`] on the address `bind` of the container.
+fn udp_echo_on(pid: &str, bind: &'static str, port: u16) -> std::thread::JoinHandle<()> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
@@ -484,7 +489,7 @@ fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
         // SAFETY: setns on an fd we own; CLONE_NEWNET moves only this thread.
         let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        let s = std::net::UdpSocket::bind((bind, port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
         ready_tx.send(()).unwrap();
@@ -1195,4 +1200,135 @@ fn fixed_ipv6_addresses_on_run_create_and_connect() {
     assert!(ping.contains("1 packets received"), "{ping}");
     r.ok(&["rm", "-f", "f6", "g6", "s6"]);
     r.ok(&["network", "rm", &name, &plain]);
+}
+
+/// Deletes a link the test made, even when the test fails half-way.
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn ports_published_on_ipv6_host_addresses() {
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map_or(true, |v| v.trim() != "0")
+    {
+        eprintln!("skipped: IPv6 is disabled on this host");
+        return;
+    }
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    // A host IPv6 address of the test's own: a /128 on a veth pair of its own (no route but
+    // its own; there is no dummy driver here).
+    let link = format!("hk6d{}", pid % 100_000);
+    sh(&format!(
+        "ip link add {link} type veth peer name {link}p && ip link set {link} up && ip link set {link}p up"
+    ));
+    let _guard = LinkGuard(link.clone());
+    let host6 = format!("2001:db8:{:x}::1", pid & 0xffff);
+    sh(&format!("ip -6 addr add {host6}/128 dev {link} nodad"));
+    let name = format!("hq{pid}");
+    let subnet = format!("100.79.{}.0/24", pid % 250);
+    let subnet6 = format!("fd{:02x}:{:x}:8::/64", pid % 256, pid & 0xffff);
+    r.ok(&[
+        "network", "create", "--ipv6", "--subnet", &subnet, "--subnet", &subnet6, &name,
+    ]);
+    let tcp = 21000 + (pid % 1000) as u16;
+    let udp = tcp + 1000;
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w6",
+        "--network",
+        &name,
+        "-p",
+        &format!("[{host6}]:{tcp}:80"),
+        "-p",
+        &format!("[{host6}]:{udp}:7/udp"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-host6 > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    let port = r.ok(&["port", "w6", "80"]);
+    assert_eq!(port.trim(), format!("[{host6}]:{tcp}"));
+    let ps = r.ok(&["ps", "--format", "{{.Ports}}", "-f", "name=w6"]);
+    assert!(
+        ps.contains(&format!("[{host6}]:{tcp}->80/tcp"))
+            && ps.contains(&format!("[{host6}]:{udp}->7/udp")),
+        "{ps}"
+    );
+    let url = format!("http://[{host6}]:{tcp}/");
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-host6\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    // Only on that address: the host's other addresses do not answer on the port.
+    let v4 = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], tcp)),
+        std::time::Duration::from_secs(1),
+    );
+    assert!(v4.is_err(), "port {tcp} answers on 127.0.0.1 too");
+    let cpid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "w6"]);
+    let echo = udp_echo_on(cpid.trim(), "::", 7);
+    let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.send_to(b"ping6", (host6.as_str(), udp)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s
+        .recv(&mut buf)
+        .expect("no UDP reply through the port on the IPv6 host address");
+    assert_eq!(&buf[..n], b"echo:ping6");
+    echo.join().unwrap();
+    let pip6 = format!("{host6} . udp . {udp}");
+    assert!(nft_ruleset().contains(&pip6), "no pip6 element {pip6}");
+
+    // ::1 cannot be DNATed to a container, and an IPv4-only network has no IPv6 address to
+    // DNAT to: refused before anything runs, nothing left.
+    let before = r.ok(&["ps", "-aq"]).lines().count();
+    for (net, spec, msg) in [
+        (name.as_str(), "[::1]:8080:80".to_string(), "IPv6 loopback"),
+        (
+            "bridge",
+            format!("[{host6}]:{}:80", tcp + 1),
+            "needs an IPv6 network",
+        ),
+        (
+            name.as_str(),
+            format!("[2001:db8:ffff::77]:{}:80", tcp + 1),
+            "not an address of this host",
+        ),
+    ] {
+        let (code, _, err) = r.run(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "-p",
+            &spec,
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(code, 125, "{spec}: {err}");
+        assert!(err.contains(msg), "{spec}: {err}");
+    }
+    assert_eq!(r.ok(&["ps", "-aq"]).lines().count(), before);
+    r.ok(&["rm", "-f", "w6"]);
+    assert!(!nft_ruleset().contains(&pip6), "pip6 element left after rm");
+    r.ok(&["network", "rm", &name]);
 }

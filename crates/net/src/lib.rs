@@ -33,7 +33,7 @@
 //!   route via the gateway (none on `internal` networks).
 //! - One nftables table (`inet hako`) whose rules never change after creation (except once,
 //!   to add the IPv6 ones to a table made before them): they match sets and maps (`bridges`,
-//!   `nets`, `natnets`, `natnets6`, `internal`, `pany`, `pip`, `pany6`), and networks and
+//!   `nets`, `natnets`, `natnets6`, `internal`, `pany`, `pip`, `pany6`, `pip6`), and networks and
 //!   published ports are elements of those. Adding or removing a port is one element
 //!   operation, with no rule handles to track. The table is created by the first network and
 //!   deleted with the last.
@@ -46,17 +46,18 @@
 //!
 //! # State
 //!
-//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names` and `net_dns` in the engine's
-//! database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
+//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names`, `net_dns` and `net_connects`
+//! (connections `network connect` made, repeated at each start) in the engine's database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
 //! constraints back them up, so concurrent `hako run`s never share an address or a host port.
 //! The connection should have a busy timeout (the image store sets 5 s).
 //!
 //! # Known limits
 //!
-//! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only; a fixed IPv6 address
-//!   (`AttachOptions::ip`) and IPv6 host addresses in `-p` are refused with a clear error. A
-//!   port on all host addresses is DNATed for IPv6 too, but not from `::1` (the kernel does not
-//!   route loopback sources off the host) and without hairpin masquerade between containers.
+//! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only. A port on all host addresses
+//!   is DNATed for IPv6 too, and one on an IPv6 host address (`-p [2001:db8::1]:80:80`, map
+//!   `pip6`) goes to the container's IPv6 address, but nothing is forwarded from `::1` (the
+//!   kernel does not route loopback sources off the host: `-p [::1]:…` is refused) and there is
+//!   no hairpin masquerade between containers over IPv6.
 //! - Turning IPv6 forwarding on (`net.ipv6.conf.all.forwarding`, as Docker does) makes the
 //!   kernel ignore router advertisements on interfaces with `accept_ra=1`.
 //! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
@@ -77,7 +78,7 @@ mod resolv;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -190,10 +191,10 @@ pub enum Error {
         network: String,
     },
     /// A host port that another container publishes or a host process listens on.
-    #[error("Bind for {addr}:{port} failed: port is already allocated")]
+    #[error("Bind for {}:{port} failed: port is already allocated", fmt_host(*.addr))]
     PortAllocated {
         /// The host address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// The host port.
         port: u16,
     },
@@ -402,14 +403,29 @@ pub struct AttachOptions {
 /// A published port, as `hako port` and `ps` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {
-    /// The host address (`0.0.0.0`: all).
-    pub host_ip: Ipv4Addr,
+    /// The host address (`0.0.0.0`: all, IPv4 and IPv6).
+    pub host_ip: IpAddr,
     /// The host port.
     pub host_port: u16,
     /// The container port.
     pub container_port: u16,
     /// The protocol.
     pub proto: Proto,
+}
+
+impl PublishedPort {
+    /// The host address and port as Docker prints them: `0.0.0.0:8080`, `[::1]:8080`.
+    pub fn host(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.host_ip, self.host_port)
+    }
+}
+
+/// An address as Docker prints it before a port: IPv6 in brackets.
+fn fmt_host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
 }
 
 /// The result of `attach`.
@@ -600,6 +616,7 @@ add set inet {t} natnets6 {{ type ipv6_addr; flags interval; }}
 add map inet {t} pany {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pany6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
+add map inet {t} pip6 {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
@@ -609,6 +626,7 @@ add rule inet {t} prerouting fib daddr type local jump ports
 add rule inet {t} output fib daddr type local jump ports
 add rule inet {t} ports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @pip
 add rule inet {t} ports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pany
+add rule inet {t} ports meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @pip6
 add rule inet {t} ports meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @pany6
 add rule inet {t} postrouting ip saddr @natnets oifname != @bridges masquerade
 add rule inet {t} postrouting ip6 saddr @natnets6 oifname != @bridges masquerade
@@ -620,20 +638,36 @@ add rule inet {t} forward oifname @internal iifname != @internal drop
     )
 }
 
-/// Adds the IPv6 sets and rules to a table made by a hako without IPv6 support, which
-/// otherwise lives on while any network does. Runs inside `create`'s immediate
-/// transaction, so two hakos never add the rules twice.
+/// Adds the IPv6 sets, maps and rules to a table made by an older hako (without IPv6
+/// support, or without `pip6`), which otherwise lives on while any network does. Runs
+/// inside `create`'s immediate transaction, or on a failed `pip6` element add, so that no
+/// two hakos add the same rules; a race that still does so only duplicates a rule that
+/// matches the same packets.
 fn upgrade_table_v6(t: &str) -> Result<()> {
-    match nft::run(&format!("list set inet {t} natnets6")) {
-        Ok(_) => return Ok(()),
-        Err(e) if nft::is_missing(&e) => {}
-        Err(e) => return Err(Error::Nft(e)),
+    let missing = |what: &str| match nft::run(&{
+        let (kind, name) = what.split_once(' ').expect("kind and name");
+        format!("list {kind} inet {t} {name}")
+    }) {
+        Ok(_) => Ok(false),
+        Err(e) if nft::is_missing(&e) => Ok(true),
+        Err(e) => Err(Error::Nft(e)),
+    };
+    let mut lines: Vec<&str> = Vec::new();
+    let script = table_script(t);
+    if missing("set natnets6")? {
+        lines.extend(
+            script
+                .lines()
+                .filter(|l| l.contains("natnets6") || l.contains("pany6")),
+        );
     }
-    let v6: String = table_script(t)
-        .lines()
-        .filter(|l| l.contains("natnets6") || l.contains("pany6"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    if missing("map pip6")? {
+        lines.extend(script.lines().filter(|l| l.contains("pip6")));
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let v6: String = lines.iter().map(|l| format!("{l}\n")).collect();
     nft::run(&v6).map(|_| ()).map_err(Error::Nft)
 }
 
@@ -658,7 +692,8 @@ fn network_elements(verb: &str, n: &NetworkInfo) -> String {
 
 struct PortRow {
     proto: Proto,
-    host_ip: Ipv4Addr,
+    /// `0.0.0.0` for all addresses (IPv4 and, with `container_ip6`, IPv6).
+    host_ip: IpAddr,
     host_port: u16,
     container_ip: Ipv4Addr,
     /// The container's IPv6 address: a port on all host addresses is published on the
@@ -671,8 +706,10 @@ struct PortRow {
 /// The IPv6 DNAT element of a published port on all host addresses (`pany6`), if the
 /// container has an IPv6 address.
 fn port_set_elem6(p: &PortRow) -> Option<SetElem> {
-    let ip6 = p.container_ip6.filter(|_| p.host_ip.is_unspecified())?;
-    let (_, v4) = port_set_elem(p);
+    let ip6 = p
+        .container_ip6
+        .filter(|_| p.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    let (_, v4) = port_set_elem(p)?;
     let mut data = ip6.octets().to_vec();
     data.extend_from_slice(&v4.data.expect("a map element")[4..]);
     Some(SetElem {
@@ -683,30 +720,36 @@ fn port_set_elem6(p: &PortRow) -> Option<SetElem> {
 
 /// The DNAT map element of a published port: (map, element), in nf_tables register layout
 /// (each field of a concatenation padded to 4 bytes; addresses and ports in network order).
-fn port_set_elem(p: &PortRow) -> (&'static str, SetElem) {
+/// `None` for a port on an IPv6 host address of a container without an IPv6 address (which
+/// `lease` refuses).
+fn port_set_elem(p: &PortRow) -> Option<(&'static str, SetElem)> {
     let proto = match p.proto {
         Proto::Tcp => libc::IPPROTO_TCP as u8,
         Proto::Udp => libc::IPPROTO_UDP as u8,
     };
     let [hp0, hp1] = p.host_port.to_be_bytes();
     let [cp0, cp1] = p.container_port.to_be_bytes();
-    let mut key = Vec::with_capacity(12);
-    let map = if p.host_ip.is_unspecified() {
-        "pany"
-    } else {
-        key.extend_from_slice(&p.host_ip.octets());
-        "pip"
+    let mut key = Vec::with_capacity(24);
+    let (map, mut data) = match p.host_ip {
+        IpAddr::V4(a) if a.is_unspecified() => ("pany", p.container_ip.octets().to_vec()),
+        IpAddr::V4(a) => {
+            key.extend_from_slice(&a.octets());
+            ("pip", p.container_ip.octets().to_vec())
+        }
+        IpAddr::V6(a) => {
+            key.extend_from_slice(&a.octets());
+            ("pip6", p.container_ip6?.octets().to_vec())
+        }
     };
     key.extend_from_slice(&[proto, 0, 0, 0, hp0, hp1, 0, 0]);
-    let mut data = p.container_ip.octets().to_vec();
     data.extend_from_slice(&[cp0, cp1, 0, 0]);
-    (
+    Some((
         map,
         SetElem {
             key,
             data: Some(data),
         },
-    )
+    ))
 }
 
 /// Adds or deletes the DNAT elements of published ports, over our own nfnetlink socket.
@@ -723,8 +766,9 @@ fn port_elements(add: bool, rows: &[PortRow]) -> Result<()> {
     }
     let mut groups: BTreeMap<(&str, &str), Vec<SetElem>> = BTreeMap::new();
     for r in rows {
-        let (map, e) = port_set_elem(r);
-        groups.entry((&r.nft_table, map)).or_default().push(e);
+        if let Some((map, e)) = port_set_elem(r) {
+            groups.entry((&r.nft_table, map)).or_default().push(e);
+        }
         if let Some(e6) = port_set_elem6(r) {
             groups.entry((&r.nft_table, "pany6")).or_default().push(e6);
         }
@@ -735,7 +779,16 @@ fn port_elements(add: bool, rows: &[PortRow]) -> Result<()> {
     let mut result = Ok(());
     'groups: for ((table, map), elems) in &groups {
         let err = |e| nl_err(format!("{verb} published ports in {table} {map}"))(e);
-        match nl.set_elements(add, NFPROTO_INET, table, map, elems) {
+        let mut r = nl.set_elements(add, NFPROTO_INET, table, map, elems);
+        if add && *map == "pip6" && matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENOENT)) {
+            // A table made before pip6 existed.
+            if let Err(e) = upgrade_table_v6(table) {
+                result = Err(e);
+                break;
+            }
+            r = nl.set_elements(add, NFPROTO_INET, table, map, elems);
+        }
+        match r {
             Ok(()) => {}
             Err(e) if gone(&e) => {
                 for el in elems {
@@ -1388,8 +1441,30 @@ impl<'c> Networks<'c> {
             })
             .transpose()?;
         for p in &opts.ports {
-            if matches!(p.host_ip, Some(IpAddr::V6(_))) {
-                return Err(Error::Unsupported("publishing on an IPv6 host address"));
+            if let Some(IpAddr::V6(a)) = p.host_ip {
+                if a.is_loopback() {
+                    // Measured: with DNAT to the container in the output hook and masquerade
+                    // on the bridge, a connection to [::1] never reaches the container, while
+                    // the same rules for a global address of the host work; Docker needs its
+                    // userland proxy for ::1 too.
+                    return Err(invalid(
+                        "host address",
+                        "::1",
+                        "the kernel does not forward IPv6 loopback connections to a container; \
+                         publish on [::] or on an IPv6 address of the host",
+                    ));
+                }
+                if net.subnet6.is_none() {
+                    return Err(invalid(
+                        "host address",
+                        &a.to_string(),
+                        format!(
+                            "publishing on an IPv6 host address needs an IPv6 network \
+                             (network {} has no IPv6 subnet; create one with --ipv6)",
+                            net.name
+                        ),
+                    ));
+                }
             }
         }
 
@@ -1747,10 +1822,7 @@ impl<'c> Networks<'c> {
         }
         let mut rows = Vec::new();
         for spec in &opts.ports {
-            let host_ip = match spec.host_ip {
-                Some(IpAddr::V4(a)) => a,
-                _ => Ipv4Addr::UNSPECIFIED,
-            };
+            let host_ip = spec.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let port = pick_port(&tx, spec, host_ip)?;
             tx.execute(
                 "INSERT INTO net_ports (proto, host_ip, host_port, container_id, network,
@@ -2050,7 +2122,7 @@ impl<'c> Networks<'c> {
                     host_ip: r
                         .get::<_, String>(1)?
                         .parse()
-                        .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                     host_port: r.get(2)?,
                     container_ip: r
                         .get::<_, String>(3)?
@@ -2191,29 +2263,47 @@ fn teardown_kernel(n: &NetworkInfo, last: bool, bridge: bool) -> Result<()> {
     Ok(())
 }
 
-/// True if a host socket could bind `addr:port` now (nothing listens there).
-fn host_port_free(proto: Proto, addr: Ipv4Addr, port: u16) -> bool {
-    let sa = SocketAddrV4::new(addr, port);
-    match proto {
-        // std sets SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) makes this fail.
-        Proto::Tcp => TcpListener::bind(sa).is_ok(),
-        Proto::Udp => UdpSocket::bind(sa).is_ok(),
+/// True if a host socket could bind `addr:port` now (nothing listens there); an address
+/// that is not the host's is an error.
+fn host_port_free(proto: Proto, addr: IpAddr, port: u16) -> Result<bool> {
+    let sa = std::net::SocketAddr::new(addr, port);
+    // std sets SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) makes this fail.
+    let r = match proto {
+        Proto::Tcp => TcpListener::bind(sa).map(drop),
+        Proto::Udp => UdpSocket::bind(sa).map(drop),
+    };
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Err(invalid(
+            "host address",
+            &addr.to_string(),
+            "not an address of this host",
+        )),
+        Err(_) => Ok(false),
     }
 }
 
 /// A port the kernel considers free right now (bind to port 0).
-fn kernel_free_port(proto: Proto, addr: Ipv4Addr) -> Option<u16> {
-    let sa = SocketAddrV4::new(addr, 0);
-    match proto {
-        Proto::Tcp => TcpListener::bind(sa).and_then(|l| l.local_addr()).ok(),
-        Proto::Udp => UdpSocket::bind(sa).and_then(|l| l.local_addr()).ok(),
+fn kernel_free_port(proto: Proto, addr: IpAddr) -> Result<Option<u16>> {
+    let sa = std::net::SocketAddr::new(addr, 0);
+    let r = match proto {
+        Proto::Tcp => TcpListener::bind(sa).and_then(|l| l.local_addr()),
+        Proto::Udp => UdpSocket::bind(sa).and_then(|l| l.local_addr()),
+    };
+    match r {
+        Ok(a) => Ok(Some(a.port())),
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Err(invalid(
+            "host address",
+            &addr.to_string(),
+            "not an address of this host",
+        )),
+        Err(_) => Ok(None),
     }
-    .map(|a| a.port())
 }
 
 /// Chooses the host port for `spec`: free both in our table (no other container publishes it
 /// on an overlapping address) and on the host (nothing listens).
-fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result<u16> {
+fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: IpAddr) -> Result<u16> {
     let taken = |port: u16| -> Result<bool> {
         Ok(tx
             .prepare_cached(
@@ -2230,7 +2320,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result
     let (lo, hi) = spec.host_port;
     if lo == 0 {
         for _ in 0..32 {
-            if let Some(p) = kernel_free_port(spec.proto, host_ip) {
+            if let Some(p) = kernel_free_port(spec.proto, host_ip)? {
                 if !taken(p)? {
                     return Ok(p);
                 }
@@ -2243,7 +2333,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result
         });
     }
     if lo == hi {
-        if taken(lo)? || !host_port_free(spec.proto, host_ip, lo) {
+        if taken(lo)? || !host_port_free(spec.proto, host_ip, lo)? {
             return Err(Error::PortAllocated {
                 addr: host_ip,
                 port: lo,
@@ -2252,7 +2342,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result
         return Ok(lo);
     }
     for p in lo..=hi {
-        if !taken(p)? && host_port_free(spec.proto, host_ip, p) {
+        if !taken(p)? && host_port_free(spec.proto, host_ip, p)? {
             return Ok(p);
         }
     }
@@ -2305,14 +2395,14 @@ mod tests {
     fn port_elements_in_register_layout() {
         let mut r = PortRow {
             proto: Proto::Tcp,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             host_port: 8080,
             container_ip: Ipv4Addr::new(10, 88, 0, 2),
             container_ip6: Some("fd00::2".parse().unwrap()),
             container_port: 80,
             nft_table: "hako".into(),
         };
-        let (map, e) = port_set_elem(&r);
+        let (map, e) = port_set_elem(&r).unwrap();
         assert_eq!(map, "pany");
         assert_eq!(e.key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(e.data.unwrap(), [10, 88, 0, 2, 0, 80, 0, 0]);
@@ -2321,12 +2411,26 @@ mod tests {
         let mut want = vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
         want.extend_from_slice(&[0, 80, 0, 0]);
         assert_eq!(e6.data.unwrap(), want);
-        r.host_ip = Ipv4Addr::LOCALHOST;
+        r.host_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         r.proto = Proto::Udp;
-        let (map, e) = port_set_elem(&r);
+        let (map, e) = port_set_elem(&r).unwrap();
         assert_eq!(map, "pip");
         assert!(port_set_elem6(&r).is_none(), "a v4 host address is v4 only");
         assert_eq!(e.key, [127, 0, 0, 1, 17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        // An IPv6 host address: pip6, keyed by it, to the container's IPv6 address.
+        r.host_ip = "2001:db8::1".parse().unwrap();
+        let (map, e) = port_set_elem(&r).unwrap();
+        assert_eq!(map, "pip6");
+        assert!(
+            port_set_elem6(&r).is_none(),
+            "pany6 is for all addresses only"
+        );
+        let mut key = vec![0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        key.extend_from_slice(&[17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(e.key, key);
+        assert_eq!(e.data.unwrap(), want);
+        r.container_ip6 = None;
+        assert!(port_set_elem(&r).is_none());
     }
 
     #[test]
@@ -2341,7 +2445,7 @@ mod tests {
         }
         let old: String = table_script("hkup")
             .lines()
-            .filter(|l| !l.contains("natnets6") && !l.contains("pany6"))
+            .filter(|l| !l.contains("natnets6") && !l.contains("pany6") && !l.contains("pip6"))
             .map(|l| format!("{l}\n"))
             .collect();
         nft::run(&old).unwrap();
@@ -2350,6 +2454,19 @@ mod tests {
         let listed = nft::run("list table inet hkup").unwrap();
         assert_eq!(listed.matches("saddr @natnets6").count(), 1, "{listed}");
         assert_eq!(listed.matches("map @pany6").count(), 1, "{listed}");
+        assert_eq!(listed.matches("map @pip6").count(), 1, "{listed}");
+        // A table with IPv6 but from before pip6 gains only that.
+        nft::run("delete table inet hkup").unwrap();
+        let old: String = table_script("hkup")
+            .lines()
+            .filter(|l| !l.contains("pip6"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        nft::run(&old).unwrap();
+        upgrade_table_v6("hkup").unwrap();
+        let listed = nft::run("list table inet hkup").unwrap();
+        assert_eq!(listed.matches("map @pany6").count(), 1, "{listed}");
+        assert_eq!(listed.matches("map @pip6").count(), 1, "{listed}");
         nft::run("delete table inet hkup").unwrap();
     }
 
