@@ -1298,11 +1298,77 @@ fn ports_published_on_ipv6_host_addresses() {
     let pip6 = format!("{host6} . udp . {udp}");
     assert!(nft_ruleset().contains(&pip6), "no pip6 element {pip6}");
 
-    // ::1 cannot be DNATed to a container, and an IPv4-only network has no IPv6 address to
-    // DNAT to: refused before anything runs, nothing left.
+    // [::1], through a hako-proxy (the kernel does not DNAT from ::1), to a container on the
+    // IPv4-only default bridge; it goes with the container.
+    let lo = tcp + 2;
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lo6",
+        "-p",
+        &format!("[::1]:{lo}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-lo6 > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(
+        r.ok(&["port", "lo6"]).trim(),
+        format!("80/tcp -> [::1]:{lo}")
+    );
+    let url = format!("http://[::1]:{lo}/");
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-lo6\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("[::1]:{lo}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("already allocated"), "{err}");
+    r.ok(&["rm", "-f", "lo6"]);
+    let loopback = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, lo));
+    assert!(
+        wait_for(5, || std::net::TcpStream::connect(loopback).is_err()),
+        "[::1]:{lo} still answers after rm: its proxy is left"
+    );
+
+    // A foreground run starts and stops its proxy too.
+    r.ok(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("[::1]:{lo}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        wait_for(5, || std::net::TcpStream::connect(loopback).is_err()),
+        "[::1]:{lo} still answers after run --rm"
+    );
+
+    // UDP on ::1 has no proxy, and an IPv4-only network has no IPv6 address to DNAT to:
+    // refused before anything runs, nothing left.
     let before = r.ok(&["ps", "-aq"]).lines().count();
     for (net, spec, msg) in [
-        (name.as_str(), "[::1]:8080:80".to_string(), "IPv6 loopback"),
+        (
+            name.as_str(),
+            "[::1]:8080:80/udp".to_string(),
+            "only TCP ports",
+        ),
         (
             "bridge",
             format!("[{host6}]:{}:80", tcp + 1),

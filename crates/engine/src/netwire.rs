@@ -22,9 +22,9 @@ pub fn config_for(root: &Path) -> hako_net::Config {
     }
     // Installed next to `hako`, as hako-monitor is; a missing one fails the first `run` on a
     // user network with a message naming it.
-    cfg.dns_server = std::env::current_exe()
-        .ok()
-        .map(|e| e.with_file_name("hako-dns"));
+    let exe = std::env::current_exe().ok();
+    cfg.dns_server = exe.as_ref().map(|e| e.with_file_name("hako-dns"));
+    cfg.proxy_server = exe.map(|e| e.with_file_name("hako-proxy"));
     cfg
 }
 

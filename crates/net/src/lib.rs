@@ -46,8 +46,9 @@
 //!
 //! # State
 //!
-//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names`, `net_dns` and `net_connects`
-//! (connections `network connect` made, repeated at each start) in the engine's database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
+//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names`, `net_dns`, `net_proxies`
+//! and `net_connects` (connections `network connect` made, repeated at each start) in the
+//! engine's database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
 //! constraints back them up, so concurrent `hako run`s never share an address or a host port.
 //! The connection should have a busy timeout (the image store sets 5 s).
 //!
@@ -55,9 +56,9 @@
 //!
 //! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only. A port on all host addresses
 //!   is DNATed for IPv6 too, and one on an IPv6 host address (`-p [2001:db8::1]:80:80`, map
-//!   `pip6`) goes to the container's IPv6 address, but nothing is forwarded from `::1` (the
-//!   kernel does not route loopback sources off the host: `-p [::1]:…` is refused) and there is
-//!   no hairpin masquerade between containers over IPv6.
+//!   `pip6`) goes to the container's IPv6 address. The kernel does not forward connections
+//!   from `::1` to a container, so TCP ports on `[::1]` are served by a [`proxy`] process each
+//!   (UDP there is refused), and there is no hairpin masquerade between containers over IPv6.
 //! - Turning IPv6 forwarding on (`net.ipv6.conf.all.forwarding`, as Docker does) makes the
 //!   kernel ignore router advertisements on interfaces with `accept_ra=1`.
 //! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
@@ -73,6 +74,7 @@ pub mod dns;
 mod netlink;
 mod nft;
 mod ports;
+pub mod proxy;
 mod resolv;
 
 use std::collections::{BTreeMap, HashSet};
@@ -283,6 +285,9 @@ pub struct Config {
     /// The `hako-dns` binary, started for user-defined networks (see [`dns`]); `None`: no
     /// name server, and [`Attachment::dns`] stays `None`.
     pub dns_server: Option<PathBuf>,
+    /// The `hako-proxy` binary, started for each TCP port published on `[::1]` (see
+    /// [`proxy`]); `None`: such ports are refused.
+    pub proxy_server: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -295,6 +300,7 @@ impl Default for Config {
             veth_prefix: "veth".into(),
             bridge_prefix: "hk-".into(),
             dns_server: None,
+            proxy_server: None,
         }
     }
 }
@@ -511,6 +517,13 @@ CREATE TABLE IF NOT EXISTS net_networks6 (
     network TEXT PRIMARY KEY,
     subnet TEXT NOT NULL,
     gateway TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_proxies (
+    container_id TEXT NOT NULL,
+    network TEXT NOT NULL,
+    host_port INTEGER NOT NULL PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start_time INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS net_connects (
     container_id TEXT NOT NULL,
@@ -736,6 +749,8 @@ fn port_set_elem(p: &PortRow) -> Option<(&'static str, SetElem)> {
             key.extend_from_slice(&a.octets());
             ("pip", p.container_ip.octets().to_vec())
         }
+        // Served by a hako-proxy: the kernel does not DNAT from ::1.
+        IpAddr::V6(a) if a.is_loopback() => return None,
         IpAddr::V6(a) => {
             key.extend_from_slice(&a.octets());
             ("pip6", p.container_ip6?.octets().to_vec())
@@ -1443,16 +1458,16 @@ impl<'c> Networks<'c> {
         for p in &opts.ports {
             if let Some(IpAddr::V6(a)) = p.host_ip {
                 if a.is_loopback() {
-                    // Measured: with DNAT to the container in the output hook and masquerade
-                    // on the bridge, a connection to [::1] never reaches the container, while
-                    // the same rules for a global address of the host work; Docker needs its
-                    // userland proxy for ::1 too.
-                    return Err(invalid(
-                        "host address",
-                        "::1",
-                        "the kernel does not forward IPv6 loopback connections to a container; \
-                         publish on [::] or on an IPv6 address of the host",
-                    ));
+                    if p.proto == Proto::Udp || self.cfg.proxy_server.is_none() {
+                        return Err(invalid(
+                            "host address",
+                            "::1",
+                            "only TCP ports can be published on the IPv6 loopback address \
+                             (through hako-proxy: the kernel does not forward IPv6 loopback \
+                             connections to a container)",
+                        ));
+                    }
+                    continue;
                 }
                 if net.subnet6.is_none() {
                     return Err(invalid(
@@ -1487,6 +1502,10 @@ impl<'c> Networks<'c> {
         }
         if let Err(e) = port_elements(true, &rows) {
             // The pany and pip maps are two transactions: the first may have gone in.
+            let _ = port_elements(false, &rows);
+            return Err(undo(e));
+        }
+        if let Err(e) = self.start_proxies(&net.name, container_id, &rows) {
             let _ = port_elements(false, &rows);
             return Err(undo(e));
         }
@@ -1636,6 +1655,43 @@ impl<'c> Networks<'c> {
                     ip: ip6,
                     network: net.name,
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a `hako-proxy` for each port of `rows` on `[::1]` and records it.
+    fn start_proxies(&self, network: &str, container_id: &str, rows: &[PortRow]) -> Result<()> {
+        let loopback: Vec<&PortRow> = rows
+            .iter()
+            .filter(|r| matches!(r.host_ip, IpAddr::V6(a) if a.is_loopback()))
+            .collect();
+        if loopback.is_empty() {
+            return Ok(());
+        }
+        let exe = self
+            .cfg
+            .proxy_server
+            .as_deref()
+            .ok_or(Error::Unsupported("publishing on [::1] without hako-proxy"))?;
+        let db = self
+            .conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Dns("the proxy needs an on-disk state database".into()))?;
+        for r in loopback {
+            let listen = std::net::SocketAddr::new(r.host_ip, r.host_port);
+            let target = std::net::SocketAddr::new(IpAddr::V4(r.container_ip), r.container_port);
+            let pid = proxy::spawn(exe, &db, container_id, listen, target)?;
+            let st = dns::start_time(pid).unwrap_or(0);
+            if let Err(e) = self.conn.execute(
+                "INSERT OR REPLACE INTO net_proxies (container_id, network, host_port, pid, start_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![container_id, network, r.host_port, pid, st],
+            ) {
+                dns::kill(pid, st);
+                return Err(e.into());
             }
         }
         Ok(())
@@ -1966,6 +2022,18 @@ impl<'c> Networks<'c> {
     /// Deletes database rows of a container (on one network, or all).
     fn forget(&self, container_id: &str, network: Option<&str>) -> Result<()> {
         let tx = self.immediate()?;
+        let proxies: Vec<(i64, i64)> = {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM net_proxies WHERE container_id = ?1 AND (?2 IS NULL OR network = ?2)
+                 RETURNING pid, start_time",
+            )?;
+            let v = st
+                .query_map(params![container_id, network], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
         match network {
             Some(n) => {
                 tx.execute(
@@ -2005,6 +2073,9 @@ impl<'c> Networks<'c> {
             }
         }
         tx.commit()?;
+        for (pid, st) in proxies {
+            dns::kill(pid, st);
+        }
         self.stop_idle_dns()
     }
 
