@@ -473,6 +473,9 @@ enum NetworkCommand {
         /// IPv4 address
         #[arg(long)]
         ip: Option<String>,
+        /// IPv6 address
+        #[arg(long)]
+        ip6: Option<String>,
         /// Add network-scoped alias for the container
         #[arg(long)]
         alias: Vec<String>,
@@ -761,6 +764,9 @@ struct RunArgs {
     /// IPv4 address on the network
     #[arg(long)]
     ip: Option<String>,
+    /// IPv6 address on the network (one created with --ipv6)
+    #[arg(long)]
+    ip6: Option<String>,
     /// Add a network-scoped alias for the container
     #[arg(long)]
     network_alias: Vec<String>,
@@ -1040,9 +1046,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     if want != private {
                         continue;
                     }
-                    println!("{}:{}", p.host_ip, p.host_port);
+                    println!("{}", p.host());
                 } else {
-                    println!("{private} -> {}:{}", p.host_ip, p.host_port);
+                    println!("{private} -> {}", p.host());
                 }
                 found = true;
             }
@@ -1313,6 +1319,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         tty: a.tty,
         log_opts: a.log_opt,
         ip: a.ip,
+        ip6: a.ip6,
         network_aliases: a.network_alias,
         mac_address: a.mac_address,
         init: a.init,
@@ -2171,9 +2178,8 @@ fn ports_text(engine: &Engine, c: &hako_engine::ContainerInfo) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{}:{}->{}/{}",
-                p.host_ip,
-                p.host_port,
+                "{}->{}/{}",
+                p.host(),
                 p.container_port,
                 format!("{:?}", p.proto).to_lowercase()
             )
@@ -2342,11 +2348,12 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
         }
         NetworkCommand::Connect {
             ip,
+            ip6,
             alias,
             network,
             container,
         } => {
-            engine.network_connect(&container, &network, ip.as_deref(), &alias)?;
+            engine.network_connect(&container, &network, ip.as_deref(), ip6.as_deref(), &alias)?;
             Ok(0)
         }
         NetworkCommand::Disconnect {

@@ -477,6 +477,11 @@ fn ports_of(r: &Root, name: &str) -> Vec<(String, u16)> {
 /// Answers one UDP datagram with `echo:` + its payload, from inside the network namespace of
 /// process `pid` (this thread joins it; the test's other threads stay where they are).
 fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
+    udp_echo_on(pid, "0.0.0.0", port)
+}
+
+/// [`udp_echo_in`] on the address `bind` of the container.
+fn udp_echo_on(pid: &str, bind: &'static str, port: u16) -> std::thread::JoinHandle<()> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
@@ -484,7 +489,7 @@ fn udp_echo_in(pid: &str, port: u16) -> std::thread::JoinHandle<()> {
         // SAFETY: setns on an fd we own; CLONE_NEWNET moves only this thread.
         let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        let s = std::net::UdpSocket::bind((bind, port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
         ready_tx.send(()).unwrap();
@@ -732,10 +737,27 @@ fn network_options_connect_disconnect_and_prune() {
     assert_eq!(code, 1);
     assert!(err.contains("is not connected"), "{err}");
     r.ok(&["stop", "-t", "0", "roamer"]);
+    // A stopped container: the connection is recorded and made at its next start; the
+    // network counts as used meanwhile.
+    r.ok(&["network", "connect", &lab, "roamer"]);
     let (code, _, err) = r.run(&["network", "connect", &lab, "roamer"]);
     assert_eq!(code, 1);
-    assert!(err.contains("not running"), "{err}");
-    r.ok(&["rm", "roamer"]);
+    assert!(err.contains("already attached"), "{err}");
+    assert_eq!(r.ok(&["network", "prune", "-f"]), "");
+    r.ok(&["start", "roamer"]);
+    let eth1 = r.ok(&["exec", "roamer", "ip", "-4", "-o", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet {prefix}.")), "{eth1}");
+    // Connections last across restarts, as Docker's do, until a disconnect; disconnecting a
+    // stopped container removes the record.
+    r.ok(&["stop", "-t", "0", "roamer"]);
+    r.ok(&["network", "disconnect", &lab, "roamer"]);
+    let (code, _, err) = r.run(&["network", "disconnect", &lab, "roamer"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not connected"), "{err}");
+    r.ok(&["start", "roamer"]);
+    let links = r.ok(&["exec", "roamer", "ls", "/sys/class/net"]);
+    assert!(!links.contains("eth1"), "{links}");
+    r.ok(&["rm", "-f", "roamer"]);
     let pruned = r.ok(&["network", "prune", "-f"]);
     assert_eq!(pruned, format!("Deleted Networks:\n{lab}\n"));
     assert!(!std::path::Path::new("/sys/class/net")
@@ -1057,5 +1079,322 @@ fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
         serde_json::from_str(&r.ok(&["network", "inspect", &name])).unwrap();
     let auto = doc[0]["IPAM"]["Config"][1]["Subnet"].as_str().unwrap();
     assert!(auto.starts_with("fd") && auto.ends_with("::/64"), "{auto}");
+    r.ok(&["network", "rm", &name]);
+}
+
+#[test]
+fn fixed_ipv6_addresses_on_run_create_and_connect() {
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map_or(true, |v| v.trim() != "0")
+    {
+        eprintln!("skipped: IPv6 is disabled on this host");
+        return;
+    }
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hf{pid}");
+    let plain = format!("hp{pid}");
+    let subnet = format!("100.78.{}.0/24", pid % 250);
+    let prefix6 = format!("fd{:02x}:{:x}:7:", pid % 256, pid & 0xffff);
+    let subnet6 = format!("{prefix6}:/64");
+    r.ok(&[
+        "network", "create", "--ipv6", "--subnet", &subnet, "--subnet", &subnet6, &name,
+    ]);
+    r.ok(&["network", "create", &plain]);
+    let fixed = format!("{prefix6}:99");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f6",
+        "--network",
+        &name,
+        "--ip6",
+        &fixed,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let addr = r.ok(&["exec", "f6", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(
+        addr.contains(&format!("inet6 {fixed}/64 scope global")),
+        "{addr}"
+    );
+    let count = || r.ok(&["ps", "-aq"]).lines().count();
+    let before = count();
+    let refused = |args: &[&str], msg: &str| {
+        let (c, _, err) = r.run(args);
+        assert_eq!(c, 125, "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    };
+    let outside = "fd00:dead:beef::5";
+    for verb in ["run", "create"] {
+        refused(
+            &[verb, "--network", &name, "--ip6", &fixed, "busybox", "true"],
+            "is already in use",
+        );
+        refused(
+            &[
+                verb,
+                "--network",
+                &name,
+                "--ip6",
+                outside,
+                "busybox",
+                "true",
+            ],
+            "is outside the IPv6 subnet",
+        );
+        refused(
+            &[
+                verb,
+                "--network",
+                &plain,
+                "--ip6",
+                outside,
+                "busybox",
+                "true",
+            ],
+            "create it with --ipv6",
+        );
+        refused(
+            &[
+                verb,
+                "--network",
+                &name,
+                "--ip6",
+                "fd::zz",
+                "busybox",
+                "true",
+            ],
+            "invalid IPv6 address",
+        );
+    }
+    assert_eq!(count(), before, "a refused run or create left a container");
+    // network connect --ip6, to a running container and to a stopped one.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "g6",
+        "--network",
+        &plain,
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let (code, _, err) = r.run(&["network", "connect", "--ip6", &fixed, &name, "g6"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is already in use"), "{err}");
+    let second = format!("{prefix6}:98");
+    r.ok(&["network", "connect", "--ip6", &second, &name, "g6"]);
+    let eth1 = r.ok(&["exec", "g6", "ip", "-6", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet6 {second}/64")), "{eth1}");
+    r.ok(&["create", "--name", "s6", "busybox", "sleep", "100"]);
+    let third = format!("{prefix6}:97");
+    r.ok(&["network", "connect", "--ip6", &third, &name, "s6"]);
+    r.ok(&["start", "s6"]);
+    let eth1 = r.ok(&["exec", "s6", "ip", "-6", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet6 {third}/64")), "{eth1}");
+    let ping = r.ok(&["exec", "s6", "ping", "-6", "-c", "1", "-W", "2", &fixed]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    r.ok(&["rm", "-f", "f6", "g6", "s6"]);
+    r.ok(&["network", "rm", &name, &plain]);
+}
+
+/// Deletes a link the test made, even when the test fails half-way.
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn ports_published_on_ipv6_host_addresses() {
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map_or(true, |v| v.trim() != "0")
+    {
+        eprintln!("skipped: IPv6 is disabled on this host");
+        return;
+    }
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    // A host IPv6 address of the test's own: a /128 on a veth pair of its own (no route but
+    // its own; there is no dummy driver here).
+    let link = format!("hk6d{}", pid % 100_000);
+    sh(&format!(
+        "ip link add {link} type veth peer name {link}p && ip link set {link} up && ip link set {link}p up"
+    ));
+    let _guard = LinkGuard(link.clone());
+    let host6 = format!("2001:db8:{:x}::1", pid & 0xffff);
+    sh(&format!("ip -6 addr add {host6}/128 dev {link} nodad"));
+    let name = format!("hq{pid}");
+    let subnet = format!("100.79.{}.0/24", pid % 250);
+    let subnet6 = format!("fd{:02x}:{:x}:8::/64", pid % 256, pid & 0xffff);
+    r.ok(&[
+        "network", "create", "--ipv6", "--subnet", &subnet, "--subnet", &subnet6, &name,
+    ]);
+    let tcp = 21000 + (pid % 1000) as u16;
+    let udp = tcp + 1000;
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w6",
+        "--network",
+        &name,
+        "-p",
+        &format!("[{host6}]:{tcp}:80"),
+        "-p",
+        &format!("[{host6}]:{udp}:7/udp"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-host6 > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    let port = r.ok(&["port", "w6", "80"]);
+    assert_eq!(port.trim(), format!("[{host6}]:{tcp}"));
+    let ps = r.ok(&["ps", "--format", "{{.Ports}}", "-f", "name=w6"]);
+    assert!(
+        ps.contains(&format!("[{host6}]:{tcp}->80/tcp"))
+            && ps.contains(&format!("[{host6}]:{udp}->7/udp")),
+        "{ps}"
+    );
+    let url = format!("http://[{host6}]:{tcp}/");
+    let mut body = String::new();
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-host6\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    // Only on that address: the host's other addresses do not answer on the port.
+    let v4 = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], tcp)),
+        std::time::Duration::from_secs(1),
+    );
+    assert!(v4.is_err(), "port {tcp} answers on 127.0.0.1 too");
+    let cpid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "w6"]);
+    let echo = udp_echo_on(cpid.trim(), "::", 7);
+    let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.send_to(b"ping6", (host6.as_str(), udp)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s
+        .recv(&mut buf)
+        .expect("no UDP reply through the port on the IPv6 host address");
+    assert_eq!(&buf[..n], b"echo:ping6");
+    echo.join().unwrap();
+    let pip6 = format!("{host6} . udp . {udp}");
+    assert!(nft_ruleset().contains(&pip6), "no pip6 element {pip6}");
+
+    // [::1], through a hako-proxy (the kernel does not DNAT from ::1), to a container on the
+    // IPv4-only default bridge; it goes with the container.
+    let lo = tcp + 2;
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lo6",
+        "-p",
+        &format!("[::1]:{lo}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo hello-lo6 > /www/index.html; exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(
+        r.ok(&["port", "lo6"]).trim(),
+        format!("80/tcp -> [::1]:{lo}")
+    );
+    let url = format!("http://[::1]:{lo}/");
+    assert!(
+        wait_for(5, || {
+            body = std::process::Command::new("wget")
+                .args(["-q", "-O", "-", "-T", "2", &url])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            body == "hello-lo6\n"
+        }),
+        "GET {url} gave {body:?}"
+    );
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("[::1]:{lo}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("already allocated"), "{err}");
+    r.ok(&["rm", "-f", "lo6"]);
+    let loopback = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, lo));
+    assert!(
+        wait_for(5, || std::net::TcpStream::connect(loopback).is_err()),
+        "[::1]:{lo} still answers after rm: its proxy is left"
+    );
+
+    // A foreground run starts and stops its proxy too.
+    r.ok(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("[::1]:{lo}:80"),
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        wait_for(5, || std::net::TcpStream::connect(loopback).is_err()),
+        "[::1]:{lo} still answers after run --rm"
+    );
+
+    // UDP on ::1 has no proxy, and an IPv4-only network has no IPv6 address to DNAT to:
+    // refused before anything runs, nothing left.
+    let before = r.ok(&["ps", "-aq"]).lines().count();
+    for (net, spec, msg) in [
+        (
+            name.as_str(),
+            "[::1]:8080:80/udp".to_string(),
+            "only TCP ports",
+        ),
+        (
+            "bridge",
+            format!("[{host6}]:{}:80", tcp + 1),
+            "needs an IPv6 network",
+        ),
+        (
+            name.as_str(),
+            format!("[2001:db8:ffff::77]:{}:80", tcp + 1),
+            "not an address of this host",
+        ),
+    ] {
+        let (code, _, err) = r.run(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "-p",
+            &spec,
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(code, 125, "{spec}: {err}");
+        assert!(err.contains(msg), "{spec}: {err}");
+    }
+    assert_eq!(r.ok(&["ps", "-aq"]).lines().count(), before);
+    r.ok(&["rm", "-f", "w6"]);
+    assert!(!nft_ruleset().contains(&pip6), "pip6 element left after rm");
     r.ok(&["network", "rm", &name]);
 }

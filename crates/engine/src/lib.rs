@@ -386,6 +386,8 @@ pub struct RunOptions {
     pub log_opts: Vec<String>,
     /// `--ip`.
     pub ip: Option<String>,
+    /// `--ip6`.
+    pub ip6: Option<String>,
     /// `--network-alias`.
     pub network_aliases: Vec<String>,
     /// `--mac-address`.
@@ -801,10 +803,28 @@ impl Engine {
                             .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {i}")))
                     })
                     .transpose()?;
+                let ip6 = opts
+                    .ip6
+                    .as_deref()
+                    .map(|i| {
+                        i.parse::<std::net::Ipv6Addr>()
+                            .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {i}")))
+                    })
+                    .transpose()?;
+                if ip.is_some() || ip6.is_some() {
+                    let v4 = match ip {
+                        Some(std::net::IpAddr::V4(a)) => Some(a),
+                        _ => None,
+                    };
+                    netwire::networks(self.store.conn(), &self.root)?
+                        .check_fixed_addresses(id, net, v4, ip6)
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                }
                 Some((
                     net.to_string(),
                     hako_net::AttachOptions {
                         ip,
+                        ip6,
                         ports,
                         aliases: opts.network_aliases.clone(),
                         mac: opts.mac_address.clone(),
@@ -1151,7 +1171,15 @@ impl Engine {
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
                 resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
+                extra: Vec::new(),
             });
+        let net = match net {
+            Some(mut n) => {
+                n.extra = netwire::recorded_connects(self.store.conn(), &self.root, id)?;
+                Some(n)
+            }
+            None => None,
+        };
         Ok(Prepared {
             spec,
             overlay,
@@ -1184,7 +1212,7 @@ impl Engine {
                 )
                 .map_err(|e| format!("recording the container's pid: {e}"))?;
             match &prepared.net {
-                Some(n) => n.attach(pid),
+                Some(n) => n.attach(Some(self.store.conn()), pid),
                 None => Ok(()),
             }
         };
@@ -1300,6 +1328,7 @@ impl Engine {
     pub(crate) fn delete_container_with(&self, id: &str, dir: &Path, volumes: bool) {
         self.event(id, "destroy", &[]);
         self.release_volumes(id, volumes);
+        netwire::forget_connects(self.store.conn(), &self.root, id);
         // Row first: a crash after it leaves only a directory, which `reconcile` sweeps.
         let _ = self
             .store

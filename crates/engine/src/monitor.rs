@@ -177,7 +177,7 @@ fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
     drop(out_w);
     drop(err_w);
     let hook = |pid: i32| match &prepared.net {
-        Some(n) => n.attach(pid),
+        Some(n) => n.attach(None, pid),
         None => Ok(()),
     };
     let mut spec = prepared.spec.clone();

@@ -22,9 +22,9 @@ pub fn config_for(root: &Path) -> hako_net::Config {
     }
     // Installed next to `hako`, as hako-monitor is; a missing one fails the first `run` on a
     // user network with a message naming it.
-    cfg.dns_server = std::env::current_exe()
-        .ok()
-        .map(|e| e.with_file_name("hako-dns"));
+    let exe = std::env::current_exe().ok();
+    cfg.dns_server = exe.as_ref().map(|e| e.with_file_name("hako-dns"));
+    cfg.proxy_server = exe.map(|e| e.with_file_name("hako-proxy"));
     cfg
 }
 
@@ -45,22 +45,44 @@ pub(crate) struct NetWire {
     /// The container's resolv.conf, to point at the network's name server; `None` with
     /// `--dns`, whose servers stay.
     pub(crate) resolv_file: Option<PathBuf>,
+    /// Further networks `network connect` recorded for the container, attached after the
+    /// first one (as eth1, ...).
+    pub(crate) extra: Vec<(String, AttachOptions)>,
 }
 
 fn open_db(root: &Path) -> std::result::Result<rusqlite::Connection, String> {
-    // The hook may run in the forked monitor, which must not reuse the parent's connection.
     let conn = rusqlite::Connection::open(root.join("hako.db"))
         .map_err(|e| format!("state database: {e}"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| format!("state database: {e}"))?;
+    // As the image store's connection: in WAL mode a commit then appends to the WAL without
+    // an fsync (a power cut may lose the last commits, never consistency). With the default
+    // FULL, the lease's commit was an fsync on the path of every `run -d` (~4.5 ms here, tens
+    // of ms while other I/O runs), and a lease lost to a power cut belongs to a container
+    // that did not survive it either.
+    conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| format!("state database: {e}"))?;
     Ok(conn)
 }
 
 impl NetWire {
-    /// Runs in `before_start(pid)`.
-    pub(crate) fn attach(&self, pid: i32) -> std::result::Result<(), String> {
-        let conn = open_db(&self.root)?;
-        let nets = Networks::open_with(&conn, config_for(&self.root)).map_err(|e| e.to_string())?;
+    /// Runs in `before_start(pid)`, on `conn` when the caller's own connection may be used
+    /// (the foreground `run`), else on a connection of its own: the hook may run in the
+    /// forked monitor, which must not use the parent's.
+    pub(crate) fn attach(
+        &self,
+        conn: Option<&rusqlite::Connection>,
+        pid: i32,
+    ) -> std::result::Result<(), String> {
+        let own;
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                own = open_db(&self.root)?;
+                &own
+            }
+        };
+        let nets = Networks::open_with(conn, config_for(&self.root)).map_err(|e| e.to_string())?;
         let bridge_was_up = nets
             .inspect(&self.network)
             .map(|n| Path::new("/sys/class/net").join(&n.bridge).exists())
@@ -88,24 +110,49 @@ impl NetWire {
         }
         // The file is bind-mounted into the container already: append in place, keeping the
         // inode, so the container sees its own address like Docker's /etc/hosts shows it.
-        let mut f = std::fs::OpenOptions::new()
+        // One write: `writeln!` on a File makes a system call per formatted piece.
+        let mut lines = format!("{}\t{}\n", a.ip, self.hostname);
+        if let Some((ip6, _, _)) = a.ip6 {
+            lines.push_str(&format!("{ip6}\t{}\n", self.hostname));
+        }
+        std::fs::OpenOptions::new()
             .append(true)
             .open(&self.hosts_file)
+            .and_then(|mut f| f.write_all(lines.as_bytes()))
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
-        writeln!(f, "{}\t{}", a.ip, self.hostname)
-            .map_err(|e| format!("update /etc/hosts: {e}"))?;
-        if let Some((ip6, _, _)) = a.ip6 {
-            writeln!(f, "{ip6}\t{}", self.hostname)
-                .map_err(|e| format!("update /etc/hosts: {e}"))?;
-        }
         if let (Some(dns), Some(path)) = (a.dns, &self.resolv_file) {
             if let Err(e) = point_resolv_conf(path, dns) {
                 let _ = nets.detach(&self.container_id);
                 return Err(e);
             }
         }
+        for (network, extra) in &self.extra {
+            let mut extra = extra.clone();
+            if *network != nets.config().default_network {
+                extra.names = opts.names.clone();
+                if extra.names.is_empty() {
+                    extra.names = connect_names(conn, &self.container_id);
+                }
+            }
+            if let Err(e) = nets.attach(network, &self.container_id, pid, &extra) {
+                let _ = nets.detach(&self.container_id);
+                return Err(format!("network {network}: {e}"));
+            }
+        }
         Ok(())
     }
+}
+
+/// The names a user network's name server answers for a container: its name and short ID.
+fn connect_names(conn: &rusqlite::Connection, id: &str) -> Vec<String> {
+    let mut names: Vec<String> = conn
+        .query_row("SELECT name FROM containers WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })
+        .into_iter()
+        .collect();
+    names.push(id[..12.min(id.len())].to_string());
+    names
 }
 
 /// Replaces the nameservers of a container's resolv.conf with the network's name server,
@@ -187,35 +234,61 @@ pub fn published_ports(
 }
 
 impl crate::Engine {
-    /// `network connect`: a running container gains an interface on `network` (`eth1`, ...),
-    /// with its name, short ID and `aliases` in the network's name server. The attachment
-    /// lasts until the container stops; it is not repeated by `start`.
+    /// `network connect`: records the connection, so every later start of the container
+    /// attaches it to `network` too (as Docker keeps it in the container's configuration),
+    /// and, if the container runs, gives it an interface there now (`eth1`, ...), with its
+    /// name, short ID and `aliases` in the network's name server.
     pub fn network_connect(
         &self,
         container: &str,
         network: &str,
         ip: Option<&str>,
+        ip6: Option<&str>,
         aliases: &[String],
     ) -> Result<()> {
         let c = self.find(container)?;
-        let Some(pid) = self.live_pid(&c.id)? else {
+        let stored: String = self.store.conn().query_row(
+            "SELECT config FROM containers WHERE id = ?1",
+            [&c.id],
+            |r| r.get(0),
+        )?;
+        let run: crate::RunOptions = serde_json::from_str(&stored).unwrap_or_default();
+        let Some(primary) = run.network.attach_to() else {
             return Err(Error::Invalid(format!(
-                "container {} is not running: hako connects running containers only",
-                c.name
+                "container {} uses network mode {}: it cannot be connected to other networks",
+                c.name,
+                run.network.mode()
             )));
         };
         let ip = ip
             .map(|i| {
-                i.parse()
+                i.parse::<std::net::Ipv4Addr>()
                     .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {i}")))
             })
             .transpose()?;
+        let ip6 = ip6
+            .map(|i| {
+                i.parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {i}")))
+            })
+            .transpose()?;
         let nets = networks(self.store.conn(), &self.root)?;
-        let net = nets
-            .inspect(network)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let invalid = |e: hako_net::Error| Error::Invalid(e.to_string());
+        let net = nets.inspect(network).map_err(invalid)?;
+        if net.name == primary {
+            return Err(invalid(hako_net::Error::AlreadyAttached {
+                container: c.id.clone(),
+                network: net.name,
+            }));
+        }
+        nets.record_connect(&c.id, &net.name, ip, ip6, aliases)
+            .map_err(invalid)?;
+        let Some(pid) = self.live_pid(&c.id)? else {
+            return Ok(());
+        };
         let mut opts = AttachOptions {
-            ip,
+            ip: ip.map(std::net::IpAddr::V4),
+            ip6,
             aliases: aliases.to_vec(),
             ..Default::default()
         };
@@ -223,19 +296,53 @@ impl crate::Engine {
             opts.names = vec![c.name.clone(), c.id[..12].to_string()];
         }
         let bridge_up = Path::new("/sys/class/net").join(&net.bridge).exists();
-        nets.attach(&net.name, &c.id, pid, &opts)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if let Err(e) = nets.attach(&net.name, &c.id, pid, &opts) {
+            let _ = nets.forget_connect(&c.id, &net.name);
+            return Err(invalid(e));
+        }
         if !bridge_up {
             allow_forwarding(&net.bridge);
         }
         Ok(())
     }
 
-    /// `network disconnect`: the container loses its interface on `network`.
+    /// `network disconnect`: the container loses its interface on `network` if it runs, and
+    /// later starts no longer attach it there.
     pub fn network_disconnect(&self, container: &str, network: &str) -> Result<()> {
         let c = self.find(container)?;
-        networks(self.store.conn(), &self.root)?
-            .detach_from(&c.id, network)
-            .map_err(|e| Error::Invalid(e.to_string()))
+        let nets = networks(self.store.conn(), &self.root)?;
+        let invalid = |e: hako_net::Error| Error::Invalid(e.to_string());
+        let recorded = nets.forget_connect(&c.id, network).map_err(invalid)?;
+        if self.live_pid(&c.id)?.is_none() {
+            if recorded {
+                return Ok(());
+            }
+            return Err(invalid(hako_net::Error::NotAttached {
+                container: c.id,
+                network: network.to_string(),
+            }));
+        }
+        match nets.detach_from(&c.id, network) {
+            Err(hako_net::Error::NotAttached { .. }) if recorded => Ok(()),
+            r => r.map_err(invalid),
+        }
     }
+}
+
+/// Drops the connection records of a container that is being removed.
+pub(crate) fn forget_connects(conn: &rusqlite::Connection, root: &Path, id: &str) {
+    if let Ok(n) = networks(conn, root) {
+        let _ = n.forget_connects(id);
+    }
+}
+
+/// The networks `network connect` recorded for a container, to attach at its start.
+pub(crate) fn recorded_connects(
+    conn: &rusqlite::Connection,
+    root: &Path,
+    id: &str,
+) -> Result<Vec<(String, AttachOptions)>> {
+    networks(conn, root)?
+        .recorded_connects(id)
+        .map_err(|e| Error::Invalid(format!("network: {e}")))
 }

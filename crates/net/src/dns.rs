@@ -482,7 +482,7 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         None => None,
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    detach()?;
+    detach_server()?;
     // Opened after the fork: SQLite's POSIX locks belong to the process that took them, so a
     // connection must never cross a fork (the child's reads would not see later commits).
     let conn = open_ro(db)?;
@@ -617,7 +617,7 @@ fn serve_tcp(
 
 /// `hako` blocks SIGTERM and friends while it creates a container, and a blocked mask survives
 /// exec: without this the server would never see the SIGTERM that stops it.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: sigemptyset initialises the set we own; sigprocmask and signal take plain
     // values and change only this (still single-threaded) process's signal state.
     unsafe {
@@ -633,7 +633,7 @@ fn reset_signals() {
 /// Forks: the parent exits at once (so the `hako` that started us can reap it and we are
 /// nobody's child), the child starts a session, reports `ready PID` on stdout and then points
 /// stdin, stdout and stderr at /dev/null, which closes the caller's pipe.
-fn detach() -> Result<(), String> {
+pub(crate) fn detach_server() -> std::result::Result<(), String> {
     // SAFETY: no thread exists yet in this process (the server's threads start after this),
     // so the child may do anything after fork.
     let pid = unsafe { libc::fork() };
@@ -664,7 +664,7 @@ fn detach() -> Result<(), String> {
 
 /// The start time of process `pid` (field 22 of /proc/PID/stat), to tell it from a later
 /// process that reuses the pid.
-fn start_time(pid: i64) -> Option<i64> {
+pub(crate) fn start_time(pid: i64) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses; fields after it do not.
     let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
@@ -689,6 +689,16 @@ fn set_subreaper(on: bool) {
 
 /// Starts `hako-dns DB NETWORK` and returns the server's pid once it listens.
 fn spawn_server(exe: &Path, db: &Path, network: &str) -> Result<i64> {
+    spawn_detached(exe, &[db.into(), network.into()]).map_err(|why| {
+        Error::Dns(format!(
+            "the name server of network {network} did not start: {why}"
+        ))
+    })
+}
+
+/// Runs a server binary that detaches itself (see [`detach_server`]) and returns the pid it
+/// reports, or why it did not start.
+pub(crate) fn spawn_detached(exe: &Path, args: &[OsString]) -> std::result::Result<i64, String> {
     // `run -d` attaches from a child subreaper (the future monitor), which waits for every
     // descendant: the server must not become one of its orphans, so the subreaper bit is off
     // while the server's intermediate process exits and the server is reparented to init.
@@ -697,8 +707,7 @@ fn spawn_server(exe: &Path, db: &Path, network: &str) -> Result<i64> {
         set_subreaper(false);
     }
     let out = std::process::Command::new(exe)
-        .arg(db)
-        .arg(network)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         // Out of the terminal's process group: a Ctrl-C in `hako run` is not for the server.
@@ -707,22 +716,15 @@ fn spawn_server(exe: &Path, db: &Path, network: &str) -> Result<i64> {
     if was_subreaper {
         set_subreaper(true);
     }
-    let out = out.map_err(|source| Error::Io {
-        path: exe.display().to_string(),
-        source,
-    })?;
+    let out = out.map_err(|e| format!("{}: {e}", exe.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next().unwrap_or("").trim();
     match line.strip_prefix("ready ").and_then(|p| p.parse().ok()) {
         Some(pid) => Ok(pid),
-        None => Err(Error::Dns(format!(
-            "the name server of network {network} did not start: {}",
-            line.strip_prefix("error: ").unwrap_or(if line.is_empty() {
-                "no output"
-            } else {
-                line
-            })
-        ))),
+        None => Err(line
+            .strip_prefix("error: ")
+            .unwrap_or(if line.is_empty() { "no output" } else { line })
+            .to_string()),
     }
 }
 
@@ -816,7 +818,7 @@ impl Networks<'_> {
 }
 
 /// SIGTERM to our server `pid`, if it is still the process that started at `st`.
-fn kill(pid: i64, st: i64) {
+pub(crate) fn kill(pid: i64, st: i64) {
     if pid > 0 && start_time(pid) == Some(st) {
         // SAFETY: kill has no memory-safety preconditions; the start time check makes sure
         // the pid was not reused by another process.

@@ -33,7 +33,7 @@
 //!   route via the gateway (none on `internal` networks).
 //! - One nftables table (`inet hako`) whose rules never change after creation (except once,
 //!   to add the IPv6 ones to a table made before them): they match sets and maps (`bridges`,
-//!   `nets`, `natnets`, `natnets6`, `internal`, `pany`, `pip`, `pany6`), and networks and
+//!   `nets`, `natnets`, `natnets6`, `internal`, `pany`, `pip`, `pany6`, `pip6`), and networks and
 //!   published ports are elements of those. Adding or removing a port is one element
 //!   operation, with no rule handles to track. The table is created by the first network and
 //!   deleted with the last.
@@ -46,17 +46,19 @@
 //!
 //! # State
 //!
-//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names` and `net_dns` in the engine's
-//! database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
+//! Tables `net_networks`, `net_leases`, `net_ports`, `net_names`, `net_dns`, `net_proxies`
+//! and `net_connects` (connections `network connect` made, repeated at each start) in the
+//! engine's database. Address and port allocation happen in `BEGIN IMMEDIATE` transactions, and `UNIQUE`
 //! constraints back them up, so concurrent `hako run`s never share an address or a host port.
 //! The connection should have a busy timeout (the image store sets 5 s).
 //!
 //! # Known limits
 //!
-//! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only; a fixed IPv6 address
-//!   (`AttachOptions::ip`) and IPv6 host addresses in `-p` are refused with a clear error. A
-//!   port on all host addresses is DNATed for IPv6 too, but not from `::1` (the kernel does not
-//!   route loopback sources off the host) and without hairpin masquerade between containers.
+//! - IPv6 (`CreateOptions::ipv6`) on user-defined networks only. A port on all host addresses
+//!   is DNATed for IPv6 too, and one on an IPv6 host address (`-p [2001:db8::1]:80:80`, map
+//!   `pip6`) goes to the container's IPv6 address. The kernel does not forward connections
+//!   from `::1` to a container, so TCP ports on `[::1]` are served by a [`proxy`] process each
+//!   (UDP there is refused), and there is no hairpin masquerade between containers over IPv6.
 //! - Turning IPv6 forwarding on (`net.ipv6.conf.all.forwarding`, as Docker does) makes the
 //!   kernel ignore router advertisements on interfaces with `accept_ra=1`.
 //! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
@@ -72,12 +74,13 @@ pub mod dns;
 mod netlink;
 mod nft;
 mod ports;
+pub mod proxy;
 mod resolv;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -152,6 +155,24 @@ pub enum Error {
         /// The network.
         network: String,
     },
+    /// `--ip6` outside the network's IPv6 subnet, or on a network without one.
+    #[error("address {ip} is outside the IPv6 subnet of network {network} ({subnet})")]
+    Ip6OutOfRange {
+        /// The requested address.
+        ip: Ipv6Addr,
+        /// The network.
+        network: String,
+        /// Its IPv6 subnet, or why it has none.
+        subnet: String,
+    },
+    /// `--ip6` already leased (or the gateway).
+    #[error("address {ip} is already in use on network {network}")]
+    Ip6InUse {
+        /// The requested address.
+        ip: Ipv6Addr,
+        /// The network.
+        network: String,
+    },
     /// Every address of the range is leased.
     #[error("no available IPv4 address left on network {0}")]
     NetworkFull(String),
@@ -172,10 +193,10 @@ pub enum Error {
         network: String,
     },
     /// A host port that another container publishes or a host process listens on.
-    #[error("Bind for {addr}:{port} failed: port is already allocated")]
+    #[error("Bind for {}:{port} failed: port is already allocated", fmt_host(*.addr))]
     PortAllocated {
         /// The host address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// The host port.
         port: u16,
     },
@@ -264,6 +285,9 @@ pub struct Config {
     /// The `hako-dns` binary, started for user-defined networks (see [`dns`]); `None`: no
     /// name server, and [`Attachment::dns`] stays `None`.
     pub dns_server: Option<PathBuf>,
+    /// The `hako-proxy` binary, started for each TCP port published on `[::1]` (see
+    /// [`proxy`]); `None`: such ports are refused.
+    pub proxy_server: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -276,6 +300,7 @@ impl Default for Config {
             veth_prefix: "veth".into(),
             bridge_prefix: "hk-".into(),
             dns_server: None,
+            proxy_server: None,
         }
     }
 }
@@ -365,8 +390,11 @@ pub struct NetworkInfo {
 /// Options of `attach` (`run --ip`, `-p`, `--network-alias`, `--mac-address`).
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
-    /// A fixed address; must lie in the network's range and be free.
+    /// A fixed address; must lie in the network's range and be free. An IPv6 address here
+    /// counts as [`AttachOptions::ip6`].
     pub ip: Option<IpAddr>,
+    /// A fixed IPv6 address (`--ip6`); must lie in the network's IPv6 subnet and be free.
+    pub ip6: Option<Ipv6Addr>,
     /// Ports to publish.
     pub ports: Vec<PortSpec>,
     /// DNS aliases (`--network-alias`).
@@ -381,14 +409,29 @@ pub struct AttachOptions {
 /// A published port, as `hako port` and `ps` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {
-    /// The host address (`0.0.0.0`: all).
-    pub host_ip: Ipv4Addr,
+    /// The host address (`0.0.0.0`: all, IPv4 and IPv6).
+    pub host_ip: IpAddr,
     /// The host port.
     pub host_port: u16,
     /// The container port.
     pub container_port: u16,
     /// The protocol.
     pub proto: Proto,
+}
+
+impl PublishedPort {
+    /// The host address and port as Docker prints them: `0.0.0.0:8080`, `[::1]:8080`.
+    pub fn host(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.host_ip, self.host_port)
+    }
+}
+
+/// An address as Docker prints it before a port: IPv6 in brackets.
+fn fmt_host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
 }
 
 /// The result of `attach`.
@@ -474,6 +517,21 @@ CREATE TABLE IF NOT EXISTS net_networks6 (
     network TEXT PRIMARY KEY,
     subnet TEXT NOT NULL,
     gateway TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_proxies (
+    container_id TEXT NOT NULL,
+    network TEXT NOT NULL,
+    host_port INTEGER NOT NULL PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start_time INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_connects (
+    container_id TEXT NOT NULL,
+    network TEXT NOT NULL,
+    ip TEXT,
+    ip6 TEXT,
+    aliases TEXT NOT NULL,
+    PRIMARY KEY (container_id, network)
 );
 CREATE TABLE IF NOT EXISTS net_leases6 (
     network TEXT NOT NULL,
@@ -571,6 +629,7 @@ add set inet {t} natnets6 {{ type ipv6_addr; flags interval; }}
 add map inet {t} pany {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map inet {t} pany6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
+add map inet {t} pip6 {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
@@ -580,6 +639,7 @@ add rule inet {t} prerouting fib daddr type local jump ports
 add rule inet {t} output fib daddr type local jump ports
 add rule inet {t} ports meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @pip
 add rule inet {t} ports meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pany
+add rule inet {t} ports meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @pip6
 add rule inet {t} ports meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @pany6
 add rule inet {t} postrouting ip saddr @natnets oifname != @bridges masquerade
 add rule inet {t} postrouting ip6 saddr @natnets6 oifname != @bridges masquerade
@@ -591,20 +651,36 @@ add rule inet {t} forward oifname @internal iifname != @internal drop
     )
 }
 
-/// Adds the IPv6 sets and rules to a table made by a hako without IPv6 support, which
-/// otherwise lives on while any network does. Runs inside `create`'s immediate
-/// transaction, so two hakos never add the rules twice.
+/// Adds the IPv6 sets, maps and rules to a table made by an older hako (without IPv6
+/// support, or without `pip6`), which otherwise lives on while any network does. Runs
+/// inside `create`'s immediate transaction, or on a failed `pip6` element add, so that no
+/// two hakos add the same rules; a race that still does so only duplicates a rule that
+/// matches the same packets.
 fn upgrade_table_v6(t: &str) -> Result<()> {
-    match nft::run(&format!("list set inet {t} natnets6")) {
-        Ok(_) => return Ok(()),
-        Err(e) if nft::is_missing(&e) => {}
-        Err(e) => return Err(Error::Nft(e)),
+    let missing = |what: &str| match nft::run(&{
+        let (kind, name) = what.split_once(' ').expect("kind and name");
+        format!("list {kind} inet {t} {name}")
+    }) {
+        Ok(_) => Ok(false),
+        Err(e) if nft::is_missing(&e) => Ok(true),
+        Err(e) => Err(Error::Nft(e)),
+    };
+    let mut lines: Vec<&str> = Vec::new();
+    let script = table_script(t);
+    if missing("set natnets6")? {
+        lines.extend(
+            script
+                .lines()
+                .filter(|l| l.contains("natnets6") || l.contains("pany6")),
+        );
     }
-    let v6: String = table_script(t)
-        .lines()
-        .filter(|l| l.contains("natnets6") || l.contains("pany6"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    if missing("map pip6")? {
+        lines.extend(script.lines().filter(|l| l.contains("pip6")));
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let v6: String = lines.iter().map(|l| format!("{l}\n")).collect();
     nft::run(&v6).map(|_| ()).map_err(Error::Nft)
 }
 
@@ -629,7 +705,8 @@ fn network_elements(verb: &str, n: &NetworkInfo) -> String {
 
 struct PortRow {
     proto: Proto,
-    host_ip: Ipv4Addr,
+    /// `0.0.0.0` for all addresses (IPv4 and, with `container_ip6`, IPv6).
+    host_ip: IpAddr,
     host_port: u16,
     container_ip: Ipv4Addr,
     /// The container's IPv6 address: a port on all host addresses is published on the
@@ -642,8 +719,10 @@ struct PortRow {
 /// The IPv6 DNAT element of a published port on all host addresses (`pany6`), if the
 /// container has an IPv6 address.
 fn port_set_elem6(p: &PortRow) -> Option<SetElem> {
-    let ip6 = p.container_ip6.filter(|_| p.host_ip.is_unspecified())?;
-    let (_, v4) = port_set_elem(p);
+    let ip6 = p
+        .container_ip6
+        .filter(|_| p.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    let (_, v4) = port_set_elem(p)?;
     let mut data = ip6.octets().to_vec();
     data.extend_from_slice(&v4.data.expect("a map element")[4..]);
     Some(SetElem {
@@ -654,30 +733,38 @@ fn port_set_elem6(p: &PortRow) -> Option<SetElem> {
 
 /// The DNAT map element of a published port: (map, element), in nf_tables register layout
 /// (each field of a concatenation padded to 4 bytes; addresses and ports in network order).
-fn port_set_elem(p: &PortRow) -> (&'static str, SetElem) {
+/// `None` for a port on an IPv6 host address of a container without an IPv6 address (which
+/// `lease` refuses).
+fn port_set_elem(p: &PortRow) -> Option<(&'static str, SetElem)> {
     let proto = match p.proto {
         Proto::Tcp => libc::IPPROTO_TCP as u8,
         Proto::Udp => libc::IPPROTO_UDP as u8,
     };
     let [hp0, hp1] = p.host_port.to_be_bytes();
     let [cp0, cp1] = p.container_port.to_be_bytes();
-    let mut key = Vec::with_capacity(12);
-    let map = if p.host_ip.is_unspecified() {
-        "pany"
-    } else {
-        key.extend_from_slice(&p.host_ip.octets());
-        "pip"
+    let mut key = Vec::with_capacity(24);
+    let (map, mut data) = match p.host_ip {
+        IpAddr::V4(a) if a.is_unspecified() => ("pany", p.container_ip.octets().to_vec()),
+        IpAddr::V4(a) => {
+            key.extend_from_slice(&a.octets());
+            ("pip", p.container_ip.octets().to_vec())
+        }
+        // Served by a hako-proxy: the kernel does not DNAT from ::1.
+        IpAddr::V6(a) if a.is_loopback() => return None,
+        IpAddr::V6(a) => {
+            key.extend_from_slice(&a.octets());
+            ("pip6", p.container_ip6?.octets().to_vec())
+        }
     };
     key.extend_from_slice(&[proto, 0, 0, 0, hp0, hp1, 0, 0]);
-    let mut data = p.container_ip.octets().to_vec();
     data.extend_from_slice(&[cp0, cp1, 0, 0]);
-    (
+    Some((
         map,
         SetElem {
             key,
             data: Some(data),
         },
-    )
+    ))
 }
 
 /// Adds or deletes the DNAT elements of published ports, over our own nfnetlink socket.
@@ -694,8 +781,9 @@ fn port_elements(add: bool, rows: &[PortRow]) -> Result<()> {
     }
     let mut groups: BTreeMap<(&str, &str), Vec<SetElem>> = BTreeMap::new();
     for r in rows {
-        let (map, e) = port_set_elem(r);
-        groups.entry((&r.nft_table, map)).or_default().push(e);
+        if let Some((map, e)) = port_set_elem(r) {
+            groups.entry((&r.nft_table, map)).or_default().push(e);
+        }
         if let Some(e6) = port_set_elem6(r) {
             groups.entry((&r.nft_table, "pany6")).or_default().push(e6);
         }
@@ -706,7 +794,16 @@ fn port_elements(add: bool, rows: &[PortRow]) -> Result<()> {
     let mut result = Ok(());
     'groups: for ((table, map), elems) in &groups {
         let err = |e| nl_err(format!("{verb} published ports in {table} {map}"))(e);
-        match nl.set_elements(add, NFPROTO_INET, table, map, elems) {
+        let mut r = nl.set_elements(add, NFPROTO_INET, table, map, elems);
+        if add && *map == "pip6" && matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENOENT)) {
+            // A table made before pip6 existed.
+            if let Err(e) = upgrade_table_v6(table) {
+                result = Err(e);
+                break;
+            }
+            r = nl.set_elements(add, NFPROTO_INET, table, map, elems);
+        }
+        match r {
             Ok(()) => {}
             Err(e) if gone(&e) => {
                 for el in elems {
@@ -1299,6 +1396,8 @@ impl<'c> Networks<'c> {
         }
         tx.execute("DELETE FROM net_networks WHERE name = ?1", [&n.name])?;
         tx.execute("DELETE FROM net_networks6 WHERE network = ?1", [&n.name])?;
+        // Stopped containers connected to it start without it.
+        tx.execute("DELETE FROM net_connects WHERE network = ?1", [&n.name])?;
         let others: i64 = tx.query_row(
             "SELECT count(*) FROM net_networks WHERE nft_table = ?1",
             [&n.nft_table],
@@ -1342,10 +1441,10 @@ impl<'c> Networks<'c> {
         let net = self.network_for_attach(network)?;
         let ns = File::open(format!("/proc/{pid}/ns/net"))
             .map_err(|source| Error::Netns { pid, source })?;
-        let want_ip = match opts.ip {
-            None => None,
-            Some(IpAddr::V4(ip)) => Some(ip),
-            Some(IpAddr::V6(_)) => return Err(Error::Unsupported("an IPv6 --ip")),
+        let (want_ip, want_ip6) = match opts.ip {
+            None => (None, opts.ip6),
+            Some(IpAddr::V4(ip)) => (Some(ip), opts.ip6),
+            Some(IpAddr::V6(ip)) => (None, Some(ip)),
         };
         let want_mac = opts
             .mac
@@ -1357,12 +1456,35 @@ impl<'c> Networks<'c> {
             })
             .transpose()?;
         for p in &opts.ports {
-            if matches!(p.host_ip, Some(IpAddr::V6(_))) {
-                return Err(Error::Unsupported("publishing on an IPv6 host address"));
+            if let Some(IpAddr::V6(a)) = p.host_ip {
+                if a.is_loopback() {
+                    if p.proto == Proto::Udp || self.cfg.proxy_server.is_none() {
+                        return Err(invalid(
+                            "host address",
+                            "::1",
+                            "only TCP ports can be published on the IPv6 loopback address \
+                             (through hako-proxy: the kernel does not forward IPv6 loopback \
+                             connections to a container)",
+                        ));
+                    }
+                    continue;
+                }
+                if net.subnet6.is_none() {
+                    return Err(invalid(
+                        "host address",
+                        &a.to_string(),
+                        format!(
+                            "publishing on an IPv6 host address needs an IPv6 network \
+                             (network {} has no IPv6 subnet; create one with --ipv6)",
+                            net.name
+                        ),
+                    ));
+                }
             }
         }
 
-        let (mut att, rows) = self.lease(&net, container_id, want_ip, want_mac, opts)?;
+        let (mut att, rows) =
+            self.lease(&net, container_id, (want_ip, want_ip6), want_mac, opts)?;
         let host_veth = att.host_veth.clone();
         let undo = |e: Error| -> Error {
             let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&host_veth));
@@ -1383,7 +1505,196 @@ impl<'c> Networks<'c> {
             let _ = port_elements(false, &rows);
             return Err(undo(e));
         }
+        if let Err(e) = self.start_proxies(&net.name, container_id, &rows) {
+            let _ = port_elements(false, &rows);
+            return Err(undo(e));
+        }
         Ok(att)
+    }
+
+    /// Records that a container is connected to `network` (`network connect`), so that each
+    /// start of the container attaches it there too, as Docker keeps a connection in the
+    /// container's configuration. Fixed addresses are checked as for `create`.
+    pub fn record_connect(
+        &self,
+        container_id: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+        aliases: &[String],
+    ) -> Result<()> {
+        let net = self.inspect(network)?;
+        self.check_fixed_addresses(container_id, &net.name, ip, ip6)?;
+        self.conn
+            .execute(
+                "INSERT INTO net_connects (container_id, network, ip, ip6, aliases)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    container_id,
+                    net.name,
+                    ip.map(|i| i.to_string()),
+                    ip6.map(|i| i.to_string()),
+                    serde_json::to_string(aliases).unwrap_or_default(),
+                ],
+            )
+            .map_err(|e| {
+                if is_busy_or_constraint(&e) {
+                    Error::AlreadyAttached {
+                        container: container_id.to_string(),
+                        network: net.name.clone(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Drops the record of [`Networks::record_connect`]; `false` if there was none.
+    pub fn forget_connect(&self, container_id: &str, network: &str) -> Result<bool> {
+        let name = self.inspect(network).map(|n| n.name)?;
+        Ok(self.conn.execute(
+            "DELETE FROM net_connects WHERE container_id = ?1 AND network = ?2",
+            [container_id, &name],
+        )? > 0)
+    }
+
+    /// Drops every connection record of a container (it is being removed).
+    pub fn forget_connects(&self, container_id: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM net_connects WHERE container_id = ?1",
+            [container_id],
+        )?;
+        Ok(())
+    }
+
+    /// The networks a container was connected to with [`Networks::record_connect`], in the
+    /// order of connection, each with the options to attach it with.
+    pub fn recorded_connects(&self, container_id: &str) -> Result<Vec<(String, AttachOptions)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT network, ip, ip6, aliases FROM net_connects WHERE container_id = ?1
+             ORDER BY rowid",
+        )?;
+        let v = st
+            .query_map([container_id], |r| {
+                let ip: Option<String> = r.get(1)?;
+                let ip6: Option<String> = r.get(2)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AttachOptions {
+                        ip: ip.and_then(|s| s.parse().ok()),
+                        ip6: ip6.and_then(|s| s.parse().ok()),
+                        aliases: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                        ..Default::default()
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(v)
+    }
+
+    /// Checks fixed addresses (`--ip`, `--ip6`) against `network` before a container is
+    /// created, so `create` and `run` refuse them with nothing made: outside the range or
+    /// subnet, or leased now. The lease at `attach` stays the authority (it may still find
+    /// an address taken meanwhile). A default network not made yet has nothing to check, and
+    /// the addresses `container_id` holds itself are not taken.
+    pub fn check_fixed_addresses(
+        &self,
+        container_id: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        ip6: Option<Ipv6Addr>,
+    ) -> Result<()> {
+        let net = match self.inspect(network) {
+            Err(Error::NetworkNotFound(_)) if network == self.cfg.default_network => return Ok(()),
+            r => r?,
+        };
+        if let Some(ip) = ip {
+            let range = net.ip_range.unwrap_or(net.subnet);
+            let u = u32::from(ip);
+            if !range.contains(ip) || u == net.subnet.first() || u == net.subnet.last() {
+                return Err(Error::IpOutOfRange {
+                    ip,
+                    network: net.name,
+                    range,
+                });
+            }
+            let others = || {
+                net.endpoints
+                    .iter()
+                    .filter(|e| e.container_id != container_id)
+            };
+            if ip == net.gateway || others().any(|e| e.ip == ip) {
+                return Err(Error::IpInUse {
+                    ip,
+                    network: net.name,
+                });
+            }
+        }
+        if let Some(ip6) = ip6 {
+            let Some(s6) = net.subnet6 else {
+                return Err(Error::Ip6OutOfRange {
+                    ip: ip6,
+                    network: net.name,
+                    subnet: "it has none: create it with --ipv6".into(),
+                });
+            };
+            if !s6.contains(ip6) || u128::from(ip6) == s6.first() {
+                return Err(Error::Ip6OutOfRange {
+                    ip: ip6,
+                    network: net.name,
+                    subnet: s6.to_string(),
+                });
+            }
+            let mut others = net
+                .endpoints
+                .iter()
+                .filter(|e| e.container_id != container_id);
+            if net.gateway6 == Some(ip6) || others.any(|e| e.ip6 == Some(ip6)) {
+                return Err(Error::Ip6InUse {
+                    ip: ip6,
+                    network: net.name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a `hako-proxy` for each port of `rows` on `[::1]` and records it.
+    fn start_proxies(&self, network: &str, container_id: &str, rows: &[PortRow]) -> Result<()> {
+        let loopback: Vec<&PortRow> = rows
+            .iter()
+            .filter(|r| matches!(r.host_ip, IpAddr::V6(a) if a.is_loopback()))
+            .collect();
+        if loopback.is_empty() {
+            return Ok(());
+        }
+        let exe = self
+            .cfg
+            .proxy_server
+            .as_deref()
+            .ok_or(Error::Unsupported("publishing on [::1] without hako-proxy"))?;
+        let db = self
+            .conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Dns("the proxy needs an on-disk state database".into()))?;
+        for r in loopback {
+            let listen = std::net::SocketAddr::new(r.host_ip, r.host_port);
+            let target = std::net::SocketAddr::new(IpAddr::V4(r.container_ip), r.container_port);
+            let pid = proxy::spawn(exe, &db, container_id, listen, target)?;
+            let st = dns::start_time(pid).unwrap_or(0);
+            if let Err(e) = self.conn.execute(
+                "INSERT OR REPLACE INTO net_proxies (container_id, network, host_port, pid, start_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![container_id, network, r.host_port, pid, st],
+            ) {
+                dns::kill(pid, st);
+                return Err(e.into());
+            }
+        }
+        Ok(())
     }
 
     /// The database half of `attach`: address, MAC, interface name and host ports.
@@ -1391,10 +1702,17 @@ impl<'c> Networks<'c> {
         &self,
         net: &NetworkInfo,
         container_id: &str,
-        want_ip: Option<Ipv4Addr>,
+        (want_ip, want_ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
         want_mac: Option<[u8; 6]>,
         opts: &AttachOptions,
     ) -> Result<(Attachment, Vec<PortRow>)> {
+        if let (Some(ip), None) = (want_ip6, net.subnet6) {
+            return Err(Error::Ip6OutOfRange {
+                ip,
+                network: net.name.clone(),
+                subnet: "it has none: create it with --ipv6".into(),
+            });
+        }
         let tx = self.immediate()?;
         if tx
             .query_row(
@@ -1500,17 +1818,47 @@ impl<'c> Networks<'c> {
                         .collect();
                     v
                 };
-                // Lowest free first, like the IPv4 side; a bounded scan, since a /64 has
-                // more addresses than any bridge has ports.
-                let ip6 = (s6.first() + 1..=s6.last())
-                    .take(used6.len() + 2)
-                    .find(|a| *a != u128::from(g6) && !used6.contains(a))
-                    .map(Ipv6Addr::from)
-                    .ok_or_else(|| Error::NetworkFull(net.name.clone()))?;
+                let ip6 = match want_ip6 {
+                    Some(ip6) => {
+                        let a = u128::from(ip6);
+                        // The subnet's first address is its subnet-router anycast address.
+                        if !s6.contains(ip6) || a == s6.first() {
+                            return Err(Error::Ip6OutOfRange {
+                                ip: ip6,
+                                network: net.name.clone(),
+                                subnet: s6.to_string(),
+                            });
+                        }
+                        if a == u128::from(g6) || used6.contains(&a) {
+                            return Err(Error::Ip6InUse {
+                                ip: ip6,
+                                network: net.name.clone(),
+                            });
+                        }
+                        ip6
+                    }
+                    // Lowest free first, like the IPv4 side; a bounded scan, since a /64 has
+                    // more addresses than any bridge has ports.
+                    None => (s6.first() + 1..=s6.last())
+                        .take(used6.len() + 2)
+                        .find(|a| *a != u128::from(g6) && !used6.contains(a))
+                        .map(Ipv6Addr::from)
+                        .ok_or_else(|| Error::NetworkFull(net.name.clone()))?,
+                };
                 tx.execute(
                     "INSERT INTO net_leases6 (network, container_id, ip) VALUES (?1, ?2, ?3)",
                     params![net.name, container_id, ip6.to_string()],
-                )?;
+                )
+                .map_err(|e| {
+                    if is_busy_or_constraint(&e) {
+                        Error::Ip6InUse {
+                            ip: ip6,
+                            network: net.name.clone(),
+                        }
+                    } else {
+                        e.into()
+                    }
+                })?;
                 Some((ip6, s6.prefix, g6))
             }
             _ => None,
@@ -1530,10 +1878,7 @@ impl<'c> Networks<'c> {
         }
         let mut rows = Vec::new();
         for spec in &opts.ports {
-            let host_ip = match spec.host_ip {
-                Some(IpAddr::V4(a)) => a,
-                _ => Ipv4Addr::UNSPECIFIED,
-            };
+            let host_ip = spec.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let port = pick_port(&tx, spec, host_ip)?;
             tx.execute(
                 "INSERT INTO net_ports (proto, host_ip, host_port, container_id, network,
@@ -1642,13 +1987,12 @@ impl<'c> Networks<'c> {
             })?;
         nl.set_hairpin(host.index)
             .map_err(nl_err(format!("hairpin mode on {}", att.host_veth)))?;
-        nl.set_up(host.index)
-            .map_err(nl_err(format!("setting {} up", att.host_veth)))?;
 
         let mut cnl = Netlink::open_in(ns).map_err(nl_err("netlink socket in the container"))?;
-        if let Some(lo) = cnl.link_by_name("lo").map_err(nl_err("container lo"))? {
-            cnl.set_up(lo.index).map_err(nl_err("setting lo up"))?;
-        }
+        // The runtime brings loopback up itself; `network connect` of a container whose
+        // runtime did not must still leave it usable. Up already is no error.
+        cnl.set_up(netlink::LOOPBACK_INDEX)
+            .map_err(nl_err("setting lo up"))?;
         let eth = cnl
             .link_by_name(&att.interface)
             .map_err(nl_err("container interface"))?
@@ -1678,6 +2022,18 @@ impl<'c> Networks<'c> {
     /// Deletes database rows of a container (on one network, or all).
     fn forget(&self, container_id: &str, network: Option<&str>) -> Result<()> {
         let tx = self.immediate()?;
+        let proxies: Vec<(i64, i64)> = {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM net_proxies WHERE container_id = ?1 AND (?2 IS NULL OR network = ?2)
+                 RETURNING pid, start_time",
+            )?;
+            let v = st
+                .query_map(params![container_id, network], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
         match network {
             Some(n) => {
                 tx.execute(
@@ -1717,6 +2073,9 @@ impl<'c> Networks<'c> {
             }
         }
         tx.commit()?;
+        for (pid, st) in proxies {
+            dns::kill(pid, st);
+        }
         self.stop_idle_dns()
     }
 
@@ -1795,6 +2154,15 @@ impl<'c> Networks<'c> {
             if n.name == self.cfg.default_network || !n.endpoints.is_empty() {
                 continue;
             }
+            // A stopped container connected to it still uses it, as in Docker.
+            let recorded: bool = self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM net_connects WHERE network = ?1)",
+                [&n.name],
+                |r| r.get(0),
+            )?;
+            if recorded {
+                continue;
+            }
             match self.remove(&n.name) {
                 Ok(()) => gone.push(n),
                 // A container attached meanwhile, or another prune was faster.
@@ -1825,7 +2193,7 @@ impl<'c> Networks<'c> {
                     host_ip: r
                         .get::<_, String>(1)?
                         .parse()
-                        .unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                     host_port: r.get(2)?,
                     container_ip: r
                         .get::<_, String>(3)?
@@ -1966,29 +2334,47 @@ fn teardown_kernel(n: &NetworkInfo, last: bool, bridge: bool) -> Result<()> {
     Ok(())
 }
 
-/// True if a host socket could bind `addr:port` now (nothing listens there).
-fn host_port_free(proto: Proto, addr: Ipv4Addr, port: u16) -> bool {
-    let sa = SocketAddrV4::new(addr, port);
-    match proto {
-        // std sets SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) makes this fail.
-        Proto::Tcp => TcpListener::bind(sa).is_ok(),
-        Proto::Udp => UdpSocket::bind(sa).is_ok(),
+/// True if a host socket could bind `addr:port` now (nothing listens there); an address
+/// that is not the host's is an error.
+fn host_port_free(proto: Proto, addr: IpAddr, port: u16) -> Result<bool> {
+    let sa = std::net::SocketAddr::new(addr, port);
+    // std sets SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) makes this fail.
+    let r = match proto {
+        Proto::Tcp => TcpListener::bind(sa).map(drop),
+        Proto::Udp => UdpSocket::bind(sa).map(drop),
+    };
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Err(invalid(
+            "host address",
+            &addr.to_string(),
+            "not an address of this host",
+        )),
+        Err(_) => Ok(false),
     }
 }
 
 /// A port the kernel considers free right now (bind to port 0).
-fn kernel_free_port(proto: Proto, addr: Ipv4Addr) -> Option<u16> {
-    let sa = SocketAddrV4::new(addr, 0);
-    match proto {
-        Proto::Tcp => TcpListener::bind(sa).and_then(|l| l.local_addr()).ok(),
-        Proto::Udp => UdpSocket::bind(sa).and_then(|l| l.local_addr()).ok(),
+fn kernel_free_port(proto: Proto, addr: IpAddr) -> Result<Option<u16>> {
+    let sa = std::net::SocketAddr::new(addr, 0);
+    let r = match proto {
+        Proto::Tcp => TcpListener::bind(sa).and_then(|l| l.local_addr()),
+        Proto::Udp => UdpSocket::bind(sa).and_then(|l| l.local_addr()),
+    };
+    match r {
+        Ok(a) => Ok(Some(a.port())),
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Err(invalid(
+            "host address",
+            &addr.to_string(),
+            "not an address of this host",
+        )),
+        Err(_) => Ok(None),
     }
-    .map(|a| a.port())
 }
 
 /// Chooses the host port for `spec`: free both in our table (no other container publishes it
 /// on an overlapping address) and on the host (nothing listens).
-fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result<u16> {
+fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: IpAddr) -> Result<u16> {
     let taken = |port: u16| -> Result<bool> {
         Ok(tx
             .prepare_cached(
@@ -2005,7 +2391,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result
     let (lo, hi) = spec.host_port;
     if lo == 0 {
         for _ in 0..32 {
-            if let Some(p) = kernel_free_port(spec.proto, host_ip) {
+            if let Some(p) = kernel_free_port(spec.proto, host_ip)? {
                 if !taken(p)? {
                     return Ok(p);
                 }
@@ -2018,7 +2404,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result
         });
     }
     if lo == hi {
-        if taken(lo)? || !host_port_free(spec.proto, host_ip, lo) {
+        if taken(lo)? || !host_port_free(spec.proto, host_ip, lo)? {
             return Err(Error::PortAllocated {
                 addr: host_ip,
                 port: lo,
@@ -2027,7 +2413,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: Ipv4Addr) -> Result
         return Ok(lo);
     }
     for p in lo..=hi {
-        if !taken(p)? && host_port_free(spec.proto, host_ip, p) {
+        if !taken(p)? && host_port_free(spec.proto, host_ip, p)? {
             return Ok(p);
         }
     }
@@ -2080,14 +2466,14 @@ mod tests {
     fn port_elements_in_register_layout() {
         let mut r = PortRow {
             proto: Proto::Tcp,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             host_port: 8080,
             container_ip: Ipv4Addr::new(10, 88, 0, 2),
             container_ip6: Some("fd00::2".parse().unwrap()),
             container_port: 80,
             nft_table: "hako".into(),
         };
-        let (map, e) = port_set_elem(&r);
+        let (map, e) = port_set_elem(&r).unwrap();
         assert_eq!(map, "pany");
         assert_eq!(e.key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(e.data.unwrap(), [10, 88, 0, 2, 0, 80, 0, 0]);
@@ -2096,12 +2482,26 @@ mod tests {
         let mut want = vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
         want.extend_from_slice(&[0, 80, 0, 0]);
         assert_eq!(e6.data.unwrap(), want);
-        r.host_ip = Ipv4Addr::LOCALHOST;
+        r.host_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         r.proto = Proto::Udp;
-        let (map, e) = port_set_elem(&r);
+        let (map, e) = port_set_elem(&r).unwrap();
         assert_eq!(map, "pip");
         assert!(port_set_elem6(&r).is_none(), "a v4 host address is v4 only");
         assert_eq!(e.key, [127, 0, 0, 1, 17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        // An IPv6 host address: pip6, keyed by it, to the container's IPv6 address.
+        r.host_ip = "2001:db8::1".parse().unwrap();
+        let (map, e) = port_set_elem(&r).unwrap();
+        assert_eq!(map, "pip6");
+        assert!(
+            port_set_elem6(&r).is_none(),
+            "pany6 is for all addresses only"
+        );
+        let mut key = vec![0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        key.extend_from_slice(&[17, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(e.key, key);
+        assert_eq!(e.data.unwrap(), want);
+        r.container_ip6 = None;
+        assert!(port_set_elem(&r).is_none());
     }
 
     #[test]
@@ -2116,7 +2516,7 @@ mod tests {
         }
         let old: String = table_script("hkup")
             .lines()
-            .filter(|l| !l.contains("natnets6") && !l.contains("pany6"))
+            .filter(|l| !l.contains("natnets6") && !l.contains("pany6") && !l.contains("pip6"))
             .map(|l| format!("{l}\n"))
             .collect();
         nft::run(&old).unwrap();
@@ -2125,6 +2525,19 @@ mod tests {
         let listed = nft::run("list table inet hkup").unwrap();
         assert_eq!(listed.matches("saddr @natnets6").count(), 1, "{listed}");
         assert_eq!(listed.matches("map @pany6").count(), 1, "{listed}");
+        assert_eq!(listed.matches("map @pip6").count(), 1, "{listed}");
+        // A table with IPv6 but from before pip6 gains only that.
+        nft::run("delete table inet hkup").unwrap();
+        let old: String = table_script("hkup")
+            .lines()
+            .filter(|l| !l.contains("pip6"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        nft::run(&old).unwrap();
+        upgrade_table_v6("hkup").unwrap();
+        let listed = nft::run("list table inet hkup").unwrap();
+        assert_eq!(listed.matches("map @pany6").count(), 1, "{listed}");
+        assert_eq!(listed.matches("map @pip6").count(), 1, "{listed}");
         nft::run("delete table inet hkup").unwrap();
     }
 

@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
@@ -35,11 +36,15 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_PROTINFO: u16 = 12;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_NUM_TX_QUEUES: u16 = 31;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 const IFLA_BRPORT_MODE: u16 = 4;
 const IFF_UP: u32 = 1;
+/// The loopback device's index in every network namespace (`LOOPBACK_IFINDEX`).
+pub(crate) const LOOPBACK_INDEX: i32 = 1;
 
 // Address and route attributes (linux/if_addr.h, linux/rtnetlink.h).
 const IFA_ADDRESS: u16 = 1;
@@ -421,9 +426,17 @@ impl Netlink {
         self.exec(m)
     }
 
-    /// Creates a veth pair: `host` enslaved to bridge `master` in this namespace, and `peer`
-    /// created directly inside the namespace `peer_ns` (so it never appears on the host), with
-    /// MAC address `peer_mac`.
+    /// Creates a veth pair: `host` enslaved to bridge `master` in this namespace and up, and
+    /// `peer` (down) created directly inside the namespace `peer_ns` (so it never appears on
+    /// the host), with MAC address `peer_mac`.
+    ///
+    /// Each end gets one TX and one RX queue at allocation. Without the attributes the kernel
+    /// allocates one queue per possible CPU and then shrinks the device to one real queue,
+    /// and each shrink waits for an expedited RCU grace period (`synchronize_net` in
+    /// `netif_set_real_num_tx_queues`): ~0.2 ms of a 0.8 ms `ip link add` here. The queues
+    /// in use are the same (one) either way. The host end comes up in the same message (a
+    /// `set_up` round trip less); the peer cannot, as the kernel configures it before the pair
+    /// is linked, and opening an unlinked veth fails with `ENOTCONN`.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -433,10 +446,13 @@ impl Netlink {
         peer_ns: &File,
         peer_mac: [u8; 6],
     ) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).ifinfo(0, 0, 0, 0);
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+            .ifinfo(0, 0, IFF_UP, IFF_UP);
         m.attr_str(IFLA_IFNAME, host);
         m.attr_u32(IFLA_MTU, mtu);
         m.attr_u32(IFLA_MASTER, master as u32);
+        m.attr_u32(IFLA_NUM_TX_QUEUES, 1);
+        m.attr_u32(IFLA_NUM_RX_QUEUES, 1);
         m.begin(IFLA_LINKINFO);
         m.attr_str(IFLA_INFO_KIND, "veth");
         m.begin(IFLA_INFO_DATA);
@@ -447,6 +463,8 @@ impl Netlink {
         m.attr_u32(IFLA_MTU, mtu);
         m.attr(IFLA_ADDRESS, &peer_mac);
         m.attr_u32(IFLA_NET_NS_FD, peer_ns.as_raw_fd() as u32);
+        m.attr_u32(IFLA_NUM_TX_QUEUES, 1);
+        m.attr_u32(IFLA_NUM_RX_QUEUES, 1);
         m.end();
         m.end();
         m.end();
@@ -461,8 +479,12 @@ impl Netlink {
 
     /// Turns on hairpin mode on a bridge port, so a container can reach its own published ports
     /// through the host's addresses (the DNATed packet goes back out the port it came in on).
+    ///
+    /// RTM_SETLINK with family AF_BRIDGE reaches the bridge's `br_setlink`; an RTM_NEWLINK
+    /// goes to the generic link handler, which ignores `IFLA_PROTINFO` and acknowledges the
+    /// message all the same.
     pub fn set_hairpin(&mut self, index: i32) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_ACK).ifinfo(libc::AF_BRIDGE as u8, index, 0, 0);
+        let mut m = Msg::new(RTM_SETLINK, NLM_F_ACK).ifinfo(libc::AF_BRIDGE as u8, index, 0, 0);
         m.begin(IFLA_PROTINFO);
         m.attr(IFLA_BRPORT_MODE, &[1]);
         m.end();

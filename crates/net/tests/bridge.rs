@@ -60,6 +60,19 @@ fn default_bridge_nat_and_published_ports() {
     );
     assert!(a.sh("ip route").contains("default via 10.201.0.1 dev eth0"));
     assert!(a.sh("ip -o link show lo").contains("UP"));
+    // The host end: on the bridge, up, one queue each way, hairpin mode on (so a container
+    // reaches its own published port through the host's address when br_netfilter DNATs
+    // bridged frames).
+    let host_end = sh(&format!("ip -d link show {}", att_a.host_veth));
+    assert!(
+        host_end.contains(&format!("master {bridge}")) && host_end.contains("state UP"),
+        "{host_end}"
+    );
+    assert!(host_end.contains("hairpin on"), "{host_end}");
+    assert!(
+        host_end.contains("numtxqueues 1 numrxqueues 1"),
+        "{host_end}"
+    );
     // The bridge has the gateway.
     assert!(sh(&format!("ip -o addr show {bridge}")).contains("10.201.0.1/24"));
 

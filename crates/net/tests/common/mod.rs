@@ -42,6 +42,7 @@ pub fn config(subnet: &str) -> Config {
         bridge_prefix: "ht-".into(),
         // The name server binary is hako-cli's; the CLI's end-to-end tests cover it.
         dns_server: None,
+        proxy_server: None,
     }
 }
 
