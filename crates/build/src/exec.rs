@@ -1036,14 +1036,12 @@ impl Builder<'_> {
                     return Ok(());
                 }
                 let image = Union::new(&st.layers);
-                let mut w = LayerWriter::new(&self.engine.root().join("tmp"))?;
-                w.parents(&image, &comps, (0, 0))?;
-                w.dir(&image, &comps, (0, 0), 0o755)?;
-                let staged = self
-                    .engine
-                    .images()
-                    .stager()
-                    .stage_layer(w.finish()?, None)?;
+                let staged = self.engine.stage_streamed(|out| {
+                    let mut w = LayerWriter::new(out);
+                    w.parents(&image, &comps, (0, 0))?;
+                    w.dir(&image, &comps, (0, 0), 0o755)?;
+                    w.finish()
+                })?;
                 st.cfg_mut().insert("WorkingDir".into(), abs_clean.into());
                 let id = self.commit(st, &created_by, Some(staged))?;
                 cache::store(self.engine.images().conn(), &key, &id, self.used())?;
@@ -2153,150 +2151,148 @@ impl Builder<'_> {
         }
 
         // Write the layer.
-        let mut w = LayerWriter::new(&self.engine.root().join("tmp"))?;
-        let into_dir = several || dest_is_dir_syntax || dest_exists_dir;
-        if into_dir {
-            w.parents(&image, &dest_comps, owner)?;
-            if !dest_comps.is_empty() {
-                w.dir(&image, &dest_comps, owner, 0o755)?;
-            }
-        }
-        let target = |name: &str| -> Vec<String> {
-            let mut c = dest_comps.clone();
+        let staged = self.engine.stage_streamed(|out| {
+            let mut w = LayerWriter::new(out);
+            let into_dir = several || dest_is_dir_syntax || dest_exists_dir;
             if into_dir {
-                c.push(name.to_string());
+                w.parents(&image, &dest_comps, owner)?;
+                if !dest_comps.is_empty() {
+                    w.dir(&image, &dest_comps, owner, 0o755)?;
+                }
             }
-            c
-        };
-        for it in &items {
-            match it {
-                Item::Url(_, name, file) => {
-                    let m = file
-                        .as_file()
-                        .metadata()
-                        .map_err(Error::io("stat a download"))?;
-                    let t = target(name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
-                    }
-                    // Docker gives remote files mode 0600 unless --chmod says otherwise.
-                    let a = Attrs {
-                        owner,
-                        chmod: Some(chmod.unwrap_or(0o600)),
-                    };
-                    w.host(&t, file.path(), &m, a)?;
+            let target = |name: &str| -> Vec<String> {
+                let mut c = dest_comps.clone();
+                if into_dir {
+                    c.push(name.to_string());
                 }
-                Item::Doc(i) => {
-                    let hd = &ins.heredocs[*i];
-                    let body = if hd.expand {
-                        expand(&hd.content, &vars, esc).map_err(werr)?
-                    } else {
-                        hd.content.clone()
-                    };
-                    let t = target(&hd.name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
-                    }
-                    w.bytes(&t, body.as_bytes(), attrs)?;
-                }
-                Item::Ctx(rel) => {
-                    let is_dir = rel.is_empty()
-                        || self
-                            .opts
-                            .context
-                            .entries
-                            .get(rel)
-                            .is_some_and(|m| m.is_dir());
-                    if is_dir {
-                        // A directory's contents go into the destination, not the directory.
+                c
+            };
+            for it in &items {
+                match it {
+                    Item::Url(_, name, file) => {
+                        let m = file
+                            .as_file()
+                            .metadata()
+                            .map_err(Error::io("stat a download"))?;
+                        let t = target(name);
                         if !into_dir {
-                            w.parents(&image, &dest_comps, owner)?;
-                            w.dir(&image, &dest_comps, owner, 0o755)?;
+                            w.parents(&image, &t, owner)?;
                         }
-                        for (r, m) in self.opts.context.under(rel) {
-                            if r == rel {
-                                continue;
-                            }
-                            let sub = if rel.is_empty() {
-                                r.as_str()
-                            } else {
-                                &r[rel.len() + 1..]
-                            };
-                            let mut c = dest_comps.clone();
-                            c.extend(sub.split('/').map(String::from));
-                            w.host(&c, &ctx_root.join(r), m, attrs)?;
+                        // Docker gives remote files mode 0600 unless --chmod says otherwise.
+                        let a = Attrs {
+                            owner,
+                            chmod: Some(chmod.unwrap_or(0o600)),
+                        };
+                        w.host(&t, file.path(), &m, a)?;
+                    }
+                    Item::Doc(i) => {
+                        let hd = &ins.heredocs[*i];
+                        let body = if hd.expand {
+                            expand(&hd.content, &vars, esc).map_err(werr)?
+                        } else {
+                            hd.content.clone()
+                        };
+                        let t = target(&hd.name);
+                        if !into_dir {
+                            w.parents(&image, &t, owner)?;
                         }
-                        continue;
+                        w.bytes(&t, body.as_bytes(), attrs)?;
                     }
-                    let m = &self.opts.context.entries[rel];
-                    let name = rel.rsplit('/').next().unwrap_or(rel);
-                    let t = target(name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
-                    }
-                    if add && m.is_file() {
-                        if let Some(reader) = open_archive(&ctx_root.join(rel))? {
-                            // ADD unpacks a local archive into the destination directory.
-                            let d = dest_comps.clone();
-                            w.parents(&image, &d, owner)?;
-                            if !d.is_empty() {
-                                w.dir(&image, &d, owner, 0o755)?;
+                    Item::Ctx(rel) => {
+                        let is_dir = rel.is_empty()
+                            || self
+                                .opts
+                                .context
+                                .entries
+                                .get(rel)
+                                .is_some_and(|m| m.is_dir());
+                        if is_dir {
+                            // A directory's contents go into the destination, not the directory.
+                            if !into_dir {
+                                w.parents(&image, &dest_comps, owner)?;
+                                w.dir(&image, &dest_comps, owner, 0o755)?;
                             }
-                            w.archive(&d, reader)?;
+                            for (r, m) in self.opts.context.under(rel) {
+                                if r == rel {
+                                    continue;
+                                }
+                                let sub = if rel.is_empty() {
+                                    r.as_str()
+                                } else {
+                                    &r[rel.len() + 1..]
+                                };
+                                let mut c = dest_comps.clone();
+                                c.extend(sub.split('/').map(String::from));
+                                w.host(&c, &ctx_root.join(r), m, attrs)?;
+                            }
                             continue;
                         }
-                    }
-                    w.host(&t, &ctx_root.join(rel), m, attrs)?;
-                }
-                Item::Img(comps) => {
-                    let u = from.as_ref().expect("image items come with --from").1;
-                    let Some((p, m)) = u.metadata(comps) else {
-                        continue;
-                    };
-                    if m.is_dir() {
+                        let m = &self.opts.context.entries[rel];
+                        let name = rel.rsplit('/').next().unwrap_or(rel);
+                        let t = target(name);
                         if !into_dir {
-                            w.parents(&image, &dest_comps, owner)?;
-                            w.dir(&image, &dest_comps, owner, 0o755)?;
+                            w.parents(&image, &t, owner)?;
                         }
-                        let mut stack: Vec<Vec<String>> = u
-                            .read_dir(comps)
-                            .into_iter()
-                            .rev()
-                            .map(|n| vec![n])
-                            .collect();
-                        while let Some(sub) = stack.pop() {
-                            let mut src = comps.clone();
-                            src.extend(sub.iter().cloned());
-                            let Some((sp, sm)) = u.metadata(&src) else {
-                                continue;
-                            };
-                            let mut c = dest_comps.clone();
-                            c.extend(sub.iter().cloned());
-                            w.host(&c, &sp, &sm, attrs)?;
-                            if sm.is_dir() {
-                                for n in u.read_dir(&src).into_iter().rev() {
-                                    let mut s2 = sub.clone();
-                                    s2.push(n);
-                                    stack.push(s2);
+                        if add && m.is_file() {
+                            if let Some(reader) = open_archive(&ctx_root.join(rel))? {
+                                // ADD unpacks a local archive into the destination directory.
+                                let d = dest_comps.clone();
+                                w.parents(&image, &d, owner)?;
+                                if !d.is_empty() {
+                                    w.dir(&image, &d, owner, 0o755)?;
                                 }
+                                w.archive(&d, reader)?;
+                                continue;
                             }
                         }
-                        continue;
+                        w.host(&t, &ctx_root.join(rel), m, attrs)?;
                     }
-                    let name = comps.last().cloned().unwrap_or_default();
-                    let t = target(&name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
+                    Item::Img(comps) => {
+                        let u = from.as_ref().expect("image items come with --from").1;
+                        let Some((p, m)) = u.metadata(comps) else {
+                            continue;
+                        };
+                        if m.is_dir() {
+                            if !into_dir {
+                                w.parents(&image, &dest_comps, owner)?;
+                                w.dir(&image, &dest_comps, owner, 0o755)?;
+                            }
+                            let mut stack: Vec<Vec<String>> = u
+                                .read_dir(comps)
+                                .into_iter()
+                                .rev()
+                                .map(|n| vec![n])
+                                .collect();
+                            while let Some(sub) = stack.pop() {
+                                let mut src = comps.clone();
+                                src.extend(sub.iter().cloned());
+                                let Some((sp, sm)) = u.metadata(&src) else {
+                                    continue;
+                                };
+                                let mut c = dest_comps.clone();
+                                c.extend(sub.iter().cloned());
+                                w.host(&c, &sp, &sm, attrs)?;
+                                if sm.is_dir() {
+                                    for n in u.read_dir(&src).into_iter().rev() {
+                                        let mut s2 = sub.clone();
+                                        s2.push(n);
+                                        stack.push(s2);
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                        let name = comps.last().cloned().unwrap_or_default();
+                        let t = target(&name);
+                        if !into_dir {
+                            w.parents(&image, &t, owner)?;
+                        }
+                        w.host(&t, &p, &m, attrs)?;
                     }
-                    w.host(&t, &p, &m, attrs)?;
                 }
             }
-        }
-        let staged = self
-            .engine
-            .images()
-            .stager()
-            .stage_layer(w.finish()?, None)?;
+            w.finish()
+        })?;
         let id = self.commit(st, &created_by, Some(staged))?;
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
