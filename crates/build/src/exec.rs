@@ -41,8 +41,10 @@ pub struct BuildOptions {
     pub tags: Vec<Reference>,
     /// `-q`: no step output (RUN output included).
     pub quiet: bool,
-    /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret` mounts.
+    /// `--secret id=ID,src=FILE|env=VAR`: what `RUN --mount=type=secret` mounts.
     pub secrets: crate::mounts::Secrets,
+    /// `--ssh ID[=SOCKET]`: the agent sockets `RUN --mount=type=ssh` forwards.
+    pub ssh: crate::mounts::SshAgents,
     /// `--cache-from` images (ids), whose history and layers can stand in for steps.
     pub cache_from: Vec<String>,
     /// `--pull`: fetch every base image even when it is in the store.
@@ -1316,7 +1318,7 @@ impl Builder<'_> {
     ) -> Result<(), Error> {
         let line = ins.line;
         ins.check_flags(&["network", "mount"])?;
-        let mounts = ins
+        let mut mounts = ins
             .flags
             .iter()
             .filter(|(n, _)| n == "mount")
@@ -1326,6 +1328,17 @@ impl Builder<'_> {
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| Error::at(line, format!("RUN --mount: {e}")))?;
+        // BuildKit's default ssh targets count the step's ssh mounts.
+        for (n, target) in mounts
+            .iter_mut()
+            .filter_map(|m| match m {
+                crate::mounts::Mount::Ssh { target, .. } => Some(target),
+                _ => None,
+            })
+            .enumerate()
+        {
+            target.get_or_insert_with(|| format!("/run/buildkit/ssh_agent.{n}"));
+        }
         let network = match ins.flag("network") {
             None | Some("default") => hako_engine::Network::Default,
             Some("none") => hako_engine::Network::None,
@@ -1433,6 +1446,10 @@ impl Builder<'_> {
                     let given = self.opts.secrets.contains_key(id);
                     mount_key.push_str(&format!("secret given: {given}\n"));
                 }
+                crate::mounts::Mount::Ssh { id, .. } => {
+                    let given = self.opts.ssh.contains_key(id);
+                    mount_key.push_str(&format!("ssh agent given: {given}\n"));
+                }
                 _ => {}
             }
         }
@@ -1444,20 +1461,31 @@ impl Builder<'_> {
         if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
-        // Scratch directories of the step's overlays live until the step's container is gone.
-        let (volumes, tmpfs, overlays, stubs, _scratch) =
-            self.step_mounts(st, line, &mounts, &binds)?;
+        let sm = self.step_mounts(st, line, &mounts, &binds)?;
+        // Scratch directories of the step's overlays live until the step's container is gone;
+        // secrets and agent relays only until its process is.
+        let _scratch = sm.scratch;
+        let (secrets, relays) = (sm.secrets, sm.relays);
+        let mut env = arg_env;
+        let secret_env = !sm.env.is_empty();
+        env.extend(sm.env);
+        if let Some(sock) = sm.ssh_auth_sock {
+            if !env_names.iter().any(|n| n == "SSH_AUTH_SOCK") {
+                env.push(format!("SSH_AUTH_SOCK={sock}"));
+            }
+        }
         let opts = RunOptions {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
             entrypoint: Some(String::new()),
-            env: arg_env,
+            env,
             network,
-            volumes,
-            tmpfs,
-            overlays,
+            volumes: sm.volumes,
+            tmpfs: sm.tmpfs,
+            overlays: sm.overlays,
             ..Default::default()
         };
+        let stubs = sm.stubs;
         self.flush();
         let quiet = self.opts.quiet;
         let mut said: Option<String> = None;
@@ -1471,6 +1499,8 @@ impl Builder<'_> {
             said = Some(id.to_string());
         });
         drop(silence);
+        drop(relays);
+        drop(secrets);
         let (cid, code) = match result {
             Ok(r) => r,
             Err(e) => return Err(Error::at(line, format!("RUN: {e}"))),
@@ -1484,8 +1514,9 @@ impl Builder<'_> {
             Err(Error::RunFailed { cmd: cmdline, code })
         };
         // A failed step's container goes whatever `--rm` says: a failed build leaves none
-        // behind. A successful one's stays with `--rm=false`, as in Docker.
-        if committed.is_ok() && self.opts.keep_containers {
+        // behind. A successful one's stays with `--rm=false`, as in Docker, unless its config
+        // holds a secret (`--mount=type=secret,env=`).
+        if committed.is_ok() && self.opts.keep_containers && !secret_env {
             let id = committed?;
             cache::store(self.engine.images().conn(), &key, &id, self.used())?;
             return self.say(&format!(" ---> {}", short(&id)));
@@ -1663,38 +1694,30 @@ impl Builder<'_> {
         })
     }
 
-    /// The `-v` and `--tmpfs` values and the overlays of a step's `--mount`s (`binds` are the
-    /// sources of its bind mounts, in order), for each mount point the image lacks the chain
-    /// of paths the runtime will create for it (left out of the layer), and the scratch
-    /// directories the overlays need while the step runs.
-    #[allow(clippy::type_complexity)]
+    /// What a step's `--mount`s become (`binds` are the sources of its bind mounts, in order).
     fn step_mounts(
         &self,
         st: &Stage,
         line: usize,
         mounts: &[crate::mounts::Mount],
         binds: &[BindSource],
-    ) -> Result<
-        (
-            Vec<String>,
-            Vec<String>,
-            Vec<hako_engine::build_support::OverlayMount>,
-            Vec<Vec<String>>,
-            Vec<tempfile::TempDir>,
-        ),
-        Error,
-    > {
+    ) -> Result<StepMounts, Error> {
         use crate::mounts::Mount;
         let root = self.engine.root();
         let mut volumes = Vec::new();
         let mut tmpfs = Vec::new();
         let mut overlays = Vec::new();
         let mut scratch = Vec::new();
+        let mut secrets = Vec::new();
+        let mut relays = Vec::new();
+        let mut env = Vec::new();
+        let mut ssh_auth_sock = None;
         let mut stubs = Vec::new();
         let mut binds = binds.iter();
         let image = Union::new(&st.layers);
         for m in mounts {
-            let target = m.target();
+            // Set for every mount but a secret given only as a variable.
+            let target = m.target().unwrap_or_default();
             match m {
                 Mount::Cache {
                     id,
@@ -1720,14 +1743,18 @@ impl Builder<'_> {
                         BindSource::Image { layers, comps, .. } => {
                             let u = Union::new(layers);
                             let (p, _) = u.metadata(comps).ok_or_else(|| {
-                                Error::at(line, format!("RUN --mount: /{} vanished", comps.join("/")))
+                                Error::at(
+                                    line,
+                                    format!("RUN --mount: /{} vanished", comps.join("/")),
+                                )
                             })?;
                             (p, u.lowers(comps), Vec::new())
                         }
                     };
                     let meta = std::fs::symlink_metadata(&path)
                         .map_err(Error::io(format!("stat {}", path.display())))?;
-                    let simple = !*readwrite && hidden.is_empty() && (lowers.len() == 1 || !meta.is_dir());
+                    let simple =
+                        !*readwrite && hidden.is_empty() && (lowers.len() == 1 || !meta.is_dir());
                     if simple {
                         // Exactly the source, read-only: a plain bind mount does.
                         volumes.push(format!("{}:{target}:ro", path.display()));
@@ -1745,7 +1772,8 @@ impl Builder<'_> {
                         let dir = self.scratch_dir()?;
                         let upper = dir.path().join("upper");
                         let work = dir.path().join("work");
-                        std::fs::create_dir(&work).map_err(Error::io("create an overlay work directory"))?;
+                        std::fs::create_dir(&work)
+                            .map_err(Error::io("create an overlay work directory"))?;
                         crate::mounts::hiding_layer(&upper, &path, &hidden)?;
                         overlays.push(hako_engine::build_support::OverlayMount {
                             target: target.to_string(),
@@ -1761,25 +1789,92 @@ impl Builder<'_> {
                     Some(n) => format!("{target}:size={n}"),
                     None => target.to_string(),
                 }),
-                Mount::Secret { id, required, .. } => match self.opts.secrets.get(id) {
-                    Some(src) => {
+                Mount::Secret {
+                    id,
+                    required,
+                    target,
+                    env: var,
+                    mode,
+                    owner,
+                } => {
+                    let Some(secret) = self.opts.secrets.get(id) else {
+                        if *required {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=secret: secret {id} not found (pass --secret id={id},src=FILE or --secret id={id},env=VAR)"),
+                            ));
+                        }
+                        continue;
+                    };
+                    if let crate::mounts::Secret::File(src) = secret {
                         if !src.is_file() {
                             return Err(Error::at(
                                 line,
-                                format!("RUN --mount=type=secret: secret {id}: {} is not a file", src.display()),
+                                format!(
+                                    "RUN --mount=type=secret: secret {id}: {} is not a file",
+                                    src.display()
+                                ),
                             ));
                         }
-                        volumes.push(format!("{}:{target}:ro", src.display()));
                     }
-                    None if *required => {
-                        return Err(Error::at(
-                            line,
-                            format!("RUN --mount=type=secret: secret {id} not found (pass --secret id={id},src=FILE)"),
-                        ))
+                    if let Some(var) = var {
+                        let value = match secret {
+                            crate::mounts::Secret::Value(v) => v.clone(),
+                            crate::mounts::Secret::File(src) => std::fs::read(src)
+                                .map_err(Error::io(format!("read the secret {}", src.display())))?,
+                        };
+                        let value = String::from_utf8(value).map_err(|_| {
+                            Error::at(
+                                line,
+                                format!("RUN --mount=type=secret,env={var}: secret {id} is not UTF-8 text"),
+                            )
+                        })?;
+                        if value.contains('\0') {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=secret,env={var}: secret {id} holds a NUL byte"),
+                            ));
+                        }
+                        env.push(format!("{var}={value}"));
                     }
-                    None => continue,
-                },
+                    if let Some(target) = target {
+                        let dir = self.scratch_dir()?;
+                        let file = crate::mounts::secret_file(dir.path(), secret, *mode, *owner)?;
+                        volumes.push(format!("{}:{target}:ro", file.display()));
+                        secrets.push(dir);
+                    }
+                }
+                Mount::Ssh {
+                    id,
+                    required,
+                    target,
+                    mode,
+                    owner,
+                } => {
+                    let Some(agent) = self.opts.ssh.get(id) else {
+                        if *required {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=ssh: no ssh agent with id {id} (pass --ssh {id}[=SOCKET])"),
+                            ));
+                        }
+                        continue;
+                    };
+                    let target = target.as_deref().unwrap_or_default();
+                    let dir = self.scratch_dir()?;
+                    let relay =
+                        crate::agent::AgentRelay::start(dir.path(), agent, *mode, *owner)
+                            .map_err(|e| Error::at(line, format!("RUN --mount=type=ssh: {e}")))?;
+                    volumes.push(format!("{}:{target}", relay.socket.display()));
+                    ssh_auth_sock.get_or_insert_with(|| target.to_string());
+                    // The relay goes first, then its directory.
+                    relays.push(relay);
+                    secrets.push(dir);
+                }
             }
+            let Some(target) = m.target() else {
+                continue;
+            };
             let comps = image.resolve(target, true);
             if let Some(first_missing) =
                 (1..=comps.len()).find(|&k| image.metadata(&comps[..k]).is_none())
@@ -1791,7 +1886,17 @@ impl Builder<'_> {
                 );
             }
         }
-        Ok((volumes, tmpfs, overlays, stubs, scratch))
+        Ok(StepMounts {
+            volumes,
+            tmpfs,
+            overlays,
+            stubs,
+            scratch,
+            relays,
+            secrets,
+            env,
+            ssh_auth_sock,
+        })
     }
 
     /// A scratch directory in `ROOT/tmp`, named for this process so that the store sweeps it if
@@ -2297,6 +2402,30 @@ impl Builder<'_> {
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
     }
+}
+
+/// What a step's `--mount`s become.
+struct StepMounts {
+    /// `-v` values: cache directories, binds, secrets, agent sockets.
+    volumes: Vec<String>,
+    /// `--tmpfs` values.
+    tmpfs: Vec<String>,
+    /// Overlays (binds of stages and images, writable binds).
+    overlays: Vec<hako_engine::build_support::OverlayMount>,
+    /// For each mount point the image lacks, the chain of paths the runtime will create for it
+    /// (left out of the layer).
+    stubs: Vec<Vec<String>>,
+    /// The overlays' scratch directories, needed until the step's container is removed.
+    scratch: Vec<tempfile::TempDir>,
+    /// The ssh-agent relays, needed while the step runs (declared before `secrets`, which
+    /// holds their directories, so that they stop first).
+    relays: Vec<crate::agent::AgentRelay>,
+    /// Secret files and agent sockets' directories, removed once the step's process is gone.
+    secrets: Vec<tempfile::TempDir>,
+    /// `NAME=value` of the secrets the step gets as variables.
+    env: Vec<String>,
+    /// The first agent socket's target, for `SSH_AUTH_SOCK`.
+    ssh_auth_sock: Option<String>,
 }
 
 /// Where a `RUN --mount=type=bind` shows files from.

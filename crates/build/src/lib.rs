@@ -3,6 +3,7 @@
 //! layer cache kept in the state database.
 #![deny(missing_docs)]
 
+mod agent;
 pub mod cache;
 pub mod context;
 pub mod exec;
