@@ -1919,7 +1919,7 @@ impl Builder<'_> {
         let kw = ins.keyword.as_str();
         let add = kw == "ADD";
         if add {
-            ins.check_flags(&["chown", "chmod", "link", "checksum"])?;
+            ins.check_flags(&["chown", "chmod", "link", "checksum", "keep-git-dir"])?;
         } else {
             ins.check_flags(&["from", "chown", "chmod", "link"])?;
         }
@@ -2044,7 +2044,25 @@ impl Builder<'_> {
             Doc(usize),
             /// A downloaded URL: the URL, the file's name, the download.
             Url(String, String, tempfile::NamedTempFile),
+            /// A git checkout: its files (the subdirectory's are copied), the commit, and the
+            /// directory that holds them while the step runs.
+            Git {
+                files: Context,
+                subdir: String,
+                commit: String,
+                _checkout: crate::git::Checkout,
+            },
         }
+        let keep_git_dir = match ins.flag("keep-git-dir") {
+            None | Some("false") => false,
+            Some("" | "true") => true,
+            Some(other) => {
+                return Err(Error::at(
+                    line,
+                    format!("ADD: invalid --keep-git-dir={other} (true or false)"),
+                ))
+            }
+        };
         let checksum = match ins.flag("checksum") {
             None => None,
             Some(c) => {
@@ -2065,7 +2083,10 @@ impl Builder<'_> {
         };
         let urls = words
             .iter()
-            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .filter(|w| {
+                (w.starts_with("http://") || w.starts_with("https://"))
+                    && crate::git::parse(w).is_none()
+            })
             .count();
         if checksum.is_some() && (urls != 1 || words.len() != 1) {
             return Err(Error::at(
@@ -2075,6 +2096,30 @@ impl Builder<'_> {
         }
         let mut items: Vec<Item> = Vec::new();
         for w in &words {
+            if let Some(g) = crate::git::parse(w).filter(|_| add) {
+                let fail = |e: String| Error::at(line, format!("ADD {w}: {e}"));
+                let g = g.map_err(fail)?;
+                let agent = self.opts.ssh.get("default").map(|p| p.as_path());
+                let checkout =
+                    crate::git::fetch(&g, &self.engine.root().join("tmp"), keep_git_dir, agent)
+                        .map_err(fail)?;
+                let files = Context::open(checkout.dir.path(), &crate::ignore::Ignore::default())?;
+                let is_dir =
+                    g.subdir.is_empty() || files.entries.get(&g.subdir).is_some_and(|m| m.is_dir());
+                if !is_dir {
+                    return Err(fail(format!(
+                        "no directory {} in the repository at {}",
+                        g.subdir, checkout.commit
+                    )));
+                }
+                items.push(Item::Git {
+                    files,
+                    subdir: g.subdir,
+                    commit: checkout.commit.clone(),
+                    _checkout: checkout,
+                });
+                continue;
+            }
             if add && (w.starts_with("http://") || w.starts_with("https://")) {
                 let file = self.download(line, w, checksum.as_deref())?;
                 // The name is the URL path's last segment, as Docker takes it.
@@ -2090,12 +2135,6 @@ impl Builder<'_> {
                 }
                 items.push(Item::Url(w.clone(), name, file));
                 continue;
-            }
-            if add && (w.starts_with("git@") || w.ends_with(".git")) {
-                return Err(Error::at(
-                    line,
-                    format!("ADD {w}: git sources are not supported by hako build yet"),
-                ));
             }
             if let Some(name) = w.strip_prefix("<<").filter(|_| !ins.heredocs.is_empty()) {
                 // `<<EOF`, `<<-EOF` or a quoted delimiter (its quotes already removed).
@@ -2212,6 +2251,10 @@ impl Builder<'_> {
                     h.update(b"heredoc\0");
                     h.update(ins.heredocs[*i].content.as_bytes());
                 }
+                // The commit names the content; the files' times are the checkout's.
+                Item::Git { subdir, commit, .. } => {
+                    h.update(format!("git\0{commit}\0{subdir}\0{keep_git_dir}\n").as_bytes());
+                }
             }
         }
         let digest = hex::encode(h.finalize());
@@ -2233,6 +2276,7 @@ impl Builder<'_> {
                 {
                     "dir"
                 }
+                Some(Item::Git { .. }) => "dir",
                 _ => "file",
             }
         };
@@ -2351,6 +2395,27 @@ impl Builder<'_> {
                             }
                         }
                         w.host(&t, &ctx_root.join(rel), m, attrs)?;
+                    }
+                    Item::Git { files, subdir, .. } => {
+                        // Like a context directory: its contents go into the destination.
+                        if !into_dir {
+                            w.parents(&image, &dest_comps, owner)?;
+                            w.dir(&image, &dest_comps, owner, 0o755)?;
+                        }
+                        let root = files.root.clone().unwrap_or_default();
+                        for (r, m) in files.under(subdir) {
+                            if r == subdir {
+                                continue;
+                            }
+                            let sub = if subdir.is_empty() {
+                                r.as_str()
+                            } else {
+                                &r[subdir.len() + 1..]
+                            };
+                            let mut c = dest_comps.clone();
+                            c.extend(sub.split('/').map(String::from));
+                            w.host(&c, &root.join(r), m, attrs)?;
+                        }
                     }
                     Item::Img(comps) => {
                         let u = from.as_ref().expect("image items come with --from").1;

@@ -7,6 +7,7 @@ mod agent;
 pub mod cache;
 pub mod context;
 pub mod exec;
+pub mod git;
 pub mod ignore;
 mod layer;
 pub mod mounts;
