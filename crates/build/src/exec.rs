@@ -1486,6 +1486,10 @@ impl Builder<'_> {
             ..Default::default()
         };
         let stubs = sm.stubs;
+        let image_etc = Union::new(&st.layers)
+            .metadata(&["etc".to_string()])
+            .filter(|(_, m)| m.is_dir())
+            .map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
         self.flush();
         let quiet = self.opts.quiet;
         let mut said: Option<String> = None;
@@ -1507,7 +1511,7 @@ impl Builder<'_> {
         };
         let committed = if code == 0 {
             self.engine
-                .build_layer(&cid, &stubs)
+                .build_layer(&cid, &stubs, image_etc)
                 .map_err(Error::from)
                 .and_then(|l| self.commit(st, &created_by, Some(l)))
         } else {

@@ -344,3 +344,51 @@ fn secrets_from_and_to_the_environment() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\nunset-ok\n"), "{out}");
 }
+
+/// The entries of the last layer of `image`, from `hako save`.
+fn last_layer_entries(r: &Root, image: &str) -> Vec<String> {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("img.tar");
+    r.ok(&["save", "-o", file.to_str().unwrap(), image]);
+    let read = |name: &str| -> Vec<u8> {
+        let mut a = tar::Archive::new(std::fs::File::open(&file).unwrap());
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some(name) {
+                let mut v = Vec::new();
+                e.read_to_end(&mut v).unwrap();
+                return v;
+            }
+        }
+        panic!("{name} is not in the archive");
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
+    let last = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    let layer = read(last.as_str().unwrap());
+    let mut a = tar::Archive::new(&layer[..]);
+    a.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A RUN layer holds what the step changed, not the `/etc` that overlayfs copied up for the
+/// mount points of /etc/hosts, hostname and resolv.conf; a step that writes to /etc keeps it.
+#[test]
+fn run_layers_hold_only_what_the_step_changed() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(d.path(), "Dockerfile", "FROM busybox\nRUN echo x > /x\n");
+    let (code, out, err) = build_env(&r, d.path(), &[], &["-t", "layer:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(last_layer_entries(&r, "layer:1"), ["x"]);
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN echo x > /etc/x\n",
+    );
+    let (code, out, err) = build_env(&r, d.path(), &[], &["-t", "layer:2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(last_layer_entries(&r, "layer:2"), ["etc", "etc/x"]);
+}

@@ -134,10 +134,30 @@ impl Engine {
     /// not have, each as the chain of missing paths from the top (`run/secrets`,
     /// `run/secrets/id`): the runtime created them in the upper dir, and the highest one that
     /// holds nothing but the rest of its chain is left out of the layer, as BuildKit does.
-    pub fn build_layer(&self, id: &str, stubs: &[Vec<String>]) -> Result<hako_image::StagedLayer> {
+    ///
+    /// `image_etc` is the mode, uid and gid of the image's `/etc` (None if it has none): an
+    /// `/etc` that overlayfs only copied up (or the runtime only created) for the mount points
+    /// of `/etc/hosts`, `hostname` and `resolv.conf` is left out too, so that a step that does
+    /// not touch `/etc` makes no `etc/` entry, as in Docker (unless the layer would be empty).
+    pub fn build_layer(
+        &self,
+        id: &str,
+        stubs: &[Vec<String>],
+        image_etc: Option<(u32, u32, u32)>,
+    ) -> Result<hako_image::StagedLayer> {
         let upper = self.container_dir(id).join("upper");
         let mut skip: Vec<String> = MOUNT_FILES.map(String::from).to_vec();
         skip.extend(stubs.iter().filter_map(|chain| only_stub(&upper, chain)));
+        // The store takes no empty layer, so a step that changed nothing keeps the entry.
+        let other = std::fs::read_dir(&upper).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok()).any(|e| {
+                let n = e.file_name();
+                n != "etc" && !skip.iter().any(|s| std::ffi::OsStr::new(s) == n)
+            })
+        });
+        if other && etc_only_for_mounts(&upper, image_etc) {
+            skip.push("etc".into());
+        }
         self.stage_streamed(|out| {
             crate::commit::write_layer_tar(&upper, out, &skip)
                 .map_err(|e| Error::io("write the layer", e))
@@ -190,6 +210,37 @@ impl Engine {
             staged.map_err(|e| E::from(Error::from(e)))
         })
     }
+}
+
+/// Whether `upper/etc` holds only hako's mount points, is not opaque (the step did not replace
+/// `/etc`), and keeps the image's mode and owner (any, if the image had no `/etc`).
+fn etc_only_for_mounts(upper: &std::path::Path, image_etc: Option<(u32, u32, u32)>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let etc = upper.join("etc");
+    let Ok(m) = std::fs::symlink_metadata(&etc) else {
+        return false;
+    };
+    if !m.is_dir() {
+        return false;
+    }
+    if let Some(want) = image_etc {
+        if (m.mode() & 0o7777, m.uid(), m.gid()) != want {
+            return false;
+        }
+    }
+    let Ok(rd) = std::fs::read_dir(&etc) else {
+        return false;
+    };
+    let only_mounts = rd.filter_map(|e| e.ok()).all(|e| {
+        MOUNT_FILES
+            .iter()
+            .any(|f| f.strip_prefix("etc/") == e.file_name().to_str())
+    });
+    only_mounts
+        && !matches!(
+            crate::commit::xattr_get(&etc, "trusted.overlay.opaque"),
+            Ok(Some(v)) if v == b"y"
+        )
 }
 
 /// The highest path of `chain` whose upper-dir tree is nothing but the rest of the chain (each
