@@ -1483,6 +1483,7 @@ impl Builder<'_> {
             volumes: sm.volumes,
             tmpfs: sm.tmpfs,
             overlays: sm.overlays,
+            volatile_rootfs: true,
             ..Default::default()
         };
         let stubs = sm.stubs;
