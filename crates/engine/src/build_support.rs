@@ -47,12 +47,17 @@ impl OverlayMount {
             )));
         }
         let lowers: Vec<String> = self.lowers.iter().map(|l| esc(l)).collect();
-        let data = format!(
+        let mut data = format!(
             "lowerdir={},upperdir={},workdir={}",
             lowers.join(":"),
             esc(&self.upper),
             esc(&self.work)
         );
+        // The upper layer is a scratch directory thrown away after the step: nothing to sync
+        // when the overlay goes (see `RunOptions::volatile_rootfs`).
+        if crate::seccomp::kernel_version(&crate::seccomp::kernel_release()) >= (5, 10) {
+            data.push_str(",volatile");
+        }
         // The kernel reads mount options from one page.
         if data.len() >= 4096 {
             return Err(Error::Invalid(format!(
