@@ -15,7 +15,7 @@ fi
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-apt_install busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils
+apt_install busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git
 ensure_rust
 
 scripts/make-test-images.sh

@@ -41,8 +41,10 @@ pub struct BuildOptions {
     pub tags: Vec<Reference>,
     /// `-q`: no step output (RUN output included).
     pub quiet: bool,
-    /// `--secret id=ID,src=FILE`: what `RUN --mount=type=secret` mounts.
+    /// `--secret id=ID,src=FILE|env=VAR`: what `RUN --mount=type=secret` mounts.
     pub secrets: crate::mounts::Secrets,
+    /// `--ssh ID[=SOCKET]`: the agent sockets `RUN --mount=type=ssh` forwards.
+    pub ssh: crate::mounts::SshAgents,
     /// `--cache-from` images (ids), whose history and layers can stand in for steps.
     pub cache_from: Vec<String>,
     /// `--pull`: fetch every base image even when it is in the store.
@@ -1007,14 +1009,12 @@ impl Builder<'_> {
                     return Ok(());
                 }
                 let image = Union::new(&st.layers);
-                let mut w = LayerWriter::new(&self.engine.root().join("tmp"))?;
-                w.parents(&image, &comps, (0, 0))?;
-                w.dir(&image, &comps, (0, 0), 0o755)?;
-                let staged = self
-                    .engine
-                    .images()
-                    .stager()
-                    .stage_layer(w.finish()?, None)?;
+                let staged = self.engine.stage_streamed(|out| {
+                    let mut w = LayerWriter::new(out);
+                    w.parents(&image, &comps, (0, 0))?;
+                    w.dir(&image, &comps, (0, 0), 0o755)?;
+                    w.finish()
+                })?;
                 st.cfg_mut().insert("WorkingDir".into(), abs_clean.into());
                 let id = self.commit(st, &created_by, Some(staged))?;
                 cache::store(self.engine.images().conn(), &key, &id, self.used())?;
@@ -1289,7 +1289,7 @@ impl Builder<'_> {
     ) -> Result<(), Error> {
         let line = ins.line;
         ins.check_flags(&["network", "mount"])?;
-        let mounts = ins
+        let mut mounts = ins
             .flags
             .iter()
             .filter(|(n, _)| n == "mount")
@@ -1299,6 +1299,17 @@ impl Builder<'_> {
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| Error::at(line, format!("RUN --mount: {e}")))?;
+        // BuildKit's default ssh targets count the step's ssh mounts.
+        for (n, target) in mounts
+            .iter_mut()
+            .filter_map(|m| match m {
+                crate::mounts::Mount::Ssh { target, .. } => Some(target),
+                _ => None,
+            })
+            .enumerate()
+        {
+            target.get_or_insert_with(|| format!("/run/buildkit/ssh_agent.{n}"));
+        }
         let network = match ins.flag("network") {
             None | Some("default") => hako_engine::Network::Default,
             Some("none") => hako_engine::Network::None,
@@ -1406,6 +1417,10 @@ impl Builder<'_> {
                     let given = self.opts.secrets.contains_key(id);
                     mount_key.push_str(&format!("secret given: {given}\n"));
                 }
+                crate::mounts::Mount::Ssh { id, .. } => {
+                    let given = self.opts.ssh.contains_key(id);
+                    mount_key.push_str(&format!("ssh agent given: {given}\n"));
+                }
                 _ => {}
             }
         }
@@ -1417,20 +1432,36 @@ impl Builder<'_> {
         if self.cached(st, &key)? || self.reuse_cache_source(st, &key, &created_by)? {
             return Ok(());
         }
-        // Scratch directories of the step's overlays live until the step's container is gone.
-        let (volumes, tmpfs, overlays, stubs, _scratch) =
-            self.step_mounts(st, line, &mounts, &binds)?;
+        let sm = self.step_mounts(st, line, &mounts, &binds)?;
+        // Scratch directories of the step's overlays live until the step's container is gone;
+        // secrets and agent relays only until its process is.
+        let _scratch = sm.scratch;
+        let (secrets, relays) = (sm.secrets, sm.relays);
+        let mut env = arg_env;
+        let secret_env = !sm.env.is_empty();
+        env.extend(sm.env);
+        if let Some(sock) = sm.ssh_auth_sock {
+            if !env_names.iter().any(|n| n == "SSH_AUTH_SOCK") {
+                env.push(format!("SSH_AUTH_SOCK={sock}"));
+            }
+        }
         let opts = RunOptions {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
             entrypoint: Some(String::new()),
-            env: arg_env,
+            env,
             network,
-            volumes,
-            tmpfs,
-            overlays,
+            volumes: sm.volumes,
+            tmpfs: sm.tmpfs,
+            overlays: sm.overlays,
+            volatile_rootfs: true,
             ..Default::default()
         };
+        let stubs = sm.stubs;
+        let image_etc = Union::new(&st.layers)
+            .metadata(&["etc".to_string()])
+            .filter(|(_, m)| m.is_dir())
+            .map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
         self.flush();
         let quiet = self.opts.quiet;
         let mut said: Option<String> = None;
@@ -1444,21 +1475,24 @@ impl Builder<'_> {
             said = Some(id.to_string());
         });
         drop(silence);
+        drop(relays);
+        drop(secrets);
         let (cid, code) = match result {
             Ok(r) => r,
             Err(e) => return Err(Error::at(line, format!("RUN: {e}"))),
         };
         let committed = if code == 0 {
             self.engine
-                .build_layer(&cid, &stubs)
+                .build_layer(&cid, &stubs, image_etc)
                 .map_err(Error::from)
                 .and_then(|l| self.commit(st, &created_by, Some(l)))
         } else {
             Err(Error::RunFailed { cmd: cmdline, code })
         };
         // A failed step's container goes whatever `--rm` says: a failed build leaves none
-        // behind. A successful one's stays with `--rm=false`, as in Docker.
-        if committed.is_ok() && self.opts.keep_containers {
+        // behind. A successful one's stays with `--rm=false`, as in Docker, unless its config
+        // holds a secret (`--mount=type=secret,env=`).
+        if committed.is_ok() && self.opts.keep_containers && !secret_env {
             let id = committed?;
             cache::store(self.engine.images().conn(), &key, &id, self.used())?;
             return self.say(&format!(" ---> {}", short(&id)));
@@ -1636,38 +1670,30 @@ impl Builder<'_> {
         })
     }
 
-    /// The `-v` and `--tmpfs` values and the overlays of a step's `--mount`s (`binds` are the
-    /// sources of its bind mounts, in order), for each mount point the image lacks the chain
-    /// of paths the runtime will create for it (left out of the layer), and the scratch
-    /// directories the overlays need while the step runs.
-    #[allow(clippy::type_complexity)]
+    /// What a step's `--mount`s become (`binds` are the sources of its bind mounts, in order).
     fn step_mounts(
         &self,
         st: &Stage,
         line: usize,
         mounts: &[crate::mounts::Mount],
         binds: &[BindSource],
-    ) -> Result<
-        (
-            Vec<String>,
-            Vec<String>,
-            Vec<hako_engine::build_support::OverlayMount>,
-            Vec<Vec<String>>,
-            Vec<tempfile::TempDir>,
-        ),
-        Error,
-    > {
+    ) -> Result<StepMounts, Error> {
         use crate::mounts::Mount;
         let root = self.engine.root();
         let mut volumes = Vec::new();
         let mut tmpfs = Vec::new();
         let mut overlays = Vec::new();
         let mut scratch = Vec::new();
+        let mut secrets = Vec::new();
+        let mut relays = Vec::new();
+        let mut env = Vec::new();
+        let mut ssh_auth_sock = None;
         let mut stubs = Vec::new();
         let mut binds = binds.iter();
         let image = Union::new(&st.layers);
         for m in mounts {
-            let target = m.target();
+            // Set for every mount but a secret given only as a variable.
+            let target = m.target().unwrap_or_default();
             match m {
                 Mount::Cache {
                     id,
@@ -1693,14 +1719,18 @@ impl Builder<'_> {
                         BindSource::Image { layers, comps, .. } => {
                             let u = Union::new(layers);
                             let (p, _) = u.metadata(comps).ok_or_else(|| {
-                                Error::at(line, format!("RUN --mount: /{} vanished", comps.join("/")))
+                                Error::at(
+                                    line,
+                                    format!("RUN --mount: /{} vanished", comps.join("/")),
+                                )
                             })?;
                             (p, u.lowers(comps), Vec::new())
                         }
                     };
                     let meta = std::fs::symlink_metadata(&path)
                         .map_err(Error::io(format!("stat {}", path.display())))?;
-                    let simple = !*readwrite && hidden.is_empty() && (lowers.len() == 1 || !meta.is_dir());
+                    let simple =
+                        !*readwrite && hidden.is_empty() && (lowers.len() == 1 || !meta.is_dir());
                     if simple {
                         // Exactly the source, read-only: a plain bind mount does.
                         volumes.push(format!("{}:{target}:ro", path.display()));
@@ -1718,7 +1748,8 @@ impl Builder<'_> {
                         let dir = self.scratch_dir()?;
                         let upper = dir.path().join("upper");
                         let work = dir.path().join("work");
-                        std::fs::create_dir(&work).map_err(Error::io("create an overlay work directory"))?;
+                        std::fs::create_dir(&work)
+                            .map_err(Error::io("create an overlay work directory"))?;
                         crate::mounts::hiding_layer(&upper, &path, &hidden)?;
                         overlays.push(hako_engine::build_support::OverlayMount {
                             target: target.to_string(),
@@ -1734,25 +1765,92 @@ impl Builder<'_> {
                     Some(n) => format!("{target}:size={n}"),
                     None => target.to_string(),
                 }),
-                Mount::Secret { id, required, .. } => match self.opts.secrets.get(id) {
-                    Some(src) => {
+                Mount::Secret {
+                    id,
+                    required,
+                    target,
+                    env: var,
+                    mode,
+                    owner,
+                } => {
+                    let Some(secret) = self.opts.secrets.get(id) else {
+                        if *required {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=secret: secret {id} not found (pass --secret id={id},src=FILE or --secret id={id},env=VAR)"),
+                            ));
+                        }
+                        continue;
+                    };
+                    if let crate::mounts::Secret::File(src) = secret {
                         if !src.is_file() {
                             return Err(Error::at(
                                 line,
-                                format!("RUN --mount=type=secret: secret {id}: {} is not a file", src.display()),
+                                format!(
+                                    "RUN --mount=type=secret: secret {id}: {} is not a file",
+                                    src.display()
+                                ),
                             ));
                         }
-                        volumes.push(format!("{}:{target}:ro", src.display()));
                     }
-                    None if *required => {
-                        return Err(Error::at(
-                            line,
-                            format!("RUN --mount=type=secret: secret {id} not found (pass --secret id={id},src=FILE)"),
-                        ))
+                    if let Some(var) = var {
+                        let value = match secret {
+                            crate::mounts::Secret::Value(v) => v.clone(),
+                            crate::mounts::Secret::File(src) => std::fs::read(src)
+                                .map_err(Error::io(format!("read the secret {}", src.display())))?,
+                        };
+                        let value = String::from_utf8(value).map_err(|_| {
+                            Error::at(
+                                line,
+                                format!("RUN --mount=type=secret,env={var}: secret {id} is not UTF-8 text"),
+                            )
+                        })?;
+                        if value.contains('\0') {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=secret,env={var}: secret {id} holds a NUL byte"),
+                            ));
+                        }
+                        env.push(format!("{var}={value}"));
                     }
-                    None => continue,
-                },
+                    if let Some(target) = target {
+                        let dir = self.scratch_dir()?;
+                        let file = crate::mounts::secret_file(dir.path(), secret, *mode, *owner)?;
+                        volumes.push(format!("{}:{target}:ro", file.display()));
+                        secrets.push(dir);
+                    }
+                }
+                Mount::Ssh {
+                    id,
+                    required,
+                    target,
+                    mode,
+                    owner,
+                } => {
+                    let Some(agent) = self.opts.ssh.get(id) else {
+                        if *required {
+                            return Err(Error::at(
+                                line,
+                                format!("RUN --mount=type=ssh: no ssh agent with id {id} (pass --ssh {id}[=SOCKET])"),
+                            ));
+                        }
+                        continue;
+                    };
+                    let target = target.as_deref().unwrap_or_default();
+                    let dir = self.scratch_dir()?;
+                    let relay =
+                        crate::agent::AgentRelay::start(dir.path(), agent, *mode, *owner)
+                            .map_err(|e| Error::at(line, format!("RUN --mount=type=ssh: {e}")))?;
+                    volumes.push(format!("{}:{target}", relay.socket.display()));
+                    ssh_auth_sock.get_or_insert_with(|| target.to_string());
+                    // The relay goes first, then its directory.
+                    relays.push(relay);
+                    secrets.push(dir);
+                }
             }
+            let Some(target) = m.target() else {
+                continue;
+            };
             let comps = image.resolve(target, true);
             if let Some(first_missing) =
                 (1..=comps.len()).find(|&k| image.metadata(&comps[..k]).is_none())
@@ -1764,7 +1862,17 @@ impl Builder<'_> {
                 );
             }
         }
-        Ok((volumes, tmpfs, overlays, stubs, scratch))
+        Ok(StepMounts {
+            volumes,
+            tmpfs,
+            overlays,
+            stubs,
+            scratch,
+            relays,
+            secrets,
+            env,
+            ssh_auth_sock,
+        })
     }
 
     /// A scratch directory in `ROOT/tmp`, named for this process so that the store sweeps it if
@@ -1787,7 +1895,7 @@ impl Builder<'_> {
         let kw = ins.keyword.as_str();
         let add = kw == "ADD";
         if add {
-            ins.check_flags(&["chown", "chmod", "link", "checksum"])?;
+            ins.check_flags(&["chown", "chmod", "link", "checksum", "keep-git-dir"])?;
         } else {
             ins.check_flags(&["from", "chown", "chmod", "link"])?;
         }
@@ -1912,7 +2020,25 @@ impl Builder<'_> {
             Doc(usize),
             /// A downloaded URL: the URL, the file's name, the download.
             Url(String, String, tempfile::NamedTempFile),
+            /// A git checkout: its files (the subdirectory's are copied), the commit, and the
+            /// directory that holds them while the step runs.
+            Git {
+                files: Context,
+                subdir: String,
+                commit: String,
+                _checkout: crate::git::Checkout,
+            },
         }
+        let keep_git_dir = match ins.flag("keep-git-dir") {
+            None | Some("false") => false,
+            Some("" | "true") => true,
+            Some(other) => {
+                return Err(Error::at(
+                    line,
+                    format!("ADD: invalid --keep-git-dir={other} (true or false)"),
+                ))
+            }
+        };
         let checksum = match ins.flag("checksum") {
             None => None,
             Some(c) => {
@@ -1933,7 +2059,10 @@ impl Builder<'_> {
         };
         let urls = words
             .iter()
-            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .filter(|w| {
+                (w.starts_with("http://") || w.starts_with("https://"))
+                    && crate::git::parse(w).is_none()
+            })
             .count();
         if checksum.is_some() && (urls != 1 || words.len() != 1) {
             return Err(Error::at(
@@ -1943,6 +2072,30 @@ impl Builder<'_> {
         }
         let mut items: Vec<Item> = Vec::new();
         for w in &words {
+            if let Some(g) = crate::git::parse(w).filter(|_| add) {
+                let fail = |e: String| Error::at(line, format!("ADD {w}: {e}"));
+                let g = g.map_err(fail)?;
+                let agent = self.opts.ssh.get("default").map(|p| p.as_path());
+                let checkout =
+                    crate::git::fetch(&g, &self.engine.root().join("tmp"), keep_git_dir, agent)
+                        .map_err(fail)?;
+                let files = Context::open(checkout.dir.path(), &crate::ignore::Ignore::default())?;
+                let is_dir =
+                    g.subdir.is_empty() || files.entries.get(&g.subdir).is_some_and(|m| m.is_dir());
+                if !is_dir {
+                    return Err(fail(format!(
+                        "no directory {} in the repository at {}",
+                        g.subdir, checkout.commit
+                    )));
+                }
+                items.push(Item::Git {
+                    files,
+                    subdir: g.subdir,
+                    commit: checkout.commit.clone(),
+                    _checkout: checkout,
+                });
+                continue;
+            }
             if add && (w.starts_with("http://") || w.starts_with("https://")) {
                 let file = self.download(line, w, checksum.as_deref())?;
                 // The name is the URL path's last segment, as Docker takes it.
@@ -1958,12 +2111,6 @@ impl Builder<'_> {
                 }
                 items.push(Item::Url(w.clone(), name, file));
                 continue;
-            }
-            if add && (w.starts_with("git@") || w.ends_with(".git")) {
-                return Err(Error::at(
-                    line,
-                    format!("ADD {w}: git sources are not supported by hako build yet"),
-                ));
             }
             if let Some(name) = w.strip_prefix("<<").filter(|_| !ins.heredocs.is_empty()) {
                 // `<<EOF`, `<<-EOF` or a quoted delimiter (its quotes already removed).
@@ -2080,6 +2227,10 @@ impl Builder<'_> {
                     h.update(b"heredoc\0");
                     h.update(ins.heredocs[*i].content.as_bytes());
                 }
+                // The commit names the content; the files' times are the checkout's.
+                Item::Git { subdir, commit, .. } => {
+                    h.update(format!("git\0{commit}\0{subdir}\0{keep_git_dir}\n").as_bytes());
+                }
             }
         }
         let digest = hex::encode(h.finalize());
@@ -2101,6 +2252,7 @@ impl Builder<'_> {
                 {
                     "dir"
                 }
+                Some(Item::Git { .. }) => "dir",
                 _ => "file",
             }
         };
@@ -2124,154 +2276,197 @@ impl Builder<'_> {
         }
 
         // Write the layer.
-        let mut w = LayerWriter::new(&self.engine.root().join("tmp"))?;
-        let into_dir = several || dest_is_dir_syntax || dest_exists_dir;
-        if into_dir {
-            w.parents(&image, &dest_comps, owner)?;
-            if !dest_comps.is_empty() {
-                w.dir(&image, &dest_comps, owner, 0o755)?;
-            }
-        }
-        let target = |name: &str| -> Vec<String> {
-            let mut c = dest_comps.clone();
+        let staged = self.engine.stage_streamed(|out| {
+            let mut w = LayerWriter::new(out);
+            let into_dir = several || dest_is_dir_syntax || dest_exists_dir;
             if into_dir {
-                c.push(name.to_string());
+                w.parents(&image, &dest_comps, owner)?;
+                if !dest_comps.is_empty() {
+                    w.dir(&image, &dest_comps, owner, 0o755)?;
+                }
             }
-            c
-        };
-        for it in &items {
-            match it {
-                Item::Url(_, name, file) => {
-                    let m = file
-                        .as_file()
-                        .metadata()
-                        .map_err(Error::io("stat a download"))?;
-                    let t = target(name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
-                    }
-                    // Docker gives remote files mode 0600 unless --chmod says otherwise.
-                    let a = Attrs {
-                        owner,
-                        chmod: Some(chmod.unwrap_or(0o600)),
-                    };
-                    w.host(&t, file.path(), &m, a)?;
+            let target = |name: &str| -> Vec<String> {
+                let mut c = dest_comps.clone();
+                if into_dir {
+                    c.push(name.to_string());
                 }
-                Item::Doc(i) => {
-                    let hd = &ins.heredocs[*i];
-                    let body = if hd.expand {
-                        expand(&hd.content, &vars, esc).map_err(werr)?
-                    } else {
-                        hd.content.clone()
-                    };
-                    let t = target(&hd.name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
+                c
+            };
+            for it in &items {
+                match it {
+                    Item::Url(_, name, file) => {
+                        let m = file
+                            .as_file()
+                            .metadata()
+                            .map_err(Error::io("stat a download"))?;
+                        let t = target(name);
+                        if !into_dir {
+                            w.parents(&image, &t, owner)?;
+                        }
+                        // Docker gives remote files mode 0600 unless --chmod says otherwise.
+                        let a = Attrs {
+                            owner,
+                            chmod: Some(chmod.unwrap_or(0o600)),
+                        };
+                        w.host(&t, file.path(), &m, a)?;
                     }
-                    w.bytes(&t, body.as_bytes(), attrs)?;
-                }
-                Item::Ctx(rel) => {
-                    let is_dir = rel.is_empty()
-                        || self
-                            .opts
-                            .context
-                            .entries
-                            .get(rel)
-                            .is_some_and(|m| m.is_dir());
-                    if is_dir {
-                        // A directory's contents go into the destination, not the directory.
+                    Item::Doc(i) => {
+                        let hd = &ins.heredocs[*i];
+                        let body = if hd.expand {
+                            expand(&hd.content, &vars, esc).map_err(werr)?
+                        } else {
+                            hd.content.clone()
+                        };
+                        let t = target(&hd.name);
+                        if !into_dir {
+                            w.parents(&image, &t, owner)?;
+                        }
+                        w.bytes(&t, body.as_bytes(), attrs)?;
+                    }
+                    Item::Ctx(rel) => {
+                        let is_dir = rel.is_empty()
+                            || self
+                                .opts
+                                .context
+                                .entries
+                                .get(rel)
+                                .is_some_and(|m| m.is_dir());
+                        if is_dir {
+                            // A directory's contents go into the destination, not the directory.
+                            if !into_dir {
+                                w.parents(&image, &dest_comps, owner)?;
+                                w.dir(&image, &dest_comps, owner, 0o755)?;
+                            }
+                            for (r, m) in self.opts.context.under(rel) {
+                                if r == rel {
+                                    continue;
+                                }
+                                let sub = if rel.is_empty() {
+                                    r.as_str()
+                                } else {
+                                    &r[rel.len() + 1..]
+                                };
+                                let mut c = dest_comps.clone();
+                                c.extend(sub.split('/').map(String::from));
+                                w.host(&c, &ctx_root.join(r), m, attrs)?;
+                            }
+                            continue;
+                        }
+                        let m = &self.opts.context.entries[rel];
+                        let name = rel.rsplit('/').next().unwrap_or(rel);
+                        let t = target(name);
+                        if !into_dir {
+                            w.parents(&image, &t, owner)?;
+                        }
+                        if add && m.is_file() {
+                            if let Some(reader) = open_archive(&ctx_root.join(rel))? {
+                                // ADD unpacks a local archive into the destination directory.
+                                let d = dest_comps.clone();
+                                w.parents(&image, &d, owner)?;
+                                if !d.is_empty() {
+                                    w.dir(&image, &d, owner, 0o755)?;
+                                }
+                                w.archive(&d, reader)?;
+                                continue;
+                            }
+                        }
+                        w.host(&t, &ctx_root.join(rel), m, attrs)?;
+                    }
+                    Item::Git { files, subdir, .. } => {
+                        // Like a context directory: its contents go into the destination.
                         if !into_dir {
                             w.parents(&image, &dest_comps, owner)?;
                             w.dir(&image, &dest_comps, owner, 0o755)?;
                         }
-                        for (r, m) in self.opts.context.under(rel) {
-                            if r == rel {
+                        let root = files.root.clone().unwrap_or_default();
+                        for (r, m) in files.under(subdir) {
+                            if r == subdir {
                                 continue;
                             }
-                            let sub = if rel.is_empty() {
+                            let sub = if subdir.is_empty() {
                                 r.as_str()
                             } else {
-                                &r[rel.len() + 1..]
+                                &r[subdir.len() + 1..]
                             };
                             let mut c = dest_comps.clone();
                             c.extend(sub.split('/').map(String::from));
-                            w.host(&c, &ctx_root.join(r), m, attrs)?;
+                            w.host(&c, &root.join(r), m, attrs)?;
                         }
-                        continue;
                     }
-                    let m = &self.opts.context.entries[rel];
-                    let name = rel.rsplit('/').next().unwrap_or(rel);
-                    let t = target(name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
-                    }
-                    if add && m.is_file() {
-                        if let Some(reader) = open_archive(&ctx_root.join(rel))? {
-                            // ADD unpacks a local archive into the destination directory.
-                            let d = dest_comps.clone();
-                            w.parents(&image, &d, owner)?;
-                            if !d.is_empty() {
-                                w.dir(&image, &d, owner, 0o755)?;
-                            }
-                            w.archive(&d, reader)?;
+                    Item::Img(comps) => {
+                        let u = from.as_ref().expect("image items come with --from").1;
+                        let Some((p, m)) = u.metadata(comps) else {
                             continue;
-                        }
-                    }
-                    w.host(&t, &ctx_root.join(rel), m, attrs)?;
-                }
-                Item::Img(comps) => {
-                    let u = from.as_ref().expect("image items come with --from").1;
-                    let Some((p, m)) = u.metadata(comps) else {
-                        continue;
-                    };
-                    if m.is_dir() {
-                        if !into_dir {
-                            w.parents(&image, &dest_comps, owner)?;
-                            w.dir(&image, &dest_comps, owner, 0o755)?;
-                        }
-                        let mut stack: Vec<Vec<String>> = u
-                            .read_dir(comps)
-                            .into_iter()
-                            .rev()
-                            .map(|n| vec![n])
-                            .collect();
-                        while let Some(sub) = stack.pop() {
-                            let mut src = comps.clone();
-                            src.extend(sub.iter().cloned());
-                            let Some((sp, sm)) = u.metadata(&src) else {
-                                continue;
-                            };
-                            let mut c = dest_comps.clone();
-                            c.extend(sub.iter().cloned());
-                            w.host(&c, &sp, &sm, attrs)?;
-                            if sm.is_dir() {
-                                for n in u.read_dir(&src).into_iter().rev() {
-                                    let mut s2 = sub.clone();
-                                    s2.push(n);
-                                    stack.push(s2);
+                        };
+                        if m.is_dir() {
+                            if !into_dir {
+                                w.parents(&image, &dest_comps, owner)?;
+                                w.dir(&image, &dest_comps, owner, 0o755)?;
+                            }
+                            let mut stack: Vec<Vec<String>> = u
+                                .read_dir(comps)
+                                .into_iter()
+                                .rev()
+                                .map(|n| vec![n])
+                                .collect();
+                            while let Some(sub) = stack.pop() {
+                                let mut src = comps.clone();
+                                src.extend(sub.iter().cloned());
+                                let Some((sp, sm)) = u.metadata(&src) else {
+                                    continue;
+                                };
+                                let mut c = dest_comps.clone();
+                                c.extend(sub.iter().cloned());
+                                w.host(&c, &sp, &sm, attrs)?;
+                                if sm.is_dir() {
+                                    for n in u.read_dir(&src).into_iter().rev() {
+                                        let mut s2 = sub.clone();
+                                        s2.push(n);
+                                        stack.push(s2);
+                                    }
                                 }
                             }
+                            continue;
                         }
-                        continue;
+                        let name = comps.last().cloned().unwrap_or_default();
+                        let t = target(&name);
+                        if !into_dir {
+                            w.parents(&image, &t, owner)?;
+                        }
+                        w.host(&t, &p, &m, attrs)?;
                     }
-                    let name = comps.last().cloned().unwrap_or_default();
-                    let t = target(&name);
-                    if !into_dir {
-                        w.parents(&image, &t, owner)?;
-                    }
-                    w.host(&t, &p, &m, attrs)?;
                 }
             }
-        }
-        let staged = self
-            .engine
-            .images()
-            .stager()
-            .stage_layer(w.finish()?, None)?;
+            w.finish()
+        })?;
         let id = self.commit(st, &created_by, Some(staged))?;
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
         self.say(&format!(" ---> {}", short(&id)))
     }
+}
+
+/// What a step's `--mount`s become.
+struct StepMounts {
+    /// `-v` values: cache directories, binds, secrets, agent sockets.
+    volumes: Vec<String>,
+    /// `--tmpfs` values.
+    tmpfs: Vec<String>,
+    /// Overlays (binds of stages and images, writable binds).
+    overlays: Vec<hako_engine::build_support::OverlayMount>,
+    /// For each mount point the image lacks, the chain of paths the runtime will create for it
+    /// (left out of the layer).
+    stubs: Vec<Vec<String>>,
+    /// The overlays' scratch directories, needed until the step's container is removed.
+    scratch: Vec<tempfile::TempDir>,
+    /// The ssh-agent relays, needed while the step runs (declared before `secrets`, which
+    /// holds their directories, so that they stop first).
+    relays: Vec<crate::agent::AgentRelay>,
+    /// Secret files and agent sockets' directories, removed once the step's process is gone.
+    secrets: Vec<tempfile::TempDir>,
+    /// `NAME=value` of the secrets the step gets as variables.
+    env: Vec<String>,
+    /// The first agent socket's target, for `SSH_AUTH_SOCK`.
+    ssh_auth_sock: Option<String>,
 }
 
 /// Where a `RUN --mount=type=bind` shows files from.

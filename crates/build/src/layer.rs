@@ -7,7 +7,7 @@ use crate::union::Union;
 use crate::Error;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -20,9 +20,9 @@ pub struct Attrs {
     pub chmod: Option<u32>,
 }
 
-/// A layer tar being written to a temporary file.
-pub struct LayerWriter {
-    b: tar::Builder<File>,
+/// A layer tar being written (to the pipe of [`hako_engine::Engine::stage_streamed`]).
+pub struct LayerWriter<'a> {
+    b: tar::Builder<&'a mut dyn Write>,
     written: BTreeSet<String>,
 }
 
@@ -33,16 +33,15 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-impl LayerWriter {
-    /// A writer into a fresh temporary file under `tmp`.
-    pub fn new(tmp: &Path) -> Result<LayerWriter, Error> {
-        let f = tempfile_in(tmp)?;
-        let mut b = tar::Builder::new(f);
+impl<'a> LayerWriter<'a> {
+    /// A writer of a tar into `out`.
+    pub fn new(out: &'a mut dyn Write) -> LayerWriter<'a> {
+        let mut b = tar::Builder::new(out);
         b.follow_symlinks(false);
-        Ok(LayerWriter {
+        LayerWriter {
             b,
             written: BTreeSet::new(),
-        })
+        }
     }
 
     /// Directory entries for the ancestors of `comps` (not `comps` itself): as they are in the
@@ -230,36 +229,10 @@ impl LayerWriter {
         Ok(())
     }
 
-    /// Ends the archive and returns the file, rewound.
-    pub fn finish(self) -> Result<File, Error> {
-        use std::io::Seek;
-        let mut f = self.b.into_inner().map_err(Error::io("write the layer"))?;
-        f.rewind().map_err(Error::io("rewind the layer"))?;
-        Ok(f)
-    }
-}
-
-fn tempfile_in(dir: &Path) -> Result<File, Error> {
-    // An unnamed O_TMPFILE file disappears with us whatever happens to the build.
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags_tmpfile()
-        .open(dir)
-        .map_err(Error::io(format!(
-            "create a temporary file in {}",
-            dir.display()
-        )))
-}
-
-trait TmpFile {
-    fn custom_flags_tmpfile(&mut self) -> &mut Self;
-}
-
-impl TmpFile for std::fs::OpenOptions {
-    fn custom_flags_tmpfile(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_TMPFILE).mode(0o600)
+    /// Ends the archive (its two zero blocks).
+    pub fn finish(self) -> Result<(), Error> {
+        self.b.into_inner().map_err(Error::io("write the layer"))?;
+        Ok(())
     }
 }
 

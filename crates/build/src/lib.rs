@@ -3,9 +3,11 @@
 //! layer cache kept in the state database.
 #![deny(missing_docs)]
 
+mod agent;
 pub mod cache;
 pub mod context;
 pub mod exec;
+pub mod git;
 pub mod ignore;
 mod layer;
 pub mod mounts;

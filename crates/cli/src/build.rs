@@ -52,9 +52,14 @@ pub struct BuildArgs {
     /// Set the target platform for the build (only this machine's is supported)
     #[arg(long)]
     platform: Option<String>,
-    /// Secret to expose to the build (id=ID,src=FILE), for RUN --mount=type=secret
+    /// Secret to expose to the build (id=ID,src=FILE or id=ID,env=VAR), for RUN
+    /// --mount=type=secret
     #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// SSH agent socket to expose to the build (default|ID[=SOCKET]; default uses
+    /// $SSH_AUTH_SOCK), for RUN --mount=type=ssh
+    #[arg(long = "ssh")]
+    ssh: Vec<String>,
     /// Build context: a directory, or - to read a Dockerfile from stdin
     path: String,
 }
@@ -117,8 +122,15 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     }
     let mut secrets = hako_build::mounts::Secrets::new();
     for s in &a.secrets {
-        let (id, src) = hako_build::mounts::parse_secret(s).map_err(|e| anyhow::anyhow!(e))?;
-        secrets.insert(id, src);
+        let (id, secret) = hako_build::mounts::parse_secret(s, |k| std::env::var_os(k))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        secrets.insert(id, secret);
+    }
+    let mut ssh = hako_build::mounts::SshAgents::new();
+    for s in &a.ssh {
+        let (id, socket) = hako_build::mounts::parse_ssh(s, |k| std::env::var_os(k))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        ssh.insert(id, socket);
     }
     let mut labels = Vec::new();
     for l in &a.labels {
@@ -226,6 +238,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         tags: tags.clone(),
         quiet,
         secrets,
+        ssh,
         pull: a.pull,
         keep_containers: !a.rm && !a.force_rm,
         fetch: Some({

@@ -79,7 +79,7 @@ fn add_dir<W: Write>(
     Ok(())
 }
 
-fn xattr_get(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+pub(crate) fn xattr_get(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
     let p = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;

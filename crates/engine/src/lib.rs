@@ -394,6 +394,10 @@ pub struct RunOptions {
     pub mac_address: Option<String>,
     /// Overlays a build step mounts (`RUN --mount=type=bind` of a stage, or a writable one).
     pub overlays: Vec<build_support::OverlayMount>,
+    /// A build step: the root's overlay is mounted `volatile` where the kernel has it (5.10+),
+    /// so the step's exit does not sync the whole filesystem; the builder syncs the layer it
+    /// makes from the upper layer, and a crash discards the step anyway.
+    pub volatile_rootfs: bool,
     /// `--init`: run hako-init (at /dev/init) as PID 1 in front of the command.
     pub init: bool,
     /// `--security-opt seccomp=…` (ignored with `--privileged`, as in docker).
@@ -1146,6 +1150,8 @@ impl Engine {
             lower: plan.image.layers.iter().rev().cloned().collect(),
             upper,
             work,
+            volatile: opts.volatile_rootfs
+                && seccomp::kernel_version(&seccomp::kernel_release()) >= (5, 10),
         };
         let cgroups = CgroupSystem::detect()?;
         let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;

@@ -131,14 +131,14 @@ const NATIVE: (&str, &str) = ("SCMP_ARCH_X86_64", "amd64");
 #[cfg(target_arch = "aarch64")]
 const NATIVE: (&str, &str) = ("SCMP_ARCH_AARCH64", "arm64");
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
 /// "6.1.0-18-amd64" → (6, 1); an unparsable part counts as 0.
-fn kernel_version(s: &str) -> (u32, u32) {
+pub(crate) fn kernel_version(s: &str) -> (u32, u32) {
     let mut it = s
         .split(|c: char| !c.is_ascii_digit())
         .map(|n| n.parse().unwrap_or(0));
