@@ -153,7 +153,15 @@ pub(crate) fn container_using(
 }
 
 /// id, pid, pid start time, auto-remove, cgroup parent of a container recorded as running.
-type RunningRow = (String, Option<i32>, Option<i64>, bool, Option<String>);
+type RunningRow = (
+    String,
+    Option<i32>,
+    Option<i64>,
+    bool,
+    Option<String>,
+    Option<i32>,
+    Option<i64>,
+);
 
 /// The lifecycle state of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1391,18 +1399,31 @@ impl Engine {
     pub fn reconcile(&self) -> Result<()> {
         let rows: Vec<RunningRow> = {
             let mut st = self.store.conn().prepare(
-                "SELECT id, pid, pid_start, auto_remove, cgroup_parent FROM containers WHERE state = 'running'",
+                "SELECT id, pid, pid_start, auto_remove, cgroup_parent, owner_pid, owner_start FROM containers WHERE state = 'running'",
             )?;
             let it = st.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })?;
             it.collect::<rusqlite::Result<_>>()?
         };
         let mut cgroups = None;
-        for (id, pid, start, auto_remove, parent) in rows {
-            let alive = pid
-                .is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start);
-            if alive {
+        let alive = |pid: Option<i32>, start: Option<i64>| {
+            pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start)
+        };
+        for (id, pid, start, auto_remove, parent, owner, owner_start) in rows {
+            // A container whose owner (its monitor, or a foreground `run`) lives is finished
+            // by that owner: finishing it here first would skip its restart policy, which only
+            // the monitor's `container-finish` applies (a `--restart always` container polled
+            // by `inspect` then never restarted).
+            if alive(pid, start) || alive(owner, owner_start) {
                 continue;
             }
             if cgroups.is_none() {
