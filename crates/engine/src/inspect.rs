@@ -854,6 +854,7 @@ impl Engine {
         all: bool,
         candidate: &dyn Fn(&hako_image::Image) -> bool,
     ) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
+        self.durable.set(true);
         let used: std::collections::HashSet<String> =
             self.list(true)?.into_iter().map(|c| c.image_id).collect();
         let mut events = Vec::new();

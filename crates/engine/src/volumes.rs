@@ -150,6 +150,7 @@ impl Engine {
                 users.join(", ")
             )));
         }
+        self.durable.set(true);
         self.store
             .conn()
             .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
