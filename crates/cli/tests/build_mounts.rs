@@ -213,7 +213,7 @@ fn ssh_agent_forwarding() {
             d.path().to_str().unwrap(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(d.path().join("build.err")).unwrap())
         .spawn()
         .unwrap();
     let build_pid = child.id() as i32;
@@ -235,7 +235,9 @@ fn ssh_agent_forwarding() {
     };
     assert!(
         wait_for(60, || r.ok(&["ps", "-q"]).lines().count() == 1),
-        "the step runs"
+        "the step runs: ps -a {}; build stderr {}",
+        r.ok(&["ps", "-a"]),
+        std::fs::read_to_string(d.path().join("build.err")).unwrap_or_default()
     );
     let before = relays();
     assert_eq!(before.len(), 1, "one relay while the step runs: {before:?}");

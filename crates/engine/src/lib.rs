@@ -1519,15 +1519,24 @@ impl Engine {
                 )?;
             }
         }
-        // Leases, veths and port rules of containers that no longer run.
+        // Leases, veths and port rules of containers that no longer run. A container being
+        // started is still `created` while its network is wired (the start hook runs before
+        // its process is recorded): while its owner lives, its network is in use.
         if let Ok(nets) = netwire::networks(self.store.conn(), &self.root) {
-            let running: std::collections::HashSet<String> = self
+            let rows: Vec<(String, String, Option<i32>, Option<i64>)> = self
                 .store
                 .conn()
-                .prepare("SELECT id FROM containers WHERE state = 'running'")?
-                .query_map([], |r| r.get::<_, String>(0))?
+                .prepare(
+                    "SELECT id, state, owner_pid, owner_start FROM containers WHERE state IN ('running', 'created')",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            let _ = nets.reconcile(&|cid| running.contains(cid));
+            let in_use: std::collections::HashSet<String> = rows
+                .into_iter()
+                .filter(|(_, state, owner, start)| state == "running" || alive(*owner, *start))
+                .map(|(id, ..)| id)
+                .collect();
+            let _ = nets.reconcile(&|cid| in_use.contains(cid));
         }
         // Directories without a row are left from a crash between the two steps of a removal.
         if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
