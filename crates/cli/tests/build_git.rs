@@ -27,6 +27,14 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(st.success(), "git {args:?}");
 }
 
+/// `git daemon` runs `git-daemon` as a child of its own, which a kill of `git` would leave
+/// serving forever: start the daemon binary itself, so its pid is the one stopped.
+fn git_daemon() -> std::path::PathBuf {
+    let out = Command::new("git").arg("--exec-path").output().unwrap();
+    assert!(out.status.success(), "git --exec-path");
+    Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("git-daemon")
+}
+
 /// A `git daemon` serving `base` on a free port of 127.0.0.1, stopped by its pid when dropped.
 struct Daemon {
     child: std::process::Child,
@@ -41,8 +49,7 @@ impl Daemon {
                 .local_addr()
                 .unwrap()
                 .port();
-            let mut child = Command::new("git")
-                .arg("daemon")
+            let mut child = Command::new(git_daemon())
                 .arg(format!("--base-path={}", base.display()))
                 .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
                 .arg(format!("--port={port}"))
