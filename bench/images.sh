@@ -44,9 +44,10 @@ cleanup() {
     if [ "$have_docker" = 1 ]; then
         ids=$("$docker" images -q "$many_repo/*" 2>/dev/null | sort -u)
         # shellcheck disable=SC2086
-        [ -n "$ids" ] && "$docker" rmi -f $ids >/dev/null 2>&1
+        [ -n "$ids" ] && { "$docker" rmi -f $ids >/dev/null 2>&1 || true; }
     fi
-    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+    # The registry's status (143) from wait must not stop the cleanup under set -e.
+    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && { wait "$reg_pid" 2>/dev/null || true; }
     rm -rf "$work"
 }
 trap cleanup EXIT

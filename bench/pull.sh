@@ -33,9 +33,10 @@ work=$(mktemp -d /var/tmp/hako-bench-pull.XXXXXX)
 reg_pid=
 cleanup() {
     [ -x "$work/purge" ] && for cli in "$HAKO" "$(docker_cli)" podman; do
-        command -v "$cli" >/dev/null 2>&1 && "$work/purge" "$cli" 2>/dev/null
+        command -v "$cli" >/dev/null 2>&1 && { "$work/purge" "$cli" 2>/dev/null || true; }
     done
-    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+    # The registry's status (143) from wait must not stop the cleanup under set -e.
+    [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && { wait "$reg_pid" 2>/dev/null || true; }
     rm -rf "$work"
 }
 trap cleanup EXIT
