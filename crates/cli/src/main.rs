@@ -1233,6 +1233,11 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
             "-d -i without -t is not supported: a detached container's stdin stays open only with a terminal (use -dit)"
         )));
     }
+    // Everything from the image on is the container's, so an option clap does not know lands
+    // here as the image; no reference starts with '-', and Docker calls it an unknown flag.
+    if let Some(flag) = a.image_and_command.first().filter(|s| s.starts_with('-')) {
+        return Err(engine_err(anyhow::anyhow!("unknown flag: {flag}")));
+    }
     let network: Network = match a.network.as_deref() {
         None => Network::Default,
         Some(n) => n

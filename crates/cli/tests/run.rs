@@ -373,8 +373,11 @@ fn bad_input_fails_cleanly() {
     let (code, _, err) = r.run(&["run", "--rm", "--network", "bogus", "busybox", "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("network bogus not found"), "{err}");
-    let (code, _, _) = r.run(&["run", "--rm", "--bogus-flag", "busybox", "true"]);
-    assert_eq!(code, 125);
+    for cmd in ["run", "create"] {
+        let (code, _, err) = r.run(&[cmd, "--rm", "--bogus-flag", "busybox", "true"]);
+        assert_eq!(code, 125);
+        assert_eq!(err, "hako: unknown flag: --bogus-flag\n", "{cmd}");
+    }
     let (code, _, err) = r.run(&["run", "--name", "bad/name", "busybox", "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("Invalid container name"), "{err}");
