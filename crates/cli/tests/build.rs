@@ -3,16 +3,10 @@
 
 mod common;
 
+use common::build::{build_env, ctx, write};
+
 use common::{wait_for, Root};
 use std::path::Path;
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(p, text).unwrap();
-}
 
 fn build(r: &Root, ctx: &Path, args: &[&str]) -> (i32, String, String) {
     let mut a = vec!["build"];
@@ -20,13 +14,6 @@ fn build(r: &Root, ctx: &Path, args: &[&str]) -> (i32, String, String) {
     let c = ctx.to_str().unwrap();
     a.push(c);
     r.run(&a)
-}
-
-fn ctx() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hako-build-ctx-")
-        .tempdir_in("/var/tmp")
-        .unwrap()
 }
 
 /// Seed 004: FROM, RUN, WORKDIR, COPY test01.txt, CMD; a no-op rebuild is all cache; changing
@@ -332,22 +319,6 @@ fn dockerfile_on_stdin_and_iidfile() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("quiet-output"), "{stdout}");
     assert_eq!(stdout.trim(), std::fs::read_to_string(&iid).unwrap());
-}
-
-fn build_env(r: &Root, ctx: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-    let mut a = vec!["build"];
-    a.extend_from_slice(args);
-    a.push(ctx.to_str().unwrap());
-    let mut c = r.cmd(&a);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = c.output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn df_build_cache(r: &Root) -> Vec<String> {

@@ -3,17 +3,11 @@
 
 mod common;
 
+use common::build::write;
+
 use common::Root;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(p, text).unwrap();
-}
 
 fn git(dir: &Path, args: &[&str]) {
     let st = Command::new("git")

@@ -3,27 +3,13 @@
 
 mod common;
 
+use common::build::{ctx, write};
+
 use common::peers::Registry;
 use common::Root;
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(p, text).unwrap();
-}
-
-fn ctx() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hako-build-ctx-")
-        .tempdir_in("/var/tmp")
-        .unwrap()
-}
 
 fn with_stdin(r: &Root, args: &[&str], input: &[u8]) -> (i32, String, String) {
     let mut c = r.cmd(args);

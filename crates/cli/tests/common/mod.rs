@@ -2,6 +2,7 @@
 //! leak checks (mounts, cgroups, container directories) run after every test.
 #![allow(dead_code)]
 
+pub mod build;
 pub mod peers;
 
 use std::collections::BTreeSet;
