@@ -261,16 +261,18 @@ impl Engine {
     /// since (a restart that raced this call), the new run is left alone.
     pub fn finish_detached(&self, id: &str, init: Option<i32>) -> Result<()> {
         let dir = self.container_dir(id);
-        let row: Option<(bool, Option<String>, String, Option<i32>)> = self
-            .store
-            .conn()
-            .query_row(
-                "SELECT auto_remove, cgroup_parent, state, pid FROM containers WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .ok();
-        let Some((auto_remove, parent, mut state, mut pid)) = row else {
+        type Row = (bool, Option<String>, String, Option<i32>);
+        let row = || -> Option<Row> {
+            self.store
+                .conn()
+                .query_row(
+                    "SELECT auto_remove, cgroup_parent, state, pid FROM containers WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .ok()
+        };
+        let Some((auto_remove, parent, mut state, mut pid)) = row() else {
             return Ok(());
         };
         // A container that exits at once can be reaped before the process that started it has
@@ -280,17 +282,10 @@ impl Engine {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
-                let now: Option<(String, Option<i32>)> = self
-                    .store
-                    .conn()
-                    .query_row(
-                        "SELECT state, pid FROM containers WHERE id = ?1",
-                        [id],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .ok();
-                let Some(now) = now else { return Ok(()) };
-                (state, pid) = now;
+                let Some((_, _, s, p)) = row() else {
+                    return Ok(());
+                };
+                (state, pid) = (s, p);
                 if pid.is_some() || state != "created" {
                     break;
                 }
@@ -507,11 +502,8 @@ pub(crate) fn read_exit_file(dir: &Path) -> Option<i32> {
 mod tests {
     use super::*;
 
-    /// The race the CI hit under a burst of starts: the monitor reaps a short-lived container
-    /// before `run -d` has written its pid. The finish must wait for that write, not take the
-    /// exit for a newer run's and leave the container "running" with no restart.
-    #[test]
-    fn finish_waits_for_the_starter_to_record_the_pid() {
+    /// An engine on a fresh root with one container row named `name` in `state`.
+    fn engine_with_row(name: &str, state: &str) -> (tempfile::TempDir, Engine, String) {
         let tmp = tempfile::tempdir().unwrap();
         let engine = Engine::open(tmp.path()).unwrap();
         let id = "f".repeat(64);
@@ -520,10 +512,19 @@ mod tests {
             .conn()
             .execute(
                 "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
-                 VALUES (?1, 'quick', 'busybox', 'x', 'true', 0, 'created', 0, '{}')",
-                [&id],
+                 VALUES (?1, ?2, 'busybox', 'x', 'true', 0, ?3, 0, '{}')",
+                [&id, name, state],
             )
             .unwrap();
+        (tmp, engine, id)
+    }
+
+    /// The race the CI hit under a burst of starts: the monitor reaps a short-lived container
+    /// before `run -d` has written its pid. The finish must wait for that write, not take the
+    /// exit for a newer run's and leave the container "running" with no restart.
+    #[test]
+    fn finish_waits_for_the_starter_to_record_the_pid() {
+        let (tmp, engine, id) = engine_with_row("quick", "created");
         let dir = engine.container_dir(&id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(exit_path(&dir), "3 0\n").unwrap();
@@ -560,18 +561,7 @@ mod tests {
     /// run alone.
     #[test]
     fn finish_leaves_a_newer_start_alone() {
-        let tmp = tempfile::tempdir().unwrap();
-        let engine = Engine::open(tmp.path()).unwrap();
-        let id = "e".repeat(64);
-        engine
-            .store
-            .conn()
-            .execute(
-                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
-                 VALUES (?1, 'again', 'busybox', 'x', 'true', 0, 'running', 0, '{}')",
-                [&id],
-            )
-            .unwrap();
+        let (_tmp, engine, id) = engine_with_row("again", "running");
         engine
             .store
             .conn()
