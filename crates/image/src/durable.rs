@@ -83,7 +83,13 @@ impl ImageStore {
     /// Applies the rules of this module for the boot `boot` at time `now`
     /// (unix seconds). Cheap when nothing is pending, which is almost always:
     /// one read of an empty table.
-    pub(crate) fn settle_pending(&self, boot: &str, now: i64) -> Result<(), Error> {
+    /// `boot` gives the current boot's ID; it is only read when a row is pending, so the
+    /// common open (nothing pending) costs one query.
+    pub(crate) fn settle_pending(
+        &self,
+        boot: impl FnOnce() -> String,
+        now: i64,
+    ) -> Result<(), Error> {
         let mut stmt = self
             .conn()
             .prepare_cached("SELECT chain_id, boot_id, committed FROM layer_sync")?;
@@ -100,6 +106,7 @@ impl ImageStore {
         if rows.is_empty() {
             return Ok(());
         }
+        let boot = boot();
         let (stale, current): (Vec<_>, Vec<_>) = rows.into_iter().partition(|p| p.boot_id != boot);
         let limit = writeback_secs();
         let ripe: Vec<_> = current
@@ -134,7 +141,7 @@ impl ImageStore {
             }
         }
         if !stale.is_empty() {
-            self.recover(&stale, boot)?;
+            self.recover(&stale, &boot)?;
         }
         Ok(())
     }

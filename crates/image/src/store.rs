@@ -313,7 +313,7 @@ impl ImageStore {
             root: root.to_path_buf(),
             conn,
         };
-        store.settle_pending(&crate::durable::boot_id(), time::unix_now())?;
+        store.settle_pending(crate::durable::boot_id, time::unix_now())?;
         Ok(store)
     }
 

@@ -815,13 +815,13 @@ fn pending_layers_become_durable_after_the_writeback_interval() {
     assert_eq!(count(&store, "layer_sync"), 1);
     let boot = crate::durable::boot_id();
     let now = time::unix_now();
-    store.settle_pending(&boot, now).unwrap();
+    store.settle_pending(|| boot.clone(), now).unwrap();
     assert_eq!(
         count(&store, "layer_sync"),
         1,
         "too young to be written back"
     );
-    store.settle_pending(&boot, now + 3600).unwrap();
+    store.settle_pending(|| boot.clone(), now + 3600).unwrap();
     assert_eq!(count(&store, "layer_sync"), 0);
     assert!(store.resolve("a").is_ok());
     store.remove("a", false, &no_use).unwrap();
@@ -839,7 +839,7 @@ fn layers_of_an_earlier_boot_are_unpacked_again_from_their_blob() {
     fs::write(diff.join("bin/su"), b"").unwrap();
     // The boot the layer was written in is not the current one.
     store
-        .settle_pending("another-boot", time::unix_now())
+        .settle_pending(|| "another-boot".into(), time::unix_now())
         .unwrap();
     assert_eq!(count(&store, "layer_sync"), 0);
     assert_eq!(fs::read(diff.join("etc/hello")).unwrap(), b"hi\n");
@@ -859,7 +859,7 @@ fn images_whose_blob_did_not_survive_a_reboot_are_removed() {
         .import(&tiny_tar("k", b"kept")[..], &opts(Some("kept")))
         .unwrap();
     store
-        .settle_pending(&boot, time::unix_now() + 3600)
+        .settle_pending(|| boot.clone(), time::unix_now() + 3600)
         .unwrap();
     assert_eq!(count(&store, "layer_sync"), 0);
     let tar = tiny_tar("l", b"lost");
@@ -870,7 +870,7 @@ fn images_whose_blob_did_not_survive_a_reboot_are_removed() {
     // The blob came back from the power loss truncated.
     fs::write(store.blob_path(&format!("sha256:{}", sha(&tar))), b"").unwrap();
     store
-        .settle_pending("another-boot", time::unix_now())
+        .settle_pending(|| "another-boot".into(), time::unix_now())
         .unwrap();
     assert!(matches!(store.resolve("lost"), Err(Error::NotFound(_))));
     assert!(matches!(store.resolve("lost:two"), Err(Error::NotFound(_))));
