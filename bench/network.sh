@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Networking cost of `run` (issue 6), side by side in one hyperfine run:
+# Networking cost of `run` (issue 6), side by side in one run of this script:
 #   hako    run --rm --network none busybox true   (baseline)
 #   hako    run --rm busybox true                  (default bridge: veth, IPAM, NAT)
 #   hako    run --rm -p PORT:80 busybox true       (bridge + a published port)
@@ -9,19 +9,21 @@
 # iperf3 binary and libraries are bind-mounted read-only into the same busybox image for both,
 # the server runs on the host at the bridge's gateway, the client in the container (both
 # directions: container->host, and host->container with -R).
-# Usage: bench/network.sh [--runs N] [--iperf-seconds S] [--no-iperf] [--no-startup] [--no-record]
+# Usage: bench/network.sh [--runs N] [--rounds R] [--iperf-seconds S] [--no-iperf] [--no-startup] [--no-record]
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=30
+ROUNDS=5
 RECORD=1
-IPERF_RUNS=5
+IPERF_RUNS=7
 IPERF_SECS=10
 IPERF=1
 STARTUP=1
 while (($#)); do
     case "$1" in
         --runs) RUNS="${2:?}"; shift 2 ;;
+        --rounds) ROUNDS="${2:?}"; shift 2 ;;
         --iperf-seconds) IPERF_SECS="${2:?}"; shift 2 ;;
         --no-iperf) IPERF=0; shift ;;
         --no-startup) STARTUP=0; shift ;;
@@ -39,29 +41,54 @@ DOCKER_BIN="$(docker_cli)"
 
 table=""
 if ((STARTUP)); then
-    args=(-N --warmup 3 --runs "$RUNS" --export-json /tmp/hako-bench-net.json)
-    args+=(--command-name "hako none" "$HAKO run --rm --network none busybox true")
-    args+=(--command-name "hako bridge" "$HAKO run --rm busybox true")
-    args+=(--command-name "hako bridge -p" "$HAKO run --rm -p $PORT:80 busybox true")
+    # The three hako variants differ by a few ms while one run varies by ±6 ms here (the
+    # first cgroup v1 migration after a pause waits for an RCU grace period), so they are
+    # measured in ROUNDS interleaved hyperfine calls, the order rotating each round, and their
+    # times pooled: a drift of the machine during the bench then lands on all three alike.
+    hako_cmds=("hako none|$HAKO run --rm --network none busybox true"
+        "hako bridge|$HAKO run --rm busybox true"
+        "hako bridge -p|$HAKO run --rm -p $PORT:80 busybox true")
+    per_round=$(((RUNS + ROUNDS - 1) / ROUNDS))
+    rm -f /tmp/hako-bench-net-*.json
+    for r in $(seq 0 $((ROUNDS - 1))); do
+        args=(-N --warmup 2 --runs "$per_round" --export-json "/tmp/hako-bench-net-$r.json")
+        for i in 0 1 2; do
+            c="${hako_cmds[$(((i + r) % 3))]}"
+            args+=(--command-name "${c%%|*}" "${c#*|}")
+        done
+        hyperfine "${args[@]}" >/dev/null
+    done
+    args=(-N --warmup 3 --runs "$RUNS" --export-json /tmp/hako-bench-net-peers.json)
+    npeers=0
     if [[ -n "$DOCKER_BIN" ]] && "$DOCKER_BIN" info >/dev/null 2>&1; then
         args+=(--command-name "docker bridge" "$DOCKER_BIN run --rm busybox true")
+        npeers=$((npeers + 1))
     fi
     if have podman; then
         args+=(--command-name "podman bridge" "podman --runtime runc run --rm busybox true")
+        npeers=$((npeers + 1))
     fi
-    hyperfine "${args[@]}" >&2
-    table=$(python3 - <<'PY'
-import json
-r = {x["command"]: x for x in json.load(open("/tmp/hako-bench-net.json"))["results"]}
-med = {k: v["median"] * 1000 for k, v in r.items()}
-print("| command | median ms | mean ± σ ms |")
-print("| --- | ---: | ---: |")
-for k, v in r.items():
-    print(f"| {k} | {med[k]:.1f} | {v['mean']*1000:.1f} ± {v['stddev']*1000:.1f} |")
+    if ((npeers)); then
+        hyperfine "${args[@]}" >&2
+    fi
+    table=$(python3 - "$ROUNDS" <<'PY'
+import glob, json, statistics, sys
+times = {}
+for f in sorted(glob.glob("/tmp/hako-bench-net-*.json")):
+    for x in json.load(open(f))["results"]:
+        times.setdefault(x["command"], []).extend(x["times"])
+order = ["hako none", "hako bridge", "hako bridge -p", "docker bridge", "podman bridge"]
+med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+print("| command | runs | median ms | mean ± σ ms |")
+print("| --- | ---: | ---: | ---: |")
+for k in (k for k in order if k in times):
+    v = [t * 1000 for t in times[k]]
+    print(f"| {k} | {len(v)} | {med[k]:.1f} | {statistics.mean(v):.1f} ± {statistics.stdev(v):.1f} |")
 if "docker bridge" in med:
-    print(f"| hako bridge ÷ docker bridge | {med['hako bridge']/med['docker bridge']:.3f} (target ≤ 0.10) | |")
-print(f"| bridge − none | {med['hako bridge']-med['hako none']:.1f} ms (target ≤ 5) | |")
-print(f"| -p − bridge | {med['hako bridge -p']-med['hako bridge']:.1f} ms (target ≤ 3) | |")
+    print(f"| hako bridge ÷ docker bridge | {med['hako bridge']/med['docker bridge']:.3f} (target ≤ 0.10) | | |")
+print(f"| bridge − none | {med['hako bridge']-med['hako none']:.1f} ms (target ≤ 5) | | |")
+print(f"| -p − bridge | {med['hako bridge -p']-med['hako bridge']:.1f} ms (target ≤ 3) | | |")
+print(f"\nhako's three variants: {sys.argv[1]} interleaved hyperfine calls, order rotating, times pooled.")
 PY
     )
 fi
@@ -120,7 +147,7 @@ if ((RECORD)); then
         echo
         echo "## $(date -u +%Y-%m-%d) network cost of run (bench/network.sh)"
         echo
-        echo "- $(uname -r), $(nproc) CPUs; hyperfine -N, 3 warm-ups, $RUNS runs"
+        echo "- $(uname -r), $(nproc) CPUs; hyperfine -N, $RUNS runs each (hako: $ROUNDS interleaved rounds, 2 warm-ups each; peers: 3 warm-ups)"
         echo
         echo "$table"
     } >>"$BENCH_DIR/RESULTS.md"

@@ -199,13 +199,24 @@ fn clone_and_start(
         None => Ok(()),
     };
     drop(mapped_w);
-    let joined = mapped.and_then(|()| match cgroup {
-        Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
-        None => Ok(()),
-    });
-    let joined = joined.and_then(|()| match before_start {
-        Some(hook) => hook(pid.as_raw()).map_err(Error::Setup),
-        None => Ok(()),
+    let join = |cg: &hako_cgroups::Cgroup| cg.add_task(pid.as_raw()).map_err(Error::from);
+    let hook = |hook: &dyn Fn(i32) -> Result<(), String>| hook(pid.as_raw()).map_err(Error::Setup);
+    let joined = mapped.and_then(|()| match (cgroup, before_start) {
+        // On cgroup v1 the first migration after a pause waits for an RCU grace period (the
+        // kernel takes its threadgroup lock for writing): 3-13 ms of a `run` here. The hook
+        // (the pid's database record, the network) does not depend on the cgroup, so it runs
+        // meanwhile. The thread is gone again before anything else forks.
+        (Some(cg), Some(h)) => std::thread::scope(|s| {
+            let joining = s.spawn(|| join(cg));
+            let hooked = hook(h);
+            let joined = joining
+                .join()
+                .unwrap_or_else(|_| Err(Error::Setup("joining the cgroup panicked".into())));
+            joined.and(hooked)
+        }),
+        (Some(cg), None) => join(cg),
+        (None, Some(h)) => hook(h),
+        (None, None) => Ok(()),
     });
     let started = joined.and_then(|()| {
         nix::unistd::write(&go_w, &[1u8])
