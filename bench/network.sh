@@ -9,11 +9,12 @@
 # iperf3 binary and libraries are bind-mounted read-only into the same busybox image for both,
 # the server runs on the host at the bridge's gateway, the client in the container (both
 # directions: container->host, and host->container with -R).
-# Usage: bench/network.sh [--runs N] [--rounds R] [--iperf-seconds S] [--no-iperf] [--no-startup] [--no-record]
+# Usage: bench/network.sh [--runs N] [--hako-runs M] [--rounds R] [--iperf-seconds S] [--no-iperf] [--no-startup] [--no-record]
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=30
+HAKO_RUNS=100
 ROUNDS=5
 RECORD=1
 IPERF_RUNS=7
@@ -23,6 +24,7 @@ STARTUP=1
 while (($#)); do
     case "$1" in
         --runs) RUNS="${2:?}"; shift 2 ;;
+        --hako-runs) HAKO_RUNS="${2:?}"; shift 2 ;;
         --rounds) ROUNDS="${2:?}"; shift 2 ;;
         --iperf-seconds) IPERF_SECS="${2:?}"; shift 2 ;;
         --no-iperf) IPERF=0; shift ;;
@@ -42,13 +44,14 @@ DOCKER_BIN="$(docker_cli)"
 table=""
 if ((STARTUP)); then
     # The three hako variants differ by a few ms while one run varies by ±6 ms here (the
-    # first cgroup v1 migration after a pause waits for an RCU grace period), so they are
-    # measured in ROUNDS interleaved hyperfine calls, the order rotating each round, and their
-    # times pooled: a drift of the machine during the bench then lands on all three alike.
+    # first cgroup v1 migration after a pause waits for an RCU grace period), so they get
+    # HAKO_RUNS runs each (one costs ~30 ms), in ROUNDS interleaved hyperfine calls, the order
+    # rotating each round, and their times pooled: a drift of the machine during the bench
+    # then lands on all three alike. The peers get RUNS.
     hako_cmds=("hako none|$HAKO run --rm --network none busybox true"
         "hako bridge|$HAKO run --rm busybox true"
         "hako bridge -p|$HAKO run --rm -p $PORT:80 busybox true")
-    per_round=$(((RUNS + ROUNDS - 1) / ROUNDS))
+    per_round=$(((HAKO_RUNS + ROUNDS - 1) / ROUNDS))
     rm -f /tmp/hako-bench-net-*.json
     for r in $(seq 0 $((ROUNDS - 1))); do
         args=(-N --warmup 2 --runs "$per_round" --export-json "/tmp/hako-bench-net-$r.json")
@@ -147,7 +150,7 @@ if ((RECORD)); then
         echo
         echo "## $(date -u +%Y-%m-%d) network cost of run (bench/network.sh)"
         echo
-        echo "- $(uname -r), $(nproc) CPUs; hyperfine -N, $RUNS runs each (hako: $ROUNDS interleaved rounds, 2 warm-ups each; peers: 3 warm-ups)"
+        echo "- $(uname -r), $(nproc) CPUs; hyperfine -N; hako: $HAKO_RUNS runs each in $ROUNDS interleaved rounds (2 warm-ups each); peers: $RUNS runs, 3 warm-ups"
         echo
         echo "$table"
     } >>"$BENCH_DIR/RESULTS.md"

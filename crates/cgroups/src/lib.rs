@@ -627,24 +627,6 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves process `pid` into this cgroup in the v1 hierarchies only: for a process
-    /// cloned into its cgroup2 directory already (see [`unified_path`](Self::unified_path)).
-    pub fn add_task_v1(&self, pid: i32) -> Result<(), Error> {
-        let value = Fmt::new(format_args!("{pid}"));
-        for (dir, kind) in self.paths.iter().zip(&self.kinds) {
-            if *kind != Kind::V2 {
-                fs::write(&dir.join("cgroup.procs"), value.bytes())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the cgroup has v1 hierarchies (a hybrid or v1 host), which a process can
-    /// only join by migration.
-    pub fn has_v1(&self) -> bool {
-        self.kinds.iter().any(|k| *k != Kind::V2)
-    }
-
     /// This cgroup's directory in the cgroup2 hierarchy, if there is one.
     ///
     /// Useful for clone3(CLONE_INTO_CGROUP): starting the container process

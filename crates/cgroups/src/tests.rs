@@ -310,12 +310,6 @@ fn hybrid_includes_unified() {
     .unwrap();
     assert_eq!(t.read("pids/c/pids.max"), "5");
     assert!(!t.p("unified/c/pids.max").exists());
-    // A process cloned into the cgroup2 directory joins only the v1 ones by writing.
-    assert!(c.has_v1());
-    assert_eq!(c.unified_path(), Some(t.p("unified/c").as_path()));
-    c.add_task_v1(8).unwrap();
-    assert_eq!(t.read("pids/c/cgroup.procs"), "8");
-    assert!(!t.p("unified/c/cgroup.procs").exists());
     c.add_task(9).unwrap();
     assert_eq!(t.read("unified/c/cgroup.procs"), "9");
     c.remove().unwrap();
@@ -331,10 +325,6 @@ fn v2_enables_missing_controllers_and_applies() {
     let c = sys.create(None, "c").unwrap();
     assert_eq!(c.paths(), &[t.p("unified/user.slice/x/c")][..]);
     assert_eq!(c.relative_path(), "/user.slice/x/c");
-    // Cloned into its cgroup, a process has nothing left to join.
-    assert!(!c.has_v1());
-    c.add_task_v1(7).unwrap();
-    assert!(!t.p("unified/user.slice/x/c/cgroup.procs").exists());
     assert_eq!(
         t.read("unified/user.slice/x/cgroup.subtree_control"),
         "+cpuset +cpu +io +pids +rdma"

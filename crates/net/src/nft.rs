@@ -148,8 +148,7 @@ fn run_lib(lib: &Lib, script: &str) -> Result<String, String> {
 pub(crate) fn last_close_elsewhere() -> Option<impl FnOnce()> {
     const STACK: usize = 64 * 1024;
     // (pid, stack): a stack is unmapped once its child is reaped, never while it may run.
-    static HOLDERS: std::sync::Mutex<Vec<(libc::pid_t, usize)>> =
-        std::sync::Mutex::new(Vec::new());
+    static HOLDERS: std::sync::Mutex<Vec<(libc::pid_t, usize)>> = std::sync::Mutex::new(Vec::new());
     let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
     holders.retain(|&(pid, stack)| {
         let mut status = 0;
@@ -252,7 +251,13 @@ extern "C" fn hold(arg: *mut c_void) -> c_int {
         }
         let mut b = 0u8;
         // EOF once the parent has closed its write end (after its socket).
-        while libc::syscall(libc::SYS_read, rd, (&mut b as *mut u8).cast::<c_void>(), 1usize) > 0 {}
+        while libc::syscall(
+            libc::SYS_read,
+            rd,
+            (&mut b as *mut u8).cast::<c_void>(),
+            1usize,
+        ) > 0
+        {}
         libc::syscall(libc::SYS_exit, 0);
     }
     0

@@ -6,7 +6,6 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 /// How the container's main process ended.
@@ -103,26 +102,6 @@ impl Report {
     }
 }
 
-/// `struct clone_args` of clone3(2), up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// linux/sched.h; the libc crate's constant is a 32-bit `c_int` on glibc targets.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 /// Clones the child, lets it join its cgroup and run `before_start`, and reads its report
 /// (`None`: EOF without a word).
 fn clone_and_start(
@@ -168,45 +147,11 @@ fn clone_and_start(
         }
         None => None,
     };
-    // Started in its cgroup2 directory, the child needs no migration there (see
-    // `Cgroup::unified_path`): on a pure cgroup2 host it joins its cgroup for free.
-    let into = cgroup.and_then(|cg| cg.unified_path()).and_then(|dir| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)
-            .ok()
-    });
-    let mut cloned_into = false;
-    let mut ret = -1;
-    if let Some(dir) = &into {
-        let args = CloneArgs {
-            flags: prepared.clone_flags.bits() as u64 | CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: dir.as_raw_fd() as u64,
-            ..Default::default()
-        };
-        // SAFETY: clone3 without CLONE_VM and with no stack behaves like fork(2), as the raw
-        // clone below; the kernel reads `args` (of the size we pass) before returning.
-        ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
-        // Any failure (no clone3: older kernels, seccomp filters; a cgroup that cannot take
-        // the process directly) gets the plain clone, which reports real errors itself.
-        cloned_into = ret >= 0;
-    }
-    if ret < 0 {
-        let flags = prepared.clone_flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long;
-        // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the
-        // child gets a copy of our address space. The caller guarantees this process is
-        // single-threaded, so no lock (e.g. in malloc) can be held by a thread that does not
-        // exist in the child.
-        ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    }
+    let flags = prepared.clone_flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long;
+    // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
+    // gets a copy of our address space. The caller guarantees this process is single-threaded,
+    // so no lock (e.g. in malloc) can be held by a thread that does not exist in the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     if ret != 0 {
         if let Some(own) = &own_pid_ns {
             // Restoring our own namespace cannot fail for lack of rights we just used.
@@ -254,34 +199,13 @@ fn clone_and_start(
         None => Ok(()),
     };
     drop(mapped_w);
-    drop(into);
-    let join = |cg: &hako_cgroups::Cgroup| {
-        if cloned_into {
-            cg.add_task_v1(pid.as_raw())
-        } else {
-            cg.add_task(pid.as_raw())
-        }
-        .map_err(Error::from)
-    };
-    let hook = |hook: &dyn Fn(i32) -> Result<(), String>| hook(pid.as_raw()).map_err(Error::Setup);
-    // Nothing to join on a pure cgroup2 host once cloned into the cgroup.
-    let cgroup = cgroup.filter(|cg| !cloned_into || cg.has_v1());
-    let joined = mapped.and_then(|()| match (cgroup, before_start) {
-        // On cgroup v1 the first migration after a pause waits for an RCU grace period (the
-        // kernel takes its threadgroup lock for writing): 3-13 ms of a `run` here. The hook
-        // (the pid's database record, the network) does not depend on the cgroup, so it runs
-        // meanwhile. The thread is gone again before anything else forks.
-        (Some(cg), Some(h)) => std::thread::scope(|s| {
-            let joining = s.spawn(|| join(cg));
-            let hooked = hook(h);
-            let joined = joining
-                .join()
-                .unwrap_or_else(|_| Err(Error::Setup("joining the cgroup panicked".into())));
-            joined.and(hooked)
-        }),
-        (Some(cg), None) => join(cg),
-        (None, Some(h)) => hook(h),
-        (None, None) => Ok(()),
+    let joined = mapped.and_then(|()| match cgroup {
+        Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
+        None => Ok(()),
+    });
+    let joined = joined.and_then(|()| match before_start {
+        Some(hook) => hook(pid.as_raw()).map_err(Error::Setup),
+        None => Ok(()),
     });
     let started = joined.and_then(|()| {
         nix::unistd::write(&go_w, &[1u8])
