@@ -463,27 +463,29 @@ fn logs_since_and_until_select_by_each_lines_time() {
     r.ok(&["rm", "tl"]);
 }
 
-/// Spawns `hako attach ARGS` with its stdin, stdout and stderr on pipes.
-fn attach_piped(r: &Root, args: &[&str]) -> std::process::Child {
+/// `hako ARGS` with its stdin, stdout and stderr on pipes, killed if it hangs (SIGKILL: an
+/// attach relays SIGTERM to the container rather than end), which fails the test at 137.
+fn guarded(r: &Root, args: &[&str]) -> std::process::Command {
     use std::process::Stdio;
-    r.cmd(&[&["attach"], args].concat())
+    let mut c = std::process::Command::new("timeout");
+    c.args(["-s", "KILL", "60", common::hako_bin()])
+        .args(args)
+        .env("HAKO_ROOT", r.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Spawns `hako attach ARGS` with its stdin, stdout and stderr on pipes.
+fn attach_piped(r: &Root, args: &[&str]) -> std::process::Child {
+    guarded(r, &[&["attach"], args].concat()).spawn().unwrap()
 }
 
 /// Runs `hako ARGS` with `input` on its stdin; returns (exit code, stdout, stderr).
 fn with_input(r: &Root, args: &[&str], input: &str) -> (i32, String, String) {
     use std::io::Write;
-    let mut child = r
-        .cmd(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = guarded(r, args).spawn().unwrap();
     child
         .stdin
         .take()
@@ -664,12 +666,28 @@ fn a_container_that_does_not_read_its_stdin_cannot_stall_its_monitor() {
         })
     };
     assert!(wait_for(20, || poured.load(Ordering::Relaxed) > 256 * 1024));
-    // Another one is killed outright.
-    let mut killed = attach_piped(&r, &["deaf"]);
+    // The monitor still logs the output.
+    let lines = || r.ok(&["logs", "deaf"]).lines().count();
+    let before = lines();
+    assert!(wait_for(20, || lines() > before + 3));
+    // Another attach, once it shows output, is killed outright (itself, not a `timeout` in
+    // front of it).
+    let mut killed = r
+        .cmd(&["attach", "deaf"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(killed.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "tick\n");
     killed.kill().unwrap();
     killed.wait().unwrap();
-    // The monitor still logs the output, and serves a new attach.
-    let lines = || r.ok(&["logs", "deaf"]).lines().count();
+    // The monitor goes on logging, and serves a new attach.
     let before = lines();
     assert!(wait_for(20, || lines() > before + 3));
     let watcher = attach_piped(&r, &["--no-stdin", "deaf"]);

@@ -675,3 +675,36 @@ fn rfc3339_now() -> String {
         d.subsec_nanos()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stdin pipe of a container that does not read: writes take what fits, then
+    /// nothing (without blocking), and report the pipe's end once its reader is gone.
+    #[test]
+    fn write_some_never_blocks_and_sees_the_readers_end() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors, which this test owns.
+        let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(made, 0);
+        let chunk = vec![b'y'; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match write_some(fds[1], &chunk) {
+                Some(0) => break,
+                Some(n) => total += n,
+                None => panic!("the reader is still there"),
+            }
+        }
+        assert!(total > 0);
+        // SAFETY: closing the read end we own; SIGPIPE is ignored as in the monitor.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::close(fds[0]);
+        }
+        assert_eq!(write_some(fds[1], b"more"), None);
+        // SAFETY: closing the write end we own.
+        unsafe { libc::close(fds[1]) };
+    }
+}
