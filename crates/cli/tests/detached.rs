@@ -636,24 +636,35 @@ fn create_i_closes_stdin_at_the_end_of_an_attachs_input() {
 
 #[test]
 fn a_container_that_does_not_read_its_stdin_cannot_stall_its_monitor() {
+    let r = Root::with_busybox();
+    // A stdin pipe (`-i`), and a terminal (`-it`) whose input queue fills the same way.
+    for (name, flags) in [("deaf", "-i"), ("deaftty", "-it")] {
+        stall_check(&r, name, flags);
+    }
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}
+
+fn stall_check(r: &Root, name: &str, flags: &str) {
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    let r = Root::with_busybox();
     r.ok(&[
         "run",
         "-d",
-        "-i",
+        flags,
         "--name",
-        "deaf",
+        name,
         "busybox",
         "sh",
         "-c",
         "while true; do echo tick; sleep 0.1; done",
     ]);
     // One attach pours input that nobody reads, far more than the pipes in between hold.
-    let mut pouring = attach_piped(&r, &["deaf"]);
+    let mut pouring = attach_piped(r, &[name]);
     let mut input = pouring.stdin.take().unwrap();
+    // What it shows is read (a terminal echoes the input), so it never waits on its stdout.
+    let mut shown = pouring.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
     let poured = Arc::new(AtomicUsize::new(0));
     let writer = {
         let poured = poured.clone();
@@ -665,15 +676,18 @@ fn a_container_that_does_not_read_its_stdin_cannot_stall_its_monitor() {
             }
         })
     };
-    assert!(wait_for(20, || poured.load(Ordering::Relaxed) > 256 * 1024));
+    assert!(
+        wait_for(20, || poured.load(Ordering::Relaxed) > 256 * 1024),
+        "{flags}"
+    );
     // The monitor still logs the output.
-    let lines = || r.ok(&["logs", "deaf"]).lines().count();
+    let lines = || r.ok(&["logs", name]).lines().count();
     let before = lines();
-    assert!(wait_for(20, || lines() > before + 3));
+    assert!(wait_for(20, || lines() > before + 3), "{flags}");
     // Another attach, once it shows output, is killed outright (itself, not a `timeout` in
     // front of it).
     let mut killed = r
-        .cmd(&["attach", "deaf"])
+        .cmd(&["attach", name])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -684,27 +698,31 @@ fn a_container_that_does_not_read_its_stdin_cannot_stall_its_monitor() {
         &mut first,
     )
     .unwrap();
-    assert_eq!(first, "tick\n");
+    assert!(first.contains("tick"), "{flags}: {first:?}");
     killed.kill().unwrap();
     killed.wait().unwrap();
     // The monitor goes on logging, and serves a new attach.
     let before = lines();
-    assert!(wait_for(20, || lines() > before + 3));
-    let watcher = attach_piped(&r, &["--no-stdin", "deaf"]);
-    r.ok(&["kill", "deaf"]);
-    assert_eq!(pouring.wait().unwrap().code(), Some(137));
-    let out = watcher.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(137));
+    assert!(wait_for(20, || lines() > before + 3), "{flags}");
+    let mut watcher = attach_piped(r, &["--no-stdin", name]);
+    let mut seen = std::io::BufReader::new(watcher.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut seen, &mut first).unwrap();
+    assert!(first.contains("tick"), "{flags}: {first:?}");
+    r.ok(&["kill", name]);
+    assert_eq!(pouring.wait().unwrap().code(), Some(137), "{flags}");
+    std::io::copy(&mut seen, &mut std::io::sink()).unwrap();
+    assert_eq!(watcher.wait().unwrap().code(), Some(137), "{flags}");
     writer.join().unwrap();
+    drain.join().unwrap().unwrap();
     assert_eq!(
         r.ok(&[
             "inspect",
             "-f",
             "{{.State.Status}} {{.State.ExitCode}}",
-            "deaf"
+            name
         ]),
         "exited 137\n"
     );
-    r.ok(&["rm", "deaf"]);
-    assert!(wait_for(5, || monitors(&r).is_empty()));
+    r.ok(&["rm", name]);
 }

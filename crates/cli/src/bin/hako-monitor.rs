@@ -155,15 +155,22 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
     // The spawning process bound and listens on the socket, as fd 5, so it exists by the
     // time `run` returns.
     let listener = 5;
+    // As with a stdin pipe (see `pump_stdin`): a program that does not read its terminal
+    // must not stop us, blocked on a full input queue, from reading its output and its end.
+    set_nonblocking(3);
+    let mut pending: Vec<u8> = Vec::new();
     let mut clients = first_attach(listener);
     let mut partial = Vec::new();
     let mut buf = IdleBuf::new(64 * 1024);
     loop {
-        let mut fds: Vec<libc::pollfd> = [3, listener]
-            .iter()
-            .chain(clients.iter())
-            .map(|&fd| pollfd(fd, libc::POLLIN))
-            .collect();
+        let blocked = !pending.is_empty();
+        let mut fds = vec![
+            pollfd(3, libc::POLLIN | if blocked { libc::POLLOUT } else { 0 }),
+            pollfd(listener, libc::POLLIN),
+        ];
+        if !blocked {
+            fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
+        }
         // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -172,14 +179,28 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
             }
             break;
         }
-        if fds[0].revents != 0 {
+        if fds[0].revents & libc::POLLOUT != 0 {
+            match write_some(3, &pending) {
+                Some(w) if w < pending.len() => {
+                    pending.drain(..w);
+                }
+                // Written, or the terminal is gone (the read below then sees EIO).
+                _ => pending = Vec::new(),
+            }
+        }
+        if fds[0].revents & !libc::POLLOUT != 0 {
             buf[0] = b'o';
             // SAFETY: reading into our own buffer, after the message type, from our master.
             let r = unsafe { libc::read(3, buf[1..].as_mut_ptr().cast(), buf.len() - 1) };
+            if r < 0
+                && matches!(
+                    io::Error::last_os_error().kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                )
+            {
+                continue;
+            }
             if r <= 0 {
-                if r < 0 && interrupted() {
-                    continue;
-                }
                 // EIO: every slave descriptor is closed, the container is gone.
                 break;
             }
@@ -191,6 +212,10 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
         }
         let mut gone = Vec::new();
         for f in fds.iter().skip(2).filter(|f| f.revents != 0) {
+            // Typed input waits for the terminal: read no more until it has gone in.
+            if !pending.is_empty() {
+                break;
+            }
             // SAFETY: receiving into our own buffer from a client socket we own.
             let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if r <= 0 {
@@ -199,7 +224,11 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
             }
             let msg = &buf[..r as usize];
             match msg.first() {
-                Some(b'i') => write_all(3, &msg[1..]),
+                Some(b'i') => {
+                    if let Some(w) = write_some(3, &msg[1..]) {
+                        pending.extend_from_slice(&msg[1 + w..]);
+                    }
+                }
                 Some(b'w') if msg.len() >= 5 => {
                     let ws = libc::winsize {
                         ws_row: u16::from_le_bytes([msg[1], msg[2]]),
@@ -239,11 +268,7 @@ fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<i32> {
     // input must not keep us from logging its output or recording its exit. What the pipe
     // has no room for waits in `pending`, and the attaches are not read meanwhile, so their
     // sends block instead (on their side).
-    // SAFETY: fcntl on our own descriptor.
-    unsafe {
-        let fl = libc::fcntl(stdin, libc::F_GETFL);
-        libc::fcntl(stdin, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    set_nonblocking(stdin);
     let mut pending: Vec<u8> = Vec::new();
     // The output pipes can outlive the command (a background process keeps them), or end
     // before it (it closed them and still reads its input), so its exit is watched apart.
@@ -369,6 +394,14 @@ fn write_some(fd: i32, data: &[u8]) -> Option<usize> {
             io::ErrorKind::WouldBlock => return Some(0),
             _ => return None,
         }
+    }
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a descriptor we own; only its status flags change.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
 }
 
@@ -518,20 +551,6 @@ impl std::ops::DerefMut for IdleBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in deref; &mut self makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-fn write_all(fd: i32, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writing from our own buffer to a descriptor we hold.
-        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if w <= 0 {
-            if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        data = &data[w as usize..];
     }
 }
 
