@@ -284,8 +284,8 @@ pub(crate) struct Streams {
 }
 
 impl crate::Engine {
-    /// `attach` to a running `-t` container (`None` if the container has no terminal, or no
-    /// monitor holding one). See [`Engine::attach_monitor`](crate::Engine::attach_monitor).
+    /// [`Engine::attach_monitor`](crate::Engine::attach_monitor) with our stdin passed on, as
+    /// `run -it` attaches.
     pub fn attach_terminal(
         &self,
         id: &str,
