@@ -98,7 +98,7 @@ enum Command {
         /// Attach STDOUT/STDERR and forward signals
         #[arg(short, long)]
         attach: bool,
-        /// Attach container's STDIN (-t containers; others have no stdin)
+        /// Attach container's STDIN
         #[arg(short, long)]
         interactive: bool,
         /// Override the key sequence for detaching a container
@@ -243,7 +243,7 @@ enum Command {
     Network(NetworkCommand),
     /// Attach to a running container's output (and relay signals to it)
     Attach {
-        /// Do not attach STDIN (accepted; detached containers have no stdin yet)
+        /// Do not attach STDIN
         #[arg(long)]
         no_stdin: bool,
         /// Proxy all received signals to the process
@@ -970,10 +970,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             ..
         } => each_container(&cli.root, &containers, |e, k| e.start(k)),
         Command::Start {
+            interactive,
             detach_keys,
             containers,
             ..
-        } => start_attached(&cli.root, &containers, &detach_keys),
+        } => start_attached(&cli.root, &containers, interactive, &detach_keys),
         Command::Restart(a) => each_container(&cli.root, &a.containers, |e, k| {
             e.stop(k, Duration::from_secs(a.time))?;
             e.start(k)
@@ -1079,11 +1080,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             format,
         } => events(&cli.root, since, until, filter, format),
         Command::Attach {
+            no_stdin,
             sig_proxy,
             detach_keys,
             container,
-            ..
-        } => attach(&cli.root, &container, sig_proxy, &detach_keys),
+        } => attach(&cli.root, &container, !no_stdin, sig_proxy, &detach_keys),
         Command::Exec(a) => {
             let engine = open(&cli.root)?;
             let opts = hako_engine::exec::ExecOptions {
@@ -1226,13 +1227,6 @@ fn engine_err(e: anyhow::Error) -> Failure {
 
 /// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
 fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    // Docker keeps such a stdin open for a later attach; hako's monitor forwards input only
-    // to a terminal, so refuse rather than start the command on /dev/null.
-    if a.detach && a.interactive && !a.tty {
-        return Err(engine_err(anyhow::anyhow!(
-            "-d -i without -t is not supported: a detached container's stdin stays open only with a terminal (use -dit)"
-        )));
-    }
     // Everything from the image on is the container's, so an option clap does not know lands
     // here as the image; no reference starts with '-', and Docker calls it an unknown flag.
     if let Some(flag) = a.image_and_command.first().filter(|s| s.starts_with('-')) {
@@ -1307,6 +1301,9 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         network,
         auto_remove: a.rm,
         interactive: a.interactive,
+        // As Docker's CLI sets it: `create -i` and `run -i` attach stdin once, `run -d -i`
+        // keeps it open for any number of attaches.
+        stdin_once: a.interactive && !a.detach,
         read_only: a.read_only,
         cgroup_parent: a.cgroup_parent,
         stop_timeout: a.stop_timeout,
@@ -2604,6 +2601,7 @@ fn events(
 fn start_attached(
     root: &std::path::Path,
     keys: &[String],
+    stdin: bool,
     detach_keys: &str,
 ) -> Result<i32, Failure> {
     let [key] = keys else {
@@ -2616,20 +2614,21 @@ fn start_attached(
     let (id, path) = engine.log_file(key)?;
     let from = std::fs::metadata(&path).map_or(0, |m| m.len());
     engine.start_attaching(&id, true)?;
-    if let Some(end) = engine.attach_terminal(&id, &parsed, true)? {
+    if let Some(end) = engine.attach_monitor(&id, &parsed, true, stdin)? {
         return Ok(attach_end(&engine, &id, end));
     }
     drop(engine);
-    attach_from(root, &id, true, detach_keys, Some(from))
+    attach_from(root, &id, stdin, true, detach_keys, Some(from))
 }
 
 fn attach(
     root: &std::path::Path,
     key: &str,
+    stdin: bool,
     sig_proxy: bool,
     detach_keys: &str,
 ) -> Result<i32, Failure> {
-    attach_from(root, key, sig_proxy, detach_keys, None)
+    attach_from(root, key, stdin, sig_proxy, detach_keys, None)
 }
 
 /// `attach`; a log `from` offset instead of its end when the container was just started (its
@@ -2637,6 +2636,7 @@ fn attach(
 fn attach_from(
     root: &std::path::Path,
     key: &str,
+    stdin: bool,
     sig_proxy: bool,
     detach_keys: &str,
     from: Option<u64>,
@@ -2652,7 +2652,8 @@ fn attach_from(
         );
     }
     // A -t container: its monitor holds the terminal; typed keys (ctrl-c included) go to it.
-    if let Some(end) = engine.attach_terminal(&id, &keys, sig_proxy)? {
+    // A -i one: its monitor holds the container's stdin, and passes our input on.
+    if let Some(end) = engine.attach_monitor(&id, &keys, sig_proxy, stdin)? {
         return Ok(attach_end(&engine, &id, end));
     }
     let mut set = SigSet::empty();

@@ -1,4 +1,5 @@
-//! Detached containers: `run -d`, the monitor, `logs`, `stop`, `kill`, `wait`, `rm -f`.
+//! Detached containers: `run -d`, the monitor, `logs`, `stop`, `kill`, `wait`, `rm -f`, and
+//! `run -d -i`, whose stdin the monitor holds for `attach`.
 
 mod common;
 
@@ -157,19 +158,6 @@ fn detached_start_failures_are_reported() {
     assert!(err.contains("executable file not found"), "{err}");
     assert!(r.ok(&["ps", "-a"]).contains("Created"));
     r.ok(&["rm", "bad"]);
-    assert!(monitors(&r).is_empty());
-}
-
-#[test]
-fn detached_interactive_without_a_terminal_is_refused() {
-    // Starting `cat` on /dev/null would make it exit at once, which -i asks not to happen.
-    let r = Root::with_busybox();
-    for args in [&["run", "-d", "-i"][..], &["run", "-d", "-i", "--rm"][..]] {
-        let (code, _, err) = r.run(&[args, &["busybox", "cat"]].concat());
-        assert_eq!(code, 125, "{err}");
-        assert!(err.contains("-d -i without -t is not supported"), "{err}");
-    }
-    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
     assert!(monitors(&r).is_empty());
 }
 
@@ -473,4 +461,268 @@ fn logs_since_and_until_select_by_each_lines_time() {
     assert_eq!(code, 1);
     assert!(err.contains("invalid time: yesterday"), "{err}");
     r.ok(&["rm", "tl"]);
+}
+
+/// `hako ARGS` with its stdin, stdout and stderr on pipes, killed if it hangs (SIGKILL: an
+/// attach relays SIGTERM to the container rather than end), which fails the test at 137.
+fn guarded(r: &Root, args: &[&str]) -> std::process::Command {
+    use std::process::Stdio;
+    let mut c = std::process::Command::new("timeout");
+    c.args(["-s", "KILL", "60", common::hako_bin()])
+        .args(args)
+        .env("HAKO_ROOT", r.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Spawns `hako attach ARGS` with its stdin, stdout and stderr on pipes.
+fn attach_piped(r: &Root, args: &[&str]) -> std::process::Child {
+    guarded(r, &[&["attach"], args].concat()).spawn().unwrap()
+}
+
+/// Runs `hako ARGS` with `input` on its stdin; returns (exit code, stdout, stderr).
+fn with_input(r: &Root, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = guarded(r, args).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_d_i_keeps_stdin_open_across_attaches() {
+    use std::io::{BufRead, Write};
+    let r = Root::with_busybox();
+    r.ok(&["run", "-d", "-i", "--name", "feed", "busybox", "cat"]);
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.Config.OpenStdin}} {{.Config.StdinOnce}}",
+            "feed"
+        ]),
+        "true false\n"
+    );
+    // The end of an attach's input ends the attach, not the container's stdin (Docker's
+    // StdinOnce=false for `run -d -i`): each attach adds to what `cat` reads.
+    for (i, word) in ["hi", "again"].iter().enumerate() {
+        let (code, _, err) = with_input(&r, &["attach", "feed"], &format!("{word}\n"));
+        assert_eq!(code, 0, "{err}");
+        let want: String = ["hi", "again"][..=i]
+            .iter()
+            .map(|w| format!("{w}\n"))
+            .collect();
+        assert!(
+            wait_for(20, || r.ok(&["logs", "feed"]) == want),
+            "{}",
+            r.ok(&["logs", "feed"])
+        );
+        assert_eq!(
+            r.ok(&["inspect", "-f", "{{.State.Status}}", "feed"]),
+            "running\n"
+        );
+    }
+    // An attach that stays gets the output its input caused, and the exit status.
+    let mut live = attach_piped(&r, &["feed"]);
+    let mut stdin = live.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(live.stdout.take().unwrap());
+    stdin.write_all(b"live\n").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "live\n");
+    r.ok(&["stop", "-t", "1", "feed"]);
+    assert_eq!(live.wait().unwrap().code(), Some(137));
+    drop(stdin);
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "feed"
+        ]),
+        "exited 137\n"
+    );
+    let (code, _, err) = with_input(&r, &["attach", "feed"], "late\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("stopped container"), "{err}");
+    r.ok(&["rm", "feed"]);
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}
+
+#[test]
+fn run_d_i_reads_input_and_keeps_its_streams_apart() {
+    use std::io::Write;
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "reader",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got-$x; echo err-$x >&2; exit 3",
+    ]);
+    // Our stdin stays open (its end would end the attach), so the attach lasts until the
+    // command exits, and returns its status.
+    let mut child = attach_piped(&r, &["reader"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"foo\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got-foo\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err-foo\n");
+    let (code, out, err) = r.run(&["logs", "reader"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "got-foo\n", "err-foo\n")
+    );
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.ExitCode}}", "reader"]),
+        "3\n"
+    );
+    r.ok(&["rm", "reader"]);
+}
+
+#[test]
+fn create_i_closes_stdin_at_the_end_of_an_attachs_input() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "create",
+        "-i",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "cat; echo done >&2; exit 4",
+    ]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.Config.StdinOnce}}", "once"]),
+        "true\n"
+    );
+    // StdinOnce: `cat` reads EOF where our input ends, and `start -a -i` returns its status.
+    let (code, out, err) = with_input(&r, &["start", "-a", "-i", "once"], "a\nb\n");
+    assert_eq!((code, out.as_str(), err.as_str()), (4, "a\nb\n", "done\n"));
+    // Started in the background, the first attach's input is the whole of it.
+    r.ok(&["start", "once"]);
+    let (code, out, err) = with_input(&r, &["attach", "once"], "z\n");
+    assert_eq!((code, out.as_str(), err.as_str()), (4, "z\n", "done\n"));
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "once"
+        ]),
+        "exited 4\n"
+    );
+    r.ok(&["rm", "once"]);
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}
+
+#[test]
+fn a_container_that_does_not_read_its_stdin_cannot_stall_its_monitor() {
+    let r = Root::with_busybox();
+    // A stdin pipe (`-i`), and a terminal (`-it`) whose input queue fills the same way.
+    for (name, flags) in [("deaf", "-i"), ("deaftty", "-it")] {
+        stall_check(&r, name, flags);
+    }
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}
+
+fn stall_check(r: &Root, name: &str, flags: &str) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    r.ok(&[
+        "run",
+        "-d",
+        flags,
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    ]);
+    // One attach pours input that nobody reads, far more than the pipes in between hold.
+    let mut pouring = attach_piped(r, &[name]);
+    let mut input = pouring.stdin.take().unwrap();
+    // What it shows is read (a terminal echoes the input), so it never waits on its stdout.
+    let mut shown = pouring.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || std::io::copy(&mut shown, &mut std::io::sink()));
+    let poured = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let poured = poured.clone();
+        std::thread::spawn(move || {
+            let chunk = vec![b'y'; 4096];
+            // Ends with EPIPE once the attach has gone.
+            while input.write_all(&chunk).is_ok() {
+                poured.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(
+        wait_for(20, || poured.load(Ordering::Relaxed) > 256 * 1024),
+        "{flags}"
+    );
+    // The monitor still logs the output.
+    let lines = || r.ok(&["logs", name]).lines().count();
+    let before = lines();
+    assert!(wait_for(20, || lines() > before + 3), "{flags}");
+    // Another attach, once it shows output, is killed outright (itself, not a `timeout` in
+    // front of it).
+    let mut killed = r
+        .cmd(&["attach", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(killed.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("tick"), "{flags}: {first:?}");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    // The monitor goes on logging, and serves a new attach.
+    let before = lines();
+    assert!(wait_for(20, || lines() > before + 3), "{flags}");
+    let mut watcher = attach_piped(r, &["--no-stdin", name]);
+    let mut seen = std::io::BufReader::new(watcher.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut seen, &mut first).unwrap();
+    assert!(first.contains("tick"), "{flags}: {first:?}");
+    r.ok(&["kill", name]);
+    assert_eq!(pouring.wait().unwrap().code(), Some(137), "{flags}");
+    std::io::copy(&mut seen, &mut std::io::sink()).unwrap();
+    assert_eq!(watcher.wait().unwrap().code(), Some(137), "{flags}");
+    writer.join().unwrap();
+    drain.join().unwrap().unwrap();
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            name
+        ]),
+        "exited 137\n"
+    );
+    r.ok(&["rm", name]);
 }

@@ -142,6 +142,7 @@ impl Engine {
                 "AttachStdin": opts.interactive,
                 "Tty": false,
                 "OpenStdin": opts.interactive,
+                "StdinOnce": opts.stdin_once,
                 "Env": env,
                 "Cmd": opts.cmd,
                 "Image": c.image,

@@ -329,6 +329,9 @@ pub struct RunOptions {
     pub auto_remove: bool,
     /// `-i`.
     pub interactive: bool,
+    /// Docker's StdinOnce, set by `create -i` (not `run -d -i`): the first attach's end of
+    /// input closes the container's stdin, rather than leave it open for the next attach.
+    pub stdin_once: bool,
     /// `--read-only`.
     pub read_only: bool,
     /// `--cgroup-parent`.
@@ -997,7 +1000,7 @@ impl Engine {
         )?;
         let opts = RunOptions {
             auto_remove: opts.auto_remove,
-            attach_on_start: attach && opts.tty,
+            attach_on_start: attach && (opts.tty || opts.interactive),
             ..opts
         };
         self.launch(&c.id, &opts, &plan, true, &mut |_| {})?;

@@ -99,7 +99,13 @@ pub(crate) fn start_detached(
     match unsafe { fork() }.map_err(|e| Error::io("fork the monitor", e.into()))? {
         ForkResult::Child => {
             drop(report_r);
-            let (msg, pid) = match become_monitor(prepared, opts.tty) {
+            // Above the numbers the monitor's descriptors are moved to, so none lands on it.
+            let report_w = match fd_above(report_w, 10) {
+                Ok(fd) => fd,
+                // SAFETY: _exit skips destructors of state shared with the parent.
+                Err(_) => unsafe { libc::_exit(1) },
+            };
+            let (msg, pid) = match become_monitor(prepared, opts.tty, opts.interactive) {
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
@@ -114,7 +120,17 @@ pub(crate) fn start_detached(
                         argv.push(CString::new(files.to_string()).expect("digits"));
                     }
                 }
-                exec_monitor(&argv, opts.tty && opts.attach_on_start);
+                // `-i` without `-t`: the monitor holds the container's stdin for `attach`.
+                let stdin = match (opts.interactive && !opts.tty, opts.stdin_once) {
+                    (false, _) => None,
+                    (true, false) => Some("open"),
+                    (true, true) => Some("once"),
+                };
+                exec_monitor(
+                    &argv,
+                    opts.attach_on_start && (opts.tty || opts.interactive),
+                    stdin,
+                );
             }
             // SAFETY: _exit skips destructors of state shared with the parent (the database).
             unsafe { libc::_exit(1) }
@@ -158,8 +174,9 @@ pub(crate) fn start_detached(
 }
 
 /// In the forked monitor: detach from the caller, spawn the container with its output on pipes
-/// (or, with `tty`, on a pty whose master the monitor keeps for `attach`).
-fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
+/// (or, with `tty`, on a pty whose master the monitor keeps for `attach`). With `interactive`
+/// and no `tty`, its stdin is a pipe whose write end the monitor keeps for `attach`.
+fn become_monitor(prepared: &Prepared, tty: bool, interactive: bool) -> Result<i32> {
     nix::unistd::setsid().map_err(|e| Error::io("setsid", e.into()))?;
     // Orphans of the container are reparented to us rather than to the host's init, so every
     // process of the container is reaped by its monitor.
@@ -172,6 +189,15 @@ fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
         .write(true)
         .open("/dev/null")
         .map_err(|e| Error::io("open /dev/null", e))?;
+    let stdin_pipe = if interactive && !tty {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::io("create a pipe", e.into()))?;
+        // The runtime passes our stdin on (`Stdin::Inherit`).
+        nix::unistd::dup2_stdin(&r).map_err(|e| Error::io("redirect stdin", e.into()))?;
+        Some(w)
+    } else {
+        None
+    };
     nix::unistd::dup2_stdout(&out_w).map_err(|e| Error::io("redirect stdout", e.into()))?;
     nix::unistd::dup2_stderr(&err_w).map_err(|e| Error::io("redirect stderr", e.into()))?;
     drop(out_w);
@@ -192,62 +218,96 @@ fn become_monitor(prepared: &Prepared, tty: bool) -> Result<i32> {
             overlay: Some(&prepared.overlay),
             cgroup: Some(&prepared.cgroup),
             kill_with_parent: false,
-            stdin: hako_runtime::Stdin::Null,
+            stdin: if stdin_pipe.is_some() {
+                hako_runtime::Stdin::Inherit
+            } else {
+                hako_runtime::Stdin::Null
+            },
             before_start: Some(&hook),
             console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
             seccomp_cache: Some(&prepared.seccomp_cache),
             ..Default::default()
         },
     );
-    // Our own stdout/stderr must not keep the log pipes open.
+    // Our own stdio must not keep the log pipes (or the container's stdin) open, nor the
+    // caller's terminal.
+    let _ = nix::unistd::dup2_stdin(&null);
     let _ = nix::unistd::dup2_stdout(&null);
     let _ = nix::unistd::dup2_stderr(&null);
     let running = spawned?;
     let pid = running.pid();
     // The monitor binary waits for it; dropping `running` here would kill it.
     std::mem::forget(running);
-    match console {
+    let fds = match (console, stdin_pipe) {
         // The monitor tells the two apart by isatty(3).
-        Some(c) => {
+        (Some(c), _) => {
             drop((out_r, err_r));
-            move_fd(c.master()?, 3)?;
-            move_fd(null.into(), 4)?;
-            move_fd(crate::tty::attach_listener(&prepared.spec)?, 5)?;
+            vec![
+                c.master()?,
+                null.into(),
+                crate::tty::attach_listener(&prepared.spec)?,
+            ]
         }
         // fds 3 and 4 of the monitor are the read ends of the container's stdout and stderr.
-        None => {
-            move_fd(out_r, 3)?;
-            move_fd(err_r, 4)?;
-        }
-    }
+        (None, None) => vec![out_r, err_r],
+        (None, Some(stdin)) => vec![
+            out_r,
+            err_r,
+            crate::tty::attach_listener(&prepared.spec)?,
+            stdin,
+        ],
+    };
+    move_fds(fds)?;
     Ok(pid)
 }
 
-fn move_fd(fd: OwnedFd, target: i32) -> Result<()> {
-    let raw = fd.into_raw_fd();
-    if raw != target {
-        // SAFETY: dup2 onto a fixed number we reserve for the monitor; `raw` is ours.
-        if unsafe { libc::dup2(raw, target) } < 0 {
+/// A copy of `fd` numbered `min` or above, close-on-exec; `fd` is closed.
+fn fd_above(fd: OwnedFd, min: i32) -> Result<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, which we then own alone.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if raw < 0 {
+        return Err(Error::io(
+            "pass a descriptor",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else refers to.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Makes `fds` the monitor's 3, 4, 5, …, open across its exec. They are first copied above
+/// that range, so moving one never closes another that happened to sit on its target.
+fn move_fds(fds: Vec<OwnedFd>) -> Result<()> {
+    let high: Vec<OwnedFd> = fds
+        .into_iter()
+        .map(|fd| fd_above(fd, 10))
+        .collect::<Result<_>>()?;
+    for (target, fd) in (3..).zip(high) {
+        let raw = fd.into_raw_fd();
+        // SAFETY: dup2 onto a fixed number we reserve for the monitor (the copy is not
+        // close-on-exec); `raw` is ours and closed after.
+        let r = unsafe { libc::dup2(raw, target) };
+        // SAFETY: as above.
+        unsafe { libc::close(raw) };
+        if r < 0 {
             return Err(Error::io(
-                "pass a log pipe",
+                "pass a descriptor to the monitor",
                 std::io::Error::last_os_error(),
             ));
         }
-        // SAFETY: `raw` is ours and no longer needed.
-        unsafe { libc::close(raw) };
-    } else {
-        // SAFETY: clearing FD_CLOEXEC on our own descriptor.
-        unsafe { libc::fcntl(raw, libc::F_SETFD, 0) };
     }
     Ok(())
 }
 
-fn exec_monitor(argv: &[CString], wait_attach: bool) -> ! {
-    let env: Vec<CString> = if wait_attach {
-        vec![c"HAKO_MONITOR_WAIT_ATTACH=1".to_owned()]
-    } else {
-        Vec::new()
-    };
+fn exec_monitor(argv: &[CString], wait_attach: bool, stdin: Option<&str>) -> ! {
+    let mut env: Vec<CString> = Vec::new();
+    if wait_attach {
+        env.push(c"HAKO_MONITOR_WAIT_ATTACH=1".to_owned());
+    }
+    if let Some(mode) = stdin {
+        env.push(CString::new(format!("HAKO_MONITOR_STDIN={mode}")).expect("no NUL"));
+    }
     let _ = nix::unistd::execve(&argv[0], argv, &env);
     // SAFETY: exec failed; leave without running the parent's destructors.
     unsafe { libc::_exit(127) }

@@ -271,33 +271,68 @@ pub(crate) fn attach_listener(spec: &oci_spec::runtime::Spec) -> Result<OwnedFd>
     Ok(fd)
 }
 
+/// What an attach through the monitor's socket carries.
+pub(crate) struct Streams {
+    /// The container has a terminal: raw mode, window sizes, detach keys.
+    tty: bool,
+    /// Our stdin is passed on.
+    stdin: bool,
+    /// `-i` without `-t`, StdinOnce: the end of our input closes the container's stdin, and
+    /// we stay for its output and exit. Without it we leave at the end of our input, and the
+    /// container's stdin stays open for the next attach, as Docker does.
+    once: bool,
+}
+
 impl crate::Engine {
-    /// `attach` to a running `-t` container (`None` if the container has no terminal, or no
-    /// monitor holding one).
-    ///
-    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked meanwhile, and those that arrive are
-    /// sent to the container when `sig_proxy`.
+    /// [`Engine::attach_monitor`](crate::Engine::attach_monitor) with our stdin passed on, as
+    /// `run -it` attaches.
     pub fn attach_terminal(
         &self,
         id: &str,
         detach_keys: &[u8],
         sig_proxy: bool,
     ) -> Result<Option<AttachEnd>> {
+        self.attach_monitor(id, detach_keys, sig_proxy, true)
+    }
+
+    /// `attach` to a running container whose monitor takes attaches: one with a terminal
+    /// (`-t`), or an open stdin (`-i`). `None` if it has none (its output is then only in the
+    /// log). With `stdin` (not `--no-stdin`, or `start -a` without `-i`) our input is passed
+    /// on.
+    ///
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked meanwhile, and those that arrive are
+    /// sent to the container when `sig_proxy`.
+    pub fn attach_monitor(
+        &self,
+        id: &str,
+        detach_keys: &[u8],
+        sig_proxy: bool,
+        stdin: bool,
+    ) -> Result<Option<AttachEnd>> {
         let sock = self.container_dir(id).join("attach.sock");
         if !sock.exists() {
             return Ok(None);
         }
-        let owner: Option<(Option<i32>, Option<i64>)> = self
+        let row: Option<(Option<i32>, Option<i64>, String)> = self
             .store
             .conn()
             .query_row(
-                "SELECT owner_pid, owner_start FROM containers WHERE id = ?1",
+                "SELECT owner_pid, owner_start, config FROM containers WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .ok();
+        let owner = row.as_ref().map(|(pid, start, _)| (*pid, *start));
+        let opts: crate::RunOptions = row
+            .and_then(|(_, _, config)| serde_json::from_str(&config).ok())
+            .unwrap_or_default();
+        let streams = Streams {
+            tty: opts.tty,
+            stdin,
+            once: opts.stdin_once,
+        };
         let old = crate::block_signals_for_attach();
-        let end = attach_socket(&sock, detach_keys, &mut |sig| {
+        let end = attach_socket(&sock, detach_keys, &streams, &mut |sig| {
             if sig_proxy {
                 let _ = self.kill(id, sig);
             }
@@ -332,12 +367,14 @@ impl crate::Engine {
     }
 }
 
-/// `attach` to a `-t` container through its monitor's socket (see hako-monitor's
-/// `pump_tty`): our terminal in raw mode, its size followed, typed input passed on until
-/// `detach_keys`.
+/// `attach` through the monitor's socket (see hako-monitor's `pump_tty` and `pump_stdin`).
+/// With a terminal: ours in raw mode, its size followed, typed input passed on until
+/// `detach_keys`. Without: the container's stdout and stderr to ours, our input passed on
+/// until its end.
 pub(crate) fn attach_socket(
     sock: &std::path::Path,
     detach_keys: &[u8],
+    streams: &Streams,
     proxy: &mut dyn FnMut(i32),
 ) -> Result<AttachEnd> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
@@ -358,44 +395,61 @@ pub(crate) fn attach_socket(
         UnixAddr::new(short.as_str()).map_err(|e| Error::io("attach socket path", e.into()))?;
     connect(fd.as_raw_fd(), &addr)
         .map_err(|e| Error::io(format!("connect to {}", sock.display()), e.into()))?;
-    let send = |msg: &[u8]| {
+    // Messages to the monitor are sent without waiting: the monitor stops reading us while
+    // the container does not read its stdin, and we must go on showing its output then. The
+    // one that did not fit waits here, and our stdin is not read meanwhile.
+    let mut unsent: Option<Vec<u8>> = None;
+    let try_send = |msg: &[u8]| -> std::io::Result<bool> {
         // SAFETY: sending our own buffer on a socket we own.
-        unsafe {
+        let r = unsafe {
             libc::send(
                 fd.as_raw_fd(),
                 msg.as_ptr().cast(),
                 msg.len(),
-                libc::MSG_NOSIGNAL,
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
             )
+        };
+        if r >= 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(e),
         }
     };
-    let send_size = |w: &nix::pty::Winsize| {
+    let size_msg = |w: &nix::pty::Winsize| {
         let mut m = vec![b'w'];
         m.extend_from_slice(&w.ws_row.to_le_bytes());
         m.extend_from_slice(&w.ws_col.to_le_bytes());
-        send(&m);
+        m
     };
     let proxied = crate::stop_signals();
-    let _raw = RawMode::enter();
-    let mut size = our_size();
+    let _raw = (streams.tty && streams.stdin).then(RawMode::enter);
+    let mut size = if streams.tty { our_size() } else { None };
     if let Some(w) = &size {
-        send_size(w);
+        // A fresh socket has room for one small message.
+        let _ = try_send(&size_msg(w));
     }
     let mut matcher = DetachMatcher {
         keys: detach_keys.to_vec(),
         held: 0,
     };
-    let mut stdin_open = true;
+    let mut stdin_open = streams.stdin;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let mut fds = [
             libc::pollfd {
                 fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
+                events: libc::POLLIN | if unsent.is_some() { libc::POLLOUT } else { 0 },
                 revents: 0,
             },
             libc::pollfd {
-                fd: if stdin_open { libc::STDIN_FILENO } else { -1 },
+                fd: if stdin_open && unsent.is_none() {
+                    libc::STDIN_FILENO
+                } else {
+                    -1
+                },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -420,15 +474,32 @@ pub(crate) fn attach_socket(
         if sig > 0 {
             proxy(sig);
         }
-        let now = our_size();
-        if now.is_some() && now.map(|w| (w.ws_row, w.ws_col)) != size.map(|w| (w.ws_row, w.ws_col))
-        {
-            if let Some(w) = &now {
-                send_size(w);
+        if streams.tty {
+            let now = our_size();
+            if now.is_some()
+                && now.map(|w| (w.ws_row, w.ws_col)) != size.map(|w| (w.ws_row, w.ws_col))
+            {
+                if let Some(w) = &now {
+                    // A size that does not fit now is superseded by the next one anyway.
+                    let _ = try_send(&size_msg(w));
+                }
+                size = now;
             }
-            size = now;
         }
-        if fds[0].revents != 0 {
+        if fds[0].revents & libc::POLLOUT != 0 {
+            if let Some(m) = &unsent {
+                match try_send(m) {
+                    Ok(true) => unsent = None,
+                    Ok(false) => {}
+                    // The monitor is gone; its end shows up as EOF below.
+                    Err(_) => {
+                        unsent = None;
+                        stdin_open = false;
+                    }
+                }
+            }
+        }
+        if fds[0].revents & !libc::POLLOUT != 0 {
             // SAFETY: receiving into our own buffer.
             let r = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if r <= 0 {
@@ -437,6 +508,7 @@ pub(crate) fn attach_socket(
             let msg = &buf[..r as usize];
             match msg[0] {
                 b'o' => write_all(libc::STDOUT_FILENO, &msg[1..]),
+                b'e' => write_all(libc::STDERR_FILENO, &msg[1..]),
                 b'x' => {
                     let code = std::str::from_utf8(&msg[1..])
                         .ok()
@@ -446,24 +518,55 @@ pub(crate) fn attach_socket(
                 _ => {}
             }
         }
-        if stdin_open && fds[1].revents != 0 {
-            // SAFETY: reading into our own buffer from our stdin.
-            let r = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-            let (pass, detach) = if r <= 0 {
-                stdin_open = false;
-                // End of input: an EOF character tells the program on the terminal.
-                (vec![4], false)
-            } else {
-                matcher.feed(&buf[..r as usize])
-            };
-            for chunk in pass.chunks(32 * 1024) {
-                let mut m = Vec::with_capacity(chunk.len() + 1);
-                m.push(b'i');
-                m.extend_from_slice(chunk);
-                send(&m);
+        if stdin_open && unsent.is_none() && fds[1].revents != 0 {
+            // One message per read: 32 KiB of input and its type fit the monitor's buffer.
+            buf[0] = b'i';
+            // SAFETY: reading into our own buffer, after the message type, from our stdin.
+            let r =
+                unsafe { libc::read(libc::STDIN_FILENO, buf[1..].as_mut_ptr().cast(), 32 * 1024) };
+            if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            if detach {
-                return Ok(AttachEnd::Detached);
+            let msg = if r <= 0 {
+                stdin_open = false;
+                if streams.tty {
+                    // End of input: an EOF character tells the program on the terminal.
+                    b"i\x04".to_vec()
+                } else if streams.once {
+                    // The monitor closes the container's stdin.
+                    b"c".to_vec()
+                } else {
+                    // The container's stdin stays open for the next attach; we leave.
+                    return Ok(AttachEnd::Detached);
+                }
+            } else if streams.tty {
+                let (pass, detach) = matcher.feed(&buf[1..=r as usize]);
+                if detach {
+                    // What was typed before the keys still goes; the monitor reads a
+                    // terminal's attaches at once, so this wait is short.
+                    let mut m = vec![b'i'];
+                    m.extend_from_slice(&pass);
+                    // SAFETY: sending our own buffer on a socket we own.
+                    unsafe {
+                        libc::send(
+                            fd.as_raw_fd(),
+                            m.as_ptr().cast(),
+                            m.len(),
+                            libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    return Ok(AttachEnd::Detached);
+                }
+                [&b"i"[..], &pass].concat()
+            } else {
+                buf[..=r as usize].to_vec()
+            };
+            if msg.len() > 1 || msg[0] != b'i' {
+                match try_send(&msg) {
+                    Ok(true) => {}
+                    Ok(false) => unsent = Some(msg),
+                    Err(_) => stdin_open = false,
+                }
             }
         }
     }

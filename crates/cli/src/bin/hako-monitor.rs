@@ -1,7 +1,9 @@
 //! `hako-monitor`: the small process that supervises one detached container.
 //!
 //! It is exec'd by the process that spawned the container, so the container stays its child.
-//! Arguments: ID PID LOG EXIT_FILE HAKO ROOT [MAX_SIZE MAX_FILE]; fd 3 and fd 4 are the container's stdout and stderr.
+//! Arguments: ID PID LOG EXIT_FILE HAKO ROOT [MAX_SIZE MAX_FILE]; fd 3 and fd 4 are the
+//! container's stdout and stderr (with `-t`, fd 3 is its terminal); with `-t` or `-i`, fd 5 is
+//! the attach socket; with `-i` alone, fd 6 is the container's stdin.
 //! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
 //! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `HAKO --root ROOT
 //! container-finish ID`. Only std and libc, so one stays near 1 MiB of memory.
@@ -36,43 +38,59 @@ fn main() {
         _ => (0, 1),
     };
     let mut out = Log::open(log.clone(), max_size, max_file);
+    let stdin_mode = std::env::var("HAKO_MONITOR_STDIN").ok();
     // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(3) } == 1 {
-        // `run -dt`: fd 3 is the master of the container's pty (fd 4 is unused), fd 5 the
-        // attach socket in the container's directory, which we remove by a relative name.
-        // SAFETY: closing our own unused descriptor.
-        unsafe { libc::close(4) };
+    let tty = unsafe { libc::isatty(3) } == 1;
+    let clients = if tty || stdin_mode.is_some() {
+        // fd 5 is the attach socket in the container's directory, which we remove by a
+        // relative name.
         let dir = std::path::Path::new(log)
             .parent()
             .unwrap_or(std::path::Path::new("/"));
         if let Err(e) = std::env::set_current_dir(dir) {
             eprintln!("hako-monitor: chdir {}: {e}", dir.display());
         }
-        let clients = pump_tty(&mut out, std::path::Path::new("attach.sock"));
-        let code = reap_all(init);
-        // An attach that is still connected (`run -it` is one) learns the exit status here,
-        // before `container-finish` may remove the container with `--rm`.
-        let msg = format!("x{code}");
-        let mut sink = [0u8; 512];
-        for c in clients {
-            // SAFETY: on a client socket we own: send our own buffer; drain what it sent us
-            // (closing with unread messages would reset the connection and drop ours); close.
-            unsafe {
-                libc::send(c, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL);
-                while libc::recv(c, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) > 0 {}
-                libc::close(c);
-            }
-        }
-        finish(code, exit_file, hako, root, id, &args[2]);
+        let clients = if tty {
+            // `run -dt`: fd 3 is the master of the container's pty, fd 4 is unused.
+            // SAFETY: closing our own unused descriptor.
+            unsafe { libc::close(4) };
+            pump_tty(&mut out)
+        } else {
+            pump_stdin(&mut out, init, stdin_mode.as_deref() == Some("once"))
+        };
+        let _ = std::fs::remove_file("attach.sock");
+        clients
     } else {
         pump(&mut out);
-    }
+        Vec::new()
+    };
     let code = reap_all(init);
-    finish(code, exit_file, hako, root, id, &args[2]);
+    record_exit(code, exit_file);
+    // An attach that is still connected (`run -it` is one) learns the exit status here,
+    // before `container-finish` may remove the container with `--rm`. Without waiting: one
+    // that does not read (stopped, or stuck on its own output) must not hold up the finish;
+    // it still learns the status from the exit file.
+    let msg = format!("x{code}");
+    let mut sink = [0u8; 512];
+    for c in clients {
+        // SAFETY: on a client socket we own: send our own buffer; drain what it sent us
+        // (closing with unread messages would reset the connection and drop ours); close.
+        unsafe {
+            libc::send(
+                c,
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            );
+            while libc::recv(c, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) > 0 {}
+            libc::close(c);
+        }
+    }
+    finish(hako, root, id, &args[2]);
 }
 
-/// Records `code` in EXIT_FILE and execs `hako container-finish`.
-fn finish(code: i32, exit_file: &str, hako: &str, root: &str, id: &str, init: &str) -> ! {
+/// Writes "CODE FINISHED_NANOS" to EXIT_FILE (atomically, through a rename).
+fn record_exit(code: i32, exit_file: &str) {
     let finished = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -81,6 +99,10 @@ fn finish(code: i32, exit_file: &str, hako: &str, root: &str, id: &str, init: &s
     if std::fs::write(&tmp, format!("{code} {finished}\n")).is_ok() {
         let _ = std::fs::rename(&tmp, exit_file);
     }
+}
+
+/// Execs `hako container-finish`, which records the exit and cleans up.
+fn finish(hako: &str, root: &str, id: &str, init: &str) -> ! {
     let err = std::process::Command::new(hako)
         .args(["--root", root, "container-finish", id, init])
         .exec();
@@ -90,25 +112,14 @@ fn finish(code: i32, exit_file: &str, hako: &str, root: &str, id: &str, init: &s
 
 /// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed.
 fn pump(out: &mut Log) {
-    let mut fds = [
-        libc::pollfd {
-            fd: 3,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: 4,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let mut fds = [pollfd(3, libc::POLLIN), pollfd(4, libc::POLLIN)];
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = IdleBuf::new(64 * 1024);
     while fds.iter().any(|f| f.fd >= 0) {
         // SAFETY: `fds` is a valid array of two pollfd structures.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
         if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            if interrupted() {
                 continue;
             }
             return;
@@ -120,142 +131,91 @@ fn pump(out: &mut Log) {
             // SAFETY: reading into our own buffer from a descriptor we own.
             let r = unsafe { libc::read(f.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if r <= 0 {
-                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                if r < 0 && interrupted() {
                     continue;
                 }
                 // SAFETY: closing our own descriptor once.
                 unsafe { libc::close(f.fd) };
                 f.fd = -1;
-                if !partial[i].is_empty() {
-                    let rest = std::mem::take(&mut partial[i]);
-                    write_line(out, i, &rest);
-                }
+                log_rest(out, i, &mut partial[i]);
                 continue;
             }
-            partial[i].extend_from_slice(&buf[..r as usize]);
-            while let Some(pos) = partial[i].iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial[i].drain(..=pos).collect();
-                write_line(out, i, &line);
-            }
-            // Docker splits very long lines too, so a line without newline cannot grow forever.
-            if partial[i].len() >= 16 * 1024 {
-                let chunk = std::mem::take(&mut partial[i]);
-                write_line(out, i, &chunk);
-            }
+            log_output(out, i, &mut partial[i], &buf[..r as usize]);
         }
     }
 }
 
 /// `run -dt`: copies the pty's output into the log (as stdout, like docker) and to every
-/// `hako attach` connected to SOCK, and their input and window sizes to the pty, until the
-/// container closes its terminal; returns the attaches still connected. SOCK is a
-/// SOCK_SEQPACKET socket, so every message arrives whole. From an attach: `i` + bytes typed,
-/// or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the exit
-/// status in decimal.
-fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
-    // The spawning process bound and listens on SOCK, as fd 5, so the socket exists by the
+/// `hako attach` connected to the attach socket (fd 5), and their input and window sizes to
+/// the pty, until the container closes its terminal; returns the attaches still connected.
+/// The socket is SOCK_SEQPACKET, so every message arrives whole. From an attach: `i` + bytes
+/// typed, or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the
+/// exit status in decimal.
+fn pump_tty(out: &mut Log) -> Vec<i32> {
+    // The spawning process bound and listens on the socket, as fd 5, so it exists by the
     // time `run` returns.
     let listener = 5;
-    let mut clients: Vec<i32> = Vec::new();
-    if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_some() {
-        // `run -it`: its attach is on the way. Until it connects the terminal is not read, so
-        // neither output nor the exit can pass it by; a `hako` that died before connecting
-        // only costs this wait.
-        let mut p = libc::pollfd {
-            fd: listener,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; then accept4 on our own listening socket.
-        unsafe {
-            if libc::poll(&mut p, 1, 10_000) == 1 {
-                let c = libc::accept4(
-                    listener,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC,
-                );
-                if c >= 0 {
-                    clients.push(c);
-                }
-            }
-        }
-    }
+    // As with a stdin pipe (see `pump_stdin`): a program that does not read its terminal
+    // must not stop us, blocked on a full input queue, from reading its output and its end.
+    set_nonblocking(3);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut clients = first_attach(listener);
     let mut partial = Vec::new();
     let mut buf = IdleBuf::new(64 * 1024);
     loop {
-        let mut fds: Vec<libc::pollfd> = [3, listener]
-            .iter()
-            .chain(clients.iter())
-            .map(|&fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let blocked = !pending.is_empty();
+        let mut fds = vec![
+            pollfd(3, libc::POLLIN | if blocked { libc::POLLOUT } else { 0 }),
+            pollfd(listener, libc::POLLIN),
+        ];
+        if !blocked {
+            fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
+        }
         // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            if interrupted() {
                 continue;
             }
             break;
         }
-        if fds[0].revents != 0 {
+        if fds[0].revents & libc::POLLOUT != 0 {
+            match write_some(3, &pending) {
+                Some(w) if w < pending.len() => {
+                    pending.drain(..w);
+                }
+                // Written, or the terminal is gone (the read below then sees EIO).
+                _ => pending = Vec::new(),
+            }
+        }
+        if fds[0].revents & !libc::POLLOUT != 0 {
             buf[0] = b'o';
             // SAFETY: reading into our own buffer, after the message type, from our master.
             let r = unsafe { libc::read(3, buf[1..].as_mut_ptr().cast(), buf.len() - 1) };
+            if r < 0
+                && matches!(
+                    io::Error::last_os_error().kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                )
+            {
+                continue;
+            }
             if r <= 0 {
-                if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
                 // EIO: every slave descriptor is closed, the container is gone.
                 break;
             }
-            let data = &buf[1..=r as usize];
-            clients.retain(|&c| {
-                // SAFETY: sending our own buffer on a socket we own; a client that cannot keep
-                // up or has gone is dropped rather than allowed to stall the container.
-                let sent = unsafe {
-                    libc::send(
-                        c,
-                        buf.as_ptr().cast(),
-                        data.len() + 1,
-                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                    )
-                };
-                if sent < 0 {
-                    // SAFETY: closing the client's descriptor once, as we forget it.
-                    unsafe { libc::close(c) };
-                }
-                sent >= 0
-            });
-            partial.extend_from_slice(data);
-            while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=pos).collect();
-                write_line(out, 0, &line);
-            }
-            if partial.len() >= 16 * 1024 {
-                let chunk = std::mem::take(&mut partial);
-                write_line(out, 0, &chunk);
-            }
+            broadcast(&mut clients, &buf[..=r as usize]);
+            log_output(out, 0, &mut partial, &buf[1..=r as usize]);
         }
         if fds[1].revents != 0 {
-            // SAFETY: accept4 on our listening socket; the peer address is not wanted.
-            let c = unsafe {
-                libc::accept4(
-                    listener,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_CLOEXEC,
-                )
-            };
-            if c >= 0 {
-                clients.push(c);
-            }
+            accept_client(listener, &mut clients);
         }
         let mut gone = Vec::new();
         for f in fds.iter().skip(2).filter(|f| f.revents != 0) {
+            // Typed input waits for the terminal: read no more until it has gone in.
+            if !pending.is_empty() {
+                break;
+            }
             // SAFETY: receiving into our own buffer from a client socket we own.
             let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if r <= 0 {
@@ -264,7 +224,11 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
             }
             let msg = &buf[..r as usize];
             match msg.first() {
-                Some(b'i') => write_all(3, &msg[1..]),
+                Some(b'i') => {
+                    if let Some(w) = write_some(3, &msg[1..]) {
+                        pending.extend_from_slice(&msg[1 + w..]);
+                    }
+                }
                 Some(b'w') if msg.len() >= 5 => {
                     let ws = libc::winsize {
                         ws_row: u16::from_le_bytes([msg[1], msg[2]]),
@@ -279,22 +243,268 @@ fn pump_tty(out: &mut Log, sock: &std::path::Path) -> Vec<i32> {
                 _ => {}
             }
         }
-        for c in gone {
-            clients.retain(|&x| x != c);
-            // SAFETY: closing the departed client's descriptor once.
-            unsafe { libc::close(c) };
-        }
+        drop_clients(&mut clients, &gone);
     }
-    if !partial.is_empty() {
-        write_line(out, 0, &partial);
-    }
-    let _ = std::fs::remove_file(sock);
+    log_rest(out, 0, &mut partial);
     // SAFETY: closing our own descriptors.
     unsafe {
         libc::close(listener);
         libc::close(3);
     }
     clients
+}
+
+/// `run -d -i` without `-t`: fds 3 and 4 are the container's stdout and stderr, fd 5 the
+/// attach socket, fd 6 the write end of the container's stdin. Output goes to the log and,
+/// as `o` (stdout) and `e` (stderr) messages, to every attach; their `i` input goes to the
+/// stdin pipe, which stays open when an attach leaves, as Docker keeps it. With `once`
+/// (Docker's StdinOnce, which `create -i` sets) an attach's `c`, the end of its input,
+/// closes the pipe, so the command reads EOF. Runs until the container has exited and its
+/// output ended; returns the attaches still connected.
+fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<i32> {
+    let listener = 5;
+    let mut stdin = 6;
+    // Never block on the pipe: a container that does not read its stdin while an attach pours
+    // input must not keep us from logging its output or recording its exit. What the pipe
+    // has no room for waits in `pending`, and the attaches are not read meanwhile, so their
+    // sends block instead (on their side).
+    set_nonblocking(stdin);
+    let mut pending: Vec<u8> = Vec::new();
+    // The output pipes can outlive the command (a background process keeps them), or end
+    // before it (it closed them and still reads its input), so its exit is watched apart.
+    // SAFETY: pidfd_open takes a pid and flags; the descriptor is ours to close.
+    let mut pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) } as i32;
+    let mut outs = [3, 4];
+    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut clients = first_attach(listener);
+    let mut buf = IdleBuf::new(64 * 1024);
+    // Without a pidfd (kernels before 5.3) the end of the output stands for the exit.
+    while outs != [-1, -1] || pidfd >= 0 {
+        let blocked = !pending.is_empty();
+        let mut fds = vec![
+            pollfd(outs[0], libc::POLLIN),
+            pollfd(outs[1], libc::POLLIN),
+            pollfd(pidfd, libc::POLLIN),
+            pollfd(listener, libc::POLLIN),
+            pollfd(if blocked { stdin } else { -1 }, libc::POLLOUT),
+        ];
+        if !blocked {
+            fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
+        }
+        // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if interrupted() {
+                continue;
+            }
+            break;
+        }
+        for (i, tag) in [(0, b'o'), (1, b'e')] {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            buf[0] = tag;
+            // SAFETY: reading into our own buffer, after the message type, from our pipe.
+            let r = unsafe { libc::read(outs[i], buf[1..].as_mut_ptr().cast(), buf.len() - 1) };
+            if r <= 0 {
+                if r < 0 && interrupted() {
+                    continue;
+                }
+                // SAFETY: closing our own descriptor once.
+                unsafe { libc::close(outs[i]) };
+                outs[i] = -1;
+                log_rest(out, i, &mut partial[i]);
+                continue;
+            }
+            broadcast(&mut clients, &buf[..=r as usize]);
+            log_output(out, i, &mut partial[i], &buf[1..=r as usize]);
+        }
+        if fds[2].revents != 0 {
+            // SAFETY: closing our own descriptor once.
+            unsafe { libc::close(pidfd) };
+            pidfd = -1;
+        }
+        if fds[3].revents != 0 {
+            accept_client(listener, &mut clients);
+        }
+        if fds[4].revents != 0 {
+            match write_some(stdin, &pending) {
+                Some(w) if w < pending.len() => {
+                    pending.drain(..w);
+                }
+                Some(_) => pending = Vec::new(),
+                None => {
+                    close_stdin(&mut stdin);
+                    pending = Vec::new();
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for f in fds.iter().skip(5).filter(|f| f.revents != 0) {
+            // One attach's input waits for the pipe: read no more until it has gone in, so
+            // input keeps its order and the others wait in their sockets.
+            if !pending.is_empty() {
+                break;
+            }
+            // SAFETY: receiving into our own buffer from a client socket we own.
+            let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r <= 0 {
+                gone.push(f.fd);
+                continue;
+            }
+            let msg = &buf[..r as usize];
+            match msg.first() {
+                Some(b'i') if stdin >= 0 => match write_some(stdin, &msg[1..]) {
+                    Some(w) => pending.extend_from_slice(&msg[1 + w..]),
+                    None => close_stdin(&mut stdin),
+                },
+                Some(b'c') if once => close_stdin(&mut stdin),
+                _ => {}
+            }
+        }
+        drop_clients(&mut clients, &gone);
+    }
+    for (i, p) in partial.iter_mut().enumerate() {
+        log_rest(out, i, p);
+    }
+    // Whatever still holds the read end (an orphan, with `--pid host`) sees EOF now rather
+    // than keep the reaping below waiting.
+    close_stdin(&mut stdin);
+    // SAFETY: closing our own descriptors.
+    unsafe {
+        libc::close(listener);
+        for fd in outs.into_iter().chain([pidfd]).filter(|&fd| fd >= 0) {
+            libc::close(fd);
+        }
+    }
+    clients
+}
+
+/// Writes what a non-blocking `fd` takes of `data` now: `Some(bytes written)`, or `None`
+/// once the reading end is closed (or the write fails otherwise).
+fn write_some(fd: i32, data: &[u8]) -> Option<usize> {
+    loop {
+        // SAFETY: writing from our own buffer to a descriptor we hold.
+        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if w >= 0 {
+            return Some(w as usize);
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Some(0),
+            _ => return None,
+        }
+    }
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a descriptor we own; only its status flags change.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn close_stdin(fd: &mut i32) {
+    if *fd >= 0 {
+        // SAFETY: closing our own descriptor once; it is forgotten at once.
+        unsafe { libc::close(*fd) };
+        *fd = -1;
+    }
+}
+
+fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+fn interrupted() -> bool {
+    io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+}
+
+/// `run -it` and `start -a` attach at once. Until that attach connects the container's
+/// output is not read, so neither its output nor its exit can pass it by; a `hako` that died
+/// before connecting only costs this wait.
+fn first_attach(listener: i32) -> Vec<i32> {
+    let mut clients = Vec::new();
+    if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_some() {
+        let mut p = pollfd(listener, libc::POLLIN);
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 10_000) } == 1 {
+            accept_client(listener, &mut clients);
+        }
+    }
+    clients
+}
+
+fn accept_client(listener: i32, clients: &mut Vec<i32>) {
+    // SAFETY: accept4 on our listening socket; the peer address is not wanted.
+    let c = unsafe {
+        libc::accept4(
+            listener,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if c >= 0 {
+        clients.push(c);
+    }
+}
+
+/// Sends one message to every attach. One that cannot take it at once, or has gone, is
+/// dropped rather than allowed to stall the container.
+fn broadcast(clients: &mut Vec<i32>, msg: &[u8]) {
+    clients.retain(|&c| {
+        // SAFETY: sending our own buffer on a socket we own.
+        let sent = unsafe {
+            libc::send(
+                c,
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            // SAFETY: closing the client's descriptor once, as we forget it.
+            unsafe { libc::close(c) };
+        }
+        sent >= 0
+    });
+}
+
+fn drop_clients(clients: &mut Vec<i32>, gone: &[i32]) {
+    for &c in gone {
+        clients.retain(|&x| x != c);
+        // SAFETY: closing the departed client's descriptor once.
+        unsafe { libc::close(c) };
+    }
+}
+
+/// Appends `data` of `stream` (0 stdout, 1 stderr) to the log a line at a time; `partial`
+/// holds the line not ended yet.
+fn log_output(out: &mut Log, stream: usize, partial: &mut Vec<u8>, data: &[u8]) {
+    partial.extend_from_slice(data);
+    while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = partial.drain(..=pos).collect();
+        write_line(out, stream, &line);
+    }
+    // Docker splits very long lines too, so a line without newline cannot grow forever.
+    if partial.len() >= 16 * 1024 {
+        let chunk = std::mem::take(partial);
+        write_line(out, stream, &chunk);
+    }
+}
+
+/// Logs the unended line of a stream that has ended.
+fn log_rest(out: &mut Log, stream: usize, partial: &mut Vec<u8>) {
+    if !partial.is_empty() {
+        let rest = std::mem::take(partial);
+        write_line(out, stream, &rest);
+    }
 }
 
 /// A zeroed read buffer whose pages are mapped only once data is read into them: the monitor
@@ -341,20 +551,6 @@ impl std::ops::DerefMut for IdleBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in deref; &mut self makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-fn write_all(fd: i32, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writing from our own buffer to a descriptor we hold.
-        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if w <= 0 {
-            if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        data = &data[w as usize..];
     }
 }
 
@@ -497,4 +693,37 @@ fn rfc3339_now() -> String {
         rem % 60,
         d.subsec_nanos()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stdin pipe of a container that does not read: writes take what fits, then
+    /// nothing (without blocking), and report the pipe's end once its reader is gone.
+    #[test]
+    fn write_some_never_blocks_and_sees_the_readers_end() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors, which this test owns.
+        let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(made, 0);
+        let chunk = vec![b'y'; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match write_some(fds[1], &chunk) {
+                Some(0) => break,
+                Some(n) => total += n,
+                None => panic!("the reader is still there"),
+            }
+        }
+        assert!(total > 0);
+        // SAFETY: closing the read end we own; SIGPIPE is ignored as in the monitor.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::close(fds[0]);
+        }
+        assert_eq!(write_some(fds[1], b"more"), None);
+        // SAFETY: closing the write end we own.
+        unsafe { libc::close(fds[1]) };
+    }
 }
