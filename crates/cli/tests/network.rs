@@ -1398,3 +1398,65 @@ fn ports_published_on_ipv6_host_addresses() {
     assert!(!nft_ruleset().contains(&pip6), "pip6 element left after rm");
     r.ok(&["network", "rm", &name]);
 }
+
+/// The host's uplink MTU (the link of its route to 1.1.1.1), as `ip` reports it.
+fn host_uplink_mtu() -> Option<u32> {
+    let out = std::process::Command::new("ip")
+        .args(["route", "get", "1.1.1.1"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "dev")?;
+    let dev = words.next()?;
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn default_bridge_links_keep_1500_and_the_default_route_the_uplinks_mtu() {
+    let Some(uplink) = host_uplink_mtu() else {
+        eprintln!("skipped: this host has no route to 1.1.1.1, so no uplink to take an MTU from");
+        return;
+    };
+    let r = Root::with_busybox();
+    let id = r.ok(&["run", "-d", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", id]);
+    let link: u32 = r
+        .ok(&["exec", id, "cat", "/sys/class/net/eth0/mtu"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(link, uplink.max(1500));
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            pid.trim(),
+            "-n",
+            "ip",
+            "-4",
+            "route",
+            "show",
+            "default",
+        ])
+        .output()
+        .unwrap();
+    let route = String::from_utf8_lossy(&out.stdout).into_owned();
+    let route_mtu = route
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .map(|m| m.parse::<u32>().unwrap());
+    // What leaves the host fits the uplink; traffic to the host and other containers on the
+    // bridge (on-link) uses the links' MTU.
+    if uplink < 1500 {
+        assert_eq!(route_mtu, Some(uplink), "{route}");
+    } else {
+        assert_eq!(route_mtu, None, "{route}");
+    }
+    r.ok(&["rm", "-f", id]);
+}

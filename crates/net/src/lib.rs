@@ -373,7 +373,8 @@ pub struct NetworkInfo {
     pub subnet6: Option<Cidr6>,
     /// The IPv6 gateway, on the bridge (set when `ipv6`).
     pub gateway6: Option<Ipv6Addr>,
-    /// The MTU of the bridge and veths.
+    /// The MTU of paths out of the host: the uplink's, or the one given with `-o
+    /// com.docker.network.driver.mtu`. See [`NetworkInfo::link_mtu`] for the links'.
     pub mtu: u32,
     /// The nftables table (family `inet`) of its rules.
     pub nft_table: String,
@@ -385,6 +386,33 @@ pub struct NetworkInfo {
     pub created: i64,
     /// Attached containers.
     pub endpoints: Vec<Endpoint>,
+}
+
+/// The network option that sets the MTU, as in Docker.
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+/// Docker's MTU for its bridges and veths.
+const DEFAULT_LINK_MTU: u32 = 1500;
+
+impl NetworkInfo {
+    /// The MTU of the bridge and veths: the one given with `-o com.docker.network.driver.mtu`;
+    /// else at least Docker's 1500, even when the uplink's is smaller. The uplink's MTU then
+    /// goes on the containers' default routes ([`NetworkInfo::route_mtu`]), so what leaves the
+    /// host still fits it, while traffic between containers and the host is not cut to it:
+    /// iperf3 container→host measured 13.8-14.0 Gbit/s at the development VM's 1400 against
+    /// 15.5-18.6 at 1500.
+    pub fn link_mtu(&self) -> u32 {
+        if self.options.contains_key(MTU_OPTION) {
+            self.mtu
+        } else {
+            self.mtu.max(DEFAULT_LINK_MTU)
+        }
+    }
+
+    /// The MTU of the containers' default routes, when it is below the links' MTU.
+    pub fn route_mtu(&self) -> Option<u32> {
+        (self.mtu < self.link_mtu()).then_some(self.mtu)
+    }
 }
 
 /// Options of `attach` (`run --ip`, `-p`, `--network-alias`, `--mac-address`).
@@ -1030,7 +1058,7 @@ impl<'c> Networks<'c> {
                 "1 to 15 bytes, no / : or space",
             ));
         }
-        let mtu = match opts.options.get("com.docker.network.driver.mtu") {
+        let mtu = match opts.options.get(MTU_OPTION) {
             Some(m) => m
                 .parse::<u32>()
                 .ok()
@@ -1279,7 +1307,7 @@ impl<'c> Networks<'c> {
         }
         nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
         let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
-        match nl.create_bridge(&n.bridge, n.mtu) {
+        match nl.create_bridge(&n.bridge, n.link_mtu()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(nl_err(format!("creating bridge {}", n.bridge))(e)),
@@ -1963,7 +1991,7 @@ impl<'c> Networks<'c> {
             nl.create_veth(
                 &att.host_veth,
                 bridge.index,
-                net.mtu,
+                net.link_mtu(),
                 &att.interface,
                 ns,
                 mac,
@@ -2009,10 +2037,12 @@ impl<'c> Networks<'c> {
                 .map_err(nl_err(format!("adding {ip6} in the container")))?;
         }
         if !net.internal {
-            cnl.add_default_route4(eth.index, net.gateway)
+            cnl.add_default_route4(eth.index, net.gateway, net.route_mtu())
                 .map_err(nl_err("adding the default route in the container"))?;
             if let Some((_, _, g6)) = att.ip6 {
-                cnl.add_default_route6(eth.index, g6)
+                // IPv6 needs at least 1280 on every link.
+                let mtu6 = net.route_mtu().map(|m| m.max(1280));
+                cnl.add_default_route6(eth.index, g6, mtu6)
                     .map_err(nl_err("adding the IPv6 default route in the container"))?;
             }
         }

@@ -56,6 +56,8 @@ const IFA_F_NODAD: u8 = 0x02;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+const RTA_METRICS: u16 = 8;
+const RTAX_MTU: u16 = 2;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_BOOT: u8 = 3;
@@ -159,6 +161,15 @@ impl Msg {
 
     fn attr_u32(&mut self, ty: u16, v: u32) {
         self.attr(ty, &v.to_ne_bytes());
+    }
+
+    /// A route's MTU (RTA_METRICS { RTAX_MTU }), if any.
+    fn route_mtu(&mut self, mtu: Option<u32>) {
+        if let Some(mtu) = mtu {
+            self.begin(RTA_METRICS);
+            self.attr_u32(RTAX_MTU, mtu);
+            self.end();
+        }
     }
 
     fn begin(&mut self, ty: u16) {
@@ -520,8 +531,14 @@ impl Netlink {
         }
     }
 
-    /// Adds a default route via `gateway` on link `index` (`EEXIST` is success).
-    pub fn add_default_route4(&mut self, index: i32, gateway: Ipv4Addr) -> io::Result<()> {
+    /// Adds a default route via `gateway` on link `index`, with route MTU `mtu` if given
+    /// (`EEXIST` is success).
+    pub fn add_default_route4(
+        &mut self,
+        index: i32,
+        gateway: Ipv4Addr,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
         m.buf.extend_from_slice(&[
@@ -537,6 +554,7 @@ impl Netlink {
         m.buf.extend_from_slice(&0u32.to_ne_bytes());
         m.attr(RTA_GATEWAY, &gateway.octets());
         m.attr_u32(RTA_OIF, index as u32);
+        m.route_mtu(mtu);
         match self.exec(m) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             r => r,
@@ -559,8 +577,14 @@ impl Netlink {
         }
     }
 
-    /// Adds an IPv6 default route via `gateway` on link `index` (`EEXIST` is success).
-    pub fn add_default_route6(&mut self, index: i32, gateway: Ipv6Addr) -> io::Result<()> {
+    /// Adds an IPv6 default route via `gateway` on link `index`, with route MTU `mtu` if
+    /// given (`EEXIST` is success).
+    pub fn add_default_route6(
+        &mut self,
+        index: i32,
+        gateway: Ipv6Addr,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
         m.buf.extend_from_slice(&[
             libc::AF_INET6 as u8,
@@ -575,6 +599,7 @@ impl Netlink {
         m.buf.extend_from_slice(&0u32.to_ne_bytes());
         m.attr(RTA_GATEWAY, &gateway.octets());
         m.attr_u32(RTA_OIF, index as u32);
+        m.route_mtu(mtu);
         match self.exec(m) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             r => r,
