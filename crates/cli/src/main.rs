@@ -464,6 +464,9 @@ enum NetworkCommand {
     },
     /// Display detailed information on one or more networks
     Inspect {
+        /// Format output using a Go template
+        #[arg(short, long)]
+        format: Option<String>,
         /// Networks
         #[arg(required = true)]
         names: Vec<String>,
@@ -567,6 +570,9 @@ enum VolumeCommand {
     },
     /// Display detailed information on one or more volumes
     Inspect {
+        /// Format output using a Go template
+        #[arg(short, long)]
+        format: Option<String>,
         /// Volumes
         #[arg(required = true)]
         names: Vec<String>,
@@ -1795,7 +1801,8 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             out.flush()?;
             Ok(0)
         }
-        VolumeCommand::Inspect { names } => {
+        VolumeCommand::Inspect { format, names } => {
+            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
             let mut found = Vec::new();
             let mut code = 0;
             for n in &names {
@@ -1807,7 +1814,7 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
                     }
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&found)?);
+            print_docs(&serde_json::to_value(&found)?, tmpl.as_ref())?;
             Ok(code)
         }
         VolumeCommand::Rm { names, .. } => {
@@ -1901,6 +1908,19 @@ fn inspect(
         None => println!("{}", serde_json::to_string_pretty(&docs)?),
     }
     Ok(code)
+}
+
+/// An `inspect`'s documents: each through `tmpl` (`-f`), else all as one JSON array.
+fn print_docs(docs: &serde_json::Value, tmpl: Option<&template::Format>) -> anyhow::Result<()> {
+    match (tmpl, docs.as_array()) {
+        (Some(t), Some(items)) => {
+            for d in items {
+                println!("{}", t.render(d)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(docs)?),
+    }
+    Ok(())
 }
 
 fn top(root: &std::path::Path, key: &str, ps_args: &[String]) -> Result<i32, Failure> {
@@ -2325,7 +2345,8 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             out.flush()?;
             Ok(0)
         }
-        NetworkCommand::Inspect { names } => {
+        NetworkCommand::Inspect { format, names } => {
+            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
             let mut docs = Vec::new();
             for n in &names {
                 let i = nets.inspect(n)?;
@@ -2355,7 +2376,7 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
                     }))).collect::<serde_json::Map<_, _>>(),
                 }));
             }
-            println!("{}", serde_json::to_string_pretty(&docs)?);
+            print_docs(&serde_json::Value::Array(docs), tmpl.as_ref())?;
             Ok(0)
         }
         NetworkCommand::Connect {

@@ -264,6 +264,17 @@ fn volumes_binds_and_tmpfs() {
         serde_json::from_str(&r.ok(&["volume", "inspect", "data"])).unwrap();
     assert_eq!(inspect[0]["Name"], "data");
     assert_eq!(inspect[0]["Driver"], "local");
+    assert_eq!(
+        r.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}}",
+            "data",
+            "etcvol"
+        ]),
+        "data local\netcvol local\n"
+    );
 
     // In use → refused; free again after rm.
     r.ok(&[

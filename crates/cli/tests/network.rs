@@ -673,6 +673,16 @@ fn network_options_connect_disconnect_and_prune() {
         serde_json::from_str(&r.ok(&["network", "inspect", &lab])).unwrap();
     assert_eq!(doc[0]["Labels"]["team"], "net");
     assert_eq!(doc[0]["IPAM"]["Config"][0]["IPRange"], range.as_str());
+    assert_eq!(
+        r.ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{.Name}} {{.Internal}} {{.Labels.team}}",
+            &lab
+        ]),
+        format!("{lab} false net\n")
+    );
     assert!(std::path::Path::new("/sys/class/net")
         .join(&bridge)
         .exists());
