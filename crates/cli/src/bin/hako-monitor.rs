@@ -38,7 +38,13 @@ fn main() {
         _ => (0, 1),
     };
     let mut out = Log::open(log.clone(), max_size, max_file);
-    let stdin_mode = std::env::var("HAKO_MONITOR_STDIN").ok();
+    // Only with fd 6 open is there a stdin to hold: a plain `run -d` monitor then never runs
+    // std's environment code, which costs it pages of resident memory (one runs per
+    // container; `bench/containers.sh` measures it).
+    // SAFETY: F_GETFD only inspects the descriptor.
+    let stdin_mode = (unsafe { libc::fcntl(6, libc::F_GETFD) } >= 0)
+        .then(|| std::env::var("HAKO_MONITOR_STDIN").ok())
+        .flatten();
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(3) } == 1;
     let clients = if tty || stdin_mode.is_some() {
