@@ -204,6 +204,8 @@ pub struct Docker {
     /// Sockets, roots, logs and the client's config.
     pub dir: tempfile::TempDir,
     cgroup_parent: String,
+    /// The daemon's own default bridge, deleted after it stops.
+    bridge: String,
 }
 
 impl Docker {
@@ -253,6 +255,17 @@ impl Docker {
             .collect();
         let config = serde_json::json!({ "cgroup-parent": cgroup_parent, "runtimes": runtimes });
         std::fs::write(d.join("daemon.json"), config.to_string()).unwrap();
+        // A bridge of its own: with `--bridge=none` dockerd deletes the host's `docker0` at
+        // start, which cut the networking of a Docker the machine runs (seen here: the
+        // benchmarks' dockerd lost its bridge after every test run).
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bridge = format!("idk{}x{n}", std::process::id());
+        let made = Command::new(need("ip"))
+            .args(["link", "add", &bridge, "type", "bridge"])
+            .status()
+            .expect("run ip");
+        assert!(made.success(), "cannot create bridge {bridge} for dockerd");
         let dockerd_log = log("dockerd.log");
         let dockerd = Daemon {
             name: "dockerd",
@@ -269,7 +282,8 @@ impl Docker {
                 .arg(d.join("docker.pid"))
                 .arg("--containerd")
                 .arg(d.join("ctrd.sock"))
-                .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+                .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
+                .arg(format!("--bridge={bridge}"))
                 .stdout(dockerd_log.try_clone().unwrap())
                 .stderr(dockerd_log)
                 .spawn()
@@ -280,6 +294,7 @@ impl Docker {
             containerd: Some(containerd),
             dir,
             cgroup_parent,
+            bridge,
         };
         wait_path(&d.join("docker.sock"), "dockerd", &d.join("dockerd.log"));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -355,6 +370,9 @@ impl Drop for Docker {
         }
         self.dockerd.take();
         self.containerd.take();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
         // Each container's cgroup went with it; the parent is the test's own.
         if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
             for e in entries.flatten() {
