@@ -16,3 +16,12 @@ cargo rustc --release -p hako-runtime-cli --bin hako-runtime -- -C target-featur
 # ld.so, mapping four libraries and looking up their symbols. Host names still resolve: glibc
 # 2.34 and later have the files and dns NSS modules built in.
 cargo rustc --release -p hako-cli --bin hako -- -C target-feature=+crt-static
+# Put each binary in place by copying, as an install (dpkg, `install`, `cp`) does: the file
+# the linker wrote is cached in small pieces, and on this ext4 disk every `hako` command
+# started from it faulted in more pages and ran about 1 ms slower (`create`: 5.9 against
+# 4.7 ms, interleaved) than the same binary copied once. A copy breaks the hard link into
+# target/release/deps, which nothing uses.
+for bin in hako hako-runtime hako-monitor hako-init hako-dns hako-proxy; do
+    cp "target/release/$bin" "target/release/$bin.tmp"
+    mv "target/release/$bin.tmp" "target/release/$bin"
+done
