@@ -188,7 +188,9 @@ pub(crate) fn last_close_elsewhere() -> Option<impl FnOnce()> {
         close_both();
         return None;
     }
-    // Both pipe ends travel in the argument's value, so the child reads no memory of ours.
+    // Both pipe ends travel in the argument's value, so the child reads no memory of ours
+    // (two 32-bit descriptors in a 64-bit pointer).
+    const _: () = assert!(usize::BITS == 64);
     let arg = ((rd as u32 as usize) << 32 | wr as u32 as usize) as *mut c_void;
     // SAFETY: the child runs `hold` on its own stack (the top of the mapping above), which we
     // unmap only after reaping it, and touches no other memory. See `hold` for its calls.
