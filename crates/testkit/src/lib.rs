@@ -261,6 +261,11 @@ impl Docker {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bridge = format!("idk{}x{n}", std::process::id());
+        // A leftover of a killed test process with the same pid would make `add` fail.
+        let _ = Command::new(need("ip"))
+            .args(["link", "del", &bridge])
+            .stderr(Stdio::null())
+            .status();
         let made = Command::new(need("ip"))
             .args(["link", "add", &bridge, "type", "bridge"])
             .status()
