@@ -216,40 +216,33 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
         if fds[1].revents != 0 {
             accept_client(listener, &mut clients);
         }
-        let mut gone = Vec::new();
-        for f in fds.iter().skip(2).filter(|f| f.revents != 0) {
-            // Typed input waits for the terminal: read no more until it has gone in.
-            if !pending.is_empty() {
-                break;
-            }
-            // SAFETY: receiving into our own buffer from a client socket we own.
-            let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if r <= 0 {
-                gone.push(f.fd);
-                continue;
-            }
-            let msg = &buf[..r as usize];
-            match msg.first() {
-                Some(b'i') => {
-                    if let Some(w) = write_some(3, &msg[1..]) {
-                        pending.extend_from_slice(&msg[1 + w..]);
+        serve_attaches(
+            &fds[2..],
+            &mut clients,
+            &mut buf,
+            &mut pending,
+            |msg, pending| {
+                match msg.first() {
+                    Some(b'i') => {
+                        if let Some(w) = write_some(3, &msg[1..]) {
+                            pending.extend_from_slice(&msg[1 + w..]);
+                        }
                     }
+                    Some(b'w') if msg.len() >= 5 => {
+                        let ws = libc::winsize {
+                            ws_row: u16::from_le_bytes([msg[1], msg[2]]),
+                            ws_col: u16::from_le_bytes([msg[3], msg[4]]),
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ reads the winsize we pass; the kernel then sends
+                        // SIGWINCH to the terminal's foreground process group.
+                        unsafe { libc::ioctl(3, libc::TIOCSWINSZ, &ws) };
+                    }
+                    _ => {}
                 }
-                Some(b'w') if msg.len() >= 5 => {
-                    let ws = libc::winsize {
-                        ws_row: u16::from_le_bytes([msg[1], msg[2]]),
-                        ws_col: u16::from_le_bytes([msg[3], msg[4]]),
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
-                    // SAFETY: TIOCSWINSZ reads the winsize we pass; the kernel then sends
-                    // SIGWINCH to the terminal's foreground process group.
-                    unsafe { libc::ioctl(3, libc::TIOCSWINSZ, &ws) };
-                }
-                _ => {}
-            }
-        }
-        drop_clients(&mut clients, &gone);
+            },
+        );
     }
     log_rest(out, 0, &mut partial);
     // SAFETY: closing our own descriptors.
@@ -345,30 +338,20 @@ fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<i32> {
                 }
             }
         }
-        let mut gone = Vec::new();
-        for f in fds.iter().skip(5).filter(|f| f.revents != 0) {
-            // One attach's input waits for the pipe: read no more until it has gone in, so
-            // input keeps its order and the others wait in their sockets.
-            if !pending.is_empty() {
-                break;
-            }
-            // SAFETY: receiving into our own buffer from a client socket we own.
-            let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if r <= 0 {
-                gone.push(f.fd);
-                continue;
-            }
-            let msg = &buf[..r as usize];
-            match msg.first() {
+        serve_attaches(
+            &fds[5..],
+            &mut clients,
+            &mut buf,
+            &mut pending,
+            |msg, pending| match msg.first() {
                 Some(b'i') if stdin >= 0 => match write_some(stdin, &msg[1..]) {
                     Some(w) => pending.extend_from_slice(&msg[1 + w..]),
                     None => close_stdin(&mut stdin),
                 },
                 Some(b'c') if once => close_stdin(&mut stdin),
                 _ => {}
-            }
-        }
-        drop_clients(&mut clients, &gone);
+            },
+        );
     }
     for (i, p) in partial.iter_mut().enumerate() {
         log_rest(out, i, p);
@@ -480,6 +463,33 @@ fn broadcast(clients: &mut Vec<i32>, msg: &[u8]) {
         }
         sent >= 0
     });
+}
+
+/// Takes one message from each attach of `ready` that has sent one, and hands it to
+/// `handle`, which may leave input it could not pass on in `pending`. While input is
+/// pending no more is read, so it keeps its order and the other attaches wait in their
+/// sockets. Attaches that left are closed and dropped from `clients`.
+fn serve_attaches(
+    ready: &[libc::pollfd],
+    clients: &mut Vec<i32>,
+    buf: &mut [u8],
+    pending: &mut Vec<u8>,
+    mut handle: impl FnMut(&[u8], &mut Vec<u8>),
+) {
+    let mut gone = Vec::new();
+    for f in ready.iter().filter(|f| f.revents != 0) {
+        if !pending.is_empty() {
+            break;
+        }
+        // SAFETY: receiving into our own buffer from a client socket we own.
+        let r = unsafe { libc::recv(f.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if r <= 0 {
+            gone.push(f.fd);
+            continue;
+        }
+        handle(&buf[..r as usize], pending);
+    }
+    drop_clients(clients, &gone);
 }
 
 fn drop_clients(clients: &mut Vec<i32>, gone: &[i32]) {
