@@ -942,12 +942,19 @@ fn nft_ruleset() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether the host has IPv6; says the test is skipped when not.
+fn ipv6_enabled() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .is_ok_and(|v| v.trim() == "0");
+    if !on {
+        eprintln!("skipped: IPv6 is disabled on this host");
+    }
+    on
+}
+
 #[test]
 fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
-    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
-        .map_or(true, |v| v.trim() != "0")
-    {
-        eprintln!("skipped: IPv6 is disabled on this host");
+    if !ipv6_enabled() {
         return;
     }
     let r = Root::with_busybox();
@@ -1094,10 +1101,7 @@ fn ipv6_networks_address_route_ping_and_resolve_containers_and_clean_up() {
 
 #[test]
 fn fixed_ipv6_addresses_on_run_create_and_connect() {
-    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
-        .map_or(true, |v| v.trim() != "0")
-    {
-        eprintln!("skipped: IPv6 is disabled on this host");
+    if !ipv6_enabled() {
         return;
     }
     let r = Root::with_busybox();
@@ -1225,10 +1229,7 @@ impl Drop for LinkGuard {
 
 #[test]
 fn ports_published_on_ipv6_host_addresses() {
-    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
-        .map_or(true, |v| v.trim() != "0")
-    {
-        eprintln!("skipped: IPv6 is disabled on this host");
+    if !ipv6_enabled() {
         return;
     }
     let r = Root::with_busybox();
