@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 use rusqlite::{params, OptionalExtension};
 
-use crate::extract::{extract_layer_from_blob, extract_layer_verified, io_ctx, Compression};
+use crate::extract::{
+    extract_layer_from_blob, extract_layer_verified, io_ctx, Compression, Extracted,
+};
 use crate::store::{
     chain_ids, check_taggable, fsync_dir, hex_part, sha256_hex, tmp_path_in, TmpGuard,
 };
@@ -60,17 +62,29 @@ impl Stager {
         if let Some(d) = expected {
             check_digest(d)?;
         }
+        let (work, diff) = self.work_dir()?;
+        let blob = TmpGuard {
+            path: Some(tmp_path_in(&self.root)?),
+        };
+        let ex = extract_layer_verified(input, blob.path(), &diff, expected)?;
+        Ok(StagedLayer::new(work, blob, ex))
+    }
+
+    /// A fresh staging directory with its empty `diff/`; removed again on drop.
+    fn work_dir(&self) -> Result<(TmpGuard, PathBuf), Error> {
         let work = TmpGuard {
             path: Some(tmp_path_in(&self.root)?),
         };
         fs::create_dir(work.path()).map_err(|e| io_ctx(e, "create", work.path()))?;
         let diff = work.path().join("diff");
         fs::create_dir(&diff).map_err(|e| io_ctx(e, "create", &diff))?;
-        let blob = TmpGuard {
-            path: Some(tmp_path_in(&self.root)?),
-        };
-        let ex = extract_layer_verified(input, blob.path(), &diff, expected)?;
-        Ok(StagedLayer {
+        Ok((work, diff))
+    }
+}
+
+impl StagedLayer {
+    fn new(work: TmpGuard, blob: TmpGuard, ex: Extracted) -> StagedLayer {
+        StagedLayer {
             work,
             blob,
             blob_digest: format!("sha256:{}", ex.blob_hex),
@@ -78,7 +92,7 @@ impl Stager {
             diff_id: format!("sha256:{}", ex.diff_hex),
             diff_size: ex.diff_size,
             compression: ex.compression,
-        })
+        }
     }
 }
 
@@ -106,22 +120,9 @@ impl Stager {
         if fs::hard_link(path, blob.path()).is_err() {
             return self.stage_layer(open()?, expected);
         }
-        let work = TmpGuard {
-            path: Some(tmp_path_in(&self.root)?),
-        };
-        fs::create_dir(work.path()).map_err(|e| io_ctx(e, "create", work.path()))?;
-        let diff = work.path().join("diff");
-        fs::create_dir(&diff).map_err(|e| io_ctx(e, "create", &diff))?;
+        let (work, diff) = self.work_dir()?;
         let ex = extract_layer_from_blob(open()?, &diff, expected)?;
-        Ok(StagedLayer {
-            work,
-            blob,
-            blob_digest: format!("sha256:{}", ex.blob_hex),
-            blob_size: ex.blob_size,
-            diff_id: format!("sha256:{}", ex.diff_hex),
-            diff_size: ex.diff_size,
-            compression: ex.compression,
-        })
+        Ok(StagedLayer::new(work, blob, ex))
     }
 }
 
