@@ -1471,3 +1471,54 @@ fn default_bridge_links_keep_1500_and_the_default_route_the_uplinks_mtu() {
     }
     r.ok(&["rm", "-f", id]);
 }
+
+#[test]
+fn sysctls_name_the_containers_interfaces_and_ipv4_networks_keep_ipv6_off() {
+    let r = Root::with_busybox();
+    // The interface exists when the runtime writes the sysctls (after the network is wired).
+    let rp = r.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.conf.eth0.rp_filter=2",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/conf/eth0/rp_filter",
+    ]);
+    assert_eq!(rp.trim(), "2");
+    if !ipv6_enabled() {
+        return;
+    }
+    // As Docker since 26.0.2: no link-local address on a network without IPv6.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr show dev eth0",
+    ]);
+    assert_eq!(out.trim(), "1", "{out}");
+    // ... unless the user asks for it.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv6.conf.eth0.disable_ipv6=0",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv6/conf/eth0/disable_ipv6",
+    ]);
+    assert_eq!(out.trim(), "0");
+    // The host's end of the pair is a bridge port: no address of its own either.
+    let id = r.ok(&["run", "-d", "busybox", "sleep", "60"]);
+    let ports = bridge_ports(&r, "bridge");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let out = std::process::Command::new("ip")
+        .args(["-6", "addr", "show", "dev", &ports[0]])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
+    r.ok(&["rm", "-f", id.trim()]);
+}

@@ -2023,8 +2023,23 @@ impl<'c> Networks<'c> {
             })?;
         nl.set_hairpin(host.index)
             .map_err(nl_err(format!("hairpin mode on {}", att.host_veth)))?;
+        nl.set_addr_gen_none(host.index).map_err(nl_err(format!(
+            "IPv6 address generation on {}",
+            att.host_veth
+        )))?;
 
-        let mut cnl = Netlink::open_in(ns).map_err(nl_err("netlink socket in the container"))?;
+        // Before the interface comes up, so IPv6 never starts on it; a user's
+        // `--sysctl net.ipv6.conf.*.disable_ipv6=0` is written later, by the runtime, and wins.
+        let mut cnl = netlink::in_netns(ns, || {
+            if att.ip6.is_none() {
+                netlink::disable_ipv6(&att.interface).map_err(nl_err(format!(
+                    "disabling IPv6 on {} in the container",
+                    att.interface
+                )))?;
+            }
+            Netlink::open().map_err(nl_err("netlink socket in the container"))
+        })
+        .map_err(nl_err("entering the container's network namespace"))??;
         // The runtime brings loopback up itself; `network connect` of a container whose
         // runtime did not must still leave it usable. Up already is no error.
         cnl.set_up(netlink::LOOPBACK_INDEX)

@@ -604,8 +604,16 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
     if p.clone_flags.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
         loopback_up().ctx(|| "bring up the loopback interface".into())?;
     }
-    for (path, value) in &p.sysctl {
-        std::fs::write(path, value).ctx(|| format!("write sysctl {}", path.display()))?;
+    if !p.sysctl.is_empty() {
+        // As with runc, sysctls are written after the createRuntime hooks (our `go`): a network
+        // wired there has made its interfaces by then, so `net.ipv4.conf.eth0.*` exists. And
+        // before /proc/sys turns read-only below. Without sysctls nothing waits here.
+        if let Some(go) = go.take() {
+            wait_go(go)?;
+        }
+        for (path, value) in &p.sysctl {
+            std::fs::write(path, value).ctx(|| format!("write sysctl {}", path.display()))?;
+        }
     }
     for path in &p.masked {
         mask_path(root.as_raw_fd(), path)?;
