@@ -6,14 +6,27 @@
 //! the attach socket; with `-i` alone, fd 6 is the container's stdin.
 //! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
 //! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `HAKO --root ROOT
-//! container-finish ID`. Only std and libc, so one stays near 1 MiB of memory.
+//! container-finish ID`. Only std and libc, and no std start-up code (see `main`), so one stays
+//! well under 1 MiB of memory.
+#![no_main]
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-fn main() {
+// No std `main`: std's start-up code finds the main thread's stack guard through glibc's
+// pthread_getattr_np, which parses /proc/self/maps with stdio and scanf, and installs
+// stack-overflow handlers. None of that is needed here, and the code it touches stays mapped:
+// 1024-1028 KiB of resident memory with it, 824-832 KiB without (one monitor per container).
+// `std::env::args` still works: std reads argc/argv from glibc's init_array call.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    monitor();
+    0
+}
+
+fn monitor() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 7 && args.len() != 9 {
         eprintln!("hako-monitor is started by hako for detached containers; it is not run by hand");
