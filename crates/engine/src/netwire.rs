@@ -194,6 +194,7 @@ pub fn allow_forwarding(bridge: &str) {
     if !ipt(&["-w", "-n", "-L", "DOCKER-USER"]) {
         return;
     }
+    sweep_forwarding(bridge);
     for dir in ["-i", "-o"] {
         let rule = ["DOCKER-USER", dir, bridge, "-j", "ACCEPT"];
         let mut check = vec!["-w", "-C"];
@@ -204,6 +205,45 @@ pub fn allow_forwarding(bridge: &str) {
             ipt(&insert);
         }
     }
+}
+
+/// Deletes the DOCKER-USER rules of hako-named bridges that no longer exist: a `hako` killed
+/// between removing a bridge and [`disallow_forwarding`] leaves them, and a reboot takes the
+/// bridges but not a saved ruleset. Every forwarded packet walks that chain. Only rules of the
+/// exact shape [`allow_forwarding`] adds, for names of hako's schemes, are considered.
+fn sweep_forwarding(keep: &str) {
+    let Ok(out) = std::process::Command::new("iptables")
+        .args(["-w", "-S", "DOCKER-USER"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((dir, name)) = stale_forwarding_rule(line, keep) {
+            iptables(&["-w", "-D", "DOCKER-USER", dir, name, "-j", "ACCEPT"]);
+        }
+    }
+}
+
+/// `(direction, bridge)` of an `iptables -S` line that is one of our rules for a bridge that is
+/// gone.
+fn stale_forwarding_rule<'a>(line: &'a str, keep: &str) -> Option<(&'a str, &'a str)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let ["-A", "DOCKER-USER", dir @ ("-i" | "-o"), name, "-j", "ACCEPT"] = words[..] else {
+        return None;
+    };
+    let ours = |rest: Option<&str>, len: Option<usize>| {
+        rest.is_some_and(|r| {
+            !r.is_empty()
+                && len.is_none_or(|l| r.len() == l)
+                && r.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    // The default bridges (`hako0`, `hako` + a root's hash) and user networks (`hk-` + 12 hex).
+    let schemed = ours(name.strip_prefix("hako"), None) || ours(name.strip_prefix("hk-"), Some(12));
+    let gone = !Path::new("/sys/class/net").join(name).exists();
+    (schemed && name != keep && gone).then_some((dir, name))
 }
 
 /// Releases a container's addresses, veths and port rules; quiet when there is nothing.
@@ -345,4 +385,37 @@ pub(crate) fn recorded_connects(
     networks(conn, root)?
         .recorded_connects(id)
         .map_err(|e| Error::Invalid(format!("network: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stale_forwarding_rule;
+
+    #[test]
+    fn only_our_rules_for_bridges_that_are_gone_are_stale() {
+        let gone = "-A DOCKER-USER -i hakoffffe9 -j ACCEPT";
+        assert_eq!(
+            stale_forwarding_rule(gone, "hako0"),
+            Some(("-i", "hakoffffe9"))
+        );
+        assert_eq!(
+            stale_forwarding_rule("-A DOCKER-USER -o hk-0123456789ab -j ACCEPT", "hako0"),
+            Some(("-o", "hk-0123456789ab"))
+        );
+        // The bridge being brought up is kept.
+        assert_eq!(stale_forwarding_rule(gone, "hakoffffe9"), None);
+        // Not our naming, not our rule's shape, or not a rule.
+        for line in [
+            "-A DOCKER-USER -i mybridge -j ACCEPT",
+            "-A DOCKER-USER -i hako-lab -j ACCEPT",
+            "-A DOCKER-USER -i hk-0123 -j ACCEPT",
+            "-A DOCKER-USER -i hakoffffe9 -p tcp -j ACCEPT",
+            "-A DOCKER-USER -i hakoffffe9 -j DROP",
+            "-A FORWARD -i hakoffffe9 -j ACCEPT",
+            "-N DOCKER-USER",
+            "-A DOCKER-USER -j RETURN",
+        ] {
+            assert_eq!(stale_forwarding_rule(line, "hako0"), None, "{line}");
+        }
+    }
 }

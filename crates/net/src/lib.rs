@@ -62,10 +62,9 @@
 //! - Turning IPv6 forwarding on (`net.ipv6.conf.all.forwarding`, as Docker does) makes the
 //!   kernel ignore router advertisements on interfaces with `accept_ra=1`.
 //! - On a host where Docker set the `ip filter` FORWARD policy to `drop` (Docker does that when
-//!   it enables forwarding itself), forwarded container traffic is dropped by Docker's chain,
-//!   which hako does not touch. The administrator can allow it in Docker's `DOCKER-USER` chain,
-//!   e.g. `iptables -I DOCKER-USER -i hako0 -j ACCEPT` and
-//!   `iptables -I DOCKER-USER -o hako0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`.
+//!   it enables forwarding itself), forwarded container traffic is dropped by Docker's chain.
+//!   This crate leaves Docker's tables alone; the engine (`hako_engine::netwire`) allows each
+//!   bridge in Docker's `DOCKER-USER` chain when it comes up and removes the rules with it.
 //! - A published host port is checked free at `attach` but not held open (there is no proxy
 //!   process); DNAT takes precedence over a host process that binds it later.
 
