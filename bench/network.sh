@@ -14,8 +14,8 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=30
-HAKO_RUNS=100
-ROUNDS=5
+HAKO_RUNS=300
+ROUNDS=10
 RECORD=1
 IPERF_RUNS=7
 IPERF_SECS=10
@@ -47,7 +47,9 @@ if ((STARTUP)); then
     # first cgroup v1 migration after a pause waits for an RCU grace period), so they get
     # HAKO_RUNS runs each (one costs ~30 ms), in ROUNDS interleaved hyperfine calls, the order
     # rotating each round, and their times pooled: a drift of the machine during the bench
-    # then lands on all three alike. The peers get RUNS.
+    # then lands on all three alike. With σ ≈ 7 ms, 100 runs left each median ±0.9 ms (one
+    # standard error), and the same binary's bridge − none read 4.5, 4.9 and 7.6 ms in three
+    # runs; 300 halve that spread for ~30 s more. The peers get RUNS.
     hako_cmds=("hako none|$HAKO run --rm --network none busybox true"
         "hako bridge|$HAKO run --rm busybox true"
         "hako bridge -p|$HAKO run --rm -p $PORT:80 busybox true")
