@@ -1522,3 +1522,56 @@ fn sysctls_name_the_containers_interfaces_and_ipv4_networks_keep_ipv6_off() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
     r.ok(&["rm", "-f", id.trim()]);
 }
+
+fn docker_user_rules() -> String {
+    let out = std::process::Command::new("iptables")
+        .args(["-w", "-S", "DOCKER-USER"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "iptables -S DOCKER-USER failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_new_bridge_is_allowed_in_docker_user_and_stale_hako_rules_there_are_swept() {
+    // Docker's chain exists wherever Docker has run; the suite's own dockerd makes it too, so
+    // when it is missing this test makes it, and removes it again.
+    let made_chain = std::process::Command::new("iptables")
+        .args(["-w", "-N", "DOCKER-USER"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    // A rule of the shape hako adds, for a hako-named bridge that does not exist: what a
+    // `hako` killed between removing a bridge and its rules leaves.
+    let stale = format!("hako{:06x}", std::process::id() & 0xff_ffff);
+    assert!(!std::path::Path::new("/sys/class/net").join(&stale).exists());
+    sh(&format!("iptables -w -I DOCKER-USER -i {stale} -j ACCEPT"));
+
+    let r = Root::with_busybox();
+    r.ok(&["run", "--rm", "busybox", "true"]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "bridge"])).unwrap();
+    let bridge = doc[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rules = docker_user_rules();
+    let stale_left = rules.contains(&format!("-i {stale} "));
+    if stale_left {
+        sh(&format!("iptables -w -D DOCKER-USER -i {stale} -j ACCEPT"));
+    }
+    assert!(!stale_left, "{rules}");
+    for dir in ["-i", "-o"] {
+        assert!(
+            rules.contains(&format!("{dir} {bridge} -j ACCEPT")),
+            "{rules}"
+        );
+    }
+    r.ok(&["network", "teardown"]);
+    let rules = docker_user_rules();
+    assert!(!rules.contains(&format!(" {bridge} ")), "{rules}");
+    if made_chain {
+        sh("iptables -w -F DOCKER-USER && iptables -w -X DOCKER-USER");
+    }
+}

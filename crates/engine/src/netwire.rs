@@ -83,10 +83,6 @@ impl NetWire {
             }
         };
         let nets = Networks::open_with(conn, config_for(&self.root)).map_err(|e| e.to_string())?;
-        let bridge_was_up = nets
-            .inspect(&self.network)
-            .map(|n| Path::new("/sys/class/net").join(&n.bridge).exists())
-            .unwrap_or(false);
         let mut opts = self.opts.clone();
         if self.network != nets.config().default_network {
             // The name server answers for the container's name and short ID, as Docker's does.
@@ -103,11 +99,7 @@ impl NetWire {
         let a = nets
             .attach(&self.network, &self.container_id, pid, &opts)
             .map_err(|e| e.to_string())?;
-        if !bridge_was_up {
-            if let Ok(info) = nets.inspect(&a.network) {
-                allow_forwarding(&info.bridge);
-            }
-        }
+        allow_new_bridge(&nets, &a);
         // The file is bind-mounted into the container already: append in place, keeping the
         // inode, so the container sees its own address like Docker's /etc/hosts shows it.
         // One write: `writeln!` on a File makes a system call per formatted piece.
@@ -134,9 +126,12 @@ impl NetWire {
                     extra.names = connect_names(conn, &self.container_id);
                 }
             }
-            if let Err(e) = nets.attach(network, &self.container_id, pid, &extra) {
-                let _ = nets.detach(&self.container_id);
-                return Err(format!("network {network}: {e}"));
+            match nets.attach(network, &self.container_id, pid, &extra) {
+                Ok(a) => allow_new_bridge(&nets, &a),
+                Err(e) => {
+                    let _ = nets.detach(&self.container_id);
+                    return Err(format!("network {network}: {e}"));
+                }
             }
         }
         Ok(())
@@ -177,6 +172,16 @@ fn iptables(args: &[&str]) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// [`allow_forwarding`] for the bridge of an attach that brought it up (the only time it is
+/// needed, so a plain attach pays no lookup for it).
+fn allow_new_bridge(nets: &Networks<'_>, a: &hako_net::Attachment) {
+    if a.bridge_created {
+        if let Ok(info) = nets.inspect(&a.network) {
+            allow_forwarding(&info.bridge);
+        }
+    }
 }
 
 /// Removes what [`allow_forwarding`] added for a bridge that is going away.
@@ -335,13 +340,12 @@ impl crate::Engine {
         if net.name != nets.config().default_network {
             opts.names = vec![c.name.clone(), c.id[..12].to_string()];
         }
-        let bridge_up = Path::new("/sys/class/net").join(&net.bridge).exists();
-        if let Err(e) = nets.attach(&net.name, &c.id, pid, &opts) {
-            let _ = nets.forget_connect(&c.id, &net.name);
-            return Err(invalid(e));
-        }
-        if !bridge_up {
-            allow_forwarding(&net.bridge);
+        match nets.attach(&net.name, &c.id, pid, &opts) {
+            Ok(a) => allow_new_bridge(&nets, &a),
+            Err(e) => {
+                let _ = nets.forget_connect(&c.id, &net.name);
+                return Err(invalid(e));
+            }
         }
         Ok(())
     }

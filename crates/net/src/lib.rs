@@ -485,6 +485,9 @@ pub struct Attachment {
     /// The network's name server, for the container's resolv.conf (user-defined networks
     /// with [`Config::dns_server`] set).
     pub dns: Option<Ipv4Addr>,
+    /// Whether this attach brought the network's bridge up (the default network's first use,
+    /// or the first after a reboot), so the caller can add what goes with a new bridge.
+    pub bridge_created: bool,
 }
 
 const SCHEMA: &str = "
@@ -1443,19 +1446,20 @@ impl<'c> Networks<'c> {
         self.stop_idle_dns()
     }
 
-    /// The network `name`, creating the default network on first use.
-    fn network_for_attach(&self, name: &str) -> Result<NetworkInfo> {
+    /// The network `name` (the default network is created on first use), and whether its
+    /// bridge was made now.
+    fn network_for_attach(&self, name: &str) -> Result<(NetworkInfo, bool)> {
         match self.inspect(name) {
             Err(Error::NetworkNotFound(_)) if name == self.cfg.default_network => {
                 let bridge = self.cfg.default_bridge.clone();
                 match self.create_inner(name, &CreateOptions::default(), Some(&bridge)) {
-                    Ok(n) => Ok(n),
+                    Ok(n) => Ok((n, true)),
                     // Another hako created it meanwhile.
-                    Err(Error::NetworkExists(_)) => self.inspect(name),
+                    Err(Error::NetworkExists(_)) => Ok((self.inspect(name)?, false)),
                     Err(e) => Err(e),
                 }
             }
-            r => r,
+            r => r.map(|n| (n, false)),
         }
     }
 
@@ -1473,7 +1477,7 @@ impl<'c> Networks<'c> {
         pid: i32,
         opts: &AttachOptions,
     ) -> Result<Attachment> {
-        let net = self.network_for_attach(network)?;
+        let (net, created) = self.network_for_attach(network)?;
         let ns = File::open(format!("/proc/{pid}/ns/net"))
             .map_err(|source| Error::Netns { pid, source })?;
         let (want_ip, want_ip6) = match opts.ip {
@@ -1526,8 +1530,9 @@ impl<'c> Networks<'c> {
             let _ = self.forget(container_id, Some(&net.name));
             e
         };
-        if let Err(e) = self.wire(&net, &ns, &att) {
-            return Err(undo(e));
+        match self.wire(&net, &ns, &att) {
+            Ok(recreated) => att.bridge_created = created || recreated,
+            Err(e) => return Err(undo(e)),
         }
         if net.name != self.cfg.default_network {
             match self.ensure_dns(&net) {
@@ -1961,6 +1966,7 @@ impl<'c> Networks<'c> {
             interface,
             host_veth,
             dns: None,
+            bridge_created: false,
             ports: rows
                 .iter()
                 .map(|r| PublishedPort {
@@ -1975,8 +1981,10 @@ impl<'c> Networks<'c> {
     }
 
     /// The kernel half of `attach`: veth pair, addresses, routes.
-    fn wire(&self, net: &NetworkInfo, ns: &File, att: &Attachment) -> Result<()> {
+    /// Returns whether the bridge had to be made again (after a reboot).
+    fn wire(&self, net: &NetworkInfo, ns: &File, att: &Attachment) -> Result<bool> {
         let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut recreated = false;
         let bridge = match nl
             .link_by_name(&net.bridge)
             .map_err(nl_err("looking up the bridge"))?
@@ -1985,6 +1993,7 @@ impl<'c> Networks<'c> {
             None => {
                 // After a reboot the database outlives the kernel state.
                 self.ensure_kernel(net)?;
+                recreated = true;
                 nl.link_by_name(&net.bridge)
                     .map_err(nl_err("looking up the bridge"))?
                     .ok_or_else(|| Error::Netlink {
@@ -2068,7 +2077,7 @@ impl<'c> Networks<'c> {
                     .map_err(nl_err("adding the IPv6 default route in the container"))?;
             }
         }
-        Ok(())
+        Ok(recreated)
     }
 
     /// Deletes database rows of a container (on one network, or all).
