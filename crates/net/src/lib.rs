@@ -2038,7 +2038,7 @@ impl<'c> Networks<'c> {
 
         // Before the interface comes up, so IPv6 never starts on it; a user's
         // `--sysctl net.ipv6.conf.eth0.disable_ipv6=0` is written later, by the runtime, and
-        // wins (`...conf.all...=0` does not: the kernel skips a write of the value it holds).
+        // wins (`...conf.all.disable_ipv6=0` was seen not to re-enable it here).
         let mut cnl = netlink::in_netns(ns, || {
             if att.ip6.is_none() {
                 netlink::disable_ipv6(&att.interface).map_err(nl_err(format!(
