@@ -190,15 +190,7 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
             pollfd(3, libc::POLLIN | if blocked { libc::POLLOUT } else { 0 }),
             pollfd(listener, libc::POLLIN),
         ];
-        if !blocked {
-            fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
-        }
-        // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if interrupted() {
-                continue;
-            }
+        if !poll_with_clients(&mut fds, &clients, blocked) {
             break;
         }
         if fds[0].revents & libc::POLLOUT != 0 {
@@ -303,15 +295,7 @@ fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<i32> {
             pollfd(listener, libc::POLLIN),
             pollfd(if blocked { stdin } else { -1 }, libc::POLLOUT),
         ];
-        if !blocked {
-            fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
-        }
-        // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if interrupted() {
-                continue;
-            }
+        if !poll_with_clients(&mut fds, &clients, blocked) {
             break;
         }
         for (i, tag) in [(0, b'o'), (1, b'e')] {
@@ -423,6 +407,23 @@ fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
         fd,
         events,
         revents: 0,
+    }
+}
+
+/// Polls `fds`, followed by the attach clients' sockets unless output is `blocked` (their
+/// input then waits until the container takes what is pending); `false` if poll fails.
+fn poll_with_clients(fds: &mut Vec<libc::pollfd>, clients: &[i32], blocked: bool) -> bool {
+    if !blocked {
+        fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
+    }
+    loop {
+        // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } >= 0 {
+            return true;
+        }
+        if !interrupted() {
+            return false;
+        }
     }
 }
 
