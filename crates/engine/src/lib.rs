@@ -1267,15 +1267,7 @@ impl Engine {
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
                 resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
-                extra: Vec::new(),
             });
-        let net = match net {
-            Some(mut n) => {
-                n.extra = netwire::recorded_connects(self.store.conn(), &self.root, id)?;
-                Some(n)
-            }
-            None => None,
-        };
         Ok(Prepared {
             spec,
             overlay,
@@ -1334,6 +1326,8 @@ impl Engine {
                     hako_runtime::Stdin::Null
                 },
                 before_start: Some(&hook),
+                // The network's wiring needs the namespaces, not the cgroup.
+                before_start_during_cgroup_join: true,
                 console_socket: console
                     .as_ref()
                     .map(|c| std::os::fd::AsFd::as_fd(&c.theirs)),

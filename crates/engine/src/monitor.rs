@@ -224,6 +224,8 @@ fn become_monitor(prepared: &Prepared, tty: bool, interactive: bool) -> Result<i
                 hako_runtime::Stdin::Null
             },
             before_start: Some(&hook),
+            // The network's wiring needs the namespaces, not the cgroup.
+            before_start_during_cgroup_join: true,
             console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
             seccomp_cache: Some(&prepared.seccomp_cache),
             ..Default::default()

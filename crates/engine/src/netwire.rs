@@ -45,9 +45,6 @@ pub(crate) struct NetWire {
     /// The container's resolv.conf, to point at the network's name server; `None` with
     /// `--dns`, whose servers stay.
     pub(crate) resolv_file: Option<PathBuf>,
-    /// Further networks `network connect` recorded for the container, attached after the
-    /// first one (as eth1, ...).
-    pub(crate) extra: Vec<(String, AttachOptions)>,
 }
 
 fn open_db(root: &Path) -> std::result::Result<rusqlite::Connection, String> {
@@ -118,15 +115,21 @@ impl NetWire {
                 return Err(e);
             }
         }
-        for (network, extra) in &self.extra {
-            let mut extra = extra.clone();
-            if *network != nets.config().default_network {
+        // Further networks `network connect` recorded for the container, attached after the
+        // first one (as eth1, ...). Read here rather than when the start is prepared: the
+        // hook runs while the kernel moves the process into its cgroup, so this costs no time.
+        let recorded = nets.recorded_connects(&self.container_id).map_err(|e| {
+            let _ = nets.detach(&self.container_id);
+            e.to_string()
+        })?;
+        for (network, mut extra) in recorded {
+            if network != nets.config().default_network {
                 extra.names = opts.names.clone();
                 if extra.names.is_empty() {
                     extra.names = connect_names(conn, &self.container_id);
                 }
             }
-            match nets.attach(network, &self.container_id, pid, &extra) {
+            match nets.attach(&network, &self.container_id, pid, &extra) {
                 Ok(a) => allow_new_bridge(&nets, &a),
                 Err(e) => {
                     let _ = nets.detach(&self.container_id);
@@ -378,17 +381,6 @@ pub(crate) fn forget_connects(conn: &rusqlite::Connection, root: &Path, id: &str
     if let Ok(n) = networks(conn, root) {
         let _ = n.forget_connects(id);
     }
-}
-
-/// The networks `network connect` recorded for a container, to attach at its start.
-pub(crate) fn recorded_connects(
-    conn: &rusqlite::Connection,
-    root: &Path,
-    id: &str,
-) -> Result<Vec<(String, AttachOptions)>> {
-    networks(conn, root)?
-        .recorded_connects(id)
-        .map_err(|e| Error::Invalid(format!("network: {e}")))
 }
 
 #[cfg(test)]

@@ -1396,6 +1396,14 @@ impl<'c> Networks<'c> {
 
     /// One network by name, or [`Error::NetworkNotFound`]. A unique ID prefix also works.
     pub fn inspect(&self, name: &str) -> Result<NetworkInfo> {
+        let mut n = self.lookup(name)?;
+        n.endpoints = endpoints(self.conn, &n.name)?;
+        Ok(n)
+    }
+
+    /// [`Networks::inspect`] without the endpoints, which an attach does not need (and which
+    /// grow with every container on the network).
+    fn lookup(&self, name: &str) -> Result<NetworkInfo> {
         let mut n = self
             .conn
             .query_row(
@@ -1410,7 +1418,6 @@ impl<'c> Networks<'c> {
             .optional()?
             .ok_or_else(|| Error::NetworkNotFound(name.to_string()))?;
         load_v6(self.conn, &mut n)?;
-        n.endpoints = endpoints(self.conn, &n.name)?;
         Ok(n)
     }
 
@@ -1449,13 +1456,13 @@ impl<'c> Networks<'c> {
     /// The network `name` (the default network is created on first use), and whether its
     /// bridge was made now.
     fn network_for_attach(&self, name: &str) -> Result<(NetworkInfo, bool)> {
-        match self.inspect(name) {
+        match self.lookup(name) {
             Err(Error::NetworkNotFound(_)) if name == self.cfg.default_network => {
                 let bridge = self.cfg.default_bridge.clone();
                 match self.create_inner(name, &CreateOptions::default(), Some(&bridge)) {
                     Ok(n) => Ok((n, true)),
                     // Another hako created it meanwhile.
-                    Err(Error::NetworkExists(_)) => Ok((self.inspect(name)?, false)),
+                    Err(Error::NetworkExists(_)) => Ok((self.lookup(name)?, false)),
                     Err(e) => Err(e),
                 }
             }
@@ -1986,7 +1993,7 @@ impl<'c> Networks<'c> {
         let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
         let mut recreated = false;
         let bridge = match nl
-            .link_by_name(&net.bridge)
+            .index_of(&net.bridge)
             .map_err(nl_err("looking up the bridge"))?
         {
             Some(l) => l,
@@ -1994,7 +2001,7 @@ impl<'c> Networks<'c> {
                 // After a reboot the database outlives the kernel state.
                 self.ensure_kernel(net)?;
                 recreated = true;
-                nl.link_by_name(&net.bridge)
+                nl.index_of(&net.bridge)
                     .map_err(nl_err("looking up the bridge"))?
                     .ok_or_else(|| Error::Netlink {
                         op: format!("bridge {} vanished", net.bridge),
@@ -2006,7 +2013,7 @@ impl<'c> Networks<'c> {
         let create = |nl: &mut Netlink| {
             nl.create_veth(
                 &att.host_veth,
-                bridge.index,
+                bridge,
                 net.link_mtu(),
                 &att.interface,
                 ns,
@@ -2023,15 +2030,15 @@ impl<'c> Networks<'c> {
             Err(e) => return Err(nl_err(format!("creating veth {}", att.host_veth))(e)),
         }
         let host = nl
-            .link_by_name(&att.host_veth)
+            .index_of(&att.host_veth)
             .map_err(nl_err("looking up the veth"))?
             .ok_or_else(|| Error::Netlink {
                 op: format!("veth {} vanished", att.host_veth),
                 source: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
-        nl.set_hairpin(host.index)
+        nl.set_hairpin(host)
             .map_err(nl_err(format!("hairpin mode on {}", att.host_veth)))?;
-        nl.set_addr_gen_none(host.index).map_err(nl_err(format!(
+        nl.set_addr_gen_none(host).map_err(nl_err(format!(
             "IPv6 address generation on {}",
             att.host_veth
         )))?;
@@ -2054,27 +2061,27 @@ impl<'c> Networks<'c> {
         cnl.set_up(netlink::LOOPBACK_INDEX)
             .map_err(nl_err("setting lo up"))?;
         let eth = cnl
-            .link_by_name(&att.interface)
+            .index_of(&att.interface)
             .map_err(nl_err("container interface"))?
             .ok_or_else(|| Error::Netlink {
                 op: format!("{} missing in the container", att.interface),
                 source: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
-        cnl.add_addr4(eth.index, att.ip, att.prefix)
+        cnl.add_addr4(eth, att.ip, att.prefix)
             .map_err(nl_err(format!("adding {} in the container", att.ip)))?;
-        cnl.set_up(eth.index)
+        cnl.set_up(eth)
             .map_err(nl_err(format!("setting {} up", att.interface)))?;
         if let Some((ip6, prefix6, _)) = att.ip6 {
-            cnl.add_addr6(eth.index, ip6, prefix6)
+            cnl.add_addr6(eth, ip6, prefix6)
                 .map_err(nl_err(format!("adding {ip6} in the container")))?;
         }
         if !net.internal {
-            cnl.add_default_route4(eth.index, net.gateway, net.route_mtu())
+            cnl.add_default_route4(eth, net.gateway, net.route_mtu())
                 .map_err(nl_err("adding the default route in the container"))?;
             if let Some((_, _, g6)) = att.ip6 {
                 // IPv6 needs at least 1280 on every link.
                 let mtu6 = net.route_mtu().map(|m| m.max(1280));
-                cnl.add_default_route6(eth.index, g6, mtu6)
+                cnl.add_default_route6(eth, g6, mtu6)
                     .map_err(nl_err("adding the IPv6 default route in the container"))?;
             }
         }

@@ -387,6 +387,35 @@ impl Netlink {
         self.get_link(m)
     }
 
+    /// The index of link `name` in this socket's namespace, or `None` if there is none.
+    ///
+    /// An `SIOCGIFINDEX` ioctl rather than `RTM_GETLINK`: the kernel answers a GETLINK with
+    /// the link's every attribute and statistic (~0.1 ms of its CPU each, a quarter of an
+    /// attach's netlink time when only the index was wanted).
+    pub fn index_of(&self, name: &str) -> io::Result<Option<i32>> {
+        if name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: ifreq is plain old data; all zeroes is a valid (empty) request.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFINDEX reads ifr_name (NUL-terminated: the name is shorter than the
+        // zeroed array) and writes only ifru_ifindex of the ifreq we own. A netlink socket
+        // passes device ioctls on to its namespace's devices.
+        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODEV) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: a successful SIOCGIFINDEX filled in the ifindex member of the union.
+        Ok(Some(unsafe { req.ifr_ifru.ifru_ifindex }))
+    }
+
     /// The link with index `index`.
     pub fn link_by_index(&mut self, index: i32) -> io::Result<Option<Link>> {
         let m = Msg::new(RTM_GETLINK, NLM_F_ACK).ifinfo(0, index, 0, 0);

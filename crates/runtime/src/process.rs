@@ -199,13 +199,13 @@ fn clone_and_start(
         None => Ok(()),
     };
     drop(mapped_w);
-    let joined = mapped.and_then(|()| match cgroup {
-        Some(cg) => cg.add_task(pid.as_raw()).map_err(Error::from),
-        None => Ok(()),
-    });
-    let joined = joined.and_then(|()| match before_start {
-        Some(hook) => hook(pid.as_raw()).map_err(Error::Setup),
-        None => Ok(()),
+    let joined = mapped.and_then(|()| {
+        join_and_hook(
+            cgroup,
+            before_start,
+            pid.as_raw(),
+            prepared.before_start_during_cgroup_join,
+        )
     });
     let started = joined.and_then(|()| {
         nix::unistd::write(&go_w, &[1u8])
@@ -224,6 +224,47 @@ fn clone_and_start(
     }
     started?;
     Ok((running, (!report.is_empty()).then_some(Report(report))))
+}
+
+/// Puts the child `pid` into `cgroup` and runs `before_start`: one after the other, or, with
+/// `overlap`, the hook here while a helper thread sleeps in the kernel's cgroup migration (see
+/// [`crate::SpawnOptions::before_start_during_cgroup_join`]). Either failure fails the start;
+/// the caller kills the child, and undoes what the hook made as it does for a failed hook.
+fn join_and_hook(
+    cgroup: Option<&hako_cgroups::Cgroup>,
+    before_start: Option<&dyn Fn(i32) -> Result<(), String>>,
+    pid: i32,
+    overlap: bool,
+) -> Result<(), Error> {
+    let hook = |()| match before_start {
+        Some(hook) => hook(pid).map_err(Error::Setup),
+        None => Ok(()),
+    };
+    let Some(cg) = cgroup else {
+        return hook(());
+    };
+    if overlap && before_start.is_some() {
+        let overlapped = std::thread::scope(|s| {
+            // The thread only writes a pid to a few cgroup.procs files: no big stack. It
+            // inherits our blocked signals, so the supervised ones still reach only the wait.
+            let joiner = std::thread::Builder::new()
+                .name("cgroup-join".into())
+                .stack_size(64 * 1024)
+                .spawn_scoped(s, || cg.add_task(pid))
+                .ok()?;
+            let hooked = hook(());
+            let joined = joiner
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map_err(Error::from);
+            Some(joined.and(hooked))
+        });
+        // No thread to be had (EAGAIN): the sequential way below.
+        if let Some(r) = overlapped {
+            return r;
+        }
+    }
+    cg.add_task(pid).map_err(Error::from).and_then(hook)
 }
 
 /// A container whose process has set everything up and waits for [`start`] before exec.
@@ -582,5 +623,64 @@ impl Drop for Running {
         let set = supervised_set();
         while wait_signal(&set, Some(Duration::ZERO)).is_some() {}
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_and_hook;
+    use std::cell::Cell;
+
+    /// A real cgroup under the caller's, and a child to put in it.
+    fn cgroup_and_child(tag: &str) -> (hako_cgroups::Cgroup, std::process::Child) {
+        let system = hako_cgroups::CgroupSystem::detect().expect("cgroups");
+        let name = format!("hako-test-join-{tag}-{}", std::process::id());
+        let cg = system.create(None, &name).expect("create cgroup");
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        (cg, child)
+    }
+
+    fn done(cg: hako_cgroups::Cgroup, mut child: std::process::Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+        cg.remove().expect("remove cgroup");
+    }
+
+    #[test]
+    fn the_hook_runs_and_the_child_joins_with_or_without_overlap() {
+        for overlap in [false, true] {
+            let (cg, child) = cgroup_and_child(if overlap { "overlap" } else { "serial" });
+            let pid = child.id() as i32;
+            let ran = Cell::new(0);
+            let hook = |p: i32| {
+                assert_eq!(p, pid);
+                ran.set(ran.get() + 1);
+                Ok(())
+            };
+            join_and_hook(Some(&cg), Some(&hook), pid, overlap).expect("join and hook");
+            assert_eq!(ran.get(), 1, "overlap {overlap}");
+            assert_eq!(cg.pids().expect("pids"), vec![pid], "overlap {overlap}");
+            done(cg, child);
+        }
+    }
+
+    #[test]
+    fn either_failure_fails_the_start_when_they_overlap() {
+        let (cg, child) = cgroup_and_child("hookfails");
+        let pid = child.id() as i32;
+        let failing = |_: i32| Err("no network today".to_string());
+        let e = join_and_hook(Some(&cg), Some(&failing), pid, true).unwrap_err();
+        assert!(e.to_string().contains("no network today"), "{e}");
+        done(cg, child);
+
+        // A pid that no process has: the join fails, though the hook went well.
+        let (cg, child) = cgroup_and_child("joinfails");
+        let ok = |_: i32| Ok(());
+        assert!(join_and_hook(Some(&cg), Some(&ok), i32::MAX, true).is_err());
+        assert!(cg.pids().expect("pids").is_empty());
+        done(cg, child);
     }
 }
