@@ -1377,7 +1377,11 @@ impl Engine {
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
         let cg_result = cgroup.remove();
-        let _ = netwire::release_exited(self.store.conn(), &self.root, id);
+        // Without a network of its own (none, host, container:) a container holds no leases:
+        // `network connect` refuses those modes.
+        if prepared.net.is_some() {
+            let _ = netwire::release_exited(self.store.conn(), &self.root, id);
+        }
         let code = status?.code();
         self.finish(id, dir, code, opts.auto_remove)?;
         cg_result?;
