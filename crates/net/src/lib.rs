@@ -1230,7 +1230,7 @@ impl<'c> Networks<'c> {
         // Never adopt a link we did not make: configuring (and on failure deleting) someone
         // else's interface would be far worse than refusing.
         if Netlink::open()
-            .and_then(|mut nl| nl.link_by_name(&bridge))
+            .and_then(|nl| nl.index_of(&bridge))
             .map_err(nl_err("looking up links"))?
             .is_some()
         {
@@ -1323,13 +1323,13 @@ impl<'c> Networks<'c> {
             Err(e) => return Err(nl_err(format!("creating bridge {}", n.bridge))(e)),
         }
         let link = nl
-            .link_by_name(&n.bridge)
+            .index_of(&n.bridge)
             .map_err(nl_err("looking up the bridge"))?
             .ok_or_else(|| Error::Netlink {
                 op: format!("bridge {} vanished", n.bridge),
                 source: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
-        nl.add_addr4(link.index, n.gateway, n.subnet.prefix)
+        nl.add_addr4(link, n.gateway, n.subnet.prefix)
             .map_err(nl_err(format!("adding {} to {}", n.gateway, n.bridge)))?;
         if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
             // A host whose default is IPv6 off for new interfaces would refuse the address.
@@ -1337,13 +1337,13 @@ impl<'c> Networks<'c> {
                 &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.bridge),
                 "0",
             )?;
-            nl.add_addr6(link.index, g6, s6.prefix)
+            nl.add_addr6(link, g6, s6.prefix)
                 .map_err(nl_err(format!("adding {g6} to {}", n.bridge)))?;
             if !n.internal {
                 write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
             }
         }
-        nl.set_up(link.index)
+        nl.set_up(link)
             .map_err(nl_err(format!("setting {} up", n.bridge)))?;
         // route_localnet: lets DNATed packets from 127.0.0.1 leave through the bridge (the
         // masquerade rule then gives them the gateway's address).
@@ -2501,10 +2501,7 @@ fn uplink_mtu() -> Result<u32> {
         .route_oif(Ipv4Addr::new(1, 1, 1, 1))
         .map_err(nl_err("looking up the default route"))?;
     let mtu = match oif {
-        Some(i) => nl
-            .link_by_index(i)
-            .map_err(nl_err("looking up the uplink"))?
-            .and_then(|l| l.mtu),
+        Some(i) => nl.mtu_of(i).map_err(nl_err("looking up the uplink"))?,
         None => None,
     };
     Ok(mtu.unwrap_or(1500))

@@ -88,13 +88,6 @@ pub(crate) struct SetElem {
     pub data: Option<Vec<u8>>,
 }
 
-/// A link as the kernel reports it.
-#[derive(Debug, Clone)]
-pub(crate) struct Link {
-    pub index: i32,
-    pub mtu: Option<u32>,
-}
-
 /// An IPv6 route of the main table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Route6 {
@@ -380,13 +373,6 @@ impl Netlink {
         self.recv(seq, |_, _| {})
     }
 
-    /// The link named `name`, or `None` if there is none.
-    pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
-        let mut m = Msg::new(RTM_GETLINK, NLM_F_ACK).ifinfo(0, 0, 0, 0);
-        m.attr_str(IFLA_IFNAME, name);
-        self.get_link(m)
-    }
-
     /// The index of link `name` in this socket's namespace, or `None` if there is none.
     ///
     /// An `SIOCGIFINDEX` ioctl rather than `RTM_GETLINK`: the kernel answers a GETLINK with
@@ -416,22 +402,16 @@ impl Netlink {
         Ok(Some(unsafe { req.ifr_ifru.ifru_ifindex }))
     }
 
-    /// The link with index `index`.
-    pub fn link_by_index(&mut self, index: i32) -> io::Result<Option<Link>> {
+    /// The MTU of the link with index `index`, or `None` if there is no such link.
+    pub fn mtu_of(&mut self, index: i32) -> io::Result<Option<u32>> {
         let m = Msg::new(RTM_GETLINK, NLM_F_ACK).ifinfo(0, index, 0, 0);
-        self.get_link(m)
-    }
-
-    fn get_link(&mut self, m: Msg) -> io::Result<Option<Link>> {
         let seq = self.send(m)?;
         let mut out = None;
         let r = self.recv(seq, |ty, p| {
             if ty == RTM_NEWLINK && p.len() >= 16 {
-                let index = i32::from_ne_bytes(p[4..8].try_into().unwrap());
-                let mtu = attrs(&p[16..])
+                out = attrs(&p[16..])
                     .find(|(t, _)| *t == IFLA_MTU)
                     .and_then(|(_, v)| u32_of(v));
-                out = Some(Link { index, mtu });
             }
         });
         match r {
