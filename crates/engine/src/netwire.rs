@@ -96,7 +96,7 @@ impl NetWire {
         let a = nets
             .attach(&self.network, &self.container_id, pid, &opts)
             .map_err(|e| e.to_string())?;
-        allow_new_bridge(&nets, &a);
+        allow_new_bridge(&a);
         // The file is bind-mounted into the container already: append in place, keeping the
         // inode, so the container sees its own address like Docker's /etc/hosts shows it.
         // One write: `writeln!` on a File makes a system call per formatted piece.
@@ -130,7 +130,7 @@ impl NetWire {
                 }
             }
             match nets.attach(&network, &self.container_id, pid, &extra) {
-                Ok(a) => allow_new_bridge(&nets, &a),
+                Ok(a) => allow_new_bridge(&a),
                 Err(e) => {
                     let _ = nets.detach(&self.container_id);
                     return Err(format!("network {network}: {e}"));
@@ -178,12 +178,10 @@ fn iptables(args: &[&str]) -> bool {
 }
 
 /// [`allow_forwarding`] for the bridge of an attach that brought it up (the only time it is
-/// needed, so a plain attach pays no lookup for it).
-fn allow_new_bridge(nets: &Networks<'_>, a: &hako_net::Attachment) {
-    if a.bridge_created {
-        if let Ok(info) = nets.inspect(&a.network) {
-            allow_forwarding(&info.bridge);
-        }
+/// needed, so a plain attach pays nothing for it).
+fn allow_new_bridge(a: &hako_net::Attachment) {
+    if let Some(bridge) = &a.new_bridge {
+        allow_forwarding(bridge);
     }
 }
 
@@ -344,7 +342,7 @@ impl crate::Engine {
             opts.names = vec![c.name.clone(), c.id[..12].to_string()];
         }
         match nets.attach(&net.name, &c.id, pid, &opts) {
-            Ok(a) => allow_new_bridge(&nets, &a),
+            Ok(a) => allow_new_bridge(&a),
             Err(e) => {
                 let _ = nets.forget_connect(&c.id, &net.name);
                 return Err(invalid(e));

@@ -485,9 +485,9 @@ pub struct Attachment {
     /// The network's name server, for the container's resolv.conf (user-defined networks
     /// with [`Config::dns_server`] set).
     pub dns: Option<Ipv4Addr>,
-    /// Whether this attach brought the network's bridge up (the default network's first use,
+    /// The network's bridge, if this attach brought it up (the default network's first use,
     /// or the first after a reboot), so the caller can add what goes with a new bridge.
-    pub bridge_created: bool,
+    pub new_bridge: Option<String>,
 }
 
 const SCHEMA: &str = "
@@ -1538,7 +1538,9 @@ impl<'c> Networks<'c> {
             e
         };
         match self.wire(&net, &ns, &att) {
-            Ok(recreated) => att.bridge_created = created || recreated,
+            Ok(recreated) => {
+                att.new_bridge = (created || recreated).then(|| net.bridge.clone());
+            }
             Err(e) => return Err(undo(e)),
         }
         if net.name != self.cfg.default_network {
@@ -1973,7 +1975,7 @@ impl<'c> Networks<'c> {
             interface,
             host_veth,
             dns: None,
-            bridge_created: false,
+            new_bridge: None,
             ports: rows
                 .iter()
                 .map(|r| PublishedPort {
