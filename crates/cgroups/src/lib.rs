@@ -1033,8 +1033,20 @@ impl Cgroup {
             // The default goes first and drops the old exceptions, so the result does not
             // depend on what the cgroup had before (and a deny default closes everything
             // before the allowed devices are opened again).
-            for (file, line) in canonical.v1_writes() {
-                Self::set(dir, file, line.as_bytes(), "devices")?;
+            let writes = canonical.v1_writes();
+            // Consecutive lines for the same file share one open (the exceptions all go to
+            // one file).
+            let mut rest = &writes[..];
+            while let Some((file, _)) = rest.first() {
+                let n = rest.iter().take_while(|(f, _)| f == file).count();
+                let path = dir.join(file);
+                if !fs::write_each(&path, rest[..n].iter().map(|(_, l)| l.as_bytes()))? {
+                    return Err(Error::Unsupported {
+                        controller: "devices",
+                        path,
+                    });
+                }
+                rest = &rest[n..];
             }
             return Ok(());
         }

@@ -1285,10 +1285,15 @@ fn hybrid_devices_go_to_v1_unless_unmounted() {
         ..Default::default()
     })
     .unwrap();
-    // The fake tree keeps the last write of each file: the default went to devices.deny, the
-    // exceptions to devices.allow. The kernel's own list is checked in tests/host.rs.
+    // The fake tree keeps what each open of a file received, the writes run together: the
+    // default went to devices.deny, then each exception to devices.allow through one open.
+    // The kernel's own list is checked in tests/devices.rs.
     assert_eq!(t.read("devices/c/devices.deny"), "a");
-    assert_eq!(t.read("devices/c/devices.allow"), "c 136:* rwm");
+    assert_eq!(
+        t.read("devices/c/devices.allow"),
+        "c *:* mb *:* mc 1:3 rwmc 1:5 rwmc 1:7 rwmc 1:8 rwmc 1:9 rwmc 5:0 rwmc 5:1 rwmc 5:2 rwm\
+         c 10:200 rwmc 136:* rwm"
+    );
     assert!(fake_program(&t.p("unified/c")).is_none());
     c.remove().unwrap();
 
