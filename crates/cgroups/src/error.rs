@@ -92,6 +92,17 @@ pub enum Error {
     /// The requested resource values are inconsistent.
     #[error("invalid resources: {0}")]
     InvalidResources(&'static str),
+    /// A cgroup v2 device program could not be loaded, attached or replaced.
+    #[error("cgroup device filter: {op} ({path}): {source}")]
+    Bpf {
+        /// The step that failed, e.g. "attach the device program".
+        op: &'static str,
+        /// The cgroup2 directory.
+        path: PathBuf,
+        /// Underlying error (with the verifier's last words when it refused the program).
+        #[source]
+        source: io::Error,
+    },
     /// A limit was requested for a controller this cgroup does not have.
     #[error("cgroup controller {controller} is not available ({path})")]
     Unsupported {

@@ -37,6 +37,31 @@ pub(crate) fn write_raw(path: &Path, value: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes each of `values` with a write(2) of its own to one open of `path`: cgroupfs takes
+/// every write as a whole request, so a list of rules costs one open instead of one each.
+/// `Ok(false)` if `path` does not exist.
+pub(crate) fn write_each<'a>(
+    path: &Path,
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<bool, Error> {
+    let file = match open_write(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(write_err(path, b"", e)),
+    };
+    for value in values {
+        match (&file).write(value) {
+            Ok(n) if n == value.len() => {}
+            Ok(_) => {
+                let short = io::Error::new(io::ErrorKind::WriteZero, "short write to cgroup file");
+                return Err(write_err(path, value, short));
+            }
+            Err(e) => return Err(write_err(path, value, e)),
+        }
+    }
+    Ok(true)
+}
+
 /// [`write_raw`] with the error wrapped for the caller.
 pub(crate) fn write(path: &Path, value: &[u8]) -> Result<(), Error> {
     write_raw(path, value).map_err(|source| write_err(path, value, source))

@@ -10,6 +10,8 @@
 
 #![deny(missing_docs)]
 
+mod bpf;
+mod devices;
 mod error;
 mod fs;
 mod parse;
@@ -405,7 +407,12 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
     /// Relative block I/O weight, 10..=1000 (v1 blkio scale).
     pub blkio_weight: Option<u16>,
-    /// Device access rules, applied in order (the OCI `linux.resources.devices` list).
+    /// Device access rules (the OCI `linux.resources.devices` list), read in order as the
+    /// cgroup v1 kernel reads writes to `devices.allow`/`devices.deny`, starting from
+    /// everything allowed: an `a` rule sets the default and drops what came before, `b`/`c`
+    /// rules make exceptions to it. The list is the cgroup's whole device access: applying
+    /// another replaces it (on cgroup v2, the eBPF program generated from it replaces the
+    /// previous one instead of adding to it).
     pub devices: Option<Vec<DeviceRule>>,
     /// Kernel swappiness for the cgroup's memory, 0..=100 (v1 only).
     pub memory_swappiness: Option<u64>,
@@ -503,7 +510,11 @@ pub struct DeviceRule {
 impl DeviceRule {
     /// The line the v1 `devices.allow`/`devices.deny` files take, e.g. `c 1:3 rwm`.
     pub fn v1_line(&self) -> String {
-        let num = |n: Option<i64>| n.map_or_else(|| "*".to_owned(), |n| n.to_string());
+        // Some OCI writers spell "any" as -1.
+        let num = |n: Option<i64>| {
+            n.filter(|n| *n >= 0)
+                .map_or_else(|| "*".to_owned(), |n| n.to_string())
+        };
         if self.kind == 'a' {
             return format!("a *:* {}", self.access);
         }
@@ -1008,30 +1019,43 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Applies a device rule list as the whole of the cgroup's device access (see
+    /// [`Resources::devices`]).
+    ///
+    /// A v1 devices hierarchy, where there is one, decides alone: on a hybrid host the kernel
+    /// checks both it and cgroup2's programs, so a program would only repeat the v1 rules at
+    /// the cost of a verifier run per container. Without one (pure cgroup2, or a hybrid host
+    /// that leaves the devices controller unmounted), the rules become an eBPF program on the
+    /// cgroup2 directory.
     fn apply_devices(&self, rules: &[DeviceRule]) -> Result<(), Error> {
-        // cgroup v2 filters devices with an eBPF program only; refusing is safer than running
-        // the container with every device open.
-        let dir = self.v1_dir(DEVICES).ok_or_else(|| Error::Unsupported {
+        let canonical = devices::Canonical::from_rules(rules)?;
+        if let Some(dir) = self.v1_dir(DEVICES) {
+            // The default goes first and drops the old exceptions, so the result does not
+            // depend on what the cgroup had before (and a deny default closes everything
+            // before the allowed devices are opened again).
+            let writes = canonical.v1_writes();
+            // Consecutive lines for the same file share one open (the exceptions all go to
+            // one file).
+            let mut rest = &writes[..];
+            while let Some((file, _)) = rest.first() {
+                let n = rest.iter().take_while(|(f, _)| f == file).count();
+                let path = dir.join(file);
+                if !fs::write_each(&path, rest[..n].iter().map(|(_, l)| l.as_bytes()))? {
+                    return Err(Error::Unsupported {
+                        controller: "devices",
+                        path,
+                    });
+                }
+                rest = &rest[n..];
+            }
+            return Ok(());
+        }
+        let dir = self.v2_dir().ok_or_else(|| Error::Unsupported {
             controller: "devices",
             path: self.paths.first().cloned().unwrap_or_default(),
         })?;
-        for rule in rules {
-            if !matches!(rule.kind, 'a' | 'c' | 'b')
-                || rule.access.is_empty()
-                || !rule.access.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
-            {
-                return Err(Error::InvalidResources(
-                    "device rules need type a, c or b and access made of r, w, m",
-                ));
-            }
-            let file = if rule.allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            };
-            Self::set(dir, file, rule.v1_line().as_bytes(), "devices")?;
-        }
-        Ok(())
+        let program = (!canonical.allows_all()).then(|| devices::program(&canonical));
+        bpf::attach_device_program(dir, program.as_deref())
     }
 
     fn apply_memory(&self, res: &Resources) -> Result<(), Error> {

@@ -943,3 +943,401 @@ fn blkio_device_weights_and_rdma_v2() {
         "mlx4_0 hca_handle=2 hca_object=2000"
     );
 }
+
+// ---- device rules: the v1 semantics, the eBPF program generated from them, and which
+// hierarchy takes them.
+
+use crate::devices::{self, Canonical, Insn, ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_BLOCK, DEV_CHAR};
+
+fn dev_rule(
+    allow: bool,
+    kind: char,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> DeviceRule {
+    DeviceRule {
+        allow,
+        kind,
+        major,
+        minor,
+        access: access.into(),
+    }
+}
+
+/// Docker's rules for a container that is not privileged, as runc writes them.
+fn docker_rules() -> Vec<DeviceRule> {
+    let mut r = vec![
+        dev_rule(false, 'a', None, None, "rwm"),
+        dev_rule(true, 'c', None, None, "m"),
+        dev_rule(true, 'b', None, None, "m"),
+    ];
+    for (ma, mi) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
+        r.push(dev_rule(true, 'c', Some(ma), Some(mi), "rwm"));
+    }
+    r.push(dev_rule(true, 'c', Some(136), None, "rwm"));
+    r
+}
+
+/// Runs a generated program the way the kernel would, on `struct bpf_cgroup_dev_ctx`. Only
+/// the instructions the generator emits are known; anything else, a backward or out-of-range
+/// jump, or an exit with r0 unset fails the test (the verifier would refuse those too).
+fn run_program(p: &[Insn], typ: u32, major: u32, minor: u32, access: u32) -> bool {
+    let ctx = [(access << 16) | typ, major, minor];
+    let mut r = [0u64; 11];
+    let mut set = [false; 11];
+    set[1] = true;
+    let mut pc = 0usize;
+    loop {
+        let i = p
+            .get(pc)
+            .unwrap_or_else(|| panic!("fell off the program at {pc}"));
+        let (dst, src) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
+        let jump = |off: i16| {
+            assert!(off >= 0, "backward jump at {pc}");
+            let to = pc + 1 + off as usize;
+            assert!(to < p.len(), "jump out of the program at {pc}");
+            to
+        };
+        let low = |v: u64| v as u32;
+        pc = match i.code {
+            devices::LDX_MEM_W => {
+                assert_eq!(src, 1, "loads come from the context");
+                assert!(
+                    i.off >= 0 && i.off % 4 == 0 && i.off < 12,
+                    "context offset {}",
+                    i.off
+                );
+                r[dst] = u64::from(ctx[i.off as usize / 4]);
+                set[dst] = true;
+                pc + 1
+            }
+            devices::ALU32_AND_K => {
+                assert!(set[dst]);
+                r[dst] = u64::from(low(r[dst]) & i.imm as u32);
+                pc + 1
+            }
+            devices::ALU32_RSH_K => {
+                assert!(set[dst]);
+                r[dst] = u64::from(low(r[dst]) >> i.imm);
+                pc + 1
+            }
+            devices::ALU32_MOV_X => {
+                assert!(set[src]);
+                r[dst] = u64::from(low(r[src]));
+                set[dst] = true;
+                pc + 1
+            }
+            devices::ALU64_MOV_K => {
+                r[dst] = i.imm as i64 as u64;
+                set[dst] = true;
+                pc + 1
+            }
+            devices::JMP32_JEQ_K if low(r[dst]) == i.imm as u32 => jump(i.off),
+            devices::JMP32_JNE_K if low(r[dst]) != i.imm as u32 => jump(i.off),
+            devices::JMP32_JNE_X if low(r[dst]) != low(r[src]) => jump(i.off),
+            devices::JMP32_JEQ_K | devices::JMP32_JNE_K | devices::JMP32_JNE_X => pc + 1,
+            devices::JMP_EXIT => {
+                assert!(set[0], "exit with r0 unset");
+                return match r[0] {
+                    0 => false,
+                    1 => true,
+                    v => panic!("program returned {v}"),
+                };
+            }
+            other => panic!("unknown opcode {other:#x} at {pc}"),
+        };
+    }
+}
+
+/// Every access of interest: both types, the numbers the rules name and others, each access.
+fn probes() -> Vec<(u32, u32, u32, u32)> {
+    let mut out = Vec::new();
+    for typ in [DEV_BLOCK, DEV_CHAR] {
+        for (ma, mi) in [
+            (1, 3),
+            (1, 11),
+            (5, 1),
+            (10, 200),
+            (10, 232),
+            (136, 7),
+            (254, 0),
+            (0, 0),
+            (4_000_000_000, 7),
+        ] {
+            for access in 1..=7 {
+                out.push((typ, ma, mi, access));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn device_rules_reduce_as_v1_does() {
+    let c = Canonical::from_rules(&docker_rules()).unwrap();
+    assert!(!c.default_allow);
+    assert_eq!(c.exceptions.len(), 12);
+    let allows = |typ, ma, mi, acc| c.allows(typ, ma, mi, acc);
+    assert!(allows(DEV_CHAR, 1, 3, ACC_READ | ACC_WRITE));
+    assert!(allows(DEV_CHAR, 136, 42, ACC_READ | ACC_WRITE));
+    // mknod of anything, opening of nothing else: /dev/kvm, /dev/kmsg, the disk.
+    assert!(allows(DEV_CHAR, 10, 232, ACC_MKNOD));
+    assert!(allows(DEV_BLOCK, 254, 0, ACC_MKNOD));
+    assert!(!allows(DEV_CHAR, 10, 232, ACC_READ));
+    assert!(!allows(DEV_CHAR, 1, 11, ACC_WRITE));
+    assert!(!allows(DEV_BLOCK, 254, 0, ACC_READ));
+    assert!(!allows(DEV_CHAR, 10, 232, ACC_READ | ACC_MKNOD));
+
+    // An `a` rule starts over, whatever numbers and access it names.
+    let mut r = docker_rules();
+    r.push(dev_rule(true, 'a', Some(1), Some(3), "r"));
+    let c = Canonical::from_rules(&r).unwrap();
+    assert!(c.allows_all());
+    // No rules: a new cgroup allows everything.
+    assert!(Canonical::from_rules(&[]).unwrap().allows_all());
+
+    // Against the default: exceptions merge per device; with it: access is taken away from
+    // the exception for exactly that device (a wildcard does not reach 1:3).
+    let c = Canonical::from_rules(&[
+        dev_rule(false, 'a', None, None, "rwm"),
+        dev_rule(true, 'c', Some(1), Some(3), "r"),
+        dev_rule(true, 'c', Some(1), Some(3), "w"),
+        dev_rule(true, 'c', Some(1), Some(5), "rwm"),
+        dev_rule(false, 'c', Some(1), Some(5), "w"),
+        dev_rule(false, 'c', Some(1), None, "rwm"),
+        dev_rule(true, 'c', Some(2), Some(2), "m"),
+        dev_rule(false, 'c', Some(2), Some(2), "m"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.exceptions,
+        vec![
+            devices::Exception {
+                typ: DEV_CHAR,
+                major: Some(1),
+                minor: Some(3),
+                access: ACC_READ | ACC_WRITE
+            },
+            devices::Exception {
+                typ: DEV_CHAR,
+                major: Some(1),
+                minor: Some(5),
+                access: ACC_READ | ACC_MKNOD
+            },
+        ]
+    );
+    assert_eq!(
+        c.v1_writes(),
+        vec![
+            ("devices.deny", "a".to_string()),
+            ("devices.allow", "c 1:3 rw".to_string()),
+            ("devices.allow", "c 1:5 rm".to_string()),
+        ]
+    );
+
+    // A deny list on an allow default; -1 is "any", as some OCI writers put it.
+    let c = Canonical::from_rules(&[
+        dev_rule(true, 'a', None, None, "rwm"),
+        dev_rule(false, 'b', Some(-1), Some(-1), "rw"),
+        dev_rule(false, 'c', Some(10), Some(232), "w"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.v1_writes(),
+        vec![
+            ("devices.allow", "a".to_string()),
+            ("devices.deny", "b *:* rw".to_string()),
+            ("devices.deny", "c 10:232 w".to_string()),
+        ]
+    );
+    assert!(c.allows(DEV_BLOCK, 8, 0, ACC_MKNOD));
+    assert!(!c.allows(DEV_BLOCK, 8, 0, ACC_READ));
+    assert!(c.allows(DEV_CHAR, 10, 232, ACC_READ));
+    // Any overlap with a deny exception denies.
+    assert!(!c.allows(DEV_CHAR, 10, 232, ACC_READ | ACC_WRITE));
+
+    for bad in [
+        dev_rule(true, 'x', None, None, "rwm"),
+        dev_rule(true, 'c', None, None, ""),
+        dev_rule(true, 'c', None, None, "rwx"),
+        dev_rule(true, 'c', Some(1 << 33), None, "r"),
+    ] {
+        let e = Canonical::from_rules(&[bad]).unwrap_err();
+        assert!(matches!(e, Error::InvalidResources(_)), "{e}");
+    }
+}
+
+#[test]
+fn device_program_decides_as_the_v1_kernel() {
+    let lists = vec![
+        docker_rules(),
+        vec![dev_rule(true, 'a', None, None, "rwm")],
+        vec![dev_rule(false, 'a', None, None, "rwm")],
+        vec![
+            dev_rule(false, 'a', None, None, "rwm"),
+            dev_rule(true, 'c', Some(10), Some(232), "r"),
+            dev_rule(true, 'b', None, Some(0), "rw"),
+            dev_rule(true, 'c', Some(4_000_000_000), None, "rwm"),
+        ],
+        vec![
+            dev_rule(false, 'b', None, None, "rw"),
+            dev_rule(false, 'c', Some(1), Some(11), "w"),
+            dev_rule(false, 'c', Some(136), None, "m"),
+        ],
+    ];
+    for rules in lists {
+        let c = Canonical::from_rules(&rules).unwrap();
+        let p = devices::program(&c);
+        for (typ, ma, mi, acc) in probes() {
+            assert_eq!(
+                run_program(&p, typ, ma, mi, acc),
+                c.allows(typ, ma, mi, acc),
+                "type {typ} {ma}:{mi} access {acc} with {rules:?}"
+            );
+        }
+    }
+}
+
+/// The fake kernel's program of a directory, decoded.
+fn fake_program(dir: &Path) -> Option<Vec<Insn>> {
+    let bytes = stdfs::read(dir.join(crate::bpf::FAKE_PROGRAM)).ok()?;
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|b| Insn {
+                code: b[0],
+                regs: b[1],
+                off: i16::from_le_bytes([b[2], b[3]]),
+                imm: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn v2_devices_become_a_program_that_is_replaced() {
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let c = CgroupSystem::from_parts(&mi, &cg)
+        .unwrap()
+        .create(None, "c")
+        .unwrap();
+    let dir = t.p("unified/user.slice/x/c");
+    let with = |rules: Vec<DeviceRule>| Resources {
+        devices: Some(rules),
+        ..Default::default()
+    };
+    c.apply(&with(docker_rules())).unwrap();
+    let p = fake_program(&dir).expect("a device program on the cgroup2 directory");
+    assert!(run_program(&p, DEV_CHAR, 1, 3, ACC_READ | ACC_WRITE));
+    assert!(!run_program(&p, DEV_CHAR, 10, 232, ACC_READ));
+
+    // Applying again replaces the program (the fake kernel holds one per directory; the real
+    // attach is checked in tests/host.rs).
+    let mut more = docker_rules();
+    more.push(dev_rule(true, 'c', Some(10), Some(232), "rw"));
+    c.apply(&with(more)).unwrap();
+    let p = fake_program(&dir).unwrap();
+    assert!(run_program(&p, DEV_CHAR, 10, 232, ACC_READ | ACC_WRITE));
+
+    // Everything allowed: no program at all.
+    c.apply(&with(vec![dev_rule(true, 'a', None, None, "rwm")]))
+        .unwrap();
+    assert!(fake_program(&dir).is_none());
+    // Leaving devices unset leaves the program alone.
+    c.apply(&with(docker_rules())).unwrap();
+    c.apply(&Resources::default()).unwrap();
+    assert!(fake_program(&dir).is_some());
+    // Bad rules are refused before anything is written.
+    stdfs::remove_file(dir.join(crate::bpf::FAKE_PROGRAM)).unwrap();
+    assert!(c
+        .apply(&with(vec![dev_rule(true, 'c', None, None, "x")]))
+        .is_err());
+    assert!(fake_program(&dir).is_none());
+    c.remove().unwrap();
+}
+
+#[test]
+fn hybrid_devices_go_to_v1_unless_unmounted() {
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    stdfs::create_dir_all(t.p("devices")).unwrap();
+    mi += &t.mountinfo_line(49, "/", "devices", "cgroup cgroup rw,devices");
+    mi += &t.mountinfo_line(50, "/", "unified", "cgroup2 cgroup2 rw");
+    t.file("unified/cgroup.controllers", "");
+    t.file("unified/cgroup.subtree_control", "");
+    let sys = CgroupSystem::from_parts(&mi, &(cg.clone() + "5:devices:/\n")).unwrap();
+    assert_eq!(sys.mode(), Mode::Hybrid);
+    let c = sys.create(None, "c").unwrap();
+    c.apply(&Resources {
+        devices: Some(docker_rules()),
+        ..Default::default()
+    })
+    .unwrap();
+    // The fake tree keeps what each open of a file received, the writes run together: the
+    // default went to devices.deny, then each exception to devices.allow through one open.
+    // The kernel's own list is checked in tests/devices.rs.
+    assert_eq!(t.read("devices/c/devices.deny"), "a");
+    assert_eq!(
+        t.read("devices/c/devices.allow"),
+        "c *:* mb *:* mc 1:3 rwmc 1:5 rwmc 1:7 rwmc 1:8 rwmc 1:9 rwmc 5:0 rwmc 5:1 rwmc 5:2 rwm\
+         c 10:200 rwmc 136:* rwm"
+    );
+    assert!(fake_program(&t.p("unified/c")).is_none());
+    c.remove().unwrap();
+
+    // The same host without the devices hierarchy: cgroup2's program is the only filter.
+    let t = Tree::new();
+    let (mut mi, cg) = t.v1();
+    mi += &t.mountinfo_line(50, "/", "unified", "cgroup2 cgroup2 rw");
+    t.file("unified/cgroup.controllers", "");
+    t.file("unified/cgroup.subtree_control", "");
+    let c = CgroupSystem::from_parts(&mi, &cg)
+        .unwrap()
+        .create(None, "c")
+        .unwrap();
+    c.apply(&Resources {
+        devices: Some(docker_rules()),
+        ..Default::default()
+    })
+    .unwrap();
+    let p = fake_program(&t.p("unified/c")).expect("program on the cgroup2 directory");
+    assert!(!run_program(&p, DEV_BLOCK, 254, 0, ACC_READ));
+    c.remove().unwrap();
+
+    // v1 without devices and without cgroup2: refused rather than left open.
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let c = CgroupSystem::from_parts(&mi, &cg)
+        .unwrap()
+        .create(None, "c")
+        .unwrap();
+    let e = c
+        .apply(&Resources {
+            devices: Some(docker_rules()),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Unsupported {
+                controller: "devices",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    c.remove().unwrap();
+}

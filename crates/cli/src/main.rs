@@ -801,6 +801,9 @@ struct RunArgs {
     /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
     #[arg(long)]
     device: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list (e.g. 'c 42:* rmw')
+    #[arg(long)]
+    device_cgroup_rule: Vec<String>,
     /// PID namespace to use (host, container:NAME)
     #[arg(long)]
     pid: Option<String>,
@@ -1331,6 +1334,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
         publish: a.publish,
         publish_all: a.publish_all,
         devices: a.device,
+        device_cgroup_rules: a.device_cgroup_rule,
         pid_mode: a.pid,
         ipc_mode: a.ipc,
         uts_mode: a.uts,

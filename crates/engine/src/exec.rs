@@ -92,7 +92,10 @@ impl Engine {
             sysctl: Vec::new(),
             shm_size: None,
             no_new_privileges: run.no_new_privileges,
+            // The process joins the container's cgroup, and with it the container's device
+            // rules; it makes no device nodes of its own.
             devices: Vec::new(),
+            device_rules: Vec::new(),
         })
         .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
         // Every namespace is the container's, entered through its init process; the runtime

@@ -120,6 +120,12 @@ impl Engine {
                 "PidsLimit": opts.pids_limit,
                 "CgroupParent": opts.cgroup_parent.clone().unwrap_or_default(),
                 "Tmpfs": opts.tmpfs,
+                "Devices": opts.devices.iter().filter_map(|d| crate::options::parse_device(d).ok()).map(|d| serde_json::json!({
+                    "PathOnHost": d.host,
+                    "PathInContainer": d.container,
+                    "CgroupPermissions": d.permissions,
+                })).collect::<Vec<_>>(),
+                "DeviceCgroupRules": opts.device_cgroup_rules,
                 "Ulimits": opts.ulimits,
                 "RestartPolicy": {
                     "Name": opts.restart.as_deref().map(|r| r.split(':').next().unwrap_or("no")).unwrap_or("no"),

@@ -390,6 +390,8 @@ pub struct RunOptions {
     pub pid_mode: Option<String>,
     /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
     pub devices: Vec<String>,
+    /// `--device-cgroup-rule 'TYPE MAJOR:MINOR ACCESS'`.
+    pub device_cgroup_rules: Vec<String>,
     /// `--ipc host|container:NAME|private|shareable`.
     pub ipc_mode: Option<String>,
     /// `--uts host`.
@@ -1189,6 +1191,9 @@ impl Engine {
             plan.args.clone()
         };
         let mut warnings = Vec::new();
+        let devices = spec::resolve_devices(&plan.limits.devices, opts.privileged)?;
+        let device_rules =
+            limits::device_rules(opts.privileged, &devices, &plan.limits.device_cgroup_rules);
         let spec = spec::build(&spec::SpecInput {
             rootfs: &rootfs,
             args,
@@ -1212,19 +1217,8 @@ impl Engine {
             sysctl: plan.limits.sysctls.clone(),
             shm_size: plan.limits.shm_size,
             no_new_privileges: opts.no_new_privileges,
-            devices: opts
-                .devices
-                .iter()
-                .map(|d| {
-                    let mut parts = d.split(':');
-                    let host = PathBuf::from(parts.next().unwrap_or(""));
-                    let inside = parts
-                        .next()
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| host.clone());
-                    (host, inside)
-                })
-                .collect(),
+            devices,
+            device_rules: device_rules.clone(),
         })
         .map_err(|e| Error::Invalid(format!("{e}")))?;
         let mut spec = spec;
@@ -1245,7 +1239,11 @@ impl Engine {
         };
         let cgroups = CgroupSystem::detect()?;
         let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;
-        if let Err(e) = cgroup.apply(&plan.limits.resources) {
+        let resources = hako_cgroups::Resources {
+            devices: Some(device_rules),
+            ..plan.limits.resources.clone()
+        };
+        if let Err(e) = cgroup.apply(&resources) {
             let _ = cgroup.remove();
             return Err(e.into());
         }

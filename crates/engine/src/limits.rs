@@ -51,10 +51,82 @@ const ALL_CAPS: &[&str] = &[
     "CHECKPOINT_RESTORE",
 ];
 
+/// Docker's device cgroup rules for a container that is not privileged, as its dockerd (20.10,
+/// runc) leaves them in `devices.list`: nothing may be opened but the standard nodes, the
+/// terminals and /dev/net/tun; any node may be created (`m`), which a device cgroup allows
+/// because opening is what it checks. The isolation tests compare this with a real dockerd.
+pub(crate) const DEFAULT_DEVICE_RULES: &[(char, Option<i64>, Option<i64>, &str)] = &[
+    ('c', None, None, "m"),
+    ('b', None, None, "m"),
+    ('c', Some(1), Some(3), "rwm"),    // null
+    ('c', Some(1), Some(5), "rwm"),    // zero
+    ('c', Some(1), Some(7), "rwm"),    // full
+    ('c', Some(1), Some(8), "rwm"),    // random
+    ('c', Some(1), Some(9), "rwm"),    // urandom
+    ('c', Some(5), Some(0), "rwm"),    // tty
+    ('c', Some(5), Some(1), "rwm"),    // console
+    ('c', Some(5), Some(2), "rwm"),    // ptmx
+    ('c', Some(10), Some(200), "rwm"), // net/tun
+    ('c', Some(136), None, "rwm"),     // pts/*
+];
+
+/// A container's device rules: everything for `--privileged` (as Docker), otherwise nothing
+/// but [`DEFAULT_DEVICE_RULES`], the `--device` nodes with their permissions and the
+/// `--device-cgroup-rule`s.
+pub(crate) fn device_rules(
+    privileged: bool,
+    devices: &[crate::spec::Device],
+    extra: &[hako_cgroups::DeviceRule],
+) -> Vec<hako_cgroups::DeviceRule> {
+    use hako_cgroups::DeviceRule;
+    if privileged {
+        return vec![DeviceRule {
+            allow: true,
+            kind: 'a',
+            major: None,
+            minor: None,
+            access: "rwm".into(),
+        }];
+    }
+    let mut rules =
+        Vec::with_capacity(1 + DEFAULT_DEVICE_RULES.len() + devices.len() + extra.len());
+    rules.push(DeviceRule {
+        allow: false,
+        kind: 'a',
+        major: None,
+        minor: None,
+        access: "rwm".into(),
+    });
+    for (kind, major, minor, access) in DEFAULT_DEVICE_RULES {
+        rules.push(DeviceRule {
+            allow: true,
+            kind: *kind,
+            major: *major,
+            minor: *minor,
+            access: (*access).into(),
+        });
+    }
+    for d in devices {
+        rules.push(DeviceRule {
+            allow: true,
+            kind: if d.block { 'b' } else { 'c' },
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: d.permissions.clone(),
+        });
+    }
+    rules.extend(extra.iter().cloned());
+    rules
+}
+
 /// Parsed limits of one container.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Limits {
     pub(crate) resources: hako_cgroups::Resources,
+    /// `--device`, checked for syntax; the host's nodes are looked at when the container starts.
+    pub(crate) devices: Vec<options::DeviceRequest>,
+    /// `--device-cgroup-rule`.
+    pub(crate) device_cgroup_rules: Vec<hako_cgroups::DeviceRule>,
     pub(crate) capabilities: HashSet<Capability>,
     pub(crate) rlimits: Vec<(String, u64, u64)>,
     pub(crate) sysctls: Vec<(String, String)>,
@@ -180,6 +252,16 @@ impl Limits {
             }
             l.sysctls.push((k.to_string(), v.to_string()));
         }
+        l.devices = o
+            .devices
+            .iter()
+            .map(|d| options::parse_device(d))
+            .collect::<Result<_>>()?;
+        l.device_cgroup_rules = o
+            .device_cgroup_rules
+            .iter()
+            .map(|r| options::parse_device_cgroup_rule(r))
+            .collect::<Result<_>>()?;
         l.shm_size = o
             .shm_size
             .as_deref()
@@ -253,6 +335,55 @@ mod tests {
         assert_eq!(l.resources.memory_limit, Some(64 << 20));
         assert_eq!(l.resources.cpu_quota, Some(50_000));
         assert_eq!(l.resources.pids_limit, Some(10));
+    }
+
+    #[test]
+    fn device_rules_follow_docker() {
+        let rule = |allow, kind, major, minor, access: &str| hako_cgroups::DeviceRule {
+            allow,
+            kind,
+            major,
+            minor,
+            access: access.into(),
+        };
+        let o = RunOptions {
+            devices: vec!["/dev/kvm:/dev/kvm:r".into()],
+            device_cgroup_rules: vec!["c 42:* rmw".into()],
+            ..Default::default()
+        };
+        let l = Limits::parse(&o).unwrap();
+        assert_eq!(l.devices[0].permissions, "r");
+        let kvm = crate::spec::Device {
+            path: "/dev/kvm".into(),
+            block: false,
+            major: 10,
+            minor: 232,
+            file_mode: 0o600,
+            uid: 0,
+            gid: 0,
+            permissions: "r".into(),
+        };
+        let rules = device_rules(false, std::slice::from_ref(&kvm), &l.device_cgroup_rules);
+        assert_eq!(rules[0], rule(false, 'a', None, None, "rwm"));
+        assert_eq!(rules.len(), 1 + DEFAULT_DEVICE_RULES.len() + 2);
+        assert_eq!(rules[13], rule(true, 'c', Some(10), Some(232), "r"));
+        assert_eq!(rules[14], rule(true, 'c', Some(42), None, "rmw"));
+        // Privileged: everything, whatever else was asked.
+        assert_eq!(
+            device_rules(true, &[kvm], &l.device_cgroup_rules),
+            vec![rule(true, 'a', None, None, "rwm")]
+        );
+        for (devices, rules) in [
+            (vec!["/dev/kvm:/dev/kvm:x".to_string()], vec![]),
+            (vec![], vec!["c 1:3".to_string()]),
+        ] {
+            let o = RunOptions {
+                devices,
+                device_cgroup_rules: rules,
+                ..Default::default()
+            };
+            assert!(matches!(Limits::parse(&o), Err(Error::Invalid(_))));
+        }
     }
 
     #[test]

@@ -224,9 +224,211 @@ pub fn parse_capability(s: &str) -> Result<Option<oci_spec::runtime::Capability>
         .map_err(|_| Error::Invalid(format!("unknown capability: \"{s}\"")))
 }
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`, read as Docker's CLI reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRequest {
+    /// The device node (or a directory of them) on the host.
+    pub host: String,
+    /// Where it appears in the container (absolute).
+    pub container: String,
+    /// Device cgroup access: some of `r`, `w`, `m`.
+    pub permissions: String,
+}
+
+/// Docker's `validDeviceMode`: one to three of `r`, `w`, `m`, none twice.
+fn valid_device_mode(mode: &str) -> bool {
+    let mut seen = 0u8;
+    !mode.is_empty()
+        && mode.chars().all(|c| {
+            let bit = match c {
+                'r' => 1,
+                'w' => 2,
+                'm' => 4,
+                _ => return false,
+            };
+            let fresh = seen & bit == 0;
+            seen |= bit;
+            fresh
+        })
+}
+
+/// Docker's `--device` syntax: `HOST`, `HOST:CONTAINER`, `HOST:PERMISSIONS` or
+/// `HOST:CONTAINER:PERMISSIONS`; permissions default to `rwm`.
+pub fn parse_device(s: &str) -> Result<DeviceRequest> {
+    let bad = |why: String| {
+        Error::Invalid(format!(
+            "invalid argument \"{s}\" for \"--device\" flag: {why}"
+        ))
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() > 3 || parts[0].is_empty() {
+        return Err(bad(format!("bad format for path: {s}")));
+    }
+    let (host, container, permissions) = match parts[..] {
+        [h] => (h, h, "rwm"),
+        [h, m] if valid_device_mode(m) => (h, h, m),
+        [h, c] => (h, c, "rwm"),
+        [h, c, m] if valid_device_mode(m) => (h, c, m),
+        [_, _, m] => return Err(bad(format!("bad mode specified: {m}"))),
+        _ => return Err(bad(format!("bad format for path: {s}"))),
+    };
+    if !container.starts_with('/') {
+        return Err(bad(format!("{container} is not an absolute path")));
+    }
+    Ok(DeviceRequest {
+        host: host.to_string(),
+        container: clean_path(container),
+        permissions: permissions.to_string(),
+    })
+}
+
+/// Go's `path.Clean` for an absolute path: no `.`, `..` or repeated slashes.
+fn clean_path(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// `--device-cgroup-rule 'c 42:* rmw'`: Docker's `^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$`,
+/// an allow rule.
+pub fn parse_device_cgroup_rule(s: &str) -> Result<hako_cgroups::DeviceRule> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid argument \"{s}\" for \"--device-cgroup-rule\" flag: invalid device cgroup format '{s}'"
+        ))
+    };
+    let mut fields = s.split(' ');
+    let (Some(kind), Some(numbers), Some(access), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(bad());
+    };
+    let kind = match kind {
+        "a" => 'a',
+        "b" => 'b',
+        "c" => 'c',
+        _ => return Err(bad()),
+    };
+    let (major, minor) = numbers.split_once(':').ok_or_else(bad)?;
+    // Device numbers are 32-bit in the kernel; a longer one matches no device and cannot be
+    // written to a cgroup.
+    let number = |n: &str| -> Result<Option<i64>> {
+        if n == "*" {
+            return Ok(None);
+        }
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        n.parse::<u32>().map(|n| Some(i64::from(n))).map_err(|_| {
+            Error::Invalid(format!(
+                "invalid argument \"{s}\" for \"--device-cgroup-rule\" flag: device number {n} is out of range"
+            ))
+        })
+    };
+    if access.is_empty()
+        || access.len() > 3
+        || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
+    {
+        return Err(bad());
+    }
+    Ok(hako_cgroups::DeviceRule {
+        allow: true,
+        kind,
+        major: number(major)?,
+        minor: number(minor)?,
+        access: access.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_read_as_docker() {
+        let d = |host: &str, container: &str, permissions: &str| DeviceRequest {
+            host: host.into(),
+            container: container.into(),
+            permissions: permissions.into(),
+        };
+        assert_eq!(
+            parse_device("/dev/kvm").unwrap(),
+            d("/dev/kvm", "/dev/kvm", "rwm")
+        );
+        assert_eq!(
+            parse_device("/dev/kvm:r").unwrap(),
+            d("/dev/kvm", "/dev/kvm", "r")
+        );
+        assert_eq!(
+            parse_device("/dev/fuse:/dev/x//y/../f").unwrap(),
+            d("/dev/fuse", "/dev/x/f", "rwm")
+        );
+        assert_eq!(
+            parse_device("/dev/sda:/dev/xvda:rw").unwrap(),
+            d("/dev/sda", "/dev/xvda", "rw")
+        );
+        for (bad, why) in [
+            ("/dev/kvm:/dev/kvm:rwx", "bad mode specified: rwx"),
+            ("/dev/kvm:/dev/kvm:rr", "bad mode specified: rr"),
+            ("/dev/kvm:/dev/kvm:", "bad mode specified: "),
+            ("/dev/kvm:kvm", "kvm is not an absolute path"),
+            (":/dev/kvm", "bad format for path: :/dev/kvm"),
+            ("/a:/b:r:w", "bad format for path: /a:/b:r:w"),
+        ] {
+            assert_eq!(
+                parse_device(bad).unwrap_err().to_string(),
+                format!("invalid argument \"{bad}\" for \"--device\" flag: {why}")
+            );
+        }
+    }
+
+    #[test]
+    fn device_cgroup_rules_read_as_docker() {
+        let r = parse_device_cgroup_rule("c 42:* rmw").unwrap();
+        assert_eq!(
+            r,
+            hako_cgroups::DeviceRule {
+                allow: true,
+                kind: 'c',
+                major: Some(42),
+                minor: None,
+                access: "rmw".into()
+            }
+        );
+        assert_eq!(r.v1_line(), "c 42:* rmw");
+        let r = parse_device_cgroup_rule("a *:* m").unwrap();
+        assert_eq!((r.kind, r.major, r.minor), ('a', None, None));
+        for bad in [
+            "",
+            "c 42:* rwx",
+            "c 42 rwm",
+            "x 1:3 rwm",
+            "c  1:3 rwm",
+            "c 1:3 rwm extra",
+            "c -1:3 rwm",
+            "c 1:3 rwmr",
+            "c 1:3",
+        ] {
+            assert_eq!(
+                parse_device_cgroup_rule(bad).unwrap_err().to_string(),
+                format!(
+                    "invalid argument \"{bad}\" for \"--device-cgroup-rule\" flag: invalid device cgroup format '{bad}'"
+                ),
+            );
+        }
+        assert!(parse_device_cgroup_rule("c 99999999999:1 r")
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+    }
 
     #[test]
     fn sizes() {

@@ -2,9 +2,10 @@
 //! capabilities, masked paths and namespaces, plus the container's process.
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceBuilder, LinuxDeviceType,
-    LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceBuilder,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -98,8 +99,32 @@ pub struct SpecInput<'a> {
     pub shm_size: Option<i64>,
     /// `--security-opt no-new-privileges`.
     pub no_new_privileges: bool,
-    /// `--device HOST[:CONTAINER]`: (host path, path in the container).
-    pub devices: Vec<(PathBuf, PathBuf)>,
+    /// `--device` nodes, resolved with [`resolve_devices`].
+    pub devices: Vec<Device>,
+    /// The device cgroup rules, in order, for `linux.resources.devices` (the engine applies
+    /// the same list to the cgroup).
+    pub device_rules: Vec<hako_cgroups::DeviceRule>,
+}
+
+/// A host device node to recreate in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Path in the container.
+    pub path: PathBuf,
+    /// A block device (else a character device).
+    pub block: bool,
+    /// Major number.
+    pub major: i64,
+    /// Minor number.
+    pub minor: i64,
+    /// Permission bits of the host's node.
+    pub file_mode: u32,
+    /// Owner of the host's node.
+    pub uid: u32,
+    /// Group of the host's node.
+    pub gid: u32,
+    /// Device cgroup access (`r`, `w`, `m`).
+    pub permissions: String,
 }
 
 fn m(dest: &str, typ: &str, source: &str, opts: &[&str]) -> oci_spec::runtime::Mount {
@@ -187,6 +212,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
                 &["nosuid", "noexec", "nodev", "ro"]
             },
         ),
+        // The container's own cgroups, read-only as Docker mounts them (read-write only when
+        // privileged); the runtime shows only the container's directories, never a hierarchy's
+        // root or its release_agent.
+        m(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            if input.privileged {
+                &["nosuid", "noexec", "nodev", "relatime", "rw"]
+            } else {
+                &["nosuid", "noexec", "nodev", "relatime", "ro"]
+            },
+        ),
         m(
             "/dev/mqueue",
             "mqueue",
@@ -258,9 +296,44 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     if input.privileged {
         devices.extend(host_devices()?);
     }
-    for (host, inside) in &input.devices {
-        devices.push(device_node(host, inside)?);
+    for d in &input.devices {
+        devices.push(
+            LinuxDeviceBuilder::default()
+                .path(&d.path)
+                .typ(if d.block {
+                    LinuxDeviceType::B
+                } else {
+                    LinuxDeviceType::C
+                })
+                .major(d.major)
+                .minor(d.minor)
+                .file_mode(d.file_mode)
+                .uid(d.uid)
+                .gid(d.gid)
+                .build()?,
+        );
     }
+    let device_rules = input
+        .device_rules
+        .iter()
+        .map(|r| {
+            let mut b = LinuxDeviceCgroupBuilder::default()
+                .allow(r.allow)
+                .access(r.access.clone());
+            b = match r.kind {
+                'b' => b.typ(LinuxDeviceType::B),
+                'c' => b.typ(LinuxDeviceType::C),
+                _ => b.typ(LinuxDeviceType::A),
+            };
+            if let Some(major) = r.major {
+                b = b.major(major);
+            }
+            if let Some(minor) = r.minor {
+                b = b.minor(minor);
+            }
+            b.build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let (masked, readonly): (&[&str], &[&str]) = if input.privileged {
         (&[], &[])
@@ -270,6 +343,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .devices(devices)
+        .resources(
+            LinuxResourcesBuilder::default()
+                .devices(device_rules)
+                .build()?,
+        )
         .sysctl(
             input
                 .sysctl
@@ -296,44 +374,84 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         .build()
 }
 
-/// A host device node recreated at `inside` (same type, numbers, mode and owner).
-fn device_node(
-    host: &Path,
-    inside: &Path,
-) -> Result<oci_spec::runtime::LinuxDevice, oci_spec::OciSpecError> {
+/// Docker's error for a `--device` it cannot use.
+fn device_error(host: &str, why: &str) -> crate::Error {
+    crate::Error::Invalid(format!(
+        "error gathering device information while adding custom device {host:?}: {why}"
+    ))
+}
+
+/// The device at `meta` (already known to be one), at `path` in the container.
+fn device_from(meta: &std::fs::Metadata, path: PathBuf, permissions: &str) -> Option<Device> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let meta = std::fs::metadata(host).map_err(|e| {
-        let text = e.to_string();
-        let text = text
-            .split(" (os error")
-            .next()
-            .unwrap_or(&text)
-            .to_lowercase();
-        oci_spec::OciSpecError::Other(format!(
-            "error gathering device information while adding custom device {:?}: {text}",
-            host.display().to_string()
-        ))
-    })?;
-    let typ = if meta.file_type().is_char_device() {
-        LinuxDeviceType::C
-    } else if meta.file_type().is_block_device() {
-        LinuxDeviceType::B
-    } else {
-        return Err(oci_spec::OciSpecError::Other(format!(
-            "{} is not a device node",
-            host.display()
-        )));
-    };
+    let ft = meta.file_type();
+    if !ft.is_char_device() && !ft.is_block_device() {
+        return None;
+    }
     let rdev = meta.rdev();
-    LinuxDeviceBuilder::default()
-        .path(inside)
-        .typ(typ)
-        .major(libc::major(rdev) as i64)
-        .minor(libc::minor(rdev) as i64)
-        .file_mode(meta.mode() & 0o7777)
-        .uid(meta.uid())
-        .gid(meta.gid())
-        .build()
+    Some(Device {
+        path,
+        block: ft.is_block_device(),
+        major: i64::from(libc::major(rdev)),
+        minor: i64::from(libc::minor(rdev)),
+        file_mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        permissions: permissions.to_string(),
+    })
+}
+
+/// Looks up the host's nodes for `--device` requests, as Docker does when a container starts:
+/// a device node (symlinks followed) becomes one device; a directory gives every device
+/// below it (symlinks in it are not followed), at the same place under the container path.
+/// A privileged container already has the host's /dev, so requests for the same path add
+/// nothing there.
+pub(crate) fn resolve_devices(
+    requests: &[crate::options::DeviceRequest],
+    privileged: bool,
+) -> crate::Result<Vec<Device>> {
+    let mut out = Vec::new();
+    for r in requests {
+        if privileged && r.host == r.container {
+            continue;
+        }
+        // A privileged container's rules allow everything; Docker ignores custom permissions.
+        let permissions = if privileged { "rwm" } else { &r.permissions };
+        let meta = std::fs::metadata(&r.host).map_err(|e| {
+            // Docker's text is Go's: the bare strerror, in lower case.
+            let text = e.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            device_error(&r.host, &text.to_lowercase())
+        })?;
+        if meta.is_dir() {
+            let mut stack = vec![PathBuf::from(&r.host)];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let Ok(m) = std::fs::symlink_metadata(&p) else {
+                        continue;
+                    };
+                    if m.is_dir() {
+                        stack.push(p);
+                        continue;
+                    }
+                    let rel = p.strip_prefix(&r.host).unwrap_or(&p);
+                    if let Some(d) = device_from(&m, Path::new(&r.container).join(rel), permissions)
+                    {
+                        out.push(d);
+                    }
+                }
+            }
+            continue;
+        }
+        let d = device_from(&meta, PathBuf::from(&r.container), permissions)
+            .ok_or_else(|| device_error(&r.host, "not a device node"))?;
+        out.push(d);
+    }
+    Ok(out)
 }
 
 /// The host's device nodes in /dev and /dev/net, for `--privileged` (Docker gives them all).
@@ -378,6 +496,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn devices_resolve_from_the_host() {
+        let req = |host: &str, container: &str, permissions: &str| crate::options::DeviceRequest {
+            host: host.into(),
+            container: container.into(),
+            permissions: permissions.into(),
+        };
+        let d = resolve_devices(&[req("/dev/null", "/dev/nothing", "rw")], false).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].path.as_path(), d[0].block, d[0].major, d[0].minor),
+            (Path::new("/dev/nothing"), false, 1, 3)
+        );
+        assert_eq!(d[0].permissions, "rw");
+        // Privileged: the host's /dev is there already; another path still gets its node.
+        assert!(resolve_devices(&[req("/dev/null", "/dev/null", "r")], true)
+            .unwrap()
+            .is_empty());
+        let d = resolve_devices(&[req("/dev/null", "/dev/n2", "r")], true).unwrap();
+        assert_eq!(d[0].permissions, "rwm");
+        let e = resolve_devices(&[req("/etc/hostname", "/x", "r")], false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error gathering device information while adding custom device \"/etc/hostname\": not a device node"
+        );
+
+        // A directory gives the devices below it, at the same place under the container path.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("link")).unwrap();
+        let made = nix::sys::stat::mknod(
+            &dir.path().join("sub/null"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+            nix::sys::stat::makedev(1, 3),
+        );
+        if made.is_err() {
+            eprintln!("cannot mknod here ({made:?}): the directory case is skipped");
+            return;
+        }
+        let host = dir.path().to_str().unwrap();
+        let d = resolve_devices(&[req(host, "/dev/snd", "rwm")], false).unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, Path::new("/dev/snd/sub/null"));
+        assert_eq!(d[0].file_mode, 0o644);
+    }
+
+    #[test]
     fn docker_defaults() {
         let input = SpecInput {
             rootfs: Path::new("/r"),
@@ -403,6 +569,7 @@ mod tests {
             shm_size: None,
             no_new_privileges: false,
             devices: vec![],
+            device_rules: crate::limits::device_rules(false, &[], &[]),
         };
         let spec = build(&input).unwrap();
         let linux = spec.linux().as_ref().unwrap();
@@ -428,6 +595,30 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains(&Capability::SysAdmin));
-        assert_eq!(spec.mounts().as_ref().unwrap().len(), 9);
+        let mounts = spec.mounts().as_ref().unwrap();
+        assert_eq!(mounts.len(), 10);
+        let cgroup = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+            .expect("a cgroup mount");
+        assert_eq!(cgroup.typ().as_deref(), Some("cgroup"));
+        assert!(cgroup
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string()));
+        // The device rules are in the spec, deny-all first.
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert_eq!(rules.len(), 13);
+        assert!(!rules[0].allow());
+        assert_eq!(rules[0].typ(), Some(LinuxDeviceType::A));
+        assert_eq!(rules[0].access().as_deref(), Some("rwm"));
+        assert!(rules[1..].iter().all(|r| r.allow()));
     }
 }

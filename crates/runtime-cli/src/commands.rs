@@ -38,7 +38,7 @@ impl Drop for Rollback {
     }
 }
 
-fn load_spec(bundle: &Path) -> Result<Spec> {
+pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
     let spec: Spec =
@@ -97,7 +97,7 @@ const DEFAULT_DEVICE_RULES: [(char, Option<i64>, Option<i64>, &str); 11] = [
 ];
 
 /// The cgroup limits of `linux.resources`, without the device rules (which need the spec's
-/// device list, and which `update` leaves as `create` set them, like runc).
+/// device list: see [`device_rules`]).
 pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources> {
     let unsupported = |what: &str| anyhow!("linux.resources.{what} is not supported yet");
     let mut out = Resources::default();
@@ -192,52 +192,61 @@ fn resources(spec: &Spec) -> Result<Option<Resources>> {
         return Ok(None);
     };
     let mut out = limits(r)?;
-    if let Some(devs) = r.devices() {
-        let mut rules = Vec::new();
-        for d in devs {
-            use oci_spec::runtime::LinuxDeviceType as T;
-            let kind = match d.typ() {
-                None | Some(T::A) => 'a',
-                Some(T::C) | Some(T::U) => 'c',
-                Some(T::B) => 'b',
-                Some(T::P) => continue,
-            };
-            rules.push(DeviceRule {
-                allow: d.allow(),
-                kind,
-                major: d.major(),
-                minor: d.minor(),
-                access: d.access().clone().unwrap_or_else(|| "rwm".into()),
-            });
-        }
-        for (kind, major, minor, access) in DEFAULT_DEVICE_RULES {
-            rules.push(DeviceRule {
-                allow: true,
-                kind,
-                major,
-                minor,
-                access: access.into(),
-            });
-        }
-        // The devices the spec asks us to create must be usable.
-        for d in linux.devices().iter().flatten() {
-            use oci_spec::runtime::LinuxDeviceType as T;
-            let kind = match d.typ() {
-                T::C | T::U => 'c',
-                T::B => 'b',
-                _ => continue,
-            };
-            rules.push(DeviceRule {
-                allow: true,
-                kind,
-                major: Some(d.major()),
-                minor: Some(d.minor()),
-                access: "rwm".into(),
-            });
-        }
-        out.devices = Some(rules);
-    }
+    out.devices = device_rules(r, linux.devices().as_deref().unwrap_or(&[]));
     Ok(Some(out))
+}
+
+/// The device rules of `linux.resources.devices` as runc applies them: the spec's rules, then
+/// runc's always-allowed devices, then the nodes the spec asks to create. `None` when the
+/// resources name no devices (the cgroup's device access is then left alone).
+pub(crate) fn device_rules(
+    r: &oci_spec::runtime::LinuxResources,
+    nodes: &[oci_spec::runtime::LinuxDevice],
+) -> Option<Vec<DeviceRule>> {
+    let devs = r.devices().as_ref()?;
+    let mut rules = Vec::new();
+    for d in devs {
+        use oci_spec::runtime::LinuxDeviceType as T;
+        let kind = match d.typ() {
+            None | Some(T::A) => 'a',
+            Some(T::C) | Some(T::U) => 'c',
+            Some(T::B) => 'b',
+            Some(T::P) => continue,
+        };
+        rules.push(DeviceRule {
+            allow: d.allow(),
+            kind,
+            major: d.major(),
+            minor: d.minor(),
+            access: d.access().clone().unwrap_or_else(|| "rwm".into()),
+        });
+    }
+    for (kind, major, minor, access) in DEFAULT_DEVICE_RULES {
+        rules.push(DeviceRule {
+            allow: true,
+            kind,
+            major,
+            minor,
+            access: access.into(),
+        });
+    }
+    // The devices the spec asks us to create must be usable.
+    for d in nodes {
+        use oci_spec::runtime::LinuxDeviceType as T;
+        let kind = match d.typ() {
+            T::C | T::U => 'c',
+            T::B => 'b',
+            _ => continue,
+        };
+        rules.push(DeviceRule {
+            allow: true,
+            kind,
+            major: Some(d.major()),
+            minor: Some(d.minor()),
+            access: "rwm".into(),
+        });
+    }
+    Some(rules)
 }
 
 /// runc creates these in every container, whether the spec lists them or not.

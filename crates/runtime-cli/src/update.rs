@@ -1,7 +1,7 @@
 //! `update` (change a running container's cgroup limits) and `events` (its statistics, once or
 //! as a stream), with runc's flags and runc's event JSON.
 
-use crate::commands::limits;
+use crate::commands::{device_rules, limits, load_spec};
 use crate::state::{Container, Status};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -110,10 +110,17 @@ fn read_resources(path: &Path) -> Result<oci_spec::runtime::LinuxResources> {
     serde_json::from_slice(&data).map_err(|e| anyhow!("invalid resources {}: {e}", path.display()))
 }
 
-/// The limits `update` applies: the `--resources` document, then each flag on top.
-fn requested(args: &UpdateArgs) -> Result<hako_cgroups::Resources> {
-    let mut res = match &args.resources {
-        Some(path) => limits(&read_resources(path)?)?,
+/// The limits `update` applies: the `--resources` document, then each flag on top; and the
+/// document, whose device rules need the container's spec.
+fn requested(
+    args: &UpdateArgs,
+) -> Result<(
+    hako_cgroups::Resources,
+    Option<oci_spec::runtime::LinuxResources>,
+)> {
+    let doc = args.resources.as_deref().map(read_resources).transpose()?;
+    let mut res = match &doc {
+        Some(doc) => limits(doc)?,
         None => hako_cgroups::Resources::default(),
     };
     let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
@@ -151,14 +158,27 @@ fn requested(args: &UpdateArgs) -> Result<hako_cgroups::Resources> {
     if args.blkio_weight.is_some() {
         res.blkio_weight = args.blkio_weight;
     }
-    Ok(res)
+    Ok((res, doc))
 }
 
 pub fn update(root: &Path, args: &UpdateArgs) -> Result<()> {
-    let res = requested(args)?;
+    let (mut res, doc) = requested(args)?;
     let c = Container::load(root, &args.id)?;
     if c.status() == Status::Stopped {
         bail!("cannot update container {}: it is stopped", args.id);
+    }
+    // New device rules replace the container's (on cgroup v2 its device program is swapped,
+    // not added to), completed as `create` completes them: runc's always-allowed devices and
+    // the nodes the spec makes.
+    if let Some(doc) = doc.as_ref().filter(|d| d.devices().is_some()) {
+        let spec = load_spec(&c.saved.bundle)
+            .context("the container's bundle, for the devices its new rules must keep")?;
+        let nodes = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
+        res.devices = device_rules(doc, &nodes);
     }
     let cg = c
         .cgroup()
@@ -346,7 +366,7 @@ mod tests {
             memory_reservation: Some("1m".into()),
             ..Default::default()
         };
-        let r = requested(&args).unwrap();
+        let (r, _) = requested(&args).unwrap();
         assert_eq!(r.memory_limit, Some(1_000_000));
         assert_eq!(r.pids_limit, Some(9));
         assert_eq!(r.memory_reservation, Some(1 << 20));
