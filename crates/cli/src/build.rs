@@ -202,7 +202,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             }
         };
         let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
-            Ok(t) => Ignore::parse(&t),
+            Ok(t) => Ignore::parse(&t)?,
             Err(_) => Ignore::default(),
         };
         (text, Context::open(&dir, &ignore)?)

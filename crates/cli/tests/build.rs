@@ -298,6 +298,95 @@ fn failures_name_the_line_and_leave_nothing() {
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
 
+/// Hostile Dockerfiles and `.dockerignore` files: nesting that recursed once per level (a
+/// stack overflow, exit 134) and patterns that backtracked exponentially now fail with a
+/// line-naming error, or work, in bounded time and stack.
+#[test]
+fn hostile_nesting_and_patterns() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let nest = |n: usize| format!("{}v{}", "${X:-".repeat(n), "}".repeat(n));
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nENV A={}\n", nest(30_000)),
+    );
+    let (code, out, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("Dockerfile line 2: ENV: variable substitutions nested more than 64 deep"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The same through a build arg's default, and in a FROM line's global ARG.
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("ARG B={}\nFROM busybox\n", nest(30_000)),
+    );
+    let (code, _, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 1: ARG: variable substitutions nested"),
+        "{err}"
+    );
+    // Nesting within the bound still expands.
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nENV A={}\n", nest(64)),
+    );
+    let (code, _, err) = build(&r, d.path(), &["-t", "nest:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "nest:1", "sh", "-c", "echo $A"]),
+        "v\n"
+    );
+
+    // A .dockerignore line of 50,000 stars (once a stack overflow), and `*a*a…b` against a
+    // long name (once exponential).
+    write(
+        d.path(),
+        ".dockerignore",
+        &format!(
+            "{}\n!keep\n!Dockerfile\n{}b\n",
+            "*".repeat(50_000),
+            "*a".repeat(30)
+        ),
+    );
+    write(d.path(), "keep", "kept\n");
+    write(d.path(), &"a".repeat(200), "");
+    write(d.path(), "Dockerfile", "FROM busybox\nCOPY . /ctx/\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "ign:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "ign:1", "ls", "/ctx"]),
+        "Dockerfile\nkeep\n"
+    );
+    // A pattern that does not compile names its line.
+    write(d.path(), ".dockerignore", "ok\nbad[\n");
+    let (code, _, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(".dockerignore line 2: syntax error in pattern"),
+        "{err}"
+    );
+    // COPY sources are patterns too.
+    std::fs::remove_file(d.path().join(".dockerignore")).unwrap();
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nCOPY {}b /x/\n", "*a".repeat(30)),
+    );
+    let (code, _, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("no source files"),
+        "{err}"
+    );
+    r.ok(&["rmi", "nest:1", "ign:1"]);
+}
+
 #[test]
 fn dockerfile_on_stdin_and_iidfile() {
     let r = Root::with_busybox();
