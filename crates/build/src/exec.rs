@@ -865,6 +865,9 @@ impl Builder<'_> {
             tag: None,
             repo_digest: None,
         })?;
+        if let Some(parent) = &st.image_id {
+            cache::record_parent(self.engine.images().conn(), &image.id, parent)?;
+        }
         st.config = config;
         st.manifest = manifest;
         st.layers = image.layers;
@@ -885,6 +888,10 @@ impl Builder<'_> {
             return Ok(false);
         };
         let (config, manifest, layers) = self.load(&id)?;
+        // Also for entries cached before parents were recorded.
+        if let Some(parent) = &st.image_id {
+            cache::record_parent(self.engine.images().conn(), &id, parent)?;
+        }
         st.config = config;
         st.manifest = manifest;
         st.layers = layers;

@@ -1,9 +1,9 @@
-//! `hako images --filter`: Docker's keys (dangling, reference, label, before, since), its
-//! glob syntax for references, and which untagged images count as intermediate.
+//! `hako images --filter`: Docker's keys (dangling, reference, label, before, since) and its
+//! glob syntax for references.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use hako_engine::hako_image::{ImageSummary, Reference};
+use hako_engine::hako_image::Reference;
 
 /// Parsed `--filter` arguments. Values of one key are ORed, keys are ANDed, as Docker does.
 #[derive(Debug, Default)]
@@ -169,48 +169,6 @@ fn match_from(p: &[char], n: &[char]) -> bool {
         '\\' => !n.is_empty() && n[0] == p[1] && match_from(&p[2..], &n[1..]),
         c => !n.is_empty() && n[0] == c && match_from(&p[1..], &n[1..]),
     }
-}
-
-/// Untagged images that are steps of a build whose later steps are other images: Docker hides
-/// such intermediate images from `docker images` unless `-a` is given. An untagged image counts
-/// when the build cache recorded it and another image's layers start with (or equal) its own.
-pub fn intermediates(
-    conn: &rusqlite::Connection,
-    list: &[ImageSummary],
-    chains: &HashMap<String, Vec<String>>,
-) -> anyhow::Result<HashSet<String>> {
-    let untagged: Vec<&ImageSummary> = list.iter().filter(|i| i.repo_tags.is_empty()).collect();
-    if untagged.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let has_cache: bool = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='build_cache'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )? > 0;
-    if !has_cache {
-        return Ok(HashSet::new());
-    }
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM build_cache WHERE image_id = ?1 LIMIT 1")?;
-    let empty = Vec::new();
-    let mut out = HashSet::new();
-    for img in untagged {
-        if !stmt.exists([&img.id])? {
-            continue;
-        }
-        let mine = chains.get(&img.id).unwrap_or(&empty);
-        let has_child = list.iter().any(|other| {
-            other.id != img.id
-                && chains
-                    .get(&other.id)
-                    .unwrap_or(&empty)
-                    .starts_with(mine.as_slice())
-        });
-        if has_child {
-            out.insert(img.id.clone());
-        }
-    }
-    Ok(out)
 }
 
 /// The column titles of `--format "table …"`, as Docker names them.

@@ -181,8 +181,11 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let store = engine.images();
     let list = store.list()?;
-    let chains = store.all_layer_chains()?;
-    let intermediate = image_filter::intermediates(store.conn(), &list, &chains)?;
+    // Docker's intermediate images: untagged ones another image was built on. They are not
+    // dangling, and `images` shows them only with -a.
+    let parents: std::collections::HashSet<String> = hako_build::cache::parents(store.conn())?
+        .into_values()
+        .collect();
     let bound = |name: &Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
         name.as_deref()
             .map(|n| {
@@ -201,14 +204,15 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     let mut rows = Vec::new();
     let mut ids = Vec::new();
     for img in &list {
-        let dangling = img.repo_tags.is_empty();
-        if dangling && !a.all && intermediate.contains(&img.id) {
+        let untagged = img.repo_tags.is_empty();
+        let intermediate = untagged && parents.contains(&img.id);
+        if intermediate && !a.all {
             continue;
         }
-        if let Some(want) = filters.dangling {
-            if want != dangling {
-                continue;
-            }
+        match filters.dangling {
+            Some(true) if !untagged || intermediate => continue,
+            Some(false) if untagged => continue,
+            _ => {}
         }
         let created = img.created.as_deref().and_then(fmt::parse_rfc3339);
         if before.is_some_and(|b| created.is_none_or(|c| c >= b))
@@ -545,6 +549,7 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
 
 pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
+    let parents = hako_build::cache::parents(engine.images().conn())?;
     let mut docs = Vec::new();
     let mut code = 0;
     for name in &a.images {
@@ -574,7 +579,7 @@ pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
             "Id": image.id,
             "RepoTags": image.repo_tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
             "RepoDigests": repo_digests,
-            "Parent": "",
+            "Parent": parents.get(&image.id).map_or("", String::as_str),
             "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
             "Created": raw["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
             "DockerVersion": raw["docker_version"].as_str().unwrap_or(""),
@@ -692,7 +697,10 @@ pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
         }
     }
     let engine = open(root)?;
-    let (events, freed) = engine.image_prune_where(a.all, &|img| filter.accepts(img))?;
+    let conn = engine.images().conn();
+    let parents = hako_build::cache::parents(conn)?;
+    let (events, freed) = engine.image_prune_where(a.all, &|img| filter.accepts(img), &parents)?;
+    hako_build::cache::forget_missing(conn)?;
     let mut out = std::io::stdout().lock();
     if !events.is_empty() {
         writeln!(out, "Deleted Images:")?;

@@ -527,7 +527,8 @@ enum SystemCommand {
         #[arg(long, conflicts_with = "verbose")]
         format: Option<String>,
     },
-    /// Remove stopped containers, unused images and (with --volumes) unused anonymous volumes
+    /// Remove stopped containers, unused networks, dangling images and build cache (all unused
+    /// images and all build cache with -a), and with --volumes unused anonymous volumes
     Prune {
         /// Remove all unused images, not just dangling ones
         #[arg(short, long)]
@@ -2141,15 +2142,20 @@ fn system_prune(
     volumes: bool,
     force: bool,
 ) -> Result<i32, Failure> {
-    let mut warning = vec!["all stopped containers"];
+    let mut warning = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
     if volumes {
         warning.push("all anonymous volumes not used by at least one container");
     }
-    warning.push(if all {
-        "all images without at least one container associated to them"
+    if all {
+        warning.push("all images without at least one container associated to them");
+        warning.push("all build cache");
     } else {
-        "all dangling images"
-    });
+        warning.push("all dangling images");
+        warning.push("unused build cache");
+    }
     if !force {
         use std::io::BufRead;
         println!("WARNING! This will remove:");
@@ -2174,6 +2180,16 @@ fn system_prune(
         }
         println!();
     }
+    let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
+    let gone = nets.prune()?;
+    if !gone.is_empty() {
+        println!("Deleted Networks:");
+        for n in gone {
+            hako_engine::netwire::disallow_forwarding(&n.bridge);
+            println!("{}", n.name);
+        }
+        println!();
+    }
     if volumes {
         let (names, bytes) = engine.volume_prune(false)?;
         freed += bytes;
@@ -2185,7 +2201,10 @@ fn system_prune(
             println!();
         }
     }
-    let (events, bytes) = engine.image_prune(all)?;
+    let conn = engine.images().conn();
+    let parents = hako_build::cache::parents(conn)?;
+    let (events, bytes) = engine.image_prune(all, &parents)?;
+    hako_build::cache::forget_missing(conn)?;
     freed += bytes;
     if !events.is_empty() {
         println!("Deleted Images:");
@@ -2194,6 +2213,16 @@ fn system_prune(
                 hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("untagged: {r}"),
                 hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("deleted: {id}"),
             }
+        }
+        println!();
+    }
+    // Docker's order: the build cache last, the dangling part of it, or all of it with -a.
+    let (deleted, bytes) = build::prune_cache(&engine, None, all)?;
+    freed += bytes;
+    if !deleted.is_empty() {
+        println!("Deleted build cache objects:");
+        for d in &deleted {
+            println!("{}", d.trim_start_matches("sha256:"));
         }
         println!();
     }

@@ -507,6 +507,105 @@ fn bounded_cache_lru_df_and_prune() {
     r.ok(&["rmi", "kept:1"]);
 }
 
+/// Pruning keeps the build cache of a tagged image, as Docker does: the steps a tagged image
+/// was built from are its parents, which are not dangling. A rebuild's old image is dangling
+/// (listed by `images -f dangling=true`) and `image prune` removes exactly it and the steps
+/// only it had; `system prune` drops the dangling build cache, `system prune -a` all of it.
+#[test]
+fn prune_keeps_the_cache_of_tagged_images() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let df = |two: &str| {
+        format!("FROM busybox\nRUN echo one > /one\nRUN echo {two} > /two\nCMD [\"sh\"]\n")
+    };
+    write(d.path(), "Dockerfile", &df("two"));
+    let all_cached =
+        |out: &str| out.matches(" ---> Using cache").count() == 3 && !out.contains("Running in");
+    let (code, out, err) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = r
+        .ok(&["images", "-q", "--no-trunc", "pc:1"])
+        .trim()
+        .to_string();
+    let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert!(all_cached(&out), "{out}");
+
+    for prune in [
+        &["image", "prune", "-f"][..],
+        &["builder", "prune", "-f"],
+        &["system", "prune", "-f"],
+    ] {
+        let said = r.ok(prune);
+        assert!(!said.contains("deleted:"), "{prune:?}: {said}");
+        let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+        assert!(all_cached(&out), "{prune:?} kept the cache: {out}");
+    }
+    // The steps are intermediate images: shown by -a only, never dangling.
+    assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
+    assert!(!r.ok(&["images"]).contains("<none>"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "pc:1"])).unwrap();
+    let parent = doc[0]["Parent"].as_str().unwrap();
+    assert!(
+        parent.starts_with("sha256:") && parent != first,
+        "the RUN two step: {doc}"
+    );
+    let with_steps = r.ok(&["images", "-a", "-q"]).lines().count();
+    assert_eq!(
+        with_steps, 4,
+        "busybox, the two RUN steps and pc:1 (the CMD step)"
+    );
+
+    // A rebuild with a changed step leaves the old image dangling.
+    write(d.path(), "Dockerfile", &df("TWO"));
+    let (code, out, err) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let dangling = r.ok(&["images", "-q", "--no-trunc", "-f", "dangling=true"]);
+    assert_eq!(dangling.trim(), first, "the old pc:1 is dangling");
+    assert!(r.ok(&["images"]).contains("<none>"), "and listed");
+    let said = r.ok(&["image", "prune", "-f"]);
+    assert_eq!(
+        said.matches("deleted: ").count(),
+        2,
+        "the old image and its RUN two step, not the shared RUN one: {said}"
+    );
+    assert!(said.contains(&format!("deleted: {first}")), "{said}");
+    assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
+    assert_eq!(r.ok(&["images", "-a", "-q"]).lines().count(), 4);
+    let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert!(all_cached(&out), "{out}");
+
+    // `system prune` drops the dangling build cache: the steps of an untagged build.
+    write(d.path(), "Dockerfile", &df("three"));
+    let (code, out, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let said = r.ok(&["system", "prune", "-f"]);
+    assert!(said.contains("Deleted Images:"), "{said}");
+    let (_, out, _) = build(&r, d.path(), &[]);
+    assert!(
+        out.contains("Running in"),
+        "the untagged build's steps went: {out}"
+    );
+    write(d.path(), "Dockerfile", &df("TWO"));
+    let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert!(all_cached(&out), "pc:1's stayed: {out}");
+
+    // `system prune -a` removes every unused image and all build cache.
+    let said = r.ok(&["system", "prune", "-a", "-f"]);
+    assert!(said.contains("untagged: pc:1"), "{said}");
+    assert!(r.ok(&["images", "-a", "-q"]).is_empty());
+    assert_eq!(df_build_cache(&r)[0], "0");
+    r.ok(&[
+        "import",
+        common::images_dir().join("busybox.tar").to_str().unwrap(),
+        "busybox",
+    ]);
+    let (code, out, err) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Using cache"), "{out}");
+    r.ok(&["rmi", "pc:1"]);
+}
+
 /// Independent stages run at the same time: a server stage waits for a client stage to
 /// connect, which a sequential build could never satisfy (the server would time out). The
 /// output still reads stage by stage, with each stage's own step numbers; an unused stage is
