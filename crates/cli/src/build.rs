@@ -76,7 +76,7 @@ pub enum BuilderCommand {
         #[arg(short, long)]
         force: bool,
         /// Provide filter values (e.g. "until=24h")
-        #[arg(long)]
+        #[arg(long, value_parser = crate::usage::filter_arg)]
         filter: Vec<String>,
         /// Amount of disk space to keep for cache
         #[arg(long)]
