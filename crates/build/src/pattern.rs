@@ -18,7 +18,7 @@ const IN_SEGMENT: &str = "[^/]*";
 
 /// Which dialect a pattern is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub enum Dialect {
     /// `.dockerignore`: `**` spans path segments, and a pattern matching a directory matches
     /// everything under it.
     DockerIgnore,
@@ -26,8 +26,9 @@ pub(crate) enum Dialect {
     FilepathMatch,
 }
 
-/// Compiles `pattern` (already cleaned, without a leading `/`).
-pub(crate) fn compile(pattern: &str, dialect: Dialect) -> Result<Regex, String> {
+/// Compiles `pattern` (already cleaned, without a leading `/`); a malformed one is an error
+/// (`syntax error in pattern …`), as in Go.
+pub fn compile(pattern: &str, dialect: Dialect) -> Result<Regex, String> {
     let src = translate(pattern, dialect)?;
     regex::RegexBuilder::new(&src)
         .size_limit(SIZE_LIMIT)

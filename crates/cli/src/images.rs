@@ -179,7 +179,7 @@ pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
 pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     let mut filters = image_filter::Filters::parse(&a.filter)?;
     if let Some(r) = &a.reference {
-        filters.reference.push(r.clone());
+        filters.add_reference(r)?;
     }
     let engine = open(root)?;
     let store = engine.images();

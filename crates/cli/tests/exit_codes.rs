@@ -382,7 +382,8 @@ fn exit_codes_and_messages_match_docker() {
     let tar = images_dir().join("busybox.tar");
     docker.ok(&["import", tar.to_str().unwrap(), "busybox"]);
     for setup in [
-        &["run", "-d", "--name", "up", "busybox", "sleep", "1000"][..],
+        // Not `sleep 1000`: other suites find their containers by that command line.
+        &["run", "-d", "--name", "up", "busybox", "sleep", "86399"][..],
         &["create", "--name", "stopped", "busybox", "true"],
         &["volume", "create", "v1"],
     ] {
