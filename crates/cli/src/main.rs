@@ -1020,16 +1020,12 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Create(a) => {
             let (pull, platform) = (a.pull.clone(), a.platform.clone());
             let opts = run_options(*a)?;
-            create_client_checks(&opts)?;
+            create_client_checks(&opts, &pull)?;
             let engine = open(&cli.root).map_err(engine_err)?;
-            // Docker's `create` reports what its daemon refuses with status 1, unlike `run`.
-            ensure_image(&engine, &opts.image, &pull, platform.as_deref()).map_err(|f| {
-                if f.code == 125 && !f.err.to_string().starts_with("invalid pull option") {
-                    Failure { code: 1, ..f }
-                } else {
-                    f
-                }
-            })?;
+            // Docker's `create` reports what its daemon refuses (a pull that fails too) with
+            // status 1, unlike `run`.
+            ensure_image(&engine, &opts.image, &pull, platform.as_deref())
+                .map_err(|f| Failure { code: 1, ..f })?;
             match engine.create(&opts) {
                 Ok(id) => println!("{id}"),
                 Err(hako_engine::Error::ImageNotFound(name)) => {
@@ -1471,7 +1467,8 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
 
 /// What Docker's CLI checks itself before `create` asks its daemon: a failure is a usage
 /// error (125) there, where the daemon's refusals exit 1.
-fn create_client_checks(opts: &RunOptions) -> Result<(), Failure> {
+fn create_client_checks(opts: &RunOptions, pull: &str) -> Result<(), Failure> {
+    pull_policy(pull)?;
     for p in &opts.publish {
         hako_engine::hako_net::parse_port_spec(p).map_err(|e| engine_err(e.into()))?;
     }
@@ -1494,6 +1491,16 @@ fn client_side(e: &hako_engine::Error) -> bool {
     matches!(e, hako_engine::Error::Invalid(m) if m.starts_with("invalid argument \""))
 }
 
+/// A `--pull` value Docker's CLI knows.
+fn pull_policy(policy: &str) -> Result<(), Failure> {
+    match policy {
+        "always" | "missing" | "never" => Ok(()),
+        other => Err(engine_err(anyhow::anyhow!(
+            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
+        ))),
+    }
+}
+
 /// `--pull`: fetches the image from its registry when asked to, or when it is missing.
 fn ensure_image(
     engine: &Engine,
@@ -1501,16 +1508,12 @@ fn ensure_image(
     policy: &str,
     platform: Option<&str>,
 ) -> Result<(), Failure> {
+    pull_policy(policy)?;
     let present = engine.images().resolve(image).is_ok();
     let needed = match policy {
         "always" => true,
         "missing" => !present,
-        "never" => false,
-        other => {
-            return Err(engine_err(anyhow::anyhow!(
-            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
-        )))
-        }
+        _ => false,
     };
     if !needed {
         return Ok(());
