@@ -659,6 +659,39 @@ fn independent_stages_run_in_parallel() {
     r.ok(&["rmi", "par:1"]);
 }
 
+/// Independent stages run together, but at most 16 builders at once: a Dockerfile of many
+/// stages forked one process per stage. Each stage's step marks itself in a shared cache mount
+/// while it sleeps and records how many it saw; the last stage reports the most.
+#[test]
+fn parallel_stages_are_bounded() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let n = 24;
+    let mut df = String::new();
+    for i in 0..n {
+        df.push_str(&format!(
+            "FROM busybox AS s{i}\n\
+             RUN --mount=type=cache,id=conc,target=/c sh -c 'touch /c/run-{i}; sleep 4; \
+             ls /c | grep -c ^run- > /c/seen-{i}; rm /c/run-{i}'\n"
+        ));
+    }
+    df.push_str("FROM busybox\n");
+    for i in 0..n {
+        df.push_str(&format!("COPY --from=s{i} /etc/passwd /p{i}\n"));
+    }
+    df.push_str(
+        "RUN --mount=type=cache,id=conc,target=/c sh -c 'cat /c/seen-* | sort -n | tail -1 > /max'\n",
+    );
+    write(d.path(), "Dockerfile", &df);
+    let (code, out, err) = build(&r, d.path(), &["-t", "wide:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let max: usize = file_in(&r, "wide:1", "/max").trim().parse().unwrap();
+    assert!(max >= 2, "stages still run together: {max}");
+    assert!(max <= 16, "{max} stage builders at once");
+    r.ok(&["rmi", "wide:1"]);
+    r.ok(&["builder", "prune", "-af"]);
+}
+
 fn file_in(r: &Root, image: &str, path: &str) -> String {
     r.ok(&["run", "--rm", image, "cat", path])
 }
