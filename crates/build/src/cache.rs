@@ -16,6 +16,11 @@ CREATE TABLE IF NOT EXISTS build_cache(
     step INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
+CREATE TABLE IF NOT EXISTS image_parents(
+    id TEXT PRIMARY KEY,
+    parent TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS image_parents_parent ON image_parents(parent);
 CREATE TABLE IF NOT EXISTS build_file_hashes(
     path TEXT PRIMARY KEY,
     ino INTEGER NOT NULL,
@@ -44,7 +49,7 @@ pub fn ensure_schema(conn: &Connection) -> Result<(), Error> {
             |r| r.get::<_, i64>(0),
         )? > 0)
     };
-    if have(conn)? {
+    if have(conn)? && has_table(conn, "image_parents")? {
         return Ok(());
     }
     conn.execute_batch(SCHEMA)?;
@@ -56,6 +61,53 @@ pub fn ensure_schema(conn: &Connection) -> Result<(), Error> {
     }
     Ok(())
 }
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, Error> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
+}
+
+/// Records that `child` was built on `parent`, as Docker records an image's Parent: a parent
+/// is never dangling, so pruning keeps the steps of a tagged image's build.
+pub fn record_parent(conn: &Connection, child: &str, parent: &str) -> Result<(), Error> {
+    conn.prepare_cached("INSERT OR REPLACE INTO image_parents(id, parent) VALUES (?1, ?2)")?
+        .execute([child, parent])?;
+    Ok(())
+}
+
+/// Image → parent, for the images that still exist (empty before the first build).
+pub fn parents(conn: &Connection) -> Result<std::collections::HashMap<String, String>, Error> {
+    if !has_table(conn, "image_parents")? {
+        return Ok(Default::default());
+    }
+    let mut stmt =
+        conn.prepare("SELECT p.id, p.parent FROM image_parents p JOIN images i ON i.id = p.id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Forgets cache entries and parent links of images that are gone (removed by `rmi` or an
+/// image prune), so `system df` does not count them and the table does not grow.
+pub fn forget_missing(conn: &Connection) -> Result<(), Error> {
+    if !has_table(conn, "build_cache")? {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "DELETE FROM build_cache WHERE image_id NOT IN (SELECT id FROM images);
+         DELETE FROM image_parents WHERE id NOT IN (SELECT id FROM images);",
+    )?;
+    Ok(())
+}
+
+/// The images a tag or a container holds, and their ancestors: the cache entries of these
+/// are in use, and pruning the dangling build cache keeps them (`WITH RECURSIVE kept`).
+const KEPT: &str = "WITH RECURSIVE kept(id) AS (
+        SELECT image_id FROM (SELECT image_id FROM tags UNION SELECT image_id FROM containers)
+        UNION SELECT p.parent FROM image_parents p JOIN kept ON p.id = kept.id
+    )";
 
 /// When and where in a build an entry was last used, for least-recently-used collection:
 /// every entry a build touches gets the build's start time, and its step number so that a
@@ -195,7 +247,7 @@ const KEEPERS: &str = "SELECT image_id FROM tags
 pub struct Usage {
     /// Cache entries (steps).
     pub entries: u64,
-    /// Entries whose image is tagged or used by a container.
+    /// Entries whose image is tagged or used by a container, or is the parent of one.
     pub active: u64,
     /// Bytes of the layers cache images hold that no image outside the cache does.
     pub size: u64,
@@ -206,8 +258,10 @@ pub struct Usage {
 /// Sizes the build cache.
 pub fn usage(conn: &Connection) -> Result<Usage, Error> {
     let (entries, active): (i64, i64) = conn.query_row(
-        "SELECT count(*), coalesce(sum(image_id IN (SELECT image_id FROM tags UNION SELECT image_id FROM containers)), 0)
-         FROM build_cache",
+        &format!(
+            "{KEPT} SELECT count(*), coalesce(sum(image_id IN (SELECT id FROM kept)), 0)
+             FROM build_cache"
+        ),
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -249,8 +303,8 @@ pub fn stored_layer_bytes(conn: &Connection) -> Result<u64, Error> {
 pub struct PruneFilter {
     /// Only entries last used before this Unix time (`--filter until=`).
     pub older_than: Option<i64>,
-    /// `-a`: also entries whose image a tag or a container keeps (removing those frees no
-    /// layer, but drops the step from the cache).
+    /// `-a`: also entries in use: steps whose image a tag or a container keeps, and the
+    /// steps it was built from (removing those frees no layer, but drops them from the cache).
     pub all: bool,
 }
 
@@ -267,25 +321,35 @@ pub struct Pruned {
 /// remaining entry) refers to any more, for the caller to delete.
 pub fn prune(conn: &Connection, filter: PruneFilter) -> Result<Pruned, Error> {
     let cutoff = filter.older_than.unwrap_or(i64::MAX);
+    forget_missing(conn)?;
     let selected = if filter.all {
         "last_used < ?1"
     } else {
-        "last_used < ?1 AND image_id NOT IN (SELECT image_id FROM tags UNION SELECT image_id FROM containers)"
+        "last_used < ?1 AND image_id NOT IN (SELECT id FROM kept)"
     };
     let ids: Vec<String> = conn
         .prepare(&format!(
-            "SELECT DISTINCT image_id FROM build_cache WHERE {selected}"
+            "{KEPT} SELECT DISTINCT image_id FROM build_cache WHERE {selected}"
         ))?
         .query_map([cutoff], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let entries = conn.execute(
-        &format!("DELETE FROM build_cache WHERE {selected}"),
+        &format!("{KEPT} DELETE FROM build_cache WHERE {selected}"),
         [cutoff],
     )?;
-    let mut images = Vec::new();
-    for id in ids {
-        if !referenced(conn, &id)? {
-            images.push(id);
+    // An image goes once nothing refers to it but children going too: a dropped step's
+    // parent, dropped as well, goes with it.
+    let mut images: Vec<String> = Vec::new();
+    loop {
+        let mut more = false;
+        for id in &ids {
+            if !images.contains(id) && !held(conn, id, &images)? {
+                images.push(id.clone());
+                more = true;
+            }
+        }
+        if !more {
+            break;
         }
     }
     conn.execute(
@@ -295,14 +359,28 @@ pub fn prune(conn: &Connection, filter: PruneFilter) -> Result<Pruned, Error> {
     Ok(Pruned { entries, images })
 }
 
-fn referenced(conn: &Connection, image_id: &str) -> Result<bool, Error> {
-    Ok(conn.query_row(
+/// Whether a tag, a cache entry, a container or a child other than `going` holds the image.
+fn held(conn: &Connection, image_id: &str, going: &[String]) -> Result<bool, Error> {
+    let direct: bool = conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM tags WHERE image_id = ?1)
              OR EXISTS(SELECT 1 FROM build_cache WHERE image_id = ?1)
              OR EXISTS(SELECT 1 FROM containers WHERE image_id = ?1)",
         [image_id],
         |r| r.get(0),
-    )?)
+    )?;
+    if direct {
+        return Ok(true);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id FROM image_parents p JOIN images i ON i.id = p.id WHERE p.parent = ?1",
+    )?;
+    let children = stmt.query_map([image_id], |r| r.get::<_, String>(0))?;
+    for c in children {
+        if !going.contains(&c?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Least-recently-used collection: drops the oldest entries (a later step of the same build
@@ -326,9 +404,15 @@ pub fn collect(
         if usage(conn)?.reclaimable + mount_bytes <= max {
             break;
         }
+        // Entries in use hold layers a tag or a container keeps anyway: dropping them would
+        // free nothing and only lose the steps a rebuild of a tagged image reuses.
         let oldest: Option<(String, String, i64)> = conn
             .query_row(
-                "SELECT key, image_id, used_ms FROM build_cache ORDER BY used_ms ASC, step DESC LIMIT 1",
+                &format!(
+                    "{KEPT} SELECT key, image_id, used_ms FROM build_cache
+                     WHERE image_id NOT IN (SELECT id FROM kept)
+                     ORDER BY used_ms ASC, step DESC LIMIT 1"
+                ),
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -347,7 +431,7 @@ pub fn collect(
         let Some((key, image, _)) = oldest else { break };
         conn.execute("DELETE FROM build_cache WHERE key = ?1", [&key])?;
         dropped += 1;
-        if keep != Some(image.as_str()) && !referenced(conn, &image)? {
+        if keep != Some(image.as_str()) && !held(conn, &image, &[])? {
             remove(&image)?;
         }
     }

@@ -78,14 +78,11 @@ impl Context {
             return Ok(vec![String::new()]);
         }
         if clean.contains(['*', '?', '[']) {
-            let pat: Vec<char> = clean.chars().collect();
+            let re = crate::pattern::compile(&clean, crate::pattern::Dialect::FilepathMatch)?;
             let hits: Vec<String> = self
                 .entries
                 .keys()
-                .filter(|k| {
-                    let s: Vec<char> = k.chars().collect();
-                    wild(&pat, &s)
-                })
+                .filter(|k| re.is_match(k))
                 .cloned()
                 .collect();
             if hits.is_empty() {
@@ -151,41 +148,6 @@ pub fn clean_rel(src: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-/// Go's `filepath.Match` on whole paths (`*` does not cross `/`).
-fn wild(p: &[char], s: &[char]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') => (0..=s.len())
-            .take_while(|&i| i == 0 || s[i - 1] != '/')
-            .any(|i| wild(&p[1..], &s[i..])),
-        Some('?') => !s.is_empty() && s[0] != '/' && wild(&p[1..], &s[1..]),
-        Some('[') => {
-            let Some(end) = p.iter().skip(1).position(|c| *c == ']').map(|e| e + 1) else {
-                return !s.is_empty() && s[0] == '[' && wild(&p[1..], &s[1..]);
-            };
-            let Some(c) = s.first() else { return false };
-            let class = &p[1..end];
-            let (neg, class) = match class.first() {
-                Some('^') | Some('!') => (true, &class[1..]),
-                _ => (false, class),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= *c && *c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == *c;
-                    i += 1;
-                }
-            }
-            hit != neg && wild(&p[end + 1..], &s[1..])
-        }
-        Some(c) => !s.is_empty() && s[0] == *c && wild(&p[1..], &s[1..]),
-    }
 }
 
 fn walk(
@@ -296,7 +258,7 @@ mod tests {
         std::fs::write(d.path().join("secret"), "s").unwrap();
         std::fs::create_dir(d.path().join("dir")).unwrap();
         std::fs::write(d.path().join("dir/x"), "x").unwrap();
-        let c = Context::open(d.path(), &Ignore::parse("secret\n")).unwrap();
+        let c = Context::open(d.path(), &Ignore::parse("secret\n").unwrap()).unwrap();
         assert_eq!(c.select("*.txt").unwrap(), vec!["a.txt", "b.txt"]);
         assert_eq!(c.select("./dir/../a.txt").unwrap(), vec!["a.txt"]);
         assert!(c.select("secret").unwrap_err().contains("excluded"));
@@ -316,7 +278,11 @@ mod tests {
         std::fs::write(d.path().join("logs/keep.log"), "k").unwrap();
         std::fs::write(d.path().join("logs/b.log"), "b").unwrap();
         std::fs::write(d.path().join("dir/y"), "y").unwrap();
-        let c = Context::open(d.path(), &Ignore::parse("logs\n!logs/keep.log\ndir/y\n")).unwrap();
+        let c = Context::open(
+            d.path(),
+            &Ignore::parse("logs\n!logs/keep.log\ndir/y\n").unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             c.hidden.iter().collect::<Vec<_>>(),
             vec!["dir/y", "logs/b.log", "logs/old"]

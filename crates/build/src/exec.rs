@@ -456,24 +456,37 @@ impl Builder<'_> {
             n += 1 + plan.stages[*i].body.len();
         }
         let mut results: BTreeMap<usize, String> = BTreeMap::new();
+        let deps: BTreeMap<usize, Vec<usize>> = order
+            .iter()
+            .map(|i| {
+                (
+                    *i,
+                    plan.deps(&plan.stages[*i])
+                        .into_iter()
+                        .map(|(d, _)| d)
+                        .collect(),
+                )
+            })
+            .collect();
+        // A Dockerfile of thousands of independent stages must not fork thousands of builders
+        // at once. The bound is not the CPU count: stages may wait on one another at run time
+        // (a server stage and its client), so a small machine still runs a few together.
+        let width = std::thread::available_parallelism()
+            .map_or(1, |n| n.get() * 2)
+            .clamp(4, 16);
         let mut pending: Vec<usize> = order.to_vec();
         while !pending.is_empty() {
-            let ready: Vec<usize> = pending
+            let mut ready: Vec<usize> = pending
                 .iter()
                 .copied()
-                .filter(|i| {
-                    plan.deps(&plan.stages[*i])
-                        .iter()
-                        .all(|(d, _)| results.contains_key(d))
-                })
+                .filter(|i| deps[i].iter().all(|d| results.contains_key(d)))
+                .take(width)
                 .collect();
             // A dependency outside the order cannot happen (the order is its closure); build
             // the next one alone rather than spin.
-            let ready = if ready.is_empty() {
-                vec![pending[0]]
-            } else {
-                ready
-            };
+            if ready.is_empty() {
+                ready.push(pending[0]);
+            }
             pending.retain(|i| !ready.contains(i));
             let mut children = Vec::new();
             let mut failed = None;
@@ -852,6 +865,9 @@ impl Builder<'_> {
             tag: None,
             repo_digest: None,
         })?;
+        if let Some(parent) = &st.image_id {
+            cache::record_parent(self.engine.images().conn(), &image.id, parent)?;
+        }
         st.config = config;
         st.manifest = manifest;
         st.layers = image.layers;
@@ -872,6 +888,10 @@ impl Builder<'_> {
             return Ok(false);
         };
         let (config, manifest, layers) = self.load(&id)?;
+        // Also for entries cached before parents were recorded.
+        if let Some(parent) = &st.image_id {
+            cache::record_parent(self.engine.images().conn(), &id, parent)?;
+        }
         st.config = config;
         st.manifest = manifest;
         st.layers = layers;

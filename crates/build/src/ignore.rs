@@ -2,17 +2,20 @@
 //! cleaned paths (a leading `/` means the context root), `!` exceptions, the last matching
 //! pattern wins, and a pattern that matches a directory matches everything under it.
 
+use crate::pattern::{compile, Dialect};
+
 /// Compiled `.dockerignore` patterns.
 #[derive(Debug, Clone, Default)]
 pub struct Ignore {
-    patterns: Vec<(Vec<char>, bool)>,
+    patterns: Vec<(regex::Regex, bool)>,
 }
 
 impl Ignore {
-    /// Parses the contents of a `.dockerignore` file.
-    pub fn parse(text: &str) -> Ignore {
+    /// Parses the contents of a `.dockerignore` file; a pattern that does not compile is an
+    /// error naming its line.
+    pub fn parse(text: &str) -> Result<Ignore, crate::Error> {
         let mut patterns = Vec::new();
-        for line in text.lines() {
+        for (n, line) in text.lines().enumerate() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') {
                 continue;
@@ -25,9 +28,11 @@ impl Ignore {
             if p.is_empty() {
                 continue;
             }
-            patterns.push((p.chars().collect(), neg));
+            let re = compile(&p, Dialect::DockerIgnore)
+                .map_err(|e| crate::Error::Invalid(format!(".dockerignore line {}: {e}", n + 1)))?;
+            patterns.push((re, neg));
         }
-        Ignore { patterns }
+        Ok(Ignore { patterns })
     }
 
     /// Whether any `!` exception exists (then an ignored directory must still be walked).
@@ -35,25 +40,14 @@ impl Ignore {
         self.patterns.iter().any(|(_, n)| *n)
     }
 
-    /// Whether `rel` (relative to the context, `/`-separated) is excluded.
+    /// Whether `rel` (relative to the context, `/`-separated) is excluded: the last pattern
+    /// that matches it or one of its parent directories decides.
     pub fn excluded(&self, rel: &str) -> bool {
-        let mut out = false;
-        let s: Vec<char> = rel.chars().collect();
-        for (p, neg) in &self.patterns {
-            let mut m = glob(p, &s);
-            if !m {
-                // A pattern matching a parent directory matches the path too.
-                m = s
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| **c == '/')
-                    .any(|(i, _)| glob(p, &s[..i]));
-            }
-            if m {
-                out = !neg;
-            }
-        }
-        out
+        self.patterns
+            .iter()
+            .rev()
+            .find(|(re, _)| re.is_match(rel))
+            .is_some_and(|(_, neg)| !neg)
     }
 }
 
@@ -72,81 +66,14 @@ fn clean(p: &str) -> String {
     parts.join("/")
 }
 
-/// Matches a cleaned pattern against a path.
-fn glob(p: &[char], s: &[char]) -> bool {
-    if p.len() >= 2 && p[0] == '*' && p[1] == '*' {
-        let mut rest = &p[2..];
-        let slash = rest.first() == Some(&'/');
-        if slash {
-            rest = &rest[1..];
-        }
-        // `**` (or `**/`) spans any number of whole path segments.
-        if glob(rest, s) {
-            return true;
-        }
-        for i in 0..s.len() {
-            if (s[i] == '/' || !slash) && glob(rest, &s[i + 1..]) {
-                return true;
-            }
-        }
-        return false;
-    }
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') => {
-            for i in 0..=s.len() {
-                if glob(&p[1..], &s[i..]) {
-                    return true;
-                }
-                if i < s.len() && s[i] == '/' {
-                    break;
-                }
-            }
-            false
-        }
-        Some('?') => !s.is_empty() && s[0] != '/' && glob(&p[1..], &s[1..]),
-        Some('[') => {
-            let Some(c) = s.first() else { return false };
-            let mut i = 1;
-            let neg = matches!(p.get(1), Some('^') | Some('!'));
-            if neg {
-                i += 1;
-            }
-            let mut hit = false;
-            let mut first = true;
-            while i < p.len() && (p[i] != ']' || first) {
-                first = false;
-                let lo = p[i];
-                if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|c| *c != ']') {
-                    let hi = p[i + 2];
-                    if lo <= *c && *c <= hi {
-                        hit = true;
-                    }
-                    i += 3;
-                } else {
-                    if lo == *c {
-                        hit = true;
-                    }
-                    i += 1;
-                }
-            }
-            if i >= p.len() {
-                return false;
-            }
-            hit != neg && *c != '/' && glob(&p[i + 1..], &s[1..])
-        }
-        Some('\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob(&p[2..], &s[1..]),
-        Some(c) => !s.is_empty() && s[0] == *c && glob(&p[1..], &s[1..]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn docker_semantics() {
-        let i = Ignore::parse("# comment\n*.log\n/secret\ntmp/**\n!tmp/keep\n**/node_modules\n");
+        let i = Ignore::parse("# comment\n*.log\n/secret\ntmp/**\n!tmp/keep\n**/node_modules\n")
+            .unwrap();
         assert!(i.excluded("a.log"));
         assert!(!i.excluded("dir/a.log"), "* does not cross directories");
         assert!(i.excluded("secret"));
@@ -164,15 +91,30 @@ mod tests {
 
     #[test]
     fn last_match_wins_and_classes() {
-        let i = Ignore::parse("*\n!keep*\nkeep.bad\nfile[0-9].txt\n");
+        let i = Ignore::parse("*\n!keep*\nkeep.bad\nfile[0-9].txt\n").unwrap();
         assert!(i.excluded("Dockerfile"));
         assert!(!i.excluded("keep.txt"));
         assert!(i.excluded("keep.bad"));
-        let j = Ignore::parse("file[0-9].txt\nf?o\n./a/../b\n");
+        let j = Ignore::parse("file[0-9].txt\nf?o\n./a/../b\n").unwrap();
         assert!(j.excluded("file3.txt"));
         assert!(!j.excluded("filex.txt"));
         assert!(j.excluded("foo"));
         assert!(!j.excluded("f/o"));
         assert!(j.excluded("b"));
+    }
+
+    #[test]
+    fn hostile_files() {
+        // A line of 50,000 stars overflowed the stack; `*a*a…b` against a long name took
+        // exponential time.
+        let i = Ignore::parse(&format!("{}\n", "*".repeat(50_000))).unwrap();
+        assert!(i.excluded("anything"));
+        let i = Ignore::parse(&format!("{}b\n", "*a".repeat(30))).unwrap();
+        assert!(!i.excluded(&"a".repeat(200)));
+        let e = Ignore::parse("ok\n\nbad[\n").unwrap_err().to_string();
+        assert!(
+            e.contains(".dockerignore line 3") && e.contains("syntax error"),
+            "{e}"
+        );
     }
 }

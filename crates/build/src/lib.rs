@@ -12,6 +12,7 @@ pub mod ignore;
 mod layer;
 pub mod mounts;
 pub mod parser;
+pub mod pattern;
 pub mod plan;
 mod union;
 pub mod words;

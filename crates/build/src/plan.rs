@@ -28,12 +28,16 @@ pub struct Plan {
     pub global_args: Vec<Instruction>,
     /// The stages in file order.
     pub stages: Vec<Stage>,
+    /// Stage names → index, so that resolving a reference does not scan every stage (which
+    /// made planning quadratic in the number of stages).
+    names: std::collections::HashMap<String, usize>,
 }
 
 /// Splits a Dockerfile into stages; `global` are the global ARG values for FROM lines.
 pub fn split(df: &Dockerfile, global: &Vars) -> Result<Plan, Error> {
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
+    let mut names = std::collections::HashMap::new();
     for ins in &df.instructions {
         if ins.keyword == "FROM" {
             ins.check_flags(&["platform"])?;
@@ -49,7 +53,7 @@ pub fn split(df: &Dockerfile, global: &Vars) -> Result<Plan, Error> {
                     if !ok {
                         return Err(Error::at(ins.line, format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols")));
                     }
-                    if stages.iter().any(|s| s.name.as_deref() == Some(n.as_str())) {
+                    if names.insert(n.clone(), stages.len()).is_some() {
                         return Err(Error::at(ins.line, format!("duplicate name {n:?}")));
                     }
                     (b.clone(), Some(n))
@@ -93,19 +97,15 @@ pub fn split(df: &Dockerfile, global: &Vars) -> Result<Plan, Error> {
     Ok(Plan {
         global_args,
         stages,
+        names,
     })
 }
 
 impl Plan {
     /// The stage a `--from` or FROM value names (a stage name or an index), if any.
     pub fn stage_ref(&self, name: &str) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        if let Some(s) = self
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
-            return Some(s.index);
+        if let Some(i) = self.names.get(&name.to_ascii_lowercase()) {
+            return Some(*i);
         }
         if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
             return name
@@ -118,11 +118,10 @@ impl Plan {
 
     /// The earlier stage a FROM names (only by name, as Docker resolves it).
     pub fn from_stage(&self, s: &Stage) -> Option<usize> {
-        let lower = s.base.to_ascii_lowercase();
-        self.stages[..s.index]
-            .iter()
-            .find(|x| x.name.as_deref() == Some(lower.as_str()))
-            .map(|x| x.index)
+        self.names
+            .get(&s.base.to_ascii_lowercase())
+            .copied()
+            .filter(|i| *i < s.index)
     }
 
     /// The stages another one depends on, with the line of each reference.
@@ -155,41 +154,50 @@ impl Plan {
     pub fn order(&self, target: Option<&str>) -> Result<Vec<usize>, Error> {
         let t = match target {
             None => self.stages.len() - 1,
-            Some(name) => {
-                let lower = name.to_ascii_lowercase();
-                self.stages
-                    .iter()
-                    .find(|s| s.name.as_deref() == Some(lower.as_str()))
-                    .map(|s| s.index)
-                    .ok_or_else(|| {
-                        Error::Invalid(format!("target stage \"{name}\" could not be found"))
-                    })?
-            }
+            Some(name) => self
+                .names
+                .get(&name.to_ascii_lowercase())
+                .copied()
+                .ok_or_else(|| {
+                    Error::Invalid(format!("target stage \"{name}\" could not be found"))
+                })?,
         };
-        let mut state = vec![0u8; self.stages.len()];
+        // Depth first, with an explicit stack: a chain of thousands of stages (`FROM s1 AS s2`,
+        // `FROM s2 AS s3`, …) must not recurse once per stage. Each frame is a stage and its
+        // dependencies still to visit; a stage is emitted once all of them are.
+        const NEW: u8 = 0;
+        const OPEN: u8 = 1;
+        const DONE: u8 = 2;
+        let mut state = vec![NEW; self.stages.len()];
         let mut out = Vec::new();
-        self.visit(t, &mut state, &mut out)?;
-        Ok(out)
-    }
-
-    fn visit(&self, i: usize, state: &mut [u8], out: &mut Vec<usize>) -> Result<(), Error> {
-        state[i] = 1;
-        for (d, line) in self.deps(&self.stages[i]) {
-            match state[d] {
-                0 => self.visit(d, state, out)?,
-                1 => {
-                    let n = self.stages[d].name.clone().unwrap_or_else(|| d.to_string());
-                    return Err(Error::at(
-                        line,
-                        format!("circular dependency detected on stage: {n}"),
-                    ));
+        let mut stack: Vec<(usize, std::vec::IntoIter<(usize, usize)>)> = Vec::new();
+        state[t] = OPEN;
+        stack.push((t, self.deps(&self.stages[t]).into_iter()));
+        while let Some((i, deps)) = stack.last_mut() {
+            let i = *i;
+            match deps.next() {
+                Some((d, line)) => match state[d] {
+                    NEW => {
+                        state[d] = OPEN;
+                        stack.push((d, self.deps(&self.stages[d]).into_iter()));
+                    }
+                    OPEN => {
+                        let n = self.stages[d].name.clone().unwrap_or_else(|| d.to_string());
+                        return Err(Error::at(
+                            line,
+                            format!("circular dependency detected on stage: {n}"),
+                        ));
+                    }
+                    _ => {}
+                },
+                None => {
+                    state[i] = DONE;
+                    out.push(i);
+                    stack.pop();
                 }
-                _ => {}
             }
         }
-        state[i] = 2;
-        out.push(i);
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -265,6 +273,24 @@ mod tests {
             vec![1],
             "only bind mounts bind a stage"
         );
+    }
+
+    #[test]
+    fn long_chains_do_not_recurse() {
+        // Each stage starts from the one before: visiting them recursed once per stage.
+        let n = 50_000;
+        let mut df = String::from("FROM busybox AS s0\n");
+        for i in 1..n {
+            df.push_str(&format!("FROM s{} AS s{i}\n", i - 1));
+        }
+        let p = plan(&df);
+        let order = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || p.order(None).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(order, (0..n).collect::<Vec<_>>());
     }
 
     #[test]

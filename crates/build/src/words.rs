@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 /// Variables visible to expansion: name → value.
 pub type Vars = BTreeMap<String, String>;
 
+/// How deeply `${VAR:-word}` substitutions may nest inside one another. Expansion recurses once
+/// per level, so without a bound a Dockerfile line of 30,000 nested defaults overflowed the
+/// stack; real Dockerfiles nest two or three deep.
+pub const MAX_NESTING: usize = 64;
+
 /// Why a word could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WordError(pub String);
@@ -20,6 +25,7 @@ pub fn expand(word: &str, vars: &Vars, escape: char) -> Result<String, WordError
         i: 0,
         vars,
         escape,
+        depth: 0,
     };
     p.word(None)
 }
@@ -119,6 +125,8 @@ struct Lexer<'a> {
     i: usize,
     vars: &'a Vars,
     escape: char,
+    /// How many `${VAR:-word}` words enclose the current position.
+    depth: usize,
 }
 
 impl Lexer<'_> {
@@ -221,7 +229,15 @@ impl Lexer<'_> {
                         }
                         let op = self.peek().ok_or_else(|| WordError("missing '}'".into()))?;
                         self.i += 1;
-                        let word = self.word(Some('}'))?;
+                        if self.depth >= MAX_NESTING {
+                            return Err(WordError(format!(
+                                "variable substitutions nested more than {MAX_NESTING} deep"
+                            )));
+                        }
+                        self.depth += 1;
+                        let word = self.word(Some('}'));
+                        self.depth -= 1;
+                        let word = word?;
                         self.i += 1; // the '}'
                         let set = match val {
                             Some(v) => !(colon && v.is_empty()),
@@ -304,6 +320,19 @@ mod tests {
         assert_eq!(x("$ a"), "$ a");
         assert!(expand("${NOPE:?must be set}", &vars(), '\\').is_err());
         assert!(expand("${A", &vars(), '\\').is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nest = |n: usize| format!("{}v{}", "${X:-".repeat(n), "}".repeat(n));
+        assert_eq!(x(&nest(MAX_NESTING)), "v");
+        assert_eq!(x(&format!("\"{}\"", nest(MAX_NESTING))), "v");
+        for n in [MAX_NESTING + 1, 30_000] {
+            let e = expand(&nest(n), &vars(), '\\').unwrap_err();
+            assert!(e.0.contains("nested more than 64 deep"), "{e:?}");
+            let e = expand(&format!("\"{}\"", nest(n)), &vars(), '\\').unwrap_err();
+            assert!(e.0.contains("nested more than"), "{e:?}");
+        }
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub enum BuilderCommand {
         #[arg(short, long)]
         force: bool,
         /// Provide filter values (e.g. "until=24h")
-        #[arg(long)]
+        #[arg(long, value_parser = crate::usage::filter_arg)]
         filter: Vec<String>,
         /// Amount of disk space to keep for cache
         #[arg(long)]
@@ -202,7 +202,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             }
         };
         let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
-            Ok(t) => Ignore::parse(&t),
+            Ok(t) => Ignore::parse(&t)?,
             Err(_) => Ignore::default(),
         };
         (text, Context::open(&dir, &ignore)?)
@@ -384,36 +384,23 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                 }
             }
             let engine = open(root)?;
-            let conn = engine.images().conn();
-            hako_build::cache::ensure_schema(conn)?;
-            let before = hako_build::cache::stored_layer_bytes(conn)?;
-            let mut deleted = Vec::new();
-            match keep {
+            let (deleted, freed) = match keep {
                 // `--keep-storage`: the same collection a build runs, down to that size.
                 Some(max) => {
+                    let conn = engine.images().conn();
+                    hako_build::cache::ensure_schema(conn)?;
+                    let before = hako_build::cache::stored_layer_bytes(conn)?;
+                    let mut deleted = Vec::new();
                     hako_build::cache::collect(conn, Some(engine.root()), max, None, &mut |id| {
                         remove_cache_image(&engine, id)?;
                         deleted.push(id.to_string());
                         Ok(())
                     })?;
+                    let after = hako_build::cache::stored_layer_bytes(conn)?;
+                    (deleted, before.saturating_sub(after))
                 }
-                None => {
-                    let pruned = hako_build::cache::prune(
-                        conn,
-                        hako_build::cache::PruneFilter { older_than, all },
-                    )?;
-                    for id in pruned.images {
-                        remove_cache_image(&engine, &id)?;
-                        deleted.push(id);
-                    }
-                }
-            }
-            let mut freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
-            if keep.is_none() {
-                let (ids, bytes) = hako_build::mounts::prune_cache_dirs(engine.root(), older_than)?;
-                deleted.extend(ids);
-                freed += bytes;
-            }
+                None => prune_cache(&engine, older_than, all)?,
+            };
             if !deleted.is_empty() {
                 println!("Deleted build cache objects:");
                 for d in &deleted {
@@ -428,6 +415,31 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             Ok(0)
         }
     }
+}
+
+/// Drops build cache entries (the dangling ones, or all with `all`) last used before
+/// `older_than`, the images only they kept, and the cache mounts: the ids deleted and the
+/// bytes freed. `builder prune` and `system prune` share it.
+pub fn prune_cache(
+    engine: &hako_engine::Engine,
+    older_than: Option<i64>,
+    all: bool,
+) -> anyhow::Result<(Vec<String>, u64)> {
+    let conn = engine.images().conn();
+    hako_build::cache::ensure_schema(conn)?;
+    let before = hako_build::cache::stored_layer_bytes(conn)?;
+    let mut deleted = Vec::new();
+    let pruned =
+        hako_build::cache::prune(conn, hako_build::cache::PruneFilter { older_than, all })?;
+    for id in pruned.images {
+        remove_cache_image(engine, &id)?;
+        deleted.push(id);
+    }
+    let mut freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
+    let (ids, bytes) = hako_build::mounts::prune_cache_dirs(engine.root(), older_than)?;
+    deleted.extend(ids);
+    freed += bytes;
+    Ok((deleted, freed))
 }
 
 /// `24h`, `30m`, `10s`, `1h30m` → seconds.

@@ -1,15 +1,16 @@
-//! `hako images --filter`: Docker's keys (dangling, reference, label, before, since), its
-//! glob syntax for references, and which untagged images count as intermediate.
+//! `hako images --filter`: Docker's keys (dangling, reference, label, before, since) and its
+//! glob syntax for references.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use hako_engine::hako_image::{ImageSummary, Reference};
+use hako_engine::hako_image::Reference;
 
 /// Parsed `--filter` arguments. Values of one key are ORed, keys are ANDed, as Docker does.
 #[derive(Debug, Default)]
 pub struct Filters {
     pub dangling: Option<bool>,
-    pub reference: Vec<String>,
+    /// `reference=` patterns, compiled.
+    pub reference: Vec<regex::Regex>,
     /// `(key, Some(value))` for `label=k=v`, `(key, None)` for `label=k`.
     pub label: Vec<(String, Option<String>)>,
     pub before: Option<String>,
@@ -31,11 +32,7 @@ impl Filters {
                         _ => anyhow::bail!("invalid filter 'dangling={value}'"),
                     })
                 }
-                "reference" => {
-                    // Reject a malformed pattern now rather than matching nothing.
-                    glob_match(value, "")?;
-                    f.reference.push(value.to_string());
-                }
+                "reference" => f.add_reference(value)?,
                 "label" => f.label.push(match value.split_once('=') {
                     Some((k, v)) => (k.to_string(), Some(v.to_string())),
                     None => (value.to_string(), None),
@@ -48,13 +45,19 @@ impl Filters {
         Ok(f)
     }
 
+    /// Adds a `reference=` pattern; a malformed one is refused now rather than matching nothing.
+    pub fn add_reference(&mut self, pattern: &str) -> anyhow::Result<()> {
+        self.reference.push(glob(pattern)?);
+        Ok(())
+    }
+
     /// Docker's `reference.FamiliarMatch`: the pattern against `name:tag`, then against `name`.
     pub fn reference_matches(&self, r: &Reference) -> bool {
         self.reference.is_empty()
-            || self.reference.iter().any(|p| {
-                glob_match(p, &r.familiar()).unwrap_or(false)
-                    || glob_match(p, &r.familiar_repository()).unwrap_or(false)
-            })
+            || self
+                .reference
+                .iter()
+                .any(|p| p.is_match(&r.familiar()) || p.is_match(&r.familiar_repository()))
     }
 
     /// Every `label=` filter must hold (Docker ANDs label filters).
@@ -68,149 +71,11 @@ impl Filters {
 }
 
 /// Go's `path.Match`: `*` and `?` stop at `/`, `[...]` classes with ranges and `^`, `\` escapes.
-/// A malformed pattern is an error, as in Go.
-pub fn glob_match(pattern: &str, name: &str) -> anyhow::Result<bool> {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let bad = || anyhow::anyhow!("invalid reference pattern {pattern:?}: syntax error in pattern");
-    // Validate the whole pattern once so a late syntax error is not hidden by an early mismatch.
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            '\\' => {
-                if i + 1 >= p.len() {
-                    return Err(bad());
-                }
-                i += 2;
-            }
-            '[' => i = class_end(&p, i).ok_or_else(bad)?,
-            _ => i += 1,
-        }
-    }
-    Ok(match_from(&p, &n))
-}
-
-/// Index just past the `]` closing the class that starts at `p[start] == '['`.
-fn class_end(p: &[char], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    if p.get(i) == Some(&'^') {
-        i += 1;
-    }
-    let mut first = true;
-    loop {
-        match p.get(i)? {
-            ']' if !first => return Some(i + 1),
-            '\\' => i += 2,
-            _ => i += 1,
-        }
-        first = false;
-    }
-}
-
-fn class_matches(p: &[char], start: usize, c: char) -> bool {
-    let mut i = start + 1;
-    let negate = p.get(i) == Some(&'^');
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() && (first || p[i] != ']') {
-        first = false;
-        let mut lo = p[i];
-        if lo == '\\' {
-            i += 1;
-            lo = p[i];
-        }
-        i += 1;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&c| c != ']') {
-            hi = p[i + 1];
-            if hi == '\\' {
-                hi = p[i + 2];
-                i += 1;
-            }
-            i += 2;
-        }
-        if lo <= c && c <= hi {
-            matched = true;
-        }
-    }
-    matched != negate
-}
-
-fn match_from(p: &[char], n: &[char]) -> bool {
-    let Some(&first) = p.first() else {
-        return n.is_empty();
-    };
-    match first {
-        '*' => {
-            // Try every split of the run of non-'/' characters.
-            let rest = &p[1..];
-            let mut k = 0;
-            loop {
-                if match_from(rest, &n[k..]) {
-                    return true;
-                }
-                if k >= n.len() || n[k] == '/' {
-                    return false;
-                }
-                k += 1;
-            }
-        }
-        '?' => !n.is_empty() && n[0] != '/' && match_from(&p[1..], &n[1..]),
-        '[' => {
-            let end = class_end(p, 0).unwrap_or(p.len());
-            !n.is_empty()
-                && n[0] != '/'
-                && class_matches(p, 0, n[0])
-                && match_from(&p[end..], &n[1..])
-        }
-        '\\' => !n.is_empty() && n[0] == p[1] && match_from(&p[2..], &n[1..]),
-        c => !n.is_empty() && n[0] == c && match_from(&p[1..], &n[1..]),
-    }
-}
-
-/// Untagged images that are steps of a build whose later steps are other images: Docker hides
-/// such intermediate images from `docker images` unless `-a` is given. An untagged image counts
-/// when the build cache recorded it and another image's layers start with (or equal) its own.
-pub fn intermediates(
-    conn: &rusqlite::Connection,
-    list: &[ImageSummary],
-    chains: &HashMap<String, Vec<String>>,
-) -> anyhow::Result<HashSet<String>> {
-    let untagged: Vec<&ImageSummary> = list.iter().filter(|i| i.repo_tags.is_empty()).collect();
-    if untagged.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let has_cache: bool = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='build_cache'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )? > 0;
-    if !has_cache {
-        return Ok(HashSet::new());
-    }
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM build_cache WHERE image_id = ?1 LIMIT 1")?;
-    let empty = Vec::new();
-    let mut out = HashSet::new();
-    for img in untagged {
-        if !stmt.exists([&img.id])? {
-            continue;
-        }
-        let mine = chains.get(&img.id).unwrap_or(&empty);
-        let has_child = list.iter().any(|other| {
-            other.id != img.id
-                && chains
-                    .get(&other.id)
-                    .unwrap_or(&empty)
-                    .starts_with(mine.as_slice())
-        });
-        if has_child {
-            out.insert(img.id.clone());
-        }
-    }
-    Ok(out)
+/// A malformed pattern is an error, as in Go. Matching takes linear time, whatever the pattern
+/// (`hako_build::pattern`).
+pub fn glob(pattern: &str) -> anyhow::Result<regex::Regex> {
+    hako_build::pattern::compile(pattern, hako_build::pattern::Dialect::FilepathMatch)
+        .map_err(|e| anyhow::anyhow!("invalid reference pattern {pattern:?}: {e}"))
 }
 
 /// The column titles of `--format "table …"`, as Docker names them.
@@ -234,6 +99,10 @@ pub fn headers() -> serde_json::Value {
 mod tests {
     use super::*;
 
+    fn glob_match(pattern: &str, name: &str) -> anyhow::Result<bool> {
+        Ok(glob(pattern)?.is_match(name))
+    }
+
     #[test]
     fn globs_like_go_path_match() {
         let m = |p: &str, n: &str| glob_match(p, n).unwrap();
@@ -250,6 +119,8 @@ mod tests {
         assert!(!m("busy", "busybox"));
         assert!(glob_match("[abc", "a").is_err());
         assert!(glob_match("ab\\", "ab").is_err());
+        // Once exponential backtracking.
+        assert!(!m(&format!("{}b", "*a".repeat(30)), &"a".repeat(200)));
     }
 
     #[test]

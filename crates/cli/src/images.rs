@@ -40,7 +40,7 @@ pub struct ImagesArgs {
     #[arg(short, long)]
     all: bool,
     /// Filter output based on conditions provided (dangling, reference, label, before, since)
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = crate::usage::filter_arg)]
     filter: Vec<String>,
     /// Format output using a Go template, "table TEMPLATE", or "json"
     #[arg(long)]
@@ -117,6 +117,9 @@ pub struct HistoryArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Format output using a Go template
+    #[arg(short, long)]
+    format: Option<String>,
     /// Images
     #[arg(required = true)]
     images: Vec<String>,
@@ -176,13 +179,16 @@ pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
 pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     let mut filters = image_filter::Filters::parse(&a.filter)?;
     if let Some(r) = &a.reference {
-        filters.reference.push(r.clone());
+        filters.add_reference(r)?;
     }
     let engine = open(root)?;
     let store = engine.images();
     let list = store.list()?;
-    let chains = store.all_layer_chains()?;
-    let intermediate = image_filter::intermediates(store.conn(), &list, &chains)?;
+    // Docker's intermediate images: untagged ones another image was built on. They are not
+    // dangling, and `images` shows them only with -a.
+    let parents: std::collections::HashSet<String> = hako_build::cache::parents(store.conn())?
+        .into_values()
+        .collect();
     let bound = |name: &Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
         name.as_deref()
             .map(|n| {
@@ -201,14 +207,15 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     let mut rows = Vec::new();
     let mut ids = Vec::new();
     for img in &list {
-        let dangling = img.repo_tags.is_empty();
-        if dangling && !a.all && intermediate.contains(&img.id) {
+        let untagged = img.repo_tags.is_empty();
+        let intermediate = untagged && parents.contains(&img.id);
+        if intermediate && !a.all {
             continue;
         }
-        if let Some(want) = filters.dangling {
-            if want != dangling {
-                continue;
-            }
+        match filters.dangling {
+            Some(true) if !untagged || intermediate => continue,
+            Some(false) if untagged => continue,
+            _ => {}
         }
         let created = img.created.as_deref().and_then(fmt::parse_rfc3339);
         if before.is_some_and(|b| created.is_none_or(|c| c >= b))
@@ -350,6 +357,12 @@ pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32, Failure> {
                         RemoveEvent::Deleted(id) => println!("Deleted: {id}"),
                     }
                 }
+            }
+            // As Docker's `rmi -f`: an image that is not there is said, not a failure.
+            Err(e @ hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_)))
+                if a.force =>
+            {
+                eprintln!("hako: {e}")
             }
             Err(e) => {
                 eprintln!("hako: {e}");
@@ -544,64 +557,81 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
 }
 
 pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
+    let tmpl = crate::inspect_format(a.format.as_deref())?;
     let engine = open(root)?;
+    let parents = hako_build::cache::parents(engine.images().conn())?;
     let mut docs = Vec::new();
     let mut code = 0;
     for name in &a.images {
-        let image = match engine.images().resolve(name) {
-            Ok(i) => i,
-            Err(e) => {
-                eprintln!("Error: {e}");
+        match image_doc(&engine, &parents, name) {
+            Ok(Some(doc)) => docs.push(doc),
+            Ok(None) => {
+                eprintln!("Error: No such image: {name}");
                 code = 1;
-                continue;
             }
-        };
-        let raw: serde_json::Value =
-            serde_json::from_slice(&engine.images().read_blob(&image.id)?)?;
-        let repo_digests: Vec<String> = engine
-            .images()
-            .repo_digests(&image.id)?
-            .into_iter()
-            .map(|d| match d.split_once('@') {
-                Some((r, dg)) => match Reference::parse(r) {
-                    Ok(r) => format!("{}@{dg}", r.familiar_repository()),
-                    Err(_) => d.clone(),
-                },
-                None => d,
-            })
-            .collect();
-        let mut doc = serde_json::json!({
-            "Id": image.id,
-            "RepoTags": image.repo_tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
-            "RepoDigests": repo_digests,
-            "Parent": "",
-            "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
-            "Created": raw["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
-            "DockerVersion": raw["docker_version"].as_str().unwrap_or(""),
-            "Author": raw["author"].as_str().unwrap_or(""),
-            "Config": raw.get("config").cloned().unwrap_or(serde_json::Value::Null),
-            "Architecture": raw["architecture"],
-            "Os": raw["os"],
-            "Size": image.size,
-            "GraphDriver": {
-                "Data": {
-                    "LowerDir": image.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-                },
-                "Name": "overlay",
-            },
-            "RootFS": {
-                "Type": "layers",
-                "Layers": raw["rootfs"]["diff_ids"],
-            },
-            "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
-        });
-        if let Some(v) = raw["variant"].as_str() {
-            doc["Variant"] = v.into();
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                code = 1;
+            }
         }
-        docs.push(doc);
     }
-    println!("{}", serde_json::to_string_pretty(&docs)?);
+    crate::print_docs(&serde_json::Value::Array(docs), tmpl.as_ref())?;
     Ok(code)
+}
+
+/// The `image inspect` document of `name`; None when there is no such image.
+pub fn image_doc(
+    engine: &hako_engine::Engine,
+    parents: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let image = match engine.images().resolve(name) {
+        Ok(i) => i,
+        Err(hako_engine::hako_image::Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let raw: serde_json::Value = serde_json::from_slice(&engine.images().read_blob(&image.id)?)?;
+    let repo_digests: Vec<String> = engine
+        .images()
+        .repo_digests(&image.id)?
+        .into_iter()
+        .map(|d| match d.split_once('@') {
+            Some((r, dg)) => match Reference::parse(r) {
+                Ok(r) => format!("{}@{dg}", r.familiar_repository()),
+                Err(_) => d.clone(),
+            },
+            None => d,
+        })
+        .collect();
+    let mut doc = serde_json::json!({
+        "Id": image.id,
+        "RepoTags": image.repo_tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
+        "RepoDigests": repo_digests,
+        "Parent": parents.get(&image.id).map_or("", String::as_str),
+        "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
+        "Created": raw["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
+        "DockerVersion": raw["docker_version"].as_str().unwrap_or(""),
+        "Author": raw["author"].as_str().unwrap_or(""),
+        "Config": raw.get("config").cloned().unwrap_or(serde_json::Value::Null),
+        "Architecture": raw["architecture"],
+        "Os": raw["os"],
+        "Size": image.size,
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": image.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+            },
+            "Name": "overlay",
+        },
+        "RootFS": {
+            "Type": "layers",
+            "Layers": raw["rootfs"]["diff_ids"],
+        },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    });
+    if let Some(v) = raw["variant"].as_str() {
+        doc["Variant"] = v.into();
+    }
+    Ok(Some(doc))
 }
 
 pub fn login(a: LoginArgs) -> Result<i32, Failure> {
@@ -668,7 +698,7 @@ pub struct PruneArgs {
     #[arg(short, long)]
     force: bool,
     /// Provide filter values (e.g. "until=24h", "label=k=v", "label!=k")
-    #[arg(long)]
+    #[arg(long, value_parser = crate::usage::filter_arg)]
     filter: Vec<String>,
 }
 
@@ -692,7 +722,10 @@ pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
         }
     }
     let engine = open(root)?;
-    let (events, freed) = engine.image_prune_where(a.all, &|img| filter.accepts(img))?;
+    let conn = engine.images().conn();
+    let parents = hako_build::cache::parents(conn)?;
+    let (events, freed) = engine.image_prune_where(a.all, &|img| filter.accepts(img), &parents)?;
+    hako_build::cache::forget_missing(conn)?;
     let mut out = std::io::stdout().lock();
     if !events.is_empty() {
         writeln!(out, "Deleted Images:")?;

@@ -6,6 +6,7 @@ mod fmt;
 mod image_filter;
 mod images;
 mod template;
+mod usage;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -17,13 +18,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tabwriter::TabWriter;
 
 #[derive(Parser)]
+// `args_override_self`: a repeated flag takes its last value, as Docker's flags do, instead
+// of being an error. `-v` prints the version, as `docker -v` does.
 #[command(
     name = "hako",
     version,
     about = "A daemonless container engine",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    disable_version_flag = true,
+    args_override_self = true
 )]
 struct Cli {
+    /// Print version information and quit
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// State root (images, containers, the state database)
     #[arg(
         long,
@@ -113,12 +121,15 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
-    /// Display detailed information on containers
+    /// Display detailed information on containers, images, networks and volumes
     Inspect {
         /// Format output using a Go template
         #[arg(short, long)]
         format: Option<String>,
-        /// Containers
+        /// Only objects of this type (container, image, network, volume)
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Names or IDs
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -266,7 +277,7 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
         /// Filter output (container=, event=, type=, image=)
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = usage::filter_arg)]
         filter: Vec<String>,
         /// Format output using a Go template, or "json"
         #[arg(long)]
@@ -284,7 +295,11 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Show the hako version
-    Version,
+    Version {
+        /// Format output using a Go template ({{.Client.Version}}), or json
+        #[arg(short, long)]
+        format: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -369,7 +384,7 @@ struct PsArgs {
     #[arg(short = 'n', long = "last")]
     last: Option<usize>,
     /// Filter output (status=, name=, id=, ancestor=, label=, exited=)
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = usage::filter_arg)]
     filter: Vec<String>,
     /// Display total file sizes
     #[arg(short, long)]
@@ -458,6 +473,9 @@ enum NetworkCommand {
         /// Only display network IDs
         #[arg(short, long)]
         quiet: bool,
+        /// Filter output (driver=, id=, label=, name=, scope=, type=custom|builtin, dangling=)
+        #[arg(short, long, value_parser = usage::filter_arg)]
+        filter: Vec<String>,
         /// Format output using a Go template, or json
         #[arg(long)]
         format: Option<String>,
@@ -527,7 +545,8 @@ enum SystemCommand {
         #[arg(long, conflicts_with = "verbose")]
         format: Option<String>,
     },
-    /// Remove stopped containers, unused images and (with --volumes) unused anonymous volumes
+    /// Remove stopped containers, unused networks, dangling images and build cache (all unused
+    /// images and all build cache with -a), and with --volumes unused anonymous volumes
     Prune {
         /// Remove all unused images, not just dangling ones
         #[arg(short, long)]
@@ -564,6 +583,9 @@ enum VolumeCommand {
         /// Only display volume names
         #[arg(short, long)]
         quiet: bool,
+        /// Filter output (dangling=, driver=, label=, name=)
+        #[arg(short, long, value_parser = usage::filter_arg)]
+        filter: Vec<String>,
         /// Format output using a Go template, or json
         #[arg(long)]
         format: Option<String>,
@@ -664,6 +686,35 @@ struct ResourceArgs {
 }
 
 impl ResourceArgs {
+    /// Whether any limit is given.
+    fn any(&self) -> bool {
+        self.memory.is_some()
+            || self.memory_swap.is_some()
+            || self.cpus.is_some()
+            || self.cpu_shares.is_some()
+            || self.cpuset_cpus.is_some()
+            || self.pids_limit.is_some()
+    }
+
+    /// The values Docker's CLI parses itself: a bad one is a usage error (125) before any
+    /// container is looked at.
+    fn check(&self) -> Result<(), Failure> {
+        let usage = |e: hako_engine::Error| Failure {
+            code: 125,
+            err: e.into(),
+        };
+        if let Some(m) = &self.memory {
+            hako_engine::options::parse_size(m, "-m, --memory").map_err(usage)?;
+        }
+        if let Some(m) = self.memory_swap.as_deref().filter(|m| *m != "-1") {
+            hako_engine::options::parse_size(m, "--memory-swap").map_err(usage)?;
+        }
+        if let Some(c) = &self.cpus {
+            hako_engine::options::parse_cpus(c).map_err(usage)?;
+        }
+        Ok(())
+    }
+
     /// Sets the given limits on `opts`, leaving the others as they are.
     fn apply(&self, opts: &mut RunOptions) {
         opts.memory = self.memory.clone().or(opts.memory.take());
@@ -862,12 +913,17 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
-            // Usage errors of `run` are engine errors for Docker (125); help/version are not errors.
-            return ExitCode::from(match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 125,
-            });
+            let argv: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let u = usage::explain::<Cli>(&e, &argv);
+            match &u.message {
+                Some(m) => eprint!("{m}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
+            return ExitCode::from(u.code);
         }
     };
     match dispatch(cli) {
@@ -961,15 +1017,31 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Container(ContainerCommand::Inspect { format, containers }) => {
-            inspect(&cli.root, format, &containers)
+            inspect(&cli.root, format, Some("container"), &containers)
         }
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
         Command::Create(a) => {
             let (pull, platform) = (a.pull.clone(), a.platform.clone());
             let opts = run_options(*a)?;
+            create_client_checks(&opts, &pull)?;
             let engine = open(&cli.root).map_err(engine_err)?;
-            ensure_image(&engine, &opts.image, &pull, platform.as_deref())?;
-            println!("{}", run_result(engine.create(&opts))?);
+            // Docker's `create` reports what its daemon refuses (a pull that fails too) with
+            // status 1, unlike `run`.
+            ensure_image(&engine, &opts.image, &pull, platform.as_deref())
+                .map_err(|f| Failure { code: 1, ..f })?;
+            match engine.create(&opts) {
+                Ok(id) => println!("{id}"),
+                Err(hako_engine::Error::ImageNotFound(name)) => {
+                    return Err(anyhow::anyhow!("No such image: {name}").into())
+                }
+                Err(e) => {
+                    let code = if client_side(&e) { 125 } else { 1 };
+                    return Err(Failure {
+                        code,
+                        err: e.into(),
+                    });
+                }
+            }
             Ok(0)
         }
         Command::Start {
@@ -989,7 +1061,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             e.start(k)
         }),
         Command::Volume(v) => volume(&cli.root, v),
-        Command::Inspect { format, containers } => inspect(&cli.root, format, &containers),
+        Command::Inspect {
+            format,
+            kind,
+            containers,
+        } => inspect(&cli.root, format, kind.as_deref(), &containers),
         Command::Pause { containers } => each_container(&cli.root, &containers, |e, k| e.pause(k)),
         Command::Unpause { containers } => {
             each_container(&cli.root, &containers, |e, k| e.unpause(k))
@@ -999,6 +1075,13 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             restart,
             containers,
         } => {
+            if !resources.any() && restart.is_none() {
+                return Err(anyhow::anyhow!(
+                    "you must provide one or more flags when using this command"
+                )
+                .into());
+            }
+            resources.check()?;
             let change = |o: &mut RunOptions| {
                 resources.apply(o);
                 if restart.is_some() {
@@ -1095,7 +1178,23 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             container,
         } => attach(&cli.root, &container, !no_stdin, sig_proxy, &detach_keys),
         Command::Exec(a) => {
+            // Everything from the container on is the command's, so a flag clap does not know
+            // lands here as the container.
+            if let Some(flag) = a.target.first().filter(|s| s.starts_with('-')) {
+                return Err(Failure {
+                    code: 125,
+                    err: anyhow::anyhow!("{}", usage::unknown_flag(flag)),
+                });
+            }
             let engine = open(&cli.root)?;
+            if a.workdir.as_deref().is_some_and(|w| !w.starts_with('/')) {
+                engine.find(&a.target[0])?;
+                // The runtime's refusal, as Docker reports it: the command cannot start.
+                return Err(Failure {
+                    code: 126,
+                    err: anyhow::anyhow!("Cwd must be an absolute path"),
+                });
+            }
             let opts = hako_engine::exec::ExecOptions {
                 cmd: a.target[1..].to_vec(),
                 env: a.env,
@@ -1109,9 +1208,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             match engine.exec(&a.target[0], &opts) {
                 Ok(code) => Ok(code),
                 Err(e) => {
-                    // Docker's exec reports start failures with the runtime's 126/127, the rest as 1.
+                    // Docker's exec reports start failures with the runtime's 126/127 (126 for
+                    // a user it cannot find), the rest as 1.
                     let code = match &e {
                         hako_engine::Error::Runtime(r) if r.exit_code() != 125 => r.exit_code(),
+                        hako_engine::Error::User(_) => 126,
                         _ => 1,
                     };
                     Err(Failure {
@@ -1202,8 +1303,23 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             clap_complete::generate(shell, &mut Cli::command(), "hako", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Version => {
+        Command::Version { format: None } => {
             println!("hako version {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Version { format: Some(f) } => {
+            // The client and the engine are one program.
+            let part = serde_json::json!({
+                "Version": env!("CARGO_PKG_VERSION"),
+                "Os": std::env::consts::OS,
+                "Arch": match std::env::consts::ARCH {
+                    "x86_64" => "amd64",
+                    "aarch64" => "arm64",
+                    other => other,
+                },
+            });
+            let doc = serde_json::json!({"Client": part, "Server": part});
+            println!("{}", template::Format::parse(&f)?.render(&doc)?);
             Ok(0)
         }
     }
@@ -1239,7 +1355,7 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
     // Everything from the image on is the container's, so an option clap does not know lands
     // here as the image; no reference starts with '-', and Docker calls it an unknown flag.
     if let Some(flag) = a.image_and_command.first().filter(|s| s.starts_with('-')) {
-        return Err(engine_err(anyhow::anyhow!("unknown flag: {flag}")));
+        return Err(engine_err(anyhow::anyhow!("{}", usage::unknown_flag(flag))));
     }
     let network: Network = match a.network.as_deref() {
         None => Network::Default,
@@ -1353,6 +1469,42 @@ fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
     Ok(opts)
 }
 
+/// What Docker's CLI checks itself before `create` asks its daemon: a failure is a usage
+/// error (125) there, where the daemon's refusals exit 1.
+fn create_client_checks(opts: &RunOptions, pull: &str) -> Result<(), Failure> {
+    pull_policy(pull)?;
+    for p in &opts.publish {
+        hako_engine::hako_net::parse_port_spec(p).map_err(|e| engine_err(e.into()))?;
+    }
+    if let Some(r) = &opts.restart {
+        if r.starts_with("on-failure:") {
+            hako_engine::RestartPolicy::parse(r).map_err(|e| engine_err(e.into()))?;
+        }
+        if opts.auto_remove && !matches!(r.as_str(), "" | "no") {
+            return Err(engine_err(anyhow::anyhow!(
+                "Conflicting options: --restart and --rm"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an engine error is one Docker's CLI finds itself (a flag's value it parses), so
+/// that `create` exits 125 for it: the engine words those as Docker's flag errors.
+fn client_side(e: &hako_engine::Error) -> bool {
+    matches!(e, hako_engine::Error::Invalid(m) if m.starts_with("invalid argument \""))
+}
+
+/// A `--pull` value Docker's CLI knows.
+fn pull_policy(policy: &str) -> Result<(), Failure> {
+    match policy {
+        "always" | "missing" | "never" => Ok(()),
+        other => Err(engine_err(anyhow::anyhow!(
+            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
+        ))),
+    }
+}
+
 /// `--pull`: fetches the image from its registry when asked to, or when it is missing.
 fn ensure_image(
     engine: &Engine,
@@ -1360,16 +1512,12 @@ fn ensure_image(
     policy: &str,
     platform: Option<&str>,
 ) -> Result<(), Failure> {
+    pull_policy(policy)?;
     let present = engine.images().resolve(image).is_ok();
     let needed = match policy {
         "always" => true,
         "missing" => !present,
-        "never" => false,
-        other => {
-            return Err(engine_err(anyhow::anyhow!(
-            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
-        )))
-        }
+        _ => false,
     };
     if !needed {
         return Ok(());
@@ -1525,6 +1673,25 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     };
     if let Some(f) = &a.format {
         let tmpl = template::Format::parse(f)?;
+        // Docker's `ps` runs the template once before listing, so a field that does not exist
+        // is an error even when no container is listed.
+        let fields = [
+            "ID",
+            "Image",
+            "Command",
+            "CreatedAt",
+            "RunningFor",
+            "State",
+            "Status",
+            "Ports",
+            "Names",
+            "Size",
+        ];
+        let prototype: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|k| (k.to_string(), serde_json::Value::String(String::new())))
+            .collect();
+        tmpl.render(&serde_json::Value::Object(prototype))?;
         let mut out = std::io::stdout().lock();
         for (n, c) in list.iter().enumerate() {
             let command = c.command.join(" ");
@@ -1590,6 +1757,8 @@ fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
     for key in &a.containers {
         match engine.remove(key, a.force, a.volumes) {
             Ok(_) => println!("{key}"),
+            // As Docker's `rm -f`: a container that is not there is said, not a failure.
+            Err(e @ hako_engine::Error::NoSuchContainer(_)) if a.force => eprintln!("hako: {e}"),
             Err(e) => {
                 eprintln!("hako: {e}");
                 code = 1;
@@ -1675,8 +1844,6 @@ fn kill(root: &std::path::Path, a: KillArgs) -> Result<i32, Failure> {
 
 fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
     use std::io::{BufRead, Seek};
-    let engine = open(root)?;
-    let (id, path) = engine.log_file(&a.container)?;
     let tail: Option<usize> = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
@@ -1684,14 +1851,17 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
                 .map_err(|_| anyhow::anyhow!("invalid value for --tail: {n}"))?,
         ),
     };
+    // Checked before the log is looked at: a bad value is an error even when there is no log.
+    let since = a.since.as_deref().map(parse_time_arg).transpose()?;
+    let until = a.until.as_deref().map(parse_time_arg).transpose()?;
+    let engine = open(root)?;
+    let (id, path) = engine.log_file(&a.container)?;
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         // A foreground container's output went to the terminal that ran it.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(anyhow::anyhow!("read log {}: {e}", path.display()).into()),
     };
-    let since = a.since.as_deref().map(parse_time_arg).transpose()?;
-    let until = a.until.as_deref().map(parse_time_arg).transpose()?;
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let mut emit = |line: &str| write_log_line(line, a.timestamps, &mut out, &mut err);
@@ -1768,10 +1938,11 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
         VolumeCommand::Ls {
             format: Some(f),
             quiet: false,
+            filter,
         } => {
             let tmpl = template::Format::parse(&f)?;
             let mut out = std::io::stdout().lock();
-            for v in engine.volume_list()? {
+            for v in volume_list_filtered(&engine, &filter)? {
                 // Docker's `volume ls` fields: Labels is one "k=v,k=v" string there.
                 let labels: Vec<String> =
                     v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -1787,8 +1958,8 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        VolumeCommand::Ls { quiet, .. } => {
-            let list = engine.volume_list()?;
+        VolumeCommand::Ls { quiet, filter, .. } => {
+            let list = volume_list_filtered(&engine, &filter)?;
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
                 .padding(3);
@@ -1806,7 +1977,7 @@ fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             Ok(0)
         }
         VolumeCommand::Inspect { format, names } => {
-            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+            let tmpl = inspect_format(format.as_deref())?;
             let mut found = Vec::new();
             let mut code = 0;
             for n in &names {
@@ -1881,36 +2052,88 @@ fn engine_time(nanos: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
 }
 
+/// `inspect`'s `--format`: a template that does not parse is Docker's status 64.
+fn inspect_format(format: Option<&str>) -> Result<Option<template::Format>, Failure> {
+    format
+        .map(template::Format::parse)
+        .transpose()
+        .map_err(|err| Failure { code: 64, err })
+}
+
+/// `inspect`: each name as a container, an image, a network or a volume, the first that
+/// exists (as Docker looks them up), or only as `kind`.
 fn inspect(
     root: &std::path::Path,
     format: Option<String>,
+    kind: Option<&str>,
     keys: &[String],
 ) -> Result<i32, Failure> {
+    const KINDS: [&str; 4] = ["container", "image", "network", "volume"];
+    if let Some(k) = kind.filter(|k| !KINDS.contains(k)) {
+        return Err(anyhow::anyhow!(
+            "unknown type: {k:?}: must be one of \"container\", \"image\", \"network\", \"volume\""
+        )
+        .into());
+    }
+    let tmpl = inspect_format(format.as_deref())?;
     let engine = open(root)?;
-    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+    let kinds: Vec<&str> = match kind {
+        Some(k) => vec![k],
+        None => KINDS.to_vec(),
+    };
+    let mut parents = None;
+    let mut nets = None;
     let mut docs = Vec::new();
     let mut code = 0;
     for k in keys {
-        match engine.inspect(k) {
-            Ok(d) => docs.push(d),
-            Err(hako_engine::Error::NoSuchContainer(_)) => {
-                eprintln!("hako: Error: No such object: {k}");
-                code = 1;
+        let mut found = None;
+        for kind in &kinds {
+            found = match *kind {
+                "container" => match engine.inspect(k) {
+                    Ok(d) => Some(d),
+                    Err(hako_engine::Error::NoSuchContainer(_)) => None,
+                    Err(e) => return Err(e.into()),
+                },
+                "image" => {
+                    if parents.is_none() {
+                        parents = Some(hako_build::cache::parents(engine.images().conn())?);
+                    }
+                    images::image_doc(&engine, parents.as_ref().expect("just set"), k)?
+                }
+                "network" => {
+                    if nets.is_none() {
+                        nets = Some(hako_engine::netwire::networks(
+                            engine.images().conn(),
+                            engine.root(),
+                        )?);
+                    }
+                    network_doc(&engine, nets.as_ref().expect("just set"), k).ok()
+                }
+                _ => engine
+                    .volume_inspect(k)
+                    .ok()
+                    .map(serde_json::to_value)
+                    .transpose()?,
+            };
+            if found.is_some() {
+                break;
             }
-            Err(e) => {
-                eprintln!("hako: {e}");
+        }
+        match found {
+            Some(d) => docs.push(d),
+            None => {
+                match kind {
+                    Some("container") => eprintln!("hako: No such container: {k}"),
+                    Some("image") => eprintln!("hako: No such image: {k}"),
+                    Some("network") => eprintln!("hako: network {k} not found"),
+                    Some(_) => eprintln!("hako: get {k}: no such volume"),
+                    None => eprintln!("hako: Error: No such object: {k}"),
+                }
                 code = 1;
             }
         }
     }
-    match tmpl {
-        Some(t) => {
-            for d in &docs {
-                println!("{}", t.render(d)?);
-            }
-        }
-        None => println!("{}", serde_json::to_string_pretty(&docs)?),
-    }
+    print_docs(&serde_json::Value::Array(docs), tmpl.as_ref())?;
     Ok(code)
 }
 
@@ -2145,15 +2368,20 @@ fn system_prune(
     volumes: bool,
     force: bool,
 ) -> Result<i32, Failure> {
-    let mut warning = vec!["all stopped containers"];
+    let mut warning = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
     if volumes {
         warning.push("all anonymous volumes not used by at least one container");
     }
-    warning.push(if all {
-        "all images without at least one container associated to them"
+    if all {
+        warning.push("all images without at least one container associated to them");
+        warning.push("all build cache");
     } else {
-        "all dangling images"
-    });
+        warning.push("all dangling images");
+        warning.push("unused build cache");
+    }
     if !force {
         use std::io::BufRead;
         println!("WARNING! This will remove:");
@@ -2178,6 +2406,16 @@ fn system_prune(
         }
         println!();
     }
+    let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
+    let gone = nets.prune()?;
+    if !gone.is_empty() {
+        println!("Deleted Networks:");
+        for n in gone {
+            hako_engine::netwire::disallow_forwarding(&n.bridge);
+            println!("{}", n.name);
+        }
+        println!();
+    }
     if volumes {
         let (names, bytes) = engine.volume_prune(false)?;
         freed += bytes;
@@ -2189,7 +2427,10 @@ fn system_prune(
             println!();
         }
     }
-    let (events, bytes) = engine.image_prune(all)?;
+    let conn = engine.images().conn();
+    let parents = hako_build::cache::parents(conn)?;
+    let (events, bytes) = engine.image_prune(all, &parents)?;
+    hako_build::cache::forget_missing(conn)?;
     freed += bytes;
     if !events.is_empty() {
         println!("Deleted Images:");
@@ -2198,6 +2439,16 @@ fn system_prune(
                 hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("untagged: {r}"),
                 hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("deleted: {id}"),
             }
+        }
+        println!();
+    }
+    // Docker's order: the build cache last, the dangling part of it, or all of it with -a.
+    let (deleted, bytes) = build::prune_cache(&engine, None, all)?;
+    freed += bytes;
+    if !deleted.is_empty() {
+        println!("Deleted build cache objects:");
+        for d in &deleted {
+            println!("{}", d.trim_start_matches("sha256:"));
         }
         println!();
     }
@@ -2239,6 +2490,144 @@ fn ipam_configs(i: &hako_engine::hako_net::NetworkInfo) -> Vec<serde_json::Value
         v.push(serde_json::json!({"Subnet": s.to_string(), "Gateway": g.to_string()}));
     }
     v
+}
+
+/// `--filter key=value` arguments, keys checked against `known` (Docker's daemon refuses an
+/// unknown key with status 1). Values of one key are ORed, keys ANDed, as in Docker.
+fn list_filters(
+    args: &[String],
+    known: &[&str],
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+        if !known.contains(&k) {
+            anyhow::bail!("invalid filter '{k}'");
+        }
+        out.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(out)
+}
+
+/// Whether `label=k` / `label=k=v` filters all hold for `labels`.
+fn labels_hold(
+    wanted: Option<&Vec<String>>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    wanted.is_none_or(|w| {
+        w.iter().all(|l| match l.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+            None => labels.contains_key(l),
+        })
+    })
+}
+
+/// A `dangling=` value.
+fn filter_bool(key: &str, v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => anyhow::bail!("invalid filter '{key}={v}'"),
+    }
+}
+
+/// `volume ls --filter`.
+fn volume_list_filtered(
+    engine: &Engine,
+    filter: &[String],
+) -> anyhow::Result<Vec<hako_engine::volumes::VolumeInfo>> {
+    let f = list_filters(filter, &["dangling", "driver", "label", "name"])?;
+    let dangling = match f.get("dangling").and_then(|v| v.last()) {
+        Some(v) => Some(filter_bool("dangling", v)?),
+        None => None,
+    };
+    let used = if dangling.is_some() {
+        engine.volumes_in_use()?
+    } else {
+        Default::default()
+    };
+    let mut list = engine.volume_list()?;
+    list.retain(|v| {
+        dangling.is_none_or(|d| d != used.contains(&v.name))
+            && f.get("driver")
+                .is_none_or(|d| d.iter().any(|d| d == v.driver))
+            && f.get("name")
+                .is_none_or(|n| n.iter().any(|n| v.name.contains(n.as_str())))
+            && labels_hold(f.get("label"), &v.labels)
+    });
+    Ok(list)
+}
+
+/// `network ls --filter`.
+fn network_list_filtered(
+    nets: &hako_engine::hako_net::Networks,
+    filter: &[String],
+) -> anyhow::Result<Vec<hako_engine::hako_net::NetworkInfo>> {
+    let f = list_filters(
+        filter,
+        &["dangling", "driver", "id", "label", "name", "scope", "type"],
+    )?;
+    let dangling = match f.get("dangling").and_then(|v| v.last()) {
+        Some(v) => Some(filter_bool("dangling", v)?),
+        None => None,
+    };
+    for t in f.get("type").into_iter().flatten() {
+        if t != "custom" && t != "builtin" {
+            anyhow::bail!("invalid filter: 'type'='{t}'");
+        }
+    }
+    let builtin = |n: &hako_engine::hako_net::NetworkInfo| n.name == "bridge";
+    let mut list = nets.list()?;
+    list.retain(|n| {
+        dangling.is_none_or(|d| d == (n.endpoints.is_empty() && !builtin(n)))
+            && f.get("driver").is_none_or(|d| d.contains(&n.driver))
+            && f.get("id")
+                .is_none_or(|i| i.iter().any(|i| n.id.starts_with(i.as_str())))
+            && f.get("name")
+                .is_none_or(|x| x.iter().any(|x| n.name.contains(x.as_str())))
+            && f.get("scope")
+                .is_none_or(|s| s.iter().any(|s| s == "local"))
+            && f.get("type")
+                .is_none_or(|t| t.iter().any(|t| (t == "builtin") == builtin(n)))
+            && labels_hold(f.get("label"), &n.labels)
+    });
+    Ok(list)
+}
+
+/// The `network inspect` document of `name`.
+fn network_doc(
+    engine: &Engine,
+    nets: &hako_engine::hako_net::Networks,
+    name: &str,
+) -> Result<serde_json::Value, hako_engine::hako_net::Error> {
+    let i = nets.inspect(name)?;
+    let mut options = i.options.clone();
+    // Docker shows the default bridge's name the same way.
+    options
+        .entry("com.docker.network.bridge.name".into())
+        .or_insert_with(|| i.bridge.clone());
+    Ok(serde_json::json!({
+        "Name": i.name,
+        "Id": i.id,
+        "Driver": i.driver,
+        "Scope": "local",
+        "Internal": i.internal,
+        "EnableIPv6": i.ipv6,
+        "IPAM": {"Driver": "default", "Config": ipam_configs(&i)},
+        "Options": options,
+        "Labels": i.labels,
+        "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
+            "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),
+            "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
+            "IPv6Address": match (e.ip6, i.subnet6) {
+                (Some(a), Some(s)) => format!("{a}/{}", s.prefix),
+                _ => String::new(),
+            },
+            "MacAddress": e.mac,
+        }))).collect::<serde_json::Map<_, _>>(),
+    }))
 }
 
 fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> {
@@ -2305,10 +2694,11 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
         NetworkCommand::Ls {
             format: Some(f),
             quiet: false,
+            filter,
         } => {
             let tmpl = template::Format::parse(&f)?;
             let mut out = std::io::stdout().lock();
-            for n in nets.list()? {
+            for n in network_list_filtered(&nets, &filter)? {
                 // Docker's `network ls` fields: booleans and Labels as strings.
                 let labels: Vec<String> =
                     n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -2326,14 +2716,15 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             }
             Ok(0)
         }
-        NetworkCommand::Ls { quiet, .. } => {
+        NetworkCommand::Ls { quiet, filter, .. } => {
+            let list = network_list_filtered(&nets, &filter)?;
             let mut out = TabWriter::new(std::io::stdout().lock())
                 .minwidth(7)
                 .padding(3);
             if !quiet {
                 writeln!(out, "NETWORK ID\tNAME\tDRIVER\tSCOPE")?;
             }
-            for n in nets.list()? {
+            for n in list {
                 if quiet {
                     writeln!(out, "{}", &n.id[..12.min(n.id.len())])?;
                 } else {
@@ -2350,38 +2741,20 @@ fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> 
             Ok(0)
         }
         NetworkCommand::Inspect { format, names } => {
-            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+            let tmpl = inspect_format(format.as_deref())?;
             let mut docs = Vec::new();
+            let mut code = 0;
             for n in &names {
-                let i = nets.inspect(n)?;
-                let mut options = i.options.clone();
-                // Docker shows the default bridge's name the same way.
-                options
-                    .entry("com.docker.network.bridge.name".into())
-                    .or_insert_with(|| i.bridge.clone());
-                docs.push(serde_json::json!({
-                    "Name": i.name,
-                    "Id": i.id,
-                    "Driver": i.driver,
-                    "Scope": "local",
-                    "Internal": i.internal,
-                    "EnableIPv6": i.ipv6,
-                    "IPAM": {"Driver": "default", "Config": ipam_configs(&i)},
-                    "Options": options,
-                    "Labels": i.labels,
-                    "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
-                        "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),
-                        "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
-                        "IPv6Address": match (e.ip6, i.subnet6) {
-                            (Some(a), Some(s)) => format!("{a}/{}", s.prefix),
-                            _ => String::new(),
-                        },
-                        "MacAddress": e.mac,
-                    }))).collect::<serde_json::Map<_, _>>(),
-                }));
+                match network_doc(&engine, &nets, n) {
+                    Ok(d) => docs.push(d),
+                    Err(e) => {
+                        eprintln!("hako: {e}");
+                        code = 1;
+                    }
+                }
             }
             print_docs(&serde_json::Value::Array(docs), tmpl.as_ref())?;
-            Ok(0)
+            Ok(code)
         }
         NetworkCommand::Connect {
             ip,

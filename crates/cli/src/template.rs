@@ -95,7 +95,13 @@ impl Format {
             None => Ok(serde_json::to_string(item)?),
             Some(t) => t
                 .render(&Context::from(to_tmpl(item)))
-                .map_err(|e| anyhow::anyhow!("template: {e}")),
+                .map_err(|e| match e {
+                    // gtmpl's message would carry the whole document.
+                    gtmpl::error::ExecError::NoFiledFor(field, _) => {
+                        anyhow::anyhow!("template: executing: can't evaluate field {field}")
+                    }
+                    e => anyhow::anyhow!("template: {e}"),
+                }),
         }
     }
 }
@@ -118,5 +124,11 @@ mod tests {
             serde_json::to_string(&doc).unwrap()
         );
         assert!(Format::parse("{{.Id").is_err());
+        let e = Format::parse("{{.Nope}}")
+            .unwrap()
+            .render(&doc)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "template: executing: can't evaluate field Nope");
     }
 }

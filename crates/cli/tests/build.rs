@@ -298,6 +298,95 @@ fn failures_name_the_line_and_leave_nothing() {
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
 
+/// Hostile Dockerfiles and `.dockerignore` files: nesting that recursed once per level (a
+/// stack overflow, exit 134) and patterns that backtracked exponentially now fail with a
+/// line-naming error, or work, in bounded time and stack.
+#[test]
+fn hostile_nesting_and_patterns() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let nest = |n: usize| format!("{}v{}", "${X:-".repeat(n), "}".repeat(n));
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nENV A={}\n", nest(30_000)),
+    );
+    let (code, out, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("Dockerfile line 2: ENV: variable substitutions nested more than 64 deep"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The same through a build arg's default, and in a FROM line's global ARG.
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("ARG B={}\nFROM busybox\n", nest(30_000)),
+    );
+    let (code, _, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 1: ARG: variable substitutions nested"),
+        "{err}"
+    );
+    // Nesting within the bound still expands.
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nENV A={}\n", nest(64)),
+    );
+    let (code, _, err) = build(&r, d.path(), &["-t", "nest:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "nest:1", "sh", "-c", "echo $A"]),
+        "v\n"
+    );
+
+    // A .dockerignore line of 50,000 stars (once a stack overflow), and `*a*a…b` against a
+    // long name (once exponential).
+    write(
+        d.path(),
+        ".dockerignore",
+        &format!(
+            "{}\n!keep\n!Dockerfile\n{}b\n",
+            "*".repeat(50_000),
+            "*a".repeat(30)
+        ),
+    );
+    write(d.path(), "keep", "kept\n");
+    write(d.path(), &"a".repeat(200), "");
+    write(d.path(), "Dockerfile", "FROM busybox\nCOPY . /ctx/\n");
+    let (code, out, err) = build(&r, d.path(), &["-t", "ign:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "ign:1", "ls", "/ctx"]),
+        "Dockerfile\nkeep\n"
+    );
+    // A pattern that does not compile names its line.
+    write(d.path(), ".dockerignore", "ok\nbad[\n");
+    let (code, _, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(".dockerignore line 2: syntax error in pattern"),
+        "{err}"
+    );
+    // COPY sources are patterns too.
+    std::fs::remove_file(d.path().join(".dockerignore")).unwrap();
+    write(
+        d.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nCOPY {}b /x/\n", "*a".repeat(30)),
+    );
+    let (code, _, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("no source files"),
+        "{err}"
+    );
+    r.ok(&["rmi", "nest:1", "ign:1"]);
+}
+
 #[test]
 fn dockerfile_on_stdin_and_iidfile() {
     let r = Root::with_busybox();
@@ -418,6 +507,105 @@ fn bounded_cache_lru_df_and_prune() {
     r.ok(&["rmi", "kept:1"]);
 }
 
+/// Pruning keeps the build cache of a tagged image, as Docker does: the steps a tagged image
+/// was built from are its parents, which are not dangling. A rebuild's old image is dangling
+/// (listed by `images -f dangling=true`) and `image prune` removes exactly it and the steps
+/// only it had; `system prune` drops the dangling build cache, `system prune -a` all of it.
+#[test]
+fn prune_keeps_the_cache_of_tagged_images() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let df = |two: &str| {
+        format!("FROM busybox\nRUN echo one > /one\nRUN echo {two} > /two\nCMD [\"sh\"]\n")
+    };
+    write(d.path(), "Dockerfile", &df("two"));
+    let all_cached =
+        |out: &str| out.matches(" ---> Using cache").count() == 3 && !out.contains("Running in");
+    let (code, out, err) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = r
+        .ok(&["images", "-q", "--no-trunc", "pc:1"])
+        .trim()
+        .to_string();
+    let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert!(all_cached(&out), "{out}");
+
+    for prune in [
+        &["image", "prune", "-f"][..],
+        &["builder", "prune", "-f"],
+        &["system", "prune", "-f"],
+    ] {
+        let said = r.ok(prune);
+        assert!(!said.contains("deleted:"), "{prune:?}: {said}");
+        let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+        assert!(all_cached(&out), "{prune:?} kept the cache: {out}");
+    }
+    // The steps are intermediate images: shown by -a only, never dangling.
+    assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
+    assert!(!r.ok(&["images"]).contains("<none>"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "pc:1"])).unwrap();
+    let parent = doc[0]["Parent"].as_str().unwrap();
+    assert!(
+        parent.starts_with("sha256:") && parent != first,
+        "the RUN two step: {doc}"
+    );
+    let with_steps = r.ok(&["images", "-a", "-q"]).lines().count();
+    assert_eq!(
+        with_steps, 4,
+        "busybox, the two RUN steps and pc:1 (the CMD step)"
+    );
+
+    // A rebuild with a changed step leaves the old image dangling.
+    write(d.path(), "Dockerfile", &df("TWO"));
+    let (code, out, err) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let dangling = r.ok(&["images", "-q", "--no-trunc", "-f", "dangling=true"]);
+    assert_eq!(dangling.trim(), first, "the old pc:1 is dangling");
+    assert!(r.ok(&["images"]).contains("<none>"), "and listed");
+    let said = r.ok(&["image", "prune", "-f"]);
+    assert_eq!(
+        said.matches("deleted: ").count(),
+        2,
+        "the old image and its RUN two step, not the shared RUN one: {said}"
+    );
+    assert!(said.contains(&format!("deleted: {first}")), "{said}");
+    assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
+    assert_eq!(r.ok(&["images", "-a", "-q"]).lines().count(), 4);
+    let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert!(all_cached(&out), "{out}");
+
+    // `system prune` drops the dangling build cache: the steps of an untagged build.
+    write(d.path(), "Dockerfile", &df("three"));
+    let (code, out, err) = build(&r, d.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let said = r.ok(&["system", "prune", "-f"]);
+    assert!(said.contains("Deleted Images:"), "{said}");
+    let (_, out, _) = build(&r, d.path(), &[]);
+    assert!(
+        out.contains("Running in"),
+        "the untagged build's steps went: {out}"
+    );
+    write(d.path(), "Dockerfile", &df("TWO"));
+    let (_, out, _) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert!(all_cached(&out), "pc:1's stayed: {out}");
+
+    // `system prune -a` removes every unused image and all build cache.
+    let said = r.ok(&["system", "prune", "-a", "-f"]);
+    assert!(said.contains("untagged: pc:1"), "{said}");
+    assert!(r.ok(&["images", "-a", "-q"]).is_empty());
+    assert_eq!(df_build_cache(&r)[0], "0");
+    r.ok(&[
+        "import",
+        common::images_dir().join("busybox.tar").to_str().unwrap(),
+        "busybox",
+    ]);
+    let (code, out, err) = build(&r, d.path(), &["-t", "pc:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("Using cache"), "{out}");
+    r.ok(&["rmi", "pc:1"]);
+}
+
 /// Independent stages run at the same time: a server stage waits for a client stage to
 /// connect, which a sequential build could never satisfy (the server would time out). The
 /// output still reads stage by stage, with each stage's own step numbers; an unused stage is
@@ -469,6 +657,39 @@ fn independent_stages_run_in_parallel() {
     );
     assert_eq!(r.ok(&["ps", "-aq"]), "");
     r.ok(&["rmi", "par:1"]);
+}
+
+/// Independent stages run together, but at most 16 builders at once: a Dockerfile of many
+/// stages forked one process per stage. Each stage's step marks itself in a shared cache mount
+/// while it sleeps and records how many it saw; the last stage reports the most.
+#[test]
+fn parallel_stages_are_bounded() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    let n = 24;
+    let mut df = String::new();
+    for i in 0..n {
+        df.push_str(&format!(
+            "FROM busybox AS s{i}\n\
+             RUN --mount=type=cache,id=conc,target=/c sh -c 'touch /c/run-{i}; sleep 4; \
+             ls /c | grep -c ^run- > /c/seen-{i}; rm /c/run-{i}'\n"
+        ));
+    }
+    df.push_str("FROM busybox\n");
+    for i in 0..n {
+        df.push_str(&format!("COPY --from=s{i} /etc/passwd /p{i}\n"));
+    }
+    df.push_str(
+        "RUN --mount=type=cache,id=conc,target=/c sh -c 'cat /c/seen-* | sort -n | tail -1 > /max'\n",
+    );
+    write(d.path(), "Dockerfile", &df);
+    let (code, out, err) = build(&r, d.path(), &["-t", "wide:1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let max: usize = file_in(&r, "wide:1", "/max").trim().parse().unwrap();
+    assert!(max >= 2, "stages still run together: {max}");
+    assert!(max <= 16, "{max} stage builders at once");
+    r.ok(&["rmi", "wide:1"]);
+    r.ok(&["builder", "prune", "-af"]);
 }
 
 fn file_in(r: &Root, image: &str, path: &str) -> String {

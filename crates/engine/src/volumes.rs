@@ -117,6 +117,16 @@ impl Engine {
         Ok(out)
     }
 
+    /// The volumes some container (running or not) uses: `volume ls -f dangling=` needs them.
+    pub fn volumes_in_use(&self) -> Result<std::collections::HashSet<String>> {
+        let mut st = self
+            .store
+            .conn()
+            .prepare("SELECT DISTINCT volume FROM container_volumes")?;
+        let names = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(names.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// One volume.
     pub fn volume_inspect(&self, name: &str) -> Result<VolumeInfo> {
         self.volume_list()?
