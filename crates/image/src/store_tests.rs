@@ -975,3 +975,132 @@ fn load_of_a_layer_named_twice_never_stores_a_wrong_blob() {
         assert_eq!(dir_len(&dir.path().join("tmp")), 0);
     }
 }
+
+/// An archive in Docker's pre-25 format (`<id>/layer.tar`, `<config>.json`, `manifest.json`)
+/// from `(name, kind, link target, data)` members.
+fn legacy_archive(members: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn load_of_a_docker_20_10_archive_with_a_repeated_layer() {
+    use tar::EntryType as T;
+    // Docker 20.10 saves a layer the image repeats as a symlink to its first copy.
+    let tar = tiny_tar("f", b"twice");
+    let diff = format!("sha256:{}", sha(&tar));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff, diff]},
+    }))
+    .unwrap();
+    let cfg = format!("{}.json", sha(&config));
+    let manifest = |layers: &[&str]| {
+        serde_json::to_vec(&serde_json::json!([{
+            "Config": cfg, "RepoTags": ["rep:latest"], "Layers": layers,
+        }]))
+        .unwrap()
+    };
+    let good = manifest(&["aaa/layer.tar", "bbb/layer.tar"]);
+    let archive = legacy_archive(&[
+        ("aaa/", T::Directory, "", b""),
+        ("aaa/layer.tar", T::Regular, "", &tar),
+        ("bbb/", T::Directory, "", b""),
+        ("bbb/layer.tar", T::Symlink, "../aaa/layer.tar", b""),
+        (&cfg, T::Regular, "", &config),
+        ("manifest.json", T::Regular, "", &good),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let loaded = store.load_archive(&archive[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    let img = store.resolve("rep").unwrap();
+    assert_eq!(img.layers.len(), 2);
+    for l in &img.layers {
+        assert_eq!(fs::read(l.join("f")).unwrap(), b"twice");
+    }
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+
+    // A symlink is followed only to another member of the archive.
+    let outside = dir.path().join("outside-layer.tar");
+    fs::write(&outside, &tar).unwrap();
+    for target in [
+        "../../outside-layer.tar".to_string(),
+        "../../../../../../../../etc/passwd".to_string(),
+        outside.to_string_lossy().into_owned(),
+        "/etc/passwd".to_string(),
+    ] {
+        let archive = legacy_archive(&[
+            ("aaa/layer.tar", T::Regular, "", &tar),
+            ("bbb/layer.tar", T::Symlink, &target, b""),
+            (&cfg, T::Regular, "", &config),
+            ("manifest.json", T::Regular, "", &good),
+        ]);
+        let d = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(d.path()).unwrap();
+        let err = s.load_archive(&archive[..]).unwrap_err();
+        assert!(matches!(err, Error::InvalidArchive(_)), "{target}: {err:?}");
+        assert!(
+            err.to_string().contains("points outside of the archive"),
+            "{target}: {err}"
+        );
+        assert_empty(&s);
+    }
+    // Symlinks in a loop end with an error too.
+    let archive = legacy_archive(&[
+        ("aaa/layer.tar", T::Symlink, "../bbb/layer.tar", b""),
+        ("bbb/layer.tar", T::Symlink, "../aaa/layer.tar", b""),
+        (&cfg, T::Regular, "", &config),
+        ("manifest.json", T::Regular, "", &good),
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(d.path()).unwrap();
+    let err = s.load_archive(&archive[..]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("too many levels of symbolic links"),
+        "{err}"
+    );
+    assert_empty(&s);
+}
+
+#[test]
+fn load_refuses_a_manifest_json_that_is_not_a_list() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    for doc in [&b"{}"[..], b"\"x\"", b"3"] {
+        let archive = legacy_archive(&[("manifest.json", T::Regular, "", doc)]);
+        let err = store.load_archive(&archive[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid tar archive: manifest.json is not a list of images"
+        );
+        assert_empty(&store);
+    }
+    let archive = legacy_archive(&[
+        (
+            "oci-layout",
+            T::Regular,
+            "",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        ),
+        ("index.json", T::Regular, "", br#"{"manifests": {}}"#),
+    ]);
+    let err = store.load_archive(&archive[..]).unwrap_err();
+    assert!(err.to_string().contains("index.json"), "{err}");
+    // An empty list is an archive of no images, as for docker.
+    let archive = legacy_archive(&[("manifest.json", T::Regular, "", b"[]")]);
+    assert!(store.load_archive(&archive[..]).unwrap().is_empty());
+    assert_empty(&store);
+}
