@@ -164,6 +164,9 @@ pub(crate) fn config_diff_ids(config: &[u8]) -> Result<(ImageConfiguration, Vec<
     let parsed: ImageConfiguration = serde_json::from_slice(config)
         .map_err(|e| Error::Corrupt(format!("malformed image config: {e}")))?;
     let ids = parsed.rootfs().diff_ids().to_vec();
+    if ids.len() > crate::MAX_LAYERS {
+        return Err(Error::TooManyLayers(ids.len()));
+    }
     for d in &ids {
         check_digest(d)?;
     }

@@ -28,6 +28,11 @@ pub use store::{
     GcReport, Image, ImageStore, ImageSummary, ImageUser, ImportOptions, InUseFn, RemoveEvent,
 };
 
+/// The most layers an image may have: Docker's limit (`maxLayerDepth`), which it enforces when
+/// it pulls, loads, commits or builds one. Each layer is one lower directory of the container's
+/// overlay, which the kernel caps at 500.
+pub const MAX_LAYERS: usize = 125;
+
 /// Errors returned by the image store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,6 +49,9 @@ pub enum Error {
     /// empty, or trying to escape the layer directory).
     #[error("invalid tar archive: {0}")]
     InvalidArchive(String),
+    /// An image with more than [`MAX_LAYERS`] layers.
+    #[error("max depth exceeded: the image has {0} layers, more than the {MAX_LAYERS} an image may have")]
+    TooManyLayers(usize),
     /// A `--change` instruction could not be applied.
     #[error("invalid change: {0}")]
     InvalidChange(String),

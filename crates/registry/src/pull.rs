@@ -312,6 +312,10 @@ pub fn pull(
             (bytes, m)
         }
     };
+    // Refused before anything is downloaded.
+    if manifest.layers.len() > hako_image::MAX_LAYERS {
+        return Err(hako_image::Error::TooManyLayers(manifest.layers.len()).into());
+    }
     for l in &manifest.layers {
         if !l.media_type.is_empty() && !LAYER_TYPES.contains(&l.media_type.as_str()) {
             return Err(Error::UnsupportedMediaType(format!(
