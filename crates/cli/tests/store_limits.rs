@@ -113,6 +113,11 @@ fn load_takes_docker_20_10_repeated_layers_and_refuses_a_manifest_that_is_not_a_
 /// A docker-archive of busybox plus `extra` small layers: layer `i` adds `/l/<i>` and replaces
 /// `/top` with `i`.
 fn many_layer_archive(extra: usize, tag: &str) -> tempfile::NamedTempFile {
+    layer_archive(extra, Some(tag))
+}
+
+/// [`many_layer_archive`], untagged when `tag` is `None`.
+fn layer_archive(extra: usize, tag: Option<&str>) -> tempfile::NamedTempFile {
     use tar::EntryType as T;
     let base = std::fs::read(images_dir().join("busybox.tar")).unwrap();
     let mut layers = vec![base];
@@ -139,7 +144,7 @@ fn many_layer_archive(extra: usize, tag: &str) -> tempfile::NamedTempFile {
         .map(|i| format!("{i}/layer.tar"))
         .collect();
     let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": cfg, "RepoTags": [tag], "Layers": names,
+        "Config": cfg, "RepoTags": tag.map(|t| vec![t]), "Layers": names,
     }]))
     .unwrap();
     let mut members: Vec<(&str, tar::EntryType, &str, &[u8])> = names
@@ -227,3 +232,126 @@ fn images_of_125_layers_run_and_more_are_refused() {
     assert_eq!(count_entries(&r.path().join("blobs/sha256")), 0);
     assert_eq!(count_entries(&r.path().join("tmp")), 0);
 }
+
+#[test]
+fn a_3000_level_path_is_refused_at_once_and_deep_trees_import() {
+    use tar::EntryType as T;
+    let r = Root::new();
+    let entries: Vec<(String, T)> = (1..=3000).map(|i| ("a/".repeat(i), T::Directory)).collect();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind) in &entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(0);
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    let deep = write_temp(&b.into_inner().unwrap());
+    let start = std::time::Instant::now();
+    let (code, _, err) = r.run(&["import", deep.path().to_str().unwrap(), "deep"]);
+    // Resolving each level's path from userspace took 205 s of CPU here; Docker refuses
+    // this in under a second. A generous bound for a loaded machine.
+    let took = start.elapsed();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is too deep"), "{err}");
+    assert!(
+        err.contains("513 components, more than 4096 bytes or 512 components"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    assert_eq!(r.ok(&["images", "-q"]), "");
+    assert_eq!(count_entries(&r.path().join("tmp")), 0);
+
+    // The deepest allowed, a file at every level, imports and runs.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut path = String::new();
+    for i in 0..511 {
+        path.push_str("d/");
+        for (name, kind, data) in [
+            (path.clone(), T::Directory, &b""[..]),
+            (format!("{path}f{i}"), T::Regular, &b"x"[..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+    }
+    let ok = write_temp(&b.into_inner().unwrap());
+    r.ok(&["import", ok.path().to_str().unwrap(), "deepest"]);
+    r.ok(&["rmi", "deepest"]);
+    assert_eq!(count_entries(&r.path().join("layers")), 0);
+}
+
+/// The most threads `pid` had at once, sampled until it exits.
+fn peak_threads(child: &mut std::process::Child) -> usize {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            if let Some(n) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+            {
+                peak = peak.max(n);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    peak
+}
+
+#[test]
+fn load_stages_layers_on_a_few_threads() {
+    use tar::EntryType as T;
+    let r = Root::new();
+    // 3000 files that look like layers (no image uses them) next to busybox.
+    let layer = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&layer))]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json", "RepoTags": ["few:latest"], "Layers": ["busybox/layer.tar"],
+    }]))
+    .unwrap();
+    let decoys: Vec<(String, Vec<u8>)> = (0..3000)
+        .map(|i| {
+            let data = vec![i as u8; 20_000];
+            (
+                format!("decoy/{i}.tar"),
+                tar_of(&[(&format!("f{i}"), T::Regular, "", &data)]),
+            )
+        })
+        .collect();
+    let mut members: Vec<(&str, T, &str, &[u8])> = decoys
+        .iter()
+        .map(|(n, d)| (n.as_str(), T::Regular, "", d.as_slice()))
+        .collect();
+    members.push(("busybox/layer.tar", T::Regular, "", &layer));
+    members.push(("config.json", T::Regular, "", &config));
+    members.push(("manifest.json", T::Regular, "", &manifest));
+    let archive = write_temp(&tar_of(&members));
+    let mut child = r
+        .cmd(&["load", "-i", archive.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let peak = peak_threads(&mut child);
+    assert!(child.wait().unwrap().success());
+    // The main thread and at most 8 workers.
+    assert!(peak <= 9, "{peak} threads");
+    assert_eq!(r.ok(&["run", "--rm", "few", "echo", "ok"]), "ok\n");
+    assert_eq!(count_entries(&r.path().join("tmp")), 0);
+}
+

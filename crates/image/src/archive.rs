@@ -5,14 +5,18 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use serde_json::{json, Value};
 
 use crate::extract::io_ctx;
 use crate::ingest::config_diff_ids;
 use crate::store::{hex_part, sha256_hex, TmpGuard};
-use crate::{Compression, Error, Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
+use crate::{
+    Compression, Error, Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer, Stager,
+};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -153,32 +157,47 @@ impl ImageStore {
         fs::create_dir(dir.path()).map_err(|e| io_ctx(e, "create", dir.path()))?;
         let root = dir.path();
         let stager = self.stager();
+        let queue = Mutex::new(None::<mpsc::Receiver<Job>>);
+        let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
-            // Which files are layers is only known from manifest.json, which
-            // both Docker and hako write last. A file that looks like a layer
-            // is staged as soon as it is written, while the rest of the
-            // archive is still being read; a guess that no image uses is
-            // dropped with its staging.
-            let mut early = Early::default();
-            let links = unpack_plain(input, root, &mut |rel, path, head| {
-                if !looks_like_layer(head) {
-                    return;
-                }
-                let digest = rel
-                    .strip_prefix("blobs/sha256/")
-                    .map(|h| format!("sha256:{h}"));
-                let stager = &stager;
-                let handle = s.spawn(move || stager.stage_layer_file(&path, digest.as_deref()));
-                early.0.insert(rel.to_string(), handle);
-            })?;
-            self.load_unpacked(&Unpacked { root, links }, &mut early)
+            let (jobs, rx) = mpsc::channel::<Job>();
+            if let Ok(mut q) = queue.lock() {
+                *q = Some(rx);
+            }
+            for _ in 0..workers() {
+                s.spawn(|| work(&queue, &stop, &stager));
+            }
+            let pool = Pool { jobs };
+            let loaded = (|| {
+                // Which files are layers is only known from manifest.json, which
+                // both Docker and hako write last. A file that looks like a layer
+                // is staged as soon as it is written, while the rest of the
+                // archive is still being read; a guess that no image uses is
+                // dropped with its staging.
+                let mut early = Early::default();
+                let links = unpack_plain(input, root, &mut |rel, path, head| {
+                    if !looks_like_layer(head) {
+                        return;
+                    }
+                    let digest = rel
+                        .strip_prefix("blobs/sha256/")
+                        .map(|h| format!("sha256:{h}"));
+                    early.0.insert(rel.to_string(), pool.submit(path, digest));
+                })?;
+                self.load_unpacked(&Unpacked { root, links }, &pool, &mut early)
+            })();
+            // Guesses no image took are not staged any more; the workers end with the queue.
+            stop.store(true, Ordering::Relaxed);
+            drop(pool);
+            loaded
         })
     }
 
     fn load_unpacked(
         &self,
         root: &Unpacked<'_>,
-        early: &mut Early<'_>,
+        pool: &Pool,
+        early: &mut Early,
     ) -> Result<Vec<Loaded>, Error> {
         let mut out = Vec::new();
         if root.is_file("index.json") {
@@ -221,7 +240,15 @@ impl ImageStore {
                         (format!("blobs/sha256/{}", hex_part(&d)), Some(d))
                     })
                     .collect();
-                out.push(self.load_one(root, Some(manifest), config, &layers, tags, early)?);
+                out.push(self.load_one(
+                    root,
+                    pool,
+                    Some(manifest),
+                    config,
+                    &layers,
+                    tags,
+                    early,
+                )?);
             }
         } else if root.is_file("manifest.json") {
             let list = read_json(root, "manifest.json")?;
@@ -251,7 +278,7 @@ impl ImageStore {
                     .flatten()
                     .filter_map(|t| t.as_str().and_then(|t| Reference::parse(t).ok()))
                     .collect();
-                out.push(self.load_one(root, None, config, &layers, tags, early)?);
+                out.push(self.load_one(root, pool, None, config, &layers, tags, early)?);
             }
         } else {
             return Err(corrupt(
@@ -261,14 +288,16 @@ impl ImageStore {
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn load_one(
         &self,
         root: &Unpacked<'_>,
+        pool: &Pool,
         manifest: Option<Vec<u8>>,
         config: Vec<u8>,
         layers: &[(String, Option<String>)],
         tags: Vec<Reference>,
-        early: &mut Early<'_>,
+        early: &mut Early,
     ) -> Result<Loaded, Error> {
         let (_, diff_ids) = config_diff_ids(&config)?;
         if diff_ids.len() != layers.len() {
@@ -278,33 +307,28 @@ impl ImageStore {
                 layers.len()
             )));
         }
-        let stager = self.stager();
-        let staged: Vec<Result<StagedLayer, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = layers
-                .iter()
-                .map(|(path, digest)| {
-                    // Staged early under the name its digest gives, or now
-                    // (a layer shared with an image loaded before, whose
-                    // early staging that image took, or one repeated in
-                    // this image).
-                    let name = match root.resolve(path) {
-                        Ok(n) => n,
-                        Err(e) => return Pending::Failed(e),
-                    };
-                    let staged_early = early
-                        .0
-                        .remove(&name)
-                        .filter(|_| digest_of_name(&name) == *digest);
-                    if let Some(h) = staged_early {
-                        return Pending::Early(h);
-                    }
-                    let stager = &stager;
-                    let p = root.root.join(name);
-                    Pending::Now(s.spawn(move || stager.stage_layer_file(&p, digest.as_deref())))
+        let tickets: Vec<Result<Ticket, Error>> = layers
+            .iter()
+            .map(|(path, digest)| {
+                // Staged early under the name its digest gives, or now
+                // (a layer shared with an image loaded before, whose
+                // early staging that image took, or one repeated in
+                // this image).
+                let name = root.resolve(path)?;
+                let staged_early = early
+                    .0
+                    .remove(&name)
+                    .filter(|_| digest_of_name(&name) == *digest);
+                Ok(match staged_early {
+                    Some(t) => t,
+                    None => pool.submit(root.root.join(name), digest.clone()),
                 })
-                .collect();
-            handles.into_iter().map(Pending::join).collect()
-        });
+            })
+            .collect();
+        let staged: Vec<Result<StagedLayer, Error>> = tickets
+            .into_iter()
+            .map(|t| t.and_then(Ticket::wait))
+            .collect();
         let staged: Vec<StagedLayer> = staged.into_iter().collect::<Result<_, _>>()?;
         let manifest = match manifest {
             Some(m) => m,
@@ -352,28 +376,64 @@ impl ImageStore {
 /// Layers staged while the archive was still being read, by their path in
 /// it.
 #[derive(Default)]
-struct Early<'scope>(
-    std::collections::HashMap<
-        String,
-        std::thread::ScopedJoinHandle<'scope, Result<StagedLayer, Error>>,
-    >,
+struct Early(HashMap<String, Ticket>);
+
+/// A layer file to stage, and where its result goes.
+type Job = (
+    PathBuf,
+    Option<String>,
+    mpsc::SyncSender<Result<StagedLayer, Error>>,
 );
 
-/// A layer being staged by a worker thread of either kind.
-enum Pending<'a, 'b> {
-    Early(std::thread::ScopedJoinHandle<'a, Result<StagedLayer, Error>>),
-    Now(std::thread::ScopedJoinHandle<'b, Result<StagedLayer, Error>>),
-    Failed(Error),
+/// Stages layer files on a few threads however many layers the archive holds
+/// (one thread each made a 3000-file archive start 2000 threads).
+struct Pool {
+    jobs: mpsc::Sender<Job>,
 }
 
-impl Pending<'_, '_> {
-    fn join(self) -> Result<StagedLayer, Error> {
-        let r = match self {
-            Pending::Early(h) => h.join(),
-            Pending::Now(h) => h.join(),
-            Pending::Failed(e) => return Err(e),
+/// A layer a worker stages, or has staged.
+struct Ticket(mpsc::Receiver<Result<StagedLayer, Error>>);
+
+/// As many workers as cores, at least 4 (staging waits for the disk too), at most 8.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .clamp(4, 8)
+}
+
+impl Pool {
+    fn submit(&self, path: PathBuf, digest: Option<String>) -> Ticket {
+        let (tx, rx) = mpsc::sync_channel(1);
+        // The workers outlive the pool, so the queue is open.
+        let _ = self.jobs.send((path, digest, tx));
+        Ticket(rx)
+    }
+}
+
+impl Ticket {
+    fn wait(self) -> Result<StagedLayer, Error> {
+        self.0
+            .recv()
+            .unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
+    }
+}
+
+/// A worker: stages queued layer files until the queue closes, skipping them once `stop` says
+/// nothing will take them.
+fn work(queue: &Mutex<Option<mpsc::Receiver<Job>>>, stop: &AtomicBool, stager: &Stager) {
+    loop {
+        let job = match queue.lock() {
+            Ok(q) => match q.as_ref().map(|rx| rx.recv()) {
+                Some(Ok(job)) => job,
+                _ => return,
+            },
+            Err(_) => return,
         };
-        r.unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
+        let (path, digest, reply) = job;
+        if stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        let _ = reply.send(stager.stage_layer_file(&path, digest.as_deref()));
     }
 }
 

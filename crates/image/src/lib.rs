@@ -18,6 +18,7 @@ mod ingest;
 mod reference;
 mod store;
 mod time;
+mod unpack;
 
 pub use archive::Loaded;
 pub use changes::apply as apply_changes;

@@ -1104,3 +1104,109 @@ fn load_refuses_a_manifest_json_that_is_not_a_list() {
     assert!(store.load_archive(&archive[..]).unwrap().is_empty());
     assert_empty(&store);
 }
+
+#[test]
+fn deep_trees_unpack_and_too_deep_ones_are_refused() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    // Every level a directory entry with a file and a symlink in it, as deep as allowed.
+    let mut path = String::new();
+    let mut entries: Vec<(String, T, String)> = Vec::new();
+    for _ in 0..crate::unpack::MAX_DEPTH - 1 {
+        path.push_str("d/");
+        entries.push((path.clone(), T::Directory, String::new()));
+        entries.push((format!("{path}f"), T::Regular, String::new()));
+        entries.push((format!("{path}l"), T::Symlink, "f".into()));
+    }
+    let tar = long_tar(&entries);
+    let img = store.import(&tar[..], &opts(Some("deep"))).unwrap();
+    let bottom = img.layers[0].join(&path);
+    assert!(bottom.join("f").is_file());
+    assert_eq!(fs::read_link(bottom.join("l")).unwrap(), Path::new("f"));
+    store.remove("deep", false, &no_use).unwrap();
+    assert_empty(&store);
+
+    // 3000 levels: refused at the first entry past the limit, with a clear message.
+    let entries: Vec<(String, T, String)> = (1..=3000)
+        .map(|i| ("a/".repeat(i), T::Directory, String::new()))
+        .collect();
+    let err = store
+        .import(&long_tar(&entries)[..], &opts(Some("deeper")))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::InvalidArchive(_)), "{err:?}");
+    assert!(msg.contains("is too deep"), "{msg}");
+    assert!(msg.contains("513 components"), "{msg}");
+    assert!(msg.len() < 400, "{msg}");
+    assert_empty(&store);
+}
+
+/// A GNU tar of `(path, kind, link target)` entries, long names included.
+fn long_tar(entries: &[(String, tar::EntryType, String)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(0);
+        if kind.is_symlink() {
+            b.append_link(&mut h, name, link).unwrap();
+        } else {
+            b.append_data(&mut h, name, &[][..]).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn an_entry_replacing_a_directory_is_seen_by_the_entries_after_it() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    // "d" is a directory, then a symlink to "e": "d/g" lands in "e", and "d/f" is gone.
+    let img = store
+        .import(
+            &raw_tar(&[
+                ("e/", T::Directory, ""),
+                ("d/", T::Directory, ""),
+                ("d/f", T::Regular, ""),
+                ("d", T::Symlink, "e"),
+                ("d/g", T::Regular, ""),
+                ("x", T::Regular, ""),
+                ("x/", T::Directory, ""),
+                ("x/y", T::Regular, ""),
+            ])[..],
+            &opts(None),
+        )
+        .unwrap();
+    let l = &img.layers[0];
+    assert!(l.join("e/g").is_file());
+    assert!(!l.join("e/f").exists());
+    assert_eq!(fs::read_link(l.join("d")).unwrap(), Path::new("e"));
+    assert!(l.join("x/y").is_file());
+    // ...and when the symlink leads out, the next entry through it is refused, never written
+    // into the directory it replaced.
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let err = store
+        .import(
+            &raw_tar(&[
+                ("d/", T::Directory, ""),
+                ("d/f", T::Regular, ""),
+                ("d", T::Symlink, outside.to_str().unwrap()),
+                ("d/g", T::Regular, ""),
+            ])[..],
+            &opts(None),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("d resolves outside of the layer"),
+        "{err}"
+    );
+    assert_eq!(dir_len(&outside), 0);
+}
+

@@ -210,6 +210,11 @@ fn stage(
     })
 }
 
+/// How many layers are downloaded at the same time, however many the image has: Docker takes
+/// 3; 8 keeps an image of up to 8 layers (the bench image has 5) downloading all at once, as
+/// before there was a bound.
+const DOWNLOADS: usize = 8;
+
 /// How many times one blob download may be resumed after its connection
 /// broke or stalled.
 const RESUMES: u32 = 5;
@@ -480,12 +485,30 @@ pub fn pull(
     if !missing.is_empty() {
         let stager = store.stager();
         let (tx, rx) = mpsc::channel::<(usize, Result<StagedLayer, Error>)>();
+        // A few downloads at a time, however many layers the image has.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| -> Result<(), Error> {
-            for &i in &missing {
+            for _ in 0..missing.len().min(DOWNLOADS) {
                 let tx = tx.clone();
-                let (client, stager, d, size) = (&client, &stager, &manifest.layers[i], sizes[i]);
-                s.spawn(move || {
-                    let _ = tx.send((i, stage(client, stager, d, size)));
+                let (client, stager, layers, sizes) = (&client, &stager, &manifest.layers, &sizes);
+                let (missing, next, failed) = (&missing, &next, &failed);
+                s.spawn(move || loop {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    // After a failure the pull fails: no new downloads.
+                    if failed.load(Relaxed) {
+                        break;
+                    }
+                    let Some(&i) = missing.get(next.fetch_add(1, Relaxed)) else {
+                        break;
+                    };
+                    let r = stage(client, stager, &layers[i], sizes[i]);
+                    if r.is_err() {
+                        failed.store(true, Relaxed);
+                    }
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
                 });
             }
             drop(tx);
