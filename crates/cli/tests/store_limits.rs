@@ -355,3 +355,55 @@ fn load_stages_layers_on_a_few_threads() {
     assert_eq!(count_entries(&r.path().join("tmp")), 0);
 }
 
+#[test]
+fn kill_9_during_rmi_prune_or_load_leaves_no_orphan_after_the_next_command() {
+    use std::os::unix::process::ExitStatusExt;
+    let r = Root::with_busybox();
+    let layers = r.path().join("layers");
+    let blobs = r.path().join("blobs/sha256");
+    let base = (count_entries(&layers), count_entries(&blobs));
+    // busybox and four small layers: its bottom layer is busybox's own, which must stay.
+    let tagged = layer_archive(4, Some("five:latest"));
+    let dangling = layer_archive(4, None);
+    let crash = |args: &[&str], point: &str| {
+        let out = r.cmd(args).env("HAKO_TEST_CRASH", point).output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{args:?} at {point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let cases: [(&tempfile::NamedTempFile, &[&str], &str); 3] = [
+        (&tagged, &["rmi", "five"], "remove:committed"),
+        (&tagged, &["rmi", "five"], "remove:unlinking"),
+        (&dangling, &["image", "prune", "-f"], "remove:committed"),
+    ];
+    for (archive, args, point) in cases {
+        r.ok(&["load", "-i", archive.path().to_str().unwrap()]);
+        crash(args, point);
+        // Killed between the commit and the last unlink: files no image references.
+        assert!(
+            count_entries(&layers) + count_entries(&blobs) > base.0 + base.1,
+            "{point}: nothing left to collect"
+        );
+        assert_eq!(r.ok(&["images", "-q"]).lines().count(), 1, "{point}");
+        // That command collected them.
+        assert_eq!(
+            (count_entries(&layers), count_entries(&blobs)),
+            base,
+            "{args:?} at {point}"
+        );
+        assert_eq!(count_entries(&r.path().join("tmp")), 0);
+    }
+    // Killed after a load renamed its layers into place, before it committed them.
+    crash(
+        &["load", "-i", tagged.path().to_str().unwrap()],
+        "install:renamed",
+    );
+    assert!(count_entries(&layers) > base.0);
+    assert_eq!(r.ok(&["images", "-q"]).lines().count(), 1);
+    assert_eq!((count_entries(&layers), count_entries(&blobs)), base);
+    assert_eq!(count_entries(&r.path().join("tmp")), 0);
+    assert_eq!(r.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok\n");
+}

@@ -6,7 +6,8 @@
 //! - `R/blobs/sha256/<hex>`: layer blobs as given, config and manifest JSON.
 //! - `R/layers/<chain-id hex>/diff`: unpacked layers.
 //! - `R/tmp/<pid>-<random>`: work in progress; swept at open when the owning
-//!   process is gone.
+//!   process is gone. `R/tmp/<pid>-journal-<random>`: the blobs and layers a
+//!   removal or installation is changing, finished at open if it was killed.
 //! - `R/store.lock`: `flock`ed exclusively around every write.
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ mod changes;
 mod durable;
 mod extract;
 mod ingest;
+mod journal;
 mod reference;
 mod store;
 mod time;

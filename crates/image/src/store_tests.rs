@@ -1210,3 +1210,52 @@ fn an_entry_replacing_a_directory_is_seen_by_the_entries_after_it() {
     assert_eq!(dir_len(&outside), 0);
 }
 
+#[test]
+fn open_finishes_the_changes_a_dead_process_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let kept = store
+        .import(&tiny_tar("k", b"kept")[..], &opts(Some("kept")))
+        .unwrap();
+    let kept_chain = kept.layers[0]
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let kept_blob = format!("sha256:{}", sha(&tiny_tar("k", b"kept")));
+    // What a process killed between its commit and its unlinks left: files no row names.
+    let orphan_chain = "ab".repeat(32);
+    fs::create_dir_all(dir.path().join("layers").join(&orphan_chain).join("diff/x")).unwrap();
+    let orphan_blob = "cd".repeat(32);
+    fs::write(store.blob_path(&orphan_blob), b"orphan").unwrap();
+    let unrelated = "ef".repeat(32);
+    fs::write(store.blob_path(&unrelated), b"not journaled").unwrap();
+    let journal = format!(
+        "blob sha256:{orphan_blob}\nblob {kept_blob}\nlayer sha256:{orphan_chain}\nlayer sha256:{kept_chain}\nlayer sha256:12"
+    );
+    let tmp = dir.path().join("tmp");
+    // Above any pid_max: certainly dead. A live process's journal is left alone.
+    fs::write(tmp.join("999999999-journal-0123"), &journal).unwrap();
+    let live = tmp.join(format!("{}-journal-4567", std::process::id()));
+    fs::write(&live, &journal).unwrap();
+    drop(store);
+
+    let store = ImageStore::open(dir.path()).unwrap();
+    assert!(!dir.path().join("layers").join(&orphan_chain).exists());
+    assert!(!store.blob_path(&orphan_blob).exists());
+    assert!(
+        store.blob_path(&unrelated).exists(),
+        "only what a journal names"
+    );
+    assert!(store.blob_path(&kept_blob).exists(), "referenced blob kept");
+    assert!(kept.layers[0].join("k").is_file(), "referenced layer kept");
+    assert!(!tmp.join("999999999-journal-0123").exists());
+    assert!(live.exists());
+    fs::remove_file(&live).unwrap();
+    fs::remove_file(store.blob_path(&unrelated)).unwrap();
+    assert_eq!(store.resolve("kept").unwrap().id, kept.id);
+    store.remove("kept", false, &no_use).unwrap();
+    assert_empty(&store);
+}
