@@ -1259,3 +1259,31 @@ fn open_finishes_the_changes_a_dead_process_journaled() {
     store.remove("kept", false, &no_use).unwrap();
     assert_empty(&store);
 }
+
+#[test]
+fn a_directory_replaced_later_in_the_tar_keeps_the_last_entry() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, mtime) in [
+        ("x/", T::Directory, 5),
+        ("x/y", T::Regular, 5),
+        ("x", T::Regular, 6),
+        ("w/", T::Directory, 100),
+        ("w/f", T::Regular, 7),
+        ("w/", T::Directory, 200),
+    ] {
+        let mut h = header(name, kind, 0o755, 0, 0);
+        h.set_mtime(mtime);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+    let img = store
+        .import(&b.into_inner().unwrap()[..], &opts(None))
+        .unwrap();
+    let l = &img.layers[0];
+    assert!(l.join("x").is_file());
+    assert_eq!(fs::metadata(l.join("w")).unwrap().mtime(), 200);
+    assert!(l.join("w/f").is_file());
+}

@@ -16,6 +16,7 @@
 //! A path is at most [`MAX_PATH`] bytes and [`MAX_DEPTH`] components: no program could open a
 //! longer one in a single call, and removing a tree takes a descriptor per level.
 
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -116,6 +117,28 @@ impl Tree {
             let fd = self.resolve(rel)?;
             self.last = Some((rel.to_path_buf(), fd));
         }
+        self.cached()
+    }
+
+    /// [`Tree::dir`] of a directory that must exist already: `None` if it does not.
+    fn existing_dir(&mut self, rel: &Path) -> Result<Option<BorrowedFd<'_>>, Error> {
+        let hit = matches!(&self.last, Some((p, _)) if p == rel);
+        if !hit {
+            let fd = if rel.as_os_str().is_empty() {
+                self.root.try_clone().map_err(|e| host(e, rel))?
+            } else {
+                match open_dir_beneath(self.root.as_fd(), rel) {
+                    Ok(fd) => fd,
+                    Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
+                    Err(e) => return Err(self.lookup_error(e, rel)),
+                }
+            };
+            self.last = Some((rel.to_path_buf(), fd));
+        }
+        self.cached().map(Some)
+    }
+
+    fn cached(&self) -> Result<BorrowedFd<'_>, Error> {
         match &self.last {
             Some((_, fd)) => Ok(fd.as_fd()),
             None => Ok(self.root.as_fd()),
@@ -200,7 +223,8 @@ impl Tree {
             nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)
                 .map_err(|e| host(e, rel))?;
         }
-        if matches!(&self.last, Some((p, _)) if p.starts_with(rel)) {
+        // A directory removed may be what the cached one is, through a symlink.
+        if is_dir || matches!(&self.last, Some((p, _)) if p.starts_with(rel)) {
             self.last = None;
         }
         Ok(())
@@ -319,7 +343,8 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
     let mut files = 0usize;
     // Adding children bumps a directory's mtime, so directories get theirs once everything
     // is in place.
-    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
+    // The last entry for a path wins, as for its other attributes.
+    let mut dir_times: BTreeMap<PathBuf, u64> = BTreeMap::new();
     for entry in archive.entries().map_err(classify)? {
         let mut entry = entry.map_err(classify)?;
         let kind = entry.header().entry_type();
@@ -381,7 +406,7 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
                 )
                 .map_err(|e| host(e, &rel))?;
                 set_xattrs(dir, &name, &xattrs, &rel)?;
-                dir_times.push((rel.clone(), mtime));
+                dir_times.insert(rel.clone(), mtime);
                 // Its content usually follows.
                 let fd = open_child_dir(dir, &name).map_err(|e| host(e, &rel))?;
                 tree.last = Some((rel, fd));
@@ -512,13 +537,22 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
     if files == 0 {
         return Err(invalid("archive contains no files"));
     }
-    // In path order, so that siblings reuse their parent's descriptor.
-    dir_times.sort();
+    // In path order, so that siblings reuse their parent's descriptor. A directory a later
+    // entry replaced is not there any more.
     for (rel, mtime) in dir_times {
         let parent = rel.parent().unwrap_or(Path::new(""));
         let name = rel.file_name().unwrap_or_default();
-        let dir = tree.dir(parent)?;
-        set_mtime(dir, name, mtime, &rel)?;
+        let Some(dir) = tree.existing_dir(parent)? else {
+            continue;
+        };
+        let st = match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(host(e, &rel)),
+        };
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            set_mtime(dir, name, mtime, &rel)?;
+        }
     }
     Ok(())
 }
