@@ -23,6 +23,10 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// The most a manifest, index or config may take, as containerd and Docker
+/// allow: they are read into memory whole.
+const MAX_DOCUMENT: u64 = 4 << 20;
+
 /// One image loaded by [`ImageStore::load_archive`].
 #[derive(Debug)]
 pub struct Loaded {
@@ -565,9 +569,19 @@ impl Unpacked<'_> {
         self.resolve(rel).is_ok_and(|r| self.root.join(r).is_file())
     }
 
+    /// A JSON document of the archive (`manifest.json`, `index.json`, a
+    /// manifest or config), which is read into memory: at most
+    /// [`MAX_DOCUMENT`] bytes.
     fn read(&self, rel: &str) -> Result<Vec<u8>, Error> {
         let p = self.root.join(self.resolve(rel)?);
-        fs::read(&p).map_err(|_| corrupt(format!("{rel} is missing from the archive")))
+        let missing = || corrupt(format!("{rel} is missing from the archive"));
+        let len = fs::metadata(&p).map_err(|_| missing())?.len();
+        if len > MAX_DOCUMENT {
+            return Err(corrupt(format!(
+                "{rel} is {len} bytes, more than the {MAX_DOCUMENT} a manifest or config may have"
+            )));
+        }
+        fs::read(&p).map_err(|_| missing())
     }
 }
 

@@ -1287,3 +1287,18 @@ fn a_directory_replaced_later_in_the_tar_keeps_the_last_entry() {
     assert_eq!(fs::metadata(l.join("w")).unwrap().mtime(), 200);
     assert!(l.join("w/f").is_file());
 }
+
+#[test]
+fn load_reads_no_document_larger_than_4_mib() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let big = vec![b' '; (4 << 20) + 1];
+    let archive = legacy_archive(&[("manifest.json", T::Regular, "", &big)]);
+    let err = store.load_archive(&archive[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid tar archive: manifest.json is 4194305 bytes, more than the 4194304 a manifest or config may have"
+    );
+    assert_empty(&store);
+}
