@@ -161,13 +161,10 @@ impl ImageStore {
         fs::create_dir(dir.path()).map_err(|e| io_ctx(e, "create", dir.path()))?;
         let root = dir.path();
         let stager = self.stager();
-        let queue = Mutex::new(None::<mpsc::Receiver<Job>>);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Mutex::new(queue);
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let (jobs, rx) = mpsc::channel::<Job>();
-            if let Ok(mut q) = queue.lock() {
-                *q = Some(rx);
-            }
             for _ in 0..workers() {
                 s.spawn(|| work(&queue, &stop, &stager));
             }
@@ -424,14 +421,11 @@ impl Ticket {
 
 /// A worker: stages queued layer files until the queue closes, skipping them once `stop` says
 /// nothing will take them.
-fn work(queue: &Mutex<Option<mpsc::Receiver<Job>>>, stop: &AtomicBool, stager: &Stager) {
+fn work(queue: &Mutex<mpsc::Receiver<Job>>, stop: &AtomicBool, stager: &Stager) {
     loop {
-        let job = match queue.lock() {
-            Ok(q) => match q.as_ref().map(|rx| rx.recv()) {
-                Some(Ok(job)) => job,
-                _ => return,
-            },
-            Err(_) => return,
+        let job = match queue.lock().map(|rx| rx.recv()) {
+            Ok(Ok(job)) => job,
+            _ => return,
         };
         let (path, digest, reply) = job;
         if stop.load(Ordering::Relaxed) {
