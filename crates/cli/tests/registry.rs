@@ -490,6 +490,10 @@ enum Fault {
     Cut(usize, std::time::Duration),
     /// Answer 200 with this content type and body instead of the registry.
     Respond(&'static str, Vec<u8>),
+    /// Relay the answer with this many junk bytes after its body, counted in its length.
+    Append(usize),
+    /// Relay the answer's body, then junk until the client goes (no length announced).
+    Endless,
 }
 
 type Rule = Box<dyn FnMut(&str) -> Fault + Send>;
@@ -569,7 +573,7 @@ impl Proxy {
             }
             Fault::Stall(d) => return std::thread::sleep(d),
             Fault::Respond(ct, body) => return reply(&mut c, 200, ct, &body),
-            Fault::Pass | Fault::Cut(..) => {}
+            Fault::Pass | Fault::Cut(..) | Fault::Append(_) | Fault::Endless => {}
         }
         // One request per connection keeps the relay simple.
         let mut fwd: String = head
@@ -589,6 +593,32 @@ impl Proxy {
                 let _ = c.write_all(&resp[..(p + n).min(resp.len())]);
                 let _ = c.flush();
                 std::thread::sleep(wait);
+            }
+            Fault::Append(_) | Fault::Endless => {
+                let p = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let body = &resp[p..];
+                let junk = vec![0x5au8; 64 << 10];
+                let length = match fault {
+                    Fault::Append(n) => format!("Content-Length: {}\r\n", body.len() + n),
+                    _ => String::new(),
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{length}Connection: close\r\n\r\n"
+                );
+                if c.write_all(head.as_bytes()).is_err() || c.write_all(body).is_err() {
+                    return;
+                }
+                let mut left = match fault {
+                    Fault::Append(n) => n,
+                    _ => usize::MAX,
+                };
+                while left > 0 {
+                    let n = left.min(junk.len());
+                    if c.write_all(&junk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
             }
             _ => {
                 let _ = c.write_all(&resp);
@@ -1082,4 +1112,193 @@ fn config_file_insecure_registries_and_mirrors() {
         assert_eq!(code, 0, "{entry}: {out}{err}");
         r.ok(&["rmi", &name]);
     }
+}
+
+/// Runs a pull that must fail within `secs` seconds; returns its stderr.
+fn pull_fails_quickly(r: &Root, name: &str, secs: u64) -> String {
+    let mut child = r
+        .cmd(&["pull", name])
+        .env("HAKO_REGISTRY_TIMEOUT", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = wait_for(secs, || child.try_wait().unwrap().is_some());
+    if !done {
+        // By the pid of the child this test started.
+        let _ = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(done, "the pull of {name} did not end within {secs} s");
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn blobs_manifests_and_configs_are_held_to_their_sizes() {
+    let (reg, layer) = registry_with_busybox("sized");
+    let raw = skopeo_raw(&reg.name("sized:latest"));
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let ct = "application/vnd.oci.image.manifest.v1+json";
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let with_layer_size = |n: u64| {
+        let mut m = manifest.clone();
+        m["layers"][0]["size"] = n.into();
+        serde_json::to_vec(&m).unwrap()
+    };
+    let blob = format!("/blobs/{layer}");
+    let cfg = format!("/blobs/{config}");
+    let huge = {
+        let mut m = manifest.clone();
+        m["annotations"] = serde_json::json!({"pad": "x".repeat(5 << 20)});
+        serde_json::to_vec(&m).unwrap()
+    };
+    // (what the proxy does to which request, what the error must say)
+    let cases: Vec<(String, Fault, String)> = vec![
+        // 400 MB of junk after the layer: nothing past its size is read.
+        (
+            blob.clone(),
+            Fault::Append(400 << 20),
+            format!("layer {layer}: received more than the {size} bytes its descriptor gives"),
+        ),
+        // A body that never ends.
+        (
+            blob.clone(),
+            Fault::Endless,
+            format!("layer {layer}: received more than the {size} bytes its descriptor gives"),
+        ),
+        // A manifest that gives a layer too few or too many bytes.
+        (
+            "manifests/latest".into(),
+            Fault::Respond(ct, with_layer_size(100)),
+            format!("layer {layer}: received more than the 100 bytes its descriptor gives"),
+        ),
+        (
+            "manifests/latest".into(),
+            Fault::Respond(ct, with_layer_size(size * 2)),
+            format!(
+                "layer {layer}: received {size} bytes, its descriptor gives {}",
+                size * 2
+            ),
+        ),
+        (
+            "manifests/latest".into(),
+            Fault::Respond(ct, with_layer_size(0)),
+            format!("layer {layer} has no size"),
+        ),
+        // Manifests and configs are read into memory: bounded.
+        (
+            "manifests/latest".into(),
+            Fault::Respond(ct, huge),
+            "received more than the 4194304 bytes a manifest may have".into(),
+        ),
+        (
+            cfg.clone(),
+            Fault::Append(10),
+            format!("config {config}: received more than the"),
+        ),
+    ];
+    for (needle, fault, want) in cases {
+        let mut fault = Some(fault);
+        let n = needle.clone();
+        let p = Proxy::start(
+            reg.port,
+            Box::new(move |line| match fault.take() {
+                Some(f) if line.contains(&n) => f,
+                Some(f) => {
+                    fault = Some(f);
+                    Fault::Pass
+                }
+                None => Fault::Pass,
+            }),
+        );
+        let r = Root::new();
+        let err = pull_fails_quickly(&r, &p.name("sized"), 60);
+        assert!(err.contains(&want), "{needle}: want {want:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_store_clean(&r);
+    }
+}
+
+/// Pushes an image of busybox and `extra` one-file layers as `repo:latest`.
+fn push_many_layers(reg: &Registry, repo: &str, extra: usize) {
+    let layout = Layout::new();
+    let base = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let mut layers = vec![base];
+    for i in 0..extra {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, format!("f{i}"), &b"x"[..]).unwrap();
+        layers.push(b.into_inner().unwrap());
+    }
+    let descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layout.put(l), "size": l.len(),
+            })
+        })
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha(l)).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": layout.put(&config), "size": config.len()},
+        "layers": descs,
+    }))
+    .unwrap();
+    let m = layout.put(&manifest);
+    let mut layout = layout;
+    layout.tag(
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m, "size": manifest.len(),
+        }),
+        "many",
+    );
+    reg.skopeo_push(layout.path(), "many", &format!("{repo}:latest"), &[]);
+}
+
+#[test]
+fn pull_refuses_more_than_125_layers_before_downloading_any() {
+    let reg = Registry::start();
+    push_many_layers(&reg, "deep", 125);
+    let p = Proxy::start(reg.port, Box::new(|_| Fault::Pass));
+    let r = Root::new();
+    let (code, _, err) = r.run(&["pull", &p.name("deep")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "max depth exceeded: the image has 126 layers, more than the 125 an image may have"
+        ),
+        "{err}"
+    );
+    assert!(
+        p.requests("/blobs/").is_empty(),
+        "{:?}",
+        p.requests("/blobs/")
+    );
+    assert_store_clean(&r);
+    drop(r);
+    // The most Docker allows pulls and runs.
+    push_many_layers(&reg, "deep", 124);
+    let r = Root::new();
+    r.ok(&["pull", "-q", &reg.name("deep")]);
+    assert_eq!(
+        r.ok(&["run", "--rm", &reg.name("deep"), "cat", "/f0", "/f123"]),
+        "xx"
+    );
 }

@@ -92,27 +92,16 @@ impl Engine {
             None::<&str>,
         )
         .map_err(|e| Error::io("make / private", e.into()))?;
-        let lower: Vec<String> = image
-            .layers
-            .iter()
-            .rev()
-            .map(|l| l.display().to_string())
-            .collect();
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            dir.join("upper").display(),
-            dir.join("work").display()
-        );
+        let lower: Vec<std::path::PathBuf> = image.layers.iter().rev().cloned().collect();
         std::fs::create_dir_all(&rootfs).map_err(io("create the rootfs mount point"))?;
-        nix::mount::mount(
-            Some("overlay"),
+        // More layers than fit in a page of mount options are named by descriptor there.
+        hako_runtime::mount_overlay(
+            &lower,
+            Some((&dir.join("upper"), &dir.join("work"))),
             &rootfs,
-            Some("overlay"),
             nix::mount::MsFlags::empty(),
-            Some(data.as_str()),
         )
-        .map_err(|e| Error::io("mount the container's filesystem", e.into()))?;
+        .map_err(|e| Error::io("mount the container's filesystem", e))?;
         Ok(RootAccess {
             root: std::fs::File::open(&rootfs)
                 .map_err(io("open the container's root"))?

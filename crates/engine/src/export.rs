@@ -27,11 +27,11 @@ impl Engine {
         let c = self.find(key)?;
         let image = self.resolve_image(&c.image_id)?;
         let upper = self.container_dir(&c.id).join("upper");
-        let mut lower: Vec<String> = Vec::new();
+        let mut lower: Vec<PathBuf> = Vec::new();
         if upper.is_dir() {
-            lower.push(upper.display().to_string());
+            lower.push(upper);
         }
-        lower.extend(image.layers.iter().rev().map(|l| l.display().to_string()));
+        lower.extend(image.layers.iter().rev().cloned());
         // The store sweeps tmp/<pid>-… entries of processes that are gone, so a crash leaves
         // only an empty directory that the next open removes.
         let mnt = self
@@ -45,7 +45,7 @@ impl Engine {
         res
     }
 
-    fn export_mounted(&self, lower: &[String], mnt: &Path, out: &mut dyn Write) -> Result<()> {
+    fn export_mounted(&self, lower: &[PathBuf], mnt: &Path, out: &mut dyn Write) -> Result<()> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
             .map_err(|e| Error::io("unshare the mount namespace", e.into()))?;
         nix::mount::mount(
@@ -60,23 +60,18 @@ impl Engine {
             // overlayfs needs two lower layers without an upper one; one layer is itself the
             // filesystem.
             nix::mount::mount(
-                Some(lower[0].as_str()),
+                Some(&lower[0]),
                 mnt,
                 None::<&str>,
                 nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_RDONLY,
                 None::<&str>,
             )
+            .map_err(|e| Error::io("mount the container's filesystem", e.into()))?;
         } else {
-            let data = format!("lowerdir={}", lower.join(":"));
-            nix::mount::mount(
-                Some("overlay"),
-                mnt,
-                Some("overlay"),
-                nix::mount::MsFlags::MS_RDONLY,
-                Some(data.as_str()),
-            )
+            // More layers than fit in a page of mount options are named by descriptor there.
+            hako_runtime::mount_overlay(lower, None, mnt, nix::mount::MsFlags::MS_RDONLY)
+                .map_err(|e| Error::io("mount the container's filesystem", e))?;
         }
-        .map_err(|e| Error::io("mount the container's filesystem", e.into()))?;
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
         tar.mode(tar::HeaderMode::Complete);

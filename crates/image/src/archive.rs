@@ -2,22 +2,30 @@
 //! `repositories`) that are at the same time OCI image layouts
 //! (`oci-layout`, `index.json`, `blobs/`), as Docker 25+ writes them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use serde_json::{json, Value};
 
 use crate::extract::io_ctx;
 use crate::ingest::config_diff_ids;
 use crate::store::{hex_part, sha256_hex, TmpGuard};
-use crate::{Compression, Error, Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
+use crate::{
+    Compression, Error, Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer, Stager,
+};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The most a manifest, index or config may take, as containerd and Docker
+/// allow: they are read into memory whole.
+const MAX_DOCUMENT: u64 = 4 << 20;
 
 /// One image loaded by [`ImageStore::load_archive`].
 #[derive(Debug)]
@@ -153,34 +161,53 @@ impl ImageStore {
         fs::create_dir(dir.path()).map_err(|e| io_ctx(e, "create", dir.path()))?;
         let root = dir.path();
         let stager = self.stager();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Mutex::new(queue);
+        let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
-            // Which files are layers is only known from manifest.json, which
-            // both Docker and hako write last. A file that looks like a layer
-            // is staged as soon as it is written, while the rest of the
-            // archive is still being read; a guess that no image uses is
-            // dropped with its staging.
-            let mut early = Early::default();
-            unpack_plain(input, root, &mut |rel, path, head| {
-                if !looks_like_layer(head) {
-                    return;
-                }
-                let digest = rel
-                    .strip_prefix("blobs/sha256/")
-                    .map(|h| format!("sha256:{h}"));
-                let stager = &stager;
-                let handle = s.spawn(move || stager.stage_layer_file(&path, digest.as_deref()));
-                early.0.insert(rel.to_string(), handle);
-            })?;
-            self.load_unpacked(root, &mut early)
+            for _ in 0..workers() {
+                s.spawn(|| work(&queue, &stop, &stager));
+            }
+            let pool = Pool { jobs };
+            let loaded = (|| {
+                // Which files are layers is only known from manifest.json, which
+                // both Docker and hako write last. A file that looks like a layer
+                // is staged as soon as it is written, while the rest of the
+                // archive is still being read; a guess that no image uses is
+                // dropped with its staging.
+                let mut early = Early::default();
+                let links = unpack_plain(input, root, &mut |rel, path, head| {
+                    if !looks_like_layer(head) {
+                        return;
+                    }
+                    let digest = rel
+                        .strip_prefix("blobs/sha256/")
+                        .map(|h| format!("sha256:{h}"));
+                    early.0.insert(rel.to_string(), pool.submit(path, digest));
+                })?;
+                self.load_unpacked(&Unpacked { root, links }, &pool, &mut early)
+            })();
+            // Guesses no image took are not staged any more; the workers end with the queue.
+            stop.store(true, Ordering::Relaxed);
+            drop(pool);
+            loaded
         })
     }
 
-    fn load_unpacked(&self, root: &Path, early: &mut Early<'_>) -> Result<Vec<Loaded>, Error> {
+    fn load_unpacked(
+        &self,
+        root: &Unpacked<'_>,
+        pool: &Pool,
+        early: &mut Early,
+    ) -> Result<Vec<Loaded>, Error> {
         let mut out = Vec::new();
-        if root.join("index.json").is_file() {
+        if root.is_file("index.json") {
             let index = read_json(root, "index.json")?;
             let mut seen: Vec<(String, Vec<Reference>)> = Vec::new();
-            for d in index["manifests"].as_array().into_iter().flatten() {
+            let manifests = index["manifests"]
+                .as_array()
+                .ok_or_else(|| corrupt("index.json: \"manifests\" is not a list"))?;
+            for d in manifests {
                 let digest = d["digest"].as_str().unwrap_or_default().to_string();
                 let mt = d["mediaType"].as_str().unwrap_or_default();
                 let digest = if mt == OCI_INDEX || mt == DOCKER_LIST {
@@ -214,13 +241,26 @@ impl ImageStore {
                         (format!("blobs/sha256/{}", hex_part(&d)), Some(d))
                     })
                     .collect();
-                out.push(self.load_one(root, Some(manifest), config, &layers, tags, early)?);
+                out.push(self.load_one(
+                    root,
+                    pool,
+                    Some(manifest),
+                    config,
+                    &layers,
+                    tags,
+                    early,
+                )?);
             }
-        } else if root.join("manifest.json").is_file() {
+        } else if root.is_file("manifest.json") {
             let list = read_json(root, "manifest.json")?;
-            for entry in list.as_array().into_iter().flatten() {
+            // Docker's own loader refuses anything but a list too; reading nothing from it
+            // would "load" an archive without a word.
+            let list = list
+                .as_array()
+                .ok_or_else(|| corrupt("manifest.json is not a list of images"))?;
+            for entry in list {
                 let cfg_path = entry["Config"].as_str().unwrap_or_default();
-                let config = read_rel(root, cfg_path)?;
+                let config = root.read(cfg_path)?;
                 let layers: Vec<(String, Option<String>)> = entry["Layers"]
                     .as_array()
                     .into_iter()
@@ -239,7 +279,7 @@ impl ImageStore {
                     .flatten()
                     .filter_map(|t| t.as_str().and_then(|t| Reference::parse(t).ok()))
                     .collect();
-                out.push(self.load_one(root, None, config, &layers, tags, early)?);
+                out.push(self.load_one(root, pool, None, config, &layers, tags, early)?);
             }
         } else {
             return Err(corrupt(
@@ -249,14 +289,16 @@ impl ImageStore {
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn load_one(
         &self,
-        root: &Path,
+        root: &Unpacked<'_>,
+        pool: &Pool,
         manifest: Option<Vec<u8>>,
         config: Vec<u8>,
         layers: &[(String, Option<String>)],
         tags: Vec<Reference>,
-        early: &mut Early<'_>,
+        early: &mut Early,
     ) -> Result<Loaded, Error> {
         let (_, diff_ids) = config_diff_ids(&config)?;
         if diff_ids.len() != layers.len() {
@@ -266,31 +308,28 @@ impl ImageStore {
                 layers.len()
             )));
         }
-        let stager = self.stager();
-        let staged: Vec<Result<StagedLayer, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = layers
-                .iter()
-                .map(|(path, digest)| {
-                    // Staged early under the name its digest gives, or now
-                    // (a layer shared with an image loaded before, whose
-                    // early staging that image took).
-                    let name = path.trim_start_matches("./");
-                    let staged_early = early
-                        .0
-                        .remove(name)
-                        .filter(|_| digest_of_name(name) == *digest);
-                    if let Some(h) = staged_early {
-                        return Pending::Early(h);
-                    }
-                    let stager = &stager;
-                    Pending::Now(s.spawn(move || -> Result<StagedLayer, Error> {
-                        let p = safe_rel(root, path)?;
-                        stager.stage_layer_file(&p, digest.as_deref())
-                    }))
+        let tickets: Vec<Result<Ticket, Error>> = layers
+            .iter()
+            .map(|(path, digest)| {
+                // Staged early under the name its digest gives, or now
+                // (a layer shared with an image loaded before, whose
+                // early staging that image took, or one repeated in
+                // this image).
+                let name = root.resolve(path)?;
+                let staged_early = early
+                    .0
+                    .remove(&name)
+                    .filter(|_| digest_of_name(&name) == *digest);
+                Ok(match staged_early {
+                    Some(t) => t,
+                    None => pool.submit(root.root.join(name), digest.clone()),
                 })
-                .collect();
-            handles.into_iter().map(Pending::join).collect()
-        });
+            })
+            .collect();
+        let staged: Vec<Result<StagedLayer, Error>> = tickets
+            .into_iter()
+            .map(|t| t.and_then(Ticket::wait))
+            .collect();
         let staged: Vec<StagedLayer> = staged.into_iter().collect::<Result<_, _>>()?;
         let manifest = match manifest {
             Some(m) => m,
@@ -338,26 +377,61 @@ impl ImageStore {
 /// Layers staged while the archive was still being read, by their path in
 /// it.
 #[derive(Default)]
-struct Early<'scope>(
-    std::collections::HashMap<
-        String,
-        std::thread::ScopedJoinHandle<'scope, Result<StagedLayer, Error>>,
-    >,
+struct Early(HashMap<String, Ticket>);
+
+/// A layer file to stage, and where its result goes.
+type Job = (
+    PathBuf,
+    Option<String>,
+    mpsc::SyncSender<Result<StagedLayer, Error>>,
 );
 
-/// A layer being staged by a worker thread of either kind.
-enum Pending<'a, 'b> {
-    Early(std::thread::ScopedJoinHandle<'a, Result<StagedLayer, Error>>),
-    Now(std::thread::ScopedJoinHandle<'b, Result<StagedLayer, Error>>),
+/// Stages layer files on a few threads however many layers the archive holds
+/// (one thread each made a 3000-file archive start 2000 threads).
+struct Pool {
+    jobs: mpsc::Sender<Job>,
 }
 
-impl Pending<'_, '_> {
-    fn join(self) -> Result<StagedLayer, Error> {
-        let r = match self {
-            Pending::Early(h) => h.join(),
-            Pending::Now(h) => h.join(),
+/// A layer a worker stages, or has staged.
+struct Ticket(mpsc::Receiver<Result<StagedLayer, Error>>);
+
+/// As many workers as cores, at least 4 (staging waits for the disk too), at most 8.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .clamp(4, 8)
+}
+
+impl Pool {
+    fn submit(&self, path: PathBuf, digest: Option<String>) -> Ticket {
+        let (tx, rx) = mpsc::sync_channel(1);
+        // The workers outlive the pool, so the queue is open.
+        let _ = self.jobs.send((path, digest, tx));
+        Ticket(rx)
+    }
+}
+
+impl Ticket {
+    fn wait(self) -> Result<StagedLayer, Error> {
+        self.0
+            .recv()
+            .unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
+    }
+}
+
+/// A worker: stages queued layer files until the queue closes, skipping them once `stop` says
+/// nothing will take them.
+fn work(queue: &Mutex<mpsc::Receiver<Job>>, stop: &AtomicBool, stager: &Stager) {
+    loop {
+        let job = match queue.lock().map(|rx| rx.recv()) {
+            Ok(Ok(job)) => job,
+            _ => return,
         };
-        r.unwrap_or_else(|_| Err(corrupt("layer worker panicked")))
+        let (path, digest, reply) = job;
+        if stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        let _ = reply.send(stager.stage_layer_file(&path, digest.as_deref()));
     }
 }
 
@@ -376,7 +450,7 @@ fn looks_like_layer(head: &[u8]) -> bool {
 }
 
 /// In a nested index, the manifest for this host (or the only one).
-fn pick_from_index(root: &Path, digest: &str) -> Result<String, Error> {
+fn pick_from_index(root: &Unpacked<'_>, digest: &str) -> Result<String, Error> {
     let idx: Value = serde_json::from_slice(&read_blob_file(root, digest)?)
         .map_err(|e| corrupt(format!("index {digest}: {e}")))?;
     let entries = idx["manifests"].as_array().cloned().unwrap_or_default();
@@ -396,16 +470,16 @@ fn pick_from_index(root: &Path, digest: &str) -> Result<String, Error> {
         })
 }
 
-fn read_json(root: &Path, name: &str) -> Result<Value, Error> {
-    serde_json::from_slice(&read_rel(root, name)?).map_err(|e| corrupt(format!("{name}: {e}")))
+fn read_json(root: &Unpacked<'_>, name: &str) -> Result<Value, Error> {
+    serde_json::from_slice(&root.read(name)?).map_err(|e| corrupt(format!("{name}: {e}")))
 }
 
-fn read_blob_file(root: &Path, digest: &str) -> Result<Vec<u8>, Error> {
+fn read_blob_file(root: &Unpacked<'_>, digest: &str) -> Result<Vec<u8>, Error> {
     let hex = digest
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| corrupt(format!("unsupported digest {digest:?}")))?;
-    let data = read_rel(root, &format!("blobs/sha256/{hex}"))?;
+    let data = root.read(&format!("blobs/sha256/{hex}"))?;
     if sha256_hex(&data) != hex {
         return Err(Error::DigestMismatch {
             expected: digest.to_string(),
@@ -415,33 +489,107 @@ fn read_blob_file(root: &Path, digest: &str) -> Result<Vec<u8>, Error> {
     Ok(data)
 }
 
-/// A path named inside the archive, refused if it climbs out of it.
-fn safe_rel(root: &Path, rel: &str) -> Result<std::path::PathBuf, Error> {
-    let p = Path::new(rel);
-    if rel.is_empty()
-        || p.components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
+/// A member name as a path inside the archive (`a/b`), refused if it
+/// climbs out of it.
+fn normalize(rel: &str) -> Result<String, Error> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_str().unwrap_or_default()),
+            Component::CurDir => {}
+            _ => return Err(corrupt(format!("invalid path {rel:?} in archive"))),
+        }
+    }
+    if out.is_empty() || out.iter().any(|n| n.is_empty()) {
         return Err(corrupt(format!("invalid path {rel:?} in archive")));
     }
-    Ok(root.join(p))
+    Ok(out.join("/"))
 }
 
-fn read_rel(root: &Path, rel: &str) -> Result<Vec<u8>, Error> {
-    let p = safe_rel(root, rel)?;
-    fs::read(&p).map_err(|_| corrupt(format!("{rel} is missing from the archive")))
+/// Where the symlink member `rel` (normalized) points, as a member name:
+/// relative targets only, and never above the archive's top.
+fn link_target(rel: &str, target: &Path) -> Result<String, Error> {
+    let escapes = || {
+        corrupt(format!(
+            "symlink {rel} -> {} points outside of the archive",
+            target.display()
+        ))
+    };
+    let mut out: Vec<&str> = rel.split('/').collect();
+    out.pop();
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_str().ok_or_else(escapes)?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop().ok_or_else(escapes)?;
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(escapes()),
+        }
+    }
+    if out.is_empty() {
+        return Err(escapes());
+    }
+    Ok(out.join("/"))
+}
+
+/// An archive unpacked under `tmp/`: its regular files, plus the symlinks
+/// between its members, which are only followed by name, never on disk.
+/// Docker 20.10 writes a layer an image repeats as a symlink to its first
+/// copy (`<id>/layer.tar -> ../<first id>/layer.tar`).
+struct Unpacked<'a> {
+    root: &'a Path,
+    /// Symlink member → the member it names (normalized, inside).
+    links: HashMap<String, String>,
+}
+
+impl Unpacked<'_> {
+    /// The member `rel` names, through the archive's symlinks.
+    fn resolve(&self, rel: &str) -> Result<String, Error> {
+        let mut cur = normalize(rel)?;
+        // As many hops as the kernel follows.
+        for _ in 0..40 {
+            match self.links.get(&cur) {
+                Some(t) => cur = t.clone(),
+                None => return Ok(cur),
+            }
+        }
+        Err(corrupt(format!(
+            "{rel}: too many levels of symbolic links in the archive"
+        )))
+    }
+
+    fn is_file(&self, rel: &str) -> bool {
+        self.resolve(rel).is_ok_and(|r| self.root.join(r).is_file())
+    }
+
+    /// A JSON document of the archive (`manifest.json`, `index.json`, a
+    /// manifest or config), which is read into memory: at most
+    /// [`MAX_DOCUMENT`] bytes.
+    fn read(&self, rel: &str) -> Result<Vec<u8>, Error> {
+        let p = self.root.join(self.resolve(rel)?);
+        let missing = || corrupt(format!("{rel} is missing from the archive"));
+        let len = fs::metadata(&p).map_err(|_| missing())?.len();
+        if len > MAX_DOCUMENT {
+            return Err(corrupt(format!(
+                "{rel} is {len} bytes, more than the {MAX_DOCUMENT} a manifest or config may have"
+            )));
+        }
+        fs::read(&p).map_err(|_| missing())
+    }
 }
 
 /// Unpacks the archive's regular files and directories (nothing else is
 /// meaningful in an image archive), decompressing it first if needed.
 ///
 /// `written` is called with the archive path, the file and its first bytes
-/// after each regular file is complete.
+/// after each regular file is complete. Returns the symlinks between
+/// members (see [`Unpacked`]).
 fn unpack_plain(
     input: impl Read,
     dir: &Path,
     written: &mut dyn FnMut(&str, std::path::PathBuf, &[u8]),
-) -> Result<(), Error> {
+) -> Result<HashMap<String, String>, Error> {
     let mut input = BufReader::with_capacity(1 << 20, input);
     let magic = {
         use std::io::BufRead;
@@ -463,6 +611,7 @@ fn unpack_plain(
     let entries = archive
         .entries()
         .map_err(|e| corrupt(format!("reading archive: {e}")))?;
+    let mut links = HashMap::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(format!("reading archive: {e}")))?;
         let path = entry
@@ -472,14 +621,25 @@ fn unpack_plain(
             .into_owned();
         let kind = entry.header().entry_type();
         let is_dir = kind.is_dir() || path.ends_with('/');
-        let rel = path.trim_start_matches("./").trim_end_matches('/');
-        if rel.is_empty() {
+        if Path::new(&path)
+            .components()
+            .all(|c| c == Component::CurDir)
+        {
             continue;
         }
-        let dst = safe_rel(dir, rel)?;
+        let rel = normalize(&path)?;
+        let rel = rel.as_str();
+        let dst = dir.join(rel);
         if is_dir {
             fs::create_dir_all(&dst).map_err(|e| io_ctx(e, "create", &dst))?;
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .map_err(|e| corrupt(format!("reading archive: {e}")))?
+                .ok_or_else(|| corrupt(format!("symlink {rel} has no target")))?;
+            links.insert(rel.to_string(), link_target(rel, &target)?);
         } else if kind.is_file() {
+            links.remove(rel);
             if let Some(parent) = dst.parent() {
                 fs::create_dir_all(parent).map_err(|e| io_ctx(e, "create", parent))?;
             }
@@ -517,5 +677,5 @@ fn unpack_plain(
             written(rel, dst, &head[..got]);
         }
     }
-    Ok(())
+    Ok(links)
 }

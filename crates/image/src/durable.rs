@@ -213,11 +213,15 @@ impl ImageStore {
             // Layers of images already gone (or of none) go too.
             tx.execute("DELETE FROM layers WHERE chain_id = ?1", [chain])?;
             doomed.push(crate::store::Doomed {
-                layer_dirs: vec![self.root().join("layers").join(hex_part(chain))],
+                layers: vec![chain.clone()],
                 blobs: vec![blob.clone()],
             });
         }
         tx.execute("DELETE FROM layer_sync WHERE boot_id <> ?1", params![boot])?;
+        let _journals = doomed
+            .iter()
+            .map(|d| self.journal_removal(d))
+            .collect::<Result<Vec<_>, Error>>()?;
         tx.commit()?;
         for d in doomed {
             self.unlink(d);

@@ -164,6 +164,9 @@ pub(crate) fn config_diff_ids(config: &[u8]) -> Result<(ImageConfiguration, Vec<
     let parsed: ImageConfiguration = serde_json::from_slice(config)
         .map_err(|e| Error::Corrupt(format!("malformed image config: {e}")))?;
     let ids = parsed.rootfs().diff_ids().to_vec();
+    if ids.len() > crate::MAX_LAYERS {
+        return Err(Error::TooManyLayers(ids.len()));
+    }
     for d in &ids {
         check_digest(d)?;
     }
@@ -299,6 +302,24 @@ impl ImageStore {
 
         let _lock = self.lock()?;
         let tx = self.begin()?;
+        let staged_names: Vec<(&str, &str)> = new
+            .layers
+            .iter()
+            .zip(&chains)
+            .filter_map(|(l, c)| match l {
+                NewLayer::Staged(s) => Some((s.blob_digest.as_str(), c.as_str())),
+                NewLayer::Existing => None,
+            })
+            .collect();
+        let manifest_digest = format!("sha256:{}", sha256_hex(&new.manifest));
+        let _journal = self.journal(
+            staged_names
+                .iter()
+                .map(|(b, _)| *b)
+                .chain([id.as_str(), manifest_digest.as_str()]),
+            staged_names.iter().map(|(_, c)| *c),
+        )?;
+        drop(staged_names);
         let mut size = 0u64;
         let mut parent: Option<&str> = None;
         for (i, (layer, chain)) in new.layers.into_iter().zip(&chains).enumerate() {
@@ -372,6 +393,7 @@ impl ImageStore {
                 params![repo, digest, id],
             )?;
         }
+        crate::journal::crash_point("install:renamed");
         tx.commit()?;
         self.load(&id)
     }

@@ -6,7 +6,8 @@
 //! - `R/blobs/sha256/<hex>`: layer blobs as given, config and manifest JSON.
 //! - `R/layers/<chain-id hex>/diff`: unpacked layers.
 //! - `R/tmp/<pid>-<random>`: work in progress; swept at open when the owning
-//!   process is gone.
+//!   process is gone. `R/tmp/<pid>-journal-<random>`: the blobs and layers a
+//!   removal or installation is changing, finished at open if it was killed.
 //! - `R/store.lock`: `flock`ed exclusively around every write.
 #![deny(missing_docs)]
 
@@ -15,9 +16,11 @@ mod changes;
 mod durable;
 mod extract;
 mod ingest;
+mod journal;
 mod reference;
 mod store;
 mod time;
+mod unpack;
 
 pub use archive::Loaded;
 pub use changes::apply as apply_changes;
@@ -27,6 +30,11 @@ pub use reference::Reference;
 pub use store::{
     GcReport, Image, ImageStore, ImageSummary, ImageUser, ImportOptions, InUseFn, RemoveEvent,
 };
+
+/// The most layers an image may have: Docker's limit (`maxLayerDepth`), which it enforces when
+/// it pulls, loads, commits or builds one. Each layer is one lower directory of the container's
+/// overlay, which the kernel caps at 500.
+pub const MAX_LAYERS: usize = 125;
 
 /// Errors returned by the image store.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +52,9 @@ pub enum Error {
     /// empty, or trying to escape the layer directory).
     #[error("invalid tar archive: {0}")]
     InvalidArchive(String),
+    /// An image with more than [`MAX_LAYERS`] layers.
+    #[error("max depth exceeded: the image has {0} layers, more than the {MAX_LAYERS} an image may have")]
+    TooManyLayers(usize),
     /// A `--change` instruction could not be applied.
     #[error("invalid change: {0}")]
     InvalidChange(String),

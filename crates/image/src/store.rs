@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use sha2::{Digest, Sha256};
 
 use crate::extract::{extract_layer, io_ctx};
+use crate::journal::crash_point;
 use crate::{changes, time, Error, Reference};
 
 const SCHEMA: &str = "
@@ -281,14 +282,15 @@ impl Match {
 impl ImageStore {
     /// Opens (creating if needed) the store under `root`.
     ///
-    /// Cheap: creates missing directories and tables, and sweeps the few
-    /// leftovers in `tmp/` whose owning process is gone.
+    /// Cheap: creates missing directories and tables, sweeps the few
+    /// leftovers in `tmp/` whose owning process is gone, and finishes the
+    /// removals and installations such a process journaled (`journal.rs`).
     pub fn open(root: &Path) -> Result<Self, Error> {
         for d in ["blobs/sha256", "layers", "tmp"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(|e| io_ctx(e, "create", &p))?;
         }
-        sweep_tmp(&root.join("tmp"));
+        let journals = crate::journal::sweep_tmp(&root.join("tmp"));
         spread_inodes(&root.join("tmp"));
         let conn = Connection::open(root.join("hako.db"))?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -314,6 +316,9 @@ impl ImageStore {
             conn,
         };
         store.settle_pending(crate::durable::boot_id, time::unix_now())?;
+        if !journals.is_empty() {
+            store.replay(&journals);
+        }
         Ok(store)
     }
 
@@ -473,6 +478,12 @@ impl ImageStore {
 
         let _lock = self.lock()?;
         let tx = self.begin()?;
+        let blob_digest = format!("sha256:{}", ex.blob_hex);
+        let manifest_digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
+        let _journal = self.journal(
+            [blob_digest.as_str(), id.as_str(), manifest_digest.as_str()],
+            [chain_id.as_str()],
+        )?;
         let exists: bool = tx
             .query_row("SELECT 1 FROM images WHERE id = ?1", [&id], |_| Ok(()))
             .optional()?
@@ -527,6 +538,7 @@ impl ImageStore {
                 "INSERT INTO image_layers(image_id, position, chain_id) VALUES (?1, 0, ?2)",
                 params![id, chain_id],
             )?;
+            crash_point("install:renamed");
         }
         if let Some(r) = &opts.reference {
             tx.execute(
@@ -862,6 +874,7 @@ impl ImageStore {
             return Ok(events);
         }
         let doomed = self.delete_image_rows(&id)?;
+        let _journal = self.journal_removal(&doomed)?;
         tx.commit()?;
         events.push(RemoveEvent::Deleted(id));
         self.unlink(doomed);
@@ -888,19 +901,34 @@ impl ImageStore {
             events.push(RemoveEvent::Untagged(t.familiar()));
         }
         let doomed = self.delete_image_rows(id)?;
+        let _journal = self.journal_removal(&doomed)?;
         tx.commit()?;
         events.push(RemoveEvent::Deleted(id.to_string()));
         self.unlink(doomed);
         Ok(Some(events))
     }
 
+    /// Journals a removal before its rows are committed (see `journal.rs`).
+    pub(crate) fn journal_removal(
+        &self,
+        doomed: &Doomed,
+    ) -> Result<crate::journal::Journal, Error> {
+        self.journal(
+            doomed.blobs.iter().map(String::as_str),
+            doomed.layers.iter().map(String::as_str),
+        )
+    }
+
     /// Deletes the files of committed removals; failures only waste space
     /// until [`ImageStore::gc`].
     pub(crate) fn unlink(&self, doomed: Doomed) {
-        for dir in doomed.layer_dirs {
+        crash_point("remove:committed");
+        for chain in doomed.layers {
+            let dir = self.root.join("layers").join(hex_part(&chain));
             if fs::symlink_metadata(&dir).is_ok() {
                 let _ = self.discard(&dir);
             }
+            crash_point("remove:unlinking");
         }
         for blob in doomed.blobs {
             let _ = fs::remove_file(self.blob_path(&blob));
@@ -927,7 +955,7 @@ impl ImageStore {
         self.conn
             .execute("DELETE FROM repo_digests WHERE image_id = ?1", [id])?;
         let mut doomed = Doomed {
-            layer_dirs: Vec::new(),
+            layers: Vec::new(),
             blobs: vec![config_digest, manifest_digest],
         };
         for chain in chains {
@@ -956,9 +984,7 @@ impl ImageStore {
                 .execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
             self.conn
                 .execute("DELETE FROM layer_sync WHERE chain_id = ?1", [&chain])?;
-            doomed
-                .layer_dirs
-                .push(self.root.join("layers").join(hex_part(&chain)));
+            doomed.layers.push(chain.clone());
             if let Some(blob) = blob {
                 let shared: i64 = self.conn.query_row(
                     "SELECT count(*) FROM layers WHERE blob_digest = ?1",
@@ -974,8 +1000,11 @@ impl ImageStore {
     }
 }
 
+/// The files a removal frees, deleted once its rows are committed.
 pub(crate) struct Doomed {
-    pub(crate) layer_dirs: Vec<PathBuf>,
+    /// Chain IDs of the layers.
+    pub(crate) layers: Vec<String>,
+    /// `sha256:` digests of the blobs.
     pub(crate) blobs: Vec<String>,
 }
 
@@ -1012,31 +1041,6 @@ fn spread_inodes(dir: &Path) {
     // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points
     // at a live local; the fd is open for the duration of the call.
     unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
-}
-
-/// Deletes tmp/ entries whose creator ("<pid>-…") is no longer running.
-fn sweep_tmp(tmp: &Path) {
-    let Ok(entries) = fs::read_dir(tmp) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        let pid = name
-            .split_once('-')
-            .and_then(|(p, _)| p.parse::<i32>().ok())
-            .filter(|p| *p > 0);
-        let alive = match pid {
-            Some(p) => !matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
-                Err(nix::errno::Errno::ESRCH)
-            ),
-            None => false,
-        };
-        if !alive {
-            remove_any(&e.path());
-        }
-    }
 }
 
 #[cfg(test)]

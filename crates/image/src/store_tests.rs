@@ -975,3 +975,330 @@ fn load_of_a_layer_named_twice_never_stores_a_wrong_blob() {
         assert_eq!(dir_len(&dir.path().join("tmp")), 0);
     }
 }
+
+/// An archive in Docker's pre-25 format (`<id>/layer.tar`, `<config>.json`, `manifest.json`)
+/// from `(name, kind, link target, data)` members.
+fn legacy_archive(members: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_size(data.len() as u64);
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn load_of_a_docker_20_10_archive_with_a_repeated_layer() {
+    use tar::EntryType as T;
+    // Docker 20.10 saves a layer the image repeats as a symlink to its first copy.
+    let tar = tiny_tar("f", b"twice");
+    let diff = format!("sha256:{}", sha(&tar));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff, diff]},
+    }))
+    .unwrap();
+    let cfg = format!("{}.json", sha(&config));
+    let manifest = |layers: &[&str]| {
+        serde_json::to_vec(&serde_json::json!([{
+            "Config": cfg, "RepoTags": ["rep:latest"], "Layers": layers,
+        }]))
+        .unwrap()
+    };
+    let good = manifest(&["aaa/layer.tar", "bbb/layer.tar"]);
+    let archive = legacy_archive(&[
+        ("aaa/", T::Directory, "", b""),
+        ("aaa/layer.tar", T::Regular, "", &tar),
+        ("bbb/", T::Directory, "", b""),
+        ("bbb/layer.tar", T::Symlink, "../aaa/layer.tar", b""),
+        (&cfg, T::Regular, "", &config),
+        ("manifest.json", T::Regular, "", &good),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let loaded = store.load_archive(&archive[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    let img = store.resolve("rep").unwrap();
+    assert_eq!(img.layers.len(), 2);
+    for l in &img.layers {
+        assert_eq!(fs::read(l.join("f")).unwrap(), b"twice");
+    }
+    assert_eq!(dir_len(&dir.path().join("tmp")), 0);
+
+    // A symlink is followed only to another member of the archive.
+    let outside = dir.path().join("outside-layer.tar");
+    fs::write(&outside, &tar).unwrap();
+    for target in [
+        "../../outside-layer.tar".to_string(),
+        "../../../../../../../../etc/passwd".to_string(),
+        outside.to_string_lossy().into_owned(),
+        "/etc/passwd".to_string(),
+    ] {
+        let archive = legacy_archive(&[
+            ("aaa/layer.tar", T::Regular, "", &tar),
+            ("bbb/layer.tar", T::Symlink, &target, b""),
+            (&cfg, T::Regular, "", &config),
+            ("manifest.json", T::Regular, "", &good),
+        ]);
+        let d = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(d.path()).unwrap();
+        let err = s.load_archive(&archive[..]).unwrap_err();
+        assert!(matches!(err, Error::InvalidArchive(_)), "{target}: {err:?}");
+        assert!(
+            err.to_string().contains("points outside of the archive"),
+            "{target}: {err}"
+        );
+        assert_empty(&s);
+    }
+    // Symlinks in a loop end with an error too.
+    let archive = legacy_archive(&[
+        ("aaa/layer.tar", T::Symlink, "../bbb/layer.tar", b""),
+        ("bbb/layer.tar", T::Symlink, "../aaa/layer.tar", b""),
+        (&cfg, T::Regular, "", &config),
+        ("manifest.json", T::Regular, "", &good),
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(d.path()).unwrap();
+    let err = s.load_archive(&archive[..]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("too many levels of symbolic links"),
+        "{err}"
+    );
+    assert_empty(&s);
+}
+
+#[test]
+fn load_refuses_a_manifest_json_that_is_not_a_list() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    for doc in [&b"{}"[..], b"\"x\"", b"3"] {
+        let archive = legacy_archive(&[("manifest.json", T::Regular, "", doc)]);
+        let err = store.load_archive(&archive[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid tar archive: manifest.json is not a list of images"
+        );
+        assert_empty(&store);
+    }
+    let archive = legacy_archive(&[
+        (
+            "oci-layout",
+            T::Regular,
+            "",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        ),
+        ("index.json", T::Regular, "", br#"{"manifests": {}}"#),
+    ]);
+    let err = store.load_archive(&archive[..]).unwrap_err();
+    assert!(err.to_string().contains("index.json"), "{err}");
+    // An empty list is an archive of no images, as for docker.
+    let archive = legacy_archive(&[("manifest.json", T::Regular, "", b"[]")]);
+    assert!(store.load_archive(&archive[..]).unwrap().is_empty());
+    assert_empty(&store);
+}
+
+#[test]
+fn deep_trees_unpack_and_too_deep_ones_are_refused() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    // Every level a directory entry with a file and a symlink in it, as deep as allowed.
+    let mut path = String::new();
+    let mut entries: Vec<(String, T, String)> = Vec::new();
+    for _ in 0..crate::unpack::MAX_DEPTH - 1 {
+        path.push_str("d/");
+        entries.push((path.clone(), T::Directory, String::new()));
+        entries.push((format!("{path}f"), T::Regular, String::new()));
+        entries.push((format!("{path}l"), T::Symlink, "f".into()));
+    }
+    let tar = long_tar(&entries);
+    let img = store.import(&tar[..], &opts(Some("deep"))).unwrap();
+    let bottom = img.layers[0].join(&path);
+    assert!(bottom.join("f").is_file());
+    assert_eq!(fs::read_link(bottom.join("l")).unwrap(), Path::new("f"));
+    store.remove("deep", false, &no_use).unwrap();
+    assert_empty(&store);
+
+    // 3000 levels: refused at the first entry past the limit, with a clear message.
+    let entries: Vec<(String, T, String)> = (1..=3000)
+        .map(|i| ("a/".repeat(i), T::Directory, String::new()))
+        .collect();
+    let err = store
+        .import(&long_tar(&entries)[..], &opts(Some("deeper")))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::InvalidArchive(_)), "{err:?}");
+    assert!(msg.contains("is too deep"), "{msg}");
+    assert!(msg.contains("513 components"), "{msg}");
+    assert!(msg.len() < 400, "{msg}");
+    assert_empty(&store);
+}
+
+/// A GNU tar of `(path, kind, link target)` entries, long names included.
+fn long_tar(entries: &[(String, tar::EntryType, String)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(0);
+        if kind.is_symlink() {
+            b.append_link(&mut h, name, link).unwrap();
+        } else {
+            b.append_data(&mut h, name, &[][..]).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn an_entry_replacing_a_directory_is_seen_by_the_entries_after_it() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    // "d" is a directory, then a symlink to "e": "d/g" lands in "e", and "d/f" is gone.
+    let img = store
+        .import(
+            &raw_tar(&[
+                ("e/", T::Directory, ""),
+                ("d/", T::Directory, ""),
+                ("d/f", T::Regular, ""),
+                ("d", T::Symlink, "e"),
+                ("d/g", T::Regular, ""),
+                ("x", T::Regular, ""),
+                ("x/", T::Directory, ""),
+                ("x/y", T::Regular, ""),
+            ])[..],
+            &opts(None),
+        )
+        .unwrap();
+    let l = &img.layers[0];
+    assert!(l.join("e/g").is_file());
+    assert!(!l.join("e/f").exists());
+    assert_eq!(fs::read_link(l.join("d")).unwrap(), Path::new("e"));
+    assert!(l.join("x/y").is_file());
+    // ...and when the symlink leads out, the next entry through it is refused, never written
+    // into the directory it replaced.
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let err = store
+        .import(
+            &raw_tar(&[
+                ("d/", T::Directory, ""),
+                ("d/f", T::Regular, ""),
+                ("d", T::Symlink, outside.to_str().unwrap()),
+                ("d/g", T::Regular, ""),
+            ])[..],
+            &opts(None),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("d resolves outside of the layer"),
+        "{err}"
+    );
+    assert_eq!(dir_len(&outside), 0);
+}
+
+#[test]
+fn open_finishes_the_changes_a_dead_process_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let kept = store
+        .import(&tiny_tar("k", b"kept")[..], &opts(Some("kept")))
+        .unwrap();
+    let kept_chain = kept.layers[0]
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let kept_blob = format!("sha256:{}", sha(&tiny_tar("k", b"kept")));
+    // What a process killed between its commit and its unlinks left: files no row names.
+    let orphan_chain = "ab".repeat(32);
+    fs::create_dir_all(dir.path().join("layers").join(&orphan_chain).join("diff/x")).unwrap();
+    let orphan_blob = "cd".repeat(32);
+    fs::write(store.blob_path(&orphan_blob), b"orphan").unwrap();
+    let unrelated = "ef".repeat(32);
+    fs::write(store.blob_path(&unrelated), b"not journaled").unwrap();
+    let journal = format!(
+        "blob sha256:{orphan_blob}\nblob {kept_blob}\nlayer sha256:{orphan_chain}\nlayer sha256:{kept_chain}\nlayer sha256:12"
+    );
+    let tmp = dir.path().join("tmp");
+    // Above any pid_max: certainly dead. A live process's journal is left alone.
+    fs::write(tmp.join("999999999-journal-0123"), &journal).unwrap();
+    let live = tmp.join(format!("{}-journal-4567", std::process::id()));
+    fs::write(&live, &journal).unwrap();
+    drop(store);
+
+    let store = ImageStore::open(dir.path()).unwrap();
+    assert!(!dir.path().join("layers").join(&orphan_chain).exists());
+    assert!(!store.blob_path(&orphan_blob).exists());
+    assert!(
+        store.blob_path(&unrelated).exists(),
+        "only what a journal names"
+    );
+    assert!(store.blob_path(&kept_blob).exists(), "referenced blob kept");
+    assert!(kept.layers[0].join("k").is_file(), "referenced layer kept");
+    assert!(!tmp.join("999999999-journal-0123").exists());
+    assert!(live.exists());
+    fs::remove_file(&live).unwrap();
+    fs::remove_file(store.blob_path(&unrelated)).unwrap();
+    assert_eq!(store.resolve("kept").unwrap().id, kept.id);
+    store.remove("kept", false, &no_use).unwrap();
+    assert_empty(&store);
+}
+
+#[test]
+fn a_directory_replaced_later_in_the_tar_keeps_the_last_entry() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, mtime) in [
+        ("x/", T::Directory, 5),
+        ("x/y", T::Regular, 5),
+        ("x", T::Regular, 6),
+        ("w/", T::Directory, 100),
+        ("w/f", T::Regular, 7),
+        ("w/", T::Directory, 200),
+    ] {
+        let mut h = header(name, kind, 0o755, 0, 0);
+        h.set_mtime(mtime);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+    let img = store
+        .import(&b.into_inner().unwrap()[..], &opts(None))
+        .unwrap();
+    let l = &img.layers[0];
+    assert!(l.join("x").is_file());
+    assert_eq!(fs::metadata(l.join("w")).unwrap().mtime(), 200);
+    assert!(l.join("w/f").is_file());
+}
+
+#[test]
+fn load_reads_no_document_larger_than_4_mib() {
+    use tar::EntryType as T;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let big = vec![b' '; (4 << 20) + 1];
+    let archive = legacy_archive(&[("manifest.json", T::Regular, "", &big)]);
+    let err = store.load_archive(&archive[..]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid tar archive: manifest.json is 4194305 bytes, more than the 4194304 a manifest or config may have"
+    );
+    assert_empty(&store);
+}

@@ -319,16 +319,42 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// Reads a small response body (manifests, configs, errors).
+/// The most a manifest, an index or an image config may take, as containerd and Docker allow:
+/// they are read into memory whole.
+pub(crate) const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// Reads a small response body (errors, tokens), at most [`MAX_DOCUMENT`] bytes of it.
 pub(crate) fn read_small(resp: Response<Body>, url: &str) -> Result<Vec<u8>, Error> {
+    Ok(
+        read_limited(resp, url, MAX_DOCUMENT)?.unwrap_or_else(|mut v| {
+            v.truncate(MAX_DOCUMENT as usize);
+            v
+        }),
+    )
+}
+
+/// Reads a response body of at most `limit` bytes: `Err` with what arrived (one byte more than
+/// `limit`) when there is more, which is not read.
+pub(crate) fn read_limited(
+    resp: Response<Body>,
+    url: &str,
+    limit: u64,
+) -> Result<Result<Vec<u8>, Vec<u8>>, Error> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
     resp.into_body()
-        .into_with_config()
-        .limit(64 << 20)
-        .read_to_vec()
+        .into_reader()
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
         .map_err(|e| Error::Network {
             url: url.to_string(),
             message: e.to_string(),
-        })
+        })?;
+    Ok(if out.len() as u64 > limit {
+        Err(out)
+    } else {
+        Ok(out)
+    })
 }
 
 /// The registry's own explanation of a failed request, from the

@@ -101,6 +101,27 @@ pub enum Error {
         /// The digest of what arrived.
         actual: String,
     },
+    /// More bytes arrived than a blob's descriptor gives, or than a manifest or config may have;
+    /// reading stopped there.
+    #[error("{what}: received more than the {limit} bytes {why}")]
+    TooLarge {
+        /// Which blob or manifest.
+        what: String,
+        /// The bytes allowed.
+        limit: u64,
+        /// Where the limit comes from.
+        why: &'static str,
+    },
+    /// A blob ended before the size its descriptor gives.
+    #[error("{what}: received {received} bytes, its descriptor gives {expected}")]
+    TooShort {
+        /// Which blob.
+        what: String,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The bytes received.
+        received: u64,
+    },
     /// The Docker client configuration could not be read or written.
     #[error("{}: {message}", path.display())]
     Config {

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use hako_image::{Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
 
-use crate::client::{read_small, status_error, Client, Payload};
+use crate::client::{read_limited, read_small, status_error, Client, Payload, MAX_DOCUMENT};
 use crate::manifest::{self, classify, Descriptor, Kind, Manifest, Platform};
 use crate::{sha256_digest, short, Error};
 
@@ -47,12 +47,30 @@ fn out_err(e: std::io::Error) -> Error {
 type FetchedManifest = (Vec<u8>, String, String);
 
 /// Fetches a manifest by tag or digest; returns its bytes, content type
-/// and digest (checked when `target` is a digest).
+/// and digest (checked when `target` is a digest). At most `size` bytes
+/// are read when an index gave it, and never more than [`MAX_DOCUMENT`].
 fn fetch_manifest(
     client: &Client,
     target: &str,
     reference: &Reference,
+    size: Option<u64>,
 ) -> Result<FetchedManifest, Error> {
+    let what = || match target.starts_with("sha256:") {
+        true => format!("manifest {target}"),
+        false => format!("manifest for {}", reference.familiar()),
+    };
+    let (limit, why) = match size {
+        Some(s) if s <= MAX_DOCUMENT => (s, "its descriptor gives"),
+        Some(s) => {
+            return Err(Error::BadManifest {
+                reference: reference.familiar(),
+                message: format!(
+                    "its index gives manifest {target} {s} bytes, more than the {MAX_DOCUMENT} a manifest may have"
+                ),
+            })
+        }
+        None => (MAX_DOCUMENT, "a manifest may have"),
+    };
     let url = client.url(&format!("manifests/{target}"));
     let resp = client.send("GET", &url, &[("Accept", manifest::ACCEPT)], Payload::Empty)?;
     let status = resp.status().as_u16();
@@ -77,7 +95,18 @@ fn fetch_manifest(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let body = read_small(resp, &url)?;
+    let body = read_limited(resp, &url, limit)?.map_err(|_| Error::TooLarge {
+        what: what(),
+        limit,
+        why,
+    })?;
+    if let Some(s) = size.filter(|s| *s != body.len() as u64) {
+        return Err(Error::TooShort {
+            what: what(),
+            expected: s,
+            received: body.len() as u64,
+        });
+    }
     let digest = sha256_digest(&body);
     if target.starts_with("sha256:") && digest != target {
         return Err(Error::DigestMismatch {
@@ -89,16 +118,39 @@ fn fetch_manifest(
     Ok((body, ct, digest))
 }
 
-fn fetch_blob_small(client: &Client, d: &Descriptor) -> Result<Vec<u8>, Error> {
+/// The image config: no more bytes than its descriptor gives, read into memory whole.
+fn fetch_config(client: &Client, d: &Descriptor, reference: &Reference) -> Result<Vec<u8>, Error> {
+    let what = || format!("config {}", d.digest);
+    let size = declared_size(d, "config", reference)?;
+    if size > MAX_DOCUMENT {
+        return Err(Error::BadManifest {
+            reference: reference.familiar(),
+            message: format!(
+                "it gives config {} {size} bytes, more than the {MAX_DOCUMENT} a config may have",
+                d.digest
+            ),
+        });
+    }
     let url = client.url(&format!("blobs/{}", d.digest));
     let resp = client.send("GET", &url, &[], Payload::Empty)?;
     let status = resp.status().as_u16();
     if status != 200 {
         return Err(status_error(resp, &url, status));
     }
-    let body = read_small(resp, &url)?;
+    let body = read_limited(resp, &url, size)?.map_err(|_| Error::TooLarge {
+        what: what(),
+        limit: size,
+        why: "its descriptor gives",
+    })?;
+    if body.len() as u64 != size {
+        return Err(Error::TooShort {
+            what: what(),
+            expected: size,
+            received: body.len() as u64,
+        });
+    }
     let actual = sha256_digest(&body);
-    if actual != d.digest || (d.size > 0 && body.len() as i64 != d.size) {
+    if actual != d.digest {
         return Err(Error::DigestMismatch {
             what: format!("blob {}", d.digest),
             expected: d.digest.clone(),
@@ -108,10 +160,23 @@ fn fetch_blob_small(client: &Client, d: &Descriptor) -> Result<Vec<u8>, Error> {
     Ok(body)
 }
 
+/// The size a descriptor gives, which every read of the blob is held to; a descriptor without
+/// one (the distribution spec requires it) is refused.
+fn declared_size(d: &Descriptor, kind: &str, reference: &Reference) -> Result<u64, Error> {
+    u64::try_from(d.size)
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| Error::BadManifest {
+            reference: reference.familiar(),
+            message: format!("{kind} {} has no size", d.digest),
+        })
+}
+
 fn stage(
     client: &Client,
     store_stager: &hako_image::Stager,
     d: &Descriptor,
+    size: u64,
 ) -> Result<StagedLayer, Error> {
     let url = client.url(&format!("blobs/{}", d.digest));
     let resp = client.send("GET", &url, &[], Payload::Empty)?;
@@ -119,25 +184,36 @@ fn stage(
     if status != 200 {
         return Err(status_error(resp, &url, status));
     }
+    let wrong_size = std::sync::Mutex::new(None);
     let reader = Resuming {
         client,
         url: url.clone(),
+        what: format!("layer {}", d.digest),
         body: Some(resp.into_body().into_reader()),
         offset: 0,
-        size: u64::try_from(d.size).ok().filter(|s| *s > 0),
+        size,
         resumes: 0,
+        wrong_size: &wrong_size,
     };
-    store_stager
-        .stage_layer(reader, Some(&d.digest))
-        .map_err(|e| match e {
-            hako_image::Error::DigestMismatch { expected, actual } => Error::DigestMismatch {
-                what: format!("layer {}", d.digest),
-                expected,
-                actual,
-            },
-            other => Error::Store(other),
-        })
+    let staged = store_stager.stage_layer(reader, Some(&d.digest));
+    // The extraction saw only a read error; the reader knows what was wrong.
+    if let Some(e) = wrong_size.lock().ok().and_then(|mut w| w.take()) {
+        return Err(e);
+    }
+    staged.map_err(|e| match e {
+        hako_image::Error::DigestMismatch { expected, actual } => Error::DigestMismatch {
+            what: format!("layer {}", d.digest),
+            expected,
+            actual,
+        },
+        other => Error::Store(other),
+    })
 }
+
+/// How many layers are downloaded at the same time, however many the image has: Docker takes
+/// 3; 8 keeps an image of up to 8 layers (the bench image has 5) downloading all at once, as
+/// before there was a bound.
+const DOWNLOADS: usize = 8;
 
 /// How many times one blob download may be resumed after its connection
 /// broke or stalled.
@@ -147,16 +223,45 @@ const RESUMES: u32 = 5;
 /// end before the announced size, it asks again for the rest with
 /// `Range: bytes=<offset>-` and carries on, so the digest check and the
 /// extraction downstream see one unbroken stream.
+///
+/// It never yields more than the descriptor's size: a registry that sends
+/// more (junk after the blob, or an endless body) fails the read once one
+/// byte past the size arrived, so no more than that is ever written.
 struct Resuming<'a> {
     client: &'a Client,
     url: String,
+    /// The blob, for errors.
+    what: String,
     body: Option<ureq::BodyReader<'static>>,
     offset: u64,
-    size: Option<u64>,
+    size: u64,
     resumes: u32,
+    /// Where a size error is recorded for the caller, which gets only an I/O
+    /// error back through the extraction.
+    wrong_size: &'a std::sync::Mutex<Option<Error>>,
 }
 
+/// An answer to a resume that says the blob ends where the last one did.
+const RANGE_NOT_SATISFIABLE: u16 = 416;
+
 impl Resuming<'_> {
+    /// Records a size error and returns the I/O error that stops the extraction.
+    fn size_error(&self, e: Error) -> std::io::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+        if let Ok(mut slot) = self.wrong_size.lock() {
+            slot.get_or_insert(e);
+        }
+        io
+    }
+
+    fn too_short(&self) -> std::io::Error {
+        self.size_error(Error::TooShort {
+            what: self.what.clone(),
+            expected: self.size,
+            received: self.offset,
+        })
+    }
+
     fn reopen(&mut self) -> std::io::Result<()> {
         self.body = None;
         let range = format!("bytes={}-", self.offset);
@@ -193,6 +298,7 @@ impl Resuming<'_> {
                 }
                 self.body = Some(body);
             }
+            RANGE_NOT_SATISFIABLE => return Err(self.too_short()),
             s => {
                 return Err(std::io::Error::other(status_error(resp, &self.url, s)));
             }
@@ -206,12 +312,30 @@ impl std::io::Read for Resuming<'_> {
         if buf.is_empty() {
             return Ok(0);
         }
+        if let Some(e) = self
+            .wrong_size
+            .lock()
+            .ok()
+            .and_then(|w| w.as_ref().map(|e| e.to_string()))
+        {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+        // Past the size only one byte is asked for, to see that the body ends there.
+        let room = (self.size - self.offset).clamp(1, buf.len() as u64) as usize;
+        let buf = &mut buf[..room];
         loop {
             let err = match self.body.as_mut().map(|b| b.read(buf)) {
-                Some(Ok(0)) if self.size.is_some_and(|s| self.offset < s) => std::io::Error::new(
+                Some(Ok(0)) if self.offset < self.size => std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "connection closed before the end of the blob",
                 ),
+                Some(Ok(n)) if self.offset == self.size && n > 0 => {
+                    return Err(self.size_error(Error::TooLarge {
+                        what: self.what.clone(),
+                        limit: self.size,
+                        why: "its descriptor gives",
+                    }))
+                }
                 Some(Ok(n)) => {
                     self.offset += n as u64;
                     return Ok(n);
@@ -233,7 +357,7 @@ impl std::io::Read for Resuming<'_> {
                 200 * u64::from(self.resumes),
             ));
             if let Err(e) = self.reopen() {
-                if self.resumes >= RESUMES {
+                if self.resumes >= RESUMES || e.kind() == std::io::ErrorKind::InvalidData {
                     return Err(e);
                 }
             }
@@ -250,13 +374,13 @@ fn connect(reference: &Reference, target: &str) -> Result<(Client, FetchedManife
             let Ok(client) = Client::mirror(m, reference.path()) else {
                 continue;
             };
-            if let Ok(found) = fetch_manifest(&client, target, reference) {
+            if let Ok(found) = fetch_manifest(&client, target, reference, None) {
                 return Ok((client, found));
             }
         }
     }
     let client = Client::new(reference.domain(), reference.path(), false)?;
-    let found = fetch_manifest(&client, target, reference)?;
+    let found = fetch_manifest(&client, target, reference, None)?;
     Ok((client, found))
 }
 
@@ -301,7 +425,8 @@ pub fn pull(
                 })?;
             let want = opts.platform.clone().unwrap_or_else(Platform::host);
             let entry = manifest::select(&index, &want)?;
-            let (bytes, ct, _) = fetch_manifest(&client, &entry.digest, reference)?;
+            let size = declared_size(entry, "manifest", reference)?;
+            let (bytes, ct, _) = fetch_manifest(&client, &entry.digest, reference, Some(size))?;
             if classify(&ct, &bytes, &reference.familiar())? != Kind::Manifest {
                 return Err(Error::BadManifest {
                     reference: reference.familiar(),
@@ -312,6 +437,10 @@ pub fn pull(
             (bytes, m)
         }
     };
+    // Refused before anything is downloaded.
+    if manifest.layers.len() > hako_image::MAX_LAYERS {
+        return Err(hako_image::Error::TooManyLayers(manifest.layers.len()).into());
+    }
     for l in &manifest.layers {
         if !l.media_type.is_empty() && !LAYER_TYPES.contains(&l.media_type.as_str()) {
             return Err(Error::UnsupportedMediaType(format!(
@@ -321,7 +450,12 @@ pub fn pull(
         }
     }
 
-    let config = fetch_blob_small(&client, &manifest.config)?;
+    let sizes = manifest
+        .layers
+        .iter()
+        .map(|l| declared_size(l, "layer", reference))
+        .collect::<Result<Vec<u64>, Error>>()?;
+    let config = fetch_config(&client, &manifest.config, reference)?;
     check_platform(&config, reference, opts, progress)?;
     let chains = ImageStore::chain_ids_of(&config)?;
     if chains.len() != manifest.layers.len() {
@@ -351,12 +485,30 @@ pub fn pull(
     if !missing.is_empty() {
         let stager = store.stager();
         let (tx, rx) = mpsc::channel::<(usize, Result<StagedLayer, Error>)>();
+        // A few downloads at a time, however many layers the image has.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| -> Result<(), Error> {
-            for &i in &missing {
+            for _ in 0..missing.len().min(DOWNLOADS) {
                 let tx = tx.clone();
-                let (client, stager, d) = (&client, &stager, &manifest.layers[i]);
-                s.spawn(move || {
-                    let _ = tx.send((i, stage(client, stager, d)));
+                let (client, stager, layers, sizes) = (&client, &stager, &manifest.layers, &sizes);
+                let (missing, next, failed) = (&missing, &next, &failed);
+                s.spawn(move || loop {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    // After a failure the pull fails: no new downloads.
+                    if failed.load(Relaxed) {
+                        break;
+                    }
+                    let Some(&i) = missing.get(next.fetch_add(1, Relaxed)) else {
+                        break;
+                    };
+                    let r = stage(client, stager, &layers[i], sizes[i]);
+                    if r.is_err() {
+                        failed.store(true, Relaxed);
+                    }
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
                 });
             }
             drop(tx);

@@ -515,7 +515,10 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
         None::<&str>,
     )
     .ctx(|| "set propagation of /".into())?;
-    match &p.overlay_data {
+    if let Some(o) = &p.overlay {
+        o.reopen_layers().ctx(|| "open the image's layers".into())?;
+    }
+    match p.overlay.as_ref().map(|o| &o.data) {
         Some(data) => mount(
             Some("overlay"),
             &p.root,

@@ -17,12 +17,14 @@ pub mod fsutil;
 mod hooks;
 mod idmap;
 pub mod mounts;
+mod overlay;
 mod process;
 mod seccomp;
 
 pub use compat::{parse_process, parse_spec};
 pub use duration::parse_go_duration;
 pub use error::{Error, ExecFailure};
+pub use overlay::mount_overlay;
 pub use process::{start, Created, ExitStatus, Running};
 
 use nix::sched::CloneFlags;
@@ -30,7 +32,6 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Default `PATH` when neither the image nor the user sets one (Docker's value).
@@ -243,7 +244,7 @@ pub fn create(spec: &Spec, opts: &SpawnOptions<'_>, exec_fifo: &Path) -> Result<
 pub(crate) struct Prepared {
     pub root: PathBuf,
     pub root_readonly: bool,
-    pub overlay_data: Option<CString>,
+    pub overlay: Option<overlay::OverlayOptions>,
     pub clone_flags: CloneFlags,
     pub join: Vec<(OwnedFd, CloneFlags)>,
     pub new_cgroupns: bool,
@@ -642,7 +643,10 @@ impl Prepared {
         Ok(Prepared {
             root: root_path,
             root_readonly: root.readonly().unwrap_or(false),
-            overlay_data: opts.overlay.map(overlay_data).transpose()?,
+            overlay: opts
+                .overlay
+                .map(|o| overlay::options(&o.lower, Some((&o.upper, &o.work)), o.volatile))
+                .transpose()?,
             clone_flags,
             join,
             new_cgroupns,
@@ -844,87 +848,4 @@ fn container_hooks(
 
 fn clamp_u16(n: u64) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
-}
-
-fn overlay_data(o: &Overlay) -> Result<CString, Error> {
-    if o.lower.is_empty() {
-        return Err(Error::InvalidSpec(
-            "an overlay needs at least one lower layer".into(),
-        ));
-    }
-    let mut data = Vec::from(&b"lowerdir="[..]);
-    for (i, l) in o.lower.iter().enumerate() {
-        if i > 0 {
-            data.push(b':');
-        }
-        data.extend_from_slice(&escape_overlay(l.as_os_str().as_bytes()));
-    }
-    data.extend_from_slice(b",upperdir=");
-    data.extend_from_slice(&escape_overlay(o.upper.as_os_str().as_bytes()));
-    data.extend_from_slice(b",workdir=");
-    data.extend_from_slice(&escape_overlay(o.work.as_os_str().as_bytes()));
-    if o.volatile {
-        data.extend_from_slice(b",volatile");
-    }
-    // The kernel copies at most one page of mount options.
-    if data.len() >= 4096 {
-        return Err(Error::InvalidSpec(format!(
-            "overlay mount options are {} bytes, more than the kernel's 4096-byte limit (too many layers)",
-            data.len()
-        )));
-    }
-    cstring(data, "an overlay path")
-}
-
-/// overlayfs splits options on `,` and lower dirs on `:`; both must be escaped in paths.
-fn escape_overlay(p: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(p.len());
-    for &b in p {
-        if b == b',' || b == b':' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlay_options_are_escaped() {
-        let o = Overlay {
-            lower: vec!["/l/a:b".into(), "/l/c".into()],
-            upper: "/u,x".into(),
-            work: "/w".into(),
-            volatile: false,
-        };
-        assert_eq!(
-            overlay_data(&o).unwrap().to_str().unwrap(),
-            "lowerdir=/l/a\\:b:/l/c,upperdir=/u\\,x,workdir=/w"
-        );
-        let v = Overlay {
-            volatile: true,
-            ..o
-        };
-        assert!(overlay_data(&v)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .ends_with(",workdir=/w,volatile"));
-    }
-
-    #[test]
-    fn too_long_overlay_options_are_refused() {
-        let o = Overlay {
-            lower: (0..200)
-                .map(|i| PathBuf::from(format!("/var/lib/hako/layers/{i:064}")))
-                .collect(),
-            upper: "/u".into(),
-            work: "/w".into(),
-            volatile: false,
-        };
-        assert!(matches!(overlay_data(&o), Err(Error::InvalidSpec(_))));
-    }
 }
