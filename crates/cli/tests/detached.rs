@@ -162,6 +162,50 @@ fn detached_start_failures_are_reported() {
 }
 
 #[test]
+fn inspect_and_logs_racing_rm_say_no_such_container() {
+    let r = Root::with_busybox();
+    let stray = std::sync::Mutex::new(Vec::new());
+    // `inspect` and `logs` find the container, then read its row again: a removal between
+    // the two answered "state database: Query returned no rows".
+    for round in 0..60 {
+        r.ok(&["run", "-d", "--name", "racer", "busybox", "sleep", "100"]);
+        let removed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for t in 0..6 {
+                let (r, removed, stray) = (&r, &removed, &stray);
+                s.spawn(move || loop {
+                    let done = removed.load(std::sync::atomic::Ordering::SeqCst);
+                    let args: &[&str] = if t % 2 == 0 {
+                        &["logs", "racer"]
+                    } else {
+                        &["inspect", "-f", "{{.State.Status}}", "racer"]
+                    };
+                    let (code, _, err) = r.run(args);
+                    let gone = err.contains("No such container: racer")
+                        || err.contains("No such object: racer");
+                    if !(code == 0 && err.is_empty()
+                        || code == 1 && gone && err.lines().count() == 1)
+                    {
+                        stray
+                            .lock()
+                            .unwrap()
+                            .push(format!("{args:?} → {code}: {err}"));
+                    }
+                    if done {
+                        break;
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(round % 7 * 5));
+            r.ok(&["rm", "-f", "racer"]);
+            removed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let stray = stray.into_inner().unwrap();
+    assert!(stray.is_empty(), "{stray:#?}");
+}
+
+#[test]
 fn a_hundred_concurrent_detached_runs_all_succeed() {
     let r = Root::with_busybox();
     let children: Vec<_> = (0..100)

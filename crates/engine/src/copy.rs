@@ -5,7 +5,7 @@
 //! with `O_NOFOLLOW` relative to their parent's descriptor, and a running container is frozen
 //! for the duration so nothing can swap a path between lookup and use, as Docker does.
 
-use crate::{process_start_time, Engine, Error, Result, State};
+use crate::{Engine, Error, Result, State};
 use hako_runtime::fsutil::{self, Kind};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -64,7 +64,7 @@ impl Engine {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
         if c.state == State::Running {
-            if let Some(p) = pid.filter(|&p| process_start_time(p) == start) {
+            if let Some(p) = pid.filter(|_| crate::alive(pid, start)) {
                 let cg = hako_cgroups::CgroupSystem::detect()?
                     .open(parent.as_deref(), &format!("hako-{}", c.id));
                 cg.freeze()?;

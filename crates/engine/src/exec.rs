@@ -32,13 +32,15 @@ impl Engine {
         if opts.cmd.is_empty() {
             return Err(Error::Invalid("exec needs a command to run".into()));
         }
+        // The runtime writes to pipes of a process that may die while it joins the container.
+        let _pipe = crate::SigpipeBlocked::new();
         let c = self.find(key)?;
         let pid = self
             .live_pid(&c.id)?
             .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
-        let row: (String, Option<String>) = self.store.conn().query_row(
+        let row: (String, Option<String>) = self.container_row(
+            &c.id,
             "SELECT config, cgroup_parent FROM containers WHERE id = ?1",
-            [&c.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let run: RunOptions = serde_json::from_str(&row.0).unwrap_or_default();

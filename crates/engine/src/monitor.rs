@@ -444,12 +444,12 @@ impl Engine {
 
     /// The host pid of a running container, checked against its recorded start time.
     pub(crate) fn live_pid(&self, id: &str) -> Result<Option<i32>> {
-        let (state, pid, start): (String, Option<i32>, Option<i64>) = self.store.conn().query_row(
+        let (state, pid, start): (String, Option<i32>, Option<i64>) = self.container_row(
+            id,
             "SELECT state, pid, pid_start FROM containers WHERE id = ?1",
-            [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        Ok(pid.filter(|&p| state == "running" && process_start_time(p) == start))
+        Ok(pid.filter(|_| state == "running" && crate::alive(pid, start)))
     }
 
     /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
@@ -466,7 +466,7 @@ impl Engine {
         };
         let target = nix::unistd::Pid::from_raw(pid);
         let start = process_start_time(pid);
-        let alive = || process_start_time(pid).is_some() && process_start_time(pid) == start;
+        let alive = || crate::alive(Some(pid), start);
         if !timeout.is_zero() {
             let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + timeout;
@@ -498,12 +498,12 @@ impl Engine {
 
     /// Whether the process owning the container (its monitor, or a foreground `hako run`) is gone.
     fn monitor_gone(&self, id: &str) -> Result<bool> {
-        let (owner, start): (Option<i32>, Option<i64>) = self.store.conn().query_row(
+        let (owner, start): (Option<i32>, Option<i64>) = self.container_row(
+            id,
             "SELECT owner_pid, owner_start FROM containers WHERE id = ?1",
-            [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(owner.is_none_or(|p| process_start_time(p).is_none() || process_start_time(p) != start))
+        Ok(!crate::alive(owner, start))
     }
 
     /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.
@@ -547,10 +547,14 @@ impl Engine {
         Ok((c.id, p))
     }
 
-    /// Whether the container is still running (for `logs -f`).
+    /// Whether the container is still running (for `logs -f`); one removed meanwhile is not.
     pub fn is_running(&self, id: &str) -> Result<bool> {
         self.reconcile()?;
-        Ok(self.live_pid(id)?.is_some())
+        match self.live_pid(id) {
+            Ok(pid) => Ok(pid.is_some()),
+            Err(Error::NoSuchContainer(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -617,6 +621,36 @@ mod tests {
             )
             .unwrap();
         assert_eq!((state.as_str(), code), ("exited", Some(3)));
+    }
+
+    /// A command that found the container a moment ago and reads its row again after a `rm`
+    /// removed it: the container is gone, not the database broken.
+    #[test]
+    fn a_row_removed_meanwhile_is_no_such_container() {
+        let (_tmp, engine, id) = engine_with_row("racer", "running");
+        engine
+            .store
+            .conn()
+            .execute("DELETE FROM containers WHERE id = ?1", [&id])
+            .unwrap();
+        for r in [
+            engine.live_pid(&id).map(|_| ()),
+            engine.monitor_gone(&id).map(|_| ()),
+            engine
+                .container_row(&id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                    r.get::<_, String>(0)
+                })
+                .map(|_| ()),
+        ] {
+            assert!(
+                matches!(r, Err(Error::NoSuchContainer(ref k)) if *k == id),
+                "{r:?}"
+            );
+        }
+        assert!(
+            !engine.is_running(&id).unwrap(),
+            "a removed container does not run"
+        );
     }
 
     /// A late finish for an old run, when the row already shows a newer run's pid, leaves that

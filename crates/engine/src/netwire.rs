@@ -293,11 +293,10 @@ impl crate::Engine {
         aliases: &[String],
     ) -> Result<()> {
         let c = self.find(container)?;
-        let stored: String = self.store.conn().query_row(
-            "SELECT config FROM containers WHERE id = ?1",
-            [&c.id],
-            |r| r.get(0),
-        )?;
+        let stored: String =
+            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
         let run: crate::RunOptions = serde_json::from_str(&stored).unwrap_or_default();
         let Some(primary) = run.network.attach_to() else {
             return Err(Error::Invalid(format!(
