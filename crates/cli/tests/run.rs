@@ -401,20 +401,41 @@ fn bridge_endpoints(r: &Root) -> usize {
     v[0]["Containers"].as_object().map_or(0, |m| m.len())
 }
 
-/// New `hako-*` cgroups since `before` that stay empty (a running container's hold processes;
-/// other suites' containers being set up have an empty one for a moment).
-fn empty_new_cgroups(before: &std::collections::BTreeSet<std::path::PathBuf>) -> Vec<String> {
-    let empty = || -> Vec<String> {
-        common::hako_cgroup_dirs()
-            .difference(before)
-            .filter(|p| {
-                std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| s.trim().is_empty())
-            })
-            .map(|p| p.display().to_string())
-            .collect()
-    };
-    wait_for(3, || empty().is_empty());
-    empty()
+/// Every container this root has created, removed ones included (from its event log).
+fn created_ids(r: &Root) -> Vec<String> {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    r.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.ID}}",
+    ])
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+/// The cgroups of this root's containers that exist (other suites' containers on the host
+/// come and go meanwhile).
+fn cgroups_of(r: &Root) -> Vec<String> {
+    let ids = created_ids(r);
+    common::hako_cgroup_dirs()
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            ids.iter().any(|id| name == format!("hako-{id}"))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[test]
@@ -431,7 +452,6 @@ fn set_up_failures_exit_125_with_the_reason_and_leave_nothing() {
     let modes: [&[&str]; 4] = [&["--rm"], &[], &["-d"], &["-d", "--rm"]];
     for (flags, reason) in cases {
         for mode in modes {
-            let before = common::hako_cgroup_dirs();
             let mut args = vec!["run", "--name", "broken"];
             args.extend(mode);
             args.extend(flags);
@@ -448,7 +468,7 @@ fn set_up_failures_exit_125_with_the_reason_and_leave_nothing() {
                 // Undone at once, not by the next command's reconcile: cgroup, lease and,
                 // with --rm, the row and directory. Without --rm the container stays
                 // "Created", as Docker's does.
-                assert_eq!(empty_new_cgroups(&before), Vec::<String>::new(), "{args:?}");
+                assert_eq!(cgroups_of(&r), Vec::<String>::new(), "{args:?}");
                 assert_eq!(bridge_endpoints(&r), 0, "{args:?}: a lease is left");
                 let dirs = std::fs::read_dir(r.path().join("containers"))
                     .unwrap()
@@ -471,14 +491,13 @@ fn set_up_failures_exit_125_with_the_reason_and_leave_nothing() {
         create.extend(flags);
         create.extend(["busybox", "true"]);
         r.ok(&create);
-        let before = common::hako_cgroup_dirs();
         let (code, _, err) = r.run(&["start", "broken"]);
         assert_eq!(code, 1, "{err}");
         assert!(
             err.lines().count() == 1 && err.contains(reason),
             "{flags:?}: {err:?}"
         );
-        assert_eq!(empty_new_cgroups(&before), Vec::<String>::new());
+        assert_eq!(cgroups_of(&r), Vec::<String>::new());
         assert_eq!(bridge_endpoints(&r), 0, "{flags:?}: a lease is left");
         assert_eq!(
             r.ok(&["inspect", "-f", "{{.State.Status}}", "broken"]),
@@ -519,10 +538,15 @@ fn cgroup_is_nested_under_the_caller_and_removed() {
     assert_eq!(status.code(), Some(137));
 }
 
-/// Finds the host pid of a container process by its command line.
-fn wait_for_container_pid(_r: &Root, cmdline: &str) -> i32 {
+/// Finds the host pid of a process of one of `r`'s containers by its command line (other
+/// suites on the host run `sleep 1000` in their containers too).
+fn wait_for_container_pid(r: &Root, cmdline: &str) -> i32 {
     let mut found = 0;
     let ok = wait_for(10, || {
+        let cgroups: Vec<String> = created_ids(r)
+            .iter()
+            .map(|id| format!("/hako-{id}\n"))
+            .collect();
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
@@ -531,7 +555,9 @@ fn wait_for_container_pid(_r: &Root, cmdline: &str) -> i32 {
                 continue;
             };
             let cl = String::from_utf8_lossy(&cl).replace('\0', " ");
-            if cl.trim_end() == cmdline {
+            let ours = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| cgroups.iter().any(|g| c.contains(g.as_str())));
+            if cl.trim_end() == cmdline && ours {
                 found = pid;
                 return true;
             }
