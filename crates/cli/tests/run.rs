@@ -508,6 +508,38 @@ fn set_up_failures_exit_125_with_the_reason_and_leave_nothing() {
 }
 
 #[test]
+fn a_run_or_exec_whose_output_reader_goes_away_ends() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    // hako holds SIGPIPE blocked while it starts a container (set-up failures must not end
+    // it by SIGPIPE), but not after: with -t it relays the output itself, and a reader that
+    // has gone must end it, and the container or process with it, as before.
+    for cmd in ["run --rm -t --network none busybox yes", "exec -t box yes"] {
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} {cmd} | head -1", common::hako_bin()))
+            .env("HAKO_ROOT", r.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = wait_for(20, || child.try_wait().unwrap().is_some());
+        if !done {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(done, "{cmd} | head -1 did not end");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "y", "{cmd}");
+    }
+    assert!(
+        wait_for(10, || r.ok(&["ps", "-q"]).lines().count() == 1),
+        "only box runs: {}",
+        r.ok(&["ps"])
+    );
+    r.ok(&["rm", "-f", "box"]);
+}
+
+#[test]
 fn cgroup_is_nested_under_the_caller_and_removed() {
     let r = Root::with_busybox();
     let out = r.ok(&["run", "--rm", "busybox", "cat", "/proc/self/cgroup"]);

@@ -32,8 +32,6 @@ impl Engine {
         if opts.cmd.is_empty() {
             return Err(Error::Invalid("exec needs a command to run".into()));
         }
-        // The runtime writes to pipes of a process that may die while it joins the container.
-        let _pipe = crate::SigpipeBlocked::new();
         let c = self.find(key)?;
         let pid = self
             .live_pid(&c.id)?
@@ -134,6 +132,8 @@ impl Engine {
             None
         };
         let seccomp_cache = self.seccomp_cache();
+        // The runtime writes to pipes of a process that may die while it joins the container.
+        let pipe = crate::SigpipeBlocked::new();
         let running = hako_runtime::spawn(
             &s,
             &hako_runtime::SpawnOptions {
@@ -148,7 +148,9 @@ impl Engine {
                 seccomp_cache: Some(&seccomp_cache),
                 ..Default::default()
             },
-        )?;
+        );
+        drop(pipe);
+        let running = running?;
         if opts.detach {
             running.detach();
             return Ok(0);

@@ -643,10 +643,11 @@ pub(crate) fn restore_signal_mask(old: &nix::sys::signal::SigSet) {
 /// `hako`'s `main` restores SIGPIPE's default action (so `hako ps | head` just ends), and a
 /// start writes to pipes whose other end may be gone: the runtime's "go" to a container
 /// process that already died of a set-up error (`-v /tmp:/etc/hosts`), which is how such runs
-/// ended with status 141 and no message. Blocked rather than ignored, because the disposition
-/// is process-wide and a blocked signal leaves the action alone. A SIGPIPE raised meanwhile
-/// stays pending and is dropped on the way out. The runtime empties the mask in the
-/// container's process before its command runs, so the container does not inherit this.
+/// ended with status 141 and no message. Held around the runtime's spawn only: later, the
+/// default action is what ends a `run -t` whose output reader has gone. Blocked rather than
+/// ignored, because the disposition is process-wide and a blocked signal leaves the action
+/// alone. A SIGPIPE raised meanwhile stays pending and is dropped on the way out. The runtime
+/// empties the mask in the container's process before its command runs.
 pub(crate) struct SigpipeBlocked {
     was_blocked: bool,
 }
@@ -1087,7 +1088,6 @@ impl Engine {
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let dir = self.container_dir(id);
-        let _pipe = SigpipeBlocked::new();
         let result = self
             .prepare_start(id, &dir, opts, plan)
             .and_then(|prepared| {
@@ -1387,6 +1387,7 @@ impl Engine {
         } else {
             None
         };
+        let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
             sized.as_ref().unwrap_or(&prepared.spec),
             &hako_runtime::SpawnOptions {
@@ -1413,6 +1414,9 @@ impl Engine {
             Some(c) => c.master().map(|m| (r, Some(m))),
             None => Ok((r, None)),
         });
+        // Only the start: once the container runs, a reader of our output that goes away
+        // (`hako run -t … | head -1`) ends this hako, and the container with it, as before.
+        drop(pipe);
         let (running, master) = match spawned {
             Ok(r) => r,
             Err(e) => {

@@ -98,6 +98,9 @@ pub(crate) fn start_detached(
     // anything the parent could.
     match unsafe { fork() }.map_err(|e| Error::io("fork the monitor", e.into()))? {
         ForkResult::Child => {
+            // See SigpipeBlocked: the runtime's writes to a container process that died in
+            // set-up. Left blocked across the exec: the monitor ignores SIGPIPE anyway.
+            std::mem::forget(crate::SigpipeBlocked::new());
             drop(report_r);
             // Above the numbers the monitor's descriptors are moved to, so none lands on it.
             let report_w = match fd_above(report_w, 10) {
