@@ -1064,12 +1064,25 @@ impl Engine {
         let image = self.resolve_image(&c.image_id)?;
         let plan = self.plan(&c.id, &opts, image)?;
         let dir = self.container_dir(&c.id);
+        // Under the container's lock: a finish of the previous run (its monitor's
+        // `container-finish`, late) decides and cleans up under it, so it either completes
+        // before this start or sees the new run and leaves it alone.
+        let lock = monitor::lock_container(&dir)?
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let state: String =
+            self.container_row(&c.id, "SELECT state FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
+        if state == "running" {
+            return Ok(c.id);
+        }
         let _ = std::fs::remove_file(dir.join("exit"));
         let (me, my_start) = self_owner();
         self.store.conn().execute(
             "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
             params![&c.id, me, my_start],
         )?;
+        drop(lock);
         let opts = RunOptions {
             auto_remove: opts.auto_remove,
             attach_on_start: attach && (opts.tty || opts.interactive),

@@ -112,6 +112,15 @@ pub(crate) fn start_detached(
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
+            if pid.is_some() {
+                // The log exists before the start is reported, so `start -a` and `attach`,
+                // which open it right after, never find it missing (the monitor, which
+                // appends to it, opens it only after its exec).
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path(dir, id));
+            }
             let _ = nix::unistd::write(&report_w, msg.as_bytes());
             if let Some(pid) = pid {
                 drop(report_w);
@@ -337,7 +346,7 @@ impl Engine {
                 )
                 .ok()
         };
-        let Some((auto_remove, parent, mut state, mut pid)) = row() else {
+        let Some((_, _, mut state, mut pid)) = row() else {
             return Ok(());
         };
         // A container that exits at once can be reaped before the process that started it has
@@ -362,12 +371,34 @@ impl Engine {
                 state = "running".into();
             }
         }
-        let newer_run = match (init, pid) {
-            (Some(mine), Some(recorded)) => state == "running" && mine != recorded,
-            (Some(_), None) => state == "created",
-            _ => false,
+        let ours = |state: &str, pid: Option<i32>| {
+            let newer_run = match (init, pid) {
+                (Some(mine), Some(recorded)) => state == "running" && mine != recorded,
+                (Some(_), None) => state == "created",
+                _ => false,
+            };
+            !newer_run && state != "exited"
         };
-        if newer_run || state == "exited" {
+        if !ours(&state, pid) {
+            return Ok(());
+        }
+        // Decided again, and acted on, under the container's lock, which a start takes to
+        // mark the row created: a `restart` whose stop finished this run too and started the
+        // next one meanwhile would otherwise have its new run marked exited (while it runs
+        // on, unlisted, with its monitor), its cgroup killed and its lease released.
+        let Some(lock) = lock_container(&dir)? else {
+            return Ok(());
+        };
+        let Some((auto_remove, parent, state, recorded)) = row() else {
+            return Ok(());
+        };
+        let still = if pid == init && recorded.is_none() && state == "created" {
+            // The run we took as ours above, whose starter died before recording it.
+            read_exit_file(&dir).is_some()
+        } else {
+            ours(&state, recorded)
+        };
+        if !still {
             return Ok(());
         }
         let code = read_exit_file(&dir).unwrap_or(255);
@@ -377,6 +408,7 @@ impl Engine {
         let _ = cg.remove();
         let _ = crate::netwire::release_exited(self.store.conn(), &self.root, id);
         self.finish(id, &dir, code, auto_remove)?;
+        drop(lock);
         self.maybe_restart(id, code)
     }
 
@@ -550,13 +582,43 @@ impl Engine {
         Ok((c.id, p))
     }
 
-    /// Whether the container is still running (for `logs -f`); one removed meanwhile is not.
+    /// Whether the container is still running, for `logs -f` and `attach`, which follow its
+    /// log until it ends: until its exit is recorded, which its monitor does once it has
+    /// copied the last output to the log. Its process may have exited (a zombie until the
+    /// monitor reaps it) while that output is still on its way. One removed meanwhile is not.
     pub fn is_running(&self, id: &str) -> Result<bool> {
+        // Finishes the rows whose process and owner are both dead; a row still marked
+        // running after it has a live process or a live monitor that will finish it.
         self.reconcile()?;
-        match self.live_pid(id) {
-            Ok(pid) => Ok(pid.is_some()),
+        match self.container_row(id, "SELECT state FROM containers WHERE id = ?1", |r| {
+            r.get::<_, String>(0)
+        }) {
+            Ok(state) => Ok(state == "running"),
             Err(Error::NoSuchContainer(_)) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Takes the lock of the container whose directory is `dir` (`flock` on the directory, which
+/// goes with the process), held while a finish decides and cleans up and while a start marks
+/// the row created, so that the two never interleave. `None` when the directory is gone (the
+/// container was removed).
+pub(crate) fn lock_container(dir: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let f = match std::fs::File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("open {}", dir.display()), e)),
+    };
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(Some(f));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(format!("lock {}", dir.display()), e));
         }
     }
 }
