@@ -1067,6 +1067,9 @@ impl Engine {
         // Under the container's lock: a finish of the previous run (its monitor's
         // `container-finish`, late) decides and cleans up under it, so it either completes
         // before this start or sees the new run and leaves it alone.
+        // A container made by `create` has no directory until its first start.
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let lock = monitor::lock_container(&dir)?
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         let state: String =
