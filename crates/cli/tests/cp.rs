@@ -2,7 +2,46 @@
 
 mod common;
 
-use common::Root;
+use common::{wait_for, Root};
+use std::time::{Duration, Instant};
+
+/// What a tar entry holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    File(String),
+    Dir,
+    Symlink(String),
+    Other,
+}
+
+/// The entries of a tar stream: path and what it is.
+fn entries(tar_bytes: &[u8]) -> Vec<(String, Kind)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut ar = tar::Archive::new(tar_bytes);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let kind = match e.header().entry_type() {
+            tar::EntryType::Regular => {
+                let mut s = String::new();
+                e.read_to_string(&mut s).unwrap();
+                Kind::File(s)
+            }
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => Kind::Symlink(
+                e.link_name()
+                    .unwrap()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            _ => Kind::Other,
+        };
+        out.push((path, kind));
+    }
+    out
+}
 
 #[test]
 fn copy_in_and_out_of_running_and_stopped_containers() {
@@ -16,9 +55,9 @@ fn copy_in_and_out_of_running_and_stopped_containers() {
 
     r.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "100"]);
     r.ok(&["cp", src.to_str().unwrap(), "box:/tmp"]);
-    assert!(
-        !r.ok(&["cp", "box:/tmp/src/sub/b", "-"]).is_empty(),
-        "a tar stream"
+    assert_eq!(
+        entries(&r.hako(&["cp", "box:/tmp/src/sub/b", "-"]).stdout),
+        [("b".into(), Kind::File("b\n".into()))]
     );
     let out = host.path().join("out");
     r.ok(&["cp", "box:/tmp/src", out.to_str().unwrap()]);
@@ -84,4 +123,152 @@ fn container_symlinks_cannot_reach_the_host() {
         "the container's passwd, not the host's"
     );
     r.ok(&["rm", "-f", "evil"]);
+}
+
+#[test]
+fn a_file_copied_to_a_tar_stream_is_its_content() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub && echo hi > /d/f && echo deep > /d/sub/g && ln -s / /d/up \
+         && ln -s /etc/passwd /d/pw && mkfifo /d/fifo && echo data > /file && touch /ready \
+         && sleep 1000",
+    ]);
+    assert!(wait_for(10, || r
+        .run(&["exec", "box", "test", "-e", "/ready"])
+        .0
+        == 0));
+    let dir_entries = || {
+        vec![
+            ("d".to_string(), Kind::Dir),
+            ("d/f".into(), Kind::File("hi\n".into())),
+            ("d/fifo".into(), Kind::Other),
+            ("d/pw".into(), Kind::Symlink("/etc/passwd".into())),
+            ("d/sub".into(), Kind::Dir),
+            ("d/sub/g".into(), Kind::File("deep\n".into())),
+            ("d/up".into(), Kind::Symlink("/".into())),
+        ]
+    };
+    for state in ["running", "exited"] {
+        // A file: one regular entry with its content (not a symlink to /proc/self/fd/N, nor,
+        // stopped, to a path of the state root).
+        let out = r.hako(&["cp", "box:/file", "-"]);
+        assert!(out.status.success(), "{state}");
+        assert_eq!(
+            entries(&out.stdout),
+            [("file".into(), Kind::File("data\n".into()))],
+            "{state}"
+        );
+        // Through a symlink, resolved in the container: its passwd, not the host's.
+        let pw = entries(&r.hako(&["cp", "box:/d/pw", "-"]).stdout);
+        assert!(
+            matches!(&pw[..], [(n, Kind::File(t))] if n == "pw" && t.contains("hako:x:1234")),
+            "{state}: {pw:?}"
+        );
+        // A directory: symlinks stay symlinks, never followed to the host.
+        assert_eq!(
+            entries(&r.hako(&["cp", "box:/d", "-"]).stdout),
+            dir_entries(),
+            "{state}"
+        );
+        let mut contents = entries(&r.hako(&["cp", "box:/d/.", "-"]).stdout);
+        assert_eq!(contents.remove(0), (".".into(), Kind::Dir), "{state}");
+        assert_eq!(
+            contents.len(),
+            dir_entries().len() - 1,
+            "{state}: {contents:?}"
+        );
+        if state == "running" {
+            r.ok(&["stop", "-t", "0", "box"]);
+        }
+    }
+    r.ok(&["rm", "box"]);
+}
+
+/// The freezer state of a container's cgroup (v1), or `cgroup.freeze` on v2.
+fn frozen(r: &Root, name: &str) -> bool {
+    r.ok(&["inspect", "-f", "{{.State.Status}}", name]) == "paused\n"
+}
+
+/// Runs `hako args` and waits at most `secs` for it; a command that hangs (in a frozen
+/// container) is killed and reported as `None`.
+fn run_within(r: &Root, args: &[&str], secs: u64) -> Option<i32> {
+    let mut child = r
+        .cmd(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn killing_cp_never_leaves_the_container_frozen() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1M count=48 2>/dev/null && mkdir -p /tree && \
+         for i in $(seq 200); do echo $i > /tree/$i; done && touch /ready && sleep 1000",
+    ]);
+    assert!(wait_for(30, || r
+        .run(&["exec", "box", "test", "-e", "/ready"])
+        .0
+        == 0));
+    let host = tempfile::tempdir().unwrap();
+    let out = host.path().join("out");
+    // kill -9 at points spread over the copy's life, both directions and both sinks.
+    for trial in 0..15u64 {
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_file(&out);
+        let args: Vec<&str> = match trial % 3 {
+            0 => vec!["cp", "box:/big", out.to_str().unwrap()],
+            1 => vec!["cp", "box:/tree", "-"],
+            _ => vec!["cp", "/etc/services", "box:/tmp/"],
+        };
+        let mut cp = r
+            .cmd(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(15 + trial * 11 % 60));
+        let _ = cp.kill();
+        cp.wait().unwrap();
+        assert!(
+            !frozen(&r, "box"),
+            "trial {trial}: the container stayed frozen"
+        );
+        assert_eq!(
+            run_within(&r, &["exec", "box", "true"], 10),
+            Some(0),
+            "trial {trial}: exec hangs"
+        );
+    }
+    // A container the user paused stays paused through a copy.
+    r.ok(&["pause", "box"]);
+    r.ok(&["cp", "box:/tree/7", out.to_str().unwrap()]);
+    assert!(frozen(&r, "box"), "cp thawed a paused container");
+    r.ok(&["unpause", "box"]);
+    r.ok(&["rm", "-f", "box"]);
 }

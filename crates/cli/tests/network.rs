@@ -1577,3 +1577,215 @@ fn a_new_bridge_is_allowed_in_docker_user_and_stale_hako_rules_there_are_swept()
         sh("iptables -w -F DOCKER-USER && iptables -w -X DOCKER-USER");
     }
 }
+
+/// The bridge of `network` in the root at `root` (read without reconcile).
+fn bridge_of(root: &std::path::Path, network: &str) -> String {
+    let out = std::process::Command::new(common::hako_bin())
+        .args(["network", "inspect", network])
+        .env("HAKO_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The alias of a host link ("" if none).
+fn link_alias(name: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifalias"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_state_root_made_again_at_its_path_runs_on_the_default_bridge() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "--rm", "busybox", "true"]);
+    let bridge = bridge_of(r.path(), "bridge");
+    let old_marker = link_alias(&bridge);
+    // What many Docker users do to start afresh: every run failed with "invalid bridge name
+    // …: a network interface of that name already exists", and no command repaired it.
+    for e in std::fs::read_dir(r.path()).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    r.ok(&[
+        "import",
+        images_dir().join("busybox.tar").to_str().unwrap(),
+        "busybox",
+    ]);
+    let out = r.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.contains("inet 10."), "{out}");
+    // The earlier life's bridge was replaced under the same name, and marked as this one's:
+    // `hako INSTANCE ROOT`, a new instance for the new database.
+    assert_eq!(bridge_of(r.path(), "bridge"), bridge);
+    let marker = link_alias(&bridge);
+    let root = r.path().canonicalize().unwrap().display().to_string();
+    assert!(
+        old_marker.starts_with("hako ") && old_marker.ends_with(&root),
+        "{old_marker}"
+    );
+    assert!(
+        marker.starts_with("hako ") && marker.ends_with(&root) && marker != old_marker,
+        "{marker}"
+    );
+}
+
+/// Deletes a host link when dropped (a test's own foreign interface).
+struct Link(String);
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_foreign_interface_and_table_of_the_default_names_are_left_alone() {
+    use sha2::Digest;
+    let r = Root::with_busybox();
+    let canonical = r.path().canonicalize().unwrap();
+    let tag = &hex::encode(sha2::Sha256::digest(
+        canonical.as_os_str().as_encoded_bytes(),
+    ))[..6];
+    let (name, table) = (format!("hako{tag}"), format!("hako_{tag}"));
+    // Someone else's bridge and nftables table with the names hako derives for this root.
+    sh(&format!(
+        "ip link add {name} type bridge && ip addr add 192.0.2.1/32 dev {name} && \
+         nft add table inet {table}"
+    ));
+    let _foreign = Link(name.clone());
+    struct Table(String);
+    impl Drop for Table {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "inet", &self.0])
+                .status();
+        }
+    }
+    let _foreign_table = Table(table.clone());
+    let out = r.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.contains("inet 10."), "{out}");
+    assert_eq!(bridge_of(r.path(), "bridge"), format!("{name}1"));
+    r.ok(&["network", "teardown"]);
+    // Theirs, as it was: down, its own address only, no ports, unmarked; the table empty.
+    let link = std::process::Command::new("ip")
+        .args(["-o", "addr", "show", &name])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(
+        link.contains("192.0.2.1/32") && !link.contains("inet 10."),
+        "{link}"
+    );
+    assert_eq!(link_alias(&name), "");
+    assert_eq!(
+        std::fs::read_dir(format!("/sys/class/net/{name}/brif"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let listed = std::process::Command::new("nft")
+        .args(["list", "table", "inet", &table])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        format!("table inet {table} {{\n}}")
+    );
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(format!("{name}1"))
+        .exists());
+}
+
+#[test]
+fn two_roots_whose_names_collide_both_run_on_their_own_bridges() {
+    let r = Root::with_busybox();
+    // A second root inside the first one's directory, so the first's leak checks cover it.
+    let b = r.path().join("second");
+    let tag = format!("{:06x}", std::process::id() & 0xff_ffff);
+    let hako_b = |args: &[&str]| {
+        let out = std::process::Command::new(common::hako_bin())
+            .args(args)
+            .env("HAKO_ROOT", &b)
+            .env("HAKO_TEST_NET_TAG", &tag)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    type Hako<'a> = &'a dyn Fn(&[&str]) -> (i32, String, String);
+    struct Teardown<'a>(Hako<'a>);
+    impl Drop for Teardown<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["rm", "-f", "bee"]);
+            (self.0)(&["network", "teardown"]);
+        }
+    }
+    let _teardown = Teardown(&hako_b);
+    let import = hako_b(&[
+        "import",
+        images_dir().join("busybox.tar").to_str().unwrap(),
+        "busybox",
+    ]);
+    assert_eq!(import.0, 0, "{}", import.2);
+    let a_run = |args: &[&str]| {
+        let out = r.cmd(args).env("HAKO_TEST_NET_TAG", &tag).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    a_run(&["run", "-d", "--name", "ay", "busybox", "sleep", "1000"]);
+    let (code, _, err) = hako_b(&["run", "-d", "--name", "bee", "busybox", "sleep", "1000"]);
+    assert_eq!(code, 0, "the second root cannot start: {err}");
+    let (ba, bb) = (bridge_of(r.path(), "bridge"), bridge_of(&b, "bridge"));
+    assert_eq!(ba, format!("hako{tag}"));
+    assert_eq!(bb, format!("hako{tag}1"));
+    let gateway = |root: &std::path::Path| -> String {
+        let out = std::process::Command::new(common::hako_bin())
+            .args(["network", "inspect", "bridge"])
+            .env("HAKO_ROOT", root)
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc[0]["IPAM"]["Config"][0]["Gateway"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (ga, gb) = (gateway(r.path()), gateway(&b));
+    a_run(&["exec", "ay", "ping", "-c1", "-W2", &ga]);
+    let (code, _, err) = hako_b(&["exec", "bee", "ping", "-c1", "-W2", &gb]);
+    assert_eq!(code, 0, "{err}");
+    // The second root's teardown takes only its own bridge and table.
+    assert_eq!(hako_b(&["rm", "-f", "bee"]).0, 0);
+    assert_eq!(hako_b(&["network", "teardown"]).0, 0);
+    assert!(!std::path::Path::new("/sys/class/net").join(&bb).exists());
+    assert!(std::path::Path::new("/sys/class/net").join(&ba).exists());
+    a_run(&["exec", "ay", "ping", "-c1", "-W2", &ga]);
+    r.ok(&["rm", "-f", "ay"]);
+}

@@ -391,6 +391,154 @@ fn bad_input_fails_cleanly() {
     r.ok(&["rm", "broken"]);
 }
 
+/// Containers with a lease on the default network, read without running reconcile.
+fn bridge_endpoints(r: &Root) -> usize {
+    let (code, out, _) = r.run(&["network", "inspect", "bridge"]);
+    if code != 0 {
+        return 0; // not made yet
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["Containers"].as_object().map_or(0, |m| m.len())
+}
+
+/// Every container this root has created, removed ones included (from its event log).
+fn created_ids(r: &Root) -> Vec<String> {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    r.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.ID}}",
+    ])
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+/// The cgroups of this root's containers that exist (other suites' containers on the host
+/// come and go meanwhile).
+fn cgroups_of(r: &Root) -> Vec<String> {
+    let ids = created_ids(r);
+    common::hako_cgroup_dirs()
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            ids.iter().any(|id| name == format!("hako-{id}"))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn set_up_failures_exit_125_with_the_reason_and_leave_nothing() {
+    let r = Root::with_busybox();
+    let empty = tempfile::tempdir().unwrap();
+    let over_proc = format!("{}:/proc", empty.path().display());
+    let cases: [(&[&str], &str); 3] = [
+        (&["--tmpfs", "/x:bogus"], "mount tmpfs on /x"),
+        // A directory bound onto a file.
+        (&["-v", "/tmp:/etc/hosts"], "/etc/hosts"),
+        (&["-v", &over_proc], "container setup failed"),
+    ];
+    let modes: [&[&str]; 4] = [&["--rm"], &[], &["-d"], &["-d", "--rm"]];
+    for (flags, reason) in cases {
+        for mode in modes {
+            let mut args = vec!["run", "--name", "broken"];
+            args.extend(mode);
+            args.extend(flags);
+            args.extend(["busybox", "true"]);
+            // Each case ended with status 141 (SIGPIPE) and no message, at random.
+            for _ in 0..3 {
+                let (code, out, err) = r.run(&args);
+                assert_eq!(code, 125, "{args:?}: {err}");
+                assert!(out.is_empty(), "{args:?}: {out}");
+                assert!(
+                    err.starts_with("hako: ") && err.lines().count() == 1 && err.contains(reason),
+                    "{args:?}: {err:?}"
+                );
+                // Undone at once, not by the next command's reconcile: cgroup, lease and,
+                // with --rm, the row and directory. Without --rm the container stays
+                // "Created", as Docker's does.
+                assert_eq!(cgroups_of(&r), Vec::<String>::new(), "{args:?}");
+                assert_eq!(bridge_endpoints(&r), 0, "{args:?}: a lease is left");
+                let dirs = std::fs::read_dir(r.path().join("containers"))
+                    .unwrap()
+                    .count();
+                if mode.contains(&"--rm") {
+                    assert_eq!(dirs, 0, "{args:?}: a container directory is left");
+                    assert_eq!(r.run(&["inspect", "broken"]).0, 1, "{args:?}");
+                } else {
+                    assert_eq!(dirs, 1, "{args:?}");
+                    assert_eq!(
+                        r.ok(&["inspect", "-f", "{{.State.Status}}", "broken"]),
+                        "created\n"
+                    );
+                    r.ok(&["rm", "broken"]);
+                }
+            }
+        }
+        // create + start: `start` fails with the reason (Docker's status 1 for `start`).
+        let mut create = vec!["create", "--name", "broken", "-p", "8080"];
+        create.extend(flags);
+        create.extend(["busybox", "true"]);
+        r.ok(&create);
+        let (code, _, err) = r.run(&["start", "broken"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.lines().count() == 1 && err.contains(reason),
+            "{flags:?}: {err:?}"
+        );
+        assert_eq!(cgroups_of(&r), Vec::<String>::new());
+        assert_eq!(bridge_endpoints(&r), 0, "{flags:?}: a lease is left");
+        assert_eq!(
+            r.ok(&["inspect", "-f", "{{.State.Status}}", "broken"]),
+            "created\n"
+        );
+        r.ok(&["rm", "broken"]);
+    }
+}
+
+#[test]
+fn a_run_or_exec_whose_output_reader_goes_away_ends() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    // hako holds SIGPIPE blocked while it starts a container (set-up failures must not end
+    // it by SIGPIPE), but not after: with -t it relays the output itself, and a reader that
+    // has gone must end it, and the container or process with it, as before.
+    for cmd in ["run --rm -t --network none busybox yes", "exec -t box yes"] {
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} {cmd} | head -1", common::hako_bin()))
+            .env("HAKO_ROOT", r.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = wait_for(20, || child.try_wait().unwrap().is_some());
+        if !done {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(done, "{cmd} | head -1 did not end");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "y", "{cmd}");
+    }
+    assert!(
+        wait_for(10, || r.ok(&["ps", "-q"]).lines().count() == 1),
+        "only box runs: {}",
+        r.ok(&["ps"])
+    );
+    r.ok(&["rm", "-f", "box"]);
+}
+
 #[test]
 fn cgroup_is_nested_under_the_caller_and_removed() {
     let r = Root::with_busybox();
@@ -422,10 +570,15 @@ fn cgroup_is_nested_under_the_caller_and_removed() {
     assert_eq!(status.code(), Some(137));
 }
 
-/// Finds the host pid of a container process by its command line.
-fn wait_for_container_pid(_r: &Root, cmdline: &str) -> i32 {
+/// Finds the host pid of a process of one of `r`'s containers by its command line (other
+/// suites on the host run `sleep 1000` in their containers too).
+fn wait_for_container_pid(r: &Root, cmdline: &str) -> i32 {
     let mut found = 0;
     let ok = wait_for(10, || {
+        let cgroups: Vec<String> = created_ids(r)
+            .iter()
+            .map(|id| format!("/hako-{id}\n"))
+            .collect();
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
@@ -434,7 +587,9 @@ fn wait_for_container_pid(_r: &Root, cmdline: &str) -> i32 {
                 continue;
             };
             let cl = String::from_utf8_lossy(&cl).replace('\0', " ");
-            if cl.trim_end() == cmdline {
+            let ours = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| cgroups.iter().any(|g| c.contains(g.as_str())));
+            if cl.trim_end() == cmdline && ours {
                 found = pid;
                 return true;
             }
@@ -540,6 +695,99 @@ fn killing_hako_kills_the_container_and_state_recovers() {
     nix_kill(child.id() as i32, libc::SIGKILL);
     child.wait().unwrap();
     assert!(wait_for(5, || r.ok(&["ps", "-a", "-q"]).is_empty()));
+}
+
+/// The state letter of /proc/PID/stat (`R`, `S`, `Z`, ...), if the process exists.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// The children of `parent` (by /proc/PID/stat's ppid).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if ppid.and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_container_whose_init_is_a_zombie_counts_as_exited() {
+    use std::os::unix::process::CommandExt;
+    let r = Root::with_busybox();
+    // A parent that never reaps: a child subreaper that starts `hako run` in the background
+    // and then becomes `sleep`. When that `hako` is killed, the container's init (killed by
+    // its parent-death signal) is reparented to the keeper and stays a zombie, as under an
+    // init that reaps lazily or a stopped parent.
+    let mut keeper = std::process::Command::new("sh");
+    keeper
+        .arg("-c")
+        .arg(format!(
+            "{} run --name undead busybox sleep 1001 & exec sleep 3600",
+            common::hako_bin()
+        ))
+        .env("HAKO_ROOT", r.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl only sets an attribute of the forked child before it execs.
+    unsafe {
+        keeper.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    /// Kills the keeper (and so lets its zombies be reaped) however the test ends.
+    struct Keeper(std::process::Child);
+    impl Drop for Keeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let keeper = Keeper(keeper.spawn().unwrap());
+    let init = wait_for_container_pid(&r, "sleep 1001");
+    let keeper_pid = keeper.0.id() as i32;
+    let hako: Vec<i32> = children_of(keeper_pid)
+        .into_iter()
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "hako")
+        })
+        .collect();
+    assert_eq!(hako.len(), 1, "the keeper's hako run: {hako:?}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "undead"]),
+        "running\n"
+    );
+    nix_kill(hako[0], libc::SIGKILL);
+    assert!(
+        wait_for(10, || proc_state(init) == Some('Z')
+            && proc_state(hako[0]) == Some('Z')),
+        "the container's init and its hako stay unreaped: {:?} {:?}",
+        proc_state(init),
+        proc_state(hako[0])
+    );
+    // Both are dead, though /proc still lists them: the container exited.
+    let ps = r.ok(&["ps", "-a"]);
+    assert!(ps.contains("undead") && ps.contains("Exited (255)"), "{ps}");
+    assert_eq!(r.ok(&["ps", "-q"]), "", "not running");
+    r.ok(&["rm", "undead"]);
+    drop(keeper);
 }
 
 #[test]

@@ -112,11 +112,10 @@ impl Engine {
             .map_err(|e| Error::Invalid(format!("image manifest: {e}")))?;
 
         // The running configuration of the container becomes the image's, as with Docker.
-        let row: String = self.store.conn().query_row(
-            "SELECT config FROM containers WHERE id = ?1",
-            [&c.id],
-            |r| r.get(0),
-        )?;
+        let row: String =
+            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
         let run: RunOptions = serde_json::from_str(&row).unwrap_or_default();
         let mut cfg: oci_spec::image::Config =
             serde_json::from_value(config["config"].clone()).unwrap_or_default();

@@ -1,17 +1,20 @@
 //! `hako cp`: copying files into and out of a container.
 //!
 //! Paths inside the container are hostile (CVE-2018-15664, CVE-2019-14271): every lookup goes
-//! through `openat2(RESOLVE_IN_ROOT)` on a descriptor of the container's root, files are opened
-//! with `O_NOFOLLOW` relative to their parent's descriptor, and a running container is frozen
-//! for the duration so nothing can swap a path between lookup and use, as Docker does.
+//! through `openat2(RESOLVE_IN_ROOT)` on a descriptor of the container's root, and everything
+//! below the path named is reached from its parent's descriptor with `O_NOFOLLOW`, never by a
+//! path string. A process in the container that swaps a directory for a symlink meanwhile can
+//! make a lookup fail or land elsewhere in the container, never outside it, so a running
+//! container is not frozen (Docker pauses it): a `cp` killed while it held the container frozen
+//! left it frozen for good, and its end thawed a container the user had paused.
 
-use crate::{process_start_time, Engine, Error, Result, State};
+use crate::{Engine, Error, Result, State};
 use hako_runtime::fsutil::{self, Kind};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Where `cp` writes to or reads from on the host side.
@@ -43,38 +46,23 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// The container's root filesystem while a copy runs.
 struct RootAccess {
     root: OwnedFd,
-    thaw: Option<hako_cgroups::Cgroup>,
-}
-
-impl Drop for RootAccess {
-    fn drop(&mut self) {
-        if let Some(cg) = &self.thaw {
-            let _ = cg.thaw();
-        }
-    }
 }
 
 impl Engine {
     fn root_access(&self, key: &str) -> Result<RootAccess> {
         let c = self.find(key)?;
-        let (pid, start, parent): (Option<i32>, Option<i64>, Option<String>) =
-            self.store.conn().query_row(
-                "SELECT pid, pid_start, cgroup_parent FROM containers WHERE id = ?1",
-                [&c.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-        if c.state == State::Running {
-            if let Some(p) = pid.filter(|&p| process_start_time(p) == start) {
-                let cg = hako_cgroups::CgroupSystem::detect()?
-                    .open(parent.as_deref(), &format!("hako-{}", c.id));
-                cg.freeze()?;
-                let access = RootAccess {
-                    root: std::fs::File::open(format!("/proc/{p}/root"))
-                        .map_err(io("open the container's root"))?
-                        .into(),
-                    thaw: Some(cg),
-                };
-                return Ok(access);
+        let (pid, start): (Option<i32>, Option<i64>) = self.container_row(
+            &c.id,
+            "SELECT pid, pid_start FROM containers WHERE id = ?1",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if c.state == State::Running && crate::alive(pid, start) {
+            if let Some(p) = pid {
+                let root = std::fs::File::open(format!("/proc/{p}/root"));
+                // Checked again after the open: the pid could have been reused meanwhile.
+                if let (Ok(root), true) = (root, crate::alive(pid, start)) {
+                    return Ok(RootAccess { root: root.into() });
+                }
             }
         }
         // A stopped container has no mounted root: assemble it in a mount namespace of our
@@ -106,7 +94,6 @@ impl Engine {
             root: std::fs::File::open(&rootfs)
                 .map_err(io("open the container's root"))?
                 .into(),
-            thaw: None,
         })
     }
 
@@ -122,7 +109,7 @@ impl Engine {
                 plain(&e)
             ))
         })?;
-        let meta = std::fs::metadata(fsutil_path(&fd)).map_err(io(format!("stat {src}")))?;
+        let meta = fstat(&fd).map_err(io(format!("stat {src}")))?;
         let name = src_path
             .components()
             .rev()
@@ -134,18 +121,17 @@ impl Engine {
         match sink {
             HostSink::Tar(w) => {
                 let mut b = tar::Builder::new(w);
-                b.follow_symlinks(false);
                 let base = if contents_only {
                     PathBuf::from(".")
                 } else {
                     name
                 };
                 if meta.is_dir() {
-                    b.append_dir_all(&base, fsutil_path(&fd))
-                        .map_err(io("write the archive"))?;
+                    let dir = reopen(&fd, libc::O_RDONLY | libc::O_DIRECTORY)
+                        .map_err(io(format!("open {src}")))?;
+                    append_tree(&mut b, &dir, &base)?;
                 } else {
-                    b.append_path_with_name(fsutil_path(&fd), &base)
-                        .map_err(io("write the archive"))?;
+                    append_entry(&mut b, &fd, &meta, &base)?;
                 }
                 b.finish().map_err(io("write the archive"))?;
             }
@@ -165,12 +151,17 @@ impl Engine {
                     std::fs::create_dir_all(&target)
                         .map_err(io(format!("create {}", target.display())))?;
                     copy_dir_out(&fd, &target)?;
+                } else if meta.is_file() {
+                    let f = reopen(&fd, libc::O_RDONLY | libc::O_NONBLOCK)
+                        .map_err(io(format!("open {src}")))?;
+                    copy_file_out(f, &target, &meta)?;
                 } else {
-                    copy_file_out(&fsutil_path(&fd), &target, &meta)?;
+                    return Err(Error::Invalid(format!(
+                        "{src} in container {key} is not a regular file, a directory or a symlink"
+                    )));
                 }
             }
         }
-        drop(access);
         Ok(())
     }
 
@@ -247,7 +238,6 @@ impl Engine {
                 copy_in_tree(&writer, src, &target, &meta)?;
             }
         }
-        drop(access);
         Ok(())
     }
 }
@@ -261,10 +251,152 @@ fn fsutil_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn copy_file_out(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    std::fs::copy(src, dst).map_err(io(format!("copy to {}", dst.display())))?;
+/// `fstat` of a descriptor (an `O_PATH` one too): the metadata of exactly what it names.
+fn fstat(fd: &OwnedFd) -> std::io::Result<std::fs::Metadata> {
+    // The File is only borrowed for the call: ManuallyDrop keeps it from closing `fd`.
+    // SAFETY: `fd` is open for the duration; the File never closes it.
+    let f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+    f.metadata()
+}
+
+/// Opens the inode an `O_PATH` descriptor names, for reading. Through its `/proc/self/fd`
+/// link, which leads to that inode and no other, however the container's paths change.
+fn reopen(fd: &OwnedFd, flags: i32) -> std::io::Result<OwnedFd> {
+    let p = fsutil::proc_fd_path(fd.as_raw_fd());
+    // SAFETY: a valid C string; the result is checked and owned.
+    let r = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// Copies an open file of the container to the host path `dst`.
+fn copy_file_out(src: OwnedFd, dst: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let mut src = std::fs::File::from(src);
+    let mut out = std::fs::File::create(dst).map_err(io(format!("create {}", dst.display())))?;
+    std::io::copy(&mut src, &mut out).map_err(io(format!("copy to {}", dst.display())))?;
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(io(format!("chmod {}", dst.display())))
+}
+
+/// The tar header of an entry with metadata `meta` (size 0 but for regular files).
+fn header_for(meta: &std::fs::Metadata) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_size(if meta.is_file() { meta.len() } else { 0 });
+    let ft = meta.file_type();
+    if ft.is_char_device() || ft.is_block_device() {
+        let rdev = meta.rdev();
+        let _ = h.set_device_major(libc::major(rdev));
+        let _ = h.set_device_minor(libc::minor(rdev));
+    }
+    h
+}
+
+/// Appends one entry that is not a directory, named by `fd` (`O_PATH`) whose metadata is
+/// `meta`: a regular file with its content, a symlink with its target, a device or FIFO as
+/// a header. Sockets have no tar form and are left out, as GNU tar does.
+fn append_entry<W: Write>(
+    b: &mut tar::Builder<W>,
+    fd: &OwnedFd,
+    meta: &std::fs::Metadata,
+    name: &Path,
+) -> Result<()> {
+    let ft = meta.file_type();
+    let write = io(format!("write {} to the archive", name.display()));
+    if ft.is_file() {
+        // O_NONBLOCK: should the inode not be a regular file after all, opening it never
+        // waits (a FIFO without a writer).
+        let f = reopen(fd, libc::O_RDONLY | libc::O_NONBLOCK)
+            .map_err(io(format!("open {}", name.display())))?;
+        let f = std::fs::File::from(f);
+        let meta = f
+            .metadata()
+            .map_err(io(format!("stat {}", name.display())))?;
+        let mut h = header_for(&meta);
+        // Exactly the size in the header, even if the file shrinks or grows meanwhile
+        // (the container keeps running): short content is padded with zeros, as GNU tar does.
+        let len = meta.len();
+        let data = f.take(len).chain(std::io::repeat(0)).take(len);
+        b.append_data(&mut h, name, data).map_err(write)
+    } else if ft.is_symlink() {
+        let mut h = header_for(meta);
+        let target = readlink_fd(fd).map_err(io(format!("readlink {}", name.display())))?;
+        let bytes = target.as_os_str().as_bytes();
+        if bytes.len() <= 100 {
+            // As it is: set_link_name would normalise the target (`/` became `//`).
+            h.set_link_name_literal(bytes)
+                .map_err(io("write the archive"))?;
+            b.append_data(&mut h, name, std::io::empty()).map_err(write)
+        } else {
+            // Longer targets go in a GNU long-link entry of their own.
+            b.append_link(&mut h, name, target).map_err(write)
+        }
+    } else if ft.is_socket() {
+        Ok(())
+    } else {
+        let mut h = header_for(meta);
+        b.append_data(&mut h, name, std::io::empty()).map_err(write)
+    }
+}
+
+/// Appends the directory `dir` (open for reading) as `name` and everything below it. Each
+/// entry is opened from its parent's descriptor with `O_NOFOLLOW`, so a symlink the container
+/// puts in place of a directory meanwhile is archived as a symlink, never followed.
+fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &OwnedFd, name: &Path) -> Result<()> {
+    let meta = fstat(dir).map_err(io(format!("stat {}", name.display())))?;
+    let mut h = header_for(&meta);
+    b.append_data(&mut h, name, std::io::empty())
+        .map_err(io("write the archive"))?;
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(fsutil_path(dir))
+        .map_err(io(format!("read {}", name.display())))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .map_err(io(format!("read {}", name.display())))?;
+    names.sort();
+    for entry in names {
+        let cname =
+            CString::new(entry.as_bytes()).map_err(|_| Error::Invalid("NUL in name".into()))?;
+        let path = name.join(&entry);
+        let fd = match openat(dir.as_raw_fd(), &cname, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            // Removed by the container meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        let meta = fstat(&fd).map_err(io(format!("stat {}", path.display())))?;
+        if meta.is_dir() {
+            let sub = reopen(&fd, libc::O_RDONLY | libc::O_DIRECTORY)
+                .map_err(io(format!("open {}", path.display())))?;
+            append_tree(b, &sub, &path)?;
+        } else {
+            append_entry(b, &fd, &meta, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The target of the symlink an `O_PATH | O_NOFOLLOW` descriptor names.
+fn readlink_fd(fd: &OwnedFd) -> std::io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: an empty path with a descriptor reads the link the descriptor names; the buffer
+    // is writable for its full length.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
 }
 
 /// Copies a directory of the container (named by a descriptor) to the host, never following
@@ -294,14 +426,16 @@ fn copy_dir_out(dir: &OwnedFd, dst: &Path) -> Result<()> {
         } else if m.is_file() {
             let cname =
                 CString::new(name.as_bytes()).map_err(|_| Error::Invalid("NUL in name".into()))?;
-            let f = openat(dir.as_raw_fd(), &cname, libc::O_RDONLY | libc::O_NOFOLLOW)
-                .map_err(io("open a file"))?;
-            let mut src = std::fs::File::from(f);
-            let mut out =
-                std::fs::File::create(&to).map_err(io(format!("create {}", to.display())))?;
-            std::io::copy(&mut src, &mut out).map_err(io(format!("copy to {}", to.display())))?;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-                .map_err(io("chmod"))?;
+            // O_NONBLOCK: a FIFO swapped in since the stat must not hang the copy.
+            let f = openat(
+                dir.as_raw_fd(),
+                &cname,
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            )
+            .map_err(io("open a file"))?;
+            if fstat(&f).map_err(io("stat"))?.is_file() {
+                copy_file_out(f, &to, &m)?;
+            }
         }
     }
     Ok(())

@@ -36,9 +36,9 @@ impl Engine {
         let pid = self
             .live_pid(&c.id)?
             .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
-        let row: (String, Option<String>) = self.store.conn().query_row(
+        let row: (String, Option<String>) = self.container_row(
+            &c.id,
             "SELECT config, cgroup_parent FROM containers WHERE id = ?1",
-            [&c.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let run: RunOptions = serde_json::from_str(&row.0).unwrap_or_default();
@@ -135,6 +135,8 @@ impl Engine {
             None
         };
         let seccomp_cache = self.seccomp_cache();
+        // The runtime writes to pipes of a process that may die while it joins the container.
+        let pipe = crate::SigpipeBlocked::new();
         let running = hako_runtime::spawn(
             &s,
             &hako_runtime::SpawnOptions {
@@ -149,7 +151,9 @@ impl Engine {
                 seccomp_cache: Some(&seccomp_cache),
                 ..Default::default()
             },
-        )?;
+        );
+        drop(pipe);
+        let running = running?;
         if opts.detach {
             running.detach();
             return Ok(0);

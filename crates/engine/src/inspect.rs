@@ -16,9 +16,9 @@ struct Row {
 
 impl Engine {
     fn row(&self, id: &str) -> Result<Row> {
-        Ok(self.store.conn().query_row(
+        self.container_row(
+            id,
             "SELECT pid, config, cgroup_parent, restart_count FROM containers WHERE id = ?1",
-            [id],
             |r| {
                 Ok(Row {
                     pid: r.get(0)?,
@@ -27,7 +27,7 @@ impl Engine {
                     restart_count: r.get(3)?,
                 })
             },
-        )?)
+        )
     }
 
     fn cgroup_of(&self, id: &str, parent: Option<&str>) -> Result<hako_cgroups::Cgroup> {

@@ -129,9 +129,6 @@ pub(crate) fn container_using(
             r.get::<_, Option<i64>>(5)?,
         ))
     })?;
-    let alive = |pid: Option<i32>, start: Option<i64>| {
-        pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start)
-    };
     let mut first = None;
     for row in rows {
         let (id, state, pid, pid_start, owner, owner_start) = row?;
@@ -550,11 +547,28 @@ pub(crate) fn random_id() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Field 22 of /proc/PID/stat: tells a container's process from a later one reusing its pid.
+/// Field 22 of /proc/PID/stat, which tells a container's process from a later one reusing its
+/// pid; `None` once the process has exited. A zombie (state `Z`, or `X` while it is being
+/// reaped) has exited: its stat still reads until its parent reaps it, which a stopped parent
+/// or an init that reaps lazily may never do, and such a container must count as dead.
 pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
+    // The command name (field 2) may hold spaces and parentheses; the fields after it do not.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether the process recorded as `pid` with start time `start` still runs: the same process
+/// (not a later one with its pid) and not a zombie. A row without a start time was recorded
+/// when its process had already exited.
+pub(crate) fn alive(pid: Option<i32>, start: Option<i64>) -> bool {
+    match (pid, start) {
+        (Some(p), Some(s)) => process_start_time(p) == Some(s),
+        _ => false,
+    }
 }
 
 const SCHEMA: &str = "
@@ -623,6 +637,47 @@ pub(crate) fn restore_signal_mask(old: &nix::sys::signal::SigSet) {
     while unsafe { libc::sigtimedwait(stop_signals().as_ref(), std::ptr::null_mut(), &zero) } > 0 {}
     let _ =
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(old), None);
+}
+
+/// Keeps SIGPIPE blocked while it lives, so that a write to a pipe whose reader is gone fails
+/// with EPIPE, which the writer reports, rather than killing hako without a word.
+///
+/// `hako`'s `main` restores SIGPIPE's default action (so `hako ps | head` just ends), and a
+/// start writes to pipes whose other end may be gone: the runtime's "go" to a container
+/// process that already died of a set-up error (`-v /tmp:/etc/hosts`), which is how such runs
+/// ended with status 141 and no message. Held around the runtime's spawn only: later, the
+/// default action is what ends a `run -t` whose output reader has gone. Blocked rather than
+/// ignored, because the disposition is process-wide and a blocked signal leaves the action
+/// alone. A SIGPIPE raised meanwhile stays pending and is dropped on the way out. The runtime
+/// empties the mask in the container's process before its command runs.
+pub(crate) struct SigpipeBlocked {
+    was_blocked: bool,
+}
+
+impl SigpipeBlocked {
+    pub(crate) fn new() -> SigpipeBlocked {
+        use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        let mut old = SigSet::empty();
+        let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&pipe), Some(&mut old));
+        SigpipeBlocked {
+            was_blocked: old.contains(Signal::SIGPIPE),
+        }
+    }
+}
+
+impl Drop for SigpipeBlocked {
+    fn drop(&mut self) {
+        use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+        if self.was_blocked {
+            return;
+        }
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        while pipe.timed_wait_zero() {}
+        let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&pipe), None);
+    }
 }
 
 fn stop_signals() -> nix::sys::signal::SigSet {
@@ -716,6 +771,24 @@ impl Engine {
 
     pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
+    }
+
+    /// One row of the container `id` (`sql` selects by `id = ?1`). A command on a container
+    /// found a moment ago can race its removal (`inspect` while another `hako rm` runs): the
+    /// row is then gone, which is [`Error::NoSuchContainer`], not a database failure.
+    pub(crate) fn container_row<T>(
+        &self,
+        id: &str,
+        sql: &str,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.store
+            .conn()
+            .query_row(sql, [id], f)
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchContainer(id.to_string()),
+                e => e.into(),
+            })
     }
 
     /// Removes an image unless a container uses it (`force` overrides).
@@ -984,22 +1057,37 @@ impl Engine {
         if c.state == State::Running {
             return Ok(c.id);
         }
-        let stored: String = self.store.conn().query_row(
-            "SELECT config FROM containers WHERE id = ?1",
-            [&c.id],
-            |r| r.get(0),
-        )?;
+        let stored: String =
+            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
         let opts: RunOptions = serde_json::from_str(&stored)
             .map_err(|e| Error::Invalid(format!("stored configuration of {}: {e}", &c.id[..12])))?;
         let image = self.resolve_image(&c.image_id)?;
         let plan = self.plan(&c.id, &opts, image)?;
         let dir = self.container_dir(&c.id);
+        // Under the container's lock: a finish of the previous run (its monitor's
+        // `container-finish`, late) decides and cleans up under it, so it either completes
+        // before this start or sees the new run and leaves it alone.
+        // A container made by `create` has no directory until its first start.
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let lock = monitor::lock_container(&dir)?
+            .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let state: String =
+            self.container_row(&c.id, "SELECT state FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
+        if state == "running" {
+            return Ok(c.id);
+        }
         let _ = std::fs::remove_file(dir.join("exit"));
         let (me, my_start) = self_owner();
         self.store.conn().execute(
             "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
             params![&c.id, me, my_start],
         )?;
+        drop(lock);
         let opts = RunOptions {
             auto_remove: opts.auto_remove,
             attach_on_start: attach && (opts.tty || opts.interactive),
@@ -1033,12 +1121,13 @@ impl Engine {
                 }
             });
         if let Err(e) = &result {
-            // A container whose start failed stays "Created" like Docker's, unless --rm.
+            // A container whose start failed stays "Created" like Docker's, unless --rm. Its
+            // cgroup and network are already undone by then; nobody is starting it any more.
             if opts.auto_remove {
                 self.delete_container(id, &dir);
             } else {
                 let _ = self.store.conn().execute(
-                    "UPDATE containers SET state = 'created', exit_code = ?2, pid = NULL WHERE id = ?1",
+                    "UPDATE containers SET state = 'created', exit_code = ?2, pid = NULL, owner_pid = NULL, owner_start = NULL WHERE id = ?1",
                     params![id, e.exit_code()],
                 );
             }
@@ -1312,6 +1401,7 @@ impl Engine {
         } else {
             None
         };
+        let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
             sized.as_ref().unwrap_or(&prepared.spec),
             &hako_runtime::SpawnOptions {
@@ -1338,6 +1428,9 @@ impl Engine {
             Some(c) => c.master().map(|m| (r, Some(m))),
             None => Ok((r, None)),
         });
+        // Only the start: once the container runs, a reader of our output that goes away
+        // (`hako run -t … | head -1`) ends this hako, and the container with it, as before.
+        drop(pipe);
         let (running, master) = match spawned {
             Ok(r) => r,
             Err(e) => {
@@ -1449,9 +1542,6 @@ impl Engine {
             it.collect::<rusqlite::Result<_>>()?
         };
         let mut cgroups = None;
-        let alive = |pid: Option<i32>, start: Option<i64>| {
-            pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start)
-        };
         for (id, pid, start, auto_remove, parent, owner, owner_start) in rows {
             // A container whose owner (its monitor, or a foreground `run`) lives is finished
             // by that owner: finishing it here first would skip its restart policy, which only
@@ -1490,9 +1580,7 @@ impl Engine {
                 ))
             })?;
             it.filter_map(|row| row.ok())
-                .filter(|(_, _, _, pid, start, _)| {
-                    process_start_time(*pid).is_none() || process_start_time(*pid) != *start
-                })
+                .filter(|(_, _, _, pid, start, _)| !alive(Some(*pid), *start))
                 .map(|(id, auto, parent, _, _, spawned)| (id, auto, parent, spawned))
                 .collect()
         };
@@ -1618,7 +1706,11 @@ impl Engine {
             .into_iter()
             .next()
             .ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        if c.state == State::Running && self.live_pid(&c.id)?.is_none() {
+        let gone = |e: Error| match e {
+            Error::NoSuchContainer(_) => Error::NoSuchContainer(key.to_string()),
+            e => e,
+        };
+        if c.state == State::Running && self.live_pid(&c.id).map_err(gone)?.is_none() {
             self.reconcile()?;
             return self
                 .query_containers("id = ?1", &[&c.id])?
@@ -1636,15 +1728,15 @@ impl Engine {
             if !force {
                 return Err(Error::Running(c.id));
             }
-            let (pid, start, parent): (Option<i32>, Option<i64>, Option<String>) =
-                self.store.conn().query_row(
+            let (pid, start, parent): (Option<i32>, Option<i64>, Option<String>) = self
+                .container_row(
+                    &c.id,
                     "SELECT pid, pid_start, cgroup_parent FROM containers WHERE id = ?1",
-                    [&c.id],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
             let cs = CgroupSystem::detect()?;
             let cg = cs.open(parent.as_deref(), &format!("hako-{}", c.id));
-            if let Some(p) = pid.filter(|&p| process_start_time(p) == start) {
+            if let Some(p) = pid.filter(|_| alive(pid, start)) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(p),
                     nix::sys::signal::Signal::SIGKILL,
@@ -1653,7 +1745,7 @@ impl Engine {
             // The container's own hako may remove the cgroup at the same moment; only a
             // process that survives is a failure.
             if let Err(e) = cg.kill_all() {
-                if pid.is_some_and(|p| process_start_time(p) == start) {
+                if alive(pid, start) {
                     return Err(e.into());
                 }
             }
@@ -1893,5 +1985,27 @@ mod tests {
     fn start_time_of_self() {
         assert!(process_start_time(std::process::id() as i32).is_some());
         assert!(process_start_time(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn a_zombie_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: /proc still has it, as a zombie.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+        {
+            assert!(std::time::Instant::now() < deadline, "true did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok());
+        assert_eq!(process_start_time(pid), None);
+        assert!(!alive(Some(pid), Some(0)));
+        child.wait().unwrap();
+        let me = std::process::id() as i32;
+        assert!(alive(Some(me), process_start_time(me)));
+        assert!(!alive(Some(me), None), "a row without a start time");
     }
 }

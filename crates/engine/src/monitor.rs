@@ -98,6 +98,9 @@ pub(crate) fn start_detached(
     // anything the parent could.
     match unsafe { fork() }.map_err(|e| Error::io("fork the monitor", e.into()))? {
         ForkResult::Child => {
+            // See SigpipeBlocked: the runtime's writes to a container process that died in
+            // set-up. Left blocked across the exec: the monitor ignores SIGPIPE anyway.
+            std::mem::forget(crate::SigpipeBlocked::new());
             drop(report_r);
             // Above the numbers the monitor's descriptors are moved to, so none lands on it.
             let report_w = match fd_above(report_w, 10) {
@@ -109,6 +112,15 @@ pub(crate) fn start_detached(
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
+            if pid.is_some() {
+                // The log exists before the start is reported, so `start -a` and `attach`,
+                // which open it right after, never find it missing (the monitor, which
+                // appends to it, opens it only after its exec).
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path(dir, id));
+            }
             let _ = nix::unistd::write(&report_w, msg.as_bytes());
             if let Some(pid) = pid {
                 drop(report_w);
@@ -334,7 +346,7 @@ impl Engine {
                 )
                 .ok()
         };
-        let Some((auto_remove, parent, mut state, mut pid)) = row() else {
+        let Some((_, _, mut state, mut pid)) = row() else {
             return Ok(());
         };
         // A container that exits at once can be reaped before the process that started it has
@@ -359,12 +371,34 @@ impl Engine {
                 state = "running".into();
             }
         }
-        let newer_run = match (init, pid) {
-            (Some(mine), Some(recorded)) => state == "running" && mine != recorded,
-            (Some(_), None) => state == "created",
-            _ => false,
+        let ours = |state: &str, pid: Option<i32>| {
+            let newer_run = match (init, pid) {
+                (Some(mine), Some(recorded)) => state == "running" && mine != recorded,
+                (Some(_), None) => state == "created",
+                _ => false,
+            };
+            !newer_run && state != "exited"
         };
-        if newer_run || state == "exited" {
+        if !ours(&state, pid) {
+            return Ok(());
+        }
+        // Decided again, and acted on, under the container's lock, which a start takes to
+        // mark the row created: a `restart` whose stop finished this run too and started the
+        // next one meanwhile would otherwise have its new run marked exited (while it runs
+        // on, unlisted, with its monitor), its cgroup killed and its lease released.
+        let Some(lock) = lock_container(&dir)? else {
+            return Ok(());
+        };
+        let Some((auto_remove, parent, state, recorded)) = row() else {
+            return Ok(());
+        };
+        let still = if pid == init && recorded.is_none() && state == "created" {
+            // The run we took as ours above, whose starter died before recording it.
+            read_exit_file(&dir).is_some()
+        } else {
+            ours(&state, recorded)
+        };
+        if !still {
             return Ok(());
         }
         let code = read_exit_file(&dir).unwrap_or(255);
@@ -374,6 +408,7 @@ impl Engine {
         let _ = cg.remove();
         let _ = crate::netwire::release_exited(self.store.conn(), &self.root, id);
         self.finish(id, &dir, code, auto_remove)?;
+        drop(lock);
         self.maybe_restart(id, code)
     }
 
@@ -444,12 +479,12 @@ impl Engine {
 
     /// The host pid of a running container, checked against its recorded start time.
     pub(crate) fn live_pid(&self, id: &str) -> Result<Option<i32>> {
-        let (state, pid, start): (String, Option<i32>, Option<i64>) = self.store.conn().query_row(
+        let (state, pid, start): (String, Option<i32>, Option<i64>) = self.container_row(
+            id,
             "SELECT state, pid, pid_start FROM containers WHERE id = ?1",
-            [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        Ok(pid.filter(|&p| state == "running" && process_start_time(p) == start))
+        Ok(pid.filter(|_| state == "running" && crate::alive(pid, start)))
     }
 
     /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
@@ -466,7 +501,7 @@ impl Engine {
         };
         let target = nix::unistd::Pid::from_raw(pid);
         let start = process_start_time(pid);
-        let alive = || process_start_time(pid).is_some() && process_start_time(pid) == start;
+        let alive = || crate::alive(Some(pid), start);
         if !timeout.is_zero() {
             let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + timeout;
@@ -498,12 +533,12 @@ impl Engine {
 
     /// Whether the process owning the container (its monitor, or a foreground `hako run`) is gone.
     fn monitor_gone(&self, id: &str) -> Result<bool> {
-        let (owner, start): (Option<i32>, Option<i64>) = self.store.conn().query_row(
+        let (owner, start): (Option<i32>, Option<i64>) = self.container_row(
+            id,
             "SELECT owner_pid, owner_start FROM containers WHERE id = ?1",
-            [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(owner.is_none_or(|p| process_start_time(p).is_none() || process_start_time(p) != start))
+        Ok(!crate::alive(owner, start))
     }
 
     /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.
@@ -547,10 +582,44 @@ impl Engine {
         Ok((c.id, p))
     }
 
-    /// Whether the container is still running (for `logs -f`).
+    /// Whether the container is still running, for `logs -f` and `attach`, which follow its
+    /// log until it ends: until its exit is recorded, which its monitor does once it has
+    /// copied the last output to the log. Its process may have exited (a zombie until the
+    /// monitor reaps it) while that output is still on its way. One removed meanwhile is not.
     pub fn is_running(&self, id: &str) -> Result<bool> {
+        // Finishes the rows whose process and owner are both dead; a row still marked
+        // running after it has a live process or a live monitor that will finish it.
         self.reconcile()?;
-        Ok(self.live_pid(id)?.is_some())
+        match self.container_row(id, "SELECT state FROM containers WHERE id = ?1", |r| {
+            r.get::<_, String>(0)
+        }) {
+            Ok(state) => Ok(state == "running"),
+            Err(Error::NoSuchContainer(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Takes the lock of the container whose directory is `dir` (`flock` on the directory, which
+/// goes with the process), held while a finish decides and cleans up and while a start marks
+/// the row created, so that the two never interleave. `None` when the directory is gone (the
+/// container was removed).
+pub(crate) fn lock_container(dir: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let f = match std::fs::File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("open {}", dir.display()), e)),
+    };
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(Some(f));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(format!("lock {}", dir.display()), e));
+        }
     }
 }
 
@@ -617,6 +686,36 @@ mod tests {
             )
             .unwrap();
         assert_eq!((state.as_str(), code), ("exited", Some(3)));
+    }
+
+    /// A command that found the container a moment ago and reads its row again after a `rm`
+    /// removed it: the container is gone, not the database broken.
+    #[test]
+    fn a_row_removed_meanwhile_is_no_such_container() {
+        let (_tmp, engine, id) = engine_with_row("racer", "running");
+        engine
+            .store
+            .conn()
+            .execute("DELETE FROM containers WHERE id = ?1", [&id])
+            .unwrap();
+        for r in [
+            engine.live_pid(&id).map(|_| ()),
+            engine.monitor_gone(&id).map(|_| ()),
+            engine
+                .container_row(&id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                    r.get::<_, String>(0)
+                })
+                .map(|_| ()),
+        ] {
+            assert!(
+                matches!(r, Err(Error::NoSuchContainer(ref k)) if *k == id),
+                "{r:?}"
+            );
+        }
+        assert!(
+            !engine.is_running(&id).unwrap(),
+            "a removed container does not run"
+        );
     }
 
     /// A late finish for an old run, when the row already shows a newer run's pid, leaves that

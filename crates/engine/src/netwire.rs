@@ -10,16 +10,34 @@ use std::path::{Path, PathBuf};
 /// Network names of a state root. The default root (/var/lib/hako) uses `hako0` and the nft
 /// table `hako`; any other root gets its own bridge and table, named from a hash of its path,
 /// because networks and leases live in each root's database while bridges are host-wide.
+/// These are the first names tried: what hako makes is marked with the root's path (its
+/// [`hako_net::Config::owner`]), so a name held by another root or program is passed over,
+/// and a root made again at the same path replaces what its earlier life left.
+///
+/// `HAKO_TEST_NET_TAG` replaces the hash (tests use it to make two roots' names collide).
 pub fn config_for(root: &Path) -> hako_net::Config {
     let mut cfg = hako_net::Config::default();
     let canonical = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let path = canonical.as_os_str().as_encoded_bytes();
+    let digest = || hex::encode(<sha2::Sha256 as sha2::Digest>::digest(path));
     if canonical != Path::new(crate::DEFAULT_ROOT) {
-        let digest =
-            <sha2::Sha256 as sha2::Digest>::digest(canonical.as_os_str().as_encoded_bytes());
-        let tag = &hex::encode(digest)[..6];
+        let tag = match std::env::var("HAKO_TEST_NET_TAG") {
+            Ok(t) if !t.is_empty() && t.len() <= 6 && t.bytes().all(|b| b.is_ascii_hexdigit()) => t,
+            _ => digest()[..6].to_string(),
+        };
         cfg.default_bridge = format!("hako{tag}");
         cfg.nft_table = format!("hako_{tag}");
     }
+    // The marker holds the path where it fits and reads plainly, else its hash.
+    cfg.owner = if path.len() <= 200
+        && path
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        String::from_utf8_lossy(path).into_owned()
+    } else {
+        format!("sha256:{}", digest())
+    };
     // Installed next to `hako`, as hako-monitor is; a missing one fails the first `run` on a
     // user network with a message naming it.
     let exe = std::env::current_exe().ok();
@@ -293,11 +311,10 @@ impl crate::Engine {
         aliases: &[String],
     ) -> Result<()> {
         let c = self.find(container)?;
-        let stored: String = self.store.conn().query_row(
-            "SELECT config FROM containers WHERE id = ?1",
-            [&c.id],
-            |r| r.get(0),
-        )?;
+        let stored: String =
+            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
         let run: crate::RunOptions = serde_json::from_str(&stored).unwrap_or_default();
         let Some(primary) = run.network.attach_to() else {
             return Err(Error::Invalid(format!(

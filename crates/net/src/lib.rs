@@ -256,6 +256,17 @@ pub enum Error {
     /// The state database.
     #[error("network state: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A bridge or nftables table of the name hako must use exists and was not made for
+    /// these networks; hako leaves it alone.
+    #[error("{what} {name} exists and was made by {by}, not by this state root: hako leaves it alone; remove or rename it")]
+    NameTaken {
+        /// `bridge` or `nftables table`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// Who made it, as far as its marker tells.
+        by: String,
+    },
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -287,6 +298,11 @@ pub struct Config {
     /// The `hako-proxy` binary, started for each TCP port published on `[::1]` (see
     /// [`proxy`]); `None`: such ports are refused.
     pub proxy_server: Option<PathBuf>,
+    /// Who the networks belong to (the engine: its state root's path), at most 200 bytes of
+    /// printable ASCII without spaces or quotes. Bridges and nftables tables carry it in their
+    /// marker (see [`Networks`]' "Whose names" section), so that what this owner made before
+    /// can be told from anyone else's.
+    pub owner: String,
 }
 
 impl Default for Config {
@@ -300,6 +316,7 @@ impl Default for Config {
             bridge_prefix: "hk-".into(),
             dns_server: None,
             proxy_server: None,
+            owner: String::new(),
         }
     }
 }
@@ -385,6 +402,9 @@ pub struct NetworkInfo {
     pub created: i64,
     /// Attached containers.
     pub endpoints: Vec<Endpoint>,
+    /// When the boot began (Unix seconds, see [`boot_start`]) in which its bridge and table
+    /// were last made or found to be its own; not this boot's: to be checked before use.
+    checked_boot: Option<i64>,
 }
 
 /// The network option that sets the MTU, as in Docker.
@@ -570,18 +590,103 @@ CREATE TABLE IF NOT EXISTS net_leases6 (
     PRIMARY KEY (network, container_id),
     UNIQUE (network, ip)
 );
+CREATE TABLE IF NOT EXISTS net_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 /// True when every table and index of SCHEMA exists: one statement to parse at each open
 /// (several per command) rather than twelve CREATE statements. Parsing SQL was about a tenth
 /// of a bridged `run`'s user time in `perf`.
-const SCHEMA_CURRENT: &str = "SELECT count(*) = 12 FROM sqlite_master WHERE name IN
-    ('net_networks', 'net_leases', 'net_ports', 'net_ports_container', 'net_names', 'net_names_name', 'net_dns', 'net_leases_container', 'net_networks6', 'net_proxies', 'net_connects', 'net_leases6')";
+const SCHEMA_CURRENT: &str = "SELECT count(*) = 13 FROM sqlite_master WHERE name IN
+    ('net_networks', 'net_leases', 'net_ports', 'net_ports_container', 'net_names', 'net_names_name', 'net_dns', 'net_leases_container', 'net_networks6', 'net_proxies', 'net_connects', 'net_leases6', 'net_meta')";
 
 /// The networks of one hako state root; open one per command.
+///
+/// # Whose names
+///
+/// Bridges and nftables tables live in the host's namespace, while the networks naming them
+/// live in one state root's database. A root deleted and made again at the same path (`rm -rf
+/// /var/lib/hako`) finds the bridge and table of its earlier life, and two roots can derive the
+/// same names. So what hako makes carries a marker, `hako INSTANCE OWNER`: the link's alias
+/// (`IFLA_IFALIAS`) and the table's comment, where OWNER is [`Config::owner`] and INSTANCE a
+/// random ID kept in the database (`net_meta`), new with every new database.
+///
+/// - Making a network, a name is usable when nothing has it, or when what has it carries this
+///   owner's marker (this root's leftover, or its earlier life's) and no network of this
+///   database uses it: that is deleted and made anew. The default network then tries the next
+///   name (`hako0`, `hako01`, ...; tables `hako`, `hako_1`, ...) past anything else; a name
+///   the user gave fails with [`Error::NameTaken`].
+/// - Bringing a recorded network back (after a reboot), a link or table of its name is
+///   adopted if it is this owner's or unmarked (made by a hako before markers), and marked as
+///   this instance's; another owner's fails with [`Error::NameTaken`].
+/// - Removing a network deletes only what is this owner's or unmarked, never another's.
 pub struct Networks<'c> {
     conn: &'c Connection,
     cfg: Config,
+    /// This database's INSTANCE, read (or made) the first time a marker is needed.
+    instance: std::cell::OnceCell<String>,
+}
+
+/// Whose a bridge or table of some name is, by its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    /// Nothing has the name.
+    Free,
+    /// Marked by this owner and this database.
+    Mine,
+    /// Marked by this owner in an earlier life of its state root.
+    Stale,
+    /// Exists without a marker: made by a hako older than markers, or by anyone else.
+    Unmarked,
+    /// Marked by another owner, or by another program (the text says whom).
+    Theirs(String),
+}
+
+impl Claim {
+    /// This owner's, in this life or an earlier one.
+    fn ours(&self) -> bool {
+        matches!(self, Claim::Mine | Claim::Stale)
+    }
+
+    fn by(&self) -> String {
+        match self {
+            Claim::Theirs(b) => b.clone(),
+            Claim::Unmarked => "another program (it has no hako marker)".into(),
+            _ => "this state root".into(),
+        }
+    }
+}
+
+/// What [`Networks::ensure_kernel`] made (rather than found), so a failure undoes only that.
+#[derive(Debug, Default, Clone, Copy)]
+struct Made {
+    table: bool,
+    elements: bool,
+    bridge: bool,
+}
+
+/// How many names the default network tries past others' bridges and tables.
+const NAME_CANDIDATES: u32 = 16;
+
+/// The `k`th name of a series starting at `base` (`base`, then `base` `sep` `k`), if it
+/// fits in `max` bytes.
+fn candidate(base: &str, k: u32, sep: &str, max: usize) -> Option<String> {
+    if k == 0 {
+        return Some(base.to_string());
+    }
+    let c = format!("{base}{sep}{k}");
+    (c.len() <= max).then_some(c)
+}
+
+/// The text of a table's comment in `nft list table` output.
+fn table_comment(listing: &str) -> Option<&str> {
+    listing.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("comment \"")
+            .and_then(|c| c.strip_suffix('"'))
+    })
 }
 
 fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Error {
@@ -653,10 +758,11 @@ fn write_sysctl(path: &str, value: &str) -> Result<()> {
     })
 }
 
-/// The table's fixed ruleset; see the crate docs for the sets and maps it matches.
-fn table_script(t: &str) -> String {
+/// The table's fixed ruleset; see the crate docs for the sets and maps it matches. `marker`
+/// becomes the table's comment (see [`Networks`]' "Whose names").
+fn table_script(t: &str, marker: &str) -> String {
     format!(
-        "create table inet {t}
+        "create table inet {t} {{ comment \"{marker}\"; }}
 add set inet {t} bridges {{ type ifname; }}
 add set inet {t} internal {{ type ifname; }}
 add set inet {t} natnets {{ type ipv4_addr; flags interval; }}
@@ -702,7 +808,7 @@ fn upgrade_table_v6(t: &str) -> Result<()> {
         Err(e) => Err(Error::Nft(e)),
     };
     let mut lines: Vec<&str> = Vec::new();
-    let script = table_script(t);
+    let script = table_script(t, "");
     if missing("set natnets6")? {
         lines.extend(
             script
@@ -923,10 +1029,216 @@ impl<'c> Networks<'c> {
                 "use [A-Za-z0-9_]",
             ));
         }
+        if cfg.owner.len() > 200
+            || !cfg
+                .owner
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return Err(invalid(
+                "owner",
+                &cfg.owner,
+                "at most 200 bytes of printable ASCII without spaces, quotes or backslashes",
+            ));
+        }
         if !conn.query_row(SCHEMA_CURRENT, [], |r| r.get::<_, bool>(0))? {
             conn.execute_batch(SCHEMA)?;
         }
-        Ok(Networks { conn, cfg })
+        Ok(Networks {
+            conn,
+            cfg,
+            instance: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// This database's INSTANCE (see "Whose names"), made on first use.
+    fn instance(&self) -> Result<&str> {
+        if let Some(i) = self.instance.get() {
+            return Ok(i);
+        }
+        let read = || {
+            self.conn
+                .query_row(
+                    "SELECT value FROM net_meta WHERE key = 'instance'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+        };
+        let id = match read()? {
+            Some(id) => id,
+            None => {
+                // OR IGNORE: another hako may have made it meanwhile; theirs wins for both.
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO net_meta (key, value) VALUES ('instance', ?1)",
+                    [random_hex(8)?],
+                )?;
+                read()?.ok_or(Error::Db(rusqlite::Error::QueryReturnedNoRows))?
+            }
+        };
+        Ok(self.instance.get_or_init(|| id))
+    }
+
+    /// The marker this instance puts on what it makes.
+    fn marker(&self) -> Result<String> {
+        Ok(format!("hako {} {}", self.instance()?, self.cfg.owner))
+    }
+
+    /// Whose something marked `marker` (`None`: unmarked) is.
+    fn claim_of(&self, marker: Option<&str>) -> Result<Claim> {
+        let Some(m) = marker else {
+            return Ok(Claim::Unmarked);
+        };
+        let mut words = m.splitn(3, ' ');
+        Ok(match (words.next(), words.next(), words.next()) {
+            (Some("hako"), Some(inst), Some(owner)) if owner == self.cfg.owner => {
+                if inst == self.instance()? {
+                    Claim::Mine
+                } else {
+                    Claim::Stale
+                }
+            }
+            (Some("hako"), Some(_), Some(owner)) => {
+                Claim::Theirs(format!("the hako state root {owner}"))
+            }
+            _ => Claim::Theirs(format!("another program (it is marked {m:?})")),
+        })
+    }
+
+    /// Whose the link `name` is.
+    fn link_claim(&self, nl: &mut Netlink, name: &str) -> Result<Claim> {
+        match nl
+            .alias_of(name)
+            .map_err(nl_err(format!("looking up link {name}")))?
+        {
+            None => Ok(Claim::Free),
+            Some(alias) => self.claim_of(alias.as_deref()),
+        }
+    }
+
+    /// Whose the nftables table `inet name` is.
+    fn table_claim(&self, name: &str) -> Result<Claim> {
+        match nft::run(&format!("list table inet {name}")) {
+            Ok(listing) => self.claim_of(table_comment(&listing)),
+            Err(e) if nft::is_missing(&e) => Ok(Claim::Free),
+            Err(e) => Err(Error::Nft(e)),
+        }
+    }
+
+    /// The table for a new network: the one the root's networks share, else the first
+    /// candidate that is free or this owner's leftover (deleted, to be made anew). Returns
+    /// whether it is to be made.
+    fn pick_table(&self, existing: &[NetworkInfo]) -> Result<(String, bool)> {
+        if let Some(n) = existing.first() {
+            return Ok((n.nft_table.clone(), false));
+        }
+        let base = &self.cfg.nft_table;
+        let mut last = None;
+        for k in 0..NAME_CANDIDATES {
+            let Some(t) = candidate(base, k, "_", 64) else {
+                break;
+            };
+            match self.table_claim(&t)? {
+                Claim::Free => return Ok((t, true)),
+                c if c.ours() => {
+                    nft_delete(&format!("delete table inet {t}"))?;
+                    return Ok((t, true));
+                }
+                c => last = Some((t, c)),
+            }
+        }
+        let (name, c) = last.unwrap_or_else(|| (base.clone(), Claim::Unmarked));
+        Err(Error::NameTaken {
+            what: "nftables table",
+            name,
+            by: c.by(),
+        })
+    }
+
+    /// Makes `name` usable for a new bridge: free, or this owner's leftover that no network
+    /// of this database uses (deleted, to be made anew). Otherwise the claim that blocks it.
+    fn free_bridge(
+        &self,
+        nl: &mut Netlink,
+        name: &str,
+        existing: &[NetworkInfo],
+    ) -> Result<Option<Claim>> {
+        if existing.iter().any(|n| n.bridge == name) {
+            return Ok(Some(Claim::Mine));
+        }
+        match self.link_claim(nl, name)? {
+            Claim::Free => Ok(None),
+            c if c.ours() => {
+                nl.delete_link(name)
+                    .map_err(nl_err(format!("deleting the stale bridge {name}")))?;
+                Ok(None)
+            }
+            c => Ok(Some(c)),
+        }
+    }
+
+    /// The table (and whether it is to be made) and bridge of a new network: the default
+    /// network's from [`Networks::pick_default_bridge`], a user network's as given
+    /// (`bridge`) or derived from its `id`, refused if it is taken by anyone else.
+    fn pick_names(
+        &self,
+        default: bool,
+        bridge: &str,
+        id: &str,
+        existing: &[NetworkInfo],
+    ) -> Result<(String, bool, String)> {
+        let (table, new_table) = self.pick_table(existing)?;
+        if default {
+            return Ok((table, new_table, self.pick_default_bridge(existing)?));
+        }
+        let b = if bridge.is_empty() {
+            format!("{}{}", self.cfg.bridge_prefix, &id[..12])
+        } else {
+            bridge.to_string()
+        };
+        if let Some(n) = existing.iter().find(|n| n.bridge == b) {
+            return Err(invalid(
+                "bridge name",
+                &b,
+                format!("already used by network {}", n.name),
+            ));
+        }
+        // Never adopt a link someone else made: configuring (and on failure deleting)
+        // another's interface would be far worse than refusing.
+        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        if let Some(c) = self.free_bridge(&mut nl, &b, existing)? {
+            return Err(invalid(
+                "bridge name",
+                &b,
+                format!(
+                    "a network interface of that name already exists, made by {}",
+                    c.by()
+                ),
+            ));
+        }
+        Ok((table, new_table, b))
+    }
+
+    /// The default network's bridge: the first candidate [`Networks::free_bridge`] allows.
+    fn pick_default_bridge(&self, existing: &[NetworkInfo]) -> Result<String> {
+        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let base = &self.cfg.default_bridge;
+        let mut last = None;
+        for k in 0..NAME_CANDIDATES {
+            let Some(b) = candidate(base, k, "", libc::IFNAMSIZ - 1) else {
+                break;
+            };
+            match self.free_bridge(&mut nl, &b, existing)? {
+                None => return Ok(b),
+                Some(c) => last = Some((b, c)),
+            }
+        }
+        let (name, c) = last.unwrap_or_else(|| (base.clone(), Claim::Unmarked));
+        Err(Error::NameTaken {
+            what: "bridge",
+            name,
+            by: c.by(),
+        })
     }
 
     /// The configuration in use.
@@ -949,15 +1261,12 @@ impl<'c> Networks<'c> {
         if name == self.cfg.default_network || name == "host" || name == "none" {
             return Err(Error::NetworkExists(name.to_string()));
         }
-        self.create_inner(name, opts, None)
+        self.create_inner(name, opts, false)
     }
 
-    fn create_inner(
-        &self,
-        name: &str,
-        opts: &CreateOptions,
-        bridge: Option<&str>,
-    ) -> Result<NetworkInfo> {
+    /// Creates network `name`; `default`: the default network, whose bridge is the first
+    /// usable of [`Config::default_bridge`]'s series (see "Whose names").
+    fn create_inner(&self, name: &str, opts: &CreateOptions, default: bool) -> Result<NetworkInfo> {
         if name.is_empty()
             || !name
                 .chars()
@@ -1056,10 +1365,10 @@ impl<'c> Networks<'c> {
                 "needs --subnet",
             ));
         }
-        let bridge = match (bridge, opts.options.get("com.docker.network.bridge.name")) {
-            (Some(b), _) => b.to_string(),
-            (None, Some(b)) => b.clone(),
-            (None, None) => String::new(), // derived from the ID below
+        let bridge = match (default, opts.options.get("com.docker.network.bridge.name")) {
+            (true, _) => String::new(), // picked below
+            (false, Some(b)) => b.clone(),
+            (false, None) => String::new(), // derived from the ID below
         };
         if !bridge.is_empty() && !valid_ifname(&bridge) {
             return Err(invalid(
@@ -1088,6 +1397,10 @@ impl<'c> Networks<'c> {
             return Err(Error::NetworkExists(name.to_string()));
         }
         let existing = self.list_in(&tx)?;
+        let id = random_hex(32)?;
+        // Names first: a leftover of this root's earlier life goes here, before its route
+        // makes its subnet look taken.
+        let mut picked = Some(self.pick_names(default, &bridge, &id, &existing)?);
         let routes = Netlink::open()
             .and_then(|mut nl| nl.routes4())
             .map_err(nl_err("listing host routes"))?;
@@ -1112,12 +1425,8 @@ impl<'c> Networks<'c> {
                 s
             }
             None => {
-                let first: u8 = if bridge == self.cfg.default_bridge {
-                    88
-                } else {
-                    89
-                };
-                let picked = match (bridge == self.cfg.default_bridge, self.cfg.default_subnet) {
+                let first: u8 = if default { 88 } else { 89 };
+                let picked = match (default, self.cfg.default_subnet) {
                     (true, Some(s)) => match conflict(&s) {
                         Some(other) => return Err(Error::SubnetOverlap { subnet: s, other }),
                         None => Some(s),
@@ -1214,41 +1523,15 @@ impl<'c> Networks<'c> {
                 ));
             }
         }
-        let id = random_hex(32)?;
-        let bridge = if bridge.is_empty() {
-            format!("{}{}", self.cfg.bridge_prefix, &id[..12])
-        } else {
-            bridge
-        };
-        if let Some(n) = existing.iter().find(|n| n.bridge == bridge) {
-            return Err(invalid(
-                "bridge name",
-                &bridge,
-                format!("already used by network {}", n.name),
-            ));
-        }
-        // Never adopt a link we did not make: configuring (and on failure deleting) someone
-        // else's interface would be far worse than refusing.
-        if Netlink::open()
-            .and_then(|nl| nl.index_of(&bridge))
-            .map_err(nl_err("looking up links"))?
-            .is_some()
-        {
-            return Err(invalid(
-                "bridge name",
-                &bridge,
-                "a network interface of that name already exists",
-            ));
-        }
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let info = NetworkInfo {
+        let mut info = NetworkInfo {
             name: name.to_string(),
-            id,
+            id: id.clone(),
             driver: "bridge".into(),
-            bridge,
+            bridge: String::new(),
             subnet,
             gateway,
             ip_range,
@@ -1257,58 +1540,114 @@ impl<'c> Networks<'c> {
             subnet6: v6.map(|v| v.0),
             gateway6: v6.map(|v| v.1),
             mtu,
-            nft_table: self.cfg.nft_table.clone(),
+            nft_table: String::new(),
             labels: opts.labels.clone(),
             options: opts.options.clone(),
             created,
             endpoints: Vec::new(),
+            checked_boot: Some(boot_start()),
         };
-        tx.execute(
-            "INSERT INTO net_networks (name, id, bridge, subnet, gateway, ip_range, internal, ipv6,
-                mtu, nft_table, labels, options, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                info.name,
-                info.id,
-                info.bridge,
-                info.subnet.to_string(),
-                info.gateway.to_string(),
-                info.ip_range.map(|r| r.to_string()),
-                info.internal,
-                info.ipv6,
-                info.mtu,
-                info.nft_table,
-                serde_json::to_string(&info.labels).unwrap_or_default(),
-                serde_json::to_string(&info.options).unwrap_or_default(),
-                info.created,
-            ],
-        )?;
-        if let Some((s6, g6)) = v6 {
+        // The kernel side: a name found free can be taken by another state root before we
+        // make it (two roots with colliding names starting at once); that one is then
+        // someone else's, and the next pick passes it.
+        let mut made = None;
+        for _ in 0..3 {
+            let (table, new_table, bridge) = match picked.take() {
+                Some(p) => p,
+                None => self.pick_names(default, &bridge, &id, &existing)?,
+            };
+            info.nft_table = table;
+            info.bridge = bridge;
+            match self.ensure_kernel(&info, new_table, true) {
+                Ok(m) => {
+                    made = Some(m);
+                    break;
+                }
+                Err(Error::NameTaken { .. }) if default => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(made) = made else {
+            return Err(Error::NameTaken {
+                what: "bridge",
+                name: info.bridge,
+                by: "another state root starting at the same time".into(),
+            });
+        };
+        let recorded = (|| -> Result<()> {
             tx.execute(
-                "INSERT INTO net_networks6 (network, subnet, gateway) VALUES (?1, ?2, ?3)",
-                params![info.name, s6.to_string(), g6.to_string()],
+                "INSERT INTO net_networks (name, id, bridge, subnet, gateway, ip_range, internal, ipv6,
+                    mtu, nft_table, labels, options, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    info.name,
+                    info.id,
+                    info.bridge,
+                    info.subnet.to_string(),
+                    info.gateway.to_string(),
+                    info.ip_range.map(|r| r.to_string()),
+                    info.internal,
+                    info.ipv6,
+                    info.mtu,
+                    info.nft_table,
+                    serde_json::to_string(&info.labels).unwrap_or_default(),
+                    serde_json::to_string(&info.options).unwrap_or_default(),
+                    info.created,
+                ],
             )?;
-        }
-        // The kernel side last, inside the transaction: if it fails, the row is rolled back and
-        // whatever was made is undone, so a failed create leaves nothing.
-        // The link did not exist a moment ago, so on failure the bridge is ours to delete.
-        let others = existing.iter().any(|n| n.nft_table == info.nft_table);
-        if let Err(e) = self.ensure_kernel(&info) {
-            let _ = teardown_kernel(&info, !others, true);
+            if let Some((s6, g6)) = v6 {
+                tx.execute(
+                    "INSERT INTO net_networks6 (network, subnet, gateway) VALUES (?1, ?2, ?3)",
+                    params![info.name, s6.to_string(), g6.to_string()],
+                )?;
+            }
+            record_checked(&tx, &info.name)?;
+            Ok(())
+        })();
+        // If the rows do not go in, what was made for them is undone, so a failed create
+        // leaves nothing.
+        if let Err(e) = recorded.and_then(|()| tx.commit().map_err(Error::from)) {
+            undo_kernel(&info, made);
             return Err(e);
-        }
-        if let Err(e) = tx.commit() {
-            let _ = teardown_kernel(&info, !others, true);
-            return Err(e.into());
         }
         Ok(info)
     }
 
-    /// Makes the bridge, sysctls and nftables state of `n` exist (idempotent).
-    fn ensure_kernel(&self, n: &NetworkInfo) -> Result<()> {
-        match nft::run(&table_script(&n.nft_table)) {
-            Ok(_) => {}
+    /// Makes the bridge, sysctls and nftables state of `n` exist, and returns what it made.
+    /// `new_table`, `new_bridge`: the names were just picked (free, see "Whose names"), so
+    /// finding either taken means another root took it meanwhile ([`Error::NameTaken`]).
+    /// Otherwise the network is recorded already (brought back after a reboot, or a new one
+    /// in the root's table): what exists is adopted if it is this owner's or unmarked, and
+    /// marked as this instance's. On failure it undoes what it made.
+    fn ensure_kernel(&self, n: &NetworkInfo, new_table: bool, new_bridge: bool) -> Result<Made> {
+        let mut made = Made::default();
+        let r = self.ensure_kernel_steps(n, new_table, new_bridge, &mut made);
+        if r.is_err() {
+            undo_kernel(n, made);
+        }
+        r.map(|()| made)
+    }
+
+    fn ensure_kernel_steps(
+        &self,
+        n: &NetworkInfo,
+        new_table: bool,
+        new_bridge: bool,
+        made: &mut Made,
+    ) -> Result<()> {
+        let marker = self.marker()?;
+        let taken = |what: &'static str, name: &str, c: Claim| Error::NameTaken {
+            what,
+            name: name.to_string(),
+            by: c.by(),
+        };
+        match nft::run(&table_script(&n.nft_table, &marker)) {
+            Ok(_) => made.table = true,
             Err(e) if nft::is_exists(&e) => {
+                let claim = self.table_claim(&n.nft_table)?;
+                if new_table || matches!(claim, Claim::Theirs(_)) {
+                    return Err(taken("nftables table", &n.nft_table, claim));
+                }
                 if n.subnet6.is_some() {
                     upgrade_table_v6(&n.nft_table)?;
                 }
@@ -1316,10 +1655,17 @@ impl<'c> Networks<'c> {
             Err(e) => return Err(Error::Nft(e)),
         }
         nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
+        made.elements = true;
         let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut claim = Claim::Free;
         match nl.create_bridge(&n.bridge, n.link_mtu()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Ok(()) => made.bridge = true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                claim = self.link_claim(&mut nl, &n.bridge)?;
+                if new_bridge || matches!(claim, Claim::Theirs(_)) {
+                    return Err(taken("bridge", &n.bridge, claim));
+                }
+            }
             Err(e) => return Err(nl_err(format!("creating bridge {}", n.bridge))(e)),
         }
         let link = nl
@@ -1329,6 +1675,13 @@ impl<'c> Networks<'c> {
                 op: format!("bridge {} vanished", n.bridge),
                 source: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
+        if claim != Claim::Mine {
+            // The kernel takes no alias when it creates a link: a second message. A hako
+            // killed between the two leaves an unmarked bridge, which is passed over as
+            // someone else's.
+            nl.set_alias(link, &marker)
+                .map_err(nl_err(format!("marking {}", n.bridge)))?;
+        }
         nl.add_addr4(link, n.gateway, n.subnet.prefix)
             .map_err(nl_err(format!("adding {} to {}", n.gateway, n.bridge)))?;
         if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
@@ -1357,6 +1710,28 @@ impl<'c> Networks<'c> {
         Ok(())
     }
 
+    /// Removes a recorded network's kernel state: its elements (or, if `last`, the whole
+    /// table) and, if `bridge`, its bridge. Only what is this owner's or unmarked goes
+    /// (another owner's that took the name after a reboot stays); missing pieces are fine.
+    fn teardown_kernel(&self, n: &NetworkInfo, last: bool, bridge: bool) -> Result<()> {
+        match self.table_claim(&n.nft_table)? {
+            Claim::Free | Claim::Theirs(_) => {}
+            _ if last => nft_delete(&format!("delete table inet {}", n.nft_table))?,
+            _ => nft_delete(&network_elements("delete", n))?,
+        }
+        if bridge {
+            let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+            if !matches!(
+                self.link_claim(&mut nl, &n.bridge)?,
+                Claim::Free | Claim::Theirs(_)
+            ) {
+                nl.delete_link(&n.bridge)
+                    .map_err(nl_err(format!("deleting bridge {}", n.bridge)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// All networks.
     pub fn list(&self) -> Result<Vec<NetworkInfo>> {
         self.list_in(self.conn)
@@ -1365,7 +1740,9 @@ impl<'c> Networks<'c> {
     fn list_in(&self, conn: &Connection) -> Result<Vec<NetworkInfo>> {
         let mut st = conn.prepare_cached(
             "SELECT name, id, bridge, subnet, gateway, ip_range, internal, ipv6, mtu, nft_table,
-                    labels, options, created FROM net_networks ORDER BY name",
+                    labels, options, created,
+                    (SELECT value FROM net_meta WHERE key = 'checked:' || name)
+             FROM net_networks ORDER BY name",
         )?;
         let rows = st.query_map([], row_to_network)?;
         let mut out = Vec::new();
@@ -1408,7 +1785,8 @@ impl<'c> Networks<'c> {
             .conn
             .query_row(
                 "SELECT name, id, bridge, subnet, gateway, ip_range, internal, ipv6, mtu,
-                        nft_table, labels, options, created
+                        nft_table, labels, options, created,
+                        (SELECT value FROM net_meta WHERE key = 'checked:' || name)
                  FROM net_networks WHERE name = ?1
                     OR (length(?1) >= 3 AND id LIKE ?1 || '%'
                         AND (SELECT count(*) FROM net_networks WHERE id LIKE ?1 || '%') = 1)",
@@ -1440,6 +1818,10 @@ impl<'c> Networks<'c> {
             });
         }
         tx.execute("DELETE FROM net_networks WHERE name = ?1", [&n.name])?;
+        tx.execute(
+            "DELETE FROM net_meta WHERE key = 'checked:' || ?1",
+            [&n.name],
+        )?;
         tx.execute("DELETE FROM net_networks6 WHERE network = ?1", [&n.name])?;
         // Stopped containers connected to it start without it.
         tx.execute("DELETE FROM net_connects WHERE network = ?1", [&n.name])?;
@@ -1448,7 +1830,7 @@ impl<'c> Networks<'c> {
             [&n.nft_table],
             |r| r.get(0),
         )?;
-        teardown_kernel(&n, others == 0, true)?;
+        self.teardown_kernel(&n, others == 0, true)?;
         tx.commit()?;
         self.stop_idle_dns()
     }
@@ -1458,8 +1840,7 @@ impl<'c> Networks<'c> {
     fn network_for_attach(&self, name: &str) -> Result<(NetworkInfo, bool)> {
         match self.lookup(name) {
             Err(Error::NetworkNotFound(_)) if name == self.cfg.default_network => {
-                let bridge = self.cfg.default_bridge.clone();
-                match self.create_inner(name, &CreateOptions::default(), Some(&bridge)) {
+                match self.create_inner(name, &CreateOptions::default(), true) {
                     Ok(n) => Ok((n, true)),
                     // Another hako created it meanwhile.
                     Err(Error::NetworkExists(_)) => Ok((self.lookup(name)?, false)),
@@ -1994,15 +2375,19 @@ impl<'c> Networks<'c> {
     fn wire(&self, net: &NetworkInfo, ns: &File, att: &Attachment) -> Result<bool> {
         let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
         let mut recreated = false;
-        let bridge = match nl
+        let found = nl
             .index_of(&net.bridge)
-            .map_err(nl_err("looking up the bridge"))?
-        {
-            Some(l) => l,
-            None => {
-                // After a reboot the database outlives the kernel state.
-                self.ensure_kernel(net)?;
-                recreated = true;
+            .map_err(nl_err("looking up the bridge"))?;
+        let bridge = match found {
+            Some(l) if net.checked_boot.is_some_and(same_boot) => l,
+            _ => {
+                // After a reboot the database outlives the kernel state, and another state
+                // root whose names collide with ours may have brought up a bridge or table
+                // of our names first: made or adopted again, never someone else's. Once per
+                // boot; then an index lookup is all.
+                let made = self.ensure_kernel(net, false, false)?;
+                recreated = made.bridge;
+                record_checked(self.conn, &net.name)?;
                 nl.index_of(&net.bridge)
                     .map_err(nl_err("looking up the bridge"))?
                     .ok_or_else(|| Error::Netlink {
@@ -2344,6 +2729,7 @@ fn row_to_network(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkInfo> {
         options: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
         created: r.get(12)?,
         endpoints: Vec::new(),
+        checked_boot: r.get::<_, Option<String>>(13)?.and_then(|v| v.parse().ok()),
     })
 }
 
@@ -2385,24 +2771,46 @@ fn endpoints(conn: &Connection, network: &str) -> Result<Vec<Endpoint>> {
     Ok(v)
 }
 
-/// Removes a network's kernel state: elements, bridge (if `bridge`), and the whole table (if
-/// `last`). Missing pieces are not errors.
-fn teardown_kernel(n: &NetworkInfo, last: bool, bridge: bool) -> Result<()> {
-    if last {
-        match nft::run(&format!("delete table inet {}", n.nft_table)) {
-            Ok(_) => {}
-            Err(e) if nft::is_missing(&e) => {}
-            Err(e) => return Err(Error::Nft(e)),
-        }
-    } else {
-        nft_delete(&network_elements("delete", n))?;
-    }
-    if bridge {
-        Netlink::open()
-            .and_then(|mut nl| nl.delete_link(&n.bridge))
-            .map_err(nl_err(format!("deleting bridge {}", n.bridge)))?;
-    }
+/// When this boot began, in Unix seconds: the realtime clock less the time since boot (which
+/// counts suspended time too), two vDSO calls. It moves only when the clock is stepped.
+fn boot_start() -> i64 {
+    let now = |clock| {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec we own.
+        unsafe { libc::clock_gettime(clock, &mut t) };
+        t.tv_sec
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_BOOTTIME)
+}
+
+/// Whether a [`boot_start`] recorded earlier is this boot's (allowing for clock slewing; a
+/// stepped clock only costs a check more).
+fn same_boot(recorded: i64) -> bool {
+    (recorded - boot_start()).abs() <= 2
+}
+
+/// Records that network `name`'s bridge and table are its own in this boot.
+fn record_checked(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO net_meta (key, value) VALUES ('checked:' || ?1, ?2)",
+        params![name, boot_start().to_string()],
+    )?;
     Ok(())
+}
+
+/// Undoes what [`Networks::ensure_kernel`] made for `n` (and nothing it found).
+fn undo_kernel(n: &NetworkInfo, made: Made) {
+    if made.bridge {
+        let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&n.bridge));
+    }
+    if made.table {
+        let _ = nft_delete(&format!("delete table inet {}", n.nft_table));
+    } else if made.elements {
+        let _ = nft_delete(&network_elements("delete", n));
+    }
 }
 
 /// True if a host socket could bind `addr:port` now (nothing listens there); an address
@@ -2606,7 +3014,7 @@ mod tests {
             );
             return;
         }
-        let old: String = table_script("hkup")
+        let old: String = table_script("hkup", "hako test")
             .lines()
             .filter(|l| !l.contains("natnets6") && !l.contains("pany6") && !l.contains("pip6"))
             .map(|l| format!("{l}\n"))
@@ -2620,7 +3028,7 @@ mod tests {
         assert_eq!(listed.matches("map @pip6").count(), 1, "{listed}");
         // A table with IPv6 but from before pip6 gains only that.
         nft::run("delete table inet hkup").unwrap();
-        let old: String = table_script("hkup")
+        let old: String = table_script("hkup", "hako test")
             .lines()
             .filter(|l| !l.contains("pip6"))
             .map(|l| format!("{l}\n"))
@@ -2643,5 +3051,73 @@ mod tests {
             ..Config::default()
         };
         assert!(Networks::open_with(&conn, cfg).is_err());
+        for owner in ["/a b", "/a\"b", "/a\\b", &"x".repeat(201)] {
+            let cfg = Config {
+                owner: owner.into(),
+                ..Config::default()
+            };
+            assert!(Networks::open_with(&conn, cfg).is_err(), "{owner}");
+        }
+    }
+
+    #[test]
+    fn markers_tell_this_root_its_earlier_life_and_others_apart() {
+        let cfg = || Config {
+            owner: "/var/tmp/root-a".into(),
+            ..Config::default()
+        };
+        let conn = Connection::open_in_memory().unwrap();
+        let nets = Networks::open_with(&conn, cfg()).unwrap();
+        let mine = nets.marker().unwrap();
+        assert!(
+            mine.starts_with("hako ") && mine.ends_with(" /var/tmp/root-a"),
+            "{mine}"
+        );
+        assert_eq!(nets.claim_of(Some(&mine)).unwrap(), Claim::Mine);
+        // The instance is kept in the database: the next command is the same life.
+        let again = Networks::open_with(&conn, cfg()).unwrap();
+        assert_eq!(again.marker().unwrap(), mine);
+        // A new database at the same path (rm -rf of the root) is a new life: what the old
+        // one made is this root's, but stale.
+        let conn2 = Connection::open_in_memory().unwrap();
+        let reborn = Networks::open_with(&conn2, cfg()).unwrap();
+        assert_ne!(reborn.marker().unwrap(), mine);
+        assert_eq!(reborn.claim_of(Some(&mine)).unwrap(), Claim::Stale);
+        assert!(reborn.claim_of(Some(&mine)).unwrap().ours());
+        // Anyone else's.
+        let other = nets
+            .claim_of(Some("hako 0123456789abcdef /var/tmp/root-b"))
+            .unwrap();
+        assert!(
+            matches!(&other, Claim::Theirs(b) if b.contains("/var/tmp/root-b")),
+            "{other:?}"
+        );
+        assert!(matches!(
+            nets.claim_of(Some("uplink to the lab")).unwrap(),
+            Claim::Theirs(_)
+        ));
+        assert_eq!(nets.claim_of(None).unwrap(), Claim::Unmarked);
+        assert!(!Claim::Unmarked.ours());
+    }
+
+    #[test]
+    fn name_series_and_table_comments() {
+        assert_eq!(candidate("hako0", 0, "", 15).as_deref(), Some("hako0"));
+        assert_eq!(candidate("hako0", 1, "", 15).as_deref(), Some("hako01"));
+        assert_eq!(
+            candidate("hakoabcdef", 12, "", 15).as_deref(),
+            Some("hakoabcdef12")
+        );
+        assert_eq!(
+            candidate("hkt123456x7", 10000, "", 15),
+            None,
+            "over IFNAMSIZ"
+        );
+        assert_eq!(candidate("hako", 2, "_", 64).as_deref(), Some("hako_2"));
+        let listing = "table inet hako_ab {\n\tcomment \"hako 00ff /r\"\n\n\tset bridges {\n";
+        assert_eq!(table_comment(listing), Some("hako 00ff /r"));
+        assert_eq!(table_comment("table inet t {\n}\n"), None);
+        assert!(table_script("t", "hako 00ff /r")
+            .starts_with("create table inet t { comment \"hako 00ff /r\"; }\n"));
     }
 }

@@ -33,6 +33,10 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
+const IFLA_IFALIAS: u16 = 20;
+const IFLA_EXT_MASK: u16 = 29;
+/// `RTEXT_FILTER_SKIP_STATS`: a GETLINK answer without the link's statistics.
+const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const IFLA_PROTINFO: u16 = 12;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
@@ -419,6 +423,44 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The alias (`IFLA_IFALIAS`, `ip link set NAME alias TEXT`) of link `name`: `None` if
+    /// there is no such link, `Some(None)` if it has no alias.
+    ///
+    /// Asked over netlink rather than read from `/sys/class/net/NAME/ifalias`, because sysfs
+    /// shows the network namespace of whoever mounted it, not necessarily ours.
+    pub fn alias_of(&mut self, name: &str) -> io::Result<Option<Option<String>>> {
+        let mut m = Msg::new(RTM_GETLINK, NLM_F_ACK).ifinfo(0, 0, 0, 0);
+        m.attr_str(IFLA_IFNAME, name);
+        m.attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+        let seq = self.send(m)?;
+        let mut out = None;
+        let r = self.recv(seq, |ty, p| {
+            if ty == RTM_NEWLINK && p.len() >= 16 {
+                out = Some(
+                    attrs(&p[16..])
+                        .find(|(t, _)| *t == IFLA_IFALIAS)
+                        .map(|(_, v)| {
+                            let v = v.split(|b| *b == 0).next().unwrap_or_default();
+                            String::from_utf8_lossy(v).into_owned()
+                        })
+                        .filter(|a| !a.is_empty()),
+                );
+            }
+        });
+        match r {
+            Ok(()) => Ok(out),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the alias of link `index` (at most 255 bytes).
+    pub fn set_alias(&mut self, index: i32, alias: &str) -> io::Result<()> {
+        let mut m = Msg::new(RTM_SETLINK, NLM_F_ACK).ifinfo(0, index, 0, 0);
+        m.attr_str(IFLA_IFALIAS, alias);
+        self.exec(m)
     }
 
     /// Creates a bridge (fails with `EEXIST` if the name is taken).

@@ -88,7 +88,8 @@ fn create_errors() {
     // The bridge name is taken by another interface: refused, nothing is touched.
     assert_eq!(
         err("two", &o),
-        "invalid bridge name \"hkdummy0\": a network interface of that name already exists"
+        "invalid bridge name \"hkdummy0\": a network interface of that name already exists, \
+         made by another program (it has no hako marker)"
     );
     assert!(!sh("ip -o addr show hkdummy0").contains("10.214"));
     // Nothing half-made: only "one" exists, and its bridge.

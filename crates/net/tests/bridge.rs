@@ -13,6 +13,7 @@ fn ms(t: Instant) -> f64 {
 
 #[test]
 fn default_bridge_nat_and_published_ports() {
+    let _serial = common::serial();
     private_host();
     let dir = tempfile::tempdir().unwrap();
     let conn = db(&dir);
@@ -133,6 +134,7 @@ fn default_bridge_nat_and_published_ports() {
 
 #[test]
 fn user_network_internal_and_reconcile() {
+    let _serial = common::serial();
     private_host();
     let dir = tempfile::tempdir().unwrap();
     let conn = db(&dir);
@@ -209,6 +211,7 @@ fn user_network_internal_and_reconcile() {
 
 #[test]
 fn concurrent_attaches_get_distinct_addresses() {
+    let _serial = common::serial();
     private_host();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config("10.204.0.0/24");
@@ -269,6 +272,7 @@ fn concurrent_attaches_get_distinct_addresses() {
 /// behind (the process must stay fork-safe for later clones).
 #[test]
 fn attach_cost_and_no_threads_left() {
+    let _serial = common::serial();
     private_host();
     let dir = tempfile::tempdir().unwrap();
     let conn = db(&dir);
@@ -310,4 +314,191 @@ fn attach_cost_and_no_threads_left() {
     assert_eq!(threads(), before);
     nets.detach("warm").unwrap();
     nets.remove("bridge").unwrap();
+}
+
+/// The alias of link `name` in the calling thread's namespace ("" if none).
+fn alias(name: &str) -> String {
+    let out = sh(&format!("ip -d link show {name}"));
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("alias "))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_root_made_again_replaces_its_earlier_lifes_bridge_and_table() {
+    let _serial = common::serial();
+    private_host();
+    let cfg = config("10.203.0.0/24");
+    let (bridge, table) = (cfg.default_bridge.clone(), cfg.nft_table.clone());
+    let c = Netns::new();
+    let first = tempfile::tempdir().unwrap();
+    let conn = db(&first);
+    let nets = Networks::open_with(&conn, cfg.clone()).unwrap();
+    nets.attach("bridge", "ctr-a", c.pid(), &AttachOptions::default())
+        .unwrap();
+    let old_alias = alias(&bridge);
+    assert!(
+        old_alias.starts_with("hako ") && old_alias.ends_with(&cfg.owner),
+        "{old_alias}"
+    );
+    assert!(sh(&format!("nft list table inet {table}")).contains(&old_alias));
+    drop(nets);
+    drop(conn);
+    // `rm -rf` of the root: the bridge and table stay, nothing records them any more.
+    drop(first);
+    let c2 = Netns::new();
+    let again = tempfile::tempdir().unwrap();
+    let conn = db(&again);
+    let nets = Networks::open_with(&conn, cfg.clone()).unwrap();
+    let att = nets
+        .attach("bridge", "ctr-b", c2.pid(), &AttachOptions::default())
+        .unwrap();
+    // The same names, made anew (the old life's container is off the bridge), marked as
+    // this life's.
+    assert_eq!(nets.inspect("bridge").unwrap().bridge, bridge);
+    assert_eq!(nets.inspect("bridge").unwrap().nft_table, table);
+    assert_eq!(att.ip.to_string(), "10.203.0.2", "the old lease is gone");
+    let new_alias = alias(&bridge);
+    assert!(
+        new_alias != old_alias && new_alias.ends_with(&cfg.owner),
+        "{new_alias}"
+    );
+    assert!(sh(&format!("nft list table inet {table}")).contains(&new_alias));
+    c2.sh("busybox ping -c1 -W2 10.203.0.1");
+    nets.detach("ctr-b").unwrap();
+    nets.remove("bridge").unwrap();
+    assert!(!try_sh(&format!("ip link show {bridge}")).0);
+    assert!(!try_sh(&format!("nft list table inet {table}")).0);
+}
+
+#[test]
+fn others_bridges_and_tables_of_the_same_names_are_left_alone() {
+    let _serial = common::serial();
+    private_host();
+    let cfg = config("10.204.0.0/24");
+    let (bridge, table) = (cfg.default_bridge.clone(), cfg.nft_table.clone());
+    // Someone else's interface and table with the default network's names, and another
+    // state root's marked bridge with the next name.
+    sh(&format!(
+        "ip link add {bridge} type bridge && nft add table inet {table} && \
+         ip link add {bridge}3 type bridge && ip link set {bridge}3 alias 'the lab uplink'"
+    ));
+    sh(&format!(
+        "ip link add {bridge}1 type bridge && ip link set {bridge}1 alias 'hako 00 /elsewhere'"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let conn = db(&dir);
+    let nets = Networks::open_with(&conn, cfg).unwrap();
+    let c = Netns::new();
+    let att = nets
+        .attach("bridge", "ctr-a", c.pid(), &AttachOptions::default())
+        .unwrap();
+    let info = nets.inspect("bridge").unwrap();
+    assert_eq!(info.bridge, format!("{bridge}2"));
+    assert_eq!(info.nft_table, format!("{table}_1"));
+    assert_eq!(att.new_bridge.as_deref(), Some(info.bridge.as_str()));
+    c.sh("busybox ping -c1 -W2 10.204.0.1");
+    // A user network named onto another's link is refused, naming who made it.
+    let e = nets
+        .create(
+            "mine",
+            &hako_net::CreateOptions {
+                options: [(
+                    "com.docker.network.bridge.name".to_string(),
+                    format!("{bridge}1"),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/elsewhere"), "{e}");
+    nets.detach("ctr-a").unwrap();
+    nets.remove("bridge").unwrap();
+    // Theirs are as they were.
+    for (name, marker) in [
+        (bridge.clone(), ""),
+        (format!("{bridge}1"), "hako 00 /elsewhere"),
+        (format!("{bridge}3"), "the lab uplink"),
+    ] {
+        assert_eq!(alias(&name), marker);
+        let link = sh(&format!("ip -o link show {name}"));
+        assert!(link.contains("state DOWN"), "{link}");
+        assert!(!sh(&format!("ip -o addr show {name}")).contains("inet "));
+    }
+    assert_eq!(
+        sh(&format!("nft list table inet {table}")).trim(),
+        format!("table inet {table} {{\n}}")
+    );
+    assert!(!try_sh(&format!("ip link show {bridge}2")).0);
+    assert!(!try_sh(&format!("nft list table inet {table}_1")).0);
+}
+
+#[test]
+fn two_roots_whose_names_collide_both_work_and_keep_to_their_own() {
+    let _serial = common::serial();
+    private_host();
+    let a_cfg = config("10.205.0.0/24");
+    let b_cfg = hako_net::Config {
+        default_subnet: Some("10.206.0.0/24".parse().unwrap()),
+        owner: format!("{}-b", a_cfg.owner),
+        ..a_cfg.clone()
+    };
+    let (bridge, table) = (a_cfg.default_bridge.clone(), a_cfg.nft_table.clone());
+    let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (conn_a, conn_b) = (db(&da), db(&db_));
+    let a = Networks::open_with(&conn_a, a_cfg).unwrap();
+    let b = Networks::open_with(&conn_b, b_cfg).unwrap();
+    let (ca, cb) = (Netns::new(), Netns::new());
+    a.attach("bridge", "ctr-a", ca.pid(), &AttachOptions::default())
+        .unwrap();
+    b.attach("bridge", "ctr-b", cb.pid(), &AttachOptions::default())
+        .unwrap();
+    assert_eq!(a.inspect("bridge").unwrap().bridge, bridge);
+    assert_eq!(b.inspect("bridge").unwrap().bridge, format!("{bridge}1"));
+    assert_eq!(b.inspect("bridge").unwrap().nft_table, format!("{table}_1"));
+    ca.sh("busybox ping -c1 -W2 10.205.0.1");
+    cb.sh("busybox ping -c1 -W2 10.206.0.1");
+    // Each root's teardown takes only its own.
+    b.detach("ctr-b").unwrap();
+    b.remove("bridge").unwrap();
+    assert!(!try_sh(&format!("ip link show {bridge}1")).0);
+    ca.sh("busybox ping -c1 -W2 10.205.0.1");
+    assert!(try_sh(&format!("nft list table inet {table}")).0);
+    // After a reboot another root's bridge holds a's name (it came up first): a says so and
+    // leaves it. The reboot: the kernel state goes, and a's record of when it last checked
+    // its names is from an earlier boot.
+    a.detach("ctr-a").unwrap();
+    sh(&format!(
+        "ip link del {bridge} && ip link add {bridge} type bridge && \
+         ip link set {bridge} alias 'hako 00 /elsewhere'"
+    ));
+    conn_a
+        .execute(
+            "UPDATE net_meta SET value = '0' WHERE key = 'checked:bridge'",
+            [],
+        )
+        .unwrap();
+    let ca2 = Netns::new();
+    let e = a
+        .attach("bridge", "ctr-a2", ca2.pid(), &AttachOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&bridge) && e.contains("/elsewhere") && e.contains("leaves it alone"),
+        "{e}"
+    );
+    assert!(
+        a.inspect("bridge").unwrap().endpoints.is_empty(),
+        "no lease left"
+    );
+    a.remove("bridge").unwrap();
+    assert_eq!(
+        alias(&bridge),
+        "hako 00 /elsewhere",
+        "removal left it alone"
+    );
+    assert!(!try_sh(&format!("nft list table inet {table}")).0);
 }

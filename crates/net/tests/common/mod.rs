@@ -16,6 +16,13 @@ use hako_net::Config;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Serialises the tests of one binary: `attach_cost_and_no_threads_left` counts the threads of
+/// the whole test process, which tests running beside it start and end.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Moves the calling thread into a new network namespace with loopback up.
 pub fn private_host() {
     // SAFETY: unshare(2) with CLONE_NEWNET affects only the calling thread's namespaces.
@@ -43,6 +50,7 @@ pub fn config(subnet: &str) -> Config {
         // The name server binary is hako-cli's; the CLI's end-to-end tests cover it.
         dns_server: None,
         proxy_server: None,
+        owner: format!("/test/{pid}/{n}"),
     }
 }
 
