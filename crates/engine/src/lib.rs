@@ -129,9 +129,7 @@ pub(crate) fn container_using(
             r.get::<_, Option<i64>>(5)?,
         ))
     })?;
-    let alive = |pid: Option<i32>, start: Option<i64>| {
-        pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start)
-    };
+    let alive = |pid: Option<i32>, start: Option<i64>| pid.is_some_and(|p| alive_since(p, start));
     let mut first = None;
     for row in rows {
         let (id, state, pid, pid_start, owner, owner_start) = row?;
@@ -553,6 +551,25 @@ pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     after.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process that started at `start` and has not exited. An exited
+/// process stays in /proc as a zombie until its parent reaps it; a container whose `hako` or
+/// monitor was killed has init for a parent, which may take its time (or, as PID 1 of another
+/// container, never reap it), and it must not look alive meanwhile.
+pub(crate) fn alive_since(pid: i32, start: Option<i64>) -> bool {
+    let Some(start) = start else {
+        return false;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(after) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return false;
+    };
+    let mut fields = after.split(' ');
+    let exited = matches!(fields.next(), Some("Z" | "X" | "x"));
+    !exited && fields.nth(18).and_then(|t| t.parse().ok()) == Some(start)
 }
 
 const SCHEMA: &str = "
@@ -1451,9 +1468,8 @@ impl Engine {
             it.collect::<rusqlite::Result<_>>()?
         };
         let mut cgroups = None;
-        let alive = |pid: Option<i32>, start: Option<i64>| {
-            pid.is_some_and(|p| process_start_time(p).is_some() && process_start_time(p) == start)
-        };
+        let alive =
+            |pid: Option<i32>, start: Option<i64>| pid.is_some_and(|p| alive_since(p, start));
         for (id, pid, start, auto_remove, parent, owner, owner_start) in rows {
             // A container whose owner (its monitor, or a foreground `run`) lives is finished
             // by that owner: finishing it here first would skip its restart policy, which only
@@ -1492,9 +1508,7 @@ impl Engine {
                 ))
             })?;
             it.filter_map(|row| row.ok())
-                .filter(|(_, _, _, pid, start, _)| {
-                    process_start_time(*pid).is_none() || process_start_time(*pid) != *start
-                })
+                .filter(|(_, _, _, pid, start, _)| !alive_since(*pid, *start))
                 .map(|(id, auto, parent, _, _, spawned)| (id, auto, parent, spawned))
                 .collect()
         };
@@ -1646,7 +1660,7 @@ impl Engine {
                 )?;
             let cs = CgroupSystem::detect()?;
             let cg = cs.open(parent.as_deref(), &format!("hako-{}", c.id));
-            if let Some(p) = pid.filter(|&p| process_start_time(p) == start) {
+            if let Some(p) = pid.filter(|&p| alive_since(p, start)) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(p),
                     nix::sys::signal::Signal::SIGKILL,
@@ -1655,7 +1669,7 @@ impl Engine {
             // The container's own hako may remove the cgroup at the same moment; only a
             // process that survives is a failure.
             if let Err(e) = cg.kill_all() {
-                if pid.is_some_and(|p| process_start_time(p) == start) {
+                if pid.is_some_and(|p| alive_since(p, start)) {
                     return Err(e.into());
                 }
             }
@@ -1895,5 +1909,58 @@ mod tests {
     fn start_time_of_self() {
         assert!(process_start_time(std::process::id() as i32).is_some());
         assert!(process_start_time(i32::MAX).is_none());
+    }
+
+    /// A child that has exited and is not reaped yet: a zombie, still in /proc.
+    fn zombie() -> std::process::Child {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&stat)
+            .unwrap()
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.starts_with(" Z"))
+        {
+            assert!(std::time::Instant::now() < deadline, "`true` did not exit");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let me = std::process::id() as i32;
+        assert!(alive_since(me, process_start_time(me)));
+        assert!(!alive_since(me, process_start_time(me).map(|t| t + 1)));
+        assert!(!alive_since(me, None));
+        let mut z = zombie();
+        let pid = z.id() as i32;
+        let start = process_start_time(pid);
+        assert!(start.is_some(), "a zombie keeps its /proc entry");
+        assert!(!alive_since(pid, start));
+        z.wait().unwrap();
+    }
+
+    /// A container whose `hako` was killed while init had not reaped its process yet was listed
+    /// running, and its port and address stayed taken, until init got round to it.
+    #[test]
+    fn reconcile_finishes_a_container_whose_process_is_a_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let mut z = zombie();
+        let pid = z.id() as i32;
+        let id = "a".repeat(64);
+        e.store
+            .conn()
+            .execute(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, pid, pid_start, auto_remove, config)
+                 VALUES (?1, 'zombie', 'busybox', 'x', '[]', 0, 'running', ?2, ?3, 0, '{}')",
+                params![id, pid, process_start_time(pid)],
+            )
+            .unwrap();
+        let c = e.find("zombie").unwrap();
+        assert_eq!(c.state, State::Exited);
+        assert_eq!(c.exit_code, Some(255));
+        z.wait().unwrap();
     }
 }

@@ -7,7 +7,9 @@
 //! `containers/<id>/exit` and execs `hako container-finish <id>` to record it and clean up.
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
-use crate::{now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions};
+use crate::{
+    alive_since, now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions,
+};
 use nix::unistd::{fork, ForkResult};
 use rusqlite::params;
 use std::ffi::CString;
@@ -449,7 +451,7 @@ impl Engine {
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        Ok(pid.filter(|&p| state == "running" && process_start_time(p) == start))
+        Ok(pid.filter(|&p| state == "running" && alive_since(p, start)))
     }
 
     /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
@@ -466,7 +468,7 @@ impl Engine {
         };
         let target = nix::unistd::Pid::from_raw(pid);
         let start = process_start_time(pid);
-        let alive = || process_start_time(pid).is_some() && process_start_time(pid) == start;
+        let alive = || alive_since(pid, start);
         if !timeout.is_zero() {
             let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + timeout;
@@ -503,7 +505,7 @@ impl Engine {
             [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(owner.is_none_or(|p| process_start_time(p).is_none() || process_start_time(p) != start))
+        Ok(owner.is_none_or(|p| !alive_since(p, start)))
     }
 
     /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.
