@@ -1494,6 +1494,7 @@ impl Builder<'_> {
         // holds a secret (`--mount=type=secret,env=`).
         if committed.is_ok() && self.opts.keep_containers && !secret_env {
             let id = committed?;
+            self.engine.keep_build_step(&cid)?;
             cache::store(self.engine.images().conn(), &key, &id, self.used())?;
             return self.say(&format!(" ---> {}", short(&id)));
         }

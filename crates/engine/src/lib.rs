@@ -959,7 +959,14 @@ impl Engine {
         let image = self.resolve_image(&opts.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, opts, image)?;
-        self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
+        self.insert_container(
+            &id,
+            opts,
+            &plan.image.id,
+            &plan.args,
+            Some(self_owner()),
+            opts.auto_remove,
+        )?;
         self.launch(&id, opts, &plan, opts.detach, on_start)
     }
 
@@ -968,7 +975,14 @@ impl Engine {
         let image = self.resolve_image(&opts.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, opts, image)?;
-        self.insert_container(&id, opts, &plan.image.id, &plan.args, None)?;
+        self.insert_container(
+            &id,
+            opts,
+            &plan.image.id,
+            &plan.args,
+            None,
+            opts.auto_remove,
+        )?;
         Ok(id)
     }
 
@@ -1063,6 +1077,8 @@ impl Engine {
 
     /// Records a new container. `owner` is the process that will start it (this one for
     /// `run`), so a crash before the start is recorded can be recognised; `None` for `create`.
+    /// `auto_remove` is what reconcile applies if that owner dies: `opts.auto_remove`, except
+    /// for a build step, which goes with its build.
     fn insert_container(
         &self,
         id: &str,
@@ -1070,6 +1086,7 @@ impl Engine {
         image_id: &str,
         args: &[String],
         owner: Option<(i32, Option<i64>)>,
+        auto_remove: bool,
     ) -> Result<String> {
         let command = serde_json::to_string(args).map_err(|e| Error::Invalid(e.to_string()))?;
         let config = serde_json::to_string(opts).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -1093,7 +1110,7 @@ impl Engine {
                     image_id,
                     command,
                     now_nanos(),
-                    opts.auto_remove,
+                    auto_remove,
                     opts.cgroup_parent,
                     config,
                     owner.map(|(p, _)| p),
@@ -1534,6 +1551,28 @@ impl Engine {
                 )?;
             }
         }
+        // A build step's container stays recorded as --rm after its process exited, until its
+        // build has made the layer and removed (or kept) it: if the build died meanwhile, the
+        // container goes.
+        let steps: Vec<String> = {
+            let mut st = self.store.conn().prepare(
+                "SELECT id, owner_pid, owner_start FROM containers WHERE state = 'exited' AND auto_remove = 1 AND owner_pid IS NOT NULL",
+            )?;
+            let it = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i32>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            it.filter_map(|row| row.ok())
+                .filter(|(_, pid, start)| !alive_since(*pid, *start))
+                .map(|(id, ..)| id)
+                .collect()
+        };
+        for id in steps {
+            self.delete_container(&id, &self.container_dir(&id));
+        }
         // Leases, veths and port rules of containers that no longer run. A container being
         // started is still `created` while its network is wired (the start hook runs before
         // its process is recorded): while its owner lives, its network is in use.
@@ -1962,5 +2001,39 @@ mod tests {
         assert_eq!(c.state, State::Exited);
         assert_eq!(c.exit_code, Some(255));
         z.wait().unwrap();
+    }
+
+    /// A build killed after a RUN step's process exited, while it made the step's layer, left
+    /// the step's container behind as an exited container.
+    #[test]
+    fn reconcile_removes_the_exited_step_of_a_dead_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let (me, my_start) = self_owner();
+        let mut z = zombie();
+        let dead = z.id() as i32;
+        let dead_start = process_start_time(dead);
+        z.wait().unwrap();
+        for (id, name, owner, start) in [
+            ("a".repeat(64), "live-build", me, my_start),
+            ("b".repeat(64), "dead-build", dead, dead_start),
+        ] {
+            e.store
+                .conn()
+                .execute(
+                    "INSERT INTO containers (id, name, image, image_id, command, created, state, exit_code, auto_remove, config, owner_pid, owner_start)
+                     VALUES (?1, ?2, 'busybox', 'x', '[]', 0, 'exited', 0, 1, '{}', ?3, ?4)",
+                    params![id, name, owner, start],
+                )
+                .unwrap();
+            std::fs::create_dir_all(e.container_dir(&id).join("upper")).unwrap();
+        }
+        e.reconcile().unwrap();
+        let names: Vec<String> = e.list(true).unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["live-build"], "the live build keeps its step");
+        let dirs = std::fs::read_dir(dir.path().join("containers"))
+            .unwrap()
+            .count();
+        assert_eq!(dirs, 1, "the dead build's step directory goes too");
     }
 }
