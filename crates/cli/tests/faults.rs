@@ -137,11 +137,9 @@ struct Ctr {
     name: String,
     status: String,
     running: bool,
-    paused: bool,
     pid: i32,
     auto_remove: bool,
     image: String,
-    ip: String,
 }
 
 /// A listed image, from `image inspect`.
@@ -254,6 +252,8 @@ struct Campaign<'r> {
     /// Every container ID this root is known to have had: a leaked cgroup or monitor can only
     /// be told apart from another suite's by its ID.
     known: BTreeSet<String>,
+    /// Bridges this root's networks have had.
+    bridges: BTreeSet<String>,
     /// Detached containers whose monitor this test killed: they may run on unsupervised.
     unmonitored: BTreeSet<String>,
     /// check name → the trials that failed it, with what was found.
@@ -279,6 +279,7 @@ impl<'r> Campaign<'r> {
             trial: String::new(),
             known: BTreeSet::new(),
             unmonitored: BTreeSet::new(),
+            bridges: BTreeSet::new(),
             failures: BTreeMap::new(),
             trials_run: 0,
             killed: 0,
@@ -295,8 +296,12 @@ impl<'r> Campaign<'r> {
 
     fn fail(&mut self, check: &'static str, detail: impl Into<String>) {
         let line = format!("{} — {}", self.trial, detail.into());
-        eprintln!("faults/{}: [{check}] {line}", self.command);
-        self.failures.entry(check).or_default().push(line);
+        let seen = self.failures.entry(check).or_default();
+        // A later check of the same trial finds the same thing again.
+        if !seen.contains(&line) {
+            eprintln!("faults/{}: [{check}] {line}", self.command);
+            seen.push(line);
+        }
     }
 
     /// Kill delays for `n` trials of a command that takes `measured` unkilled: one in each of
@@ -456,14 +461,9 @@ impl<'r> Campaign<'r> {
                         .unwrap_or_default()
                         .to_string(),
                     running: d["State"]["Running"].as_bool().unwrap_or(false),
-                    paused: d["State"]["Paused"].as_bool().unwrap_or(false),
                     pid: d["State"]["Pid"].as_i64().unwrap_or(0) as i32,
                     auto_remove: d["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
                     image: d["Image"].as_str().unwrap_or_default().to_string(),
-                    ip: d["NetworkSettings"]["IPAddress"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
                 })
                 .collect(),
         )
@@ -715,48 +715,125 @@ impl<'r> Campaign<'r> {
         }
     }
 
-    /// The root's default bridge, its ports and its nft table must hold only what running
-    /// containers use.
+    /// Every network of the root: its endpoints, bridge ports, the root's nft table (bridges,
+    /// subnets, forwarded ports) and its name server must hold only what running containers
+    /// use, and the bridges of removed networks must be gone.
     fn check_network(&mut self, containers: &[Ctr]) {
-        let Some(o) = self.exec(&["network", "inspect", "bridge"]) else {
+        let Some(ids) = self.must("next command", &["network", "ls", "-q"]) else {
             return;
         };
-        if o.code != 0 {
-            // No bridged container has run on this root yet.
-            return;
-        }
-        let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-        let net = &doc[0];
-        let running: BTreeMap<&str, &Ctr> = containers
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        let nets: Vec<serde_json::Value> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut args = vec!["network", "inspect"];
+            args.extend(ids.iter().copied());
+            let Some(out) = self.must("next command", &args) else {
+                return;
+            };
+            serde_json::from_str(&out).unwrap()
+        };
+        let running: BTreeSet<&str> = containers
             .iter()
             .filter(|c| c.running)
-            .map(|c| (c.id.as_str(), c))
+            .map(|c| c.id.as_str())
             .collect();
-        if let Some(eps) = net["Containers"].as_object() {
-            for (id, ep) in eps {
-                if !running.contains_key(id.as_str()) {
+        let mut live_ips = BTreeSet::new();
+        let mut bridges = BTreeSet::new();
+        let mut subnets = BTreeSet::new();
+        let mut busy_nets = BTreeSet::new();
+        for net in &nets {
+            let name = net["Name"].as_str().unwrap_or_default().to_string();
+            let eps = net["Containers"].as_object().cloned().unwrap_or_default();
+            for (id, ep) in &eps {
+                if running.contains(id.as_str()) {
+                    busy_nets.insert(name.clone());
+                    if let Some(ip) = ep["IPv4Address"].as_str().and_then(|a| a.split('/').next()) {
+                        live_ips.insert(ip.to_string());
+                    }
+                } else {
                     self.fail(
                         "network leak",
-                        format!(
-                            "the bridge still has an endpoint of {id}, which is not running: {ep}"
-                        ),
+                        format!("network {name} still has an endpoint of {id}, which is not running: {ep}"),
                     );
                 }
             }
+            for cfg in net["IPAM"]["Config"].as_array().into_iter().flatten() {
+                if let Some(sub) = cfg["Subnet"].as_str() {
+                    subnets.insert(sub.to_string());
+                }
+            }
+            let Some(bridge) = net["Options"]["com.docker.network.bridge.name"].as_str() else {
+                continue;
+            };
+            bridges.insert(bridge.to_string());
+            self.bridges.insert(bridge.to_string());
+            let ports = entries(&Path::new("/sys/class/net").join(bridge).join("brif"));
+            if ports.len() > eps.len() {
+                self.fail(
+                    "network leak",
+                    format!(
+                        "bridge {bridge} of {name} has ports {ports:?} for {} endpoints",
+                        eps.len()
+                    ),
+                );
+            }
         }
-        let Some(bridge) = net["Options"]["com.docker.network.bridge.name"].as_str() else {
-            return;
-        };
-        let ports = entries(&Path::new("/sys/class/net").join(bridge).join("brif"));
-        let bridged = running.values().filter(|c| !c.ip.is_empty()).count();
-        if ports.len() > bridged {
+        // Bridges of this root's networks that were removed.
+        let gone: Vec<String> = self
+            .bridges
+            .iter()
+            .filter(|b| !bridges.contains(*b) && Path::new("/sys/class/net").join(b).exists())
+            .cloned()
+            .collect();
+        for b in gone {
             self.fail(
                 "network leak",
-                format!("{bridge} has ports {ports:?} for {bridged} running bridged containers"),
+                format!("bridge {b} is left, its network is gone"),
             );
         }
-        // The default network's table carries the bridge's name suffix.
-        let Some(table) = bridge.strip_prefix("hako").map(|s| format!("hako_{s}")) else {
+        self.check_nft(&bridges, &subnets, &live_ips);
+        // A name server exits within a second or so of its network's last lease going.
+        let idle = |r: &Root| -> Vec<i32> {
+            let servers = r.dns_servers();
+            servers
+                .into_iter()
+                .filter(|pid| {
+                    let net = std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| {
+                            c.split(|b| *b == 0)
+                                .nth(2)
+                                .map(|n| String::from_utf8_lossy(n).into_owned())
+                                .unwrap_or_default()
+                        })
+                        .unwrap_or_default();
+                    !busy_nets.contains(&net)
+                })
+                .collect()
+        };
+        if !common::wait_for(5, || idle(self.r).is_empty()) {
+            let left = idle(self.r);
+            self.fail(
+                "stray process",
+                format!("name servers {left:?} run for networks without a running container"),
+            );
+        }
+    }
+
+    /// The root's nft table lists only bridges and subnets of its networks, and forwards ports
+    /// only to running containers.
+    fn check_nft(
+        &mut self,
+        bridges: &BTreeSet<String>,
+        subnets: &BTreeSet<String>,
+        live_ips: &BTreeSet<String>,
+    ) {
+        // The table carries the default bridge's name suffix.
+        let Some(table) = bridges
+            .iter()
+            .find_map(|b| b.strip_prefix("hako"))
+            .map(|s| format!("hako_{s}"))
+        else {
             return;
         };
         let Ok(out) = Command::new("nft")
@@ -768,9 +845,31 @@ impl<'r> Campaign<'r> {
         if !out.status.success() {
             return;
         }
-        let live_ips: BTreeSet<&str> = running.values().map(|c| c.ip.as_str()).collect();
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         for item in doc["nftables"].as_array().into_iter().flatten() {
+            if let Some(set) = item.get("set") {
+                let name = set["name"].as_str().unwrap_or_default();
+                for elem in set["elem"].as_array().into_iter().flatten() {
+                    let stale = match name {
+                        "bridges" | "internal" => {
+                            !bridges.contains(elem.as_str().unwrap_or_default())
+                        }
+                        "nets" | "natnets" => {
+                            let p = &elem["prefix"];
+                            let sub =
+                                format!("{}/{}", p["addr"].as_str().unwrap_or_default(), p["len"]);
+                            !subnets.contains(&sub)
+                        }
+                        _ => false,
+                    };
+                    if stale {
+                        self.fail(
+                            "network leak",
+                            format!("nft set {table}/{name} still holds {elem}, of no network"),
+                        );
+                    }
+                }
+            }
             let Some(map) = item.get("map") else { continue };
             let name = map["name"].as_str().unwrap_or_default();
             if !matches!(name, "pany" | "pip") {
@@ -944,7 +1043,13 @@ impl<'r> Campaign<'r> {
             self.command, self.seed
         );
         for (check, list) in &self.failures {
-            msg.push_str(&format!("  [{check}] in {} trial(s), e.g.:\n", list.len()));
+            let trials: BTreeSet<&str> =
+                list.iter().filter_map(|l| l.split(" — ").next()).collect();
+            msg.push_str(&format!(
+                "  [{check}] in {} of {} trials, e.g.:\n",
+                trials.len(),
+                self.trials_run
+            ));
             for l in list.iter().take(3) {
                 msg.push_str(&format!("    {l}\n"));
             }
@@ -1039,7 +1144,7 @@ fn kill_9_load() {
         c.ok(&["image", "prune", "-a", "-f"]);
     };
     let measured = c.measure(&["load", "-q", "-i", &archive], &mut |c| reset(c));
-    let n = trials(16);
+    let n = trials(14);
     for (i, delay) in c.delays(measured, n).into_iter().enumerate() {
         reset(&mut c);
         c.trial = format!("trial {i}: load killed after {delay:?}");
@@ -1075,7 +1180,7 @@ fn kill_9_build() {
     };
     let uncached = ["build", "-q", "--no-cache", "-t", "bb2", ctx.as_str()];
     let measured = c.measure(&uncached, &mut |c| reset(c));
-    let n = trials(16);
+    let n = trials(14);
     for (i, delay) in c.delays(measured, n).into_iter().enumerate() {
         reset(&mut c);
         // Some builds find the first steps cached (from a build of part of the file).
@@ -1152,7 +1257,7 @@ fn kill_9_run_foreground() {
         ),
     ];
     let reset = |c: &mut Campaign<'_>| c.remove_containers_but(&[]);
-    let n = trials(24);
+    let n = trials(21);
     let mut plan = Vec::new();
     for (k, (label, args)) in variants.iter().enumerate() {
         let measured = c.measure(args, &mut |c| reset(c));
@@ -1185,8 +1290,12 @@ fn kill_9_run_detached() {
     c.trial = "setup".into();
     let tar = images_dir().join("busybox.tar");
     c.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    // A user-defined network has a name server, which the first container starts.
+    c.ok(&["network", "create", "fnet"]);
+    let port = hako_testkit::free_port().to_string();
+    let publish = format!("{port}:80");
     let reset = |c: &mut Campaign<'_>| c.remove_containers_but(&[]);
-    let n = trials(24);
+    let n = trials(30);
 
     // The starting `hako run -d`.
     let starts: Vec<(&str, Vec<&str>)> = vec![
@@ -1198,11 +1307,30 @@ fn kill_9_run_detached() {
             "run -d",
             vec!["run", "-d", "busybox", "sh", "-c", "sleep 0.3"],
         ),
+        (
+            "run -d --rm -p on a user network",
+            vec![
+                "run",
+                "-d",
+                "--rm",
+                "--network",
+                "fnet",
+                "-p",
+                &publish,
+                "busybox",
+                "sh",
+                "-c",
+                "sleep 0.3",
+            ],
+        ),
     ];
     let mut plan = Vec::new();
     for (label, args) in &starts {
-        let measured = c.measure(args, &mut |c| reset(c));
-        for d in c.delays(measured, n / 4) {
+        let measured = c.measure(args, &mut |c| {
+            c.settle_containers();
+            reset(c)
+        });
+        for d in c.delays(measured, n / 6) {
             plan.push((*label, args.clone(), d));
         }
     }
@@ -1213,6 +1341,8 @@ fn kill_9_run_detached() {
         let ended = c.kill_after(&args, delay);
         c.trial.push_str(&format!(" ({ended:?})"));
         c.after_kill();
+        // The killed command's container may run on with the port: let it finish first.
+        c.settle_containers();
         let _ = c.must("rerun", &args);
         // Let the re-run's container finish, then everything must be tidy again.
         c.settle_containers();
@@ -1229,6 +1359,19 @@ fn kill_9_run_detached() {
             "monitor of run -d",
             vec!["run", "-d", "busybox", "sh", "-c", "sleep 0.2"],
         ),
+        (
+            "monitor of run -d on a user network",
+            vec![
+                "run",
+                "-d",
+                "--network",
+                "fnet",
+                "busybox",
+                "sh",
+                "-c",
+                "sleep 0.2",
+            ],
+        ),
     ];
     let mut plan = Vec::new();
     for (label, args) in &monitored {
@@ -1240,7 +1383,7 @@ fn kill_9_run_detached() {
         }
         lives.sort();
         eprintln!("faults/run -d: a monitor of {args:?} lives {:?}", lives[1]);
-        for d in c.delays(lives[1], n / 4) {
+        for d in c.delays(lives[1], n / 6) {
             plan.push((*label, args.clone(), d));
         }
     }
@@ -1329,8 +1472,9 @@ impl Campaign<'_> {
     }
 }
 
-/// `rm -f` of a running container with a published port and an anonymous volume, and `rm -v`
-/// of a stopped one.
+/// `rm -f` of a running container with a published port and an anonymous volume, on the default
+/// bridge or on a user-defined network (whose name server then stops), and `rm -v` of a stopped
+/// one.
 #[test]
 fn kill_9_rm() {
     let r = Root::new();
@@ -1340,11 +1484,24 @@ fn kill_9_rm() {
     c.ok(&["import", tar.to_str().unwrap(), "busybox"]);
     let port = hako_testkit::free_port().to_string();
     let publish = format!("{port}:80");
-    let victim = |c: &mut Campaign<'_>, running: bool| {
+    c.ok(&["network", "create", "fnet"]);
+    // (running, network)
+    let victim = |c: &mut Campaign<'_>, (running, net): (bool, &str)| {
         c.remove_containers_but(&[]);
         if running {
             let id = c.ok(&[
-                "run", "-d", "--name", "victim", "-p", &publish, "-v", "/data", "busybox", "sleep",
+                "run",
+                "-d",
+                "--name",
+                "victim",
+                "--network",
+                net,
+                "-p",
+                &publish,
+                "-v",
+                "/data",
+                "busybox",
+                "sleep",
                 "1000",
             ]);
             c.known.insert(id.trim().to_string());
@@ -1356,19 +1513,24 @@ fn kill_9_rm() {
             .map(String::from)
             .collect::<Vec<_>>()
     };
-    let variants: Vec<(&str, bool, Vec<&str>)> = vec![
+    let variants: Vec<(&str, (bool, &str), Vec<&str>)> = vec![
         (
             "rm -f -v of a running container",
-            true,
+            (true, "bridge"),
+            vec!["rm", "-f", "-v", "victim"],
+        ),
+        (
+            "rm -f -v of a running container on a user network",
+            (true, "fnet"),
             vec!["rm", "-f", "-v", "victim"],
         ),
         (
             "rm -v of a stopped container",
-            false,
+            (false, ""),
             vec!["rm", "-v", "victim"],
         ),
     ];
-    let n = trials(20);
+    let n = trials(18);
     let mut plan = Vec::new();
     for (label, running, args) in &variants {
         let measured = c.measure(args, &mut |c| {
@@ -1488,7 +1650,8 @@ fn kill_9_rmi() {
     c.finish();
 }
 
-/// `image prune -a`, `container prune` and `system prune -a`.
+/// `image prune -a`, `container prune`, `system prune -a` (containers, images, an unused
+/// network, the build cache) and `network prune`.
 #[test]
 fn kill_9_prune() {
     let r = Root::new();
@@ -1499,8 +1662,20 @@ fn kill_9_prune() {
     c.ok(&["create", "--name", "keep", "busybox", "true"]);
     let reset = |c: &mut Campaign<'_>| {
         c.remove_containers_but(&["keep"]);
+        // `system prune` removes `keep` and then busybox too.
+        if c.exec(&["inspect", "keep"]).is_some_and(|o| o.code != 0) {
+            let tar = images_dir().join("busybox.tar");
+            c.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+            c.ok(&["create", "--name", "keep", "busybox", "true"]);
+        }
         c.ok(&["image", "prune", "-a", "-f"]);
         c.ok(&["load", "-q", "-i", &archive]);
+        // An unused network for `system prune` and `network prune`.
+        if c.exec(&["network", "inspect", "pnet"])
+            .is_some_and(|o| o.code != 0)
+        {
+            c.ok(&["network", "create", "pnet"]);
+        }
         for _ in 0..3 {
             let id = c.ok(&["run", "-d", "bb2", "true"]);
             c.known.insert(id.trim().to_string());
@@ -1511,8 +1686,9 @@ fn kill_9_prune() {
         ("image prune -a", vec!["image", "prune", "-a", "-f"]),
         ("container prune", vec!["container", "prune", "-f"]),
         ("system prune -a", vec!["system", "prune", "-a", "-f"]),
+        ("network prune", vec!["network", "prune", "-f"]),
     ];
-    let n = trials(24);
+    let n = trials(20);
     let mut plan = Vec::new();
     for (label, args) in &variants {
         let measured = c.measure(args, &mut |c| reset(c));
@@ -1628,6 +1804,120 @@ fn kill_9_cp() {
         }
         c.check();
     }
+    c.finish();
+}
+
+/// The checks find what they look for: each fault planted by hand is reported, and nothing
+/// else.
+#[test]
+fn the_checks_catch_planted_faults() {
+    let r = Root::new();
+    let mut c = Campaign::new(&r, "planted");
+    c.trial = "setup".into();
+    let tar = images_dir().join("busybox.tar");
+    c.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    let port = hako_testkit::free_port().to_string();
+    let publish = format!("{port}:80");
+    let web = c.ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, "busybox", "sleep", "1000",
+    ]);
+    let web = web.trim().to_string();
+    c.known.insert(web.clone());
+    c.trial = "clean root".into();
+    c.check();
+    assert!(
+        c.failures.is_empty(),
+        "a clean root passes: {:?}",
+        c.failures
+    );
+
+    c.trial = "planted".into();
+    // A frozen container (the checker thaws it).
+    let freezer = common::hako_cgroup_dirs()
+        .into_iter()
+        .find(|d| d.ends_with(format!("hako-{web}")) && d.join("freezer.state").exists())
+        .expect("the container's freezer cgroup");
+    std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+    // A cgroup of a container that does not exist.
+    let ghost = "f".repeat(64);
+    c.known.insert(ghost.clone());
+    let leaked = freezer.with_file_name(format!("hako-{ghost}"));
+    std::fs::create_dir(&leaked).unwrap();
+    // A port forwarded to an address no container has.
+    let bridge: serde_json::Value =
+        serde_json::from_str(&c.ok(&["network", "inspect", "bridge"])).unwrap();
+    let table = bridge[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .replacen("hako", "hako_", 1);
+    let elem = "{ tcp . 1 : 192.0.2.1 . 80 }";
+    let nft = |verb: &str| {
+        let st = Command::new("nft")
+            .args([verb, "element", "inet", &table, "pany", elem])
+            .status()
+            .unwrap();
+        assert!(st.success(), "nft {verb} element");
+    };
+    nft("add");
+    // A mount under the root.
+    let mnt = r.path().join("planted-mount");
+    std::fs::create_dir(&mnt).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &mnt,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    // A layer of a listed image gone.
+    let img: serde_json::Value =
+        serde_json::from_str(&c.ok(&["image", "inspect", "busybox"])).unwrap();
+    let diff: Vec<String> = vec![img[0]["RootFS"]["Layers"][0].as_str().unwrap().into()];
+    let layer = r.path().join("layers").join(hex_of(&chain_ids(&diff)[0]));
+    let aside = r.path().join("layer-aside");
+    std::fs::rename(&layer, &aside).unwrap();
+
+    c.check();
+    // A temporary file of a dead process, and a blob nothing references (planted after the
+    // commands, which would sweep the first).
+    let tmp = r.path().join("tmp/2147483646-planted");
+    std::fs::write(&tmp, "x").unwrap();
+    c.check_tmp();
+    let blob = r.path().join("blobs/sha256").join("0".repeat(64));
+    std::fs::write(&blob, "x").unwrap();
+    let orphans = c.orphans();
+
+    // Put everything back before the root's own leak checks.
+    nft("delete");
+    std::fs::remove_dir(&leaked).unwrap();
+    std::fs::rename(&aside, &layer).unwrap();
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let _ = std::fs::remove_dir(&mnt);
+
+    assert_eq!(
+        orphans,
+        vec![(format!("blobs/sha256/{}", "0".repeat(64)), 1)],
+        "the planted blob is an orphan"
+    );
+    let found: Vec<&str> = c.failures.keys().copied().collect();
+    assert_eq!(
+        found,
+        [
+            "cgroup leak",
+            "frozen",
+            "image broken",
+            "mounts",
+            "network leak",
+            "tmp leftovers"
+        ],
+        "{:#?}",
+        c.failures
+    );
+    assert!(!frozen(&freezer), "the checker thawed the container");
+    c.failures.clear();
+    c.remove_containers_but(&[]);
     c.finish();
 }
 
