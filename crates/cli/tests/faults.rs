@@ -1065,6 +1065,17 @@ COPY f /f
 RUN echo built > /built
 ";
 
+/// Two independent stages, which the builder runs at the same time, and one from both.
+const MULTI_STAGE: &str = "FROM busybox AS a
+RUN dd if=/dev/urandom of=/a bs=1k count=256 2>/dev/null
+FROM busybox AS b
+RUN dd if=/dev/urandom of=/b bs=1k count=256 2>/dev/null
+FROM busybox
+COPY --from=a /a /a
+COPY --from=b /b /b
+RUN echo built > /built
+";
+
 /// Imports busybox, builds `bb2` (busybox + three layers) and saves it to `bb2.tar` in the
 /// campaign's scratch directory. Returns the build context.
 fn fixture(c: &mut Campaign<'_>) -> PathBuf {
@@ -1165,6 +1176,8 @@ fn kill_9_load() {
     c.finish();
 }
 
+/// `build`: uncached, with its first steps cached, and with stages built in parallel (in
+/// forked children).
 #[test]
 fn kill_9_build() {
     let r = Root::new();
@@ -1172,30 +1185,65 @@ fn kill_9_build() {
     let ctx = fixture(&mut c);
     let ctx = ctx.to_str().unwrap().to_string();
     c.ok(&["create", "--name", "keep", "busybox", "true"]);
+    // Two stages built at once (one in a forked child), then a third from both.
+    let multi = c.scratch.path().join("multi");
+    std::fs::create_dir_all(&multi).unwrap();
+    std::fs::write(multi.join("Dockerfile"), MULTI_STAGE).unwrap();
+    let multi = multi.to_str().unwrap().to_string();
     let reset = |c: &mut Campaign<'_>| {
         c.remove_containers_but(&["keep"]);
         let _ = c.exec(&["rmi", "bb2"]);
+        let _ = c.exec(&["rmi", "bb3"]);
         c.ok(&["builder", "prune", "-a", "-f"]);
         c.ok(&["image", "prune", "-a", "-f"]);
     };
-    let uncached = ["build", "-q", "--no-cache", "-t", "bb2", ctx.as_str()];
-    let measured = c.measure(&uncached, &mut |c| reset(c));
-    let n = trials(14);
-    for (i, delay) in c.delays(measured, n).into_iter().enumerate() {
-        reset(&mut c);
-        // Some builds find the first steps cached (from a build of part of the file).
-        let warm = c.rng.bool();
-        if warm {
-            c.ok(&["build", "-q", "-t", "bb2", &ctx]);
-            c.ok(&["rmi", "bb2"]);
-            std::fs::write(Path::new(&ctx).join("f"), format!("file {i}\n")).unwrap();
+    // (label, args, tag, warm: a build of an older context first, so the first steps are cached)
+    let variants: Vec<(&str, Vec<&str>, &str, bool)> = vec![
+        (
+            "build",
+            vec!["build", "-q", "--no-cache", "-t", "bb2", &ctx],
+            "bb2",
+            false,
+        ),
+        (
+            "build (cache warm)",
+            vec!["build", "-q", "-t", "bb2", &ctx],
+            "bb2",
+            true,
+        ),
+        (
+            "multi-stage build",
+            vec!["build", "-q", "--no-cache", "-t", "bb3", &multi],
+            "bb3",
+            false,
+        ),
+    ];
+    let warm_up = |c: &mut Campaign<'_>, i: usize| {
+        std::fs::write(Path::new(&ctx).join("f"), "file\n").unwrap();
+        c.ok(&["build", "-q", "-t", "bb2", &ctx]);
+        c.ok(&["rmi", "bb2"]);
+        std::fs::write(Path::new(&ctx).join("f"), format!("file {i}\n")).unwrap();
+    };
+    let n = trials(15);
+    let mut plan = Vec::new();
+    for (label, args, tag, warm) in &variants {
+        let measured = c.measure(args, &mut |c| {
+            reset(c);
+            if *warm {
+                warm_up(c, 0);
+            }
+        });
+        for d in c.delays(measured, n / variants.len()) {
+            plan.push((*label, args.clone(), *tag, *warm, d));
         }
-        c.trial = format!("trial {i}: build (cache warm: {warm}) killed after {delay:?}");
-        let args: Vec<&str> = if warm {
-            vec!["build", "-q", "-t", "bb2", &ctx]
-        } else {
-            uncached.to_vec()
-        };
+    }
+    c.rng.shuffle(&mut plan);
+    for (i, (label, args, tag, warm, delay)) in plan.into_iter().enumerate() {
+        reset(&mut c);
+        if warm {
+            warm_up(&mut c, i + 1);
+        }
+        c.trial = format!("trial {i}: {label} killed after {delay:?}");
         let ended = c.kill_after(&args, delay);
         c.trial.push_str(&format!(" ({ended:?})"));
         let (containers, images) = c.after_kill();
@@ -1206,19 +1254,17 @@ fn kill_9_build() {
                 format!("{} ({}) is listed {}", ctr.name, ctr.id, ctr.status),
             );
         }
-        if images
-            .iter()
-            .any(|i| i.tags.iter().any(|t| t == "bb2:latest"))
-        {
-            c.runs("bb2", &["cat", "/built"], "built\n");
+        let tagged = format!("{tag}:latest");
+        if images.iter().any(|i| i.tags.contains(&tagged)) {
+            c.runs(tag, &["cat", "/built"], "built\n");
         }
         if c.must("rerun", &args).is_some() {
-            c.runs("bb2", &["cat", "/built"], "built\n");
+            c.runs(tag, &["cat", "/built"], "built\n");
         }
         let _ = c.must("builder prune", &["builder", "prune", "-a", "-f"]);
         c.prune_and_check_orphans();
-        std::fs::write(Path::new(&ctx).join("f"), "file\n").unwrap();
     }
+    std::fs::write(Path::new(&ctx).join("f"), "file\n").unwrap();
     c.finish();
 }
 
@@ -1586,7 +1632,8 @@ fn kill_9_rm() {
     c.finish();
 }
 
-/// `rmi` by tag (the last one, and one of two) and `rmi -f` by ID of an image with two tags.
+/// `rmi` by tag (the last one, and one of two), `rmi -f` by ID of an image with two tags, and
+/// `rmi -f` of an image a container uses (which only untags it).
 #[test]
 fn kill_9_rmi() {
     let r = Root::new();
@@ -1599,12 +1646,17 @@ fn kill_9_rmi() {
         .ok(&["images", "-q", "--no-trunc", "bb2"])
         .trim()
         .to_string();
+    // A tag `user` stands for a container of the image rather than a tag.
     let reset = |c: &mut Campaign<'_>, tags: &[&str]| {
         c.remove_containers_but(&["keep"]);
         c.ok(&["image", "prune", "-a", "-f"]);
         c.ok(&["load", "-q", "-i", &archive]);
         for t in tags {
-            c.ok(&["tag", "bb2", t]);
+            if *t == "user" {
+                c.ok(&["create", "--name", "user", "bb2", "true"]);
+            } else {
+                c.ok(&["tag", "bb2", t]);
+            }
         }
     };
     let variants: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
@@ -1615,6 +1667,11 @@ fn kill_9_rmi() {
             vec!["rmi", "bb2"],
         ),
         ("rmi -f by ID", vec!["other:two"], vec!["rmi", "-f", &id]),
+        (
+            "rmi -f of an image in use",
+            vec!["user"],
+            vec!["rmi", "-f", "bb2"],
+        ),
     ];
     let n = trials(24);
     let mut plan = Vec::new();
