@@ -437,15 +437,33 @@ impl<'r> Campaign<'r> {
 
     /// The containers the root lists, inspected.
     fn containers(&mut self) -> Option<Vec<Ctr>> {
-        let ids = self.must("next command", &["ps", "-a", "-q", "--no-trunc"])?;
-        let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
-        self.known.extend(ids.iter().cloned());
-        if ids.is_empty() {
-            return Some(Vec::new());
-        }
-        let mut args = vec!["inspect"];
-        args.extend(ids.iter().map(String::as_str));
-        let out = self.must("inspect", &args)?;
+        let mut attempt = 0;
+        let out = loop {
+            let ids = self.must("next command", &["ps", "-a", "-q", "--no-trunc"])?;
+            let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+            self.known.extend(ids.iter().cloned());
+            if ids.is_empty() {
+                return Some(Vec::new());
+            }
+            let mut args = vec!["inspect"];
+            args.extend(ids.iter().map(String::as_str));
+            let o = self.exec(&args)?;
+            attempt += 1;
+            match o.code {
+                0 => break o.stdout,
+                // A container listed by `ps` can be finished and removed (--rm) before
+                // `inspect` looks: by its monitor, or by the reconcile `inspect` itself runs
+                // when it finds the container's process dead.
+                _ if o.stderr.contains("No such object") && attempt < 5 => continue,
+                _ => {
+                    self.fail(
+                        "inspect",
+                        format!("hako {args:?} exited {}: {}", o.code, o.stderr.trim()),
+                    );
+                    return None;
+                }
+            }
+        };
         let docs: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
         Some(
             docs.iter()
@@ -1483,8 +1501,9 @@ impl Campaign<'_> {
     /// The pid of the monitor of container `id`: its init's parent (which may not have
     /// exec'd `hako-monitor` yet when `run -d` returns).
     fn monitor_of(&mut self, id: &str) -> Option<i32> {
-        let out = self.must("inspect", &["inspect", "--format", "{{.State.Pid}}", id])?;
-        let pid: i32 = out.trim().parse().ok().filter(|p| *p > 0)?;
+        // Gone already (a quick --rm container) is no monitor either.
+        let out = self.exec(&["inspect", "--format", "{{.State.Pid}}", id])?;
+        let pid: i32 = out.stdout.trim().parse().ok().filter(|p| *p > 0)?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
         ppid.parse().ok()
@@ -1862,6 +1881,57 @@ fn kill_9_cp() {
         c.check();
     }
     c.finish();
+}
+
+/// A regression the build campaign found: kill -9 of a build stops the stages it builds in
+/// forked children at once. They got SIGTERM, which their step relayed to its command, and
+/// a command that ignores it (as PID 1 does without a handler) ran on for the stop timeout,
+/// after which the stage went on unobserved.
+#[test]
+fn a_killed_build_stops_its_parallel_stages_at_once() {
+    let r = Root::with_busybox();
+    let ctx = tempfile::Builder::new()
+        .prefix("hako-faults-ctx-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox AS a\nRUN sleep 30\nFROM busybox AS b\nRUN sleep 30\n\
+         FROM busybox\nCOPY --from=a /etc/hostname /a\nCOPY --from=b /etc/hostname /b\n",
+    )
+    .unwrap();
+    let mut build = r
+        .cmd(&["build", "-q", "--no-cache", ctx.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || r.ok(&["ps", "-q"]).lines().count();
+    assert!(
+        common::wait_for(30, || running() == 2),
+        "both stages run a step"
+    );
+    // The build this test started, by pid.
+    build.kill().unwrap();
+    build.wait().unwrap();
+    let busy = || {
+        processes_of(r.path())
+            .into_iter()
+            .filter(|p| p.is("hako"))
+            .map(|p| p.argv)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        common::wait_for(3, || running() == 0 && busy().is_empty()),
+        "steps still running: {}, hako processes: {:?}",
+        running(),
+        busy()
+    );
+    assert_eq!(
+        r.ok(&["ps", "-aq"]),
+        "",
+        "the steps' containers are removed"
+    );
 }
 
 /// The checks find what they look for: each fault planted by hand is reported, and nothing
