@@ -1334,7 +1334,7 @@ impl Engine {
                 )
                 .map_err(|e| format!("recording the container's pid: {e}"))?;
             match &prepared.net {
-                Some(n) => n.attach(Some(self.store.conn()), pid),
+                Some(n) => n.attach(self.store.conn(), pid),
                 None => Ok(()),
             }
         };
