@@ -846,14 +846,14 @@ impl<'r> Campaign<'r> {
         subnets: &BTreeSet<String>,
         live_ips: &BTreeSet<String>,
     ) {
-        // The table carries the default bridge's name suffix.
-        let Some(table) = bridges
-            .iter()
-            .find_map(|b| b.strip_prefix("hako"))
-            .map(|s| format!("hako_{s}"))
-        else {
+        // A private root's table is named from a hash of its path (netwire::config_for).
+        let Ok(canonical) = std::fs::canonicalize(self.root()) else {
             return;
         };
+        let table = format!(
+            "hako_{}",
+            &sha_hex(canonical.as_os_str().as_encoded_bytes())[..6]
+        );
         let Ok(out) = Command::new("nft")
             .args(["-j", "list", "table", "inet", &table])
             .output()
@@ -1932,6 +1932,96 @@ fn a_killed_build_stops_its_parallel_stages_at_once() {
         "",
         "the steps' containers are removed"
     );
+}
+
+/// The children of process `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A regression the `run -d` campaign found: kill -9 of `run -d` while its forked child (the
+/// future monitor) wired the container's network. That child used SQLite in a process forked
+/// from one with the database open: SQLite's per-process lock records, inherited, said it held
+/// the shared-memory index's locks while the kernel had given them to the parent alone. With
+/// the parent gone, the next process to open or close the database took itself for the last
+/// one: it reset the index (the next commands failed with "locking protocol" after ten
+/// seconds) or deleted the WAL the child was still writing, whose lease then never reached the
+/// database while its veth and port rule stayed in the kernel. Here the test holds the
+/// database's write lock so that `run -d` is killed, deterministically, while the network is
+/// being attached.
+#[test]
+fn run_d_killed_while_it_wires_the_network_leaves_a_working_database() {
+    let r = Root::with_busybox();
+    let mut c = Campaign::new(&r, "run -d killed while it wires the network");
+    c.trial = "setup".into();
+    c.ok(&["network", "create", "fnet"]);
+    let port = hako_testkit::free_port().to_string();
+    let publish = format!("{port}:80");
+    let args = [
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "fnet",
+        "-p",
+        &publish,
+        "busybox",
+        "sleep",
+        "2",
+    ];
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(
+            attempts <= 10,
+            "never caught run -d before it wired the network"
+        );
+        c.trial = format!("attempt {attempts}");
+        let mut run = r
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The fork comes after the container is recorded; the network is wired later, from
+        // the runtime's start hook.
+        let forked = common::wait_for(10, || !children_of(run.id()).is_empty());
+        let db = rusqlite::Connection::open(r.path().join("hako.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let waiting = forked && run.try_wait().unwrap().is_none();
+        // The `run -d` this test started, by pid.
+        run.kill().unwrap();
+        run.wait().unwrap();
+        db.execute_batch("ROLLBACK").unwrap();
+        drop(db);
+        if waiting {
+            break;
+        }
+        // It had started the container before the lock was taken: again.
+        c.settle_containers();
+        c.remove_containers_but(&[]);
+    }
+    c.trials_run = 1;
+    c.killed = 1;
+    c.trial = format!("killed while wiring (attempt {attempts})");
+    c.after_kill();
+    c.settle_containers();
+    c.check();
+    // The port is free again.
+    let again: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "2" { "0" } else { a })
+        .collect();
+    c.must("rerun", &again);
+    c.settle_containers();
+    c.check();
+    c.finish();
 }
 
 /// The checks find what they look for: each fault planted by hand is reported, and nothing
