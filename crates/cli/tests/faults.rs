@@ -639,7 +639,20 @@ impl<'r> Campaign<'r> {
 
     fn check_containers(&mut self, containers: &[Ctr]) {
         // A container can die between `ps` (which reconciles) and `inspect`: only one still
-        // listed running after another reconcile is wrong.
+        // listed running after another reconcile is wrong. And the container of a killed
+        // foreground `run` is still dying (unmounting, in state D) for a moment after its
+        // parent-death signal: wait for it before calling it a survivor.
+        let monitored = |id: &str| {
+            processes_of(self.root())
+                .iter()
+                .any(|p| p.is("hako-monitor") && p.argv.get(1).map(String::as_str) == Some(id))
+        };
+        let dying: Vec<i32> = containers
+            .iter()
+            .filter(|c| c.running && !monitored(&c.id) && !self.unmonitored.contains(&c.id))
+            .map(|c| c.pid)
+            .collect();
+        common::wait_for(5, || dying.iter().all(|p| !pid_alive(*p)));
         let suspect = containers.iter().any(|c| c.running && !pid_alive(c.pid));
         let relisted;
         let containers = if suspect {
