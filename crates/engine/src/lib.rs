@@ -2003,6 +2003,52 @@ mod tests {
         z.wait().unwrap();
     }
 
+    /// `rm -v` killed between unlinking a container's anonymous volume and deleting it left the
+    /// volume behind, unlinked, where `rm -v` run again no longer found it. A failure of the
+    /// deletion (a trigger stands for the kill) must leave it linked.
+    #[test]
+    fn rm_v_unlinks_and_deletes_anonymous_volumes_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let vol = e.volume_create(None, &[]).unwrap();
+        let id = "c".repeat(64);
+        e.store
+            .conn()
+            .execute_batch(&format!(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
+                 VALUES ('{id}', 'user', 'busybox', 'x', '[]', 0, 'exited', 0, '{{}}');
+                 INSERT INTO container_volumes (container_id, volume) VALUES ('{id}', '{vol}');
+                 CREATE TEMP TRIGGER crash BEFORE DELETE ON main.volumes
+                 BEGIN SELECT RAISE(ABORT, 'killed'); END;"
+            ))
+            .unwrap();
+        e.release_volumes(&id, true);
+        let linked: bool = e
+            .store
+            .conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM container_volumes WHERE container_id = ?1 AND volume = ?2)",
+                [&id, &vol],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(linked, "the volume stays linked to its container");
+        e.store
+            .conn()
+            .execute_batch("DROP TRIGGER temp.crash")
+            .unwrap();
+        e.remove("user", false, true).unwrap();
+        assert!(
+            e.volume_list().unwrap().is_empty(),
+            "rm -v again removes it"
+        );
+        assert!(!dir.path().join("volumes").join(&vol).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
     /// A build killed after a RUN step's process exited, while it made the step's layer, left
     /// the step's container behind as an exited container.
     #[test]
