@@ -596,7 +596,26 @@ impl<'r> Campaign<'r> {
         self.check_network(&containers);
         self.check_images(&images);
         self.check_orphans_visible(&containers, &images);
+        self.check_volume_dirs();
         (containers, images)
+    }
+
+    /// Every directory under `volumes/` is a volume `volume ls` lists.
+    fn check_volume_dirs(&mut self) {
+        let Some(out) = self.must("next command", &["volume", "ls", "-q"]) else {
+            return;
+        };
+        let listed: BTreeSet<&str> = out.split_whitespace().collect();
+        let unlisted: Vec<String> = entries(&self.root().join("volumes"))
+            .into_iter()
+            .filter(|d| !listed.contains(d.as_str()))
+            .collect();
+        if !unlisted.is_empty() {
+            self.fail(
+                "volume leak",
+                format!("volumes/ holds directories of no volume: {unlisted:?}"),
+            );
+        }
     }
 
     fn check_mounts(&mut self) {
@@ -1564,8 +1583,14 @@ fn kill_9_rm() {
     let publish = format!("{port}:80");
     c.ok(&["network", "create", "fnet"]);
     // (running, network)
+    let volumes = |c: &mut Campaign<'_>| -> BTreeSet<String> {
+        let out = c.ok(&["volume", "ls", "-q"]);
+        out.split_whitespace().map(String::from).collect()
+    };
+    // The victim's own volumes: a volume an earlier trial leaked is reported there.
     let victim = |c: &mut Campaign<'_>, (running, net): (bool, &str)| {
         c.remove_containers_but(&[]);
+        let before = volumes(c);
         if running {
             let id = c.ok(&[
                 "run",
@@ -1586,10 +1611,7 @@ fn kill_9_rm() {
         } else {
             c.ok(&["run", "--name", "victim", "-v", "/data", "busybox", "true"]);
         }
-        let vols = c.ok(&["volume", "ls", "-q"]);
-        vols.split_whitespace()
-            .map(String::from)
-            .collect::<Vec<_>>()
+        volumes(c).difference(&before).cloned().collect::<Vec<_>>()
     };
     let variants: Vec<(&str, (bool, &str), Vec<&str>)> = vec![
         (
@@ -1620,7 +1642,7 @@ fn kill_9_rm() {
     }
     c.rng.shuffle(&mut plan);
     for (i, (label, running, args, delay)) in plan.into_iter().enumerate() {
-        let volumes = victim(&mut c, running);
+        let own = victim(&mut c, running);
         c.trial = format!("trial {i}: {label} killed after {delay:?}");
         let ended = c.kill_after(&args, delay);
         c.trial.push_str(&format!(" ({ended:?})"));
@@ -1629,7 +1651,7 @@ fn kill_9_rm() {
         let left = c.ok(&["volume", "ls", "-q"]);
         if !listed {
             // Removed with -v: its anonymous volume goes with it.
-            for v in &volumes {
+            for v in &own {
                 if left.split_whitespace().any(|l| l == v) {
                     c.fail(
                         "volume leak",
@@ -1652,7 +1674,7 @@ fn kill_9_rm() {
             c.fail("rerun", "victim is still listed after the re-run");
         }
         let left = c.ok(&["volume", "ls", "-q"]);
-        for v in &volumes {
+        for v in &own {
             if left.split_whitespace().any(|l| l == v) {
                 c.fail(
                     "volume leak",
