@@ -59,7 +59,7 @@ fn trials(default: usize) -> usize {
     }
 }
 
-/// What a command printed, or `None` when it hung and was killed.
+/// How a command ended and what it printed.
 struct Out {
     code: i32,
     stdout: String,
@@ -263,7 +263,7 @@ struct Campaign<'r> {
     trials_run: usize,
     killed: usize,
     /// Extra files of the campaign (build context, archives), removed on drop.
-    pub scratch: tempfile::TempDir,
+    scratch: tempfile::TempDir,
 }
 
 impl<'r> Campaign<'r> {
@@ -1191,16 +1191,24 @@ fn kill_9_pull() {
             c.ok(&["image", "prune", "-a", "-f"]);
         }
     };
-    empty(&mut c);
-    let measured = c.measure(&["pull", "-q", &bb2], &mut |c| empty(c));
-    let n = trials(16);
-    for (i, delay) in c.delays(measured, n).into_iter().enumerate() {
-        empty(&mut c);
-        // Half the trials pull onto a store that has the base layer already.
-        let with_base = c.rng.bool();
+    // Half the trials pull onto a store that has the base layer already.
+    let prepare = |c: &mut Campaign<'_>, with_base: bool| {
+        empty(c);
         if with_base {
             c.ok(&["pull", "-q", &bb]);
         }
+    };
+    let n = trials(16);
+    let mut plan = Vec::new();
+    for with_base in [false, true] {
+        let measured = c.measure(&["pull", "-q", &bb2], &mut |c| prepare(c, with_base));
+        for d in c.delays(measured, n / 2) {
+            plan.push((with_base, d));
+        }
+    }
+    c.rng.shuffle(&mut plan);
+    for (i, (with_base, delay)) in plan.into_iter().enumerate() {
+        prepare(&mut c, with_base);
         c.trial = format!("trial {i}: pull (base present: {with_base}) killed after {delay:?}");
         let ended = c.kill_after(&["pull", "-q", &bb2], delay);
         c.trial.push_str(&format!(" ({ended:?})"));
