@@ -588,9 +588,19 @@ impl Builder<'_> {
         output: &std::fs::File,
         parent: nix::unistd::Pid,
     ) -> Result<(String, Vec<String>), Error> {
-        // If the build dies, the step in flight is stopped (the engine relays SIGTERM to it
-        // and cleans up) instead of building on unobserved.
-        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        // If the build dies, its stages die with it, as its own steps do: the step in flight
+        // (whose container has a parent-death SIGKILL too) and everything after it. A SIGTERM
+        // here was relayed to the step's command, which as PID 1 ignores it unless it handles
+        // it, so the stage ran on for the stop timeout and then committed the step unobserved;
+        // what a killed stage leaves (its step's container, `tmp/<pid>-…`) the next command's
+        // reconcile and store open remove, as for the build's own process.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        if nix::unistd::getppid() != parent {
+            // It died before the signal was armed.
+            return Err(Error::Invalid(
+                "the build was interrupted: its process is gone".into(),
+            ));
+        }
         nix::unistd::dup2_stdout(output).map_err(|e| Error::io("redirect stdout")(e.into()))?;
         nix::unistd::dup2_stderr(output).map_err(|e| Error::io("redirect stderr")(e.into()))?;
         let engine = Engine::open(self.engine.root())?;
@@ -1514,6 +1524,7 @@ impl Builder<'_> {
         // holds a secret (`--mount=type=secret,env=`).
         if committed.is_ok() && self.opts.keep_containers && !secret_env {
             let id = committed?;
+            self.engine.keep_build_step(&cid)?;
             cache::store(self.engine.images().conn(), &key, &id, self.used())?;
             return self.say(&format!(" ---> {}", short(&id)));
         }

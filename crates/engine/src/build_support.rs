@@ -103,19 +103,19 @@ impl Engine {
             let id = random_id()?;
             let plan = self.plan(&id, opts, image)?;
             named(&id);
-            self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
-            // Recorded as --rm while the step runs, so that if the build is killed, the next
-            // reconcile deletes the container instead of keeping it as exited; this foreground
-            // run itself keeps it (its `opts` say no --rm) for `build_layer`.
-            let mark = |on: bool| {
-                self.store.conn().execute(
-                    "UPDATE containers SET auto_remove = ?2 WHERE id = ?1",
-                    rusqlite::params![id, on],
-                )
-            };
-            mark(true)?;
+            // Recorded as --rm from its insertion until the builder removes or keeps it, so
+            // that if the build is killed at any point, the next reconcile deletes the
+            // container; this foreground run itself keeps it as exited (its `opts` say no
+            // --rm) for `build_layer`.
+            self.insert_container(
+                &id,
+                opts,
+                &plan.image.id,
+                &plan.args,
+                Some(self_owner()),
+                true,
+            )?;
             let launched = self.launch(&id, opts, &plan, false, &mut |_| {});
-            let _ = mark(false);
             match launched {
                 Ok(code) => Ok((id, code)),
                 Err(e) => {
@@ -130,6 +130,16 @@ impl Engine {
         while crate::TimedWaitZero::timed_wait_zero(&pending) {}
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
         result
+    }
+
+    /// Keeps a build step's container (`build --rm=false`) as an ordinary exited container:
+    /// until then it goes with its build if that dies (see [`Engine::run_build_step`]).
+    pub fn keep_build_step(&self, id: &str) -> Result<()> {
+        self.store.conn().execute(
+            "UPDATE containers SET auto_remove = 0, owner_pid = NULL, owner_start = NULL WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
     }
 
     /// The container's writable layer as a staged layer (overlay whiteouts converted to OCI

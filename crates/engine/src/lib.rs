@@ -1017,7 +1017,14 @@ impl Engine {
         let image = self.resolve_image(&opts.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, opts, image)?;
-        self.insert_container(&id, opts, &plan.image.id, &plan.args, Some(self_owner()))?;
+        self.insert_container(
+            &id,
+            opts,
+            &plan.image.id,
+            &plan.args,
+            Some(self_owner()),
+            opts.auto_remove,
+        )?;
         self.launch(&id, opts, &plan, opts.detach, on_start)
     }
 
@@ -1026,7 +1033,14 @@ impl Engine {
         let image = self.resolve_image(&opts.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, opts, image)?;
-        self.insert_container(&id, opts, &plan.image.id, &plan.args, None)?;
+        self.insert_container(
+            &id,
+            opts,
+            &plan.image.id,
+            &plan.args,
+            None,
+            opts.auto_remove,
+        )?;
         Ok(id)
     }
 
@@ -1137,6 +1151,8 @@ impl Engine {
 
     /// Records a new container. `owner` is the process that will start it (this one for
     /// `run`), so a crash before the start is recorded can be recognised; `None` for `create`.
+    /// `auto_remove` is what reconcile applies if that owner dies: `opts.auto_remove`, except
+    /// for a build step, which goes with its build.
     fn insert_container(
         &self,
         id: &str,
@@ -1144,6 +1160,7 @@ impl Engine {
         image_id: &str,
         args: &[String],
         owner: Option<(i32, Option<i64>)>,
+        auto_remove: bool,
     ) -> Result<String> {
         let command = serde_json::to_string(args).map_err(|e| Error::Invalid(e.to_string()))?;
         let config = serde_json::to_string(opts).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -1167,7 +1184,7 @@ impl Engine {
                     image_id,
                     command,
                     now_nanos(),
-                    opts.auto_remove,
+                    auto_remove,
                     opts.cgroup_parent,
                     config,
                     owner.map(|(p, _)| p),
@@ -1387,7 +1404,7 @@ impl Engine {
                 )
                 .map_err(|e| format!("recording the container's pid: {e}"))?;
             match &prepared.net {
-                Some(n) => n.attach(Some(self.store.conn()), pid),
+                Some(n) => n.attach(self.store.conn(), pid),
                 None => Ok(()),
             }
         };
@@ -1605,6 +1622,28 @@ impl Engine {
                     [&id],
                 )?;
             }
+        }
+        // A build step's container stays recorded as --rm after its process exited, until its
+        // build has made the layer and removed (or kept) it: if the build died meanwhile, the
+        // container goes.
+        let steps: Vec<String> = {
+            let mut st = self.store.conn().prepare(
+                "SELECT id, owner_pid, owner_start FROM containers WHERE state = 'exited' AND auto_remove = 1 AND owner_pid IS NOT NULL",
+            )?;
+            let it = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i32>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            it.filter_map(|row| row.ok())
+                .filter(|(_, pid, start)| !alive(Some(*pid), *start))
+                .map(|(id, ..)| id)
+                .collect()
+        };
+        for id in steps {
+            self.delete_container(&id, &self.container_dir(&id));
         }
         // Leases, veths and port rules of containers that no longer run. A container being
         // started is still `created` while its network is wired (the start hook runs before
@@ -2007,5 +2046,131 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(alive(Some(me), process_start_time(me)));
         assert!(!alive(Some(me), None), "a row without a start time");
+    }
+
+    /// A child that has exited and is not reaped yet (a zombie, still in /proc), with the start
+    /// time it had while it ran, as a row records it.
+    fn zombie() -> (std::process::Child, Option<i64>) {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = process_start_time(child.id() as i32);
+        assert!(start.is_some(), "sh runs until its stdin closes");
+        drop(child.stdin.take());
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&stat)
+            .unwrap()
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.starts_with(" Z"))
+        {
+            assert!(std::time::Instant::now() < deadline, "sh did not exit");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (child, start)
+    }
+
+    /// A container whose `hako` was killed while init had not reaped its process yet was listed
+    /// running, and its port and address stayed taken, until init got round to it.
+    #[test]
+    fn reconcile_finishes_a_container_whose_process_is_a_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let (mut z, start) = zombie();
+        let pid = z.id() as i32;
+        let id = "a".repeat(64);
+        e.store
+            .conn()
+            .execute(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, pid, pid_start, auto_remove, config)
+                 VALUES (?1, 'zombie', 'busybox', 'x', '[]', 0, 'running', ?2, ?3, 0, '{}')",
+                params![id, pid, start],
+            )
+            .unwrap();
+        let c = e.find("zombie").unwrap();
+        assert_eq!(c.state, State::Exited);
+        assert_eq!(c.exit_code, Some(255));
+        z.wait().unwrap();
+    }
+
+    /// `rm -v` killed between unlinking a container's anonymous volume and deleting it left the
+    /// volume behind, unlinked, where `rm -v` run again no longer found it. A failure of the
+    /// deletion (a trigger stands for the kill) must leave it linked.
+    #[test]
+    fn rm_v_unlinks_and_deletes_anonymous_volumes_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let vol = e.volume_create(None, &[]).unwrap();
+        let id = "c".repeat(64);
+        e.store
+            .conn()
+            .execute_batch(&format!(
+                "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
+                 VALUES ('{id}', 'user', 'busybox', 'x', '[]', 0, 'exited', 0, '{{}}');
+                 INSERT INTO container_volumes (container_id, volume) VALUES ('{id}', '{vol}');
+                 CREATE TEMP TRIGGER crash BEFORE DELETE ON main.volumes
+                 BEGIN SELECT RAISE(ABORT, 'killed'); END;"
+            ))
+            .unwrap();
+        e.release_volumes(&id, true);
+        let linked: bool = e
+            .store
+            .conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM container_volumes WHERE container_id = ?1 AND volume = ?2)",
+                [&id, &vol],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(linked, "the volume stays linked to its container");
+        e.store
+            .conn()
+            .execute_batch("DROP TRIGGER temp.crash")
+            .unwrap();
+        e.remove("user", false, true).unwrap();
+        assert!(
+            e.volume_list().unwrap().is_empty(),
+            "rm -v again removes it"
+        );
+        assert!(!dir.path().join("volumes").join(&vol).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    /// A build killed after a RUN step's process exited, while it made the step's layer, left
+    /// the step's container behind as an exited container.
+    #[test]
+    fn reconcile_removes_the_exited_step_of_a_dead_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let (me, my_start) = self_owner();
+        let (mut z, dead_start) = zombie();
+        let dead = z.id() as i32;
+        z.wait().unwrap();
+        for (id, name, owner, start) in [
+            ("a".repeat(64), "live-build", me, my_start),
+            ("b".repeat(64), "dead-build", dead, dead_start),
+        ] {
+            e.store
+                .conn()
+                .execute(
+                    "INSERT INTO containers (id, name, image, image_id, command, created, state, exit_code, auto_remove, config, owner_pid, owner_start)
+                     VALUES (?1, ?2, 'busybox', 'x', '[]', 0, 'exited', 0, 1, '{}', ?3, ?4)",
+                    params![id, name, owner, start],
+                )
+                .unwrap();
+            std::fs::create_dir_all(e.container_dir(&id).join("upper")).unwrap();
+        }
+        e.reconcile().unwrap();
+        let names: Vec<String> = e.list(true).unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["live-build"], "the live build keeps its step");
+        let dirs = std::fs::read_dir(dir.path().join("containers"))
+            .unwrap()
+            .count();
+        assert_eq!(dirs, 1, "the dead build's step directory goes too");
     }
 }

@@ -7,7 +7,9 @@
 //! `containers/<id>/exit` and execs `hako container-finish <id>` to record it and clean up.
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
-use crate::{now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions};
+use crate::{
+    now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions,
+};
 use nix::unistd::{fork, ForkResult};
 use rusqlite::params;
 use std::ffi::CString;
@@ -91,8 +93,25 @@ pub(crate) fn start_detached(
         cstr(&hako)?,
         cstr(engine.root())?,
     ];
-    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::io("create a pipe", e.into()))?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::io("create a pipe", e.into()))
+    };
+    let (report_r, report_w) = pipe()?;
+    // The container's network is wired from the runtime's start hook, which runs in the forked
+    // child; the child sends the container's pid on `wire` and this process attaches it and
+    // answers on `wired`. The child must not use SQLite: the unix VFS keeps per-process
+    // records of the locks it holds on the database and its shared-memory index, which a
+    // forked child inherits (even for a connection it opens itself) while the kernel's locks
+    // stay with the parent. Once the parent is gone (kill -9 while it waits here), the next
+    // process to open or close the database takes itself for the only one: it resets the
+    // index under the child (every command then fails with "locking protocol" for ten
+    // seconds) or deletes the WAL the child is writing, whose lease never reaches the
+    // database while its veth and port rule stay in the kernel.
+    let wiring = match &prepared.net {
+        Some(_) => Some((pipe()?, pipe()?)),
+        None => None,
+    };
 
     // SAFETY: hako is single-threaded here (the runtime requires it too), so the child may do
     // anything the parent could.
@@ -102,13 +121,23 @@ pub(crate) fn start_detached(
             // set-up. Left blocked across the exec: the monitor ignores SIGPIPE anyway.
             std::mem::forget(crate::SigpipeBlocked::new());
             drop(report_r);
-            // Above the numbers the monitor's descriptors are moved to, so none lands on it.
-            let report_w = match fd_above(report_w, 10) {
+            // Above the numbers the monitor's descriptors are moved to, so none lands on them.
+            let high = |fd| match fd_above(fd, 10) {
                 Ok(fd) => fd,
                 // SAFETY: _exit skips destructors of state shared with the parent.
                 Err(_) => unsafe { libc::_exit(1) },
             };
-            let (msg, pid) = match become_monitor(prepared, opts.tty, opts.interactive) {
+            let report_w = high(report_w);
+            let wire = wiring.map(|((wire_r, wire_w), (wired_r, wired_w))| {
+                // The parent's ends, or it would never see us go.
+                drop((wire_r, wired_w));
+                (high(wire_w), high(wired_r))
+            });
+            let hook = |pid: i32| match &wire {
+                Some((wire_w, wired_r)) => ask_to_wire(wire_w, wired_r, pid),
+                None => Ok(()),
+            };
+            let (msg, pid) = match become_monitor(prepared, opts.tty, opts.interactive, &hook) {
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
@@ -149,6 +178,13 @@ pub(crate) fn start_detached(
         }
         ForkResult::Parent { child } => {
             drop(report_w);
+            if let Some(((wire_r, wire_w), (wired_r, wired_w))) = wiring {
+                // The child's ends, or we would never see it go.
+                drop((wire_w, wired_r));
+                if let Some(net) = &prepared.net {
+                    wire_for_child(engine, net, wire_r, wired_w);
+                }
+            }
             let mut report = String::new();
             let _ = std::fs::File::from(report_r).read_to_string(&mut report);
             if let Some(pid) = report.strip_prefix('P').and_then(|p| p.parse::<i32>().ok()) {
@@ -188,7 +224,12 @@ pub(crate) fn start_detached(
 /// In the forked monitor: detach from the caller, spawn the container with its output on pipes
 /// (or, with `tty`, on a pty whose master the monitor keeps for `attach`). With `interactive`
 /// and no `tty`, its stdin is a pipe whose write end the monitor keeps for `attach`.
-fn become_monitor(prepared: &Prepared, tty: bool, interactive: bool) -> Result<i32> {
+fn become_monitor(
+    prepared: &Prepared,
+    tty: bool,
+    interactive: bool,
+    hook: &dyn Fn(i32) -> std::result::Result<(), String>,
+) -> Result<i32> {
     nix::unistd::setsid().map_err(|e| Error::io("setsid", e.into()))?;
     // Orphans of the container are reparented to us rather than to the host's init, so every
     // process of the container is reaped by its monitor.
@@ -214,10 +255,6 @@ fn become_monitor(prepared: &Prepared, tty: bool, interactive: bool) -> Result<i
     nix::unistd::dup2_stderr(&err_w).map_err(|e| Error::io("redirect stderr", e.into()))?;
     drop(out_w);
     drop(err_w);
-    let hook = |pid: i32| match &prepared.net {
-        Some(n) => n.attach(None, pid),
-        None => Ok(()),
-    };
     let mut spec = prepared.spec.clone();
     let console = if tty {
         Some(crate::tty::open(&mut spec)?)
@@ -235,7 +272,7 @@ fn become_monitor(prepared: &Prepared, tty: bool, interactive: bool) -> Result<i
             } else {
                 hako_runtime::Stdin::Null
             },
-            before_start: Some(&hook),
+            before_start: Some(hook),
             // The network's wiring needs the namespaces, not the cgroup.
             before_start_during_cgroup_join: true,
             console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
@@ -273,6 +310,47 @@ fn become_monitor(prepared: &Prepared, tty: bool, interactive: bool) -> Result<i
     };
     move_fds(fds)?;
     Ok(pid)
+}
+
+/// In the forked child's start hook: asks the parent to wire the network of the container
+/// whose init is `pid`, and waits for its answer.
+fn ask_to_wire(wire: &OwnedFd, wired: &OwnedFd, pid: i32) -> std::result::Result<(), String> {
+    nix::unistd::write(wire, format!("{pid}\n").as_bytes())
+        .map_err(|e| format!("ask hako to wire the network: {e}"))?;
+    let answer = read_line(wired);
+    match answer.as_deref() {
+        Some("ok") => Ok(()),
+        Some(err) => Err(err.to_string()),
+        None => Err("hako went away while it wired the network".into()),
+    }
+}
+
+/// In `run -d`: wires the network for the forked child (see [`start_detached`]) if it asks,
+/// on this process's connection. The child closes `wire` without asking when it fails first.
+fn wire_for_child(engine: &Engine, net: &crate::netwire::NetWire, wire: OwnedFd, wired: OwnedFd) {
+    let Some(pid) = read_line(&wire).and_then(|l| l.parse::<i32>().ok()) else {
+        return;
+    };
+    let answer = match net.attach(engine.store.conn(), pid) {
+        Ok(()) => "ok".to_string(),
+        // One line: the child reads up to the newline.
+        Err(e) => e.replace('\n', " "),
+    };
+    let _ = nix::unistd::write(&wired, format!("{answer}\n").as_bytes());
+}
+
+/// One line from `fd`, without its newline; `None` at end of file before any newline.
+fn read_line(fd: &OwnedFd) -> Option<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(fd, &mut b) {
+            Ok(1) if b[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            Ok(1) => line.push(b[0]),
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => return None,
+        }
+    }
 }
 
 /// A copy of `fd` numbered `min` or above, close-on-exec; `fd` is closed.

@@ -65,38 +65,16 @@ pub(crate) struct NetWire {
     pub(crate) resolv_file: Option<PathBuf>,
 }
 
-fn open_db(root: &Path) -> std::result::Result<rusqlite::Connection, String> {
-    let conn = rusqlite::Connection::open(root.join("hako.db"))
-        .map_err(|e| format!("state database: {e}"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| format!("state database: {e}"))?;
-    // As the image store's connection: in WAL mode a commit then appends to the WAL without
-    // an fsync (a power cut may lose the last commits, never consistency). With the default
-    // FULL, the lease's commit was an fsync on the path of every `run -d` (~4.5 ms here, tens
-    // of ms while other I/O runs), and a lease lost to a power cut belongs to a container
-    // that did not survive it either.
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(|e| format!("state database: {e}"))?;
-    Ok(conn)
-}
-
 impl NetWire {
-    /// Runs in `before_start(pid)`, on `conn` when the caller's own connection may be used
-    /// (the foreground `run`), else on a connection of its own: the hook may run in the
-    /// forked monitor, which must not use the parent's.
+    /// Runs in `before_start(pid)`, on the connection of the `hako` that starts the container:
+    /// for `run -d` that is the parent of the forked monitor, which asks it (see
+    /// `monitor::start_detached`), as a process forked from one with the database open must
+    /// not use SQLite.
     pub(crate) fn attach(
         &self,
-        conn: Option<&rusqlite::Connection>,
+        conn: &rusqlite::Connection,
         pid: i32,
     ) -> std::result::Result<(), String> {
-        let own;
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                own = open_db(&self.root)?;
-                &own
-            }
-        };
         let nets = Networks::open_with(conn, config_for(&self.root)).map_err(|e| e.to_string())?;
         let mut opts = self.opts.clone();
         if self.network != nets.config().default_network {

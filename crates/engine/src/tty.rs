@@ -356,9 +356,8 @@ impl crate::Engine {
             };
             while {
                 reap();
-                crate::process_start_time(pid) == start
-            } && start.is_some()
-                && std::time::Instant::now() < deadline
+                crate::alive(Some(pid), start)
+            } && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

@@ -164,8 +164,31 @@ impl Engine {
         self.store
             .conn()
             .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
-        let _ = std::fs::remove_dir_all(self.root().join("volumes").join(name));
+        self.discard_volume_dir(name);
         Ok(())
+    }
+
+    /// Deletes the directory of a volume whose row is gone: first moved into `tmp/` as
+    /// `<pid>-…` (one rename), whose leftovers the store sweeps once this process is dead, so a
+    /// kill during the deletion of a large volume leaves nothing under `volumes/`.
+    fn discard_volume_dir(&self, name: &str) {
+        let dir = self.root().join("volumes").join(name);
+        let mut r = [0u8; 8];
+        let aside = getrandom::fill(&mut r).ok().map(|()| {
+            self.root().join("tmp").join(format!(
+                "{}-volume-{}",
+                std::process::id(),
+                hex::encode(r)
+            ))
+        });
+        match aside {
+            Some(tmp) if std::fs::rename(&dir, &tmp).is_ok() => {
+                let _ = std::fs::remove_dir_all(tmp);
+            }
+            _ => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 
     /// Removes anonymous volumes no container uses (Docker's default `volume prune`), or all
@@ -190,25 +213,41 @@ impl Engine {
     /// Forgets a container's volume uses; its anonymous volumes go too when `anonymous` is set
     /// (`--rm`, `rm -v`).
     pub(crate) fn release_volumes(&self, id: &str, anonymous: bool) {
-        let anon: Vec<String> = self
-            .store
-            .conn()
-            .prepare(
-                "SELECT v.name FROM container_volumes cv JOIN volumes v ON v.name = cv.volume WHERE cv.container_id = ?1 AND v.anonymous = 1",
-            )
-            .and_then(|mut st| {
+        // The links and (with `anonymous`) the container's anonymous volumes that no other
+        // container uses go in one transaction: deleted one after the other, a kill in between
+        // left the volumes unlinked, and `rm -v` run again no longer found them.
+        let release = || -> rusqlite::Result<Vec<String>> {
+            let tx = rusqlite::Transaction::new_unchecked(
+                self.store.conn(),
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let anon: Vec<String> = if anonymous {
+                let mut st = tx.prepare(
+                    "SELECT v.name FROM container_volumes cv JOIN volumes v ON v.name = cv.volume
+                     WHERE cv.container_id = ?1 AND v.anonymous = 1 AND NOT EXISTS
+                       (SELECT 1 FROM container_volumes o WHERE o.volume = v.name AND o.container_id != ?1)",
+                )?;
                 let rows = st.query_map([id], |r| r.get::<_, String>(0))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .unwrap_or_default();
-        let _ = self.store.conn().execute(
-            "DELETE FROM container_volumes WHERE container_id = ?1",
-            [id],
-        );
-        if anonymous {
-            for n in anon {
-                let _ = self.volume_remove(&n);
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
+            tx.execute(
+                "DELETE FROM container_volumes WHERE container_id = ?1",
+                [id],
+            )?;
+            for n in &anon {
+                tx.execute("DELETE FROM volumes WHERE name = ?1", [n])?;
             }
+            tx.commit()?;
+            Ok(anon)
+        };
+        let doomed = release().unwrap_or_default();
+        if !doomed.is_empty() {
+            self.durable.set(true);
+        }
+        for n in doomed {
+            self.discard_volume_dir(&n);
         }
     }
 

@@ -116,11 +116,23 @@ impl Root {
     /// if it is one of ours, the container check in `check_leaks` lists it. A leaked cgroup is
     /// an empty one that stays: one that is empty but goes away within a few seconds is another
     /// suite's container finishing, or a monitor of ours that is still cleaning up.
+    ///
+    /// Only this root's containers count: every container gets a `create` event in the same
+    /// transaction as its row, before its cgroup exists, so the root's event journal names every
+    /// container that could have left one. Without that, a concurrent suite's container that its
+    /// own test is about to clean up is blamed on this one.
     fn leaked_cgroups(&self) -> Vec<PathBuf> {
+        let ours = self.container_ids_ever();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {
             let empty: Vec<PathBuf> = hako_cgroup_dirs()
                 .difference(&self.cgroups_before)
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix("hako-"))
+                        .is_some_and(|id| ours.contains(id))
+                })
                 .filter(|p| cgroup_is_empty(p))
                 .cloned()
                 .collect();
@@ -129,6 +141,30 @@ impl Root {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Every container this root has had, from its event journal.
+    fn container_ids_ever(&self) -> BTreeSet<String> {
+        let out = self.hako(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.ID}}",
+        ]);
+        assert!(
+            out.status.success(),
+            "events for the leak check: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     }
 
     fn check_leaks(&self) {
