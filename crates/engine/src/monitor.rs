@@ -7,9 +7,7 @@
 //! `containers/<id>/exit` and execs `hako container-finish <id>` to record it and clean up.
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
-use crate::{
-    now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions,
-};
+use crate::{now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions};
 use nix::unistd::{fork, ForkResult};
 use rusqlite::params;
 use std::ffi::CString;
