@@ -5,10 +5,10 @@ mod build;
 mod fmt;
 mod image_filter;
 mod images;
-mod template;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use hako_docker::template;
 use hako_engine::{Engine, Network, RunOptions, State};
 use std::io::Write;
 use std::path::PathBuf;

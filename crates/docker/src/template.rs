@@ -5,6 +5,17 @@ use gtmpl::{Context, Template};
 use gtmpl_value::{FuncError, Value};
 use std::collections::HashMap;
 
+/// Why a template could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The template text is not a valid Go template.
+    #[error("template parsing error: {0}")]
+    Parse(String),
+    /// The template failed while rendering an item (e.g. a function given the wrong type).
+    #[error("template: {0}")]
+    Render(String),
+}
+
 fn to_tmpl(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::Nil,
@@ -73,7 +84,7 @@ pub struct Format {
 
 impl Format {
     /// Parses a template; `json` alone means one JSON document per item.
-    pub fn parse(text: &str) -> anyhow::Result<Format> {
+    pub fn parse(text: &str) -> Result<Format, Error> {
         if text == "json" || text == "{{json .}}" {
             return Ok(Format { tmpl: None });
         }
@@ -85,17 +96,17 @@ impl Format {
         ]);
         // Docker templates are written with \t for tab-separated columns.
         t.parse(text.replace("\\t", "\t").replace("\\n", "\n"))
-            .map_err(|e| anyhow::anyhow!("template parsing error: {e}"))?;
+            .map_err(|e| Error::Parse(e.to_string()))?;
         Ok(Format { tmpl: Some(t) })
     }
 
     /// Renders one item.
-    pub fn render(&self, item: &serde_json::Value) -> anyhow::Result<String> {
+    pub fn render(&self, item: &serde_json::Value) -> Result<String, Error> {
         match &self.tmpl {
-            None => Ok(serde_json::to_string(item)?),
+            None => serde_json::to_string(item).map_err(|e| Error::Render(e.to_string())),
             Some(t) => t
                 .render(&Context::from(to_tmpl(item)))
-                .map_err(|e| anyhow::anyhow!("template: {e}")),
+                .map_err(|e| Error::Render(e.to_string())),
         }
     }
 }
