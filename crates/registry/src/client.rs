@@ -268,20 +268,7 @@ impl Client {
                 )?;
                 let status = resp.status().as_u16();
                 let body = read_small(resp, &url)?;
-                if status != 200 {
-                    return Err(unauthorized(format!(
-                        "token server answered {status}: {}",
-                        String::from_utf8_lossy(&body).trim()
-                    )));
-                }
-                let v: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| unauthorized(format!("unreadable token answer: {e}")))?;
-                let token = v["token"]
-                    .as_str()
-                    .or_else(|| v["access_token"].as_str())
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| unauthorized("token server sent no token".into()))?;
-                Ok(format!("Bearer {token}"))
+                token_from_answer(status, &body).map_err(unauthorized)
             }
             other => Err(unauthorized(format!(
                 "unsupported authentication scheme {other:?}"
@@ -303,6 +290,25 @@ impl Client {
             s => Err(status_error(resp, &url, s)),
         }
     }
+}
+
+/// The `Authorization` value a token server's answer gives (`token`, or OAuth2's
+/// `access_token`), or why it gives none.
+pub(crate) fn token_from_answer(status: u16, body: &[u8]) -> Result<String, String> {
+    if status != 200 {
+        return Err(format!(
+            "token server answered {status}: {}",
+            String::from_utf8_lossy(body).trim()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable token answer: {e}"))?;
+    let token = v["token"]
+        .as_str()
+        .or_else(|| v["access_token"].as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "token server sent no token".to_string())?;
+    Ok(format!("Bearer {token}"))
 }
 
 /// Percent-encoding for query values.
