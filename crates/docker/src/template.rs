@@ -77,6 +77,87 @@ fn lower(args: &[Value]) -> Result<Value, FuncError> {
     }
 }
 
+/// Keeps gtmpl's lexer (0.7, on a thread of its own) away from the text it cannot handle.
+/// It steps back one byte at a time, also after reading nothing at the end of the text, so:
+/// - a non-ASCII character inside an action, outside a quoted string, leaves it in the middle
+///   of a character and panics (which aborts hako);
+/// - an action still open at the end of the text makes it loop forever, queueing tokens
+///   without bound, while the parser waits for it to finish;
+/// - `{{- ` after a non-ASCII character trims part of that character, and panics.
+///
+/// The first two are refused here with Go's wording; the third is applied here (trailing
+/// spaces, tabs and newlines of the text before it go, as in Go) and the marker dropped.
+fn guard(text: &str) -> Result<String, Error> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        let (before, mut action) = (&rest[..i], &rest[i + 2..]);
+        out.push_str(before);
+        let trim = action.strip_prefix("- ");
+        if let Some(after) = trim {
+            out.truncate(out.trim_end_matches([' ', '\t', '\r', '\n']).len());
+            action = after;
+        }
+        out.push_str("{{");
+        if trim.is_some() && !action.starts_with("/*") {
+            out.push(' ');
+        }
+        if action.starts_with("/*") {
+            // gtmpl finds the end of a comment with a plain search; a missing one is its error.
+            match action.find("*/") {
+                Some(end) => {
+                    out.push_str(&action[..end + 2]);
+                    rest = &action[end + 2..];
+                    continue;
+                }
+                None => {
+                    out.push_str(action);
+                    return Ok(out);
+                }
+            }
+        }
+        let end = action_end(action)?;
+        out.push_str(&action[..end]);
+        rest = &action[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Where an action's closing `}}` starts, skipping quoted strings, raw strings and character
+/// constants the way gtmpl's lexer reads them.
+fn action_end(action: &str) -> Result<usize, Error> {
+    let mut chars = action.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '}' if action[i..].starts_with("}}") => return Ok(i),
+            '"' | '\'' | '`' => {
+                let mut escaped = false;
+                let closed = loop {
+                    match chars.next() {
+                        None => break false,
+                        Some((_, '\n')) if c != '`' => break false,
+                        Some((_, '\\')) if c != '`' && !escaped => escaped = true,
+                        Some((_, q)) if q == c && !escaped => break true,
+                        Some(_) => escaped = false,
+                    }
+                };
+                if !closed {
+                    // gtmpl reports these itself, without reading past the end.
+                    return Ok(action.len());
+                }
+            }
+            c if !c.is_ascii() => {
+                return Err(Error::Parse(format!(
+                    "unexpected {c:?} in action: outside quotes, only ASCII is supported"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Err(Error::Parse("unclosed action".into()))
+}
+
 /// A parsed `--format` template.
 pub struct Format {
     tmpl: Option<Template>,
@@ -95,8 +176,8 @@ impl Format {
             ("lower", lower),
         ]);
         // Docker templates are written with \t for tab-separated columns.
-        t.parse(text.replace("\\t", "\t").replace("\\n", "\n"))
-            .map_err(|e| Error::Parse(e.to_string()))?;
+        let text = guard(&text.replace("\\t", "\t").replace("\\n", "\n"))?;
+        t.parse(text).map_err(|e| Error::Parse(e.to_string()))?;
         Ok(Format { tmpl: Some(t) })
     }
 
@@ -129,5 +210,26 @@ mod tests {
             serde_json::to_string(&doc).unwrap()
         );
         assert!(Format::parse("{{.Id").is_err());
+    }
+
+    /// Found by fuzz/fuzz_targets/template.rs: gtmpl's lexer hangs on an action left open
+    /// after a space, and panics on non-ASCII text it steps back over.
+    #[test]
+    fn inputs_gtmpl_cannot_lex() {
+        let doc = serde_json::json!({"Name": "web", "Labels": {"é": "x"}});
+        let e = Format::parse("{{json .ot ").err().unwrap().to_string();
+        assert_eq!(e, "template parsing error: unclosed action");
+        assert!(Format::parse("{{ .Name").is_err());
+        let e = Format::parse("{{ é}}").err().unwrap().to_string();
+        assert!(e.contains("only ASCII"), "{e}");
+        assert!(Format::parse("{{.Name→}}").is_err());
+        // Inside quotes, outside actions and after a trim marker, any text works.
+        let f = Format::parse("→ {{index .Labels \"é\"}} é {{- .Name}} ✓").unwrap();
+        assert_eq!(f.render(&doc).unwrap(), "→ x éweb ✓");
+        let f = Format::parse("{{/* é */}}{{.Name}}{{\"}}\"}}").unwrap();
+        assert_eq!(f.render(&doc).unwrap(), "web}}");
+        let f = Format::parse("a  {{- /* é */ -}}  b").unwrap();
+        assert_eq!(f.render(&doc).unwrap(), "ab");
+        assert!(Format::parse("{{\"é").is_err());
     }
 }
