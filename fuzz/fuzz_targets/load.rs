@@ -1,0 +1,56 @@
+//! `hako load` archives (`crates/image/src/archive.rs`): Docker and OCI layouts, plain or
+//! compressed, loaded into a store in the sandbox. A load must not write outside the store,
+//! must leave nothing in `tmp/`, must record each image under its config's digest with the
+//! tags it reports, and removing every image then collecting garbage must empty the store.
+#![no_main]
+
+use hako_fuzz::{digest, entries, fix_tar_checksums, Store};
+use libfuzzer_sys::fuzz_target;
+use std::sync::{Mutex, OnceLock};
+
+fn store() -> &'static Mutex<Store> {
+    static S: OnceLock<Mutex<Store>> = OnceLock::new();
+    S.get_or_init(|| Mutex::new(Store::new("load")))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut data = data.to_vec();
+    fix_tar_checksums(&mut data);
+    let guard = store().lock().unwrap_or_else(|e| e.into_inner());
+    let st = &*guard;
+    let s = &st.store;
+    match s.load_archive(&data[..]) {
+        Ok(loaded) => {
+            st.sandbox.assert_no_escape(None);
+            for l in &loaded {
+                let config = s.read_blob(&l.image.id).expect("the config is stored");
+                assert_eq!(digest(&config), l.image.id);
+                let chains = hako_image::ImageStore::chain_ids_of(&config).unwrap();
+                assert_eq!(chains.len(), l.image.layers.len());
+                for (dir, chain) in l.image.layers.iter().zip(&chains) {
+                    assert!(dir.is_dir(), "layer {chain} is not unpacked");
+                    assert!(s.has_layer(chain).unwrap());
+                }
+                for t in &l.tags {
+                    assert_eq!(s.resolve(&t.to_string()).unwrap().id, l.image.id, "{t}");
+                }
+            }
+        }
+        Err(e) => st.sandbox.assert_no_escape(Some(&e)),
+    }
+    st.assert_tmp_empty("a load");
+
+    for img in s.list().unwrap() {
+        s.remove_unused(&img.id, &|_, _| Ok(None)).unwrap();
+    }
+    s.gc().unwrap();
+    let root = &st.sandbox.inside;
+    for d in ["blobs/sha256", "layers", "tmp"] {
+        let left = entries(&root.join(d));
+        assert!(
+            left.is_empty(),
+            "{d} keeps {left:?} after removing every image"
+        );
+    }
+    st.sandbox.assert_no_escape(None);
+});
