@@ -290,7 +290,7 @@ def layers():
                                     f(".wh."), f("b/.wh.c"), sym("s", "/etc"), f("s/.wh.passwd"),
                                     f("s/.wh..wh..opq")]),
         "overwrite.tar": tar_bytes([d("a/"), f("a/f"), f("a"), d("a/"), f("b"), d("b/"), f("b/c")]),
-        "deep.tar": tar_bytes([f("d/" * 300 + "bottom", b"deep\n")], fmt=tarfile.PAX_FORMAT),
+        "deep.tar": tar_bytes([f("d/" * 120 + "bottom", b"deep\n")], fmt=tarfile.PAX_FORMAT),
         "devices.tar": tar_bytes([(dict(name="blk", type=tarfile.BLKTYPE, devmajor=8, devminor=0), None),
                                   (dict(name="c", type=tarfile.CHRTYPE, devmajor=4095, devminor=1048575), None),
                                   (dict(name="l/fifo", type=tarfile.FIFOTYPE), None),

@@ -7,7 +7,7 @@
 # fuzz/target/corpus/TARGET, never into the committed fuzz/corpus/TARGET (minimize them into
 # it with `cargo fuzz cmin`, see fuzz/README.md). A crash, a failed property, a timeout
 # (FUZZ_TIMEOUT seconds per input, default 10) or an out-of-memory fails the script and leaves
-# the input in fuzz/artifacts/TARGET/.
+# the input in fuzz/artifacts/TARGET/. Logs go to FUZZ_LOG_DIR (default fuzz/target/logs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,6 +15,7 @@ secs=${1:-20}
 shift || true
 jobs=${FUZZ_JOBS:-2}
 timeout=${FUZZ_TIMEOUT:-10}
+logs=${FUZZ_LOG_DIR:-fuzz/target/logs}
 
 if [[ $EUID -ne 0 ]]; then
     # The tar targets extract in a private mount namespace where every mount but a scratch
@@ -35,7 +36,7 @@ export RUSTC_BOOTSTRAP=1
 # libFuzzer's merge files go here rather than /tmp, which the tar targets' sandbox makes
 # read-only.
 export TMPDIR=$PWD/fuzz/target/tmp
-mkdir -p "$TMPDIR" fuzz/target/logs
+mkdir -p "$TMPDIR" "$logs"
 
 if (($# == 0)); then
     mapfile -t targets < <(cargo fuzz list)
@@ -52,8 +53,8 @@ else
 fi
 
 run_one() {
-    local t=$1 secs=$2 timeout=$3
-    local log=fuzz/target/logs/$t.log
+    local t=$1 secs=$2 timeout=$3 logs=$4
+    local log=$logs/$t.log
     local dict=()
     [[ -f fuzz/dicts/$t.dict ]] && dict=("-dict=fuzz/dicts/$t.dict")
     mkdir -p "fuzz/target/corpus/$t"
@@ -71,4 +72,4 @@ run_one() {
 }
 export -f run_one
 
-printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} "$secs" "$timeout"
+printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} "$secs" "$timeout" "$logs"

@@ -4,7 +4,7 @@
 //! tags it reports, and removing every image then collecting garbage must empty the store.
 #![no_main]
 
-use hako_fuzz::{digest, entries, fix_tar_checksums, Store};
+use hako_fuzz::{digest, entries, fix_tar_checksums, max_depth, Store, MAX_DEPTH};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Mutex, OnceLock};
 
@@ -16,6 +16,9 @@ fn store() -> &'static Mutex<Store> {
 fuzz_target!(|data: &[u8]| {
     let mut data = data.to_vec();
     fix_tar_checksums(&mut data);
+    if max_depth(&data) > MAX_DEPTH {
+        return;
+    }
     let guard = store().lock().unwrap_or_else(|e| e.into_inner());
     let st = &*guard;
     let s = &st.store;
