@@ -283,7 +283,8 @@ pub fn fix_tar_checksums(data: &mut [u8]) {
             .checked_add(511)
             .map(|s| s / 512 * 512)
             .and_then(|s| usize::try_from(s).ok())
-            .and_then(|s| off.checked_add(512 + s))
+            .and_then(|s| s.checked_add(512))
+            .and_then(|s| off.checked_add(s))
         else {
             return;
         };
