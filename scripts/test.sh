@@ -3,7 +3,9 @@
 #
 # Installs what it needs (apt packages by name; Rust through rustup only when cargo is missing
 # or older than the workspace's rust-version), builds the test images (cached), then checks
-# formatting and lints and runs every unit and end-to-end test. `.ci/run` calls exactly this.
+# formatting and lints and runs every unit and end-to-end test, then a short run of every fuzz
+# target (scripts/fuzz.sh: each over its whole corpus, then 20 s of fuzzing).
+# `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,3 +25,8 @@ scripts/make-test-images.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+
+# The fuzz targets of fuzz/ (fuzz/README.md): every parser of hostile input replays its corpus
+# and is fuzzed briefly; the long runs use the same script with more seconds. The unoptimized
+# build costs a quarter of the CPU time of an optimized one, which would be most of the step.
+FUZZ_BUILD=dev scripts/fuzz.sh 20

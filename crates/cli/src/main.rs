@@ -5,11 +5,11 @@ mod build;
 mod fmt;
 mod image_filter;
 mod images;
-mod template;
 mod usage;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use hako_docker::template;
 use hako_engine::{Engine, Network, RunOptions, State};
 use std::io::Write;
 use std::path::PathBuf;
@@ -2057,7 +2057,10 @@ fn inspect_format(format: Option<&str>) -> Result<Option<template::Format>, Fail
     format
         .map(template::Format::parse)
         .transpose()
-        .map_err(|err| Failure { code: 64, err })
+        .map_err(|err| Failure {
+            code: 64,
+            err: err.into(),
+        })
 }
 
 /// `inspect`: each name as a container, an image, a network or a volume, the first that

@@ -144,6 +144,16 @@ impl Reference {
         if self.domain == DEFAULT_DOMAIN {
             match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
                 Some(short) if !short.contains('/') => short.to_string(),
+                // `docker.io/example.com/app` without its domain would name another
+                // registry's `app`. Docker prints it that way anyway; hako keeps the domain
+                // so that the name it prints is the image it means.
+                _ if self
+                    .path
+                    .split_once('/')
+                    .is_some_and(|(first, _)| is_domain(first)) =>
+                {
+                    self.repository()
+                }
                 _ => self.path.clone(),
             }
         } else {
@@ -177,13 +187,7 @@ impl std::str::FromStr for Reference {
 /// (which a repository path never may).
 fn split_domain(name: &str) -> (String, String) {
     let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.chars().any(|c| c.is_ascii_uppercase()) =>
-        {
-            (first.to_string(), rest.to_string())
-        }
+        Some((first, rest)) if is_domain(first) => (first.to_string(), rest.to_string()),
         _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
     };
     let domain = if domain == LEGACY_DEFAULT_DOMAIN {
@@ -197,6 +201,13 @@ fn split_domain(name: &str) -> (String, String) {
         path
     };
     (domain, path)
+}
+
+/// Whether the first component of a name is a registry host rather than part of the path.
+fn is_domain(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -476,6 +487,26 @@ mod tests {
         assert_eq!(
             Reference::parse("busybox").unwrap().to_string(),
             "docker.io/library/busybox:latest"
+        );
+    }
+
+    /// Found by fuzz/fuzz_targets/reference.rs: the short form of a Docker Hub repository
+    /// whose first path component looks like a host named another registry.
+    #[test]
+    fn familiar_form_names_the_same_image() {
+        for s in [
+            "docker.io/example.com/app:1",
+            "docker.io/localhost/x",
+            "index.docker.io/a.b/c/d",
+        ] {
+            let r = Reference::parse(s).unwrap();
+            assert_eq!(r.domain(), "docker.io", "{s}");
+            assert!(r.familiar().starts_with("docker.io/"), "{}", r.familiar());
+            assert_eq!(Reference::parse(&r.familiar()).unwrap(), r, "{s}");
+        }
+        assert_eq!(
+            Reference::parse("docker.io/user/app").unwrap().familiar(),
+            "user/app:latest"
         );
     }
 

@@ -268,20 +268,7 @@ impl Client {
                 )?;
                 let status = resp.status().as_u16();
                 let body = read_small(resp, &url)?;
-                if status != 200 {
-                    return Err(unauthorized(format!(
-                        "token server answered {status}: {}",
-                        String::from_utf8_lossy(&body).trim()
-                    )));
-                }
-                let v: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| unauthorized(format!("unreadable token answer: {e}")))?;
-                let token = v["token"]
-                    .as_str()
-                    .or_else(|| v["access_token"].as_str())
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| unauthorized("token server sent no token".into()))?;
-                Ok(format!("Bearer {token}"))
+                token_from_answer(status, &body).map_err(unauthorized)
             }
             other => Err(unauthorized(format!(
                 "unsupported authentication scheme {other:?}"
@@ -303,6 +290,31 @@ impl Client {
             s => Err(status_error(resp, &url, s)),
         }
     }
+}
+
+/// The `Authorization` value a token server's answer gives (`token`, or OAuth2's
+/// `access_token`), or why it gives none.
+pub(crate) fn token_from_answer(status: u16, body: &[u8]) -> Result<String, String> {
+    if status != 200 {
+        return Err(format!(
+            "token server answered {status}: {}",
+            String::from_utf8_lossy(body).trim()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable token answer: {e}"))?;
+    let token = v["token"]
+        .as_str()
+        .or_else(|| v["access_token"].as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "token server sent no token".to_string())?;
+    let value = format!("Bearer {token}");
+    // Sent as is in every later request: one that is not a valid header value would fail
+    // each of them as a malformed request, retried and reported as a network error.
+    if ureq::http::HeaderValue::from_str(&value).is_err() {
+        return Err(format!("token server sent an invalid token: {token:?}"));
+    }
+    Ok(value)
 }
 
 /// Percent-encoding for query values.
@@ -391,6 +403,26 @@ pub(crate) fn status_error(resp: Response<Body>, url: &str, status: u16) -> Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_answers() {
+        assert_eq!(
+            token_from_answer(200, br#"{"token":"abc.def","expires_in":300}"#).unwrap(),
+            "Bearer abc.def"
+        );
+        assert_eq!(
+            token_from_answer(200, br#"{"access_token":"gho_x"}"#).unwrap(),
+            "Bearer gho_x"
+        );
+        let e = token_from_answer(401, b"denied\n").unwrap_err();
+        assert_eq!(e, "token server answered 401: denied");
+        assert!(token_from_answer(200, br#"{"token":""}"#).is_err());
+        assert!(token_from_answer(200, b"<html>").is_err());
+        // Found by fuzz/fuzz_targets/registry_auth.rs: a control character in the token made
+        // every later request fail to build, reported as a network error after retries.
+        let e = token_from_answer(200, br#"{"token":"a\nb"}"#).unwrap_err();
+        assert!(e.contains("invalid token"), "{e}");
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -11,6 +11,8 @@
 mod auth;
 mod client;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod manifest;
 mod pull;
 mod push;

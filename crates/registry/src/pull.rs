@@ -568,7 +568,7 @@ pub fn pull(
     })
 }
 
-fn parse_manifest(bytes: &[u8], reference: &Reference) -> Result<Manifest, Error> {
+pub(crate) fn parse_manifest(bytes: &[u8], reference: &Reference) -> Result<Manifest, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::BadManifest {
         reference: reference.familiar(),
         message: e.to_string(),
@@ -577,7 +577,7 @@ fn parse_manifest(bytes: &[u8], reference: &Reference) -> Result<Manifest, Error
 
 /// Refuses images for another OS; for another architecture, refuses when
 /// `--platform` asked otherwise, and warns (as Docker does) when not.
-fn check_platform(
+pub(crate) fn check_platform(
     config: &[u8],
     reference: &Reference,
     opts: &PullOptions,
