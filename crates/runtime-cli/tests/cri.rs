@@ -168,10 +168,10 @@ struct Containerd {
     child: Option<Child>,
     dir: tempfile::TempDir,
     bridge: String,
-    /// The CNI network's name.
-    network: String,
     /// The pods' cgroup parent, relative: it nests under the test's own cgroup.
     cgroup_parent: String,
+    /// libcni's result cache before this containerd started.
+    cni_before: BTreeSet<String>,
 }
 
 impl Containerd {
@@ -262,8 +262,8 @@ state = "{r}/state"
         let c = Containerd {
             child: Some(child),
             bridge,
-            network: net,
             cgroup_parent: format!("hako-cri-{pid}"),
+            cni_before: cni_results(),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -305,7 +305,23 @@ state = "{r}/state"
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Cached CNI results that were not there when this containerd started.
+    fn new_cni_results(&self) -> Vec<String> {
+        cni_results()
+            .difference(&self.cni_before)
+            .cloned()
+            .collect()
     }
 
     /// Processes (shims) whose command line names this containerd's directory.
@@ -330,7 +346,8 @@ state = "{r}/state"
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if self.child.is_some() && std::thread::panicking() {
+        let failed = std::thread::panicking();
+        if self.child.is_some() && failed {
             // A failed test may have left pods: take them down so no shim or container
             // outlives the test.
             if let Ok(mut cri) = std::panic::catch_unwind(|| Cri::connect(&self.sock())) {
@@ -338,23 +355,75 @@ impl Drop for Containerd {
             }
         }
         self.stop();
+        if failed {
+            // What a runtime that failed the shim may have left running: the shims (by
+            // their command line) and the containers (by the pods' cgroups), all started
+            // for this test.
+            for p in self.own_processes() {
+                if let Some(pid) = p.split(':').next().and_then(|p| p.parse().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            for dir in cgroup_dirs(&self.cgroup_parent) {
+                for procs in walk_dirs(&dir).iter().map(|d| d.join("cgroup.procs")) {
+                    for pid in std::fs::read_to_string(procs).unwrap_or_default().lines() {
+                        if let Ok(pid) = pid.parse() {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         hako_testkit::unmount_under(self.dir.path());
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
         for dir in cgroup_dirs(&self.cgroup_parent) {
-            // Leaf pod parents first, then ours.
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for e in entries.flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
+            // Deepest first: containers, pods, then ours.
+            for d in walk_dirs(&dir).iter().rev() {
+                let _ = std::fs::remove_dir(d);
             }
-            let _ = std::fs::remove_dir(&dir);
+        }
+        for name in self.new_cni_results() {
+            let _ = std::fs::remove_file(Path::new(CNI_RESULTS).join(name));
         }
     }
+}
+
+/// `dir` and every directory below it, parents before children.
+fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        out.push(dir.to_path_buf());
+        let mut i = 0;
+        while i < out.len() {
+            let entries = std::fs::read_dir(&out[i]).into_iter().flatten().flatten();
+            let subdirs: Vec<PathBuf> = entries.map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            out.extend(subdirs);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Where libcni caches each attachment's result (containerd 1.6 cannot move it).
+const CNI_RESULTS: &str = "/var/lib/cni/results";
+
+fn cni_results() -> BTreeSet<String> {
+    std::fs::read_dir(CNI_RESULTS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// `rel` (relative to our own cgroup) in every v1 hierarchy and the unified one.
@@ -396,15 +465,17 @@ impl Cri {
         let sock = sock.to_path_buf();
         let channel = rt
             .block_on(
-                tonic::transport::Endpoint::from_static("http://[::]:0").connect_with_connector(
-                    tower::service_fn(move |_: tonic::transport::Uri| {
+                // A runtime that answers the shim wrongly makes containerd wait forever (a
+                // pod that never stops): every call fails after a minute instead.
+                tonic::transport::Endpoint::from_static("http://[::]:0")
+                    .timeout(Duration::from_secs(60))
+                    .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                         let sock = sock.clone();
                         async move {
                             let s = tokio::net::UnixStream::connect(sock).await?;
                             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
                         }
-                    }),
-                ),
+                    })),
             )
             .expect("connect to containerd's CRI socket");
         Cri {
@@ -654,7 +725,8 @@ struct Traces {
     cgroups: Vec<String>,
     netns: Vec<String>,
     veths: Vec<String>,
-    /// libcni's cached results of this network (`/var/lib/cni/results/NET-ID-IF`).
+    /// libcni's cached results of this test's pods (`/var/lib/cni/results/NET-ID-IF`, and
+    /// the loopback network's).
     cni_results: Vec<String>,
     runtime_state: Vec<String>,
 }
@@ -695,10 +767,7 @@ fn traces(c: &Containerd) -> Traces {
         cgroups,
         netns: list(c.dir.path().join("state/io.containerd.grpc.v1.cri/netns")),
         veths: list(PathBuf::from(format!("/sys/class/net/{}/brif", c.bridge))),
-        cni_results: list(PathBuf::from("/var/lib/cni/results"))
-            .into_iter()
-            .filter(|n| n.starts_with(&format!("{}-", c.network)))
-            .collect(),
+        cni_results: c.new_cni_results(),
         runtime_state: list(c.runtime_root())
             .into_iter()
             .filter(|n| !n.starts_with('@'))
@@ -762,10 +831,12 @@ fn a_pod_runs_through_containerds_cri_with_hako_runtime() {
     let (_work, images, mut ctrd, mut cri) = setup();
     let log = |c: &Containerd| c.log();
 
+    // HAKO_CRI_HANDLER=runc runs the same steps with runc, to compare.
+    let handler = std::env::var("HAKO_CRI_HANDLER").unwrap_or_else(|_| "hako".into());
     // RunPodSandbox with the hako handler; the pod is ready and has an address on the bridge.
     let pod_config = Cri::pod_config("web", &ctrd.cgroup_parent);
     let pod = cri
-        .run_pod(&pod_config, "hako")
+        .run_pod(&pod_config, &handler)
         .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", log(&ctrd)));
     let status = cri.pod_status(&pod);
     assert_eq!(status.state, cri::PodSandboxState::SandboxReady as i32);
@@ -775,7 +846,7 @@ fn a_pod_runs_through_containerds_cri_with_hako_runtime() {
         .map(|n| n.ip.clone())
         .unwrap_or_default();
     assert!(ip.starts_with("10."), "pod address {ip:?}");
-    assert_eq!(status.runtime_handler, "hako");
+    assert_eq!(status.runtime_handler, handler);
 
     // Two containers sharing the pod's network: a web server, and a shell that reads its
     // input (for attach) and from which the server is reached over localhost.
@@ -803,20 +874,22 @@ fn a_pod_runs_through_containerds_cri_with_hako_runtime() {
     cri.start_container(&echo).unwrap();
 
     // The containers are hako-runtime's: its state root lists the sandbox and both.
-    let listed = run(Command::new(hako_runtime())
-        .arg("--root")
-        .arg(ctrd.runtime_root())
-        .args(["list", "-q"]));
-    let listed: BTreeSet<&str> = listed.lines().collect();
-    for id in [&pod, &web, &echo] {
-        assert!(listed.contains(id.as_str()), "{id} not in {listed:?}");
+    if handler == "hako" {
+        let listed = run(Command::new(hako_runtime())
+            .arg("--root")
+            .arg(ctrd.runtime_root())
+            .args(["list", "-q"]));
+        let listed: BTreeSet<&str> = listed.lines().collect();
+        for id in [&pod, &web, &echo] {
+            assert!(listed.contains(id.as_str()), "{id} not in {listed:?}");
+        }
+        // And the leftover check below looks where a pod lives.
+        assert_eq!(traces(&ctrd).runtime_state.len(), 3);
     }
-    // And the leftover check below looks where a pod lives.
     let live = traces(&ctrd);
-    assert_eq!(live.runtime_state.len(), 3, "{live:?}");
     assert_eq!(
         (live.veths.len(), live.netns.len(), live.cni_results.len()),
-        (1, 1, 1),
+        (1, 1, 2),
         "{live:?}"
     );
     assert!(
@@ -867,6 +940,35 @@ fn a_pod_runs_through_containerds_cri_with_hako_runtime() {
         got.status.contains("NonZeroExitCode") && got.status.contains("\"5\""),
         "{got:?}"
     );
+
+    // With a terminal, as `kubectl exec -it`: the shim hands hako-runtime a console socket
+    // (`exec --console-socket`). (containerd 1.6 closes a terminal exec's output as soon as
+    // its input ends, so a terminal without input loses output with any runtime.)
+    let req = cri::ExecRequest {
+        container_id: echo.clone(),
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "tty; read x; echo \"got:$x\"".into(),
+        ],
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let url = cri
+        .rt
+        .block_on(cri.runtime.exec(req))
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut s = Stream::open(&url, "");
+    let got = s.collect(Some("/dev/pts/"));
+    assert!(got.stdout.starts_with("/dev/pts/"), "{got:?}");
+    s.send(0, b"bye\n");
+    let got = s.collect(None);
+    assert!(got.stdout.contains("got:bye\r\n"), "{got:?}");
+    assert!(got.status.contains("Success"), "{got:?}");
 
     // Attach to the echo container's stdin and stdout.
     let req = cri::AttachRequest {
