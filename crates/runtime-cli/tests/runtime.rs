@@ -1933,3 +1933,90 @@ fn kill_answers_as_runc_for_a_stopped_container() {
     assert!(e.contains("checkpoint/restore is not supported"), "{e}");
     assert!(b.rt(&["delete", &b.id]).status.success());
 }
+
+/// The recursive mount options (runc's and crun's `rro`, `rnosuid`, ...) apply to a bind
+/// mount and every mount below it; `nosymfollow` is a flag of its own. Before, they went to
+/// the kernel as filesystem data, which bind mounts ignore: `rro` left submounts writable.
+#[test]
+fn recursive_mount_options_reach_submounts() {
+    let b = Bundle::new();
+    // A host directory with a tmpfs mounted inside it, bound into the container.
+    let host = b.path().join("vol");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    mount(
+        Some("tmpfs"),
+        &host.join("sub"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let mut c = b.config();
+    c["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/vol", "type": "bind", "source": host,
+               "options": ["rbind", "rro", "rnosuid"]}),
+        json!({"destination": "/nsf", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosymfollow"]}),
+    ]);
+    c["root"]["readonly"] = json!(false);
+    b.set_config(&c);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "touch /vol/x 2>/dev/null && echo top-writable; touch /vol/sub/x 2>/dev/null && echo sub-writable; \
+         grep ' /vol/sub ' /proc/self/mountinfo | grep -c 'ro,nosuid'; \
+         echo hi > /nsf/f && ln -s /nsf/f /nsf/l && cat /nsf/l 2>/dev/null || echo no-follow",
+    ]);
+    let out = b.rt(&["run", &b.id]);
+    let _ = umount2(&host.join("sub"), MntFlags::MNT_DETACH);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\nno-follow\n", "{}", stderr(&out));
+}
+
+/// linux.memoryPolicy reaches set_mempolicy(2): a policy on an existing node runs, one on a
+/// node this host lacks fails the create with the kernel's answer, and a mode that takes no
+/// nodes refuses them before anything is made.
+#[test]
+fn memory_policy_is_applied() {
+    let b = Bundle::new();
+    b.set_args(&["true"]);
+    let mut c = b.config();
+    c["process"]["capabilities"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ambient");
+    c["linux"]["memoryPolicy"] =
+        json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Set right before the command, so `run` (not `create`) meets the kernel's refusal.
+    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "63"});
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert_one_line_error(
+        &b,
+        &out,
+        "set the memory policy (linux.memoryPolicy): invalid argument",
+    );
+
+    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_LOCAL", "nodes": "0"});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "MPOL_LOCAL takes no nodes");
+}
+
+/// What hako-runtime cannot do is refused with a reason, never accepted and ignored.
+#[test]
+fn intel_rdt_and_net_devices_are_refused_clearly() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["intelRdt"] = json!({"closID": "guaranteed"});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "linux.intelRdt is not supported");
+    c["linux"].as_object_mut().unwrap().remove("intelRdt");
+    c["linux"]["netDevices"] = json!({"dummy0": {}});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "linux.netDevices is not supported");
+}

@@ -53,7 +53,7 @@ impl<T, E: Into<io::Error>> Context<T> for Result<T, E> {
 }
 
 /// `io::Error`'s Display appends " (os error N)"; Docker users see plain strerror text.
-fn strip_os_error(e: &io::Error) -> String {
+pub(crate) fn strip_os_error(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_lowercase(),
@@ -774,7 +774,8 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
                 | MsFlags::MS_NOATIME
                 | MsFlags::MS_NODIRATIME
                 | MsFlags::MS_RELATIME
-                | MsFlags::MS_STRICTATIME);
+                | MsFlags::MS_STRICTATIME
+                | crate::mounts::MS_NOSYMFOLLOW);
         if !extra.is_empty() {
             change_mount(root, dest, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra)?;
         }
@@ -802,6 +803,37 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
     }
     if !m.propagation.is_empty() {
         change_mount(root, dest, m.propagation)?;
+    }
+    if !m.recursive.is_empty() {
+        set_tree_attrs(root, dest, m.recursive)?;
+    }
+    Ok(())
+}
+
+/// Sets and clears mount attributes on the mount at `dest` and every mount below it.
+fn set_tree_attrs(root: RawFd, dest: &Path, attrs: crate::mounts::RecursiveAttrs) -> Res<()> {
+    let target = fsutil::open_in_root(root, dest, libc::O_PATH)
+        .ctx(|| format!("reopen {}", dest.display()))?;
+    let attr = libc::mount_attr {
+        attr_set: attrs.set,
+        attr_clr: attrs.clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size we pass) and the empty path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error())
+            .ctx(|| format!("set the recursive mount options of {}", dest.display()));
     }
     Ok(())
 }
@@ -949,6 +981,11 @@ fn mount_flags_of(fd: RawFd) -> io::Result<MsFlags> {
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
         (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        // ST_NOSYMFOLLOW (Linux 5.10), which nix does not name.
+        (
+            FsFlags::from_bits_retain(0x2000),
+            crate::mounts::MS_NOSYMFOLLOW,
+        ),
     ] {
         if f.contains(s) {
             out |= m;

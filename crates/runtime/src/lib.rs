@@ -505,6 +505,17 @@ impl Prepared {
             mounts.push(plan);
         }
 
+        if linux.is_some_and(|l| l.intel_rdt().is_some()) {
+            // runc refuses it too where resctrl is not mounted; here it is never managed.
+            return Err(Error::InvalidSpec(
+                "linux.intelRdt is not supported: hako-runtime does not manage resctrl (Intel RDT) groups".into(),
+            ));
+        }
+        if linux.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())) {
+            return Err(Error::InvalidSpec(
+                "linux.netDevices is not supported yet: hako-runtime cannot move host network devices into a container".into(),
+            ));
+        }
         let rootfs_propagation =
             RootPropagation::parse(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
         if shared_mount_ns && !rootfs_propagation.is_default() {
@@ -936,6 +947,7 @@ fn cgroup_view(
         flags: MsFlags::MS_BIND | keep | ro,
         propagation: MsFlags::empty(),
         data: String::new(),
+        recursive: plan.recursive,
     };
     if let [only] = views.as_slice() {
         if only.unified {
@@ -950,6 +962,7 @@ fn cgroup_view(
         flags: keep,
         propagation: MsFlags::empty(),
         data: "mode=755".into(),
+        recursive: mounts::RecursiveAttrs::default(),
     });
     for v in &views {
         let dest = plan.destination.join(&v.name);
