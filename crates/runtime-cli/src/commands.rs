@@ -269,6 +269,13 @@ fn byte_limit(dir: &Path, file: &str, what: &str, value: i64) -> Result<Option<S
 /// Applies [`Extras`]; returns warnings for what this host ignores, as runc warns.
 pub(crate) fn apply_extras(cg: &Cgroup, x: &Extras) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
+    if x.kernel.is_none()
+        && x.kernel_tcp.is_none()
+        && x.use_hierarchy.is_none()
+        && x.cpu_burst.is_none()
+    {
+        return Ok(warnings);
+    }
     let memory = controller_dir(cg, "memory");
     for (value, file, what) in [
         (x.kernel, "memory.kmem.limit_in_bytes", "kernel"),

@@ -41,10 +41,15 @@ pub(crate) struct Labels {
 
 impl Labels {
     pub(crate) fn from_spec(spec: &Spec) -> Result<Self, Error> {
-        Self::decide(spec, apparmor_enabled(), selinux_enabled())
+        // The host is only looked at when the spec asks for a label: `hako run` never does.
+        Self::decide(spec, apparmor_enabled, selinux_enabled)
     }
 
-    fn decide(spec: &Spec, apparmor: bool, selinux: bool) -> Result<Self, Error> {
+    fn decide(
+        spec: &Spec,
+        apparmor: impl Fn() -> bool,
+        selinux: impl Fn() -> bool,
+    ) -> Result<Self, Error> {
         let mut out = Labels::default();
         let process = spec.process().as_ref();
         let cstr = |s: String, what: &str| {
@@ -54,7 +59,7 @@ impl Labels {
             .and_then(|p| p.apparmor_profile().as_deref())
             .filter(|p| !p.is_empty())
         {
-            if !apparmor {
+            if !apparmor() {
                 return Err(Error::InvalidSpec(format!(
                     "process.apparmorProfile {profile:?} cannot be applied: AppArmor is not enabled on this host"
                 )));
@@ -75,7 +80,7 @@ impl Labels {
             .and_then(|p| p.selinux_label().as_deref())
             .filter(|l| !l.is_empty())
         {
-            if !selinux {
+            if !selinux() {
                 return Err(Error::InvalidSpec(format!(
                     "process.selinuxLabel {label:?} cannot be applied: SELinux is not enabled on this host"
                 )));
@@ -89,7 +94,7 @@ impl Labels {
             .and_then(|l| l.mount_label().as_deref())
             .filter(|l| !l.is_empty())
         {
-            if selinux {
+            if selinux() {
                 out.mount_label = Some(label.to_owned());
             } else {
                 out.warnings.push(format!(
@@ -153,9 +158,11 @@ mod tests {
     #[test]
     fn process_labels_fail_where_the_module_is_off_and_are_written_where_on() {
         let aa = spec(serde_json::json!({"process": {"apparmorProfile": "hako-test"}}));
-        let e = Labels::decide(&aa, false, false).unwrap_err().to_string();
+        let e = Labels::decide(&aa, || false, || false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("AppArmor is not enabled"), "{e}");
-        let l = Labels::decide(&aa, true, false).unwrap();
+        let l = Labels::decide(&aa, || true, || false).unwrap();
         assert_eq!(l.exec.len(), 1);
         assert!(l.exec[0].0.ends_with("exec"));
         assert_eq!(l.exec[0].1.to_str().unwrap(), "exec hako-test");
@@ -163,9 +170,11 @@ mod tests {
         let se = spec(
             serde_json::json!({"process": {"selinuxLabel": "system_u:system_r:container_t:s0"}}),
         );
-        let e = Labels::decide(&se, false, false).unwrap_err().to_string();
+        let e = Labels::decide(&se, || false, || false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SELinux is not enabled"), "{e}");
-        let l = Labels::decide(&se, false, true).unwrap();
+        let l = Labels::decide(&se, || false, || true).unwrap();
         assert_eq!(
             l.exec,
             vec![(
@@ -180,11 +189,11 @@ mod tests {
         let s = spec(
             serde_json::json!({"linux": {"mountLabel": "system_u:object_r:container_file_t:s0"}}),
         );
-        let off = Labels::decide(&s, false, false).unwrap();
+        let off = Labels::decide(&s, || false, || false).unwrap();
         assert!(off.mount_label.is_none());
         assert_eq!(off.warnings.len(), 1);
         assert!(off.warnings[0].contains("ignored"), "{:?}", off.warnings);
-        let on = Labels::decide(&s, false, true).unwrap();
+        let on = Labels::decide(&s, || false, || true).unwrap();
         let label = on.mount_label.unwrap();
         assert!(on.warnings.is_empty());
 
