@@ -825,6 +825,8 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
     }
     linux.set_namespaces(Some(namespaces));
     linux.set_time_offsets(None);
+    // The container's mounts exist already: their label is not the new process's concern.
+    linux.set_mount_label(None);
     spec.set_linux(Some(linux));
     // A container without a mount namespace lives in a chroot of ours, which its init's
     // /proc/PID/root leads to.

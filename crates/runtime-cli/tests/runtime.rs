@@ -2020,3 +2020,85 @@ fn intel_rdt_and_net_devices_are_refused_clearly() {
     b.set_config(&c);
     assert_one_line_error(&b, &b.create(), "linux.netDevices is not supported");
 }
+
+/// containerd's shim passes `--log FILE --log-format json` and, when a command fails, reports
+/// the last `"level":"error"` line's `msg` as the reason (e.g. "OCI runtime create failed:
+/// ..."): a failure must land there, whole.
+#[test]
+fn errors_reach_the_json_log_as_the_shim_reads_them() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["rootfsPropagation"] = json!("sideways");
+    b.set_config(&c);
+    let log = b.path().join("log.json");
+    let out = b.rt(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error", "{text}");
+    assert!(
+        last["msg"]
+            .as_str()
+            .unwrap()
+            .contains("rootfsPropagation \"sideways\""),
+        "{text}"
+    );
+    assert!(
+        last["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{text}"
+    );
+}
+
+/// linux.resources settings that hako-cgroups' limits do not carry reach the container's
+/// cgroup files: cpu.burst, memory.useHierarchy (whose `false` this kernel refuses, said as
+/// such), and memory.checkBeforeUpdate, with which `update` refuses a limit below the usage.
+#[test]
+fn burst_hierarchy_and_check_before_update() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let mut c = b.config();
+    c["linux"]["resources"]["cpu"] = json!({"quota": 100000, "period": 100000, "burst": 50000});
+    c["linux"]["resources"]["memory"] = json!({"useHierarchy": true});
+    b.set_config(&c);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cgroup_file(&b.cgroup_dir("cpu"), "cpu.cfs_burst_us"),
+        "50000"
+    );
+    assert_eq!(cgroup_file(&b.memory_cgroup(), "memory.use_hierarchy"), "1");
+
+    let before = cgroup_file(&b.memory_cgroup(), "memory.limit_in_bytes");
+    let doc = b.path().join("update.json");
+    std::fs::write(
+        &doc,
+        r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+    )
+    .unwrap();
+    let out = b.rt(&["update", "--resources", doc.to_str().unwrap(), &b.id]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("below the container's current usage") && e.contains("checkBeforeUpdate"),
+        "{e}"
+    );
+    assert_eq!(
+        cgroup_file(&b.memory_cgroup(), "memory.limit_in_bytes"),
+        before
+    );
+    assert!(b.rt(&["delete", "--force", &b.id]).status.success());
+
+    c["linux"]["resources"]["memory"] = json!({"useHierarchy": false});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "linux.resources.memory.useHierarchy false");
+}
