@@ -34,6 +34,10 @@ struct Cli {
     /// Use the systemd cgroup driver (not available)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
+    /// Path to criu (runc's flag, which containerd's shim passes to every command when its
+    /// CriuPath option is set); only checkpoint and restore would use it, and both are refused
+    #[arg(long, global = true, value_name = "PATH")]
+    criu: Option<PathBuf>,
     /// Rootless mode: auto, true or false
     #[arg(long, global = true, default_value = "auto", num_args = 0..=1, default_missing_value = "true")]
     rootless: String,

@@ -181,11 +181,16 @@ impl Containerd {
             .tempdir_in("/var/tmp")
             .unwrap();
         let d = dir.path();
+        // Names and subnet by process and instance: tests of this file may run at once.
+        static INSTANCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
-        let bridge = format!("hkcri{}", pid % 100_000);
-        let net = format!("hako-cri-{pid}");
-        // 10.224-254.x.0/24: picked by pid, away from the 10.0-10.200 ranges hosts often use.
-        let subnet = format!("10.{}.{}.0/24", 224 + pid % 31, (pid / 31) % 256);
+        let tag = format!("{}{n}", pid % 100_000);
+        let bridge = format!("hkcri{tag}");
+        let net = format!("hako-cri-{tag}");
+        // 10.224-254.x.0/24, away from the 10.0-10.200 ranges hosts often use.
+        let k = pid.wrapping_mul(7).wrapping_add(n);
+        let subnet = format!("10.{}.{}.0/24", 224 + k % 31, (k / 31) % 256);
         std::fs::create_dir_all(d.join("net.d")).unwrap();
         let conflist = json!({
             "cniVersion": "0.4.0",
@@ -262,7 +267,7 @@ state = "{r}/state"
         let c = Containerd {
             child: Some(child),
             bridge,
-            cgroup_parent: format!("hako-cri-{pid}"),
+            cgroup_parent: format!("hako-cri-{tag}"),
             cni_before: cni_results(),
             dir,
         };

@@ -1926,6 +1926,9 @@ fn kill_answers_as_runc_for_a_stopped_container() {
     let e = stderr(&out);
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
     assert!(e.contains("container not running"), "{e}");
+    // go-runc puts --criu before every command when containerd is given a CriuPath.
+    let out = b.rt(&["--criu", "/usr/sbin/criu", "state", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = b.rt(&["checkpoint", "--image-path", "/tmp/x", &b.id]);
     assert!(!out.status.success());
     let e = stderr(&out);
