@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 struct Rollback {
     dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
+    /// The root of a container without a mount namespace, whose mounts are ours to remove.
+    host_mounts: Option<PathBuf>,
 }
 
 impl Rollback {
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.host_mounts = None;
     }
 }
 
@@ -31,6 +34,9 @@ impl Drop for Rollback {
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.kill_all();
             let _ = cg.remove();
+        }
+        if let Some(rootfs) = self.host_mounts.take() {
+            let _ = hako_runtime::unmount_under(&rootfs);
         }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
@@ -52,6 +58,13 @@ pub(crate) fn load_spec(bundle: &Path) -> Result<Spec> {
         );
     }
     Ok(spec)
+}
+
+fn has_namespace(spec: &Spec, typ: oci_spec::runtime::LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
 }
 
 /// Where linux.cgroupsPath puts the container: `(parent, name)` for `CgroupSystem::create`.
@@ -99,16 +112,11 @@ const DEFAULT_DEVICE_RULES: [(char, Option<i64>, Option<i64>, &str); 11] = [
 /// The cgroup limits of `linux.resources`, without the device rules (which need the spec's
 /// device list: see [`device_rules`]).
 pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources> {
-    let unsupported = |what: &str| anyhow!("linux.resources.{what} is not supported yet");
     let mut out = Resources::default();
     if let Some(m) = r.memory() {
         out.memory_limit = m.limit();
         out.memory_swap = m.swap();
         out.memory_reservation = m.reservation();
-        if m.kernel().is_some_and(|v| v > 0) || m.kernel_tcp().is_some_and(|v| v > 0) {
-            // Kernel memory limits are gone from Linux 6.x, as from runc.
-            return Err(unsupported("memory.kernel"));
-        }
         out.memory_swappiness = m.swappiness();
         out.disable_oom_killer = m.disable_oom_killer() == Some(true);
     }
@@ -182,6 +190,137 @@ pub(crate) fn limits(r: &oci_spec::runtime::LinuxResources) -> Result<Resources>
         out.unified = u;
     }
     Ok(out)
+}
+
+/// Settings of `linux.resources` that `hako_cgroups::Resources` does not carry: written here,
+/// to the container's own cgroup files, after `Cgroup::apply`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Extras {
+    /// `memory.kernel`: v1 `memory.kmem.limit_in_bytes`.
+    kernel: Option<i64>,
+    /// `memory.kernelTCP`: v1 `memory.kmem.tcp.limit_in_bytes`.
+    kernel_tcp: Option<i64>,
+    /// `memory.useHierarchy`: v1 `memory.use_hierarchy`.
+    use_hierarchy: Option<bool>,
+    /// `cpu.burst`: v1 `cpu.cfs_burst_us`, v2 `cpu.max.burst`.
+    cpu_burst: Option<u64>,
+    /// `memory.checkBeforeUpdate`: `update` refuses a limit below the current usage.
+    pub check_before_update: bool,
+}
+
+pub(crate) fn extras(r: &oci_spec::runtime::LinuxResources) -> Extras {
+    let mut out = Extras::default();
+    if let Some(m) = r.memory() {
+        out.kernel = m.kernel().filter(|v| *v != 0);
+        out.kernel_tcp = m.kernel_tcp().filter(|v| *v != 0);
+        out.use_hierarchy = m.use_hierarchy();
+        out.check_before_update = m.check_before_update() == Some(true);
+    }
+    if let Some(c) = r.cpu() {
+        out.cpu_burst = c.burst();
+    }
+    out
+}
+
+/// The directory of the first hierarchy that has `controller`, and whether it is cgroup2.
+fn controller_dir(cg: &Cgroup, controller: &str) -> Option<(PathBuf, bool)> {
+    let views = cg.views();
+    views
+        .iter()
+        .find(|v| !v.unified && v.name.split(',').any(|c| c == controller))
+        .or_else(|| {
+            views.iter().find(|v| {
+                v.unified
+                    && std::fs::read_to_string(v.dir.join("cgroup.controllers"))
+                        .is_ok_and(|c| c.split_whitespace().any(|c| c == controller))
+            })
+        })
+        .map(|v| (v.dir.clone(), v.unified))
+}
+
+/// A v1 byte limit: written, then read back, since the kernel may accept a write that does
+/// nothing (kernel memory limits since Linux 5.16). Returns a warning when it did not apply.
+fn byte_limit(dir: &Path, file: &str, what: &str, value: i64) -> Result<Option<String>> {
+    let path = dir.join(file);
+    if !path.exists() {
+        return Ok(Some(format!(
+            "linux.resources.memory.{what} is ignored: this kernel has no {file}"
+        )));
+    }
+    std::fs::write(&path, value.to_string())
+        .with_context(|| format!("linux.resources.memory.{what}: write {}", path.display()))?;
+    let got: i64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1);
+    // The kernel rounds a limit down to whole pages; -1 (no limit) reads back as a huge value.
+    let applied = if value < 0 {
+        got >= i64::MAX / 2
+    } else {
+        got <= value && value - got < 1 << 16
+    };
+    Ok((!applied).then(|| {
+        format!(
+            "linux.resources.memory.{what} is ignored: this kernel accepts {file} but does not enforce it"
+        )
+    }))
+}
+
+/// Applies [`Extras`]; returns warnings for what this host ignores, as runc warns.
+pub(crate) fn apply_extras(cg: &Cgroup, x: &Extras) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if x.kernel.is_none()
+        && x.kernel_tcp.is_none()
+        && x.use_hierarchy.is_none()
+        && x.cpu_burst.is_none()
+    {
+        return Ok(warnings);
+    }
+    let memory = controller_dir(cg, "memory");
+    for (value, file, what) in [
+        (x.kernel, "memory.kmem.limit_in_bytes", "kernel"),
+        (x.kernel_tcp, "memory.kmem.tcp.limit_in_bytes", "kernelTCP"),
+    ] {
+        let Some(value) = value else { continue };
+        match &memory {
+            Some((dir, false)) => warnings.extend(byte_limit(dir, file, what, value)?),
+            Some((_, true)) => warnings.push(format!(
+                "linux.resources.memory.{what} is ignored: cgroup v2 has no such limit"
+            )),
+            None => warnings.push(format!(
+                "linux.resources.memory.{what} is ignored: no memory cgroup controller"
+            )),
+        }
+    }
+    if let Some(h) = x.use_hierarchy {
+        match &memory {
+            Some((dir, false)) => {
+                let path = dir.join("memory.use_hierarchy");
+                std::fs::write(&path, if h { "1" } else { "0" }).with_context(|| {
+                    format!(
+                        "linux.resources.memory.useHierarchy {h}: write {}",
+                        path.display()
+                    )
+                })?;
+            }
+            // cgroup v2 is always hierarchical.
+            _ if h => {}
+            _ => bail!("linux.resources.memory.useHierarchy false: cgroup v2 memory accounting is always hierarchical"),
+        }
+    }
+    if let Some(burst) = x.cpu_burst {
+        let (dir, unified) = controller_dir(cg, "cpu")
+            .ok_or_else(|| anyhow!("linux.resources.cpu.burst: no cpu cgroup controller"))?;
+        let file = if unified {
+            "cpu.max.burst"
+        } else {
+            "cpu.cfs_burst_us"
+        };
+        let path = dir.join(file);
+        std::fs::write(&path, burst.to_string())
+            .with_context(|| format!("linux.resources.cpu.burst: write {}", path.display()))?;
+    }
+    Ok(warnings)
 }
 
 fn resources(spec: &Spec) -> Result<Option<Resources>> {
@@ -366,9 +505,11 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         }
         Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
     }
+    let host_mounts = !has_namespace(&spec, oci_spec::runtime::LinuxNamespaceType::Mount);
     let mut rollback = Rollback {
         dir: Some(dir.clone()),
         cgroup: None,
+        host_mounts: host_mounts.then(|| rootfs.clone()),
     };
 
     let system = CgroupSystem::detect().context("detect cgroups")?;
@@ -378,6 +519,11 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
     rollback.cgroup = Some(cgroup.clone());
     if let Some(res) = &res {
         cgroup.apply(res).context("apply linux.resources")?;
+    }
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        for w in apply_extras(&cgroup, &extras(r))? {
+            logger.warn(&w);
+        }
     }
     logger.log("debug", &format!("cgroup {}", cgroup.relative_path()));
 
@@ -397,6 +543,7 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
             .collect(),
         cgroup_dirs: cgroup.paths().to_vec(),
         hooks: spec.hooks().clone(),
+        host_mounts,
     };
 
     // prestart (deprecated) and createRuntime hooks run in the runtime's namespaces once the
@@ -461,8 +608,7 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
     };
     let created = hako_runtime::create(&spec, &opts, &fifo_path(&dir))?;
     for w in created.warnings() {
-        logger.log("warning", w);
-        eprintln!("hako-runtime: warning: {w}");
+        logger.warn(w);
     }
     saved.pid = created.pid();
     saved.pid_start = state::pid_start_time(saved.pid)
@@ -515,17 +661,17 @@ pub fn create(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<()> {
     Ok(())
 }
 
-pub fn start(root: &Path, id: &str) -> Result<()> {
+pub fn start(root: &Path, id: &str, logger: &Logger) -> Result<()> {
     let c = Container::load(root, id)?;
     match c.status() {
         Status::Created => {}
         Status::Stopped => bail!("cannot start container {id}: it is stopped"),
         s => bail!("cannot start container {id}: it is already {}", s.as_str()),
     }
-    start_created(&c)
+    start_created(&c, logger)
 }
 
-fn start_created(c: &Container) -> Result<()> {
+fn start_created(c: &Container, logger: &Logger) -> Result<()> {
     hako_runtime::start(&fifo_path(&c.dir), c.saved.pid).map_err(|e| match e {
         hako_runtime::Error::NotCreated => anyhow!(
             "cannot start container {}: it is not in the created state",
@@ -536,7 +682,7 @@ fn start_created(c: &Container) -> Result<()> {
     if let Some(h) = &c.saved.hooks {
         let json = serde_json::to_string(&c.oci_state(Status::Running))?;
         for w in hooks::run_all("poststart", h.poststart().as_ref(), json.as_bytes()) {
-            eprintln!("hako-runtime: warning: {w}");
+            logger.warn(&w);
         }
     }
     Ok(())
@@ -551,7 +697,7 @@ pub fn run(
 ) -> Result<i32> {
     let mut made = make(root, args, logger)?;
     if detach {
-        start_created(&made.container)?;
+        start_created(&made.container, logger)?;
         made.rollback.disarm();
         made.created.detach();
         return Ok(0);
@@ -559,7 +705,7 @@ pub fn run(
     // In the foreground this process stays the container's parent: it relays signals and
     // reaps it, then cleans up like `delete`.
     let running = made.created.into_running();
-    let result = start_created(&made.container).and_then(|()| {
+    let result = start_created(&made.container, logger).and_then(|()| {
         // runc run relays signals for as long as the container lives, with no stop timeout.
         running
             .wait(Duration::from_secs(u32::MAX.into()))
@@ -569,7 +715,7 @@ pub fn run(
     if keep {
         return result.map(|s| s.code());
     }
-    let cleaned = destroy(&made.container);
+    let cleaned = destroy(&made.container, logger);
     let status = result?;
     cleaned?;
     Ok(status.code())
@@ -679,7 +825,17 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
     }
     linux.set_namespaces(Some(namespaces));
     linux.set_time_offsets(None);
+    // The container's mounts exist already: their label is not the new process's concern.
+    linux.set_mount_label(None);
     spec.set_linux(Some(linux));
+    // A container without a mount namespace lives in a chroot of ours, which its init's
+    // /proc/PID/root leads to.
+    let enter_existing_root = !has_namespace(&spec, oci_spec::runtime::LinuxNamespaceType::Mount);
+    if enter_existing_root {
+        let mut r = spec.root().clone().unwrap_or_default();
+        r.set_path(format!("/proc/{}/root", c.saved.pid).into());
+        spec.set_root(Some(r));
+    }
 
     let cgroup = c.cgroup();
     let console = match &args.console_socket {
@@ -696,11 +852,12 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         preserve_fds: args.preserve_fds,
         console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
         seccomp_cache: Some(&seccomp_cache),
+        enter_existing_root,
         ..Default::default()
     };
     let running = hako_runtime::spawn(&spec, &opts)?;
     for w in running.warnings() {
-        logger.log("warning", w);
+        logger.warn(w);
     }
     if let Some(pid_file) = &args.pid_file {
         write_pid_file(pid_file, running.pid())?;
@@ -736,23 +893,43 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
     let sig = parse_signal(signal.unwrap_or("SIGTERM"))?;
     let c = Container::load(root, id)?;
-    if c.status() == Status::Stopped {
-        bail!("cannot kill container {id}: it is not running");
-    }
+    let status = c.status();
     if all {
+        // runc signals whatever is left in the cgroup, even once the init has exited, and
+        // succeeds when nothing is: containerd's shim relies on that to record the exit of a
+        // pod's containers.
         if let Some(cg) = c.cgroup() {
-            for pid in cg.pids().context("list the container's processes")? {
+            let pids = match cg.pids() {
+                Ok(p) => p,
+                Err(_) if status == Status::Stopped => Vec::new(),
+                Err(e) => return Err(e).context("list the container's processes"),
+            };
+            for pid in pids {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+            if status == Status::Paused && sig == Signal::SIGKILL {
+                // A frozen task dies only once thawed.
+                cg.thaw().context("thaw the killed container")?;
             }
             return Ok(());
         }
     }
+    if status == Status::Stopped {
+        // runc's words: the shim matches them to tell a finished process from a failure.
+        bail!("cannot kill container {id}: container not running");
+    }
     nix::sys::signal::kill(Pid::from_raw(c.saved.pid), sig)
-        .with_context(|| format!("send {sig} to pid {}", c.saved.pid))
+        .with_context(|| format!("send {sig} to pid {}", c.saved.pid))?;
+    if status == Status::Paused && sig == Signal::SIGKILL {
+        if let Some(cg) = c.cgroup() {
+            cg.thaw().context("thaw the killed container")?;
+        }
+    }
+    Ok(())
 }
 
 /// Kills whatever is left, removes the cgroup and the state directory, runs poststop hooks.
-fn destroy(c: &Container) -> Result<()> {
+fn destroy(c: &Container, logger: &Logger) -> Result<()> {
     let cg = c.cgroup();
     if c.alive() {
         if let Some(cg) = &cg {
@@ -768,16 +945,20 @@ fn destroy(c: &Container) -> Result<()> {
         cg.kill_all().context("kill the container's processes")?;
         cg.remove().context("remove the container's cgroup")?;
     }
+    if c.saved.host_mounts {
+        hako_runtime::unmount_under(&c.saved.rootfs)
+            .context("unmount what the container mounted")?;
+    }
     if let Some(h) = &c.saved.hooks {
         let json = serde_json::to_string(&c.oci_state(Status::Stopped))?;
         for w in hooks::run_all("poststop", h.poststop().as_ref(), json.as_bytes()) {
-            eprintln!("hako-runtime: warning: {w}");
+            logger.warn(&w);
         }
     }
     std::fs::remove_dir_all(&c.dir).with_context(|| format!("remove {}", c.dir.display()))
 }
 
-pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+pub fn delete(root: &Path, id: &str, force: bool, logger: &Logger) -> Result<()> {
     let c = match Container::load(root, id) {
         Ok(c) => c,
         // runc: deleting a container that does not exist is fine with --force.
@@ -795,7 +976,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         ),
         _ => {}
     }
-    destroy(&c)
+    destroy(&c, logger)
 }
 
 /// Compiled seccomp programs, beside the containers' state directories. `@` cannot appear in a

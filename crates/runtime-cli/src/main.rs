@@ -34,6 +34,10 @@ struct Cli {
     /// Use the systemd cgroup driver (not available)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
+    /// Path to criu (runc's flag, which containerd's shim passes to every command when its
+    /// CriuPath option is set); only checkpoint and restore would use it, and both are refused
+    #[arg(long, global = true, value_name = "PATH")]
+    criu: Option<PathBuf>,
     /// Rootless mode: auto, true or false
     #[arg(long, global = true, default_value = "auto", num_args = 0..=1, default_missing_value = "true")]
     rootless: String,
@@ -186,16 +190,39 @@ enum Command {
     Update(update::UpdateArgs),
     /// Print a container's statistics, once (--stats) or every --interval with OOM events
     Events(update::EventsArgs),
+    /// Checkpoint a running container (not supported: hako-runtime has no CRIU integration)
+    Checkpoint(Unsupported),
+    /// Restore a container from a checkpoint (not supported: hako-runtime has no CRIU
+    /// integration)
+    Restore(Unsupported),
+}
+
+/// Whatever runc's command of that name takes; refused before it is looked at.
+#[derive(Args)]
+struct Unsupported {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 /// Where errors (and debug lines) go besides stderr.
-struct Logger {
+pub(crate) struct Logger {
     file: Option<std::fs::File>,
     json: bool,
     debug: bool,
 }
 
 impl Logger {
+    /// A warning goes where runc's go: into the --log file when there is one, else stderr.
+    /// Under containerd's shim, stderr of `create` and `exec` is the container's own, and a
+    /// warning there would end up in the container's log.
+    fn warn(&self, msg: &str) {
+        if self.file.is_some() {
+            self.log("warning", msg);
+        } else {
+            eprintln!("hako-runtime: warning: {msg}");
+        }
+    }
+
     fn log(&self, level: &str, msg: &str) {
         if level == "debug" && !self.debug {
             return;
@@ -273,7 +300,7 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
     logger.log("debug", &format!("root {}", root.display()));
     match &cli.command {
         Command::Create(args) => commands::create(root, args, logger).map(|()| 0),
-        Command::Start { id } => commands::start(root, id).map(|()| 0),
+        Command::Start { id } => commands::start(root, id, logger).map(|()| 0),
         Command::Run {
             detach,
             keep,
@@ -283,7 +310,7 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
         Command::Kill { all, id, signal } => {
             commands::kill(root, id, signal.as_deref(), *all).map(|()| 0)
         }
-        Command::Delete { force, id } => commands::delete(root, id, *force).map(|()| 0),
+        Command::Delete { force, id } => commands::delete(root, id, *force, logger).map(|()| 0),
         Command::List { format, quiet } => commands::list(root, format, *quiet).map(|()| 0),
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
         Command::Ps {
@@ -294,7 +321,10 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
         Command::Pause { id } => commands::pause(root, id, true).map(|()| 0),
         Command::Resume { id } => commands::pause(root, id, false).map(|()| 0),
         Command::Exec(args) => commands::exec(root, args, logger),
-        Command::Update(args) => update::update(root, args).map(|()| 0),
+        Command::Update(args) => update::update(root, args, logger).map(|()| 0),
         Command::Events(args) => update::events(root, args).map(|()| 0),
+        Command::Checkpoint(_) | Command::Restore(_) => bail!(
+            "checkpoint/restore is not supported: hako-runtime has no CRIU integration, so containers cannot be checkpointed or restored"
+        ),
     }
 }

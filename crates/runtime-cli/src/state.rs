@@ -31,6 +31,10 @@ pub struct Saved {
     /// The spec's hooks, kept because the bundle may change or vanish before `delete`.
     #[serde(default)]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The container has no mount namespace of its own: what it mounted on `rootfs` is in
+    /// the runtime's namespace and must be unmounted when it goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_mounts: bool,
 }
 
 /// The container's status, as the OCI runtime spec names it.

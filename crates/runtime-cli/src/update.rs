@@ -1,7 +1,7 @@
 //! `update` (change a running container's cgroup limits) and `events` (its statistics, once or
 //! as a stream), with runc's flags and runc's event JSON.
 
-use crate::commands::{device_rules, limits, load_spec};
+use crate::commands::{apply_extras, device_rules, extras, limits, load_spec};
 use crate::state::{Container, Status};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -161,7 +161,7 @@ fn requested(
     Ok((res, doc))
 }
 
-pub fn update(root: &Path, args: &UpdateArgs) -> Result<()> {
+pub fn update(root: &Path, args: &UpdateArgs, logger: &crate::Logger) -> Result<()> {
     let (mut res, doc) = requested(args)?;
     let c = Container::load(root, &args.id)?;
     if c.status() == Status::Stopped {
@@ -183,7 +183,26 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<()> {
     let cg = c
         .cgroup()
         .ok_or_else(|| anyhow!("container {} has no cgroup to update", args.id))?;
-    cg.apply(&res).context("update the container's cgroup")
+    let extra = doc.as_ref().map(extras).unwrap_or_default();
+    if let Some(limit) = res
+        .memory_limit
+        .filter(|l| *l > 0 && extra.check_before_update)
+    {
+        let usage = cg
+            .resource_stats()
+            .context("read the container's memory usage")?
+            .memory
+            .usage
+            .usage;
+        if usage > limit as u64 {
+            bail!("memory limit {limit} is below the container's current usage of {usage} bytes (linux.resources.memory.checkBeforeUpdate)");
+        }
+    }
+    cg.apply(&res).context("update the container's cgroup")?;
+    for w in apply_extras(&cg, &extra)? {
+        logger.warn(&w);
+    }
+    Ok(())
 }
 
 fn entry(e: &MemoryEntry) -> Value {

@@ -31,13 +31,18 @@ struct Bundle {
 
 impl Bundle {
     fn new() -> Bundle {
+        Bundle::new_in(Path::new("/var/tmp"))
+    }
+
+    /// A bundle in a directory of `parent`, e.g. on a mount of the test's own.
+    fn new_in(parent: &Path) -> Bundle {
         assert!(
             nix::unistd::geteuid().is_root(),
             "these tests create namespaces, mounts and cgroups: run them as root"
         );
         let dir = tempfile::Builder::new()
             .prefix("hako-runtime-test-")
-            .tempdir_in("/var/tmp")
+            .tempdir_in(parent)
             .unwrap();
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();
@@ -1555,4 +1560,548 @@ fn more_v1_limits_reach_the_cgroup_files() {
     b.set_config(&c);
     let out = b.create();
     assert_one_line_error(&b, &out, "cpu.idle (cgroup v2 only)");
+}
+
+/// A tmpfs of the test's own, made a shared mount as on hosts where systemd makes `/`
+/// shared: mounts below a shared mount propagate to the host's mount namespace unless the
+/// runtime stops them. Unmounted on drop.
+struct SharedMount(tempfile::TempDir);
+
+impl SharedMount {
+    fn new() -> SharedMount {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-shared-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        use nix::mount::{mount, MsFlags};
+        mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=64m"),
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            dir.path(),
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+        SharedMount(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The optional fields (propagation) of the mount at `/`, as the container's mountinfo
+/// shows them: `shared:N`, `master:N`, `unbindable`, or nothing for a private mount.
+const ROOT_PROPAGATION: &str =
+    "awk '$5 == \"/\" { o = \"\"; for (i = 7; $i != \"-\"; i++) o = o \" \" $i; print \"tags:\" o }' /proc/self/mountinfo";
+
+/// Lines of the host's mountinfo that mention `path`.
+fn host_mounts_under(path: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(path.to_str().unwrap()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every rootfsPropagation value of the spec is taken, and `/` in the container ends up
+/// with it (as runc gives it). The root sits on a shared mount, which pivot_root refuses as
+/// the new root's parent: the runtime makes that parent private (a slave for `slave`) first,
+/// so nothing the container mounts reaches the host, and unmounting the old root cannot
+/// propagate back to the host's mounts either.
+#[test]
+fn every_rootfs_propagation_applies_and_nothing_reaches_the_host() {
+    let shared = SharedMount::new();
+    let before = host_mounts_under(shared.path());
+    for (value, want) in [
+        ("shared", "shared:"),
+        ("rshared", "shared:"),
+        ("slave", "master:"),
+        ("rslave", "master:"),
+        ("private", ""),
+        ("rprivate", ""),
+        ("unbindable", "unbindable"),
+        ("runbindable", "unbindable"),
+    ] {
+        let b = Bundle::new_in(shared.path());
+        b.set_args(&["sh", "-c", &format!("{ROOT_PROPAGATION} > /tags")]);
+        let mut c = b.config();
+        c["linux"]["rootfsPropagation"] = json!(value);
+        c["root"]["readonly"] = json!(false);
+        b.set_config(&c);
+        let out = b.create();
+        assert!(out.status.success(), "{value}: {}", stderr(&out));
+        // The container's root is assembled and waits for start: none of it is on the host.
+        assert_eq!(host_mounts_under(shared.path()), before, "{value}");
+        let out = b.rt(&["start", &b.id]);
+        assert!(out.status.success(), "{value}: {}", stderr(&out));
+        b.wait_status("stopped");
+        let tags = std::fs::read_to_string(b.path().join("rootfs/tags")).unwrap();
+        let tags = tags
+            .trim()
+            .strip_prefix("tags:")
+            .unwrap_or_else(|| panic!("{value}: {tags:?}"));
+        if want.is_empty() {
+            assert_eq!(tags.trim(), "", "{value}");
+        } else {
+            assert!(tags.contains(want), "{value}: {tags:?} lacks {want}");
+        }
+        drop(b);
+        assert_eq!(host_mounts_under(shared.path()), before, "{value}");
+    }
+}
+
+fn ns_of(pid: &str, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Without a `mount` entry in linux.namespaces the container inherits the runtime's mount
+/// namespace (and with no entry at all, every namespace), as the spec says and runc and crun
+/// allow. Its root is a chroot; the spec's mounts, masks and read-only paths are made on it in
+/// the runtime's namespace, `exec` lands in the same root, and `delete` takes every one of
+/// those mounts away (the Bundle's drop checks that none is left).
+#[test]
+fn a_container_without_a_mount_namespace_shares_the_runtimes() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let mut c = b.config();
+    let ns: Vec<Value> = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
+    c["linux"]["namespaces"] = json!(ns);
+    b.set_config(&c);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    let pid = state["pid"].to_string();
+    assert_eq!(ns_of(&pid, "mnt"), ns_of("self", "mnt"));
+    assert_ne!(ns_of(&pid, "pid"), ns_of("self", "pid"));
+    // Its mounts are visible here, on its root.
+    let rootfs = b.path().join("rootfs");
+    let mounts = host_mounts_under(&rootfs);
+    assert!(
+        mounts.iter().any(|l| l.contains(" - proc ")),
+        "no proc on the root: {mounts:?}"
+    );
+    let out = b.rt(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "test -e /bin/busybox && cat /proc/kcore | wc -c && echo x > /proc/sys/vm/overcommit_memory || echo denied",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // /proc/kcore is masked (empty), /proc/sys read-only.
+    assert_eq!(stdout(&out), "0\ndenied\n", "{}", stderr(&out));
+    let out = b.rt(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(host_mounts_under(&rootfs), Vec::<String>::new());
+
+    // No namespace at all, as runtime-tools' linux_ns_itype asks: every one is ours.
+    let mut c = b.config();
+    c["linux"]["namespaces"] = json!([]);
+    c.as_object_mut().unwrap().remove("hostname");
+    b.set_config(&c);
+    assert!(b.create().status.success());
+    let state: Value = serde_json::from_slice(&b.rt(&["state", &b.id]).stdout).unwrap();
+    let pid = state["pid"].to_string();
+    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"] {
+        assert_eq!(ns_of(&pid, ns), ns_of("self", ns), "{ns}");
+    }
+    let out = b.rt(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(host_mounts_under(&rootfs), Vec::<String>::new());
+
+    // Changing the propagation of the runtime's own `/` is refused.
+    let mut c = b.config();
+    c["linux"]["rootfsPropagation"] = json!("shared");
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "rootfsPropagation needs a mount namespace");
+}
+
+/// A UTS namespace joined by path, with a hostname: the hostname is set in the joined
+/// namespace (containerd's CRI asks exactly this for every container of a pod), as runc does.
+#[test]
+fn hostname_is_set_in_a_joined_uts_namespace() {
+    let pod = Bundle::new();
+    pod.set_args(&["sleep", "100"]);
+    let out = pod.rt(&["run", "-d", &pod.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state: Value = serde_json::from_slice(&pod.rt(&["state", &pod.id]).stdout).unwrap();
+    let pod_pid = state["pid"].as_i64().unwrap();
+
+    let b = Bundle::new();
+    b.set_args(&["hostname"]);
+    let mut c = b.config();
+    for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "uts" {
+            n["path"] = json!(format!("/proc/{pod_pid}/ns/uts"));
+        }
+    }
+    c["hostname"] = json!("joined-pod");
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "joined-pod\n");
+    // The namespace is the pod's: its init sees the name too.
+    let out = pod.rt(&["exec", &pod.id, "hostname"]);
+    assert_eq!(stdout(&out), "joined-pod\n", "{}", stderr(&out));
+
+    // Without any UTS namespace a hostname stays refused (it would rename the host).
+    let mut c = b.config();
+    let ns: Vec<Value> = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "uts")
+        .cloned()
+        .collect();
+    c["linux"]["namespaces"] = json!(ns);
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "a hostname needs a UTS namespace");
+}
+
+/// memory.kernel and memory.kernelTCP no longer fail the create: kernelTCP is applied where
+/// the kernel enforces it (v1 memory.kmem.tcp.limit_in_bytes), and a setting this kernel
+/// ignores is reported as a warning, as runc warns — on stderr, or in the --log file when
+/// one is given (under containerd's shim, stderr is the container's own).
+#[test]
+fn kernel_memory_settings_warn_or_apply_instead_of_failing() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let mut c = b.config();
+    c["linux"]["resources"]["memory"] =
+        json!({"kernel": 1_000_000_000i64, "kernelTCP": 100_000_000i64});
+    b.set_config(&c);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tcp = b.memory_cgroup().join("memory.kmem.tcp.limit_in_bytes");
+    let kmem = b.memory_cgroup().join("memory.kmem.limit_in_bytes");
+    let e = stderr(&out);
+    if tcp.exists() {
+        // Rounded down to whole pages.
+        assert_eq!(
+            cgroup_file(&b.memory_cgroup(), "memory.kmem.tcp.limit_in_bytes"),
+            "99999744"
+        );
+        assert!(!e.contains("kernelTCP"), "{e}");
+    } else {
+        assert!(e.contains("memory.kernelTCP is ignored"), "{e}");
+    }
+    let kmem_applied = kmem.exists()
+        && cgroup_file(&b.memory_cgroup(), "memory.kmem.limit_in_bytes") == "999997440";
+    assert_eq!(!kmem_applied, e.contains("memory.kernel is ignored"), "{e}");
+    assert!(b.rt(&["delete", "--force", &b.id]).status.success());
+
+    // With --log the warning goes to the log, and stderr (the container's) stays clean.
+    let log = b.path().join("log.json");
+    let mut cmd = b.cmd(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "run",
+        "-d",
+        &b.id,
+    ]);
+    cmd.current_dir(b.path());
+    let out = output(cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    if !kmem_applied {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["level"], "warning", "{text}");
+        assert!(
+            line["msg"]
+                .as_str()
+                .unwrap()
+                .contains("memory.kernel is ignored"),
+            "{text}"
+        );
+    }
+}
+
+/// SELinux and AppArmor labels are applied where the host runs that module; where it does
+/// not, a process label fails the create (as runc fails) with a message that says why, and a
+/// mount label is ignored with a warning (runc ignores it silently).
+#[test]
+fn lsm_labels_apply_or_say_why_not() {
+    let apparmor = Path::new("/sys/kernel/security/apparmor").exists()
+        && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.starts_with('Y'));
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let b = Bundle::new();
+    b.set_args(&["cat", "/proc/self/attr/current"]);
+    let mut c = b.config();
+    c["process"]["apparmorProfile"] = json!("unconfined");
+    b.set_config(&c);
+    if apparmor {
+        let out = b.rt(&["run", &b.id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).starts_with("unconfined"), "{}", stdout(&out));
+    } else {
+        assert_one_line_error(&b, &b.create(), "AppArmor is not enabled on this host");
+    }
+
+    let own = std::fs::read_to_string("/proc/self/attr/current").unwrap_or_default();
+    let mut c = b.config();
+    c["process"]
+        .as_object_mut()
+        .unwrap()
+        .remove("apparmorProfile");
+    c["process"]["selinuxLabel"] = json!(if selinux {
+        own.trim_end_matches('\0').trim()
+    } else {
+        "system_u:system_r:container_t:s0"
+    });
+    b.set_config(&c);
+    if selinux {
+        let out = b.rt(&["run", &b.id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stdout(&out).trim_end_matches('\0'),
+            own.trim_end_matches('\0')
+        );
+    } else {
+        assert_one_line_error(&b, &b.create(), "SELinux is not enabled on this host");
+    }
+
+    let mut c = b.config();
+    c["process"].as_object_mut().unwrap().remove("selinuxLabel");
+    c["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
+    b.set_args(&["true"]);
+    let args = b.config()["process"]["args"].clone();
+    c["process"]["args"] = args;
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    if selinux {
+        assert!(out.status.success(), "{}", stderr(&out));
+    } else {
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("linux.mountLabel \"system_u:object_r:container_file_t:s0\" is ignored: SELinux is not enabled"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+/// What containerd's shim relies on: `kill --all` of a container that has stopped succeeds
+/// (the shim sends it when a pod's containers go), a plain `kill` fails with runc's
+/// "container not running" (which the shim maps to NotFound), and checkpoint is refused
+/// with a clear message.
+#[test]
+fn kill_answers_as_runc_for_a_stopped_container() {
+    let b = Bundle::new();
+    b.set_args(&["true"]);
+    assert!(b.rt(&["run", "-d", &b.id]).status.success());
+    b.wait_status("stopped");
+    let out = b.rt(&["kill", "--all", &b.id, "9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&["kill", &b.id, "9"]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("container not running"), "{e}");
+    // go-runc puts --criu before every command when containerd is given a CriuPath.
+    let out = b.rt(&["--criu", "/usr/sbin/criu", "state", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = b.rt(&["checkpoint", "--image-path", "/tmp/x", &b.id]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("checkpoint/restore is not supported"), "{e}");
+    assert!(b.rt(&["delete", &b.id]).status.success());
+}
+
+/// The recursive mount options (runc's and crun's `rro`, `rnosuid`, ...) apply to a bind
+/// mount and every mount below it; `nosymfollow` is a flag of its own. Before, they went to
+/// the kernel as filesystem data, which bind mounts ignore: `rro` left submounts writable.
+#[test]
+fn recursive_mount_options_reach_submounts() {
+    let b = Bundle::new();
+    // A host directory with a tmpfs mounted inside it, bound into the container.
+    let host = b.path().join("vol");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    mount(
+        Some("tmpfs"),
+        &host.join("sub"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let mut c = b.config();
+    c["mounts"].as_array_mut().unwrap().extend([
+        json!({"destination": "/vol", "type": "bind", "source": host,
+               "options": ["rbind", "rro", "rnosuid"]}),
+        json!({"destination": "/nsf", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosymfollow"]}),
+    ]);
+    c["root"]["readonly"] = json!(false);
+    b.set_config(&c);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "touch /vol/x 2>/dev/null && echo top-writable; touch /vol/sub/x 2>/dev/null && echo sub-writable; \
+         grep ' /vol/sub ' /proc/self/mountinfo | grep -c 'ro,nosuid'; \
+         echo hi > /nsf/f && ln -s /nsf/f /nsf/l && cat /nsf/l 2>/dev/null || echo no-follow",
+    ]);
+    let out = b.rt(&["run", &b.id]);
+    let _ = umount2(&host.join("sub"), MntFlags::MNT_DETACH);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\nno-follow\n", "{}", stderr(&out));
+}
+
+/// linux.memoryPolicy reaches set_mempolicy(2): a policy on an existing node runs, one on a
+/// node this host lacks fails the create with the kernel's answer, and a mode that takes no
+/// nodes refuses them before anything is made.
+#[test]
+fn memory_policy_is_applied() {
+    let b = Bundle::new();
+    b.set_args(&["true"]);
+    let mut c = b.config();
+    c["process"]["capabilities"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ambient");
+    c["linux"]["memoryPolicy"] =
+        json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Set right before the command, so `run` (not `create`) meets the kernel's refusal.
+    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "63"});
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert_one_line_error(
+        &b,
+        &out,
+        "set the memory policy (linux.memoryPolicy): invalid argument",
+    );
+
+    c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_LOCAL", "nodes": "0"});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "MPOL_LOCAL takes no nodes");
+}
+
+/// What hako-runtime cannot do is refused with a reason, never accepted and ignored.
+#[test]
+fn intel_rdt_and_net_devices_are_refused_clearly() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["intelRdt"] = json!({"closID": "guaranteed"});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "linux.intelRdt is not supported");
+    c["linux"].as_object_mut().unwrap().remove("intelRdt");
+    c["linux"]["netDevices"] = json!({"dummy0": {}});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "linux.netDevices is not supported");
+}
+
+/// containerd's shim passes `--log FILE --log-format json` and, when a command fails, reports
+/// the last `"level":"error"` line's `msg` as the reason (e.g. "OCI runtime create failed:
+/// ..."): a failure must land there, whole.
+#[test]
+fn errors_reach_the_json_log_as_the_shim_reads_them() {
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["linux"]["rootfsPropagation"] = json!("sideways");
+    b.set_config(&c);
+    let log = b.path().join("log.json");
+    let out = b.rt(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error", "{text}");
+    assert!(
+        last["msg"]
+            .as_str()
+            .unwrap()
+            .contains("rootfsPropagation \"sideways\""),
+        "{text}"
+    );
+    assert!(
+        last["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{text}"
+    );
+}
+
+/// linux.resources settings that hako-cgroups' limits do not carry reach the container's
+/// cgroup files: cpu.burst, memory.useHierarchy (whose `false` this kernel refuses, said as
+/// such), and memory.checkBeforeUpdate, with which `update` refuses a limit below the usage.
+#[test]
+fn burst_hierarchy_and_check_before_update() {
+    let b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let mut c = b.config();
+    c["linux"]["resources"]["cpu"] = json!({"quota": 100000, "period": 100000, "burst": 50000});
+    c["linux"]["resources"]["memory"] = json!({"useHierarchy": true});
+    b.set_config(&c);
+    let out = b.rt(&["run", "-d", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cgroup_file(&b.cgroup_dir("cpu"), "cpu.cfs_burst_us"),
+        "50000"
+    );
+    assert_eq!(cgroup_file(&b.memory_cgroup(), "memory.use_hierarchy"), "1");
+
+    let before = cgroup_file(&b.memory_cgroup(), "memory.limit_in_bytes");
+    let doc = b.path().join("update.json");
+    std::fs::write(
+        &doc,
+        r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+    )
+    .unwrap();
+    let out = b.rt(&["update", "--resources", doc.to_str().unwrap(), &b.id]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("below the container's current usage") && e.contains("checkBeforeUpdate"),
+        "{e}"
+    );
+    assert_eq!(
+        cgroup_file(&b.memory_cgroup(), "memory.limit_in_bytes"),
+        before
+    );
+    assert!(b.rt(&["delete", "--force", &b.id]).status.success());
+
+    c["linux"]["resources"]["memory"] = json!({"useHierarchy": false});
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "linux.resources.memory.useHierarchy false");
 }

@@ -38,6 +38,8 @@ pub(crate) struct Attrs {
     pub cpus_final: Option<Vec<usize>>,
     /// A new time namespace, with these `/proc/self/timens_offsets` lines.
     pub new_timens: Option<String>,
+    /// `linux.memoryPolicy`: the `set_mempolicy(2)` mode (with its flags) and node mask.
+    pub mempolicy: Option<(libc::c_int, Vec<libc::c_ulong>)>,
 }
 
 fn invalid(msg: String) -> Error {
@@ -102,6 +104,9 @@ impl Attrs {
             return Err(invalid(
                 "linux.timeOffsets needs a new time namespace".into(),
             ));
+        }
+        if let Some(p) = linux.and_then(|l| l.memory_policy().as_ref()) {
+            out.mempolicy = Some(mempolicy(p)?);
         }
         let Some(process) = spec.process().as_ref() else {
             return Ok(out);
@@ -171,6 +176,60 @@ impl Attrs {
     }
 }
 
+/// `linux.memoryPolicy` as `set_mempolicy(2)` takes it, with the kernel's checks on which
+/// modes need nodes made here, so a bad policy fails the create with a clear message.
+fn mempolicy(
+    p: &oci_spec::runtime::LinuxMemoryPolicy,
+) -> Result<(libc::c_int, Vec<libc::c_ulong>), Error> {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    let (mode, name) = match p.mode() {
+        M::MpolDefault => (0, "MPOL_DEFAULT"),
+        M::MpolPreferred => (1, "MPOL_PREFERRED"),
+        M::MpolBind => (2, "MPOL_BIND"),
+        M::MpolInterleave => (3, "MPOL_INTERLEAVE"),
+        M::MpolLocal => (4, "MPOL_LOCAL"),
+        M::MpolPreferredMany => (5, "MPOL_PREFERRED_MANY"),
+        M::MpolWeightedInterleave => (6, "MPOL_WEIGHTED_INTERLEAVE"),
+    };
+    let nodes = match p
+        .nodes()
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        Some(n) => parse_cpus(n, "linux.memoryPolicy.nodes")?,
+        None => Vec::new(),
+    };
+    let needs_nodes = matches!(mode, 2 | 3 | 5 | 6);
+    if needs_nodes && nodes.is_empty() {
+        return Err(invalid(format!("linux.memoryPolicy: {name} needs nodes")));
+    }
+    if matches!(mode, 0 | 4) && !nodes.is_empty() {
+        return Err(invalid(format!(
+            "linux.memoryPolicy: {name} takes no nodes"
+        )));
+    }
+    let mut flags = 0;
+    for f in p.flags().iter().flatten() {
+        flags |= match f {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    let bits = libc::c_ulong::BITS as usize;
+    let mut mask = vec![0 as libc::c_ulong; nodes.iter().max().map_or(1, |m| m / bits + 1)];
+    for n in nodes {
+        mask[n / bits] |= 1 << (n % bits);
+    }
+    Ok((mode | flags, mask))
+}
+
+/// An OS error as the runtime's other messages word it: strerror, without "(os error N)".
+fn os_error(e: io::Error) -> String {
+    crate::child::strip_os_error(&e)
+}
+
 fn set_affinity(cpus: &[usize]) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -189,18 +248,18 @@ fn set_affinity(cpus: &[usize]) -> io::Result<()> {
 /// can only be set before any process is in it, so the child enters it right away).
 pub(crate) fn apply_early(a: &Attrs) -> Result<(), String> {
     if let Some(cpus) = &a.cpus_initial {
-        set_affinity(cpus).map_err(|e| format!("set the initial CPU affinity: {e}"))?;
+        set_affinity(cpus).map_err(|e| format!("set the initial CPU affinity: {}", os_error(e)))?;
     }
     if let Some(offsets) = &a.new_timens {
         let timens = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
         nix::sched::unshare(timens).map_err(|e| format!("create time namespace: {}", e.desc()))?;
         if !offsets.is_empty() {
             std::fs::write("/proc/self/timens_offsets", offsets)
-                .map_err(|e| format!("write /proc/self/timens_offsets: {e}"))?;
+                .map_err(|e| format!("write /proc/self/timens_offsets: {}", os_error(e)))?;
         }
         // unshare only moves our future children; a single-threaded process may enter it.
         let ns = std::fs::File::open("/proc/self/ns/time_for_children")
-            .map_err(|e| format!("open /proc/self/ns/time_for_children: {e}"))?;
+            .map_err(|e| format!("open /proc/self/ns/time_for_children: {}", os_error(e)))?;
         nix::sched::setns(ns, timens)
             .map_err(|e| format!("enter the time namespace: {}", e.desc()))?;
     }
@@ -214,7 +273,7 @@ pub(crate) fn apply_domainname(a: &Attrs) -> Result<(), String> {
         if unsafe { libc::setdomainname(d.as_ptr(), d.as_bytes().len()) } != 0 {
             return Err(format!(
                 "set domainname {d:?}: {}",
-                io::Error::last_os_error()
+                os_error(io::Error::last_os_error())
             ));
         }
     }
@@ -227,23 +286,43 @@ pub(crate) fn apply_late(a: &Attrs) -> Result<(), String> {
     if let Some(p) = a.personality {
         // SAFETY: personality takes a plain integer.
         if unsafe { libc::personality(p) } == -1 {
-            return Err(format!("set personality: {}", io::Error::last_os_error()));
+            return Err(format!(
+                "set personality: {}",
+                os_error(io::Error::last_os_error())
+            ));
         }
     }
     if let Some(v) = a.io_priority {
         // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = ourselves, value) takes integers only.
         if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, v) } != 0 {
-            return Err(format!("set I/O priority: {}", io::Error::last_os_error()));
+            return Err(format!(
+                "set I/O priority: {}",
+                os_error(io::Error::last_os_error())
+            ));
         }
     }
     if let Some(attr) = &a.scheduler {
         // SAFETY: sched_setattr reads `size` bytes of the struct we pass; flags are 0.
         if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) } != 0 {
-            return Err(format!("set the scheduler: {}", io::Error::last_os_error()));
+            return Err(format!(
+                "set the scheduler: {}",
+                os_error(io::Error::last_os_error())
+            ));
         }
     }
     if let Some(cpus) = &a.cpus_final {
-        set_affinity(cpus).map_err(|e| format!("set the CPU affinity: {e}"))?;
+        set_affinity(cpus).map_err(|e| format!("set the CPU affinity: {}", os_error(e)))?;
+    }
+    if let Some((mode, mask)) = &a.mempolicy {
+        // The kernel reads maxnode - 1 bits of the mask.
+        let maxnode = mask.len() * libc::c_ulong::BITS as usize + 1;
+        // SAFETY: set_mempolicy reads `maxnode - 1` bits of the mask we pass, which has them.
+        if unsafe { libc::syscall(libc::SYS_set_mempolicy, *mode, mask.as_ptr(), maxnode) } != 0 {
+            return Err(format!(
+                "set the memory policy (linux.memoryPolicy): {}",
+                os_error(io::Error::last_os_error())
+            ));
+        }
     }
     Ok(())
 }

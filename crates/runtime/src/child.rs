@@ -53,7 +53,7 @@ impl<T, E: Into<io::Error>> Context<T> for Result<T, E> {
 }
 
 /// `io::Error`'s Display appends " (os error N)"; Docker users see plain strerror text.
-fn strip_os_error(e: &io::Error) -> String {
+pub(crate) fn strip_os_error(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_lowercase(),
@@ -212,7 +212,20 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
             .ok_or_else(|| Failure::Setup("read our pid from /proc/self".into()))?
     };
     let mut go = Some(go);
-    let root = if p.exec_in_existing_root {
+    let root = if p.chroot_existing {
+        // A running container without a mount namespace of its own: its root is a chroot in
+        // ours, which `p.root` (its init's /proc/PID/root) leads to.
+        nix::unistd::chroot(&p.root).ctx(|| format!("chroot to {}", p.root.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+        nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| "open the container's root".into())?
+    } else if p.exec_in_existing_root {
         nix::fcntl::open(
             "/",
             nix::fcntl::OFlag::O_PATH
@@ -293,6 +306,8 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
             .map_err(Failure::Setup)?;
     }
     crate::attrs::apply_late(&p.attrs).map_err(Failure::Setup)?;
+    // Before the filter, which may deny the writes; the kernel switches labels at exec.
+    crate::lsm::apply_exec(&p.lsm_exec).map_err(Failure::Setup)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the user switch
     // may drop; with it, the filter goes last so it need not allow the switch's syscalls.
     if let Some(prog) = p.seccomp.as_ref().filter(|_| !p.no_new_privs) {
@@ -506,15 +521,38 @@ fn wait_go(go: OwnedFd) -> Res<()> {
     }
 }
 
+/// Makes the mount that `path` is on private (or a slave, per `flags`), walking up from `path`
+/// until a mount point answers, as runc does: EINVAL means "not a mount point".
+fn parent_mount_propagation(path: &Path, flags: MsFlags) -> Res<()> {
+    let mut at = path;
+    loop {
+        match mount(None::<&str>, at, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL) if at != Path::new("/") => {
+                at = at.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => return Err(e).ctx(|| format!("make the mount of {} private", at.display())),
+        }
+    }
+}
+
 fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<OwnedFd> {
+    if p.shared_mount_ns {
+        return build_shared_root(p, go, host_pid);
+    }
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        p.rootfs_propagation,
+        p.rootfs_propagation.before(),
         None::<&str>,
     )
     .ctx(|| "set propagation of /".into())?;
+    if !p.rootfs_propagation.is_default() {
+        // pivot_root refuses a root whose parent mount is shared, and a root mounted under a
+        // shared parent would show up in the host's mount namespace too.
+        parent_mount_propagation(&p.root, p.rootfs_propagation.parent_flags())?;
+    }
     if let Some(o) = &p.overlay {
         o.reopen_layers().ctx(|| "open the image's layers".into())?;
     }
@@ -544,13 +582,85 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
     )
     .ctx(|| format!("open root {}", p.root.display()))?;
 
+    mount_all(p, root.as_raw_fd(), go, host_pid)?;
+
+    nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
+    if p.no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "move the root to /".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        if !p.rootfs_propagation.is_default() {
+            // The old root, stacked at ".", still shares peer groups with the host's mounts:
+            // as a slave its detach below cannot propagate back and unmount the host's.
+            mount(
+                None::<&str>,
+                ".",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| "make the old root a slave".into())?;
+        }
+        // The old root is now stacked under the new one at "."; detaching it hides the host.
+        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    drop(root);
+    let root = finish_root(p, go)?;
+    if let Some(flags) = p.rootfs_propagation.after_pivot() {
+        // Given to the new root itself, now that it is "/" and complete.
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .ctx(|| "set the propagation of the root".into())?;
+    }
+    Ok(root)
+}
+
+/// Without a mount namespace: the spec's mounts go onto the root in the runtime's namespace
+/// (its caller unmounts them when the container is gone) and the root is entered with chroot.
+/// Nothing here may touch a mount outside the root: no propagation change, no pivot or move.
+fn build_shared_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<OwnedFd> {
+    if p.root_readonly {
+        // A read-only root needs a mount of its own to remount, not the host's filesystem.
+        mount(
+            Some(&p.root),
+            &p.root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mount root {}", p.root.display()))?;
+    }
+    let root: OwnedFd = nix::fcntl::open(
+        &p.root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open root {}", p.root.display()))?;
+    mount_all(p, root.as_raw_fd(), go, host_pid)?;
+    nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
+    nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    drop(root);
+    finish_root(p, go)
+}
+
+/// The spec's mounts, the cgroup views' finishing touches, devices and /dev links on the
+/// assembled root, then the createContainer hooks.
+fn mount_all(p: &Prepared, root: RawFd, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<()> {
     for (i, m) in p.mounts.iter().enumerate() {
         let tree = p.idmapped.iter().find(|(j, _)| *j == i).map(|(_, t)| t);
-        mount_one(root.as_raw_fd(), m, tree)?;
+        mount_one(root, m, tree)?;
+        if m.fstype.as_deref() == Some("mqueue") {
+            if let Some(label) = &p.mount_label {
+                label_mount_point(root, &m.destination, label)?;
+            }
+        }
     }
     for (link, target) in &p.cgroup_fixups.links {
         let (parent, name) = split_parent(link)?;
-        let dir = fsutil::open_in_root(root.as_raw_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY)
+        let dir = fsutil::open_in_root(root, &parent, libc::O_PATH | libc::O_DIRECTORY)
             .ctx(|| format!("open {}", parent.display()))?;
         nix::unistd::symlinkat(target.as_str(), &dir, name.as_c_str())
             .ctx(|| format!("symlink {}", link.display()))?;
@@ -562,13 +672,13 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
             | MsFlags::MS_NOEXEC;
-        change_mount(root.as_raw_fd(), dest, flags)?;
+        change_mount(root, dest, flags)?;
     }
     for d in &p.devices {
-        make_device(root.as_raw_fd(), d, p.id_maps.is_some())?;
+        make_device(root, d, p.id_maps.is_some())?;
     }
     if p.default_dev_links {
-        dev_links(root.as_raw_fd())?;
+        dev_links(root)?;
     }
 
     if !p.create_container_hooks.is_empty() {
@@ -582,18 +692,11 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
             .map_err(Failure::Setup)?;
     }
 
-    nix::unistd::fchdir(&root).ctx(|| "enter root".into())?;
-    if p.no_pivot {
-        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .ctx(|| "move the root to /".into())?;
-        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
-    } else {
-        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-        // The old root is now stacked under the new one at "."; detaching it hides the host.
-        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach the host root".into())?;
-    }
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    drop(root);
+    Ok(())
+}
+
+/// After the root became `/`: names, loopback, sysctls, masks, read-only paths.
+fn finish_root(p: &Prepared, go: &mut Option<OwnedFd>) -> Res<OwnedFd> {
     let root: OwnedFd = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -618,8 +721,12 @@ fn build_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<Owne
             std::fs::write(path, value).ctx(|| format!("write sysctl {}", path.display()))?;
         }
     }
+    let mask_data = p
+        .mount_label
+        .as_ref()
+        .map(|l| format!("context=\"{}\"", l.to_string_lossy()));
     for path in &p.masked {
-        mask_path(root.as_raw_fd(), path)?;
+        mask_path(root.as_raw_fd(), path, mask_data.as_deref())?;
     }
     for path in &p.readonly {
         readonly_path(root.as_raw_fd(), path)?;
@@ -670,7 +777,8 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
                 | MsFlags::MS_NOATIME
                 | MsFlags::MS_NODIRATIME
                 | MsFlags::MS_RELATIME
-                | MsFlags::MS_STRICTATIME);
+                | MsFlags::MS_STRICTATIME
+                | crate::mounts::MS_NOSYMFOLLOW);
         if !extra.is_empty() {
             change_mount(root, dest, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra)?;
         }
@@ -698,6 +806,37 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
     }
     if !m.propagation.is_empty() {
         change_mount(root, dest, m.propagation)?;
+    }
+    if !m.recursive.is_empty() {
+        set_tree_attrs(root, dest, m.recursive)?;
+    }
+    Ok(())
+}
+
+/// Sets and clears mount attributes on the mount at `dest` and every mount below it.
+fn set_tree_attrs(root: RawFd, dest: &Path, attrs: crate::mounts::RecursiveAttrs) -> Res<()> {
+    let target = fsutil::open_in_root(root, dest, libc::O_PATH)
+        .ctx(|| format!("reopen {}", dest.display()))?;
+    let attr = libc::mount_attr {
+        attr_set: attrs.set,
+        attr_clr: attrs.clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size we pass) and the empty path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error())
+            .ctx(|| format!("set the recursive mount options of {}", dest.display()));
     }
     Ok(())
 }
@@ -845,6 +984,11 @@ fn mount_flags_of(fd: RawFd) -> io::Result<MsFlags> {
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
         (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        // ST_NOSYMFOLLOW (Linux 5.10), which nix does not name.
+        (
+            FsFlags::from_bits_retain(0x2000),
+            crate::mounts::MS_NOSYMFOLLOW,
+        ),
     ] {
         if f.contains(s) {
             out |= m;
@@ -862,7 +1006,29 @@ fn open_existing(root: RawFd, path: &Path, what: &str) -> Res<Option<OwnedFd>> {
     }
 }
 
-fn mask_path(root: RawFd, path: &Path) -> Res<()> {
+/// SELinux labels a mount point whose filesystem takes no `context=` (mqueue), as runc does.
+fn label_mount_point(root: RawFd, dest: &Path, label: &CStr) -> Res<()> {
+    let target = fsutil::open_in_root(root, dest, libc::O_PATH)
+        .ctx(|| format!("reopen {}", dest.display()))?;
+    let path = fsutil::proc_fd_path(target.as_raw_fd());
+    // SAFETY: setxattr reads the NUL-terminated path and name and `len` bytes of the value.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"security.selinux".as_ptr(),
+            label.as_ptr().cast(),
+            label.to_bytes().len(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error())
+            .ctx(|| format!("label {} with linux.mountLabel", dest.display()));
+    }
+    Ok(())
+}
+
+fn mask_path(root: RawFd, path: &Path, tmpfs_data: Option<&str>) -> Res<()> {
     let Some(target) = open_existing(root, path, "masked path")? else {
         return Ok(());
     };
@@ -874,7 +1040,7 @@ fn mask_path(root: RawFd, path: &Path) -> Res<()> {
             tpath.as_c_str(),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            tmpfs_data,
         )
         .ctx(|| format!("mask {}", path.display()))?;
     } else {

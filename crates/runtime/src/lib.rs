@@ -16,6 +16,7 @@ mod error;
 pub mod fsutil;
 mod hooks;
 mod idmap;
+mod lsm;
 pub mod mounts;
 mod overlay;
 mod process;
@@ -32,6 +33,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 /// Default `PATH` when neither the image nor the user sets one (Docker's value).
@@ -119,6 +121,10 @@ pub struct SpawnOptions<'a> {
     /// kept by profile, so a profile is compiled once rather than at every start; `None`
     /// compiles every time.
     pub seccomp_cache: Option<&'a std::path::Path>,
+    /// For a process joining a running container that has no mount namespace of its own
+    /// (`exec`): `spec.root.path` is that container's finished root (e.g. `/proc/PID/root`),
+    /// which the process only enters with `chroot`; nothing is mounted.
+    pub enter_existing_root: bool,
 }
 
 /// Receives the pseudo-terminal master a container sent over its
@@ -250,7 +256,12 @@ pub(crate) struct Prepared {
     pub new_cgroupns: bool,
     pub hostname: Option<String>,
     pub mounts: Vec<mounts::MountPlan>,
-    pub rootfs_propagation: nix::mount::MsFlags,
+    /// Applied to `/` first, as runc does; see [`RootPropagation`].
+    pub rootfs_propagation: RootPropagation,
+    /// No mount namespace in the spec: the container shares the runtime's, so its root is
+    /// entered with `chroot` and whatever it mounts stays in that namespace until the caller
+    /// unmounts it (see [`unmount_under`]).
+    pub shared_mount_ns: bool,
     pub devices: Vec<Device>,
     pub default_dev_links: bool,
     pub masked: Vec<PathBuf>,
@@ -286,6 +297,13 @@ pub(crate) struct Prepared {
     pub join_pid: Option<OwnedFd>,
     /// The mount namespace is an existing container's: its root is complete, build nothing.
     pub exec_in_existing_root: bool,
+    /// With `exec_in_existing_root` and no mount namespace to join: `chroot` into `root`.
+    pub chroot_existing: bool,
+    /// LSM labels for the command, written to `/proc/thread-self/attr/...` right before
+    /// the seccomp filter and the exec: (file under attr/, value).
+    pub lsm_exec: Vec<(&'static str, CString)>,
+    /// SELinux `linux.mountLabel` for mqueue mount points (the others carry it as `context=`).
+    pub mount_label: Option<CString>,
     /// For a new user namespace: the uid_map and gid_map the parent writes before the child
     /// goes on.
     pub id_maps: Option<(String, String)>,
@@ -398,7 +416,8 @@ impl Prepared {
         let mut join = Vec::new();
         let mut new_cgroupns = false;
         let mut has_mnt = false;
-        let mut new_uts = false;
+        // A hostname and a domainname may also be set in a joined UTS namespace (runc does).
+        let mut uts = false;
         let mut new_time = false;
         let mut join_pid = None;
         let mut exec_in_existing_root = false;
@@ -422,6 +441,9 @@ impl Prepared {
             if flag == CloneFlags::CLONE_NEWNS {
                 has_mnt = true;
             }
+            if flag == CloneFlags::CLONE_NEWUTS {
+                uts = true;
+            }
             match ns.path() {
                 Some(p) => {
                     let fd = std::fs::File::open(p)
@@ -437,19 +459,21 @@ impl Prepared {
                 }
                 None if flag == CloneFlags::CLONE_NEWCGROUP => new_cgroupns = true,
                 None if flag.bits() == libc::CLONE_NEWTIME => new_time = true,
-                None => {
-                    if flag == CloneFlags::CLONE_NEWUTS {
-                        new_uts = true;
-                    }
-                    clone_flags.insert(flag)
-                }
+                None => clone_flags.insert(flag),
             }
         }
         // Joining a user namespace changes which other namespaces we may join: it goes first.
         join.sort_by_key(|(_, f)| *f != CloneFlags::CLONE_NEWUSER);
-        if !has_mnt {
+        // Without a mount namespace the container inherits the runtime's, as the spec says:
+        // its mounts are made there (on the bundle's rootfs) and its root is a chroot.
+        let shared_mount_ns = !has_mnt;
+        let chroot_existing = shared_mount_ns && opts.enter_existing_root;
+        if chroot_existing {
+            exec_in_existing_root = true;
+        }
+        if shared_mount_ns && opts.overlay.is_some() {
             return Err(Error::InvalidSpec(
-                "a mount namespace is required (the root filesystem is assembled inside it)".into(),
+                "an overlay root filesystem needs a mount namespace".into(),
             ));
         }
 
@@ -483,18 +507,25 @@ impl Prepared {
             mounts.push(plan);
         }
 
-        let rootfs_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-            None | Some("") | Some("rprivate") => {
-                nix::mount::MsFlags::MS_PRIVATE | nix::mount::MsFlags::MS_REC
-            }
-            Some("rslave") => nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_REC,
-            Some("rshared") => nix::mount::MsFlags::MS_SHARED | nix::mount::MsFlags::MS_REC,
-            Some(other) => {
-                return Err(Error::InvalidSpec(format!(
-                    "rootfsPropagation {other:?} is not supported"
-                )))
-            }
-        };
+        if linux.is_some_and(|l| l.intel_rdt().is_some()) {
+            // runc refuses it too where resctrl is not mounted; here it is never managed.
+            return Err(Error::InvalidSpec(
+                "linux.intelRdt is not supported: hako-runtime does not manage resctrl (Intel RDT) groups".into(),
+            ));
+        }
+        if linux.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())) {
+            return Err(Error::InvalidSpec(
+                "linux.netDevices is not supported yet: hako-runtime cannot move host network devices into a container".into(),
+            ));
+        }
+        let rootfs_propagation =
+            RootPropagation::parse(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+        if shared_mount_ns && !rootfs_propagation.is_default() {
+            // It would change the propagation of the runtime's own `/`.
+            return Err(Error::InvalidSpec(
+                "linux.rootfsPropagation needs a mount namespace (without one the container shares the runtime's mounts)".into(),
+            ));
+        }
 
         let mut devices = Vec::new();
         for d in linux
@@ -630,10 +661,17 @@ impl Prepared {
         };
 
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
-        if hostname.is_some() && !new_uts {
+        if hostname.is_some() && !uts {
             return Err(Error::InvalidSpec(
-                "a hostname needs a new UTS namespace".into(),
+                "a hostname needs a UTS namespace (new, or joined by path)".into(),
             ));
+        }
+        let labels = lsm::Labels::from_spec(spec)?;
+        warnings.extend(labels.warnings.iter().cloned());
+        if let Some(label) = &labels.mount_label {
+            for m in &mut mounts {
+                lsm::label_mount(m, label);
+            }
         }
 
         let seccomp = linux
@@ -653,6 +691,7 @@ impl Prepared {
             hostname,
             mounts,
             rootfs_propagation,
+            shared_mount_ns,
             devices,
             default_dev_links,
             masked: linux
@@ -708,17 +747,139 @@ impl Prepared {
             seccomp,
             join_pid,
             exec_in_existing_root,
+            chroot_existing,
+            lsm_exec: labels.exec,
+            mount_label: labels
+                .mount_label
+                .as_deref()
+                .map(|l| cstring(l, "linux.mountLabel"))
+                .transpose()?,
             id_maps,
             exec_fifo: None,
             cgroup_fixups,
             idmapped,
-            attrs: attrs::Attrs::from_spec(spec, new_uts, new_time)?,
+            attrs: attrs::Attrs::from_spec(spec, uts, new_time)?,
             create_container_hooks: container_hooks(spec, opts, "createContainer")?,
             start_container_hooks: container_hooks(spec, opts, "startContainer")?,
             hook_state: opts.hook_state.unwrap_or("{}").to_owned(),
             joined_state: opts.joined_state.map(str::to_owned),
         })
     }
+}
+
+/// `linux.rootfsPropagation`: the propagation given to `/` before the root is assembled and,
+/// for `shared` and `unbindable`, to the new root after `pivot_root`, as runc does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RootPropagation(pub nix::mount::MsFlags);
+
+impl RootPropagation {
+    /// hako's default (the spec leaves it to the runtime): nothing propagates either way.
+    const DEFAULT: nix::mount::MsFlags =
+        nix::mount::MsFlags::MS_PRIVATE.union(nix::mount::MsFlags::MS_REC);
+
+    fn parse(value: Option<&str>) -> Result<Self, Error> {
+        use nix::mount::MsFlags as F;
+        let flags = match value.unwrap_or("") {
+            "" | "rprivate" => Self::DEFAULT,
+            "private" => F::MS_PRIVATE,
+            "slave" => F::MS_SLAVE,
+            "rslave" => F::MS_SLAVE | F::MS_REC,
+            "shared" => F::MS_SHARED,
+            "rshared" => F::MS_SHARED | F::MS_REC,
+            "unbindable" => F::MS_UNBINDABLE,
+            "runbindable" => F::MS_UNBINDABLE | F::MS_REC,
+            other => {
+                return Err(Error::InvalidSpec(format!(
+                    "linux.rootfsPropagation {other:?} is not one of shared, slave, private, unbindable (or their r-forms)"
+                )))
+            }
+        };
+        Ok(RootPropagation(flags))
+    }
+
+    /// Everything under `/` is private: no mount can propagate in or out, so neither the
+    /// rootfs's parent nor the old root needs more care.
+    pub fn is_default(self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    /// What the rootfs's parent mount becomes before the root is mounted on it: never shared,
+    /// since `pivot_root` refuses a shared parent and a bind of the root under a shared parent
+    /// would propagate to the host's mount namespace.
+    pub fn parent_flags(self) -> nix::mount::MsFlags {
+        if self.0.contains(nix::mount::MsFlags::MS_SLAVE) {
+            nix::mount::MsFlags::MS_SLAVE
+        } else {
+            nix::mount::MsFlags::MS_PRIVATE
+        }
+    }
+
+    /// What `/` gets before the root is assembled. runc gives it the spec's value; for
+    /// `unbindable` that makes every later bind from `/` (and for `runbindable` from any host
+    /// mount, the cgroup views included) fail with EINVAL, so here `/` becomes private
+    /// instead and the root is made unbindable once it is complete.
+    pub fn before(self) -> nix::mount::MsFlags {
+        use nix::mount::MsFlags as F;
+        if self.0.contains(F::MS_UNBINDABLE) {
+            (self.0 - F::MS_UNBINDABLE) | F::MS_PRIVATE
+        } else {
+            self.0
+        }
+    }
+
+    /// Applied to the new `/` once the root is complete (after the masks and read-only
+    /// paths, which bind within it): `private` and `slave` already hold there through the
+    /// parent mount.
+    pub fn after_pivot(self) -> Option<nix::mount::MsFlags> {
+        use nix::mount::MsFlags as F;
+        self.0
+            .intersects(F::MS_SHARED | F::MS_UNBINDABLE)
+            .then_some(self.0)
+    }
+}
+
+/// Unmounts every mount at or below `dir` in the caller's mount namespace, deepest first.
+/// A container without a mount namespace of its own ([`SpawnOptions`] spec without a `mount`
+/// namespace) leaves its mounts on its root filesystem in the runtime's namespace; this is
+/// how its runtime takes them away once the container is gone.
+pub fn unmount_under(dir: &Path) -> Result<(), Error> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::sys("read /proc/self/mountinfo", e))?;
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(std::ffi::OsString::from_vec(unescape_mountinfo(p))))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    // Later lines are mounted later: on top of, or below, the earlier ones.
+    points.reverse();
+    for p in points {
+        match nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("unmount {}", p.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Where the seccomp notification descriptor goes.
@@ -791,6 +952,7 @@ fn cgroup_view(
         flags: MsFlags::MS_BIND | keep | ro,
         propagation: MsFlags::empty(),
         data: String::new(),
+        recursive: plan.recursive,
     };
     if let [only] = views.as_slice() {
         if only.unified {
@@ -805,6 +967,7 @@ fn cgroup_view(
         flags: keep,
         propagation: MsFlags::empty(),
         data: "mode=755".into(),
+        recursive: mounts::RecursiveAttrs::default(),
     });
     for v in &views {
         let dest = plan.destination.join(&v.name);

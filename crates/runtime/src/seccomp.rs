@@ -149,6 +149,8 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
             "SECCOMP_FILTER_FLAG_TSYNC" => 1,
             "SECCOMP_FILTER_FLAG_LOG" => 2,
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => 4,
+            // Linux 5.19: a notified call waits killably once the agent has received it.
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => 32,
             other => return Err(invalid(format!("unsupported flag {other}"))),
         };
     }
@@ -428,6 +430,19 @@ mod tests {
         other.set_default_errno_ret(Some(38));
         compile_cached(&other, Some(dir.path())).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn every_filter_flag_of_the_spec_is_taken() {
+        let mut v = serde_json::to_value(profile()).unwrap();
+        v["flags"] = serde_json::json!([
+            "SECCOMP_FILTER_FLAG_TSYNC",
+            "SECCOMP_FILTER_FLAG_LOG",
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+        ]);
+        let p = compile(&serde_json::from_value(v).unwrap()).unwrap();
+        assert_eq!(p.flags, 1 | 2 | 4 | 32);
     }
 
     #[test]
