@@ -413,7 +413,15 @@ fn missing_namespace_path_is_refused() {
         .cloned()
         .collect::<Vec<_>>());
     b.set_config(&c);
-    assert_one_line_error(&b, &b.create(), "/proc/self/ns/nonexistent");
+    let out = b.create();
+    assert_one_line_error(&b, &out, "/proc/self/ns/nonexistent");
+    // The cause once, not again from the error's source.
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -2264,6 +2272,22 @@ fn bad_net_devices_are_refused_and_nothing_moves() {
         &b,
         &b.create(),
         "a network device named \"lo\" already exists in the container's network namespace",
+    );
+
+    // Refused by the kernel once the container exists: its words reach the one line, and
+    // the container is gone.
+    with(json!({"lo": {"name": "lo2"}}));
+    let out = b.create();
+    assert_one_line_error(
+        &b,
+        &out,
+        "move lo: Invalid argument (os error 22): The interface netns is immutable",
+    );
+    assert_eq!(
+        stderr(&out).matches("immutable").count(),
+        1,
+        "{}",
+        stderr(&out)
     );
 
     // The host's own namespace: by leaving the network namespace out, or by joining it.

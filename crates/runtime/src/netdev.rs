@@ -10,16 +10,17 @@
 //! spec asks for.
 
 use crate::Error;
-use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_core::{
-    ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NlaBuffer, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    DefaultNla, ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NetlinkSerializable, NlaBuffer, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
+use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressMessageBuffer,
     AddressScope,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkFlags, LinkHeader};
 use netlink_packet_route::AddressFamily;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -191,7 +192,12 @@ impl NetDevices {
                     .link_exists(new_index)
                     .map_err(nl_err("look up an interface index in the container".into()))?
             {
-                new_index = new_index.checked_add(1).unwrap_or(1);
+                // Interface indexes are positive `int`s.
+                new_index = if new_index >= i32::MAX as u32 {
+                    1
+                } else {
+                    new_index + 1
+                };
             }
             moves.push((d, index, new_index));
         }
@@ -259,27 +265,46 @@ fn keep(a: &AddressMessage) -> bool {
     permanent && a.header.scope == AddressScope::Universe
 }
 
-/// The requests this runtime sends: their netlink type and body.
+/// The requests this runtime sends: their netlink type and body. Link requests carry raw
+/// attributes: the crate's typed ones would bring the encoder of every link attribute and
+/// kind into the binary (about 100 KB) for the three used here.
 enum Request {
-    Link(u16, LinkMessage),
+    Link(u16, LinkHeader, Vec<DefaultNla>),
     Address(u16, AddressMessage),
+}
+
+fn link_request(ty: u16, index: u32, attrs: Vec<DefaultNla>) -> Request {
+    let header = LinkHeader {
+        index,
+        ..Default::default()
+    };
+    Request::Link(ty, header, attrs)
+}
+
+fn name_attr(name: &str) -> DefaultNla {
+    let mut v = name.as_bytes().to_vec();
+    v.push(0);
+    DefaultNla::new(libc::IFLA_IFNAME, v)
 }
 
 impl NetlinkSerializable for Request {
     fn message_type(&self) -> u16 {
         match self {
-            Request::Link(t, _) | Request::Address(t, _) => *t,
+            Request::Link(t, ..) | Request::Address(t, _) => *t,
         }
     }
     fn buffer_len(&self) -> usize {
         match self {
-            Request::Link(_, m) => m.buffer_len(),
+            Request::Link(_, h, a) => h.buffer_len() + a.as_slice().buffer_len(),
             Request::Address(_, m) => m.buffer_len(),
         }
     }
     fn serialize(&self, buffer: &mut [u8]) {
         match self {
-            Request::Link(_, m) => m.emit(buffer),
+            Request::Link(_, h, a) => {
+                h.emit(buffer);
+                a.as_slice().emit(&mut buffer[h.buffer_len()..]);
+            }
             Request::Address(_, m) => m.emit(buffer),
         }
     }
@@ -389,13 +414,13 @@ impl Rtnl {
 
     /// RTM_GETLINK by name or index: the device's index and name, or `None` (ENODEV).
     fn get_link(&self, index: u32, name: Option<&str>) -> std::io::Result<Option<(u32, String)>> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        if let Some(n) = name {
-            m.attributes.push(LinkAttribute::IfName(n.to_owned()));
-        }
+        let req = link_request(
+            libc::RTM_GETLINK,
+            index,
+            name.map(name_attr).into_iter().collect(),
+        );
         let mut found = None;
-        let r = self.call(Request::Link(libc::RTM_GETLINK, m), NLM_F_ACK, |ty, p| {
+        let r = self.call(req, NLM_F_ACK, |ty, p| {
             // ifinfomsg is 16 bytes; only the index and IFLA_IFNAME are read, so the rest of
             // the (large) answer is never decoded.
             if ty == libc::RTM_NEWLINK && p.len() >= 16 {
@@ -461,13 +486,19 @@ impl Rtnl {
     /// One RTM_NEWLINK: into the namespace `ns_fd`, named `name`, at `new_index` there. The
     /// kernel moves and renames in one request, so the host's name never shows up inside.
     fn move_link(&self, index: u32, ns_fd: i32, name: &str, new_index: u32) -> std::io::Result<()> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        m.attributes.push(LinkAttribute::NetNsFd(ns_fd));
-        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        m.attributes
-            .push(LinkAttribute::NewIfIndex(new_index as i32));
-        self.call(Request::Link(libc::RTM_NEWLINK, m), NLM_F_ACK, |_, _| {})
+        let attrs = vec![
+            DefaultNla::new(libc::IFLA_NET_NS_FD, ns_fd.to_ne_bytes().to_vec()),
+            name_attr(name),
+            DefaultNla::new(
+                libc::IFLA_NEW_IFINDEX,
+                (new_index as i32).to_ne_bytes().to_vec(),
+            ),
+        ];
+        self.call(
+            link_request(libc::RTM_NEWLINK, index, attrs),
+            NLM_F_ACK,
+            |_, _| {},
+        )
     }
 
     fn add_address(&self, a: AddressMessage) -> std::io::Result<()> {
@@ -479,12 +510,18 @@ impl Rtnl {
     }
 
     fn set_up(&self, index: u32) -> std::io::Result<()> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        m.header.interface_family = AddressFamily::Unspec;
-        m.header.flags = LinkFlags::Up;
-        m.header.change_mask = LinkFlags::Up;
-        self.call(Request::Link(libc::RTM_NEWLINK, m), NLM_F_ACK, |_, _| {})
+        let header = LinkHeader {
+            index,
+            interface_family: AddressFamily::Unspec,
+            flags: LinkFlags::Up,
+            change_mask: LinkFlags::Up,
+            ..Default::default()
+        };
+        self.call(
+            Request::Link(libc::RTM_NEWLINK, header, Vec::new()),
+            NLM_F_ACK,
+            |_, _| {},
+        )
     }
 }
 
