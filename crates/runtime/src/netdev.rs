@@ -15,13 +15,7 @@ use netlink_packet_core::{
     NetlinkSerializable, NlaBuffer, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_core::{Emitable, Parseable};
-use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressMessageBuffer,
-    AddressScope,
-};
-use netlink_packet_route::link::{LinkFlags, LinkHeader};
-use netlink_packet_route::AddressFamily;
+use netlink_packet_core::Emitable;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
@@ -219,8 +213,8 @@ impl NetDevices {
                     ))
                 })?;
             for mut a in addresses {
-                a.header.index = new_index;
-                relabel(&mut a, &d.host, &name);
+                a.set_index(new_index);
+                a.relabel(&d.host, &name);
                 inside.add_address(a).map_err(nl_err(format!(
                     "linux.netDevices: add an address of {} to {name}",
                     d.host
@@ -234,51 +228,96 @@ impl NetDevices {
     }
 }
 
-/// An IPv4 label names the device (`eth0`, or `eth0:1` for an alias); it follows the rename.
-/// Lifetimes are not copied: these addresses are permanent.
-fn relabel(a: &mut AddressMessage, old: &str, new: &str) {
-    a.attributes.retain_mut(|attr| match attr {
-        AddressAttribute::CacheInfo(_) => false,
-        AddressAttribute::Label(l) => {
-            if l == old {
-                return false;
-            }
-            match l.strip_prefix(old).filter(|rest| rest.starts_with(':')) {
-                Some(rest) if new.len() + rest.len() < libc::IFNAMSIZ => {
-                    *l = format!("{new}{rest}");
-                    true
+/// An address as the kernel listed it: its `ifaddrmsg` and its attributes, raw, since they
+/// go back to the kernel as they came (but for the index, the label and the lifetimes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Address {
+    /// family, prefix length, flags, scope, then the interface index (native order).
+    header: [u8; 8],
+    /// (type, value)
+    attrs: Vec<(u16, Vec<u8>)>,
+}
+
+impl Address {
+    fn parse(p: &[u8]) -> Option<Address> {
+        let header: [u8; 8] = p.get(..8)?.try_into().ok()?;
+        let attrs = NlasIterator::new(&p[8..])
+            .map(|a| {
+                a.ok()
+                    .map(|a: NlaBuffer<&[u8]>| (a.kind(), a.value().to_vec()))
+            })
+            .collect::<Option<_>>()?;
+        Some(Address { header, attrs })
+    }
+
+    fn index(&self) -> u32 {
+        u32::from_ne_bytes([
+            self.header[4],
+            self.header[5],
+            self.header[6],
+            self.header[7],
+        ])
+    }
+
+    fn set_index(&mut self, index: u32) {
+        self.header[4..].copy_from_slice(&index.to_ne_bytes());
+    }
+
+    /// Whether the spec says to keep it: permanent (not from SLAAC or DHCP, which give a
+    /// lifetime) and of global scope. The 32-bit `IFA_FLAGS` speaks for the header's byte.
+    fn keep(&self) -> bool {
+        let flags = self
+            .attrs
+            .iter()
+            .find(|(kind, _)| *kind == libc::IFA_FLAGS)
+            .and_then(|(_, v)| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)))
+            .unwrap_or(u32::from(self.header[2]));
+        flags & libc::IFA_F_PERMANENT != 0 && self.header[3] == libc::RT_SCOPE_UNIVERSE
+    }
+
+    /// An IPv4 label names the device (`eth0`, or `eth0:1` for an alias); it follows the
+    /// rename. Lifetimes are not copied: these addresses are permanent.
+    fn relabel(&mut self, old: &str, new: &str) {
+        self.attrs.retain_mut(|(kind, v)| match *kind {
+            libc::IFA_CACHEINFO => false,
+            libc::IFA_LABEL => {
+                let label = v.split(|&b| b == 0).next().unwrap_or(v);
+                let Some(rest) = label
+                    .strip_prefix(old.as_bytes())
+                    .filter(|r| r.first() == Some(&b':'))
+                else {
+                    return false;
+                };
+                if new.len() + rest.len() >= libc::IFNAMSIZ {
+                    return false;
                 }
-                _ => false,
+                let mut label = new.as_bytes().to_vec();
+                label.extend_from_slice(rest);
+                label.push(0);
+                *v = label;
+                true
             }
-        }
-        _ => true,
-    });
+            _ => true,
+        });
+    }
 }
 
-/// Whether an address is one the spec says to keep: permanent (not from SLAAC or DHCP with
-/// a lifetime) and of global scope.
-fn keep(a: &AddressMessage) -> bool {
-    let permanent = a.header.flags.contains(AddressHeaderFlags::Permanent)
-        || a.attributes.iter().any(
-            |attr| matches!(attr, AddressAttribute::Flags(f) if f.contains(AddressFlags::Permanent)),
-        );
-    permanent && a.header.scope == AddressScope::Universe
+/// A request: its netlink type, fixed header (`ifinfomsg`, `ifaddrmsg`) and attributes. The
+/// messages are built here from the kernel's layouts: a typed rtnetlink crate brings the
+/// codec of every attribute and link kind into the binary, ~150 KB for the handful used.
+struct Request {
+    ty: u16,
+    header: Vec<u8>,
+    attrs: Vec<DefaultNla>,
 }
 
-/// The requests this runtime sends: their netlink type and body. Link requests carry raw
-/// attributes: the crate's typed ones would bring the encoder of every link attribute and
-/// kind into the binary (about 100 KB) for the three used here.
-enum Request {
-    Link(u16, LinkHeader, Vec<DefaultNla>),
-    Address(u16, AddressMessage),
-}
-
-fn link_request(ty: u16, index: u32, attrs: Vec<DefaultNla>) -> Request {
-    let header = LinkHeader {
-        index,
-        ..Default::default()
-    };
-    Request::Link(ty, header, attrs)
+/// `ifinfomsg`: family, padding, device type, index, flags, change mask.
+fn link_request(ty: u16, index: u32, flags: u32, attrs: Vec<DefaultNla>) -> Request {
+    let mut header = vec![0u8; 4];
+    header.extend_from_slice(&index.to_ne_bytes());
+    header.extend_from_slice(&flags.to_ne_bytes());
+    header.extend_from_slice(&flags.to_ne_bytes());
+    Request { ty, header, attrs }
 }
 
 fn name_attr(name: &str) -> DefaultNla {
@@ -289,24 +328,14 @@ fn name_attr(name: &str) -> DefaultNla {
 
 impl NetlinkSerializable for Request {
     fn message_type(&self) -> u16 {
-        match self {
-            Request::Link(t, ..) | Request::Address(t, _) => *t,
-        }
+        self.ty
     }
     fn buffer_len(&self) -> usize {
-        match self {
-            Request::Link(_, h, a) => h.buffer_len() + a.as_slice().buffer_len(),
-            Request::Address(_, m) => m.buffer_len(),
-        }
+        self.header.len() + self.attrs.as_slice().buffer_len()
     }
     fn serialize(&self, buffer: &mut [u8]) {
-        match self {
-            Request::Link(_, h, a) => {
-                h.emit(buffer);
-                a.as_slice().emit(&mut buffer[h.buffer_len()..]);
-            }
-            Request::Address(_, m) => m.emit(buffer),
-        }
+        buffer[..self.header.len()].copy_from_slice(&self.header);
+        self.attrs.as_slice().emit(&mut buffer[self.header.len()..]);
     }
 }
 
@@ -400,10 +429,13 @@ impl Rtnl {
                         let Some(code) = e.code() else {
                             return Ok(());
                         };
-                        let err = std::io::Error::from_raw_os_error(-code.get());
+                        let errno = -code.get();
                         return Err(match ext_ack_message(e.payload()) {
-                            Some(text) => std::io::Error::new(err.kind(), format!("{err}: {text}")),
-                            None => err,
+                            Some(text) => std::io::Error::new(
+                                std::io::Error::from_raw_os_error(errno).kind(),
+                                Refusal { errno, text },
+                            ),
+                            None => std::io::Error::from_raw_os_error(errno),
                         });
                     }
                     _ => each(ty, payload),
@@ -417,6 +449,7 @@ impl Rtnl {
         let req = link_request(
             libc::RTM_GETLINK,
             index,
+            0,
             name.map(name_attr).into_iter().collect(),
         );
         let mut found = None;
@@ -439,7 +472,7 @@ impl Rtnl {
         });
         match r {
             Ok(()) => Ok(found),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -456,28 +489,29 @@ impl Rtnl {
         Ok(self.get_link(index, None)?.is_some())
     }
 
-    /// The addresses of `index` that [`keep`] keeps.
-    fn permanent_global_addresses(&self, index: u32) -> std::io::Result<Vec<AddressMessage>> {
+    /// The addresses of `index` that [`Address::keep`] keeps.
+    fn permanent_global_addresses(&self, index: u32) -> std::io::Result<Vec<Address>> {
         let mut out = Vec::new();
-        let mut err = None;
-        self.call(
-            Request::Address(libc::RTM_GETADDR, AddressMessage::default()),
-            NLM_F_DUMP,
-            |ty, p| {
-                if ty != libc::RTM_NEWADDR {
-                    return;
-                }
-                match AddressMessage::parse(&AddressMessageBuffer::new(&p)) {
-                    Ok(a) if a.header.index == index && keep(&a) => out.push(a),
-                    Ok(_) => {}
-                    Err(e) => err = Some(e),
-                }
-            },
-        )?;
-        if let Some(e) = err {
+        let mut bad = false;
+        let dump = Request {
+            ty: libc::RTM_GETADDR,
+            header: vec![0u8; 8],
+            attrs: Vec::new(),
+        };
+        self.call(dump, NLM_F_DUMP, |ty, p| {
+            if ty != libc::RTM_NEWADDR {
+                return;
+            }
+            match Address::parse(p) {
+                Some(a) if a.index() == index && a.keep() => out.push(a),
+                Some(_) => {}
+                None => bad = true,
+            }
+        })?;
+        if bad {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                e.to_string(),
+                "the kernel listed an address this runtime cannot read",
             ));
         }
         Ok(out)
@@ -495,34 +529,58 @@ impl Rtnl {
             ),
         ];
         self.call(
-            link_request(libc::RTM_NEWLINK, index, attrs),
+            link_request(libc::RTM_NEWLINK, index, 0, attrs),
             NLM_F_ACK,
             |_, _| {},
         )
     }
 
-    fn add_address(&self, a: AddressMessage) -> std::io::Result<()> {
-        self.call(
-            Request::Address(libc::RTM_NEWADDR, a),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            |_, _| {},
-        )
+    fn add_address(&self, a: Address) -> std::io::Result<()> {
+        let req = Request {
+            ty: libc::RTM_NEWADDR,
+            header: a.header.to_vec(),
+            attrs: a
+                .attrs
+                .into_iter()
+                .map(|(kind, v)| DefaultNla::new(kind, v))
+                .collect(),
+        };
+        self.call(req, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, |_, _| {})
     }
 
     fn set_up(&self, index: u32) -> std::io::Result<()> {
-        let header = LinkHeader {
-            index,
-            interface_family: AddressFamily::Unspec,
-            flags: LinkFlags::Up,
-            change_mask: LinkFlags::Up,
-            ..Default::default()
-        };
+        let up = libc::IFF_UP as u32;
         self.call(
-            Request::Link(libc::RTM_NEWLINK, header, Vec::new()),
+            link_request(libc::RTM_NEWLINK, index, up, Vec::new()),
             NLM_F_ACK,
             |_, _| {},
         )
     }
+}
+
+/// A request the kernel refused with an explanation (extended ack).
+#[derive(Debug)]
+struct Refusal {
+    errno: i32,
+    text: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = std::io::Error::from_raw_os_error(self.errno);
+        write!(f, "{e}: {}", self.text)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The errno of a refused request, with or without the kernel's explanation.
+fn errno(e: &std::io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|r| r.downcast_ref::<Refusal>())
+            .map(|r| r.errno)
+    })
 }
 
 /// The kernel's text in an error's TLVs, which follow the echoed request header (16 bytes,
@@ -562,38 +620,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_permanent_global_addresses_are_kept() {
-        let mut a = AddressMessage::default();
-        a.header.scope = AddressScope::Universe;
-        a.header.flags = AddressHeaderFlags::Permanent;
-        assert!(keep(&a));
-        a.header.scope = AddressScope::Link;
-        assert!(!keep(&a));
-        a.header.scope = AddressScope::Universe;
-        a.header.flags = AddressHeaderFlags::empty();
-        assert!(!keep(&a));
-        // The 32-bit IFA_FLAGS attribute speaks for the header's byte when present.
-        a.attributes
-            .push(AddressAttribute::Flags(AddressFlags::Permanent));
-        assert!(keep(&a));
+    fn address(flags: u8, scope: u8, attrs: Vec<(u16, Vec<u8>)>) -> Address {
+        Address {
+            header: [libc::AF_INET as u8, 24, flags, scope, 7, 0, 0, 0],
+            attrs,
+        }
+    }
+
+    fn label(l: &str) -> (u16, Vec<u8>) {
+        (libc::IFA_LABEL, format!("{l}\0").into_bytes())
     }
 
     #[test]
-    fn labels_follow_the_rename_and_lifetimes_are_dropped() {
-        let mut a = AddressMessage::default();
-        a.attributes = vec![
-            AddressAttribute::Label("veth0".into()),
-            AddressAttribute::CacheInfo(Default::default()),
-        ];
-        relabel(&mut a, "veth0", "eth0");
-        assert!(a.attributes.is_empty(), "{:?}", a.attributes);
-        a.attributes = vec![AddressAttribute::Label("veth0:web".into())];
-        relabel(&mut a, "veth0", "eth0");
-        assert_eq!(
-            a.attributes,
-            vec![AddressAttribute::Label("eth0:web".into())]
-        );
+    fn only_permanent_global_addresses_are_kept() {
+        let permanent = libc::IFA_F_PERMANENT as u8;
+        assert!(address(permanent, libc::RT_SCOPE_UNIVERSE, vec![]).keep());
+        assert!(!address(permanent, libc::RT_SCOPE_LINK, vec![]).keep());
+        assert!(!address(permanent, libc::RT_SCOPE_HOST, vec![]).keep());
+        assert!(!address(0, libc::RT_SCOPE_UNIVERSE, vec![]).keep());
+        // The 32-bit IFA_FLAGS speaks for the header's byte when present.
+        let flags = |f: u32| (libc::IFA_FLAGS, f.to_ne_bytes().to_vec());
+        assert!(address(0, 0, vec![flags(libc::IFA_F_PERMANENT)]).keep());
+        assert!(!address(permanent, 0, vec![flags(libc::IFA_F_NODAD)]).keep());
+    }
+
+    #[test]
+    fn an_address_goes_back_as_it_came_with_the_new_index_and_label() {
+        let lifetimes = (libc::IFA_CACHEINFO, vec![0; 16]);
+        let local = (libc::IFA_LOCAL, vec![198, 18, 0, 1]);
+        let mut a = address(0x80, 0, vec![local.clone(), label("veth0"), lifetimes]);
+        let nlas: Vec<DefaultNla> = a
+            .attrs
+            .iter()
+            .map(|(k, v)| DefaultNla::new(*k, v.clone()))
+            .collect();
+        let mut wire = a.header.to_vec();
+        wire.resize(8 + nlas.as_slice().buffer_len(), 0);
+        nlas.as_slice().emit(&mut wire[8..]);
+        assert_eq!(Address::parse(&wire), Some(a.clone()));
+
+        a.set_index(42);
+        assert_eq!(a.index(), 42);
+        a.relabel("veth0", "eth0");
+        assert_eq!(a.attrs, vec![local.clone()]);
+        let mut alias = address(0x80, 0, vec![local, label("veth0:web")]);
+        alias.relabel("veth0", "eth0");
+        assert_eq!(alias.attrs[1], label("eth0:web"));
     }
 
     #[test]
@@ -612,5 +684,22 @@ mod tests {
             Some("The interface netns is immutable")
         );
         assert_eq!(ext_ack_message(&[0u8; 16]), None);
+    }
+
+    #[test]
+    fn the_errno_survives_the_explanation() {
+        let explained = std::io::Error::other(Refusal {
+            errno: libc::ENODEV,
+            text: "Link not found".into(),
+        });
+        assert_eq!(errno(&explained), Some(libc::ENODEV));
+        assert_eq!(
+            explained.to_string(),
+            "No such device (os error 19): Link not found"
+        );
+        assert_eq!(
+            errno(&std::io::Error::from_raw_os_error(libc::EEXIST)),
+            Some(libc::EEXIST)
+        );
     }
 }
