@@ -10,12 +10,12 @@
 //! spec asks for.
 
 use crate::Error;
+use netlink_packet_core::Emitable;
 use netlink_packet_core::{
     DefaultNla, ErrorBuffer, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     NetlinkSerializable, NlaBuffer, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_core::Emitable;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
@@ -62,14 +62,28 @@ pub(crate) fn plan(
     new_netns: bool,
     joined_netns: Option<&std::path::Path>,
 ) -> Result<Option<NetDevices>, Error> {
-    let Some(map) = spec
+    match spec
         .linux()
         .as_ref()
         .and_then(|l| l.net_devices().as_ref())
         .filter(|m| !m.is_empty())
-    else {
-        return Ok(None);
-    };
+    {
+        Some(map) => plan_devices(map, new_netns, joined_netns).map(Some),
+        None => Ok(None),
+    }
+}
+
+// Everything below is off the path of a container without netDevices: `#[cold]` keeps it
+// out of line and in `.text.unlikely`, away from the code every `run` faults in (the
+// kernel maps the pages around each one it faults in, so interleaved cold code would cost
+// memory in every run).
+#[cold]
+#[inline(never)]
+fn plan_devices(
+    map: &std::collections::HashMap<String, oci_spec::runtime::LinuxNetDevice>,
+    new_netns: bool,
+    joined_netns: Option<&std::path::Path>,
+) -> Result<NetDevices, Error> {
     let joined = match (new_netns, joined_netns) {
         (true, _) => None,
         (false, Some(path)) => {
@@ -94,19 +108,21 @@ pub(crate) fn plan(
             ))
         }
     };
-    let mut devices: Vec<NetDevice> = map
-        .iter()
-        .map(|(host, d)| NetDevice {
-            host: host.clone(),
-            name: d
+    // The map has no order; a fixed one makes failures and kernel-picked names repeatable.
+    // (Sorting the names, not the devices, reuses the binary's sort of strings.)
+    let mut hosts: Vec<String> = map.keys().cloned().collect();
+    hosts.sort();
+    let devices: Vec<NetDevice> = hosts
+        .into_iter()
+        .map(|host| NetDevice {
+            name: map[&host]
                 .name()
                 .clone()
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| host.clone()),
+            host,
         })
         .collect();
-    // The map has no order; a fixed one makes failures and kernel-picked names repeatable.
-    devices.sort_by(|a, b| a.host.cmp(&b.host));
     for d in &devices {
         for n in [&d.host, &d.name] {
             if !valid_name(n) {
@@ -133,7 +149,7 @@ pub(crate) fn plan(
             )));
         }
     }
-    Ok(Some(NetDevices { devices, joined }))
+    Ok(NetDevices { devices, joined })
 }
 
 impl NetDevices {
@@ -143,6 +159,8 @@ impl NetDevices {
     /// Every device and name is checked before the first one moves. A failure after that
     /// leaves the moved devices in the container's namespace, where the kernel takes care
     /// of them when it dies (the caller kills the container).
+    #[cold]
+    #[inline(never)]
     pub fn move_into(&self, pid: i32) -> Result<(), Error> {
         let target = match &self.joined {
             Some(fd) => fd
@@ -239,6 +257,7 @@ struct Address {
 }
 
 impl Address {
+    #[cold]
     fn parse(p: &[u8]) -> Option<Address> {
         let header: [u8; 8] = p.get(..8)?.try_into().ok()?;
         let attrs = NlasIterator::new(&p[8..])
@@ -277,6 +296,7 @@ impl Address {
 
     /// An IPv4 label names the device (`eth0`, or `eth0:1` for an alias); it follows the
     /// rename. Lifetimes are not copied: these addresses are permanent.
+    #[cold]
     fn relabel(&mut self, old: &str, new: &str) {
         self.attrs.retain_mut(|(kind, v)| match *kind {
             libc::IFA_CACHEINFO => false,
@@ -351,6 +371,7 @@ const NLMSG_DONE: u16 = 3;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
 impl Rtnl {
+    #[cold]
     fn open() -> std::io::Result<Rtnl> {
         let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
         socket.bind_auto()?;
@@ -367,6 +388,7 @@ impl Rtnl {
     /// A socket in the network namespace `ns`: a netlink socket belongs to the namespace it
     /// was created in, so a short-lived thread enters `ns`, creates it and ends (this thread
     /// and the process keep their own namespace).
+    #[cold]
     fn open_in(ns: &OwnedFd) -> Result<Rtnl, Error> {
         std::thread::scope(|s| {
             std::thread::Builder::new()
@@ -390,6 +412,7 @@ impl Rtnl {
 
     /// Sends `req` and calls `each` with the type and payload of every answer until the
     /// kernel's acknowledgement (or, for a dump, its end).
+    #[cold]
     fn call(
         &self,
         req: Request,
@@ -445,6 +468,7 @@ impl Rtnl {
     }
 
     /// RTM_GETLINK by name or index: the device's index and name, or `None` (ENODEV).
+    #[cold]
     fn get_link(&self, index: u32, name: Option<&str>) -> std::io::Result<Option<(u32, String)>> {
         let req = link_request(
             libc::RTM_GETLINK,
@@ -477,19 +501,23 @@ impl Rtnl {
         }
     }
 
+    #[cold]
     fn link_index(&self, name: &str) -> std::io::Result<Option<u32>> {
         Ok(self.get_link(0, Some(name))?.map(|(i, _)| i))
     }
 
+    #[cold]
     fn link_name(&self, index: u32) -> std::io::Result<Option<String>> {
         Ok(self.get_link(index, None)?.map(|(_, n)| n))
     }
 
+    #[cold]
     fn link_exists(&self, index: u32) -> std::io::Result<bool> {
         Ok(self.get_link(index, None)?.is_some())
     }
 
     /// The addresses of `index` that [`Address::keep`] keeps.
+    #[cold]
     fn permanent_global_addresses(&self, index: u32) -> std::io::Result<Vec<Address>> {
         let mut out = Vec::new();
         let mut bad = false;
@@ -519,6 +547,7 @@ impl Rtnl {
 
     /// One RTM_NEWLINK: into the namespace `ns_fd`, named `name`, at `new_index` there. The
     /// kernel moves and renames in one request, so the host's name never shows up inside.
+    #[cold]
     fn move_link(&self, index: u32, ns_fd: i32, name: &str, new_index: u32) -> std::io::Result<()> {
         let attrs = vec![
             DefaultNla::new(libc::IFLA_NET_NS_FD, ns_fd.to_ne_bytes().to_vec()),
@@ -535,6 +564,7 @@ impl Rtnl {
         )
     }
 
+    #[cold]
     fn add_address(&self, a: Address) -> std::io::Result<()> {
         let req = Request {
             ty: libc::RTM_NEWADDR,
@@ -548,6 +578,7 @@ impl Rtnl {
         self.call(req, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, |_, _| {})
     }
 
+    #[cold]
     fn set_up(&self, index: u32) -> std::io::Result<()> {
         let up = libc::IFF_UP as u32;
         self.call(
