@@ -2237,6 +2237,39 @@ fn net_devices_move_into_a_joined_namespace_and_stay_there() {
     assert!(there.contains("198.18.78.20/24"), "{there}");
 }
 
+/// A container in a user namespace of its own: its network namespace belongs to that user
+/// namespace, and the runtime (root in the host's) still moves the device in.
+#[test]
+fn net_devices_move_into_a_container_with_its_own_user_namespace() {
+    let v = Veth::new("ndu");
+    ip_ok(&["addr", "add", "198.18.80.1/24", "dev", &v.0]);
+    let b = Bundle::new();
+    let st = Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(b.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut c = b.config();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["netDevices"] = json!({ &v.0: {"name": "in0"} });
+    c["process"]["args"] = json!(["sh", "-c", "ip -o -4 addr show dev in0"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("inet 198.18.80.1/24"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!host_has_link(&v.0));
+}
+
 /// Bad `linux.netDevices` fail `create` with one line naming the problem, before any device
 /// has moved and with nothing left behind.
 #[test]
