@@ -73,10 +73,10 @@ pub(crate) fn plan(
     }
 }
 
-// Everything below is off the path of a container without netDevices: `#[cold]` keeps it
-// out of line and in `.text.unlikely`, away from the code every `run` faults in (the
-// kernel maps the pages around each one it faults in, so interleaved cold code would cost
-// memory in every run).
+// Everything below is off the path of a container without netDevices: `#[cold]` and
+// `#[inline(never)]` keep it out of `from_spec` and `clone_and_start`, which every `run`
+// executes (inlined there, it spread their code over more pages, and the kernel maps the
+// pages around each one a process faults in: peak RSS grew with it).
 #[cold]
 #[inline(never)]
 fn plan_devices(
