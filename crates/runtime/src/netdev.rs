@@ -324,7 +324,7 @@ impl Address {
 
 /// A request: its netlink type, fixed header (`ifinfomsg`, `ifaddrmsg`) and attributes. The
 /// messages are built here from the kernel's layouts: a typed rtnetlink crate brings the
-/// codec of every attribute and link kind into the binary, ~150 KB for the handful used.
+/// codec of every attribute and link kind into the binary, ~100 KB for the handful used.
 struct Request {
     ty: u16,
     header: Vec<u8>,
