@@ -137,11 +137,9 @@ fn action_end(action: &str, out: &mut String) -> Result<usize, Error> {
                 out.push_str(&action[copied..i]);
                 return Ok(i);
             }
-            '`' => {
-                if !chars.by_ref().any(|(_, q)| q == '`') {
-                    out.push_str(&action[copied..]);
-                    return Ok(action.len());
-                }
+            '`' if !chars.by_ref().any(|(_, q)| q == '`') => {
+                out.push_str(&action[copied..]);
+                return Ok(action.len());
             }
             '"' | '\'' => {
                 let Some(end) = quoted_end(&action[i..], c) else {
