@@ -127,7 +127,7 @@ fn guard(text: &str) -> Result<String, Error> {
 /// strings and character constants are decoded here with Go's escapes and written back with
 /// only the escapes gtmpl 0.7 decodes safely: its own decoder slices `\x`, `\u` and `\U`
 /// escapes by bytes (a panic on a following non-ASCII character) and loops forever on a
-/// short one (`"\x4"`). Raw strings are copied as they are.
+/// short one (`"\x4"`); and it decodes them in raw strings too.
 fn action_end(action: &str, out: &mut String) -> Result<usize, Error> {
     let mut chars = action.char_indices().peekable();
     let mut copied = 0;
@@ -137,9 +137,19 @@ fn action_end(action: &str, out: &mut String) -> Result<usize, Error> {
                 out.push_str(&action[copied..i]);
                 return Ok(i);
             }
-            '`' if !chars.by_ref().any(|(_, q)| q == '`') => {
-                out.push_str(&action[copied..]);
-                return Ok(action.len());
+            '`' => {
+                let Some(end) = action[i + 1..].find('`') else {
+                    out.push_str(&action[copied..]);
+                    return Ok(action.len());
+                };
+                // gtmpl decodes escapes in raw strings too (Go does not): the text goes to it
+                // as an interpreted string that means the same.
+                out.push_str(&action[copied..i]);
+                out.push_str(&quote(&action[i + 1..i + 1 + end], '"'));
+                copied = i + end + 2;
+                while chars.peek().is_some_and(|(j, _)| *j < copied) {
+                    chars.next();
+                }
             }
             '"' | '\'' => {
                 let Some(end) = quoted_end(&action[i..], c) else {
@@ -182,8 +192,7 @@ fn quoted_end(s: &str, q: char) -> Option<usize> {
 }
 
 /// Decodes a Go string literal or character constant (quotes included) by the Go
-/// specification's escapes and writes it back quoted with `q`, escaping only the quote, the
-/// backslash and the line breaks.
+/// specification's escapes and writes it back with [`quote`].
 fn requote(literal: &str, q: char) -> Result<String, Error> {
     let bad = |why: &str| Error::Parse(format!("invalid {why} in {literal}"));
     let body = &literal[1..literal.len() - 1];
@@ -243,10 +252,20 @@ fn requote(literal: &str, q: char) -> Result<String, Error> {
     if q == '\'' && text.chars().count() != 1 {
         return Err(bad("character constant"));
     }
+    Ok(quote(&text, q))
+}
+
+/// `text` quoted with `q`, escaping only the quote, the backslash and the line breaks, in the
+/// forms gtmpl's lexer and decoder both read right.
+fn quote(text: &str, q: char) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push(q);
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
+            // gtmpl's lexer takes the quote after `\\` for an escaped one: a backslash that
+            // ends the text is written the one other way gtmpl decodes.
+            '\\' if chars.peek().is_none() => out.push_str("\\U0000005c"),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
@@ -258,7 +277,7 @@ fn requote(literal: &str, q: char) -> Result<String, Error> {
         }
     }
     out.push(q);
-    Ok(out)
+    out
 }
 
 /// A parsed `--format` template.
@@ -362,6 +381,10 @@ mod tests {
         // (`\n` and `\t` become a newline and a tab before parsing, as in Docker.)
         assert_eq!(render(r#"{{print "é\u00e9" "\xc3\xa9"}}"#).unwrap(), "ééé");
         assert_eq!(render(r#"{{printf "%c" '\''}}"#).unwrap(), "'");
+        // Raw strings have no escapes; a backslash in one is a backslash.
+        assert_eq!(render(r#"{{index .Labels `a\b`}}"#).unwrap(), "2");
+        assert_eq!(render(r#"{{print "\\" "x\\" '\\'}}"#).unwrap(), "\\x\\92");
+        assert_eq!(render(r#"{{print `\` `\n"` "x"}}"#).unwrap(), "\\\n\"x");
         for bad in [
             "{{\"\\\u{7ab}'\"}}",
             r#"{{"\x4"}}"#,
