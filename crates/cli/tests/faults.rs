@@ -2348,6 +2348,54 @@ fn the_checks_judge_a_death_by_a_later_listing() {
     c.finish();
 }
 
+/// The guarantee the `run -d` campaign checks at random points, at a chosen one: a container on
+/// a user network whose monitor was killed runs on unsupervised, and the first command that
+/// looks after its process died sees it exited (status lost: 255) with its cgroup, lease and
+/// name server released.
+#[test]
+fn a_container_whose_monitor_was_killed_is_exited_at_the_next_look_after_its_death() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let r = Root::new();
+    let mut c = Campaign::new(&r, "unmonitored");
+    c.trial = "setup".into();
+    let tar = images_dir().join("busybox.tar");
+    c.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    c.ok(&["network", "create", "fnet"]);
+    let id = c.ok(&["run", "-d", "--network", "fnet", "busybox", "sleep", "1000"]);
+    let id = id.trim().to_string();
+    c.known.insert(id.clone());
+    let monitor = c.monitor_of(&id).expect("the container's monitor");
+    c.trial = "monitor killed".into();
+    // The monitor and, below, the container this test started, by pid.
+    kill(Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    c.unmonitored.insert(id.clone());
+    assert!(
+        common::wait_for(5, || !pid_alive(monitor)),
+        "the monitor died"
+    );
+    let listed = c.containers().unwrap();
+    assert!(listed[0].running, "it runs on: {listed:?}");
+    c.check();
+    c.trial = "container died".into();
+    kill(Pid::from_raw(listed[0].pid), Signal::SIGKILL).unwrap();
+    assert!(
+        common::wait_for(5, || !pid_alive(listed[0].pid)),
+        "the container died"
+    );
+    let state = c.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.Running}} {{.State.ExitCode}} {{.State.Pid}}",
+        &id,
+    ]);
+    assert_eq!(state.trim(), "exited false 255 0");
+    c.check();
+    c.remove_containers_but(&[]);
+    c.ok(&["network", "rm", "fnet"]);
+    c.finish();
+}
+
 /// The pieces the checks stand on: chain IDs as the OCI spec defines them, and Docker's size
 /// strings.
 #[test]
