@@ -1636,22 +1636,17 @@ fn print_docs(docs: &serde_json::Value, tmpl: Option<&template::Format>) -> anyh
 }
 
 fn top(root: &std::path::Path, key: &str, ps_args: &[String]) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    let pids = engine.pids(key)?;
-    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-    let args: Vec<String> = if ps_args.is_empty() {
-        vec!["-f".into()]
-    } else {
-        ps_args.to_vec()
-    };
-    // The host's ps, limited to the container's processes, as `docker top` does.
-    let status = std::process::Command::new("ps")
-        .args(&args)
-        .arg("-p")
-        .arg(list.join(","))
-        .status()
-        .map_err(|e| anyhow::anyhow!("run ps: {e}"))?;
-    Ok(if status.success() { 0 } else { 1 })
+    let top = open(root)?.top(key, ps_args)?;
+    // Docker's CLI: a tabwriter with at least 20 columns per cell and 3 spaces between.
+    let mut tw = TabWriter::new(std::io::stdout().lock())
+        .minwidth(20)
+        .padding(3);
+    writeln!(tw, "{}", top.titles.join("\t"))?;
+    for p in &top.processes {
+        writeln!(tw, "{}", p.join("\t"))?;
+    }
+    tw.flush()?;
+    Ok(0)
 }
 
 fn stats(

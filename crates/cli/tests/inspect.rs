@@ -76,6 +76,12 @@ fn inspect_is_docker_shaped_and_templated() {
         top.contains("sleep 100") && top.lines().count() == 2,
         "{top}"
     );
+    // ps options that select processes themselves (`aux`) still show only the container's.
+    let top = r.ok(&["top", "web", "aux"]);
+    assert!(
+        top.starts_with("USER") && top.contains("sleep 100") && top.lines().count() == 2,
+        "{top}"
+    );
     let stats = r.ok(&["stats", "--no-stream", "web"]);
     assert!(
         stats.starts_with("CONTAINER ID")

@@ -434,12 +434,12 @@ pub fn update(
 }
 
 /// What `--security-opt` sets.
-struct Security {
-    no_new_privileges: bool,
-    seccomp: seccomp::Seccomp,
+pub(crate) struct Security {
+    pub(crate) no_new_privileges: bool,
+    pub(crate) seccomp: seccomp::Seccomp,
 }
 
-fn security_options(opts: &[String], warnings: &mut Vec<String>) -> Result<Security> {
+pub(crate) fn security_options(opts: &[String], warnings: &mut Vec<String>) -> Result<Security> {
     let mut s = Security {
         no_new_privileges: false,
         seccomp: seccomp::Seccomp::Default,

@@ -64,8 +64,11 @@ pub struct ContainerConfig {
     pub network: Network,
     /// Ports published on the host.
     pub port_bindings: Vec<PortBinding>,
-    /// Every port the image exposes, on a free host port (`-P`).
+    /// Every port the image exposes and [`exposed_ports`](Self::exposed_ports), on a free
+    /// host port (`-P`).
     pub publish_all: bool,
+    /// Ports exposed besides the image's (`--expose`, Config.ExposedPorts): `80/tcp`.
+    pub exposed_ports: Vec<String>,
     /// A fixed IPv4 address on its network.
     pub ip: Option<Ipv4Addr>,
     /// A fixed IPv6 address on its network.
@@ -725,6 +728,7 @@ mod legacy {
                 network: self.network,
                 port_bindings,
                 publish_all: self.publish_all,
+                exposed_ports: Vec::new(),
                 ip: self
                     .ip
                     .as_deref()

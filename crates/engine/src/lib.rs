@@ -20,6 +20,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod tty;
 pub mod user;
+pub mod views;
 pub mod volumes;
 
 use hako_cgroups::CgroupSystem;
@@ -657,8 +658,7 @@ impl Engine {
     /// (returning 0 once it runs).
     ///
     /// The calling process must be single-threaded (see `hako_runtime::spawn`): the CLI's fast
-    /// path. A multi-threaded caller creates the container and starts it through
-    /// [`Engine::spawner`].
+    /// path.
     pub fn run(
         &self,
         name: Option<&str>,
@@ -782,7 +782,8 @@ impl Engine {
                 let mut ports: Vec<hako_net::PortSpec> =
                     opts.port_bindings.iter().map(|p| p.to_net()).collect();
                 if opts.publish_all {
-                    for e in cfg.exposed_ports().as_deref().unwrap_or(&[]) {
+                    let image_ports = cfg.exposed_ports().as_deref().unwrap_or(&[]);
+                    for e in image_ports.iter().chain(&opts.exposed_ports) {
                         let spec = hako_net::exposed_port_spec(e)
                             .map_err(|e| Error::Invalid(e.to_string()))?;
                         // An explicit -p for the same port wins, as with Docker.
