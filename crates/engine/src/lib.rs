@@ -9,6 +9,7 @@ pub mod copy;
 pub mod events;
 pub mod exec;
 mod export;
+pub mod helper;
 mod init;
 mod inspect;
 pub(crate) mod limits;
