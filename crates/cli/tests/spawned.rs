@@ -8,6 +8,7 @@ mod common;
 use common::Root;
 use hako_engine::exec::ExecOptions;
 use hako_engine::helper::Streams;
+use hako_engine::wait::WaitCondition;
 use hako_engine::Engine;
 use std::io::{Read, Seek};
 use std::os::fd::OwnedFd;
@@ -46,7 +47,8 @@ fn archive(name: &str, text: &str) -> std::fs::File {
 #[test]
 fn container_work_from_many_threads_of_one_process() {
     let r = Root::with_busybox();
-    // SAFETY of the test: set before any thread of this test starts; this file has one test.
+    // Set before any thread of this test starts; the tests of this file run one at a time
+    // (`Root` serializes them) and no other reads it.
     std::env::set_var("HAKO_BINARY", common::hako_bin());
     let names: Vec<String> = (0..4).map(|i| format!("mt{i}")).collect();
     for n in &names {
@@ -159,4 +161,47 @@ fn container_work_from_many_threads_of_one_process() {
     for n in &names {
         r.ok(&["rm", "-f", n]);
     }
+}
+
+/// `wait` with Docker's conditions, from other threads, while `hako` commands change the
+/// containers: each waiter returns when its condition holds, not before.
+#[test]
+fn wait_conditions_from_other_threads() {
+    let r = Root::with_busybox();
+    let root = r.path().to_path_buf();
+    r.ok(&["run", "-d", "--name", "w1", "busybox", "sleep", "86396"]);
+    r.ok(&["create", "--name", "w2", "busybox", "sh", "-c", "exit 5"]);
+    let waiter = |name: &'static str, condition| {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            Engine::open(&root)
+                .unwrap()
+                .wait_for(name, condition)
+                .unwrap()
+        })
+    };
+    let not_running = waiter("w1", WaitCondition::NotRunning);
+    let next_exit = waiter("w2", WaitCondition::NextExit);
+    let engine = Engine::open(&root).unwrap();
+    // A created container is not running: answered at once.
+    assert_eq!(engine.wait_for("w2", WaitCondition::NotRunning).unwrap(), 0);
+    assert!(matches!(
+        engine.wait_for("nosuch", WaitCondition::NotRunning),
+        Err(hako_engine::Error::NoSuchContainer(_))
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!not_running.is_finished() && !next_exit.is_finished());
+
+    r.ok(&["kill", "w1"]);
+    assert_eq!(not_running.join().unwrap(), 137);
+    let removed = waiter("w1", WaitCondition::Removed);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!removed.is_finished());
+    r.ok(&["rm", "w1"]);
+    assert_eq!(removed.join().unwrap(), 137);
+
+    assert!(!next_exit.is_finished());
+    r.ok(&["start", "w2"]);
+    assert_eq!(next_exit.join().unwrap(), 5);
+    r.ok(&["rm", "w2"]);
 }

@@ -23,6 +23,7 @@ pub mod tty;
 pub mod user;
 pub mod views;
 pub mod volumes;
+pub mod wait;
 
 use hako_cgroups::CgroupSystem;
 use hako_image::ImageStore;

@@ -590,8 +590,7 @@ impl Engine {
 
     /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.
     pub fn wait(&self, key: &str) -> Result<i32> {
-        let c = self.find(key)?;
-        self.wait_exited(&c.id, Duration::MAX)
+        self.wait_for(key, crate::wait::WaitCondition::NotRunning)
     }
 
     fn wait_exited(&self, id: &str, limit: Duration) -> Result<i32> {
