@@ -249,15 +249,12 @@ fn add_set_keys(cfg: &mut serde_json::Map<String, Value>, field: &str, keys: &[S
 
 /// RFC 3339 UTC with nanoseconds, as Docker writes `created`.
 fn rfc3339_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    hako_engine::rfc3339(d.as_nanos() as i64)
+    hako_base::time::rfc3339(hako_base::time::now_nanos())
 }
 
-/// Go's `time.ParseDuration` for HEALTHCHECK options, in nanoseconds.
-fn parse_duration(s: &str) -> Option<i64> {
-    hako_runtime::parse_go_duration(s).map(|d| d.as_nanos() as i64)
+/// HEALTHCHECK options, in the one duration grammar, in nanoseconds.
+fn parse_duration(s: &str) -> Result<i64, hako_base::duration::Error> {
+    hako_base::duration::parse(s).map(|d| d.as_nanos() as i64)
 }
 
 struct Builder<'a> {
@@ -1295,9 +1292,8 @@ impl Builder<'_> {
             ("start-interval", "StartInterval"),
         ] {
             if let Some(v) = ins.flag(flag) {
-                let d = parse_duration(v).ok_or_else(|| {
-                    Error::at(line, format!("HEALTHCHECK: invalid --{flag} {v:?}"))
-                })?;
+                let d = parse_duration(v)
+                    .map_err(|e| Error::at(line, format!("HEALTHCHECK: --{flag}: {e}")))?;
                 hc[key] = d.into();
             }
         }
@@ -2570,9 +2566,10 @@ mod tests {
             go_quote_list(&["/bin/sh".into(), "-c".into(), "cat \"x\"".into()]),
             r#"["/bin/sh" "-c" "cat \"x\""]"#
         );
-        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
-        assert_eq!(parse_duration("500ms"), Some(500_000_000));
-        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("1m30s"), Ok(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_duration("1d"), Ok(86_400_000_000_000));
+        assert!(parse_duration("x").is_err());
         assert!(rfc3339_now().ends_with('Z'));
     }
 

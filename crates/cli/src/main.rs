@@ -2048,8 +2048,11 @@ fn status_text(c: &hako_engine::ContainerInfo) -> String {
 
 /// Docker's CreatedAt format: "2026-11-22 18:30:00 +0000 UTC".
 fn engine_time(nanos: i64) -> String {
-    let (y, mo, d, h, mi, s) = hako_engine::civil(nanos.div_euclid(1_000_000_000));
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
+    let c = hako_base::time::civil(nanos.div_euclid(1_000_000_000));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
 
 /// `inspect`'s `--format`: a template that does not parse is Docker's status 64.
@@ -2902,39 +2905,9 @@ fn now_nanos_cli() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "1h30m").
+/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "2d").
 fn parse_time_arg(s: &str) -> anyhow::Result<i64> {
-    if let Some(t) = fmt::parse_rfc3339(s) {
-        return Ok(t.duration_since(UNIX_EPOCH)?.as_nanos() as i64);
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        if !s.ends_with('s') {
-            return Ok((secs * 1e9) as i64);
-        }
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for ch in s.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            num.push(ch);
-            continue;
-        }
-        let n: f64 = num
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid time: {s}"))?;
-        num.clear();
-        total += n * match ch {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => anyhow::bail!("invalid time: {s}"),
-        };
-    }
-    if !num.is_empty() {
-        anyhow::bail!("invalid time: {s}");
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-    Ok(now - (total * 1e9) as i64)
+    Ok(fmt::parse_time(s, hako_base::time::now_nanos())?)
 }
 
 fn events(

@@ -11,8 +11,8 @@
 mod attrs;
 mod child;
 mod compat;
-mod duration;
 mod error;
+mod exec;
 pub mod fsutil;
 mod hooks;
 mod idmap;
@@ -23,8 +23,8 @@ mod process;
 mod seccomp;
 
 pub use compat::{parse_process, parse_spec};
-pub use duration::parse_go_duration;
 pub use error::{Error, ExecFailure};
+pub use exec::{exec_spec, ExecSpec};
 pub use overlay::mount_overlay;
 pub use process::{start, Created, ExitStatus, Running};
 
