@@ -377,14 +377,7 @@ fn parse_arg(
 /// Whether this process runs a single thread, so that a forked child may do anything (the
 /// runtime's fork-safety rule: namespaces and clone need a single-threaded process).
 fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Field 20 (num_threads), counted after the parenthesised command name.
-            let rest = &s[s.rfind(')')? + 2..];
-            rest.split(' ').nth(17)?.parse::<u32>().ok()
-        })
-        == Some(1)
+    hako_base::proc::stat_self().is_some_and(|s| s.threads == 1)
 }
 
 /// A stage building in a forked child: its output and its result go to two unlinked files.

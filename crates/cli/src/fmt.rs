@@ -40,38 +40,10 @@ pub fn human_duration(d: Duration) -> String {
     format!("{} years", seconds / 3600 / 24 / 365)
 }
 
-/// Divides by `base` until below it and prints `digits` significant digits with trailing zeros
-/// trimmed, like Go's `%.Ng` at these magnitudes.
-fn scaled(bytes: u64, base: f64, units: &[&str], digits: usize) -> String {
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= base && i < units.len() - 1 {
-        v /= base;
-        i += 1;
-    }
-    let int_digits = if v >= 100.0 {
-        3
-    } else if v >= 10.0 {
-        2
-    } else {
-        1
-    };
-    let decimals = digits.saturating_sub(int_digits);
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", units[i])
-}
-
-/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B").
+/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B"), as
+/// `images` and `ps --size` print sizes.
 pub fn human_size(bytes: u64) -> String {
-    scaled(
-        bytes,
-        1000.0,
-        &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"],
-        3,
-    )
+    hako_base::size::human_size_with_precision(bytes, 3)
 }
 
 /// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
@@ -243,10 +215,5 @@ mod rfc3339_tests {
 
 /// Docker's `BytesSize` (binary units) used by `stats`: "1.5MiB", "7.63GiB".
 pub fn human_binary_size(bytes: u64) -> String {
-    scaled(
-        bytes,
-        1024.0,
-        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
-        4,
-    )
+    hako_base::size::bytes_size(bytes)
 }

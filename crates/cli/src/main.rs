@@ -1793,52 +1793,10 @@ fn stop(root: &std::path::Path, a: StopArgs) -> Result<i32, Failure> {
     })
 }
 
-/// Signal names as docker accepts them: KILL, SIGKILL, sigterm, 9.
-fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let name = s.to_ascii_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ILL" => libc::SIGILL,
-        "TRAP" => libc::SIGTRAP,
-        "ABRT" | "IOT" => libc::SIGABRT,
-        "BUS" => libc::SIGBUS,
-        "FPE" => libc::SIGFPE,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "SEGV" => libc::SIGSEGV,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "URG" => libc::SIGURG,
-        "XCPU" => libc::SIGXCPU,
-        "XFSZ" => libc::SIGXFSZ,
-        "VTALRM" => libc::SIGVTALRM,
-        "PROF" => libc::SIGPROF,
-        "WINCH" => libc::SIGWINCH,
-        "IO" | "POLL" => libc::SIGIO,
-        "PWR" => libc::SIGPWR,
-        "SYS" => libc::SIGSYS,
-        _ => return None,
-    };
-    Some(n)
-}
-
 fn kill(root: &std::path::Path, a: KillArgs) -> Result<i32, Failure> {
-    let sig =
-        parse_signal(&a.signal).ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
+    // The one signal table: KILL, SIGKILL, sigterm, 9, RTMIN+3.
+    let sig = hako_base::signal::parse(&a.signal)
+        .ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
     each_container(root, &a.containers, |e, k| e.kill(k, sig))
 }
 
