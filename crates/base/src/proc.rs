@@ -67,6 +67,25 @@ pub fn exists(pid: i32) -> bool {
     stat(pid).is_some_and(|s| !s.exited())
 }
 
+/// The host's memory in bytes (`MemTotal` of `/proc/meminfo`); 0 when it cannot be read.
+pub fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| parse_mem_total(&m))
+        .unwrap_or(0)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +117,14 @@ mod tests {
         assert_eq!(start_time(0), None);
         assert_eq!(start_time(-1), None);
         assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn memory() {
+        let text = "MemTotal:        4026476 kB\nMemFree:          123 kB\n";
+        assert_eq!(parse_mem_total(text), Some(4_026_476 * 1024));
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert!(mem_total() > 0);
     }
 
     #[test]

@@ -2147,15 +2147,7 @@ fn stats(
     } else {
         keys
     };
-    let total_mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let total_mem = hako_base::proc::mem_total();
     let sample = |engine: &Engine| -> Result<Vec<hako_engine::ContainerStats>, Failure> {
         keys.iter()
             .map(|k| engine.stats(k).map_err(Failure::from))

@@ -393,14 +393,7 @@ fn add_default_devices(spec: &mut Spec) -> Result<()> {
     use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType};
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut devices = linux.devices().clone().unwrap_or_default();
-    for (path, major, minor) in [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ] {
+    for (path, major, minor) in hako_runtime::DEFAULT_DEVICES {
         if devices.iter().any(|d| d.path() == Path::new(path)) {
             continue;
         }
