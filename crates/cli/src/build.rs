@@ -319,8 +319,14 @@ fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako
         Ok(_) => Ok(()),
         // Another process removed it, or a container started using it since: either way it
         // is no longer the cache's to delete.
-        Err(hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_)))
-        | Err(hako_engine::Error::Image(hako_engine::hako_image::Error::InUse { .. })) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                hako_engine::ErrorKind::NotFound | hako_engine::ErrorKind::Conflict
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }

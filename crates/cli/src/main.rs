@@ -1758,7 +1758,9 @@ fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
         match engine.remove(key, a.force, a.volumes) {
             Ok(_) => println!("{key}"),
             // As Docker's `rm -f`: a container that is not there is said, not a failure.
-            Err(e @ hako_engine::Error::NoSuchContainer(_)) if a.force => eprintln!("hako: {e}"),
+            Err(e) if a.force && e.kind() == hako_engine::ErrorKind::NotFound => {
+                eprintln!("hako: {e}")
+            }
             Err(e) => {
                 eprintln!("hako: {e}");
                 code = 1;
@@ -2055,7 +2057,7 @@ fn inspect(
             found = match *kind {
                 "container" => match engine.inspect(k) {
                     Ok(d) => Some(d),
-                    Err(hako_engine::Error::NoSuchContainer(_)) => None,
+                    Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => None,
                     Err(e) => return Err(e.into()),
                 },
                 "image" => {

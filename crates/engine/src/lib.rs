@@ -1930,6 +1930,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_kinds_survive_wrapping_and_causes_are_said_once() {
+        use ErrorKind as K;
+        assert_eq!(Error::NoSuchContainer("c".into()).kind(), K::NotFound);
+        assert_eq!(Error::ImageNotFound("i".into()).kind(), K::NotFound);
+        let conflict = Error::NameConflict {
+            name: "n".into(),
+            id: "i".into(),
+        };
+        assert_eq!(conflict.kind(), K::Conflict);
+        assert_eq!(Error::Running("c".into()).kind(), K::Conflict);
+        assert_eq!(Error::NotRunning("c".into()).kind(), K::Conflict);
+        assert_eq!(Error::Invalid("x".into()).kind(), K::Invalid);
+        assert_eq!(Error::NoCommand.kind(), K::Invalid);
+        // Wrapped errors keep their own kind.
+        let image = Error::from(hako_image::Error::NotFound("busybox".into()));
+        assert_eq!(image.kind(), K::NotFound);
+        let in_use = Error::from(hako_image::Error::Conflict("x".into()));
+        assert_eq!(in_use.kind(), K::Conflict);
+        let spec = Error::from(hako_runtime::Error::InvalidSpec("x".into()));
+        assert_eq!(spec.kind(), K::Invalid);
+        let cgroup = Error::from(hako_cgroups::Error::InvalidName("..".into()));
+        assert_eq!(cgroup.kind(), K::Invalid);
+        // Io and database errors say their cause in their message only.
+        let denied = Error::io(
+            "create state root /x",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(denied.kind(), K::Internal);
+        assert_eq!(
+            denied.to_string(),
+            "create state root /x: Permission denied (os error 13)"
+        );
+        assert!(std::error::Error::source(&denied).is_none());
+        let db = Error::from(rusqlite::Error::InvalidQuery);
+        assert_eq!(db.kind(), K::Internal);
+        assert!(std::error::Error::source(&db).is_none());
+        let cgroup_io = Error::from(hako_cgroups::Error::Write {
+            path: "/sys/fs/cgroup/x/cpuset.cpus".into(),
+            value: "63".into(),
+            error: std::io::Error::from_raw_os_error(libc::ERANGE),
+        });
+        assert!(std::error::Error::source(&cgroup_io).is_none());
+    }
+
+    #[test]
     fn env_precedence() {
         let env = build_env(
             &["PATH=/custom".into(), "A=1".into(), "B=2".into()],
