@@ -37,7 +37,8 @@ fn proc_name(typ: LinuxNamespaceType) -> &'static str {
 ///   same ids, clocks, mounts, network and processes as the container's own;
 /// - what only the container's creation sets up goes: the hostname and domainname (the UTS
 ///   namespace holds them), the mounts (the mount namespace holds them; the runtime leaves the
-///   assembled root alone), the hooks, the clock offsets and the mount label;
+///   assembled root alone), the hooks, the clock offsets, the network devices moved in (the
+///   network namespace holds them) and the mount label;
 /// - the rest (capabilities' bounds, seccomp, rlimits, masked paths, cgroup resources) stays the
 ///   container's, as the caller left it in `container`.
 ///
@@ -61,6 +62,8 @@ pub fn exec_spec(container: &Spec, init_pid: i32, process: Process) -> ExecSpec 
         .any(|n| n.typ() == LinuxNamespaceType::Mount);
     linux.set_namespaces(Some(namespaces));
     linux.set_time_offsets(None);
+    // Moved in at create; the joined network namespace has them already.
+    linux.set_net_devices(None);
     // The container's mounts exist already: their label is not the new process's concern.
     linux.set_mount_label(None);
     spec.set_linux(Some(linux));
@@ -87,6 +90,11 @@ mod tests {
             .iter()
             .map(|t| LinuxNamespaceBuilder::default().typ(*t).build().unwrap())
             .collect::<Vec<_>>();
+        let mut devices = std::collections::HashMap::new();
+        devices.insert(
+            "eth9".to_string(),
+            oci_spec::runtime::LinuxNetDevice::default(),
+        );
         let mut offsets = std::collections::HashMap::new();
         offsets.insert(
             "monotonic".to_string(),
@@ -110,6 +118,7 @@ mod tests {
                 LinuxBuilder::default()
                     .namespaces(namespaces)
                     .time_offsets(offsets)
+                    .net_devices(devices)
                     .mount_label("system_u:object_r:container_file_t:s0")
                     .build()
                     .unwrap(),
@@ -176,6 +185,7 @@ mod tests {
         assert_eq!(e.spec.mounts(), &None);
         let linux = e.spec.linux().as_ref().unwrap();
         assert_eq!(linux.time_offsets(), &None);
+        assert_eq!(linux.net_devices(), &None);
         assert_eq!(linux.mount_label(), &None);
         assert_eq!(
             e.spec.process().as_ref().unwrap().args(),
