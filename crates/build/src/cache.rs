@@ -468,7 +468,7 @@ pub fn configured_max(root: &std::path::Path) -> Result<u64, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_MAX),
         Err(e) => Err(Error::Io {
             what: format!("read {}", path.display()),
-            source: e,
+            error: e,
         }),
     }
 }

@@ -319,8 +319,14 @@ fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako
         Ok(_) => Ok(()),
         // Another process removed it, or a container started using it since: either way it
         // is no longer the cache's to delete.
-        Err(hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_)))
-        | Err(hako_engine::Error::Image(hako_engine::hako_image::Error::InUse { .. })) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                hako_engine::ErrorKind::NotFound | hako_engine::ErrorKind::Conflict
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -355,9 +361,10 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             for f in &filter {
                 match f.split_once('=') {
                     Some(("until", d)) => {
-                        let secs = humantime_secs(d)
-                            .ok_or_else(|| anyhow::anyhow!("invalid filter until={d}"))?;
-                        older_than = Some(hako_build::cache::unix_now() - secs);
+                        // The grammar of every `until=` (`24h`, `2d`, a time).
+                        let t = crate::fmt::parse_time(d, hako_base::time::now_nanos())
+                            .map_err(|e| anyhow::anyhow!("invalid filter 'until={d}': {e}"))?;
+                        older_than = Some(t.div_euclid(1_000_000_000));
                     }
                     _ => return Err(anyhow::anyhow!("invalid filter '{f}'").into()),
                 }
@@ -440,29 +447,4 @@ pub fn prune_cache(
     deleted.extend(ids);
     freed += bytes;
     Ok((deleted, freed))
-}
-
-/// `24h`, `30m`, `10s`, `1h30m` → seconds.
-fn humantime_secs(s: &str) -> Option<i64> {
-    let mut total = 0i64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            let n: i64 = num.parse().ok()?;
-            num.clear();
-            total += n * match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                _ => return None,
-            };
-        }
-    }
-    if !num.is_empty() {
-        total += num.parse::<i64>().ok()?;
-    }
-    Some(total)
 }

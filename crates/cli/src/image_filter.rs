@@ -205,20 +205,12 @@ impl PruneFilter {
     }
 }
 
-/// Docker's `until` values: `10m`, `1h30m` (before now), `1700000000[.5]`, or RFC 3339.
+/// Docker's `until` values, in the grammar of every `until=` and `--since`/`--until`
+/// ([`crate::fmt::parse_time`]): `10m`, `2d` (before now), `1700000000[.5]`, or RFC 3339.
 fn parse_until(v: &str, now: std::time::SystemTime) -> anyhow::Result<std::time::SystemTime> {
-    use std::time::{Duration, UNIX_EPOCH};
-    if let Some(t) = crate::fmt::parse_rfc3339(v) {
-        return Ok(t);
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs >= 0.0 && secs.is_finite() {
-            return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
-        }
-    }
-    let bad = || anyhow::anyhow!("invalid filter 'until={v}': not a duration or a timestamp");
-    let ago = hako_runtime::parse_go_duration(v).ok_or_else(bad)?;
-    now.checked_sub(ago).ok_or_else(bad)
+    let t = crate::fmt::parse_time(v, hako_base::time::nanos_of(now))
+        .map_err(|e| anyhow::anyhow!("invalid filter 'until={v}': {e}"))?;
+    Ok(hako_base::time::system_time(t))
 }
 
 #[cfg(test)]
@@ -238,7 +230,9 @@ mod prune_tests {
             at("1970-01-02T00:00:00Z"),
             UNIX_EPOCH + Duration::from_secs(86_400)
         );
-        for bad in ["", "10x", "h", "-1h"] {
+        // The grammar of `builder prune`, which takes days.
+        assert_eq!(at("2d"), now - Duration::from_secs(172_800));
+        for bad in ["", "10x", "h", "1.5.3"] {
             assert!(parse_until(bad, now).is_err(), "{bad}");
         }
         assert!(PruneFilter::parse(&["dangling=true".into()], now).is_err());

@@ -1240,7 +1240,9 @@ fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
         match engine.remove(key, a.force, a.volumes) {
             Ok(_) => println!("{key}"),
             // As Docker's `rm -f`: a container that is not there is said, not a failure.
-            Err(e @ hako_engine::Error::NoSuchContainer(_)) if a.force => eprintln!("hako: {e}"),
+            Err(e) if a.force && e.kind() == hako_engine::ErrorKind::NotFound => {
+                eprintln!("hako: {e}")
+            }
             Err(e) => {
                 eprintln!("hako: {e}");
                 code = 1;
@@ -1275,52 +1277,10 @@ fn stop(root: &std::path::Path, a: StopArgs) -> Result<i32, Failure> {
     })
 }
 
-/// Signal names as docker accepts them: KILL, SIGKILL, sigterm, 9.
-fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let name = s.to_ascii_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ILL" => libc::SIGILL,
-        "TRAP" => libc::SIGTRAP,
-        "ABRT" | "IOT" => libc::SIGABRT,
-        "BUS" => libc::SIGBUS,
-        "FPE" => libc::SIGFPE,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "SEGV" => libc::SIGSEGV,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "URG" => libc::SIGURG,
-        "XCPU" => libc::SIGXCPU,
-        "XFSZ" => libc::SIGXFSZ,
-        "VTALRM" => libc::SIGVTALRM,
-        "PROF" => libc::SIGPROF,
-        "WINCH" => libc::SIGWINCH,
-        "IO" | "POLL" => libc::SIGIO,
-        "PWR" => libc::SIGPWR,
-        "SYS" => libc::SIGSYS,
-        _ => return None,
-    };
-    Some(n)
-}
-
 fn kill(root: &std::path::Path, a: KillArgs) -> Result<i32, Failure> {
-    let sig =
-        parse_signal(&a.signal).ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
+    // The one signal table: KILL, SIGKILL, sigterm, 9, RTMIN+3.
+    let sig = hako_base::signal::parse(&a.signal)
+        .ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
     each_container(root, &a.containers, |e, k| e.kill(k, sig))
 }
 
@@ -1530,8 +1490,11 @@ fn status_text(c: &hako_engine::ContainerInfo) -> String {
 
 /// Docker's CreatedAt format: "2026-11-22 18:30:00 +0000 UTC".
 fn engine_time(nanos: i64) -> String {
-    let (y, mo, d, h, mi, s) = hako_engine::civil(nanos.div_euclid(1_000_000_000));
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
+    let c = hako_base::time::civil(nanos.div_euclid(1_000_000_000));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
 
 /// `inspect`'s `--format`: a template that does not parse is Docker's status 64.
@@ -1576,7 +1539,7 @@ fn inspect(
             found = match *kind {
                 "container" => match engine.inspect(k) {
                     Ok(d) => Some(d),
-                    Err(hako_engine::Error::NoSuchContainer(_)) => None,
+                    Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => None,
                     Err(e) => return Err(e.into()),
                 },
                 "image" => {
@@ -1663,15 +1626,7 @@ fn stats(
     } else {
         keys
     };
-    let total_mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let total_mem = hako_base::proc::mem_total();
     let sample = |engine: &Engine| -> Result<Vec<hako_engine::ContainerStats>, Failure> {
         keys.iter()
             .map(|k| engine.stats(k).map_err(Failure::from))
@@ -2379,39 +2334,9 @@ fn now_nanos_cli() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "1h30m").
+/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "2d").
 fn parse_time_arg(s: &str) -> anyhow::Result<i64> {
-    if let Some(t) = fmt::parse_rfc3339(s) {
-        return Ok(t.duration_since(UNIX_EPOCH)?.as_nanos() as i64);
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        if !s.ends_with('s') {
-            return Ok((secs * 1e9) as i64);
-        }
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for ch in s.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            num.push(ch);
-            continue;
-        }
-        let n: f64 = num
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid time: {s}"))?;
-        num.clear();
-        total += n * match ch {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => anyhow::bail!("invalid time: {s}"),
-        };
-    }
-    if !num.is_empty() {
-        anyhow::bail!("invalid time: {s}");
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-    Ok(now - (total * 1e9) as i64)
+    Ok(fmt::parse_time(s, hako_base::time::now_nanos())?)
 }
 
 fn events(

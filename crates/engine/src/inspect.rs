@@ -677,15 +677,7 @@ impl Engine {
                     .map(|v| v.trim_matches('"').to_string())
             })
             .unwrap_or_else(|| "Linux".into());
-        let mem_total = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            })
-            .map(|kb| kb * 1024)
-            .unwrap_or(0);
+        let mem_total = hako_base::proc::mem_total();
         let cgroup_version = match hako_cgroups::CgroupSystem::detect()?.mode() {
             hako_cgroups::Mode::V1 => "1",
             hako_cgroups::Mode::Hybrid => "1 (hybrid: cgroup2 mounted alongside)",
