@@ -1759,6 +1759,84 @@ fn a_state_root_made_again_at_its_path_runs_on_the_default_bridge() {
     );
 }
 
+#[test]
+fn a_deleted_roots_bridge_and_table_go_when_another_root_makes_its_first_network() {
+    // `rm -rf` of a state root while its networks are up (or a test run killed before its
+    // teardown) left the bridge and table behind for good: no root would ever claim them.
+    // Root::new holds the suite's serial lock, so the roots besides `other` are plain
+    // directories.
+    let private = |tag: &str| {
+        tempfile::Builder::new()
+            .prefix(&format!("hako-e2e-{tag}-"))
+            .tempdir_in("/var/tmp")
+            .unwrap()
+    };
+    let (gone, live) = (private("gone"), private("live"));
+    let hako = |root: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(common::hako_bin())
+            .args(args)
+            .env("HAKO_ROOT", root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let table_of = |root: &std::path::Path| -> String {
+        // A root's table is the one whose comment ends with the root's path.
+        let root = root.canonicalize().unwrap().display().to_string();
+        let tables = std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&tables.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("table inet "))
+            .find(|t| {
+                let l = std::process::Command::new("nft")
+                    .args(["list", "table", "inet", t])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&l.stdout).contains(&format!("{root}\""))
+            })
+            .unwrap_or_else(|| panic!("no table names {root}"))
+            .to_string()
+    };
+    let link_exists = |name: &str| std::path::Path::new("/sys/class/net").join(name).exists();
+    let table_exists = |name: &str| {
+        std::process::Command::new("nft")
+            .args(["list", "table", "inet", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    hako(gone.path(), &["network", "create", "left"]);
+    let bridge = bridge_of(gone.path(), "left");
+    let table = table_of(gone.path());
+    let gone_text = gone.path().canonicalize().unwrap().display().to_string();
+    assert!(link_alias(&bridge).ends_with(&gone_text));
+    // A root that exists keeps what it made.
+    hako(live.path(), &["network", "create", "kept"]);
+    let (kept, kept_table) = (bridge_of(live.path(), "kept"), table_of(live.path()));
+    drop(gone);
+    assert!(link_exists(&bridge));
+
+    let other = Root::new();
+    other.ok(&["network", "create", "fresh"]);
+    let left = (link_exists(&bridge), table_exists(&table));
+    let stayed = (link_exists(&kept), table_exists(&kept_table));
+    hako(live.path(), &["network", "teardown"]);
+    assert_eq!(
+        left,
+        (false, false),
+        "the deleted root's bridge {bridge} and table {table} are still there"
+    );
+    assert_eq!(stayed, (true, true), "a live root's network was swept");
+}
+
 /// Deletes a host link when dropped (a test's own foreign interface).
 struct Link(String);
 impl Drop for Link {

@@ -80,7 +80,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -1159,6 +1159,53 @@ impl<'c> Networks<'c> {
         }
     }
 
+    /// Deletes the bridges and tables whose marker names a state root that is gone: an owner
+    /// that is a path with no `hako.db` in it (the root was deleted with `rm -rf` while its
+    /// networks were up, so nothing of that root will ever take them down). Owners recorded as
+    /// a hash cannot be looked up and are left alone, as is everything unmarked or another
+    /// program's. Runs when a root makes a new table (its first network), not on every `run`:
+    /// a link dump and a listing of each table cost a few milliseconds. Returns what went.
+    pub fn sweep_orphans(&self) -> Result<Vec<String>> {
+        let orphaned = |marker: &str| -> bool {
+            let mut words = marker.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("hako"), Some(_), Some(owner)) => {
+                    owner != self.cfg.owner
+                        && owner.starts_with('/')
+                        && !Path::new(owner).join("hako.db").exists()
+                }
+                _ => false,
+            }
+        };
+        let mut gone = Vec::new();
+        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        for (name, alias) in nl.aliased_links().map_err(nl_err("listing links"))? {
+            if orphaned(&alias)
+                && nl
+                    .delete_link(&name)
+                    .map_err(nl_err(format!("deleting the orphaned link {name}")))?
+            {
+                gone.push(format!("link {name}"));
+            }
+        }
+        let tables = nft::run("list tables").map_err(Error::Nft)?;
+        for name in tables
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("table inet "))
+        {
+            let listing = match nft::run(&format!("list table inet {name}")) {
+                Ok(l) => l,
+                Err(e) if nft::is_missing(&e) => continue,
+                Err(e) => return Err(Error::Nft(e)),
+            };
+            if table_comment(&listing).is_some_and(orphaned) {
+                nft_delete(&format!("delete table inet {name}"))?;
+                gone.push(format!("table inet {name}"));
+            }
+        }
+        Ok(gone)
+    }
+
     /// Whose the nftables table `inet name` is.
     fn table_claim(&self, name: &str) -> Result<Claim> {
         match nft::run(&format!("list table inet {name}")) {
@@ -1667,6 +1714,9 @@ impl<'c> Networks<'c> {
         let r = self.ensure_kernel_steps(n, new_table, new_bridge, &mut made);
         if r.is_err() {
             undo_kernel(n, made);
+        } else if made.table {
+            // A failed sweep leaves others' leftovers as they were; this network is made.
+            let _ = self.sweep_orphans();
         }
         r.map(|()| made)
     }

@@ -456,6 +456,35 @@ impl Netlink {
         }
     }
 
+    /// Every link of this namespace that has an alias, as (name, alias).
+    pub fn aliased_links(&mut self) -> io::Result<Vec<(String, String)>> {
+        let mut m = Msg::new(RTM_GETLINK, NLM_F_DUMP).ifinfo(0, 0, 0, 0);
+        m.attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+        let seq = self.send(m)?;
+        let mut out = Vec::new();
+        self.recv(seq, |ty, p| {
+            if ty != RTM_NEWLINK || p.len() < 16 {
+                return;
+            }
+            let (mut name, mut alias) = (None, None);
+            for (t, v) in attrs(&p[16..]) {
+                let text = || {
+                    let v = v.split(|b| *b == 0).next().unwrap_or_default();
+                    String::from_utf8_lossy(v).into_owned()
+                };
+                match t {
+                    IFLA_IFNAME => name = Some(text()),
+                    IFLA_IFALIAS => alias = Some(text()).filter(|a| !a.is_empty()),
+                    _ => {}
+                }
+            }
+            if let (Some(n), Some(a)) = (name, alias) {
+                out.push((n, a));
+            }
+        })?;
+        Ok(out)
+    }
+
     /// Sets the alias of link `index` (at most 255 bytes).
     pub fn set_alias(&mut self, index: i32, alias: &str) -> io::Result<()> {
         let mut m = Msg::new(RTM_SETLINK, NLM_F_ACK).ifinfo(0, index, 0, 0);

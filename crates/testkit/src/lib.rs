@@ -263,11 +263,27 @@ impl Docker {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bridge = format!("idk{}x{n}", std::process::id());
-        // A leftover of a killed test process with the same pid would make `add` fail.
-        let _ = Command::new(need("ip"))
-            .args(["link", "del", &bridge])
-            .stderr(Stdio::null())
-            .status();
+        // Bridges of killed test processes (their pid is in the name, and gone) stay for good
+        // otherwise; one with our own pid would make `add` fail.
+        let mine = std::process::id().to_string();
+        for e in std::fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("idk").and_then(|r| r.split('x').next()) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok()
+                && (name == bridge || (pid != mine && !Path::new("/proc").join(pid).exists()))
+            {
+                let _ = Command::new(need("ip"))
+                    .args(["link", "del", &name])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         let made = Command::new(need("ip"))
             .args(["link", "add", &bridge, "type", "bridge"])
             .status()

@@ -47,8 +47,10 @@ impl Root {
             nix_is_root(),
             "the end-to-end tests create namespaces, mounts and cgroups: run them as root"
         );
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_dead_runs_roots);
         let dir = tempfile::Builder::new()
-            .prefix("hako-e2e-")
+            .prefix(&format!("hako-e2e-{}-", std::process::id()))
             .tempdir_in("/var/tmp")
             .unwrap();
         Root {
@@ -248,6 +250,50 @@ impl Root {
             }
         }
         out
+    }
+}
+
+/// Takes down the roots of test processes that were killed before their roots' drop ran (a
+/// test run stopped with ^C or by a timeout): their containers, networks and directories.
+/// A root's name carries the pid of the test process that made it.
+fn sweep_dead_runs_roots() {
+    let Ok(rd) = std::fs::read_dir("/var/tmp") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("hako-e2e-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let root = e.path();
+        let hako = |args: &[&str]| {
+            Command::new(hako_bin())
+                .args(args)
+                .env("HAKO_ROOT", &root)
+                .stdin(Stdio::null())
+                .output()
+        };
+        if let Ok(out) = hako(&["ps", "-aq", "--no-trunc"]) {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = hako(&args);
+            }
+        }
+        let _ = hako(&["network", "teardown"]);
+        hako_testkit::unmount_under(&root);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
 
