@@ -5,6 +5,7 @@ mod build;
 mod fmt;
 mod image_filter;
 mod images;
+mod service;
 mod usage;
 
 use anyhow::Context;
@@ -201,6 +202,15 @@ enum Command {
         /// Containers
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+    /// Run docker-compose against a private API service of this root
+    #[command(disable_help_flag = true)]
+    Compose(service::ComposeArgs),
+    /// Work of the API service that must run in a single-threaded process
+    #[command(hide = true)]
+    ApiHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Record the exit of a detached container (run by its monitor)
     #[command(hide = true)]
@@ -564,6 +574,8 @@ enum SystemCommand {
         #[arg(short, long)]
         format: Option<String>,
     },
+    /// Serve the Docker Engine API (for the docker CLI, docker-compose, the SDKs)
+    Service(service::ServiceArgs),
 }
 
 #[derive(Subcommand)]
@@ -1128,6 +1140,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(code)
         }
         Command::ContainerFinish { id, pid } => container_finish(&cli.root, &id, pid),
+        Command::ApiHelper { args } => Ok(hako_apid::helper::main(&cli.root, &args)),
+        Command::Compose(a) => service::compose(&cli.root, a),
+        Command::System(SystemCommand::Service(a)) => service::service(&cli.root, a),
         Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
             info(&cli.root, format)
         }

@@ -151,12 +151,19 @@ pub enum Error {
 /// Logs in to a registry: checks the credentials against it, then records
 /// them in the Docker client config. Returns the config file written.
 pub fn login(domain: &str, creds: &Credentials) -> Result<PathBuf, Error> {
+    check_login(domain, creds)?;
+    auth::store(domain, creds)
+}
+
+/// Checks credentials against a registry without recording them (the Engine API's
+/// `POST /auth`: the client keeps them).
+pub fn check_login(domain: &str, creds: &Credentials) -> Result<(), Error> {
     // The catalog-less ping needs some repository name for a token scope;
     // registries grant anonymous-looking scopes to any authenticated user.
     let client =
         client::Client::new(domain, "hako-login-check", false)?.with_credentials(creds.clone());
     client.ping()?;
-    auth::store(domain, creds)
+    Ok(())
 }
 
 /// Forgets stored credentials for `domain`; `false` if there were none.
