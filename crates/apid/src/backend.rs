@@ -126,15 +126,17 @@ impl Backend {
         ))
     }
 
-    /// Runs a helper to the end with `input` on its stdin and returns its stdout.
+    /// Runs a helper to the end with `input` on its stdin; its result from its status pipe.
+    ///
+    /// The helper's stdout is not read: what it starts (a monitor, a network's name server)
+    /// may outlive it and inherit its descriptors, so nothing here waits for their end.
     pub(crate) async fn helper(
         &self,
         args: &[String],
         input: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<serde_json::Value, ApiError> {
         let _busy = self.mark_busy();
         let (mut cmd, mut status) = self.helper_command(args)?;
-        cmd.stdout(Stdio::piped());
         if input.is_some() {
             cmd.stdin(Stdio::piped());
         }
@@ -147,13 +149,9 @@ impl Backend {
             // A helper that fails early stops reading; its status says why.
             let _ = stdin.write_all(&input).await;
         }
-        let mut out = Vec::new();
-        if let Some(mut stdout) = child.stdout.take() {
-            let _ = stdout.read_to_end(&mut out).await;
-        }
         let result = status.result().await;
         let _ = child.wait().await;
-        result.map(|_| out)
+        result
     }
 }
 
@@ -197,13 +195,42 @@ impl Backend {
             })),
             _ => None,
         };
-        let out = child
-            .wait_with_output()
+        // Read while it runs (a full pipe would stop it), but do not wait for the end of
+        // file: a daemon it starts (a network's name server) may hold the pipes for good.
+        let collect = |r: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+            let buf = std::sync::Arc::new(Mutex::new(Vec::new()));
+            let b = buf.clone();
+            let task = tokio::spawn(async move {
+                let Some(mut r) = r else { return };
+                let mut chunk = vec![0u8; 16 * 1024];
+                while let Ok(n) = r.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock()
+                        .expect("output lock")
+                        .extend_from_slice(&chunk[..n]);
+                }
+            });
+            (buf, task)
+        };
+        let (out_buf, out_task) = collect(child.stdout.take().map(|s| Box::new(s) as _));
+        let (err_buf, err_task) = collect(child.stderr.take().map(|s| Box::new(s) as _));
+        let status = child
+            .wait()
             .await
             .map_err(|e| ApiError::internal(format!("wait for hako: {e}")))?;
-        if let Some(w) = writer {
-            let _ = w.await;
+        for t in [out_task, err_task] {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), t).await;
         }
+        if let Some(w) = writer {
+            w.abort();
+        }
+        let out = std::process::Output {
+            status,
+            stdout: std::mem::take(&mut *out_buf.lock().expect("output lock")),
+            stderr: std::mem::take(&mut *err_buf.lock().expect("output lock")),
+        };
         if out.status.success() {
             Ok(out.stdout)
         } else {
@@ -257,10 +284,17 @@ impl StatusPipe {
     /// without a word is an internal error.
     pub(crate) async fn result(self) -> Result<serde_json::Value, ApiError> {
         let file = std::fs::File::from(self.read);
-        let mut f = tokio::fs::File::from_std(file);
-        let mut buf = Vec::new();
-        let _ = f.read_to_end(&mut buf).await;
-        parse_status(&buf)
+        let f = tokio::fs::File::from_std(file);
+        let mut line = Vec::new();
+        // One line, written as the helper ends; not the end of file, which waits for every
+        // process that inherited the pipe.
+        let _ = tokio::io::AsyncBufReadExt::read_until(
+            &mut tokio::io::BufReader::new(f),
+            b'\n',
+            &mut line,
+        )
+        .await;
+        parse_status(&line)
     }
 }
 

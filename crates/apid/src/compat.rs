@@ -9,6 +9,20 @@ use hako_engine::{ContainerInfo, Engine, State};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How the values of one filter key combine: Docker ORs them (`status=running` or
+/// `status=exited`), except `label`, whose values must all hold.
+pub(crate) trait FilterValues: Iterator + Sized {
+    fn holds<F: FnMut(Self::Item) -> bool>(mut self, all: bool, f: F) -> bool {
+        if all {
+            self.all(f)
+        } else {
+            self.any(f)
+        }
+    }
+}
+
+impl<I: Iterator> FilterValues for I {}
+
 /// A stable ID for this state root (`/info`'s `ID`).
 pub(crate) fn instance_id(root: &std::path::Path) -> String {
     use std::hash::{Hash, Hasher};
@@ -207,7 +221,71 @@ pub(crate) fn container_summary(
 /// The engine's inspect document in the shapes Docker's clients decode: `Tmpfs` as a map of
 /// target to options, `Ulimits` as objects.
 pub(crate) fn container_doc(mut doc: Value) -> Value {
+    // A container that is not running has no endpoint, but Docker lists the network it is
+    // configured for (compose reads it to decide whether to connect it).
+    let mode = doc["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let nets = &mut doc["NetworkSettings"]["Networks"];
+    if nets.as_object().is_none_or(|o| o.is_empty())
+        && !matches!(mode.as_str(), "" | "none" | "host")
+    {
+        let name = if mode == "default" {
+            "bridge".to_string()
+        } else {
+            mode
+        };
+        *nets = json!({ name: {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+        }});
+    }
+    // Volume mounts with their targets, from the container's `-v` list: named ones by name,
+    // anonymous ones in order.
+    let binds: Vec<String> = doc["HostConfig"]["Binds"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut anonymous = binds.iter().filter(|b| {
+        b.starts_with('/') && !b.contains(':') || b.split(':').next().is_some_and(|s| s.is_empty())
+    });
+    if let Some(mounts) = doc["Mounts"].as_array_mut() {
+        for m in mounts.iter_mut().filter(|m| m["Destination"].is_null()) {
+            let name = m["Name"].as_str().unwrap_or("").to_string();
+            let named = binds.iter().find_map(|b| {
+                let mut parts = b.split(':');
+                (parts.next() == Some(name.as_str())).then(|| {
+                    (
+                        parts.next().unwrap_or("").to_string(),
+                        parts.next().unwrap_or("").to_string(),
+                    )
+                })
+            });
+            let (dst, mode) = match named {
+                Some(x) => x,
+                None => match anonymous.next() {
+                    Some(a) => (a.trim_start_matches(':').to_string(), String::new()),
+                    None => continue,
+                },
+            };
+            m["Destination"] = dst.into();
+            m["Mode"] = mode.clone().into();
+            m["RW"] = (!mode.split(',').any(|o| o == "ro")).into();
+            m["Propagation"] = "".into();
+        }
+    }
     let hc = &mut doc["HostConfig"];
+    // Every container logs to json-file (compose tails only containers that say so).
+    if hc["LogConfig"].is_null() {
+        hc["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
     if let Some(list) = hc["Tmpfs"].as_array() {
         let map: serde_json::Map<String, Value> = list
             .iter()
@@ -232,6 +310,30 @@ pub(crate) fn container_doc(mut doc: Value) -> Value {
         hc["Ulimits"] = Value::Array(objs);
     }
     doc
+}
+
+/// `NetworkSettings.Ports` of a running container: its published ports, as Docker shows
+/// them (compose and `docker port` read them).
+pub(crate) fn add_ports(engine: &Engine, doc: &mut Value) {
+    let id = doc["Id"].as_str().unwrap_or("").to_string();
+    let running = doc["State"]["Running"].as_bool().unwrap_or(false);
+    let mut ports = serde_json::Map::new();
+    if running {
+        for p in hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &id) {
+            let key = format!(
+                "{}/{}",
+                p.container_port,
+                format!("{:?}", p.proto).to_lowercase()
+            );
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(
+                    json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}),
+                );
+            }
+        }
+    }
+    doc["NetworkSettings"]["Ports"] = Value::Object(ports);
 }
 
 /// Labels of an inspect document's `Config.Labels` as `k=v` / `k` matches.
@@ -275,7 +377,7 @@ pub(crate) fn event_matches(e: &hako_engine::events::Event, filters: &[(String, 
         filters
             .iter()
             .filter(|(k, _)| k == key)
-            .any(|(_, v)| match key {
+            .holds(key == "label", |(_, v)| match key {
                 "container" => {
                     e.kind == "container"
                         && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))

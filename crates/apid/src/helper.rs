@@ -16,6 +16,11 @@ pub fn main(root: &Path, args: &[String]) -> i32 {
     // SAFETY: fd 3 is the status pipe the service passed (see Backend::helper_command); we
     // own it from here on. Without it (run by hand) writes fail and are ignored.
     let mut status = unsafe { std::fs::File::from_raw_fd(3) };
+    // What the work starts (a monitor, a name server) must not hold the status pipe.
+    let _ = nix::fcntl::fcntl(
+        &status,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     let result = run(root, args);
     let line = match &result {
         Ok(v) => serde_json::json!({ "ok": v }),

@@ -77,5 +77,9 @@ pub fn serve(opts: ServiceOptions) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    rt.block_on(server::run(opts))
+    let r = rt.block_on(server::run(opts));
+    // Work still under way (a helper's start, a pull) is not waited for: the containers are
+    // their monitors', and a client that lost its answer sees the connection end.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    r
 }

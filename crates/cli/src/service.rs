@@ -77,7 +77,19 @@ pub fn compose(root: &Path, a: ComposeArgs) -> Result<i32, Failure> {
         .tempdir()
         .map_err(|e| anyhow::anyhow!("create a directory for the service's socket: {e}"))?;
     let sock = dir.path().join("docker.sock");
-    let child = std::process::Command::new(hako_exe()?)
+    let mut cmd = std::process::Command::new(hako_exe()?);
+    // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec. This
+    // process is single-threaded, so the parent death it watches is this process's.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            // A `hako compose` killed outright takes its service along.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
         .arg("--root")
         .arg(root)
         .args(["system", "service", "--time", "0"])

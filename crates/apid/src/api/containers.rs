@@ -1,7 +1,7 @@
 //! `/containers/…`.
 
 use super::{create, json, no_content, streaming, Body, Req};
-use crate::compat;
+use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
 use crate::hijack;
 use bytes::Bytes;
@@ -36,7 +36,7 @@ fn rows_matching(
             filters
                 .iter()
                 .filter(|(k, _)| k == key)
-                .any(|(_, v)| match key {
+                .holds(key == "label", |(_, v)| match key {
                     "id" => c.id.starts_with(v.as_str()),
                     "name" => c.name.contains(v.trim_start_matches('/')),
                     "label" => compat::labels_match(&doc["Config"]["Labels"], v),
@@ -168,6 +168,7 @@ pub(super) async fn inspect(req: Req, id: String) -> Result<Response<Body>, ApiE
         .backend
         .engine(move |e| {
             let mut doc = compat::container_doc(e.inspect(&id)?);
+            compat::add_ports(e, &mut doc);
             if size {
                 let c = e.find(&id)?;
                 if let Some((rw, root)) = e.container_sizes(&[c])?.pop() {

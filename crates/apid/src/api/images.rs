@@ -1,7 +1,7 @@
 //! `/images/…`, `/build`, `/commit`.
 
 use super::{json, streaming, Body, Req};
-use crate::compat;
+use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
 use bytes::Bytes;
 use hako_docker::api as wire;
@@ -92,7 +92,7 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
                         filters
                             .iter()
                             .filter(|(k, _)| k == key)
-                            .any(|(_, v)| match key {
+                            .holds(key == "label", |(_, v)| match key {
                                 "dangling" => (v == "true" || v == "1") == tags.is_empty(),
                                 "label" => compat::labels_match(&img["Labels"], v),
                                 "reference" => tags.iter().any(|t| {

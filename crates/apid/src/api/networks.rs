@@ -2,7 +2,7 @@
 //! the host's forwarding rules and, for a running container, enters its network namespace.
 
 use super::{json, no_content, Body, Req};
-use crate::compat;
+use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
@@ -15,9 +15,13 @@ fn network_json(
     detail: bool,
 ) -> Value {
     let mut options = i.options.clone();
-    options
-        .entry("com.docker.network.bridge.name".into())
-        .or_insert_with(|| i.bridge.clone());
+    // Docker names the default bridge's Linux bridge in its options; a user network's options
+    // are what its creator gave (compose compares them with its file's).
+    if i.name == "bridge" {
+        options
+            .entry("com.docker.network.bridge.name".into())
+            .or_insert_with(|| i.bridge.clone());
+    }
     let mut ipam = vec![{
         let mut c = j!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
         if let Some(r) = i.ip_range {
@@ -118,7 +122,7 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
                         filters
                             .iter()
                             .filter(|(k, _)| k == key)
-                            .any(|(_, v)| match key {
+                            .holds(key == "label", |(_, v)| match key {
                                 "name" => {
                                     n["Name"].as_str().is_some_and(|x| x.contains(v.as_str()))
                                 }
@@ -181,6 +185,7 @@ struct CreateBody {
     ipam: Option<Ipam>,
     options: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
+    #[allow(dead_code)]
     attachable: bool,
     ingress: bool,
     config_only: bool,
@@ -212,9 +217,11 @@ pub(super) async fn create(mut req: Req) -> Result<Response<Body>, ApiError> {
     if b.name.is_empty() {
         return Err(ApiError::bad_request("network name is required"));
     }
-    if b.attachable || b.ingress || b.config_only || !matches!(b.scope.as_str(), "" | "local") {
+    // Attachable lets swarm services' networks take plain containers; every local network
+    // takes them, so it holds as asked. The others need swarm mode.
+    if b.ingress || b.config_only || !matches!(b.scope.as_str(), "" | "local") {
         return Err(ApiError::not_implemented(
-            "swarm network options (Attachable, Ingress, ConfigOnly, Scope)",
+            "swarm network options (Ingress, ConfigOnly, Scope other than local)",
         ));
     }
     let mut args = vec!["network".to_string(), "create".into()];
@@ -293,6 +300,65 @@ pub(super) async fn connect(
         .ok_or_else(|| ApiError::bad_request("missing container"))?;
     if b.container.is_empty() {
         return Err(ApiError::bad_request("missing container"));
+    }
+    // A container that is not running has no endpoint yet: its configuration changes, as
+    // for a container created with that network.
+    let (cid, net) = (b.container.clone(), id.clone());
+    let ep = b.endpoint_config.as_ref().map(|ep| {
+        (
+            ep.aliases.clone().unwrap_or_default(),
+            ep.ipam_config
+                .as_ref()
+                .map(|i| (i.ipv4.clone(), i.ipv6.clone())),
+        )
+    });
+    let handled = req
+        .state
+        .backend
+        .engine(move |e| {
+            let c = e.find(&cid)?;
+            if c.state == hako_engine::State::Running {
+                return Ok(false);
+            }
+            let doc = e.inspect(&c.id)?;
+            let mode = doc["HostConfig"]["NetworkMode"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let is_bridge = net == "bridge";
+            let same = mode == net || (is_bridge && matches!(mode.as_str(), "bridge" | "default"));
+            let to = if is_bridge {
+                hako_engine::Network::Default
+            } else {
+                hako_engine::Network::Named(net.clone())
+            };
+            if connect && (same || mode == "none") {
+                e.update(&c.id, &|o| {
+                    o.network = to.clone();
+                    if let Some((aliases, ips)) = &ep {
+                        o.network_aliases = aliases.clone();
+                        if let Some((v4, v6)) = ips {
+                            o.ip = Some(v4.clone()).filter(|s| !s.is_empty());
+                            o.ip6 = Some(v6.clone()).filter(|s| !s.is_empty());
+                        }
+                    }
+                })?;
+                return Ok(true);
+            }
+            if !connect && same {
+                e.update(&c.id, &|o| {
+                    o.network = hako_engine::Network::None;
+                    o.network_aliases.clear();
+                    o.ip = None;
+                    o.ip6 = None;
+                })?;
+                return Ok(true);
+            }
+            Ok(false)
+        })
+        .await?;
+    if handled {
+        return Ok(no_content(StatusCode::OK));
     }
     let mut args = vec!["network".to_string()];
     if connect {

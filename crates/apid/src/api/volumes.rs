@@ -1,7 +1,7 @@
 //! `/volumes/…`.
 
 use super::{json, no_content, Body, Req};
-use crate::compat;
+use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
@@ -32,10 +32,9 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
                         filters.iter().map(|(k, _)| k.as_str()).collect();
                     let labels = serde_json::to_value(&v.labels).unwrap_or(Value::Null);
                     keys.into_iter().all(|key| {
-                        filters
-                            .iter()
-                            .filter(|(k, _)| k == key)
-                            .any(|(_, want)| match key {
+                        filters.iter().filter(|(k, _)| k == key).holds(
+                            key == "label",
+                            |(_, want)| match key {
                                 "name" => v.name.contains(want.as_str()),
                                 "label" => compat::labels_match(&labels, want),
                                 "driver" => want == "local",
@@ -43,7 +42,8 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
                                     (want == "true" || want == "1") != used.contains(&v.name)
                                 }
                                 _ => false,
-                            })
+                            },
+                        )
                     })
                 })
                 .map(|v| compat::volume_json(&v))
