@@ -105,6 +105,21 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
                 })
                 .map(|mut img| {
                     img["Containers"] = (-1).into();
+                    // As dockerd: with reference filters, the tags that matched.
+                    let refs: Vec<&String> = filters
+                        .iter()
+                        .filter(|(k, _)| k == "reference")
+                        .map(|(_, v)| v)
+                        .collect();
+                    if !refs.is_empty() {
+                        if let Some(tags) = img["RepoTags"].as_array_mut() {
+                            tags.retain(|t| {
+                                let t = t.as_str().unwrap_or("");
+                                let repo = t.rsplit_once(':').map_or(t, |(r, _)| r);
+                                refs.iter().any(|v| glob(v, t) || glob(v, repo))
+                            });
+                        }
+                    }
                     img
                 })
                 .collect::<Vec<_>>())
