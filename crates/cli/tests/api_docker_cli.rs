@@ -186,6 +186,12 @@ fn docker_28_runs_execs_and_copies() {
     let (code, out, err) = docker_tty(&svc, d, "run --rm -it busybox sh -c 'tty; exit 2'");
     assert_eq!(code, 2, "{out} {err}");
     assert!(out.contains("/dev/pts/"), "{out:?}");
+    // A terminal's output is raw: no 8-byte frame headers in it.
+    assert!(!out.contains('\u{1}') && !out.contains('\0'), "{out:?}");
+    assert_eq!(
+        svc.ok(d, &["inspect", "-f", "{{.Config.Tty}}", "web"]),
+        "false\n"
+    );
 
     // Images, networks and volumes.
     let images = svc.ok(d, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);

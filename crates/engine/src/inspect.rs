@@ -147,7 +147,7 @@ impl Engine {
                 "Hostname": hostname,
                 "User": opts.user.clone().unwrap_or_default(),
                 "AttachStdin": opts.interactive,
-                "Tty": false,
+                "Tty": opts.tty,
                 "OpenStdin": opts.interactive,
                 "StdinOnce": opts.stdin_once,
                 "Env": env,
