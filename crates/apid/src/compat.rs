@@ -336,6 +336,50 @@ pub(crate) fn add_ports(engine: &Engine, doc: &mut Value) {
     doc["NetworkSettings"]["Ports"] = Value::Object(ports);
 }
 
+/// The parts of an inspect document a listing reads, from a container's stored options (for
+/// containers that are not running: no endpoints, not paused).
+pub(crate) fn light_doc(c: &ContainerInfo, o: &hako_engine::RunOptions) -> Value {
+    let labels: serde_json::Map<String, Value> = o
+        .labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), Value::from(v)),
+            None => (l.clone(), Value::from("")),
+        })
+        .collect();
+    let mode = o.network.mode().to_string();
+    let networks = match mode.as_str() {
+        "none" | "host" => json!({}),
+        m => {
+            json!({ m: {"NetworkID": "", "EndpointID": "", "IPAddress": "", "Gateway": "", "MacAddress": ""} })
+        }
+    };
+    let mounts: Vec<Value> = o
+        .volumes
+        .iter()
+        .map(|v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            match parts.as_slice() {
+                [dst] => json!({"Type": "volume", "Name": "", "Source": "", "Destination": dst, "RW": true}),
+                [src, dst, ..] => {
+                    let rw = parts.get(2).is_none_or(|m| !m.split(',').any(|x| x == "ro"));
+                    let kind = if src.starts_with('/') { "bind" } else { "volume" };
+                    json!({"Type": kind, "Name": if kind == "volume" { *src } else { "" }, "Source": src, "Destination": dst, "RW": rw})
+                }
+                [] => json!({}),
+            }
+        })
+        .collect();
+    json!({
+        "Id": c.id,
+        "Config": {"Labels": labels},
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": networks},
+        "Mounts": mounts,
+        "State": {"Status": state_word(c), "Paused": false, "Running": false},
+    })
+}
+
 /// Labels of an inspect document's `Config.Labels` as `k=v` / `k` matches.
 pub(crate) fn labels_match(labels: &Value, want: &str) -> bool {
     let (k, v) = match want.split_once('=') {

@@ -34,6 +34,15 @@ impl Engine {
         Ok(hako_cgroups::CgroupSystem::detect()?.open(parent, &format!("hako-{id}")))
     }
 
+    /// The options a container was created with, as stored: without resolving its image or
+    /// planning its run, so a listing of many containers stays cheap (the API's `ps`).
+    pub fn run_options(&self, key: &str) -> Result<RunOptions> {
+        let c = self.find(key)?;
+        let row = self.row(&c.id)?;
+        serde_json::from_str(&row.config)
+            .map_err(|e| Error::Invalid(format!("stored configuration of {}: {e}", &c.id[..12])))
+    }
+
     /// `docker inspect` of a container.
     pub fn inspect(&self, key: &str) -> Result<Value> {
         let c = self.find(key)?;

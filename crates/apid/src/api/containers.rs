@@ -25,7 +25,13 @@ fn rows_matching(
 ) -> Result<Vec<(ContainerInfo, Value)>, ApiError> {
     let mut out = Vec::new();
     for c in list {
-        let doc = match e.inspect(&c.id) {
+        // A running container's row needs its endpoints and whether it is paused; any
+        // other's comes from its stored options alone, without resolving its image.
+        let doc = match if c.state == State::Running {
+            e.inspect(&c.id)
+        } else {
+            e.run_options(&c.id).map(|o| compat::light_doc(&c, &o))
+        } {
             Ok(d) => d,
             // Removed between the list and now.
             Err(hako_engine::Error::NoSuchContainer(_)) => continue,
