@@ -645,6 +645,70 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inspect_adds_what_compose_reads() {
+        let d = container_doc(json!({
+            "HostConfig": {"NetworkMode": "proj_back", "Binds": ["proj_data:/data:ro", "/anon"]},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [
+                {"Type": "volume", "Name": "proj_data"},
+                {"Type": "volume", "Name": "0123abcd"},
+            ],
+        }));
+        assert!(d["NetworkSettings"]["Networks"]["proj_back"].is_object());
+        assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "json-file");
+        assert_eq!(d["Mounts"][0]["Destination"], "/data");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["Mounts"][1]["Destination"], "/anon");
+        // A running container's endpoints are left as the engine gave them.
+        let d = container_doc(json!({
+            "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.88.0.2"}}},
+        }));
+        assert_eq!(
+            d["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+            "10.88.0.2"
+        );
+    }
+
+    #[test]
+    fn listing_rows_from_stored_options() {
+        let c = ContainerInfo {
+            id: "abc".into(),
+            name: "n".into(),
+            image: "busybox".into(),
+            image_id: "sha256:1".into(),
+            command: vec!["true".into()],
+            created: 0,
+            state: State::Created,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+        };
+        let o = hako_engine::RunOptions {
+            labels: vec!["a=1".into(), "flag".into()],
+            network: hako_engine::Network::Named("net1".into()),
+            volumes: vec!["v1:/data:ro".into(), "/host:/h".into()],
+            ..Default::default()
+        };
+        let d = light_doc(&c, &o);
+        assert_eq!(d["Config"]["Labels"], json!({"a": "1", "flag": ""}));
+        assert!(labels_match(&d["Config"]["Labels"], "a=1"));
+        assert_eq!(d["HostConfig"]["NetworkMode"], "net1");
+        assert!(d["NetworkSettings"]["Networks"]["net1"].is_object());
+        assert_eq!(d["Mounts"][0]["Name"], "v1");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["Mounts"][1]["Type"], "bind");
+        assert_eq!(d["State"]["Status"], "created");
+    }
+
+    #[test]
+    fn label_values_are_all_required() {
+        assert!(["a", "b"].iter().holds(true, |x| !x.is_empty()));
+        assert!(!["a", ""].iter().holds(true, |x| !x.is_empty()));
+        assert!(["a", ""].iter().holds(false, |x| !x.is_empty()));
+    }
+
+    #[test]
     fn inspect_shapes_docker_decodes() {
         let d = container_doc(
             json!({"HostConfig": {"Tmpfs": ["/run:size=1m", "/tmp"], "Ulimits": ["nofile=10:20", "nproc=5"]}}),
