@@ -338,15 +338,9 @@ pub(crate) fn add_ports(engine: &Engine, doc: &mut Value) {
 
 /// The parts of an inspect document a listing reads, from a container's stored options (for
 /// containers that are not running: no endpoints, not paused).
-pub(crate) fn light_doc(c: &ContainerInfo, o: &hako_engine::RunOptions) -> Value {
-    let labels: serde_json::Map<String, Value> = o
-        .labels
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) => (k.to_string(), Value::from(v)),
-            None => (l.clone(), Value::from("")),
-        })
-        .collect();
+pub(crate) fn light_doc(c: &ContainerInfo, o: &hako_engine::ContainerConfig) -> Value {
+    use hako_engine::config::Mount;
+    let labels = serde_json::to_value(&o.labels).unwrap_or_else(|_| json!({}));
     let mode = o.network.mode().to_string();
     let networks = match mode.as_str() {
         "none" | "host" => json!({}),
@@ -355,19 +349,26 @@ pub(crate) fn light_doc(c: &ContainerInfo, o: &hako_engine::RunOptions) -> Value
         }
     };
     let mounts: Vec<Value> = o
-        .volumes
+        .mounts
         .iter()
-        .map(|v| {
-            let parts: Vec<&str> = v.split(':').collect();
-            match parts.as_slice() {
-                [dst] => json!({"Type": "volume", "Name": "", "Source": "", "Destination": dst, "RW": true}),
-                [src, dst, ..] => {
-                    let rw = parts.get(2).is_none_or(|m| !m.split(',').any(|x| x == "ro"));
-                    let kind = if src.starts_with('/') { "bind" } else { "volume" };
-                    json!({"Type": kind, "Name": if kind == "volume" { *src } else { "" }, "Source": src, "Destination": dst, "RW": rw})
-                }
-                [] => json!({}),
-            }
+        .filter_map(|m| match m {
+            Mount::Bind {
+                source,
+                target,
+                readonly,
+                ..
+            } => Some(
+                json!({"Type": "bind", "Source": source, "Destination": target, "RW": !readonly}),
+            ),
+            Mount::Volume {
+                name,
+                target,
+                readonly,
+            } => Some(json!({
+                "Type": "volume", "Name": name.clone().unwrap_or_default(), "Source": "",
+                "Destination": target, "RW": !readonly,
+            })),
+            Mount::Tmpfs { .. } => None,
         })
         .collect();
     json!({
@@ -684,10 +685,27 @@ mod tests {
             started_at: None,
             finished_at: None,
         };
-        let o = hako_engine::RunOptions {
-            labels: vec!["a=1".into(), "flag".into()],
+        let o = hako_engine::ContainerConfig {
+            labels: [
+                ("a".to_string(), "1".to_string()),
+                ("flag".to_string(), String::new()),
+            ]
+            .into_iter()
+            .collect(),
             network: hako_engine::Network::Named("net1".into()),
-            volumes: vec!["v1:/data:ro".into(), "/host:/h".into()],
+            mounts: vec![
+                hako_engine::config::Mount::Volume {
+                    name: Some("v1".into()),
+                    target: "/data".into(),
+                    readonly: true,
+                },
+                hako_engine::config::Mount::Bind {
+                    source: "/host".into(),
+                    target: "/h".into(),
+                    readonly: false,
+                    propagation: "rprivate".into(),
+                },
+            ],
             ..Default::default()
         };
         let d = light_doc(&c, &o);

@@ -15,7 +15,7 @@ use crate::union::Union;
 use crate::words::{expand, expand_words, name_values, Vars};
 use crate::Error;
 use hako_engine::hako_image::{NewImage, NewLayer, Reference, StagedLayer};
-use hako_engine::{Engine, RunOptions};
+use hako_engine::{ContainerConfig, Engine};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -1475,14 +1475,14 @@ impl Builder<'_> {
                 env.push(format!("SSH_AUTH_SOCK={sock}"));
             }
         }
-        let opts = RunOptions {
+        let opts = ContainerConfig {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
-            entrypoint: Some(String::new()),
+            entrypoint: Some(Vec::new()),
             env,
             network,
-            volumes: sm.volumes,
-            tmpfs: sm.tmpfs,
+            mounts: ContainerConfig::mounts_from_flags(&sm.volumes, &sm.tmpfs)
+                .map_err(|e| Error::at(line, format!("RUN: {e}")))?,
             overlays: sm.overlays,
             volatile_rootfs: true,
             ..Default::default()

@@ -1,7 +1,10 @@
 //! The Docker-compatibility layer shared by the CLI and the API server: what Docker users write
-//! and expect to read back, independent of how hako runs containers. So far the Go templates of
-//! `--format`.
+//! and expect to read back, independent of how hako runs containers: the Go templates of
+//! `--format`, `docker run`'s flags read into the engine's typed configuration (`flags`), the
+//! Engine API's create request read into the same (`container`), ...
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod container;
+pub mod flags;
 pub mod template;

@@ -1,7 +1,7 @@
 //! `hako exec`: another process inside a running container, joining all its namespaces and
 //! its cgroup, with the container's environment, user and working directory as defaults.
 
-use crate::{spec, tty, user, Engine, Error, Result, RunOptions};
+use crate::{spec, tty, user, ContainerConfig, Engine, Error, Result};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -36,12 +36,7 @@ impl Engine {
         let pid = self
             .live_pid(&c.id)?
             .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
-        let row: (String, Option<String>) = self.container_row(
-            &c.id,
-            "SELECT config, cgroup_parent FROM containers WHERE id = ?1",
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let run: RunOptions = serde_json::from_str(&row.0).unwrap_or_default();
+        let run = self.config_of(&c.id)?;
         let image = self.resolve_image(&c.image_id)?;
         let layers_top_first: Vec<std::path::PathBuf> =
             image.layers.iter().rev().cloned().collect();
@@ -62,7 +57,7 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         let mut caps = plan.limits.capabilities.clone();
         if opts.privileged {
-            let all = crate::RunOptions {
+            let all = ContainerConfig {
                 privileged: true,
                 ..Default::default()
             };
@@ -126,8 +121,8 @@ impl Engine {
         }
         s.set_linux(Some(linux));
 
-        let cgroup =
-            hako_cgroups::CgroupSystem::detect()?.open(row.1.as_deref(), &format!("hako-{}", c.id));
+        let cgroup = hako_cgroups::CgroupSystem::detect()?
+            .open(run.cgroup_parent.as_deref(), &format!("hako-{}", c.id));
         // The container allocates its pty from its own devpts and sends us the master.
         let console = if opts.tty {
             Some(tty::open(&mut s)?)

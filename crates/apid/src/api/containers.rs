@@ -1,6 +1,6 @@
 //! `/containers/…`.
 
-use super::{create, json, no_content, streaming, Body, Req};
+use super::{json, no_content, streaming, Body, Req};
 use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
 use crate::hijack;
@@ -30,7 +30,7 @@ fn rows_matching(
         let doc = match if c.state == State::Running {
             e.inspect(&c.id)
         } else {
-            e.run_options(&c.id).map(|o| compat::light_doc(&c, &o))
+            e.stored_config(&c.id).map(|o| compat::light_doc(&c, &o))
         } {
             Ok(d) => d,
             // Removed between the list and now.
@@ -139,25 +139,38 @@ pub(super) async fn create(mut req: Req) -> Result<Response<Body>, ApiError> {
     let raw: Value = req.json().await?.ok_or_else(|| {
         ApiError::bad_request("config cannot be empty in order to create a container")
     })?;
-    let body = create::parse(&raw)?;
-    let opts = create::to_run_options(body, name.map(|n| n.trim_start_matches('/').to_string()))?;
+    if !raw.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid JSON: the container configuration must be an object",
+        ));
+    }
+    let body: bollard_stubs::models::ContainerCreateBody = serde_json::from_value(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid container configuration: {e}")))?;
+    let created = hako_docker::container::from_create_body(&body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let warnings = created.warnings.clone();
+    let name = name.map(|n| n.trim_start_matches('/').to_string());
     let id = req
         .state
         .backend
         .engine(move |e| {
-            e.create(&opts).map_err(|err| match err {
-                // Docker's clients pull on a 404 that says "No such image".
-                hako_engine::Error::ImageNotFound(i) => {
-                    ApiError::not_found(format!("No such image: {i}"))
-                }
-                hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(i)) => {
-                    ApiError::not_found(format!("No such image: {i}"))
-                }
-                other => other.into(),
-            })
+            e.create(name.as_deref(), &created.config)
+                .map_err(|err| match err {
+                    // Docker's clients pull on a 404 that says "No such image".
+                    hako_engine::Error::ImageNotFound(i) => {
+                        ApiError::not_found(format!("No such image: {i}"))
+                    }
+                    hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(i)) => {
+                        ApiError::not_found(format!("No such image: {i}"))
+                    }
+                    other => other.into(),
+                })
         })
         .await?;
-    Ok(json(StatusCode::CREATED, &j!({"Id": id, "Warnings": []})))
+    Ok(json(
+        StatusCode::CREATED,
+        &j!({"Id": id, "Warnings": warnings}),
+    ))
 }
 
 /// The container, or a 404.
@@ -435,7 +448,14 @@ struct UpdateBody {
     cpu_shares: i64,
     cpuset_cpus: String,
     pids_limit: Option<i64>,
-    restart_policy: Option<create::RestartPolicy>,
+    restart_policy: Option<RestartBody>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartBody {
+    name: String,
+    maximum_retry_count: i64,
 }
 
 /// `POST /containers/{id}/update`.
@@ -460,44 +480,35 @@ pub(super) async fn update(mut req: Req, id: String) -> Result<Response<Body>, A
     }
     let b: UpdateBody = serde_json::from_value(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid update: {e}")))?;
-    let restart = match &b.restart_policy {
-        Some(r) if r.name == "on-failure" && r.maximum_retry_count > 0 => {
-            Some(Some(format!("on-failure:{}", r.maximum_retry_count)))
-        }
-        Some(r) if r.name.is_empty() || r.name == "no" => Some(None),
-        Some(r) => {
-            hako_engine::RestartPolicy::parse(&r.name)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Some(Some(r.name.clone()))
-        }
+    let restart_policy = match &b.restart_policy {
         None => None,
+        Some(r) => {
+            let text = match r.name.as_str() {
+                "" => "no".to_string(),
+                "on-failure" if r.maximum_retry_count > 0 => {
+                    format!("on-failure:{}", r.maximum_retry_count)
+                }
+                other => other.to_string(),
+            };
+            Some(
+                hako_engine::RestartPolicy::parse(&text)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            )
+        }
+    };
+    let change = hako_engine::config::ContainerUpdate {
+        memory: (b.memory > 0).then_some(b.memory),
+        memory_swap: (b.memory_swap != 0).then_some(b.memory_swap),
+        nano_cpus: (b.nano_cpus > 0).then_some(b.nano_cpus),
+        cpu_shares: (b.cpu_shares > 0).then_some(b.cpu_shares as u64),
+        cpuset_cpus: Some(b.cpuset_cpus).filter(|s| !s.is_empty()),
+        pids_limit: b.pids_limit.filter(|p| *p != 0),
+        restart_policy,
     };
     req.state
         .backend
         .engine(move |e| {
-            e.update(&id, &|o| {
-                if b.memory > 0 {
-                    o.memory = Some(b.memory.to_string());
-                }
-                if b.memory_swap != 0 {
-                    o.memory_swap = Some(b.memory_swap.to_string());
-                }
-                if b.nano_cpus > 0 {
-                    o.cpus = Some(format!("{}", b.nano_cpus as f64 / 1e9));
-                }
-                if b.cpu_shares > 0 {
-                    o.cpu_shares = Some(b.cpu_shares as u64);
-                }
-                if !b.cpuset_cpus.is_empty() {
-                    o.cpuset_cpus = Some(b.cpuset_cpus.clone());
-                }
-                if let Some(p) = b.pids_limit.filter(|p| *p != 0) {
-                    o.pids_limit = Some(p);
-                }
-                if let Some(r) = &restart {
-                    o.restart = r.clone();
-                }
-            })?;
+            e.update(&id, &change)?;
             Ok(())
         })
         .await?;

@@ -5,7 +5,6 @@
 //! 404 as dockerd does, and a known endpoint hako does not implement answers 501 naming it.
 
 mod containers;
-mod create;
 mod exec;
 mod images;
 mod networks;

@@ -280,11 +280,28 @@ pub(super) async fn remove(req: Req, id: String) -> Result<Response<Body>, ApiEr
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointConfig {
+    aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<IpamAddresses>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(default)]
+struct IpamAddresses {
+    #[serde(rename = "IPv4Address")]
+    ipv4: String,
+    #[serde(rename = "IPv6Address")]
+    ipv6: String,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ConnectBody {
     container: String,
-    endpoint_config: Option<super::create::EndpointConfig>,
+    endpoint_config: Option<EndpointConfig>,
     force: bool,
 }
 
@@ -333,25 +350,29 @@ pub(super) async fn connect(
                 hako_engine::Network::Named(net.clone())
             };
             if connect && (same || mode == "none") {
-                e.update(&c.id, &|o| {
-                    o.network = to.clone();
-                    if let Some((aliases, ips)) = &ep {
-                        o.network_aliases = aliases.clone();
-                        if let Some((v4, v6)) = ips {
-                            o.ip = Some(v4.clone()).filter(|s| !s.is_empty());
-                            o.ip6 = Some(v6.clone()).filter(|s| !s.is_empty());
-                        }
-                    }
-                })?;
+                let (aliases, ips) = ep.clone().unwrap_or_default();
+                let (v4, v6) = ips.unwrap_or_default();
+                let v4 = Some(v4)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse().map_err(|_| {
+                            ApiError::bad_request(format!("invalid IPv4 address: {s}"))
+                        })
+                    })
+                    .transpose()?;
+                let v6 = Some(v6)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse().map_err(|_| {
+                            ApiError::bad_request(format!("invalid IPv6 address: {s}"))
+                        })
+                    })
+                    .transpose()?;
+                e.set_network(&c.id, to, aliases, v4, v6)?;
                 return Ok(true);
             }
             if !connect && same {
-                e.update(&c.id, &|o| {
-                    o.network = hako_engine::Network::None;
-                    o.network_aliases.clear();
-                    o.ip = None;
-                    o.ip6 = None;
-                })?;
+                e.set_network(&c.id, hako_engine::Network::None, Vec::new(), None, None)?;
                 return Ok(true);
             }
             Ok(false)
