@@ -4,7 +4,8 @@
 #![deny(missing_docs)]
 
 mod agent;
-pub mod cache;
+/// The build cache lives in the engine, which prunes and sizes it (`hako_engine::build_cache`).
+pub use hako_engine::build_cache as cache;
 pub mod context;
 pub mod exec;
 pub mod git;

@@ -273,7 +273,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
                     .with_context(|| format!("write the image ID to {}", p.display()))?;
             }
             // The image is built: a failing collection is worth a warning, not a failed build.
-            if let Err(e) = collect_cache(&engine, &done.image_id) {
+            if let Err(e) = engine.build_cache_collect(None, Some(&done.image_id)) {
                 eprintln!("WARNING: build cache collection: {e:#}");
             }
             Ok(0)
@@ -293,52 +293,23 @@ fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()>
     } else {
         reference
     };
-    let store = hako_engine::hako_image::ImageStore::open(root)?;
-    let opts = hako_registry::PullOptions { platform: None };
-    hako_registry::pull(&store, &reference, &opts, out)
+    let engine = open(root)?;
+    let opts = hako_engine::images::PullOptions { platform: None };
+    engine
+        .pull(&reference, &opts, &mut hako_engine::images::lines_to(out))
         .with_context(|| format!("pull {}", reference.familiar()))?;
     Ok(())
 }
 
-/// Least-recently-used collection after a build, down to the configured maximum (see
-/// [`hako_build::cache::configured_max`]). The image just built is never deleted.
-fn collect_cache(engine: &hako_engine::Engine, keep: &str) -> anyhow::Result<()> {
-    let max = hako_build::cache::configured_max(engine.root())?;
-    hako_build::cache::collect(
-        engine.images().conn(),
-        Some(engine.root()),
-        max,
-        Some(keep),
-        &mut |id| remove_cache_image(engine, id),
-    )?;
-    Ok(())
-}
-
-fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako_build::Error> {
-    match engine.remove_image(id, false) {
-        Ok(_) => Ok(()),
-        // Another process removed it, or a container started using it since: either way it
-        // is no longer the cache's to delete.
-        Err(hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_)))
-        | Err(hako_engine::Error::Image(hako_engine::hako_image::Error::InUse { .. })) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The `Build Cache` row of `system df` (Docker prints it without a percentage).
 pub fn df_row(engine: &hako_engine::Engine) -> anyhow::Result<[String; 5]> {
-    let conn = engine.images().conn();
-    hako_build::cache::ensure_schema(conn)?;
-    let u = hako_build::cache::usage(conn)?;
-    // Cache mounts count as entries too; none is in use between builds.
-    let mounts = hako_build::mounts::list_cache_dirs(engine.root());
-    let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
+    let u = engine.build_cache_usage()?;
     Ok([
         "Build Cache".to_string(),
-        (u.entries + mounts.len() as u64).to_string(),
+        u.entries.to_string(),
         u.active.to_string(),
-        crate::fmt::human_size(u.size + mount_bytes),
-        crate::fmt::human_size(u.reclaimable + mount_bytes),
+        crate::fmt::human_size(u.size),
+        crate::fmt::human_size(u.reclaimable),
     ])
 }
 
@@ -357,7 +328,7 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                     Some(("until", d)) => {
                         let secs = humantime_secs(d)
                             .ok_or_else(|| anyhow::anyhow!("invalid filter until={d}"))?;
-                        older_than = Some(hako_build::cache::unix_now() - secs);
+                        older_than = Some(hako_engine::build_cache::unix_now() - secs);
                     }
                     _ => return Err(anyhow::anyhow!("invalid filter '{f}'").into()),
                 }
@@ -384,23 +355,12 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                 }
             }
             let engine = open(root)?;
-            let (deleted, freed) = match keep {
+            let report = match keep {
                 // `--keep-storage`: the same collection a build runs, down to that size.
-                Some(max) => {
-                    let conn = engine.images().conn();
-                    hako_build::cache::ensure_schema(conn)?;
-                    let before = hako_build::cache::stored_layer_bytes(conn)?;
-                    let mut deleted = Vec::new();
-                    hako_build::cache::collect(conn, Some(engine.root()), max, None, &mut |id| {
-                        remove_cache_image(&engine, id)?;
-                        deleted.push(id.to_string());
-                        Ok(())
-                    })?;
-                    let after = hako_build::cache::stored_layer_bytes(conn)?;
-                    (deleted, before.saturating_sub(after))
-                }
-                None => prune_cache(&engine, older_than, all)?,
+                Some(max) => engine.build_cache_collect(Some(max), None)?,
+                None => engine.build_cache_prune(older_than, all)?,
             };
+            let (deleted, freed) = (report.deleted, report.space_reclaimed);
             if !deleted.is_empty() {
                 println!("Deleted build cache objects:");
                 for d in &deleted {
@@ -415,31 +375,6 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             Ok(0)
         }
     }
-}
-
-/// Drops build cache entries (the dangling ones, or all with `all`) last used before
-/// `older_than`, the images only they kept, and the cache mounts: the ids deleted and the
-/// bytes freed. `builder prune` and `system prune` share it.
-pub fn prune_cache(
-    engine: &hako_engine::Engine,
-    older_than: Option<i64>,
-    all: bool,
-) -> anyhow::Result<(Vec<String>, u64)> {
-    let conn = engine.images().conn();
-    hako_build::cache::ensure_schema(conn)?;
-    let before = hako_build::cache::stored_layer_bytes(conn)?;
-    let mut deleted = Vec::new();
-    let pruned =
-        hako_build::cache::prune(conn, hako_build::cache::PruneFilter { older_than, all })?;
-    for id in pruned.images {
-        remove_cache_image(engine, &id)?;
-        deleted.push(id);
-    }
-    let mut freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
-    let (ids, bytes) = hako_build::mounts::prune_cache_dirs(engine.root(), older_than)?;
-    deleted.extend(ids);
-    freed += bytes;
-    Ok((deleted, freed))
 }
 
 /// `24h`, `30m`, `10s`, `1h30m` → seconds.

@@ -3,7 +3,6 @@
 
 mod build;
 mod fmt;
-mod image_filter;
 mod images;
 mod usage;
 
@@ -1536,18 +1535,18 @@ fn ensure_image(
         )?;
     }
     let platform = platform
-        .map(hako_registry::Platform::parse)
+        .map(hako_engine::images::Platform::parse)
         .transpose()
         .map_err(|e| engine_err(e.into()))?;
     // All of pull's threads are joined before it returns, so the container can still be
     // cloned from this process afterwards.
-    hako_registry::pull(
-        engine.images(),
-        &reference,
-        &hako_registry::PullOptions { platform },
-        &mut err,
-    )
-    .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
+    engine
+        .pull(
+            &reference,
+            &hako_engine::images::PullOptions { platform },
+            &mut hako_engine::images::lines_to(&mut err),
+        )
+        .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
     Ok(())
 }
 
@@ -2084,7 +2083,6 @@ fn inspect(
         Some(k) => vec![k],
         None => KINDS.to_vec(),
     };
-    let mut parents = None;
     let mut nets = None;
     let mut docs = Vec::new();
     let mut code = 0;
@@ -2097,12 +2095,7 @@ fn inspect(
                     Err(hako_engine::Error::NoSuchContainer(_)) => None,
                     Err(e) => return Err(e.into()),
                 },
-                "image" => {
-                    if parents.is_none() {
-                        parents = Some(hako_build::cache::parents(engine.images().conn())?);
-                    }
-                    images::image_doc(&engine, parents.as_ref().expect("just set"), k)?
-                }
+                "image" => images::image_doc(&engine, k)?,
                 "network" => {
                     if nets.is_none() {
                         nets = Some(hako_engine::netwire::networks(
@@ -2430,14 +2423,11 @@ fn system_prune(
             println!();
         }
     }
-    let conn = engine.images().conn();
-    let parents = hako_build::cache::parents(conn)?;
-    let (events, bytes) = engine.image_prune(all, &parents)?;
-    hako_build::cache::forget_missing(conn)?;
-    freed += bytes;
-    if !events.is_empty() {
+    let report = engine.image_prune(all, &|_| true)?;
+    freed += report.space_reclaimed;
+    if !report.events.is_empty() {
         println!("Deleted Images:");
-        for e in events {
+        for e in report.events {
             match e {
                 hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("untagged: {r}"),
                 hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("deleted: {id}"),
@@ -2446,11 +2436,11 @@ fn system_prune(
         println!();
     }
     // Docker's order: the build cache last, the dangling part of it, or all of it with -a.
-    let (deleted, bytes) = build::prune_cache(&engine, None, all)?;
-    freed += bytes;
-    if !deleted.is_empty() {
+    let cache = engine.build_cache_prune(None, all)?;
+    freed += cache.space_reclaimed;
+    if !cache.deleted.is_empty() {
         println!("Deleted build cache objects:");
-        for d in &deleted {
+        for d in &cache.deleted {
             println!("{}", d.trim_start_matches("sha256:"));
         }
         println!();

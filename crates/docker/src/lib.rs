@@ -3,4 +3,5 @@
 //! `--format`.
 #![deny(missing_docs)]
 
+pub mod image;
 pub mod template;

@@ -4,7 +4,6 @@
 use crate::{monitor, rfc3339, Engine, Error, Result, RunOptions, State};
 use rusqlite::params;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 struct Row {
@@ -847,107 +846,5 @@ impl Engine {
                 reclaimable: v_reclaim,
             },
         ])
-    }
-
-    /// Removes images no container uses: dangling ones (untagged, and no other image's parent),
-    /// or all with `all`. `parents` maps an image to its parent (a build step's image to the
-    /// one it was built on). Returns the events and the bytes freed.
-    pub fn image_prune(
-        &self,
-        all: bool,
-        parents: &HashMap<String, String>,
-    ) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
-        self.image_prune_where(all, &|_| true, parents)
-    }
-
-    /// [`Engine::image_prune`] limited to the images `candidate` accepts (`--filter`),
-    /// followed by garbage collection of blobs and layers no image references.
-    ///
-    /// As Docker's does, a prune never removes a parent of a remaining image: the steps of a
-    /// tagged image's build stay, so its build cache survives. An image removed takes its
-    /// parents along once they are left without children, untagged and unused (Docker's
-    /// `ImageDelete` with `prune`), whatever the filter; with `all`, tagged ones too if the
-    /// filter accepts them.
-    pub fn image_prune_where(
-        &self,
-        all: bool,
-        candidate: &dyn Fn(&hako_image::Image) -> bool,
-        parents: &HashMap<String, String>,
-    ) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
-        self.durable.set(true);
-        let used: HashSet<String> = self.list(true)?.into_iter().map(|c| c.image_id).collect();
-        let mut events = Vec::new();
-        // Layers are shared between images: count each freed layer once, and only when no
-        // remaining image still uses it.
-        let mut freed_layers: HashMap<std::path::PathBuf, u64> = HashMap::new();
-        let listed = self.store.list()?;
-        // Round one goes in the store's order, so the report reads the same each time.
-        let mut round: Vec<String> = listed.iter().map(|i| i.id.clone()).collect();
-        let mut images: HashMap<String, hako_image::ImageSummary> =
-            listed.into_iter().map(|i| (i.id.clone(), i)).collect();
-        let children_of = |images: &HashMap<String, hako_image::ImageSummary>| {
-            let mut n: HashMap<String, usize> = HashMap::new();
-            for id in images.keys() {
-                if let Some(p) = parents.get(id) {
-                    *n.entry(p.clone()).or_default() += 1;
-                }
-            }
-            n
-        };
-        // Round one: the images the prune is about. Later rounds: parents the previous round
-        // left childless.
-        let mut first = true;
-        while !round.is_empty() {
-            let children = children_of(&images);
-            let mut removed = Vec::new();
-            for id in round {
-                let Some(img) = images.get(&id) else { continue };
-                if used.contains(&id) || children.contains_key(&id) {
-                    continue;
-                }
-                let untagged = img.repo_tags.is_empty();
-                let full = self.store.resolve(&id)?;
-                let doomed = if first {
-                    (all || untagged) && candidate(&full)
-                } else {
-                    untagged || (all && candidate(&full))
-                };
-                if !doomed {
-                    continue;
-                }
-                let sizes = self.store.layer_sizes(&id).unwrap_or_default();
-                // Checked again under the store lock: a container created since the listing
-                // keeps its image.
-                if let Some(ev) = self.store.remove_unused(&id, &crate::container_using)? {
-                    events.extend(ev);
-                    for (i, layer) in full.layers.iter().enumerate() {
-                        freed_layers.insert(layer.clone(), sizes.get(i).copied().unwrap_or(0));
-                    }
-                    images.remove(&id);
-                    removed.push(id);
-                }
-            }
-            first = false;
-            round = removed
-                .iter()
-                .filter_map(|id| parents.get(id).cloned())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            round.sort();
-        }
-        let mut kept_layers = HashSet::new();
-        for id in images.keys() {
-            if let Ok(full) = self.store.resolve(id) {
-                kept_layers.extend(full.layers);
-            }
-        }
-        let freed = freed_layers
-            .iter()
-            .filter(|(l, _)| !kept_layers.contains(*l))
-            .map(|(_, s)| s)
-            .sum::<u64>();
-        let gc = self.store.gc()?;
-        Ok((events, freed + gc.bytes))
     }
 }

@@ -2,12 +2,15 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+pub mod build_cache;
 pub mod build_support;
+pub mod builder;
 pub mod commit;
 pub mod copy;
 pub mod events;
 pub mod exec;
 mod export;
+pub mod images;
 mod init;
 mod inspect;
 pub(crate) mod limits;
@@ -19,6 +22,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod tty;
 pub mod user;
+pub mod views;
 pub mod volumes;
 
 use hako_cgroups::CgroupSystem;
@@ -30,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use hako_image;
 pub use hako_net;
+pub use hako_registry;
 pub use hako_runtime;
 pub use inspect::{ContainerStats, DfRow, SystemInfo, VolumeUsage};
 
@@ -68,6 +73,12 @@ pub enum Error {
     /// Image store failure.
     #[error(transparent)]
     Image(#[from] hako_image::Error),
+    /// A registry (pull, push, login) failed.
+    #[error(transparent)]
+    Registry(#[from] hako_registry::Error),
+    /// A network operation failed.
+    #[error(transparent)]
+    Net(#[from] hako_net::Error),
     /// The runtime failed to create or start the process.
     #[error(transparent)]
     Runtime(#[from] hako_runtime::Error),

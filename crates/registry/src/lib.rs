@@ -14,6 +14,7 @@ mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 mod manifest;
+mod progress;
 mod pull;
 mod push;
 
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 pub use auth::{docker_config_dir, Credentials};
 pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
+pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
 pub use pull::{fetch_raw_manifest, pull, PullOptions, Pulled};
 pub use push::push;
 
