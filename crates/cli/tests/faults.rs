@@ -2142,8 +2142,11 @@ fn the_checks_catch_planted_faults() {
         .find(|d| d.ends_with(format!("hako-{web}")) && d.join("freezer.state").exists())
         .expect("the container's freezer cgroup");
     std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
-    // A cgroup of a container that does not exist.
-    let ghost = "f".repeat(64);
+    // A cgroup of a container that does not exist (a random ID: other roots on the host run
+    // this test too, and one that failed half-way may have left its ghost).
+    let ghost: String = (0..64)
+        .map(|_| char::from_digit(c.rng.u32(0..16), 16).unwrap())
+        .collect();
     c.known.insert(ghost.clone());
     let leaked = freezer.with_file_name(format!("hako-{ghost}"));
     std::fs::create_dir(&leaked).unwrap();

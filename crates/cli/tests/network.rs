@@ -813,6 +813,120 @@ fn a_name_server_that_cannot_start_fails_the_run_and_leaves_nothing() {
     r.ok(&["network", "rm", &name]);
 }
 
+/// A name server whose starter was killed between its `ready` and the commit that records it
+/// serves on, unrecorded, until it notices (ten seconds). The next start replaces it at once
+/// rather than failing every `run` on the network with "Address already in use" meanwhile.
+#[test]
+fn an_unrecorded_name_server_is_replaced_by_the_next_start() {
+    let r = Root::with_busybox();
+    let pid = std::process::id();
+    let name = format!("hu{pid}");
+    let subnet = format!("100.73.{}.0/24", pid % 250);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    // Started as `hako` starts it, but recorded nowhere.
+    let db = r.path().join("hako.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hako-dns"))
+        .arg(&db)
+        .arg(&name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let orphan: i32 = stdout
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("hako-dns did not start: {stdout}"));
+    assert_eq!(r.dns_servers(), vec![orphan]);
+    let t = std::time::Instant::now();
+    let (code, _, err) = r.run(&["run", "--rm", "--network", &name, "busybox", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "the run waited {:?}",
+        t.elapsed()
+    );
+    assert!(
+        wait_for(5, || !r.dns_servers().contains(&orphan)),
+        "the unrecorded server {orphan} still runs"
+    );
+    r.ok(&["network", "rm", &name]);
+}
+
+/// A name server whose starter died before recording it stops within a second or two, rather
+/// than serving on, unrecorded, for ten.
+#[test]
+fn a_name_server_whose_starter_died_unrecorded_exits_soon() {
+    let r = Root::new();
+    let pid = std::process::id();
+    let name = format!("hs{pid}");
+    let subnet = format!("100.73.{}.0/24", pid % 250 + 1);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    // `sh` starts it and exits without recording it, as a `hako` killed right after the
+    // server's `ready` would.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "\"$0\" \"$1\" \"$2\""])
+        .arg(env!("CARGO_BIN_EXE_hako-dns"))
+        .arg(r.path().join("hako.db"))
+        .arg(&name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let server: i32 = stdout
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("hako-dns did not start: {stdout}"));
+    let t = std::time::Instant::now();
+    assert!(
+        wait_for(5, || !r.dns_servers().contains(&server)),
+        "the unrecorded server {server} still runs"
+    );
+    eprintln!("the unrecorded server stopped after {:?}", t.elapsed());
+    r.ok(&["network", "rm", &name]);
+}
+
+/// A `network rm` killed after its kernel changes but before its commit leaves the network
+/// recorded with some of them done; the next `network rm` finishes. A missing subnet element
+/// (an interval set's, which nft reports in words of its own) is no error.
+#[test]
+fn network_rm_finishes_when_part_of_the_network_is_gone() {
+    let r = Root::new();
+    let pid = std::process::id();
+    let name = format!("hg{pid}");
+    let subnet = format!("100.74.{}.0/24", pid % 250);
+    r.ok(&["network", "create", "--subnet", &subnet, &name]);
+    let other = format!("hg{pid}b");
+    let subnet2 = format!("100.74.{}.0/24", pid % 250 + 1);
+    // A second network keeps the table, so `rm` deletes elements rather than the table.
+    r.ok(&["network", "create", "--subnet", &subnet2, &other]);
+    let table = nft_table_of(&r);
+    sh(&format!(
+        "nft delete element inet {table} nets {{ {subnet} }}"
+    ));
+    sh(&format!(
+        "nft delete element inet {table} natnets {{ {subnet} }}"
+    ));
+    r.ok(&["network", "rm", &name]);
+    let rules = nft_ruleset();
+    assert!(!rules.contains(&subnet), "{rules}");
+    assert!(rules.contains(&subnet2), "{rules}");
+    // And with the bridge gone too.
+    let bridge = bridge_of(r.path(), &other);
+    sh(&format!("ip link del {bridge}"));
+    r.ok(&["network", "rm", &other]);
+    assert!(!nft_ruleset().contains(&table));
+}
+
+/// The nft table of a private state root (`netwire::config_for`: a hash of its path).
+fn nft_table_of(r: &Root) -> String {
+    use sha2::Digest;
+    let canonical = std::fs::canonicalize(r.path()).unwrap();
+    let hash = hex::encode(sha2::Sha256::digest(
+        canonical.as_os_str().as_encoded_bytes(),
+    ));
+    format!("hako_{}", &hash[..6])
+}
+
 #[test]
 fn bad_network_input_is_refused_and_leaves_nothing() {
     let r = Root::with_busybox();

@@ -152,6 +152,21 @@ impl ImageStore {
     }
 }
 
+/// Whether process `pid` runs: it exists and is neither a zombie nor being reaped. A zombie
+/// has finished with its files, and lingers as long as its parent (or, for an orphan such as
+/// a forked build stage whose `hako build` was killed, the host's init) takes to reap it,
+/// which some inits take seconds to do. The entry's name holds no start time, so a later
+/// process that reuses the pid keeps it until that process ends.
+fn running(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which may itself hold spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
 /// Removes what a dead process left in `tmp/`, and returns its journals, which need the
 /// database to be replayed.
 pub(crate) fn sweep_tmp(tmp: &Path) -> Vec<PathBuf> {
@@ -166,14 +181,7 @@ pub(crate) fn sweep_tmp(tmp: &Path) -> Vec<PathBuf> {
             .split_once('-')
             .and_then(|(p, _)| p.parse::<i32>().ok())
             .filter(|p| *p > 0);
-        let alive = match pid {
-            Some(p) => !matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
-                Err(nix::errno::Errno::ESRCH)
-            ),
-            None => false,
-        };
-        if alive {
+        if pid.is_some_and(running) {
             continue;
         }
         if is_journal(&name) {

@@ -687,6 +687,43 @@ fn corrupt_inputs_leave_store_empty() {
     );
 }
 
+/// A zombie has finished with its files: what it left in `tmp/` goes, as a dead process's
+/// does (a forked build stage killed with its build stays a zombie until init reaps it).
+#[test]
+fn open_sweeps_tmp_entries_of_zombies() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(ImageStore::open(dir.path()).unwrap());
+    let tmp = dir.path().join("tmp");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Not reaped: once it has exited, it is a zombie.
+    let zombie = || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !zombie() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never became a zombie"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let left = tmp.join(format!("{pid}-0123abcd"));
+    fs::create_dir_all(left.join("diff")).unwrap();
+    fs::write(tmp.join(format!("{pid}-journal-4567")), "blob sha256:00\n").unwrap();
+    let store = ImageStore::open(dir.path());
+    child.wait().unwrap();
+    drop(store.unwrap());
+    let names: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(names.is_empty(), "left: {names:?}");
+}
+
 #[test]
 fn open_sweeps_dead_tmp_entries() {
     let dir = tempfile::tempdir().unwrap();

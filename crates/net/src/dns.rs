@@ -408,6 +408,77 @@ fn bind_retrying<T>(
     }
 }
 
+/// Binds `addr`, taking it from an earlier server of the same network if one holds it.
+///
+/// A server is started only by a `hako` that holds the database's write lock and found no
+/// live server recorded for the network, so another server of this database and network
+/// still running is nobody's: one whose starter was killed between our `ready` and its commit
+/// (it would serve on, unrecorded, for up to ten seconds, and every `run` on the network would
+/// fail to start a server meanwhile), or one already told to stop. It is stopped, and the
+/// address retried until its socket is gone.
+fn bind_taking_over<T>(
+    addr: SocketAddr,
+    bind: impl Fn(SocketAddr) -> std::io::Result<T>,
+    db: &Path,
+    network: &str,
+) -> std::io::Result<T> {
+    match bind(addr) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            for (pid, st) in servers_of(db, network) {
+                kill(pid, st);
+            }
+            bind_retrying(addr, bind)
+        }
+        r => r,
+    }
+}
+
+/// Other live `hako-dns` processes serving `network` of database `db`, with their start times.
+fn servers_of(db: &Path, network: &str) -> Vec<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let me = i64::from(std::process::id());
+    // The binary is found by its name: the one this server was started as.
+    let own_name = std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|f| f.to_os_string()))
+        .unwrap_or_else(|| "hako-dns".into());
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i64>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Empty for a zombie, which holds no socket.
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<&[u8]> = cmd
+            .strip_suffix(b"\0")
+            .unwrap_or(&cmd)
+            .split(|b| *b == 0)
+            .collect();
+        let ours = match argv[..] {
+            [exe, d, n] => {
+                Path::new(std::ffi::OsStr::from_bytes(exe))
+                    .file_name()
+                    .is_some_and(|f| f == own_name)
+                    && d == db.as_os_str().as_bytes()
+                    && n == network.as_bytes()
+            }
+            _ => false,
+        };
+        if let (true, Some(st)) = (ours, start_time(pid)) {
+            out.push((pid, st));
+        }
+    }
+    out
+}
+
 /// The own row of this server in `net_dns`: `Some(true)` ours, `Some(false)` another
 /// server's, `None` no row.
 fn own_row(conn: &Connection, network: &str, pid: u32) -> rusqlite::Result<Option<bool>> {
@@ -457,9 +528,9 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         .parse()
         .map_err(|e| start_error("gateway address", e))?;
     let addr = SocketAddr::from((gateway, 53));
-    let udp = bind_retrying(addr, UdpSocket::bind)
+    let udp = bind_taking_over(addr, UdpSocket::bind, db, network)
         .map_err(|e| start_error(&format!("listening on {addr}/udp"), e))?;
-    let tcp = bind_retrying(addr, TcpListener::bind)
+    let tcp = bind_taking_over(addr, TcpListener::bind, db, network)
         .map_err(|e| start_error(&format!("listening on {addr}/tcp"), e))?;
     // On IPv6 networks, UDP on the v6 gateway too, for clients that ask it directly.
     let gateway6: Option<String> = open_ro(db)?
@@ -475,13 +546,19 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
             let g: Ipv6Addr = g.parse().map_err(|e| start_error("gateway address", e))?;
             let addr6 = SocketAddr::from((g, 53));
             Some(
-                bind_retrying(addr6, UdpSocket::bind)
+                bind_taking_over(addr6, UdpSocket::bind, db, network)
                     .map_err(|e| start_error(&format!("listening on {addr6}/udp"), e))?,
             )
         }
         None => None,
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // The `hako` that started us, which records us once we are ready.
+    let starter = {
+        // SAFETY: getppid has no preconditions.
+        let ppid = i64::from(unsafe { libc::getppid() });
+        start_time(ppid).map(|st| (ppid, st))
+    };
     detach_server()?;
     // Opened after the fork: SQLite's POSIX locks belong to the process that took them, so a
     // connection must never cross a fork (the child's reads would not see later commits).
@@ -542,11 +619,19 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
         }
         // Once a second: still this network's server? (The `hako` that stops us also sends
         // SIGTERM; this covers one that crashed between its commit and the kill.)
+        // Looked at before the row: a starter that is gone by then can commit nothing more, so
+        // no row after it means it died before recording us (`kill -9` of a `run`), and
+        // nobody will stop us.
+        let starter_gone = !seen_mine && starter.is_none_or(|(p, st)| start_time(p) != Some(st));
         match own_row(&server.names.conn, network, pid) {
             Ok(Some(true)) => seen_mine = true,
             Ok(Some(false)) => return Ok(()),
             // The caller records us right after `ready`; give it a moment the first time.
-            Ok(None) if seen_mine || started.elapsed() > Duration::from_secs(10) => return Ok(()),
+            Ok(None)
+                if seen_mine || starter_gone || started.elapsed() > Duration::from_secs(10) =>
+            {
+                return Ok(())
+            }
             Ok(None) => {}
             Err(_) if started.elapsed() > Duration::from_secs(10) => return Ok(()),
             Err(_) => {}

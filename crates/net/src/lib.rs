@@ -1710,24 +1710,27 @@ impl<'c> Networks<'c> {
         Ok(())
     }
 
-    /// Removes a recorded network's kernel state: its elements (or, if `last`, the whole
-    /// table) and, if `bridge`, its bridge. Only what is this owner's or unmarked goes
+    /// Removes a recorded network's kernel state: its bridge and its elements (or, if `last`,
+    /// the whole table). Only what is this owner's or unmarked goes
     /// (another owner's that took the name after a reboot stays); missing pieces are fine.
-    fn teardown_kernel(&self, n: &NetworkInfo, last: bool, bridge: bool) -> Result<()> {
+    ///
+    /// The bridge goes first: `remove` runs this before its commit, so a hako killed halfway
+    /// leaves the network recorded with part of its kernel state gone. Without its bridge, the
+    /// next `attach` makes the whole network again (see `wire`); a bridge left without its
+    /// elements would be trusted as it is, and its containers would have no NAT.
+    fn teardown_kernel(&self, n: &NetworkInfo, last: bool) -> Result<()> {
+        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        if !matches!(
+            self.link_claim(&mut nl, &n.bridge)?,
+            Claim::Free | Claim::Theirs(_)
+        ) {
+            nl.delete_link(&n.bridge)
+                .map_err(nl_err(format!("deleting bridge {}", n.bridge)))?;
+        }
         match self.table_claim(&n.nft_table)? {
             Claim::Free | Claim::Theirs(_) => {}
             _ if last => nft_delete(&format!("delete table inet {}", n.nft_table))?,
             _ => nft_delete(&network_elements("delete", n))?,
-        }
-        if bridge {
-            let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
-            if !matches!(
-                self.link_claim(&mut nl, &n.bridge)?,
-                Claim::Free | Claim::Theirs(_)
-            ) {
-                nl.delete_link(&n.bridge)
-                    .map_err(nl_err(format!("deleting bridge {}", n.bridge)))?;
-            }
         }
         Ok(())
     }
@@ -1830,7 +1833,7 @@ impl<'c> Networks<'c> {
             [&n.nft_table],
             |r| r.get(0),
         )?;
-        self.teardown_kernel(&n, others == 0, true)?;
+        self.teardown_kernel(&n, others == 0)?;
         tx.commit()?;
         self.stop_idle_dns()
     }

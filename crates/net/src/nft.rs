@@ -307,9 +307,11 @@ pub(crate) fn is_exists(err: &str) -> bool {
     err.contains("File exists")
 }
 
-/// True if `err` (from [`run`]) says the object does not exist.
+/// True if `err` (from [`run`]) says the object does not exist: the kernel's ENOENT, or, for an
+/// element of an interval set (which nft looks up in its own cache before it sends anything),
+/// nft's own message.
 pub(crate) fn is_missing(err: &str) -> bool {
-    err.contains("No such file or directory")
+    err.contains("No such file or directory") || err.contains("element does not exist")
 }
 
 #[cfg(test)]
@@ -322,6 +324,23 @@ mod tests {
             "/dev/stdin:1:19-19: Error: Could not process rule: File exists"
         );
         assert!(super::is_exists(e));
+    }
+
+    /// Both ways nft 1.0.6 reports a missing element (the interval one was seen as a failing
+    /// `network rm` of a network whose removal a `kill -9` had interrupted).
+    #[test]
+    fn missing_elements_are_recognised() {
+        let kernel =
+            "/dev/stdin:1:39-41: Error: Could not process rule: No such file or directory\n\
+                      delete element inet t bridges { \"x\" }\n";
+        let interval = "/dev/stdin:2:36-46: Error: element does not exist\n\
+                        delete element inet t nets { 10.9.0.0/24 }\n";
+        for e in [kernel, interval] {
+            assert!(super::is_missing(&super::first_error(e)), "{e}");
+        }
+        assert!(!super::is_missing(
+            "Error: Could not process rule: File exists"
+        ));
     }
 
     /// The holder keeps a copy of every descriptor until released, then lets go.
