@@ -3,5 +3,8 @@
 //! `--format`.
 #![deny(missing_docs)]
 
+pub mod args;
 pub mod image;
+pub mod network;
 pub mod template;
+pub mod volume;

@@ -17,6 +17,7 @@ pub(crate) mod limits;
 mod monitor;
 pub mod names;
 pub mod netwire;
+pub mod networks;
 pub mod options;
 pub mod seccomp;
 pub mod spec;

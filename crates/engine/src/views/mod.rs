@@ -6,3 +6,4 @@
 //! owns.
 
 pub mod image;
+pub mod network;
