@@ -301,18 +301,6 @@ fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The `Build Cache` row of `system df` (Docker prints it without a percentage).
-pub fn df_row(engine: &hako_engine::Engine) -> anyhow::Result<[String; 5]> {
-    let u = engine.build_cache_usage()?;
-    Ok([
-        "Build Cache".to_string(),
-        u.entries.to_string(),
-        u.active.to_string(),
-        crate::fmt::human_size(u.size),
-        crate::fmt::human_size(u.reclaimable),
-    ])
-}
-
 /// `hako builder prune`.
 pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
     match c {

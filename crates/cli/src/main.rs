@@ -1078,19 +1078,32 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }) => {
             let engine = open(&cli.root)?;
             let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
-            // Docker's fields, all strings (its json prints them quoted too).
-            let mut rows: Vec<[String; 5]> = Vec::new();
-            for r in engine.disk_usage()? {
-                let pct = (r.reclaimable * 100).checked_div(r.size).unwrap_or(0);
-                rows.push([
-                    r.kind.to_string(),
-                    r.total.to_string(),
-                    r.active.to_string(),
-                    fmt::human_size(r.size),
-                    format!("{} ({pct}%)", fmt::human_size(r.reclaimable)),
-                ]);
-            }
-            rows.push(build::df_row(&engine)?);
+            let df = engine.system_df()?;
+            // Docker's fields, all strings (its json prints them quoted too); the build cache
+            // without a percentage.
+            let row = |kind: &str, t: &hako_engine::views::system::UsageTotals| {
+                let pct = (t.reclaimable * 100).checked_div(t.size).unwrap_or(0);
+                [
+                    kind.to_string(),
+                    t.total.to_string(),
+                    t.active.to_string(),
+                    fmt::human_size(t.size),
+                    format!("{} ({pct}%)", fmt::human_size(t.reclaimable)),
+                ]
+            };
+            let b = &df.build_cache;
+            let rows = [
+                row("Images", &df.images),
+                row("Containers", &df.containers),
+                row("Local Volumes", &df.volumes),
+                [
+                    "Build Cache".to_string(),
+                    b.entries.to_string(),
+                    b.active.to_string(),
+                    fmt::human_size(b.size),
+                    fmt::human_size(b.reclaimable),
+                ],
+            ];
             if let Some(t) = tmpl {
                 let mut out = std::io::stdout().lock();
                 for [kind, total, active, size, reclaimable] in rows {
@@ -2135,56 +2148,35 @@ fn system_prune(
         }
     }
     let engine = open(root)?;
-    let mut freed = 0u64;
-    let containers = engine.prune()?;
-    if !containers.is_empty() {
-        println!("Deleted Containers:");
-        for c in &containers {
-            println!("{c}");
-        }
-        println!();
-    }
-    let gone = engine.network_prune()?;
-    if !gone.is_empty() {
-        println!("Deleted Networks:");
-        for n in gone {
-            println!("{n}");
-        }
-        println!();
-    }
-    if volumes {
-        let (names, bytes) = engine.volume_prune(false)?;
-        freed += bytes;
-        if !names.is_empty() {
-            println!("Deleted Volumes:");
-            for n in &names {
-                println!("{n}");
+    let r = engine.system_prune(hako_engine::views::system::SystemPruneOptions { all, volumes })?;
+    let section = |title: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("{title}:");
+            for i in items {
+                println!("{i}");
             }
             println!();
         }
-    }
-    let report = engine.image_prune(all, &|_| true)?;
-    freed += report.space_reclaimed;
-    if !report.events.is_empty() {
-        println!("Deleted Images:");
-        for e in report.events {
-            match e {
-                hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("untagged: {r}"),
-                hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("deleted: {id}"),
-            }
-        }
-        println!();
-    }
-    // Docker's order: the build cache last, the dangling part of it, or all of it with -a.
-    let cache = engine.build_cache_prune(None, all)?;
-    freed += cache.space_reclaimed;
-    if !cache.deleted.is_empty() {
-        println!("Deleted build cache objects:");
-        for d in &cache.deleted {
-            println!("{}", d.trim_start_matches("sha256:"));
-        }
-        println!();
-    }
+    };
+    section("Deleted Containers", &r.containers);
+    section("Deleted Networks", &r.networks);
+    section("Deleted Volumes", &r.volumes);
+    let images: Vec<String> = r
+        .images
+        .iter()
+        .map(|e| match e {
+            hako_engine::hako_image::RemoveEvent::Untagged(r) => format!("untagged: {r}"),
+            hako_engine::hako_image::RemoveEvent::Deleted(id) => format!("deleted: {id}"),
+        })
+        .collect();
+    section("Deleted Images", &images);
+    let cache: Vec<String> = r
+        .build_cache
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .collect();
+    section("Deleted build cache objects", &cache);
+    let freed = r.space_reclaimed;
     println!("Total reclaimed space: {}", fmt::human_size(freed));
     Ok(0)
 }

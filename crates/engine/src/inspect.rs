@@ -707,21 +707,6 @@ impl Engine {
     }
 }
 
-/// One row of `system df`.
-#[derive(Debug, Clone)]
-pub struct DfRow {
-    /// "Images", "Containers", "Local Volumes".
-    pub kind: &'static str,
-    /// How many.
-    pub total: usize,
-    /// How many are in use.
-    pub active: usize,
-    /// Bytes used.
-    pub size: u64,
-    /// Bytes a prune would free.
-    pub reclaimable: u64,
-}
-
 /// Bytes of regular files below `p`, without following symlinks.
 pub(crate) fn du(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
@@ -778,73 +763,5 @@ impl Engine {
             })
             .collect();
         Ok((vols, per_container))
-    }
-
-    /// `system df`.
-    pub fn disk_usage(&self) -> Result<Vec<DfRow>> {
-        let containers = self.list(true)?;
-        let images = self.store.list()?;
-        let used_images: std::collections::HashSet<&str> =
-            containers.iter().map(|c| c.image_id.as_str()).collect();
-        let img_size: u64 = images.iter().map(|i| i.size).sum();
-        let img_reclaim: u64 = images
-            .iter()
-            .filter(|i| !used_images.contains(i.id.as_str()))
-            .map(|i| i.size)
-            .sum();
-        let mut c_size = 0;
-        let mut c_reclaim = 0;
-        for c in &containers {
-            let s = du(&self.container_dir(&c.id).join("upper"));
-            c_size += s;
-            if c.state != State::Running {
-                c_reclaim += s;
-            }
-        }
-        let vols = self.volume_list()?;
-        let used_vols: std::collections::HashSet<String> = self
-            .store
-            .conn()
-            .prepare("SELECT DISTINCT volume FROM container_volumes")?
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut v_size = 0;
-        let mut v_reclaim = 0;
-        for v in &vols {
-            let s = du(&v.mountpoint);
-            v_size += s;
-            if !used_vols.contains(&v.name) {
-                v_reclaim += s;
-            }
-        }
-        Ok(vec![
-            DfRow {
-                kind: "Images",
-                total: images.len(),
-                active: images
-                    .iter()
-                    .filter(|i| used_images.contains(i.id.as_str()))
-                    .count(),
-                size: img_size,
-                reclaimable: img_reclaim,
-            },
-            DfRow {
-                kind: "Containers",
-                total: containers.len(),
-                active: containers
-                    .iter()
-                    .filter(|c| c.state == State::Running)
-                    .count(),
-                size: c_size,
-                reclaimable: c_reclaim,
-            },
-            DfRow {
-                kind: "Local Volumes",
-                total: vols.len(),
-                active: used_vols.len(),
-                size: v_size,
-                reclaimable: v_reclaim,
-            },
-        ])
     }
 }

@@ -21,6 +21,7 @@ pub mod networks;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
+mod system;
 pub mod tty;
 pub mod user;
 pub mod views;
@@ -37,7 +38,7 @@ pub use hako_image;
 pub use hako_net;
 pub use hako_registry;
 pub use hako_runtime;
-pub use inspect::{ContainerStats, DfRow, SystemInfo, VolumeUsage};
+pub use inspect::{ContainerStats, SystemInfo, VolumeUsage};
 
 /// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
 #[derive(Debug, thiserror::Error)]
