@@ -7,6 +7,7 @@ mod agent;
 /// The build cache lives in the engine, which prunes and sizes it (`hako_engine::build_cache`).
 pub use hako_engine::build_cache as cache;
 pub mod context;
+pub mod events;
 pub mod exec;
 pub mod git;
 pub mod ignore;
@@ -18,6 +19,7 @@ pub mod plan;
 mod union;
 pub mod words;
 
+pub use events::{BuildEvent, BuildSink};
 pub use exec::{build, check_platform, BuildOptions, BuildOutput, Fetch};
 
 /// Why a build failed.

@@ -220,7 +220,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             continue;
         }
         // Docker's classic builder only warns about a cache source it cannot get.
-        let got = pull_base(root, name, &mut std::io::sink())
+        let got = pull_base(root, name, &mut |_| Ok(()))
             .and_then(|_| Ok(engine.images().resolve(name)?.id));
         match got {
             Ok(id) => cache_from.push(id),
@@ -243,14 +243,16 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         keep_containers: !a.rm && !a.force_rm,
         fetch: Some({
             let root = root.to_path_buf();
-            Box::new(move |name: &str, out: &mut dyn Write| {
-                pull_base(&root, name, out).map_err(|e| format!("{e:#}"))
-            })
+            Box::new(
+                move |name: &str, progress: &mut hako_engine::images::ProgressSink<'_>| {
+                    pull_base(&root, name, progress).map_err(|e| format!("{e:#}"))
+                },
+            )
         }),
     };
-    let mut out = std::io::stdout();
+    let mut stdout = std::io::stdout();
+    let mut out = hako_build::events::text_to(&mut stdout);
     let result = hako_build::build(&engine, &opts, &mut out);
-    let _ = out.flush();
     match result {
         Ok(done) => {
             if !done.unused_args.is_empty() && !quiet {
@@ -285,8 +287,12 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     }
 }
 
-/// Pulls a base image for `FROM` (missing locally, or `--pull`), progress to `out`.
-fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Pulls a base image for `FROM` (missing locally, or `--pull`), reporting to `progress`.
+fn pull_base(
+    root: &Path,
+    name: &str,
+    progress: &mut hako_engine::images::ProgressSink<'_>,
+) -> anyhow::Result<()> {
     let reference = Reference::parse(name)?;
     let reference = if reference.tag().is_none() && reference.digest().is_none() {
         reference.with_tag("latest")?
@@ -296,7 +302,7 @@ fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()>
     let engine = open(root)?;
     let opts = hako_engine::images::PullOptions { platform: None };
     engine
-        .pull(&reference, &opts, &mut hako_engine::images::lines_to(out))
+        .pull(&reference, &opts, progress)
         .with_context(|| format!("pull {}", reference.familiar()))?;
     Ok(())
 }

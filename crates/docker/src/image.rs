@@ -2,6 +2,7 @@
 //! `image inspect` document, the rows the Engine API lists, history, and pull/push progress
 //! as Docker's JSON messages.
 
+use hako_build::BuildEvent;
 use hako_engine::hako_image::{Image, Reference};
 use hako_engine::images::{LayerStatus, Progress};
 use hako_engine::views::image::{HistoryEntry, ImageInspect, ImageSummary, RemoveEvent};
@@ -418,6 +419,30 @@ pub fn progress_json(p: &Progress) -> Value {
     }
 }
 
+/// Docker's JSON messages for a build event, as `POST /build` streams them: builder lines as
+/// `{"stream": …}`, a base image's pull as the pull's own messages.
+pub fn build_event_json(e: &BuildEvent) -> Value {
+    match e {
+        BuildEvent::Pull(p) => progress_json(p),
+        e => json!({"stream": e.text()}),
+    }
+}
+
+/// The messages that end a successful `POST /build`: the image's ID as `aux` (what docker-py
+/// and the docker CLI read it from), then Docker's `Successfully built`/`tagged` lines.
+pub fn build_done_json(image_id: &str, tags: &[Reference]) -> Vec<Value> {
+    let hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+    let mut out = vec![
+        json!({"aux": {"ID": image_id}}),
+        json!({"stream": format!("Successfully built {}\n", &hex[..12.min(hex.len())])}),
+    ];
+    out.extend(
+        tags.iter()
+            .map(|t| json!({"stream": format!("Successfully tagged {}\n", t.familiar())})),
+    );
+    out
+}
+
 /// Docker's JSON message for a failure in the middle of a stream.
 pub fn error_json(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
@@ -568,5 +593,24 @@ mod tests {
             size: 9,
         });
         assert_eq!(v["aux"]["Size"], 9);
+    }
+
+    #[test]
+    fn build_events_as_docker_json() {
+        let v = build_event_json(&BuildEvent::Step {
+            n: 1,
+            of: 2,
+            instruction: "FROM busybox".into(),
+        });
+        assert_eq!(v, json!({"stream": "Step 1/2 : FROM busybox\n"}));
+        let v = build_event_json(&BuildEvent::UsingCache);
+        assert_eq!(v["stream"], " ---> Using cache\n");
+        let done = build_done_json(
+            "sha256:0123456789abcdef",
+            &[Reference::parse("app:1").unwrap()],
+        );
+        assert_eq!(done[0]["aux"]["ID"], "sha256:0123456789abcdef");
+        assert_eq!(done[1]["stream"], "Successfully built 0123456789ab\n");
+        assert_eq!(done[2]["stream"], "Successfully tagged app:1\n");
     }
 }
