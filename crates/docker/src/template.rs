@@ -116,35 +116,53 @@ fn guard(text: &str) -> Result<String, Error> {
                 }
             }
         }
-        let end = action_end(action)?;
-        out.push_str(&action[..end]);
+        let end = action_end(action, &mut out)?;
         rest = &action[end..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
-/// Where an action's closing `}}` starts, skipping quoted strings, raw strings and character
-/// constants the way gtmpl's lexer reads them.
-fn action_end(action: &str) -> Result<usize, Error> {
+/// Copies an action to `out` up to its closing `}}` and returns where that starts. Quoted
+/// strings and character constants are decoded here with Go's escapes and written back with
+/// only the escapes gtmpl 0.7 decodes safely: its own decoder slices `\x`, `\u` and `\U`
+/// escapes by bytes (a panic on a following non-ASCII character) and loops forever on a
+/// short one (`"\x4"`); and it decodes them in raw strings too.
+fn action_end(action: &str, out: &mut String) -> Result<usize, Error> {
     let mut chars = action.char_indices().peekable();
+    let mut copied = 0;
     while let Some((i, c)) = chars.next() {
         match c {
-            '}' if action[i..].starts_with("}}") => return Ok(i),
-            '"' | '\'' | '`' => {
-                let mut escaped = false;
-                let closed = loop {
-                    match chars.next() {
-                        None => break false,
-                        Some((_, '\n')) if c != '`' => break false,
-                        Some((_, '\\')) if c != '`' && !escaped => escaped = true,
-                        Some((_, q)) if q == c && !escaped => break true,
-                        Some(_) => escaped = false,
-                    }
-                };
-                if !closed {
-                    // gtmpl reports these itself, without reading past the end.
+            '}' if action[i..].starts_with("}}") => {
+                out.push_str(&action[copied..i]);
+                return Ok(i);
+            }
+            '`' => {
+                let Some(end) = action[i + 1..].find('`') else {
+                    out.push_str(&action[copied..]);
                     return Ok(action.len());
+                };
+                // gtmpl decodes escapes in raw strings too (Go does not): the text goes to it
+                // as an interpreted string that means the same.
+                out.push_str(&action[copied..i]);
+                out.push_str(&quote(&action[i + 1..i + 1 + end], '"'));
+                copied = i + end + 2;
+                while chars.peek().is_some_and(|(j, _)| *j < copied) {
+                    chars.next();
+                }
+            }
+            '"' | '\'' => {
+                let Some(end) = quoted_end(&action[i..], c) else {
+                    // gtmpl reports an unterminated string itself, without reading past it.
+                    out.push_str(&action[copied..]);
+                    return Ok(action.len());
+                };
+                let literal = &action[i..i + end];
+                out.push_str(&action[copied..i]);
+                out.push_str(&requote(literal, c)?);
+                copied = i + end;
+                while chars.peek().is_some_and(|(j, _)| *j < copied) {
+                    chars.next();
                 }
             }
             c if !c.is_ascii() => {
@@ -156,6 +174,110 @@ fn action_end(action: &str) -> Result<usize, Error> {
         }
     }
     Err(Error::Parse("unclosed action".into()))
+}
+
+/// The length of the quoted literal at the start of `s` (quote `q`), closing quote included;
+/// `None` when a newline or the end comes first, as Go's lexer reads it.
+fn quoted_end(s: &str, q: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            '\n' => return None,
+            '\\' if !escaped => escaped = true,
+            c if c == q && !escaped => return Some(i + 1),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
+/// Decodes a Go string literal or character constant (quotes included) by the Go
+/// specification's escapes and writes it back with [`quote`].
+fn requote(literal: &str, q: char) -> Result<String, Error> {
+    let bad = |why: &str| Error::Parse(format!("invalid {why} in {literal}"));
+    let body = &literal[1..literal.len() - 1];
+    let mut bytes = Vec::with_capacity(body.len());
+    let mut it = body.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let e = it.next().ok_or_else(|| bad("escape"))?;
+        let simple = match e {
+            'a' => Some(7),
+            'b' => Some(8),
+            'f' => Some(12),
+            'n' => Some(b'\n'),
+            'r' => Some(b'\r'),
+            't' => Some(b'\t'),
+            'v' => Some(11),
+            '\\' => Some(b'\\'),
+            e if e == q => Some(e as u8),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            bytes.push(b);
+            continue;
+        }
+        let (digits, radix) = match e {
+            'x' => (2, 16),
+            'u' => (4, 16),
+            'U' => (8, 16),
+            '0'..='7' => (2, 8),
+            _ => return Err(bad("escape")),
+        };
+        let mut text = String::new();
+        if radix == 8 {
+            text.push(e);
+        }
+        for _ in 0..digits {
+            text.push(it.next().ok_or_else(|| bad("escape"))?);
+        }
+        let n = u32::from_str_radix(&text, radix)
+            .ok()
+            .filter(|_| text.chars().all(|d| d.is_digit(radix)))
+            .ok_or_else(|| bad("escape"))?;
+        if matches!(e, 'u' | 'U') {
+            let c = char::from_u32(n).ok_or_else(|| bad("escape"))?;
+            let mut buf = [0; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        } else {
+            // \x and octal escapes are single bytes, which must still make UTF-8 together.
+            bytes.push(u8::try_from(n).map_err(|_| bad("escape"))?);
+        }
+    }
+    let text = String::from_utf8(bytes).map_err(|_| bad("UTF-8"))?;
+    if q == '\'' && text.chars().count() != 1 {
+        return Err(bad("character constant"));
+    }
+    Ok(quote(&text, q))
+}
+
+/// `text` quoted with `q`, escaping only the quote, the backslash and the line breaks, in the
+/// forms gtmpl's lexer and decoder both read right.
+fn quote(text: &str, q: char) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(q);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // gtmpl's lexer takes the quote after `\\` for an escaped one: a backslash that
+            // ends the text is written the one other way gtmpl decodes.
+            '\\' if chars.peek().is_none() => out.push_str("\\U0000005c"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
 }
 
 /// A parsed `--format` template.
@@ -243,5 +365,40 @@ mod tests {
         let f = Format::parse("a  {{- /* é */ -}}  b").unwrap();
         assert_eq!(f.render(&doc).unwrap(), "ab");
         assert!(Format::parse("{{\"é").is_err());
+    }
+
+    /// Found by fuzz/fuzz_targets/template.rs: gtmpl's own decoding of string escapes panics
+    /// on a non-ASCII character after a backslash and loops forever on a short `\x` escape.
+    #[test]
+    fn string_escapes_are_decoded_as_go_does() {
+        let doc = serde_json::json!({"Labels": {"é\"x": "1", "a\\b": "2", "A": "3"}});
+        let render = |t: &str| Format::parse(t).and_then(|f| f.render(&doc));
+        assert_eq!(render(r#"{{index .Labels "\u00e9\"x"}}"#).unwrap(), "1");
+        assert_eq!(render(r#"{{index .Labels "a\\b"}}"#).unwrap(), "2");
+        assert_eq!(render(r#"{{index .Labels "\x41"}}"#).unwrap(), "3");
+        assert_eq!(render(r#"{{index .Labels "\101"}}"#).unwrap(), "3");
+        assert_eq!(render(r#"{{index .Labels "\U00000041"}}"#).unwrap(), "3");
+        // (`\n` and `\t` become a newline and a tab before parsing, as in Docker.)
+        assert_eq!(render(r#"{{print "é\u00e9" "\xc3\xa9"}}"#).unwrap(), "ééé");
+        assert_eq!(render(r#"{{printf "%c" '\''}}"#).unwrap(), "'");
+        // Raw strings have no escapes; a backslash in one is a backslash.
+        assert_eq!(render(r#"{{index .Labels `a\b`}}"#).unwrap(), "2");
+        assert_eq!(render(r#"{{print "\\" "x\\" '\\'}}"#).unwrap(), "\\x\\92");
+        assert_eq!(render(r#"{{print `\` `\n"` "x"}}"#).unwrap(), "\\\n\"x");
+        for bad in [
+            "{{\"\\\u{7ab}'\"}}",
+            r#"{{"\x4"}}"#,
+            r#"{{"\x4é"}}"#,
+            r#"{{"\xff"}}"#,
+            r#"{{"\ud800"}}"#,
+            r#"{{"\q"}}"#,
+            r#"{{'ab'}}"#,
+        ] {
+            let e = render(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("template parsing error: invalid"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

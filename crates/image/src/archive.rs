@@ -165,9 +165,9 @@ impl ImageStore {
         let queue = Mutex::new(queue);
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
-            for _ in 0..workers() {
-                s.spawn(|| work(&queue, &stop, &stager));
-            }
+            let threads: Vec<_> = (0..workers())
+                .map(|_| s.spawn(|| work(&queue, &stop, &stager)))
+                .collect();
             let pool = Pool { jobs };
             let loaded = (|| {
                 // Which files are layers is only known from manifest.json, which
@@ -190,6 +190,14 @@ impl ImageStore {
             // Guesses no image took are not staged any more; the workers end with the queue.
             stop.store(true, Ordering::Relaxed);
             drop(pool);
+            // The scope alone waits for the closures only; joining waits until the threads
+            // are gone, their thread-locals freed, before the caller goes on (a long-lived
+            // caller such as the API server or a fuzzer sees no memory still held).
+            for t in threads {
+                if let Err(panic) = t.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
             loaded
         })
     }

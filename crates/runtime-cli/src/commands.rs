@@ -825,6 +825,8 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
     }
     linux.set_namespaces(Some(namespaces));
     linux.set_time_offsets(None);
+    // Moved in at create; the joined namespace has them already.
+    linux.set_net_devices(None);
     // The container's mounts exist already: their label is not the new process's concern.
     linux.set_mount_label(None);
     spec.set_linux(Some(linux));

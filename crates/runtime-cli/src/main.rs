@@ -262,7 +262,7 @@ fn main() {
     let code = match dispatch(&cli, &logger) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = one_line(&e);
             logger.log("error", &msg);
             eprintln!("hako-runtime: {msg}");
             // A command that cannot be executed reports 126/127, as a shell would.
@@ -273,6 +273,24 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes on one line, each said once: the runtime library's errors already
+/// end with their cause (`open X: No such file or directory`) and also expose it as their
+/// source, which `{:#}` would print again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {

@@ -413,7 +413,15 @@ fn missing_namespace_path_is_refused() {
         .cloned()
         .collect::<Vec<_>>());
     b.set_config(&c);
-    assert_one_line_error(&b, &b.create(), "/proc/self/ns/nonexistent");
+    let out = b.create();
+    assert_one_line_error(&b, &out, "/proc/self/ns/nonexistent");
+    // The cause once, not again from the error's source.
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -592,6 +600,8 @@ fn spec_and_features() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ociVersionMax"], "1.2.0");
+    assert_eq!(v["linux"]["netDevices"]["enabled"], true);
+    assert_eq!(v["linux"]["intelRdt"]["enabled"], false);
     assert!(v["linux"]["namespaces"]
         .as_array()
         .unwrap()
@@ -2012,16 +2022,331 @@ fn memory_policy_is_applied() {
 
 /// What hako-runtime cannot do is refused with a reason, never accepted and ignored.
 #[test]
-fn intel_rdt_and_net_devices_are_refused_clearly() {
+fn intel_rdt_is_refused_clearly() {
     let b = Bundle::new();
     let mut c = b.config();
     c["linux"]["intelRdt"] = json!({"closID": "guaranteed"});
     b.set_config(&c);
     assert_one_line_error(&b, &b.create(), "linux.intelRdt is not supported");
-    c["linux"].as_object_mut().unwrap().remove("intelRdt");
-    c["linux"]["netDevices"] = json!({"dummy0": {}});
+}
+
+/// `ip` run on the host, for what the tests set up and look at (the runtime itself uses
+/// netlink).
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip").args(args).output().unwrap()
+}
+
+fn ip_ok(args: &[&str]) -> String {
+    let out = ip(args);
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn host_has_link(name: &str) -> bool {
+    ip(&["link", "show", "dev", name]).status.success()
+}
+
+/// A veth pair on the host with names of its own (the end to move, and `<name>p`), deleted
+/// when dropped, whatever became of it.
+struct Veth(String);
+
+impl Veth {
+    fn new(tag: &str) -> Veth {
+        // IFNAMSIZ leaves 15 bytes, the peer's `p` included.
+        let name = format!("hk{tag}{}", std::process::id() % 100_000);
+        let v = Veth(name);
+        ip_ok(&[
+            "link",
+            "add",
+            &v.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &v.peer(),
+        ]);
+        v
+    }
+
+    fn peer(&self) -> String {
+        format!("{}p", self.0)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Deleting one end takes the other; either may be gone already.
+        let _ = ip(&["link", "del", &self.0]);
+        let _ = ip(&["link", "del", &self.peer()]);
+    }
+}
+
+/// A named network namespace (`ip netns`), deleted when dropped.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(tag: &str) -> NetNs {
+        let ns = NetNs(format!("hako-test-{tag}-{}", std::process::id()));
+        ip_ok(&["netns", "add", &ns.0]);
+        ns
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
+/// runtime-spec 1.2 `linux.netDevices`: each host interface moves into the container's new
+/// network namespace under its new name (a `%d` template completed by the kernel), keeps its
+/// permanent global addresses (not the others), comes up, and is gone from the host; a
+/// virtual device dies with the namespace at delete, as the kernel does it.
+#[test]
+fn net_devices_move_in_renamed_with_their_addresses_and_up() {
+    let a = Veth::new("nda");
+    let t = Veth::new("ndt");
+    ip_ok(&["addr", "add", "198.18.77.10/24", "dev", &a.0]);
+    ip_ok(&["addr", "add", "2001:db8:10::10/64", "nodad", "dev", &a.0]);
+    // Not permanent (a lifetime), not global (link scope): both stay behind.
+    ip_ok(&[
+        "addr",
+        "add",
+        "198.51.100.10/24",
+        "valid_lft",
+        "300",
+        "preferred_lft",
+        "300",
+        "dev",
+        &a.0,
+    ]);
+    ip_ok(&[
+        "addr",
+        "add",
+        "169.254.10.10/16",
+        "scope",
+        "link",
+        "dev",
+        &a.0,
+    ]);
+
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["process"]["args"] = json!(["sleep", "100"]);
+    c["linux"]["netDevices"] = json!({ &a.0: {"name": "ctr0"}, &t.0: {"name": "eth%d"} });
     b.set_config(&c);
-    assert_one_line_error(&b, &b.create(), "linux.netDevices is not supported");
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Moved at create, before the container's command runs.
+    assert!(!host_has_link(&a.0) && !host_has_link(&t.0));
+    assert!(host_has_link(&a.peer()) && host_has_link(&t.peer()));
+    assert!(b.rt(&["start", &b.id]).status.success());
+
+    let inside = |cmd: &str| {
+        let out = b.rt(&["exec", &b.id, "sh", "-c", cmd]);
+        assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let names = inside("ls /sys/class/net");
+    let mut names: Vec<&str> = names.split_whitespace().collect();
+    names.sort();
+    assert_eq!(names, ["ctr0", "eth0", "lo"]);
+    for dev in ["ctr0", "eth0"] {
+        let flags = inside(&format!("cat /sys/class/net/{dev}/flags"));
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 1, "{dev} is not up: {flags:#x}");
+    }
+    let addrs = inside("ip -o addr show dev ctr0");
+    assert!(
+        addrs.contains("inet 198.18.77.10/24") && addrs.contains("global ctr0"),
+        "{addrs}"
+    );
+    assert!(addrs.contains("inet6 2001:db8:10::10/64"), "{addrs}");
+    assert!(
+        !addrs.contains("198.51.100.10") && !addrs.contains("169.254.10.10"),
+        "{addrs}"
+    );
+    // Reachable through the moved end: its host peer answers once up with an address.
+    ip_ok(&["addr", "add", "198.18.77.11/24", "dev", &a.peer()]);
+    ip_ok(&["link", "set", &a.peer(), "up"]);
+    let out = b.rt(&[
+        "exec",
+        "--cap",
+        "CAP_NET_RAW",
+        &b.id,
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        "198.18.77.11",
+    ]);
+    assert!(
+        out.status.success(),
+        "ping: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    let out = b.rt(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The namespace died with the container: a veth is destroyed, its host peer with it
+    // (physical devices go back to the host's namespace instead). The kernel frees the
+    // namespace asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host_has_link(&a.peer()) || host_has_link(&t.peer()) {
+        assert!(
+            Instant::now() < deadline,
+            "the veth peers outlived the container"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!host_has_link(&a.0) && !host_has_link(&t.0));
+}
+
+/// Into a network namespace joined by path, which outlives the container: the device stays
+/// there after delete, under its new name (the spec forbids moving it back).
+#[test]
+fn net_devices_move_into_a_joined_namespace_and_stay_there() {
+    let v = Veth::new("ndj");
+    let ns = NetNs::new("ndj");
+    ip_ok(&["addr", "add", "198.18.78.20/24", "dev", &v.0]);
+    let b = Bundle::new();
+    let mut c = b.config();
+    c["process"]["args"] = json!(["sh", "-c", "ip -o addr show dev moved0"]);
+    for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "network" {
+            n["path"] = json!(ns.path());
+        }
+    }
+    c["linux"]["netDevices"] = json!({ &v.0: {"name": "moved0"} });
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("inet 198.18.78.20/24"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!host_has_link(&v.0));
+    let there = ip_ok(&["-n", &ns.0, "-o", "addr", "show", "dev", "moved0"]);
+    assert!(there.contains("198.18.78.20/24"), "{there}");
+}
+
+/// A container in a user namespace of its own: its network namespace belongs to that user
+/// namespace, and the runtime (root in the host's) still moves the device in.
+#[test]
+fn net_devices_move_into_a_container_with_its_own_user_namespace() {
+    let v = Veth::new("ndu");
+    ip_ok(&["addr", "add", "198.18.80.1/24", "dev", &v.0]);
+    let b = Bundle::new();
+    let st = Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(b.path().join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut c = b.config();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["netDevices"] = json!({ &v.0: {"name": "in0"} });
+    c["process"]["args"] = json!(["sh", "-c", "ip -o -4 addr show dev in0"]);
+    b.set_config(&c);
+    let out = b.rt(&["run", &b.id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("inet 198.18.80.1/24"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!host_has_link(&v.0));
+}
+
+/// Bad `linux.netDevices` fail `create` with one line naming the problem, before any device
+/// has moved and with nothing left behind.
+#[test]
+fn bad_net_devices_are_refused_and_nothing_moves() {
+    let v = Veth::new("ndb");
+    let w = Veth::new("ndc");
+    let b = Bundle::new();
+    let base = b.config();
+    let with = |devices: Value| {
+        let mut c = base.clone();
+        c["linux"]["netDevices"] = devices;
+        b.set_config(&c);
+    };
+
+    with(json!({"hknosuchdev": {}}));
+    assert_one_line_error(
+        &b,
+        &b.create(),
+        "network device \"hknosuchdev\" does not exist in the runtime's network namespace",
+    );
+
+    with(json!({ &v.0: {"name": "x0"}, &w.0: {"name": "x0"} }));
+    assert_one_line_error(&b, &b.create(), "would both be named \"x0\"");
+
+    with(json!({ &v.0: {"name": "a/b"} }));
+    assert_one_line_error(&b, &b.create(), "invalid network device name \"a/b\"");
+    with(json!({ &v.0: {"name": "sixteen_chars_16"} }));
+    assert_one_line_error(&b, &b.create(), "invalid network device name");
+
+    // Taken inside: checked before anything moves, so the other device stays too.
+    with(json!({ &v.0: {"name": "lo"}, &w.0: {} }));
+    assert_one_line_error(
+        &b,
+        &b.create(),
+        "a network device named \"lo\" already exists in the container's network namespace",
+    );
+
+    // Refused by the kernel once the container exists: its words reach the one line, and
+    // the container is gone.
+    with(json!({"lo": {"name": "lo2"}}));
+    let out = b.create();
+    assert_one_line_error(
+        &b,
+        &out,
+        "move lo: Invalid argument (os error 22): The interface netns is immutable",
+    );
+    assert_eq!(
+        stderr(&out).matches("immutable").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+
+    // The host's own namespace: by leaving the network namespace out, or by joining it.
+    let mut c = base.clone();
+    c["linux"]["netDevices"] = json!({ &v.0: {} });
+    c["linux"]["namespaces"] = json!(c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "network")
+        .cloned()
+        .collect::<Vec<_>>());
+    b.set_config(&c);
+    assert_one_line_error(
+        &b,
+        &b.create(),
+        "moving network devices needs a network namespace",
+    );
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "network", "path": "/proc/self/ns/net"}));
+    b.set_config(&c);
+    assert_one_line_error(&b, &b.create(), "is the runtime's own");
+
+    assert!(host_has_link(&v.0) && host_has_link(&w.0));
 }
 
 /// containerd's shim passes `--log FILE --log-format json` and, when a command fails, reports

@@ -18,6 +18,7 @@ mod hooks;
 mod idmap;
 mod lsm;
 pub mod mounts;
+mod netdev;
 mod overlay;
 mod process;
 mod seccomp;
@@ -313,6 +314,8 @@ pub(crate) struct Prepared {
     pub attrs: attrs::Attrs,
     /// Detached idmapped trees, by index into `mounts`, for the child to attach.
     pub idmapped: Vec<(usize, OwnedFd)>,
+    /// `linux.netDevices`, moved in by the parent before the container runs anything.
+    pub net_devices: Option<netdev::NetDevices>,
     /// What the cgroup mounts need once every mount is in place.
     pub cgroup_fixups: CgroupFixups,
     /// `hooks.createContainer` and `hooks.startContainer`, and the state they read.
@@ -421,6 +424,7 @@ impl Prepared {
         let mut new_time = false;
         let mut join_pid = None;
         let mut exec_in_existing_root = false;
+        let mut netns_path = None;
         for ns in linux
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
@@ -446,6 +450,9 @@ impl Prepared {
             }
             match ns.path() {
                 Some(p) => {
+                    if flag == CloneFlags::CLONE_NEWNET {
+                        netns_path = Some(p.clone());
+                    }
                     let fd = std::fs::File::open(p)
                         .map_err(|e| Error::sys(format!("open namespace {}", p.display()), e))?;
                     if flag == CloneFlags::CLONE_NEWPID {
@@ -513,11 +520,11 @@ impl Prepared {
                 "linux.intelRdt is not supported: hako-runtime does not manage resctrl (Intel RDT) groups".into(),
             ));
         }
-        if linux.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())) {
-            return Err(Error::InvalidSpec(
-                "linux.netDevices is not supported yet: hako-runtime cannot move host network devices into a container".into(),
-            ));
-        }
+        let net_devices = netdev::plan(
+            spec,
+            clone_flags.contains(CloneFlags::CLONE_NEWNET),
+            netns_path.as_deref(),
+        )?;
         let rootfs_propagation =
             RootPropagation::parse(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
         if shared_mount_ns && !rootfs_propagation.is_default() {
@@ -758,6 +765,7 @@ impl Prepared {
             exec_fifo: None,
             cgroup_fixups,
             idmapped,
+            net_devices,
             attrs: attrs::Attrs::from_spec(spec, uts, new_time)?,
             create_container_hooks: container_hooks(spec, opts, "createContainer")?,
             start_container_hooks: container_hooks(spec, opts, "startContainer")?,

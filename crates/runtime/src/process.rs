@@ -199,7 +199,12 @@ fn clone_and_start(
         None => Ok(()),
     };
     drop(mapped_w);
-    let joined = mapped.and_then(|()| {
+    // Before the hooks, which may look for the devices (as runc and crun order it).
+    let moved = mapped.and_then(|()| match &prepared.net_devices {
+        Some(devices) => devices.move_into(pid.as_raw()),
+        None => Ok(()),
+    });
+    let joined = moved.and_then(|()| {
         join_and_hook(
             cgroup,
             before_start,
