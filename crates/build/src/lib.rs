@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod parser;
 pub mod pattern;
 pub mod plan;
+pub mod source;
 mod union;
 pub mod words;
 

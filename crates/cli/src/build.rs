@@ -2,11 +2,9 @@
 
 use crate::{open, Failure};
 use anyhow::Context as _;
-use hako_build::context::Context;
-use hako_build::ignore::Ignore;
 use hako_engine::hako_image::Reference;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Options of `hako build`.
@@ -84,15 +82,6 @@ pub enum BuilderCommand {
     },
 }
 
-fn read_dockerfile(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: no such file or directory",
-            path.display()
-        )
-    })
-}
-
 /// `hako build`.
 pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     let mut tags = Vec::new();
@@ -141,72 +130,14 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     if let Some(p) = &a.platform {
         hako_build::check_platform(p).map_err(|e| anyhow::anyhow!(e))?;
     }
-    // `-` is a tar of the context, or a Dockerfile: stdin goes to a file first to tell which.
-    let mut stdin_context = None;
-    let mut stdin_dockerfile = None;
-    if a.path == "-" {
-        let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        // Named `<pid>-…` so the store's sweep of tmp/ leaves it alone while we run.
-        let prefix = format!("{}-build-", std::process::id());
-        let mut f = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempfile_in(&tmp)
-            .context("create a file for stdin")?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read stdin")?;
-        let dir = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempdir_in(&tmp)
-            .context("create a directory for the context")?;
-        if Context::unpack(f.path(), dir.path())? {
-            stdin_context = Some(dir);
-        } else {
-            stdin_dockerfile =
-                Some(std::fs::read_to_string(f.path()).context("read the Dockerfile from stdin")?);
-        }
-    }
-    let (dockerfile, context) = if let Some(text) = stdin_dockerfile {
-        (text, Context::empty())
-    } else {
-        let dir = match &stdin_context {
-            Some(d) => d.path().to_path_buf(),
-            None => PathBuf::from(&a.path),
-        };
-        if !dir.is_dir() {
-            return Err(anyhow::anyhow!(
-                "unable to prepare context: path \"{}\" not found",
-                a.path
-            )
-            .into());
-        }
-        let df_path = match &a.file {
-            Some(f) if f == "-" => None,
-            // With a tar on stdin, -f names a file in it.
-            Some(f) if stdin_context.is_some() => Some(dir.join(f)),
-            Some(f) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
-            Some(f) => Some(if Path::new(f).exists() || !dir.join(f).exists() {
-                PathBuf::from(f)
-            } else {
-                dir.join(f)
-            }),
-            None => Some(dir.join("Dockerfile")),
-        };
-        let text = match df_path {
-            Some(p) => read_dockerfile(&p)?,
-            None => {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("read the Dockerfile from stdin")?;
-                s
-            }
-        };
-        let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
-            Ok(t) => Ignore::parse(&t)?,
-            Err(_) => Ignore::default(),
-        };
-        (text, Context::open(&dir, &ignore)?)
-    };
+    let prepared = hako_build::source::prepare(
+        &root.join("tmp"),
+        &a.path,
+        a.file.as_deref(),
+        &mut std::io::stdin().lock(),
+    )?;
+    // Moved out field by field: the rest (a tar context's directory) lives until the build ends.
+    let (dockerfile, context) = (prepared.dockerfile, prepared.context);
 
     let engine = open(root)?;
     let quiet = a.quiet;
