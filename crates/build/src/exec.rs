@@ -17,7 +17,7 @@ use crate::words::{expand, expand_words, name_values, Vars};
 use crate::Error;
 use hako_engine::hako_image::{NewImage, NewLayer, Reference, StagedLayer};
 use hako_engine::images::ProgressSink;
-use hako_engine::{Engine, RunOptions};
+use hako_engine::{ContainerConfig, Engine};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -251,15 +251,12 @@ fn add_set_keys(cfg: &mut serde_json::Map<String, Value>, field: &str, keys: &[S
 
 /// RFC 3339 UTC with nanoseconds, as Docker writes `created`.
 fn rfc3339_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    hako_engine::rfc3339(d.as_nanos() as i64)
+    hako_base::time::rfc3339(hako_base::time::now_nanos())
 }
 
-/// Go's `time.ParseDuration` for HEALTHCHECK options, in nanoseconds.
-fn parse_duration(s: &str) -> Option<i64> {
-    hako_runtime::parse_go_duration(s).map(|d| d.as_nanos() as i64)
+/// HEALTHCHECK options, in the one duration grammar, in nanoseconds.
+fn parse_duration(s: &str) -> Result<i64, hako_base::duration::Error> {
+    hako_base::duration::parse(s).map(|d| d.as_nanos() as i64)
 }
 
 struct Builder<'a> {
@@ -383,14 +380,7 @@ fn parse_arg(
 /// Whether this process runs a single thread, so that a forked child may do anything (the
 /// runtime's fork-safety rule: namespaces and clone need a single-threaded process).
 fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Field 20 (num_threads), counted after the parenthesised command name.
-            let rest = &s[s.rfind(')')? + 2..];
-            rest.split(' ').nth(17)?.parse::<u32>().ok()
-        })
-        == Some(1)
+    hako_base::proc::stat_self().is_some_and(|s| s.threads == 1)
 }
 
 /// A stage building in a forked child: its output and its result go to two unlinked files.
@@ -1298,9 +1288,8 @@ impl Builder<'_> {
             ("start-interval", "StartInterval"),
         ] {
             if let Some(v) = ins.flag(flag) {
-                let d = parse_duration(v).ok_or_else(|| {
-                    Error::at(line, format!("HEALTHCHECK: invalid --{flag} {v:?}"))
-                })?;
+                let d = parse_duration(v)
+                    .map_err(|e| Error::at(line, format!("HEALTHCHECK: --{flag}: {e}")))?;
                 hc[key] = d.into();
             }
         }
@@ -1478,14 +1467,14 @@ impl Builder<'_> {
                 env.push(format!("SSH_AUTH_SOCK={sock}"));
             }
         }
-        let opts = RunOptions {
+        let opts = ContainerConfig {
             image: st.image_id.clone().unwrap_or_default(),
             cmd: argv,
-            entrypoint: Some(String::new()),
+            entrypoint: Some(Vec::new()),
             env,
             network,
-            volumes: sm.volumes,
-            tmpfs: sm.tmpfs,
+            mounts: ContainerConfig::mounts_from_flags(&sm.volumes, &sm.tmpfs)
+                .map_err(|e| Error::at(line, format!("RUN: {e}")))?,
             overlays: sm.overlays,
             volatile_rootfs: true,
             ..Default::default()
@@ -2571,9 +2560,10 @@ mod tests {
             go_quote_list(&["/bin/sh".into(), "-c".into(), "cat \"x\"".into()]),
             r#"["/bin/sh" "-c" "cat \"x\""]"#
         );
-        assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
-        assert_eq!(parse_duration("500ms"), Some(500_000_000));
-        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("1m30s"), Ok(90_000_000_000));
+        assert_eq!(parse_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_duration("1d"), Ok(86_400_000_000_000));
+        assert!(parse_duration("x").is_err());
         assert!(rfc3339_now().ends_with('Z'));
     }
 

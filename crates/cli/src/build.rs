@@ -251,9 +251,10 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             for f in &filter {
                 match f.split_once('=') {
                     Some(("until", d)) => {
-                        let secs = humantime_secs(d)
-                            .ok_or_else(|| anyhow::anyhow!("invalid filter until={d}"))?;
-                        older_than = Some(hako_engine::build_cache::unix_now() - secs);
+                        // The grammar of every `until=` (`24h`, `2d`, a time).
+                        let t = crate::fmt::parse_time(d, hako_base::time::now_nanos())
+                            .map_err(|e| anyhow::anyhow!("invalid filter 'until={d}': {e}"))?;
+                        older_than = Some(t.div_euclid(1_000_000_000));
                     }
                     _ => return Err(anyhow::anyhow!("invalid filter '{f}'").into()),
                 }
@@ -300,29 +301,4 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             Ok(0)
         }
     }
-}
-
-/// `24h`, `30m`, `10s`, `1h30m` → seconds.
-fn humantime_secs(s: &str) -> Option<i64> {
-    let mut total = 0i64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            let n: i64 = num.parse().ok()?;
-            num.clear();
-            total += n * match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                _ => return None,
-            };
-        }
-    }
-    if !num.is_empty() {
-        total += num.parse::<i64>().ok()?;
-    }
-    Some(total)
 }

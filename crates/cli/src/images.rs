@@ -568,7 +568,12 @@ pub struct PruneArgs {
 }
 
 pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
-    let filter = PruneFilters::parse(&a.filter, crate::now_nanos_cli())?;
+    let now = hako_base::time::now_nanos();
+    let filter = PruneFilters::parse(
+        &a.filter,
+        now,
+        crate::fmt::local_offset(now.div_euclid(1_000_000_000)),
+    )?;
     if !a.force {
         println!(
             "WARNING! This will remove all {}.",

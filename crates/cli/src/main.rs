@@ -2,6 +2,7 @@
 //! clones the container straight out of this process.
 
 mod build;
+mod containers;
 mod fmt;
 mod images;
 mod network;
@@ -10,8 +11,9 @@ mod volume;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use containers::RunArgs;
 use hako_docker::template;
-use hako_engine::{Engine, Network, RunOptions, State};
+use hako_engine::{Engine, State};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,7 +151,7 @@ enum Command {
     /// Update the resource limits (and restart policy) of one or more containers
     Update {
         #[command(flatten)]
-        resources: ResourceArgs,
+        resources: containers::ResourceArgs,
         /// Restart policy to apply when a container exits
         #[arg(long)]
         restart: Option<String>,
@@ -510,236 +512,6 @@ struct LogsArgs {
     container: String,
 }
 
-// Resource limits shared by `run`/`create` and `update`. Not a doc comment: clap would make
-// it the about text of every command that flattens this.
-#[derive(Args)]
-struct ResourceArgs {
-    /// Memory limit (e.g. 512m, 1g)
-    #[arg(short = 'm', long)]
-    memory: Option<String>,
-    /// Memory plus swap limit; -1 for unlimited swap
-    #[arg(long)]
-    memory_swap: Option<String>,
-    /// Number of CPUs (e.g. 1.5)
-    #[arg(long)]
-    cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    cpu_shares: Option<u64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    cpuset_cpus: Option<String>,
-    /// Tune container pids limit (-1 for unlimited)
-    #[arg(long, allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
-}
-
-impl ResourceArgs {
-    /// Whether any limit is given.
-    fn any(&self) -> bool {
-        self.memory.is_some()
-            || self.memory_swap.is_some()
-            || self.cpus.is_some()
-            || self.cpu_shares.is_some()
-            || self.cpuset_cpus.is_some()
-            || self.pids_limit.is_some()
-    }
-
-    /// The values Docker's CLI parses itself: a bad one is a usage error (125) before any
-    /// container is looked at.
-    fn check(&self) -> Result<(), Failure> {
-        let usage = |e: hako_engine::Error| Failure {
-            code: 125,
-            err: e.into(),
-        };
-        if let Some(m) = &self.memory {
-            hako_engine::options::parse_size(m, "-m, --memory").map_err(usage)?;
-        }
-        if let Some(m) = self.memory_swap.as_deref().filter(|m| *m != "-1") {
-            hako_engine::options::parse_size(m, "--memory-swap").map_err(usage)?;
-        }
-        if let Some(c) = &self.cpus {
-            hako_engine::options::parse_cpus(c).map_err(usage)?;
-        }
-        Ok(())
-    }
-
-    /// Sets the given limits on `opts`, leaving the others as they are.
-    fn apply(&self, opts: &mut RunOptions) {
-        opts.memory = self.memory.clone().or(opts.memory.take());
-        opts.memory_swap = self.memory_swap.clone().or(opts.memory_swap.take());
-        opts.cpus = self.cpus.clone().or(opts.cpus.take());
-        opts.cpu_shares = self.cpu_shares.or(opts.cpu_shares);
-        opts.cpuset_cpus = self.cpuset_cpus.clone().or(opts.cpuset_cpus.take());
-        opts.pids_limit = self.pids_limit.or(opts.pids_limit);
-    }
-}
-
-// Docker uses -h for --hostname, so clap's automatic -h is switched off here.
-#[derive(Args)]
-#[command(disable_help_flag = true)]
-struct RunArgs {
-    /// Remove the container when it exits
-    #[arg(long)]
-    rm: bool,
-    /// Assign a name to the container
-    #[arg(long)]
-    name: Option<String>,
-    /// Set environment variables (K=V, or K to copy it from this environment)
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// Working directory inside the container
-    #[arg(short = 'w', long = "workdir")]
-    workdir: Option<String>,
-    /// Container host name
-    #[arg(short = 'h', long)]
-    hostname: Option<String>,
-    /// Overwrite the default ENTRYPOINT of the image
-    #[arg(long)]
-    entrypoint: Option<String>,
-    /// Username or UID (format: <name|uid>[:<group|gid>])
-    #[arg(short = 'u', long)]
-    user: Option<String>,
-    /// Connect a container to a network (none, host)
-    #[arg(long, alias = "net")]
-    network: Option<String>,
-    /// Keep STDIN open
-    #[arg(short = 'i', long)]
-    interactive: bool,
-    /// Allocate a pseudo-TTY
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// Run container in background
-    #[arg(short = 'd', long)]
-    detach: bool,
-    /// Mount the container's root filesystem as read only
-    #[arg(long)]
-    read_only: bool,
-    /// Optional parent cgroup for the container
-    #[arg(long)]
-    cgroup_parent: Option<String>,
-    /// Seconds to wait after a forwarded stop signal before killing the container
-    #[arg(long)]
-    stop_timeout: Option<u64>,
-    #[command(flatten)]
-    resources: ResourceArgs,
-    /// Ulimit options (name=soft[:hard])
-    #[arg(long)]
-    ulimit: Vec<String>,
-    /// Add Linux capabilities
-    #[arg(long)]
-    cap_add: Vec<String>,
-    /// Drop Linux capabilities
-    #[arg(long)]
-    cap_drop: Vec<String>,
-    /// Give extended privileges to this container
-    #[arg(long)]
-    privileged: bool,
-    /// Bind mount a volume ([SRC:]DST[:OPTS])
-    #[arg(short = 'v', long = "volume")]
-    volume: Vec<String>,
-    /// Mount a tmpfs directory (DST[:OPTS])
-    #[arg(long)]
-    tmpfs: Vec<String>,
-    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly])
-    #[arg(long)]
-    mount: Vec<String>,
-    /// Set meta data on a container
-    #[arg(short = 'l', long = "label")]
-    label: Vec<String>,
-    /// Add a custom host-to-IP mapping (host:ip)
-    #[arg(long)]
-    add_host: Vec<String>,
-    /// Set custom DNS servers
-    #[arg(long)]
-    dns: Vec<String>,
-    /// Add additional groups to join
-    #[arg(long)]
-    group_add: Vec<String>,
-    /// Sysctl options
-    #[arg(long)]
-    sysctl: Vec<String>,
-    /// Size of /dev/shm
-    #[arg(long)]
-    shm_size: Option<String>,
-    /// Security options (no-new-privileges)
-    #[arg(long)]
-    security_opt: Vec<String>,
-    /// Read in a file of environment variables
-    #[arg(long)]
-    env_file: Vec<String>,
-    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
-    #[arg(long)]
-    restart: Option<String>,
-    /// Publish a container's port(s) to the host ([ip:]hostPort:containerPort[/proto])
-    #[arg(short = 'p', long = "publish")]
-    publish: Vec<String>,
-    /// Publish all exposed ports to random ports
-    #[arg(short = 'P', long = "publish-all")]
-    publish_all: bool,
-    /// IPv4 address on the network
-    #[arg(long)]
-    ip: Option<String>,
-    /// IPv6 address on the network (one created with --ipv6)
-    #[arg(long)]
-    ip6: Option<String>,
-    /// Add a network-scoped alias for the container
-    #[arg(long)]
-    network_alias: Vec<String>,
-    /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
-    #[arg(long)]
-    mac_address: Option<String>,
-    /// Run an init inside the container that forwards signals and reaps processes
-    #[arg(long)]
-    init: bool,
-    /// Override the key sequence for detaching a container (with -it)
-    #[arg(long, default_value = "ctrl-p,ctrl-q")]
-    detach_keys: String,
-    /// Proxy received signals to the process (with -it)
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    sig_proxy: bool,
-    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
-    #[arg(long)]
-    device: Vec<String>,
-    /// Add a rule to the cgroup allowed devices list (e.g. 'c 42:* rmw')
-    #[arg(long)]
-    device_cgroup_rule: Vec<String>,
-    /// PID namespace to use (host, container:NAME)
-    #[arg(long)]
-    pid: Option<String>,
-    /// IPC mode to use (host, container:NAME, private, shareable)
-    #[arg(long)]
-    ipc: Option<String>,
-    /// UTS namespace to use (host)
-    #[arg(long)]
-    uts: Option<String>,
-    /// Log driver options (max-size=10m, max-file=3)
-    #[arg(long)]
-    log_opt: Vec<String>,
-    /// Logging driver (only json-file)
-    #[arg(long)]
-    log_driver: Option<String>,
-    /// Pull image before running: always, missing, never
-    #[arg(long, default_value = "missing")]
-    pull: String,
-    /// Platform of the image to pull (os/arch[/variant])
-    #[arg(long)]
-    platform: Option<String>,
-    /// Print help
-    #[arg(long, action = clap::ArgAction::Help)]
-    help: Option<bool>,
-    /// IMAGE [COMMAND] [ARG...]: everything from the image on belongs to the container, as
-    /// with Docker (so `-c` after the image is the command's, not `--cpu-shares`).
-    #[arg(
-        value_name = "IMAGE [COMMAND] [ARG...]",
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    image_and_command: Vec<String>,
-}
-
 /// An error with the exit status Docker would use for it.
 struct Failure {
     code: i32,
@@ -845,7 +617,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Login(a) => images::login(a),
         Command::Logout(a) => images::logout(a),
-        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run(&cli.root, *a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => {
+            containers::run(&cli.root, *a)
+        }
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps(&cli.root, a),
         Command::Container(ContainerCommand::Prune { force }) => {
             if !force {
@@ -869,30 +643,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             inspect(&cli.root, format, Some("container"), &containers)
         }
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm(&cli.root, a),
-        Command::Create(a) => {
-            let (pull, platform) = (a.pull.clone(), a.platform.clone());
-            let opts = run_options(*a)?;
-            create_client_checks(&opts, &pull)?;
-            let engine = open(&cli.root).map_err(engine_err)?;
-            // Docker's `create` reports what its daemon refuses (a pull that fails too) with
-            // status 1, unlike `run`.
-            ensure_image(&engine, &opts.image, &pull, platform.as_deref())
-                .map_err(|f| Failure { code: 1, ..f })?;
-            match engine.create(&opts) {
-                Ok(id) => println!("{id}"),
-                Err(hako_engine::Error::ImageNotFound(name)) => {
-                    return Err(anyhow::anyhow!("No such image: {name}").into())
-                }
-                Err(e) => {
-                    let code = if client_side(&e) { 125 } else { 1 };
-                    return Err(Failure {
-                        code,
-                        err: e.into(),
-                    });
-                }
-            }
-            Ok(0)
-        }
+        Command::Create(a) => containers::create(&cli.root, *a),
         Command::Start {
             attach: false,
             interactive: false,
@@ -923,22 +674,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             resources,
             restart,
             containers,
-        } => {
-            if !resources.any() && restart.is_none() {
-                return Err(anyhow::anyhow!(
-                    "you must provide one or more flags when using this command"
-                )
-                .into());
-            }
-            resources.check()?;
-            let change = |o: &mut RunOptions| {
-                resources.apply(o);
-                if restart.is_some() {
-                    o.restart = restart.clone();
-                }
-            };
-            each_container(&cli.root, &containers, |e, k| e.update(k, &change))
-        }
+        } => containers::update(&cli.root, &resources, restart.as_deref(), &containers),
         Command::Rename {
             container,
             new_name,
@@ -1208,260 +944,6 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-fn engine_err(e: anyhow::Error) -> Failure {
-    Failure { code: 125, err: e }
-}
-
-/// Translates `run`/`create` flags into engine options, rejecting what hako cannot do yet.
-fn run_options(a: RunArgs) -> Result<RunOptions, Failure> {
-    // Everything from the image on is the container's, so an option clap does not know lands
-    // here as the image; no reference starts with '-', and Docker calls it an unknown flag.
-    if let Some(flag) = a.image_and_command.first().filter(|s| s.starts_with('-')) {
-        return Err(engine_err(anyhow::anyhow!("{}", usage::unknown_flag(flag))));
-    }
-    let network: Network = match a.network.as_deref() {
-        None => Network::Default,
-        Some(n) => n
-            .parse()
-            .map_err(|e: hako_engine::Error| engine_err(e.into()))?,
-    };
-    let mut no_new_privileges = false;
-    let mut seccomp = hako_engine::seccomp::Seccomp::Default;
-    for o in &a.security_opt {
-        // Docker accepts both KEY=VALUE and the older KEY:VALUE.
-        let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
-        match (key, value) {
-            ("no-new-privileges", "" | "true") => no_new_privileges = true,
-            ("no-new-privileges", "false") => no_new_privileges = false,
-            ("seccomp", v) if !v.is_empty() => {
-                seccomp = hako_engine::seccomp::Seccomp::from_option(v)
-                    .map_err(|e| engine_err(e.into()))?
-            }
-            ("apparmor", v) if !v.is_empty() => lsm_option("apparmor", o)?,
-            ("label", "disable") => {}
-            ("label", v) if !v.is_empty() => lsm_option("selinux", o)?,
-            _ => {
-                return Err(engine_err(anyhow::anyhow!(
-                    "Invalid --security-opt: {o:?} (supported: seccomp=FILE|unconfined, \
-                     no-new-privileges[=true|false], apparmor=PROFILE, label=…)"
-                )))
-            }
-        }
-    }
-    if let Some(d) = a.log_driver.as_deref().filter(|d| *d != "json-file") {
-        return Err(engine_err(anyhow::anyhow!(
-            "logging driver \"{d}\" is not supported: hako writes json-file logs"
-        )));
-    }
-    let mut volumes = a.volume;
-    let mut tmpfs = a.tmpfs;
-    for m in &a.mount {
-        match hako_engine::options::parse_mount(m).map_err(|e| engine_err(e.into()))? {
-            hako_engine::options::MountFlag::Volume(v) => volumes.push(v),
-            hako_engine::options::MountFlag::Tmpfs(t) => tmpfs.push(t),
-        }
-    }
-    // --env-file first, so -e given on the command line wins, as with Docker.
-    let mut env = Vec::new();
-    for f in &a.env_file {
-        let text =
-            std::fs::read_to_string(f).map_err(|e| engine_err(anyhow::anyhow!("open {f}: {e}")))?;
-        for line in text.lines() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            env.push(line.to_string());
-        }
-    }
-    env.extend(a.env);
-    let resources = a.resources;
-    let mut opts = RunOptions {
-        image: a.image_and_command[0].clone(),
-        cmd: a.image_and_command[1..].to_vec(),
-        name: a.name,
-        env,
-        workdir: a.workdir,
-        hostname: a.hostname,
-        entrypoint: a.entrypoint,
-        user: a.user,
-        network,
-        auto_remove: a.rm,
-        interactive: a.interactive,
-        // As Docker's CLI sets it: `create -i` and `run -i` attach stdin once, `run -d -i`
-        // keeps it open for any number of attaches.
-        stdin_once: a.interactive && !a.detach,
-        read_only: a.read_only,
-        cgroup_parent: a.cgroup_parent,
-        stop_timeout: a.stop_timeout,
-        detach: a.detach,
-        ulimits: a.ulimit,
-        cap_add: a.cap_add,
-        cap_drop: a.cap_drop,
-        privileged: a.privileged,
-        volumes,
-        tmpfs,
-        labels: a.label,
-        add_hosts: a.add_host,
-        dns: a.dns,
-        group_add: a.group_add,
-        sysctls: a.sysctl,
-        shm_size: a.shm_size,
-        no_new_privileges,
-        restart: a.restart,
-        publish: a.publish,
-        publish_all: a.publish_all,
-        devices: a.device,
-        device_cgroup_rules: a.device_cgroup_rule,
-        pid_mode: a.pid,
-        ipc_mode: a.ipc,
-        uts_mode: a.uts,
-        tty: a.tty,
-        log_opts: a.log_opt,
-        ip: a.ip,
-        ip6: a.ip6,
-        network_aliases: a.network_alias,
-        mac_address: a.mac_address,
-        init: a.init,
-        seccomp,
-        security_opt: a.security_opt,
-        ..Default::default()
-    };
-    resources.apply(&mut opts);
-    Ok(opts)
-}
-
-/// What Docker's CLI checks itself before `create` asks its daemon: a failure is a usage
-/// error (125) there, where the daemon's refusals exit 1.
-fn create_client_checks(opts: &RunOptions, pull: &str) -> Result<(), Failure> {
-    pull_policy(pull)?;
-    for p in &opts.publish {
-        hako_engine::hako_net::parse_port_spec(p).map_err(|e| engine_err(e.into()))?;
-    }
-    if let Some(r) = &opts.restart {
-        if r.starts_with("on-failure:") {
-            hako_engine::RestartPolicy::parse(r).map_err(|e| engine_err(e.into()))?;
-        }
-        if opts.auto_remove && !matches!(r.as_str(), "" | "no") {
-            return Err(engine_err(anyhow::anyhow!(
-                "Conflicting options: --restart and --rm"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Whether an engine error is one Docker's CLI finds itself (a flag's value it parses), so
-/// that `create` exits 125 for it: the engine words those as Docker's flag errors.
-fn client_side(e: &hako_engine::Error) -> bool {
-    matches!(e, hako_engine::Error::Invalid(m) if m.starts_with("invalid argument \""))
-}
-
-/// A `--pull` value Docker's CLI knows.
-fn pull_policy(policy: &str) -> Result<(), Failure> {
-    match policy {
-        "always" | "missing" | "never" => Ok(()),
-        other => Err(engine_err(anyhow::anyhow!(
-            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
-        ))),
-    }
-}
-
-/// `--pull`: fetches the image from its registry when asked to, or when it is missing.
-fn ensure_image(
-    engine: &Engine,
-    image: &str,
-    policy: &str,
-    platform: Option<&str>,
-) -> Result<(), Failure> {
-    pull_policy(policy)?;
-    let present = engine.images().resolve(image).is_ok();
-    let needed = match policy {
-        "always" => true,
-        "missing" => !present,
-        _ => false,
-    };
-    if !needed {
-        return Ok(());
-    }
-    let reference = match hako_engine::hako_image::Reference::parse(image) {
-        Ok(r) => r,
-        // An ID prefix or a malformed name: let `run` report it as not found.
-        Err(_) => return Ok(()),
-    };
-    let mut err = std::io::stderr().lock();
-    if !present {
-        writeln!(
-            err,
-            "Unable to find image '{}' locally",
-            reference.familiar()
-        )?;
-    }
-    let platform = platform
-        .map(hako_engine::images::Platform::parse)
-        .transpose()
-        .map_err(|e| engine_err(e.into()))?;
-    // All of pull's threads are joined before it returns, so the container can still be
-    // cloned from this process afterwards.
-    engine
-        .pull(
-            &reference,
-            &hako_engine::images::PullOptions { platform },
-            &mut hako_engine::images::lines_to(&mut err),
-        )
-        .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
-    Ok(())
-}
-
-fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
-    let (pull, platform) = (a.pull.clone(), a.platform.clone());
-    let (sig_proxy, detach_keys) = (a.sig_proxy, a.detach_keys.clone());
-    let mut opts = run_options(a)?;
-    let engine = open(root).map_err(engine_err)?;
-    ensure_image(&engine, &opts.image, &pull, platform.as_deref())?;
-    let detach = opts.detach;
-    // `run -it` is `run -dit` plus `attach`, as in docker: the monitor holds the terminal, so
-    // the detach keys can leave the container running.
-    let attach = opts.tty && opts.interactive && !detach;
-    let keys =
-        hako_engine::tty::parse_detach_keys(&detach_keys).map_err(|e| engine_err(e.into()))?;
-    opts.detach |= attach;
-    opts.attach_on_start = attach;
-    let mut id = String::new();
-    let result = engine.run(&opts, &mut |started| {
-        for w in started.warnings {
-            eprintln!("WARNING: {w}");
-        }
-        if detach {
-            println!("{}", started.id);
-        }
-        id = started.id.to_string();
-    });
-    let code = run_result(result)?;
-    if !attach {
-        return Ok(code);
-    }
-    match engine.attach_terminal(&id, &keys, sig_proxy)? {
-        Some(end) => Ok(attach_end(&engine, &id, end)),
-        // It already exited (and its monitor closed the terminal).
-        None => Ok(engine.wait(&id).unwrap_or(0)),
-    }
-}
-
-/// Docker's reporting of a failed `run`/`create`: a missing image gets its own first line.
-fn run_result<T>(result: Result<T, hako_engine::Error>) -> Result<T, Failure> {
-    match result {
-        Ok(v) => Ok(v),
-        Err(hako_engine::Error::ImageNotFound(name)) => {
-            Err(engine_err(anyhow::anyhow!("No such image: {name}")))
-        }
-        Err(e) => Err(Failure {
-            code: e.exit_code(),
-            err: e.into(),
-        }),
-    }
-}
-
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let limited = a.latest || a.last.is_some();
@@ -1620,7 +1102,9 @@ fn rm(root: &std::path::Path, a: RmArgs) -> Result<i32, Failure> {
         match engine.remove(key, a.force, a.volumes) {
             Ok(_) => println!("{key}"),
             // As Docker's `rm -f`: a container that is not there is said, not a failure.
-            Err(e @ hako_engine::Error::NoSuchContainer(_)) if a.force => eprintln!("hako: {e}"),
+            Err(e) if a.force && e.kind() == hako_engine::ErrorKind::NotFound => {
+                eprintln!("hako: {e}")
+            }
             Err(e) => {
                 eprintln!("hako: {e}");
                 code = 1;
@@ -1655,52 +1139,10 @@ fn stop(root: &std::path::Path, a: StopArgs) -> Result<i32, Failure> {
     })
 }
 
-/// Signal names as docker accepts them: KILL, SIGKILL, sigterm, 9.
-fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let name = s.to_ascii_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ILL" => libc::SIGILL,
-        "TRAP" => libc::SIGTRAP,
-        "ABRT" | "IOT" => libc::SIGABRT,
-        "BUS" => libc::SIGBUS,
-        "FPE" => libc::SIGFPE,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "SEGV" => libc::SIGSEGV,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "URG" => libc::SIGURG,
-        "XCPU" => libc::SIGXCPU,
-        "XFSZ" => libc::SIGXFSZ,
-        "VTALRM" => libc::SIGVTALRM,
-        "PROF" => libc::SIGPROF,
-        "WINCH" => libc::SIGWINCH,
-        "IO" | "POLL" => libc::SIGIO,
-        "PWR" => libc::SIGPWR,
-        "SYS" => libc::SIGSYS,
-        _ => return None,
-    };
-    Some(n)
-}
-
 fn kill(root: &std::path::Path, a: KillArgs) -> Result<i32, Failure> {
-    let sig =
-        parse_signal(&a.signal).ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
+    // The one signal table: KILL, SIGKILL, sigterm, 9, RTMIN+3.
+    let sig = hako_base::signal::parse(&a.signal)
+        .ok_or_else(|| anyhow::anyhow!("invalid signal: {}", a.signal))?;
     each_container(root, &a.containers, |e, k| e.kill(k, sig))
 }
 
@@ -1812,8 +1254,11 @@ fn status_text(c: &hako_engine::ContainerInfo) -> String {
 
 /// Docker's CreatedAt format: "2026-11-22 18:30:00 +0000 UTC".
 fn engine_time(nanos: i64) -> String {
-    let (y, mo, d, h, mi, s) = hako_engine::civil(nanos.div_euclid(1_000_000_000));
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
+    let c = hako_base::time::civil(nanos.div_euclid(1_000_000_000));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
 
 /// `inspect`'s `--format`: a template that does not parse is Docker's status 64.
@@ -1856,7 +1301,7 @@ fn inspect(
             found = match *kind {
                 "container" => match engine.inspect(k) {
                     Ok(d) => Some(d),
-                    Err(hako_engine::Error::NoSuchContainer(_)) => None,
+                    Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => None,
                     Err(e) => return Err(e.into()),
                 },
                 "image" => images::image_doc(&engine, k)?,
@@ -1902,22 +1347,17 @@ fn print_docs(docs: &serde_json::Value, tmpl: Option<&template::Format>) -> anyh
 }
 
 fn top(root: &std::path::Path, key: &str, ps_args: &[String]) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    let pids = engine.pids(key)?;
-    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-    let args: Vec<String> = if ps_args.is_empty() {
-        vec!["-f".into()]
-    } else {
-        ps_args.to_vec()
-    };
-    // The host's ps, limited to the container's processes, as `docker top` does.
-    let status = std::process::Command::new("ps")
-        .args(&args)
-        .arg("-p")
-        .arg(list.join(","))
-        .status()
-        .map_err(|e| anyhow::anyhow!("run ps: {e}"))?;
-    Ok(if status.success() { 0 } else { 1 })
+    let top = open(root)?.top(key, ps_args)?;
+    // Docker's CLI: a tabwriter with at least 20 columns per cell and 3 spaces between.
+    let mut tw = TabWriter::new(std::io::stdout().lock())
+        .minwidth(20)
+        .padding(3);
+    writeln!(tw, "{}", top.titles.join("\t"))?;
+    for p in &top.processes {
+        writeln!(tw, "{}", p.join("\t"))?;
+    }
+    tw.flush()?;
+    Ok(0)
 }
 
 fn stats(
@@ -1934,15 +1374,7 @@ fn stats(
     } else {
         keys
     };
-    let total_mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let total_mem = hako_base::proc::mem_total();
     let sample = |engine: &Engine| -> Result<Vec<hako_engine::ContainerStats>, Failure> {
         keys.iter()
             .map(|k| engine.stats(k).map_err(Failure::from))
@@ -2271,39 +1703,9 @@ fn now_nanos_cli() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "1h30m").
+/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "2d").
 fn parse_time_arg(s: &str) -> anyhow::Result<i64> {
-    if let Some(t) = fmt::parse_rfc3339(s) {
-        return Ok(t.duration_since(UNIX_EPOCH)?.as_nanos() as i64);
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        if !s.ends_with('s') {
-            return Ok((secs * 1e9) as i64);
-        }
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for ch in s.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            num.push(ch);
-            continue;
-        }
-        let n: f64 = num
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid time: {s}"))?;
-        num.clear();
-        total += n * match ch {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => anyhow::bail!("invalid time: {s}"),
-        };
-    }
-    if !num.is_empty() {
-        anyhow::bail!("invalid time: {s}");
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-    Ok(now - (total * 1e9) as i64)
+    Ok(fmt::parse_time(s, hako_base::time::now_nanos())?)
 }
 
 fn events(
@@ -2512,27 +1914,6 @@ fn write_log_line(
         write!(out, "{prefix}{text}")?;
         out.flush()
     }
-}
-
-/// `--security-opt apparmor=…` / `label=…`: hako cannot apply LSM profiles yet, so on a host
-/// where the LSM is active that is an error (running unconfined would be a silent downgrade);
-/// where it is not, there is nothing to apply, as with docker on such a host, and we say so.
-fn lsm_option(lsm: &str, opt: &str) -> Result<(), Failure> {
-    let active = std::fs::read_to_string("/sys/kernel/security/lsm")
-        .map(|l| l.split(',').any(|n| n.trim() == lsm))
-        .unwrap_or(false)
-        || match lsm {
-            "apparmor" => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-                .is_ok_and(|v| v.trim() == "Y"),
-            _ => std::path::Path::new("/sys/fs/selinux/enforce").exists(),
-        };
-    if active {
-        return Err(engine_err(anyhow::anyhow!(
-            "--security-opt {opt}: applying {lsm} profiles is not supported yet"
-        )));
-    }
-    eprintln!("WARNING: {lsm} is not enabled on this host; ignoring --security-opt {opt}");
-    Ok(())
 }
 
 #[cfg(test)]

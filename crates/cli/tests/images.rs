@@ -452,8 +452,19 @@ fn image_prune_removes_unused_images_and_collects_garbage() {
     );
     assert!(r.ok(&["images"]).contains("busybox"));
 
-    let out = r.ok(&["image", "prune", "-a", "-f", "--filter", "until=1h"]);
-    assert_eq!(out, "Total reclaimed space: 0B\n", "everything is newer");
+    // One grammar for every `until=`: days as `builder prune` takes them, and timestamps.
+    for until in [
+        "until=1h",
+        "until=2d",
+        "until=2000-01-01",
+        "until=946684800",
+    ] {
+        let out = r.ok(&["image", "prune", "-a", "-f", "--filter", until]);
+        assert_eq!(
+            out, "Total reclaimed space: 0B\n",
+            "everything is newer: {until}"
+        );
+    }
     let out = r.ok(&["image", "prune", "-a", "-f"]);
     assert!(
         out.starts_with("Deleted Images:\nuntagged: busybox:latest\n"),

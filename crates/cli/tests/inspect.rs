@@ -76,6 +76,12 @@ fn inspect_is_docker_shaped_and_templated() {
         top.contains("sleep 100") && top.lines().count() == 2,
         "{top}"
     );
+    // ps options that select processes themselves (`aux`) still show only the container's.
+    let top = r.ok(&["top", "web", "aux"]);
+    assert!(
+        top.starts_with("USER") && top.contains("sleep 100") && top.lines().count() == 2,
+        "{top}"
+    );
     let stats = r.ok(&["stats", "--no-stream", "web"]);
     assert!(
         stats.starts_with("CONTAINER ID")
@@ -444,4 +450,76 @@ fn system_df_v_lists_images_containers_and_volumes() {
     );
     r.ok(&["rm", "dfc"]);
     r.ok(&["volume", "rm", "dfv"]);
+}
+
+/// The configuration is stored typed: what `create` was given reads back from inspect as
+/// Docker shows it, after a start too (which uses the stored configuration as it is).
+#[test]
+fn create_flags_read_back_typed() {
+    let r = Root::with_busybox();
+    r.ok(&[
+        "create",
+        "--name",
+        "typed",
+        "-t",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1m30s",
+        "--health-retries",
+        "3",
+        "--tmpfs",
+        "/run:size=1m",
+        "--restart",
+        "on-failure:3",
+        "--cpus",
+        "1.5",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--add-host",
+        "db:10.0.0.5",
+        "--entrypoint",
+        "",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let check = |when: &str| {
+        let doc: serde_json::Value = serde_json::from_str(&r.ok(&["inspect", "typed"])).unwrap();
+        let c = &doc[0];
+        let h = &c["Config"]["Healthcheck"];
+        assert_eq!(
+            h["Test"],
+            serde_json::json!(["CMD-SHELL", "true"]),
+            "{when}"
+        );
+        assert_eq!(h["Interval"], 90_000_000_000i64, "{when}");
+        assert_eq!(h["Retries"], 3, "{when}");
+        assert!(h.get("Timeout").is_none(), "{when}: {h}");
+        assert_eq!(c["Config"]["Tty"], true, "{when}");
+        assert_eq!(c["Config"]["Entrypoint"], serde_json::json!([]), "{when}");
+        let hc = &c["HostConfig"];
+        assert_eq!(hc["Tmpfs"]["/run"], "size=1m", "{when}");
+        assert_eq!(hc["RestartPolicy"]["Name"], "on-failure", "{when}");
+        assert_eq!(hc["RestartPolicy"]["MaximumRetryCount"], 3, "{when}");
+        assert_eq!(hc["NanoCpus"], 1_500_000_000i64, "{when}");
+        assert_eq!(
+            hc["Ulimits"],
+            serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}]),
+            "{when}"
+        );
+        assert_eq!(
+            hc["ExtraHosts"],
+            serde_json::json!(["db:10.0.0.5"]),
+            "{when}"
+        );
+    };
+    check("created");
+    r.ok(&["start", "typed"]);
+    check("started");
+    assert_eq!(
+        r.ok(&["exec", "typed", "grep", "db", "/etc/hosts"]).trim(),
+        "10.0.0.5\tdb"
+    );
+    r.ok(&["rm", "-f", "typed"]);
 }

@@ -231,8 +231,9 @@ pub struct PruneFilters {
 }
 
 impl PruneFilters {
-    /// Parses `key=value` arguments; `now` is ns since the epoch.
-    pub fn parse(args: &[String], now: i64) -> Result<PruneFilters, Error> {
+    /// Parses `key=value` arguments; `now` is ns since the epoch, `local_offset` the seconds
+    /// east of UTC a zoneless `until=` time is read in (see [`parse_until`]).
+    pub fn parse(args: &[String], now: i64, local_offset: i64) -> Result<PruneFilters, Error> {
         let mut f = PruneFilters::default();
         for arg in args {
             if let Some(v) = arg.strip_prefix("label!=") {
@@ -245,7 +246,7 @@ impl PruneFilters {
                 )));
             };
             match key {
-                "until" => f.until = Some(parse_until(value, now)?),
+                "until" => f.until = Some(parse_until(value, now, local_offset)?),
                 "label" => f.label.push(label_of(value)),
                 _ => return Err(Error::Invalid(format!("invalid filter '{key}'"))),
             }
@@ -271,26 +272,13 @@ impl PruneFilters {
     }
 }
 
-/// Docker's `until` values: `10m`, `1h30m` (before now), `1700000000[.5]`, or RFC 3339; as ns
-/// since the epoch.
-pub fn parse_until(v: &str, now: i64) -> Result<i64, Error> {
-    if let Some(t) = hako_engine::images::parse_rfc3339(v) {
-        return Ok(t);
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs >= 0.0 && secs.is_finite() {
-            return Ok((secs * 1e9) as i64);
-        }
-    }
-    let bad = || {
-        Error::Invalid(format!(
-            "invalid filter 'until={v}': not a duration or a timestamp"
-        ))
-    };
-    let ago = hako_engine::hako_runtime::parse_go_duration(v).ok_or_else(bad)?;
-    now.checked_sub(i64::try_from(ago.as_nanos()).map_err(|_| bad())?)
-        .filter(|t| *t >= 0)
-        .ok_or_else(bad)
+/// Docker's `until` values ([`hako_base::time::parse_timestamp`], the grammar of every
+/// `until=` and `--since`/`--until`): `10m`, `2d` (before `now`), `1700000000[.5]`, or an RFC
+/// 3339 date or time, in its zone or else `local_offset` seconds east of UTC; as ns since the
+/// epoch.
+pub fn parse_until(v: &str, now: i64, local_offset: i64) -> Result<i64, Error> {
+    hako_engine::hako_base::time::parse_timestamp(v, now, local_offset)
+        .map_err(|e| Error::Invalid(format!("invalid filter 'until={v}': {e}")))
 }
 
 /// `repository@digest` with the familiar repository name (`busybox@sha256:…`), as Docker
@@ -536,17 +524,21 @@ mod tests {
     #[test]
     fn until_values_like_docker() {
         let now = 1_000_000 * 1_000_000_000i64;
-        let at = |v: &str| parse_until(v, now).unwrap();
+        let at = |v: &str| parse_until(v, now, 0).unwrap();
         let s = 1_000_000_000i64;
         assert_eq!(at("10m"), now - 600 * s);
         assert_eq!(at("1h30m"), now - 5400 * s);
         assert_eq!(at("1.5h"), now - 5400 * s);
+        // Days, as `builder prune` and every other `until=` take them.
+        assert_eq!(at("2d"), now - 2 * 86_400 * s);
         assert_eq!(at("500000"), 500_000 * s);
         assert_eq!(at("1970-01-02T00:00:00Z"), 86_400 * s);
-        for bad in ["", "10x", "h", "-1h"] {
-            assert!(parse_until(bad, now).is_err(), "{bad}");
+        // A time without a zone is in the caller's.
+        assert_eq!(parse_until("1970-01-02", now, 3600).unwrap(), 82_800 * s);
+        for bad in ["", "10x", "h", "1.5.3"] {
+            assert!(parse_until(bad, now, 0).is_err(), "{bad}");
         }
-        assert!(PruneFilters::parse(&["dangling=true".into()], now).is_err());
+        assert!(PruneFilters::parse(&["dangling=true".into()], now, 0).is_err());
     }
 
     #[test]

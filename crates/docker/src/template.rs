@@ -96,6 +96,12 @@ fn guard(text: &str) -> Result<String, Error> {
         let trim = action.strip_prefix("- ");
         if let Some(after) = trim {
             out.truncate(out.trim_end_matches([' ', '\t', '\r', '\n']).len());
+            // A `{` the trim brings next to the action would make `{{{`, which gtmpl reads
+            // as another action than Go did (and can hang on): it is printed by an action.
+            if out.ends_with('{') {
+                out.pop();
+                out.push_str("{{\"{\"}}");
+            }
             action = after;
         }
         out.push_str("{{");
@@ -365,6 +371,11 @@ mod tests {
         let f = Format::parse("a  {{- /* é */ -}}  b").unwrap();
         assert_eq!(f.render(&doc).unwrap(), "ab");
         assert!(Format::parse("{{\"é").is_err());
+        // A trim that brings a `{` next to the action (an hour of fuzzing: gtmpl hung).
+        let f = Format::parse("a{ {{- .Name}}").unwrap();
+        assert_eq!(f.render(&doc).unwrap(), "a{web");
+        let e = Format::parse("}{ {{- /*.").err().unwrap().to_string();
+        assert!(e.contains("unclosed comment"), "{e}");
     }
 
     /// Found by fuzz/fuzz_targets/template.rs: gtmpl's own decoding of string escapes panics

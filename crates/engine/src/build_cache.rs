@@ -449,7 +449,7 @@ pub fn collect(
 /// then [`DEFAULT_MAX`]. Sizes are Docker's (`512MB`, `20GB`, `1.5g`, plain bytes).
 pub fn configured_max(root: &std::path::Path) -> Result<u64, Error> {
     let parse = |s: &str, from: &str| -> Result<u64, Error> {
-        crate::options::parse_size(s, from)
+        hako_base::size::parse_ram(s.trim())
             .map(|n| n.max(0) as u64)
             .map_err(|_| Error::Invalid(format!("{from}: invalid build cache size {s:?}")))
     };

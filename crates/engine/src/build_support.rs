@@ -3,7 +3,7 @@
 //! output, as Docker prints it), and the writable layer of a container as a staged layer,
 //! without the container-config merge `commit` does for `docker commit`.
 
-use crate::{random_id, self_owner, stop_signals, Engine, Error, Result, RunOptions};
+use crate::{random_id, self_owner, stop_signals, ContainerConfig, Engine, Error, Result, RunMode};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// writable or filtered bind mount). The runtime mounts it inside the container's mount
 /// namespace, so nothing stays mounted on the host if the build dies; writes land in `upper`,
 /// which the builder throws away after the step.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OverlayMount {
     /// Where it appears in the container.
     pub target: String,
@@ -54,7 +54,7 @@ impl OverlayMount {
             esc(&self.work)
         );
         // The upper layer is a scratch directory thrown away after the step: nothing to sync
-        // when the overlay goes (see `RunOptions::volatile_rootfs`).
+        // when the overlay goes (see `ContainerConfig::volatile_rootfs`).
         if crate::seccomp::kernel_version(&crate::seccomp::kernel_release()) >= (5, 10) {
             data.push_str(",volatile");
         }
@@ -91,7 +91,7 @@ impl Engine {
     /// is removed here if it could not be started.
     pub fn run_build_step(
         &self,
-        opts: &RunOptions,
+        opts: &ContainerConfig,
         named: &mut dyn FnMut(&str),
     ) -> Result<(String, i32)> {
         use nix::sys::signal::{sigprocmask, SigmaskHow};
@@ -109,13 +109,14 @@ impl Engine {
             // --rm) for `build_layer`.
             self.insert_container(
                 &id,
+                None,
                 opts,
                 &plan.image.id,
                 &plan.args,
                 Some(self_owner()),
                 true,
             )?;
-            let launched = self.launch(&id, opts, &plan, false, &mut |_| {});
+            let launched = self.launch(&id, opts, &plan, RunMode::default(), &mut |_| {});
             match launched {
                 Ok(code) => Ok((id, code)),
                 Err(e) => {

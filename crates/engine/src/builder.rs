@@ -2,7 +2,7 @@
 //! prune` (by age, or down to a size), and the `Build Cache` row of `system df`. The cache's
 //! tables and directories are [`crate::build_cache`]'s.
 
-use crate::{build_cache, Engine, Result};
+use crate::{build_cache, Engine, ErrorKind, Result};
 
 /// What a build cache prune removed.
 #[derive(Debug, Clone, Default)]
@@ -32,9 +32,7 @@ impl Engine {
     fn remove_cache_image(&self, id: &str) -> Result<bool> {
         match self.remove_image(id, false) {
             Ok(_) => Ok(true),
-            Err(crate::Error::Image(
-                hako_image::Error::NotFound(_) | hako_image::Error::InUse { .. },
-            )) => Ok(false),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -4,7 +4,7 @@
 //! devices) turn back into OCI `.wh.` entries and opaque directories into `.wh..wh..opq`, so the
 //! layer means the same thing to any runtime. The builder commits RUN steps the same way.
 
-use crate::{now_nanos, rfc3339, Engine, Error, Result, RunOptions};
+use crate::{now_nanos, rfc3339, Engine, Error, Result};
 use hako_image::{NewImage, NewLayer, Reference};
 use std::io::{Seek, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -112,24 +112,16 @@ impl Engine {
             .map_err(|e| Error::Invalid(format!("image manifest: {e}")))?;
 
         // The running configuration of the container becomes the image's, as with Docker.
-        let row: String =
-            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
-                r.get(0)
-            })?;
-        let run: RunOptions = serde_json::from_str(&row).unwrap_or_default();
+        let run = self.config_of(&c.id)?;
         let mut cfg: oci_spec::image::Config =
             serde_json::from_value(config["config"].clone()).unwrap_or_default();
         if !run.cmd.is_empty() {
             cfg.set_cmd(Some(run.cmd.clone()));
         }
         if let Some(e) = &run.entrypoint {
-            cfg.set_entrypoint(if e.is_empty() {
-                None
-            } else {
-                Some(vec![e.clone()])
-            });
+            cfg.set_entrypoint((!e.is_empty()).then(|| e.clone()));
         }
-        if let Some(w) = &run.workdir {
+        if let Some(w) = &run.working_dir {
             cfg.set_working_dir(Some(w.clone()));
         }
         if let Some(u) = &run.user {

@@ -24,54 +24,10 @@ pub enum ImportSource<'a> {
 }
 
 /// The RFC 3339 times image configs carry (`2026-11-22T18:30:00.5Z`, or with a `+hh:mm`
-/// offset), as ns since the epoch. `None` for anything else rather than a guess.
+/// offset; [`hako_base::time::parse_rfc3339`]), as ns since the epoch. `None` for anything
+/// else, or a time before the epoch, rather than a guess.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut nanos = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
-        let mut n: u64 = frac[..digits].parse().ok()?;
-        for _ in digits..9 {
-            n *= 10;
-        }
-        for _ in 9..digits {
-            n /= 10;
-        }
-        nanos = n as i64;
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from the civil date (proleptic Gregorian), Howard Hinnant's formula.
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + h * 3600 + mi * 60 + sec - offset;
-    if secs < 0 {
-        return None;
-    }
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    hako_base::time::parse_rfc3339(s).ok().filter(|n| *n >= 0)
 }
 
 /// The labels of an image's config.
@@ -420,5 +376,6 @@ mod tests {
             Some(951_868_801_000_000_000)
         );
         assert_eq!(parse_rfc3339("not a time"), None);
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None);
     }
 }

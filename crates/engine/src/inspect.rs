@@ -1,7 +1,8 @@
 //! Docker-shaped views of containers: `inspect`, `top`, `stats`, `diff`, plus the small
 //! lifecycle commands that need nothing else (`pause`, `unpause`, `rename`, `prune`).
 
-use crate::{monitor, rfc3339, Engine, Error, Result, RunOptions, State};
+use crate::config::{ContainerConfig, ContainerUpdate, Mount};
+use crate::{monitor, rfc3339, Engine, Error, Result, State};
 use rusqlite::params;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -37,7 +38,7 @@ impl Engine {
     pub fn inspect(&self, key: &str) -> Result<Value> {
         let c = self.find(key)?;
         let row = self.row(&c.id)?;
-        let opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
+        let opts = ContainerConfig::from_stored(&row.config).unwrap_or_default();
         let dir = self.container_dir(&c.id);
         let paused =
             c.state == State::Running && self.is_paused(&c.id, row.cgroup_parent.as_deref());
@@ -76,6 +77,12 @@ impl Engine {
             .into_iter()
             .collect();
         let zero_time = "0001-01-01T00:00:00Z".to_string();
+        let log_path = monitor::log_path(&dir, &c.id);
+        let log_path = if log_path.exists() {
+            log_path.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
         Ok(json!({
             "Id": c.id,
             "Created": rfc3339(c.created),
@@ -95,14 +102,18 @@ impl Engine {
                 "FinishedAt": c.finished_at.map(rfc3339).unwrap_or(zero_time),
             },
             "Image": c.image_id,
-            "LogPath": if opts.detach { monitor::log_path(&dir, &c.id).to_string_lossy().into_owned() } else { String::new() },
+            "LogPath": log_path,
             "Name": format!("/{}", c.name),
             "RestartCount": row.restart_count,
             "Driver": "overlay",
             "Platform": "linux",
             "HostConfig": {
                 "AutoRemove": opts.auto_remove,
-                "Binds": opts.volumes,
+                "Binds": opts.mounts.iter().filter_map(|m| match m {
+                    Mount::Bind { source, target, readonly, .. } => Some(format!("{source}:{target}{}", if *readonly { ":ro" } else { "" })),
+                    Mount::Volume { name: Some(n), target, readonly } => Some(format!("{n}:{target}{}", if *readonly { ":ro" } else { "" })),
+                    _ => None,
+                }).collect::<Vec<_>>(),
                 "NetworkMode": opts.network.mode(),
                 "Privileged": opts.privileged,
                 "Init": opts.init,
@@ -111,25 +122,28 @@ impl Engine {
                 "CapAdd": opts.cap_add,
                 "CapDrop": opts.cap_drop,
                 "Dns": opts.dns,
-                "ExtraHosts": opts.add_hosts,
+                "ExtraHosts": opts.extra_hosts.iter().map(|h| h.docker()).collect::<Vec<_>>(),
                 "GroupAdd": opts.group_add,
-                "Memory": opts.memory.as_deref().and_then(|m| crate::options::parse_size(m, "--memory").ok()).unwrap_or(0),
-                "NanoCpus": opts.cpus.as_deref().and_then(|c| c.parse::<f64>().ok()).map(|c| (c * 1e9) as i64).unwrap_or(0),
-                "CpuShares": opts.cpu_shares.unwrap_or(0),
-                "CpusetCpus": opts.cpuset_cpus.clone().unwrap_or_default(),
-                "PidsLimit": opts.pids_limit,
+                "Memory": opts.resources.memory.unwrap_or(0),
+                "NanoCpus": opts.resources.nano_cpus.unwrap_or(0),
+                "CpuShares": opts.resources.cpu_shares.unwrap_or(0),
+                "CpusetCpus": opts.resources.cpuset_cpus.clone().unwrap_or_default(),
+                "PidsLimit": opts.resources.pids_limit,
                 "CgroupParent": opts.cgroup_parent.clone().unwrap_or_default(),
-                "Tmpfs": opts.tmpfs,
-                "Devices": opts.devices.iter().filter_map(|d| crate::options::parse_device(d).ok()).map(|d| serde_json::json!({
+                "Tmpfs": opts.mounts.iter().filter_map(|m| match m {
+                    Mount::Tmpfs { target, options } => Some((target.clone(), Value::String(options.join(",")))),
+                    _ => None,
+                }).collect::<serde_json::Map<_, _>>(),
+                "Devices": opts.resources.devices.iter().map(|d| serde_json::json!({
                     "PathOnHost": d.host,
                     "PathInContainer": d.container,
                     "CgroupPermissions": d.permissions,
                 })).collect::<Vec<_>>(),
-                "DeviceCgroupRules": opts.device_cgroup_rules,
-                "Ulimits": opts.ulimits,
+                "DeviceCgroupRules": opts.resources.device_cgroup_rules,
+                "Ulimits": opts.resources.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
                 "RestartPolicy": {
-                    "Name": opts.restart.as_deref().map(|r| r.split(':').next().unwrap_or("no")).unwrap_or("no"),
-                    "MaximumRetryCount": opts.restart.as_deref().and_then(|r| r.split_once(':')).and_then(|(_, n)| n.parse::<u32>().ok()).unwrap_or(0),
+                    "Name": opts.restart_policy.name(),
+                    "MaximumRetryCount": opts.restart_policy.maximum_retry_count(),
                 },
             },
             "GraphDriver": {
@@ -145,20 +159,28 @@ impl Engine {
             "Config": {
                 "Hostname": hostname,
                 "User": opts.user.clone().unwrap_or_default(),
-                "AttachStdin": opts.interactive,
-                "Tty": false,
-                "OpenStdin": opts.interactive,
+                "AttachStdin": opts.open_stdin,
+                "Tty": opts.tty,
+                "OpenStdin": opts.open_stdin,
                 "StdinOnce": opts.stdin_once,
                 "Env": env,
                 "Cmd": opts.cmd,
                 "Image": c.image,
                 "WorkingDir": workdir,
-                "Entrypoint": opts.entrypoint.as_ref().map(|e| vec![e.clone()]),
-                "Labels": opts.labels.iter().map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-                    (k.to_string(), Value::String(v.to_string()))
-                }).collect::<serde_json::Map<_, _>>(),
+                "Entrypoint": opts.entrypoint,
+                "Labels": opts.labels,
                 "StopTimeout": opts.stop_timeout,
+                "Healthcheck": opts.healthcheck.as_ref().map(|h| {
+                    // Docker leaves out what is not set (omitempty).
+                    let mut m = serde_json::Map::new();
+                    m.insert("Test".into(), json!(h.test));
+                    for (k, v) in [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period), ("StartInterval", h.start_interval), ("Retries", i64::from(h.retries))] {
+                        if v != 0 {
+                            m.insert(k.into(), json!(v));
+                        }
+                    }
+                    Value::Object(m)
+                }),
             },
             "NetworkSettings": self.network_settings(&c.id),
         }))
@@ -204,15 +226,15 @@ impl Engine {
         top
     }
 
-    fn container_mount_views(&self, id: &str, opts: &RunOptions) -> Vec<Value> {
+    fn container_mount_views(&self, id: &str, opts: &ContainerConfig) -> Vec<Value> {
         let mut out = Vec::new();
-        for v in &opts.volumes {
-            if let Ok(crate::options::VolumeSpec::Bind {
+        for m in &opts.mounts {
+            if let Mount::Bind {
                 source,
                 target,
                 readonly,
                 propagation,
-            }) = crate::options::parse_volume(v)
+            } = m
             {
                 out.push(json!({"Type": "bind", "Source": source, "Destination": target, "Mode": "", "RW": !readonly, "Propagation": propagation}));
             }
@@ -278,17 +300,18 @@ impl Engine {
     /// `docker update`: `change` edits the container's options (resource limits, restart
     /// policy); the new limits are applied to its cgroup at once when it runs and kept for its
     /// next start.
-    pub fn update(&self, key: &str, change: &dyn Fn(&mut RunOptions)) -> Result<String> {
+    pub fn update(&self, key: &str, change: &ContainerUpdate) -> Result<String> {
         let c = self.find(key)?;
         let row = self.row(&c.id)?;
-        let mut opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
-        change(&mut opts);
+        let mut opts = ContainerConfig::from_stored(&row.config)?;
+        change.apply(&mut opts);
+        opts.check()?;
         let limits = crate::limits::Limits::parse(&opts)?;
         if c.state == State::Running {
             self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
                 .apply(&limits.resources)?;
         }
-        let config = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
+        let config = opts.to_stored()?;
         self.store.conn().execute(
             "UPDATE containers SET config = ?2 WHERE id = ?1",
             params![c.id, config],
@@ -349,25 +372,12 @@ impl Engine {
         // Mount points hako made for the container are not changes the user made, so Docker
         // leaves them out (they live in its "init" layer).
         let row = self.row(&c.id)?;
-        let opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
+        let opts = ContainerConfig::from_stored(&row.config).unwrap_or_default();
         let mut hidden: Vec<String> = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        for v in &opts.volumes {
-            if let Ok(
-                crate::options::VolumeSpec::Bind { target, .. }
-                | crate::options::VolumeSpec::Volume { target, .. },
-            ) = crate::options::parse_volume(v)
-            {
-                hidden.push(target);
-            }
-        }
-        for t in &opts.tmpfs {
-            if let Ok((target, _)) = crate::options::parse_tmpfs(t) {
-                hidden.push(target);
-            }
-        }
+        hidden.extend(opts.mounts.iter().map(|m| m.target().to_string()));
         out.retain(|(kind, path)| *kind != 'A' || !hidden.contains(path));
         out.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(out)
@@ -408,7 +418,7 @@ impl Engine {
                     .and_then(|v| v.trim().parse::<u64>().ok())
             })
             .filter(|&l| l < (1 << 62));
-        let opts: RunOptions = serde_json::from_str(&row.config).unwrap_or_default();
+        let opts = ContainerConfig::from_stored(&row.config).unwrap_or_default();
         // The host's interfaces are not the container's: docker shows 0B for --network host.
         let net = match self.live_pid(&c.id)? {
             Some(pid) if opts.network != crate::Network::Host => {
@@ -666,15 +676,7 @@ impl Engine {
                     .map(|v| v.trim_matches('"').to_string())
             })
             .unwrap_or_else(|| "Linux".into());
-        let mem_total = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            })
-            .map(|kb| kb * 1024)
-            .unwrap_or(0);
+        let mem_total = hako_base::proc::mem_total();
         let cgroup_version = match hako_cgroups::CgroupSystem::detect()?.mode() {
             hako_cgroups::Mode::V1 => "1",
             hako_cgroups::Mode::Hybrid => "1 (hybrid: cgroup2 mounted alongside)",

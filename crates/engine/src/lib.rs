@@ -6,10 +6,12 @@ pub mod build_cache;
 pub mod build_support;
 pub mod builder;
 pub mod commit;
+pub mod config;
 pub mod copy;
 pub mod events;
 pub mod exec;
 mod export;
+pub mod helper;
 pub mod images;
 mod init;
 mod inspect;
@@ -26,21 +28,28 @@ pub mod tty;
 pub mod user;
 pub mod views;
 pub mod volumes;
+pub mod wait;
 
 use hako_cgroups::CgroupSystem;
 use hako_image::ImageStore;
 use rusqlite::config::DbConfig;
 use rusqlite::params;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+pub use config::{ContainerConfig, ContainerUpdate, RestartPolicy};
+pub use hako_base;
+pub use hako_base::ErrorKind;
 pub use hako_image;
 pub use hako_net;
 pub use hako_registry;
 pub use hako_runtime;
 pub use inspect::{ContainerStats, SystemInfo, VolumeUsage};
 
-/// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
+/// Errors of engine operations. [`Error::kind`] classifies them; [`Error::exit_code`] maps
+/// them to Docker's `run` exit codes. Each message says its cause itself, and nothing is
+/// exposed again through `source()` (the transparent variants forward their inner error's
+/// message and source), so no report prints a cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The image is not in the local store (and there is no registry client yet).
@@ -86,26 +95,57 @@ pub enum Error {
     Runtime(#[from] hako_runtime::Error),
     /// cgroup setup or teardown failed.
     #[error("cgroup: {0}")]
-    Cgroup(#[from] hako_cgroups::Error),
+    Cgroup(hako_cgroups::Error),
     /// The state database failed.
     #[error("state database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
     /// A filesystem operation on the state root failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being done.
         what: String,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error, said in the message.
+        error: std::io::Error,
     },
 }
 
+// By hand rather than `#[from]`, which would also expose the wrapped error as `source()`:
+// the message says it already, and a report walking the chain would print it twice.
+impl From<hako_cgroups::Error> for Error {
+    fn from(e: hako_cgroups::Error) -> Self {
+        Error::Cgroup(e)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(e)
+    }
+}
+
 impl Error {
-    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    fn io(what: impl Into<String>, error: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
-            source,
+            error,
+        }
+    }
+
+    /// The class of this error, which survives wrapping: the CLI maps it to Docker's exit
+    /// statuses, the API server to dockerd's HTTP statuses (see [`hako_base::ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ImageNotFound(_) | Error::NoSuchContainer(_) => ErrorKind::NotFound,
+            Error::NameConflict { .. } | Error::NotRunning(_) | Error::Running(_) => {
+                ErrorKind::Conflict
+            }
+            Error::Invalid(_) | Error::NoCommand | Error::User(_) => ErrorKind::Invalid,
+            Error::Image(e) => e.kind(),
+            Error::Registry(e) => e.kind(),
+            Error::Net(e) => e.kind(),
+            Error::Runtime(e) => e.kind(),
+            Error::Cgroup(e) => e.kind(),
+            Error::Db(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }
 
@@ -272,166 +312,15 @@ impl std::str::FromStr for Network {
 /// The state root when neither `--root` nor `HAKO_ROOT` is given.
 pub const DEFAULT_ROOT: &str = "/var/lib/hako";
 
-/// A parsed `--restart` policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    /// Never restart.
-    No,
-    /// Restart after a non-zero exit, at most this many times (0 = no limit).
-    OnFailure(u32),
-    /// Always restart (unless stopped by the user).
-    Always,
-    /// Like always; in Docker they differ only at daemon start, which hako does not have.
-    UnlessStopped,
-}
-
-impl RestartPolicy {
-    /// Docker's syntax.
-    pub fn parse(s: &str) -> Result<RestartPolicy> {
-        match s {
-            "" | "no" => Ok(RestartPolicy::No),
-            "always" => Ok(RestartPolicy::Always),
-            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
-            "on-failure" => Ok(RestartPolicy::OnFailure(0)),
-            other => match other.strip_prefix("on-failure:").map(|n| n.parse::<u32>()) {
-                Some(Ok(n)) => Ok(RestartPolicy::OnFailure(n)),
-                Some(Err(_)) => Err(Error::Invalid(format!(
-                    "invalid restart policy: maximum retry count must be an integer: {other}"
-                ))),
-                None => Err(Error::Invalid(format!("invalid restart policy '{other}'"))),
-            },
-        }
-    }
-
-    /// Whether a container that exited with `code`, restarted `count` times so far, restarts.
-    pub fn restarts(self, code: i32, count: u32) -> bool {
-        match self {
-            RestartPolicy::No => false,
-            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
-            RestartPolicy::OnFailure(max) => code != 0 && (max == 0 || count < max),
-        }
-    }
-}
-
-/// What `hako run` was asked to do. Stored with the container so `start` can repeat it.
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct RunOptions {
-    /// Image reference or id.
-    pub image: String,
-    /// Command (replaces the image's Cmd).
-    pub cmd: Vec<String>,
-    /// `--name`.
-    pub name: Option<String>,
-    /// `-e K=V` or `-e K` (taken from hako's environment when set there).
-    pub env: Vec<String>,
-    /// `-w`.
-    pub workdir: Option<String>,
-    /// `--hostname`.
-    pub hostname: Option<String>,
-    /// `--entrypoint` (`Some("")` clears the image's entrypoint).
-    pub entrypoint: Option<String>,
-    /// `-u`.
-    pub user: Option<String>,
-    /// `--network`.
-    pub network: Network,
-    /// `--rm`.
-    pub auto_remove: bool,
-    /// `-i`.
-    pub interactive: bool,
-    /// Docker's StdinOnce, set by `create -i` (not `run -d -i`): the first attach's end of
-    /// input closes the container's stdin, rather than leave it open for the next attach.
-    pub stdin_once: bool,
-    /// `--read-only`.
-    pub read_only: bool,
-    /// `--cgroup-parent`.
-    pub cgroup_parent: Option<String>,
-    /// `--stop-timeout` in seconds (grace period after a forwarded stop signal).
-    pub stop_timeout: Option<u64>,
-    /// `-d`: start under a monitor process and return at once.
+/// How `run` starts a container; not part of its configuration (a later `start` runs it
+/// detached, with nobody attached).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunMode {
+    /// Start it under a monitor process and return at once (`-d`).
     pub detach: bool,
-    /// `-m/--memory`, e.g. "512m".
-    pub memory: Option<String>,
-    /// `--memory-swap` ("-1" for unlimited).
-    pub memory_swap: Option<String>,
-    /// `--cpus`, e.g. "1.5".
-    pub cpus: Option<String>,
-    /// `--cpu-shares`.
-    pub cpu_shares: Option<u64>,
-    /// `--cpuset-cpus`.
-    pub cpuset_cpus: Option<String>,
-    /// `--pids-limit`.
-    pub pids_limit: Option<i64>,
-    /// `--ulimit name=soft[:hard]`.
-    pub ulimits: Vec<String>,
-    /// `--cap-add`.
-    pub cap_add: Vec<String>,
-    /// `--cap-drop`.
-    pub cap_drop: Vec<String>,
-    /// `--privileged`.
-    pub privileged: bool,
-    /// `-v [SRC:]DST[:OPTS]`.
-    pub volumes: Vec<String>,
-    /// `--tmpfs DST[:OPTS]`.
-    pub tmpfs: Vec<String>,
-    /// `-l/--label K=V`.
-    pub labels: Vec<String>,
-    /// `--add-host NAME:IP`.
-    pub add_hosts: Vec<String>,
-    /// `--dns IP`.
-    pub dns: Vec<String>,
-    /// `--group-add GROUP`.
-    pub group_add: Vec<String>,
-    /// `--sysctl K=V`.
-    pub sysctls: Vec<String>,
-    /// `--shm-size`.
-    pub shm_size: Option<String>,
-    /// `--security-opt no-new-privileges`.
-    pub no_new_privileges: bool,
-    /// `--restart no|on-failure[:N]|always|unless-stopped`.
-    pub restart: Option<String>,
-    /// `-p [ip:]hostPort:containerPort[/proto]`.
-    pub publish: Vec<String>,
-    /// `-P`: every port the image EXPOSEs, on a random host port.
-    pub publish_all: bool,
-    /// `-t`: a pseudo-terminal as the container's stdio.
-    pub tty: bool,
-    /// `--pid host|container:NAME`.
-    pub pid_mode: Option<String>,
-    /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
-    pub devices: Vec<String>,
-    /// `--device-cgroup-rule 'TYPE MAJOR:MINOR ACCESS'`.
-    pub device_cgroup_rules: Vec<String>,
-    /// `--ipc host|container:NAME|private|shareable`.
-    pub ipc_mode: Option<String>,
-    /// `--uts host`.
-    pub uts_mode: Option<String>,
-    /// `--log-opt max-size=…`, `--log-opt max-file=…`.
-    pub log_opts: Vec<String>,
-    /// `--ip`.
-    pub ip: Option<String>,
-    /// `--ip6`.
-    pub ip6: Option<String>,
-    /// `--network-alias`.
-    pub network_aliases: Vec<String>,
-    /// `--mac-address`.
-    pub mac_address: Option<String>,
-    /// Overlays a build step mounts (`RUN --mount=type=bind` of a stage, or a writable one).
-    pub overlays: Vec<build_support::OverlayMount>,
-    /// A build step: the root's overlay is mounted `volatile` where the kernel has it (5.10+),
-    /// so the step's exit does not sync the whole filesystem; the builder syncs the layer it
-    /// makes from the upper layer, and a crash discards the step anyway.
-    pub volatile_rootfs: bool,
-    /// `--init`: run hako-init (at /dev/init) as PID 1 in front of the command.
-    pub init: bool,
-    /// `--security-opt seccomp=…` (ignored with `--privileged`, as in docker).
-    pub seccomp: seccomp::Seccomp,
-    /// `--security-opt` as given, for inspect's HostConfig.SecurityOpt.
-    pub security_opt: Vec<String>,
-    /// `run -it`: with `detach` and `tty`, the caller attaches at once, so the monitor waits
-    /// for that attach before it reads the terminal (the exit status then reaches it even if
-    /// the command ends at once). Not stored: a later `start` has nobody attaching.
-    #[serde(skip)]
+    /// `run -it`: with `detach` and a terminal or an open stdin, the caller attaches at once,
+    /// so the monitor waits for that attach before it reads the container's output (the exit
+    /// status then reaches it even if the command ends at once).
     pub attach_on_start: bool,
 }
 
@@ -511,42 +400,12 @@ impl Drop for Engine {
     }
 }
 
-/// The UTC calendar date and time of a Unix time in seconds: (year, month, day, hour, minute,
-/// second). Howard Hinnant's days-from-civil inverse; small enough not to need a date crate.
-pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// RFC 3339 UTC with nanoseconds, as Docker prints times.
-pub fn rfc3339(nanos: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(nanos.div_euclid(1_000_000_000));
-    let sub = nanos.rem_euclid(1_000_000_000);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{sub:09}Z")
-}
+pub use hako_base::time::{now_nanos, rfc3339};
 
 /// This process as the owner of a container being started.
 pub(crate) fn self_owner() -> (i32, Option<i64>) {
     let me = std::process::id() as i32;
     (me, process_start_time(me))
-}
-
-/// Nanoseconds since the Unix epoch, the unit of every time the store records.
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn random_id() -> Result<String> {
@@ -560,18 +419,11 @@ pub(crate) fn random_id() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Field 22 of /proc/PID/stat, which tells a container's process from a later one reusing its
-/// pid; `None` once the process has exited. A zombie (state `Z`, or `X` while it is being
-/// reaped) has exited: its stat still reads until its parent reaps it, which a stopped parent
-/// or an init that reaps lazily may never do, and such a container must count as dead.
+/// The start time of process `pid` as the store records it (`hako_base::proc::start_time`):
+/// it tells a container's process from a later one reusing its pid; `None` once the process
+/// has exited, a zombie included.
 pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; the fields after it do not.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    if matches!(fields.next()?, "Z" | "X") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    hako_base::proc::start_time(pid).map(|t| t as i64)
 }
 
 /// Whether the process recorded as `pid` with start time `start` still runs: the same process
@@ -579,7 +431,7 @@ pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
 /// when its process had already exited.
 pub(crate) fn alive(pid: Option<i32>, start: Option<i64>) -> bool {
     match (pid, start) {
-        (Some(p), Some(s)) => process_start_time(p) == Some(s),
+        (Some(p), Some(s)) => hako_base::proc::alive(p, s as u64),
         _ => false,
     }
 }
@@ -814,10 +666,19 @@ impl Engine {
         Ok(self.store.remove(name_or_id, force, &container_using)?)
     }
 
-    /// Runs a container in the foreground and returns its exit status (Docker's convention).
+    /// `docker run`: creates the container named `name` (a generated name if `None`) and runs
+    /// it, in the foreground (returning its exit status, Docker's convention) or detached
+    /// (returning 0 once it runs).
     ///
-    /// The calling process must be single-threaded (see `hako_runtime::spawn`).
-    pub fn run(&self, opts: &RunOptions, on_start: &mut dyn FnMut(&Started<'_>)) -> Result<i32> {
+    /// The calling process must be single-threaded (see `hako_runtime::spawn`): the CLI's fast
+    /// path.
+    pub fn run(
+        &self,
+        name: Option<&str>,
+        config: &ContainerConfig,
+        mode: RunMode,
+        on_start: &mut dyn FnMut(&Started<'_>),
+    ) -> Result<i32> {
         use nix::sys::signal::{sigprocmask, SigmaskHow};
         // Ctrl-C before the container exists must not kill us halfway through creating it, and
         // one after it exits must not interrupt the cleanup: hold stop signals for the whole
@@ -825,7 +686,7 @@ impl Engine {
         let mut old = nix::sys::signal::SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), Some(&mut old))
             .map_err(|e| Error::io("block signals", e.into()))?;
-        let result = self.run_blocked(opts, on_start);
+        let result = self.run_blocked(name, config, mode, on_start);
         let pending = stop_signals();
         // A signal that arrived after the container finished was meant for it; drop it.
         while pending.timed_wait_zero() {}
@@ -848,14 +709,13 @@ impl Engine {
     }
 
     /// Everything about a container that follows from its options and image, validated.
-    fn plan(&self, id: &str, opts: &RunOptions, image: hako_image::Image) -> Result<Plan> {
+    fn plan(&self, id: &str, opts: &ContainerConfig, image: hako_image::Image) -> Result<Plan> {
         let cfg = image.config.config().clone().unwrap_or_default();
 
         // Docker's precedence: --entrypoint replaces the image's Entrypoint and drops its Cmd;
         // otherwise the command line replaces Cmd only.
         let (entrypoint, cmd): (Vec<String>, Vec<String>) = match &opts.entrypoint {
-            Some(e) if e.is_empty() => (Vec::new(), opts.cmd.clone()),
-            Some(e) => (vec![e.clone()], opts.cmd.clone()),
+            Some(e) => (e.clone(), opts.cmd.clone()),
             None => (
                 cfg.entrypoint().clone().unwrap_or_default(),
                 if opts.cmd.is_empty() {
@@ -869,7 +729,7 @@ impl Engine {
         if args.is_empty() {
             return Err(Error::NoCommand);
         }
-        let workdir = match (&opts.workdir, cfg.working_dir()) {
+        let workdir = match (&opts.working_dir, cfg.working_dir()) {
             (Some(w), _) => {
                 if !user::is_absolute(w) {
                     return Err(Error::Invalid(format!(
@@ -881,13 +741,6 @@ impl Engine {
             (None, Some(w)) if !w.is_empty() => w.clone(),
             _ => "/".to_string(),
         };
-        if let Some(n) = &opts.name {
-            if !names::valid(n) {
-                return Err(Error::Invalid(format!(
-                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                )));
-            }
-        }
         if let Some(h) = &opts.hostname {
             if h.is_empty() || h.len() > 64 || h.contains(['/', '\0', ' ']) {
                 return Err(Error::Invalid(format!("invalid hostname {h:?}")));
@@ -926,19 +779,11 @@ impl Engine {
             env.push("TERM=xterm".into());
         }
         let limits = limits::Limits::parse(opts)?;
-        monitor::log_rotation(&opts.log_opts)?;
-        if let Some(policy) = &opts.restart {
-            let parsed = RestartPolicy::parse(policy)?;
-            if opts.auto_remove && parsed != RestartPolicy::No {
-                return Err(Error::Invalid(
-                    "Conflicting options: --restart and --rm".into(),
-                ));
-            }
-        }
+        opts.check()?;
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
         let attach = match opts.network.attach_to() {
             None => {
-                if !opts.publish.is_empty() {
+                if !opts.port_bindings.is_empty() {
                     return Err(Error::Invalid(format!(
                         "published ports are discarded when using {} network mode",
                         opts.network.mode()
@@ -947,14 +792,11 @@ impl Engine {
                 None
             }
             Some(net) => {
-                let mut ports = Vec::new();
-                for p in &opts.publish {
-                    ports.extend(
-                        hako_net::parse_port_spec(p).map_err(|e| Error::Invalid(e.to_string()))?,
-                    );
-                }
+                let mut ports: Vec<hako_net::PortSpec> =
+                    opts.port_bindings.iter().map(|p| p.to_net()).collect();
                 if opts.publish_all {
-                    for e in cfg.exposed_ports().as_deref().unwrap_or(&[]) {
+                    let image_ports = cfg.exposed_ports().as_deref().unwrap_or(&[]);
+                    for e in image_ports.iter().chain(&opts.exposed_ports) {
                         let spec = hako_net::exposed_port_spec(e)
                             .map_err(|e| Error::Invalid(e.to_string()))?;
                         // An explicit -p for the same port wins, as with Docker.
@@ -971,35 +813,16 @@ impl Engine {
                         return Err(Error::Invalid(format!("network {n} not found")));
                     }
                 }
-                let ip = opts
-                    .ip
-                    .as_deref()
-                    .map(|i| {
-                        i.parse()
-                            .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {i}")))
-                    })
-                    .transpose()?;
-                let ip6 = opts
-                    .ip6
-                    .as_deref()
-                    .map(|i| {
-                        i.parse::<std::net::Ipv6Addr>()
-                            .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {i}")))
-                    })
-                    .transpose()?;
+                let (ip, ip6) = (opts.ip, opts.ip6);
                 if ip.is_some() || ip6.is_some() {
-                    let v4 = match ip {
-                        Some(std::net::IpAddr::V4(a)) => Some(a),
-                        _ => None,
-                    };
                     netwire::networks(self.store.conn(), &self.root)?
-                        .check_fixed_addresses(id, net, v4, ip6)
+                        .check_fixed_addresses(id, net, ip, ip6)
                         .map_err(|e| Error::Invalid(e.to_string()))?;
                 }
                 Some((
                     net.to_string(),
                     hako_net::AttachOptions {
-                        ip,
+                        ip: ip.map(std::net::IpAddr::V4),
                         ip6,
                         ports,
                         aliases: opts.network_aliases.clone(),
@@ -1024,41 +847,56 @@ impl Engine {
 
     fn run_blocked(
         &self,
-        opts: &RunOptions,
+        name: Option<&str>,
+        config: &ContainerConfig,
+        mode: RunMode,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
-        let image = self.resolve_image(&opts.image)?;
+        let image = self.resolve_image(&config.image)?;
         let id = random_id()?;
-        let plan = self.plan(&id, opts, image)?;
+        let plan = self.plan(&id, config, image)?;
         self.insert_container(
             &id,
-            opts,
+            name,
+            config,
             &plan.image.id,
             &plan.args,
             Some(self_owner()),
-            opts.auto_remove,
+            config.auto_remove,
         )?;
-        self.launch(&id, opts, &plan, opts.detach, on_start)
+        self.launch(&id, config, &plan, mode, on_start)
     }
 
-    /// `docker create`: records the container; `start` runs it.
-    pub fn create(&self, opts: &RunOptions) -> Result<String> {
-        let image = self.resolve_image(&opts.image)?;
+    /// `docker create`: records the container named `name` (a generated one if `None`);
+    /// `start` runs it. Returns its ID.
+    pub fn create(&self, name: Option<&str>, config: &ContainerConfig) -> Result<String> {
+        let image = self.resolve_image(&config.image)?;
         let id = random_id()?;
-        let plan = self.plan(&id, opts, image)?;
+        let plan = self.plan(&id, config, image)?;
         self.insert_container(
             &id,
-            opts,
+            name,
+            config,
             &plan.image.id,
             &plan.args,
             None,
-            opts.auto_remove,
+            config.auto_remove,
         )?;
         Ok(id)
     }
 
+    /// The stored configuration of the container `id`.
+    pub(crate) fn config_of(&self, id: &str) -> Result<ContainerConfig> {
+        let stored: String =
+            self.container_row(id, "SELECT config FROM containers WHERE id = ?1", |r| {
+                r.get(0)
+            })?;
+        ContainerConfig::from_stored(&stored)
+            .map_err(|e| Error::Invalid(format!("container {}: {e}", id.get(..12).unwrap_or(id))))
+    }
+
     /// `docker start`: runs a created or exited container again, detached, with its stored
-    /// options and its writable layer as it was left.
+    /// configuration and its writable layer as it was left.
     pub fn start(&self, key: &str) -> Result<String> {
         self.start_attaching(key, false)
     }
@@ -1084,14 +922,9 @@ impl Engine {
         if c.state == State::Running {
             return Ok(c.id);
         }
-        let stored: String =
-            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
-                r.get(0)
-            })?;
-        let opts: RunOptions = serde_json::from_str(&stored)
-            .map_err(|e| Error::Invalid(format!("stored configuration of {}: {e}", &c.id[..12])))?;
+        let config = self.config_of(&c.id)?;
         let image = self.resolve_image(&c.image_id)?;
-        let plan = self.plan(&c.id, &opts, image)?;
+        let plan = self.plan(&c.id, &config, image)?;
         let dir = self.container_dir(&c.id);
         // Under the container's lock: a finish of the previous run (its monitor's
         // `container-finish`, late) decides and cleans up under it, so it either completes
@@ -1115,29 +948,28 @@ impl Engine {
             params![&c.id, me, my_start],
         )?;
         drop(lock);
-        let opts = RunOptions {
-            auto_remove: opts.auto_remove,
-            attach_on_start: attach && (opts.tty || opts.interactive),
-            ..opts
+        let mode = RunMode {
+            detach: true,
+            attach_on_start: attach && (config.tty || config.open_stdin),
         };
-        self.launch(&c.id, &opts, &plan, true, &mut |_| {})?;
+        self.launch(&c.id, &config, &plan, mode, &mut |_| {})?;
         Ok(c.id)
     }
 
     fn launch(
         &self,
         id: &str,
-        opts: &RunOptions,
+        opts: &ContainerConfig,
         plan: &Plan,
-        detach: bool,
+        mode: RunMode,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let dir = self.container_dir(id);
         let result = self
             .prepare_start(id, &dir, opts, plan)
             .and_then(|prepared| {
-                if detach {
-                    monitor::start_detached(self, id, &dir, opts, &prepared).inspect(|_| {
+                if mode.detach {
+                    monitor::start_detached(self, id, &dir, opts, mode, &prepared).inspect(|_| {
                         on_start(&Started {
                             id,
                             warnings: &prepared.warnings,
@@ -1166,20 +998,30 @@ impl Engine {
     /// `run`), so a crash before the start is recorded can be recognised; `None` for `create`.
     /// `auto_remove` is what reconcile applies if that owner dies: `opts.auto_remove`, except
     /// for a build step, which goes with its build.
+    #[allow(clippy::too_many_arguments)]
     fn insert_container(
         &self,
         id: &str,
-        opts: &RunOptions,
+        wanted: Option<&str>,
+        opts: &ContainerConfig,
         image_id: &str,
         args: &[String],
         owner: Option<(i32, Option<i64>)>,
         auto_remove: bool,
     ) -> Result<String> {
+        let wanted = wanted.map(|n| n.trim_start_matches('/'));
+        if let Some(n) = wanted {
+            if !names::valid(n) {
+                return Err(Error::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+        }
         let command = serde_json::to_string(args).map_err(|e| Error::Invalid(e.to_string()))?;
-        let config = serde_json::to_string(opts).map_err(|e| Error::Invalid(e.to_string()))?;
+        let config = opts.to_stored()?;
         for attempt in 0..16 {
-            let name = match &opts.name {
-                Some(n) => n.clone(),
+            let name = match wanted {
+                Some(n) => n.to_string(),
                 None => names::generate(),
             };
             // The row and its event in one transaction: one commit instead of three.
@@ -1215,7 +1057,7 @@ impl Engine {
                 Err(rusqlite::Error::SqliteFailure(f, _))
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    if opts.name.is_some() || attempt == 15 {
+                    if wanted.is_some() || attempt == 15 {
                         let holder: String = self
                             .store
                             .conn()
@@ -1237,19 +1079,20 @@ impl Engine {
     fn apply_namespace_modes(
         &self,
         spec: &mut oci_spec::runtime::Spec,
-        opts: &RunOptions,
+        opts: &ContainerConfig,
     ) -> Result<()> {
+        use crate::config::NamespaceMode;
         use oci_spec::runtime::LinuxNamespaceType as T;
         let mut linux = spec.linux().clone().unwrap_or_default();
         let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        for (mode, typ, name, flag) in [
-            (&opts.pid_mode, T::Pid, "pid", "--pid"),
-            (&opts.ipc_mode, T::Ipc, "ipc", "--ipc"),
-            (&opts.uts_mode, T::Uts, "uts", "--uts"),
+        for (mode, typ, name) in [
+            (&opts.pid_mode, T::Pid, "pid"),
+            (&opts.ipc_mode, T::Ipc, "ipc"),
+            (&opts.uts_mode, T::Uts, "uts"),
         ] {
-            match mode.as_deref() {
-                None | Some("") | Some("private") | Some("shareable") => {}
-                Some("host") => {
+            match mode {
+                NamespaceMode::Private | NamespaceMode::Shareable => {}
+                NamespaceMode::Host => {
                     if typ == T::Uts && opts.hostname.is_some() {
                         return Err(Error::Invalid(
                             "conflicting options: hostname and the UTS mode".into(),
@@ -1260,8 +1103,8 @@ impl Engine {
                         spec.set_hostname(None);
                     }
                 }
-                Some(m) if m.starts_with("container:") => {
-                    let other = self.find(&m["container:".len()..])?;
+                NamespaceMode::Container(other) => {
+                    let other = self.find(other)?;
                     let pid = self.live_pid(&other.id)?.ok_or_else(|| {
                         Error::Invalid(format!(
                             "cannot join the {name} namespace of {}: it is not running",
@@ -1275,7 +1118,6 @@ impl Engine {
                         spec.set_hostname(None);
                     }
                 }
-                Some(other) => return Err(Error::Invalid(format!("invalid {flag} mode: {other}"))),
             }
         }
         linux.set_namespaces(Some(namespaces));
@@ -1287,7 +1129,7 @@ impl Engine {
         &self,
         id: &str,
         dir: &Path,
-        opts: &RunOptions,
+        opts: &ContainerConfig,
         plan: &Plan,
     ) -> Result<Prepared> {
         let rootfs = dir.join("rootfs");
@@ -1297,10 +1139,11 @@ impl Engine {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
-        let mut hosts_extra = Vec::new();
-        for h in &opts.add_hosts {
-            hosts_extra.push(options::parse_add_host(h)?);
-        }
+        let hosts_extra: Vec<String> = opts
+            .extra_hosts
+            .iter()
+            .map(|h| format!("{}\t{}", h.ip, h.name))
+            .collect();
         let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
         let mut mounts = self.container_mounts(id, opts, plan)?;
         let args = if opts.init {
@@ -1400,7 +1243,7 @@ impl Engine {
         &self,
         id: &str,
         dir: &Path,
-        opts: &RunOptions,
+        opts: &ContainerConfig,
         prepared: &Prepared,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
@@ -1438,7 +1281,7 @@ impl Engine {
                 overlay: Some(&prepared.overlay),
                 cgroup: Some(cgroup),
                 kill_with_parent: true,
-                stdin: if opts.interactive {
+                stdin: if opts.open_stdin {
                     hako_runtime::Stdin::Inherit
                 } else {
                     hako_runtime::Stdin::Null
@@ -1487,8 +1330,8 @@ impl Engine {
             warnings: running.warnings(),
         });
         let relay = master.map(|m| {
-            let raw = opts.interactive.then(tty::RawMode::enter);
-            (tty::relay(m, opts.interactive), raw)
+            let raw = opts.open_stdin.then(tty::RawMode::enter);
+            (tty::relay(m, opts.open_stdin), raw)
         });
         let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
         if let Some((t, raw)) = relay {
@@ -1867,7 +1710,7 @@ fn write_etc_files(
     hostname: &str,
     net: &Network,
     extra_hosts: &[String],
-    dns: &[String],
+    dns: &[std::net::IpAddr],
 ) -> Result<[(&'static str, PathBuf); 3]> {
     let mut hosts = if *net == Network::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
@@ -1887,9 +1730,6 @@ fn write_etc_files(
             .map(|l| format!("{l}\n"))
             .collect();
         for d in dns {
-            if d.parse::<std::net::IpAddr>().is_err() {
-                return Err(Error::Invalid(format!("{d} is not an ip address")));
-            }
             r.push_str(&format!("nameserver {d}\n"));
         }
         r
@@ -1944,6 +1784,51 @@ pub fn container_resolv_conf(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_survive_wrapping_and_causes_are_said_once() {
+        use ErrorKind as K;
+        assert_eq!(Error::NoSuchContainer("c".into()).kind(), K::NotFound);
+        assert_eq!(Error::ImageNotFound("i".into()).kind(), K::NotFound);
+        let conflict = Error::NameConflict {
+            name: "n".into(),
+            id: "i".into(),
+        };
+        assert_eq!(conflict.kind(), K::Conflict);
+        assert_eq!(Error::Running("c".into()).kind(), K::Conflict);
+        assert_eq!(Error::NotRunning("c".into()).kind(), K::Conflict);
+        assert_eq!(Error::Invalid("x".into()).kind(), K::Invalid);
+        assert_eq!(Error::NoCommand.kind(), K::Invalid);
+        // Wrapped errors keep their own kind.
+        let image = Error::from(hako_image::Error::NotFound("busybox".into()));
+        assert_eq!(image.kind(), K::NotFound);
+        let in_use = Error::from(hako_image::Error::Conflict("x".into()));
+        assert_eq!(in_use.kind(), K::Conflict);
+        let spec = Error::from(hako_runtime::Error::InvalidSpec("x".into()));
+        assert_eq!(spec.kind(), K::Invalid);
+        let cgroup = Error::from(hako_cgroups::Error::InvalidName("..".into()));
+        assert_eq!(cgroup.kind(), K::Invalid);
+        // Io and database errors say their cause in their message only.
+        let denied = Error::io(
+            "create state root /x",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(denied.kind(), K::Internal);
+        assert_eq!(
+            denied.to_string(),
+            "create state root /x: Permission denied (os error 13)"
+        );
+        assert!(std::error::Error::source(&denied).is_none());
+        let db = Error::from(rusqlite::Error::InvalidQuery);
+        assert_eq!(db.kind(), K::Internal);
+        assert!(std::error::Error::source(&db).is_none());
+        let cgroup_io = Error::from(hako_cgroups::Error::Write {
+            path: "/sys/fs/cgroup/x/cpuset.cpus".into(),
+            value: "63".into(),
+            error: std::io::Error::from_raw_os_error(libc::ERANGE),
+        });
+        assert!(std::error::Error::source(&cgroup_io).is_none());
+    }
 
     #[test]
     fn env_precedence() {

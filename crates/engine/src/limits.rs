@@ -1,8 +1,9 @@
 //! Resource limits, capabilities, rlimits and sysctls requested on the command line, parsed and
 //! checked before anything is created.
 
+use crate::config::ContainerConfig;
 use crate::options;
-use crate::{Error, Result, RunOptions};
+use crate::{Error, Result};
 use oci_spec::runtime::Capability;
 use std::collections::HashSet;
 
@@ -154,24 +155,25 @@ fn all_caps() -> HashSet<Capability> {
 }
 
 impl Limits {
-    pub(crate) fn parse(o: &RunOptions) -> Result<Limits> {
+    /// Checks the configuration's limits, capabilities, rlimits and sysctls, and reads them
+    /// as the cgroup and the runtime take them.
+    pub(crate) fn parse(o: &ContainerConfig) -> Result<Limits> {
         let mut l = Limits::default();
         let r = &mut l.resources;
-        r.memory_limit = o
-            .memory
-            .as_deref()
-            .map(|m| options::parse_size(m, "-m, --memory"))
-            .transpose()?;
+        let given = &o.resources;
+        r.memory_limit = given.memory;
         if let Some(m) = r.memory_limit {
             if m < 6 * 1024 * 1024 {
                 return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
             }
         }
-        r.memory_swap = match o.memory_swap.as_deref() {
-            None => None,
-            Some("-1") => Some(-1),
-            Some(s) => Some(options::parse_size(s, "--memory-swap")?),
-        };
+        r.memory_swap = given.memory_swap;
+        if r.memory_swap.is_some_and(|s| s < -1) {
+            return Err(Error::Invalid(format!(
+                "invalid memory swap limit: {}",
+                r.memory_swap.unwrap_or_default()
+            )));
+        }
         if let (Some(swap), Some(mem)) = (r.memory_swap, r.memory_limit) {
             if swap > 0 && swap < mem {
                 return Err(Error::Invalid(
@@ -184,14 +186,19 @@ impl Limits {
                     .into(),
             ));
         }
-        if let Some(c) = &o.cpus {
-            let (quota, period) = options::parse_cpus(c)?;
-            r.cpu_quota = Some(quota);
-            r.cpu_period = Some(period);
+        if let Some(n) = given.nano_cpus {
+            if n <= 0 {
+                return Err(Error::Invalid(format!(
+                    "Range of CPUs is from 0.01 to the number of CPUs available, got {}",
+                    n as f64 / 1e9
+                )));
+            }
+            r.cpu_quota = Some(options::cpu_quota(n));
+            r.cpu_period = Some(options::CPU_PERIOD);
         }
-        r.cpu_shares = o.cpu_shares;
-        r.cpuset_cpus = o.cpuset_cpus.clone();
-        r.pids_limit = o.pids_limit;
+        r.cpu_shares = given.cpu_shares;
+        r.cpuset_cpus = given.cpuset_cpus.clone();
+        r.pids_limit = given.pids_limit;
 
         l.capabilities = if o.privileged {
             all_caps()
@@ -217,15 +224,20 @@ impl Limits {
             }
             caps
         };
-        for u in &o.ulimits {
-            l.rlimits.push(options::parse_ulimit(u)?);
+        for u in &given.ulimits {
+            if !options::ULIMITS.contains(&u.name.as_str()) {
+                return Err(Error::Invalid(format!("invalid ulimit type: {}", u.name)));
+            }
+            if u.soft > u.hard {
+                return Err(Error::Invalid(format!(
+                    "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                    u.soft, u.hard
+                )));
+            }
+            l.rlimits.push((u.oci_name(), u.soft, u.hard));
         }
-        for s in &o.sysctls {
-            let (k, v) = s.split_once('=').ok_or_else(|| {
-                Error::Invalid(format!(
-                    "invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed"
-                ))
-            })?;
+        for (k, v) in &o.sysctls {
+            let k = k.as_str();
             // Docker only allows namespaced sysctls: they cannot change the host.
             let namespaced = k.starts_with("net.")
                 || k.starts_with("fs.mqueue.")
@@ -252,21 +264,30 @@ impl Limits {
             }
             l.sysctls.push((k.to_string(), v.to_string()));
         }
-        l.devices = o
-            .devices
-            .iter()
-            .map(|d| options::parse_device(d))
-            .collect::<Result<_>>()?;
-        l.device_cgroup_rules = o
+        for d in &given.devices {
+            if !d.container.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "device {}: {} is not an absolute path",
+                    d.host, d.container
+                )));
+            }
+            if d.permissions.is_empty() || !d.permissions.chars().all(|c| "rwm".contains(c)) {
+                return Err(Error::Invalid(format!(
+                    "device {}: bad mode specified: {}",
+                    d.host, d.permissions
+                )));
+            }
+        }
+        l.devices = given.devices.clone();
+        l.device_cgroup_rules = given
             .device_cgroup_rules
             .iter()
             .map(|r| options::parse_device_cgroup_rule(r))
             .collect::<Result<_>>()?;
-        l.shm_size = o
-            .shm_size
-            .as_deref()
-            .map(|s| options::parse_size(s, "--shm-size"))
-            .transpose()?;
+        if o.shm_size.is_some_and(|s| s <= 0) {
+            return Err(Error::Invalid("SHM size can not be less than 0".into()));
+        }
+        l.shm_size = o.shm_size;
         Ok(l)
     }
 }
@@ -274,10 +295,11 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Resources;
 
     #[test]
     fn capabilities_follow_docker() {
-        let o = RunOptions {
+        let o = ContainerConfig {
             cap_add: vec!["NET_ADMIN".into()],
             cap_drop: vec!["chown".into()],
             ..Default::default()
@@ -286,18 +308,18 @@ mod tests {
         assert!(l.capabilities.contains(&Capability::NetAdmin));
         assert!(!l.capabilities.contains(&Capability::Chown));
         assert_eq!(l.capabilities.len(), 14);
-        let o = RunOptions {
+        let o = ContainerConfig {
             cap_drop: vec!["ALL".into()],
             cap_add: vec!["KILL".into()],
             ..Default::default()
         };
         assert_eq!(Limits::parse(&o).unwrap().capabilities.len(), 1);
-        let o = RunOptions {
+        let o = ContainerConfig {
             privileged: true,
             ..Default::default()
         };
         assert!(Limits::parse(&o).unwrap().capabilities.len() >= 14);
-        let o = RunOptions {
+        let o = ContainerConfig {
             cap_add: vec!["FLY".into()],
             ..Default::default()
         };
@@ -309,28 +331,32 @@ mod tests {
 
     #[test]
     fn memory_rules() {
-        let o = RunOptions {
-            memory: Some("1m".into()),
+        let with = |resources: Resources| ContainerConfig {
+            resources,
             ..Default::default()
         };
-        assert!(Limits::parse(&o).is_err());
-        let o = RunOptions {
-            memory: Some("64m".into()),
-            memory_swap: Some("32m".into()),
+        let o = with(Resources {
+            memory: Some(1 << 20),
             ..Default::default()
-        };
+        });
         assert!(Limits::parse(&o).is_err());
-        let o = RunOptions {
-            memory_swap: Some("32m".into()),
+        let o = with(Resources {
+            memory: Some(64 << 20),
+            memory_swap: Some(32 << 20),
             ..Default::default()
-        };
+        });
         assert!(Limits::parse(&o).is_err());
-        let o = RunOptions {
-            memory: Some("64m".into()),
-            cpus: Some("0.5".into()),
+        let o = with(Resources {
+            memory_swap: Some(32 << 20),
+            ..Default::default()
+        });
+        assert!(Limits::parse(&o).is_err());
+        let o = with(Resources {
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
             pids_limit: Some(10),
             ..Default::default()
-        };
+        });
         let l = Limits::parse(&o).unwrap();
         assert_eq!(l.resources.memory_limit, Some(64 << 20));
         assert_eq!(l.resources.cpu_quota, Some(50_000));
@@ -346,9 +372,12 @@ mod tests {
             minor,
             access: access.into(),
         };
-        let o = RunOptions {
-            devices: vec!["/dev/kvm:/dev/kvm:r".into()],
-            device_cgroup_rules: vec!["c 42:* rmw".into()],
+        let o = ContainerConfig {
+            resources: Resources {
+                devices: vec![options::parse_device("/dev/kvm:/dev/kvm:r").unwrap()],
+                device_cgroup_rules: vec!["c 42:* rmw".into()],
+                ..Default::default()
+            },
             ..Default::default()
         };
         let l = Limits::parse(&o).unwrap();
@@ -373,13 +402,21 @@ mod tests {
             device_rules(true, &[kvm], &l.device_cgroup_rules),
             vec![rule(true, 'a', None, None, "rwm")]
         );
+        let bad_mode = options::DeviceRequest {
+            host: "/dev/kvm".into(),
+            container: "/dev/kvm".into(),
+            permissions: "x".into(),
+        };
         for (devices, rules) in [
-            (vec!["/dev/kvm:/dev/kvm:x".to_string()], vec![]),
+            (vec![bad_mode], vec![]),
             (vec![], vec!["c 1:3".to_string()]),
         ] {
-            let o = RunOptions {
-                devices,
-                device_cgroup_rules: rules,
+            let o = ContainerConfig {
+                resources: Resources {
+                    devices,
+                    device_cgroup_rules: rules,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             assert!(matches!(Limits::parse(&o), Err(Error::Invalid(_))));
@@ -388,15 +425,13 @@ mod tests {
 
     #[test]
     fn sysctls_must_be_namespaced() {
-        let o = RunOptions {
-            sysctls: vec!["net.ipv4.ip_forward=1".into()],
+        let sysctl = |k: &str| ContainerConfig {
+            sysctls: [(k.to_string(), "1".to_string())].into(),
             ..Default::default()
         };
+        let o = sysctl("net.ipv4.ip_forward");
         assert!(Limits::parse(&o).is_ok());
-        let o = RunOptions {
-            sysctls: vec!["kernel.panic=1".into()],
-            ..Default::default()
-        };
+        let o = sysctl("kernel.panic");
         assert!(Limits::parse(&o).is_err());
     }
 }

@@ -7,7 +7,9 @@
 //! `containers/<id>/exit` and execs `hako container-finish <id>` to record it and clean up.
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
-use crate::{now_nanos, process_start_time, Engine, Error, Prepared, Result, RunOptions};
+use crate::{
+    now_nanos, process_start_time, ContainerConfig, Engine, Error, Prepared, Result, RunMode,
+};
 use nix::unistd::{fork, ForkResult};
 use rusqlite::params;
 use std::ffi::CString;
@@ -20,36 +22,6 @@ use std::time::{Duration, Instant};
 /// Name of the json-file log inside the container directory (Docker's naming).
 pub fn log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}-json.log"))
-}
-
-/// `--log-opt` values of the json-file driver: (max-size in bytes, 0 = unlimited; max-file).
-pub(crate) fn log_rotation(opts: &[String]) -> Result<(u64, u32)> {
-    let (mut size, mut files) = (0u64, 1u32);
-    for o in opts {
-        match o.split_once('=') {
-            Some(("max-size", v)) => {
-                size = crate::options::parse_size(v, "--log-opt max-size")? as u64
-            }
-            Some(("max-file", v)) => {
-                files = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| Error::Invalid(format!("invalid value for max-file: {v}")))?
-            }
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "unknown log opt '{o}' for json-file log driver"
-                )))
-            }
-        }
-    }
-    if files > 1 && size == 0 {
-        return Err(Error::Invalid(
-            "max-file cannot be set without max-size".into(),
-        ));
-    }
-    Ok((size, files))
 }
 
 fn exit_path(dir: &Path) -> PathBuf {
@@ -78,7 +50,8 @@ pub(crate) fn start_detached(
     engine: &Engine,
     id: &str,
     dir: &Path,
-    opts: &RunOptions,
+    opts: &ContainerConfig,
+    mode: RunMode,
     prepared: &Prepared,
 ) -> Result<i32> {
     let monitor = monitor_binary()?;
@@ -135,7 +108,7 @@ pub(crate) fn start_detached(
                 Some((wire_w, wired_r)) => ask_to_wire(wire_w, wired_r, pid),
                 None => Ok(()),
             };
-            let (msg, pid) = match become_monitor(prepared, opts.tty, opts.interactive, &hook) {
+            let (msg, pid) = match become_monitor(prepared, opts.tty, opts.open_stdin, &hook) {
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
@@ -153,21 +126,20 @@ pub(crate) fn start_detached(
                 drop(report_w);
                 let mut argv = argv;
                 argv.insert(2, CString::new(pid.to_string()).expect("digits"));
-                if let Ok((size, files)) = log_rotation(&opts.log_opts) {
-                    if size > 0 {
-                        argv.push(CString::new(size.to_string()).expect("digits"));
-                        argv.push(CString::new(files.to_string()).expect("digits"));
-                    }
+                let log = &opts.log_config;
+                if log.max_size > 0 {
+                    argv.push(CString::new(log.max_size.to_string()).expect("digits"));
+                    argv.push(CString::new(log.files().to_string()).expect("digits"));
                 }
                 // `-i` without `-t`: the monitor holds the container's stdin for `attach`.
-                let stdin = match (opts.interactive && !opts.tty, opts.stdin_once) {
+                let stdin = match (opts.open_stdin && !opts.tty, opts.stdin_once) {
                     (false, _) => None,
                     (true, false) => Some("open"),
                     (true, true) => Some("once"),
                 };
                 exec_monitor(
                     &argv,
-                    opts.attach_on_start && (opts.tty || opts.interactive),
+                    mode.attach_on_start && (opts.tty || opts.open_stdin),
                     stdin,
                 );
             }
@@ -502,8 +474,7 @@ impl Engine {
         let Some((config, count, stopped)) = row else {
             return Ok(());
         };
-        let opts: RunOptions = serde_json::from_str(&config).unwrap_or_default();
-        let policy = crate::RestartPolicy::parse(opts.restart.as_deref().unwrap_or("no"))?;
+        let policy = ContainerConfig::from_stored(&config)?.restart_policy;
         if stopped || !policy.restarts(code, count) {
             return Ok(());
         }
@@ -619,8 +590,7 @@ impl Engine {
 
     /// Blocks until the container is recorded as exited (or gone, with `--rm`); returns its code.
     pub fn wait(&self, key: &str) -> Result<i32> {
-        let c = self.find(key)?;
-        self.wait_exited(&c.id, Duration::MAX)
+        self.wait_for(key, crate::wait::WaitCondition::NotRunning)
     }
 
     fn wait_exited(&self, id: &str, limit: Duration) -> Result<i32> {

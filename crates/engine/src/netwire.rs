@@ -289,11 +289,7 @@ impl crate::Engine {
         aliases: &[String],
     ) -> Result<()> {
         let c = self.find(container)?;
-        let stored: String =
-            self.container_row(&c.id, "SELECT config FROM containers WHERE id = ?1", |r| {
-                r.get(0)
-            })?;
-        let run: crate::RunOptions = serde_json::from_str(&stored).unwrap_or_default();
+        let run = self.config_of(&c.id)?;
         let Some(primary) = run.network.attach_to() else {
             return Err(Error::Invalid(format!(
                 "container {} uses network mode {}: it cannot be connected to other networks",

@@ -1,37 +1,39 @@
 //! Parsing of Docker's value syntaxes: sizes (`512m`), `--cpus`, `--ulimit`, `-v`, `--tmpfs`,
 //! `--add-host`, capability names. Error texts follow Docker's where it has one.
+//!
+//! The engine keeps these grammars (rather than `hako_docker::flags`, which builds a
+//! [`ContainerConfig`](crate::config::ContainerConfig) from `docker run`'s flags with them)
+//! because it reads rows that earlier hako stored as flag strings, and converts them with the
+//! same grammars ([`crate::config`]).
 
+use crate::config::Mount;
 use crate::{Error, Result};
 
-/// Docker's `RAMInBytes`: a number with an optional b/k/m/g/t/p suffix (binary multiples).
+/// Docker's `RAMInBytes` ([`hako_base::size::parse_ram`]: `512m`, `1.5g`, `5MiB`) for `flag`,
+/// with Docker's message when it is not one.
 pub fn parse_size(s: &str, flag: &str) -> Result<i64> {
-    let bad = || {
+    hako_base::size::parse_ram(s.trim()).map_err(|_| {
         Error::Invalid(format!(
             "invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'"
         ))
-    };
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix('b')
-        .filter(|r| !r.is_empty() && !r.ends_with('b'))
-        .unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        Some('p') => (&t[..t.len() - 1], 1 << 50),
-        _ => (t, 1),
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(bad());
-    }
-    Ok((v * mult as f64) as i64)
+    })
 }
 
 /// `--cpus 1.5` → (quota, period) in microseconds with Docker's 100 ms period.
 pub fn parse_cpus(s: &str) -> Result<(i64, u64)> {
+    Ok((cpu_quota(parse_nano_cpus(s)?), CPU_PERIOD))
+}
+
+/// Docker's CFS period for `--cpus`, in microseconds.
+pub(crate) const CPU_PERIOD: u64 = 100_000;
+
+/// The CFS quota (microseconds per [`CPU_PERIOD`]) of `nano_cpus` billionths of a CPU.
+pub(crate) fn cpu_quota(nano_cpus: i64) -> i64 {
+    (nano_cpus as f64 / 1e9 * CPU_PERIOD as f64).round() as i64
+}
+
+/// `--cpus 1.5` → billionths of a CPU (Docker's NanoCPUs).
+pub fn parse_nano_cpus(s: &str) -> Result<i64> {
     let v: f64 = s
         .parse()
         .map_err(|_| Error::Invalid(format!("invalid argument \"{s}\" for \"--cpus\" flag: failed to parse {s} as a rational number")))?;
@@ -40,8 +42,28 @@ pub fn parse_cpus(s: &str) -> Result<(i64, u64)> {
             "Range of CPUs is from 0.01 to the number of CPUs available, got {s}"
         )));
     }
-    Ok(((v * 100_000.0).round() as i64, 100_000))
+    Ok((v * 1e9).round() as i64)
 }
+
+/// The rlimits `--ulimit` knows, by Docker's names.
+pub const ULIMITS: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+    "as",
+];
 
 /// `--ulimit nofile=1024:2048` → (OCI name, soft, hard).
 pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
@@ -53,25 +75,7 @@ pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
     let (name, vals) = s
         .split_once('=')
         .ok_or_else(|| bad("expected name=soft[:hard]"))?;
-    let known = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !known.contains(&name) {
+    if !ULIMITS.contains(&name) {
         return Err(bad(&format!("invalid ulimit type: {name}")));
     }
     let parse = |v: &str| -> Result<u64> {
@@ -97,33 +101,8 @@ pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
     Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
 }
 
-/// A `-v` or `--mount` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VolumeSpec {
-    /// A host path bind-mounted into the container.
-    Bind {
-        /// Absolute host path.
-        source: String,
-        /// Absolute container path.
-        target: String,
-        /// Mounted read-only.
-        readonly: bool,
-        /// Propagation option (`rprivate` unless given).
-        propagation: String,
-    },
-    /// A named (or anonymous, when `name` is None) volume.
-    Volume {
-        /// Volume name; `None` creates an anonymous volume.
-        name: Option<String>,
-        /// Absolute container path.
-        target: String,
-        /// Mounted read-only.
-        readonly: bool,
-    },
-}
-
 /// Docker's `-v [SRC:]DST[:OPTS]`.
-pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
+pub fn parse_volume(s: &str) -> Result<Mount> {
     let bad = |why: &str| Error::Invalid(format!("invalid volume specification: '{s}': {why}"));
     let parts: Vec<&str> = s.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
@@ -155,7 +134,7 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
         }
     }
     Ok(match src {
-        Some(p) if p.starts_with('/') => VolumeSpec::Bind {
+        Some(p) if p.starts_with('/') => Mount::Bind {
             source: p.to_string(),
             target: dst.to_string(),
             readonly,
@@ -167,13 +146,13 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
                     "\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
                 )));
             }
-            VolumeSpec::Volume {
+            Mount::Volume {
                 name: Some(name.to_string()),
                 target: dst.to_string(),
                 readonly,
             }
         }
-        None => VolumeSpec::Volume {
+        None => Mount::Volume {
             name: None,
             target: dst.to_string(),
             readonly,
@@ -181,17 +160,29 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
     })
 }
 
-/// `--tmpfs /run:rw,size=64m` → (target, mount options).
-pub fn parse_tmpfs(s: &str) -> Result<(String, Vec<String>)> {
+/// `--tmpfs /run:rw,size=64m` → a tmpfs mount with those options.
+pub fn parse_tmpfs(s: &str) -> Result<Mount> {
     let (target, opts) = s.split_once(':').unwrap_or((s, ""));
     if !target.starts_with('/') {
         return Err(Error::Invalid(format!(
             "invalid tmpfs mount '{s}': the destination must be an absolute path"
         )));
     }
+    Ok(Mount::Tmpfs {
+        target: target.to_string(),
+        options: opts
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// A tmpfs's mount options: Docker's `nosuid,nodev,noexec`, then those given.
+pub(crate) fn tmpfs_options(given: &[String]) -> Vec<String> {
     let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
-    o.extend(opts.split(',').filter(|x| !x.is_empty()).map(String::from));
-    Ok((target.to_string(), o))
+    o.extend(given.iter().cloned());
+    o
 }
 
 /// `--add-host name:ip` (also `name=ip`) → an /etc/hosts line.
@@ -225,7 +216,7 @@ pub fn parse_capability(s: &str) -> Result<Option<oci_spec::runtime::Capability>
 }
 
 /// `--device HOST[:CONTAINER][:PERMISSIONS]`, read as Docker's CLI reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceRequest {
     /// The device node (or a directory of them) on the host.
     pub host: String,
@@ -437,6 +428,7 @@ mod tests {
         assert_eq!(parse_size("1.5k", "--memory").unwrap(), 1536);
         assert_eq!(parse_size("100", "--memory").unwrap(), 100);
         assert_eq!(parse_size("64mb", "--memory").unwrap(), 64 << 20);
+        assert_eq!(parse_size("5MiB", "--memory").unwrap(), 5 << 20);
         let e = parse_size("lots", "-m, --memory").unwrap_err().to_string();
         assert_eq!(
             e,
@@ -462,7 +454,7 @@ mod tests {
     fn volumes() {
         assert_eq!(
             parse_volume("/h:/c:ro").unwrap(),
-            VolumeSpec::Bind {
+            Mount::Bind {
                 source: "/h".into(),
                 target: "/c".into(),
                 readonly: true,
@@ -471,7 +463,7 @@ mod tests {
         );
         assert_eq!(
             parse_volume("data:/var/lib/x").unwrap(),
-            VolumeSpec::Volume {
+            Mount::Volume {
                 name: Some("data".into()),
                 target: "/var/lib/x".into(),
                 readonly: false
@@ -479,7 +471,7 @@ mod tests {
         );
         assert_eq!(
             parse_volume("/anon").unwrap(),
-            VolumeSpec::Volume {
+            Mount::Volume {
                 name: None,
                 target: "/anon".into(),
                 readonly: false
@@ -497,8 +489,11 @@ mod tests {
         assert!(parse_add_host("nohost").is_err());
         assert!(parse_add_host("x:notanip").is_err());
         assert_eq!(
-            parse_tmpfs("/run:size=1m").unwrap().1.last().unwrap(),
-            "size=1m"
+            parse_tmpfs("/run:size=1m").unwrap(),
+            Mount::Tmpfs {
+                target: "/run".into(),
+                options: vec!["size=1m".into()]
+            }
         );
         assert!(parse_tmpfs("run").is_err());
         assert_eq!(
@@ -511,114 +506,5 @@ mod tests {
         );
         assert_eq!(parse_capability("ALL").unwrap(), None);
         assert!(parse_capability("FLY").is_err());
-    }
-}
-
-/// Docker's `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]`,
-/// translated to a `-v` volume spec or a `--tmpfs` spec. Unlike `-v`, a missing bind source
-/// is an error, as with Docker.
-pub fn parse_mount(s: &str) -> Result<MountFlag> {
-    let bad = |why: String| {
-        Error::Invalid(format!(
-            "invalid argument \"{s}\" for \"--mount\" flag: {why}"
-        ))
-    };
-    let mut typ = "volume".to_string();
-    let (mut source, mut target) = (None::<String>, None::<String>);
-    let mut readonly = false;
-    let mut propagation = None::<String>;
-    let mut tmpfs_opts = Vec::new();
-    for field in s.split(',') {
-        let (k, v) = match field.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim())),
-            None => (field.trim(), None),
-        };
-        match (k, v) {
-            ("type", Some(t)) => typ = t.to_string(),
-            ("source" | "src", Some(v)) => source = Some(v.to_string()),
-            ("target" | "destination" | "dst", Some(v)) => target = Some(v.to_string()),
-            ("readonly" | "ro", None) => readonly = true,
-            ("readonly" | "ro", Some(v)) => readonly = matches!(v, "1" | "true"),
-            ("bind-propagation", Some(v)) => propagation = Some(v.to_string()),
-            ("tmpfs-size", Some(v)) => {
-                tmpfs_opts.push(format!("size={}", parse_size(v, "--mount")?))
-            }
-            ("tmpfs-mode", Some(v)) => tmpfs_opts.push(format!("mode={v}")),
-            ("volume-nocopy" | "consistency", _) => {}
-            (other, _) => return Err(bad(format!("unexpected key '{other}' in '{field}'"))),
-        }
-    }
-    let target = target.ok_or_else(|| bad("target is required".into()))?;
-    if !target.starts_with('/') {
-        return Err(bad(format!(
-            "invalid mount path: '{target}' mount path must be absolute"
-        )));
-    }
-    let ro = if readonly { ":ro" } else { "" };
-    match typ.as_str() {
-        "bind" => {
-            let src = source.ok_or_else(|| {
-                bad("source is required when specifying volume-specific options".into())
-            })?;
-            if !std::path::Path::new(&src).exists() {
-                return Err(Error::Invalid(format!(
-                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                )));
-            }
-            let prop = propagation.map(|p| format!(",{p}")).unwrap_or_default();
-            let opts = format!("{}{}", if readonly { "ro" } else { "rw" }, prop);
-            Ok(MountFlag::Volume(format!("{src}:{target}:{opts}")))
-        }
-        "volume" => Ok(MountFlag::Volume(match source {
-            Some(name) => format!("{name}:{target}{ro}"),
-            None => format!("{target}{ro}"),
-        })),
-        "tmpfs" => {
-            if source.is_some() {
-                return Err(bad("source is not supported for tmpfs mounts".into()));
-            }
-            Ok(MountFlag::Tmpfs(if tmpfs_opts.is_empty() {
-                target
-            } else {
-                format!("{target}:{}", tmpfs_opts.join(","))
-            }))
-        }
-        other => Err(bad(format!("invalid mount type: {other}"))),
-    }
-}
-
-/// What a `--mount` becomes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MountFlag {
-    /// A `-v` spec.
-    Volume(String),
-    /// A `--tmpfs` spec.
-    Tmpfs(String),
-}
-
-#[cfg(test)]
-mod mount_tests {
-    use super::*;
-
-    #[test]
-    fn mount_flag_translates() {
-        assert_eq!(
-            parse_mount("type=bind,source=/tmp,target=/t,readonly").unwrap(),
-            MountFlag::Volume("/tmp:/t:ro".into())
-        );
-        assert_eq!(
-            parse_mount("type=volume,src=data,dst=/d").unwrap(),
-            MountFlag::Volume("data:/d".into())
-        );
-        assert_eq!(
-            parse_mount("type=tmpfs,target=/run,tmpfs-size=1m").unwrap(),
-            MountFlag::Tmpfs("/run:size=1048576".into())
-        );
-        assert!(parse_mount("type=bind,source=/no/such/dir,target=/t")
-            .unwrap_err()
-            .to_string()
-            .contains("bind source path does not exist"));
-        assert!(parse_mount("type=bind,source=/tmp").is_err());
-        assert!(parse_mount("type=nfs,target=/x").is_err());
     }
 }

@@ -323,8 +323,8 @@ impl crate::Engine {
             )
             .ok();
         let owner = row.as_ref().map(|(pid, start, _)| (*pid, *start));
-        let opts: crate::RunOptions = row
-            .and_then(|(_, _, config)| serde_json::from_str(&config).ok())
+        let opts = row
+            .and_then(|(_, _, config)| crate::ContainerConfig::from_stored(&config).ok())
             .unwrap_or_default();
         let streams = Streams {
             tty: opts.tty,

@@ -3,8 +3,9 @@
 //! A volume is a directory `ROOT/volumes/<name>/_data`, recorded in the `volumes` table;
 //! `container_volumes` says which containers use which, so in-use volumes are never removed.
 
-use crate::options::{self, VolumeSpec};
-use crate::{now_nanos, random_id, Engine, Error, Plan, Result, RunOptions};
+use crate::config::{ContainerConfig, Mount as Spec};
+use crate::options;
+use crate::{now_nanos, random_id, Engine, Error, Plan, Result};
 use oci_spec::runtime::{Mount, MountBuilder};
 use rusqlite::{params, OptionalExtension};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -256,21 +257,16 @@ impl Engine {
     pub(crate) fn container_mounts(
         &self,
         id: &str,
-        opts: &RunOptions,
+        opts: &ContainerConfig,
         plan: &Plan,
     ) -> Result<Vec<Mount>> {
         let mut mounts = Vec::new();
         let mut targets = Vec::new();
-        let mut specs = Vec::new();
-        for v in &opts.volumes {
-            specs.push(options::parse_volume(v)?);
-        }
+        let mut specs: Vec<Spec> = opts.mounts.clone();
         for v in &plan.image_volumes {
-            let covered = specs.iter().any(|s| match s {
-                VolumeSpec::Bind { target, .. } | VolumeSpec::Volume { target, .. } => target == v,
-            });
+            let covered = specs.iter().any(|s| s.target() == v);
             if !covered {
-                specs.push(VolumeSpec::Volume {
+                specs.push(Spec::Volume {
                     name: None,
                     target: v.clone(),
                     readonly: false,
@@ -289,7 +285,7 @@ impl Engine {
         };
         for spec in specs {
             match spec {
-                VolumeSpec::Bind {
+                Spec::Bind {
                     source,
                     target,
                     readonly,
@@ -307,7 +303,7 @@ impl Engine {
                     mounts.push(mount(&target, "bind", &source, o)?);
                     targets.push(target);
                 }
-                VolumeSpec::Volume {
+                Spec::Volume {
                     name,
                     target,
                     readonly,
@@ -340,12 +336,12 @@ impl Engine {
                     mounts.push(mount(&target, "bind", &data.to_string_lossy(), o)?);
                     targets.push(target);
                 }
+                Spec::Tmpfs { target, options } => {
+                    let o = options::tmpfs_options(&options);
+                    mounts.push(mount(&target, "tmpfs", "tmpfs", o)?);
+                    targets.push(target);
+                }
             }
-        }
-        for t in &opts.tmpfs {
-            let (target, o) = options::parse_tmpfs(t)?;
-            mounts.push(mount(&target, "tmpfs", "tmpfs", o)?);
-            targets.push(target);
         }
         for o in &opts.overlays {
             mounts.push(o.oci()?);

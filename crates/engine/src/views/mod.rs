@@ -8,3 +8,6 @@
 pub mod image;
 pub mod network;
 pub mod system;
+mod top;
+
+pub use top::Top;

@@ -1,0 +1,783 @@
+//! Docker's container JSON and the engine's container types: the body of
+//! `POST /containers/create` read into the engine's [`ContainerConfig`], with the same value
+//! grammars the CLI's flags go through ([`crate::flags`]).
+//!
+//! A field hako cannot honour is refused with its name when it is set to anything but Docker's
+//! empty value, never accepted and dropped: clients send most fields with those empty values
+//! (`"CpuPeriod": 0`, `"Links": null`), and those are what every container gets anyway.
+
+use crate::flags;
+use bollard_stubs::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount as ApiMount, MountType,
+};
+use hako_engine::config::{
+    ContainerConfig, ExtraHost, HealthConfig, LogConfig, Mount, NamespaceMode, PortBinding,
+    Resources, RestartPolicy, Ulimit,
+};
+use hako_engine::{options, Error, Network};
+use std::collections::BTreeMap;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// A create request, read: the configuration, and what to tell the client (Docker's
+/// `Warnings`).
+#[derive(Debug, Clone)]
+pub struct Create {
+    /// The configuration the engine creates the container from.
+    pub config: ContainerConfig,
+    /// Options accepted with nothing to apply on this host.
+    pub warnings: Vec<String>,
+}
+
+fn unsupported(field: &str) -> Error {
+    Error::Invalid(format!("{field} is not supported by hako"))
+}
+
+/// Refuses `field` when `set`.
+fn refuse_if(set: bool, field: &str) -> Result<()> {
+    if set {
+        Err(unsupported(field))
+    } else {
+        Ok(())
+    }
+}
+
+fn nonempty<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+fn nonzero(v: Option<i64>) -> bool {
+    v.is_some_and(|v| v != 0)
+}
+
+/// Empty strings are Docker's "not set".
+fn text(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.is_empty())
+}
+
+/// `POST /containers/create`'s body into the engine's configuration. The container's name is
+/// the request's `name` query parameter, which the engine checks when it creates it.
+pub fn from_create_body(body: &ContainerCreateBody) -> Result<Create> {
+    let image = text(&body.image)
+        .ok_or_else(|| Error::Invalid("Config.Image: an image is required".into()))?;
+    refuse_if(text(&body.domainname).is_some(), "Config.Domainname")?;
+    refuse_if(
+        text(&body.stop_signal).is_some_and(|s| s != "SIGTERM" && s != "TERM" && s != "15"),
+        "Config.StopSignal (other than SIGTERM)",
+    )?;
+    refuse_if(nonempty(&body.on_build), "Config.OnBuild")?;
+    refuse_if(nonempty(&body.shell), "Config.Shell")?;
+    let stop_timeout = match body.stop_timeout {
+        None => None,
+        Some(t) => Some(
+            u64::try_from(t)
+                .map_err(|_| Error::Invalid(format!("Config.StopTimeout: {t} is negative")))?,
+        ),
+    };
+    let healthcheck = body
+        .healthcheck
+        .as_ref()
+        .map(|h| -> Result<HealthConfig> {
+            let ns = |v: Option<i64>, f: &str| -> Result<i64> {
+                match v.unwrap_or(0) {
+                    n if n < 0 => Err(Error::Invalid(format!(
+                        "Config.Healthcheck.{f}: {n} is negative"
+                    ))),
+                    n => Ok(n),
+                }
+            };
+            Ok(HealthConfig {
+                test: h.test.clone().unwrap_or_default(),
+                interval: ns(h.interval, "Interval")?,
+                timeout: ns(h.timeout, "Timeout")?,
+                start_period: ns(h.start_period, "StartPeriod")?,
+                start_interval: ns(h.start_interval, "StartInterval")?,
+                retries: u32::try_from(h.retries.unwrap_or(0)).map_err(|_| {
+                    Error::Invalid("Config.Healthcheck.Retries: out of range".into())
+                })?,
+            })
+        })
+        .transpose()?;
+    let mut exposed_ports = body.exposed_ports.clone().unwrap_or_default();
+    for e in &exposed_ports {
+        hako_engine::hako_net::exposed_port_spec(e)
+            .map_err(|err| Error::Invalid(format!("Config.ExposedPorts: {err}")))?;
+    }
+    exposed_ports.sort();
+    let mut config = ContainerConfig {
+        image,
+        cmd: body.cmd.clone().unwrap_or_default(),
+        // `[""]` clears the image's entrypoint (what `docker run --entrypoint ""` sends); an
+        // empty list leaves it, as with Docker.
+        entrypoint: match &body.entrypoint {
+            Some(e) if e.len() == 1 && e[0].is_empty() => Some(Vec::new()),
+            Some(e) if !e.is_empty() => Some(e.clone()),
+            _ => None,
+        },
+        env: body.env.clone().unwrap_or_default(),
+        working_dir: text(&body.working_dir),
+        hostname: text(&body.hostname),
+        user: text(&body.user),
+        labels: body
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        tty: body.tty.unwrap_or(false),
+        open_stdin: body.open_stdin.unwrap_or(false),
+        stdin_once: body.stdin_once.unwrap_or(false),
+        stop_timeout,
+        healthcheck,
+        exposed_ports,
+        // Config.Volumes: anonymous volumes, as an image's VOLUME makes them.
+        mounts: body
+            .volumes
+            .iter()
+            .flatten()
+            .map(|target| Mount::Volume {
+                name: None,
+                target: target.clone(),
+                readonly: false,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut warnings = Vec::new();
+    if let Some(h) = &body.host_config {
+        host_config(h, &mut config, &mut warnings)?;
+    }
+    if body.network_disabled == Some(true) {
+        if !matches!(config.network, Network::Default | Network::None) {
+            return Err(Error::Invalid(
+                "Config.NetworkDisabled conflicts with HostConfig.NetworkMode".into(),
+            ));
+        }
+        config.network = Network::None;
+    }
+    let endpoints = body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref());
+    if let Some(endpoints) = endpoints.filter(|e| !e.is_empty()) {
+        endpoint(endpoints, &mut config)?;
+    }
+    Ok(Create { config, warnings })
+}
+
+/// NetworkingConfig.EndpointsConfig: the settings of the one network the container joins.
+fn endpoint(
+    endpoints: &std::collections::HashMap<String, EndpointSettings>,
+    config: &mut ContainerConfig,
+) -> Result<()> {
+    if endpoints.len() > 1 {
+        return Err(Error::Invalid(
+            "NetworkingConfig.EndpointsConfig: joining several networks at create is not \
+             supported by hako; connect the others with network connect"
+                .into(),
+        ));
+    }
+    let (net, settings) = endpoints.iter().next().expect("one");
+    match &config.network {
+        // No NetworkMode: the endpoint names the network.
+        Network::Default => config.network = net.parse()?,
+        other if other.mode() == *net => {}
+        other => {
+            return Err(Error::Invalid(format!(
+                "NetworkingConfig.EndpointsConfig names network {net}, HostConfig.NetworkMode {}",
+                other.mode()
+            )))
+        }
+    }
+    refuse_if(
+        nonempty(&settings.links),
+        "NetworkingConfig.EndpointsConfig.Links",
+    )?;
+    refuse_if(
+        settings.driver_opts.as_ref().is_some_and(|o| !o.is_empty()),
+        "NetworkingConfig.EndpointsConfig.DriverOpts",
+    )?;
+    config.network_aliases = settings.aliases.clone().unwrap_or_default();
+    config.mac_address = text(&settings.mac_address).or(config.mac_address.take());
+    if let Some(ipam) = &settings.ipam_config {
+        refuse_if(
+            nonempty(&ipam.link_local_ips),
+            "NetworkingConfig.EndpointsConfig.IPAMConfig.LinkLocalIPs",
+        )?;
+        if let Some(ip) = text(&ipam.ipv4_address) {
+            config.ip = Some(
+                ip.parse()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv4 address: {ip}")))?,
+            );
+        }
+        if let Some(ip) = text(&ipam.ipv6_address) {
+            config.ip6 = Some(
+                ip.parse()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {ip}")))?,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn host_config(
+    h: &HostConfig,
+    config: &mut ContainerConfig,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    // What hako has no way to apply, each refused by its name when set.
+    refuse_if(nonzero(h.cpu_period), "HostConfig.CpuPeriod")?;
+    refuse_if(nonzero(h.cpu_quota), "HostConfig.CpuQuota")?;
+    refuse_if(
+        nonzero(h.cpu_realtime_period),
+        "HostConfig.CpuRealtimePeriod",
+    )?;
+    refuse_if(
+        nonzero(h.cpu_realtime_runtime),
+        "HostConfig.CpuRealtimeRuntime",
+    )?;
+    refuse_if(nonzero(h.cpu_count), "HostConfig.CpuCount")?;
+    refuse_if(nonzero(h.cpu_percent), "HostConfig.CpuPercent")?;
+    refuse_if(nonzero(h.io_maximum_iops), "HostConfig.IOMaximumIOps")?;
+    refuse_if(
+        nonzero(h.io_maximum_bandwidth),
+        "HostConfig.IOMaximumBandwidth",
+    )?;
+    refuse_if(text(&h.cpuset_mems).is_some(), "HostConfig.CpusetMems")?;
+    refuse_if(
+        h.blkio_weight.is_some_and(|w| w != 0),
+        "HostConfig.BlkioWeight",
+    )?;
+    refuse_if(
+        nonempty(&h.blkio_weight_device)
+            || nonempty(&h.blkio_device_read_bps)
+            || nonempty(&h.blkio_device_write_bps)
+            || nonempty(&h.blkio_device_read_iops)
+            || nonempty(&h.blkio_device_write_iops),
+        "HostConfig.BlkioDevice*",
+    )?;
+    refuse_if(
+        nonzero(h.memory_reservation),
+        "HostConfig.MemoryReservation",
+    )?;
+    // -1 is the docker CLI's "not set".
+    refuse_if(
+        h.memory_swappiness.is_some_and(|s| s != -1),
+        "HostConfig.MemorySwappiness",
+    )?;
+    refuse_if(
+        h.oom_kill_disable == Some(true),
+        "HostConfig.OomKillDisable",
+    )?;
+    refuse_if(nonzero(h.oom_score_adj), "HostConfig.OomScoreAdj")?;
+    refuse_if(nonempty(&h.device_requests), "HostConfig.DeviceRequests")?;
+    refuse_if(
+        text(&h.volume_driver).is_some_and(|d| d != "local"),
+        "HostConfig.VolumeDriver (other than local)",
+    )?;
+    refuse_if(nonempty(&h.volumes_from), "HostConfig.VolumesFrom")?;
+    refuse_if(nonempty(&h.links), "HostConfig.Links")?;
+    refuse_if(nonempty(&h.dns_options), "HostConfig.DnsOptions")?;
+    refuse_if(nonempty(&h.dns_search), "HostConfig.DnsSearch")?;
+    refuse_if(text(&h.cgroup).is_some(), "HostConfig.Cgroup")?;
+    refuse_if(
+        h.cgroupns_mode
+            .as_ref()
+            .is_some_and(|m| !matches!(m.to_string().as_str(), "" | "private")),
+        "HostConfig.CgroupnsMode (other than private)",
+    )?;
+    refuse_if(text(&h.userns_mode).is_some(), "HostConfig.UsernsMode")?;
+    refuse_if(
+        h.storage_opt.as_ref().is_some_and(|o| !o.is_empty()),
+        "HostConfig.StorageOpt",
+    )?;
+    refuse_if(
+        text(&h.runtime).is_some_and(|r| r != "runc"),
+        "HostConfig.Runtime (other than runc)",
+    )?;
+    refuse_if(
+        h.isolation
+            .as_ref()
+            .is_some_and(|i| !matches!(i.to_string().as_str(), "" | "default")),
+        "HostConfig.Isolation",
+    )?;
+    refuse_if(
+        h.annotations.as_ref().is_some_and(|a| !a.is_empty()),
+        "HostConfig.Annotations",
+    )?;
+    refuse_if(
+        h.masked_paths.is_some() || h.readonly_paths.is_some(),
+        "HostConfig.MaskedPaths and ReadonlyPaths",
+    )?;
+
+    let c = config;
+    for b in h.binds.iter().flatten() {
+        c.mounts.push(options::parse_volume(b)?);
+    }
+    for m in h.mounts.iter().flatten() {
+        c.mounts.push(api_mount(m)?);
+    }
+    let mut tmpfs: Vec<_> = h.tmpfs.iter().flatten().collect();
+    tmpfs.sort();
+    for (target, opts) in tmpfs {
+        let spec = if opts.is_empty() {
+            target.clone()
+        } else {
+            format!("{target}:{opts}")
+        };
+        c.mounts.push(options::parse_tmpfs(&spec)?);
+    }
+    // A later mount of a target replaces an anonymous volume of Config.Volumes, as the docker
+    // CLI's `-v /data` and `--mount` both land there too.
+    let mut seen = std::collections::HashSet::new();
+    let mut deduped = Vec::with_capacity(c.mounts.len());
+    for m in c.mounts.drain(..).rev() {
+        if seen.insert(m.target().to_string()) {
+            deduped.push(m);
+        }
+    }
+    deduped.reverse();
+    c.mounts = deduped;
+
+    if let Some(mode) = text(&h.network_mode).filter(|m| m != "default") {
+        c.network = mode.parse()?;
+    }
+    let mut ports: Vec<_> = h.port_bindings.iter().flatten().collect();
+    ports.sort_by(|a, b| a.0.cmp(b.0));
+    for (port, bindings) in ports {
+        let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+        let bindings = bindings.as_deref().unwrap_or_default();
+        if bindings.is_empty() {
+            c.port_bindings
+                .extend(PortBinding::parse(&format!("{cport}/{proto}"))?);
+        }
+        for b in bindings {
+            let ip = match text(&b.host_ip) {
+                Some(ip) if ip.contains(':') => format!("[{ip}]:"),
+                Some(ip) => format!("{ip}:"),
+                None => String::new(),
+            };
+            let host = b.host_port.clone().unwrap_or_default();
+            let spec = if ip.is_empty() && host.is_empty() {
+                format!("{cport}/{proto}")
+            } else {
+                format!("{ip}{host}:{cport}/{proto}")
+            };
+            c.port_bindings
+                .extend(PortBinding::parse(&spec).map_err(|e| {
+                    Error::Invalid(format!("HostConfig.PortBindings[{port}]: {e}"))
+                })?);
+        }
+    }
+    c.publish_all = h.publish_all_ports.unwrap_or(false);
+    if let Some(p) = &h.restart_policy {
+        let name = p.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        c.restart_policy = match (name.as_str(), p.maximum_retry_count.unwrap_or(0)) {
+            ("on-failure", n) => RestartPolicy::OnFailure(u32::try_from(n).map_err(|_| {
+                Error::Invalid(format!(
+                    "invalid restart policy: maximum retry count cannot be negative: {n}"
+                ))
+            })?),
+            (name, 0) => RestartPolicy::parse(name)?,
+            (name, _) => {
+                return Err(Error::Invalid(format!(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure', not '{name}'"
+                )))
+            }
+        };
+    }
+    c.auto_remove = h.auto_remove.unwrap_or(false);
+    c.privileged = h.privileged.unwrap_or(false);
+    c.read_only = h.readonly_rootfs.unwrap_or(false);
+    c.init = h.init.unwrap_or(false);
+    c.cap_add = h.cap_add.clone().unwrap_or_default();
+    c.cap_drop = h.cap_drop.clone().unwrap_or_default();
+    c.group_add = h.group_add.clone().unwrap_or_default();
+    c.cgroup_parent = text(&h.cgroup_parent);
+    c.dns = h
+        .dns
+        .iter()
+        .flatten()
+        .map(|d| {
+            d.parse()
+                .map_err(|_| Error::Invalid(format!("{d} is not an ip address")))
+        })
+        .collect::<Result<_>>()?;
+    c.extra_hosts = h
+        .extra_hosts
+        .iter()
+        .flatten()
+        .map(|e| ExtraHost::parse(e))
+        .collect::<Result<_>>()?;
+    c.sysctls = h
+        .sysctls
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect::<BTreeMap<_, _>>();
+    c.shm_size = h.shm_size.filter(|&s| s != 0);
+    let mode =
+        |m: &Option<String>, flag: &str| NamespaceMode::parse(m.as_deref().unwrap_or(""), flag);
+    c.pid_mode = mode(&h.pid_mode, "--pid")?;
+    c.ipc_mode = mode(&h.ipc_mode, "--ipc")?;
+    c.uts_mode = mode(&h.uts_mode, "--uts")?;
+    let security_opt = h.security_opt.clone().unwrap_or_default();
+    let security = flags::security_options(&security_opt, warnings)?;
+    c.no_new_privileges = security.no_new_privileges;
+    c.seccomp = security.seccomp;
+    c.security_opt = security_opt;
+    if let Some(log) = &h.log_config {
+        match log.typ.as_deref() {
+            None | Some("") | Some("json-file") => {}
+            Some(d) => {
+                return Err(Error::Invalid(format!(
+                    "logging driver \"{d}\" is not supported: hako writes json-file logs"
+                )))
+            }
+        }
+        let mut opts: Vec<String> = log
+            .config
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        opts.sort();
+        c.log_config = LogConfig::parse(&opts)?;
+    }
+    c.resources =
+        Resources {
+            memory: h.memory.filter(|&m| m != 0),
+            memory_swap: h.memory_swap.filter(|&m| m != 0),
+            nano_cpus: h.nano_cpus.filter(|&n| n != 0),
+            cpu_shares: match h.cpu_shares {
+                None | Some(0) => None,
+                Some(s) => Some(u64::try_from(s).map_err(|_| {
+                    Error::Invalid(format!("HostConfig.CpuShares: {s} is negative"))
+                })?),
+            },
+            cpuset_cpus: text(&h.cpuset_cpus),
+            // 0 and -1 both mean no limit; Docker 20.10's CLI sends 0 when --pids-limit is unset.
+            pids_limit: h.pids_limit.filter(|&p| p > 0),
+            ulimits: h
+                .ulimits
+                .iter()
+                .flatten()
+                .map(|u| -> Result<Ulimit> {
+                    let name = u.name.clone().unwrap_or_default();
+                    let limit = |v: Option<i64>| match v.unwrap_or(0) {
+                        -1 => u64::MAX,
+                        n => u64::try_from(n).unwrap_or(u64::MAX),
+                    };
+                    // The same checks as `--ulimit`'s.
+                    Ulimit::parse(&format!(
+                        "{name}={}:{}",
+                        u.soft.unwrap_or(0),
+                        u.hard.unwrap_or(0)
+                    ))
+                    .map(|_| Ulimit {
+                        name,
+                        soft: limit(u.soft),
+                        hard: limit(u.hard),
+                    })
+                })
+                .collect::<Result<_>>()?,
+            devices: h
+                .devices
+                .iter()
+                .flatten()
+                .map(|d| {
+                    let host = d.path_on_host.clone().unwrap_or_default();
+                    let container = text(&d.path_in_container).unwrap_or_else(|| host.clone());
+                    let perms = text(&d.cgroup_permissions).unwrap_or_else(|| "rwm".into());
+                    options::parse_device(&format!("{host}:{container}:{perms}"))
+                })
+                .collect::<Result<_>>()?,
+            device_cgroup_rules: h
+                .device_cgroup_rules
+                .iter()
+                .flatten()
+                .map(|r| options::parse_device_cgroup_rule(r).map(|_| r.clone()))
+                .collect::<Result<_>>()?,
+        };
+    Ok(())
+}
+
+/// HostConfig.Mounts: one entry, as `--mount` reads it.
+fn api_mount(m: &ApiMount) -> Result<Mount> {
+    let target = text(&m.target)
+        .ok_or_else(|| Error::Invalid("HostConfig.Mounts: Target is required".into()))?;
+    let mut spec = vec![format!("target={target}")];
+    let readonly = m.read_only.unwrap_or(false);
+    if readonly {
+        spec.push("readonly".into());
+    }
+    match m.typ {
+        Some(MountType::BIND) => {
+            spec.push("type=bind".into());
+            if let Some(s) = text(&m.source) {
+                spec.push(format!("source={s}"));
+            }
+            if let Some(b) = &m.bind_options {
+                refuse_if(
+                    b.non_recursive == Some(true)
+                        || b.create_mountpoint == Some(true)
+                        || b.read_only_non_recursive == Some(true)
+                        || b.read_only_force_recursive == Some(true),
+                    "HostConfig.Mounts.BindOptions (other than Propagation)",
+                )?;
+                if let Some(p) = b.propagation.as_ref().map(|p| p.to_string()) {
+                    if !p.is_empty() {
+                        spec.push(format!("bind-propagation={p}"));
+                    }
+                }
+            }
+        }
+        Some(MountType::VOLUME) | None => {
+            spec.push("type=volume".into());
+            if let Some(s) = text(&m.source) {
+                spec.push(format!("source={s}"));
+            }
+            if let Some(v) = &m.volume_options {
+                refuse_if(
+                    v.labels.as_ref().is_some_and(|l| !l.is_empty())
+                        || v.driver_config.as_ref().is_some_and(|d| {
+                            text(&d.name).is_some_and(|n| n != "local")
+                                || d.options.as_ref().is_some_and(|o| !o.is_empty())
+                        })
+                        || text(&v.subpath).is_some(),
+                    "HostConfig.Mounts.VolumeOptions (other than NoCopy)",
+                )?;
+            }
+        }
+        Some(MountType::TMPFS) => {
+            spec.push("type=tmpfs".into());
+            if let Some(t) = &m.tmpfs_options {
+                refuse_if(
+                    nonempty(&t.options),
+                    "HostConfig.Mounts.TmpfsOptions.Options",
+                )?;
+                if let Some(size) = t.size_bytes.filter(|&s| s > 0) {
+                    spec.push(format!("tmpfs-size={size}"));
+                }
+                if let Some(mode) = t.mode.filter(|&m| m != 0) {
+                    spec.push(format!("tmpfs-mode={mode:o}"));
+                }
+            }
+        }
+        Some(other) => return Err(unsupported(&format!("HostConfig.Mounts of type {other}"))),
+    }
+    flags::parse_mount(&spec.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hako_engine::config::Protocol;
+
+    /// What the docker 28 CLI sends for `docker run -d --name web -p 127.0.0.1:8080:80
+    /// -v /tmp:/data:ro --tmpfs /run:size=1m --restart on-failure:3 -m 64m --cpus 1.5
+    /// --ulimit nofile=1024:2048 -e A=1 -l tier=front --entrypoint "" busybox sleep 100`
+    /// (its zero values included), plus an anonymous `/data` in Config.Volumes, which the
+    /// bind of the same target replaces.
+    const DOCKER_RUN: &str = r#"{
+        "Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,
+        "AttachStderr":false,"ExposedPorts":{"80/tcp":{}},"Tty":false,"OpenStdin":false,
+        "StdinOnce":false,"Env":["A=1"],"Cmd":["sleep","100"],"Image":"busybox",
+        "Volumes":{"/data":{}},"WorkingDir":"","Entrypoint":[""],"OnBuild":null,
+        "Labels":{"tier":"front"},
+        "HostConfig":{"Binds":["/tmp:/data:ro"],"ContainerIDFile":"",
+          "LogConfig":{"Type":"","Config":{}},"NetworkMode":"default",
+          "PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]},
+          "RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3},"AutoRemove":false,
+          "VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[24,80],"CapAdd":null,
+          "CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],
+          "ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,
+          "OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,
+          "ReadonlyRootfs":false,"SecurityOpt":null,"Tmpfs":{"/run":"size=1m"},"UTSMode":"",
+          "UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":67108864,
+          "NanoCpus":1500000000,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],
+          "BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],
+          "BlkioDeviceWriteIOps":[],"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,
+          "CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],
+          "DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,
+          "MemorySwap":0,"MemorySwappiness":null,"OomKillDisable":null,"PidsLimit":null,
+          "Ulimits":[{"Name":"nofile","Hard":2048,"Soft":1024}],"CpuCount":0,"CpuPercent":0,
+          "IOMaximumIOps":0,"IOMaximumBandwidth":0},
+        "NetworkingConfig":{"EndpointsConfig":{}}
+    }"#;
+
+    fn body(json: &str) -> ContainerCreateBody {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_docker_clis_run_becomes_the_same_config_as_the_flags() {
+        let c = from_create_body(&body(DOCKER_RUN)).unwrap().config;
+        assert_eq!(c.image, "busybox");
+        assert_eq!(c.cmd, ["sleep", "100"]);
+        assert_eq!(c.entrypoint, Some(Vec::new()));
+        assert_eq!(c.env, ["A=1"]);
+        assert_eq!(c.labels["tier"], "front");
+        assert_eq!(c.resources.memory, Some(64 << 20));
+        assert_eq!(c.resources.nano_cpus, Some(1_500_000_000));
+        assert_eq!(c.resources.pids_limit, None);
+        assert_eq!(c.resources.ulimits[0].soft, 1024);
+        assert_eq!(c.restart_policy, RestartPolicy::OnFailure(3));
+        assert_eq!(c.network, Network::Default);
+        // `-v /tmp:/data:ro` replaces Config.Volumes' anonymous /data.
+        assert_eq!(
+            c.mounts,
+            [
+                Mount::Bind {
+                    source: "/tmp".into(),
+                    target: "/data".into(),
+                    readonly: true,
+                    propagation: "rprivate".into()
+                },
+                Mount::Tmpfs {
+                    target: "/run".into(),
+                    options: vec!["size=1m".into()]
+                }
+            ]
+        );
+        assert_eq!(
+            c.port_bindings,
+            [PortBinding {
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: 8080,
+                host_port_end: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp
+            }]
+        );
+        assert_eq!(c.exposed_ports, ["80/tcp"]);
+
+        // The flags of the same command line give the same configuration.
+        let f = flags::RunFlags {
+            name: Some("web".into()),
+            detach: true,
+            publish: vec!["127.0.0.1:8080:80".into()],
+            volume: vec!["/tmp:/data:ro".into()],
+            tmpfs: vec!["/run:size=1m".into()],
+            restart: Some("on-failure:3".into()),
+            resources: flags::ResourceFlags {
+                memory: Some("64m".into()),
+                cpus: Some("1.5".into()),
+                ..Default::default()
+            },
+            ulimit: vec!["nofile=1024:2048".into()],
+            env: vec!["A=1".into()],
+            label: vec!["tier=front".into()],
+            entrypoint: Some(String::new()),
+            image_and_command: vec!["busybox".into(), "sleep".into(), "100".into()],
+            ..Default::default()
+        };
+        let from_flags = flags::container_config(&f).unwrap().config;
+        assert_eq!(
+            ContainerConfig {
+                exposed_ports: Vec::new(),
+                ..c
+            },
+            from_flags
+        );
+    }
+
+    #[test]
+    fn what_hako_cannot_apply_is_refused_by_name() {
+        for (field, json) in [
+            (
+                "HostConfig.CpuQuota",
+                r#"{"Image":"b","HostConfig":{"CpuQuota":5000}}"#,
+            ),
+            (
+                "HostConfig.Links",
+                r#"{"Image":"b","HostConfig":{"Links":["db:db"]}}"#,
+            ),
+            (
+                "HostConfig.VolumesFrom",
+                r#"{"Image":"b","HostConfig":{"VolumesFrom":["c"]}}"#,
+            ),
+            (
+                "HostConfig.MemorySwappiness",
+                r#"{"Image":"b","HostConfig":{"MemorySwappiness":10}}"#,
+            ),
+            (
+                "Config.Domainname",
+                r#"{"Image":"b","Domainname":"example.com"}"#,
+            ),
+            (
+                "joining several networks",
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"a":{},"b":{}}}}"#,
+            ),
+        ] {
+            let e = from_create_body(&body(json)).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        assert!(from_create_body(&body("{}")).is_err());
+        // Docker's "not set" values are not settings.
+        let c = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"MemorySwappiness":-1,"PidsLimit":0,"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}}}}"#,
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(c.resources.pids_limit, None);
+        assert_eq!(c.log_config.max_size, 1 << 20);
+    }
+
+    #[test]
+    fn an_endpoint_names_the_network_and_its_addresses() {
+        let c = from_create_body(&body(
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"front":{
+                "Aliases":["web"],"IPAMConfig":{"IPv4Address":"10.5.0.9"}}}}}"#,
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(c.network, Network::Named("front".into()));
+        assert_eq!(c.network_aliases, ["web"]);
+        assert_eq!(c.ip, Some("10.5.0.9".parse().unwrap()));
+        let e = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"NetworkMode":"host"},
+                "NetworkingConfig":{"EndpointsConfig":{"front":{}}}}"#,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("front"), "{e}");
+    }
+
+    #[test]
+    fn api_mounts_read_as_the_mount_flag() {
+        let c = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"Mounts":[
+                {"Type":"volume","Source":"data","Target":"/d","ReadOnly":true},
+                {"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576,"Mode":448}},
+                {"Type":"bind","Source":"/tmp","Target":"/b","BindOptions":{"Propagation":"rslave"}}
+            ]}}"#,
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.mounts,
+            [
+                Mount::Volume {
+                    name: Some("data".into()),
+                    target: "/d".into(),
+                    readonly: true
+                },
+                Mount::Tmpfs {
+                    target: "/t".into(),
+                    options: vec!["size=1048576".into(), "mode=700".into()]
+                },
+                Mount::Bind {
+                    source: "/tmp".into(),
+                    target: "/b".into(),
+                    readonly: false,
+                    propagation: "rslave".into()
+                },
+            ]
+        );
+        let e = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"Mounts":[{"Type":"npipe","Target":"/x"}]}}"#,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("npipe"), "{e}");
+    }
+}
