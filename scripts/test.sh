@@ -19,7 +19,7 @@ fi
 
 # containernetworking-plugins: the CNI plugins of crates/runtime-cli/tests/cri.rs; protobuf-compiler:
 # protoc, which the CRI client crate (k8s-cri) needs to build its gRPC types.
-apt_install busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler
+apt_install busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd
 ensure_rust
 
 scripts/make-test-images.sh
