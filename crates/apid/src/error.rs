@@ -67,6 +67,9 @@ impl From<hako_engine::Error> for ApiError {
             E::NameConflict { .. } | E::NotRunning(_) | E::Running(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::NoCommand | E::User(_) => StatusCode::BAD_REQUEST,
             E::Image(i) => return image_status(i, e.to_string()),
+            // A registry's 401/403/404 and a network's not-found or conflict keep their kind.
+            E::Registry(_) | E::Net(_) => StatusCode::from_u16(e.kind().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             // Docker reports a command that cannot be found or executed as the caller's fault;
             // its CLI then exits 127 or 126 from the message.
             E::Runtime(hako_engine::hako_runtime::Error::Exec { .. }) => StatusCode::BAD_REQUEST,

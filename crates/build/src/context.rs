@@ -215,26 +215,9 @@ fn walk(
     Ok(())
 }
 
-/// `units.HumanSizeWithPrecision(n, 4)`: decimal units, four significant digits.
+/// Docker's `units.HumanSize`: decimal units, four significant digits (`2.048kB`).
 pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    let int_digits = if v < 1.0 {
-        1
-    } else {
-        (v.log10().floor() as i32) + 1
-    };
-    let decimals = (4 - int_digits).max(0) as usize;
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", units[u])
+    hako_base::size::human_size(n)
 }
 
 #[cfg(test)]

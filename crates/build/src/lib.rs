@@ -4,8 +4,10 @@
 #![deny(missing_docs)]
 
 mod agent;
-pub mod cache;
+/// The build cache lives in the engine, which prunes and sizes it (`hako_engine::build_cache`).
+pub use hako_engine::build_cache as cache;
 pub mod context;
+pub mod events;
 pub mod exec;
 pub mod git;
 pub mod ignore;
@@ -14,9 +16,11 @@ pub mod mounts;
 pub mod parser;
 pub mod pattern;
 pub mod plan;
+pub mod source;
 mod union;
 pub mod words;
 
+pub use events::{BuildEvent, BuildSink};
 pub use exec::{build, check_platform, BuildOptions, BuildOutput, Fetch};
 
 /// Why a build failed.
@@ -57,16 +61,23 @@ pub enum Error {
     Image(#[from] hako_image::Error),
     /// The build cache tables failed.
     #[error("build cache: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
     /// A filesystem operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being done.
         what: String,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error, said in the message (not exposed again as `source()`).
+        error: std::io::Error,
     },
+}
+
+// By hand rather than `#[from]`, which would also expose the database error as `source()`:
+// the message says it already, and a report walking the chain would print it twice.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(e)
+    }
 }
 
 impl Error {
@@ -80,7 +91,20 @@ impl Error {
 
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
-        move |source| Error::Io { what, source }
+        move |error| Error::Io { what, error }
+    }
+
+    /// The class of this error, for the front ends' exit codes and HTTP statuses: a
+    /// Dockerfile that is wrong or a step that fails is the request's; the engine's and the
+    /// image store's errors keep their own kind.
+    pub fn kind(&self) -> hako_base::ErrorKind {
+        use hako_base::ErrorKind as K;
+        match self {
+            Error::Line { .. } | Error::RunFailed { .. } | Error::Invalid(_) => K::Invalid,
+            Error::Engine(e) => e.kind(),
+            Error::Image(e) => e.kind(),
+            Error::Stage { .. } | Error::Db(_) | Error::Io { .. } => K::Internal,
+        }
     }
 
     /// The exit status `hako build` should end with.
@@ -90,5 +114,29 @@ impl Error {
             Error::Stage { code, .. } => *code,
             _ => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::Error;
+    use hako_base::ErrorKind as K;
+
+    #[test]
+    fn kinds_survive_and_causes_are_said_once() {
+        assert_eq!(Error::at(3, "unknown instruction").kind(), K::Invalid);
+        let image = Error::from(hako_image::Error::NotFound("x".into()));
+        assert_eq!(image.kind(), K::NotFound);
+        let engine = Error::from(hako_engine::Error::NoSuchContainer("c".into()));
+        assert_eq!(engine.kind(), K::NotFound);
+        let io = Error::io("read the context")(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(io.kind(), K::Internal);
+        assert_eq!(
+            io.to_string(),
+            "read the context: Permission denied (os error 13)"
+        );
+        assert!(std::error::Error::source(&io).is_none());
+        let db = Error::from(rusqlite::Error::InvalidQuery);
+        assert!(std::error::Error::source(&db).is_none());
     }
 }

@@ -120,7 +120,7 @@ mod real {
         Error::Bpf {
             op,
             path: dir.to_path_buf(),
-            source,
+            error: source,
         }
     }
 
@@ -250,14 +250,17 @@ pub(crate) fn attach_device_program(dir: &Path, program: Option<&[Insn]>) -> Res
         return match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::Remove { path, source }),
+            Err(source) => Err(Error::Remove {
+                path,
+                error: source,
+            }),
         };
     };
     if !dir.is_dir() {
         return Err(Error::Bpf {
             op: "open the cgroup",
             path: dir.to_path_buf(),
-            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            error: std::io::Error::from_raw_os_error(libc::ENOENT),
         });
     }
     let mut bytes = Vec::with_capacity(program.len() * 8);
@@ -270,7 +273,7 @@ pub(crate) fn attach_device_program(dir: &Path, program: Option<&[Insn]>) -> Res
     std::fs::write(&path, bytes).map_err(|source| Error::Bpf {
         op: "attach the device program",
         path: dir.to_path_buf(),
-        source,
+        error: source,
     })
 }
 

@@ -71,7 +71,7 @@ pub(crate) fn write_err(path: &Path, value: &[u8], source: io::Error) -> Error {
     Error::Write {
         path: path.to_path_buf(),
         value: String::from_utf8_lossy(value).into_owned(),
-        source,
+        error: source,
     }
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn read_small<'a>(path: &Path, buf: &'a mut Vec<u8>) -> io::Result<&'
 pub(crate) fn read_string(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })
 }
 

@@ -265,7 +265,12 @@ fn create_in(
         match fs::mkdir(&dir) {
             Ok(()) => created.push(dir.clone()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(Error::Create { path: dir, source }),
+            Err(source) => {
+                return Err(Error::Create {
+                    path: dir,
+                    error: source,
+                })
+            }
         }
         if matches!(h.kind, Kind::V1(m) if m & CPUSET != 0) {
             inherit_cpuset(&dir, buf)?;
@@ -288,7 +293,12 @@ fn inherit_cpuset(dir: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
             Ok(s) if !s.trim().is_empty() => continue,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::Read { path, source }),
+            Err(source) => {
+                return Err(Error::Read {
+                    path,
+                    error: source,
+                })
+            }
         }
         let ppath = parent.join(file);
         let value = match fs::read_small(&ppath, buf) {
@@ -297,7 +307,7 @@ fn inherit_cpuset(dir: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
             Err(source) => {
                 return Err(Error::Read {
                     path: ppath,
-                    source,
+                    error: source,
                 })
             }
         };
@@ -329,7 +339,12 @@ fn enable_controllers(dir: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
         Ok(s) => mask_of(s),
         // Not a cgroup2 directory we can manage controllers in.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(Error::Read { path, source }),
+        Err(source) => {
+            return Err(Error::Read {
+                path,
+                error: source,
+            })
+        }
     };
     if available == 0 {
         return Ok(());
@@ -338,7 +353,12 @@ fn enable_controllers(dir: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
     let enabled = match fs::read_small(&path, buf) {
         Ok(s) => mask_of(s),
         Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(source) => return Err(Error::Read { path, source }),
+        Err(source) => {
+            return Err(Error::Read {
+                path,
+                error: source,
+            })
+        }
     };
     let missing = available & !enabled;
     if missing == 0 {
@@ -1238,7 +1258,7 @@ impl Cgroup {
                 Err(source) => {
                     return Err(Error::Read {
                         path: state,
-                        source,
+                        error: source,
                     })
                 }
             }
@@ -1267,7 +1287,10 @@ impl Cgroup {
         match fs::read_small(&path, &mut buf) {
             Ok(s) => Ok(frozen(s)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(Error::Read { path, source }),
+            Err(source) => Err(Error::Read {
+                path,
+                error: source,
+            }),
         }
     }
 
@@ -1336,7 +1359,7 @@ impl Cgroup {
                 Err(e) => {
                     result = Err(Error::Kill {
                         pid,
-                        source: io::Error::from(e),
+                        error: io::Error::from(e),
                     });
                     break;
                 }
@@ -1387,7 +1410,12 @@ impl Cgroup {
                             .map(|us| us.saturating_mul(1000));
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(Error::Read { path, source }),
+                    Err(source) => {
+                        return Err(Error::Read {
+                            path,
+                            error: source,
+                        })
+                    }
                 }
             } else {
                 stats.cpu_usage_ns = read_u64(&dir.join("cpuacct.usage"), &mut buf)?;
@@ -1404,7 +1432,7 @@ fn read_u64(path: &Path, buf: &mut Vec<u8>) -> Result<Option<u64>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }),
     }
 }
@@ -1415,7 +1443,12 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>, buf: &mut Vec<u8>) -> Result<(),
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         // The cgroup is gone, or this is not a cgroup (stray directory).
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(Error::Read { path, source }),
+        Err(source) => {
+            return Err(Error::Read {
+                path,
+                error: source,
+            })
+        }
     }
     for sub in subdirs(dir)? {
         collect_pids(&sub, out, buf)?;
@@ -1427,7 +1460,7 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>, buf: &mut Vec<u8>) -> Result<(),
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let read_err = |source| Error::Read {
         path: dir.to_path_buf(),
-        source,
+        error: source,
     };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -1455,7 +1488,7 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), Error> {
         if fs::errno(&err) != libc::EBUSY {
             return Err(Error::Remove {
                 path: dir.to_path_buf(),
-                source: err,
+                error: err,
             });
         }
         // EBUSY means live processes or child cgroups; only scan for the
@@ -1468,7 +1501,7 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), Error> {
             if Instant::now() >= deadline {
                 return Err(Error::Remove {
                     path: dir.to_path_buf(),
-                    source: err,
+                    error: err,
                 });
             }
             std::thread::sleep(delay);

@@ -89,7 +89,7 @@ fn read_opt(path: &Path) -> Result<Option<String>, Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }),
     }
 }

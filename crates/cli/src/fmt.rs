@@ -40,38 +40,10 @@ pub fn human_duration(d: Duration) -> String {
     format!("{} years", seconds / 3600 / 24 / 365)
 }
 
-/// Divides by `base` until below it and prints `digits` significant digits with trailing zeros
-/// trimmed, like Go's `%.Ng` at these magnitudes.
-fn scaled(bytes: u64, base: f64, units: &[&str], digits: usize) -> String {
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= base && i < units.len() - 1 {
-        v /= base;
-        i += 1;
-    }
-    let int_digits = if v >= 100.0 {
-        3
-    } else if v >= 10.0 {
-        2
-    } else {
-        1
-    };
-    let decimals = digits.saturating_sub(int_digits);
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", units[i])
-}
-
-/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B").
+/// Docker's decimal `HumanSize` with three significant digits ("4.26MB", "125MB", "0B"), as
+/// `images` and `ps --size` print sizes.
 pub fn human_size(bytes: u64) -> String {
-    scaled(
-        bytes,
-        1000.0,
-        &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"],
-        3,
-    )
+    hako_base::size::human_size_with_precision(bytes, 3)
 }
 
 /// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
@@ -151,55 +123,31 @@ mod tests {
     }
 }
 
+/// Docker's `--since`/`--until`/`until=` times ([`hako_base::time::parse_timestamp`]), in
+/// nanoseconds since the epoch; a time without a zone is the user's local time, as Docker's
+/// client reads it.
+pub fn parse_time(s: &str, now: i64) -> Result<i64, hako_base::time::Error> {
+    hako_base::time::parse_timestamp(s, now, local_offset(now.div_euclid(1_000_000_000)))
+}
+
+/// Seconds east of UTC of the local time zone (`TZ`, `/etc/localtime`) at Unix time `secs`.
+pub fn local_offset(secs: i64) -> i64 {
+    let t = secs as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r is the reentrant variant.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}
+
 /// Parses the RFC 3339 UTC timestamps image configs carry (`2026-11-22T18:30:00.5Z`, or with a
 /// `+hh:mm` offset). Returns `None` for anything else rather than guessing.
 pub fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut nanos = 0u32;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
-        let mut n: u64 = frac[..digits].parse().ok()?;
-        for _ in digits..9 {
-            n *= 10;
-        }
-        for _ in 9..digits {
-            n /= 10;
-        }
-        nanos = n as u32;
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from the civil date (proleptic Gregorian), Howard Hinnant's well-known formula.
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + h * 3600 + mi * 60 + sec - offset;
-    if secs < 0 {
-        return None;
-    }
-    Some(std::time::UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    // Times before the epoch are not an image's.
+    let nanos = hako_base::time::parse_rfc3339(s).ok().filter(|n| *n >= 0)?;
+    Some(hako_base::time::system_time(nanos))
 }
 
 #[cfg(test)]
@@ -224,10 +172,5 @@ mod rfc3339_tests {
 
 /// Docker's `BytesSize` (binary units) used by `stats`: "1.5MiB", "7.63GiB".
 pub fn human_binary_size(bytes: u64) -> String {
-    scaled(
-        bytes,
-        1024.0,
-        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
-        4,
-    )
+    hako_base::size::bytes_size(bytes)
 }

@@ -413,6 +413,62 @@ fn bad_requests_get_docker_errors_and_leave_nothing() {
     assert_eq!(root.ok(&["ps", "-aq"]), "");
 }
 
+/// The `filters` query parameter as clients send it: JSON, percent-encoded.
+fn filters_query(json: &str) -> String {
+    json.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn image_prune_takes_until_and_label_filters() {
+    let root = Root::with_busybox();
+    let tar = common::images_dir().join("busybox.tar");
+    root.ok(&[
+        "import",
+        "-c",
+        "LABEL app=web",
+        tar.to_str().unwrap(),
+        "web:1",
+    ]);
+    let svc = Service::start(&root);
+    let prune = |filters: &str| {
+        svc.request(
+            "POST",
+            &format!("/v1.47/images/prune?filters={}", filters_query(filters)),
+            None,
+        )
+    };
+    // Every image is newer than two days ago: nothing goes, however `until` is written.
+    for until in ["2d", "1h30m", "1970-01-02T00:00:00Z"] {
+        let (s, b) = prune(&format!(r#"{{"dangling":["false"],"until":["{until}"]}}"#));
+        assert_eq!(s, 200, "{until}: {b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["ImagesDeleted"], serde_json::Value::Null, "{until}: {b}");
+    }
+    // Tagged images that carry the label go; the others stay.
+    let (s, b) = prune(r#"{"dangling":["false"],"label":["app=web"]}"#);
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["ImagesDeleted"][0]["Untagged"], "web:1", "{b}");
+    assert!(v["SpaceReclaimed"].is_u64(), "{b}");
+    assert_eq!(root.run(&["image", "inspect", "web:1"]).0, 1);
+    root.ok(&["image", "inspect", "busybox"]);
+    // A filter prune does not know, or a time it cannot read, is the client's error.
+    let (s, b) = prune(r#"{"until":["soon"]}"#);
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("until=soon"), "{b}");
+    let (s, b) = prune(r#"{"reference":["busybox"]}"#);
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("reference"), "{b}");
+}
+
 #[test]
 fn the_service_exits_when_idle_and_serves_beside_hako() {
     let root = Root::with_busybox();

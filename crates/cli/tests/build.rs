@@ -444,8 +444,9 @@ fn bounded_cache_lru_df_and_prune() {
     assert_eq!(row[0], "1", "{row:?}");
     assert!(row[2].ends_with("MB"), "the 2 MB step is counted: {row:?}");
 
-    // Two 2 MB steps exceed 3 MB: the older (a's) is collected after b's build.
-    let max = [("HAKO_BUILD_CACHE_MAX", "3MB")];
+    // Two 2 MB steps exceed 3 MiB (Docker's binary units, as `5MiB` or `3m`): the older
+    // (a's) is collected after b's build.
+    let max = [("HAKO_BUILD_CACHE_MAX", "3MiB")];
     let (code, out, err) = build_env(&r, b.path(), &max, &[]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = build_env(&r, b.path(), &max, &[]);
@@ -478,9 +479,14 @@ fn bounded_cache_lru_df_and_prune() {
     );
     assert_eq!(df_build_cache(&r)[0], "1");
 
-    // Entries used within the hour survive `until=1h`.
-    let out = r.ok(&["builder", "prune", "-f", "--filter", "until=1h"]);
-    assert!(out.contains("Total reclaimed space: 0B"), "{out}");
+    // Entries used within the hour survive `until=1h`, in the grammar of every `until=`.
+    for until in ["until=1h", "until=2d", "until=2000-01-01T00:00:00Z"] {
+        let out = r.ok(&["builder", "prune", "-f", "--filter", until]);
+        assert!(out.contains("Total reclaimed space: 0B"), "{until}: {out}");
+    }
+    let (code, _, err) = r.run(&["builder", "prune", "-f", "--filter", "until=soon"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("until=soon"), "{err}");
     assert_eq!(df_build_cache(&r)[0], "1");
 
     // A tagged image's step stays without -a, goes with it.

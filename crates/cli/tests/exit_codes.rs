@@ -439,3 +439,72 @@ fn exit_codes_and_messages_match_docker() {
     r.ok(&["rm", "-f", "up", "stopped"]);
     r.ok(&["volume", "rm", "v1"]);
 }
+
+/// How many times `stderr` says each OS error, at most: an error says its cause in its own
+/// message or exposes it as its source, never both, so no cause is printed twice.
+fn most_repeated_os_error(stderr: &str) -> usize {
+    let mut counts = std::collections::BTreeMap::new();
+    for part in stderr.split("(os error ").skip(1) {
+        let code = part.split(')').next().unwrap_or_default();
+        *counts.entry(code.to_string()).or_insert(0) += 1;
+    }
+    counts.into_values().max().unwrap_or(0)
+}
+
+/// A permission error and io errors, each through a chain of errors (the state root the
+/// engine cannot create, a cgroup file the kernel refuses a value for): the cause appears
+/// once, in one line that names what was being done.
+#[test]
+fn a_cause_is_printed_once() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let r = Root::with_busybox();
+
+    // A state root under a directory only root may enter, opened as nobody: EACCES.
+    let locked = r.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let denied = std::process::Command::new(common::hako_bin())
+        .arg("--root")
+        .arg(locked.join("root"))
+        .arg("ps")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert_eq!(denied.status.code(), Some(1), "{err}");
+    assert!(err.contains("Permission denied (os error 13)"), "{err}");
+    assert!(
+        err.contains(&locked.join("root").display().to_string()),
+        "{err}"
+    );
+    assert_eq!(most_repeated_os_error(&err), 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // A state root under a file: ENOTDIR, for `run` (125) as for other commands (1).
+    let file = r.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let root = file.join("root");
+    for (args, code) in [(&["ps"][..], 1), (&["run", "--rm", "busybox", "true"], 125)] {
+        let o = std::process::Command::new(common::hako_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains("Not a directory (os error 20)"), "{err}");
+        assert_eq!(most_repeated_os_error(&err), 1, "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
+    // A value the kernel refuses for a cgroup file: the cgroup error wrapped by the runtime
+    // and the engine says the kernel's words once.
+    let (code, _, err) = r.run(&["run", "--rm", "--cpuset-cpus", "1023", "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("1023"), "{err}");
+    assert!(most_repeated_os_error(&err) <= 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -490,9 +490,9 @@ fn lsm_option(lsm: &str, opt: &str, warnings: &mut Vec<String>) -> Result<()> {
 
 /// Go's duration syntax of the `--health-*` flags, in nanoseconds.
 fn duration(flag: &str, v: &str) -> Result<i64> {
-    hako_engine::hako_runtime::parse_go_duration(v)
+    hako_engine::hako_base::duration::parse(v)
         .map(|d: Duration| d.as_nanos().min(i64::MAX as u128) as i64)
-        .ok_or_else(|| {
+        .map_err(|_| {
             Error::Invalid(format!(
                 "invalid argument \"{v}\" for \"{flag}\" flag: time: invalid duration \"{v}\""
             ))

@@ -122,6 +122,19 @@ fn guard(text: &str) -> Result<String, Error> {
                 }
             }
         }
+        let head = action.trim_start_matches([' ', '\t', '\r', '\n']);
+        for keyword in ["template", "block"] {
+            if head
+                .strip_prefix(keyword)
+                .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                // gtmpl has no bound on template depth (Go stops at 100,000): a template
+                // that calls itself, even `{{template "" .}}`, overflows the stack.
+                return Err(Error::Parse(format!(
+                    "{{{{{keyword}}}}} actions are not supported in --format"
+                )));
+            }
+        }
         let end = action_end(action, &mut out)?;
         rest = &action[end..];
     }
@@ -371,6 +384,16 @@ mod tests {
         let f = Format::parse("a  {{- /* é */ -}}  b").unwrap();
         assert_eq!(f.render(&doc).unwrap(), "ab");
         assert!(Format::parse("{{\"é").is_err());
+        // A template that calls itself overflowed gtmpl's stack (fuzzing).
+        for t in [
+            "{{define \"x\"}}X{{end}}{{template \"\" .}}",
+            "{{- block \"a\" .}}{{end}}",
+        ] {
+            let e = Format::parse(t).err().unwrap().to_string();
+            assert!(e.contains("actions are not supported"), "{e}");
+        }
+        let f = Format::parse("{{.Name}} {{ templates }}").map(|_| ());
+        assert!(f.is_ok() || !f.unwrap_err().to_string().contains("not supported"));
         // A trim that brings a `{` next to the action (an hour of fuzzing: gtmpl hung).
         let f = Format::parse("a{ {{- .Name}}").unwrap();
         assert_eq!(f.render(&doc).unwrap(), "a{web");

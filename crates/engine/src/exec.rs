@@ -93,33 +93,26 @@ impl Engine {
             device_rules: Vec::new(),
         })
         .map_err(|e| Error::Invalid(format!("runtime spec: {e}")))?;
-        // Every namespace is the container's, entered through its init process; the runtime
-        // then leaves the (already assembled) root filesystem alone.
-        s.set_hostname(None);
+        // A host-network container has no network namespace of its own to join.
         let mut linux = s.linux().clone().unwrap_or_default();
-        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        for ns in &mut namespaces {
-            use oci_spec::runtime::LinuxNamespaceType as T;
-            let name = match ns.typ() {
-                T::Pid => "pid",
-                T::Network => "net",
-                T::Mount => "mnt",
-                T::Ipc => "ipc",
-                T::Uts => "uts",
-                T::Cgroup => "cgroup",
-                _ => continue,
-            };
-            ns.set_path(Some(format!("/proc/{pid}/ns/{name}").into()));
-        }
         if run.network == crate::Network::Host {
-            namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+            if let Some(namespaces) = linux.namespaces_mut() {
+                namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+            }
         }
-        linux.set_namespaces(Some(namespaces));
         // The container's filter holds for what is exec'd into it, as in docker.
         if !run.privileged {
             linux.set_seccomp(run.seccomp.resolve(&caps_for_filter)?);
         }
         s.set_linux(Some(linux));
+        // Every namespace is the container's, entered through its init process (the one
+        // builder `hako-runtime exec` uses too); the runtime then leaves the (already
+        // assembled) root filesystem alone.
+        let process = s.process().clone().unwrap_or_default();
+        let hako_runtime::ExecSpec {
+            spec: mut s,
+            enter_existing_root,
+        } = hako_runtime::exec_spec(&s, pid, process);
 
         let cgroup = hako_cgroups::CgroupSystem::detect()?
             .open(run.cgroup_parent.as_deref(), &format!("hako-{}", c.id));
@@ -144,6 +137,7 @@ impl Engine {
                 },
                 console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
                 seccomp_cache: Some(&seccomp_cache),
+                enter_existing_root,
                 ..Default::default()
             },
         );

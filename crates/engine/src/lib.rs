@@ -2,7 +2,9 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+pub mod build_cache;
 pub mod build_support;
+pub mod builder;
 pub mod commit;
 pub mod config;
 pub mod copy;
@@ -10,15 +12,18 @@ pub mod events;
 pub mod exec;
 mod export;
 pub mod helper;
+pub mod images;
 mod init;
 mod inspect;
 pub(crate) mod limits;
 mod monitor;
 pub mod names;
 pub mod netwire;
+pub mod networks;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
+mod system;
 pub mod tty;
 pub mod user;
 pub mod views;
@@ -30,15 +35,21 @@ use hako_image::ImageStore;
 use rusqlite::config::DbConfig;
 use rusqlite::params;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use config::{ContainerConfig, ContainerUpdate, RestartPolicy};
+pub use hako_base;
+pub use hako_base::ErrorKind;
 pub use hako_image;
 pub use hako_net;
+pub use hako_registry;
 pub use hako_runtime;
-pub use inspect::{ContainerStats, DfRow, SystemInfo, VolumeUsage};
+pub use inspect::{ContainerStats, SystemInfo, VolumeUsage};
 
-/// Errors of engine operations. [`Error::exit_code`] maps them to Docker's `run` exit codes.
+/// Errors of engine operations. [`Error::kind`] classifies them; [`Error::exit_code`] maps
+/// them to Docker's `run` exit codes. Each message says its cause itself, and nothing is
+/// exposed again through `source()` (the transparent variants forward their inner error's
+/// message and source), so no report prints a cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The image is not in the local store (and there is no registry client yet).
@@ -73,31 +84,68 @@ pub enum Error {
     /// Image store failure.
     #[error(transparent)]
     Image(#[from] hako_image::Error),
+    /// A registry (pull, push, login) failed.
+    #[error(transparent)]
+    Registry(#[from] hako_registry::Error),
+    /// A network operation failed.
+    #[error(transparent)]
+    Net(#[from] hako_net::Error),
     /// The runtime failed to create or start the process.
     #[error(transparent)]
     Runtime(#[from] hako_runtime::Error),
     /// cgroup setup or teardown failed.
     #[error("cgroup: {0}")]
-    Cgroup(#[from] hako_cgroups::Error),
+    Cgroup(hako_cgroups::Error),
     /// The state database failed.
     #[error("state database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
     /// A filesystem operation on the state root failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being done.
         what: String,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error, said in the message.
+        error: std::io::Error,
     },
 }
 
+// By hand rather than `#[from]`, which would also expose the wrapped error as `source()`:
+// the message says it already, and a report walking the chain would print it twice.
+impl From<hako_cgroups::Error> for Error {
+    fn from(e: hako_cgroups::Error) -> Self {
+        Error::Cgroup(e)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(e)
+    }
+}
+
 impl Error {
-    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    fn io(what: impl Into<String>, error: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
-            source,
+            error,
+        }
+    }
+
+    /// The class of this error, which survives wrapping: the CLI maps it to Docker's exit
+    /// statuses, the API server to dockerd's HTTP statuses (see [`hako_base::ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ImageNotFound(_) | Error::NoSuchContainer(_) => ErrorKind::NotFound,
+            Error::NameConflict { .. } | Error::NotRunning(_) | Error::Running(_) => {
+                ErrorKind::Conflict
+            }
+            Error::Invalid(_) | Error::NoCommand | Error::User(_) => ErrorKind::Invalid,
+            Error::Image(e) => e.kind(),
+            Error::Registry(e) => e.kind(),
+            Error::Net(e) => e.kind(),
+            Error::Runtime(e) => e.kind(),
+            Error::Cgroup(e) => e.kind(),
+            Error::Db(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }
 
@@ -352,42 +400,12 @@ impl Drop for Engine {
     }
 }
 
-/// The UTC calendar date and time of a Unix time in seconds: (year, month, day, hour, minute,
-/// second). Howard Hinnant's days-from-civil inverse; small enough not to need a date crate.
-pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// RFC 3339 UTC with nanoseconds, as Docker prints times.
-pub fn rfc3339(nanos: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(nanos.div_euclid(1_000_000_000));
-    let sub = nanos.rem_euclid(1_000_000_000);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{sub:09}Z")
-}
+pub use hako_base::time::{now_nanos, rfc3339};
 
 /// This process as the owner of a container being started.
 pub(crate) fn self_owner() -> (i32, Option<i64>) {
     let me = std::process::id() as i32;
     (me, process_start_time(me))
-}
-
-/// Nanoseconds since the Unix epoch, the unit of every time the store records.
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn random_id() -> Result<String> {
@@ -401,18 +419,11 @@ pub(crate) fn random_id() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Field 22 of /proc/PID/stat, which tells a container's process from a later one reusing its
-/// pid; `None` once the process has exited. A zombie (state `Z`, or `X` while it is being
-/// reaped) has exited: its stat still reads until its parent reaps it, which a stopped parent
-/// or an init that reaps lazily may never do, and such a container must count as dead.
+/// The start time of process `pid` as the store records it (`hako_base::proc::start_time`):
+/// it tells a container's process from a later one reusing its pid; `None` once the process
+/// has exited, a zombie included.
 pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; the fields after it do not.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    if matches!(fields.next()?, "Z" | "X") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    hako_base::proc::start_time(pid).map(|t| t as i64)
 }
 
 /// Whether the process recorded as `pid` with start time `start` still runs: the same process
@@ -420,7 +431,7 @@ pub(crate) fn process_start_time(pid: i32) -> Option<i64> {
 /// when its process had already exited.
 pub(crate) fn alive(pid: Option<i32>, start: Option<i64>) -> bool {
     match (pid, start) {
-        (Some(p), Some(s)) => process_start_time(p) == Some(s),
+        (Some(p), Some(s)) => hako_base::proc::alive(p, s as u64),
         _ => false,
     }
 }
@@ -1773,6 +1784,51 @@ pub fn container_resolv_conf(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_survive_wrapping_and_causes_are_said_once() {
+        use ErrorKind as K;
+        assert_eq!(Error::NoSuchContainer("c".into()).kind(), K::NotFound);
+        assert_eq!(Error::ImageNotFound("i".into()).kind(), K::NotFound);
+        let conflict = Error::NameConflict {
+            name: "n".into(),
+            id: "i".into(),
+        };
+        assert_eq!(conflict.kind(), K::Conflict);
+        assert_eq!(Error::Running("c".into()).kind(), K::Conflict);
+        assert_eq!(Error::NotRunning("c".into()).kind(), K::Conflict);
+        assert_eq!(Error::Invalid("x".into()).kind(), K::Invalid);
+        assert_eq!(Error::NoCommand.kind(), K::Invalid);
+        // Wrapped errors keep their own kind.
+        let image = Error::from(hako_image::Error::NotFound("busybox".into()));
+        assert_eq!(image.kind(), K::NotFound);
+        let in_use = Error::from(hako_image::Error::Conflict("x".into()));
+        assert_eq!(in_use.kind(), K::Conflict);
+        let spec = Error::from(hako_runtime::Error::InvalidSpec("x".into()));
+        assert_eq!(spec.kind(), K::Invalid);
+        let cgroup = Error::from(hako_cgroups::Error::InvalidName("..".into()));
+        assert_eq!(cgroup.kind(), K::Invalid);
+        // Io and database errors say their cause in their message only.
+        let denied = Error::io(
+            "create state root /x",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(denied.kind(), K::Internal);
+        assert_eq!(
+            denied.to_string(),
+            "create state root /x: Permission denied (os error 13)"
+        );
+        assert!(std::error::Error::source(&denied).is_none());
+        let db = Error::from(rusqlite::Error::InvalidQuery);
+        assert_eq!(db.kind(), K::Internal);
+        assert!(std::error::Error::source(&db).is_none());
+        let cgroup_io = Error::from(hako_cgroups::Error::Write {
+            path: "/sys/fs/cgroup/x/cpuset.cpus".into(),
+            value: "63".into(),
+            error: std::io::Error::from_raw_os_error(libc::ERANGE),
+        });
+        assert!(std::error::Error::source(&cgroup_io).is_none());
+    }
 
     #[test]
     fn env_precedence() {

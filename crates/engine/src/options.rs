@@ -9,31 +9,14 @@
 use crate::config::Mount;
 use crate::{Error, Result};
 
-/// Docker's `RAMInBytes`: a number with an optional b/k/m/g/t/p suffix (binary multiples).
+/// Docker's `RAMInBytes` ([`hako_base::size::parse_ram`]: `512m`, `1.5g`, `5MiB`) for `flag`,
+/// with Docker's message when it is not one.
 pub fn parse_size(s: &str, flag: &str) -> Result<i64> {
-    let bad = || {
+    hako_base::size::parse_ram(s.trim()).map_err(|_| {
         Error::Invalid(format!(
             "invalid argument \"{s}\" for \"{flag}\" flag: invalid size: '{s}'"
         ))
-    };
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix('b')
-        .filter(|r| !r.is_empty() && !r.ends_with('b'))
-        .unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        Some('p') => (&t[..t.len() - 1], 1 << 50),
-        _ => (t, 1),
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(bad());
-    }
-    Ok((v * mult as f64) as i64)
+    })
 }
 
 /// `--cpus 1.5` → (quota, period) in microseconds with Docker's 100 ms period.
@@ -445,6 +428,7 @@ mod tests {
         assert_eq!(parse_size("1.5k", "--memory").unwrap(), 1536);
         assert_eq!(parse_size("100", "--memory").unwrap(), 100);
         assert_eq!(parse_size("64mb", "--memory").unwrap(), 64 << 20);
+        assert_eq!(parse_size("5MiB", "--memory").unwrap(), 5 << 20);
         let e = parse_size("lots", "-m, --memory").unwrap_err().to_string();
         assert_eq!(
             e,

@@ -272,27 +272,20 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
 
-    let mut devices = [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ]
-    .iter()
-    .map(|(p, ma, mi)| {
-        LinuxDeviceBuilder::default()
-            .path(*p)
-            .typ(LinuxDeviceType::C)
-            .major(*ma)
-            .minor(*mi)
-            .file_mode(0o666u32)
-            .uid(0u32)
-            .gid(0u32)
-            .build()
-    })
-    .collect::<Result<Vec<_>, _>>()?;
+    let mut devices = hako_runtime::DEFAULT_DEVICES
+        .iter()
+        .map(|(p, ma, mi)| {
+            LinuxDeviceBuilder::default()
+                .path(*p)
+                .typ(LinuxDeviceType::C)
+                .major(*ma)
+                .minor(*mi)
+                .file_mode(0o666u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if input.privileged {
         devices.extend(host_devices()?);
     }

@@ -71,13 +71,16 @@ impl Engine {
 
     /// Returns true when the volume was created by this call.
     fn ensure_volume(&self, name: &str, anonymous: bool, labels: &[String]) -> Result<bool> {
-        let dir = self.volume_dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create volume {name}"), e))?;
+        // The row first: a kill between the two steps then leaves a volume without its
+        // directory, which the next use creates and `volume prune` removes, rather than a
+        // directory no row names, which nothing would ever collect.
         let labels = serde_json::to_string(labels).unwrap_or_else(|_| "[]".into());
         let n = self.store.conn().execute(
             "INSERT OR IGNORE INTO volumes (name, created, anonymous, labels) VALUES (?1, ?2, ?3, ?4)",
             params![name, now_nanos(), anonymous, labels],
         )?;
+        let dir = self.volume_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create volume {name}"), e))?;
         Ok(n == 1)
     }
 

@@ -158,13 +158,7 @@ impl ImageStore {
 /// which some inits take seconds to do. The entry's name holds no start time, so a later
 /// process that reuses the pid keeps it until that process ends.
 fn running(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which may itself hold spaces and parentheses.
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .is_some_and(|state| state != "Z" && state != "X")
+    hako_base::proc::exists(pid)
 }
 
 /// Removes what a dead process left in `tmp/`, and returns its journals, which need the

@@ -104,5 +104,63 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// The database failed.
     #[error("image database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
+}
+
+// By hand rather than `#[from]`, which would also expose the database error as `source()`:
+// the message says it already, and a report walking the chain would print it twice.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(e)
+    }
+}
+
+impl Error {
+    /// The class of this error, for the front ends' exit codes and HTTP statuses.
+    pub fn kind(&self) -> hako_base::ErrorKind {
+        use hako_base::ErrorKind as K;
+        match self {
+            Error::NotFound(_) => K::NotFound,
+            Error::InUse { .. } | Error::ReferenceInUse { .. } | Error::Conflict(_) => K::Conflict,
+            // An ambiguous prefix is the request's to make precise.
+            Error::InvalidReference(_)
+            | Error::Ambiguous(_)
+            | Error::InvalidArchive(_)
+            | Error::TooManyLayers(_)
+            | Error::InvalidChange(_) => K::Invalid,
+            // Bytes that do not hash to their name came from elsewhere, broken.
+            Error::DigestMismatch { .. } | Error::Corrupt(_) | Error::Io(_) | Error::Db(_) => {
+                K::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::Error;
+    use hako_base::ErrorKind as K;
+
+    #[test]
+    fn kinds_and_causes_said_once() {
+        assert_eq!(Error::NotFound("x".into()).kind(), K::NotFound);
+        assert_eq!(Error::Conflict("x".into()).kind(), K::Conflict);
+        let in_use = Error::InUse {
+            image: "abc".into(),
+            container: "c".into(),
+            running: true,
+        };
+        assert_eq!(in_use.kind(), K::Conflict);
+        assert_eq!(Error::InvalidReference("x".into()).kind(), K::Invalid);
+        assert_eq!(Error::Ambiguous("ab".into()).kind(), K::Invalid);
+        assert_eq!(Error::TooManyLayers(200).kind(), K::Invalid);
+        assert_eq!(Error::Corrupt("x".into()).kind(), K::Internal);
+        let io = Error::from(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(io.kind(), K::Internal);
+        // Transparent: the io error's own message, and its source (none) forwarded.
+        assert_eq!(io.to_string(), "Permission denied (os error 13)");
+        let db = Error::from(rusqlite::Error::InvalidQuery);
+        assert_eq!(db.kind(), K::Internal);
+        assert!(std::error::Error::source(&db).is_none());
+    }
 }

@@ -747,17 +747,11 @@ pub(crate) fn detach_server() -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The start time of process `pid` (field 22 of /proc/PID/stat), to tell it from a later
-/// process that reuses the pid.
+/// The start time of process `pid` (`hako_base::proc::start_time`), to tell it from a later
+/// process that reuses the pid; `None` for a zombie (a server killed under an init that reaps
+/// lazily), which is not serving.
 pub(crate) fn start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses; fields after it do not.
-    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
-    // A zombie (a server killed under an init that reaps lazily) is not serving.
-    if matches!(f.next()?, "Z" | "X") {
-        return None;
-    }
-    f.nth(18)?.parse().ok()
+    hako_base::proc::start_time(i32::try_from(pid).ok()?).map(|t| t as i64)
 }
 
 fn subreaper() -> bool {

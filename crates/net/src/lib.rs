@@ -227,35 +227,35 @@ pub enum Error {
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
     /// A netlink request failed.
-    #[error("{op}: {source}")]
+    #[error("{op}: {error}")]
     Netlink {
         /// What we were doing.
         op: String,
-        /// The kernel's answer.
-        source: std::io::Error,
+        /// The kernel's answer, said in the message (not exposed again as `source()`).
+        error: std::io::Error,
     },
     /// An nftables script failed.
     #[error("nftables: {0}")]
     Nft(String),
     /// The container's network namespace cannot be opened.
-    #[error("cannot open the network namespace of process {pid}: {source}")]
+    #[error("cannot open the network namespace of process {pid}: {error}")]
     Netns {
         /// The process.
         pid: i32,
-        /// Why.
-        source: std::io::Error,
+        /// Why, said in the message.
+        error: std::io::Error,
     },
     /// A file (e.g. a sysctl) cannot be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why, said in the message.
+        error: std::io::Error,
     },
     /// The state database.
     #[error("network state: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
     /// A bridge or nftables table of the name hako must use exists and was not made for
     /// these networks; hako leaves it alone.
     #[error("{what} {name} exists and was made by {by}, not by this state root: hako leaves it alone; remove or rename it")]
@@ -269,11 +269,54 @@ pub enum Error {
     },
 }
 
+// By hand rather than `#[from]`, which would also expose the database error as `source()`:
+// the message says it already, and a report walking the chain would print it twice.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(e)
+    }
+}
+
+impl Error {
+    /// The class of this error, for the front ends' exit codes and HTTP statuses.
+    pub fn kind(&self) -> hako_base::ErrorKind {
+        use hako_base::ErrorKind as K;
+        match self {
+            Error::NetworkNotFound(_) => K::NotFound,
+            Error::NetworkExists(_)
+            | Error::NetworkInUse { .. }
+            | Error::SubnetOverlap { .. }
+            | Error::SubnetOverlap6 { .. }
+            | Error::IpInUse { .. }
+            | Error::Ip6InUse { .. }
+            | Error::NetworkFull(_)
+            | Error::AlreadyAttached { .. }
+            | Error::PortAllocated { .. }
+            | Error::NoFreePort { .. }
+            | Error::NameTaken { .. } => K::Conflict,
+            Error::Invalid { .. }
+            | Error::InvalidPortSpec { .. }
+            | Error::IpOutOfRange { .. }
+            | Error::Ip6OutOfRange { .. }
+            | Error::NotAttached { .. }
+            | Error::Ipv6Disabled
+            | Error::Unsupported(_) => K::Invalid,
+            Error::NoFreeSubnet(_)
+            | Error::Dns(_)
+            | Error::Netlink { .. }
+            | Error::Nft(_)
+            | Error::Netns { .. }
+            | Error::Io { .. }
+            | Error::Db(_) => K::Internal,
+        }
+    }
+}
+
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn nl_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let op = op.into();
-    move |source| Error::Netlink { op, source }
+    move |error| Error::Netlink { op, error }
 }
 
 /// Names and defaults, injectable so tests never collide with real use.
@@ -709,9 +752,9 @@ fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|source| Error::Io {
+        .map_err(|error| Error::Io {
             path: "/dev/urandom".into(),
-            source,
+            error,
         })?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -752,9 +795,9 @@ fn write_sysctl(path: &str, value: &str) -> Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
     }
-    std::fs::write(path, value).map_err(|source| Error::Io {
+    std::fs::write(path, value).map_err(|error| Error::Io {
         path: path.to_string(),
-        source,
+        error,
     })
 }
 
@@ -1673,7 +1716,7 @@ impl<'c> Networks<'c> {
             .map_err(nl_err("looking up the bridge"))?
             .ok_or_else(|| Error::Netlink {
                 op: format!("bridge {} vanished", n.bridge),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                error: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
         if claim != Claim::Mine {
             // The kernel takes no alias when it creates a link: a second message. A hako
@@ -1870,7 +1913,7 @@ impl<'c> Networks<'c> {
     ) -> Result<Attachment> {
         let (net, created) = self.network_for_attach(network)?;
         let ns = File::open(format!("/proc/{pid}/ns/net"))
-            .map_err(|source| Error::Netns { pid, source })?;
+            .map_err(|error| Error::Netns { pid, error })?;
         let (want_ip, want_ip6) = match opts.ip {
             None => (None, opts.ip6),
             Some(IpAddr::V4(ip)) => (Some(ip), opts.ip6),
@@ -2395,7 +2438,7 @@ impl<'c> Networks<'c> {
                     .map_err(nl_err("looking up the bridge"))?
                     .ok_or_else(|| Error::Netlink {
                         op: format!("bridge {} vanished", net.bridge),
-                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                        error: std::io::Error::from_raw_os_error(libc::ENODEV),
                     })?
             }
         };
@@ -2424,7 +2467,7 @@ impl<'c> Networks<'c> {
             .map_err(nl_err("looking up the veth"))?
             .ok_or_else(|| Error::Netlink {
                 op: format!("veth {} vanished", att.host_veth),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                error: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
         nl.set_hairpin(host)
             .map_err(nl_err(format!("hairpin mode on {}", att.host_veth)))?;
@@ -2455,7 +2498,7 @@ impl<'c> Networks<'c> {
             .map_err(nl_err("container interface"))?
             .ok_or_else(|| Error::Netlink {
                 op: format!("{} missing in the container", att.interface),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
+                error: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
         cnl.add_addr4(eth, att.ip, att.prefix)
             .map_err(nl_err(format!("adding {} in the container", att.ip)))?;
@@ -2946,6 +2989,46 @@ mod tests {
         assert!(!current(&conn));
         conn.execute_batch(SCHEMA).unwrap();
         assert!(current(&conn));
+    }
+
+    #[test]
+    fn error_kinds_and_causes_said_once() {
+        use hako_base::ErrorKind as K;
+        assert_eq!(Error::NetworkNotFound("n".into()).kind(), K::NotFound);
+        assert_eq!(Error::NetworkExists("n".into()).kind(), K::Conflict);
+        let port = Error::PortAllocated {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 80,
+        };
+        assert_eq!(port.kind(), K::Conflict);
+        let invalid = Error::InvalidPortSpec {
+            spec: "x".into(),
+            reason: "y".into(),
+        };
+        assert_eq!(invalid.kind(), K::Invalid);
+        let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+        for e in [
+            Error::Netlink {
+                op: "add link".into(),
+                error: denied(),
+            },
+            Error::Netns {
+                pid: 1,
+                error: denied(),
+            },
+            Error::Io {
+                path: "/proc/sys/x".into(),
+                error: denied(),
+            },
+            Error::from(rusqlite::Error::InvalidQuery),
+        ] {
+            assert_eq!(e.kind(), K::Internal, "{e}");
+            assert!(std::error::Error::source(&e).is_none(), "{e}");
+            assert!(
+                e.to_string().matches("Permission denied").count() <= 1,
+                "{e}"
+            );
+        }
     }
 
     #[test]

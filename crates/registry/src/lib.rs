@@ -14,6 +14,7 @@ mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 mod manifest;
+mod progress;
 mod pull;
 mod push;
 
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 pub use auth::{docker_config_dir, Credentials};
 pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
+pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
 pub use pull::{fetch_raw_manifest, pull, PullOptions, Pulled};
 pub use push::push;
 
@@ -148,6 +150,41 @@ pub enum Error {
     Output(std::io::Error),
 }
 
+impl Error {
+    /// The class of this error, for the front ends' exit codes and HTTP statuses (dockerd
+    /// answers a pull of a missing repository or tag with 404).
+    pub fn kind(&self) -> hako_base::ErrorKind {
+        use hako_base::ErrorKind as K;
+        match self {
+            Error::ManifestUnknown(_) | Error::AccessDenied(_) | Error::NoMatchingPlatform(_) => {
+                K::NotFound
+            }
+            Error::Unauthorized { .. } => K::Unauthorized,
+            Error::Network { .. } => K::Unavailable,
+            Error::Status { status, .. } => match status {
+                401 => K::Unauthorized,
+                403 => K::Forbidden,
+                404 => K::NotFound,
+                429 | 500..=599 => K::Unavailable,
+                _ => K::Internal,
+            },
+            Error::Schema1(_)
+            | Error::UnsupportedMediaType(_)
+            | Error::OsMismatch(_)
+            | Error::PlatformMismatch { .. }
+            | Error::InvalidPlatform(_) => K::Invalid,
+            Error::Store(e) => e.kind(),
+            Error::BadManifest { .. }
+            | Error::DigestMismatch { .. }
+            | Error::TooLarge { .. }
+            | Error::TooShort { .. }
+            | Error::Config { .. }
+            | Error::Io { .. }
+            | Error::Output(_) => K::Internal,
+        }
+    }
+}
+
 /// Logs in to a registry: checks the credentials against it, then records
 /// them in the Docker client config. Returns the config file written.
 pub fn login(domain: &str, creds: &Credentials) -> Result<PathBuf, Error> {
@@ -227,4 +264,33 @@ pub fn open_url(url: &str) -> Result<Box<dyn std::io::Read + Send>, Error> {
         });
     }
     Ok(Box::new(resp.into_body().into_reader()))
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::Error;
+    use hako_base::ErrorKind as K;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(Error::ManifestUnknown("a:1".into()).kind(), K::NotFound);
+        assert_eq!(Error::AccessDenied("a".into()).kind(), K::NotFound);
+        let status = |status| Error::Status {
+            url: "https://r/v2/".into(),
+            status,
+            message: String::new(),
+        };
+        assert_eq!(status(404).kind(), K::NotFound);
+        assert_eq!(status(401).kind(), K::Unauthorized);
+        assert_eq!(status(503).kind(), K::Unavailable);
+        assert_eq!(status(418).kind(), K::Internal);
+        let network = Error::Network {
+            url: "https://r/v2/".into(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(network.kind(), K::Unavailable);
+        assert_eq!(Error::InvalidPlatform("x".into()).kind(), K::Invalid);
+        let store = Error::from(hako_image::Error::Conflict("x".into()));
+        assert_eq!(store.kind(), K::Conflict);
+    }
 }

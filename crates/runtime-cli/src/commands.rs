@@ -393,14 +393,7 @@ fn add_default_devices(spec: &mut Spec) -> Result<()> {
     use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType};
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut devices = linux.devices().clone().unwrap_or_default();
-    for (path, major, minor) in [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ] {
+    for (path, major, minor) in hako_runtime::DEFAULT_DEVICES {
         if devices.iter().any(|d| d.path() == Path::new(path)) {
             continue;
         }
@@ -611,7 +604,7 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
         logger.warn(w);
     }
     saved.pid = created.pid();
-    saved.pid_start = state::pid_start_time(saved.pid)
+    saved.pid_start = hako_base::proc::start_time(saved.pid)
         .ok_or_else(|| anyhow!("the container process exited during creation"))?;
     let container = Container { dir, saved };
     container.save()?;
@@ -797,47 +790,13 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
     if process.terminal() == Some(true) && args.console_socket.is_none() {
         bail!("a terminal needs --console-socket");
     }
-    spec.set_process(Some(process));
     let mut r = spec.root().clone().unwrap_or_default();
     r.set_path(c.saved.rootfs.clone());
     spec.set_root(Some(r));
-    // What only the container's creation sets up: its mounts, names and clock offsets.
-    spec.set_hostname(None);
-    spec.set_domainname(None);
-    spec.set_mounts(None);
-    spec.set_hooks(None);
-    // Every namespace of the container is joined through its init process.
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-    for ns in &mut namespaces {
-        use oci_spec::runtime::LinuxNamespaceType as T;
-        let name = match ns.typ() {
-            T::Pid => "pid",
-            T::Network => "net",
-            T::Mount => "mnt",
-            T::Ipc => "ipc",
-            T::Uts => "uts",
-            T::Cgroup => "cgroup",
-            T::User => "user",
-            T::Time => "time",
-        };
-        ns.set_path(Some(format!("/proc/{}/ns/{name}", c.saved.pid).into()));
-    }
-    linux.set_namespaces(Some(namespaces));
-    linux.set_time_offsets(None);
-    // Moved in at create; the joined namespace has them already.
-    linux.set_net_devices(None);
-    // The container's mounts exist already: their label is not the new process's concern.
-    linux.set_mount_label(None);
-    spec.set_linux(Some(linux));
-    // A container without a mount namespace lives in a chroot of ours, which its init's
-    // /proc/PID/root leads to.
-    let enter_existing_root = !has_namespace(&spec, oci_spec::runtime::LinuxNamespaceType::Mount);
-    if enter_existing_root {
-        let mut r = spec.root().clone().unwrap_or_default();
-        r.set_path(format!("/proc/{}/root", c.saved.pid).into());
-        spec.set_root(Some(r));
-    }
+    let hako_runtime::ExecSpec {
+        spec,
+        enter_existing_root,
+    } = hako_runtime::exec_spec(&spec, c.saved.pid, process);
 
     let cgroup = c.cgroup();
     let console = match &args.console_socket {
@@ -878,18 +837,20 @@ pub fn state(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {s:?}"));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
+/// A signal by name or number, from the one table (`KILL`, `SIGKILL`, `9`, `RTMIN+3`).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    hako_base::signal::parse(s).ok_or_else(|| anyhow!("unknown signal {s:?}"))
+}
+
+/// Sends signal number `sig`, which may be a real-time one (nix's `Signal` names only the
+/// standard ones).
+fn send_signal(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
     } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>()
-        .map_err(|_| anyhow!("unknown signal {s:?}"))
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
@@ -907,9 +868,9 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
                 Err(e) => return Err(e).context("list the container's processes"),
             };
             for pid in pids {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+                let _ = send_signal(pid, sig);
             }
-            if status == Status::Paused && sig == Signal::SIGKILL {
+            if status == Status::Paused && sig == libc::SIGKILL {
                 // A frozen task dies only once thawed.
                 cg.thaw().context("thaw the killed container")?;
             }
@@ -920,9 +881,11 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
         // runc's words: the shim matches them to tell a finished process from a failure.
         bail!("cannot kill container {id}: container not running");
     }
-    nix::sys::signal::kill(Pid::from_raw(c.saved.pid), sig)
-        .with_context(|| format!("send {sig} to pid {}", c.saved.pid))?;
-    if status == Status::Paused && sig == Signal::SIGKILL {
+    send_signal(c.saved.pid, sig).with_context(|| {
+        let name = hako_base::signal::name(sig).unwrap_or_else(|| sig.to_string());
+        format!("send {name} to pid {}", c.saved.pid)
+    })?;
+    if status == Status::Paused && sig == libc::SIGKILL {
         if let Some(cg) = c.cgroup() {
             cg.thaw().context("thaw the killed container")?;
         }
@@ -1133,9 +1096,10 @@ mod tests {
 
     #[test]
     fn signals_by_name_and_number() {
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("KILL").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("sigterm").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("RTMIN+3").unwrap(), libc::SIGRTMIN() + 3);
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_signal("999").is_err());
     }

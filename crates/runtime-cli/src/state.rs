@@ -135,7 +135,7 @@ impl Container {
 
     /// Whether the recorded process still exists (and is not a zombie or a recycled pid).
     pub fn alive(&self) -> bool {
-        self.saved.pid > 0 && pid_start_time(self.saved.pid) == Some(self.saved.pid_start)
+        hako_base::proc::alive(self.saved.pid, self.saved.pid_start)
     }
 
     pub fn status(&self) -> Status {
@@ -173,44 +173,9 @@ impl Container {
     }
 }
 
-/// Start time (field 22 of /proc/PID/stat) of a live, non-zombie process.
-pub fn pid_start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain anything.
-    let rest = &s[s.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // `state` was field 3; the start time is field 22.
-    fields.nth(18)?.parse().ok()
-}
-
 /// RFC 3339 UTC time with nanoseconds, as runc's `created`.
 pub fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_nanos()
-    )
+    hako_base::time::rfc3339(hako_base::time::now_nanos())
 }
 
 #[cfg(test)]
@@ -223,11 +188,6 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "a\0"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn own_start_time_is_readable() {
-        assert!(pid_start_time(std::process::id() as i32).is_some());
     }
 
     #[test]

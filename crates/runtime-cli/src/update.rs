@@ -62,36 +62,19 @@ pub struct EventsArgs {
     pub id: String,
 }
 
-/// A size with docker's binary suffixes (b, k, m, g, t, p, with or without a trailing b);
-/// -1 means unlimited.
+/// A size as runc reads it (Docker's `RAMInBytes`: binary multiples with b, k, m, g, t, p, as
+/// `64m` or `5MiB`); -1 means unlimited.
 pub fn parse_size(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
+    let t = s.trim();
     if t == "-1" {
         return Ok(-1);
     }
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let num: i64 = num
-        .parse()
-        .map_err(|_| anyhow!("invalid size {s:?}: expected a number with an optional k, m or g"))?;
-    let shift = match unit.strip_suffix('b').unwrap_or(unit) {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        "p" => 50,
-        _ => bail!("invalid size {s:?}: unknown unit {unit:?}"),
-    };
-    num.checked_mul(1 << shift)
-        .ok_or_else(|| anyhow!("invalid size {s:?}: too large"))
+    Ok(hako_base::size::parse_ram(t)?)
 }
 
-/// A Go-style duration as runc takes it: one or more `<number><unit>` with units ns, us, ms,
-/// s, m, h.
+/// An `--interval`, in the one duration grammar (Go's, as runc takes it: 5s, 500ms, 1m30s).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let total = hako_runtime::parse_go_duration(s.trim())
-        .ok_or_else(|| anyhow!("invalid --interval {s:?}: use e.g. 5s, 500ms or 1m30s"))?;
+    let total = hako_base::duration::parse(s.trim()).context("--interval")?;
     if total.is_zero() {
         bail!("invalid --interval {s:?}: must be greater than zero");
     }
@@ -338,6 +321,10 @@ mod tests {
         assert!(parse_size("12q").is_err());
         assert!(parse_size("m").is_err());
         assert!(parse_size("-5").is_err());
+        assert_eq!(parse_size("5MiB").unwrap(), 5 << 20);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        let e = format!("{:#}", parse_size("12q").unwrap_err());
+        assert!(e.contains("\"12q\"") && e.contains("unit"), "{e}");
     }
 
     #[test]
@@ -349,6 +336,7 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
     }
 
     #[test]

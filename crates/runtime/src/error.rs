@@ -19,20 +19,20 @@ impl ExecFailure {
     }
 }
 
-/// Errors from preparing, starting or waiting for a container process.
+/// Errors from preparing, starting or waiting for a container process. Each message says its
+/// cause itself; none is exposed again through `source()`, so no report prints one twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The OCI spec asks for something that is malformed or that hako cannot do.
     #[error("invalid runtime spec: {0}")]
     InvalidSpec(String),
     /// A host-side system call failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Sys {
         /// What was being done.
         what: String,
-        /// The underlying OS error.
-        #[source]
-        source: io::Error,
+        /// The underlying OS error, said in the message (not exposed again as `source()`).
+        error: io::Error,
     },
     /// Setting up the container inside its namespaces failed before the command could run.
     #[error("container setup failed: {0}")]
@@ -50,14 +50,32 @@ pub enum Error {
     NotCreated,
     /// Putting the new process into its cgroup failed.
     #[error("cgroup: {0}")]
-    Cgroup(#[from] hako_cgroups::Error),
+    Cgroup(hako_cgroups::Error),
+}
+
+impl From<hako_cgroups::Error> for Error {
+    fn from(e: hako_cgroups::Error) -> Self {
+        Error::Cgroup(e)
+    }
 }
 
 impl Error {
-    pub(crate) fn sys(what: impl Into<String>, source: impl Into<io::Error>) -> Self {
+    pub(crate) fn sys(what: impl Into<String>, error: impl Into<io::Error>) -> Self {
         Error::Sys {
             what: what.into(),
-            source: source.into(),
+            error: error.into(),
+        }
+    }
+
+    /// The class of this error. A command that cannot be executed is the request's fault, as
+    /// dockerd answers it (400); the CLI tells 126 from 127 by [`Error::exit_code`].
+    pub fn kind(&self) -> hako_base::ErrorKind {
+        use hako_base::ErrorKind as K;
+        match self {
+            Error::InvalidSpec(_) | Error::Exec { .. } => K::Invalid,
+            Error::NotCreated => K::Conflict,
+            Error::Cgroup(e) => e.kind(),
+            Error::Sys { .. } | Error::Setup(_) => K::Internal,
         }
     }
 
@@ -73,5 +91,41 @@ impl Error {
 impl From<nix::Error> for Error {
     fn from(e: nix::Error) -> Self {
         Error::sys("system call failed", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hako_base::ErrorKind as K;
+
+    #[test]
+    fn kinds_and_causes_said_once() {
+        let e = Error::sys("open /x", io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(e.kind(), K::Internal);
+        assert_eq!(e.to_string(), "open /x: Permission denied (os error 13)");
+        assert!(std::error::Error::source(&e).is_none());
+        let cg = Error::from(hako_cgroups::Error::Read {
+            path: "/sys/fs/cgroup/x".into(),
+            error: io::Error::from_raw_os_error(libc::EACCES),
+        });
+        assert_eq!(cg.kind(), K::Internal);
+        assert_eq!(cg.to_string().matches("Permission denied").count(), 1);
+        assert!(std::error::Error::source(&cg).is_none());
+        let invalid = Error::from(hako_cgroups::Error::InvalidResources("x"));
+        assert_eq!(invalid.kind(), K::Invalid);
+        assert_eq!(Error::InvalidSpec("x".into()).kind(), K::Invalid);
+        assert_eq!(Error::Setup("x".into()).kind(), K::Internal);
+        assert_eq!(Error::NotCreated.kind(), K::Conflict);
+        let exec = Error::Exec {
+            kind: ExecFailure::NotFound,
+            message: "exec: \"x\": executable file not found in $PATH".into(),
+        };
+        assert_eq!((exec.kind(), exec.exit_code()), (K::Invalid, 127));
+        let exec = Error::Exec {
+            kind: ExecFailure::CannotExecute,
+            message: "permission denied".into(),
+        };
+        assert_eq!((exec.kind(), exec.exit_code()), (K::Invalid, 126));
     }
 }

@@ -11,8 +11,8 @@
 mod attrs;
 mod child;
 mod compat;
-mod duration;
 mod error;
+mod exec;
 pub mod fsutil;
 mod hooks;
 mod idmap;
@@ -24,8 +24,8 @@ mod process;
 mod seccomp;
 
 pub use compat::{parse_process, parse_spec};
-pub use duration::parse_go_duration;
 pub use error::{Error, ExecFailure};
+pub use exec::{exec_spec, ExecSpec};
 pub use overlay::mount_overlay;
 pub use process::{start, Created, ExitStatus, Running};
 
@@ -36,6 +36,17 @@ use std::ffi::CString;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+
+/// The character devices every container gets, as runc makes them whether the spec lists them
+/// or not: (path, major, minor), mode 0666, owned by root.
+pub const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
 
 /// Default `PATH` when neither the image nor the user sets one (Docker's value).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -151,11 +151,11 @@ pub fn mount_overlay(
 ) -> std::io::Result<()> {
     use std::io::{Error as IoError, ErrorKind};
     let o = options(lower, upper, false).map_err(|e| match e {
-        Error::Sys { what, source } => IoError::new(
-            source.kind(),
+        Error::Sys { what, error } => IoError::new(
+            error.kind(),
             format!(
                 "{what}: {}",
-                nix::errno::Errno::from_raw(source.raw_os_error().unwrap_or(0)).desc()
+                nix::errno::Errno::from_raw(error.raw_os_error().unwrap_or(0)).desc()
             ),
         ),
         Error::InvalidSpec(m) => IoError::new(ErrorKind::InvalidInput, m),

@@ -352,7 +352,7 @@ pub fn start(exec_fifo: &std::path::Path, pid: i32) -> Result<(), Error> {
             nix::poll::PollTimeout::from(START_POLL.as_millis() as u16),
         ) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => {
-                if !process_alive(pid) {
+                if !hako_base::proc::exists(pid) {
                     return Err(Error::Setup(
                         "the container process exited before it was started".into(),
                     ));
@@ -512,18 +512,6 @@ fn hand_over_listener(
     crate::seccomp::send_listener(socket.as_fd(), &listener, payload)
         .map_err(|e| Error::sys("send the seccomp listener to linux.seccomp.listenerPath", e))?;
     Ok(true)
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub(crate) fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses and may contain spaces.
-        Ok(s) => s
-            .rfind(')')
-            .and_then(|i| s[i + 1..].trim_start().chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
-        Err(_) => false,
-    }
 }
 
 impl Running {

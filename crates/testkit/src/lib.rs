@@ -7,6 +7,8 @@
 //! isolation rules (private sockets, cgroup parents outside `hako-*`, unmounting what a peer
 //! leaves) the same everywhere.
 
+pub mod user;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

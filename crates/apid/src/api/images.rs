@@ -205,6 +205,18 @@ struct ProgressLines {
     key: &'static str,
 }
 
+impl ProgressLines {
+    /// Sends one of the engine's typed pull or push steps as Docker's JSON message.
+    fn progress(&mut self, p: hako_engine::images::Progress) -> std::io::Result<()> {
+        self.tx
+            .blocking_send(Bytes::from(wire::progress_line(
+                &hako_docker::image::progress_json(&p),
+            )))
+            // A client that went stops the pull or push at its next step.
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went"))
+    }
+}
+
 impl std::io::Write for ProgressLines {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         for &b in buf {
@@ -347,14 +359,15 @@ pub(super) async fn create(req: Req) -> Result<Response<Body>, ApiError> {
     let platform = req
         .q("platform")
         .filter(|p| !p.is_empty())
-        .map(hako_registry::Platform::parse)
+        .map(hako_engine::images::Platform::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let root = req.state.backend.root().to_path_buf();
     progress_stream(&req, move |w| {
         let engine = hako_engine::Engine::open(&root)?;
-        let opts = hako_registry::PullOptions { platform };
-        hako_registry::pull(engine.images(), &reference, &opts, w).map_err(|e| {
+        let opts = hako_engine::images::PullOptions { platform };
+        // The pull's own last step says "Downloaded newer image" or "Image is up to date".
+        engine.pull(&reference, &opts, &mut |p| w.progress(p)).map_err(|e| {
             let msg = e.to_string();
             let lower = msg.to_ascii_lowercase();
             if lower.contains("not found") || lower.contains("unknown") || lower.contains("denied") {
@@ -363,8 +376,6 @@ pub(super) async fn create(req: Req) -> Result<Response<Body>, ApiError> {
                 ApiError::internal(msg)
             }
         })?;
-        use std::io::Write;
-        let _ = writeln!(w, "Status: Downloaded newer image for {}", reference.familiar());
         Ok(())
     })
     .await
@@ -385,7 +396,8 @@ async fn push(req: Req, name: String) -> Result<Response<Body>, ApiError> {
             .images()
             .resolve(&reference.to_string())
             .map_err(|_| ApiError::not_found(format!("No such image: {}", reference.familiar())))?;
-        hako_registry::push(engine.images(), &reference, w)
+        engine
+            .push(&reference, &mut |p| w.progress(p))
             .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(())
     })
@@ -509,37 +521,54 @@ pub(super) async fn get_many(req: Req) -> Result<Response<Body>, ApiError> {
     save(req, names).await
 }
 
-/// `POST /images/prune?filters=`.
+/// `POST /images/prune?filters=`: `dangling=false` prunes tagged images too; `until=` and
+/// `label=`/`label!=` are `image prune --filter`'s (hako_docker::image::PruneFilters).
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
     let filters = req.filters()?;
     let mut all = false;
+    let mut rest = Vec::new();
     for (k, v) in &filters {
         match (k.as_str(), v.as_str()) {
             ("dangling", "false" | "0") => all = true,
             ("dangling", "true" | "1") => {}
-            _ => {
-                return Err(ApiError::not_implemented(format!(
-                    "image prune filter {k}={v}"
+            ("dangling", _) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'dangling={v}'"
                 )))
             }
+            _ => rest.push(format!("{k}={v}")),
         }
     }
-    let (events, freed) = req
+    let now = hako_engine::hako_base::time::now_nanos();
+    let filter = hako_docker::image::PruneFilters::parse(
+        &rest,
+        now,
+        crate::compat::local_offset(now.div_euclid(1_000_000_000)),
+    )
+    .map_err(docker_error)?;
+    let report = req
         .state
         .backend
-        .engine(move |e| Ok(e.image_prune(all, &HashMap::new())?))
+        .engine(move |e| Ok(e.image_prune(all, &|img| filter.accepts(img))?))
         .await?;
-    let v: Vec<Value> = events
-        .into_iter()
-        .map(|ev| match ev {
-            hako_engine::hako_image::RemoveEvent::Untagged(t) => j!({"Untagged": t}),
-            hako_engine::hako_image::RemoveEvent::Deleted(d) => j!({"Deleted": d}),
-        })
+    let v: Vec<Value> = report
+        .events
+        .iter()
+        .map(hako_docker::image::remove_event_json)
         .collect();
     Ok(json(
         StatusCode::OK,
-        &j!({"ImagesDeleted": if v.is_empty() { Value::Null } else { j!(v) }, "SpaceReclaimed": freed}),
+        &j!({"ImagesDeleted": if v.is_empty() { Value::Null } else { j!(v) }, "SpaceReclaimed": report.space_reclaimed}),
     ))
+}
+
+/// A filter hako_docker refuses is the request's fault (400); an engine failure keeps its
+/// status.
+fn docker_error(e: hako_docker::image::Error) -> ApiError {
+    match e {
+        hako_docker::image::Error::Invalid(m) => ApiError::bad_request(m),
+        hako_docker::image::Error::Engine(e) => e.into(),
+    }
 }
 
 fn built_id(line: &str) -> Option<Value> {

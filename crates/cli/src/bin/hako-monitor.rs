@@ -6,15 +6,14 @@
 //! the attach socket; with `-i` alone, fd 6 is the container's stdin.
 //! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
 //! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `HAKO --root ROOT
-//! container-finish ID`. Only std and libc, and no std start-up code (see `main`), so one stays
-//! well under 1 MiB of memory.
+//! container-finish ID`. Only std, libc and the std-only `hako-base`, and no std start-up code
+//! (see `main`), so one stays well under 1 MiB of memory.
 // The unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 // No std `main`: std's start-up code finds the main thread's stack guard through glibc's
 // pthread_getattr_np, which parses /proc/self/maps with stdio and scanf, and installs
@@ -113,10 +112,7 @@ fn monitor() {
 
 /// Writes "CODE FINISHED_NANOS" to EXIT_FILE (atomically, through a rename).
 fn record_exit(code: i32, exit_file: &str) {
-    let finished = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let finished = hako_base::time::now_nanos();
     let tmp = format!("{exit_file}.tmp");
     if std::fs::write(&tmp, format!("{code} {finished}\n")).is_ok() {
         let _ = std::fs::rename(&tmp, exit_file);
@@ -702,30 +698,7 @@ fn reap_all(init: i32) -> i32 {
 }
 
 fn rfc3339_now() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm). A copy of
-    // hako_engine::civil: this binary stays std-only to keep its memory small.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+    hako_base::time::rfc3339(hako_base::time::now_nanos())
 }
 
 #[cfg(test)]

@@ -1,0 +1,24 @@
+//! One of each of the small things every hako crate needs, with Docker's grammars:
+//! - [`duration`]: Go's `time.ParseDuration` syntax plus `d` for days, for every duration flag
+//!   and filter (`until=`, `--stop-timeout`, healthcheck intervals, runc's `--interval`);
+//! - [`time`]: the civil calendar, RFC 3339 formatting (fixed nine digits, and Go's trimmed
+//!   `RFC3339Nano`) and parsing, and Docker's `--since`/`--until`/`until=` timestamps;
+//! - [`size`]: Docker's `RAMInBytes` parse, `HumanSize` and `BytesSize`;
+//! - [`signal`]: one signal table, names and numbers;
+//! - [`proc`]: `/proc/PID/stat` readers: a process's start time, and whether a recorded
+//!   process still runs;
+//! - [`ErrorKind`]: the class of an error every library error reports through `kind()`, which
+//!   the CLI maps to exit codes and the API server to HTTP statuses.
+//!
+//! std only and no dependencies: the per-container monitor (`hako-monitor`) links it and must
+//! stay small.
+#![deny(missing_docs)]
+
+pub mod duration;
+mod error;
+pub mod proc;
+pub mod signal;
+pub mod size;
+pub mod time;
+
+pub use error::ErrorKind;
