@@ -18,9 +18,19 @@ fi
 . scripts/lib.sh
 
 # containernetworking-plugins: the CNI plugins of crates/runtime-cli/tests/cri.rs; protobuf-compiler:
-# protoc, which the CRI client crate (k8s-cri) needs to build its gRPC types.
-apt_install busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd
+# protoc, which the CRI client crate (k8s-cri) needs to build its gRPC types; docker-compose
+# (1.29) and python3-venv: the Engine API tests (crates/cli/tests/api_*.rs).
+apt_install docker-compose python3-venv python3-pip busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd
 ensure_rust
+
+# docker-py (PyPI `docker`) for crates/cli/tests/api_dockerpy.rs, in a venv of its own under
+# target/ so the system's Python stays as Debian ships it; the test finds it through
+# HAKO_TEST_PYTHON.
+if [[ ! -x target/dockerpy-venv/bin/python ]] || ! target/dockerpy-venv/bin/python -c 'import docker' 2>/dev/null; then
+    python3 -m venv target/dockerpy-venv
+    target/dockerpy-venv/bin/pip install --quiet 'docker>=7,<8'
+fi
+export HAKO_TEST_PYTHON="$PWD/target/dockerpy-venv/bin/python"
 
 scripts/make-test-images.sh
 

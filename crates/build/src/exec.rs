@@ -8,6 +8,7 @@
 
 use crate::cache;
 use crate::context::Context;
+use crate::events::{BuildEvent, BuildSink};
 use crate::layer::{open_archive, Attrs, LayerWriter};
 use crate::parser::{self, heredoc_markers, Instruction};
 use crate::plan::{self, Plan};
@@ -15,6 +16,7 @@ use crate::union::Union;
 use crate::words::{expand, expand_words, name_values, Vars};
 use crate::Error;
 use hako_engine::hako_image::{NewImage, NewLayer, Reference, StagedLayer};
+use hako_engine::images::ProgressSink;
 use hako_engine::{ContainerConfig, Engine};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -57,7 +59,7 @@ pub struct BuildOptions {
 }
 
 /// How the builder pulls an image: name, progress output.
-pub type Fetch = Box<dyn Fn(&str, &mut dyn Write) -> Result<(), String>>;
+pub type Fetch = Box<dyn Fn(&str, &mut ProgressSink<'_>) -> Result<(), String>>;
 
 /// Accepts `--platform` / `FROM --platform` values naming this machine's platform (hako
 /// builds natively, with no emulation); anything else is refused.
@@ -260,7 +262,7 @@ fn parse_duration(s: &str) -> Result<i64, hako_base::duration::Error> {
 struct Builder<'a> {
     engine: &'a Engine,
     opts: &'a BuildOptions,
-    out: &'a mut dyn Write,
+    out: &'a mut BuildSink<'a>,
     escape: char,
     step: usize,
     steps: usize,
@@ -271,12 +273,13 @@ struct Builder<'a> {
     parent: Option<nix::unistd::Pid>,
 }
 
-/// Runs a build. Output goes to `out`; RUN steps write straight to this process's stdout and
-/// stderr, like Docker's streamed step output.
-pub fn build(
+/// Runs a build, reporting typed [`BuildEvent`]s to `out`. RUN steps write straight to this
+/// process's stdout and stderr, like Docker's streamed step output: the sink should flush
+/// each event (as [`crate::events::text_to`] does) so the two interleave in order.
+pub fn build<'o>(
     engine: &Engine,
     opts: &BuildOptions,
-    out: &mut dyn Write,
+    out: &'o mut BuildSink<'o>,
 ) -> Result<BuildOutput, Error> {
     cache::ensure_schema(engine.images().conn())?;
     let df = parser::parse(&opts.dockerfile)?;
@@ -391,7 +394,7 @@ struct StageChild {
 impl StageChild {
     /// Waits for the child, copies its output to `out`, and returns the stage's image and the
     /// build args it used.
-    fn finish(mut self, out: &mut dyn Write) -> Result<(String, Vec<String>), Error> {
+    fn finish(mut self, out: &mut BuildSink<'_>) -> Result<(String, Vec<String>), Error> {
         use std::io::Seek;
         let status = loop {
             match nix::sys::wait::waitpid(self.pid, None) {
@@ -400,8 +403,11 @@ impl StageChild {
             }
         };
         let _ = self.output.rewind();
-        let _ = std::io::copy(&mut self.output, out);
-        let _ = out.flush();
+        let mut log = Vec::new();
+        let _ = self.output.read_to_end(&mut log);
+        if !log.is_empty() {
+            let _ = out(BuildEvent::Output(log));
+        }
         let mut text = String::new();
         let _ = self.result.rewind();
         let _ = self.result.read_to_string(&mut text);
@@ -536,7 +542,6 @@ impl Builder<'_> {
         let tmp = self.engine.root().join("tmp");
         let output = tempfile::tempfile_in(&tmp).map_err(Error::io("create a stage log"))?;
         let result = tempfile::tempfile_in(&tmp).map_err(Error::io("create a stage result"))?;
-        self.flush();
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         let me = nix::unistd::getpid();
@@ -595,10 +600,11 @@ impl Builder<'_> {
         nix::unistd::dup2_stderr(output).map_err(|e| Error::io("redirect stderr")(e.into()))?;
         let engine = Engine::open(self.engine.root())?;
         let mut stdout = std::io::stdout();
+        let mut sink = crate::events::text_to(&mut stdout);
         let mut b = Builder {
             engine: &engine,
             opts: self.opts,
-            out: &mut stdout,
+            out: &mut sink,
             escape: self.escape,
             step: offset,
             steps: self.steps,
@@ -608,13 +614,12 @@ impl Builder<'_> {
             parent: Some(parent),
         };
         let id = b.stage(plan, index, done)?;
-        b.flush();
         Ok((id, b.used_args.into_iter().collect()))
     }
 
-    fn say(&mut self, s: &str) -> Result<(), Error> {
+    fn say(&mut self, e: BuildEvent) -> Result<(), Error> {
         if !self.opts.quiet {
-            writeln!(self.out, "{s}").map_err(Error::io("write the build output"))?;
+            (self.out)(e).map_err(Error::io("write the build output"))?;
         }
         Ok(())
     }
@@ -624,10 +629,6 @@ impl Builder<'_> {
             build_ms: self.started_ms,
             step: self.step,
         }
-    }
-
-    fn flush(&mut self) {
-        let _ = self.out.flush();
     }
 
     fn load(&self, id: &str) -> Result<(Value, Value, Vec<PathBuf>), Error> {
@@ -650,7 +651,11 @@ impl Builder<'_> {
         let s = &plan.stages[index];
         self.step += 1;
         let (n, m) = (self.step, self.steps);
-        self.say(&format!("Step {n}/{m} : {}", s.from.original))?;
+        self.say(BuildEvent::Step {
+            n,
+            of: m,
+            instruction: s.from.original.clone(),
+        })?;
         let mut st = if let Some(dep) = plan.from_stage(s) {
             let id = done
                 .get(&dep)
@@ -694,15 +699,13 @@ impl Builder<'_> {
             );
             if self.opts.pull || missing {
                 if let Some(fetch) = &self.opts.fetch {
-                    self.flush();
-                    let mut sink = std::io::sink();
-                    let out: &mut dyn Write = if self.opts.quiet {
-                        &mut sink
-                    } else {
-                        &mut *self.out
-                    };
-                    fetch(&s.base, out)
-                        .map_err(|e| Error::at(s.from.line, format!("FROM {}: {e}", s.base)))?;
+                    let quiet = self.opts.quiet;
+                    let out = &mut *self.out;
+                    fetch(&s.base, &mut |p| match quiet {
+                        true => Ok(()),
+                        false => out(BuildEvent::Pull(p)),
+                    })
+                    .map_err(|e| Error::at(s.from.line, format!("FROM {}: {e}", s.base)))?;
                 }
             }
             let image = match self.engine.images().resolve(&s.base) {
@@ -728,7 +731,7 @@ impl Builder<'_> {
             }
         };
         if let Some(id) = &st.image_id {
-            self.say(&format!(" ---> {}", short(id)))?;
+            self.say(BuildEvent::StepImage(id.to_string()))?;
         }
         // ONBUILD triggers of the base run first, then are cleared from the new image.
         let triggers: Vec<String> = st.cfg()["OnBuild"]
@@ -741,11 +744,7 @@ impl Builder<'_> {
             .unwrap_or_default();
         if !triggers.is_empty() {
             st.cfg_mut().insert("OnBuild".into(), Value::Null);
-            let plural = if triggers.len() == 1 { "" } else { "s" };
-            self.say(&format!(
-                "# Executing {} build trigger{plural}",
-                triggers.len()
-            ))?;
+            self.say(BuildEvent::Triggers(triggers.len()))?;
             for t in &triggers {
                 let parsed = parser::parse(t)
                     .map_err(|e| Error::at(s.from.line, format!("ONBUILD trigger {t:?}: {e}")))?;
@@ -766,7 +765,11 @@ impl Builder<'_> {
             }
             self.step += 1;
             let (n, m) = (self.step, self.steps);
-            self.say(&format!("Step {n}/{m} : {}", ins.original))?;
+            self.say(BuildEvent::Step {
+                n,
+                of: m,
+                instruction: ins.original.clone(),
+            })?;
             self.instruction(plan, &mut st, ins, done)?;
         }
         match st.image_id {
@@ -896,8 +899,8 @@ impl Builder<'_> {
         st.manifest = manifest;
         st.layers = layers;
         st.image_id = Some(id.clone());
-        self.say(" ---> Using cache")?;
-        self.say(&format!(" ---> {}", short(&id)))?;
+        self.say(BuildEvent::UsingCache)?;
+        self.say(BuildEvent::StepImage(id.to_string()))?;
         Ok(true)
     }
 
@@ -961,8 +964,8 @@ impl Builder<'_> {
             };
             let id = self.commit_layer(st, created_by, None, Some((d[k].clone(), descriptor)))?;
             cache::store(self.engine.images().conn(), key, &id, self.used())?;
-            self.say(" ---> Using cache")?;
-            self.say(&format!(" ---> {}", short(&id)))?;
+            self.say(BuildEvent::UsingCache)?;
+            self.say(BuildEvent::StepImage(id.to_string()))?;
             return Ok(true);
         }
         Ok(false)
@@ -987,7 +990,7 @@ impl Builder<'_> {
         mutate(st);
         let id = self.commit(st, &created_by, None)?;
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
-        self.say(&format!(" ---> {}", short(&id)))?;
+        self.say(BuildEvent::StepImage(id.to_string()))?;
         Ok(())
     }
 
@@ -1038,7 +1041,7 @@ impl Builder<'_> {
                 st.cfg_mut().insert("WorkingDir".into(), abs_clean.into());
                 let id = self.commit(st, &created_by, Some(staged))?;
                 cache::store(self.engine.images().conn(), &key, &id, self.used())?;
-                self.say(&format!(" ---> {}", short(&id)))
+                self.say(BuildEvent::StepImage(id.to_string()))
             }
             "ENV" => {
                 let pairs = name_values(&ins.args, &st.vars(), esc, true).map_err(werr)?;
@@ -1481,15 +1484,13 @@ impl Builder<'_> {
             .metadata(&["etc".to_string()])
             .filter(|(_, m)| m.is_dir())
             .map(|(_, m)| (m.mode() & 0o7777, m.uid(), m.gid()));
-        self.flush();
         let quiet = self.opts.quiet;
         let mut said: Option<String> = None;
         let out = &mut *self.out;
         let silence = if quiet { Some(Silence::start()?) } else { None };
         let result = self.engine.run_build_step(&opts, &mut |id: &str| {
             if !quiet {
-                let _ = writeln!(out, " ---> Running in {}", &id[..12]);
-                let _ = out.flush();
+                let _ = out(BuildEvent::RunningIn(id.to_string()));
             }
             said = Some(id.to_string());
         });
@@ -1515,14 +1516,14 @@ impl Builder<'_> {
             let id = committed?;
             self.engine.keep_build_step(&cid)?;
             cache::store(self.engine.images().conn(), &key, &id, self.used())?;
-            return self.say(&format!(" ---> {}", short(&id)));
+            return self.say(BuildEvent::StepImage(id.to_string()));
         }
         let removed = self.engine.remove(&cid, true, true);
         let id = committed?;
         removed?;
-        self.say(&format!("Removing intermediate container {}", &cid[..12]))?;
+        self.say(BuildEvent::RemovedContainer(cid.clone()))?;
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
-        self.say(&format!(" ---> {}", short(&id)))
+        self.say(BuildEvent::StepImage(id.to_string()))
     }
 
     /// Downloads `url` for ADD into a temporary file, checking `sha256` (hex) when given.
@@ -2461,7 +2462,7 @@ impl Builder<'_> {
         })?;
         let id = self.commit(st, &created_by, Some(staged))?;
         cache::store(self.engine.images().conn(), &key, &id, self.used())?;
-        self.say(&format!(" ---> {}", short(&id)))
+        self.say(BuildEvent::StepImage(id.to_string()))
     }
 }
 

@@ -4,8 +4,10 @@
 #![deny(missing_docs)]
 
 mod agent;
-pub mod cache;
+/// The build cache lives in the engine, which prunes and sizes it (`hako_engine::build_cache`).
+pub use hako_engine::build_cache as cache;
 pub mod context;
+pub mod events;
 pub mod exec;
 pub mod git;
 pub mod ignore;
@@ -14,9 +16,11 @@ pub mod mounts;
 pub mod parser;
 pub mod pattern;
 pub mod plan;
+pub mod source;
 mod union;
 pub mod words;
 
+pub use events::{BuildEvent, BuildSink};
 pub use exec::{build, check_platform, BuildOptions, BuildOutput, Fetch};
 
 /// Why a build failed.

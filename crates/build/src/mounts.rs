@@ -21,7 +21,6 @@
 //!   the step, and `SSH_AUTH_SOCK` names the first one, as BuildKit sets it.
 
 use crate::Error;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -541,15 +540,9 @@ pub(crate) fn hiding_layer(upper: &Path, lower: &Path, hidden: &[&str]) -> Resul
     Ok(())
 }
 
-/// The directory of the cache mount `id`.
-pub fn cache_dir(root: &Path, id: &str) -> PathBuf {
-    mounts_root(root).join(hex::encode(Sha256::digest(id.as_bytes())))
-}
-
-/// Where cache mounts live.
-pub fn mounts_root(root: &Path) -> PathBuf {
-    root.join("build-cache").join("mounts")
-}
+pub use hako_engine::build_cache::{
+    cache_dir, list_cache_dirs, mounts_root, prune_cache_dirs, remove_cache_dir,
+};
 
 /// Creates a cache mount's directory when missing (through a temporary name, so a crash never
 /// leaves one with the wrong mode), and marks it used now for `builder prune --filter until=`.
@@ -587,80 +580,6 @@ pub fn prepare_cache_dir(
         let _ = f.set_modified(now);
     }
     Ok(dir)
-}
-
-/// Cache mounts: (directory, bytes, last used as Unix seconds).
-pub fn list_cache_dirs(root: &Path) -> Vec<(PathBuf, u64, i64)> {
-    let Ok(rd) = std::fs::read_dir(mounts_root(root)) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| {
-            use std::os::unix::fs::MetadataExt;
-            let p = e.path();
-            let used = std::fs::metadata(&p).map(|m| m.mtime()).unwrap_or(0);
-            (p.clone(), du(&p), used)
-        })
-        .collect()
-}
-
-/// Removes the cache mounts last used before `older_than` (all with `None`), and what removals
-/// cut short left. Returns (ids removed, bytes).
-pub fn prune_cache_dirs(root: &Path, older_than: Option<i64>) -> Result<(Vec<String>, u64), Error> {
-    let mut gone = Vec::new();
-    let mut bytes = 0;
-    for (dir, size, used) in list_cache_dirs(root) {
-        if older_than.is_some_and(|t| used >= t) {
-            continue;
-        }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        remove_cache_dir(&dir)?;
-        gone.push(name);
-        bytes += size;
-    }
-    if let Ok(rd) = std::fs::read_dir(mounts_root(root)) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".gone-") {
-                std::fs::remove_dir_all(e.path())
-                    .map_err(Error::io(format!("remove {}", e.path().display())))?;
-            }
-        }
-    }
-    Ok((gone, bytes))
-}
-
-/// Removes one cache mount: renamed to `.gone-…` first, so a removal cut short never leaves a
-/// half-emptied cache under a valid name (the next prune finishes it).
-pub fn remove_cache_dir(dir: &Path) -> Result<(), Error> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let doomed = parent.join(format!(".gone-{name}"));
-    std::fs::rename(dir, &doomed).map_err(Error::io(format!("remove {}", dir.display())))?;
-    std::fs::remove_dir_all(&doomed).map_err(Error::io(format!("remove {}", doomed.display())))
-}
-
-fn du(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !m.is_dir() {
-        return m.blocks() * 512;
-    }
-    let mut total = m.blocks() * 512;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            total += du(&e.path());
-        }
-    }
-    total
 }
 
 /// Secrets by id.

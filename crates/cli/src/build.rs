@@ -2,11 +2,9 @@
 
 use crate::{open, Failure};
 use anyhow::Context as _;
-use hako_build::context::Context;
-use hako_build::ignore::Ignore;
 use hako_engine::hako_image::Reference;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Options of `hako build`.
@@ -84,15 +82,6 @@ pub enum BuilderCommand {
     },
 }
 
-fn read_dockerfile(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: no such file or directory",
-            path.display()
-        )
-    })
-}
-
 /// `hako build`.
 pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     let mut tags = Vec::new();
@@ -141,72 +130,14 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     if let Some(p) = &a.platform {
         hako_build::check_platform(p).map_err(|e| anyhow::anyhow!(e))?;
     }
-    // `-` is a tar of the context, or a Dockerfile: stdin goes to a file first to tell which.
-    let mut stdin_context = None;
-    let mut stdin_dockerfile = None;
-    if a.path == "-" {
-        let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        // Named `<pid>-…` so the store's sweep of tmp/ leaves it alone while we run.
-        let prefix = format!("{}-build-", std::process::id());
-        let mut f = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempfile_in(&tmp)
-            .context("create a file for stdin")?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read stdin")?;
-        let dir = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempdir_in(&tmp)
-            .context("create a directory for the context")?;
-        if Context::unpack(f.path(), dir.path())? {
-            stdin_context = Some(dir);
-        } else {
-            stdin_dockerfile =
-                Some(std::fs::read_to_string(f.path()).context("read the Dockerfile from stdin")?);
-        }
-    }
-    let (dockerfile, context) = if let Some(text) = stdin_dockerfile {
-        (text, Context::empty())
-    } else {
-        let dir = match &stdin_context {
-            Some(d) => d.path().to_path_buf(),
-            None => PathBuf::from(&a.path),
-        };
-        if !dir.is_dir() {
-            return Err(anyhow::anyhow!(
-                "unable to prepare context: path \"{}\" not found",
-                a.path
-            )
-            .into());
-        }
-        let df_path = match &a.file {
-            Some(f) if f == "-" => None,
-            // With a tar on stdin, -f names a file in it.
-            Some(f) if stdin_context.is_some() => Some(dir.join(f)),
-            Some(f) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
-            Some(f) => Some(if Path::new(f).exists() || !dir.join(f).exists() {
-                PathBuf::from(f)
-            } else {
-                dir.join(f)
-            }),
-            None => Some(dir.join("Dockerfile")),
-        };
-        let text = match df_path {
-            Some(p) => read_dockerfile(&p)?,
-            None => {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("read the Dockerfile from stdin")?;
-                s
-            }
-        };
-        let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
-            Ok(t) => Ignore::parse(&t)?,
-            Err(_) => Ignore::default(),
-        };
-        (text, Context::open(&dir, &ignore)?)
-    };
+    let prepared = hako_build::source::prepare(
+        &root.join("tmp"),
+        &a.path,
+        a.file.as_deref(),
+        &mut std::io::stdin().lock(),
+    )?;
+    // Moved out field by field: the rest (a tar context's directory) lives until the build ends.
+    let (dockerfile, context) = (prepared.dockerfile, prepared.context);
 
     let engine = open(root)?;
     let quiet = a.quiet;
@@ -220,7 +151,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             continue;
         }
         // Docker's classic builder only warns about a cache source it cannot get.
-        let got = pull_base(root, name, &mut std::io::sink())
+        let got = pull_base(root, name, &mut |_| Ok(()))
             .and_then(|_| Ok(engine.images().resolve(name)?.id));
         match got {
             Ok(id) => cache_from.push(id),
@@ -243,14 +174,16 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         keep_containers: !a.rm && !a.force_rm,
         fetch: Some({
             let root = root.to_path_buf();
-            Box::new(move |name: &str, out: &mut dyn Write| {
-                pull_base(&root, name, out).map_err(|e| format!("{e:#}"))
-            })
+            Box::new(
+                move |name: &str, progress: &mut hako_engine::images::ProgressSink<'_>| {
+                    pull_base(&root, name, progress).map_err(|e| format!("{e:#}"))
+                },
+            )
         }),
     };
-    let mut out = std::io::stdout();
+    let mut stdout = std::io::stdout();
+    let mut out = hako_build::events::text_to(&mut stdout);
     let result = hako_build::build(&engine, &opts, &mut out);
-    let _ = out.flush();
     match result {
         Ok(done) => {
             if !done.unused_args.is_empty() && !quiet {
@@ -273,7 +206,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
                     .with_context(|| format!("write the image ID to {}", p.display()))?;
             }
             // The image is built: a failing collection is worth a warning, not a failed build.
-            if let Err(e) = collect_cache(&engine, &done.image_id) {
+            if let Err(e) = engine.build_cache_collect(None, Some(&done.image_id)) {
                 eprintln!("WARNING: build cache collection: {e:#}");
             }
             Ok(0)
@@ -285,67 +218,24 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     }
 }
 
-/// Pulls a base image for `FROM` (missing locally, or `--pull`), progress to `out`.
-fn pull_base(root: &Path, name: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Pulls a base image for `FROM` (missing locally, or `--pull`), reporting to `progress`.
+fn pull_base(
+    root: &Path,
+    name: &str,
+    progress: &mut hako_engine::images::ProgressSink<'_>,
+) -> anyhow::Result<()> {
     let reference = Reference::parse(name)?;
     let reference = if reference.tag().is_none() && reference.digest().is_none() {
         reference.with_tag("latest")?
     } else {
         reference
     };
-    let store = hako_engine::hako_image::ImageStore::open(root)?;
-    let opts = hako_registry::PullOptions { platform: None };
-    hako_registry::pull(&store, &reference, &opts, out)
+    let engine = open(root)?;
+    let opts = hako_engine::images::PullOptions { platform: None };
+    engine
+        .pull(&reference, &opts, progress)
         .with_context(|| format!("pull {}", reference.familiar()))?;
     Ok(())
-}
-
-/// Least-recently-used collection after a build, down to the configured maximum (see
-/// [`hako_build::cache::configured_max`]). The image just built is never deleted.
-fn collect_cache(engine: &hako_engine::Engine, keep: &str) -> anyhow::Result<()> {
-    let max = hako_build::cache::configured_max(engine.root())?;
-    hako_build::cache::collect(
-        engine.images().conn(),
-        Some(engine.root()),
-        max,
-        Some(keep),
-        &mut |id| remove_cache_image(engine, id),
-    )?;
-    Ok(())
-}
-
-fn remove_cache_image(engine: &hako_engine::Engine, id: &str) -> Result<(), hako_build::Error> {
-    match engine.remove_image(id, false) {
-        Ok(_) => Ok(()),
-        // Another process removed it, or a container started using it since: either way it
-        // is no longer the cache's to delete.
-        Err(e)
-            if matches!(
-                e.kind(),
-                hako_engine::ErrorKind::NotFound | hako_engine::ErrorKind::Conflict
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The `Build Cache` row of `system df` (Docker prints it without a percentage).
-pub fn df_row(engine: &hako_engine::Engine) -> anyhow::Result<[String; 5]> {
-    let conn = engine.images().conn();
-    hako_build::cache::ensure_schema(conn)?;
-    let u = hako_build::cache::usage(conn)?;
-    // Cache mounts count as entries too; none is in use between builds.
-    let mounts = hako_build::mounts::list_cache_dirs(engine.root());
-    let mount_bytes: u64 = mounts.iter().map(|m| m.1).sum();
-    Ok([
-        "Build Cache".to_string(),
-        (u.entries + mounts.len() as u64).to_string(),
-        u.active.to_string(),
-        crate::fmt::human_size(u.size + mount_bytes),
-        crate::fmt::human_size(u.reclaimable + mount_bytes),
-    ])
 }
 
 /// `hako builder prune`.
@@ -391,23 +281,12 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                 }
             }
             let engine = open(root)?;
-            let (deleted, freed) = match keep {
+            let report = match keep {
                 // `--keep-storage`: the same collection a build runs, down to that size.
-                Some(max) => {
-                    let conn = engine.images().conn();
-                    hako_build::cache::ensure_schema(conn)?;
-                    let before = hako_build::cache::stored_layer_bytes(conn)?;
-                    let mut deleted = Vec::new();
-                    hako_build::cache::collect(conn, Some(engine.root()), max, None, &mut |id| {
-                        remove_cache_image(&engine, id)?;
-                        deleted.push(id.to_string());
-                        Ok(())
-                    })?;
-                    let after = hako_build::cache::stored_layer_bytes(conn)?;
-                    (deleted, before.saturating_sub(after))
-                }
-                None => prune_cache(&engine, older_than, all)?,
+                Some(max) => engine.build_cache_collect(Some(max), None)?,
+                None => engine.build_cache_prune(older_than, all)?,
             };
+            let (deleted, freed) = (report.deleted, report.space_reclaimed);
             if !deleted.is_empty() {
                 println!("Deleted build cache objects:");
                 for d in &deleted {
@@ -422,29 +301,4 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
             Ok(0)
         }
     }
-}
-
-/// Drops build cache entries (the dangling ones, or all with `all`) last used before
-/// `older_than`, the images only they kept, and the cache mounts: the ids deleted and the
-/// bytes freed. `builder prune` and `system prune` share it.
-pub fn prune_cache(
-    engine: &hako_engine::Engine,
-    older_than: Option<i64>,
-    all: bool,
-) -> anyhow::Result<(Vec<String>, u64)> {
-    let conn = engine.images().conn();
-    hako_build::cache::ensure_schema(conn)?;
-    let before = hako_build::cache::stored_layer_bytes(conn)?;
-    let mut deleted = Vec::new();
-    let pruned =
-        hako_build::cache::prune(conn, hako_build::cache::PruneFilter { older_than, all })?;
-    for id in pruned.images {
-        remove_cache_image(engine, &id)?;
-        deleted.push(id);
-    }
-    let mut freed = before.saturating_sub(hako_build::cache::stored_layer_bytes(conn)?);
-    let (ids, bytes) = hako_build::mounts::prune_cache_dirs(engine.root(), older_than)?;
-    deleted.extend(ids);
-    freed += bytes;
-    Ok((deleted, freed))
 }

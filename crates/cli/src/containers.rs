@@ -386,18 +386,18 @@ fn ensure_image(
         )?;
     }
     let platform = platform
-        .map(hako_registry::Platform::parse)
+        .map(hako_engine::images::Platform::parse)
         .transpose()
         .map_err(|e| engine_err(e.into()))?;
     // All of pull's threads are joined before it returns, so the container can still be
     // cloned from this process afterwards.
-    hako_registry::pull(
-        engine.images(),
-        &reference,
-        &hako_registry::PullOptions { platform },
-        &mut err,
-    )
-    .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
+    engine
+        .pull(
+            &reference,
+            &hako_engine::images::PullOptions { platform },
+            &mut hako_engine::images::lines_to(&mut err),
+        )
+        .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
     Ok(())
 }
 pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {

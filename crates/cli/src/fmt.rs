@@ -131,7 +131,7 @@ pub fn parse_time(s: &str, now: i64) -> Result<i64, hako_base::time::Error> {
 }
 
 /// Seconds east of UTC of the local time zone (`TZ`, `/etc/localtime`) at Unix time `secs`.
-fn local_offset(secs: i64) -> i64 {
+pub fn local_offset(secs: i64) -> i64 {
     let t = secs as libc::time_t;
     // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -6,10 +6,13 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
-use hako_engine::hako_image::{self, ImportOptions, Reference, RemoveEvent};
+use hako_docker::image::{ImageFilters, PruneFilters};
+use hako_engine::hako_image::{ImportOptions, Reference, RemoveEvent};
+use hako_engine::images::{self, ImportSource};
+use hako_engine::views::image::ImageListOptions;
 use tabwriter::TabWriter;
 
-use crate::{fmt, image_filter, open, short_id, since, template, Failure};
+use crate::{fmt, open, short_id, since, template, Failure};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -159,98 +162,40 @@ pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
         message: a.message,
         source: a.file.clone(),
     };
-    let image = if a.file == "-" {
-        engine.images().import(std::io::stdin().lock(), &opts)?
+    let mut stdin = std::io::stdin().lock();
+    let source = if a.file == "-" {
+        ImportSource::Reader(&mut stdin)
     } else if a.file.starts_with("http://") || a.file.starts_with("https://") {
-        let body = hako_registry::open_url(&a.file)?;
-        engine
-            .images()
-            .import(std::io::BufReader::with_capacity(1 << 20, body), &opts)?
+        ImportSource::Url(&a.file)
     } else {
-        let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
-        engine
-            .images()
-            .import(std::io::BufReader::with_capacity(1 << 20, f), &opts)?
+        ImportSource::File(Path::new(&a.file))
     };
+    let image = engine.image_import(source, &opts)?;
     println!("{}", image.id);
     Ok(0)
 }
 
 pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
-    let mut filters = image_filter::Filters::parse(&a.filter)?;
+    let mut filters = ImageFilters::parse(&a.filter)?;
     if let Some(r) = &a.reference {
         filters.add_reference(r)?;
     }
     let engine = open(root)?;
-    let store = engine.images();
-    let list = store.list()?;
-    // Docker's intermediate images: untagged ones another image was built on. They are not
-    // dangling, and `images` shows them only with -a.
-    let parents: std::collections::HashSet<String> = hako_build::cache::parents(store.conn())?
-        .into_values()
-        .collect();
-    let bound = |name: &Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
-        name.as_deref()
-            .map(|n| {
-                let img = store.resolve(n)?;
-                img.config
-                    .created()
-                    .as_deref()
-                    .and_then(fmt::parse_rfc3339)
-                    .ok_or_else(|| anyhow::anyhow!("image {n} has no creation time"))
-            })
-            .transpose()
-    };
-    let before = bound(&filters.before)?;
-    let since_t = bound(&filters.since)?;
-
+    let bounds = filters.bounds(&engine)?;
+    let list = engine.image_list(&ImageListOptions {
+        all: a.all,
+        labels: filters.needs_labels(),
+        digests: a.digests || a.format.is_some(),
+    })?;
     let mut rows = Vec::new();
     let mut ids = Vec::new();
     for img in &list {
-        let untagged = img.repo_tags.is_empty();
-        let intermediate = untagged && parents.contains(&img.id);
-        if intermediate && !a.all {
+        let Some(tags) = filters.matches(img, bounds) else {
             continue;
-        }
-        match filters.dangling {
-            Some(true) if !untagged || intermediate => continue,
-            Some(false) if untagged => continue,
-            _ => {}
-        }
-        let created = img.created.as_deref().and_then(fmt::parse_rfc3339);
-        if before.is_some_and(|b| created.is_none_or(|c| c >= b))
-            || since_t.is_some_and(|s| created.is_none_or(|c| c <= s))
-        {
-            continue;
-        }
-        if !filters.label.is_empty() {
-            let full = store.resolve(&img.id)?;
-            let labels = full
-                .config
-                .config()
-                .as_ref()
-                .and_then(|c| c.labels().clone())
-                .unwrap_or_default();
-            if !filters.labels_match(&labels) {
-                continue;
-            }
-        }
-        let tags: Vec<&Reference> = img
-            .repo_tags
-            .iter()
-            .filter(|r| filters.reference_matches(r))
-            .collect();
-        if !filters.reference.is_empty() && tags.is_empty() {
-            continue;
-        }
-        ids.push(img.id.clone());
-        let digests = if a.digests || a.format.is_some() {
-            store.repo_digests(&img.id)?
-        } else {
-            Vec::new()
         };
+        ids.push(img.id.clone());
         let digest_of = |repo: &str| -> String {
-            digests
+            img.repo_digests
                 .iter()
                 .filter_map(|d| d.split_once('@'))
                 .find(|(r, _)| Reference::parse(r).is_ok_and(|r| r.familiar_repository() == repo))
@@ -278,8 +223,8 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
             let digest = digest_of(&repo);
             rows.push(serde_json::json!({
                 "Containers": "N/A",
-                "CreatedAt": created.map(|c| crate::engine_time(system_nanos(c))).unwrap_or_default(),
-                "CreatedSince": created.map(|c| since(Some(c))).unwrap_or_else(|| "N/A".into()),
+                "CreatedAt": img.created.map(crate::engine_time).unwrap_or_default(),
+                "CreatedSince": img.created.map(|c| since(Some(crate::from_nanos(c)))).unwrap_or_else(|| "N/A".into()),
                 "Digest": digest,
                 "ID": id,
                 "Repository": repo,
@@ -324,7 +269,11 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     let tmpl = template::Format::parse(body)?;
     if table {
         let mut out = TabWriter::new(stdout).minwidth(7).padding(3);
-        writeln!(out, "{}", tmpl.render(&image_filter::headers())?)?;
+        writeln!(
+            out,
+            "{}",
+            tmpl.render(&hako_docker::image::table_headers())?
+        )?;
         for row in &rows {
             writeln!(out, "{}", tmpl.render(row)?)?;
         }
@@ -337,12 +286,6 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
         out.flush()?;
     }
     Ok(0)
-}
-
-fn system_nanos(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32, Failure> {
@@ -375,10 +318,20 @@ pub fn rmi(root: &Path, a: RmiArgs) -> Result<i32, Failure> {
 
 pub fn tag(root: &Path, source: &str, target: &str) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let image = engine.images().resolve(source)?;
     let reference = parse_ref(target)?;
-    engine.images().tag(&image.id, &reference)?;
+    engine.image_tag(source, &reference)?;
     Ok(0)
+}
+
+/// A progress sink for a pull or push: Docker's plain lines on `out`, nothing with `quiet`.
+fn progress_lines(
+    quiet: bool,
+    out: &mut dyn Write,
+) -> impl FnMut(images::Progress) -> std::io::Result<()> + '_ {
+    move |p| match p.line() {
+        Some(l) if !quiet => writeln!(out, "{l}"),
+        _ => Ok(()),
+    }
 }
 
 pub fn pull(root: &Path, a: PullArgs) -> Result<i32, Failure> {
@@ -386,20 +339,19 @@ pub fn pull(root: &Path, a: PullArgs) -> Result<i32, Failure> {
     let platform = a
         .platform
         .as_deref()
-        .map(hako_registry::Platform::parse)
+        .map(images::Platform::parse)
         .transpose()?;
     let engine = open(root)?;
     let mut stdout = std::io::stdout().lock();
-    let mut sink = std::io::sink();
-    let progress: &mut dyn Write = if a.quiet { &mut sink } else { &mut stdout };
     // Docker says this only when the user typed neither tag nor digest.
     let bare =
         !a.name.contains('@') && !a.name[a.name.rfind('/').map_or(0, |i| i + 1)..].contains(':');
-    if bare {
-        writeln!(progress, "Using default tag: latest")?;
+    if bare && !a.quiet {
+        writeln!(stdout, "Using default tag: latest")?;
     }
-    let opts = hako_registry::PullOptions { platform };
-    hako_registry::pull(engine.images(), &reference, &opts, progress)
+    let opts = images::PullOptions { platform };
+    engine
+        .pull(&reference, &opts, &mut progress_lines(a.quiet, &mut stdout))
         .with_context(|| format!("pull {}", reference.familiar()))?;
     writeln!(stdout, "{reference}")?;
     Ok(0)
@@ -409,9 +361,8 @@ pub fn push(root: &Path, a: PushArgs) -> Result<i32, Failure> {
     let reference = parse_ref(&a.name)?;
     let engine = open(root)?;
     let mut stdout = std::io::stdout().lock();
-    let mut sink = std::io::sink();
-    let progress: &mut dyn Write = if a.quiet { &mut sink } else { &mut stdout };
-    hako_registry::push(engine.images(), &reference, progress)
+    engine
+        .push(&reference, &mut progress_lines(a.quiet, &mut stdout))
         .with_context(|| format!("push {}", reference.familiar()))?;
     if a.quiet {
         writeln!(stdout, "{reference}")?;
@@ -421,24 +372,12 @@ pub fn push(root: &Path, a: PushArgs) -> Result<i32, Failure> {
 
 pub fn save(root: &Path, a: SaveArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let mut list = Vec::new();
+    // Resolved before the output file is created, so a bad name leaves no file behind.
     for name in &a.images {
-        let image = engine.images().resolve(name)?;
-        // Like docker: saving by tag records that tag, by ID records all.
-        let tags = match Reference::parse(name) {
-            Ok(r) if r.tag().is_some() && image.repo_tags.contains(&r) => vec![r],
-            _ => image.repo_tags.clone(),
-        };
-        match list
-            .iter_mut()
-            .find(|(i, _): &&mut (hako_image::Image, Vec<Reference>)| i.id == image.id)
-        {
-            Some((_, t)) => t.extend(tags),
-            None => list.push((image, tags)),
-        }
+        engine.images().resolve(name)?;
     }
     write_archive(a.output.as_deref(), |w| {
-        engine.images().save(&list, w).map_err(anyhow::Error::from)
+        engine.image_save(&a.images, w).map_err(anyhow::Error::from)
     })?;
     Ok(0)
 }
@@ -447,10 +386,10 @@ pub fn load(root: &Path, a: LoadArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let loaded = match a.input.as_deref() {
         Some(p) if p != "-" => {
-            let f = std::fs::File::open(p).with_context(|| format!("open {p}"))?;
-            engine.images().load_archive(f)?
+            let mut f = std::fs::File::open(p).with_context(|| format!("open {p}"))?;
+            engine.image_load(&mut f)?
         }
-        _ => engine.images().load_archive(std::io::stdin().lock())?,
+        _ => engine.image_load(&mut std::io::stdin().lock())?,
     };
     if !a.quiet {
         for l in &loaded {
@@ -467,43 +406,29 @@ pub fn load(root: &Path, a: LoadArgs) -> Result<i32, Failure> {
 
 pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let image = engine.images().resolve(&a.image)?;
-    let sizes = engine.images().layer_sizes(&image.id)?;
-    let history = image.config.history().clone().unwrap_or_default();
-    // Sizes belong to the history entries that made a layer, in order.
-    let mut layer = 0usize;
-    let mut rows = Vec::new();
-    for h in &history {
-        let size = if h.empty_layer().unwrap_or(false) {
-            0
-        } else {
-            let s = sizes.get(layer).copied().unwrap_or(0);
-            layer += 1;
-            s
-        };
-        rows.push((h, size));
-    }
+    let entries = engine.image_history(&a.image)?;
+    let id_of = |h: &hako_engine::views::image::HistoryEntry| match &h.id {
+        Some(id) if a.no_trunc => id.clone(),
+        Some(id) => short_id(id).to_string(),
+        None => "<missing>".to_string(),
+    };
+    let created_since = |h: &hako_engine::views::image::HistoryEntry| {
+        h.created_nanos
+            .map(|n| since(Some(crate::from_nanos(n))))
+            .unwrap_or_else(|| "N/A".into())
+    };
     if let (Some(f), false) = (&a.format, a.quiet) {
         let tmpl = template::Format::parse(f)?;
         let mut out = std::io::stdout().lock();
-        for (i, (h, size)) in rows.into_iter().rev().enumerate() {
-            let id = match i {
-                0 if a.no_trunc => image.id.clone(),
-                0 => short_id(&image.id).to_string(),
-                _ => "<missing>".to_string(),
-            };
-            let created = h.created().clone().unwrap_or_default();
-            let by = h.created_by().clone().unwrap_or_default();
+        for h in &entries {
             // Docker's `history` fields; CreatedBy is truncated like the table unless --no-trunc.
             let item = serde_json::json!({
-                "ID": id,
-                "CreatedAt": created,
-                "CreatedSince": fmt::parse_rfc3339(&created)
-                    .map(|t| since(Some(t)))
-                    .unwrap_or_else(|| "N/A".into()),
-                "CreatedBy": if a.no_trunc { by } else { fmt::ellipsis(&by, 45) },
-                "Size": fmt::human_size(size),
-                "Comment": h.comment().clone().unwrap_or_default(),
+                "ID": id_of(h),
+                "CreatedAt": h.created.clone().unwrap_or_default(),
+                "CreatedSince": created_since(h),
+                "CreatedBy": if a.no_trunc { h.created_by.clone() } else { fmt::ellipsis(&h.created_by, 45) },
+                "Size": fmt::human_size(h.size),
+                "Comment": h.comment,
             });
             writeln!(out, "{}", tmpl.render(&item)?)?;
         }
@@ -515,31 +440,13 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
     if !a.quiet {
         writeln!(out, "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT")?;
     }
-    for (i, (h, size)) in rows.into_iter().rev().enumerate() {
-        let id = if i == 0 {
-            if a.no_trunc {
-                image.id.clone()
-            } else {
-                short_id(&image.id).to_string()
-            }
-        } else {
-            "<missing>".to_string()
-        };
+    for h in &entries {
+        let id = id_of(h);
         if a.quiet {
             writeln!(out, "{id}")?;
             continue;
         }
-        let created = h
-            .created()
-            .as_deref()
-            .and_then(fmt::parse_rfc3339)
-            .map(|t| since(Some(t)))
-            .unwrap_or_else(|| "N/A".into());
-        let by = h
-            .created_by()
-            .clone()
-            .unwrap_or_default()
-            .replace('\t', " ");
+        let by = h.created_by.replace('\t', " ");
         let by = if a.no_trunc {
             by
         } else {
@@ -547,9 +454,10 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
         };
         writeln!(
             out,
-            "{id}\t{created}\t{by}\t{}\t{}",
-            fmt::human_size(size),
-            h.comment().clone().unwrap_or_default()
+            "{id}\t{}\t{by}\t{}\t{}",
+            created_since(h),
+            fmt::human_size(h.size),
+            h.comment
         )?;
     }
     out.flush()?;
@@ -559,11 +467,10 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
 pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
     let tmpl = crate::inspect_format(a.format.as_deref())?;
     let engine = open(root)?;
-    let parents = hako_build::cache::parents(engine.images().conn())?;
     let mut docs = Vec::new();
     let mut code = 0;
     for name in &a.images {
-        match image_doc(&engine, &parents, name) {
+        match image_doc(&engine, name) {
             Ok(Some(doc)) => docs.push(doc),
             Ok(None) => {
                 eprintln!("Error: No such image: {name}");
@@ -582,60 +489,16 @@ pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
 /// The `image inspect` document of `name`; None when there is no such image.
 pub fn image_doc(
     engine: &hako_engine::Engine,
-    parents: &std::collections::HashMap<String, String>,
     name: &str,
 ) -> anyhow::Result<Option<serde_json::Value>> {
-    let image = match engine.images().resolve(name) {
-        Ok(i) => i,
-        Err(hako_engine::hako_image::Error::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let raw: serde_json::Value = serde_json::from_slice(&engine.images().read_blob(&image.id)?)?;
-    let repo_digests: Vec<String> = engine
-        .images()
-        .repo_digests(&image.id)?
-        .into_iter()
-        .map(|d| match d.split_once('@') {
-            Some((r, dg)) => match Reference::parse(r) {
-                Ok(r) => format!("{}@{dg}", r.familiar_repository()),
-                Err(_) => d.clone(),
-            },
-            None => d,
-        })
-        .collect();
-    let mut doc = serde_json::json!({
-        "Id": image.id,
-        "RepoTags": image.repo_tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
-        "RepoDigests": repo_digests,
-        "Parent": parents.get(&image.id).map_or("", String::as_str),
-        "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
-        "Created": raw["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
-        "DockerVersion": raw["docker_version"].as_str().unwrap_or(""),
-        "Author": raw["author"].as_str().unwrap_or(""),
-        "Config": raw.get("config").cloned().unwrap_or(serde_json::Value::Null),
-        "Architecture": raw["architecture"],
-        "Os": raw["os"],
-        "Size": image.size,
-        "GraphDriver": {
-            "Data": {
-                "LowerDir": image.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-            },
-            "Name": "overlay",
-        },
-        "RootFS": {
-            "Type": "layers",
-            "Layers": raw["rootfs"]["diff_ids"],
-        },
-        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
-    });
-    if let Some(v) = raw["variant"].as_str() {
-        doc["Variant"] = v.into();
+    match engine.image_inspect(name) {
+        Ok(i) => Ok(Some(hako_docker::image::inspect_json(&i))),
+        Err(hako_engine::Error::Image(hako_engine::hako_image::Error::NotFound(_))) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    Ok(Some(doc))
 }
 
 pub fn login(a: LoginArgs) -> Result<i32, Failure> {
-    let domain = hako_registry::login_domain(a.server.as_deref());
     let username = match a.username {
         Some(u) => u,
         None => {
@@ -664,8 +527,10 @@ pub fn login(a: LoginArgs) -> Result<i32, Failure> {
     if username.is_empty() || password.is_empty() {
         return Err(anyhow::anyhow!("username and password are required").into());
     }
-    let creds = hako_registry::Credentials { username, password };
-    let path = hako_registry::login(&domain, &creds).with_context(|| format!("login {domain}"))?;
+    let creds = images::Credentials { username, password };
+    let server = a.server.as_deref();
+    let (_, path) = images::login(server, &creds)
+        .with_context(|| format!("login {}", hako_engine::hako_registry::login_domain(server)))?;
     eprintln!(
         "WARNING! Your password will be stored unencrypted in {}.",
         path.display()
@@ -675,13 +540,13 @@ pub fn login(a: LoginArgs) -> Result<i32, Failure> {
 }
 
 pub fn logout(a: LogoutArgs) -> Result<i32, Failure> {
-    let domain = hako_registry::login_domain(a.server.as_deref());
+    let (domain, had) = images::logout(a.server.as_deref())?;
     let shown = if domain == "docker.io" {
         "https://index.docker.io/v1/".to_string()
     } else {
-        domain.clone()
+        domain
     };
-    if hako_registry::logout(&domain)? {
+    if had {
         println!("Removing login credentials for {shown}");
     } else {
         println!("Not logged in to {shown}");
@@ -703,7 +568,12 @@ pub struct PruneArgs {
 }
 
 pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
-    let filter = image_filter::PruneFilter::parse(&a.filter, std::time::SystemTime::now())?;
+    let now = hako_base::time::now_nanos();
+    let filter = PruneFilters::parse(
+        &a.filter,
+        now,
+        crate::fmt::local_offset(now.div_euclid(1_000_000_000)),
+    )?;
     if !a.force {
         println!(
             "WARNING! This will remove all {}.",
@@ -722,10 +592,8 @@ pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
         }
     }
     let engine = open(root)?;
-    let conn = engine.images().conn();
-    let parents = hako_build::cache::parents(conn)?;
-    let (events, freed) = engine.image_prune_where(a.all, &|img| filter.accepts(img), &parents)?;
-    hako_build::cache::forget_missing(conn)?;
+    let report = engine.image_prune(a.all, &|img| filter.accepts(img))?;
+    let (events, freed) = (report.events, report.space_reclaimed);
     let mut out = std::io::stdout().lock();
     if !events.is_empty() {
         writeln!(out, "Deleted Images:")?;
@@ -754,7 +622,7 @@ pub fn manifest(c: ManifestCommand) -> Result<i32, Failure> {
     match c {
         ManifestCommand::Inspect { image } => {
             let reference = parse_ref(&image)?;
-            let raw = hako_registry::fetch_raw_manifest(&reference)
+            let raw = images::fetch_manifest(&reference)
                 .with_context(|| format!("manifest inspect {}", reference.familiar()))?;
             println!("{}", go_json_indent(&raw));
             Ok(0)

@@ -4,9 +4,11 @@
 mod build;
 mod containers;
 mod fmt;
-mod image_filter;
 mod images;
+mod network;
+mod service;
 mod usage;
+mod volume;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -122,7 +124,7 @@ enum Command {
     Restart(StopArgs),
     /// Manage volumes
     #[command(subcommand)]
-    Volume(VolumeCommand),
+    Volume(volume::VolumeCommand),
     /// Display detailed information on containers, images, networks and volumes
     Inspect {
         /// Format output using a Go template
@@ -204,6 +206,15 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Run docker-compose against a private API service of this root
+    #[command(disable_help_flag = true)]
+    Compose(service::ComposeArgs),
+    /// Work of the API service that must run in a single-threaded process
+    #[command(hide = true)]
+    ApiHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Record the exit of a detached container (run by its monitor)
     #[command(hide = true)]
     ContainerFinish {
@@ -253,7 +264,7 @@ enum Command {
     },
     /// Manage networks
     #[command(subcommand)]
-    Network(NetworkCommand),
+    Network(network::NetworkCommand),
     /// Attach to a running container's output (and relay signals to it)
     Attach {
         /// Do not attach STDIN
@@ -439,104 +450,6 @@ struct ExecArgs {
 
 #[derive(Subcommand)]
 #[command(defer = true)]
-enum NetworkCommand {
-    /// Create a network
-    Create {
-        /// Subnet in CIDR format (once IPv4, once IPv6 with --ipv6)
-        #[arg(long)]
-        subnet: Vec<String>,
-        /// Gateway for the IPv4 or IPv6 subnet
-        #[arg(long)]
-        gateway: Vec<String>,
-        /// Allocate container IPs from a sub-range
-        #[arg(long)]
-        ip_range: Option<String>,
-        /// Restrict external access to the network
-        #[arg(long)]
-        internal: bool,
-        /// Enable IPv6 networking
-        #[arg(long)]
-        ipv6: bool,
-        /// Driver (only "bridge")
-        #[arg(short, long, default_value = "bridge")]
-        driver: String,
-        /// Set metadata on a network
-        #[arg(long)]
-        label: Vec<String>,
-        /// Driver specific options
-        #[arg(short = 'o', long = "opt")]
-        opt: Vec<String>,
-        /// Network name
-        name: String,
-    },
-    /// List networks
-    #[command(alias = "list")]
-    Ls {
-        /// Only display network IDs
-        #[arg(short, long)]
-        quiet: bool,
-        /// Filter output (driver=, id=, label=, name=, scope=, type=custom|builtin, dangling=)
-        #[arg(short, long, value_parser = usage::filter_arg)]
-        filter: Vec<String>,
-        /// Format output using a Go template, or json
-        #[arg(long)]
-        format: Option<String>,
-    },
-    /// Display detailed information on one or more networks
-    Inspect {
-        /// Format output using a Go template
-        #[arg(short, long)]
-        format: Option<String>,
-        /// Networks
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Remove one or more networks
-    #[command(alias = "remove")]
-    Rm {
-        /// Networks
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Connect a running container to a network
-    Connect {
-        /// IPv4 address
-        #[arg(long)]
-        ip: Option<String>,
-        /// IPv6 address
-        #[arg(long)]
-        ip6: Option<String>,
-        /// Add network-scoped alias for the container
-        #[arg(long)]
-        alias: Vec<String>,
-        /// Network
-        network: String,
-        /// Container
-        container: String,
-    },
-    /// Disconnect a container from a network
-    Disconnect {
-        /// Force the container to disconnect from a network
-        #[arg(short, long)]
-        force: bool,
-        /// Network
-        network: String,
-        /// Container
-        container: String,
-    },
-    /// Remove all unused networks
-    Prune {
-        /// Do not prompt for confirmation
-        #[arg(short, long)]
-        force: bool,
-    },
-    /// Remove every network of this state root, the default bridge included (used by tests)
-    #[command(hide = true)]
-    Teardown,
-}
-
-#[derive(Subcommand)]
-#[command(defer = true)]
 enum SystemCommand {
     /// Show hako disk usage
     Df {
@@ -566,60 +479,8 @@ enum SystemCommand {
         #[arg(short, long)]
         format: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-#[command(defer = true)]
-enum VolumeCommand {
-    /// Create a volume
-    Create {
-        /// Set metadata for a volume
-        #[arg(short = 'l', long = "label")]
-        label: Vec<String>,
-        /// Volume name (generated when omitted)
-        name: Option<String>,
-    },
-    /// List volumes
-    #[command(alias = "list")]
-    Ls {
-        /// Only display volume names
-        #[arg(short, long)]
-        quiet: bool,
-        /// Filter output (dangling=, driver=, label=, name=)
-        #[arg(short, long, value_parser = usage::filter_arg)]
-        filter: Vec<String>,
-        /// Format output using a Go template, or json
-        #[arg(long)]
-        format: Option<String>,
-    },
-    /// Display detailed information on one or more volumes
-    Inspect {
-        /// Format output using a Go template
-        #[arg(short, long)]
-        format: Option<String>,
-        /// Volumes
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Remove one or more volumes
-    #[command(alias = "remove")]
-    Rm {
-        /// Accepted for compatibility; volumes in use are never removed
-        #[arg(short, long)]
-        force: bool,
-        /// Volumes
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Remove unused volumes (anonymous ones; all unused with -a)
-    Prune {
-        /// Remove all unused volumes, not just anonymous ones
-        #[arg(short, long)]
-        all: bool,
-        /// Do not prompt for confirmation
-        #[arg(short, long)]
-        force: bool,
-    },
+    /// Serve the Docker Engine API (for the docker CLI, docker-compose, the SDKs)
+    Service(service::ServiceArgs),
 }
 
 #[derive(Args)]
@@ -811,7 +672,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             e.stop(k, Duration::from_secs(a.time))?;
             e.start(k)
         }),
-        Command::Volume(v) => volume(&cli.root, v),
+        Command::Volume(v) => volume::volume(&cli.root, v),
         Command::Inspect {
             format,
             kind,
@@ -864,6 +725,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(code)
         }
         Command::ContainerFinish { id, pid } => container_finish(&cli.root, &id, pid),
+        Command::ApiHelper { args } => Ok(hako_apid::helper::main(&cli.root, &args)),
+        Command::Compose(a) => service::compose(&cli.root, a),
+        Command::System(SystemCommand::Service(a)) => service::service(&cli.root, a),
         Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
             info(&cli.root, format)
         }
@@ -900,7 +764,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        Command::Network(n) => network(&cli.root, n),
+        Command::Network(n) => network::network(&cli.root, n),
         Command::Events {
             since,
             until,
@@ -965,19 +829,32 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }) => {
             let engine = open(&cli.root)?;
             let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
-            // Docker's fields, all strings (its json prints them quoted too).
-            let mut rows: Vec<[String; 5]> = Vec::new();
-            for r in engine.disk_usage()? {
-                let pct = (r.reclaimable * 100).checked_div(r.size).unwrap_or(0);
-                rows.push([
-                    r.kind.to_string(),
-                    r.total.to_string(),
-                    r.active.to_string(),
-                    fmt::human_size(r.size),
-                    format!("{} ({pct}%)", fmt::human_size(r.reclaimable)),
-                ]);
-            }
-            rows.push(build::df_row(&engine)?);
+            let df = engine.system_df()?;
+            // Docker's fields, all strings (its json prints them quoted too); the build cache
+            // without a percentage.
+            let row = |kind: &str, t: &hako_engine::views::system::UsageTotals| {
+                let pct = (t.reclaimable * 100).checked_div(t.size).unwrap_or(0);
+                [
+                    kind.to_string(),
+                    t.total.to_string(),
+                    t.active.to_string(),
+                    fmt::human_size(t.size),
+                    format!("{} ({pct}%)", fmt::human_size(t.reclaimable)),
+                ]
+            };
+            let b = &df.build_cache;
+            let rows = [
+                row("Images", &df.images),
+                row("Containers", &df.containers),
+                row("Local Volumes", &df.volumes),
+                [
+                    "Build Cache".to_string(),
+                    b.entries.to_string(),
+                    b.active.to_string(),
+                    fmt::human_size(b.size),
+                    fmt::human_size(b.reclaimable),
+                ],
+            ];
             if let Some(t) = tmpl {
                 let mut out = std::io::stdout().lock();
                 for [kind, total, active, size, reclaimable] in rows {
@@ -1370,104 +1247,6 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
     }
 }
 
-fn volume(root: &std::path::Path, cmd: VolumeCommand) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    match cmd {
-        VolumeCommand::Create { label, name } => {
-            println!("{}", engine.volume_create(name.as_deref(), &label)?);
-            Ok(0)
-        }
-        VolumeCommand::Ls {
-            format: Some(f),
-            quiet: false,
-            filter,
-        } => {
-            let tmpl = template::Format::parse(&f)?;
-            let mut out = std::io::stdout().lock();
-            for v in volume_list_filtered(&engine, &filter)? {
-                // Docker's `volume ls` fields: Labels is one "k=v,k=v" string there.
-                let labels: Vec<String> =
-                    v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let item = serde_json::json!({
-                    "Name": v.name,
-                    "Driver": v.driver,
-                    "Mountpoint": v.mountpoint,
-                    "CreatedAt": v.created_at,
-                    "Labels": labels.join(","),
-                    "Scope": v.scope,
-                });
-                writeln!(out, "{}", tmpl.render(&item)?)?;
-            }
-            Ok(0)
-        }
-        VolumeCommand::Ls { quiet, filter, .. } => {
-            let list = volume_list_filtered(&engine, &filter)?;
-            let mut out = TabWriter::new(std::io::stdout().lock())
-                .minwidth(7)
-                .padding(3);
-            if !quiet {
-                writeln!(out, "DRIVER\tVOLUME NAME")?;
-            }
-            for v in list {
-                if quiet {
-                    writeln!(out, "{}", v.name)?;
-                } else {
-                    writeln!(out, "{}\t{}", v.driver, v.name)?;
-                }
-            }
-            out.flush()?;
-            Ok(0)
-        }
-        VolumeCommand::Inspect { format, names } => {
-            let tmpl = inspect_format(format.as_deref())?;
-            let mut found = Vec::new();
-            let mut code = 0;
-            for n in &names {
-                match engine.volume_inspect(n) {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        eprintln!("hako: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            print_docs(&serde_json::to_value(&found)?, tmpl.as_ref())?;
-            Ok(code)
-        }
-        VolumeCommand::Rm { names, .. } => {
-            let mut code = 0;
-            for n in &names {
-                match engine.volume_remove(n) {
-                    Ok(()) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("hako: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
-        }
-        VolumeCommand::Prune { all, force } => {
-            if !force {
-                return Err(anyhow::anyhow!(
-                    "volume prune asks for confirmation, which needs a terminal: pass -f to confirm"
-                )
-                .into());
-            }
-            let (removed, freed) = engine.volume_prune(all)?;
-            if !removed.is_empty() {
-                println!("Deleted Volumes:");
-                for n in &removed {
-                    println!("{n}");
-                }
-                println!();
-            }
-            println!("Total reclaimed space: {}", fmt::human_size(freed));
-            Ok(0)
-        }
-    }
-}
-
 /// Docker's STATUS column: "Up 5 seconds", "Exited (3) 2 minutes ago", "Created".
 fn status_text(c: &hako_engine::ContainerInfo) -> String {
     match c.state {
@@ -1529,8 +1308,6 @@ fn inspect(
         Some(k) => vec![k],
         None => KINDS.to_vec(),
     };
-    let mut parents = None;
-    let mut nets = None;
     let mut docs = Vec::new();
     let mut code = 0;
     for k in keys {
@@ -1542,26 +1319,12 @@ fn inspect(
                     Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => None,
                     Err(e) => return Err(e.into()),
                 },
-                "image" => {
-                    if parents.is_none() {
-                        parents = Some(hako_build::cache::parents(engine.images().conn())?);
-                    }
-                    images::image_doc(&engine, parents.as_ref().expect("just set"), k)?
-                }
-                "network" => {
-                    if nets.is_none() {
-                        nets = Some(hako_engine::netwire::networks(
-                            engine.images().conn(),
-                            engine.root(),
-                        )?);
-                    }
-                    network_doc(&engine, nets.as_ref().expect("just set"), k).ok()
-                }
+                "image" => images::image_doc(&engine, k)?,
+                "network" => network::network_doc(&engine, k).ok(),
                 _ => engine
                     .volume_inspect(k)
                     .ok()
-                    .map(serde_json::to_value)
-                    .transpose()?,
+                    .map(|v| hako_docker::volume::inspect_json(&v)),
             };
             if found.is_some() {
                 break;
@@ -1832,61 +1595,35 @@ fn system_prune(
         }
     }
     let engine = open(root)?;
-    let mut freed = 0u64;
-    let containers = engine.prune()?;
-    if !containers.is_empty() {
-        println!("Deleted Containers:");
-        for c in &containers {
-            println!("{c}");
-        }
-        println!();
-    }
-    let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
-    let gone = nets.prune()?;
-    if !gone.is_empty() {
-        println!("Deleted Networks:");
-        for n in gone {
-            hako_engine::netwire::disallow_forwarding(&n.bridge);
-            println!("{}", n.name);
-        }
-        println!();
-    }
-    if volumes {
-        let (names, bytes) = engine.volume_prune(false)?;
-        freed += bytes;
-        if !names.is_empty() {
-            println!("Deleted Volumes:");
-            for n in &names {
-                println!("{n}");
+    let r = engine.system_prune(hako_engine::views::system::SystemPruneOptions { all, volumes })?;
+    let section = |title: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("{title}:");
+            for i in items {
+                println!("{i}");
             }
             println!();
         }
-    }
-    let conn = engine.images().conn();
-    let parents = hako_build::cache::parents(conn)?;
-    let (events, bytes) = engine.image_prune(all, &parents)?;
-    hako_build::cache::forget_missing(conn)?;
-    freed += bytes;
-    if !events.is_empty() {
-        println!("Deleted Images:");
-        for e in events {
-            match e {
-                hako_engine::hako_image::RemoveEvent::Untagged(r) => println!("untagged: {r}"),
-                hako_engine::hako_image::RemoveEvent::Deleted(id) => println!("deleted: {id}"),
-            }
-        }
-        println!();
-    }
-    // Docker's order: the build cache last, the dangling part of it, or all of it with -a.
-    let (deleted, bytes) = build::prune_cache(&engine, None, all)?;
-    freed += bytes;
-    if !deleted.is_empty() {
-        println!("Deleted build cache objects:");
-        for d in &deleted {
-            println!("{}", d.trim_start_matches("sha256:"));
-        }
-        println!();
-    }
+    };
+    section("Deleted Containers", &r.containers);
+    section("Deleted Networks", &r.networks);
+    section("Deleted Volumes", &r.volumes);
+    let images: Vec<String> = r
+        .images
+        .iter()
+        .map(|e| match e {
+            hako_engine::hako_image::RemoveEvent::Untagged(r) => format!("untagged: {r}"),
+            hako_engine::hako_image::RemoveEvent::Deleted(id) => format!("deleted: {id}"),
+        })
+        .collect();
+    section("Deleted Images", &images);
+    let cache: Vec<String> = r
+        .build_cache
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .collect();
+    section("Deleted build cache objects", &cache);
+    let freed = r.space_reclaimed;
     println!("Total reclaimed space: {}", fmt::human_size(freed));
     Ok(0)
 }
@@ -1908,359 +1645,6 @@ fn ports_text(engine: &Engine, c: &hako_engine::ContainerInfo) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn ipam_config(i: &hako_engine::hako_net::NetworkInfo) -> serde_json::Value {
-    let mut c =
-        serde_json::json!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
-    if let Some(r) = i.ip_range {
-        c["IPRange"] = r.to_string().into();
-    }
-    c
-}
-
-fn ipam_configs(i: &hako_engine::hako_net::NetworkInfo) -> Vec<serde_json::Value> {
-    let mut v = vec![ipam_config(i)];
-    if let (Some(s), Some(g)) = (i.subnet6, i.gateway6) {
-        v.push(serde_json::json!({"Subnet": s.to_string(), "Gateway": g.to_string()}));
-    }
-    v
-}
-
-/// `--filter key=value` arguments, keys checked against `known` (Docker's daemon refuses an
-/// unknown key with status 1). Values of one key are ORed, keys ANDed, as in Docker.
-fn list_filters(
-    args: &[String],
-    known: &[&str],
-) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
-    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for a in args {
-        let (k, v) = a
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
-        if !known.contains(&k) {
-            anyhow::bail!("invalid filter '{k}'");
-        }
-        out.entry(k.to_string()).or_default().push(v.to_string());
-    }
-    Ok(out)
-}
-
-/// Whether `label=k` / `label=k=v` filters all hold for `labels`.
-fn labels_hold(
-    wanted: Option<&Vec<String>>,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    wanted.is_none_or(|w| {
-        w.iter().all(|l| match l.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-            None => labels.contains_key(l),
-        })
-    })
-}
-
-/// A `dangling=` value.
-fn filter_bool(key: &str, v: &str) -> anyhow::Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => anyhow::bail!("invalid filter '{key}={v}'"),
-    }
-}
-
-/// `volume ls --filter`.
-fn volume_list_filtered(
-    engine: &Engine,
-    filter: &[String],
-) -> anyhow::Result<Vec<hako_engine::volumes::VolumeInfo>> {
-    let f = list_filters(filter, &["dangling", "driver", "label", "name"])?;
-    let dangling = match f.get("dangling").and_then(|v| v.last()) {
-        Some(v) => Some(filter_bool("dangling", v)?),
-        None => None,
-    };
-    let used = if dangling.is_some() {
-        engine.volumes_in_use()?
-    } else {
-        Default::default()
-    };
-    let mut list = engine.volume_list()?;
-    list.retain(|v| {
-        dangling.is_none_or(|d| d != used.contains(&v.name))
-            && f.get("driver")
-                .is_none_or(|d| d.iter().any(|d| d == v.driver))
-            && f.get("name")
-                .is_none_or(|n| n.iter().any(|n| v.name.contains(n.as_str())))
-            && labels_hold(f.get("label"), &v.labels)
-    });
-    Ok(list)
-}
-
-/// `network ls --filter`.
-fn network_list_filtered(
-    nets: &hako_engine::hako_net::Networks,
-    filter: &[String],
-) -> anyhow::Result<Vec<hako_engine::hako_net::NetworkInfo>> {
-    let f = list_filters(
-        filter,
-        &["dangling", "driver", "id", "label", "name", "scope", "type"],
-    )?;
-    let dangling = match f.get("dangling").and_then(|v| v.last()) {
-        Some(v) => Some(filter_bool("dangling", v)?),
-        None => None,
-    };
-    for t in f.get("type").into_iter().flatten() {
-        if t != "custom" && t != "builtin" {
-            anyhow::bail!("invalid filter: 'type'='{t}'");
-        }
-    }
-    let builtin = |n: &hako_engine::hako_net::NetworkInfo| n.name == "bridge";
-    let mut list = nets.list()?;
-    list.retain(|n| {
-        dangling.is_none_or(|d| d == (n.endpoints.is_empty() && !builtin(n)))
-            && f.get("driver").is_none_or(|d| d.contains(&n.driver))
-            && f.get("id")
-                .is_none_or(|i| i.iter().any(|i| n.id.starts_with(i.as_str())))
-            && f.get("name")
-                .is_none_or(|x| x.iter().any(|x| n.name.contains(x.as_str())))
-            && f.get("scope")
-                .is_none_or(|s| s.iter().any(|s| s == "local"))
-            && f.get("type")
-                .is_none_or(|t| t.iter().any(|t| (t == "builtin") == builtin(n)))
-            && labels_hold(f.get("label"), &n.labels)
-    });
-    Ok(list)
-}
-
-/// The `network inspect` document of `name`.
-fn network_doc(
-    engine: &Engine,
-    nets: &hako_engine::hako_net::Networks,
-    name: &str,
-) -> Result<serde_json::Value, hako_engine::hako_net::Error> {
-    let i = nets.inspect(name)?;
-    let mut options = i.options.clone();
-    // Docker shows the default bridge's name the same way.
-    options
-        .entry("com.docker.network.bridge.name".into())
-        .or_insert_with(|| i.bridge.clone());
-    Ok(serde_json::json!({
-        "Name": i.name,
-        "Id": i.id,
-        "Driver": i.driver,
-        "Scope": "local",
-        "Internal": i.internal,
-        "EnableIPv6": i.ipv6,
-        "IPAM": {"Driver": "default", "Config": ipam_configs(&i)},
-        "Options": options,
-        "Labels": i.labels,
-        "Containers": i.endpoints.iter().map(|e| (e.container_id.clone(), serde_json::json!({
-            "Name": engine.find(&e.container_id).map(|c| c.name).unwrap_or_default(),
-            "IPv4Address": format!("{}/{}", e.ip, i.subnet.prefix),
-            "IPv6Address": match (e.ip6, i.subnet6) {
-                (Some(a), Some(s)) => format!("{a}/{}", s.prefix),
-                _ => String::new(),
-            },
-            "MacAddress": e.mac,
-        }))).collect::<serde_json::Map<_, _>>(),
-    }))
-}
-
-fn network(root: &std::path::Path, cmd: NetworkCommand) -> Result<i32, Failure> {
-    let engine = open(root)?;
-    let nets = hako_engine::netwire::networks(engine.images().conn(), engine.root())?;
-    match cmd {
-        NetworkCommand::Create {
-            subnet,
-            gateway,
-            ip_range,
-            internal,
-            ipv6,
-            driver,
-            label,
-            opt,
-            name,
-        } => {
-            if driver != "bridge" {
-                return Err(anyhow::anyhow!(
-                    "plugin \"{driver}\" not found: hako supports the bridge driver"
-                )
-                .into());
-            }
-            let kv = |v: &[String]| -> std::collections::BTreeMap<String, String> {
-                v.iter()
-                    .map(|l| match l.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (l.clone(), String::new()),
-                    })
-                    .collect()
-            };
-            // Docker takes one --subnet and --gateway per address family.
-            let split = |v: Vec<String>, what: &str| -> Result<_, Failure> {
-                let (v6, v4): (Vec<String>, Vec<String>) =
-                    v.into_iter().partition(|s| s.contains(':'));
-                if v4.len() > 1 || v6.len() > 1 {
-                    return Err(anyhow::anyhow!(
-                        "invalid {what}: give at most one IPv4 and one IPv6 --{what}"
-                    )
-                    .into());
-                }
-                Ok((v4.into_iter().next(), v6.into_iter().next()))
-            };
-            let (subnet, subnet6) = split(subnet, "subnet")?;
-            let (gateway, gateway6) = split(gateway, "gateway")?;
-            let info = nets.create(
-                &name,
-                &hako_engine::hako_net::CreateOptions {
-                    subnet,
-                    gateway,
-                    subnet6,
-                    gateway6,
-                    ip_range,
-                    internal,
-                    ipv6,
-                    labels: kv(&label),
-                    options: kv(&opt),
-                },
-            )?;
-            hako_engine::netwire::allow_forwarding(&info.bridge);
-            println!("{}", info.id);
-            Ok(0)
-        }
-        NetworkCommand::Ls {
-            format: Some(f),
-            quiet: false,
-            filter,
-        } => {
-            let tmpl = template::Format::parse(&f)?;
-            let mut out = std::io::stdout().lock();
-            for n in network_list_filtered(&nets, &filter)? {
-                // Docker's `network ls` fields: booleans and Labels as strings.
-                let labels: Vec<String> =
-                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let item = serde_json::json!({
-                    "ID": &n.id[..12.min(n.id.len())],
-                    "Name": n.name,
-                    "Driver": n.driver,
-                    "Scope": "local",
-                    "IPv6": n.ipv6.to_string(),
-                    "Internal": n.internal.to_string(),
-                    "Labels": labels.join(","),
-                    "CreatedAt": engine_time(n.created * 1_000_000_000),
-                });
-                writeln!(out, "{}", tmpl.render(&item)?)?;
-            }
-            Ok(0)
-        }
-        NetworkCommand::Ls { quiet, filter, .. } => {
-            let list = network_list_filtered(&nets, &filter)?;
-            let mut out = TabWriter::new(std::io::stdout().lock())
-                .minwidth(7)
-                .padding(3);
-            if !quiet {
-                writeln!(out, "NETWORK ID\tNAME\tDRIVER\tSCOPE")?;
-            }
-            for n in list {
-                if quiet {
-                    writeln!(out, "{}", &n.id[..12.min(n.id.len())])?;
-                } else {
-                    writeln!(
-                        out,
-                        "{}\t{}\t{}\tlocal",
-                        &n.id[..12.min(n.id.len())],
-                        n.name,
-                        n.driver
-                    )?;
-                }
-            }
-            out.flush()?;
-            Ok(0)
-        }
-        NetworkCommand::Inspect { format, names } => {
-            let tmpl = inspect_format(format.as_deref())?;
-            let mut docs = Vec::new();
-            let mut code = 0;
-            for n in &names {
-                match network_doc(&engine, &nets, n) {
-                    Ok(d) => docs.push(d),
-                    Err(e) => {
-                        eprintln!("hako: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            print_docs(&serde_json::Value::Array(docs), tmpl.as_ref())?;
-            Ok(code)
-        }
-        NetworkCommand::Connect {
-            ip,
-            ip6,
-            alias,
-            network,
-            container,
-        } => {
-            engine.network_connect(&container, &network, ip.as_deref(), ip6.as_deref(), &alias)?;
-            Ok(0)
-        }
-        NetworkCommand::Disconnect {
-            force: _,
-            network,
-            container,
-        } => {
-            engine.network_disconnect(&container, &network)?;
-            Ok(0)
-        }
-        NetworkCommand::Prune { force } => {
-            if !force {
-                eprint!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
-            }
-            let gone = nets.prune()?;
-            if !gone.is_empty() {
-                println!("Deleted Networks:");
-                for n in gone {
-                    hako_engine::netwire::disallow_forwarding(&n.bridge);
-                    println!("{}", n.name);
-                }
-            }
-            Ok(0)
-        }
-        NetworkCommand::Teardown => {
-            // Test roots create their own default bridge; this removes it (and the rest) again.
-            for n in nets.list()? {
-                nets.remove(&n.name)?;
-                hako_engine::netwire::disallow_forwarding(&n.bridge);
-            }
-            Ok(0)
-        }
-        NetworkCommand::Rm { names } => {
-            let mut code = 0;
-            for n in &names {
-                if n == "bridge" || n == "host" || n == "none" {
-                    eprintln!("hako: {n} is a pre-defined network and cannot be removed");
-                    code = 1;
-                    continue;
-                }
-                let bridge = nets.inspect(n).map(|i| i.bridge).ok();
-                match nets.remove(n) {
-                    Ok(()) => {
-                        if let Some(b) = bridge {
-                            hako_engine::netwire::disallow_forwarding(&b);
-                        }
-                        println!("{n}")
-                    }
-                    Err(e) => {
-                        eprintln!("hako: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
-        }
-    }
 }
 
 /// `system df -v`: docker's three tables (images, containers, local volumes). Layers shared

@@ -740,3 +740,41 @@ fn import_from_a_url() {
     assert!(err.contains("404"), "{err}");
     assert!(!r.ok(&["images"]).contains("nope"));
 }
+
+#[test]
+fn system_df_counts_layers_shared_by_images_once() {
+    let r = Root::with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    // A build that adds no layer: an image whose layers are all busybox's.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nLABEL a=b\n").unwrap();
+    r.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "labelled",
+        ctx.path().to_str().unwrap(),
+    ]);
+    let size = r.ok(&["images", "--format", "{{.Size}}", "busybox"]);
+    let df = r.ok(&["system", "df", "--format", "{{json .}}"]);
+    let images: serde_json::Value = df
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["Type"] == "Images")
+        .unwrap();
+    assert_eq!(images["TotalCount"], "2", "{df}");
+    assert_eq!(images["Size"], size.trim(), "{df}");
+    assert_eq!(
+        images["Reclaimable"],
+        format!("{} (100%)", size.trim()),
+        "{df}"
+    );
+    // A container keeps its image's layers, and so those of every image sharing them.
+    r.ok(&["create", "--name", "keep", "labelled", "true"]);
+    let df = r.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.Active}} {{.Reclaimable}}",
+    ]);
+    assert!(df.contains("Images 1 0B (0%)"), "{df}");
+}

@@ -5,7 +5,6 @@ use crate::config::{ContainerConfig, ContainerUpdate, Mount};
 use crate::{monitor, rfc3339, Engine, Error, Result, State};
 use rusqlite::params;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 struct Row {
@@ -33,6 +32,43 @@ impl Engine {
 
     fn cgroup_of(&self, id: &str, parent: Option<&str>) -> Result<hako_cgroups::Cgroup> {
         Ok(hako_cgroups::CgroupSystem::detect()?.open(parent, &format!("hako-{id}")))
+    }
+
+    /// The options a container was created with, as stored: without resolving its image or
+    /// planning its run, so a listing of many containers stays cheap (the API's `ps`).
+    pub fn stored_config(&self, key: &str) -> Result<ContainerConfig> {
+        let c = self.find(key)?;
+        let row = self.row(&c.id)?;
+        ContainerConfig::from_stored(&row.config)
+    }
+
+    /// Changes the network of a container that is not running, as Docker's connect and
+    /// disconnect do before a start (compose creates, then connects with its aliases).
+    pub fn set_network(
+        &self,
+        key: &str,
+        network: crate::Network,
+        aliases: Vec<String>,
+        ip: Option<std::net::Ipv4Addr>,
+        ip6: Option<std::net::Ipv6Addr>,
+    ) -> Result<String> {
+        let c = self.find(key)?;
+        if c.state == State::Running {
+            return Err(Error::Running(c.id));
+        }
+        let row = self.row(&c.id)?;
+        let mut opts = ContainerConfig::from_stored(&row.config)?;
+        opts.network = network;
+        opts.network_aliases = aliases;
+        opts.ip = ip;
+        opts.ip6 = ip6;
+        opts.check()?;
+        let config = opts.to_stored()?;
+        self.store.conn().execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![c.id, config],
+        )?;
+        Ok(c.id)
     }
 
     /// `docker inspect` of a container.
@@ -710,21 +746,6 @@ impl Engine {
     }
 }
 
-/// One row of `system df`.
-#[derive(Debug, Clone)]
-pub struct DfRow {
-    /// "Images", "Containers", "Local Volumes".
-    pub kind: &'static str,
-    /// How many.
-    pub total: usize,
-    /// How many are in use.
-    pub active: usize,
-    /// Bytes used.
-    pub size: u64,
-    /// Bytes a prune would free.
-    pub reclaimable: u64,
-}
-
 /// Bytes of regular files below `p`, without following symlinks.
 pub(crate) fn du(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
@@ -781,175 +802,5 @@ impl Engine {
             })
             .collect();
         Ok((vols, per_container))
-    }
-
-    /// `system df`.
-    pub fn disk_usage(&self) -> Result<Vec<DfRow>> {
-        let containers = self.list(true)?;
-        let images = self.store.list()?;
-        let used_images: std::collections::HashSet<&str> =
-            containers.iter().map(|c| c.image_id.as_str()).collect();
-        let img_size: u64 = images.iter().map(|i| i.size).sum();
-        let img_reclaim: u64 = images
-            .iter()
-            .filter(|i| !used_images.contains(i.id.as_str()))
-            .map(|i| i.size)
-            .sum();
-        let mut c_size = 0;
-        let mut c_reclaim = 0;
-        for c in &containers {
-            let s = du(&self.container_dir(&c.id).join("upper"));
-            c_size += s;
-            if c.state != State::Running {
-                c_reclaim += s;
-            }
-        }
-        let vols = self.volume_list()?;
-        let used_vols: std::collections::HashSet<String> = self
-            .store
-            .conn()
-            .prepare("SELECT DISTINCT volume FROM container_volumes")?
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut v_size = 0;
-        let mut v_reclaim = 0;
-        for v in &vols {
-            let s = du(&v.mountpoint);
-            v_size += s;
-            if !used_vols.contains(&v.name) {
-                v_reclaim += s;
-            }
-        }
-        Ok(vec![
-            DfRow {
-                kind: "Images",
-                total: images.len(),
-                active: images
-                    .iter()
-                    .filter(|i| used_images.contains(i.id.as_str()))
-                    .count(),
-                size: img_size,
-                reclaimable: img_reclaim,
-            },
-            DfRow {
-                kind: "Containers",
-                total: containers.len(),
-                active: containers
-                    .iter()
-                    .filter(|c| c.state == State::Running)
-                    .count(),
-                size: c_size,
-                reclaimable: c_reclaim,
-            },
-            DfRow {
-                kind: "Local Volumes",
-                total: vols.len(),
-                active: used_vols.len(),
-                size: v_size,
-                reclaimable: v_reclaim,
-            },
-        ])
-    }
-
-    /// Removes images no container uses: dangling ones (untagged, and no other image's parent),
-    /// or all with `all`. `parents` maps an image to its parent (a build step's image to the
-    /// one it was built on). Returns the events and the bytes freed.
-    pub fn image_prune(
-        &self,
-        all: bool,
-        parents: &HashMap<String, String>,
-    ) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
-        self.image_prune_where(all, &|_| true, parents)
-    }
-
-    /// [`Engine::image_prune`] limited to the images `candidate` accepts (`--filter`),
-    /// followed by garbage collection of blobs and layers no image references.
-    ///
-    /// As Docker's does, a prune never removes a parent of a remaining image: the steps of a
-    /// tagged image's build stay, so its build cache survives. An image removed takes its
-    /// parents along once they are left without children, untagged and unused (Docker's
-    /// `ImageDelete` with `prune`), whatever the filter; with `all`, tagged ones too if the
-    /// filter accepts them.
-    pub fn image_prune_where(
-        &self,
-        all: bool,
-        candidate: &dyn Fn(&hako_image::Image) -> bool,
-        parents: &HashMap<String, String>,
-    ) -> Result<(Vec<hako_image::RemoveEvent>, u64)> {
-        self.durable.set(true);
-        let used: HashSet<String> = self.list(true)?.into_iter().map(|c| c.image_id).collect();
-        let mut events = Vec::new();
-        // Layers are shared between images: count each freed layer once, and only when no
-        // remaining image still uses it.
-        let mut freed_layers: HashMap<std::path::PathBuf, u64> = HashMap::new();
-        let listed = self.store.list()?;
-        // Round one goes in the store's order, so the report reads the same each time.
-        let mut round: Vec<String> = listed.iter().map(|i| i.id.clone()).collect();
-        let mut images: HashMap<String, hako_image::ImageSummary> =
-            listed.into_iter().map(|i| (i.id.clone(), i)).collect();
-        let children_of = |images: &HashMap<String, hako_image::ImageSummary>| {
-            let mut n: HashMap<String, usize> = HashMap::new();
-            for id in images.keys() {
-                if let Some(p) = parents.get(id) {
-                    *n.entry(p.clone()).or_default() += 1;
-                }
-            }
-            n
-        };
-        // Round one: the images the prune is about. Later rounds: parents the previous round
-        // left childless.
-        let mut first = true;
-        while !round.is_empty() {
-            let children = children_of(&images);
-            let mut removed = Vec::new();
-            for id in round {
-                let Some(img) = images.get(&id) else { continue };
-                if used.contains(&id) || children.contains_key(&id) {
-                    continue;
-                }
-                let untagged = img.repo_tags.is_empty();
-                let full = self.store.resolve(&id)?;
-                let doomed = if first {
-                    (all || untagged) && candidate(&full)
-                } else {
-                    untagged || (all && candidate(&full))
-                };
-                if !doomed {
-                    continue;
-                }
-                let sizes = self.store.layer_sizes(&id).unwrap_or_default();
-                // Checked again under the store lock: a container created since the listing
-                // keeps its image.
-                if let Some(ev) = self.store.remove_unused(&id, &crate::container_using)? {
-                    events.extend(ev);
-                    for (i, layer) in full.layers.iter().enumerate() {
-                        freed_layers.insert(layer.clone(), sizes.get(i).copied().unwrap_or(0));
-                    }
-                    images.remove(&id);
-                    removed.push(id);
-                }
-            }
-            first = false;
-            round = removed
-                .iter()
-                .filter_map(|id| parents.get(id).cloned())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            round.sort();
-        }
-        let mut kept_layers = HashSet::new();
-        for id in images.keys() {
-            if let Ok(full) = self.store.resolve(id) {
-                kept_layers.extend(full.layers);
-            }
-        }
-        let freed = freed_layers
-            .iter()
-            .filter(|(l, _)| !kept_layers.contains(*l))
-            .map(|(_, s)| s)
-            .sum::<u64>();
-        let gc = self.store.gc()?;
-        Ok((events, freed + gc.bytes))
     }
 }

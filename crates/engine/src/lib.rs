@@ -2,7 +2,9 @@
 //! runtime library. Daemonless: every `hako` command opens the state, acts, and exits.
 #![deny(missing_docs)]
 
+pub mod build_cache;
 pub mod build_support;
+pub mod builder;
 pub mod commit;
 pub mod config;
 pub mod copy;
@@ -10,15 +12,18 @@ pub mod events;
 pub mod exec;
 mod export;
 pub mod helper;
+pub mod images;
 mod init;
 mod inspect;
 pub(crate) mod limits;
 mod monitor;
 pub mod names;
 pub mod netwire;
+pub mod networks;
 pub mod options;
 pub mod seccomp;
 pub mod spec;
+mod system;
 pub mod tty;
 pub mod user;
 pub mod views;
@@ -37,8 +42,9 @@ pub use hako_base;
 pub use hako_base::ErrorKind;
 pub use hako_image;
 pub use hako_net;
+pub use hako_registry;
 pub use hako_runtime;
-pub use inspect::{ContainerStats, DfRow, SystemInfo, VolumeUsage};
+pub use inspect::{ContainerStats, SystemInfo, VolumeUsage};
 
 /// Errors of engine operations. [`Error::kind`] classifies them; [`Error::exit_code`] maps
 /// them to Docker's `run` exit codes. Each message says its cause itself, and nothing is
@@ -78,6 +84,12 @@ pub enum Error {
     /// Image store failure.
     #[error(transparent)]
     Image(#[from] hako_image::Error),
+    /// A registry (pull, push, login) failed.
+    #[error(transparent)]
+    Registry(#[from] hako_registry::Error),
+    /// A network operation failed.
+    #[error(transparent)]
+    Net(#[from] hako_net::Error),
     /// The runtime failed to create or start the process.
     #[error(transparent)]
     Runtime(#[from] hako_runtime::Error),
@@ -129,6 +141,8 @@ impl Error {
             }
             Error::Invalid(_) | Error::NoCommand | Error::User(_) => ErrorKind::Invalid,
             Error::Image(e) => e.kind(),
+            Error::Registry(e) => e.kind(),
+            Error::Net(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
             Error::Cgroup(e) => e.kind(),
             Error::Db(_) | Error::Io { .. } => ErrorKind::Internal,

@@ -96,6 +96,6 @@ pub fn check_platform(
 ) -> Result<String, Error> {
     let mut out = Vec::new();
     let opts = crate::PullOptions { platform };
-    crate::pull::check_platform(config, reference, &opts, &mut out)?;
+    crate::pull::check_platform(config, reference, &opts, &mut crate::lines_to(&mut out))?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }

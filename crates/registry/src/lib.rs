@@ -14,6 +14,7 @@ mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 mod manifest;
+mod progress;
 mod pull;
 mod push;
 
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 pub use auth::{docker_config_dir, Credentials};
 pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
+pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
 pub use pull::{fetch_raw_manifest, pull, PullOptions, Pulled};
 pub use push::push;
 
@@ -186,12 +188,19 @@ impl Error {
 /// Logs in to a registry: checks the credentials against it, then records
 /// them in the Docker client config. Returns the config file written.
 pub fn login(domain: &str, creds: &Credentials) -> Result<PathBuf, Error> {
+    check_login(domain, creds)?;
+    auth::store(domain, creds)
+}
+
+/// Checks credentials against a registry without recording them (the Engine API's
+/// `POST /auth`: the client keeps them).
+pub fn check_login(domain: &str, creds: &Credentials) -> Result<(), Error> {
     // The catalog-less ping needs some repository name for a token scope;
     // registries grant anonymous-looking scopes to any authenticated user.
     let client =
         client::Client::new(domain, "hako-login-check", false)?.with_credentials(creds.clone());
     client.ping()?;
-    auth::store(domain, creds)
+    Ok(())
 }
 
 /// Forgets stored credentials for `domain`; `false` if there were none.

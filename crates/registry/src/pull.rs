@@ -1,14 +1,14 @@
 //! `hako pull`: manifest resolution, then every missing layer streamed once
 //! through digest check, decompression and extraction, all in parallel.
 
-use std::io::{Read as _, Write};
+use std::io::Read as _;
 use std::sync::mpsc;
 
 use hako_image::{Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
 
 use crate::client::{read_limited, read_small, status_error, Client, Payload, MAX_DOCUMENT};
 use crate::manifest::{self, classify, Descriptor, Kind, Manifest, Platform};
-use crate::{sha256_digest, short, Error};
+use crate::{sha256_digest, short, Error, LayerStatus, Progress, ProgressSink};
 
 /// Options of [`pull`].
 #[derive(Clone, Debug, Default)]
@@ -38,6 +38,13 @@ const LAYER_TYPES: &[&str] = &[
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.diff.tar.zstd",
 ];
+
+fn layer(digest: &str, status: LayerStatus) -> Progress {
+    Progress::Layer {
+        id: short(digest).to_string(),
+        status,
+    }
+}
 
 fn out_err(e: std::io::Error) -> Error {
     Error::Output(e)
@@ -395,8 +402,8 @@ pub fn fetch_raw_manifest(reference: &Reference) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Pulls `reference` into `store`, writing Docker's plain progress lines
-/// to `progress` (pass `std::io::sink()` for `-q`).
+/// Pulls `reference` into `store`, reporting typed [`Progress`] to `progress`
+/// (which ends the pull by returning an error).
 ///
 /// Nothing becomes visible in the store unless every blob checked out:
 /// layers are staged under `tmp/` and committed together at the end.
@@ -405,14 +412,18 @@ pub fn pull(
     store: &ImageStore,
     reference: &Reference,
     opts: &PullOptions,
-    progress: &mut dyn Write,
+    progress: &mut ProgressSink<'_>,
 ) -> Result<Pulled, Error> {
     let target = reference
         .digest()
         .or(reference.tag())
         .unwrap_or("latest")
         .to_string();
-    writeln!(progress, "{target}: Pulling from {}", reference.path()).map_err(out_err)?;
+    progress(Progress::PullingFrom {
+        tag: target.clone(),
+        repository: reference.path().to_string(),
+    })
+    .map_err(out_err)?;
 
     let (client, (top, ct, digest)) = connect(reference, &target)?;
     let (manifest_bytes, manifest) = match classify(&ct, &top, &reference.familiar())? {
@@ -473,9 +484,9 @@ pub fn pull(
     let mut missing = Vec::new();
     for (i, (l, chain)) in manifest.layers.iter().zip(&chains).enumerate() {
         if store.has_layer(chain)? && store.has_blob(&l.digest) {
-            writeln!(progress, "{}: Already exists", short(&l.digest)).map_err(out_err)?;
+            progress(layer(&l.digest, LayerStatus::AlreadyExists)).map_err(out_err)?;
         } else {
-            writeln!(progress, "{}: Pulling fs layer", short(&l.digest)).map_err(out_err)?;
+            progress(layer(&l.digest, LayerStatus::PullingFsLayer)).map_err(out_err)?;
             missing.push(i);
         }
     }
@@ -514,10 +525,10 @@ pub fn pull(
             drop(tx);
             // Printing happens here, on the caller's thread, as layers land.
             for (i, r) in rx {
-                let id = short(&manifest.layers[i].digest);
+                let d = &manifest.layers[i].digest;
                 if r.is_ok() {
-                    writeln!(progress, "{id}: Download complete").map_err(out_err)?;
-                    writeln!(progress, "{id}: Pull complete").map_err(out_err)?;
+                    progress(layer(d, LayerStatus::DownloadComplete)).map_err(out_err)?;
+                    progress(layer(d, LayerStatus::PullComplete)).map_err(out_err)?;
                 }
                 staged[i] = Some(r);
             }
@@ -546,20 +557,11 @@ pub fn pull(
         tag,
         repo_digest: Some((reference.repository(), digest.clone())),
     })?;
-    writeln!(progress, "Digest: {digest}").map_err(out_err)?;
-    if up_to_date {
-        writeln!(
-            progress,
-            "Status: Image is up to date for {}",
-            reference.familiar()
-        )
-    } else {
-        writeln!(
-            progress,
-            "Status: Downloaded newer image for {}",
-            reference.familiar()
-        )
-    }
+    progress(Progress::Digest(digest.clone())).map_err(out_err)?;
+    progress(Progress::PullDone {
+        reference: reference.familiar(),
+        downloaded: !up_to_date,
+    })
     .map_err(out_err)?;
     Ok(Pulled {
         image,
@@ -581,7 +583,7 @@ pub(crate) fn check_platform(
     config: &[u8],
     reference: &Reference,
     opts: &PullOptions,
-    progress: &mut dyn Write,
+    progress: &mut ProgressSink<'_>,
 ) -> Result<(), Error> {
     let v: serde_json::Value = serde_json::from_slice(config).map_err(|e| Error::BadManifest {
         reference: reference.familiar(),
@@ -606,9 +608,8 @@ pub(crate) fn check_platform(
             actual: actual.to_string(),
         });
     }
-    writeln!(
-        progress,
-        "WARNING: The requested image's platform ({actual}) does not match the detected host platform ({want}) and no specific platform was requested"
-    )
+    progress(Progress::Warning(format!(
+        "The requested image's platform ({actual}) does not match the detected host platform ({want}) and no specific platform was requested"
+    )))
     .map_err(out_err)
 }

@@ -1,7 +1,6 @@
 //! `hako push`: blobs the registry lacks (monolithic uploads, in
 //! parallel), then the manifest, byte for byte as stored.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -9,7 +8,7 @@ use hako_image::{ImageStore, Reference};
 
 use crate::client::{status_error, Client, Payload};
 use crate::manifest::{Manifest, OCI_MANIFEST};
-use crate::{short, Error};
+use crate::{short, Error, LayerStatus, Progress, ProgressSink};
 
 fn out_err(e: std::io::Error) -> Error {
     Error::Output(e)
@@ -65,12 +64,12 @@ fn is_foreign(media_type: &str) -> bool {
     media_type.contains("foreign") || media_type.contains("nondistributable")
 }
 
-/// Pushes the local image tagged `reference` to its registry, printing
-/// Docker's progress lines. Returns the manifest digest.
+/// Pushes the local image tagged `reference` to its registry, reporting
+/// typed [`Progress`]. Returns the manifest digest.
 pub fn push(
     store: &ImageStore,
     reference: &Reference,
-    progress: &mut dyn Write,
+    progress: &mut ProgressSink<'_>,
 ) -> Result<String, Error> {
     let reference = match reference.tag() {
         Some(_) => reference.clone(),
@@ -86,11 +85,9 @@ pub fn push(
         }
         Err(e) => return Err(e.into()),
     };
-    writeln!(
-        progress,
-        "The push refers to repository [{}]",
-        reference.repository()
-    )
+    progress(Progress::PushRefersTo {
+        repository: reference.repository(),
+    })
     .map_err(out_err)?;
     let (digest, manifest_bytes) = store.manifest_of(&image.id)?;
     let manifest: Manifest =
@@ -99,14 +96,15 @@ pub fn push(
             message: e.to_string(),
         })?;
     let diff_ids = image.config.rootfs().diff_ids().to_vec();
-    let label = |i: usize| -> String {
-        short(diff_ids.get(i).map_or(&manifest.layers[i].digest, |d| d)).to_string()
+    let label = |i: usize, status: LayerStatus| Progress::Layer {
+        id: short(diff_ids.get(i).map_or(&manifest.layers[i].digest, |d| d)).to_string(),
+        status,
     };
     let client = Client::new(reference.domain(), reference.path(), true)?;
 
     let order: Vec<usize> = (0..manifest.layers.len()).rev().collect();
     for &i in &order {
-        writeln!(progress, "{}: Preparing", label(i)).map_err(out_err)?;
+        progress(label(i, LayerStatus::Preparing)).map_err(out_err)?;
     }
     let mut paths = Vec::with_capacity(manifest.layers.len());
     for l in &manifest.layers {
@@ -119,7 +117,7 @@ pub fn push(
     // Authenticate once up front so the parallel uploads share a token.
     blob_exists(&client, &manifest.config.digest)?;
 
-    let (tx, rx) = mpsc::channel::<(usize, Result<&'static str, Error>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<LayerStatus, Error>)>();
     let mut first_err = None;
     std::thread::scope(|s| -> Result<(), Error> {
         for &i in &order {
@@ -127,10 +125,10 @@ pub fn push(
             let (client, d, path) = (&client, &manifest.layers[i], &paths[i]);
             s.spawn(move || {
                 let r = match path {
-                    None => Ok("Skipped foreign layer"),
+                    None => Ok(LayerStatus::SkippedForeign),
                     Some(p) => match blob_exists(client, &d.digest) {
-                        Ok(true) => Ok("Layer already exists"),
-                        Ok(false) => upload(client, &d.digest, p).map(|_| "Pushed"),
+                        Ok(true) => Ok(LayerStatus::LayerAlreadyExists),
+                        Ok(false) => upload(client, &d.digest, p).map(|_| LayerStatus::Pushed),
                         Err(e) => Err(e),
                     },
                 };
@@ -140,7 +138,7 @@ pub fn push(
         drop(tx);
         for (i, r) in rx {
             match r {
-                Ok(what) => writeln!(progress, "{}: {what}", label(i)).map_err(out_err)?,
+                Ok(what) => progress(label(i, what)).map_err(out_err)?,
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -172,11 +170,11 @@ pub fn push(
         200..=202 => {}
         s => return Err(status_error(resp, &url, s)),
     }
-    writeln!(
-        progress,
-        "{tag}: digest: {digest} size: {}",
-        manifest_bytes.len()
-    )
+    progress(Progress::Pushed {
+        tag: tag.to_string(),
+        digest: digest.clone(),
+        size: manifest_bytes.len() as u64,
+    })
     .map_err(out_err)?;
     Ok(digest)
 }

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod peers;
+pub mod service;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

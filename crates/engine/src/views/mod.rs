@@ -1,6 +1,13 @@
-//! Typed views of containers, built once by the engine and shown by every front end: the CLI
-//! renders them as tables and templates, the API server as Docker's JSON.
+//! Typed views of the engine's objects, built once and rendered by every front end: the CLI's
+//! tables and `--format` templates, and the API server's JSON (through `hako-docker`).
+//!
+//! A view holds facts (ids, references, times in nanoseconds, sizes in bytes), never text made
+//! for one front end: "2 hours ago" and "4.26MB" are Docker's wording, which `hako-docker`
+//! owns.
 
+pub mod image;
+pub mod network;
+pub mod system;
 mod top;
 
 pub use top::Top;

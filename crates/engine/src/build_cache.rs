@@ -1,9 +1,15 @@
 //! The build cache, in the state database: step key → image, and a per-file metadata cache so
 //! hashing the context for COPY/ADD does not re-read files whose inode, size and times are
-//! unchanged.
+//! unchanged; image parents (Docker's `Parent`); and the directories of `RUN
+//! --mount=type=cache`.
+//!
+//! It lives in the engine rather than in `hako-build` because the engine's image and system
+//! operations read and prune it (`images -a`, `image prune`, `system df`, `system prune`,
+//! `builder prune`), and `hako-build` sits above the engine.
 
 use crate::Error;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const SCHEMA: &str = "
@@ -395,7 +401,7 @@ pub fn collect(
     keep: Option<&str>,
     remove: &mut dyn FnMut(&str) -> Result<(), Error>,
 ) -> Result<usize, Error> {
-    let mut mounts = root.map(crate::mounts::list_cache_dirs).unwrap_or_default();
+    let mut mounts = root.map(list_cache_dirs).unwrap_or_default();
     // Oldest last, to pop.
     mounts.sort_by_key(|m| std::cmp::Reverse(m.2));
     let mut dropped = 0;
@@ -424,7 +430,7 @@ pub fn collect(
         };
         if mount_first {
             let (dir, _, _) = mounts.pop().expect("checked above");
-            crate::mounts::remove_cache_dir(&dir)?;
+            remove_cache_dir(&dir)?;
             dropped += 1;
             continue;
         }
@@ -443,7 +449,7 @@ pub fn collect(
 /// then [`DEFAULT_MAX`]. Sizes are Docker's (`512MB`, `20GB`, `1.5g`, plain bytes).
 pub fn configured_max(root: &std::path::Path) -> Result<u64, Error> {
     let parse = |s: &str, from: &str| -> Result<u64, Error> {
-        hako_engine::options::parse_size(s, from)
+        hako_base::size::parse_ram(s.trim())
             .map(|n| n.max(0) as u64)
             .map_err(|_| Error::Invalid(format!("{from}: invalid build cache size {s:?}")))
     };
@@ -466,12 +472,96 @@ pub fn configured_max(root: &std::path::Path) -> Result<u64, Error> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_MAX),
-        Err(e) => Err(Error::Io {
-            what: format!("read {}", path.display()),
-            error: e,
-        }),
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }
 }
 
 /// The cache size kept when nothing configures one (Docker Desktop's default keep-storage).
 pub const DEFAULT_MAX: u64 = 20 << 30;
+
+/// The directory of the cache mount `id`.
+pub fn cache_dir(root: &Path, id: &str) -> PathBuf {
+    use sha2::Digest as _;
+    mounts_root(root).join(hex::encode(sha2::Sha256::digest(id.as_bytes())))
+}
+
+/// Where cache mounts live.
+pub fn mounts_root(root: &Path) -> PathBuf {
+    root.join("build-cache").join("mounts")
+}
+
+/// Cache mounts: (directory, bytes, last used as Unix seconds).
+pub fn list_cache_dirs(root: &Path) -> Vec<(PathBuf, u64, i64)> {
+    let Ok(rd) = std::fs::read_dir(mounts_root(root)) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            use std::os::unix::fs::MetadataExt;
+            let p = e.path();
+            let used = std::fs::metadata(&p).map(|m| m.mtime()).unwrap_or(0);
+            (p.clone(), du_blocks(&p), used)
+        })
+        .collect()
+}
+
+/// Removes the cache mounts last used before `older_than` (all with `None`), and what removals
+/// cut short left. Returns (ids removed, bytes).
+pub fn prune_cache_dirs(root: &Path, older_than: Option<i64>) -> Result<(Vec<String>, u64), Error> {
+    let mut gone = Vec::new();
+    let mut bytes = 0;
+    for (dir, size, used) in list_cache_dirs(root) {
+        if older_than.is_some_and(|t| used >= t) {
+            continue;
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        remove_cache_dir(&dir)?;
+        gone.push(name);
+        bytes += size;
+    }
+    if let Ok(rd) = std::fs::read_dir(mounts_root(root)) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".gone-") {
+                std::fs::remove_dir_all(e.path())
+                    .map_err(|err| Error::io(format!("remove {}", e.path().display()), err))?;
+            }
+        }
+    }
+    Ok((gone, bytes))
+}
+
+/// Removes one cache mount: renamed to `.gone-…` first, so a removal cut short never leaves a
+/// half-emptied cache under a valid name (the next prune finishes it).
+pub fn remove_cache_dir(dir: &Path) -> Result<(), Error> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let doomed = parent.join(format!(".gone-{name}"));
+    std::fs::rename(dir, &doomed).map_err(|e| Error::io(format!("remove {}", dir.display()), e))?;
+    std::fs::remove_dir_all(&doomed)
+        .map_err(|e| Error::io(format!("remove {}", doomed.display()), e))
+}
+
+/// Bytes allocated below `p` (blocks, as `du` counts them), without following symlinks.
+fn du_blocks(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.blocks() * 512;
+    }
+    let mut total = m.blocks() * 512;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            total += du_blocks(&e.path());
+        }
+    }
+    total
+}

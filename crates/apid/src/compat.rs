@@ -1,0 +1,747 @@
+//! Engine views in Docker's JSON shapes, for the answers the engine does not give typed yet.
+//!
+//! This is the service's adapter while the engine's typed views (`hako_docker::container`,
+//! `hako_docker::image`, … of issue 16's part 1) are being built: each function here is
+//! replaced by the shared view once it exists, so the CLI and the API print the same thing.
+
+use crate::error::ApiError;
+use hako_engine::{ContainerInfo, Engine, State};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How the values of one filter key combine: Docker ORs them (`status=running` or
+/// `status=exited`), except `label`, whose values must all hold.
+pub(crate) trait FilterValues: Iterator + Sized {
+    fn holds<F: FnMut(Self::Item) -> bool>(mut self, all: bool, f: F) -> bool {
+        if all {
+            self.all(f)
+        } else {
+            self.any(f)
+        }
+    }
+}
+
+impl<I: Iterator> FilterValues for I {}
+
+/// A stable ID for this state root (`/info`'s `ID`).
+pub(crate) fn instance_id(root: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    let a = h.finish();
+    "hako".hash(&mut h);
+    let b = h.finish();
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// RFC 3339 (`2026-11-22T18:30:00.5Z`, or with an offset) to nanoseconds.
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
+    hako_engine::hako_base::time::parse_rfc3339(s).ok()
+}
+
+/// Seconds east of UTC of the service's local time zone (`TZ`, `/etc/localtime`) at Unix time
+/// `secs`: dockerd reads a filter's zoneless time (`until=2026-01-02`) in its own zone.
+pub(crate) fn local_offset(secs: i64) -> i64 {
+    let t = secs as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r is the reentrant variant.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}
+
+/// Docker's `HumanDuration` ("Less than a second", "About a minute", "3 weeks").
+pub(crate) fn human_duration(d: Duration) -> String {
+    let seconds = d.as_secs();
+    if d.as_secs_f64() < 1.0 {
+        return "Less than a second".into();
+    }
+    if seconds == 1 {
+        return "1 second".into();
+    }
+    if seconds < 60 {
+        return format!("{seconds} seconds");
+    }
+    let minutes = seconds / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (d.as_secs_f64() / 3600.0).round() as u64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", seconds / 3600 / 24 / 365)
+}
+
+fn ago(nanos: i64) -> Duration {
+    let t = UNIX_EPOCH + Duration::from_nanos(nanos.max(0) as u64);
+    SystemTime::now()
+        .duration_since(t)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The `State` word of a container (`paused` comes from inspect).
+pub(crate) fn state_word(c: &ContainerInfo) -> &'static str {
+    match c.state {
+        State::Running => "running",
+        State::Exited => "exited",
+        State::Created => "created",
+    }
+}
+
+/// Docker's `Status` ("Up 5 minutes", "Exited (0) 2 seconds ago", "Created").
+pub(crate) fn status_text(c: &ContainerInfo, paused: bool) -> String {
+    match c.state {
+        State::Running => format!(
+            "Up {}{}",
+            human_duration(ago(c.started_at.unwrap_or(c.created))),
+            if paused { " (Paused)" } else { "" }
+        ),
+        State::Exited => match c.finished_at {
+            Some(f) => format!(
+                "Exited ({}) {} ago",
+                c.exit_code.unwrap_or(0),
+                human_duration(ago(f))
+            ),
+            None => format!("Exited ({})", c.exit_code.unwrap_or(0)),
+        },
+        State::Created => "Created".into(),
+    }
+}
+
+/// The argv as Docker's `Command` column shows it: words joined by spaces.
+fn command_line(c: &ContainerInfo) -> String {
+    c.command.join(" ")
+}
+
+/// One row of `GET /containers/json`, from the container and its inspect document.
+pub(crate) fn container_summary(
+    engine: &Engine,
+    c: &ContainerInfo,
+    doc: &Value,
+    size: Option<(u64, u64)>,
+) -> Value {
+    let paused = doc["State"]["Paused"].as_bool().unwrap_or(false);
+    let ports: Vec<Value> = if c.state == State::Running {
+        hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &c.id)
+            .iter()
+            .map(|p| {
+                json!({
+                    "IP": p.host_ip.to_string(),
+                    "PrivatePort": p.container_port,
+                    "PublicPort": p.host_port,
+                    "Type": format!("{:?}", p.proto).to_lowercase(),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut networks = doc["NetworkSettings"]["Networks"].clone();
+    if networks.is_null() {
+        networks = json!({});
+    }
+    let mut v = json!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.name)],
+        "Image": c.image,
+        "ImageID": c.image_id,
+        "Command": command_line(c),
+        "Created": c.created.div_euclid(1_000_000_000),
+        "Ports": ports,
+        "Labels": doc["Config"]["Labels"].clone(),
+        "State": if paused { "paused" } else { state_word(c) },
+        "Status": status_text(c, paused),
+        "HostConfig": {"NetworkMode": doc["HostConfig"]["NetworkMode"].clone()},
+        "NetworkSettings": {"Networks": networks},
+        "Mounts": doc["Mounts"].clone(),
+    });
+    if let Some((rw, virt)) = size {
+        v["SizeRw"] = rw.into();
+        v["SizeRootFs"] = virt.into();
+    }
+    v
+}
+
+/// The engine's inspect document in the shapes Docker's clients decode: `Tmpfs` as a map of
+/// target to options, `Ulimits` as objects.
+pub(crate) fn container_doc(mut doc: Value) -> Value {
+    // A container that is not running has no endpoint, but Docker lists the network it is
+    // configured for (compose reads it to decide whether to connect it).
+    let mode = doc["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let nets = &mut doc["NetworkSettings"]["Networks"];
+    if nets.as_object().is_none_or(|o| o.is_empty())
+        && !matches!(mode.as_str(), "" | "none" | "host")
+    {
+        let name = if mode == "default" {
+            "bridge".to_string()
+        } else {
+            mode
+        };
+        *nets = json!({ name: {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+        }});
+    }
+    // Volume mounts with their targets, from the container's `-v` list: named ones by name,
+    // anonymous ones in order.
+    let binds: Vec<String> = doc["HostConfig"]["Binds"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut anonymous = binds.iter().filter(|b| {
+        b.starts_with('/') && !b.contains(':') || b.split(':').next().is_some_and(|s| s.is_empty())
+    });
+    if let Some(mounts) = doc["Mounts"].as_array_mut() {
+        for m in mounts.iter_mut().filter(|m| m["Destination"].is_null()) {
+            let name = m["Name"].as_str().unwrap_or("").to_string();
+            let named = binds.iter().find_map(|b| {
+                let mut parts = b.split(':');
+                (parts.next() == Some(name.as_str())).then(|| {
+                    (
+                        parts.next().unwrap_or("").to_string(),
+                        parts.next().unwrap_or("").to_string(),
+                    )
+                })
+            });
+            let (dst, mode) = match named {
+                Some(x) => x,
+                None => match anonymous.next() {
+                    Some(a) => (a.trim_start_matches(':').to_string(), String::new()),
+                    None => continue,
+                },
+            };
+            m["Destination"] = dst.into();
+            m["Mode"] = mode.clone().into();
+            m["RW"] = (!mode.split(',').any(|o| o == "ro")).into();
+            m["Propagation"] = "".into();
+        }
+    }
+    let hc = &mut doc["HostConfig"];
+    // Every container logs to json-file (compose tails only containers that say so).
+    if hc["LogConfig"].is_null() {
+        hc["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
+    if let Some(list) = hc["Tmpfs"].as_array() {
+        let map: serde_json::Map<String, Value> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|t| match t.split_once(':') {
+                Some((dst, opts)) => (dst.to_string(), Value::from(opts)),
+                None => (t.to_string(), Value::from("")),
+            })
+            .collect();
+        hc["Tmpfs"] = Value::Object(map);
+    }
+    if let Some(list) = hc["Ulimits"].as_array() {
+        let objs: Vec<Value> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|u| {
+                let (name, limits) = u.split_once('=')?;
+                let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+                Some(json!({"Name": name, "Soft": soft.parse::<i64>().ok()?, "Hard": hard.parse::<i64>().ok()?}))
+            })
+            .collect();
+        hc["Ulimits"] = Value::Array(objs);
+    }
+    doc
+}
+
+/// `NetworkSettings.Ports` of a running container: its published ports, as Docker shows
+/// them (compose and `docker port` read them).
+pub(crate) fn add_ports(engine: &Engine, doc: &mut Value) {
+    let id = doc["Id"].as_str().unwrap_or("").to_string();
+    let running = doc["State"]["Running"].as_bool().unwrap_or(false);
+    let mut ports = serde_json::Map::new();
+    if running {
+        for p in hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &id) {
+            let key = format!(
+                "{}/{}",
+                p.container_port,
+                format!("{:?}", p.proto).to_lowercase()
+            );
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(
+                    json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}),
+                );
+            }
+        }
+    }
+    doc["NetworkSettings"]["Ports"] = Value::Object(ports);
+}
+
+/// The parts of an inspect document a listing reads, from a container's stored options (for
+/// containers that are not running: no endpoints, not paused).
+pub(crate) fn light_doc(c: &ContainerInfo, o: &hako_engine::ContainerConfig) -> Value {
+    use hako_engine::config::Mount;
+    let labels = serde_json::to_value(&o.labels).unwrap_or_else(|_| json!({}));
+    let mode = o.network.mode().to_string();
+    let networks = match mode.as_str() {
+        "none" | "host" => json!({}),
+        m => {
+            json!({ m: {"NetworkID": "", "EndpointID": "", "IPAddress": "", "Gateway": "", "MacAddress": ""} })
+        }
+    };
+    let mounts: Vec<Value> = o
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Bind {
+                source,
+                target,
+                readonly,
+                ..
+            } => Some(
+                json!({"Type": "bind", "Source": source, "Destination": target, "RW": !readonly}),
+            ),
+            Mount::Volume {
+                name,
+                target,
+                readonly,
+            } => Some(json!({
+                "Type": "volume", "Name": name.clone().unwrap_or_default(), "Source": "",
+                "Destination": target, "RW": !readonly,
+            })),
+            Mount::Tmpfs { .. } => None,
+        })
+        .collect();
+    json!({
+        "Id": c.id,
+        "Config": {"Labels": labels},
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": networks},
+        "Mounts": mounts,
+        "State": {"Status": state_word(c), "Paused": false, "Running": false},
+    })
+}
+
+/// Labels of an inspect document's `Config.Labels` as `k=v` / `k` matches.
+pub(crate) fn labels_match(labels: &Value, want: &str) -> bool {
+    let (k, v) = match want.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (want, None),
+    };
+    match (labels.get(k), v) {
+        (Some(have), Some(v)) => have.as_str() == Some(v),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// An event as `/events` streams it (the old `status`/`id`/`from` fields too, which docker-py
+/// and compose 1.x read).
+pub(crate) fn event_json(e: &hako_engine::events::Event) -> Value {
+    let mut v = json!({
+        "Type": e.kind,
+        "Action": e.action,
+        "Actor": {"ID": e.id, "Attributes": e.attributes},
+        "scope": "local",
+        "time": e.time_nano.div_euclid(1_000_000_000),
+        "timeNano": e.time_nano,
+    });
+    if e.kind == "container" {
+        v["status"] = e.action.clone().into();
+        v["id"] = e.id.clone().into();
+        if let Some(img) = e.attributes.get("image") {
+            v["from"] = img.clone().into();
+        }
+    }
+    v
+}
+
+/// Docker's event filters: values of one key are ORed, keys ANDed.
+pub(crate) fn event_matches(e: &hako_engine::events::Event, filters: &[(String, String)]) -> bool {
+    let keys: std::collections::BTreeSet<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.into_iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .holds(key == "label", |(_, v)| match key {
+                "container" => {
+                    e.kind == "container"
+                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                }
+                "event" => &e.action == v,
+                "type" => &e.kind == v,
+                "image" => e.attributes.get("image") == Some(v),
+                "label" => {
+                    let (k, val) = v.split_once('=').unwrap_or((v, ""));
+                    e.attributes
+                        .get(k)
+                        .is_some_and(|x| val.is_empty() || x == val)
+                }
+                "scope" => v == "local",
+                "network" | "volume" => e.id.starts_with(v.as_str()) && e.kind == key,
+                _ => false,
+            })
+    })
+}
+
+/// The repository and tag columns of an image, Docker's `RepoTags`.
+fn repo_tags(refs: &[hako_engine::hako_image::Reference]) -> Vec<String> {
+    refs.iter().map(|r| r.familiar()).collect()
+}
+
+/// `GET /images/json` rows.
+pub(crate) fn image_summaries(
+    engine: &Engine,
+    users: &std::collections::HashMap<String, usize>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for img in engine.images().list()? {
+        let created = img
+            .created
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .map(|n| n.div_euclid(1_000_000_000))
+            .unwrap_or(0);
+        let digests: Vec<String> = engine
+            .images()
+            .repo_digests(&img.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| match d.split_once('@') {
+                Some((r, dg)) => match hako_engine::hako_image::Reference::parse(r) {
+                    Ok(r) => format!("{}@{dg}", r.familiar_repository()),
+                    Err(_) => d.clone(),
+                },
+                None => d,
+            })
+            .collect();
+        let labels = engine
+            .images()
+            .resolve(&img.id)
+            .ok()
+            .and_then(|i| serde_json::to_value(i.config.config().as_ref()?.labels()).ok())
+            .filter(|l| !l.is_null())
+            .unwrap_or_else(|| json!({}));
+        out.push(json!({
+            "Id": img.id,
+            "ParentId": "",
+            "RepoTags": repo_tags(&img.repo_tags),
+            "RepoDigests": digests,
+            "Created": created,
+            "Size": img.size,
+            "SharedSize": -1,
+            "VirtualSize": img.size,
+            "Labels": labels,
+            "Containers": users.get(&img.id).copied().map_or(-1, |n| n as i64),
+        }));
+    }
+    Ok(out)
+}
+
+/// `GET /images/{name}/json`.
+pub(crate) fn image_inspect(engine: &Engine, name: &str) -> Result<Value, ApiError> {
+    let image = engine.images().resolve(name)?;
+    let raw: Value = serde_json::from_slice(&engine.images().read_blob(&image.id)?)
+        .map_err(|e| ApiError::internal(format!("image config of {}: {e}", image.id)))?;
+    let repo_digests: Vec<String> = engine
+        .images()
+        .repo_digests(&image.id)?
+        .into_iter()
+        .map(|d| match d.split_once('@') {
+            Some((r, dg)) => match hako_engine::hako_image::Reference::parse(r) {
+                Ok(r) => format!("{}@{dg}", r.familiar_repository()),
+                Err(_) => d.clone(),
+            },
+            None => d,
+        })
+        .collect();
+    let mut config = raw.get("config").cloned().unwrap_or(Value::Null);
+    if let Some(o) = config.as_object_mut() {
+        // Docker's ContainerConfig shape: the fields an image config lacks, zeroed.
+        for (k, v) in [
+            ("Hostname", json!("")),
+            ("Domainname", json!("")),
+            ("User", json!("")),
+            ("AttachStdin", json!(false)),
+            ("AttachStdout", json!(false)),
+            ("AttachStderr", json!(false)),
+            ("Tty", json!(false)),
+            ("OpenStdin", json!(false)),
+            ("StdinOnce", json!(false)),
+            ("Image", json!("")),
+            ("Volumes", Value::Null),
+            ("WorkingDir", json!("")),
+            ("Entrypoint", Value::Null),
+            ("OnBuild", Value::Null),
+            ("Labels", Value::Null),
+        ] {
+            o.entry(k).or_insert(v);
+        }
+    }
+    let mut doc = json!({
+        "Id": image.id,
+        "RepoTags": repo_tags(&image.repo_tags),
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": raw["history"].as_array().and_then(|h| h.last()).and_then(|h| h["comment"].as_str()).unwrap_or(""),
+        "Created": raw["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
+        "DockerVersion": raw["docker_version"].as_str().unwrap_or(""),
+        "Author": raw["author"].as_str().unwrap_or(""),
+        "Config": config,
+        "Architecture": raw["architecture"],
+        "Os": raw["os"],
+        "Size": image.size,
+        "VirtualSize": image.size,
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": image.layers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+            },
+            "Name": "overlay",
+        },
+        "RootFS": {"Type": "layers", "Layers": raw["rootfs"]["diff_ids"]},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    });
+    if let Some(v) = raw["variant"].as_str() {
+        doc["Variant"] = v.into();
+    }
+    Ok(doc)
+}
+
+/// `GET /system/df`: images, containers and volumes with their sizes; the CLI sums them.
+pub(crate) fn system_df(engine: &Engine) -> Result<Value, ApiError> {
+    let containers = engine.list(true)?;
+    let sizes = engine.container_sizes(&containers)?;
+    let mut users: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for c in &containers {
+        *users.entry(c.image_id.clone()).or_default() += 1;
+    }
+    let mut images = image_summaries(engine, &users)?;
+    for i in &mut images {
+        if i["Containers"].as_i64() == Some(-1) {
+            i["Containers"] = 0.into();
+        }
+        i["SharedSize"] = 0.into();
+    }
+    let layers: u64 = images.iter().filter_map(|i| i["Size"].as_u64()).sum();
+    let mut cs = Vec::new();
+    for (c, size) in containers.iter().zip(sizes) {
+        let doc = engine.inspect(&c.id).unwrap_or(Value::Null);
+        cs.push(container_summary(engine, c, &doc, Some(size)));
+    }
+    let (vols, _) = engine.volume_usage()?;
+    let info: std::collections::HashMap<String, hako_engine::volumes::VolumeInfo> = engine
+        .volume_list()?
+        .into_iter()
+        .map(|v| (v.name.clone(), v))
+        .collect();
+    let volumes: Vec<Value> = vols
+        .into_iter()
+        .map(|(name, links, size)| {
+            let mut v = info
+                .get(&name)
+                .map(volume_json)
+                .unwrap_or_else(|| json!({"Name": name}));
+            v["UsageData"] = json!({"Size": size, "RefCount": links});
+            v
+        })
+        .collect();
+    Ok(json!({
+        "LayersSize": layers,
+        "Images": images,
+        "Containers": cs,
+        "Volumes": volumes,
+        "BuildCache": [],
+    }))
+}
+
+/// A volume as Docker shows it.
+pub(crate) fn volume_json(v: &hako_engine::volumes::VolumeInfo) -> Value {
+    let mut doc = serde_json::to_value(v).unwrap_or_else(|_| json!({}));
+    doc["Options"] = json!({});
+    doc
+}
+
+/// `POST /auth`: checks the credentials against the registry (the client keeps them).
+pub(crate) fn registry_login(server: &str, username: &str, password: &str) -> Result<(), ApiError> {
+    if username.is_empty() || password.is_empty() {
+        return Err(ApiError::bad_request("username and password are required"));
+    }
+    let domain = hako_registry::login_domain((!server.is_empty()).then_some(server));
+    hako_registry::check_login(
+        &domain,
+        &hako_registry::Credentials {
+            username: username.into(),
+            password: password.into(),
+        },
+    )
+    .map_err(|e| {
+        ApiError::new(
+            hyper::StatusCode::UNAUTHORIZED,
+            format!("login attempt to {domain} failed: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_adds_what_compose_reads() {
+        let d = container_doc(json!({
+            "HostConfig": {"NetworkMode": "proj_back", "Binds": ["proj_data:/data:ro", "/anon"]},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [
+                {"Type": "volume", "Name": "proj_data"},
+                {"Type": "volume", "Name": "0123abcd"},
+            ],
+        }));
+        assert!(d["NetworkSettings"]["Networks"]["proj_back"].is_object());
+        assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "json-file");
+        assert_eq!(d["Mounts"][0]["Destination"], "/data");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["Mounts"][1]["Destination"], "/anon");
+        // A running container's endpoints are left as the engine gave them.
+        let d = container_doc(json!({
+            "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.88.0.2"}}},
+        }));
+        assert_eq!(
+            d["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+            "10.88.0.2"
+        );
+    }
+
+    #[test]
+    fn listing_rows_from_stored_options() {
+        let c = ContainerInfo {
+            id: "abc".into(),
+            name: "n".into(),
+            image: "busybox".into(),
+            image_id: "sha256:1".into(),
+            command: vec!["true".into()],
+            created: 0,
+            state: State::Created,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+        };
+        let o = hako_engine::ContainerConfig {
+            labels: [
+                ("a".to_string(), "1".to_string()),
+                ("flag".to_string(), String::new()),
+            ]
+            .into_iter()
+            .collect(),
+            network: hako_engine::Network::Named("net1".into()),
+            mounts: vec![
+                hako_engine::config::Mount::Volume {
+                    name: Some("v1".into()),
+                    target: "/data".into(),
+                    readonly: true,
+                },
+                hako_engine::config::Mount::Bind {
+                    source: "/host".into(),
+                    target: "/h".into(),
+                    readonly: false,
+                    propagation: "rprivate".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let d = light_doc(&c, &o);
+        assert_eq!(d["Config"]["Labels"], json!({"a": "1", "flag": ""}));
+        assert!(labels_match(&d["Config"]["Labels"], "a=1"));
+        assert_eq!(d["HostConfig"]["NetworkMode"], "net1");
+        assert!(d["NetworkSettings"]["Networks"]["net1"].is_object());
+        assert_eq!(d["Mounts"][0]["Name"], "v1");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["Mounts"][1]["Type"], "bind");
+        assert_eq!(d["State"]["Status"], "created");
+    }
+
+    #[test]
+    fn label_values_are_all_required() {
+        assert!(["a", "b"].iter().holds(true, |x| !x.is_empty()));
+        assert!(!["a", ""].iter().holds(true, |x| !x.is_empty()));
+        assert!(["a", ""].iter().holds(false, |x| !x.is_empty()));
+    }
+
+    #[test]
+    fn inspect_shapes_docker_decodes() {
+        let d = container_doc(
+            json!({"HostConfig": {"Tmpfs": ["/run:size=1m", "/tmp"], "Ulimits": ["nofile=10:20", "nproc=5"]}}),
+        );
+        assert_eq!(
+            d["HostConfig"]["Tmpfs"],
+            json!({"/run": "size=1m", "/tmp": ""})
+        );
+        assert_eq!(
+            d["HostConfig"]["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 10, "Hard": 20}, {"Name": "nproc", "Soft": 5, "Hard": 5}])
+        );
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2000-03-01T00:00:01.5Z"),
+            Some(951_868_801_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2000-03-01T09:00:01+09:00"),
+            Some(951_868_801_000_000_000)
+        );
+        assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("not a time at all!!"), None);
+    }
+
+    #[test]
+    fn durations_read_as_dockers() {
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
+        assert_eq!(human_duration(Duration::from_secs(75)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+    }
+
+    #[test]
+    fn label_filters() {
+        let l = json!({"a": "1", "b": ""});
+        assert!(labels_match(&l, "a"));
+        assert!(labels_match(&l, "a=1"));
+        assert!(!labels_match(&l, "a=2"));
+        assert!(labels_match(&l, "b="));
+        assert!(!labels_match(&l, "c"));
+    }
+}

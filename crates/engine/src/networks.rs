@@ -1,0 +1,166 @@
+//! Network operations as every front end needs them: create (with the host's forwarding
+//! rules), list, inspect, remove, prune. Connecting and disconnecting containers is in
+//! [`crate::netwire`], which wires them at start.
+
+use crate::netwire::{allow_forwarding, disallow_forwarding, networks};
+use crate::views::network::{IpamConfig, NetworkCreate, NetworkEndpoint, NetworkResource};
+use crate::{Engine, Error, Result};
+use hako_net::NetworkInfo;
+
+/// Docker's names that are not networks one may remove.
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+impl Engine {
+    fn network_view(&self, i: NetworkInfo, default_network: &str) -> NetworkResource {
+        let mut ipam = vec![IpamConfig {
+            subnet: i.subnet.to_string(),
+            gateway: i.gateway.to_string(),
+            ip_range: i.ip_range.map(|r| r.to_string()),
+        }];
+        if let (Some(s), Some(g)) = (i.subnet6, i.gateway6) {
+            ipam.push(IpamConfig {
+                subnet: s.to_string(),
+                gateway: g.to_string(),
+                ip_range: None,
+            });
+        }
+        let mut options = i.options.clone();
+        // Docker shows the default bridge's name the same way.
+        options
+            .entry("com.docker.network.bridge.name".into())
+            .or_insert_with(|| i.bridge.clone());
+        let containers = i
+            .endpoints
+            .iter()
+            .map(|e| NetworkEndpoint {
+                name: self
+                    .find(&e.container_id)
+                    .map(|c| c.name)
+                    .unwrap_or_default(),
+                container_id: e.container_id.clone(),
+                ipv4_address: format!("{}/{}", e.ip, i.subnet.prefix),
+                ipv6_address: match (e.ip6, i.subnet6) {
+                    (Some(a), Some(s)) => format!("{a}/{}", s.prefix),
+                    _ => String::new(),
+                },
+                mac_address: e.mac.clone(),
+            })
+            .collect();
+        NetworkResource {
+            builtin: i.name == default_network,
+            id: i.id,
+            name: i.name,
+            driver: i.driver,
+            created: i.created.saturating_mul(1_000_000_000),
+            internal: i.internal,
+            enable_ipv6: i.ipv6,
+            ipam,
+            options,
+            labels: i.labels,
+            containers,
+        }
+    }
+
+    /// `network create`: makes the network and lets its traffic through a host firewall
+    /// that Docker set to drop forwarded packets.
+    pub fn network_create(&self, name: &str, c: &NetworkCreate) -> Result<NetworkResource> {
+        if c.driver != "bridge" {
+            return Err(Error::Invalid(format!(
+                "plugin \"{}\" not found: hako supports the bridge driver",
+                c.driver
+            )));
+        }
+        // Docker takes one --subnet and --gateway per address family.
+        let split = |v: &[String], what: &str| -> Result<(Option<String>, Option<String>)> {
+            let (v6, v4): (Vec<&String>, Vec<&String>) = v.iter().partition(|s| s.contains(':'));
+            if v4.len() > 1 || v6.len() > 1 {
+                return Err(Error::Invalid(format!(
+                    "invalid {what}: give at most one IPv4 and one IPv6 --{what}"
+                )));
+            }
+            Ok((
+                v4.first().map(|s| s.to_string()),
+                v6.first().map(|s| s.to_string()),
+            ))
+        };
+        let (subnet, subnet6) = split(&c.subnets, "subnet")?;
+        let (gateway, gateway6) = split(&c.gateways, "gateway")?;
+        let nets = networks(self.store.conn(), &self.root)?;
+        let info = nets.create(
+            name,
+            &hako_net::CreateOptions {
+                subnet,
+                gateway,
+                subnet6,
+                gateway6,
+                ip_range: c.ip_range.clone(),
+                internal: c.internal,
+                ipv6: c.ipv6,
+                labels: c.labels.clone(),
+                options: c.options.clone(),
+            },
+        )?;
+        allow_forwarding(&info.bridge);
+        let default = nets.config().default_network.clone();
+        Ok(self.network_view(info, &default))
+    }
+
+    /// `network ls`: every network of the state root.
+    pub fn network_list(&self) -> Result<Vec<NetworkResource>> {
+        let nets = networks(self.store.conn(), &self.root)?;
+        let default = nets.config().default_network.clone();
+        Ok(nets
+            .list()?
+            .into_iter()
+            .map(|i| self.network_view(i, &default))
+            .collect())
+    }
+
+    /// `network inspect`: one network by name or unique ID prefix.
+    pub fn network_inspect(&self, name: &str) -> Result<NetworkResource> {
+        let nets = networks(self.store.conn(), &self.root)?;
+        let default = nets.config().default_network.clone();
+        Ok(self.network_view(nets.inspect(name)?, &default))
+    }
+
+    /// `network rm`: one network no container is attached to, and its forwarding rules.
+    pub fn network_remove(&self, name: &str) -> Result<()> {
+        if PREDEFINED.contains(&name) {
+            return Err(Error::Invalid(format!(
+                "{name} is a pre-defined network and cannot be removed"
+            )));
+        }
+        let nets = networks(self.store.conn(), &self.root)?;
+        let bridge = nets.inspect(name).map(|i| i.bridge).ok();
+        nets.remove(name)?;
+        if let Some(b) = bridge {
+            disallow_forwarding(&b);
+        }
+        Ok(())
+    }
+
+    /// `network prune`: removes the user-defined networks nothing uses (a stopped container
+    /// connected to one still does); returns their names.
+    pub fn network_prune(&self) -> Result<Vec<String>> {
+        let nets = networks(self.store.conn(), &self.root)?;
+        let gone = nets.prune()?;
+        Ok(gone
+            .into_iter()
+            .map(|n| {
+                disallow_forwarding(&n.bridge);
+                n.name
+            })
+            .collect())
+    }
+
+    /// Removes every network of the state root, the default bridge included (test roots
+    /// create their own default bridge; this takes it away again).
+    pub fn network_teardown(&self) -> Result<()> {
+        let nets = networks(self.store.conn(), &self.root)?;
+        for n in nets.list()? {
+            nets.remove(&n.name)?;
+            disallow_forwarding(&n.bridge);
+        }
+        Ok(())
+    }
+}
