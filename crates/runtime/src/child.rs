@@ -1113,7 +1113,11 @@ fn switch_user(p: &Prepared) -> Res<()> {
         .iter()
         .map(|&g| nix::unistd::Gid::from_raw(g))
         .collect();
-    nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
+    // A namespace that maps only the caller's own ids denies setgroups (the kernel's
+    // condition for its gid map); the spec asked for no extra groups (checked beforehand).
+    if !p.setgroups_denied {
+        nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
+    }
     let gid = nix::unistd::Gid::from_raw(p.gid);
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setgid {}", p.gid))?;
     let uid = nix::unistd::Uid::from_raw(p.uid);
