@@ -900,6 +900,9 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         enter_existing_root,
     } = hako_runtime::exec_spec(&spec, c.saved.pid, process);
 
+    if has_namespace(&spec, oci_spec::runtime::LinuxNamespaceType::User) {
+        hako_runtime::rootless::enter_user_namespace(c.saved.pid)?;
+    }
     let cgroup = c.cgroup();
     let console = match &args.console_socket {
         Some(sock) => Some(connect_console(sock)?),

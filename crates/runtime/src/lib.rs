@@ -454,6 +454,7 @@ impl Prepared {
         let mut join_pid = None;
         let mut exec_in_existing_root = false;
         let mut netns_path = None;
+        let mut joins_user = false;
         for ns in linux
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
@@ -490,6 +491,14 @@ impl Prepared {
                     }
                     if flag == CloneFlags::CLONE_NEWNS {
                         exec_in_existing_root = true;
+                    }
+                    // A caller that entered the container's user namespace already (see
+                    // rootless::enter_user_namespace) cannot enter it again (EINVAL).
+                    if flag == CloneFlags::CLONE_NEWUSER {
+                        joins_user = true;
+                        if rootless::is_current_user_ns(&fd) {
+                            continue;
+                        }
                     }
                     join.push((fd.into(), flag));
                 }
@@ -687,7 +696,7 @@ impl Prepared {
             );
             map_writer = rootless::plan_maps(&maps.0, &maps.1)?;
             Some(maps)
-        } else if !join.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWUSER)
+        } else if !joins_user
             && linux.is_some_and(|l| {
                 l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
                     || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())

@@ -668,6 +668,34 @@ pub fn mechanisms() -> Result<Mechanisms, RootlessError> {
     })
 }
 
+/// Whether `ns` (an open `/proc/PID/ns/user`) is this process's own user namespace.
+pub(crate) fn is_current_user_ns(ns: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (ns.metadata(), std::fs::metadata("/proc/self/ns/user")) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Moves the calling process into the user namespace of process `pid` (a rootless
+/// container's init), unless it is privileged or there already.
+///
+/// An ordinary user may not join a container's pid namespace from its own user namespace
+/// (the kernel wants CAP_SYS_ADMIN over both); inside the container's user namespace, which
+/// it owns, it may. So a rootless `exec` enters it before [`crate::spawn`] joins the rest.
+/// This cannot be undone and the caller must be single-threaded: meant for a process that
+/// exists to run one exec (as `hako-runtime exec`). Its host ids stay what they were.
+pub fn enter_user_namespace(pid: i32) -> Result<(), crate::Error> {
+    let path = format!("/proc/{pid}/ns/user");
+    let ns =
+        std::fs::File::open(&path).map_err(|e| crate::Error::sys(format!("open {path}"), e))?;
+    if can_write_any_map() || is_current_user_ns(&ns) {
+        return Ok(());
+    }
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| crate::Error::sys(format!("join the user namespace {path}"), e))
+}
+
 /// Whether this process runs in a user namespace other than the initial one (whose map is
 /// the whole id space onto itself).
 pub fn in_user_namespace() -> bool {
