@@ -12,7 +12,9 @@
 #             setgroups denied)
 #   subids:   the user as root plus its 65536 subordinate ids (newuidmap/newgidmap)
 # No runtime gets a cgroup: this host's controllers are cgroup v1, which cannot be
-# delegated; crun runs with --cgroup-manager=disabled, which is what it needs for that.
+# delegated; crun runs with --cgroup-manager=disabled, which is what it needs for that. As in
+# bench/runtime.sh, everything runs in one private mount namespace without
+# /sys/fs/cgroup/unified, which crun refuses otherwise (hybrid layout), for every runtime.
 # Prints a markdown table of hyperfine's medians; records nothing (the lead does that).
 #
 # Env: HAKO_RUNTIME (default <repo>/target/release/hako-runtime), HAKO_TEST_IMAGES.
@@ -31,6 +33,10 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ $EUID -eq 0 ]] || die "run as root (the script creates the benchmark's user)"
+if [[ -z "${HAKO_BENCH_ROOTLESS_INNER:-}" ]]; then
+    exec unshare -m --propagation private env HAKO_BENCH_ROOTLESS_INNER=1 "$0" --runs "$RUNS" --warmup "$WARMUP"
+fi
+umount /sys/fs/cgroup/unified 2>/dev/null || true
 have hyperfine || die "hyperfine is missing (apt-get install hyperfine)"
 have newuidmap || die "newuidmap is missing (apt-get install uidmap)"
 HAKO_RUNTIME="${HAKO_RUNTIME:-$REPO_DIR/target/release/hako-runtime}"
@@ -109,7 +115,7 @@ as_user hyperfine "${ARGS[@]}" >&2
 echo
 echo "## rootless hako-runtime vs runc, crun — $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "bench/rootless.sh, busybox /bin/true, one ordinary user, no cgroup (cgroup v1 host), $RUNS runs, $(nproc) CPUs, kernel $(uname -r)."
+echo "bench/rootless.sh, busybox /bin/true, one ordinary user, no cgroup (cgroup v1 host; private mount namespace without /sys/fs/cgroup/unified), $RUNS runs, $(nproc) CPUs, kernel $(uname -r)."
 echo
 python3 - "$HOME_DIR/run.json" <<'PY'
 import json, sys
