@@ -431,10 +431,25 @@ fn refusals_are_one_line_and_leave_nothing() {
     );
     r.assert_clean();
 
+    // An image user beyond the mapped range (the `USER 65532` of distroless images).
+    r.map_subids(1000);
+    let mut c = r.config();
+    c["process"]["user"] = json!({"uid": 65532, "gid": 65532});
+    r.set_config(&c);
+    let out = r.rt(&["run", "r5"]);
+    assert_one_line_error(
+        &out,
+        &[
+            "process.user uid 65532 is not mapped by linux.uidMappings",
+            "0-0, 1-1000",
+        ],
+    );
+    r.assert_clean();
+
     // Extra groups need setgroups, which a namespace of the user's own ids denies.
     let r = Rootless::new(SubIds::None);
     let mut c = r.config();
-    c["process"]["user"]["additionalGids"] = json!([5]);
+    c["process"]["user"]["additionalGids"] = json!([0]);
     r.set_config(&c);
     let out = r.rt(&["run", "r4"]);
     assert_one_line_error(&out, &["additionalGids", "setgroups"]);

@@ -695,6 +695,13 @@ impl Prepared {
                 fmt(l.gid_mappings(), "gidMappings")?,
             );
             map_writer = rootless::plan_maps(&maps.0, &maps.1)?;
+            // Caught here, it names the maps; the child's setuid would only say EINVAL.
+            let user = process.user();
+            rootless::check_mapped("uid", &maps.0, "linux.uidMappings", user.uid())?;
+            rootless::check_mapped("gid", &maps.1, "linux.gidMappings", user.gid())?;
+            for g in user.additional_gids().iter().flatten() {
+                rootless::check_mapped("gid", &maps.1, "linux.gidMappings", *g)?;
+            }
             Some(maps)
         } else if !joins_user
             && linux.is_some_and(|l| {

@@ -470,6 +470,31 @@ fn parse_map(text: &str) -> Vec<IdMap> {
         .collect()
 }
 
+/// Refuses a process id that the new user namespace's map (`/proc/PID/uid_map` syntax) does
+/// not contain, naming the ids that exist.
+pub(crate) fn check_mapped(
+    kind: &str,
+    map: &str,
+    field: &str,
+    id: u32,
+) -> Result<(), crate::Error> {
+    let maps = parse_map(map);
+    if host_of(&maps, id).is_some() {
+        return Ok(());
+    }
+    let exist: Vec<String> = maps
+        .iter()
+        .map(|m| {
+            let end = u64::from(m.container) + u64::from(m.size).max(1) - 1;
+            format!("{}-{end}", m.container)
+        })
+        .collect();
+    Err(crate::Error::InvalidSpec(format!(
+        "process.user {kind} {id} is not mapped by {field} (the container has {kind}s {}): map a larger range",
+        exist.join(", ")
+    )))
+}
+
 /// Whether this process holds CAP_SETUID and CAP_SETGID (root in the initial namespace, or
 /// a runtime running as root of an enclosing user namespace with a full map).
 fn can_write_any_map() -> bool {
