@@ -45,7 +45,6 @@ impl Exception {
         self.typ == other.typ && self.major == other.major && self.minor == other.minor
     }
 
-    #[cfg(test)]
     fn covers(&self, typ: u32, major: u32, minor: u32) -> bool {
         self.typ == typ
             && self.major.is_none_or(|m| m == major)
@@ -146,8 +145,13 @@ impl Canonical {
         Ok(c)
     }
 
+    /// Whether reading and writing the device is allowed (block or character).
+    pub(crate) fn allows_rw(&self, block: bool, major: u32, minor: u32) -> bool {
+        let typ = if block { DEV_BLOCK } else { DEV_CHAR };
+        self.allows(typ, major, minor, ACC_READ | ACC_WRITE)
+    }
+
     /// Whether `access` (`ACC_*` bits) to the device is allowed: the v1 kernel's check.
-    #[cfg(test)]
     pub(crate) fn allows(&self, typ: u32, major: u32, minor: u32, access: u32) -> bool {
         let mut matching = self
             .exceptions

@@ -15,6 +15,7 @@ mod devices;
 mod error;
 mod fs;
 mod parse;
+pub mod rootless;
 mod stats;
 
 use std::io::{self, Write as _};

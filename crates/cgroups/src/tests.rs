@@ -1341,3 +1341,225 @@ fn hybrid_devices_go_to_v1_unless_unmounted() {
     );
     c.remove().unwrap();
 }
+
+/// The uid the rootless tests pretend to be: the fake tree's owner says who delegated to whom.
+const USER: u32 = 4242;
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), None).unwrap();
+}
+
+impl Tree {
+    /// Pure v2 where /user.slice/x (the caller's cgroup) is handed to `USER` as systemd's
+    /// Delegate=yes does: the directory, cgroup.procs and cgroup.subtree_control are its.
+    fn v2_delegated(&self, controllers: &str) -> (String, String) {
+        let (mi, cg) = self.v2();
+        self.file("unified/user.slice/x/cgroup.controllers", controllers);
+        self.file("unified/user.slice/x/cgroup.subtree_control", "");
+        self.file("unified/user.slice/x/cgroup.procs", "");
+        for f in ["", "cgroup.procs", "cgroup.subtree_control"] {
+            chown(&self.p(&format!("unified/user.slice/x/{f}")), USER);
+        }
+        (mi, cg)
+    }
+}
+
+#[test]
+fn rootless_v1_and_hybrid_get_no_cgroup_and_every_limit_is_reported() {
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let driver = sys.rootless_driver(USER);
+    assert_eq!(driver, rootless::Driver::None(rootless::NoneReason::V1));
+    assert!(!driver.creates_cgroups());
+    let res = Resources {
+        memory_limit: Some(1 << 20),
+        memory_swap: Some(2 << 20),
+        cpu_shares: Some(512),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        pids_limit: Some(10),
+        devices: Some(vec![]),
+        ..Default::default()
+    };
+    let dropped = driver.dropped(&res);
+    let names: Vec<_> = dropped.iter().map(|d| d.limit).collect();
+    // One warning per limit (quota and period are one setting), none for device rules.
+    assert_eq!(
+        names,
+        [
+            "memory limit",
+            "memory+swap limit",
+            "cpu shares",
+            "cpu quota",
+            "pids limit"
+        ]
+    );
+    assert_eq!(
+        dropped[0].to_string(),
+        "memory limit not applied: cgroup v1 cannot be delegated to an ordinary user; the container runs without it"
+    );
+    assert!(driver.dropped(&Resources::default()).is_empty());
+
+    // Hybrid (cgroup2 mounted beside v1, as on the development VM) is v1 for limits.
+    let mut mi = mi;
+    mi += &t.mountinfo_line(60, "/", "unified", "cgroup2 cgroup2 rw,nsdelegate");
+    stdfs::create_dir_all(t.p("unified")).unwrap();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    assert_eq!(sys.mode(), Mode::Hybrid);
+    assert_eq!(
+        sys.rootless_driver(USER),
+        rootless::Driver::None(rootless::NoneReason::V1)
+    );
+}
+
+#[test]
+fn rootless_v2_delegated_nests_under_the_caller_and_applies_limits() {
+    let t = Tree::new();
+    let (mi, cg) = t.v2_delegated("cpu memory pids\n");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let driver = sys.rootless_driver(USER);
+    let dir = t.p("unified/user.slice/x");
+    assert_eq!(
+        driver,
+        rootless::Driver::Delegated {
+            dir: dir.clone(),
+            controllers: vec!["cpu".into(), "memory".into(), "pids".into()],
+        }
+    );
+    assert!(driver.creates_cgroups());
+    let res = Resources {
+        memory_limit: Some(64 << 20),
+        pids_limit: Some(20),
+        cpu_quota: Some(10_000),
+        cpu_period: Some(100_000),
+        ..Default::default()
+    };
+    assert!(
+        driver.dropped(&res).is_empty(),
+        "{:?}",
+        driver.dropped(&res)
+    );
+    // Exactly as for root: under the caller's (delegated) cgroup, controllers enabled there.
+    let c = sys.create(None, "c").unwrap();
+    assert_eq!(c.paths(), &[dir.join("c")][..]);
+    assert_eq!(
+        t.read("unified/user.slice/x/cgroup.subtree_control"),
+        "+cpu +memory +pids"
+    );
+    c.apply(&res).unwrap();
+    let f = |n: &str| t.read(&format!("unified/user.slice/x/c/{n}"));
+    assert_eq!(f("memory.max"), (64u64 << 20).to_string());
+    assert_eq!(f("pids.max"), "20");
+    assert_eq!(f("cpu.max"), "10000 100000");
+    c.remove().unwrap();
+    assert!(!dir.join("c").exists());
+
+    // A controller the delegation does not offer: that limit, and only it, is dropped,
+    // naming the file that lacks it. v1-only settings have no v2 counterpart.
+    let res = Resources {
+        memory_limit: Some(1 << 20),
+        cpuset_cpus: Some("0".into()),
+        memory_swappiness: Some(10),
+        ..Default::default()
+    };
+    let dropped = driver.dropped(&res);
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert_eq!(dropped[0].limit, "memory swappiness");
+    assert_eq!(dropped[0].reason, "cgroup v2 has no such setting");
+    assert_eq!(dropped[1].limit, "cpuset");
+    assert_eq!(
+        dropped[1].reason,
+        format!(
+            "cgroup v2 subtree not delegated: controller cpuset is not in {}",
+            dir.join("cgroup.controllers").display()
+        )
+    );
+}
+
+#[test]
+fn rootless_v2_without_delegation_says_what_is_missing() {
+    let t = Tree::new();
+    // The caller's cgroup belongs to root (a login scope without Delegate=yes).
+    let (mi, cg) = t.v2();
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let dir = t.p("unified/user.slice/x");
+    let rootless::Driver::None(rootless::NoneReason::NotDelegated(why)) = sys.rootless_driver(USER)
+    else {
+        panic!("{:?}", sys.rootless_driver(USER));
+    };
+    assert_eq!(
+        why,
+        format!("{} belongs to uid 0, not {USER}", dir.display())
+    );
+    let d = sys.rootless_driver(USER);
+    let dropped = d.dropped(&Resources {
+        pids_limit: Some(5),
+        ..Default::default()
+    });
+    assert_eq!(
+        dropped[0].to_string(),
+        format!("pids limit not applied: cgroup v2 subtree not delegated: {why}; the container runs without it")
+    );
+
+    // The directory is the user's but cgroup.procs is not: still not delegated.
+    chown(&dir, USER);
+    t.file("unified/user.slice/x/cgroup.procs", "");
+    let rootless::Driver::None(rootless::NoneReason::NotDelegated(why)) = sys.rootless_driver(USER)
+    else {
+        panic!("delegated without cgroup.procs");
+    };
+    assert!(why.contains("cgroup.procs belongs to uid 0"), "{why}");
+
+    // Delegated, but nothing to delegate: no controllers at all.
+    let (mi, cg) = t.v2_delegated("");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let rootless::Driver::None(rootless::NoneReason::NotDelegated(why)) = sys.rootless_driver(USER)
+    else {
+        panic!("delegated without controllers");
+    };
+    assert!(why.starts_with("no controllers are available in"), "{why}");
+}
+
+#[test]
+fn rootless_ignorable_errors_are_runcs() {
+    let io = |n| io::Error::from_raw_os_error(n);
+    for (errno, ignorable) in [
+        (libc::EPERM, true),
+        (libc::EACCES, true),
+        (libc::EROFS, true),
+        (libc::ENOSPC, false),
+        (libc::EBUSY, false),
+    ] {
+        let e = Error::Create {
+            path: "/x".into(),
+            error: io(errno),
+        };
+        assert_eq!(rootless::is_rootless_ignorable(&e), ignorable, "{e}");
+    }
+    assert!(!rootless::is_rootless_ignorable(&Error::InvalidName(
+        "x".into()
+    )));
+}
+
+#[test]
+fn device_rules_are_read_as_the_kernel_reads_them() {
+    let rule = |allow, kind, major, minor| DeviceRule {
+        allow,
+        kind,
+        major,
+        minor,
+        access: "rwm".into(),
+    };
+    let deny_all_but_null = [
+        rule(false, 'a', None, None),
+        rule(true, 'c', Some(1), Some(3)),
+    ];
+    assert!(rootless::rules_allow(&deny_all_but_null, 'c', 1, 3).unwrap());
+    assert!(!rootless::rules_allow(&deny_all_but_null, 'c', 10, 229).unwrap());
+    assert!(!rootless::rules_allow(&deny_all_but_null, 'b', 1, 3).unwrap());
+    assert!(rootless::rules_allow(&[], 'b', 8, 0).unwrap());
+    let deny_one = [rule(false, 'b', Some(8), None)];
+    assert!(!rootless::rules_allow(&deny_one, 'b', 8, 1).unwrap());
+    assert!(rootless::rules_allow(&deny_one, 'b', 9, 1).unwrap());
+}

@@ -67,6 +67,75 @@ fn has_namespace(spec: &Spec, typ: oci_spec::runtime::LinuxNamespaceType) -> boo
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
 }
 
+fn has_cgroups_path(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .is_some_and(|p| !p.as_os_str().is_empty())
+}
+
+fn is_device_error(e: &hako_cgroups::Error) -> bool {
+    match e {
+        hako_cgroups::Error::Bpf { .. } => true,
+        hako_cgroups::Error::Write { path, .. } => path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("devices.")),
+        _ => false,
+    }
+}
+
+/// A container without a cgroup: runc refuses any limit it asks for, naming the limit
+/// (`cannot set memory limit: container could not join or create cgroup`); its device rules
+/// hold where the container cannot create device nodes (a user namespace), except for a
+/// device node the spec binds in that the rules deny, which only a cgroup could enforce.
+fn check_without_cgroup(spec: &Spec, res: Option<&Resources>, why: &str) -> Result<()> {
+    let Some(res) = res else { return Ok(()) };
+    if let Some((limit, _)) = hako_cgroups::rootless::requested_limits(res).first() {
+        bail!("cannot set {limit}: container could not join or create cgroup ({why})");
+    }
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        let x = extras(r);
+        if x.kernel.is_some() || x.kernel_tcp.is_some() || x.cpu_burst.is_some() {
+            bail!("cannot set the kernel memory or cpu burst limit: container could not join or create cgroup ({why})");
+        }
+    }
+    let Some(rules) = &res.devices else {
+        return Ok(());
+    };
+    if !has_namespace(spec, oci_spec::runtime::LinuxNamespaceType::User) {
+        bail!("cannot apply linux.resources.devices: container could not join or create cgroup, and without a user namespace it could create any device node ({why})");
+    }
+    for m in spec.mounts().iter().flatten() {
+        let Some(src) = m.source() else { continue };
+        let Ok(meta) = std::fs::metadata(src) else {
+            continue;
+        };
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ft = meta.file_type();
+        let kind = if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else {
+            continue;
+        };
+        let (major, minor) = (
+            nix::sys::stat::major(meta.rdev()) as u32,
+            nix::sys::stat::minor(meta.rdev()) as u32,
+        );
+        if !hako_cgroups::rootless::rules_allow(rules, kind, major, minor)
+            .context("linux.resources.devices")?
+        {
+            bail!(
+                "mount of device {} ({kind} {major}:{minor}) on {} is denied by linux.resources.devices, which cannot be enforced without a cgroup ({why})",
+                src.display(),
+                m.destination().display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Where linux.cgroupsPath puts the container: `(parent, name)` for `CgroupSystem::create`.
 fn cgroup_location(spec: &Spec, id: &str) -> Result<(Option<String>, String)> {
     let path = spec
@@ -457,7 +526,7 @@ struct Made {
     rollback: Rollback,
 }
 
-fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
+fn make(root: &Path, args: &CreateArgs, rootless: bool, logger: &Logger) -> Result<Made> {
     state::validate_id(&args.id)?;
     let bundle = std::fs::canonicalize(&args.bundle)
         .with_context(|| format!("bundle {}", args.bundle.display()))?;
@@ -506,19 +575,48 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
     };
 
     let system = CgroupSystem::detect().context("detect cgroups")?;
-    let cgroup = system
-        .create(cg_parent.as_deref(), &cg_name)
-        .context("create cgroup")?;
-    rollback.cgroup = Some(cgroup.clone());
-    if let Some(res) = &res {
-        cgroup.apply(res).context("apply linux.resources")?;
-    }
-    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        for w in apply_extras(&cgroup, &extras(r))? {
-            logger.warn(&w);
+    let cgroup = match system.create(cg_parent.as_deref(), &cg_name) {
+        Ok(cg) => Some(cg),
+        // runc's rootless rule: a container that names no cgroups path runs without a
+        // cgroup when the user may not make one; limits it asks for then fail below.
+        Err(e)
+            if rootless
+                && !has_cgroups_path(&spec)
+                && hako_cgroups::rootless::is_rootless_ignorable(&e) =>
+        {
+            let why = match system.rootless_driver(nix::unistd::geteuid().as_raw()) {
+                hako_cgroups::rootless::Driver::None(reason) => format!("{e}; {reason}"),
+                _ => e.to_string(),
+            };
+            logger.log("debug", &format!("no cgroup: {why}"));
+            check_without_cgroup(&spec, res.as_ref(), &why)?;
+            None
         }
+        Err(e) => return Err(e).context("create cgroup"),
+    };
+    rollback.cgroup = cgroup.clone();
+    if let Some(cgroup) = &cgroup {
+        if let Some(res) = &res {
+            let applied = cgroup.apply(res);
+            match applied {
+                // As runc: a rootless container's device rules may fail to apply (a
+                // cgroup v2 subtree without the right to attach device programs).
+                Err(e) if rootless && res.devices.is_some() && is_device_error(&e) => {
+                    let mut rest = res.clone();
+                    rest.devices = None;
+                    cgroup.apply(&rest).context("apply linux.resources")?;
+                    logger.warn(&format!("linux.resources.devices not applied: {e}"));
+                }
+                r => r.context("apply linux.resources")?,
+            }
+        }
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            for w in apply_extras(cgroup, &extras(r))? {
+                logger.warn(&w);
+            }
+        }
+        logger.log("debug", &format!("cgroup {}", cgroup.relative_path()));
     }
-    logger.log("debug", &format!("cgroup {}", cgroup.relative_path()));
 
     let mut saved = Saved {
         id: args.id.clone(),
@@ -534,7 +632,10 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
             .unwrap_or_default()
             .into_iter()
             .collect(),
-        cgroup_dirs: cgroup.paths().to_vec(),
+        cgroup_dirs: cgroup
+            .as_ref()
+            .map(|c| c.paths().to_vec())
+            .unwrap_or_default(),
         hooks: spec.hooks().clone(),
         host_mounts,
     };
@@ -588,7 +689,7 @@ fn make(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<Made> {
     let seccomp_cache = seccomp_cache_dir(root);
     let opts = hako_runtime::SpawnOptions {
         console_socket: console.as_ref().map(std::os::fd::AsFd::as_fd),
-        cgroup: Some(&cgroup),
+        cgroup: cgroup.as_ref(),
         hook_state: Some(&hook_state),
         stdin: hako_runtime::Stdin::Inherit,
         kill_with_parent: false,
@@ -647,8 +748,8 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
 }
 
-pub fn create(root: &Path, args: &CreateArgs, logger: &Logger) -> Result<()> {
-    let mut made = make(root, args, logger)?;
+pub fn create(root: &Path, args: &CreateArgs, rootless: bool, logger: &Logger) -> Result<()> {
+    let mut made = make(root, args, rootless, logger)?;
     made.rollback.disarm();
     made.created.detach();
     Ok(())
@@ -686,9 +787,10 @@ pub fn run(
     args: &CreateArgs,
     detach: bool,
     keep: bool,
+    rootless: bool,
     logger: &Logger,
 ) -> Result<i32> {
-    let mut made = make(root, args, logger)?;
+    let mut made = make(root, args, rootless, logger)?;
     if detach {
         start_created(&made.container, logger)?;
         made.rollback.disarm();
@@ -798,6 +900,9 @@ pub fn exec(root: &Path, args: &ExecArgs, logger: &Logger) -> Result<i32> {
         enter_existing_root,
     } = hako_runtime::exec_spec(&spec, c.saved.pid, process);
 
+    if has_namespace(&spec, oci_spec::runtime::LinuxNamespaceType::User) {
+        hako_runtime::rootless::enter_user_namespace(c.saved.pid)?;
+    }
     let cgroup = c.cgroup();
     let console = match &args.console_socket {
         Some(sock) => Some(connect_console(sock)?),
@@ -876,6 +981,13 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
             }
             return Ok(());
         }
+        if status == Status::Stopped {
+            return Ok(());
+        }
+        for pid in pids_in_pid_namespace(&c)? {
+            let _ = send_signal(pid, sig);
+        }
+        return Ok(());
     }
     if status == Status::Stopped {
         // runc's words: the shim matches them to tell a finished process from a failure.
@@ -1021,13 +1133,38 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// The container's processes when it has no cgroup (rootless without delegation): those in
+/// its pid namespace, which the container's init made and which ends with it.
+fn pids_in_pid_namespace(c: &Container) -> Result<Vec<i32>> {
+    let ns_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let own = ns_of(nix::unistd::getpid().as_raw());
+    let target = ns_of(c.saved.pid)
+        .ok_or_else(|| anyhow!("read the pid namespace of pid {}", c.saved.pid))?;
+    if Some(&target) == own.as_ref() {
+        bail!(
+            "container {} has neither a cgroup nor a pid namespace of its own: its processes cannot be told apart",
+            c.saved.id
+        );
+    }
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("read /proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if ns_of(pid).as_ref() == Some(&target) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
 pub fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     let c = Container::load(root, id)?;
     let pids = match c.cgroup() {
-        Some(cg) if c.status() != Status::Stopped => {
-            cg.pids().context("list the container's processes")?
-        }
-        _ => Vec::new(),
+        _ if c.status() == Status::Stopped => Vec::new(),
+        Some(cg) => cg.pids().context("list the container's processes")?,
+        None => pids_in_pid_namespace(&c)?,
     };
     match format {
         "json" => println!("{}", serde_json::to_string(&pids)?),
@@ -1076,7 +1213,7 @@ pub fn pause(root: &Path, id: &str, freeze: bool) -> Result<()> {
     let status = c.status();
     let cg = c
         .cgroup()
-        .ok_or_else(|| anyhow!("container {id} has no cgroup to freeze"))?;
+        .ok_or_else(|| anyhow!("container {id} has no cgroup to freeze (created rootless where cgroups cannot be delegated)"))?;
     if freeze {
         if status != Status::Running {
             bail!("cannot pause container {id}: it is {}", status.as_str());

@@ -61,7 +61,8 @@ pub fn default_spec(rootless: bool) -> Value {
     });
     if rootless {
         // As runc: a user namespace mapping the caller to root, no network namespace, no
-        // cgroup limits, and a bind of the host's /sys.
+        // cgroup limits, a bind of the host's /sys, and no gid= mount options (gid 5 is not
+        // mapped).
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let linux = &mut spec["linux"];
@@ -74,11 +75,8 @@ pub fn default_spec(rootless: bool) -> Value {
         linux.as_object_mut().map(|o| o.remove("resources"));
         spec["mounts"][5] = json!({"destination": "/sys", "type": "none", "source": "/sys",
             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        // Without a cgroup of its own there is nothing to show; the rbind of /sys already
-        // carries the host's view, as with runc.
-        if let Some(m) = spec["mounts"].as_array_mut() {
-            m.retain(|m| m["type"] != "cgroup");
-        }
+        // The cgroup mount stays, as in runc's: the container's own cgroup where the user's
+        // subtree is delegated, else the host's tree read-only.
         spec["mounts"][2]["options"] = json!([
             "nosuid",
             "noexec",

@@ -19,9 +19,10 @@ use std::path::PathBuf;
     about = "Run OCI containers with hako (runc-compatible command line)"
 )]
 struct Cli {
-    /// Directory for container state
-    #[arg(long, global = true, default_value = "/run/hako-runtime")]
-    root: PathBuf,
+    /// Directory for container state [default: $XDG_RUNTIME_DIR/hako-runtime for an ordinary
+    /// user, else /run/hako-runtime]
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Append errors (and with --debug, progress) to this file instead of only stderr
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -297,9 +298,9 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
     if cli.systemd_cgroup {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs paths in linux.cgroupsPath");
     }
-    let root = &cli.root;
+    let rootless = rootless_mode(&cli.rootless)?;
     // Writing a spec or printing features runs no container, so rootless is only a choice of
-    // spec there.
+    // spec there; runc's `spec` makes a rootless spec only when asked.
     match &cli.command {
         Command::Spec { bundle } => {
             return defaults::write_spec(bundle, cli.rootless == "true").map(|()| 0)
@@ -307,23 +308,19 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
         Command::Features => return defaults::print_features().map(|()| 0),
         _ => {}
     }
-    match cli.rootless.as_str() {
-        "false" => {}
-        "auto" if nix::unistd::geteuid().is_root() => {}
-        "auto" | "true" => {
-            bail!("rootless mode is not supported yet: run hako-runtime as root")
-        }
-        other => bail!("--rootless must be auto, true or false, not {other:?}"),
-    }
-    logger.log("debug", &format!("root {}", root.display()));
+    let root = &state_root(cli.root.as_deref())?;
+    logger.log(
+        "debug",
+        &format!("root {} rootless {rootless}", root.display()),
+    );
     match &cli.command {
-        Command::Create(args) => commands::create(root, args, logger).map(|()| 0),
+        Command::Create(args) => commands::create(root, args, rootless, logger).map(|()| 0),
         Command::Start { id } => commands::start(root, id, logger).map(|()| 0),
         Command::Run {
             detach,
             keep,
             create,
-        } => commands::run(root, create, *detach, *keep, logger),
+        } => commands::run(root, create, *detach, *keep, rootless, logger),
         Command::State { id } => commands::state(root, id).map(|()| 0),
         Command::Kill { all, id, signal } => {
             commands::kill(root, id, signal.as_deref(), *all).map(|()| 0)
@@ -345,4 +342,59 @@ fn dispatch(cli: &Cli, logger: &Logger) -> Result<i32> {
             "checkpoint/restore is not supported: hako-runtime has no CRIU integration, so containers cannot be checkpointed or restored"
         ),
     }
+}
+
+/// `--rootless`: whether cgroups are managed as for an ordinary user (runc's rootless cgroup
+/// manager). `auto` decides as runc does: yes for a non-root user, and for root inside a user
+/// namespace (which cannot tell whether the cgroups it sees are its own).
+fn rootless_mode(value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        "auto" => {
+            Ok(!nix::unistd::geteuid().is_root() || hako_runtime::rootless::in_user_namespace())
+        }
+        other => bail!("--rootless must be auto, true or false, not {other:?}"),
+    }
+}
+
+/// The state directory: `--root`, else runc's rule: `$XDG_RUNTIME_DIR/hako-runtime` for an
+/// ordinary user (or root in a user namespace whose `$USER` is not root), else
+/// `/run/hako-runtime`. The XDG directory is made 0700 with the sticky bit, which keeps
+/// systemd from pruning it.
+fn state_root(flag: Option<&std::path::Path>) -> Result<PathBuf> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(root) = flag {
+        return Ok(root.to_owned());
+    }
+    let honor_xdg = !nix::unistd::geteuid().is_root()
+        || (hako_runtime::rootless::in_user_namespace()
+            && std::env::var_os("USER").is_none_or(|u| u != "root"));
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let Some(xdg) = xdg.filter(|_| honor_xdg) else {
+        let root = PathBuf::from("/run/hako-runtime");
+        if !nix::unistd::geteuid().is_root() && !root.exists() {
+            // runc's default too, which an ordinary user cannot create: say what to do.
+            bail!(
+                "{} cannot be created by an ordinary user: set XDG_RUNTIME_DIR or pass --root",
+                root.display()
+            );
+        }
+        return Ok(root);
+    };
+    let root = PathBuf::from(xdg).join("hako-runtime");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .with_context(|| {
+            format!(
+                "create {} (the path in $XDG_RUNTIME_DIR must be writable by the user)",
+                root.display()
+            )
+        })?;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o1700))
+        .with_context(|| format!("chmod {}", root.display()))?;
+    Ok(root)
 }

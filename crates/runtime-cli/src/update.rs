@@ -165,7 +165,12 @@ pub fn update(root: &Path, args: &UpdateArgs, logger: &crate::Logger) -> Result<
     }
     let cg = c
         .cgroup()
-        .ok_or_else(|| anyhow!("container {} has no cgroup to update", args.id))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "container {} has no cgroup to update (created rootless where cgroups cannot be delegated)",
+                args.id
+            )
+        })?;
     let extra = doc.as_ref().map(extras).unwrap_or_default();
     if let Some(limit) = res
         .memory_limit
@@ -276,7 +281,12 @@ pub fn events(root: &Path, args: &EventsArgs) -> Result<()> {
     }
     let cg = c
         .cgroup()
-        .ok_or_else(|| anyhow!("container {} has no cgroup", args.id))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "container {} has no cgroup to report on (created rootless where cgroups cannot be delegated)",
+                args.id
+            )
+        })?;
     let sample = || {
         cg.resource_stats()
             .context("read the container's statistics")

@@ -1113,7 +1113,19 @@ fn switch_user(p: &Prepared) -> Res<()> {
         .iter()
         .map(|&g| nix::unistd::Gid::from_raw(g))
         .collect();
-    nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
+    // A namespace that maps only the caller's own ids denies setgroups (the kernel's
+    // condition for its gid map); the spec asked for no extra groups (checked beforehand).
+    if !p.setgroups_denied {
+        match nix::unistd::setgroups(&gids) {
+            // A joined user namespace (exec into a rootless container of the user's own
+            // ids) denies setgroups too; with no groups asked for, the process keeps the
+            // ones it has, which the kernel pins in that namespace anyway (as runc does).
+            Err(nix::errno::Errno::EPERM)
+                if gids.is_empty()
+                    && std::fs::read("/proc/self/setgroups").is_ok_and(|s| s == b"deny\n") => {}
+            r => r.ctx(|| "setgroups".into())?,
+        }
+    }
     let gid = nix::unistd::Gid::from_raw(p.gid);
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setgid {}", p.gid))?;
     let uid = nix::unistd::Uid::from_raw(p.uid);

@@ -51,6 +51,15 @@ pub enum Error {
     /// Putting the new process into its cgroup failed.
     #[error("cgroup: {0}")]
     Cgroup(hako_cgroups::Error),
+    /// The user namespace of a rootless container cannot be set up as asked.
+    #[error("{0}")]
+    Rootless(crate::rootless::RootlessError),
+}
+
+impl From<crate::rootless::RootlessError> for Error {
+    fn from(e: crate::rootless::RootlessError) -> Self {
+        Error::Rootless(e)
+    }
 }
 
 impl From<hako_cgroups::Error> for Error {
@@ -75,6 +84,7 @@ impl Error {
             Error::InvalidSpec(_) | Error::Exec { .. } => K::Invalid,
             Error::NotCreated => K::Conflict,
             Error::Cgroup(e) => e.kind(),
+            Error::Rootless(e) => e.kind(),
             Error::Sys { .. } | Error::Setup(_) => K::Internal,
         }
     }

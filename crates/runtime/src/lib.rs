@@ -21,6 +21,7 @@ pub mod mounts;
 mod netdev;
 mod overlay;
 mod process;
+pub mod rootless;
 mod seccomp;
 
 pub use compat::{parse_process, parse_spec};
@@ -219,11 +220,24 @@ pub fn create(spec: &Spec, opts: &SpawnOptions<'_>, exec_fifo: &Path) -> Result<
                 }
             })
         };
-        if let Err(e) = nix::unistd::chown(
+        let chowned = nix::unistd::chown(
             exec_fifo,
             host(uid_map).map(nix::unistd::Uid::from_raw),
             host(gid_map).map(nix::unistd::Gid::from_raw),
-        ) {
+        )
+        .or_else(|e| match e {
+            // An ordinary user cannot give the FIFO to a subordinate id; the FIFO lies in
+            // the user's private (0700) state directory, so letting anyone write it lets
+            // only the container's root reach it, through the descriptor it inherits.
+            nix::errno::Errno::EPERM => nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                exec_fifo,
+                nix::sys::stat::Mode::from_bits_truncate(0o622),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            ),
+            e => Err(e),
+        });
+        if let Err(e) = chowned {
             let _ = std::fs::remove_file(exec_fifo);
             return Err(Error::sys(format!("chown {}", exec_fifo.display()), e));
         }
@@ -319,6 +333,10 @@ pub(crate) struct Prepared {
     /// For a new user namespace: the uid_map and gid_map the parent writes before the child
     /// goes on.
     pub id_maps: Option<(String, String)>,
+    /// How the parent writes `id_maps`: directly, or through newuidmap/newgidmap.
+    pub map_writer: rootless::MapWriter,
+    /// The maps are the caller's own ids only, so `setgroups` is denied in the namespace.
+    pub setgroups_denied: bool,
     /// For `create`: an O_PATH descriptor of the exec FIFO and one of the host's /proc.
     pub exec_fifo: Option<(OwnedFd, OwnedFd)>,
     /// domainname, personality, I/O priority, scheduler, CPU affinity, time namespace.
@@ -436,6 +454,7 @@ impl Prepared {
         let mut join_pid = None;
         let mut exec_in_existing_root = false;
         let mut netns_path = None;
+        let mut joins_user = false;
         for ns in linux
             .and_then(|l| l.namespaces().as_ref())
             .into_iter()
@@ -472,6 +491,14 @@ impl Prepared {
                     }
                     if flag == CloneFlags::CLONE_NEWNS {
                         exec_in_existing_root = true;
+                    }
+                    // A caller that entered the container's user namespace already (see
+                    // rootless::enter_user_namespace) cannot enter it again (EINVAL).
+                    if flag == CloneFlags::CLONE_NEWUSER {
+                        joins_user = true;
+                        if rootless::is_current_user_ns(&fd) {
+                            continue;
+                        }
                     }
                     join.push((fd.into(), flag));
                 }
@@ -513,7 +540,8 @@ impl Prepared {
                 m.options().as_deref().unwrap_or(&[]),
             );
             if matches!(plan.fstype.as_deref(), Some("cgroup") | Some("cgroup2")) {
-                cgroup_view(plan, opts.cgroup, &mut mounts, &mut cgroup_fixups)?;
+                let userns = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+                cgroup_view(plan, opts.cgroup, userns, &mut mounts, &mut cgroup_fixups)?;
                 continue;
             }
             if m.destination() == Path::new("/dev") && plan.fstype.as_deref() == Some("tmpfs") {
@@ -647,6 +675,7 @@ impl Prepared {
             Stdin::Inherit => None,
         };
 
+        let mut map_writer = rootless::MapWriter::Direct;
         let id_maps = if clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
             let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;
             let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, what: &str| {
@@ -661,11 +690,20 @@ impl Prepared {
                     .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
                     .collect::<String>())
             };
-            Some((
+            let maps = (
                 fmt(l.uid_mappings(), "uidMappings")?,
                 fmt(l.gid_mappings(), "gidMappings")?,
-            ))
-        } else if !join.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWUSER)
+            );
+            map_writer = rootless::plan_maps(&maps.0, &maps.1)?;
+            // Caught here, it names the maps; the child's setuid would only say EINVAL.
+            let user = process.user();
+            rootless::check_mapped("uid", &maps.0, "linux.uidMappings", user.uid())?;
+            rootless::check_mapped("gid", &maps.1, "linux.gidMappings", user.gid())?;
+            for g in user.additional_gids().iter().flatten() {
+                rootless::check_mapped("gid", &maps.1, "linux.gidMappings", *g)?;
+            }
+            Some(maps)
+        } else if !joins_user
             && linux.is_some_and(|l| {
                 l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
                     || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
@@ -678,6 +716,18 @@ impl Prepared {
             None
         };
 
+        let setgroups_denied = map_writer == rootless::MapWriter::OwnIds;
+        if setgroups_denied
+            && process
+                .user()
+                .additional_gids()
+                .as_ref()
+                .is_some_and(|g| !g.is_empty())
+        {
+            return Err(Error::InvalidSpec(
+                "process.user.additionalGids needs setgroups, which a user namespace mapping only your own ids denies: map subordinate gids (newgidmap) too".into(),
+            ));
+        }
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         if hostname.is_some() && !uts {
             return Err(Error::InvalidSpec(
@@ -773,6 +823,8 @@ impl Prepared {
                 .map(|l| cstring(l, "linux.mountLabel"))
                 .transpose()?,
             id_maps,
+            map_writer,
+            setgroups_denied,
             exec_fifo: None,
             cgroup_fixups,
             idmapped,
@@ -948,22 +1000,39 @@ pub(crate) struct CgroupFixups {
 /// hierarchy (and symlinks for co-mounted controllers); on a pure cgroup2 host, a bind mount of
 /// the container's cgroup2 directory. Neither shows a hierarchy root, so no `release_agent`
 /// is reachable (CVE-2022-0492).
+///
+/// A rootless container without a cgroup of its own (no delegation) in a new user namespace
+/// gets the host's cgroup tree read-only instead, as runc gives it: its root is an ordinary
+/// user on the host, which can write none of the hierarchies' files anyway.
 fn cgroup_view(
     plan: mounts::MountPlan,
     cgroup: Option<&hako_cgroups::Cgroup>,
+    userns: bool,
     mounts: &mut Vec<mounts::MountPlan>,
     fixups: &mut CgroupFixups,
 ) -> Result<(), Error> {
     use nix::mount::MsFlags;
-    let cg = cgroup.ok_or_else(|| {
-        Error::InvalidSpec(format!(
-            "the cgroup mount on {} needs the container to have a cgroup",
-            plan.destination.display()
-        ))
-    })?;
-    let views = cg.views();
     let keep = plan.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     let ro = plan.flags & MsFlags::MS_RDONLY;
+    let Some(cg) = cgroup else {
+        if !userns {
+            return Err(Error::InvalidSpec(format!(
+                "the cgroup mount on {} needs the container to have a cgroup",
+                plan.destination.display()
+            )));
+        }
+        mounts.push(mounts::MountPlan {
+            destination: plan.destination,
+            fstype: None,
+            source: Some("/sys/fs/cgroup".into()),
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC | keep | MsFlags::MS_RDONLY,
+            propagation: MsFlags::empty(),
+            data: String::new(),
+            recursive: plan.recursive,
+        });
+        return Ok(());
+    };
+    let views = cg.views();
     let bind = |dest: PathBuf, src: PathBuf| mounts::MountPlan {
         destination: dest,
         fstype: None,

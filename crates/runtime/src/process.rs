@@ -185,17 +185,14 @@ fn clone_and_start(
     // than the ESRCH or EPIPE we would see here.
     // A child in a new user namespace owns nothing until it has ids; it waits for these.
     let mapped = match &prepared.id_maps {
-        Some((uid_map, gid_map)) => std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)
-            .map_err(|e| Error::sys("write uid_map", e))
-            .and_then(|()| {
-                std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)
-                    .map_err(|e| Error::sys("write gid_map", e))
-            })
-            .and_then(|()| {
-                nix::unistd::write(&mapped_w, &[1u8])
-                    .map(drop)
-                    .map_err(|e| Error::sys("release the container process", e))
-            }),
+        Some((uid_map, gid_map)) => {
+            crate::rootless::write_maps(&prepared.map_writer, pid.as_raw(), uid_map, gid_map)
+                .and_then(|()| {
+                    nix::unistd::write(&mapped_w, &[1u8])
+                        .map(drop)
+                        .map_err(|e| Error::sys("release the container process", e))
+                })
+        }
         None => Ok(()),
     };
     drop(mapped_w);
