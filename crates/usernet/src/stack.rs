@@ -26,12 +26,13 @@ pub enum Driver {
 }
 
 impl Default for Driver {
-    /// slirp4netns at MTU 65520, by measurement (bench/usernet.sh, this 2-CPU host,
-    /// 2026-12-06, medians of 3): container -> host TCP 2.45 Gbit/s, against 1.07 at MTU
-    /// 1500 and 0.12 for pasta (0.1 to 1.0 across runs and MTUs: the tap path of the
-    /// 2023-03 passt that Debian 12 ships is far from what later releases do); pasta connects
-    /// faster (87 µs against 130 per connect + close) but the target is throughput
-    /// at slirp4netns' best. Published ports do not depend on the choice: the forwarder
+    /// slirp4netns at MTU 65520, by measurement (bench/usernet.sh, this 2-CPU host shared
+    /// with other builds, two runs on 2026-12-06, medians of 3): container -> host TCP 2.45
+    /// and 2.26 Gbit/s, against 1.07 and 1.33 at MTU 1500, and 0.12 and 0.53 for pasta
+    /// (0.1 to 1.0 across runs and MTUs: the tap path of the 2023-03 passt that Debian 12
+    /// ships). pasta connects faster (87/142 µs against 130/203 per connect + close), but
+    /// bulk transfer is what containers wait on, and the target is throughput at
+    /// slirp4netns' best. Published ports do not depend on the choice: the forwarder
     /// enters the namespace itself.
     fn default() -> Driver {
         Driver::Slirp4netns
