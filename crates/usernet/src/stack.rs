@@ -436,3 +436,57 @@ impl Owned {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hako_base::ErrorKind;
+
+    #[test]
+    fn resolv_conf_names_the_stack_and_keeps_search_and_options() {
+        let host =
+            "# generated\nnameserver 127.0.0.53\nsearch lab.example\noptions edns0 trust-ad\n";
+        assert_eq!(
+            resolv_conf(host, Ipv4Addr::new(10, 0, 2, 3)),
+            "nameserver 10.0.2.3\nsearch lab.example\noptions edns0 trust-ad\n"
+        );
+    }
+
+    #[test]
+    fn addressing_is_docker_like_and_bad_settings_are_refused() {
+        let c = StackConfig::default();
+        assert_eq!(c.container_ip(), Ipv4Addr::new(10, 0, 2, 100));
+        assert_eq!(c.gateway(), Ipv4Addr::new(10, 0, 2, 2));
+        assert_eq!(c.dns(), Ipv4Addr::new(10, 0, 2, 3));
+        assert_eq!(c.mtu(), 65520);
+        c.validate().unwrap();
+        for bad in [
+            StackConfig {
+                prefix: 26,
+                ..c.clone()
+            },
+            StackConfig {
+                cidr: Ipv4Addr::new(10, 0, 2, 1),
+                ..c.clone()
+            },
+            StackConfig {
+                mtu: Some(576),
+                ..c.clone()
+            },
+            StackConfig {
+                driver: Driver::Pasta,
+                api_socket: Some("/tmp/x".into()),
+                ..c.clone()
+            },
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+        }
+        assert_eq!("pasta".parse::<Driver>().unwrap(), Driver::Pasta);
+        assert!("vpnkit"
+            .parse::<Driver>()
+            .unwrap_err()
+            .to_string()
+            .contains("slirp4netns or pasta"));
+    }
+}
