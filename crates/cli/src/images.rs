@@ -223,7 +223,7 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
             let digest = digest_of(&repo);
             rows.push(serde_json::json!({
                 "Containers": "N/A",
-                "CreatedAt": img.created.map(crate::engine_time).unwrap_or_default(),
+                "CreatedAt": img.created.map(hako_docker::format::created_at).unwrap_or_default(),
                 "CreatedSince": img.created.map(|c| since(Some(crate::from_nanos(c)))).unwrap_or_else(|| "N/A".into()),
                 "Digest": digest,
                 "ID": id,

@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use containers::RunArgs;
 use hako_docker::template;
-use hako_engine::{Engine, State};
+use hako_engine::Engine;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -214,14 +214,6 @@ enum Command {
     ApiHelper {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
-    },
-    /// Record the exit of a detached container (run by its monitor)
-    #[command(hide = true)]
-    ContainerFinish {
-        /// Container id
-        id: String,
-        /// Host pid of the container's init that the monitor supervised
-        pid: Option<i32>,
     },
     /// Copy files between a container and the host (CONTAINER:PATH on one side; - for a tar stream)
     Cp {
@@ -572,36 +564,6 @@ fn open(root: &std::path::Path) -> anyhow::Result<Engine> {
     Engine::open(root).with_context(|| format!("cannot open state root {}", root.display()))
 }
 
-/// The monitor's last step. Nobody reads its stderr, so a failure (a store that stayed locked
-/// under a burst of starts, say) is retried, then recorded in ROOT/container-finish.log rather
-/// than lost: otherwise a restart policy would silently not apply.
-fn container_finish(root: &std::path::Path, id: &str, pid: Option<i32>) -> Result<i32, Failure> {
-    let mut last = None;
-    for attempt in 0..3 {
-        if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
-        }
-        match open(root).and_then(|e| Ok(e.finish_detached(id, pid)?)) {
-            Ok(()) => return Ok(0),
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.expect("three attempts");
-    let line = format!(
-        "{} container-finish {id}: {e:#}\n",
-        hako_engine::rfc3339(hako_engine::now_nanos())
-    );
-    use std::io::Write as _;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(root.join("container-finish.log"))
-    {
-        let _ = f.write_all(line.as_bytes());
-    }
-    Err(e.into())
-}
-
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Build(a) => build::build(&cli.root, a),
@@ -724,7 +686,6 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(code)
         }
-        Command::ContainerFinish { id, pid } => container_finish(&cli.root, &id, pid),
         Command::ApiHelper { args } => Ok(hako_apid::helper::main(&cli.root, &args)),
         Command::Compose(a) => service::compose(&cli.root, a),
         Command::System(SystemCommand::Service(a)) => service::service(&cli.root, a),
@@ -734,8 +695,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Port { container, port } => {
             let engine = open(&cli.root)?;
             let c = engine.find(&container)?;
-            let ports =
-                hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &c.id);
+            let ports = engine.published_ports(&c.id);
             let mut found = false;
             for p in ports {
                 let proto = format!("{:?}", p.proto).to_lowercase();
@@ -960,75 +920,33 @@ fn short_id(id: &str) -> &str {
 }
 
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
+    use hako_docker::format::{created_at, ports_text, status_text, time_ago};
+    use hako_engine::views::container::{state_word, ContainerFilters, PsOptions};
+    let pairs = a
+        .filter
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = PsOptions {
+        all: a.all,
+        last: if a.latest { Some(1) } else { a.last },
+        filters: ContainerFilters::new(&pairs)?,
+        size: a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")),
+    };
     let engine = open(root)?;
-    let limited = a.latest || a.last.is_some();
-    let mut list = engine.list(a.all || limited || !a.filter.is_empty())?;
-    for f in &a.filter {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
-        list.retain(|c| match k {
-            "status" => {
-                let s = match c.state {
-                    State::Running => "running",
-                    State::Exited => "exited",
-                    State::Created => "created",
-                };
-                s == v
-            }
-            "name" => c.name.contains(v),
-            "id" => c.id.starts_with(v),
-            "ancestor" => {
-                c.image == v
-                    || c.image_id
-                        .trim_start_matches("sha256:")
-                        .starts_with(v.trim_start_matches("sha256:"))
-            }
-            "exited" => {
-                c.state == State::Exited
-                    && c.exit_code.map(|e| e.to_string()) == Some(v.to_string())
-            }
-            "label" => engine
-                .inspect(&c.id)
-                .map(|i| {
-                    let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
-                    i["Config"]["Labels"]
-                        .get(lk)
-                        .is_some_and(|x| lv.is_empty() || x == lv)
-                })
-                .unwrap_or(false),
-            _ => true,
-        });
-        if !["status", "name", "id", "ancestor", "exited", "label"].contains(&k) {
-            return Err(anyhow::anyhow!("invalid filter '{k}'").into());
-        }
-    }
-    if !a.all
-        && a.filter.iter().all(|f| !f.starts_with("status="))
-        && !limited
-        && !a.filter.is_empty()
-    {
-        list.retain(|c| c.state == State::Running);
-    }
-    if a.latest {
-        list.truncate(1);
-    } else if let Some(n) = a.last {
-        list.truncate(n);
-    }
-    let sizes: Vec<String> = if a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size")) {
-        engine
-            .container_sizes(&list)?
-            .into_iter()
-            .map(|(rw, virt)| {
-                format!(
-                    "{} (virtual {})",
-                    fmt::human_size(rw),
-                    fmt::human_size(virt)
-                )
-            })
-            .collect()
-    } else {
-        Vec::new()
+    let rows = engine.ps(&opts)?;
+    let now = hako_base::time::now_nanos();
+    let size_text = |s: Option<(u64, u64)>| {
+        s.map(|(rw, virt)| {
+            format!(
+                "{} (virtual {})",
+                fmt::human_size(rw),
+                fmt::human_size(virt)
+            )
+        })
     };
     if let Some(f) = &a.format {
         let tmpl = template::Format::parse(f)?;
@@ -1052,19 +970,20 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
             .collect();
         tmpl.render(&serde_json::Value::Object(prototype))?;
         let mut out = std::io::stdout().lock();
-        for (n, c) in list.iter().enumerate() {
+        for r in &rows {
+            let c = &r.container;
             let command = c.command.join(" ");
             let item = serde_json::json!({
                 "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
                 "Image": c.image,
                 "Command": fmt::go_quote(&if a.no_trunc { command.clone() } else { fmt::ellipsis(&command, 20) }),
-                "CreatedAt": engine_time(c.created),
-                "RunningFor": since(Some(from_nanos(c.created))),
-                "State": match c.state { State::Running => "running", State::Exited => "exited", State::Created => "created" },
-                "Status": status_text(c),
-                "Ports": ports_text(&engine, c),
+                "CreatedAt": created_at(c.created),
+                "RunningFor": time_ago(Some(c.created), now),
+                "State": state_word(c.state),
+                "Status": status_text(c, now),
+                "Ports": ports_text(&r.ports),
                 "Names": c.name,
-                "Size": sizes.get(n).cloned().unwrap_or_default(),
+                "Size": size_text(r.size).unwrap_or_default(),
             });
             writeln!(out, "{}", tmpl.render(&item)?)?;
         }
@@ -1074,8 +993,9 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         .minwidth(7)
         .padding(3);
     if a.quiet {
-        for c in &list {
-            writeln!(out, "{}", if a.no_trunc { &c.id } else { &c.id[..12] })?;
+        for r in &rows {
+            let id = &r.container.id;
+            writeln!(out, "{}", if a.no_trunc { id } else { &id[..12] })?;
         }
         out.flush()?;
         return Ok(0);
@@ -1085,25 +1005,27 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES{}",
         if a.size { "\tSIZE" } else { "" }
     )?;
-    for (n, c) in list.iter().enumerate() {
+    for r in &rows {
+        let c = &r.container;
         let command = c.command.join(" ");
         let command = if a.no_trunc {
             command
         } else {
             fmt::ellipsis(&command, 20)
         };
-        let status = status_text(c);
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}{}",
             if a.no_trunc { &c.id } else { &c.id[..12] },
             c.image,
             fmt::go_quote(&command),
-            since(Some(from_nanos(c.created))),
-            status,
-            ports_text(&engine, c),
+            time_ago(Some(c.created), now),
+            status_text(c, now),
+            ports_text(&r.ports),
             c.name,
-            sizes.get(n).map(|s| format!("\t{s}")).unwrap_or_default()
+            size_text(r.size)
+                .map(|s| format!("\t{s}"))
+                .unwrap_or_default()
         )?;
     }
     out.flush()?;
@@ -1162,118 +1084,19 @@ fn kill(root: &std::path::Path, a: KillArgs) -> Result<i32, Failure> {
 }
 
 fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
-    use std::io::{BufRead, Seek};
-    let tail: Option<usize> = match a.tail.as_str() {
-        "all" | "-1" => None,
-        n => Some(
-            n.parse()
-                .map_err(|_| anyhow::anyhow!("invalid value for --tail: {n}"))?,
-        ),
-    };
     // Checked before the log is looked at: a bad value is an error even when there is no log.
-    let since = a.since.as_deref().map(parse_time_arg).transpose()?;
-    let until = a.until.as_deref().map(parse_time_arg).transpose()?;
+    let opts = hako_engine::logs::LogOptions {
+        tail: hako_engine::logs::parse_tail(&a.tail)?,
+        since: a.since.as_deref().map(parse_time_arg).transpose()?,
+        until: a.until.as_deref().map(parse_time_arg).transpose()?,
+        follow: a.follow,
+    };
     let engine = open(root)?;
-    let (id, path) = engine.log_file(&a.container)?;
-    let mut file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        // A foreground container's output went to the terminal that ran it.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(anyhow::anyhow!("read log {}: {e}", path.display()).into()),
-    };
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    let mut emit = |line: &str| write_log_line(line, a.timestamps, &mut out, &mut err);
-    // Whether a json-file line's own time is inside --since/--until.
-    let in_window = |line: &str| {
-        if since.is_none() && until.is_none() {
-            return true;
-        }
-        let t = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| fmt::parse_rfc3339(v["time"].as_str()?))
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
-        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
-    };
-    // Rotated files (--log-opt max-file) come first, oldest first, as `docker logs` shows them.
-    let mut lines: Vec<String> = Vec::new();
-    for n in (1..100).rev() {
-        let rotated = format!("{}.{n}", path.display());
-        if let Ok(text) = std::fs::read_to_string(&rotated) {
-            lines.extend(text.lines().map(|l| format!("{l}\n")));
-        }
-    }
-    let mut reader = std::io::BufReader::new(&mut file);
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 0 {
-        if line.ends_with('\n') {
-            lines.push(std::mem::take(&mut line));
-        } else {
-            break;
-        }
-    }
-    lines.retain(|l| in_window(l));
-    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for l in &lines[skip..] {
-        emit(l)?;
-    }
-    let past_until = || until.is_some_and(|u| (now_nanos_cli()) >= u);
-    if !a.follow || past_until() {
-        return Ok(0);
-    }
-    // Follow: poll for appended lines until the container has exited and the log is drained.
-    let mut pos = reader.stream_position()? - line.len() as u64;
-    drop(reader);
-    loop {
-        let running = engine.is_running(&id)?;
-        file.seek(std::io::SeekFrom::Start(pos))?;
-        let mut reader = std::io::BufReader::new(&mut file);
-        let mut buf = String::new();
-        while reader.read_line(&mut buf)? > 0 {
-            if !buf.ends_with('\n') {
-                break;
-            }
-            if in_window(&buf) {
-                emit(&buf)?;
-            }
-            pos += buf.len() as u64;
-            buf.clear();
-        }
-        if !running || past_until() {
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Docker's STATUS column: "Up 5 seconds", "Exited (3) 2 minutes ago", "Created".
-fn status_text(c: &hako_engine::ContainerInfo) -> String {
-    match c.state {
-        State::Running => format!(
-            "Up {}",
-            fmt::human_duration(
-                SystemTime::now()
-                    .duration_since(from_nanos(c.started_at.unwrap_or(c.created)))
-                    .unwrap_or(Duration::ZERO)
-            )
-        ),
-        State::Exited => format!(
-            "Exited ({}) {}",
-            c.exit_code.unwrap_or(0),
-            since(c.finished_at.map(from_nanos))
-        ),
-        State::Created => "Created".to_string(),
-    }
-}
-
-/// Docker's CreatedAt format: "2026-11-22 18:30:00 +0000 UTC".
-fn engine_time(nanos: i64) -> String {
-    let c = hako_base::time::civil(nanos.div_euclid(1_000_000_000));
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    engine.logs(&a.container, &opts, &mut |l| {
+        write_log_line(l, a.timestamps, &mut out, &mut err)
+    })?;
+    Ok(0)
 }
 
 /// `inspect`'s `--format`: a template that does not parse is Docker's status 64.
@@ -1384,29 +1207,12 @@ fn stats(
 ) -> Result<i32, Failure> {
     let engine = open(root)?;
     let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
-    let keys: Vec<String> = if keys.is_empty() {
-        engine.list(all)?.into_iter().map(|c| c.id).collect()
-    } else {
-        keys
-    };
-    let total_mem = hako_base::proc::mem_total();
-    let sample = |engine: &Engine| -> Result<Vec<hako_engine::ContainerStats>, Failure> {
-        keys.iter()
-            .map(|k| engine.stats(k).map_err(Failure::from))
-            .collect()
-    };
-    let mut prev = sample(&engine)?;
-    let mut prev_t = std::time::Instant::now();
+    let mut sampler = engine.stats_sampler(&keys, all)?;
     loop {
-        // CPU % is a rate: it needs two samples, as docker's first line does too.
-        std::thread::sleep(Duration::from_millis(if no_stream { 200 } else { 1000 }));
-        let now = sample(&engine)?;
-        let dt = prev_t.elapsed().as_nanos() as f64;
-        prev_t = std::time::Instant::now();
-        let rows: Vec<serde_json::Value> = now
+        let rows: Vec<serde_json::Value> = sampler
+            .next(Duration::from_millis(if no_stream { 200 } else { 1000 }))?
             .iter()
-            .zip(prev.iter())
-            .map(|(s, p)| stats_row(s, p, dt, total_mem))
+            .map(hako_docker::format::stats_row)
             .collect();
         let mut out = TabWriter::new(std::io::stdout().lock())
             .minwidth(7)
@@ -1443,40 +1249,7 @@ fn stats(
         if no_stream {
             return Ok(0);
         }
-        prev = now;
     }
-}
-
-/// One `stats` line with docker's field names (for `--format`) and docker's units: binary
-/// for memory, decimal for network and block I/O.
-fn stats_row(
-    s: &hako_engine::ContainerStats,
-    p: &hako_engine::ContainerStats,
-    dt: f64,
-    total_mem: u64,
-) -> serde_json::Value {
-    let cpu = match (s.cpu_ns, p.cpu_ns) {
-        (Some(a), Some(b)) if dt > 0.0 => (a.saturating_sub(b) as f64 / dt) * 100.0,
-        _ => 0.0,
-    };
-    let mem = s.memory.unwrap_or(0);
-    let limit = s.memory_limit.unwrap_or(total_mem);
-    let pct = if limit > 0 {
-        mem as f64 / limit as f64 * 100.0
-    } else {
-        0.0
-    };
-    serde_json::json!({
-        "ID": &s.id[..12],
-        "Container": &s.id[..12],
-        "Name": s.name,
-        "CPUPerc": format!("{cpu:.2}%"),
-        "MemUsage": format!("{} / {}", fmt::human_binary_size(mem), fmt::human_binary_size(limit)),
-        "MemPerc": format!("{pct:.2}%"),
-        "NetIO": format!("{} / {}", fmt::human_size(s.net_rx), fmt::human_size(s.net_tx)),
-        "BlockIO": format!("{} / {}", fmt::human_size(s.block_read), fmt::human_size(s.block_write)),
-        "PIDs": s.pids.unwrap_or(0).to_string(),
-    })
 }
 
 fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> {
@@ -1628,25 +1401,6 @@ fn system_prune(
     Ok(0)
 }
 
-/// Docker's PORTS column: "0.0.0.0:8080->80/tcp, 0.0.0.0:5353->53/udp".
-fn ports_text(engine: &Engine, c: &hako_engine::ContainerInfo) -> String {
-    if c.state != State::Running {
-        return String::new();
-    }
-    hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &c.id)
-        .iter()
-        .map(|p| {
-            format!(
-                "{}->{}/{}",
-                p.host(),
-                p.container_port,
-                format!("{:?}", p.proto).to_lowercase()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `system df -v`: docker's three tables (images, containers, local volumes). Layers shared
 /// between images are not broken out, so there are no SHARED/UNIQUE SIZE columns.
 fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
@@ -1654,6 +1408,7 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
     let containers = engine.list(true)?;
     let sizes = engine.container_sizes(&containers)?;
     let (volumes, per_container) = engine.volume_usage()?;
+    let now = hako_base::time::now_nanos();
     let mut out = TabWriter::new(std::io::stdout().lock())
         .minwidth(7)
         .padding(3);
@@ -1698,8 +1453,8 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
             fmt::go_quote(&fmt::ellipsis(&c.command.join(" "), 20)),
             per_container.get(&c.id).copied().unwrap_or(0),
             fmt::human_size(*rw),
-            since(Some(from_nanos(c.created))),
-            status_text(c),
+            hako_docker::format::time_ago(Some(c.created), now),
+            hako_docker::format::status_text(c, now),
             c.name
         )?;
     }
@@ -1710,12 +1465,6 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
     }
     out.flush()?;
     Ok(0)
-}
-
-fn now_nanos_cli() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// `--since`/`--until`: RFC 3339, Unix seconds, or a duration before now ("10m", "2d").
@@ -1730,55 +1479,43 @@ fn events(
     filter: Vec<String>,
     format: Option<String>,
 ) -> Result<i32, Failure> {
-    let engine = open(root)?;
     let since = since.as_deref().map(parse_time_arg).transpose()?;
     let until = until.as_deref().map(parse_time_arg).transpose()?;
     let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
-    let filters: Vec<(String, String)> = filter
+    let pairs = filter
         .iter()
         .map(|f| {
             f.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))
         })
-        .collect::<anyhow::Result<_>>()?;
-    let keep = |e: &hako_engine::events::Event| {
-        filters.iter().all(|(k, v)| match k.as_str() {
-            "container" => e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v),
-            "event" => &e.action == v,
-            "type" => &e.kind == v,
-            "image" => e.attributes.get("image") == Some(v),
-            _ => false,
-        })
-    };
-    // Without --since, Docker shows only what happens from now on.
-    let start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let mut last = 0;
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let filters = hako_engine::events::EventFilters::new(&pairs)?;
+    let engine = open(root)?;
     let mut out = std::io::stdout().lock();
-    loop {
-        for e in engine.events(last, Some(since.unwrap_or(start)), until)? {
-            last = e.seq;
-            if !keep(&e) {
-                continue;
-            }
-            match &tmpl {
-                Some(t) => writeln!(out, "{}", t.render(&serde_json::to_value(&e)?)?)?,
-                None => writeln!(out, "{}", e.line())?,
-            }
-        }
-        out.flush()?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        if until.is_some_and(|u| now >= u) {
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    // A template that fails on an event is reported as itself, not as a failed write.
+    let mut failed: Option<anyhow::Error> = None;
+    let r = engine.follow_events(since, until, &filters, &mut |e| {
+        let line = match &tmpl {
+            Some(t) => match serde_json::to_value(e)
+                .map_err(anyhow::Error::from)
+                .and_then(|v| Ok(t.render(&v)?))
+            {
+                Ok(l) => l,
+                Err(err) => {
+                    failed = Some(err);
+                    return Err(std::io::Error::other("template"));
+                }
+            },
+            None => e.line(),
+        };
+        writeln!(out, "{line}")?;
+        out.flush()
+    });
+    if let Some(err) = failed {
+        return Err(err.into());
     }
+    r?;
+    Ok(0)
 }
 
 /// `attach`: the container's output from now on, with Ctrl-C and friends relayed to it (as
@@ -1828,11 +1565,13 @@ fn attach_from(
     detach_keys: &str,
     from: Option<u64>,
 ) -> Result<i32, Failure> {
+    use hako_engine::logs::LogStart;
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    use std::io::{BufRead, Seek};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::fd::AsFd;
     let engine = open(root)?;
     let keys = hako_engine::tty::parse_detach_keys(detach_keys)?;
-    let (id, path) = engine.log_file(key)?;
+    let (id, _) = engine.log_file(key)?;
     if from.is_none() && !engine.is_running(&id)? {
         return Err(
             anyhow::anyhow!("You cannot attach to a stopped container, start it first").into(),
@@ -1843,52 +1582,42 @@ fn attach_from(
     if let Some(end) = engine.attach_monitor(&id, &keys, sig_proxy, stdin)? {
         return Ok(attach_end(&engine, &id, end));
     }
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        set.add(s);
-    }
-    if sig_proxy {
+    // The signals relayed to the container arrive on a signalfd, which wakes the same wait
+    // as the log's growth and the container's end.
+    let signals = if sig_proxy {
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            set.add(s);
+        }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    }
-    let mut file = std::fs::File::open(&path)
-        .map_err(|e| anyhow::anyhow!("read log {}: {e}", path.display()))?;
-    let mut pos = match from {
-        Some(p) => p,
-        None => file.seek(std::io::SeekFrom::End(0))?,
+        Some(SignalFd::with_flags(
+            &set,
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?)
+    } else {
+        None
     };
+    let mut log = engine.follow_log(&id, from.map_or(LogStart::End, LogStart::Offset))?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     loop {
-        file.seek(std::io::SeekFrom::Start(pos))?;
-        let mut reader = std::io::BufReader::new(&mut file);
-        let mut buf = String::new();
-        while reader.read_line(&mut buf)? > 0 {
-            if !buf.ends_with('\n') {
-                break;
-            }
-            pos += buf.len() as u64;
-            write_log_line(&buf, false, &mut out, &mut err)?;
-            buf.clear();
-        }
-        if !engine.is_running(&id)? {
+        // Read after the state, so the last lines before a recorded exit are shown.
+        let running = log.running()?;
+        log.read(&mut |l| write_log_line(l, false, &mut out, &mut err))?;
+        if !running {
             return Ok(engine.wait(&id).unwrap_or(0));
         }
-        if sig_proxy {
-            let ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000_000,
-            };
-            // SAFETY: valid sigset and timespec for the duration of the call.
-            let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-            if sig > 0 {
-                let _ = engine.kill(&id, sig);
+        if log.wait(signals.as_ref().map(|s| s.as_fd()))? {
+            while let Some(sig) = signals
+                .as_ref()
+                .and_then(|s| s.read_signal().ok().flatten())
+            {
+                let _ = engine.kill(&id, sig.ssi_signo as i32);
             }
-        } else {
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -1909,24 +1638,20 @@ fn attach_end(engine: &Engine, id: &str, end: hako_engine::tty::AttachEnd) -> i3
 
 /// Prints one json-file log line on the stream it came from (`-t` prefixes its time).
 fn write_log_line(
-    line: &str,
+    l: &hako_engine::logs::LogLine,
     timestamps: bool,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> std::io::Result<()> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Ok(());
-    };
-    let text = v["log"].as_str().unwrap_or("");
     let prefix = if timestamps {
-        format!("{} ", v["time"].as_str().unwrap_or(""))
+        format!("{} ", l.time)
     } else {
         String::new()
     };
-    if v["stream"] == "stderr" {
-        write!(err, "{prefix}{text}")
+    if l.stream == hako_engine::logs::LogStream::Stderr {
+        write!(err, "{prefix}{}", l.text)
     } else {
-        write!(out, "{prefix}{text}")?;
+        write!(out, "{prefix}{}", l.text)?;
         out.flush()
     }
 }

@@ -8,7 +8,8 @@ use hako_docker::network::{inspect_json, ls_row, NetworkFilters};
 use hako_engine::views::network::NetworkCreate;
 use tabwriter::TabWriter;
 
-use crate::{engine_time, inspect_format, open, print_docs, template, Failure};
+use crate::{inspect_format, open, print_docs, template, Failure};
+use hako_docker::format::created_at as engine_time;
 
 #[derive(Subcommand)]
 #[command(defer = true)]

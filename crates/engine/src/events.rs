@@ -122,3 +122,207 @@ impl Engine {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+/// The filter keys of `events` (Docker's; those of swarm objects match nothing here).
+pub const FILTER_KEYS: [&str; 14] = [
+    "container",
+    "event",
+    "type",
+    "image",
+    "label",
+    "scope",
+    "network",
+    "volume",
+    "daemon",
+    "plugin",
+    "node",
+    "service",
+    "secret",
+    "config",
+];
+
+/// `events --filter`s, as Docker combines them: the values of one key are alternatives, the
+/// keys must all hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilters(std::collections::BTreeMap<String, Vec<String>>);
+
+impl EventFilters {
+    /// `key=value` pairs; an unknown key is refused, as Docker does.
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<EventFilters> {
+        let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (k, v) in pairs {
+            let k = k.as_ref();
+            if !FILTER_KEYS.contains(&k) {
+                return Err(crate::Error::Invalid(format!("invalid filter '{k}'")));
+            }
+            m.entry(k.to_string())
+                .or_default()
+                .push(v.as_ref().to_string());
+        }
+        Ok(EventFilters(m))
+    }
+
+    /// Whether `e` passes.
+    pub fn matches(&self, e: &Event) -> bool {
+        self.0.iter().all(|(key, values)| {
+            values.iter().any(|v| match key.as_str() {
+                "container" => {
+                    e.kind == "container"
+                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                }
+                "event" => &e.action == v,
+                "type" => &e.kind == v,
+                "image" => e.attributes.get("image") == Some(v),
+                "label" => {
+                    let (k, val) = v.split_once('=').unwrap_or((v, ""));
+                    e.attributes
+                        .get(k)
+                        .is_some_and(|x| val.is_empty() || x == val)
+                }
+                "scope" => v == "local",
+                "network" | "volume" => e.kind == *key && e.id.starts_with(v.as_str()),
+                _ => false,
+            })
+        })
+    }
+}
+
+/// How long a follower sleeps at most when nothing wakes it.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Engine {
+    /// `docker events`: the recorded events from `since` (default: now) that pass `filters`,
+    /// oldest first, then each new one as it is recorded, until `until` passes (without it,
+    /// until `sink` fails: the reader went away). Between reads it sleeps on inotify of the
+    /// state root, which a write to the state database's log wakes, not on a timer.
+    pub fn follow_events(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        filters: &EventFilters,
+        sink: &mut dyn FnMut(&Event) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let start = since.unwrap_or_else(now_nanos);
+        let notify = watch_writes(&self.root);
+        let mut last = 0;
+        loop {
+            for e in self.events(last, Some(start), until)? {
+                last = e.seq;
+                if filters.matches(&e) {
+                    sink(&e).map_err(|err| crate::Error::io("write the events", err))?;
+                }
+            }
+            let now = now_nanos();
+            if until.is_some_and(|u| now >= u) {
+                return Ok(());
+            }
+            let limit = until.map_or(BACKSTOP, |u| {
+                std::time::Duration::from_nanos((u - now).max(0) as u64).min(BACKSTOP)
+            });
+            wait_readable(notify.as_ref(), limit);
+        }
+    }
+}
+
+/// inotify on the state root: a write to any file in it (the database's write-ahead log, where
+/// every event lands first).
+fn watch_writes(root: &std::path::Path) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: inotify_init1 takes flags only; the fd it returns is owned here.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd was just returned by inotify_init1 and is owned by nothing else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let c = std::ffi::CString::new(root.as_os_str().as_bytes()).ok()?;
+    let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO;
+    // SAFETY: a valid inotify fd and a NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(std::os::fd::AsRawFd::as_raw_fd(&fd), c.as_ptr(), mask) }
+        < 0
+    {
+        return None;
+    }
+    Some(fd)
+}
+
+/// Sleeps until `fd` is readable or `limit` passes, then reads away what arrived.
+fn wait_readable(fd: Option<&std::os::fd::OwnedFd>, limit: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = fd
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the duration of the call.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            limit.as_millis() as i32,
+        )
+    };
+    if let Some(f) = fd {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a buffer of its stated length from an fd owned by the caller.
+        while unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: &str, action: &str, name: &str) -> Event {
+        Event {
+            seq: 1,
+            kind: kind.into(),
+            action: action.into(),
+            id: "abc123".into(),
+            attributes: [
+                ("name".to_string(), name.to_string()),
+                ("image".to_string(), "busybox".to_string()),
+            ]
+            .into(),
+            time_nano: 0,
+        }
+    }
+
+    fn f(pairs: &[(&str, &str)]) -> EventFilters {
+        EventFilters::new(pairs).unwrap()
+    }
+
+    #[test]
+    fn values_of_a_key_are_alternatives() {
+        let e = ev("container", "start", "web");
+        assert!(f(&[("event", "start"), ("event", "die")]).matches(&e));
+        assert!(!f(&[("event", "die")]).matches(&e));
+        assert!(f(&[("container", "web"), ("image", "busybox")]).matches(&e));
+        assert!(f(&[("container", "abc")]).matches(&e));
+        assert!(!f(&[("container", "web"), ("type", "image")]).matches(&e));
+        assert!(f(&[("label", "name=web")]).matches(&e));
+        assert!(f(&[]).matches(&e));
+        assert!(!f(&[("container", "web")]).matches(&ev("network", "create", "web")));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = EventFilters::new(&[("colour", "red")]).unwrap_err();
+        assert_eq!(e.to_string(), "invalid filter 'colour'");
+    }
+
+    /// A write to the database's log in the root wakes a follower at once.
+    #[test]
+    fn a_write_in_the_root_wakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = watch_writes(dir.path()).unwrap();
+        let t = std::time::Instant::now();
+        std::fs::write(dir.path().join("hako.db-wal"), b"x").unwrap();
+        wait_readable(Some(&fd), std::time::Duration::from_secs(5));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
+}

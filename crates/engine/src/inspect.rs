@@ -493,7 +493,7 @@ pub type VolumeUsage = (
 );
 
 /// One container's usage, as `stats` shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStats {
     /// Container id.
     pub id: String,

@@ -4,7 +4,7 @@
 //! container's parent and can reap it), and then execs the tiny `hako-monitor` binary, which
 //! keeps the container as its child across the exec. The monitor writes the container's output
 //! to a log in Docker's json-file format, waits for the exit, writes the status to
-//! `containers/<id>/exit` and execs `hako container-finish <id>` to record it and clean up.
+//! `containers/<id>/exit` and records it and cleans up itself ([`crate::finish`]).
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
 use crate::{
@@ -55,13 +55,11 @@ pub(crate) fn start_detached(
     prepared: &Prepared,
 ) -> Result<i32> {
     let monitor = monitor_binary()?;
-    let hako = std::env::current_exe().map_err(|e| Error::io("locate the hako binary", e))?;
     let argv: Vec<CString> = vec![
         cstr(&monitor)?,
         CString::new(id).map_err(|_| Error::Invalid("bad id".into()))?,
         cstr(&log_path(dir, id))?,
         cstr(&exit_path(dir))?,
-        cstr(&hako)?,
         cstr(engine.root())?,
     ];
     let pipe = || {
@@ -376,7 +374,7 @@ fn exec_monitor(argv: &[CString], wait_attach: bool, stdin: Option<&str>) -> ! {
 }
 
 impl Engine {
-    /// Called by the monitor (through `hako container-finish`) once the container has exited:
+    /// Called by the monitor ([`crate::finish`]) once the container has exited:
     /// records the status from the exit file, frees the cgroup, and honours `--rm`.
     ///
     /// `init` is the pid the monitor supervised: when the container has been started again

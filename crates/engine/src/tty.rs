@@ -340,7 +340,7 @@ impl crate::Engine {
         crate::restore_signal_mask(&old);
         let end = end?;
         // The exit is not the end: the monitor still frees the cgroup and network and applies
-        // --rm (as `container-finish`, under its pid). Like docker's `run --rm`, return once
+        // --rm (its finish, in the same process). Like docker's `run --rm`, return once
         // that is done, so the next command finds nothing left over. Bounded, because a
         // restart policy starts the container again.
         if let (AttachEnd::Exited(_) | AttachEnd::Closed, Some((Some(pid), start))) = (&end, owner)

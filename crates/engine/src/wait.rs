@@ -1,6 +1,6 @@
 //! `docker wait` with Docker's conditions, woken by the events themselves rather than by
 //! polling the database: the exit of the process that records the container's end (its
-//! monitor, which execs `container-finish`, or the `hako run` in the foreground) through a
+//! monitor, which records it itself, or the `hako run` in the foreground) through a
 //! pidfd, and changes of its directory (an exit file, a start, its removal) through inotify.
 //! A slow backstop re-reads the row in case neither fires (a process that records nothing and
 //! leaves no trace in the directory, which no hako command does).
@@ -37,18 +37,19 @@ impl WaitCondition {
 
 /// The part of a container's row that `wait` follows.
 #[derive(Debug, Clone, PartialEq)]
-struct Row {
-    running: bool,
+pub(crate) struct Row {
+    pub(crate) running: bool,
     exit_code: Option<i32>,
     started_at: Option<i64>,
-    owner: (Option<i32>, Option<i64>),
+    /// The process that records the container's end (pid, start time).
+    pub(crate) owner: (Option<i32>, Option<i64>),
 }
 
 /// How long a wait sleeps when no event source is armed (no live owner to watch).
 const BACKSTOP: Duration = Duration::from_secs(1);
 
 impl Engine {
-    fn wait_row(&self, id: &str) -> Result<Option<Row>> {
+    pub(crate) fn wait_row(&self, id: &str) -> Result<Option<Row>> {
         use rusqlite::OptionalExtension;
         Ok(self
             .store
@@ -167,7 +168,7 @@ impl Watch {
 }
 
 /// A pidfd of the process `owner` (pid, start time), if it is still that process.
-fn pidfd(owner: (Option<i32>, Option<i64>)) -> Option<OwnedFd> {
+pub(crate) fn pidfd(owner: (Option<i32>, Option<i64>)) -> Option<OwnedFd> {
     let pid = owner.0?;
     // SAFETY: pidfd_open takes a pid and flags; the fd it returns is owned here.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;

@@ -1,19 +1,21 @@
 //! `hako-monitor`: the small process that supervises one detached container.
 //!
 //! It is exec'd by the process that spawned the container, so the container stays its child.
-//! Arguments: ID PID LOG EXIT_FILE HAKO ROOT [MAX_SIZE MAX_FILE]; fd 3 and fd 4 are the
+//! Arguments: ID PID LOG EXIT_FILE ROOT [MAX_SIZE MAX_FILE]; fd 3 and fd 4 are the
 //! container's stdout and stderr (with `-t`, fd 3 is its terminal); with `-t` or `-i`, fd 5 is
 //! the attach socket; with `-i` alone, fd 6 is the container's stdin.
 //! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
-//! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `HAKO --root ROOT
-//! container-finish ID`. Only std, libc and the std-only `hako-base`, and no std start-up code
-//! (see `main`), so one stays well under 1 MiB of memory.
+//! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE, and then records the exit and cleans up
+//! itself through the engine (`hako_engine::finish`). Until then it runs only std, libc and the
+//! std-only `hako-base`, and no std start-up code (see `main`), so one stays well under 1 MiB
+//! of memory: the engine's code is linked in, but its pages are read only once the container
+//! has exited (the release build links this binary static and non-PIE, so nothing is relocated
+//! at start).
 // The unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
 
 // No std `main`: std's start-up code finds the main thread's stack guard through glibc's
 // pthread_getattr_np, which parses /proc/self/maps with stdio and scanf, and installs
@@ -30,11 +32,11 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 #[cfg_attr(test, allow(dead_code))]
 fn monitor() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 7 && args.len() != 9 {
+    if args.len() != 6 && args.len() != 8 {
         eprintln!("hako-monitor is started by hako for detached containers; it is not run by hand");
         std::process::exit(2);
     }
-    let (id, log, exit_file, hako, root) = (&args[1], &args[3], &args[4], &args[5], &args[6]);
+    let (id, log, exit_file, root) = (&args[1], &args[3], &args[4], &args[5]);
     let init: i32 = args[2].parse().unwrap_or(-1);
     // The spawning process blocked the signals it relays; we need SIGCHLD-free blocking waits
     // only, but the container must not inherit a blocked mask through us, and we want to die
@@ -48,7 +50,7 @@ fn monitor() {
             libc::signal(sig, libc::SIG_IGN);
         }
     }
-    let (max_size, max_file) = match args.get(7..9) {
+    let (max_size, max_file) = match args.get(6..8) {
         Some([s, f]) => (s.parse().unwrap_or(0), f.parse().unwrap_or(1)),
         _ => (0, 1),
     };
@@ -88,7 +90,7 @@ fn monitor() {
     let code = reap_all(init);
     record_exit(code, exit_file);
     // An attach that is still connected (`run -it` is one) learns the exit status here,
-    // before `container-finish` may remove the container with `--rm`. Without waiting: one
+    // before the finish may remove the container with `--rm`. Without waiting: one
     // that does not read (stopped, or stuck on its own output) must not hold up the finish;
     // it still learns the status from the exit file.
     let msg = format!("x{code}");
@@ -107,7 +109,20 @@ fn monitor() {
             libc::close(c);
         }
     }
-    finish(hako, root, id, &args[2]);
+    // The finish may restart the container (a restart policy), whose new monitor is forked
+    // from here: the process must be as `hako` would be, single-threaded, which it is.
+    let code = match hako_engine::finish::finish_for_monitor(
+        std::path::Path::new(root),
+        id,
+        args[2].parse().ok(),
+    ) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hako-monitor: finish {id}: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
 }
 
 /// Writes "CODE FINISHED_NANOS" to EXIT_FILE (atomically, through a rename).
@@ -117,15 +132,6 @@ fn record_exit(code: i32, exit_file: &str) {
     if std::fs::write(&tmp, format!("{code} {finished}\n")).is_ok() {
         let _ = std::fs::rename(&tmp, exit_file);
     }
-}
-
-/// Execs `hako container-finish`, which records the exit and cleans up.
-fn finish(hako: &str, root: &str, id: &str, init: &str) -> ! {
-    let err = std::process::Command::new(hako)
-        .args(["--root", root, "container-finish", id, init])
-        .exec();
-    eprintln!("hako-monitor: exec {hako}: {err}");
-    std::process::exit(1);
 }
 
 /// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed.

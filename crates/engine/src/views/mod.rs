@@ -5,8 +5,10 @@
 //! for one front end: "2 hours ago" and "4.26MB" are Docker's wording, which `hako-docker`
 //! owns.
 
+pub mod container;
 pub mod image;
 pub mod network;
+pub mod stats;
 pub mod system;
 mod top;
 
