@@ -929,7 +929,7 @@ impl Engine {
         let plan = self.plan(&c.id, &config, image)?;
         let dir = self.container_dir(&c.id);
         // Under the container's lock: a finish of the previous run (its monitor's
-        // `container-finish`, late) decides and cleans up under it, so it either completes
+        // finish, late) decides and cleans up under it, so it either completes
         // before this start or sees the new run and leaves it alone.
         // A container made by `create` has no directory until its first start.
         std::fs::create_dir_all(&dir)
@@ -1420,7 +1420,7 @@ impl Engine {
         for (id, pid, start, auto_remove, parent, owner, owner_start) in rows {
             // A container whose owner (its monitor, or a foreground `run`) lives is finished
             // by that owner: finishing it here first would skip its restart policy, which only
-            // the monitor's `container-finish` applies (a `--restart always` container polled
+            // the monitor's finish applies (a `--restart always` container polled
             // by `inspect` then never restarted).
             if alive(pid, start) || alive(owner, owner_start) {
                 continue;

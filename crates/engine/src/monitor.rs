@@ -558,7 +558,7 @@ impl Engine {
             let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
         }
         // The monitor writes the exit file as soon as it has reaped the container; finishing
-        // here rather than waiting for its `container-finish` saves a whole hako start-up.
+        // here rather than waiting for its monitor's finish saves a wait.
         // Both paths are idempotent.
         let dir = self.container_dir(&c.id);
         let deadline = Instant::now() + Duration::from_secs(10);
