@@ -12,7 +12,7 @@ use hako_engine::images::{self, ImportSource};
 use hako_engine::views::image::ImageListOptions;
 use tabwriter::TabWriter;
 
-use crate::{fmt, open, short_id, since, template, Failure};
+use crate::{fmt, open, short_id, template, Failure};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -224,7 +224,7 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
             rows.push(serde_json::json!({
                 "Containers": "N/A",
                 "CreatedAt": img.created.map(hako_docker::format::created_at).unwrap_or_default(),
-                "CreatedSince": img.created.map(|c| since(Some(crate::from_nanos(c)))).unwrap_or_else(|| "N/A".into()),
+                "CreatedSince": img.created.map(|c| hako_docker::format::time_ago(Some(c), hako_base::time::now_nanos())).unwrap_or_else(|| "N/A".into()),
                 "Digest": digest,
                 "ID": id,
                 "Repository": repo,
@@ -414,7 +414,7 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
     };
     let created_since = |h: &hako_engine::views::image::HistoryEntry| {
         h.created_nanos
-            .map(|n| since(Some(crate::from_nanos(n))))
+            .map(|n| hako_docker::format::time_ago(Some(n), hako_base::time::now_nanos()))
             .unwrap_or_else(|| "N/A".into())
     };
     if let (Some(f), false) = (&a.format, a.quiet) {

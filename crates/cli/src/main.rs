@@ -18,7 +18,7 @@ use hako_engine::Engine;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tabwriter::TabWriter;
 
 #[derive(Parser)]
@@ -898,22 +898,6 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
-fn since(nanos_or_rfc3339: Option<SystemTime>) -> String {
-    match nanos_or_rfc3339 {
-        Some(t) => {
-            let d = SystemTime::now()
-                .duration_since(t)
-                .unwrap_or(Duration::ZERO);
-            format!("{} ago", fmt::human_duration(d))
-        }
-        None => "N/A".into(),
-    }
-}
-
-fn from_nanos(n: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
-}
-
 fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
@@ -1404,19 +1388,24 @@ fn system_prune(
 /// `system df -v`: docker's three tables (images, containers, local volumes). Layers shared
 /// between images are not broken out, so there are no SHARED/UNIQUE SIZE columns.
 fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
+    use hako_docker::format::{status_text, time_ago};
     let engine = open(root)?;
-    let containers = engine.list(true)?;
-    let sizes = engine.container_sizes(&containers)?;
-    let (volumes, per_container) = engine.volume_usage()?;
+    let df = engine.system_df_verbose()?;
     let now = hako_base::time::now_nanos();
     let mut out = TabWriter::new(std::io::stdout().lock())
         .minwidth(7)
         .padding(3);
     writeln!(out, "Images space usage:\n")?;
     writeln!(out, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tCONTAINERS")?;
-    for img in engine.images().list()? {
-        let users = containers.iter().filter(|c| c.image_id == img.id).count();
-        let created = since(img.created.as_deref().and_then(fmt::parse_rfc3339));
+    for i in &df.images {
+        let img = &i.image;
+        let created = time_ago(
+            img.created
+                .as_deref()
+                .and_then(|c| hako_base::time::parse_rfc3339(c).ok())
+                .filter(|n| *n >= 0),
+            now,
+        );
         let tags: Vec<(String, String)> = if img.repo_tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
@@ -1433,9 +1422,10 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
         for (repo, tag) in tags {
             writeln!(
                 out,
-                "{repo}\t{tag}\t{}\t{created}\t{}\t{users}",
+                "{repo}\t{tag}\t{}\t{created}\t{}\t{}",
                 short_id(&img.id),
-                fmt::human_size(img.size)
+                fmt::human_size(img.size),
+                i.containers
             )?;
         }
     }
@@ -1444,24 +1434,25 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
         out,
         "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES"
     )?;
-    for (c, (rw, _)) in containers.iter().zip(&sizes) {
+    for d in &df.containers {
+        let c = &d.container;
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             &c.id[..12],
             c.image,
             fmt::go_quote(&fmt::ellipsis(&c.command.join(" "), 20)),
-            per_container.get(&c.id).copied().unwrap_or(0),
-            fmt::human_size(*rw),
-            hako_docker::format::time_ago(Some(c.created), now),
-            hako_docker::format::status_text(c, now),
+            d.local_volumes,
+            fmt::human_size(d.size_rw),
+            time_ago(Some(c.created), now),
+            status_text(c, now),
             c.name
         )?;
     }
     writeln!(out, "\nLocal Volumes space usage:\n")?;
     writeln!(out, "VOLUME NAME\tLINKS\tSIZE")?;
-    for (name, links, size) in volumes {
-        writeln!(out, "{name}\t{links}\t{}", fmt::human_size(size))?;
+    for v in &df.volumes {
+        writeln!(out, "{}\t{}\t{}", v.name, v.links, fmt::human_size(v.size))?;
     }
     out.flush()?;
     Ok(0)

@@ -1,21 +1,21 @@
 //! Docker-shaped views of containers: `inspect`, `top`, `stats`, `diff`, plus the small
 //! lifecycle commands that need nothing else (`pause`, `unpause`, `rename`, `prune`).
 
-use crate::config::{ContainerConfig, ContainerUpdate, Mount};
-use crate::{monitor, rfc3339, Engine, Error, Result, State};
+use crate::config::{ContainerConfig, ContainerUpdate};
+use crate::{Engine, Error, Result, State};
 use rusqlite::params;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 
-struct Row {
-    pid: Option<i32>,
-    config: String,
-    cgroup_parent: Option<String>,
-    restart_count: i64,
+pub(crate) struct Row {
+    pub(crate) pid: Option<i32>,
+    pub(crate) config: String,
+    pub(crate) cgroup_parent: Option<String>,
+    pub(crate) restart_count: i64,
 }
 
 impl Engine {
-    fn row(&self, id: &str) -> Result<Row> {
+    pub(crate) fn row(&self, id: &str) -> Result<Row> {
         self.container_row(
             id,
             "SELECT pid, config, cgroup_parent, restart_count FROM containers WHERE id = ?1",
@@ -71,224 +71,14 @@ impl Engine {
         Ok(c.id)
     }
 
-    /// `docker inspect` of a container.
+    /// `docker inspect` of a container, as JSON: [`Engine::container_inspect`]'s view.
     pub fn inspect(&self, key: &str) -> Result<Value> {
-        let c = self.find(key)?;
-        let row = self.row(&c.id)?;
-        let opts = ContainerConfig::from_stored(&row.config).unwrap_or_default();
-        let dir = self.container_dir(&c.id);
-        let paused =
-            c.state == State::Running && self.is_paused(&c.id, row.cgroup_parent.as_deref());
-        let status = match (c.state, paused) {
-            (State::Running, true) => "paused",
-            (State::Running, false) => "running",
-            (State::Exited, _) => "exited",
-            (State::Created, _) => "created",
-        };
-        let plan = self
-            .resolve_image(&c.image_id)
-            .and_then(|img| self.plan(&c.id, &opts, img))
-            .ok();
-        let (env, workdir, hostname, lowers) = match &plan {
-            Some(p) => (
-                p.env.clone(),
-                p.workdir.clone(),
-                p.hostname.clone(),
-                p.image
-                    .layers
-                    .iter()
-                    .rev()
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join(":"),
-            ),
-            None => (
-                Vec::new(),
-                String::new(),
-                c.id[..12].to_string(),
-                String::new(),
-            ),
-        };
-        let mounts: Vec<Value> = self
-            .container_mount_views(&c.id, &opts)
-            .into_iter()
-            .collect();
-        let zero_time = "0001-01-01T00:00:00Z".to_string();
-        let log_path = monitor::log_path(&dir, &c.id);
-        let log_path = if log_path.exists() {
-            log_path.to_string_lossy().into_owned()
-        } else {
-            String::new()
-        };
-        Ok(json!({
-            "Id": c.id,
-            "Created": rfc3339(c.created),
-            "Path": c.command.first().cloned().unwrap_or_default(),
-            "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
-            "State": {
-                "Status": status,
-                "Running": c.state == State::Running,
-                "Paused": paused,
-                "Restarting": false,
-                "OOMKilled": false,
-                "Dead": false,
-                "Pid": if c.state == State::Running { row.pid.unwrap_or(0) } else { 0 },
-                "ExitCode": c.exit_code.unwrap_or(0),
-                "Error": "",
-                "StartedAt": c.started_at.map(rfc3339).unwrap_or_else(|| zero_time.clone()),
-                "FinishedAt": c.finished_at.map(rfc3339).unwrap_or(zero_time),
-            },
-            "Image": c.image_id,
-            "LogPath": log_path,
-            "Name": format!("/{}", c.name),
-            "RestartCount": row.restart_count,
-            "Driver": "overlay",
-            "Platform": "linux",
-            "HostConfig": {
-                "AutoRemove": opts.auto_remove,
-                "Binds": opts.mounts.iter().filter_map(|m| match m {
-                    Mount::Bind { source, target, readonly, .. } => Some(format!("{source}:{target}{}", if *readonly { ":ro" } else { "" })),
-                    Mount::Volume { name: Some(n), target, readonly } => Some(format!("{n}:{target}{}", if *readonly { ":ro" } else { "" })),
-                    _ => None,
-                }).collect::<Vec<_>>(),
-                "NetworkMode": opts.network.mode(),
-                "Privileged": opts.privileged,
-                "Init": opts.init,
-                "SecurityOpt": opts.security_opt,
-                "ReadonlyRootfs": opts.read_only,
-                "CapAdd": opts.cap_add,
-                "CapDrop": opts.cap_drop,
-                "Dns": opts.dns,
-                "ExtraHosts": opts.extra_hosts.iter().map(|h| h.docker()).collect::<Vec<_>>(),
-                "GroupAdd": opts.group_add,
-                "Memory": opts.resources.memory.unwrap_or(0),
-                "NanoCpus": opts.resources.nano_cpus.unwrap_or(0),
-                "CpuShares": opts.resources.cpu_shares.unwrap_or(0),
-                "CpusetCpus": opts.resources.cpuset_cpus.clone().unwrap_or_default(),
-                "PidsLimit": opts.resources.pids_limit,
-                "CgroupParent": opts.cgroup_parent.clone().unwrap_or_default(),
-                "Tmpfs": opts.mounts.iter().filter_map(|m| match m {
-                    Mount::Tmpfs { target, options } => Some((target.clone(), Value::String(options.join(",")))),
-                    _ => None,
-                }).collect::<serde_json::Map<_, _>>(),
-                "Devices": opts.resources.devices.iter().map(|d| serde_json::json!({
-                    "PathOnHost": d.host,
-                    "PathInContainer": d.container,
-                    "CgroupPermissions": d.permissions,
-                })).collect::<Vec<_>>(),
-                "DeviceCgroupRules": opts.resources.device_cgroup_rules,
-                "Ulimits": opts.resources.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
-                "RestartPolicy": {
-                    "Name": opts.restart_policy.name(),
-                    "MaximumRetryCount": opts.restart_policy.maximum_retry_count(),
-                },
-            },
-            "GraphDriver": {
-                "Name": "overlay",
-                "Data": {
-                    "LowerDir": lowers,
-                    "UpperDir": dir.join("upper"),
-                    "WorkDir": dir.join("work"),
-                    "MergedDir": dir.join("rootfs"),
-                },
-            },
-            "Mounts": mounts,
-            "Config": {
-                "Hostname": hostname,
-                "User": opts.user.clone().unwrap_or_default(),
-                "AttachStdin": opts.open_stdin,
-                "Tty": opts.tty,
-                "OpenStdin": opts.open_stdin,
-                "StdinOnce": opts.stdin_once,
-                "Env": env,
-                "Cmd": opts.cmd,
-                "Image": c.image,
-                "WorkingDir": workdir,
-                "Entrypoint": opts.entrypoint,
-                "Labels": opts.labels,
-                "StopTimeout": opts.stop_timeout,
-                "Healthcheck": opts.healthcheck.as_ref().map(|h| {
-                    // Docker leaves out what is not set (omitempty).
-                    let mut m = serde_json::Map::new();
-                    m.insert("Test".into(), json!(h.test));
-                    for (k, v) in [("Interval", h.interval), ("Timeout", h.timeout), ("StartPeriod", h.start_period), ("StartInterval", h.start_interval), ("Retries", i64::from(h.retries))] {
-                        if v != 0 {
-                            m.insert(k.into(), json!(v));
-                        }
-                    }
-                    Value::Object(m)
-                }),
-            },
-            "NetworkSettings": self.network_settings(&c.id),
-        }))
+        let view = self.container_inspect(key)?;
+        serde_json::to_value(view)
+            .map_err(|e| Error::io("inspect document", std::io::Error::other(e)))
     }
 
-    /// Docker's NetworkSettings: per network in `Networks`, and at the top level for the
-    /// default network only (as Docker leaves those empty on user-defined networks).
-    fn network_settings(&self, id: &str) -> Value {
-        let Ok(nets) = crate::netwire::networks(self.store.conn(), &self.root) else {
-            return json!({});
-        };
-        let eps = nets.container_endpoints(id).unwrap_or_default();
-        let view = |n: &hako_net::NetworkInfo, e: &hako_net::Endpoint| {
-            json!({
-                "NetworkID": n.id,
-                "Aliases": e.aliases,
-                "MacAddress": e.mac,
-                "IPAddress": e.ip.to_string(),
-                "IPPrefixLen": n.subnet.prefix,
-                "Gateway": n.gateway.to_string(),
-                "GlobalIPv6Address": e.ip6.map(|a| a.to_string()).unwrap_or_default(),
-                "GlobalIPv6PrefixLen": n.subnet6.map(|s| s.prefix).unwrap_or(0),
-                "IPv6Gateway": n.gateway6.map(|g| g.to_string()).unwrap_or_default(),
-            })
-        };
-        let mut top = eps
-            .iter()
-            .find(|(n, _)| n.name == nets.config().default_network)
-            .map(|(n, e)| view(n, e))
-            .unwrap_or_else(|| {
-                json!({"MacAddress": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
-                       "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": ""})
-            });
-        if let Some(o) = top.as_object_mut() {
-            o.remove("NetworkID");
-            o.remove("Aliases");
-        }
-        top["Networks"] = eps
-            .iter()
-            .map(|(n, e)| (n.name.clone(), view(n, e)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-        top
-    }
-
-    fn container_mount_views(&self, id: &str, opts: &ContainerConfig) -> Vec<Value> {
-        let mut out = Vec::new();
-        for m in &opts.mounts {
-            if let Mount::Bind {
-                source,
-                target,
-                readonly,
-                propagation,
-            } = m
-            {
-                out.push(json!({"Type": "bind", "Source": source, "Destination": target, "Mode": "", "RW": !readonly, "Propagation": propagation}));
-            }
-        }
-        let vols: Vec<String> = self
-            .store
-            .conn()
-            .prepare("SELECT volume FROM container_volumes WHERE container_id = ?1 ORDER BY volume")
-            .and_then(|mut st| st.query_map([id], |r| r.get::<_, String>(0))?.collect())
-            .unwrap_or_default();
-        for v in vols {
-            out.push(json!({"Type": "volume", "Name": v, "Source": self.root().join("volumes").join(&v).join("_data"), "Driver": "local", "RW": true}));
-        }
-        out
-    }
-
-    fn is_paused(&self, id: &str, parent: Option<&str>) -> bool {
+    pub(crate) fn is_paused(&self, id: &str, parent: Option<&str>) -> bool {
         let Ok(cg) = self.cgroup_of(id, parent) else {
             return false;
         };

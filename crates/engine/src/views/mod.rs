@@ -6,6 +6,8 @@
 //! owns.
 
 pub mod container;
+pub mod container_inspect;
+pub mod df;
 pub mod image;
 pub mod network;
 pub mod stats;
