@@ -1274,44 +1274,43 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
     Ok(0)
 }
 
-/// Docker's rule: `NAME:PATH` names a container unless the part before ':' looks like a path.
-fn container_part(arg: &str) -> Option<(&str, &str)> {
-    let (c, p) = arg.split_once(':')?;
-    if c.is_empty() || c.contains('/') || c.starts_with('.') {
-        return None;
-    }
-    Some((c, p))
-}
-
 fn cp(root: &std::path::Path, archive: bool, src: &str, dst: &str) -> Result<i32, Failure> {
+    use hako_docker::cp::{Copy, HostSide};
     use hako_engine::copy::{HostEnd, HostSink};
+    let copy = hako_docker::cp::parse(src, dst)?;
     let engine = open(root)?;
-    match (container_part(src), container_part(dst)) {
-        (Some((c, p)), None) => {
-            if dst == "-" {
-                let mut out = std::io::stdout().lock();
-                engine.copy_from(c, p, HostSink::Tar(&mut out))?;
-            } else {
-                engine.copy_from(c, p, HostSink::Path(std::path::Path::new(dst)))?;
+    match copy {
+        Copy::FromContainer {
+            container,
+            path,
+            to: HostSide::Stream,
+        } => {
+            let mut out = std::io::stdout().lock();
+            engine.copy_from(container, path, HostSink::Tar(&mut out))?;
+        }
+        Copy::FromContainer {
+            container,
+            path,
+            to: HostSide::Path(p),
+        } => engine.copy_from(container, path, HostSink::Path(std::path::Path::new(p)))?,
+        Copy::ToContainer {
+            from: HostSide::Stream,
+            container,
+            path,
+        } => {
+            let mut input = std::io::stdin().lock();
+            engine.copy_to(container, path, HostEnd::Tar(&mut input), archive)?;
+        }
+        Copy::ToContainer {
+            from: HostSide::Path(p),
+            container,
+            path,
+        } => {
+            let src_path = std::path::Path::new(p);
+            if std::fs::symlink_metadata(src_path).is_err() {
+                return Err(anyhow::anyhow!("no such file or directory: {p}").into());
             }
-        }
-        (None, Some((c, p))) => {
-            if src == "-" {
-                let mut input = std::io::stdin().lock();
-                engine.copy_to(c, p, HostEnd::Tar(&mut input), archive)?;
-            } else {
-                let src_path = std::path::Path::new(src);
-                if std::fs::symlink_metadata(src_path).is_err() {
-                    return Err(anyhow::anyhow!("no such file or directory: {src}").into());
-                }
-                engine.copy_to(c, p, HostEnd::Path(src_path), archive)?;
-            }
-        }
-        (Some(_), Some(_)) => {
-            return Err(anyhow::anyhow!("copying between containers is not supported").into())
-        }
-        (None, None) => {
-            return Err(anyhow::anyhow!("must specify at least one container source").into())
+            engine.copy_to(container, path, HostEnd::Path(src_path), archive)?;
         }
     }
     Ok(0)
