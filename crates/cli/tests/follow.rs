@@ -111,15 +111,21 @@ fn events_refuse_an_unknown_filter() {
     ]);
 }
 
-/// The monitor records the exit and applies the restart policy itself: it needs no `hako`
-/// binary (it used to exec `hako container-finish`, so a container started from an install
-/// whose `hako` was since removed or replaced was never restarted).
+/// The monitor's finish (`hako-finish`) records the exit and applies the restart policy without
+/// the `hako` binary (the monitor used to exec `hako container-finish`, so a container started
+/// from an install whose `hako` was since removed was never restarted).
 #[test]
 fn the_monitor_finishes_without_the_hako_binary() {
     let r = Root::with_busybox();
     let bin = tempfile::tempdir_in("/var/tmp").unwrap();
     let debug = std::path::Path::new(common::hako_bin()).parent().unwrap();
-    for b in ["hako", "hako-monitor", "hako-dns", "hako-proxy"] {
+    for b in [
+        "hako",
+        "hako-monitor",
+        "hako-finish",
+        "hako-dns",
+        "hako-proxy",
+    ] {
         std::fs::copy(debug.join(b), bin.path().join(b)).unwrap();
     }
     let out = std::process::Command::new(bin.path().join("hako"))

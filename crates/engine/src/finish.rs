@@ -1,7 +1,8 @@
 //! The last step of a detached container's monitor: once the container has exited and its
 //! status is in the exit file, record it, free the cgroup and the lease, honour `--rm` and the
-//! restart policy ([`Engine::finish_detached`]). The monitor calls this itself; nothing else
-//! is started for it.
+//! restart policy ([`Engine::finish_detached`]). The monitor execs `hako-finish`, a small
+//! binary around [`finish_for_monitor`], under its own pid; the monitor itself links no engine
+//! code, which keeps it small while its container runs.
 
 use crate::{Engine, Result};
 use std::io::Write;

@@ -4,7 +4,8 @@
 //! container's parent and can reap it), and then execs the tiny `hako-monitor` binary, which
 //! keeps the container as its child across the exec. The monitor writes the container's output
 //! to a log in Docker's json-file format, waits for the exit, writes the status to
-//! `containers/<id>/exit` and records it and cleans up itself ([`crate::finish`]).
+//! `containers/<id>/exit` and execs `hako-finish`, which records it and cleans up
+//! ([`crate::finish`]).
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
 use crate::{
@@ -374,7 +375,8 @@ fn exec_monitor(argv: &[CString], wait_attach: bool, stdin: Option<&str>) -> ! {
 }
 
 impl Engine {
-    /// Called by the monitor ([`crate::finish`]) once the container has exited:
+    /// Called by the monitor (through `hako-finish`, [`crate::finish`]) once the container has
+    /// exited:
     /// records the status from the exit file, frees the cgroup, and honours `--rm`.
     ///
     /// `init` is the pid the monitor supervised: when the container has been started again

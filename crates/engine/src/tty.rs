@@ -340,7 +340,7 @@ impl crate::Engine {
         crate::restore_signal_mask(&old);
         let end = end?;
         // The exit is not the end: the monitor still frees the cgroup and network and applies
-        // --rm (its finish, in the same process). Like docker's `run --rm`, return once
+        // --rm (`hako-finish`, exec'd under its pid). Like docker's `run --rm`, return once
         // that is done, so the next command finds nothing left over. Bounded, because a
         // restart policy starts the container again.
         if let (AttachEnd::Exited(_) | AttachEnd::Closed, Some((Some(pid), start))) = (&end, owner)
@@ -354,12 +354,29 @@ impl crate::Engine {
                     Some(nix::sys::wait::WaitPidFlag::WNOHANG),
                 );
             };
+            // Woken by the monitor's exit (a pidfd turns readable when the process ends,
+            // before it is reaped), not by a timer.
             while {
                 reap();
                 crate::alive(Some(pid), start)
-            } && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            } {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match crate::wait::pidfd((Some(pid), start)) {
+                    Some(fd) => {
+                        let mut p = libc::pollfd {
+                            fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd for the duration of the call.
+                        unsafe { libc::poll(&mut p, 1, left.as_millis().max(1) as i32) };
+                    }
+                    // It ended meanwhile (or no pidfd could be had): look again shortly.
+                    None => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
             }
         }
         Ok(Some(end))

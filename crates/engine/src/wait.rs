@@ -1,6 +1,6 @@
 //! `docker wait` with Docker's conditions, woken by the events themselves rather than by
 //! polling the database: the exit of the process that records the container's end (its
-//! monitor, which records it itself, or the `hako run` in the foreground) through a
+//! monitor, which execs `hako-finish` to record it, or the `hako run` in the foreground) through a
 //! pidfd, and changes of its directory (an exit file, a start, its removal) through inotify.
 //! A slow backstop re-reads the row in case neither fires (a process that records nothing and
 //! leaves no trace in the directory, which no hako command does).
