@@ -38,6 +38,7 @@ pub fn config_for(root: &Path) -> hako_net::Config {
     } else {
         format!("sha256:{}", digest())
     };
+    cfg.owners_are_roots = true;
     // Installed next to `hako`, as hako-monitor is; a missing one fails the first `run` on a
     // user network with a message naming it.
     let exe = std::env::current_exe().ok();
