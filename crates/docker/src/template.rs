@@ -150,10 +150,10 @@ fn guard(text: &str) -> Result<String, Error> {
         if trim.is_some() && !action.starts_with("/*") {
             out.push(' ');
         }
-        if action.starts_with("/*") {
+        if let Some(body) = action.strip_prefix("/*") {
             // gtmpl finds the end of a comment with a plain search from after the `/*` (so
             // `/*/` opens without closing); a missing end is its error.
-            match action[2..].find("*/").map(|e| e + 2) {
+            match body.find("*/").map(|e| e + 2) {
                 Some(end) => {
                     out.push_str(&action[..end + 2]);
                     rest = &action[end + 2..];
