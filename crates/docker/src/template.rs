@@ -150,9 +150,10 @@ fn guard(text: &str) -> Result<String, Error> {
         if trim.is_some() && !action.starts_with("/*") {
             out.push(' ');
         }
-        if action.starts_with("/*") {
-            // gtmpl finds the end of a comment with a plain search; a missing one is its error.
-            match action.find("*/") {
+        if let Some(body) = action.strip_prefix("/*") {
+            // gtmpl finds the end of a comment with a plain search from after the `/*` (so
+            // `/*/` opens without closing); a missing end is its error.
+            match body.find("*/").map(|e| e + 2) {
                 Some(end) => {
                     out.push_str(&action[..end + 2]);
                     rest = &action[end + 2..];
@@ -469,6 +470,21 @@ mod tests {
             let e = render(t).unwrap_err().to_string();
             assert!(e.contains("width or precision above 65535"), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn a_comment_ends_after_its_opening() {
+        let render =
+            |t: &str| Format::parse(t).and_then(|f| f.render(&serde_json::json!({"Name": "n"})));
+        assert_eq!(render("{{/*/ x */}}{{.Name}}").unwrap(), "n");
+        // Found by fuzzing: the guard took `/*/` for a whole comment, so it read the rest
+        // out of step with gtmpl, and a non-ASCII character reached gtmpl's lexer (a panic).
+        let crash =
+            "{{/*/[* a a {{{/* a c/*`a t */}}js\x1e\0\0\0\0\0\0\0on{{- .Name \u{502}}c/\\i/*{{- .Name -}}";
+        // gtmpl lexes in a thread of its own: its panic reached the caller as "receiving on a
+        // closed channel" (and aborted hako where panics abort).
+        let e = render(crash).unwrap_err().to_string();
+        assert!(!e.contains("closed channel"), "{e}");
     }
 
     #[test]
