@@ -41,7 +41,7 @@ struct Cli {
         long,
         global = true,
         env = "HAKO_ROOT",
-        default_value = hako_engine::DEFAULT_ROOT
+        default_value_os_t = hako_engine::rootless::default_root()
     )]
     root: PathBuf,
     #[command(subcommand)]
@@ -543,6 +543,9 @@ fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `hako ps | head` into a panic; a CLI should just end.
     // SAFETY: restoring the default disposition of one signal before anything else runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
+        hako_engine::rootless::holder_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -559,6 +562,26 @@ fn main() -> ExitCode {
             return ExitCode::from(u.code);
         }
     };
+    // An ordinary user: into its own user namespace before anything else (see
+    // hako_engine::rootless); `info` reports what is missing instead of failing.
+    if hako_engine::rootless::must_enter() {
+        hako_engine::rootless::use_user_config();
+        if let Err(e) = hako_engine::rootless::enter() {
+            if !matches!(
+                cli.command,
+                Command::Info { .. } | Command::System(SystemCommand::Info { .. })
+            ) {
+                eprintln!("hako: {e}");
+                let run = matches!(
+                    cli.command,
+                    Command::Run(_)
+                        | Command::Create(_)
+                        | Command::Container(ContainerCommand::Run(_))
+                );
+                return ExitCode::from(if run { 125 } else { 1 });
+            }
+        }
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(f) => {

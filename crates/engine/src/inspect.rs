@@ -31,7 +31,8 @@ impl Engine {
     }
 
     fn cgroup_of(&self, id: &str, parent: Option<&str>) -> Result<hako_cgroups::Cgroup> {
-        Ok(hako_cgroups::CgroupSystem::detect()?.open(parent, &format!("hako-{id}")))
+        let cs = hako_cgroups::CgroupSystem::detect()?;
+        Ok(crate::rootless::open_cgroup(&cs, parent, id))
     }
 
     /// The options a container was created with, as stored: without resolving its image or
@@ -167,6 +168,9 @@ impl Engine {
                 "CpusetCpus": opts.resources.cpuset_cpus.clone().unwrap_or_default(),
                 "PidsLimit": opts.resources.pids_limit,
                 "CgroupParent": opts.cgroup_parent.clone().unwrap_or_default(),
+                "UsernsMode": opts.userns_mode.docker(),
+                // Not Docker's: the limits a rootless container could not have, and why.
+                "DroppedLimits": crate::rootless::dropped_limits(&dir),
                 "Tmpfs": opts.mounts.iter().filter_map(|m| match m {
                     Mount::Tmpfs { target, options } => Some((target.clone(), Value::String(options.join(",")))),
                     _ => None,

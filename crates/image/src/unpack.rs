@@ -585,7 +585,7 @@ fn whiteout(tree: &mut Tree, parent: &Path, rel: &Path, target: &[u8]) -> Result
         let rc = unsafe {
             libc::setxattr(
                 p.as_ptr(),
-                c"trusted.overlay.opaque".as_ptr(),
+                hako_base::userns::overlay_opaque_xattr().as_ptr(),
                 b"y".as_ptr().cast(),
                 1,
                 0,
