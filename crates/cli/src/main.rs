@@ -546,6 +546,10 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
         hako_engine::rootless::holder_main();
     }
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::USERNET_ARG.as_ref()) {
+        let config = std::env::args().nth(2).unwrap_or_default();
+        return ExitCode::from(hako_engine::rootless::usernet_helper_main(&config) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -566,7 +570,12 @@ fn main() -> ExitCode {
     // hako_engine::rootless); `info` reports what is missing instead of failing.
     if hako_engine::rootless::must_enter() {
         hako_engine::rootless::use_user_config();
-        if let Err(e) = hako_engine::rootless::enter() {
+        let entered = hako_engine::rootless::enter();
+        if entered.is_ok() {
+            eprintln!("hako: {}", hako_engine::rootless::reexec());
+            return ExitCode::from(125);
+        }
+        if let Err(e) = entered {
             if !matches!(
                 cli.command,
                 Command::Info { .. } | Command::System(SystemCommand::Info { .. })

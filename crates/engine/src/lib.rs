@@ -356,6 +356,8 @@ pub(crate) struct Plan {
     pub(crate) limits: limits::Limits,
     pub(crate) image_volumes: Vec<String>,
     pub(crate) attach: Option<(String, hako_net::AttachOptions)>,
+    /// A rootless container's user-mode network (instead of `attach`).
+    pub(crate) usernet: Option<rootless::UserNet>,
 }
 
 /// An open hako state root.
@@ -782,6 +784,7 @@ impl Engine {
         let limits = limits::Limits::parse(opts)?;
         opts.check()?;
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
+        rootless::check_network(&opts.network)?;
         let attach = match opts.network.attach_to() {
             None => {
                 if !opts.port_bindings.is_empty() {
@@ -833,6 +836,7 @@ impl Engine {
                 ))
             }
         };
+        let (attach, usernet) = rootless::plan_network(attach)?;
         Ok(Plan {
             image,
             args,
@@ -843,6 +847,7 @@ impl Engine {
             limits,
             image_volumes,
             attach,
+            usernet,
         })
     }
 
@@ -1242,6 +1247,19 @@ impl Engine {
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
                 resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
+                usernet: None,
+            })
+            .or_else(|| {
+                plan.usernet.as_ref().map(|u| netwire::NetWire {
+                    root: self.root.clone(),
+                    network: String::new(),
+                    container_id: id.to_string(),
+                    opts: hako_net::AttachOptions::default(),
+                    hosts_file: dir.join("hosts"),
+                    hostname: plan.hostname.clone(),
+                    resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
+                    usernet: Some(u.clone()),
+                })
             });
         Ok(Prepared {
             spec,

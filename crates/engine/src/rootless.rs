@@ -245,6 +245,20 @@ pub fn enter() -> Result<()> {
     join((pid, start))
 }
 
+/// Executes this program again with the same arguments, after [`enter`]: the kernel ties a
+/// process image to the user namespace it was executed in, and a container that the engine
+/// forks inherits that. Executed in the initial namespace, the user's own processes there
+/// could not open the container's namespaces (`/proc/PID/ns/*` of a process that changed
+/// its credentials needs `CAP_SYS_PTRACE` over that namespace), which the network helper
+/// and `exec` do. Returns only on failure.
+pub fn reexec() -> Error {
+    let args: Vec<CString> = std::env::args_os()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let e = nix::unistd::execv(c"/proc/self/exe", &args).unwrap_err();
+    Error::io("execute hako in the user namespace", e.into())
+}
+
 fn runtime_err(e: hako_runtime::rootless::RootlessError) -> Error {
     Error::Runtime(e.into())
 }
@@ -629,6 +643,182 @@ pub(crate) fn container_cgroup(
             .map_err(|e| Error::io(format!("write {}", file.display()), e))?;
     }
     Ok((cgroup, dropped))
+}
+
+/// The argument that makes `hako` a rootless container's network helper.
+pub const USERNET_ARG: &str = "__usernet-helper";
+
+/// Refuses, rootless, the networks that need root: user-defined networks (not built yet).
+pub(crate) fn check_network(network: &crate::Network) -> Result<()> {
+    if let (true, crate::Network::Named(n)) = (active(), network) {
+        return Err(Error::Invalid(format!(
+            "network {n}: user-defined networks are not supported rootless yet; use the default network (slirp4netns), none or host"
+        )));
+    }
+    Ok(())
+}
+
+/// A rootless container's network on the default network: a user-mode stack of its own and
+/// hako's port forwarder, run by a helper (`hako __usernet-helper`) that lives as long as the
+/// container's init.
+#[derive(Clone, Debug)]
+pub struct UserNet {
+    stack: hako_usernet::StackConfig,
+    ports: Vec<hako_usernet::Publish>,
+}
+
+/// A rootful container's network and how it joins it.
+pub(crate) type Attach = (String, hako_net::AttachOptions);
+
+/// Rootless: turns the default network's attach plan into a user-mode network (refusing what
+/// it cannot do), and checks the published ports an ordinary user may bind.
+pub(crate) fn plan_network(attach: Option<Attach>) -> Result<(Option<Attach>, Option<UserNet>)> {
+    let Some((_, opts)) = attach.as_ref().filter(|_| active()) else {
+        return Ok((attach, None));
+    };
+    let refuse = |what: &str| {
+        Err(Error::Invalid(format!(
+            "{what} is not supported rootless: the default network is a user-mode stack of the container's own"
+        )))
+    };
+    if opts.ip.is_some() || opts.ip6.is_some() {
+        return refuse("--ip");
+    }
+    if opts.mac.is_some() {
+        return refuse("--mac-address");
+    }
+    if !opts.aliases.is_empty() {
+        return refuse("--network-alias");
+    }
+    let start = hako_usernet::unprivileged_port_start();
+    let mut ports = Vec::new();
+    for p in &opts.ports {
+        let publish = hako_usernet::Publish {
+            host_ip: p.host_ip,
+            host_port: p.host_port.0,
+            host_port_end: p.host_port.1.max(p.host_port.0),
+            container_port: p.container_port,
+            proto: match p.proto {
+                hako_net::Proto::Tcp => hako_usernet::Proto::Tcp,
+                hako_net::Proto::Udp => hako_usernet::Proto::Udp,
+            },
+        };
+        if publish.host_port != 0 && publish.host_port < start {
+            return Err(Error::Invalid(format!(
+                "cannot publish {publish}: host port {} is below net.ipv4.ip_unprivileged_port_start ({start}), which an ordinary user cannot bind; use a port >= {start}, or lower the sysctl as root",
+                publish.host_port
+            )));
+        }
+        ports.push(publish);
+    }
+    Ok((
+        None,
+        Some(UserNet {
+            stack: hako_usernet::StackConfig::default(),
+            ports,
+        }),
+    ))
+}
+
+impl UserNet {
+    /// In the start hook: starts the helper for the container whose init is `pid`, waits
+    /// until its stack and ports serve, and points the container's resolv.conf and hosts at
+    /// the stack's addresses.
+    pub(crate) fn start(
+        &self,
+        pid: i32,
+        wire: &crate::netwire::NetWire,
+    ) -> std::result::Result<(), String> {
+        use std::os::unix::process::CommandExt;
+        let cfg = hako_usernet::HelperConfig {
+            target: hako_usernet::Target::pid(pid),
+            stack: Some(self.stack.clone()),
+            ports: self.ports.clone(),
+            container_ip: None,
+        };
+        let json = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| format!("locate the hako binary: {e}"))?;
+        let dir = wire.hosts_file.parent().unwrap_or(Path::new("/"));
+        let log_path = dir.join("usernet.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("create {}: {e}", log_path.display()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(USERNET_ARG)
+            .arg(json)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log);
+        // SAFETY: setsid in the forked child before exec: a ctrl-c in the user's terminal is
+        // the container's to get (relayed), not the helper's.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            })
+        };
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("start the network helper: {e}"))?;
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let _ = std::io::BufRead::read_line(&mut out, &mut line);
+        let ready: Option<hako_usernet::Ready> = serde_json::from_str(line.trim()).ok();
+        if ready.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let why = why
+                .lines()
+                .last()
+                .unwrap_or("the network helper exited")
+                .trim();
+            return Err(why.strip_prefix("hako: ").unwrap_or(why).to_string());
+        }
+        let stack = &self.stack;
+        if let Some(path) = &wire.resolv_file {
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            rewrite_in_place(path, &hako_usernet::resolv_conf(&host, stack.dns()))?;
+        }
+        let mut hosts = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&wire.hosts_file)
+            .map_err(|e| format!("update /etc/hosts: {e}"))?;
+        hosts
+            .write_all(format!("{}\t{}\n", stack.container_ip(), wire.hostname).as_bytes())
+            .map_err(|e| format!("update /etc/hosts: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Replaces the contents of a file that is bind-mounted into the container, keeping its inode.
+fn rewrite_in_place(path: &Path, text: &str) -> std::result::Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| format!("update {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("update {}: {e}", path.display()))
+}
+
+/// The network helper's life (`hako __usernet-helper CONFIG`): serves until the container's
+/// init exits. Must be called while single-threaded. Returns the exit status.
+pub fn usernet_helper_main(config: &str) -> i32 {
+    let cfg: hako_usernet::HelperConfig = match serde_json::from_str(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hako: network helper configuration: {e}");
+            return 2;
+        }
+    };
+    let mut out = std::io::stdout();
+    match hako_usernet::helper_main(&cfg, None, &mut out) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hako: {e}");
+            1
+        }
+    }
 }
 
 #[cfg(test)]
