@@ -1546,6 +1546,13 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
     println!(" CPUs: {}", i.ncpu);
     println!(" Total Memory: {}", fmt::human_binary_size(i.mem_total));
     println!(" Hako Root Dir: {}", i.root_dir);
+    println!(" Rootless: {}", i.rootless);
+    if let Some(m) = &i.rootless_mechanisms {
+        println!("  Ids: {}", m.ids);
+        println!("  Storage: {}", m.storage);
+        println!("  Network: {}", m.network);
+        println!("  Cgroups: {}", m.cgroups);
+    }
     Ok(0)
 }
 

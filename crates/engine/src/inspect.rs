@@ -693,6 +693,10 @@ pub struct SystemInfo {
     pub root_dir: String,
     /// Security features in force.
     pub security_options: Vec<String>,
+    /// Run by an ordinary user (in its own user namespace).
+    pub rootless: bool,
+    /// Rootless: what storage, network, cgroups and id mapping use, or why one is missing.
+    pub rootless_mechanisms: Option<crate::rootless::Mechanisms>,
 }
 
 impl Engine {
@@ -741,6 +745,8 @@ impl Engine {
                 .unwrap_or(1),
             mem_total,
             root_dir: self.root().display().to_string(),
+            rootless: crate::rootless::active(),
+            rootless_mechanisms: crate::rootless::active().then(crate::rootless::mechanisms),
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),

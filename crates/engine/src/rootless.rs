@@ -821,6 +821,85 @@ pub fn usernet_helper_main(config: &str) -> i32 {
     }
 }
 
+/// What rootless containers use on this host, each with the reason when the better
+/// mechanism is missing (`hako info`).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Mechanisms {
+    /// How ids are mapped.
+    pub ids: String,
+    /// How root filesystems are made.
+    pub storage: String,
+    /// The default network.
+    pub network: String,
+    /// How containers get cgroups.
+    pub cgroups: String,
+}
+
+fn in_path(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Looks at the grants, the kernel, `$PATH` and the cgroup hierarchies.
+pub fn mechanisms() -> Mechanisms {
+    let id = identity();
+    let ids = match hako_runtime::rootless::UserNamespace::with_subids(&id) {
+        Ok(_) => {
+            let list = |r: &[hako_runtime::rootless::SubIdRange]| {
+                r.iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "newuidmap/newgidmap: uid 0 is {} ({}), subordinate uids {}, gids {}",
+                id.uid,
+                id.user,
+                list(&id.subuids),
+                list(&id.subgids)
+            )
+        }
+        Err(e) => format!("none: {e}"),
+    };
+    let release = crate::seccomp::kernel_release();
+    let storage = if crate::seccomp::kernel_version(&release) >= (5, 11) {
+        "overlay (in the user namespace, userxattr)".to_string()
+    } else {
+        format!("none: overlayfs in a user namespace needs Linux 5.11 or later (this is {release}): upgrade the kernel")
+    };
+    let driver = hako_usernet::Driver::default();
+    let network = if in_path(driver.as_str()) {
+        format!(
+            "{} per container, -p through hako's forwarder; user-defined networks not yet",
+            driver.as_str()
+        )
+    } else {
+        format!(
+            "none: {} not found: install the package {}",
+            driver.as_str(),
+            match driver {
+                hako_usernet::Driver::Slirp4netns => "slirp4netns",
+                hako_usernet::Driver::Pasta => "passt",
+            }
+        )
+    };
+    let cgroups = match hako_cgroups::CgroupSystem::detect() {
+        Ok(cs) => cs.rootless_driver(host_uid()).to_string(),
+        Err(e) => format!("none: {e}"),
+    };
+    Mechanisms {
+        ids,
+        storage,
+        network,
+        cgroups,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
