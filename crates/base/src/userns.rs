@@ -139,11 +139,19 @@ pub fn mapped(map: &[MapLine], id: u32) -> bool {
 
 /// The ids `map` has, as `0-65536` (comma-separated ranges).
 pub fn describe(map: &[MapLine]) -> String {
-    map.iter()
-        .map(|m| {
-            let end = u64::from(m.inside) + u64::from(m.size).max(1) - 1;
-            format!("{}-{end}", m.inside)
-        })
+    let mut lines = map.to_vec();
+    lines.sort_by_key(|m| m.inside);
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for m in lines {
+        let (start, end) = (u64::from(m.inside), u64::from(m.inside) + u64::from(m.size));
+        match ranges.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => ranges.push((start, end)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|(s, e)| format!("{s}-{}", e.max(&(s + 1)) - 1))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -157,7 +165,7 @@ mod tests {
         let m =
             parse_map("         0       1000          1\n         1 1000000000      65536\nbad\n");
         assert_eq!(m.len(), 2);
-        assert_eq!(describe(&m), "0-0, 1-65536");
+        assert_eq!(describe(&m), "0-65536");
         assert!(mapped(&m, 65532));
         assert!(mapped(&m, 0));
         assert!(!mapped(&m, 65537));
