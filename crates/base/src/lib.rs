@@ -7,6 +7,8 @@
 //! - [`signal`]: one signal table, names and numbers;
 //! - [`proc`]: `/proc/PID/stat` readers: a process's start time, and whether a recorded
 //!   process still runs;
+//! - [`userns`]: whether this process is rootless hako (an ordinary user, or root of a user
+//!   namespace whose root is not the host's), and what overlayfs then needs;
 //! - [`ErrorKind`]: the class of an error every library error reports through `kind()`, which
 //!   the CLI maps to exit codes and the API server to HTTP statuses.
 //!
@@ -20,5 +22,6 @@ pub mod proc;
 pub mod signal;
 pub mod size;
 pub mod time;
+pub mod userns;
 
 pub use error::ErrorKind;

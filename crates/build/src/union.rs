@@ -23,7 +23,7 @@ fn is_opaque(p: &Path) -> bool {
     else {
         return false;
     };
-    let name = c"trusted.overlay.opaque";
+    let name = hako_base::userns::overlay_opaque_xattr();
     let mut buf = [0u8; 4];
     // SAFETY: lgetxattr writes at most buf.len() bytes into our buffer; both strings are
     // NUL-terminated.

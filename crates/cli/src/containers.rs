@@ -183,6 +183,9 @@ pub(crate) struct RunArgs {
     /// UTS namespace to use (host)
     #[arg(long)]
     pub(crate) uts: Option<String>,
+    /// User namespace to use (rootless: keep-id maps your uid to itself inside)
+    #[arg(long)]
+    pub(crate) userns: Option<String>,
     /// Log driver options (max-size=10m, max-file=3)
     #[arg(long)]
     pub(crate) log_opt: Vec<String>,
@@ -278,6 +281,7 @@ impl RunArgs {
             pid: self.pid,
             ipc: self.ipc,
             uts: self.uts,
+            userns: self.userns,
             log_opt: self.log_opt,
             log_driver: self.log_driver,
             health_cmd: self.health_cmd,

@@ -41,7 +41,7 @@ struct Cli {
         long,
         global = true,
         env = "HAKO_ROOT",
-        default_value = hako_engine::DEFAULT_ROOT
+        default_value_os_t = hako_engine::rootless::default_root()
     )]
     root: PathBuf,
     #[command(subcommand)]
@@ -535,6 +535,13 @@ fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `hako ps | head` into a panic; a CLI should just end.
     // SAFETY: restoring the default disposition of one signal before anything else runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
+        hako_engine::rootless::holder_main();
+    }
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::USERNET_ARG.as_ref()) {
+        let config = std::env::args().nth(2).unwrap_or_default();
+        return ExitCode::from(hako_engine::rootless::usernet_helper_main(&config) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -551,6 +558,31 @@ fn main() -> ExitCode {
             return ExitCode::from(u.code);
         }
     };
+    // An ordinary user: into its own user namespace before anything else (see
+    // hako_engine::rootless); `info` reports what is missing instead of failing.
+    if hako_engine::rootless::must_enter() {
+        hako_engine::rootless::use_user_config();
+        let entered = hako_engine::rootless::enter();
+        if entered.is_ok() {
+            eprintln!("hako: {}", hako_engine::rootless::reexec());
+            return ExitCode::from(125);
+        }
+        if let Err(e) = entered {
+            if !matches!(
+                cli.command,
+                Command::Info { .. } | Command::System(SystemCommand::Info { .. })
+            ) {
+                eprintln!("hako: {e}");
+                let run = matches!(
+                    cli.command,
+                    Command::Run(_)
+                        | Command::Create(_)
+                        | Command::Container(ContainerCommand::Run(_))
+                );
+                return ExitCode::from(if run { 125 } else { 1 });
+            }
+        }
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(f) => {
@@ -1271,6 +1303,13 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
     println!(" CPUs: {}", i.ncpu);
     println!(" Total Memory: {}", fmt::human_binary_size(i.mem_total));
     println!(" Hako Root Dir: {}", i.root_dir);
+    println!(" Rootless: {}", i.rootless);
+    if let Some(m) = &i.rootless_mechanisms {
+        println!("  Ids: {}", m.ids);
+        println!("  Storage: {}", m.storage);
+        println!("  Network: {}", m.network);
+        println!("  Cgroups: {}", m.cgroups);
+    }
     Ok(0)
 }
 

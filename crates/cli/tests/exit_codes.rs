@@ -457,19 +457,19 @@ fn most_repeated_os_error(stderr: &str) -> usize {
 #[test]
 fn a_cause_is_printed_once() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     let r = Root::with_busybox();
 
-    // A state root under a directory only root may enter, opened as nobody: EACCES.
+    // A state root under a directory only root may enter, opened by an ordinary user (with
+    // subordinate ids, so rootless hako gets as far as the root): EACCES.
     let locked = r.path().join("locked");
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let denied = std::process::Command::new(common::hako_bin())
+    let user = hako_testkit::user::TestUser::create();
+    let denied = user
+        .command(common::hako_bin())
         .arg("--root")
         .arg(locked.join("root"))
         .arg("ps")
-        .uid(65534)
-        .gid(65534)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&denied.stderr);

@@ -1688,7 +1688,11 @@ fn a_new_bridge_is_allowed_in_docker_user_and_stale_hako_rules_there_are_swept()
     let rules = docker_user_rules();
     assert!(!rules.contains(&format!(" {bridge} ")), "{rules}");
     if made_chain {
-        sh("iptables -w -F DOCKER-USER && iptables -w -X DOCKER-USER");
+        // Not flushed: a dockerd or another root started meanwhile may have rules there, and
+        // removing an empty chain is all this test owes (-X refuses a chain in use).
+        let _ = std::process::Command::new("iptables")
+            .args(["-w", "-X", "DOCKER-USER"])
+            .output();
     }
 }
 

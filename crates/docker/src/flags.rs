@@ -5,7 +5,7 @@
 
 use hako_engine::config::{
     ContainerConfig, ContainerUpdate, ExtraHost, HealthConfig, LogConfig, Mount, NamespaceMode,
-    PortBinding, Resources, RestartPolicy, Ulimit,
+    PortBinding, Resources, RestartPolicy, Ulimit, UsernsMode,
 };
 use hako_engine::{options, seccomp, Error, Network};
 use std::time::Duration;
@@ -101,6 +101,8 @@ pub struct RunFlags {
     pub ipc: Option<String>,
     /// `--uts`.
     pub uts: Option<String>,
+    /// `--userns`.
+    pub userns: Option<String>,
     /// `--log-opt`.
     pub log_opt: Vec<String>,
     /// `--log-driver`.
@@ -354,6 +356,7 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         pid_mode: daemon(mode(&f.pid, "--pid"))?,
         ipc_mode: daemon(mode(&f.ipc, "--ipc"))?,
         uts_mode: daemon(mode(&f.uts, "--uts"))?,
+        userns_mode: daemon(UsernsMode::parse(f.userns.as_deref().unwrap_or("")))?,
         log_config: daemon(LogConfig::parse(&f.log_opt))?,
         init: f.init,
         ..Default::default()

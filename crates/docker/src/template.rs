@@ -63,6 +63,48 @@ fn json(args: &[Value]) -> Result<Value, FuncError> {
     ))
 }
 
+/// The verbs that end a `printf` directive, as gtmpl's formatter reads them.
+const PRINTF_VERBS: &str = "vVtTbcdoqxXUeEfFgGsp";
+/// Rust's formatter takes widths and precisions up to u16::MAX and panics beyond (gtmpl
+/// passes them through); Go pads up to 10^6. Wider is refused rather than crashing hako.
+const PRINTF_MAX_WIDTH: u64 = u16::MAX as u64;
+
+/// gtmpl's `printf`, after a check that no width, precision or argument index in the
+/// format is beyond what the formatter takes (found by fuzzing: `{{printf "%099999s" .}}`
+/// panicked inside gtmpl).
+fn printf(args: &[Value]) -> Result<Value, FuncError> {
+    if let Some(Value::String(f)) = args.first() {
+        let mut chars = f.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                continue;
+            }
+            if chars.peek() == Some(&'%') {
+                chars.next();
+                continue;
+            }
+            let mut n: u64 = 0;
+            for c in chars.by_ref() {
+                if PRINTF_VERBS.contains(c) {
+                    break;
+                }
+                match c.to_digit(10) {
+                    Some(d) => {
+                        n = n.saturating_mul(10).saturating_add(u64::from(d));
+                        if n > PRINTF_MAX_WIDTH {
+                            return Err(FuncError::Generic(format!(
+                                "printf: a width or precision above {PRINTF_MAX_WIDTH} in {f:?}"
+                            )));
+                        }
+                    }
+                    None => n = 0,
+                }
+            }
+        }
+    }
+    gtmpl::funcs::printf(args)
+}
+
 fn upper(args: &[Value]) -> Result<Value, FuncError> {
     match args.first() {
         Some(Value::String(s)) => Ok(Value::String(s.to_uppercase())),
@@ -108,9 +150,10 @@ fn guard(text: &str) -> Result<String, Error> {
         if trim.is_some() && !action.starts_with("/*") {
             out.push(' ');
         }
-        if action.starts_with("/*") {
-            // gtmpl finds the end of a comment with a plain search; a missing one is its error.
-            match action.find("*/") {
+        if let Some(body) = action.strip_prefix("/*") {
+            // gtmpl finds the end of a comment with a plain search from after the `/*` (so
+            // `/*/` opens without closing); a missing end is its error.
+            match body.find("*/").map(|e| e + 2) {
                 Some(end) => {
                     out.push_str(&action[..end + 2]);
                     rest = &action[end + 2..];
@@ -315,6 +358,7 @@ impl Format {
             ("json", json as gtmpl_value::Func),
             ("upper", upper),
             ("lower", lower),
+            ("printf", printf),
         ]);
         // Docker templates are written with \t for tab-separated columns.
         let text = guard(&text.replace("\\t", "\t").replace("\\n", "\n"))?;
@@ -403,6 +447,46 @@ mod tests {
 
     /// Found by fuzz/fuzz_targets/template.rs: gtmpl's own decoding of string escapes panics
     /// on a non-ASCII character after a backslash and loops forever on a short `\x` escape.
+    #[test]
+    fn printf_widths_beyond_the_formatter_are_refused_not_a_crash() {
+        let render = |t: &str| {
+            Format::parse(t)
+                .unwrap()
+                .render(&serde_json::json!({"Name": "n"}))
+        };
+        // (gtmpl pads strings on the right where Go pads on the left: a known difference.)
+        assert_eq!(render(r#"{{printf "%5s|" .Name}}"#).unwrap().len(), 6);
+        assert_eq!(
+            render(r#"{{printf "%-65535s" .Name}}"#).unwrap().len(),
+            65535
+        );
+        // `%%` is no directive: the digits after it are text, not a width.
+        assert!(render(r#"{{printf "%.3s%%99999999" .Name}}"#).is_ok());
+        for t in [
+            r#"{{printf "%+-099999999999s-!(d" .Name}}"#,
+            r#"{{printf "%65536d" 1}}"#,
+            r#"{{printf "%.70000f" 1.5}}"#,
+        ] {
+            let e = render(t).unwrap_err().to_string();
+            assert!(e.contains("width or precision above 65535"), "{t}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_comment_ends_after_its_opening() {
+        let render =
+            |t: &str| Format::parse(t).and_then(|f| f.render(&serde_json::json!({"Name": "n"})));
+        assert_eq!(render("{{/*/ x */}}{{.Name}}").unwrap(), "n");
+        // Found by fuzzing: the guard took `/*/` for a whole comment, so it read the rest
+        // out of step with gtmpl, and a non-ASCII character reached gtmpl's lexer (a panic).
+        let crash =
+            "{{/*/[* a a {{{/* a c/*`a t */}}js\x1e\0\0\0\0\0\0\0on{{- .Name \u{502}}c/\\i/*{{- .Name -}}";
+        // gtmpl lexes in a thread of its own: its panic reached the caller as "receiving on a
+        // closed channel" (and aborted hako where panics abort).
+        let e = render(crash).unwrap_err().to_string();
+        assert!(!e.contains("closed channel"), "{e}");
+    }
+
     #[test]
     fn string_escapes_are_decoded_as_go_does() {
         let doc = serde_json::json!({"Labels": {"é\"x": "1", "a\\b": "2", "A": "3"}});

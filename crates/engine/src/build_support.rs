@@ -58,6 +58,9 @@ impl OverlayMount {
         if crate::seccomp::kernel_version(&crate::seccomp::kernel_release()) >= (5, 10) {
             data.push_str(",volatile");
         }
+        if hako_base::userns::overlay_userxattr() {
+            data.push_str(",userxattr");
+        }
         // The kernel reads mount options from one page.
         if data.len() >= 4096 {
             return Err(Error::Invalid(format!(
@@ -254,7 +257,7 @@ fn etc_only_for_mounts(upper: &std::path::Path, image_etc: Option<(u32, u32, u32
     });
     only_mounts
         && !matches!(
-            crate::commit::xattr_get(&etc, "trusted.overlay.opaque"),
+            crate::commit::xattr_get(&etc, &crate::commit::opaque_name()),
             Ok(Some(v)) if v == b"y"
         )
 }

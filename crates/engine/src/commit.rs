@@ -64,7 +64,7 @@ fn add_dir<W: Write>(
         }
         b.append_path_with_name(e.path(), &r)?;
         if meta.is_dir() {
-            if let Ok(Some(v)) = xattr_get(&e.path(), "trusted.overlay.opaque") {
+            if let Ok(Some(v)) = xattr_get(&e.path(), &opaque_name()) {
                 if v == b"y" {
                     let mut h = tar::Header::new_gnu();
                     h.set_entry_type(tar::EntryType::Regular);
@@ -77,6 +77,13 @@ fn add_dir<W: Write>(
         }
     }
     Ok(())
+}
+
+/// The xattr overlayfs marks opaque directories with here (`user.` inside a user namespace).
+pub(crate) fn opaque_name() -> String {
+    hako_base::userns::overlay_opaque_xattr()
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub(crate) fn xattr_get(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {

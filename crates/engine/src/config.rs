@@ -109,6 +109,8 @@ pub struct ContainerConfig {
     pub ipc_mode: NamespaceMode,
     /// Its UTS namespace.
     pub uts_mode: NamespaceMode,
+    /// Its user namespace (`--userns`).
+    pub userns_mode: UsernsMode,
     /// How its output is logged.
     pub log_config: LogConfig,
     /// hako-init runs as PID 1 in front of the command.
@@ -421,6 +423,44 @@ impl NamespaceMode {
             NamespaceMode::Shareable => "shareable".into(),
             NamespaceMode::Host => "host".into(),
             NamespaceMode::Container(c) => format!("container:{c}"),
+        }
+    }
+}
+
+/// `--userns`: which user namespace a container gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsernsMode {
+    /// The engine's: for root the host's, rootless the user's namespace (the user is root
+    /// inside, its subordinate ids the rest).
+    #[default]
+    Default,
+    /// `host`: the host's ids, which rootless hako cannot give.
+    Host,
+    /// `keep-id` (Podman's): rootless, the user's own uid and gid are the same inside, and the
+    /// container runs as them.
+    KeepId,
+}
+
+impl UsernsMode {
+    /// Docker's and Podman's syntax.
+    pub fn parse(s: &str) -> Result<UsernsMode> {
+        match s {
+            "" => Ok(UsernsMode::Default),
+            "host" => Ok(UsernsMode::Host),
+            "keep-id" => Ok(UsernsMode::KeepId),
+            other => Err(Error::Invalid(format!(
+                "invalid --userns mode: {other} (use host or keep-id)"
+            ))),
+        }
+    }
+
+    /// Inspect's HostConfig.UsernsMode.
+    pub fn docker(&self) -> &'static str {
+        match self {
+            UsernsMode::Default => "",
+            UsernsMode::Host => "host",
+            UsernsMode::KeepId => "keep-id",
         }
     }
 }
@@ -778,6 +818,7 @@ mod legacy {
                 pid_mode: mode(&self.pid_mode, "--pid")?,
                 ipc_mode: mode(&self.ipc_mode, "--ipc")?,
                 uts_mode: mode(&self.uts_mode, "--uts")?,
+                userns_mode: UsernsMode::Default,
                 log_config: LogConfig::parse(&self.log_opts)?,
                 init: self.init,
                 overlays: self.overlays,

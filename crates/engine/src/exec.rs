@@ -114,8 +114,11 @@ impl Engine {
             enter_existing_root,
         } = hako_runtime::exec_spec(&s, pid, process);
 
-        let cgroup = hako_cgroups::CgroupSystem::detect()?
-            .open(run.cgroup_parent.as_deref(), &format!("hako-{}", c.id));
+        let cgroup = crate::rootless::open_cgroup(
+            &hako_cgroups::CgroupSystem::detect()?,
+            run.cgroup_parent.as_deref(),
+            &c.id,
+        );
         // The container allocates its pty from its own devpts and sends us the master.
         let console = if opts.tty {
             Some(tty::open(&mut s)?)

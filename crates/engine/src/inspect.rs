@@ -31,7 +31,8 @@ impl Engine {
     }
 
     fn cgroup_of(&self, id: &str, parent: Option<&str>) -> Result<hako_cgroups::Cgroup> {
-        Ok(hako_cgroups::CgroupSystem::detect()?.open(parent, &format!("hako-{id}")))
+        let cs = hako_cgroups::CgroupSystem::detect()?;
+        Ok(crate::rootless::open_cgroup(&cs, parent, id))
     }
 
     /// The options a container was created with, as stored: without resolving its image or
@@ -479,6 +480,10 @@ pub struct SystemInfo {
     pub root_dir: String,
     /// Security features in force.
     pub security_options: Vec<String>,
+    /// Run by an ordinary user (in its own user namespace).
+    pub rootless: bool,
+    /// Rootless: what storage, network, cgroups and id mapping use, or why one is missing.
+    pub rootless_mechanisms: Option<crate::rootless::Mechanisms>,
 }
 
 impl Engine {
@@ -527,6 +532,8 @@ impl Engine {
                 .unwrap_or(1),
             mem_total,
             root_dir: self.root().display().to_string(),
+            rootless: crate::rootless::active(),
+            rootless_mechanisms: crate::rootless::active().then(crate::rootless::mechanisms),
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),

@@ -23,6 +23,7 @@ pub mod names;
 pub mod netwire;
 pub mod networks;
 pub mod options;
+pub mod rootless;
 pub mod seccomp;
 pub mod spec;
 mod system;
@@ -357,6 +358,8 @@ pub(crate) struct Plan {
     pub(crate) limits: limits::Limits,
     pub(crate) image_volumes: Vec<String>,
     pub(crate) attach: Option<(String, hako_net::AttachOptions)>,
+    /// A rootless container's user-mode network (instead of `attach`).
+    pub(crate) usernet: Option<rootless::UserNet>,
 }
 
 /// An open hako state root.
@@ -783,6 +786,7 @@ impl Engine {
         let limits = limits::Limits::parse(opts)?;
         opts.check()?;
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
+        rootless::check_network(&opts.network)?;
         let attach = match opts.network.attach_to() {
             None => {
                 if !opts.port_bindings.is_empty() {
@@ -834,6 +838,7 @@ impl Engine {
                 ))
             }
         };
+        let (attach, usernet) = rootless::plan_network(attach)?;
         Ok(Plan {
             image,
             args,
@@ -844,6 +849,7 @@ impl Engine {
             limits,
             image_volumes,
             attach,
+            usernet,
         })
     }
 
@@ -1187,6 +1193,7 @@ impl Engine {
         .map_err(|e| Error::Invalid(format!("{e}")))?;
         let mut spec = spec;
         self.apply_namespace_modes(&mut spec, opts)?;
+        rootless::apply_userns(&mut spec, opts.userns_mode, opts.user.is_some())?;
         if !opts.privileged {
             let filter = opts.seccomp.resolve(&plan.limits.capabilities)?;
             let mut linux = spec.linux().clone().unwrap_or_default();
@@ -1202,15 +1209,28 @@ impl Engine {
                 && seccomp::kernel_version(&seccomp::kernel_release()) >= (5, 10),
         };
         let cgroups = CgroupSystem::detect()?;
-        let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;
         let resources = hako_cgroups::Resources {
             devices: Some(device_rules),
             ..plan.limits.resources.clone()
         };
-        if let Err(e) = cgroup.apply(&resources) {
-            let _ = cgroup.remove();
-            return Err(e.into());
-        }
+        let cgroup = if rootless::active() {
+            let (cgroup, dropped) = rootless::container_cgroup(
+                &cgroups,
+                opts.cgroup_parent.as_deref(),
+                &format!("hako-{id}"),
+                &resources,
+                dir,
+            )?;
+            warnings.extend(dropped);
+            cgroup
+        } else {
+            let cgroup = cgroups.create(opts.cgroup_parent.as_deref(), &format!("hako-{id}"))?;
+            if let Err(e) = cgroup.apply(&resources) {
+                let _ = cgroup.remove();
+                return Err(e.into());
+            }
+            cgroup
+        };
         if plan.limits.resources.memory_swap.is_none()
             && plan.limits.resources.memory_limit.is_some()
         {
@@ -1229,6 +1249,19 @@ impl Engine {
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
                 resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
+                usernet: None,
+            })
+            .or_else(|| {
+                plan.usernet.as_ref().map(|u| netwire::NetWire {
+                    root: self.root.clone(),
+                    network: String::new(),
+                    container_id: id.to_string(),
+                    opts: hako_net::AttachOptions::default(),
+                    hosts_file: dir.join("hosts"),
+                    hostname: plan.hostname.clone(),
+                    resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
+                    usernet: Some(u.clone()),
+                })
             });
         Ok(Prepared {
             spec,
@@ -1327,9 +1360,17 @@ impl Engine {
             return Err(e.into());
         }
         self.event(id, "start", &[]);
+        // What the engine dropped (limits a rootless container cannot have) and what the
+        // runtime adjusted.
+        let warnings: Vec<String> = prepared
+            .warnings
+            .iter()
+            .chain(running.warnings())
+            .cloned()
+            .collect();
         on_start(&Started {
             id,
-            warnings: running.warnings(),
+            warnings: &warnings,
         });
         let relay = master.map(|m| {
             let raw = opts.open_stdin.then(tty::RawMode::enter);
@@ -1429,7 +1470,7 @@ impl Engine {
                 cgroups = Some(CgroupSystem::detect()?);
             }
             if let Some(cs) = &cgroups {
-                let cg = cs.open(parent.as_deref(), &format!("hako-{id}"));
+                let cg = rootless::open_cgroup(cs, parent.as_deref(), &id);
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
@@ -1464,7 +1505,7 @@ impl Engine {
                 cgroups = Some(CgroupSystem::detect()?);
             }
             if let Some(cs) = &cgroups {
-                let cg = cs.open(parent.as_deref(), &format!("hako-{id}"));
+                let cg = rootless::open_cgroup(cs, parent.as_deref(), &id);
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
@@ -1632,7 +1673,7 @@ impl Engine {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
             let cs = CgroupSystem::detect()?;
-            let cg = cs.open(parent.as_deref(), &format!("hako-{}", c.id));
+            let cg = rootless::open_cgroup(&cs, parent.as_deref(), &c.id);
             if let Some(p) = pid.filter(|_| alive(pid, start)) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(p),

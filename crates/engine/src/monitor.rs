@@ -451,7 +451,7 @@ impl Engine {
         }
         let code = read_exit_file(&dir).unwrap_or(255);
         let cgroups = hako_cgroups::CgroupSystem::detect()?;
-        let cg = cgroups.open(parent.as_deref(), &format!("hako-{id}"));
+        let cg = crate::rootless::open_cgroup(&cgroups, parent.as_deref(), id);
         let _ = cg.kill_all();
         let _ = cg.remove();
         let _ = crate::netwire::release_exited(self.store.conn(), &self.root, id);

@@ -38,6 +38,7 @@ pub fn config_for(root: &Path) -> hako_net::Config {
     } else {
         format!("sha256:{}", digest())
     };
+    cfg.owners_are_roots = true;
     // Installed next to `hako`, as hako-monitor is; a missing one fails the first `run` on a
     // user network with a message naming it.
     let exe = std::env::current_exe().ok();
@@ -63,6 +64,8 @@ pub(crate) struct NetWire {
     /// The container's resolv.conf, to point at the network's name server; `None` with
     /// `--dns`, whose servers stay.
     pub(crate) resolv_file: Option<PathBuf>,
+    /// A rootless container's user-mode stack and port forwarder, started instead.
+    pub(crate) usernet: Option<crate::rootless::UserNet>,
 }
 
 impl NetWire {
@@ -75,6 +78,9 @@ impl NetWire {
         conn: &rusqlite::Connection,
         pid: i32,
     ) -> std::result::Result<(), String> {
+        if let Some(u) = &self.usernet {
+            return u.start(pid, self);
+        }
         let nets = Networks::open_with(conn, config_for(&self.root)).map_err(|e| e.to_string())?;
         let mut opts = self.opts.clone();
         if self.network != nets.config().default_network {

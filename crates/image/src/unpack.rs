@@ -249,7 +249,29 @@ fn chown(
         Some(nix::unistd::Gid::from_raw(ids.1)),
         FchownatFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| host(e, rel))
+    .map_err(|e| chown_err(e, ids, rel))
+}
+
+/// A chown refused with EINVAL inside a user namespace: the id has no host id there (rootless
+/// hako, whose ids beyond 0 are the user's subordinate range).
+fn chown_err(e: nix::Error, ids: (u32, u32), rel: &Path) -> Error {
+    if e != nix::Error::EINVAL || !hako_base::userns::in_user_namespace() {
+        return host(e, rel);
+    }
+    let (uids, gids) = (hako_base::userns::uid_map(), hako_base::userns::gid_map());
+    let (kind, id, map, file) = if hako_base::userns::mapped(&uids, ids.0) {
+        ("gid", ids.1, gids, "/etc/subgid")
+    } else {
+        ("uid", ids.0, uids, "/etc/subuid")
+    };
+    Error::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "failed to extract layer: {} belongs to {kind} {id}, which is beyond the user namespace (ids {} exist): ask for a range of at least {id} subordinate ids in {file}",
+            shown(rel),
+            hako_base::userns::describe(&map)
+        ),
+    ))
 }
 
 fn set_mtime(dir: BorrowedFd<'_>, name: &OsStr, mtime: u64, rel: &Path) -> Result<(), Error> {
@@ -442,7 +464,7 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
                         Some(nix::unistd::Uid::from_raw(uid)),
                         Some(nix::unistd::Gid::from_raw(gid)),
                     )
-                    .map_err(|e| host(e, &rel))?;
+                    .map_err(|e| chown_err(e, (uid, gid), &rel))?;
                 }
                 // After chown, which clears setuid bits.
                 nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(mode))
@@ -585,7 +607,7 @@ fn whiteout(tree: &mut Tree, parent: &Path, rel: &Path, target: &[u8]) -> Result
         let rc = unsafe {
             libc::setxattr(
                 p.as_ptr(),
-                c"trusted.overlay.opaque".as_ptr(),
+                hako_base::userns::overlay_opaque_xattr().as_ptr(),
                 b"y".as_ptr().cast(),
                 1,
                 0,

@@ -116,6 +116,11 @@ fn render(lower: &[Vec<u8>], upper: Option<(&Path, &Path)>, volatile: bool) -> V
     if volatile {
         data.extend_from_slice(b",volatile");
     }
+    // Inside a user namespace (rootless hako) overlayfs may not use trusted.* xattrs; it
+    // keeps its opaque and redirect marks in user.overlay.* instead (Linux 5.11+).
+    if hako_base::userns::overlay_userxattr() {
+        data.extend_from_slice(b",userxattr");
+    }
     data
 }
 

@@ -395,6 +395,21 @@ impl UserNamespace {
         host_of(&self.gid_map, id)
     }
 
+    /// Writes these maps for process `pid`, which has just made a new user namespace: through
+    /// `newuidmap`/`newgidmap` for an ordinary user (checked against the grants first), or
+    /// directly where the caller may. For a process that holds a user namespace outside any
+    /// spec (rootless hako's per-user namespace).
+    pub fn write_to(&self, pid: i32) -> Result<(), crate::Error> {
+        let text = |maps: &[IdMap]| {
+            maps.iter()
+                .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+                .collect::<String>()
+        };
+        let (uid_map, gid_map) = (text(&self.uid_map), text(&self.gid_map));
+        let writer = plan_maps(&uid_map, &gid_map)?;
+        write_maps(&writer, pid, &uid_map, &gid_map)
+    }
+
     /// Gives `spec` a new user namespace (replacing a `user` namespace entry and any
     /// mappings it had) with these maps.
     pub fn apply(&self, spec: &mut Spec) {

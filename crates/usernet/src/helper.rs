@@ -62,7 +62,8 @@ pub fn helper_main(
 ) -> Result<()> {
     // Refusals first, before anything is started.
     let start = unprivileged_port_start();
-    let root = nix::unistd::geteuid().is_root();
+    // Root of rootless hako's user namespace binds on the host as the ordinary user it is.
+    let root = nix::unistd::geteuid().is_root() && !hako_base::userns::rootless();
     for p in &cfg.ports {
         check_unprivileged(p, start, root)?;
     }

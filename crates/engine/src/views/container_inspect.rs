@@ -144,6 +144,10 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     /// `--cgroup-parent`.
     pub cgroup_parent: String,
+    /// `--userns`: `host`, `keep-id`, or empty for the default.
+    pub userns_mode: &'static str,
+    /// Not Docker's: the limits a rootless container could not have, and why.
+    pub dropped_limits: Vec<String>,
     /// Targets of tmpfs mounts, with their options.
     pub tmpfs: BTreeMap<String, String>,
     /// `--device`.
@@ -494,6 +498,8 @@ impl Engine {
                 cpuset_cpus: opts.resources.cpuset_cpus.clone().unwrap_or_default(),
                 pids_limit: opts.resources.pids_limit,
                 cgroup_parent: opts.cgroup_parent.clone().unwrap_or_default(),
+                userns_mode: opts.userns_mode.docker(),
+                dropped_limits: crate::rootless::dropped_limits(&dir),
                 tmpfs: opts
                     .mounts
                     .iter()

@@ -51,6 +51,7 @@ pub fn config(subnet: &str) -> Config {
         dns_server: None,
         proxy_server: None,
         owner: format!("/test/{pid}/{n}"),
+        owners_are_roots: false,
     }
 }
 

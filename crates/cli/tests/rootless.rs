@@ -1,0 +1,460 @@
+//! `hako` run by ordinary users (issue 17): accounts the tests create with their own
+//! /etc/subuid and /etc/subgid ranges (or none), state in their XDG directories. Each test
+//! checks that nothing is left: no process of the user but its namespace holder, which the
+//! account's removal stops.
+
+mod common;
+
+use hako_testkit::user::{SubIds, TestUser};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Output, Stdio};
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests create accounts: run them as root"
+    );
+}
+
+fn busybox_tar() -> String {
+    let dir =
+        std::env::var("HAKO_TEST_IMAGES").unwrap_or_else(|_| "/var/cache/hako-test-images".into());
+    format!("{dir}/busybox.tar")
+}
+
+struct User {
+    u: TestUser,
+}
+
+impl User {
+    fn new(subids: SubIds) -> User {
+        require_root();
+        User {
+            u: TestUser::with_subids(subids),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.u.command(common::hako_bin());
+        c.args(args);
+        c
+    }
+
+    fn hako(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run hako as the test user")
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.hako(args);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "hako {args:?} as {}: {err}{out}", self.u.name);
+        out
+    }
+
+    /// The user's processes, other than its namespace holder: (pid, command line).
+    fn processes(&self) -> Vec<(i32, String)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(m) = std::fs::metadata(e.path()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            let ours = m.uid() == self.u.uid
+                || self
+                    .u
+                    .subid_start
+                    .is_some_and(|s| (s..s + 65536).contains(&u64::from(m.uid())));
+            if ours && !cmdline.contains("__userns-holder") && !cmdline.is_empty() {
+                out.push((pid, cmdline));
+            }
+        }
+        out
+    }
+
+    /// Nothing of the user runs but its holder (waiting a little for exits under way).
+    fn assert_nothing_runs(&self) {
+        let ok = common::wait_for(10, || self.processes().is_empty());
+        assert!(ok, "left running: {:?}", self.processes());
+    }
+
+    fn holders(&self) -> usize {
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let (Ok(m), Ok(c)) = (
+                std::fs::metadata(e.path()),
+                std::fs::read(e.path().join("cmdline")),
+            ) {
+                if m.uid() == self.u.uid && String::from_utf8_lossy(&c).contains("__userns-holder")
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_ordinary_users_journey() {
+    let u = User::new(SubIds::Count(65536));
+    let tar = busybox_tar();
+    u.ok(&["import", &tar, "busybox"]);
+    let info = u.ok(&["info"]);
+    assert!(info.contains(" Rootless: true"), "{info}");
+    assert!(info.contains("Cgroups: none (cgroup v1"), "{info}");
+    assert!(info.contains("Ids: newuidmap/newgidmap"), "{info}");
+    // State in the user's XDG data directory, owned by it.
+    let data = u.u.home.join(".local/share/hako");
+    assert_eq!(
+        std::fs::metadata(data.join("hako.db")).unwrap().uid(),
+        u.u.uid
+    );
+
+    // build with RUN, COPY and USER: an image uid (65532) inside a 65536 range, a whiteout.
+    u.u.write_file(
+        "ctx/Dockerfile",
+        b"FROM busybox\nRUN echo nonroot:x:65532:65532::/tmp:/bin/sh >> /etc/passwd && mkdir /data && echo built > /data/f && chown 65532:65532 /data/f && rm -rf /home\nCOPY hello /hello\nUSER nonroot\nCMD [\"sh\",\"-c\",\"id -u; cat /hello /data/f; stat -c %u /data/f; test -e /home || echo no-home\"]\n",
+    );
+    u.u.write_file("ctx/hello", b"hello\n");
+    let ctx = u.u.home.join("ctx");
+    u.ok(&["build", "-q", "-t", "b1", ctx.to_str().unwrap()]);
+    assert_eq!(
+        u.ok(&["run", "--rm", "--network", "none", "b1"]),
+        "65532\nhello\nbuilt\n65532\nno-home\n"
+    );
+
+    // -d, logs, exec, stop.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "d1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; sleep 300",
+    ]);
+    assert!(common::wait_for(10, || u.ok(&["logs", "d1"]) == "started\n"));
+    assert_eq!(
+        u.ok(&["exec", "d1", "sh", "-c", "echo in; id -u"]),
+        "in\n0\n"
+    );
+    u.ok(&["stop", "-t", "1", "d1"]);
+    u.ok(&["rm", "d1"]);
+
+    // A bind mount: what the container's root writes is the user's on the host.
+    let dir = u.u.home.join("bind");
+    assert!(u.u.run("mkdir", &[dir.to_str().unwrap()]).status.success());
+    let spec = format!("{}:/b", dir.display());
+    u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /b/f",
+    ]);
+    let m = std::fs::metadata(dir.join("f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (u.u.uid, u.u.gid));
+
+    // keep-id: the user's uid inside, and it writes files as the user too.
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns=keep-id",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; echo y > /b/g",
+    ]);
+    assert_eq!(out, format!("{}\n", u.u.uid));
+    assert_eq!(std::fs::metadata(dir.join("g")).unwrap().uid(), u.u.uid);
+    let (code, _, err) = u.run(&["run", "--rm", "--userns=host", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("--userns=host is not possible rootless"),
+        "{err}"
+    );
+
+    // A limit cannot apply on cgroup v1: one warning, recorded, and the container runs.
+    let (code, out, err) = u.run(&[
+        "run",
+        "--name",
+        "lim",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "busybox",
+        "echo",
+        "ran",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    assert_eq!(
+        err.matches("WARNING: memory limit not applied").count(),
+        1,
+        "{err}"
+    );
+    let dropped = u.ok(&["inspect", "-f", "{{json .HostConfig.DroppedLimits}}", "lim"]);
+    assert!(dropped.contains("memory limit not applied"), "{dropped}");
+    u.ok(&["rm", "lim"]);
+
+    // A named volume.
+    u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "vol1:/v",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /v/f",
+    ]);
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "vol1:/v",
+            "busybox",
+            "cat",
+            "/v/f"
+        ]),
+        "kept\n"
+    );
+    u.ok(&["volume", "rm", "vol1"]);
+
+    // -p reachable with curl from the host, through the default (user-mode) network.
+    let port = free_port();
+    let publish = format!("{port}:80");
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /w; echo hello-web > /w/index.html; exec httpd -f -p 80 -h /w",
+    ]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let got = common::wait_for(10, || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "2", &url])
+            .output()
+            .is_ok_and(|o| o.stdout == b"hello-web\n")
+    });
+    assert!(got, "-p {publish} not reachable");
+    u.ok(&["rm", "-f", "web"]);
+    let (code, _, err) = u.run(&["run", "--rm", "-p", "80:80", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("net.ipv4.ip_unprivileged_port_start"), "{err}");
+    assert!(
+        u.ok(&["ps", "-aq"]).is_empty(),
+        "a refused run left a container"
+    );
+
+    // -it through a terminal.
+    let cmd = format!(
+        "exec '{}' run --rm -it --network none busybox tty",
+        common::hako_bin()
+    );
+    let out =
+        u.u.command("timeout")
+            .args(["60", "script", "-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("/dev/pts/0"), "{shown}");
+
+    // save/load, then prune.
+    let saved = u.u.home.join("b1.tar");
+    u.ok(&["save", "-o", saved.to_str().unwrap(), "b1"]);
+    u.ok(&["rmi", "b1"]);
+    u.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(u
+        .ok(&["run", "--rm", "--network", "none", "b1"])
+        .starts_with("65532\n"));
+    u.ok(&["rmi", "b1"]);
+    u.ok(&["image", "prune", "-a", "-f"]);
+    assert!(u.ok(&["images", "-q"]).is_empty());
+    u.assert_nothing_runs();
+    assert_eq!(u.holders(), 1, "one user namespace holder for all commands");
+}
+
+#[test]
+fn pull_from_a_local_registry() {
+    let reg = hako_testkit::Registry::start();
+    let root = common::Root::with_busybox();
+    let name = format!("127.0.0.1:{}/bb:latest", reg.port);
+    root.ok(&["tag", "busybox", &name]);
+    root.ok(&["push", &name]);
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["pull", &name]);
+    assert_eq!(
+        u.ok(&["run", "--rm", "--network", "none", &name, "echo", "pulled"]),
+        "pulled\n"
+    );
+    u.assert_nothing_runs();
+}
+
+#[test]
+fn two_users_at_once_keep_apart() {
+    let a = User::new(SubIds::Count(65536));
+    let b = User::new(SubIds::Count(65536));
+    let tar = busybox_tar();
+    for u in [&a, &b] {
+        u.ok(&["import", &tar, "busybox"]);
+        u.ok(&[
+            "run", "-d", "--name", "same", "-p", "80", "busybox", "sleep", "300",
+        ]);
+    }
+    for u in [&a, &b] {
+        let names = u.ok(&["ps", "--format", "{{.Names}}"]);
+        assert_eq!(names, "same\n");
+    }
+    a.ok(&["rm", "-f", "same"]);
+    assert_eq!(b.ok(&["ps", "--format", "{{.Names}}"]), "same\n");
+    b.ok(&["rm", "-f", "same"]);
+    a.assert_nothing_runs();
+    b.assert_nothing_runs();
+}
+
+#[test]
+fn missing_mechanisms_are_one_line_errors_and_leave_nothing() {
+    let none = User::new(SubIds::None);
+    let (code, out, err) = none.run(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(code, 125, "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/etc/subuid has no entry for user"), "{err}");
+    let (code, _, err) = none.run(&["images"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/etc/subuid"), "{err}");
+    let info = none.ok(&["info"]);
+    assert!(
+        info.contains("Ids: none: /etc/subuid has no entry"),
+        "{info}"
+    );
+    assert_eq!(none.holders(), 0);
+    none.assert_nothing_runs();
+
+    let u = User::new(SubIds::Count(65536));
+    let out = u
+        .cmd(&["images"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("install the package uidmap"), "{err}");
+    assert_eq!(u.holders(), 0);
+
+    // busybox's /home/hako belongs to uid 1234, beyond a 1000-id range.
+    let small = User::new(SubIds::Count(1000));
+    let (code, _, err) = small.run(&["import", &busybox_tar(), "busybox"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("belongs to uid 1234, which is beyond the user namespace (ids 0-1000 exist): ask for a range of at least 1234 subordinate ids in /etc/subuid"),
+        "{err}"
+    );
+    assert!(small.ok(&["images", "-q"]).is_empty());
+    let layers = small.u.home.join(".local/share/hako/layers");
+    let left = std::fs::read_dir(&layers).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        left,
+        0,
+        "a failed import left a layer in {}",
+        layers.display()
+    );
+    // An id beyond the range at run time is named with the file and the range.
+    let ok = User::new(SubIds::Count(65536));
+    ok.ok(&["import", &busybox_tar(), "busybox"]);
+    let (code, _, err) = ok.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "70000",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("uid 70000 is beyond the user namespace: /etc/subuid grants user")
+            && err.contains("(65536 ids)"),
+        "{err}"
+    );
+    assert!(ok.ok(&["ps", "-aq"]).is_empty());
+    ok.assert_nothing_runs();
+    small.assert_nothing_runs();
+}
+
+#[test]
+fn kill_9_during_run_then_the_next_command_repairs() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let mut child = u
+        .cmd(&["run", "--name", "kk", "busybox", "sleep", "300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(20, || u
+        .processes()
+        .iter()
+        .any(|(_, c)| c.starts_with("sleep 300"))));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    // The container dies with its parent; the next command records it as exited.
+    let exited = common::wait_for(10, || {
+        u.ok(&["ps", "-a", "--format", "{{.Status}}"])
+            .starts_with("Exited")
+    });
+    assert!(exited, "{}", u.ok(&["ps", "-a"]));
+    u.ok(&["rm", "kk"]);
+    u.assert_nothing_runs();
+}
