@@ -19,7 +19,14 @@ apt_install busybox-static build-essential pkg-config libseccomp-dev ca-certific
 ensure_rust
 
 scripts/build-release.sh
-HAKO=target/release/hako
+# Installed on the PATH: hako finds its helpers (monitor, finish, init, name server, proxy)
+# beside its own executable, so they go together. `install` writes each file anew, as the
+# build script's copy does, rather than replacing a running binary in place.
+for bin in hako hako-runtime hako-monitor hako-finish hako-init hako-dns hako-proxy; do
+    install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"
+done
+HAKO=hako
+echo "hako is installed in /usr/local/bin; images and containers live in /var/lib/hako (HAKO_ROOT to change)" >&2
 
 scripts/make-test-images.sh --only busybox
 IMAGES=${HAKO_TEST_IMAGES:-/var/cache/hako-test-images}
