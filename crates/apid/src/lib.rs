@@ -16,6 +16,7 @@
 
 mod api;
 pub mod backend;
+mod changes;
 mod compat;
 mod error;
 pub mod helper;
