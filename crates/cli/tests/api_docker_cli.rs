@@ -506,3 +506,61 @@ fn the_service_exits_when_idle_and_serves_beside_hako() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+#[test]
+fn docker_login_credentials_reach_the_registry() {
+    if !need(DOCKER28) || !have("docker-registry") || !have("htpasswd") {
+        eprintln!("skipped: needs {DOCKER28}, docker-registry and htpasswd");
+        return;
+    }
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "apiuser", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&htpasswd, out.stdout).unwrap();
+    let reg = hako_testkit::Registry::start_with(&format!(
+        "auth:\n  htpasswd:\n    realm: hako-test\n    path: {}\n",
+        htpasswd.display()
+    ));
+    let server = format!("127.0.0.1:{}", reg.port);
+    let d = DOCKER28;
+    let login = |password: &str| {
+        let mut c = svc.client(d);
+        c.args(["login", "-u", "apiuser", "--password-stdin", &server])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), password.as_bytes()).unwrap();
+        split(child.wait_with_output().unwrap())
+    };
+    // /auth checks the password against the registry.
+    let (code, _, err) = login("wrong");
+    assert_ne!(code, 0);
+    assert!(err.contains("401") || err.contains("nauthorized"), "{err}");
+    let (code, out, err) = login("s3cret");
+    assert_eq!(code, 0, "{out}{err}");
+    // The client's login travels in X-Registry-Auth with the push and the pull.
+    let tag = format!("{server}/authed:1");
+    svc.ok(d, &["tag", "busybox", &tag]);
+    let (code, out, err) = svc.run(d, &["push", &tag]);
+    assert_eq!(code, 0, "{out}{err}");
+    svc.ok(d, &["rmi", &tag]);
+    let (code, out, err) = svc.run(d, &["pull", &tag]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        svc.ok(d, &["run", "--rm", &tag, "echo", "pulled"]),
+        "pulled\n"
+    );
+    // Without the login the registry refuses, and the client hears it.
+    svc.ok(d, &["logout", &server]);
+    svc.ok(d, &["rmi", &tag]);
+    let (code, _, err) = svc.run(d, &["pull", &tag]);
+    assert_ne!(code, 0);
+    assert!(!err.is_empty());
+}
