@@ -564,3 +564,67 @@ fn docker_login_credentials_reach_the_registry() {
     assert_ne!(code, 0);
     assert!(!err.is_empty());
 }
+
+#[test]
+fn container_network_and_volume_prune_take_filters() {
+    if !need(DOCKER28) {
+        return;
+    }
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    let d = DOCKER28;
+    for (name, label) in [("keep", "app=db"), ("go", "app=web")] {
+        svc.ok(
+            d,
+            &["create", "--name", name, "-l", label, "busybox", "true"],
+        );
+        svc.ok(
+            d,
+            &[
+                "network",
+                "create",
+                "--label",
+                label,
+                &format!("net-{name}"),
+            ],
+        );
+        svc.ok(
+            d,
+            &["volume", "create", "--label", label, &format!("vol-{name}")],
+        );
+    }
+    // Everything is newer than an hour ago: an `until` prune takes nothing.
+    let out = svc.ok(d, &["container", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!out.contains("keep") && !out.contains("go"), "{out}");
+    let out = svc.ok(d, &["network", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!out.contains("net-"), "{out}");
+    assert_eq!(svc.ok(d, &["ps", "-aq"]).lines().count(), 2);
+    // label= takes the matching ones only; label!= the others.
+    let out = svc.ok(
+        d,
+        &["container", "prune", "-f", "--filter", "label=app=web"],
+    );
+    assert_eq!(out.lines().filter(|l| l.len() == 64).count(), 1, "{out}");
+    assert_eq!(svc.ok(d, &["ps", "-a", "--format", "{{.Names}}"]), "keep\n");
+    let out = svc.ok(d, &["network", "prune", "-f", "--filter", "label!=app=db"]);
+    assert!(out.contains("net-go") && !out.contains("net-keep"), "{out}");
+    let out = svc.ok(
+        d,
+        &["volume", "prune", "-a", "-f", "--filter", "label=app=web"],
+    );
+    assert!(out.contains("vol-go") && !out.contains("vol-keep"), "{out}");
+    assert_eq!(svc.ok(d, &["volume", "ls", "-q"]), "vol-keep\n");
+    assert_eq!(
+        svc.ok(d, &["network", "ls", "-q", "--filter", "name=net-"])
+            .lines()
+            .count(),
+        1
+    );
+    // Volumes have no `until`, as dockerd says.
+    let (code, _, err) = svc.run(d, &["volume", "prune", "-f", "--filter", "until=1h"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("until"), "{err}");
+    svc.ok(d, &["rm", "keep"]);
+    svc.ok(d, &["network", "rm", "net-keep"]);
+    svc.ok(d, &["volume", "rm", "vol-keep"]);
+}

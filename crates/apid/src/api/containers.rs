@@ -1357,13 +1357,39 @@ pub(super) async fn remove(req: Req, id: String) -> Result<Response<Body>, ApiEr
 
 /// `POST /containers/prune`.
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
-    let filters = req.filters()?;
-    if let Some((k, _)) = filters.first() {
-        return Err(ApiError::not_implemented(format!(
-            "container prune filter {k:?}"
-        )));
-    }
-    let gone = req.state.backend.engine(|e| Ok(e.prune()?)).await?;
+    let filter = compat::PruneFilter::parse(&req.filters()?, true, &[])?;
+    let gone = req
+        .state
+        .backend
+        .engine(move |e| {
+            if filter.is_empty() {
+                return Ok(e.prune()?);
+            }
+            let mut gone = Vec::new();
+            for c in e.list(true)? {
+                if c.state == State::Running {
+                    continue;
+                }
+                let labels = match e.stored_config(&c.id) {
+                    Ok(o) => compat::light_doc(&c, &o)["Config"]["Labels"].take(),
+                    Err(hako_engine::Error::NoSuchContainer(_)) => continue,
+                    Err(err) => return Err(err.into()),
+                };
+                if !filter.accepts(Some(c.created), &labels) {
+                    continue;
+                }
+                // Started or removed since the list: not this prune's.
+                match e.remove(&c.id, false, false) {
+                    Ok(_) => gone.push(c.id),
+                    Err(
+                        hako_engine::Error::NoSuchContainer(_) | hako_engine::Error::Running(_),
+                    ) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Ok(gone)
+        })
+        .await?;
     Ok(json(
         StatusCode::OK,
         &j!({"ContainersDeleted": if gone.is_empty() { Value::Null } else { j!(gone) }, "SpaceReclaimed": 0}),
