@@ -33,12 +33,22 @@ fn docker_tty(svc: &Service, docker: &str, args: &str) -> (i32, String, String) 
 
 #[test]
 fn docker_28_runs_execs_and_copies() {
-    if !need(DOCKER28) {
-        return;
+    if need(DOCKER28) {
+        runs_execs_and_copies(DOCKER28);
     }
+}
+
+#[test]
+fn docker_20_10_runs_execs_and_copies() {
+    if need(DOCKER20) {
+        runs_execs_and_copies(DOCKER20);
+    }
+}
+
+/// What a user does with the docker CLI, with client `d`.
+fn runs_execs_and_copies(d: &str) {
     let root = Root::with_busybox();
     let svc = Service::start(&root);
-    let d = DOCKER28;
 
     let v = svc.ok(
         d,
@@ -297,15 +307,23 @@ fn docker_20_10_client_negotiates_its_version() {
 }
 
 #[test]
-fn docker_builds_and_goes_through_a_registry() {
-    if !need(DOCKER28) || !have("docker-registry") {
-        eprintln!("skipped: needs {DOCKER28} and docker-registry");
+fn docker_28_builds_and_goes_through_a_registry() {
+    builds_and_goes_through_a_registry(DOCKER28);
+}
+
+#[test]
+fn docker_20_10_builds_and_goes_through_a_registry() {
+    builds_and_goes_through_a_registry(DOCKER20);
+}
+
+fn builds_and_goes_through_a_registry(d: &str) {
+    if !need(d) || !have("docker-registry") {
+        eprintln!("skipped: needs {d} and docker-registry");
         return;
     }
     let root = Root::with_busybox();
     let svc = Service::start(&root);
     let reg = hako_testkit::Registry::start();
-    let d = DOCKER28;
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
