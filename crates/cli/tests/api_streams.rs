@@ -118,3 +118,79 @@ fn a_wait_whose_client_went_does_not_hold_the_service() {
     assert!(root.ok(&["ps", "-q"]).trim().len() == 12);
     root.ok(&["rm", "-f", "long"]);
 }
+
+/// The processes whose command line holds `needle`, with this root's path too.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                out.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_build_whose_client_goes_leaves_nothing() {
+    use std::io::{Read, Write};
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    // The context: a Dockerfile whose RUN step outlasts the client.
+    let mut ctx = tar::Builder::new(Vec::new());
+    let dockerfile = b"FROM busybox\nRUN echo stepping; sleep 47.25\nRUN echo never\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    ctx.append_data(&mut h, "Dockerfile", &dockerfile[..])
+        .unwrap();
+    let ctx = ctx.into_inner().unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&svc.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST /v1.41/build?t=gone:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        ctx.len()
+    )
+    .unwrap();
+    s.write_all(&ctx).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The step's own output (not the "Step 2/3 : RUN echo stepping…" line).
+    while !String::from_utf8_lossy(&seen).contains(r#""stepping\n""#) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(wait_for(10, || !processes_with("sleep 47.25").is_empty()));
+    drop(s);
+    // The build and its step end with the client, and leave no mount, container or image.
+    assert!(
+        wait_for(20, || processes_with("sleep 47.25").is_empty()),
+        "{:?}",
+        processes_with("sleep 47.25")
+    );
+    let root_path = root.path().to_string_lossy().into_owned();
+    assert!(
+        wait_for(20, || processes_with(&root_path)
+            .iter()
+            .all(|p| p.contains("system service"))),
+        "{:?}",
+        processes_with(&root_path)
+    );
+    assert_eq!(root.run(&["image", "inspect", "gone:1"]).0, 1);
+    assert_eq!(root.ok(&["ps", "-aq"]), "");
+    assert_eq!(root.ok(&["images", "-q", "--filter", "dangling=true"]), "");
+    // The service goes on serving.
+    let (s, b) = svc.request("GET", "/_ping", None);
+    assert_eq!((s, b.as_str()), (200, "OK"));
+    let tmp: Vec<_> = std::fs::read_dir(root.path().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "left in the root's tmp: {tmp:?}");
+}

@@ -491,12 +491,19 @@ async fn cli_lines(
             }
             (true, aux)
         };
-        let (fed, (delivered, aux), err) = tokio::join!(feed, out, err_text);
+        // A client that goes while the command says nothing (a long RUN step) is seen by
+        // its channel closing, not only by the next line failing to go out.
+        let (fed, (delivered, aux), err) = tokio::select! {
+            r = async { tokio::join!(feed, out, err_text) } => r,
+            _ = tx.closed() => (false, (false, None), String::new()),
+        };
         if !fed || !delivered {
-            // The client went: so does the work (its temporary state is the command's to
-            // clean up, as after a ^C).
+            // The client went: so does the work. The build's stages and its step's container
+            // die with it (parent-death signals); what it leaves in the state root the next
+            // reconcile removes, done here at once.
             let _ = child.start_kill();
             let _ = child.wait().await;
+            let _ = state.backend.engine(|e| Ok(e.reconcile()?)).await;
             return;
         }
         let status = child.wait().await;
