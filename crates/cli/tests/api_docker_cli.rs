@@ -399,6 +399,35 @@ fn bad_requests_get_docker_errors_and_leave_nothing() {
     );
     assert_eq!(s, 404);
     assert!(b.contains("No such image"), "{b}");
+    // Fields dockerd does not know are ignored, as its decoder does (newer clients send
+    // fields older daemons lack); a known field of the wrong type is not.
+    let (s, b) = svc.request(
+        "POST",
+        "/containers/create?name=extra",
+        Some(br#"{"Image":"busybox","Cmd":["true"],"NoSuchField":{"x":1},"HostConfig":{"Unknown":true}}"#),
+    );
+    assert_eq!(s, 201, "{b}");
+    root.ok(&["rm", "extra"]);
+    let (s, b) = svc.request(
+        "POST",
+        "/containers/create",
+        Some(br#"{"Image":"busybox","HostConfig":{"Memory":"lots"}}"#),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("\"message\""), "{b}");
+    let (s, b) = svc.request("POST", "/containers/create", Some(b"[1,2]"));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("POST", "/networks/create", Some(br#"{"Name":7}"#));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("POST", "/volumes/create", Some(b"{"));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("GET", "/containers/json?filters=%7Bnot", None);
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("GET", "/containers/json?limit=many", None);
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("limit"), "{b}");
+    let (s, b) = svc.request("POST", "/containers/nosuch/wait?condition=soon", None);
+    assert!(s == 400 || s == 404, "{s} {b}");
     let huge = vec![b' '; 9 << 20];
     let (s, b) = svc.request("POST", "/containers/create", Some(&huge));
     assert_eq!(s, 413, "{b}");
