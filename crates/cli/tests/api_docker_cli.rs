@@ -206,6 +206,19 @@ fn runs_execs_and_copies(d: &str) {
     // Images, networks and volumes.
     let images = svc.ok(d, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(images, "busybox:latest\n");
+    let fmt = [
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.CreatedBy}}",
+        "busybox",
+    ];
+    let history = svc.ok(d, &fmt);
+    assert!(!history.is_empty());
+    assert_eq!(history, root.ok(&fmt));
+    let (code, _, err) = svc.run(d, &["history", "nosuchimage"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such image"), "{err}");
     svc.ok(d, &["tag", "busybox", "mybox:1"]);
     assert!(svc.ok(d, &["images"]).contains("mybox"));
     assert!(svc.ok(d, &["rmi", "mybox:1"]).contains("Untagged: mybox:1"));

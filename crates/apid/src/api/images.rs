@@ -24,10 +24,7 @@ pub(super) async fn route(
             if let Some(n) = name("/json") {
                 inspect(req, n).await
             } else if let Some(n) = name("/history") {
-                let _ = n;
-                Err(ApiError::not_implemented(
-                    "image history (/images/{name}/history)",
-                ))
+                history(req, n).await
             } else if let Some(n) = name("/get") {
                 save(req, vec![n]).await
             } else {
@@ -144,6 +141,23 @@ async fn inspect(req: Req, name: String) -> Result<Response<Body>, ApiError> {
         })
         .await?;
     Ok(json(StatusCode::OK, &doc))
+}
+
+/// `GET /images/{name}/history`: the image's layers, newest first.
+async fn history(req: Req, name: String) -> Result<Response<Body>, ApiError> {
+    let list = req
+        .state
+        .backend
+        .engine(move |e| match e.image_history(&name) {
+            Ok(h) => Ok(h),
+            Err(err) if err.kind() == hako_engine::ErrorKind::NotFound => {
+                Err(ApiError::not_found(format!("No such image: {name}")))
+            }
+            Err(err) => Err(err.into()),
+        })
+        .await?;
+    let v: Vec<Value> = list.iter().map(hako_docker::image::history_json).collect();
+    Ok(json(StatusCode::OK, &v))
 }
 
 /// `POST /images/{name}/tag?repo=&tag=`.
