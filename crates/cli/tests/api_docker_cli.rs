@@ -688,3 +688,47 @@ fn container_network_and_volume_prune_take_filters() {
     svc.ok(d, &["network", "rm", "net-keep"]);
     svc.ok(d, &["volume", "rm", "vol-keep"]);
 }
+
+#[test]
+fn ping_headers_and_every_version_from_1_24() {
+    use std::io::{Read, Write};
+    let root = Root::new();
+    let svc = Service::start(&root);
+    for method in ["GET", "HEAD"] {
+        let mut s = std::os::unix::net::UnixStream::connect(&svc.socket).unwrap();
+        write!(
+            s,
+            "{method} /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let head = out.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{out}");
+        for h in [
+            "api-version: 1.",
+            "builder-version: 1",
+            "ostype: linux",
+            "cache-control: no-cache",
+        ] {
+            assert!(head.contains(h), "{method}: no {h}: {out}");
+        }
+        assert_eq!(out.ends_with("\r\n\r\nOK"), method == "GET", "{out}");
+    }
+    let current: String = {
+        let (_, b) = svc.request("GET", "/version", None);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["MinAPIVersion"], "1.24", "{b}");
+        v["ApiVersion"].as_str().unwrap().to_string()
+    };
+    let minor: u32 = current.strip_prefix("1.").unwrap().parse().unwrap();
+    assert!(minor >= 44, "{current}");
+    for m in 24..=minor {
+        let (s, b) = svc.request("GET", &format!("/v1.{m}/containers/json"), None);
+        assert_eq!((s, b.trim()), (200, "[]"), "v1.{m}");
+    }
+    let (s, _) = svc.request("GET", "/v1.23/containers/json", None);
+    assert_eq!(s, 400);
+    let (s, _) = svc.request("GET", &format!("/v1.{}/containers/json", minor + 1), None);
+    assert_eq!(s, 400);
+}
