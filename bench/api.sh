@@ -121,7 +121,8 @@ for _ in range(20):
             os.environ["LISTEN_PID"] = str(os.getpid())
             os.environ["LISTEN_FDS"] = "1"
         t0 = time.perf_counter()
-        p = subprocess.Popen([hako, "system", "service", "--time", "0"], preexec_fn=child, pass_fds=())
+        # close_fds would close the fd 3 made in preexec_fn (it runs after it).
+        p = subprocess.Popen([hako, "system", "service", "--time", "0"], preexec_fn=child, close_fds=False)
         ok = c.recv(64).startswith(b"HTTP/1.1 200")
         times.append((time.perf_counter() - t0) * 1000)
         assert ok

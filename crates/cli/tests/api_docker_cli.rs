@@ -732,3 +732,65 @@ fn ping_headers_and_every_version_from_1_24() {
     let (s, _) = svc.request("GET", &format!("/v1.{}/containers/json", minor + 1), None);
     assert_eq!(s, 400);
 }
+
+/// `hako system service` as systemd's socket unit starts it: `LISTEN_PID`/`LISTEN_FDS`, the
+/// socket on fd 3 (when `socket` is given).
+fn activated(
+    root: &Root,
+    socket: Option<&std::os::unix::net::UnixListener>,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" system service --time 0",
+        common::hako_bin(),
+    ])
+    .env("HAKO_ROOT", root.path())
+    .stderr(std::process::Stdio::piped());
+    if let Some(l) = socket {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(l);
+        // SAFETY: dup2 is async-signal-safe and touches only the child's descriptor table;
+        // the copy on 3 is inheritable.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    c.spawn().unwrap()
+}
+
+#[test]
+fn socket_activation_answers_the_waiting_client() {
+    use std::io::{Read, Write};
+    let root = Root::new();
+    let path = root.path().join("activated.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // The client is already waiting in the socket when the service starts.
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut svc = activated(&root, Some(&l));
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("OK"),
+        "{out}"
+    );
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe { libc::kill(svc.id() as i32, libc::SIGTERM) };
+    assert!(svc.wait().unwrap().success());
+
+    // A socket promised but not passed is an error naming it, not a crash of the runtime
+    // whose own descriptor got that number.
+    let svc = activated(&root, None);
+    let out = svc.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("socket-activation descriptor 3"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
