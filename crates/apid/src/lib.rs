@@ -54,7 +54,7 @@ pub enum Error {
     #[error("{0}")]
     Endpoint(String),
     /// Listening failed.
-    #[error("listen on {what}: {source}")]
+    #[error("listen on {what}")]
     Listen {
         /// The endpoint.
         what: String,

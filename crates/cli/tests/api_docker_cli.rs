@@ -748,13 +748,29 @@ fn activated(
     ])
     .env("HAKO_ROOT", root.path())
     .stderr(std::process::Stdio::piped());
+    if socket.is_none() {
+        // SAFETY: close is async-signal-safe; fd 3 (the test harness may have one open) is
+        // the child's to drop, so the service's first own descriptor takes that number.
+        unsafe {
+            c.pre_exec(|| {
+                libc::close(3);
+                Ok(())
+            });
+        }
+    }
     if let Some(l) = socket {
         let fd = std::os::fd::AsRawFd::as_raw_fd(l);
         // SAFETY: dup2 is async-signal-safe and touches only the child's descriptor table;
         // the copy on 3 is inheritable.
         unsafe {
             c.pre_exec(move || {
-                if libc::dup2(fd, 3) < 0 {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let r = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if r < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -775,6 +791,8 @@ fn socket_activation_answers_the_waiting_client() {
     c.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut svc = activated(&root, Some(&l));
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     let mut out = String::new();
     c.read_to_string(&mut out).unwrap();
     assert!(
