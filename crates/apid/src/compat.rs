@@ -610,9 +610,97 @@ pub(crate) fn registry_login(server: &str, username: &str, password: &str) -> Re
     })
 }
 
+/// The `filters` of container, network and volume prune: `until=` (created before; not for
+/// volumes, as dockerd), `label=`/`label!=` (`k` or `k=v`), and the keys the endpoint reads
+/// itself (`extra`). Any other key is the client's error, as dockerd answers it.
+#[derive(Debug, Default)]
+pub(crate) struct PruneFilter {
+    until: Option<i64>,
+    label: Vec<String>,
+    not_label: Vec<String>,
+}
+
+impl PruneFilter {
+    pub(crate) fn parse(
+        filters: &[(String, String)],
+        until_ok: bool,
+        extra: &[&str],
+    ) -> Result<PruneFilter, ApiError> {
+        let now = hako_engine::hako_base::time::now_nanos();
+        let mut f = PruneFilter::default();
+        for (k, v) in filters {
+            match k.as_str() {
+                "until" if until_ok => {
+                    let t = hako_docker::image::parse_until(
+                        v,
+                        now,
+                        local_offset(now.div_euclid(1_000_000_000)),
+                    )
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    f.until = Some(t);
+                }
+                "label" => f.label.push(v.clone()),
+                "label!" => f.not_label.push(v.clone()),
+                k if extra.contains(&k) => {}
+                _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether the prune may take an object created at `created` (ns) with `labels`.
+    pub(crate) fn accepts(&self, created: Option<i64>, labels: &Value) -> bool {
+        if let Some(until) = self.until {
+            if created.is_none_or(|c| c >= until) {
+                return false;
+            }
+        }
+        self.label.iter().all(|l| labels_match(labels, l))
+            && !self.not_label.iter().any(|l| labels_match(labels, l))
+    }
+
+    /// Whether it takes everything the unfiltered prune takes.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.until.is_none() && self.label.is_empty() && self.not_label.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_filters_as_dockerd_reads_them() {
+        let f = |pairs: &[(&str, &str)]| {
+            let v: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            PruneFilter::parse(&v, true, &["all"])
+        };
+        let labels = json!({"app": "web", "tier": "front"});
+        assert!(f(&[]).unwrap().accepts(None, &labels));
+        assert!(f(&[("label", "app=web")]).unwrap().accepts(None, &labels));
+        assert!(f(&[("label", "app")]).unwrap().accepts(None, &labels));
+        assert!(!f(&[("label", "app=db")]).unwrap().accepts(None, &labels));
+        assert!(!f(&[("label!", "tier")]).unwrap().accepts(None, &labels));
+        assert!(f(&[("label!", "tier=back")])
+            .unwrap()
+            .accepts(None, &labels));
+        let now = hako_engine::hako_base::time::now_nanos();
+        let hour = 3_600_000_000_000;
+        let until = f(&[("until", "30m")]).unwrap();
+        assert!(until.accepts(Some(now - hour), &labels));
+        assert!(!until.accepts(Some(now), &labels));
+        assert!(!until.accepts(None, &labels));
+        assert!(f(&[("all", "true")]).unwrap().is_empty());
+        let e = f(&[("until", "soon")]).unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        let e = f(&[("dangling", "true")]).unwrap_err();
+        assert!(e.message.contains("dangling"), "{}", e.message);
+        let v = vec![("until".to_string(), "1h".to_string())];
+        assert!(PruneFilter::parse(&v, false, &[]).is_err());
+    }
 
     #[test]
     fn inspect_adds_what_compose_reads() {

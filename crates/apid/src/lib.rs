@@ -16,6 +16,7 @@
 
 mod api;
 pub mod backend;
+mod changes;
 mod compat;
 mod error;
 pub mod helper;
@@ -53,7 +54,7 @@ pub enum Error {
     #[error("{0}")]
     Endpoint(String),
     /// Listening failed.
-    #[error("listen on {what}: {source}")]
+    #[error("listen on {what}")]
     Listen {
         /// The endpoint.
         what: String,
@@ -68,6 +69,8 @@ pub enum Error {
 
 /// Serves the API until `idle` passes without a connection, or SIGINT/SIGTERM.
 pub fn serve(opts: ServiceOptions) -> Result<(), Error> {
+    // Before the runtime opens its own descriptors (see listen::systemd_sockets).
+    let activated = listen::systemd_sockets()?;
     // Two workers: the engine's work runs on the blocking pool, and the machines this runs
     // on are small; each worker's stack and arena costs idle memory.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -77,7 +80,7 @@ pub fn serve(opts: ServiceOptions) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let r = rt.block_on(server::run(opts));
+    let r = rt.block_on(server::run(opts, activated));
     // Work still under way (a helper's start, a pull) is not waited for: the containers are
     // their monitors', and a client that lost its answer sees the connection end.
     rt.shutdown_timeout(Duration::from_millis(500));

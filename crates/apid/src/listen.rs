@@ -93,7 +93,10 @@ impl StdListener {
 
 /// The sockets systemd passed, if this process was socket-activated: `LISTEN_PID` names us and
 /// `LISTEN_FDS` counts descriptors from 3 on. The variables are removed, so no child (a
-/// helper) takes the sockets for its own. Called while the process has one thread.
+/// helper) takes the sockets for its own. Called before anything else opens a descriptor (the
+/// async runtime's epoll and event fds): a descriptor promised but not passed would otherwise
+/// be one of those, taken and closed here under the runtime. Each is checked to be an open
+/// socket before it is owned.
 pub(crate) fn systemd_sockets() -> Result<Vec<StdListener>, Error> {
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
@@ -111,13 +114,16 @@ pub(crate) fn systemd_sockets() -> Result<Vec<StdListener>, Error> {
     }
     let mut out = Vec::new();
     for fd in 3..3 + count {
-        // SAFETY: systemd hands us descriptors 3..3+LISTEN_FDS, which nothing else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Not owned until it is known to be an open socket: dropping an owned descriptor
+        // that was never open closes whatever gets that number next.
         let domain = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
             .map_err(|e| Error::Listen {
-                what: format!("socket-activation descriptor {fd}"),
+                what: format!("socket-activation descriptor {fd} (LISTEN_FDS={count})"),
                 source: e.into(),
             })?;
+        // SAFETY: systemd hands us descriptors 3..3+LISTEN_FDS, open (getsockname answered)
+        // and owned by nothing else in this process.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         // systemd passes them inheritable; our helpers must not hold the service's sockets.
         // SAFETY: F_SETFD on a descriptor we now own.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };

@@ -40,8 +40,10 @@ impl Drop for ConnGuard {
     }
 }
 
-pub(crate) async fn run(opts: ServiceOptions) -> Result<(), Error> {
-    let activated = listen::systemd_sockets()?;
+pub(crate) async fn run(
+    opts: ServiceOptions,
+    activated: Vec<listen::StdListener>,
+) -> Result<(), Error> {
     let (listeners, owned) = if activated.is_empty() {
         (
             vec![listen::bind(&opts.endpoint).await?],

@@ -33,12 +33,22 @@ fn docker_tty(svc: &Service, docker: &str, args: &str) -> (i32, String, String) 
 
 #[test]
 fn docker_28_runs_execs_and_copies() {
-    if !need(DOCKER28) {
-        return;
+    if need(DOCKER28) {
+        runs_execs_and_copies(DOCKER28);
     }
+}
+
+#[test]
+fn docker_20_10_runs_execs_and_copies() {
+    if need(DOCKER20) {
+        runs_execs_and_copies(DOCKER20);
+    }
+}
+
+/// What a user does with the docker CLI, with client `d`.
+fn runs_execs_and_copies(d: &str) {
     let root = Root::with_busybox();
     let svc = Service::start(&root);
-    let d = DOCKER28;
 
     let v = svc.ok(
         d,
@@ -196,6 +206,19 @@ fn docker_28_runs_execs_and_copies() {
     // Images, networks and volumes.
     let images = svc.ok(d, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(images, "busybox:latest\n");
+    let fmt = [
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.CreatedBy}}",
+        "busybox",
+    ];
+    let history = svc.ok(d, &fmt);
+    assert!(!history.is_empty());
+    assert_eq!(history, root.ok(&fmt));
+    let (code, _, err) = svc.run(d, &["history", "nosuchimage"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("No such image"), "{err}");
     svc.ok(d, &["tag", "busybox", "mybox:1"]);
     assert!(svc.ok(d, &["images"]).contains("mybox"));
     assert!(svc.ok(d, &["rmi", "mybox:1"]).contains("Untagged: mybox:1"));
@@ -297,15 +320,23 @@ fn docker_20_10_client_negotiates_its_version() {
 }
 
 #[test]
-fn docker_builds_and_goes_through_a_registry() {
-    if !need(DOCKER28) || !have("docker-registry") {
-        eprintln!("skipped: needs {DOCKER28} and docker-registry");
+fn docker_28_builds_and_goes_through_a_registry() {
+    builds_and_goes_through_a_registry(DOCKER28);
+}
+
+#[test]
+fn docker_20_10_builds_and_goes_through_a_registry() {
+    builds_and_goes_through_a_registry(DOCKER20);
+}
+
+fn builds_and_goes_through_a_registry(d: &str) {
+    if !need(d) || !have("docker-registry") {
+        eprintln!("skipped: needs {d} and docker-registry");
         return;
     }
     let root = Root::with_busybox();
     let svc = Service::start(&root);
     let reg = hako_testkit::Registry::start();
-    let d = DOCKER28;
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
@@ -381,6 +412,35 @@ fn bad_requests_get_docker_errors_and_leave_nothing() {
     );
     assert_eq!(s, 404);
     assert!(b.contains("No such image"), "{b}");
+    // Fields dockerd does not know are ignored, as its decoder does (newer clients send
+    // fields older daemons lack); a known field of the wrong type is not.
+    let (s, b) = svc.request(
+        "POST",
+        "/containers/create?name=extra",
+        Some(br#"{"Image":"busybox","Cmd":["true"],"NoSuchField":{"x":1},"HostConfig":{"Unknown":true}}"#),
+    );
+    assert_eq!(s, 201, "{b}");
+    root.ok(&["rm", "extra"]);
+    let (s, b) = svc.request(
+        "POST",
+        "/containers/create",
+        Some(br#"{"Image":"busybox","HostConfig":{"Memory":"lots"}}"#),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("\"message\""), "{b}");
+    let (s, b) = svc.request("POST", "/containers/create", Some(b"[1,2]"));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("POST", "/networks/create", Some(br#"{"Name":7}"#));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("POST", "/volumes/create", Some(b"{"));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("GET", "/containers/json?filters=%7Bnot", None);
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = svc.request("GET", "/containers/json?limit=many", None);
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("limit"), "{b}");
+    let (s, b) = svc.request("POST", "/containers/nosuch/wait?condition=soon", None);
+    assert!(s == 400 || s == 404, "{s} {b}");
     let huge = vec![b' '; 9 << 20];
     let (s, b) = svc.request("POST", "/containers/create", Some(&huge));
     assert_eq!(s, 413, "{b}");
@@ -505,4 +565,250 @@ fn the_service_exits_when_idle_and_serves_beside_hako() {
     let out = root.hako(&["system", "service", "tcp://0.0.0.0:2375"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn docker_login_credentials_reach_the_registry() {
+    if !need(DOCKER28) || !have("docker-registry") || !have("htpasswd") {
+        eprintln!("skipped: needs {DOCKER28}, docker-registry and htpasswd");
+        return;
+    }
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "apiuser", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&htpasswd, out.stdout).unwrap();
+    let reg = hako_testkit::Registry::start_with(&format!(
+        "auth:\n  htpasswd:\n    realm: hako-test\n    path: {}\n",
+        htpasswd.display()
+    ));
+    let server = format!("127.0.0.1:{}", reg.port);
+    let d = DOCKER28;
+    let login = |password: &str| {
+        let mut c = svc.client(d);
+        c.args(["login", "-u", "apiuser", "--password-stdin", &server])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), password.as_bytes()).unwrap();
+        split(child.wait_with_output().unwrap())
+    };
+    // /auth checks the password against the registry.
+    let (code, _, err) = login("wrong");
+    assert_ne!(code, 0);
+    assert!(err.contains("401") || err.contains("nauthorized"), "{err}");
+    let (code, out, err) = login("s3cret");
+    assert_eq!(code, 0, "{out}{err}");
+    // The client's login travels in X-Registry-Auth with the push and the pull.
+    let tag = format!("{server}/authed:1");
+    svc.ok(d, &["tag", "busybox", &tag]);
+    let (code, out, err) = svc.run(d, &["push", &tag]);
+    assert_eq!(code, 0, "{out}{err}");
+    svc.ok(d, &["rmi", &tag]);
+    let (code, out, err) = svc.run(d, &["pull", &tag]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        svc.ok(d, &["run", "--rm", &tag, "echo", "pulled"]),
+        "pulled\n"
+    );
+    // Without the login the registry refuses, and the client hears it.
+    svc.ok(d, &["logout", &server]);
+    svc.ok(d, &["rmi", &tag]);
+    let (code, _, err) = svc.run(d, &["pull", &tag]);
+    assert_ne!(code, 0);
+    assert!(!err.is_empty());
+}
+
+#[test]
+fn container_network_and_volume_prune_take_filters() {
+    if !need(DOCKER28) {
+        return;
+    }
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    let d = DOCKER28;
+    for (name, label) in [("keep", "app=db"), ("go", "app=web")] {
+        svc.ok(
+            d,
+            &["create", "--name", name, "-l", label, "busybox", "true"],
+        );
+        svc.ok(
+            d,
+            &[
+                "network",
+                "create",
+                "--label",
+                label,
+                &format!("net-{name}"),
+            ],
+        );
+        svc.ok(
+            d,
+            &["volume", "create", "--label", label, &format!("vol-{name}")],
+        );
+    }
+    // Everything is newer than an hour ago: an `until` prune takes nothing.
+    let out = svc.ok(d, &["container", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!out.contains("keep") && !out.contains("go"), "{out}");
+    let out = svc.ok(d, &["network", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!out.contains("net-"), "{out}");
+    assert_eq!(svc.ok(d, &["ps", "-aq"]).lines().count(), 2);
+    // label= takes the matching ones only; label!= the others.
+    let out = svc.ok(
+        d,
+        &["container", "prune", "-f", "--filter", "label=app=web"],
+    );
+    assert_eq!(out.lines().filter(|l| l.len() == 64).count(), 1, "{out}");
+    assert_eq!(svc.ok(d, &["ps", "-a", "--format", "{{.Names}}"]), "keep\n");
+    let out = svc.ok(d, &["network", "prune", "-f", "--filter", "label!=app=db"]);
+    assert!(out.contains("net-go") && !out.contains("net-keep"), "{out}");
+    let out = svc.ok(
+        d,
+        &["volume", "prune", "-a", "-f", "--filter", "label=app=web"],
+    );
+    assert!(out.contains("vol-go") && !out.contains("vol-keep"), "{out}");
+    assert_eq!(svc.ok(d, &["volume", "ls", "-q"]), "vol-keep\n");
+    assert_eq!(
+        svc.ok(d, &["network", "ls", "-q", "--filter", "name=net-"])
+            .lines()
+            .count(),
+        1
+    );
+    // Volumes have no `until`, as dockerd says.
+    let (code, _, err) = svc.run(d, &["volume", "prune", "-f", "--filter", "until=1h"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("until"), "{err}");
+    svc.ok(d, &["rm", "keep"]);
+    svc.ok(d, &["network", "rm", "net-keep"]);
+    svc.ok(d, &["volume", "rm", "vol-keep"]);
+}
+
+#[test]
+fn ping_headers_and_every_version_from_1_24() {
+    use std::io::{Read, Write};
+    let root = Root::new();
+    let svc = Service::start(&root);
+    for method in ["GET", "HEAD"] {
+        let mut s = std::os::unix::net::UnixStream::connect(&svc.socket).unwrap();
+        write!(
+            s,
+            "{method} /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let head = out.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{out}");
+        for h in [
+            "api-version: 1.",
+            "builder-version: 1",
+            "ostype: linux",
+            "cache-control: no-cache",
+        ] {
+            assert!(head.contains(h), "{method}: no {h}: {out}");
+        }
+        assert_eq!(out.ends_with("\r\n\r\nOK"), method == "GET", "{out}");
+    }
+    let current: String = {
+        let (_, b) = svc.request("GET", "/version", None);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["MinAPIVersion"], "1.24", "{b}");
+        v["ApiVersion"].as_str().unwrap().to_string()
+    };
+    let minor: u32 = current.strip_prefix("1.").unwrap().parse().unwrap();
+    assert!(minor >= 44, "{current}");
+    for m in 24..=minor {
+        let (s, b) = svc.request("GET", &format!("/v1.{m}/containers/json"), None);
+        assert_eq!((s, b.trim()), (200, "[]"), "v1.{m}");
+    }
+    let (s, _) = svc.request("GET", "/v1.23/containers/json", None);
+    assert_eq!(s, 400);
+    let (s, _) = svc.request("GET", &format!("/v1.{}/containers/json", minor + 1), None);
+    assert_eq!(s, 400);
+}
+
+/// `hako system service` as systemd's socket unit starts it: `LISTEN_PID`/`LISTEN_FDS`, the
+/// socket on fd 3 (when `socket` is given).
+fn activated(
+    root: &Root,
+    socket: Option<&std::os::unix::net::UnixListener>,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" system service --time 0",
+        common::hako_bin(),
+    ])
+    .env("HAKO_ROOT", root.path())
+    .stderr(std::process::Stdio::piped());
+    if socket.is_none() {
+        // SAFETY: close is async-signal-safe; fd 3 (the test harness may have one open) is
+        // the child's to drop, so the service's first own descriptor takes that number.
+        unsafe {
+            c.pre_exec(|| {
+                libc::close(3);
+                Ok(())
+            });
+        }
+    }
+    if let Some(l) = socket {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(l);
+        // SAFETY: dup2 is async-signal-safe and touches only the child's descriptor table;
+        // the copy on 3 is inheritable.
+        unsafe {
+            c.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let r = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    c.spawn().unwrap()
+}
+
+#[test]
+fn socket_activation_answers_the_waiting_client() {
+    use std::io::{Read, Write};
+    let root = Root::new();
+    let path = root.path().join("activated.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // The client is already waiting in the socket when the service starts.
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut svc = activated(&root, Some(&l));
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("OK"),
+        "{out}"
+    );
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe { libc::kill(svc.id() as i32, libc::SIGTERM) };
+    assert!(svc.wait().unwrap().success());
+
+    // A socket promised but not passed is an error naming it, not a crash of the runtime
+    // whose own descriptor got that number.
+    let svc = activated(&root, None);
+    let out = svc.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("socket-activation descriptor 3"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -292,6 +292,39 @@ impl Engine {
         Ok(hako_registry::push(&self.store, reference, progress)?)
     }
 
+    /// [`Engine::pull`] as a client logged in with `creds` (an API request's
+    /// `X-Registry-Auth`), not with the credentials stored for the registry.
+    pub fn pull_as(
+        &self,
+        reference: &Reference,
+        opts: &PullOptions,
+        creds: Option<&Credentials>,
+        progress: &mut ProgressSink<'_>,
+    ) -> Result<Pulled> {
+        Ok(hako_registry::pull_as(
+            &self.store,
+            reference,
+            opts,
+            creds,
+            progress,
+        )?)
+    }
+
+    /// [`Engine::push`] as a client logged in with `creds`.
+    pub fn push_as(
+        &self,
+        reference: &Reference,
+        creds: Option<&Credentials>,
+        progress: &mut ProgressSink<'_>,
+    ) -> Result<String> {
+        Ok(hako_registry::push_as(
+            &self.store,
+            reference,
+            creds,
+            progress,
+        )?)
+    }
+
     /// `save`: writes the images named to `out` as one archive (Docker's and OCI's layout).
     /// Saving by tag records that tag, by ID all of the image's tags, as Docker does.
     pub fn image_save(&self, names: &[String], out: &mut dyn std::io::Write) -> Result<()> {

@@ -198,13 +198,32 @@ impl Engine {
     /// Removes anonymous volumes no container uses (Docker's default `volume prune`), or all
     /// unused volumes with `all`. Returns the names and the bytes freed.
     pub fn volume_prune(&self, all: bool) -> Result<(Vec<String>, u64)> {
+        self.volume_prune_matching(all, &|_| true)
+    }
+
+    /// [`Engine::volume_prune`] of the volumes `accept` takes (`volume prune --filter
+    /// label=…`).
+    pub fn volume_prune_matching(
+        &self,
+        all: bool,
+        accept: &dyn Fn(&VolumeInfo) -> bool,
+    ) -> Result<(Vec<String>, u64)> {
         self.reconcile()?;
-        let names: Vec<String> = {
+        let candidates: Vec<String> = {
             let mut st = self.store.conn().prepare(
                 "SELECT name FROM volumes WHERE (anonymous = 1 OR ?1) AND name NOT IN (SELECT volume FROM container_volumes)",
             )?;
             let rows = st.query_map([all], |r| r.get::<_, String>(0))?;
             rows.collect::<rusqlite::Result<_>>()?
+        };
+        let names: Vec<String> = if candidates.is_empty() {
+            candidates
+        } else {
+            let list = self.volume_list()?;
+            candidates
+                .into_iter()
+                .filter(|n| list.iter().any(|v| &v.name == n && accept(v)))
+                .collect()
         };
         let mut freed = 0;
         for n in &names {

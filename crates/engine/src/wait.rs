@@ -6,7 +6,7 @@
 //! leaves no trace in the directory, which no hako command does).
 
 use crate::{alive, monitor, Engine, Error, Result};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 /// What [`Engine::wait_for`] waits for (Docker's `condition`).
@@ -73,6 +73,20 @@ impl Engine {
     /// Blocks until `condition` holds for the container `key`; returns its exit status.
     /// Any thread may call it.
     pub fn wait_for(&self, key: &str, condition: WaitCondition) -> Result<i32> {
+        Ok(self
+            .wait_for_or_cancel(key, condition, None)?
+            .expect("no cancel descriptor"))
+    }
+
+    /// [`Engine::wait_for`] that also returns, with `None`, once `cancel` is readable or hung
+    /// up (a server passes the read end of a pipe whose write end it drops when its client
+    /// goes, so no thread stays behind waiting for a container nobody waits for).
+    pub fn wait_for_or_cancel(
+        &self,
+        key: &str,
+        condition: WaitCondition,
+        cancel: Option<BorrowedFd<'_>>,
+    ) -> Result<Option<i32>> {
         let id = self.find(key)?.id;
         let dir = self.container_dir(&id);
         let watch = Watch::new(&self.root.join("containers"), &dir);
@@ -85,9 +99,11 @@ impl Engine {
         loop {
             let Some(row) = self.wait_row(&id)? else {
                 // Removed (by `--rm`, or `rm`): the exit status is the last one seen.
-                return Ok(last_code
-                    .or_else(|| monitor::read_exit_file(&dir))
-                    .unwrap_or(0));
+                return Ok(Some(
+                    last_code
+                        .or_else(|| monitor::read_exit_file(&dir))
+                        .unwrap_or(0),
+                ));
             };
             if row.running && !alive(row.owner.0, row.owner.1) {
                 // Its recorder died: reconcile finishes it, then look again.
@@ -111,10 +127,12 @@ impl Engine {
                 WaitCondition::Removed => false,
             };
             if done {
-                return Ok(row.exit_code.unwrap_or(0));
+                return Ok(Some(row.exit_code.unwrap_or(0)));
             }
             let owner = if row.running { row.owner } else { (None, None) };
-            wait_event(watch.as_ref(), owner);
+            if wait_event(watch.as_ref(), owner, cancel) {
+                return Ok(None);
+            }
         }
     }
 }
@@ -181,14 +199,26 @@ pub(crate) fn pidfd(owner: (Option<i32>, Option<i64>)) -> Option<OwnedFd> {
     alive(owner.0, owner.1).then_some(fd)
 }
 
-/// Sleeps until the owner exits, the directories change, or the backstop passes.
-fn wait_event(watch: Option<&Watch>, owner: (Option<i32>, Option<i64>)) {
+/// Sleeps until the owner exits, the directories change, `cancel` fires or the backstop
+/// passes; true when `cancel` fired.
+fn wait_event(
+    watch: Option<&Watch>,
+    owner: (Option<i32>, Option<i64>),
+    cancel: Option<BorrowedFd<'_>>,
+) -> bool {
     let pid = pidfd(owner);
-    let mut fds: Vec<libc::pollfd> = [watch.map(|w| &w.0), pid.as_ref()]
+    // The cancel descriptor first, so its slot is known.
+    let mut fds: Vec<libc::pollfd> = cancel
+        .map(|c| c.as_raw_fd())
         .into_iter()
-        .flatten()
+        .chain(
+            [watch.map(|w| &w.0), pid.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|fd| fd.as_raw_fd()),
+        )
         .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
+            fd,
             events: libc::POLLIN,
             revents: 0,
         })
@@ -204,6 +234,7 @@ fn wait_event(watch: Option<&Watch>, owner: (Option<i32>, Option<i64>)) {
     if let Some(w) = watch {
         w.drain();
     }
+    cancel.is_some() && fds[0].revents != 0
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ pub use auth::{docker_config_dir, Credentials};
 pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
 pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
-pub use pull::{fetch_raw_manifest, pull, PullOptions, Pulled};
-pub use push::push;
+pub use pull::{fetch_raw_manifest, pull, pull_as, PullOptions, Pulled};
+pub use push::{push, push_as};
 
 /// Errors of registry operations.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use hako_image::{Image, ImageStore, NewImage, NewLayer, Reference, StagedLayer};
 
 use crate::client::{read_limited, read_small, status_error, Client, Payload, MAX_DOCUMENT};
 use crate::manifest::{self, classify, Descriptor, Kind, Manifest, Platform};
-use crate::{sha256_digest, short, Error, LayerStatus, Progress, ProgressSink};
+use crate::{sha256_digest, short, Credentials, Error, LayerStatus, Progress, ProgressSink};
 
 /// Options of [`pull`].
 #[derive(Clone, Debug, Default)]
@@ -375,7 +375,11 @@ impl std::io::Read for Resuming<'_> {
 /// The client to pull `reference` with, and its top manifest: for Docker
 /// Hub, the first configured mirror that serves the manifest, else Docker
 /// Hub itself, as dockerd does with `registry-mirrors`.
-fn connect(reference: &Reference, target: &str) -> Result<(Client, FetchedManifest), Error> {
+fn connect(
+    reference: &Reference,
+    target: &str,
+    creds: Option<&Credentials>,
+) -> Result<(Client, FetchedManifest), Error> {
     if reference.domain() == "docker.io" {
         for m in &crate::config::RegistryConfig::load()?.registry_mirrors {
             let Ok(client) = Client::mirror(m, reference.path()) else {
@@ -386,7 +390,10 @@ fn connect(reference: &Reference, target: &str) -> Result<(Client, FetchedManife
             }
         }
     }
-    let client = Client::new(reference.domain(), reference.path(), false)?;
+    let mut client = Client::new(reference.domain(), reference.path(), false)?;
+    if let Some(c) = creds {
+        client = client.with_credentials(c.clone());
+    }
     let found = fetch_manifest(&client, target, reference, None)?;
     Ok((client, found))
 }
@@ -397,7 +404,7 @@ fn connect(reference: &Reference, target: &str) -> Result<(Client, FetchedManife
 /// known manifest kind, and against the digest when the reference has one.
 pub fn fetch_raw_manifest(reference: &Reference) -> Result<Vec<u8>, Error> {
     let target = reference.digest().or(reference.tag()).unwrap_or("latest");
-    let (_, (bytes, ct, _)) = connect(reference, target)?;
+    let (_, (bytes, ct, _)) = connect(reference, target, None)?;
     classify(&ct, &bytes, &reference.familiar())?;
     Ok(bytes)
 }
@@ -414,6 +421,18 @@ pub fn pull(
     opts: &PullOptions,
     progress: &mut ProgressSink<'_>,
 ) -> Result<Pulled, Error> {
+    pull_as(store, reference, opts, None, progress)
+}
+
+/// [`pull`] with `creds` for the registry instead of the stored ones (the Engine API's
+/// `X-Registry-Auth`: the client's login, not the server's).
+pub fn pull_as(
+    store: &ImageStore,
+    reference: &Reference,
+    opts: &PullOptions,
+    creds: Option<&Credentials>,
+    progress: &mut ProgressSink<'_>,
+) -> Result<Pulled, Error> {
     let target = reference
         .digest()
         .or(reference.tag())
@@ -425,7 +444,7 @@ pub fn pull(
     })
     .map_err(out_err)?;
 
-    let (client, (top, ct, digest)) = connect(reference, &target)?;
+    let (client, (top, ct, digest)) = connect(reference, &target, creds)?;
     let (manifest_bytes, manifest) = match classify(&ct, &top, &reference.familiar())? {
         Kind::Manifest => (top.clone(), parse_manifest(&top, reference)?),
         Kind::Index => {

@@ -71,6 +71,17 @@ pub fn push(
     reference: &Reference,
     progress: &mut ProgressSink<'_>,
 ) -> Result<String, Error> {
+    push_as(store, reference, None, progress)
+}
+
+/// [`push`] with `creds` for the registry instead of the stored ones (the Engine API's
+/// `X-Registry-Auth`).
+pub fn push_as(
+    store: &ImageStore,
+    reference: &Reference,
+    creds: Option<&crate::Credentials>,
+    progress: &mut ProgressSink<'_>,
+) -> Result<String, Error> {
     let reference = match reference.tag() {
         Some(_) => reference.clone(),
         None => reference.with_tag("latest")?,
@@ -100,7 +111,10 @@ pub fn push(
         id: short(diff_ids.get(i).map_or(&manifest.layers[i].digest, |d| d)).to_string(),
         status,
     };
-    let client = Client::new(reference.domain(), reference.path(), true)?;
+    let mut client = Client::new(reference.domain(), reference.path(), true)?;
+    if let Some(c) = creds {
+        client = client.with_credentials(c.clone());
+    }
 
     let order: Vec<usize> = (0..manifest.layers.len()).rev().collect();
     for &i in &order {

@@ -13,11 +13,6 @@ use std::io::{BufRead, Seek};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How often a followed log or an awaited state is looked at again. The engine records
-/// exits and appends logs from other processes (the monitors); until it offers a wake-up on
-/// them (issue 16, part 1), the service looks.
-const POLL: Duration = Duration::from_millis(25);
-
 fn rows_matching(
     e: &Engine,
     list: Vec<ContainerInfo>,
@@ -343,65 +338,46 @@ pub(super) async fn pause(req: Req, id: String, pause: bool) -> Result<Response<
 
 /// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`.
 pub(super) async fn wait(req: Req, id: String) -> Result<Response<Body>, ApiError> {
-    let condition = req.q("condition").unwrap_or("not-running").to_string();
-    if !matches!(
-        condition.as_str(),
-        "" | "not-running" | "next-exit" | "removed"
-    ) {
-        return Err(ApiError::bad_request(format!(
-            "invalid condition: {condition:?}: expected not-running, next-exit or removed"
-        )));
-    }
+    let condition = hako_engine::wait::WaitCondition::parse(req.q("condition").unwrap_or(""))?;
     let c = find(&req, &id).await?;
     // The answer's head goes out at once (docker's CLI waits for it before it starts the
     // container), the body when the condition is met.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
     let state = req.state.clone();
     let since = hako_engine::now_nanos();
+    // The engine's wait sleeps on the container's owner (pidfd) and directory (inotify) in a
+    // blocking thread; dropping `cancel_w` when the client goes ends that thread.
+    let (cancel_r, cancel_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ApiError::internal(format!("create a pipe: {e}")))?;
     tokio::spawn(async move {
         let _busy = state.backend.mark_busy();
-        let first_start = c.started_at;
-        let first_finish = c.finished_at;
-        let code = loop {
-            let cid = c.id.clone();
-            let now = state
-                .backend
-                .engine(move |e| {
-                    e.reconcile()?;
-                    match e.find(&cid) {
-                        Ok(c) => Ok(Some(c)),
-                        Err(hako_engine::Error::NoSuchContainer(_)) => Ok(None),
-                        Err(err) => Err(err.into()),
-                    }
-                })
-                .await;
-            let done = match (&now, condition.as_str()) {
-                (Err(_), _) => Some(None),
-                (Ok(None), _) => {
-                    // Removed (`--rm`): its last exit is in the journal.
-                    let cid = c.id.clone();
-                    let code = state
-                        .backend
-                        .engine(move |e| Ok(last_exit(e, &cid, since)))
-                        .await
-                        .ok()
-                        .flatten()
-                        .or(c.exit_code);
-                    Some(code)
-                }
-                (Ok(Some(_)), "removed") => None,
-                (Ok(Some(n)), "next-exit") => (n.state == State::Exited
-                    && (n.finished_at != first_finish || n.started_at != first_start))
-                    .then_some(n.exit_code),
-                (Ok(Some(n)), _) => (n.state != State::Running).then_some(n.exit_code),
+        let cid = c.id.clone();
+        let waiter = state.backend.engine(move |e| {
+            use std::os::fd::AsFd;
+            let Some(code) = e.wait_for_or_cancel(&cid, condition, Some(cancel_r.as_fd()))? else {
+                return Ok(None);
             };
-            if let Some(code) = done {
-                break code;
+            // Removed (`--rm`, or `removed`): its last exit is in the journal.
+            let gone = matches!(e.find(&cid), Err(hako_engine::Error::NoSuchContainer(_)));
+            Ok(Some(if gone {
+                last_exit(e, &cid, since).unwrap_or(code)
+            } else {
+                code
+            }))
+        });
+        tokio::pin!(waiter);
+        let code = tokio::select! {
+            r = &mut waiter => r,
+            _ = tx.closed() => {
+                drop(cancel_w);
+                let _ = waiter.await;
+                return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = tx.closed() => return,
-            }
+        };
+        let code = match code {
+            Ok(Some(code)) => Some(code),
+            Ok(None) => return,
+            Err(_) => None,
         };
         let body = match code {
             Some(code) => j!({"StatusCode": code, "Error": null}),
@@ -639,6 +615,13 @@ async fn pump_log(
     }
     let pinned = r.file.is_some();
     let mut file = r.file.as_ref().and_then(|f| f.try_clone().ok());
+    // The monitor appends to the log in the container's directory; the end of the run is a
+    // commit to the database in the root.
+    let dir = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let changes = crate::changes::Changes::state(state.backend.root(), &[&dir]);
     loop {
         let cid = id.clone();
         let running = state
@@ -679,7 +662,7 @@ async fn pump_log(
             return;
         }
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = changes.next() => {}
             _ = out.closed() => return,
         }
     }
@@ -887,14 +870,19 @@ pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiEr
                 .insert(cid.clone(), rtx);
             mark.resizer = true;
             let sock = log.with_file_name("attach.sock");
-            // Until the start (a created container) has the monitor listening.
-            let mut tries = 0;
+            // Until the start (a created container) has the monitor listening: its socket
+            // appears in the container's directory.
+            let dir = log
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let changes = crate::changes::Changes::new(&[&dir]);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
             while !sock.exists() {
-                tries += 1;
-                if tries > 600 * 40 {
+                if tokio::time::Instant::now() > deadline {
                     return;
                 }
-                tokio::time::sleep(POLL).await;
+                changes.next().await;
             }
             mark.started();
             let _ = crate::monitor_attach::pump(
@@ -917,6 +905,8 @@ pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiEr
             let before = c.started_at;
             let mut client_open = true;
             if mark.waiting {
+                // The start is a commit to the database in the root.
+                let changes = crate::changes::Changes::root(state.backend.root());
                 loop {
                     let cid2 = cid.clone();
                     let started = state
@@ -933,7 +923,7 @@ pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiEr
                     }
                     let mut byte = [0u8; 1];
                     tokio::select! {
-                        _ = tokio::time::sleep(POLL) => {}
+                        _ = changes.next() => {}
                         // Input for a container without stdin is dropped; the client's
                         // half-close is not its going (its output is still wanted).
                         r = cin.read(&mut byte), if client_open => {
@@ -1367,13 +1357,39 @@ pub(super) async fn remove(req: Req, id: String) -> Result<Response<Body>, ApiEr
 
 /// `POST /containers/prune`.
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
-    let filters = req.filters()?;
-    if let Some((k, _)) = filters.first() {
-        return Err(ApiError::not_implemented(format!(
-            "container prune filter {k:?}"
-        )));
-    }
-    let gone = req.state.backend.engine(|e| Ok(e.prune()?)).await?;
+    let filter = compat::PruneFilter::parse(&req.filters()?, true, &[])?;
+    let gone = req
+        .state
+        .backend
+        .engine(move |e| {
+            if filter.is_empty() {
+                return Ok(e.prune()?);
+            }
+            let mut gone = Vec::new();
+            for c in e.list(true)? {
+                if c.state == State::Running {
+                    continue;
+                }
+                let labels = match e.stored_config(&c.id) {
+                    Ok(o) => compat::light_doc(&c, &o)["Config"]["Labels"].take(),
+                    Err(hako_engine::Error::NoSuchContainer(_)) => continue,
+                    Err(err) => return Err(err.into()),
+                };
+                if !filter.accepts(Some(c.created), &labels) {
+                    continue;
+                }
+                // Started or removed since the list: not this prune's.
+                match e.remove(&c.id, false, false) {
+                    Ok(_) => gone.push(c.id),
+                    Err(
+                        hako_engine::Error::NoSuchContainer(_) | hako_engine::Error::Running(_),
+                    ) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Ok(gone)
+        })
+        .await?;
     Ok(json(
         StatusCode::OK,
         &j!({"ContainersDeleted": if gone.is_empty() { Value::Null } else { j!(gone) }, "SpaceReclaimed": 0}),

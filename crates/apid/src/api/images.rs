@@ -24,10 +24,7 @@ pub(super) async fn route(
             if let Some(n) = name("/json") {
                 inspect(req, n).await
             } else if let Some(n) = name("/history") {
-                let _ = n;
-                Err(ApiError::not_implemented(
-                    "image history (/images/{name}/history)",
-                ))
+                history(req, n).await
             } else if let Some(n) = name("/get") {
                 save(req, vec![n]).await
             } else {
@@ -144,6 +141,23 @@ async fn inspect(req: Req, name: String) -> Result<Response<Body>, ApiError> {
         })
         .await?;
     Ok(json(StatusCode::OK, &doc))
+}
+
+/// `GET /images/{name}/history`: the image's layers, newest first.
+async fn history(req: Req, name: String) -> Result<Response<Body>, ApiError> {
+    let list = req
+        .state
+        .backend
+        .engine(move |e| match e.image_history(&name) {
+            Ok(h) => Ok(h),
+            Err(err) if err.kind() == hako_engine::ErrorKind::NotFound => {
+                Err(ApiError::not_found(format!("No such image: {name}")))
+            }
+            Err(err) => Err(err.into()),
+        })
+        .await?;
+    let v: Vec<Value> = list.iter().map(hako_docker::image::history_json).collect();
+    Ok(json(StatusCode::OK, &v))
 }
 
 /// `POST /images/{name}/tag?repo=&tag=`.
@@ -301,40 +315,61 @@ where
     Ok(streaming("application/json", out_rx))
 }
 
-/// Whether `X-Registry-Auth` carries credentials (the clients send an empty one otherwise).
-fn auth_header_has_credentials(req: &Req) -> bool {
-    use base64::Engine as _;
-    let Some(h) = req
-        .headers
-        .get("X-Registry-Auth")
-        .and_then(|h| h.to_str().ok())
-    else {
-        return false;
+/// The client's login from `X-Registry-Auth` (base64url JSON, as the docker CLI and the SDKs
+/// send it): `None` when it carries none (the clients send `{}` then), so the registry's
+/// stored credentials (`hako login`) apply. A token hako cannot use is refused, not ignored.
+fn registry_auth(req: &Req) -> Result<Option<hako_registry::Credentials>, ApiError> {
+    let Some(h) = req.headers.get("X-Registry-Auth") else {
+        return Ok(None);
     };
-    let decoded = base64::engine::general_purpose::URL_SAFE
-        .decode(h.trim())
-        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h.trim()))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h.trim()))
-        .unwrap_or_default();
-    let v: Value = serde_json::from_slice(&decoded).unwrap_or(Value::Null);
-    [
-        "username",
-        "password",
-        "identitytoken",
-        "registrytoken",
-        "auth",
-    ]
-    .iter()
-    .any(|k| v[*k].as_str().is_some_and(|s| !s.is_empty()))
+    decode_registry_auth(h.as_bytes())
 }
 
-fn refuse_credentials(req: &Req) -> Result<(), ApiError> {
-    if auth_header_has_credentials(req) {
-        return Err(ApiError::not_implemented(
-            "credentials in X-Registry-Auth (log in with `hako login`; the service uses its stored credentials)",
-        ));
+fn decode_registry_auth(h: &[u8]) -> Result<Option<hako_registry::Credentials>, ApiError> {
+    use base64::Engine as _;
+    let h = std::str::from_utf8(h).unwrap_or("").trim();
+    if h.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    let invalid =
+        |why: String| ApiError::bad_request(format!("invalid X-Registry-Auth header: {why}"));
+    let decoded = base64::engine::general_purpose::URL_SAFE
+        .decode(h)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
+        .map_err(|e| invalid(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&decoded).map_err(|e| invalid(e.to_string()))?;
+    let field = |k: &str| v[k].as_str().filter(|s| !s.is_empty());
+    for k in ["identitytoken", "registrytoken"] {
+        if field(k).is_some() {
+            return Err(ApiError::not_implemented(format!(
+                "{k} in X-Registry-Auth (send a username and password)"
+            )));
+        }
+    }
+    if let (Some(u), Some(p)) = (field("username"), field("password")) {
+        return Ok(Some(hako_registry::Credentials {
+            username: u.into(),
+            password: p.into(),
+        }));
+    }
+    if let Some(auth) = field("auth") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .map_err(|e| invalid(format!("auth: {e}")))?;
+        let raw = String::from_utf8_lossy(&raw);
+        let (u, p) = raw
+            .split_once(':')
+            .ok_or_else(|| invalid("auth is not user:password".into()))?;
+        return Ok(Some(hako_registry::Credentials {
+            username: u.into(),
+            password: p.into(),
+        }));
+    }
+    if field("username").is_some() || field("password").is_some() {
+        return Err(invalid("a username needs a password".into()));
+    }
+    Ok(None)
 }
 
 /// `POST /images/create?fromImage=&tag=&platform=`: a pull, with Docker's progress stream.
@@ -344,7 +379,7 @@ pub(super) async fn create(req: Req) -> Result<Response<Body>, ApiError> {
             "image import (/images/create?fromSrc=)",
         ));
     }
-    refuse_credentials(&req)?;
+    let creds = registry_auth(&req)?;
     let from = req
         .q("fromImage")
         .filter(|s| !s.is_empty())
@@ -367,7 +402,7 @@ pub(super) async fn create(req: Req) -> Result<Response<Body>, ApiError> {
         let engine = hako_engine::Engine::open(&root)?;
         let opts = hako_engine::images::PullOptions { platform };
         // The pull's own last step says "Downloaded newer image" or "Image is up to date".
-        engine.pull(&reference, &opts, &mut |p| w.progress(p)).map_err(|e| {
+        engine.pull_as(&reference, &opts, creds.as_ref(), &mut |p| w.progress(p)).map_err(|e| {
             let msg = e.to_string();
             let lower = msg.to_ascii_lowercase();
             if lower.contains("not found") || lower.contains("unknown") || lower.contains("denied") {
@@ -383,7 +418,7 @@ pub(super) async fn create(req: Req) -> Result<Response<Body>, ApiError> {
 
 /// `POST /images/{name}/push?tag=`.
 async fn push(req: Req, name: String) -> Result<Response<Body>, ApiError> {
-    refuse_credentials(&req)?;
+    let creds = registry_auth(&req)?;
     let full = match req.q("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{name}:{t}"),
         None => name.clone(),
@@ -397,7 +432,7 @@ async fn push(req: Req, name: String) -> Result<Response<Body>, ApiError> {
             .resolve(&reference.to_string())
             .map_err(|_| ApiError::not_found(format!("No such image: {}", reference.familiar())))?;
         engine
-            .push(&reference, &mut |p| w.progress(p))
+            .push_as(&reference, creds.as_ref(), &mut |p| w.progress(p))
             .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(())
     })
@@ -470,12 +505,19 @@ async fn cli_lines(
             }
             (true, aux)
         };
-        let (fed, (delivered, aux), err) = tokio::join!(feed, out, err_text);
+        // A client that goes while the command says nothing (a long RUN step) is seen by
+        // its channel closing, not only by the next line failing to go out.
+        let (fed, (delivered, aux), err) = tokio::select! {
+            r = async { tokio::join!(feed, out, err_text) } => r,
+            _ = tx.closed() => (false, (false, None), String::new()),
+        };
         if !fed || !delivered {
-            // The client went: so does the work (its temporary state is the command's to
-            // clean up, as after a ^C).
+            // The client went: so does the work. The build's stages and its step's container
+            // die with it (parent-death signals); what it leaves in the state root the next
+            // reconcile removes, done here at once.
             let _ = child.start_kill();
             let _ = child.wait().await;
+            let _ = state.backend.engine(|e| Ok(e.reconcile()?)).await;
             return;
         }
         let status = child.wait().await;
@@ -744,6 +786,35 @@ pub(super) async fn distribution(_req: Req, _name: String) -> Result<Response<Bo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn registry_auth_headers_as_clients_send_them() {
+        use base64::Engine as _;
+        let enc = |j: &str| base64::engine::general_purpose::URL_SAFE.encode(j);
+        assert_eq!(super::decode_registry_auth(b"").unwrap(), None);
+        assert_eq!(
+            super::decode_registry_auth(enc("{}").as_bytes()).unwrap(),
+            None
+        );
+        let c = super::decode_registry_auth(
+            enc(r#"{"username":"u","password":"p?>","serveraddress":"r"}"#).as_bytes(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p?>"));
+        let c = super::decode_registry_auth(enc(r#"{"auth":"dTpwOnE="}"#).as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p:q"));
+        let e =
+            super::decode_registry_auth(enc(r#"{"identitytoken":"t"}"#).as_bytes()).unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::NOT_IMPLEMENTED);
+        assert!(e.message.contains("identitytoken"), "{}", e.message);
+        let e = super::decode_registry_auth(b"!!!").unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        let e = super::decode_registry_auth(enc(r#"{"username":"u"}"#).as_bytes()).unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+    }
+
     use super::*;
 
     #[test]

@@ -411,10 +411,39 @@ pub(super) async fn connect(
 
 /// `POST /networks/prune`.
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
-    if let Some((k, _)) = req.filters()?.first() {
-        return Err(ApiError::not_implemented(format!(
-            "network prune filter {k:?}"
-        )));
+    let filter = crate::compat::PruneFilter::parse(&req.filters()?, true, &[])?;
+    if !filter.is_empty() {
+        let names = req
+            .state
+            .backend
+            .engine(move |e| {
+                Ok(e.network_list()?
+                    .into_iter()
+                    .filter(|n| {
+                        !n.builtin
+                            && n.containers.is_empty()
+                            && filter.accepts(Some(n.created), &serde_json::json!(n.labels))
+                    })
+                    .map(|n| n.name)
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let mut gone = Vec::new();
+        for n in names {
+            // A container connected since the list keeps it, as `network prune` does.
+            match req
+                .state
+                .backend
+                .cli(&["network".into(), "rm".into(), n.clone()], None)
+                .await
+            {
+                Ok(_) => gone.push(n),
+                Err(e) if e.status == StatusCode::CONFLICT || e.status == StatusCode::NOT_FOUND => {
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(json(StatusCode::OK, &j!({"NetworksDeleted": gone})));
     }
     let out = req
         .state

@@ -229,10 +229,16 @@ pub(super) async fn events(req: Req) -> Result<Response<Body>, ApiError> {
     let state = req.state.clone();
     tokio::spawn(async move {
         let _busy = state.backend.mark_busy();
+        // Every event is a commit to the journal in the state database: its WAL, in the root.
+        let changes = crate::changes::Changes::root(&backend_root);
         let mut last = 0i64;
+        // One connection for the stream: an open is a rebuild of the WAL's index when no
+        // other process has the database open.
+        let mut engine = None;
         loop {
-            let r = root_events(&backend_root, last, start, until).await;
-            let Ok(list) = r else { return };
+            let r = root_events(&backend_root, engine.take(), last, start, until).await;
+            let Ok((e, list)) = r else { return };
+            engine = Some(e);
             for e in list {
                 last = e.seq;
                 if !compat::event_matches(&e, &filters) {
@@ -251,7 +257,7 @@ pub(super) async fn events(req: Req) -> Result<Response<Body>, ApiError> {
             }
             // The journal is in the state database, written by whichever process acted.
             tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = changes.next() => {}
                 _ = tx.closed() => return,
             }
         }
@@ -261,14 +267,19 @@ pub(super) async fn events(req: Req) -> Result<Response<Body>, ApiError> {
 
 async fn root_events(
     root: &std::path::Path,
+    engine: Option<hako_engine::Engine>,
     after: i64,
     since: i64,
     until: Option<i64>,
-) -> Result<Vec<hako_engine::events::Event>, ApiError> {
+) -> Result<(hako_engine::Engine, Vec<hako_engine::events::Event>), ApiError> {
     let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let e = hako_engine::Engine::open(&root)?;
-        Ok(e.events(after, Some(since), until)?)
+        let e = match engine {
+            Some(e) => e,
+            None => hako_engine::Engine::open(&root)?,
+        };
+        let list = e.events(after, Some(since), until)?;
+        Ok((e, list))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?

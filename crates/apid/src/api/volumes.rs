@@ -144,22 +144,25 @@ pub(super) async fn remove(req: Req, name: String) -> Result<Response<Body>, Api
 
 /// `POST /volumes/prune?filters=`.
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
+    let filters = req.filters()?;
     let mut all = false;
-    for (k, v) in req.filters()? {
+    for (k, v) in &filters {
         match (k.as_str(), v.as_str()) {
             ("all", "true" | "1") => all = true,
             ("all", "false" | "0") => {}
-            _ => {
-                return Err(ApiError::not_implemented(format!(
-                    "volume prune filter {k}={v}"
-                )))
-            }
+            ("all", _) => return Err(ApiError::bad_request(format!("invalid filter 'all={v}'"))),
+            _ => {}
         }
     }
+    let filter = crate::compat::PruneFilter::parse(&filters, false, &["all"])?;
     let (gone, freed) = req
         .state
         .backend
-        .engine(move |e| Ok(e.volume_prune(all)?))
+        .engine(move |e| {
+            Ok(e.volume_prune_matching(all, &|v| {
+                filter.accepts(None, &serde_json::json!(v.labels))
+            })?)
+        })
         .await?;
     Ok(json(
         StatusCode::OK,
