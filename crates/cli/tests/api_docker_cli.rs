@@ -487,6 +487,43 @@ fn filters_query(json: &str) -> String {
 }
 
 #[test]
+fn container_list_filters_before_its_limit() {
+    let root = Root::with_busybox();
+    for (name, label) in [("a", "tier=web"), ("b", "tier=db"), ("c", "tier=web")] {
+        root.ok(&["create", "--name", name, "-l", label, "busybox", "true"]);
+    }
+    let svc = Service::start(&root);
+    let names = |query: &str| -> Vec<String> {
+        let (s, b) = svc.request("GET", &format!("/containers/json?{query}"), None);
+        assert_eq!(s, 200, "{b}");
+        let rows: serde_json::Value = serde_json::from_str(&b).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["State"], "created", "{r}");
+                assert_eq!(r["Status"], "Created", "{r}");
+                r["Names"][0].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let web = filters_query(r#"{"label":["tier=web"]}"#);
+    // As dockerd: the limit counts the rows the filters keep, newest first.
+    assert_eq!(names(&format!("limit=2&filters={web}")), ["/c", "/a"]);
+    assert_eq!(names(&format!("limit=1&filters={web}")), ["/c"]);
+    assert_eq!(names("all=1"), ["/c", "/b", "/a"]);
+    assert_eq!(names("limit=2"), ["/c", "/b"]);
+    let db = filters_query(r#"{"label":["tier=db"],"status":["created"],"name":["b"]}"#);
+    assert_eq!(names(&format!("filters={db}")), ["/b"]);
+    let (_, b) = svc.request("GET", &format!("/containers/json?all=1&filters={db}"), None);
+    let rows: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(rows[0]["Labels"]["tier"], "db", "{b}");
+    // Only running ones without `all`: none.
+    assert!(names("").is_empty());
+    root.ok(&["rm", "a", "b", "c"]);
+}
+
+#[test]
 fn image_prune_takes_until_and_label_filters() {
     let root = Root::with_busybox();
     let tar = common::images_dir().join("busybox.tar");

@@ -43,6 +43,33 @@ impl Engine {
         ContainerConfig::from_stored(&row.config)
     }
 
+    /// [`Engine::stored_config`] of each of `ids` (full ids) at once: one statement for the
+    /// lot, so a listing of hundreds of containers costs one query, not one per row. An id
+    /// that is gone is absent from the map.
+    pub fn stored_configs<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashMap<String, ContainerConfig>> {
+        let wanted: std::collections::HashSet<&str> = ids.into_iter().collect();
+        let mut out = std::collections::HashMap::with_capacity(wanted.len());
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let mut st = self
+            .store
+            .conn()
+            .prepare_cached("SELECT id, config FROM containers")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            if wanted.contains(id.as_str()) {
+                let text: String = r.get(1)?;
+                out.insert(id, ContainerConfig::from_stored(&text)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Changes the network of a container that is not running, as Docker's connect and
     /// disconnect do before a start (compose creates, then connects with its aliases).
     pub fn set_network(
