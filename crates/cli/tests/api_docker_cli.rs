@@ -489,7 +489,7 @@ fn filters_query(json: &str) -> String {
 #[test]
 fn container_list_filters_before_its_limit() {
     let root = Root::with_busybox();
-    for (name, label) in [("a", "tier=web"), ("b", "tier=db"), ("c", "tier=web")] {
+    for (name, label) in [("wa", "tier=web"), ("db", "tier=db"), ("wc", "tier=web")] {
         root.ok(&["create", "--name", name, "-l", label, "busybox", "true"]);
     }
     let svc = Service::start(&root);
@@ -509,18 +509,18 @@ fn container_list_filters_before_its_limit() {
     };
     let web = filters_query(r#"{"label":["tier=web"]}"#);
     // As dockerd: the limit counts the rows the filters keep, newest first.
-    assert_eq!(names(&format!("limit=2&filters={web}")), ["/c", "/a"]);
-    assert_eq!(names(&format!("limit=1&filters={web}")), ["/c"]);
-    assert_eq!(names("all=1"), ["/c", "/b", "/a"]);
-    assert_eq!(names("limit=2"), ["/c", "/b"]);
-    let db = filters_query(r#"{"label":["tier=db"],"status":["created"],"name":["b"]}"#);
-    assert_eq!(names(&format!("filters={db}")), ["/b"]);
+    assert_eq!(names(&format!("limit=2&filters={web}")), ["/wc", "/wa"]);
+    assert_eq!(names(&format!("limit=1&filters={web}")), ["/wc"]);
+    assert_eq!(names("all=1"), ["/wc", "/db", "/wa"]);
+    assert_eq!(names("limit=2"), ["/wc", "/db"]);
+    let db = filters_query(r#"{"label":["tier=db"],"status":["created"],"name":["db"]}"#);
+    assert_eq!(names(&format!("filters={db}")), ["/db"]);
     let (_, b) = svc.request("GET", &format!("/containers/json?all=1&filters={db}"), None);
     let rows: serde_json::Value = serde_json::from_str(&b).unwrap();
     assert_eq!(rows[0]["Labels"]["tier"], "db", "{b}");
     // Only running ones without `all`: none.
     assert!(names("").is_empty());
-    root.ok(&["rm", "a", "b", "c"]);
+    root.ok(&["rm", "wa", "db", "wc"]);
 }
 
 #[test]
