@@ -691,15 +691,18 @@ async fn has_tty(req: &Req, id: &str) -> Result<(String, bool, bool, bool), ApiE
     req.state
         .backend
         .engine(move |e| {
-            let doc = e.inspect(&id)?;
-            Ok((
-                doc["Id"].as_str().unwrap_or(&id).to_string(),
-                doc["Config"]["Tty"].as_bool().unwrap_or(false),
-                doc["Config"]["OpenStdin"].as_bool().unwrap_or(false),
-                doc["Config"]["StdinOnce"].as_bool().unwrap_or(false),
-            ))
+            let (c, tty, open_stdin, once) = stdio_of(e, &id)?;
+            Ok((c.id, tty, open_stdin, once))
         })
         .await
+}
+
+/// The container and its `Tty`, `OpenStdin` and `StdinOnce`, from its stored options: an
+/// attach (each `docker run`) needs no more than these, not a whole inspect document.
+fn stdio_of(e: &Engine, id: &str) -> Result<(ContainerInfo, bool, bool, bool), ApiError> {
+    let c = e.find(id)?;
+    let o = e.stored_config(&c.id)?;
+    Ok((c, o.tty, o.open_stdin, o.stdin_once))
 }
 
 /// `GET /containers/{id}/logs`.
@@ -816,14 +819,16 @@ pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiEr
     let want_stdin = req.q_bool("stdin");
     let want_stdout = req.q_bool("stdout");
     let want_stderr = req.q_bool("stderr");
-    let (cid, tty, open_stdin, once) = has_tty(&req, &id).await?;
-    let c = find(&req, &cid).await?;
-    let cid2 = cid.clone();
-    let (_, log) = req
+    let (c, tty, open_stdin, once, log) = req
         .state
         .backend
-        .engine(move |e| Ok(e.log_file(&cid2)?))
+        .engine(move |e| {
+            let (c, tty, open_stdin, once) = stdio_of(e, &id)?;
+            let (_, log) = e.log_file(&c.id)?;
+            Ok((c, tty, open_stdin, once, log))
+        })
         .await?;
+    let cid = c.id.clone();
     let monitor = tty || open_stdin;
     // The log is opened now (made, for a container never started: the monitor appends to
     // it), so its output is read even if the container is gone before the attach looks.
