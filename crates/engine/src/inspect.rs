@@ -628,3 +628,32 @@ impl Engine {
         Ok((vols, per_container))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_configs_reads_the_asked_ones_in_one_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        for (id, name, label) in [("a", "one", "1"), ("b", "two", "2"), ("c", "three", "3")] {
+            let mut cfg = ContainerConfig::default();
+            cfg.labels.insert("n".into(), label.into());
+            e.store
+                .conn()
+                .execute(
+                    "INSERT INTO containers (id, name, image, image_id, command, created, state, auto_remove, config)
+                     VALUES (?1, ?2, 'busybox', 'x', '[]', 0, 'created', 0, ?3)",
+                    params![id.repeat(64), name, cfg.to_stored().unwrap()],
+                )
+                .unwrap();
+        }
+        let (a, c) = ("a".repeat(64), "c".repeat(64));
+        let got = e.stored_configs([a.as_str(), c.as_str(), "gone"]).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[&a].labels["n"], "1");
+        assert_eq!(got[&c].labels["n"], "3");
+        assert!(e.stored_configs([]).unwrap().is_empty());
+    }
+}
