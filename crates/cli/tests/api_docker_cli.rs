@@ -524,6 +524,32 @@ fn container_list_filters_before_its_limit() {
 }
 
 #[test]
+fn stop_without_a_timeout_takes_the_containers_own() {
+    let root = Root::with_busybox();
+    // PID 1 without a handler ignores SIGTERM: the stop lasts its timeout, then kills.
+    let id = root.ok(&[
+        "run",
+        "-d",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let svc = Service::start(&root);
+    let t = std::time::Instant::now();
+    let (s, b) = svc.request("POST", &format!("/containers/{id}/stop"), None);
+    assert_eq!(s, 204, "{b}");
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(8),
+        "stop took {took:?}, not the container's 1 s"
+    );
+    root.ok(&["rm", id]);
+}
+
+#[test]
 fn image_prune_takes_until_and_label_filters() {
     let root = Root::with_busybox();
     let tar = common::images_dir().join("busybox.tar");

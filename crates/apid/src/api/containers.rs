@@ -243,11 +243,12 @@ fn timeout(req: &Req) -> Result<Option<u64>, ApiError> {
     Ok(t.map(|t| if t < 0 { 3600 * 24 * 365 } else { t as u64 }))
 }
 
-/// The container's own stop timeout, or Docker's 10 seconds.
+/// The container's own stop timeout, or Docker's 10 seconds: from its stored options (the
+/// whole inspect document, image and all, is not needed for one number).
 fn stop_timeout_of(e: &Engine, id: &str) -> u64 {
-    e.inspect(id)
+    e.stored_config(id)
         .ok()
-        .and_then(|d| d["Config"]["StopTimeout"].as_u64())
+        .and_then(|o| o.stop_timeout)
         .unwrap_or(10)
 }
 
