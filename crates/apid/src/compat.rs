@@ -7,7 +7,6 @@
 use crate::error::ApiError;
 use hako_engine::{ContainerInfo, Engine, State};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How the values of one filter key combine: Docker ORs them (`status=running` or
 /// `status=exited`), except `label`, whose values must all hold.
@@ -59,51 +58,6 @@ pub(crate) fn local_offset(secs: i64) -> i64 {
     tm.tm_gmtoff
 }
 
-/// Docker's `HumanDuration` ("Less than a second", "About a minute", "3 weeks").
-pub(crate) fn human_duration(d: Duration) -> String {
-    let seconds = d.as_secs();
-    if d.as_secs_f64() < 1.0 {
-        return "Less than a second".into();
-    }
-    if seconds == 1 {
-        return "1 second".into();
-    }
-    if seconds < 60 {
-        return format!("{seconds} seconds");
-    }
-    let minutes = seconds / 60;
-    if minutes == 1 {
-        return "About a minute".into();
-    }
-    if minutes < 60 {
-        return format!("{minutes} minutes");
-    }
-    let hours = (d.as_secs_f64() / 3600.0).round() as u64;
-    if hours == 1 {
-        return "About an hour".into();
-    }
-    if hours < 48 {
-        return format!("{hours} hours");
-    }
-    if hours < 24 * 7 * 2 {
-        return format!("{} days", hours / 24);
-    }
-    if hours < 24 * 30 * 2 {
-        return format!("{} weeks", hours / 24 / 7);
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{} months", hours / 24 / 30);
-    }
-    format!("{} years", seconds / 3600 / 24 / 365)
-}
-
-fn ago(nanos: i64) -> Duration {
-    let t = UNIX_EPOCH + Duration::from_nanos(nanos.max(0) as u64);
-    SystemTime::now()
-        .duration_since(t)
-        .unwrap_or(Duration::ZERO)
-}
-
 /// The `State` word of a container (`paused` comes from inspect).
 pub(crate) fn state_word(c: &ContainerInfo) -> &'static str {
     match c.state {
@@ -113,23 +67,14 @@ pub(crate) fn state_word(c: &ContainerInfo) -> &'static str {
     }
 }
 
-/// Docker's `Status` ("Up 5 minutes", "Exited (0) 2 seconds ago", "Created").
+/// Docker's `Status` ("Up 5 minutes (Paused)", "Exited (0) 2 seconds ago", "Created"), in
+/// the words of the CLI's STATUS column.
 pub(crate) fn status_text(c: &ContainerInfo, paused: bool) -> String {
-    match c.state {
-        State::Running => format!(
-            "Up {}{}",
-            human_duration(ago(c.started_at.unwrap_or(c.created))),
-            if paused { " (Paused)" } else { "" }
-        ),
-        State::Exited => match c.finished_at {
-            Some(f) => format!(
-                "Exited ({}) {} ago",
-                c.exit_code.unwrap_or(0),
-                human_duration(ago(f))
-            ),
-            None => format!("Exited ({})", c.exit_code.unwrap_or(0)),
-        },
-        State::Created => "Created".into(),
+    let text = hako_docker::format::status_text(c, hako_engine::now_nanos());
+    if paused {
+        format!("{text} (Paused)")
+    } else {
+        text
     }
 }
 
@@ -140,27 +85,23 @@ fn command_line(c: &ContainerInfo) -> String {
 
 /// One row of `GET /containers/json`, from the container and its inspect document.
 pub(crate) fn container_summary(
-    engine: &Engine,
     c: &ContainerInfo,
+    ports: &[hako_engine::hako_net::PublishedPort],
     doc: &Value,
     size: Option<(u64, u64)>,
 ) -> Value {
     let paused = doc["State"]["Paused"].as_bool().unwrap_or(false);
-    let ports: Vec<Value> = if c.state == State::Running {
-        hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &c.id)
-            .iter()
-            .map(|p| {
-                json!({
-                    "IP": p.host_ip.to_string(),
-                    "PrivatePort": p.container_port,
-                    "PublicPort": p.host_port,
-                    "Type": format!("{:?}", p.proto).to_lowercase(),
-                })
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|p| {
+            json!({
+                "IP": p.host_ip.to_string(),
+                "PrivatePort": p.container_port,
+                "PublicPort": p.host_port,
+                "Type": format!("{:?}", p.proto).to_lowercase(),
             })
-            .collect()
-    } else {
-        Vec::new()
-    };
+        })
+        .collect();
     let mut networks = doc["NetworkSettings"]["Networks"].clone();
     if networks.is_null() {
         networks = json!({});
@@ -554,7 +495,12 @@ pub(crate) fn system_df(engine: &Engine) -> Result<Value, ApiError> {
     let mut cs = Vec::new();
     for (c, size) in containers.iter().zip(sizes) {
         let doc = engine.inspect(&c.id).unwrap_or(Value::Null);
-        cs.push(container_summary(engine, c, &doc, Some(size)));
+        let ports = if c.state == State::Running {
+            engine.published_ports(&c.id)
+        } else {
+            Vec::new()
+        };
+        cs.push(container_summary(c, &ports, &doc, Some(size)));
     }
     let (vols, _) = engine.volume_usage()?;
     let info: std::collections::HashMap<String, hako_engine::volumes::VolumeInfo> = engine
@@ -811,16 +757,6 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("not a time at all!!"), None);
-    }
-
-    #[test]
-    fn durations_read_as_dockers() {
-        assert_eq!(
-            human_duration(Duration::from_millis(300)),
-            "Less than a second"
-        );
-        assert_eq!(human_duration(Duration::from_secs(75)), "About a minute");
-        assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
     }
 
     #[test]

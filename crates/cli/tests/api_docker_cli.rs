@@ -487,6 +487,69 @@ fn filters_query(json: &str) -> String {
 }
 
 #[test]
+fn container_list_filters_before_its_limit() {
+    let root = Root::with_busybox();
+    for (name, label) in [("wa", "tier=web"), ("db", "tier=db"), ("wc", "tier=web")] {
+        root.ok(&["create", "--name", name, "-l", label, "busybox", "true"]);
+    }
+    let svc = Service::start(&root);
+    let names = |query: &str| -> Vec<String> {
+        let (s, b) = svc.request("GET", &format!("/containers/json?{query}"), None);
+        assert_eq!(s, 200, "{b}");
+        let rows: serde_json::Value = serde_json::from_str(&b).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["State"], "created", "{r}");
+                assert_eq!(r["Status"], "Created", "{r}");
+                r["Names"][0].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let web = filters_query(r#"{"label":["tier=web"]}"#);
+    // As dockerd: the limit counts the rows the filters keep, newest first.
+    assert_eq!(names(&format!("limit=2&filters={web}")), ["/wc", "/wa"]);
+    assert_eq!(names(&format!("limit=1&filters={web}")), ["/wc"]);
+    assert_eq!(names("all=1"), ["/wc", "/db", "/wa"]);
+    assert_eq!(names("limit=2"), ["/wc", "/db"]);
+    let db = filters_query(r#"{"label":["tier=db"],"status":["created"],"name":["db"]}"#);
+    assert_eq!(names(&format!("filters={db}")), ["/db"]);
+    let (_, b) = svc.request("GET", &format!("/containers/json?all=1&filters={db}"), None);
+    let rows: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(rows[0]["Labels"]["tier"], "db", "{b}");
+    // Only running ones without `all`: none.
+    assert!(names("").is_empty());
+    root.ok(&["rm", "wa", "db", "wc"]);
+}
+
+#[test]
+fn stop_without_a_timeout_takes_the_containers_own() {
+    let root = Root::with_busybox();
+    // PID 1 without a handler ignores SIGTERM: the stop lasts its timeout, then kills.
+    let id = root.ok(&[
+        "run",
+        "-d",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let svc = Service::start(&root);
+    let t = std::time::Instant::now();
+    let (s, b) = svc.request("POST", &format!("/containers/{id}/stop"), None);
+    assert_eq!(s, 204, "{b}");
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(8),
+        "stop took {took:?}, not the container's 1 s"
+    );
+    root.ok(&["rm", id]);
+}
+
+#[test]
 fn image_prune_takes_until_and_label_filters() {
     let root = Root::with_busybox();
     let tar = common::images_dir().join("busybox.tar");

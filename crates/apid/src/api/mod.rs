@@ -240,10 +240,16 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `HAKO_API_TRACE=1`: each request on the service's stderr, for debugging a client.
-fn trace() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("HAKO_API_TRACE").is_some_and(|v| v == "1"))
+/// `HAKO_API_TRACE=1`: each request on the service's stderr, for debugging a client or
+/// timing one: when it came (ms since the first traced request) and how long its answer's
+/// head took (a streamed body goes on after that).
+fn trace() -> Option<std::time::Instant> {
+    static ON: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var_os("HAKO_API_TRACE")
+            .is_some_and(|v| v == "1")
+            .then(std::time::Instant::now)
+    })
 }
 
 /// Answers one request.
@@ -254,9 +260,16 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_string();
-    if trace() {
-        eprintln!("hako service: {} {}", parts.method, parts.uri);
-    }
+    let traced = trace().map(|epoch| {
+        let now = std::time::Instant::now();
+        eprintln!(
+            "hako service: {:.1} {} {}",
+            (now - epoch).as_secs_f64() * 1e3,
+            parts.method,
+            parts.uri
+        );
+        (now, parts.method.clone(), parts.uri.path().to_string())
+    });
     let mut resp = match wire::split_version(&raw_path) {
         Err(e) => error_response(&ApiError::bad_request(e.to_string())),
         Ok((_version, path)) => {
@@ -295,6 +308,13 @@ pub(crate) async fn handle(
         hyper::header::SERVER,
         HeaderValue::from_static(concat!("hako/", env!("CARGO_PKG_VERSION"), " (linux)")),
     );
+    if let Some((start, method, path)) = traced {
+        eprintln!(
+            "hako service: {method} {path} -> {} in {:.2} ms",
+            resp.status().as_u16(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
     resp
 }
 
