@@ -519,7 +519,8 @@ fn create_flags_read_back_typed() {
     check("started");
     assert_eq!(
         // -w: the container's own line names its hostname, a short id that may begin "db".
-        r.ok(&["exec", "typed", "grep", "-w", "db", "/etc/hosts"]).trim(),
+        r.ok(&["exec", "typed", "grep", "-w", "db", "/etc/hosts"])
+            .trim(),
         "10.0.0.5\tdb"
     );
     r.ok(&["rm", "-f", "typed"]);
