@@ -161,11 +161,9 @@ impl TestUser {
         let out = Command::new("useradd")
             .args(["--create-home", "--shell", "/bin/sh", "--home-dir"])
             .arg(&home)
-            // Ranges are ours to write: useradd would otherwise pick from /etc/login.defs.
             .arg("--no-user-group")
             .args(["--gid", "users"])
             .arg(&name)
-            .env("SUB_UID_COUNT", "0")
             .output()
             .expect("run useradd");
         assert!(
