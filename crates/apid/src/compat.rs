@@ -325,34 +325,6 @@ pub(crate) fn event_json(e: &hako_engine::events::Event) -> Value {
     v
 }
 
-/// Docker's event filters: values of one key are ORed, keys ANDed.
-pub(crate) fn event_matches(e: &hako_engine::events::Event, filters: &[(String, String)]) -> bool {
-    let keys: std::collections::BTreeSet<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
-    keys.into_iter().all(|key| {
-        filters
-            .iter()
-            .filter(|(k, _)| k == key)
-            .holds(key == "label", |(_, v)| match key {
-                "container" => {
-                    e.kind == "container"
-                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
-                }
-                "event" => &e.action == v,
-                "type" => &e.kind == v,
-                "image" => e.attributes.get("image") == Some(v),
-                "label" => {
-                    let (k, val) = v.split_once('=').unwrap_or((v, ""));
-                    e.attributes
-                        .get(k)
-                        .is_some_and(|x| val.is_empty() || x == val)
-                }
-                "scope" => v == "local",
-                "network" | "volume" => e.id.starts_with(v.as_str()) && e.kind == key,
-                _ => false,
-            })
-    })
-}
-
 /// The repository and tag columns of an image, Docker's `RepoTags`.
 fn repo_tags(refs: &[hako_engine::hako_image::Reference]) -> Vec<String> {
     refs.iter().map(|r| r.familiar()).collect()

@@ -141,8 +141,8 @@ pub const FILTER_KEYS: [&str; 14] = [
     "config",
 ];
 
-/// `events --filter`s, as Docker combines them: the values of one key are alternatives, the
-/// keys must all hold.
+/// `events --filter`s, as Docker combines them: the values of one key are alternatives
+/// (`label`'s excepted: every label asked for must be there), the keys must all hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilters(std::collections::BTreeMap<String, Vec<String>>);
 
@@ -165,7 +165,7 @@ impl EventFilters {
     /// Whether `e` passes.
     pub fn matches(&self, e: &Event) -> bool {
         self.0.iter().all(|(key, values)| {
-            values.iter().any(|v| match key.as_str() {
+            let holds = |v: &String| match key.as_str() {
                 "container" => {
                     e.kind == "container"
                         && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
@@ -182,7 +182,12 @@ impl EventFilters {
                 "scope" => v == "local",
                 "network" | "volume" => e.kind == *key && e.id.starts_with(v.as_str()),
                 _ => false,
-            })
+            };
+            if key == "label" {
+                values.iter().all(holds)
+            } else {
+                values.iter().any(holds)
+            }
         })
     }
 }
@@ -305,6 +310,9 @@ mod tests {
         assert!(f(&[("container", "abc")]).matches(&e));
         assert!(!f(&[("container", "web"), ("type", "image")]).matches(&e));
         assert!(f(&[("label", "name=web")]).matches(&e));
+        // Labels, as Docker's MatchKVList: every one asked for.
+        assert!(f(&[("label", "name=web"), ("label", "image")]).matches(&e));
+        assert!(!f(&[("label", "name=web"), ("label", "name=db")]).matches(&e));
         assert!(f(&[]).matches(&e));
         assert!(!f(&[("container", "web")]).matches(&ev("network", "create", "web")));
     }

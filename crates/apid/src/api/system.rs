@@ -200,29 +200,7 @@ pub(super) async fn events(req: Req) -> Result<Response<Body>, ApiError> {
         .filter(|s| !s.is_empty())
         .map(parse_time)
         .transpose()?;
-    let filters = req.filters()?;
-    for (k, _) in &filters {
-        if ![
-            "container",
-            "event",
-            "type",
-            "image",
-            "label",
-            "scope",
-            "network",
-            "volume",
-            "daemon",
-            "plugin",
-            "node",
-            "service",
-            "secret",
-            "config",
-        ]
-        .contains(&k.as_str())
-        {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-    }
+    let filters = hako_engine::events::EventFilters::new(&req.filters()?)?;
     let start = since.unwrap_or_else(hako_engine::now_nanos);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let backend_root = req.state.backend.root().to_path_buf();
@@ -241,7 +219,7 @@ pub(super) async fn events(req: Req) -> Result<Response<Body>, ApiError> {
             engine = Some(e);
             for e in list {
                 last = e.seq;
-                if !compat::event_matches(&e, &filters) {
+                if !filters.matches(&e) {
                     continue;
                 }
                 if tx
