@@ -4,7 +4,6 @@ use crate::{open, Failure};
 use anyhow::Context as _;
 use hako_engine::hako_image::Reference;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Options of `hako build`.
@@ -264,21 +263,12 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                 .map(|s| hako_engine::options::parse_size(s, "--keep-storage"))
                 .transpose()?
                 .map(|n| n.max(0) as u64);
-            if !force {
-                use std::io::BufRead;
-                let what = if all { "all" } else { "all dangling" };
-                print!(
-                    "WARNING! This will remove {what} build cache. Are you sure you want to continue? [y/N] "
-                );
-                std::io::stdout().flush().context("write the prompt")?;
-                let mut answer = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut answer)
-                    .context("read the answer")?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
+            let what = if all { "all" } else { "all dangling" };
+            if !force
+                && !crate::fmt::confirm(&format!("This will remove {what} build cache. "))
+                    .context("ask for confirmation")?
+            {
+                return Ok(0);
             }
             let engine = open(root)?;
             let report = match keep {
