@@ -57,3 +57,14 @@ mod confirm_tests {
         }
     }
 }
+
+/// Docker's refusal of `-it` (a terminal, and our input attached to it) when stdin is not a
+/// terminal: raw mode and window sizes have nothing to act on, and docker stops before
+/// creating anything.
+pub fn require_terminal_stdin() -> anyhow::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("the input device is not a TTY"))
+    }
+}

@@ -775,6 +775,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     err: anyhow::anyhow!("{}", usage::unknown_flag(flag)),
                 });
             }
+            if a.tty && a.interactive && !a.detach {
+                fmt::require_terminal_stdin()?;
+            }
             let engine = open(&cli.root)?;
             if a.workdir.as_deref().is_some_and(|w| !w.starts_with('/')) {
                 engine.find(&a.target[0])?;

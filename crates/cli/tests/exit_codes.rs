@@ -163,6 +163,15 @@ const CASES: &[Case] = &[
     (&["exec", "nosuch", "true"], "No such container: nosuch"),
     (&["exec", "stopped", "true"], "is not running"),
     (&["exec", "up", "/etc/passwd"], "permission denied"),
+    // `-it` with an input that is not a terminal (these run with stdin on /dev/null).
+    (
+        &["exec", "-it", "up", "true"],
+        "the input device is not a TTY",
+    ),
+    (
+        &["run", "-it", "busybox", "true"],
+        "the input device is not a TTY",
+    ),
     (&["exec", "up", "sh", "-c", "exit 7"], ""),
     (
         &["exec", "-z", "up", "true"],
