@@ -45,6 +45,17 @@ fn is_yes(answer: &str) -> bool {
     a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes")
 }
 
+/// Docker's refusal of `-it` (a terminal, and our input attached to it) when stdin is not a
+/// terminal: raw mode and window sizes have nothing to act on, and docker stops before
+/// creating anything.
+pub fn require_terminal_stdin() -> anyhow::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("the input device is not a TTY"))
+    }
+}
+
 #[cfg(test)]
 mod confirm_tests {
     #[test]
@@ -55,16 +66,5 @@ mod confirm_tests {
         for no in ["", "\n", "n", "no", "yy", "sure"] {
             assert!(!super::is_yes(no), "{no:?}");
         }
-    }
-}
-
-/// Docker's refusal of `-it` (a terminal, and our input attached to it) when stdin is not a
-/// terminal: raw mode and window sizes have nothing to act on, and docker stops before
-/// creating anything.
-pub fn require_terminal_stdin() -> anyhow::Result<()> {
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("the input device is not a TTY"))
     }
 }
