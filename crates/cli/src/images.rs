@@ -473,11 +473,11 @@ pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
         match image_doc(&engine, name) {
             Ok(Some(doc)) => docs.push(doc),
             Ok(None) => {
-                eprintln!("Error: No such image: {name}");
+                eprintln!("hako: No such image: {name}");
                 code = 1;
             }
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("hako: {e:#}");
                 code = 1;
             }
         }

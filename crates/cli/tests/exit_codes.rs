@@ -138,6 +138,7 @@ const CASES: &[Case] = &[
     // inspect
     (&["inspect"], "requires at least 1 argument"),
     (&["inspect", "nosuch"], "No such object: nosuch"),
+    (&["image", "inspect", "nosuch"], "No such image: nosuch"),
     (&["inspect", "--format", "{{.Foo}}", "up"], "Foo"),
     (&["inspect", "--format", "{{", "up"], "unclosed action"),
     (&["inspect", "--type", "bogus", "up"], "\"bogus\""),
@@ -421,6 +422,10 @@ fn exit_codes_and_messages_match_docker() {
         let first = herr.lines().next().unwrap_or_default();
         if !docker_said(&d).contains(phrase) || !first.contains(phrase) {
             failures.push(format!("message without {phrase:?}: {what}"));
+        }
+        // Whatever printed it, an error names the program, as every other hako error does.
+        if !first.starts_with("hako: ") {
+            failures.push(format!("error without the hako: prefix: {what}"));
         }
         if hc != Some(0) && herr.trim().lines().count() > 2 {
             failures.push(format!("more than a line and a hint: {what}"));
