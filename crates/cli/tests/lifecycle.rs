@@ -792,3 +792,40 @@ fn prunes_take_their_answer_from_a_pipe_as_docker_does() {
     let out = answered(&r, &["network", "prune"], "yes\n");
     assert!(out.contains("Deleted Networks:\nanswered\n"), "{out}");
 }
+
+#[test]
+fn volumes_exist_from_create_and_anonymous_ones_keep_their_mount_points() {
+    let r = Root::with_busybox();
+    // As docker: `create` makes the volumes, and prune keeps them for the container.
+    let id = r.ok(&[
+        "create",
+        "-v",
+        "keepme:/data",
+        "-v",
+        "/a",
+        "-v",
+        "/b",
+        "-v",
+        "/c",
+        "busybox",
+        "sh",
+        "-c",
+        "[ -e /a/f ] && cat /a/f /b/f /c/f; echo A > /a/f; echo B > /b/f; echo C > /c/f",
+    ]);
+    let id = id.trim();
+    let vols = r.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.lines().count(), 4, "{vols}");
+    assert!(vols.lines().any(|v| v == "keepme"), "{vols}");
+    r.ok(&["volume", "prune", "-a", "-f"]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), vols);
+    // Each start mounts each anonymous volume where it was (they were handed out in an
+    // order that had nothing to do with their mount points, so three of them swapped).
+    r.ok(&["start", "-a", id]);
+    for _ in 0..3 {
+        assert_eq!(r.ok(&["start", "-a", id]), "A\nB\nC\n");
+    }
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), vols);
+    r.ok(&["rm", "-v", id]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "keepme\n");
+    r.ok(&["volume", "rm", "keepme"]);
+}
