@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `hako build` against Docker's classic builder, BuildKit (DOCKER_BUILDKIT=1) and Podman, side by
 # side in one run, on the issue's small build: FROM / RUN / WORKDIR / COPY of a 10 MB file / ENV
-# / CMD. Three cases per builder:
+# / CMD. "hako repro" is the same build made reproducible (--source-date-epoch; issue 20's
+# target: cold ≤ 1.1× hako's). Three cases per builder:
 #   cold    --no-cache (every step runs)
 #   no-op   nothing changed (every step cached)
 #   change  the copied file changes before each run (RUN cached, COPY onwards rebuilt)
@@ -15,7 +16,7 @@ while (($#)); do
     case "$1" in
         --runs) RUNS="${2:?}"; shift 2 ;;
         --no-record) RECORD=0; shift ;;
-        *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+        *) sed -n '2,10p' "$0" >&2; exit 2 ;;
     esac
 done
 have hyperfine || die "hyperfine missing: run bench/setup-peers.sh"
@@ -38,6 +39,7 @@ DF
 change="sh -c 'head -c 16 /dev/urandom | dd of=$CTX/big bs=16 seek=1 conv=notrunc status=none'"
 
 declare -a builders=("hako" "$HAKO build -q -t bench-build $CTX")
+builders+=("hako repro" "$HAKO build -q --source-date-epoch 1700000000 -t bench-build-repro $CTX")
 have_docker=0
 if [[ -n "$DOCKER_BIN" ]] && "$DOCKER_BIN" info >/dev/null 2>&1; then
     have_docker=1
@@ -84,6 +86,8 @@ for name, c in rows.items():
         v = c.get(case)
         if v is None:
             cells.append("-")
+        elif name == "hako repro" and rows.get("hako", {}).get(case):
+            cells.append(f"{v:.0f} ({v / rows['hako'][case]:.2f}x hako)")
         elif name != "buildkit" and bk.get(case):
             cells.append(f"{v:.0f} ({v / bk[case]:.2f}x BuildKit)")
         else:

@@ -24,6 +24,8 @@ pub struct Attrs {
 pub struct LayerWriter<'a> {
     b: tar::Builder<&'a mut dyn Write>,
     written: BTreeSet<String>,
+    /// `SOURCE_DATE_EPOCH`: the time of what the step makes, and the latest any entry says.
+    epoch: Option<u64>,
 }
 
 fn now() -> u64 {
@@ -34,14 +36,26 @@ fn now() -> u64 {
 }
 
 impl<'a> LayerWriter<'a> {
-    /// A writer of a tar into `out`.
-    pub fn new(out: &'a mut dyn Write) -> LayerWriter<'a> {
+    /// A writer of a tar into `out`; with `epoch`, every entry's time is at most the epoch
+    /// and what the step itself makes (directories, heredoc files) gets the epoch.
+    pub fn new(out: &'a mut dyn Write, epoch: Option<u64>) -> LayerWriter<'a> {
         let mut b = tar::Builder::new(out);
         b.follow_symlinks(false);
         LayerWriter {
             b,
             written: BTreeSet::new(),
+            epoch,
         }
+    }
+
+    /// The time of an entry the step makes: the epoch, not a clamped clock, so that an
+    /// epoch later than the build still gives the same layer.
+    fn made_now(&self) -> u64 {
+        self.epoch.unwrap_or_else(now)
+    }
+
+    fn clamp(&self, mtime: u64) -> u64 {
+        crate::epoch::clamp(mtime, self.epoch)
     }
 
     /// Directory entries for the ancestors of `comps` (not `comps` itself): as they are in the
@@ -78,7 +92,7 @@ impl<'a> LayerWriter<'a> {
                 h.set_mode(m.mode() & 0o7777);
                 h.set_uid(m.uid().into());
                 h.set_gid(m.gid().into());
-                h.set_mtime(m.mtime().max(0) as u64);
+                h.set_mtime(self.clamp(m.mtime().max(0) as u64));
             }
             Some(_) => {
                 return Err(Error::Invalid(format!(
@@ -89,7 +103,7 @@ impl<'a> LayerWriter<'a> {
                 h.set_mode(mode);
                 h.set_uid(owner.0);
                 h.set_gid(owner.1);
-                h.set_mtime(now());
+                h.set_mtime(self.made_now());
             }
         }
         self.b
@@ -110,6 +124,7 @@ impl<'a> LayerWriter<'a> {
         let path = comps.join("/");
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
+        h.set_mtime(self.clamp(m.mtime().max(0) as u64));
         h.set_uid(attrs.owner.0);
         h.set_gid(attrs.owner.1);
         if let Some(mode) = attrs.chmod {
@@ -149,7 +164,7 @@ impl<'a> LayerWriter<'a> {
         h.set_mode(attrs.chmod.unwrap_or(0o644));
         h.set_uid(attrs.owner.0);
         h.set_gid(attrs.owner.1);
-        h.set_mtime(now());
+        h.set_mtime(self.made_now());
         self.b
             .append_data(&mut h, &path, data)
             .map_err(Error::io("write the layer"))?;
@@ -186,6 +201,16 @@ impl<'a> LayerWriter<'a> {
                 continue;
             }
             let mut h = e.header().clone();
+            if self.epoch.is_some() {
+                let t = h.mtime().map_err(Error::io("read the archive"))?;
+                h.set_mtime(self.clamp(t));
+                // A GNU header may carry access and change times: the archive's, but the
+                // epoch promises no time after it.
+                if let Some(gnu) = h.as_gnu_mut() {
+                    gnu.set_atime(0);
+                    gnu.set_ctime(0);
+                }
+            }
             let path = comps.join("/");
             let kind = h.entry_type();
             if kind.is_hard_link() {
