@@ -6,8 +6,7 @@
 //! Left out of the comparison, each because its result is not a function of its inputs on any
 //! builder: `multi_stage_gcc_with_apt` (apt installs whatever the mirror serves that day and
 //! logs the time), `bounded_cache_lru_df_and_prune` (RUN writes /dev/urandom),
-//! `parallel_stages_are_bounded` (RUN records how many stages happened to run at once) and
-//! `ssh_agent_forwarding` (an agent's key, made per test run, is what the step sees).
+//! `parallel_stages_are_bounded` (RUN records how many stages happened to run at once).
 
 mod common;
 
@@ -47,6 +46,8 @@ struct Case {
     args: Vec<&'static str>,
     input: Input,
     how: How,
+    /// A `hako` command run in the root before the build.
+    before: Option<&'static [&'static str]>,
 }
 
 fn case(name: &'static str, files: &[(&'static str, &str)], args: &[&'static str]) -> Case {
@@ -56,12 +57,16 @@ fn case(name: &'static str, files: &[(&'static str, &str)], args: &[&'static str
         args: args.to_vec(),
         input: Input::Dir,
         how: How::Flag,
+        before: None,
     }
 }
 
 /// Builds `c` in `r` from a context written now, with the epoch unless `epoch` is None.
 /// Returns the image ID.
 fn build_case(r: &Root, c: &Case, epoch: Option<&str>) -> String {
+    if let Some(cmd) = c.before {
+        r.ok(cmd);
+    }
     let d = ctx();
     for (p, text) in &c.files {
         write(d.path(), p, text);
@@ -155,10 +160,17 @@ struct Base {
 
 impl Base {
     fn busybox() -> Base {
+        Base::of("busybox")
+    }
+
+    /// The test image `NAME.tar`, imported as NAME.
+    fn of(name: &str) -> Base {
         let dir = ctx();
-        let archive = dir.path().join("busybox-saved.tar");
-        let r = Root::with_busybox();
-        r.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+        let archive = dir.path().join(format!("{name}-saved.tar"));
+        let r = Root::new();
+        let tar = common::images_dir().join(format!("{name}.tar"));
+        r.ok(&["import", tar.to_str().unwrap(), name]);
+        r.ok(&["save", "-o", archive.to_str().unwrap(), name]);
         Base { _dir: dir, archive }
     }
 
@@ -182,14 +194,17 @@ fn build_all(base: &Base, cases: &[Case]) -> Vec<(String, String)> {
     out
 }
 
-/// Builds the cases in two roots, seconds apart, and compares the IDs.
+/// Builds the cases in two roots with busybox, seconds apart, and compares the IDs.
 fn same_in_two_roots(cases: &[Case]) {
-    let base = Base::busybox();
-    let first = build_all(&base, cases);
+    same_in_two_roots_on(&Base::busybox(), cases)
+}
+
+fn same_in_two_roots_on(base: &Base, cases: &[Case]) {
+    let first = build_all(base, cases);
     // Whole seconds apart at least, whatever the builds took: the clock is in the image
     // without the epoch.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = build_all(&base, cases);
+    let second = build_all(base, cases);
     let mut differ = Vec::new();
     for ((c, a), b) in cases.iter().zip(&first).zip(&second) {
         if a.0 != b.0 {
@@ -495,7 +510,38 @@ fn mounts_and_sources_cases_are_reproducible() {
         ],
     );
     secrets.how = How::Env;
+    let cache_df = "FROM busybox\nRUN echo a > /a\nCOPY f.txt /f\nENV X=1\n";
+    let mut cache_from = case(
+        "cache_from_an_image",
+        &[("f.txt", "content\n"), ("Dockerfile", cache_df)],
+        &["--cache-from", "src:1", "-t", "dst:1"],
+    );
+    // The steps come from src:1's layers, not from the step cache.
+    cache_from.before = Some(&["builder", "prune", "-af"]);
     let mut cases = vec![
+        case(
+            "cache_from_an_image source",
+            &[("f.txt", "content\n"), ("Dockerfile", cache_df)],
+            &["-t", "src:1"],
+        ),
+        cache_from,
+        case(
+            "predefined_args_tags_labels",
+            &[(
+                "Dockerfile",
+                "ARG TARGETARCH\nFROM busybox\nARG TARGETARCH\nRUN echo \"$HTTP_PROXY $TARGETARCH\" > /seen\n",
+            )],
+            &[
+                "--build-arg",
+                "HTTP_PROXY=http://proxy.invalid:3128",
+                "-t",
+                "one:1",
+                "-t",
+                "two:2",
+                "--label",
+                "org.example=yes",
+            ],
+        ),
         case(
             "run_layers_hold_only_what_the_step_changed",
             &[("Dockerfile", "FROM busybox\nRUN echo x > /x\n")],
@@ -535,6 +581,39 @@ fn mounts_and_sources_cases_are_reproducible() {
         ));
     }
     same_in_two_roots(&cases);
+}
+
+/// tests/build_mounts.rs's `ssh_agent_forwarding`, on trixie. Its `useradd` writes the day of
+/// the password's last change into /etc/shadow: today, unless it sees `SOURCE_DATE_EPOCH`
+/// (shadow reads it), so the Dockerfile passes the build's epoch on with `ARG`, as it must on
+/// any builder.
+#[test]
+fn ssh_case_is_reproducible() {
+    let Some(agent) = common::build::Agent::start("hako-e2e-key") else {
+        eprintln!("SKIPPED ssh_case_is_reproducible: ssh-agent, ssh-keygen or ssh-add is missing on this host (Debian openssh-client)");
+        return;
+    };
+    let sock = agent.socket();
+    let default: &'static str = format!("default={}", sock.display()).leak();
+    let other: &'static str = format!("other={}", sock.display()).leak();
+    let df: &'static str = format!(
+        "FROM trixie\n\
+         ARG SOURCE_DATE_EPOCH\n\
+         RUN useradd -u 1234 app\n\
+         USER app\n\
+         RUN --mount=type=ssh,uid=1234 stat -c '%a %u %F' $SSH_AUTH_SOCK && echo $SSH_AUTH_SOCK && {ASK_AGENT}\n\
+         RUN --mount=type=ssh,id=other,target=/tmp/a.sock,uid=1234 --mount=type=ssh,uid=1234 echo $SSH_AUTH_SOCK && {ASK_AGENT}\n\
+         USER root\n\
+         RUN test ! -e /run/buildkit && test ! -e /tmp/a.sock && echo clean\n",
+        ASK_AGENT = common::build::ASK_AGENT
+    )
+    .leak();
+    let cases = [case(
+        "ssh_agent_forwarding",
+        &[("Dockerfile", df)],
+        &["-t", "ssh:1", "--ssh", default, "--ssh", other],
+    )];
+    same_in_two_roots_on(&Base::of("trixie"), &cases);
 }
 
 /// The digests of one build, written here: a dependency upgrade (the tar writer, the JSON
