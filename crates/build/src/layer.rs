@@ -289,3 +289,81 @@ pub fn open_archive(path: &Path) -> Result<Option<Box<dyn Read>>, Error> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(tar: &[u8]) -> Vec<(String, u64)> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let t = e.header().mtime().unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), t)
+            })
+            .collect()
+    }
+
+    /// With an epoch, what the step makes gets the epoch, a newer source is clamped to it, an
+    /// older one keeps its time; ADDed archive entries too.
+    #[test]
+    fn the_epoch_is_every_time_s_ceiling() {
+        let d = tempfile::tempdir().unwrap();
+        let (new, old) = (d.path().join("new"), d.path().join("old"));
+        std::fs::write(&new, b"new").unwrap();
+        std::fs::write(&old, b"old").unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(4_000_000_000);
+        archive
+            .append_data(&mut h, "in-archive", &b"x"[..])
+            .unwrap();
+        let archive = archive.into_inner().unwrap();
+
+        let image = Union::new(&[]);
+        let comps = |p: &str| p.split('/').map(String::from).collect::<Vec<_>>();
+        let write = |epoch: Option<u64>| -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut w = LayerWriter::new(&mut out, epoch);
+            w.parents(&image, &comps("a/b/new"), (0, 0)).unwrap();
+            for (name, src) in [("a/b/new", &new), ("a/b/old", &old)] {
+                let m = std::fs::symlink_metadata(src).unwrap();
+                w.host(&comps(name), src, &m, Attrs::default()).unwrap();
+            }
+            w.bytes(&comps("a/doc"), b"heredoc", Attrs::default())
+                .unwrap();
+            w.archive(&comps("x"), Box::new(std::io::Cursor::new(archive.clone())))
+                .unwrap();
+            w.finish().unwrap();
+            out
+        };
+        let e = 1_700_000_000;
+        assert_eq!(
+            times(&write(Some(e))),
+            [
+                ("a/".into(), e),
+                ("a/b/".into(), e),
+                ("a/b/new".into(), e),
+                ("a/b/old".into(), 1_000),
+                ("a/doc".into(), e),
+                ("x/in-archive".into(), e),
+            ]
+        );
+        // Without one, the clock and the sources' own times.
+        let plain = times(&write(None));
+        assert!(plain[0].1 <= now() && plain[0].1 + 60 > now(), "{plain:?}");
+        assert_eq!(plain[3].1, 1_000);
+        assert_eq!(plain[5].1, 4_000_000_000);
+    }
+}

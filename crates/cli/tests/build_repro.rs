@@ -547,6 +547,16 @@ fn mounts_and_sources_cases_are_reproducible() {
             &[("Dockerfile", "FROM busybox\nRUN echo x > /x\n")],
             &["-t", "layer:1"],
         ),
+        // Not a case elsewhere: a fifo and a device node a step leaves (their layer entries
+        // could not be written before).
+        case(
+            "a RUN step leaves a fifo and a device",
+            &[(
+                "Dockerfile",
+                "FROM busybox\nRUN mkfifo /fifo && mknod /null2 c 1 3\n",
+            )],
+            &["-t", "special:1"],
+        ),
         case(
             "run_layers_hold_only_what_the_step_changed /etc",
             &[("Dockerfile", "FROM busybox\nRUN echo x > /etc/x\n")],

@@ -70,9 +70,13 @@ fn add_dir<W: Write>(
             b.append_data(&mut h, &wh, std::io::empty())?;
             continue;
         }
+        let ft = meta.file_type();
+        let special = ft.is_fifo() || ft.is_char_device() || ft.is_block_device();
         match clamp {
-            None => b.append_path_with_name(e.path(), &r)?,
-            Some(c) => append_clamped(b, &e.path(), &r, &meta, c)?,
+            None if !special => b.append_path_with_name(e.path(), &r)?,
+            // tar's `append_path_with_name` names a fifo or device by its host path, which
+            // it then refuses as absolute: a RUN step that left one could not be committed.
+            _ => append_clamped(b, &e.path(), &r, &meta, clamp.unwrap_or(u64::MAX))?,
         }
         if meta.is_dir() {
             if let Ok(Some(v)) = xattr_get(&e.path(), &opaque_name()) {
@@ -90,8 +94,9 @@ fn add_dir<W: Write>(
     Ok(())
 }
 
-/// What `append_path_with_name` writes, with the entry's time at most `clamp`: the header is
-/// the same one (GNU, the file's metadata, no access or change times), only made here.
+/// What `append_path_with_name` writes (and, for a fifo or device, would), with the entry's
+/// time at most `clamp`: the header is the same one (GNU, the file's metadata, no access or
+/// change times), only made here.
 fn append_clamped<W: Write>(
     b: &mut tar::Builder<W>,
     path: &Path,
@@ -269,6 +274,84 @@ impl Drop for ThawOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(id) = &self.id {
             let _ = self.engine.unpause(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_layer_tar;
+    use std::os::unix::fs::MetadataExt;
+
+    /// An upper directory with a directory, a file, a symlink, a fifo and (as root) a whiteout.
+    fn upper() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("dir/sub")).unwrap();
+        std::fs::write(p.join("dir/file"), b"content").unwrap();
+        std::os::unix::fs::symlink("file", p.join("dir/link")).unwrap();
+        nix::unistd::mkfifo(
+            &p.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        // An overlayfs whiteout (a 0:0 character device) needs CAP_MKNOD: as root only.
+        let _ = nix::sys::stat::mknod(
+            &p.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        );
+        d
+    }
+
+    fn entries(tar: &[u8]) -> Vec<(String, u64, u64)> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                let gnu = h.as_gnu().unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mtime().unwrap(),
+                    gnu.atime().unwrap_or(0) + gnu.ctime().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Also a fifo and a device (a whiteout is one too, but has its own entry): tar's own
+    /// `append_path_with_name` refused them.
+    #[test]
+    fn a_clamp_changes_only_the_times_later_than_it() {
+        let d = upper();
+        let newest = ["dir", "dir/file", "fifo"]
+            .iter()
+            .map(|n| std::fs::symlink_metadata(d.path().join(n)).unwrap().mtime())
+            .max()
+            .unwrap() as u64;
+        let mut plain = Vec::new();
+        write_layer_tar(d.path(), &mut plain, &[], None).unwrap();
+        // A clamp no entry reaches writes the very same bytes as none.
+        let mut late = Vec::new();
+        write_layer_tar(d.path(), &mut late, &[], Some(newest + 3600)).unwrap();
+        assert!(plain == late, "a clamp after every time changed the layer");
+        let mut clamped = Vec::new();
+        write_layer_tar(d.path(), &mut clamped, &[], Some(1_000)).unwrap();
+        let got = entries(&clamped);
+        assert_eq!(
+            got.iter().map(|(p, _, _)| p.as_str()).collect::<Vec<_>>(),
+            entries(&plain)
+                .iter()
+                .map(|(p, _, _)| p.as_str())
+                .collect::<Vec<_>>(),
+        );
+        assert!(got.len() >= 5, "{got:?}");
+        for (path, mtime, atime_ctime) in &got {
+            assert_eq!(*mtime, 1_000, "{path}");
+            assert_eq!(*atime_ctime, 0, "{path}");
         }
     }
 }
