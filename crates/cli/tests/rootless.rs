@@ -458,3 +458,155 @@ fn kill_9_during_run_then_the_next_command_repairs() {
     u.ok(&["rm", "kk"]);
     u.assert_nothing_runs();
 }
+
+/// The host's first non-loopback IPv4 address: a container reaches it through the user-mode
+/// stack, as any outside address.
+fn host_ip() -> String {
+    let out = Command::new("hostname").arg("-I").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| !a.is_loopback())
+        })
+        .expect("the host has an IPv4 address")
+        .to_string()
+}
+
+fn curl(url: &str) -> Option<String> {
+    let o = Command::new("curl")
+        .args(["-sf", "--max-time", "2", url])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+impl User {
+    /// The user's network namespace holder's pid file, and whether it names a live process.
+    fn netns_file(&self) -> std::path::PathBuf {
+        self.u.runtime_dir().join("hako/netns.pid")
+    }
+
+    /// Starts a web server named `name` on `network` publishing `port`, serving `text`.
+    fn web(&self, name: &str, network: &str, port: u16, text: &str) {
+        let publish = format!("{port}:80");
+        let script = format!("mkdir /w; echo {text} > /w/index.html; exec httpd -f -p 80 -h /w");
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ]);
+    }
+}
+
+#[test]
+fn user_networks_by_name_with_published_ports_and_nothing_left() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let out = u.ok(&["network", "create", "lab"]);
+    assert_eq!(out.trim().len(), 64, "{out}");
+    let inspect = u.ok(&["network", "inspect", "lab"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let bridge = v[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let subnet = v[0]["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!subnet.is_empty(), "{inspect}");
+    assert!(u
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains("lab\n"));
+    // The bridge is the user's own, never the host's.
+    if !bridge.is_empty() {
+        assert!(
+            !std::path::Path::new("/sys/class/net")
+                .join(&bridge)
+                .exists(),
+            "bridge {bridge} in the host's namespace"
+        );
+    }
+
+    let port = free_port();
+    u.web("srv", "lab", port, "hello-lab");
+    assert!(
+        u.netns_file().exists(),
+        "no holder of the user's network namespace"
+    );
+    let procs = u.processes();
+    assert!(
+        procs.iter().any(|(_, c)| c.starts_with("slirp4netns")),
+        "{procs:?}"
+    );
+    // By name, from another container on the network.
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lab",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://srv/",
+    ]);
+    assert_eq!(got, "hello-lab\n");
+    // -p from the host.
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        common::wait_for(10, || curl(&url).as_deref() == Some("hello-lab\n")),
+        "-p {port} on a user network not reachable"
+    );
+    // Outward through the one stack: the host's own address, and the port published there.
+    let outward = format!("http://{}:{port}/", host_ip());
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lab",
+        "busybox",
+        "wget",
+        "-qO-",
+        &outward,
+    ]);
+    assert_eq!(got, "hello-lab\n");
+    // Published ports as for root: ps, port, inspect.
+    let ps = u.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
+    let p = u.ok(&["port", "srv", "80"]);
+    assert!(p.contains(&format!("0.0.0.0:{port}")), "{p}");
+    let hp = u.ok(&[
+        "inspect",
+        "-f",
+        "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+        "srv",
+    ]);
+    assert_eq!(hp.trim(), port.to_string());
+    let (code, _, err) = u.run(&["network", "rm", "lab"]);
+    assert_eq!(code, 1, "a network in use was removed");
+    assert!(
+        err.contains("srv") || err.contains("active endpoints"),
+        "{err}"
+    );
+
+    u.ok(&["rm", "-f", "srv"]);
+    assert!(curl(&url).is_none(), "port {port} still served after rm");
+    u.ok(&["network", "rm", "lab"]);
+    assert!(
+        !u.netns_file().exists(),
+        "the network namespace's holder is recorded still"
+    );
+    u.assert_nothing_runs();
+}

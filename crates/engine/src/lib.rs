@@ -570,6 +570,10 @@ impl Engine {
         std::fs::create_dir_all(root.join("containers"))
             .map_err(|e| Error::io(format!("create state root {}", root.display()), e))?;
         let store = ImageStore::open(root)?;
+        if rootless::active() {
+            // Networks live in the user's own network namespace, made on first need.
+            hako_net::set_host_netns(rootless::user_netns);
+        }
         // See WAL_CHECKPOINT_BYTES. While another process keeps the database open (a `logs
         // -f`, a name server) no close checkpoints; the automatic checkpoint, at twice that
         // size, then bounds the WAL, and no open has to rebuild its index.
@@ -786,7 +790,6 @@ impl Engine {
         let limits = limits::Limits::parse(opts)?;
         opts.check()?;
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
-        rootless::check_network(&opts.network)?;
         let attach = match opts.network.attach_to() {
             None => {
                 if !opts.port_bindings.is_empty() {
@@ -1249,7 +1252,7 @@ impl Engine {
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
                 resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
-                usernet: None,
+                usernet: plan.usernet.clone(),
             })
             .or_else(|| {
                 plan.usernet.as_ref().map(|u| netwire::NetWire {

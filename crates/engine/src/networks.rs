@@ -136,6 +136,7 @@ impl Engine {
         if let Some(b) = bridge {
             disallow_forwarding(&b);
         }
+        self.stop_idle_user_netns(&nets);
         Ok(())
     }
 
@@ -144,6 +145,7 @@ impl Engine {
     pub fn network_prune(&self) -> Result<Vec<String>> {
         let nets = networks(self.store.conn(), &self.root)?;
         let gone = nets.prune()?;
+        self.stop_idle_user_netns(&nets);
         Ok(gone
             .into_iter()
             .map(|n| {
@@ -151,6 +153,13 @@ impl Engine {
                 n.name
             })
             .collect())
+    }
+
+    /// Rootless: stops the user's network namespace once no network is left in it.
+    fn stop_idle_user_netns(&self, nets: &hako_net::Networks<'_>) {
+        if crate::rootless::active() && nets.list().is_ok_and(|l| l.is_empty()) {
+            crate::rootless::stop_user_netns();
+        }
     }
 
     /// Removes every network of the state root, the default bridge included (test roots

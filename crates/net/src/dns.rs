@@ -835,10 +835,16 @@ impl Networks<'_> {
             .optional()?;
         if let Some((pid, st)) = row {
             if start_time(pid) == Some(st) {
-                return Ok(Some(net.gateway));
+                if crate::host::holds(pid) {
+                    return Ok(Some(net.gateway));
+                }
+                // Serving in a rootless namespace that was made again since: it keeps the
+                // old one alive, and answers nobody.
+                kill(pid, st);
             }
         }
-        let pid = spawn_server(exe, &db, &net.name)?;
+        let pid = crate::host::run(|| spawn_server(exe, &db, &net.name))
+            .map_err(|e| Error::Dns(format!("entering the networks' namespace: {e}")))??;
         let st = start_time(pid).unwrap_or(0);
         let recorded = tx
             .execute(
