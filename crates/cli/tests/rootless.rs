@@ -345,10 +345,30 @@ fn two_users_at_once_keep_apart() {
             "run", "-d", "--name", "same", "-p", "80", "busybox", "sleep", "300",
         ]);
     }
+    let mut host_ports = Vec::new();
     for u in [&a, &b] {
         let names = u.ok(&["ps", "--format", "{{.Names}}"]);
         assert_eq!(names, "same\n");
+        // The default network's published port shows as for root: ps, port, inspect.
+        let port = u.ok(&["port", "same", "80"]);
+        let hp: u16 = port
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("hako port: {port:?}"));
+        let ps = u.ok(&["ps", "--format", "{{.Ports}}"]);
+        assert!(ps.contains(&format!(":{hp}->80/tcp")), "{ps}");
+        let ins = u.ok(&[
+            "inspect",
+            "-f",
+            "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+            "same",
+        ]);
+        assert_eq!(ins.trim(), hp.to_string());
+        host_ports.push(hp);
     }
+    assert_ne!(host_ports[0], host_ports[1], "two users on one host port");
     a.ok(&["rm", "-f", "same"]);
     assert_eq!(b.ok(&["ps", "--format", "{{.Names}}"]), "same\n");
     b.ok(&["rm", "-f", "same"]);
@@ -608,5 +628,109 @@ fn user_networks_by_name_with_published_ports_and_nothing_left() {
         !u.netns_file().exists(),
         "the network namespace's holder is recorded still"
     );
+    u.assert_nothing_runs();
+}
+
+#[test]
+fn two_users_with_same_named_networks_keep_apart() {
+    let a = User::new(SubIds::Count(65536));
+    let b = User::new(SubIds::Count(65536));
+    for u in [&a, &b] {
+        u.ok(&["import", &busybox_tar(), "busybox"]);
+        u.ok(&["network", "create", "same"]);
+    }
+    let pa = free_port();
+    let pb = loop {
+        let p = free_port();
+        if p != pa {
+            break p;
+        }
+    };
+    a.web("www", "same", pa, "from-a");
+    b.web("www", "same", pb, "from-b");
+    for (u, text) in [(&a, "from-a\n"), (&b, "from-b\n")] {
+        let got = u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "same",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://www/",
+        ]);
+        assert_eq!(got, text, "user {}", u.u.name);
+    }
+    for (p, text) in [(pa, "from-a\n"), (pb, "from-b\n")] {
+        let url = format!("http://127.0.0.1:{p}/");
+        assert!(common::wait_for(10, || curl(&url).as_deref() == Some(text)));
+    }
+    // A host port is the host's: the other user cannot take it.
+    let taken = format!("{pa}:80");
+    let (code, _, err) = b.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "same",
+        "-p",
+        &taken,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains(&pa.to_string()), "{err}");
+    assert_eq!(b.ok(&["ps", "-q"]).lines().count(), 1);
+    for u in [&a, &b] {
+        u.ok(&["rm", "-f", "www"]);
+        u.ok(&["network", "rm", "same"]);
+    }
+    a.assert_nothing_runs();
+    b.assert_nothing_runs();
+}
+
+#[test]
+fn a_killed_network_namespace_is_made_again_on_next_use() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    u.ok(&["network", "create", "n"]);
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "old",
+        "--network",
+        "n",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let text = std::fs::read_to_string(u.netns_file()).unwrap();
+    let holder: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The stack and the namespace's keeper go with it.
+    assert!(common::wait_for(10, || !u.processes().iter().any(
+        |(_, c)| c.starts_with("slirp4netns") || c.contains("__usernet-netns")
+    )));
+    let port = free_port();
+    u.web("new", "n", port, "again");
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "n",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://new/",
+    ]);
+    assert_eq!(got, "again\n");
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(common::wait_for(10, || curl(&url).as_deref() == Some("again\n")));
+    u.ok(&["rm", "-f", "old", "new"]);
+    u.ok(&["network", "rm", "n"]);
     u.assert_nothing_runs();
 }
