@@ -734,3 +734,59 @@ fn a_killed_network_namespace_is_made_again_on_next_use() {
     u.ok(&["network", "rm", "n"]);
     u.assert_nothing_runs();
 }
+
+#[test]
+fn kill_9_during_pull_then_the_next_command_repairs() {
+    let reg = hako_testkit::Registry::start();
+    let root = common::Root::with_busybox();
+    let name = format!("127.0.0.1:{}/killed:latest", reg.port);
+    root.ok(&["tag", "busybox", &name]);
+    root.ok(&["push", &name]);
+    let u = User::new(SubIds::Count(65536));
+    let data = u.u.home.join(".local/share/hako");
+    let count = |dir: &str| {
+        std::fs::read_dir(data.join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // At assorted moments: joining the namespace, the manifest, the layer, the commit.
+    for delay in [0u64, 20, 50, 100, 200, 400] {
+        let mut child = u
+            .cmd(&["pull", "-q", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        // By the pid of the child this test started (rootless hako re-executes in place).
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        // The next command repairs: a committed image is whole, else nothing is there.
+        if u.ok(&["images", "-q"]).is_empty() {
+            assert_eq!(
+                count("layers"),
+                0,
+                "a layer without an image (delay {delay})"
+            );
+        } else {
+            assert_eq!(
+                u.ok(&["run", "--rm", "--network", "none", &name, "echo", "whole"]),
+                "whole\n"
+            );
+        }
+        assert_eq!(count("tmp"), 0, "leftovers in tmp/ (delay {delay})");
+        u.ok(&["pull", "-q", &name]);
+        u.ok(&["rmi", &name]);
+        u.ok(&["image", "prune", "-a", "-f"]);
+        assert_eq!(count("layers"), 0);
+        u.assert_nothing_runs();
+    }
+    // No mount of the user's is left in the host's namespace.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let home = u.u.home.to_string_lossy().into_owned();
+    assert!(!mounts.contains(&home), "{mounts}");
+}
