@@ -602,6 +602,27 @@ fn user_networks_by_name_with_published_ports_and_nothing_left() {
         &outward,
     ]);
     assert_eq!(got, "hello-lab\n");
+    // Other names through the network's name server, forwarded via the stack to the host's
+    // resolver: checked where the host resolves a public name itself.
+    let host = Command::new("getent")
+        .args(["hosts", "deb.debian.org"])
+        .output()
+        .unwrap();
+    if let Some(addr) = String::from_utf8_lossy(&host.stdout)
+        .split_whitespace()
+        .next()
+    {
+        let got = u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "lab",
+            "busybox",
+            "nslookup",
+            "deb.debian.org",
+        ]);
+        assert!(got.contains(addr), "{got}");
+    }
     // Published ports as for root: ps, port, inspect.
     let ps = u.ok(&["ps", "--format", "{{.Ports}}"]);
     assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");

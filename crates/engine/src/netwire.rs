@@ -44,6 +44,10 @@ pub fn config_for(root: &Path) -> hako_net::Config {
     let exe = std::env::current_exe().ok();
     cfg.dns_server = exe.as_ref().map(|e| e.with_file_name("hako-dns"));
     cfg.proxy_server = exe.map(|e| e.with_file_name("hako-proxy"));
+    if crate::rootless::active() {
+        // The user's network namespace reaches the host's resolvers through its stack.
+        cfg.dns_upstream = Some(hako_usernet::StackConfig::default().dns().into());
+    }
     cfg
 }
 

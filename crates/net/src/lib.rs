@@ -343,6 +343,9 @@ pub struct Config {
     /// The `hako-proxy` binary, started for each TCP port published on `[::1]` (see
     /// [`proxy`]); `None`: such ports are refused.
     pub proxy_server: Option<PathBuf>,
+    /// Where the name servers forward names that are not containers'; `None`: the
+    /// nameservers of the host's `/etc/resolv.conf`.
+    pub dns_upstream: Option<IpAddr>,
     /// Who the networks belong to (the engine: its state root's path), at most 200 bytes of
     /// printable ASCII without spaces or quotes. Bridges and nftables tables carry it in their
     /// marker (see [`Networks`]' "Whose names" section), so that what this owner made before
@@ -365,6 +368,7 @@ impl Default for Config {
             bridge_prefix: "hk-".into(),
             dns_server: None,
             proxy_server: None,
+            dns_upstream: None,
             owner: String::new(),
             owners_are_roots: false,
         }
