@@ -811,3 +811,92 @@ fn kill_9_during_pull_then_the_next_command_repairs() {
     let home = u.u.home.to_string_lossy().into_owned();
     assert!(!mounts.contains(&home), "{mounts}");
 }
+
+#[test]
+fn connect_disconnect_prune_and_kill_9_on_user_networks() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    u.ok(&["network", "create", "--subnet", "10.77.0.0/24", "front"]);
+    u.ok(&["network", "create", "back"]);
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "front",
+        "--ip",
+        "10.77.0.50",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ip = u.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.front.IPAddress}}",
+        "app",
+    ]);
+    assert_eq!(ip.trim(), "10.77.0.50");
+    let (code, _, err) = u.run(&["network", "connect", "bridge", "app"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("user-mode stack"), "{err}");
+    u.ok(&["network", "connect", "back", "app"]);
+    assert!(u.ok(&["exec", "app", "ip", "-4", "addr"]).contains("eth1"));
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W2",
+        "app",
+    ]);
+    assert!(got.contains("1 packets received"), "{got}");
+    let ins = u.ok(&["network", "inspect", "back"]);
+    assert!(ins.contains("\"Name\": \"app\""), "{ins}");
+    u.ok(&["network", "disconnect", "back", "app"]);
+    assert!(!u.ok(&["exec", "app", "ip", "-4", "addr"]).contains("eth1"));
+    // back is unused now; front is app's.
+    assert!(u.ok(&["network", "prune", "-f"]).contains("back"));
+    assert_eq!(u.ok(&["network", "ls", "-q", "--filter", "name=back"]), "");
+
+    // kill -9 of a foreground run on the network: the next command releases its address,
+    // veth and name server.
+    let mut child = u
+        .cmd(&[
+            "run",
+            "--name",
+            "kk",
+            "--network",
+            "front",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(20, || u
+        .ok(&["ps", "--format", "{{.Names}}"])
+        .contains("kk")));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    assert!(common::wait_for(10, || u
+        .ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .contains("kk Exited")));
+    u.ok(&["rm", "kk"]);
+    let eps = u.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
+    assert_eq!(eps.trim(), "1", "kk's endpoint is left");
+    u.ok(&["rm", "-f", "app"]);
+    assert!(u.ok(&["network", "prune", "-f"]).contains("front"));
+    assert!(!u.netns_file().exists());
+    u.assert_nothing_runs();
+}

@@ -170,6 +170,7 @@ impl Engine {
             nets.remove(&n.name)?;
             disallow_forwarding(&n.bridge);
         }
+        self.stop_idle_user_netns(&nets);
         Ok(())
     }
 }
