@@ -900,3 +900,30 @@ fn connect_disconnect_prune_and_kill_9_on_user_networks() {
     assert!(!u.netns_file().exists());
     u.assert_nothing_runs();
 }
+
+#[test]
+fn kill_9_during_network_create_leaves_no_namespace_behind() {
+    let u = User::new(SubIds::Count(65536));
+    for (i, delay) in [0u64, 20, 50, 100, 200, 400].into_iter().enumerate() {
+        let name = format!("k{i}");
+        let mut child = u
+            .cmd(&["network", "create", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        u.ok(&["network", "prune", "-f"]);
+        assert_eq!(u.ok(&["network", "ls", "-q"]), "", "delay {delay}");
+        u.assert_nothing_runs();
+    }
+    u.ok(&["network", "create", "after"]);
+    u.ok(&["network", "rm", "after"]);
+    u.assert_nothing_runs();
+}

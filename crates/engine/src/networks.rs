@@ -109,8 +109,12 @@ impl Engine {
     pub fn network_list(&self) -> Result<Vec<NetworkResource>> {
         let nets = networks(self.store.conn(), &self.root)?;
         let default = nets.config().default_network.clone();
-        Ok(nets
-            .list()?
+        let list = nets.list()?;
+        if list.is_empty() {
+            // A `network rm` killed before it stopped the user's namespace.
+            self.stop_idle_user_netns(&nets);
+        }
+        Ok(list
             .into_iter()
             .map(|i| self.network_view(i, &default))
             .collect())

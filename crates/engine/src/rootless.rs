@@ -937,7 +937,7 @@ pub fn user_netns() -> std::io::Result<std::fs::File> {
     if let Some((_, _, k, _)) = live_netns(&file) {
         return open(k);
     }
-    let ready = spawn_netns()?;
+    let ready = spawn_netns(&file)?;
     let start = |pid: i32| hako_base::proc::start_time(pid).unwrap_or(0);
     let tmp = file.with_extension(format!("pid.{}", std::process::id()));
     std::fs::write(
@@ -966,7 +966,7 @@ fn set_subreaper(on: bool) -> bool {
 }
 
 /// Runs `hako __usernet-netns`, which detaches itself, and returns its ready line.
-fn spawn_netns() -> std::io::Result<hako_usernet::NetnsReady> {
+fn spawn_netns(record: &Path) -> std::io::Result<hako_usernet::NetnsReady> {
     use std::os::unix::process::CommandExt;
     let cfg = serde_json::to_string(&hako_usernet::StackConfig::default())
         .map_err(std::io::Error::other)?;
@@ -976,6 +976,7 @@ fn spawn_netns() -> std::io::Result<hako_usernet::NetnsReady> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg(NETNS_ARG)
         .arg(cfg)
+        .arg(record)
         .stdin(std::process::Stdio::null())
         .process_group(0)
         .output();
@@ -986,7 +987,7 @@ fn spawn_netns() -> std::io::Result<hako_usernet::NetnsReady> {
         let err = String::from_utf8_lossy(&out.stderr);
         let why = err.lines().last().unwrap_or("it exited").trim();
         std::io::Error::other(format!(
-            "the user's network namespace did not start: {}",
+            "its holder did not start: {}",
             why.strip_prefix("hako: ").unwrap_or(why)
         ))
     })
@@ -998,10 +999,13 @@ pub(crate) fn stop_user_netns() {
     let Ok(paths) = Paths::current() else {
         return;
     };
+    let file = paths.runtime.join("netns.pid");
+    if !file.exists() {
+        return;
+    }
     let Ok(_lock) = lock_netns(&paths) else {
         return;
     };
-    let file = paths.runtime.join("netns.pid");
     if let Some((h, hs, k, ks)) = live_netns(&file) {
         if hako_base::proc::alive(h, hs) {
             let _ = nix::sys::signal::kill(
@@ -1019,8 +1023,9 @@ pub(crate) fn stop_user_netns() {
     let _ = std::fs::remove_file(&file);
 }
 
-/// The holder's life (`hako __usernet-netns CONFIG`). Must be called while single-threaded.
-pub fn usernet_netns_main(config: &str) -> i32 {
+/// The holder's life (`hako __usernet-netns CONFIG RECORD`). Must be called while
+/// single-threaded.
+pub fn usernet_netns_main(config: &str, record: &Path) -> i32 {
     let cfg: hako_usernet::StackConfig = match serde_json::from_str(config) {
         Ok(c) => c,
         Err(e) => {
@@ -1028,7 +1033,7 @@ pub fn usernet_netns_main(config: &str) -> i32 {
             return 2;
         }
     };
-    match hako_usernet::netns_main(&cfg, &mut std::io::stdout()) {
+    match hako_usernet::netns_main(&cfg, Some(record), &mut std::io::stdout()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hako: {e}");

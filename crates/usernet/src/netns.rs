@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::sys::{self, last_os_error};
 use crate::{Error, Result, Stack, StackConfig, Target};
@@ -26,9 +28,16 @@ pub struct NetnsReady {
 /// side of the fork is in), writes one [`NetnsReady`] line to `ready` and waits for the
 /// keeper. SIGTERM to the holder ends all three: the stack through its exit fd, the keeper
 /// through its parent-death signal; a keeper that dies ends the holder and the stack.
-pub fn netns_main(cfg: &StackConfig, ready: &mut dyn Write) -> Result<()> {
+///
+/// `record` is the file where the starter records the holder's pid (first word): a holder
+/// that is not named there ends too, once it has been, or once its starter is gone or 10 s
+/// have passed (a starter killed between starting it and recording it).
+pub fn netns_main(cfg: &StackConfig, record: Option<&Path>, ready: &mut dyn Write) -> Result<()> {
     cfg.validate()?;
     reset_signals();
+    // SAFETY: getppid has no preconditions.
+    let starter = unsafe { libc::getppid() };
+    let starter = hako_base::proc::start_time(starter).map(|t| (starter, t));
     detach()?;
     let (errno_r, errno_w) = sys::pipe()?;
     let holder = std::process::id() as i32;
@@ -65,7 +74,31 @@ pub fn netns_main(cfg: &StackConfig, ready: &mut dyn Write) -> Result<()> {
         .and_then(|()| ready.flush())
         .map_err(|e| Error::io("write the ready line", e))?;
     null_stdio();
-    sys::wait_readable(&[pidfd.as_fd()], None)?;
+    let started = Instant::now();
+    let mut seen = false;
+    loop {
+        if sys::wait_readable(&[pidfd.as_fd()], Some(Duration::from_secs(1)))?.is_some() {
+            break;
+        }
+        let Some(file) = record else {
+            continue;
+        };
+        let me = holder.to_string();
+        if std::fs::read_to_string(file)
+            .is_ok_and(|t| t.split_whitespace().next() == Some(me.as_str()))
+        {
+            seen = true;
+            continue;
+        }
+        let starter_gone = starter.is_none_or(|(p, t)| !hako_base::proc::alive(p, t));
+        if seen || starter_gone || started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keeper),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(keeper), None);
     stack.stop()
 }
