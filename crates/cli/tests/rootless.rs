@@ -827,10 +827,22 @@ fn connect_disconnect_prune_and_kill_9_on_user_networks() {
         "front",
         "--ip",
         "10.77.0.50",
+        "--network-alias",
+        "api",
         "busybox",
         "sleep",
         "300",
     ]);
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "busybox",
+        "nslookup",
+        "api",
+    ]);
+    assert!(got.contains("10.77.0.50"), "{got}");
     let ip = u.ok(&[
         "inspect",
         "-f",
