@@ -752,6 +752,49 @@ fn a_killed_network_namespace_is_made_again_on_next_use() {
     let url = format!("http://127.0.0.1:{port}/");
     assert!(common::wait_for(10, || curl(&url).as_deref() == Some("again\n")));
     u.ok(&["rm", "-f", "old", "new"]);
+    // The user namespace's holder killed too: the network namespace, owned by the old one,
+    // is out of reach, and makes way for a new one.
+    let holders: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let uid = std::fs::metadata(e.path()).ok()?.uid();
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (uid == u.u.uid && String::from_utf8_lossy(&cmd).contains("__userns-holder"))
+                .then_some(pid)
+        })
+        .collect();
+    assert_eq!(holders.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holders[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // SIGKILL takes effect asynchronously: a command that came first would join the old
+    // namespace (a race of the user namespace's holder, not of networks).
+    let gone = common::wait_for(10, || {
+        std::fs::read_to_string(format!("/proc/{}/stat", holders[0]))
+            .map_or(true, |s| s.contains(") Z "))
+    });
+    assert!(gone);
+    let port = free_port();
+    u.web("newer", "n", port, "third");
+    let (code, got, err) = u.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "n",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://newer/",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got, "third\n");
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(common::wait_for(10, || curl(&url).as_deref() == Some("third\n")));
+    u.ok(&["rm", "-f", "newer"]);
     u.ok(&["network", "rm", "n"]);
     u.assert_nothing_runs();
 }

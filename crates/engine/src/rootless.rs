@@ -896,8 +896,22 @@ fn netns_file() -> Option<PathBuf> {
 }
 
 /// The recorded holder of the user's network namespace and its keeper, `(holder, start,
-/// keeper, start)`, if both still run.
+/// keeper, start)`, if both still run in this process's user namespace.
 fn live_netns(file: &Path) -> Option<(i32, u64, i32, u64)> {
+    recorded_netns(file).filter(|&(_, _, k, _)| ours(k))
+}
+
+/// Whether process `pid` is in this process's user namespace: a namespace holder killed and
+/// made again leaves a network namespace owned by the old one, which nothing of the new one
+/// may enter.
+fn ours(pid: i32) -> bool {
+    let ino = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let theirs = ino(format!("/proc/{pid}/ns/user"));
+    theirs.is_some() && theirs == ino("/proc/self/ns/user".into())
+}
+
+/// The recorded holder and keeper, if both still run.
+fn recorded_netns(file: &Path) -> Option<(i32, u64, i32, u64)> {
     let text = std::fs::read_to_string(file).ok()?;
     let v: Vec<u64> = text
         .split_whitespace()
@@ -934,8 +948,15 @@ pub fn user_netns() -> std::io::Result<std::fs::File> {
         }
     }
     let _lock = lock_netns(&paths)?;
-    if let Some((_, _, k, _)) = live_netns(&file) {
-        return open(k);
+    if let Some((h, _, k, _)) = recorded_netns(&file) {
+        if ours(k) {
+            return open(k);
+        }
+        // Out of reach in an older user namespace: it goes, with what it holds.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(h),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     let ready = spawn_netns(&file)?;
     let start = |pid: i32| hako_base::proc::start_time(pid).unwrap_or(0);
@@ -1006,7 +1027,7 @@ pub(crate) fn stop_user_netns() {
     let Ok(_lock) = lock_netns(&paths) else {
         return;
     };
-    if let Some((h, hs, k, ks)) = live_netns(&file) {
+    if let Some((h, hs, k, ks)) = recorded_netns(&file) {
         if hako_base::proc::alive(h, hs) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(h),
