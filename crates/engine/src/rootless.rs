@@ -1300,6 +1300,23 @@ mod tests {
     }
 
     #[test]
+    fn the_network_namespace_record_names_live_processes_of_our_user_namespace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("netns.pid");
+        let me = std::process::id() as i32;
+        let st = hako_base::proc::start_time(me).unwrap();
+        std::fs::write(&f, format!("{me} {st} {me} {st}\n")).unwrap();
+        assert_eq!(live_netns(&f), Some((me, st, me, st)));
+        assert!(ours(me));
+        // Another start time: the pid was reused.
+        std::fs::write(&f, format!("{me} {} {me} {st}\n", st + 1)).unwrap();
+        assert_eq!(recorded_netns(&f), None);
+        std::fs::write(&f, "garbage").unwrap();
+        assert_eq!(recorded_netns(&f), None);
+        assert!(!ours(i32::MAX));
+    }
+
+    #[test]
     fn a_runtime_dir_of_someone_else_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("rt");
