@@ -44,6 +44,13 @@
 //! starts one per network (see [`dns`]), `detach` and `remove` stop it with the network's last
 //! container. Names are rows of `net_names`, read by the server on every query.
 //!
+//! # The host side
+//!
+//! Bridges, the table, sysctls and name servers live in the calling thread's network namespace,
+//! unless [`set_host_netns`] names another for the whole process: rootless hako's per-user
+//! namespace, which every host-side operation then enters on a thread of its own (a rootless
+//! process could not come back from it). The container side is unchanged.
+//!
 //! # State
 //!
 //! Tables `net_networks`, `net_leases`, `net_ports`, `net_names`, `net_dns`, `net_proxies`
