@@ -982,3 +982,48 @@ fn kill_9_during_network_create_leaves_no_namespace_behind() {
     u.ok(&["network", "rm", "after"]);
     u.assert_nothing_runs();
 }
+
+#[test]
+fn a_user_network_without_its_stack_is_one_line_and_leaves_nothing() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    // The user namespace exists already: only slirp4netns is missing from $PATH.
+    let out = u
+        .cmd(&["network", "create", "nostack"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        "hako: the user's network namespace: slirp4netns not found: install the package slirp4netns"
+    );
+    assert_eq!(u.ok(&["network", "ls", "-q"]), "");
+    assert!(!u.netns_file().exists());
+    u.assert_nothing_runs();
+    // A network whose namespace is gone (a reboot): run cannot make it again without the
+    // stack, says so, and leaves no container.
+    u.ok(&["network", "create", "nostack"]);
+    let text = std::fs::read_to_string(u.netns_file()).unwrap();
+    let holder: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    u.assert_nothing_runs();
+    let out = u
+        .cmd(&["run", "--rm", "--network", "nostack", "busybox", "true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("install the package slirp4netns"), "{err}");
+    assert_eq!(u.ok(&["ps", "-aq"]), "");
+    u.ok(&["network", "rm", "nostack"]);
+    u.assert_nothing_runs();
+}

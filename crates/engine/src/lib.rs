@@ -1146,8 +1146,7 @@ impl Engine {
         if plan.usernet.as_ref().is_some_and(|u| u.shared()) {
             // Made (if it must be) before the container's mounts exist: its long-lived holder
             // keeps the mount namespace of the command that starts it.
-            rootless::user_netns()
-                .map_err(|e| Error::io("open the user's network namespace", e))?;
+            rootless::ensure_user_netns()?;
         }
         let rootfs = dir.join("rootfs");
         let upper = dir.join("upper");

@@ -365,6 +365,10 @@ impl crate::Engine {
         if net.name != nets.config().default_network {
             opts.names = vec![c.name.clone(), c.id[..12].to_string()];
         }
+        if let Err(e) = crate::rootless::ensure_user_netns() {
+            let _ = nets.forget_connect(&c.id, &net.name);
+            return Err(e);
+        }
         match nets.attach(&net.name, &c.id, pid, &opts) {
             Ok(a) => allow_new_bridge(&a),
             Err(e) => {

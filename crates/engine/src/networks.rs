@@ -85,6 +85,7 @@ impl Engine {
         };
         let (subnet, subnet6) = split(&c.subnets, "subnet")?;
         let (gateway, gateway6) = split(&c.gateways, "gateway")?;
+        crate::rootless::ensure_user_netns()?;
         let nets = networks(self.store.conn(), &self.root)?;
         let info = nets.create(
             name,

@@ -975,6 +975,17 @@ pub fn user_netns() -> std::io::Result<std::fs::File> {
     open(ready.keeper)
 }
 
+/// Rootless: makes the user's network namespace now if it must be, so that a failure is
+/// reported as such (not as the first network operation's).
+pub(crate) fn ensure_user_netns() -> Result<()> {
+    if !active() {
+        return Ok(());
+    }
+    user_netns()
+        .map(drop)
+        .map_err(|e| Error::io("the user's network namespace", e))
+}
+
 fn set_subreaper(on: bool) -> bool {
     let mut v: libc::c_int = 0;
     // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer we pass;
@@ -1007,10 +1018,7 @@ fn spawn_netns(record: &Path) -> std::io::Result<hako_usernet::NetnsReady> {
     serde_json::from_str(text.trim()).map_err(|_| {
         let err = String::from_utf8_lossy(&out.stderr);
         let why = err.lines().last().unwrap_or("it exited").trim();
-        std::io::Error::other(format!(
-            "its holder did not start: {}",
-            why.strip_prefix("hako: ").unwrap_or(why)
-        ))
+        std::io::Error::other(why.strip_prefix("hako: ").unwrap_or(why).to_string())
     })
 }
 
