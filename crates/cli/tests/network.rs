@@ -2010,6 +2010,11 @@ fn host_and_none_are_listed_and_inspected_as_docker_shows_them() {
         names,
         ["bridge bridge local", "host host local", "none null local"]
     );
+    // What ls lists, inspect finds by ID (the default bridge too, before its first use).
+    let ids = r.ok(&["network", "ls", "-q"]);
+    let mut args = vec!["network", "inspect", "-f", "{{.Name}}"];
+    args.extend(ids.split_whitespace());
+    assert_eq!(r.ok(&args), "bridge\nhost\nnone\n");
     let id = r.ok(&["run", "-d", "--network", "host", "busybox", "sleep", "60"]);
     let id = id.trim();
     let doc: serde_json::Value =

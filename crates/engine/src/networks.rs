@@ -179,15 +179,13 @@ impl Engine {
     pub fn network_inspect(&self, name: &str) -> Result<NetworkResource> {
         let nets = networks(self.store.conn(), &self.root)?;
         let default = nets.config().default_network.clone();
-        let mode = |n: &str| {
-            MODES
-                .iter()
-                .find(|(m, _)| *m == n || (n.len() >= 3 && mode_id(m).starts_with(n)))
-        };
+        let named = |m: &str| name == m || (name.len() >= 3 && mode_id(m).starts_with(name));
+        let mode = MODES.iter().find(|(m, _)| named(m));
         match nets.inspect(name) {
             Ok(i) => Ok(self.network_view(i, &default)),
-            Err(e) => match mode(name) {
-                None if name == default => self.mode_view(&default, "bridge", 0),
+            Err(e) => match mode {
+                // The default network before its first use, as `network ls` shows it.
+                None if named(&default) => self.mode_view(&default, "bridge", 0),
                 Some((m, driver)) => {
                     let created = nets
                         .inspect(&default)
