@@ -117,18 +117,37 @@ pub(crate) fn home() -> Option<PathBuf> {
 pub mod fuzzing {
     //! Entry points of the fuzz targets (fuzz/), not part of the API.
 
-    /// Parses `data` as a policy file and, when it parses, looks up a few references in it.
+    /// Parses `data` as a policy file. An error is one line naming the file; a policy that
+    /// parses gives every reference a non-empty list of requirements from a scope the file
+    /// has, and renders.
     pub fn policy(data: &[u8]) {
-        if let Ok(p) = crate::Policy::parse(data, std::path::Path::new("fuzz.json")) {
-            for r in [
-                "docker.io/library/busybox:latest",
-                "localhost:5000/a/b/c@sha256:0000000000000000000000000000000000000000000000000000000000000000",
-                "quay.io/x:1",
-            ] {
-                let r = crate::ImageRef::parse(r).expect("test references parse");
-                let _ = p.requirements_for(&r);
+        let path = std::path::Path::new("fuzz.json");
+        let p = match crate::Policy::parse(data, path) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("fuzz.json: "), "{msg}");
+                assert!(!msg.contains('\n'), "{msg:?}");
+                assert_eq!(e.kind(), hako_base::ErrorKind::Invalid);
+                return;
             }
-            let _ = p.render();
+        };
+        for r in [
+            "docker.io/library/busybox:latest",
+            "localhost:5000/a/b/c@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "quay.io/x:1",
+            "a.b.example.com/ns/app:v1",
+        ] {
+            let r = crate::ImageRef::parse(r).expect("test references parse");
+            let (scope, reqs) = p.requirements_for(&r);
+            assert!(!reqs.is_empty(), "{scope:?}");
+            match scope {
+                crate::Scope::Default => assert_eq!(reqs, p.default.as_slice()),
+                crate::Scope::TransportDefault => assert!(p.transports["docker"].contains_key("")),
+                crate::Scope::Docker(s) => assert!(p.transports["docker"].contains_key(&s)),
+            }
         }
+        let text = p.render();
+        assert!(text.starts_with("Policy: fuzz.json\n"), "{text}");
     }
 }
