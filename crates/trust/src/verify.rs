@@ -425,7 +425,10 @@ pub fn sign_gpg(
     let payload = simple::payload(simple::ATOMIC_TYPE, image, digest);
     let signed = gpg::sign(&payload, fingerprint, passphrase_file)?;
     let Lookaside::Dir(first) = lookaside(&signature_url(&base, image, digest, 1))? else {
-        unreachable!("a file:// base gives file:// URLs");
+        return Err(Error::Config {
+            path: dir,
+            message: format!("lookaside {base:?}: not a file:// URL"),
+        });
     };
     let parent = first.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(crate::io_err(parent))?;
@@ -480,6 +483,61 @@ mod tests {
     }
 
     const DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A lookaside over HTTP: `signature-1` is there, `signature-2` answers 404, which ends
+    /// the list.
+    #[test]
+    fn http_lookaside_reads_until_404() {
+        use std::io::{BufRead as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut paths = Vec::new();
+            for _ in 0..2 {
+                let (conn, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                while {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    h != "\r\n"
+                } {}
+                let path = line.split_whitespace().nth(1).unwrap().to_string();
+                let (status, body) = match path.ends_with("/signature-1") {
+                    true => ("200 OK", "SIG"),
+                    false => ("404 Not Found", ""),
+                };
+                let mut conn = conn;
+                write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                paths.push(path);
+            }
+            paths
+        });
+        let regd = RegistriesD {
+            default_docker: Some(crate::LookasideConfig {
+                lookaside: Some(format!("http://127.0.0.1:{port}/sigs")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let image = ImageRef::parse("quay.io/ns/app:1").unwrap();
+        let sigs = read_lookaside(&regd, &image, DIGEST).unwrap();
+        assert_eq!(sigs, vec![b"SIG".to_vec()]);
+        let hex = &DIGEST[7..];
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                format!("/sigs/ns/app@sha256={hex}/signature-1"),
+                format!("/sigs/ns/app@sha256={hex}/signature-2")
+            ]
+        );
+    }
 
     #[test]
     fn sigstore_sign_then_verify() {
