@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::peers::{need, Registry};
+use common::peers::{need, Podman, Registry};
 use common::Root;
 
 fn stderr(o: &Output) -> String {
@@ -687,7 +687,45 @@ fn gpg_simple_signing_both_ways() {
         stderr(&out)
     );
     pull_ok(&t, &root, &name);
+
+    // Podman under the same policy. It has no flag for registries.d: it reads
+    // $HOME/.config/containers/registries.d when that exists.
+    let podman = Podman::new();
+    let home = t.path("home");
+    std::fs::create_dir_all(home.join(".config/containers")).unwrap();
+    std::os::unix::fs::symlink(
+        t.path("registries.d"),
+        home.join(".config/containers/registries.d"),
+    )
+    .unwrap();
+    let policy = t.path("policy.json");
+    let podman_pull = || {
+        podman
+            .cmd(&[
+                "pull",
+                "-q",
+                "--tls-verify=false",
+                "--signature-policy",
+                policy.to_str().unwrap(),
+                &name,
+            ])
+            .env("HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let out = podman_pull();
+    assert!(
+        out.status.success(),
+        "podman refused hako's GPG signature: {}",
+        stderr(&out)
+    );
+    podman.ok(&["rmi", "-a"]);
+
     t.policy_for(&[(&reg.name("ghako"), signed_by("stranger.gpg"))]);
+    assert!(
+        !podman_pull().status.success(),
+        "podman accepted a stranger's key"
+    );
     assert_rejected(
         &t,
         &root,
