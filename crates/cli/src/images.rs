@@ -79,6 +79,15 @@ pub struct PushArgs {
     /// Suppress verbose output
     #[arg(short, long)]
     quiet: bool,
+    /// Sign the image with the sigstore private key at PATH (stored as the sha256-<digest>.sig tag)
+    #[arg(long, value_name = "PATH")]
+    sign_by_sigstore_private_key: Option<std::path::PathBuf>,
+    /// Sign the image with the GPG key FINGERPRINT (stored in registries.d's lookaside-staging)
+    #[arg(long, value_name = "FINGERPRINT")]
+    sign_by: Option<String>,
+    /// Read the passphrase of the signing key from PATH
+    #[arg(long, value_name = "PATH")]
+    sign_passphrase_file: Option<std::path::PathBuf>,
     /// NAME[:TAG]
     name: String,
 }
@@ -361,9 +370,19 @@ pub fn push(root: &Path, a: PushArgs) -> Result<i32, Failure> {
     let reference = parse_ref(&a.name)?;
     let engine = open(root)?;
     let mut stdout = std::io::stdout().lock();
-    engine
-        .push(&reference, &mut progress_lines(a.quiet, &mut stdout))
+    let sign = hako_registry::SignOptions {
+        sigstore_private_key: a.sign_by_sigstore_private_key,
+        gpg_fingerprint: a.sign_by,
+        passphrase_file: a.sign_passphrase_file,
+    };
+    let (_, signed) = engine
+        .push_signed(&reference, &sign, &mut progress_lines(a.quiet, &mut stdout))
         .with_context(|| format!("push {}", reference.familiar()))?;
+    if !a.quiet {
+        for line in signed {
+            writeln!(stdout, "{line}")?;
+        }
+    }
     if a.quiet {
         writeln!(stdout, "{reference}")?;
     }

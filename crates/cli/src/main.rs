@@ -7,6 +7,7 @@ mod fmt;
 mod images;
 mod network;
 mod service;
+mod trust;
 mod usage;
 mod volume;
 
@@ -332,6 +333,9 @@ enum ImageCommand {
     Inspect(images::InspectArgs),
     /// Remove unused images
     Prune(images::PruneArgs),
+    /// Show the signature policy, make signing keys
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag {
         /// Existing image
@@ -625,6 +629,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Image(ImageCommand::Inspect(a)) => images::inspect(&cli.root, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(&cli.root, a),
+        Command::Image(ImageCommand::Trust(c)) => trust::run(c),
         Command::Manifest(c) => images::manifest(c),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
             images::export(&cli.root, a)

@@ -292,6 +292,23 @@ impl Engine {
         Ok(hako_registry::push(&self.store, reference, progress)?)
     }
 
+    /// [`Engine::push`], then signs the manifest pushed as `sign` asks; returns the digest
+    /// and a line per signature written.
+    pub fn push_signed(
+        &self,
+        reference: &Reference,
+        sign: &hako_registry::SignOptions,
+        progress: &mut ProgressSink<'_>,
+    ) -> Result<(String, Vec<String>)> {
+        Ok(hako_registry::push_signed(
+            &self.store,
+            reference,
+            None,
+            sign,
+            progress,
+        )?)
+    }
+
     /// [`Engine::pull`] as a client logged in with `creds` (an API request's
     /// `X-Registry-Auth`), not with the credentials stored for the registry.
     pub fn pull_as(

@@ -17,6 +17,7 @@ mod manifest;
 mod progress;
 mod pull;
 mod push;
+mod signatures;
 
 use std::path::PathBuf;
 
@@ -25,7 +26,8 @@ pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
 pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
 pub use pull::{fetch_raw_manifest, pull, pull_as, PullOptions, Pulled};
-pub use push::{push, push_as};
+pub use push::{push, push_as, push_signed};
+pub use signatures::SignOptions;
 
 /// Errors of registry operations.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,9 @@ pub enum Error {
     /// Writing progress output failed.
     #[error("writing progress: {0}")]
     Output(std::io::Error),
+    /// The signature policy refused the image, or signing failed.
+    #[error(transparent)]
+    Trust(#[from] hako_trust::Error),
 }
 
 impl Error {
@@ -174,6 +179,7 @@ impl Error {
             | Error::PlatformMismatch { .. }
             | Error::InvalidPlatform(_) => K::Invalid,
             Error::Store(e) => e.kind(),
+            Error::Trust(e) => e.kind(),
             Error::BadManifest { .. }
             | Error::DigestMismatch { .. }
             | Error::TooLarge { .. }

@@ -445,6 +445,7 @@ pub fn pull_as(
     .map_err(out_err)?;
 
     let (client, (top, ct, digest)) = connect(reference, &target, creds)?;
+    crate::signatures::check_pull(&client, reference, &digest)?;
     let (manifest_bytes, manifest) = match classify(&ct, &top, &reference.familiar())? {
         Kind::Manifest => (top.clone(), parse_manifest(&top, reference)?),
         Kind::Index => {

@@ -1,20 +1,20 @@
 //! `hako push`: blobs the registry lacks (monolithic uploads, in
 //! parallel), then the manifest, byte for byte as stored.
 
-use std::path::Path;
 use std::sync::mpsc;
 
 use hako_image::{ImageStore, Reference};
 
 use crate::client::{status_error, Client, Payload};
 use crate::manifest::{Manifest, OCI_MANIFEST};
+use crate::signatures::{SignOptions, Signer};
 use crate::{short, Error, LayerStatus, Progress, ProgressSink};
 
 fn out_err(e: std::io::Error) -> Error {
     Error::Output(e)
 }
 
-fn blob_exists(client: &Client, digest: &str) -> Result<bool, Error> {
+pub(crate) fn blob_exists(client: &Client, digest: &str) -> Result<bool, Error> {
     let url = client.url(&format!("blobs/{digest}"));
     let resp = client.send("HEAD", &url, &[], Payload::Empty)?;
     match resp.status().as_u16() {
@@ -29,7 +29,7 @@ fn encode_digest(d: &str) -> String {
 }
 
 /// Starts an upload session and sends the whole blob in its closing PUT.
-fn upload(client: &Client, digest: &str, path: &Path) -> Result<(), Error> {
+pub(crate) fn upload(client: &Client, digest: &str, body: Payload<'_>) -> Result<(), Error> {
     let url = client.url("blobs/uploads/");
     let resp = client.send("POST", &url, &[("Content-Length", "0")], Payload::Empty)?;
     let status = resp.status().as_u16();
@@ -52,7 +52,7 @@ fn upload(client: &Client, digest: &str, path: &Path) -> Result<(), Error> {
         "PUT",
         &put,
         &[("Content-Type", "application/octet-stream")],
-        Payload::File(path),
+        body,
     )?;
     match resp.status().as_u16() {
         201 | 204 => Ok(()),
@@ -82,6 +82,19 @@ pub fn push_as(
     creds: Option<&crate::Credentials>,
     progress: &mut ProgressSink<'_>,
 ) -> Result<String, Error> {
+    push_signed(store, reference, creds, &SignOptions::default(), progress).map(|(d, _)| d)
+}
+
+/// [`push_as`], then signs the manifest pushed as `sign` asks (`hako push --sign-by…`).
+/// Keys and signature storage are checked before anything is uploaded. Returns the manifest
+/// digest and a line per signature written.
+pub fn push_signed(
+    store: &ImageStore,
+    reference: &Reference,
+    creds: Option<&crate::Credentials>,
+    sign: &SignOptions,
+    progress: &mut ProgressSink<'_>,
+) -> Result<(String, Vec<String>), Error> {
     let reference = match reference.tag() {
         Some(_) => reference.clone(),
         None => reference.with_tag("latest")?,
@@ -96,6 +109,7 @@ pub fn push_as(
         }
         Err(e) => return Err(e.into()),
     };
+    let signer = Signer::prepare(sign, &reference)?;
     progress(Progress::PushRefersTo {
         repository: reference.repository(),
     })
@@ -142,7 +156,9 @@ pub fn push_as(
                     None => Ok(LayerStatus::SkippedForeign),
                     Some(p) => match blob_exists(client, &d.digest) {
                         Ok(true) => Ok(LayerStatus::LayerAlreadyExists),
-                        Ok(false) => upload(client, &d.digest, p).map(|_| LayerStatus::Pushed),
+                        Ok(false) => {
+                            upload(client, &d.digest, Payload::File(p)).map(|_| LayerStatus::Pushed)
+                        }
                         Err(e) => Err(e),
                     },
                 };
@@ -166,7 +182,7 @@ pub fn push_as(
 
     if !blob_exists(&client, &manifest.config.digest)? {
         let p = store.existing_blob(&manifest.config.digest)?;
-        upload(&client, &manifest.config.digest, &p)?;
+        upload(&client, &manifest.config.digest, Payload::File(&p))?;
     }
     let tag = reference.tag().unwrap_or("latest");
     let media_type = manifest
@@ -190,5 +206,9 @@ pub fn push_as(
         size: manifest_bytes.len() as u64,
     })
     .map_err(out_err)?;
-    Ok(digest)
+    let signed = match signer {
+        Some(s) => s.sign(&client, &digest)?,
+        None => Vec::new(),
+    };
+    Ok((digest, signed))
 }
