@@ -820,7 +820,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             format,
         }) => {
             let engine = open(&cli.root)?;
-            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+            let tmpl = format
+                .as_deref()
+                .map(|f| template::Format::parse_list(f, DF_TABLE))
+                .transpose()?;
             let df = engine.system_df()?;
             // Docker's fields, all strings (its json prints them quoted too); the build cache
             // without a percentage.
@@ -848,17 +851,20 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 ],
             ];
             if let Some(t) = tmpl {
-                let mut out = std::io::stdout().lock();
-                for [kind, total, active, size, reclaimable] in rows {
-                    let item = serde_json::json!({
-                        "Type": kind,
-                        "TotalCount": total,
-                        "Active": active,
-                        "Size": size,
-                        "Reclaimable": reclaimable,
-                    });
-                    writeln!(out, "{}", t.render(&item)?)?;
-                }
+                let items: Vec<_> = rows
+                    .into_iter()
+                    .map(|[kind, total, active, size, reclaimable]| {
+                        template::TemplateValue::from_json(&serde_json::json!({
+                            "Type": kind,
+                            "TotalCount": total,
+                            "Active": active,
+                            "Size": size,
+                            "Reclaimable": reclaimable,
+                        }))
+                    })
+                    .collect();
+                let text = t.render_list(template::DF_HEADERS, &items)?;
+                std::io::stdout().lock().write_all(text.as_bytes())?;
                 return Ok(0);
             }
             let mut out = TabWriter::new(std::io::stdout().lock())
@@ -935,6 +941,16 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// Docker's default `system df` table, for `--format table`.
+const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
+
+/// Docker's default `stats` table, for `--format table`.
+const STATS_TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
+
+/// Docker's default `ps` table, for `--format table`.
+const PS_TABLE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     use hako_docker::format::{created_at, ports_text, status_text, time_ago};
     use hako_engine::views::container::{state_word, ContainerFilters, PsOptions};
@@ -965,27 +981,20 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         })
     };
     if let Some(f) = &a.format {
-        let tmpl = template::Format::parse(f)?;
+        let tmpl = template::Format::parse_list(f, PS_TABLE)?;
+        let details = template::ps_needs_details(f);
         // Docker's `ps` runs the template once before listing, so a field that does not exist
         // is an error even when no container is listed.
-        let fields = [
-            "ID",
-            "Image",
-            "Command",
-            "CreatedAt",
-            "RunningFor",
-            "State",
-            "Status",
-            "Ports",
-            "Names",
-            "Size",
-        ];
-        let prototype: serde_json::Map<String, serde_json::Value> = fields
+        let prototype: serde_json::Map<String, serde_json::Value> = template::PS_HEADERS
             .iter()
-            .map(|k| (k.to_string(), serde_json::Value::String(String::new())))
+            .map(|(k, _)| (k.to_string(), serde_json::Value::String(String::new())))
             .collect();
-        tmpl.render(&serde_json::Value::Object(prototype))?;
-        let mut out = std::io::stdout().lock();
+        tmpl.render_value(&template::container_row(
+            &serde_json::Value::Object(prototype),
+            None,
+            a.no_trunc,
+        ))?;
+        let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             let c = &r.container;
             let command = c.command.join(" ");
@@ -1001,8 +1010,22 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
                 "Names": c.name,
                 "Size": size_text(r.size).unwrap_or_default(),
             });
-            writeln!(out, "{}", tmpl.render(&item)?)?;
+            // Labels, mounts and networks are in the container's document, read only when
+            // the format uses them.
+            let doc = if details {
+                match engine.inspect(&c.id) {
+                    Ok(d) => Some(d),
+                    // Removed since it was listed.
+                    Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            items.push(template::container_row(&item, doc.as_ref(), a.no_trunc));
         }
+        let text = tmpl.render_list(template::PS_HEADERS, &items)?;
+        std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(0);
     }
     let mut out = TabWriter::new(std::io::stdout().lock())
@@ -1222,7 +1245,10 @@ fn stats(
     keys: Vec<String>,
 ) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+    let tmpl = format
+        .as_deref()
+        .map(|f| template::Format::parse_list(f, STATS_TABLE))
+        .transpose()?;
     let mut sampler = engine.stats_sampler(&keys, all)?;
     loop {
         let rows: Vec<serde_json::Value> = sampler
@@ -1237,9 +1263,14 @@ fn stats(
             write!(out, "\x1b[2J\x1b[H")?;
         }
         if let Some(t) = &tmpl {
-            for r in &rows {
-                writeln!(out, "{}", t.render(r)?)?;
-            }
+            let items: Vec<_> = rows
+                .iter()
+                .map(template::TemplateValue::from_json)
+                .collect();
+            let text = t.render_list(template::STATS_HEADERS, &items)?;
+            // Past the tab writer: a format without `table` prints its tabs as they are.
+            out.flush()?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
         } else {
             writeln!(
                 out,

@@ -203,6 +203,12 @@ impl std::fmt::Debug for Value {
     }
 }
 
+/// Go's message for a function argument of the wrong type (`wrong type for value; expected
+/// string; got int`); a [`Func`] returning it is reported without "error calling".
+pub fn wrong_type(want: &str, got: &Value) -> String {
+    funcs::wrong_type(want, got)
+}
+
 /// Why a template could not be parsed or executed; the text is Go's message
 /// (`template: :1: unclosed action`, `template: :1:2: executing "" at <.X>: …`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,7 +250,7 @@ impl Default for Limits {
 
 /// A parsed template.
 pub struct Template {
-    pub(crate) tree: parse::Tree,
+    pub(crate) tree: Rc<parse::Tree>,
     pub(crate) funcs: BTreeMap<String, Func>,
     limits: Limits,
 }
@@ -268,17 +274,23 @@ impl Template {
         let known = |name: &str| map.contains_key(name) || funcs::is_builtin(name);
         let tree = parse::parse(text, &known, limits.depth)?;
         Ok(Template {
-            tree,
+            tree: Rc::new(tree),
             funcs: map,
             limits,
         })
     }
 
-    /// Replaces (or adds) functions after parsing, as Go's `Funcs` does: Docker renders a
-    /// table's header with functions that leave their argument alone.
-    pub fn set_funcs(&mut self, funcs: &[(&str, Func)]) {
+    /// The same template with some functions replaced, as Go's `Funcs` after parsing: Docker
+    /// renders a table's header with functions that leave their argument alone.
+    pub fn with_funcs(&self, funcs: &[(&str, Func)]) -> Template {
+        let mut map = self.funcs.clone();
         for (name, f) in funcs {
-            self.funcs.insert(name.to_string(), *f);
+            map.insert(name.to_string(), *f);
+        }
+        Template {
+            tree: Rc::clone(&self.tree),
+            funcs: map,
+            limits: self.limits,
         }
     }
 
