@@ -640,5 +640,15 @@ mod tests {
             "%!(BADWIDTH)web"
         );
         assert_eq!(render(r#"{{printf "%1000001d" 1}}"#, &doc), "%!(BADWIDTH)1");
+        // A width applied to each of a million parts stops at the engine's bound.
+        let e = render(
+            r#"{{printf "%1000000v" (split (printf "%1000000d" 1) "")}}"#,
+            &doc,
+        );
+        assert!(
+            e.contains("error calling printf: text longer than"),
+            "{}",
+            &e[..e.len().min(200)]
+        );
     }
 }

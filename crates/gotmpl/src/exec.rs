@@ -59,7 +59,14 @@ impl State<'_> {
     }
 
     fn step(&mut self) -> R<()> {
-        self.steps += 1;
+        self.charge(1)
+    }
+
+    /// Counts `n` steps of work: a function's result costs one step per 64 bytes or per
+    /// element, so building large values (`printf "%1000000d"` in a loop, `split` into a
+    /// million parts) is bounded like a loop is.
+    fn charge(&mut self, n: u64) -> R<()> {
+        self.steps = self.steps.saturating_add(n);
         if self.steps > self.limits.steps {
             return Err(Error::Limit(format!(
                 "execution stopped after {} steps",
@@ -92,6 +99,12 @@ impl State<'_> {
                             Value::NoValue | Value::Nil => "<no value>".to_string(),
                             v => fmt::to_string(&v),
                         };
+                        if fmt::too_long(&s) {
+                            return Err(Error::Limit(format!(
+                                "a value printed longer than {} bytes",
+                                fmt::MAX_TEXT
+                            )));
+                        }
                         self.write(&s)?;
                     }
                 }
@@ -339,13 +352,15 @@ impl State<'_> {
                         vals.push(self.arg(dot, a)?);
                     }
                     vals.extend(final_);
-                    return m(&vals).map_err(|e| {
+                    let v = m(&vals).map_err(|e| {
                         if is_arg_error(&e) {
                             at(self, e)
                         } else {
                             at(self, format!("error calling {name}: {e}"))
                         }
-                    });
+                    })?;
+                    self.charge_value(&v)?;
+                    return Ok(v);
                 }
                 match o.fields.get(name) {
                     Some(_) if has_args && o.strict => Err(at(
@@ -420,13 +435,23 @@ impl State<'_> {
                 *v = Value::Nil;
             }
         }
-        f(&vals).map_err(|e| {
+        let v = f(&vals).map_err(|e| {
             if is_arg_error(&e) {
                 self.err(pos, end, e)
             } else {
                 self.err(pos, end, format!("error calling {name}: {e}"))
             }
-        })
+        })?;
+        self.charge_value(&v)?;
+        Ok(v)
+    }
+
+    fn charge_value(&mut self, v: &Value) -> R<()> {
+        match v {
+            Value::String(s) => self.charge(s.len() as u64 / 64),
+            Value::Array(a) => self.charge(a.len() as u64),
+            _ => Ok(()),
+        }
     }
 
     fn arg(&mut self, dot: &Value, a: &Arg) -> R<Value> {
@@ -697,6 +722,20 @@ mod tests {
             Err(e) => assert!(e.to_string().contains("output larger"), "{e}"),
             Ok(s) => panic!("{} bytes of output", s.len()),
         }
+        let t = Template::parse("{{printf \"%1000000v\" (slice (printf \"%1000000d\" 1) 0)}}{{printf \"%1000000d%1000000d%1000000d%1000000d%1000000d\" 1 2 3 4 5}}", &[]).unwrap();
+        let e = t.execute(&row).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("error calling printf: text longer than"),
+            "{e}"
+        );
+        // Work inside functions counts too: a million-byte string per iteration stops early.
+        let t = Template::parse(
+            "{{range 1000000}}{{len (printf \"%1000000d\" .)}}{{end}}",
+            &[],
+        );
+        let e = t.unwrap().execute(&row).unwrap_err();
+        assert!(e.to_string().contains("steps"), "{e}");
         let deep = format!("{}x{}", "{{if 1}}".repeat(100), "{{end}}".repeat(100));
         assert_eq!(
             Template::parse(&deep, &[]).unwrap().execute(&row).unwrap(),

@@ -4,6 +4,16 @@
 
 use crate::Value;
 
+/// How much text one print or printf builds: beyond it the text stops growing (a width of
+/// 10^6 applied to each of a million elements would otherwise take a terabyte), and the
+/// template functions report it as an error ([`too_long`]).
+pub const MAX_TEXT: usize = 4 << 20;
+
+/// Whether `s` reached [`MAX_TEXT`] (and so may have been cut).
+pub fn too_long(s: &str) -> bool {
+    s.len() >= MAX_TEXT
+}
+
 /// Go's `fmt.Sprint`: a space between operands when neither is a string.
 pub fn sprint(args: &[Value]) -> String {
     let mut out = String::new();
@@ -60,7 +70,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
     let mut reordered = false;
     let b = format.as_bytes();
     let mut i = 0;
-    while i < b.len() {
+    while i < b.len() && !too_long(&out) {
         let lit_end = format[i..].find('%').map_or(b.len(), |n| i + n);
         out.push_str(&format[i..lit_end]);
         if lit_end >= b.len() {
@@ -216,6 +226,9 @@ fn digits(b: &[u8], mut i: usize) -> (Option<usize>, usize) {
 
 /// Pads `s` to the width, on the left unless `-`.
 fn pad(out: &mut String, s: &str, f: &Flags) {
+    if too_long(out) {
+        return;
+    }
     let n = s.chars().count();
     let w = f.wid.unwrap_or(0);
     if n >= w {
@@ -234,6 +247,9 @@ fn pad(out: &mut String, s: &str, f: &Flags) {
 
 /// Pads a number: zeros go after the sign when `0` is set.
 fn pad_number(out: &mut String, s: &str, f: &Flags) {
+    if too_long(out) {
+        return;
+    }
     let w = f.wid.unwrap_or(0);
     let n = s.chars().count();
     if f.zero && !f.minus && n < w {
@@ -281,6 +297,9 @@ fn print_value(out: &mut String, v: &Value, verb: char, f: &Flags) {
         Value::Array(a) => {
             out.push('[');
             for (i, e) in a.iter().enumerate() {
+                if too_long(out) {
+                    break;
+                }
                 if i > 0 {
                     out.push(' ');
                 }
@@ -291,6 +310,9 @@ fn print_value(out: &mut String, v: &Value, verb: char, f: &Flags) {
         Value::Object(o) => {
             out.push_str("map[");
             for (i, (k, e)) in o.fields.iter().enumerate() {
+                if too_long(out) {
+                    break;
+                }
                 if i > 0 {
                     out.push(' ');
                 }
@@ -420,6 +442,9 @@ fn fmt_integer(out: &mut String, neg: bool, mag: u128, verb: char, f: &Flags, v:
     let zero = f.zero && f.prec.is_none();
     let w = f.wid.unwrap_or(0);
     let len = prefix.len() + digits.len();
+    if too_long(out) {
+        return;
+    }
     if zero && !f.minus && len < w {
         out.push_str(&prefix);
         out.push_str(&"0".repeat(w - len));

@@ -19,8 +19,8 @@ pub fn builtin(name: &str) -> Option<Func> {
         "len" => len,
         "index" => index,
         "slice" => slice,
-        "print" => |a| Ok(Value::str(&fmt::sprint(a))),
-        "println" => |a| Ok(Value::str(&fmt::sprintln(a))),
+        "print" => |a| text(fmt::sprint(a)),
+        "println" => |a| text(fmt::sprintln(a)),
         "printf" => printf,
         "eq" => |a| eq(a).map(Value::Bool),
         "ne" => ne,
@@ -178,7 +178,15 @@ fn printf(a: &[Value]) -> Result<Value, String> {
     let Value::String(f) = &a[0] else {
         return Err(wrong_type("string", &a[0]));
     };
-    Ok(Value::str(&fmt::sprintf(f, &a[1..])))
+    text(fmt::sprintf(f, &a[1..]))
+}
+
+/// A printed text as a value, unless it grew beyond what one print may build.
+fn text(s: String) -> Result<Value, String> {
+    if fmt::too_long(&s) {
+        return Err(format!("text longer than {} bytes", fmt::MAX_TEXT));
+    }
+    Ok(Value::str(&s))
 }
 
 /// Go's message for an argument of the wrong type (not wrapped in "error calling").
