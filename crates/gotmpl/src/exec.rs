@@ -139,6 +139,7 @@ impl State<'_> {
     fn range(&mut self, dot: &Value, c: &Control) -> R<()> {
         let v = self.pipeline(dot, &c.pipe)?;
         let after_decl = self.vars.len();
+        let (pos, end) = (c.pipe.pos, c.pipe.cmds.last().map_or(c.pipe.pos, |c| c.end));
         let items: Vec<(Value, Value)> = match &v {
             Value::Array(a) => a
                 .iter()
@@ -153,8 +154,8 @@ impl State<'_> {
             Value::Int(_) | Value::Uint(_) => {
                 if c.pipe.decl.len() > 1 {
                     return Err(self.err(
-                        c.pipe.pos,
-                        c.pipe.pos,
+                        pos,
+                        end,
                         format!(
                             "can't use {} to iterate over more than one variable",
                             fmt::to_string(&v)
@@ -184,8 +185,8 @@ impl State<'_> {
             Value::NoValue | Value::Nil => Vec::new(),
             v => {
                 return Err(self.err(
-                    c.pipe.pos,
-                    c.pipe.pos,
+                    pos,
+                    end,
                     format!("range can't iterate over {}", fmt::to_string(v)),
                 ))
             }
@@ -614,7 +615,7 @@ mod tests {
         assert_eq!(run("{{range 3}}{{.}}{{end}}"), "012");
         assert_eq!(
             run("{{range .Name}}{{end}}"),
-            "ERR template: :1:8: executing \"\" at <>: range can't iterate over web"
+            "ERR template: :1:8: executing \"\" at <.Name>: range can't iterate over web"
         );
         assert_eq!(run("{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}"), "2");
         assert_eq!(

@@ -454,11 +454,29 @@ fn fmt_integer(out: &mut String, neg: bool, mag: u128, verb: char, f: &Flags, v:
     }
 }
 
+/// More decimals than any f64 has (its exact expansion ends within 1,074 places): beyond
+/// them only zeros follow. Rust's formatter panics on precisions above `u16::MAX`, which Go's
+/// (up to 10^6) reach, so longer ones are written as this many and then zeros.
+const EXACT_DIGITS: usize = 1100;
+
+/// `format!("{:.*}")` or `format!("{:.*e}")` with any precision up to Go's bound.
+fn fixed(x: f64, prec: usize, exp: bool) -> String {
+    let p = prec.min(EXACT_DIGITS);
+    let zeros = "0".repeat(prec - p);
+    if exp {
+        let s = format!("{:.*e}", p, x);
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        format!("{m}{zeros}e{e}")
+    } else {
+        format!("{:.*}{zeros}", p, x)
+    }
+}
+
 /// The decimal digits of `|x|` (no trailing zeros) and the decimal point position, to
 /// `sig` significant digits or the shortest that reads back.
 fn decimal(x: f64, sig: Option<usize>) -> (String, i32) {
     let s = match sig {
-        Some(p) => format!("{:.*e}", p.saturating_sub(1), x.abs()),
+        Some(p) => format!("{:.*e}", p.saturating_sub(1).min(EXACT_DIGITS), x.abs()),
         None => format!("{:e}", x.abs()),
     };
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
@@ -529,11 +547,11 @@ fn fmt_float(out: &mut String, x: f64, verb: char, f: &Flags, v: &Value) {
         match verb {
             'v' | 'g' | 'G' => fmt_g(x, f.prec, upper),
             'e' | 'E' => {
-                let s = format!("{:.*e}", f.prec.unwrap_or(6), x.abs());
+                let s = fixed(x.abs(), f.prec.unwrap_or(6), true);
                 let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
                 format!("{m}{}", exp_text(e.parse().unwrap_or(0), upper))
             }
-            'f' | 'F' => format!("{:.*}", f.prec.unwrap_or(6), x.abs()),
+            'f' | 'F' => fixed(x.abs(), f.prec.unwrap_or(6), false),
             _ => {
                 bad_verb(out, v, verb);
                 return;
@@ -661,6 +679,16 @@ mod tests {
         assert_eq!(p("%x", &[Value::Int(-255)]), "-ff");
         assert_eq!(p("%.3d", &[Value::Int(7)]), "007");
         assert_eq!(p("%v", &[Value::Float(1.5)]), "1.5");
+        // Precisions beyond Rust's formatter (u16::MAX) but within Go's bound: zeros follow.
+        let long = p("%.70000f", &[Value::Float(1.5)]);
+        assert_eq!(
+            (long.len(), &long[..4], long.ends_with('0')),
+            (70002, "1.50", true)
+        );
+        let long = p("%.70000e", &[Value::Float(1.5)]);
+        assert_eq!((long.len(), &long[long.len() - 5..]), (70006, "0e+00"));
+        assert_eq!(p("%.70000g|", &[Value::Float(1.5)]), "1.5|");
+        assert_eq!(p("%.1100f", &[Value::Float(0.1)]).len(), 1102);
         assert_eq!(p("%*d|", &[Value::Int(4), Value::Int(7)]), "   7|");
         let arr = Value::Array(Rc::new(vec![s("a"), s("b")]));
         assert_eq!(p("%q", std::slice::from_ref(&arr)), r#"["a" "b"]"#);
