@@ -1245,53 +1245,24 @@ fn stats(
     keys: Vec<String>,
 ) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let tmpl = format
-        .as_deref()
-        .map(|f| template::Format::parse_list(f, STATS_TABLE))
-        .transpose()?;
+    let tmpl = template::Format::parse_list(format.as_deref().unwrap_or(""), STATS_TABLE)?;
     let mut sampler = engine.stats_sampler(&keys, all)?;
     loop {
-        let rows: Vec<serde_json::Value> = sampler
+        let rows: Vec<_> = sampler
             .next(Duration::from_millis(if no_stream { 200 } else { 1000 }))?
             .iter()
-            .map(hako_docker::format::stats_row)
+            .map(|s| template::TemplateValue::from_json(&hako_docker::format::stats_row(s)))
             .collect();
-        let mut out = TabWriter::new(std::io::stdout().lock())
-            .minwidth(7)
-            .padding(3);
+        let mut frame = String::new();
+        // Each live frame starts on a cleared screen. The escape goes before the aligned text,
+        // not into it: inside the table it counted as seven characters of the first header
+        // cell, which shifted the header against the rows.
         if !no_stream {
-            write!(out, "\x1b[2J\x1b[H")?;
+            frame.push_str("\x1b[2J\x1b[H");
         }
-        if let Some(t) = &tmpl {
-            let items: Vec<_> = rows
-                .iter()
-                .map(template::TemplateValue::from_json)
-                .collect();
-            let text = t.render_list(template::STATS_HEADERS, &items)?;
-            // Past the tab writer: a format without `table` prints its tabs as they are.
-            out.flush()?;
-            std::io::stdout().lock().write_all(text.as_bytes())?;
-        } else {
-            writeln!(
-                out,
-                "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
-            )?;
-            for r in &rows {
-                let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    f("ID"),
-                    f("Name"),
-                    f("CPUPerc"),
-                    f("MemUsage"),
-                    f("MemPerc"),
-                    f("NetIO"),
-                    f("BlockIO"),
-                    f("PIDs")
-                )?;
-            }
-        }
+        frame.push_str(&tmpl.render_list(template::STATS_HEADERS, &rows)?);
+        let mut out = std::io::stdout().lock();
+        out.write_all(frame.as_bytes())?;
         out.flush()?;
         if no_stream {
             return Ok(0);

@@ -191,3 +191,46 @@ fn list_formats_of_images_networks_and_volumes() {
     r.ok(&["network", "rm", "fmt-net"]);
     r.ok(&["volume", "rm", "fmt-vol"]);
 }
+
+/// Issue 21, defect 10: the live `stats` table wrote its clear-screen escape into the first
+/// header cell, where it counted as seven characters: the header stood off its rows.
+#[test]
+fn live_stats_frames_are_aligned() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "-d", "--name", "fmt-st", "busybox", "sleep", "100"]);
+    let mut child = r
+        .cmd(&["stats", "fmt-st"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<&str> = text
+        .split("\x1b[2J\x1b[H")
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert!(!frames.is_empty(), "{text:?}");
+    for f in frames.iter().filter(|f| f.ends_with('\n')) {
+        let lines: Vec<&str> = f.lines().collect();
+        assert_eq!(lines.len(), 2, "{f:?}");
+        assert!(lines[0].starts_with("CONTAINER ID   NAME"), "{f:?}");
+        assert_eq!(lines[0].find("NAME"), lines[1].find("fmt-st"), "{f:?}");
+        assert_eq!(
+            lines[0].find("PIDS"),
+            lines[1].rfind(' ').map(|i| i + 1),
+            "{f:?}"
+        );
+    }
+    // `--no-stream` prints one frame, without the escape.
+    let once = r.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "table {{.Name}}\\t{{.PIDs}}",
+        "fmt-st",
+    ]);
+    assert_eq!(once, "NAME      PIDS\nfmt-st    1\n");
+    r.ok(&["rm", "-f", "fmt-st"]);
+}
