@@ -610,6 +610,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn container_rows_as_dockers_container_context() {
+        let doc = serde_json::json!({
+            "Config": {"Labels": {"b": "2", "a": "1"}},
+            "Mounts": [{"Name": "", "Source": "/very/long/source/path", "Driver": ""},
+                       {"Name": "data", "Source": "/var/lib/x", "Driver": "local"}],
+            "NetworkSettings": {"Networks": {"n2": {}, "bridge": {}}},
+        });
+        let fields = serde_json::json!({"Names": "web"});
+        let f = Format::parse(
+            "{{.Labels}}|{{.Label \"b\"}}|{{.Mounts}}|{{.Networks}}|{{.LocalVolumes}}",
+        )
+        .unwrap();
+        assert_eq!(
+            f.render_value(&container_row(&fields, Some(&doc), false))
+                .unwrap(),
+            "a=1,b=2|2|/very/long/sou…,data|bridge,n2|1"
+        );
+        assert_eq!(
+            f.render_value(&container_row(&fields, Some(&doc), true))
+                .unwrap(),
+            "a=1,b=2|2|/very/long/source/path,data|bridge,n2|1"
+        );
+        // Without the document (the format names none of these), `.Label` still answers.
+        let f = Format::parse("{{.Names}}:{{.Label \"b\"}}").unwrap();
+        assert_eq!(
+            f.render_value(&container_row(&fields, None, false))
+                .unwrap(),
+            "web:"
+        );
+        assert!(ps_needs_details("{{.Label \"x\"}}") && ps_needs_details("json"));
+        assert!(!ps_needs_details("table {{.Names}}"));
+    }
+
     /// Inputs found by fuzzing the gtmpl-based renderer: they must stay a clean error or a
     /// clean output with hako's own engine.
     #[test]
