@@ -162,9 +162,9 @@ fn list_formats_of_images_networks_and_volumes() {
             "--filter",
             "name=fmt-vol",
             "--format",
-            "{{.Name}} {{.Label \"k\"}} {{.Labels}} {{.Label \"zz\"}}|",
+            "{{.Name}} {{.Label \"k\"}} {{.Labels}} {{.Label \"zz\"}}|{{.Links}} {{.Size}}",
         ]),
-        "fmt-vol v k=v |\n"
+        "fmt-vol v k=v |N/A N/A\n"
     );
     assert_eq!(
         r.ok(&[

@@ -435,6 +435,9 @@ pub const VOLUME_HEADERS: &[(&str, &str)] = &[
     ("Links", "LINKS"),
     ("Size", "SIZE"),
     ("CreatedAt", "CREATED AT"),
+    ("Group", "GROUP"),
+    ("Availability", "AVAILABILITY"),
+    ("Status", "STATUS"),
 ];
 
 /// Headers of `history` columns.
