@@ -68,16 +68,13 @@ fi
 run_one() {
     local t=$1 secs=$2 timeout=$3 logs=$4 profile=${5:-}
     local log=$logs/$t.log
-    local dict=() extra=()
+    local dict=()
     [[ -f fuzz/dicts/$t.dict ]] && dict=("-dict=fuzz/dicts/$t.dict")
-    # gtmpl lexes on a thread it does not join: it is still exiting when LeakSanitizer looks,
-    # which then reports the thread's own bookkeeping as leaked, at random.
-    [[ $t == template ]] && extra=(-detect_leaks=0)
     mkdir -p "fuzz/target/corpus/$t"
     # shellcheck disable=SC2086 # $profile is empty or one flag
     if nice -n 10 cargo fuzz run $profile "$t" "fuzz/target/corpus/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$secs" -timeout="$timeout" -rss_limit_mb=2048 -entropic_scale_per_exec_time=1 -print_final_stats=1 \
-        "${dict[@]}" "${extra[@]}" >"$log" 2>&1; then
+        "${dict[@]}" >"$log" 2>&1; then
         local stats
         stats=$(grep -E '^#[0-9]+.*(DONE|INITED)' "$log" | tail -1 | sed 's/^#[0-9]*[[:space:]]*//')
         echo "fuzz $t: ok, $(sed -n 's/^stat::number_of_executed_units: *//p' "$log") runs in ${secs}s; $stats"

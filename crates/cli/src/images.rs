@@ -265,35 +265,14 @@ pub fn images(root: &Path, a: ImagesArgs) -> Result<i32, Failure> {
     } else {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    let format = match a.format.as_deref() {
-        None | Some("") | Some("table") => default_table,
-        Some(f) => f,
-    };
-    let (table, body) = match format.strip_prefix("table") {
-        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
-            (true, rest.trim_start())
-        }
-        _ => (false, format),
-    };
-    let tmpl = template::Format::parse(body)?;
-    if table {
-        let mut out = TabWriter::new(stdout).minwidth(7).padding(3);
-        writeln!(
-            out,
-            "{}",
-            tmpl.render(&hako_docker::image::table_headers())?
-        )?;
-        for row in &rows {
-            writeln!(out, "{}", tmpl.render(row)?)?;
-        }
-        out.flush()?;
-    } else {
-        let mut out = std::io::BufWriter::new(stdout);
-        for row in &rows {
-            writeln!(out, "{}", tmpl.render(row)?)?;
-        }
-        out.flush()?;
-    }
+    let tmpl = template::Format::parse_list(a.format.as_deref().unwrap_or(""), default_table)?;
+    let items: Vec<_> = rows
+        .iter()
+        .map(template::TemplateValue::from_json)
+        .collect();
+    let text = tmpl.render_list(template::IMAGE_HEADERS, &items)?;
+    let mut out = stdout;
+    out.write_all(text.as_bytes())?;
     Ok(0)
 }
 
@@ -423,6 +402,10 @@ pub fn load(root: &Path, a: LoadArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
+/// Docker's default `history` table, for `--format table`.
+const HISTORY_TABLE: &str =
+    "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+
 pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let entries = engine.image_history(&a.image)?;
@@ -437,8 +420,8 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
             .unwrap_or_else(|| "N/A".into())
     };
     if let (Some(f), false) = (&a.format, a.quiet) {
-        let tmpl = template::Format::parse(f)?;
-        let mut out = std::io::stdout().lock();
+        let tmpl = template::Format::parse_list(f, HISTORY_TABLE)?;
+        let mut items = Vec::with_capacity(entries.len());
         for h in &entries {
             // Docker's `history` fields; CreatedBy is truncated like the table unless --no-trunc.
             let item = serde_json::json!({
@@ -449,8 +432,10 @@ pub fn history(root: &Path, a: HistoryArgs) -> Result<i32, Failure> {
                 "Size": fmt::human_size(h.size),
                 "Comment": h.comment,
             });
-            writeln!(out, "{}", tmpl.render(&item)?)?;
+            items.push(template::TemplateValue::from_json(&item));
         }
+        let text = tmpl.render_list(template::HISTORY_HEADERS, &items)?;
+        std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(0);
     }
     let mut out = TabWriter::new(std::io::stdout().lock())

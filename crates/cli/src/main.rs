@@ -833,7 +833,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             format,
         }) => {
             let engine = open(&cli.root)?;
-            let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+            let tmpl = format
+                .as_deref()
+                .map(|f| template::Format::parse_list(f, DF_TABLE))
+                .transpose()?;
             let df = engine.system_df()?;
             // Docker's fields, all strings (its json prints them quoted too); the build cache
             // without a percentage.
@@ -861,17 +864,20 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 ],
             ];
             if let Some(t) = tmpl {
-                let mut out = std::io::stdout().lock();
-                for [kind, total, active, size, reclaimable] in rows {
-                    let item = serde_json::json!({
-                        "Type": kind,
-                        "TotalCount": total,
-                        "Active": active,
-                        "Size": size,
-                        "Reclaimable": reclaimable,
-                    });
-                    writeln!(out, "{}", t.render(&item)?)?;
-                }
+                let items: Vec<_> = rows
+                    .into_iter()
+                    .map(|[kind, total, active, size, reclaimable]| {
+                        template::TemplateValue::from_json(&serde_json::json!({
+                            "Type": kind,
+                            "TotalCount": total,
+                            "Active": active,
+                            "Size": size,
+                            "Reclaimable": reclaimable,
+                        }))
+                    })
+                    .collect();
+                let text = t.render_list(template::DF_HEADERS, &items)?;
+                std::io::stdout().lock().write_all(text.as_bytes())?;
                 return Ok(0);
             }
             let mut out = TabWriter::new(std::io::stdout().lock())
@@ -948,6 +954,16 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// Docker's default `system df` table, for `--format table`.
+const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
+
+/// Docker's default `stats` table, for `--format table`.
+const STATS_TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
+
+/// Docker's default `ps` table, for `--format table`.
+const PS_TABLE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     use hako_docker::format::{created_at, ports_text, status_text, time_ago};
     use hako_engine::views::container::{state_word, ContainerFilters, PsOptions};
@@ -978,27 +994,20 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         })
     };
     if let Some(f) = &a.format {
-        let tmpl = template::Format::parse(f)?;
+        let tmpl = template::Format::parse_list(f, PS_TABLE)?;
+        let details = template::ps_needs_details(f);
         // Docker's `ps` runs the template once before listing, so a field that does not exist
         // is an error even when no container is listed.
-        let fields = [
-            "ID",
-            "Image",
-            "Command",
-            "CreatedAt",
-            "RunningFor",
-            "State",
-            "Status",
-            "Ports",
-            "Names",
-            "Size",
-        ];
-        let prototype: serde_json::Map<String, serde_json::Value> = fields
+        let prototype: serde_json::Map<String, serde_json::Value> = template::PS_HEADERS
             .iter()
-            .map(|k| (k.to_string(), serde_json::Value::String(String::new())))
+            .map(|(k, _)| (k.to_string(), serde_json::Value::String(String::new())))
             .collect();
-        tmpl.render(&serde_json::Value::Object(prototype))?;
-        let mut out = std::io::stdout().lock();
+        tmpl.render_value(&template::container_row(
+            &serde_json::Value::Object(prototype),
+            None,
+            a.no_trunc,
+        ))?;
+        let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             let c = &r.container;
             let command = c.command.join(" ");
@@ -1014,8 +1023,22 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
                 "Names": c.name,
                 "Size": size_text(r.size).unwrap_or_default(),
             });
-            writeln!(out, "{}", tmpl.render(&item)?)?;
+            // Labels, mounts and networks are in the container's document, read only when
+            // the format uses them.
+            let doc = if details {
+                match engine.inspect(&c.id) {
+                    Ok(d) => Some(d),
+                    // Removed since it was listed.
+                    Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            items.push(template::container_row(&item, doc.as_ref(), a.no_trunc));
         }
+        let text = tmpl.render_list(template::PS_HEADERS, &items)?;
+        std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(0);
     }
     let mut out = TabWriter::new(std::io::stdout().lock())
@@ -1235,45 +1258,24 @@ fn stats(
     keys: Vec<String>,
 ) -> Result<i32, Failure> {
     let engine = open(root)?;
-    let tmpl = format.as_deref().map(template::Format::parse).transpose()?;
+    let tmpl = template::Format::parse_list(format.as_deref().unwrap_or(""), STATS_TABLE)?;
     let mut sampler = engine.stats_sampler(&keys, all)?;
     loop {
-        let rows: Vec<serde_json::Value> = sampler
+        let rows: Vec<_> = sampler
             .next(Duration::from_millis(if no_stream { 200 } else { 1000 }))?
             .iter()
-            .map(hako_docker::format::stats_row)
+            .map(|s| template::TemplateValue::from_json(&hako_docker::format::stats_row(s)))
             .collect();
-        let mut out = TabWriter::new(std::io::stdout().lock())
-            .minwidth(7)
-            .padding(3);
+        let mut frame = String::new();
+        // Each live frame starts on a cleared screen. The escape goes before the aligned text,
+        // not into it: inside the table it counted as seven characters of the first header
+        // cell, which shifted the header against the rows.
         if !no_stream {
-            write!(out, "\x1b[2J\x1b[H")?;
+            frame.push_str("\x1b[2J\x1b[H");
         }
-        if let Some(t) = &tmpl {
-            for r in &rows {
-                writeln!(out, "{}", t.render(r)?)?;
-            }
-        } else {
-            writeln!(
-                out,
-                "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS"
-            )?;
-            for r in &rows {
-                let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    f("ID"),
-                    f("Name"),
-                    f("CPUPerc"),
-                    f("MemUsage"),
-                    f("MemPerc"),
-                    f("NetIO"),
-                    f("BlockIO"),
-                    f("PIDs")
-                )?;
-            }
-        }
+        frame.push_str(&tmpl.render_list(template::STATS_HEADERS, &rows)?);
+        let mut out = std::io::stdout().lock();
+        out.write_all(frame.as_bytes())?;
         out.flush()?;
         if no_stream {
             return Ok(0);

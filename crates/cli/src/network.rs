@@ -163,11 +163,20 @@ pub fn network(root: &Path, cmd: NetworkCommand) -> Result<i32, Failure> {
             filter,
         } => {
             let filters = NetworkFilters::parse(&filter)?;
-            let tmpl = template::Format::parse(&f)?;
-            let mut out = std::io::stdout().lock();
-            for n in engine.network_list()?.iter().filter(|n| filters.matches(n)) {
-                writeln!(out, "{}", tmpl.render(&ls_row(n, &engine_time(n.created)))?)?;
-            }
+            let tmpl = template::Format::parse_list(
+                &f,
+                "table {{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}",
+            )?;
+            let rows: Vec<_> = engine
+                .network_list()?
+                .iter()
+                .filter(|n| filters.matches(n))
+                .map(|n| {
+                    template::labels_method(&ls_row(n, &engine_time(n.created)), n.labels.clone())
+                })
+                .collect();
+            let text = tmpl.render_list(template::NETWORK_HEADERS, &rows)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(0)
         }
         NetworkCommand::Ls { quiet, filter, .. } => {

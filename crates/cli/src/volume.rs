@@ -92,11 +92,13 @@ pub fn volume(root: &Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             quiet: false,
             filter,
         } => {
-            let tmpl = template::Format::parse(&f)?;
-            let mut out = std::io::stdout().lock();
-            for v in list_filtered(&engine, &filter)? {
-                writeln!(out, "{}", tmpl.render(&ls_row(&v))?)?;
-            }
+            let tmpl = template::Format::parse_list(&f, "table {{.Driver}}\\t{{.Name}}")?;
+            let rows: Vec<_> = list_filtered(&engine, &filter)?
+                .iter()
+                .map(|v| template::labels_method(&ls_row(v), v.labels.clone()))
+                .collect();
+            let text = tmpl.render_list(template::VOLUME_HEADERS, &rows)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(0)
         }
         VolumeCommand::Ls { quiet, filter, .. } => {

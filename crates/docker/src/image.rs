@@ -327,24 +327,6 @@ pub fn inspect_json(i: &ImageInspect) -> Value {
     doc
 }
 
-/// The header row of the `images` table: each field a `--format` template may name, with the
-/// column title Docker prints for it.
-pub fn table_headers() -> Value {
-    json!({
-        "Containers": "CONTAINERS",
-        "CreatedAt": "CREATED AT",
-        "CreatedSince": "CREATED",
-        "Digest": "DIGEST",
-        "ID": "IMAGE ID",
-        "Repository": "REPOSITORY",
-        "SharedSize": "SHARED SIZE",
-        "Size": "SIZE",
-        "Tag": "TAG",
-        "UniqueSize": "UNIQUE SIZE",
-        "VirtualSize": "VIRTUAL SIZE",
-    })
-}
-
 /// One image of `GET /images/json` (Docker's `ImageSummary`); `tags` are the tags the filters
 /// kept.
 pub fn summary_json(i: &ImageSummary, tags: &[&Reference]) -> Value {

@@ -1,522 +1,691 @@
-//! `--format` with Go-template syntax (`{{.State.Status}}`, `{{json .Config}}`), rendered over
-//! the same JSON documents `inspect` prints, as Docker does.
+//! `--format`: Go templates (`{{.State.Status}}`, `{{json .Config}}`) rendered by hako's own
+//! engine ([`hako_gotmpl`]) with Docker's functions, over the same JSON documents `inspect`
+//! prints; `table …` formats of the list commands with a header row and Docker's column
+//! alignment.
 
-use gtmpl::{Context, Template};
-use gtmpl_value::{FuncError, Value};
-use std::collections::HashMap;
+use hako_gotmpl::{Func, Template, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
 
-/// Why a template could not be used.
+pub use hako_gotmpl::Value as TemplateValue;
+
+/// Why a template could not be used. The text is Go's (`template: :1: unclosed action`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The template text is not a valid Go template.
     #[error("template parsing error: {0}")]
     Parse(String),
     /// The template failed while rendering an item (e.g. a function given the wrong type).
-    #[error("template: {0}")]
+    #[error("{0}")]
     Render(String),
 }
 
-fn to_tmpl(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::from(i),
-            (_, Some(u), _) => Value::from(u),
-            (_, _, Some(f)) => Value::from(f),
-            _ => Value::Nil,
-        },
-        serde_json::Value::String(s) => Value::String(s.clone()),
-        serde_json::Value::Array(a) => Value::Array(a.iter().map(to_tmpl).collect()),
-        serde_json::Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), to_tmpl(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
-}
-
-fn to_json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::NoValue | Value::Nil | Value::Function(_) => serde_json::Value::Null,
-        Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::String(s) => serde_json::Value::String(s.clone()),
-        Value::Number(n) => n
-            .as_i64()
-            .map(serde_json::Value::from)
-            .or_else(|| n.as_u64().map(serde_json::Value::from))
-            .or_else(|| n.as_f64().map(serde_json::Value::from))
-            .unwrap_or(serde_json::Value::Null),
-        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
-        Value::Object(o) | Value::Map(o) => {
-            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+impl From<hako_gotmpl::Error> for Error {
+    fn from(e: hako_gotmpl::Error) -> Error {
+        match e {
+            hako_gotmpl::Error::Parse { .. } => Error::Parse(e.to_string()),
+            e => Error::Render(e.to_string()),
         }
     }
 }
 
-fn json(args: &[Value]) -> Result<Value, FuncError> {
-    let v = args
-        .first()
-        .ok_or_else(|| FuncError::AtLeastXArgs("json".into(), 1))?;
-    Ok(Value::String(
-        serde_json::to_string(&to_json(v)).unwrap_or_default(),
-    ))
-}
-
-/// The verbs that end a `printf` directive, as gtmpl's formatter reads them.
-const PRINTF_VERBS: &str = "vVtTbcdoqxXUeEfFgGsp";
-/// Rust's formatter takes widths and precisions up to u16::MAX and panics beyond (gtmpl
-/// passes them through); Go pads up to 10^6. Wider is refused rather than crashing hako.
-const PRINTF_MAX_WIDTH: u64 = u16::MAX as u64;
-
-/// gtmpl's `printf`, after a check that no width, precision or argument index in the
-/// format is beyond what the formatter takes (found by fuzzing: `{{printf "%099999s" .}}`
-/// panicked inside gtmpl).
-fn printf(args: &[Value]) -> Result<Value, FuncError> {
-    if let Some(Value::String(f)) = args.first() {
-        let mut chars = f.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c != '%' {
-                continue;
-            }
-            if chars.peek() == Some(&'%') {
-                chars.next();
-                continue;
-            }
-            let mut n: u64 = 0;
-            for c in chars.by_ref() {
-                if PRINTF_VERBS.contains(c) {
-                    break;
-                }
-                match c.to_digit(10) {
-                    Some(d) => {
-                        n = n.saturating_mul(10).saturating_add(u64::from(d));
-                        if n > PRINTF_MAX_WIDTH {
-                            return Err(FuncError::Generic(format!(
-                                "printf: a width or precision above {PRINTF_MAX_WIDTH} in {f:?}"
-                            )));
-                        }
-                    }
-                    None => n = 0,
-                }
-            }
-        }
-    }
-    gtmpl::funcs::printf(args)
-}
-
-fn upper(args: &[Value]) -> Result<Value, FuncError> {
-    match args.first() {
-        Some(Value::String(s)) => Ok(Value::String(s.to_uppercase())),
-        _ => Err(FuncError::UnableToConvertFromValue),
+fn want_str(args: &[Value], i: usize) -> Result<&str, String> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s),
+        Some(v) => Err(hako_gotmpl::wrong_type("string", v)),
+        None => Err(hako_gotmpl::wrong_type("string", &Value::Nil)),
     }
 }
 
-fn lower(args: &[Value]) -> Result<Value, FuncError> {
-    match args.first() {
-        Some(Value::String(s)) => Ok(Value::String(s.to_lowercase())),
-        _ => Err(FuncError::UnableToConvertFromValue),
+fn want_int(args: &[Value], i: usize) -> Result<i64, String> {
+    match args.get(i) {
+        Some(Value::Int(n)) => Ok(*n),
+        Some(v) => Err(hako_gotmpl::wrong_type("int", v)),
+        None => Err(hako_gotmpl::wrong_type("int", &Value::Nil)),
     }
 }
 
-/// Keeps gtmpl's lexer (0.7, on a thread of its own) away from the text it cannot handle.
-/// It steps back one byte at a time, also after reading nothing at the end of the text, so:
-/// - a non-ASCII character inside an action, outside a quoted string, leaves it in the middle
-///   of a character and panics (which aborts hako);
-/// - an action still open at the end of the text makes it loop forever, queueing tokens
-///   without bound, while the parser waits for it to finish;
-/// - `{{- ` after a non-ASCII character trims part of that character, and panics.
-///
-/// The first two are refused here with Go's wording; the third is applied here (trailing
-/// spaces, tabs and newlines of the text before it go, as in Go) and the marker dropped.
-fn guard(text: &str) -> Result<String, Error> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("{{") {
-        let (before, mut action) = (&rest[..i], &rest[i + 2..]);
-        out.push_str(before);
-        let trim = action.strip_prefix("- ");
-        if let Some(after) = trim {
-            out.truncate(out.trim_end_matches([' ', '\t', '\r', '\n']).len());
-            // A `{` the trim brings next to the action would make `{{{`, which gtmpl reads
-            // as another action than Go did (and can hang on): it is printed by an action.
-            if out.ends_with('{') {
-                out.pop();
-                out.push_str("{{\"{\"}}");
-            }
-            action = after;
-        }
-        out.push_str("{{");
-        if trim.is_some() && !action.starts_with("/*") {
-            out.push(' ');
-        }
-        if let Some(body) = action.strip_prefix("/*") {
-            // gtmpl finds the end of a comment with a plain search from after the `/*` (so
-            // `/*/` opens without closing); a missing end is its error.
-            match body.find("*/").map(|e| e + 2) {
-                Some(end) => {
-                    out.push_str(&action[..end + 2]);
-                    rest = &action[end + 2..];
-                    continue;
-                }
-                None => {
-                    out.push_str(action);
-                    return Ok(out);
-                }
-            }
-        }
-        let head = action.trim_start_matches([' ', '\t', '\r', '\n']);
-        for keyword in ["template", "block"] {
-            if head
-                .strip_prefix(keyword)
-                .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
-            {
-                // gtmpl has no bound on template depth (Go stops at 100,000): a template
-                // that calls itself, even `{{template "" .}}`, overflows the stack.
-                return Err(Error::Parse(format!(
-                    "{{{{{keyword}}}}} actions are not supported in --format"
-                )));
-            }
-        }
-        let end = action_end(action, &mut out)?;
-        rest = &action[end..];
+fn arity(name: &str, args: &[Value], n: usize) -> Result<(), String> {
+    if args.len() != n {
+        return Err(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        ));
     }
-    out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
-/// Copies an action to `out` up to its closing `}}` and returns where that starts. Quoted
-/// strings and character constants are decoded here with Go's escapes and written back with
-/// only the escapes gtmpl 0.7 decodes safely: its own decoder slices `\x`, `\u` and `\U`
-/// escapes by bytes (a panic on a following non-ASCII character) and loops forever on a
-/// short one (`"\x4"`); and it decodes them in raw strings too.
-fn action_end(action: &str, out: &mut String) -> Result<usize, Error> {
-    let mut chars = action.char_indices().peekable();
-    let mut copied = 0;
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '}' if action[i..].starts_with("}}") => {
-                out.push_str(&action[copied..i]);
-                return Ok(i);
-            }
-            '`' => {
-                let Some(end) = action[i + 1..].find('`') else {
-                    out.push_str(&action[copied..]);
-                    return Ok(action.len());
-                };
-                // gtmpl decodes escapes in raw strings too (Go does not): the text goes to it
-                // as an interpreted string that means the same.
-                out.push_str(&action[copied..i]);
-                out.push_str(&quote(&action[i + 1..i + 1 + end], '"'));
-                copied = i + end + 2;
-                while chars.peek().is_some_and(|(j, _)| *j < copied) {
-                    chars.next();
-                }
-            }
-            '"' | '\'' => {
-                let Some(end) = quoted_end(&action[i..], c) else {
-                    // gtmpl reports an unterminated string itself, without reading past it.
-                    out.push_str(&action[copied..]);
-                    return Ok(action.len());
-                };
-                let literal = &action[i..i + end];
-                out.push_str(&action[copied..i]);
-                out.push_str(&requote(literal, c)?);
-                copied = i + end;
-                while chars.peek().is_some_and(|(j, _)| *j < copied) {
-                    chars.next();
-                }
-            }
-            c if !c.is_ascii() => {
-                return Err(Error::Parse(format!(
-                    "unexpected {c:?} in action: outside quotes, only ASCII is supported"
-                )))
-            }
-            _ => {}
-        }
-    }
-    Err(Error::Parse("unclosed action".into()))
+/// Docker's `json`: Go's encoder without HTML escaping, no trailing newline.
+fn json(a: &[Value]) -> Result<Value, String> {
+    arity("json", a, 1)?;
+    serde_json::to_string(&a[0].to_json())
+        .map(|s| Value::str(&s))
+        .map_err(|e| e.to_string())
 }
 
-/// The length of the quoted literal at the start of `s` (quote `q`), closing quote included;
-/// `None` when a newline or the end comes first, as Go's lexer reads it.
-fn quoted_end(s: &str, q: char) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in s.char_indices().skip(1) {
-        match c {
-            '\n' => return None,
-            '\\' if !escaped => escaped = true,
-            c if c == q && !escaped => return Some(i + 1),
-            _ => escaped = false,
-        }
-    }
-    None
+/// Go's `strings.Split`: an empty separator splits into characters.
+fn split(a: &[Value]) -> Result<Value, String> {
+    arity("split", a, 2)?;
+    let (s, sep) = (want_str(a, 0)?, want_str(a, 1)?);
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars().map(|c| Value::str(&c.to_string())).collect()
+    } else {
+        s.split(sep).map(Value::str).collect()
+    };
+    Ok(Value::Array(parts.into()))
 }
 
-/// Decodes a Go string literal or character constant (quotes included) by the Go
-/// specification's escapes and writes it back with [`quote`].
-fn requote(literal: &str, q: char) -> Result<String, Error> {
-    let bad = |why: &str| Error::Parse(format!("invalid {why} in {literal}"));
-    let body = &literal[1..literal.len() - 1];
-    let mut bytes = Vec::with_capacity(body.len());
-    let mut it = body.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        let e = it.next().ok_or_else(|| bad("escape"))?;
-        let simple = match e {
-            'a' => Some(7),
-            'b' => Some(8),
-            'f' => Some(12),
-            'n' => Some(b'\n'),
-            'r' => Some(b'\r'),
-            't' => Some(b'\t'),
-            'v' => Some(11),
-            '\\' => Some(b'\\'),
-            e if e == q => Some(e as u8),
-            _ => None,
-        };
-        if let Some(b) = simple {
-            bytes.push(b);
-            continue;
-        }
-        let (digits, radix) = match e {
-            'x' => (2, 16),
-            'u' => (4, 16),
-            'U' => (8, 16),
-            '0'..='7' => (2, 8),
-            _ => return Err(bad("escape")),
-        };
-        let mut text = String::new();
-        if radix == 8 {
-            text.push(e);
-        }
-        for _ in 0..digits {
-            text.push(it.next().ok_or_else(|| bad("escape"))?);
-        }
-        let n = u32::from_str_radix(&text, radix)
-            .ok()
-            .filter(|_| text.chars().all(|d| d.is_digit(radix)))
-            .ok_or_else(|| bad("escape"))?;
-        if matches!(e, 'u' | 'U') {
-            let c = char::from_u32(n).ok_or_else(|| bad("escape"))?;
-            let mut buf = [0; 4];
-            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+/// Go's `strings.Join` (elements that are not strings are printed as `%v` prints them).
+fn join(a: &[Value]) -> Result<Value, String> {
+    arity("join", a, 2)?;
+    let sep = want_str(a, 1)?;
+    let Value::Array(items) = &a[0] else {
+        return Err(hako_gotmpl::wrong_type("[]string", &a[0]));
+    };
+    let parts: Vec<String> = items.iter().map(hako_gotmpl::fmt::to_string).collect();
+    Ok(Value::str(&parts.join(sep)))
+}
+
+/// Go's `strings.Title`: the first letter of each word upper-cased.
+fn title(a: &[Value]) -> Result<Value, String> {
+    arity("title", a, 1)?;
+    let mut out = String::new();
+    let mut prev_letter = false;
+    for c in want_str(a, 0)?.chars() {
+        if prev_letter {
+            out.push(c);
         } else {
-            // \x and octal escapes are single bytes, which must still make UTF-8 together.
-            bytes.push(u8::try_from(n).map_err(|_| bad("escape"))?);
+            out.extend(c.to_uppercase());
         }
+        prev_letter = c.is_alphanumeric() || c == '_' || c == '\'';
     }
-    let text = String::from_utf8(bytes).map_err(|_| bad("UTF-8"))?;
-    if q == '\'' && text.chars().count() != 1 {
-        return Err(bad("character constant"));
-    }
-    Ok(quote(&text, q))
+    Ok(Value::str(&out))
 }
 
-/// `text` quoted with `q`, escaping only the quote, the backslash and the line breaks, in the
-/// forms gtmpl's lexer and decoder both read right.
-fn quote(text: &str, q: char) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(q);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // gtmpl's lexer takes the quote after `\\` for an escaped one: a backslash that
-            // ends the text is written the one other way gtmpl decodes.
-            '\\' if chars.peek().is_none() => out.push_str("\\U0000005c"),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == q => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(q);
-    out
+fn upper(a: &[Value]) -> Result<Value, String> {
+    arity("upper", a, 1)?;
+    Ok(Value::str(&want_str(a, 0)?.to_uppercase()))
 }
 
-/// A parsed `--format` template.
+fn lower(a: &[Value]) -> Result<Value, String> {
+    arity("lower", a, 1)?;
+    Ok(Value::str(&want_str(a, 0)?.to_lowercase()))
+}
+
+/// Docker's `pad`: spaces before and after, unless the text is empty.
+fn pad(a: &[Value]) -> Result<Value, String> {
+    arity("pad", a, 3)?;
+    let s = want_str(a, 0)?;
+    let (before, after) = (want_int(a, 1)?, want_int(a, 2)?);
+    if s.is_empty() {
+        return Ok(Value::str(""));
+    }
+    let n = |k: i64| -> Result<usize, String> {
+        usize::try_from(k)
+            .ok()
+            .filter(|&k| k <= 1 << 20)
+            .ok_or_else(|| format!("strings: Repeat count out of range: {k}"))
+    };
+    let (before, after) = (n(before)?, n(after)?);
+    Ok(Value::str(&format!(
+        "{}{s}{}",
+        " ".repeat(before),
+        " ".repeat(after)
+    )))
+}
+
+/// Docker's `truncate`: the first `n` bytes.
+fn truncate(a: &[Value]) -> Result<Value, String> {
+    arity("truncate", a, 2)?;
+    let s = want_str(a, 0)?;
+    let n = want_int(a, 1)?;
+    if n < 0 {
+        return Err(format!("runtime error: slice bounds out of range [:{n}]"));
+    }
+    let n = n as usize;
+    if s.len() < n {
+        return Ok(Value::str(s));
+    }
+    Ok(Value::str(&String::from_utf8_lossy(&s.as_bytes()[..n])))
+}
+
+/// Docker's functions (`templates.basicFunctions` of its CLI).
+const FUNCS: &[(&str, Func)] = &[
+    ("json", json),
+    ("split", split),
+    ("join", join),
+    ("title", title),
+    ("lower", lower),
+    ("upper", upper),
+    ("pad", pad),
+    ("truncate", truncate),
+];
+
+/// The first argument as it is: Docker renders a table's header with these in place of
+/// `json`, `split`, `join`, `title`, `lower`, `upper` and `truncate`, so the header reads as
+/// the field names' headers (`pad` stays, to keep the columns aligned).
+fn keep_first(a: &[Value]) -> Result<Value, String> {
+    Ok(a.first().cloned().unwrap_or(Value::Nil))
+}
+
+const HEADER_FUNCS: &[(&str, Func)] = &[
+    ("json", keep_first),
+    ("split", keep_first),
+    ("join", keep_first),
+    ("title", keep_first),
+    ("lower", keep_first),
+    ("upper", keep_first),
+    ("truncate", keep_first),
+];
+
+/// A parsed `--format`.
 pub struct Format {
-    tmpl: Option<Template>,
+    table: bool,
+    body: Body,
+}
+
+enum Body {
+    /// `json`: each item as one line of JSON.
+    Json,
+    Template(Template),
 }
 
 impl Format {
-    /// Parses a template; `json` alone means one JSON document per item.
+    /// A template over a whole document (`inspect -f`, `version -f`, `info -f`); `json`
+    /// alone means the document as JSON. `\t` and `\n` written as such are a tab and a
+    /// newline, as in Docker's list formats.
     pub fn parse(text: &str) -> Result<Format, Error> {
         if text == "json" || text == "{{json .}}" {
-            return Ok(Format { tmpl: None });
+            return Ok(Format {
+                table: false,
+                body: Body::Json,
+            });
         }
-        let mut t = Template::default();
-        t.add_funcs(&[
-            ("json", json as gtmpl_value::Func),
-            ("upper", upper),
-            ("lower", lower),
-            ("printf", printf),
-        ]);
-        // Docker templates are written with \t for tab-separated columns.
-        let text = guard(&text.replace("\\t", "\t").replace("\\n", "\n"))?;
-        t.parse(text).map_err(|e| Error::Parse(e.to_string()))?;
-        Ok(Format { tmpl: Some(t) })
+        let text = text.replace("\\t", "\t").replace("\\n", "\n");
+        Ok(Format {
+            table: false,
+            body: Body::Template(Template::parse(&text, FUNCS)?),
+        })
+    }
+
+    /// A list command's `--format`: `table …` prints a header row and aligns the columns
+    /// (Docker: any format starting with `table`); an empty format or `table` alone is
+    /// `default`; the text around is trimmed of spaces as Docker trims it.
+    pub fn parse_list(text: &str, default: &str) -> Result<Format, Error> {
+        let text = match text.trim_matches(' ') {
+            "" | "table" => default,
+            _ => text,
+        };
+        let (table, body) = match text.strip_prefix("table") {
+            Some(rest) => (true, rest.trim_matches(' ')),
+            None => (false, text.trim_matches(' ')),
+        };
+        let mut f = Format::parse(body)?;
+        f.table = table;
+        Ok(f)
+    }
+
+    /// Whether this is a `table` format.
+    pub fn is_table(&self) -> bool {
+        self.table
+    }
+
+    /// Whether the items must carry every field (`json` prints them all).
+    pub fn is_json(&self) -> bool {
+        matches!(self.body, Body::Json)
     }
 
     /// Renders one item.
     pub fn render(&self, item: &serde_json::Value) -> Result<String, Error> {
-        match &self.tmpl {
-            None => serde_json::to_string(item).map_err(|e| Error::Render(e.to_string())),
-            Some(t) => t
-                .render(&Context::from(to_tmpl(item)))
-                .map_err(|e| match e {
-                    // gtmpl's message would carry the whole document.
-                    gtmpl::error::ExecError::NoFiledFor(field, _) => {
-                        Error::Render(format!("executing: can't evaluate field {field}"))
-                    }
-                    e => Error::Render(e.to_string()),
-                }),
+        match &self.body {
+            Body::Json => serde_json::to_string(item).map_err(|e| Error::Render(e.to_string())),
+            Body::Template(t) => Ok(t.execute(&Value::from_json(item))?),
         }
     }
+
+    /// Renders one item that may carry methods (see [`labels_method`]).
+    pub fn render_value(&self, item: &Value) -> Result<String, Error> {
+        match &self.body {
+            Body::Json => {
+                serde_json::to_string(&item.to_json()).map_err(|e| Error::Render(e.to_string()))
+            }
+            Body::Template(t) => Ok(t.execute(item)?),
+        }
+    }
+
+    /// The header row of a `table` format: the template over the field names' headers,
+    /// with Docker's header functions. As in Docker, an error leaves the header as far as
+    /// it got (`.Label "k"` has no header).
+    fn header(&self, headers: &[(&str, &str)]) -> String {
+        let Body::Template(t) = &self.body else {
+            return String::new();
+        };
+        let map = Value::Object(std::rc::Rc::new(hako_gotmpl::Object {
+            fields: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::str(v)))
+                .collect(),
+            ..Default::default()
+        }));
+        let mut out = String::new();
+        let _ = t.with_funcs(HEADER_FUNCS).execute_into(&map, &mut out);
+        out
+    }
+
+    /// A list's output: each row, then a newline; with `table`, a header row first and the
+    /// columns (cells separated by tabs) aligned as Docker's CLI aligns them (Go's tabwriter
+    /// with cells at least 10 wide including 3 spaces of padding). Nothing is printed when
+    /// a row fails, as with Docker.
+    pub fn render_list(&self, headers: &[(&str, &str)], rows: &[Value]) -> Result<String, Error> {
+        let mut text = String::new();
+        if self.table {
+            text.push_str(&self.header(headers));
+            text.push('\n');
+        }
+        for r in rows {
+            text.push_str(&self.render_value(r)?);
+            text.push('\n');
+        }
+        if !self.table {
+            return Ok(text);
+        }
+        let mut tw = tabwriter::TabWriter::new(Vec::new()).minwidth(7).padding(3);
+        tw.write_all(text.as_bytes())
+            .and_then(|_| tw.flush())
+            .map_err(|e| Error::Render(e.to_string()))?;
+        let bytes = tw.into_inner().map_err(|e| Error::Render(e.to_string()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
 }
+
+/// `labels` as Docker's list rows print them: `k=v` pairs joined with commas.
+pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A list row (`row`, a JSON object) with Docker's `.Label "key"` method over `labels`
+/// (empty for a key that is not there).
+pub fn labels_method(row: &serde_json::Value, labels: BTreeMap<String, String>) -> Value {
+    Value::from_json(row).with_method("Label", move |a| {
+        arity("Label", a, 1)?;
+        let k = want_str(a, 0)?;
+        Ok(Value::str(labels.get(k).map_or("", String::as_str)))
+    })
+}
+
+/// Whether a `ps` format needs what only a container's inspect document has (its labels,
+/// mounts and networks).
+pub fn ps_needs_details(format: &str) -> bool {
+    format.trim() == "json"
+        || ["Label", "Mounts", "Networks", "LocalVolumes"]
+            .iter()
+            .any(|k| format.contains(k))
+}
+
+/// A `ps --format` row: `fields` (Docker's ID, Image, Command, …) plus, from the container's
+/// inspect document `doc`, Docker's `Labels` (`k=v,…`), `Mounts` (volume names or source
+/// paths, each cut to 15 characters unless `no_trunc`), `Networks` and `LocalVolumes`, and the
+/// `.Label "key"` method.
+pub fn container_row(
+    fields: &serde_json::Value,
+    doc: Option<&serde_json::Value>,
+    no_trunc: bool,
+) -> Value {
+    let mut row = fields.clone();
+    let mut labels = BTreeMap::new();
+    if let (Some(doc), Some(obj)) = (doc, row.as_object_mut()) {
+        if let Some(l) = doc["Config"]["Labels"].as_object() {
+            labels = l
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+        }
+        let mounts = doc["Mounts"].as_array().cloned().unwrap_or_default();
+        let names: Vec<String> = mounts
+            .iter()
+            .map(|m| {
+                let name = match m["Name"].as_str() {
+                    Some(n) if !n.is_empty() => n,
+                    _ => m["Source"].as_str().unwrap_or_default(),
+                };
+                if no_trunc {
+                    name.to_string()
+                } else {
+                    crate::format::ellipsis(name, 15)
+                }
+            })
+            .collect();
+        let local = mounts.iter().filter(|m| m["Driver"] == "local").count();
+        let networks: Vec<&String> = doc["NetworkSettings"]["Networks"]
+            .as_object()
+            .map(|n| n.keys().collect())
+            .unwrap_or_default();
+        obj.insert("Labels".into(), labels_text(&labels).into());
+        obj.insert("Mounts".into(), names.join(",").into());
+        obj.insert(
+            "Networks".into(),
+            networks
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
+        );
+        obj.insert("LocalVolumes".into(), local.to_string().into());
+    }
+    labels_method(&row, labels)
+}
+
+/// Headers of `ps` columns (Docker's container formatter).
+pub const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Names", "NAMES"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Networks", "NETWORKS"),
+];
+
+/// Headers of `images` columns.
+pub const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
+/// Headers of `network ls` columns.
+pub const NETWORK_HEADERS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
+
+/// Headers of `volume ls` columns.
+pub const VOLUME_HEADERS: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
+    ("CreatedAt", "CREATED AT"),
+    ("Group", "GROUP"),
+    ("Availability", "AVAILABILITY"),
+    ("Status", "STATUS"),
+];
+
+/// Headers of `history` columns.
+pub const HISTORY_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];
+
+/// Headers of `stats` columns.
+pub const STATS_HEADERS: &[(&str, &str)] = &[
+    ("Container", "CONTAINER"),
+    ("ID", "CONTAINER ID"),
+    ("Name", "NAME"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
+/// Headers of `system df` columns.
+pub const DF_HEADERS: &[(&str, &str)] = &[
+    ("Type", "TYPE"),
+    ("TotalCount", "TOTAL"),
+    ("Active", "ACTIVE"),
+    ("Size", "SIZE"),
+    ("Reclaimable", "RECLAIMABLE"),
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn render(t: &str, doc: &serde_json::Value) -> String {
+        match Format::parse(t).and_then(|f| f.render(doc)) {
+            Ok(s) => s,
+            Err(e) => format!("ERR {e}"),
+        }
+    }
+
     #[test]
     fn fields_and_json() {
-        let doc = serde_json::json!({"Id": "abc", "State": {"Status": "exited", "ExitCode": 3}, "Config": {"Cmd": ["sh"]}});
-        let f = Format::parse("{{.State.Status}} {{.State.ExitCode}}").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "exited 3");
-        let f = Format::parse("{{json .Config}}").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "{\"Cmd\":[\"sh\"]}");
-        let f = Format::parse("{{.Id}}\\t{{upper .State.Status}}").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "abc\tEXITED");
+        let doc = serde_json::json!({"Id": "abc", "State": {"Status": "exited", "ExitCode": 3}, "Config": {"Cmd": ["sh", "-c"], "Labels": {"b": "2", "a": "1"}, "Env": null}});
         assert_eq!(
-            Format::parse("json").unwrap().render(&doc).unwrap(),
+            render("{{.State.Status}} {{.State.ExitCode}}", &doc),
+            "exited 3"
+        );
+        assert_eq!(render("{{json .Config.Cmd}}", &doc), "[\"sh\",\"-c\"]");
+        assert_eq!(
+            render("{{.Id}}\\t{{upper .State.Status}}", &doc),
+            "abc\tEXITED"
+        );
+        assert_eq!(render("json", &doc), serde_json::to_string(&doc).unwrap());
+        // Go's printing, not Rust's debug syntax (issue 21, defect 9).
+        assert_eq!(render("{{.Config.Cmd}}", &doc), "[sh -c]");
+        assert_eq!(render("{{.Config.Labels}}", &doc), "map[a:1 b:2]");
+        assert_eq!(render("{{.Config.Env}}", &doc), "<no value>");
+        assert_eq!(render("{{json .Config.Env}}", &doc), "null");
+        assert_eq!(render("{{index .Config.Labels \"a\"}}", &doc), "1");
+        assert_eq!(
+            render(
+                "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}",
+                &doc
+            ),
+            "a=1 b=2 "
+        );
+        assert_eq!(render(r#"{{printf "%5s|%%" .Id}}"#, &doc), "  abc|%");
+        assert_eq!(
+            render("{{.Nope}}", &doc),
+            "ERR template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope"
+        );
+        assert_eq!(
+            render("{{.Id", &doc),
+            "ERR template parsing error: template: :1: unclosed action"
+        );
+    }
+
+    #[test]
+    fn docker_functions() {
+        let doc = serde_json::json!({"Name": "hello world", "Env": ["A=1", "B=2"], "N": 3});
+        assert_eq!(render("{{join .Env \",\"}}", &doc), "A=1,B=2");
+        assert_eq!(render("{{split .Name \" \"}}", &doc), "[hello world]");
+        assert_eq!(render("{{index (split .Name \" \") 1}}", &doc), "world");
+        assert_eq!(render("{{title .Name}}", &doc), "Hello World");
+        assert_eq!(
+            render("{{upper .Name}} {{lower \"AB\"}}", &doc),
+            "HELLO WORLD ab"
+        );
+        assert_eq!(
+            render("[{{pad .Name 1 2}}][{{pad \"\" 1 2}}]", &doc),
+            "[ hello world  ][]"
+        );
+        assert_eq!(
+            render("{{truncate .Name 5}} {{truncate \"ab\" 5}}", &doc),
+            "hello ab"
+        );
+        assert_eq!(
+            render("{{json .}}", &doc),
             serde_json::to_string(&doc).unwrap()
         );
-        assert!(Format::parse("{{.Id").is_err());
-        let e = Format::parse("{{.Nope}}")
-            .unwrap()
-            .render(&doc)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "template: executing: can't evaluate field Nope");
+        assert_eq!(render("{{json .Env}}", &doc), "[\"A=1\",\"B=2\"]");
+        assert_eq!(render("{{json \"<&>\"}}", &doc), "\"<&>\"");
+        assert_eq!(
+            render("{{upper .N}}", &doc),
+            "ERR template: :1:2: executing \"\" at <upper .N>: wrong type for value; expected string; got int"
+        );
+        assert_eq!(
+            render("{{truncate .Name -1}}", &doc),
+            "ERR template: :1:2: executing \"\" at <truncate .Name -1>: error calling truncate: runtime error: slice bounds out of range [:-1]"
+        );
     }
 
-    /// Found by fuzz/fuzz_targets/template.rs: gtmpl's lexer hangs on an action left open
-    /// after a space, and panics on non-ASCII text it steps back over.
     #[test]
-    fn inputs_gtmpl_cannot_lex() {
+    fn tables_have_a_header_and_aligned_columns() {
+        let f = Format::parse_list("table {{.ID}}\\t{{.Names}}", "").unwrap();
+        assert!(f.is_table());
+        let rows = [
+            Value::from_json(&serde_json::json!({"ID": "abc", "Names": "web"})),
+            Value::from_json(&serde_json::json!({"ID": "0123456789ab", "Names": "db"})),
+        ];
+        assert_eq!(
+            f.render_list(PS_HEADERS, &rows).unwrap(),
+            "CONTAINER ID   NAMES\nabc            web\n0123456789ab   db\n"
+        );
+        // Without `table`: no header, rows as they are.
+        let f = Format::parse_list("{{.ID}}\\t{{.Names}}", "").unwrap();
+        assert_eq!(
+            f.render_list(PS_HEADERS, &rows).unwrap(),
+            "abc\tweb\n0123456789ab\tdb\n"
+        );
+        // Header functions leave the header alone; a short column is 10 wide with its padding.
+        let f = Format::parse_list("table {{upper .Names}}\\t{{.ID}}", "").unwrap();
+        assert_eq!(
+            f.render_list(PS_HEADERS, &rows[..1]).unwrap(),
+            "NAMES     CONTAINER ID\nWEB       abc\n"
+        );
+        // `table` alone or nothing: the command's default.
+        let f = Format::parse_list("table", "table {{.Names}}").unwrap();
+        assert_eq!(
+            f.render_list(PS_HEADERS, &rows[..1]).unwrap(),
+            "NAMES\nweb\n"
+        );
+        let f = Format::parse_list("json", "").unwrap();
+        assert_eq!(
+            f.render_list(PS_HEADERS, &rows[..1]).unwrap(),
+            "{\"ID\":\"abc\",\"Names\":\"web\"}\n"
+        );
+    }
+
+    #[test]
+    fn label_method() {
+        let labels: BTreeMap<String, String> = [
+            ("a".to_string(), "1".to_string()),
+            ("com.x".to_string(), "y".to_string()),
+        ]
+        .into();
+        let row = labels_method(
+            &serde_json::json!({"Name": "v", "Labels": labels_text(&labels)}),
+            labels,
+        );
+        let f = Format::parse("{{.Labels}}|{{.Label \"com.x\"}}|{{.Label \"zz\"}}").unwrap();
+        assert_eq!(f.render_value(&row).unwrap(), "a=1,com.x=y|y|");
+        // In a table header `.Label` has no header: the header stops there, as Docker's.
+        let f = Format::parse_list("table {{.Name}}\\t{{.Label \"a\"}}", "").unwrap();
+        assert_eq!(
+            f.render_list(&[("Name", "NAME")], &[row]).unwrap(),
+            "NAME      \nv         1\n"
+        );
+    }
+
+    #[test]
+    fn container_rows_as_dockers_container_context() {
+        let doc = serde_json::json!({
+            "Config": {"Labels": {"b": "2", "a": "1"}},
+            "Mounts": [{"Name": "", "Source": "/very/long/source/path", "Driver": ""},
+                       {"Name": "data", "Source": "/var/lib/x", "Driver": "local"}],
+            "NetworkSettings": {"Networks": {"n2": {}, "bridge": {}}},
+        });
+        let fields = serde_json::json!({"Names": "web"});
+        let f = Format::parse(
+            "{{.Labels}}|{{.Label \"b\"}}|{{.Mounts}}|{{.Networks}}|{{.LocalVolumes}}",
+        )
+        .unwrap();
+        assert_eq!(
+            f.render_value(&container_row(&fields, Some(&doc), false))
+                .unwrap(),
+            "a=1,b=2|2|/very/long/sou…,data|bridge,n2|1"
+        );
+        assert_eq!(
+            f.render_value(&container_row(&fields, Some(&doc), true))
+                .unwrap(),
+            "a=1,b=2|2|/very/long/source/path,data|bridge,n2|1"
+        );
+        // Without the document (the format names none of these), `.Label` still answers.
+        let f = Format::parse("{{.Names}}:{{.Label \"b\"}}").unwrap();
+        assert_eq!(
+            f.render_value(&container_row(&fields, None, false))
+                .unwrap(),
+            "web:"
+        );
+        assert!(ps_needs_details("{{.Label \"x\"}}") && ps_needs_details("json"));
+        assert!(!ps_needs_details("table {{.Names}}"));
+    }
+
+    /// Inputs found by fuzzing the gtmpl-based renderer: they must stay a clean error or a
+    /// clean output with hako's own engine.
+    #[test]
+    fn former_fuzz_findings() {
         let doc = serde_json::json!({"Name": "web", "Labels": {"é": "x"}});
-        let e = Format::parse("{{json .ot ").err().unwrap().to_string();
-        assert_eq!(e, "template parsing error: unclosed action");
-        assert!(Format::parse("{{ .Name").is_err());
-        let e = Format::parse("{{ é}}").err().unwrap().to_string();
-        assert!(e.contains("only ASCII"), "{e}");
-        assert!(Format::parse("{{.Name→}}").is_err());
-        // Inside quotes, outside actions and after a trim marker, any text works.
-        let f = Format::parse("→ {{index .Labels \"é\"}} é {{- .Name}} ✓").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "→ x éweb ✓");
-        let f = Format::parse("{{/* é */}}{{.Name}}{{\"}}\"}}").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "web}}");
-        let f = Format::parse("a  {{- /* é */ -}}  b").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "ab");
-        assert!(Format::parse("{{\"é").is_err());
-        // A template that calls itself overflowed gtmpl's stack (fuzzing).
         for t in [
+            "{{json .ot ",
+            "{{ é}}",
+            "{{\"\\x4\"}}",
+            "{{\"\\\u{7ab}'\"}}",
             "{{define \"x\"}}X{{end}}{{template \"\" .}}",
             "{{- block \"a\" .}}{{end}}",
+            "}{ {{- /*.",
         ] {
-            let e = Format::parse(t).err().unwrap().to_string();
-            assert!(e.contains("actions are not supported"), "{e}");
+            assert!(render(t, &doc).starts_with("ERR "), "{t}");
         }
-        let f = Format::parse("{{.Name}} {{ templates }}").map(|_| ());
-        assert!(f.is_ok() || !f.unwrap_err().to_string().contains("not supported"));
-        // A trim that brings a `{` next to the action (an hour of fuzzing: gtmpl hung).
-        let f = Format::parse("a{ {{- .Name}}").unwrap();
-        assert_eq!(f.render(&doc).unwrap(), "a{web");
-        let e = Format::parse("}{ {{- /*.").err().unwrap().to_string();
-        assert!(e.contains("unclosed comment"), "{e}");
-    }
-
-    /// Found by fuzz/fuzz_targets/template.rs: gtmpl's own decoding of string escapes panics
-    /// on a non-ASCII character after a backslash and loops forever on a short `\x` escape.
-    #[test]
-    fn printf_widths_beyond_the_formatter_are_refused_not_a_crash() {
-        let render = |t: &str| {
-            Format::parse(t)
-                .unwrap()
-                .render(&serde_json::json!({"Name": "n"}))
-        };
-        // (gtmpl pads strings on the right where Go pads on the left: a known difference.)
-        assert_eq!(render(r#"{{printf "%5s|" .Name}}"#).unwrap().len(), 6);
+        assert_eq!(render("a{ {{- .Name}}", &doc), "a{web");
         assert_eq!(
-            render(r#"{{printf "%-65535s" .Name}}"#).unwrap().len(),
-            65535
+            render("→ {{index .Labels \"é\"}} é {{- .Name}} ✓", &doc),
+            "→ x éweb ✓"
         );
-        // `%%` is no directive: the digits after it are text, not a width.
-        assert!(render(r#"{{printf "%.3s%%99999999" .Name}}"#).is_ok());
-        for t in [
-            r#"{{printf "%+-099999999999s-!(d" .Name}}"#,
-            r#"{{printf "%65536d" 1}}"#,
-            r#"{{printf "%.70000f" 1.5}}"#,
-        ] {
-            let e = render(t).unwrap_err().to_string();
-            assert!(e.contains("width or precision above 65535"), "{t}: {e}");
-        }
-    }
-
-    #[test]
-    fn a_comment_ends_after_its_opening() {
-        let render =
-            |t: &str| Format::parse(t).and_then(|f| f.render(&serde_json::json!({"Name": "n"})));
-        assert_eq!(render("{{/*/ x */}}{{.Name}}").unwrap(), "n");
-        // Found by fuzzing: the guard took `/*/` for a whole comment, so it read the rest
-        // out of step with gtmpl, and a non-ASCII character reached gtmpl's lexer (a panic).
-        let crash =
-            "{{/*/[* a a {{{/* a c/*`a t */}}js\x1e\0\0\0\0\0\0\0on{{- .Name \u{502}}c/\\i/*{{- .Name -}}";
-        // gtmpl lexes in a thread of its own: its panic reached the caller as "receiving on a
-        // closed channel" (and aborted hako where panics abort).
-        let e = render(crash).unwrap_err().to_string();
-        assert!(!e.contains("closed channel"), "{e}");
-    }
-
-    #[test]
-    fn string_escapes_are_decoded_as_go_does() {
-        let doc = serde_json::json!({"Labels": {"é\"x": "1", "a\\b": "2", "A": "3"}});
-        let render = |t: &str| Format::parse(t).and_then(|f| f.render(&doc));
-        assert_eq!(render(r#"{{index .Labels "\u00e9\"x"}}"#).unwrap(), "1");
-        assert_eq!(render(r#"{{index .Labels "a\\b"}}"#).unwrap(), "2");
-        assert_eq!(render(r#"{{index .Labels "\x41"}}"#).unwrap(), "3");
-        assert_eq!(render(r#"{{index .Labels "\101"}}"#).unwrap(), "3");
-        assert_eq!(render(r#"{{index .Labels "\U00000041"}}"#).unwrap(), "3");
-        // (`\n` and `\t` become a newline and a tab before parsing, as in Docker.)
-        assert_eq!(render(r#"{{print "é\u00e9" "\xc3\xa9"}}"#).unwrap(), "ééé");
-        assert_eq!(render(r#"{{printf "%c" '\''}}"#).unwrap(), "'");
-        // Raw strings have no escapes; a backslash in one is a backslash.
-        assert_eq!(render(r#"{{index .Labels `a\b`}}"#).unwrap(), "2");
-        assert_eq!(render(r#"{{print "\\" "x\\" '\\'}}"#).unwrap(), "\\x\\92");
-        assert_eq!(render(r#"{{print `\` `\n"` "x"}}"#).unwrap(), "\\\n\"x");
-        for bad in [
-            "{{\"\\\u{7ab}'\"}}",
-            r#"{{"\x4"}}"#,
-            r#"{{"\x4é"}}"#,
-            r#"{{"\xff"}}"#,
-            r#"{{"\ud800"}}"#,
-            r#"{{"\q"}}"#,
-            r#"{{'ab'}}"#,
-        ] {
-            let e = render(bad).unwrap_err().to_string();
-            assert!(
-                e.starts_with("template parsing error: invalid"),
-                "{bad}: {e}"
-            );
-        }
+        assert_eq!(render("{{/*/ x */}}{{.Name}}", &doc), "web");
+        assert_eq!(render(r#"{{printf "%5s|" .Name}}"#, &doc), "  web|");
+        assert_eq!(render(r#"{{print `\` "x\\" '\\'}}"#, &doc), "\\x\\92");
+        // Go refuses widths above 10^6 in the output, not with an error.
+        assert_eq!(
+            render(r#"{{printf "%099999999999s" .Name}}"#, &doc),
+            "%!(BADWIDTH)web"
+        );
+        assert_eq!(render(r#"{{printf "%1000001d" 1}}"#, &doc), "%!(BADWIDTH)1");
+        // A width applied to each of a million parts stops at the engine's bound.
+        let e = render(
+            r#"{{printf "%1000000v" (split (printf "%1000000d" 1) "")}}"#,
+            &doc,
+        );
+        assert!(
+            e.contains("error calling printf: text longer than"),
+            "{}",
+            &e[..e.len().min(200)]
+        );
     }
 }

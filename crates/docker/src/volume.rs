@@ -53,7 +53,9 @@ pub fn inspect_json(v: &VolumeInfo) -> Value {
     })
 }
 
-/// The fields of one `volume ls --format` row: Labels is one `k=v,k=v` string there.
+/// The fields of one `volume ls --format` row: Labels is one `k=v,k=v` string there; Links
+/// and Size are `N/A` as Docker's list gives them without usage data, and the cluster-volume
+/// fields (Group, Availability, Status) empty.
 pub fn ls_row(v: &VolumeInfo) -> Value {
     let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     json!({
@@ -63,6 +65,11 @@ pub fn ls_row(v: &VolumeInfo) -> Value {
         "CreatedAt": v.created_at,
         "Labels": labels.join(","),
         "Scope": v.scope,
+        "Links": "N/A",
+        "Size": "N/A",
+        "Group": "",
+        "Availability": "",
+        "Status": "",
     })
 }
 
