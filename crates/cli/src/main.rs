@@ -1300,6 +1300,13 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
     println!(" Operating System: {}", i.operating_system);
     println!(" OSType: linux");
     println!(" Architecture: {}", i.architecture);
+    println!(" Emulators (binfmt_misc):");
+    if i.emulators.is_empty() {
+        println!("  none registered (foreign-architecture images cannot run)");
+    }
+    for e in &i.emulators {
+        println!("  {e}");
+    }
     println!(" CPUs: {}", i.ncpu);
     println!(" Total Memory: {}", fmt::human_binary_size(i.mem_total));
     println!(" Hako Root Dir: {}", i.root_dir);

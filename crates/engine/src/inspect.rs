@@ -511,6 +511,9 @@ pub struct SystemInfo {
     pub rootless: bool,
     /// Rootless: what storage, network, cgroups and id mapping use, or why one is missing.
     pub rootless_mechanisms: Option<crate::rootless::Mechanisms>,
+    /// The `binfmt_misc` handlers foreign-architecture images can run under: name, interpreter,
+    /// flags, and whether a container can use them (enabled, with the F flag).
+    pub emulators: Vec<String>,
 }
 
 impl Engine {
@@ -561,6 +564,22 @@ impl Engine {
             root_dir: self.root().display().to_string(),
             rootless: crate::rootless::active(),
             rootless_mechanisms: crate::rootless::active().then(crate::rootless::mechanisms),
+            emulators: crate::platform::emulators()
+                .iter()
+                .map(|e| {
+                    let usable = match (e.enabled, e.fixed_binary()) {
+                        (false, _) => "disabled",
+                        (true, false) => "not usable in containers: no F flag",
+                        (true, true) => "usable",
+                    };
+                    format!(
+                        "{}: {} (flags {}; {usable})",
+                        e.name,
+                        e.interpreter,
+                        if e.flags.is_empty() { "none" } else { &e.flags }
+                    )
+                })
+                .collect(),
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),

@@ -23,6 +23,7 @@ pub mod names;
 pub mod netwire;
 pub mod networks;
 pub mod options;
+pub mod platform;
 pub mod rootless;
 pub mod seccomp;
 pub mod spec;
@@ -360,6 +361,8 @@ pub(crate) struct Plan {
     pub(crate) attach: Option<(String, hako_net::AttachOptions)>,
     /// A rootless container's user-mode network (instead of `attach`).
     pub(crate) usernet: Option<rootless::UserNet>,
+    /// The `binfmt_misc` emulator a foreign-architecture image runs under.
+    pub(crate) emulator: Option<platform::Emulator>,
 }
 
 /// An open hako state root.
@@ -715,6 +718,9 @@ impl Engine {
 
     /// Everything about a container that follows from its options and image, validated.
     fn plan(&self, id: &str, opts: &ContainerConfig, image: hako_image::Image) -> Result<Plan> {
+        // Before anything else: an image that cannot run here is refused with why, not left
+        // to fail at exec with a bare "exec format error".
+        let emulator = platform::check(&hako_image::ImagePlatform::of(&image.config))?;
         let cfg = image.config.config().clone().unwrap_or_default();
 
         // Docker's precedence: --entrypoint replaces the image's Entrypoint and drops its Cmd;
@@ -850,6 +856,7 @@ impl Engine {
             image_volumes,
             attach,
             usernet,
+            emulator,
         })
     }
 
@@ -1161,6 +1168,10 @@ impl Engine {
             plan.args.clone()
         };
         let mut warnings = Vec::new();
+        if let Some(e) = &plan.emulator {
+            let p = hako_image::ImagePlatform::of(&plan.image.config);
+            warnings.push(platform::emulated_note(&p, e));
+        }
         let devices = spec::resolve_devices(&plan.limits.devices, opts.privileged)?;
         let device_rules =
             limits::device_rules(opts.privileged, &devices, &plan.limits.device_cgroup_rules);
