@@ -456,3 +456,108 @@ fn foreign_architecture_emulated_or_refused() {
     assert_eq!(i["Config"]["Labels"]["target"], "linux/arm64");
     drop(binfmt);
 }
+
+/// A little-endian ELF64 file with one `PT_NOTE` segment holding glibc's `NT_GNU_ABI_TAG`
+/// for `min`, and glibc's version banner for `release`: what the checks read of a libc.so.6.
+fn fake_libc(min: (u32, u32, u32), release: &str) -> Vec<u8> {
+    let mut note = Vec::new();
+    for w in [4u32, 16, 1] {
+        note.extend_from_slice(&w.to_le_bytes());
+    }
+    note.extend_from_slice(b"GNU\0");
+    for w in [0, min.0, min.1, min.2] {
+        note.extend_from_slice(&w.to_le_bytes());
+    }
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    f.extend_from_slice(&3u16.to_le_bytes()); // ET_DYN
+    f.extend_from_slice(&62u16.to_le_bytes()); // x86-64
+    f.extend_from_slice(&1u32.to_le_bytes());
+    for v in [0u64, 64, 0] {
+        f.extend_from_slice(&v.to_le_bytes()); // entry, phoff, shoff
+    }
+    f.extend_from_slice(&0u32.to_le_bytes());
+    for v in [64u16, 56, 1, 64, 0, 0] {
+        f.extend_from_slice(&v.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    }
+    f.extend_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    f.extend_from_slice(&4u32.to_le_bytes()); // PF_R
+    for v in [120u64, 120, 120, note.len() as u64, note.len() as u64, 4] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&note);
+    f.extend_from_slice(
+        format!("GNU C Library stable release version {release}, by Roland McGrath et al.\n")
+            .as_bytes(),
+    );
+    f
+}
+
+/// The image's glibc is read before start: one that needs a newer kernel than this one is
+/// named with both versions, and an old one that calls vsyscall is named with the fix when
+/// this kernel maps no vsyscall page. The container still starts (busybox is static).
+#[test]
+fn libc_abi_warned_before_start() {
+    if host_arch() != "amd64" {
+        eprintln!("skipped: the fake libc.so.6 is an x86-64 one");
+        return;
+    }
+    let r = Root::with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("libc.so.6"), fake_libc((99, 1, 2), "2.12")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY libc.so.6 /lib64/libc-2.12.so\nRUN ln -s libc-2.12.so /lib64/libc.so.6\n",
+    )
+    .unwrap();
+    r.ok(&["build", "-q", "-t", "oldlibc", ctx.path().to_str().unwrap()]);
+    let release = String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-r")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let vsyscall_none = !std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .contains("[vsyscall]");
+    for _ in 0..2 {
+        // The second run reads the cached reading, and says the same.
+        let (code, out, err) = r.run(&["run", "--rm", "oldlibc", "echo", "ran"]);
+        assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "The image's C library /lib64/libc.so.6 needs Linux 99.1.2 or newer, and this host runs {}",
+                release.trim()
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            err.contains(
+                "The image's glibc 2.12 (/lib64/libc.so.6) calls the legacy vsyscall page"
+            ) && err.contains("vsyscall=emulate"),
+            vsyscall_none,
+            "{err}"
+        );
+    }
+    let cached = |name: &str| {
+        let id = inspect(&r, name)["Id"].as_str().unwrap().to_string();
+        r.path()
+            .join("cache/abi")
+            .join(id.trim_start_matches("sha256:"))
+    };
+    let old = cached("oldlibc");
+    assert!(std::fs::read_to_string(&old)
+        .unwrap()
+        .starts_with("/lib64/libc.so.6 99.1.2 2.12"));
+    // busybox has no glibc: nothing to say.
+    let (code, _, err) = r.run(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("C library"), "{err}");
+    // Removing the image forgets its reading.
+    let bb = cached("busybox");
+    assert_eq!(std::fs::read_to_string(&bb).unwrap(), "none");
+    r.ok(&["rmi", "oldlibc"]);
+    assert!(!old.exists() && bb.exists());
+}

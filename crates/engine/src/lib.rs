@@ -632,6 +632,11 @@ impl Engine {
         self.root.join("cache").join("seccomp")
     }
 
+    /// What each image's C library needs from the kernel (`platform::abi_warnings`).
+    pub(crate) fn abi_cache(&self) -> PathBuf {
+        self.root.join("cache").join("abi")
+    }
+
     /// The state root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -671,7 +676,9 @@ impl Engine {
         force: bool,
     ) -> Result<Vec<hako_image::RemoveEvent>> {
         self.durable.set(true);
-        Ok(self.store.remove(name_or_id, force, &container_using)?)
+        let events = self.store.remove(name_or_id, force, &container_using)?;
+        platform::sweep_abi_cache(&self.abi_cache(), &|id| self.store.resolve(id).is_ok());
+        Ok(events)
     }
 
     /// `docker run`: creates the container named `name` (a generated name if `None`) and runs
@@ -1168,10 +1175,16 @@ impl Engine {
             plan.args.clone()
         };
         let mut warnings = Vec::new();
+        let image_platform = hako_image::ImagePlatform::of(&plan.image.config);
         if let Some(e) = &plan.emulator {
-            let p = hako_image::ImagePlatform::of(&plan.image.config);
-            warnings.push(platform::emulated_note(&p, e));
+            warnings.push(platform::emulated_note(&image_platform, e));
         }
+        warnings.extend(platform::abi_warnings(
+            &self.abi_cache(),
+            &plan.image,
+            &image_platform,
+            &|id| self.store.resolve(id).is_ok(),
+        ));
         let devices = spec::resolve_devices(&plan.limits.devices, opts.privileged)?;
         let device_rules =
             limits::device_rules(opts.privileged, &devices, &plan.limits.device_cgroup_rules);

@@ -169,6 +169,119 @@ pub fn emulated_note(image: &ImagePlatform, e: &Emulator) -> String {
     )
 }
 
+/// The host kernel's version, `6.18.0` from `6.18.0-1-amd64`; missing parts are 0.
+pub(crate) fn kernel_triple(release: &str) -> (u32, u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+/// The vsyscall mode of this host's kernel: `none` when no `[vsyscall]` page is mapped into
+/// processes (x86-64 only), else `emulate` or `xonly` (whichever it is: either serves old
+/// glibc's calls), read from the kernel command line when it says.
+pub fn vsyscall_mode() -> &'static str {
+    if !cfg!(target_arch = "x86_64") {
+        return "none (not x86-64)";
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    if !maps.contains("[vsyscall]") {
+        return "none";
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "vsyscall=emulate") {
+        "emulate"
+    } else {
+        "xonly"
+    }
+}
+
+/// What the image's glibc needs from this kernel, as warnings to print before it starts:
+/// a newer kernel than this one (its ABI note), or the vsyscall page this kernel does not map.
+/// What the image's layers say is cached in `cache` per image (`ROOT/cache/abi/<id>`), so a
+/// run pays one small file read.
+pub(crate) fn abi_warnings(
+    cache: &Path,
+    image: &hako_image::Image,
+    platform: &ImagePlatform,
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let hex = image.id.trim_start_matches("sha256:");
+    let file = cache.join(hex);
+    let abi = match std::fs::read_to_string(&file) {
+        Ok(line) => hako_image::abi::LibcAbi::from_line(line.trim()),
+        Err(_) => {
+            let layers: Vec<std::path::PathBuf> = image.layers.iter().rev().cloned().collect();
+            let abi = hako_image::abi::inspect(&layers, &platform.architecture);
+            let line = abi
+                .as_ref()
+                .map(|a| a.to_line())
+                .unwrap_or_else(|| "none".into());
+            // A cache that cannot be written costs the next run the same reading again.
+            let _ = std::fs::create_dir_all(cache).and_then(|_| {
+                let tmp = cache.join(format!(".{hex}.{}", std::process::id()));
+                std::fs::write(&tmp, line)?;
+                std::fs::rename(&tmp, &file)
+            });
+            // Rare (once per image), so the place to forget images removed since.
+            sweep_abi_cache(cache, exists);
+            abi
+        }
+    };
+    match abi {
+        Some(abi) => warnings_for(
+            &abi,
+            &platform.architecture,
+            &crate::seccomp::kernel_release(),
+            &vsyscall_mode,
+        ),
+        None => Vec::new(),
+    }
+}
+
+/// What `abi` needs that this kernel (`release`, whose vsyscall mode is read only when it
+/// matters) lacks.
+fn warnings_for(
+    abi: &hako_image::abi::LibcAbi,
+    architecture: &str,
+    release: &str,
+    vsyscall: &dyn Fn() -> &'static str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let host = kernel_triple(release);
+    if let Some(min) = abi.min_kernel.filter(|m| *m > host) {
+        out.push(format!(
+            "The image's C library {} needs Linux {}.{}.{} or newer, and this host runs {release}: its programs may stop with \"FATAL: kernel too old\" or fail on missing system calls. Run it on a newer kernel, or use a variant of the image built for an older one",
+            abi.library, min.0, min.1, min.2
+        ));
+    }
+    if architecture == "amd64" && abi.uses_vsyscall() && vsyscall() == "none" {
+        let (a, b) = abi.release.unwrap_or_default();
+        out.push(format!(
+            "The image's glibc {a}.{b} ({}) calls the legacy vsyscall page, which this host's kernel does not map (vsyscall=none): its programs will crash with a segmentation fault (exit status 139). Boot the host with vsyscall=emulate on the kernel command line to run it",
+            abi.library
+        ));
+    }
+    out
+}
+
+/// Removes the cached ABI readings of images that are gone.
+pub(crate) fn sweep_abi_cache(cache: &Path, exists: &dyn Fn(&str) -> bool) {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() == 64 && !exists(&format!("sha256:{name}")) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +294,27 @@ mod tests {
             architecture: "arm64".into(),
             variant: Some("v8".into()),
         }
+    }
+
+    #[test]
+    fn libc_needs_said_with_versions_and_the_fix() {
+        use hako_image::abi::LibcAbi;
+        let centos6 = LibcAbi::from_line("/lib64/libc.so.6 2.6.18 2.12").unwrap();
+        let w = warnings_for(&centos6, "amd64", "6.18.0-1-amd64", &|| "none");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with(
+            "The image's glibc 2.12 (/lib64/libc.so.6) calls the legacy vsyscall page"
+        ));
+        assert!(w[0].contains("vsyscall=emulate on the kernel command line"));
+        assert!(warnings_for(&centos6, "amd64", "6.18.0", &|| "xonly").is_empty());
+        // vsyscall is an x86-64 matter; its mode is not even read for others.
+        assert!(warnings_for(&centos6, "arm64", "6.18.0", &|| panic!("read")).is_empty());
+        let future = LibcAbi::from_line("/usr/lib64/libc.so.6 7.0.1 2.99").unwrap();
+        let w = warnings_for(&future, "amd64", "6.18.0-1-amd64", &|| panic!("read"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("The image's C library /usr/lib64/libc.so.6 needs Linux 7.0.1 or newer, and this host runs 6.18.0-1-amd64"));
+        assert!(warnings_for(&future, "amd64", "7.0.1", &|| "none").is_empty());
+        assert_eq!(kernel_triple("6.18"), (6, 18, 0));
     }
 
     #[test]

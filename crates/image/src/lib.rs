@@ -11,6 +11,7 @@
 //! - `R/store.lock`: `flock`ed exclusively around every write.
 #![deny(missing_docs)]
 
+pub mod abi;
 mod archive;
 mod changes;
 mod durable;
