@@ -1297,6 +1297,9 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
         println!("  {s}");
     }
     println!(" Kernel Version: {}", i.kernel_version);
+    println!("  vsyscall: {}", i.vsyscall);
+    println!("  Seccomp actions: {}", i.seccomp_actions);
+    println!("  User namespaces: {} at most", i.max_user_namespaces);
     println!(" Operating System: {}", i.operating_system);
     println!(" OSType: linux");
     println!(" Architecture: {}", i.architecture);

@@ -556,6 +556,15 @@ fn libc_abi_warned_before_start() {
     assert_eq!(code, 0);
     assert!(!err.contains("C library"), "{err}");
     // Removing the image forgets its reading.
+    // `hako info` says what explains it.
+    let info = r.ok(&["info"]);
+    assert_eq!(info.contains("  vsyscall: none\n"), vsyscall_none, "{info}");
+    let actions = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap();
+    assert!(
+        info.contains(&format!("  Seccomp actions: {}\n", actions.trim())),
+        "{info}"
+    );
+    assert!(info.contains("  User namespaces: "), "{info}");
     let bb = cached("busybox");
     assert_eq!(std::fs::read_to_string(&bb).unwrap(), "none");
     r.ok(&["rmi", "oldlibc"]);

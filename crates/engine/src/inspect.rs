@@ -514,6 +514,12 @@ pub struct SystemInfo {
     /// The `binfmt_misc` handlers foreign-architecture images can run under: name, interpreter,
     /// flags, and whether a container can use them (enabled, with the F flag).
     pub emulators: Vec<String>,
+    /// The kernel's vsyscall mode: `none` breaks glibc older than 2.14 (CentOS 6).
+    pub vsyscall: String,
+    /// The seccomp return actions this kernel knows (`user_notif` among them or not).
+    pub seccomp_actions: String,
+    /// How many user namespaces may exist (`user.max_user_namespaces`; 0: none).
+    pub max_user_namespaces: u64,
 }
 
 impl Engine {
@@ -580,6 +586,14 @@ impl Engine {
                     )
                 })
                 .collect(),
+            vsyscall: crate::platform::vsyscall_mode().into(),
+            seccomp_actions: std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown (no /proc/sys/kernel/seccomp/actions_avail)".into()),
+            max_user_namespaces: std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),
