@@ -19,7 +19,8 @@ fi
 
 # containernetworking-plugins: the CNI plugins of crates/runtime-cli/tests/cri.rs; protobuf-compiler:
 # protoc, which the CRI client crate (k8s-cri) needs to build its gRPC types; docker-compose
-# (1.29) and python3-venv: the Engine API tests (crates/cli/tests/api_*.rs).
+# (1.29) and python3-venv: the Engine API tests (crates/cli/tests/api_*.rs); qemu-user-static:
+# the emulator crates/cli/tests/platform.rs registers for its arm64 image.
 apt_install docker-compose python3-venv python3-pip busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd qemu-user-static
 ensure_rust
 
