@@ -570,3 +570,83 @@ fn libc_abi_warned_before_start() {
     r.ok(&["rmi", "oldlibc"]);
     assert!(!old.exists() && bb.exists());
 }
+
+/// Syscalls that get ENOSYS are named after the fact: one past this kernel's table, and one a
+/// user's profile answers with ENOSYS to stand for an older kernel (glibc's clone3 fallback
+/// still works under it). EPERM answers stay as they are, and a run that calls none of them
+/// says nothing.
+#[test]
+fn missing_syscalls_reported_at_exit_and_in_inspect() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let (code, out, err) = r.run(&[
+        "run",
+        "--name",
+        "beyond",
+        "trixie",
+        "perl",
+        "-e",
+        "my $r = syscall(1000); print qq($r ), $!+0, qq(\\n); syscall(1000); syscall(165, 0, 0, 0, 0, 0); print $!+0, qq(\\n)",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "-1 38\n1\n"), "{err}");
+    assert_eq!(
+        err,
+        "hako: the container called syscall 1000, which this kernel does not implement (or the seccomp profile does not know): it got ENOSYS\n"
+    );
+    let state = r.ok(&["inspect", "-f", "{{json .State.MissingSyscalls}}", "beyond"]);
+    assert_eq!(
+        state.trim(),
+        r#"[{"Name":null,"Number":1000,"Reason":"kernel"}]"#
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "trixie", "perl", "-e", "print 1"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    r.ok(&["rm", "beyond"]);
+
+    // A user's profile: hako's default, with pidfd_open answered ENOSYS.
+    let mut profile: serde_json::Value =
+        serde_json::from_str(include_str!("../../engine/src/seccomp/default.json")).unwrap();
+    for rule in profile["syscalls"].as_array_mut().unwrap() {
+        if rule["action"] == "SCMP_ACT_ALLOW"
+            && rule.get("includes").is_none()
+            && rule.get("args").is_none()
+        {
+            rule["names"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n != "pidfd_open");
+        }
+    }
+    profile["syscalls"].as_array_mut().unwrap().push(
+        serde_json::json!({"names": ["pidfd_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("older-kernel.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let opt = format!("seccomp={}", file.display());
+    // sort's threads come from glibc's clone3, which the profile (as Docker's) answers
+    // ENOSYS: glibc falls back to clone and the sort completes.
+    let (code, out, err) = r.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "trixie",
+        "sh",
+        "-c",
+        "perl -e 'print syscall(434, 1, 0), qq( ), $!+0, qq(\\n)'; seq 1 300000 | sort -n --parallel=4 -S 50M | tail -1",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "-1 38\n300000\n"), "{err}");
+    assert!(
+        err.contains("hako: the container called pidfd_open (434), which the seccomp profile answers with ENOSYS"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hako: the container called clone3 (435), which the seccomp profile answers with ENOSYS"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+}

@@ -12,19 +12,22 @@ pub(crate) struct Row {
     pub(crate) config: String,
     pub(crate) cgroup_parent: Option<String>,
     pub(crate) restart_count: i64,
+    /// JSON list of [`crate::missing::MissingSyscall`], from the last foreground run.
+    pub(crate) missing_syscalls: Option<String>,
 }
 
 impl Engine {
     pub(crate) fn row(&self, id: &str) -> Result<Row> {
         self.container_row(
             id,
-            "SELECT pid, config, cgroup_parent, restart_count FROM containers WHERE id = ?1",
+            "SELECT pid, config, cgroup_parent, restart_count, missing_syscalls FROM containers WHERE id = ?1",
             |r| {
                 Ok(Row {
                     pid: r.get(0)?,
                     config: r.get(1)?,
                     cgroup_parent: r.get(2)?,
                     restart_count: r.get(3)?,
+                    missing_syscalls: r.get(4)?,
                 })
             },
         )

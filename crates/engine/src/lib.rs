@@ -18,6 +18,7 @@ mod init;
 mod inspect;
 pub(crate) mod limits;
 pub mod logs;
+pub mod missing;
 mod monitor;
 pub mod names;
 pub mod netwire;
@@ -464,7 +465,8 @@ CREATE TABLE IF NOT EXISTS containers (
     owner_pid INTEGER,
     owner_start INTEGER,
     restart_count INTEGER NOT NULL DEFAULT 0,
-    stop_requested INTEGER NOT NULL DEFAULT 0
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    missing_syscalls TEXT
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
@@ -486,7 +488,8 @@ const SCHEMA_CURRENT: &str = "SELECT
     (SELECT count(*) FROM sqlite_master WHERE name IN
         ('containers', 'volumes', 'container_volumes', 'containers_image', 'events')) = 5
     AND (SELECT count(*) FROM pragma_table_info('containers') WHERE name IN
-        ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested')) = 5";
+        ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested',
+         'missing_syscalls')) = 6";
 
 /// Names of the blocked signals while `run` holds state that must be cleaned up.
 /// Blocks the signals an attach proxies; returns the previous mask.
@@ -615,6 +618,7 @@ impl Engine {
             ("owner_start", "INTEGER"),
             ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
             ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
+            ("missing_syscalls", "TEXT"),
         ] {
             if !have.contains(column) {
                 store.conn().execute_batch(&format!(
@@ -966,7 +970,7 @@ impl Engine {
         let _ = std::fs::remove_file(dir.join("exit"));
         let (me, my_start) = self_owner();
         self.store.conn().execute(
-            "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
+            "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3, missing_syscalls = NULL WHERE id = ?1",
             params![&c.id, me, my_start],
         )?;
         drop(lock);
@@ -1333,9 +1337,24 @@ impl Engine {
         } else {
             None
         };
+        // Syscalls that get ENOSYS are notified to an agent of ours, which records them.
+        let (agent_ours, agent_theirs) = missing::socket_pair()
+            .map_err(|e| Error::io("create the seccomp agent's socket", e))?;
+        let spec = sized.as_ref().unwrap_or(&prepared.spec);
+        // Only a profile of the user's: the default one answers clone3 with ENOSYS because a
+        // filter cannot read its flags, which glibc meets at every thread it starts; that is
+        // hako's choice, not a missing syscall, and a round trip to the agent each time.
+        let notified = match opts.seccomp {
+            seccomp::Seccomp::Custom(_) => missing::notify_enosys_rules(spec),
+            _ => None,
+        };
+        let (spec, profile_enosys) = match &notified {
+            Some((s, names)) => (s, names.clone()),
+            None => (spec, Vec::new()),
+        };
         let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
-            sized.as_ref().unwrap_or(&prepared.spec),
+            spec,
             &hako_runtime::SpawnOptions {
                 overlay: Some(&prepared.overlay),
                 cgroup: Some(cgroup),
@@ -1352,6 +1371,7 @@ impl Engine {
                     .as_ref()
                     .map(|c| std::os::fd::AsFd::as_fd(&c.theirs)),
                 seccomp_cache: Some(&prepared.seccomp_cache),
+                seccomp_agent: Some(std::os::fd::AsFd::as_fd(&agent_theirs)),
                 ..Default::default()
             },
         )
@@ -1363,6 +1383,7 @@ impl Engine {
         // Only the start: once the container runs, a reader of our output that goes away
         // (`hako run -t … | head -1`) ends this hako, and the container with it, as before.
         drop(pipe);
+        drop(agent_theirs);
         let (running, master) = match spawned {
             Ok(r) => r,
             Err(e) => {
@@ -1372,9 +1393,21 @@ impl Engine {
                 return Err(e);
             }
         };
+        // A container whose calls could not be answered would hang in them: without the
+        // thread, it is killed rather than left waiting.
+        let agent = match missing::Agent::start(agent_ours, profile_enosys) {
+            Ok(a) => a,
+            Err(e) => {
+                drop(running);
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                let _ = netwire::detach(self.store.conn(), &self.root, id);
+                return Err(Error::io("start the seccomp agent", e));
+            }
+        };
         let pid = running.pid();
         let recorded = self.store.conn().execute(
-            "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1",
+            "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4, missing_syscalls = NULL WHERE id = ?1",
             params![id, pid, process_start_time(pid), now_nanos()],
         );
         if let Err(e) = recorded {
@@ -1407,6 +1440,16 @@ impl Engine {
         }
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
+        let missing = agent.finish();
+        if !missing.is_empty() {
+            for m in &missing {
+                eprintln!("hako: {}", m.message());
+            }
+            let _ = self.store.conn().execute(
+                "UPDATE containers SET missing_syscalls = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(&missing).unwrap_or_default()],
+            );
+        }
         let cg_result = cgroup.remove();
         // Without a network of its own (none, host, container:) a container holds no leases:
         // `network connect` refuses those modes.
