@@ -19,8 +19,9 @@ fi
 
 # containernetworking-plugins: the CNI plugins of crates/runtime-cli/tests/cri.rs; protobuf-compiler:
 # protoc, which the CRI client crate (k8s-cri) needs to build its gRPC types; docker-compose
-# (1.29) and python3-venv: the Engine API tests (crates/cli/tests/api_*.rs).
-apt_install docker-compose python3-venv python3-pip busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd
+# (1.29) and python3-venv: the Engine API tests (crates/cli/tests/api_*.rs); qemu-user-static:
+# the emulator crates/cli/tests/platform.rs registers for its arm64 image.
+apt_install docker-compose python3-venv python3-pip busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd qemu-user-static
 ensure_rust
 
 # docker-py (PyPI `docker`) for crates/cli/tests/api_dockerpy.rs, in a venv of its own under
@@ -33,6 +34,7 @@ fi
 export HAKO_TEST_PYTHON="$PWD/target/dockerpy-venv/bin/python"
 
 scripts/make-test-images.sh
+scripts/make-test-image-arm64.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

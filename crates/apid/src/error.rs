@@ -96,6 +96,7 @@ fn image_status(e: &hako_engine::hako_image::Error, message: String) -> ApiError
         | I::Ambiguous(_)
         | I::InvalidArchive(_)
         | I::TooManyLayers(_)
+        | I::UnsupportedOs(_)
         | I::InvalidChange(_) => StatusCode::BAD_REQUEST,
         I::InUse { .. } | I::ReferenceInUse { .. } | I::Conflict(_) => StatusCode::CONFLICT,
         I::DigestMismatch { .. } | I::Corrupt(_) | I::Io(_) | I::Db(_) => {

@@ -15,7 +15,7 @@ use crate::plan::{self, Plan};
 use crate::union::Union;
 use crate::words::{expand, expand_words, name_values, Vars};
 use crate::Error;
-use hako_engine::hako_image::{NewImage, NewLayer, Reference, StagedLayer};
+use hako_engine::hako_image::{ImagePlatform, NewImage, NewLayer, Reference, StagedLayer};
 use hako_engine::images::ProgressSink;
 use hako_engine::{ContainerConfig, Engine};
 use serde_json::{json, Value};
@@ -53,6 +53,9 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `--rm=false`: keep the containers of successful RUN steps.
     pub keep_containers: bool,
+    /// `--platform`: what to build for (this host's when `None`). A foreign architecture
+    /// needs a registered emulator ([`check_platform`]); RUN steps then run under it.
+    pub platform: Option<String>,
     /// Fetches a base image into the store (the registry client), writing progress to the
     /// writer; used for a FROM image missing locally, or for every one with `pull`.
     pub fetch: Option<Fetch>,
@@ -61,23 +64,21 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
 }
 
-/// How the builder pulls an image: name, progress output.
-pub type Fetch = Box<dyn Fn(&str, &mut ProgressSink<'_>) -> Result<(), String>>;
+/// How the builder pulls an image: name, platform (`--platform`; the host's when `None`),
+/// progress output.
+pub type Fetch = Box<dyn Fn(&str, Option<&str>, &mut ProgressSink<'_>) -> Result<(), String>>;
 
-/// Accepts `--platform` / `FROM --platform` values naming this machine's platform (hako
-/// builds natively, with no emulation); anything else is refused.
-pub fn check_platform(p: &str) -> Result<(), String> {
-    let host = format!("linux/{}", go_arch());
-    let mut parts = p.split('/');
-    let (os, arch) = (parts.next().unwrap_or(""), parts.next());
-    let ok = os == "linux" && arch.is_none_or(|a| a == go_arch());
-    if ok {
-        Ok(())
+/// Reads a `--platform` / `FROM --platform` value (`linux` alone is this host's architecture)
+/// and accepts it when a container of it can run here: natively, or under a registered
+/// `binfmt_misc` emulator.
+pub fn check_platform(p: &str) -> Result<ImagePlatform, String> {
+    let platform = if p == "linux" {
+        ImagePlatform::host()
     } else {
-        Err(format!(
-            "platform {p:?} is not supported: hako build builds for this machine's platform ({host}) only"
-        ))
-    }
+        hako_engine::platform::parse(p).map_err(|e| e.to_string())?
+    };
+    hako_engine::platform::check(&platform).map_err(|e| format!("platform {p:?}: {e}"))?;
+    Ok(platform)
 }
 
 /// What a successful build produced.
@@ -115,15 +116,15 @@ fn go_arch() -> &'static str {
     }
 }
 
-/// Platform ARGs BuildKit defines in the global scope.
-fn platform_args() -> Vars {
+/// Platform ARGs BuildKit defines in the global scope, for a build for `target`.
+fn platform_args(target: &ImagePlatform) -> Vars {
     let arch = go_arch();
     let mut v = Vars::new();
     for (k, val) in [
-        ("TARGETPLATFORM", format!("linux/{arch}")),
-        ("TARGETOS", "linux".into()),
-        ("TARGETARCH", arch.into()),
-        ("TARGETVARIANT", String::new()),
+        ("TARGETPLATFORM", target.to_string()),
+        ("TARGETOS", target.os.clone()),
+        ("TARGETARCH", target.architecture.clone()),
+        ("TARGETVARIANT", target.variant.clone().unwrap_or_default()),
         ("BUILDPLATFORM", format!("linux/{arch}")),
         ("BUILDOS", "linux".into()),
         ("BUILDARCH", arch.into()),
@@ -277,6 +278,8 @@ struct Builder<'a> {
     started_ms: i64,
     /// In a forked stage builder: the build's pid. Once it is gone, no further step starts.
     parent: Option<nix::unistd::Pid>,
+    /// What the build is for (`--platform`, or this host).
+    platform: ImagePlatform,
 }
 
 /// Runs a build, reporting typed [`BuildEvent`]s to `out`. RUN steps write straight to this
@@ -290,7 +293,11 @@ pub fn build<'o>(
     cache::ensure_schema(engine.images().conn())?;
     let df = parser::parse(&opts.dockerfile)?;
     // Global ARGs (before the first FROM) are visible to FROM lines only.
-    let mut global = platform_args();
+    let platform = match &opts.platform {
+        Some(p) => check_platform(p).map_err(Error::Invalid)?,
+        None => ImagePlatform::host(),
+    };
+    let mut global = platform_args(&platform);
     let mut used = std::collections::BTreeSet::new();
     for ins in df.instructions.iter().take_while(|i| i.keyword == "ARG") {
         for (k, v) in parse_arg(ins, &global, df.escape)? {
@@ -301,7 +308,7 @@ pub fn build<'o>(
             match val {
                 Some(v) => global.insert(k, v),
                 // `ARG TARGETARCH` declares a predefined platform ARG: it keeps its value.
-                None if platform_args().contains_key(&k) => None,
+                None if platform_args(&platform).contains_key(&k) => None,
                 None => global.remove(&k),
             };
         }
@@ -344,6 +351,7 @@ pub fn build<'o>(
         global,
         started_ms: cache::unix_now_ms(),
         parent: None,
+        platform,
     };
     let target = *order.last().expect("the target is always in the order");
     let results = b.stages(&plan, &order)?;
@@ -620,6 +628,7 @@ impl Builder<'_> {
             global: self.global.clone(),
             started_ms: self.started_ms,
             parent: Some(parent),
+            platform: self.platform.clone(),
         };
         let id = b.stage(plan, index, done)?;
         Ok((id, b.used_args.into_iter().collect()))
@@ -679,13 +688,19 @@ impl Builder<'_> {
         } else if s.base.eq_ignore_ascii_case("scratch") {
             Stage {
                 image_id: None,
-                config: json!({
-                    "architecture": go_arch(),
-                    "os": "linux",
-                    "config": {},
-                    "rootfs": {"type": "layers", "diff_ids": []},
-                    "history": []
-                }),
+                config: {
+                    let mut c = json!({
+                        "architecture": self.platform.architecture.clone(),
+                        "os": "linux",
+                        "config": {},
+                        "rootfs": {"type": "layers", "diff_ids": []},
+                        "history": []
+                    });
+                    if let Some(v) = &self.platform.variant {
+                        c["variant"] = v.as_str().into();
+                    }
+                    c
+                },
                 manifest: json!({
                     "schemaVersion": 2,
                     "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -696,20 +711,31 @@ impl Builder<'_> {
                 args: BTreeMap::new(),
             }
         } else {
-            if let Some(p) = s.from.flag("platform") {
-                let p = expand(p, &self.global, self.escape)
-                    .map_err(|e| Error::at(s.from.line, format!("FROM --platform: {}", e.0)))?;
-                check_platform(&p).map_err(|e| Error::at(s.from.line, format!("FROM: {e}")))?;
-            }
-            let missing = matches!(
-                self.engine.images().resolve(&s.base),
-                Err(hako_engine::hako_image::Error::NotFound(_))
-            );
-            if self.opts.pull || missing {
+            // The stage's platform: its own `FROM --platform`, else the build's.
+            let want = match s.from.flag("platform") {
+                Some(p) => {
+                    let p = expand(p, &self.global, self.escape)
+                        .map_err(|e| Error::at(s.from.line, format!("FROM --platform: {}", e.0)))?;
+                    Some(
+                        check_platform(&p)
+                            .map_err(|e| Error::at(s.from.line, format!("FROM: {e}")))?,
+                    )
+                }
+                None => self.opts.platform.is_some().then(|| self.platform.clone()),
+            };
+            let local = self.engine.images().resolve(&s.base);
+            let missing = matches!(local, Err(hako_engine::hako_image::Error::NotFound(_)));
+            // A local base of another platform than asked for is pulled again, as `run` does.
+            let other = match (&local, &want) {
+                (Ok(i), Some(w)) => !ImagePlatform::of(&i.config).satisfies(w),
+                _ => false,
+            };
+            if self.opts.pull || missing || other {
                 if let Some(fetch) = &self.opts.fetch {
                     let quiet = self.opts.quiet;
                     let out = &mut *self.out;
-                    fetch(&s.base, &mut |p| match quiet {
+                    let p = want.as_ref().map(|w| w.to_string());
+                    fetch(&s.base, p.as_deref(), &mut |p| match quiet {
                         true => Ok(()),
                         false => out(BuildEvent::Pull(p)),
                     })
@@ -729,6 +755,17 @@ impl Builder<'_> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            // The base must be what was asked for, and runnable here (its RUN steps run
+            // natively or emulated): refused now rather than at the first RUN.
+            let have = ImagePlatform::of(&image.config);
+            if let Some(w) = want.as_ref().filter(|w| !have.satisfies(w)) {
+                return Err(Error::at(
+                    s.from.line,
+                    format!("FROM {}: the image is for {have}, not {w}", s.base),
+                ));
+            }
+            hako_engine::platform::check(&have)
+                .map_err(|e| Error::at(s.from.line, format!("FROM {}: {e}", s.base)))?;
             let (config, manifest, layers) = self.load(&image.id)?;
             Stage {
                 image_id: Some(image.id),
@@ -2596,9 +2633,16 @@ mod tests {
     #[test]
     fn platforms() {
         let host = format!("linux/{}", go_arch());
-        assert!(check_platform(&host).is_ok());
-        assert!(check_platform("linux").is_ok());
-        assert!(check_platform("linux/s390x_nope").is_err());
-        assert!(check_platform("windows/amd64").is_err());
+        assert_eq!(check_platform(&host), Ok(ImagePlatform::host()));
+        assert_eq!(check_platform("linux"), Ok(ImagePlatform::host()));
+        let e = check_platform("linux/s390x_nope").unwrap_err();
+        assert!(e.contains("cannot run on this host"), "{e}");
+        assert_eq!(
+            check_platform("windows/amd64").unwrap_err(),
+            "platform \"windows/amd64\": image operating system \"windows\" cannot be used on this platform"
+        );
+        assert!(check_platform("linux/").is_err());
+        let vars = platform_args(&check_platform("linux").unwrap());
+        assert_eq!(vars["TARGETPLATFORM"], host);
     }
 }

@@ -46,7 +46,7 @@ pub struct BuildArgs {
     /// Always attempt to pull a newer version of the base images
     #[arg(long)]
     pull: bool,
-    /// Set the target platform for the build (only this machine's is supported)
+    /// Set the target platform for the build (another architecture runs its RUN steps under a registered emulator)
     #[arg(long)]
     platform: Option<String>,
     /// Secret to expose to the build (id=ID,src=FILE or id=ID,env=VAR), for RUN
@@ -165,7 +165,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             continue;
         }
         // Docker's classic builder only warns about a cache source it cannot get.
-        let got = pull_base(root, name, &mut |_| Ok(()))
+        let got = pull_base(root, name, a.platform.as_deref(), &mut |_| Ok(()))
             .and_then(|_| Ok(engine.images().resolve(name)?.id));
         match got {
             Ok(id) => cache_from.push(id),
@@ -187,11 +187,14 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         pull: a.pull,
         keep_containers: !a.rm && !a.force_rm,
         source_date_epoch,
+        platform: a.platform.clone(),
         fetch: Some({
             let root = root.to_path_buf();
             Box::new(
-                move |name: &str, progress: &mut hako_engine::images::ProgressSink<'_>| {
-                    pull_base(&root, name, progress).map_err(|e| format!("{e:#}"))
+                move |name: &str,
+                      platform: Option<&str>,
+                      progress: &mut hako_engine::images::ProgressSink<'_>| {
+                    pull_base(&root, name, platform, progress).map_err(|e| format!("{e:#}"))
                 },
             )
         }),
@@ -237,8 +240,12 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
 fn pull_base(
     root: &Path,
     name: &str,
+    platform: Option<&str>,
     progress: &mut hako_engine::images::ProgressSink<'_>,
 ) -> anyhow::Result<()> {
+    let platform = platform
+        .map(hako_engine::images::Platform::parse)
+        .transpose()?;
     let reference = Reference::parse(name)?;
     let reference = if reference.tag().is_none() && reference.digest().is_none() {
         reference.with_tag("latest")?
@@ -246,7 +253,7 @@ fn pull_base(
         reference
     };
     let engine = open(root)?;
-    let opts = hako_engine::images::PullOptions { platform: None };
+    let opts = hako_engine::images::PullOptions { platform };
     engine
         .pull(&reference, &opts, progress)
         .with_context(|| format!("pull {}", reference.familiar()))?;

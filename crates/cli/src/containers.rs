@@ -367,12 +367,36 @@ fn ensure_image(
     platform: Option<&str>,
 ) -> Result<(), Failure> {
     pull_policy(policy)?;
-    let present = engine.images().resolve(image).is_ok();
+    let platform = platform
+        .map(hako_engine::images::Platform::parse)
+        .transpose()
+        .map_err(|e| engine_err(e.into()))?;
+    let local = engine.images().resolve(image).ok();
+    let present = local.is_some();
+    // A local image of another platform than `--platform` asks for is pulled again, as
+    // Docker does; with `--pull never` it is refused with Docker's message.
+    let other_platform = match (&local, &platform) {
+        (Some(img), Some(want)) => {
+            let have = hako_engine::hako_image::ImagePlatform::of(&img.config);
+            let want = hako_engine::hako_image::ImagePlatform {
+                os: want.os.clone(),
+                architecture: want.architecture.clone(),
+                variant: want.variant.clone(),
+            };
+            (!have.satisfies(&want)).then_some(have)
+        }
+        _ => None,
+    };
     let needed = match policy {
         "always" => true,
-        "missing" => !present,
+        "missing" => !present || other_platform.is_some(),
         _ => false,
     };
+    if let (false, Some(have), Some(want)) = (needed, &other_platform, &platform) {
+        return Err(engine_err(anyhow::anyhow!(
+            "image with reference {image} was found but does not match the specified platform: wanted {want}, actual: {have}"
+        )));
+    }
     if !needed {
         return Ok(());
     }
@@ -389,10 +413,6 @@ fn ensure_image(
             reference.familiar()
         )?;
     }
-    let platform = platform
-        .map(hako_engine::images::Platform::parse)
-        .transpose()
-        .map_err(|e| engine_err(e.into()))?;
     // All of pull's threads are joined before it returns, so the container can still be
     // cloned from this process afterwards.
     engine

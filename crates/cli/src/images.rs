@@ -22,6 +22,9 @@ pub struct ImportArgs {
     /// Commit message recorded in the image history
     #[arg(short = 'm', long)]
     message: Option<String>,
+    /// Platform to record for the image (os/arch[/variant]); this host's by default
+    #[arg(long)]
+    platform: Option<String>,
     /// Tarball path, http(s) URL, or - to read standard input
     file: String,
     /// REPOSITORY[:TAG]
@@ -163,6 +166,17 @@ fn parse_ref(s: &str) -> anyhow::Result<Reference> {
 }
 
 pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
+    let platform = a
+        .platform
+        .as_deref()
+        .map(|p| {
+            images::Platform::parse(p).map(|p| hako_engine::hako_image::ImagePlatform {
+                os: p.os,
+                architecture: p.architecture,
+                variant: p.variant,
+            })
+        })
+        .transpose()?;
     let engine = open(root)?;
     let reference = a.reference.as_deref().map(parse_ref).transpose()?;
     let opts = ImportOptions {
@@ -170,6 +184,7 @@ pub fn import(root: &Path, a: ImportArgs) -> Result<i32, Failure> {
         changes: a.change,
         message: a.message,
         source: a.file.clone(),
+        platform,
     };
     let mut stdin = std::io::stdin().lock();
     let source = if a.file == "-" {

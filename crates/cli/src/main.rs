@@ -1312,9 +1312,19 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
         println!("  {s}");
     }
     println!(" Kernel Version: {}", i.kernel_version);
+    println!("  vsyscall: {}", i.vsyscall);
+    println!("  Seccomp actions: {}", i.seccomp_actions);
+    println!("  User namespaces: {} at most", i.max_user_namespaces);
     println!(" Operating System: {}", i.operating_system);
     println!(" OSType: linux");
     println!(" Architecture: {}", i.architecture);
+    println!(" Emulators (binfmt_misc):");
+    if i.emulators.is_empty() {
+        println!("  none registered (foreign-architecture images cannot run)");
+    }
+    for e in &i.emulators {
+        println!("  {e}");
+    }
     println!(" CPUs: {}", i.ncpu);
     println!(" Total Memory: {}", fmt::human_binary_size(i.mem_total));
     println!(" Hako Root Dir: {}", i.root_dir);

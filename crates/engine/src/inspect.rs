@@ -12,19 +12,22 @@ pub(crate) struct Row {
     pub(crate) config: String,
     pub(crate) cgroup_parent: Option<String>,
     pub(crate) restart_count: i64,
+    /// JSON list of [`crate::missing::MissingSyscall`], from the last foreground run.
+    pub(crate) missing_syscalls: Option<String>,
 }
 
 impl Engine {
     pub(crate) fn row(&self, id: &str) -> Result<Row> {
         self.container_row(
             id,
-            "SELECT pid, config, cgroup_parent, restart_count FROM containers WHERE id = ?1",
+            "SELECT pid, config, cgroup_parent, restart_count, missing_syscalls FROM containers WHERE id = ?1",
             |r| {
                 Ok(Row {
                     pid: r.get(0)?,
                     config: r.get(1)?,
                     cgroup_parent: r.get(2)?,
                     restart_count: r.get(3)?,
+                    missing_syscalls: r.get(4)?,
                 })
             },
         )
@@ -511,6 +514,15 @@ pub struct SystemInfo {
     pub rootless: bool,
     /// Rootless: what storage, network, cgroups and id mapping use, or why one is missing.
     pub rootless_mechanisms: Option<crate::rootless::Mechanisms>,
+    /// The `binfmt_misc` handlers foreign-architecture images can run under: name, interpreter,
+    /// flags, and whether a container can use them (enabled, with the F flag).
+    pub emulators: Vec<String>,
+    /// The kernel's vsyscall mode: `none` breaks glibc older than 2.14 (CentOS 6).
+    pub vsyscall: String,
+    /// The seccomp return actions this kernel knows (`user_notif` among them or not).
+    pub seccomp_actions: String,
+    /// How many user namespaces may exist (`user.max_user_namespaces`; 0: none).
+    pub max_user_namespaces: u64,
 }
 
 impl Engine {
@@ -561,6 +573,30 @@ impl Engine {
             root_dir: self.root().display().to_string(),
             rootless: crate::rootless::active(),
             rootless_mechanisms: crate::rootless::active().then(crate::rootless::mechanisms),
+            emulators: crate::platform::emulators()
+                .iter()
+                .map(|e| {
+                    let usable = match (e.enabled, e.fixed_binary()) {
+                        (false, _) => "disabled",
+                        (true, false) => "not usable in containers: no F flag",
+                        (true, true) => "usable",
+                    };
+                    format!(
+                        "{}: {} (flags {}; {usable})",
+                        e.name,
+                        e.interpreter,
+                        if e.flags.is_empty() { "none" } else { &e.flags }
+                    )
+                })
+                .collect(),
+            vsyscall: crate::platform::vsyscall_mode().into(),
+            seccomp_actions: std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown (no /proc/sys/kernel/seccomp/actions_avail)".into()),
+            max_user_namespaces: std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
             security_options: vec![
                 "capabilities (Docker's default set)".into(),
                 "masked and read-only /proc paths".into(),

@@ -18,11 +18,13 @@ mod init;
 mod inspect;
 pub(crate) mod limits;
 pub mod logs;
+pub mod missing;
 mod monitor;
 pub mod names;
 pub mod netwire;
 pub mod networks;
 pub mod options;
+pub mod platform;
 pub mod rootless;
 pub mod seccomp;
 pub mod spec;
@@ -360,6 +362,8 @@ pub(crate) struct Plan {
     pub(crate) attach: Option<(String, hako_net::AttachOptions)>,
     /// A rootless container's user-mode network (instead of `attach`).
     pub(crate) usernet: Option<rootless::UserNet>,
+    /// The `binfmt_misc` emulator a foreign-architecture image runs under.
+    pub(crate) emulator: Option<platform::Emulator>,
 }
 
 /// An open hako state root.
@@ -461,7 +465,8 @@ CREATE TABLE IF NOT EXISTS containers (
     owner_pid INTEGER,
     owner_start INTEGER,
     restart_count INTEGER NOT NULL DEFAULT 0,
-    stop_requested INTEGER NOT NULL DEFAULT 0
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    missing_syscalls TEXT
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
@@ -484,7 +489,8 @@ const SCHEMA_CURRENT: &str = "SELECT
     (SELECT count(*) FROM sqlite_master WHERE name IN
         ('containers', 'volumes', 'container_volumes', 'containers_image', 'events')) = 5
     AND (SELECT count(*) FROM pragma_table_info('containers') WHERE name IN
-        ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested')) = 5
+        ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested',
+         'missing_syscalls')) = 6
     AND (SELECT count(*) FROM pragma_table_info('container_volumes') WHERE name = 'target') = 1";
 
 /// Names of the blocked signals while `run` holds state that must be cleaned up.
@@ -618,6 +624,7 @@ impl Engine {
             ("owner_start", "INTEGER"),
             ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
             ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
+            ("missing_syscalls", "TEXT"),
         ] {
             if !have.contains(column) {
                 store.conn().execute_batch(&format!(
@@ -646,6 +653,11 @@ impl Engine {
     /// costs more CPU than the rest of a container start.
     pub(crate) fn seccomp_cache(&self) -> PathBuf {
         self.root.join("cache").join("seccomp")
+    }
+
+    /// What each image's C library needs from the kernel (`platform::abi_warnings`).
+    pub(crate) fn abi_cache(&self) -> PathBuf {
+        self.root.join("cache").join("abi")
     }
 
     /// The state root.
@@ -687,7 +699,9 @@ impl Engine {
         force: bool,
     ) -> Result<Vec<hako_image::RemoveEvent>> {
         self.durable.set(true);
-        Ok(self.store.remove(name_or_id, force, &container_using)?)
+        let events = self.store.remove(name_or_id, force, &container_using)?;
+        platform::sweep_abi_cache(&self.abi_cache(), &|id| self.store.resolve(id).is_ok());
+        Ok(events)
     }
 
     /// `docker run`: creates the container named `name` (a generated name if `None`) and runs
@@ -734,6 +748,9 @@ impl Engine {
 
     /// Everything about a container that follows from its options and image, validated.
     fn plan(&self, id: &str, opts: &ContainerConfig, image: hako_image::Image) -> Result<Plan> {
+        // Before anything else: an image that cannot run here is refused with why, not left
+        // to fail at exec with a bare "exec format error".
+        let emulator = platform::check(&hako_image::ImagePlatform::of(&image.config))?;
         let cfg = image.config.config().clone().unwrap_or_default();
 
         // Docker's precedence: --entrypoint replaces the image's Entrypoint and drops its Cmd;
@@ -868,6 +885,7 @@ impl Engine {
             image_volumes,
             attach,
             usernet,
+            emulator,
         })
     }
 
@@ -971,7 +989,7 @@ impl Engine {
         let _ = std::fs::remove_file(dir.join("exit"));
         let (me, my_start) = self_owner();
         self.store.conn().execute(
-            "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
+            "UPDATE containers SET state = 'created', exit_code = NULL, pid = NULL, owner_pid = ?2, owner_start = ?3, missing_syscalls = NULL WHERE id = ?1",
             params![&c.id, me, my_start],
         )?;
         drop(lock);
@@ -1185,6 +1203,16 @@ impl Engine {
             plan.args.clone()
         };
         let mut warnings = Vec::new();
+        let image_platform = hako_image::ImagePlatform::of(&plan.image.config);
+        if let Some(e) = &plan.emulator {
+            warnings.push(platform::emulated_note(&image_platform, e));
+        }
+        warnings.extend(platform::abi_warnings(
+            &self.abi_cache(),
+            &plan.image,
+            &image_platform,
+            &|id| self.store.resolve(id).is_ok(),
+        ));
         let devices = spec::resolve_devices(&plan.limits.devices, opts.privileged)?;
         let device_rules =
             limits::device_rules(opts.privileged, &devices, &plan.limits.device_cgroup_rules);
@@ -1333,9 +1361,24 @@ impl Engine {
         } else {
             None
         };
+        // Syscalls that get ENOSYS are notified to an agent of ours, which records them.
+        let (agent_ours, agent_theirs) = missing::socket_pair()
+            .map_err(|e| Error::io("create the seccomp agent's socket", e))?;
+        let spec = sized.as_ref().unwrap_or(&prepared.spec);
+        // Only a profile of the user's: the default one answers clone3 with ENOSYS because a
+        // filter cannot read its flags, which glibc meets at every thread it starts; that is
+        // hako's choice, not a missing syscall, and a round trip to the agent each time.
+        let notified = match opts.seccomp {
+            seccomp::Seccomp::Custom(_) => missing::notify_enosys_rules(spec),
+            _ => None,
+        };
+        let (spec, profile_enosys) = match &notified {
+            Some((s, names)) => (s, names.clone()),
+            None => (spec, Vec::new()),
+        };
         let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
-            sized.as_ref().unwrap_or(&prepared.spec),
+            spec,
             &hako_runtime::SpawnOptions {
                 overlay: Some(&prepared.overlay),
                 cgroup: Some(cgroup),
@@ -1352,6 +1395,7 @@ impl Engine {
                     .as_ref()
                     .map(|c| std::os::fd::AsFd::as_fd(&c.theirs)),
                 seccomp_cache: Some(&prepared.seccomp_cache),
+                seccomp_agent: Some(std::os::fd::AsFd::as_fd(&agent_theirs)),
                 ..Default::default()
             },
         )
@@ -1363,6 +1407,7 @@ impl Engine {
         // Only the start: once the container runs, a reader of our output that goes away
         // (`hako run -t … | head -1`) ends this hako, and the container with it, as before.
         drop(pipe);
+        drop(agent_theirs);
         let (running, master) = match spawned {
             Ok(r) => r,
             Err(e) => {
@@ -1372,9 +1417,21 @@ impl Engine {
                 return Err(e);
             }
         };
+        // A container whose calls could not be answered would hang in them: without the
+        // thread, it is killed rather than left waiting.
+        let agent = match missing::Agent::start(agent_ours, profile_enosys) {
+            Ok(a) => a,
+            Err(e) => {
+                drop(running);
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                let _ = netwire::detach(self.store.conn(), &self.root, id);
+                return Err(Error::io("start the seccomp agent", e));
+            }
+        };
         let pid = running.pid();
         let recorded = self.store.conn().execute(
-            "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1",
+            "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4, missing_syscalls = NULL WHERE id = ?1",
             params![id, pid, process_start_time(pid), now_nanos()],
         );
         if let Err(e) = recorded {
@@ -1407,6 +1464,16 @@ impl Engine {
         }
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
+        let missing = agent.finish();
+        if !missing.is_empty() {
+            for m in &missing {
+                eprintln!("hako: {}", m.message());
+            }
+            let _ = self.store.conn().execute(
+                "UPDATE containers SET missing_syscalls = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(&missing).unwrap_or_default()],
+            );
+        }
         let cg_result = cgroup.remove();
         // Without a network of its own (none, host, container:) a container holds no leases:
         // `network connect` refuses those modes.

@@ -309,6 +309,10 @@ impl ImageStore {
         early: &mut Early,
     ) -> Result<Loaded, Error> {
         let (_, diff_ids) = config_diff_ids(&config)?;
+        // Refused before any of its layers is staged: no kernel here can run it.
+        let v: Value =
+            serde_json::from_slice(&config).map_err(|e| corrupt(format!("image config: {e}")))?;
+        crate::ImagePlatform::of_json(&v).check_os()?;
         if diff_ids.len() != layers.len() {
             return Err(corrupt(format!(
                 "config lists {} layers, archive has {}",

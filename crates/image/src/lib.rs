@@ -11,12 +11,14 @@
 //! - `R/store.lock`: `flock`ed exclusively around every write.
 #![deny(missing_docs)]
 
+pub mod abi;
 mod archive;
 mod changes;
 mod durable;
 mod extract;
 mod ingest;
 mod journal;
+mod platform;
 mod reference;
 mod store;
 mod time;
@@ -26,6 +28,7 @@ pub use archive::Loaded;
 pub use changes::apply as apply_changes;
 pub use extract::Compression;
 pub use ingest::{NewImage, NewLayer, StagedLayer, Stager};
+pub use platform::ImagePlatform;
 pub use reference::Reference;
 pub use store::{
     GcReport, Image, ImageStore, ImageSummary, ImageUser, ImportOptions, InUseFn, RemoveEvent,
@@ -55,6 +58,9 @@ pub enum Error {
     /// An image with more than [`MAX_LAYERS`] layers.
     #[error("max depth exceeded: the image has {0} layers, more than the {MAX_LAYERS} an image may have")]
     TooManyLayers(usize),
+    /// An image for another operating system than Linux: Docker's message.
+    #[error("image operating system \"{0}\" cannot be used on this platform")]
+    UnsupportedOs(String),
     /// A `--change` instruction could not be applied.
     #[error("invalid change: {0}")]
     InvalidChange(String),
@@ -127,6 +133,7 @@ impl Error {
             | Error::Ambiguous(_)
             | Error::InvalidArchive(_)
             | Error::TooManyLayers(_)
+            | Error::UnsupportedOs(_)
             | Error::InvalidChange(_) => K::Invalid,
             // Bytes that do not hash to their name came from elsewhere, broken.
             Error::DigestMismatch { .. } | Error::Corrupt(_) | Error::Io(_) | Error::Db(_) => {

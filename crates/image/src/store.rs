@@ -74,6 +74,8 @@ pub struct ImportOptions {
     pub message: Option<String>,
     /// Where the tarball came from (a path, a URL or "-"), for the history.
     pub source: String,
+    /// The platform to record (`import --platform`); this host's when `None`.
+    pub platform: Option<crate::ImagePlatform>,
 }
 
 /// A resolved image, ready to be run.
@@ -411,6 +413,11 @@ impl ImageStore {
         // Validate the changes before spending time on the tarball.
         let mut run_config = Config::default();
         changes::apply(&mut run_config, &opts.changes)?;
+        let platform = opts
+            .platform
+            .clone()
+            .unwrap_or_else(crate::ImagePlatform::host);
+        platform.check_os()?;
 
         let mut work = TmpGuard {
             path: Some(self.tmp_path()?),
@@ -444,10 +451,13 @@ impl ImageStore {
             .map_err(spec_err)?;
         let mut builder = ImageConfigurationBuilder::default()
             .created(created.clone())
-            .architecture(go_arch())
+            .architecture(Arch::from(platform.architecture.as_str()))
             .os(Os::Linux)
             .rootfs(rootfs)
             .history(vec![history]);
+        if let Some(v) = &platform.variant {
+            builder = builder.variant(v.clone());
+        }
         if !opts.changes.is_empty() {
             builder = builder.config(run_config);
         }

@@ -96,6 +96,7 @@ fn opts(reference: Option<&str>) -> ImportOptions {
         changes: vec![],
         message: None,
         source: "-".into(),
+        platform: None,
     }
 }
 
@@ -1337,5 +1338,81 @@ fn load_reads_no_document_larger_than_4_mib() {
         err.to_string(),
         "invalid tar archive: manifest.json is 4194305 bytes, more than the 4194304 a manifest or config may have"
     );
+    assert_empty(&store);
+}
+
+#[test]
+fn import_records_the_platform_and_refuses_other_oses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let arm = ImportOptions {
+        platform: Some(crate::ImagePlatform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        }),
+        ..opts(Some("arm:1"))
+    };
+    let img = store.import(&tiny_tar("f", b"x")[..], &arm).unwrap();
+    assert_eq!(
+        crate::ImagePlatform::of(&img.config).to_string(),
+        "linux/arm64/v8"
+    );
+    let native = store.import(&tiny_tar("f", b"x")[..], &opts(None)).unwrap();
+    assert_eq!(
+        crate::ImagePlatform::of(&native.config),
+        crate::ImagePlatform::host()
+    );
+    let win = ImportOptions {
+        platform: Some(crate::ImagePlatform {
+            os: "windows".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }),
+        ..opts(Some("win:1"))
+    };
+    let e = store.import(&tiny_tar("f", b"x")[..], &win).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "image operating system \"windows\" cannot be used on this platform"
+    );
+    assert!(store.resolve("win:1").is_err());
+}
+
+#[test]
+fn load_refuses_a_windows_image_before_staging_it() {
+    let tar = tiny_tar("f", b"win");
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "windows",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&tar))]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", sha(&config)),
+        "RepoTags": ["win:latest"],
+        "Layers": [format!("blobs/sha256/{}", sha(&tar))],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (format!("blobs/sha256/{}", sha(&config)), &config),
+        (format!("blobs/sha256/{}", sha(&tar)), &tar),
+        ("manifest.json".to_string(), &manifest),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let archive = b.into_inner().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let e = store.load_archive(&archive[..]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "image operating system \"windows\" cannot be used on this platform"
+    );
+    assert_eq!(e.kind(), hako_base::ErrorKind::Invalid);
     assert_empty(&store);
 }

@@ -29,6 +29,7 @@ pub use error::{Error, ExecFailure};
 pub use exec::{exec_spec, ExecSpec};
 pub use overlay::mount_overlay;
 pub use process::{start, Created, ExitStatus, Running};
+pub use seccomp::syscall_name;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -134,6 +135,11 @@ pub struct SpawnOptions<'a> {
     /// kept by profile, so a profile is compiled once rather than at every start; `None`
     /// compiles every time.
     pub seccomp_cache: Option<&'a std::path::Path>,
+    /// The caller's own seccomp agent: one end of a connected unix socket. The syscalls the
+    /// filter would answer with ENOSYS for being newer than the profile are notified instead,
+    /// and the listener (with that of any SCMP_ACT_NOTIFY rule, when the spec names no
+    /// `listenerPath`) is sent over this socket as it would be to `listenerPath`.
+    pub seccomp_agent: Option<BorrowedFd<'a>>,
     /// For a process joining a running container that has no mount namespace of its own
     /// (`exec`): `spec.root.path` is that container's finished root (e.g. `/proc/PID/root`),
     /// which the process only enters with `chroot`; nothing is mounted.
@@ -742,10 +748,13 @@ impl Prepared {
             }
         }
 
-        let seccomp = linux
+        let mut seccomp = linux
             .and_then(|l| l.seccomp().as_ref())
             .map(|p| seccomp::compile_cached(p, opts.seccomp_cache))
             .transpose()?;
+        if let (Some(p), Some(_)) = (seccomp.as_mut(), opts.seccomp_agent) {
+            p.notify_enosys();
+        }
         Ok(Prepared {
             root: root_path,
             root_readonly: root.readonly().unwrap_or(false),
@@ -811,7 +820,7 @@ impl Prepared {
             console_size: process
                 .console_size()
                 .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
-            seccomp_listener: seccomp_listener(spec, seccomp.as_ref())?,
+            seccomp_listener: seccomp_listener(spec, seccomp.as_ref(), opts.seccomp_agent)?,
             seccomp,
             join_pid,
             exec_in_existing_root,
@@ -966,13 +975,26 @@ pub(crate) struct SeccompListener {
 fn seccomp_listener(
     spec: &Spec,
     program: Option<&seccomp::Program>,
+    agent: Option<BorrowedFd<'_>>,
 ) -> Result<Option<SeccompListener>, Error> {
     if !program.is_some_and(|p| p.notify) {
         return Ok(None);
     }
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let Some(path) = profile.and_then(|p| p.listener_path().as_ref()) else {
-        return Ok(None);
+        return match agent {
+            Some(a) => Ok(Some(SeccompListener {
+                socket: a
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::sys("duplicate the seccomp agent's socket", e))?,
+                oci_version: spec.version().clone(),
+                metadata: serde_json::Value::from("").to_string(),
+            })),
+            None => Err(Error::InvalidSpec(
+                "linux.seccomp: SCMP_ACT_NOTIFY needs a listenerPath to send the notification descriptor to"
+                    .into(),
+            )),
+        };
     };
     let stream = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| Error::sys(format!("linux.seccomp.listenerPath {}", path.display()), e))?;

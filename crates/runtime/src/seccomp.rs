@@ -23,8 +23,33 @@ pub(crate) struct Program {
     pub filter: Vec<libc::sock_filter>,
     pub flags: libc::c_ulong,
     /// Some rule answers SCMP_ACT_NOTIFY: loading returns a listener descriptor, which goes to
-    /// the process at `linux.seccomp.listenerPath`.
+    /// the process at `linux.seccomp.listenerPath` (or the caller's own agent).
     pub notify: bool,
+    /// Where the stub answering ENOSYS for syscalls newer than the profile returns, if there
+    /// is one: [`Program::notify_enosys`] turns that answer into a notification.
+    pub enosys_stub: Option<usize>,
+}
+
+impl Program {
+    /// Sends the syscalls the stub answers with ENOSYS (numbers past every syscall the profile
+    /// names: newer than the profile, or than the kernel) to the listener instead, whose agent
+    /// records them and answers ENOSYS in turn. Allowed syscalls never reach the stub's return,
+    /// so they cost nothing more.
+    pub(crate) fn notify_enosys(&mut self) {
+        if let Some(i) = self.enosys_stub {
+            self.filter[i].k = libc::SECCOMP_RET_USER_NOTIF;
+            self.notify = true;
+            // SECCOMP_FILTER_FLAG_NEW_LISTENER: seccomp(2) returns the listener descriptor.
+            self.flags |= 8;
+        }
+    }
+}
+
+/// The name of syscall `nr` on this architecture, as libseccomp knows it.
+pub fn syscall_name(nr: i32) -> Option<String> {
+    ScmpSyscall::from(nr)
+        .get_name_by_arch(ScmpArch::native())
+        .ok()
 }
 
 fn invalid(msg: String) -> Error {
@@ -155,19 +180,15 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
         };
     }
     if notify {
-        if profile.listener_path().is_none() {
-            return Err(invalid(
-                "SCMP_ACT_NOTIFY needs a listenerPath to send the notification descriptor to"
-                    .into(),
-            ));
-        }
-        // SECCOMP_FILTER_FLAG_NEW_LISTENER: seccomp(2) returns the listener descriptor.
+        // SECCOMP_FILTER_FLAG_NEW_LISTENER: seccomp(2) returns the listener descriptor. Who
+        // gets it (listenerPath, or the caller's agent) is the spawn's to check.
         flags |= 8;
     }
 
     let bpf = export(&ctx)?;
     let mut filter = Vec::with_capacity(bpf.len() / 8 + 5);
     let stub_applies = !matches!(default, ScmpAction::Allow | ScmpAction::Log);
+    let mut enosys_stub = None;
     if let Some(max) = max_native.filter(|_| stub_applies) {
         let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
         let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -179,6 +200,7 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
         filter.push(ins(jeq, 0, 3, NATIVE_AUDIT_ARCH));
         filter.push(ins(ld, 0, 0, 0));
         filter.push(ins(jgt, 0, 1, max as u32));
+        enosys_stub = Some(filter.len());
         filter.push(ins(
             ret,
             0,
@@ -198,6 +220,7 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Program, Error> {
         filter,
         flags,
         notify,
+        enosys_stub,
     })
 }
 
@@ -224,7 +247,7 @@ pub(crate) fn compile_cached(profile: &LinuxSeccomp, dir: Option<&Path>) -> Resu
     Ok(p)
 }
 
-const CACHE_MAGIC: &[u8; 8] = b"hkbpf\x001\0";
+const CACHE_MAGIC: &[u8; 8] = b"hkbpf\x002\0";
 
 fn cache_key(profile: &LinuxSeccomp) -> String {
     let mut h = Sha256::new();
@@ -239,14 +262,16 @@ fn cache_key(profile: &LinuxSeccomp) -> String {
     hex::encode(h.finalize())
 }
 
-/// The cache file: magic, flags (u64 LE), notify (u64 LE, 0 or 1), then the instructions.
+/// The cache file: magic, flags (u64 LE), notify (u64 LE, 0 or 1), the ENOSYS stub's return
+/// (u64 LE, `u64::MAX` for none), then the instructions.
 fn encode(p: &Program) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + p.filter.len() * 8);
+    let mut out = Vec::with_capacity(32 + p.filter.len() * 8);
     out.extend_from_slice(CACHE_MAGIC);
     // c_ulong is u32 on 32-bit targets, where the conversion is not a no-op.
     #[allow(clippy::useless_conversion)]
     out.extend_from_slice(&u64::from(p.flags).to_le_bytes());
     out.extend_from_slice(&u64::from(p.notify).to_le_bytes());
+    out.extend_from_slice(&p.enosys_stub.map_or(u64::MAX, |i| i as u64).to_le_bytes());
     for i in &p.filter {
         out.extend_from_slice(&i.code.to_le_bytes());
         out.extend_from_slice(&[i.jt, i.jf]);
@@ -256,7 +281,7 @@ fn encode(p: &Program) -> Vec<u8> {
 }
 
 fn decode(b: &[u8]) -> Option<Program> {
-    let (head, body) = b.split_at_checked(24)?;
+    let (head, body) = b.split_at_checked(32)?;
     if &head[..8] != CACHE_MAGIC || body.is_empty() || body.len() % 8 != 0 {
         return None;
     }
@@ -268,6 +293,10 @@ fn decode(b: &[u8]) -> Option<Program> {
         1 => true,
         _ => return None,
     };
+    let enosys_stub = match word(&head[24..32]) {
+        u64::MAX => None,
+        i => Some(usize::try_from(i).ok()?),
+    };
     let filter: Vec<libc::sock_filter> = body
         .chunks_exact(8)
         .map(|c| libc::sock_filter {
@@ -278,13 +307,14 @@ fn decode(b: &[u8]) -> Option<Program> {
         })
         .collect();
     // The kernel's limit (BPF_MAXINSNS); a longer program cannot have come from compile.
-    if filter.len() > 4096 {
+    if filter.len() > 4096 || enosys_stub.is_some_and(|i| i >= filter.len()) {
         return None;
     }
     Some(Program {
         filter,
         flags,
         notify,
+        enosys_stub,
     })
 }
 
@@ -397,6 +427,7 @@ mod tests {
     fn same(a: &Program, b: &Program) -> bool {
         a.flags == b.flags
             && a.notify == b.notify
+            && a.enosys_stub == b.enosys_stub
             && a.filter.len() == b.filter.len()
             && a.filter
                 .iter()
@@ -420,7 +451,7 @@ mod tests {
         assert!(same(&fresh, &again));
 
         // A truncated or foreign file is never loaded: it is compiled and replaced.
-        std::fs::write(&files[0], b"hkbpf\x001\0short").unwrap();
+        std::fs::write(&files[0], b"hkbpf\x002\0short").unwrap();
         let healed = compile_cached(&profile(), Some(dir.path())).unwrap();
         assert!(same(&fresh, &healed));
         assert!(decode(&std::fs::read(&files[0]).unwrap()).is_some());
@@ -451,12 +482,36 @@ mod tests {
         let bytes = encode(&p);
         assert!(same(&p, &decode(&bytes).unwrap()));
         assert!(decode(&bytes[..bytes.len() - 3]).is_none());
-        assert!(decode(&bytes[..24]).is_none());
+        assert!(decode(&bytes[..32]).is_none());
         let mut bad = bytes.clone();
         bad[0] ^= 1;
         assert!(decode(&bad).is_none());
-        let mut bad = bytes;
+        let mut bad = bytes.clone();
         bad[16] = 2;
         assert!(decode(&bad).is_none());
+        // A stub index past the program.
+        let mut bad = bytes;
+        bad[24..32].copy_from_slice(&9999u64.to_le_bytes());
+        assert!(decode(&bad).is_none());
+    }
+
+    #[test]
+    fn the_enosys_stub_can_notify_instead() {
+        let mut p = compile(&profile()).unwrap();
+        let i = p.enosys_stub.expect("an errno default has the stub");
+        assert_eq!(p.filter[i].k, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert!(!p.notify);
+        p.notify_enosys();
+        assert_eq!(p.filter[i].k, libc::SECCOMP_RET_USER_NOTIF);
+        assert!(p.notify && p.flags & 8 != 0);
+        assert!(same(&p, &decode(&encode(&p)).unwrap()));
+        // An allowing default has no stub, and nothing to notify.
+        let mut v = serde_json::to_value(profile()).unwrap();
+        v["defaultAction"] = "SCMP_ACT_ALLOW".into();
+        let mut open = compile(&serde_json::from_value(v).unwrap()).unwrap();
+        assert_eq!(open.enosys_stub, None);
+        open.notify_enosys();
+        assert!(!open.notify);
+        assert_eq!(syscall_name(0).as_deref(), Some("read"));
     }
 }

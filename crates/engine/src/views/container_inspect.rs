@@ -102,6 +102,8 @@ pub struct ContainerState {
     /// When it last exited.
     #[serde(serialize_with = "rfc3339_or_zero")]
     pub finished_at: Option<i64>,
+    /// hako's own: the syscalls its last foreground run called and got ENOSYS for.
+    pub missing_syscalls: Vec<crate::missing::MissingSyscall>,
 }
 
 /// `HostConfig`.
@@ -455,6 +457,11 @@ impl Engine {
                 error: String::new(),
                 started_at: c.started_at,
                 finished_at: c.finished_at,
+                missing_syscalls: row
+                    .missing_syscalls
+                    .as_deref()
+                    .and_then(|j| serde_json::from_str(j).ok())
+                    .unwrap_or_default(),
             },
             image: c.image_id.clone(),
             log_path,
@@ -675,6 +682,7 @@ mod tests {
             error: String::new(),
             started_at: None,
             finished_at: Some(1_767_323_045_000_000_006),
+            missing_syscalls: Vec::new(),
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["StartedAt"], "0001-01-01T00:00:00Z");

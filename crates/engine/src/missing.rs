@@ -1,0 +1,304 @@
+//! Syscalls a container called that got ENOSYS: ones this kernel lacks (numbers past every
+//! syscall the seccomp profile names) and ones the profile answers with ENOSYS to stand for an
+//! older kernel. The filter notifies them (seccomp user notification) instead of answering
+//! itself; a thread of the foreground `run` receives each, records it and answers ENOSYS, so
+//! the container sees what it would have seen. Allowed syscalls never reach a notification,
+//! so a container that calls none of these costs only the listener's hand-over at start.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// One syscall the container called and got ENOSYS for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MissingSyscall {
+    /// Its number on the container's architecture.
+    pub number: i64,
+    /// Its name, when libseccomp knows the number.
+    pub name: Option<String>,
+    /// `kernel`: past every syscall the profile names (this kernel, or the profile, does not
+    /// know it); `profile`: the seccomp profile answers it with ENOSYS.
+    pub reason: String,
+}
+
+impl MissingSyscall {
+    /// What `run` prints at exit.
+    pub fn message(&self) -> String {
+        let what = match &self.name {
+            Some(n) => format!("{n} ({})", self.number),
+            None => format!("syscall {}", self.number),
+        };
+        if self.reason == "profile" {
+            format!("the container called {what}, which the seccomp profile answers with ENOSYS (Function not implemented)")
+        } else {
+            format!("the container called {what}, which this kernel does not implement (or the seccomp profile does not know): it got ENOSYS")
+        }
+    }
+}
+
+/// `spec` with the profile rules that answer ENOSYS turned into notifications, so that the
+/// agent sees them, and their names; `None` when the profile has none.
+pub(crate) fn notify_enosys_rules(
+    spec: &oci_spec::runtime::Spec,
+) -> Option<(oci_spec::runtime::Spec, Vec<String>)> {
+    use oci_spec::runtime::LinuxSeccompAction as A;
+    let mut names = Vec::new();
+    let mut linux = spec.linux().clone()?;
+    let mut seccomp = linux.seccomp().clone()?;
+    let default_errno = seccomp.default_errno_ret().unwrap_or(libc::EPERM as u32);
+    let mut rules = seccomp.syscalls().clone().unwrap_or_default();
+    for r in &mut rules {
+        let errno = r.errno_ret().unwrap_or(default_errno);
+        // Only unconditional ones: an ENOSYS that depends on the arguments is a profile's
+        // choice about a call the kernel has.
+        let plain = r.args().as_ref().is_none_or(|a| a.is_empty());
+        if r.action() == A::ScmpActErrno && errno == libc::ENOSYS as u32 && plain {
+            r.set_action(A::ScmpActNotify);
+            r.set_errno_ret(None);
+            names.extend(r.names().iter().cloned());
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    seccomp.set_syscalls(Some(rules));
+    linux.set_seccomp(Some(seccomp));
+    let mut spec = spec.clone();
+    spec.set_linux(Some(linux));
+    Some((spec, names))
+}
+
+/// The thread that answers the notifications and what it recorded.
+pub(crate) struct Agent {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Option<OwnedFd>,
+    seen: Arc<Mutex<Vec<i64>>>,
+    profile_names: Vec<String>,
+}
+
+/// A connected pair: ours for the agent, theirs for `SpawnOptions::seccomp_agent`.
+pub(crate) fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)
+}
+
+impl Agent {
+    /// Starts answering on `ours` (once the runtime sends the listener there, if it does).
+    pub(crate) fn start(ours: OwnedFd, profile_names: Vec<String>) -> std::io::Result<Agent> {
+        let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = seen.clone();
+        let thread = std::thread::Builder::new()
+            .name("seccomp-agent".into())
+            .spawn(move || serve(ours, stop_r, out))?;
+        Ok(Agent {
+            thread: Some(thread),
+            stop: Some(stop_w),
+            seen,
+            profile_names,
+        })
+    }
+
+    /// Stops the thread (the container has exited) and returns what it recorded, each syscall
+    /// once, in the order first called.
+    pub(crate) fn finish(mut self) -> Vec<MissingSyscall> {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        seen.into_iter()
+            .map(|nr| {
+                let name = i32::try_from(nr).ok().and_then(hako_runtime::syscall_name);
+                let reason = if name
+                    .as_ref()
+                    .is_some_and(|n| self.profile_names.contains(n))
+                {
+                    "profile"
+                } else {
+                    "kernel"
+                };
+                MissingSyscall {
+                    number: nr,
+                    name,
+                    reason: reason.into(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for `fd` or the stop pipe; false once stopped or hung up.
+fn wait(fd: &OwnedFd, stop: &OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => {
+                let ev = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+                if !ev(1).is_empty() {
+                    return false;
+                }
+                return ev(0).contains(PollFlags::POLLIN);
+            }
+        }
+    }
+}
+
+fn serve(ours: OwnedFd, stop: OwnedFd, seen: Arc<Mutex<Vec<i64>>>) {
+    if !wait(&ours, &stop) {
+        return;
+    }
+    let Some(listener) = receive_listener(&ours) else {
+        return;
+    };
+    while wait(&listener, &stop) {
+        // SAFETY: a zeroed seccomp_notif is what SECCOMP_IOCTL_NOTIF_RECV requires.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl fills `req`, a properly sized seccomp_notif we own.
+        let r = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut req as *mut libc::seccomp_notif,
+            )
+        };
+        if r < 0 {
+            // ENOENT: the caller died before we got it; anything else ends the listener.
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+                continue;
+            }
+            return;
+        }
+        if let Ok(mut s) = seen.lock() {
+            let nr = i64::from(req.data.nr);
+            if !s.contains(&nr) {
+                s.push(nr);
+            }
+        }
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: -libc::ENOSYS,
+            flags: 0,
+        };
+        // SAFETY: the ioctl reads `resp`, a seccomp_notif_resp we own. A caller that died in
+        // the meantime (ENOENT) needs no answer.
+        unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp as *mut libc::seccomp_notif_resp,
+            )
+        };
+    }
+}
+
+/// The listener the runtime sends (SCM_RIGHTS, with the OCI state as payload, ignored here).
+fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS gave us these descriptors; each is ours to own.
+            let mut owned = fds
+                .into_iter()
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            return owned.next();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enosys_rules_become_notifications_and_messages_say_why() {
+        let mut spec = oci_spec::runtime::Spec::default();
+        assert!(notify_enosys_rules(&spec).is_none());
+        let seccomp: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["pidfd_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ]
+        }))
+        .unwrap();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_seccomp(Some(seccomp));
+        spec.set_linux(Some(linux));
+        let (spec, names) = notify_enosys_rules(&spec).unwrap();
+        assert_eq!(names, vec!["pidfd_open".to_string()]);
+        let rules = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .seccomp()
+            .as_ref()
+            .unwrap()
+            .syscalls()
+            .clone()
+            .unwrap();
+        use oci_spec::runtime::LinuxSeccompAction as A;
+        assert_eq!(rules[1].action(), A::ScmpActNotify);
+        assert_eq!(
+            rules[2].action(),
+            A::ScmpActErrno,
+            "conditional: left alone"
+        );
+        assert_eq!(rules[3].action(), A::ScmpActErrno, "EPERM stays");
+
+        let m = MissingSyscall {
+            number: 434,
+            name: Some("pidfd_open".into()),
+            reason: "profile".into(),
+        };
+        assert!(m.message().starts_with(
+            "the container called pidfd_open (434), which the seccomp profile answers with ENOSYS"
+        ));
+        let k = MissingSyscall {
+            number: 1000,
+            name: None,
+            reason: "kernel".into(),
+        };
+        assert!(k.message().starts_with(
+            "the container called syscall 1000, which this kernel does not implement"
+        ));
+    }
+}
