@@ -975,7 +975,11 @@ fn kill_9_during_network_create_leaves_no_namespace_behind() {
         .unwrap();
         let _ = child.wait();
         u.ok(&["network", "prune", "-f"]);
-        assert_eq!(u.ok(&["network", "ls", "-q", "--filter", "type=custom"]), "", "delay {delay}");
+        assert_eq!(
+            u.ok(&["network", "ls", "-q", "--filter", "type=custom"]),
+            "",
+            "delay {delay}"
+        );
         u.assert_nothing_runs();
     }
     u.ok(&["network", "create", "after"]);
@@ -1000,7 +1004,10 @@ fn a_user_network_without_its_stack_is_one_line_and_leaves_nothing() {
         err.trim(),
         "hako: the user's network namespace: slirp4netns not found: install the package slirp4netns"
     );
-    assert_eq!(u.ok(&["network", "ls", "-q", "--filter", "type=custom"]), "");
+    assert_eq!(
+        u.ok(&["network", "ls", "-q", "--filter", "type=custom"]),
+        ""
+    );
     assert!(!u.netns_file().exists());
     u.assert_nothing_runs();
     // A network whose namespace is gone (a reboot): run cannot make it again without the
