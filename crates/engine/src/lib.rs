@@ -1247,13 +1247,9 @@ impl Engine {
             }
             cgroup
         };
-        if plan.limits.resources.memory_swap.is_none()
-            && plan.limits.resources.memory_limit.is_some()
-        {
-            // Docker allows as much swap again as memory by default; v1 hosts without swap
-            // accounting cannot enforce it, which Docker also only warns about.
-            warnings.extend(plan.limits.warnings.iter().cloned());
-        }
+        // Limits this host cannot apply, dropped as Docker's daemon drops them: said, not
+        // silently ignored.
+        warnings.extend(plan.limits.warnings.iter().cloned());
         let net = plan
             .attach
             .as_ref()
