@@ -213,6 +213,9 @@ pub(crate) struct RunArgs {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long)]
     pub(crate) no_healthcheck: bool,
+    /// Mount volumes from the specified container(s) (C[:ro|rw])
+    #[arg(long)]
+    pub(crate) volumes_from: Vec<String>,
     /// Expose a port or a range of ports
     #[arg(long)]
     pub(crate) expose: Vec<String>,
@@ -328,6 +331,7 @@ impl RunArgs {
             health_retries: self.health_retries,
             no_healthcheck: self.no_healthcheck,
             expose: self.expose,
+            volumes_from: self.volumes_from,
             more: flags::MoreResourceFlags {
                 cpu_period: self.cpu_period,
                 cpu_quota: self.cpu_quota,

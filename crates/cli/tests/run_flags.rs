@@ -434,3 +434,88 @@ fn quiet_suppresses_the_pull_output() {
     let id = r.ok(&["create", "--quiet", "--pull", "always", &name, "true"]);
     r.ok(&["rm", id.trim()]);
 }
+
+#[test]
+fn volumes_from_shares_binds_and_volumes_with_their_modes() {
+    let r = Root::with_busybox();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "from the host\n").unwrap();
+    let bind = format!("{}:/hostdir:ro", host.path().display());
+    // A named volume, an anonymous one and a read-only bind.
+    r.ok(&[
+        "run",
+        "--name",
+        "vf-src",
+        "-v",
+        "vf-named:/named",
+        "-v",
+        "/anon",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo named > /named/n && echo anon > /anon/a",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-src",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /named/n /anon/a /hostdir/f && echo more >> /anon/a && cat /anon/a \
+         && (touch /hostdir/x 2>/dev/null || echo bind-ro)",
+    ]);
+    assert_eq!(out, "named\nanon\nfrom the host\nanon\nmore\nbind-ro\n");
+    // :ro makes all of them read-only; inspect shows what was asked.
+    let id = r.ok(&[
+        "create",
+        "--volumes-from",
+        "vf-src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /named/x 2>/dev/null || echo named-ro",
+    ]);
+    let id = id.trim();
+    assert_eq!(
+        inspect(&r, id)["HostConfig"]["VolumesFrom"],
+        serde_json::json!(["vf-src:ro"])
+    );
+    r.ok(&["start", id]);
+    assert_eq!(r.ok(&["wait", id]).trim(), "0");
+    assert_eq!(r.ok(&["logs", id]), "named-ro\n");
+    // The source's anonymous volume outlives `rm -v` of the source while another uses it.
+    r.ok(&["rm", "-v", "vf-src"]);
+    r.ok(&["start", id]);
+    assert_eq!(r.ok(&["wait", id]).trim(), "0");
+    r.ok(&["rm", "-v", id]);
+    r.ok(&["volume", "rm", "vf-named"]);
+
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert_eq!(err.trim(), "hako: No such container: vf-none");
+    r.ok(&["create", "--name", "vf-src2", "busybox", "true"]);
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vf-src2:rx",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert_eq!(err.trim(), "hako: invalid mode: rx");
+    r.ok(&["rm", "vf-src2"]);
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "");
+}

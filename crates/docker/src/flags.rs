@@ -121,6 +121,8 @@ pub struct RunFlags {
     pub health_retries: Option<u32>,
     /// `--no-healthcheck`.
     pub no_healthcheck: bool,
+    /// `--volumes-from C[:ro|rw]`.
+    pub volumes_from: Vec<String>,
     /// `--expose` (`80`, `80/udp`, `8000-8010/tcp`).
     pub expose: Vec<String>,
     /// `--cpu-period` and `--cpu-quota`, the blkio and OOM-killer flags and
@@ -454,6 +456,7 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         log_config: daemon(LogConfig::parse(&f.log_opt))?,
         init: f.init,
         exposed_ports: exposed(&f.expose)?,
+        volumes_from: f.volumes_from.clone(),
         ..Default::default()
     };
     Ok(Parsed {

@@ -60,6 +60,9 @@ pub struct ContainerConfig {
     pub restart_policy: RestartPolicy,
     /// Binds, volumes and tmpfs mounts, in the order given.
     pub mounts: Vec<Mount>,
+    /// `--volumes-from C[:ro|rw]`: resolved into `mounts` when the container is created,
+    /// kept for inspect.
+    pub volumes_from: Vec<String>,
     /// The network it is attached to when it starts.
     pub network: Network,
     /// Ports published on the host.
@@ -836,6 +839,7 @@ mod legacy {
                 auto_remove: self.auto_remove,
                 restart_policy: RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?,
                 mounts: ContainerConfig::mounts_from_flags(&self.volumes, &self.tmpfs)?,
+                volumes_from: Vec::new(),
                 network: self.network,
                 port_bindings,
                 publish_all: self.publish_all,

@@ -875,6 +875,7 @@ impl Engine {
         mode: RunMode,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
+        let config = &*self.with_volumes_from(config)?;
         let image = self.resolve_image(&config.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, config, image)?;
@@ -893,6 +894,7 @@ impl Engine {
     /// `docker create`: records the container named `name` (a generated one if `None`);
     /// `start` runs it. Returns its ID.
     pub fn create(&self, name: Option<&str>, config: &ContainerConfig) -> Result<String> {
+        let config = &*self.with_volumes_from(config)?;
         let image = self.resolve_image(&config.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, config, image)?;

@@ -112,6 +112,8 @@ pub struct HostConfig {
     pub auto_remove: bool,
     /// Binds and named volumes as `-v` writes them.
     pub binds: Vec<String>,
+    /// `--volumes-from`; null when none, as Docker shows it.
+    pub volumes_from: Option<Vec<String>>,
     /// `bridge`, `host`, `none` or a network's name.
     pub network_mode: String,
     /// `--privileged`.
@@ -539,6 +541,7 @@ impl Engine {
                         _ => None,
                     })
                     .collect(),
+                volumes_from: (!opts.volumes_from.is_empty()).then(|| opts.volumes_from.clone()),
                 network_mode: opts.network.mode().to_string(),
                 privileged: opts.privileged,
                 init: opts.init,
