@@ -213,6 +213,9 @@ pub(crate) struct RunArgs {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long)]
     pub(crate) no_healthcheck: bool,
+    /// Add link to another container (NAME[:ALIAS])
+    #[arg(long)]
+    pub(crate) link: Vec<String>,
     /// Mount volumes from the specified container(s) (C[:ro|rw])
     #[arg(long)]
     pub(crate) volumes_from: Vec<String>,
@@ -332,6 +335,7 @@ impl RunArgs {
             no_healthcheck: self.no_healthcheck,
             expose: self.expose,
             volumes_from: self.volumes_from,
+            link: self.link,
             more: flags::MoreResourceFlags {
                 cpu_period: self.cpu_period,
                 cpu_quota: self.cpu_quota,

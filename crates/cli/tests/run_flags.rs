@@ -519,3 +519,81 @@ fn volumes_from_shares_binds_and_volumes_with_their_modes() {
     assert_eq!(r.ok(&["ps", "-aq"]), "");
     assert_eq!(r.ok(&["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn link_names_the_other_container_in_etc_hosts() {
+    let r = Root::with_busybox();
+    let db = r.ok(&["run", "-d", "--name", "lk-db", "busybox", "sleep", "30"]);
+    let db = db.trim();
+    let ip = inspect(&r, db)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!ip.is_empty());
+    // Docker's legacy link: alias, host name (the short ID) and name.
+    let (code, out, err) = r.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "lk-web",
+        "--link",
+        "lk-db:data",
+        "busybox",
+        "sh",
+        "-c",
+        "grep data /etc/hosts && ping -c1 -W2 data >/dev/null && echo reached",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, format!("{ip}\tdata {} lk-db\nreached\n", &db[..12]));
+    // Without an alias the name is the alias.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--link",
+        "lk-db",
+        "busybox",
+        "grep",
+        "lk-db",
+        "/etc/hosts",
+    ]);
+    assert_eq!(out, format!("{ip}\tlk-db {}\n", &db[..12]));
+    let id = r.ok(&[
+        "create",
+        "--name",
+        "lk-c",
+        "--link",
+        "lk-db:data",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        inspect(&r, id.trim())["HostConfig"]["Links"],
+        serde_json::json!(["/lk-db:/lk-c/data"])
+    );
+    r.ok(&["rm", id.trim()]);
+
+    r.ok(&["stop", "-t", "0", db]);
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "lk-w2",
+        "--link",
+        "lk-db:data",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(
+        err.trim(),
+        "hako: Cannot link to a non running container: /lk-db AS /lk-w2/data"
+    );
+    let (code, _, err) = r.run(&["run", "--rm", "--link", "lk-none", "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("could not get container for lk-none"), "{err}");
+    let (code, _, err) = r.run(&["run", "--rm", "--link", "a:b:c", "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("bad format for links: a:b:c"), "{err}");
+    r.ok(&["rm", db]);
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+}

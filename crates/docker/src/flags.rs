@@ -123,6 +123,8 @@ pub struct RunFlags {
     pub no_healthcheck: bool,
     /// `--volumes-from C[:ro|rw]`.
     pub volumes_from: Vec<String>,
+    /// `--link NAME[:ALIAS]`.
+    pub link: Vec<String>,
     /// `--expose` (`80`, `80/udp`, `8000-8010/tcp`).
     pub expose: Vec<String>,
     /// `--cpu-period` and `--cpu-quota`, the blkio and OOM-killer flags and
@@ -457,6 +459,11 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         init: f.init,
         exposed_ports: exposed(&f.expose)?,
         volumes_from: f.volumes_from.clone(),
+        links: f
+            .link
+            .iter()
+            .map(|l| hako_engine::links::parse(l).map(|_| l.clone()))
+            .collect::<Result<_>>()?,
         ..Default::default()
     };
     Ok(Parsed {

@@ -60,6 +60,8 @@ pub struct ContainerConfig {
     pub restart_policy: RestartPolicy,
     /// Binds, volumes and tmpfs mounts, in the order given.
     pub mounts: Vec<Mount>,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Vec<String>,
     /// `--volumes-from C[:ro|rw]`: resolved into `mounts` when the container is created,
     /// kept for inspect.
     pub volumes_from: Vec<String>,
@@ -840,6 +842,7 @@ mod legacy {
                 restart_policy: RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?,
                 mounts: ContainerConfig::mounts_from_flags(&self.volumes, &self.tmpfs)?,
                 volumes_from: Vec::new(),
+                links: Vec::new(),
                 network: self.network,
                 port_bindings,
                 publish_all: self.publish_all,

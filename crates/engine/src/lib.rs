@@ -17,6 +17,7 @@ pub mod images;
 mod init;
 mod inspect;
 pub(crate) mod limits;
+pub mod links;
 pub mod logs;
 mod monitor;
 pub mod names;
@@ -1165,11 +1166,12 @@ impl Engine {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
-        let hosts_extra: Vec<String> = opts
+        let mut hosts_extra: Vec<String> = opts
             .extra_hosts
             .iter()
             .map(|h| format!("{}\t{}", h.ip, h.name))
             .collect();
+        hosts_extra.extend(self.link_hosts(id, opts)?);
         let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
         let mut mounts = self.container_mounts(id, opts, plan)?;
         let args = if opts.init {

@@ -112,6 +112,8 @@ pub struct HostConfig {
     pub auto_remove: bool,
     /// Binds and named volumes as `-v` writes them.
     pub binds: Vec<String>,
+    /// `--link`, as Docker shows them (`/db:/web/db`); null when none.
+    pub links: Option<Vec<String>>,
     /// `--volumes-from`; null when none, as Docker shows it.
     pub volumes_from: Option<Vec<String>>,
     /// `bridge`, `host`, `none` or a network's name.
@@ -541,6 +543,13 @@ impl Engine {
                         _ => None,
                     })
                     .collect(),
+                links: (!opts.links.is_empty()).then(|| {
+                    opts.links
+                        .iter()
+                        .filter_map(|l| crate::links::parse(l).ok())
+                        .map(|(name, alias)| format!("/{name}:/{}/{alias}", c.name))
+                        .collect()
+                }),
                 volumes_from: (!opts.volumes_from.is_empty()).then(|| opts.volumes_from.clone()),
                 network_mode: opts.network.mode().to_string(),
                 privileged: opts.privileged,
