@@ -597,3 +597,117 @@ fn link_names_the_other_container_in_etc_hosts() {
     r.ok(&["rm", db]);
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn network_container_joins_the_other_containers_network() {
+    let r = Root::with_busybox();
+    let web = r.ok(&["run", "-d", "--name", "nc-web", "busybox", "sleep", "30"]);
+    let web = web.trim();
+    let ip = inspect(&r, web)["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Same interfaces and address, same host name and /etc files as the other container.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nc-web",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | awk '{print $4}'; hostname; grep -c nameserver /etc/resolv.conf >/dev/null && echo resolv; grep \"$(hostname)\" /etc/hosts | cut -f1",
+    ]);
+    assert_eq!(
+        out,
+        format!("{ip}/16\n{}\nresolv\n{ip}\n", &web[..12]).replace(
+            "/16\n",
+            &format!("/{}\n", inspect(&r, web)["NetworkSettings"]["IPPrefixLen"])
+        )
+    );
+    // The very same network namespace.
+    let theirs = r.ok(&["exec", web, "readlink", "/proc/self/ns/net"]);
+    let mine = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nc-web",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert!(theirs.starts_with("net:["), "{theirs}");
+    assert_eq!(mine, theirs);
+    let id = r.ok(&["create", "--network", "container:nc-web", "busybox", "true"]);
+    assert_eq!(
+        inspect(&r, id.trim())["HostConfig"]["NetworkMode"],
+        "container:nc-web"
+    );
+    r.ok(&["rm", id.trim()]);
+
+    for (flags, want) in [
+        (
+            vec!["-p", "80:80"],
+            "conflicting options: port publishing and the container type network mode",
+        ),
+        (
+            vec!["--dns", "1.1.1.1"],
+            "conflicting options: dns and the network mode",
+        ),
+        (
+            vec!["-h", "x"],
+            "conflicting options: hostname and the network mode",
+        ),
+        (
+            vec!["--add-host", "a:1.2.3.4"],
+            "conflicting options: custom host-to-IP mapping and the network mode",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm", "--network", "container:nc-web"];
+        args.extend(flags.iter().copied());
+        args.extend(["busybox", "true"]);
+        let (code, _, err) = r.run(&args);
+        assert_eq!(code, 125, "{flags:?}: {err}");
+        assert_eq!(err.trim(), format!("hako: {want}"), "{flags:?}");
+    }
+    // When the other stops, the one that joined keeps running with loopback only (Docker).
+    let joiner = r.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "container:nc-web",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    let joiner = joiner.trim();
+    r.ok(&["stop", "-t", "0", web]);
+    let links = r.ok(&["exec", joiner, "ls", "/sys/class/net"]);
+    assert_eq!(links, "lo\n");
+    r.ok(&["rm", "-f", joiner]);
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nc-web",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(
+        err.trim(),
+        "hako: cannot join network of a non running container: nc-web"
+    );
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nc-none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.trim(), "hako: No such container: nc-none");
+    r.ok(&["rm", web]);
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+}

@@ -275,6 +275,9 @@ pub enum Network {
     Host,
     /// A network made with `hako network create`.
     Named(String),
+    /// `--network container:NAME`, as given: the other container's network namespace, host
+    /// name, /etc/hosts and resolv.conf.
+    Container(String),
 }
 
 impl Network {
@@ -283,7 +286,15 @@ impl Network {
         match self {
             Network::Default => Some("bridge"),
             Network::Named(n) => Some(n),
-            Network::None | Network::Host => None,
+            Network::None | Network::Host | Network::Container(_) => None,
+        }
+    }
+
+    /// The container whose network `--network container:NAME` joins.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Network::Container(m) => m.strip_prefix("container:"),
+            _ => None,
         }
     }
 
@@ -293,7 +304,7 @@ impl Network {
             Network::Default => "bridge",
             Network::None => "none",
             Network::Host => "host",
-            Network::Named(n) => n,
+            Network::Named(n) | Network::Container(n) => n,
         }
     }
 }
@@ -305,9 +316,14 @@ impl std::str::FromStr for Network {
             "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
             "default" | "bridge" => Ok(Network::Default),
-            other if other.starts_with("container:") => Err(Error::Invalid(
-                "--network container:NAME is not supported yet".into(),
-            )),
+            other if other.starts_with("container:") => {
+                if other.len() == "container:".len() {
+                    return Err(Error::Invalid(
+                        "invalid container format container:<name|id>".into(),
+                    ));
+                }
+                Ok(Network::Container(other.to_string()))
+            }
             other => Ok(Network::Named(other.to_string())),
         }
     }
@@ -783,9 +799,18 @@ impl Engine {
                 user.additional_gids.push(gid);
             }
         }
-        let hostname = match (&opts.hostname, &opts.network) {
+        let peer = match &opts.network {
+            Network::Container(_) => Some(self.network_peer(opts)?),
+            _ => None,
+        };
+        let hostname = match (&opts.hostname, peer) {
             (Some(h), _) => h.clone(),
-            (None, Network::Host) => nix::unistd::gethostname()
+            // Docker gives it the other container's host name (and its /etc files).
+            (None, Some(other)) => self
+                .config_of(&other.id)?
+                .hostname
+                .unwrap_or_else(|| other.id[..12].to_string()),
+            (None, None) if opts.network == Network::Host => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| id[..12].to_string()),
             (None, _) => id[..12].to_string(),
@@ -1147,9 +1172,54 @@ impl Engine {
                 }
             }
         }
+        if let Some(other) = opts.network.container() {
+            let other = self.find(other)?;
+            let pid = self.live_pid(&other.id)?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot join network of a non running container: {}",
+                    other.name
+                ))
+            })?;
+            for n in namespaces.iter_mut().filter(|n| n.typ() == T::Network) {
+                n.set_path(Some(format!("/proc/{pid}/ns/net").into()));
+            }
+        }
         linux.set_namespaces(Some(namespaces));
         spec.set_linux(Some(linux));
         Ok(())
+    }
+
+    /// The container whose network namespace `--network container:NAME` joins, with Docker's
+    /// refusals of what cannot go with it.
+    fn network_peer(&self, opts: &ContainerConfig) -> Result<ContainerInfo> {
+        let Some(name) = opts.network.container() else {
+            return Err(Error::Invalid("not a container network".into()));
+        };
+        let conflict = |what: &str| Err(Error::Invalid(format!("conflicting options: {what}")));
+        if opts.hostname.is_some() {
+            return conflict("hostname and the network mode");
+        }
+        if !opts.dns.is_empty() {
+            return conflict("dns and the network mode");
+        }
+        if !opts.extra_hosts.is_empty() {
+            return conflict("custom host-to-IP mapping and the network mode");
+        }
+        if opts.mac_address.is_some() {
+            return conflict("mac-address and the network mode");
+        }
+        if !opts.port_bindings.is_empty() || opts.publish_all {
+            return conflict("port publishing and the container type network mode");
+        }
+        if !opts.exposed_ports.is_empty() {
+            return conflict("port exposing and the container type network mode");
+        }
+        if !opts.links.is_empty() {
+            return conflict(
+                "container type network can't be used with links. This would result in undefined behavior",
+            );
+        }
+        self.find(name)
     }
 
     fn prepare_start(
@@ -1172,7 +1242,19 @@ impl Engine {
             .map(|h| format!("{}\t{}", h.ip, h.name))
             .collect();
         hosts_extra.extend(self.link_hosts(id, opts)?);
-        let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
+        let mut etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
+        if let Some(other) = opts.network.container() {
+            // The other container's own files, so what changes there shows here too.
+            let theirs = self.container_dir(&self.find(other)?.id);
+            for (_, path) in etc.iter_mut() {
+                if let Some(name) = path.file_name() {
+                    let shared = theirs.join(name);
+                    if shared.exists() {
+                        *path = shared;
+                    }
+                }
+            }
+        }
         let mut mounts = self.container_mounts(id, opts, plan)?;
         let args = if opts.init {
             mounts.push(init::mount(&init::host_path(&self.root)?));

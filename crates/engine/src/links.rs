@@ -17,6 +17,11 @@ impl Engine {
         let network = match &opts.network {
             Network::Default => nets.config().default_network.clone(),
             Network::Named(n) => n.clone(),
+            Network::Container(_) => {
+                return Err(Error::Invalid(
+                    "conflicting options: container type network can't be used with links. This would result in undefined behavior".into(),
+                ))
+            }
             Network::None | Network::Host => {
                 return Err(Error::Invalid(
                     "conflicting options: host type networking can't be used with links. This would result in undefined behavior".into(),
