@@ -2013,10 +2013,11 @@ mod tests {
             Network::Named("mynet".into())
         );
         assert_eq!("host".parse::<Network>().unwrap(), Network::Host);
-        assert!(
-            "container:web".parse::<Network>().is_err(),
-            "not supported yet"
-        );
+        let joined = "container:web".parse::<Network>().unwrap();
+        assert_eq!(joined.container(), Some("web"));
+        assert_eq!(joined.mode(), "container:web");
+        assert_eq!(joined.attach_to(), None);
+        assert!("container:".parse::<Network>().is_err());
     }
 
     #[test]
