@@ -123,6 +123,63 @@ impl CgroupSystem {
         })
     }
 
+    /// Which of the optional limits this host's kernel offers, read from the top of each
+    /// hierarchy as Docker's daemon reads it: a v1 controller mounted wins over cgroup2, as in
+    /// [`Cgroup::apply`]. Only asked when such a limit is requested, so `run` pays nothing
+    /// otherwise.
+    pub fn support(&self) -> Support {
+        let v1 = |bit: u16| {
+            self.hierarchies
+                .iter()
+                .find(|h| matches!(h.kind, Kind::V1(m) if m & bit != 0))
+                .map(|h| h.mount_point.as_path())
+        };
+        let v2 = self
+            .hierarchies
+            .iter()
+            .find(|h| h.kind == Kind::V2)
+            .map(|h| h.mount_point.as_path());
+        let v2_controllers = v2
+            .and_then(|d| std::fs::read_to_string(d.join("cgroup.controllers")).ok())
+            .unwrap_or_default();
+        let v2_has = |name: &str| v2_controllers.split_whitespace().any(|c| c == name);
+        let has = |d: &Path, f: &str| d.join(f).exists();
+        let mut s = Support::default();
+        match v1(MEMORY) {
+            Some(d) => {
+                s.memory_reservation = has(d, "memory.soft_limit_in_bytes");
+                s.oom_kill_disable = has(d, "memory.oom_control");
+            }
+            // memory.low; cgroup2 has no switch for the OOM killer.
+            None => s.memory_reservation = v2_has("memory"),
+        }
+        s.cpu_cfs = match v1(CPU) {
+            Some(d) => has(d, "cpu.cfs_quota_us") && has(d, "cpu.cfs_period_us"),
+            None => v2_has("cpu"),
+        };
+        match v1(BLKIO) {
+            Some(d) => {
+                // CFQ's file is gone from current kernels; BFQ's appears when a disk uses it.
+                s.blkio_weight = has(d, "blkio.weight") || has(d, "blkio.bfq.weight");
+                s.blkio_read_bps = has(d, "blkio.throttle.read_bps_device");
+                s.blkio_write_bps = has(d, "blkio.throttle.write_bps_device");
+                s.blkio_read_iops = has(d, "blkio.throttle.read_iops_device");
+                s.blkio_write_iops = has(d, "blkio.throttle.write_iops_device");
+            }
+            None => {
+                let io = v2_has("io");
+                // io.weight is iocost's, whose root file is io.cost.qos; io.bfq.weight BFQ's.
+                s.blkio_weight =
+                    io && v2.is_some_and(|d| has(d, "io.cost.qos") || has(d, "io.bfq.weight"));
+                s.blkio_read_bps = io;
+                s.blkio_write_bps = io;
+                s.blkio_read_iops = io;
+                s.blkio_write_iops = io;
+            }
+        }
+        s
+    }
+
     /// The host's cgroup layout.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -402,6 +459,28 @@ fn enable_controllers(dir: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
         }
         Err(e) => Err(fs::write_err(&path, request.as_bytes(), e)),
     }
+}
+
+/// The optional limits a host offers (see [`CgroupSystem::support`]); what it lacks is
+/// dropped with a warning, as Docker's daemon does.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Support {
+    /// A soft memory limit (v1 `memory.soft_limit_in_bytes`, v2 `memory.low`).
+    pub memory_reservation: bool,
+    /// Turning the OOM killer off (v1 `memory.oom_control` only).
+    pub oom_kill_disable: bool,
+    /// CFS quota and period.
+    pub cpu_cfs: bool,
+    /// A block I/O weight (CFQ's or BFQ's, or cgroup2's iocost).
+    pub blkio_weight: bool,
+    /// Read bytes per second per device.
+    pub blkio_read_bps: bool,
+    /// Written bytes per second per device.
+    pub blkio_write_bps: bool,
+    /// Read operations per second per device.
+    pub blkio_read_iops: bool,
+    /// Write operations per second per device.
+    pub blkio_write_iops: bool,
 }
 
 /// Resource limits, in Docker's conventions: `None` (and 0 where Docker

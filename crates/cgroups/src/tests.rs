@@ -1563,3 +1563,51 @@ fn device_rules_are_read_as_the_kernel_reads_them() {
     assert!(!rootless::rules_allow(&deny_one, 'b', 8, 1).unwrap());
     assert!(rootless::rules_allow(&deny_one, 'b', 9, 1).unwrap());
 }
+
+#[test]
+fn support_follows_the_files_each_hierarchy_offers() {
+    // v1 as this project's hybrid test host has it: no blkio mount in the fake tree at first,
+    // memory without a soft limit, cpu with CFS.
+    let t = Tree::new();
+    let (mi, cg) = t.v1();
+    t.file("memory/memory.oom_control", "");
+    t.file("cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+    t.file("cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+    let sys = CgroupSystem::from_parts(&mi, &cg).unwrap();
+    let s = sys.support();
+    assert!(s.oom_kill_disable && s.cpu_cfs);
+    assert!(!s.memory_reservation && !s.blkio_weight && !s.blkio_read_bps);
+
+    // A blkio hierarchy with throttling but no weight file (mq-deadline, no BFQ).
+    let mut mi = mi;
+    mi += &t.mountinfo_line(60, "/", "blkio", "cgroup cgroup rw,blkio");
+    for f in ["read_bps", "write_bps", "read_iops", "write_iops"] {
+        t.file(&format!("blkio/blkio.throttle.{f}_device"), "");
+    }
+    t.file("memory/memory.soft_limit_in_bytes", "");
+    let s = CgroupSystem::from_parts(&mi, &cg).unwrap().support();
+    assert!(s.memory_reservation && s.blkio_read_bps && s.blkio_write_iops);
+    assert!(!s.blkio_weight);
+    t.file("blkio/blkio.bfq.weight", "100\n");
+    let s = CgroupSystem::from_parts(&mi, &cg).unwrap().support();
+    assert!(s.blkio_weight);
+
+    // Pure v2: what the root lists; no OOM-killer switch at all.
+    let t = Tree::new();
+    let (mi, cg) = t.v2();
+    let s = CgroupSystem::from_parts(&mi, &cg).unwrap().support();
+    assert!(s.memory_reservation && s.cpu_cfs && s.blkio_read_bps && s.blkio_write_bps);
+    assert!(!s.oom_kill_disable);
+    // io is listed, but neither iocost nor BFQ is there to weigh it.
+    assert!(!s.blkio_weight);
+    t.file("unified/io.cost.qos", "");
+    assert!(
+        CgroupSystem::from_parts(&mi, &cg)
+            .unwrap()
+            .support()
+            .blkio_weight
+    );
+    t.file("unified/cgroup.controllers", "cpuset memory pids\n");
+    let s = CgroupSystem::from_parts(&mi, &cg).unwrap().support();
+    assert!(!s.cpu_cfs && !s.blkio_read_bps && !s.blkio_weight);
+}

@@ -213,6 +213,48 @@ pub(crate) struct RunArgs {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long)]
     pub(crate) no_healthcheck: bool,
+    /// Add link to another container (NAME[:ALIAS])
+    #[arg(long)]
+    pub(crate) link: Vec<String>,
+    /// Mount volumes from the specified container(s) (C[:ro|rw])
+    #[arg(long)]
+    pub(crate) volumes_from: Vec<String>,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub(crate) expose: Vec<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long)]
+    pub(crate) cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) cpu_quota: Option<i64>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub(crate) memory_reservation: Option<String>,
+    /// Disable OOM Killer
+    #[arg(long)]
+    pub(crate) oom_kill_disable: bool,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long)]
+    pub(crate) blkio_weight: Option<u16>,
+    /// Limit read rate (bytes per second) from a device
+    #[arg(long)]
+    pub(crate) device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device
+    #[arg(long)]
+    pub(crate) device_write_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device
+    #[arg(long)]
+    pub(crate) device_read_iops: Vec<String>,
+    /// Limit write rate (IO per second) to a device
+    #[arg(long)]
+    pub(crate) device_write_iops: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub(crate) cidfile: Option<String>,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
     /// Pull image before running: always, missing, never
     #[arg(long, default_value = "missing")]
     pub(crate) pull: String,
@@ -291,6 +333,20 @@ impl RunArgs {
             health_start_interval: self.health_start_interval,
             health_retries: self.health_retries,
             no_healthcheck: self.no_healthcheck,
+            expose: self.expose,
+            volumes_from: self.volumes_from,
+            link: self.link,
+            more: flags::MoreResourceFlags {
+                cpu_period: self.cpu_period,
+                cpu_quota: self.cpu_quota,
+                memory_reservation: self.memory_reservation,
+                oom_kill_disable: self.oom_kill_disable,
+                blkio_weight: self.blkio_weight,
+                device_read_bps: self.device_read_bps,
+                device_write_bps: self.device_write_bps,
+                device_read_iops: self.device_read_iops,
+                device_write_iops: self.device_write_iops,
+            },
             image_and_command: self.image_and_command,
         }
     }
@@ -320,16 +376,27 @@ fn parse(a: RunArgs, create: bool) -> Result<flags::Parsed, Failure> {
 
 /// `hako create`.
 pub(crate) fn create(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
-    let (pull, platform) = (a.pull.clone(), a.platform.clone());
+    let (pull, platform, quiet) = (a.pull.clone(), a.platform.clone(), a.quiet);
+    let cidfile = a.cidfile.clone();
     pull_policy(&pull)?;
     let parsed = parse(a, true)?;
+    let mut cid = CidFile::create(cidfile.as_deref())?;
     let engine = open(root).map_err(engine_err)?;
     // Docker's `create` reports what its daemon refuses (a pull that fails too) with
     // status 1, unlike `run`.
-    ensure_image(&engine, &parsed.config.image, &pull, platform.as_deref())
-        .map_err(|f| Failure { code: 1, ..f })?;
+    ensure_image(
+        &engine,
+        &parsed.config.image,
+        &pull,
+        platform.as_deref(),
+        quiet,
+    )
+    .map_err(|f| Failure { code: 1, ..f })?;
     match engine.create(parsed.name.as_deref(), &parsed.config) {
-        Ok(id) => println!("{id}"),
+        Ok(id) => {
+            cid.write(&id)?;
+            println!("{id}")
+        }
         Err(hako_engine::Error::ImageNotFound(name)) => {
             return Err(anyhow::anyhow!("No such image: {name}").into())
         }
@@ -342,6 +409,65 @@ pub(crate) fn create(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure>
         }
     }
     Ok(0)
+}
+
+/// `--cidfile`: made before the container, so an existing file stops `run`/`create` before
+/// anything is created (Docker's check); removed again unless the container's ID got into it.
+struct CidFile {
+    path: Option<std::path::PathBuf>,
+    written: bool,
+}
+
+impl CidFile {
+    fn create(path: Option<&str>) -> Result<CidFile, Failure> {
+        let Some(path) = path else {
+            return Ok(CidFile {
+                path: None,
+                written: false,
+            });
+        };
+        // create_new: two runs given the same file cannot both take it.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(_) => Ok(CidFile {
+                path: Some(path.into()),
+                written: false,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(engine_err(anyhow::anyhow!(
+                    "container ID file found, make sure the other container isn't running or \
+                     delete {path}"
+                )))
+            }
+            Err(e) => Err(engine_err(anyhow::anyhow!(
+                "failed to create the container ID file: {e}"
+            ))),
+        }
+    }
+
+    fn write(&mut self, id: &str) -> Result<(), Failure> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        std::fs::write(path, id).map_err(|e| {
+            engine_err(anyhow::anyhow!(
+                "failed to write the container ID to the file: {e}"
+            ))
+        })?;
+        self.written = true;
+        Ok(())
+    }
+}
+
+impl Drop for CidFile {
+    fn drop(&mut self) {
+        if let (Some(path), false) = (&self.path, self.written) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Whether an engine error is one Docker's CLI finds itself (a flag's value it parses), so
@@ -365,6 +491,7 @@ fn ensure_image(
     image: &str,
     policy: &str,
     platform: Option<&str>,
+    quiet: bool,
 ) -> Result<(), Failure> {
     pull_policy(policy)?;
     let platform = platform
@@ -405,7 +532,12 @@ fn ensure_image(
         // An ID prefix or a malformed name: let `run` report it as not found.
         Err(_) => return Ok(()),
     };
-    let mut err = std::io::stderr().lock();
+    // `-q`: nothing but the container's ID (or output) on the way, as Docker's CLI.
+    let mut err: Box<dyn Write> = if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr().lock())
+    };
     if !present {
         writeln!(
             err,
@@ -427,14 +559,22 @@ fn ensure_image(
 pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     let (pull, platform) = (a.pull.clone(), a.platform.clone());
     let (sig_proxy, detach_keys) = (a.sig_proxy, a.detach_keys.clone());
+    let (quiet, cidfile) = (a.quiet, a.cidfile.clone());
     pull_policy(&pull)?;
     let detach = a.detach;
     if a.tty && a.interactive && !detach {
         crate::fmt::require_terminal_stdin().map_err(|err| Failure { code: 1, err })?;
     }
     let parsed = parse(a, false)?;
+    let mut cid = CidFile::create(cidfile.as_deref())?;
     let engine = open(root).map_err(engine_err)?;
-    ensure_image(&engine, &parsed.config.image, &pull, platform.as_deref())?;
+    ensure_image(
+        &engine,
+        &parsed.config.image,
+        &pull,
+        platform.as_deref(),
+        quiet,
+    )?;
     // `run -it` is `run -dit` plus `attach`, as in docker: the monitor holds the terminal, so
     // the detach keys can leave the container running.
     let attach = parsed.config.tty && parsed.config.open_stdin && !detach;
@@ -445,6 +585,7 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
         attach_on_start: attach,
     };
     let mut id = String::new();
+    let mut cid_err = None;
     let result = engine.run(
         parsed.name.as_deref(),
         &parsed.config,
@@ -457,9 +598,15 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
                 println!("{}", started.id);
             }
             id = started.id.to_string();
+            if let Err(e) = cid.write(started.id) {
+                cid_err = Some(e);
+            }
         },
     );
     let code = run_result(result)?;
+    if let Some(e) = cid_err {
+        return Err(e);
+    }
     if !attach {
         return Ok(code);
     }

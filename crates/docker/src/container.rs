@@ -498,6 +498,8 @@ fn host_config(
                 .flatten()
                 .map(|r| options::parse_device_cgroup_rule(r).map(|_| r.clone()))
                 .collect::<Result<_>>()?,
+            // The CFS, blkio and OOM-killer fields are refused above (refuse_if).
+            ..Default::default()
         };
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use hako_engine::config::{
     ContainerConfig, ContainerUpdate, ExtraHost, HealthConfig, LogConfig, Mount, NamespaceMode,
-    PortBinding, Resources, RestartPolicy, Ulimit, UsernsMode,
+    PortBinding, Resources, RestartPolicy, ThrottleDevice, Ulimit, UsernsMode,
 };
 use hako_engine::{options, seccomp, Error, Network};
 use std::time::Duration;
@@ -121,6 +121,15 @@ pub struct RunFlags {
     pub health_retries: Option<u32>,
     /// `--no-healthcheck`.
     pub no_healthcheck: bool,
+    /// `--volumes-from C[:ro|rw]`.
+    pub volumes_from: Vec<String>,
+    /// `--link NAME[:ALIAS]`.
+    pub link: Vec<String>,
+    /// `--expose` (`80`, `80/udp`, `8000-8010/tcp`).
+    pub expose: Vec<String>,
+    /// `--cpu-period` and `--cpu-quota`, the blkio and OOM-killer flags and
+    /// `--memory-reservation`.
+    pub more: MoreResourceFlags,
     /// IMAGE [COMMAND] [ARG...].
     pub image_and_command: Vec<String>,
 }
@@ -140,6 +149,95 @@ pub struct ResourceFlags {
     pub cpuset_cpus: Option<String>,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+}
+
+/// The limits only `run` and `create` take.
+#[derive(Debug, Default, Clone)]
+pub struct MoreResourceFlags {
+    /// `--cpu-period` (microseconds).
+    pub cpu_period: Option<i64>,
+    /// `--cpu-quota` (microseconds per period).
+    pub cpu_quota: Option<i64>,
+    /// `--memory-reservation`.
+    pub memory_reservation: Option<String>,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--blkio-weight` (10..=1000, 0 for the default).
+    pub blkio_weight: Option<u16>,
+    /// `--device-read-bps PATH:RATE`.
+    pub device_read_bps: Vec<String>,
+    /// `--device-write-bps PATH:RATE`.
+    pub device_write_bps: Vec<String>,
+    /// `--device-read-iops PATH:RATE`.
+    pub device_read_iops: Vec<String>,
+    /// `--device-write-iops PATH:RATE`.
+    pub device_write_iops: Vec<String>,
+}
+
+impl MoreResourceFlags {
+    /// Docker's CLI reading of them (its errors for values it cannot parse); the daemon's
+    /// checks are the engine's.
+    fn apply(&self, r: &mut Resources) -> Result<()> {
+        let throttle = |v: &[String], flag: &str, bytes: bool| {
+            v.iter()
+                .map(|t| ThrottleDevice::parse(t, flag, bytes))
+                .collect::<Result<Vec<_>>>()
+        };
+        r.cpu_period = self.cpu_period;
+        r.cpu_quota = self.cpu_quota;
+        r.memory_reservation = self
+            .memory_reservation
+            .as_deref()
+            .map(|m| options::parse_size(m, "--memory-reservation"))
+            .transpose()?;
+        r.oom_kill_disable = self.oom_kill_disable.then_some(true);
+        r.blkio_weight = self.blkio_weight;
+        r.blkio_device_read_bps = throttle(&self.device_read_bps, "--device-read-bps", true)?;
+        r.blkio_device_write_bps = throttle(&self.device_write_bps, "--device-write-bps", true)?;
+        r.blkio_device_read_iops = throttle(&self.device_read_iops, "--device-read-iops", false)?;
+        r.blkio_device_write_iops =
+            throttle(&self.device_write_iops, "--device-write-iops", false)?;
+        Ok(())
+    }
+}
+
+/// `--expose`: each port of a range, as Docker's CLI expands it.
+fn exposed(expose: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in expose {
+        if e.contains(':') {
+            return Err(Error::Invalid(format!(
+                "invalid port format for --expose: {e}"
+            )));
+        }
+        let (ports, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        let range = |why: &str| {
+            Error::Invalid(format!(
+                "invalid range format for --expose: {e}, error: {why}"
+            ))
+        };
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .map_err(|_| range(&format!("invalid port number: {p}")))
+        };
+        let (start, end) = match ports.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(ports)?, port(ports)?),
+        };
+        if end < start {
+            return Err(range(&format!("invalid range specified for port: {ports}")));
+        }
+        for p in start..=end {
+            let spec = format!("{p}/{proto}");
+            hako_engine::hako_net::exposed_port_spec(&spec).map_err(|err| {
+                Error::Invalid(format!("invalid port format for --expose: {err}"))
+            })?;
+            if !out.contains(&spec) {
+                out.push(spec);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A container to create: its name and configuration, and what to tell the user.
@@ -336,7 +434,7 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
                     .map(|r| options::parse_device_cgroup_rule(r).map(|_| r.clone()))
                     .collect::<Result<_>>(),
             )?,
-            ..f.resources.resources()?
+            ..more_resources(f)?
         },
         cgroup_parent: f.cgroup_parent.clone(),
         cap_add: f.cap_add.clone(),
@@ -359,6 +457,13 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         userns_mode: daemon(UsernsMode::parse(f.userns.as_deref().unwrap_or("")))?,
         log_config: daemon(LogConfig::parse(&f.log_opt))?,
         init: f.init,
+        exposed_ports: exposed(&f.expose)?,
+        volumes_from: f.volumes_from.clone(),
+        links: f
+            .link
+            .iter()
+            .map(|l| hako_engine::links::parse(l).map(|_| l.clone()))
+            .collect::<Result<_>>()?,
         ..Default::default()
     };
     Ok(Parsed {
@@ -366,6 +471,13 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         config,
         warnings,
     })
+}
+
+/// The limits all of `run`'s and `create`'s flags give.
+fn more_resources(f: &RunFlags) -> Result<Resources> {
+    let mut r = f.resources.resources()?;
+    f.more.apply(&mut r)?;
+    Ok(r)
 }
 
 /// `-e NAME=VALUE`, or `-e NAME` taken from this process's environment (and left out when it
@@ -650,6 +762,89 @@ mod tests {
         RunFlags {
             image_and_command: args.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn expose_expands_ranges_as_dockers_cli() {
+        let mut f = flags(&["busybox"]);
+        f.expose = vec!["80".into(), "7000-7002/udp".into(), "80/tcp".into()];
+        assert_eq!(
+            container_config(&f).unwrap().config.exposed_ports,
+            ["80/tcp", "7000/udp", "7001/udp", "7002/udp"]
+        );
+        for (bad, want) in [
+            ("80:80", "invalid port format for --expose: 80:80"),
+            (
+                "9-8",
+                "invalid range format for --expose: 9-8, error: invalid range specified for port: 9-8",
+            ),
+        ] {
+            f.expose = vec![bad.into()];
+            let e = container_config(&f).unwrap_err();
+            assert_eq!(e.error.to_string(), want);
+        }
+        f.expose = vec!["80/sctp".into()];
+        assert!(container_config(&f).is_err());
+    }
+
+    #[test]
+    fn io_rates_and_cfs_flags_become_typed() {
+        let mut f = flags(&["busybox"]);
+        f.more = MoreResourceFlags {
+            cpu_period: Some(50_000),
+            cpu_quota: Some(-1),
+            memory_reservation: Some("32m".into()),
+            oom_kill_disable: true,
+            blkio_weight: Some(300),
+            device_read_bps: vec!["/dev/vda:1mb".into()],
+            device_write_bps: vec!["/dev/vda:512".into()],
+            device_read_iops: vec!["/dev/vda:100".into()],
+            device_write_iops: vec!["/dev/vdb:7".into()],
+        };
+        let r = container_config(&f).unwrap().config.resources;
+        assert_eq!((r.cpu_period, r.cpu_quota), (Some(50_000), Some(-1)));
+        assert_eq!(r.memory_reservation, Some(32 << 20));
+        assert_eq!(r.oom_kill_disable, Some(true));
+        assert_eq!(r.blkio_weight, Some(300));
+        let t = |path: &str, rate| ThrottleDevice {
+            path: path.into(),
+            rate,
+        };
+        assert_eq!(r.blkio_device_read_bps, [t("/dev/vda", 1 << 20)]);
+        assert_eq!(r.blkio_device_write_bps, [t("/dev/vda", 512)]);
+        assert_eq!(r.blkio_device_read_iops, [t("/dev/vda", 100)]);
+        assert_eq!(r.blkio_device_write_iops, [t("/dev/vdb", 7)]);
+        // Not given: nothing recorded (inspect shows Docker's zeros and null).
+        let r = container_config(&flags(&["busybox"]))
+            .unwrap()
+            .config
+            .resources;
+        assert_eq!(r.oom_kill_disable, None);
+        assert!(r.blkio_device_read_bps.is_empty());
+        // Docker's CLI refuses these itself: `create` exits 125 for them too.
+        for (field, bad, want) in [
+            ("rbps", "/dev/vda", "bad format: /dev/vda"),
+            ("rbps", "vda:1", "bad format for device path: vda:1"),
+            (
+                "rbps",
+                "/dev/vda:-1",
+                "invalid rate for device: /dev/vda:-1.",
+            ),
+            (
+                "riops",
+                "/dev/vda:1k",
+                "invalid rate for device: /dev/vda:1k.",
+            ),
+        ] {
+            let mut f = flags(&["busybox"]);
+            match field {
+                "rbps" => f.more.device_read_bps = vec![bad.into()],
+                _ => f.more.device_read_iops = vec![bad.into()],
+            }
+            let e = container_config(&f).unwrap_err();
+            assert!(!e.by_daemon);
+            assert!(e.error.to_string().contains(want), "{bad}: {}", e.error);
         }
     }
 

@@ -60,6 +60,11 @@ pub struct ContainerConfig {
     pub restart_policy: RestartPolicy,
     /// Binds, volumes and tmpfs mounts, in the order given.
     pub mounts: Vec<Mount>,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Vec<String>,
+    /// `--volumes-from C[:ro|rw]`: resolved into `mounts` when the container is created,
+    /// kept for inspect.
+    pub volumes_from: Vec<String>,
     /// The network it is attached to when it starts.
     pub network: Network,
     /// Ports published on the host.
@@ -289,6 +294,75 @@ pub struct Resources {
     pub devices: Vec<options::DeviceRequest>,
     /// Device cgroup rules added to Docker's defaults (`c 42:* rmw`).
     pub device_cgroup_rules: Vec<String>,
+    /// CFS period in microseconds (`--cpu-period`).
+    pub cpu_period: Option<i64>,
+    /// CFS quota in microseconds per period (`--cpu-quota`); -1 for none.
+    pub cpu_quota: Option<i64>,
+    /// Soft memory limit in bytes (`--memory-reservation`).
+    pub memory_reservation: Option<i64>,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: Option<bool>,
+    /// Relative block I/O weight, 10..=1000 (`--blkio-weight`); 0 for the default.
+    pub blkio_weight: Option<u16>,
+    /// `--device-read-bps`.
+    pub blkio_device_read_bps: Vec<ThrottleDevice>,
+    /// `--device-write-bps`.
+    pub blkio_device_write_bps: Vec<ThrottleDevice>,
+    /// `--device-read-iops`.
+    pub blkio_device_read_iops: Vec<ThrottleDevice>,
+    /// `--device-write-iops`.
+    pub blkio_device_write_iops: Vec<ThrottleDevice>,
+}
+
+/// A per-device I/O rate (Docker's `ThrottleDevice`): bytes or operations per second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThrottleDevice {
+    /// The host's block device, e.g. `/dev/vda`.
+    pub path: String,
+    /// The limit per second.
+    pub rate: u64,
+}
+
+impl ThrottleDevice {
+    /// Docker's CLI reading of `PATH:RATE`: bytes with Docker's units (`1mb`) when `bytes`,
+    /// a plain count of operations otherwise.
+    pub fn parse(s: &str, flag: &str, bytes: bool) -> Result<ThrottleDevice> {
+        let bad = |why: String| {
+            Error::Invalid(format!(
+                "invalid argument \"{s}\" for \"{flag}\" flag: {why}"
+            ))
+        };
+        let (path, rate) = match s.split(':').collect::<Vec<_>>()[..] {
+            [path, rate] => (path, rate),
+            _ => return Err(bad(format!("bad format: {s}"))),
+        };
+        if !path.starts_with("/dev/") {
+            return Err(bad(format!("bad format for device path: {s}")));
+        }
+        let rate = if bytes {
+            hako_base::size::parse_ram(rate)
+                .ok()
+                .and_then(|r| u64::try_from(r).ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "invalid rate for device: {s}. The correct format is \
+                         <device-path>:<number>[<unit>]. Number must be a positive integer. \
+                         Unit is optional and can be kb, mb, or gb"
+                    ))
+                })?
+        } else {
+            rate.parse::<u64>().map_err(|_| {
+                bad(format!(
+                    "invalid rate for device: {s}. The correct format is \
+                     <device-path>:<number>. Number must be a positive integer"
+                ))
+            })?
+        };
+        Ok(ThrottleDevice {
+            path: path.to_string(),
+            rate,
+        })
+    }
 }
 
 /// An rlimit (`--ulimit nofile=1024:2048`).
@@ -737,6 +811,8 @@ mod legacy {
                     .map(|d| options::parse_device(d))
                     .collect::<Result<_>>()?,
                 device_cgroup_rules: self.device_cgroup_rules,
+                // Older hako had none of the others.
+                ..Default::default()
             };
             Ok(ContainerConfig {
                 version: VERSION,
@@ -765,6 +841,8 @@ mod legacy {
                 auto_remove: self.auto_remove,
                 restart_policy: RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?,
                 mounts: ContainerConfig::mounts_from_flags(&self.volumes, &self.tmpfs)?,
+                volumes_from: Vec::new(),
+                links: Vec::new(),
                 network: self.network,
                 port_bindings,
                 publish_all: self.publish_all,

@@ -17,6 +17,7 @@ pub mod images;
 mod init;
 mod inspect;
 pub(crate) mod limits;
+pub mod links;
 pub mod logs;
 pub mod missing;
 mod monitor;
@@ -276,6 +277,9 @@ pub enum Network {
     Host,
     /// A network made with `hako network create`.
     Named(String),
+    /// `--network container:NAME`, as given: the other container's network namespace, host
+    /// name, /etc/hosts and resolv.conf.
+    Container(String),
 }
 
 impl Network {
@@ -284,7 +288,15 @@ impl Network {
         match self {
             Network::Default => Some("bridge"),
             Network::Named(n) => Some(n),
-            Network::None | Network::Host => None,
+            Network::None | Network::Host | Network::Container(_) => None,
+        }
+    }
+
+    /// The container whose network `--network container:NAME` joins.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Network::Container(m) => m.strip_prefix("container:"),
+            _ => None,
         }
     }
 
@@ -294,7 +306,7 @@ impl Network {
             Network::Default => "bridge",
             Network::None => "none",
             Network::Host => "host",
-            Network::Named(n) => n,
+            Network::Named(n) | Network::Container(n) => n,
         }
     }
 }
@@ -306,9 +318,14 @@ impl std::str::FromStr for Network {
             "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
             "default" | "bridge" => Ok(Network::Default),
-            other if other.starts_with("container:") => Err(Error::Invalid(
-                "--network container:NAME is not supported yet".into(),
-            )),
+            other if other.starts_with("container:") => {
+                if other.len() == "container:".len() {
+                    return Err(Error::Invalid(
+                        "invalid container format container:<name|id>".into(),
+                    ));
+                }
+                Ok(Network::Container(other.to_string()))
+            }
             other => Ok(Network::Named(other.to_string())),
         }
     }
@@ -803,9 +820,18 @@ impl Engine {
                 user.additional_gids.push(gid);
             }
         }
-        let hostname = match (&opts.hostname, &opts.network) {
+        let peer = match &opts.network {
+            Network::Container(_) => Some(self.network_peer(opts)?),
+            _ => None,
+        };
+        let hostname = match (&opts.hostname, peer) {
             (Some(h), _) => h.clone(),
-            (None, Network::Host) => nix::unistd::gethostname()
+            // Docker gives it the other container's host name (and its /etc files).
+            (None, Some(other)) => self
+                .config_of(&other.id)?
+                .hostname
+                .unwrap_or_else(|| other.id[..12].to_string()),
+            (None, None) if opts.network == Network::Host => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| id[..12].to_string()),
             (None, _) => id[..12].to_string(),
@@ -896,6 +922,7 @@ impl Engine {
         mode: RunMode,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
+        let config = &*self.with_volumes_from(config)?;
         let image = self.resolve_image(&config.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, config, image)?;
@@ -914,6 +941,7 @@ impl Engine {
     /// `docker create`: records the container named `name` (a generated one if `None`);
     /// `start` runs it. Returns its ID.
     pub fn create(&self, name: Option<&str>, config: &ContainerConfig) -> Result<String> {
+        let config = &*self.with_volumes_from(config)?;
         let image = self.resolve_image(&config.image)?;
         let id = random_id()?;
         let plan = self.plan(&id, config, image)?;
@@ -1165,9 +1193,54 @@ impl Engine {
                 }
             }
         }
+        if let Some(other) = opts.network.container() {
+            let other = self.find(other)?;
+            let pid = self.live_pid(&other.id)?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot join network of a non running container: {}",
+                    other.name
+                ))
+            })?;
+            for n in namespaces.iter_mut().filter(|n| n.typ() == T::Network) {
+                n.set_path(Some(format!("/proc/{pid}/ns/net").into()));
+            }
+        }
         linux.set_namespaces(Some(namespaces));
         spec.set_linux(Some(linux));
         Ok(())
+    }
+
+    /// The container whose network namespace `--network container:NAME` joins, with Docker's
+    /// refusals of what cannot go with it.
+    fn network_peer(&self, opts: &ContainerConfig) -> Result<ContainerInfo> {
+        let Some(name) = opts.network.container() else {
+            return Err(Error::Invalid("not a container network".into()));
+        };
+        let conflict = |what: &str| Err(Error::Invalid(format!("conflicting options: {what}")));
+        if opts.hostname.is_some() {
+            return conflict("hostname and the network mode");
+        }
+        if !opts.dns.is_empty() {
+            return conflict("dns and the network mode");
+        }
+        if !opts.extra_hosts.is_empty() {
+            return conflict("custom host-to-IP mapping and the network mode");
+        }
+        if opts.mac_address.is_some() {
+            return conflict("mac-address and the network mode");
+        }
+        if !opts.port_bindings.is_empty() || opts.publish_all {
+            return conflict("port publishing and the container type network mode");
+        }
+        if !opts.exposed_ports.is_empty() {
+            return conflict("port exposing and the container type network mode");
+        }
+        if !opts.links.is_empty() {
+            return conflict(
+                "container type network can't be used with links. This would result in undefined behavior",
+            );
+        }
+        self.find(name)
     }
 
     fn prepare_start(
@@ -1189,12 +1262,25 @@ impl Engine {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
-        let hosts_extra: Vec<String> = opts
+        let mut hosts_extra: Vec<String> = opts
             .extra_hosts
             .iter()
             .map(|h| format!("{}\t{}", h.ip, h.name))
             .collect();
-        let etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
+        hosts_extra.extend(self.link_hosts(id, opts)?);
+        let mut etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
+        if let Some(other) = opts.network.container() {
+            // The other container's own files, so what changes there shows here too.
+            let theirs = self.container_dir(&self.find(other)?.id);
+            for (_, path) in etc.iter_mut() {
+                if let Some(name) = path.file_name() {
+                    let shared = theirs.join(name);
+                    if shared.exists() {
+                        *path = shared;
+                    }
+                }
+            }
+        }
         let mut mounts = self.container_mounts(id, opts, plan)?;
         let args = if opts.init {
             mounts.push(init::mount(&init::host_path(&self.root)?));
@@ -1283,13 +1369,9 @@ impl Engine {
             }
             cgroup
         };
-        if plan.limits.resources.memory_swap.is_none()
-            && plan.limits.resources.memory_limit.is_some()
-        {
-            // Docker allows as much swap again as memory by default; v1 hosts without swap
-            // accounting cannot enforce it, which Docker also only warns about.
-            warnings.extend(plan.limits.warnings.iter().cloned());
-        }
+        // Limits this host cannot apply, dropped as Docker's daemon drops them: said, not
+        // silently ignored.
+        warnings.extend(plan.limits.warnings.iter().cloned());
         let net = plan
             .attach
             .as_ref()
@@ -2006,10 +2088,11 @@ mod tests {
             Network::Named("mynet".into())
         );
         assert_eq!("host".parse::<Network>().unwrap(), Network::Host);
-        assert!(
-            "container:web".parse::<Network>().is_err(),
-            "not supported yet"
-        );
+        let joined = "container:web".parse::<Network>().unwrap();
+        assert_eq!(joined.container(), Some("web"));
+        assert_eq!(joined.mode(), "container:web");
+        assert_eq!(joined.attach_to(), None);
+        assert!("container:".parse::<Network>().is_err());
     }
 
     #[test]

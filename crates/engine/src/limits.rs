@@ -154,7 +154,187 @@ fn all_caps() -> HashSet<Capability> {
         .collect()
 }
 
+/// A limit the host cannot apply: Docker's daemon's words when it drops one.
+fn discard(warnings: &mut Vec<String>, what: &str, dropped: &str) {
+    warnings.push(format!(
+        "Your kernel does not support {what} or the cgroup is not mounted. {dropped} discarded."
+    ));
+}
+
+/// The host's block device `path` as (major, minor).
+fn block_device(path: &str) -> Result<(i64, i64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| Error::Invalid(format!("{path}: {e}")))?;
+    if !meta.file_type().is_block_device() {
+        return Err(Error::Invalid(format!("{path} is not a block device")));
+    }
+    let dev = meta.rdev();
+    Ok((i64::from(libc::major(dev)), i64::from(libc::minor(dev))))
+}
+
 impl Limits {
+    /// The CFS, soft-memory, OOM-killer and block I/O limits, checked as Docker's daemon
+    /// checks them; those this host cannot apply are dropped with Docker's warning rather than
+    /// failing the start (or being ignored without a word).
+    fn more_resources(
+        o: &ContainerConfig,
+        r: &mut hako_cgroups::Resources,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let given = &o.resources;
+        let period = given.cpu_period.filter(|p| *p != 0);
+        let quota = given.cpu_quota.filter(|q| *q != 0);
+        if given.nano_cpus.is_some() && period.is_some() {
+            return Err(Error::Invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+            ));
+        }
+        if given.nano_cpus.is_some() && quota.is_some() {
+            return Err(Error::Invalid(
+                "Conflicting options: Nano CPUs and CPU Quota cannot both be set".into(),
+            ));
+        }
+        if period.is_some_and(|p| !(1000..=1_000_000).contains(&p)) {
+            return Err(Error::Invalid(
+                "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+                    .into(),
+            ));
+        }
+        if quota.is_some_and(|q| q > 0 && q < 1000) {
+            return Err(Error::Invalid(
+                "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
+            ));
+        }
+        let reservation = given.memory_reservation.filter(|m| *m != 0);
+        if reservation.is_some_and(|m| m < 6 * 1024 * 1024) {
+            return Err(Error::Invalid(
+                "Minimum memory reservation allowed is 6MB".into(),
+            ));
+        }
+        if let (Some(m), Some(res)) = (given.memory.filter(|m| *m > 0), reservation) {
+            if m < res {
+                return Err(Error::Invalid(
+                    "Minimum memory limit can not be less than memory reservation limit, see usage"
+                        .into(),
+                ));
+            }
+        }
+        let oom = given.oom_kill_disable == Some(true);
+        let weight = given.blkio_weight.filter(|w| *w != 0);
+        if weight.is_some_and(|w| !(10..=1000).contains(&w)) {
+            return Err(Error::Invalid(
+                "Range of blkio weight is from 10 to 1000".into(),
+            ));
+        }
+        use hako_cgroups::ThrottleKind;
+        let throttles = [
+            (ThrottleKind::ReadBps, &given.blkio_device_read_bps),
+            (ThrottleKind::WriteBps, &given.blkio_device_write_bps),
+            (ThrottleKind::ReadIops, &given.blkio_device_read_iops),
+            (ThrottleKind::WriteIops, &given.blkio_device_write_iops),
+        ];
+        let any_throttle = throttles.iter().any(|(_, t)| !t.is_empty());
+        if period.is_none()
+            && quota.is_none()
+            && reservation.is_none()
+            && !oom
+            && weight.is_none()
+            && !any_throttle
+        {
+            // Nothing to ask the host about: the common `run` reads no cgroup files here.
+            return Ok(());
+        }
+        if oom && given.memory.is_none_or(|m| m <= 0) {
+            warnings.push(
+                "OOM killer is disabled for the container, but no memory limit is set, this can \
+                 result in the system running out of resources."
+                    .into(),
+            );
+        }
+        let support = hako_cgroups::CgroupSystem::detect()?.support();
+        if period.is_some() {
+            if support.cpu_cfs {
+                r.cpu_period = period.map(|p| p as u64);
+            } else {
+                discard(warnings, "CPU CFS period", "Period");
+            }
+        }
+        if quota.is_some() {
+            if support.cpu_cfs {
+                r.cpu_quota = quota;
+            } else {
+                discard(warnings, "CPU CFS quota", "Quota");
+            }
+        }
+        if reservation.is_some() {
+            if support.memory_reservation {
+                r.memory_reservation = reservation;
+            } else {
+                discard(warnings, "memory soft limit capabilities", "Limitation");
+            }
+        }
+        if oom {
+            if support.oom_kill_disable {
+                r.disable_oom_killer = true;
+            } else {
+                warnings.push(
+                    "Your kernel does not support OomKillDisable. OomKillDisable discarded.".into(),
+                );
+            }
+        }
+        if let Some(w) = weight {
+            if support.blkio_weight {
+                r.blkio_weight = Some(w);
+            } else {
+                discard(warnings, "Block I/O weight", "Weight");
+            }
+        }
+        for (kind, devices) in throttles {
+            if devices.is_empty() {
+                continue;
+            }
+            let (ok, what, dropped) = match kind {
+                ThrottleKind::ReadBps => (
+                    support.blkio_read_bps,
+                    "BPS Block I/O read limit",
+                    "Block I/O BPS read limit",
+                ),
+                ThrottleKind::WriteBps => (
+                    support.blkio_write_bps,
+                    "BPS Block I/O write limit",
+                    "Block I/O BPS write limit",
+                ),
+                ThrottleKind::ReadIops => (
+                    support.blkio_read_iops,
+                    "IOPS Block I/O read limit",
+                    "Block I/O IOPS read limit",
+                ),
+                ThrottleKind::WriteIops => (
+                    support.blkio_write_iops,
+                    "IOPS Block I/O write limit",
+                    "Block I/O IOPS write limit",
+                ),
+            };
+            // The device must exist either way: a typo is an error, not a warning.
+            let mut found = Vec::with_capacity(devices.len());
+            for d in devices {
+                let (major, minor) = block_device(&d.path)?;
+                found.push(hako_cgroups::Throttle {
+                    kind,
+                    major,
+                    minor,
+                    rate: d.rate,
+                });
+            }
+            if ok {
+                r.blkio_throttle.extend(found);
+            } else {
+                discard(warnings, what, dropped);
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the configuration's limits, capabilities, rlimits and sysctls, and reads them
     /// as the cgroup and the runtime take them.
     pub(crate) fn parse(o: &ContainerConfig) -> Result<Limits> {
@@ -199,6 +379,7 @@ impl Limits {
         r.cpu_shares = given.cpu_shares;
         r.cpuset_cpus = given.cpuset_cpus.clone();
         r.pids_limit = given.pids_limit;
+        Self::more_resources(o, r, &mut l.warnings)?;
 
         l.capabilities = if o.privileged {
             all_caps()
@@ -421,6 +602,93 @@ mod tests {
             };
             assert!(matches!(Limits::parse(&o), Err(Error::Invalid(_))));
         }
+    }
+
+    #[test]
+    fn cfs_reservation_and_blkio_follow_dockers_daemon() {
+        let with = |resources: Resources| ContainerConfig {
+            resources,
+            ..Default::default()
+        };
+        let refused = |r: Resources, want: &str| {
+            let e = Limits::parse(&with(r)).unwrap_err();
+            assert!(matches!(e, Error::Invalid(_)));
+            assert_eq!(e.to_string(), want);
+        };
+        refused(
+            Resources {
+                nano_cpus: Some(1_000_000_000),
+                cpu_period: Some(50_000),
+                ..Default::default()
+            },
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        );
+        refused(
+            Resources {
+                nano_cpus: Some(1_000_000_000),
+                cpu_quota: Some(50_000),
+                ..Default::default()
+            },
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        );
+        for p in [999, 1_000_001] {
+            refused(
+                Resources {
+                    cpu_period: Some(p),
+                    ..Default::default()
+                },
+                "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+            );
+        }
+        refused(
+            Resources {
+                cpu_quota: Some(999),
+                ..Default::default()
+            },
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        );
+        refused(
+            Resources {
+                memory_reservation: Some(1 << 20),
+                ..Default::default()
+            },
+            "Minimum memory reservation allowed is 6MB",
+        );
+        refused(
+            Resources {
+                memory: Some(16 << 20),
+                memory_reservation: Some(32 << 20),
+                ..Default::default()
+            },
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        );
+        refused(
+            Resources {
+                blkio_weight: Some(1001),
+                ..Default::default()
+            },
+            "Range of blkio weight is from 10 to 1000",
+        );
+        refused(
+            Resources {
+                blkio_device_read_bps: vec![crate::config::ThrottleDevice {
+                    path: "/dev/null".into(),
+                    rate: 1,
+                }],
+                ..Default::default()
+            },
+            "/dev/null is not a block device",
+        );
+        // Zeros are Docker's "not set": nothing to check, nothing asked of the host.
+        let l = Limits::parse(&with(Resources {
+            cpu_period: Some(0),
+            cpu_quota: Some(0),
+            blkio_weight: Some(0),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(l.warnings.is_empty());
+        assert_eq!(l.resources.cpu_period, None);
     }
 
     #[test]

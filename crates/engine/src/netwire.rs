@@ -281,9 +281,23 @@ pub(crate) fn detach(conn: &rusqlite::Connection, root: &Path, id: &str) -> Resu
 /// Releases the network state of a container that has exited (its namespace is gone, and the
 /// kernel removes its veths).
 pub(crate) fn release_exited(conn: &rusqlite::Connection, root: &Path, id: &str) -> Result<()> {
-    networks(conn, root)?
-        .release_exited(id)
-        .map_err(|e| Error::Invalid(format!("network: {e}")))
+    // A container that joined its network (`--network container:…`) keeps the namespace, and
+    // with it the veth, alive: delete the veth then, so the joiner is left with loopback as
+    // with Docker, not with an address that is handed out again.
+    let joined: bool = conn
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM containers WHERE config LIKE '%\"Container\":\"container:%')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(true);
+    let nets = networks(conn, root)?;
+    if joined {
+        nets.detach(id)
+    } else {
+        nets.release_exited(id)
+    }
+    .map_err(|e| Error::Invalid(format!("network: {e}")))
 }
 
 /// Published ports of a container, as `ps` and `port` show them.

@@ -290,6 +290,88 @@ impl Engine {
         specs
     }
 
+    /// `--volumes-from`: the binds and volumes of each container named, added to the
+    /// configuration's own (which win at the same mount point, as with Docker), read-only or
+    /// writable as the suffix says or as the other container has them.
+    pub(crate) fn with_volumes_from<'a>(
+        &self,
+        config: &'a ContainerConfig,
+    ) -> Result<std::borrow::Cow<'a, ContainerConfig>> {
+        if config.volumes_from.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(config));
+        }
+        let mut out = config.clone();
+        for spec in &config.volumes_from {
+            let (key, mode) = match spec.split_once(':') {
+                Some((k, m)) => (k, Some(m)),
+                None => (spec.as_str(), None),
+            };
+            let readonly = match mode {
+                None => None,
+                Some("ro") => Some(true),
+                Some("rw") => Some(false),
+                Some(m) => return Err(Error::Invalid(format!("invalid mode: {m}"))),
+            };
+            let source = self.find(key)?;
+            let theirs = self.config_of(&source.id)?;
+            let ro_at = |target: &str| {
+                theirs.mounts.iter().any(|m| match m {
+                    Spec::Bind {
+                        target: t,
+                        readonly,
+                        ..
+                    }
+                    | Spec::Volume {
+                        target: t,
+                        readonly,
+                        ..
+                    } => t == target && *readonly,
+                    Spec::Tmpfs { .. } => false,
+                })
+            };
+            let mut add: Vec<Spec> = Vec::new();
+            for m in &theirs.mounts {
+                if let Spec::Bind {
+                    source,
+                    target,
+                    readonly: ro,
+                    propagation,
+                } = m
+                {
+                    add.push(Spec::Bind {
+                        source: source.clone(),
+                        target: target.clone(),
+                        readonly: readonly.unwrap_or(*ro),
+                        propagation: propagation.clone(),
+                    });
+                }
+            }
+            // Every volume it uses, named or anonymous (its image's VOLUMEs too), where it
+            // has them.
+            let mut st = self.store.conn().prepare(
+                "SELECT volume, target FROM container_volumes WHERE container_id = ?1 ORDER BY volume",
+            )?;
+            let rows = st.query_map([&source.id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            for row in rows {
+                let (name, target) = row?;
+                let Some(target) = target else { continue };
+                add.push(Spec::Volume {
+                    name: Some(name),
+                    readonly: readonly.unwrap_or_else(|| ro_at(&target)),
+                    target,
+                });
+            }
+            for m in add {
+                if !out.mounts.iter().any(|o| o.target() == m.target()) {
+                    out.mounts.push(m);
+                }
+            }
+        }
+        Ok(std::borrow::Cow::Owned(out))
+    }
+
     /// The container's anonymous volumes from earlier (`create`, or a previous run), as
     /// (name, mount point); the point is unknown for rows written before it was recorded.
     fn previous_anonymous(&self, id: &str) -> Result<Vec<(String, Option<String>)>> {

@@ -114,6 +114,10 @@ pub struct HostConfig {
     pub auto_remove: bool,
     /// Binds and named volumes as `-v` writes them.
     pub binds: Vec<String>,
+    /// `--link`, as Docker shows them (`/db:/web/db`); null when none.
+    pub links: Option<Vec<String>>,
+    /// `--volumes-from`; null when none, as Docker shows it.
+    pub volumes_from: Option<Vec<String>>,
     /// `bridge`, `host`, `none` or a network's name.
     pub network_mode: String,
     /// `--privileged`.
@@ -144,6 +148,26 @@ pub struct HostConfig {
     pub cpuset_cpus: String,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+    /// `--cpu-period`; 0 when not set.
+    pub cpu_period: i64,
+    /// `--cpu-quota`; 0 when not set.
+    pub cpu_quota: i64,
+    /// `--memory-reservation`; 0 when not set.
+    pub memory_reservation: i64,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: Option<bool>,
+    /// `--blkio-weight`; 0 when not set.
+    pub blkio_weight: u16,
+    /// `--device-read-bps`.
+    pub blkio_device_read_bps: Vec<ThrottleView>,
+    /// `--device-write-bps`.
+    pub blkio_device_write_bps: Vec<ThrottleView>,
+    /// `--device-read-iops`.
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Vec<ThrottleView>,
+    /// `--device-write-iops`.
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Vec<ThrottleView>,
     /// `--cgroup-parent`.
     pub cgroup_parent: String,
     /// `--userns`: `host`, `keep-id`, or empty for the default.
@@ -160,6 +184,16 @@ pub struct HostConfig {
     pub ulimits: Vec<UlimitView>,
     /// `--restart`.
     pub restart_policy: RestartPolicyView,
+}
+
+/// One `--device-{read,write}-{bps,iops}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ThrottleView {
+    /// The host's block device.
+    pub path: String,
+    /// Bytes or operations per second.
+    pub rate: u64,
 }
 
 /// One `--device`.
@@ -258,6 +292,9 @@ pub struct Config {
     pub hostname: String,
     /// `--user`.
     pub user: String,
+    /// The image's exposed ports, `--expose` and `-p`, as `{"80/tcp": {}}`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
     /// Whether stdin is attached (`-i`).
     pub attach_stdin: bool,
     /// `-t`.
@@ -414,6 +451,30 @@ impl Engine {
                 String::new(),
             ),
         };
+        // As Docker's daemon merges them into the container's Config.
+        let mut exposed_ports = BTreeMap::new();
+        let image_ports = plan
+            .as_ref()
+            .and_then(|p| p.image.config.config().as_ref())
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default();
+        let published = opts
+            .port_bindings
+            .iter()
+            .map(|p| format!("{}/{}", p.container_port, p.protocol.as_str()));
+        for e in image_ports
+            .iter()
+            .chain(&opts.exposed_ports)
+            .cloned()
+            .chain(published)
+        {
+            let key = if e.contains('/') {
+                e
+            } else {
+                format!("{e}/tcp")
+            };
+            exposed_ports.insert(key, serde_json::Value::Object(Default::default()));
+        }
         let log_path = monitor::log_path(&dir, &c.id);
         let log_path = if log_path.exists() {
             log_path.to_string_lossy().into_owned()
@@ -489,6 +550,14 @@ impl Engine {
                         _ => None,
                     })
                     .collect(),
+                links: (!opts.links.is_empty()).then(|| {
+                    opts.links
+                        .iter()
+                        .filter_map(|l| crate::links::parse(l).ok())
+                        .map(|(name, alias)| format!("/{name}:/{}/{alias}", c.name))
+                        .collect()
+                }),
+                volumes_from: (!opts.volumes_from.is_empty()).then(|| opts.volumes_from.clone()),
                 network_mode: opts.network.mode().to_string(),
                 privileged: opts.privileged,
                 init: opts.init,
@@ -504,6 +573,15 @@ impl Engine {
                 cpu_shares: opts.resources.cpu_shares.unwrap_or(0),
                 cpuset_cpus: opts.resources.cpuset_cpus.clone().unwrap_or_default(),
                 pids_limit: opts.resources.pids_limit,
+                cpu_period: opts.resources.cpu_period.unwrap_or(0),
+                cpu_quota: opts.resources.cpu_quota.unwrap_or(0),
+                memory_reservation: opts.resources.memory_reservation.unwrap_or(0),
+                oom_kill_disable: opts.resources.oom_kill_disable,
+                blkio_weight: opts.resources.blkio_weight.unwrap_or(0),
+                blkio_device_read_bps: throttles(&opts.resources.blkio_device_read_bps),
+                blkio_device_write_bps: throttles(&opts.resources.blkio_device_write_bps),
+                blkio_device_read_iops: throttles(&opts.resources.blkio_device_read_iops),
+                blkio_device_write_iops: throttles(&opts.resources.blkio_device_write_iops),
                 cgroup_parent: opts.cgroup_parent.clone().unwrap_or_default(),
                 userns_mode: opts.userns_mode.docker(),
                 dropped_limits: crate::rootless::dropped_limits(&dir),
@@ -556,6 +634,7 @@ impl Engine {
             config: Config {
                 hostname,
                 user: opts.user.clone().unwrap_or_default(),
+                exposed_ports,
                 attach_stdin: opts.open_stdin,
                 tty: opts.tty,
                 open_stdin: opts.open_stdin,
@@ -660,6 +739,16 @@ impl Engine {
         }
         out
     }
+}
+
+fn throttles(given: &[crate::config::ThrottleDevice]) -> Vec<ThrottleView> {
+    given
+        .iter()
+        .map(|t| ThrottleView {
+            path: t.path.clone(),
+            rate: t.rate,
+        })
+        .collect()
 }
 
 #[cfg(test)]
