@@ -538,6 +538,19 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
         hako_engine::rootless::holder_main();
     }
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::health::HELPER_ARG.as_ref()) {
+        // A detached container's health helper, started by its monitor.
+        let args: Vec<std::path::PathBuf> = std::env::args_os().skip(2).map(Into::into).collect();
+        let (Some(root), Some(id), Ok(me)) = (args.first(), args.get(1), std::env::current_exe())
+        else {
+            return ExitCode::from(2);
+        };
+        let id = id.to_string_lossy();
+        return match hako_engine::health::helper_main(root, &id, &me) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::USERNET_ARG.as_ref()) {
         let config = std::env::args().nth(2).unwrap_or_default();
         return ExitCode::from(hako_engine::rootless::usernet_helper_main(&config) as u8);

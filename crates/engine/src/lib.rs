@@ -12,6 +12,7 @@ pub mod events;
 pub mod exec;
 mod export;
 pub mod finish;
+pub mod health;
 pub mod helper;
 pub mod images;
 mod init;
@@ -260,6 +261,8 @@ pub struct ContainerInfo {
     pub started_at: Option<i64>,
     /// When it exited, nanoseconds since the epoch.
     pub finished_at: Option<i64>,
+    /// Its health (`starting`, `healthy`, `unhealthy`) when it has a healthcheck.
+    pub health: Option<String>,
 }
 
 /// Network choice for `run`.
@@ -461,7 +464,8 @@ CREATE TABLE IF NOT EXISTS containers (
     owner_pid INTEGER,
     owner_start INTEGER,
     restart_count INTEGER NOT NULL DEFAULT 0,
-    stop_requested INTEGER NOT NULL DEFAULT 0
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    health TEXT
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
@@ -614,6 +618,8 @@ impl Engine {
             ("owner_start", "INTEGER"),
             ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
             ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
+            // Docker's State.Health as JSON, for a container with a healthcheck.
+            ("health", "TEXT"),
         ] {
             if !have.contains(column) {
                 store.conn().execute_batch(&format!(
@@ -993,12 +999,14 @@ impl Engine {
             .prepare_start(id, &dir, opts, plan)
             .and_then(|prepared| {
                 if mode.detach {
-                    monitor::start_detached(self, id, &dir, opts, mode, &prepared).inspect(|_| {
-                        on_start(&Started {
-                            id,
-                            warnings: &prepared.warnings,
+                    let check = self.health_check_of(opts, &plan.image.id);
+                    monitor::start_detached(self, id, &dir, opts, mode, &prepared, check.is_some())
+                        .inspect(|_| {
+                            on_start(&Started {
+                                id,
+                                warnings: &prepared.warnings,
+                            })
                         })
-                    })
                 } else {
                     self.start_and_wait(id, &dir, opts, &prepared, on_start)
                 }
@@ -1612,7 +1620,8 @@ impl Engine {
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<ContainerInfo>> {
         let mut st = self.store.conn().prepare_cached(&format!(
-            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at, pid, pid_start
+            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at, pid, pid_start,
+                json_extract(health, '$.Status')
              FROM containers WHERE {filter} ORDER BY created DESC"
         ))?;
         let rows = st.query_map(args, |r| {
@@ -1629,6 +1638,7 @@ impl Engine {
                     exit_code: r.get(7)?,
                     started_at: r.get(8)?,
                     finished_at: r.get(9)?,
+                    health: r.get(12)?,
                 },
                 r.get::<_, Option<i32>>(10)?,
                 r.get::<_, Option<i64>>(11)?,

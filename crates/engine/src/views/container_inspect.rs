@@ -102,6 +102,9 @@ pub struct ContainerState {
     /// When it last exited.
     #[serde(serialize_with = "rfc3339_or_zero")]
     pub finished_at: Option<i64>,
+    /// A container with a healthcheck: its status, failing streak and last results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// `HostConfig`.
@@ -455,6 +458,7 @@ impl Engine {
                 error: String::new(),
                 started_at: c.started_at,
                 finished_at: c.finished_at,
+                health: self.health(&c.id)?,
             },
             image: c.image_id.clone(),
             log_path,
@@ -675,6 +679,7 @@ mod tests {
             error: String::new(),
             started_at: None,
             finished_at: Some(1_767_323_045_000_000_006),
+            health: None,
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["StartedAt"], "0001-01-01T00:00:00Z");
