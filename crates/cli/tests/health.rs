@@ -25,7 +25,12 @@ fn helpers(r: &Root) -> Vec<String> {
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(" __health ") && c.contains(&root))
+        .filter(|c| {
+            c.split(' ')
+                .next()
+                .is_some_and(|b| b.ends_with("/hako-health"))
+        })
+        .filter(|c| c.contains(&root))
         .collect()
 }
 
@@ -114,6 +119,12 @@ fn cmd_flags_drive_the_state_machine() {
         "{ev}"
     );
     assert_eq!(helpers(&r).len(), 1, "{:?}", helpers(&r));
+    // Stopped, it is unhealthy (as Docker shows it), and its helper is gone.
+    r.ok(&["stop", "-t", "0", "hc-flags"]);
+    assert!(wait_for(5, || helpers(&r).is_empty()), "{:?}", helpers(&r));
+    let h = health(&r, "hc-flags");
+    assert_eq!(h["Status"], "unhealthy", "{h}");
+    assert_eq!(h["FailingStreak"], 0, "{h}");
     r.ok(&["rm", "-f", "hc-flags"]);
     assert!(wait_for(5, || helpers(&r).is_empty()), "{:?}", helpers(&r));
 }

@@ -1,11 +1,11 @@
 //! Healthchecks, as Docker runs them, without a daemon.
 //!
 //! A detached container whose check (its own `--health-*`, else its image's HEALTHCHECK) is not
-//! `NONE` gets a helper process next to its monitor: `hako` itself, started with
-//! [`HELPER_ARG`], which sleeps between checks and runs each through `hako exec` (the engine's
-//! exec path) with the check's timeout. The helper dies with the monitor (parent-death signal),
-//! so a container without a check costs nothing, and one with a check costs one sleeping
-//! process. Results go to the container's row (`health`, Docker's `State.Health` as JSON),
+//! `NONE` gets a helper process next to its monitor: the small `hako-health`, which sleeps
+//! between checks and for each runs `hako` with [`HELPER_ARG`] ([`helper_step`]), which runs
+//! the check through `hako exec` (the engine's exec path) with its timeout and records the
+//! result. The helper dies with the monitor (parent-death signal), so a container without a
+//! check costs nothing, and one with a check costs one small sleeping process. Results go to the container's row (`health`, Docker's `State.Health` as JSON),
 //! where `inspect`, `ps` and the `health` filter read them; a change of status is a
 //! `health_status: …` event.
 
@@ -14,7 +14,7 @@ use crate::{Engine, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The hidden first argument that makes `hako` the health helper: `hako __health ROOT ID`.
+/// The hidden first argument of a health helper's step: `hako __health ROOT ID first|probe`.
 pub const HELPER_ARG: &str = "__health";
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -283,74 +283,49 @@ impl Engine {
     }
 }
 
-/// `hako __health ROOT ID`: the helper's loop, until the container's run ends. `hako` is the
-/// binary that runs each check as `hako exec`.
-pub fn helper_main(root: &std::path::Path, id: &str, hako: &std::path::Path) -> Result<()> {
-    // The monitor's starter records the start right after the monitor reports it: wait for it.
+/// One step of a container's health helper (`hako __health ROOT ID first|probe`, run by the
+/// `hako-health` loop): `probe` runs a check and records it first. Returns the container's
+/// pid and the wait before the next check, or None once its run is over (or it has no
+/// check). `hako` is the binary that runs each check as `hako exec`.
+pub fn helper_step(
+    root: &std::path::Path,
+    id: &str,
+    probe_now: bool,
+    hako: &std::path::Path,
+) -> Result<Option<(i32, Duration)>> {
+    // The monitor's starter records the start right after the monitor reports it: the first
+    // step waits for it.
     let mut tries = 0;
-    let (c, pid) = loop {
+    let (engine, c, pid) = loop {
         let engine = Engine::open(root)?;
         let c = engine.find(id)?;
         if c.state == crate::State::Running && c.started_at.is_some() {
             if let Some(pid) = engine.live_pid(&c.id)? {
-                break (c, pid);
+                break (engine, c, pid);
             }
         }
         tries += 1;
-        if tries > 100 {
-            return Ok(());
+        if probe_now || tries > 100 {
+            return Ok(None);
         }
+        drop(engine);
         std::thread::sleep(Duration::from_millis(50));
     };
     let started = c.started_at.unwrap_or_default();
-    let check = {
-        let engine = Engine::open(root)?;
-        let opts = engine.config_of(&c.id)?;
-        match engine.health_check_of(&opts, &c.image_id) {
-            Some(check) => check,
-            None => return Ok(()),
-        }
+    let opts = engine.config_of(&c.id)?;
+    let Some(check) = engine.health_check_of(&opts, &c.image_id) else {
+        return Ok(None);
     };
-    // The container's end wakes the helper at once: the monitor reaps every child before it
-    // records the exit, this one included.
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Ok(());
-    }
-    // SAFETY: the descriptor was just returned to us and is owned here alone.
-    let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-    let ended = |wait: Duration| -> bool {
-        let mut p = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&mut p, 1, ms) != 0 }
-    };
-    loop {
-        // During the start period, while it is still starting, checks come at the start
-        // interval; otherwise at the interval.
-        let wait = {
-            let starting = Engine::open(root)?
-                .health(&c.id)?
-                .is_none_or(|h| h.status == "starting");
-            let since = crate::now_nanos().saturating_sub(started);
-            if starting && (since as u128) < check.start_period.as_nanos() {
-                check.start_interval
-            } else {
-                check.interval
-            }
-        };
-        if ended(wait) {
-            return Ok(());
-        }
+    if probe_now {
+        // No connection is held while the check runs.
+        drop(engine);
+        let pidfd = pidfd(pid);
         let start = crate::now_nanos();
         let (code, output) = probe(hako, root, &c.id, &check);
-        if ended(Duration::ZERO) {
-            return Ok(());
+        // A check that the container's end cut short says nothing of its health: the exit
+        // is recorded as the container's, and the status turns unhealthy then.
+        if pidfd.as_ref().is_none_or(exited) {
+            return Ok(None);
         }
         let r = HealthResult {
             start: hako_base::time::rfc3339_trimmed(start),
@@ -358,8 +333,48 @@ pub fn helper_main(root: &std::path::Path, id: &str, hako: &std::path::Path) -> 
             exit_code: code,
             output,
         };
-        Engine::open(root)?.health_record(&c.id, started, start, r, &check)?;
+        let engine = Engine::open(root)?;
+        engine.health_record(&c.id, started, start, r, &check)?;
+        return next_wait(&engine, &c.id, started, pid, &check);
     }
+    next_wait(&engine, &c.id, started, pid, &check)
+}
+
+/// A pidfd of the container's init: readable once it has exited (a zombie too).
+fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor just returned to us, owned here alone.
+    (fd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+}
+
+fn exited(fd: &std::os::fd::OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(fd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+}
+
+/// During the start period, while the container is still starting, checks come at the start
+/// interval; otherwise at the interval.
+fn next_wait(
+    engine: &Engine,
+    id: &str,
+    started: i64,
+    pid: i32,
+    check: &Check,
+) -> Result<Option<(i32, Duration)>> {
+    let starting = engine.health(id)?.is_none_or(|h| h.status == "starting");
+    let since = crate::now_nanos().saturating_sub(started);
+    let wait = if starting && (since as u128) < check.start_period.as_nanos() {
+        check.start_interval
+    } else {
+        check.interval
+    };
+    Ok(Some((pid, wait)))
 }
 
 /// Runs one check through `hako exec`, killing it at the timeout (its process in the container

@@ -1438,8 +1438,11 @@ impl Engine {
             self.delete_container(id, dir);
             return Ok(());
         }
+        // A stopped container with a healthcheck is unhealthy, as Docker shows it.
         self.store.conn().execute(
-            "UPDATE containers SET state = 'exited', exit_code = ?2, finished_at = ?3, pid = NULL WHERE id = ?1 AND state != 'exited'",
+            "UPDATE containers SET state = 'exited', exit_code = ?2, finished_at = ?3, pid = NULL,
+                health = CASE WHEN health IS NULL THEN NULL ELSE json_set(health, '$.Status', 'unhealthy') END
+             WHERE id = ?1 AND state != 'exited'",
             params![id, code, now_nanos()],
         )?;
         Ok(())

@@ -369,14 +369,13 @@ fn move_fds(fds: Vec<OwnedFd>) -> Result<()> {
 }
 
 /// In the forked monitor, before it execs: starts the container's health helper
-/// ([`crate::health`]) as its child, which dies with the monitor's process (the monitor, then
-/// `hako-finish`). `hako` is installed next to the monitor. Nothing here touches the database
-/// (see `start_detached`): the helper opens its own once exec'd.
+/// ([`crate::health`], `hako-health`, installed next to the monitor) as its child, which dies
+/// with the monitor's process (the monitor, then `hako-finish`). Nothing here touches the
+/// database (see `start_detached`).
 fn start_health_helper(monitor: &Path, root: &Path, id: &str) {
-    let hako = monitor.with_file_name("hako");
+    let helper = monitor.with_file_name("hako-health");
     let argv = [
-        cstr(&hako),
-        Ok(CString::new(crate::health::HELPER_ARG).expect("no NUL")),
+        cstr(&helper),
         cstr(root),
         CString::new(id).map_err(|_| Error::Invalid("bad id".into())),
     ];
