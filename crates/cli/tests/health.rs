@@ -206,3 +206,47 @@ fn image_check_timeout_and_start_period() {
     ]);
     assert!(wait_for(5, || helpers(&r).is_empty()), "{:?}", helpers(&r));
 }
+
+/// A foreground `run` runs its check too (its helper is the `hako run` process's child), and
+/// a build step runs none of its base image's.
+#[test]
+fn foreground_run_and_build_steps() {
+    let r = Root::with_busybox();
+    let d = ctx();
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM busybox\nHEALTHCHECK --interval=100ms CMD touch /tmp/checked\n",
+    );
+    let (code, out, err) = r.run(&["build", "-t", "hc-base", d.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    write(
+        d.path(),
+        "Dockerfile",
+        "FROM hc-base\nRUN sleep 1; test ! -e /tmp/checked\n",
+    );
+    let (code, out, err) = r.run(&["build", "-t", "hc-child", d.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut fg = r
+        .cmd(&[
+            "run",
+            "--name",
+            "hc-fg",
+            "--network",
+            "none",
+            "hc-base",
+            "sleep",
+            "100",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(10, || r.run(&["inspect", "hc-fg"]).0 == 0
+            && status(&r, "hc-fg") == "healthy"),
+        "{}",
+        health(&r, "hc-fg")
+    );
+    r.ok(&["rm", "-f", "hc-fg"]);
+    let _ = fg.wait();
+    assert!(wait_for(5, || helpers(&r).is_empty()), "{:?}", helpers(&r));
+}

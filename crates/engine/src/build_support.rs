@@ -117,6 +117,11 @@ impl Engine {
         use nix::sys::signal::{sigprocmask, SigmaskHow};
         let mut opts = opts.clone();
         opts.stop_timeout = Some(0);
+        // A step runs no healthcheck of its base image, as in Docker.
+        opts.healthcheck = Some(crate::config::HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        });
         let opts = &opts;
         let mut old = nix::sys::signal::SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), Some(&mut old))

@@ -1008,7 +1008,8 @@ impl Engine {
                             })
                         })
                 } else {
-                    self.start_and_wait(id, &dir, opts, &prepared, on_start)
+                    let check = self.health_check_of(opts, &plan.image.id);
+                    self.start_and_wait(id, &dir, opts, &prepared, check.is_some(), on_start)
                 }
             });
         if let Err(e) = &result {
@@ -1304,6 +1305,7 @@ impl Engine {
         dir: &Path,
         opts: &ContainerConfig,
         prepared: &Prepared,
+        healthcheck: bool,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let cgroup = &prepared.cgroup;
@@ -1384,6 +1386,14 @@ impl Engine {
             return Err(e.into());
         }
         self.event(id, "start", &[]);
+        // Its health helper is our child, as a detached one's is its monitor's, and dies with
+        // this process.
+        if healthcheck {
+            self.health_reset(id)?;
+            if let Ok(m) = monitor::monitor_binary() {
+                monitor::start_health_helper(&m, &self.root, id);
+            }
+        }
         // What the engine dropped (limits a rootless container cannot have) and what the
         // runtime adjusted.
         let warnings: Vec<String> = prepared

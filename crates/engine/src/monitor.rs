@@ -29,7 +29,7 @@ fn exit_path(dir: &Path) -> PathBuf {
     dir.join("exit")
 }
 
-fn monitor_binary() -> Result<PathBuf> {
+pub(crate) fn monitor_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::io("locate the hako binary", e))?;
     let mon = exe.with_file_name("hako-monitor");
     if !mon.is_file() {
@@ -368,11 +368,11 @@ fn move_fds(fds: Vec<OwnedFd>) -> Result<()> {
     Ok(())
 }
 
-/// In the forked monitor, before it execs: starts the container's health helper
-/// ([`crate::health`], `hako-health`, installed next to the monitor) as its child, which dies
-/// with the monitor's process (the monitor, then `hako-finish`). Nothing here touches the
-/// database (see `start_detached`).
-fn start_health_helper(monitor: &Path, root: &Path, id: &str) {
+/// In the forked monitor, before it execs (or in a foreground `run`): starts the container's
+/// health helper ([`crate::health`], `hako-health`, installed next to the monitor) as its
+/// child, which dies with the monitor's process (the monitor, then `hako-finish`). Nothing
+/// here touches the database (see `start_detached`).
+pub(crate) fn start_health_helper(monitor: &Path, root: &Path, id: &str) {
     let helper = monitor.with_file_name("hako-health");
     let argv = [
         cstr(&helper),
