@@ -23,7 +23,7 @@ cargo rustc --release -p hako-cli --bin hako -- -C target-feature=+crt-static
 # started from it faulted in more pages and ran about 1 ms slower (`create`: 5.9 against
 # 4.7 ms, interleaved) than the same binary copied once. A copy breaks the hard link into
 # target/release/deps, which nothing uses.
-for bin in hako hako-runtime hako-monitor hako-finish hako-init hako-dns hako-proxy; do
+for bin in hako hako-runtime hako-monitor hako-finish hako-health hako-init hako-dns hako-proxy; do
     cp "target/release/$bin" "target/release/$bin.tmp"
     mv "target/release/$bin.tmp" "target/release/$bin"
 done

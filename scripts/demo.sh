@@ -22,7 +22,7 @@ scripts/build-release.sh
 # Installed on the PATH: hako finds its helpers (monitor, finish, init, name server, proxy)
 # beside its own executable, so they go together. `install` writes each file anew, as the
 # build script's copy does, rather than replacing a running binary in place.
-for bin in hako hako-runtime hako-monitor hako-finish hako-init hako-dns hako-proxy; do
+for bin in hako hako-runtime hako-monitor hako-finish hako-health hako-init hako-dns hako-proxy; do
     install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"
 done
 HAKO=hako

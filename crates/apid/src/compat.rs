@@ -659,6 +659,7 @@ mod tests {
             exit_code: None,
             started_at: None,
             finished_at: None,
+            health: None,
         };
         let o = hako_engine::ContainerConfig {
             labels: [

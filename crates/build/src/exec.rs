@@ -208,6 +208,30 @@ impl Stage {
     }
 }
 
+/// Every stage starts with a PATH, as Docker's builders give it one (appended to the base's
+/// `Env`, `FROM scratch` too) when the base has none: the built image's config then carries it.
+fn set_default_path(st: &mut Stage) {
+    if st
+        .env()
+        .iter()
+        .any(|e| e.split_once('=').is_some_and(|(k, _)| k == "PATH"))
+    {
+        return;
+    }
+    let mut env = st.env();
+    env.push(format!("PATH={}", hako_runtime::DEFAULT_PATH));
+    st.cfg_mut().insert("Env".into(), json!(env));
+}
+
+/// Adds the instruction's line and the source file to an error met while copying it, unless it
+/// already names its line.
+fn in_file<'a>(line: usize, kw: &'a str, file: &'a str) -> impl Fn(Error) -> Error + 'a {
+    move |e| match e {
+        Error::Line { .. } => e,
+        e => Error::at(line, format!("{kw} {file}: {e}")),
+    }
+}
+
 /// Go's `%q` of a string.
 fn go_quote(s: &str) -> String {
     let mut o = String::from("\"");
@@ -778,6 +802,7 @@ impl Builder<'_> {
         if let Some(id) = &st.image_id {
             self.say(BuildEvent::StepImage(id.to_string()))?;
         }
+        set_default_path(&mut st);
         // ONBUILD triggers of the base run first, then are cleared from the new image.
         let triggers: Vec<String> = st.cfg()["OnBuild"]
             .as_array()
@@ -1560,7 +1585,14 @@ impl Builder<'_> {
         drop(relays);
         drop(secrets);
         let (cid, code) = match result {
-            Ok(r) => r,
+            Ok(r) => match r.interrupted {
+                // The step was killed for the signal: it did not fail, the build was stopped.
+                Some(signal) => {
+                    self.engine.remove(&r.id, true, true)?;
+                    return Err(Error::Interrupted { signal });
+                }
+                None => (r.id, r.code),
+            },
             Err(e) => return Err(Error::at(line, format!("RUN: {e}"))),
         };
         let committed = if code == 0 {
@@ -2432,7 +2464,8 @@ impl Builder<'_> {
                                 };
                                 let mut c = dest_comps.clone();
                                 c.extend(sub.split('/').map(String::from));
-                                w.host(&c, &ctx_root.join(r), m, attrs)?;
+                                w.host(&c, &ctx_root.join(r), m, attrs)
+                                    .map_err(in_file(line, kw, r))?;
                             }
                             continue;
                         }
@@ -2443,18 +2476,21 @@ impl Builder<'_> {
                             w.parents(&image, &t, owner)?;
                         }
                         if add && m.is_file() {
-                            if let Some(reader) = open_archive(&ctx_root.join(rel))? {
+                            let archive = open_archive(&ctx_root.join(rel))
+                                .map_err(in_file(line, kw, rel))?;
+                            if let Some(reader) = archive {
                                 // ADD unpacks a local archive into the destination directory.
                                 let d = dest_comps.clone();
                                 w.parents(&image, &d, owner)?;
                                 if !d.is_empty() {
                                     w.dir(&image, &d, owner, 0o755)?;
                                 }
-                                w.archive(&d, reader)?;
+                                w.archive(&d, reader).map_err(in_file(line, kw, rel))?;
                                 continue;
                             }
                         }
-                        w.host(&t, &ctx_root.join(rel), m, attrs)?;
+                        w.host(&t, &ctx_root.join(rel), m, attrs)
+                            .map_err(in_file(line, kw, rel))?;
                     }
                     Item::Git { files, subdir, .. } => {
                         // Like a context directory: its contents go into the destination.

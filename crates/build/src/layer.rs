@@ -261,38 +261,124 @@ impl<'a> LayerWriter<'a> {
     }
 }
 
-/// Opens a possibly compressed archive, or None when the file is not a tar archive (ADD then
-/// copies it as it is).
+/// What ADD extracts, as Docker decides it: a file whose contents (after gzip or zstd
+/// decompression, if it starts with their magic) begin with a valid tar header. Anything else,
+/// a gzip file of plain text included, is copied as it is. `None`: not an archive.
 pub fn open_archive(path: &Path) -> Result<Option<Box<dyn Read>>, Error> {
-    let mut f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+    let open = || File::open(path).map_err(Error::io(format!("open {}", path.display())));
+    let mut magic = [0u8; 4];
+    let n = read_full(&mut open()?, &mut magic)
+        .map_err(Error::io(format!("read {}", path.display())))?;
+    let decoded = || -> Result<Box<dyn Read>, Error> {
+        Ok(if magic[..n].starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(open()?))
+        } else if magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::Decoder::new(open()?).map_err(Error::io("read a zstd archive"))?)
+        } else {
+            Box::new(open()?)
+        })
+    };
+    // A stream that does not decompress is no archive either: Docker copies it too.
     let mut head = [0u8; 512];
+    match read_full(&mut *decoded()?, &mut head) {
+        Ok(512) if is_tar_header(&head) => Ok(Some(decoded()?)),
+        _ => Ok(None),
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the count read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
-    while n < head.len() {
-        let r = f
-            .read(&mut head[n..])
-            .map_err(Error::io(format!("read {}", path.display())))?;
-        if r == 0 {
-            break;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        n += r;
     }
-    let f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        return Ok(Some(Box::new(flate2::read::GzDecoder::new(f))));
+    Ok(n)
+}
+
+/// Whether a block is a tar header as Go's reader accepts one: its checksum field (octal)
+/// equals the sum of the block's bytes with that field read as spaces, unsigned or signed
+/// (old tars). An all-zero block is the end of an archive, not a header.
+fn is_tar_header(b: &[u8; 512]) -> bool {
+    if b.iter().all(|&c| c == 0) {
+        return false;
     }
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let d = zstd::Decoder::new(f).map_err(Error::io("read a zstd archive"))?;
-        return Ok(Some(Box::new(d)));
+    let field = &b[148..156];
+    let text: String = field
+        .iter()
+        .map(|&c| c as char)
+        .filter(|c| *c != ' ' && *c != '\0')
+        .collect();
+    let Ok(want) = i64::from_str_radix(&text, 8) else {
+        return false;
+    };
+    let (mut unsigned, mut signed) = (0i64, 0i64);
+    for (i, &c) in b.iter().enumerate() {
+        let c = if (148..156).contains(&i) { b' ' } else { c };
+        unsigned += i64::from(c);
+        signed += i64::from(c as i8);
     }
-    if n == 512 && &head[257..262] == b"ustar" {
-        return Ok(Some(Box::new(f)));
-    }
-    Ok(None)
+    want == unsigned || want == signed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn one_file_tar(ustar: bool) -> Vec<u8> {
+        let mut h = if ustar {
+            tar::Header::new_ustar()
+        } else {
+            tar::Header::new_old()
+        };
+        h.set_path("f").unwrap();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// ADD extracts only what is a tar once decompressed: a gzip of plain text, a short file
+    /// or text stay files (this failed with "failed to read entire block"), while tars (ustar
+    /// or the old format without magic) plain or gzipped are archives.
+    #[test]
+    fn what_add_extracts() {
+        let d = tempfile::tempdir().unwrap();
+        let is_archive = |name: &str, data: &[u8]| {
+            let p = d.path().join(name);
+            std::fs::write(&p, data).unwrap();
+            open_archive(&p).unwrap().is_some()
+        };
+        assert!(!is_archive("text.gz", &gz(&b"hello world\n".repeat(100))));
+        assert!(!is_archive("short.gz", &gz(b"x")));
+        assert!(!is_archive("text", &b"plain text\n".repeat(100)));
+        assert!(!is_archive("empty", b""));
+        assert!(!is_archive("zeros", &[0u8; 1024]));
+        assert!(!is_archive("bad.gz", &[0x1f, 0x8b, 1, 2, 3]));
+        assert!(is_archive("a.tar", &one_file_tar(true)));
+        assert!(is_archive("old.tar", &one_file_tar(false)));
+        assert!(is_archive("a.tar.gz", &gz(&one_file_tar(true))));
+        let p = d.path().join("a.tar.gz");
+        let mut a = tar::Archive::new(open_archive(&p).unwrap().unwrap());
+        let names: Vec<String> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
 
     fn times(tar: &[u8]) -> Vec<(String, u64)> {
         tar::Archive::new(tar)

@@ -43,6 +43,13 @@ pub enum Error {
         /// Its exit status.
         code: i32,
     },
+    /// A stop signal (Ctrl-C) arrived while a RUN step ran: the step was killed and cleaned
+    /// up, and the build stops there.
+    #[error("the build was interrupted")]
+    Interrupted {
+        /// The signal (SIGINT, SIGTERM or SIGHUP).
+        signal: i32,
+    },
     /// A stage built in a child process failed; its message, and the exit status it asks for.
     #[error("{msg}")]
     Stage {
@@ -104,7 +111,9 @@ impl Error {
             Error::Line { .. } | Error::RunFailed { .. } | Error::Invalid(_) => K::Invalid,
             Error::Engine(e) => e.kind(),
             Error::Image(e) => e.kind(),
-            Error::Stage { .. } | Error::Db(_) | Error::Io { .. } => K::Internal,
+            Error::Stage { .. } | Error::Interrupted { .. } | Error::Db(_) | Error::Io { .. } => {
+                K::Internal
+            }
         }
     }
 
@@ -113,6 +122,8 @@ impl Error {
         match self {
             Error::RunFailed { code, .. } if *code > 0 => *code,
             Error::Stage { code, .. } => *code,
+            // As a shell reports a command killed by the signal.
+            Error::Interrupted { signal } => 128 + signal,
             _ => 1,
         }
     }

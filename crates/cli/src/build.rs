@@ -229,6 +229,9 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        // Docker's CLI ends an interrupted build silently with 128 + the signal (130 for
+        // Ctrl-C); the step's container is already gone.
+        Err(e @ hako_build::Error::Interrupted { .. }) => Ok(e.exit_code()),
         Err(e) => Err(Failure {
             code: e.exit_code(),
             err: e.into(),

@@ -542,6 +542,32 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
         hako_engine::rootless::holder_main();
     }
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::health::HELPER_ARG.as_ref()) {
+        // A step of a detached container's health helper (`hako-health`): the pid and the
+        // milliseconds to the next check, or nothing once the container's run is over.
+        let args: Vec<std::path::PathBuf> = std::env::args_os().skip(2).map(Into::into).collect();
+        let (Some(root), Some(id), Some(what), Ok(me)) = (
+            args.first(),
+            args.get(1),
+            args.get(2),
+            std::env::current_exe(),
+        ) else {
+            return ExitCode::from(2);
+        };
+        let probe = what.as_os_str() == "probe";
+        let id = id.to_string_lossy();
+        return match hako_engine::health::helper_step(root, &id, probe, &me) {
+            Ok(Some((pid, wait))) => {
+                println!("{pid} {}", wait.as_millis());
+                ExitCode::SUCCESS
+            }
+            Ok(None) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hako: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::USERNET_ARG.as_ref()) {
         let config = std::env::args().nth(2).unwrap_or_default();
         return ExitCode::from(hako_engine::rootless::usernet_helper_main(&config) as u8);

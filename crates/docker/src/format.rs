@@ -100,10 +100,14 @@ pub fn time_ago(nanos: Option<i64>, now: i64) -> String {
 /// Docker's STATUS column: "Up 5 seconds", "Exited (3) 2 minutes ago", "Created".
 pub fn status_text(c: &ContainerInfo, now: i64) -> String {
     match c.state {
-        State::Running => format!(
-            "Up {}",
-            human_duration(ago(c.started_at.unwrap_or(c.created), now))
-        ),
+        State::Running => {
+            let up = human_duration(ago(c.started_at.unwrap_or(c.created), now));
+            match c.health.as_deref() {
+                Some("starting") => format!("Up {up} (health: starting)"),
+                Some(h) => format!("Up {up} ({h})"),
+                None => format!("Up {up}"),
+            }
+        }
         State::Exited => format!(
             "Exited ({}) {}",
             c.exit_code.unwrap_or(0),
@@ -215,8 +219,14 @@ mod tests {
             exit_code: None,
             started_at: Some(min),
             finished_at: None,
+            health: None,
         };
         assert_eq!(status_text(&c, 4 * min), "Up 3 minutes");
+        c.health = Some("starting".into());
+        assert_eq!(status_text(&c, 4 * min), "Up 3 minutes (health: starting)");
+        c.health = Some("unhealthy".into());
+        assert_eq!(status_text(&c, 4 * min), "Up 3 minutes (unhealthy)");
+        c.health = None;
         c.state = State::Exited;
         c.exit_code = Some(3);
         c.finished_at = Some(2 * min);

@@ -87,20 +87,46 @@ impl OverlayMount {
 /// Files hako creates for every container (mount points); they are not part of a layer.
 const MOUNT_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
+/// How a build step's container ended.
+#[derive(Debug)]
+pub struct BuildStepEnd {
+    /// The container, left exited.
+    pub id: String,
+    /// Its exit status (128 + the signal for one killed by a signal).
+    pub code: i32,
+    /// The stop signal (SIGINT, SIGTERM, SIGHUP) this process received while the step ran,
+    /// which killed the step: the build was interrupted.
+    pub interrupted: Option<i32>,
+}
+
 impl Engine {
     /// Runs a build step's container in the foreground, like [`Engine::run`] with `--rm` off:
-    /// `named` gets the container id before the process starts. Returns the id and the exit
-    /// status; the container is left for [`Engine::build_layer`] and [`Engine::remove`], and
-    /// is removed here if it could not be started.
+    /// `named` gets the container id before the process starts. The container is left for
+    /// [`Engine::build_layer`] and [`Engine::remove`], and is removed here if it could not be
+    /// started.
+    ///
+    /// A stop signal (Ctrl-C) is relayed to the step and kills it at once, without a grace
+    /// period: the build is being abandoned, so nothing waits for a clean exit, and the end
+    /// says which signal it was, so that the builder reports an interrupted build rather than
+    /// a failed step.
     pub fn run_build_step(
         &self,
         opts: &ContainerConfig,
         named: &mut dyn FnMut(&str),
-    ) -> Result<(String, i32)> {
+    ) -> Result<BuildStepEnd> {
         use nix::sys::signal::{sigprocmask, SigmaskHow};
+        let mut opts = opts.clone();
+        opts.stop_timeout = Some(0);
+        // A step runs no healthcheck of its base image, as in Docker.
+        opts.healthcheck = Some(crate::config::HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        });
+        let opts = &opts;
         let mut old = nix::sys::signal::SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), Some(&mut old))
             .map_err(|e| Error::io("block signals", e.into()))?;
+        let _ = hako_runtime::take_relayed_stop();
         let result = (|| {
             let image = self.resolve_image(&opts.image)?;
             let id = random_id()?;
@@ -121,7 +147,11 @@ impl Engine {
             )?;
             let launched = self.launch(&id, opts, &plan, RunMode::default(), &mut |_| {});
             match launched {
-                Ok(code) => Ok((id, code)),
+                Ok(code) => Ok(BuildStepEnd {
+                    id,
+                    code,
+                    interrupted: hako_runtime::take_relayed_stop(),
+                }),
                 Err(e) => {
                     let _ = self.remove(&id, true, true);
                     Err(e)
@@ -129,7 +159,7 @@ impl Engine {
             }
         })();
         let pending = stop_signals();
-        // A stop signal that arrived while the step ran was relayed to it: the step fails with
+        // A stop signal that arrived while the step ran was relayed to it: the step ends with
         // the container's status and the build cleans up, so the signal is not delivered again.
         while crate::TimedWaitZero::timed_wait_zero(&pending) {}
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);

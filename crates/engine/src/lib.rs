@@ -12,6 +12,7 @@ pub mod events;
 pub mod exec;
 mod export;
 pub mod finish;
+pub mod health;
 pub mod helper;
 pub mod images;
 mod init;
@@ -263,6 +264,8 @@ pub struct ContainerInfo {
     pub started_at: Option<i64>,
     /// When it exited, nanoseconds since the epoch.
     pub finished_at: Option<i64>,
+    /// Its health (`starting`, `healthy`, `unhealthy`) when it has a healthcheck.
+    pub health: Option<String>,
 }
 
 /// Network choice for `run`.
@@ -483,7 +486,8 @@ CREATE TABLE IF NOT EXISTS containers (
     owner_start INTEGER,
     restart_count INTEGER NOT NULL DEFAULT 0,
     stop_requested INTEGER NOT NULL DEFAULT 0,
-    missing_syscalls TEXT
+    missing_syscalls TEXT,
+    health TEXT
 );
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
@@ -507,7 +511,7 @@ const SCHEMA_CURRENT: &str = "SELECT
         ('containers', 'volumes', 'container_volumes', 'containers_image', 'events')) = 5
     AND (SELECT count(*) FROM pragma_table_info('containers') WHERE name IN
         ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested',
-         'missing_syscalls')) = 6
+         'missing_syscalls', 'health')) = 7
     AND (SELECT count(*) FROM pragma_table_info('container_volumes') WHERE name = 'target') = 1";
 
 /// Names of the blocked signals while `run` holds state that must be cleaned up.
@@ -642,6 +646,8 @@ impl Engine {
             ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
             ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
             ("missing_syscalls", "TEXT"),
+            // Docker's State.Health as JSON, for a container with a healthcheck.
+            ("health", "TEXT"),
         ] {
             if !have.contains(column) {
                 store.conn().execute_batch(&format!(
@@ -1042,14 +1048,17 @@ impl Engine {
             .prepare_start(id, &dir, opts, plan)
             .and_then(|prepared| {
                 if mode.detach {
-                    monitor::start_detached(self, id, &dir, opts, mode, &prepared).inspect(|_| {
-                        on_start(&Started {
-                            id,
-                            warnings: &prepared.warnings,
+                    let check = self.health_check_of(opts, &plan.image.id);
+                    monitor::start_detached(self, id, &dir, opts, mode, &prepared, check.is_some())
+                        .inspect(|_| {
+                            on_start(&Started {
+                                id,
+                                warnings: &prepared.warnings,
+                            })
                         })
-                    })
                 } else {
-                    self.start_and_wait(id, &dir, opts, &prepared, on_start)
+                    let check = self.health_check_of(opts, &plan.image.id);
+                    self.start_and_wait(id, &dir, opts, &prepared, check.is_some(), on_start)
                 }
             });
         if let Err(e) = &result {
@@ -1414,6 +1423,7 @@ impl Engine {
         dir: &Path,
         opts: &ContainerConfig,
         prepared: &Prepared,
+        healthcheck: bool,
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let cgroup = &prepared.cgroup;
@@ -1523,6 +1533,14 @@ impl Engine {
             return Err(e.into());
         }
         self.event(id, "start", &[]);
+        // Its health helper is our child, as a detached one's is its monitor's, and dies with
+        // this process.
+        if healthcheck {
+            self.health_reset(id)?;
+            if let Ok(m) = monitor::monitor_binary() {
+                monitor::start_health_helper(&m, &self.root, id);
+            }
+        }
         // What the engine dropped (limits a rootless container cannot have) and what the
         // runtime adjusted.
         let warnings: Vec<String> = prepared
@@ -1587,8 +1605,11 @@ impl Engine {
             self.delete_container(id, dir);
             return Ok(());
         }
+        // A stopped container with a healthcheck is unhealthy, as Docker shows it.
         self.store.conn().execute(
-            "UPDATE containers SET state = 'exited', exit_code = ?2, finished_at = ?3, pid = NULL WHERE id = ?1 AND state != 'exited'",
+            "UPDATE containers SET state = 'exited', exit_code = ?2, finished_at = ?3, pid = NULL,
+                health = CASE WHEN health IS NULL THEN NULL ELSE json_set(health, '$.Status', 'unhealthy') END
+             WHERE id = ?1 AND state != 'exited'",
             params![id, code, now_nanos()],
         )?;
         Ok(())
@@ -1769,7 +1790,8 @@ impl Engine {
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<ContainerInfo>> {
         let mut st = self.store.conn().prepare_cached(&format!(
-            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at, pid, pid_start
+            "SELECT id, name, image, image_id, command, created, state, exit_code, started_at, finished_at, pid, pid_start,
+                json_extract(health, '$.Status')
              FROM containers WHERE {filter} ORDER BY created DESC"
         ))?;
         let rows = st.query_map(args, |r| {
@@ -1786,6 +1808,7 @@ impl Engine {
                     exit_code: r.get(7)?,
                     started_at: r.get(8)?,
                     finished_at: r.get(9)?,
+                    health: r.get(12)?,
                 },
                 r.get::<_, Option<i32>>(10)?,
                 r.get::<_, Option<i64>>(11)?,

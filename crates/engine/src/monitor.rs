@@ -29,7 +29,7 @@ fn exit_path(dir: &Path) -> PathBuf {
     dir.join("exit")
 }
 
-fn monitor_binary() -> Result<PathBuf> {
+pub(crate) fn monitor_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::io("locate the hako binary", e))?;
     let mon = exe.with_file_name("hako-monitor");
     if !mon.is_file() {
@@ -54,6 +54,7 @@ pub(crate) fn start_detached(
     opts: &ContainerConfig,
     mode: RunMode,
     prepared: &Prepared,
+    healthcheck: bool,
 ) -> Result<i32> {
     let monitor = monitor_binary()?;
     let argv: Vec<CString> = vec![
@@ -131,6 +132,9 @@ pub(crate) fn start_detached(
                     argv.push(CString::new(log.files().to_string()).expect("digits"));
                 }
                 // `-i` without `-t`: the monitor holds the container's stdin for `attach`.
+                if healthcheck {
+                    start_health_helper(&monitor, engine.root(), id);
+                }
                 let stdin = match (opts.open_stdin && !opts.tty, opts.stdin_once) {
                     (false, _) => None,
                     (true, false) => Some("open"),
@@ -164,6 +168,9 @@ pub(crate) fn start_detached(
                     params![id, pid, process_start_time(pid), now_nanos(), monitor, process_start_time(monitor)],
                 )?;
                 engine.event(id, "start", &[]);
+                if healthcheck {
+                    engine.health_reset(id)?;
+                }
                 return Ok(0);
             }
             let _ = nix::sys::wait::waitpid(child, None);
@@ -359,6 +366,48 @@ fn move_fds(fds: Vec<OwnedFd>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// In the forked monitor, before it execs (or in a foreground `run`): starts the container's
+/// health helper ([`crate::health`], `hako-health`, installed next to the monitor) as its
+/// child, which dies with the monitor's process (the monitor, then `hako-finish`). Nothing
+/// here touches the database (see `start_detached`).
+pub(crate) fn start_health_helper(monitor: &Path, root: &Path, id: &str) {
+    let helper = monitor.with_file_name("hako-health");
+    let argv = [
+        cstr(&helper),
+        cstr(root),
+        CString::new(id).map_err(|_| Error::Invalid("bad id".into())),
+    ];
+    let Ok(argv) = argv.into_iter().collect::<Result<Vec<CString>>>() else {
+        return;
+    };
+    let me = nix::unistd::getpid();
+    // SAFETY: the process is single-threaded; the child only calls async-signal-safe
+    // functions before it execs or leaves with _exit.
+    if let Ok(ForkResult::Child) = unsafe { fork() } {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        if nix::unistd::getppid() != me {
+            // SAFETY: leaving the forked child without the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        // SAFETY: plain syscalls on descriptors this process owns: the helper holds none of
+        // the monitor's (the container's pipes, pty, attach socket), or an attach would
+        // never see them close; its stdio is /dev/null.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        }
+        let _ = nix::unistd::execv(&argv[0], &argv);
+        // SAFETY: exec failed; leave without running the parent's destructors.
+        unsafe { libc::_exit(127) }
+    }
 }
 
 fn exec_monitor(argv: &[CString], wait_attach: bool, stdin: Option<&str>) -> ! {

@@ -28,7 +28,7 @@ pub use compat::{parse_process, parse_spec};
 pub use error::{Error, ExecFailure};
 pub use exec::{exec_spec, ExecSpec};
 pub use overlay::mount_overlay;
-pub use process::{start, Created, ExitStatus, Running};
+pub use process::{start, take_relayed_stop, Created, ExitStatus, Running};
 pub use seccomp::syscall_name;
 
 use nix::sched::CloneFlags;

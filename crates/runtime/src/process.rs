@@ -511,6 +511,20 @@ fn hand_over_listener(
     Ok(true)
 }
 
+/// The first stopping signal a [`Running::wait`] of this process relayed since the last
+/// [`take_relayed_stop`], 0 for none. The waits run on the caller's thread, one at a time, and
+/// the signal is consumed by them, so this is how a caller learns that it was asked to stop.
+static RELAYED_STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The stopping signal (INT, TERM, HUP) that a wait relayed to its container, if any, clearing
+/// the record: a build step stopped that way was interrupted, not failed.
+pub fn take_relayed_stop() -> Option<i32> {
+    match RELAYED_STOP.swap(0, std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 impl Running {
     /// The container process's pid on the host.
     pub fn pid(&self) -> i32 {
@@ -555,6 +569,14 @@ impl Running {
                 Some(Signal::SIGCHLD) | None => {}
                 Some(sig) => {
                     let stopping = matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP);
+                    if stopping {
+                        let _ = RELAYED_STOP.compare_exchange(
+                            0,
+                            sig as i32,
+                            std::sync::atomic::Ordering::SeqCst,
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
                     if stopping && deadline.is_some() {
                         let _ = kill(self.pid, Signal::SIGKILL);
                     } else {

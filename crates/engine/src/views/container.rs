@@ -5,7 +5,9 @@ use crate::{ContainerInfo, Engine, Error, Result, State};
 use std::collections::BTreeMap;
 
 /// The filter keys `ps` knows.
-pub const FILTER_KEYS: [&str; 6] = ["status", "name", "id", "ancestor", "exited", "label"];
+pub const FILTER_KEYS: [&str; 7] = [
+    "status", "name", "id", "ancestor", "exited", "label", "health",
+];
 
 /// `ps --filter`s, as Docker combines them: the values of one key are alternatives
 /// (`status=running` or `status=exited`), except `label`, whose values must all hold; the
@@ -21,6 +23,12 @@ impl ContainerFilters {
             let k = k.as_ref();
             if !FILTER_KEYS.contains(&k) {
                 return Err(Error::Invalid(format!("invalid filter '{k}'")));
+            }
+            let v_ = v.as_ref();
+            if k == "health" && !["starting", "healthy", "unhealthy", "none"].contains(&v_) {
+                return Err(Error::Invalid(format!(
+                    "Unrecognised filter value for health: {v_}"
+                )));
             }
             m.entry(k.to_string())
                 .or_default()
@@ -58,6 +66,8 @@ impl ContainerFilters {
                             .trim_start_matches("sha256:")
                             .starts_with(v.trim_start_matches("sha256:"))
                 }
+                // Docker's health filter: `none` for a container without a check.
+                "health" => c.health.as_deref().unwrap_or("none") == v,
                 "exited" => {
                     c.state == State::Exited
                         && c.exit_code.map(|e| e.to_string()) == Some(v.clone())
@@ -179,6 +189,7 @@ mod tests {
             exit_code: exit,
             started_at: None,
             finished_at: None,
+            health: None,
         }
     }
 
@@ -211,6 +222,20 @@ mod tests {
         assert!(!f(&[("label", "a=2")]).matches(&c, labels));
         assert!(!f(&[("label", "a"), ("label", "b")]).matches(&c, labels));
         assert!(f(&[("name", "web")]).matches(&c, || panic!("labels read without a label filter")));
+    }
+
+    /// Docker's `health` filter: a check's status, or `none` for a container without one.
+    #[test]
+    fn health_filter() {
+        let mut c = container(State::Running, None);
+        let none = BTreeMap::new;
+        assert!(f(&[("health", "none")]).matches(&c, none));
+        assert!(!f(&[("health", "healthy")]).matches(&c, none));
+        c.health = Some("healthy".into());
+        assert!(f(&[("health", "healthy"), ("health", "starting")]).matches(&c, none));
+        assert!(!f(&[("health", "none")]).matches(&c, none));
+        let e = ContainerFilters::new(&[("health", "ok")]).unwrap_err();
+        assert_eq!(e.to_string(), "Unrecognised filter value for health: ok");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct ContainerState {
     pub finished_at: Option<i64>,
     /// hako's own: the syscalls its last foreground run called and got ENOSYS for.
     pub missing_syscalls: Vec<crate::missing::MissingSyscall>,
+    /// A container with a healthcheck: its status, failing streak and last results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// `HostConfig`.
@@ -523,6 +526,7 @@ impl Engine {
                     .as_deref()
                     .and_then(|j| serde_json::from_str(j).ok())
                     .unwrap_or_default(),
+                health: self.health(&c.id)?,
             },
             image: c.image_id.clone(),
             log_path,
@@ -772,6 +776,7 @@ mod tests {
             started_at: None,
             finished_at: Some(1_767_323_045_000_000_006),
             missing_syscalls: Vec::new(),
+            health: None,
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["StartedAt"], "0001-01-01T00:00:00Z");
