@@ -58,39 +58,25 @@ pub(crate) fn local_offset(secs: i64) -> i64 {
     tm.tm_gmtoff
 }
 
-/// The `State` word of a container (`paused` comes from inspect).
+/// The `State` word of a container that is not paused.
 pub(crate) fn state_word(c: &ContainerInfo) -> &'static str {
-    match c.state {
-        State::Running => "running",
-        State::Exited => "exited",
-        State::Created => "created",
-    }
+    hako_engine::views::container::state_word(c.state)
 }
 
-/// Docker's `Status` ("Up 5 minutes (Paused)", "Exited (0) 2 seconds ago", "Created"), in
-/// the words of the CLI's STATUS column.
-pub(crate) fn status_text(c: &ContainerInfo, paused: bool) -> String {
-    let text = hako_docker::format::status_text(c, hako_engine::now_nanos());
-    if paused {
-        format!("{text} (Paused)")
-    } else {
-        text
-    }
-}
-
-/// The argv as Docker's `Command` column shows it: words joined by spaces.
+/// The argv as Docker's `Command` column shows it (see `hako_docker::format::command_text`).
 fn command_line(c: &ContainerInfo) -> String {
-    c.command.join(" ")
+    hako_docker::format::command_text(&c.command)
 }
 
-/// One row of `GET /containers/json`, from the container and its inspect document.
+/// One row of `GET /containers/json`, from the container, whether it is paused and its
+/// (inspect-shaped) document; State and Status in the words of the CLI's `ps`.
 pub(crate) fn container_summary(
     c: &ContainerInfo,
     ports: &[hako_engine::hako_net::PublishedPort],
+    paused: bool,
     doc: &Value,
     size: Option<(u64, u64)>,
 ) -> Value {
-    let paused = doc["State"]["Paused"].as_bool().unwrap_or(false);
     let ports: Vec<Value> = ports
         .iter()
         .map(|p| {
@@ -115,8 +101,8 @@ pub(crate) fn container_summary(
         "Created": c.created.div_euclid(1_000_000_000),
         "Ports": ports,
         "Labels": doc["Config"]["Labels"].clone(),
-        "State": if paused { "paused" } else { state_word(c) },
-        "Status": status_text(c, paused),
+        "State": hako_docker::format::ps_state(c, paused),
+        "Status": hako_docker::format::ps_status(c, paused, hako_engine::now_nanos()),
         "HostConfig": {"NetworkMode": doc["HostConfig"]["NetworkMode"].clone()},
         "NetworkSettings": {"Networks": networks},
         "Mounts": doc["Mounts"].clone(),
@@ -472,7 +458,8 @@ pub(crate) fn system_df(engine: &Engine) -> Result<Value, ApiError> {
         } else {
             Vec::new()
         };
-        cs.push(container_summary(c, &ports, &doc, Some(size)));
+        let paused = doc["State"]["Paused"].as_bool().unwrap_or(false);
+        cs.push(container_summary(c, &ports, paused, &doc, Some(size)));
     }
     let (vols, _) = engine.volume_usage()?;
     let info: std::collections::HashMap<String, hako_engine::volumes::VolumeInfo> = engine

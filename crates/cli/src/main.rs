@@ -936,8 +936,8 @@ fn short_id(id: &str) -> &str {
 }
 
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
-    use hako_docker::format::{created_at, ports_text, status_text, time_ago};
-    use hako_engine::views::container::{state_word, ContainerFilters, PsOptions};
+    use hako_docker::format::{created_at, ports_text, ps_state, ps_status, time_ago};
+    use hako_engine::views::container::{ContainerFilters, PsOptions};
     let pairs = a
         .filter
         .iter()
@@ -988,15 +988,15 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         let mut out = std::io::stdout().lock();
         for r in &rows {
             let c = &r.container;
-            let command = c.command.join(" ");
+            let command = fmt::command_text(&c.command);
             let item = serde_json::json!({
                 "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
                 "Image": c.image,
                 "Command": fmt::go_quote(&if a.no_trunc { command.clone() } else { fmt::ellipsis(&command, 20) }),
                 "CreatedAt": created_at(c.created),
                 "RunningFor": time_ago(Some(c.created), now),
-                "State": state_word(c.state),
-                "Status": status_text(c, now),
+                "State": ps_state(c, r.paused),
+                "Status": ps_status(c, r.paused, now),
                 "Ports": ports_text(&r.ports),
                 "Names": c.name,
                 "Size": size_text(r.size).unwrap_or_default(),
@@ -1023,7 +1023,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     )?;
     for r in &rows {
         let c = &r.container;
-        let command = c.command.join(" ");
+        let command = fmt::command_text(&c.command);
         let command = if a.no_trunc {
             command
         } else {
@@ -1036,7 +1036,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
             c.image,
             fmt::go_quote(&command),
             time_ago(Some(c.created), now),
-            status_text(c, now),
+            ps_status(c, r.paused, now),
             ports_text(&r.ports),
             c.name,
             size_text(r.size)
@@ -1479,7 +1479,7 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             &c.id[..12],
             c.image,
-            fmt::go_quote(&fmt::ellipsis(&c.command.join(" "), 20)),
+            fmt::go_quote(&fmt::ellipsis(&fmt::command_text(&c.command), 20)),
             d.local_volumes,
             fmt::human_size(d.size_rw),
             time_ago(Some(c.created), now),

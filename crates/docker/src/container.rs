@@ -569,6 +569,257 @@ fn api_mount(m: &ApiMount) -> Result<Mount> {
     flags::parse_mount(&spec.join(","))
 }
 
+/// One row of `GET /containers/json` (Docker's `ContainerSummary`), serialized straight from
+/// the engine's types: a listing of hundreds of containers built no generic JSON values.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Summary {
+    /// The full id.
+    pub id: String,
+    /// `/NAME`.
+    pub names: Vec<String>,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's id.
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    /// The argv joined by spaces.
+    pub command: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Published ports.
+    pub ports: Vec<SummaryPort>,
+    /// The container's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `created`, `running`, `paused` or `exited`.
+    pub state: &'static str,
+    /// "Up 5 minutes (Paused)", "Exited (0) 2 seconds ago", "Created".
+    pub status: String,
+    /// `{"NetworkMode": …}`.
+    pub host_config: SummaryHostConfig,
+    /// `{"Networks": {name: endpoint}}`.
+    pub network_settings: SummaryNetworks,
+    /// Its mounts.
+    pub mounts: Vec<SummaryMount>,
+    /// Bytes of its writable layer, when asked for.
+    #[serde(rename = "SizeRw", skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    /// Bytes of that and its image, when asked for.
+    #[serde(rename = "SizeRootFs", skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+}
+
+/// A published port of a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SummaryPort {
+    /// The host address.
+    #[serde(rename = "IP")]
+    pub ip: String,
+    /// The container's port.
+    #[serde(rename = "PrivatePort")]
+    pub private_port: u16,
+    /// The host's port.
+    #[serde(rename = "PublicPort")]
+    pub public_port: u16,
+    /// `tcp` or `udp`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+/// A [`Summary`]'s `HostConfig`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryHostConfig {
+    /// `default`, `none`, `host`, a network's name.
+    pub network_mode: String,
+}
+
+/// A [`Summary`]'s `NetworkSettings`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryNetworks {
+    /// Each network it is (or, not running, will be) on.
+    pub networks: BTreeMap<String, SummaryEndpoint>,
+}
+
+/// An endpoint of a [`Summary`]; empty strings for a container that is not running.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SummaryEndpoint {
+    /// The network's id.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// The endpoint's id.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// Its IPv4 address.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Its prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// The network's gateway.
+    #[serde(rename = "Gateway")]
+    pub gateway: String,
+    /// Its MAC address.
+    #[serde(rename = "MacAddress")]
+    pub mac_address: String,
+}
+
+/// A mount of a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryMount {
+    /// `bind` or `volume`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// A volume's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The host path (empty for a volume not yet made).
+    pub source: String,
+    /// The path in the container.
+    pub destination: String,
+    /// Writable.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+}
+
+impl Summary {
+    /// The row of the `ps` row `row`: a running container's networks and mounts from its
+    /// inspect view (`running`), any other's from its stored configuration.
+    pub fn new(
+        row: &hako_engine::views::container::PsRow,
+        config: &ContainerConfig,
+        running: Option<&hako_engine::views::container_inspect::ContainerInspect>,
+        now: i64,
+    ) -> Summary {
+        let c = &row.container;
+        let network_mode = config.network.mode().to_string();
+        let (networks, mounts) = match running {
+            Some(view) => (
+                view.network_settings
+                    .as_ref()
+                    .map(|n| {
+                        n.networks
+                            .iter()
+                            .map(|(name, e)| {
+                                (
+                                    name.clone(),
+                                    SummaryEndpoint {
+                                        network_id: e.network_id.clone(),
+                                        endpoint_id: String::new(),
+                                        ip_address: e.addresses.ip_address.clone(),
+                                        ip_prefix_len: e.addresses.ip_prefix_len,
+                                        gateway: e.addresses.gateway.clone(),
+                                        mac_address: e.addresses.mac_address.clone(),
+                                    },
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                view.mounts
+                    .iter()
+                    .filter(|m| m.kind != "tmpfs")
+                    .map(|m| SummaryMount {
+                        kind: m.kind.to_string(),
+                        name: m.name.clone(),
+                        source: m.source.display().to_string(),
+                        destination: m.destination.clone().unwrap_or_default(),
+                        rw: m.rw,
+                    })
+                    .collect(),
+            ),
+            None => (
+                match network_mode.as_str() {
+                    "none" | "host" => BTreeMap::new(),
+                    m => BTreeMap::from([(m.to_string(), SummaryEndpoint::default())]),
+                },
+                config
+                    .mounts
+                    .iter()
+                    .filter_map(|m| match m {
+                        Mount::Bind {
+                            source,
+                            target,
+                            readonly,
+                            ..
+                        } => Some(SummaryMount {
+                            kind: "bind".into(),
+                            name: None,
+                            source: source.clone(),
+                            destination: target.clone(),
+                            rw: !readonly,
+                        }),
+                        Mount::Volume {
+                            name,
+                            target,
+                            readonly,
+                        } => Some(SummaryMount {
+                            kind: "volume".into(),
+                            name: Some(name.clone().unwrap_or_default()),
+                            source: String::new(),
+                            destination: target.clone(),
+                            rw: !readonly,
+                        }),
+                        Mount::Tmpfs { .. } => None,
+                    })
+                    .collect(),
+            ),
+        };
+        Summary {
+            id: c.id.clone(),
+            names: vec![format!("/{}", c.name)],
+            image: c.image.clone(),
+            image_id: c.image_id.clone(),
+            command: crate::format::command_text(&c.command),
+            created: c.created.div_euclid(1_000_000_000),
+            ports: row
+                .ports
+                .iter()
+                .map(|p| SummaryPort {
+                    ip: p.host_ip.to_string(),
+                    private_port: p.container_port,
+                    public_port: p.host_port,
+                    kind: format!("{:?}", p.proto).to_lowercase(),
+                })
+                .collect(),
+            labels: config.labels.clone().into_iter().collect(),
+            state: crate::format::ps_state(c, row.paused),
+            status: crate::format::ps_status(c, row.paused, now),
+            host_config: SummaryHostConfig { network_mode },
+            network_settings: SummaryNetworks { networks },
+            mounts,
+            size_rw: row.size.map(|s| s.0),
+            size_root_fs: row.size.map(|s| s.1),
+        }
+    }
+
+    /// Whether it passes the list filters the engine's `ps` does not apply: `label` (all must
+    /// hold), `status`, `network` and `volume` (any value may); other keys are the engine's.
+    pub fn matches(&self, filters: &[(String, String)]) -> bool {
+        let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().all(|key| {
+            let mut values = filters.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+            match key {
+                "label" => {
+                    values.all(|v| hako_engine::views::container::label_matches(&self.labels, v))
+                }
+                "status" => values.any(|v| v == self.state),
+                "network" => values.any(|v| self.network_settings.networks.contains_key(v)),
+                "volume" => values.any(|v| {
+                    self.mounts.iter().any(|m| {
+                        m.name.as_deref() == Some(v) || m.source == *v || m.destination == *v
+                    })
+                }),
+                _ => true,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
