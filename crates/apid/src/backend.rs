@@ -375,6 +375,40 @@ pub(crate) fn parse_status(buf: &[u8]) -> Result<serde_json::Value, ApiError> {
 mod tests {
     use super::*;
 
+    /// A thread's engine stays open across calls, and sees what other processes' engines
+    /// commit meanwhile (no stale answers); one whose work must be made durable is closed.
+    #[test]
+    fn a_kept_engine_sees_other_writers_and_closes_when_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let addr = |e: &Engine| e as *const Engine as usize;
+        let first = with_engine(root, |e| Ok(addr(e))).unwrap();
+        assert_eq!(with_engine(root, |e| Ok(addr(e))).unwrap(), first);
+        // Another connection (a `hako volume create`) commits; the kept engine reads it.
+        Engine::open(root)
+            .unwrap()
+            .volume_create(Some("v1"), &[])
+            .unwrap();
+        let names = with_engine(root, |e| {
+            Ok(e.volume_list()?
+                .into_iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>())
+        })
+        .unwrap();
+        assert_eq!(names, ["v1"]);
+        // A removal marks the engine's work for a checkpoint: it is closed after the call,
+        // and the next call opens a new one.
+        with_engine(root, |e| {
+            e.volume_remove("v1")?;
+            assert!(e.wants_close());
+            Ok(())
+        })
+        .unwrap();
+        let reopened = with_engine(root, |e| Ok(e.wants_close())).unwrap();
+        assert!(!reopened);
+    }
+
     #[test]
     fn helper_status_lines() {
         assert_eq!(parse_status(b"{\"ok\":5}\n").unwrap(), serde_json::json!(5));

@@ -823,6 +823,72 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ps_row(state: hako_engine::State) -> hako_engine::views::container::PsRow {
+        hako_engine::views::container::PsRow {
+            container: hako_engine::ContainerInfo {
+                id: "c".repeat(64),
+                name: "web".into(),
+                image: "busybox".into(),
+                image_id: "sha256:1".into(),
+                command: vec!["sh".into(), "-c".into(), "sleep 9".into()],
+                created: 5_000_000_000,
+                state,
+                exit_code: None,
+                started_at: Some(0),
+                finished_at: None,
+            },
+            ports: Vec::new(),
+            size: None,
+            paused: false,
+        }
+    }
+
+    /// A created container's row from its configuration: Docker's keys, its configured
+    /// network, volume mounts, no size keys unless measured; the filters the engine leaves.
+    #[test]
+    fn summary_rows_like_dockers() {
+        let config = ContainerConfig {
+            labels: BTreeMap::from([("app".into(), "web".into())]),
+            mounts: vec![Mount::Volume {
+                name: Some("data".into()),
+                target: "/data".into(),
+                readonly: false,
+            }],
+            ..Default::default()
+        };
+        let s = Summary::new(&ps_row(hako_engine::State::Created), &config, None, 0);
+        let v = serde_json::to_value(&s).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in [
+            "Id", "Names", "Image", "ImageID", "Command", "Created", "Ports", "Labels", "State",
+            "Status", "HostConfig", "NetworkSettings", "Mounts",
+        ] {
+            assert!(keys.contains(&k), "{k}: {v}");
+        }
+        assert!(v.get("SizeRw").is_none());
+        assert_eq!(v["Names"][0], "/web");
+        assert_eq!(v["Command"], "sh -c 'sleep 9'");
+        assert_eq!(v["Created"], 5);
+        assert_eq!(v["State"], "created");
+        assert_eq!(v["Mounts"][0]["Name"], "data");
+        let f = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert!(s.matches(&f(&[("label", "app=web"), ("volume", "data")])));
+        assert!(!s.matches(&f(&[("label", "app=web"), ("label", "tier")])));
+        assert!(s.matches(&f(&[("status", "exited"), ("status", "created")])));
+        assert!(!s.matches(&f(&[("status", "running")])));
+        let mut paused = ps_row(hako_engine::State::Running);
+        paused.paused = true;
+        let s = Summary::new(&paused, &config, None, 60_000_000_000);
+        assert_eq!(s.state, "paused");
+        assert!(s.status.ends_with(" (Paused)"), "{}", s.status);
+        assert!(s.matches(&f(&[("status", "paused")])));
+    }
     use hako_engine::config::Protocol;
 
     /// What the docker 28 CLI sends for `docker run -d --name web -p 127.0.0.1:8080:80
