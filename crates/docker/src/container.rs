@@ -861,8 +861,19 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         for k in [
-            "Id", "Names", "Image", "ImageID", "Command", "Created", "Ports", "Labels", "State",
-            "Status", "HostConfig", "NetworkSettings", "Mounts",
+            "Id",
+            "Names",
+            "Image",
+            "ImageID",
+            "Command",
+            "Created",
+            "Ports",
+            "Labels",
+            "State",
+            "Status",
+            "HostConfig",
+            "NetworkSettings",
+            "Mounts",
         ] {
             assert!(keys.contains(&k), "{k}: {v}");
         }
