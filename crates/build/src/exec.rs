@@ -56,6 +56,9 @@ pub struct BuildOptions {
     /// Fetches a base image into the store (the registry client), writing progress to the
     /// writer; used for a FROM image missing locally, or for every one with `pull`.
     pub fetch: Option<Fetch>,
+    /// `SOURCE_DATE_EPOCH` (see [`crate::epoch`]): a reproducible build, whose image times
+    /// and new layers' file times come from it, and whose RUN steps get a fixed hostname.
+    pub source_date_epoch: Option<u64>,
 }
 
 /// How the builder pulls an image: name, progress output.
@@ -99,6 +102,9 @@ const PROXY_ARGS: [&str; 10] = [
     "ALL_PROXY",
     "all_proxy",
 ];
+
+/// The hostname of RUN steps in a reproducible build (BuildKit's, for every build).
+const REPRODUCIBLE_HOSTNAME: &str = "buildkitsandbox";
 
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -349,6 +355,8 @@ pub fn build<'o>(
         .build_args
         .keys()
         .filter(|k| !b.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+        // The epoch is the build's own, used whether an ARG declares it or not.
+        .filter(|k| !(opts.source_date_epoch.is_some() && k.as_str() == crate::epoch::NAME))
         .cloned()
         .collect();
     Ok(BuildOutput {
@@ -801,7 +809,10 @@ impl Builder<'_> {
         layer: Option<StagedLayer>,
         reused: Option<(String, Value)>,
     ) -> Result<String, Error> {
-        let created = rfc3339_now();
+        let created = match self.opts.source_date_epoch {
+            Some(e) => crate::epoch::created(e),
+            None => rfc3339_now(),
+        };
         let mut config = st.config.clone();
         config["created"] = created.clone().into();
         let mut hist = json!({"created": created, "created_by": created_by});
@@ -878,8 +889,15 @@ impl Builder<'_> {
         Ok(image.id)
     }
 
+    /// A step's cache key. An epoch is part of it: the step's image (its `created`, its
+    /// layer's times) depends on it, so a step built without one, or with another, is not
+    /// reused. Keys without one are as they were before epochs existed.
     fn cache_key(&self, st: &Stage, keyword: &str, canonical: &str) -> String {
-        sha256_hex(format!("hako-build-v1\n{}\n{keyword}\n{canonical}", st.parent_key()).as_bytes())
+        let mut text = format!("hako-build-v1\n{}\n{keyword}\n{canonical}", st.parent_key());
+        if let Some(e) = self.opts.source_date_epoch {
+            text.push_str(&format!("\n{}={e}", crate::epoch::NAME));
+        }
+        sha256_hex(text.as_bytes())
     }
 
     /// Reuses a cached step if there is one; prints Docker's lines either way.
@@ -1032,8 +1050,9 @@ impl Builder<'_> {
                     return Ok(());
                 }
                 let image = Union::new(&st.layers);
+                let epoch = self.opts.source_date_epoch;
                 let staged = self.engine.stage_streamed(|out| {
-                    let mut w = LayerWriter::new(out);
+                    let mut w = LayerWriter::new(out, epoch);
                     w.parents(&image, &comps, (0, 0))?;
                     w.dir(&image, &comps, (0, 0), 0o755)?;
                     w.finish()
@@ -1477,6 +1496,12 @@ impl Builder<'_> {
                 .map_err(|e| Error::at(line, format!("RUN: {e}")))?,
             overlays: sm.overlays,
             volatile_rootfs: true,
+            // The container's id is random, and a step may write its hostname into the
+            // layer; a reproducible build names every step's host as BuildKit does.
+            hostname: self
+                .opts
+                .source_date_epoch
+                .map(|_| REPRODUCIBLE_HOSTNAME.to_string()),
             ..Default::default()
         };
         let stubs = sm.stubs;
@@ -1503,7 +1528,7 @@ impl Builder<'_> {
         };
         let committed = if code == 0 {
             self.engine
-                .build_layer(&cid, &stubs, image_etc)
+                .build_layer(&cid, &stubs, image_etc, self.opts.source_date_epoch)
                 .map_err(Error::from)
                 .and_then(|l| self.commit(st, &created_by, Some(l)))
         } else {
@@ -2297,8 +2322,9 @@ impl Builder<'_> {
         }
 
         // Write the layer.
+        let epoch = self.opts.source_date_epoch;
         let staged = self.engine.stage_streamed(|out| {
-            let mut w = LayerWriter::new(out);
+            let mut w = LayerWriter::new(out, epoch);
             let into_dir = several || dest_is_dir_syntax || dest_exists_dir;
             if into_dir {
                 w.parents(&image, &dest_comps, owner)?;

@@ -24,6 +24,8 @@ pub struct Attrs {
 pub struct LayerWriter<'a> {
     b: tar::Builder<&'a mut dyn Write>,
     written: BTreeSet<String>,
+    /// `SOURCE_DATE_EPOCH`: the time of what the step makes, and the latest any entry says.
+    epoch: Option<u64>,
 }
 
 fn now() -> u64 {
@@ -34,14 +36,26 @@ fn now() -> u64 {
 }
 
 impl<'a> LayerWriter<'a> {
-    /// A writer of a tar into `out`.
-    pub fn new(out: &'a mut dyn Write) -> LayerWriter<'a> {
+    /// A writer of a tar into `out`; with `epoch`, every entry's time is at most the epoch
+    /// and what the step itself makes (directories, heredoc files) gets the epoch.
+    pub fn new(out: &'a mut dyn Write, epoch: Option<u64>) -> LayerWriter<'a> {
         let mut b = tar::Builder::new(out);
         b.follow_symlinks(false);
         LayerWriter {
             b,
             written: BTreeSet::new(),
+            epoch,
         }
+    }
+
+    /// The time of an entry the step makes: the epoch, not a clamped clock, so that an
+    /// epoch later than the build still gives the same layer.
+    fn made_now(&self) -> u64 {
+        self.epoch.unwrap_or_else(now)
+    }
+
+    fn clamp(&self, mtime: u64) -> u64 {
+        crate::epoch::clamp(mtime, self.epoch)
     }
 
     /// Directory entries for the ancestors of `comps` (not `comps` itself): as they are in the
@@ -78,7 +92,7 @@ impl<'a> LayerWriter<'a> {
                 h.set_mode(m.mode() & 0o7777);
                 h.set_uid(m.uid().into());
                 h.set_gid(m.gid().into());
-                h.set_mtime(m.mtime().max(0) as u64);
+                h.set_mtime(self.clamp(m.mtime().max(0) as u64));
             }
             Some(_) => {
                 return Err(Error::Invalid(format!(
@@ -89,7 +103,7 @@ impl<'a> LayerWriter<'a> {
                 h.set_mode(mode);
                 h.set_uid(owner.0);
                 h.set_gid(owner.1);
-                h.set_mtime(now());
+                h.set_mtime(self.made_now());
             }
         }
         self.b
@@ -110,6 +124,7 @@ impl<'a> LayerWriter<'a> {
         let path = comps.join("/");
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
+        h.set_mtime(self.clamp(m.mtime().max(0) as u64));
         h.set_uid(attrs.owner.0);
         h.set_gid(attrs.owner.1);
         if let Some(mode) = attrs.chmod {
@@ -149,7 +164,7 @@ impl<'a> LayerWriter<'a> {
         h.set_mode(attrs.chmod.unwrap_or(0o644));
         h.set_uid(attrs.owner.0);
         h.set_gid(attrs.owner.1);
-        h.set_mtime(now());
+        h.set_mtime(self.made_now());
         self.b
             .append_data(&mut h, &path, data)
             .map_err(Error::io("write the layer"))?;
@@ -186,6 +201,16 @@ impl<'a> LayerWriter<'a> {
                 continue;
             }
             let mut h = e.header().clone();
+            if self.epoch.is_some() {
+                let t = h.mtime().map_err(Error::io("read the archive"))?;
+                h.set_mtime(self.clamp(t));
+                // A GNU header may carry access and change times: the archive's, but the
+                // epoch promises no time after it.
+                if let Some(gnu) = h.as_gnu_mut() {
+                    gnu.set_atime(0);
+                    gnu.set_ctime(0);
+                }
+            }
             let path = comps.join("/");
             let kind = h.entry_type();
             if kind.is_hard_link() {
@@ -263,4 +288,82 @@ pub fn open_archive(path: &Path) -> Result<Option<Box<dyn Read>>, Error> {
         return Ok(Some(Box::new(f)));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(tar: &[u8]) -> Vec<(String, u64)> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let t = e.header().mtime().unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), t)
+            })
+            .collect()
+    }
+
+    /// With an epoch, what the step makes gets the epoch, a newer source is clamped to it, an
+    /// older one keeps its time; ADDed archive entries too.
+    #[test]
+    fn the_epoch_is_every_time_s_ceiling() {
+        let d = tempfile::tempdir().unwrap();
+        let (new, old) = (d.path().join("new"), d.path().join("old"));
+        std::fs::write(&new, b"new").unwrap();
+        std::fs::write(&old, b"old").unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(4_000_000_000);
+        archive
+            .append_data(&mut h, "in-archive", &b"x"[..])
+            .unwrap();
+        let archive = archive.into_inner().unwrap();
+
+        let image = Union::new(&[]);
+        let comps = |p: &str| p.split('/').map(String::from).collect::<Vec<_>>();
+        let write = |epoch: Option<u64>| -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut w = LayerWriter::new(&mut out, epoch);
+            w.parents(&image, &comps("a/b/new"), (0, 0)).unwrap();
+            for (name, src) in [("a/b/new", &new), ("a/b/old", &old)] {
+                let m = std::fs::symlink_metadata(src).unwrap();
+                w.host(&comps(name), src, &m, Attrs::default()).unwrap();
+            }
+            w.bytes(&comps("a/doc"), b"heredoc", Attrs::default())
+                .unwrap();
+            w.archive(&comps("x"), Box::new(std::io::Cursor::new(archive.clone())))
+                .unwrap();
+            w.finish().unwrap();
+            out
+        };
+        let e = 1_700_000_000;
+        assert_eq!(
+            times(&write(Some(e))),
+            [
+                ("a/".into(), e),
+                ("a/b/".into(), e),
+                ("a/b/new".into(), e),
+                ("a/b/old".into(), 1_000),
+                ("a/doc".into(), e),
+                ("x/in-archive".into(), e),
+            ]
+        );
+        // Without one, the clock and the sources' own times.
+        let plain = times(&write(None));
+        assert!(plain[0].1 <= now() && plain[0].1 + 60 > now(), "{plain:?}");
+        assert_eq!(plain[3].1, 1_000);
+        assert_eq!(plain[5].1, 4_000_000_000);
+    }
 }

@@ -7,6 +7,7 @@ mod agent;
 /// The build cache lives in the engine, which prunes and sizes it (`hako_engine::build_cache`).
 pub use hako_engine::build_cache as cache;
 pub mod context;
+pub mod epoch;
 pub mod events;
 pub mod exec;
 pub mod git;

@@ -4,7 +4,6 @@ use crate::{open, Failure};
 use anyhow::Context as _;
 use hako_engine::hako_image::Reference;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Options of `hako build`.
@@ -58,6 +57,10 @@ pub struct BuildArgs {
     /// $SSH_AUTH_SOCK), for RUN --mount=type=ssh
     #[arg(long = "ssh")]
     ssh: Vec<String>,
+    /// Build reproducibly: image and history times, and file times in new layers, from this
+    /// Unix time (default: $SOURCE_DATE_EPOCH, or --build-arg SOURCE_DATE_EPOCH=N)
+    #[arg(long = "source-date-epoch", value_name = "SECONDS")]
+    source_date_epoch: Option<String>,
     /// Build context: a directory, or - to read a Dockerfile from stdin
     path: String,
 }
@@ -108,6 +111,17 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
                 }
             }
         }
+    }
+    let epoch_env = std::env::var(hako_build::epoch::NAME).ok();
+    let source_date_epoch = hako_build::epoch::resolve(
+        a.source_date_epoch.as_deref(),
+        build_args.get(hako_build::epoch::NAME).map(String::as_str),
+        epoch_env.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(e) = source_date_epoch {
+        // As buildx passes it: an `ARG SOURCE_DATE_EPOCH` sees the build's epoch.
+        build_args.insert(hako_build::epoch::NAME.to_string(), e.to_string());
     }
     let mut secrets = hako_build::mounts::Secrets::new();
     for s in &a.secrets {
@@ -172,6 +186,7 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
         ssh,
         pull: a.pull,
         keep_containers: !a.rm && !a.force_rm,
+        source_date_epoch,
         fetch: Some({
             let root = root.to_path_buf();
             Box::new(
@@ -264,21 +279,12 @@ pub fn builder(root: &Path, c: BuilderCommand) -> Result<i32, Failure> {
                 .map(|s| hako_engine::options::parse_size(s, "--keep-storage"))
                 .transpose()?
                 .map(|n| n.max(0) as u64);
-            if !force {
-                use std::io::BufRead;
-                let what = if all { "all" } else { "all dangling" };
-                print!(
-                    "WARNING! This will remove {what} build cache. Are you sure you want to continue? [y/N] "
-                );
-                std::io::stdout().flush().context("write the prompt")?;
-                let mut answer = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut answer)
-                    .context("read the answer")?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
+            let what = if all { "all" } else { "all dangling" };
+            if !force
+                && !crate::fmt::confirm(&format!("This will remove {what} build cache. "))
+                    .context("ask for confirmation")?
+            {
+                return Ok(0);
             }
             let engine = open(root)?;
             let report = match keep {

@@ -409,6 +409,9 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     let (sig_proxy, detach_keys) = (a.sig_proxy, a.detach_keys.clone());
     pull_policy(&pull)?;
     let detach = a.detach;
+    if a.tty && a.interactive && !detach {
+        crate::fmt::require_terminal_stdin().map_err(|err| Failure { code: 1, err })?;
+    }
     let parsed = parse(a, false)?;
     let engine = open(root).map_err(engine_err)?;
     ensure_image(&engine, &parsed.config.image, &pull, platform.as_deref())?;

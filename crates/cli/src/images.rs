@@ -473,11 +473,11 @@ pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32, Failure> {
         match image_doc(&engine, name) {
             Ok(Some(doc)) => docs.push(doc),
             Ok(None) => {
-                eprintln!("Error: No such image: {name}");
+                eprintln!("hako: No such image: {name}");
                 code = 1;
             }
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("hako: {e:#}");
                 code = 1;
             }
         }
@@ -575,19 +575,12 @@ pub fn prune(root: &Path, a: PruneArgs) -> Result<i32, Failure> {
         crate::fmt::local_offset(now.div_euclid(1_000_000_000)),
     )?;
     if !a.force {
-        println!(
-            "WARNING! This will remove all {}.",
-            if a.all {
-                "images without at least one container associated to them"
-            } else {
-                "dangling images"
-            }
-        );
-        print!("Are you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        let warning = if a.all {
+            "This will remove all images without at least one container associated to them.\n"
+        } else {
+            "This will remove all dangling images.\n"
+        };
+        if !crate::fmt::confirm(warning)? {
             return Ok(0);
         }
     }

@@ -628,11 +628,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps(&cli.root, a),
         Command::Container(ContainerCommand::Prune { force }) => {
-            if !force {
-                return Err(anyhow::anyhow!(
-                    "container prune asks for confirmation, which needs a terminal: pass -f to confirm"
-                )
-                .into());
+            if !force && !fmt::confirm("This will remove all stopped containers.\n")? {
+                return Ok(0);
             }
             let engine = open(&cli.root)?;
             let removed = engine.prune()?;
@@ -777,6 +774,9 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                     code: 125,
                     err: anyhow::anyhow!("{}", usage::unknown_flag(flag)),
                 });
+            }
+            if a.tty && a.interactive && !a.detach {
+                fmt::require_terminal_stdin()?;
             }
             let engine = open(&cli.root)?;
             if a.workdir.as_deref().is_some_and(|w| !w.starts_with('/')) {
@@ -1376,16 +1376,8 @@ fn system_prune(
         warning.push("unused build cache");
     }
     if !force {
-        use std::io::BufRead;
-        println!("WARNING! This will remove:");
-        for w in &warning {
-            println!("  - {w}");
-        }
-        print!("\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        let list: String = warning.iter().map(|w| format!("\n  - {w}")).collect();
+        if !fmt::confirm(&format!("This will remove:{list}\n\n"))? {
             return Ok(0);
         }
     }

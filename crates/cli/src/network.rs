@@ -224,13 +224,12 @@ pub fn network(root: &Path, cmd: NetworkCommand) -> Result<i32, Failure> {
             Ok(0)
         }
         NetworkCommand::Prune { force } => {
-            if !force {
-                eprint!("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
+            if !force
+                && !crate::fmt::confirm(
+                    "This will remove all custom networks not used by at least one container.\n",
+                )?
+            {
+                return Ok(0);
             }
             let gone = engine.network_prune()?;
             if !gone.is_empty() {

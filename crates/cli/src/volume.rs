@@ -150,11 +150,13 @@ pub fn volume(root: &Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             Ok(code)
         }
         VolumeCommand::Prune { all, force } => {
-            if !force {
-                return Err(anyhow::anyhow!(
-                    "volume prune asks for confirmation, which needs a terminal: pass -f to confirm"
-                )
-                .into());
+            let warning = if all {
+                "This will remove all local volumes not used by at least one container.\n"
+            } else {
+                "This will remove anonymous local volumes not used by at least one container.\n"
+            };
+            if !force && !crate::fmt::confirm(warning)? {
+                return Ok(0);
             }
             let (removed, freed) = engine.volume_prune(all)?;
             if !removed.is_empty() {

@@ -3,75 +3,10 @@
 
 mod common;
 
-use common::build::write;
+use common::build::{git, write, GitDaemon as Daemon};
 
 use common::Root;
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
-/// `git daemon` runs `git-daemon` as a child of its own, which a kill of `git` would leave
-/// serving forever: start the daemon binary itself, so its pid is the one stopped.
-fn git_daemon() -> std::path::PathBuf {
-    let out = Command::new("git").arg("--exec-path").output().unwrap();
-    assert!(out.status.success(), "git --exec-path");
-    Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("git-daemon")
-}
-
-/// A `git daemon` serving `base` on a free port of 127.0.0.1, stopped by its pid when dropped.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        for _ in 0..20 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new(git_daemon())
-                .arg(format!("--base-path={}", base.display()))
-                .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-                .arg(format!("--port={port}"))
-                .arg(base)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let up = common::wait_for(5, || {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    || child.try_wait().ok().flatten().is_some()
-            });
-            if up && child.try_wait().ok().flatten().is_none() {
-                return Daemon { child, port };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("git daemon did not start");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 /// ADD of a repository at its HEAD, at a tag with a subdirectory, and with `--keep-git-dir`;
 /// the files and their modes arrive without `.git` (unless kept); a rebuild is all cache until

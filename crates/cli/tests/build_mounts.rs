@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::build::{build_env, ctx, write};
+use common::build::{build_env, ctx, write, Agent, ASK_AGENT};
 
 use common::{wait_for, Root};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn tmp_is_empty(r: &Root) -> bool {
@@ -14,66 +14,6 @@ fn tmp_is_empty(r: &Root) -> bool {
         .map(|d| d.count() == 0)
         .unwrap_or(true)
 }
-
-/// An ssh-agent of the test's own, on a socket in a temporary directory, holding one key
-/// whose comment is `comment`; stopped by its pid when dropped.
-struct Agent {
-    dir: tempfile::TempDir,
-    pid: i32,
-}
-
-impl Agent {
-    fn start(comment: &str) -> Option<Agent> {
-        let dir = tempfile::Builder::new()
-            .prefix("hako-agent-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
-        let sock = dir.path().join("agent.sock");
-        let out = Command::new("ssh-agent")
-            .args(["-s", "-a"])
-            .arg(&sock)
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let pid: i32 = text
-            .split("SSH_AGENT_PID=")
-            .nth(1)?
-            .split(';')
-            .next()?
-            .parse()
-            .ok()?;
-        let agent = Agent { dir, pid };
-        let key = agent.dir.path().join("key");
-        let made = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-            .arg(&key)
-            .stdin(Stdio::null())
-            .status()
-            .ok()?;
-        let added = Command::new("ssh-add")
-            .arg(&key)
-            .env("SSH_AUTH_SOCK", agent.socket())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        (made.success() && added.success()).then_some(agent)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("agent.sock")
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-    }
-}
-
-/// A perl one-liner (perl-base is in every Debian image) that asks the agent at
-/// $SSH_AUTH_SOCK for its identities and prints the answer's type, the key count, and
-/// whether the key's comment came back.
-const ASK_AGENT: &str = r#"perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => $ENV{SSH_AUTH_SOCK}) or die "connect: $!\n"; print $s pack("NC", 1, 11); read($s, $h, 5) == 5 or die "short answer\n"; ($l, $t) = unpack("NC", $h); read($s, $b, $l - 1); printf "agent answer %d, %d key(s), %s\n", $t, unpack("N", $b), ($b =~ /hako-e2e-key/ ? "comment ok" : "no comment")'"#;
 
 fn trixie_root() -> Root {
     let r = Root::new();
@@ -144,7 +84,7 @@ fn ssh_agent_forwarding() {
     let (code, _, err) = build_env(&r, d.path(), &[], &["--ssh", "default"]);
     assert_eq!(code, 1);
     assert!(err.contains("SSH_AUTH_SOCK is not set"), "{err}");
-    let key = agent.dir.path().join("key");
+    let key = agent.key();
     let (code, _, err) = build_env(
         &r,
         d.path(),

@@ -799,3 +799,52 @@ fn stall_check(r: &Root, name: &str, flags: &str) {
     );
     r.ok(&["rm", name]);
 }
+
+#[test]
+fn an_attach_that_falls_behind_for_a_while_still_gets_every_line() {
+    use std::io::BufRead;
+    let r = Root::with_busybox();
+    // Announces itself until told to go, then writes far more than the sockets and pipes
+    // between it and the attach hold.
+    r.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "burst",
+        "busybox",
+        "sh",
+        "-c",
+        "until [ -e /tmp/go ]; do echo start; sleep 0.05; done; seq 1 100000; sleep 60",
+    ]);
+    let mut attach = r
+        .cmd(&["attach", "--no-stdin", "burst"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = std::io::BufReader::new(attach.stdout.take().unwrap());
+    let mut line = String::new();
+    seen.read_line(&mut line).unwrap();
+    assert_eq!(line, "start\n");
+    // Not read meanwhile: the attach blocks on its stdout and stops taking its messages,
+    // as one the scheduler starves would.
+    r.ok(&["exec", "burst", "touch", "/tmp/go"]);
+    assert!(wait_for(30, || r.ok(&["logs", "--tail", "1", "burst"]) == "100000\n"));
+    let mut next = 1;
+    for line in seen.lines() {
+        let line = line.unwrap();
+        if line == "start" && next == 1 {
+            continue;
+        }
+        assert_eq!(line, next.to_string(), "the attach lost output");
+        if next == 100000 {
+            break;
+        }
+        next += 1;
+    }
+    assert_eq!(next, 100000);
+    r.ok(&["rm", "-f", "burst"]);
+    attach.wait().unwrap();
+    assert!(wait_for(5, || monitors(&r).is_empty()));
+}

@@ -138,6 +138,7 @@ const CASES: &[Case] = &[
     // inspect
     (&["inspect"], "requires at least 1 argument"),
     (&["inspect", "nosuch"], "No such object: nosuch"),
+    (&["image", "inspect", "nosuch"], "No such image: nosuch"),
     (&["inspect", "--format", "{{.Foo}}", "up"], "Foo"),
     (&["inspect", "--format", "{{", "up"], "unclosed action"),
     (&["inspect", "--type", "bogus", "up"], "\"bogus\""),
@@ -163,6 +164,15 @@ const CASES: &[Case] = &[
     (&["exec", "nosuch", "true"], "No such container: nosuch"),
     (&["exec", "stopped", "true"], "is not running"),
     (&["exec", "up", "/etc/passwd"], "permission denied"),
+    // `-it` with an input that is not a terminal (these run with stdin on /dev/null).
+    (
+        &["exec", "-it", "up", "true"],
+        "the input device is not a TTY",
+    ),
+    (
+        &["run", "-it", "busybox", "true"],
+        "the input device is not a TTY",
+    ),
     (&["exec", "up", "sh", "-c", "exit 7"], ""),
     (
         &["exec", "-z", "up", "true"],
@@ -412,6 +422,10 @@ fn exit_codes_and_messages_match_docker() {
         let first = herr.lines().next().unwrap_or_default();
         if !docker_said(&d).contains(phrase) || !first.contains(phrase) {
             failures.push(format!("message without {phrase:?}: {what}"));
+        }
+        // Whatever printed it, an error names the program, as every other hako error does.
+        if !first.starts_with("hako: ") {
+            failures.push(format!("error without the hako: prefix: {what}"));
         }
         if hc != Some(0) && herr.trim().lines().count() > 2 {
             failures.push(format!("more than a line and a hint: {what}"));

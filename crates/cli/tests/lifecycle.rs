@@ -736,3 +736,96 @@ fn system_df_and_network_ls_format_template_and_json() {
     }
     r.ok(&["rm", "dfc"]);
 }
+
+/// `hako ARGS` with `answer` piped to its stdin (no terminal); returns its stdout.
+fn answered(r: &Root, args: &[&str], answer: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = r
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn prunes_take_their_answer_from_a_pipe_as_docker_does() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["run", "-d", "-v", "/data", "busybox", "true"]);
+    let id = id.trim();
+    r.ok(&["wait", id]);
+    r.ok(&["network", "create", "answered"]);
+    // No (or nothing at all) keeps everything.
+    for answer in ["n\n", ""] {
+        let out = answered(&r, &["container", "prune"], answer);
+        assert_eq!(
+            out,
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
+    }
+    assert!(r.ok(&["ps", "-aq", "--no-trunc"]).contains(id));
+    let out = answered(&r, &["container", "prune"], "y\n");
+    assert!(
+        out.contains(&format!("Deleted Containers:\n{id}\n")),
+        "{out}"
+    );
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    // The anonymous volume the container left, then the network.
+    let out = answered(&r, &["volume", "prune"], "Y\n");
+    assert!(
+        out.starts_with(
+            "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] Deleted Volumes:\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "");
+    let out = answered(&r, &["network", "prune"], "yes\n");
+    assert!(out.contains("Deleted Networks:\nanswered\n"), "{out}");
+}
+
+#[test]
+fn volumes_exist_from_create_and_anonymous_ones_keep_their_mount_points() {
+    let r = Root::with_busybox();
+    // As docker: `create` makes the volumes, and prune keeps them for the container.
+    let id = r.ok(&[
+        "create",
+        "-v",
+        "keepme:/data",
+        "-v",
+        "/a",
+        "-v",
+        "/b",
+        "-v",
+        "/c",
+        "busybox",
+        "sh",
+        "-c",
+        "[ -e /a/f ] && cat /a/f /b/f /c/f; echo A > /a/f; echo B > /b/f; echo C > /c/f",
+    ]);
+    let id = id.trim();
+    let vols = r.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.lines().count(), 4, "{vols}");
+    assert!(vols.lines().any(|v| v == "keepme"), "{vols}");
+    r.ok(&["volume", "prune", "-a", "-f"]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), vols);
+    // Each start mounts each anonymous volume where it was (they were handed out in an
+    // order that had nothing to do with their mount points, so three of them swapped).
+    r.ok(&["start", "-a", id]);
+    for _ in 0..3 {
+        assert_eq!(r.ok(&["start", "-a", id]), "A\nB\nC\n");
+    }
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), vols);
+    r.ok(&["rm", "-v", id]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "keepme\n");
+    r.ok(&["volume", "rm", "keepme"]);
+}

@@ -1995,3 +1995,51 @@ fn two_roots_whose_names_collide_both_run_on_their_own_bridges() {
     a_run(&["exec", "ay", "ping", "-c1", "-W2", &ga]);
     r.ok(&["rm", "-f", "ay"]);
 }
+
+#[test]
+fn host_and_none_are_listed_and_inspected_as_docker_shows_them() {
+    let r = Root::with_busybox();
+    let ls = r.ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Scope}}",
+    ]);
+    let names: Vec<&str> = ls.lines().collect();
+    assert_eq!(
+        names,
+        ["bridge bridge local", "host host local", "none null local"]
+    );
+    let id = r.ok(&["run", "-d", "--network", "host", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "host"])).unwrap();
+    assert_eq!(doc[0]["Driver"], "host");
+    assert_eq!(doc[0]["IPAM"]["Config"], serde_json::json!([]));
+    assert!(doc[0]["Containers"].get(id).is_some(), "{doc}");
+    // By ID prefix too, as every network.
+    let none_id = r.ok(&["network", "ls", "-q", "--filter", "name=none"]);
+    assert_eq!(
+        r.ok(&["network", "inspect", "-f", "{{.Name}}", none_id.trim()]),
+        "none\n"
+    );
+    let (code, _, err) = r.run(&["network", "rm", "host"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("host is a pre-defined network and cannot be removed"),
+        "{err}"
+    );
+    let other = r.ok(&["run", "-d", "busybox", "sleep", "60"]);
+    for net in ["host", "none"] {
+        let (code, _, err) = r.run(&["network", "connect", net, other.trim()]);
+        assert_eq!(code, 1, "{net}");
+        assert!(
+            err.contains(&format!("connected to {net} network")),
+            "{err}"
+        );
+    }
+    // Neither is pruned, and neither is a bridge the checks of this root look for.
+    r.ok(&["network", "prune", "-f"]);
+    assert_eq!(r.ok(&["network", "ls", "-q"]).lines().count(), 3);
+    r.ok(&["rm", "-f", id, other.trim()]);
+}

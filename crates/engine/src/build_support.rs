@@ -158,11 +158,14 @@ impl Engine {
     /// `/etc` that overlayfs only copied up (or the runtime only created) for the mount points
     /// of `/etc/hosts`, `hostname` and `resolv.conf` is left out too, so that a step that does
     /// not touch `/etc` makes no `etc/` entry, as in Docker (unless the layer would be empty).
+    ///
+    /// `clamp` is a reproducible build's `SOURCE_DATE_EPOCH`: no entry's time is later.
     pub fn build_layer(
         &self,
         id: &str,
         stubs: &[Vec<String>],
         image_etc: Option<(u32, u32, u32)>,
+        clamp: Option<u64>,
     ) -> Result<hako_image::StagedLayer> {
         let upper = self.container_dir(id).join("upper");
         let mut skip: Vec<String> = MOUNT_FILES.map(String::from).to_vec();
@@ -178,7 +181,7 @@ impl Engine {
             skip.push("etc".into());
         }
         self.stage_streamed(|out| {
-            crate::commit::write_layer_tar(&upper, out, &skip)
+            crate::commit::write_layer_tar(&upper, out, &skip, clamp)
                 .map_err(|e| Error::io("write the layer", e))
         })
     }

@@ -26,11 +26,17 @@ pub struct CommitOptions {
 /// Files hako creates for every container (mount points); they are not part of a commit.
 const HAKO_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
-/// Writes the OCI layer tar of an overlay upper directory.
-pub fn write_layer_tar(upper: &Path, out: impl Write, skip: &[String]) -> std::io::Result<()> {
+/// Writes the OCI layer tar of an overlay upper directory. With `clamp` (a reproducible
+/// build's `SOURCE_DATE_EPOCH`), no entry's time is later than it.
+pub fn write_layer_tar(
+    upper: &Path,
+    out: impl Write,
+    skip: &[String],
+    clamp: Option<u64>,
+) -> std::io::Result<()> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
-    add_dir(&mut b, upper, Path::new(""), skip)?;
+    add_dir(&mut b, upper, Path::new(""), skip, clamp)?;
     b.finish()
 }
 
@@ -39,6 +45,7 @@ fn add_dir<W: Write>(
     root: &Path,
     rel: &Path,
     skip: &[String],
+    clamp: Option<u64>,
 ) -> std::io::Result<()> {
     let dir = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<std::io::Result<_>>()?;
@@ -58,11 +65,19 @@ fn add_dir<W: Write>(
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(0);
             h.set_mode(0o644);
-            h.set_mtime(meta.mtime().max(0) as u64);
+            let t = meta.mtime().max(0) as u64;
+            h.set_mtime(clamp.map_or(t, |c| t.min(c)));
             b.append_data(&mut h, &wh, std::io::empty())?;
             continue;
         }
-        b.append_path_with_name(e.path(), &r)?;
+        let ft = meta.file_type();
+        let special = ft.is_fifo() || ft.is_char_device() || ft.is_block_device();
+        match clamp {
+            None if !special => b.append_path_with_name(e.path(), &r)?,
+            // tar's `append_path_with_name` names a fifo or device by its host path, which
+            // it then refuses as absolute: a RUN step that left one could not be committed.
+            _ => append_clamped(b, &e.path(), &r, &meta, clamp.unwrap_or(u64::MAX))?,
+        }
         if meta.is_dir() {
             if let Ok(Some(v)) = xattr_get(&e.path(), &opaque_name()) {
                 if v == b"y" {
@@ -73,10 +88,46 @@ fn add_dir<W: Write>(
                     b.append_data(&mut h, r.join(".wh..wh..opq"), std::io::empty())?;
                 }
             }
-            add_dir(b, root, &r, skip)?;
+            add_dir(b, root, &r, skip, clamp)?;
         }
     }
     Ok(())
+}
+
+/// What `append_path_with_name` writes (and, for a fifo or device, would), with the entry's
+/// time at most `clamp`: the header is the same one (GNU, the file's metadata, no access or
+/// change times), only made here.
+fn append_clamped<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    meta: &std::fs::Metadata,
+    clamp: u64,
+) -> std::io::Result<()> {
+    let ft = meta.file_type();
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    h.set_mtime((meta.mtime().max(0) as u64).min(clamp));
+    if ft.is_file() {
+        use std::io::Read;
+        let f = std::fs::File::open(path)?;
+        b.append_data(&mut h, name, f.take(meta.len()))
+    } else if ft.is_dir() {
+        h.set_size(0);
+        b.append_data(&mut h, name, std::io::empty())
+    } else if ft.is_symlink() {
+        h.set_size(0);
+        b.append_link(&mut h, name, std::fs::read_link(path)?)
+    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        h.set_size(0);
+        let dev = meta.rdev();
+        h.set_device_major(libc::major(dev))?;
+        h.set_device_minor(libc::minor(dev))?;
+        b.append_data(&mut h, name, std::io::empty())
+    } else {
+        // A socket: refused as `append_path_with_name` refuses it.
+        b.append_path_with_name(path, name)
+    }
 }
 
 /// The xattr overlayfs marks opaque directories with here (`user.` inside a user namespace).
@@ -160,7 +211,7 @@ impl Engine {
         let upper = self.container_dir(&c.id).join("upper");
         let mut tmp = tempfile::tempfile_in(self.root().join("tmp"))
             .map_err(|e| Error::io("create a temporary layer", e))?;
-        write_layer_tar(&upper, &mut tmp, &HAKO_FILES.map(String::from))
+        write_layer_tar(&upper, &mut tmp, &HAKO_FILES.map(String::from), None)
             .map_err(|e| Error::io("write the layer", e))?;
         tmp.rewind().map_err(|e| Error::io("rewind the layer", e))?;
         let staged = self.store.stager().stage_layer(&mut tmp, None)?;
@@ -223,6 +274,84 @@ impl Drop for ThawOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(id) = &self.id {
             let _ = self.engine.unpause(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_layer_tar;
+    use std::os::unix::fs::MetadataExt;
+
+    /// An upper directory with a directory, a file, a symlink, a fifo and (as root) a whiteout.
+    fn upper() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("dir/sub")).unwrap();
+        std::fs::write(p.join("dir/file"), b"content").unwrap();
+        std::os::unix::fs::symlink("file", p.join("dir/link")).unwrap();
+        nix::unistd::mkfifo(
+            &p.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        // An overlayfs whiteout (a 0:0 character device) needs CAP_MKNOD: as root only.
+        let _ = nix::sys::stat::mknod(
+            &p.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        );
+        d
+    }
+
+    fn entries(tar: &[u8]) -> Vec<(String, u64, u64)> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                let gnu = h.as_gnu().unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mtime().unwrap(),
+                    gnu.atime().unwrap_or(0) + gnu.ctime().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Also a fifo and a device (a whiteout is one too, but has its own entry): tar's own
+    /// `append_path_with_name` refused them.
+    #[test]
+    fn a_clamp_changes_only_the_times_later_than_it() {
+        let d = upper();
+        let newest = ["dir", "dir/file", "fifo"]
+            .iter()
+            .map(|n| std::fs::symlink_metadata(d.path().join(n)).unwrap().mtime())
+            .max()
+            .unwrap() as u64;
+        let mut plain = Vec::new();
+        write_layer_tar(d.path(), &mut plain, &[], None).unwrap();
+        // A clamp no entry reaches writes the very same bytes as none.
+        let mut late = Vec::new();
+        write_layer_tar(d.path(), &mut late, &[], Some(newest + 3600)).unwrap();
+        assert!(plain == late, "a clamp after every time changed the layer");
+        let mut clamped = Vec::new();
+        write_layer_tar(d.path(), &mut clamped, &[], Some(1_000)).unwrap();
+        let got = entries(&clamped);
+        assert_eq!(
+            got.iter().map(|(p, _, _)| p.as_str()).collect::<Vec<_>>(),
+            entries(&plain)
+                .iter()
+                .map(|(p, _, _)| p.as_str())
+                .collect::<Vec<_>>(),
+        );
+        assert!(got.len() >= 5, "{got:?}");
+        for (path, mtime, atime_ctime) in &got {
+            assert_eq!(*mtime, 1_000, "{path}");
+            assert_eq!(*atime_ctime, 0, "{path}");
         }
     }
 }

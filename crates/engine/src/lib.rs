@@ -482,6 +482,7 @@ CREATE TABLE IF NOT EXISTS volumes (
 CREATE TABLE IF NOT EXISTS container_volumes (
     container_id TEXT NOT NULL,
     volume TEXT NOT NULL,
+    target TEXT,
     PRIMARY KEY (container_id, volume)
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
@@ -493,7 +494,8 @@ const SCHEMA_CURRENT: &str = "SELECT
     (SELECT count(*) FROM sqlite_master WHERE name IN
         ('containers', 'volumes', 'container_volumes', 'containers_image', 'events')) = 5
     AND (SELECT count(*) FROM pragma_table_info('containers') WHERE name IN
-        ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested')) = 5";
+        ('config', 'owner_pid', 'owner_start', 'restart_count', 'stop_requested')) = 5
+    AND (SELECT count(*) FROM pragma_table_info('container_volumes') WHERE name = 'target') = 1";
 
 /// Names of the blocked signals while `run` holds state that must be cleaned up.
 /// Blocks the signals an attach proxies; returns the previous mask.
@@ -628,6 +630,19 @@ impl Engine {
                     "ALTER TABLE containers ADD COLUMN {column} {decl}"
                 ))?;
             }
+        }
+        // Where each volume is mounted: a container's anonymous volumes must go back to
+        // their own mount points when it starts again. Rows from before have none (see
+        // `container_mounts`).
+        let targets: bool = store.conn().query_row(
+            "SELECT count(*) FROM pragma_table_info('container_volumes') WHERE name = 'target'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n == 1),
+        )?;
+        if !targets {
+            store
+                .conn()
+                .execute_batch("ALTER TABLE container_volumes ADD COLUMN target TEXT")?;
         }
         tx.commit()?;
         Ok(())
@@ -900,6 +915,7 @@ impl Engine {
             None,
             config.auto_remove,
         )?;
+        self.claim_volumes(&id, config, &plan)?;
         Ok(id)
     }
 
@@ -2049,6 +2065,39 @@ mod tests {
     /// `rm -v` killed between unlinking a container's anonymous volume and deleting it left the
     /// volume behind, unlinked, where `rm -v` run again no longer found it. A failure of the
     /// deletion (a trigger stands for the kill) must leave it linked.
+    #[test]
+    fn roots_from_before_volume_mount_points_gain_the_column_and_keep_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "d".repeat(64);
+        {
+            let e = Engine::open(dir.path()).unwrap();
+            e.store
+                .conn()
+                .execute_batch(&format!(
+                    "ALTER TABLE container_volumes DROP COLUMN target;
+                     INSERT INTO container_volumes (container_id, volume) VALUES ('{id}', 'v');"
+                ))
+                .unwrap();
+        }
+        let e = Engine::open(dir.path()).unwrap();
+        let target: Option<String> = e
+            .store
+            .conn()
+            .query_row(
+                "SELECT target FROM container_volumes WHERE container_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(target, None);
+        let current: bool = e
+            .store
+            .conn()
+            .query_row(SCHEMA_CURRENT, [], |r| r.get(0))
+            .unwrap();
+        assert!(current);
+    }
+
     #[test]
     fn rm_v_unlinks_and_deletes_anonymous_volumes_together() {
         let dir = tempfile::tempdir().unwrap();

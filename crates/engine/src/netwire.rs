@@ -295,6 +295,7 @@ impl crate::Engine {
         aliases: &[String],
     ) -> Result<()> {
         let c = self.find(container)?;
+        refuse_mode_network(network)?;
         let run = self.config_of(&c.id)?;
         let Some(primary) = run.network.attach_to() else {
             return Err(Error::Invalid(format!(
@@ -352,6 +353,7 @@ impl crate::Engine {
     /// later starts no longer attach it there.
     pub fn network_disconnect(&self, container: &str, network: &str) -> Result<()> {
         let c = self.find(container)?;
+        refuse_mode_network(network)?;
         let nets = networks(self.store.conn(), &self.root)?;
         let invalid = |e: hako_net::Error| Error::Invalid(e.to_string());
         let recorded = nets.forget_connect(&c.id, network).map_err(invalid)?;
@@ -369,6 +371,17 @@ impl crate::Engine {
             r => r.map_err(invalid),
         }
     }
+}
+
+/// `host` and `none` are network modes chosen at `run`/`create`, not networks to connect to
+/// or disconnect from (Docker's refusal).
+fn refuse_mode_network(network: &str) -> Result<()> {
+    if matches!(network, "host" | "none") {
+        return Err(Error::Invalid(format!(
+            "container cannot be disconnected from {network} network or connected to {network} network"
+        )));
+    }
+    Ok(())
 }
 
 /// Drops the connection records of a container that is being removed.

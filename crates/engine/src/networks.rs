@@ -10,7 +10,49 @@ use hako_net::NetworkInfo;
 /// Docker's names that are not networks one may remove.
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
+/// The networks that are network modes rather than bridges, with Docker's driver names.
+const MODES: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
+
+/// A mode network's ID: fixed, so an ID prefix finds it in every state root, and 64 hex
+/// digits like any other network's.
+fn mode_id(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("hako network mode {name}")))
+}
+
 impl Engine {
+    /// `host` or `none` as Docker shows them: no addresses, and the running containers that
+    /// use that network mode. `created` is the default network's time (Docker shows when
+    /// the daemon first made them).
+    fn mode_view(&self, name: &str, driver: &str, created: i64) -> Result<NetworkResource> {
+        let running = self.list(false)?;
+        let configs = self.stored_configs(running.iter().map(|c| c.id.as_str()))?;
+        let containers = running
+            .into_iter()
+            .filter(|c| configs.get(&c.id).is_some_and(|k| k.network.mode() == name))
+            .map(|c| NetworkEndpoint {
+                name: c.name,
+                container_id: c.id,
+                ipv4_address: String::new(),
+                ipv6_address: String::new(),
+                mac_address: String::new(),
+            })
+            .collect();
+        Ok(NetworkResource {
+            id: mode_id(name),
+            name: name.to_string(),
+            driver: driver.to_string(),
+            created,
+            internal: false,
+            enable_ipv6: false,
+            ipam: Vec::new(),
+            options: Default::default(),
+            labels: Default::default(),
+            containers,
+            builtin: true,
+        })
+    }
+
     fn network_view(&self, i: NetworkInfo, default_network: &str) -> NetworkResource {
         let mut ipam = vec![IpamConfig {
             subnet: i.subnet.to_string(),
@@ -105,22 +147,51 @@ impl Engine {
         Ok(self.network_view(info, &default))
     }
 
-    /// `network ls`: every network of the state root.
+    /// `network ls`: every network of the state root, then `host` and `none`, as Docker
+    /// lists them.
     pub fn network_list(&self) -> Result<Vec<NetworkResource>> {
         let nets = networks(self.store.conn(), &self.root)?;
         let default = nets.config().default_network.clone();
-        Ok(nets
+        let mut list: Vec<NetworkResource> = nets
             .list()?
             .into_iter()
             .map(|i| self.network_view(i, &default))
-            .collect())
+            .collect();
+        let created = list.iter().find(|n| n.builtin).map_or(0, |n| n.created);
+        if !list.iter().any(|n| n.builtin) {
+            // Docker always lists it; here it is made (subnet, bridge) when the first
+            // container needs it, so until then it is shown without addresses.
+            list.insert(0, self.mode_view(&default, "bridge", 0)?);
+        }
+        for (name, driver) in MODES {
+            list.push(self.mode_view(name, driver, created)?);
+        }
+        Ok(list)
     }
 
-    /// `network inspect`: one network by name or unique ID prefix.
+    /// `network inspect`: one network by name or unique ID prefix (`host` and `none`
+    /// included).
     pub fn network_inspect(&self, name: &str) -> Result<NetworkResource> {
         let nets = networks(self.store.conn(), &self.root)?;
         let default = nets.config().default_network.clone();
-        Ok(self.network_view(nets.inspect(name)?, &default))
+        let mode = |n: &str| {
+            MODES
+                .iter()
+                .find(|(m, _)| *m == n || (n.len() >= 3 && mode_id(m).starts_with(n)))
+        };
+        match nets.inspect(name) {
+            Ok(i) => Ok(self.network_view(i, &default)),
+            Err(e) => match mode(name) {
+                None if name == default => self.mode_view(&default, "bridge", 0),
+                Some((m, driver)) => {
+                    let created = nets
+                        .inspect(&default)
+                        .map_or(0, |d| d.created.saturating_mul(1_000_000_000));
+                    self.mode_view(m, driver, created)
+                }
+                None => Err(e.into()),
+            },
+        }
     }
 
     /// `network rm`: one network no container is attached to, and its forwarding rules.

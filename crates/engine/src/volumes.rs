@@ -274,16 +274,8 @@ impl Engine {
         }
     }
 
-    /// The mounts of `-v`, `--tmpfs` and the image's VOLUMEs, creating volumes (and missing `-v`
-    /// host directories, as Docker does) on the way.
-    pub(crate) fn container_mounts(
-        &self,
-        id: &str,
-        opts: &ContainerConfig,
-        plan: &Plan,
-    ) -> Result<Vec<Mount>> {
-        let mut mounts = Vec::new();
-        let mut targets = Vec::new();
+    /// `-v`, `--tmpfs` and the image's VOLUMEs that `-v` does not cover.
+    fn mount_specs(opts: &ContainerConfig, plan: &Plan) -> Vec<Spec> {
         let mut specs: Vec<Spec> = opts.mounts.clone();
         for v in &plan.image_volumes {
             let covered = specs.iter().any(|s| s.target() == v);
@@ -295,16 +287,84 @@ impl Engine {
                 });
             }
         }
-        // Reuse a container's anonymous volumes when it is started again.
-        let mut previous: Vec<(String, String)> = {
-            let mut st = self.store.conn().prepare(
-                "SELECT v.name, '' FROM container_volumes cv JOIN volumes v ON v.name = cv.volume WHERE cv.container_id = ?1 AND v.anonymous = 1 ORDER BY v.name",
-            )?;
-            let rows = st.query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
+        specs
+    }
+
+    /// The container's anonymous volumes from earlier (`create`, or a previous run), as
+    /// (name, mount point); the point is unknown for rows written before it was recorded.
+    fn previous_anonymous(&self, id: &str) -> Result<Vec<(String, Option<String>)>> {
+        let mut st = self.store.conn().prepare(
+            "SELECT v.name, cv.target FROM container_volumes cv JOIN volumes v ON v.name = cv.volume WHERE cv.container_id = ?1 AND v.anonymous = 1 ORDER BY v.name",
+        )?;
+        let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The volume for a `-v` (or image VOLUME) at `target`: the named one, or the anonymous
+    /// one this container had there before, or a new one; made if missing and recorded as
+    /// the container's, at `target`. Returns its name and whether it was made now.
+    fn claim_volume(
+        &self,
+        id: &str,
+        name: Option<String>,
+        target: &str,
+        previous: &mut Vec<(String, Option<String>)>,
+    ) -> Result<(String, bool)> {
+        let (name, anonymous) = match name {
+            Some(n) => (n, false),
+            None => {
+                // Its own mount point's first; a row without one (older roots) only when
+                // none matches, which is the best that can be done for them.
+                let at = previous
+                    .iter()
+                    .position(|(_, t)| t.as_deref() == Some(target))
+                    .or_else(|| previous.iter().position(|(_, t)| t.is_none()));
+                match at {
+                    Some(i) => (previous.remove(i).0, true),
+                    None => (random_id()?, true),
+                }
+            }
         };
+        let created = self.ensure_volume(&name, anonymous, &[])?;
+        self.store.conn().execute(
+            "INSERT INTO container_volumes (container_id, volume, target) VALUES (?1, ?2, ?3)
+             ON CONFLICT (container_id, volume) DO UPDATE SET target = excluded.target",
+            params![id, name, target],
+        )?;
+        Ok((name, created))
+    }
+
+    /// `create` makes the container's volumes, as Docker does: from then on they exist and
+    /// are in use (`volume ls` shows them, `volume prune` keeps them), and its starts mount
+    /// the same ones at the same points. They are filled from the image at the first start.
+    pub(crate) fn claim_volumes(
+        &self,
+        id: &str,
+        opts: &ContainerConfig,
+        plan: &Plan,
+    ) -> Result<()> {
+        let mut previous = self.previous_anonymous(id)?;
+        for spec in Self::mount_specs(opts, plan) {
+            if let Spec::Volume { name, target, .. } = spec {
+                self.claim_volume(id, name, &target, &mut previous)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The mounts of `-v`, `--tmpfs` and the image's VOLUMEs, creating volumes (and missing `-v`
+    /// host directories, as Docker does) on the way.
+    pub(crate) fn container_mounts(
+        &self,
+        id: &str,
+        opts: &ContainerConfig,
+        plan: &Plan,
+    ) -> Result<Vec<Mount>> {
+        let mut mounts = Vec::new();
+        let mut targets = Vec::new();
+        let specs = Self::mount_specs(opts, plan);
+        // Reuse a container's anonymous volumes when it is started again.
+        let mut previous = self.previous_anonymous(id)?;
         for spec in specs {
             match spec {
                 Spec::Bind {
@@ -330,14 +390,7 @@ impl Engine {
                     target,
                     readonly,
                 } => {
-                    let (name, anonymous) = match name {
-                        Some(n) => (n, false),
-                        None => match previous.pop() {
-                            Some((n, _)) => (n, true),
-                            None => (random_id()?, true),
-                        },
-                    };
-                    let created = self.ensure_volume(&name, anonymous, &[])?;
+                    let (name, created) = self.claim_volume(id, name, &target, &mut previous)?;
                     let data = self.volume_dir(&name);
                     if created || dir_is_empty(&data) {
                         // Docker fills an empty volume with what the image has at the mount point.
@@ -347,10 +400,6 @@ impl Engine {
                             })?;
                         }
                     }
-                    self.store.conn().execute(
-                        "INSERT OR IGNORE INTO container_volumes (container_id, volume) VALUES (?1, ?2)",
-                        params![id, name],
-                    )?;
                     let mut o = vec!["rbind".to_string(), "rprivate".to_string()];
                     if readonly {
                         o.push("ro".into());

@@ -91,22 +91,9 @@ fn monitor() {
     // before the finish may remove the container with `--rm`. Without waiting: one
     // that does not read (stopped, or stuck on its own output) must not hold up the finish;
     // it still learns the status from the exit file.
-    let msg = format!("x{code}");
-    let mut sink = [0u8; 512];
-    for c in clients {
-        // SAFETY: on a client socket we own: send our own buffer; drain what it sent us
-        // (closing with unread messages would reset the connection and drop ours); close.
-        unsafe {
-            libc::send(
-                c,
-                msg.as_ptr().cast(),
-                msg.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            );
-            while libc::recv(c, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) > 0 {}
-            libc::close(c);
-        }
-    }
+    let mut clients = clients;
+    broadcast(&mut clients, format!("x{code}").as_bytes());
+    flush_before_exit(clients);
     finish(root, id, &args[2]);
 }
 
@@ -177,7 +164,7 @@ fn pump(out: &mut Log) {
 /// The socket is SOCK_SEQPACKET, so every message arrives whole. From an attach: `i` + bytes
 /// typed, or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the
 /// exit status in decimal.
-fn pump_tty(out: &mut Log) -> Vec<i32> {
+fn pump_tty(out: &mut Log) -> Vec<Client> {
     // The spawning process bound and listens on the socket, as fd 5, so it exists by the
     // time `run` returns.
     let listener = 5;
@@ -272,7 +259,7 @@ fn pump_tty(out: &mut Log) -> Vec<i32> {
 /// (Docker's StdinOnce, which `create -i` sets) an attach's `c`, the end of its input,
 /// closes the pipe, so the command reads EOF. Runs until the container has exited and its
 /// output ended; returns the attaches still connected.
-fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<i32> {
+fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<Client> {
     let listener = 5;
     let mut stdin = 6;
     // Never block on the pipe: a container that does not read its stdin while an attach pours
@@ -416,10 +403,19 @@ fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
 
 /// Polls `fds`, followed by the attach clients' sockets unless output is `blocked` (their
 /// input then waits until the container takes what is pending); `false` if poll fails.
-fn poll_with_clients(fds: &mut Vec<libc::pollfd>, clients: &[i32], blocked: bool) -> bool {
-    if !blocked {
-        fds.extend(clients.iter().map(|&c| pollfd(c, libc::POLLIN)));
-    }
+fn poll_with_clients(fds: &mut Vec<libc::pollfd>, clients: &[Client], blocked: bool) -> bool {
+    // An attach with output queued is waited on until it takes it, and its input is not read
+    // meanwhile: one that does not keep up (a terminal echoing what it pours in) slows only
+    // itself down.
+    fds.extend(clients.iter().map(|c| {
+        let events = match (c.queued(), blocked) {
+            (true, _) => libc::POLLOUT,
+            (false, false) => libc::POLLIN,
+            // Not polled at all: a hung-up attach must not wake us over and over.
+            (false, true) => return pollfd(-1, 0),
+        };
+        pollfd(c.fd, events)
+    }));
     loop {
         // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } >= 0 {
@@ -438,7 +434,7 @@ fn interrupted() -> bool {
 /// `run -it` and `start -a` attach at once. Until that attach connects the container's
 /// output is not read, so neither its output nor its exit can pass it by; a `hako` that died
 /// before connecting only costs this wait.
-fn first_attach(listener: i32) -> Vec<i32> {
+fn first_attach(listener: i32) -> Vec<Client> {
     let mut clients = Vec::new();
     if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_some() {
         let mut p = pollfd(listener, libc::POLLIN);
@@ -450,7 +446,7 @@ fn first_attach(listener: i32) -> Vec<i32> {
     clients
 }
 
-fn accept_client(listener: i32, clients: &mut Vec<i32>) {
+fn accept_client(listener: i32, clients: &mut Vec<Client>) {
     // SAFETY: accept4 on our listening socket; the peer address is not wanted.
     let c = unsafe {
         libc::accept4(
@@ -461,29 +457,153 @@ fn accept_client(listener: i32, clients: &mut Vec<i32>) {
         )
     };
     if c >= 0 {
-        clients.push(c);
+        clients.push(Client {
+            fd: c,
+            queue: std::collections::VecDeque::new(),
+            bytes: 0,
+        });
     }
 }
 
-/// Sends one message to every attach. One that cannot take it at once, or has gone, is
-/// dropped rather than allowed to stall the container.
-fn broadcast(clients: &mut Vec<i32>, msg: &[u8]) {
-    clients.retain(|&c| {
-        // SAFETY: sending our own buffer on a socket we own.
+/// One `hako attach` on the attach socket, with the messages its socket had no room for.
+struct Client {
+    fd: i32,
+    queue: std::collections::VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+/// How far an attach may fall behind the container's output before it is dropped. Enough to
+/// ride out a client that the scheduler starves for a while on a busy machine (the kernel's
+/// socket buffer alone holds ~200 KiB); beyond it a client that stopped reading must not
+/// grow our memory (one monitor runs per container) or stall the container.
+const CLIENT_QUEUE_MAX: usize = 4 << 20;
+
+impl Client {
+    fn queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Sends what is queued, in order, as far as the socket takes it now; `false` once the
+    /// attach has gone.
+    fn flush(&mut self) -> bool {
+        while let Some(msg) = self.queue.front() {
+            match send_now(self.fd, msg) {
+                Sent::Yes => {
+                    self.bytes -= msg.len();
+                    self.queue.pop_front();
+                }
+                Sent::Full => return true,
+                Sent::Gone => return false,
+            }
+        }
+        true
+    }
+
+    /// Sends `msg` after what is queued; `false` if the attach has gone or fell too far behind.
+    fn send(&mut self, msg: &[u8]) -> bool {
+        if !self.queued() {
+            match send_now(self.fd, msg) {
+                Sent::Yes => return true,
+                Sent::Gone => return false,
+                Sent::Full => {}
+            }
+        }
+        self.bytes += msg.len();
+        self.queue.push_back(msg.to_vec());
+        self.bytes <= CLIENT_QUEUE_MAX
+    }
+}
+
+enum Sent {
+    Yes,
+    Full,
+    Gone,
+}
+
+fn send_now(fd: i32, msg: &[u8]) -> Sent {
+    loop {
+        // SAFETY: sending our own buffer on a socket we own, without waiting.
         let sent = unsafe {
             libc::send(
-                c,
+                fd,
                 msg.as_ptr().cast(),
                 msg.len(),
                 libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
             )
         };
-        if sent < 0 {
-            // SAFETY: closing the client's descriptor once, as we forget it.
-            unsafe { libc::close(c) };
+        if sent >= 0 {
+            return Sent::Yes;
         }
-        sent >= 0
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Sent::Full,
+            _ => return Sent::Gone,
+        }
+    }
+}
+
+/// Sends one message to every attach; one that falls too far behind, or has gone, is
+/// dropped rather than allowed to stall the container.
+fn broadcast(clients: &mut Vec<Client>, msg: &[u8]) {
+    clients.retain_mut(|c| {
+        let kept = c.send(msg);
+        if !kept {
+            // SAFETY: closing the client's descriptor once, as we forget it.
+            unsafe { libc::close(c.fd) };
+        }
+        kept
     });
+}
+
+/// After the exit: gives the attaches still connected what is queued for them (the end of
+/// the output and the exit status), for at most a second in all, so one that does not read
+/// (stopped, or stuck on its own output) cannot hold up the finish and `--rm`; it still
+/// learns the status from the exit file. Then drains what each sent us (closing with unread
+/// messages would reset the connection and drop ours) and closes it.
+fn flush_before_exit(mut clients: Vec<Client>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        clients.retain_mut(|c| {
+            let kept = !c.queued() || c.flush();
+            if !kept {
+                // SAFETY: closing the departed client's descriptor once, as we forget it.
+                unsafe { libc::close(c.fd) };
+            }
+            kept
+        });
+        let waiting: Vec<libc::pollfd> = clients
+            .iter()
+            .filter(|c| c.queued())
+            .map(|c| pollfd(c.fd, libc::POLLOUT))
+            .collect();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if waiting.is_empty() || left.is_zero() {
+            break;
+        }
+        let mut waiting = waiting;
+        // SAFETY: `waiting` is a valid array of pollfds for the duration of the call.
+        unsafe {
+            libc::poll(
+                waiting.as_mut_ptr(),
+                waiting.len() as libc::nfds_t,
+                left.as_millis().max(1) as i32,
+            )
+        };
+    }
+    let mut sink = [0u8; 512];
+    for c in clients {
+        // SAFETY: on a client socket we own: drain into our own buffer, then close it once.
+        unsafe {
+            while libc::recv(
+                c.fd,
+                sink.as_mut_ptr().cast(),
+                sink.len(),
+                libc::MSG_DONTWAIT,
+            ) > 0
+            {}
+            libc::close(c.fd);
+        }
+    }
 }
 
 /// Takes one message from each attach of `ready` that has sent one, and hands it to
@@ -492,13 +612,24 @@ fn broadcast(clients: &mut Vec<i32>, msg: &[u8]) {
 /// sockets. Attaches that left are closed and dropped from `clients`.
 fn serve_attaches(
     ready: &[libc::pollfd],
-    clients: &mut Vec<i32>,
+    clients: &mut Vec<Client>,
     buf: &mut [u8],
     pending: &mut Vec<u8>,
     mut handle: impl FnMut(&[u8], &mut Vec<u8>),
 ) {
     let mut gone = Vec::new();
     for f in ready.iter().filter(|f| f.revents != 0) {
+        if f.events == libc::POLLOUT {
+            // Its queue: what it takes now, or its end (POLLHUP/POLLERR).
+            let flushed = clients
+                .iter_mut()
+                .find(|c| c.fd == f.fd)
+                .is_some_and(|c| c.flush());
+            if !flushed {
+                gone.push(f.fd);
+            }
+            continue;
+        }
         if !pending.is_empty() {
             break;
         }
@@ -513,9 +644,9 @@ fn serve_attaches(
     drop_clients(clients, &gone);
 }
 
-fn drop_clients(clients: &mut Vec<i32>, gone: &[i32]) {
+fn drop_clients(clients: &mut Vec<Client>, gone: &[i32]) {
     for &c in gone {
-        clients.retain(|&x| x != c);
+        clients.retain(|x| x.fd != c);
         // SAFETY: closing the departed client's descriptor once.
         unsafe { libc::close(c) };
     }
