@@ -351,54 +351,37 @@ fn client_side(e: &hako_engine::Error) -> bool {
 }
 
 /// A `--pull` value Docker's CLI knows.
-fn pull_policy(policy: &str) -> Result<(), Failure> {
-    match policy {
-        "always" | "missing" | "never" => Ok(()),
-        other => Err(engine_err(anyhow::anyhow!(
-            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
-        ))),
-    }
+fn pull_policy(policy: &str) -> Result<hako_engine::pull_policy::PullPolicy, Failure> {
+    hako_engine::pull_policy::PullPolicy::parse(policy).map_err(|e| engine_err(e.into()))
 }
-/// `--pull`: fetches the image from its registry when asked to, or when it is missing.
+
+/// `--pull`: the engine fetches the image when the policy asks; the CLI says so as Docker's
+/// does and shows the pull's progress on stderr.
 fn ensure_image(
     engine: &Engine,
     image: &str,
     policy: &str,
     platform: Option<&str>,
 ) -> Result<(), Failure> {
-    pull_policy(policy)?;
-    let present = engine.images().resolve(image).is_ok();
-    let needed = match policy {
-        "always" => true,
-        "missing" => !present,
-        _ => false,
-    };
-    if !needed {
-        return Ok(());
-    }
-    let reference = match hako_engine::hako_image::Reference::parse(image) {
-        Ok(r) => r,
-        // An ID prefix or a malformed name: let `run` report it as not found.
-        Err(_) => return Ok(()),
-    };
-    let mut err = std::io::stderr().lock();
-    if !present {
-        writeln!(
-            err,
-            "Unable to find image '{}' locally",
-            reference.familiar()
-        )?;
-    }
+    let policy = pull_policy(policy)?;
     let platform = platform
         .map(hako_engine::images::Platform::parse)
         .transpose()
         .map_err(|e| engine_err(e.into()))?;
-    // All of pull's threads are joined before it returns, so the container can still be
-    // cloned from this process afterwards.
+    let mut err = std::io::stderr();
+    let mut missing = |r: &hako_engine::hako_image::Reference| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "Unable to find image '{}' locally",
+            r.familiar()
+        );
+    };
     engine
-        .pull(
-            &reference,
-            &hako_engine::images::PullOptions { platform },
+        .ensure_image(
+            image,
+            policy,
+            platform,
+            &mut missing,
             &mut hako_engine::images::lines_to(&mut err),
         )
         .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;

@@ -23,6 +23,7 @@ pub mod names;
 pub mod netwire;
 pub mod networks;
 pub mod options;
+pub mod pull_policy;
 pub mod rootless;
 pub mod seccomp;
 pub mod spec;
