@@ -1153,8 +1153,8 @@ fn inspect(
         let mut found = None;
         for kind in &kinds {
             found = match *kind {
-                "container" => match engine.inspect(k) {
-                    Ok(d) => Some(d),
+                "container" => match engine.container_inspect(k) {
+                    Ok(v) => Some(hako_docker::container::inspect_json(&v)),
                     Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => None,
                     Err(e) => return Err(e.into()),
                 },

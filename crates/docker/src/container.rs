@@ -569,6 +569,82 @@ fn api_mount(m: &ApiMount) -> Result<Mount> {
     flags::parse_mount(&spec.join(","))
 }
 
+/// `docker inspect` of a container in Docker's JSON, from the engine's typed view, with what
+/// dockerd shows that the view leaves out: the network a container that is not running is
+/// configured for (compose reads it to decide whether to connect it), the destination of each
+/// volume mount (from the `-v` list: named ones by name, anonymous ones in order), and the
+/// json-file `LogConfig` every container logs with.
+pub fn inspect_json(
+    view: &hako_engine::views::container_inspect::ContainerInspect,
+) -> serde_json::Value {
+    shape_inspect(serde_json::to_value(view).unwrap_or_default())
+}
+
+fn shape_inspect(mut doc: serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mode = doc["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let nets = &mut doc["NetworkSettings"]["Networks"];
+    if nets.as_object().is_none_or(|o| o.is_empty())
+        && !matches!(mode.as_str(), "" | "none" | "host")
+    {
+        let name = if mode == "default" {
+            "bridge".to_string()
+        } else {
+            mode
+        };
+        *nets = json!({ name: {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+        }});
+    }
+    let binds: Vec<String> = doc["HostConfig"]["Binds"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut anonymous = binds.iter().filter(|b| {
+        b.starts_with('/') && !b.contains(':') || b.split(':').next().is_some_and(|s| s.is_empty())
+    });
+    if let Some(mounts) = doc["Mounts"].as_array_mut() {
+        for m in mounts.iter_mut().filter(|m| m["Destination"].is_null()) {
+            let name = m["Name"].as_str().unwrap_or("").to_string();
+            let named = binds.iter().find_map(|b| {
+                let mut parts = b.split(':');
+                (parts.next() == Some(name.as_str())).then(|| {
+                    (
+                        parts.next().unwrap_or("").to_string(),
+                        parts.next().unwrap_or("").to_string(),
+                    )
+                })
+            });
+            let (dst, mode) = match named {
+                Some(x) => x,
+                None => match anonymous.next() {
+                    Some(a) => (a.trim_start_matches(':').to_string(), String::new()),
+                    None => continue,
+                },
+            };
+            m["Destination"] = dst.into();
+            m["Mode"] = mode.clone().into();
+            m["RW"] = (!mode.split(',').any(|o| o == "ro")).into();
+            m["Propagation"] = "".into();
+        }
+    }
+    let hc = &mut doc["HostConfig"];
+    if hc["LogConfig"].is_null() {
+        hc["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
+    doc
+}
+
 /// One row of `GET /containers/json` (Docker's `ContainerSummary`), serialized straight from
 /// the engine's types: a listing of hundreds of containers built no generic JSON values.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -823,6 +899,33 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inspect_adds_what_compose_reads() {
+        use serde_json::json;
+        let d = shape_inspect(json!({
+            "HostConfig": {"NetworkMode": "proj_back", "Binds": ["proj_data:/data:ro", "/anon"]},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [
+                {"Type": "volume", "Name": "proj_data"},
+                {"Type": "volume", "Name": "0123abcd"},
+            ],
+        }));
+        assert!(d["NetworkSettings"]["Networks"]["proj_back"].is_object());
+        assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "json-file");
+        assert_eq!(d["Mounts"][0]["Destination"], "/data");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["Mounts"][1]["Destination"], "/anon");
+        // A running container's endpoints are left as the engine gave them.
+        let d = shape_inspect(json!({
+            "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.88.0.2"}}},
+        }));
+        assert_eq!(
+            d["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+            "10.88.0.2"
+        );
+    }
 
     fn ps_row(state: hako_engine::State) -> hako_engine::views::container::PsRow {
         hako_engine::views::container::PsRow {

@@ -168,8 +168,7 @@ pub(super) async fn inspect(req: Req, id: String) -> Result<Response<Body>, ApiE
         .state
         .backend
         .engine(move |e| {
-            let mut doc = compat::container_doc(e.inspect(&id)?);
-            compat::add_ports(e, &mut doc);
+            let mut doc = hako_docker::container::inspect_json(&e.container_inspect(&id)?);
             if size {
                 let c = e.find(&id)?;
                 if let Some((rw, root)) = e.container_sizes(&[c])?.pop() {
