@@ -542,6 +542,14 @@ fn main() -> ExitCode {
         let config = std::env::args().nth(2).unwrap_or_default();
         return ExitCode::from(hako_engine::rootless::usernet_helper_main(&config) as u8);
     }
+    if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::NETNS_ARG.as_ref()) {
+        let config = std::env::args().nth(2).unwrap_or_default();
+        let record = std::env::args_os().nth(3).unwrap_or_default();
+        return ExitCode::from(hako_engine::rootless::usernet_netns_main(
+            &config,
+            std::path::Path::new(&record),
+        ) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

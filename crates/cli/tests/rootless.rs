@@ -345,10 +345,30 @@ fn two_users_at_once_keep_apart() {
             "run", "-d", "--name", "same", "-p", "80", "busybox", "sleep", "300",
         ]);
     }
+    let mut host_ports = Vec::new();
     for u in [&a, &b] {
         let names = u.ok(&["ps", "--format", "{{.Names}}"]);
         assert_eq!(names, "same\n");
+        // The default network's published port shows as for root: ps, port, inspect.
+        let port = u.ok(&["port", "same", "80"]);
+        let hp: u16 = port
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("hako port: {port:?}"));
+        let ps = u.ok(&["ps", "--format", "{{.Ports}}"]);
+        assert!(ps.contains(&format!(":{hp}->80/tcp")), "{ps}");
+        let ins = u.ok(&[
+            "inspect",
+            "-f",
+            "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+            "same",
+        ]);
+        assert_eq!(ins.trim(), hp.to_string());
+        host_ports.push(hp);
     }
+    assert_ne!(host_ports[0], host_ports[1], "two users on one host port");
     a.ok(&["rm", "-f", "same"]);
     assert_eq!(b.ok(&["ps", "--format", "{{.Names}}"]), "same\n");
     b.ok(&["rm", "-f", "same"]);
@@ -456,5 +476,554 @@ fn kill_9_during_run_then_the_next_command_repairs() {
     });
     assert!(exited, "{}", u.ok(&["ps", "-a"]));
     u.ok(&["rm", "kk"]);
+    u.assert_nothing_runs();
+}
+
+/// The host's first non-loopback IPv4 address: a container reaches it through the user-mode
+/// stack, as any outside address.
+fn host_ip() -> String {
+    let out = Command::new("hostname").arg("-I").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| !a.is_loopback())
+        })
+        .expect("the host has an IPv4 address")
+        .to_string()
+}
+
+fn curl(url: &str) -> Option<String> {
+    let o = Command::new("curl")
+        .args(["-sf", "--max-time", "2", url])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+impl User {
+    /// The user's network namespace holder's pid file, and whether it names a live process.
+    fn netns_file(&self) -> std::path::PathBuf {
+        self.u.runtime_dir().join("hako/netns.pid")
+    }
+
+    /// Starts a web server named `name` on `network` publishing `port`, serving `text`.
+    fn web(&self, name: &str, network: &str, port: u16, text: &str) {
+        let publish = format!("{port}:80");
+        let script = format!("mkdir /w; echo {text} > /w/index.html; exec httpd -f -p 80 -h /w");
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ]);
+    }
+}
+
+#[test]
+fn user_networks_by_name_with_published_ports_and_nothing_left() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let out = u.ok(&["network", "create", "lab"]);
+    assert_eq!(out.trim().len(), 64, "{out}");
+    let inspect = u.ok(&["network", "inspect", "lab"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let bridge = v[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let subnet = v[0]["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!subnet.is_empty(), "{inspect}");
+    assert!(u
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains("lab\n"));
+    // The bridge is the user's own, never the host's.
+    if !bridge.is_empty() {
+        assert!(
+            !std::path::Path::new("/sys/class/net")
+                .join(&bridge)
+                .exists(),
+            "bridge {bridge} in the host's namespace"
+        );
+    }
+
+    let port = free_port();
+    u.web("srv", "lab", port, "hello-lab");
+    assert!(
+        u.netns_file().exists(),
+        "no holder of the user's network namespace"
+    );
+    let procs = u.processes();
+    assert!(
+        procs.iter().any(|(_, c)| c.starts_with("slirp4netns")),
+        "{procs:?}"
+    );
+    // By name, from another container on the network.
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lab",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://srv/",
+    ]);
+    assert_eq!(got, "hello-lab\n");
+    // -p from the host.
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(
+        common::wait_for(10, || curl(&url).as_deref() == Some("hello-lab\n")),
+        "-p {port} on a user network not reachable"
+    );
+    // Outward through the one stack: the host's own address, and the port published there.
+    let outward = format!("http://{}:{port}/", host_ip());
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lab",
+        "busybox",
+        "wget",
+        "-qO-",
+        &outward,
+    ]);
+    assert_eq!(got, "hello-lab\n");
+    // Other names through the network's name server, forwarded via the stack to the host's
+    // resolver: checked where the host resolves a public name itself.
+    let host = Command::new("getent")
+        .args(["hosts", "deb.debian.org"])
+        .output()
+        .unwrap();
+    if let Some(addr) = String::from_utf8_lossy(&host.stdout)
+        .split_whitespace()
+        .next()
+    {
+        let got = u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "lab",
+            "busybox",
+            "nslookup",
+            "deb.debian.org",
+        ]);
+        assert!(got.contains(addr), "{got}");
+    }
+    // Published ports as for root: ps, port, inspect.
+    let ps = u.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
+    let p = u.ok(&["port", "srv", "80"]);
+    assert!(p.contains(&format!("0.0.0.0:{port}")), "{p}");
+    let hp = u.ok(&[
+        "inspect",
+        "-f",
+        "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+        "srv",
+    ]);
+    assert_eq!(hp.trim(), port.to_string());
+    let (code, _, err) = u.run(&["network", "rm", "lab"]);
+    assert_eq!(code, 1, "a network in use was removed");
+    assert!(
+        err.contains("srv") || err.contains("active endpoints"),
+        "{err}"
+    );
+
+    u.ok(&["rm", "-f", "srv"]);
+    assert!(curl(&url).is_none(), "port {port} still served after rm");
+    u.ok(&["network", "rm", "lab"]);
+    assert!(
+        !u.netns_file().exists(),
+        "the network namespace's holder is recorded still"
+    );
+    u.assert_nothing_runs();
+}
+
+#[test]
+fn two_users_with_same_named_networks_keep_apart() {
+    let a = User::new(SubIds::Count(65536));
+    let b = User::new(SubIds::Count(65536));
+    for u in [&a, &b] {
+        u.ok(&["import", &busybox_tar(), "busybox"]);
+        u.ok(&["network", "create", "same"]);
+    }
+    let pa = free_port();
+    let pb = loop {
+        let p = free_port();
+        if p != pa {
+            break p;
+        }
+    };
+    a.web("www", "same", pa, "from-a");
+    b.web("www", "same", pb, "from-b");
+    for (u, text) in [(&a, "from-a\n"), (&b, "from-b\n")] {
+        let got = u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "same",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://www/",
+        ]);
+        assert_eq!(got, text, "user {}", u.u.name);
+    }
+    for (p, text) in [(pa, "from-a\n"), (pb, "from-b\n")] {
+        let url = format!("http://127.0.0.1:{p}/");
+        assert!(common::wait_for(10, || curl(&url).as_deref() == Some(text)));
+    }
+    // A host port is the host's: the other user cannot take it.
+    let taken = format!("{pa}:80");
+    let (code, _, err) = b.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "same",
+        "-p",
+        &taken,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains(&pa.to_string()), "{err}");
+    assert_eq!(b.ok(&["ps", "-q"]).lines().count(), 1);
+    for u in [&a, &b] {
+        u.ok(&["rm", "-f", "www"]);
+        u.ok(&["network", "rm", "same"]);
+    }
+    a.assert_nothing_runs();
+    b.assert_nothing_runs();
+}
+
+#[test]
+fn a_killed_network_namespace_is_made_again_on_next_use() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    u.ok(&["network", "create", "n"]);
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "old",
+        "--network",
+        "n",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let text = std::fs::read_to_string(u.netns_file()).unwrap();
+    let holder: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The stack and the namespace's keeper go with it.
+    assert!(common::wait_for(10, || !u.processes().iter().any(
+        |(_, c)| c.starts_with("slirp4netns") || c.contains("__usernet-netns")
+    )));
+    let port = free_port();
+    u.web("new", "n", port, "again");
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "n",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://new/",
+    ]);
+    assert_eq!(got, "again\n");
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(common::wait_for(10, || curl(&url).as_deref() == Some("again\n")));
+    u.ok(&["rm", "-f", "old", "new"]);
+    // The user namespace's holder killed too: the network namespace, owned by the old one,
+    // is out of reach, and makes way for a new one.
+    let holders: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let uid = std::fs::metadata(e.path()).ok()?.uid();
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (uid == u.u.uid && String::from_utf8_lossy(&cmd).contains("__userns-holder"))
+                .then_some(pid)
+        })
+        .collect();
+    assert_eq!(holders.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holders[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // SIGKILL takes effect asynchronously: a command that came first would join the old
+    // namespace (a race of the user namespace's holder, not of networks).
+    let gone = common::wait_for(10, || {
+        std::fs::read_to_string(format!("/proc/{}/stat", holders[0]))
+            .map_or(true, |s| s.contains(") Z "))
+    });
+    assert!(gone);
+    let port = free_port();
+    u.web("newer", "n", port, "third");
+    let (code, got, err) = u.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "n",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://newer/",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got, "third\n");
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(common::wait_for(10, || curl(&url).as_deref() == Some("third\n")));
+    u.ok(&["rm", "-f", "newer"]);
+    u.ok(&["network", "rm", "n"]);
+    u.assert_nothing_runs();
+}
+
+#[test]
+fn kill_9_during_pull_then_the_next_command_repairs() {
+    let reg = hako_testkit::Registry::start();
+    let root = common::Root::with_busybox();
+    let name = format!("127.0.0.1:{}/killed:latest", reg.port);
+    root.ok(&["tag", "busybox", &name]);
+    root.ok(&["push", &name]);
+    let u = User::new(SubIds::Count(65536));
+    let data = u.u.home.join(".local/share/hako");
+    let count = |dir: &str| {
+        std::fs::read_dir(data.join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // At assorted moments: joining the namespace, the manifest, the layer, the commit.
+    for delay in [0u64, 20, 50, 100, 200, 400] {
+        let mut child = u
+            .cmd(&["pull", "-q", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        // By the pid of the child this test started (rootless hako re-executes in place).
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        // The next command repairs: a committed image is whole, else nothing is there.
+        if u.ok(&["images", "-q"]).is_empty() {
+            assert_eq!(
+                count("layers"),
+                0,
+                "a layer without an image (delay {delay})"
+            );
+        } else {
+            assert_eq!(
+                u.ok(&["run", "--rm", "--network", "none", &name, "echo", "whole"]),
+                "whole\n"
+            );
+        }
+        assert_eq!(count("tmp"), 0, "leftovers in tmp/ (delay {delay})");
+        u.ok(&["pull", "-q", &name]);
+        u.ok(&["rmi", &name]);
+        u.ok(&["image", "prune", "-a", "-f"]);
+        assert_eq!(count("layers"), 0);
+        u.assert_nothing_runs();
+    }
+    // No mount of the user's is left in the host's namespace.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let home = u.u.home.to_string_lossy().into_owned();
+    assert!(!mounts.contains(&home), "{mounts}");
+}
+
+#[test]
+fn connect_disconnect_prune_and_kill_9_on_user_networks() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    u.ok(&["network", "create", "--subnet", "10.77.0.0/24", "front"]);
+    u.ok(&["network", "create", "back"]);
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "front",
+        "--ip",
+        "10.77.0.50",
+        "--network-alias",
+        "api",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "busybox",
+        "nslookup",
+        "api",
+    ]);
+    assert!(got.contains("10.77.0.50"), "{got}");
+    let ip = u.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.front.IPAddress}}",
+        "app",
+    ]);
+    assert_eq!(ip.trim(), "10.77.0.50");
+    let (code, _, err) = u.run(&["network", "connect", "bridge", "app"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("user-mode stack"), "{err}");
+    u.ok(&["network", "connect", "back", "app"]);
+    assert!(u.ok(&["exec", "app", "ip", "-4", "addr"]).contains("eth1"));
+    let got = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W2",
+        "app",
+    ]);
+    assert!(got.contains("1 packets received"), "{got}");
+    let ins = u.ok(&["network", "inspect", "back"]);
+    assert!(ins.contains("\"Name\": \"app\""), "{ins}");
+    u.ok(&["network", "disconnect", "back", "app"]);
+    assert!(!u.ok(&["exec", "app", "ip", "-4", "addr"]).contains("eth1"));
+    // back is unused now; front is app's.
+    assert!(u.ok(&["network", "prune", "-f"]).contains("back"));
+    assert_eq!(u.ok(&["network", "ls", "-q", "--filter", "name=back"]), "");
+
+    // kill -9 of a foreground run on the network: the next command releases its address,
+    // veth and name server.
+    let mut child = u
+        .cmd(&[
+            "run",
+            "--name",
+            "kk",
+            "--network",
+            "front",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(20, || u
+        .ok(&["ps", "--format", "{{.Names}}"])
+        .contains("kk")));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    assert!(common::wait_for(10, || u
+        .ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .contains("kk Exited")));
+    u.ok(&["rm", "kk"]);
+    let eps = u.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
+    assert_eq!(eps.trim(), "1", "kk's endpoint is left");
+    u.ok(&["rm", "-f", "app"]);
+    assert!(u.ok(&["network", "prune", "-f"]).contains("front"));
+    assert!(!u.netns_file().exists());
+    u.assert_nothing_runs();
+}
+
+#[test]
+fn kill_9_during_network_create_leaves_no_namespace_behind() {
+    let u = User::new(SubIds::Count(65536));
+    for (i, delay) in [0u64, 20, 50, 100, 200, 400].into_iter().enumerate() {
+        let name = format!("k{i}");
+        let mut child = u
+            .cmd(&["network", "create", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        u.ok(&["network", "prune", "-f"]);
+        assert_eq!(u.ok(&["network", "ls", "-q", "--filter", "type=custom"]), "", "delay {delay}");
+        u.assert_nothing_runs();
+    }
+    u.ok(&["network", "create", "after"]);
+    u.ok(&["network", "rm", "after"]);
+    u.assert_nothing_runs();
+}
+
+#[test]
+fn a_user_network_without_its_stack_is_one_line_and_leaves_nothing() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    // The user namespace exists already: only slirp4netns is missing from $PATH.
+    let out = u
+        .cmd(&["network", "create", "nostack"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        "hako: the user's network namespace: slirp4netns not found: install the package slirp4netns"
+    );
+    assert_eq!(u.ok(&["network", "ls", "-q", "--filter", "type=custom"]), "");
+    assert!(!u.netns_file().exists());
+    u.assert_nothing_runs();
+    // A network whose namespace is gone (a reboot): run cannot make it again without the
+    // stack, says so, and leaves no container.
+    u.ok(&["network", "create", "nostack"]);
+    let text = std::fs::read_to_string(u.netns_file()).unwrap();
+    let holder: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    u.assert_nothing_runs();
+    let out = u
+        .cmd(&["run", "--rm", "--network", "nostack", "busybox", "true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("install the package slirp4netns"), "{err}");
+    assert_eq!(u.ok(&["ps", "-aq"]), "");
+    u.ok(&["network", "rm", "nostack"]);
     u.assert_nothing_runs();
 }

@@ -583,6 +583,10 @@ impl Engine {
         std::fs::create_dir_all(root.join("containers"))
             .map_err(|e| Error::io(format!("create state root {}", root.display()), e))?;
         let store = ImageStore::open(root)?;
+        if rootless::active() {
+            // Networks live in the user's own network namespace, made on first need.
+            hako_net::set_host_netns(rootless::user_netns);
+        }
         // See WAL_CHECKPOINT_BYTES. While another process keeps the database open (a `logs
         // -f`, a name server) no close checkpoints; the automatic checkpoint, at twice that
         // size, then bounds the WAL, and no open has to rebuild its index.
@@ -812,7 +816,6 @@ impl Engine {
         let limits = limits::Limits::parse(opts)?;
         opts.check()?;
         let image_volumes: Vec<String> = cfg.volumes().clone().unwrap_or_default();
-        rootless::check_network(&opts.network)?;
         let attach = match opts.network.attach_to() {
             None => {
                 if !opts.port_bindings.is_empty() {
@@ -1167,6 +1170,11 @@ impl Engine {
         opts: &ContainerConfig,
         plan: &Plan,
     ) -> Result<Prepared> {
+        if plan.usernet.as_ref().is_some_and(|u| u.shared()) {
+            // Made (if it must be) before the container's mounts exist: its long-lived holder
+            // keeps the mount namespace of the command that starts it.
+            rootless::ensure_user_netns()?;
+        }
         let rootfs = dir.join("rootfs");
         let upper = dir.join("upper");
         let work = dir.join("work");
@@ -1276,7 +1284,7 @@ impl Engine {
                 hosts_file: dir.join("hosts"),
                 hostname: plan.hostname.clone(),
                 resolv_file: opts.dns.is_empty().then(|| dir.join("resolv.conf")),
-                usernet: None,
+                usernet: plan.usernet.clone(),
             })
             .or_else(|| {
                 plan.usernet.as_ref().map(|u| netwire::NetWire {

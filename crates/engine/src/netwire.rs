@@ -44,6 +44,10 @@ pub fn config_for(root: &Path) -> hako_net::Config {
     let exe = std::env::current_exe().ok();
     cfg.dns_server = exe.as_ref().map(|e| e.with_file_name("hako-dns"));
     cfg.proxy_server = exe.map(|e| e.with_file_name("hako-proxy"));
+    if crate::rootless::active() {
+        // The user's network namespace reaches the host's resolvers through its stack.
+        cfg.dns_upstream = Some(hako_usernet::StackConfig::default().dns().into());
+    }
     cfg
 }
 
@@ -78,7 +82,7 @@ impl NetWire {
         conn: &rusqlite::Connection,
         pid: i32,
     ) -> std::result::Result<(), String> {
-        if let Some(u) = &self.usernet {
+        if let Some(u) = self.usernet.as_ref().filter(|u| !u.shared()) {
             return u.start(pid, self);
         }
         let nets = Networks::open_with(conn, config_for(&self.root)).map_err(|e| e.to_string())?;
@@ -139,6 +143,12 @@ impl NetWire {
                 }
             }
         }
+        if let Some(u) = &self.usernet {
+            if let Err(e) = u.forward(pid, a.ip, &a.ports, self) {
+                let _ = nets.detach(&self.container_id);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 }
@@ -189,6 +199,10 @@ fn allow_new_bridge(a: &hako_net::Attachment) {
 
 /// Removes what [`allow_forwarding`] added for a bridge that is going away.
 pub fn disallow_forwarding(bridge: &str) {
+    // Rootless bridges live in the user's own network namespace, out of Docker's reach.
+    if crate::rootless::active() {
+        return;
+    }
     for dir in ["-i", "-o"] {
         while iptables(&["-w", "-D", "DOCKER-USER", dir, bridge, "-j", "ACCEPT"]) {}
     }
@@ -198,6 +212,9 @@ pub fn disallow_forwarding(bridge: &str) {
 /// without these rules nothing forwarded through hako's bridge (NAT, published ports) passes on
 /// a host that also runs Docker. Done once, when the bridge comes up.
 pub fn allow_forwarding(bridge: &str) {
+    if crate::rootless::active() {
+        return;
+    }
     let ipt = iptables;
     if !ipt(&["-w", "-n", "-L", "DOCKER-USER"]) {
         return;
@@ -275,10 +292,15 @@ pub fn published_ports(
     root: &Path,
     id: &str,
 ) -> Vec<hako_net::PublishedPort> {
-    networks(conn, root)
+    let ports = networks(conn, root)
         .ok()
         .and_then(|n| n.ports(id).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if ports.is_empty() && crate::rootless::active() {
+        // The default network's ports, bound by the container's own helper.
+        return crate::rootless::recorded_ports(&root.join("containers").join(id));
+    }
+    ports
 }
 
 impl crate::Engine {
@@ -304,6 +326,11 @@ impl crate::Engine {
                 run.network.mode()
             )));
         };
+        if crate::rootless::active() && network == hako_net::Config::default().default_network {
+            return Err(Error::Invalid(format!(
+                "network {network}: rootless, the default network is a user-mode stack of each container's own and cannot be connected to; connect to a network of your own (hako network create)"
+            )));
+        }
         let ip = ip
             .map(|i| {
                 i.parse::<std::net::Ipv4Addr>()
@@ -338,6 +365,10 @@ impl crate::Engine {
         };
         if net.name != nets.config().default_network {
             opts.names = vec![c.name.clone(), c.id[..12].to_string()];
+        }
+        if let Err(e) = crate::rootless::ensure_user_netns() {
+            let _ = nets.forget_connect(&c.id, &net.name);
+            return Err(e);
         }
         match nets.attach(&net.name, &c.id, pid, &opts) {
             Ok(a) => allow_new_bridge(&a),

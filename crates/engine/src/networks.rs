@@ -127,6 +127,7 @@ impl Engine {
         };
         let (subnet, subnet6) = split(&c.subnets, "subnet")?;
         let (gateway, gateway6) = split(&c.gateways, "gateway")?;
+        crate::rootless::ensure_user_netns()?;
         let nets = networks(self.store.conn(), &self.root)?;
         let info = nets.create(
             name,
@@ -152,8 +153,12 @@ impl Engine {
     pub fn network_list(&self) -> Result<Vec<NetworkResource>> {
         let nets = networks(self.store.conn(), &self.root)?;
         let default = nets.config().default_network.clone();
-        let mut list: Vec<NetworkResource> = nets
-            .list()?
+        let infos = nets.list()?;
+        if infos.is_empty() {
+            // A `network rm` killed before it stopped the user's namespace.
+            self.stop_idle_user_netns(&nets);
+        }
+        let mut list: Vec<NetworkResource> = infos
             .into_iter()
             .map(|i| self.network_view(i, &default))
             .collect();
@@ -207,6 +212,7 @@ impl Engine {
         if let Some(b) = bridge {
             disallow_forwarding(&b);
         }
+        self.stop_idle_user_netns(&nets);
         Ok(())
     }
 
@@ -215,6 +221,7 @@ impl Engine {
     pub fn network_prune(&self) -> Result<Vec<String>> {
         let nets = networks(self.store.conn(), &self.root)?;
         let gone = nets.prune()?;
+        self.stop_idle_user_netns(&nets);
         Ok(gone
             .into_iter()
             .map(|n| {
@@ -222,6 +229,13 @@ impl Engine {
                 n.name
             })
             .collect())
+    }
+
+    /// Rootless: stops the user's network namespace once no network is left in it.
+    fn stop_idle_user_netns(&self, nets: &hako_net::Networks<'_>) {
+        if crate::rootless::active() && nets.list().is_ok_and(|l| l.is_empty()) {
+            crate::rootless::stop_user_netns();
+        }
     }
 
     /// Removes every network of the state root, the default bridge included (test roots
@@ -232,6 +246,7 @@ impl Engine {
             nets.remove(&n.name)?;
             disallow_forwarding(&n.bridge);
         }
+        self.stop_idle_user_netns(&nets);
         Ok(())
     }
 }

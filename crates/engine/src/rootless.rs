@@ -648,37 +648,70 @@ pub(crate) fn container_cgroup(
 /// The argument that makes `hako` a rootless container's network helper.
 pub const USERNET_ARG: &str = "__usernet-helper";
 
-/// Refuses, rootless, the networks that need root: user-defined networks (not built yet).
-pub(crate) fn check_network(network: &crate::Network) -> Result<()> {
-    if let (true, crate::Network::Named(n)) = (active(), network) {
-        return Err(Error::Invalid(format!(
-            "network {n}: user-defined networks are not supported rootless yet; use the default network (slirp4netns), none or host"
-        )));
-    }
-    Ok(())
-}
-
 /// A rootless container's network on the default network: a user-mode stack of its own and
 /// hako's port forwarder, run by a helper (`hako __usernet-helper`) that lives as long as the
-/// container's init.
+/// container's init. On a user-defined network (`shared`): the network itself is wired as for
+/// root, inside the user's network namespace (see [`user_netns`]), and the helper only
+/// forwards the published ports into that namespace, to the container's address there.
 #[derive(Clone, Debug)]
 pub struct UserNet {
     stack: hako_usernet::StackConfig,
     ports: Vec<hako_usernet::Publish>,
+    shared: bool,
 }
 
 /// A rootful container's network and how it joins it.
 pub(crate) type Attach = (String, hako_net::AttachOptions);
 
+fn to_publish(
+    host_ip: Option<std::net::IpAddr>,
+    host_port: (u16, u16),
+    container_port: u16,
+    proto: hako_net::Proto,
+) -> hako_usernet::Publish {
+    hako_usernet::Publish {
+        host_ip,
+        host_port: host_port.0,
+        host_port_end: host_port.1.max(host_port.0),
+        container_port,
+        proto: match proto {
+            hako_net::Proto::Tcp => hako_usernet::Proto::Tcp,
+            hako_net::Proto::Udp => hako_usernet::Proto::Udp,
+        },
+    }
+}
+
 /// Rootless: turns the default network's attach plan into a user-mode network (refusing what
-/// it cannot do), and checks the published ports an ordinary user may bind.
+/// it cannot do), keeps a user-defined network's plan (wired in the user's network
+/// namespace, with the ports forwarded into it), and checks the published ports an ordinary
+/// user may bind.
 pub(crate) fn plan_network(attach: Option<Attach>) -> Result<(Option<Attach>, Option<UserNet>)> {
-    let Some((_, opts)) = attach.as_ref().filter(|_| active()) else {
+    let Some((network, opts)) = attach.as_ref().filter(|_| active()) else {
         return Ok((attach, None));
     };
+    let start = hako_usernet::unprivileged_port_start();
+    let mut ports = Vec::new();
+    for p in &opts.ports {
+        let publish = to_publish(p.host_ip, p.host_port, p.container_port, p.proto);
+        if publish.host_port != 0 && publish.host_port < start {
+            return Err(Error::Invalid(format!(
+                "cannot publish {publish}: host port {} is below net.ipv4.ip_unprivileged_port_start ({start}), which an ordinary user cannot bind; use a port >= {start}, or lower the sysctl as root",
+                publish.host_port
+            )));
+        }
+        ports.push(publish);
+    }
+    if *network != hako_net::Config::default().default_network {
+        let shared = UserNet {
+            stack: hako_usernet::StackConfig::default(),
+            ports: Vec::new(),
+            shared: true,
+        };
+        return Ok((attach, Some(shared)));
+    }
     let refuse = |what: &str| {
         Err(Error::Invalid(format!(
-            "{what} is not supported rootless: the default network is a user-mode stack of the container's own"
+            "{what} is not supported rootless on the default network: it is a user-mode stack of the container's own (use a network of your own, hako network create)"
         )))
     };
     if opts.ip.is_some() || opts.ip6.is_some() {
@@ -690,37 +723,50 @@ pub(crate) fn plan_network(attach: Option<Attach>) -> Result<(Option<Attach>, Op
     if !opts.aliases.is_empty() {
         return refuse("--network-alias");
     }
-    let start = hako_usernet::unprivileged_port_start();
-    let mut ports = Vec::new();
-    for p in &opts.ports {
-        let publish = hako_usernet::Publish {
-            host_ip: p.host_ip,
-            host_port: p.host_port.0,
-            host_port_end: p.host_port.1.max(p.host_port.0),
-            container_port: p.container_port,
-            proto: match p.proto {
-                hako_net::Proto::Tcp => hako_usernet::Proto::Tcp,
-                hako_net::Proto::Udp => hako_usernet::Proto::Udp,
-            },
-        };
-        if publish.host_port != 0 && publish.host_port < start {
-            return Err(Error::Invalid(format!(
-                "cannot publish {publish}: host port {} is below net.ipv4.ip_unprivileged_port_start ({start}), which an ordinary user cannot bind; use a port >= {start}, or lower the sysctl as root",
-                publish.host_port
-            )));
-        }
-        ports.push(publish);
-    }
     Ok((
         None,
         Some(UserNet {
             stack: hako_usernet::StackConfig::default(),
             ports,
+            shared: false,
         }),
     ))
 }
 
+/// The file recording the ports a rootless container's helper bound, for `ps`, `port` and
+/// `inspect` (on the default network, where no network row holds them).
+pub(crate) const PORTS_FILE: &str = "usernet-ports.json";
+
+/// The ports recorded in a container directory's [`PORTS_FILE`].
+pub(crate) fn recorded_ports(dir: &Path) -> Vec<hako_net::PublishedPort> {
+    let Ok(text) = std::fs::read_to_string(dir.join(PORTS_FILE)) else {
+        return Vec::new();
+    };
+    let ready: Vec<(hako_usernet::Publish, std::net::SocketAddr)> =
+        serde_json::from_str(&text).unwrap_or_default();
+    ready
+        .into_iter()
+        .map(|(p, addr)| hako_net::PublishedPort {
+            host_ip: match p.host_ip {
+                Some(ip) => ip,
+                None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            },
+            host_port: addr.port(),
+            container_port: p.container_port,
+            proto: match p.proto {
+                hako_usernet::Proto::Tcp => hako_net::Proto::Tcp,
+                hako_usernet::Proto::Udp => hako_net::Proto::Udp,
+            },
+        })
+        .collect()
+}
+
 impl UserNet {
+    /// Whether the container is on a user-defined network (wired as for root).
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
     /// In the start hook: starts the helper for the container whose init is `pid`, waits
     /// until its stack and ports serve, and points the container's resolv.conf and hosts at
     /// the stack's addresses.
@@ -729,50 +775,18 @@ impl UserNet {
         pid: i32,
         wire: &crate::netwire::NetWire,
     ) -> std::result::Result<(), String> {
-        use std::os::unix::process::CommandExt;
         let cfg = hako_usernet::HelperConfig {
             target: hako_usernet::Target::pid(pid),
             stack: Some(self.stack.clone()),
             ports: self.ports.clone(),
             container_ip: None,
         };
-        let json = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| format!("locate the hako binary: {e}"))?;
-        let dir = wire.hosts_file.parent().unwrap_or(Path::new("/"));
-        let log_path = dir.join("usernet.log");
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| format!("create {}: {e}", log_path.display()))?;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg(USERNET_ARG)
-            .arg(json)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(log);
-        // SAFETY: setsid in the forked child before exec: a ctrl-c in the user's terminal is
-        // the container's to get (relayed), not the helper's.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                Ok(())
-            })
-        };
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("start the network helper: {e}"))?;
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
-        let _ = std::io::BufRead::read_line(&mut out, &mut line);
-        let ready: Option<hako_usernet::Ready> = serde_json::from_str(line.trim()).ok();
-        if ready.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let why = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let why = why
-                .lines()
-                .last()
-                .unwrap_or("the network helper exited")
-                .trim();
-            return Err(why.strip_prefix("hako: ").unwrap_or(why).to_string());
+        let ready = spawn_helper(&cfg, wire)?;
+        if !ready.ports.is_empty() {
+            let dir = wire.hosts_file.parent().unwrap_or(Path::new("/"));
+            let json = serde_json::to_string(&ready.ports).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join(PORTS_FILE), json)
+                .map_err(|e| format!("record the published ports: {e}"))?;
         }
         let stack = &self.stack;
         if let Some(path) = &wire.resolv_file {
@@ -787,6 +801,273 @@ impl UserNet {
             .write_all(format!("{}\t{}\n", stack.container_ip(), wire.hostname).as_bytes())
             .map_err(|e| format!("update /etc/hosts: {e}"))?;
         Ok(())
+    }
+
+    /// In the start hook, after the container is attached to a user-defined network at
+    /// `ip`: forwards the ports the attach leased (`ports`, recorded in the network's rows as
+    /// for root) from the host into the user's network namespace, by a helper that lives as
+    /// long as the container's init `pid`.
+    pub(crate) fn forward(
+        &self,
+        pid: i32,
+        ip: std::net::Ipv4Addr,
+        ports: &[hako_net::PublishedPort],
+        wire: &crate::netwire::NetWire,
+    ) -> std::result::Result<(), String> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let Some((_, _, keeper, _)) = netns_file().as_deref().and_then(live_netns) else {
+            return Err("the user's network namespace is gone".into());
+        };
+        let cfg = hako_usernet::HelperConfig {
+            target: hako_usernet::Target {
+                user: format!("/proc/{keeper}/ns/user").into(),
+                net: format!("/proc/{keeper}/ns/net").into(),
+                holder: Some(pid),
+            },
+            stack: None,
+            ports: ports
+                .iter()
+                .map(|p| {
+                    let ip = (!p.host_ip.is_unspecified()).then_some(p.host_ip);
+                    to_publish(ip, (p.host_port, p.host_port), p.container_port, p.proto)
+                })
+                .collect(),
+            container_ip: Some(std::net::IpAddr::V4(ip)),
+        };
+        spawn_helper(&cfg, wire).map(drop)
+    }
+}
+
+/// Starts `hako __usernet-helper` for `cfg` and returns its ready line, or why it failed.
+fn spawn_helper(
+    cfg: &hako_usernet::HelperConfig,
+    wire: &crate::netwire::NetWire,
+) -> std::result::Result<hako_usernet::Ready, String> {
+    use std::os::unix::process::CommandExt;
+    let json = serde_json::to_string(cfg).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("locate the hako binary: {e}"))?;
+    let dir = wire.hosts_file.parent().unwrap_or(Path::new("/"));
+    let log_path = dir.join("usernet.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(USERNET_ARG)
+        .arg(json)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log);
+    // SAFETY: setsid in the forked child before exec: a ctrl-c in the user's terminal is
+    // the container's to get (relayed), not the helper's.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        })
+    };
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("start the network helper: {e}"))?;
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let _ = std::io::BufRead::read_line(&mut out, &mut line);
+    match serde_json::from_str::<hako_usernet::Ready>(line.trim()) {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let why = why
+                .lines()
+                .last()
+                .unwrap_or("the network helper exited")
+                .trim();
+            Err(why.strip_prefix("hako: ").unwrap_or(why).to_string())
+        }
+    }
+}
+
+/// The argument that makes `hako` the holder of the user's network namespace.
+pub const NETNS_ARG: &str = "__usernet-netns";
+
+fn netns_file() -> Option<PathBuf> {
+    Paths::current().ok().map(|p| p.runtime.join("netns.pid"))
+}
+
+/// The recorded holder of the user's network namespace and its keeper, `(holder, start,
+/// keeper, start)`, if both still run in this process's user namespace.
+fn live_netns(file: &Path) -> Option<(i32, u64, i32, u64)> {
+    recorded_netns(file).filter(|&(_, _, k, _)| ours(k))
+}
+
+/// Whether process `pid` is in this process's user namespace: a namespace holder killed and
+/// made again leaves a network namespace owned by the old one, which nothing of the new one
+/// may enter.
+fn ours(pid: i32) -> bool {
+    let ino = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let theirs = ino(format!("/proc/{pid}/ns/user"));
+    theirs.is_some() && theirs == ino("/proc/self/ns/user".into())
+}
+
+/// The recorded holder and keeper, if both still run.
+fn recorded_netns(file: &Path) -> Option<(i32, u64, i32, u64)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, hs, k, ks] = v[..] else {
+        return None;
+    };
+    let (h, k) = (i32::try_from(h).ok()?, i32::try_from(k).ok()?);
+    (hako_base::proc::alive(h, hs) && hako_base::proc::alive(k, ks)).then_some((h, hs, k, ks))
+}
+
+fn lock_netns(paths: &Paths) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.runtime.join("netns.lock"))?;
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| std::io::Error::from(e))
+}
+
+/// Opens the user's network namespace, where its user-defined networks live (bridges,
+/// nftables table, name servers), starting its holder first when none runs: the first
+/// network, or after a reboot or a `kill -9` of the holder, when the bridges and rules come
+/// back as the networks are used again. Set as hako-net's host side for rootless hako.
+pub fn user_netns() -> std::io::Result<std::fs::File> {
+    let paths = Paths::current().map_err(std::io::Error::other)?;
+    let file = paths.runtime.join("netns.pid");
+    let open = |k: i32| std::fs::File::open(format!("/proc/{k}/ns/net"));
+    if let Some((_, _, k, _)) = live_netns(&file) {
+        if let Ok(f) = open(k) {
+            return Ok(f);
+        }
+    }
+    let _lock = lock_netns(&paths)?;
+    if let Some((h, _, k, _)) = recorded_netns(&file) {
+        if ours(k) {
+            return open(k);
+        }
+        // Out of reach in an older user namespace: it goes, with what it holds.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(h),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let ready = spawn_netns(&file)?;
+    let start = |pid: i32| hako_base::proc::start_time(pid).unwrap_or(0);
+    let tmp = file.with_extension(format!("pid.{}", std::process::id()));
+    std::fs::write(
+        &tmp,
+        format!(
+            "{} {} {} {}\n",
+            ready.holder,
+            start(ready.holder),
+            ready.keeper,
+            start(ready.keeper)
+        ),
+    )
+    .and_then(|()| std::fs::rename(&tmp, &file))?;
+    open(ready.keeper)
+}
+
+/// Rootless: makes the user's network namespace now if it must be, so that a failure is
+/// reported as such (not as the first network operation's).
+pub(crate) fn ensure_user_netns() -> Result<()> {
+    if !active() {
+        return Ok(());
+    }
+    user_netns()
+        .map(drop)
+        .map_err(|e| Error::io("the user's network namespace", e))
+}
+
+fn set_subreaper(on: bool) -> bool {
+    let mut v: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer we pass;
+    // PR_SET_CHILD_SUBREAPER takes a plain integer.
+    unsafe {
+        libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut v as *mut libc::c_int);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, libc::c_ulong::from(on));
+    }
+    v != 0
+}
+
+/// Runs `hako __usernet-netns`, which detaches itself, and returns its ready line.
+fn spawn_netns(record: &Path) -> std::io::Result<hako_usernet::NetnsReady> {
+    use std::os::unix::process::CommandExt;
+    let cfg = serde_json::to_string(&hako_usernet::StackConfig::default())
+        .map_err(std::io::Error::other)?;
+    // `run -d` attaches from a child subreaper (the future monitor), which waits for every
+    // descendant: the holder must be reparented to init instead.
+    let was = set_subreaper(false);
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg(NETNS_ARG)
+        .arg(cfg)
+        .arg(record)
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .output();
+    set_subreaper(was);
+    let out = out?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).map_err(|_| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = err.lines().last().unwrap_or("it exited").trim();
+        std::io::Error::other(why.strip_prefix("hako: ").unwrap_or(why).to_string())
+    })
+}
+
+/// Stops the holder of the user's network namespace (its last network is gone): the
+/// namespace, its stack and keeper go with it. Quiet when none runs.
+pub(crate) fn stop_user_netns() {
+    let Ok(paths) = Paths::current() else {
+        return;
+    };
+    let file = paths.runtime.join("netns.pid");
+    if !file.exists() {
+        return;
+    }
+    let Ok(_lock) = lock_netns(&paths) else {
+        return;
+    };
+    if let Some((h, hs, k, ks)) = recorded_netns(&file) {
+        if hako_base::proc::alive(h, hs) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(h),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while (hako_base::proc::alive(k, ks) || hako_base::proc::alive(h, hs))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// The holder's life (`hako __usernet-netns CONFIG RECORD`). Must be called while
+/// single-threaded.
+pub fn usernet_netns_main(config: &str, record: &Path) -> i32 {
+    let cfg: hako_usernet::StackConfig = match serde_json::from_str(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hako: network namespace configuration: {e}");
+            return 2;
+        }
+    };
+    match hako_usernet::netns_main(&cfg, Some(record), &mut std::io::stdout()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hako: {e}");
+            1
+        }
     }
 }
 
@@ -875,7 +1156,8 @@ pub fn mechanisms() -> Mechanisms {
     let driver = hako_usernet::Driver::default();
     let network = if in_path(driver.as_str()) {
         format!(
-            "{} per container, -p through hako's forwarder; user-defined networks not yet",
+            "{} per container, -p through hako's forwarder; user-defined networks in a network namespace of the user's behind one {}",
+            driver.as_str(),
             driver.as_str()
         )
     } else {
@@ -1023,6 +1305,23 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_network_namespace_record_names_live_processes_of_our_user_namespace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("netns.pid");
+        let me = std::process::id() as i32;
+        let st = hako_base::proc::start_time(me).unwrap();
+        std::fs::write(&f, format!("{me} {st} {me} {st}\n")).unwrap();
+        assert_eq!(live_netns(&f), Some((me, st, me, st)));
+        assert!(ours(me));
+        // Another start time: the pid was reused.
+        std::fs::write(&f, format!("{me} {} {me} {st}\n", st + 1)).unwrap();
+        assert_eq!(recorded_netns(&f), None);
+        std::fs::write(&f, "garbage").unwrap();
+        assert_eq!(recorded_netns(&f), None);
+        assert!(!ours(i32::MAX));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! gateway. Names (container name, short ID, `--network-alias`) are read from the state
 //! database on every query, so they follow containers as they come and go; other names are
 //! forwarded to the host's own resolvers (the server runs in the host's network namespace, so
-//! even a loopback resolver such as 127.0.0.53 works).
+//! even a loopback resolver such as 127.0.0.53 works), or, rootless, to
+//! [`crate::Config::dns_upstream`] (the user-mode stack's DNS address: a loopback resolver of
+//! the host is out of reach from the user's network namespace).
 //!
 //! Messages are parsed here rather than with `hickory-proto`: 0.25 with only `std` pulls in 51
 //! crates (ICU/idna, url, futures, tracing, rand) and 0.26 needs a newer Rust than the
@@ -493,13 +495,23 @@ fn own_row(conn: &Connection, network: &str, pid: u32) -> rusqlite::Result<Optio
 /// in `net_dns` goes away or names another server. Returns the exit status.
 pub fn server_main(args: impl Iterator<Item = OsString>) -> i32 {
     let args: Vec<OsString> = args.skip(1).collect();
-    let [db, network] = &args[..] else {
-        eprintln!("usage: hako-dns DATABASE NETWORK");
-        return 2;
+    let (db, network, upstream) = match &args[..] {
+        [db, network] => (db, network, None),
+        [db, network, up] => match up.to_string_lossy().parse::<std::net::IpAddr>() {
+            Ok(ip) => (db, network, Some(SocketAddr::new(ip, 53))),
+            Err(_) => {
+                eprintln!("hako-dns: upstream {up:?} is not an IP address");
+                return 2;
+            }
+        },
+        _ => {
+            eprintln!("usage: hako-dns DATABASE NETWORK [UPSTREAM]");
+            return 2;
+        }
     };
     let network = network.to_string_lossy().into_owned();
     reset_signals();
-    match start(Path::new(db), &network) {
+    match start(Path::new(db), &network, upstream) {
         Ok(()) => 0,
         Err(msg) => {
             println!("{msg}");
@@ -516,7 +528,7 @@ fn open_ro(db: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn start(db: &Path, network: &str) -> Result<(), String> {
+fn start(db: &Path, network: &str, upstream: Option<SocketAddr>) -> Result<(), String> {
     let (gateway, internal): (String, bool) = open_ro(db)?
         .query_row(
             "SELECT gateway, internal FROM net_networks WHERE name = ?1",
@@ -570,7 +582,10 @@ fn start(db: &Path, network: &str) -> Result<(), String> {
             network: network.to_string(),
             internal,
         },
-        upstreams: upstreams(&resolv),
+        upstreams: match upstream {
+            Some(up) => vec![up],
+            None => upstreams(&resolv),
+        },
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
     {
@@ -767,8 +782,15 @@ fn set_subreaper(on: bool) {
 }
 
 /// Starts `hako-dns DB NETWORK` and returns the server's pid once it listens.
-fn spawn_server(exe: &Path, db: &Path, network: &str) -> Result<i64> {
-    spawn_detached(exe, &[db.into(), network.into()]).map_err(|why| {
+fn spawn_server(
+    exe: &Path,
+    db: &Path,
+    network: &str,
+    upstream: Option<std::net::IpAddr>,
+) -> Result<i64> {
+    let mut args: Vec<OsString> = vec![db.into(), network.into()];
+    args.extend(upstream.map(|ip| ip.to_string().into()));
+    spawn_detached(exe, &args).map_err(|why| {
         Error::Dns(format!(
             "the name server of network {network} did not start: {why}"
         ))
@@ -835,10 +857,17 @@ impl Networks<'_> {
             .optional()?;
         if let Some((pid, st)) = row {
             if start_time(pid) == Some(st) {
-                return Ok(Some(net.gateway));
+                if crate::host::holds(pid) {
+                    return Ok(Some(net.gateway));
+                }
+                // Serving in a rootless namespace that was made again since: it keeps the
+                // old one alive, and answers nobody.
+                kill(pid, st);
             }
         }
-        let pid = spawn_server(exe, &db, &net.name)?;
+        let upstream = self.cfg.dns_upstream;
+        let pid = crate::host::run(|| spawn_server(exe, &db, &net.name, upstream))
+            .map_err(|e| Error::Dns(format!("entering the networks' namespace: {e}")))??;
         let st = start_time(pid).unwrap_or(0);
         let recorded = tx
             .execute(

@@ -44,6 +44,13 @@
 //! starts one per network (see [`dns`]), `detach` and `remove` stop it with the network's last
 //! container. Names are rows of `net_names`, read by the server on every query.
 //!
+//! # The host side
+//!
+//! Bridges, the table, sysctls and name servers live in the calling thread's network namespace,
+//! unless [`set_host_netns`] names another for the whole process: rootless hako's per-user
+//! namespace, which every host-side operation then enters on a thread of its own (a rootless
+//! process could not come back from it). The container side is unchanged.
+//!
 //! # State
 //!
 //! Tables `net_networks`, `net_leases`, `net_ports`, `net_names`, `net_dns`, `net_proxies`
@@ -70,6 +77,7 @@
 
 mod cidr;
 pub mod dns;
+mod host;
 mod netlink;
 mod nft;
 mod ports;
@@ -85,6 +93,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 pub use cidr::{Cidr4, Cidr6};
+pub use host::{host_netns_set, set_host_netns};
 pub use ports::{exposed_port_spec, parse_port_spec, PortSpec, Proto};
 pub use resolv::resolv_conf_for_container;
 
@@ -341,6 +350,9 @@ pub struct Config {
     /// The `hako-proxy` binary, started for each TCP port published on `[::1]` (see
     /// [`proxy`]); `None`: such ports are refused.
     pub proxy_server: Option<PathBuf>,
+    /// Where the name servers forward names that are not containers'; `None`: the
+    /// nameservers of the host's `/etc/resolv.conf`.
+    pub dns_upstream: Option<IpAddr>,
     /// Who the networks belong to (the engine: its state root's path), at most 200 bytes of
     /// printable ASCII without spaces or quotes. Bridges and nftables tables carry it in their
     /// marker (see [`Networks`]' "Whose names" section), so that what this owner made before
@@ -363,6 +375,7 @@ impl Default for Config {
             bridge_prefix: "hk-".into(),
             dns_server: None,
             proxy_server: None,
+            dns_upstream: None,
             owner: String::new(),
             owners_are_roots: false,
         }
@@ -795,6 +808,13 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 }
 
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    host::run(|| write_sysctl_here(path, value)).map_err(|error| Error::Io {
+        path: path.to_string(),
+        error,
+    })?
+}
+
+fn write_sysctl_here(path: &str, value: &str) -> Result<()> {
     // Read first: writing an unchanged value is not free (ip_forward resets all devices'
     // forwarding settings) and may be refused where /proc/sys is read-only.
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
@@ -1186,7 +1206,7 @@ impl<'c> Networks<'c> {
         if !self.cfg.owners_are_roots {
             return Ok(gone);
         }
-        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
         for (name, alias) in nl.aliased_links().map_err(nl_err("listing links"))? {
             if orphaned(&alias)
                 && nl
@@ -1303,7 +1323,7 @@ impl<'c> Networks<'c> {
         }
         // Never adopt a link someone else made: configuring (and on failure deleting)
         // another's interface would be far worse than refusing.
-        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
         if let Some(c) = self.free_bridge(&mut nl, &b, existing)? {
             return Err(invalid(
                 "bridge name",
@@ -1319,7 +1339,7 @@ impl<'c> Networks<'c> {
 
     /// The default network's bridge: the first candidate [`Networks::free_bridge`] allows.
     fn pick_default_bridge(&self, existing: &[NetworkInfo]) -> Result<String> {
-        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
         let base = &self.cfg.default_bridge;
         let mut last = None;
         for k in 0..NAME_CANDIDATES {
@@ -1426,7 +1446,8 @@ impl<'c> Networks<'c> {
         }
         if opts.ipv6 {
             let path = "/proc/sys/net/ipv6/conf/all/disable_ipv6";
-            if std::fs::read_to_string(path).map_or(true, |v| v.trim() != "0") {
+            let on = host::run(|| std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0"));
+            if !on.unwrap_or(false) {
                 return Err(Error::Ipv6Disabled);
             }
         }
@@ -1499,7 +1520,7 @@ impl<'c> Networks<'c> {
         // Names first: a leftover of this root's earlier life goes here, before its route
         // makes its subnet look taken.
         let mut picked = Some(self.pick_names(default, &bridge, &id, &existing)?);
-        let routes = Netlink::open()
+        let routes = Netlink::open_host()
             .and_then(|mut nl| nl.routes4())
             .map_err(nl_err("listing host routes"))?;
         let is_ours = |c: &Cidr4| existing.iter().any(|n| n.subnet == *c);
@@ -1537,7 +1558,7 @@ impl<'c> Networks<'c> {
             }
         };
         let v6 = if opts.ipv6 {
-            let routes6 = Netlink::open()
+            let routes6 = Netlink::open_host()
                 .and_then(|mut nl| nl.routes6())
                 .map_err(nl_err("listing host IPv6 routes"))?;
             let is_ours6 = |c: &Cidr6| existing.iter().any(|n| n.subnet6 == Some(*c));
@@ -1757,7 +1778,7 @@ impl<'c> Networks<'c> {
         }
         nft::run(&network_elements("add", n)).map_err(Error::Nft)?;
         made.elements = true;
-        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
         let mut claim = Claim::Free;
         match nl.create_bridge(&n.bridge, n.link_mtu()) {
             Ok(()) => made.bridge = true,
@@ -1820,7 +1841,7 @@ impl<'c> Networks<'c> {
     /// next `attach` makes the whole network again (see `wire`); a bridge left without its
     /// elements would be trusted as it is, and its containers would have no NAT.
     fn teardown_kernel(&self, n: &NetworkInfo, last: bool) -> Result<()> {
-        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
         if !matches!(
             self.link_claim(&mut nl, &n.bridge)?,
             Claim::Free | Claim::Theirs(_)
@@ -2018,7 +2039,7 @@ impl<'c> Networks<'c> {
             self.lease(&net, container_id, (want_ip, want_ip6), want_mac, opts)?;
         let host_veth = att.host_veth.clone();
         let undo = |e: Error| -> Error {
-            let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&host_veth));
+            let _ = Netlink::open_host().and_then(|mut nl| nl.delete_link(&host_veth));
             let _ = self.forget(container_id, Some(&net.name));
             e
         };
@@ -2217,7 +2238,8 @@ impl<'c> Networks<'c> {
         for r in loopback {
             let listen = std::net::SocketAddr::new(r.host_ip, r.host_port);
             let target = std::net::SocketAddr::new(IpAddr::V4(r.container_ip), r.container_port);
-            let pid = proxy::spawn(exe, &db, container_id, listen, target)?;
+            let pid = host::run(|| proxy::spawn(exe, &db, container_id, listen, target))
+                .map_err(|e| Error::Dns(format!("starting hako-proxy: {e}")))??;
             let st = dns::start_time(pid).unwrap_or(0);
             if let Err(e) = self.conn.execute(
                 "INSERT OR REPLACE INTO net_proxies (container_id, network, host_port, pid, start_time)
@@ -2477,7 +2499,7 @@ impl<'c> Networks<'c> {
     /// The kernel half of `attach`: veth pair, addresses, routes.
     /// Returns whether the bridge had to be made again (after a reboot).
     fn wire(&self, net: &NetworkInfo, ns: &File, att: &Attachment) -> Result<bool> {
-        let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+        let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
         let mut recreated = false;
         let found = nl
             .index_of(&net.bridge)
@@ -2672,7 +2694,7 @@ impl<'c> Networks<'c> {
             v
         };
         if delete_links && !veths.is_empty() {
-            let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+            let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
             for v in &veths {
                 // Gone already when the container's namespace died with its last process.
                 nl.delete_link(v).map_err(nl_err(format!("deleting {v}")))?;
@@ -2700,7 +2722,7 @@ impl<'c> Networks<'c> {
             });
         };
         port_elements(false, &self.port_rows_on(container_id, Some(&net.name))?)?;
-        Netlink::open()
+        Netlink::open_host()
             .and_then(|mut nl| nl.delete_link(&veth))
             .map_err(nl_err(format!("deleting {veth}")))?;
         self.forget(container_id, Some(&net.name))
@@ -2908,7 +2930,7 @@ fn record_checked(conn: &Connection, name: &str) -> Result<()> {
 /// Undoes what [`Networks::ensure_kernel`] made for `n` (and nothing it found).
 fn undo_kernel(n: &NetworkInfo, made: Made) {
     if made.bridge {
-        let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&n.bridge));
+        let _ = Netlink::open_host().and_then(|mut nl| nl.delete_link(&n.bridge));
     }
     if made.table {
         let _ = nft_delete(&format!("delete table inet {}", n.nft_table));
@@ -3010,7 +3032,7 @@ fn pick_port(tx: &Transaction<'_>, spec: &PortSpec, host_ip: IpAddr) -> Result<u
 /// The MTU of the link carrying the default route (Docker uses 1500; a smaller uplink MTU,
 /// e.g. on a VPN or cloud VM, would otherwise black-hole large packets). 1500 if none.
 fn uplink_mtu() -> Result<u32> {
-    let mut nl = Netlink::open().map_err(nl_err("netlink socket"))?;
+    let mut nl = Netlink::open_host().map_err(nl_err("netlink socket"))?;
     let oif = nl
         .route_oif(Ipv4Addr::new(1, 1, 1, 1))
         .map_err(nl_err("looking up the default route"))?;

@@ -228,9 +228,14 @@ impl Netlink {
         Netlink::open_proto(libc::NETLINK_ROUTE)
     }
 
-    /// A netfilter (nfnetlink) socket, for nf_tables set elements.
+    /// A socket on the host side (see `host`): the calling thread's namespace for root.
+    pub fn open_host() -> io::Result<Netlink> {
+        crate::host::run(Netlink::open)?
+    }
+
+    /// A netfilter (nfnetlink) socket on the host side, for nf_tables set elements.
     pub fn open_netfilter() -> io::Result<Netlink> {
-        Netlink::open_proto(libc::NETLINK_NETFILTER)
+        crate::host::run(|| Netlink::open_proto(libc::NETLINK_NETFILTER))?
     }
 
     fn open_proto(proto: libc::c_int) -> io::Result<Netlink> {
@@ -783,7 +788,11 @@ impl Netlink {
 ///
 /// For what binds to the namespace at creation or lookup: sockets, and `/proc/sys/net` files
 /// (resolved in the opening thread's namespace). Only this thread moves, for the length of `f`.
-pub(crate) fn in_netns<T>(ns: &File, f: impl FnOnce() -> T) -> io::Result<T> {
+pub(crate) fn in_netns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    // Rootless: this process could not come back to the host's namespace.
+    if crate::host::host_netns_set() {
+        return crate::host::on_thread_in(ns, f);
+    }
     // /proc/thread-self, not /proc/self: only this thread switches, and it must come back to
     // its own namespace even if other threads (e.g. test harness threads) live elsewhere.
     let home = File::open("/proc/thread-self/ns/net")?;

@@ -82,6 +82,11 @@ fn load() -> Option<Lib> {
 /// Runs `script` as one transaction and returns what nft printed (for `list` commands), or
 /// nft's error message.
 pub(crate) fn run(script: &str) -> Result<String, String> {
+    crate::host::run(|| run_here(script))
+        .map_err(|e| format!("entering the network namespace of the networks: {e}"))?
+}
+
+fn run_here(script: &str) -> Result<String, String> {
     match lib() {
         Some(lib) => run_lib(lib, script),
         None => run_binary(script),

@@ -57,42 +57,38 @@
 //! Ports below `net.ipv4.ip_unprivileged_port_start` are refused before anything is started,
 //! with the sysctl named.
 //!
-//! # Rootless user-defined networks (design)
+//! # Rootless user-defined networks
 //!
 //! Containers of one user reach each other by name through one network namespace per user,
 //! the "rootless netns" (Podman's model):
 //!
-//! - **The namespace.** One long-lived holder process per user (`hako-usernet netns`, started
-//!   on demand by the first container on a user network, its pid in
-//!   `$XDG_RUNTIME_DIR/hako/netns.pid` with its start time) creates a network namespace owned
-//!   by the user's own user namespace (the one whose uid 0 is the user, with the subordinate
-//!   ranges, which the containers share). Its outbound access is one [`Stack`] for the whole
-//!   namespace, with the holder as its namespace holder, exactly as a single container's.
-//! - **Bridges.** Each user network is a Linux bridge inside that namespace (`hako0`,
-//!   `hako1`… — private to the user, so two users' bridges never collide), with the gateway
-//!   address and masquerade to the stack's interface, by nftables inside the namespace (the
-//!   user has `CAP_NET_ADMIN` there). Address allocation is the rootful IPAM of `hako-net` in
-//!   the user's own database ([`subnet_for`] picks a subnet that does not clash with the stack's).
-//! - **Attaching.** A container joining a user network gets a veth pair created inside the
-//!   rootless netns (the helper joins the user's user namespace, then the rootless netns), the
-//!   container end moved into the container's namespace (`IFLA_NET_NS_FD`, allowed since both
-//!   namespaces are owned by the same user namespace), addressed and routed as rootful hako does.
-//! - **Names.** `hako-dns` runs inside the rootless netns on each bridge's gateway, reading
-//!   the user's `net_names` rows, so containers resolve each other by name; the container's
-//!   resolv.conf names the gateway.
-//! - **Published ports** of a container on a user network use the same forwarder, joining the
-//!   rootless netns instead of the container's and connecting to the container's bridge address.
-//! - **Life.** The holder exits when the user's last container on a user network has gone
-//!   (the engine's reconcile sees no attached rows); a killed holder takes the namespace, its
-//!   bridges and the stack with it (the stack's exit fd), and the next `run` recreates them.
+//! - **The namespace.** [`netns_main`] (the engine runs it as `hako __usernet-netns`, on
+//!   demand, its pids in `$XDG_RUNTIME_DIR/hako/netns.pid`) forks a keeper that unshares a
+//!   network namespace owned by the user's own user namespace (the one whose uid 0 is the
+//!   user, which the containers' are nested in) and waits; its outbound access is one
+//!   [`Stack`] for the whole namespace, started from the holder, which stays in the host's
+//!   namespace as the stack's own sockets must.
+//! - **Bridges, addresses, names.** Root's code: the engine gives `hako-net` that namespace as
+//!   its host side (`hako_net::set_host_netns`), so bridges (private to the user: two users'
+//!   never collide), the nftables table, masquerade to the stack's interface, IPAM in the
+//!   user's own database and `hako-dns` on each bridge's gateway all live there. Veth pairs are
+//!   created there with the container end moved into the container's namespace (allowed: both
+//!   namespaces are owned by the user's user namespace or one nested in it).
+//! - **Published ports** of a container on a user network use the same forwarder
+//!   ([`helper_main`] with no stack), joining the user's namespace instead of the
+//!   container's and connecting to the container's bridge address.
+//! - **Life.** The engine stops the holder when the user's last network is removed; a killed
+//!   holder takes the keeper (parent-death signal) and the stack (its exit fd) with it, and
+//!   the next use makes a new namespace in which `hako-net` re-creates bridges and rules.
 //!
-//! Implemented so far: the per-user choice of bridge subnets ([`subnet_for`]); the rest needs
-//! the engine's rootless state root, which is not merged yet.
+//! [`subnet_for`] picks a /24 from Podman's rootless range for callers that want one; the
+//! engine uses `hako-net`'s own choice, which cannot clash with the stack's `10.0.2.0/24`.
 
 mod error;
 mod forward;
 mod guard;
 mod helper;
+mod netns;
 mod network;
 mod ports;
 mod stack;
@@ -102,6 +98,7 @@ mod target;
 pub use error::{Error, Result};
 pub use forward::Forwarder;
 pub use helper::{helper_main, HelperConfig, Ready};
+pub use netns::{netns_main, NetnsReady};
 pub use network::subnet_for;
 pub use ports::{parse_publish, unprivileged_port_start, Proto, Publish};
 pub use stack::{resolv_conf, Driver, Stack, StackConfig};

@@ -50,6 +50,7 @@ pub fn config(subnet: &str) -> Config {
         // The name server binary is hako-cli's; the CLI's end-to-end tests cover it.
         dns_server: None,
         proxy_server: None,
+        dns_upstream: None,
         owner: format!("/test/{pid}/{n}"),
         owners_are_roots: false,
     }
