@@ -64,25 +64,42 @@ impl Backend {
         self.busy.load(Ordering::SeqCst) > 0
     }
 
+    /// The ids of the exec instances made for container `id` (full id).
+    pub(crate) fn exec_ids_of(&self, id: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .execs
+            .lock()
+            .expect("exec lock")
+            .values()
+            .filter(|e| e.container == id)
+            .map(|e| e.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     pub(crate) fn mark_busy(&self) -> Busy<'_> {
         self.busy.fetch_add(1, Ordering::SeqCst);
         Busy(&self.busy)
     }
 
-    /// Runs `f` with the engine, on the blocking pool. The engine is opened per call, as each
-    /// `hako` command opens it, so the service never holds state the commands could miss.
+    /// Runs `f` with the engine, on the blocking pool.
+    ///
+    /// Each blocking thread keeps the engine it opened (see [`with_engine`]): opening one
+    /// (directories, the recovery sweep of the store's temporary files, the database and its
+    /// settings) cost more than most requests' own work. Holding it loses no freshness: the
+    /// engine keeps no state of its own between calls, and each of its statements reads the
+    /// database as of that statement (WAL), so a `hako` command's change is seen by the next
+    /// request as it is by the next command.
     pub async fn engine<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || {
-            let engine = Engine::open(&root)?;
-            f(&engine)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))?
+        tokio::task::spawn_blocking(move || with_engine(&root, f))
+            .await
+            .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))?
     }
 
     /// A `hako api-helper ARGS` process whose fd 3 is the write end of the returned status
@@ -239,6 +256,36 @@ impl Backend {
     }
 }
 
+thread_local! {
+    /// This thread's open engine and its root (see [`Backend::engine`]). The blocking pool
+    /// ends a thread idle for a few seconds, and its engine closes with it.
+    static ENGINE: std::cell::RefCell<Option<(PathBuf, Engine)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's engine for `root`, opening it the first time. An engine whose
+/// work must be made durable now (an image or volume removal), or whose write-ahead log has
+/// grown past its bound, is closed after the call, as a `hako` command's is when it exits:
+/// closing is what checkpoints.
+pub(crate) fn with_engine<T>(
+    root: &std::path::Path,
+    f: impl FnOnce(&Engine) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    ENGINE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(r, _)| r != root) {
+            *slot = None;
+            *slot = Some((root.to_path_buf(), Engine::open(root)?));
+        }
+        let (_, engine) = slot.as_ref().expect("opened above");
+        let r = f(engine);
+        if engine.wants_close() {
+            *slot = None;
+        }
+        r
+    })
+}
+
 /// A failed `hako` command's error: its last `hako: …` line, with the status its words mean
 /// (the command's kind of failure is in its message, as Docker's CLI shows it).
 pub(crate) fn cli_error(stderr: &[u8]) -> ApiError {
@@ -327,6 +374,40 @@ pub(crate) fn parse_status(buf: &[u8]) -> Result<serde_json::Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thread's engine stays open across calls, and sees what other processes' engines
+    /// commit meanwhile (no stale answers); one whose work must be made durable is closed.
+    #[test]
+    fn a_kept_engine_sees_other_writers_and_closes_when_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let addr = |e: &Engine| e as *const Engine as usize;
+        let first = with_engine(root, |e| Ok(addr(e))).unwrap();
+        assert_eq!(with_engine(root, |e| Ok(addr(e))).unwrap(), first);
+        // Another connection (a `hako volume create`) commits; the kept engine reads it.
+        Engine::open(root)
+            .unwrap()
+            .volume_create(Some("v1"), &[])
+            .unwrap();
+        let names = with_engine(root, |e| {
+            Ok(e.volume_list()?
+                .into_iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>())
+        })
+        .unwrap();
+        assert_eq!(names, ["v1"]);
+        // A removal marks the engine's work for a checkpoint: it is closed after the call,
+        // and the next call opens a new one.
+        with_engine(root, |e| {
+            e.volume_remove("v1")?;
+            assert!(e.wants_close());
+            Ok(())
+        })
+        .unwrap();
+        let reopened = with_engine(root, |e| Ok(e.wants_close())).unwrap();
+        assert!(!reopened);
+    }
 
     #[test]
     fn helper_status_lines() {

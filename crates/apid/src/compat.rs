@@ -58,39 +58,25 @@ pub(crate) fn local_offset(secs: i64) -> i64 {
     tm.tm_gmtoff
 }
 
-/// The `State` word of a container (`paused` comes from inspect).
+/// The `State` word of a container that is not paused.
 pub(crate) fn state_word(c: &ContainerInfo) -> &'static str {
-    match c.state {
-        State::Running => "running",
-        State::Exited => "exited",
-        State::Created => "created",
-    }
+    hako_engine::views::container::state_word(c.state)
 }
 
-/// Docker's `Status` ("Up 5 minutes (Paused)", "Exited (0) 2 seconds ago", "Created"), in
-/// the words of the CLI's STATUS column.
-pub(crate) fn status_text(c: &ContainerInfo, paused: bool) -> String {
-    let text = hako_docker::format::status_text(c, hako_engine::now_nanos());
-    if paused {
-        format!("{text} (Paused)")
-    } else {
-        text
-    }
-}
-
-/// The argv as Docker's `Command` column shows it: words joined by spaces.
+/// The argv as Docker's `Command` column shows it (see `hako_docker::format::command_text`).
 fn command_line(c: &ContainerInfo) -> String {
-    c.command.join(" ")
+    hako_docker::format::command_text(&c.command)
 }
 
-/// One row of `GET /containers/json`, from the container and its inspect document.
+/// One row of `GET /containers/json`, from the container, whether it is paused and its
+/// (inspect-shaped) document; State and Status in the words of the CLI's `ps`.
 pub(crate) fn container_summary(
     c: &ContainerInfo,
     ports: &[hako_engine::hako_net::PublishedPort],
+    paused: bool,
     doc: &Value,
     size: Option<(u64, u64)>,
 ) -> Value {
-    let paused = doc["State"]["Paused"].as_bool().unwrap_or(false);
     let ports: Vec<Value> = ports
         .iter()
         .map(|p| {
@@ -115,8 +101,8 @@ pub(crate) fn container_summary(
         "Created": c.created.div_euclid(1_000_000_000),
         "Ports": ports,
         "Labels": doc["Config"]["Labels"].clone(),
-        "State": if paused { "paused" } else { state_word(c) },
-        "Status": status_text(c, paused),
+        "State": hako_docker::format::ps_state(c, paused),
+        "Status": hako_docker::format::ps_status(c, paused, hako_engine::now_nanos()),
         "HostConfig": {"NetworkMode": doc["HostConfig"]["NetworkMode"].clone()},
         "NetworkSettings": {"Networks": networks},
         "Mounts": doc["Mounts"].clone(),
@@ -126,124 +112,6 @@ pub(crate) fn container_summary(
         v["SizeRootFs"] = virt.into();
     }
     v
-}
-
-/// The engine's inspect document in the shapes Docker's clients decode: `Tmpfs` as a map of
-/// target to options, `Ulimits` as objects.
-pub(crate) fn container_doc(mut doc: Value) -> Value {
-    // A container that is not running has no endpoint, but Docker lists the network it is
-    // configured for (compose reads it to decide whether to connect it).
-    let mode = doc["HostConfig"]["NetworkMode"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let nets = &mut doc["NetworkSettings"]["Networks"];
-    if nets.as_object().is_none_or(|o| o.is_empty())
-        && !matches!(mode.as_str(), "" | "none" | "host")
-    {
-        let name = if mode == "default" {
-            "bridge".to_string()
-        } else {
-            mode
-        };
-        *nets = json!({ name: {
-            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
-        }});
-    }
-    // Volume mounts with their targets, from the container's `-v` list: named ones by name,
-    // anonymous ones in order.
-    let binds: Vec<String> = doc["HostConfig"]["Binds"]
-        .as_array()
-        .map(|b| {
-            b.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut anonymous = binds.iter().filter(|b| {
-        b.starts_with('/') && !b.contains(':') || b.split(':').next().is_some_and(|s| s.is_empty())
-    });
-    if let Some(mounts) = doc["Mounts"].as_array_mut() {
-        for m in mounts.iter_mut().filter(|m| m["Destination"].is_null()) {
-            let name = m["Name"].as_str().unwrap_or("").to_string();
-            let named = binds.iter().find_map(|b| {
-                let mut parts = b.split(':');
-                (parts.next() == Some(name.as_str())).then(|| {
-                    (
-                        parts.next().unwrap_or("").to_string(),
-                        parts.next().unwrap_or("").to_string(),
-                    )
-                })
-            });
-            let (dst, mode) = match named {
-                Some(x) => x,
-                None => match anonymous.next() {
-                    Some(a) => (a.trim_start_matches(':').to_string(), String::new()),
-                    None => continue,
-                },
-            };
-            m["Destination"] = dst.into();
-            m["Mode"] = mode.clone().into();
-            m["RW"] = (!mode.split(',').any(|o| o == "ro")).into();
-            m["Propagation"] = "".into();
-        }
-    }
-    let hc = &mut doc["HostConfig"];
-    // Every container logs to json-file (compose tails only containers that say so).
-    if hc["LogConfig"].is_null() {
-        hc["LogConfig"] = json!({"Type": "json-file", "Config": {}});
-    }
-    if let Some(list) = hc["Tmpfs"].as_array() {
-        let map: serde_json::Map<String, Value> = list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|t| match t.split_once(':') {
-                Some((dst, opts)) => (dst.to_string(), Value::from(opts)),
-                None => (t.to_string(), Value::from("")),
-            })
-            .collect();
-        hc["Tmpfs"] = Value::Object(map);
-    }
-    if let Some(list) = hc["Ulimits"].as_array() {
-        let objs: Vec<Value> = list
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(|u| {
-                let (name, limits) = u.split_once('=')?;
-                let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
-                Some(json!({"Name": name, "Soft": soft.parse::<i64>().ok()?, "Hard": hard.parse::<i64>().ok()?}))
-            })
-            .collect();
-        hc["Ulimits"] = Value::Array(objs);
-    }
-    doc
-}
-
-/// `NetworkSettings.Ports` of a running container: its published ports, as Docker shows
-/// them (compose and `docker port` read them).
-pub(crate) fn add_ports(engine: &Engine, doc: &mut Value) {
-    let id = doc["Id"].as_str().unwrap_or("").to_string();
-    let running = doc["State"]["Running"].as_bool().unwrap_or(false);
-    let mut ports = serde_json::Map::new();
-    if running {
-        for p in hako_engine::netwire::published_ports(engine.images().conn(), engine.root(), &id) {
-            let key = format!(
-                "{}/{}",
-                p.container_port,
-                format!("{:?}", p.proto).to_lowercase()
-            );
-            let entry = ports.entry(key).or_insert_with(|| json!([]));
-            if let Some(a) = entry.as_array_mut() {
-                a.push(
-                    json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}),
-                );
-            }
-        }
-    }
-    doc["NetworkSettings"]["Ports"] = Value::Object(ports);
 }
 
 /// The parts of an inspect document a listing reads, from a container's stored options (for
@@ -472,7 +340,8 @@ pub(crate) fn system_df(engine: &Engine) -> Result<Value, ApiError> {
         } else {
             Vec::new()
         };
-        cs.push(container_summary(c, &ports, &doc, Some(size)));
+        let paused = doc["State"]["Paused"].as_bool().unwrap_or(false);
+        cs.push(container_summary(c, &ports, paused, &doc, Some(size)));
     }
     let (vols, _) = engine.volume_usage()?;
     let info: std::collections::HashMap<String, hako_engine::volumes::VolumeInfo> = engine
@@ -621,32 +490,6 @@ mod tests {
     }
 
     #[test]
-    fn inspect_adds_what_compose_reads() {
-        let d = container_doc(json!({
-            "HostConfig": {"NetworkMode": "proj_back", "Binds": ["proj_data:/data:ro", "/anon"]},
-            "NetworkSettings": {"Networks": {}},
-            "Mounts": [
-                {"Type": "volume", "Name": "proj_data"},
-                {"Type": "volume", "Name": "0123abcd"},
-            ],
-        }));
-        assert!(d["NetworkSettings"]["Networks"]["proj_back"].is_object());
-        assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "json-file");
-        assert_eq!(d["Mounts"][0]["Destination"], "/data");
-        assert_eq!(d["Mounts"][0]["RW"], false);
-        assert_eq!(d["Mounts"][1]["Destination"], "/anon");
-        // A running container's endpoints are left as the engine gave them.
-        let d = container_doc(json!({
-            "HostConfig": {"NetworkMode": "bridge"},
-            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.88.0.2"}}},
-        }));
-        assert_eq!(
-            d["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
-            "10.88.0.2"
-        );
-    }
-
-    #[test]
     fn listing_rows_from_stored_options() {
         let c = ContainerInfo {
             id: "abc".into(),
@@ -700,21 +543,6 @@ mod tests {
         assert!(["a", "b"].iter().holds(true, |x| !x.is_empty()));
         assert!(!["a", ""].iter().holds(true, |x| !x.is_empty()));
         assert!(["a", ""].iter().holds(false, |x| !x.is_empty()));
-    }
-
-    #[test]
-    fn inspect_shapes_docker_decodes() {
-        let d = container_doc(
-            json!({"HostConfig": {"Tmpfs": ["/run:size=1m", "/tmp"], "Ulimits": ["nofile=10:20", "nproc=5"]}}),
-        );
-        assert_eq!(
-            d["HostConfig"]["Tmpfs"],
-            json!({"/run": "size=1m", "/tmp": ""})
-        );
-        assert_eq!(
-            d["HostConfig"]["Ulimits"],
-            json!([{"Name": "nofile", "Soft": 10, "Hard": 20}, {"Name": "nproc", "Soft": 5, "Hard": 5}])
-        );
     }
 
     #[test]

@@ -477,15 +477,12 @@ fn client_side(e: &hako_engine::Error) -> bool {
 }
 
 /// A `--pull` value Docker's CLI knows.
-fn pull_policy(policy: &str) -> Result<(), Failure> {
-    match policy {
-        "always" | "missing" | "never" => Ok(()),
-        other => Err(engine_err(anyhow::anyhow!(
-            "invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""
-        ))),
-    }
+fn pull_policy(policy: &str) -> Result<hako_engine::pull_policy::PullPolicy, Failure> {
+    hako_engine::pull_policy::PullPolicy::parse(policy).map_err(|e| engine_err(e.into()))
 }
-/// `--pull`: fetches the image from its registry when asked to, or when it is missing.
+
+/// `--pull`: the engine fetches the image when the policy asks; the CLI says so as Docker's
+/// does and shows the pull's progress on stderr.
 fn ensure_image(
     engine: &Engine,
     image: &str,
@@ -493,64 +490,32 @@ fn ensure_image(
     platform: Option<&str>,
     quiet: bool,
 ) -> Result<(), Failure> {
-    pull_policy(policy)?;
+    let policy = pull_policy(policy)?;
     let platform = platform
         .map(hako_engine::images::Platform::parse)
         .transpose()
         .map_err(|e| engine_err(e.into()))?;
-    let local = engine.images().resolve(image).ok();
-    let present = local.is_some();
-    // A local image of another platform than `--platform` asks for is pulled again, as
-    // Docker does; with `--pull never` it is refused with Docker's message.
-    let other_platform = match (&local, &platform) {
-        (Some(img), Some(want)) => {
-            let have = hako_engine::hako_image::ImagePlatform::of(&img.config);
-            let want = hako_engine::hako_image::ImagePlatform {
-                os: want.os.clone(),
-                architecture: want.architecture.clone(),
-                variant: want.variant.clone(),
-            };
-            (!have.satisfies(&want)).then_some(have)
-        }
-        _ => None,
-    };
-    let needed = match policy {
-        "always" => true,
-        "missing" => !present || other_platform.is_some(),
-        _ => false,
-    };
-    if let (false, Some(have), Some(want)) = (needed, &other_platform, &platform) {
-        return Err(engine_err(anyhow::anyhow!(
-            "image with reference {image} was found but does not match the specified platform: wanted {want}, actual: {have}"
-        )));
-    }
-    if !needed {
-        return Ok(());
-    }
-    let reference = match hako_engine::hako_image::Reference::parse(image) {
-        Ok(r) => r,
-        // An ID prefix or a malformed name: let `run` report it as not found.
-        Err(_) => return Ok(()),
-    };
     // `-q`: nothing but the container's ID (or output) on the way, as Docker's CLI.
     let mut err: Box<dyn Write> = if quiet {
         Box::new(std::io::sink())
     } else {
         Box::new(std::io::stderr().lock())
     };
-    if !present {
-        writeln!(
-            err,
-            "Unable to find image '{}' locally",
-            reference.familiar()
-        )?;
-    }
-    // All of pull's threads are joined before it returns, so the container can still be
-    // cloned from this process afterwards.
+    let mut missing = |r: &hako_engine::hako_image::Reference| {
+        if !quiet {
+            let _ = writeln!(
+                std::io::stderr(),
+                "Unable to find image '{}' locally",
+                r.familiar()
+            );
+        }
+    };
     engine
-        .pull(
-            &reference,
-            &hako_engine::images::PullOptions { platform },
+        .ensure_image(
+            image,
+            policy,
+            platform,
+            &mut missing,
             &mut hako_engine::images::lines_to(&mut err),
         )
         .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;

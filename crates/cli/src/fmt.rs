@@ -1,7 +1,7 @@
 //! Docker's human-readable formats (`hako_docker::format`), and the times the CLI reads in the
 //! user's local zone.
 
-pub use hako_docker::format::{ellipsis, go_quote, human_binary_size, human_size};
+pub use hako_docker::format::{command_text, ellipsis, go_quote, human_binary_size, human_size};
 
 /// Docker's `--since`/`--until`/`until=` times ([`hako_base::time::parse_timestamp`]), in
 /// nanoseconds since the epoch; a time without a zone is the user's local time, as Docker's

@@ -991,8 +991,8 @@ const PS_TABLE: &str =
     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
 fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
-    use hako_docker::format::{created_at, ports_text, status_text, time_ago};
-    use hako_engine::views::container::{state_word, ContainerFilters, PsOptions};
+    use hako_docker::format::{created_at, ports_text, ps_state, ps_status, time_ago};
+    use hako_engine::views::container::{ContainerFilters, PsOptions};
     let pairs = a
         .filter
         .iter()
@@ -1036,15 +1036,15 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             let c = &r.container;
-            let command = c.command.join(" ");
+            let command = fmt::command_text(&c.command);
             let item = serde_json::json!({
                 "ID": if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() },
                 "Image": c.image,
                 "Command": fmt::go_quote(&if a.no_trunc { command.clone() } else { fmt::ellipsis(&command, 20) }),
                 "CreatedAt": created_at(c.created),
                 "RunningFor": time_ago(Some(c.created), now),
-                "State": state_word(c.state),
-                "Status": status_text(c, now),
+                "State": ps_state(c, r.paused),
+                "Status": ps_status(c, r.paused, now),
                 "Ports": ports_text(&r.ports),
                 "Names": c.name,
                 "Size": size_text(r.size).unwrap_or_default(),
@@ -1085,7 +1085,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
     )?;
     for r in &rows {
         let c = &r.container;
-        let command = c.command.join(" ");
+        let command = fmt::command_text(&c.command);
         let command = if a.no_trunc {
             command
         } else {
@@ -1098,7 +1098,7 @@ fn ps(root: &std::path::Path, a: PsArgs) -> Result<i32, Failure> {
             c.image,
             fmt::go_quote(&command),
             time_ago(Some(c.created), now),
-            status_text(c, now),
+            ps_status(c, r.paused, now),
             ports_text(&r.ports),
             c.name,
             size_text(r.size)
@@ -1215,8 +1215,8 @@ fn inspect(
         let mut found = None;
         for kind in &kinds {
             found = match *kind {
-                "container" => match engine.inspect(k) {
-                    Ok(d) => Some(d),
+                "container" => match engine.container_inspect(k) {
+                    Ok(v) => Some(hako_docker::container::inspect_json(&v)),
                     Err(e) if e.kind() == hako_engine::ErrorKind::NotFound => None,
                     Err(e) => return Err(e.into()),
                 },
@@ -1522,7 +1522,7 @@ fn system_df_verbose(root: &std::path::Path) -> Result<i32, Failure> {
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             &c.id[..12],
             c.image,
-            fmt::go_quote(&fmt::ellipsis(&c.command.join(" "), 20)),
+            fmt::go_quote(&fmt::ellipsis(&fmt::command_text(&c.command), 20)),
             d.local_volumes,
             fmt::human_size(d.size_rw),
             time_ago(Some(c.created), now),

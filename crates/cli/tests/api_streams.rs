@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::service::Service;
+use common::service::{request_on, Service};
 use common::{wait_for, Root};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -72,6 +72,67 @@ fn followers_sleep_until_the_change() {
     let ev = output(events);
     assert!(ev.contains("kill\n") && ev.contains("die\n"), "{ev}");
     svc.ok(DOCKER, &["rm", "quiet"]);
+}
+
+/// Docker's 8-byte frames of a multiplexed stream: (stream, payload) each.
+fn frames(mut b: &[u8]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        let end = (8 + n).min(b.len());
+        out.push((b[0], String::from_utf8_lossy(&b[8..end]).into_owned()));
+        b = &b[end..];
+    }
+    out
+}
+
+/// `attach?logs=1` (compose's `up` and docker-py's `attach(logs=True)` ask for it) replays what
+/// the container wrote before the attach, then streams on; websocket attach is a 501 naming it.
+#[test]
+fn attach_with_logs_replays_the_log_first() {
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    root.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "replay",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo eins >&2; sleep 2; echo two",
+    ]);
+    assert!(wait_for(10, || root
+        .ok(&["logs", "replay"])
+        .contains("one")));
+    // Without `stream`: the log so far, then the end.
+    let (status, body) = request_on(
+        &svc.socket,
+        "POST",
+        "/containers/replay/attach?logs=1&stdout=1&stderr=1",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        frames(body.as_bytes()),
+        [(1, "one\n".to_string()), (2, "eins\n".to_string())]
+    );
+    // With it: the log so far, then what comes, until the container ends.
+    let (status, body) = request_on(
+        &svc.socket,
+        "POST",
+        "/containers/replay/attach?logs=1&stream=1&stdout=1",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        frames(body.as_bytes()),
+        [(1, "one\n".to_string()), (1, "two\n".to_string())]
+    );
+    let (status, body) = svc.request("GET", "/containers/replay/attach/ws?stream=1", None);
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("websocket"), "{body}");
+    root.ok(&["rm", "replay"]);
 }
 
 #[test]

@@ -62,6 +62,13 @@ fn inspect_is_docker_shaped_and_templated() {
         r.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
         "paused\n"
     );
+    // ps says so as Docker's does: State "paused", Status "Up … (Paused)".
+    let ps = r.ok(&["ps", "--format", "{{.State}}|{{.Status}}"]);
+    assert!(
+        ps.starts_with("paused|Up ") && ps.ends_with(" (Paused)\n"),
+        "{ps}"
+    );
+    assert!(r.ok(&["ps"]).contains(" (Paused) "));
     let (code, _, err) = r.run(&["pause", "web"]);
     assert_eq!(code, 1);
     assert!(err.contains("already paused"), "{err}");

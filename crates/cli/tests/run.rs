@@ -343,7 +343,7 @@ fn exited_containers_are_listed_and_removed_like_docker() {
         lines[2].contains("Exited (3)") && lines[2].contains("ago"),
         "{ps}"
     );
-    assert!(lines[2].contains("\"sh -c exit 3\""), "{ps}");
+    assert!(lines[2].contains("\"sh -c 'exit 3'\""), "{ps}");
     let generated = lines[2].split_whitespace().last().unwrap();
     let (adj, noun) = generated.split_once('_').expect("adjective_noun name");
     assert!(!adj.is_empty() && !noun.is_empty());

@@ -571,9 +571,441 @@ fn api_mount(m: &ApiMount) -> Result<Mount> {
     flags::parse_mount(&spec.join(","))
 }
 
+/// `docker inspect` of a container in Docker's JSON, from the engine's typed view, with what
+/// dockerd shows that the view leaves out: the network a container that is not running is
+/// configured for (compose reads it to decide whether to connect it), the destination of each
+/// volume mount (from the `-v` list: named ones by name, anonymous ones in order), and the
+/// json-file `LogConfig` every container logs with.
+pub fn inspect_json(
+    view: &hako_engine::views::container_inspect::ContainerInspect,
+) -> serde_json::Value {
+    shape_inspect(serde_json::to_value(view).unwrap_or_default())
+}
+
+fn shape_inspect(mut doc: serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mode = doc["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let nets = &mut doc["NetworkSettings"]["Networks"];
+    if nets.as_object().is_none_or(|o| o.is_empty())
+        && !matches!(mode.as_str(), "" | "none" | "host")
+    {
+        let name = if mode == "default" {
+            "bridge".to_string()
+        } else {
+            mode
+        };
+        *nets = json!({ name: {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+        }});
+    }
+    let binds: Vec<String> = doc["HostConfig"]["Binds"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut anonymous = binds.iter().filter(|b| {
+        b.starts_with('/') && !b.contains(':') || b.split(':').next().is_some_and(|s| s.is_empty())
+    });
+    if let Some(mounts) = doc["Mounts"].as_array_mut() {
+        for m in mounts.iter_mut().filter(|m| m["Destination"].is_null()) {
+            let name = m["Name"].as_str().unwrap_or("").to_string();
+            let named = binds.iter().find_map(|b| {
+                let mut parts = b.split(':');
+                (parts.next() == Some(name.as_str())).then(|| {
+                    (
+                        parts.next().unwrap_or("").to_string(),
+                        parts.next().unwrap_or("").to_string(),
+                    )
+                })
+            });
+            let (dst, mode) = match named {
+                Some(x) => x,
+                None => match anonymous.next() {
+                    Some(a) => (a.trim_start_matches(':').to_string(), String::new()),
+                    None => continue,
+                },
+            };
+            m["Destination"] = dst.into();
+            m["Mode"] = mode.clone().into();
+            m["RW"] = (!mode.split(',').any(|o| o == "ro")).into();
+            m["Propagation"] = "".into();
+        }
+    }
+    let hc = &mut doc["HostConfig"];
+    if hc["LogConfig"].is_null() {
+        hc["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
+    doc
+}
+
+/// One row of `GET /containers/json` (Docker's `ContainerSummary`), serialized straight from
+/// the engine's types: a listing of hundreds of containers built no generic JSON values.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Summary {
+    /// The full id.
+    pub id: String,
+    /// `/NAME`.
+    pub names: Vec<String>,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's id.
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    /// The argv joined by spaces.
+    pub command: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Published ports.
+    pub ports: Vec<SummaryPort>,
+    /// The container's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `created`, `running`, `paused` or `exited`.
+    pub state: &'static str,
+    /// "Up 5 minutes (Paused)", "Exited (0) 2 seconds ago", "Created".
+    pub status: String,
+    /// `{"NetworkMode": …}`.
+    pub host_config: SummaryHostConfig,
+    /// `{"Networks": {name: endpoint}}`.
+    pub network_settings: SummaryNetworks,
+    /// Its mounts.
+    pub mounts: Vec<SummaryMount>,
+    /// Bytes of its writable layer, when asked for.
+    #[serde(rename = "SizeRw", skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    /// Bytes of that and its image, when asked for.
+    #[serde(rename = "SizeRootFs", skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+}
+
+/// A published port of a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SummaryPort {
+    /// The host address.
+    #[serde(rename = "IP")]
+    pub ip: String,
+    /// The container's port.
+    #[serde(rename = "PrivatePort")]
+    pub private_port: u16,
+    /// The host's port.
+    #[serde(rename = "PublicPort")]
+    pub public_port: u16,
+    /// `tcp` or `udp`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+/// A [`Summary`]'s `HostConfig`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryHostConfig {
+    /// `default`, `none`, `host`, a network's name.
+    pub network_mode: String,
+}
+
+/// A [`Summary`]'s `NetworkSettings`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryNetworks {
+    /// Each network it is (or, not running, will be) on.
+    pub networks: BTreeMap<String, SummaryEndpoint>,
+}
+
+/// An endpoint of a [`Summary`]; empty strings for a container that is not running.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SummaryEndpoint {
+    /// The network's id.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// The endpoint's id.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// Its IPv4 address.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Its prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// The network's gateway.
+    #[serde(rename = "Gateway")]
+    pub gateway: String,
+    /// Its MAC address.
+    #[serde(rename = "MacAddress")]
+    pub mac_address: String,
+}
+
+/// A mount of a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryMount {
+    /// `bind` or `volume`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// A volume's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The host path (empty for a volume not yet made).
+    pub source: String,
+    /// The path in the container.
+    pub destination: String,
+    /// Writable.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+}
+
+impl Summary {
+    /// The row of the `ps` row `row`: a running container's networks and mounts from its
+    /// inspect view (`running`), any other's from its stored configuration.
+    pub fn new(
+        row: &hako_engine::views::container::PsRow,
+        config: &ContainerConfig,
+        running: Option<&hako_engine::views::container_inspect::ContainerInspect>,
+        now: i64,
+    ) -> Summary {
+        let c = &row.container;
+        let network_mode = config.network.mode().to_string();
+        let (networks, mounts) = match running {
+            Some(view) => (
+                view.network_settings
+                    .as_ref()
+                    .map(|n| {
+                        n.networks
+                            .iter()
+                            .map(|(name, e)| {
+                                (
+                                    name.clone(),
+                                    SummaryEndpoint {
+                                        network_id: e.network_id.clone(),
+                                        endpoint_id: String::new(),
+                                        ip_address: e.addresses.ip_address.clone(),
+                                        ip_prefix_len: e.addresses.ip_prefix_len,
+                                        gateway: e.addresses.gateway.clone(),
+                                        mac_address: e.addresses.mac_address.clone(),
+                                    },
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                view.mounts
+                    .iter()
+                    .filter(|m| m.kind != "tmpfs")
+                    .map(|m| SummaryMount {
+                        kind: m.kind.to_string(),
+                        name: m.name.clone(),
+                        source: m.source.display().to_string(),
+                        destination: m.destination.clone().unwrap_or_default(),
+                        rw: m.rw,
+                    })
+                    .collect(),
+            ),
+            None => (
+                match network_mode.as_str() {
+                    "none" | "host" => BTreeMap::new(),
+                    m => BTreeMap::from([(m.to_string(), SummaryEndpoint::default())]),
+                },
+                config
+                    .mounts
+                    .iter()
+                    .filter_map(|m| match m {
+                        Mount::Bind {
+                            source,
+                            target,
+                            readonly,
+                            ..
+                        } => Some(SummaryMount {
+                            kind: "bind".into(),
+                            name: None,
+                            source: source.clone(),
+                            destination: target.clone(),
+                            rw: !readonly,
+                        }),
+                        Mount::Volume {
+                            name,
+                            target,
+                            readonly,
+                        } => Some(SummaryMount {
+                            kind: "volume".into(),
+                            name: Some(name.clone().unwrap_or_default()),
+                            source: String::new(),
+                            destination: target.clone(),
+                            rw: !readonly,
+                        }),
+                        Mount::Tmpfs { .. } => None,
+                    })
+                    .collect(),
+            ),
+        };
+        Summary {
+            id: c.id.clone(),
+            names: vec![format!("/{}", c.name)],
+            image: c.image.clone(),
+            image_id: c.image_id.clone(),
+            command: crate::format::command_text(&c.command),
+            created: c.created.div_euclid(1_000_000_000),
+            ports: row
+                .ports
+                .iter()
+                .map(|p| SummaryPort {
+                    ip: p.host_ip.to_string(),
+                    private_port: p.container_port,
+                    public_port: p.host_port,
+                    kind: format!("{:?}", p.proto).to_lowercase(),
+                })
+                .collect(),
+            labels: config.labels.clone().into_iter().collect(),
+            state: crate::format::ps_state(c, row.paused),
+            status: crate::format::ps_status(c, row.paused, now),
+            host_config: SummaryHostConfig { network_mode },
+            network_settings: SummaryNetworks { networks },
+            mounts,
+            size_rw: row.size.map(|s| s.0),
+            size_root_fs: row.size.map(|s| s.1),
+        }
+    }
+
+    /// Whether it passes the list filters the engine's `ps` does not apply: `label` (all must
+    /// hold), `status`, `network` and `volume` (any value may); other keys are the engine's.
+    pub fn matches(&self, filters: &[(String, String)]) -> bool {
+        let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().all(|key| {
+            let mut values = filters.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+            match key {
+                "label" => {
+                    values.all(|v| hako_engine::views::container::label_matches(&self.labels, v))
+                }
+                "status" => values.any(|v| v == self.state),
+                "network" => values.any(|v| self.network_settings.networks.contains_key(v)),
+                "volume" => values.any(|v| {
+                    self.mounts.iter().any(|m| {
+                        m.name.as_deref() == Some(v) || m.source == *v || m.destination == *v
+                    })
+                }),
+                _ => true,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inspect_adds_what_compose_reads() {
+        use serde_json::json;
+        let d = shape_inspect(json!({
+            "HostConfig": {"NetworkMode": "proj_back", "Binds": ["proj_data:/data:ro", "/anon"]},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [
+                {"Type": "volume", "Name": "proj_data"},
+                {"Type": "volume", "Name": "0123abcd"},
+            ],
+        }));
+        assert!(d["NetworkSettings"]["Networks"]["proj_back"].is_object());
+        assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "json-file");
+        assert_eq!(d["Mounts"][0]["Destination"], "/data");
+        assert_eq!(d["Mounts"][0]["RW"], false);
+        assert_eq!(d["Mounts"][1]["Destination"], "/anon");
+        // A running container's endpoints are left as the engine gave them.
+        let d = shape_inspect(json!({
+            "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "10.88.0.2"}}},
+        }));
+        assert_eq!(
+            d["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+            "10.88.0.2"
+        );
+    }
+
+    fn ps_row(state: hako_engine::State) -> hako_engine::views::container::PsRow {
+        hako_engine::views::container::PsRow {
+            container: hako_engine::ContainerInfo {
+                id: "c".repeat(64),
+                name: "web".into(),
+                image: "busybox".into(),
+                image_id: "sha256:1".into(),
+                command: vec!["sh".into(), "-c".into(), "sleep 9".into()],
+                created: 5_000_000_000,
+                state,
+                exit_code: None,
+                started_at: Some(0),
+                finished_at: None,
+                health: None,
+            },
+            ports: Vec::new(),
+            size: None,
+            paused: false,
+        }
+    }
+
+    /// A created container's row from its configuration: Docker's keys, its configured
+    /// network, volume mounts, no size keys unless measured; the filters the engine leaves.
+    #[test]
+    fn summary_rows_like_dockers() {
+        let config = ContainerConfig {
+            labels: BTreeMap::from([("app".into(), "web".into())]),
+            mounts: vec![Mount::Volume {
+                name: Some("data".into()),
+                target: "/data".into(),
+                readonly: false,
+            }],
+            ..Default::default()
+        };
+        let s = Summary::new(&ps_row(hako_engine::State::Created), &config, None, 0);
+        let v = serde_json::to_value(&s).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in [
+            "Id",
+            "Names",
+            "Image",
+            "ImageID",
+            "Command",
+            "Created",
+            "Ports",
+            "Labels",
+            "State",
+            "Status",
+            "HostConfig",
+            "NetworkSettings",
+            "Mounts",
+        ] {
+            assert!(keys.contains(&k), "{k}: {v}");
+        }
+        assert!(v.get("SizeRw").is_none());
+        assert_eq!(v["Names"][0], "/web");
+        assert_eq!(v["Command"], "sh -c 'sleep 9'");
+        assert_eq!(v["Created"], 5);
+        assert_eq!(v["State"], "created");
+        assert_eq!(v["Mounts"][0]["Name"], "data");
+        let f = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert!(s.matches(&f(&[("label", "app=web"), ("volume", "data")])));
+        assert!(!s.matches(&f(&[("label", "app=web"), ("label", "tier")])));
+        assert!(s.matches(&f(&[("status", "exited"), ("status", "created")])));
+        assert!(!s.matches(&f(&[("status", "running")])));
+        let mut paused = ps_row(hako_engine::State::Running);
+        paused.paused = true;
+        let s = Summary::new(&paused, &config, None, 60_000_000_000);
+        assert_eq!(s.state, "paused");
+        assert!(s.status.ends_with(" (Paused)"), "{}", s.status);
+        assert!(s.matches(&f(&[("status", "paused")])));
+    }
     use hako_engine::config::Protocol;
 
     /// What the docker 28 CLI sends for `docker run -d --name web -p 127.0.0.1:8080:80

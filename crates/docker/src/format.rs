@@ -117,6 +117,45 @@ pub fn status_text(c: &ContainerInfo, now: i64) -> String {
     }
 }
 
+/// A container's COMMAND as dockerd lists it: the program, then its arguments, each one that
+/// holds a space in single quotes (`sh -c 'echo hi; exit 3'`).
+pub fn command_text(argv: &[String]) -> String {
+    let mut out = String::new();
+    for (i, a) in argv.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if i > 0 && a.contains(' ') {
+            out.push('\'');
+            out.push_str(a);
+            out.push('\'');
+        } else {
+            out.push_str(a);
+        }
+    }
+    out
+}
+
+/// `ps`'s STATUS of a listed container: [`status_text`], with " (Paused)" after a paused
+/// one's "Up …" as Docker writes it.
+pub fn ps_status(c: &ContainerInfo, paused: bool, now: i64) -> String {
+    let text = status_text(c, now);
+    if paused && c.state == State::Running {
+        format!("{text} (Paused)")
+    } else {
+        text
+    }
+}
+
+/// `ps`'s State of a listed container: the state's word, "paused" for a paused one.
+pub fn ps_state(c: &ContainerInfo, paused: bool) -> &'static str {
+    if paused && c.state == State::Running {
+        "paused"
+    } else {
+        hako_engine::views::container::state_word(c.state)
+    }
+}
+
 /// Docker's `CreatedAt` of `ps --format`: "2026-11-22 18:30:00 +0000 UTC".
 pub fn created_at(nanos: i64) -> String {
     let c = hako_engine::hako_base::time::civil(nanos.div_euclid(1_000_000_000));
@@ -203,6 +242,13 @@ mod tests {
             "sh -c 'sleep 1000 &…"
         );
         assert_eq!(go_quote("sh -c \"x\""), "\"sh -c \\\"x\\\"\"");
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            command_text(&argv(&["sh", "-c", "echo hi; exit 3"])),
+            "sh -c 'echo hi; exit 3'"
+        );
+        assert_eq!(command_text(&argv(&["/my prog", "a"])), "/my prog a");
+        assert_eq!(command_text(&[]), "");
     }
 
     #[test]
@@ -227,6 +273,10 @@ mod tests {
         c.health = Some("unhealthy".into());
         assert_eq!(status_text(&c, 4 * min), "Up 3 minutes (unhealthy)");
         c.health = None;
+        assert_eq!(ps_status(&c, true, 4 * min), "Up 3 minutes (Paused)");
+        assert_eq!(ps_state(&c, true), "paused");
+        assert_eq!(ps_status(&c, false, 4 * min), "Up 3 minutes");
+        assert_eq!(ps_state(&c, false), "running");
         c.state = State::Exited;
         c.exit_code = Some(3);
         c.finished_at = Some(2 * min);

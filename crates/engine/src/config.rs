@@ -621,6 +621,14 @@ impl ContainerConfig {
     /// Reads a stored configuration, converting what earlier hako wrote.
     pub fn from_stored(text: &str) -> Result<ContainerConfig> {
         let bad = |e: serde_json::Error| Error::Invalid(format!("stored configuration: {e}"));
+        // Every row hako writes now is the current version: read it straight into the type
+        // (a listing reads hundreds). A legacy or newer document, which that does not give,
+        // takes the way through a generic value, which tells them apart.
+        if let Ok(c) = serde_json::from_str::<ContainerConfig>(text) {
+            if c.version == VERSION {
+                return Ok(c);
+            }
+        }
         let v: serde_json::Value = serde_json::from_str(text).map_err(bad)?;
         match v.get("version").and_then(|n| n.as_u64()) {
             Some(n) if n == u64::from(VERSION) => serde_json::from_value(v).map_err(bad),

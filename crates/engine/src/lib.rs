@@ -27,6 +27,7 @@ pub mod netwire;
 pub mod networks;
 pub mod options;
 pub mod platform;
+pub mod pull_policy;
 pub mod rootless;
 pub mod seccomp;
 pub mod spec;
@@ -414,11 +415,21 @@ pub struct Engine {
 /// to, so those commands still checkpoint before they exit (`durable`).
 const WAL_CHECKPOINT_BYTES: u64 = 128 * (4096 + 24);
 
+impl Engine {
+    /// Whether a caller that keeps this engine open across requests (the API service) should
+    /// close it now, as a `hako` command's exit does: its last work must be made durable (an
+    /// image or volume removal), or the write-ahead log has grown past its bound. Closing is
+    /// what checkpoints (see [`WAL_CHECKPOINT_BYTES`]).
+    pub fn wants_close(&self) -> bool {
+        self.durable.get()
+            || std::fs::metadata(self.root.join("hako.db-wal"))
+                .is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES)
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
-        let large = std::fs::metadata(self.root.join("hako.db-wal"))
-            .is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES);
-        if large || self.durable.get() {
+        if self.wants_close() {
             // The connection closes right after this, with SQLite's default close behaviour:
             // checkpoint and remove the WAL if it is the last connection to the database.
             let _ = self

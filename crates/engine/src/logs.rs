@@ -125,6 +125,19 @@ impl Engine {
         opts: &LogOptions,
         sink: &mut dyn FnMut(&LogLine) -> std::io::Result<()>,
     ) -> Result<()> {
+        self.logs_or_cancel(key, opts, None, sink)
+    }
+
+    /// [`Engine::logs`] whose follow also ends, without an error, once `cancel` is readable
+    /// or hung up: a server passes the read end of a pipe whose write end it drops when its
+    /// client goes, so no thread stays behind following a log nobody reads.
+    pub fn logs_or_cancel(
+        &self,
+        key: &str,
+        opts: &LogOptions,
+        cancel: Option<BorrowedFd<'_>>,
+        sink: &mut dyn FnMut(&LogLine) -> std::io::Result<()>,
+    ) -> Result<()> {
         let (id, path) = self.log_file(key)?;
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -179,7 +192,9 @@ impl Engine {
             let timeout = opts
                 .until
                 .map(|u| Duration::from_nanos((u - hako_base::time::now_nanos()).max(0) as u64));
-            f.wait_for(None, timeout)?;
+            if f.wait_for(cancel, timeout)? {
+                return Ok(());
+            }
         }
     }
 

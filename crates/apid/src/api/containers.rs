@@ -1,7 +1,7 @@
 //! `/containers/…`.
 
 use super::{json, no_content, streaming, Body, Req};
-use crate::compat::{self, FilterValues};
+use crate::compat;
 use crate::error::ApiError;
 use crate::hijack;
 use bytes::Bytes;
@@ -20,42 +20,13 @@ const LIST_FILTERS: [&str; 8] = [
 ];
 
 /// The filters the engine's `ps` applies from the container's record alone; the others need
-/// its configuration or (`status=paused`) its cgroup, and are applied here on the documents.
+/// its configuration or (`status=paused`) its cgroup, and are applied to the summaries
+/// ([`hako_docker::container::Summary::matches`]).
 const RECORD_FILTERS: [&str; 4] = ["id", "name", "ancestor", "exited"];
 
-/// Whether a row passes the filters the engine did not apply (`label`, `status`, `network`,
-/// `volume`): the values of one key are alternatives, except `label`'s, which must all hold.
-fn doc_matches(doc: &Value, filters: &[(String, String)]) -> bool {
-    let keys: std::collections::BTreeSet<&str> = filters
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| !RECORD_FILTERS.contains(k))
-        .collect();
-    let status = doc["State"]["Status"].as_str().unwrap_or("");
-    keys.into_iter().all(|key| {
-        filters
-            .iter()
-            .filter(|(k, _)| k == key)
-            .holds(key == "label", |(_, v)| match key {
-                "label" => compat::labels_match(&doc["Config"]["Labels"], v),
-                "status" => status == v,
-                "network" => doc["NetworkSettings"]["Networks"].get(v.as_str()).is_some(),
-                "volume" => doc["Mounts"].as_array().is_some_and(|m| {
-                    m.iter().any(|m| {
-                        m["Name"].as_str() == Some(v)
-                            || m["Source"].as_str() == Some(v)
-                            || m["Destination"].as_str() == Some(v)
-                    })
-                }),
-                _ => false,
-            })
-    })
-}
-
-/// `GET /containers/json`: the engine's `ps` rows, each with a document of what Docker's
-/// summary shows beyond the record. A running container's comes from inspect (its endpoints,
-/// whether it is paused); every other's from its stored options, read for all rows in one
-/// query (a per-row lookup made a listing of 200 containers cost ~20 ms).
+/// `GET /containers/json`: the engine's `ps` rows as Docker's summaries, typed from the engine
+/// to the bytes. A running container's networks and mounts come from its inspect view; every
+/// other's from its stored options, read for all rows in one query.
 pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
     let filters = req.filters()?;
     for (k, _) in &filters {
@@ -68,69 +39,68 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
         || limit.is_some()
         || filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let size = req.q_bool("size");
-    let rows = req
+    let body = req
         .state
         .backend
         .engine(move |e| {
-            let record: Vec<&(String, String)> = filters
+            use hako_docker::container::Summary;
+            let record: Vec<(&str, &str)> = filters
                 .iter()
                 .filter(|(k, _)| RECORD_FILTERS.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             let opts = hako_engine::views::container::PsOptions {
                 all,
                 last: None,
-                filters: hako_engine::views::container::ContainerFilters::new(
-                    &record
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect::<Vec<_>>(),
-                )?,
+                filters: hako_engine::views::container::ContainerFilters::new(&record)?,
                 size: false,
             };
             let rows = e.ps(&opts)?;
-            let mut configs = e.stored_configs(
-                rows.iter()
-                    .filter(|r| r.container.state != State::Running)
-                    .map(|r| r.container.id.as_str()),
-            )?;
+            let mut configs = e.stored_configs(rows.iter().map(|r| r.container.id.as_str()))?;
+            let now = hako_engine::now_nanos();
             let mut kept = Vec::new();
             for row in rows {
                 let c = &row.container;
-                let doc = if c.state == State::Running {
-                    match e.inspect(&c.id) {
-                        Ok(d) => d,
-                        // Removed between the list and now.
+                // Removed between the list and now.
+                let Some(config) = configs.remove(&c.id) else {
+                    continue;
+                };
+                let view = if c.state == State::Running {
+                    match e.container_inspect(&c.id) {
+                        Ok(v) => Some(v),
                         Err(hako_engine::Error::NoSuchContainer(_)) => continue,
                         Err(err) => return Err(err.into()),
                     }
                 } else {
-                    match configs.remove(&c.id) {
-                        Some(o) => compat::light_doc(c, &o),
-                        None => continue,
-                    }
+                    None
                 };
-                if doc_matches(&doc, &filters) {
-                    kept.push((row, doc));
+                let summary = Summary::new(&row, &config, view.as_ref(), now);
+                if summary.matches(&filters) {
+                    kept.push((c.clone(), summary));
                     if limit.is_some_and(|l| kept.len() as i64 >= l) {
                         break;
                     }
                 }
             }
-            let sizes = if size {
-                let cs: Vec<ContainerInfo> =
-                    kept.iter().map(|(r, _)| r.container.clone()).collect();
-                e.container_sizes(&cs)?.into_iter().map(Some).collect()
-            } else {
-                vec![None; kept.len()]
-            };
-            Ok(kept
-                .iter()
-                .zip(sizes)
-                .map(|((r, doc), s)| compat::container_summary(&r.container, &r.ports, doc, s))
-                .collect::<Vec<_>>())
+            if size {
+                let cs: Vec<ContainerInfo> = kept.iter().map(|(c, _)| c.clone()).collect();
+                for ((_, s), (rw, root)) in kept.iter_mut().zip(e.container_sizes(&cs)?) {
+                    s.size_rw = Some(rw);
+                    s.size_root_fs = Some(root);
+                }
+            }
+            let list: Vec<Summary> = kept.into_iter().map(|(_, s)| s).collect();
+            let mut body = serde_json::to_vec(&list)
+                .map_err(|e| ApiError::internal(format!("encode the list: {e}")))?;
+            body.push(b'\n');
+            Ok(body)
         })
         .await?;
-    Ok(json(StatusCode::OK, &rows))
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(super::full_body(body))
+        .expect("static response"))
 }
 
 /// `POST /containers/create?name=`.
@@ -194,12 +164,11 @@ async fn find(req: &Req, id: &str) -> Result<ContainerInfo, ApiError> {
 /// `GET /containers/{id}/json`.
 pub(super) async fn inspect(req: Req, id: String) -> Result<Response<Body>, ApiError> {
     let size = req.q_bool("size");
-    let doc = req
+    let mut doc = req
         .state
         .backend
         .engine(move |e| {
-            let mut doc = compat::container_doc(e.inspect(&id)?);
-            compat::add_ports(e, &mut doc);
+            let mut doc = hako_docker::container::inspect_json(&e.container_inspect(&id)?);
             if size {
                 let c = e.find(&id)?;
                 if let Some((rw, root)) = e.container_sizes(&[c])?.pop() {
@@ -210,6 +179,12 @@ pub(super) async fn inspect(req: Req, id: String) -> Result<Response<Body>, ApiE
             Ok(doc)
         })
         .await?;
+    // The exec instances this service made for it (the engine records none).
+    let full = doc["Id"].as_str().unwrap_or("");
+    let execs = req.state.backend.exec_ids_of(full);
+    if !execs.is_empty() {
+        doc["ExecIDs"] = execs.into();
+    }
     Ok(json(StatusCode::OK, &doc))
 }
 
@@ -403,6 +378,7 @@ pub(super) async fn wait(req: Req, id: String) -> Result<Response<Body>, ApiErro
                 j!({"StatusCode": -1, "Error": {"Message": "the container's exit status is unknown"}})
             }
         };
+        super::trace_note(|| format!("wait {} answered {body}", &c.id[..12]));
         let _ = tx.send(Bytes::from(wire::json_line(&body))).await;
     });
     Ok(streaming("application/json", rx))
@@ -593,6 +569,28 @@ fn log_line(line: &str, r: &LogRead) -> Option<Vec<u8>> {
     Some(framed(r.tty, stream, data.as_bytes()))
 }
 
+/// The frames of what the log holds (rotated files first), up to the offset `upto` of the
+/// current file when given, the last `tail` of them when asked; and where in the current file
+/// they end.
+fn backlog(path: &std::path::Path, r: &LogRead, upto: Option<u64>) -> (Vec<Vec<u8>>, u64) {
+    let mut lines: Vec<String> = Vec::new();
+    for n in (1..100).rev() {
+        if let Ok(t) = std::fs::read_to_string(format!("{}.{n}", path.display())) {
+            lines.extend(t.lines().map(str::to_string));
+        }
+    }
+    let mut pos = 0;
+    if let Ok(t) = std::fs::read_to_string(path) {
+        let end = upto.map_or(t.len(), |u| (u as usize).min(t.len()));
+        let complete = t[..end].rfind('\n').map_or(0, |i| i + 1);
+        lines.extend(t[..complete].lines().map(str::to_string));
+        pos = complete as u64;
+    }
+    let wanted: Vec<Vec<u8>> = lines.iter().filter_map(|l| log_line(l, r)).collect();
+    let skip = r.tail.map_or(0, |n| wanted.len().saturating_sub(n));
+    (wanted.into_iter().skip(skip).collect(), pos)
+}
+
 /// Sends the container's log, and with `follow` what it appends until the container ends.
 async fn pump_log(
     state: std::sync::Arc<crate::server::State>,
@@ -606,21 +604,8 @@ async fn pump_log(
     let mut pos = match r.from {
         Some(p) => p,
         None => {
-            let mut lines: Vec<String> = Vec::new();
-            for n in (1..100).rev() {
-                if let Ok(t) = std::fs::read_to_string(format!("{}.{n}", path.display())) {
-                    lines.extend(t.lines().map(str::to_string));
-                }
-            }
-            let mut pos = 0;
-            if let Ok(t) = std::fs::read_to_string(&path) {
-                let complete = t.rfind('\n').map_or(0, |i| i + 1);
-                lines.extend(t[..complete].lines().map(str::to_string));
-                pos = complete as u64;
-            }
-            let wanted: Vec<Vec<u8>> = lines.iter().filter_map(|l| log_line(l, &r)).collect();
-            let skip = r.tail.map_or(0, |n| wanted.len().saturating_sub(n));
-            for f in wanted.into_iter().skip(skip) {
+            let (wanted, pos) = backlog(&path, &r, None);
+            for f in wanted {
                 if out.send(Bytes::from(f)).await.is_err() {
                     return;
                 }
@@ -733,30 +718,62 @@ pub(super) async fn logs(req: Req, id: String) -> Result<Response<Body>, ApiErro
         .map(super::system::parse_time)
         .transpose()?;
     let (cid, tty, _, _) = has_tty(&req, &id).await?;
-    let path = req
-        .state
-        .backend
-        .engine(move |e| Ok(e.log_file(&cid)?.1))
-        .await?;
-    let r = LogRead {
-        stdout,
-        stderr,
-        timestamps: req.q_bool("timestamps"),
+    let opts = hako_engine::logs::LogOptions {
         tail,
         since,
         until,
         follow: req.q_bool("follow"),
-        tty,
-        from: None,
-        file: None,
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let full_id = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or(id);
-    tokio::spawn(pump_log(req.state.clone(), full_id, path, r, tx));
+    let timestamps = req.q_bool("timestamps");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    // The engine's reader, in a blocking thread, hands each line to a sink that frames it;
+    // a follow sleeps there on the log's directory and the container's recorder, and ends
+    // when `cancel_w` is dropped because the client went.
+    let (cancel_r, cancel_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ApiError::internal(format!("create a pipe: {e}")))?;
+    let state = req.state.clone();
+    tokio::spawn(async move {
+        let _busy = state.backend.mark_busy();
+        let out = tx.clone();
+        let reader = state.backend.engine(move |e| {
+            use std::os::fd::AsFd;
+            let mut sink = |l: &hako_engine::logs::LogLine| {
+                let stream = match l.stream {
+                    hako_engine::logs::LogStream::Stderr => StdStream::Stderr,
+                    _ => StdStream::Stdout,
+                };
+                if (stream == StdStream::Stderr && !stderr)
+                    || (stream == StdStream::Stdout && !stdout)
+                {
+                    return Ok(());
+                }
+                let data = if timestamps {
+                    format!("{} {}", l.time, l.text)
+                } else {
+                    l.text.clone()
+                };
+                out.blocking_send(Bytes::from(framed(tty, stream, data.as_bytes())))
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            };
+            match e.logs_or_cancel(&cid, &opts, Some(cancel_r.as_fd()), &mut sink) {
+                // The client went while a line was on its way.
+                Err(hako_engine::Error::Io { error, .. })
+                    if error.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    Ok(())
+                }
+                r => Ok(r?),
+            }
+        });
+        tokio::pin!(reader);
+        tokio::select! {
+            _ = &mut reader => {}
+            _ = tx.closed() => {
+                drop(cancel_w);
+                let _ = reader.await;
+            }
+        }
+    });
     let ct = if tty {
         "application/vnd.docker.raw-stream"
     } else {
@@ -811,11 +828,7 @@ impl Drop for AttachMark {
 /// an open stdin is attached through its monitor's socket; the output of one without is
 /// followed in its log.
 pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiError> {
-    if req.q_bool("logs") {
-        return Err(ApiError::not_implemented(
-            "attach with logs=1 (use /containers/{id}/logs)",
-        ));
-    }
+    let want_logs = req.q_bool("logs");
     let want_stream = req.q_bool("stream");
     let want_stdin = req.q_bool("stdin");
     let want_stdout = req.q_bool("stdout");
@@ -873,13 +886,38 @@ pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiEr
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
+    // `logs=1`: what the log holds before this attach comes first (all of it for a container
+    // attached through its monitor, whose output from here on comes from the monitor).
+    let replay = if want_logs {
+        let r = LogRead {
+            stdout: want_stdout,
+            stderr: want_stderr,
+            timestamps: false,
+            tail: None,
+            since: None,
+            until: None,
+            follow: false,
+            tty,
+            from: None,
+            file: None,
+        };
+        backlog(&log, &r, (!monitor).then_some(from)).0
+    } else {
+        Vec::new()
+    };
     let rx = req.conn.hijack(req.wants_upgrade(), ct);
     let state = req.state.clone();
     tokio::spawn(async move {
         let Ok(conn) = rx.await else { return };
         let _busy = state.backend.mark_busy();
         let (mut cin, mut cout) = conn.split();
+        for f in &replay {
+            if cout.write_all(f).await.is_err() {
+                return;
+            }
+        }
         if !want_stream {
+            let _ = cout.flush().await;
             let _ = cout.shutdown().await;
             return;
         }
@@ -978,6 +1016,7 @@ pub(super) async fn attach(req: Req, id: String) -> Result<Response<Body>, ApiEr
         }
         let _ = cout.flush().await;
         let _ = cout.shutdown().await;
+        super::trace_note(|| format!("attach {} ended", &cid[..12.min(cid.len())]));
         drop(mark);
     });
     Ok(hijack::placeholder())

@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An exec instance.
 pub(crate) struct ExecEntry {
-    id: String,
-    container: String,
+    pub(crate) id: String,
+    pub(crate) container: String,
     config: ExecConfig,
     run: Mutex<ExecRun>,
 }

@@ -252,6 +252,18 @@ fn trace() -> Option<std::time::Instant> {
     })
 }
 
+/// With `HAKO_API_TRACE=1`, a moment of a streamed answer (a wait's body, an attach's end)
+/// on the service's stderr, on the requests' clock.
+pub(crate) fn trace_note(what: impl FnOnce() -> String) {
+    if let Some(epoch) = trace() {
+        eprintln!(
+            "hako service: {:.1} {}",
+            epoch.elapsed().as_secs_f64() * 1e3,
+            what()
+        );
+    }
+}
+
 /// Answers one request.
 pub(crate) async fn handle(
     state: Arc<State>,
@@ -431,6 +443,16 @@ async fn route(req: Req) -> Result<Response<Body>, ApiError> {
             StatusCode::SERVICE_UNAVAILABLE,
             "This node is not a swarm manager. hako does not implement swarm mode.",
         )),
+        // hako has no plugins: the list is empty and any one asked for is not found (the
+        // docker CLI's `inspect NAME` asks for a plugin last, and says "No such object" on a
+        // 404). Installing or changing one is not implemented.
+        ("GET", ["plugins"]) => Ok(json(StatusCode::OK, &serde_json::json!([]))),
+        ("GET", ["plugins", .., "json"]) => {
+            let name = path
+                .trim_start_matches("/plugins/")
+                .trim_end_matches("/json");
+            Err(ApiError::not_found(format!("plugin \"{name}\" not found")))
+        }
         (_, ["plugins", ..]) => Err(ApiError::not_implemented("plugins (/plugins)")),
         ("POST", ["session"]) => Err(ApiError::not_implemented(
             "BuildKit sessions (/session); hako builds with the classic builder (Builder-Version 1)",

@@ -124,6 +124,9 @@ pub struct PsRow {
     pub ports: Vec<hako_net::PublishedPort>,
     /// Bytes of its writable layer and of that plus its image, when asked for.
     pub size: Option<(u64, u64)>,
+    /// Whether it runs frozen (`docker pause`): Docker's STATUS says "(Paused)", its State
+    /// "paused".
+    pub paused: bool,
 }
 
 impl Engine {
@@ -155,14 +158,21 @@ impl Engine {
         .into_iter();
         Ok(list
             .into_iter()
-            .map(|c| PsRow {
-                ports: if c.state == State::Running {
-                    self.published_ports(&c.id)
-                } else {
-                    Vec::new()
-                },
-                size: sizes.next().flatten(),
-                container: c,
+            .map(|c| {
+                let running = c.state == State::Running;
+                PsRow {
+                    ports: if running {
+                        self.published_ports(&c.id)
+                    } else {
+                        Vec::new()
+                    },
+                    size: sizes.next().flatten(),
+                    paused: running
+                        && self
+                            .row(&c.id)
+                            .is_ok_and(|r| self.is_paused(&c.id, r.cgroup_parent.as_deref())),
+                    container: c,
+                }
             })
             .collect())
     }

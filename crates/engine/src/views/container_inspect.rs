@@ -39,6 +39,12 @@ pub struct ContainerInspect {
     pub state: ContainerState,
     /// The image's id.
     pub image: String,
+    /// The `/etc/resolv.conf` hako writes for it at each start, in its directory.
+    pub resolv_conf_path: PathBuf,
+    /// Its `/etc/hostname`, likewise.
+    pub hostname_path: PathBuf,
+    /// Its `/etc/hosts`, likewise.
+    pub hosts_path: PathBuf,
     /// The json-file log (empty when it has none: a container run in the foreground).
     pub log_path: String,
     /// `/NAME`.
@@ -49,6 +55,16 @@ pub struct ContainerInspect {
     pub driver: &'static str,
     /// `linux`.
     pub platform: &'static str,
+    /// The SELinux label of its mounts: hako's containers ask for none (empty).
+    pub mount_label: &'static str,
+    /// The SELinux label of its processes: none asked for (empty).
+    pub process_label: &'static str,
+    /// The AppArmor profile of its processes: none asked for (empty).
+    pub app_armor_profile: &'static str,
+    /// The exec instances of the container. The engine records none (`null`): an exec is a
+    /// process of the `hako exec` that runs it; the API service lists those it runs itself.
+    #[serde(rename = "ExecIDs")]
+    pub exec_ids: Option<Vec<String>>,
     /// What it was created with, as Docker's HostConfig shows it.
     pub host_config: HostConfig,
     /// Its layers.
@@ -187,6 +203,9 @@ pub struct HostConfig {
     pub ulimits: Vec<UlimitView>,
     /// `--restart`.
     pub restart_policy: RestartPolicyView,
+    /// `-p`, as asked: `"80/tcp"` to the host addresses and ports (`""` for any; a range as
+    /// `"8000-8010"`).
+    pub port_bindings: BTreeMap<String, Vec<PortBindingView>>,
 }
 
 /// One `--device-{read,write}-{bps,iops}`.
@@ -529,11 +548,18 @@ impl Engine {
                 health: self.health(&c.id)?,
             },
             image: c.image_id.clone(),
+            resolv_conf_path: dir.join("resolv.conf"),
+            hostname_path: dir.join("hostname"),
+            hosts_path: dir.join("hosts"),
             log_path,
             name: format!("/{}", c.name),
             restart_count: row.restart_count,
             driver: "overlay",
             platform: "linux",
+            mount_label: "",
+            process_label: "",
+            app_armor_profile: "",
+            exec_ids: None,
             host_config: HostConfig {
                 auto_remove: opts.auto_remove,
                 binds: opts
@@ -623,6 +649,22 @@ impl Engine {
                 restart_policy: RestartPolicyView {
                     name: opts.restart_policy.name(),
                     maximum_retry_count: opts.restart_policy.maximum_retry_count(),
+                },
+                port_bindings: {
+                    let mut m: BTreeMap<String, Vec<PortBindingView>> = BTreeMap::new();
+                    for p in &opts.port_bindings {
+                        m.entry(format!("{}/{}", p.container_port, p.protocol.as_str()))
+                            .or_default()
+                            .push(PortBindingView {
+                                host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                                host_port: match (p.host_port, p.host_port_end) {
+                                    (0, _) => String::new(),
+                                    (a, b) if b > a => format!("{a}-{b}"),
+                                    (a, _) => a.to_string(),
+                                },
+                            });
+                    }
+                    m
                 },
             },
             graph_driver: GraphDriver {
