@@ -713,7 +713,7 @@ fn one_build_has_the_digests_written_here() {
     let t = "2023-11-14T22:13:20Z";
     let config = format!(
         concat!(
-            r#"{{"architecture":"{arch}","config":{{"Cmd":["/bin/tool"],"Env":["A=1"],"Labels":{{"repro":"yes"}},"WorkingDir":"/work/dir"}},"#,
+            r#"{{"architecture":"{arch}","config":{{"Cmd":["/bin/tool"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","A=1"],"Labels":{{"repro":"yes"}},"WorkingDir":"/work/dir"}},"#,
             r#""created":"{t}","history":["#,
             r#"{{"created":"{t}","created_by":"/bin/sh -c #(nop) COPY multi:085eef88d79a0e5260460f060093a07dec68fff7b196ce498c4e07acee9fdd65 in /files/ "}},"#,
             r#"{{"created":"{t}","created_by":"/bin/sh -c #(nop) COPY file:ae13d578fbcee43a258e168d7785d7756b3b39808a4f29415798d66b7da950ea in /bin/tool "}},"#,
@@ -740,7 +740,7 @@ fn one_build_has_the_digests_written_here() {
     if arch == "amd64" {
         assert_eq!(
             with_a,
-            "sha256:a6cd8438d4e9cab277ad0d5e265056559f78fa927f3159b998bf761d511caec7"
+            "sha256:5e0b962e74ad589d0de187c47b7818ca90e4ae13ef29dca9e531bf5b5ce0e67d"
         );
     }
 }
