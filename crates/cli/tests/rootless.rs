@@ -1034,3 +1034,40 @@ fn a_user_network_without_its_stack_is_one_line_and_leaves_nothing() {
     u.ok(&["network", "rm", "nostack"]);
     u.assert_nothing_runs();
 }
+
+/// A user namespace may not make device nodes, and images carry some (Debian's rootfs has
+/// /dev/console): the layer unpacks without them, as with Docker and Podman rootless.
+#[test]
+fn device_nodes_in_a_layer_are_left_out_rootless() {
+    let u = User::new(SubIds::Count(65536));
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = dir.path().join("devices.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Char);
+        h.set_device_major(5).unwrap();
+        h.set_device_minor(1).unwrap();
+        h.set_mode(0o600);
+        h.set_size(0);
+        b.append_data(&mut h, "dev/console", std::io::empty())
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(3);
+        b.append_data(&mut h, "hello", &b"hi\n"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .unwrap();
+    u.ok(&["import", path.to_str().unwrap(), "devices"]);
+    let layers = u.ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "devices"]);
+    assert_eq!(layers.trim(), "1");
+    u.ok(&["rmi", "devices"]);
+    u.assert_nothing_runs();
+}

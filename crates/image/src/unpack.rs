@@ -531,14 +531,24 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
                 tree.clear(&parent, &name, &rel)?;
                 let as_root = tree.as_root;
                 let dir = tree.dir(&parent)?;
-                nix::sys::stat::mknodat(
+                match nix::sys::stat::mknodat(
                     dir,
                     name.as_os_str(),
                     sflag,
                     Mode::from_bits_truncate(0o600),
                     dev,
-                )
-                .map_err(|e| host(e, &rel))?;
+                ) {
+                    Ok(()) => {}
+                    // A user namespace may not make device nodes (rootless: images such as
+                    // Debian's carry /dev/console). Left out, as Docker and Podman do
+                    // rootless: a container's /dev is the runtime's own tmpfs anyway.
+                    Err(Errno::EPERM)
+                        if kind != T::Fifo && hako_base::userns::in_user_namespace() =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(host(e, &rel)),
+                }
                 chown(as_root, dir, &name, (uid, gid), &rel)?;
                 // Just made by us, so no symlink: mknod honours the umask and chown clears
                 // setuid bits, so the exact mode comes last.
