@@ -1055,18 +1055,29 @@ fn device_nodes_in_a_layer_are_left_out_rootless() {
         h.set_device_minor(1).unwrap();
         h.set_mode(0o600);
         h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         b.append_data(&mut h, "dev/console", std::io::empty())
             .unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(3);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         b.append_data(&mut h, "hello", &b"hi\n"[..]).unwrap();
         b.finish().unwrap();
     }
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     u.ok(&["import", path.to_str().unwrap(), "devices"]);
-    let layers = u.ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "devices"]);
+    let layers = u.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{len .RootFS.Layers}}",
+        "devices",
+    ]);
     assert_eq!(layers.trim(), "1");
     u.ok(&["rmi", "devices"]);
     u.assert_nothing_runs();
