@@ -369,24 +369,6 @@ fn images_hides_intermediate_build_images_without_all() {
     assert!(r.ok(&["images", "-q", "-f", "dangling=true"]).is_empty());
 }
 
-fn prune_with_answer(r: &Root, args: &[&str], answer: &str) -> String {
-    let mut child = r
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn image_prune_removes_unused_images_and_collects_garbage() {
     let r = Root::with_busybox();
@@ -403,7 +385,7 @@ fn image_prune_removes_unused_images_and_collects_garbage() {
     let layers_before = std::fs::read_dir(r.path().join("layers")).unwrap().count();
     assert_eq!(layers_before, 2);
 
-    let out = prune_with_answer(&r, &["image", "prune"], "n\n");
+    let out = r.answered(&["image", "prune"], "n\n");
     assert_eq!(
         out,
         "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] "
@@ -421,7 +403,7 @@ fn image_prune_removes_unused_images_and_collects_garbage() {
     let orphan_layer = r.path().join("layers").join("cd".repeat(32));
     std::fs::create_dir_all(orphan_layer.join("diff")).unwrap();
 
-    let out = prune_with_answer(&r, &["image", "prune"], "y\n");
+    let out = r.answered(&["image", "prune"], "y\n");
     let expected = format!("Deleted Images:\ndeleted: {dangling}\n\nTotal reclaimed space: ");
     assert!(out.contains(&expected), "{out}");
     assert!(

@@ -737,27 +737,6 @@ fn system_df_and_network_ls_format_template_and_json() {
     r.ok(&["rm", "dfc"]);
 }
 
-/// `hako ARGS` with `answer` piped to its stdin (no terminal); returns its stdout.
-fn answered(r: &Root, args: &[&str], answer: &str) -> String {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = r
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn prunes_take_their_answer_from_a_pipe_as_docker_does() {
     let r = Root::with_busybox();
@@ -767,21 +746,21 @@ fn prunes_take_their_answer_from_a_pipe_as_docker_does() {
     r.ok(&["network", "create", "answered"]);
     // No (or nothing at all) keeps everything.
     for answer in ["n\n", ""] {
-        let out = answered(&r, &["container", "prune"], answer);
+        let out = r.answered(&["container", "prune"], answer);
         assert_eq!(
             out,
             "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
         );
     }
     assert!(r.ok(&["ps", "-aq", "--no-trunc"]).contains(id));
-    let out = answered(&r, &["container", "prune"], "y\n");
+    let out = r.answered(&["container", "prune"], "y\n");
     assert!(
         out.contains(&format!("Deleted Containers:\n{id}\n")),
         "{out}"
     );
     assert_eq!(r.ok(&["ps", "-aq"]), "");
     // The anonymous volume the container left, then the network.
-    let out = answered(&r, &["volume", "prune"], "Y\n");
+    let out = r.answered(&["volume", "prune"], "Y\n");
     assert!(
         out.starts_with(
             "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] Deleted Volumes:\n"
@@ -789,7 +768,7 @@ fn prunes_take_their_answer_from_a_pipe_as_docker_does() {
         "{out}"
     );
     assert_eq!(r.ok(&["volume", "ls", "-q"]), "");
-    let out = answered(&r, &["network", "prune"], "yes\n");
+    let out = r.answered(&["network", "prune"], "yes\n");
     assert!(out.contains("Deleted Networks:\nanswered\n"), "{out}");
 }
 

@@ -94,6 +94,28 @@ impl Root {
         self.cmd(args).output().expect("run hako")
     }
 
+    /// Runs hako with `answer` piped to its stdin (no terminal), as a prompt's answer;
+    /// asserts success and returns its stdout.
+    #[allow(dead_code)]
+    pub fn answered(&self, args: &[&str], answer: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run hako");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "hako {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Runs hako and returns (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
         let out = self.hako(args);
