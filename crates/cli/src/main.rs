@@ -1568,9 +1568,9 @@ fn events(
     let mut failed: Option<anyhow::Error> = None;
     let r = engine.follow_events(since, until, &filters, &mut |e| {
         let line = match &tmpl {
-            Some(t) => match serde_json::to_value(e)
+            Some(t) => match t
+                .render(&hako_docker::events::message(e))
                 .map_err(anyhow::Error::from)
-                .and_then(|v| Ok(t.render(&v)?))
             {
                 Ok(l) => l,
                 Err(err) => {

@@ -277,9 +277,9 @@ fn events_record_the_lifecycle() {
         "--filter",
         "event=die",
         "--format",
-        "{{.Action}} {{.Attributes.name}}",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Status}} {{gt .TimeNano 0}}",
     ]);
-    assert_eq!(fmt, "die evt\n");
+    assert_eq!(fmt, "die evt die true\n");
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod args;
 pub mod container;
 pub mod cp;
+pub mod events;
 pub mod flags;
 pub mod format;
 pub mod image;
