@@ -250,3 +250,52 @@ fn foreground_run_and_build_steps() {
     let _ = fg.wait();
     assert!(wait_for(5, || helpers(&r).is_empty()), "{:?}", helpers(&r));
 }
+
+/// Installed without its health helper, hako refuses to start a container with a check
+/// rather than start it and never run the check; one without a check still runs.
+#[test]
+fn a_missing_health_helper_is_an_error_not_a_silent_check() {
+    let r = Root::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = std::path::Path::new(common::hako_bin()).parent().unwrap();
+    for b in ["hako", "hako-monitor", "hako-finish", "hako-init"] {
+        std::fs::copy(bin.join(b), dir.path().join(b)).unwrap();
+    }
+    let hako = dir.path().join("hako");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&hako)
+            .args(args)
+            .env("HAKO_ROOT", r.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "hc-missing",
+        "--health-cmd",
+        "true",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("hako-health is missing"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "hc-missing"]),
+        "created\n"
+    );
+    let out = run(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    r.ok(&["rm", "hc-missing"]);
+}

@@ -1055,23 +1055,26 @@ impl Engine {
         on_start: &mut dyn FnMut(&Started<'_>),
     ) -> Result<i32> {
         let dir = self.container_dir(id);
-        let result = self
-            .prepare_start(id, &dir, opts, plan)
-            .and_then(|prepared| {
-                if mode.detach {
-                    let check = self.health_check_of(opts, &plan.image.id);
-                    monitor::start_detached(self, id, &dir, opts, mode, &prepared, check.is_some())
-                        .inspect(|_| {
-                            on_start(&Started {
-                                id,
-                                warnings: &prepared.warnings,
-                            })
+        // Before anything is prepared, so a refusal has nothing to undo.
+        let check = self.health_check_of(opts, &plan.image.id);
+        let result = match check {
+            Some(_) => monitor::require_health_binary(),
+            None => Ok(()),
+        }
+        .and_then(|()| self.prepare_start(id, &dir, opts, plan))
+        .and_then(|prepared| {
+            if mode.detach {
+                monitor::start_detached(self, id, &dir, opts, mode, &prepared, check.is_some())
+                    .inspect(|_| {
+                        on_start(&Started {
+                            id,
+                            warnings: &prepared.warnings,
                         })
-                } else {
-                    let check = self.health_check_of(opts, &plan.image.id);
-                    self.start_and_wait(id, &dir, opts, &prepared, check.is_some(), on_start)
-                }
-            });
+                    })
+            } else {
+                self.start_and_wait(id, &dir, opts, &prepared, check.is_some(), on_start)
+            }
+        });
         if let Err(e) = &result {
             // A container whose start failed stays "Created" like Docker's, unless --rm. Its
             // cgroup and network are already undone by then; nobody is starting it any more.

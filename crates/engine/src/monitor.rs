@@ -41,6 +41,20 @@ pub(crate) fn monitor_binary() -> Result<PathBuf> {
     Ok(mon)
 }
 
+/// `hako-health`, for a container with a healthcheck: missing, the check would silently
+/// never run, so the start fails and says so instead.
+pub(crate) fn require_health_binary() -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("locate the hako binary", e))?;
+    let helper = exe.with_file_name("hako-health");
+    if !helper.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is missing: it must be installed next to hako to run healthchecks (or pass --no-healthcheck)",
+            helper.display()
+        )));
+    }
+    Ok(())
+}
+
 fn cstr(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::Invalid(format!("NUL in path {}", p.display())))
