@@ -145,9 +145,23 @@ pub struct Policy {
 }
 
 fn config_err(path: &Path, message: impl Into<String>) -> Error {
+    // Messages quote the file's own field names and values: a control character in one (a
+    // `"\n"` escape in a key) must not split the one-line error or reach the terminal raw.
+    let message: String = message
+        .into()
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
     Error::Config {
         path: path.to_path_buf(),
-        message: message.into(),
+        message,
     }
 }
 
@@ -668,6 +682,14 @@ mod tests {
     fn strict_errors_name_the_field() {
         let e = parse(r#"{"default":[{"type":"reject","x":1}]}"#).unwrap_err();
         assert_eq!(e, "/p.json: default[0].x: unknown field");
+        // Found by fuzzing: a key holding a newline split the error in two lines.
+        let e = Policy::parse(
+            br#"{"default":[{"type":"reject","x\ny\u001b":1}]}"#,
+            Path::new("/p.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "/p.json: default[0].x\\ny\\u{1b}: unknown field");
         let e = parse(r#"{"default":[{"type":"nope"}]}"#).unwrap_err();
         assert!(
             e.contains("default[0].type: unknown policy requirement type"),
