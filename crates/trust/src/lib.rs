@@ -35,7 +35,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The policy file or registries.d configuration is malformed.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", path.display(), one_line(message))]
     Config {
         /// The file.
         path: PathBuf,
@@ -94,6 +94,20 @@ impl Error {
             Error::Gpg(_) | Error::Io { .. } => K::Internal,
         }
     }
+}
+
+/// A message quoting a file's own keys and values, with their control characters escaped:
+/// a `"\n"` in a key must not split a one-line error or reach the terminal raw.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {

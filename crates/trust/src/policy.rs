@@ -145,23 +145,9 @@ pub struct Policy {
 }
 
 fn config_err(path: &Path, message: impl Into<String>) -> Error {
-    // Messages quote the file's own field names and values: a control character in one (a
-    // `"\n"` escape in a key) must not split the one-line error or reach the terminal raw.
-    let message: String = message
-        .into()
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
     Error::Config {
         path: path.to_path_buf(),
-        message,
+        message: message.into(),
     }
 }
 
