@@ -258,7 +258,7 @@ fn a_missing_health_helper_is_an_error_not_a_silent_check() {
     let r = Root::with_busybox();
     let dir = tempfile::tempdir().unwrap();
     let bin = std::path::Path::new(common::hako_bin()).parent().unwrap();
-    for b in ["hako", "hako-monitor", "hako-finish", "hako-init"] {
+    for b in ["hako", "hako-monitor", "hako-finish"] {
         std::fs::copy(bin.join(b), dir.path().join(b)).unwrap();
     }
     let hako = dir.path().join("hako");
