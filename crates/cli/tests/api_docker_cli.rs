@@ -688,6 +688,87 @@ fn docker_login_credentials_reach_the_registry() {
     assert!(!err.is_empty());
 }
 
+/// `--link`, `--volumes-from` and the CFS and memory-reservation flags go through the API's
+/// HostConfig into the same container the `hako` flags make (compose sends them for `links:`,
+/// `volumes_from:`, `cpu_quota:`).
+#[test]
+fn links_volumes_from_and_cfs_limits_go_through_the_api() {
+    if !need(DOCKER28) {
+        return;
+    }
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    let d = DOCKER28;
+    svc.ok(
+        d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "-v",
+            "/store",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /store/f; sleep 60",
+        ],
+    );
+    let out = svc.ok(
+        d,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "web",
+            "--link",
+            "db:data",
+            "--volumes-from",
+            "db:ro",
+            "--cpu-period",
+            "50000",
+            "--cpu-quota",
+            "25000",
+            "--memory-reservation",
+            "32m",
+            "busybox",
+            "sh",
+            "-c",
+            "grep -w data /etc/hosts | wc -l; cat /store/f; touch /store/g 2>/dev/null || echo ro",
+        ],
+    );
+    assert_eq!(out, "1\nkept\nro\n");
+    svc.ok(
+        d,
+        &[
+            "create",
+            "--name",
+            "shown",
+            "--link",
+            "db:data",
+            "--volumes-from",
+            "db",
+            "--cpu-quota",
+            "25000",
+            "--blkio-weight",
+            "300",
+            "busybox",
+            "true",
+        ],
+    );
+    let shown = svc.ok(
+        d,
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Links}} {{.HostConfig.VolumesFrom}} {{.HostConfig.CpuQuota}} {{.HostConfig.BlkioWeight}}",
+            "shown",
+        ],
+    );
+    assert_eq!(shown, "[/db:/shown/data] [db] 25000 300\n");
+    svc.ok(d, &["rm", "-f", "-v", "db", "shown"]);
+}
+
 #[test]
 fn container_network_and_volume_prune_take_filters() {
     if !need(DOCKER28) {

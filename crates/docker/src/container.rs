@@ -8,11 +8,11 @@
 
 use crate::flags;
 use bollard_stubs::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount as ApiMount, MountType,
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount as ApiMount, MountType, ThrottleDevice,
 };
 use hako_engine::config::{
     ContainerConfig, ExtraHost, HealthConfig, LogConfig, Mount, NamespaceMode, PortBinding,
-    Resources, RestartPolicy, Ulimit,
+    Resources, RestartPolicy, ThrottleDevice as EngineThrottle, Ulimit,
 };
 use hako_engine::{options, Error, Network};
 use std::collections::BTreeMap;
@@ -226,8 +226,6 @@ fn host_config(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     // What hako has no way to apply, each refused by its name when set.
-    refuse_if(nonzero(h.cpu_period), "HostConfig.CpuPeriod")?;
-    refuse_if(nonzero(h.cpu_quota), "HostConfig.CpuQuota")?;
     refuse_if(
         nonzero(h.cpu_realtime_period),
         "HostConfig.CpuRealtimePeriod",
@@ -245,29 +243,13 @@ fn host_config(
     )?;
     refuse_if(text(&h.cpuset_mems).is_some(), "HostConfig.CpusetMems")?;
     refuse_if(
-        h.blkio_weight.is_some_and(|w| w != 0),
-        "HostConfig.BlkioWeight",
-    )?;
-    refuse_if(
-        nonempty(&h.blkio_weight_device)
-            || nonempty(&h.blkio_device_read_bps)
-            || nonempty(&h.blkio_device_write_bps)
-            || nonempty(&h.blkio_device_read_iops)
-            || nonempty(&h.blkio_device_write_iops),
-        "HostConfig.BlkioDevice*",
-    )?;
-    refuse_if(
-        nonzero(h.memory_reservation),
-        "HostConfig.MemoryReservation",
+        nonempty(&h.blkio_weight_device),
+        "HostConfig.BlkioWeightDevice",
     )?;
     // -1 is the docker CLI's "not set".
     refuse_if(
         h.memory_swappiness.is_some_and(|s| s != -1),
         "HostConfig.MemorySwappiness",
-    )?;
-    refuse_if(
-        h.oom_kill_disable == Some(true),
-        "HostConfig.OomKillDisable",
     )?;
     refuse_if(nonzero(h.oom_score_adj), "HostConfig.OomScoreAdj")?;
     refuse_if(nonempty(&h.device_requests), "HostConfig.DeviceRequests")?;
@@ -275,8 +257,6 @@ fn host_config(
         text(&h.volume_driver).is_some_and(|d| d != "local"),
         "HostConfig.VolumeDriver (other than local)",
     )?;
-    refuse_if(nonempty(&h.volumes_from), "HostConfig.VolumesFrom")?;
-    refuse_if(nonempty(&h.links), "HostConfig.Links")?;
     refuse_if(nonempty(&h.dns_options), "HostConfig.DnsOptions")?;
     refuse_if(nonempty(&h.dns_search), "HostConfig.DnsSearch")?;
     refuse_if(text(&h.cgroup).is_some(), "HostConfig.Cgroup")?;
@@ -498,10 +478,55 @@ fn host_config(
                 .flatten()
                 .map(|r| options::parse_device_cgroup_rule(r).map(|_| r.clone()))
                 .collect::<Result<_>>()?,
-            // The CFS, blkio and OOM-killer fields are refused above (refuse_if).
-            ..Default::default()
+            // 0 is Docker's "not set" for each of these; the engine checks the values the
+            // same way for the CLI's flags and these fields.
+            cpu_period: h.cpu_period.filter(|&p| p != 0),
+            cpu_quota: h.cpu_quota.filter(|&q| q != 0),
+            memory_reservation: h.memory_reservation.filter(|&m| m != 0),
+            oom_kill_disable: h.oom_kill_disable.filter(|&d| d),
+            blkio_weight: match h.blkio_weight {
+                None | Some(0) => None,
+                Some(w) => Some(u16::try_from(w).map_err(|_| {
+                    Error::Invalid(format!(
+                        "HostConfig.BlkioWeight: {w} is out of range [10, 1000]"
+                    ))
+                })?),
+            },
+            blkio_device_read_bps: throttle(&h.blkio_device_read_bps, "BlkioDeviceReadBps")?,
+            blkio_device_write_bps: throttle(&h.blkio_device_write_bps, "BlkioDeviceWriteBps")?,
+            blkio_device_read_iops: throttle(&h.blkio_device_read_iops, "BlkioDeviceReadIOps")?,
+            blkio_device_write_iops: throttle(&h.blkio_device_write_iops, "BlkioDeviceWriteIOps")?,
         };
+    c.volumes_from = h.volumes_from.clone().unwrap_or_default();
+    c.links = h
+        .links
+        .iter()
+        .flatten()
+        .map(|l| {
+            hako_engine::links::parse(l)
+                .map(|_| l.clone())
+                .map_err(|e| Error::Invalid(format!("HostConfig.Links: {e}")))
+        })
+        .collect::<Result<_>>()?;
     Ok(())
+}
+
+/// HostConfig.BlkioDevice*: Docker's `ThrottleDevice` list, each with a device and a rate.
+fn throttle(v: &Option<Vec<ThrottleDevice>>, field: &str) -> Result<Vec<EngineThrottle>> {
+    v.iter()
+        .flatten()
+        .map(|t| {
+            let path = text(&t.path).ok_or_else(|| {
+                Error::Invalid(format!("HostConfig.{field}: a device path is required"))
+            })?;
+            let rate = u64::try_from(t.rate.unwrap_or(0)).map_err(|_| {
+                Error::Invalid(format!(
+                    "HostConfig.{field}: the rate of {path} is negative"
+                ))
+            })?;
+            Ok(EngineThrottle { path, rate })
+        })
+        .collect()
 }
 
 /// HostConfig.Mounts: one entry, as `--mount` reads it.
@@ -1120,16 +1145,20 @@ mod tests {
     fn what_hako_cannot_apply_is_refused_by_name() {
         for (field, json) in [
             (
-                "HostConfig.CpuQuota",
-                r#"{"Image":"b","HostConfig":{"CpuQuota":5000}}"#,
+                "HostConfig.CpuRealtimeRuntime",
+                r#"{"Image":"b","HostConfig":{"CpuRealtimeRuntime":5000}}"#,
+            ),
+            (
+                "HostConfig.BlkioWeightDevice",
+                r#"{"Image":"b","HostConfig":{"BlkioWeightDevice":[{"Path":"/dev/vda","Weight":10}]}}"#,
             ),
             (
                 "HostConfig.Links",
-                r#"{"Image":"b","HostConfig":{"Links":["db:db"]}}"#,
+                r#"{"Image":"b","HostConfig":{"Links":["db:"]}}"#,
             ),
             (
-                "HostConfig.VolumesFrom",
-                r#"{"Image":"b","HostConfig":{"VolumesFrom":["c"]}}"#,
+                "HostConfig.BlkioDeviceReadBps: the rate of /dev/vda is negative",
+                r#"{"Image":"b","HostConfig":{"BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":-1}]}}"#,
             ),
             (
                 "HostConfig.MemorySwappiness",
@@ -1156,6 +1185,51 @@ mod tests {
         .config;
         assert_eq!(c.resources.pids_limit, None);
         assert_eq!(c.log_config.max_size, 1 << 20);
+    }
+
+    /// The fields the CLI's resource, link and volumes-from flags set arrive as the same
+    /// configuration through the API (compose sends them for `cpu_quota:`, `links:`, ...).
+    #[test]
+    fn cfs_blkio_links_and_volumes_from_read_as_the_cli_flags_do() {
+        let api = from_create_body(&body(
+            r#"{"Image":"busybox","HostConfig":{"CpuPeriod":50000,"CpuQuota":-1,
+                "MemoryReservation":33554432,"OomKillDisable":true,"BlkioWeight":300,
+                "BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1048576}],
+                "BlkioDeviceWriteBps":[{"Path":"/dev/vda","Rate":512}],
+                "BlkioDeviceReadIOps":[{"Path":"/dev/vda","Rate":100}],
+                "BlkioDeviceWriteIOps":[{"Path":"/dev/vdb","Rate":7}],
+                "Links":["db:data"],"VolumesFrom":["store:ro"]}}"#,
+        ))
+        .unwrap()
+        .config;
+        let f = flags::RunFlags {
+            more: flags::MoreResourceFlags {
+                cpu_period: Some(50_000),
+                cpu_quota: Some(-1),
+                memory_reservation: Some("32m".into()),
+                oom_kill_disable: true,
+                blkio_weight: Some(300),
+                device_read_bps: vec!["/dev/vda:1mb".into()],
+                device_write_bps: vec!["/dev/vda:512".into()],
+                device_read_iops: vec!["/dev/vda:100".into()],
+                device_write_iops: vec!["/dev/vdb:7".into()],
+            },
+            link: vec!["db:data".into()],
+            volumes_from: vec!["store:ro".into()],
+            image_and_command: vec!["busybox".into()],
+            ..Default::default()
+        };
+        assert_eq!(api, flags::container_config(&f).unwrap().config);
+        // Docker's zeros are "not set".
+        let zeros = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"CpuPeriod":0,"CpuQuota":0,"BlkioWeight":0,
+                "MemoryReservation":0,"OomKillDisable":false,"Links":null,"VolumesFrom":null,
+                "BlkioDeviceReadBps":[]}}"#,
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(zeros.resources, Resources::default());
+        assert!(zeros.links.is_empty() && zeros.volumes_from.is_empty());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     /// Seconds between a stop signal and SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
-    /// The health check (stored and shown; hako does not run it yet).
+    /// The health check, run by the `hako-health` helper while the container runs.
     pub healthcheck: Option<HealthConfig>,
     /// Removed when it exits.
     pub auto_remove: bool,
@@ -540,13 +540,24 @@ impl UsernsMode {
 }
 
 /// The log driver and its options. Only Docker's json-file driver exists here.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
     /// Bytes after which the log is rotated; 0 for never.
     pub max_size: u64,
     /// Files kept, the current one included (1 without rotation).
     pub max_file: u32,
+}
+
+/// No options: one file, never rotated (what [`LogConfig::parse`] makes of no options, so a
+/// container created through the API without a LogConfig equals one made by the CLI).
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            max_size: 0,
+            max_file: 1,
+        }
+    }
 }
 
 impl LogConfig {
