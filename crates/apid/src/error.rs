@@ -63,8 +63,12 @@ impl From<hako_engine::Error> for ApiError {
     fn from(e: hako_engine::Error) -> ApiError {
         use hako_engine::Error as E;
         let status = match &e {
-            E::ImageNotFound(_) | E::NoSuchContainer(_) => StatusCode::NOT_FOUND,
-            E::NameConflict { .. } | E::NotRunning(_) | E::Running(_) => StatusCode::CONFLICT,
+            E::ImageNotFound(_) | E::NoSuchContainer(_) | E::NoSuchVolume(_) => {
+                StatusCode::NOT_FOUND
+            }
+            E::NameConflict { .. } | E::NotRunning(_) | E::Running(_) | E::VolumeInUse { .. } => {
+                StatusCode::CONFLICT
+            }
             E::Invalid(_) | E::NoCommand | E::User(_) => StatusCode::BAD_REQUEST,
             E::Image(i) => return image_status(i, e.to_string()),
             // A registry's 401/403/404 and a network's not-found or conflict keep their kind.
@@ -78,6 +82,17 @@ impl From<hako_engine::Error> for ApiError {
             }
         };
         ApiError::new(status, e.to_string())
+    }
+}
+
+/// A filter hako_docker refuses is the request's fault (400); an engine failure keeps its
+/// status.
+impl From<hako_docker::image::Error> for ApiError {
+    fn from(e: hako_docker::image::Error) -> ApiError {
+        match e {
+            hako_docker::image::Error::Invalid(m) => ApiError::bad_request(m),
+            hako_docker::image::Error::Engine(e) => e.into(),
+        }
     }
 }
 

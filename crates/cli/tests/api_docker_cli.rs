@@ -401,10 +401,10 @@ fn bad_requests_get_docker_errors_and_leave_nothing() {
     let (s, b) = svc.request(
         "POST",
         "/containers/create",
-        Some(br#"{"Image":"busybox","HostConfig":{"CpuQuota":1000}}"#),
+        Some(br#"{"Image":"busybox","HostConfig":{"CpuRealtimeRuntime":1000}}"#),
     );
     assert_eq!(s, 400);
-    assert!(b.contains("CpuQuota"), "{b}");
+    assert!(b.contains("CpuRealtimeRuntime"), "{b}");
     let (s, b) = svc.request(
         "POST",
         "/containers/create",

@@ -344,3 +344,125 @@ fn the_same_docker_cli_sequence_against_dockerd_and_the_service() {
         );
     }
 }
+
+/// The documents of networks, volumes, images and `system df` as one side answers them.
+fn resource_docs(s: &Side) -> Value {
+    // The default bridge as it is once a container has used it.
+    s.ok(&["run", "--rm", "busybox", "true"]);
+    s.ok(&["network", "create", "--label", "pin=1", "pinnet"]);
+    s.ok(&["volume", "create", "--label", "pin=1", "pinvol"]);
+    s.ok(&[
+        "run",
+        "--name",
+        "pinc",
+        "--network",
+        "pinnet",
+        "-v",
+        "pinvol:/d",
+        "busybox",
+        "true",
+    ]);
+    let get = |path: &str| -> Value {
+        let (status, body) = request_on(&s.socket, "GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    };
+    let docs = serde_json::json!({
+        "network": get("/networks/pinnet"),
+        "bridge": get("/networks/bridge"),
+        "networks": get("/networks?filters=%7B%22label%22%3A%5B%22pin%3D1%22%5D%7D"),
+        "volume": get("/volumes/pinvol"),
+        "volumes": get("/volumes?filters=%7B%22label%22%3A%5B%22pin%3D1%22%5D%7D"),
+        "image": get("/images/busybox/json"),
+        "images": get("/images/json"),
+        "df": get("/system/df"),
+    });
+    s.ok(&["rm", "pinc"]);
+    s.ok(&["volume", "rm", "pinvol"]);
+    s.ok(&["network", "rm", "pinnet"]);
+    docs
+}
+
+/// Networks, volumes, images and `system df` through the API have every key dockerd's have
+/// (the CLI and the API share these views, so this pins `hako … inspect` too), and the
+/// values clients compare: a user network's options are what its creator gave (compose
+/// recreates a network whose options differ from its file's), the default bridge names its
+/// Linux bridge, labels and the filters on them.
+#[test]
+fn networks_volumes_images_and_df_have_dockerds_shapes() {
+    if !Path::new(CLIENT).exists() || !Path::new("/usr/sbin/dockerd").exists() {
+        eprintln!("skipped: needs {CLIENT} and Debian's dockerd (apt install docker.io)");
+        return;
+    }
+    let docker = Docker::start();
+    docker.import_busybox("busybox");
+    let want = resource_docs(&Side {
+        socket: docker.socket(),
+        config: docker.dir.path().join("client"),
+        is_hako: false,
+    });
+    let root = Root::with_busybox();
+    let svc = Service::start(&root);
+    let got = resource_docs(&Side {
+        socket: svc.socket.clone(),
+        config: svc.config.path().to_path_buf(),
+        is_hako: true,
+    });
+    // Container and ContainerConfig: the container an image was committed from and its
+    // configuration, which hako's builder does not record (Docker dropped both in API 1.45).
+    let not_recorded = ["Container", "ContainerConfig"];
+    for pointer in [
+        "/network",
+        "/network/IPAM",
+        "/network/IPAM/Config/0",
+        "/bridge",
+        "/networks/0",
+        "/volume",
+        "/volumes",
+        "/volumes/Volumes/0",
+        "/image",
+        "/image/Config",
+        "/image/RootFS",
+        "/images/0",
+        "/df",
+        "/df/Images/0",
+        "/df/Containers/0",
+        "/df/Volumes/0",
+        "/df/Volumes/0/UsageData",
+    ] {
+        let missing: Vec<String> = keys(&want, pointer)
+            .difference(&keys(&got, pointer))
+            .filter(|k| !not_recorded.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        assert!(
+            !keys(&want, pointer).is_empty(),
+            "dockerd has no {pointer}: {want:#}"
+        );
+        assert!(missing.is_empty(), "{pointer} lacks {missing:?}: {got:#}");
+    }
+    for (pointer, what) in [
+        ("/network/Options", "a user network's options"),
+        ("/network/Labels", "a network's labels"),
+        ("/volume/Labels", "a volume's labels"),
+        ("/network/Driver", "the driver"),
+        ("/network/Scope", "the scope"),
+        ("/volume/Driver", "the volume driver"),
+    ] {
+        assert_eq!(
+            got.pointer(pointer),
+            want.pointer(pointer),
+            "{what} ({pointer})"
+        );
+    }
+    for side in [&want, &got] {
+        assert!(
+            side.pointer("/bridge/Options/com.docker.network.bridge.name")
+                .is_some_and(Value::is_string),
+            "the default bridge names its Linux bridge: {:#}",
+            side["bridge"]
+        );
+        assert_eq!(side["networks"].as_array().map(Vec::len), Some(1));
+        assert_eq!(side["volumes"]["Volumes"].as_array().map(Vec::len), Some(1));
+    }
+}

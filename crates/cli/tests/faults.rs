@@ -853,9 +853,15 @@ impl<'r> Campaign<'r> {
                     subnets.insert(sub.to_string());
                 }
             }
-            let Some(bridge) = net["Options"]["com.docker.network.bridge.name"].as_str() else {
+            // host and none have no bridge (and no addresses).
+            if net["IPAM"]["Config"]
+                .as_array()
+                .is_none_or(|c| c.is_empty())
+            {
                 continue;
-            };
+            }
+            let bridge = common::bridge_of_doc(net);
+            let bridge = bridge.as_str();
             bridges.insert(bridge.to_string());
             self.bridges.insert(bridge.to_string());
             let ports = entries(&Path::new("/sys/class/net").join(bridge).join("brif"));

@@ -445,10 +445,7 @@ fn sh(cmd: &str) {
 fn bridge_ports(r: &Root, network: &str) -> Vec<String> {
     let doc: serde_json::Value =
         serde_json::from_str(&r.ok(&["network", "inspect", network])).unwrap();
-    let bridge = doc[0]["Options"]["com.docker.network.bridge.name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bridge = common::bridge_of_doc(&doc[0]);
     let mut v: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
         .map(|d| {
             d.flatten()
@@ -1719,10 +1716,7 @@ fn bridge_of(root: &std::path::Path, network: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    doc[0]["Options"]["com.docker.network.bridge.name"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    common::bridge_of_doc(&doc[0])
 }
 
 /// The alias of a host link ("" if none).

@@ -484,14 +484,7 @@ fn host_config(
             cpu_quota: h.cpu_quota.filter(|&q| q != 0),
             memory_reservation: h.memory_reservation.filter(|&m| m != 0),
             oom_kill_disable: h.oom_kill_disable.filter(|&d| d),
-            blkio_weight: match h.blkio_weight {
-                None | Some(0) => None,
-                Some(w) => Some(u16::try_from(w).map_err(|_| {
-                    Error::Invalid(format!(
-                        "HostConfig.BlkioWeight: {w} is out of range [10, 1000]"
-                    ))
-                })?),
-            },
+            blkio_weight: h.blkio_weight.filter(|&w| w != 0),
             blkio_device_read_bps: throttle(&h.blkio_device_read_bps, "BlkioDeviceReadBps")?,
             blkio_device_write_bps: throttle(&h.blkio_device_write_bps, "BlkioDeviceWriteBps")?,
             blkio_device_read_iops: throttle(&h.blkio_device_read_iops, "BlkioDeviceReadIOps")?,

@@ -256,19 +256,34 @@ impl PruneFilters {
 
     /// Whether the prune may take `img`.
     pub fn accepts(&self, img: &Image) -> bool {
+        let created = img
+            .config
+            .created()
+            .as_deref()
+            .and_then(hako_engine::images::parse_rfc3339);
+        self.accepts_object(created, &hako_engine::images::image_labels(img))
+    }
+
+    /// Whether the prune may take an object (container, network, volume, image) created at
+    /// `created` (ns since the epoch; unknown never passes `until=`) with `labels`.
+    pub fn accepts_object(&self, created: Option<i64>, labels: &BTreeMap<String, String>) -> bool {
         if let Some(until) = self.until {
-            let created = img
-                .config
-                .created()
-                .as_deref()
-                .and_then(hako_engine::images::parse_rfc3339);
             if created.is_none_or(|c| c >= until) {
                 return false;
             }
         }
-        let labels = hako_engine::images::image_labels(img);
-        self.label.iter().all(|l| label_holds(&labels, l))
-            && !self.not_label.iter().any(|l| label_holds(&labels, l))
+        self.label.iter().all(|l| label_holds(labels, l))
+            && !self.not_label.iter().any(|l| label_holds(labels, l))
+    }
+
+    /// Whether an `until=` was given (volume prune refuses it, as dockerd does).
+    pub fn has_until(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// Whether it takes everything the unfiltered prune takes.
+    pub fn is_empty(&self) -> bool {
+        self.until.is_none() && self.label.is_empty() && self.not_label.is_empty()
     }
 }
 
@@ -296,6 +311,37 @@ pub fn familiar_digest(d: &str) -> String {
 /// The `image inspect` document (Docker's `ImageInspect`), which both `hako image inspect` and
 /// `GET /images/{name}/json` give.
 pub fn inspect_json(i: &ImageInspect) -> Value {
+    // An imported image's config may have no `config` at all; Docker shows the same zeroed
+    // shape then.
+    let mut config = match &i.config {
+        Value::Object(_) => i.config.clone(),
+        _ => json!({}),
+    };
+    if let Some(o) = config.as_object_mut() {
+        // Docker's ContainerConfig shape: the fields an image config lacks, zeroed, as
+        // dockerd gives them (clients index some without checking).
+        for (k, v) in [
+            ("Hostname", json!("")),
+            ("Domainname", json!("")),
+            ("User", json!("")),
+            ("AttachStdin", json!(false)),
+            ("AttachStdout", json!(false)),
+            ("AttachStderr", json!(false)),
+            ("Tty", json!(false)),
+            ("OpenStdin", json!(false)),
+            ("StdinOnce", json!(false)),
+            ("Env", Value::Null),
+            ("Cmd", Value::Null),
+            ("Image", json!("")),
+            ("Volumes", Value::Null),
+            ("WorkingDir", json!("")),
+            ("Entrypoint", Value::Null),
+            ("OnBuild", Value::Null),
+            ("Labels", Value::Null),
+        ] {
+            o.entry(k).or_insert(v);
+        }
+    }
     let mut doc = json!({
         "Id": i.id,
         "RepoTags": i.repo_tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
@@ -305,10 +351,12 @@ pub fn inspect_json(i: &ImageInspect) -> Value {
         "Created": i.created.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
         "DockerVersion": i.docker_version,
         "Author": i.author,
-        "Config": i.config,
+        "Config": config,
         "Architecture": i.architecture,
         "Os": i.os,
         "Size": i.size,
+        // Removed in API 1.44, read by older clients (the 20.10 CLI's SIZE column).
+        "VirtualSize": i.size,
         "GraphDriver": {
             "Data": {
                 "LowerDir": i.layer_dirs.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),

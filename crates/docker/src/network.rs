@@ -65,20 +65,37 @@ pub fn inspect_json(n: &NetworkResource) -> Value {
     json!({
         "Name": n.name,
         "Id": n.id,
-        "Driver": n.driver,
+        "Created": created_rfc3339(n.created),
         "Scope": "local",
-        "Internal": n.internal,
+        "Driver": n.driver,
+        "EnableIPv4": true,
         "EnableIPv6": n.enable_ipv6,
-        "IPAM": {"Driver": "default", "Config": config},
-        "Options": n.options,
-        "Labels": n.labels,
+        "IPAM": {"Driver": "default", "Options": null, "Config": config},
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
         "Containers": n.containers.iter().map(|e| (e.container_id.clone(), json!({
             "Name": e.name,
+            "EndpointID": "",
+            "MacAddress": e.mac_address,
             "IPv4Address": e.ipv4_address,
             "IPv6Address": e.ipv6_address,
-            "MacAddress": e.mac_address,
         }))).collect::<serde_json::Map<_, _>>(),
+        "Options": n.options,
+        "Labels": n.labels,
     })
+}
+
+/// Creation time as Docker's JSON gives it; Go's zero time when unknown (a mode network's
+/// before the default network exists).
+fn created_rfc3339(nanos: i64) -> String {
+    if nanos == 0 {
+        "0001-01-01T00:00:00Z".into()
+    } else {
+        hako_engine::rfc3339(nanos)
+    }
 }
 
 /// The fields of one `network ls --format` row: booleans and labels as strings, as Docker's

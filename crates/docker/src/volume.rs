@@ -49,6 +49,9 @@ pub fn inspect_json(v: &VolumeInfo) -> Value {
         "Labels": v.labels,
         "Mountpoint": v.mountpoint,
         "Name": v.name,
+        // The local driver's options; hako's volumes take none (`volume create -o` is
+        // refused).
+        "Options": {},
         "Scope": v.scope,
     })
 }

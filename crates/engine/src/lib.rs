@@ -83,6 +83,18 @@ pub enum Error {
     /// The operation needs a running container.
     #[error("Container {0} is not running")]
     NotRunning(String),
+
+    /// No volume of that name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    /// A container uses the volume (`force` does not override that, as with Docker).
+    #[error("remove {name}: volume is in use - [{}]", users.join(", "))]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The IDs of the containers using it.
+        users: Vec<String>,
+    },
     /// `rm` without `-f` on a running container.
     #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
     Running(String),
@@ -143,10 +155,13 @@ impl Error {
     /// statuses, the API server to dockerd's HTTP statuses (see [`hako_base::ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ImageNotFound(_) | Error::NoSuchContainer(_) => ErrorKind::NotFound,
-            Error::NameConflict { .. } | Error::NotRunning(_) | Error::Running(_) => {
-                ErrorKind::Conflict
+            Error::ImageNotFound(_) | Error::NoSuchContainer(_) | Error::NoSuchVolume(_) => {
+                ErrorKind::NotFound
             }
+            Error::NameConflict { .. }
+            | Error::NotRunning(_)
+            | Error::Running(_)
+            | Error::VolumeInUse { .. } => ErrorKind::Conflict,
             Error::Invalid(_) | Error::NoCommand | Error::User(_) => ErrorKind::Invalid,
             Error::Image(e) => e.kind(),
             Error::Registry(e) => e.kind(),

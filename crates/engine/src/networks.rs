@@ -67,10 +67,14 @@ impl Engine {
             });
         }
         let mut options = i.options.clone();
-        // Docker shows the default bridge's name the same way.
-        options
-            .entry("com.docker.network.bridge.name".into())
-            .or_insert_with(|| i.bridge.clone());
+        // Docker names the default bridge's Linux bridge in its options (`docker0`); a user
+        // network's options are what its creator gave, which compose compares with its file's
+        // `driver_opts` (an extra key there would make every `up` see a changed network).
+        if i.name == default_network {
+            options
+                .entry("com.docker.network.bridge.name".into())
+                .or_insert_with(|| i.bridge.clone());
+        }
         let containers = i
             .endpoints
             .iter()

@@ -24,10 +24,7 @@ impl Engine {
             let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
             Ok(n.max(0) as u64)
         };
-        let images_size = layer_bytes(
-            "SELECT coalesce(sum(size), 0) FROM layers
-             WHERE chain_id IN (SELECT chain_id FROM image_layers)",
-        )?;
+        let images_size = self.layers_size()?;
         let images_reclaimable = layer_bytes(
             "SELECT coalesce(sum(size), 0) FROM layers
              WHERE chain_id IN (SELECT chain_id FROM image_layers)
@@ -73,6 +70,18 @@ impl Engine {
             volumes: v,
             build_cache: self.build_cache_usage()?,
         })
+    }
+
+    /// Bytes of the layers images hold, each layer once however many images share it
+    /// (Docker's `LayersSize`).
+    pub fn layers_size(&self) -> Result<u64> {
+        let n: i64 = self.store.conn().query_row(
+            "SELECT coalesce(sum(size), 0) FROM layers
+             WHERE chain_id IN (SELECT chain_id FROM image_layers)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
     }
 
     /// `system prune`, in Docker's order: stopped containers first (so what they used becomes

@@ -136,7 +136,7 @@ impl Engine {
         self.volume_list()?
             .into_iter()
             .find(|v| v.name == name)
-            .ok_or_else(|| Error::Invalid(format!("get {name}: no such volume")))
+            .ok_or_else(|| Error::NoSuchVolume(name.to_string()))
     }
 
     /// Removes a volume unless a container uses it (`force` does not override that, as with Docker).
@@ -148,7 +148,7 @@ impl Engine {
             |r| r.get(0),
         )?;
         if !exists {
-            return Err(Error::Invalid(format!("get {name}: no such volume")));
+            return Err(Error::NoSuchVolume(name.to_string()));
         }
         let users: Vec<String> = {
             let mut st = self
@@ -159,10 +159,10 @@ impl Engine {
             rows.collect::<rusqlite::Result<_>>()?
         };
         if !users.is_empty() {
-            return Err(Error::Invalid(format!(
-                "remove {name}: volume is in use - [{}]",
-                users.join(", ")
-            )));
+            return Err(Error::VolumeInUse {
+                name: name.to_string(),
+                users,
+            });
         }
         self.durable.set(true);
         self.store

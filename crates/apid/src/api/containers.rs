@@ -43,53 +43,7 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
         .state
         .backend
         .engine(move |e| {
-            use hako_docker::container::Summary;
-            let record: Vec<(&str, &str)> = filters
-                .iter()
-                .filter(|(k, _)| RECORD_FILTERS.contains(&k.as_str()))
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let opts = hako_engine::views::container::PsOptions {
-                all,
-                last: None,
-                filters: hako_engine::views::container::ContainerFilters::new(&record)?,
-                size: false,
-            };
-            let rows = e.ps(&opts)?;
-            let mut configs = e.stored_configs(rows.iter().map(|r| r.container.id.as_str()))?;
-            let now = hako_engine::now_nanos();
-            let mut kept = Vec::new();
-            for row in rows {
-                let c = &row.container;
-                // Removed between the list and now.
-                let Some(config) = configs.remove(&c.id) else {
-                    continue;
-                };
-                let view = if c.state == State::Running {
-                    match e.container_inspect(&c.id) {
-                        Ok(v) => Some(v),
-                        Err(hako_engine::Error::NoSuchContainer(_)) => continue,
-                        Err(err) => return Err(err.into()),
-                    }
-                } else {
-                    None
-                };
-                let summary = Summary::new(&row, &config, view.as_ref(), now);
-                if summary.matches(&filters) {
-                    kept.push((c.clone(), summary));
-                    if limit.is_some_and(|l| kept.len() as i64 >= l) {
-                        break;
-                    }
-                }
-            }
-            if size {
-                let cs: Vec<ContainerInfo> = kept.iter().map(|(c, _)| c.clone()).collect();
-                for ((_, s), (rw, root)) in kept.iter_mut().zip(e.container_sizes(&cs)?) {
-                    s.size_rw = Some(rw);
-                    s.size_root_fs = Some(root);
-                }
-            }
-            let list: Vec<Summary> = kept.into_iter().map(|(_, s)| s).collect();
+            let list = summaries(e, all, &filters, limit, size)?;
             let mut body = serde_json::to_vec(&list)
                 .map_err(|e| ApiError::internal(format!("encode the list: {e}")))?;
             body.push(b'\n');
@@ -101,6 +55,64 @@ pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(super::full_body(body))
         .expect("static response"))
+}
+
+/// The containers `GET /containers/json` lists (and `/system/df`), as Docker's summaries:
+/// every one with `all`, those `filters` keep, at most `limit`, with their sizes when `size`.
+pub(super) fn summaries(
+    e: &Engine,
+    all: bool,
+    filters: &[(String, String)],
+    limit: Option<i64>,
+    size: bool,
+) -> Result<Vec<hako_docker::container::Summary>, ApiError> {
+    use hako_docker::container::Summary;
+    let record: Vec<(&str, &str)> = filters
+        .iter()
+        .filter(|(k, _)| RECORD_FILTERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let opts = hako_engine::views::container::PsOptions {
+        all,
+        last: None,
+        filters: hako_engine::views::container::ContainerFilters::new(&record)?,
+        size: false,
+    };
+    let rows = e.ps(&opts)?;
+    let mut configs = e.stored_configs(rows.iter().map(|r| r.container.id.as_str()))?;
+    let now = hako_engine::now_nanos();
+    let mut kept = Vec::new();
+    for row in rows {
+        let c = &row.container;
+        // Removed between the list and now.
+        let Some(config) = configs.remove(&c.id) else {
+            continue;
+        };
+        let view = if c.state == State::Running {
+            match e.container_inspect(&c.id) {
+                Ok(v) => Some(v),
+                Err(hako_engine::Error::NoSuchContainer(_)) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        } else {
+            None
+        };
+        let summary = Summary::new(&row, &config, view.as_ref(), now);
+        if summary.matches(filters) {
+            kept.push((c.clone(), summary));
+            if limit.is_some_and(|l| kept.len() as i64 >= l) {
+                break;
+            }
+        }
+    }
+    if size {
+        let cs: Vec<ContainerInfo> = kept.iter().map(|(c, _)| c.clone()).collect();
+        for ((_, s), (rw, root)) in kept.iter_mut().zip(e.container_sizes(&cs)?) {
+            s.size_rw = Some(rw);
+            s.size_root_fs = Some(root);
+        }
+    }
+    Ok(kept.into_iter().map(|(_, s)| s).collect())
 }
 
 /// `POST /containers/create?name=`.
@@ -1419,7 +1431,7 @@ pub(super) async fn remove(req: Req, id: String) -> Result<Response<Body>, ApiEr
 
 /// `POST /containers/prune`.
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
-    let filter = compat::PruneFilter::parse(&req.filters()?, true, &[])?;
+    let filter = compat::prune_filters(&req.filters()?, &[])?;
     let gone = req
         .state
         .backend
@@ -1433,11 +1445,11 @@ pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
                     continue;
                 }
                 let labels = match e.stored_config(&c.id) {
-                    Ok(o) => compat::light_doc(&c, &o)["Config"]["Labels"].take(),
+                    Ok(o) => o.labels,
                     Err(hako_engine::Error::NoSuchContainer(_)) => continue,
                     Err(err) => return Err(err.into()),
                 };
-                if !filter.accepts(Some(c.created), &labels) {
+                if !filter.accepts_object(Some(c.created), &labels) {
                     continue;
                 }
                 // Started or removed since the list: not this prune's.

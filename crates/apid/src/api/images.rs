@@ -1,14 +1,14 @@
 //! `/images/…`, `/build`, `/commit`.
 
 use super::{json, streaming, Body, Req};
-use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
 use bytes::Bytes;
 use hako_docker::api as wire;
+use hako_docker::image::ImageFilters;
 use hako_engine::hako_image::Reference;
+use hako_engine::views::image::ImageListOptions;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{json as j, Value};
-use std::collections::HashMap;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -45,79 +45,37 @@ pub(super) async fn route(
     })
 }
 
-/// Shell-style matching of `reference=` filters (`*` within a path component, `?`).
-fn glob(pattern: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), s.as_bytes())
-}
-
-/// `GET /images/json?all=&filters=`.
+/// `GET /images/json?all=&filters=`: the engine's list, filtered as `hako images` does it;
+/// with `reference=` filters an image shows the tags that matched, as dockerd answers.
 pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
-    let filters = req.filters()?;
-    for (k, _) in &filters {
-        if !["dangling", "label", "reference"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
+    let args: Vec<String> = req
+        .filters()?
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut filters = ImageFilters::parse(&args).map_err(ApiError::from)?;
+    // API < 1.41's `filter=` parameter: one reference pattern.
+    if let Some(r) = req.q("filter").filter(|r| !r.is_empty()) {
+        filters.add_reference(r).map_err(ApiError::from)?;
     }
+    let all = req.q_bool("all");
     let rows = req
         .state
         .backend
         .engine(move |e| {
-            let mut users: HashMap<String, usize> = HashMap::new();
-            for c in e.list(true)? {
-                *users.entry(c.image_id).or_default() += 1;
-            }
-            let all = compat::image_summaries(e, &users)?;
-            Ok(all
-                .into_iter()
-                .filter(|img| {
-                    let tags: Vec<&str> = img["RepoTags"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    let keys: std::collections::BTreeSet<&str> =
-                        filters.iter().map(|(k, _)| k.as_str()).collect();
-                    keys.into_iter().all(|key| {
-                        filters
-                            .iter()
-                            .filter(|(k, _)| k == key)
-                            .holds(key == "label", |(_, v)| match key {
-                                "dangling" => (v == "true" || v == "1") == tags.is_empty(),
-                                "label" => compat::labels_match(&img["Labels"], v),
-                                "reference" => tags.iter().any(|t| {
-                                    let repo = t.rsplit_once(':').map_or(*t, |(r, _)| r);
-                                    glob(v, t) || glob(v, repo)
-                                }),
-                                _ => false,
-                            })
-                    })
-                })
-                .map(|mut img| {
-                    img["Containers"] = (-1).into();
-                    // As dockerd: with reference filters, the tags that matched.
-                    let refs: Vec<&String> = filters
-                        .iter()
-                        .filter(|(k, _)| k == "reference")
-                        .map(|(_, v)| v)
-                        .collect();
-                    if !refs.is_empty() {
-                        if let Some(tags) = img["RepoTags"].as_array_mut() {
-                            tags.retain(|t| {
-                                let t = t.as_str().unwrap_or("");
-                                let repo = t.rsplit_once(':').map_or(t, |(r, _)| r);
-                                refs.iter().any(|v| glob(v, t) || glob(v, repo))
-                            });
-                        }
-                    }
-                    img
+            let bounds = filters.bounds(e).map_err(ApiError::from)?;
+            let list = e.image_list(&ImageListOptions {
+                all,
+                // The summary carries them.
+                labels: true,
+                digests: true,
+            })?;
+            Ok(list
+                .iter()
+                .filter_map(|img| {
+                    filters
+                        .matches(img, bounds)
+                        .map(|tags| hako_docker::image::summary_json(img, &tags))
                 })
                 .collect::<Vec<_>>())
         })
@@ -130,14 +88,12 @@ async fn inspect(req: Req, name: String) -> Result<Response<Body>, ApiError> {
     let doc = req
         .state
         .backend
-        .engine(move |e| {
-            compat::image_inspect(e, &name).map_err(|err| {
-                if err.status == StatusCode::NOT_FOUND {
-                    ApiError::not_found(format!("No such image: {name}"))
-                } else {
-                    err
-                }
-            })
+        .engine(move |e| match e.image_inspect(&name) {
+            Ok(i) => Ok(hako_docker::image::inspect_json(&i)),
+            Err(err) if err.kind() == hako_engine::ErrorKind::NotFound => {
+                Err(ApiError::not_found(format!("No such image: {name}")))
+            }
+            Err(err) => Err(err.into()),
         })
         .await?;
     Ok(json(StatusCode::OK, &doc))
@@ -568,7 +524,6 @@ pub(super) async fn get_many(req: Req) -> Result<Response<Body>, ApiError> {
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
     let filters = req.filters()?;
     let mut all = false;
-    let mut rest = Vec::new();
     for (k, v) in &filters {
         match (k.as_str(), v.as_str()) {
             ("dangling", "false" | "0") => all = true,
@@ -578,16 +533,10 @@ pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
                     "invalid filter 'dangling={v}'"
                 )))
             }
-            _ => rest.push(format!("{k}={v}")),
+            _ => {}
         }
     }
-    let now = hako_engine::hako_base::time::now_nanos();
-    let filter = hako_docker::image::PruneFilters::parse(
-        &rest,
-        now,
-        crate::compat::local_offset(now.div_euclid(1_000_000_000)),
-    )
-    .map_err(docker_error)?;
+    let filter = crate::compat::prune_filters(&filters, &["dangling"])?;
     let report = req
         .state
         .backend
@@ -602,15 +551,6 @@ pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
         StatusCode::OK,
         &j!({"ImagesDeleted": if v.is_empty() { Value::Null } else { j!(v) }, "SpaceReclaimed": report.space_reclaimed}),
     ))
-}
-
-/// A filter hako_docker refuses is the request's fault (400); an engine failure keeps its
-/// status.
-fn docker_error(e: hako_docker::image::Error) -> ApiError {
-    match e {
-        hako_docker::image::Error::Invalid(m) => ApiError::bad_request(m),
-        hako_docker::image::Error::Engine(e) => e.into(),
-    }
 }
 
 fn built_id(line: &str) -> Option<Value> {
@@ -816,15 +756,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn reference_globs() {
-        assert!(glob("busy*", "busybox"));
-        assert!(glob("busybox:*", "busybox:latest"));
-        assert!(!glob("busy*", "library/busybox"));
-        assert!(glob("*/app", "me/app"));
-        assert!(!glob("b?", "bbb"));
-    }
 
     #[test]
     fn build_output_names_the_image() {

@@ -2,150 +2,32 @@
 //! the host's forwarding rules and, for a running container, enters its network namespace.
 
 use super::{json, no_content, Body, Req};
-use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
+use hako_docker::network::{inspect_json, NetworkFilters};
+use hako_engine::views::network::NetworkCreate;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
-use serde_json::{json as j, Value};
+use serde_json::json as j;
 use std::collections::BTreeMap;
 
-fn network_json(
-    e: &hako_engine::Engine,
-    i: &hako_engine::hako_net::NetworkInfo,
-    detail: bool,
-) -> Value {
-    let mut options = i.options.clone();
-    // Docker names the default bridge's Linux bridge in its options; a user network's options
-    // are what its creator gave (compose compares them with its file's).
-    if i.name == "bridge" {
-        options
-            .entry("com.docker.network.bridge.name".into())
-            .or_insert_with(|| i.bridge.clone());
-    }
-    let mut ipam = vec![{
-        let mut c = j!({"Subnet": i.subnet.to_string(), "Gateway": i.gateway.to_string()});
-        if let Some(r) = i.ip_range {
-            c["IPRange"] = r.to_string().into();
-        }
-        c
-    }];
-    if let (Some(s), Some(g)) = (i.subnet6, i.gateway6) {
-        ipam.push(j!({"Subnet": s.to_string(), "Gateway": g.to_string()}));
-    }
-    let containers: serde_json::Map<String, Value> = if detail {
-        i.endpoints
-            .iter()
-            .map(|ep| {
-                (
-                    ep.container_id.clone(),
-                    j!({
-                        "Name": e.find(&ep.container_id).map(|c| c.name).unwrap_or_default(),
-                        "EndpointID": "",
-                        "MacAddress": ep.mac,
-                        "IPv4Address": format!("{}/{}", ep.ip, i.subnet.prefix),
-                        "IPv6Address": match (ep.ip6, i.subnet6) {
-                            (Some(a), Some(s)) => format!("{a}/{}", s.prefix),
-                            _ => String::new(),
-                        },
-                    }),
-                )
-            })
-            .collect()
-    } else {
-        Default::default()
-    };
-    j!({
-        "Name": i.name,
-        "Id": i.id,
-        "Created": hako_engine::rfc3339(i.created * 1_000_000_000),
-        "Scope": "local",
-        "Driver": i.driver,
-        "EnableIPv4": true,
-        "EnableIPv6": i.ipv6,
-        "IPAM": {"Driver": "default", "Options": null, "Config": ipam},
-        "Internal": i.internal,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": options,
-        "Labels": i.labels,
-    })
+/// The `filters` pairs as the `key=value` arguments the CLI's `--filter` takes.
+fn filter_args(pairs: &[(String, String)]) -> Vec<String> {
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// The special networks Docker always shows.
-fn builtin(name: &str) -> Value {
-    j!({
-        "Name": name, "Id": name, "Created": "0001-01-01T00:00:00Z", "Scope": "local",
-        "Driver": name, "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false, "Containers": {}, "Options": {}, "Labels": {},
-    })
-}
-
-/// `GET /networks?filters=`.
+/// `GET /networks?filters=`: the engine's list, filtered and shaped as `hako network ls`
+/// and `network inspect` do it.
 pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
-    let filters = req.filters()?;
-    for (k, _) in &filters {
-        if !["name", "id", "label", "driver", "type", "scope", "dangling"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-    }
+    let filters = NetworkFilters::parse(&filter_args(&req.filters()?))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let list = req
         .state
         .backend
         .engine(move |e| {
-            let nets = hako_engine::netwire::networks(e.images().conn(), e.root())
-                .map_err(|err| ApiError::internal(err.to_string()))?;
-            let mut out: Vec<Value> = Vec::new();
-            let mut have_bridge = false;
-            for n in nets
-                .list()
-                .map_err(|err| ApiError::internal(err.to_string()))?
-            {
-                have_bridge |= n.name == "bridge";
-                let detail = nets.inspect(&n.name).unwrap_or(n);
-                out.push(network_json(e, &detail, true));
-            }
-            if !have_bridge {
-                out.push(builtin("bridge"));
-            }
-            out.push(builtin("host"));
-            out.push(builtin("none"));
-            Ok(out
-                .into_iter()
-                .filter(|n| {
-                    let keys: std::collections::BTreeSet<&str> =
-                        filters.iter().map(|(k, _)| k.as_str()).collect();
-                    keys.into_iter().all(|key| {
-                        filters
-                            .iter()
-                            .filter(|(k, _)| k == key)
-                            .holds(key == "label", |(_, v)| match key {
-                                "name" => {
-                                    n["Name"].as_str().is_some_and(|x| x.contains(v.as_str()))
-                                }
-                                "id" => n["Id"].as_str().is_some_and(|x| x.starts_with(v.as_str())),
-                                "label" => compat::labels_match(&n["Labels"], v),
-                                "driver" => n["Driver"].as_str() == Some(v),
-                                "scope" => v == "local",
-                                "type" => {
-                                    let builtin = matches!(
-                                        n["Name"].as_str(),
-                                        Some("bridge" | "host" | "none")
-                                    );
-                                    (v == "builtin") == builtin
-                                }
-                                "dangling" => {
-                                    let empty =
-                                        n["Containers"].as_object().is_none_or(|c| c.is_empty());
-                                    (v == "true" || v == "1") == empty
-                                }
-                                _ => false,
-                            })
-                    })
-                })
+            Ok(e.network_list()?
+                .iter()
+                .filter(|n| filters.matches(n))
+                .map(inspect_json)
                 .collect::<Vec<_>>())
         })
         .await?;
@@ -157,17 +39,12 @@ pub(super) async fn inspect(req: Req, id: String) -> Result<Response<Body>, ApiE
     let doc = req
         .state
         .backend
-        .engine(move |e| {
-            if matches!(id.as_str(), "host" | "none") {
-                return Ok(builtin(&id));
+        .engine(move |e| match e.network_inspect(&id) {
+            Ok(n) => Ok(inspect_json(&n)),
+            Err(err) if err.kind() == hako_engine::ErrorKind::NotFound => {
+                Err(ApiError::not_found(format!("network {id} not found")))
             }
-            let nets = hako_engine::netwire::networks(e.images().conn(), e.root())
-                .map_err(|err| ApiError::internal(err.to_string()))?;
-            match nets.inspect(&id) {
-                Ok(i) => Ok(network_json(e, &i, true)),
-                Err(_) if id == "bridge" => Ok(builtin("bridge")),
-                Err(_) => Err(ApiError::not_found(format!("network {id} not found"))),
-            }
+            Err(err) => Err(err.into()),
         })
         .await?;
     Ok(json(StatusCode::OK, &doc))
@@ -224,16 +101,18 @@ pub(super) async fn create(mut req: Req) -> Result<Response<Body>, ApiError> {
             "swarm network options (Ingress, ConfigOnly, Scope other than local)",
         ));
     }
-    let mut args = vec!["network".to_string(), "create".into()];
-    if !b.driver.is_empty() {
-        args.push(format!("--driver={}", b.driver));
-    }
-    if b.internal {
-        args.push("--internal".into());
-    }
-    if b.enable_ipv6 == Some(true) {
-        args.push("--ipv6".into());
-    }
+    let mut create = NetworkCreate {
+        driver: if b.driver.is_empty() {
+            "bridge".into()
+        } else {
+            b.driver
+        },
+        internal: b.internal,
+        ipv6: b.enable_ipv6 == Some(true),
+        labels: b.labels.unwrap_or_default(),
+        options: b.options.unwrap_or_default(),
+        ..Default::default()
+    };
     if let Some(ipam) = b.ipam {
         if !matches!(ipam.driver.as_str(), "" | "default") {
             return Err(ApiError::bad_request(format!(
@@ -243,25 +122,27 @@ pub(super) async fn create(mut req: Req) -> Result<Response<Body>, ApiError> {
         }
         for c in ipam.config.unwrap_or_default() {
             if !c.subnet.is_empty() {
-                args.push(format!("--subnet={}", c.subnet));
+                create.subnets.push(c.subnet);
             }
             if !c.gateway.is_empty() {
-                args.push(format!("--gateway={}", c.gateway));
+                create.gateways.push(c.gateway);
             }
             if !c.ip_range.is_empty() {
-                args.push(format!("--ip-range={}", c.ip_range));
+                if create.ip_range.is_some() {
+                    return Err(ApiError::bad_request(
+                        "IPAM.Config: hako takes one IPRange per network",
+                    ));
+                }
+                create.ip_range = Some(c.ip_range);
             }
         }
     }
-    for (k, v) in b.options.unwrap_or_default() {
-        args.push(format!("--opt={k}={v}"));
-    }
-    for (k, v) in b.labels.unwrap_or_default() {
-        args.push(format!("--label={k}={v}"));
-    }
-    args.push(b.name);
-    let out = req.state.backend.cli(&args, None).await?;
-    let id = String::from_utf8_lossy(&out).trim().to_string();
+    let name = b.name;
+    let id = req
+        .state
+        .backend
+        .engine(move |e| Ok(e.network_create(&name, &create)?.id))
+        .await?;
     Ok(json(StatusCode::CREATED, &j!({"Id": id, "Warning": ""})))
 }
 
@@ -275,7 +156,7 @@ pub(super) async fn remove(req: Req, id: String) -> Result<Response<Body>, ApiEr
     }
     req.state
         .backend
-        .cli(&["network".into(), "rm".into(), id], None)
+        .engine(move |e| Ok(e.network_remove(&id)?))
         .await?;
     Ok(no_content(StatusCode::NO_CONTENT))
 }
@@ -411,49 +292,39 @@ pub(super) async fn connect(
 
 /// `POST /networks/prune`.
 pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
-    let filter = crate::compat::PruneFilter::parse(&req.filters()?, true, &[])?;
-    if !filter.is_empty() {
-        let names = req
-            .state
-            .backend
-            .engine(move |e| {
-                Ok(e.network_list()?
-                    .into_iter()
-                    .filter(|n| {
-                        !n.builtin
-                            && n.containers.is_empty()
-                            && filter.accepts(Some(n.created), &serde_json::json!(n.labels))
-                    })
-                    .map(|n| n.name)
-                    .collect::<Vec<_>>())
-            })
-            .await?;
-        let mut gone = Vec::new();
-        for n in names {
-            // A container connected since the list keeps it, as `network prune` does.
-            match req
-                .state
-                .backend
-                .cli(&["network".into(), "rm".into(), n.clone()], None)
-                .await
-            {
-                Ok(_) => gone.push(n),
-                Err(e) if e.status == StatusCode::CONFLICT || e.status == StatusCode::NOT_FOUND => {
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(json(StatusCode::OK, &j!({"NetworksDeleted": gone})));
-    }
-    let out = req
+    let filter = crate::compat::prune_filters(&req.filters()?, &[])?;
+    let gone = req
         .state
         .backend
-        .cli(&["network".into(), "prune".into(), "--force".into()], None)
+        .engine(move |e| {
+            if filter.is_empty() {
+                return Ok(e.network_prune()?);
+            }
+            let names: Vec<String> = e
+                .network_list()?
+                .into_iter()
+                .filter(|n| {
+                    !n.builtin
+                        && n.containers.is_empty()
+                        && filter.accepts_object(Some(n.created), &n.labels)
+                })
+                .map(|n| n.name)
+                .collect();
+            let mut gone = Vec::new();
+            for n in names {
+                // A container connected since the list keeps it, as `network prune` does.
+                match e.network_remove(&n) {
+                    Ok(()) => gone.push(n),
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            hako_engine::ErrorKind::Conflict | hako_engine::ErrorKind::NotFound
+                        ) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Ok(gone)
+        })
         .await?;
-    let names: Vec<String> = String::from_utf8_lossy(&out)
-        .lines()
-        .filter(|l| !l.is_empty() && *l != "Deleted Networks:")
-        .map(str::to_string)
-        .collect();
-    Ok(json(StatusCode::OK, &j!({"NetworksDeleted": names})))
+    Ok(json(StatusCode::OK, &j!({"NetworksDeleted": gone})))
 }

@@ -223,7 +223,7 @@ pub(super) async fn events(req: Req) -> Result<Response<Body>, ApiError> {
                     continue;
                 }
                 if tx
-                    .send(Bytes::from(wire::json_line(&compat::event_json(&e))))
+                    .send(Bytes::from(wire::json_line(&hako_docker::events::wire(&e))))
                     .await
                     .is_err()
                 {
@@ -265,7 +265,51 @@ async fn root_events(
 
 /// `GET /system/df`.
 pub(super) async fn df(req: Req) -> Result<Response<Body>, ApiError> {
-    let doc = req.state.backend.engine(compat::system_df).await?;
+    let doc = req
+        .state
+        .backend
+        .engine(|e| {
+            let images: Vec<serde_json::Value> = e
+                .image_list(&hako_engine::views::image::ImageListOptions {
+                    all: true,
+                    labels: true,
+                    digests: true,
+                })?
+                .iter()
+                .map(|i| {
+                    let tags: Vec<&hako_engine::hako_image::Reference> =
+                        i.repo_tags.iter().collect();
+                    let mut v = hako_docker::image::summary_json(i, &tags);
+                    // Layers shared between images are not broken out.
+                    v["SharedSize"] = 0.into();
+                    v
+                })
+                .collect();
+            let containers = super::containers::summaries(e, true, &[], None, true)?;
+            let (usage, _) = e.volume_usage()?;
+            let mut volumes = Vec::new();
+            for (name, links, size) in usage {
+                let mut v = match e.volume_inspect(&name) {
+                    Ok(v) => hako_docker::volume::inspect_json(&v),
+                    // Removed since the usage was read.
+                    Err(hako_engine::Error::NoSuchVolume(_)) => continue,
+                    Err(err) => return Err(err.into()),
+                };
+                v["UsageData"] = serde_json::json!({"Size": size, "RefCount": links});
+                volumes.push(v);
+            }
+            Ok(serde_json::json!({
+                "LayersSize": e.layers_size()?,
+                "Images": images,
+                "Containers": containers,
+                "Volumes": volumes,
+                // Per-entry records need what the cache does not keep (creation and last-use
+                // times, usage counts); the total is what older clients read.
+                "BuildCache": [],
+                "BuilderSize": e.build_cache_usage()?.size,
+            }))
+        })
+        .await?;
     Ok(json(StatusCode::OK, &doc))
 }
 

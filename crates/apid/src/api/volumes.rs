@@ -1,52 +1,35 @@
 //! `/volumes/…`.
 
 use super::{json, no_content, Body, Req};
-use crate::compat::{self, FilterValues};
 use crate::error::ApiError;
+use hako_docker::volume::{inspect_json, VolumeFilters};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json as j, Value};
 use std::collections::BTreeMap;
 
-/// `GET /volumes?filters=`.
+/// `GET /volumes?filters=`: the engine's list, filtered and shaped as `hako volume ls` and
+/// `volume inspect` do it.
 pub(super) async fn list(req: Req) -> Result<Response<Body>, ApiError> {
-    let filters = req.filters()?;
-    for (k, _) in &filters {
-        if !["name", "label", "driver", "dangling"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-    }
+    let args: Vec<String> = req
+        .filters()?
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let filters = VolumeFilters::parse(&args).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let vols = req
         .state
         .backend
         .engine(move |e| {
-            let used = if filters.iter().any(|(k, _)| k == "dangling") {
+            let used = if filters.needs_usage() {
                 e.volumes_in_use()?
             } else {
                 Default::default()
             };
             Ok(e.volume_list()?
-                .into_iter()
-                .filter(|v| {
-                    let keys: std::collections::BTreeSet<&str> =
-                        filters.iter().map(|(k, _)| k.as_str()).collect();
-                    let labels = serde_json::to_value(&v.labels).unwrap_or(Value::Null);
-                    keys.into_iter().all(|key| {
-                        filters.iter().filter(|(k, _)| k == key).holds(
-                            key == "label",
-                            |(_, want)| match key {
-                                "name" => v.name.contains(want.as_str()),
-                                "label" => compat::labels_match(&labels, want),
-                                "driver" => want == "local",
-                                "dangling" => {
-                                    (want == "true" || want == "1") != used.contains(&v.name)
-                                }
-                                _ => false,
-                            },
-                        )
-                    })
-                })
-                .map(|v| compat::volume_json(&v))
+                .iter()
+                .filter(|v| filters.matches(v, used.contains(&v.name)))
+                .map(inspect_json)
                 .collect::<Vec<_>>())
         })
         .await?;
@@ -101,7 +84,7 @@ pub(super) async fn create(mut req: Req) -> Result<Response<Body>, ApiError> {
             Ok(e.volume_inspect(&name)?)
         })
         .await?;
-    Ok(json(StatusCode::CREATED, &compat::volume_json(&v)))
+    Ok(json(StatusCode::CREATED, &inspect_json(&v)))
 }
 
 /// `GET /volumes/{name}`.
@@ -109,14 +92,9 @@ pub(super) async fn inspect(req: Req, name: String) -> Result<Response<Body>, Ap
     let v = req
         .state
         .backend
-        .engine(move |e| {
-            if !e.volume_exists(&name)? {
-                return Err(ApiError::not_found(format!("get {name}: no such volume")));
-            }
-            Ok(e.volume_inspect(&name)?)
-        })
+        .engine(move |e| Ok(e.volume_inspect(&name)?))
         .await?;
-    Ok(json(StatusCode::OK, &compat::volume_json(&v)))
+    Ok(json(StatusCode::OK, &inspect_json(&v)))
 }
 
 /// `DELETE /volumes/{name}?force=`.
@@ -124,19 +102,9 @@ pub(super) async fn remove(req: Req, name: String) -> Result<Response<Body>, Api
     let force = req.q_bool("force");
     req.state
         .backend
-        .engine(move |e| {
-            if !e.volume_exists(&name)? {
-                if force {
-                    return Ok(());
-                }
-                return Err(ApiError::not_found(format!("get {name}: no such volume")));
-            }
-            if e.volumes_in_use()?.contains(&name) {
-                return Err(ApiError::conflict(format!(
-                    "remove {name}: volume is in use"
-                )));
-            }
-            Ok(e.volume_remove(&name)?)
+        .engine(move |e| match e.volume_remove(&name) {
+            Err(hako_engine::Error::NoSuchVolume(_)) if force => Ok(()),
+            other => Ok(other?),
         })
         .await?;
     Ok(no_content(StatusCode::NO_CONTENT))
@@ -154,14 +122,16 @@ pub(super) async fn prune(req: Req) -> Result<Response<Body>, ApiError> {
             _ => {}
         }
     }
-    let filter = crate::compat::PruneFilter::parse(&filters, false, &["all"])?;
+    let filter = crate::compat::prune_filters(&filters, &["all"])?;
+    // Volumes have no creation time dockerd filters on.
+    if filter.has_until() {
+        return Err(ApiError::bad_request("invalid filter 'until'"));
+    }
     let (gone, freed) = req
         .state
         .backend
         .engine(move |e| {
-            Ok(e.volume_prune_matching(all, &|v| {
-                filter.accepts(None, &serde_json::json!(v.labels))
-            })?)
+            Ok(e.volume_prune_matching(all, &|v| filter.accepts_object(None, &v.labels))?)
         })
         .await?;
     Ok(json(

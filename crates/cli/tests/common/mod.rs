@@ -325,6 +325,18 @@ fn nix_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The Linux bridge of a network from its `network inspect` document: the default network
+/// names it in its options (as Docker's does), a user network's is `hk-` and the first 12
+/// digits of its ID (as Docker's `br-…`) unless its creator named one with `-o
+/// com.docker.network.bridge.name=`.
+#[allow(dead_code)]
+pub fn bridge_of_doc(net: &serde_json::Value) -> String {
+    match net["Options"]["com.docker.network.bridge.name"].as_str() {
+        Some(b) => b.to_string(),
+        None => format!("hk-{}", &net["Id"].as_str().unwrap_or_default()[..12]),
+    }
+}
+
 /// Interfaces enslaved to one of hako's bridges (hako0, hk-*).
 pub fn hako_bridge_ports() -> BTreeSet<String> {
     let mut out = BTreeSet::new();

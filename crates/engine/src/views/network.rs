@@ -45,7 +45,8 @@ pub struct NetworkResource {
     pub enable_ipv6: bool,
     /// Its subnets: the IPv4 one, then the IPv6 one.
     pub ipam: Vec<IpamConfig>,
-    /// Driver options, `com.docker.network.bridge.name` always among them.
+    /// Driver options: those given at create; the default network's also names its bridge
+    /// (`com.docker.network.bridge.name`).
     pub options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
