@@ -286,22 +286,10 @@ pub(super) async fn restart(req: Req, id: String) -> Result<Response<Body>, ApiE
     Ok(no_content(StatusCode::NO_CONTENT))
 }
 
-/// A signal by name (`SIGHUP`, `HUP`) or number.
+/// A signal by name (`SIGHUP`, `HUP`, `RTMIN+3`) or number, from hako's one signal table.
 pub(crate) fn signal_number(s: &str) -> Result<i32, ApiError> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| ApiError::bad_request(format!("Invalid signal: {s}")))
+    hako_engine::hako_base::signal::parse(s)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))
 }
 
 /// `POST /containers/{id}/kill?signal=`.
@@ -1479,6 +1467,7 @@ mod tests {
         assert_eq!(signal_number("SIGHUP").unwrap(), libc::SIGHUP);
         assert_eq!(signal_number("term").unwrap(), libc::SIGTERM);
         assert_eq!(signal_number("9").unwrap(), 9);
+        assert_eq!(signal_number("RTMIN+3").unwrap(), libc::SIGRTMIN() + 3);
         assert_eq!(
             signal_number("NOPE").unwrap_err().status,
             StatusCode::BAD_REQUEST
