@@ -211,6 +211,65 @@ fn pull_oci_docker_gzip_zstd_plain_and_run() {
     assert_eq!(count_entries(&r.path().join("layers")), 0);
 }
 
+/// A layer that is a tar of no entries (BuildKit writes them, and Docker's commit of an
+/// unchanged container): pulled and run like any other, and `commit` of a created container
+/// makes one.
+#[test]
+fn an_empty_layer_is_pulled_and_committed() {
+    let reg = Registry::start();
+    let layout = Layout::new();
+    let raw = std::fs::read(images_dir().join("busybox.tar")).unwrap();
+    let base = layout.put(&raw);
+    // Two end-of-archive blocks: BuildKit's empty layer, gzipped.
+    let empty_tar = vec![0u8; 1024];
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(&empty_tar).unwrap();
+    let empty_gz = e.finish().unwrap();
+    let empty = layout.put(&empty_gz);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&raw), sha(&empty_tar)]},
+    }))
+    .unwrap();
+    let cfg = layout.put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": base, "size": raw.len()},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": empty, "size": empty_gz.len()},
+        ],
+    }))
+    .unwrap();
+    let m = layout.put(&manifest);
+    let mut layout = layout;
+    layout.tag(
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m, "size": manifest.len(),
+        }),
+        "e",
+    );
+    reg.skopeo_push(layout.path(), "e", "withempty:1", &[]);
+
+    let r = Root::new();
+    let name = reg.name("withempty:1");
+    r.ok(&["pull", "-q", &name]);
+    assert_eq!(r.ok(&["run", "--rm", &name, "echo", "ran"]), "ran\n");
+    let layers = inspect(&r, &name)["RootFS"]["Layers"].clone();
+    assert_eq!(layers.as_array().map(Vec::len), Some(2), "{layers}");
+
+    r.ok(&["create", "--name", "unchanged", &name, "true"]);
+    let id = r.ok(&["commit", "unchanged", "committed:1"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let layers = inspect(&r, "committed:1")["RootFS"]["Layers"].clone();
+    assert_eq!(layers.as_array().map(Vec::len), Some(3), "{layers}");
+    assert_eq!(r.ok(&["run", "--rm", "committed:1", "echo", "ok"]), "ok\n");
+    r.ok(&["rm", "unchanged"]);
+}
+
 #[test]
 fn index_resolves_platform_and_refuses_windows() {
     let reg = Registry::start();

@@ -515,6 +515,98 @@ fn reject_and_accept_scopes_and_run() {
     );
 }
 
+/// `run` of an image already in the store checks it under the policy in effect: one pulled
+/// before the policy asked for a signature is refused until its signature is in the
+/// registry, then runs (the verdict is kept, so later runs need no registry); one never
+/// pulled from the repository it is named by (tagged or built here) has no signature and is
+/// refused; run by its ID, every name it has is checked; an image with no name at all is
+/// the policy default's.
+#[test]
+fn run_checks_a_stored_image_under_the_policy_in_effect() {
+    let reg = Registry::start();
+    let t = Trust::new();
+    let root = Root::with_busybox();
+    let (private, public) = t.sigstore_key(&root, "k");
+    let name = push_unsigned(&t, &root, &reg, "later/app:1");
+    root.ok(&["rmi", &name]);
+    // Pulled while the policy accepts anything.
+    let out = t.hako(&root, &["pull", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    t.policy_for(&[(&reg.name("later"), Trust::sigstore_req(&public))]);
+
+    let run = |image: &str| t.hako(&root, &["run", "--rm", "--network", "none", image, "true"]);
+    let out = run(&name);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("(sigstoreSigned)"), "{err}");
+    assert!(err.contains("no sigstore signature exists"), "{err}");
+    assert_eq!(root.ok(&["ps", "-aq"]), "", "nothing created");
+
+    let out = t.hako(
+        &root,
+        &[
+            "push",
+            "--sign-by-sigstore-private-key",
+            private.to_str().unwrap(),
+            "--sign-passphrase-file",
+            t.path("pass").to_str().unwrap(),
+            &name,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&name);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let marks = std::fs::read_dir(root.path().join("cache/trust"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(marks, 1, "the verdict is kept");
+    // Another key in the policy: checked again, and refused.
+    let (_, other) = t.sigstore_key(&root, "other");
+    t.policy_for(&[(&reg.name("later"), Trust::sigstore_req(&other))]);
+    let out = run(&name);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(sigstoreSigned)"),
+        "{}",
+        stderr(&out)
+    );
+    // The first key again: the kept verdict holds, with the registry gone.
+    let (later, local) = (reg.name("later"), reg.name("later/local:1"));
+    drop(reg);
+    t.policy_for(&[(&later, Trust::sigstore_req(&public))]);
+    let out = run(&name);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Tagged here under a name the policy covers: never pulled from there, no signature.
+    root.ok(&["tag", "busybox", &local]);
+    let out = run(&local);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("was not pulled from"), "{err}");
+    // By ID, every name counts: busybox is also that tag.
+    let id = root.ok(&["images", "-q", "--no-trunc", "busybox"]);
+    let out = run(id.trim());
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    // By a name the policy accepts, it runs.
+    let out = run("busybox");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // No name at all: the default decides.
+    root.ok(&["create", "--name", "base", "busybox", "true"]);
+    let unnamed = root.ok(&["commit", "base"]);
+    let unnamed = unnamed.trim().trim_start_matches("sha256:").to_string();
+    t.policy(r#"{"default":[{"type":"reject"}]}"#);
+    let out = run(&unnamed);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("default[0] (reject)"), "{err}");
+    t.policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#);
+    let out = run(&unnamed);
+    assert!(out.status.success(), "{}", stderr(&out));
+    root.ok(&["rm", "base"]);
+}
+
 #[test]
 fn invalid_policy_is_one_line_naming_the_field() {
     let reg = Registry::start();

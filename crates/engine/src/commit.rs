@@ -211,8 +211,14 @@ impl Engine {
         let upper = self.container_dir(&c.id).join("upper");
         let mut tmp = tempfile::tempfile_in(self.root().join("tmp"))
             .map_err(|e| Error::io("create a temporary layer", e))?;
-        write_layer_tar(&upper, &mut tmp, &HAKO_FILES.map(String::from), None)
-            .map_err(|e| Error::io("write the layer", e))?;
+        // A container never started has no upper directory yet: its layer is empty, as
+        // Docker's commit of a created container gives one.
+        if upper.is_dir() {
+            write_layer_tar(&upper, &mut tmp, &HAKO_FILES.map(String::from), None)
+        } else {
+            tar::Builder::new(&mut tmp).finish()
+        }
+        .map_err(|e| Error::io("write the layer", e))?;
         tmp.rewind().map_err(|e| Error::io("rewind the layer", e))?;
         let staged = self.store.stager().stage_layer(&mut tmp, None)?;
 

@@ -284,7 +284,9 @@ impl Engine {
         opts: &PullOptions,
         progress: &mut ProgressSink<'_>,
     ) -> Result<Pulled> {
-        Ok(hako_registry::pull(&self.store, reference, opts, progress)?)
+        let pulled = hako_registry::pull(&self.store, reference, opts, progress)?;
+        self.record_pull_trust(reference, &pulled.image.id)?;
+        Ok(pulled)
     }
 
     /// Pushes the image tagged `reference` to its registry; returns the manifest digest.
@@ -318,13 +320,9 @@ impl Engine {
         creds: Option<&Credentials>,
         progress: &mut ProgressSink<'_>,
     ) -> Result<Pulled> {
-        Ok(hako_registry::pull_as(
-            &self.store,
-            reference,
-            opts,
-            creds,
-            progress,
-        )?)
+        let pulled = hako_registry::pull_as(&self.store, reference, opts, creds, progress)?;
+        self.record_pull_trust(reference, &pulled.image.id)?;
+        Ok(pulled)
     }
 
     /// [`Engine::push`] as a client logged in with `creds`.

@@ -32,6 +32,7 @@ pub mod rootless;
 pub mod seccomp;
 pub mod spec;
 mod system;
+mod trust;
 pub mod tty;
 pub mod user;
 pub mod views;
@@ -956,6 +957,7 @@ impl Engine {
     ) -> Result<i32> {
         let config = &*self.with_volumes_from(config)?;
         let image = self.resolve_image(&config.image)?;
+        self.check_trust(&config.image, &image)?;
         let id = random_id()?;
         let plan = self.plan(&id, config, image)?;
         self.insert_container(
@@ -975,6 +977,7 @@ impl Engine {
     pub fn create(&self, name: Option<&str>, config: &ContainerConfig) -> Result<String> {
         let config = &*self.with_volumes_from(config)?;
         let image = self.resolve_image(&config.image)?;
+        self.check_trust(&config.image, &image)?;
         let id = random_id()?;
         let plan = self.plan(&id, config, image)?;
         self.insert_container(

@@ -347,6 +347,20 @@ fn link_target(target: &Path, rel: &Path) -> Result<PathBuf, Error> {
     Ok(out)
 }
 
+/// A reader that counts what it gave.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    bytes: u64,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Unpacks the tar stream into `diff_dir` (existing and empty).
 pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error> {
     let root = nix::fcntl::open(
@@ -360,9 +374,12 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
         last: None,
         as_root: nix::unistd::geteuid().is_root(),
     };
-    let mut archive = tar::Archive::new(reader);
+    let mut counted = Counted {
+        inner: reader,
+        bytes: 0,
+    };
+    let mut archive = tar::Archive::new(&mut counted);
     let mut buf = vec![0u8; 256 * 1024];
-    let mut files = 0usize;
     // Adding children bumps a directory's mtime, so directories get theirs once everything
     // is in place.
     // The last entry for a path wins, as for its other attributes.
@@ -381,7 +398,6 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
             ))
         })?;
         check_size(&rel)?;
-        files += 1;
         if rel.as_os_str().is_empty() {
             // "./": the layer root itself, whose attributes overlayfs takes from the upper
             // directory anyway.
@@ -566,8 +582,10 @@ pub(crate) fn unpack(reader: &mut dyn Read, diff_dir: &Path) -> Result<(), Error
             _ => {}
         }
     }
-    if files == 0 {
-        return Err(invalid("archive contains no files"));
+    // A tar with no entries (its end-of-archive blocks only) is a valid, empty layer: Docker's
+    // commit of an unchanged container and BuildKit make them. No bytes at all is no archive.
+    if counted.bytes == 0 {
+        return Err(invalid("the archive is empty (0 bytes)"));
     }
     // In path order, so that siblings reuse their parent's descriptor. A directory a later
     // entry replaced is not there any more.

@@ -146,6 +146,81 @@ pub(crate) fn check_pull(
     Ok(())
 }
 
+/// The fingerprint of what the policy in effect requires of `reference` (its requirements
+/// and their keys), under which a verdict about an image is recorded; `None` when the policy
+/// accepts it without any check.
+pub fn policy_fingerprint(reference: &Reference) -> Result<Option<String>, Error> {
+    let policy = Policy::load()?;
+    if policy.accepts_everything() {
+        return Ok(None);
+    }
+    Ok(hako_trust::requirements_fingerprint(
+        &policy,
+        &trust_ref(reference)?,
+    )?)
+}
+
+/// The policy check of an image already in the store, which `run` and `create` make before
+/// using it as `reference` (it may have been pulled before the policy required signatures, or
+/// never pulled: built, loaded, imported or tagged here). `digests` are the manifest digests
+/// it was pulled as from `reference`'s repository; their signatures are read from the
+/// registry as a pull reads them, and one that verifies accepts the image. `known` says
+/// whether a verdict was recorded under a fingerprint (see [`policy_fingerprint`]). Returns
+/// the fingerprint to record after a fresh verdict, `None` when nothing was checked.
+pub fn check_stored(
+    reference: &Reference,
+    digests: &[String],
+    known: &dyn Fn(&str) -> bool,
+) -> Result<Option<String>, Error> {
+    let policy = Policy::load()?;
+    if policy.accepts_everything() {
+        return Ok(None);
+    }
+    let image = trust_ref(reference)?;
+    let Some(fingerprint) = hako_trust::requirements_fingerprint(&policy, &image)? else {
+        return Ok(None);
+    };
+    if known(&fingerprint) {
+        return Ok(None);
+    }
+    if digests.is_empty() {
+        hako_trust::verify_unsigned(
+            &policy,
+            &image,
+            &format!(
+                "the local image was not pulled from {} (it was built, loaded, imported or tagged here), so there is no signature to verify; pull it",
+                reference.repository()
+            ),
+        )?;
+        return Ok(Some(fingerprint));
+    }
+    let registries = RegistriesD::load()?;
+    let client = Client::new(reference.domain(), reference.path(), false)?;
+    let mut refused = None;
+    for d in digests {
+        match hako_trust::verify(&policy, &registries, &image, d, &client) {
+            Ok(_) => return Ok(Some(fingerprint)),
+            Err(e) => refused = Some(e),
+        }
+    }
+    Err(refused.expect("at least one digest").into())
+}
+
+/// [`check_stored`] for an image with no name (never tagged nor pulled), run by its ID
+/// `id`: the policy's `default` decides.
+pub fn check_stored_unnamed(id: &str) -> Result<(), Error> {
+    let policy = Policy::load()?;
+    if policy.accepts_everything() {
+        return Ok(());
+    }
+    hako_trust::verify_unnamed(
+        &policy,
+        id,
+        "the image has no name and was never pulled, so there is no signature to verify",
+    )?;
+    Ok(())
+}
+
 /// What [`SignOptions`] turn into before the push starts: a decrypted key and the checked
 /// configuration, so a wrong passphrase or a missing lookaside fails before any upload.
 pub(crate) struct Signer {

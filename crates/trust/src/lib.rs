@@ -26,7 +26,8 @@ pub use policy::{KeySource, Policy, PolicySource, Requirement, Scope};
 pub use registries_d::{LookasideConfig, RegistriesD};
 pub use sigstore::{generate_key_pair, SigstorePrivateKey};
 pub use verify::{
-    sign_gpg, sign_sigstore, signature_tag, verify, SignatureStore, Verdict, SIGSTORE_LAYER_TYPE,
+    requirements_fingerprint, sign_gpg, sign_sigstore, signature_tag, verify, verify_unnamed,
+    verify_unsigned, SignatureStore, Verdict, SIGSTORE_LAYER_TYPE,
 };
 
 use std::path::PathBuf;

@@ -73,10 +73,7 @@ pub fn verify(
     store: &dyn SignatureStore,
 ) -> Result<Verdict, Error> {
     let (scope, reqs) = policy.requirements_for(image);
-    let file = match &policy.source {
-        PolicySource::File(p) => p.display().to_string(),
-        PolicySource::None => "(no policy file)".into(),
-    };
+    let file = policy_file(policy);
     let sigstore_sigs: OnceCell<Vec<SigstoreSig>> = OnceCell::new();
     let simple_sigs: OnceCell<Vec<Vec<u8>>> = OnceCell::new();
     let mut signed = false;
@@ -168,6 +165,87 @@ pub fn verify(
         }
     }
     Ok(Verdict { scope, signed })
+}
+
+fn policy_file(policy: &Policy) -> String {
+    match &policy.source {
+        PolicySource::File(p) => p.display().to_string(),
+        PolicySource::None => "(no policy file)".into(),
+    }
+}
+
+/// The check of an image that has no signatures to look at (built, loaded or tagged here, or
+/// never pulled from `image`'s repository): accepted when every requirement for `image` is
+/// `insecureAcceptAnything`, else [`Error::Rejected`] by the first one that is not, for
+/// `reason`.
+pub fn verify_unsigned(policy: &Policy, image: &ImageRef, reason: &str) -> Result<(), Error> {
+    let (scope, reqs) = policy.requirements_for(image);
+    refuse_unsigned(policy, &image.to_string(), &scope, reqs, reason)
+}
+
+/// [`verify_unsigned`] for an image with no name at all (never tagged, never pulled: a build's
+/// untagged result run by its ID), which only the policy's `default` covers.
+pub fn verify_unnamed(policy: &Policy, what: &str, reason: &str) -> Result<(), Error> {
+    refuse_unsigned(policy, what, &Scope::Default, &policy.default, reason)
+}
+
+fn refuse_unsigned(
+    policy: &Policy,
+    reference: &str,
+    scope: &Scope,
+    reqs: &[Requirement],
+    reason: &str,
+) -> Result<(), Error> {
+    match reqs
+        .iter()
+        .enumerate()
+        .find(|(_, r)| **r != Requirement::InsecureAcceptAnything)
+    {
+        None => Ok(()),
+        Some((i, req)) => Err(Error::Rejected {
+            reference: reference.to_string(),
+            rule: format!(
+                "{} {}[{i}] ({})",
+                policy_file(policy),
+                scope.describe(),
+                req.type_name()
+            ),
+            reason: match req {
+                Requirement::Reject => "the policy rejects every image in this scope".into(),
+                _ => reason.to_string(),
+            },
+        }),
+    }
+}
+
+/// What a verdict for `image` depends on, as a hex digest: its requirements and the bytes of
+/// their keys; `None` when every requirement is `insecureAcceptAnything` (nothing to check).
+/// A verdict recorded under this fingerprint holds until the policy or a key changes.
+pub fn requirements_fingerprint(
+    policy: &Policy,
+    image: &ImageRef,
+) -> Result<Option<String>, Error> {
+    use sha2::{Digest, Sha256};
+    let (scope, reqs) = policy.requirements_for(image);
+    if reqs
+        .iter()
+        .all(|r| *r == Requirement::InsecureAcceptAnything)
+    {
+        return Ok(None);
+    }
+    let mut h = Sha256::new();
+    h.update(format!("{scope:?}\n{reqs:?}\n{image}\n").as_bytes());
+    for r in reqs {
+        if let Requirement::SignedBy { keys: k, .. } | Requirement::SigstoreSigned { key: k, .. } =
+            r
+        {
+            for bytes in k.load()? {
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+        }
+    }
+    Ok(Some(hex::encode(h.finalize())))
 }
 
 fn key_name(k: &KeySource) -> String {
