@@ -424,6 +424,9 @@ struct ExecArgs {
     /// Set environment variables
     #[arg(short, long)]
     env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    env_file: Vec<String>,
     /// Keep STDIN open
     #[arg(short, long)]
     interactive: bool,
@@ -507,6 +510,11 @@ struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     timestamps: bool,
+    /// Show extra details provided to logs (the log's attributes; hako's json-file logs
+    /// record none, so each line is preceded by the empty attribute list and a space, as
+    /// Docker prints it)
+    #[arg(long)]
+    details: bool,
     /// Number of lines to show from the end of the logs ("all" for everything)
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
@@ -828,7 +836,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             let opts = hako_engine::exec::ExecOptions {
                 cmd: a.target[1..].to_vec(),
-                env: a.env,
+                env: hako_docker::flags::environment(&a.env_file, &a.env)?,
                 user: a.user,
                 workdir: a.workdir,
                 interactive: a.interactive,
@@ -1172,7 +1180,7 @@ fn logs(root: &std::path::Path, a: LogsArgs) -> Result<i32, Failure> {
     let engine = open(root)?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     engine.logs(&a.container, &opts, &mut |l| {
-        write_log_line(l, a.timestamps, &mut out, &mut err)
+        write_log_line(l, a.timestamps, a.details, &mut out, &mut err)
     })?;
     Ok(0)
 }
@@ -1679,7 +1687,7 @@ fn attach_from(
     loop {
         // Read after the state, so the last lines before a recorded exit are shown.
         let running = log.running()?;
-        log.read(&mut |l| write_log_line(l, false, &mut out, &mut err))?;
+        log.read(&mut |l| write_log_line(l, false, false, &mut out, &mut err))?;
         if !running {
             return Ok(engine.wait(&id).unwrap_or(0));
         }
@@ -1712,18 +1720,15 @@ fn attach_end(engine: &Engine, id: &str, end: hako_engine::tty::AttachEnd) -> i3
 fn write_log_line(
     l: &hako_engine::logs::LogLine,
     timestamps: bool,
+    details: bool,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> std::io::Result<()> {
-    let prefix = if timestamps {
-        format!("{} ", l.time)
-    } else {
-        String::new()
-    };
+    let text = hako_docker::logs::text(l, timestamps, details);
     if l.stream == hako_engine::logs::LogStream::Stderr {
-        write!(err, "{prefix}{}", l.text)
+        write!(err, "{text}")
     } else {
-        write!(out, "{prefix}{}", l.text)?;
+        write!(out, "{text}")?;
         out.flush()
     }
 }

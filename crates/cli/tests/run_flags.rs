@@ -711,3 +711,70 @@ fn network_container_joins_the_other_containers_network() {
     r.ok(&["rm", web]);
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
+
+/// `exec --env-file` reads the file as `run --env-file` does (a bare name takes hako's own
+/// value, `-e` wins, a name with a space is refused); `logs --details` puts the (empty)
+/// attribute list and its space before each line, after the timestamp, as Docker does.
+#[test]
+fn exec_env_file_and_logs_details() {
+    let r = Root::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("env");
+    std::fs::write(&file, "# comment\nA=from-file\n\nB=file\nHAKO_TEST_BARE\n").unwrap();
+    let file = file.to_str().unwrap();
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; sleep 60",
+    ]);
+    let id = id.trim();
+    let out = r
+        .cmd(&[
+            "exec",
+            "--env-file",
+            file,
+            "-e",
+            "B=flag",
+            id,
+            "sh",
+            "-c",
+            "echo $A $B $HAKO_TEST_BARE",
+        ])
+        .env("HAKO_TEST_BARE", "bare")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-file flag bare\n"
+    );
+    std::fs::write(dir.path().join("bad"), "A B=1\n").unwrap();
+    let (code, _, err) = r.run(&[
+        "exec",
+        "--env-file",
+        dir.path().join("bad").to_str().unwrap(),
+        id,
+        "true",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("contains whitespaces"), "{err}");
+
+    assert!(common::wait_for(10, || r.ok(&["logs", id]) == "one\n"));
+    assert_eq!(r.ok(&["logs", "--details", id]), " one\n");
+    let (_, _, err) = r.run(&["logs", "--details", id]);
+    assert_eq!(err, " two\n");
+    let stamped = r.ok(&["logs", "--details", "-t", id]);
+    let (time, rest) = stamped.split_once(' ').unwrap();
+    assert!(time.ends_with('Z'), "{stamped}");
+    assert_eq!(rest, " one\n");
+    r.ok(&["rm", "-f", id]);
+}

@@ -306,22 +306,7 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
     for t in &f.tmpfs {
         mounts.push(daemon(options::parse_tmpfs(t))?);
     }
-    // --env-file first, so -e given on the command line wins, as with Docker.
-    let mut env = Vec::new();
-    for file in &f.env_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Error::Invalid(format!("open {file}: {e}")))?;
-        for line in text.lines() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            env.extend(env_entry(line));
-        }
-    }
-    for e in &f.env {
-        env.extend(env_entry(e));
-    }
+    let env = environment(&f.env_file, &f.env)?;
     let mut port_bindings = Vec::new();
     for p in &f.publish {
         port_bindings.extend(PortBinding::parse(p)?);
@@ -483,6 +468,35 @@ fn more_resources(f: &RunFlags) -> Result<Resources> {
 /// `-e NAME=VALUE`, or `-e NAME` taken from this process's environment (and left out when it
 /// is not set there), as Docker's CLI reads it: the value is the caller's, not that of
 /// whichever process starts the container later.
+/// `--env-file` and `-e`, as `run`, `create` and `exec` take them: each file's `NAME=VALUE`
+/// lines (a bare `NAME` takes this process's value, or nothing when it has none; blank lines
+/// and `#` comments skipped), then `-e`, so the command line wins, as with Docker.
+pub fn environment(env_files: &[String], env: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for file in env_files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Invalid(format!("open {file}: {e}")))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let name = line.split_once('=').map_or(line, |(n, _)| n);
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(Error::Invalid(format!(
+                    "poorly formatted environment: variable '{}' contains whitespaces ({file})",
+                    name.trim_end()
+                )));
+            }
+            out.extend(env_entry(line));
+        }
+    }
+    for e in env {
+        out.extend(env_entry(e));
+    }
+    Ok(out)
+}
+
 fn env_entry(e: &str) -> Option<String> {
     if e.contains('=') {
         return Some(e.to_string());

@@ -13,6 +13,7 @@ pub mod events;
 pub mod flags;
 pub mod format;
 pub mod image;
+pub mod logs;
 pub mod network;
 pub mod template;
 pub mod volume;

@@ -725,6 +725,7 @@ pub(super) async fn logs(req: Req, id: String) -> Result<Response<Body>, ApiErro
         follow: req.q_bool("follow"),
     };
     let timestamps = req.q_bool("timestamps");
+    let details = req.q_bool("details");
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     // The engine's reader, in a blocking thread, hands each line to a sink that frames it;
     // a follow sleeps there on the log's directory and the container's recorder, and ends
@@ -747,11 +748,7 @@ pub(super) async fn logs(req: Req, id: String) -> Result<Response<Body>, ApiErro
                 {
                     return Ok(());
                 }
-                let data = if timestamps {
-                    format!("{} {}", l.time, l.text)
-                } else {
-                    l.text.clone()
-                };
+                let data = hako_docker::logs::text(l, timestamps, details);
                 out.blocking_send(Bytes::from(framed(tty, stream, data.as_bytes())))
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
             };
