@@ -67,6 +67,9 @@ pub struct RmiArgs {
 
 #[derive(Args)]
 pub struct PullArgs {
+    /// Download all tagged images in the repository
+    #[arg(short, long)]
+    all_tags: bool,
     /// Set platform if server is multi-platform capable (os/arch[/variant])
     #[arg(long)]
     platform: Option<String>,
@@ -75,6 +78,25 @@ pub struct PullArgs {
     quiet: bool,
     /// NAME[:TAG|@DIGEST]
     name: String,
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Filter output based on conditions provided (stars=N, is-official=true|false,
+    /// is-automated=true|false)
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Format output using a Go template, or json
+    #[arg(long)]
+    format: Option<String>,
+    /// Max number of search results (1 to 100)
+    #[arg(long, default_value_t = 25)]
+    limit: u32,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// [REGISTRY/]TERM
+    term: String,
 }
 
 #[derive(Args)]
@@ -349,14 +371,65 @@ pub fn pull(root: &Path, a: PullArgs) -> Result<i32, Failure> {
     // Docker says this only when the user typed neither tag nor digest.
     let bare =
         !a.name.contains('@') && !a.name[a.name.rfind('/').map_or(0, |i| i + 1)..].contains(':');
-    if bare && !a.quiet {
+    if bare && !a.quiet && !a.all_tags {
         writeln!(stdout, "Using default tag: latest")?;
     }
     let opts = images::PullOptions { platform };
+    if a.all_tags {
+        return pull_all_tags(&engine, &a, &reference, &opts, &mut stdout);
+    }
     engine
         .pull(&reference, &opts, &mut progress_lines(a.quiet, &mut stdout))
         .with_context(|| format!("pull {}", reference.familiar()))?;
     writeln!(stdout, "{reference}")?;
+    Ok(0)
+}
+
+/// `pull --all-tags`: every tag the registry lists for the repository, each with its own
+/// progress, then one status line for the repository, as Docker prints it.
+fn pull_all_tags(
+    engine: &hako_engine::Engine,
+    a: &PullArgs,
+    reference: &hako_engine::hako_image::Reference,
+    opts: &images::PullOptions,
+    stdout: &mut dyn Write,
+) -> Result<i32, Failure> {
+    let named = &a.name[a.name.rfind('/').map_or(0, |i| i + 1)..];
+    if named.contains(':') || a.name.contains('@') {
+        return Err(anyhow::anyhow!("tag can't be used with --all-tags/-a").into());
+    }
+    let repository = reference.familiar_repository();
+    let tags = hako_registry::list_tags(reference)
+        .with_context(|| format!("list the tags of {repository}"))?;
+    if tags.is_empty() {
+        return Err(anyhow::anyhow!("{repository}: the registry lists no tags").into());
+    }
+    let mut downloaded = false;
+    for tag in &tags {
+        let r = reference.with_tag(tag)?;
+        let mut sink = |p: images::Progress| match p {
+            // One status line for the whole repository, after the last tag.
+            images::Progress::PullDone { downloaded: d, .. } => {
+                downloaded |= d;
+                Ok(())
+            }
+            p => match p.line() {
+                Some(l) if !a.quiet => writeln!(stdout, "{l}"),
+                _ => Ok(()),
+            },
+        };
+        engine
+            .pull(&r, opts, &mut sink)
+            .with_context(|| format!("pull {}", r.familiar()))?;
+    }
+    if !a.quiet {
+        if downloaded {
+            writeln!(stdout, "Status: Downloaded newer image for {repository}")?;
+        } else {
+            writeln!(stdout, "Status: Image is up to date for {repository}")?;
+        }
+    }
+    writeln!(stdout, "{}", reference.repository())?;
     Ok(0)
 }
 
@@ -771,4 +844,68 @@ fn write_archive(
             w.flush().context("write to stdout")
         }
     }
+}
+
+/// `search [REGISTRY/]TERM`: the index's `/v1/search` (Docker Hub's for a term without a
+/// registry), filtered and printed as Docker prints it.
+pub fn search(a: SearchArgs) -> Result<i32, Failure> {
+    if !(1..=100).contains(&a.limit) {
+        return Err(anyhow::anyhow!("limit {} is outside the range of [1, 100]", a.limit).into());
+    }
+    let (mut stars, mut official, mut automated) = (0u64, None, None);
+    for f in &a.filter {
+        let bad = || anyhow::anyhow!("invalid filter '{f}'");
+        let (k, v) = f.split_once('=').ok_or_else(bad)?;
+        let flag = || match v {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(anyhow::anyhow!("invalid filter '{k}={v}'")),
+        };
+        match k {
+            "stars" => {
+                stars = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid filter 'stars={v}'"))?
+            }
+            "is-official" => official = Some(flag()?),
+            "is-automated" => automated = Some(flag()?),
+            _ => return Err(bad().into()),
+        }
+    }
+    // Docker's split: a first component that looks like a host names the index.
+    let (index, term) = match a.term.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => (host, rest),
+        _ => ("docker.io", a.term.as_str()),
+    };
+    let results = hako_registry::search(index, term, a.limit)?;
+    let mark = |b: bool| if b { "[OK]" } else { "" };
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .filter(|r| {
+            r.star_count >= stars
+                && official.is_none_or(|o| o == r.is_official)
+                && automated.is_none_or(|o| o == r.is_automated)
+        })
+        .map(|r| {
+            let description = r.description.replace('\n', " ");
+            serde_json::json!({
+                "Name": r.name,
+                "Description": if a.no_trunc { description } else { hako_docker::format::ellipsis(&description, 45) },
+                "StarCount": r.star_count.to_string(),
+                "IsOfficial": mark(r.is_official),
+                "IsAutomated": mark(r.is_automated),
+            })
+        })
+        .collect();
+    let tmpl = template::Format::parse_list(
+        a.format.as_deref().unwrap_or(""),
+        "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}",
+    )?;
+    let rows: Vec<template::TemplateValue> = rows
+        .iter()
+        .map(template::TemplateValue::from_json)
+        .collect();
+    let text = tmpl.render_list(template::SEARCH_HEADERS, &rows)?;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(0)
 }

@@ -82,6 +82,8 @@ enum Command {
     Pull(images::PullArgs),
     /// Upload an image to a registry
     Push(images::PushArgs),
+    /// Search a registry's index for images
+    Search(images::SearchArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(images::SaveArgs),
     /// Load an image from a tar archive or STDIN
@@ -655,6 +657,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             images::tag(&cli.root, &source, &target)
         }
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => images::pull(&cli.root, a),
+        Command::Search(a) => images::search(a),
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => images::push(&cli.root, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => images::save(&cli.root, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => images::load(&cli.root, a),

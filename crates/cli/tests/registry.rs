@@ -1361,3 +1361,140 @@ fn pull_refuses_more_than_125_layers_before_downloading_any() {
         "xx"
     );
 }
+
+/// `pull --all-tags` pulls every tag the registry lists (pages followed), with one status line
+/// for the repository at the end, as Docker prints it; a tag with `-a` is refused.
+#[test]
+fn pull_all_tags_takes_every_tag_the_registry_lists() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    for tag in ["one", "two", "three"] {
+        reg.skopeo_push(layout.path(), "gzip", &format!("many:{tag}"), &[]);
+    }
+    let r = Root::new();
+    let name = reg.name("many");
+    let out = r.ok(&["pull", "--all-tags", &name]);
+    for tag in ["one", "three", "two"] {
+        assert!(out.contains(&format!("{tag}: Pulling from many")), "{out}");
+    }
+    assert!(!out.contains("Using default tag"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("Status: ")).count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some(name.as_str()), "{out}");
+    let tags = r.ok(&["images", "--format", "{{.Tag}}", &name]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["one", "three", "two"]);
+    let again = r.ok(&["pull", "-a", &name]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}")),
+        "{again}"
+    );
+
+    let (code, _, err) = r.run(&["pull", "-a", &format!("{name}:one")]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "hako: tag can't be used with --all-tags/-a");
+}
+
+/// A fake index answering `/v1/search` as Docker Hub does, on loopback (plain HTTP, as hako
+/// talks to loopback registries). Its thread ends with the test process.
+fn fake_index() -> u16 {
+    let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let Some((head, _)) = read_head(&mut c) else {
+                continue;
+            };
+            let line = head.lines().next().unwrap_or("").to_string();
+            let (status, body) = if line.starts_with("GET /v1/search?q=tools&n=") {
+                let n: usize = line
+                    .split("&n=")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(25);
+                let all = serde_json::json!([
+                    {"name": "lab/tools", "description": "Everything the lab needs to analyse its data, and a few more things besides", "star_count": 42, "is_official": false, "is_automated": false},
+                    {"name": "tools", "description": "Official tools", "star_count": 1000, "is_official": true, "is_automated": false},
+                    {"name": "old/tools", "description": "multi\nline", "star_count": 3, "is_official": false, "is_automated": true},
+                ]);
+                let results: Vec<serde_json::Value> =
+                    all.as_array().unwrap().iter().take(n).cloned().collect();
+                (
+                    200,
+                    serde_json::json!({"num_results": results.len(), "query": "tools", "results": results})
+                        .to_string(),
+                )
+            } else {
+                (404, "404 page not found\n".to_string())
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// `search` against an index that has one: Docker's table (description cut at 45 characters
+/// unless `--no-trunc`), `--limit`, `--filter`, `--format`; against a plain registry, which
+/// has no search, one line saying so.
+#[test]
+fn search_an_index_and_refuse_a_registry_without_one() {
+    let port = fake_index();
+    let r = Root::new();
+    let term = format!("127.0.0.1:{port}/tools");
+    let out = r.ok(&["search", &term]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("NAME"), "{out}");
+    assert!(
+        lines[0].contains("DESCRIPTION")
+            && lines[0].contains("STARS")
+            && lines[0].contains("OFFICIAL"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("lab/tools "), "{out}");
+    assert!(
+        lines[1].contains("Everything the lab needs to analyse its data…"),
+        "{out}"
+    );
+    assert!(lines[2].contains("[OK]"), "{out}");
+    assert!(lines[3].contains("multi line"), "{out}");
+    let out = r.ok(&["search", "--no-trunc", "--limit", "1", &term]);
+    assert!(out.contains("and a few more things besides"), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let out = r.ok(&[
+        "search",
+        "--filter",
+        "stars=10",
+        "--filter",
+        "is-official=false",
+        "--format",
+        "{{.Name}}:{{.StarCount}}",
+        &term,
+    ]);
+    assert_eq!(out, "lab/tools:42\n");
+    let (code, _, err) = r.run(&["search", "--limit", "101", &term]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("[1, 100]"), "{err}");
+
+    let reg = Registry::start();
+    let (code, _, err) = r.run(&["search", &reg.name("busybox")]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("does not support search"), "{err}");
+}

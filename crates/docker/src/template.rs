@@ -450,6 +450,15 @@ pub const HISTORY_HEADERS: &[(&str, &str)] = &[
     ("Comment", "COMMENT"),
 ];
 
+/// Headers of `search` columns.
+pub const SEARCH_HEADERS: &[(&str, &str)] = &[
+    ("Name", "NAME"),
+    ("Description", "DESCRIPTION"),
+    ("StarCount", "STARS"),
+    ("IsOfficial", "OFFICIAL"),
+    ("IsAutomated", "AUTOMATED"),
+];
+
 /// Headers of `stats` columns.
 pub const STATS_HEADERS: &[(&str, &str)] = &[
     ("Container", "CONTAINER"),

@@ -126,6 +126,11 @@ impl Client {
         self
     }
 
+    /// `https://host[:port]` (or `http://` for an insecure registry).
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `base/v2/<repo>/<rest>`.
     pub fn url(&self, rest: &str) -> String {
         format!("{}/v2/{}/{}", self.base, self.repo, rest)
@@ -318,7 +323,7 @@ pub(crate) fn token_from_answer(status: u16, body: &[u8]) -> Result<String, Stri
 }
 
 /// Percent-encoding for query values.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

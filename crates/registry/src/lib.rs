@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod catalog;
 mod client;
 mod config;
 #[doc(hidden)]
@@ -22,6 +23,7 @@ mod signatures;
 use std::path::PathBuf;
 
 pub use auth::{docker_config_dir, Credentials};
+pub use catalog::{list_tags, search, SearchResult};
 pub use config::{config_path, RegistryConfig};
 pub use manifest::Platform;
 pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
@@ -150,6 +152,16 @@ pub enum Error {
     /// Writing progress output failed.
     #[error("writing progress: {0}")]
     Output(std::io::Error),
+    /// The registry has no search endpoint (a plain distribution registry).
+    #[error("{registry} does not support search (it answered {status} to {url})")]
+    SearchUnsupported {
+        /// The registry.
+        registry: String,
+        /// The URL asked.
+        url: String,
+        /// Its answer.
+        status: u16,
+    },
     /// The signature policy refused the image, or signing failed.
     #[error(transparent)]
     Trust(#[from] hako_trust::Error),
@@ -165,6 +177,7 @@ impl Error {
                 K::NotFound
             }
             Error::Unauthorized { .. } => K::Unauthorized,
+            Error::SearchUnsupported { .. } => K::NotFound,
             Error::Network { .. } => K::Unavailable,
             Error::Status { status, .. } => match status {
                 401 => K::Unauthorized,
