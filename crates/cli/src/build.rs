@@ -27,6 +27,10 @@ pub struct BuildArgs {
     /// Suppress the build output and print image ID on success
     #[arg(short, long)]
     quiet: bool,
+    /// Type of progress output: auto or plain (the step-by-step text), quiet (as -q); tty
+    /// and rawjson are BuildKit's displays, which hako's builder does not have
+    #[arg(long, value_parser = ["auto", "plain", "tty", "quiet", "rawjson"])]
+    progress: Option<String>,
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label")]
     labels: Vec<String>,
@@ -87,6 +91,16 @@ pub enum BuilderCommand {
 
 /// `hako build`.
 pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
+    let quiet = match a.progress.as_deref() {
+        Some(p @ ("tty" | "rawjson")) => {
+            return Err(anyhow::anyhow!(
+                "--progress {p} is BuildKit's display, which hako's builder does not have: use --progress plain (or auto), or quiet"
+            )
+            .into())
+        }
+        Some("quiet") => true,
+        _ => a.quiet,
+    };
     let mut tags = Vec::new();
     for t in &a.tags {
         let r = Reference::parse(t)
@@ -154,7 +168,6 @@ pub fn build(root: &Path, a: BuildArgs) -> Result<i32, Failure> {
     let (dockerfile, context) = (prepared.dockerfile, prepared.context);
 
     let engine = open(root)?;
-    let quiet = a.quiet;
     if !quiet {
         println!("Sending build context to hako  {}", context.human_size());
     }

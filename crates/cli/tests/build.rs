@@ -1070,3 +1070,32 @@ fn context_bind_mounts_follow_dockerignore() {
     }
     r.ok(&["rmi", "ctxbind:1"]);
 }
+
+/// `--progress`: plain and auto print the steps, quiet only the image ID (as `-q`); BuildKit's
+/// tty and rawjson displays are refused by name before anything is built.
+#[test]
+fn progress_plain_quiet_and_refused_displays() {
+    let r = Root::with_busybox();
+    let dir = ctx();
+    write(dir.path(), "Dockerfile", "FROM busybox\nRUN echo built > /f\n");
+    let (code, out, err) = build(&r, dir.path(), &["--progress", "plain", "-t", "p:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Step 2/2 : RUN echo built > /f"), "{out}");
+    let (code, out, err) = build(&r, dir.path(), &["--progress=quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("sha256:"), "{out}");
+    for p in ["tty", "rawjson"] {
+        let (code, out, err) = build(&r, dir.path(), &["--progress", p]);
+        assert_eq!(code, 1, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains(&format!("--progress {p} is BuildKit's display")),
+            "{err}"
+        );
+    }
+    let (code, _, err) = build(&r, dir.path(), &["--progress", "fancy"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("fancy"), "{err}");
+    r.ok(&["rmi", "p:1"]);
+}
