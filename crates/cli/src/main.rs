@@ -545,6 +545,61 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Docker's groups of `--help`: the commands most use, the management commands (each with
+/// subcommands of its own), then the rest.
+const COMMON_COMMANDS: [&str; 12] = [
+    "run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "search", "version",
+    "info",
+];
+
+/// The command line, with the top-level help grouped as Docker's (`Common Commands`,
+/// `Management Commands`, `Commands`, `Global Options`); clap lists subcommands in one block.
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut common = Vec::new();
+    let mut management = Vec::new();
+    let mut rest = Vec::new();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name().to_string();
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let entry = (name, about);
+        if COMMON_COMMANDS.contains(&entry.0.as_str()) {
+            common.push(entry);
+        } else if sub.has_subcommands() {
+            management.push(entry);
+        } else {
+            rest.push(entry);
+        }
+    }
+    common.sort_by_key(|(n, _)| COMMON_COMMANDS.iter().position(|c| c == n));
+    management.sort();
+    rest.sort();
+    let width = common
+        .iter()
+        .chain(&management)
+        .chain(&rest)
+        .map(|(n, _)| n.len())
+        .max()
+        .unwrap_or(0);
+    let mut groups = String::new();
+    for (title, list) in [
+        ("Common Commands", &common),
+        ("Management Commands", &management),
+        ("Commands", &rest),
+    ] {
+        groups.push_str(title);
+        groups.push_str(":\n");
+        for (n, about) in list {
+            groups.push_str(&format!("  {n:width$}  {about}\n"));
+        }
+        groups.push('\n');
+    }
+    cmd.help_template(format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{groups}Global Options:\n{{options}}\n\nRun 'hako COMMAND --help' for more information on a command.\n"
+    ))
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `hako ps | head` into a panic; a CLI should just end.
     // SAFETY: restoring the default disposition of one signal before anything else runs.
@@ -590,7 +645,10 @@ fn main() -> ExitCode {
             std::path::Path::new(&record),
         ) as u8);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match cli_command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let argv: Vec<String> = std::env::args_os()
@@ -1740,6 +1798,39 @@ fn write_log_line(
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// `hako --help` groups the commands as Docker's `--help` does, each listed once.
+    #[test]
+    fn top_level_help_is_grouped_as_dockers() {
+        let help = cli_command().render_help().to_string();
+        let at = |s: &str| {
+            help.find(s)
+                .unwrap_or_else(|| panic!("{s} missing:\n{help}"))
+        };
+        assert!(at("Common Commands:") < at("Management Commands:"));
+        assert!(at("Management Commands:") < at("\nCommands:"));
+        assert!(at("\nCommands:") < at("Global Options:"));
+        assert!(at("  run ") < at("  exec ") && at("  exec ") < at("Management Commands:"));
+        assert!(
+            at("  network ") > at("Management Commands:") && at("  network ") < at("\nCommands:")
+        );
+        assert!(at("  attach ") > at("\nCommands:"));
+        for name in ["run", "network", "attach", "rm"] {
+            let lines = help
+                .lines()
+                .filter(|l| l.trim_start().split(' ').next() == Some(name))
+                .count();
+            assert_eq!(lines, 1, "{name}:\n{help}");
+        }
+        // A subcommand's help is clap's own.
+        let mut cmd = cli_command();
+        let run = cmd
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(!run.contains("Management Commands"), "{run}");
+    }
 
     /// Subcommands are deferred: their arguments are built only when used. Building the whole
     /// tree still has to give clap's consistency checks and every command its own about text.

@@ -1077,7 +1077,11 @@ fn context_bind_mounts_follow_dockerignore() {
 fn progress_plain_quiet_and_refused_displays() {
     let r = Root::with_busybox();
     let dir = ctx();
-    write(dir.path(), "Dockerfile", "FROM busybox\nRUN echo built > /f\n");
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN echo built > /f\n",
+    );
     let (code, out, err) = build(&r, dir.path(), &["--progress", "plain", "-t", "p:1"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Step 2/2 : RUN echo built > /f"), "{out}");
