@@ -273,6 +273,7 @@ pub(crate) struct RunArgs {
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
     pub(crate) image_and_command: Vec<String>,
 }
 

@@ -62,6 +62,7 @@ pub struct RmiArgs {
     force: bool,
     /// Images
     #[arg(required = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
     images: Vec<String>,
 }
 
@@ -114,6 +115,7 @@ pub struct PushArgs {
     #[arg(long, value_name = "PATH")]
     sign_passphrase_file: Option<std::path::PathBuf>,
     /// NAME[:TAG]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
     name: String,
 }
 
@@ -124,6 +126,7 @@ pub struct SaveArgs {
     output: Option<String>,
     /// Images
     #[arg(required = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
     images: Vec<String>,
 }
 
@@ -149,6 +152,7 @@ pub struct HistoryArgs {
     #[arg(long)]
     format: Option<String>,
     /// Image
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
     image: String,
 }
 
@@ -159,6 +163,7 @@ pub struct InspectArgs {
     format: Option<String>,
     /// Images
     #[arg(required = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
     images: Vec<String>,
 }
 
@@ -798,6 +803,7 @@ pub struct ExportArgs {
     #[arg(short, long)]
     output: Option<String>,
     /// Container
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
     container: String,
 }
 

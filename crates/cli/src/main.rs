@@ -2,6 +2,7 @@
 //! clones the container straight out of this process.
 
 mod build;
+mod complete;
 mod containers;
 mod fmt;
 mod images;
@@ -74,6 +75,7 @@ enum Command {
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag {
         /// Existing image
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
         source: String,
         /// New reference
         target: String,
@@ -121,6 +123,7 @@ enum Command {
         detach_keys: String,
         /// Containers
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Restart one or more containers
@@ -138,18 +141,21 @@ enum Command {
         kind: Option<String>,
         /// Names or IDs
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Pause all processes within one or more containers
     Pause {
         /// Containers
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Unpause all processes within one or more containers
     Unpause {
         /// Containers
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Update the resource limits (and restart policy) of one or more containers
@@ -161,11 +167,13 @@ enum Command {
         restart: Option<String>,
         /// Containers
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Rename a container
     Rename {
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
         /// New name
         new_name: String,
@@ -173,11 +181,13 @@ enum Command {
     /// Inspect changes to files or directories on a container's filesystem
     Diff {
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
     },
     /// Display the running processes of a container
     Top {
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
         /// ps options (default: -ef)
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -195,6 +205,7 @@ enum Command {
         #[arg(long)]
         format: Option<String>,
         /// Containers (default: all running)
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Stop one or more running containers
@@ -207,6 +218,7 @@ enum Command {
     Wait {
         /// Containers
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// Run docker-compose against a private API service of this root
@@ -243,6 +255,7 @@ enum Command {
         #[arg(short = 'c', long = "change")]
         change: Vec<String>,
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
         /// REPOSITORY[:TAG]
         reference: Option<String>,
@@ -253,6 +266,7 @@ enum Command {
     /// List port mappings of a container
     Port {
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
         /// PRIVATE_PORT[/PROTO]
         port: Option<String>,
@@ -272,6 +286,7 @@ enum Command {
         #[arg(long, default_value = "ctrl-p,ctrl-q")]
         detach_keys: String,
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
     },
     /// Execute a command in a running container
@@ -297,7 +312,9 @@ enum Command {
         #[arg(short, long)]
         format: Option<String>,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell): source it
+    /// (`source <(hako completion bash)`); it completes commands, flags and the names of
+    /// containers, images, networks and volumes
     Completion {
         /// Shell
         shell: clap_complete::Shell,
@@ -341,6 +358,7 @@ enum ImageCommand {
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag {
         /// Existing image
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::images))]
         source: String,
         /// New reference
         target: String,
@@ -365,6 +383,7 @@ enum ContainerCommand {
         format: Option<String>,
         /// Containers
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         containers: Vec<String>,
     },
     /// List containers
@@ -415,6 +434,7 @@ struct RmArgs {
     volumes: bool,
     /// Containers (name or id)
     #[arg(required = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
     containers: Vec<String>,
 }
 
@@ -446,6 +466,7 @@ struct ExecArgs {
     privileged: bool,
     /// CONTAINER COMMAND [ARG...]
     #[arg(value_name = "CONTAINER COMMAND [ARG...]", required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
     target: Vec<String>,
 }
 
@@ -491,6 +512,7 @@ struct StopArgs {
     time: u64,
     /// Containers
     #[arg(required = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
     containers: Vec<String>,
 }
 
@@ -501,6 +523,7 @@ struct KillArgs {
     signal: String,
     /// Containers
     #[arg(required = true)]
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
     containers: Vec<String>,
 }
 
@@ -527,6 +550,7 @@ struct LogsArgs {
     #[arg(long)]
     until: Option<String>,
     /// Container
+    #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
     container: String,
 }
 
@@ -604,6 +628,11 @@ fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `hako ps | head` into a panic; a CLI should just end.
     // SAFETY: restoring the default disposition of one signal before anything else runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // A shell asking for completions (`COMPLETE=bash hako -- hako rm <TAB>`): answered, then
+    // exit; otherwise one environment lookup.
+    clap_complete::CompleteEnv::with_factory(cli_command)
+        .bin("hako")
+        .complete();
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
         hako_engine::rootless::holder_main();
     }
@@ -1018,8 +1047,20 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             archive, src, dst, ..
         } => cp(&cli.root, archive, &src, &dst),
         Command::Completion { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "hako", &mut std::io::stdout());
+            // The script calls `hako` back for each completion (COMPLETE=SHELL), so names of
+            // containers, images, networks and volumes complete too.
+            let name = shell.to_string();
+            let shells = clap_complete::env::Shells::builtins();
+            let completer = shells
+                .completer(&name)
+                .ok_or_else(|| anyhow::anyhow!("no completion for shell {name}"))?;
+            completer.write_registration(
+                "COMPLETE",
+                "hako",
+                "hako",
+                "hako",
+                &mut std::io::stdout(),
+            )?;
             Ok(0)
         }
         Command::Version { format: None } => {

@@ -63,6 +63,7 @@ pub enum NetworkCommand {
         format: Option<String>,
         /// Networks
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::networks))]
         names: Vec<String>,
     },
     /// Remove one or more networks
@@ -70,6 +71,7 @@ pub enum NetworkCommand {
     Rm {
         /// Networks
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::networks))]
         names: Vec<String>,
     },
     /// Connect a running container to a network
@@ -84,8 +86,10 @@ pub enum NetworkCommand {
         #[arg(long)]
         alias: Vec<String>,
         /// Network
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::networks))]
         network: String,
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
     },
     /// Disconnect a container from a network
@@ -94,8 +98,10 @@ pub enum NetworkCommand {
         #[arg(short, long)]
         force: bool,
         /// Network
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::networks))]
         network: String,
         /// Container
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::containers))]
         container: String,
     },
     /// Remove all unused networks

@@ -41,6 +41,7 @@ pub enum VolumeCommand {
         format: Option<String>,
         /// Volumes
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::volumes))]
         names: Vec<String>,
     },
     /// Remove one or more volumes
@@ -51,6 +52,7 @@ pub enum VolumeCommand {
         force: bool,
         /// Volumes
         #[arg(required = true)]
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::complete::volumes))]
         names: Vec<String>,
     },
     /// Remove unused volumes (anonymous ones; all unused with -a)

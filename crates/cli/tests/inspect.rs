@@ -285,11 +285,12 @@ fn events_record_the_lifecycle() {
 #[test]
 fn shell_completions_are_generated() {
     let r = Root::new();
-    for shell in ["bash", "zsh", "fish"] {
+    // Each script calls hako back with COMPLETE=SHELL for the candidates.
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let script = r.ok(&["completion", shell]);
         assert!(
-            script.contains("hako") && script.contains("run") && script.lines().count() > 50,
-            "{shell}"
+            script.contains("hako") && script.contains("COMPLETE") && script.contains(shell),
+            "{shell}: {script}"
         );
     }
 }
@@ -531,4 +532,60 @@ fn create_flags_read_back_typed() {
         "10.0.0.5\tdb"
     );
     r.ok(&["rm", "-f", "typed"]);
+}
+
+/// What the shell's completion asks hako (`COMPLETE=bash hako -- hako WORDS…`, as the script
+/// `hako completion bash` installs does): the candidates for the last word.
+fn complete(r: &Root, words: &[&str]) -> Vec<String> {
+    let out = r
+        .cmd(&[])
+        .arg("--")
+        .arg("hako")
+        .args(words)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_IFS", "\n")
+        .env("_CLAP_COMPLETE_INDEX", words.len().to_string())
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Completion knows the root's names: containers where a container goes, images, networks and
+/// volumes likewise; commands and flags as clap knows them; the script it installs calls hako
+/// back.
+#[test]
+fn shell_completion_offers_the_roots_names() {
+    let r = Root::with_busybox();
+    r.ok(&["create", "--name", "webby", "busybox", "true"]);
+    r.ok(&["volume", "create", "datavol"]);
+    assert!(complete(&r, &["rm", ""]).contains(&"webby".to_string()));
+    assert_eq!(complete(&r, &["exec", "-it", "we"]), ["webby"]);
+    assert_eq!(complete(&r, &["run", "busy"]), ["busybox:latest"]);
+    assert!(complete(&r, &["volume", "rm", ""]).contains(&"datavol".to_string()));
+    let nets = complete(&r, &["network", "inspect", ""]);
+    assert!(nets.contains(&"host".to_string()), "{nets:?}");
+    let cmds = complete(&r, &["re"]);
+    assert!(
+        cmds.contains(&"restart".to_string()) && cmds.contains(&"rename".to_string()),
+        "{cmds:?}"
+    );
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("api")),
+        "hidden commands: {cmds:?}"
+    );
+    let script = r.ok(&["completion", "bash"]);
+    assert!(script.contains("COMPLETE=\"bash\""), "{script}");
+    assert!(script.contains("complete -o nospace"), "{script}");
+    r.ok(&["rm", "webby"]);
+    r.ok(&["volume", "rm", "datavol"]);
 }
