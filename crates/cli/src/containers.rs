@@ -517,7 +517,7 @@ fn ensure_image(
             policy,
             platform,
             &mut missing,
-            &mut hako_engine::images::lines_to(&mut err),
+            &mut crate::progress::sink(false, crate::progress::stderr_is_tty(), &mut err),
         )
         .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
     Ok(())

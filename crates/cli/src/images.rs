@@ -353,15 +353,13 @@ pub fn tag(root: &Path, source: &str, target: &str) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// A progress sink for a pull or push: Docker's plain lines on `out`, nothing with `quiet`.
+/// A progress sink for a pull or push on stdout: Docker's display on a terminal, plain lines
+/// otherwise, nothing with `quiet`.
 fn progress_lines(
     quiet: bool,
     out: &mut dyn Write,
 ) -> impl FnMut(images::Progress) -> std::io::Result<()> + '_ {
-    move |p| match p.line() {
-        Some(l) if !quiet => writeln!(out, "{l}"),
-        _ => Ok(()),
-    }
+    crate::progress::sink(quiet, crate::progress::stdout_is_tty(), out)
 }
 
 pub fn pull(root: &Path, a: PullArgs) -> Result<i32, Failure> {

@@ -7,6 +7,7 @@ mod containers;
 mod fmt;
 mod images;
 mod network;
+mod progress;
 mod service;
 mod trust;
 mod usage;

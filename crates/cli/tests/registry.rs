@@ -1498,3 +1498,37 @@ fn search_an_index_and_refuse_a_registry_without_one() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("does not support search"), "{err}");
 }
+
+/// On a terminal, a pull draws each layer's line in place (cursor movements, Docker's
+/// display); into a pipe it prints plain lines without any escape sequence.
+#[test]
+fn pull_progress_is_drawn_in_place_on_a_terminal() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    reg.skopeo_push(layout.path(), "gzip", "tty:1", &[]);
+    let name = reg.name("tty:1");
+    let r = Root::new();
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{} pull {name}", common::hako_bin()),
+        "/dev/null",
+    ])
+    .env("HAKO_ROOT", r.path())
+    .env("COLUMNS", "120");
+    let out = hako_testkit::in_pty(c);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\x1b[2K"), "no line rewritten: {text:?}");
+    assert!(text.contains(": Pull complete"), "{text:?}");
+    assert!(
+        text.contains("Status: Downloaded newer image for"),
+        "{text:?}"
+    );
+    r.ok(&["rmi", &name]);
+    let piped = r.ok(&["pull", &name]);
+    assert!(!piped.contains('\x1b'), "{piped:?}");
+    assert!(piped.contains(": Pull complete"), "{piped}");
+}
