@@ -168,9 +168,14 @@ pub(crate) struct RunArgs {
     /// Proxy received signals to the process (with -it)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) sig_proxy: bool,
-    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]]), or a CDI device
+    /// (vendor.com/class=name, from the specifications in /etc/cdi and /var/run/cdi)
     #[arg(long)]
     pub(crate) device: Vec<String>,
+    /// GPU devices to add to the container ('all', a count, or 'device=ID[,ID...]'): NVIDIA's
+    /// CDI devices (nvidia.com/gpu=...)
+    #[arg(long)]
+    pub(crate) gpus: Option<String>,
     /// Add a rule to the cgroup allowed devices list (e.g. 'c 42:* rmw')
     #[arg(long)]
     pub(crate) device_cgroup_rule: Vec<String>,
@@ -320,6 +325,7 @@ impl RunArgs {
             mac_address: self.mac_address,
             init: self.init,
             device: self.device,
+            gpus: self.gpus,
             device_cgroup_rule: self.device_cgroup_rule,
             pid: self.pid,
             ipc: self.ipc,

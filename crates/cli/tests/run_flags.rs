@@ -778,3 +778,148 @@ fn exec_env_file_and_logs_details() {
     assert_eq!(rest, " one\n");
     r.ok(&["rm", "-f", id]);
 }
+
+/// CDI: `--device vendor.com/class=name` takes the device's edits from a specification (the
+/// test writes its own, in a directory `HAKO_CDI_SPEC_DIRS` names): its device node (allowed
+/// in the device cgroup), variables, bind mounts and createContainer hook, with the
+/// specification's own edits; `inspect` shows Docker's DeviceRequests. An unknown device is
+/// refused at create; `--gpus` names NVIDIA's CDI devices, and says how to make them when no
+/// specification defines any.
+#[test]
+fn cdi_devices_and_gpus_from_specifications() {
+    let r = Root::with_busybox();
+    let dir = tempfile::Builder::new()
+        .prefix("hako-cdi-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("shared.txt"), "from the host\n").unwrap();
+    let state = d.join("state.json");
+    std::fs::create_dir(d.join("specs")).unwrap();
+    std::fs::write(
+        d.join("specs/example.yaml"),
+        format!(
+            r#"cdiVersion: "0.6.0"
+kind: example.com/widget
+containerEdits:
+  env: [WIDGET_SPEC=yes]
+devices:
+- name: one
+  containerEdits:
+    env: [WIDGET=one]
+    deviceNodes:
+    - path: /dev/widget0
+      hostPath: /dev/zero
+    mounts:
+    - hostPath: {shared}
+      containerPath: /widget/shared.txt
+      options: [ro, nosuid, nodev, bind]
+    hooks:
+    - hookName: createContainer
+      path: /bin/sh
+      args: [sh, -c, "cat > {state}"]
+"#,
+            shared = d.join("shared.txt").display(),
+            state = state.display()
+        ),
+    )
+    .unwrap();
+    let specs = d.join("specs");
+    let hako = |args: &[&str]| {
+        let out = r
+            .cmd(args)
+            .env("HAKO_CDI_SPEC_DIRS", &specs)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = hako(&[
+        "run",
+        "--name",
+        "cdi",
+        "--network",
+        "none",
+        "--device",
+        "example.com/widget=one",
+        "busybox",
+        "sh",
+        "-c",
+        "test -c /dev/widget0 && head -c 4 /dev/widget0 | wc -c && echo $WIDGET $WIDGET_SPEC && cat /widget/shared.txt && (echo x > /widget/shared.txt) 2>/dev/null || echo read-only",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "4\none yes\nfrom the host\nread-only\n");
+    let hooked = std::fs::read_to_string(&state).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&hooked).unwrap();
+    // Run during the create, in the container's namespaces, with its state on stdin.
+    assert_eq!(v["status"], "creating", "{hooked}");
+    assert_eq!(v["id"].as_str().map(str::len), Some(64), "{hooked}");
+    let (_, doc, _) = hako(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.DeviceRequests}}",
+        "cdi",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(v[0]["Driver"], "cdi");
+    assert_eq!(v[0]["DeviceIDs"][0], "example.com/widget=one");
+    r.ok(&["rm", "cdi"]);
+
+    // Refused by the engine, as Docker's daemon refuses: run's 125, create's 1.
+    let (code, _, err) = hako(&["run", "--device", "example.com/widget=two", "busybox"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("CDI device example.com/widget=two is not defined"),
+        "{err}"
+    );
+    let (code, _, err) = hako(&["create", "--device", "example.com/widget=two", "busybox"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = hako(&["run", "--gpus", "all", "busybox"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("nvidia-ctk cdi generate"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    std::fs::write(
+        specs.join("nvidia.json"),
+        r#"{"cdiVersion":"0.5.0","kind":"nvidia.com/gpu","devices":[
+            {"name":"0","containerEdits":{"deviceNodes":[{"path":"/dev/nvidia0","hostPath":"/dev/null"}]}},
+            {"name":"1","containerEdits":{"deviceNodes":[{"path":"/dev/nvidia1","hostPath":"/dev/null"}]}}],
+           "containerEdits":{"env":["NVIDIA_VISIBLE_DEVICES=void"]}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = hako(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--gpus",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /dev | grep nvidia; echo $NVIDIA_VISIBLE_DEVICES",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "nvidia0\nvoid\n");
+    let (code, out, err) = hako(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--gpus",
+        "all",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /dev | grep nvidia",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "nvidia0\nnvidia1\n");
+    let (code, _, err) = hako(&["create", "--gpus", "3", "busybox"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("define 2"), "{err}");
+    no_containers(&r);
+}

@@ -252,7 +252,6 @@ fn host_config(
         "HostConfig.MemorySwappiness",
     )?;
     refuse_if(nonzero(h.oom_score_adj), "HostConfig.OomScoreAdj")?;
-    refuse_if(nonempty(&h.device_requests), "HostConfig.DeviceRequests")?;
     refuse_if(
         text(&h.volume_driver).is_some_and(|d| d != "local"),
         "HostConfig.VolumeDriver (other than local)",
@@ -478,6 +477,7 @@ fn host_config(
                 .flatten()
                 .map(|r| options::parse_device_cgroup_rule(r).map(|_| r.clone()))
                 .collect::<Result<_>>()?,
+            cdi_devices: device_requests(h)?,
             // 0 is Docker's "not set" for each of these; the engine checks the values the
             // same way for the CLI's flags and these fields.
             cpu_period: h.cpu_period.filter(|&p| p != 0),
@@ -502,6 +502,57 @@ fn host_config(
         })
         .collect::<Result<_>>()?;
     Ok(())
+}
+
+/// HostConfig.DeviceRequests as CDI device names: driver `cdi` names them (`DeviceIDs`, what
+/// the docker CLI sends for `--device vendor.com/class=name`); a GPU request (driver `nvidia`
+/// or none, capability `gpu`: `--gpus`) is NVIDIA's CDI devices, as `--gpus` maps them.
+fn device_requests(h: &HostConfig) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for r in h.device_requests.iter().flatten() {
+        let driver = r.driver.clone().unwrap_or_default();
+        let ids = r.device_ids.clone().unwrap_or_default();
+        let gpu = r
+            .capabilities
+            .iter()
+            .flatten()
+            .any(|set| set.iter().any(|c| c == "gpu"));
+        match driver.as_str() {
+            "cdi" => {
+                for id in ids {
+                    if !hako_engine::cdi::is_cdi_name(&id) {
+                        return Err(Error::Invalid(format!(
+                            "HostConfig.DeviceRequests: {id:?} is not a CDI device name (vendor.com/class=name)"
+                        )));
+                    }
+                    out.push(id);
+                }
+            }
+            "" | "nvidia" if gpu => {
+                let spec = if !ids.is_empty() {
+                    format!("device={}", ids.join(","))
+                } else {
+                    match r.count.unwrap_or(0) {
+                        -1 => "all".to_string(),
+                        n if n > 0 => n.to_string(),
+                        n => {
+                            return Err(Error::Invalid(format!(
+                                "HostConfig.DeviceRequests: Count {n} asks for no GPU"
+                            )))
+                        }
+                    }
+                };
+                out.extend(hako_engine::cdi::gpus(&spec)?);
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "HostConfig.DeviceRequests: driver {other:?} with capabilities {:?} is not supported by hako (CDI devices and NVIDIA GPUs are)",
+                    r.capabilities.clone().unwrap_or_default()
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// HostConfig.BlkioDevice*: Docker's `ThrottleDevice` list, each with a device and a rate.
@@ -1223,6 +1274,29 @@ mod tests {
         .config;
         assert_eq!(zeros.resources, Resources::default());
         assert!(zeros.links.is_empty() && zeros.volumes_from.is_empty());
+    }
+
+    #[test]
+    fn device_requests_name_cdi_devices() {
+        let c = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"DeviceRequests":[{"Driver":"cdi","DeviceIDs":["example.com/widget=one"]}]}}"#,
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(c.resources.cdi_devices, ["example.com/widget=one"]);
+        for (json, want) in [
+            (
+                r#"{"Image":"b","HostConfig":{"DeviceRequests":[{"Driver":"cdi","DeviceIDs":["/dev/sda"]}]}}"#,
+                "is not a CDI device name",
+            ),
+            (
+                r#"{"Image":"b","HostConfig":{"DeviceRequests":[{"Driver":"acme","Count":1,"Capabilities":[["tpu"]]}]}}"#,
+                "driver \"acme\"",
+            ),
+        ] {
+            let e = from_create_body(&body(json)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct RunFlags {
     pub init: bool,
     /// `--device`.
     pub device: Vec<String>,
+    /// `--gpus`: NVIDIA's CDI devices (`all`, a count, `device=ID,…`).
+    pub gpus: Option<String>,
     /// `--device-cgroup-rule`.
     pub device_cgroup_rule: Vec<String>,
     /// `--pid`.
@@ -410,9 +412,11 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
             devices: daemon(
                 f.device
                     .iter()
+                    .filter(|d| !hako_engine::cdi::is_cdi_name(d))
                     .map(|d| options::parse_device(d))
                     .collect::<Result<_>>(),
             )?,
+            cdi_devices: daemon(cdi_devices(f))?,
             device_cgroup_rules: daemon(
                 f.device_cgroup_rule
                     .iter()
@@ -493,6 +497,20 @@ pub fn environment(env_files: &[String], env: &[String]) -> Result<Vec<String>> 
     }
     for e in env {
         out.extend(env_entry(e));
+    }
+    Ok(out)
+}
+
+/// `--device` values that are CDI names, then `--gpus`'s NVIDIA devices.
+fn cdi_devices(f: &RunFlags) -> Result<Vec<String>> {
+    let mut out: Vec<String> = f
+        .device
+        .iter()
+        .filter(|d| hako_engine::cdi::is_cdi_name(d))
+        .cloned()
+        .collect();
+    if let Some(g) = &f.gpus {
+        out.extend(hako_engine::cdi::gpus(g)?);
     }
     Ok(out)
 }

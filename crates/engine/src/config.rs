@@ -292,6 +292,9 @@ pub struct Resources {
     pub ulimits: Vec<Ulimit>,
     /// Host devices it gets.
     pub devices: Vec<options::DeviceRequest>,
+    /// CDI devices it gets (`--device vendor.com/class=name`, `--gpus`), resolved against the
+    /// CDI specifications at each start ([`crate::cdi`]).
+    pub cdi_devices: Vec<String>,
     /// Device cgroup rules added to Docker's defaults (`c 42:* rmw`).
     pub device_cgroup_rules: Vec<String>,
     /// CFS period in microseconds (`--cpu-period`).

@@ -5,6 +5,7 @@
 pub mod build_cache;
 pub mod build_support;
 pub mod builder;
+pub mod cdi;
 pub mod commit;
 pub mod config;
 pub mod copy;
@@ -384,6 +385,52 @@ pub(crate) struct Prepared {
     pub(crate) net: Option<netwire::NetWire>,
     /// Where the runtime keeps compiled seccomp programs (see [`Engine::seccomp_cache`]).
     pub(crate) seccomp_cache: PathBuf,
+    /// The container's OCI state for its spec's hooks (CDI devices' `createContainer` and
+    /// `startContainer` hooks); `None` when it has none.
+    pub(crate) hook_state: Option<String>,
+}
+
+/// Puts CDI hooks into `spec` (`createContainer` and `startContainer`, run by the runtime in
+/// the container's namespaces) and returns the OCI state they read on their stdin.
+fn cdi_hooks(
+    spec: &mut oci_spec::runtime::Spec,
+    hooks: &[cdi::CdiHook],
+    id: &str,
+    bundle: &Path,
+) -> Result<String> {
+    let mut all = spec.hooks().clone().unwrap_or_default();
+    for h in hooks {
+        let mut b = oci_spec::runtime::HookBuilder::default()
+            .path(&h.path)
+            .args(h.args.clone())
+            .env(h.env.clone());
+        if let Some(t) = h.timeout {
+            b = b.timeout(t);
+        }
+        let hook = b
+            .build()
+            .map_err(|e| Error::Invalid(format!("CDI hook {}: {e}", h.path)))?;
+        let list = if h.hook_name == "createContainer" {
+            all.create_container().clone()
+        } else {
+            all.start_container().clone()
+        };
+        let mut list = list.unwrap_or_default();
+        list.push(hook);
+        if h.hook_name == "createContainer" {
+            all.set_create_container(Some(list));
+        } else {
+            all.set_start_container(Some(list));
+        }
+    }
+    spec.set_hooks(Some(all));
+    Ok(serde_json::json!({
+        "ociVersion": spec.version(),
+        "id": id,
+        "bundle": bundle,
+        "annotations": {},
+    })
+    .to_string())
 }
 
 /// A container's options resolved against its image.
@@ -801,6 +848,8 @@ impl Engine {
         // Before anything else: an image that cannot run here is refused with why, not left
         // to fail at exec with a bare "exec format error".
         let emulator = platform::check(&hako_image::ImagePlatform::of(&image.config))?;
+        // An unknown CDI device is refused now, not at the first start.
+        cdi::check(&opts.resources.cdi_devices)?;
         let cfg = image.config.config().clone().unwrap_or_default();
 
         // Docker's precedence: --entrypoint replaces the image's Entrypoint and drops its Cmd;
@@ -1340,17 +1389,42 @@ impl Engine {
             &image_platform,
             &|id| self.store.resolve(id).is_ok(),
         ));
-        let devices = spec::resolve_devices(&plan.limits.devices, opts.privileged)?;
+        let mut devices = spec::resolve_devices(&plan.limits.devices, opts.privileged)?;
+        // CDI devices, read from their specifications now (they may have changed since the
+        // container was created).
+        let cdi = cdi::resolve(&opts.resources.cdi_devices)?;
+        devices.extend(cdi.devices.iter().cloned());
+        for m in &cdi.mounts {
+            let mut options = m.options.clone();
+            if !options.iter().any(|o| o == "bind" || o == "rbind") {
+                options.push("rbind".into());
+            }
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(&m.container_path)
+                    .typ(m.kind.clone().unwrap_or_else(|| "bind".into()))
+                    .source(&m.host_path)
+                    .options(options)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("CDI mount {}: {e}", m.container_path)))?,
+            );
+        }
         let device_rules =
             limits::device_rules(opts.privileged, &devices, &plan.limits.device_cgroup_rules);
         let spec = spec::build(&spec::SpecInput {
             rootfs: &rootfs,
             args,
-            env: plan.env.clone(),
+            env: plan.env.iter().chain(&cdi.env).cloned().collect(),
             cwd: &plan.workdir,
             uid: plan.user.uid,
             gid: plan.user.gid,
-            additional_gids: plan.user.additional_gids.clone(),
+            additional_gids: plan
+                .user
+                .additional_gids
+                .iter()
+                .chain(&cdi.additional_gids)
+                .copied()
+                .collect(),
             hostname: &plan.hostname,
             net: if opts.network == Network::Host {
                 spec::NetMode::Host
@@ -1371,6 +1445,9 @@ impl Engine {
         })
         .map_err(|e| Error::Invalid(format!("{e}")))?;
         let mut spec = spec;
+        let hook_state = (!cdi.hooks.is_empty())
+            .then(|| cdi_hooks(&mut spec, &cdi.hooks, id, dir))
+            .transpose()?;
         self.apply_namespace_modes(&mut spec, opts)?;
         rootless::apply_userns(&mut spec, opts.userns_mode, opts.user.is_some())?;
         if !opts.privileged {
@@ -1445,6 +1522,7 @@ impl Engine {
             warnings,
             net,
             seccomp_cache: self.seccomp_cache(),
+            hook_state,
         })
     }
 
@@ -1520,6 +1598,7 @@ impl Engine {
                     .map(|c| std::os::fd::AsFd::as_fd(&c.theirs)),
                 seccomp_cache: Some(&prepared.seccomp_cache),
                 seccomp_agent: Some(std::os::fd::AsFd::as_fd(&agent_theirs)),
+                hook_state: prepared.hook_state.as_deref(),
                 ..Default::default()
             },
         )

@@ -267,6 +267,7 @@ fn become_monitor(
             before_start_during_cgroup_join: true,
             console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
             seccomp_cache: Some(&prepared.seccomp_cache),
+            hook_state: prepared.hook_state.as_deref(),
             ..Default::default()
         },
     );

@@ -199,6 +199,9 @@ pub struct HostConfig {
     pub devices: Vec<DeviceMapping>,
     /// `--device-cgroup-rule`.
     pub device_cgroup_rules: Vec<String>,
+    /// CDI devices (`--device vendor.com/class=name`, `--gpus`), as Docker shows them: one
+    /// request of driver `cdi`; null when none.
+    pub device_requests: Option<Vec<DeviceRequestView>>,
     /// `--ulimit`.
     pub ulimits: Vec<UlimitView>,
     /// `--restart`.
@@ -216,6 +219,23 @@ pub struct ThrottleView {
     pub path: String,
     /// Bytes or operations per second.
     pub rate: u64,
+}
+
+/// One entry of `DeviceRequests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceRequestView {
+    /// `cdi`.
+    pub driver: String,
+    /// 0: the devices are named.
+    pub count: i64,
+    /// The CDI names.
+    #[serde(rename = "DeviceIDs")]
+    pub device_ids: Vec<String>,
+    /// None.
+    pub capabilities: Option<Vec<Vec<String>>>,
+    /// None.
+    pub options: BTreeMap<String, String>,
 }
 
 /// One `--device`.
@@ -636,6 +656,15 @@ impl Engine {
                     })
                     .collect(),
                 device_cgroup_rules: opts.resources.device_cgroup_rules.clone(),
+                device_requests: (!opts.resources.cdi_devices.is_empty()).then(|| {
+                    vec![DeviceRequestView {
+                        driver: "cdi".into(),
+                        count: 0,
+                        device_ids: opts.resources.cdi_devices.clone(),
+                        capabilities: None,
+                        options: BTreeMap::new(),
+                    }]
+                }),
                 ulimits: opts
                     .resources
                     .ulimits
