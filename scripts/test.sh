@@ -21,7 +21,7 @@ fi
 # protoc, which the CRI client crate (k8s-cri) needs to build its gRPC types; docker-compose
 # (1.29) and python3-venv: the Engine API tests (crates/cli/tests/api_*.rs); qemu-user-static:
 # the emulator crates/cli/tests/platform.rs registers for its arm64 image.
-apt_install docker-compose python3-venv python3-pip busybox-static debootstrap tar coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd qemu-user-static
+apt_install docker-compose python3-venv python3-pip busybox-static debootstrap tar bzip2 xz-utils coreutils build-essential pkg-config libseccomp-dev ca-certificates curl iproute2 nftables iptables wget docker-registry skopeo containerd procps util-linux podman docker.io attr buildah umoci runc openssl apache2-utils openssh-client git containernetworking-plugins protobuf-compiler uidmap slirp4netns passt passwd qemu-user-static
 ensure_rust
 
 # docker-py (PyPI `docker`) for crates/cli/tests/api_dockerpy.rs, in a venv of its own under

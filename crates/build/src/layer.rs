@@ -261,9 +261,9 @@ impl<'a> LayerWriter<'a> {
     }
 }
 
-/// What ADD extracts, as Docker decides it: a file whose contents (after gzip or zstd
-/// decompression, if it starts with their magic) begin with a valid tar header. Anything else,
-/// a gzip file of plain text included, is copied as it is. `None`: not an archive.
+/// What ADD extracts, as Docker decides it: a file whose contents (after gzip, bzip2, xz or
+/// zstd decompression, if it starts with their magic) begin with a valid tar header. Anything
+/// else, a gzip file of plain text included, is copied as it is. `None`: not an archive.
 pub fn open_archive(path: &Path) -> Result<Option<Box<dyn Read>>, Error> {
     let open = || File::open(path).map_err(Error::io(format!("open {}", path.display())));
     let mut magic = [0u8; 4];
@@ -274,6 +274,10 @@ pub fn open_archive(path: &Path) -> Result<Option<Box<dyn Read>>, Error> {
             Box::new(flate2::read::GzDecoder::new(open()?))
         } else if magic[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             Box::new(zstd::Decoder::new(open()?).map_err(Error::io("read a zstd archive"))?)
+        } else if magic[..n].starts_with(b"BZh") {
+            Box::new(bzip2::read::MultiBzDecoder::new(open()?))
+        } else if magic[..n].starts_with(&[0xfd, b'7', b'z', b'X']) {
+            Box::new(liblzma::read::XzDecoder::new_multi_decoder(open()?))
         } else {
             Box::new(open()?)
         })
@@ -370,6 +374,24 @@ mod tests {
         assert!(is_archive("a.tar", &one_file_tar(true)));
         assert!(is_archive("old.tar", &one_file_tar(false)));
         assert!(is_archive("a.tar.gz", &gz(&one_file_tar(true))));
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        std::io::Write::write_all(&mut bz, &one_file_tar(true)).unwrap();
+        assert!(is_archive("a.tar.bz2", &bz.finish().unwrap()));
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        std::io::Write::write_all(&mut xz, &one_file_tar(true)).unwrap();
+        let xz = xz.finish().unwrap();
+        assert!(is_archive("a.tar.xz", &xz));
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        std::io::Write::write_all(&mut bz, &b"plain text\n".repeat(100)).unwrap();
+        assert!(!is_archive("text.bz2", &bz.finish().unwrap()));
+        let p = d.path().join("a.tar.xz");
+        let mut a = tar::Archive::new(open_archive(&p).unwrap().unwrap());
+        let names: Vec<String> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["f"]);
         let p = d.path().join("a.tar.gz");
         let mut a = tar::Archive::new(open_archive(&p).unwrap().unwrap());
         let names: Vec<String> = a

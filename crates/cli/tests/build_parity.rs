@@ -73,10 +73,19 @@ fn add_copies_compressed_non_archives() {
         .status()
         .unwrap();
     assert!(st.success());
+    // Docker's other compressions: bzip2 and xz.
+    for (flag, name) in [("-cjf", "b.tar.bz2"), ("-cJf", "c.tar.xz")] {
+        let st = Command::new("tar")
+            .args([flag, name, "-C", "t", "inner.txt"])
+            .current_dir(d.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar {flag}");
+    }
     write(
         d.path(),
         "Dockerfile",
-        "FROM busybox\nADD notes.gz /dir/\nADD a.tar.gz /x/\n",
+        "FROM busybox\nADD notes.gz /dir/\nADD a.tar.gz /x/\nADD b.tar.bz2 /b/\nADD c.tar.xz /c/\n",
     );
     let (code, out, err) = build(&r, d.path(), &["-t", "parity-add"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -88,9 +97,12 @@ fn add_copies_compressed_non_archives() {
         "parity-add",
         "sh",
         "-c",
-        "gunzip -c /dir/notes.gz | wc -l; cat /x/inner.txt",
+        "gunzip -c /dir/notes.gz | wc -l; cat /x/inner.txt /b/inner.txt /c/inner.txt",
     ]);
-    assert_eq!(got.split_whitespace().collect::<Vec<_>>(), ["50", "inside"]);
+    assert_eq!(
+        got.split_whitespace().collect::<Vec<_>>(),
+        ["50", "inside", "inside", "inside"]
+    );
 
     // A tar whose only file is cut short, gzipped: an archive, but a broken one.
     let big = d.path().join("big");
