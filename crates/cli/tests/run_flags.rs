@@ -523,7 +523,19 @@ fn volumes_from_shares_binds_and_volumes_with_their_modes() {
 #[test]
 fn link_names_the_other_container_in_etc_hosts() {
     let r = Root::with_busybox();
-    let db = r.ok(&["run", "-d", "--name", "lk-db", "busybox", "sleep", "30"]);
+    let db = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lk-db",
+        "--expose",
+        "5432",
+        "-e",
+        "DB_USER=app",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
     let db = db.trim();
     let ip = inspect(&r, db)["NetworkSettings"]["IPAddress"]
         .as_str()
@@ -557,6 +569,29 @@ fn link_names_the_other_container_in_etc_hosts() {
         "/etc/hosts",
     ]);
     assert_eq!(out, format!("{ip}\tlk-db {}\n", &db[..12]));
+    // On the default bridge, Docker's link variables; the container's own win.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "lk-env",
+        "--link",
+        "lk-db:my-db",
+        "-e",
+        "MY_DB_PORT=mine",
+        "busybox",
+        "sh",
+        "-c",
+        "env | grep ^MY_DB_ | sort",
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "MY_DB_ENV_DB_USER=app\nMY_DB_NAME=/lk-env/my-db\nMY_DB_PORT=mine\n\
+             MY_DB_PORT_5432_TCP=tcp://{ip}:5432\nMY_DB_PORT_5432_TCP_ADDR={ip}\n\
+             MY_DB_PORT_5432_TCP_PORT=5432\nMY_DB_PORT_5432_TCP_PROTO=tcp\n"
+        )
+    );
     let id = r.ok(&[
         "create",
         "--name",

@@ -433,6 +433,23 @@ fn cdi_hooks(
     .to_string())
 }
 
+/// `base` with each `NAME=VALUE` of `over` replacing the variable of that name, or appended:
+/// a name must appear once (getenv reads the first).
+fn replace_or_append<'a>(
+    mut base: Vec<String>,
+    over: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let name = |v: &str| v.split_once('=').map_or(v, |(k, _)| k).to_string();
+    for v in over {
+        let n = name(v);
+        match base.iter_mut().find(|b| name(b) == n) {
+            Some(b) => *b = v.clone(),
+            None => base.push(v.clone()),
+        }
+    }
+    base
+}
+
 /// A container's options resolved against its image.
 pub(crate) struct Plan {
     pub(crate) image: hako_image::Image,
@@ -1357,7 +1374,8 @@ impl Engine {
             .iter()
             .map(|h| format!("{}\t{}", h.ip, h.name))
             .collect();
-        hosts_extra.extend(self.link_hosts(id, opts)?);
+        let (link_hosts, link_env) = self.link_hosts(id, opts)?;
+        hosts_extra.extend(link_hosts);
         let mut etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
         if let Some(other) = opts.network.container() {
             // The other container's own files, so what changes there shows here too.
@@ -1414,7 +1432,9 @@ impl Engine {
         let spec = spec::build(&spec::SpecInput {
             rootfs: &rootfs,
             args,
-            env: plan.env.iter().chain(&cdi.env).cloned().collect(),
+            // Link variables first, replaced by the container's own (`-e`, the image's), as
+            // Docker's daemon merges them; then CDI's.
+            env: replace_or_append(link_env, plan.env.iter().chain(&cdi.env)),
             cwd: &plan.workdir,
             uid: plan.user.uid,
             gid: plan.user.gid,
