@@ -156,6 +156,33 @@ fn image_check_timeout_and_start_period() {
     };
     run("hc-image-on", &[]);
     run("hc-image-off", &["--no-healthcheck"]);
+    // The container's Config shows the image's check merged under its own, as Docker's
+    // daemon stores it.
+    let configured = |c: &str| -> Value {
+        serde_json::from_str(&r.ok(&["inspect", "-f", "{{json .Config.Healthcheck}}", c])).unwrap()
+    };
+    assert_eq!(
+        configured("hc-image-on"),
+        serde_json::json!({"Test": ["CMD-SHELL", "echo from-image"], "Interval": 200_000_000u64, "Retries": 1})
+    );
+    r.ok(&[
+        "create",
+        "--name",
+        "hc-merged",
+        "--health-retries",
+        "7",
+        "hc-image",
+        "true",
+    ]);
+    assert_eq!(
+        configured("hc-merged"),
+        serde_json::json!({"Test": ["CMD-SHELL", "echo from-image"], "Interval": 200_000_000u64, "Retries": 7})
+    );
+    r.ok(&["rm", "hc-merged"]);
+    assert_eq!(
+        configured("hc-image-off")["Test"],
+        serde_json::json!(["NONE"])
+    );
     run(
         "hc-timeout",
         &["--health-cmd", "sleep 5", "--health-timeout", "300ms"],

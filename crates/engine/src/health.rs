@@ -141,6 +141,35 @@ pub fn resolve(own: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Opti
     })
 }
 
+/// The container's check as Docker's daemon stores it in the container's `Config`: the
+/// image's, with each field the container sets (a test, a non-zero time or count) replacing
+/// the image's; no defaults filled in (those are [`resolve`]'s).
+pub fn merge(own: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Option<HealthConfig> {
+    let (own, image) = match (own, image) {
+        (None, None) => return None,
+        (Some(o), None) => return Some(o.clone()),
+        (None, Some(i)) => return Some(i.clone()),
+        (Some(o), Some(i)) => (o, i),
+    };
+    let or = |a: i64, b: i64| if a != 0 { a } else { b };
+    Some(HealthConfig {
+        test: if own.test.is_empty() {
+            image.test.clone()
+        } else {
+            own.test.clone()
+        },
+        interval: or(own.interval, image.interval),
+        timeout: or(own.timeout, image.timeout),
+        start_period: or(own.start_period, image.start_period),
+        start_interval: or(own.start_interval, image.start_interval),
+        retries: if own.retries != 0 {
+            own.retries
+        } else {
+            image.retries
+        },
+    })
+}
+
 /// An image config's `config.Healthcheck` (Docker's extension of the OCI config).
 pub fn image_healthcheck(config: &serde_json::Value) -> Option<HealthConfig> {
     let h = config.get("config")?.get("Healthcheck")?;
@@ -452,6 +481,30 @@ mod tests {
     /// Docker's state machine: failures in the start period do not count while starting; a
     /// success makes it healthy and resets the streak; `retries` failures in a row make it
     /// unhealthy; five results are kept.
+    #[test]
+    fn merge_fills_what_the_container_leaves_unset_from_the_image() {
+        let image = HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            interval: 5,
+            timeout: 7,
+            ..Default::default()
+        };
+        let own = HealthConfig {
+            retries: 7,
+            interval: 9,
+            ..Default::default()
+        };
+        let m = merge(Some(&own), Some(&image)).unwrap();
+        assert_eq!(m.test, ["CMD", "true"]);
+        assert_eq!((m.interval, m.timeout, m.retries), (9, 7, 7));
+        assert_eq!(merge(None, Some(&image)), Some(image.clone()));
+        let none = HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        };
+        assert_eq!(merge(Some(&none), Some(&image)).unwrap().test, ["NONE"]);
+    }
+
     #[test]
     fn state_machine() {
         let mut h = Health::starting(None);

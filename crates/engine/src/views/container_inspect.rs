@@ -721,18 +721,48 @@ impl Engine {
                 entrypoint: opts.entrypoint.clone(),
                 labels: opts.labels.clone(),
                 stop_timeout: opts.stop_timeout,
-                healthcheck: opts.healthcheck.as_ref().map(|h| Healthcheck {
-                    test: h.test.clone(),
-                    interval: h.interval,
-                    timeout: h.timeout,
-                    start_period: h.start_period,
-                    start_interval: h.start_interval,
-                    retries: i64::from(h.retries),
-                }),
+                healthcheck: self
+                    .configured_health(&opts, &c.image_id)
+                    .map(|h| Healthcheck {
+                        test: h.test,
+                        interval: h.interval,
+                        timeout: h.timeout,
+                        start_period: h.start_period,
+                        start_interval: h.start_interval,
+                        retries: i64::from(h.retries),
+                    }),
             },
             network_settings,
             id: c.id,
         })
+    }
+
+    /// The check of `Config.Healthcheck`: the container's merged over its image's
+    /// ([`crate::health::merge`]); the image's config is read only when the container's own
+    /// leaves a field unset.
+    fn configured_health(
+        &self,
+        opts: &crate::ContainerConfig,
+        image_id: &str,
+    ) -> Option<crate::config::HealthConfig> {
+        let own = opts.healthcheck.as_ref();
+        let complete = own.is_some_and(|h| {
+            !h.test.is_empty()
+                && h.interval != 0
+                && h.timeout != 0
+                && h.start_period != 0
+                && h.start_interval != 0
+                && h.retries != 0
+        });
+        let image = if complete {
+            None
+        } else {
+            std::fs::read(self.images().blob_path(image_id))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| crate::health::image_healthcheck(&v))
+        };
+        crate::health::merge(own, image.as_ref())
     }
 
     /// Docker's NetworkSettings: per network in `Networks`, and at the top level for the
