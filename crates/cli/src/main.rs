@@ -450,6 +450,10 @@ struct ExecArgs {
     /// Read in a file of environment variables
     #[arg(long)]
     env_file: Vec<String>,
+    /// Override the key sequence for detaching a container; hako's exec sessions do not
+    /// detach, so every key (these included) goes to the process, and a warning says so
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Keep STDIN open
     #[arg(short, long)]
     interactive: bool,
@@ -915,6 +919,14 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             if a.tty && a.interactive && !a.detach {
                 fmt::require_terminal_stdin()?;
+            }
+            if let Some(keys) = &a.detach_keys {
+                hako_engine::tty::parse_detach_keys(keys)?;
+                if a.interactive && !a.detach {
+                    eprintln!(
+                        "WARNING: hako exec sessions do not detach: {keys} goes to the process like any other key"
+                    );
+                }
             }
             let engine = open(&cli.root)?;
             if a.workdir.as_deref().is_some_and(|w| !w.starts_with('/')) {

@@ -958,3 +958,23 @@ devices:
     assert!(err.contains("define 2"), "{err}");
     no_containers(&r);
 }
+
+/// `exec --detach-keys`: a malformed sequence is refused as Docker refuses it; a valid one is
+/// taken, with a warning that hako's exec sessions do not detach (the keys reach the process).
+#[test]
+fn exec_detach_keys_are_checked_and_said_not_to_detach() {
+    let r = Root::with_busybox();
+    let id = r.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    let (code, _, err) = r.run(&["exec", "--detach-keys", "ctrl-", id, "true"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Invalid detach keys (ctrl-) provided"),
+        "{err}"
+    );
+    let (code, out, err) = r.run(&["exec", "-i", "--detach-keys", "ctrl-x", id, "echo", "hi"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "hi\n");
+    assert!(err.contains("do not detach"), "{err}");
+    r.ok(&["rm", "-f", id]);
+}
