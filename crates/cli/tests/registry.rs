@@ -141,6 +141,18 @@ impl Layout {
     }
 }
 
+/// A private registry holding the gzip busybox image under each of `names` (`repo:tag`).
+fn registry_holding(names: &[&str]) -> Registry {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let gz = layout.image(Comp::Gzip, "linux", "amd64");
+    layout.tag(gz, "gzip");
+    for n in names {
+        reg.skopeo_push(layout.path(), "gzip", n, &[]);
+    }
+    reg
+}
+
 fn count_entries(p: &Path) -> usize {
     std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0)
 }
@@ -360,11 +372,7 @@ fn push_then_skopeo_inspect_and_pull_back() {
 
 #[test]
 fn tampered_blob_is_rejected_and_nothing_committed() {
-    let reg = Registry::start();
-    let mut layout = Layout::new();
-    let gz = layout.image(Comp::Gzip, "linux", "amd64");
-    layout.tag(gz, "gzip");
-    reg.skopeo_push(layout.path(), "gzip", "bad:latest", &[]);
+    let reg = registry_holding(&["bad:latest"]);
     let manifest = Command::new(need("skopeo"))
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(format!("docker://{}", reg.name("bad:latest")))
@@ -702,11 +710,7 @@ impl Proxy {
 
 /// A registry holding busybox (gzip) as `repo:latest`; returns it with the layer digest.
 fn registry_with_busybox(repo: &str) -> (Registry, String) {
-    let reg = Registry::start();
-    let mut layout = Layout::new();
-    let gz = layout.image(Comp::Gzip, "linux", "amd64");
-    layout.tag(gz, "gzip");
-    reg.skopeo_push(layout.path(), "gzip", &format!("{repo}:latest"), &[]);
+    let reg = registry_holding(&[&format!("{repo}:latest")]);
     let m: serde_json::Value =
         serde_json::from_slice(&skopeo_raw(&reg.name(&format!("{repo}:latest")))).unwrap();
     let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
@@ -1366,13 +1370,7 @@ fn pull_refuses_more_than_125_layers_before_downloading_any() {
 /// for the repository at the end, as Docker prints it; a tag with `-a` is refused.
 #[test]
 fn pull_all_tags_takes_every_tag_the_registry_lists() {
-    let reg = Registry::start();
-    let mut layout = Layout::new();
-    let gz = layout.image(Comp::Gzip, "linux", "amd64");
-    layout.tag(gz, "gzip");
-    for tag in ["one", "two", "three"] {
-        reg.skopeo_push(layout.path(), "gzip", &format!("many:{tag}"), &[]);
-    }
+    let reg = registry_holding(&["many:one", "many:two", "many:three"]);
     let r = Root::new();
     let name = reg.name("many");
     let out = r.ok(&["pull", "--all-tags", &name]);
@@ -1503,11 +1501,7 @@ fn search_an_index_and_refuse_a_registry_without_one() {
 /// display); into a pipe it prints plain lines without any escape sequence.
 #[test]
 fn pull_progress_is_drawn_in_place_on_a_terminal() {
-    let reg = Registry::start();
-    let mut layout = Layout::new();
-    let gz = layout.image(Comp::Gzip, "linux", "amd64");
-    layout.tag(gz, "gzip");
-    reg.skopeo_push(layout.path(), "gzip", "tty:1", &[]);
+    let reg = registry_holding(&["tty:1"]);
     let name = reg.name("tty:1");
     let r = Root::new();
     let mut c = Command::new("script");
