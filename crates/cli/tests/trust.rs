@@ -113,6 +113,21 @@ impl Trust {
         )
     }
 
+    /// `hako push --sign-by-sigstore-private-key KEY --sign-passphrase-file PASS NAME`.
+    fn push_sigstore(&self, root: &Root, key: &Path, pass: &str, name: &str) -> Output {
+        self.hako(
+            root,
+            &[
+                "push",
+                "--sign-by-sigstore-private-key",
+                key.to_str().unwrap(),
+                "--sign-passphrase-file",
+                self.path(pass).to_str().unwrap(),
+                name,
+            ],
+        )
+    }
+
     fn sigstore_req(key: &Path) -> String {
         format!(
             r#"{{"type":"sigstoreSigned","keyPath":"{}"}}"#,
@@ -201,17 +216,7 @@ fn sigstore_signed_by_skopeo_verified_by_hako() {
             stderr(&out).trim()
         );
         root.ok(&["tag", "busybox", &signed]);
-        let out = t.hako(
-            &root,
-            &[
-                "push",
-                "--sign-by-sigstore-private-key",
-                private.to_str().unwrap(),
-                "--sign-passphrase-file",
-                t.path("pass").to_str().unwrap(),
-                &signed,
-            ],
-        );
+        let out = t.push_sigstore(&root, &private, "pass", &signed);
         assert!(out.status.success(), "{}", stderr(&out));
     } else {
         assert!(
@@ -333,17 +338,7 @@ fn sigstore_signed_by_hako_verified_by_skopeo_and_tampering_rejected() {
 
     // A wrong passphrase fails before anything is uploaded.
     std::fs::write(t.path("badpass"), "nope").unwrap();
-    let out = t.hako(
-        &root,
-        &[
-            "push",
-            "--sign-by-sigstore-private-key",
-            private.to_str().unwrap(),
-            "--sign-passphrase-file",
-            t.path("badpass").to_str().unwrap(),
-            &name,
-        ],
-    );
+    let out = t.push_sigstore(&root, &private, "badpass", &name);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("wrong passphrase"),
@@ -357,17 +352,7 @@ fn sigstore_signed_by_hako_verified_by_skopeo_and_tampering_rejected() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "404");
 
-    let out = t.hako(
-        &root,
-        &[
-            "push",
-            "--sign-by-sigstore-private-key",
-            private.to_str().unwrap(),
-            "--sign-passphrase-file",
-            t.path("pass").to_str().unwrap(),
-            &name,
-        ],
-    );
+    let out = t.push_sigstore(&root, &private, "pass", &name);
     assert!(out.status.success(), "{}", stderr(&out));
     let (digest, manifest) = manifest_of(&reg, "hs", "1");
     let sig_tag = format!("sha256-{}.sig", &digest[7..]);
@@ -543,17 +528,7 @@ fn run_checks_a_stored_image_under_the_policy_in_effect() {
     assert!(err.contains("no sigstore signature exists"), "{err}");
     assert_eq!(root.ok(&["ps", "-aq"]), "", "nothing created");
 
-    let out = t.hako(
-        &root,
-        &[
-            "push",
-            "--sign-by-sigstore-private-key",
-            private.to_str().unwrap(),
-            "--sign-passphrase-file",
-            t.path("pass").to_str().unwrap(),
-            &name,
-        ],
-    );
+    let out = t.push_sigstore(&root, &private, "pass", &name);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&name);
     assert!(out.status.success(), "{}", stderr(&out));
