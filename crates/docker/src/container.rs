@@ -1247,17 +1247,7 @@ mod tests {
         .unwrap()
         .config;
         let f = flags::RunFlags {
-            more: flags::MoreResourceFlags {
-                cpu_period: Some(50_000),
-                cpu_quota: Some(-1),
-                memory_reservation: Some("32m".into()),
-                oom_kill_disable: true,
-                blkio_weight: Some(300),
-                device_read_bps: vec!["/dev/vda:1mb".into()],
-                device_write_bps: vec!["/dev/vda:512".into()],
-                device_read_iops: vec!["/dev/vda:100".into()],
-                device_write_iops: vec!["/dev/vdb:7".into()],
-            },
+            more: flags::MoreResourceFlags::every_one_set(),
             link: vec!["db:data".into()],
             volumes_from: vec!["store:ro".into()],
             image_and_command: vec!["busybox".into()],

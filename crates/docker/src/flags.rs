@@ -177,6 +177,23 @@ pub struct MoreResourceFlags {
 }
 
 impl MoreResourceFlags {
+    /// Each of these limits set (the tests of the flags and of the API's HostConfig compare
+    /// what they become).
+    #[cfg(test)]
+    pub(crate) fn every_one_set() -> MoreResourceFlags {
+        MoreResourceFlags {
+            cpu_period: Some(50_000),
+            cpu_quota: Some(-1),
+            memory_reservation: Some("32m".into()),
+            oom_kill_disable: true,
+            blkio_weight: Some(300),
+            device_read_bps: vec!["/dev/vda:1mb".into()],
+            device_write_bps: vec!["/dev/vda:512".into()],
+            device_read_iops: vec!["/dev/vda:100".into()],
+            device_write_iops: vec!["/dev/vdb:7".into()],
+        }
+    }
+
     /// Docker's CLI reading of them (its errors for values it cannot parse); the daemon's
     /// checks are the engine's.
     fn apply(&self, r: &mut Resources) -> Result<()> {
@@ -823,17 +840,7 @@ mod tests {
     #[test]
     fn io_rates_and_cfs_flags_become_typed() {
         let mut f = flags(&["busybox"]);
-        f.more = MoreResourceFlags {
-            cpu_period: Some(50_000),
-            cpu_quota: Some(-1),
-            memory_reservation: Some("32m".into()),
-            oom_kill_disable: true,
-            blkio_weight: Some(300),
-            device_read_bps: vec!["/dev/vda:1mb".into()],
-            device_write_bps: vec!["/dev/vda:512".into()],
-            device_read_iops: vec!["/dev/vda:100".into()],
-            device_write_iops: vec!["/dev/vdb:7".into()],
-        };
+        f.more = MoreResourceFlags::every_one_set();
         let r = container_config(&f).unwrap().config.resources;
         assert_eq!((r.cpu_period, r.cpu_quota), (Some(50_000), Some(-1)));
         assert_eq!(r.memory_reservation, Some(32 << 20));
