@@ -650,3 +650,118 @@ fn missing_syscalls_reported_at_exit_and_in_inspect() {
     );
     assert_eq!(err.lines().count(), 2, "{err}");
 }
+
+/// A detached container's monitor is its seccomp agent: what got ENOSYS is in `inspect` once
+/// it exited, also a call made after the container closed its output (the monitor answers
+/// until the container's end, not only while it relays). A `start` clears the record of the
+/// run before and records its own; `-t` (the monitor's terminal loop) records too.
+#[test]
+fn missing_syscalls_of_detached_containers_in_inspect() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let missing = |name: &str| {
+        r.ok(&["inspect", "-f", "{{json .State.MissingSyscalls}}", name])
+            .trim()
+            .to_string()
+    };
+    // The first run calls 1000 and, once its output is closed, 1003; a second run waits for
+    // /go, then calls 1001.
+    let script = r#"if [ -e /ran ]; then
+        while [ ! -e /go ]; do sleep 0.05; done
+        perl -e 'print syscall(1001), qq( ), $!+0, qq(\n)'
+    else
+        touch /ran
+        perl -e 'print syscall(1000), qq( ), $!+0, qq(\n); syscall(1000)'
+        exec >&- 2>&-
+        perl -e 'syscall(1003) == -1 && $!+0 == 38 or exit 9'
+    fi"#;
+    r.ok(&["run", "-d", "--name", "bg", "trixie", "sh", "-c", script]);
+    assert_eq!(r.ok(&["wait", "bg"]).trim(), "0");
+    assert_eq!(r.ok(&["logs", "bg"]), "-1 38\n");
+    assert_eq!(
+        missing("bg"),
+        r#"[{"Name":null,"Number":1000,"Reason":"kernel"},{"Name":null,"Number":1003,"Reason":"kernel"}]"#
+    );
+
+    r.ok(&["start", "bg"]);
+    assert_eq!(missing("bg"), "[]", "a start clears the last run's record");
+    r.ok(&["exec", "bg", "touch", "/go"]);
+    assert_eq!(r.ok(&["wait", "bg"]).trim(), "0");
+    assert_eq!(
+        missing("bg"),
+        r#"[{"Name":null,"Number":1001,"Reason":"kernel"}]"#
+    );
+    r.ok(&["rm", "bg"]);
+
+    r.ok(&[
+        "run",
+        "-dt",
+        "--name",
+        "tty",
+        "trixie",
+        "perl",
+        "-e",
+        "syscall(1002) == -1 && $!+0 == 38 or exit 9",
+    ]);
+    assert_eq!(r.ok(&["wait", "tty"]).trim(), "0");
+    assert_eq!(
+        missing("tty"),
+        r#"[{"Name":null,"Number":1002,"Reason":"kernel"}]"#
+    );
+    r.ok(&["rm", "tty"]);
+}
+
+/// A call waiting for a monitor that dies is answered by the kernel with ENOSYS (the
+/// listener closes with it), so the container goes on as it would have without the agent.
+#[test]
+fn a_dead_monitors_pending_call_gets_enosys() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let script = r#"while [ ! -e /go ]; do sleep 0.05; done
+        perl -e 'print syscall(1000), qq( ), $!+0' > /res.tmp
+        mv /res.tmp /res
+        sleep 1000"#;
+    r.ok(&[
+        "run", "-d", "--name", "orphan", "trixie", "sh", "-c", script,
+    ]);
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "orphan"]);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap();
+    // The fourth field, after the command name in parentheses.
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let monitor = nix::unistd::Pid::from_raw(monitor);
+    assert!(
+        std::fs::read_to_string(format!("/proc/{monitor}/comm"))
+            .unwrap()
+            .starts_with("hako-monitor"),
+        "the container's parent is its monitor"
+    );
+    // Stopped, the monitor cannot answer: the call waits.
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    r.ok(&["exec", "orphan", "touch", "/go"]);
+    let result = || {
+        let (code, out, _) = r.run(&["exec", "orphan", "cat", "/res"]);
+        (code == 0).then_some(out)
+    };
+    let waited = common::wait_for(1, || result().is_some());
+    assert!(!waited, "the call waits for the stopped monitor");
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(common::wait_for(10, || result().is_some()));
+    assert_eq!(result().unwrap(), "-1 38");
+    r.ok(&["rm", "-f", "orphan"]);
+}

@@ -1,13 +1,18 @@
 //! Syscalls a container called that got ENOSYS: ones this kernel lacks (numbers past every
 //! syscall the seccomp profile names) and ones the profile answers with ENOSYS to stand for an
 //! older kernel. The filter notifies them (seccomp user notification) instead of answering
-//! itself; a thread of the foreground `run` receives each, records it and answers ENOSYS, so
-//! the container sees what it would have seen. Allowed syscalls never reach a notification,
-//! so a container that calls none of these costs only the listener's hand-over at start.
+//! itself; an agent receives each, records it and answers ENOSYS, so the container sees what
+//! it would have seen: a thread of the foreground `run` or `exec`, or, for a detached
+//! container, its monitor (`hako-monitor`, which writes the numbers into the exit file for
+//! [`crate::Engine::finish_detached`]). Allowed syscalls never reach a notification, so a
+//! container that calls none of these costs only the listener's hand-over at start.
 
+use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use nix::sys::socket::MsgFlags;
 use serde::{Deserialize, Serialize};
 
 /// One syscall the container called and got ENOSYS for.
@@ -70,6 +75,67 @@ pub(crate) fn notify_enosys_rules(
     Some((spec, names))
 }
 
+/// The spec to spawn with an agent: only a profile of the user's has its ENOSYS rules
+/// notified. The default one answers clone3 with ENOSYS because a filter cannot read its
+/// flags, which glibc meets at every thread it starts; that is hako's choice, not a missing
+/// syscall, and a round trip to the agent each time. Also the names those rules cover.
+pub(crate) fn agent_spec<'a>(
+    spec: &'a oci_spec::runtime::Spec,
+    seccomp: &crate::seccomp::Seccomp,
+) -> (Cow<'a, oci_spec::runtime::Spec>, Vec<String>) {
+    let notified = match seccomp {
+        crate::seccomp::Seccomp::Custom(_) => notify_enosys_rules(spec),
+        _ => None,
+    };
+    match notified {
+        Some((s, names)) => (Cow::Owned(s), names),
+        None => (Cow::Borrowed(spec), Vec::new()),
+    }
+}
+
+/// Where a detached container's monitor start leaves the names of the profile's ENOSYS rules,
+/// for its finish to tell `profile` from `kernel`. Written at each start that has some; a
+/// container's profile never changes, so one left from an earlier start says the same.
+fn profile_names_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("seccomp-enosys")
+}
+
+/// Records `names` (see [`profile_names_path`]); nothing when there are none.
+pub(crate) fn save_profile_names(dir: &Path, names: &[String]) -> std::io::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    std::fs::write(profile_names_path(dir), names.join("\n"))
+}
+
+/// What [`save_profile_names`] recorded for the container in `dir`.
+pub(crate) fn load_profile_names(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(profile_names_path(dir))
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The syscalls numbered `numbers` (each once, in the order first called) with their names,
+/// and why they got ENOSYS: `profile` for one of `profile_names`, else `kernel`.
+pub(crate) fn describe(numbers: &[i64], profile_names: &[String]) -> Vec<MissingSyscall> {
+    numbers
+        .iter()
+        .map(|&nr| {
+            let name = i32::try_from(nr).ok().and_then(hako_runtime::syscall_name);
+            let reason = if name.as_ref().is_some_and(|n| profile_names.contains(n)) {
+                "profile"
+            } else {
+                "kernel"
+            };
+            MissingSyscall {
+                number: nr,
+                name,
+                reason: reason.into(),
+            }
+        })
+        .collect()
+}
+
 /// The thread that answers the notifications and what it recorded.
 pub(crate) struct Agent {
     thread: Option<std::thread::JoinHandle<()>>,
@@ -115,24 +181,7 @@ impl Agent {
             let _ = t.join();
         }
         let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
-        seen.into_iter()
-            .map(|nr| {
-                let name = i32::try_from(nr).ok().and_then(hako_runtime::syscall_name);
-                let reason = if name
-                    .as_ref()
-                    .is_some_and(|n| self.profile_names.contains(n))
-                {
-                    "profile"
-                } else {
-                    "kernel"
-                };
-                MissingSyscall {
-                    number: nr,
-                    name,
-                    reason: reason.into(),
-                }
-            })
-            .collect()
+        describe(&seen, &self.profile_names)
     }
 }
 
@@ -171,7 +220,7 @@ fn serve(ours: OwnedFd, stop: OwnedFd, seen: Arc<Mutex<Vec<i64>>>) {
     if !wait(&ours, &stop) {
         return;
     }
-    let Some(listener) = receive_listener(&ours) else {
+    let Some(listener) = receive_listener(&ours, MsgFlags::empty()) else {
         return;
     };
     while wait(&listener, &stop) {
@@ -216,9 +265,16 @@ fn serve(ours: OwnedFd, stop: OwnedFd, seen: Arc<Mutex<Vec<i64>>>) {
     }
 }
 
+/// The listener the runtime sent on our end of the agent's socket, if it sent one: the runtime
+/// hands it over before [`hako_runtime::spawn`] returns, so this never waits. A container
+/// without a filter (unconfined, privileged) has none.
+pub(crate) fn take_listener(ours: &OwnedFd) -> Option<OwnedFd> {
+    receive_listener(ours, MsgFlags::MSG_DONTWAIT)
+}
+
 /// The listener the runtime sends (SCM_RIGHTS, with the OCI state as payload, ignored here).
-fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+fn receive_listener(sock: &OwnedFd, flags: MsgFlags) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, UnixAddr};
     let mut buf = vec![0u8; 64 * 1024];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -226,7 +282,7 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
+        MsgFlags::MSG_CMSG_CLOEXEC | flags,
     )
     .ok()?;
     for c in msg.cmsgs().ok()? {
