@@ -715,6 +715,34 @@ fn missing_syscalls_of_detached_containers_in_inspect() {
     r.ok(&["rm", "tty"]);
 }
 
+/// A foreground `exec` is its own process's agent, as `run` is: the line at its exit, and the
+/// program's own status.
+#[test]
+fn missing_syscalls_of_exec_reported_at_its_exit() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    r.ok(&["run", "-d", "--name", "host", "trixie", "sleep", "1000"]);
+    let (code, out, err) = r.run(&[
+        "exec",
+        "host",
+        "perl",
+        "-e",
+        "print syscall(1000), qq( ), $!+0, qq(\\n); exit 3",
+    ]);
+    assert_eq!((code, out.as_str()), (3, "-1 38\n"), "{err}");
+    assert_eq!(
+        err,
+        "hako: the container called syscall 1000, which this kernel does not implement (or the seccomp profile does not know): it got ENOSYS\n"
+    );
+    let (code, _, err) = r.run(&["exec", "host", "true"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    r.ok(&["rm", "-f", "host"]);
+}
+
 /// A call waiting for a monitor that dies is answered by the kernel with ENOSYS (the
 /// listener closes with it), so the container goes on as it would have without the agent.
 #[test]

@@ -126,6 +126,23 @@ impl Engine {
             None
         };
         let seccomp_cache = self.seccomp_cache();
+        // As `run`, a foreground exec is its own seccomp agent ([`crate::missing`]): the
+        // process gets its own filter (it joins the container, it is not forked from it), whose
+        // listener comes to us. A detached one has nobody to outlive it and answer: its filter
+        // answers ENOSYS itself, unrecorded.
+        let agent = if opts.detach {
+            None
+        } else {
+            Some(
+                crate::missing::socket_pair()
+                    .map_err(|e| Error::io("create the seccomp agent's socket", e))?,
+            )
+        };
+        let (s, profile_enosys) = if agent.is_some() {
+            crate::missing::agent_spec(&s, &run.seccomp)
+        } else {
+            (std::borrow::Cow::Borrowed(&s), Vec::new())
+        };
         // The runtime writes to pipes of a process that may die while it joins the container.
         let pipe = crate::SigpipeBlocked::new();
         let running = hako_runtime::spawn(
@@ -141,15 +158,21 @@ impl Engine {
                 console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
                 seccomp_cache: Some(&seccomp_cache),
                 enter_existing_root,
+                seccomp_agent: agent.as_ref().map(|(_, theirs)| theirs.as_fd()),
                 ..Default::default()
             },
         );
         drop(pipe);
         let running = running?;
-        if opts.detach {
+        let Some((ours, theirs)) = agent else {
             running.detach();
             return Ok(0);
-        }
+        };
+        drop(theirs);
+        // A process whose calls could not be answered would hang in them: without the thread,
+        // it is killed (dropping `running`) rather than left waiting.
+        let agent = crate::missing::Agent::start(ours, profile_enosys)
+            .map_err(|e| Error::io("start the seccomp agent", e))?;
         let relay = match console {
             Some(c) => {
                 let master = c.master()?;
@@ -162,6 +185,11 @@ impl Engine {
         if let Some((t, raw)) = relay {
             let _ = t.join();
             drop(raw);
+        }
+        // What `run` prints too; the container's `.State.MissingSyscalls` is its own
+        // process's.
+        for m in agent.finish() {
+            eprintln!("hako: {}", m.message());
         }
         Ok(status?.code())
     }
