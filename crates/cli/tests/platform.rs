@@ -793,3 +793,35 @@ fn a_dead_monitors_pending_call_gets_enosys() {
     assert_eq!(result().unwrap(), "-1 38");
     r.ok(&["rm", "-f", "orphan"]);
 }
+
+/// `hako info` names the newest syscall libseccomp knows that this kernel has: newer ones get
+/// ENOSYS in containers whatever the kernel.
+#[test]
+fn info_names_the_newest_syscall() {
+    let r = Root::new();
+    let info = r.ok(&["info"]);
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("  Newest syscall: "))
+        .unwrap_or_else(|| panic!("{info}"));
+    let (name, rest) = line.split_once(" (").unwrap();
+    let nr: u32 = rest.split_once(')').unwrap().0.parse().unwrap();
+    // clone3 (435) came with Linux 5.3 and libseccomp 2.4.2.
+    assert!(nr >= 435, "{line}");
+    assert!(
+        line.ends_with("which no seccomp profile can name")
+            || line.contains("which this kernel lacks"),
+        "{line}"
+    );
+    let prefix = match std::env::consts::ARCH {
+        "aarch64" => "__arm64_sys_",
+        _ => "__x64_sys_",
+    };
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    assert!(
+        kallsyms
+            .lines()
+            .any(|l| l.ends_with(&format!(" {prefix}{name}"))),
+        "{line}"
+    );
+}

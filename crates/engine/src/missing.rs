@@ -297,6 +297,52 @@ fn receive_listener(sock: &OwnedFd, flags: MsgFlags) -> Option<OwnedFd> {
     None
 }
 
+/// For `hako info`: the newest syscall (highest number) libseccomp names on this architecture
+/// that this kernel implements. The seccomp profiles can name no newer one, so a container
+/// gets ENOSYS for a newer syscall even where the kernel has it (the filter answers numbers
+/// past the profile's highest), and its programs' fallbacks apply.
+pub fn newest_syscall() -> String {
+    let known: Vec<(i32, String)> = (0..1024)
+        .filter_map(|nr| hako_runtime::syscall_name(nr).map(|n| (nr, n)))
+        .collect();
+    let Some((top_nr, top)) = known.last() else {
+        return "unknown (libseccomp names no syscall for this architecture)".into();
+    };
+    // The kernel's entry points (`__x64_sys_NAME`) name what it was built with; kallsyms
+    // lists them for every user (addresses hidden from the unprivileged). Some are of other
+    // ABIs (ia32, 16-bit uids), so they tell whether a name libseccomp knows is there, not
+    // which numbers exist.
+    let prefix = match std::env::consts::ARCH {
+        "x86_64" => "__x64_sys_",
+        "aarch64" => "__arm64_sys_",
+        _ => "",
+    };
+    let kernel: std::collections::HashSet<String> = std::fs::read_to_string("/proc/kallsyms")
+        .unwrap_or_default()
+        .lines()
+        .filter(|_| !prefix.is_empty())
+        .filter_map(|l| l.rsplit(' ').next()?.strip_prefix(prefix))
+        .map(str::to_owned)
+        .collect();
+    let newer = "containers get ENOSYS for newer ones, which no seccomp profile can name";
+    if kernel.is_empty() {
+        return format!(
+            "{top} ({top_nr}) is the newest libseccomp names (whether this kernel has it is unknown without /proc/kallsyms); {newer}"
+        );
+    }
+    match known.iter().rev().find(|(_, n)| kernel.contains(n)) {
+        Some((nr, name)) if nr == top_nr => {
+            format!("{name} ({nr}), the newest libseccomp names; {newer}")
+        }
+        Some((nr, name)) => format!(
+            "{name} ({nr}); libseccomp names newer ones up to {top} ({top_nr}), which this kernel lacks"
+        ),
+        None => format!(
+            "unknown (this kernel has none of the syscalls libseccomp names, up to {top} ({top_nr}))"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
