@@ -877,6 +877,38 @@ mod tests {
         );
     }
 
+    /// The syscalls the monitor wrote after the status become the row's record, each with its
+    /// reason: the profile's ENOSYS rules saved at start, else the kernel. An exit file
+    /// without them (none called, or a monitor from before) records nothing.
+    #[test]
+    fn the_exit_files_syscalls_are_recorded_with_their_reason() {
+        let (_tmp, engine, id) = engine_with_row("agent", "running");
+        let dir = engine.container_dir(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let recorded = || -> Option<String> {
+            engine
+                .store
+                .conn()
+                .query_row(
+                    "SELECT missing_syscalls FROM containers WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        std::fs::write(exit_path(&dir), "0 17\n").unwrap();
+        engine.record_missing_syscalls(&id, &dir).unwrap();
+        assert_eq!(recorded(), None);
+        crate::missing::save_profile_names(&dir, &["pidfd_open".to_string()]).unwrap();
+        std::fs::write(exit_path(&dir), "3 17 1000,434\n").unwrap();
+        assert_eq!(read_exit_file(&dir), Some(3));
+        engine.record_missing_syscalls(&id, &dir).unwrap();
+        assert_eq!(
+            recorded().unwrap(),
+            r#"[{"Number":1000,"Name":null,"Reason":"kernel"},{"Number":434,"Name":"pidfd_open","Reason":"profile"}]"#
+        );
+    }
+
     /// A late finish for an old run, when the row already shows a newer run's pid, leaves that
     /// run alone.
     #[test]
