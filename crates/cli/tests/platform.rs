@@ -606,27 +606,8 @@ fn missing_syscalls_reported_at_exit_and_in_inspect() {
     assert_eq!((code, err.as_str()), (0, ""));
     r.ok(&["rm", "beyond"]);
 
-    // A user's profile: hako's default, with pidfd_open answered ENOSYS.
-    let mut profile: serde_json::Value =
-        serde_json::from_str(include_str!("../../engine/src/seccomp/default.json")).unwrap();
-    for rule in profile["syscalls"].as_array_mut().unwrap() {
-        if rule["action"] == "SCMP_ACT_ALLOW"
-            && rule.get("includes").is_none()
-            && rule.get("args").is_none()
-        {
-            rule["names"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|n| n != "pidfd_open");
-        }
-    }
-    profile["syscalls"].as_array_mut().unwrap().push(
-        serde_json::json!({"names": ["pidfd_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
-    );
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("older-kernel.json");
-    std::fs::write(&file, profile.to_string()).unwrap();
-    let opt = format!("seccomp={}", file.display());
+    let opt = format!("seccomp={}", older_kernel_profile(dir.path()).display());
     // sort's threads come from glibc's clone3, which the profile (as Docker's) answers
     // ENOSYS: glibc falls back to clone and the sort completes.
     let (code, out, err) = r.run(&[
@@ -649,6 +630,29 @@ fn missing_syscalls_reported_at_exit_and_in_inspect() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+/// A user's profile in `dir`: hako's default, with pidfd_open answered ENOSYS.
+fn older_kernel_profile(dir: &Path) -> PathBuf {
+    let mut profile: serde_json::Value =
+        serde_json::from_str(include_str!("../../engine/src/seccomp/default.json")).unwrap();
+    for rule in profile["syscalls"].as_array_mut().unwrap() {
+        if rule["action"] == "SCMP_ACT_ALLOW"
+            && rule.get("includes").is_none()
+            && rule.get("args").is_none()
+        {
+            rule["names"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n != "pidfd_open");
+        }
+    }
+    profile["syscalls"].as_array_mut().unwrap().push(
+        serde_json::json!({"names": ["pidfd_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
+    );
+    let file = dir.join("older-kernel.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    file
 }
 
 /// A detached container's monitor is its seccomp agent: what got ENOSYS is in `inspect` once
@@ -713,6 +717,28 @@ fn missing_syscalls_of_detached_containers_in_inspect() {
         r#"[{"Name":null,"Number":1002,"Reason":"kernel"}]"#
     );
     r.ok(&["rm", "tty"]);
+
+    // A user's profile's ENOSYS rule is named as the profile's.
+    let dir = tempfile::tempdir().unwrap();
+    let opt = format!("seccomp={}", older_kernel_profile(dir.path()).display());
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "older",
+        "--security-opt",
+        &opt,
+        "trixie",
+        "perl",
+        "-e",
+        "syscall(434, 1, 0) == -1 && $!+0 == 38 or exit 9",
+    ]);
+    assert_eq!(r.ok(&["wait", "older"]).trim(), "0");
+    assert_eq!(
+        missing("older"),
+        r#"[{"Name":"pidfd_open","Number":434,"Reason":"profile"}]"#
+    );
+    r.ok(&["rm", "older"]);
 }
 
 /// A foreground `exec` is its own process's agent, as `run` is: the line at its exit, and the
