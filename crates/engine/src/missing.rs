@@ -136,6 +136,10 @@ pub(crate) fn describe(numbers: &[i64], profile_names: &[String]) -> Vec<Missing
         .collect()
 }
 
+/// How many distinct syscalls are recorded, as the monitor keeps them (a container may call
+/// any number of numbers; each is still answered).
+const MAX_RECORDED: usize = 64;
+
 /// The thread that answers the notifications and what it recorded.
 pub(crate) struct Agent {
     thread: Option<std::thread::JoinHandle<()>>,
@@ -243,7 +247,7 @@ fn serve(ours: OwnedFd, stop: OwnedFd, seen: Arc<Mutex<Vec<i64>>>) {
         }
         if let Ok(mut s) = seen.lock() {
             let nr = i64::from(req.data.nr);
-            if !s.contains(&nr) {
+            if !s.contains(&nr) && s.len() < MAX_RECORDED {
                 s.push(nr);
             }
         }
