@@ -805,7 +805,14 @@ fn a_dead_monitors_pending_call_gets_enosys() {
             .starts_with("hako-monitor"),
         "the container's parent is its monitor"
     );
-    // Stopped, the monitor cannot answer: the call waits.
+    // Stopped, the monitor cannot answer: the call waits. Killed in the end whatever fails.
+    struct KillAtEnd(nix::unistd::Pid);
+    impl Drop for KillAtEnd {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let _monitor = KillAtEnd(monitor);
     nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGSTOP).unwrap();
     r.ok(&["exec", "orphan", "touch", "/go"]);
     let result = || {
