@@ -858,3 +858,75 @@ fn info_names_the_newest_syscall() {
         "{line}"
     );
 }
+
+/// Rootless, a detached container's monitor records as a rootful one's does. A foreground
+/// `exec` cannot be the agent there (after joining the container's pid namespace for its
+/// children, an unprivileged process cannot leave it, and cannot then start a thread): its
+/// call gets ENOSYS unrecorded, and nothing waits.
+#[test]
+fn missing_syscalls_rootless() {
+    use hako_testkit::user::{SubIds, TestUser};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test creates an account: run it as root"
+    );
+    let u = TestUser::with_subids(SubIds::Count(65536));
+    let hako = |args: &[&str]| {
+        let o = u.command(common::hako_bin()).args(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            o.status.code().unwrap_or(-1),
+            text(&o.stdout),
+            text(&o.stderr),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = hako(args);
+        assert_eq!(code, 0, "hako {args:?}: {err}{out}");
+        out
+    };
+    ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "bg",
+        "trixie",
+        "perl",
+        "-e",
+        "syscall(1000) == -1 && $!+0 == 38 or exit 9",
+    ]);
+    assert_eq!(ok(&["wait", "bg"]).trim(), "0");
+    assert_eq!(
+        ok(&["inspect", "-f", "{{json .State.MissingSyscalls}}", "bg"]).trim(),
+        r#"[{"Name":null,"Number":1000,"Reason":"kernel"}]"#
+    );
+    ok(&["rm", "bg"]);
+
+    ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "host",
+        "trixie",
+        "sleep",
+        "300",
+    ]);
+    let (code, out, err) = hako(&[
+        "exec",
+        "host",
+        "perl",
+        "-e",
+        "print syscall(1000), qq( ), $!+0; exit 3",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "-1 38", ""));
+    ok(&["rm", "-f", "host"]);
+}

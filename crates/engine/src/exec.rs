@@ -129,8 +129,11 @@ impl Engine {
         // As `run`, a foreground exec is its own seccomp agent ([`crate::missing`]): the
         // process gets its own filter (it joins the container, it is not forked from it), whose
         // listener comes to us. A detached one has nobody to outlive it and answer: its filter
-        // answers ENOSYS itself, unrecorded.
-        let agent = if opts.detach {
+        // answers ENOSYS itself, unrecorded. So does a rootless one's: to clone the process
+        // into the container's pid namespace the runtime joins it for its children, and an
+        // unprivileged process cannot switch back to its own, and a process whose children's
+        // pid namespace is not its own cannot start a thread (EINVAL).
+        let agent = if opts.detach || crate::rootless::active() {
             None
         } else {
             Some(
@@ -164,15 +167,16 @@ impl Engine {
         );
         drop(pipe);
         let running = running?;
-        let Some((ours, theirs)) = agent else {
+        if opts.detach {
             running.detach();
             return Ok(0);
-        };
-        drop(theirs);
-        // A process whose calls could not be answered would hang in them: without the thread,
-        // it is killed (dropping `running`) rather than left waiting.
-        let agent = crate::missing::Agent::start(ours, profile_enosys)
-            .map_err(|e| Error::io("start the seccomp agent", e))?;
+        }
+        // Without the thread the listener, unreceived in `ours`, closes with it: the kernel
+        // then answers the calls with ENOSYS itself, unrecorded, and nothing hangs.
+        let agent = agent.and_then(|(ours, theirs)| {
+            drop(theirs);
+            crate::missing::Agent::start(ours, profile_enosys).ok()
+        });
         let relay = match console {
             Some(c) => {
                 let master = c.master()?;
@@ -188,7 +192,7 @@ impl Engine {
         }
         // What `run` prints too; the container's `.State.MissingSyscalls` is its own
         // process's.
-        for m in agent.finish() {
+        for m in agent.map(crate::missing::Agent::finish).unwrap_or_default() {
             eprintln!("hako: {}", m.message());
         }
         Ok(status?.code())
