@@ -718,6 +718,24 @@ fn missing_syscalls_of_detached_containers_in_inspect() {
     );
     r.ok(&["rm", "tty"]);
 
+    // No filter, no listener: with fds 3 to 6 taken (`-i`), the monitor's log must not be
+    // taken for one.
+    r.ok(&[
+        "run",
+        "-di",
+        "--privileged",
+        "--name",
+        "nofilter",
+        "trixie",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.05; done",
+    ]);
+    assert_eq!(r.ok(&["wait", "nofilter"]).trim(), "0");
+    assert_eq!(r.ok(&["logs", "nofilter"]), "line1\nline2\nline3\n");
+    assert_eq!(missing("nofilter"), "[]");
+    r.ok(&["rm", "nofilter"]);
+
     // A user's profile's ENOSYS rule is named as the profile's.
     let dir = tempfile::tempdir().unwrap();
     let opt = format!("seccomp={}", older_kernel_profile(dir.path()).display());

@@ -32,6 +32,9 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 
 #[cfg_attr(test, allow(dead_code))]
 fn monitor() {
+    // Before anything here opens a descriptor, which could land on a free fd 7 (the log
+    // file, with fds 3 to 6 taken and no filter).
+    let mut agent = Agent::open();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 6 && args.len() != 8 {
         eprintln!("hako-monitor is started by hako for detached containers; it is not run by hand");
@@ -56,7 +59,6 @@ fn monitor() {
         _ => (0, 1),
     };
     let mut out = Log::open(log.clone(), max_size, max_file);
-    let mut agent = Agent::open();
     // Only with fd 6 open is there a stdin to hold: a plain `run -d` monitor then never runs
     // std's environment code, which costs it pages of resident memory (one runs per
     // container; `bench/containers.sh` measures it).
