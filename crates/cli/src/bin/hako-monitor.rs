@@ -7,11 +7,10 @@
 //! has a seccomp filter, is its listener.
 //! It writes Docker's json-file log lines, answers the filter's notifications (syscalls that
 //! get ENOSYS, which it records: see [`Agent`]), reaps the container (and, as a subreaper, any
-//! orphans), writes "CODE FINISHED_NANOS [NR,NR…]" to EXIT_FILE and execs
-//! `hako-finish ROOT ID PID`,
-//! which records the exit and cleans up through the engine (`hako_engine::finish`). Only std,
-//! libc and the std-only `hako-base`, and no std start-up code (see `main`), so one stays well
-//! under 1 MiB of memory.
+//! orphans), writes "CODE FINISHED_NANOS [NR,NR…]" to EXIT_FILE and execs `hako-finish ROOT
+//! ID PID`, which records the exit and cleans up through the engine (`hako_engine::finish`).
+//! Only std, libc and the std-only `hako-base`, and no std start-up code (see `main`), so one
+//! stays well under 1 MiB of memory.
 // The unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
