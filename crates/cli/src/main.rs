@@ -1461,6 +1461,7 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
         println!("  {s}");
     }
     println!(" Kernel Version: {}", i.kernel_version);
+    println!("  Newest syscall: {}", i.newest_syscall);
     println!("  vsyscall: {}", i.vsyscall);
     println!("  Seccomp actions: {}", i.seccomp_actions);
     println!("  User namespaces: {} at most", i.max_user_namespaces);

@@ -606,27 +606,8 @@ fn missing_syscalls_reported_at_exit_and_in_inspect() {
     assert_eq!((code, err.as_str()), (0, ""));
     r.ok(&["rm", "beyond"]);
 
-    // A user's profile: hako's default, with pidfd_open answered ENOSYS.
-    let mut profile: serde_json::Value =
-        serde_json::from_str(include_str!("../../engine/src/seccomp/default.json")).unwrap();
-    for rule in profile["syscalls"].as_array_mut().unwrap() {
-        if rule["action"] == "SCMP_ACT_ALLOW"
-            && rule.get("includes").is_none()
-            && rule.get("args").is_none()
-        {
-            rule["names"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|n| n != "pidfd_open");
-        }
-    }
-    profile["syscalls"].as_array_mut().unwrap().push(
-        serde_json::json!({"names": ["pidfd_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
-    );
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("older-kernel.json");
-    std::fs::write(&file, profile.to_string()).unwrap();
-    let opt = format!("seccomp={}", file.display());
+    let opt = format!("seccomp={}", older_kernel_profile(dir.path()).display());
     // sort's threads come from glibc's clone3, which the profile (as Docker's) answers
     // ENOSYS: glibc falls back to clone and the sort completes.
     let (code, out, err) = r.run(&[
@@ -649,4 +630,321 @@ fn missing_syscalls_reported_at_exit_and_in_inspect() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+/// A user's profile in `dir`: hako's default, with pidfd_open answered ENOSYS.
+fn older_kernel_profile(dir: &Path) -> PathBuf {
+    let mut profile: serde_json::Value =
+        serde_json::from_str(include_str!("../../engine/src/seccomp/default.json")).unwrap();
+    for rule in profile["syscalls"].as_array_mut().unwrap() {
+        if rule["action"] == "SCMP_ACT_ALLOW"
+            && rule.get("includes").is_none()
+            && rule.get("args").is_none()
+        {
+            rule["names"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n != "pidfd_open");
+        }
+    }
+    profile["syscalls"].as_array_mut().unwrap().push(
+        serde_json::json!({"names": ["pidfd_open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
+    );
+    let file = dir.join("older-kernel.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    file
+}
+
+/// A detached container's monitor is its seccomp agent: what got ENOSYS is in `inspect` once
+/// it exited, also a call made after the container closed its output (the monitor answers
+/// until the container's end, not only while it relays). A `start` clears the record of the
+/// run before and records its own; `-t` (the monitor's terminal loop) records too.
+#[test]
+fn missing_syscalls_of_detached_containers_in_inspect() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let missing = |name: &str| {
+        r.ok(&["inspect", "-f", "{{json .State.MissingSyscalls}}", name])
+            .trim()
+            .to_string()
+    };
+    // The first run calls 1000 and, once its output is closed, 1003; a second run waits for
+    // /go, then calls 1001.
+    let script = r#"if [ -e /ran ]; then
+        while [ ! -e /go ]; do sleep 0.05; done
+        perl -e 'print syscall(1001), qq( ), $!+0, qq(\n)'
+    else
+        touch /ran
+        perl -e 'print syscall(1000), qq( ), $!+0, qq(\n); syscall(1000)'
+        exec >&- 2>&-
+        perl -e 'syscall(1003) == -1 && $!+0 == 38 or exit 9'
+    fi"#;
+    r.ok(&["run", "-d", "--name", "bg", "trixie", "sh", "-c", script]);
+    assert_eq!(r.ok(&["wait", "bg"]).trim(), "0");
+    assert_eq!(r.ok(&["logs", "bg"]), "-1 38\n");
+    assert_eq!(
+        missing("bg"),
+        r#"[{"Name":null,"Number":1000,"Reason":"kernel"},{"Name":null,"Number":1003,"Reason":"kernel"}]"#
+    );
+
+    r.ok(&["start", "bg"]);
+    assert_eq!(missing("bg"), "[]", "a start clears the last run's record");
+    r.ok(&["exec", "bg", "touch", "/go"]);
+    assert_eq!(r.ok(&["wait", "bg"]).trim(), "0");
+    assert_eq!(
+        missing("bg"),
+        r#"[{"Name":null,"Number":1001,"Reason":"kernel"}]"#
+    );
+    r.ok(&["rm", "bg"]);
+
+    r.ok(&[
+        "run",
+        "-dt",
+        "--name",
+        "tty",
+        "trixie",
+        "perl",
+        "-e",
+        "syscall(1002) == -1 && $!+0 == 38 or exit 9",
+    ]);
+    assert_eq!(r.ok(&["wait", "tty"]).trim(), "0");
+    assert_eq!(
+        missing("tty"),
+        r#"[{"Name":null,"Number":1002,"Reason":"kernel"}]"#
+    );
+    r.ok(&["rm", "tty"]);
+
+    // No filter, no listener: with fds 3 to 6 taken (`-i`), the monitor's log must not be
+    // taken for one.
+    r.ok(&[
+        "run",
+        "-di",
+        "--privileged",
+        "--name",
+        "nofilter",
+        "trixie",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.05; done",
+    ]);
+    assert_eq!(r.ok(&["wait", "nofilter"]).trim(), "0");
+    assert_eq!(r.ok(&["logs", "nofilter"]), "line1\nline2\nline3\n");
+    assert_eq!(missing("nofilter"), "[]");
+    r.ok(&["rm", "nofilter"]);
+
+    // A user's profile's ENOSYS rule is named as the profile's.
+    let dir = tempfile::tempdir().unwrap();
+    let opt = format!("seccomp={}", older_kernel_profile(dir.path()).display());
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "older",
+        "--security-opt",
+        &opt,
+        "trixie",
+        "perl",
+        "-e",
+        "syscall(434, 1, 0) == -1 && $!+0 == 38 or exit 9",
+    ]);
+    assert_eq!(r.ok(&["wait", "older"]).trim(), "0");
+    assert_eq!(
+        missing("older"),
+        r#"[{"Name":"pidfd_open","Number":434,"Reason":"profile"}]"#
+    );
+    r.ok(&["rm", "older"]);
+}
+
+/// A foreground `exec` is its own process's agent, as `run` is: the line at its exit, and the
+/// program's own status.
+#[test]
+fn missing_syscalls_of_exec_reported_at_its_exit() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    r.ok(&["run", "-d", "--name", "host", "trixie", "sleep", "1000"]);
+    let (code, out, err) = r.run(&[
+        "exec",
+        "host",
+        "perl",
+        "-e",
+        "print syscall(1000), qq( ), $!+0, qq(\\n); exit 3",
+    ]);
+    assert_eq!((code, out.as_str()), (3, "-1 38\n"), "{err}");
+    assert_eq!(
+        err,
+        "hako: the container called syscall 1000, which this kernel does not implement (or the seccomp profile does not know): it got ENOSYS\n"
+    );
+    let (code, _, err) = r.run(&["exec", "host", "true"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    r.ok(&["rm", "-f", "host"]);
+}
+
+/// A call waiting for a monitor that dies is answered by the kernel with ENOSYS (the
+/// listener closes with it), so the container goes on as it would have without the agent.
+#[test]
+fn a_dead_monitors_pending_call_gets_enosys() {
+    let r = Root::new();
+    r.ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    let script = r#"while [ ! -e /go ]; do sleep 0.05; done
+        perl -e 'print syscall(1000), qq( ), $!+0' > /res.tmp
+        mv /res.tmp /res
+        sleep 1000"#;
+    r.ok(&[
+        "run", "-d", "--name", "orphan", "trixie", "sh", "-c", script,
+    ]);
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "orphan"]);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap();
+    // The fourth field, after the command name in parentheses.
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let monitor = nix::unistd::Pid::from_raw(monitor);
+    assert!(
+        std::fs::read_to_string(format!("/proc/{monitor}/comm"))
+            .unwrap()
+            .starts_with("hako-monitor"),
+        "the container's parent is its monitor"
+    );
+    // Stopped, the monitor cannot answer: the call waits. Killed in the end whatever fails.
+    struct KillAtEnd(nix::unistd::Pid);
+    impl Drop for KillAtEnd {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let _monitor = KillAtEnd(monitor);
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    r.ok(&["exec", "orphan", "touch", "/go"]);
+    let result = || {
+        let (code, out, _) = r.run(&["exec", "orphan", "cat", "/res"]);
+        (code == 0).then_some(out)
+    };
+    let waited = common::wait_for(1, || result().is_some());
+    assert!(!waited, "the call waits for the stopped monitor");
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(common::wait_for(10, || result().is_some()));
+    assert_eq!(result().unwrap(), "-1 38");
+    r.ok(&["rm", "-f", "orphan"]);
+}
+
+/// `hako info` names the newest syscall libseccomp knows that this kernel has: newer ones get
+/// ENOSYS in containers whatever the kernel.
+#[test]
+fn info_names_the_newest_syscall() {
+    let r = Root::new();
+    let info = r.ok(&["info"]);
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("  Newest syscall: "))
+        .unwrap_or_else(|| panic!("{info}"));
+    let (name, rest) = line.split_once(" (").unwrap();
+    let nr: u32 = rest.split_once(')').unwrap().0.parse().unwrap();
+    // clone3 (435) came with Linux 5.3 and libseccomp 2.4.2.
+    assert!(nr >= 435, "{line}");
+    assert!(
+        line.ends_with("which no seccomp profile can name")
+            || line.contains("which this kernel lacks"),
+        "{line}"
+    );
+    let prefix = match std::env::consts::ARCH {
+        "aarch64" => "__arm64_sys_",
+        _ => "__x64_sys_",
+    };
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    assert!(
+        kallsyms
+            .lines()
+            .any(|l| l.ends_with(&format!(" {prefix}{name}"))),
+        "{line}"
+    );
+}
+
+/// Rootless, a detached container's monitor records as a rootful one's does. A foreground
+/// `exec` cannot be the agent there (after joining the container's pid namespace for its
+/// children, an unprivileged process cannot leave it, and cannot then start a thread): its
+/// call gets ENOSYS unrecorded, and nothing waits.
+#[test]
+fn missing_syscalls_rootless() {
+    use hako_testkit::user::{SubIds, TestUser};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test creates an account: run it as root"
+    );
+    let u = TestUser::with_subids(SubIds::Count(65536));
+    let hako = |args: &[&str]| {
+        let o = u.command(common::hako_bin()).args(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            o.status.code().unwrap_or(-1),
+            text(&o.stdout),
+            text(&o.stderr),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = hako(args);
+        assert_eq!(code, 0, "hako {args:?}: {err}{out}");
+        out
+    };
+    ok(&[
+        "import",
+        images_dir().join("trixie.tar").to_str().unwrap(),
+        "trixie",
+    ]);
+    ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "bg",
+        "trixie",
+        "perl",
+        "-e",
+        "syscall(1000) == -1 && $!+0 == 38 or exit 9",
+    ]);
+    assert_eq!(ok(&["wait", "bg"]).trim(), "0");
+    assert_eq!(
+        ok(&["inspect", "-f", "{{json .State.MissingSyscalls}}", "bg"]).trim(),
+        r#"[{"Name":null,"Number":1000,"Reason":"kernel"}]"#
+    );
+    ok(&["rm", "bg"]);
+
+    ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "host",
+        "trixie",
+        "sleep",
+        "300",
+    ]);
+    let (code, out, err) = hako(&[
+        "exec",
+        "host",
+        "perl",
+        "-e",
+        "print syscall(1000), qq( ), $!+0; exit 3",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "-1 38", ""));
+    ok(&["rm", "-f", "host"]);
 }

@@ -126,6 +126,26 @@ impl Engine {
             None
         };
         let seccomp_cache = self.seccomp_cache();
+        // As `run`, a foreground exec is its own seccomp agent ([`crate::missing`]): the
+        // process gets its own filter (it joins the container, it is not forked from it), whose
+        // listener comes to us. A detached one has nobody to outlive it and answer: its filter
+        // answers ENOSYS itself, unrecorded. So does a rootless one's: to clone the process
+        // into the container's pid namespace the runtime joins it for its children, and an
+        // unprivileged process cannot switch back to its own, and a process whose children's
+        // pid namespace is not its own cannot start a thread (EINVAL).
+        let agent = if opts.detach || crate::rootless::active() {
+            None
+        } else {
+            Some(
+                crate::missing::socket_pair()
+                    .map_err(|e| Error::io("create the seccomp agent's socket", e))?,
+            )
+        };
+        let (s, profile_enosys) = if agent.is_some() {
+            crate::missing::agent_spec(&s, &run.seccomp)
+        } else {
+            (std::borrow::Cow::Borrowed(&s), Vec::new())
+        };
         // The runtime writes to pipes of a process that may die while it joins the container.
         let pipe = crate::SigpipeBlocked::new();
         let running = hako_runtime::spawn(
@@ -141,6 +161,7 @@ impl Engine {
                 console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
                 seccomp_cache: Some(&seccomp_cache),
                 enter_existing_root,
+                seccomp_agent: agent.as_ref().map(|(_, theirs)| theirs.as_fd()),
                 ..Default::default()
             },
         );
@@ -150,6 +171,12 @@ impl Engine {
             running.detach();
             return Ok(0);
         }
+        // Without the thread the listener, unreceived in `ours`, closes with it: the kernel
+        // then answers the calls with ENOSYS itself, unrecorded, and nothing hangs.
+        let agent = agent.and_then(|(ours, theirs)| {
+            drop(theirs);
+            crate::missing::Agent::start(ours, profile_enosys).ok()
+        });
         let relay = match console {
             Some(c) => {
                 let master = c.master()?;
@@ -162,6 +189,11 @@ impl Engine {
         if let Some((t, raw)) = relay {
             let _ = t.join();
             drop(raw);
+        }
+        // What `run` prints too; the container's `.State.MissingSyscalls` is its own
+        // process's.
+        for m in agent.map(crate::missing::Agent::finish).unwrap_or_default() {
+            eprintln!("hako: {}", m.message());
         }
         Ok(status?.code())
     }

@@ -519,6 +519,9 @@ pub struct SystemInfo {
     pub emulators: Vec<String>,
     /// The kernel's vsyscall mode: `none` breaks glibc older than 2.14 (CentOS 6).
     pub vsyscall: String,
+    /// The newest syscall libseccomp names that this kernel has, and the kernel's syscalls
+    /// libseccomp does not know ([`crate::missing::newest_syscall`]).
+    pub newest_syscall: String,
     /// The seccomp return actions this kernel knows (`user_notif` among them or not).
     pub seccomp_actions: String,
     /// How many user namespaces may exist (`user.max_user_namespaces`; 0: none).
@@ -590,6 +593,7 @@ impl Engine {
                 })
                 .collect(),
             vsyscall: crate::platform::vsyscall_mode().into(),
+            newest_syscall: crate::missing::newest_syscall(),
             seccomp_actions: std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown (no /proc/sys/kernel/seccomp/actions_avail)".into()),

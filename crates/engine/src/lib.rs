@@ -1586,21 +1586,11 @@ impl Engine {
         // Syscalls that get ENOSYS are notified to an agent of ours, which records them.
         let (agent_ours, agent_theirs) = missing::socket_pair()
             .map_err(|e| Error::io("create the seccomp agent's socket", e))?;
-        let spec = sized.as_ref().unwrap_or(&prepared.spec);
-        // Only a profile of the user's: the default one answers clone3 with ENOSYS because a
-        // filter cannot read its flags, which glibc meets at every thread it starts; that is
-        // hako's choice, not a missing syscall, and a round trip to the agent each time.
-        let notified = match opts.seccomp {
-            seccomp::Seccomp::Custom(_) => missing::notify_enosys_rules(spec),
-            _ => None,
-        };
-        let (spec, profile_enosys) = match &notified {
-            Some((s, names)) => (s, names.clone()),
-            None => (spec, Vec::new()),
-        };
+        let (spec, profile_enosys) =
+            missing::agent_spec(sized.as_ref().unwrap_or(&prepared.spec), &opts.seccomp);
         let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
-            spec,
+            &spec,
             &hako_runtime::SpawnOptions {
                 overlay: Some(&prepared.overlay),
                 cgroup: Some(cgroup),
@@ -1803,6 +1793,7 @@ impl Engine {
             // whose hako was killed) it was lost, and Docker reports 255 for that.
             let dir = self.container_dir(&id);
             let code = monitor::read_exit_file(&dir).unwrap_or(255);
+            self.record_missing_syscalls(&id, &dir)?;
             self.finish(&id, &dir, code, auto_remove)?;
         }
         // A start whose owner died before recording the container's process.

@@ -3,8 +3,9 @@
 //! `run -d` forks a process that becomes a child subreaper, spawns the container (so it is the
 //! container's parent and can reap it), and then execs the tiny `hako-monitor` binary, which
 //! keeps the container as its child across the exec. The monitor writes the container's output
-//! to a log in Docker's json-file format, waits for the exit, writes the status to
-//! `containers/<id>/exit` and execs `hako-finish`, which records it and cleans up
+//! to a log in Docker's json-file format, answers the seccomp notifications of syscalls that
+//! get ENOSYS ([`crate::missing`]), waits for the exit, writes the status (and those syscalls)
+//! to `containers/<id>/exit` and execs `hako-finish`, which records it and cleans up
 //! ([`crate::finish`]).
 //! No daemon, and one ~1 MiB process per container instead of a full `hako`.
 
@@ -122,7 +123,7 @@ pub(crate) fn start_detached(
                 Some((wire_w, wired_r)) => ask_to_wire(wire_w, wired_r, pid),
                 None => Ok(()),
             };
-            let (msg, pid) = match become_monitor(prepared, opts.tty, opts.open_stdin, &hook) {
+            let (msg, pid) = match become_monitor(prepared, opts, dir, &hook) {
                 Err(e) => (format!("E{} {}", e.exit_code(), e), None),
                 Ok(pid) => (format!("P{pid}"), Some(pid)),
             };
@@ -213,13 +214,15 @@ pub(crate) fn start_detached(
 
 /// In the forked monitor: detach from the caller, spawn the container with its output on pipes
 /// (or, with `tty`, on a pty whose master the monitor keeps for `attach`). With `interactive`
-/// and no `tty`, its stdin is a pipe whose write end the monitor keeps for `attach`.
+/// and no `tty`, its stdin is a pipe whose write end the monitor keeps for `attach`. The
+/// monitor is the container's seccomp agent ([`crate::missing`]): it gets the listener as fd 7.
 fn become_monitor(
     prepared: &Prepared,
-    tty: bool,
-    interactive: bool,
+    opts: &ContainerConfig,
+    dir: &Path,
     hook: &dyn Fn(i32) -> std::result::Result<(), String>,
 ) -> Result<i32> {
+    let (tty, interactive) = (opts.tty, opts.open_stdin);
     nix::unistd::setsid().map_err(|e| Error::io("setsid", e.into()))?;
     // Orphans of the container are reparented to us rather than to the host's init, so every
     // process of the container is reaped by its monitor.
@@ -251,6 +254,11 @@ fn become_monitor(
     } else {
         None
     };
+    let (agent_ours, agent_theirs) = crate::missing::socket_pair()
+        .map_err(|e| Error::io("create the seccomp agent's socket", e))?;
+    let (spec, profile_enosys) = crate::missing::agent_spec(&spec, &opts.seccomp);
+    crate::missing::save_profile_names(dir, &profile_enosys)
+        .map_err(|e| Error::io("record the seccomp profile's ENOSYS rules", e))?;
     let spawned = hako_runtime::spawn(
         &spec,
         &hako_runtime::SpawnOptions {
@@ -268,9 +276,11 @@ fn become_monitor(
             console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
             seccomp_cache: Some(&prepared.seccomp_cache),
             hook_state: prepared.hook_state.as_deref(),
+            seccomp_agent: Some(agent_theirs.as_fd()),
             ..Default::default()
         },
     );
+    drop(agent_theirs);
     // Our own stdio must not keep the log pipes (or the container's stdin) open, nor the
     // caller's terminal.
     let _ = nix::unistd::dup2_stdin(&null);
@@ -280,6 +290,10 @@ fn become_monitor(
     let pid = running.pid();
     // The monitor binary waits for it; dropping `running` here would kill it.
     std::mem::forget(running);
+    // Its calls that the filter notifies wait for the monitor, which answers them from its
+    // loop; if it dies, the kernel answers them with ENOSYS itself.
+    let listener = crate::missing::take_listener(&agent_ours);
+    drop(agent_ours);
     let fds = match (console, stdin_pipe) {
         // The monitor tells the two apart by isatty(3).
         (Some(c), _) => {
@@ -299,9 +313,15 @@ fn become_monitor(
             stdin,
         ],
     };
+    let mut fds: Vec<(i32, OwnedFd)> = (3..).zip(fds).collect();
+    fds.extend(listener.map(|l| (SECCOMP_LISTENER_FD, l)));
     move_fds(fds)?;
     Ok(pid)
 }
+
+/// Where the monitor finds the seccomp listener, if the container has one: past the others
+/// (3 to 6), whichever of them it has.
+const SECCOMP_LISTENER_FD: i32 = 7;
 
 /// In the forked child's start hook: asks the parent to wire the network of the container
 /// whose init is `pid`, and waits for its answer.
@@ -359,14 +379,15 @@ fn fd_above(fd: OwnedFd, min: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Makes `fds` the monitor's 3, 4, 5, …, open across its exec. They are first copied above
-/// that range, so moving one never closes another that happened to sit on its target.
-fn move_fds(fds: Vec<OwnedFd>) -> Result<()> {
-    let high: Vec<OwnedFd> = fds
+/// Makes each of `fds` the monitor's descriptor numbered as paired, open across its exec.
+/// They are first copied above that range, so moving one never closes another that happened
+/// to sit on its target.
+fn move_fds(fds: Vec<(i32, OwnedFd)>) -> Result<()> {
+    let high: Vec<(i32, OwnedFd)> = fds
         .into_iter()
-        .map(|fd| fd_above(fd, 10))
+        .map(|(target, fd)| fd_above(fd, 10).map(|fd| (target, fd)))
         .collect::<Result<_>>()?;
-    for (target, fd) in (3..).zip(high) {
+    for (target, fd) in high {
         let raw = fd.into_raw_fd();
         // SAFETY: dup2 onto a fixed number we reserve for the monitor (the copy is not
         // close-on-exec); `raw` is ours and closed after.
@@ -514,6 +535,8 @@ impl Engine {
             return Ok(());
         }
         let code = read_exit_file(&dir).unwrap_or(255);
+        // Before the row says exited, so whoever waits for that finds them.
+        self.record_missing_syscalls(id, &dir)?;
         let cgroups = hako_cgroups::CgroupSystem::detect()?;
         let cg = crate::rootless::open_cgroup(&cgroups, parent.as_deref(), id);
         let _ = cg.kill_all();
@@ -522,6 +545,21 @@ impl Engine {
         self.finish(id, &dir, code, auto_remove)?;
         drop(lock);
         self.maybe_restart(id, code)
+    }
+
+    /// The syscalls that got ENOSYS, which the monitor wrote into the exit file as their
+    /// agent, onto the row (`.State.MissingSyscalls`); a start cleared what was there.
+    pub(crate) fn record_missing_syscalls(&self, id: &str, dir: &Path) -> Result<()> {
+        let numbers = read_exit_missing(dir);
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let missing = crate::missing::describe(&numbers, &crate::missing::load_profile_names(dir));
+        self.store.conn().execute(
+            "UPDATE containers SET missing_syscalls = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(&missing).unwrap_or_default()],
+        )?;
+        Ok(())
     }
 
     /// Applies the container's `--restart` policy after an exit recorded by its monitor.
@@ -733,10 +771,22 @@ pub(crate) fn lock_container(dir: &Path) -> Result<Option<std::fs::File>> {
     }
 }
 
-/// The status the monitor recorded: "CODE FINISHED_NANOS".
+/// The status the monitor recorded: "CODE FINISHED_NANOS", then, if the container called
+/// syscalls that got ENOSYS, their numbers ("CODE FINISHED_NANOS 1000,434").
 pub(crate) fn read_exit_file(dir: &Path) -> Option<i32> {
     let s = std::fs::read_to_string(exit_path(dir)).ok()?;
     s.split_whitespace().next()?.parse().ok()
+}
+
+/// The syscall numbers of the exit file (see [`read_exit_file`]), in the order first called.
+fn read_exit_missing(dir: &Path) -> Vec<i64> {
+    std::fs::read_to_string(exit_path(dir))
+        .ok()
+        .and_then(|s| {
+            let numbers = s.split_whitespace().nth(2)?;
+            Some(numbers.split(',').filter_map(|n| n.parse().ok()).collect())
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -825,6 +875,38 @@ mod tests {
         assert!(
             !engine.is_running(&id).unwrap(),
             "a removed container does not run"
+        );
+    }
+
+    /// The syscalls the monitor wrote after the status become the row's record, each with its
+    /// reason: the profile's ENOSYS rules saved at start, else the kernel. An exit file
+    /// without them (none called, or a monitor from before) records nothing.
+    #[test]
+    fn the_exit_files_syscalls_are_recorded_with_their_reason() {
+        let (_tmp, engine, id) = engine_with_row("agent", "running");
+        let dir = engine.container_dir(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let recorded = || -> Option<String> {
+            engine
+                .store
+                .conn()
+                .query_row(
+                    "SELECT missing_syscalls FROM containers WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        std::fs::write(exit_path(&dir), "0 17\n").unwrap();
+        engine.record_missing_syscalls(&id, &dir).unwrap();
+        assert_eq!(recorded(), None);
+        crate::missing::save_profile_names(&dir, &["pidfd_open".to_string()]).unwrap();
+        std::fs::write(exit_path(&dir), "3 17 1000,434\n").unwrap();
+        assert_eq!(read_exit_file(&dir), Some(3));
+        engine.record_missing_syscalls(&id, &dir).unwrap();
+        assert_eq!(
+            recorded().unwrap(),
+            r#"[{"Number":1000,"Name":null,"Reason":"kernel"},{"Number":434,"Name":"pidfd_open","Reason":"profile"}]"#
         );
     }
 

@@ -3,12 +3,14 @@
 //! It is exec'd by the process that spawned the container, so the container stays its child.
 //! Arguments: ID PID LOG EXIT_FILE ROOT [MAX_SIZE MAX_FILE]; fd 3 and fd 4 are the
 //! container's stdout and stderr (with `-t`, fd 3 is its terminal); with `-t` or `-i`, fd 5 is
-//! the attach socket; with `-i` alone, fd 6 is the container's stdin.
-//! It writes Docker's json-file log lines, reaps the container (and, as a subreaper, any
-//! orphans), writes "CODE FINISHED_NANOS" to EXIT_FILE and execs `hako-finish ROOT ID PID`,
-//! which records the exit and cleans up through the engine (`hako_engine::finish`). Only std,
-//! libc and the std-only `hako-base`, and no std start-up code (see `main`), so one stays well
-//! under 1 MiB of memory.
+//! the attach socket; with `-i` alone, fd 6 is the container's stdin; fd 7, when the container
+//! has a seccomp filter, is its listener.
+//! It writes Docker's json-file log lines, answers the filter's notifications (syscalls that
+//! get ENOSYS, which it records: see [`Agent`]), reaps the container (and, as a subreaper, any
+//! orphans), writes "CODE FINISHED_NANOS [NR,NR…]" to EXIT_FILE and execs `hako-finish ROOT
+//! ID PID`, which records the exit and cleans up through the engine (`hako_engine::finish`).
+//! Only std, libc and the std-only `hako-base`, and no std start-up code (see `main`), so one
+//! stays well under 1 MiB of memory.
 // The unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
@@ -29,6 +31,9 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 
 #[cfg_attr(test, allow(dead_code))]
 fn monitor() {
+    // Before anything here opens a descriptor, which could land on a free fd 7 (the log
+    // file, with fds 3 to 6 taken and no filter).
+    let mut agent = Agent::open();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 6 && args.len() != 8 {
         eprintln!("hako-monitor is started by hako for detached containers; it is not run by hand");
@@ -75,18 +80,24 @@ fn monitor() {
             // `run -dt`: fd 3 is the master of the container's pty, fd 4 is unused.
             // SAFETY: closing our own unused descriptor.
             unsafe { libc::close(4) };
-            pump_tty(&mut out)
+            pump_tty(&mut out, &mut agent)
         } else {
-            pump_stdin(&mut out, init, stdin_mode.as_deref() == Some("once"))
+            pump_stdin(
+                &mut out,
+                &mut agent,
+                init,
+                stdin_mode.as_deref() == Some("once"),
+            )
         };
         let _ = std::fs::remove_file("attach.sock");
         clients
     } else {
-        pump(&mut out);
+        pump(&mut out, &mut agent);
         Vec::new()
     };
+    agent.until_exit(init);
     let code = reap_all(init);
-    record_exit(code, exit_file);
+    record_exit(code, exit_file, &agent.numbers());
     // An attach that is still connected (`run -it` is one) learns the exit status here,
     // before the finish may remove the container with `--rm`. Without waiting: one
     // that does not read (stopped, or stuck on its own output) must not hold up the finish;
@@ -114,30 +125,39 @@ fn finish(root: &str, id: &str, init: &str) -> ! {
     std::process::exit(1);
 }
 
-/// Writes "CODE FINISHED_NANOS" to EXIT_FILE (atomically, through a rename).
-fn record_exit(code: i32, exit_file: &str) {
+/// Writes "CODE FINISHED_NANOS" to EXIT_FILE (atomically, through a rename), followed by the
+/// numbers of the syscalls that got ENOSYS when there are some (`missing`: "1000,434").
+fn record_exit(code: i32, exit_file: &str, missing: &str) {
     let finished = hako_base::time::now_nanos();
     let tmp = format!("{exit_file}.tmp");
-    if std::fs::write(&tmp, format!("{code} {finished}\n")).is_ok() {
+    let sep = if missing.is_empty() { "" } else { " " };
+    if std::fs::write(&tmp, format!("{code} {finished}{sep}{missing}\n")).is_ok() {
         let _ = std::fs::rename(&tmp, exit_file);
     }
 }
 
-/// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed.
-fn pump(out: &mut Log) {
-    let mut fds = [pollfd(3, libc::POLLIN), pollfd(4, libc::POLLIN)];
+/// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed, answering the
+/// `agent`'s notifications meanwhile.
+fn pump(out: &mut Log, agent: &mut Agent) {
+    let mut fds = [
+        pollfd(3, libc::POLLIN),
+        pollfd(4, libc::POLLIN),
+        agent.pollfd(),
+    ];
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = IdleBuf::new(64 * 1024);
-    while fds.iter().any(|f| f.fd >= 0) {
-        // SAFETY: `fds` is a valid array of two pollfd structures.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    while fds[..2].iter().any(|f| f.fd >= 0) {
+        fds[2] = agent.pollfd();
+        // SAFETY: `fds` is a valid array of three pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
         if n < 0 {
             if interrupted() {
                 continue;
             }
             return;
         }
-        for (i, f) in fds.iter_mut().enumerate() {
+        agent.ready(fds[2].revents);
+        for (i, f) in fds[..2].iter_mut().enumerate() {
             if f.fd < 0 || f.revents == 0 {
                 continue;
             }
@@ -164,7 +184,7 @@ fn pump(out: &mut Log) {
 /// The socket is SOCK_SEQPACKET, so every message arrives whole. From an attach: `i` + bytes
 /// typed, or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the
 /// exit status in decimal.
-fn pump_tty(out: &mut Log) -> Vec<Client> {
+fn pump_tty(out: &mut Log, agent: &mut Agent) -> Vec<Client> {
     // The spawning process bound and listens on the socket, as fd 5, so it exists by the
     // time `run` returns.
     let listener = 5;
@@ -172,7 +192,7 @@ fn pump_tty(out: &mut Log) -> Vec<Client> {
     // must not stop us, blocked on a full input queue, from reading its output and its end.
     set_nonblocking(3);
     let mut pending: Vec<u8> = Vec::new();
-    let mut clients = first_attach(listener);
+    let mut clients = first_attach(listener, agent);
     let mut partial = Vec::new();
     let mut buf = IdleBuf::new(64 * 1024);
     loop {
@@ -180,10 +200,12 @@ fn pump_tty(out: &mut Log) -> Vec<Client> {
         let mut fds = vec![
             pollfd(3, libc::POLLIN | if blocked { libc::POLLOUT } else { 0 }),
             pollfd(listener, libc::POLLIN),
+            agent.pollfd(),
         ];
         if !poll_with_clients(&mut fds, &clients, blocked) {
             break;
         }
+        agent.ready(fds[2].revents);
         if fds[0].revents & libc::POLLOUT != 0 {
             match write_some(3, &pending) {
                 Some(w) if w < pending.len() => {
@@ -216,7 +238,7 @@ fn pump_tty(out: &mut Log) -> Vec<Client> {
             accept_client(listener, &mut clients);
         }
         serve_attaches(
-            &fds[2..],
+            &fds[3..],
             &mut clients,
             &mut buf,
             &mut pending,
@@ -259,7 +281,7 @@ fn pump_tty(out: &mut Log) -> Vec<Client> {
 /// (Docker's StdinOnce, which `create -i` sets) an attach's `c`, the end of its input,
 /// closes the pipe, so the command reads EOF. Runs until the container has exited and its
 /// output ended; returns the attaches still connected.
-fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<Client> {
+fn pump_stdin(out: &mut Log, agent: &mut Agent, init: i32, once: bool) -> Vec<Client> {
     let listener = 5;
     let mut stdin = 6;
     // Never block on the pipe: a container that does not read its stdin while an attach pours
@@ -274,7 +296,7 @@ fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<Client> {
     let mut pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) } as i32;
     let mut outs = [3, 4];
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    let mut clients = first_attach(listener);
+    let mut clients = first_attach(listener, agent);
     let mut buf = IdleBuf::new(64 * 1024);
     // Without a pidfd (kernels before 5.3) the end of the output stands for the exit.
     while outs != [-1, -1] || pidfd >= 0 {
@@ -285,10 +307,12 @@ fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<Client> {
             pollfd(pidfd, libc::POLLIN),
             pollfd(listener, libc::POLLIN),
             pollfd(if blocked { stdin } else { -1 }, libc::POLLOUT),
+            agent.pollfd(),
         ];
         if !poll_with_clients(&mut fds, &clients, blocked) {
             break;
         }
+        agent.ready(fds[5].revents);
         for (i, tag) in [(0, b'o'), (1, b'e')] {
             if fds[i].revents == 0 {
                 continue;
@@ -330,7 +354,7 @@ fn pump_stdin(out: &mut Log, init: i32, once: bool) -> Vec<Client> {
             }
         }
         serve_attaches(
-            &fds[5..],
+            &fds[6..],
             &mut clients,
             &mut buf,
             &mut pending,
@@ -427,20 +451,172 @@ fn poll_with_clients(fds: &mut Vec<libc::pollfd>, clients: &[Client], blocked: b
     }
 }
 
+/// The container's seccomp agent: its filter notifies the syscalls that would get ENOSYS (past
+/// every syscall the profile names, and the ones a user's profile answers with ENOSYS), and
+/// this answers each with ENOSYS, so the container sees what it would have without us, and
+/// records its number for `.State.MissingSyscalls`. The listener is polled in the loop that
+/// relays the output, one notification per wake-up: receiving after POLLIN and answering
+/// never wait, so the relay is never held up. If the monitor dies, the kernel answers the
+/// calls with ENOSYS itself.
+struct Agent {
+    /// The listener, -1 without one (or once closed).
+    fd: i32,
+    /// The numbers seen, each once, in the order first called; bounded, as one process runs
+    /// per container and a container may call any number.
+    seen: [i32; 64],
+    count: usize,
+}
+
+/// fd 7: the listener, when the container has a filter.
+const SECCOMP_LISTENER: i32 = 7;
+
+impl Agent {
+    fn open() -> Agent {
+        // SAFETY: F_GETFD only inspects the descriptor.
+        let open = unsafe { libc::fcntl(SECCOMP_LISTENER, libc::F_GETFD) } >= 0;
+        Agent {
+            fd: if open { SECCOMP_LISTENER } else { -1 },
+            seen: [0; 64],
+            count: 0,
+        }
+    }
+
+    fn pollfd(&self) -> libc::pollfd {
+        pollfd(self.fd, libc::POLLIN)
+    }
+
+    /// Acts on what poll reported for the listener: answers one notification.
+    fn ready(&mut self, revents: libc::c_short) {
+        if self.fd < 0 || revents == 0 {
+            return;
+        }
+        if revents & libc::POLLIN == 0 {
+            // POLLHUP: no process is left under the filter.
+            self.close();
+            return;
+        }
+        // SAFETY: a zeroed seccomp_notif is what SECCOMP_IOCTL_NOTIF_RECV requires.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl fills `req`, a seccomp_notif we own. After POLLIN it does not
+        // wait: a call withdrawn meanwhile (its caller was killed) is ENOENT.
+        let r = unsafe {
+            libc::ioctl(
+                self.fd,
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut req as *mut libc::seccomp_notif,
+            )
+        };
+        if r < 0 {
+            if !matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOENT | libc::EINTR)
+            ) {
+                self.close();
+            }
+            return;
+        }
+        let nr = req.data.nr;
+        if !self.seen[..self.count].contains(&nr) && self.count < self.seen.len() {
+            self.seen[self.count] = nr;
+            self.count += 1;
+        }
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: -libc::ENOSYS,
+            flags: 0,
+        };
+        // SAFETY: the ioctl reads `resp`, a seccomp_notif_resp we own. A caller that died in
+        // the meantime (ENOENT) needs no answer.
+        unsafe {
+            libc::ioctl(
+                self.fd,
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp as *mut libc::seccomp_notif_resp,
+            )
+        };
+    }
+
+    /// Once the output has ended: answers until the container's init exits (the kernel then
+    /// kills the rest of its pid namespace), then closes the listener, so that a process that
+    /// outlives it (with `--pid host`) gets ENOSYS from the kernel and the reaping after this
+    /// never waits for a call nobody answers.
+    fn until_exit(&mut self, init: i32) {
+        if self.fd < 0 {
+            return;
+        }
+        // SAFETY: pidfd_open takes a pid and flags; the descriptor is ours to close.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) } as i32;
+        while pidfd >= 0 && self.fd >= 0 {
+            let mut fds = [self.pollfd(), pollfd(pidfd, libc::POLLIN)];
+            // SAFETY: `fds` is a valid array of two pollfds.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                if interrupted() {
+                    continue;
+                }
+                break;
+            }
+            if fds[1].revents != 0 {
+                break;
+            }
+            self.ready(fds[0].revents);
+        }
+        if pidfd >= 0 {
+            // SAFETY: closing our own descriptor once.
+            unsafe { libc::close(pidfd) };
+        }
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if self.fd >= 0 {
+            // SAFETY: closing our own descriptor once; it is forgotten at once.
+            unsafe { libc::close(self.fd) };
+            self.fd = -1;
+        }
+    }
+
+    /// The numbers seen, for the exit file: "1000,434".
+    fn numbers(&self) -> String {
+        let mut s = String::new();
+        for nr in &self.seen[..self.count] {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(&nr.to_string());
+        }
+        s
+    }
+}
+
 fn interrupted() -> bool {
     io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
 }
 
 /// `run -it` and `start -a` attach at once. Until that attach connects the container's
 /// output is not read, so neither its output nor its exit can pass it by; a `hako` that died
-/// before connecting only costs this wait.
-fn first_attach(listener: i32) -> Vec<Client> {
+/// before connecting only costs this wait. The `agent` answers meanwhile.
+fn first_attach(listener: i32, agent: &mut Agent) -> Vec<Client> {
     let mut clients = Vec::new();
-    if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_some() {
-        let mut p = pollfd(listener, libc::POLLIN);
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 10_000) } == 1 {
+    if std::env::var_os("HAKO_MONITOR_WAIT_ATTACH").is_none() {
+        return clients;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut p = [pollfd(listener, libc::POLLIN), agent.pollfd()];
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), 2, left.as_millis().max(1) as i32) };
+        if n < 0 && !interrupted() {
+            break;
+        }
+        agent.ready(p[1].revents);
+        if p[0].revents != 0 {
             accept_client(listener, &mut clients);
+            break;
         }
     }
     clients
