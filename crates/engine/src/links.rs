@@ -90,8 +90,8 @@ impl Engine {
 /// Docker's variables for a link named `alias` from the container `me` to one at `ip` that
 /// exposes `ports` (`80/tcp`) and runs with `env`: `ALIAS_NAME=/me/alias`, `ALIAS_PORT` (its
 /// lowest port), per port `ALIAS_PORT_80_TCP` with its `_ADDR`, `_PORT` and `_PROTO`, and its
-/// variables as `ALIAS_ENV_NAME` (not HOME and PATH, as Docker leaves them out, nor HOSTNAME,
-/// which Docker's configured environment does not hold). The alias is
+/// configured variables (`Config.Env`) as `ALIAS_ENV_NAME` (not HOME and PATH, as Docker
+/// leaves them out). The alias is
 /// upper-cased, `-` and `.` as `_`.
 pub(crate) fn link_env(
     me: &str,
@@ -131,9 +131,8 @@ pub(crate) fn link_env(
         let Some((k, val)) = v.split_once('=') else {
             continue;
         };
-        // HOME and PATH Docker leaves out; HOSTNAME is not in Docker's configured environment
-        // (its runtime adds it), so it never reaches the link either.
-        if matches!(k, "HOME" | "PATH" | "HOSTNAME") {
+        // As Docker leaves them out.
+        if matches!(k, "HOME" | "PATH") {
             continue;
         }
         out.push(format!("{a}_ENV_{k}={val}"));

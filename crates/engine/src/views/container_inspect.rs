@@ -386,6 +386,23 @@ pub struct Healthcheck {
     pub retries: i64,
 }
 
+/// `Config.Env` as Docker's daemon stores it at create: the container's own variables, then
+/// the image's that the container does not set. Not the process's environment (no HOSTNAME,
+/// HOME or default PATH, which the runtime adds; no link or CDI variables).
+fn configured_env(image: Vec<String>, own: &[String]) -> Vec<String> {
+    if own.is_empty() {
+        return image;
+    }
+    let key = |v: &str| v.split_once('=').map_or(v, |(k, _)| k).to_string();
+    let mut out = own.to_vec();
+    for v in image {
+        if !own.iter().any(|o| key(o) == key(&v)) {
+            out.push(v);
+        }
+    }
+    out
+}
+
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }
@@ -475,7 +492,15 @@ impl Engine {
             .ok();
         let (env, workdir, hostname, lowers) = match &plan {
             Some(p) => (
-                p.env.clone(),
+                configured_env(
+                    p.image
+                        .config
+                        .config()
+                        .as_ref()
+                        .and_then(|c| c.env().clone())
+                        .unwrap_or_default(),
+                    &opts.env,
+                ),
                 p.workdir.clone(),
                 p.hostname.clone(),
                 p.image
@@ -487,7 +512,7 @@ impl Engine {
                     .join(":"),
             ),
             None => (
-                Vec::new(),
+                opts.env.clone(),
                 String::new(),
                 c.id[..12].to_string(),
                 String::new(),
