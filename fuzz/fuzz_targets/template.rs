@@ -39,7 +39,7 @@ fn doc() -> &'static serde_json::Value {
 
 /// The engine's output bound (`hako_gotmpl::Limits::default`), with room for the newlines
 /// and table padding a list adds.
-const MAX_OUTPUT: usize = 16 << 20;
+const MAX_OUTPUT: usize = 4 << 20;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -238,12 +238,16 @@ pub struct Limits {
     pub output: usize,
 }
 
+/// A `--format` renders one item (a container, an image, an event) per execution: a few KB
+/// of output and a few hundred steps. The bounds leave room for a thousand times that and stop
+/// a runaway template (`{{range 7370955161}}…`, which fuzzing found) after a few milliseconds of
+/// work: at 16 MiB and 2M steps, a list of such rows took seconds to render and align.
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
             depth: 200,
-            steps: 2_000_000,
-            output: 16 << 20,
+            steps: 1_000_000,
+            output: 4 << 20,
         }
     }
 }
