@@ -671,7 +671,7 @@ impl Fmt {
     }
 }
 
-const KILL_TIMEOUT: Duration = Duration::from_secs(2);
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(1);
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
@@ -1379,8 +1379,10 @@ impl Cgroup {
         self.set_frozen(false).map(drop)
     }
 
-    /// SIGKILLs everything in the cgroup and waits (up to about 2 s) until
-    /// it is empty.
+    /// SIGKILLs everything in the cgroup and waits (up to 10 s, as long as
+    /// Docker's kill waits) until it is empty: a killed process still
+    /// finishes the I/O it sleeps in, which a `--device-write-iops` limit
+    /// can stretch to seconds.
     ///
     /// Uses cgroup2's `cgroup.kill` when available, which cannot race with
     /// forks or pid reuse. Otherwise the cgroup is frozen so nothing can fork
