@@ -29,7 +29,9 @@ pub use manifest::Platform;
 pub use progress::{lines_to, LayerStatus, Progress, ProgressSink};
 pub use pull::{fetch_raw_manifest, pull, pull_as, PullOptions, Pulled};
 pub use push::{push, push_as, push_signed};
-pub use signatures::{check_stored, check_stored_unnamed, policy_fingerprint, SignOptions};
+pub use signatures::{
+    check_stored, check_stored_unnamed, policy_accepts_everything, policy_fingerprint, SignOptions,
+};
 
 /// Errors of registry operations.
 #[derive(Debug, thiserror::Error)]

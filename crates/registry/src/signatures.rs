@@ -146,6 +146,12 @@ pub(crate) fn check_pull(
     Ok(())
 }
 
+/// Whether the policy in effect accepts every image without a check (Debian's default policy,
+/// or no policy file): then nothing else about an image needs to be looked up.
+pub fn policy_accepts_everything() -> Result<bool, Error> {
+    Ok(Policy::load()?.accepts_everything())
+}
+
 /// The fingerprint of what the policy in effect requires of `reference` (its requirements
 /// and their keys), under which a verdict about an image is recorded; `None` when the policy
 /// accepts it without any check.
