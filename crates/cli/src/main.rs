@@ -679,16 +679,24 @@ fn main() -> ExitCode {
             std::path::Path::new(&record),
         ) as u8);
     }
-    let cli = match cli_command()
-        .try_get_matches()
-        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
-    {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let argv: Vec<String> = std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            let u = usage::explain::<Cli>(&e, &argv);
+            // Help is rendered again by the command with the grouped top-level help: making
+            // it reads every subcommand, which `defer` spares every other command line.
+            let e = if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                cli_command().try_get_matches_from(&argv).err().unwrap_or(e)
+            } else {
+                e
+            };
+            let u = usage::explain(&e, &argv, cli_command);
             match &u.message {
                 Some(m) => eprint!("{m}"),
                 None => {

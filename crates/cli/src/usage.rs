@@ -5,7 +5,6 @@
 //! help and exits 0. Each is one line, then where to read more.
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::CommandFactory;
 
 /// What a usage error prints (on stderr, as Docker prints even the help of a bare command
 /// group) and the status it exits with.
@@ -40,7 +39,8 @@ pub fn unknown_flag(arg: &str) -> String {
 }
 
 /// Translates a parse error of `argv` (the process's arguments, program name first).
-pub fn explain<C: CommandFactory>(e: &clap::Error, argv: &[String]) -> Usage {
+/// `command` makes the command line (the top level's help is grouped there).
+pub fn explain(e: &clap::Error, argv: &[String], command: fn() -> clap::Command) -> Usage {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             return Usage {
@@ -50,7 +50,7 @@ pub fn explain<C: CommandFactory>(e: &clap::Error, argv: &[String]) -> Usage {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             // `docker image`, like `docker` alone, shows the group's commands.
-            let mut root = C::command();
+            let mut root = command();
             root.build();
             let (_, cmd) = locate(&root, argv);
             return Usage {
@@ -60,7 +60,7 @@ pub fn explain<C: CommandFactory>(e: &clap::Error, argv: &[String]) -> Usage {
         }
         _ => {}
     }
-    let mut root = C::command();
+    let mut root = command();
     root.build();
     let (path, cmd) = locate(&root, argv);
     let path = path.join(" ");
@@ -232,7 +232,7 @@ fn flag_names(cmd: &clap::Command, shown: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     #[derive(Parser)]
     #[command(name = "hako", disable_help_subcommand = true)]
@@ -272,7 +272,7 @@ mod tests {
             .map(String::from)
             .collect();
         let e = T::try_parse_from(&argv).err().expect("a usage error");
-        explain::<T>(&e, &argv)
+        explain(&e, &argv, T::command)
     }
 
     #[test]
