@@ -498,9 +498,21 @@ impl Cri {
             }),
             ..Default::default()
         };
-        self.rt
-            .block_on(self.images.pull_image(req))
-            .unwrap_or_else(|e| panic!("pull {image}: {e}"));
+        // containerd opens its socket before its CRI plugin is ready: until then it answers
+        // "server is not initialized yet" (seen under load), which is waited out here.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.rt.block_on(self.images.pull_image(req.clone())) {
+                Ok(_) => return,
+                Err(e)
+                    if e.message().contains("not initialized yet")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("pull {image}: {e}"),
+            }
+        }
     }
 
     fn pod_config(name: &str, cgroup_parent: &str) -> cri::PodSandboxConfig {
