@@ -523,7 +523,7 @@ fn ensure_image(
             policy,
             platform,
             &mut missing,
-            &mut crate::progress::sink(false, crate::progress::stderr_is_tty(), &mut err),
+            &mut crate::progress::sink(quiet, crate::progress::stderr_is_tty(), &mut err),
         )
         .map_err(|e| engine_err(anyhow::anyhow!("{e}")))?;
     Ok(())
