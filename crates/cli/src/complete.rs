@@ -1,9 +1,14 @@
 //! Shell completion of the names a static script cannot know: containers, images, networks
-//! and volumes of the state root. The shell's script (`hako completion SHELL`, or `COMPLETE=SHELL
-//! hako`) calls hako back with `COMPLETE` set; clap_complete then parses the line being typed
+//! and volumes of the state root. The shell's script (`hako completion SHELL`, or `HAKO_COMPLETE=SHELL
+//! hako`) calls hako back with `HAKO_COMPLETE` set; clap_complete then parses the line being typed
 //! and asks these functions for the candidates of the argument under the cursor.
 
 use clap_complete::engine::CompletionCandidate;
+
+/// The variable the completion script sets when it calls hako back: hako's own, not
+/// clap_complete's generic `COMPLETE`, so that a `COMPLETE` a user's environment holds for
+/// something else never turns every hako command into a completion request.
+pub const COMPLETE_VAR: &str = "HAKO_COMPLETE";
 use hako_engine::Engine;
 
 /// The state root the line names (`--root` is not known here): `HAKO_ROOT`, else the default.

@@ -633,9 +633,10 @@ fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `hako ps | head` into a panic; a CLI should just end.
     // SAFETY: restoring the default disposition of one signal before anything else runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // A shell asking for completions (`COMPLETE=bash hako -- hako rm <TAB>`): answered, then
+    // A shell asking for completions (`HAKO_COMPLETE=bash hako -- hako rm <TAB>`): answered, then
     // exit; otherwise one environment lookup.
     clap_complete::CompleteEnv::with_factory(cli_command)
+        .var(complete::COMPLETE_VAR)
         .bin("hako")
         .complete();
     if std::env::args_os().nth(1).as_deref() == Some(hako_engine::rootless::HOLDER_ARG.as_ref()) {
@@ -1068,7 +1069,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             archive, src, dst, ..
         } => cp(&cli.root, archive, &src, &dst),
         Command::Completion { shell } => {
-            // The script calls `hako` back for each completion (COMPLETE=SHELL), so names of
+            // The script calls `hako` back for each completion (HAKO_COMPLETE=SHELL), so names of
             // containers, images, networks and volumes complete too.
             let name = shell.to_string();
             let shells = clap_complete::env::Shells::builtins();
@@ -1076,7 +1077,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 .completer(&name)
                 .ok_or_else(|| anyhow::anyhow!("no completion for shell {name}"))?;
             completer.write_registration(
-                "COMPLETE",
+                complete::COMPLETE_VAR,
                 "hako",
                 "hako",
                 "hako",

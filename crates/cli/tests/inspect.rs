@@ -294,11 +294,11 @@ fn events_record_the_lifecycle() {
 #[test]
 fn shell_completions_are_generated() {
     let r = Root::new();
-    // Each script calls hako back with COMPLETE=SHELL for the candidates.
+    // Each script calls hako back with HAKO_COMPLETE=SHELL for the candidates.
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let script = r.ok(&["completion", shell]);
         assert!(
-            script.contains("hako") && script.contains("COMPLETE") && script.contains(shell),
+            script.contains("hako") && script.contains("HAKO_COMPLETE") && script.contains(shell),
             "{shell}: {script}"
         );
     }
@@ -543,7 +543,7 @@ fn create_flags_read_back_typed() {
     r.ok(&["rm", "-f", "typed"]);
 }
 
-/// What the shell's completion asks hako (`COMPLETE=bash hako -- hako WORDS…`, as the script
+/// What the shell's completion asks hako (`HAKO_COMPLETE=bash hako -- hako WORDS…`, as the script
 /// `hako completion bash` installs does): the candidates for the last word.
 fn complete(r: &Root, words: &[&str]) -> Vec<String> {
     let out = r
@@ -551,7 +551,7 @@ fn complete(r: &Root, words: &[&str]) -> Vec<String> {
         .arg("--")
         .arg("hako")
         .args(words)
-        .env("COMPLETE", "bash")
+        .env("HAKO_COMPLETE", "bash")
         .env("_CLAP_IFS", "\n")
         .env("_CLAP_COMPLETE_INDEX", words.len().to_string())
         .env("_CLAP_COMPLETE_COMP_TYPE", "9")
@@ -593,7 +593,7 @@ fn shell_completion_offers_the_roots_names() {
         "hidden commands: {cmds:?}"
     );
     let script = r.ok(&["completion", "bash"]);
-    assert!(script.contains("COMPLETE=\"bash\""), "{script}");
+    assert!(script.contains("HAKO_COMPLETE=\"bash\""), "{script}");
     assert!(script.contains("complete -o nospace"), "{script}");
     r.ok(&["rm", "webby"]);
     r.ok(&["volume", "rm", "datavol"]);
