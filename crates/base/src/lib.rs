@@ -9,16 +9,18 @@
 //!   process still runs;
 //! - [`userns`]: whether this process is rootless hako (an ordinary user, or root of a user
 //!   namespace whose root is not the host's), and what overlayfs then needs;
+//! - [`seccomp_notify`]: answering a seccomp notification with ENOSYS (the missing-syscall
+//!   agents);
 //! - [`ErrorKind`]: the class of an error every library error reports through `kind()`, which
 //!   the CLI maps to exit codes and the API server to HTTP statuses.
 //!
-//! std only and no dependencies: the per-container monitor (`hako-monitor`) links it and must
-//! stay small.
+//! std and libc only: the per-container monitor (`hako-monitor`) links it and must stay small.
 #![deny(missing_docs)]
 
 pub mod duration;
 mod error;
 pub mod proc;
+pub mod seccomp_notify;
 pub mod signal;
 pub mod size;
 pub mod time;

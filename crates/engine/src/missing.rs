@@ -228,44 +228,17 @@ fn serve(ours: OwnedFd, stop: OwnedFd, seen: Arc<Mutex<Vec<i64>>>) {
         return;
     };
     while wait(&listener, &stop) {
-        // SAFETY: a zeroed seccomp_notif is what SECCOMP_IOCTL_NOTIF_RECV requires.
-        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-        // SAFETY: the ioctl fills `req`, a properly sized seccomp_notif we own.
-        let r = unsafe {
-            libc::ioctl(
-                listener.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_RECV,
-                &mut req as *mut libc::seccomp_notif,
-            )
-        };
-        if r < 0 {
+        let nr = match hako_base::seccomp_notify::answer_enosys(listener.as_raw_fd()) {
+            Ok(nr) => i64::from(nr),
             // ENOENT: the caller died before we got it; anything else ends the listener.
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
-                continue;
-            }
-            return;
-        }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => return,
+        };
         if let Ok(mut s) = seen.lock() {
-            let nr = i64::from(req.data.nr);
             if !s.contains(&nr) && s.len() < MAX_RECORDED {
                 s.push(nr);
             }
         }
-        let mut resp = libc::seccomp_notif_resp {
-            id: req.id,
-            val: 0,
-            error: -libc::ENOSYS,
-            flags: 0,
-        };
-        // SAFETY: the ioctl reads `resp`, a seccomp_notif_resp we own. A caller that died in
-        // the meantime (ENOENT) needs no answer.
-        unsafe {
-            libc::ioctl(
-                listener.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SEND,
-                &mut resp as *mut libc::seccomp_notif_resp,
-            )
-        };
     }
 }
 

@@ -9,7 +9,7 @@
 //! get ENOSYS, which it records: see [`Agent`]), reaps the container (and, as a subreaper, any
 //! orphans), writes "CODE FINISHED_NANOS [NR,NR…]" to EXIT_FILE and execs `hako-finish ROOT
 //! ID PID`, which records the exit and cleans up through the engine (`hako_engine::finish`).
-//! Only std, libc and the std-only `hako-base`, and no std start-up code (see `main`), so one
+//! Only std, libc and `hako-base` (std and libc only), and no std start-up code (see `main`), so one
 //! stays well under 1 MiB of memory.
 // The unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
@@ -495,46 +495,21 @@ impl Agent {
             self.close();
             return;
         }
-        // SAFETY: a zeroed seccomp_notif is what SECCOMP_IOCTL_NOTIF_RECV requires.
-        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-        // SAFETY: the ioctl fills `req`, a seccomp_notif we own. After POLLIN it does not
-        // wait: a call withdrawn meanwhile (its caller was killed) is ENOENT.
-        let r = unsafe {
-            libc::ioctl(
-                self.fd,
-                libc::SECCOMP_IOCTL_NOTIF_RECV,
-                &mut req as *mut libc::seccomp_notif,
-            )
-        };
-        if r < 0 {
-            if !matches!(
-                io::Error::last_os_error().raw_os_error(),
-                Some(libc::ENOENT | libc::EINTR)
-            ) {
-                self.close();
+        // After POLLIN the receive does not wait: a call withdrawn meanwhile (its caller was
+        // killed) is ENOENT.
+        let nr = match hako_base::seccomp_notify::answer_enosys(self.fd) {
+            Ok(nr) => nr,
+            Err(e) => {
+                if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINTR)) {
+                    self.close();
+                }
+                return;
             }
-            return;
-        }
-        let nr = req.data.nr;
+        };
         if !self.seen[..self.count].contains(&nr) && self.count < self.seen.len() {
             self.seen[self.count] = nr;
             self.count += 1;
         }
-        let mut resp = libc::seccomp_notif_resp {
-            id: req.id,
-            val: 0,
-            error: -libc::ENOSYS,
-            flags: 0,
-        };
-        // SAFETY: the ioctl reads `resp`, a seccomp_notif_resp we own. A caller that died in
-        // the meantime (ENOENT) needs no answer.
-        unsafe {
-            libc::ioctl(
-                self.fd,
-                libc::SECCOMP_IOCTL_NOTIF_SEND,
-                &mut resp as *mut libc::seccomp_notif_resp,
-            )
-        };
     }
 
     /// Once the output has ended: answers until the container's init exits (the kernel then
