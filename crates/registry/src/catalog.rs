@@ -8,6 +8,9 @@ use hako_image::Reference;
 /// The most a tag list page or a search answer may take.
 const MAX_LISTING: u64 = 8 << 20;
 
+/// The most tags `pull --all-tags` takes from one repository.
+const MAX_TAGS: usize = 10_000;
+
 fn get_json(client: &Client, url: &str) -> Result<(serde_json::Value, Option<String>), Error> {
     let resp = client.send(
         "GET",
@@ -54,13 +57,32 @@ pub fn list_tags(reference: &Reference) -> Result<Vec<String>, Error> {
     let client = Client::new(reference.domain(), reference.path(), false)?;
     let mut url = client.url("tags/list");
     let mut tags = Vec::new();
-    // A registry that sends a page linking back to itself must not loop for ever.
-    for _ in 0..10_000 {
+    let mut visited = std::collections::HashSet::new();
+    // A hostile registry must not keep us paging for ever (a page linking back to one already
+    // read) nor fill memory with tags.
+    loop {
+        if !visited.insert(url.clone()) {
+            return Err(Error::Status {
+                url,
+                status: 200,
+                message: "the tag list's pages link back to a page already read".into(),
+            });
+        }
         let (v, link) = get_json(&client, &url)?;
         for t in v["tags"].as_array().into_iter().flatten() {
             if let Some(t) = t.as_str() {
                 tags.push(t.to_string());
             }
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(Error::Status {
+                url,
+                status: 200,
+                message: format!(
+                    "{} lists more than {MAX_TAGS} tags, the most `pull --all-tags` takes",
+                    reference.familiar_repository()
+                ),
+            });
         }
         match link.as_deref().and_then(next_page) {
             Some(next) => url = client.absolute(next),
