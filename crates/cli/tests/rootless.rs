@@ -1077,3 +1077,201 @@ fn device_nodes_in_a_layer_are_left_out_rootless() {
     u.ok(&["rmi", "devices"]);
     u.assert_nothing_runs();
 }
+
+/// The commands the journey does not use, as an ordinary user on a host that cannot delegate
+/// cgroups: what needs a cgroup is read from the container's processes (top, stats) or refused
+/// naming why (pause, limit updates); the rest behaves as for root.
+#[test]
+fn every_other_command_works_rootless() {
+    let reg = hako_testkit::Registry::start();
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+
+    // push, login and logout against the local registry, and a pull back.
+    let name = format!("127.0.0.1:{}/rootless/bb:1", reg.port);
+    u.ok(&["tag", "busybox", &name]);
+    u.ok(&["push", &name]);
+    u.ok(&["rmi", &name]);
+    let server = format!("127.0.0.1:{}", reg.port);
+    let login = u.ok(&["login", "-u", "someone", "-p", "pw", &server]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+    let config = std::fs::read_to_string(u.u.home.join(".docker/config.json")).unwrap();
+    assert!(config.contains(&server), "{config}");
+    u.ok(&["pull", "-q", &name]);
+    u.ok(&["logout", &server]);
+    u.ok(&["rmi", &name]);
+
+    // events while the rest happens.
+    let events = u
+        .cmd(&[
+            "events",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // A --tmpfs mount, top and stats from the container's processes.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--network",
+        "none",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "busybox",
+        "sh",
+        "-c",
+        "echo in-tmpfs > /scratch/f; dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null; while :; do :; done",
+    ]);
+    assert!(common::wait_for(10, || u
+        .run(&["exec", "busy", "cat", "/scratch/f"])
+        .1
+        == "in-tmpfs\n"));
+    let mounts = u.ok(&["exec", "busy", "grep", " /scratch ", "/proc/mounts"]);
+    assert!(
+        mounts.contains("tmpfs") && mounts.contains("size=1024k"),
+        "{mounts}"
+    );
+    let top = u.ok(&["top", "busy", "-o", "pid,comm"]);
+    assert!(top.lines().count() >= 2 && top.contains("sh"), "{top}");
+    let sample = || {
+        u.ok(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}|{{.BlockIO}}",
+            "busy",
+        ])
+    };
+    let cpu = |s: &str| -> f64 { s.split('%').next().unwrap().parse().unwrap() };
+    // The loop starts once dd is done.
+    let mut stats = sample();
+    for _ in 0..10 {
+        if cpu(&stats) > 20.0 {
+            break;
+        }
+        stats = sample();
+    }
+    assert!(cpu(&stats) > 20.0, "a busy loop shows its CPU: {stats}");
+    let f: Vec<&str> = stats.trim().split('|').collect();
+    assert!(!f[1].starts_with("0B"), "memory in use: {stats}");
+    assert_ne!(f[2], "0", "processes: {stats}");
+    assert!(!f[3].ends_with("/ 0B"), "the 8 MB written: {stats}");
+
+    // What needs a cgroup is refused with the reason, and changes nothing.
+    let (code, _, err) = u.run(&["pause", "busy"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot pause container busy: it has no cgroup to freeze")
+            && err.contains("cgroup v1 cannot be delegated")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = u.run(&["update", "--memory", "64m", "busy"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot update container busy"), "{err}");
+    assert_eq!(
+        u.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "busy"]),
+        "0\n"
+    );
+    u.ok(&["update", "--restart", "unless-stopped", "busy"]);
+    assert_eq!(
+        u.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            "busy"
+        ]),
+        "unless-stopped\n"
+    );
+
+    // cp both ways, diff, commit and its history, export.
+    let inside = u.u.home.join("to-container");
+    u.u.write_file("to-container", b"copied in\n");
+    u.ok(&["cp", inside.to_str().unwrap(), "busy:/root/in"]);
+    assert_eq!(u.ok(&["exec", "busy", "cat", "/root/in"]), "copied in\n");
+    let out = u.u.home.join("from-container");
+    u.ok(&["cp", "busy:/root/in", out.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&out).unwrap().uid(), u.u.uid);
+    let diff = u.ok(&["diff", "busy"]);
+    assert!(
+        diff.contains("A /root/in") && diff.contains("A /big"),
+        "{diff}"
+    );
+    u.ok(&["commit", "busy", "snap"]);
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "snap",
+            "cat",
+            "/root/in"
+        ]),
+        "copied in\n"
+    );
+    assert!(u.ok(&["history", "-q", "snap"]).lines().count() >= 2);
+    let tar = u.u.home.join("busy.tar");
+    u.ok(&["export", "-o", tar.to_str().unwrap(), "busy"]);
+    let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("root/in"));
+
+    // rename, restart, kill and wait's status, attach to a running container.
+    u.ok(&["rename", "busy", "busy2"]);
+    u.ok(&["restart", "-t", "1", "busy2"]);
+    assert_eq!(
+        u.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.RestartCount}}",
+            "busy2"
+        ]),
+        "true 0\n"
+    );
+    u.ok(&["kill", "busy2"]);
+    assert_eq!(u.ok(&["wait", "busy2"]), "137\n");
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo one; echo two",
+    ]);
+    let attached =
+        u.u.command("timeout")
+            .args(["20", common::hako_bin(), "attach", "talk"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+    assert!(
+        String::from_utf8_lossy(&attached.stdout).contains("two"),
+        "{attached:?}"
+    );
+    let df = u.ok(&["system", "df"]);
+    assert!(df.contains("Containers"), "{df}");
+    u.ok(&["rm", "-f", "busy2", "talk"]);
+    u.ok(&["rmi", "snap"]);
+
+    let _ = Command::new("kill").arg(events.id().to_string()).status();
+    let seen = events.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&seen.stdout);
+    for want in [
+        "container start busy",
+        "container kill busy2",
+        "container die talk",
+        "container destroy talk",
+    ] {
+        assert!(seen.contains(want), "{want:?} not in events:\n{seen}");
+    }
+    u.assert_nothing_runs();
+}

@@ -102,6 +102,18 @@ impl Engine {
         Ok(c.id)
     }
 
+    /// An error naming `action` when this engine's containers have no cgroup (rootless where
+    /// the host cannot delegate one).
+    fn need_cgroup(&self, name: &str, action: &str, what: &str) -> Result<()> {
+        let cs = hako_cgroups::CgroupSystem::detect()?;
+        match crate::rootless::no_cgroup_reason(&cs) {
+            Some(why) => Err(Error::Invalid(format!(
+                "cannot {action} container {name}: {what} (rootless, and {why})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// `docker inspect` of a container, as JSON: [`Engine::container_inspect`]'s view.
     pub fn inspect(&self, key: &str) -> Result<Value> {
         let view = self.container_inspect(key)?;
@@ -130,6 +142,7 @@ impl Engine {
             return Err(Error::NotRunning(c.id));
         }
         let row = self.row(&c.id)?;
+        self.need_cgroup(&c.name, "pause", "it has no cgroup to freeze")?;
         if self.is_paused(&c.id, row.cgroup_parent.as_deref()) {
             return Err(Error::Invalid(format!(
                 "Container {} is already paused",
@@ -162,6 +175,15 @@ impl Engine {
         let c = self.find(key)?;
         let row = self.row(&c.id)?;
         let mut opts = ContainerConfig::from_stored(&row.config)?;
+        let limits_only = ContainerUpdate {
+            restart_policy: None,
+            ..change.clone()
+        };
+        if !limits_only.is_empty() {
+            // Stored, they would be dropped again at each start: refused before anything
+            // changes, as runc refuses to update a rootless container without a cgroup.
+            self.need_cgroup(&c.name, "update", "it has no cgroup to limit")?;
+        }
         change.apply(&mut opts);
         opts.check()?;
         let limits = crate::limits::Limits::parse(&opts)?;
@@ -248,9 +270,14 @@ impl Engine {
             return Err(Error::Invalid(format!("Container {} is not running", c.id)));
         }
         let row = self.row(&c.id)?;
-        let mut pids = self
-            .cgroup_of(&c.id, row.cgroup_parent.as_deref())?
-            .pids()?;
+        let cg = self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?;
+        if cg.paths().is_empty() {
+            return Ok(self
+                .live_pid(&c.id)?
+                .map(crate::procstat::container_pids)
+                .unwrap_or_default());
+        }
+        let mut pids = cg.pids()?;
         pids.sort_unstable();
         pids.dedup();
         Ok(pids)
@@ -261,11 +288,28 @@ impl Engine {
         let c = self.find(key)?;
         let row = self.row(&c.id)?;
         let cg = self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?;
-        let s = if c.state == State::Running {
+        let live = match c.state {
+            State::Running => self.live_pid(&c.id)?,
+            _ => None,
+        };
+        // Without a cgroup (rootless here), the same figures from the processes themselves.
+        let from_proc = match live {
+            Some(init) if cg.paths().is_empty() => {
+                let pids = crate::procstat::container_pids(init);
+                Some((crate::procstat::usage(&pids), pids.len() as u64))
+            }
+            _ => None,
+        };
+        let mut s = if c.state == State::Running {
             cg.stats().unwrap_or_default()
         } else {
             Default::default()
         };
+        if let Some((u, n)) = from_proc {
+            s.cpu_usage_ns = Some(u.cpu_ns);
+            s.memory_usage = Some(u.memory);
+            s.pids_current = Some(n);
+        }
         let limit = cg
             .paths()
             .iter()
@@ -286,7 +330,9 @@ impl Engine {
             }
             _ => (0, 0),
         };
-        let block = if c.state == State::Running {
+        let block = if let Some((u, _)) = from_proc {
+            (u.read, u.write)
+        } else if c.state == State::Running {
             block_io(cg.paths())
         } else {
             (0, 0)

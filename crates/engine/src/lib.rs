@@ -28,6 +28,7 @@ pub mod netwire;
 pub mod networks;
 pub mod options;
 pub mod platform;
+mod procstat;
 pub mod pull_policy;
 pub mod rootless;
 pub mod seccomp;

@@ -597,6 +597,18 @@ pub(crate) fn open_cgroup(
     cs.open(parent, &format!("hako-{id}"))
 }
 
+/// Why this rootless engine's containers have no cgroup, or None when they have one (root, or
+/// a delegated cgroup v2 subtree).
+pub(crate) fn no_cgroup_reason(cs: &hako_cgroups::CgroupSystem) -> Option<String> {
+    if !active() {
+        return None;
+    }
+    match cs.rootless_driver(host_uid()) {
+        hako_cgroups::rootless::Driver::None(reason) => Some(reason.to_string()),
+        _ => None,
+    }
+}
+
 /// File in a container's directory listing the limits it was created without (one per
 /// line), which inspect shows as `HostConfig.DroppedLimits`.
 pub(crate) const DROPPED_FILE: &str = "dropped-limits";
