@@ -11,7 +11,8 @@ pub struct ServiceArgs {
     /// Seconds without a connection after which the service exits (0: never)
     #[arg(short, long, default_value_t = 5)]
     time: u64,
-    /// Where to listen: unix:///PATH or tcp://127.0.0.1:PORT (default unix:///run/hako/docker.sock)
+    /// Where to listen: unix:///PATH or tcp://127.0.0.1:PORT (default unix:///run/hako/docker.sock;
+    /// rootless, unix://$XDG_RUNTIME_DIR/hako/docker.sock)
     endpoint: Option<String>,
 }
 
@@ -27,11 +28,17 @@ fn hako_exe() -> anyhow::Result<std::path::PathBuf> {
 }
 
 pub fn service(root: &Path, a: ServiceArgs) -> Result<i32, Failure> {
-    let endpoint = hako_apid::Endpoint::parse(
-        a.endpoint
-            .as_deref()
-            .unwrap_or(concat!("unix://", "/run/hako/docker.sock")),
-    )?;
+    let endpoint = match a.endpoint.as_deref() {
+        Some(e) => hako_apid::Endpoint::parse(e)?,
+        // /run/hako is root's: an ordinary user's service listens in its own runtime
+        // directory, as rootless Podman's and Docker's do.
+        None if hako_engine::rootless::active() => hako_apid::Endpoint::Unix(
+            hako_engine::rootless::Paths::current()?
+                .runtime
+                .join("docker.sock"),
+        ),
+        None => hako_apid::Endpoint::Unix(hako_apid::listen::DEFAULT_SOCKET.into()),
+    };
     hako_apid::serve(hako_apid::ServiceOptions {
         root: root.to_path_buf(),
         endpoint,

@@ -1275,3 +1275,91 @@ fn every_other_command_works_rootless() {
     }
     u.assert_nothing_runs();
 }
+
+/// Docker's API for an ordinary user: `hako system service` listens in the user's runtime
+/// directory (root's /run/hako is not the user's), and the docker CLI drives it there.
+#[test]
+fn the_docker_api_rootless() {
+    let docker = ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).exists());
+    let Some(docker) = docker else {
+        eprintln!("skipped: no docker CLI is installed");
+        return;
+    };
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let sock = u.u.runtime_dir().join("hako/docker.sock");
+    let mut service = u
+        .cmd(&["system", "service", "--time", "0"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::wait_for(20, || sock.exists()),
+        "no socket at {sock:?}"
+    );
+    let host = format!("unix://{}", sock.display());
+    let d = |args: &[&str]| {
+        let o =
+            u.u.command(docker)
+                .env("DOCKER_HOST", &host)
+                .args(args)
+                .output()
+                .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = d(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "via-api",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "via-api\n"), "{err}");
+    let (_, out, err) = d(&[
+        "info",
+        "--format",
+        "{{json .SecurityOptions}} {{.CgroupDriver}}",
+    ]);
+    assert!(
+        out.contains("name=rootless") && out.contains(" none"),
+        "{out}{err}"
+    );
+    let (code, _, err) = d(&[
+        "run",
+        "-d",
+        "--name",
+        "api1",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, err) = d(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}} {{.PIDs}}",
+        "api1",
+    ]);
+    assert!(
+        !out.contains("/ 0B") && !out.ends_with(" 0\n"),
+        "{out}{err}"
+    );
+    let (_, out, _) = d(&["top", "api1"]);
+    assert!(out.contains("sleep 60"), "{out}");
+    let (code, _, err) = d(&["rm", "-f", "api1"]);
+    assert_eq!(code, 0, "{err}");
+    let _ = Command::new("kill").arg(service.id().to_string()).status();
+    let _ = service.wait();
+    u.assert_nothing_runs();
+}

@@ -538,8 +538,11 @@ pub struct SystemInfo {
     pub volumes: usize,
     /// How container root filesystems are made.
     pub driver: String,
-    /// "cgroupfs".
+    /// "cgroupfs", or "none" when containers get no cgroup (see `no_cgroups`).
     pub cgroup_driver: String,
+    /// Why containers get no cgroup and so no limits: rootless where the host cannot delegate
+    /// one. None when they get one.
+    pub no_cgroups: Option<String>,
     /// "1", "1 (hybrid)" or "2".
     pub cgroup_version: String,
     /// `uname -r`.
@@ -597,7 +600,17 @@ impl Engine {
             })
             .unwrap_or_else(|| "Linux".into());
         let mem_total = hako_base::proc::mem_total();
-        let cgroup_version = match hako_cgroups::CgroupSystem::detect()?.mode() {
+        let cs = hako_cgroups::CgroupSystem::detect()?;
+        let no_cgroups = crate::rootless::no_cgroup_reason(&cs);
+        let mut security_options: Vec<String> = vec![
+            "capabilities (Docker's default set)".into(),
+            "masked and read-only /proc paths".into(),
+            "seccomp (Profile: builtin, unknown syscalls answer ENOSYS)".into(),
+        ];
+        if crate::rootless::active() {
+            security_options.push("rootless".into());
+        }
+        let cgroup_version = match cs.mode() {
             hako_cgroups::Mode::V1 => "1",
             hako_cgroups::Mode::Hybrid => "1 (hybrid: cgroup2 mounted alongside)",
             hako_cgroups::Mode::V2 => "2",
@@ -610,7 +623,13 @@ impl Engine {
             images: self.store.list()?.len(),
             volumes: self.volume_list()?.len(),
             driver: "overlay (mounted inside each container's mount namespace)".into(),
-            cgroup_driver: "cgroupfs".into(),
+            cgroup_driver: if no_cgroups.is_some() {
+                "none"
+            } else {
+                "cgroupfs"
+            }
+            .into(),
+            no_cgroups,
             cgroup_version: cgroup_version.into(),
             kernel_version: uts.release().to_string_lossy().into_owned(),
             operating_system: os,
@@ -647,11 +666,7 @@ impl Engine {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0),
-            security_options: vec![
-                "capabilities (Docker's default set)".into(),
-                "masked and read-only /proc paths".into(),
-                "seccomp (Profile: builtin, unknown syscalls answer ENOSYS)".into(),
-            ],
+            security_options,
         })
     }
 }

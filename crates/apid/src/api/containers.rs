@@ -1092,7 +1092,7 @@ fn stats_json(s: &hako_engine::ContainerStats, prev: Option<&Value>, ncpu: u64) 
         "pids_stats": {"current": s.pids.unwrap_or(0)},
         "cpu_stats": cpu,
         "precpu_stats": precpu,
-        "memory_stats": {"usage": s.memory.unwrap_or(0), "limit": s.memory_limit.unwrap_or(0), "stats": {}},
+        "memory_stats": {"usage": s.memory.unwrap_or(0), "limit": s.memory_limit.unwrap_or_else(hako_base::proc::mem_total), "stats": {}},
         "networks": {"eth0": {"rx_bytes": s.net_rx, "tx_bytes": s.net_tx, "rx_packets": 0, "tx_packets": 0, "rx_errors": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0}},
         "blkio_stats": {"io_service_bytes_recursive": [
             {"major": 0, "minor": 0, "op": "read", "value": s.block_read},

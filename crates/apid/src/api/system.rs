@@ -86,6 +86,21 @@ pub(super) async fn info(req: Req) -> Result<Response<Body>, ApiError> {
         "1"
     };
     let now = hako_engine::rfc3339(hako_engine::now_nanos());
+    let limits = info.no_cgroups.is_none();
+    let mut security = vec!["name=seccomp,profile=builtin"];
+    if info.rootless {
+        // How docker-py, compose and IDEs tell a rootless engine.
+        security.push("name=rootless");
+    }
+    let warnings: Vec<String> = info
+        .no_cgroups
+        .iter()
+        .map(|why| {
+            format!(
+                "WARNING: running rootless without cgroups ({why}): resource limits are dropped"
+            )
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
         &j!({
@@ -103,14 +118,14 @@ pub(super) async fn info(req: Req) -> Result<Response<Body>, ApiError> {
                 "Authorization": null,
                 "Log": ["json-file"],
             },
-            "MemoryLimit": true,
-            "SwapLimit": true,
+            "MemoryLimit": limits,
+            "SwapLimit": limits,
             "KernelMemory": false,
-            "CpuCfsPeriod": true,
-            "CpuCfsQuota": true,
-            "CPUShares": true,
-            "CPUSet": true,
-            "PidsLimit": true,
+            "CpuCfsPeriod": limits,
+            "CpuCfsQuota": limits,
+            "CPUShares": limits,
+            "CPUSet": limits,
+            "PidsLimit": limits,
             "IPv4Forwarding": true,
             "BridgeNfIptables": false,
             "BridgeNfIp6tables": false,
@@ -163,8 +178,8 @@ pub(super) async fn info(req: Req) -> Result<Response<Body>, ApiError> {
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Warnings": [],
+            "SecurityOptions": security,
+            "Warnings": warnings,
         }),
     ))
 }
