@@ -810,7 +810,9 @@ pub(crate) fn spawn_detached(exe: &Path, args: &[OsString]) -> std::result::Resu
     let out = std::process::Command::new(exe)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        // Read only for a server that fails before it is ready: one that starts turns its
+        // standard descriptors to /dev/null, which ends the pipe.
+        .stderr(std::process::Stdio::piped())
         // Out of the terminal's process group: a Ctrl-C in `hako run` is not for the server.
         .process_group(0)
         .output();
@@ -822,10 +824,16 @@ pub(crate) fn spawn_detached(exe: &Path, args: &[OsString]) -> std::result::Resu
     let line = text.lines().next().unwrap_or("").trim();
     match line.strip_prefix("ready ").and_then(|p| p.parse().ok()) {
         Some(pid) => Ok(pid),
-        None => Err(line
-            .strip_prefix("error: ")
-            .unwrap_or(if line.is_empty() { "no output" } else { line })
-            .to_string()),
+        None if line.is_empty() => {
+            // Say which binary failed and how: a stale one beside hako is a likely cause.
+            let err = String::from_utf8_lossy(&out.stderr);
+            let said = err.lines().rev().find(|l| !l.trim().is_empty());
+            Err(match said {
+                Some(l) => format!("{}: {} ({})", exe.display(), l.trim(), out.status),
+                None => format!("{} printed nothing ({})", exe.display(), out.status),
+            })
+        }
+        None => Err(line.strip_prefix("error: ").unwrap_or(line).to_string()),
     }
 }
 
@@ -937,6 +945,20 @@ pub(crate) fn kill(pid: i64, st: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_that_fails_to_start_is_named_with_what_it_said() {
+        let sh = Path::new("/bin/sh");
+        let run = |script: &str| spawn_detached(sh, &["-c".into(), script.into()]);
+        let e = run("echo 'usage: old-server DB NET' >&2; exit 2").unwrap_err();
+        assert_eq!(e, "/bin/sh: usage: old-server DB NET (exit status: 2)");
+        assert_eq!(
+            run("exit 1").unwrap_err(),
+            "/bin/sh printed nothing (exit status: 1)"
+        );
+        assert_eq!(run("echo 'error: no port'").unwrap_err(), "no port");
+        assert_eq!(run("echo 'ready 42'"), Ok(42));
+    }
 
     fn query(name: &str, qtype: u16) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
