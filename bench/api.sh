@@ -46,6 +46,9 @@ cleanup() {
         [[ -n "$BRIDGE" ]] && ip link del "$BRIDGE" 2>/dev/null
         # dockerd's overlay mounts and netns files under its root.
         grep -o "$ROOT/docker[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+        # Its cgroup parent in every hierarchy, with any container cgroup it left, deepest first.
+        find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name "bench-api-docker-$$" -print0 |
+            xargs -r -0 -I{} find {} -depth -type d -exec rmdir {} + 2>/dev/null || true
     else
         # shellcheck disable=SC2046
         "$DOCKER_BIN" -H "$DOCKERD_HOST" rm -f $("$DOCKER_BIN" -H "$DOCKERD_HOST" ps -aq --filter label=hako-bench-api) >/dev/null 2>&1 || true

@@ -396,15 +396,28 @@ impl Drop for Docker {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
-        // Each container's cgroup went with it; the parent is the test's own.
+        // The parent is the test's own; a container's cgroup that dockerd did not remove
+        // before it stopped is below it (seen in the unified hierarchy), so deepest first.
         if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
             for e in entries.flatten() {
-                let _ =
-                    std::fs::remove_dir(e.path().join(self.cgroup_parent.trim_start_matches('/')));
+                remove_cgroup_tree(&e.path().join(self.cgroup_parent.trim_start_matches('/')));
             }
         }
         unmount_under(self.dir.path());
     }
+}
+
+/// Removes an empty cgroup and its empty sub-cgroups (rmdir fails on any that still has a
+/// process, which is then left).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Rootful podman with every path private to the test. runc by default, because crun 1.8
