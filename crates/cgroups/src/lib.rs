@@ -213,6 +213,37 @@ impl CgroupSystem {
         Ok(cg)
     }
 
+    /// Creates cgroup `name` below `base`, a cgroup directory of the v2 hierarchy this
+    /// process may manage (a rootless user's delegated cgroup): unlike a `parent` given to
+    /// [`create`](Self::create), the levels above `base` are left as they are, since they are
+    /// not the caller's to prepare.
+    pub fn create_below(&self, base: &Path, name: &str) -> Result<Cgroup, Error> {
+        let v2 = self
+            .hierarchies
+            .iter()
+            .find(|h| h.kind == Kind::V2)
+            .ok_or_else(|| Error::InvalidName(base.display().to_string()))?;
+        let rel = base
+            .strip_prefix(&v2.mount_point)
+            .map_err(|_| Error::InvalidName(base.display().to_string()))?;
+        let rel = parse::normalize(&rel.to_string_lossy())?;
+        let cg = self.layout(Some(&rel), name)?;
+        let mut created = Vec::new();
+        let mut buf = Vec::new();
+        for (h, r) in self.hierarchies.iter().zip(&cg.rels) {
+            if h.kind != Kind::V2 {
+                continue;
+            }
+            if let Err(e) = create_in(h, r, rel.len(), &mut created, &mut buf) {
+                for dir in created.iter().rev() {
+                    let _ = fs::rmdir(dir);
+                }
+                return Err(e);
+            }
+        }
+        Ok(cg)
+    }
+
     /// Handle to an existing (or already gone) cgroup, with the same path
     /// rules as [`create`](Self::create); meant for cleanup after a crash.
     ///

@@ -79,67 +79,149 @@ impl std::fmt::Display for DroppedLimit {
     }
 }
 
+/// Each limit Docker users know: its name, the cgroup v2 controller it needs (`None`: a v1-only
+/// setting that cgroup v2 does not have; `Some("")`: raw files, whichever controller they name),
+/// whether `res` asks for it, and how to take it out of `res`.
+type Limit = (
+    &'static str,
+    Option<&'static str>,
+    fn(&Resources) -> bool,
+    fn(&mut Resources),
+);
+
+const LIMITS: &[Limit] = &[
+    (
+        "memory limit",
+        Some("memory"),
+        |r| r.memory_limit.is_some(),
+        |r| r.memory_limit = None,
+    ),
+    (
+        "memory+swap limit",
+        Some("memory"),
+        |r| r.memory_swap.is_some(),
+        |r| r.memory_swap = None,
+    ),
+    (
+        "memory reservation",
+        Some("memory"),
+        |r| r.memory_reservation.is_some(),
+        |r| r.memory_reservation = None,
+    ),
+    (
+        "memory swappiness",
+        None,
+        |r| r.memory_swappiness.is_some(),
+        |r| r.memory_swappiness = None,
+    ),
+    (
+        "oom-kill disable",
+        None,
+        |r| r.disable_oom_killer,
+        |r| r.disable_oom_killer = false,
+    ),
+    (
+        "cpu shares",
+        Some("cpu"),
+        |r| r.cpu_shares.is_some(),
+        |r| r.cpu_shares = None,
+    ),
+    (
+        "cpu quota",
+        Some("cpu"),
+        |r| r.cpu_quota.is_some() || r.cpu_period.is_some(),
+        |r| {
+            r.cpu_quota = None;
+            r.cpu_period = None;
+        },
+    ),
+    (
+        "cpu realtime budget",
+        None,
+        |r| r.cpu_rt_runtime.is_some() || r.cpu_rt_period.is_some(),
+        |r| {
+            r.cpu_rt_runtime = None;
+            r.cpu_rt_period = None;
+        },
+    ),
+    (
+        "cpu idle",
+        Some("cpu"),
+        |r| r.cpu_idle.is_some(),
+        |r| r.cpu_idle = None,
+    ),
+    (
+        "cpuset",
+        Some("cpuset"),
+        |r| r.cpuset_cpus.is_some() || r.cpuset_mems.is_some(),
+        |r| {
+            r.cpuset_cpus = None;
+            r.cpuset_mems = None;
+        },
+    ),
+    (
+        "pids limit",
+        Some("pids"),
+        |r| r.pids_limit.is_some(),
+        |r| r.pids_limit = None,
+    ),
+    (
+        "blkio weight",
+        Some("io"),
+        |r| {
+            r.blkio_weight.is_some()
+                || r.blkio_leaf_weight.is_some()
+                || !r.blkio_weight_devices.is_empty()
+        },
+        |r| {
+            r.blkio_weight = None;
+            r.blkio_leaf_weight = None;
+            r.blkio_weight_devices.clear();
+        },
+    ),
+    (
+        "blkio throttle",
+        Some("io"),
+        |r| !r.blkio_throttle.is_empty(),
+        |r| r.blkio_throttle.clear(),
+    ),
+    (
+        "rdma limit",
+        Some("rdma"),
+        |r| !r.rdma.is_empty(),
+        |r| r.rdma.clear(),
+    ),
+    (
+        "hugepage limit",
+        Some("hugetlb"),
+        |r| !r.hugepage_limits.is_empty(),
+        |r| r.hugepage_limits.clear(),
+    ),
+    (
+        "network class/priority",
+        None,
+        |r| r.net_class_id.is_some() || !r.net_priorities.is_empty(),
+        |r| {
+            r.net_class_id = None;
+            r.net_priorities.clear();
+        },
+    ),
+    (
+        "unified cgroup settings",
+        Some(""),
+        |r| !r.unified.is_empty(),
+        |r| r.unified.clear(),
+    ),
+];
+
 /// The limits `res` asks for, each once, with the cgroup v2 controller it needs (`None`: a
 /// v1-only setting that cgroup v2 does not have).
 pub fn requested_limits(res: &Resources) -> Vec<(&'static str, Option<&'static str>)> {
-    let mut out = Vec::new();
-    let mut add = |set: bool, name: &'static str, ctl: Option<&'static str>| {
-        if set {
-            out.push((name, ctl));
-        }
-    };
-    add(res.memory_limit.is_some(), "memory limit", Some("memory"));
-    add(
-        res.memory_swap.is_some(),
-        "memory+swap limit",
-        Some("memory"),
-    );
-    add(
-        res.memory_reservation.is_some(),
-        "memory reservation",
-        Some("memory"),
-    );
-    add(res.memory_swappiness.is_some(), "memory swappiness", None);
-    add(res.disable_oom_killer, "oom-kill disable", None);
-    add(res.cpu_shares.is_some(), "cpu shares", Some("cpu"));
-    add(
-        res.cpu_quota.is_some() || res.cpu_period.is_some(),
-        "cpu quota",
-        Some("cpu"),
-    );
-    add(
-        res.cpu_rt_runtime.is_some() || res.cpu_rt_period.is_some(),
-        "cpu realtime budget",
-        None,
-    );
-    add(res.cpu_idle.is_some(), "cpu idle", Some("cpu"));
-    add(
-        res.cpuset_cpus.is_some() || res.cpuset_mems.is_some(),
-        "cpuset",
-        Some("cpuset"),
-    );
-    add(res.pids_limit.is_some(), "pids limit", Some("pids"));
-    add(
-        res.blkio_weight.is_some()
-            || res.blkio_leaf_weight.is_some()
-            || !res.blkio_weight_devices.is_empty(),
-        "blkio weight",
-        Some("io"),
-    );
-    add(!res.blkio_throttle.is_empty(), "blkio throttle", Some("io"));
-    add(!res.rdma.is_empty(), "rdma limit", Some("rdma"));
-    add(
-        !res.hugepage_limits.is_empty(),
-        "hugepage limit",
-        Some("hugetlb"),
-    );
-    add(
-        res.net_class_id.is_some() || !res.net_priorities.is_empty(),
-        "network class/priority",
-        None,
-    );
-    add(!res.unified.is_empty(), "unified cgroup settings", Some(""));
-    out
+    LIMITS
+        .iter()
+        .filter(|(_, _, set, _)| set(res))
+        .map(|(name, ctl, _, _)| (*name, *ctl))
+        .collect()
 }
 
 impl Driver {
@@ -183,16 +265,34 @@ fn owned_by(path: &Path, euid: u32) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(m) if m.uid() == euid => Ok(()),
         Ok(m) => Err(format!(
-            "{} belongs to uid {}, not {euid}",
+            "{} belongs to {}, not to {}",
             path.display(),
-            m.uid()
+            host_uid_of(m.uid()),
+            host_uid_of(euid)
         )),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
+/// A uid of this process's view as the host names it, for messages: inside rootless hako's
+/// user namespace the user is 0 and whoever is not mapped shows as the overflow id.
+fn host_uid_of(uid: u32) -> String {
+    if !hako_base::userns::in_user_namespace() {
+        return format!("uid {uid}");
+    }
+    hako_base::userns::uid_map()
+        .iter()
+        .find(|m| uid >= m.inside && uid - m.inside < m.size)
+        .map_or_else(
+            || "a user outside this user namespace".to_string(),
+            |m| format!("uid {}", m.outside + (uid - m.inside)),
+        )
+}
+
 impl CgroupSystem {
-    /// The cgroup driver rootless containers of the user `euid` get on this host.
+    /// The cgroup driver rootless containers of the user `euid` get on this host. `euid` is
+    /// the caller's effective uid as this process sees it, in its own user namespace (0 in
+    /// rootless hako's), because that is how the delegated files' owner reads here.
     pub fn rootless_driver(&self, euid: u32) -> Driver {
         if self.mode() != Mode::V2 {
             return Driver::None(NoneReason::V1);
@@ -200,7 +300,12 @@ impl CgroupSystem {
         let Some(h) = self.hierarchies.iter().find(|h| h.kind == Kind::V2) else {
             return Driver::None(NoneReason::V1);
         };
-        let dir = h.mount_point.join(h.caller.trim_start_matches('/'));
+        let mut dir = h.mount_point.join(h.caller.trim_start_matches('/'));
+        // A command run from the leaf that an earlier one moved the delegate's processes
+        // into (see [`vacate`]) works in the same delegated cgroup as that one.
+        if dir.file_name().is_some_and(|n| n == CALLER_LEAF) {
+            dir.pop();
+        }
         let not = |why: String| Driver::None(NoneReason::NotDelegated(why));
         // systemd's Delegate=yes hands over the directory and these files (the ones that
         // let the delegate create children, move processes and enable controllers).
@@ -235,6 +340,65 @@ impl CgroupSystem {
         }
         Driver::Delegated { dir, controllers }
     }
+}
+
+/// The child of a delegated cgroup that its own processes are moved into (by [`vacate`]), so
+/// that the cgroup may enable controllers for the containers created beside it.
+pub const CALLER_LEAF: &str = "hako-caller";
+
+/// Makes delegated cgroup `dir` hold no process of its own, as cgroup v2 requires of a cgroup
+/// that enables controllers for its children ("no internal processes"): its processes (the
+/// caller, and whatever else of the user's runs there, such as its shell) move into the child
+/// [`CALLER_LEAF`], where they keep every limit `dir` has. Nothing happens to an empty `dir`.
+pub fn vacate(dir: &Path) -> Result<(), crate::Error> {
+    let procs = dir.join("cgroup.procs");
+    let leaf = dir.join(CALLER_LEAF);
+    // A process that forks while we move it can leave a child behind: a few rounds.
+    for _ in 0..10 {
+        let pids = crate::fs::read_string(&procs)?;
+        if pids.trim().is_empty() {
+            return Ok(());
+        }
+        match crate::fs::mkdir(&leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(crate::Error::Create { path: leaf, error }),
+        }
+        for pid in pids.split_whitespace() {
+            match crate::fs::write_raw(&leaf.join("cgroup.procs"), pid.as_bytes()) {
+                Ok(()) => {}
+                // Gone meanwhile.
+                Err(e) if crate::fs::errno(&e) == libc::ESRCH => {}
+                Err(e) => {
+                    return Err(crate::fs::write_err(
+                        &leaf.join("cgroup.procs"),
+                        pid.as_bytes(),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+    Err(crate::Error::Create {
+        path: leaf,
+        error: std::io::Error::other(format!("{} keeps gaining processes", procs.display())),
+    })
+}
+
+/// `res` without what a rootless container's cgroup cannot take: the limits `driver` drops
+/// (reported by [`Driver::dropped`]) and the device rules, whose cgroup v2 filter needs a
+/// privilege no user namespace grants (the user namespace already keeps the container from
+/// creating device nodes, and from using any the user could not).
+pub fn applicable(driver: &Driver, res: &Resources) -> Resources {
+    let mut out = res.clone();
+    out.devices = None;
+    let dropped = driver.dropped(res);
+    for (name, _, _, clear) in LIMITS {
+        if dropped.iter().any(|d| d.limit == *name) {
+            clear(&mut out);
+        }
+    }
+    out
 }
 
 /// Whether a cgroup error is one runc tolerates for a rootless container that names no

@@ -1478,6 +1478,61 @@ fn rootless_v2_delegated_nests_under_the_caller_and_applies_limits() {
 }
 
 #[test]
+fn rootless_v2_delegated_from_the_caller_leaf_creates_below_the_delegated_cgroup_only() {
+    let t = Tree::new();
+    let (mi, _) = t.v2_delegated("cpu memory pids\n");
+    // A later command runs in the leaf an earlier one moved the caller into.
+    let leaf = format!("unified/user.slice/x/{}", rootless::CALLER_LEAF);
+    t.file(&format!("{leaf}/cgroup.procs"), "");
+    let sys = CgroupSystem::from_parts(
+        &mi,
+        &format!("0::/user.slice/x/{}\n", rootless::CALLER_LEAF),
+    )
+    .unwrap();
+    let dir = t.p("unified/user.slice/x");
+    let driver = sys.rootless_driver(USER);
+    assert!(
+        matches!(&driver, rootless::Driver::Delegated { dir: d, .. } if *d == dir),
+        "{driver:?}"
+    );
+    // Levels above the delegated cgroup are root's: left untouched (user.slice offers more
+    // controllers than it enables, which create() would try to enable).
+    let above = t.read("unified/user.slice/cgroup.subtree_control");
+    let c = sys.create_below(&dir, "hako-c").unwrap();
+    assert_eq!(c.paths(), &[dir.join("hako-c")][..]);
+    assert_eq!(t.read("unified/user.slice/cgroup.subtree_control"), above);
+    assert_eq!(
+        t.read("unified/user.slice/x/cgroup.subtree_control"),
+        "+cpu +memory +pids"
+    );
+    assert!(sys.create_below(&t.p("elsewhere"), "hako-c").is_err());
+
+    // What the delegation cannot take, and the device rules, are left out of what is applied.
+    let res = Resources {
+        memory_limit: Some(1 << 20),
+        cpuset_cpus: Some("0".into()),
+        cpuset_mems: Some("0".into()),
+        memory_swappiness: Some(10),
+        pids_limit: Some(7),
+        devices: Some(vec![]),
+        ..Default::default()
+    };
+    let applied = rootless::applicable(&driver, &res);
+    assert_eq!(
+        format!("{applied:?}"),
+        format!(
+            "{:?}",
+            Resources {
+                memory_limit: Some(1 << 20),
+                pids_limit: Some(7),
+                ..Default::default()
+            }
+        )
+    );
+    c.apply(&applied).unwrap();
+}
+
+#[test]
 fn rootless_v2_without_delegation_says_what_is_missing() {
     let t = Tree::new();
     // The caller's cgroup belongs to root (a login scope without Delegate=yes).
@@ -1490,7 +1545,7 @@ fn rootless_v2_without_delegation_says_what_is_missing() {
     };
     assert_eq!(
         why,
-        format!("{} belongs to uid 0, not {USER}", dir.display())
+        format!("{} belongs to uid 0, not to uid {USER}", dir.display())
     );
     let d = sys.rootless_driver(USER);
     let dropped = d.dropped(&Resources {

@@ -1363,3 +1363,219 @@ fn the_docker_api_rootless() {
     let _ = service.wait();
     u.assert_nothing_runs();
 }
+
+/// The host's cgroup2 mount point and the controllers its root offers, from mountinfo.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2")
+            .then(|| pre.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+/// The leaf hako moves a delegated cgroup's own processes into (hako_cgroups::rootless).
+const CALLER_LEAF: &str = "hako-caller";
+
+/// Undoes the delegation set-up of the test below, whatever happens in it.
+struct Delegation {
+    dirs: Vec<std::path::PathBuf>,
+    enabled: Option<(std::path::PathBuf, String)>,
+}
+
+/// Kills whatever runs in cgroup `dir` and below (a test that failed half-way leaves its
+/// container there), then removes it, deepest first.
+fn remove_cgroup_tree(dir: &std::path::Path) {
+    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    common::wait_for(5, || std::fs::remove_dir(dir).is_ok() || !dir.exists());
+}
+
+impl Drop for Delegation {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            remove_cgroup_tree(d);
+        }
+        if let Some((file, ctl)) = &self.enabled {
+            let _ = std::fs::write(file, format!("-{ctl}"));
+        }
+    }
+}
+
+/// cgroup v2 delegation on the real kernel rather than a fake tree: a private mount namespace
+/// where /sys/fs/cgroup is the host's cgroup2 hierarchy alone (as on a cgroup v2 host), a
+/// cgroup delegated to the user as systemd's Delegate=yes does (directory and interface files
+/// owned by it), and each command started inside it as `systemd-run --user --scope` would.
+/// Containers nest in it, the caller is moved into a leaf so controllers can be enabled,
+/// pause freezes for real, limits of controllers not delegated are dropped with the reason,
+/// and a command from another cgroup still finds and removes the container's cgroup.
+#[test]
+fn a_delegated_cgroup_v2_subtree_on_the_real_kernel() {
+    require_root();
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("skipped: this host has no cgroup2 hierarchy");
+        return;
+    };
+    let offered = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
+    let Some(first) = offered.split_whitespace().next() else {
+        eprintln!(
+            "skipped: the cgroup2 hierarchy has no controller to delegate (all are in cgroup v1)"
+        );
+        return;
+    };
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let name = format!("deleg-{}", std::process::id());
+    let host_dir = mount.join(&name);
+    let elsewhere = format!("{name}-other");
+    let mut guard = Delegation {
+        dirs: vec![host_dir.clone(), mount.join(&elsewhere)],
+        enabled: None,
+    };
+    // A delegated cgroup needs a controller its parent enables for it.
+    if enabled.split_whitespace().next().is_none() {
+        std::fs::write(mount.join("cgroup.subtree_control"), format!("+{first}")).unwrap();
+        guard.enabled = Some((mount.join("cgroup.subtree_control"), first.to_string()));
+    }
+    std::fs::create_dir(&host_dir).unwrap();
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        nix::unistd::chown(
+            &host_dir.join(f),
+            Some(u.u.uid.into()),
+            Some(u.u.gid.into()),
+        )
+        .unwrap();
+    }
+    let delegated = std::fs::read_to_string(host_dir.join("cgroup.controllers")).unwrap();
+    // Each command: the private cgroup v2 view, then the cgroup it is started in (the
+    // delegated one, or `elsewhere`, a root-owned one), then the user.
+    std::fs::create_dir(mount.join(&elsewhere)).unwrap();
+    let in_cgroup = |cgroup: &str, args: &[&str]| -> (i32, String, String) {
+        let script = format!(
+            "set -e; umount -l /sys/fs/cgroup; mount -t cgroup2 none /sys/fs/cgroup; \
+             echo $$ > /sys/fs/cgroup/{cgroup}/cgroup.procs; \
+             exec setpriv --reuid={} --regid={} --init-groups -- \"$@\"",
+            u.u.uid, u.u.gid
+        );
+        // The user's environment, but started as root: unshare and mount need it, and the
+        // script switches to the user itself.
+        let mut c = Command::new("unshare");
+        let login = u.u.command("true");
+        c.env_clear()
+            .envs(login.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .current_dir(&u.u.home);
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+            .arg(common::hako_bin())
+            .args(args);
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let ok = |cgroup: &str, args: &[&str]| {
+        let (code, out, err) = in_cgroup(cgroup, args);
+        assert_eq!(code, 0, "hako {args:?} in {cgroup}: {err}{out}");
+        (out, err)
+    };
+
+    let (info, _) = ok(&name, &["info"]);
+    assert!(
+        info.contains(&format!(
+            "Cgroups: cgroupfs (v2, delegated /sys/fs/cgroup/{name}"
+        )),
+        "{info}"
+    );
+    let (id, _) = ok(
+        &name,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "p1",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let cg = host_dir.join(format!("hako-{}", id.trim()));
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    assert!(
+        !procs.trim().is_empty(),
+        "the container's processes are in {cg:?}"
+    );
+    assert!(
+        host_dir.join(CALLER_LEAF).is_dir(),
+        "the caller was moved out of the delegated cgroup"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("cgroup.procs")).unwrap(),
+        "",
+        "no process left in the delegated cgroup itself"
+    );
+    ok(&name, &["pause", "p1"]);
+    assert_eq!(
+        std::fs::read_to_string(cg.join("cgroup.freeze")).unwrap(),
+        "1\n"
+    );
+    let (ps, _) = ok(&name, &["ps", "--format", "{{.Status}}"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    ok(&name, &["unpause", "p1"]);
+    assert_eq!(
+        std::fs::read_to_string(cg.join("cgroup.freeze")).unwrap(),
+        "0\n"
+    );
+    let (top, _) = ok(&name, &["top", "p1"]);
+    assert!(top.contains("sleep 300"), "{top}");
+
+    // A memory limit: applied where the memory controller is delegated, dropped with the
+    // reason where it is not.
+    let (out, err) = ok(
+        &name,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-m",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || echo no memory.max",
+        ],
+    );
+    if delegated.split_whitespace().any(|c| c == "memory") {
+        assert_eq!(out, "67108864\n", "{err}");
+    } else {
+        assert!(
+            err.contains("memory limit not applied: cgroup v2 subtree not delegated: controller memory is not in"),
+            "{err}"
+        );
+    }
+
+    // From another cgroup (another login session), the container's cgroup is still found.
+    ok(&elsewhere, &["rm", "-f", "p1"]);
+    assert!(!cg.exists(), "{cg:?} left behind");
+    u.assert_nothing_runs();
+    drop(guard);
+    assert!(
+        !host_dir.exists(),
+        "the delegated cgroup could not be removed"
+    );
+}

@@ -118,6 +118,7 @@ impl Engine {
             &hako_cgroups::CgroupSystem::detect()?,
             run.cgroup_parent.as_deref(),
             &c.id,
+            &self.container_dir(&c.id),
         );
         // The container allocates its pty from its own devpts and sends us the master.
         let console = if opts.tty {

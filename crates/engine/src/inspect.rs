@@ -35,7 +35,12 @@ impl Engine {
 
     fn cgroup_of(&self, id: &str, parent: Option<&str>) -> Result<hako_cgroups::Cgroup> {
         let cs = hako_cgroups::CgroupSystem::detect()?;
-        Ok(crate::rootless::open_cgroup(&cs, parent, id))
+        Ok(crate::rootless::open_cgroup(
+            &cs,
+            parent,
+            id,
+            &self.container_dir(id),
+        ))
     }
 
     /// The options a container was created with, as stored: without resolving its image or
@@ -179,17 +184,38 @@ impl Engine {
             restart_policy: None,
             ..change.clone()
         };
+        // Rootless, only what the delegated controllers can take applies.
+        let driver = crate::rootless::active().then(|| {
+            hako_cgroups::CgroupSystem::detect()
+                .map(|cs| cs.rootless_driver(nix::unistd::geteuid().as_raw()))
+        });
+        let driver = driver.transpose()?;
         if !limits_only.is_empty() {
             // Stored, they would be dropped again at each start: refused before anything
             // changes, as runc refuses to update a rootless container without a cgroup.
             self.need_cgroup(&c.name, "update", "it has no cgroup to limit")?;
+            if let Some(driver) = &driver {
+                let mut asked = ContainerConfig::default();
+                limits_only.apply(&mut asked);
+                let asked = crate::limits::Limits::parse(&asked)?;
+                if let Some(d) = driver.dropped(&asked.resources).first() {
+                    return Err(Error::Invalid(format!(
+                        "cannot update container {}: {} cannot apply: {}",
+                        c.name, d.limit, d.reason
+                    )));
+                }
+            }
         }
         change.apply(&mut opts);
         opts.check()?;
         let limits = crate::limits::Limits::parse(&opts)?;
         if c.state == State::Running {
+            let res = match &driver {
+                Some(d) => hako_cgroups::rootless::applicable(d, &limits.resources),
+                None => limits.resources.clone(),
+            };
             self.cgroup_of(&c.id, row.cgroup_parent.as_deref())?
-                .apply(&limits.resources)?;
+                .apply(&res)?;
         }
         let config = opts.to_stored()?;
         self.store.conn().execute(
@@ -292,9 +318,10 @@ impl Engine {
             State::Running => self.live_pid(&c.id)?,
             _ => None,
         };
-        // Without a cgroup (rootless here), the same figures from the processes themselves.
+        // Rootless, the cgroup may be missing (cgroup v1, no delegation) or lack controllers
+        // (those not delegated): what it cannot tell comes from the processes themselves.
         let from_proc = match live {
-            Some(init) if cg.paths().is_empty() => {
+            Some(init) if crate::rootless::active() => {
                 let pids = crate::procstat::container_pids(init);
                 Some((crate::procstat::usage(&pids), pids.len() as u64))
             }
@@ -306,9 +333,9 @@ impl Engine {
             Default::default()
         };
         if let Some((u, n)) = from_proc {
-            s.cpu_usage_ns = Some(u.cpu_ns);
-            s.memory_usage = Some(u.memory);
-            s.pids_current = Some(n);
+            s.cpu_usage_ns = s.cpu_usage_ns.or(Some(u.cpu_ns));
+            s.memory_usage = s.memory_usage.or(Some(u.memory));
+            s.pids_current = s.pids_current.or(Some(n));
         }
         let limit = cg
             .paths()
@@ -330,12 +357,10 @@ impl Engine {
             }
             _ => (0, 0),
         };
-        let block = if let Some((u, _)) = from_proc {
-            (u.read, u.write)
-        } else if c.state == State::Running {
-            block_io(cg.paths())
-        } else {
-            (0, 0)
+        let block = match (c.state == State::Running, from_proc) {
+            (false, _) => (0, 0),
+            (true, Some((u, _))) => block_io(cg.paths()).unwrap_or((u.read, u.write)),
+            (true, None) => block_io(cg.paths()).unwrap_or_default(),
         };
         Ok(ContainerStats {
             id: c.id,
@@ -406,20 +431,21 @@ fn net_dev_totals(text: &str) -> (u64, u64) {
     total
 }
 
-/// (read, written) bytes of a cgroup: v1 blkio's recursive service bytes, or v2's `io.stat`.
-fn block_io(paths: &[std::path::PathBuf]) -> (u64, u64) {
+/// (read, written) bytes of a cgroup: v1 blkio's recursive service bytes, or v2's `io.stat`;
+/// None when it has neither (no blkio or io controller).
+fn block_io(paths: &[std::path::PathBuf]) -> Option<(u64, u64)> {
     for p in paths {
         if let Ok(t) = std::fs::read_to_string(p.join("blkio.throttle.io_service_bytes_recursive"))
         {
-            return blkio_v1(&t);
+            return Some(blkio_v1(&t));
         }
     }
     for p in paths {
         if let Ok(t) = std::fs::read_to_string(p.join("io.stat")) {
-            return io_stat_v2(&t);
+            return Some(io_stat_v2(&t));
         }
     }
-    (0, 0)
+    None
 }
 
 /// Lines like "8:0 Read 4096"; the "Total" lines are skipped.

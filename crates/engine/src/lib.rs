@@ -1508,6 +1508,10 @@ impl Engine {
             }
             cgroup
         };
+        if let Err(e) = rootless::record_cgroup(dir, &cgroup) {
+            let _ = cgroup.remove();
+            return Err(e);
+        }
         // Limits this host cannot apply, dropped as Docker's daemon drops them: said, not
         // silently ignored.
         warnings.extend(plan.limits.warnings.iter().cloned());
@@ -1786,7 +1790,8 @@ impl Engine {
                 cgroups = Some(CgroupSystem::detect()?);
             }
             if let Some(cs) = &cgroups {
-                let cg = rootless::open_cgroup(cs, parent.as_deref(), &id);
+                let cg =
+                    rootless::open_cgroup(cs, parent.as_deref(), &id, &self.container_dir(&id));
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
@@ -1822,7 +1827,8 @@ impl Engine {
                 cgroups = Some(CgroupSystem::detect()?);
             }
             if let Some(cs) = &cgroups {
-                let cg = rootless::open_cgroup(cs, parent.as_deref(), &id);
+                let cg =
+                    rootless::open_cgroup(cs, parent.as_deref(), &id, &self.container_dir(&id));
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
@@ -1992,7 +1998,8 @@ impl Engine {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
             let cs = CgroupSystem::detect()?;
-            let cg = rootless::open_cgroup(&cs, parent.as_deref(), &c.id);
+            let cg =
+                rootless::open_cgroup(&cs, parent.as_deref(), &c.id, &self.container_dir(&c.id));
             if let Some(p) = pid.filter(|_| alive(pid, start)) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(p),

@@ -538,7 +538,7 @@ impl Engine {
         // Before the row says exited, so whoever waits for that finds them.
         self.record_missing_syscalls(id, &dir)?;
         let cgroups = hako_cgroups::CgroupSystem::detect()?;
-        let cg = crate::rootless::open_cgroup(&cgroups, parent.as_deref(), id);
+        let cg = crate::rootless::open_cgroup(&cgroups, parent.as_deref(), id, &dir);
         let _ = cg.kill_all();
         let _ = cg.remove();
         let _ = crate::netwire::release_exited(self.store.conn(), &self.root, id);

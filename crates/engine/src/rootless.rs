@@ -584,14 +584,42 @@ pub(crate) fn apply_userns(
     Ok(())
 }
 
-/// The cgroup of container `id` (as [`hako_cgroups::CgroupSystem::open`]), or an empty handle,
-/// on which every operation does nothing, where rootless containers get no cgroup.
+/// File in a container's directory naming its cgroup directories, one per line (none: it has
+/// no cgroup), as they were made when it started.
+pub(crate) const CGROUP_FILE: &str = "cgroup";
+
+/// Records where container directory `dir`'s cgroup is, for the commands that later freeze,
+/// kill, measure or remove it: they may run from another cgroup than the one that started it
+/// (another login session), and a cgroup worked out from theirs would be the wrong one.
+pub(crate) fn record_cgroup(dir: &Path, cg: &hako_cgroups::Cgroup) -> Result<()> {
+    let mut text = String::new();
+    for p in cg.paths() {
+        text.push_str(&p.to_string_lossy());
+        text.push('\n');
+    }
+    let file = dir.join(CGROUP_FILE);
+    std::fs::write(&file, text).map_err(|e| Error::io(format!("write {}", file.display()), e))
+}
+
+/// The cgroup of container `id` whose directory is `dir`: the one recorded when it started;
+/// for a container started before hako recorded them, the one a start would make from this
+/// process's cgroup (as [`hako_cgroups::CgroupSystem::open`]), or an empty handle, on which
+/// every operation does nothing, where rootless containers get no cgroup.
 pub(crate) fn open_cgroup(
     cs: &hako_cgroups::CgroupSystem,
     parent: Option<&str>,
     id: &str,
+    dir: &Path,
 ) -> hako_cgroups::Cgroup {
-    if active() && !cs.rootless_driver(host_uid()).creates_cgroups() {
+    if let Ok(text) = std::fs::read_to_string(dir.join(CGROUP_FILE)) {
+        let dirs: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
+        return cs.open_dirs(&dirs);
+    }
+    if active()
+        && !cs
+            .rootless_driver(nix::unistd::geteuid().as_raw())
+            .creates_cgroups()
+    {
         return cs.open_dirs(&[]);
     }
     cs.open(parent, &format!("hako-{id}"))
@@ -603,7 +631,7 @@ pub(crate) fn no_cgroup_reason(cs: &hako_cgroups::CgroupSystem) -> Option<String
     if !active() {
         return None;
     }
-    match cs.rootless_driver(host_uid()) {
+    match cs.rootless_driver(nix::unistd::geteuid().as_raw()) {
         hako_cgroups::rootless::Driver::None(reason) => Some(reason.to_string()),
         _ => None,
     }
@@ -630,11 +658,20 @@ pub(crate) fn container_cgroup(
     res: &hako_cgroups::Resources,
     dir: &Path,
 ) -> Result<(hako_cgroups::Cgroup, Vec<String>)> {
-    let driver = cs.rootless_driver(host_uid());
+    let driver = cs.rootless_driver(nix::unistd::geteuid().as_raw());
     let mut dropped: Vec<String> = driver.dropped(res).iter().map(|d| d.to_string()).collect();
-    let cgroup = if driver.creates_cgroups() {
-        let cg = cs.create(parent, name)?;
-        if let Err(e) = cg.apply(res) {
+    let cgroup = if let hako_cgroups::rootless::Driver::Delegated { dir: base, .. } = &driver {
+        let cg = match parent {
+            Some(p) => cs.create(Some(p), name)?,
+            None => {
+                // cgroup v2 enables controllers only for a cgroup's children when it holds
+                // no process itself, and the caller (systemd-run --user --scope, a user
+                // service) usually sits in the delegated cgroup: moved into a leaf first.
+                hako_cgroups::rootless::vacate(base)?;
+                cs.create_below(base, name)?
+            }
+        };
+        if let Err(e) = cg.apply(&hako_cgroups::rootless::applicable(&driver, res)) {
             let _ = cg.remove();
             return Err(e.into());
         }
@@ -1183,7 +1220,9 @@ pub fn mechanisms() -> Mechanisms {
         )
     };
     let cgroups = match hako_cgroups::CgroupSystem::detect() {
-        Ok(cs) => cs.rootless_driver(host_uid()).to_string(),
+        Ok(cs) => cs
+            .rootless_driver(nix::unistd::geteuid().as_raw())
+            .to_string(),
         Err(e) => format!("none: {e}"),
     };
     Mechanisms {
