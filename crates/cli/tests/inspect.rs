@@ -292,6 +292,81 @@ fn events_record_the_lifecycle() {
 }
 
 #[test]
+fn events_of_images_volumes_networks_and_container_changes() {
+    let r = Root::with_busybox();
+    r.ok(&["tag", "busybox", "evt-img:1"]);
+    r.ok(&["volume", "create", "evt-vol"]);
+    r.ok(&["network", "create", "evt-net"]);
+    r.ok(&["create", "--name", "evt-c", "busybox", "true"]);
+    r.ok(&["network", "connect", "evt-net", "evt-c"]);
+    r.ok(&["network", "disconnect", "evt-net", "evt-c"]);
+    r.ok(&["rename", "evt-c", "evt-c2"]);
+    r.ok(&["update", "--restart", "on-failure", "evt-c2"]);
+    r.ok(&["commit", "evt-c2", "evt-img:2"]);
+    r.ok(&[
+        "export",
+        "-o",
+        r.path().join("evt.tar").to_str().unwrap(),
+        "evt-c2",
+    ]);
+    r.ok(&["rm", "evt-c2"]);
+    r.ok(&["rmi", "evt-img:1", "evt-img:2"]);
+    r.ok(&["volume", "rm", "evt-vol"]);
+    r.ok(&["network", "rm", "evt-net"]);
+    let events = |filters: &[&str]| {
+        let mut args = vec!["events", "--since", "1m", "--until", "0s", "--format"];
+        // A volume's actor is its name; the others name themselves in an attribute.
+        args.push(
+            "{{.Type}} {{.Action}} {{if eq .Type \"volume\"}}{{.Actor.ID}}{{else}}{{.Actor.Attributes.name}}{{end}}",
+        );
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        r.ok(&args)
+    };
+    let all = events(&[]);
+    for want in [
+        "image tag evt-img:1",
+        "volume create evt-vol",
+        "network create evt-net",
+        "network connect evt-net",
+        "network disconnect evt-net",
+        "container rename evt-c2",
+        "container update evt-c2",
+        "container commit evt-c2",
+        "image tag evt-img:2",
+        "container export evt-c2",
+        "image untag evt-img:1",
+        "image untag evt-img:2",
+        "image delete sha256:",
+        "volume destroy evt-vol",
+        "network destroy evt-net",
+    ] {
+        assert!(all.contains(want), "{want:?} not in:\n{all}");
+    }
+    // Filters by type and by object.
+    let images = events(&["type=image"]);
+    assert!(images.lines().all(|l| l.starts_with("image ")), "{images}");
+    assert_eq!(images.matches("image untag").count(), 2, "{images}");
+    let vol = events(&["volume=evt-vol"]);
+    assert_eq!(vol, "volume create evt-vol\nvolume destroy evt-vol\n");
+    let net = events(&["network=evt-net", "event=connect"]);
+    assert_eq!(net, "network connect evt-net\n");
+    let renamed = r.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=rename",
+        "--format",
+        "{{.Actor.Attributes.oldName}}",
+    ]);
+    assert_eq!(renamed, "/evt-c\n");
+}
+
+#[test]
 fn shell_completions_are_generated() {
     let r = Root::new();
     // Each script calls hako back with HAKO_COMPLETE=SHELL for the candidates.

@@ -1267,6 +1267,8 @@ fn every_other_command_works_rootless() {
     let seen = String::from_utf8_lossy(&seen.stdout);
     for want in [
         "container start busy",
+        "container rename busy2",
+        "image tag snap",
         "container kill busy2",
         "container die talk",
         "container destroy talk",

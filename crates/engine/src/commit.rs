@@ -267,6 +267,10 @@ impl Engine {
             tag: opts.reference.clone(),
             repo_digest: None,
         })?;
+        self.event(&c.id, "commit", &[]);
+        if let Some(tag) = &opts.reference {
+            self.object_event("image", &new.id, "tag", &[("name", tag.familiar())]);
+        }
         Ok(new.id)
     }
 }

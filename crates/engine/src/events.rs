@@ -80,11 +80,38 @@ impl Engine {
         for (k, v) in extra {
             attrs.insert((*k).to_string(), v.clone());
         }
+        self.record_event("container", id, action, attrs);
+    }
+
+    /// Records an event of an image, volume or network (`kind`), as Docker's daemon logs
+    /// them: `id` is Docker's actor ID for it (an image's reference for pull and push, its ID
+    /// otherwise; a volume's name; a network's ID).
+    pub(crate) fn object_event(
+        &self,
+        kind: &str,
+        id: &str,
+        action: &str,
+        attrs: &[(&str, String)],
+    ) {
+        let attrs = attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        self.record_event(kind, id, action, attrs);
+    }
+
+    fn record_event(
+        &self,
+        kind: &str,
+        id: &str,
+        action: &str,
+        attrs: std::collections::BTreeMap<String, String>,
+    ) {
         let json = serde_json::to_string(&attrs).unwrap_or_default();
         let conn = self.store.conn();
         let inserted = conn.execute(
-            "INSERT INTO events (time, kind, action, id, attributes) VALUES (?1, 'container', ?2, ?3, ?4)",
-            params![now_nanos(), action, id, json],
+            "INSERT INTO events (time, kind, action, id, attributes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_nanos(), kind, action, id, json],
         );
         if inserted.is_ok() {
             // The new row's seq bounds the table: no scan for the maximum on every event.
@@ -172,7 +199,16 @@ impl EventFilters {
                 }
                 "event" => &e.action == v,
                 "type" => &e.kind == v,
-                "image" => e.attributes.get("image") == Some(v),
+                // A container's image, or the image an image event is about.
+                "image" => {
+                    e.attributes.get("image") == Some(v)
+                        || (e.kind == "image"
+                            && (e.id == *v
+                                || e.attributes.get("name") == Some(v)
+                                || e.id
+                                    .strip_prefix("sha256:")
+                                    .is_some_and(|h| h.starts_with(v.as_str()))))
+                }
                 "label" => {
                     let (k, val) = v.split_once('=').unwrap_or((v, ""));
                     e.attributes
@@ -180,7 +216,10 @@ impl EventFilters {
                         .is_some_and(|x| val.is_empty() || x == val)
                 }
                 "scope" => v == "local",
-                "network" | "volume" => e.kind == *key && e.id.starts_with(v.as_str()),
+                "network" | "volume" => {
+                    e.kind == *key
+                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                }
                 _ => false,
             };
             if key == "label" {

@@ -42,6 +42,9 @@ impl Engine {
         let res = self.export_mounted(&lower, &mnt, out);
         let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&mnt);
+        if res.is_ok() {
+            self.event(&c.id, "export", &[]);
+        }
         res
     }
 

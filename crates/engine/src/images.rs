@@ -176,7 +176,9 @@ impl Engine {
     /// `tag SOURCE TARGET`.
     pub fn image_tag(&self, source: &str, target: &Reference) -> Result<()> {
         let image = self.store.resolve(source)?;
-        Ok(self.store.tag(&image.id, target)?)
+        self.store.tag(&image.id, target)?;
+        self.object_event("image", &image.id, "tag", &[("name", target.familiar())]);
+        Ok(())
     }
 
     /// Removes images no container uses: dangling ones (untagged, and no other image's
@@ -239,6 +241,7 @@ impl Engine {
                 // Checked again under the store lock: a container created since the listing
                 // keeps its image.
                 if let Some(ev) = self.store.remove_unused(&id, &crate::container_using)? {
+                    self.image_removal_events(&id, &ev);
                     events.extend(ev);
                     for (i, layer) in full.layers.iter().enumerate() {
                         freed_layers.insert(layer.clone(), sizes.get(i).copied().unwrap_or(0));
@@ -286,12 +289,25 @@ impl Engine {
     ) -> Result<Pulled> {
         let pulled = hako_registry::pull(&self.store, reference, opts, progress)?;
         self.record_pull_trust(reference, &pulled.image.id)?;
+        self.reference_event(reference, "pull");
         Ok(pulled)
     }
 
     /// Pushes the image tagged `reference` to its registry; returns the manifest digest.
     pub fn push(&self, reference: &Reference, progress: &mut ProgressSink<'_>) -> Result<String> {
-        Ok(hako_registry::push(&self.store, reference, progress)?)
+        let digest = hako_registry::push(&self.store, reference, progress)?;
+        self.reference_event(reference, "push");
+        Ok(digest)
+    }
+
+    /// An image event whose actor is a reference (pull, push), as Docker logs them.
+    fn reference_event(&self, reference: &Reference, action: &str) {
+        self.object_event(
+            "image",
+            &reference.familiar(),
+            action,
+            &[("name", reference.familiar_repository())],
+        );
     }
 
     /// [`Engine::push`], then signs the manifest pushed as `sign` asks; returns the digest
@@ -302,13 +318,9 @@ impl Engine {
         sign: &hako_registry::SignOptions,
         progress: &mut ProgressSink<'_>,
     ) -> Result<(String, Vec<String>)> {
-        Ok(hako_registry::push_signed(
-            &self.store,
-            reference,
-            None,
-            sign,
-            progress,
-        )?)
+        let pushed = hako_registry::push_signed(&self.store, reference, None, sign, progress)?;
+        self.reference_event(reference, "push");
+        Ok(pushed)
     }
 
     /// [`Engine::pull`] as a client logged in with `creds` (an API request's
@@ -322,6 +334,7 @@ impl Engine {
     ) -> Result<Pulled> {
         let pulled = hako_registry::pull_as(&self.store, reference, opts, creds, progress)?;
         self.record_pull_trust(reference, &pulled.image.id)?;
+        self.reference_event(reference, "pull");
         Ok(pulled)
     }
 
@@ -332,12 +345,9 @@ impl Engine {
         creds: Option<&Credentials>,
         progress: &mut ProgressSink<'_>,
     ) -> Result<String> {
-        Ok(hako_registry::push_as(
-            &self.store,
-            reference,
-            creds,
-            progress,
-        )?)
+        let digest = hako_registry::push_as(&self.store, reference, creds, progress)?;
+        self.reference_event(reference, "push");
+        Ok(digest)
     }
 
     /// `save`: writes the images named to `out` as one archive (Docker's and OCI's layout).
@@ -355,12 +365,21 @@ impl Engine {
                 None => list.push((image, tags)),
             }
         }
-        Ok(self.store.save(&list, out)?)
+        self.store.save(&list, out)?;
+        for (image, _) in &list {
+            self.object_event("image", &image.id, "save", &[("name", image.id.clone())]);
+        }
+        Ok(())
     }
 
     /// `load`: the images of an archive, with the tags it gave them.
     pub fn image_load(&self, input: &mut dyn std::io::Read) -> Result<Vec<hako_image::Loaded>> {
-        Ok(self.store.load_archive(input)?)
+        let loaded = self.store.load_archive(input)?;
+        for l in &loaded {
+            let id = &l.image.id;
+            self.object_event("image", id, "load", &[("name", id.clone())]);
+        }
+        Ok(loaded)
     }
 
     /// `import`: an image of one layer from a root filesystem tarball.
@@ -369,7 +388,7 @@ impl Engine {
         source: ImportSource<'_>,
         opts: &hako_image::ImportOptions,
     ) -> Result<hako_image::Image> {
-        Ok(match source {
+        let image = match source {
             ImportSource::Reader(r) => self.store.import(r, opts)?,
             ImportSource::Url(url) => {
                 let body = hako_registry::open_url(url)?;
@@ -382,7 +401,9 @@ impl Engine {
                 self.store
                     .import(std::io::BufReader::with_capacity(1 << 20, f), opts)?
             }
-        })
+        };
+        self.object_event("image", &image.id, "import", &[("name", image.id.clone())]);
+        Ok(image)
     }
 }
 

@@ -222,6 +222,7 @@ impl Engine {
             "UPDATE containers SET config = ?2 WHERE id = ?1",
             params![c.id, config],
         )?;
+        self.event(&c.id, "update", &[]);
         Ok(c.id)
     }
 
@@ -238,9 +239,13 @@ impl Engine {
             "UPDATE containers SET name = ?2 WHERE id = ?1",
             params![c.id, new_name],
         ) {
-            Ok(_) => crate::netwire::networks(self.store.conn(), &self.root)?
-                .rename(&c.id, new_name)
-                .map_err(|e| Error::Invalid(format!("network: {e}"))),
+            Ok(_) => {
+                crate::netwire::networks(self.store.conn(), &self.root)?
+                    .rename(&c.id, new_name)
+                    .map_err(|e| Error::Invalid(format!("network: {e}")))?;
+                self.event(&c.id, "rename", &[("oldName", format!("/{}", c.name))]);
+                Ok(())
+            }
             Err(rusqlite::Error::SqliteFailure(f, _))
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {

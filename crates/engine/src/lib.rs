@@ -814,9 +814,27 @@ impl Engine {
         force: bool,
     ) -> Result<Vec<hako_image::RemoveEvent>> {
         self.durable.set(true);
+        let id = self.store.resolve(name_or_id).map(|i| i.id).ok();
         let events = self.store.remove(name_or_id, force, &container_using)?;
+        if let Some(id) = id {
+            self.image_removal_events(&id, &events);
+        }
         platform::sweep_abi_cache(&self.abi_cache(), &|id| self.store.resolve(id).is_ok());
         Ok(events)
+    }
+
+    /// Docker's `untag` and `delete` image events for what a removal of image `id` did.
+    pub(crate) fn image_removal_events(&self, id: &str, events: &[hako_image::RemoveEvent]) {
+        for e in events {
+            match e {
+                hako_image::RemoveEvent::Untagged(tag) => {
+                    self.object_event("image", id, "untag", &[("name", tag.clone())])
+                }
+                hako_image::RemoveEvent::Deleted(d) => {
+                    self.object_event("image", d, "delete", &[("name", d.clone())])
+                }
+            }
+        }
     }
 
     /// `docker run`: creates the container named `name` (a generated name if `None`) and runs

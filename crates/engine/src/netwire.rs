@@ -368,7 +368,9 @@ impl crate::Engine {
         }
         nets.record_connect(&c.id, &net.name, ip, ip6, aliases)
             .map_err(invalid)?;
+        let connected = |e: &Self| e.network_event(&net, "connect", Some(&c.id));
         let Some(pid) = self.live_pid(&c.id)? else {
+            connected(self);
             return Ok(());
         };
         let mut opts = AttachOptions {
@@ -391,7 +393,23 @@ impl crate::Engine {
                 return Err(invalid(e));
             }
         }
+        connected(self);
         Ok(())
+    }
+
+    /// Docker's network event `action` of `net` (with the container, for connect and
+    /// disconnect).
+    pub(crate) fn network_event(
+        &self,
+        net: &hako_net::NetworkInfo,
+        action: &str,
+        container: Option<&str>,
+    ) {
+        let mut attrs = vec![("name", net.name.clone()), ("type", net.driver.clone())];
+        if let Some(c) = container {
+            attrs.push(("container", c.to_string()));
+        }
+        self.object_event("network", &net.id, action, &attrs);
     }
 
     /// `network disconnect`: the container loses its interface on `network` if it runs, and
@@ -401,20 +419,26 @@ impl crate::Engine {
         refuse_mode_network(network)?;
         let nets = networks(self.store.conn(), &self.root)?;
         let invalid = |e: hako_net::Error| Error::Invalid(e.to_string());
+        let info = nets.inspect(network).ok();
         let recorded = nets.forget_connect(&c.id, network).map_err(invalid)?;
-        if self.live_pid(&c.id)?.is_none() {
-            if recorded {
-                return Ok(());
+        let done = if self.live_pid(&c.id)?.is_none() {
+            if !recorded {
+                return Err(invalid(hako_net::Error::NotAttached {
+                    container: c.id,
+                    network: network.to_string(),
+                }));
             }
-            return Err(invalid(hako_net::Error::NotAttached {
-                container: c.id,
-                network: network.to_string(),
-            }));
+            Ok(())
+        } else {
+            match nets.detach_from(&c.id, network) {
+                Err(hako_net::Error::NotAttached { .. }) if recorded => Ok(()),
+                r => r.map_err(invalid),
+            }
+        };
+        if let (Ok(()), Some(net)) = (&done, &info) {
+            self.network_event(net, "disconnect", Some(&c.id));
         }
-        match nets.detach_from(&c.id, network) {
-            Err(hako_net::Error::NotAttached { .. }) if recorded => Ok(()),
-            r => r.map_err(invalid),
-        }
+        done
     }
 }
 

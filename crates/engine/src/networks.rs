@@ -148,6 +148,7 @@ impl Engine {
             },
         )?;
         allow_forwarding(&info.bridge);
+        self.network_event(&info, "create", None);
         let default = nets.config().default_network.clone();
         Ok(self.network_view(info, &default))
     }
@@ -209,10 +210,11 @@ impl Engine {
             )));
         }
         let nets = networks(self.store.conn(), &self.root)?;
-        let bridge = nets.inspect(name).map(|i| i.bridge).ok();
+        let info = nets.inspect(name).ok();
         nets.remove(name)?;
-        if let Some(b) = bridge {
-            disallow_forwarding(&b);
+        if let Some(i) = info {
+            disallow_forwarding(&i.bridge);
+            self.network_event(&i, "destroy", None);
         }
         self.stop_idle_user_netns(&nets);
         Ok(())
@@ -228,6 +230,7 @@ impl Engine {
             .into_iter()
             .map(|n| {
                 disallow_forwarding(&n.bridge);
+                self.network_event(&n, "destroy", None);
                 n.name
             })
             .collect())

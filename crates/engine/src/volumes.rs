@@ -81,6 +81,9 @@ impl Engine {
         )?;
         let dir = self.volume_dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create volume {name}"), e))?;
+        if n == 1 {
+            self.object_event("volume", name, "create", &[("driver", "local".into())]);
+        }
         Ok(n == 1)
     }
 
@@ -176,6 +179,7 @@ impl Engine {
     /// `<pid>-…` (one rename), whose leftovers the store sweeps once this process is dead, so a
     /// kill during the deletion of a large volume leaves nothing under `volumes/`.
     fn discard_volume_dir(&self, name: &str) {
+        self.object_event("volume", name, "destroy", &[("driver", "local".into())]);
         let dir = self.root().join("volumes").join(name);
         let mut r = [0u8; 8];
         let aside = getrandom::fill(&mut r).ok().map(|()| {
