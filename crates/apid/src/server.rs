@@ -64,16 +64,19 @@ pub(crate) async fn run(
         open: AtomicUsize::new(0),
         quiet: Notify::new(),
     });
+    // Before the first answer: a client that has its answer may stop the service at once
+    // (a socket-activated one answered a waiting client and then died of the SIGTERM that
+    // came before these were registered).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::Runtime)?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(Error::Runtime)?;
     if let Some(ready) = &opts.ready {
         let _ = ready.send(());
     }
     for l in listeners {
         tokio::spawn(accept_loop(l, state.clone()));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(Error::Runtime)?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(Error::Runtime)?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -174,6 +174,49 @@ fn live_holder(file: &Path) -> Option<(i32, u64)> {
     hako_base::proc::alive(pid, start).then_some((pid, start))
 }
 
+/// What on this host keeps an ordinary user from a working user namespace, as a hint naming
+/// the setting and its fix; `read` reads a file under /proc/sys. Debian's and older Ubuntu's
+/// kernels have a switch, any kernel a count, and Ubuntu 23.10 and later let AppArmor take
+/// the namespace's capabilities away (the namespace is made, but nothing can be mounted in it).
+fn userns_restriction(read: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let value = |f: &str| read(f).map(|v| v.trim().to_string());
+    if value("user/max_user_namespaces").as_deref() == Some("0") {
+        return Some(
+            "user.max_user_namespaces is 0 on this host (an administrator can raise it: sysctl -w user.max_user_namespaces=15000)"
+                .into(),
+        );
+    }
+    if value("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Some(
+            "kernel.unprivileged_userns_clone is 0 on this host (an administrator can allow them: sysctl -w kernel.unprivileged_userns_clone=1)"
+                .into(),
+        );
+    }
+    if value("kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Some(
+            "AppArmor restricts unprivileged user namespaces on this host (kernel.apparmor_restrict_unprivileged_userns=1): an administrator can give hako a profile with the `userns,` rule, or set the sysctl to 0"
+                .into(),
+        );
+    }
+    None
+}
+
+fn host_userns_restriction() -> Option<String> {
+    userns_restriction(|f| std::fs::read_to_string(Path::new("/proc/sys").join(f)).ok())
+}
+
+/// `what` failed with `e` inside or while making the user's namespace: the host setting that
+/// explains it when there is one, else the system's error.
+fn userns_error(what: &str, e: nix::Error) -> Error {
+    match (e, host_userns_restriction()) {
+        (
+            nix::Error::EPERM | nix::Error::EACCES | nix::Error::ENOSPC | nix::Error::EINVAL,
+            Some(why),
+        ) => Error::Invalid(format!("cannot {what}: {why}")),
+        _ => Error::io(what.to_string(), e.into()),
+    }
+}
+
 /// Joins the user namespace of `holder` and gives this process a mount namespace of its own.
 fn join(holder: (i32, u64)) -> Result<()> {
     let (pid, start) = holder;
@@ -189,7 +232,7 @@ fn join(holder: (i32, u64)) -> Result<()> {
     nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWUSER)
         .map_err(|e| Error::io(format!("join the user namespace {path}"), e.into()))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| Error::io("create a mount namespace", e.into()))?;
+        .map_err(|e| userns_error("create a mount namespace in the user namespace", e))?;
     // Mounts made here stay here (the kernel already turned the shared ones into slaves for a
     // namespace of a less privileged user namespace; this makes it explicit).
     nix::mount::mount(
@@ -302,9 +345,9 @@ fn spawn_holder(ns: &hako_runtime::rootless::UserNamespace) -> Result<i32> {
             }
             let errno = i32::from_ne_bytes(errno);
             if errno != 0 {
-                return Err(abort(Error::io(
-                    "create a user namespace (is kernel.unprivileged_userns_clone or user.max_user_namespaces 0?)",
-                    std::io::Error::from_raw_os_error(errno),
+                return Err(abort(userns_error(
+                    "create a user namespace",
+                    nix::Error::from_raw(errno),
                 )));
             }
             if let Err(e) = ns.write_to(pid) {
@@ -1235,6 +1278,46 @@ pub fn mechanisms() -> Mechanisms {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_host_that_restricts_user_namespaces_is_named_with_its_fix() {
+        let host = |pairs: &'static [(&'static str, &'static str)]| {
+            move |f: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == f)
+                    .map(|(_, v)| format!("{v}\n"))
+            }
+        };
+        assert_eq!(
+            userns_restriction(host(&[("user/max_user_namespaces", "15000")])),
+            None
+        );
+        let why = userns_restriction(host(&[("user/max_user_namespaces", "0")])).unwrap();
+        assert!(why.starts_with("user.max_user_namespaces is 0"), "{why}");
+        let why = userns_restriction(host(&[
+            ("user/max_user_namespaces", "15000"),
+            ("kernel/unprivileged_userns_clone", "0"),
+        ]))
+        .unwrap();
+        assert!(
+            why.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{why}"
+        );
+        let why = userns_restriction(host(&[
+            ("kernel/unprivileged_userns_clone", "1"),
+            ("kernel/apparmor_restrict_unprivileged_userns", "1"),
+        ]))
+        .unwrap();
+        assert!(why.contains("AppArmor") && why.contains("userns,"), "{why}");
+        assert_eq!(
+            userns_restriction(host(&[(
+                "kernel/apparmor_restrict_unprivileged_userns",
+                "0"
+            )])),
+            None
+        );
+    }
+
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
