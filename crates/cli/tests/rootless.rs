@@ -1581,3 +1581,77 @@ fn a_delegated_cgroup_v2_subtree_on_the_real_kernel() {
         "the delegated cgroup could not be removed"
     );
 }
+
+/// `--pid host`, `--network host` and `--ipc host` rootless: a user namespace may not mount a
+/// fresh proc, sysfs or mqueue for the host's namespaces, so the host's own are bound (they
+/// failed with "mount proc on /proc: operation not permitted" before).
+#[test]
+fn host_namespaces_rootless() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let me = std::process::id().to_string();
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pid",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "test -d /proc/{me} && echo sees-the-host; test -e /proc/kcore || echo kcore-masked"
+        ),
+    ]);
+    assert_eq!(out, "sees-the-host\nkcore-masked\n");
+    let host_ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net; touch /sys/x 2>/dev/null || echo sys-read-only",
+    ]);
+    for i in &host_ifaces {
+        assert!(out.lines().any(|l| l == i), "{i} not in {out}");
+    }
+    assert!(out.ends_with("sys-read-only\n"), "{out}");
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ipc",
+            "host",
+            "busybox",
+            "echo",
+            "ipc"
+        ]),
+        "ipc\n"
+    );
+    // Privileged inside the user namespace: mounts of its own work.
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "mount -t tmpfs t /tmp && echo mounted",
+        ]),
+        "mounted\n"
+    );
+    u.assert_nothing_runs();
+}

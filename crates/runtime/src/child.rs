@@ -745,6 +745,16 @@ fn finish_root(p: &Prepared, go: &mut Option<OwnedFd>) -> Res<OwnedFd> {
     Ok(root)
 }
 
+/// The host's mount of a filesystem that shows a namespace (see `mount_one`).
+fn host_view_of(fstype: &str) -> Option<&'static str> {
+    match fstype {
+        "proc" => Some("/proc"),
+        "sysfs" => Some("/sys"),
+        "mqueue" => Some("/dev/mqueue"),
+        _ => None,
+    }
+}
+
 /// `tree`: an idmapped clone of a bind mount's source, attached instead of mounting it.
 fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
     let dest = &m.destination;
@@ -791,7 +801,7 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
             .as_ref()
             .map(|s| s.as_os_str().to_owned())
             .unwrap_or_else(|| fstype.into());
-        mount(
+        let mounted = mount(
             Some(source.as_os_str()),
             fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
             Some(fstype),
@@ -801,8 +811,44 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
             } else {
                 Some(m.data.as_str())
             },
-        )
-        .ctx(|| format!("mount {fstype} on {}", dest.display()))?;
+        );
+        match (mounted, host_view_of(fstype)) {
+            (Ok(()), _) => {}
+            // A fresh proc, sysfs or mqueue may be mounted only by the owner of the pid,
+            // network or IPC namespace it shows: in a user namespace that shares the host's
+            // (rootless `--pid host`, `--network host`, `--ipc host`), the host's own mount is
+            // bound instead, as runc and crun do; the namespace shown is the host's anyway.
+            // Where the host mounts no mqueue there is nothing to show: message queues work
+            // through their system calls, the mount only lists them.
+            (Err(nix::Error::EPERM), Some(host @ "/dev/mqueue"))
+                if !std::path::Path::new(host).is_dir() => {}
+            (Err(nix::Error::EPERM), Some(host)) => {
+                mount(
+                    Some(host),
+                    fsutil::proc_fd_path(target.as_raw_fd()).as_c_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .ctx(|| {
+                    format!(
+                        "bind the host's {host} on {} (mount {fstype}: EPERM)",
+                        dest.display()
+                    )
+                })?;
+                let keep = m.flags
+                    & (MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC);
+                if !keep.is_empty() {
+                    change_mount(root, dest, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep)?;
+                }
+            }
+            (Err(e), _) => {
+                return Err(e).ctx(|| format!("mount {fstype} on {}", dest.display()));
+            }
+        }
     }
     if !m.propagation.is_empty() {
         change_mount(root, dest, m.propagation)?;
