@@ -91,6 +91,9 @@ pub(crate) struct RunArgs {
     /// Seconds to wait after a forwarded stop signal before killing the container
     #[arg(long)]
     pub(crate) stop_timeout: Option<u64>,
+    /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long)]
+    pub(crate) stop_signal: Option<String>,
     #[command(flatten)]
     pub(crate) resources: ResourceArgs,
     /// Ulimit options (name=soft[:hard])
@@ -301,6 +304,7 @@ impl RunArgs {
             read_only: self.read_only,
             cgroup_parent: self.cgroup_parent,
             stop_timeout: self.stop_timeout,
+            stop_signal: self.stop_signal.clone(),
             resources: self.resources.flags(),
             ulimit: self.ulimit,
             cap_add: self.cap_add,

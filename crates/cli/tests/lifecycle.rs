@@ -808,3 +808,62 @@ fn volumes_exist_from_create_and_anonymous_ones_keep_their_mount_points() {
     assert_eq!(r.ok(&["volume", "ls", "-q"]), "keepme\n");
     r.ok(&["volume", "rm", "keepme"]);
 }
+
+/// `stop` sends the image's STOPSIGNAL, or `--stop-signal`'s, before SIGKILL (it sent SIGTERM
+/// whatever they said, so a server that shuts down on another signal was killed after the
+/// timeout instead).
+#[test]
+fn stop_sends_the_stop_signal_of_the_container_or_its_image() {
+    let r = Root::with_busybox();
+    // The image's STOPSIGNAL, through commit's --change.
+    r.ok(&["create", "--name", "base", "busybox", "true"]);
+    r.ok(&["commit", "-c", "STOPSIGNAL SIGUSR1", "base", "usr1-img"]);
+    let script = "trap 'echo got-usr1; exit 0' USR1; trap 'echo got-hup; exit 0' HUP; \
+                  echo ready; while :; do sleep 0.1; done";
+    let ready = |name: &str| {
+        assert!(
+            common::wait_for(10, || r.ok(&["logs", name]).contains("ready")),
+            "{name} did not start"
+        );
+    };
+    r.ok(&[
+        "run", "-d", "--name", "img-sig", "usr1-img", "sh", "-c", script,
+    ]);
+    ready("img-sig");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.Config.StopSignal}}", "img-sig"]),
+        "SIGUSR1\n"
+    );
+    let t = std::time::Instant::now();
+    r.ok(&["stop", "-t", "20", "img-sig"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "waited for SIGKILL"
+    );
+    assert_eq!(r.ok(&["logs", "img-sig"]), "ready\ngot-usr1\n");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.ExitCode}}", "img-sig"]),
+        "0\n"
+    );
+
+    // --stop-signal over the image's.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flag-sig",
+        "--stop-signal",
+        "HUP",
+        "usr1-img",
+        "sh",
+        "-c",
+        script,
+    ]);
+    ready("flag-sig");
+    r.ok(&["stop", "-t", "20", "flag-sig"]);
+    assert_eq!(r.ok(&["logs", "flag-sig"]), "ready\ngot-hup\n");
+    let (code, _, err) = r.run(&["run", "--stop-signal", "NOPE", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid stop signal: NOPE"), "{err}");
+    r.ok(&["rm", "-f", "base", "img-sig", "flag-sig"]);
+}

@@ -61,10 +61,6 @@ pub fn from_create_body(body: &ContainerCreateBody) -> Result<Create> {
     let image = text(&body.image)
         .ok_or_else(|| Error::Invalid("Config.Image: an image is required".into()))?;
     refuse_if(text(&body.domainname).is_some(), "Config.Domainname")?;
-    refuse_if(
-        text(&body.stop_signal).is_some_and(|s| s != "SIGTERM" && s != "TERM" && s != "15"),
-        "Config.StopSignal (other than SIGTERM)",
-    )?;
     refuse_if(nonempty(&body.on_build), "Config.OnBuild")?;
     refuse_if(nonempty(&body.shell), "Config.Shell")?;
     let stop_timeout = match body.stop_timeout {
@@ -128,6 +124,7 @@ pub fn from_create_body(body: &ContainerCreateBody) -> Result<Create> {
         open_stdin: body.open_stdin.unwrap_or(false),
         stdin_once: body.stdin_once.unwrap_or(false),
         stop_timeout,
+        stop_signal: text(&body.stop_signal),
         healthcheck,
         exposed_ports,
         // Config.Volumes: anonymous volumes, as an image's VOLUME makes them.

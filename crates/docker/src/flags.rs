@@ -45,6 +45,8 @@ pub struct RunFlags {
     pub cgroup_parent: Option<String>,
     /// `--stop-timeout`.
     pub stop_timeout: Option<u64>,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
     /// `-m`, `--memory-swap`, `--cpus`, `-c`, `--cpuset-cpus`, `--pids-limit`.
     pub resources: ResourceFlags,
     /// `--ulimit`.
@@ -378,6 +380,7 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         // keeps it open for any number of attaches.
         stdin_once: f.interactive && !f.detach,
         stop_timeout: f.stop_timeout,
+        stop_signal: f.stop_signal.clone(),
         healthcheck: healthcheck(f)?,
         auto_remove: f.rm,
         restart_policy,

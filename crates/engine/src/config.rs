@@ -52,6 +52,9 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     /// Seconds between a stop signal and SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
+    /// The signal `stop` sends first (`--stop-signal`; default: the image's STOPSIGNAL, else
+    /// SIGTERM), as the user wrote it.
+    pub stop_signal: Option<String>,
     /// The health check, run by the `hako-health` helper while the container runs.
     pub healthcheck: Option<HealthConfig>,
     /// Removed when it exits.
@@ -663,6 +666,11 @@ impl ContainerConfig {
             ));
         }
         self.log_config.check()?;
+        if let Some(s) = &self.stop_signal {
+            if hako_base::signal::parse(s).is_none() {
+                return Err(Error::Invalid(format!("invalid stop signal: {s}")));
+            }
+        }
         for m in &self.mounts {
             if !m.target().starts_with('/') {
                 return Err(Error::Invalid(format!(
@@ -859,6 +867,7 @@ mod legacy {
                 open_stdin: self.interactive,
                 stdin_once: self.stdin_once,
                 stop_timeout: self.stop_timeout,
+                stop_signal: None,
                 healthcheck: None,
                 auto_remove: self.auto_remove,
                 restart_policy: RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?,

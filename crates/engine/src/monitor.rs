@@ -636,7 +636,24 @@ impl Engine {
         Ok(pid.filter(|_| state == "running" && crate::alive(pid, start)))
     }
 
-    /// `docker stop`: SIGTERM, then SIGKILL after `timeout`; returns once it has exited.
+    /// The signal `stop` sends first: the container's `--stop-signal`, else its image's
+    /// STOPSIGNAL, else SIGTERM (Docker's order). A stored name that no longer reads as a
+    /// signal (checked at create) falls back to SIGTERM rather than leaving it unstoppable.
+    pub(crate) fn stop_signal_of(&self, id: &str, image_id: &str) -> i32 {
+        let own = self.config_of(id).ok().and_then(|c| c.stop_signal);
+        let image = || {
+            std::fs::read(self.images().blob_path(image_id))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["config"]["StopSignal"].as_str().map(str::to_owned))
+        };
+        own.or_else(image)
+            .and_then(|s| hako_base::signal::parse(&s))
+            .unwrap_or(libc::SIGTERM)
+    }
+
+    /// `docker stop`: the stop signal (SIGTERM unless the container or its image names
+    /// another), then SIGKILL after `timeout`; returns once it has exited.
     pub fn stop(&self, key: &str, timeout: Duration) -> Result<String> {
         let c = self.find(key)?;
         self.event(&c.id, "stop", &[]);
@@ -652,7 +669,14 @@ impl Engine {
         let start = process_start_time(pid);
         let alive = || crate::alive(Some(pid), start);
         if !timeout.is_zero() {
-            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+            let signal = self.stop_signal_of(&c.id, &c.image_id);
+            if let Ok(s) = nix::sys::signal::Signal::try_from(signal) {
+                let _ = nix::sys::signal::kill(target, s);
+            } else {
+                // Real-time signals have no nix name.
+                // SAFETY: kill(2) with a pid we checked is ours and a signal number in range.
+                unsafe { libc::kill(pid, signal) };
+            }
             let deadline = Instant::now() + timeout;
             while alive() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));

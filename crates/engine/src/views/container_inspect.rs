@@ -359,6 +359,9 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     /// `--stop-timeout`.
     pub stop_timeout: Option<u64>,
+    /// `--stop-signal`, or the image's STOPSIGNAL (left out when neither names one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
     /// `--health-*`.
     pub healthcheck: Option<Healthcheck>,
 }
@@ -746,6 +749,12 @@ impl Engine {
                 entrypoint: opts.entrypoint.clone(),
                 labels: opts.labels.clone(),
                 stop_timeout: opts.stop_timeout,
+                stop_signal: opts.stop_signal.clone().or_else(|| {
+                    std::fs::read(self.images().blob_path(&c.image_id))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v["config"]["StopSignal"].as_str().map(str::to_owned))
+                }),
                 healthcheck: self
                     .configured_health(&opts, &c.image_id)
                     .map(|h| Healthcheck {
