@@ -94,6 +94,21 @@ pub(crate) struct RunArgs {
     /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
     #[arg(long)]
     pub(crate) stop_signal: Option<String>,
+    /// Set custom DNS search domains
+    #[arg(long)]
+    pub(crate) dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long)]
+    pub(crate) dns_option: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long)]
+    pub(crate) domainname: Option<String>,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) oom_score_adj: Option<i32>,
+    /// Read in a line delimited file of labels
+    #[arg(long)]
+    pub(crate) label_file: Vec<String>,
     #[command(flatten)]
     pub(crate) resources: ResourceArgs,
     /// Ulimit options (name=soft[:hard])
@@ -305,6 +320,11 @@ impl RunArgs {
             cgroup_parent: self.cgroup_parent,
             stop_timeout: self.stop_timeout,
             stop_signal: self.stop_signal.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_option: self.dns_option.clone(),
+            domainname: self.domainname.clone(),
+            oom_score_adj: self.oom_score_adj,
+            label_file: self.label_file.clone(),
             resources: self.resources.flags(),
             ulimit: self.ulimit,
             cap_add: self.cap_add,

@@ -60,7 +60,6 @@ fn text(v: &Option<String>) -> Option<String> {
 pub fn from_create_body(body: &ContainerCreateBody) -> Result<Create> {
     let image = text(&body.image)
         .ok_or_else(|| Error::Invalid("Config.Image: an image is required".into()))?;
-    refuse_if(text(&body.domainname).is_some(), "Config.Domainname")?;
     refuse_if(nonempty(&body.on_build), "Config.OnBuild")?;
     refuse_if(nonempty(&body.shell), "Config.Shell")?;
     let stop_timeout = match body.stop_timeout {
@@ -125,6 +124,7 @@ pub fn from_create_body(body: &ContainerCreateBody) -> Result<Create> {
         stdin_once: body.stdin_once.unwrap_or(false),
         stop_timeout,
         stop_signal: text(&body.stop_signal),
+        domainname: text(&body.domainname),
         healthcheck,
         exposed_ports,
         // Config.Volumes: anonymous volumes, as an image's VOLUME makes them.
@@ -248,13 +248,10 @@ fn host_config(
         h.memory_swappiness.is_some_and(|s| s != -1),
         "HostConfig.MemorySwappiness",
     )?;
-    refuse_if(nonzero(h.oom_score_adj), "HostConfig.OomScoreAdj")?;
     refuse_if(
         text(&h.volume_driver).is_some_and(|d| d != "local"),
         "HostConfig.VolumeDriver (other than local)",
     )?;
-    refuse_if(nonempty(&h.dns_options), "HostConfig.DnsOptions")?;
-    refuse_if(nonempty(&h.dns_search), "HostConfig.DnsSearch")?;
     refuse_if(text(&h.cgroup).is_some(), "HostConfig.Cgroup")?;
     refuse_if(
         h.cgroupns_mode
@@ -379,6 +376,9 @@ fn host_config(
                 .map_err(|_| Error::Invalid(format!("{d} is not an ip address")))
         })
         .collect::<Result<_>>()?;
+    c.dns_search = h.dns_search.clone().unwrap_or_default();
+    c.dns_options = h.dns_options.clone().unwrap_or_default();
+    c.oom_score_adj = h.oom_score_adj.filter(|&a| a != 0).map(|a| a as i32);
     c.extra_hosts = h
         .extra_hosts
         .iter()
@@ -1206,10 +1206,6 @@ mod tests {
                 r#"{"Image":"b","HostConfig":{"MemorySwappiness":10}}"#,
             ),
             (
-                "Config.Domainname",
-                r#"{"Image":"b","Domainname":"example.com"}"#,
-            ),
-            (
                 "joining several networks",
                 r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"a":{},"b":{}}}}"#,
             ),
@@ -1226,6 +1222,18 @@ mod tests {
         .config;
         assert_eq!(c.resources.pids_limit, None);
         assert_eq!(c.log_config.max_size, 1 << 20);
+        let c = from_create_body(&body(
+            r#"{"Image":"b","Domainname":"example.com","StopSignal":"SIGQUIT","HostConfig":{"DnsSearch":["a.example"],"DnsOptions":["ndots:2"],"OomScoreAdj":300}}"#,
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(c.domainname.as_deref(), Some("example.com"));
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(
+            (c.dns_search, c.dns_options),
+            (vec!["a.example".to_string()], vec!["ndots:2".to_string()])
+        );
+        assert_eq!(c.oom_score_adj, Some(300));
     }
 
     /// The fields the CLI's resource, link and volumes-from flags set arrive as the same

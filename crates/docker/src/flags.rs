@@ -47,6 +47,16 @@ pub struct RunFlags {
     pub stop_timeout: Option<u64>,
     /// `--stop-signal`.
     pub stop_signal: Option<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_option: Vec<String>,
+    /// `--domainname`.
+    pub domainname: Option<String>,
+    /// `--oom-score-adj`.
+    pub oom_score_adj: Option<i32>,
+    /// `--label-file`: files of `KEY=VALUE` lines, before `-l`.
+    pub label_file: Vec<String>,
     /// `-m`, `--memory-swap`, `--cpus`, `-c`, `--cpuset-cpus`, `--pids-limit`.
     pub resources: ResourceFlags,
     /// `--ulimit`.
@@ -373,7 +383,11 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         hostname: f.hostname.clone(),
         user: f.user.clone(),
         group_add: f.group_add.clone(),
-        labels: kv(&f.label),
+        labels: {
+            let mut all = read_label_files(&f.label_file)?;
+            all.extend(f.label.iter().cloned());
+            kv(&all)
+        },
         tty: f.tty,
         open_stdin: f.interactive,
         // As Docker's CLI sets it: `create -i` and `run -i` attach stdin once, `run -d -i`
@@ -381,6 +395,10 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         stdin_once: f.interactive && !f.detach,
         stop_timeout: f.stop_timeout,
         stop_signal: f.stop_signal.clone(),
+        dns_search: f.dns_search.clone(),
+        dns_options: f.dns_option.clone(),
+        domainname: f.domainname.clone(),
+        oom_score_adj: f.oom_score_adj,
         healthcheck: healthcheck(f)?,
         auto_remove: f.rm,
         restart_policy,
@@ -517,6 +535,23 @@ pub fn environment(env_files: &[String], env: &[String]) -> Result<Vec<String>> 
     }
     for e in env {
         out.extend(env_entry(e));
+    }
+    Ok(out)
+}
+
+/// `--label-file`s' labels: a `KEY=VALUE` (or bare `KEY`) per line, blank lines and `#`
+/// comments skipped, as Docker's CLI reads them.
+fn read_label_files(files: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Invalid(format!("open {file}: {e}")))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
     }
     Ok(out)
 }

@@ -52,6 +52,14 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     /// Seconds between a stop signal and SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
+    /// `--dns-search`: replaces the host's search domains (`.` alone: none).
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: replaces the host's resolver options.
+    pub dns_options: Vec<String>,
+    /// `--domainname`: the UTS NIS domain name.
+    pub domainname: Option<String>,
+    /// `--oom-score-adj`, -1000 to 1000.
+    pub oom_score_adj: Option<i32>,
     /// The signal `stop` sends first (`--stop-signal`; default: the image's STOPSIGNAL, else
     /// SIGTERM), as the user wrote it.
     pub stop_signal: Option<String>,
@@ -666,6 +674,18 @@ impl ContainerConfig {
             ));
         }
         self.log_config.check()?;
+        if let Some(adj) = self.oom_score_adj {
+            if !(-1000..=1000).contains(&adj) {
+                return Err(Error::Invalid(format!(
+                    "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+                )));
+            }
+        }
+        if self.domainname.is_some() && self.uts_mode == NamespaceMode::Host {
+            return Err(Error::Invalid(
+                "conflicting options: domainname and the UTS mode host".into(),
+            ));
+        }
         if let Some(s) = &self.stop_signal {
             if hako_base::signal::parse(s).is_none() {
                 return Err(Error::Invalid(format!("invalid stop signal: {s}")));
@@ -868,6 +888,10 @@ mod legacy {
                 stdin_once: self.stdin_once,
                 stop_timeout: self.stop_timeout,
                 stop_signal: None,
+                dns_search: Vec::new(),
+                dns_options: Vec::new(),
+                domainname: None,
+                oom_score_adj: None,
                 healthcheck: None,
                 auto_remove: self.auto_remove,
                 restart_policy: RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?,

@@ -1346,7 +1346,7 @@ impl Engine {
         if opts.hostname.is_some() {
             return conflict("hostname and the network mode");
         }
-        if !opts.dns.is_empty() {
+        if !opts.dns.is_empty() || !opts.dns_search.is_empty() || !opts.dns_options.is_empty() {
             return conflict("dns and the network mode");
         }
         if !opts.extra_hosts.is_empty() {
@@ -1396,6 +1396,16 @@ impl Engine {
         let (link_hosts, link_env) = self.link_hosts(id, opts)?;
         hosts_extra.extend(link_hosts);
         let mut etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
+        if !opts.dns_search.is_empty() || !opts.dns_options.is_empty() {
+            let path = dir.join("resolv.conf");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+            std::fs::write(
+                &path,
+                resolv_overrides(&text, &opts.dns_search, &opts.dns_options),
+            )
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        }
         if let Some(other) = opts.network.container() {
             // The other container's own files, so what changes there shows here too.
             let theirs = self.container_dir(&self.find(other)?.id);
@@ -1488,6 +1498,16 @@ impl Engine {
             .then(|| cdi_hooks(&mut spec, &cdi.hooks, id, dir))
             .transpose()?;
         self.apply_namespace_modes(&mut spec, opts)?;
+        if let Some(d) = &opts.domainname {
+            spec.set_domainname(Some(d.clone()));
+        }
+        if let Some(adj) = opts.oom_score_adj {
+            let (adj, warning) = oom_score_adj_allowed(adj);
+            warnings.extend(warning);
+            let mut process = spec.process().clone().unwrap_or_default();
+            process.set_oom_score_adj(Some(adj));
+            spec.set_process(Some(process));
+        }
         rootless::apply_userns(&mut spec, opts.userns_mode, opts.user.is_some())?;
         if !opts.privileged {
             let filter = opts.seccomp.resolve(&plan.limits.capabilities)?;
@@ -2143,6 +2163,63 @@ fn write_etc_files(
     }
     let [(a, pa, _), (b, pb, _), (c, pc, _)] = files;
     Ok([(a, pa), (b, pb), (c, pc)])
+}
+
+/// `--dns-search` and `--dns-option` over a container's resolv.conf: each replaces the lines
+/// of its kind (`search`/`domain`, `options`); a search of `.` alone means none, as Docker's.
+fn resolv_overrides(text: &str, search: &[String], options: &[String]) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let word = line.split_whitespace().next().unwrap_or("");
+        let replaced = (!search.is_empty() && (word == "search" || word == "domain"))
+            || (!options.is_empty() && word == "options");
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let search: Vec<&str> = search
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != ".")
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// The `--oom-score-adj` this process may give: lowering it below its own needs
+/// CAP_SYS_RESOURCE, which a host (this one) or a rootless user may not have; then it is
+/// clamped to its own value, with a warning, rather than failing the start.
+fn oom_score_adj_allowed(wanted: i32) -> (i32, Option<String>) {
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    // The kernel asks for the capability in the initial user namespace: rootless never has it.
+    let capable = !rootless::active()
+        && std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            // CAP_SYS_RESOURCE is capability 24.
+            .is_some_and(|eff| eff & (1 << 24) != 0);
+    if wanted >= own || capable {
+        return (wanted, None);
+    }
+    (
+        own,
+        Some(format!(
+            "--oom-score-adj {wanted} needs CAP_SYS_RESOURCE to go below this process's {own}; clamped to {own}"
+        )),
+    )
 }
 
 /// The host's resolv.conf without loopback nameservers, which are unreachable from another

@@ -153,6 +153,12 @@ pub struct HostConfig {
     pub cap_drop: Vec<String>,
     /// `--dns`.
     pub dns: Vec<std::net::IpAddr>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--oom-score-adj`; 0 when not set.
+    pub oom_score_adj: i32,
     /// `--add-host`, as `NAME:IP`.
     pub extra_hosts: Vec<String>,
     /// `--group-add`.
@@ -332,6 +338,8 @@ pub struct MountPoint {
 pub struct Config {
     /// The host name.
     pub hostname: String,
+    /// `--domainname`.
+    pub domainname: String,
     /// `--user`.
     pub user: String,
     /// The image's exposed ports, `--expose` and `-p`, as `{"80/tcp": {}}`.
@@ -644,6 +652,9 @@ impl Engine {
                 cap_add: opts.cap_add.clone(),
                 cap_drop: opts.cap_drop.clone(),
                 dns: opts.dns.clone(),
+                dns_options: opts.dns_options.clone(),
+                dns_search: opts.dns_search.clone(),
+                oom_score_adj: opts.oom_score_adj.unwrap_or(0),
                 extra_hosts: opts.extra_hosts.iter().map(|h| h.docker()).collect(),
                 group_add: opts.group_add.clone(),
                 memory: opts.resources.memory.unwrap_or(0),
@@ -736,6 +747,7 @@ impl Engine {
             mounts: self.mount_points(&c.id, &opts),
             config: Config {
                 hostname,
+                domainname: opts.domainname.clone().unwrap_or_default(),
                 user: opts.user.clone().unwrap_or_default(),
                 exposed_ports,
                 attach_stdin: opts.open_stdin,
