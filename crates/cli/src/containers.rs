@@ -260,6 +260,12 @@ pub(crate) struct RunArgs {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long)]
     pub(crate) blkio_weight: Option<u16>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub(crate) cpuset_mems: Option<String>,
+    /// Tune container memory swappiness (0 to 100)
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) memory_swappiness: Option<i64>,
     /// Limit read rate (bytes per second) from a device
     #[arg(long)]
     pub(crate) device_read_bps: Vec<String>,
@@ -377,6 +383,8 @@ impl RunArgs {
                 device_write_bps: self.device_write_bps,
                 device_read_iops: self.device_read_iops,
                 device_write_iops: self.device_write_iops,
+                cpuset_mems: self.cpuset_mems,
+                memory_swappiness: self.memory_swappiness,
             },
             image_and_command: self.image_and_command,
         }

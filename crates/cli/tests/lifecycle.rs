@@ -964,3 +964,53 @@ fn dns_search_options_domainname_oom_score_adj_and_label_files() {
     );
     r.ok(&["rm", "lf"]);
 }
+
+/// `--cpuset-mems` and `--memory-swappiness` (unknown flags before; the API refused them).
+#[test]
+fn cpuset_mems_and_memory_swappiness_reach_the_cgroup() {
+    let r = Root::with_busybox();
+    let (code, id, err) = r.run(&[
+        "run",
+        "-d",
+        "--cpuset-mems",
+        "0",
+        "--memory-swappiness",
+        "10",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim();
+    if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        assert_eq!(cgroup_file(id, "memory", "memory.swappiness"), "10");
+        assert_eq!(cgroup_file(id, "cpuset", "cpuset.mems"), "0");
+    } else {
+        // cgroup v2 has no swappiness per cgroup: dropped with Docker's warning.
+        assert!(err.contains("Memory swappiness discarded"), "{err}");
+        assert_eq!(cgroup_file(id, "cpuset", "cpuset.mems"), "0");
+    }
+    assert_eq!(
+        r.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.CpusetMems}} {{.HostConfig.MemorySwappiness}}",
+            id
+        ]),
+        "0 10\n"
+    );
+    r.ok(&["rm", "-f", id]);
+    for (flag, value, said) in [
+        (
+            "--memory-swappiness",
+            "101",
+            "valid memory swappiness range is 0-100",
+        ),
+        ("--cpuset-mems", "0-a", "Invalid value 0-a for cpuset mems"),
+    ] {
+        let (code, _, err) = r.run(&["run", "--rm", flag, value, "busybox", "true"]);
+        assert_eq!(code, 125, "{flag}");
+        assert!(err.contains(said), "{err}");
+    }
+    assert!(r.ok(&["ps", "-aq"]).is_empty());
+}

@@ -238,15 +238,9 @@ fn host_config(
         nonzero(h.io_maximum_bandwidth),
         "HostConfig.IOMaximumBandwidth",
     )?;
-    refuse_if(text(&h.cpuset_mems).is_some(), "HostConfig.CpusetMems")?;
     refuse_if(
         nonempty(&h.blkio_weight_device),
         "HostConfig.BlkioWeightDevice",
-    )?;
-    // -1 is the docker CLI's "not set".
-    refuse_if(
-        h.memory_swappiness.is_some_and(|s| s != -1),
-        "HostConfig.MemorySwappiness",
     )?;
     refuse_if(
         text(&h.volume_driver).is_some_and(|d| d != "local"),
@@ -486,6 +480,9 @@ fn host_config(
             blkio_device_write_bps: throttle(&h.blkio_device_write_bps, "BlkioDeviceWriteBps")?,
             blkio_device_read_iops: throttle(&h.blkio_device_read_iops, "BlkioDeviceReadIOps")?,
             blkio_device_write_iops: throttle(&h.blkio_device_write_iops, "BlkioDeviceWriteIOps")?,
+            cpuset_mems: text(&h.cpuset_mems),
+            // -1 is the docker CLI's "not set".
+            memory_swappiness: h.memory_swappiness.filter(|&s| s != -1),
         };
     c.volumes_from = h.volumes_from.clone().unwrap_or_default();
     c.links = h
@@ -1202,10 +1199,6 @@ mod tests {
                 r#"{"Image":"b","HostConfig":{"BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":-1}]}}"#,
             ),
             (
-                "HostConfig.MemorySwappiness",
-                r#"{"Image":"b","HostConfig":{"MemorySwappiness":10}}"#,
-            ),
-            (
                 "joining several networks",
                 r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"a":{},"b":{}}}}"#,
             ),
@@ -1247,6 +1240,7 @@ mod tests {
                 "BlkioDeviceWriteBps":[{"Path":"/dev/vda","Rate":512}],
                 "BlkioDeviceReadIOps":[{"Path":"/dev/vda","Rate":100}],
                 "BlkioDeviceWriteIOps":[{"Path":"/dev/vdb","Rate":7}],
+                "CpusetMems":"0","MemorySwappiness":10,
                 "Links":["db:data"],"VolumesFrom":["store:ro"]}}"#,
         ))
         .unwrap()

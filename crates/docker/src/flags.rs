@@ -186,6 +186,10 @@ pub struct MoreResourceFlags {
     pub device_read_iops: Vec<String>,
     /// `--device-write-iops PATH:RATE`.
     pub device_write_iops: Vec<String>,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: Option<String>,
+    /// `--memory-swappiness` (-1: not set).
+    pub memory_swappiness: Option<i64>,
 }
 
 impl MoreResourceFlags {
@@ -203,6 +207,8 @@ impl MoreResourceFlags {
             device_write_bps: vec!["/dev/vda:512".into()],
             device_read_iops: vec!["/dev/vda:100".into()],
             device_write_iops: vec!["/dev/vdb:7".into()],
+            cpuset_mems: Some("0".into()),
+            memory_swappiness: Some(10),
         }
     }
 
@@ -228,6 +234,8 @@ impl MoreResourceFlags {
         r.blkio_device_read_iops = throttle(&self.device_read_iops, "--device-read-iops", false)?;
         r.blkio_device_write_iops =
             throttle(&self.device_write_iops, "--device-write-iops", false)?;
+        r.cpuset_mems = self.cpuset_mems.clone();
+        r.memory_swappiness = self.memory_swappiness.filter(|&s| s != -1);
         Ok(())
     }
 }

@@ -326,6 +326,10 @@ pub struct Resources {
     pub blkio_device_read_iops: Vec<ThrottleDevice>,
     /// `--device-write-iops`.
     pub blkio_device_write_iops: Vec<ThrottleDevice>,
+    /// `--cpuset-mems`: the memory nodes it may use.
+    pub cpuset_mems: Option<String>,
+    /// `--memory-swappiness`, 0 to 100 (cgroup v1 only).
+    pub memory_swappiness: Option<i64>,
 }
 
 /// A per-device I/O rate (Docker's `ThrottleDevice`): bytes or operations per second.

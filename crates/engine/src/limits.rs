@@ -378,6 +378,34 @@ impl Limits {
         }
         r.cpu_shares = given.cpu_shares;
         r.cpuset_cpus = given.cpuset_cpus.clone();
+        if let Some(m) = &given.cpuset_mems {
+            let valid = !m.is_empty()
+                && m.split(',').all(|part| {
+                    let mut ends = part.splitn(2, '-');
+                    ends.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                });
+            if !valid {
+                return Err(Error::Invalid(format!("Invalid value {m} for cpuset mems")));
+            }
+            r.cpuset_mems = Some(m.clone());
+        }
+        if let Some(s) = given.memory_swappiness.filter(|&s| s != -1) {
+            if !(0..=100).contains(&s) {
+                return Err(Error::Invalid(format!(
+                    "Invalid value: {s}, valid memory swappiness range is 0-100"
+                )));
+            }
+            // cgroup v2 has no per-cgroup swappiness: dropped as Docker's daemon drops it.
+            if hako_cgroups::CgroupSystem::detect()?.mode() == hako_cgroups::Mode::V2 {
+                discard(
+                    &mut l.warnings,
+                    "memory swappiness capabilities",
+                    "Memory swappiness",
+                );
+            } else {
+                r.memory_swappiness = Some(s as u64);
+            }
+        }
         r.pids_limit = given.pids_limit;
         Self::more_resources(o, r, &mut l.warnings)?;
 

@@ -171,6 +171,10 @@ pub struct HostConfig {
     pub cpu_shares: u64,
     /// `--cpuset-cpus`.
     pub cpuset_cpus: String,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: String,
+    /// `--memory-swappiness`; absent when not set (Docker's null).
+    pub memory_swappiness: Option<i64>,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
     /// `--cpu-period`; 0 when not set.
@@ -661,6 +665,8 @@ impl Engine {
                 nano_cpus: opts.resources.nano_cpus.unwrap_or(0),
                 cpu_shares: opts.resources.cpu_shares.unwrap_or(0),
                 cpuset_cpus: opts.resources.cpuset_cpus.clone().unwrap_or_default(),
+                cpuset_mems: opts.resources.cpuset_mems.clone().unwrap_or_default(),
+                memory_swappiness: opts.resources.memory_swappiness,
                 pids_limit: opts.resources.pids_limit,
                 cpu_period: opts.resources.cpu_period.unwrap_or(0),
                 cpu_quota: opts.resources.cpu_quota.unwrap_or(0),
