@@ -109,6 +109,9 @@ pub(crate) struct RunArgs {
     /// Read in a line delimited file of labels
     #[arg(long)]
     pub(crate) label_file: Vec<String>,
+    /// Add an annotation to the container (passed through to the OCI runtime)
+    #[arg(long)]
+    pub(crate) annotation: Vec<String>,
     #[command(flatten)]
     pub(crate) resources: ResourceArgs,
     /// Ulimit options (name=soft[:hard])
@@ -331,6 +334,7 @@ impl RunArgs {
             domainname: self.domainname.clone(),
             oom_score_adj: self.oom_score_adj,
             label_file: self.label_file.clone(),
+            annotation: self.annotation.clone(),
             resources: self.resources.flags(),
             ulimit: self.ulimit,
             cap_add: self.cap_add,

@@ -963,6 +963,23 @@ fn dns_search_options_domainname_oom_score_adj_and_label_files() {
         "[]\n"
     );
     r.ok(&["rm", "lf"]);
+    r.ok(&[
+        "run",
+        "--name",
+        "ann",
+        "--annotation",
+        "org.example/tier=gold",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{json .HostConfig.Annotations}}", "ann"]),
+        "{\"org.example/tier\":\"gold\"}\n"
+    );
+    r.ok(&["rm", "ann"]);
+    let (code, _, err) = r.run(&["run", "--rm", "--annotation", "novalue", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("bad format for annotation: novalue"), "{err}");
 }
 
 /// `--cpuset-mems` and `--memory-swappiness` (unknown flags before; the API refused them).

@@ -269,10 +269,6 @@ fn host_config(
         "HostConfig.Isolation",
     )?;
     refuse_if(
-        h.annotations.as_ref().is_some_and(|a| !a.is_empty()),
-        "HostConfig.Annotations",
-    )?;
-    refuse_if(
         h.masked_paths.is_some() || h.readonly_paths.is_some(),
         "HostConfig.MaskedPaths and ReadonlyPaths",
     )?;
@@ -370,6 +366,12 @@ fn host_config(
                 .map_err(|_| Error::Invalid(format!("{d} is not an ip address")))
         })
         .collect::<Result<_>>()?;
+    c.annotations = h
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     c.dns_search = h.dns_search.clone().unwrap_or_default();
     c.dns_options = h.dns_options.clone().unwrap_or_default();
     c.oom_score_adj = h.oom_score_adj.filter(|&a| a != 0).map(|a| a as i32);

@@ -57,6 +57,8 @@ pub struct RunFlags {
     pub oom_score_adj: Option<i32>,
     /// `--label-file`: files of `KEY=VALUE` lines, before `-l`.
     pub label_file: Vec<String>,
+    /// `--annotation KEY=VALUE`.
+    pub annotation: Vec<String>,
     /// `-m`, `--memory-swap`, `--cpus`, `-c`, `--cpuset-cpus`, `--pids-limit`.
     pub resources: ResourceFlags,
     /// `--ulimit`.
@@ -407,6 +409,16 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         dns_options: f.dns_option.clone(),
         domainname: f.domainname.clone(),
         oom_score_adj: f.oom_score_adj,
+        annotations: f
+            .annotation
+            .iter()
+            .map(|a| match a.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(Error::Invalid(format!(
+                    "invalid argument \"{a}\" for \"--annotation\" flag: bad format for annotation: {a}"
+                ))),
+            })
+            .collect::<Result<_>>()?,
         healthcheck: healthcheck(f)?,
         auto_remove: f.rm,
         restart_policy,

@@ -60,6 +60,8 @@ pub struct ContainerConfig {
     pub domainname: Option<String>,
     /// `--oom-score-adj`, -1000 to 1000.
     pub oom_score_adj: Option<i32>,
+    /// `--annotation`: passed to the runtime in the spec's annotations.
+    pub annotations: BTreeMap<String, String>,
     /// The signal `stop` sends first (`--stop-signal`; default: the image's STOPSIGNAL, else
     /// SIGTERM), as the user wrote it.
     pub stop_signal: Option<String>,
@@ -896,6 +898,7 @@ mod legacy {
                 dns_options: Vec::new(),
                 domainname: None,
                 oom_score_adj: None,
+                annotations: BTreeMap::new(),
                 healthcheck: None,
                 auto_remove: self.auto_remove,
                 restart_policy: RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?,

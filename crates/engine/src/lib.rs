@@ -1501,6 +1501,11 @@ impl Engine {
         if let Some(d) = &opts.domainname {
             spec.set_domainname(Some(d.clone()));
         }
+        if !opts.annotations.is_empty() {
+            let mut all = spec.annotations().clone().unwrap_or_default();
+            all.extend(opts.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+            spec.set_annotations(Some(all));
+        }
         if let Some(adj) = opts.oom_score_adj {
             let (adj, warning) = oom_score_adj_allowed(adj);
             warnings.extend(warning);

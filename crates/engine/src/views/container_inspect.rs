@@ -159,6 +159,9 @@ pub struct HostConfig {
     pub dns_search: Vec<String>,
     /// `--oom-score-adj`; 0 when not set.
     pub oom_score_adj: i32,
+    /// `--annotation`; absent when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// `--add-host`, as `NAME:IP`.
     pub extra_hosts: Vec<String>,
     /// `--group-add`.
@@ -659,6 +662,7 @@ impl Engine {
                 dns_options: opts.dns_options.clone(),
                 dns_search: opts.dns_search.clone(),
                 oom_score_adj: opts.oom_score_adj.unwrap_or(0),
+                annotations: opts.annotations.clone(),
                 extra_hosts: opts.extra_hosts.iter().map(|h| h.docker()).collect(),
                 group_add: opts.group_add.clone(),
                 memory: opts.resources.memory.unwrap_or(0),
