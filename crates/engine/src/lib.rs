@@ -1533,6 +1533,9 @@ impl Engine {
             devices: Some(device_rules),
             ..plan.limits.resources.clone()
         };
+        // A record of an earlier start's cgroup must not outlive this one's creation: killed
+        // before the new record is written, the cleanup then works the cgroup out instead.
+        let _ = std::fs::remove_file(dir.join(rootless::CGROUP_FILE));
         let cgroup = if rootless::active() {
             let (cgroup, dropped) = rootless::container_cgroup(
                 &cgroups,
