@@ -179,7 +179,6 @@ impl Engine {
     /// `<pid>-…` (one rename), whose leftovers the store sweeps once this process is dead, so a
     /// kill during the deletion of a large volume leaves nothing under `volumes/`.
     fn discard_volume_dir(&self, name: &str) {
-        self.object_event("volume", name, "destroy", &[("driver", "local".into())]);
         let dir = self.root().join("volumes").join(name);
         let mut r = [0u8; 8];
         let aside = getrandom::fill(&mut r).ok().map(|()| {
@@ -189,12 +188,17 @@ impl Engine {
                 hex::encode(r)
             ))
         });
+        // The event only once the directory is out of volumes/: its database write must not
+        // widen the window in which a kill leaves a directory that no row names.
+        let event = || self.object_event("volume", name, "destroy", &[("driver", "local".into())]);
         match aside {
             Some(tmp) if std::fs::rename(&dir, &tmp).is_ok() => {
+                event();
                 let _ = std::fs::remove_dir_all(tmp);
             }
             _ => {
                 let _ = std::fs::remove_dir_all(dir);
+                event();
             }
         }
     }
