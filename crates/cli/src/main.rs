@@ -326,6 +326,14 @@ enum Command {
         #[arg(short, long)]
         format: Option<String>,
     },
+    /// Run a command in the user namespace of rootless hako, where the user is root and its
+    /// subordinate ids are the container's (e.g. to remove files a container's user left in
+    /// a bind mount: hako unshare rm -rf DIR)
+    Unshare {
+        /// The command and its arguments (default: $SHELL)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -741,6 +749,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// `hako unshare`: this process already joined the user's namespace (and has a mount
+/// namespace of its own), so the command is executed in place, its status hako's.
+fn unshare(command: Vec<String>) -> Result<i32, Failure> {
+    use std::os::unix::process::CommandExt;
+    if !hako_engine::rootless::active() {
+        return Err(Failure {
+            err: anyhow::anyhow!(
+                "hako unshare is for ordinary users: it runs a command in rootless hako's user namespace, which root does not use"
+            ),
+            code: 125,
+        });
+    }
+    let mut argv = command;
+    if argv.is_empty() {
+        argv.push(std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()));
+    }
+    let e = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+    // exec returns only on failure: as a shell says it, with Docker's codes.
+    let code = match e.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    Err(Failure {
+        err: anyhow::anyhow!("{}: {e}", argv[0]),
+        code,
+    })
+}
+
 fn open(root: &std::path::Path) -> anyhow::Result<Engine> {
     Engine::open(root).with_context(|| format!("cannot open state root {}", root.display()))
 }
@@ -869,6 +905,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::ApiHelper { args } => Ok(hako_apid::helper::main(&cli.root, &args)),
         Command::Compose(a) => service::compose(&cli.root, a),
         Command::System(SystemCommand::Service(a)) => service::service(&cli.root, a),
+        Command::Unshare { command } => unshare(command),
         Command::Info { format } | Command::System(SystemCommand::Info { format }) => {
             info(&cli.root, format)
         }

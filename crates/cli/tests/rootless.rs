@@ -1655,3 +1655,51 @@ fn host_namespaces_rootless() {
     );
     u.assert_nothing_runs();
 }
+
+/// Files a container's non-root user leaves in a bind mount belong to a subordinate id, which
+/// the user cannot remove on the host; `hako unshare` runs a command where those ids are
+/// mapped (Podman's `unshare`).
+#[test]
+fn unshare_removes_what_a_containers_user_left_in_a_bind_mount() {
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let dir = u.u.home.join("shared");
+    assert!(u
+        .u
+        .run("mkdir", &["-m", "777", dir.to_str().unwrap()])
+        .status
+        .success());
+    let spec = format!("{}:/b", dir.display());
+    u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "1000:1000",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /b/sub && touch /b/sub/f",
+    ]);
+    let sub = dir.join("sub");
+    let owner = std::fs::metadata(&sub).unwrap().uid();
+    assert_eq!(u64::from(owner), u.u.subid_start.unwrap() + 999);
+    let plain = u.u.run("rm", &["-rf", sub.to_str().unwrap()]);
+    assert!(
+        !plain.status.success(),
+        "the user could remove it without unshare"
+    );
+    assert_eq!(
+        u.ok(&["unshare", "stat", "-c", "%u", sub.to_str().unwrap()]),
+        "1000\n"
+    );
+    u.ok(&["unshare", "rm", "-rf", sub.to_str().unwrap()]);
+    assert!(!sub.exists());
+    // The command's status is hako's; a missing one is 127.
+    assert_eq!(u.run(&["unshare", "sh", "-c", "exit 7"]).0, 7);
+    assert_eq!(u.run(&["unshare", "no-such-command"]).0, 127);
+    u.assert_nothing_runs();
+}
