@@ -1544,6 +1544,15 @@ fn a_delegated_cgroup_v2_subtree_on_the_real_kernel() {
     );
     let (top, _) = ok(&name, &["top", "p1"]);
     assert!(top.contains("sleep 300"), "{top}");
+    // An update of a limit whose controller is not delegated is refused naming why.
+    if !delegated.split_whitespace().any(|c| c == "memory") {
+        let (code, _, err) = in_cgroup(&name, &["update", "--memory", "64m", "p1"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("cannot update container p1: memory limit cannot apply"),
+            "{err}"
+        );
+    }
 
     // A memory limit: applied where the memory controller is delegated, dropped with the
     // reason where it is not.
