@@ -310,6 +310,9 @@ fn events_of_images_volumes_networks_and_container_changes() {
         "evt-c2",
     ]);
     r.ok(&["rm", "evt-c2"]);
+    r.ok(&["run", "-d", "--name", "evt-x", "busybox", "sleep", "60"]);
+    assert_eq!(r.run(&["exec", "evt-x", "sh", "-c", "exit 3"]).0, 3);
+    r.ok(&["rm", "-f", "evt-x"]);
     r.ok(&["rmi", "evt-img:1", "evt-img:2"]);
     r.ok(&["volume", "rm", "evt-vol"]);
     r.ok(&["network", "rm", "evt-net"]);
@@ -364,6 +367,40 @@ fn events_of_images_volumes_networks_and_container_changes() {
         "{{.Actor.Attributes.oldName}}",
     ]);
     assert_eq!(renamed, "/evt-c\n");
+    // exec's events, matched by their action before the detail as Docker matches them.
+    let execs = r.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=evt-x",
+        "--format",
+        "{{.Action}}|{{.Actor.Attributes.exitCode}}",
+    ]);
+    let lines: Vec<&str> = execs.lines().filter(|l| l.starts_with("exec")).collect();
+    assert_eq!(
+        lines,
+        [
+            "exec_create: sh -c exit 3|<no value>",
+            "exec_start: sh -c exit 3|<no value>",
+            "exec_die|3"
+        ],
+        "{execs}"
+    );
+    let started = r.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=exec_start",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(started, "evt-x\n");
 }
 
 #[test]

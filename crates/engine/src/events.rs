@@ -197,7 +197,9 @@ impl EventFilters {
                     e.kind == "container"
                         && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
                 }
-                "event" => &e.action == v,
+                // Docker's actions with a detail (`exec_start: sh`, `health_status: healthy`)
+                // match by the part before it too.
+                "event" => &e.action == v || e.action.split_once(": ").is_some_and(|(a, _)| a == v),
                 "type" => &e.kind == v,
                 // A container's image, or the image an image event is about.
                 "image" => {

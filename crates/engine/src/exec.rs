@@ -28,11 +28,32 @@ pub struct ExecOptions {
 
 impl Engine {
     /// Runs a command in a running container; returns its exit status (0 with `detach`).
+    /// Records Docker's `exec_create`, `exec_start` and (unless detached) `exec_die` events.
     pub fn exec(&self, key: &str, opts: &ExecOptions) -> Result<i32> {
         if opts.cmd.is_empty() {
             return Err(Error::Invalid("exec needs a command to run".into()));
         }
         let c = self.find(key)?;
+        if self.live_pid(&c.id)?.is_none() {
+            return Err(Error::NotRunning(c.id));
+        }
+        let exec_id = crate::random_id()?;
+        let line = opts.cmd.join(" ");
+        let with_id = [("execID", exec_id.clone())];
+        self.event(&c.id, &format!("exec_create: {line}"), &with_id);
+        self.event(&c.id, &format!("exec_start: {line}"), &with_id);
+        let status = self.exec_in(&c, opts);
+        if let (Ok(code), false) = (&status, opts.detach) {
+            self.event(
+                &c.id,
+                "exec_die",
+                &[("execID", exec_id), ("exitCode", code.to_string())],
+            );
+        }
+        status
+    }
+
+    fn exec_in(&self, c: &crate::ContainerInfo, opts: &ExecOptions) -> Result<i32> {
         let pid = self
             .live_pid(&c.id)?
             .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
