@@ -1712,3 +1712,66 @@ fn unshare_removes_what_a_containers_user_left_in_a_bind_mount() {
     assert_eq!(u.run(&["unshare", "no-such-command"]).0, 127);
     u.assert_nothing_runs();
 }
+
+/// docker-compose as an ordinary user (`hako compose`, a private service of the user's): two
+/// services on a project network finding each other by name, a published port, a named volume,
+/// and `down` leaving nothing.
+#[test]
+fn compose_rootless() {
+    if !common::service::have("docker-compose") {
+        eprintln!("skipped: docker-compose is not installed (apt-get install docker-compose)");
+        return;
+    }
+    let u = User::new(SubIds::Count(65536));
+    u.ok(&["import", &busybox_tar(), "busybox"]);
+    let port = free_port();
+    u.u.write_file(
+        "proj/docker-compose.yml",
+        format!(
+            r#"version: "3.7"
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db-ready > /data/state; exec httpd -f -p 8080 -h /data"]
+    volumes: [dbdata:/data]
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www; until wget -qO /www/index.html http://db:8080/state; do sleep 0.1; done; exec httpd -f -p 80 -h /www"]
+    depends_on: [db]
+    ports: ["{port}:80"]
+volumes:
+  dbdata:
+"#
+        )
+        .as_bytes(),
+    );
+    let compose = |args: &[&str]| {
+        let mut c = u.cmd(&["compose", "-p", "rl"]);
+        c.args(args).current_dir(u.u.home.join("proj"));
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = compose(&["up", "-d"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let url = format!("http://127.0.0.1:{port}/");
+    let page = common::wait_for(30, || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "2", &url])
+            .output()
+            .is_ok_and(|o| o.stdout == b"db-ready\n")
+    });
+    assert!(page, "web did not serve db's page through -p");
+    let (code, out, err) = compose(&["down", "-v"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(u.ok(&["ps", "-aq"]).is_empty());
+    assert!(u.ok(&["volume", "ls", "-q"]).is_empty());
+    assert_eq!(
+        u.ok(&["network", "ls", "-q", "--filter", "type=custom"]),
+        ""
+    );
+    u.assert_nothing_runs();
+}
