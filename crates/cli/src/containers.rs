@@ -112,6 +112,9 @@ pub(crate) struct RunArgs {
     /// Add an annotation to the container (passed through to the OCI runtime)
     #[arg(long)]
     pub(crate) annotation: Vec<String>,
+    /// Cgroup namespace to use (host|private)
+    #[arg(long)]
+    pub(crate) cgroupns: Option<String>,
     #[command(flatten)]
     pub(crate) resources: ResourceArgs,
     /// Ulimit options (name=soft[:hard])
@@ -335,6 +338,7 @@ impl RunArgs {
             oom_score_adj: self.oom_score_adj,
             label_file: self.label_file.clone(),
             annotation: self.annotation.clone(),
+            cgroupns: self.cgroupns.clone(),
             resources: self.resources.flags(),
             ulimit: self.ulimit,
             cap_add: self.cap_add,

@@ -1031,3 +1031,41 @@ fn cpuset_mems_and_memory_swappiness_reach_the_cgroup() {
     }
     assert!(r.ok(&["ps", "-aq"]).is_empty());
 }
+
+/// `--cgroupns host` keeps the host's cgroup namespace (the container sees its cgroup's full
+/// path); `private`, the default, shows its own cgroup as the root.
+#[test]
+fn cgroupns_host_and_private() {
+    let r = Root::with_busybox();
+    let out = r.ok(&[
+        "run",
+        "--name",
+        "cgh",
+        "--cgroupns",
+        "host",
+        "busybox",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    let id = r.ok(&["inspect", "-f", "{{.Id}}", "cgh"]);
+    let own = format!("/hako-{}", id.trim());
+    assert!(out.lines().any(|l| l.ends_with(&own)), "{out}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.CgroupnsMode}}", "cgh"]),
+        "host\n"
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--cgroupns",
+        "private",
+        "busybox",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(out.lines().all(|l| l.ends_with(":/")), "{out}");
+    let (code, _, err) = r.run(&["run", "--rm", "--cgroupns", "bogus", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("must be host or private"), "{err}");
+    r.ok(&["rm", "cgh"]);
+}

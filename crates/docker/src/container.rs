@@ -247,12 +247,6 @@ fn host_config(
         "HostConfig.VolumeDriver (other than local)",
     )?;
     refuse_if(text(&h.cgroup).is_some(), "HostConfig.Cgroup")?;
-    refuse_if(
-        h.cgroupns_mode
-            .as_ref()
-            .is_some_and(|m| !matches!(m.to_string().as_str(), "" | "private")),
-        "HostConfig.CgroupnsMode (other than private)",
-    )?;
     refuse_if(text(&h.userns_mode).is_some(), "HostConfig.UsernsMode")?;
     refuse_if(
         h.storage_opt.as_ref().is_some_and(|o| !o.is_empty()),
@@ -393,6 +387,8 @@ fn host_config(
     c.pid_mode = mode(&h.pid_mode, "--pid")?;
     c.ipc_mode = mode(&h.ipc_mode, "--ipc")?;
     c.uts_mode = mode(&h.uts_mode, "--uts")?;
+    c.cgroupns_host =
+        flags::cgroupns_host(h.cgroupns_mode.as_ref().map(|m| m.to_string()).as_deref())?;
     let security_opt = h.security_opt.clone().unwrap_or_default();
     let security = flags::security_options(&security_opt, warnings)?;
     c.no_new_privileges = security.no_new_privileges;

@@ -59,6 +59,8 @@ pub struct RunFlags {
     pub label_file: Vec<String>,
     /// `--annotation KEY=VALUE`.
     pub annotation: Vec<String>,
+    /// `--cgroupns host|private`.
+    pub cgroupns: Option<String>,
     /// `-m`, `--memory-swap`, `--cpus`, `-c`, `--cpuset-cpus`, `--pids-limit`.
     pub resources: ResourceFlags,
     /// `--ulimit`.
@@ -501,6 +503,7 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         pid_mode: daemon(mode(&f.pid, "--pid"))?,
         ipc_mode: daemon(mode(&f.ipc, "--ipc"))?,
         uts_mode: daemon(mode(&f.uts, "--uts"))?,
+        cgroupns_host: cgroupns_host(f.cgroupns.as_deref())?,
         userns_mode: daemon(UsernsMode::parse(f.userns.as_deref().unwrap_or("")))?,
         log_config: daemon(LogConfig::parse(&f.log_opt))?,
         init: f.init,
@@ -557,6 +560,18 @@ pub fn environment(env_files: &[String], env: &[String]) -> Result<Vec<String>> 
         out.extend(env_entry(e));
     }
     Ok(out)
+}
+
+/// `--cgroupns` (and the API's CgroupnsMode): whether the container keeps the host's cgroup
+/// namespace.
+pub fn cgroupns_host(mode: Option<&str>) -> Result<bool> {
+    match mode.unwrap_or("") {
+        "" | "private" => Ok(false),
+        "host" => Ok(true),
+        other => Err(Error::Invalid(format!(
+            "invalid argument \"{other}\" for \"--cgroupns\" flag: must be host or private"
+        ))),
+    }
 }
 
 /// `--label-file`s' labels: a `KEY=VALUE` (or bare `KEY`) per line, blank lines and `#`

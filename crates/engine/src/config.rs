@@ -123,6 +123,8 @@ pub struct ContainerConfig {
     pub security_opt: Vec<String>,
     /// Its PID namespace.
     pub pid_mode: NamespaceMode,
+    /// `--cgroupns host`: the host's cgroup namespace instead of its own (the default).
+    pub cgroupns_host: bool,
     /// Its IPC namespace.
     pub ipc_mode: NamespaceMode,
     /// Its UTS namespace.
@@ -958,6 +960,7 @@ mod legacy {
                 pid_mode: mode(&self.pid_mode, "--pid")?,
                 ipc_mode: mode(&self.ipc_mode, "--ipc")?,
                 uts_mode: mode(&self.uts_mode, "--uts")?,
+                cgroupns_host: false,
                 userns_mode: UsernsMode::Default,
                 log_config: LogConfig::parse(&self.log_opts)?,
                 init: self.init,

@@ -1319,6 +1319,9 @@ impl Engine {
                 }
             }
         }
+        if opts.cgroupns_host {
+            namespaces.retain(|n| n.typ() != T::Cgroup);
+        }
         if let Some(other) = opts.network.container() {
             let other = self.find(other)?;
             let pid = self.live_pid(&other.id)?.ok_or_else(|| {

@@ -159,6 +159,8 @@ pub struct HostConfig {
     pub dns_search: Vec<String>,
     /// `--oom-score-adj`; 0 when not set.
     pub oom_score_adj: i32,
+    /// `--cgroupns`: `private` or `host`.
+    pub cgroupns_mode: &'static str,
     /// `--annotation`; absent when there are none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -662,6 +664,11 @@ impl Engine {
                 dns_options: opts.dns_options.clone(),
                 dns_search: opts.dns_search.clone(),
                 oom_score_adj: opts.oom_score_adj.unwrap_or(0),
+                cgroupns_mode: if opts.cgroupns_host {
+                    "host"
+                } else {
+                    "private"
+                },
                 annotations: opts.annotations.clone(),
                 extra_hosts: opts.extra_hosts.iter().map(|h| h.docker()).collect(),
                 group_add: opts.group_add.clone(),
