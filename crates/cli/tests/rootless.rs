@@ -1775,3 +1775,58 @@ volumes:
     );
     u.assert_nothing_runs();
 }
+
+/// The user's service socket-activated, as the user units in docs/systemd/user start it: the
+/// socket on fd 3 with LISTEN_PID/LISTEN_FDS, kept across the join of the user namespace and
+/// the re-execution every rootless command does.
+#[test]
+fn socket_activated_user_service() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let u = User::new(SubIds::Count(65536));
+    // As the unit's DirectoryMode=0700 makes it: hako keeps only a private directory there.
+    let dir = u.u.runtime_dir().join("hako");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let path = dir.join("docker.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    for p in [&dir, &path] {
+        nix::unistd::chown(p.as_path(), Some(u.u.uid.into()), Some(u.u.gid.into())).unwrap();
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+    let mut c = u.u.command("sh");
+    c.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" system service --time 0",
+        common::hako_bin(),
+    ])
+    .stdout(Stdio::null());
+    // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child's descriptors.
+    unsafe {
+        c.pre_exec(move || {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut svc = c.spawn().unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(b"GET /info HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("name=rootless"), "{out}");
+    let _ = Command::new("kill").arg(svc.id().to_string()).status();
+    let _ = svc.wait();
+    drop(l);
+    u.assert_nothing_runs();
+}
