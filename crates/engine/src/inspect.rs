@@ -323,19 +323,25 @@ impl Engine {
             State::Running => self.live_pid(&c.id)?,
             _ => None,
         };
-        // Rootless, the cgroup may be missing (cgroup v1, no delegation) or lack controllers
-        // (those not delegated): what it cannot tell comes from the processes themselves.
-        let from_proc = match live {
-            Some(init) if crate::rootless::active() => {
-                let pids = crate::procstat::container_pids(init);
-                Some((crate::procstat::usage(&pids), pids.len() as u64))
-            }
-            _ => None,
-        };
         let mut s = if c.state == State::Running {
             cg.stats().unwrap_or_default()
         } else {
             Default::default()
+        };
+        let cgroup_block = live.and_then(|_| block_io(cg.paths()));
+        // Rootless, the cgroup may be missing (cgroup v1, no delegation) or lack controllers
+        // (those not delegated): what it cannot tell comes from the processes themselves
+        // (a scan of /proc, so only when something is missing).
+        let incomplete = s.cpu_usage_ns.is_none()
+            || s.memory_usage.is_none()
+            || s.pids_current.is_none()
+            || cgroup_block.is_none();
+        let from_proc = match live {
+            Some(init) if crate::rootless::active() && incomplete => {
+                let pids = crate::procstat::container_pids(init);
+                Some((crate::procstat::usage(&pids), pids.len() as u64))
+            }
+            _ => None,
         };
         if let Some((u, n)) = from_proc {
             s.cpu_usage_ns = s.cpu_usage_ns.or(Some(u.cpu_ns));
@@ -362,10 +368,10 @@ impl Engine {
             }
             _ => (0, 0),
         };
-        let block = match (c.state == State::Running, from_proc) {
-            (false, _) => (0, 0),
-            (true, Some((u, _))) => block_io(cg.paths()).unwrap_or((u.read, u.write)),
-            (true, None) => block_io(cg.paths()).unwrap_or_default(),
+        let block = match (cgroup_block, from_proc) {
+            (Some(b), _) => b,
+            (None, Some((u, _))) => (u.read, u.write),
+            (None, None) => (0, 0),
         };
         Ok(ContainerStats {
             id: c.id,
