@@ -272,6 +272,9 @@ pub(crate) struct RunArgs {
     /// Tune container memory swappiness (0 to 100)
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) memory_swappiness: Option<i64>,
+    /// Block IO weight (relative device weight), PATH:WEIGHT
+    #[arg(long)]
+    pub(crate) blkio_weight_device: Vec<String>,
     /// Limit read rate (bytes per second) from a device
     #[arg(long)]
     pub(crate) device_read_bps: Vec<String>,
@@ -393,6 +396,7 @@ impl RunArgs {
                 device_write_iops: self.device_write_iops,
                 cpuset_mems: self.cpuset_mems,
                 memory_swappiness: self.memory_swappiness,
+                blkio_weight_device: self.blkio_weight_device,
             },
             image_and_command: self.image_and_command,
         }

@@ -978,3 +978,64 @@ fn exec_detach_keys_are_checked_and_said_not_to_detach() {
     assert!(err.contains("do not detach"), "{err}");
     r.ok(&["rm", "-f", id]);
 }
+
+/// `--blkio-weight-device` (an unknown flag before; the API refused BlkioWeightDevice): set
+/// where the disk's scheduler takes weights, dropped with Docker's warning where not; a weight
+/// out of range or a missing device refused.
+#[test]
+fn blkio_weight_device() {
+    let Some((dev, majmin)) = a_block_device() else {
+        eprintln!("skipped: no block device under /sys/block");
+        return;
+    };
+    let r = Root::with_busybox();
+    let spec = format!("{dev}:300");
+    let (code, id, err) = r.run(&[
+        "run",
+        "-d",
+        "--blkio-weight-device",
+        &spec,
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim();
+    let h = r.ok(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.BlkioWeightDevice}}",
+        id,
+    ]);
+    assert_eq!(h.trim(), format!("[{{\"Path\":\"{dev}\",\"Weight\":300}}]"));
+    if v1("blkio") {
+        let blkio = Path::new("/sys/fs/cgroup/blkio");
+        let file = ["blkio.weight_device", "blkio.bfq.weight_device"]
+            .into_iter()
+            .find(|f| blkio.join(f).exists());
+        let warning = "Your kernel does not support Block I/O weight_device or the cgroup is not \
+                       mounted. Weight-device discarded.";
+        match file {
+            Some(f) => assert!(cgroup_file(id, "blkio", f).contains(&format!("{majmin} 300"))),
+            None => assert!(err.contains(warning), "{err}"),
+        }
+    }
+    r.ok(&["rm", "-f", id]);
+    for (value, said) in [
+        (format!("{dev}:5"), "invalid weight for device"),
+        ("/dev/no-such-disk:100".to_string(), "/dev/no-such-disk"),
+        ("sda:100".to_string(), "bad format"),
+    ] {
+        let (code, _, err) = r.run(&[
+            "run",
+            "--rm",
+            "--blkio-weight-device",
+            &value,
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(code, 125, "{value}");
+        assert!(err.contains(said), "{value}: {err}");
+    }
+    assert!(r.ok(&["ps", "-aq"]).is_empty());
+}

@@ -239,10 +239,6 @@ fn host_config(
         "HostConfig.IOMaximumBandwidth",
     )?;
     refuse_if(
-        nonempty(&h.blkio_weight_device),
-        "HostConfig.BlkioWeightDevice",
-    )?;
-    refuse_if(
         text(&h.volume_driver).is_some_and(|d| d != "local"),
         "HostConfig.VolumeDriver (other than local)",
     )?;
@@ -479,6 +475,22 @@ fn host_config(
             blkio_device_read_iops: throttle(&h.blkio_device_read_iops, "BlkioDeviceReadIOps")?,
             blkio_device_write_iops: throttle(&h.blkio_device_write_iops, "BlkioDeviceWriteIOps")?,
             cpuset_mems: text(&h.cpuset_mems),
+            blkio_weight_device: h
+                .blkio_weight_device
+                .iter()
+                .flatten()
+                .map(|w| {
+                    let path = w.path.clone().unwrap_or_default();
+                    let weight = w.weight.unwrap_or(0);
+                    hako_engine::config::parse_weight_device(&format!("{path}:{weight}")).map_err(
+                        |_| {
+                            Error::Invalid(format!(
+                                "HostConfig.BlkioWeightDevice: invalid weight {weight} for {path}"
+                            ))
+                        },
+                    )
+                })
+                .collect::<Result<_>>()?,
             // -1 is the docker CLI's "not set".
             memory_swappiness: h.memory_swappiness.filter(|&s| s != -1),
         };
@@ -1185,8 +1197,8 @@ mod tests {
                 r#"{"Image":"b","HostConfig":{"CpuRealtimeRuntime":5000}}"#,
             ),
             (
-                "HostConfig.BlkioWeightDevice",
-                r#"{"Image":"b","HostConfig":{"BlkioWeightDevice":[{"Path":"/dev/vda","Weight":10}]}}"#,
+                "HostConfig.BlkioWeightDevice: invalid weight 5 for /dev/vda",
+                r#"{"Image":"b","HostConfig":{"BlkioWeightDevice":[{"Path":"/dev/vda","Weight":5}]}}"#,
             ),
             (
                 "HostConfig.Links",
@@ -1239,6 +1251,7 @@ mod tests {
                 "BlkioDeviceReadIOps":[{"Path":"/dev/vda","Rate":100}],
                 "BlkioDeviceWriteIOps":[{"Path":"/dev/vdb","Rate":7}],
                 "CpusetMems":"0","MemorySwappiness":10,
+                "BlkioWeightDevice":[{"Path":"/dev/vda","Weight":200}],
                 "Links":["db:data"],"VolumesFrom":["store:ro"]}}"#,
         ))
         .unwrap()

@@ -194,6 +194,8 @@ pub struct MoreResourceFlags {
     pub cpuset_mems: Option<String>,
     /// `--memory-swappiness` (-1: not set).
     pub memory_swappiness: Option<i64>,
+    /// `--blkio-weight-device PATH:WEIGHT`.
+    pub blkio_weight_device: Vec<String>,
 }
 
 impl MoreResourceFlags {
@@ -213,6 +215,7 @@ impl MoreResourceFlags {
             device_write_iops: vec!["/dev/vdb:7".into()],
             cpuset_mems: Some("0".into()),
             memory_swappiness: Some(10),
+            blkio_weight_device: vec!["/dev/vda:200".into()],
         }
     }
 
@@ -240,6 +243,11 @@ impl MoreResourceFlags {
             throttle(&self.device_write_iops, "--device-write-iops", false)?;
         r.cpuset_mems = self.cpuset_mems.clone();
         r.memory_swappiness = self.memory_swappiness.filter(|&s| s != -1);
+        r.blkio_weight_device = self
+            .blkio_weight_device
+            .iter()
+            .map(|w| hako_engine::config::parse_weight_device(w))
+            .collect::<Result<_>>()?;
         Ok(())
     }
 }

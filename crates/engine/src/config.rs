@@ -334,6 +334,30 @@ pub struct Resources {
     pub cpuset_mems: Option<String>,
     /// `--memory-swappiness`, 0 to 100 (cgroup v1 only).
     pub memory_swappiness: Option<i64>,
+    /// `--blkio-weight-device`: a block I/O weight per device (the `rate` is the weight).
+    pub blkio_weight_device: Vec<ThrottleDevice>,
+}
+
+/// Docker's CLI reading of `--blkio-weight-device PATH:WEIGHT`.
+pub fn parse_weight_device(s: &str) -> Result<ThrottleDevice> {
+    let bad = |why: String| {
+        Error::Invalid(format!(
+            "invalid argument \"{s}\" for \"--blkio-weight-device\" flag: {why}"
+        ))
+    };
+    let (path, weight) = s
+        .split_once(':')
+        .filter(|(p, _)| p.starts_with("/dev/"))
+        .ok_or_else(|| bad(format!("bad format: {s}")))?;
+    let weight: u64 = weight
+        .parse()
+        .ok()
+        .filter(|w| (10..=1000).contains(w))
+        .ok_or_else(|| bad(format!("invalid weight for device: {s}")))?;
+    Ok(ThrottleDevice {
+        path: path.to_string(),
+        rate: weight,
+    })
 }
 
 /// A per-device I/O rate (Docker's `ThrottleDevice`): bytes or operations per second.

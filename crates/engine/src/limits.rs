@@ -240,6 +240,7 @@ impl Limits {
             && !oom
             && weight.is_none()
             && !any_throttle
+            && given.blkio_weight_device.is_empty()
         {
             // Nothing to ask the host about: the common `run` reads no cgroup files here.
             return Ok(());
@@ -330,6 +331,29 @@ impl Limits {
                 r.blkio_throttle.extend(found);
             } else {
                 discard(warnings, what, dropped);
+            }
+        }
+        if !given.blkio_weight_device.is_empty() {
+            let mut found = Vec::with_capacity(given.blkio_weight_device.len());
+            for d in &given.blkio_weight_device {
+                if !(10..=1000).contains(&d.rate) {
+                    return Err(Error::Invalid(format!(
+                        "invalid weight for device: {}:{} (the range is 10 to 1000)",
+                        d.path, d.rate
+                    )));
+                }
+                let (major, minor) = block_device(&d.path)?;
+                found.push(hako_cgroups::WeightDevice {
+                    major,
+                    minor,
+                    weight: Some(d.rate as u16),
+                    leaf_weight: None,
+                });
+            }
+            if support.blkio_weight {
+                r.blkio_weight_devices = found;
+            } else {
+                discard(warnings, "Block I/O weight_device", "Weight-device");
             }
         }
         Ok(())

@@ -192,6 +192,8 @@ pub struct HostConfig {
     pub oom_kill_disable: Option<bool>,
     /// `--blkio-weight`; 0 when not set.
     pub blkio_weight: u16,
+    /// `--blkio-weight-device`.
+    pub blkio_weight_device: Vec<WeightDeviceView>,
     /// `--device-read-bps`.
     pub blkio_device_read_bps: Vec<ThrottleView>,
     /// `--device-write-bps`.
@@ -234,6 +236,16 @@ pub struct ThrottleView {
     pub path: String,
     /// Bytes or operations per second.
     pub rate: u64,
+}
+
+/// One `--blkio-weight-device`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WeightDeviceView {
+    /// The host's block device.
+    pub path: String,
+    /// Its relative weight, 10 to 1000.
+    pub weight: u64,
 }
 
 /// One entry of `DeviceRequests`.
@@ -685,6 +697,15 @@ impl Engine {
                 oom_kill_disable: opts.resources.oom_kill_disable,
                 blkio_weight: opts.resources.blkio_weight.unwrap_or(0),
                 blkio_device_read_bps: throttles(&opts.resources.blkio_device_read_bps),
+                blkio_weight_device: opts
+                    .resources
+                    .blkio_weight_device
+                    .iter()
+                    .map(|w| WeightDeviceView {
+                        path: w.path.clone(),
+                        weight: w.rate,
+                    })
+                    .collect(),
                 blkio_device_write_bps: throttles(&opts.resources.blkio_device_write_bps),
                 blkio_device_read_iops: throttles(&opts.resources.blkio_device_read_iops),
                 blkio_device_write_iops: throttles(&opts.resources.blkio_device_write_iops),
