@@ -381,7 +381,8 @@ pub fn build<'o>(
     let results = b.stages(&plan, &order)?;
     let last = results[&target].clone();
     for t in &opts.tags {
-        engine.images().tag(&last, t)?;
+        // Through the engine, which records the `tag` event as for `hako tag`.
+        engine.image_tag(&last, t)?;
     }
     let unused_args = opts
         .build_args

@@ -295,6 +295,10 @@ fn events_record_the_lifecycle() {
 fn events_of_images_volumes_networks_and_container_changes() {
     let r = Root::with_busybox();
     r.ok(&["tag", "busybox", "evt-img:1"]);
+    let ctx = r.path().join("evt-ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nLABEL evt=1\n").unwrap();
+    r.ok(&["build", "-q", "-t", "evt-built:1", ctx.to_str().unwrap()]);
     r.ok(&["volume", "create", "evt-vol"]);
     r.ok(&["network", "create", "evt-net"]);
     r.ok(&["create", "--name", "evt-c", "busybox", "true"]);
@@ -313,7 +317,7 @@ fn events_of_images_volumes_networks_and_container_changes() {
     r.ok(&["run", "-d", "--name", "evt-x", "busybox", "sleep", "60"]);
     assert_eq!(r.run(&["exec", "evt-x", "sh", "-c", "exit 3"]).0, 3);
     r.ok(&["rm", "-f", "evt-x"]);
-    r.ok(&["rmi", "evt-img:1", "evt-img:2"]);
+    r.ok(&["rmi", "evt-img:1", "evt-img:2", "evt-built:1"]);
     r.ok(&["volume", "rm", "evt-vol"]);
     r.ok(&["network", "rm", "evt-net"]);
     let events = |filters: &[&str]| {
@@ -330,6 +334,7 @@ fn events_of_images_volumes_networks_and_container_changes() {
     let all = events(&[]);
     for want in [
         "image tag evt-img:1",
+        "image tag evt-built:1",
         "volume create evt-vol",
         "network create evt-net",
         "network connect evt-net",
@@ -350,7 +355,7 @@ fn events_of_images_volumes_networks_and_container_changes() {
     // Filters by type and by object.
     let images = events(&["type=image"]);
     assert!(images.lines().all(|l| l.starts_with("image ")), "{images}");
-    assert_eq!(images.matches("image untag").count(), 2, "{images}");
+    assert_eq!(images.matches("image untag").count(), 3, "{images}");
     let vol = events(&["volume=evt-vol"]);
     assert_eq!(vol, "volume create evt-vol\nvolume destroy evt-vol\n");
     let net = events(&["network=evt-net", "event=connect"]);
