@@ -326,9 +326,10 @@ enum Command {
         #[arg(short, long)]
         format: Option<String>,
     },
-    /// Run a command in the user namespace of rootless hako, where the user is root and its
-    /// subordinate ids are the container's (e.g. to remove files a container's user left in
-    /// a bind mount: hako unshare rm -rf DIR)
+    /// Run a command in rootless hako's user namespace
+    ///
+    /// There the user is root and its subordinate ids are mapped as in its containers, so
+    /// files a container's user left in a bind mount can be removed: hako unshare rm -rf DIR
     Unshare {
         /// The command and its arguments (default: $SHELL)
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
