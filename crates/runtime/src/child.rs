@@ -651,7 +651,7 @@ fn build_shared_root(p: &Prepared, go: &mut Option<OwnedFd>, host_pid: i32) -> R
 fn mount_all(p: &Prepared, root: RawFd, go: &mut Option<OwnedFd>, host_pid: i32) -> Res<()> {
     for (i, m) in p.mounts.iter().enumerate() {
         let tree = p.idmapped.iter().find(|(j, _)| *j == i).map(|(_, t)| t);
-        mount_one(root, m, tree)?;
+        mount_one(root, m, tree, p.clone_flags)?;
         if m.fstype.as_deref() == Some("mqueue") {
             if let Some(label) = &p.mount_label {
                 label_mount_point(root, &m.destination, label)?;
@@ -745,18 +745,25 @@ fn finish_root(p: &Prepared, go: &mut Option<OwnedFd>) -> Res<OwnedFd> {
     Ok(root)
 }
 
-/// The host's mount of a filesystem that shows a namespace (see `mount_one`).
-fn host_view_of(fstype: &str) -> Option<&'static str> {
+/// The host's mount of a filesystem that shows a namespace, and that namespace's clone flag
+/// (see `mount_one`).
+fn host_view_of(fstype: &str) -> Option<(&'static str, nix::sched::CloneFlags)> {
+    use nix::sched::CloneFlags as F;
     match fstype {
-        "proc" => Some("/proc"),
-        "sysfs" => Some("/sys"),
-        "mqueue" => Some("/dev/mqueue"),
+        "proc" => Some(("/proc", F::CLONE_NEWPID)),
+        "sysfs" => Some(("/sys", F::CLONE_NEWNET)),
+        "mqueue" => Some(("/dev/mqueue", F::CLONE_NEWIPC)),
         _ => None,
     }
 }
 
 /// `tree`: an idmapped clone of a bind mount's source, attached instead of mounting it.
-fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
+fn mount_one(
+    root: RawFd,
+    m: &MountPlan,
+    tree: Option<&OwnedFd>,
+    created: nix::sched::CloneFlags,
+) -> Res<()> {
     let dest = &m.destination;
     if m.is_bind() {
         let src = m.source.as_ref().ok_or_else(|| {
@@ -812,7 +819,13 @@ fn mount_one(root: RawFd, m: &MountPlan, tree: Option<&OwnedFd>) -> Res<()> {
                 Some(m.data.as_str())
             },
         );
-        match (mounted, host_view_of(fstype)) {
+        // Only for a namespace the container shares rather than made, and only in a user
+        // namespace: there the host's view shows nothing the container could not see
+        // already, whereas binding it over a refused mount elsewhere would widen its view.
+        let host_view = host_view_of(fstype)
+            .filter(|(_, ns)| !created.contains(*ns) && hako_base::userns::in_user_namespace())
+            .map(|(path, _)| path);
+        match (mounted, host_view) {
             (Ok(()), _) => {}
             // A fresh proc, sysfs or mqueue may be mounted only by the owner of the pid,
             // network or IPC namespace it shows: in a user namespace that shares the host's
