@@ -903,23 +903,7 @@ fn activated(
         }
     }
     if let Some(l) = socket {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(l);
-        // SAFETY: dup2 is async-signal-safe and touches only the child's descriptor table;
-        // the copy on 3 is inheritable.
-        unsafe {
-            c.pre_exec(move || {
-                // dup2 onto itself keeps close-on-exec: clear it instead.
-                let r = if fd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, 3)
-                };
-                if r < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        common::service::pass_as_fd3(&mut c, l);
     }
     c.spawn().unwrap()
 }

@@ -320,16 +320,22 @@ fn events_of_images_volumes_networks_and_container_changes() {
     r.ok(&["rmi", "evt-img:1", "evt-img:2", "evt-built:1"]);
     r.ok(&["volume", "rm", "evt-vol"]);
     r.ok(&["network", "rm", "evt-net"]);
-    let events = |filters: &[&str]| {
-        let mut args = vec!["events", "--since", "1m", "--until", "0s", "--format"];
-        // A volume's actor is its name; the others name themselves in an attribute.
-        args.push(
-            "{{.Type}} {{.Action}} {{if eq .Type \"volume\"}}{{.Actor.ID}}{{else}}{{.Actor.Attributes.name}}{{end}}",
-        );
+    // Every event of the last minute that passes `filters`, in `format`.
+    let events_as = |format: &str, filters: &[&str]| {
+        let mut args = vec![
+            "events", "--since", "1m", "--until", "0s", "--format", format,
+        ];
         for f in filters {
             args.extend(["--filter", f]);
         }
         r.ok(&args)
+    };
+    // A volume's actor is its name; the others name themselves in an attribute.
+    let events = |filters: &[&str]| {
+        events_as(
+            "{{.Type}} {{.Action}} {{if eq .Type \"volume\"}}{{.Actor.ID}}{{else}}{{.Actor.Attributes.name}}{{end}}",
+            filters,
+        )
     };
     let all = events(&[]);
     for want in [
@@ -360,30 +366,13 @@ fn events_of_images_volumes_networks_and_container_changes() {
     assert_eq!(vol, "volume create evt-vol\nvolume destroy evt-vol\n");
     let net = events(&["network=evt-net", "event=connect"]);
     assert_eq!(net, "network connect evt-net\n");
-    let renamed = r.ok(&[
-        "events",
-        "--since",
-        "1m",
-        "--until",
-        "0s",
-        "--filter",
-        "event=rename",
-        "--format",
-        "{{.Actor.Attributes.oldName}}",
-    ]);
+    let renamed = events_as("{{.Actor.Attributes.oldName}}", &["event=rename"]);
     assert_eq!(renamed, "/evt-c\n");
     // exec's events, matched by their action before the detail as Docker matches them.
-    let execs = r.ok(&[
-        "events",
-        "--since",
-        "1m",
-        "--until",
-        "0s",
-        "--filter",
-        "container=evt-x",
-        "--format",
+    let execs = events_as(
         "{{.Action}}|{{.Actor.Attributes.exitCode}}",
-    ]);
+        &["container=evt-x"],
+    );
     let lines: Vec<&str> = execs.lines().filter(|l| l.starts_with("exec")).collect();
     assert_eq!(
         lines,
@@ -394,17 +383,7 @@ fn events_of_images_volumes_networks_and_container_changes() {
         ],
         "{execs}"
     );
-    let started = r.ok(&[
-        "events",
-        "--since",
-        "1m",
-        "--until",
-        "0s",
-        "--filter",
-        "event=exec_start",
-        "--format",
-        "{{.Actor.Attributes.name}}",
-    ]);
+    let started = events_as("{{.Actor.Attributes.name}}", &["event=exec_start"]);
     assert_eq!(started, "evt-x\n");
 }
 

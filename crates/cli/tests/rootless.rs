@@ -1782,7 +1782,6 @@ volumes:
 #[test]
 fn socket_activated_user_service() {
     use std::io::{Read, Write};
-    use std::os::unix::process::CommandExt;
     let u = User::new(SubIds::Count(65536));
     // As the unit's DirectoryMode=0700 makes it: hako keeps only a private directory there.
     let dir = u.u.runtime_dir().join("hako");
@@ -1793,7 +1792,6 @@ fn socket_activated_user_service() {
     for p in [&dir, &path] {
         nix::unistd::chown(p.as_path(), Some(u.u.uid.into()), Some(u.u.gid.into())).unwrap();
     }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
     let mut c = u.u.command("sh");
     c.args([
         "-c",
@@ -1801,20 +1799,7 @@ fn socket_activated_user_service() {
         common::hako_bin(),
     ])
     .stdout(Stdio::null());
-    // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child's descriptors.
-    unsafe {
-        c.pre_exec(move || {
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::service::pass_as_fd3(&mut c, &l);
     let mut svc = c.spawn().unwrap();
     let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))

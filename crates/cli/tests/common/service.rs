@@ -149,3 +149,26 @@ pub fn have(bin: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// `c` socket-activated as systemd starts a service: `LISTEN_PID`/`LISTEN_FDS` are the
+/// command's to set (`sh -c 'LISTEN_PID=$$ LISTEN_FDS=1 exec …'`); this puts `socket` on fd 3.
+pub fn pass_as_fd3(c: &mut Command, socket: &std::os::unix::net::UnixListener) {
+    use std::os::unix::process::CommandExt;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+    // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child's descriptor
+    // table; the copy on 3 is inheritable.
+    unsafe {
+        c.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: clear it instead.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
