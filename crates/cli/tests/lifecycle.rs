@@ -862,10 +862,38 @@ fn stop_sends_the_stop_signal_of_the_container_or_its_image() {
     ready("flag-sig");
     r.ok(&["stop", "-t", "20", "flag-sig"]);
     assert_eq!(r.ok(&["logs", "flag-sig"]), "ready\ngot-hup\n");
+    // A real-time signal, as `--stop-signal` and `kill -s` (refused as "invalid signal: 37").
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rt-sig",
+        "--stop-signal",
+        "RTMIN+3",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-rt; exit 0' 37; echo ready; while :; do sleep 0.1; done",
+    ]);
+    ready("rt-sig");
+    r.ok(&["stop", "-t", "20", "rt-sig"]);
+    assert_eq!(r.ok(&["logs", "rt-sig"]), "ready\ngot-rt\n");
+    r.ok(&["start", "rt-sig"]);
+    assert!(common::wait_for(10, || r
+        .ok(&["logs", "rt-sig"])
+        .matches("ready")
+        .count()
+        == 2));
+    r.ok(&["kill", "-s", "RTMIN+3", "rt-sig"]);
+    assert!(common::wait_for(10, || r
+        .ok(&["logs", "rt-sig"])
+        .matches("got-rt")
+        .count()
+        == 2));
     let (code, _, err) = r.run(&["run", "--stop-signal", "NOPE", "busybox", "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("invalid stop signal: NOPE"), "{err}");
-    r.ok(&["rm", "-f", "base", "img-sig", "flag-sig"]);
+    r.ok(&["rm", "-f", "base", "img-sig", "flag-sig", "rt-sig"]);
 }
 
 /// `--dns-search`, `--dns-option`, `--domainname`, `--oom-score-adj` and `--label-file`, which

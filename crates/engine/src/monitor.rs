@@ -618,10 +618,11 @@ impl Engine {
         let pid = self
             .live_pid(&c.id)?
             .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
-        let sig = nix::sys::signal::Signal::try_from(signal)
-            .map_err(|_| Error::Invalid(format!("invalid signal: {signal}")))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-            .map_err(|e| Error::io(format!("kill container {}", &c.id[..12]), e.into()))?;
+        if hako_base::signal::name(signal).is_none() {
+            return Err(Error::Invalid(format!("invalid signal: {signal}")));
+        }
+        send_signal(pid, signal)
+            .map_err(|e| Error::io(format!("kill container {}", &c.id[..12]), e))?;
         self.event(&c.id, "kill", &[("signal", signal.to_string())]);
         Ok(c.id)
     }
@@ -636,18 +637,19 @@ impl Engine {
         Ok(pid.filter(|_| state == "running" && crate::alive(pid, start)))
     }
 
+    /// The STOPSIGNAL of image `image_id`'s configuration, as written there.
+    pub(crate) fn image_stop_signal(&self, image_id: &str) -> Option<String> {
+        let blob = std::fs::read(self.images().blob_path(image_id)).ok()?;
+        let config: serde_json::Value = serde_json::from_slice(&blob).ok()?;
+        config["config"]["StopSignal"].as_str().map(str::to_owned)
+    }
+
     /// The signal `stop` sends first: the container's `--stop-signal`, else its image's
     /// STOPSIGNAL, else SIGTERM (Docker's order). A stored name that no longer reads as a
     /// signal (checked at create) falls back to SIGTERM rather than leaving it unstoppable.
     pub(crate) fn stop_signal_of(&self, id: &str, image_id: &str) -> i32 {
         let own = self.config_of(id).ok().and_then(|c| c.stop_signal);
-        let image = || {
-            std::fs::read(self.images().blob_path(image_id))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["config"]["StopSignal"].as_str().map(str::to_owned))
-        };
-        own.or_else(image)
+        own.or_else(|| self.image_stop_signal(image_id))
             .and_then(|s| hako_base::signal::parse(&s))
             .unwrap_or(libc::SIGTERM)
     }
@@ -669,14 +671,7 @@ impl Engine {
         let start = process_start_time(pid);
         let alive = || crate::alive(Some(pid), start);
         if !timeout.is_zero() {
-            let signal = self.stop_signal_of(&c.id, &c.image_id);
-            if let Ok(s) = nix::sys::signal::Signal::try_from(signal) {
-                let _ = nix::sys::signal::kill(target, s);
-            } else {
-                // Real-time signals have no nix name.
-                // SAFETY: kill(2) with a pid we checked is ours and a signal number in range.
-                unsafe { libc::kill(pid, signal) };
-            }
+            let _ = send_signal(pid, self.stop_signal_of(&c.id, &c.image_id));
             let deadline = Instant::now() + timeout;
             while alive() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -811,6 +806,17 @@ fn read_exit_missing(dir: &Path) -> Vec<i64> {
             Some(numbers.split(',').filter_map(|n| n.parse().ok()).collect())
         })
         .unwrap_or_default()
+}
+
+/// Sends signal number `signal` to `pid`: any of 1 to 64, the real-time ones too, which nix's
+/// `Signal` cannot name (`kill -s RTMIN+3` failed as "invalid signal: 37").
+fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

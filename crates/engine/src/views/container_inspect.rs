@@ -799,12 +799,10 @@ impl Engine {
                 entrypoint: opts.entrypoint.clone(),
                 labels: opts.labels.clone(),
                 stop_timeout: opts.stop_timeout,
-                stop_signal: opts.stop_signal.clone().or_else(|| {
-                    std::fs::read(self.images().blob_path(&c.image_id))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                        .and_then(|v| v["config"]["StopSignal"].as_str().map(str::to_owned))
-                }),
+                stop_signal: opts
+                    .stop_signal
+                    .clone()
+                    .or_else(|| self.image_stop_signal(&c.image_id)),
                 healthcheck: self
                     .configured_health(&opts, &c.image_id)
                     .map(|h| Healthcheck {
