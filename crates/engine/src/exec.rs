@@ -34,15 +34,15 @@ impl Engine {
             return Err(Error::Invalid("exec needs a command to run".into()));
         }
         let c = self.find(key)?;
-        if self.live_pid(&c.id)?.is_none() {
+        let Some(pid) = self.live_pid(&c.id)? else {
             return Err(Error::NotRunning(c.id));
-        }
+        };
         let exec_id = crate::random_id()?;
         let line = opts.cmd.join(" ");
         let with_id = [("execID", exec_id.clone())];
         self.event(&c.id, &format!("exec_create: {line}"), &with_id);
         self.event(&c.id, &format!("exec_start: {line}"), &with_id);
-        let status = self.exec_in(&c, opts);
+        let status = self.exec_in(&c, pid, opts);
         if let (Ok(code), false) = (&status, opts.detach) {
             self.event(
                 &c.id,
@@ -53,10 +53,8 @@ impl Engine {
         status
     }
 
-    fn exec_in(&self, c: &crate::ContainerInfo, opts: &ExecOptions) -> Result<i32> {
-        let pid = self
-            .live_pid(&c.id)?
-            .ok_or_else(|| Error::NotRunning(c.id.clone()))?;
+    /// [`Engine::exec`] into `c`, whose init is `pid`.
+    fn exec_in(&self, c: &crate::ContainerInfo, pid: i32, opts: &ExecOptions) -> Result<i32> {
         let run = self.config_of(&c.id)?;
         let image = self.resolve_image(&c.image_id)?;
         let layers_top_first: Vec<std::path::PathBuf> =

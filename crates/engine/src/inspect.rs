@@ -186,8 +186,7 @@ impl Engine {
         };
         // Rootless, only what the delegated controllers can take applies.
         let driver = crate::rootless::active().then(|| {
-            hako_cgroups::CgroupSystem::detect()
-                .map(|cs| cs.rootless_driver(nix::unistd::geteuid().as_raw()))
+            hako_cgroups::CgroupSystem::detect().map(|cs| crate::rootless::cgroup_driver(&cs))
         });
         let driver = driver.transpose()?;
         if !limits_only.is_empty() {
@@ -360,7 +359,7 @@ impl Engine {
             .filter(|&l| l < (1 << 62));
         let opts = ContainerConfig::from_stored(&row.config).unwrap_or_default();
         // The host's interfaces are not the container's: docker shows 0B for --network host.
-        let net = match self.live_pid(&c.id)? {
+        let net = match live {
             Some(pid) if opts.network != crate::Network::Host => {
                 std::fs::read_to_string(format!("/proc/{pid}/net/dev"))
                     .map(|t| net_dev_totals(&t))

@@ -1398,17 +1398,7 @@ impl Engine {
             .collect();
         let (link_hosts, link_env) = self.link_hosts(id, opts)?;
         hosts_extra.extend(link_hosts);
-        let mut etc = write_etc_files(dir, &plan.hostname, &opts.network, &hosts_extra, &opts.dns)?;
-        if !opts.dns_search.is_empty() || !opts.dns_options.is_empty() {
-            let path = dir.join("resolv.conf");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-            std::fs::write(
-                &path,
-                resolv_overrides(&text, &opts.dns_search, &opts.dns_options),
-            )
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-        }
+        let mut etc = write_etc_files(dir, &plan.hostname, opts, &hosts_extra)?;
         if let Some(other) = opts.network.container() {
             // The other container's own files, so what changes there shows here too.
             let theirs = self.container_dir(&self.find(other)?.id);
@@ -2126,10 +2116,10 @@ pub fn build_env(
 fn write_etc_files(
     dir: &Path,
     hostname: &str,
-    net: &Network,
+    opts: &ContainerConfig,
     extra_hosts: &[String],
-    dns: &[std::net::IpAddr],
 ) -> Result<[(&'static str, PathBuf); 3]> {
+    let (net, dns) = (&opts.network, &opts.dns);
     let mut hosts = if *net == Network::Host {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
@@ -2158,6 +2148,11 @@ fn write_etc_files(
         hako_net::resolv_conf_for_container(&host_resolv)
     } else {
         container_resolv_conf(&host_resolv)
+    };
+    let resolv = if opts.dns_search.is_empty() && opts.dns_options.is_empty() {
+        resolv
+    } else {
+        resolv_overrides(&resolv, &opts.dns_search, &opts.dns_options)
     };
     let files = [
         ("/etc/hosts", dir.join("hosts"), hosts),
@@ -2213,15 +2208,8 @@ fn oom_score_adj_allowed(wanted: i32) -> (i32, Option<String>) {
         .unwrap_or(0);
     // The kernel asks for the capability in the initial user namespace: rootless never has it.
     let capable = !rootless::active()
-        && std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapEff:"))
-                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            })
-            // CAP_SYS_RESOURCE is capability 24.
-            .is_some_and(|eff| eff & (1 << 24) != 0);
+        // CAP_SYS_RESOURCE is capability 24.
+        && limits::own_caps("CapEff").is_some_and(|eff| eff & (1 << 24) != 0);
     if wanted >= own || capable {
         return (wanted, None);
     }

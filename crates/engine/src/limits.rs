@@ -135,17 +135,19 @@ pub(crate) struct Limits {
     pub(crate) warnings: Vec<String>,
 }
 
+/// A capability set of this process (`CapPrm`, `CapEff`, …) from /proc/self/status, as bits.
+pub(crate) fn own_caps(set: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 /// All capabilities this process holds: a privileged container gets what hako itself has, as
 /// with Docker (a host may withhold some, e.g. CAP_SYS_RESOURCE here).
 fn all_caps() -> HashSet<Capability> {
-    let held = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapPrm:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
+    let held = own_caps("CapPrm").unwrap_or(u64::MAX);
     ALL_CAPS
         .iter()
         .enumerate()

@@ -658,14 +658,18 @@ pub(crate) fn open_cgroup(
         let dirs: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
         return cs.open_dirs(&dirs);
     }
-    if active()
-        && !cs
-            .rootless_driver(nix::unistd::geteuid().as_raw())
-            .creates_cgroups()
-    {
+    if active() && !cgroup_driver(cs).creates_cgroups() {
         return cs.open_dirs(&[]);
     }
     cs.open(parent, &format!("hako-{id}"))
+}
+
+/// How this rootless engine's containers get their cgroups. The caller's uid is its
+/// effective one as this process sees it: inside the user's namespace the user is 0, and the
+/// delegated cgroup's files read as 0's there (the host uid made every delegation look like
+/// another user's).
+pub(crate) fn cgroup_driver(cs: &hako_cgroups::CgroupSystem) -> hako_cgroups::rootless::Driver {
+    cs.rootless_driver(nix::unistd::geteuid().as_raw())
 }
 
 /// Why this rootless engine's containers have no cgroup, or None when they have one (root, or
@@ -674,7 +678,7 @@ pub(crate) fn no_cgroup_reason(cs: &hako_cgroups::CgroupSystem) -> Option<String
     if !active() {
         return None;
     }
-    match cs.rootless_driver(nix::unistd::geteuid().as_raw()) {
+    match cgroup_driver(cs) {
         hako_cgroups::rootless::Driver::None(reason) => Some(reason.to_string()),
         _ => None,
     }
@@ -701,7 +705,7 @@ pub(crate) fn container_cgroup(
     res: &hako_cgroups::Resources,
     dir: &Path,
 ) -> Result<(hako_cgroups::Cgroup, Vec<String>)> {
-    let driver = cs.rootless_driver(nix::unistd::geteuid().as_raw());
+    let driver = cgroup_driver(cs);
     let mut dropped: Vec<String> = driver.dropped(res).iter().map(|d| d.to_string()).collect();
     let cgroup = if let hako_cgroups::rootless::Driver::Delegated { dir: base, .. } = &driver {
         let cg = match parent {
@@ -1263,9 +1267,7 @@ pub fn mechanisms() -> Mechanisms {
         )
     };
     let cgroups = match hako_cgroups::CgroupSystem::detect() {
-        Ok(cs) => cs
-            .rootless_driver(nix::unistd::geteuid().as_raw())
-            .to_string(),
+        Ok(cs) => cgroup_driver(&cs).to_string(),
         Err(e) => format!("none: {e}"),
     };
     Mechanisms {
