@@ -199,11 +199,16 @@ impl CgroupSystem {
     /// call are removed again.
     pub fn create(&self, parent: Option<&str>, name: &str) -> Result<Cgroup, Error> {
         let cg = self.layout(parent, name)?;
+        self.make(cg, |h| if parent.is_some() { 0 } else { h.caller.len() })
+    }
+
+    /// Creates the directories of `cg` in each hierarchy, preparing the levels below the
+    /// first `base_len(h)` bytes of its path there; on failure, removes what it created.
+    fn make(&self, cg: Cgroup, base_len: impl Fn(&Hierarchy) -> usize) -> Result<Cgroup, Error> {
         let mut created = Vec::new();
         let mut buf = Vec::new();
         for (h, rel) in self.hierarchies.iter().zip(&cg.rels) {
-            let base_len = if parent.is_some() { 0 } else { h.caller.len() };
-            if let Err(e) = create_in(h, rel, base_len, &mut created, &mut buf) {
+            if let Err(e) = create_in(h, rel, base_len(h), &mut created, &mut buf) {
                 for dir in created.iter().rev() {
                     let _ = fs::rmdir(dir);
                 }
@@ -228,20 +233,7 @@ impl CgroupSystem {
             .map_err(|_| Error::InvalidName(base.display().to_string()))?;
         let rel = parse::normalize(&rel.to_string_lossy())?;
         let cg = self.layout(Some(&rel), name)?;
-        let mut created = Vec::new();
-        let mut buf = Vec::new();
-        for (h, r) in self.hierarchies.iter().zip(&cg.rels) {
-            if h.kind != Kind::V2 {
-                continue;
-            }
-            if let Err(e) = create_in(h, r, rel.len(), &mut created, &mut buf) {
-                for dir in created.iter().rev() {
-                    let _ = fs::rmdir(dir);
-                }
-                return Err(e);
-            }
-        }
-        Ok(cg)
+        self.make(cg, |_| rel.len())
     }
 
     /// Handle to an existing (or already gone) cgroup, with the same path
