@@ -945,6 +945,17 @@ fn dns_search_options_domainname_oom_score_adj_and_label_files() {
         got == -500 || (got == own && err.contains("clamped")),
         "{got} {err}"
     );
+    // A value that would add lines of its own to resolv.conf.
+    let (code, _, err) = r.run(&[
+        "run",
+        "--rm",
+        "--dns-option",
+        "ndots:1\nnameserver 203.0.113.9",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid DNS option"), "{err}");
     let (code, _, err) = r.run(&["run", "--rm", "--oom-score-adj", "1001", "busybox", "true"]);
     assert_eq!(code, 125);
     assert!(

@@ -364,7 +364,15 @@ fn host_config(
         .collect();
     c.dns_search = h.dns_search.clone().unwrap_or_default();
     c.dns_options = h.dns_options.clone().unwrap_or_default();
-    c.oom_score_adj = h.oom_score_adj.filter(|&a| a != 0).map(|a| a as i32);
+    c.oom_score_adj = match h.oom_score_adj.filter(|&a| a != 0) {
+        None => None,
+        // Beyond i32 it would wrap into the range the engine checks.
+        Some(a) => Some(i32::try_from(a).map_err(|_| {
+            Error::Invalid(format!(
+                "Invalid value {a}, range for oom score adj is [-1000, 1000]"
+            ))
+        })?),
+    };
     c.extra_hosts = h
         .extra_hosts
         .iter()
@@ -1237,6 +1245,13 @@ mod tests {
             (vec!["a.example".to_string()], vec!["ndots:2".to_string()])
         );
         assert_eq!(c.oom_score_adj, Some(300));
+        // 2^32 + 100 must not wrap to 100.
+        let e = from_create_body(&body(
+            r#"{"Image":"b","HostConfig":{"OomScoreAdj":4294967396}}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("range for oom score adj"), "{e}");
     }
 
     /// The fields the CLI's resource, link and volumes-from flags set arrive as the same

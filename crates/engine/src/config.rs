@@ -706,6 +706,18 @@ impl ContainerConfig {
             ));
         }
         self.log_config.check()?;
+        // Each becomes a word of a resolv.conf line: a space or line break would make others.
+        for (what, values) in [
+            ("DNS search domain", &self.dns_search),
+            ("DNS option", &self.dns_options),
+        ] {
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(Error::Invalid(format!("invalid {what}: {v:?}")));
+            }
+        }
         if let Some(adj) = self.oom_score_adj {
             if !(-1000..=1000).contains(&adj) {
                 return Err(Error::Invalid(format!(
