@@ -36,6 +36,10 @@ export HAKO_TEST_PYTHON="$PWD/target/dockerpy-venv/bin/python"
 scripts/make-test-images.sh
 scripts/make-test-image-arm64.sh
 
+# One build from a clean checkout: incremental caches would only cost disk (they were a third
+# of target/ and filled a CI machine's disk before the tests ran).
+export CARGO_INCREMENTAL=0
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
