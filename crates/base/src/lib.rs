@@ -3,6 +3,8 @@
 //!   and filter (`until=`, `--stop-timeout`, healthcheck intervals, runc's `--interval`);
 //! - [`time`]: the civil calendar, RFC 3339 formatting (fixed nine digits, and Go's trimmed
 //!   `RFC3339Nano`) and parsing, and Docker's `--since`/`--until`/`until=` timestamps;
+//! - [`jsonlog`]: the writing side of Docker's json-file log (the monitor's and a foreground
+//!   `run`'s);
 //! - [`size`]: Docker's `RAMInBytes` parse, `HumanSize` and `BytesSize`;
 //! - [`signal`]: one signal table, names and numbers;
 //! - [`proc`]: `/proc/PID/stat` readers: a process's start time, and whether a recorded
@@ -19,6 +21,7 @@
 
 pub mod duration;
 mod error;
+pub mod jsonlog;
 pub mod proc;
 pub mod seccomp_notify;
 pub mod signal;

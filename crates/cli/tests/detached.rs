@@ -403,7 +403,23 @@ fn exec_runs_inside_the_running_container() {
         String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout),
         "piped\n"
     );
-    // A detached exec keeps running in the container.
+    // A detached exec keeps running in the container, and its output goes nowhere: it does
+    // not hold our caller's pipe (here, `output()`'s) until it ends, as Docker's does not.
+    let t = std::time::Instant::now();
+    let shown = r.ok(&[
+        "exec",
+        "-d",
+        "target",
+        "sh",
+        "-c",
+        "echo early; sleep 30; echo late",
+    ]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(shown, "");
     r.ok(&["exec", "-d", "target", "sh", "-c", "sleep 1; touch /done"]);
     assert!(wait_for(5, || r
         .run(&["exec", "target", "test", "-e", "/done"])

@@ -512,9 +512,15 @@ fn a_run_or_exec_whose_output_reader_goes_away_ends() {
     let r = Root::with_busybox();
     r.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
     // hako holds SIGPIPE blocked while it starts a container (set-up failures must not end
-    // it by SIGPIPE), but not after: with -t it relays the output itself, and a reader that
-    // has gone must end it, and the container or process with it, as before.
-    for cmd in ["run --rm -t --network none busybox yes", "exec -t box yes"] {
+    // it by SIGPIPE), but not after: it relays the output itself (from a terminal with -t,
+    // from pipes without), and a reader that has gone must end it, and the container or
+    // process with it.
+    for cmd in [
+        "run --rm -t --network none busybox yes",
+        "exec -t box yes",
+        "run --rm --network none busybox yes",
+        "exec box yes",
+    ] {
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{} {cmd} | head -1", common::hako_bin()))
@@ -1078,4 +1084,79 @@ fn seccomp_default_profile_unconfined_and_custom_files() {
     let st = r.ok(&["exec", id.trim(), "grep", "^Seccomp:", "/proc/self/status"]);
     assert!(st.contains('2'), "{st}");
     r.ok(&["rm", "-f", id.trim()]);
+}
+
+#[test]
+fn a_foreground_runs_output_is_copied_logged_and_kept_apart_by_stream() {
+    let r = Root::with_busybox();
+    let script = "echo out; echo err >&2; printf 'no newline'";
+    let (code, out, err) = r.run(&["run", "--name", "fg", "busybox", "sh", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "out\nno newline");
+    assert_eq!(err, "err\n");
+    // `docker logs` of a container that ran in the foreground shows its output, each line on
+    // the stream it was written to.
+    let (code, out, err) = r.run(&["logs", "fg"]);
+    assert_eq!(code, 0, "{err}");
+    // An unended line is logged as it was written, as Docker's json-file does.
+    assert_eq!(out, "out\nno newline");
+    assert_eq!(err, "err\n");
+    // A later start (detached: its monitor writes) appends to the same log.
+    r.ok(&["start", "fg"]);
+    r.ok(&["wait", "fg"]);
+    assert_eq!(r.ok(&["logs", "fg"]), "out\nno newlineout\nno newline");
+    r.ok(&["rm", "fg"]);
+}
+
+#[test]
+fn input_the_container_never_reads_does_not_stall_a_foreground_run() {
+    let r = Root::with_busybox();
+    // `yes` fills the container's stdin pipe at once; the container ends without reading it.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "yes | {} run --rm -i --network none busybox sh -c 'echo done'",
+            common::hako_bin()
+        ))
+        .env("HAKO_ROOT", r.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let done = wait_for(20, || waiter.is_finished());
+    if !done {
+        // The shell and what it started, by the pids we made.
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-P", &pid.to_string()])
+            .status();
+    }
+    let out = waiter.join().unwrap();
+    assert!(done, "run -i with unread input did not end");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    // And input it reads arrives whole, then its end.
+    let mut child = r
+        .cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "busybox",
+            "wc",
+            "-c",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&vec![b'x'; 1 << 20]).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
 }

@@ -221,3 +221,27 @@ fn run_it_detaches_with_ctrl_p_ctrl_q_and_keeps_exit_codes() {
     assert_eq!(code, 4, "{shown}");
     r.ok(&["rm", "bg"]);
 }
+
+/// Without -t the container's standard streams are pipes that hako copies, never the caller's
+/// terminal, for `run` and `exec` alike: with the terminal itself, a process with
+/// CAP_SYS_ADMIN could type into the user's shell (TIOCSTI), and any could change its modes.
+#[test]
+fn without_t_the_container_never_holds_the_callers_terminal() {
+    let r = Root::with_busybox();
+    r.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    let show = "for f in 0 1 2; do readlink /proc/self/fd/$f; done; test -t 0 || test -t 1 || echo NO-TERMINAL";
+    for args in [
+        vec!["run", "--rm", "-i", "busybox", "sh", "-c", show],
+        vec!["exec", "-i", "box", "sh", "-c", show],
+    ] {
+        let (code, shown) = on_terminal(&r, &args, "");
+        assert_eq!(code, 0, "{args:?}: {shown}");
+        let lines: Vec<&str> = shown.lines().map(str::trim_end).collect();
+        assert_eq!(lines.len(), 4, "{args:?}: {shown}");
+        for l in &lines[..3] {
+            assert!(l.starts_with("pipe:"), "{args:?}: {shown}");
+        }
+        assert_eq!(lines[3], "NO-TERMINAL", "{args:?}: {shown}");
+    }
+    r.ok(&["rm", "-f", "box"]);
+}

@@ -166,6 +166,27 @@ impl Engine {
         } else {
             (std::borrow::Cow::Borrowed(&s), Vec::new())
         };
+        // Without a terminal, pipes that we copy (see `crate::stdio`); a detached process's
+        // output goes nowhere, as Docker's (it would otherwise hold our caller's terminal or
+        // pipe long after we have gone).
+        let pipes = match (opts.detach, &console) {
+            (false, None) => Some(crate::stdio::Pipes::new(opts.interactive)?),
+            _ => None,
+        };
+        let null = match opts.detach {
+            true => Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| Error::io("open /dev/null", e))?,
+            ),
+            false => None,
+        };
+        let outputs = match (&pipes, &null) {
+            (Some(p), _) => Some(p.outputs()),
+            (None, Some(n)) => Some((n.as_fd(), n.as_fd())),
+            (None, None) => None,
+        };
         // The runtime writes to pipes of a process that may die while it joins the container.
         let pipe = crate::SigpipeBlocked::new();
         let running = hako_runtime::spawn(
@@ -173,11 +194,11 @@ impl Engine {
             &hako_runtime::SpawnOptions {
                 cgroup: Some(&cgroup),
                 kill_with_parent: !opts.detach,
-                stdin: if opts.interactive {
-                    hako_runtime::Stdin::Inherit
-                } else {
-                    hako_runtime::Stdin::Null
-                },
+                stdin: pipes
+                    .as_ref()
+                    .map_or(hako_runtime::Stdin::Null, |p| p.stdin()),
+                stdout: outputs.map(|o| o.0),
+                stderr: outputs.map(|o| o.1),
                 console_socket: console.as_ref().map(|c| c.theirs.as_fd()),
                 seccomp_cache: Some(&seccomp_cache),
                 enter_existing_root,
@@ -201,14 +222,18 @@ impl Engine {
             Some(c) => {
                 let master = c.master()?;
                 let raw = opts.interactive.then(tty::RawMode::enter);
-                Some((tty::relay(master, opts.interactive), raw))
+                Some((tty::relay(master, opts.interactive, None), raw))
             }
             None => None,
         };
+        let copier = pipes.map(|p| p.relay(hako_base::jsonlog::JsonLog::discard()));
         let status = running.wait(Duration::from_secs(10));
         if let Some((t, raw)) = relay {
             let _ = t.join();
             drop(raw);
+        }
+        if let Some(c) = copier {
+            c.finish();
         }
         // What `run` prints too; the container's `.State.MissingSyscalls` is its own
         // process's.

@@ -33,6 +33,7 @@ pub mod pull_policy;
 pub mod rootless;
 pub mod seccomp;
 pub mod spec;
+mod stdio;
 mod system;
 mod trust;
 pub mod tty;
@@ -41,6 +42,7 @@ pub mod views;
 pub mod volumes;
 pub mod wait;
 
+use hako_base::jsonlog::JsonLog;
 use hako_cgroups::CgroupSystem;
 use hako_image::ImageStore;
 use rusqlite::config::DbConfig;
@@ -1632,6 +1634,17 @@ impl Engine {
             .map_err(|e| Error::io("create the seccomp agent's socket", e))?;
         let (spec, profile_enosys) =
             missing::agent_spec(sized.as_ref().unwrap_or(&prepared.spec), &opts.seccomp);
+        // Docker's json-file log, as a detached container's monitor writes it.
+        let log = JsonLog::open(
+            monitor::log_path(dir, id),
+            opts.log_config.max_size,
+            opts.log_config.files(),
+        )
+        .map_err(|e| Error::io("open the container's log", e))?;
+        let pipes = match console.is_some() {
+            true => None,
+            false => Some(stdio::Pipes::new(opts.open_stdin)?),
+        };
         let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
             &spec,
@@ -1639,11 +1652,11 @@ impl Engine {
                 overlay: Some(&prepared.overlay),
                 cgroup: Some(cgroup),
                 kill_with_parent: true,
-                stdin: if opts.open_stdin {
-                    hako_runtime::Stdin::Inherit
-                } else {
-                    hako_runtime::Stdin::Null
-                },
+                stdin: pipes
+                    .as_ref()
+                    .map_or(hako_runtime::Stdin::Null, |p| p.stdin()),
+                stdout: pipes.as_ref().map(|p| p.outputs().0),
+                stderr: pipes.as_ref().map(|p| p.outputs().1),
                 before_start: Some(&hook),
                 // The network's wiring needs the namespaces, not the cgroup.
                 before_start_during_cgroup_join: true,
@@ -1718,10 +1731,14 @@ impl Engine {
             id,
             warnings: &warnings,
         });
-        let relay = master.map(|m| {
-            let raw = opts.open_stdin.then(tty::RawMode::enter);
-            (tty::relay(m, opts.open_stdin), raw)
-        });
+        let (relay, mut log) = match master {
+            Some(m) => {
+                let raw = opts.open_stdin.then(tty::RawMode::enter);
+                (Some((tty::relay(m, opts.open_stdin, Some(log)), raw)), None)
+            }
+            None => (None, Some(log)),
+        };
+        let copier = pipes.map(|p| p.relay(log.take().unwrap_or_else(JsonLog::discard)));
         let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
         if let Some((t, raw)) = relay {
             let _ = t.join();
@@ -1729,6 +1746,9 @@ impl Engine {
         }
         // PID 1's exit tears down its pid namespace, but stragglers may still be exiting.
         let _ = cgroup.kill_all();
+        if let Some(c) = copier {
+            c.finish();
+        }
         let missing = agent.finish();
         if !missing.is_empty() {
             for m in &missing {

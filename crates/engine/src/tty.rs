@@ -2,6 +2,7 @@
 //! terminal; hako puts its own terminal in raw mode and copies bytes both ways.
 
 use crate::{Error, Result};
+use hako_base::jsonlog::{JsonLog, Stream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// The two ends of the socket over which the container sends the master of the pty it
@@ -90,9 +91,14 @@ impl Drop for RawMode {
 }
 
 /// Copies the container's terminal output to our stdout and (with `input`) our stdin to it,
-/// and follows our terminal's size, until the container closes its side. Runs on its own
+/// and follows our terminal's size, until the container closes its side; a foreground
+/// `run -t` logs the output into `log`. Runs on its own
 /// thread: the container already exists, so no clone happens while it runs.
-pub(crate) fn relay(master: OwnedFd, input: bool) -> std::thread::JoinHandle<()> {
+pub(crate) fn relay(
+    master: OwnedFd,
+    input: bool,
+    mut log: Option<JsonLog>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mfd = master.as_raw_fd();
         let mut size = our_size();
@@ -135,7 +141,14 @@ pub(crate) fn relay(master: OwnedFd, input: bool) -> std::thread::JoinHandle<()>
                 let r = unsafe { libc::read(mfd, buf.as_mut_ptr().cast(), buf.len()) };
                 if r <= 0 {
                     // EIO once every slave descriptor is closed: the container is gone.
+                    if let Some(log) = &mut log {
+                        log.end(Stream::Stdout);
+                    }
                     return;
+                }
+                // The log first: a write to a reader that has gone ends this process.
+                if let Some(log) = &mut log {
+                    log.output(Stream::Stdout, &buf[..r as usize]);
                 }
                 write_all(libc::STDOUT_FILENO, &buf[..r as usize]);
             }

@@ -284,8 +284,14 @@ fn setup_and_exec(p: &Prepared, go: OwnedFd, channel: &mut Channel) -> Res<Never
     // The container must not share the caller's session: a terminal's Ctrl-C goes to hako,
     // which decides what the container receives.
     nix::unistd::setsid().ctx(|| "setsid".into())?;
-    if let Some(null) = &p.stdin_null {
-        nix::unistd::dup2_stdin(null).ctx(|| "redirect stdin".into())?;
+    for (target, fd) in p.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            // SAFETY: dup2 of a descriptor we own onto 0, 1 or 2; the copy has no close-on-exec.
+            if unsafe { libc::dup2(fd.as_raw_fd(), target as i32) } < 0 {
+                return Err(io::Error::last_os_error())
+                    .ctx(|| format!("redirect standard descriptor {target}"));
+            }
+        }
     }
     if let Some(socket) = p.console_socket {
         attach_console(p, root.as_raw_fd(), socket)?;

@@ -73,13 +73,15 @@ pub struct Overlay {
 }
 
 /// Where the container's standard input comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Stdin {
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Stdin<'a> {
     /// `/dev/null`, like `docker run` without `-i`.
     #[default]
     Null,
     /// The caller's standard input.
     Inherit,
+    /// This descriptor (e.g. a pipe the caller feeds).
+    Fd(BorrowedFd<'a>),
 }
 
 /// Options that are not part of the OCI spec.
@@ -92,7 +94,11 @@ pub struct SpawnOptions<'a> {
     /// SIGKILL the container when the calling process dies (foreground `run`).
     pub kill_with_parent: bool,
     /// Standard input of the container process.
-    pub stdin: Stdin,
+    pub stdin: Stdin<'a>,
+    /// Standard output of the container process; the caller's own without one.
+    pub stdout: Option<BorrowedFd<'a>>,
+    /// Standard error of the container process; the caller's own without one.
+    pub stderr: Option<BorrowedFd<'a>>,
     /// Called with the container's host pid after its namespaces exist and before its command
     /// runs: the place to wire its network namespace (`/proc/PID/ns/net`). An error aborts the
     /// start and kills the child.
@@ -312,7 +318,8 @@ pub(crate) struct Prepared {
     pub args: Vec<CString>,
     pub env: Vec<CString>,
     pub path_env: String,
-    pub stdin_null: Option<OwnedFd>,
+    /// What becomes the process's stdin, stdout and stderr; the caller's own where `None`.
+    pub stdio: [Option<OwnedFd>; 3],
     pub kill_with_parent: bool,
     pub before_start_during_cgroup_join: bool,
     pub preserve_fds: u32,
@@ -671,14 +678,28 @@ impl Prepared {
             .unwrap_or(DEFAULT_PATH)
             .to_string();
         let user = process.user();
-        let stdin_null = match opts.stdin {
-            _ if opts.console_socket.is_some() => None,
-            Stdin::Null => Some(
-                std::fs::File::open("/dev/null")
-                    .map_err(|e| Error::sys("open /dev/null", e))?
-                    .into(),
-            ),
-            Stdin::Inherit => None,
+        let copy = |fd: Option<BorrowedFd<'_>>, what: &str| {
+            fd.map(|f| f.try_clone_to_owned())
+                .transpose()
+                .map_err(|e| Error::sys(format!("duplicate the container's {what}"), e))
+        };
+        // A terminal replaces all three.
+        let stdio = if opts.console_socket.is_some() {
+            [None, None, None]
+        } else {
+            [
+                match opts.stdin {
+                    Stdin::Null => Some(
+                        std::fs::File::open("/dev/null")
+                            .map_err(|e| Error::sys("open /dev/null", e))?
+                            .into(),
+                    ),
+                    Stdin::Inherit => None,
+                    Stdin::Fd(fd) => copy(Some(fd), "stdin")?,
+                },
+                copy(opts.stdout, "stdout")?,
+                copy(opts.stderr, "stderr")?,
+            ]
         };
 
         let mut map_writer = rootless::MapWriter::Direct;
@@ -808,7 +829,7 @@ impl Prepared {
                 .map(|e| cstring(e, "an environment variable"))
                 .collect::<Result<_, _>>()?,
             path_env,
-            stdin_null,
+            stdio,
             kill_with_parent: opts.kill_with_parent,
             before_start_during_cgroup_join: opts.before_start_during_cgroup_join,
             preserve_fds: opts.preserve_fds,

@@ -14,8 +14,11 @@
 // The unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use hako_base::jsonlog::{JsonLog, Stream};
+use std::io;
+
+/// fds 3 and 4, in order.
+const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 
 // No std `main`: std's start-up code finds the main thread's stack guard through glibc's
 // pthread_getattr_np, which parses /proc/self/maps with stdio and scanf, and installs
@@ -57,7 +60,12 @@ fn monitor() {
         Some([s, f]) => (s.parse().unwrap_or(0), f.parse().unwrap_or(1)),
         _ => (0, 1),
     };
-    let mut out = Log::open(log.clone(), max_size, max_file);
+    // Its stderr is the caller's until the container runs; the container must run even
+    // when its log cannot be written.
+    let mut out = JsonLog::open(log, max_size, max_file).unwrap_or_else(|e| {
+        eprintln!("hako-monitor: open {log}: {e}");
+        JsonLog::discard()
+    });
     // Only with fd 6 open is there a stdin to hold: a plain `run -d` monitor then never runs
     // std's environment code, which costs it pages of resident memory (one runs per
     // container; `bench/containers.sh` measures it).
@@ -138,13 +146,12 @@ fn record_exit(code: i32, exit_file: &str, missing: &str) {
 
 /// Copies fd 3 (stdout) and fd 4 (stderr) into the log until both are closed, answering the
 /// `agent`'s notifications meanwhile.
-fn pump(out: &mut Log, agent: &mut Agent) {
+fn pump(out: &mut JsonLog, agent: &mut Agent) {
     let mut fds = [
         pollfd(3, libc::POLLIN),
         pollfd(4, libc::POLLIN),
         agent.pollfd(),
     ];
-    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = IdleBuf::new(64 * 1024);
     while fds[..2].iter().any(|f| f.fd >= 0) {
         fds[2] = agent.pollfd();
@@ -170,10 +177,10 @@ fn pump(out: &mut Log, agent: &mut Agent) {
                 // SAFETY: closing our own descriptor once.
                 unsafe { libc::close(f.fd) };
                 f.fd = -1;
-                log_rest(out, i, &mut partial[i]);
+                out.end(STREAMS[i]);
                 continue;
             }
-            log_output(out, i, &mut partial[i], &buf[..r as usize]);
+            out.output(STREAMS[i], &buf[..r as usize]);
         }
     }
 }
@@ -184,7 +191,7 @@ fn pump(out: &mut Log, agent: &mut Agent) {
 /// The socket is SOCK_SEQPACKET, so every message arrives whole. From an attach: `i` + bytes
 /// typed, or `w` + rows and columns (u16, LE). To it: `o` + output, and at the end `x` + the
 /// exit status in decimal.
-fn pump_tty(out: &mut Log, agent: &mut Agent) -> Vec<Client> {
+fn pump_tty(out: &mut JsonLog, agent: &mut Agent) -> Vec<Client> {
     // The spawning process bound and listens on the socket, as fd 5, so it exists by the
     // time `run` returns.
     let listener = 5;
@@ -193,7 +200,6 @@ fn pump_tty(out: &mut Log, agent: &mut Agent) -> Vec<Client> {
     set_nonblocking(3);
     let mut pending: Vec<u8> = Vec::new();
     let mut clients = first_attach(listener, agent);
-    let mut partial = Vec::new();
     let mut buf = IdleBuf::new(64 * 1024);
     loop {
         let blocked = !pending.is_empty();
@@ -232,7 +238,7 @@ fn pump_tty(out: &mut Log, agent: &mut Agent) -> Vec<Client> {
                 break;
             }
             broadcast(&mut clients, &buf[..=r as usize]);
-            log_output(out, 0, &mut partial, &buf[1..=r as usize]);
+            out.output(Stream::Stdout, &buf[1..=r as usize]);
         }
         if fds[1].revents != 0 {
             accept_client(listener, &mut clients);
@@ -265,7 +271,7 @@ fn pump_tty(out: &mut Log, agent: &mut Agent) -> Vec<Client> {
             },
         );
     }
-    log_rest(out, 0, &mut partial);
+    out.end(Stream::Stdout);
     // SAFETY: closing our own descriptors.
     unsafe {
         libc::close(listener);
@@ -281,7 +287,7 @@ fn pump_tty(out: &mut Log, agent: &mut Agent) -> Vec<Client> {
 /// (Docker's StdinOnce, which `create -i` sets) an attach's `c`, the end of its input,
 /// closes the pipe, so the command reads EOF. Runs until the container has exited and its
 /// output ended; returns the attaches still connected.
-fn pump_stdin(out: &mut Log, agent: &mut Agent, init: i32, once: bool) -> Vec<Client> {
+fn pump_stdin(out: &mut JsonLog, agent: &mut Agent, init: i32, once: bool) -> Vec<Client> {
     let listener = 5;
     let mut stdin = 6;
     // Never block on the pipe: a container that does not read its stdin while an attach pours
@@ -295,7 +301,6 @@ fn pump_stdin(out: &mut Log, agent: &mut Agent, init: i32, once: bool) -> Vec<Cl
     // SAFETY: pidfd_open takes a pid and flags; the descriptor is ours to close.
     let mut pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) } as i32;
     let mut outs = [3, 4];
-    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut clients = first_attach(listener, agent);
     let mut buf = IdleBuf::new(64 * 1024);
     // Without a pidfd (kernels before 5.3) the end of the output stands for the exit.
@@ -327,11 +332,11 @@ fn pump_stdin(out: &mut Log, agent: &mut Agent, init: i32, once: bool) -> Vec<Cl
                 // SAFETY: closing our own descriptor once.
                 unsafe { libc::close(outs[i]) };
                 outs[i] = -1;
-                log_rest(out, i, &mut partial[i]);
+                out.end(STREAMS[i]);
                 continue;
             }
             broadcast(&mut clients, &buf[..=r as usize]);
-            log_output(out, i, &mut partial[i], &buf[1..=r as usize]);
+            out.output(STREAMS[i], &buf[1..=r as usize]);
         }
         if fds[2].revents != 0 {
             // SAFETY: closing our own descriptor once.
@@ -368,8 +373,8 @@ fn pump_stdin(out: &mut Log, agent: &mut Agent, init: i32, once: bool) -> Vec<Cl
             },
         );
     }
-    for (i, p) in partial.iter_mut().enumerate() {
-        log_rest(out, i, p);
+    for s in STREAMS {
+        out.end(s);
     }
     // Whatever still holds the read end (an orphan, with `--pid host`) sees EOF now rather
     // than keep the reaping below waiting.
@@ -803,29 +808,6 @@ fn drop_clients(clients: &mut Vec<Client>, gone: &[i32]) {
     }
 }
 
-/// Appends `data` of `stream` (0 stdout, 1 stderr) to the log a line at a time; `partial`
-/// holds the line not ended yet.
-fn log_output(out: &mut Log, stream: usize, partial: &mut Vec<u8>, data: &[u8]) {
-    partial.extend_from_slice(data);
-    while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
-        let line: Vec<u8> = partial.drain(..=pos).collect();
-        write_line(out, stream, &line);
-    }
-    // Docker splits very long lines too, so a line without newline cannot grow forever.
-    if partial.len() >= 16 * 1024 {
-        let chunk = std::mem::take(partial);
-        write_line(out, stream, &chunk);
-    }
-}
-
-/// Logs the unended line of a stream that has ended.
-fn log_rest(out: &mut Log, stream: usize, partial: &mut Vec<u8>) {
-    if !partial.is_empty() {
-        let rest = std::mem::take(partial);
-        write_line(out, stream, &rest);
-    }
-}
-
 /// A zeroed read buffer whose pages are mapped only once data is read into them: the monitor
 /// of a quiet container then holds none of it. (A heap buffer of this size comes from calloc,
 /// which clears, and so faults in, memory it reuses.)
@@ -873,93 +855,6 @@ impl std::ops::DerefMut for IdleBuf {
     }
 }
 
-/// The json-file log with Docker's `--log-opt max-size/max-file` rotation: when the file would
-/// exceed `max_size`, it becomes LOG.1 (older ones shift up, the oldest beyond `max_file` goes).
-struct Log {
-    file: Option<File>,
-    path: String,
-    written: u64,
-    max_size: u64,
-    max_file: u32,
-}
-
-impl Log {
-    fn open(path: String, max_size: u64, max_file: u32) -> Log {
-        let file = match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                eprintln!("hako-monitor: open {path}: {e}");
-                None
-            }
-        };
-        let written = file
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map_or(0, |m| m.len());
-        Log {
-            file,
-            path,
-            written,
-            max_size,
-            max_file: max_file.max(1),
-        }
-    }
-
-    fn write(&mut self, data: &[u8]) {
-        if self.max_size > 0 && self.written > 0 && self.written + data.len() as u64 > self.max_size
-        {
-            self.rotate();
-        }
-        if let Some(f) = &mut self.file {
-            if f.write_all(data).is_ok() {
-                self.written += data.len() as u64;
-            }
-        }
-    }
-
-    fn rotate(&mut self) {
-        self.file = None;
-        if self.max_file > 1 {
-            for i in (1..self.max_file - 1).rev() {
-                let _ = std::fs::rename(
-                    format!("{}.{i}", self.path),
-                    format!("{}.{}", self.path, i + 1),
-                );
-            }
-            let _ = std::fs::rename(&self.path, format!("{}.1", self.path));
-        }
-        self.file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&self.path)
-            .ok();
-        self.written = 0;
-    }
-}
-
-fn write_line(out: &mut Log, stream: usize, line: &[u8]) {
-    let mut s = String::with_capacity(line.len() + 80);
-    s.push_str("{\"log\":\"");
-    for c in String::from_utf8_lossy(line).chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
-            c => s.push(c),
-        }
-    }
-    s.push_str("\",\"stream\":\"");
-    s.push_str(if stream == 0 { "stdout" } else { "stderr" });
-    s.push_str("\",\"time\":\"");
-    s.push_str(&rfc3339_now());
-    s.push_str("\"}\n");
-    out.write(s.as_bytes());
-}
-
 /// Waits for every child (orphans of the container are reparented to us) and returns the
 /// container init's status in Docker's convention.
 fn reap_all(init: i32) -> i32 {
@@ -985,10 +880,6 @@ fn reap_all(init: i32) -> i32 {
         }
     }
     code
-}
-
-fn rfc3339_now() -> String {
-    hako_base::time::rfc3339(hako_base::time::now_nanos())
 }
 
 #[cfg(test)]
