@@ -31,6 +31,10 @@ impl Stream {
 
 /// A container's json-file log, open for appending. When the file would exceed `max_size`, it
 /// becomes LOG.1 (older ones shift up; the oldest beyond `max_file` goes).
+///
+/// The entries of one piece of output are written with one `write(2)` and one timestamp (as
+/// Docker stamps each read, not each line): a container printing short lines made one system
+/// call and one time formatting per line, and logged 20 MB of `yes` in 6 s instead of 0.3.
 pub struct JsonLog {
     file: Option<File>,
     path: PathBuf,
@@ -39,6 +43,8 @@ pub struct JsonLog {
     max_file: u32,
     /// Each stream's line not ended yet.
     partial: [Vec<u8>; 2],
+    /// Entries made but not yet written.
+    batch: Vec<u8>,
 }
 
 impl JsonLog {
@@ -54,6 +60,7 @@ impl JsonLog {
             max_size,
             max_file: max_file.max(1),
             partial: [Vec::new(), Vec::new()],
+            batch: Vec::new(),
         })
     }
 
@@ -66,20 +73,25 @@ impl JsonLog {
             max_size: 0,
             max_file: 1,
             partial: [Vec::new(), Vec::new()],
+            batch: Vec::new(),
         }
     }
 
     /// Appends output of `stream` a line at a time, keeping an unended line for later.
     pub fn output(&mut self, stream: Stream, data: &[u8]) {
+        if self.file.is_none() {
+            return;
+        }
+        let time = crate::time::rfc3339(crate::time::now_nanos());
         let mut rest = data;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (line, after) = rest.split_at(pos + 1);
             let mut held = std::mem::take(&mut self.partial[stream as usize]);
             if held.is_empty() {
-                self.write_line(stream, line);
+                self.add(stream, line, &time);
             } else {
                 held.extend_from_slice(line);
-                self.write_line(stream, &held);
+                self.add(stream, &held, &time);
                 held.clear();
             }
             // The buffer is kept for the next unended line.
@@ -90,40 +102,47 @@ impl JsonLog {
         held.extend_from_slice(rest);
         if held.len() >= LONGEST_LINE {
             let chunk = std::mem::take(held);
-            self.write_line(stream, &chunk);
+            self.add(stream, &chunk, &time);
         }
+        self.flush();
     }
 
     /// Logs the unended line of a stream that has ended.
     pub fn end(&mut self, stream: Stream) {
         let rest = std::mem::take(&mut self.partial[stream as usize]);
-        if !rest.is_empty() {
-            self.write_line(stream, &rest);
+        if !rest.is_empty() && self.file.is_some() {
+            self.add(
+                stream,
+                &rest,
+                &crate::time::rfc3339(crate::time::now_nanos()),
+            );
+            self.flush();
         }
     }
 
-    fn write_line(&mut self, stream: Stream, line: &[u8]) {
-        if self.file.is_none() {
-            return;
-        }
-        let entry = entry(
-            stream,
-            line,
-            &crate::time::rfc3339(crate::time::now_nanos()),
-        );
-        self.append(entry.as_bytes());
-    }
-
-    fn append(&mut self, data: &[u8]) {
-        if self.max_size > 0 && self.written > 0 && self.written + data.len() as u64 > self.max_size
+    /// Adds one entry to the batch, rotating first when it would not fit in the file.
+    fn add(&mut self, stream: Stream, line: &[u8], time: &str) {
+        let before = self.batch.len();
+        entry_into(&mut self.batch, stream, line, time);
+        let pending = self.written + before as u64;
+        if self.max_size > 0
+            && pending > 0
+            && pending + (self.batch.len() - before) as u64 > self.max_size
         {
+            let entry = self.batch.split_off(before);
+            self.flush();
             self.rotate();
+            self.batch = entry;
         }
+    }
+
+    fn flush(&mut self) {
         if let Some(f) = &mut self.file {
-            if f.write_all(data).is_ok() {
-                self.written += data.len() as u64;
+            if f.write_all(&self.batch).is_ok() {
+                self.written += self.batch.len() as u64;
             }
         }
+        self.batch.clear();
     }
 
     fn rotate(&mut self) {
@@ -149,27 +168,47 @@ impl JsonLog {
     }
 }
 
-/// One line of the log, as Docker's json-file driver writes it (invalid UTF-8 replaced).
-fn entry(stream: Stream, line: &[u8], time: &str) -> String {
-    let mut s = String::with_capacity(line.len() + 80);
-    s.push_str("{\"log\":\"");
-    for c in String::from_utf8_lossy(line).chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
-            c => s.push(c),
-        }
+/// Appends one line of the log as Docker's json-file driver writes it (invalid UTF-8
+/// replaced, as Go's encoder does).
+fn entry_into(out: &mut Vec<u8>, stream: Stream, line: &[u8], time: &str) {
+    out.extend_from_slice(b"{\"log\":\"");
+    match std::str::from_utf8(line) {
+        Ok(_) => escape_into(out, line),
+        Err(_) => escape_into(out, String::from_utf8_lossy(line).as_bytes()),
     }
-    s.push_str("\",\"stream\":\"");
-    s.push_str(stream.name());
-    s.push_str("\",\"time\":\"");
-    s.push_str(time);
-    s.push_str("\"}\n");
-    s
+    out.extend_from_slice(b"\",\"stream\":\"");
+    out.extend_from_slice(stream.name().as_bytes());
+    out.extend_from_slice(b"\",\"time\":\"");
+    out.extend_from_slice(time.as_bytes());
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// JSON string escaping of valid UTF-8: only ASCII needs it, so the bytes between escapes are
+/// copied in runs.
+fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut run = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s[run..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&s[run..]);
 }
 
 #[cfg(test)]
@@ -220,9 +259,10 @@ mod tests {
 
     #[test]
     fn control_characters_quotes_and_invalid_utf8_are_escaped() {
-        let e = entry(Stream::Stderr, b"a\"b\\c\td\r\x01\xff\n", "T");
+        let mut e = Vec::new();
+        entry_into(&mut e, Stream::Stderr, b"a\"b\\c\td\r\x01\xff\n", "T");
         assert_eq!(
-            e,
+            String::from_utf8(e).unwrap(),
             "{\"log\":\"a\\\"b\\\\c\\td\\r\\u0001\u{fffd}\\n\",\"stream\":\"stderr\",\"time\":\"T\"}\n"
         );
     }
@@ -265,6 +305,11 @@ mod tests {
         log.output(Stream::Stdout, b"line 5\n");
         assert!(lines(&path)[0].contains("line 5"));
         assert!(lines(&name(".1"))[0].contains("line 4"));
+        // Lines that arrive in one piece are written together, and rotate the same way.
+        log.output(Stream::Stdout, b"line 6\nline 7\nline 8\n");
+        assert!(lines(&path)[0].contains("line 8"));
+        assert!(lines(&name(".1"))[0].contains("line 7"));
+        assert!(lines(&name(".2"))[0].contains("line 6"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
