@@ -302,6 +302,66 @@ fn an_ordinary_users_journey() {
             .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("/dev/pts/0"), "{shown}");
+    // And `exec -it` into a running container: the runtime clones the process into the
+    // container's pid namespace, after which a rootless process could start no thread, the
+    // terminal relay's (it failed with EINVAL from the thread's creation).
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "term",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let cmd = format!(
+        "exec '{}' exec -it term sh -c 'tty; echo typed-$(head -n1)'",
+        common::hako_bin()
+    );
+    let mut child =
+        u.u.command("timeout")
+            .args(["60", "script", "-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("/dev/pts/"), "{shown}");
+    assert!(shown.contains("typed-abc"), "{shown}");
+    // Without -t, the output arrives through pipes, and a foreground run's is logged.
+    assert_eq!(
+        u.ok(&[
+            "exec",
+            "term",
+            "sh",
+            "-c",
+            "echo piped; readlink /proc/self/fd/1"
+        ])
+        .lines()
+        .next(),
+        Some("piped")
+    );
+    u.ok(&["rm", "-f", "term"]);
+    u.ok(&[
+        "run",
+        "--name",
+        "logged",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "in-the-log",
+    ]);
+    assert_eq!(u.ok(&["logs", "logged"]), "in-the-log\n");
+    u.ok(&["rm", "logged"]);
 
     // save/load, then prune.
     let saved = u.u.home.join("b1.tar");

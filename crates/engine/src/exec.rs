@@ -149,11 +149,8 @@ impl Engine {
         // As `run`, a foreground exec is its own seccomp agent ([`crate::missing`]): the
         // process gets its own filter (it joins the container, it is not forked from it), whose
         // listener comes to us. A detached one has nobody to outlive it and answer: its filter
-        // answers ENOSYS itself, unrecorded. So does a rootless one's: to clone the process
-        // into the container's pid namespace the runtime joins it for its children, and an
-        // unprivileged process cannot switch back to its own, and a process whose children's
-        // pid namespace is not its own cannot start a thread (EINVAL).
-        let agent = if opts.detach || crate::rootless::active() {
+        // answers ENOSYS itself, unrecorded.
+        let agent = if opts.detach {
             None
         } else {
             Some(

@@ -122,47 +122,18 @@ fn clone_and_start(
         Some(&mut old_mask),
     )?;
 
-    // setns(CLONE_NEWPID) only changes the namespace of our future children; we switch back
-    // right after the clone so the caller is left as it was.
-    let own_pid_ns = match &prepared.join_pid {
-        Some(target) => {
-            let own = std::fs::File::open("/proc/self/ns/pid_for_children")
-                .map_err(|e| Error::sys("open /proc/self/ns/pid_for_children", e));
-            let entered = own.and_then(|own| {
-                nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
-                    .map(|()| own)
-                    .map_err(|e| Error::sys("join the container's pid namespace", e))
-            });
-            match entered {
-                Ok(own) => Some(own),
-                Err(e) => {
-                    let _ = nix::sys::signal::sigprocmask(
-                        SigmaskHow::SIG_SETMASK,
-                        Some(&old_mask),
-                        None,
-                    );
-                    return Err(e);
-                }
-            }
-        }
-        None => None,
-    };
     let flags = prepared.clone_flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long;
-    // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
-    // gets a copy of our address space. The caller guarantees this process is single-threaded,
-    // so no lock (e.g. in malloc) can be held by a thread that does not exist in the child.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if ret != 0 {
-        if let Some(own) = &own_pid_ns {
-            // Restoring our own namespace cannot fail for lack of rights we just used.
-            let _ = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID);
+    let cloned = match &prepared.join_pid {
+        Some(target) => clone_in_pid_namespace(target, flags),
+        None => raw_clone(flags),
+    };
+    let ret = match cloned {
+        Ok(ret) => ret,
+        Err(e) => {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            return Err(e);
         }
-    }
-    if ret < 0 {
-        let err = std::io::Error::last_os_error();
-        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-        return Err(Error::sys("clone the container process", err));
-    }
+    };
     if ret == 0 {
         drop(go_w);
         drop(err_r);
@@ -226,6 +197,103 @@ fn clone_and_start(
     }
     started?;
     Ok((running, (!report.is_empty()).then_some(Report(report))))
+}
+
+/// fork(2) by raw clone: the pid of the child in the parent, 0 in the child.
+fn raw_clone(flags: libc::c_long) -> Result<i64, Error> {
+    // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
+    // gets a copy of our address space. The caller guarantees this process is single-threaded,
+    // so no lock (e.g. in malloc) can be held by a thread that does not exist in the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        return Err(Error::sys(
+            "clone the container process",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(ret)
+}
+
+/// Clones the child into the pid namespace `target` (an exec into a running container), still
+/// as our child. setns(CLONE_NEWPID) changes the namespace of the caller's future children
+/// only, but for good: a process whose children's pid namespace is not its own cannot start a
+/// thread (EINVAL), and switching back needs CAP_SYS_ADMIN over the user namespace that owns
+/// its own pid namespace. Root in the initial user namespace has it, and switches back at once;
+/// rootless hako never has it (the host's pid namespace is not its user namespace's), and
+/// before, its `exec` could start no thread afterwards: `exec -t` (whose relay is a thread)
+/// failed. Without that right, a short-lived intermediate process joins the namespace and
+/// clones the child with CLONE_PARENT, which makes it our child all the same.
+fn clone_in_pid_namespace(target: &OwnedFd, flags: libc::c_long) -> Result<i64, Error> {
+    let join = |what: &str| {
+        nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::sys(what.to_string(), e))
+    };
+    if !hako_base::userns::in_user_namespace() && nix::unistd::geteuid().is_root() {
+        let own = std::fs::File::open("/proc/self/ns/pid_for_children")
+            .map_err(|e| Error::sys("open /proc/self/ns/pid_for_children", e))?;
+        join("join the container's pid namespace")?;
+        let ret = raw_clone(flags);
+        if !matches!(ret, Ok(0)) {
+            // Restoring our own namespace cannot fail for lack of rights we just used.
+            let _ = nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWPID);
+        }
+        return ret;
+    }
+    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match raw_clone(libc::SIGCHLD as libc::c_long)? {
+        0 => {
+            // The intermediate: it only makes system calls, then leaves without running any
+            // of the parent's destructors (`_exit`).
+            drop(pid_r);
+            let answer: i64 = match nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
+            {
+                Err(e) => -(e as i64),
+                Ok(()) => {
+                    let parent = flags | libc::CLONE_PARENT as libc::c_long;
+                    // SAFETY: as in raw_clone; this intermediate is single-threaded too.
+                    let ret = unsafe {
+                        libc::syscall(libc::SYS_clone, parent, 0usize, 0usize, 0usize, 0usize)
+                    };
+                    match ret {
+                        // The container's process: the caller's code goes on in it.
+                        0 => return Ok(0),
+                        r if r < 0 => -i64::from(nix::errno::Errno::last_raw()),
+                        pid => pid,
+                    }
+                }
+            };
+            let _ = nix::unistd::write(&pid_w, &answer.to_ne_bytes());
+            // SAFETY: _exit ends the intermediate without touching state shared with the caller.
+            unsafe { libc::_exit(0) }
+        }
+        intermediate => {
+            drop(pid_w);
+            let mut answer = [0u8; 8];
+            let read = read_exact_fd(&pid_r, &mut answer);
+            let _ = waitpid(Pid::from_raw(intermediate as i32), None);
+            read.map_err(|e| Error::sys("clone the container process", e))?;
+            match i64::from_ne_bytes(answer) {
+                pid if pid > 0 => Ok(pid),
+                errno => Err(Error::sys(
+                    "clone the container process in its pid namespace",
+                    std::io::Error::from_raw_os_error(-errno as i32),
+                )),
+            }
+        }
+    }
+}
+
+fn read_exact_fd(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd, &mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Puts the child `pid` into `cgroup` and runs `before_start`: one after the other, or, with
