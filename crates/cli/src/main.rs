@@ -292,7 +292,7 @@ enum Command {
     },
     /// Execute a command in a running container
     Exec(ExecArgs),
-    /// Get real time events (container create/start/die/stop/kill/destroy/pause/unpause)
+    /// Get real time events (containers, images, volumes and networks, with Docker's actions)
     Events {
         /// Show events created since this time (RFC 3339, Unix seconds, or a duration like 10m)
         #[arg(long)]
