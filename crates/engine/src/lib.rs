@@ -1619,11 +1619,19 @@ impl Engine {
                 None => Ok(()),
             }
         };
+        // A failure before the spawn undoes what the spawn's failure undoes: the cgroup and the
+        // network's leases are made by then.
+        let undo = |e: Error| {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+            let _ = netwire::detach(self.store.conn(), &self.root, id);
+            e
+        };
         // With -t the container allocates its pty from its own devpts and sends us the master.
         let mut sized = None;
         let console = if opts.tty {
             let mut spec = prepared.spec.clone();
-            let console = tty::open(&mut spec)?;
+            let console = tty::open(&mut spec).map_err(undo)?;
             sized = Some(spec);
             Some(console)
         } else {
@@ -1631,7 +1639,7 @@ impl Engine {
         };
         // Syscalls that get ENOSYS are notified to an agent of ours, which records them.
         let (agent_ours, agent_theirs) = missing::socket_pair()
-            .map_err(|e| Error::io("create the seccomp agent's socket", e))?;
+            .map_err(|e| undo(Error::io("create the seccomp agent's socket", e)))?;
         let (spec, profile_enosys) =
             missing::agent_spec(sized.as_ref().unwrap_or(&prepared.spec), &opts.seccomp);
         // Docker's json-file log, as a detached container's monitor writes it.
@@ -1640,10 +1648,10 @@ impl Engine {
             opts.log_config.max_size,
             opts.log_config.files(),
         )
-        .map_err(|e| Error::io("open the container's log", e))?;
+        .map_err(|e| undo(Error::io("open the container's log", e)))?;
         let pipes = match console.is_some() {
             true => None,
-            false => Some(stdio::Pipes::new(opts.open_stdin)?),
+            false => Some(stdio::Pipes::new(opts.open_stdin).map_err(undo)?),
         };
         let pipe = SigpipeBlocked::new();
         let spawned = hako_runtime::spawn(
