@@ -186,6 +186,9 @@ pub(crate) struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub(crate) init: bool,
+    /// Attach to STDIN, STDOUT or STDERR (run: only these outputs are shown; all are logged)
+    #[arg(short = 'a', long = "attach", value_name = "STREAM")]
+    pub(crate) attach: Vec<String>,
     /// Override the key sequence for detaching a container (with -it)
     #[arg(long, default_value = "ctrl-p,ctrl-q")]
     pub(crate) detach_keys: String,
@@ -430,6 +433,14 @@ pub(crate) fn create(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure>
     let (pull, platform, quiet) = (a.pull.clone(), a.platform.clone(), a.quiet);
     let cidfile = a.cidfile.clone();
     pull_policy(&pull)?;
+    attached_streams(&a.attach)?;
+    if !a.attach.is_empty() {
+        // Docker's create records them and nothing reads them (`start -a` attaches every
+        // stream): refused rather than accepted for nothing.
+        return Err(engine_err(anyhow::anyhow!(
+            "-a/--attach applies to `run`; `start -a` attaches to every stream"
+        )));
+    }
     let parsed = parse(a, true)?;
     let mut cid = CidFile::create(cidfile.as_deref())?;
     let engine = open(root).map_err(engine_err)?;
@@ -578,6 +589,23 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     let (quiet, cidfile) = (a.quiet, a.cidfile.clone());
     pull_policy(&pull)?;
     let detach = a.detach;
+    // Without -a, stdout and stderr are shown (and stdin with -i), as Docker's.
+    let attached = attached_streams(&a.attach)?;
+    if detach && !a.attach.is_empty() {
+        return Err(engine_err(anyhow::anyhow!(
+            "Conflicting options: -a and -d"
+        )));
+    }
+    let [show_out, show_err] = match attached {
+        Some((_, out, err)) => [out, err],
+        None => [true, true],
+    };
+    if a.tty && a.interactive && !show_out {
+        // `run -it` goes through the monitor and `attach`, which shows the terminal.
+        return Err(engine_err(anyhow::anyhow!(
+            "-a without stdout is not supported with -it: the terminal is the container's stdout"
+        )));
+    }
     if a.tty && a.interactive && !detach {
         crate::fmt::require_terminal_stdin().map_err(|err| Failure { code: 1, err })?;
     }
@@ -599,6 +627,8 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     let mode = hako_engine::RunMode {
         detach: detach || attach,
         attach_on_start: attach,
+        hide_stdout: !show_out,
+        hide_stderr: !show_err,
     };
     let mut id = String::new();
     let mut cid_err = None;
@@ -631,6 +661,28 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
         // It already exited (and its monitor closed the terminal).
         None => Ok(engine.wait(&id).unwrap_or(0)),
     }
+}
+
+/// `-a/--attach`'s streams as (stdin, stdout, stderr), `None` without any; Docker's wording
+/// for a bad one.
+fn attached_streams(values: &[String]) -> Result<Option<(bool, bool, bool)>, Failure> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let mut streams = (false, false, false);
+    for v in values {
+        match v.to_ascii_lowercase().as_str() {
+            "stdin" => streams.0 = true,
+            "stdout" => streams.1 = true,
+            "stderr" => streams.2 = true,
+            _ => {
+                return Err(engine_err(anyhow::anyhow!(
+                    "invalid argument \"{v}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR"
+                )))
+            }
+        }
+    }
+    Ok(Some(streams))
 }
 
 /// Docker's reporting of a failed `run`/`create`: a missing image gets its own first line.

@@ -1160,3 +1160,43 @@ fn input_the_container_never_reads_does_not_stall_a_foreground_run() {
     feeder.join().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
 }
+
+#[test]
+fn run_a_shows_only_the_attached_streams_and_logs_all() {
+    let r = Root::with_busybox();
+    let script = "echo out; echo err >&2";
+    let (code, out, err) = r.run(&[
+        "run", "--name", "a1", "-a", "stdout", "busybox", "sh", "-c", script,
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "out\n", ""));
+    let (code, out, err) = r.run(&["run", "--rm", "-a", "STDERR", "busybox", "sh", "-c", script]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", "err\n"));
+    let (code, out, err) = r.run(&[
+        "run", "--rm", "-a", "stdout", "-a", "stderr", "busybox", "sh", "-c", script,
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "out\n", "err\n"));
+    // What is not shown is still logged.
+    let (_, out, err) = r.run(&["logs", "a1"]);
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    // -t without -i: the terminal's output is stdout.
+    let (code, out, _) = r.run(&[
+        "run", "--rm", "-t", "-a", "stderr", "busybox", "echo", "hidden",
+    ]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // Docker's refusals, and nothing made.
+    for (args, msg) in [
+        (vec!["run", "-d", "-a", "stdout", "busybox", "true"], "Conflicting options: -a and -d"),
+        (
+            vec!["run", "-a", "stdot", "busybox", "true"],
+            "invalid argument \"stdot\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR",
+        ),
+        (vec!["create", "-a", "stdout", "busybox", "true"], "-a/--attach applies to `run`"),
+    ] {
+        let (code, _, err) = r.run(&args);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(r.ok(&["ps", "-aq"]).lines().count(), 1);
+    r.ok(&["rm", "a1"]);
+}

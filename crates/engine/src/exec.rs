@@ -219,11 +219,11 @@ impl Engine {
             Some(c) => {
                 let master = c.master()?;
                 let raw = opts.interactive.then(tty::RawMode::enter);
-                Some((tty::relay(master, opts.interactive, None), raw))
+                Some((tty::relay(master, opts.interactive, None, true), raw))
             }
             None => None,
         };
-        let copier = pipes.map(|p| p.relay(hako_base::jsonlog::JsonLog::discard()));
+        let copier = pipes.map(|p| p.relay(hako_base::jsonlog::JsonLog::discard(), [true, true]));
         let status = running.wait(Duration::from_secs(10));
         if let Some((t, raw)) = relay {
             let _ = t.join();

@@ -368,6 +368,11 @@ pub struct RunMode {
     /// so the monitor waits for that attach before it reads the container's output (the exit
     /// status then reaches it even if the command ends at once).
     pub attach_on_start: bool,
+    /// `run -a` without `stdout` (or `stderr`): a foreground run does not show that output
+    /// (it is still logged). With a terminal, its output counts as stdout.
+    pub hide_stdout: bool,
+    /// See `hide_stdout`.
+    pub hide_stderr: bool,
 }
 
 /// Reported once the container's process is running.
@@ -1146,6 +1151,7 @@ impl Engine {
         let mode = RunMode {
             detach: true,
             attach_on_start: attach && (config.tty || config.open_stdin),
+            ..RunMode::default()
         };
         self.launch(&c.id, &config, &plan, mode, &mut |_| {})?;
         Ok(c.id)
@@ -1177,7 +1183,7 @@ impl Engine {
                         })
                     })
             } else {
-                self.start_and_wait(id, &dir, opts, &prepared, check.is_some(), on_start)
+                self.start_and_wait(id, &dir, opts, mode, &prepared, check.is_some(), on_start)
             }
         });
         if let Err(e) = &result {
@@ -1593,11 +1599,13 @@ impl Engine {
     }
 
     /// Foreground `run`: the container is our child; we relay signals and wait for it.
+    #[allow(clippy::too_many_arguments)]
     fn start_and_wait(
         &self,
         id: &str,
         dir: &Path,
         opts: &ContainerConfig,
+        mode: RunMode,
         prepared: &Prepared,
         healthcheck: bool,
         on_start: &mut dyn FnMut(&Started<'_>),
@@ -1742,11 +1750,18 @@ impl Engine {
         let (relay, mut log) = match master {
             Some(m) => {
                 let raw = opts.open_stdin.then(tty::RawMode::enter);
-                (Some((tty::relay(m, opts.open_stdin, Some(log)), raw)), None)
+                let shown = !mode.hide_stdout;
+                (
+                    Some((tty::relay(m, opts.open_stdin, Some(log), shown), raw)),
+                    None,
+                )
             }
             None => (None, Some(log)),
         };
-        let copier = pipes.map(|p| p.relay(log.take().unwrap_or_else(JsonLog::discard)));
+        let copier = pipes.map(|p| {
+            let log = log.take().unwrap_or_else(JsonLog::discard);
+            p.relay(log, [!mode.hide_stdout, !mode.hide_stderr])
+        });
         let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
         if let Some((t, raw)) = relay {
             let _ = t.join();

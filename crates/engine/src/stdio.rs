@@ -78,8 +78,9 @@ impl Pipes {
     }
 
     /// Once the container has its copies: closes ours of its ends (or its exit would not end
-    /// the output) and starts copying, into `log` too.
-    pub(crate) fn relay(self, log: JsonLog) -> Relay {
+    /// the output) and starts copying, into `log` too; to our stdout and stderr only where
+    /// `shown` says (`run -a`).
+    pub(crate) fn relay(self, log: JsonLog, shown: [bool; 2]) -> Relay {
         let Pipes {
             stdin_r,
             stdout_w,
@@ -100,7 +101,7 @@ impl Pipes {
             pending: Vec::new(),
             wake: wake_r,
             log,
-            ours: [true, true],
+            ours: shown,
         };
         Relay {
             thread: Some(spawn_without_signals(move || copier.run())),
@@ -162,7 +163,7 @@ struct Copier {
     /// Becomes readable (its writer closed) when the container has gone.
     wake: Option<OwnedFd>,
     log: JsonLog,
-    /// Whether our own stdout and stderr still take output.
+    /// Whether our own stdout and stderr take output (not hidden by `run -a`, reader not gone).
     ours: [bool; 2],
 }
 
@@ -345,7 +346,7 @@ mod tests {
             std::fs::File::from(out.try_clone_to_owned().unwrap()),
             std::fs::File::from(err.try_clone_to_owned().unwrap()),
         );
-        let relay = pipes.relay(JsonLog::open(&path, 0, 1).unwrap());
+        let relay = pipes.relay(JsonLog::open(&path, 0, 1).unwrap(), [false, false]);
         out.write_all(b"one\n").unwrap();
         err.write_all(b"warn\n").unwrap();
         out.write_all(b"two, unended").unwrap();
@@ -373,7 +374,7 @@ mod tests {
     #[test]
     fn the_relay_ends_by_itself_when_the_outputs_close() {
         let pipes = Pipes::new(false).unwrap();
-        let relay = pipes.relay(JsonLog::discard());
+        let relay = pipes.relay(JsonLog::discard(), [false, false]);
         // Only the container's copies held the write ends: none exist here.
         let t = relay.thread.as_ref().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -92,12 +92,13 @@ impl Drop for RawMode {
 
 /// Copies the container's terminal output to our stdout and (with `input`) our stdin to it,
 /// and follows our terminal's size, until the container closes its side; a foreground
-/// `run -t` logs the output into `log`. Runs on its own
+/// `run -t` logs the output into `log`, and shows it only when `shown` (`run -a`). Runs on its own
 /// thread: the container already exists, so no clone happens while it runs.
 pub(crate) fn relay(
     master: OwnedFd,
     input: bool,
     mut log: Option<JsonLog>,
+    shown: bool,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mfd = master.as_raw_fd();
@@ -150,7 +151,9 @@ pub(crate) fn relay(
                 if let Some(log) = &mut log {
                     log.output(Stream::Stdout, &buf[..r as usize]);
                 }
-                write_all(libc::STDOUT_FILENO, &buf[..r as usize]);
+                if shown {
+                    write_all(libc::STDOUT_FILENO, &buf[..r as usize]);
+                }
             }
             if stdin_open && fds[1].revents != 0 {
                 // SAFETY: reading into our own buffer from our stdin.
