@@ -1135,6 +1135,30 @@ fn input_the_container_never_reads_does_not_stall_a_foreground_run() {
     let out = waiter.join().unwrap();
     assert!(done, "run -i with unread input did not end");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    // A command that closes its outputs first still gets its input.
+    let mut child = r
+        .cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exec >&- 2>&-; read x; test \"$x\" = hello",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Typed well after the outputs have closed.
+        std::thread::sleep(Duration::from_millis(1000));
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
     // And input it reads arrives whole, then its end.
     let mut child = r
         .cmd(&[

@@ -192,7 +192,9 @@ impl Copier {
                 ),
                 pollfd(raw(&self.wake), libc::POLLIN),
             ];
-            if self.outputs.iter().all(Option::is_none) {
+            // A command that closed its outputs may still read its input: that ends with our
+            // stdin, or with the container.
+            if self.outputs.iter().all(Option::is_none) && self.stdin_w.is_none() {
                 break;
             }
             // SAFETY: `fds` is a valid array of five pollfds for the duration of the call.
