@@ -215,6 +215,15 @@ fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
 mod tests {
     use super::*;
 
+    /// An empty directory of this test process (the crate has no dependencies, tempfile
+    /// included).
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("jsonlog-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn lines(path: &std::path::Path) -> Vec<String> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -229,9 +238,7 @@ mod tests {
 
     #[test]
     fn lines_are_split_at_newlines_and_unended_ones_wait() {
-        let dir = std::env::temp_dir().join(format!("jsonlog-{}-split", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("split");
         let path = dir.join("c.log");
         let mut log = JsonLog::open(&path, 0, 1).unwrap();
         log.output(Stream::Stdout, b"one\ntw");
@@ -269,9 +276,7 @@ mod tests {
 
     #[test]
     fn a_line_without_newline_is_cut_at_16k() {
-        let dir = std::env::temp_dir().join(format!("jsonlog-{}-long", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("long");
         let path = dir.join("c.log");
         let mut log = JsonLog::open(&path, 0, 1).unwrap();
         log.output(Stream::Stdout, &[b'x'; LONGEST_LINE - 1]);
@@ -285,9 +290,7 @@ mod tests {
 
     #[test]
     fn rotation_keeps_max_file_files() {
-        let dir = std::env::temp_dir().join(format!("jsonlog-{}-rotate", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("rotate");
         let path = dir.join("c.log");
         // Each entry is about 70 bytes: one per file.
         let mut log = JsonLog::open(&path, 100, 3).unwrap();

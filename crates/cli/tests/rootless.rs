@@ -273,12 +273,7 @@ fn an_ordinary_users_journey() {
         "mkdir /w; echo hello-web > /w/index.html; exec httpd -f -p 80 -h /w",
     ]);
     let url = format!("http://127.0.0.1:{port}/");
-    let got = common::wait_for(10, || {
-        Command::new("curl")
-            .args(["-sf", "--max-time", "2", &url])
-            .output()
-            .is_ok_and(|o| o.stdout == b"hello-web\n")
-    });
+    let got = common::wait_for(10, || curl(&url).as_deref() == Some("hello-web\n"));
     assert!(got, "-p {publish} not reachable");
     u.ok(&["rm", "-f", "web"]);
     let (code, _, err) = u.run(&["run", "--rm", "-p", "80:80", "busybox", "true"]);
@@ -1818,12 +1813,7 @@ volumes:
     let (code, out, err) = compose(&["up", "-d"]);
     assert_eq!(code, 0, "{out}{err}");
     let url = format!("http://127.0.0.1:{port}/");
-    let page = common::wait_for(30, || {
-        Command::new("curl")
-            .args(["-sf", "--max-time", "2", &url])
-            .output()
-            .is_ok_and(|o| o.stdout == b"db-ready\n")
-    });
+    let page = common::wait_for(30, || curl(&url).as_deref() == Some("db-ready\n"));
     assert!(page, "web did not serve db's page through -p");
     let (code, out, err) = compose(&["down", "-v"]);
     assert_eq!(code, 0, "{out}{err}");

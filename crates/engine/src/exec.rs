@@ -219,7 +219,15 @@ impl Engine {
             Some(c) => {
                 let master = c.master()?;
                 let raw = opts.interactive.then(tty::RawMode::enter);
-                Some((tty::relay(master, opts.interactive, None, true), raw))
+                Some((
+                    tty::relay(
+                        master,
+                        opts.interactive,
+                        hako_base::jsonlog::JsonLog::discard(),
+                        true,
+                    ),
+                    raw,
+                ))
             }
             None => None,
         };

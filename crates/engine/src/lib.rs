@@ -1747,21 +1747,19 @@ impl Engine {
             id,
             warnings: &warnings,
         });
-        let (relay, mut log) = match master {
-            Some(m) => {
+        // A terminal (its master) or the pipes: never both.
+        let (relay, copier) = match (master, pipes) {
+            (Some(m), _) => {
                 let raw = opts.open_stdin.then(tty::RawMode::enter);
-                let shown = !mode.hide_stdout;
-                (
-                    Some((tty::relay(m, opts.open_stdin, Some(log), shown), raw)),
-                    None,
-                )
+                let t = tty::relay(m, opts.open_stdin, log, !mode.hide_stdout);
+                (Some((t, raw)), None)
             }
-            None => (None, Some(log)),
+            (None, Some(p)) => (
+                None,
+                Some(p.relay(log, [!mode.hide_stdout, !mode.hide_stderr])),
+            ),
+            (None, None) => (None, None),
         };
-        let copier = pipes.map(|p| {
-            let log = log.take().unwrap_or_else(JsonLog::discard);
-            p.relay(log, [!mode.hide_stdout, !mode.hide_stderr])
-        });
         let status = running.wait(Duration::from_secs(opts.stop_timeout.unwrap_or(10)));
         if let Some((t, raw)) = relay {
             let _ = t.join();

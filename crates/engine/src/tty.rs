@@ -91,13 +91,14 @@ impl Drop for RawMode {
 }
 
 /// Copies the container's terminal output to our stdout and (with `input`) our stdin to it,
-/// and follows our terminal's size, until the container closes its side; a foreground
-/// `run -t` logs the output into `log`, and shows it only when `shown` (`run -a`). Runs on its own
-/// thread: the container already exists, so no clone happens while it runs.
+/// and follows our terminal's size, until the container closes its side. A foreground
+/// `run -t` logs the output into `log` (`exec` gives [`JsonLog::discard`]) and shows it only
+/// when `shown` (`run -a`). Runs on its own thread: the container already exists, so no clone
+/// happens while it runs.
 pub(crate) fn relay(
     master: OwnedFd,
     input: bool,
-    mut log: Option<JsonLog>,
+    mut log: JsonLog,
     shown: bool,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -142,15 +143,11 @@ pub(crate) fn relay(
                 let r = unsafe { libc::read(mfd, buf.as_mut_ptr().cast(), buf.len()) };
                 if r <= 0 {
                     // EIO once every slave descriptor is closed: the container is gone.
-                    if let Some(log) = &mut log {
-                        log.end(Stream::Stdout);
-                    }
+                    log.end(Stream::Stdout);
                     return;
                 }
                 // The log first: a write to a reader that has gone ends this process.
-                if let Some(log) = &mut log {
-                    log.output(Stream::Stdout, &buf[..r as usize]);
-                }
+                log.output(Stream::Stdout, &buf[..r as usize]);
                 if shown {
                     write_all(libc::STDOUT_FILENO, &buf[..r as usize]);
                 }

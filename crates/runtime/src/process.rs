@@ -201,15 +201,16 @@ fn clone_and_start(
 
 /// fork(2) by raw clone: the pid of the child in the parent, 0 in the child.
 fn raw_clone(flags: libc::c_long) -> Result<i64, Error> {
+    sys_clone(flags).map_err(|e| Error::sys("clone the container process", e))
+}
+
+fn sys_clone(flags: libc::c_long) -> std::io::Result<i64> {
     // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(2): the child
     // gets a copy of our address space. The caller guarantees this process is single-threaded,
     // so no lock (e.g. in malloc) can be held by a thread that does not exist in the child.
     let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     if ret < 0 {
-        return Err(Error::sys(
-            "clone the container process",
-            std::io::Error::last_os_error(),
-        ));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(ret)
 }
@@ -224,14 +225,11 @@ fn raw_clone(flags: libc::c_long) -> Result<i64, Error> {
 /// failed. Without that right, a short-lived intermediate process joins the namespace and
 /// clones the child with CLONE_PARENT, which makes it our child all the same.
 fn clone_in_pid_namespace(target: &OwnedFd, flags: libc::c_long) -> Result<i64, Error> {
-    let join = |what: &str| {
-        nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
-            .map_err(|e| Error::sys(what.to_string(), e))
-    };
+    let join = || nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID);
     if !hako_base::userns::in_user_namespace() && nix::unistd::geteuid().is_root() {
         let own = std::fs::File::open("/proc/self/ns/pid_for_children")
             .map_err(|e| Error::sys("open /proc/self/ns/pid_for_children", e))?;
-        join("join the container's pid namespace")?;
+        join().map_err(|e| Error::sys("join the container's pid namespace", e))?;
         let ret = raw_clone(flags);
         if !matches!(ret, Ok(0)) {
             // Restoring our own namespace cannot fail for lack of rights we just used.
@@ -242,25 +240,17 @@ fn clone_in_pid_namespace(target: &OwnedFd, flags: libc::c_long) -> Result<i64, 
     let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     match raw_clone(libc::SIGCHLD as libc::c_long)? {
         0 => {
-            // The intermediate: it only makes system calls, then leaves without running any
-            // of the parent's destructors (`_exit`).
+            // The intermediate (single-threaded, as we are): it only makes system calls, then
+            // leaves without running any of the parent's destructors (`_exit`).
             drop(pid_r);
-            let answer: i64 = match nix::sched::setns(target, nix::sched::CloneFlags::CLONE_NEWPID)
-            {
-                Err(e) => -(e as i64),
-                Ok(()) => {
-                    let parent = flags | libc::CLONE_PARENT as libc::c_long;
-                    // SAFETY: as in raw_clone; this intermediate is single-threaded too.
-                    let ret = unsafe {
-                        libc::syscall(libc::SYS_clone, parent, 0usize, 0usize, 0usize, 0usize)
-                    };
-                    match ret {
-                        // The container's process: the caller's code goes on in it.
-                        0 => return Ok(0),
-                        r if r < 0 => -i64::from(nix::errno::Errno::last_raw()),
-                        pid => pid,
-                    }
-                }
+            let cloned = join()
+                .map_err(std::io::Error::from)
+                .and_then(|()| sys_clone(flags | libc::CLONE_PARENT as libc::c_long));
+            let answer: i64 = match cloned {
+                // The container's process: the caller's code goes on in it.
+                Ok(0) => return Ok(0),
+                Ok(pid) => pid,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EINVAL)),
             };
             let _ = nix::unistd::write(&pid_w, &answer.to_ne_bytes());
             // SAFETY: _exit ends the intermediate without touching state shared with the caller.
@@ -269,7 +259,7 @@ fn clone_in_pid_namespace(target: &OwnedFd, flags: libc::c_long) -> Result<i64, 
         intermediate => {
             drop(pid_w);
             let mut answer = [0u8; 8];
-            let read = read_exact_fd(&pid_r, &mut answer);
+            let read = std::fs::File::from(pid_r).read_exact(&mut answer);
             let _ = waitpid(Pid::from_raw(intermediate as i32), None);
             read.map_err(|e| Error::sys("clone the container process", e))?;
             match i64::from_ne_bytes(answer) {
@@ -281,19 +271,6 @@ fn clone_in_pid_namespace(target: &OwnedFd, flags: libc::c_long) -> Result<i64, 
             }
         }
     }
-}
-
-fn read_exact_fd(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match nix::unistd::read(fd, &mut buf[got..]) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 /// Puts the child `pid` into `cgroup` and runs `before_start`: one after the other, or, with
