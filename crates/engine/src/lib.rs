@@ -2577,6 +2577,44 @@ mod tests {
         );
     }
 
+    /// The rows of removed volumes commit only once their directories are out of `volumes/`
+    /// (a kill after the commit left a directory no row names, which nothing collects); a
+    /// commit that fails puts them back. A deferred foreign key makes the commit fail.
+    #[test]
+    fn a_failed_volume_deletion_keeps_the_directory_with_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let vol = e.volume_create(Some("kept"), &[]).unwrap();
+        std::fs::write(e.volume_dir(&vol).join("file"), "data").unwrap();
+        e.store
+            .conn()
+            .execute_batch(&format!(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE pin (v TEXT REFERENCES volumes(name) DEFERRABLE INITIALLY DEFERRED);
+                 INSERT INTO pin VALUES ('{vol}');"
+            ))
+            .unwrap();
+        assert!(e.volume_remove(&vol).is_err(), "the commit fails");
+        assert_eq!(e.volume_list().unwrap().len(), 1, "the row stays");
+        assert_eq!(
+            std::fs::read_to_string(e.volume_dir(&vol).join("file")).unwrap(),
+            "data",
+            "and its directory with it"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        e.store.conn().execute_batch("DELETE FROM pin").unwrap();
+        e.volume_remove(&vol).unwrap();
+        assert!(e.volume_list().unwrap().is_empty());
+        assert!(!dir.path().join("volumes").join(&vol).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
     /// A build killed after a RUN step's process exited, while it made the step's layer, left
     /// the step's container behind as an exited container.
     #[test]

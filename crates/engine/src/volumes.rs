@@ -48,7 +48,7 @@ fn mount(dest: &str, typ: &str, source: &str, opts: Vec<String>) -> Result<Mount
 }
 
 impl Engine {
-    fn volume_dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn volume_dir(&self, name: &str) -> PathBuf {
         self.root().join("volumes").join(name).join("_data")
     }
 
@@ -168,39 +168,72 @@ impl Engine {
             });
         }
         self.durable.set(true);
-        self.store
-            .conn()
-            .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
-        self.discard_volume_dir(name);
+        self.delete_volumes(|tx| {
+            tx.execute("DELETE FROM volumes WHERE name = ?1", [name])?;
+            Ok(vec![name.to_string()])
+        })?;
         Ok(())
     }
 
-    /// Deletes the directory of a volume whose row is gone: first moved into `tmp/` as
-    /// `<pid>-…` (one rename), whose leftovers the store sweeps once this process is dead, so a
-    /// kill during the deletion of a large volume leaves nothing under `volumes/`.
-    fn discard_volume_dir(&self, name: &str) {
+    /// Runs `delete`, which drops rows of volumes and names them, in one transaction that
+    /// commits only once those volumes' directories are out of `volumes/`, then deletes the
+    /// directories. Returns the names.
+    ///
+    /// The order matters for a kill: a directory that no row names is never collected and
+    /// shows in no listing, while a row whose directory went is a volume the next use
+    /// recreates and `rm -v`, `volume rm` or `prune` removes. Committing first left the first
+    /// in the window before the move (seen in CI: `rm -f -v` killed there).
+    fn delete_volumes(
+        &self,
+        delete: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<String>>,
+    ) -> Result<Vec<String>> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.store.conn(),
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
+        let names = delete(&tx)?;
+        let aside: Vec<Option<PathBuf>> = names
+            .iter()
+            .map(|n| self.move_volume_dir_aside(n))
+            .collect();
+        if let Err(e) = tx.commit() {
+            // The rows stay: so do their directories.
+            for (n, tmp) in names.iter().zip(&aside) {
+                if let Some(tmp) = tmp {
+                    let _ = std::fs::rename(tmp, self.root().join("volumes").join(n));
+                }
+            }
+            return Err(e.into());
+        }
+        for (n, tmp) in names.iter().zip(aside) {
+            match tmp {
+                Some(tmp) => {
+                    let _ = std::fs::remove_dir_all(tmp);
+                }
+                // Not movable (no `tmp/`): deleted in place, after the commit.
+                None => {
+                    let _ = std::fs::remove_dir_all(self.root().join("volumes").join(n));
+                }
+            }
+            self.object_event("volume", n, "destroy", &[("driver", "local".into())]);
+        }
+        Ok(names)
+    }
+
+    /// Moves a volume's directory into `tmp/` as `<pid>-volume-…` (one rename), whose
+    /// leftovers the store sweeps once this process is dead, so that neither a kill nor a
+    /// failed deletion of a large volume leaves part of it under `volumes/`. None when it
+    /// could not be moved (or does not exist).
+    fn move_volume_dir_aside(&self, name: &str) -> Option<PathBuf> {
         let dir = self.root().join("volumes").join(name);
         let mut r = [0u8; 8];
-        let aside = getrandom::fill(&mut r).ok().map(|()| {
-            self.root().join("tmp").join(format!(
-                "{}-volume-{}",
-                std::process::id(),
-                hex::encode(r)
-            ))
-        });
-        // The event only once the directory is out of volumes/: its database write must not
-        // widen the window in which a kill leaves a directory that no row names.
-        let event = || self.object_event("volume", name, "destroy", &[("driver", "local".into())]);
-        match aside {
-            Some(tmp) if std::fs::rename(&dir, &tmp).is_ok() => {
-                event();
-                let _ = std::fs::remove_dir_all(tmp);
-            }
-            _ => {
-                let _ = std::fs::remove_dir_all(dir);
-                event();
-            }
-        }
+        getrandom::fill(&mut r).ok()?;
+        let tmp = self.root().join("tmp").join(format!(
+            "{}-volume-{}",
+            std::process::id(),
+            hex::encode(r)
+        ));
+        std::fs::rename(&dir, &tmp).ok().map(|()| tmp)
     }
 
     /// Removes anonymous volumes no container uses (Docker's default `volume prune`), or all
@@ -247,11 +280,7 @@ impl Engine {
         // The links and (with `anonymous`) the container's anonymous volumes that no other
         // container uses go in one transaction: deleted one after the other, a kill in between
         // left the volumes unlinked, and `rm -v` run again no longer found them.
-        let release = || -> rusqlite::Result<Vec<String>> {
-            let tx = rusqlite::Transaction::new_unchecked(
-                self.store.conn(),
-                rusqlite::TransactionBehavior::Immediate,
-            )?;
+        let release = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<Vec<String>> {
             let anon: Vec<String> = if anonymous {
                 let mut st = tx.prepare(
                     "SELECT v.name FROM container_volumes cv JOIN volumes v ON v.name = cv.volume
@@ -270,15 +299,13 @@ impl Engine {
             for n in &anon {
                 tx.execute("DELETE FROM volumes WHERE name = ?1", [n])?;
             }
-            tx.commit()?;
             Ok(anon)
         };
-        let doomed = release().unwrap_or_default();
-        if !doomed.is_empty() {
+        if self
+            .delete_volumes(release)
+            .is_ok_and(|gone| !gone.is_empty())
+        {
             self.durable.set(true);
-        }
-        for n in doomed {
-            self.discard_volume_dir(&n);
         }
     }
 
