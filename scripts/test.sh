@@ -42,7 +42,8 @@ export CARGO_INCREMENTAL=0
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+# Every test binary runs even after one fails, so one CI run shows every failure.
+cargo test --workspace --no-fail-fast
 
 # The fuzz targets of fuzz/ (fuzz/README.md): every parser of hostile input replays its corpus
 # and is fuzzed briefly; the long runs use the same script with more seconds. The unoptimized
