@@ -17,7 +17,34 @@ cp target/release-runtime/hako-runtime target/release/hako-runtime
 # Every command is a process of its own, and a dynamic hako spent about 1 ms of each start in
 # ld.so, mapping four libraries and looking up their symbols. Host names still resolve: glibc
 # 2.34 and later have the files and dns NSS modules built in.
-cargo rustc --release -p hako-cli --bin hako -- -C target-feature=+crt-static
+#
+# Linked by rust-lld (shipped with rustup's toolchains) in the order of scripts/hako.order, so
+# that the functions everyday commands run sit together and the rest of the code is never
+# mapped: see scripts/gen-link-order.sh. The list is matched against the symbols of the
+# dynamic hako `cargo build` just linked (the same crates, so the same names); a listed name
+# missing there (its hash changed) takes every symbol of that name under any hash; other names
+# missing there (the C library's, which only the static link adds) are passed on as they are. Without
+# rust-lld hako is linked as before, only larger in memory.
+link_order=()
+gcc_ld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/gcc-ld"
+if [[ -x "$gcc_ld/ld.lld" && -s scripts/hako.order ]]; then
+    order="$PWD/target/release/hako.order"
+    nm --defined-only target/release/hako | awk '{ print $3 }' >"$order.syms"
+    awk 'FNR == 1 { f++ }
+         f == 1 { if ($0 !~ /^#/ && $0 != "") want[$0] = 1; next }
+         { s = $0; sub(/\.llvm\.[0-9]+$/, "", s) }
+         f == 2 { if (s in want) found[s] = 1; next }
+         FNR == 1 { for (w in want) if (!(w in found)) { k = w; sub(/17h[0-9a-f]+E$/, "", k); loose[k] = 1 } }
+         { if (s in want) { print; next } k = s; sub(/17h[0-9a-f]+E$/, "", k); if (k in loose) print }
+         END { for (w in want) if (!(w in found) && w !~ /17h[0-9a-f]+E$/) print w }' \
+        scripts/hako.order "$order.syms" "$order.syms" >"$order"
+    echo "build-release: link order: $(wc -l <"$order") symbols for $(grep -vc '^#' scripts/hako.order) listed functions"
+    link_order=(-C link-arg=-fuse-ld=lld -C "link-arg=-B$gcc_ld"
+        -C "link-arg=-Wl,--symbol-ordering-file=$order" -C link-arg=-Wl,--no-warn-symbol-ordering)
+else
+    echo "build-release: no rust-lld in the toolchain ($gcc_ld): hako linked without its link order" >&2
+fi
+cargo rustc --release -p hako-cli --bin hako -- -C target-feature=+crt-static "${link_order[@]}"
 # Put each binary in place by copying, as an install (dpkg, `install`, `cp`) does: the file
 # the linker wrote is cached in small pieces, and on this ext4 disk every `hako` command
 # started from it faulted in more pages and ran about 1 ms slower (`create`: 5.9 against
