@@ -609,7 +609,11 @@ pub(crate) fn run(root: &std::path::Path, a: RunArgs) -> Result<i32, Failure> {
     if a.tty && a.interactive && !detach {
         crate::fmt::require_terminal_stdin().map_err(|err| Failure { code: 1, err })?;
     }
-    let parsed = parse(a, false)?;
+    let mut parsed = parse(a, false)?;
+    if let Some((i, o, e)) = attached {
+        let c = &mut parsed.config;
+        (c.attach_stdin, c.attach_stdout, c.attach_stderr) = (i, o, e);
+    }
     let mut cid = CidFile::create(cidfile.as_deref())?;
     let engine = open(root).map_err(engine_err)?;
     ensure_image(

@@ -299,8 +299,8 @@ fn the_same_docker_cli_sequence_against_dockerd_and_the_service() {
 
     // The keys of inspect's document that clients read: every one dockerd 20.10 has at the
     // top and in State, and those of Config, HostConfig and NetworkSettings that the docker
-    // CLI, compose and docker-py use. (Config's AttachStdout/AttachStderr, Domainname, OnBuild
-    // and Volumes are not there: hako stores no client attach flags, domain name or ONBUILD.)
+    // CLI, compose and docker-py use. (Config's OnBuild and Volumes are not there: hako keeps
+    // no ONBUILD in a container's configuration.)
     for pointer in ["", "/State"] {
         let missing: Vec<String> = keys(&docker_doc, pointer)
             .difference(&keys(&hako_doc, pointer))
@@ -314,7 +314,10 @@ fn the_same_docker_cli_sequence_against_dockerd_and_the_service() {
     for key in [
         "/Config/Hostname",
         "/Config/User",
+        "/Config/Domainname",
         "/Config/AttachStdin",
+        "/Config/AttachStdout",
+        "/Config/AttachStderr",
         "/Config/Tty",
         "/Config/OpenStdin",
         "/Config/StdinOnce",

@@ -1202,6 +1202,23 @@ fn run_a_shows_only_the_attached_streams_and_logs_all() {
     // What is not shown is still logged.
     let (_, out, err) = r.run(&["logs", "a1"]);
     assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    // inspect records the attached streams as Docker's Config does.
+    let streams = "{{.Config.AttachStdin}} {{.Config.AttachStdout}} {{.Config.AttachStderr}}";
+    assert_eq!(
+        r.ok(&["inspect", "-f", streams, "a1"]).trim(),
+        "false true false"
+    );
+    r.ok(&["create", "--name", "a2", "-i", "busybox", "true"]);
+    r.ok(&["run", "-d", "-i", "--name", "a3", "busybox", "true"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", streams, "a2"]).trim(),
+        "true true true"
+    );
+    assert_eq!(
+        r.ok(&["inspect", "-f", streams, "a3"]).trim(),
+        "false false false"
+    );
+    r.ok(&["rm", "-f", "a2", "a3"]);
     // -t without -i: the terminal's output is stdout.
     let (code, out, _) = r.run(&[
         "run", "--rm", "-t", "-a", "stderr", "busybox", "echo", "hidden",

@@ -122,6 +122,9 @@ pub fn from_create_body(body: &ContainerCreateBody) -> Result<Create> {
         tty: body.tty.unwrap_or(false),
         open_stdin: body.open_stdin.unwrap_or(false),
         stdin_once: body.stdin_once.unwrap_or(false),
+        attach_stdin: body.attach_stdin.unwrap_or(false),
+        attach_stdout: body.attach_stdout.unwrap_or(false),
+        attach_stderr: body.attach_stderr.unwrap_or(false),
         stop_timeout,
         stop_signal: text(&body.stop_signal),
         domainname: text(&body.domainname),
@@ -1259,7 +1262,8 @@ mod tests {
     #[test]
     fn cfs_blkio_links_and_volumes_from_read_as_the_cli_flags_do() {
         let api = from_create_body(&body(
-            r#"{"Image":"busybox","HostConfig":{"CpuPeriod":50000,"CpuQuota":-1,
+            r#"{"Image":"busybox","AttachStdout":true,"AttachStderr":true,
+                "HostConfig":{"CpuPeriod":50000,"CpuQuota":-1,
                 "MemoryReservation":33554432,"OomKillDisable":true,"BlkioWeight":300,
                 "BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1048576}],
                 "BlkioDeviceWriteBps":[{"Path":"/dev/vda","Rate":512}],

@@ -413,6 +413,10 @@ pub fn container_config(f: &RunFlags) -> std::result::Result<Parsed, FlagError> 
         // As Docker's CLI sets it: `create -i` and `run -i` attach stdin once, `run -d -i`
         // keeps it open for any number of attaches.
         stdin_once: f.interactive && !f.detach,
+        // As Docker's CLI records them without `-a` (the CLI sets them from `-a` for `run`).
+        attach_stdin: f.interactive && !f.detach,
+        attach_stdout: !f.detach,
+        attach_stderr: !f.detach,
         stop_timeout: f.stop_timeout,
         stop_signal: f.stop_signal.clone(),
         dns_search: f.dns_search.clone(),

@@ -50,6 +50,14 @@ pub struct ContainerConfig {
     pub open_stdin: bool,
     /// Docker's StdinOnce: the first attach's end of input closes the container's stdin.
     pub stdin_once: bool,
+    /// Docker's AttachStdin, AttachStdout and AttachStderr: the streams the creating client
+    /// attached (`run` without `-d`: stdout and stderr, and stdin with `-i`; `-a` chooses).
+    /// Recorded for `inspect`; every attach chooses its own streams.
+    pub attach_stdin: bool,
+    /// See [`ContainerConfig::attach_stdin`].
+    pub attach_stdout: bool,
+    /// See [`ContainerConfig::attach_stdin`].
+    pub attach_stderr: bool,
     /// Seconds between a stop signal and SIGKILL (default 10).
     pub stop_timeout: Option<u64>,
     /// `--dns-search`: replaces the host's search domains (`.` alone: none).
@@ -930,6 +938,10 @@ mod legacy {
                 tty: self.tty,
                 open_stdin: self.interactive,
                 stdin_once: self.stdin_once,
+                // These rows did not record `-d` or `-a`: inspect shows what it showed then.
+                attach_stdin: self.interactive,
+                attach_stdout: false,
+                attach_stderr: false,
                 stop_timeout: self.stop_timeout,
                 stop_signal: None,
                 dns_search: Vec::new(),

@@ -366,8 +366,12 @@ pub struct Config {
     /// The image's exposed ports, `--expose` and `-p`, as `{"80/tcp": {}}`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
-    /// Whether stdin is attached (`-i`).
+    /// Whether the creating client attached stdin (`run -i` without `-d`, or `-a stdin`).
     pub attach_stdin: bool,
+    /// Whether it attached stdout.
+    pub attach_stdout: bool,
+    /// Whether it attached stderr.
+    pub attach_stderr: bool,
     /// `-t`.
     pub tty: bool,
     /// `-i`.
@@ -788,7 +792,9 @@ impl Engine {
                 domainname: opts.domainname.clone().unwrap_or_default(),
                 user: opts.user.clone().unwrap_or_default(),
                 exposed_ports,
-                attach_stdin: opts.open_stdin,
+                attach_stdin: opts.attach_stdin,
+                attach_stdout: opts.attach_stdout,
+                attach_stderr: opts.attach_stderr,
                 tty: opts.tty,
                 open_stdin: opts.open_stdin,
                 stdin_once: opts.stdin_once,
