@@ -236,7 +236,7 @@ enum Command {
         /// Archive mode (keep uid/gid of copied files)
         #[arg(short, long)]
         archive: bool,
-        /// Always follow symlinks in SRC (accepted; container-side links are never followed)
+        /// Always follow symlinks in SRC (a container's are resolved inside the container)
         #[arg(short = 'L', long)]
         follow_link: bool,
         /// Source
@@ -1104,8 +1104,11 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Cp {
-            archive, src, dst, ..
-        } => cp(&cli.root, archive, &src, &dst),
+            archive,
+            follow_link,
+            src,
+            dst,
+        } => cp(&cli.root, archive, follow_link, &src, &dst),
         Command::Completion { shell } => {
             // The script calls `hako` back for each completion (HAKO_COMPLETE=SHELL), so names of
             // containers, images, networks and volumes complete too.
@@ -1535,7 +1538,13 @@ fn info(root: &std::path::Path, format: Option<String>) -> Result<i32, Failure> 
     Ok(0)
 }
 
-fn cp(root: &std::path::Path, archive: bool, src: &str, dst: &str) -> Result<i32, Failure> {
+fn cp(
+    root: &std::path::Path,
+    archive: bool,
+    follow: bool,
+    src: &str,
+    dst: &str,
+) -> Result<i32, Failure> {
     use hako_docker::cp::{Copy, HostSide};
     use hako_engine::copy::{HostEnd, HostSink};
     let copy = hako_docker::cp::parse(src, dst)?;
@@ -1547,20 +1556,25 @@ fn cp(root: &std::path::Path, archive: bool, src: &str, dst: &str) -> Result<i32
             to: HostSide::Stream,
         } => {
             let mut out = std::io::stdout().lock();
-            engine.copy_from(container, path, HostSink::Tar(&mut out))?;
+            engine.copy_from(container, path, HostSink::Tar(&mut out), follow)?;
         }
         Copy::FromContainer {
             container,
             path,
             to: HostSide::Path(p),
-        } => engine.copy_from(container, path, HostSink::Path(std::path::Path::new(p)))?,
+        } => engine.copy_from(
+            container,
+            path,
+            HostSink::Path(std::path::Path::new(p)),
+            follow,
+        )?,
         Copy::ToContainer {
             from: HostSide::Stream,
             container,
             path,
         } => {
             let mut input = std::io::stdin().lock();
-            engine.copy_to(container, path, HostEnd::Tar(&mut input), archive)?;
+            engine.copy_to(container, path, HostEnd::Tar(&mut input), archive, follow)?;
         }
         Copy::ToContainer {
             from: HostSide::Path(p),
@@ -1571,7 +1585,7 @@ fn cp(root: &std::path::Path, archive: bool, src: &str, dst: &str) -> Result<i32
             if std::fs::symlink_metadata(src_path).is_err() {
                 return Err(anyhow::anyhow!("no such file or directory: {p}").into());
             }
-            engine.copy_to(container, path, HostEnd::Path(src_path), archive)?;
+            engine.copy_to(container, path, HostEnd::Path(src_path), archive, follow)?;
         }
     }
     Ok(0)

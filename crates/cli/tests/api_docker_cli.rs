@@ -157,9 +157,19 @@ fn runs_execs_and_copies(d: &str) {
             "web",
             "sh",
             "-c",
-            "mkdir /tmp/d && echo x > /tmp/d/f",
+            "mkdir /tmp/d && echo x > /tmp/d/f && ln -s /tmp/d/f /tmp/lf",
         ],
     );
+    // The archive endpoint reports a symlink as one, so docker's -L works: without it the
+    // link comes out, with it what the link names in the container.
+    let (lf, lf_l) = (tmp.path().join("lf"), tmp.path().join("lf-l"));
+    svc.ok(d, &["cp", "web:/tmp/lf", lf.to_str().unwrap()]);
+    svc.ok(d, &["cp", "-L", "web:/tmp/lf", lf_l.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_link(&lf).unwrap(),
+        std::path::Path::new("/tmp/d/f")
+    );
+    assert_eq!(std::fs::read_to_string(&lf_l).unwrap(), "x\n");
     svc.ok(
         d,
         &["cp", "web:/tmp/d", tmp.path().join("out").to_str().unwrap()],

@@ -66,6 +66,30 @@ fn copy_in_and_out_of_running_and_stopped_containers() {
         std::fs::read_link(out.join("link")).unwrap(),
         std::path::Path::new("/etc/hostname")
     );
+    // Symlinks named as SRC: copied as links, as Docker's; `-L` copies what they point to.
+    let link = src.join("link");
+    r.ok(&["cp", link.to_str().unwrap(), "box:/tmp/l1"]);
+    r.ok(&[
+        "cp",
+        "-L",
+        src.join("sub/../link").to_str().unwrap(),
+        "box:/tmp/l2",
+    ]);
+    assert_eq!(
+        r.ok(&["exec", "box", "readlink", "/tmp/l1"]),
+        "/etc/hostname\n"
+    );
+    let host_name = std::fs::read_to_string("/etc/hostname").unwrap();
+    assert_eq!(r.ok(&["exec", "box", "cat", "/tmp/l2"]), host_name);
+    r.ok(&["exec", "box", "ln", "-s", "/tmp/src/a", "/tmp/la"]);
+    let (la, la_l) = (host.path().join("la"), host.path().join("la-l"));
+    r.ok(&["cp", "box:/tmp/la", la.to_str().unwrap()]);
+    r.ok(&["cp", "-L", "box:/tmp/la", la_l.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_link(&la).unwrap(),
+        std::path::Path::new("/tmp/src/a")
+    );
+    assert_eq!(std::fs::read_to_string(&la_l).unwrap(), "a\n");
     // The container keeps running after the copy (it was frozen only meanwhile).
     assert_eq!(
         r.ok(&["inspect", "-f", "{{.State.Status}}", "box"]),
@@ -122,6 +146,16 @@ fn container_symlinks_cannot_reach_the_host() {
             .contains("hako:x:1234"),
         "the container's passwd, not the host's"
     );
+    // A destination that is a symlink is followed as Docker's CLI follows it, inside the
+    // container: one naming a host path creates that path in the container.
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, "host\n").unwrap();
+    let link = format!("ln -s {} /planted", victim.display());
+    r.ok(&["exec", "evil", "sh", "-c", &link]);
+    r.ok(&["cp", file.to_str().unwrap(), "evil:/planted"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host\n");
+    let inside = r.ok(&["exec", "evil", "cat", victim.to_str().unwrap()]);
+    assert_eq!(inside, "payload\n");
     r.ok(&["rm", "-f", "evil"]);
 }
 
@@ -165,8 +199,14 @@ fn a_file_copied_to_a_tar_stream_is_its_content() {
             [("file".into(), Kind::File("data\n".into()))],
             "{state}"
         );
-        // Through a symlink, resolved in the container: its passwd, not the host's.
-        let pw = entries(&r.hako(&["cp", "box:/d/pw", "-"]).stdout);
+        // A symlink is copied as the symlink, as Docker's; with -L what it points to,
+        // resolved in the container: its passwd, not the host's.
+        assert_eq!(
+            entries(&r.hako(&["cp", "box:/d/pw", "-"]).stdout),
+            [("pw".into(), Kind::Symlink("/etc/passwd".into()))],
+            "{state}"
+        );
+        let pw = entries(&r.hako(&["cp", "-L", "box:/d/pw", "-"]).stdout);
         assert!(
             matches!(&pw[..], [(n, Kind::File(t))] if n == "pw" && t.contains("hako:x:1234")),
             "{state}: {pw:?}"

@@ -97,13 +97,20 @@ impl Engine {
         })
     }
 
-    /// `hako cp CONTAINER:SRC DEST` (DEST `-` writes a tar stream).
-    pub fn copy_from(&self, key: &str, src: &str, sink: HostSink<'_>) -> Result<()> {
+    /// `hako cp CONTAINER:SRC DEST` (DEST `-` writes a tar stream). As Docker's: a symlink
+    /// named by SRC is copied as the symlink, unless `follow` (`-L`) or a trailing `/` or `/.`
+    /// asks for what it points to (resolved inside the container, as every lookup is).
+    pub fn copy_from(&self, key: &str, src: &str, sink: HostSink<'_>, follow: bool) -> Result<()> {
         let access = self.root_access(key)?;
         let root = access.root.as_raw_fd();
         let src_path = Path::new(src);
         let contents_only = src.ends_with("/.");
-        let fd = fsutil::open_in_root(root, src_path, libc::O_PATH).map_err(|e| {
+        let nofollow = if follow || src.ends_with('/') || contents_only {
+            0
+        } else {
+            libc::O_NOFOLLOW
+        };
+        let fd = fsutil::open_in_root(root, src_path, libc::O_PATH | nofollow).map_err(|e| {
             Error::Invalid(format!(
                 "Could not find the file {src} in container {key}: {}",
                 plain(&e)
@@ -155,6 +162,17 @@ impl Engine {
                     let f = reopen(&fd, libc::O_RDONLY | libc::O_NONBLOCK)
                         .map_err(io(format!("open {src}")))?;
                     copy_file_out(f, &target, &meta)?;
+                } else if meta.file_type().is_symlink() {
+                    let link = readlink_fd(&fd).map_err(io(format!("readlink {src}")))?;
+                    if target.is_dir() && !target.is_symlink() {
+                        return Err(Error::Invalid(format!(
+                            "cannot overwrite directory {} with the symlink {src}",
+                            target.display()
+                        )));
+                    }
+                    let _ = std::fs::remove_file(&target);
+                    std::os::unix::fs::symlink(link, &target)
+                        .map_err(io(format!("create {}", target.display())))?;
                 } else {
                     return Err(Error::Invalid(format!(
                         "{src} in container {key} is not a regular file, a directory or a symlink"
@@ -165,11 +183,21 @@ impl Engine {
         Ok(())
     }
 
-    /// `hako cp SRC CONTAINER:DEST` (SRC `-` reads a tar stream, extracted into DEST).
-    pub fn copy_to(&self, key: &str, dst: &str, source: HostEnd<'_>, archive: bool) -> Result<()> {
+    /// `hako cp SRC CONTAINER:DEST` (SRC `-` reads a tar stream, extracted into DEST). A host
+    /// symlink SRC is copied as the symlink unless `follow` (`-L`); a DEST that is a symlink in
+    /// the container is followed once, inside the container, as Docker's CLI does.
+    pub fn copy_to(
+        &self,
+        key: &str,
+        dst: &str,
+        source: HostEnd<'_>,
+        archive: bool,
+        follow: bool,
+    ) -> Result<()> {
         let access = self.root_access(key)?;
         let root = access.root.as_raw_fd();
-        let dst_path = Path::new(dst);
+        let linked = link_destination(root, Path::new(dst));
+        let dst_path = linked.as_deref().unwrap_or(Path::new(dst));
         let writer = Writer {
             root,
             keep_owner: archive,
@@ -224,8 +252,12 @@ impl Engine {
                 }
             }
             HostEnd::Path(src) => {
-                let meta = std::fs::symlink_metadata(src)
-                    .map_err(io(format!("stat {}", src.display())))?;
+                let meta = if follow {
+                    std::fs::metadata(src)
+                } else {
+                    std::fs::symlink_metadata(src)
+                }
+                .map_err(io(format!("stat {}", src.display())))?;
                 let contents_only = src.as_os_str().as_bytes().ends_with(b"/.");
                 let existing_dir =
                     fsutil::open_in_root(root, dst_path, libc::O_PATH | libc::O_DIRECTORY).is_ok();
@@ -240,6 +272,26 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Where a destination that is a symlink in the container points (joined with its directory
+/// when relative), or None when it is not one. Only a path: the writes that follow resolve it
+/// under the container's root again, and never follow a symlink at their last step.
+fn link_destination(root: RawFd, dst: &Path) -> Option<PathBuf> {
+    let s = dst.as_os_str().as_bytes();
+    if s.ends_with(b"/") || s.ends_with(b"/.") {
+        return None;
+    }
+    let fd = fsutil::open_in_root(root, dst, libc::O_PATH | libc::O_NOFOLLOW).ok()?;
+    if !fstat(&fd).ok()?.file_type().is_symlink() {
+        return None;
+    }
+    let link = readlink_fd(&fd).ok()?;
+    Some(if link.is_absolute() {
+        link
+    } else {
+        dst.parent().unwrap_or(Path::new("/")).join(link)
+    })
 }
 
 fn plain(e: &std::io::Error) -> String {
