@@ -47,7 +47,7 @@ pub enum VolumeCommand {
     /// Remove one or more volumes
     #[command(alias = "remove")]
     Rm {
-        /// Accepted for compatibility; volumes in use are never removed
+        /// A volume that does not exist is no error (volumes in use are still never removed)
         #[arg(short, long)]
         force: bool,
         /// Volumes
@@ -140,11 +140,13 @@ pub fn volume(root: &Path, cmd: VolumeCommand) -> Result<i32, Failure> {
             )?;
             Ok(code)
         }
-        VolumeCommand::Rm { names, .. } => {
+        VolumeCommand::Rm { names, force } => {
             let mut code = 0;
             for n in &names {
+                // As Docker's: with -f a missing volume counts as removed.
                 match engine.volume_remove(n) {
                     Ok(()) => println!("{n}"),
+                    Err(hako_engine::Error::NoSuchVolume(_)) if force => println!("{n}"),
                     Err(e) => {
                         eprintln!("hako: {e}");
                         code = 1;

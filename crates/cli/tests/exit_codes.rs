@@ -244,6 +244,8 @@ const CASES: &[Case] = &[
     (&["volume", "create", "--bogus"], "unknown flag: --bogus"),
     (&["volume", "rm"], "requires at least 1 argument"),
     (&["volume", "rm", "nosuch"], "such volume"),
+    // -f: a missing volume is no error.
+    (&["volume", "rm", "-f", "nosuch"], ""),
     (&["volume", "inspect", "nosuch"], "such volume"),
     (&["volume", "ls", "extra"], "accepts no arguments"),
     (&["volume", "ls", "-f", "bogus=1"], "filter 'bogus'"),
