@@ -640,8 +640,15 @@ pub(crate) fn record_cgroup(dir: &Path, cg: &hako_cgroups::Cgroup) -> Result<()>
         text.push_str(&p.to_string_lossy());
         text.push('\n');
     }
+    // Written aside and renamed into place: a kill in the middle of writing it in place
+    // left an empty record, which reads as "no cgroup", and the container's cleanup then left
+    // its cgroup behind (seen by the fault-injection tests). Without a record the cleanup
+    // works the cgroup out instead.
     let file = dir.join(CGROUP_FILE);
-    std::fs::write(&file, text).map_err(|e| Error::io(format!("write {}", file.display()), e))
+    let tmp = dir.join(format!("{CGROUP_FILE}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .map_err(|e| Error::io(format!("write {}", file.display()), e))
 }
 
 /// The cgroup of container `id` whose directory is `dir`: the one recorded when it started;
