@@ -20,10 +20,10 @@ cp target/release-runtime/hako-runtime target/release/hako-runtime
 #
 # Linked by rust-lld (shipped with rustup's toolchains) in the order of scripts/hako.order, so
 # that the functions everyday commands run sit together and the rest of the code is never
-# mapped: see scripts/gen-link-order.sh. The list is matched against the symbols of the
-# dynamic hako `cargo build` just linked (the same crates, so the same names); a listed name
-# missing there (its hash changed) takes every symbol of that name under any hash; other names
-# missing there (the C library's, which only the static link adds) are passed on as they are. Without
+# mapped: see scripts/gen-link-order.sh. The list is matched against the symbols of the hako
+# `cargo build` just linked (the same crates, so the same names); a listed name missing there
+# (its hash changed) takes every symbol of that name under any hash; other names missing there
+# (the C library's, which only the static link adds) are passed on as they are. Without
 # rust-lld hako is linked as before, only larger in memory.
 link_order=()
 gcc_ld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/gcc-ld"
